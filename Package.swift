@@ -1,0 +1,135 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Strict concurrency everywhere: Swift 6 language mode is set for the whole package.
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
+let package = Package(
+    name: "TradeBus",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tradebus", targets: ["tradebus"]),
+        .executable(name: "feed-ingester", targets: ["feed-ingester"]),
+        .executable(name: "indicator-worker", targets: ["indicator-worker"]),
+        .executable(name: "ai-analyst", targets: ["ai-analyst"]),
+        .executable(name: "executor", targets: ["executor"]),
+        .executable(name: "notifier", targets: ["notifier"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+    ],
+    targets: [
+        // MARK: C libraries (Debian packages; see scripts/bootstrap)
+        .systemLibrary(name: "CRabbitMQ", pkgConfig: "librabbitmq", providers: [.apt(["librabbitmq-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        /// rabbitmq-c's variadic `amqp_login`, wrapped so Swift can call it.
+        .target(name: "CRabbitMQShim", dependencies: ["CRabbitMQ"]),
+
+        // MARK: Domain core: no I/O
+        .target(name: "TradingCore", swiftSettings: strict),
+
+        // MARK: Services and embedded implementations
+        .target(
+            name: "TradingServices",
+            dependencies: [
+                "TradingCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: Adapters, one per outside system
+        .target(name: "BlockingIO", swiftSettings: strict),
+        .target(
+            name: "RabbitMQBus",
+            dependencies: [
+                "TradingCore", "BlockingIO", "CRabbitMQ", "CRabbitMQShim",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "RedisCache",
+            dependencies: [
+                "TradingCore", "TradingServices", "BlockingIO", "CHiredis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(name: "SQLTradeStore", dependencies: ["TradingCore"], swiftSettings: strict),
+        .target(
+            name: "PostgresStore",
+            dependencies: ["TradingCore", "SQLTradeStore", "BlockingIO", "CLibPQ", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SQLiteStore",
+            dependencies: ["TradingCore", "SQLTradeStore", "BlockingIO", "CSQLite"],
+            swiftSettings: strict
+        ),
+
+        // MARK: Runtime shared by every executable
+        .target(
+            name: "WorkerRuntime",
+            dependencies: [
+                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: Executables: thin mains that only wire
+        .executableTarget(name: "feed-ingester", dependencies: ["WorkerRuntime"], swiftSettings: strict),
+        .executableTarget(name: "indicator-worker", dependencies: ["WorkerRuntime"], swiftSettings: strict),
+        .executableTarget(name: "ai-analyst", dependencies: ["WorkerRuntime"], swiftSettings: strict),
+        .executableTarget(name: "executor", dependencies: ["WorkerRuntime"], swiftSettings: strict),
+        .executableTarget(name: "notifier", dependencies: ["WorkerRuntime"], swiftSettings: strict),
+        .executableTarget(
+            name: "tradebus",
+            dependencies: [
+                "WorkerRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: Tests mirror the targets
+        .target(
+            name: "TestSupport",
+            dependencies: ["TradingCore", "TradingServices", "WorkerRuntime"],
+            path: "Tests/TestSupport",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "drain-probe",
+            dependencies: ["WorkerRuntime"],
+            path: "Tests/DrainProbe",
+            swiftSettings: strict
+        ),
+        .testTarget(name: "TradingCoreTests", dependencies: ["TradingCore"], swiftSettings: strict),
+        .testTarget(name: "TradingServicesTests", dependencies: ["TradingServices", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "ContractTests", dependencies: ["TestSupport", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore"], swiftSettings: strict),
+        .testTarget(name: "RabbitMQBusTests", dependencies: ["RabbitMQBus", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "TestSupport"], swiftSettings: strict),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,294 @@
+import Foundation
+
+/// Long, short or stand aside.
+public enum TradeAction: String, Sendable, Codable, CaseIterable {
+    case long = "LONG"
+    case short = "SHORT"
+    case hold = "HOLD"
+}
+
+/// The side of an order or fill.
+public enum OrderSide: String, Sendable, Codable, CaseIterable {
+    case buy = "BUY"
+    case sell = "SELL"
+}
+
+/// The side of a position.
+public enum PositionSide: String, Sendable, Codable, CaseIterable {
+    case long = "LONG"
+    case short = "SHORT"
+}
+
+/// An analyst's decision as recorded: what was asked, what came back, and what was decided.
+public struct DecisionRecord: Sendable, Hashable, Codable {
+    public var id: String
+    public var correlationID: String
+    public var symbol: String
+    public var action: TradeAction
+    public var confidence: Double
+    public var leverage: Int
+    public var entry: Decimal?
+    public var stopLoss: Decimal?
+    public var takeProfit: Decimal?
+    public var reasoning: String
+    public var provider: String
+    public var model: String
+    public var promptVersion: String
+    /// The close time of the last candle the inputs saw: what a backtest replays point in time.
+    public var candleTime: Date
+    public var createdAt: Date
+    public var prompt: String?
+    public var reply: String?
+
+    public init(
+        id: String, correlationID: String, symbol: String, action: TradeAction, confidence: Double, leverage: Int,
+        entry: Decimal?, stopLoss: Decimal?, takeProfit: Decimal?, reasoning: String, provider: String, model: String,
+        promptVersion: String, candleTime: Date, createdAt: Date, prompt: String? = nil, reply: String? = nil
+    ) {
+        self.id = id
+        self.correlationID = correlationID
+        self.symbol = symbol
+        self.action = action
+        self.confidence = confidence
+        self.leverage = leverage
+        self.entry = entry
+        self.stopLoss = stopLoss
+        self.takeProfit = takeProfit
+        self.reasoning = reasoning
+        self.provider = provider
+        self.model = model
+        self.promptVersion = promptVersion
+        self.candleTime = candleTime
+        self.createdAt = createdAt
+        self.prompt = prompt
+        self.reply = reply
+    }
+}
+
+/// Where an order is in its life. `intent` is committed before anything is sent to a venue.
+public enum OrderStatus: String, Sendable, Codable, CaseIterable {
+    case intent = "INTENT"
+    case sent = "SENT"
+    case accepted = "ACCEPTED"
+    case partiallyFilled = "PARTIALLY_FILLED"
+    case filled = "FILLED"
+    case canceled = "CANCELED"
+    case rejected = "REJECTED"
+    case expired = "EXPIRED"
+    /// Sent, but the venue's answer was lost: query by client id before doing anything else.
+    case unknown = "UNKNOWN"
+
+    /// No further fills can come.
+    public var isFinal: Bool {
+        switch self {
+        case .filled, .canceled, .rejected, .expired: true
+        default: false
+        }
+    }
+}
+
+/// The kind of order.
+public enum OrderType: String, Sendable, Codable, CaseIterable {
+    case market = "MARKET"
+    case limit = "LIMIT"
+    case stopMarket = "STOP_MARKET"
+    case takeProfitMarket = "TAKE_PROFIT_MARKET"
+}
+
+/// Why an order exists.
+public enum OrderPurpose: String, Sendable, Codable, CaseIterable {
+    case entry = "ENTRY"
+    case stopLoss = "STOP_LOSS"
+    case takeProfit = "TAKE_PROFIT"
+    case exit = "EXIT"
+}
+
+/// An order, keyed by its client order id (derived from the decision id).
+public struct OrderRecord: Sendable, Hashable, Codable {
+    public var clientOrderID: String
+    public var decisionID: String
+    public var venue: String
+    public var symbol: String
+    public var side: OrderSide
+    public var type: OrderType
+    public var purpose: OrderPurpose
+    public var quantity: Decimal
+    public var price: Decimal?
+    public var stopPrice: Decimal?
+    public var reduceOnly: Bool
+    public var status: OrderStatus
+    public var venueOrderID: String?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public init(
+        clientOrderID: String, decisionID: String, venue: String, symbol: String, side: OrderSide, type: OrderType,
+        purpose: OrderPurpose, quantity: Decimal, price: Decimal? = nil, stopPrice: Decimal? = nil,
+        reduceOnly: Bool = false, status: OrderStatus = .intent, venueOrderID: String? = nil,
+        createdAt: Date, updatedAt: Date? = nil
+    ) {
+        self.clientOrderID = clientOrderID
+        self.decisionID = decisionID
+        self.venue = venue
+        self.symbol = symbol
+        self.side = side
+        self.type = type
+        self.purpose = purpose
+        self.quantity = quantity
+        self.price = price
+        self.stopPrice = stopPrice
+        self.reduceOnly = reduceOnly
+        self.status = status
+        self.venueOrderID = venueOrderID
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt ?? createdAt
+    }
+}
+
+/// One execution, keyed by the venue's unique trade id.
+public struct FillRecord: Sendable, Hashable, Codable {
+    public var venue: String
+    public var tradeID: String
+    public var clientOrderID: String
+    public var symbol: String
+    public var side: OrderSide
+    public var price: Decimal
+    public var quantity: Decimal
+    public var fee: Decimal
+    public var feeAsset: String
+    public var time: Date
+
+    public init(
+        venue: String, tradeID: String, clientOrderID: String, symbol: String, side: OrderSide, price: Decimal,
+        quantity: Decimal, fee: Decimal, feeAsset: String, time: Date
+    ) {
+        self.venue = venue
+        self.tradeID = tradeID
+        self.clientOrderID = clientOrderID
+        self.symbol = symbol
+        self.side = side
+        self.price = price
+        self.quantity = quantity
+        self.fee = fee
+        self.feeAsset = feeAsset
+        self.time = time
+    }
+}
+
+/// An open (or closed) position with its protective levels.
+public struct PositionRecord: Sendable, Hashable, Codable {
+    public enum Status: String, Sendable, Codable { case open = "OPEN", closed = "CLOSED" }
+
+    public var id: String
+    public var venue: String
+    public var symbol: String
+    public var side: PositionSide
+    public var quantity: Decimal
+    public var entryPrice: Decimal
+    public var leverage: Int
+    public var stopLoss: Decimal?
+    public var takeProfit: Decimal?
+    public var decisionID: String
+    public var status: Status
+    public var openedAt: Date
+    public var updatedAt: Date
+
+    public init(
+        id: String, venue: String, symbol: String, side: PositionSide, quantity: Decimal, entryPrice: Decimal,
+        leverage: Int, stopLoss: Decimal?, takeProfit: Decimal?, decisionID: String, status: Status = .open,
+        openedAt: Date, updatedAt: Date? = nil
+    ) {
+        self.id = id
+        self.venue = venue
+        self.symbol = symbol
+        self.side = side
+        self.quantity = quantity
+        self.entryPrice = entryPrice
+        self.leverage = leverage
+        self.stopLoss = stopLoss
+        self.takeProfit = takeProfit
+        self.decisionID = decisionID
+        self.status = status
+        self.openedAt = openedAt
+        self.updatedAt = updatedAt ?? openedAt
+    }
+}
+
+/// A closed round trip with its realised result.
+public struct TradeRecord: Sendable, Hashable, Codable {
+    public var id: String
+    public var positionID: String
+    public var symbol: String
+    public var side: PositionSide
+    public var entryTime: Date
+    public var entryPrice: Decimal
+    public var exitTime: Date
+    public var exitPrice: Decimal
+    public var quantity: Decimal
+    public var leverage: Int
+    public var stopLoss: Decimal?
+    public var takeProfit: Decimal?
+    /// Realised PnL after fees and funding.
+    public var pnl: Decimal
+    public var fees: Decimal
+    public var funding: Decimal
+    public var exitReason: String
+
+    public init(
+        id: String, positionID: String, symbol: String, side: PositionSide, entryTime: Date, entryPrice: Decimal,
+        exitTime: Date, exitPrice: Decimal, quantity: Decimal, leverage: Int, stopLoss: Decimal?, takeProfit: Decimal?,
+        pnl: Decimal, fees: Decimal, funding: Decimal, exitReason: String
+    ) {
+        self.id = id
+        self.positionID = positionID
+        self.symbol = symbol
+        self.side = side
+        self.entryTime = entryTime
+        self.entryPrice = entryPrice
+        self.exitTime = exitTime
+        self.exitPrice = exitPrice
+        self.quantity = quantity
+        self.leverage = leverage
+        self.stopLoss = stopLoss
+        self.takeProfit = takeProfit
+        self.pnl = pnl
+        self.fees = fees
+        self.funding = funding
+        self.exitReason = exitReason
+    }
+}
+
+/// A circuit breaker tripping or being reset.
+public struct CircuitBreakerEvent: Sendable, Hashable, Codable {
+    public var id: String
+    /// `daily_loss`, `consecutive_losses`, `max_drawdown` or `reset`.
+    public var kind: String
+    public var reason: String
+    public var equity: Decimal
+    public var time: Date
+
+    public init(id: String, kind: String, reason: String, equity: Decimal, time: Date) {
+        self.id = id
+        self.kind = kind
+        self.reason = reason
+        self.equity = equity
+        self.time = time
+    }
+}
+
+/// Account equity at one moment.
+public struct EquitySnapshot: Sendable, Hashable, Codable {
+    public var time: Date
+    public var equity: Decimal
+    public var balance: Decimal
+    public var unrealizedPnL: Decimal
+    public var openPositions: Int
+
+    public init(time: Date, equity: Decimal, balance: Decimal, unrealizedPnL: Decimal, openPositions: Int) {
+        self.time = time
+        self.equity = equity
+        self.balance = balance
+        self.unrealizedPnL = unrealizedPnL
+        self.openPositions = openPositions
+    }
+}

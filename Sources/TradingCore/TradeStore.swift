@@ -1,0 +1,72 @@
+import Foundation
+
+/// The record port: every decision, order, fill, position and trade. Postgres in production, SQLite
+/// embedded; one contract suite checks both.
+///
+/// Writes keyed by an id are idempotent: writing the same id twice leaves one row and returns false
+/// the second time. The batch methods take the fast path (COPY, or one transaction of prepared
+/// inserts) and skip rows whose id exists.
+public protocol TradeStore: Sendable {
+    /// Applies the migrations not applied yet. Safe to run from several processes at once.
+    func migrate() async throws
+
+    @discardableResult func recordDecision(_ decision: DecisionRecord) async throws -> Bool
+    func decision(id: String) async throws -> DecisionRecord?
+    /// Decisions for `symbol` whose inputs ended in `range`, oldest first (for replaying them).
+    func decisions(symbol: String, candleTimes range: ClosedRange<Date>) async throws -> [DecisionRecord]
+
+    /// Records an order before it is sent. False when the client order id exists.
+    @discardableResult func recordOrder(_ order: OrderRecord) async throws -> Bool
+    func updateOrder(clientOrderID: String, status: OrderStatus, venueOrderID: String?, at time: Date) async throws
+    func order(clientOrderID: String) async throws -> OrderRecord?
+    func orders(decisionID: String) async throws -> [OrderRecord]
+    /// Orders in any of `statuses`, oldest first: what reconciliation looks at.
+    func orders(statuses: Set<OrderStatus>) async throws -> [OrderRecord]
+
+    @discardableResult func recordFill(_ fill: FillRecord) async throws -> Bool
+    /// Batch path; returns how many rows were new.
+    @discardableResult func recordFills(_ fills: [FillRecord]) async throws -> Int
+    func fills(clientOrderID: String) async throws -> [FillRecord]
+
+    /// Inserts or replaces the position with this id.
+    func savePosition(_ position: PositionRecord) async throws
+    func position(id: String) async throws -> PositionRecord?
+    func openPositions() async throws -> [PositionRecord]
+
+    @discardableResult func recordTrade(_ trade: TradeRecord) async throws -> Bool
+    /// Trades that exited at or after `since`, oldest first.
+    func trades(since: Date?) async throws -> [TradeRecord]
+
+    @discardableResult func recordCircuitBreakerEvent(_ event: CircuitBreakerEvent) async throws -> Bool
+    func circuitBreakerEvents(since: Date?) async throws -> [CircuitBreakerEvent]
+
+    @discardableResult func recordEquitySnapshot(_ snapshot: EquitySnapshot) async throws -> Bool
+    /// Batch path; returns how many rows were new.
+    @discardableResult func recordEquitySnapshots(_ snapshots: [EquitySnapshot]) async throws -> Int
+    func equitySnapshots(since: Date?) async throws -> [EquitySnapshot]
+
+    /// Marks a message as processed by `consumer`; false when it already was. Consumers make their
+    /// effect and this mark in one transaction where they can.
+    @discardableResult func markProcessed(messageID: String, consumer: String, at time: Date) async throws -> Bool
+    func isProcessed(messageID: String, consumer: String) async throws -> Bool
+}
+
+/// Why the store failed; `description` says what to do.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case connection
+        case query
+        case migration
+        case corruptRow
+    }
+
+    public var code: Code
+    public var detail: String
+
+    public init(_ code: Code, _ detail: String) {
+        self.code = code
+        self.detail = detail
+    }
+
+    public var description: String { "store \(code.rawValue) error: \(detail)" }
+}

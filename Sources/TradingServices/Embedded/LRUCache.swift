@@ -1,0 +1,160 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// A bounded least-recently-used map with per-entry expiry, safe to share between tasks.
+///
+/// Entries live in one array linked by indices (no allocation per hit), behind one mutex. Expiry uses
+/// the coarse monotonic clock, which is cheap to read and precise to a few milliseconds.
+public final class LRUCache<Value: Sendable>: Sendable {
+    private struct Node {
+        var key: String
+        var value: Value
+        var expiresAt: UInt64  // monotonic nanoseconds; 0 means never
+        var previous: Int32
+        var next: Int32
+    }
+
+    private struct Storage: ~Copyable {
+        var index: [String: Int32] = [:]
+        var nodes: [Node] = []
+        var head: Int32 = -1  // most recently used
+        var tail: Int32 = -1  // least recently used
+    }
+
+    public let capacity: Int
+    public let defaultTTL: Duration?
+    private let storage: Mutex<Storage>
+
+    /// At most `capacity` entries; `defaultTTL` applies where a set gives none (nil: no expiry).
+    public init(capacity: Int, defaultTTL: Duration? = nil) {
+        precondition(capacity > 0, "LRUCache capacity must be positive")
+        self.capacity = capacity
+        self.defaultTTL = defaultTTL
+        var storage = Storage()
+        storage.index.reserveCapacity(capacity)
+        storage.nodes.reserveCapacity(capacity)
+        self.storage = Mutex(storage)
+    }
+
+    /// Monotonic time in nanoseconds from the coarse clock.
+    @inline(__always)
+    public static func now() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &spec)
+        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+    }
+
+    private func deadline(_ ttl: Duration?, now: UInt64) -> UInt64 {
+        guard let ttl = ttl ?? defaultTTL else { return 0 }
+        let (seconds, attoseconds) = ttl.components
+        return now + UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000) + 1
+    }
+
+    /// The value for `key`, if present and not expired; marks it most recently used.
+    public func value(forKey key: String) -> Value? {
+        storage.withLock { storage -> Value? in
+            guard let slot = storage.index[key] else { return nil }
+            let node = storage.nodes[Int(slot)]
+            if node.expiresAt != 0 && node.expiresAt <= Self.now() {
+                Self.remove(slot, from: &storage)
+                return nil
+            }
+            Self.moveToFront(slot, in: &storage)
+            return node.value
+        }
+    }
+
+    /// Stores `value`, evicting the least recently used entry when full.
+    public func set(_ value: Value, forKey key: String, ttl: Duration? = nil) {
+        let expiresAt = deadline(ttl, now: Self.now())
+        storage.withLock { storage in
+            Self.store(value, key: key, expiresAt: expiresAt, capacity: capacity, in: &storage)
+        }
+    }
+
+    /// Stores `value` only if `key` is absent or expired; true when it stored it.
+    public func setIfAbsent(_ value: Value, forKey key: String, ttl: Duration? = nil) -> Bool {
+        let now = Self.now()
+        let expiresAt = deadline(ttl, now: now)
+        return storage.withLock { storage -> Bool in
+            if let slot = storage.index[key] {
+                let existing = storage.nodes[Int(slot)]
+                if existing.expiresAt == 0 || existing.expiresAt > now { return false }
+            }
+            Self.store(value, key: key, expiresAt: expiresAt, capacity: capacity, in: &storage)
+            return true
+        }
+    }
+
+    public func removeValue(forKey key: String) {
+        storage.withLock { storage in
+            if let slot = storage.index[key] { Self.remove(slot, from: &storage) }
+        }
+    }
+
+    /// Entries held, expired ones included until they are touched or evicted.
+    public var count: Int { storage.withLock { $0.index.count } }
+
+    private static func store(_ value: Value, key: String, expiresAt: UInt64, capacity: Int, in storage: inout Storage) {
+        if let slot = storage.index[key] {
+            storage.nodes[Int(slot)].value = value
+            storage.nodes[Int(slot)].expiresAt = expiresAt
+            moveToFront(slot, in: &storage)
+            return
+        }
+        let slot: Int32
+        if storage.nodes.count < capacity {
+            slot = Int32(storage.nodes.count)
+            storage.nodes.append(Node(key: key, value: value, expiresAt: expiresAt, previous: -1, next: -1))
+        } else {
+            // Reuse the least recently used node.
+            slot = storage.tail
+            unlink(slot, in: &storage)
+            storage.index.removeValue(forKey: storage.nodes[Int(slot)].key)
+            storage.nodes[Int(slot)] = Node(key: key, value: value, expiresAt: expiresAt, previous: -1, next: -1)
+        }
+        storage.index[key] = slot
+        linkAtFront(slot, in: &storage)
+    }
+
+    private static func remove(_ slot: Int32, from storage: inout Storage) {
+        unlink(slot, in: &storage)
+        storage.index.removeValue(forKey: storage.nodes[Int(slot)].key)
+        // Keep the array dense: move the last node into the hole.
+        let last = Int32(storage.nodes.count - 1)
+        if slot != last {
+            let moved = storage.nodes[Int(last)]
+            storage.nodes[Int(slot)] = moved
+            storage.index[moved.key] = slot
+            if moved.previous >= 0 { storage.nodes[Int(moved.previous)].next = slot } else { storage.head = slot }
+            if moved.next >= 0 { storage.nodes[Int(moved.next)].previous = slot } else { storage.tail = slot }
+        }
+        storage.nodes.removeLast()
+    }
+
+    private static func moveToFront(_ slot: Int32, in storage: inout Storage) {
+        guard storage.head != slot else { return }
+        unlink(slot, in: &storage)
+        linkAtFront(slot, in: &storage)
+    }
+
+    private static func unlink(_ slot: Int32, in storage: inout Storage) {
+        let node = storage.nodes[Int(slot)]
+        if node.previous >= 0 { storage.nodes[Int(node.previous)].next = node.next } else { storage.head = node.next }
+        if node.next >= 0 { storage.nodes[Int(node.next)].previous = node.previous } else { storage.tail = node.previous }
+        storage.nodes[Int(slot)].previous = -1
+        storage.nodes[Int(slot)].next = -1
+    }
+
+    private static func linkAtFront(_ slot: Int32, in storage: inout Storage) {
+        storage.nodes[Int(slot)].previous = -1
+        storage.nodes[Int(slot)].next = storage.head
+        if storage.head >= 0 { storage.nodes[Int(storage.head)].previous = slot }
+        storage.head = slot
+        if storage.tail < 0 { storage.tail = slot }
+    }
+}
