@@ -1,0 +1,1 @@
+print("drain-probe: not built yet")

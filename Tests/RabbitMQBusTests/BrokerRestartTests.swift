@@ -1,0 +1,64 @@
+import Foundation
+import RabbitMQBus
+import Synchronization
+import TestSupport
+import Testing
+import TradingCore
+
+/// Restarts a broker of the test's own in the middle of a stream.
+@Suite("RabbitMQBus across broker restarts", .serialized)
+struct BrokerRestartTests {
+    /// Publishes a stream, stops the broker partway (cleanly, then by SIGKILL), starts it again, and
+    /// checks that every publish that was confirmed is consumed.
+    @Test("a broker restart in the middle of a stream loses no confirmed message", arguments: [false, true])
+    func restartLosesNoConfirmedMessage(killed: Bool) async throws {
+        let broker = PrivateRabbitMQ(port: killed ? 5791 : 5792)
+        try broker.start()
+        defer { try? broker.stop() }
+        let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(broker.url), publishTimeout: .seconds(60), connectionName: "restart-test"))
+        let spec = QueueSpec(name: "restart.\(TestServices.uniqueName())", bindings: ["restart.#"])
+        try await bus.declare(spec)
+
+        let received = Collector<String>()
+        let consumer = RunningConsumer.start(bus, queue: spec.name, options: ConsumerOptions(prefetch: 50)) { delivery in
+            received.append(delivery.messageID ?? "")
+        }
+        let confirmed = Collector<String>()
+        let failed = Collector<String>()
+        let total = 3000
+        let publisher = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // Eight concurrent publishers, so the confirm window is in use when the broker goes.
+                for lane in 0..<8 {
+                    group.addTask {
+                        for n in stride(from: lane, to: total, by: 8) {
+                            let id = "m\(n)"
+                            do {
+                                try await bus.publish(OutgoingMessage(routingKey: "restart.x", body: Array("{\"n\":\(n)}".utf8), messageID: id))
+                                confirmed.append(id)
+                            } catch {
+                                failed.append(id)
+                            }
+                            if n % 50 == 0 { try await Task.sleep(for: .milliseconds(5)) }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        #expect(await eventually(timeout: .seconds(30)) { confirmed.count >= total / 3 })
+        if killed { try broker.kill() } else { try broker.stop() }
+        let confirmedBeforeRestart = confirmed.count
+        try broker.start()
+        try await publisher.value
+        #expect(confirmedBeforeRestart < total, "the broker went down in the middle of the stream")
+        #expect(failed.count == 0, "publishes wait for the broker to return: \(failed.all.prefix(5))")
+
+        let ok = await eventually(timeout: .seconds(60)) { Set(received.all).isSuperset(of: confirmed.all) }
+        try await consumer.stop()
+        await bus.shutdown()
+        let missing = Set(confirmed.all).subtracting(received.all)
+        #expect(ok && missing.isEmpty, "confirmed but never consumed: \(missing.sorted().prefix(10))")
+        #expect(confirmed.count == total)
+    }
+}
