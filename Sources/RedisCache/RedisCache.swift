@@ -1,0 +1,202 @@
+import Foundation
+import Logging
+import Metrics
+import Synchronization
+import TradingCore
+import TradingServices
+
+/// ``HotCache`` over Redis with an in-process LRU as first tier and fallback.
+///
+/// Reads take the LRU when its copy is younger than `localFreshness`, else ask Redis and refresh the
+/// LRU. When Redis is down or slower than the command timeout, every call is answered from the LRU with
+/// no error, the cache reports itself degraded (health and the `tradebus_cache_degraded` gauge), and a
+/// background task reconnects; once Redis answers again it is used again.
+///
+/// Values are stored in Redis as `<source time, µs since epoch>|<bytes>`.
+public final class RedisCache: HotCache {
+    public struct Configuration: Sendable {
+        public var url: RedisURL
+        /// Each Redis call; past it the LRU answers.
+        public var commandTimeout: Duration
+        public var lruCapacity: Int
+        /// How long the LRU's copy is trusted before Redis is asked again.
+        public var localFreshness: Duration
+        /// Expiry of keys set with no TTL, in the LRU only (Redis keeps them).
+        public var lruTTL: Duration?
+        public var reconnectInterval: Duration
+
+        public init(
+            url: RedisURL, commandTimeout: Duration = .milliseconds(50), lruCapacity: Int = 100_000,
+            localFreshness: Duration = .milliseconds(250), lruTTL: Duration? = .seconds(3600),
+            reconnectInterval: Duration = .milliseconds(200)
+        ) {
+            self.url = url
+            self.commandTimeout = commandTimeout
+            self.lruCapacity = lruCapacity
+            self.localFreshness = localFreshness
+            self.lruTTL = lruTTL
+            self.reconnectInterval = reconnectInterval
+        }
+    }
+
+    /// A value in the LRU with when it was cached (monotonic ns).
+    struct LocalEntry: Sendable {
+        var value: CachedValue
+        var cachedAt: UInt64
+    }
+
+    public let configuration: Configuration
+    public let client: RedisClient
+    let lru: LRUCache<LocalEntry>
+    private let degraded = Atomic<Bool>(false)
+    private let reconnecting = Atomic<Bool>(false)
+    private let logger: Logger
+    private let degradedGauge = Gauge(label: "tradebus_cache_degraded")
+    private let fallbacks = Counter(label: "tradebus_cache_fallback_total")
+    private let localFreshnessNanos: UInt64
+
+    public init(configuration: Configuration, logger: Logger = Logger(label: "tradebus.redis")) {
+        self.configuration = configuration
+        self.logger = logger
+        self.client = RedisClient(url: configuration.url, timeout: configuration.commandTimeout)
+        self.lru = LRUCache(capacity: configuration.lruCapacity, defaultTTL: configuration.lruTTL)
+        let (seconds, attoseconds) = configuration.localFreshness.components
+        self.localFreshnessNanos = UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
+        degradedGauge.record(0)
+    }
+
+    public var health: CacheHealth { degraded.load(ordering: .relaxed) ? .degraded : .healthy }
+
+    /// Checks Redis now; true when it answers. Starts the background reconnect when it does not.
+    @discardableResult
+    public func checkConnection() async -> Bool {
+        do {
+            try await client.ping()
+            return true
+        } catch {
+            markDegraded(error)
+            return false
+        }
+    }
+
+    // MARK: HotCache
+
+    public func get(_ key: String) async -> CachedValue? {
+        let local = lru.value(forKey: key)
+        if let local, LRUCache<LocalEntry>.now() &- local.cachedAt < localFreshnessNanos { return local.value }
+        return await get([key], local: [local])[0]
+    }
+
+    public func get(_ keys: [String]) async -> [CachedValue?] {
+        await get(keys, local: keys.map { lru.value(forKey: $0) })
+    }
+
+    private func get(_ keys: [String], local: [LocalEntry?]) async -> [CachedValue?] {
+        if keys.isEmpty { return [] }
+        let fallback = local.map { $0?.value }
+        guard !degraded.load(ordering: .relaxed) else {
+            fallbacks.increment()
+            return fallback
+        }
+        do {
+            let replies = try await client.pipeline(keys.map { [Array("GET".utf8), Array($0.utf8)] })
+            let now = LRUCache<LocalEntry>.now()
+            return zip(keys, replies).map { key, reply in
+                guard let bytes = reply.bytes, let value = Self.decode(bytes) else {
+                    if reply == .null { lru.removeValue(forKey: key) }
+                    return nil
+                }
+                lru.set(LocalEntry(value: value, cachedAt: now), forKey: key)
+                return value
+            }
+        } catch {
+            markDegraded(error)
+            return fallback
+        }
+    }
+
+    public func set(_ key: String, _ value: CachedValue, ttl: Duration?) async {
+        await set([CacheEntry(key: key, value: value, ttl: ttl)])
+    }
+
+    public func set(_ entries: [CacheEntry]) async {
+        if entries.isEmpty { return }
+        let now = LRUCache<LocalEntry>.now()
+        for entry in entries {
+            lru.set(LocalEntry(value: entry.value, cachedAt: now), forKey: entry.key, ttl: entry.ttl)
+        }
+        guard !degraded.load(ordering: .relaxed) else {
+            fallbacks.increment()
+            return
+        }
+        do {
+            let replies = try await client.pipeline(entries.map { Self.setCommand($0.key, $0.value, ttl: $0.ttl, onlyIfAbsent: false) })
+            for case .error(let message) in replies {
+                logger.warning("Redis refused SET", metadata: ["error": "\(message)"])
+            }
+        } catch {
+            markDegraded(error)
+        }
+    }
+
+    public func setIfAbsent(_ key: String, _ value: CachedValue, ttl: Duration?) async -> Bool {
+        if !degraded.load(ordering: .relaxed) {
+            do {
+                let reply = try await client.pipeline([Self.setCommand(key, value, ttl: ttl, onlyIfAbsent: true)])[0]
+                let stored = reply == .status("OK")
+                if stored { lru.set(LocalEntry(value: value, cachedAt: LRUCache<LocalEntry>.now()), forKey: key, ttl: ttl) }
+                return stored
+            } catch {
+                markDegraded(error)
+            }
+        }
+        fallbacks.increment()
+        return lru.setIfAbsent(LocalEntry(value: value, cachedAt: LRUCache<LocalEntry>.now()), forKey: key, ttl: ttl)
+    }
+
+    // MARK: Degraded mode
+
+    private func markDegraded(_ error: any Error) {
+        if !degraded.exchange(true, ordering: .relaxed) {
+            logger.warning("Redis unavailable; answering from the in-process LRU", metadata: ["error": "\(error)", "url": "\(configuration.url)"])
+            degradedGauge.record(1)
+        }
+        guard !reconnecting.exchange(true, ordering: .relaxed) else { return }
+        Task { [self] in
+            defer { reconnecting.store(false, ordering: .relaxed) }
+            while true {
+                try? await Task.sleep(for: configuration.reconnectInterval)
+                if (try? await client.ping()) != nil { break }
+            }
+            degraded.store(false, ordering: .relaxed)
+            degradedGauge.record(0)
+            logger.info("Redis is back", metadata: ["url": "\(configuration.url)"])
+        }
+    }
+
+    // MARK: Encoding
+
+    static func setCommand(_ key: String, _ value: CachedValue, ttl: Duration?, onlyIfAbsent: Bool) -> [[UInt8]] {
+        var command = [Array("SET".utf8), Array(key.utf8), encode(value)]
+        if let ttl {
+            let (seconds, attoseconds) = ttl.components
+            let millis = max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+            command += [Array("PX".utf8), Array(String(millis).utf8)]
+        }
+        if onlyIfAbsent { command.append(Array("NX".utf8)) }
+        return command
+    }
+
+    static func encode(_ value: CachedValue) -> [UInt8] {
+        let micros = Int64((value.sourceTime.timeIntervalSince1970 * 1_000_000).rounded())
+        return Array("\(micros)|".utf8) + value.bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) -> CachedValue? {
+        guard let bar = bytes.firstIndex(of: UInt8(ascii: "|")),
+              let micros = Int64(String(decoding: bytes[..<bar], as: UTF8.self))
+        else { return nil }
+        return CachedValue(
+            bytes: Array(bytes[(bar + 1)...]), sourceTime: Date(timeIntervalSince1970: Double(micros) / 1_000_000))
+    }
+}
