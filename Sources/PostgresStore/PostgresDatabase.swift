@@ -1,0 +1,92 @@
+import BlockingIO
+import Foundation
+import SQLTradeStore
+import TradingCore
+
+/// Postgres through libpq: a small pool of connections, each on its own thread. A connection that
+/// fails is replaced on its next use, so the store recovers by itself when Postgres comes back.
+public final class PostgresDatabase: SQLDatabase {
+    public let dialect = SQLDialect(
+        name: "postgres", decimalType: "NUMERIC", timeType: "TIMESTAMPTZ", booleanType: "BOOLEAN",
+        floatType: "DOUBLE PRECISION", beginMigration: "SELECT pg_advisory_lock(724201)",
+        endMigration: "SELECT pg_advisory_unlock(724201)")
+
+    private let url: String
+    private let slots: [Slot]
+    private let pool: SlotPool
+
+    /// `url` is a libpq connection URL (`postgres://user:password@host:port/db`).
+    public init(url: String, connections: Int = 2) {
+        self.url = url
+        self.slots = (0..<max(1, connections)).map { Slot(thread: ConnectionThread(name: "postgres-\($0)")) }
+        self.pool = SlotPool(count: slots.count)
+    }
+
+    /// Opens a connection now, so a worker fails fast at start when Postgres is unreachable.
+    public func connect() async throws {
+        _ = try await withSession { _ in true }
+    }
+
+    public func withSession<T: Sendable>(_ body: @escaping @Sendable (any SQLSession) throws -> T) async throws -> T {
+        let index = await pool.acquire()
+        defer { Task { await pool.release(index) } }
+        let slot = slots[index]
+        let url = self.url
+        return try await slot.thread.run {
+            let connection: PostgresConnection
+            if let existing = slot.connection, existing.isHealthy {
+                connection = existing
+            } else {
+                slot.connection = nil
+                connection = try PostgresConnection(url: url)
+                slot.connection = connection
+            }
+            do {
+                return try body(connection)
+            } catch let error as StoreError where error.code == .connection {
+                slot.connection = nil
+                throw error
+            }
+        }
+    }
+
+    public func close() async {
+        for slot in slots {
+            _ = try? await slot.thread.run { slot.connection = nil }
+            slot.thread.stop()
+        }
+    }
+}
+
+extension SQLTradeStore {
+    /// The trade store on Postgres.
+    public static func postgres(url: String, connections: Int = 2) -> SQLTradeStore {
+        SQLTradeStore(database: PostgresDatabase(url: url, connections: connections))
+    }
+}
+
+/// One connection and its thread.
+///
+/// `@unchecked Sendable`: `connection` is read and written only in jobs on `thread`, one at a time.
+private final class Slot: @unchecked Sendable {
+    let thread: ConnectionThread
+    var connection: PostgresConnection?
+    init(thread: ConnectionThread) { self.thread = thread }
+}
+
+/// Hands out free connection slots; waiters queue in order.
+private actor SlotPool {
+    private var free: [Int]
+    private var waiters: [CheckedContinuation<Int, Never>] = []
+
+    init(count: Int) { free = Array((0..<count).reversed()) }
+
+    func acquire() async -> Int {
+        if let index = free.popLast() { return index }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func release(_ index: Int) {
+        if waiters.isEmpty { free.append(index) } else { waiters.removeFirst().resume(returning: index) }
+    }
+}

@@ -1,0 +1,363 @@
+import Foundation
+import TradingCore
+
+/// ``TradeStore`` over any ``SQLDatabase``: the statements and row mappings shared by Postgres and
+/// SQLite. Every statement is parameterised; idempotent writes use `ON CONFLICT DO NOTHING RETURNING`.
+public final class SQLTradeStore: TradeStore {
+    public let database: any SQLDatabase
+
+    public init(database: any SQLDatabase) {
+        self.database = database
+    }
+
+    public func close() async { await database.close() }
+
+    // MARK: Migrations
+
+    public func migrate() async throws {
+        let dialect = database.dialect
+        try await database.withSession { session in
+            try session.execute(dialect.beginMigration)
+            defer { try? session.execute(dialect.endMigration) }
+            try session.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            let applied = Set(try session.query("SELECT version FROM schema_migrations", []).compactMap { $0[0].flatMap(Int.init) })
+            for migration in Migrations.all where !applied.contains(migration.version) {
+                do {
+                    try session.transaction {
+                        // Checked again inside the transaction: another process may have applied it.
+                        let done = try session.query("SELECT 1 FROM schema_migrations WHERE version = $1", [.integer(Int64(migration.version))])
+                        guard done.isEmpty else { return }
+                        for statement in Migrations.statements(migration, dialect: dialect) { try session.execute(statement) }
+                        try session.query(
+                            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                            [.integer(Int64(migration.version)), .text(migration.name), .text(SQLText.time(Date()))])
+                    }
+                } catch {
+                    throw StoreError(.migration, "migration \(migration.version) (\(migration.name)) failed: \(error)")
+                }
+            }
+        }
+    }
+
+    /// Applied migration versions, ascending.
+    public func appliedMigrations() async throws -> [Int] {
+        try await database.withSession { session in
+            try session.query("SELECT version FROM schema_migrations ORDER BY version", []).compactMap { $0[0].flatMap(Int.init) }
+        }
+    }
+
+    // MARK: Helpers
+
+    private func insert(_ table: String, _ columns: [String], _ values: [SQLValue], conflict: [String]) async throws -> Bool {
+        let sql = Self.insertSQL(table, columns, conflict: conflict)
+        return try await database.withSession { session in
+            try !session.query(sql, values).isEmpty
+        }
+    }
+
+    static func insertSQL(_ table: String, _ columns: [String], conflict: [String]) -> String {
+        let placeholders = (1...columns.count).map { "$\($0)" }.joined(separator: ", ")
+        return "INSERT INTO \(table) (\(columns.joined(separator: ", "))) VALUES (\(placeholders)) "
+            + "ON CONFLICT (\(conflict.joined(separator: ", "))) DO NOTHING RETURNING 1"
+    }
+
+    private func select<T: Sendable>(_ sql: String, _ parameters: [SQLValue], _ map: @escaping @Sendable (RowReader) throws -> T) async throws -> [T] {
+        try await database.withSession { session in
+            try session.query(sql, parameters).map { try map(RowReader($0)) }
+        }
+    }
+
+    // MARK: Decisions
+
+    static let decisionColumns = [
+        "id", "correlation_id", "symbol", "action", "confidence", "leverage", "entry", "stop_loss", "take_profit",
+        "reasoning", "provider", "model", "prompt_version", "candle_time", "created_at", "prompt", "reply",
+    ]
+
+    public func recordDecision(_ d: DecisionRecord) async throws -> Bool {
+        try await insert("decisions", Self.decisionColumns, [
+            .text(d.id), .text(d.correlationID), .text(d.symbol), .text(d.action.rawValue), .text(String(d.confidence)),
+            .integer(Int64(d.leverage)), .decimal(d.entry), .decimal(d.stopLoss), .decimal(d.takeProfit), .text(d.reasoning),
+            .text(d.provider), .text(d.model), .text(d.promptVersion), .time(d.candleTime), .time(d.createdAt),
+            .optional(d.prompt), .optional(d.reply),
+        ], conflict: ["id"])
+    }
+
+    public func decision(id: String) async throws -> DecisionRecord? {
+        try await select("SELECT \(Self.decisionColumns.joined(separator: ", ")) FROM decisions WHERE id = $1", [.text(id)], Self.decision).first
+    }
+
+    public func decisions(symbol: String, candleTimes range: ClosedRange<Date>) async throws -> [DecisionRecord] {
+        try await select(
+            "SELECT \(Self.decisionColumns.joined(separator: ", ")) FROM decisions WHERE symbol = $1 AND candle_time >= $2 AND candle_time <= $3 ORDER BY candle_time, created_at",
+            [.text(symbol), .time(range.lowerBound), .time(range.upperBound)], Self.decision)
+    }
+
+    @Sendable static func decision(_ row: RowReader) throws -> DecisionRecord {
+        DecisionRecord(
+            id: try row.text(0), correlationID: try row.text(1), symbol: try row.text(2), action: try row.enumeration(3),
+            confidence: try row.double(4), leverage: try row.int(5), entry: try row.decimalOrNil(6),
+            stopLoss: try row.decimalOrNil(7), takeProfit: try row.decimalOrNil(8), reasoning: try row.text(9),
+            provider: try row.text(10), model: try row.text(11), promptVersion: try row.text(12),
+            candleTime: try row.time(13), createdAt: try row.time(14), prompt: row.textOrNil(15), reply: row.textOrNil(16))
+    }
+
+    // MARK: Orders
+
+    static let orderColumns = [
+        "client_order_id", "decision_id", "venue", "symbol", "side", "type", "purpose", "quantity", "price",
+        "stop_price", "reduce_only", "status", "venue_order_id", "created_at", "updated_at",
+    ]
+
+    public func recordOrder(_ o: OrderRecord) async throws -> Bool {
+        try await insert("orders", Self.orderColumns, [
+            .text(o.clientOrderID), .text(o.decisionID), .text(o.venue), .text(o.symbol), .text(o.side.rawValue),
+            .text(o.type.rawValue), .text(o.purpose.rawValue), .decimal(o.quantity), .decimal(o.price), .decimal(o.stopPrice),
+            .bool(o.reduceOnly), .text(o.status.rawValue), .optional(o.venueOrderID), .time(o.createdAt), .time(o.updatedAt),
+        ], conflict: ["client_order_id"])
+    }
+
+    public func updateOrder(clientOrderID: String, status: OrderStatus, venueOrderID: String?, at time: Date) async throws {
+        _ = try await database.withSession { session in
+            try session.query(
+                "UPDATE orders SET status = $1, venue_order_id = COALESCE($2, venue_order_id), updated_at = $3 WHERE client_order_id = $4",
+                [.text(status.rawValue), .optional(venueOrderID), .time(time), .text(clientOrderID)])
+        }
+    }
+
+    public func order(clientOrderID: String) async throws -> OrderRecord? {
+        try await select("SELECT \(Self.orderColumns.joined(separator: ", ")) FROM orders WHERE client_order_id = $1", [.text(clientOrderID)], Self.order).first
+    }
+
+    public func orders(decisionID: String) async throws -> [OrderRecord] {
+        try await select("SELECT \(Self.orderColumns.joined(separator: ", ")) FROM orders WHERE decision_id = $1 ORDER BY created_at, client_order_id", [.text(decisionID)], Self.order)
+    }
+
+    public func orders(statuses: Set<OrderStatus>) async throws -> [OrderRecord] {
+        if statuses.isEmpty { return [] }
+        let list = statuses.map(\.rawValue).sorted()
+        let placeholders = (1...list.count).map { "$\($0)" }.joined(separator: ", ")
+        return try await select(
+            "SELECT \(Self.orderColumns.joined(separator: ", ")) FROM orders WHERE status IN (\(placeholders)) ORDER BY created_at, client_order_id",
+            list.map { .text($0) }, Self.order)
+    }
+
+    @Sendable static func order(_ row: RowReader) throws -> OrderRecord {
+        OrderRecord(
+            clientOrderID: try row.text(0), decisionID: try row.text(1), venue: try row.text(2), symbol: try row.text(3),
+            side: try row.enumeration(4), type: try row.enumeration(5), purpose: try row.enumeration(6),
+            quantity: try row.decimal(7), price: try row.decimalOrNil(8), stopPrice: try row.decimalOrNil(9),
+            reduceOnly: try row.bool(10), status: try row.enumeration(11), venueOrderID: row.textOrNil(12),
+            createdAt: try row.time(13), updatedAt: try row.time(14))
+    }
+
+    // MARK: Fills
+
+    static let fillColumns = ["venue", "trade_id", "client_order_id", "symbol", "side", "price", "quantity", "fee", "fee_asset", "time"]
+
+    static func values(_ f: FillRecord) -> [SQLValue] {
+        [
+            .text(f.venue), .text(f.tradeID), .text(f.clientOrderID), .text(f.symbol), .text(f.side.rawValue),
+            .decimal(f.price), .decimal(f.quantity), .decimal(f.fee), .text(f.feeAsset), .time(f.time),
+        ]
+    }
+
+    public func recordFill(_ fill: FillRecord) async throws -> Bool {
+        try await insert("fills", Self.fillColumns, Self.values(fill), conflict: ["venue", "trade_id"])
+    }
+
+    public func recordFills(_ fills: [FillRecord]) async throws -> Int {
+        if fills.isEmpty { return 0 }
+        let rows = fills.map(Self.values)
+        return try await database.withSession { session in
+            try session.bulkInsert(table: "fills", columns: Self.fillColumns, rows: rows, conflictColumns: ["venue", "trade_id"])
+        }
+    }
+
+    public func fills(clientOrderID: String) async throws -> [FillRecord] {
+        try await select("SELECT \(Self.fillColumns.joined(separator: ", ")) FROM fills WHERE client_order_id = $1 ORDER BY time, trade_id", [.text(clientOrderID)]) { row in
+            FillRecord(
+                venue: try row.text(0), tradeID: try row.text(1), clientOrderID: try row.text(2), symbol: try row.text(3),
+                side: try row.enumeration(4), price: try row.decimal(5), quantity: try row.decimal(6), fee: try row.decimal(7),
+                feeAsset: try row.text(8), time: try row.time(9))
+        }
+    }
+
+    // MARK: Positions
+
+    static let positionColumns = [
+        "id", "venue", "symbol", "side", "quantity", "entry_price", "leverage", "stop_loss", "take_profit",
+        "decision_id", "status", "opened_at", "updated_at",
+    ]
+
+    public func savePosition(_ p: PositionRecord) async throws {
+        let columns = Self.positionColumns
+        let placeholders = (1...columns.count).map { "$\($0)" }.joined(separator: ", ")
+        let updates = columns.dropFirst().map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
+        let sql = "INSERT INTO positions (\(columns.joined(separator: ", "))) VALUES (\(placeholders)) ON CONFLICT (id) DO UPDATE SET \(updates)"
+        let values: [SQLValue] = [
+            .text(p.id), .text(p.venue), .text(p.symbol), .text(p.side.rawValue), .decimal(p.quantity), .decimal(p.entryPrice),
+            .integer(Int64(p.leverage)), .decimal(p.stopLoss), .decimal(p.takeProfit), .text(p.decisionID),
+            .text(p.status.rawValue), .time(p.openedAt), .time(p.updatedAt),
+        ]
+        _ = try await database.withSession { session in try session.query(sql, values) }
+    }
+
+    public func position(id: String) async throws -> PositionRecord? {
+        try await select("SELECT \(Self.positionColumns.joined(separator: ", ")) FROM positions WHERE id = $1", [.text(id)], Self.position).first
+    }
+
+    public func openPositions() async throws -> [PositionRecord] {
+        try await select("SELECT \(Self.positionColumns.joined(separator: ", ")) FROM positions WHERE status = $1 ORDER BY opened_at, id", [.text(PositionRecord.Status.open.rawValue)], Self.position)
+    }
+
+    @Sendable static func position(_ row: RowReader) throws -> PositionRecord {
+        PositionRecord(
+            id: try row.text(0), venue: try row.text(1), symbol: try row.text(2), side: try row.enumeration(3),
+            quantity: try row.decimal(4), entryPrice: try row.decimal(5), leverage: try row.int(6),
+            stopLoss: try row.decimalOrNil(7), takeProfit: try row.decimalOrNil(8), decisionID: try row.text(9),
+            status: try row.enumeration(10), openedAt: try row.time(11), updatedAt: try row.time(12))
+    }
+
+    // MARK: Trades
+
+    static let tradeColumns = [
+        "id", "position_id", "symbol", "side", "entry_time", "entry_price", "exit_time", "exit_price", "quantity",
+        "leverage", "stop_loss", "take_profit", "pnl", "fees", "funding", "exit_reason",
+    ]
+
+    public func recordTrade(_ t: TradeRecord) async throws -> Bool {
+        try await insert("trades", Self.tradeColumns, [
+            .text(t.id), .text(t.positionID), .text(t.symbol), .text(t.side.rawValue), .time(t.entryTime), .decimal(t.entryPrice),
+            .time(t.exitTime), .decimal(t.exitPrice), .decimal(t.quantity), .integer(Int64(t.leverage)), .decimal(t.stopLoss),
+            .decimal(t.takeProfit), .decimal(t.pnl), .decimal(t.fees), .decimal(t.funding), .text(t.exitReason),
+        ], conflict: ["id"])
+    }
+
+    public func trades(since: Date?) async throws -> [TradeRecord] {
+        try await select(
+            "SELECT \(Self.tradeColumns.joined(separator: ", ")) FROM trades WHERE exit_time >= $1 ORDER BY exit_time, id",
+            [.time(since ?? .distantPast)]
+        ) { row in
+            TradeRecord(
+                id: try row.text(0), positionID: try row.text(1), symbol: try row.text(2), side: try row.enumeration(3),
+                entryTime: try row.time(4), entryPrice: try row.decimal(5), exitTime: try row.time(6), exitPrice: try row.decimal(7),
+                quantity: try row.decimal(8), leverage: try row.int(9), stopLoss: try row.decimalOrNil(10),
+                takeProfit: try row.decimalOrNil(11), pnl: try row.decimal(12), fees: try row.decimal(13),
+                funding: try row.decimal(14), exitReason: try row.text(15))
+        }
+    }
+
+    // MARK: Circuit breakers
+
+    public func recordCircuitBreakerEvent(_ e: CircuitBreakerEvent) async throws -> Bool {
+        try await insert("circuit_breaker_events", ["id", "kind", "reason", "equity", "time"],
+                         [.text(e.id), .text(e.kind), .text(e.reason), .decimal(e.equity), .time(e.time)], conflict: ["id"])
+    }
+
+    public func circuitBreakerEvents(since: Date?) async throws -> [CircuitBreakerEvent] {
+        try await select("SELECT id, kind, reason, equity, time FROM circuit_breaker_events WHERE time >= $1 ORDER BY time, id", [.time(since ?? .distantPast)]) { row in
+            CircuitBreakerEvent(id: try row.text(0), kind: try row.text(1), reason: try row.text(2), equity: try row.decimal(3), time: try row.time(4))
+        }
+    }
+
+    // MARK: Equity
+
+    static let equityColumns = ["time", "equity", "balance", "unrealized_pnl", "open_positions"]
+
+    static func values(_ s: EquitySnapshot) -> [SQLValue] {
+        [.time(s.time), .decimal(s.equity), .decimal(s.balance), .decimal(s.unrealizedPnL), .integer(Int64(s.openPositions))]
+    }
+
+    public func recordEquitySnapshot(_ snapshot: EquitySnapshot) async throws -> Bool {
+        try await insert("equity_snapshots", Self.equityColumns, Self.values(snapshot), conflict: ["time"])
+    }
+
+    public func recordEquitySnapshots(_ snapshots: [EquitySnapshot]) async throws -> Int {
+        if snapshots.isEmpty { return 0 }
+        let rows = snapshots.map(Self.values)
+        return try await database.withSession { session in
+            try session.bulkInsert(table: "equity_snapshots", columns: Self.equityColumns, rows: rows, conflictColumns: ["time"])
+        }
+    }
+
+    public func equitySnapshots(since: Date?) async throws -> [EquitySnapshot] {
+        try await select("SELECT \(Self.equityColumns.joined(separator: ", ")) FROM equity_snapshots WHERE time >= $1 ORDER BY time", [.time(since ?? .distantPast)]) { row in
+            EquitySnapshot(time: try row.time(0), equity: try row.decimal(1), balance: try row.decimal(2), unrealizedPnL: try row.decimal(3), openPositions: try row.int(4))
+        }
+    }
+
+    // MARK: Processed messages
+
+    public func markProcessed(messageID: String, consumer: String, at time: Date) async throws -> Bool {
+        try await insert("processed_messages", ["consumer", "message_id", "processed_at"], [.text(consumer), .text(messageID), .time(time)], conflict: ["consumer", "message_id"])
+    }
+
+    public func isProcessed(messageID: String, consumer: String) async throws -> Bool {
+        try await !select("SELECT 1 FROM processed_messages WHERE consumer = $1 AND message_id = $2", [.text(consumer), .text(messageID)]) { _ in 1 }.isEmpty
+    }
+}
+
+extension SQLValue {
+    static func time(_ date: Date) -> SQLValue { .text(SQLText.time(date)) }
+    static func decimal(_ value: Decimal) -> SQLValue { .text(SQLText.decimal(value)) }
+    static func decimal(_ value: Decimal?) -> SQLValue { value.map { .text(SQLText.decimal($0)) } ?? .null }
+    static func optional(_ text: String?) -> SQLValue { text.map { .text($0) } ?? .null }
+    static func bool(_ flag: Bool) -> SQLValue { .integer(flag ? 1 : 0) }
+}
+
+/// Reads typed columns from a text row, with an error naming the column that is wrong.
+struct RowReader {
+    let row: SQLRow
+    init(_ row: SQLRow) { self.row = row }
+
+    func textOrNil(_ index: Int) -> String? { index < row.count ? row[index] : nil }
+
+    func text(_ index: Int) throws -> String {
+        guard let value = textOrNil(index) else { throw StoreError(.corruptRow, "column \(index) is NULL") }
+        return value
+    }
+
+    func int(_ index: Int) throws -> Int {
+        guard let value = Int(try text(index)) else { throw StoreError(.corruptRow, "column \(index) is not an integer") }
+        return value
+    }
+
+    func double(_ index: Int) throws -> Double {
+        guard let value = Double(try text(index)) else { throw StoreError(.corruptRow, "column \(index) is not a number") }
+        return value
+    }
+
+    func bool(_ index: Int) throws -> Bool {
+        switch try text(index) {
+        case "t", "true", "1": return true
+        case "f", "false", "0": return false
+        case let other: throw StoreError(.corruptRow, "column \(index) is not a boolean: \(other)")
+        }
+    }
+
+    func decimal(_ index: Int) throws -> Decimal {
+        guard let value = try decimalOrNil(index) else { throw StoreError(.corruptRow, "column \(index) is NULL") }
+        return value
+    }
+
+    func decimalOrNil(_ index: Int) throws -> Decimal? {
+        guard let text = textOrNil(index) else { return nil }
+        guard let value = Decimal(string: text, locale: Locale(identifier: "en_US_POSIX")) else {
+            throw StoreError(.corruptRow, "column \(index) is not a decimal: \(text)")
+        }
+        return value
+    }
+
+    func time(_ index: Int) throws -> Date {
+        let text = try text(index)
+        guard let value = SQLText.date(text) else { throw StoreError(.corruptRow, "column \(index) is not a time: \(text)") }
+        return value
+    }
+
+    func enumeration<T: RawRepresentable>(_ index: Int) throws -> T where T.RawValue == String {
+        let text = try text(index)
+        guard let value = T(rawValue: text) else { throw StoreError(.corruptRow, "column \(index): unknown value '\(text)'") }
+        return value
+    }
+}

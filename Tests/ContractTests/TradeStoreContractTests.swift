@@ -1,0 +1,181 @@
+import Foundation
+import PostgresStore
+import SQLTradeStore
+import SQLiteStore
+import TestSupport
+import Testing
+import TradingCore
+
+enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case postgres
+    case sqlite
+
+    var testDescription: String { rawValue }
+
+    func withStore(_ body: (SQLTradeStore) async throws -> Void) async throws {
+        let store: SQLTradeStore = switch self {
+        case .postgres: .postgres(url: TestServices.databaseURL)
+        case .sqlite: .sqlite(path: NSTemporaryDirectory() + "tradebus-\(UUID().uuidString).sqlite")
+        }
+        do {
+            try await store.migrate()
+            try await body(store)
+        } catch {
+            await store.close()
+            throw error
+        }
+        await store.close()
+    }
+}
+
+@Suite("TradeStore contract")
+struct TradeStoreContractTests {
+    // Microsecond precision, as both stores keep.
+    let t0 = Date(timeIntervalSince1970: 1_763_700_000.123456)
+
+    func decision(_ id: String) -> DecisionRecord {
+        DecisionRecord(
+            id: id, correlationID: "c-\(id)", symbol: "BTCUSDT", action: .long, confidence: 0.83, leverage: 4,
+            entry: Decimal(string: "97123.45")!, stopLoss: Decimal(string: "95000.1")!, takeProfit: Decimal(string: "101000")!,
+            reasoning: "trend up; tab\tand newline\n kept", provider: "rules", model: "rules-v1", promptVersion: "v1",
+            candleTime: t0, createdAt: t0.addingTimeInterval(1), prompt: "prompt", reply: nil)
+    }
+
+    @Test("migrations are versioned and apply once", arguments: StoreKind.allCases)
+    func migrationsApplyOnce(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            try await store.migrate()
+            try await store.migrate()
+            #expect(try await store.appliedMigrations() == Migrations.all.map(\.version))
+        }
+    }
+
+    @Test("a decision round-trips, and the same id twice leaves one row", arguments: StoreKind.allCases)
+    func decisionIdempotent(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let id = TestServices.uniqueName("d")
+            #expect(try await store.recordDecision(decision(id)))
+            var changed = decision(id)
+            changed.confidence = 0.1
+            #expect(try await !store.recordDecision(changed))
+            #expect(try await store.decision(id: id) == decision(id))
+            let replay = try await store.decisions(symbol: "BTCUSDT", candleTimes: t0...t0)
+            #expect(replay.filter { $0.id == id }.count == 1)
+        }
+    }
+
+    @Test("orders: intent first, then status updates; one row per client id", arguments: StoreKind.allCases)
+    func orders(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let decisionID = TestServices.uniqueName("d")
+            let order = OrderRecord(
+                clientOrderID: "tb-\(decisionID)-e", decisionID: decisionID, venue: "paper", symbol: "ETHUSDT", side: .buy,
+                type: .market, purpose: .entry, quantity: Decimal(string: "0.125")!, reduceOnly: false, createdAt: t0)
+            let stop = OrderRecord(
+                clientOrderID: "tb-\(decisionID)-sl", decisionID: decisionID, venue: "paper", symbol: "ETHUSDT", side: .sell,
+                type: .stopMarket, purpose: .stopLoss, quantity: Decimal(string: "0.125")!, stopPrice: Decimal(string: "3100.5")!,
+                reduceOnly: true, createdAt: t0.addingTimeInterval(1))
+            #expect(try await store.recordOrder(order))
+            #expect(try await !store.recordOrder(order))
+            #expect(try await store.recordOrder(stop))
+            try await store.updateOrder(clientOrderID: order.clientOrderID, status: .filled, venueOrderID: "v-1", at: t0.addingTimeInterval(2))
+            let stored = try #require(try await store.order(clientOrderID: order.clientOrderID))
+            #expect(stored.status == .filled)
+            #expect(stored.venueOrderID == "v-1")
+            #expect(stored.updatedAt == t0.addingTimeInterval(2))
+            #expect(try await store.orders(decisionID: decisionID).map(\.clientOrderID) == [order.clientOrderID, stop.clientOrderID])
+            let open = try await store.orders(statuses: [.intent, .sent])
+            #expect(open.contains(stop) && !open.contains { $0.clientOrderID == order.clientOrderID })
+        }
+    }
+
+    @Test("fills are keyed by trade id, singly and in batches", arguments: StoreKind.allCases)
+    func fills(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let clientID = TestServices.uniqueName("o")
+            let fills = (0..<50).map { n in
+                FillRecord(
+                    venue: "paper", tradeID: "\(clientID)-\(n)", clientOrderID: clientID, symbol: "SOLUSDT", side: .buy,
+                    price: Decimal(string: "150.\(n)")!, quantity: Decimal(n + 1), fee: Decimal(string: "0.0004")!,
+                    feeAsset: "USDT", time: t0.addingTimeInterval(Double(n)))
+            }
+            #expect(try await store.recordFill(fills[0]))
+            #expect(try await !store.recordFill(fills[0]))
+            #expect(try await store.recordFills(fills) == 49, "the one already stored is skipped")
+            #expect(try await store.recordFills(fills + fills) == 0)
+            let stored = try await store.fills(clientOrderID: clientID)
+            #expect(stored == fills)
+        }
+    }
+
+    @Test("positions upsert; trades, breaker events and equity round-trip", arguments: StoreKind.allCases)
+    func positionsTradesEquity(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let id = TestServices.uniqueName("p")
+            var position = PositionRecord(
+                id: id, venue: "paper", symbol: "XRPUSDT", side: .short, quantity: 1000, entryPrice: Decimal(string: "0.5123")!,
+                leverage: 3, stopLoss: Decimal(string: "0.53")!, takeProfit: nil, decisionID: "d-\(id)", openedAt: t0)
+            try await store.savePosition(position)
+            position.stopLoss = Decimal(string: "0.52")!
+            position.updatedAt = t0.addingTimeInterval(60)
+            try await store.savePosition(position)
+            #expect(try await store.position(id: id) == position)
+            #expect(try await store.openPositions().contains(position))
+            position.status = .closed
+            try await store.savePosition(position)
+            #expect(try await !store.openPositions().contains { $0.id == id })
+
+            let trade = TradeRecord(
+                id: "tr-\(id)", positionID: id, symbol: "XRPUSDT", side: .short, entryTime: t0, entryPrice: Decimal(string: "0.5123")!,
+                exitTime: t0.addingTimeInterval(3600), exitPrice: Decimal(string: "0.5001")!, quantity: 1000, leverage: 3,
+                stopLoss: Decimal(string: "0.52")!, takeProfit: nil, pnl: Decimal(string: "11.78")!, fees: Decimal(string: "0.42")!,
+                funding: Decimal(string: "-0.0123")!, exitReason: "take_profit")
+            #expect(try await store.recordTrade(trade))
+            #expect(try await !store.recordTrade(trade))
+            #expect(try await store.trades(since: t0).filter { $0.id == trade.id } == [trade])
+
+            let event = CircuitBreakerEvent(id: "cb-\(id)", kind: "daily_loss", reason: "lost 5.2% today", equity: 9480, time: t0)
+            #expect(try await store.recordCircuitBreakerEvent(event))
+            #expect(try await !store.recordCircuitBreakerEvent(event))
+            #expect(try await store.circuitBreakerEvents(since: t0).contains(event))
+
+            let base = Date(timeIntervalSince1970: Double(Int.random(in: 1_000_000_000...1_500_000_000)))
+            let snapshots = (0..<10).map {
+                EquitySnapshot(time: base.addingTimeInterval(Double($0)), equity: Decimal(10_000 + $0), balance: 10_000, unrealizedPnL: Decimal($0), openPositions: 1)
+            }
+            #expect(try await store.recordEquitySnapshot(snapshots[0]))
+            #expect(try await store.recordEquitySnapshots(snapshots) == 9)
+            let read = try await store.equitySnapshots(since: base)
+            #expect(Array(read.prefix(10)) == snapshots)
+        }
+    }
+
+    @Test("a message id is processed once per consumer", arguments: StoreKind.allCases)
+    func processedMessages(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let id = TestServices.uniqueName("m")
+            let before = try await store.isProcessed(messageID: id, consumer: "executor")
+            let first = try await store.markProcessed(messageID: id, consumer: "executor", at: t0)
+            let second = try await store.markProcessed(messageID: id, consumer: "executor", at: t0)
+            let otherConsumer = try await store.markProcessed(messageID: id, consumer: "notifier", at: t0)
+            let after = try await store.isProcessed(messageID: id, consumer: "executor")
+            #expect(!before && first && !second && otherConsumer && after)
+        }
+    }
+}
+
+@Suite("SQL text encodings")
+struct SQLTextTests {
+    @Test("times round-trip at microsecond precision, before and after 1970")
+    func timeRoundTrip() {
+        for seconds in [-86_400.5, 0, 1_763_700_000.123456, 951_782_400.000001 /* 2000-02-29 */] {
+            let date = Date(timeIntervalSince1970: seconds)
+            let text = SQLText.time(date)
+            #expect(abs(SQLText.date(text)!.timeIntervalSince(date)) < 0.000_001, "\(text)")
+        }
+        #expect(SQLText.time(Date(timeIntervalSince1970: 951_782_400)) == "2000-02-29 00:00:00.000000+00")
+        #expect(SQLText.date("2026-01-01 00:00:00+00") == Date(timeIntervalSince1970: 1_767_225_600))
+        #expect(SQLText.date("2026-01-01 00:00:00.5+00") == Date(timeIntervalSince1970: 1_767_225_600.5))
+        #expect(SQLText.date("garbage") == nil)
+    }
+}
