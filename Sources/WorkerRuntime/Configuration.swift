@@ -1,0 +1,158 @@
+import Foundation
+import Synchronization
+
+/// Reads configuration: the environment first, then an optional file (`CONFIG_FILE`, `KEY=VALUE`
+/// lines), then the defaults. `KEY_FILE` supplies a secret from a file. Every read is validated and
+/// recorded, so a bad value stops the worker at start with an error naming the key, and
+/// `--print-config` can show what was used with secrets redacted.
+public final class ConfigReader: Sendable {
+    /// Where a value came from.
+    public enum Source: String, Sendable {
+        case environment, file, secretFile = "secret file", defaultValue = "default", unset
+    }
+
+    /// One key as read.
+    public struct Entry: Sendable {
+        public var key: String
+        public var value: String?
+        public var source: Source
+        public var secret: Bool
+        public var help: String
+    }
+
+    private let environment: [String: String]
+    private let fileValues: [String: String]
+    private let entries = Mutex<[String: Entry]>([:])
+
+    /// `environment` defaults to the process's; `CONFIG_FILE` in it names the optional file.
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        self.environment = environment
+        if let path = environment["CONFIG_FILE"], !path.isEmpty {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ConfigError(key: "CONFIG_FILE", message: "cannot read '\(path)'")
+            }
+            self.fileValues = try Self.parse(text, path: path)
+        } else {
+            self.fileValues = [:]
+        }
+    }
+
+    static func parse(_ text: String, path: String) throws -> [String: String] {
+        var values: [String: String] = [:]
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            guard let equals = line.firstIndex(of: "=") else {
+                throw ConfigError(key: "CONFIG_FILE", message: "\(path):\(number + 1): expected KEY=VALUE")
+            }
+            var value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
+                value = String(value.dropFirst().dropLast())
+            }
+            values[line[..<equals].trimmingCharacters(in: .whitespaces)] = value
+        }
+        return values
+    }
+
+    /// The raw value and its source, without recording it.
+    private func lookup(_ key: String, secret: Bool) throws -> (String, Source)? {
+        if let value = environment[key], !value.isEmpty { return (value, .environment) }
+        if let path = environment["\(key)_FILE"] ?? fileValues["\(key)_FILE"], !path.isEmpty {
+            guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ConfigError(key: "\(key)_FILE", message: "cannot read '\(path)'")
+            }
+            return (contents.trimmingCharacters(in: .whitespacesAndNewlines), .secretFile)
+        }
+        if let value = fileValues[key], !value.isEmpty { return (value, .file) }
+        return nil
+    }
+
+    private func record(_ key: String, _ value: String?, _ source: Source, secret: Bool, help: String) {
+        entries.withLock { $0[key] = Entry(key: key, value: value, source: source, secret: secret, help: help) }
+    }
+
+    /// A string; `nil` when unset and there is no default.
+    public func string(_ key: String, default defaultValue: String? = nil, secret: Bool = false, help: String = "") throws -> String? {
+        if let (value, source) = try lookup(key, secret: secret) {
+            record(key, value, source, secret: secret, help: help)
+            return value
+        }
+        record(key, defaultValue, defaultValue == nil ? .unset : .defaultValue, secret: secret, help: help)
+        return defaultValue
+    }
+
+    /// A string that must be set.
+    public func required(_ key: String, secret: Bool = false, help: String = "") throws -> String {
+        guard let value = try string(key, secret: secret, help: help) else {
+            throw ConfigError(key: key, message: "is required but not set (set \(key) or \(key)_FILE)")
+        }
+        return value
+    }
+
+    /// One of `allowed`.
+    public func choice(_ key: String, default defaultValue: String, allowed: [String], help: String = "") throws -> String {
+        let value = try string(key, default: defaultValue, help: help)!
+        guard allowed.contains(value) else {
+            throw ConfigError(key: key, message: "'\(value)' is not allowed; use one of: \(allowed.joined(separator: ", "))")
+        }
+        return value
+    }
+
+    public func int(_ key: String, default defaultValue: Int, range: ClosedRange<Int>, help: String = "") throws -> Int {
+        let text = try string(key, default: String(defaultValue), help: help)!
+        guard let value = Int(text), range.contains(value) else {
+            throw ConfigError(key: key, message: "'\(text)' must be a whole number in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    public func double(_ key: String, default defaultValue: Double, range: ClosedRange<Double>, help: String = "") throws -> Double {
+        let text = try string(key, default: String(defaultValue), help: help)!
+        guard let value = Double(text), value.isFinite, range.contains(value) else {
+            throw ConfigError(key: key, message: "'\(text)' must be a number in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    public func bool(_ key: String, default defaultValue: Bool, help: String = "") throws -> Bool {
+        let text = try string(key, default: defaultValue ? "true" : "false", help: help)!
+        switch text.lowercased() {
+        case "true", "1", "yes", "on": return true
+        case "false", "0", "no", "off": return false
+        default: throw ConfigError(key: key, message: "'\(text)' must be true or false")
+        }
+    }
+
+    /// Every key read so far, sorted by name.
+    public var entriesRead: [Entry] { entries.withLock { $0.values.sorted { $0.key < $1.key } } }
+
+    /// `KEY=value  # source` lines with secrets shown as `***`, for `--print-config`.
+    public func printable() -> String {
+        entriesRead.map { entry in
+            let shown: String = switch (entry.value, entry.secret) {
+            case (nil, _): ""
+            case (.some, true): "***"
+            case (.some(let value), false): Self.redactURL(value)
+            }
+            return "\(entry.key)=\(shown)  # \(entry.source.rawValue)\(entry.help.isEmpty ? "" : "; \(entry.help)")"
+        }.joined(separator: "\n")
+    }
+
+    /// Hides a password inside a URL (`scheme://user:***@host`).
+    public static func redactURL(_ text: String) -> String {
+        text.replacingOccurrences(of: #"(://[^:/@]*):[^@/]*@"#, with: "$1:***@", options: .regularExpression)
+    }
+}
+
+/// A configuration value is missing or invalid; the message names the key and what is allowed.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    public var key: String
+    public var message: String
+
+    public init(key: String, message: String) {
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String { "invalid configuration: \(key) \(message)" }
+}
