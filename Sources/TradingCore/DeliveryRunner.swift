@@ -47,6 +47,11 @@ public enum DeliveryRunner {
                     if running >= options.concurrency {
                         await group.next()
                         running -= 1
+                        // A stop may have come while waiting for a free slot.
+                        if stopping.load(ordering: .acquiring) {
+                            await settle(token, .requeue)
+                            continue
+                        }
                     }
                     running += 1
                     group.addTask {
