@@ -1,0 +1,31 @@
+import Testing
+import TestSupport
+import TradingCore
+import TradingServices
+
+/// What only the in-process bus can show directly; the shared behaviour is in ContractTests.
+@Suite("InProcessBus")
+struct InProcessBusTests {
+    @Test("competing consumers share a queue and every message is handled once")
+    func competingConsumers() async throws {
+        let bus = InProcessBus()
+        try await bus.declare(QueueSpec(name: "q", bindings: ["x.#"]))
+        let a = Collector<Int>(), b = Collector<Int>()
+        let first = RunningConsumer.start(bus, queue: "q", options: .init(prefetch: 1)) { a.append(Int($0.routingKey.dropFirst(2))!); try await Task.sleep(for: .milliseconds(5)) }
+        let second = RunningConsumer.start(bus, queue: "q", options: .init(prefetch: 1)) { b.append(Int($0.routingKey.dropFirst(2))!); try await Task.sleep(for: .milliseconds(5)) }
+        try await bus.publish((0..<40).map { OutgoingMessage(routingKey: "x.\($0)", body: []) })
+        #expect(await eventually { a.count + b.count == 40 })
+        try await first.stop()
+        try await second.stop()
+        #expect(Set(a.all).union(b.all) == Set(0..<40))
+        #expect(a.count > 0 && b.count > 0)
+        #expect(await bus.depth(of: "q") == 0)
+    }
+
+    @Test("consuming an undeclared queue fails")
+    func unknownQueue() async throws {
+        await #expect(throws: BusError.unknownQueue("nope")) {
+            try await InProcessBus().consume("nope") { _ in }
+        }
+    }
+}
