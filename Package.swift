@@ -95,6 +95,13 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        /// `tradebus bench ...`: throughput and latency against the real servers.
+        .target(
+            name: "Benchmarks",
+            dependencies: ["TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLTradeStore", "WorkerRuntime"],
+            swiftSettings: strict
+        ),
+
         // MARK: Executables: thin mains that only wire
         .executableTarget(name: "feed-ingester", dependencies: ["WorkerRuntime"], swiftSettings: strict),
         .executableTarget(name: "indicator-worker", dependencies: ["WorkerRuntime"], swiftSettings: strict),
@@ -104,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "tradebus",
             dependencies: [
-                "WorkerRuntime",
+                "WorkerRuntime", "Benchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -127,7 +134,7 @@ let package = Package(
         .testTarget(name: "TradingServicesTests", dependencies: ["TradingServices", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ContractTests", dependencies: ["TestSupport", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore"], swiftSettings: strict),
         .testTarget(name: "RabbitMQBusTests", dependencies: ["RabbitMQBus", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "TestSupport", "WorkerRuntime"], swiftSettings: strict),
         .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "TestSupport"], swiftSettings: strict),
     ],

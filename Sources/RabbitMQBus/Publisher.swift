@@ -22,13 +22,18 @@ final class Publisher: ManagedConnection, @unchecked Sendable {
 
     let window: Int
     let publishTimeout: Duration
+    let confirms: Bool
     private var backlog = Deque<Pending>()
     private var unconfirmed: [UInt64: Pending] = [:]  // by delivery tag on this connection
     private var tagByPublishID: [UInt64: UInt64] = [:]
     private var nextTag: UInt64 = 1
     private var nextPublishID: UInt64 = 1
 
-    init(settings: Settings, topology: Topology, logger: Logger, thread: ConnectionThread, window: Int, publishTimeout: Duration) {
+    init(
+        settings: Settings, topology: Topology, logger: Logger, thread: ConnectionThread, window: Int, publishTimeout: Duration,
+        confirms: Bool
+    ) {
+        self.confirms = confirms
         self.window = max(1, window)
         self.publishTimeout = publishTimeout
         super.init(settings: settings, topology: topology, logger: logger, thread: thread)
@@ -51,7 +56,7 @@ final class Publisher: ManagedConnection, @unchecked Sendable {
     }
 
     override func didConnect(_ connection: AMQPConnection) throws {
-        try connection.enableConfirms()
+        if confirms { try connection.enableConfirms() }
         nextTag = 1
         sendBacklog()
     }
@@ -87,6 +92,10 @@ final class Publisher: ManagedConnection, @unchecked Sendable {
                 return
             }
             backlog.removeFirst()
+            if !confirms {
+                pending.completion(.success(()))
+                continue
+            }
             unconfirmed[nextTag] = pending
             tagByPublishID[pending.publishID] = nextTag
             nextTag += 1

@@ -21,12 +21,16 @@ public final class RabbitMQBus: MessageBus {
         public var heartbeatSeconds: Int
         /// Shown in the management UI: `worker@host`.
         public var connectionName: String
+        /// Publisher confirms. Off only to measure what they cost (`tradebus bench bus`): without them a
+        /// publish "succeeds" once written to the socket, and a lost message goes unnoticed.
+        public var confirms: Bool
 
         public init(
             url: AMQPURL, exchange: String = RoutingKey.exchange, confirmWindow: Int = 512,
             publishTimeout: Duration = .seconds(30), heartbeatSeconds: Int = 10,
-            connectionName: String = "tradebus@\(ProcessInfo.processInfo.hostName)"
+            connectionName: String = "tradebus@\(ProcessInfo.processInfo.hostName)", confirms: Bool = true
         ) {
+            self.confirms = confirms
             self.url = url
             self.exchange = exchange
             self.confirmWindow = confirmWindow
@@ -51,7 +55,8 @@ public final class RabbitMQBus: MessageBus {
         self.publisherThread = ConnectionThread(name: "amqp-publisher")
         self.publisher = Publisher(
             settings: Self.settings(configuration, role: "publisher"), topology: topology, logger: logger,
-            thread: publisherThread, window: configuration.confirmWindow, publishTimeout: configuration.publishTimeout)
+            thread: publisherThread, window: configuration.confirmWindow, publishTimeout: configuration.publishTimeout,
+            confirms: configuration.confirms)
         let publisher = self.publisher
         publisherThread.enqueue { [publisherThread] in publisherThread.install(pump: publisher) }
     }

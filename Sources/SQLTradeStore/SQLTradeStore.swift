@@ -74,7 +74,7 @@ public final class SQLTradeStore: TradeStore {
         "reasoning", "provider", "model", "prompt_version", "candle_time", "created_at", "prompt", "reply",
     ]
 
-    public func recordDecision(_ d: DecisionRecord) async throws -> Bool {
+    @discardableResult public func recordDecision(_ d: DecisionRecord) async throws -> Bool {
         try await insert("decisions", Self.decisionColumns, [
             .text(d.id), .text(d.correlationID), .text(d.symbol), .text(d.action.rawValue), .text(String(d.confidence)),
             .integer(Int64(d.leverage)), .decimal(d.entry), .decimal(d.stopLoss), .decimal(d.takeProfit), .text(d.reasoning),
@@ -109,7 +109,7 @@ public final class SQLTradeStore: TradeStore {
         "stop_price", "reduce_only", "status", "venue_order_id", "created_at", "updated_at",
     ]
 
-    public func recordOrder(_ o: OrderRecord) async throws -> Bool {
+    @discardableResult public func recordOrder(_ o: OrderRecord) async throws -> Bool {
         try await insert("orders", Self.orderColumns, [
             .text(o.clientOrderID), .text(o.decisionID), .text(o.venue), .text(o.symbol), .text(o.side.rawValue),
             .text(o.type.rawValue), .text(o.purpose.rawValue), .decimal(o.quantity), .decimal(o.price), .decimal(o.stopPrice),
@@ -162,11 +162,11 @@ public final class SQLTradeStore: TradeStore {
         ]
     }
 
-    public func recordFill(_ fill: FillRecord) async throws -> Bool {
+    @discardableResult public func recordFill(_ fill: FillRecord) async throws -> Bool {
         try await insert("fills", Self.fillColumns, Self.values(fill), conflict: ["venue", "trade_id"])
     }
 
-    public func recordFills(_ fills: [FillRecord]) async throws -> Int {
+    @discardableResult public func recordFills(_ fills: [FillRecord]) async throws -> Int {
         if fills.isEmpty { return 0 }
         let rows = fills.map(Self.values)
         return try await database.withSession { session in
@@ -226,7 +226,7 @@ public final class SQLTradeStore: TradeStore {
         "leverage", "stop_loss", "take_profit", "pnl", "fees", "funding", "exit_reason",
     ]
 
-    public func recordTrade(_ t: TradeRecord) async throws -> Bool {
+    @discardableResult public func recordTrade(_ t: TradeRecord) async throws -> Bool {
         try await insert("trades", Self.tradeColumns, [
             .text(t.id), .text(t.positionID), .text(t.symbol), .text(t.side.rawValue), .time(t.entryTime), .decimal(t.entryPrice),
             .time(t.exitTime), .decimal(t.exitPrice), .decimal(t.quantity), .integer(Int64(t.leverage)), .decimal(t.stopLoss),
@@ -250,7 +250,7 @@ public final class SQLTradeStore: TradeStore {
 
     // MARK: Circuit breakers
 
-    public func recordCircuitBreakerEvent(_ e: CircuitBreakerEvent) async throws -> Bool {
+    @discardableResult public func recordCircuitBreakerEvent(_ e: CircuitBreakerEvent) async throws -> Bool {
         try await insert("circuit_breaker_events", ["id", "kind", "reason", "equity", "time"],
                          [.text(e.id), .text(e.kind), .text(e.reason), .decimal(e.equity), .time(e.time)], conflict: ["id"])
     }
@@ -269,11 +269,11 @@ public final class SQLTradeStore: TradeStore {
         [.time(s.time), .decimal(s.equity), .decimal(s.balance), .decimal(s.unrealizedPnL), .integer(Int64(s.openPositions))]
     }
 
-    public func recordEquitySnapshot(_ snapshot: EquitySnapshot) async throws -> Bool {
+    @discardableResult public func recordEquitySnapshot(_ snapshot: EquitySnapshot) async throws -> Bool {
         try await insert("equity_snapshots", Self.equityColumns, Self.values(snapshot), conflict: ["time"])
     }
 
-    public func recordEquitySnapshots(_ snapshots: [EquitySnapshot]) async throws -> Int {
+    @discardableResult public func recordEquitySnapshots(_ snapshots: [EquitySnapshot]) async throws -> Int {
         if snapshots.isEmpty { return 0 }
         let rows = snapshots.map(Self.values)
         return try await database.withSession { session in
@@ -289,7 +289,7 @@ public final class SQLTradeStore: TradeStore {
 
     // MARK: Processed messages
 
-    public func markProcessed(messageID: String, consumer: String, at time: Date) async throws -> Bool {
+    @discardableResult public func markProcessed(messageID: String, consumer: String, at time: Date) async throws -> Bool {
         try await insert("processed_messages", ["consumer", "message_id", "processed_at"], [.text(consumer), .text(messageID), .time(time)], conflict: ["consumer", "message_id"])
     }
 

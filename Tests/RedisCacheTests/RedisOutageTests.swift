@@ -3,6 +3,7 @@ import RedisCache
 import TestSupport
 import Testing
 import TradingCore
+import WorkerRuntime
 
 /// A Redis server of the test's own, so the test can kill and pause it.
 struct PrivateRedis {
@@ -19,12 +20,12 @@ struct PrivateRedis {
 
     func start() throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try runCommand("redis-server", [
+        try Command.run("redis-server", [
             "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory,
             "--daemonize", "yes", "--pidfile", pidFile, "--logfile", directory + "/redis.log",
         ])
         for _ in 0..<100 {
-            if (try? runCommand("redis-cli", ["-p", String(port), "ping"]))?.contains("PONG") == true { return }
+            if (try? Command.run("redis-cli", ["-p", String(port), "ping"]))?.contains("PONG") == true { return }
             Thread.sleep(forTimeInterval: 0.05)
         }
         throw CommandFailed(command: "redis-server on \(port)", status: 1, output: "did not answer PING")
@@ -32,18 +33,18 @@ struct PrivateRedis {
 
     func signal(_ name: String) throws {
         let pid = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        try runCommand("kill", ["-\(name)", pid])
+        try Command.run("kill", ["-\(name)", pid])
     }
 
     func kill() throws {
         try signal("KILL")
         for _ in 0..<100 {
-            if (try? runCommand("redis-cli", ["-p", String(port), "ping"])) == nil { return }
+            if (try? Command.run("redis-cli", ["-p", String(port), "ping"])) == nil { return }
             Thread.sleep(forTimeInterval: 0.05)
         }
     }
 
-    func cli(_ arguments: [String]) throws -> String { try runCommand("redis-cli", ["-p", String(port)] + arguments) }
+    func cli(_ arguments: [String]) throws -> String { try Command.run("redis-cli", ["-p", String(port)] + arguments) }
 }
 
 @Suite("RedisCache when Redis fails", .serialized)
