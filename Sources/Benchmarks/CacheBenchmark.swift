@@ -64,8 +64,8 @@ public enum CacheBenchmark {
 
     /// Runs `redis-benchmark -c 1 -t set,get` and returns requests per second by test name.
     static func redisBenchmark(url: RedisURL, requests: Int, pipeline: Int) throws -> [String: Double] {
-        var arguments = ["-h", url.host, "-p", String(url.port), "-c", "1", "-n", String(requests), "-t", "set,get", "-P", String(pipeline), "-q", "--csv"]
-        if let password = url.password { arguments += ["-a", password, "--no-auth-warning"] }
+        var arguments = ["-h", url.host, "-p", String(url.port), "-c", "1", "-n", String(requests), "-t", "set,get", "-P", String(pipeline), "--csv"]
+        if let password = url.password { arguments += ["-a", password] }
         let output = try Command.run("redis-benchmark", arguments)
         var rates: [String: Double] = [:]
         for line in output.split(separator: "\n") {

@@ -10,17 +10,14 @@ import Synchronization
 /// Entries live in one array linked by indices (no allocation per hit), behind one mutex. Expiry uses
 /// the coarse monotonic clock, which is cheap to read and precise to a few milliseconds.
 public final class LRUCache<Value: Sendable>: Sendable {
-    private struct Node {
-        var key: String
-        var value: Value
-        var expiresAt: UInt64  // monotonic nanoseconds; 0 means never
-        var previous: Int32
-        var next: Int32
-    }
-
+    /// Entries in parallel arrays indexed by slot, so relinking touches plain integers only.
     private struct Storage: ~Copyable {
         var index: [String: Int32] = [:]
-        var nodes: [Node] = []
+        var keys: [String] = []
+        var values: [Value] = []
+        var expiresAt: [UInt64] = []  // monotonic nanoseconds; 0 means never
+        var previous: [Int32] = []
+        var next: [Int32] = []
         var head: Int32 = -1  // most recently used
         var tail: Int32 = -1  // least recently used
     }
@@ -36,7 +33,11 @@ public final class LRUCache<Value: Sendable>: Sendable {
         self.defaultTTL = defaultTTL
         var storage = Storage()
         storage.index.reserveCapacity(capacity)
-        storage.nodes.reserveCapacity(capacity)
+        storage.keys.reserveCapacity(capacity)
+        storage.values.reserveCapacity(capacity)
+        storage.expiresAt.reserveCapacity(capacity)
+        storage.previous.reserveCapacity(capacity)
+        storage.next.reserveCapacity(capacity)
         self.storage = Mutex(storage)
     }
 
@@ -58,13 +59,13 @@ public final class LRUCache<Value: Sendable>: Sendable {
     public func value(forKey key: String) -> Value? {
         storage.withLock { storage -> Value? in
             guard let slot = storage.index[key] else { return nil }
-            let node = storage.nodes[Int(slot)]
-            if node.expiresAt != 0 && node.expiresAt <= Self.now() {
+            let expiresAt = storage.expiresAt[Int(slot)]
+            if expiresAt != 0 && expiresAt <= Self.now() {
                 Self.remove(slot, from: &storage)
                 return nil
             }
             Self.moveToFront(slot, in: &storage)
-            return node.value
+            return storage.values[Int(slot)]
         }
     }
 
@@ -82,8 +83,8 @@ public final class LRUCache<Value: Sendable>: Sendable {
         let expiresAt = deadline(ttl, now: now)
         return storage.withLock { storage -> Bool in
             if let slot = storage.index[key] {
-                let existing = storage.nodes[Int(slot)]
-                if existing.expiresAt == 0 || existing.expiresAt > now { return false }
+                let expiresAt = storage.expiresAt[Int(slot)]
+                if expiresAt == 0 || expiresAt > now { return false }
             }
             Self.store(value, key: key, expiresAt: expiresAt, capacity: capacity, in: &storage)
             return true
@@ -101,21 +102,27 @@ public final class LRUCache<Value: Sendable>: Sendable {
 
     private static func store(_ value: Value, key: String, expiresAt: UInt64, capacity: Int, in storage: inout Storage) {
         if let slot = storage.index[key] {
-            storage.nodes[Int(slot)].value = value
-            storage.nodes[Int(slot)].expiresAt = expiresAt
+            storage.values[Int(slot)] = value
+            storage.expiresAt[Int(slot)] = expiresAt
             moveToFront(slot, in: &storage)
             return
         }
         let slot: Int32
-        if storage.nodes.count < capacity {
-            slot = Int32(storage.nodes.count)
-            storage.nodes.append(Node(key: key, value: value, expiresAt: expiresAt, previous: -1, next: -1))
+        if storage.keys.count < capacity {
+            slot = Int32(storage.keys.count)
+            storage.keys.append(key)
+            storage.values.append(value)
+            storage.expiresAt.append(expiresAt)
+            storage.previous.append(-1)
+            storage.next.append(-1)
         } else {
-            // Reuse the least recently used node.
+            // Reuse the least recently used slot.
             slot = storage.tail
             unlink(slot, in: &storage)
-            storage.index.removeValue(forKey: storage.nodes[Int(slot)].key)
-            storage.nodes[Int(slot)] = Node(key: key, value: value, expiresAt: expiresAt, previous: -1, next: -1)
+            storage.index.removeValue(forKey: storage.keys[Int(slot)])
+            storage.keys[Int(slot)] = key
+            storage.values[Int(slot)] = value
+            storage.expiresAt[Int(slot)] = expiresAt
         }
         storage.index[key] = slot
         linkAtFront(slot, in: &storage)
@@ -123,17 +130,26 @@ public final class LRUCache<Value: Sendable>: Sendable {
 
     private static func remove(_ slot: Int32, from storage: inout Storage) {
         unlink(slot, in: &storage)
-        storage.index.removeValue(forKey: storage.nodes[Int(slot)].key)
-        // Keep the array dense: move the last node into the hole.
-        let last = Int32(storage.nodes.count - 1)
+        storage.index.removeValue(forKey: storage.keys[Int(slot)])
+        // Keep the arrays dense: move the last slot into the hole.
+        let last = Int32(storage.keys.count - 1)
         if slot != last {
-            let moved = storage.nodes[Int(last)]
-            storage.nodes[Int(slot)] = moved
-            storage.index[moved.key] = slot
-            if moved.previous >= 0 { storage.nodes[Int(moved.previous)].next = slot } else { storage.head = slot }
-            if moved.next >= 0 { storage.nodes[Int(moved.next)].previous = slot } else { storage.tail = slot }
+            let s = Int(slot), l = Int(last)
+            storage.keys[s] = storage.keys[l]
+            storage.values[s] = storage.values[l]
+            storage.expiresAt[s] = storage.expiresAt[l]
+            storage.previous[s] = storage.previous[l]
+            storage.next[s] = storage.next[l]
+            storage.index[storage.keys[s]] = slot
+            let previous = storage.previous[s], next = storage.next[s]
+            if previous >= 0 { storage.next[Int(previous)] = slot } else { storage.head = slot }
+            if next >= 0 { storage.previous[Int(next)] = slot } else { storage.tail = slot }
         }
-        storage.nodes.removeLast()
+        storage.keys.removeLast()
+        storage.values.removeLast()
+        storage.expiresAt.removeLast()
+        storage.previous.removeLast()
+        storage.next.removeLast()
     }
 
     private static func moveToFront(_ slot: Int32, in storage: inout Storage) {
@@ -143,17 +159,17 @@ public final class LRUCache<Value: Sendable>: Sendable {
     }
 
     private static func unlink(_ slot: Int32, in storage: inout Storage) {
-        let node = storage.nodes[Int(slot)]
-        if node.previous >= 0 { storage.nodes[Int(node.previous)].next = node.next } else { storage.head = node.next }
-        if node.next >= 0 { storage.nodes[Int(node.next)].previous = node.previous } else { storage.tail = node.previous }
-        storage.nodes[Int(slot)].previous = -1
-        storage.nodes[Int(slot)].next = -1
+        let previous = storage.previous[Int(slot)], next = storage.next[Int(slot)]
+        if previous >= 0 { storage.next[Int(previous)] = next } else { storage.head = next }
+        if next >= 0 { storage.previous[Int(next)] = previous } else { storage.tail = previous }
+        storage.previous[Int(slot)] = -1
+        storage.next[Int(slot)] = -1
     }
 
     private static func linkAtFront(_ slot: Int32, in storage: inout Storage) {
-        storage.nodes[Int(slot)].previous = -1
-        storage.nodes[Int(slot)].next = storage.head
-        if storage.head >= 0 { storage.nodes[Int(storage.head)].previous = slot }
+        storage.previous[Int(slot)] = -1
+        storage.next[Int(slot)] = storage.head
+        if storage.head >= 0 { storage.previous[Int(storage.head)] = slot }
         storage.head = slot
         if storage.tail < 0 { storage.tail = slot }
     }
