@@ -6,27 +6,35 @@ import Glibc
 /// Runs external programs (redis-benchmark, psql, scripts).
 public enum Command {
     /// Runs a command to completion and returns its output; throws when it exits non-zero.
-    ///
-    /// Uses posix_spawn and waitpid rather than Foundation's `Process`, whose wait hangs when the command
-    /// leaves a daemon behind (redis-server --daemonize, rabbitmq-server) holding an inherited descriptor.
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
         let outputPath = NSTemporaryDirectory() + "tradebus-command-\(UUID().uuidString)"
-        let outputFD = open(outputPath, O_CREAT | O_RDWR | O_TRUNC, 0o600)
-        guard outputFD >= 0 else { throw CommandFailed(command: executable, status: -1, output: "cannot create \(outputPath)") }
-        defer {
-            close(outputFD)
-            unlink(outputPath)
+        defer { unlink(outputPath) }
+        let pid = try spawn(executable, arguments, environment: environment, outputPath: outputPath)
+        let exitCode = wait(pid)
+        let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        guard exitCode == 0 else {
+            throw CommandFailed(command: ([executable] + arguments).joined(separator: " "), status: exitCode, output: output)
         }
+        return output
+    }
+
+    /// Starts a command with stdin from /dev/null and stdout and stderr to `outputPath`, and returns
+    /// its pid. Uses posix_spawn rather than Foundation's `Process`, whose wait hangs when the command
+    /// leaves a daemon behind (redis-server --daemonize, rabbitmq-server) holding an inherited
+    /// descriptor; a shell closes every other inherited descriptor before it becomes the command.
+    public static func spawn(_ executable: String, _ arguments: [String], environment: [String: String] = [:], outputPath: String) throws -> pid_t {
+        let outputFD = open(outputPath, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
+        guard outputFD >= 0 else { throw CommandFailed(command: executable, status: -1, output: "cannot create \(outputPath)") }
+        defer { close(outputFD) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, outputFD, 1)
         posix_spawn_file_actions_adddup2(&actions, outputFD, 2)
-        // A shell closes every other inherited descriptor, then becomes the command.
         let closeAndExec = #"for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null; exec "$@""#
-        let argv = (["/bin/bash", "-c", closeAndExec, "tradebus-test", executable] + arguments).map { strdup($0) } + [nil]
+        let argv = (["/bin/bash", "-c", closeAndExec, "tradebus-command", executable] + arguments).map { strdup($0) } + [nil]
         let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
             argv.forEach { free($0) }
@@ -37,15 +45,20 @@ public enum Command {
         guard spawned == 0 else {
             throw CommandFailed(command: executable, status: spawned, output: "cannot start: \(String(cString: strerror(spawned)))")
         }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        guard exitCode == 0 else {
-            throw CommandFailed(command: ([executable] + arguments).joined(separator: " "), status: exitCode, output: output)
-        }
-        return output
+        return pid
     }
+
+    /// Waits for `pid`; returns its exit code, or 128 + the signal that killed it.
+    public static func wait(_ pid: pid_t, blocking: Bool = true) -> Int32? {
+        var status: Int32 = 0
+        var result: pid_t
+        repeat { result = waitpid(pid, &status, blocking ? 0 : WNOHANG) } while result < 0 && errno == EINTR
+        guard result == pid else { return nil }
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    /// Waits for `pid` (blocking); returns its exit code.
+    static func wait(_ pid: pid_t) -> Int32 { wait(pid, blocking: true) ?? -1 }
 }
 
 /// A command exited non-zero; `output` holds what it printed.

@@ -33,26 +33,7 @@ public final class SpawnedProcess: Sendable {
 
     public init(executable: String, arguments: [String] = [], environment: [String: String]) throws {
         outputPath = NSTemporaryDirectory() + "tradebus-process-\(UUID().uuidString).log"
-        let outputFD = open(outputPath, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
-        defer { close(outputFD) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, outputFD, 1)
-        posix_spawn_file_actions_adddup2(&actions, outputFD, 2)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            env.forEach { free($0) }
-        }
-        var pid: pid_t = 0
-        let status = posix_spawn(&pid, executable, &actions, nil, argv, env)
-        guard status == 0 else {
-            throw CommandFailed(command: executable, status: status, output: String(cString: strerror(status)))
-        }
-        self.pid = pid
+        pid = try Command.spawn(executable, arguments, environment: environment, outputPath: outputPath)
     }
 
     public func signal(_ signal: Int32) { kill(pid, signal) }
@@ -61,11 +42,7 @@ public final class SpawnedProcess: Sendable {
     public func waitForExit(timeout: Duration) async throws -> Int32 {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            var status: Int32 = 0
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid {
-                return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-            }
+            if let code = Command.wait(pid, blocking: false) { return code }
             try await Task.sleep(for: .milliseconds(50))
         }
         kill(pid, SIGKILL)
