@@ -1,6 +1,7 @@
 import BlockingIO
 import Foundation
 import Logging
+import Metrics
 import TradingCore
 
 /// One consumer on its own connection: deliveries flow into an `AsyncStream`, settlements come back as
@@ -26,6 +27,8 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
     /// Dead-letter copies awaiting the broker's confirm, by their publish tag, with the original's tag.
     private var deadLetters: [UInt64: UInt64] = [:]
     private var nextPublishTag: UInt64 = 1
+    private let consumed: Counter
+    private let deadLettered: Counter
 
     init(
         settings: Settings, topology: Topology, logger: Logger, thread: ConnectionThread, queue: String, prefetch: Int,
@@ -34,6 +37,8 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
         self.queue = queue
         self.prefetch = prefetch
         self.continuation = continuation
+        self.consumed = Counter(label: "tradebus_bus_consumed_total", dimensions: [("queue", queue)])
+        self.deadLettered = Counter(label: "tradebus_bus_dead_lettered_total", dimensions: [("queue", queue)])
         super.init(settings: settings, topology: topology, logger: logger, thread: thread)
     }
 
@@ -113,6 +118,7 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
             switch settlement {
             case .ack:
                 try connection.ack(token.deliveryTag)
+                consumed.increment()
             case .requeue:
                 try connection.requeue(token.deliveryTag)
             case .deadLetter(let reason, let attempts):
@@ -125,6 +131,7 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
                     exchange: Topology.deadLetterExchange, routingKey: queue, body: delivery.body,
                     messageID: delivery.messageID, correlationID: delivery.correlationID, headers: headers)
                 deadLetters[nextPublishTag] = token.deliveryTag
+                deadLettered.increment()
                 nextPublishTag += 1
                 logger.warning("message dead-lettered", metadata: [
                     "queue": "\(queue)", "routing_key": "\(delivery.routingKey)", "reason": "\(reason)",

@@ -2,6 +2,7 @@ import BlockingIO
 import DequeModule
 import Foundation
 import Logging
+import Metrics
 import TradingCore
 
 /// Publishes with confirms over its own connection, keeping a window of unconfirmed messages in
@@ -28,6 +29,9 @@ final class Publisher: ManagedConnection, @unchecked Sendable {
     private var tagByPublishID: [UInt64: UInt64] = [:]
     private var nextTag: UInt64 = 1
     private var nextPublishID: UInt64 = 1
+    private let published = Counter(label: "tradebus_bus_published_total")
+    private let failed = Counter(label: "tradebus_bus_publish_failed_total")
+    private let reconnects = Counter(label: "tradebus_bus_reconnects_total")
 
     init(
         settings: Settings, topology: Topology, logger: Logger, thread: ConnectionThread, window: Int, publishTimeout: Duration,
@@ -62,6 +66,7 @@ final class Publisher: ManagedConnection, @unchecked Sendable {
     }
 
     override func didDisconnect(_ error: any Error) {
+        reconnects.increment()
         // Unconfirmed messages go back to the front of the line, in their original order.
         let resend = unconfirmed.sorted { $0.key < $1.key }.map { entry -> Pending in
             var pending = entry.value
@@ -127,7 +132,9 @@ final class Publisher: ManagedConnection, @unchecked Sendable {
         for tag in tags {
             guard let pending = unconfirmed.removeValue(forKey: tag) else { continue }
             tagByPublishID.removeValue(forKey: pending.publishID)
-            pending.completion(result(pending))
+            let outcome = result(pending)
+            if case .success = outcome { published.increment() } else { failed.increment() }
+            pending.completion(outcome)
         }
     }
 

@@ -103,8 +103,15 @@ final class RedisConnection {
         try pipeline([arguments])[0]
     }
 
-    /// Sends all commands, then reads all replies: one round trip.
+    /// Sends all commands, then reads all replies: one round trip. A single command goes through
+    /// `redisCommandArgv` (hiredis's `redisCommand` is variadic, which Swift cannot call).
     func pipeline(_ commands: [[[UInt8]]]) throws -> [RedisReply] {
+        if commands.count == 1 {
+            let raw = Self.withArgv(commands[0]) { count, argv, lengths in redisCommandArgv(context, count, argv, lengths) }
+            guard let raw else { throw RedisError("command failed: \(errorText)") }
+            defer { freeReplyObject(raw) }
+            return [Self.copy(raw.assumingMemoryBound(to: redisReply.self))]
+        }
         for arguments in commands {
             let status = Self.withArgv(arguments) { count, argv, lengths in
                 redisAppendCommandArgv(context, count, argv, lengths)
