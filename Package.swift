@@ -3,6 +3,9 @@ import PackageDescription
 
 /// Strict concurrency everywhere: Swift 6 language mode is set for the whole package.
 let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+/// Modules on every hot path (the LRU, the connection threads, the domain core) let callers in other
+/// modules inline and specialise them in release builds.
+let hotPath: [SwiftSetting] = strict + [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
 
 let package = Package(
     name: "TradeBus",
@@ -34,7 +37,7 @@ let package = Package(
         .target(name: "CRabbitMQShim", dependencies: ["CRabbitMQ"]),
 
         // MARK: Domain core: no I/O
-        .target(name: "TradingCore", swiftSettings: strict),
+        .target(name: "TradingCore", swiftSettings: hotPath),
 
         // MARK: Services and embedded implementations
         .target(
@@ -46,11 +49,11 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: strict
+            swiftSettings: hotPath
         ),
 
         // MARK: Adapters, one per outside system
-        .target(name: "BlockingIO", swiftSettings: strict),
+        .target(name: "BlockingIO", swiftSettings: hotPath),
         .target(
             name: "RabbitMQBus",
             dependencies: [

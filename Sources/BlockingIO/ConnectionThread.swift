@@ -26,6 +26,8 @@ public final class ConnectionThread: Sendable {
         func pump()
         /// How long the thread may sleep at most (heartbeats, reconnects).
         var tickInterval: Duration { get }
+        /// Called after each batch of jobs, before the thread waits: a place to flush coalesced work.
+        func jobsDidRun()
     }
 
     private struct State: ~Copyable {
@@ -121,18 +123,12 @@ public final class ConnectionThread: Sendable {
             }
             if !jobs.isEmpty { queued.subtract(jobs.count, ordering: .relaxed) }
             for job in jobs { job() }
+            if !jobs.isEmpty { pump?.jobsDidRun() }
             if stopped && jobs.isEmpty {
                 pump = nil
                 return
             }
             if !jobs.isEmpty { continue }
-            // A caller usually sends the next job within microseconds: spin briefly before sleeping,
-            // which saves two thread wake-ups per request on a busy connection.
-            var spins = 0
-            while spins < 2_000 && queued.load(ordering: .acquiring) == 0 && !(pump?.hasBufferedInput() ?? false) {
-                spins += 1
-            }
-            if queued.load(ordering: .acquiring) > 0 { continue }
             sleeping.store(true, ordering: .sequentiallyConsistent)
             if queued.load(ordering: .sequentiallyConsistent) > 0 {
                 sleeping.store(false, ordering: .relaxed)

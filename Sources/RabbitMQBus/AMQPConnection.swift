@@ -211,8 +211,9 @@ final class AMQPConnection {
         try check(amqp_get_rpc_reply(state), "basic.cancel")
     }
 
-    func ack(_ deliveryTag: UInt64) throws {
-        let status = amqp_basic_ack(state, Self.channel, deliveryTag, 0)
+    /// Acks one delivery, or with `multiple` every unacknowledged delivery up to and including it.
+    func ack(_ deliveryTag: UInt64, multiple: Bool = false) throws {
+        let status = amqp_basic_ack(state, Self.channel, deliveryTag, multiple ? 1 : 0)
         guard status == AMQP_STATUS_OK.rawValue else { throw AMQPError("basic.ack failed: \(Self.statusText(status))") }
     }
 
@@ -245,7 +246,7 @@ final class AMQPConnection {
         case AMQPMethod.basicReturn:
             let returned = method.decoded.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
             let routingKey = Self.string(returned.routing_key)
-            let message = try readContent(channel: frame.channel)
+            let message = try readContent(channel: frame.channel, keepInternalHeaders: true)
             return .returned(replyCode: returned.reply_code, routingKey: routingKey, headers: message.headers)
         case AMQPMethod.basicDeliver:
             let deliver = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
@@ -276,7 +277,7 @@ final class AMQPConnection {
         amqp_maybe_release_buffers(state)
     }
 
-    private func readContent(channel: amqp_channel_t) throws -> AMQPMessage {
+    private func readContent(channel: amqp_channel_t, keepInternalHeaders: Bool = false) throws -> AMQPMessage {
         var message = amqp_message_t()
         let reply = amqp_read_message(state, channel, &message, 0)
         try check(reply, "reading message content")
@@ -286,7 +287,10 @@ final class AMQPConnection {
         if properties._flags & amqp_flags_t(1 << 13) != 0, let entries = properties.headers.entries {
             for index in 0..<Int(properties.headers.num_entries) {
                 let entry = entries[index]
-                headers[Self.string(entry.key)] = Self.fieldText(entry.value)
+                let key = Self.string(entry.key)
+                // The bus's own bookkeeping headers are not the application's.
+                if !keepInternalHeaders && (key.hasPrefix("x-tb-") || key == "x-shard-key") { continue }
+                headers[key] = Self.fieldText(entry.value)
             }
         }
         let body: [UInt8]

@@ -1,4 +1,5 @@
 import BlockingIO
+import DequeModule
 import Foundation
 import Logging
 import Metrics
@@ -27,6 +28,11 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
     /// Dead-letter copies awaiting the broker's confirm, by their publish tag, with the original's tag.
     private var deadLetters: [UInt64: UInt64] = [:]
     private var nextPublishTag: UInt64 = 1
+    /// Delivery tags in the order received, until settled: acks are coalesced into one
+    /// `basic.ack multiple` for the settled prefix.
+    private var delivered = Deque<UInt64>()
+    private var acked: Set<UInt64> = []
+    private var settledOtherwise: Set<UInt64> = []
     private let consumed: Counter
     private let deadLettered: Counter
 
@@ -44,6 +50,7 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
 
     override func didConnect(_ connection: AMQPConnection) throws {
         deadLetters.removeAll()
+        resetAckTracking()
         nextPublishTag = 1
         if intakeStopped {
             finishStream()
@@ -57,6 +64,7 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
     override func didDisconnect(_ error: any Error) {
         consumerTag = nil
         deadLetters.removeAll()
+        resetAckTracking()
         if intakeStopped { finishStream() }
     }
 
@@ -67,17 +75,24 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
                 // A dead-letter queue hands out messages under their original key, as the in-process bus does.
                 routingKey: queue.hasSuffix(".dlq") ? (message.headers[DeadLetterHeader.routingKey] ?? routingKey) : routingKey,
                 body: message.body, messageID: message.messageID, correlationID: message.correlationID,
-                headers: message.headers.filter { !$0.key.hasPrefix("x-tb-") && $0.key != Topology.shardHeader },
+                headers: message.headers,
                 redelivered: redelivered)
+            delivered.append(tag)
             continuation.yield((delivery, Token(generation: generation, deliveryTag: tag, delivery: delivery)))
         case .ack(let tag, let multiple):
             let tags = multiple ? deadLetters.keys.filter { $0 <= tag } : [tag]
             for publishTag in tags {
-                if let original = deadLetters.removeValue(forKey: publishTag) { try connection?.ack(original) }
+                if let original = deadLetters.removeValue(forKey: publishTag) {
+                    try connection?.ack(original)
+                    settledOtherwise.insert(original)
+                }
             }
         case .nack(let tag, _):
             // The broker refused the dead-letter copy: keep the original in the queue.
-            if let original = deadLetters.removeValue(forKey: tag) { try connection?.requeue(original) }
+            if let original = deadLetters.removeValue(forKey: tag) {
+                try connection?.requeue(original)
+                settledOtherwise.insert(original)
+            }
         case .cancelledByBroker:
             logger.warning("RabbitMQ cancelled the consumer (queue deleted?); consuming again", metadata: ["queue": "\(queue)"])
             throw AMQPError("consumer of \(queue) cancelled by the broker")
@@ -117,10 +132,12 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
         do {
             switch settlement {
             case .ack:
-                try connection.ack(token.deliveryTag)
+                acked.insert(token.deliveryTag)
                 consumed.increment()
+                if acked.count >= 256 { try flushAcks() }
             case .requeue:
                 try connection.requeue(token.deliveryTag)
+                settledOtherwise.insert(token.deliveryTag)
             case .deadLetter(let reason, let attempts):
                 var headers: [(String, AMQPFieldValue)] = delivery.headers.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }
                 headers.append((DeadLetterHeader.reason, .string(reason)))
@@ -140,6 +157,38 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
         } catch {
             connectionLost(error)
         }
+    }
+
+    override func jobsDidRun() {
+        do { try flushAcks() } catch { connectionLost(error) }
+    }
+
+    /// One `basic.ack multiple` for the longest settled prefix of deliveries; acks beyond a gap (a
+    /// message still being handled, or awaiting its dead-letter confirm) go one by one, so the
+    /// broker's prefetch window never waits on a slow message.
+    private func flushAcks() throws {
+        guard let connection, !acked.isEmpty else { return }
+        var upTo: UInt64?
+        while let first = delivered.first {
+            if acked.remove(first) != nil {
+                upTo = first
+            } else if settledOtherwise.remove(first) == nil {
+                break
+            }
+            delivered.removeFirst()
+        }
+        if let upTo { try connection.ack(upTo, multiple: true) }
+        for tag in acked {
+            try connection.ack(tag)
+            settledOtherwise.insert(tag)
+        }
+        acked.removeAll(keepingCapacity: true)
+    }
+
+    private func resetAckTracking() {
+        delivered.removeAll()
+        acked.removeAll()
+        settledOtherwise.removeAll()
     }
 
     func close() {

@@ -103,6 +103,8 @@ class ManagedConnection: ConnectionThread.SocketPump, @unchecked Sendable {
 
     var tickInterval: Duration { connection == nil ? .milliseconds(50) : .seconds(1) }
 
+    func jobsDidRun() {}
+
     func pump() {
         if closed { return }
         if connection == nil, ContinuousClock.now >= nextAttempt {

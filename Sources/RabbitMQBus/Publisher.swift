@@ -85,7 +85,7 @@ final class Publisher: ManagedConnection, @unchecked Sendable {
                 (Topology.publishIDHeader, .string(String(pending.publishID))),
                 (Topology.shardHeader, .string(pending.message.shardKey ?? pending.message.routingKey)),
             ]
-            for (key, value) in pending.message.headers.sorted(by: { $0.key < $1.key }) {
+            for (key, value) in pending.message.headers {
                 headers.append((key, .string(value)))
             }
             do {

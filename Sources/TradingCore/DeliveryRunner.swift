@@ -37,6 +37,17 @@ public enum DeliveryRunner {
         defer { stopWatcher.cancel() }
 
         await withTaskCancellationHandler {
+            if options.concurrency == 1 {
+                // In order, one at a time: no child task per message.
+                for await (delivery, token) in deliveries {
+                    if stopping.load(ordering: .acquiring) {
+                        await settle(token, .requeue)
+                        continue
+                    }
+                    await settle(token, await process(delivery, options: options, attempts: attempts, handler: handler))
+                }
+                return
+            }
             await withTaskGroup(of: Void.self) { group in
                 var running = 0
                 for await (delivery, token) in deliveries {
