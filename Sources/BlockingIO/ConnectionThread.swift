@@ -39,6 +39,8 @@ public final class ConnectionThread: Sendable {
     /// True while the thread sleeps in poll(2): only then does an enqueue need to write the wake pipe.
     private let sleeping = Atomic<Bool>(false)
     private let queued = Atomic<Int>(0)
+    /// The thread's pthread id, set when it starts; lets `run` tell it is already on this thread.
+    private let threadID = Atomic<UInt>(0)
     private let wakeRead: Int32
     private let wakeWrite: Int32
     public let name: String
@@ -72,9 +74,17 @@ public final class ConnectionThread: Sendable {
         self.pump = pump
     }
 
-    /// Runs `body` on the connection thread and returns its result.
+    /// True when called from this connection thread.
+    public var isCurrent: Bool {
+        let id = threadID.load(ordering: .acquiring)
+        return id != 0 && UInt(bitPattern: Int(bitPattern: UInt(pthread_self()))) == id
+    }
+
+    /// Runs `body` on the connection thread and returns its result. Called from a task already
+    /// running on this thread (see the `TaskExecutor` conformance), it runs inline with no hop.
     public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        if isCurrent { return try body() }
+        return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<T, any Error>) in
             let accepted = enqueue {
                 do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
             }
@@ -115,6 +125,7 @@ public final class ConnectionThread: Sendable {
     }
 
     private func loop() {
+        threadID.store(UInt(pthread_self()), ordering: .releasing)
         while true {
             let (jobs, stopped) = state.withLock { state -> ([@Sendable () -> Void], Bool) in
                 let jobs = state.jobs
@@ -168,4 +179,14 @@ public final class ConnectionThread: Sendable {
 public struct ConnectionThreadStopped: Error, CustomStringConvertible {
     public let name: String
     public var description: String { "connection thread '\(name)' has stopped; the connection is closed" }
+}
+
+/// A task that prefers this executor (`withTaskExecutorPreference(thread) { ... }`) runs on the
+/// connection thread itself, so its calls to the connection run inline instead of hopping threads
+/// twice per call. For tasks that talk mostly to one connection.
+extension ConnectionThread: TaskExecutor {
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        enqueue { [self] in job.runSynchronously(on: asUnownedTaskExecutor()) }
+    }
 }

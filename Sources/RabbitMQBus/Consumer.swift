@@ -192,6 +192,8 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
     }
 
     func close() {
+        // Settlements queued just before closing are in `acked`: send them first.
+        do { try flushAcks() } catch { logger.warning("acks lost on close; the broker will redeliver", metadata: ["error": "\(error)"]) }
         closed = true
         finishStream()
         connection?.close()

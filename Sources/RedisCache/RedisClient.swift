@@ -20,6 +20,10 @@ public final class RedisClient: Sendable {
         thread.stop()
     }
 
+    /// The connection's thread as a task executor: a task that prefers it
+    /// (`withTaskExecutorPreference(client.executor) { ... }`) makes its calls inline, with no thread hop.
+    public var executor: any TaskExecutor { thread }
+
     /// Runs commands as one pipeline: one round trip for all.
     public func pipeline(_ commands: [[[UInt8]]]) async throws -> [RedisReply] {
         let holder = self.holder

@@ -112,11 +112,16 @@ final class RedisConnection {
             defer { freeReplyObject(raw) }
             return [Self.copy(raw.assumingMemoryBound(to: redisReply.self))]
         }
-        for arguments in commands {
-            let status = Self.withArgv(arguments) { count, argv, lengths in
-                redisAppendCommandArgv(context, count, argv, lengths)
+        // All commands' arguments laid out in one buffer: one allocation per pipeline, not per command.
+        let allArguments = commands.flatMap { $0 }
+        try Self.withArgv(allArguments) { _, argv, lengths in
+            var offset = 0
+            for arguments in commands {
+                guard redisAppendCommandArgv(context, Int32(arguments.count), argv + offset, lengths + offset) == REDIS_OK else {
+                    throw RedisError("writing a command failed: \(errorText)")
+                }
+                offset += arguments.count
             }
-            guard status == REDIS_OK else { throw RedisError("writing a command failed: \(errorText)") }
         }
         var replies: [RedisReply] = []
         replies.reserveCapacity(commands.count)
@@ -151,8 +156,8 @@ final class RedisConnection {
 
     /// Lays the arguments out as C argv/argvlen arrays for the duration of `body`.
     private static func withArgv<R>(
-        _ arguments: [[UInt8]], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R
-    ) -> R {
+        _ arguments: [[UInt8]], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) throws -> R
+    ) rethrows -> R {
         let total = arguments.reduce(0) { $0 + $1.count }
         let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(total, 1))
         let argv = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: arguments.count)
@@ -171,7 +176,7 @@ final class RedisConnection {
             lengths[index] = argument.count
             offset += argument.count
         }
-        return body(Int32(arguments.count), argv, lengths)
+        return try body(Int32(arguments.count), argv, lengths)
     }
 
     static func timeval(_ duration: Duration) -> Glibc.timeval {

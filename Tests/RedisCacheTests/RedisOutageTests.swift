@@ -100,3 +100,24 @@ struct RedisOutageTests {
         #expect(await eventually { cache.health == .healthy })
     }
 }
+
+@Suite("RedisClient on its connection's executor")
+struct RedisClientExecutorTests {
+    @Test("a task preferring the connection's executor gets the same answers, inline")
+    func executorPreference() async throws {
+        let client = RedisClient(url: try RedisURL(TestServices.redisURL), timeout: .seconds(1))
+        let key = TestServices.uniqueName("exec")
+        let values = try await withTaskExecutorPreference(client.executor) {
+            var values: [String] = []
+            for n in 0..<50 {
+                try await client.set(key, Array("v\(n)".utf8))
+                values.append(String(decoding: try await client.get(key) ?? [], as: UTF8.self))
+            }
+            return values
+        }
+        #expect(values == (0..<50).map { "v\($0)" })
+        // And from the cooperative pool, the same client still works.
+        #expect(try await client.get(key) == Array("v49".utf8))
+        _ = try await client.command(["DEL", key])
+    }
+}
