@@ -1,0 +1,68 @@
+/// The indicator values after one candle; nil while an indicator is still warming up.
+public struct IndicatorSnapshot: Sendable, Hashable, Codable {
+    public var openTime: Int64
+    public var close: Double
+    public var sma20: Double?
+    public var ema12: Double?
+    public var ema26: Double?
+    public var macd: Double?
+    public var macdSignal: Double?
+    public var macdHistogram: Double?
+    public var rsi14: Double?
+    public var atr14: Double?
+    public var bollingerUpper: Double?
+    public var bollingerMiddle: Double?
+    public var bollingerLower: Double?
+    public var stochasticK: Double?
+    public var stochasticD: Double?
+    public var adx14: Double?
+    public var obv: Double?
+    public var volumeSMA20: Double?
+
+    /// The columns of `tradebus indicators`, in order.
+    public static let columns = [
+        "open_time", "close", "sma20", "ema12", "ema26", "macd", "macd_signal", "macd_hist", "rsi14", "atr14",
+        "bb_upper", "bb_middle", "bb_lower", "stoch_k", "stoch_d", "adx14", "obv",
+    ]
+
+    /// The values of `columns` after `open_time`, in order.
+    public var columnValues: [Double?] {
+        [close, sma20, ema12, ema26, macd, macdSignal, macdHistogram, rsi14, atr14, bollingerUpper, bollingerMiddle,
+         bollingerLower, stochasticK, stochasticD, adx14, obv]
+    }
+}
+
+/// Every indicator of one (symbol, interval), updated incrementally: O(1) per candle (the stochastic's
+/// 14-value window aside), never recomputed over the window. Codable, so a worker can save and restore it.
+public struct IndicatorSet: Sendable, Hashable, Codable {
+    private var sma20 = SMA(period: 20)
+    private var ema12 = EMA(period: 12)
+    private var ema26 = EMA(period: 26)
+    private var macd = MACD(fast: 12, slow: 26, signal: 9)
+    private var rsi = RSI(period: 14)
+    private var atr = ATR(period: 14)
+    private var bollinger = Bollinger(period: 20, deviations: 2)
+    private var stochastic = Stochastic(kPeriod: 14, kSlowing: 3, dPeriod: 3)
+    private var adx = ADX(period: 14)
+    private var obv = OBV()
+    private var volumeSMA = SMA(period: 20)
+    public private(set) var candles = 0
+
+    public init() {}
+
+    /// Adds the next closed candle and returns the snapshot after it.
+    public mutating func update(_ candle: Candle) -> IndicatorSnapshot {
+        candles += 1
+        let macdValue = macd.update(candle.close)
+        let bands = bollinger.update(candle.close)
+        let stoch = stochastic.update(high: candle.high, low: candle.low, close: candle.close)
+        return IndicatorSnapshot(
+            openTime: candle.openTime, close: candle.close, sma20: sma20.update(candle.close),
+            ema12: ema12.update(candle.close), ema26: ema26.update(candle.close), macd: macdValue?.macd,
+            macdSignal: macdValue?.signal, macdHistogram: macdValue?.histogram, rsi14: rsi.update(candle.close),
+            atr14: atr.update(high: candle.high, low: candle.low, close: candle.close), bollingerUpper: bands?.upper,
+            bollingerMiddle: bands?.middle, bollingerLower: bands?.lower, stochasticK: stoch?.k, stochasticD: stoch?.d,
+            adx14: adx.update(high: candle.high, low: candle.low, close: candle.close),
+            obv: obv.update(close: candle.close, volume: candle.volume), volumeSMA20: volumeSMA.update(candle.volume))
+    }
+}

@@ -1,0 +1,96 @@
+/// TA-Lib's test for zero (`TA_IS_ZERO`), which its RSI and ADX use; kept so values match TA-Lib.
+@inline(__always)
+func isTALibZero(_ value: Double) -> Bool { value > -0.000_000_01 && value < 0.000_000_01 }
+
+/// A fixed-size ring of the last `capacity` values.
+public struct RingBuffer: Sendable, Hashable, Codable {
+    private var values: [Double]
+    private var next = 0
+    public private(set) var count = 0
+
+    public init(capacity: Int) { values = Array(repeating: 0, count: capacity) }
+
+    public var capacity: Int { values.count }
+    public var isFull: Bool { count == values.count }
+
+    /// Adds a value; returns the one it pushed out when full.
+    @discardableResult
+    public mutating func push(_ value: Double) -> Double? {
+        let evicted = isFull ? values[next] : nil
+        values[next] = value
+        next = (next + 1) % values.count
+        count = min(count + 1, values.count)
+        return evicted
+    }
+
+    /// The oldest value held (the next to be pushed out when full).
+    public var oldest: Double { values[isFull ? next : 0] }
+
+    /// The largest value held, without allocating.
+    public var maximum: Double {
+        var result = -Double.infinity
+        for index in 0..<count where values[index] > result { result = values[index] }
+        return result
+    }
+
+    /// The smallest value held, without allocating.
+    public var minimum: Double {
+        var result = Double.infinity
+        for index in 0..<count where values[index] < result { result = values[index] }
+        return result
+    }
+
+    /// Oldest first.
+    public var elements: [Double] { (0..<count).map { values[(next - count + $0 + values.count) % values.count] } }
+}
+
+/// Simple moving average, as TA-Lib computes it: a running total, the trailing value subtracted
+/// after each output. O(1) per value.
+public struct SMA: Sendable, Hashable, Codable {
+    public let period: Int
+    private var window: RingBuffer
+    private var total = 0.0
+
+    public init(period: Int) {
+        self.period = period
+        self.window = RingBuffer(capacity: period)
+    }
+
+    public mutating func update(_ value: Double) -> Double? {
+        window.push(value)
+        total += value
+        guard window.isFull else { return nil }
+        let result = total / Double(period)
+        // The oldest value leaves the total once it has been used, as in TA-Lib's INT_SMA.
+        total -= window.oldest
+        return result
+    }
+}
+
+/// Exponential moving average seeded with the SMA of its first `period` values, k = 2/(period+1),
+/// as TA-Lib's default. O(1) per value.
+public struct EMA: Sendable, Hashable, Codable {
+    public let period: Int
+    private let k: Double
+    private var seedTotal = 0.0
+    private var seen = 0
+    public private(set) var value: Double?
+
+    public init(period: Int) {
+        self.period = period
+        self.k = 2.0 / Double(period + 1)
+    }
+
+    public mutating func update(_ input: Double) -> Double? {
+        if let previous = value {
+            let next = (input - previous) * k + previous
+            value = next
+            return next
+        }
+        seedTotal += input
+        seen += 1
+        guard seen == period else { return nil }
+        value = seedTotal / Double(period)
+        return value
+    }
+}
