@@ -3,6 +3,7 @@ import Benchmarks
 import Foundation
 import RabbitMQBus
 import RedisCache
+import TradingCore
 import WorkerRuntime
 
 /// `tradebus`: the all-in-one command. This build has `migrate` and `bench`; `run`, `backtest`,
@@ -12,7 +13,7 @@ struct TradeBus: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tradebus",
         abstract: "TradeBus: an autonomous crypto perpetual-futures trading system.",
-        subcommands: [Migrate.self, Bench.self])
+        subcommands: [Indicators.self, Migrate.self, Bench.self])
 }
 
 struct Migrate: AsyncParsableCommand {
@@ -73,4 +74,50 @@ struct StoreBench: AsyncParsableCommand {
         let url = try ConfigReader().required("DATABASE_URL")
         output.print(try await StoreBenchmark.run(databaseURL: url, singleRows: single, batchRows: batch))
     }
+}
+
+struct Indicators: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compute the indicators over a candle file, one row per candle in file order.")
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case csv, jsonl }
+
+    @Option(help: "A candle file: 6-column CSV, Binance 12-column kline CSV, or freqtrade JSON.") var data: String
+    @Option(help: "csv (warm-up values empty) or jsonl (warm-up values null).") var format: Format = .csv
+
+    func run() throws {
+        guard let text = try? String(contentsOfFile: data, encoding: .utf8) else {
+            throw ValidationError("cannot read --data '\(data)'")
+        }
+        let candles: [Candle]
+        do { candles = try CandleFile.parse(text) } catch { throw ValidationError("\(data): \(error)") }
+        var set = IndicatorSet()
+        var output = ""
+        output.reserveCapacity(candles.count * 200)
+        if format == .csv { output += IndicatorSnapshot.columns.joined(separator: ",") + "\n" }
+        for candle in candles {
+            let snapshot = set.update(candle)
+            switch format {
+            case .csv:
+                output += String(snapshot.openTime)
+                for value in snapshot.columnValues { output += "," + (value.map(Self.number) ?? "") }
+                output += "\n"
+            case .jsonl:
+                output += "{\"open_time\":\(snapshot.openTime)"
+                for (column, value) in zip(IndicatorSnapshot.columns.dropFirst(), snapshot.columnValues) {
+                    output += ",\"\(column)\":" + (value.map(Self.number) ?? "null")
+                }
+                output += "}\n"
+            }
+            if output.utf8.count > 1 << 20 {
+                FileHandle.standardOutput.write(Data(output.utf8))
+                output.removeAll(keepingCapacity: true)
+            }
+        }
+        FileHandle.standardOutput.write(Data(output.utf8))
+    }
+
+    /// Full precision: Swift's shortest representation that reads back to the same Double (at most
+    /// 17 significant digits).
+    static func number(_ value: Double) -> String { value.isFinite ? "\(value)" : "null" }
 }
