@@ -30,7 +30,7 @@ struct Migrate: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput and latency against the real servers (AMQP_URL, REDIS_URL, DATABASE_URL).",
-        subcommands: [BusBench.self, CacheBench.self, StoreBench.self])
+        subcommands: [BusBench.self, CacheBench.self, StoreBench.self, IndicatorsBench.self])
 }
 
 struct OutputOptions: ParsableArguments {
@@ -120,4 +120,17 @@ struct Indicators: ParsableCommand {
     /// Full precision: Swift's shortest representation that reads back to the same Double (at most
     /// 17 significant digits).
     static func number(_ value: Double) -> String { value.isFinite ? "\(value)" : "null" }
+}
+
+struct IndicatorsBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "indicators", abstract: "Incremental indicators per candle, next to TA-Lib recomputing and in batch.")
+    @Option(help: "Candle file.") var data = "Tests/Fixtures/market-data/UNITTESTBTC-1m.csv"
+    @Option(help: "Times to repeat the file (13,681 candles) for the per-candle runs.") var `repeat` = 74
+    @Option(help: "TA-Lib's side.") var talib = "scripts/talib-bench"
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        output.print(try await IndicatorBenchmark.run(dataFile: data, repeat: `repeat`, talibScript: talib))
+    }
 }

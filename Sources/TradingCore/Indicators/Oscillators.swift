@@ -211,6 +211,7 @@ public struct ADX: Sendable, Hashable, Codable {
         previous = Bar(high: high, low: low, close: close)
         steps += 1
         let p = Double(period)
+        let inverse = 1 / p
         let up = high - last.high
         let down = last.low - low
         let tr = trueRange(high: high, low: low, previousClose: last.close)
@@ -220,10 +221,10 @@ public struct ADX: Sendable, Hashable, Codable {
             range += tr
             return nil
         }
-        minusDM -= minusDM / p
-        plusDM -= plusDM / p
+        minusDM -= minusDM * inverse
+        plusDM -= plusDM * inverse
         if down > 0 && up < down { minusDM += down } else if up > 0 && up > down { plusDM += up }
-        range = range - range / p + tr
+        range = range - range * inverse + tr
         var dx: Double?
         if !isTALibZero(range) {
             let minusDI = 100 * (minusDM / range)

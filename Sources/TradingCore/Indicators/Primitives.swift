@@ -16,10 +16,12 @@ public struct RingBuffer: Sendable, Hashable, Codable {
     /// Adds a value; returns the one it pushed out when full.
     @discardableResult
     public mutating func push(_ value: Double) -> Double? {
-        let evicted = isFull ? values[next] : nil
+        let capacity = values.count
+        let evicted = count == capacity ? values[next] : nil
         values[next] = value
-        next = (next + 1) % values.count
-        count = min(count + 1, values.count)
+        next += 1
+        if next == capacity { next = 0 }
+        if count < capacity { count += 1 }
         return evicted
     }
 

@@ -1,0 +1,47 @@
+import Foundation
+import TradingCore
+import WorkerRuntime
+
+/// `tradebus bench indicators`: the whole indicator set updated incrementally, per candle; against
+/// TA-Lib recomputing everything over the last 1,000 candles for each new one (the seed bots' way);
+/// and against TA-Lib's batch functions over a whole series. TA-Lib runs from scripts/talib-bench in
+/// the same command.
+public enum IndicatorBenchmark {
+    public static func run(dataFile: String, repeat repetitions: Int, talibScript: String) async throws -> BenchReport {
+        var report = BenchReport(benchmark: "indicators")
+        let candles = try CandleFile.parse(try String(contentsOfFile: dataFile, encoding: .utf8))
+        var series: [Candle] = []
+        series.reserveCapacity(candles.count * repetitions)
+        for _ in 0..<repetitions { series += candles }
+
+        // Best of three passes over the whole series, one fresh IndicatorSet each.
+        var best = Double.infinity
+        var checksum = 0.0
+        for _ in 0..<3 {
+            var set = IndicatorSet()
+            let elapsed = await seconds {
+                for candle in series {
+                    let snapshot = set.update(candle)
+                    checksum += snapshot.adx14 ?? 0
+                }
+            }
+            best = min(best, elapsed)
+        }
+        let oursPerCandle = best * 1e9 / Double(series.count)
+        report.add(BenchFigure("tradebus: whole set, incremental, per candle", oursPerCandle, "ns", note: "\(series.count) candles, checksum \(Int(checksum))"))
+        report.goal("200 ns or less per candle (\(String(format: "%.0f", oursPerCandle)) ns)", met: oursPerCandle <= 200)
+
+        let output = try Command.run("python3", [talibScript, "--data", dataFile, "--repeat", String(repetitions)])
+        guard let line = output.split(separator: "\n").last, let data = line.data(using: .utf8),
+              let talib = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let recompute = talib["recompute_ns_per_candle"] as? Double, let batch = talib["batch_ns_per_bar"] as? Double
+        else { throw CommandFailed(command: talibScript, status: 0, output: output) }
+        report.add(BenchFigure("TA-Lib: recompute all over the last 1,000 candles, per new candle", recompute, "ns"))
+        report.add(BenchFigure("TA-Lib: batch over the whole series, per bar", batch, "ns", note: "TA-Lib \(talib["talib"] ?? "?")"))
+        report.add(BenchFigure("incremental vs TA-Lib recompute", recompute / oursPerCandle, "x cheaper"))
+        report.add(BenchFigure("incremental vs TA-Lib batch", oursPerCandle / batch, "x TA-Lib's cost"))
+        report.goal("100x or more cheaper than recomputing (\(String(format: "%.0f", recompute / oursPerCandle))x)", met: recompute / oursPerCandle >= 100)
+        report.goal("within 2x of TA-Lib's batch cost per bar (\(String(format: "%.2f", oursPerCandle / batch))x)", met: oursPerCandle / batch <= 2)
+        return report
+    }
+}
