@@ -17,7 +17,44 @@ public struct IndicatorSnapshot: Sendable, Hashable, Codable {
     public var stochasticD: Double?
     public var adx14: Double?
     public var obv: Double?
+    public var volume: Double
     public var volumeSMA20: Double?
+    /// The latest swing high and low: resistance and support.
+    public var resistance: Double?
+    public var support: Double?
+    /// ``MarketRegime/classify(_:volatileATRFraction:trendADX:)`` of this snapshot.
+    public var regime: MarketRegime?
+
+    public init(
+        openTime: Int64, close: Double, sma20: Double? = nil, ema12: Double? = nil, ema26: Double? = nil, macd: Double? = nil,
+        macdSignal: Double? = nil, macdHistogram: Double? = nil, rsi14: Double? = nil, atr14: Double? = nil,
+        bollingerUpper: Double? = nil, bollingerMiddle: Double? = nil, bollingerLower: Double? = nil,
+        stochasticK: Double? = nil, stochasticD: Double? = nil, adx14: Double? = nil, obv: Double? = nil, volume: Double,
+        volumeSMA20: Double? = nil, resistance: Double? = nil, support: Double? = nil, regime: MarketRegime? = nil
+    ) {
+        self.openTime = openTime
+        self.close = close
+        self.sma20 = sma20
+        self.ema12 = ema12
+        self.ema26 = ema26
+        self.macd = macd
+        self.macdSignal = macdSignal
+        self.macdHistogram = macdHistogram
+        self.rsi14 = rsi14
+        self.atr14 = atr14
+        self.bollingerUpper = bollingerUpper
+        self.bollingerMiddle = bollingerMiddle
+        self.bollingerLower = bollingerLower
+        self.stochasticK = stochasticK
+        self.stochasticD = stochasticD
+        self.adx14 = adx14
+        self.obv = obv
+        self.volume = volume
+        self.volumeSMA20 = volumeSMA20
+        self.resistance = resistance
+        self.support = support
+        self.regime = regime
+    }
 
     /// The columns of `tradebus indicators`, in order.
     public static let columns = [
@@ -46,6 +83,7 @@ public struct IndicatorSet: Sendable, Hashable, Codable {
     private var adx = ADX(period: 14)
     private var obv = OBV()
     private var volumeSMA = SMA(period: 20)
+    private var swings = SwingLevels(strength: 2)
     public private(set) var candles = 0
 
     public init() {}
@@ -56,13 +94,17 @@ public struct IndicatorSet: Sendable, Hashable, Codable {
         let macdValue = macd.update(candle.close)
         let bands = bollinger.update(candle.close)
         let stoch = stochastic.update(high: candle.high, low: candle.low, close: candle.close)
-        return IndicatorSnapshot(
+        swings.update(high: candle.high, low: candle.low)
+        var snapshot = IndicatorSnapshot(
             openTime: candle.openTime, close: candle.close, sma20: sma20.update(candle.close),
             ema12: ema12.update(candle.close), ema26: ema26.update(candle.close), macd: macdValue?.macd,
             macdSignal: macdValue?.signal, macdHistogram: macdValue?.histogram, rsi14: rsi.update(candle.close),
             atr14: atr.update(high: candle.high, low: candle.low, close: candle.close), bollingerUpper: bands?.upper,
             bollingerMiddle: bands?.middle, bollingerLower: bands?.lower, stochasticK: stoch?.k, stochasticD: stoch?.d,
             adx14: adx.update(high: candle.high, low: candle.low, close: candle.close),
-            obv: obv.update(close: candle.close, volume: candle.volume), volumeSMA20: volumeSMA.update(candle.volume))
+            obv: obv.update(close: candle.close, volume: candle.volume), volume: candle.volume,
+            volumeSMA20: volumeSMA.update(candle.volume), resistance: swings.resistance, support: swings.support)
+        snapshot.regime = MarketRegime.classify(snapshot)
+        return snapshot
     }
 }
