@@ -29,26 +29,37 @@ public enum MarketRegime: String, Sendable, Hashable, Codable, CaseIterable {
 /// and support. O(strength) per candle.
 public struct SwingLevels: Sendable, Hashable, Codable {
     public let strength: Int
-    private var highs: [Double] = []
-    private var lows: [Double] = []
+    private var highs: [Double]
+    private var lows: [Double]
+    private var next = 0
+    private var count = 0
     public private(set) var resistance: Double?
     public private(set) var support: Double?
 
-    public init(strength: Int = 2) { self.strength = strength }
+    public init(strength: Int = 2) {
+        self.strength = strength
+        highs = Array(repeating: 0, count: 2 * strength + 1)
+        lows = Array(repeating: 0, count: 2 * strength + 1)
+    }
 
     public mutating func update(high: Double, low: Double) {
-        highs.append(high)
-        lows.append(low)
-        let width = 2 * strength + 1
-        if highs.count > width {
-            highs.removeFirst()
-            lows.removeFirst()
-        }
-        guard highs.count == width else { return }
-        let center = strength
+        let width = highs.count
+        highs[next] = high
+        lows[next] = low
+        next = next + 1 == width ? 0 : next + 1
+        if count < width { count += 1 }
+        guard count == width else { return }
+        // `next` is now the oldest slot; the middle candle is `strength` slots after it.
+        var center = next + strength
+        if center >= width { center -= width }
         let h = highs[center], l = lows[center]
-        if (0..<width).allSatisfy({ $0 == center || highs[$0] < h }) { resistance = h }
-        if (0..<width).allSatisfy({ $0 == center || lows[$0] > l }) { support = l }
+        var isHigh = true, isLow = true
+        for slot in 0..<width where slot != center {
+            if highs[slot] >= h { isHigh = false }
+            if lows[slot] <= l { isLow = false }
+        }
+        if isHigh { resistance = h }
+        if isLow { support = l }
     }
 }
 
