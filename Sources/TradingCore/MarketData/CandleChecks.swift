@@ -1,0 +1,77 @@
+/// Why a candle cannot be used. Such a candle is never published; the feed raises an alert and
+/// counts it instead.
+public enum CandleDefect: String, Sendable, Hashable, Codable, CaseIterable {
+    case notFinite = "not_finite"
+    case nonPositivePrice = "non_positive_price"
+    case negativeVolume = "negative_volume"
+    case highBelowLow = "high_below_low"
+    case openOutsideRange = "open_outside_range"
+    case closeOutsideRange = "close_outside_range"
+}
+
+extension Candle {
+    /// The first defect found, or nil for a usable candle.
+    public var defect: CandleDefect? {
+        let values = [open, high, low, close, volume]
+        if !values.allSatisfy(\.isFinite) { return .notFinite }
+        if open <= 0 || high <= 0 || low <= 0 || close <= 0 { return .nonPositivePrice }
+        if volume < 0 { return .negativeVolume }
+        if high < low { return .highBelowLow }
+        if open < low || open > high { return .openOutsideRange }
+        if close < low || close > high { return .closeOutsideRange }
+        return nil
+    }
+}
+
+/// Orders one stream of closed candles (one venue, symbol and interval): drops duplicates and
+/// candles older than the last accepted one, and reports gaps in `open_time` so they can be filled
+/// from REST (live) or reported (replay). It never invents candles.
+public struct CandleSequencer: Sendable, Hashable, Codable {
+    public enum Outcome: Sendable, Hashable {
+        /// The next candle, in order.
+        case accepted(Candle)
+        /// Accepted, after a gap: `missing` open times were skipped, starting at `from`.
+        case acceptedAfterGap(Candle, from: Int64, missing: Int)
+        /// Seen already (same open time), or older than the last accepted candle.
+        case duplicate
+        case stale
+        /// Unusable; see the defect.
+        case rejected(CandleDefect)
+    }
+
+    public let intervalMilliseconds: Int64
+    public private(set) var lastOpenTime: Int64?
+
+    public init(intervalMilliseconds: Int64, lastOpenTime: Int64? = nil) {
+        self.intervalMilliseconds = intervalMilliseconds
+        self.lastOpenTime = lastOpenTime
+    }
+
+    public mutating func accept(_ candle: Candle) -> Outcome {
+        if let defect = candle.defect { return .rejected(defect) }
+        guard let last = lastOpenTime else {
+            lastOpenTime = candle.openTime
+            return .accepted(candle)
+        }
+        if candle.openTime == last { return .duplicate }
+        if candle.openTime < last { return .stale }
+        lastOpenTime = candle.openTime
+        let expected = last + intervalMilliseconds
+        if candle.openTime == expected { return .accepted(candle) }
+        return .acceptedAfterGap(candle, from: expected, missing: Int((candle.openTime - expected) / intervalMilliseconds))
+    }
+}
+
+/// Interval names (`1m`, `5m`, `1h`, `4h`, `1d`) and their length.
+public enum CandleInterval {
+    public static func milliseconds(_ name: String) -> Int64? {
+        guard let unit = name.last, let count = Int64(name.dropLast()), count > 0 else { return nil }
+        switch unit {
+        case "m": return count * 60_000
+        case "h": return count * 3_600_000
+        case "d": return count * 86_400_000
+        case "w": return count * 604_800_000
+        default: return nil
+        }
+    }
+}
