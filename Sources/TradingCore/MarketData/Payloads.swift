@@ -1,0 +1,51 @@
+/// Envelope payloads of market data on the bus.
+public enum MessageType {
+    public static let candleClosed = "candle.closed"
+    public static let indicatorSnapshot = "indicators.snapshot"
+    public static let signal = "signal"
+    public static let alert = "alert"
+}
+
+/// `candle.closed`, published as `md.candle.<venue>.<symbol>.<interval>`.
+public struct CandlePayload: Sendable, Hashable, Codable {
+    public var venue: String
+    public var symbol: String
+    public var interval: String
+    public var candle: Candle
+
+    public init(venue: String, symbol: String, interval: String, candle: Candle) {
+        self.venue = venue
+        self.symbol = symbol
+        self.interval = interval
+        self.candle = candle
+    }
+}
+
+/// `indicators.snapshot`, published as `ind.<symbol>.<interval>` and kept in the hot cache.
+public struct SnapshotPayload: Sendable, Hashable, Codable {
+    public var symbol: String
+    public var interval: String
+    public var snapshot: IndicatorSnapshot
+
+    public init(symbol: String, interval: String, snapshot: IndicatorSnapshot) {
+        self.symbol = symbol
+        self.interval = interval
+        self.snapshot = snapshot
+    }
+
+    /// The hot-cache key of the latest snapshot.
+    public static func cacheKey(symbol: String, interval: String) -> String { "ind:\(symbol):\(interval)" }
+}
+
+/// `signal`, published as `sig.<symbol>.<interval>`, with the snapshot it came from.
+public struct SignalPayload: Sendable, Hashable, Codable {
+    public var symbol: String
+    public var interval: String
+    public var signal: Signal
+
+    public init(symbol: String, interval: String, signal: Signal) {
+        self.symbol = symbol
+        self.interval = interval
+        self.signal = signal
+    }
+}
