@@ -139,7 +139,7 @@ let package = Package(
         .testTarget(name: "RabbitMQBusTests", dependencies: ["RabbitMQBus", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "TestSupport", "WorkerRuntime"], swiftSettings: strict),
         .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "TradeBusTests", dependencies: ["TestSupport", "WorkerRuntime"], swiftSettings: strict),
+        .testTarget(name: "TradeBusTests", dependencies: ["TestSupport", "WorkerRuntime", "RedisCache", "TradingCore"], swiftSettings: strict),
         .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "TestSupport"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -49,3 +49,13 @@ public struct SignalPayload: Sendable, Hashable, Codable {
         self.signal = signal
     }
 }
+
+/// Queues shared by the workers that publish into them and the workers that consume them, so both
+/// declare the same topology (a publisher declares its consumers' queue, so nothing it sends before
+/// they start is unroutable).
+public enum WorkerQueues {
+    /// The indicator workers' candle input: sharded by symbol, one active consumer per shard.
+    public static func indicatorCandles(shards: Int) -> QueueSpec {
+        QueueSpec(name: "indicator-worker.candles", bindings: ["md.candle.#"], singleActiveConsumer: true, sharding: .byShardKey(count: shards))
+    }
+}

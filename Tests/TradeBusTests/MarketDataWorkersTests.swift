@@ -1,0 +1,61 @@
+import Foundation
+import RedisCache
+import TestSupport
+import Testing
+import TradingCore
+import WorkerRuntime
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// feed-ingester and indicator-worker as separate processes against the real RabbitMQ and Redis.
+@Suite("Market data workers (processes)", .serialized)
+struct MarketDataWorkersTests {
+    let build = TestServices.repositoryRoot.appendingPathComponent(".build/debug").path
+    let file = TestServices.repositoryRoot.appendingPathComponent("Tests/Fixtures/market-data/XRPUSDT-PERP-5m.csv").path
+
+    @Test("XRPUSDT-PERP-5m replayed through feed-ingester → RabbitMQ → indicator-worker gives the snapshots of tradebus indicators")
+    func replayThroughWorkers() async throws {
+        let symbol = "XRP\(UUID().uuidString.prefix(6).uppercased())"
+        let environment = ["AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL, "HTTP_PORT": "0"]
+        let worker = try SpawnedProcess(executable: "\(build)/indicator-worker", environment: environment)
+        defer { worker.signal(SIGKILL) }
+        let feed = try SpawnedProcess(
+            executable: "\(build)/feed-ingester",
+            environment: environment.merging(["FEED_FILE": file, "FEED_SYMBOL": symbol, "FEED_INTERVAL": "5m", "FEED_VENUE": "binance"]) { $1 })
+        defer { feed.signal(SIGKILL) }
+
+        let candles = try CandleFile.parse(try String(contentsOfFile: file, encoding: .utf8))
+        let cache = RedisCache(configuration: .init(url: try RedisURL(TestServices.redisURL), commandTimeout: .seconds(1), localFreshness: .zero))
+        let key = SnapshotPayload.cacheKey(symbol: symbol, interval: "5m")
+        let arrived = await eventually(timeout: .seconds(60), interval: .milliseconds(200)) {
+            guard let value = await cache.get(key),
+                  let payload = try? EnvelopeCodec.decode(SnapshotPayload.self, from: value.bytes) else { return false }
+            return payload.payload.snapshot.openTime == candles.last!.openTime
+        }
+        #expect(arrived, "feed: \(feed.output)\nworker: \(worker.output)")
+        let value = try #require(await cache.get(key))
+        let snapshot = try EnvelopeCodec.decode(SnapshotPayload.self, from: value.bytes).payload.snapshot
+        #expect(value.sourceTime == Date(timeIntervalSince1970: Double(candles.last!.openTime + 300_000) / 1000), "stamped with its candle time")
+
+        // The same values as the command line prints for the file's last candle.
+        let printed = try Command.run("\(build)/tradebus", ["indicators", "--data", file])
+        let last = printed.split(separator: "\n").last!.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        let ours = [String(snapshot.openTime)] + snapshot.columnValues.map { $0.map { "\($0)" } ?? "" }
+        #expect(ours == last)
+        #expect(await cache.get("price:binance:\(symbol)")?.string == String(candles.last!.close))
+
+        feed.signal(SIGTERM)
+        worker.signal(SIGTERM)
+        #expect(try await worker.waitForExit(timeout: .seconds(30)) == 0)
+        _ = try? await feed.waitForExit(timeout: .seconds(30))
+    }
+
+    @Test("an invalid setting stops feed-ingester at start with the key named")
+    func invalidConfiguration() throws {
+        #expect { try Command.run("\(build)/feed-ingester", [], environment: ["FEED_SOURCE": "binance", "AMQP_URL": "amqp://x", "REDIS_URL": "redis://x"]) } throws: { error in
+            guard let failure = error as? CommandFailed else { return false }
+            return failure.status == 2 && failure.output.contains("FEED_SOURCE") && failure.output.contains("replay")
+        }
+    }
+}
