@@ -31,7 +31,7 @@ public enum IndicatorBenchmark {
         report.add(BenchFigure("tradebus: whole set, incremental, per candle", oursPerCandle, "ns", note: "\(series.count) candles, checksum \(Int(checksum))"))
         report.goal("200 ns or less per candle (\(String(format: "%.0f", oursPerCandle)) ns)", met: oursPerCandle <= 200)
 
-        let output = try Command.run("python3", [talibScript, "--data", dataFile, "--repeat", String(repetitions)])
+        let output = try await Command.run("python3", [talibScript, "--data", dataFile, "--repeat", String(repetitions)])
         guard let line = output.split(separator: "\n").last, let data = line.data(using: .utf8),
               let talib = try JSONSerialization.jsonObject(with: data) as? [String: Any],
               let recompute = talib["recompute_ns_per_candle"] as? Double, let batch = talib["batch_ns_per_bar"] as? Double

@@ -42,10 +42,10 @@ public enum StoreBenchmark {
         }.joined(separator: "\n") + "\n"
         try rows.write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
-        try Command.run("psql", [databaseURL, "-qc", "CREATE TABLE IF NOT EXISTS bench_copy_peer (LIKE fills INCLUDING ALL)"])
-        try Command.run("psql", [databaseURL, "-qc", "TRUNCATE bench_copy_peer"])
+        try await Command.run("psql", [databaseURL, "-qc", "CREATE TABLE IF NOT EXISTS bench_copy_peer (LIKE fills INCLUDING ALL)"])
+        try await Command.run("psql", [databaseURL, "-qc", "TRUNCATE bench_copy_peer"])
         let psqlSeconds = try await seconds {
-            try Command.run("psql", [databaseURL, "-qc", "\\copy bench_copy_peer (venue, trade_id, client_order_id, symbol, side, price, quantity, fee, fee_asset, time) FROM '\(file)'"])
+            try await Command.run("psql", [databaseURL, "-qc", "\\copy bench_copy_peer (venue, trade_id, client_order_id, symbol, side, price, quantity, fee, fee_asset, time) FROM '\(file)'"])
         }
 
         let singleRate = Double(singleRows) / singleSeconds

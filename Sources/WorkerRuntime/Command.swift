@@ -19,6 +19,20 @@ public enum Command {
         return output
     }
 
+    /// Runs a command to completion on a thread of its own, so the wait never blocks Swift's
+    /// cooperative pool, and returns its output; throws when it exits non-zero.
+    @discardableResult
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> String {
+        try await offload { try run(executable, arguments, environment: environment) }
+    }
+
+    /// Runs a blocking `body` on a new thread and returns its result.
+    public static func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
+        }
+    }
+
     /// Starts a command with stdin from /dev/null and stdout and stderr to `outputPath`, and returns
     /// its pid. Uses posix_spawn rather than Foundation's `Process`, whose wait hangs when the command
     /// leaves a daemon behind (redis-server --daemonize, rabbitmq-server) holding an inherited

@@ -13,8 +13,8 @@ struct BrokerRestartTests {
     @Test("a broker restart in the middle of a stream loses no confirmed message", arguments: [false, true])
     func restartLosesNoConfirmedMessage(killed: Bool) async throws {
         let broker = PrivateRabbitMQ(port: killed ? 5791 : 5792)
-        try broker.start()
-        defer { try? broker.stop() }
+        try await broker.start()
+        defer { broker.stopBlocking() }
         let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(broker.url), publishTimeout: .seconds(60), connectionName: "restart-test"))
         let spec = QueueSpec(name: "restart.\(TestServices.uniqueName())", bindings: ["restart.#"])
         try await bus.declare(spec)
@@ -48,9 +48,9 @@ struct BrokerRestartTests {
             }
         }
         #expect(await eventually(timeout: .seconds(30)) { confirmed.count >= total / 10 })
-        if killed { try broker.kill() } else { try broker.stop() }
+        if killed { try await broker.kill() } else { try await broker.stop() }
         let confirmedBeforeRestart = confirmed.count
-        try broker.start()
+        try await broker.start()
         try await publisher.value
         #expect(confirmedBeforeRestart < total, "the broker went down in the middle of the stream")
         #expect(failed.count == 0, "publishes wait for the broker to return: \(failed.all.prefix(5))")

@@ -18,7 +18,11 @@ struct PrivateRedis {
     var url: String { "redis://127.0.0.1:\(port)/0" }
     var pidFile: String { directory + "/redis.pid" }
 
-    func start() throws {
+    func start() async throws {
+        try await Command.offload { try startBlocking() }
+    }
+
+    func startBlocking() throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try Command.run("redis-server", [
             "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory,
@@ -36,7 +40,11 @@ struct PrivateRedis {
         try Command.run("kill", ["-\(name)", pid])
     }
 
-    func kill() throws {
+    func kill() async throws {
+        try await Command.offload { try killBlocking() }
+    }
+
+    func killBlocking() throws {
         try signal("KILL")
         for _ in 0..<100 {
             if (try? Command.run("redis-cli", ["-p", String(port), "ping"])) == nil { return }
@@ -54,13 +62,13 @@ struct RedisOutageTests {
     @Test("with Redis killed, calls answer from the LRU within the timeout, then use Redis again")
     func killedRedis() async throws {
         let redis = PrivateRedis(port: 6391)
-        try redis.start()
-        defer { try? redis.kill() }
+        try await redis.start()
+        defer { try? redis.killBlocking() }
         let cache = RedisCache(configuration: .init(url: try RedisURL(redis.url), commandTimeout: .milliseconds(50), localFreshness: .zero))
         await cache.set("price:BTC", CachedValue("100", sourceTime: now), ttl: nil)
         #expect(try redis.cli(["get", "price:BTC"]).contains("100"), "written through to Redis")
 
-        try redis.kill()
+        try await redis.kill()
         let clock = ContinuousClock()
         var answer: CachedValue?
         let elapsed = await clock.measure { answer = await cache.get("price:BTC") }
@@ -73,7 +81,7 @@ struct RedisOutageTests {
         #expect(await cache.setIfAbsent("alert:1", CachedValue("x", sourceTime: now), ttl: .seconds(60)))
         #expect(await !cache.setIfAbsent("alert:1", CachedValue("x", sourceTime: now), ttl: .seconds(60)))
 
-        try redis.start()
+        try await redis.start()
         _ = try redis.cli(["set", "price:SOL", "\(Int64(now.timeIntervalSince1970 * 1_000_000))|42"])
         #expect(await eventually { cache.health == .healthy })
         #expect(await cache.get("price:SOL")?.string == "42", "a key only Redis has is read from Redis again")
@@ -82,10 +90,10 @@ struct RedisOutageTests {
     @Test("with Redis paused (slower than the timeout), calls answer from the LRU")
     func pausedRedis() async throws {
         let redis = PrivateRedis(port: 6392)
-        try redis.start()
+        try await redis.start()
         defer {
             try? redis.signal("CONT")
-            try? redis.kill()
+            try? redis.killBlocking()
         }
         let cache = RedisCache(configuration: .init(url: try RedisURL(redis.url), commandTimeout: .milliseconds(50), localFreshness: .zero))
         await cache.set("k", CachedValue("v", sourceTime: now), ttl: nil)

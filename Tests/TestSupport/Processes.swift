@@ -21,9 +21,11 @@ public struct PrivateRabbitMQ: Sendable {
 
     private var script: String { TestServices.repositoryRoot.appendingPathComponent("scripts/rabbitmq-node").path }
 
-    public func start() throws { try Command.run(script, ["start", directory, String(port), name]) }
-    public func stop() throws { try Command.run(script, ["stop", directory, String(port), name]) }
-    public func kill() throws { try Command.run(script, ["kill", directory, String(port), name]) }
+    public func start() async throws { try await Command.run(script, ["start", directory, String(port), name]) }
+    public func stop() async throws { try await Command.run(script, ["stop", directory, String(port), name]) }
+    public func kill() async throws { try await Command.run(script, ["kill", directory, String(port), name]) }
+    /// For `defer`: blocks the calling thread.
+    public func stopBlocking() { _ = try? Command.run(script, ["stop", directory, String(port), name]) }
 }
 
 /// A child process the test controls: signal it, wait for it. Output goes to a log file beside it.

@@ -39,7 +39,7 @@ struct MarketDataWorkersTests {
         #expect(value.sourceTime == Date(timeIntervalSince1970: Double(candles.last!.openTime + 300_000) / 1000), "stamped with its candle time")
 
         // The same values as the command line prints for the file's last candle.
-        let printed = try Command.run("\(build)/tradebus", ["indicators", "--data", file])
+        let printed = try await Command.run("\(build)/tradebus", ["indicators", "--data", file])
         let last = printed.split(separator: "\n").last!.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         let ours = [String(snapshot.openTime)] + snapshot.columnValues.map { $0.map { "\($0)" } ?? "" }
         #expect(ours == last)
