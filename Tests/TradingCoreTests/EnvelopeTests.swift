@@ -41,3 +41,16 @@ struct EnvelopeTests {
         }
     }
 }
+
+@Suite("Alert payload")
+struct AlertPayloadTests {
+    @Test("has the shape DESIGN.md gives, and its routing key")
+    func shape() throws {
+        let alert = AlertPayload(severity: .critical, kind: "circuit_breaker", title: "Halted", message: "daily loss limit", symbol: "BTCUSDT", fields: ["loss": .number(512.5)])
+        let envelope = Envelope(id: "a-1", type: MessageType.alert, time: Date(timeIntervalSince1970: 0), source: "s", payload: alert)
+        let json = String(decoding: try EnvelopeCodec.encode(envelope), as: UTF8.self)
+        #expect(json.contains(#""payload":{"fields":{"loss":512.5},"kind":"circuit_breaker","message":"daily loss limit","severity":"critical","symbol":"BTCUSDT","title":"Halted"}"#))
+        #expect(alert.routingKey == "alert.critical.circuit_breaker")
+        #expect(AlertSeverity.info < .warning && .warning < .critical)
+    }
+}

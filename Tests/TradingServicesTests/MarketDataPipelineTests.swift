@@ -63,6 +63,31 @@ struct MarketDataPipelineTests {
         }
     }
 
+    @Test("an invalid candle is never published: it raises an alert instead")
+    func invalidCandleAlert() async throws {
+        let bus = InProcessBus()
+        try await bus.declare(QueueSpec(name: "candles", bindings: ["md.candle.#"]))
+        try await bus.declare(QueueSpec(name: "alerts", bindings: ["alert.#"]))
+        let good = Candle(openTime: 0, open: 10, high: 12, low: 9, close: 11, volume: 5)
+        var bad = good
+        bad.openTime = 60_000
+        bad.high = 8
+        var next = good
+        next.openTime = 120_000
+        let feed = ReplayFeed(venue: "binance", symbol: "BTCUSDT", interval: "1m", source: "test", bus: bus, cache: LocalCache(), logger: Logger(label: "test"))
+        let report = try await feed.replay([good, bad, next])
+        #expect(report.published == 2 && report.rejected == 1)
+        #expect(await bus.depth(of: "candles") == 2)
+        let alerts = Collector<Delivery>()
+        let consumer = RunningConsumer.start(bus, queue: "alerts") { alerts.append($0) }
+        #expect(await eventually { alerts.count == 1 })
+        try await consumer.stop()
+        let alert = try #require(alerts.all.first)
+        #expect(alert.routingKey == "alert.warning.invalid_candle")
+        let payload = try EnvelopeCodec.decode(AlertPayload.self, from: alert.body, expectedType: MessageType.alert).payload
+        #expect(payload.severity == .warning && payload.symbol == "BTCUSDT" && payload.fields?["defect"] == .string("high_below_low"))
+    }
+
     @Test("a body that is not a candle goes to the dead-letter queue with the reason")
     func poisonCandle() async throws {
         let bus = InProcessBus()

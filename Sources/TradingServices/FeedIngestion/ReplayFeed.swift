@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import TradingCore
 
 /// Replays a candle file onto the bus as closed candles, as fast as the bus takes them or at a factor
@@ -38,6 +39,16 @@ public struct ReplayFeed: Sendable {
         self.logger = logger
     }
 
+    /// Publishes an alert; nobody listening yet is not an error for the feed.
+    func alert(_ payload: AlertPayload) async throws {
+        let envelope = Envelope(type: MessageType.alert, time: Date(), source: source, payload: payload)
+        do {
+            try await bus.publish(envelope, routingKey: payload.routingKey)
+        } catch BusError.unroutable {
+            logger.debug("no queue bound for \(payload.routingKey)")
+        }
+    }
+
     /// Publishes `candles` in order; returns what happened to them.
     public func replay(_ candles: [Candle], batch: Int = 256) async throws -> Report {
         guard let length = CandleInterval.milliseconds(interval) else {
@@ -55,7 +66,12 @@ public struct ReplayFeed: Sendable {
                 continue
             case .rejected(let defect):
                 report.rejected += 1
+                Counter(label: "tradebus_feed_invalid_candles_total", dimensions: [("defect", defect.rawValue)]).increment()
                 logger.warning("invalid candle skipped", metadata: ["open_time": "\(candle.openTime)", "defect": "\(defect.rawValue)"])
+                try await alert(AlertPayload(
+                    severity: .warning, kind: "invalid_candle", title: "Invalid candle skipped",
+                    message: "\(venue) \(symbol) \(interval) candle at \(candle.openTime) is invalid (\(defect.rawValue)); it was not published",
+                    symbol: symbol, fields: ["open_time": .number(Double(candle.openTime)), "defect": .string(defect.rawValue)]))
                 continue
             case .acceptedAfterGap(_, let from, let missing):
                 report.gaps += 1
