@@ -49,6 +49,9 @@ public final class RedisCache: HotCache {
     public let client: RedisClient
     let lru: LRUCache<LocalEntry>
     private let degraded = Atomic<Bool>(false)
+    /// Keys written while Redis was away, with their TTL and whether they were set-if-absent: written
+    /// back when it returns, so other processes see them.
+    private let dirty = Mutex<[String: (ttl: Duration?, onlyIfAbsent: Bool)]>([:])
     private let reconnecting = Atomic<Bool>(false)
     private let logger: Logger
     private let degradedGauge = Gauge(label: "tradebus_cache_degraded")
@@ -127,6 +130,7 @@ public final class RedisCache: HotCache {
         }
         guard !degraded.load(ordering: .relaxed) else {
             fallbacks.increment()
+            markDirty(entries.map { ($0.key, $0.ttl) }, onlyIfAbsent: false)
             return
         }
         do {
@@ -135,6 +139,7 @@ public final class RedisCache: HotCache {
                 logger.warning("Redis refused SET", metadata: ["error": "\(message)"])
             }
         } catch {
+            markDirty(entries.map { ($0.key, $0.ttl) }, onlyIfAbsent: false)
             markDegraded(error)
         }
     }
@@ -151,7 +156,40 @@ public final class RedisCache: HotCache {
             }
         }
         fallbacks.increment()
-        return lru.setIfAbsent(LocalEntry(value: value, cachedAt: LRUCache<LocalEntry>.now()), forKey: key, ttl: ttl)
+        let stored = lru.setIfAbsent(LocalEntry(value: value, cachedAt: LRUCache<LocalEntry>.now()), forKey: key, ttl: ttl)
+        if stored { markDirty([(key, ttl)], onlyIfAbsent: true) }
+        return stored
+    }
+
+    private func markDirty(_ keys: [(String, Duration?)], onlyIfAbsent: Bool) {
+        dirty.withLock { dirty in
+            for (key, ttl) in keys where dirty.count < configuration.lruCapacity {
+                dirty[key] = (ttl, onlyIfAbsent)
+            }
+        }
+    }
+
+    /// Writes what was set while Redis was away, from the LRU, in one pipeline. Keys set-if-absent stay
+    /// set-if-absent: another process may have claimed them meanwhile.
+    private func writeBack() async throws {
+        let pending = dirty.withLock { dirty in
+            let pending = dirty
+            dirty.removeAll()
+            return pending
+        }
+        var commands: [[[UInt8]]] = []
+        for (key, entry) in pending {
+            guard let local = lru.value(forKey: key) else { continue }
+            commands.append(Self.setCommand(key, local.value, ttl: entry.ttl, onlyIfAbsent: entry.onlyIfAbsent))
+        }
+        guard !commands.isEmpty else { return }
+        do {
+            _ = try await client.pipeline(commands)
+            logger.info("wrote back keys set while Redis was away", metadata: ["keys": "\(commands.count)"])
+        } catch {
+            dirty.withLock { dirty in dirty.merge(pending) { current, _ in current } }
+            throw error
+        }
     }
 
     // MARK: Degraded mode
@@ -166,9 +204,11 @@ public final class RedisCache: HotCache {
             defer { reconnecting.store(false, ordering: .relaxed) }
             while true {
                 try? await Task.sleep(for: configuration.reconnectInterval)
-                if (try? await client.ping()) != nil { break }
+                if (try? await client.ping()) != nil, (try? await writeBack()) != nil { break }
             }
             degraded.store(false, ordering: .relaxed)
+            // Writes that raced with the first write-back.
+            try? await writeBack()
             degradedGauge.record(0)
             logger.info("Redis is back", metadata: ["url": "\(configuration.url)"])
         }

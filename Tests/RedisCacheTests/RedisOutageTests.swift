@@ -85,6 +85,10 @@ struct RedisOutageTests {
         _ = try redis.cli(["set", "price:SOL", "\(Int64(now.timeIntervalSince1970 * 1_000_000))|42"])
         #expect(await eventually { cache.health == .healthy })
         #expect(await cache.get("price:SOL")?.string == "42", "a key only Redis has is read from Redis again")
+        // What was written while Redis was away is written back, so other processes see it.
+        #expect(try redis.cli(["get", "price:ETH"]).contains("|5"))
+        #expect(try redis.cli(["get", "alert:1"]).contains("|x"))
+        #expect(try redis.cli(["pttl", "alert:1"]).trimmingCharacters(in: .whitespacesAndNewlines) != "-1", "with its TTL")
     }
 
     @Test("with Redis paused (slower than the timeout), calls answer from the LRU")
