@@ -1,4 +1,5 @@
 import Foundation
+import WorkerRuntime
 
 /// Where the real servers started by `scripts/services` are: the environment (`AMQP_URL`, `REDIS_URL`,
 /// `DATABASE_URL`, as `scripts/test` exports them) or else `.services/credentials.env` of this checkout.
@@ -21,17 +22,10 @@ public enum TestServices {
     }
 
     private static let fromServicesScript: [String: String] = {
-        let process = Process()
-        process.executableURL = repositoryRoot.appendingPathComponent("scripts/services")
-        process.arguments = ["env"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return [:] }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let script = repositoryRoot.appendingPathComponent("scripts/services").path
+        guard let output = try? Command.run(script, ["env"]) else { return [:] }
         var values: [String: String] = [:]
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+        for line in output.split(separator: "\n") {
             let text = line.hasPrefix("export ") ? line.dropFirst(7) : line[...]
             guard let equals = text.firstIndex(of: "=") else { continue }
             values[String(text[..<equals])] = String(text[text.index(after: equals)...])

@@ -41,9 +41,6 @@ public struct RingBuffer: Sendable, Hashable, Codable {
         for index in 0..<count where values[index] < result { result = values[index] }
         return result
     }
-
-    /// Oldest first.
-    public var elements: [Double] { (0..<count).map { values[(next - count + $0 + values.count) % values.count] } }
 }
 
 /// Simple moving average, as TA-Lib computes it: a running total, the trailing value subtracted
