@@ -26,6 +26,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // MARK: C libraries (Debian packages; see scripts/bootstrap)
@@ -84,11 +87,23 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        /// The exchanges' public APIs: Binance and Bybit WebSocket streams and REST, over NIO.
+        .target(
+            name: "Exchanges",
+            dependencies: [
+                "TradingCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: strict
+        ),
+
         // MARK: Runtime shared by every executable
         .target(
             name: "WorkerRuntime",
             dependencies: [
-                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore",
+                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore", "Exchanges",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -123,7 +138,11 @@ let package = Package(
         // MARK: Tests mirror the targets
         .target(
             name: "TestSupport",
-            dependencies: ["TradingCore", "TradingServices", "WorkerRuntime"],
+            dependencies: [
+                "TradingCore", "TradingServices", "WorkerRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+            ],
             path: "Tests/TestSupport",
             swiftSettings: strict
         ),
@@ -139,6 +158,7 @@ let package = Package(
         .testTarget(name: "RabbitMQBusTests", dependencies: ["RabbitMQBus", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "TestSupport", "WorkerRuntime"], swiftSettings: strict),
         .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "ExchangesTests", dependencies: ["Exchanges", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "TradeBusTests", dependencies: ["TestSupport", "WorkerRuntime", "RedisCache", "TradingCore"], swiftSettings: strict),
         .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "TestSupport"], swiftSettings: strict),
     ],

@@ -1,3 +1,4 @@
+import TradingCore
 import BlockingIO
 import Foundation
 import Logging
@@ -15,8 +16,7 @@ class ManagedConnection: ConnectionThread.SocketPump, @unchecked Sendable {
         var connectionName: String
         var heartbeatSeconds = 10
         var connectTimeoutSeconds = 5
-        var initialBackoff: Duration = .milliseconds(100)
-        var maximumBackoff: Duration = .seconds(5)
+        var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
     }
 
     let settings: Settings
@@ -88,12 +88,7 @@ class ManagedConnection: ConnectionThread.SocketPump, @unchecked Sendable {
     }
 
     /// Exponential backoff with full jitter, capped.
-    private func backoff() -> Duration {
-        let base = settings.initialBackoff * (1 << min(failures, 16))
-        let capped = min(base, settings.maximumBackoff)
-        let millis = Double(capped.components.seconds) * 1000 + Double(capped.components.attoseconds) / 1e15
-        return .milliseconds(Int64(Double.random(in: 0...max(millis, 1))))
-    }
+    private func backoff() -> Duration { settings.backoff.delay(attempt: failures) }
 
     // MARK: SocketPump
 

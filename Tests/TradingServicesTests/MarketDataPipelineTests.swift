@@ -19,7 +19,7 @@ struct MarketDataPipelineTests {
         try await bus.declare(QueueSpec(name: "candles", bindings: ["md.candle.#"]))
         try await bus.declare(QueueSpec(name: "snapshots", bindings: ["ind.#"]))
         let data = try candles("XRPUSDT-PERP-5m.csv")
-        let feed = ReplayFeed(venue: "binance", symbol: "XRPUSDT", interval: "5m", source: "test", bus: bus, cache: cache, logger: Logger(label: "test"))
+        let feed = ReplayFeed(stream: CandleStreamID(symbol: "XRPUSDT", interval: "5m"), output: FeedOutput(venue: "binance", source: "test", bus: bus, cache: cache, logger: Logger(label: "test")))
         // Published twice: the second replay is all redeliveries, and changes nothing.
         let report = try await feed.replay(data)
         _ = try await feed.replay(data)
@@ -50,7 +50,7 @@ struct MarketDataPipelineTests {
         let cache = LocalCache()
         try await bus.declare(QueueSpec(name: "candles", bindings: ["md.candle.#"]))
         let data = Array(try candles("UNITTESTBTC-1m.csv").prefix(2000))
-        let feed = ReplayFeed(venue: "binance", symbol: "UNITTESTBTC", interval: "1m", source: "test", bus: bus, cache: cache, logger: Logger(label: "test"))
+        let feed = ReplayFeed(stream: CandleStreamID(symbol: "UNITTESTBTC", interval: "1m"), output: FeedOutput(venue: "binance", source: "test", bus: bus, cache: cache, logger: Logger(label: "test")))
         let report = try await feed.replay(data)
         #expect(report.gaps > 0 && report.missingCandles > 0)
         let processor = IndicatorProcessor(bus: bus, cache: cache, source: "test")
@@ -74,7 +74,7 @@ struct MarketDataPipelineTests {
         bad.high = 8
         var next = good
         next.openTime = 120_000
-        let feed = ReplayFeed(venue: "binance", symbol: "BTCUSDT", interval: "1m", source: "test", bus: bus, cache: LocalCache(), logger: Logger(label: "test"))
+        let feed = ReplayFeed(stream: CandleStreamID(symbol: "BTCUSDT", interval: "1m"), output: FeedOutput(venue: "binance", source: "test", bus: bus, cache: LocalCache(), logger: Logger(label: "test")))
         let report = try await feed.replay([good, bad, next])
         #expect(report.published == 2 && report.rejected == 1)
         #expect(await bus.depth(of: "candles") == 2)

@@ -149,3 +149,92 @@ public enum BybitMessages {
         }
     }
 }
+
+// MARK: Requests: stream names, subscriptions and REST paths, as the exchanges document them
+
+extension BinanceMessages {
+    /// A single USDⓈ-M futures connection carries at most this many streams.
+    public static let maxStreamsPerConnection = 1024
+    /// `GET /fapi/v1/klines` answers at most this many candles.
+    public static let maxKlinesPerRequest = 1500
+
+    /// `btcusdt@kline_1m`
+    public static func streamName(symbol: String, interval: String) -> String {
+        "\(symbol.lowercased())@kline_\(interval)"
+    }
+
+    /// The combined-stream path: `/stream?streams=btcusdt@kline_1m/ethusdt@kline_1m`.
+    public static func combinedStreamPath(_ streams: [CandleStreamID]) -> String {
+        "/stream?streams=" + streams.map { streamName(symbol: $0.symbol, interval: $0.interval) }.joined(separator: "/")
+    }
+
+    /// `GET /fapi/v1/klines` for open times in `startTime...endTime`.
+    public static func klinesPath(symbol: String, interval: String, startTime: Int64, endTime: Int64, limit: Int) -> String {
+        "/fapi/v1/klines?symbol=\(symbol.uppercased())&interval=\(interval)&startTime=\(startTime)&endTime=\(endTime)&limit=\(limit)"
+    }
+
+    /// The request weight of `GET /fapi/v1/klines` by `limit`, from Binance's table.
+    public static func klinesWeight(limit: Int) -> Int {
+        switch limit {
+        case ..<100: 1
+        case ..<500: 2
+        case ...1000: 5
+        default: 10
+        }
+    }
+
+    /// Binance's error body `{"code": -1121, "msg": "Invalid symbol."}` as text, if it is one.
+    public static func errorMessage(_ body: [UInt8]) -> String? {
+        struct Failure: Decodable { var code: Int; var msg: String }
+        return (try? JSONDecoder().decode(Failure.self, from: Data(body))).map { "Binance error \($0.code): \($0.msg)" }
+    }
+}
+
+extension BybitMessages {
+    /// The public linear (USDT perpetual) WebSocket path.
+    public static let publicLinearPath = "/v5/public/linear"
+    /// `GET /v5/market/kline` answers at most this many candles.
+    public static let maxKlinesPerRequest = 1000
+    /// Topics per subscribe request we send; Bybit caps the request's length.
+    public static let topicsPerSubscribe = 10
+    /// Bybit's application-level heartbeat; the server drops a connection that sends none for a while.
+    public static let ping = Array(#"{"op":"ping"}"#.utf8)
+
+    /// Our interval names as Bybit's: `1m` → `1`, `1h` → `60`, `1d` → `D`; nil if Bybit has none.
+    public static func bybitInterval(_ ours: String) -> String? {
+        switch ours {
+        case "1d": return "D"
+        case "1w": return "W"
+        default:
+            guard let millis = CandleInterval.milliseconds(ours), ours.last != "d", ours.last != "w" else { return nil }
+            let minutes = Int(millis / 60_000)
+            return [1, 3, 5, 15, 30, 60, 120, 240, 360, 720].contains(minutes) ? String(minutes) : nil
+        }
+    }
+
+    /// `kline.1.BTCUSDT`
+    public static func topic(symbol: String, interval: String) -> String? {
+        bybitInterval(interval).map { "kline.\($0).\(symbol.uppercased())" }
+    }
+
+    /// `{"req_id": "...", "op": "subscribe", "args": [topics]}`
+    public static func subscribe(_ topics: [String], requestID: String) -> [UInt8] {
+        struct Request: Encodable { var req_id: String; var op = "subscribe"; var args: [String] }
+        return Array((try? JSONEncoder().encode(Request(req_id: requestID, args: topics))) ?? Data())
+    }
+
+    /// The reason, when `text` is the answer to a subscription that failed.
+    public static func subscriptionFailure(_ text: [UInt8]) -> String? {
+        struct Answer: Decodable { var success: Bool?; var ret_msg: String?; var op: String? }
+        guard let answer = try? JSONDecoder().decode(Answer.self, from: Data(text)), answer.op == "subscribe",
+              answer.success == false else { return nil }
+        return answer.ret_msg ?? "subscription refused"
+    }
+
+    /// `GET /v5/market/kline` for open times in `start...end`.
+    public static func klinesPath(symbol: String, interval: String, start: Int64, end: Int64, limit: Int) -> String? {
+        bybitInterval(interval).map {
+            "/v5/market/kline?category=linear&symbol=\(symbol.uppercased())&interval=\($0)&start=\(start)&end=\(end)&limit=\(limit)"
+        }
+    }
+}

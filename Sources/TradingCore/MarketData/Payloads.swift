@@ -59,3 +59,8 @@ public enum WorkerQueues {
         QueueSpec(name: "indicator-worker.candles", bindings: ["md.candle.#"], singleActiveConsumer: true, sharding: .byShardKey(count: shards))
     }
 }
+
+/// The latest price of a venue and symbol in the hot cache: the price as text, stamped with its time.
+public enum LatestPrice {
+    public static func cacheKey(venue: String, symbol: String) -> String { "price:\(venue):\(symbol)" }
+}

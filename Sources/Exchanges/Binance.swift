@@ -1,0 +1,60 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import TradingCore
+
+/// Binance USDⓈ-M futures, live: the combined kline streams over one WebSocket connection.
+/// Binance pings every few minutes and drops a connection after 24 hours; the feed reconnects.
+public struct BinanceKlineStream: KlineStream {
+    public let venue = "binance"
+    /// `wss://fstream.binance.com` in production.
+    public let baseURL: String
+    let pingPeriod: Duration
+    let logger: Logger
+
+    public init(baseURL: String = "wss://fstream.binance.com", pingPeriod: Duration = .seconds(30), logger: Logger) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.pingPeriod = pingPeriod
+        self.logger = logger
+    }
+
+    public func session(_ streams: [CandleStreamID], receive: @escaping @Sendable (KlineStreamEvent) async throws -> Void) async throws {
+        guard streams.count <= BinanceMessages.maxStreamsPerConnection else {
+            throw ExchangeRequestError("Binance takes at most \(BinanceMessages.maxStreamsPerConnection) streams per connection; asked for \(streams.count)")
+        }
+        let session = WebSocketSession(
+            venue: venue, url: baseURL + BinanceMessages.combinedStreamPath(streams), subscribe: [], heartbeat: nil,
+            pingPeriod: pingPeriod, decode: { try BinanceMessages.kline($0).map { [$0] } ?? [] }, logger: logger)
+        try await session.run(receive: receive)
+    }
+}
+
+/// Binance USDⓈ-M futures REST history, `GET /fapi/v1/klines`, inside the request-weight limit
+/// (2,400 a minute; we keep to 80% of it and follow `X-MBX-USED-WEIGHT-1M`).
+public struct BinanceKlineHistory: KlineHistory {
+    public let client: RESTClient
+
+    public static func conventions(weightPerMinute: Int = 2_400) -> RESTClient.Conventions {
+        RESTClient.Conventions(
+            venue: "binance", budget: RequestBudget(limit: weightPerMinute * 4 / 5, window: 60),
+            usedWeightHeader: "X-MBX-USED-WEIGHT-1M", errorMessage: BinanceMessages.errorMessage)
+    }
+
+    public init(baseURL: String = "https://fapi.binance.com", http: HTTPClient = .shared, logger: Logger) {
+        client = RESTClient(baseURL: baseURL, conventions: Self.conventions(), http: http, logger: logger)
+    }
+
+    public init(client: RESTClient) { self.client = client }
+
+    public func candles(_ stream: CandleStreamID, from: Int64, through: Int64) async throws -> [Candle] {
+        guard let length = CandleInterval.milliseconds(stream.interval) else {
+            throw ExchangeRequestError("'\(stream.interval)' is not an interval Binance knows")
+        }
+        return try await pagedCandles(from: from, through: through, intervalMilliseconds: length, pageSize: 1000) { start, end, limit in
+            let body = try await client.get(
+                BinanceMessages.klinesPath(symbol: stream.symbol, interval: stream.interval, startTime: start, endTime: end, limit: limit),
+                weight: BinanceMessages.klinesWeight(limit: limit))
+            return try BinanceMessages.restKlines(body)
+        }
+    }
+}

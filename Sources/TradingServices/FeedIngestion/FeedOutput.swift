@@ -1,0 +1,66 @@
+import Foundation
+import Logging
+import Metrics
+import TradingCore
+
+/// What every feed (replay, synthetic, live) does with its candles: builds `candle.closed` messages for
+/// `md.candle.<venue>.<symbol>.<interval>`, raises alerts, counts and alerts invalid candles instead
+/// of publishing them, and writes the latest price to the hot cache.
+public struct FeedOutput: Sendable {
+    public let venue: String
+    public let source: String
+    public let bus: any MessageBus
+    public let cache: any HotCache
+    public let logger: Logger
+
+    public init(venue: String, source: String, bus: any MessageBus, cache: any HotCache, logger: Logger) {
+        self.venue = venue
+        self.source = source
+        self.bus = bus
+        self.cache = cache
+        self.logger = logger
+    }
+
+    /// The bus message of a closed candle; its envelope time is the candle's close, its shard key the symbol.
+    public func message(_ candle: Candle, of stream: CandleStreamID, intervalMilliseconds: Int64) throws -> OutgoingMessage {
+        let envelope = Envelope(
+            type: MessageType.candleClosed, time: Self.closeTime(candle, intervalMilliseconds: intervalMilliseconds), source: source,
+            payload: CandlePayload(venue: venue, symbol: stream.symbol, interval: stream.interval, candle: candle))
+        return OutgoingMessage(
+            routingKey: RoutingKey.candle(venue: venue, symbol: stream.symbol, interval: stream.interval),
+            body: try EnvelopeCodec.encode(envelope), messageID: envelope.id, correlationID: envelope.correlationID,
+            shardKey: stream.symbol)
+    }
+
+    /// When a candle closes.
+    public static func closeTime(_ candle: Candle, intervalMilliseconds: Int64) -> Date {
+        Date(timeIntervalSince1970: Double(candle.openTime + intervalMilliseconds) / 1000)
+    }
+
+    /// Publishes an alert as `alert.<severity>.<kind>`; nobody listening yet is not an error for a feed.
+    public func alert(_ payload: AlertPayload) async throws {
+        let envelope = Envelope(type: MessageType.alert, time: Date(), source: source, payload: payload)
+        do {
+            try await bus.publish(envelope, routingKey: payload.routingKey)
+        } catch BusError.unroutable {
+            logger.debug("no queue bound for \(payload.routingKey)")
+        }
+    }
+
+    /// An invalid candle: never published; counted, logged and alerted as `alert.warning.invalid_candle`.
+    public func reportInvalid(_ candle: Candle, of stream: CandleStreamID, defect: CandleDefect) async throws {
+        Counter(label: "tradebus_feed_invalid_candles_total", dimensions: [("venue", venue), ("defect", defect.rawValue)]).increment()
+        logger.warning("invalid candle skipped", metadata: [
+            "symbol": "\(stream.symbol)", "interval": "\(stream.interval)", "open_time": "\(candle.openTime)", "defect": "\(defect.rawValue)",
+        ])
+        try await alert(AlertPayload(
+            severity: .warning, kind: "invalid_candle", title: "Invalid candle skipped",
+            message: "\(venue) \(stream.symbol) \(stream.interval) candle at \(candle.openTime) is invalid (\(defect.rawValue)); it was not published",
+            symbol: stream.symbol, fields: ["open_time": .number(Double(candle.openTime)), "defect": .string(defect.rawValue)]))
+    }
+
+    /// Writes the latest price of `symbol`, stamped with the time it was seen at the venue.
+    public func setLatestPrice(symbol: String, price: Double, time: Date) async {
+        await cache.set(LatestPrice.cacheKey(venue: venue, symbol: symbol), CachedValue(String(price), sourceTime: time), ttl: nil)
+    }
+}

@@ -1,0 +1,267 @@
+import Foundation
+import Logging
+import Metrics
+import TradingCore
+
+/// Live market data from an exchange onto the bus. It keeps one connection up (reconnecting with
+/// backoff and jitter), publishes each closed candle once and in order per stream, fills gaps from
+/// REST (after a reconnect, and whenever a candle arrives after a missing one), drops duplicates and
+/// late candles, never publishes an invalid candle, writes the latest price to the hot cache, and
+/// raises `alert.warning.feed_stale` when a stream has been silent for `staleIntervals` intervals.
+///
+/// A stream's position advances only once its candles are on the bus: if publishing fails, the
+/// connection is dropped and the candles come back from REST after the reconnect.
+public actor LiveFeed {
+    public struct Settings: Sendable {
+        public var streams: [CandleStreamID]
+        /// A stream silent for this many of its intervals raises `alert.warning.feed_stale`.
+        public var staleIntervals: Double
+        public var reconnect: Backoff
+        /// How often the stale check runs.
+        public var watchdogPeriod: Duration
+
+        public init(
+            streams: [CandleStreamID], staleIntervals: Double = 3, reconnect: Backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30)),
+            watchdogPeriod: Duration = .seconds(1)
+        ) {
+            self.streams = streams
+            self.staleIntervals = staleIntervals
+            self.reconnect = reconnect
+            self.watchdogPeriod = watchdogPeriod
+        }
+    }
+
+    /// What the feed has done so far, for `/status` and tests.
+    public struct Counts: Sendable, Equatable {
+        public var published = 0
+        public var duplicates = 0
+        public var rejected = 0
+        public var gaps = 0
+        public var backfilled = 0
+        /// Candles still missing after asking REST: reported, never invented.
+        public var stillMissing = 0
+        public var connections = 0
+        public var staleAlerts = 0
+    }
+
+    struct StreamState {
+        var sequencer: CandleSequencer
+        var lastData: Date
+        var stale = false
+        var length: Int64 { sequencer.intervalMilliseconds }
+    }
+
+    let source: any KlineStream
+    let history: any KlineHistory
+    let output: FeedOutput
+    let settings: Settings
+    let now: @Sendable () -> Date
+    private var states: [CandleStreamID: StreamState] = [:]
+    private var connectedThisSession = false
+    public private(set) var counts = Counts()
+    public private(set) var isConnected = false
+
+    public init(source: any KlineStream, history: any KlineHistory, output: FeedOutput, settings: Settings, now: @escaping @Sendable () -> Date = { Date() }) throws {
+        self.source = source
+        self.history = history
+        self.output = output
+        self.settings = settings
+        self.now = now
+        let start = now()
+        for stream in settings.streams {
+            guard let length = CandleInterval.milliseconds(stream.interval) else {
+                throw ExchangeMessageError("interval '\(stream.interval)' of \(stream.symbol) is not one of 1m, 5m, 15m, 1h, 4h, 1d")
+            }
+            states[stream] = StreamState(sequencer: CandleSequencer(intervalMilliseconds: length), lastData: start)
+        }
+    }
+
+    /// Runs until cancelled: the connection (reconnecting as needed) and the stale watchdog.
+    public func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await self.watchStaleness() }
+            try await self.keepConnected()
+        }
+    }
+
+    // MARK: Connection
+
+    private func keepConnected() async throws {
+        var attempt = 0
+        while !Task.isCancelled {
+            connectedThisSession = false
+            do {
+                try await source.session(settings.streams) { event in try await self.receive(event) }
+                output.logger.warning("\(source.venue) ended the connection; reconnecting")
+            } catch {
+                if Task.isCancelled { return }
+                output.logger.warning("\(source.venue) connection failed; reconnecting", metadata: ["error": "\(error)"])
+            }
+            isConnected = false
+            Counter(label: "tradebus_feed_disconnects_total", dimensions: [("venue", source.venue)]).increment()
+            if connectedThisSession { attempt = 0 }
+            let delay = settings.reconnect.delay(attempt: attempt)
+            attempt += 1
+            try await Task.sleep(for: delay)
+        }
+    }
+
+    private func receive(_ event: KlineStreamEvent) async throws {
+        switch event {
+        case .connected:
+            connectedThisSession = true
+            isConnected = true
+            counts.connections += 1
+            output.logger.info("connected to \(source.venue)", metadata: ["streams": "\(settings.streams.count)", "connection": "\(counts.connections)"])
+            if counts.connections > 1 { try await catchUp() }
+        case .update(let update):
+            try await handle(update)
+        }
+    }
+
+    private func handle(_ update: KlineUpdate) async throws {
+        let id = CandleStreamID(symbol: update.symbol.uppercased(), interval: update.interval)
+        guard var state = states[id] else {
+            output.logger.debug("update for a stream not subscribed", metadata: ["stream": "\(id)"])
+            return
+        }
+        state.lastData = now()
+        if state.stale {
+            state.stale = false
+            output.logger.info("\(source.venue) \(id) has data again")
+        }
+        states[id] = state
+        if update.closed {
+            try await accept(update.candle, of: id)
+        } else if update.candle.defect == nil {
+            await output.setLatestPrice(symbol: id.symbol, price: update.candle.close, time: now())
+        }
+    }
+
+    // MARK: Candles
+
+    /// One closed candle from the stream: published in order, after any candles missing before it.
+    private func accept(_ candle: Candle, of id: CandleStreamID) async throws {
+        guard var sequencer = states[id]?.sequencer else { return }
+        switch sequencer.accept(candle) {
+        case .accepted:
+            try await publish([candle], of: id, advancing: sequencer)
+        case .acceptedAfterGap(_, let from, let missing):
+            counts.gaps += 1
+            Counter(label: "tradebus_feed_gaps_total", dimensions: [("venue", source.venue)]).increment()
+            output.logger.info("gap before a candle; filling it from REST", metadata: ["stream": "\(id)", "from": "\(from)", "missing": "\(missing)"])
+            let fill = await backfill(id, from: from, through: candle.openTime - sequencer.intervalMilliseconds)
+            try await publish(fill + [candle], of: id, advancing: sequencer)
+        case .duplicate, .stale:
+            counts.duplicates += 1
+            Counter(label: "tradebus_feed_duplicates_total", dimensions: [("venue", source.venue)]).increment()
+        case .rejected(let defect):
+            counts.rejected += 1
+            try await output.reportInvalid(candle, of: id, defect: defect)
+        }
+    }
+
+    /// After a reconnect: every closed candle each stream missed while the connection was down.
+    private func catchUp() async throws {
+        let nowMillis = Int64(now().timeIntervalSince1970 * 1000)
+        for id in settings.streams {
+            guard var sequencer = states[id]?.sequencer, let last = sequencer.lastOpenTime else { continue }
+            let length = sequencer.intervalMilliseconds
+            let newestClosed = nowMillis / length * length - length
+            guard newestClosed > last else { continue }
+            let fill = await backfill(id, from: last + length, through: newestClosed)
+            for candle in fill { _ = sequencer.accept(candle) }
+            try await publish(fill, of: id, advancing: sequencer)
+        }
+    }
+
+    /// The valid candles REST has for `from...through`, in order; whatever is still missing is reported.
+    private func backfill(_ id: CandleStreamID, from: Int64, through: Int64) async -> [Candle] {
+        guard let length = states[id]?.length, through >= from else { return [] }
+        let wanted = Int((through - from) / length) + 1
+        var candles: [Candle] = []
+        var failure: String?
+        do {
+            var next = from
+            for candle in try await history.candles(id, from: from, through: through).sorted(by: { $0.openTime < $1.openTime })
+            where candle.openTime >= next && candle.openTime <= through {
+                if let defect = candle.defect {
+                    counts.rejected += 1
+                    try? await output.reportInvalid(candle, of: id, defect: defect)
+                    continue
+                }
+                candles.append(candle)
+                next = candle.openTime + 1
+            }
+        } catch {
+            failure = "\(error)"
+        }
+        counts.backfilled += candles.count
+        Counter(label: "tradebus_feed_backfilled_candles_total", dimensions: [("venue", source.venue)]).increment(by: candles.count)
+        let missing = wanted - candles.count
+        if missing > 0 {
+            counts.stillMissing += missing
+            Counter(label: "tradebus_feed_missing_candles_total", dimensions: [("venue", source.venue)]).increment(by: missing)
+            let reason = failure.map { "REST failed: \($0)" } ?? "REST has no such candles"
+            output.logger.warning("candles still missing after backfill; none invented", metadata: ["stream": "\(id)", "missing": "\(missing)", "reason": "\(reason)"])
+            do {
+                try await output.alert(AlertPayload(
+                    severity: .warning, kind: "feed_gap", title: "Candles missing",
+                    message: "\(source.venue) \(id): \(missing) of \(wanted) candles from \(from) could not be filled (\(reason)); none were invented",
+                    symbol: id.symbol, fields: ["from": .number(Double(from)), "missing": .number(Double(missing))]))
+            } catch {
+                output.logger.error("could not publish the feed_gap alert", metadata: ["error": "\(error)"])
+            }
+        }
+        return candles
+    }
+
+    private func publish(_ candles: [Candle], of id: CandleStreamID, advancing sequencer: CandleSequencer) async throws {
+        guard let last = candles.last else {
+            states[id]?.sequencer = sequencer
+            return
+        }
+        let length = sequencer.intervalMilliseconds
+        try await output.bus.publish(candles.map { try output.message($0, of: id, intervalMilliseconds: length) })
+        states[id]?.sequencer = sequencer
+        counts.published += candles.count
+        Counter(label: "tradebus_feed_candles_total", dimensions: [("venue", source.venue)]).increment(by: candles.count)
+        await output.setLatestPrice(symbol: id.symbol, price: last.close, time: FeedOutput.closeTime(last, intervalMilliseconds: length))
+    }
+
+    // MARK: Staleness
+
+    private func watchStaleness() async throws {
+        while true {
+            try await Task.sleep(for: settings.watchdogPeriod)
+            await checkStaleness()
+        }
+    }
+
+    /// Marks streams silent for too long, and raises one alert for those that just went stale.
+    func checkStaleness() async {
+        let time = now()
+        var newlyStale: [CandleStreamID] = []
+        for id in settings.streams {
+            guard let state = states[id], !state.stale else { continue }
+            if time.timeIntervalSince(state.lastData) * 1000 > settings.staleIntervals * Double(state.length) {
+                states[id]?.stale = true
+                newlyStale.append(id)
+            }
+        }
+        guard !newlyStale.isEmpty else { return }
+        counts.staleAlerts += 1
+        Counter(label: "tradebus_feed_stale_alerts_total", dimensions: [("venue", source.venue)]).increment()
+        let names = newlyStale.map(\.description).joined(separator: ", ")
+        output.logger.warning("feed stale", metadata: ["venue": "\(source.venue)", "streams": "\(names)"])
+        do {
+            try await output.alert(AlertPayload(
+                severity: .warning, kind: "feed_stale", title: "Market data feed stale",
+                message: "No data from \(source.venue) for \(names) in \(settings.staleIntervals) intervals",
+                symbol: newlyStale.count == 1 ? newlyStale[0].symbol : nil,
+                fields: ["venue": .string(source.venue), "streams": .array(newlyStale.map { .string($0.description) })]))
+        } catch {
+            output.logger.error("could not publish the feed_stale alert", metadata: ["error": "\(error)"])
+        }
+    }
+}
