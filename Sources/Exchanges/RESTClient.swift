@@ -106,8 +106,8 @@ public actor RESTClient {
     }
 }
 
-/// Pages a REST candle history: asks for at most `pageSize` candles from `from`, and goes on after the
-/// last one received until `through`, so any range costs as few requests as the exchange allows.
+/// Pages a REST candle history: asks for `pageSize` candles' worth of time at a time from `from` until
+/// `through`, so any range costs as few requests as the exchange allows.
 func pagedCandles(
     from: Int64, through: Int64, intervalMilliseconds: Int64, pageSize: Int,
     fetch: (_ start: Int64, _ end: Int64, _ limit: Int) async throws -> [Candle]
@@ -115,11 +115,13 @@ func pagedCandles(
     var result: [Candle] = []
     var start = from
     while start <= through {
+        // Each page's range holds at most `limit` candles, so it does not matter whether the exchange
+        // counts the limit from the start (Binance) or from the end (Bybit, newest first).
         let limit = Int(min(Int64(pageSize), (through - start) / intervalMilliseconds + 1))
-        let page = try await fetch(start, through, limit).filter { $0.openTime >= start && $0.openTime <= through }
-        guard let last = page.last else { break }
+        let end = min(through, start + Int64(limit - 1) * intervalMilliseconds)
+        let page = try await fetch(start, end, limit).filter { $0.openTime >= start && $0.openTime <= end }
         result += page
-        start = last.openTime + intervalMilliseconds
+        start = end + intervalMilliseconds
     }
     return result
 }

@@ -1,0 +1,284 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+import TradingCore
+
+/// A local stand-in for Binance USDⓈ-M futures or Bybit v5 market data, speaking their documented wire
+/// formats: the kline WebSocket (Binance's combined streams; Bybit's subscribe, ping and pushes) and
+/// the REST klines endpoint, including their errors (Binance's `{"code","msg"}` with 400, 429 with
+/// `Retry-After`, Bybit's `retCode`). The test pushes candles, drops connections and scripts failures.
+public final class FakeExchange: Sendable {
+    public enum Venue: Sendable { case binance, bybit }
+
+    /// A scripted REST answer, used instead of the real one.
+    public struct Failure: Sendable {
+        public var status: Int
+        public var body: String
+        public var retryAfter: Int?
+        public init(status: Int, body: String, retryAfter: Int? = nil) {
+            self.status = status
+            self.body = body
+            self.retryAfter = retryAfter
+        }
+    }
+
+    struct Connection: Sendable {
+        var outgoing: AsyncStream<String>.Continuation
+        /// Binance stream names or Bybit topics this connection gets.
+        var subscriptions: Set<String>
+    }
+
+    struct State {
+        var history: [CandleStreamID: [Candle]] = [:]
+        var connections: [Int: Connection] = [:]
+        var nextConnection = 0
+        var connectionsOpened = 0
+        var restPaths: [String] = []
+        var restTimes: [Date] = []
+        var failures: [Failure] = []
+        var usedWeight = 0
+        var received: [String] = []
+    }
+
+    public let venue: Venue
+    private let state = Mutex(State())
+    private let port = Mutex(0)
+    private let task = Mutex<Task<Void, any Error>?>(nil)
+    private let group = Mutex<ServiceGroup?>(nil)
+
+    init(venue: Venue) { self.venue = venue }
+
+    /// Starts a server on a free loopback port.
+    public static func start(_ venue: Venue) async throws -> FakeExchange {
+        let exchange = FakeExchange(venue: venue)
+        let router = Router(context: BasicWebSocketRequestContext.self)
+        exchange.routes(router)
+        var logger = Logger(label: "fake-exchange")
+        logger.logLevel = .warning
+        let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
+        let app = Application(
+            router: router,
+            server: .http1WebSocketUpgrade(webSocketRouter: router),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
+            onServerRunning: { channel in portContinuation.yield(channel.localAddress?.port ?? 0) },
+            logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        exchange.group.withLock { $0 = group }
+        exchange.task.withLock { $0 = Task { try await group.run() } }
+        for await port in portStream {
+            exchange.port.withLock { $0 = port }
+            break
+        }
+        return exchange
+    }
+
+    /// Stops the server and closes every connection.
+    public func stop() async {
+        dropConnections()
+        await group.withLock { $0 }?.triggerGracefulShutdown()
+        _ = await task.withLock { $0 }?.result
+    }
+
+    public var webSocketURL: String { "ws://127.0.0.1:\(port.withLock { $0 })" }
+    public var restURL: String { "http://127.0.0.1:\(port.withLock { $0 })" }
+
+    // MARK: What the test scripts
+
+    /// The candles REST serves for a stream.
+    public func setHistory(_ candles: [Candle], for stream: CandleStreamID) {
+        state.withLock { $0.history[stream] = candles.sorted { $0.openTime < $1.openTime } }
+    }
+
+    /// Adds candles to what REST serves.
+    public func addHistory(_ candles: [Candle], for stream: CandleStreamID) {
+        state.withLock { $0.history[stream, default: []] = ($0.history[stream, default: []] + candles).sorted { $0.openTime < $1.openTime } }
+    }
+
+    /// Pushes a kline update to every connection subscribed to its stream, in the venue's format.
+    public func push(_ candle: Candle, for stream: CandleStreamID, closed: Bool) {
+        let (name, text) = message(candle, for: stream, closed: closed)
+        state.withLock { state in
+            for connection in state.connections.values where connection.subscriptions.contains(name) {
+                connection.outgoing.yield(text)
+            }
+        }
+    }
+
+    /// Sends raw text to every connection.
+    public func pushRaw(_ text: String) {
+        state.withLock { state in
+            for connection in state.connections.values { connection.outgoing.yield(text) }
+        }
+    }
+
+    /// Closes every WebSocket connection from the server side.
+    public func dropConnections() {
+        state.withLock { state in
+            for connection in state.connections.values { connection.outgoing.finish() }
+            state.connections.removeAll()
+        }
+    }
+
+    /// The next REST requests get these answers, in order.
+    public func failNextRequests(_ failures: [Failure]) {
+        state.withLock { $0.failures += failures }
+    }
+
+    /// Paths (with queries) of the REST requests so far, and when they came.
+    public var restPaths: [String] { state.withLock { $0.restPaths } }
+    public var restTimes: [Date] { state.withLock { $0.restTimes } }
+    /// WebSocket connections now open, and opened in all.
+    public var openConnections: Int { state.withLock { $0.connections.count } }
+    public var connectionsOpened: Int { state.withLock { $0.connectionsOpened } }
+    /// Text messages clients sent (subscriptions, heartbeats).
+    public var received: [String] { state.withLock { $0.received } }
+
+    // MARK: Wire formats
+
+    func message(_ candle: Candle, for stream: CandleStreamID, closed: Bool) -> (subscription: String, text: String) {
+        let length = CandleInterval.milliseconds(stream.interval) ?? 60_000
+        func text(_ value: Double) -> String { "\"\(value)\"" }
+        switch venue {
+        case .binance:
+            let name = BinanceMessages.streamName(symbol: stream.symbol, interval: stream.interval)
+            let kline = """
+                {"t":\(candle.openTime),"T":\(candle.openTime + length - 1),"s":"\(stream.symbol)","i":"\(stream.interval)","f":100,"L":200,\
+                "o":\(text(candle.open)),"c":\(text(candle.close)),"h":\(text(candle.high)),"l":\(text(candle.low)),"v":\(text(candle.volume)),\
+                "n":100,"x":\(closed),"q":"1.0","V":"0.5","Q":"0.5","B":"0"}
+                """
+            return (name, #"{"stream":"\#(name)","data":{"e":"kline","E":\#(candle.openTime + length),"s":"\#(stream.symbol)","k":\#(kline)}}"#)
+        case .bybit:
+            let topic = BybitMessages.topic(symbol: stream.symbol, interval: stream.interval) ?? "kline.?.\(stream.symbol)"
+            let interval = BybitMessages.bybitInterval(stream.interval) ?? "?"
+            let data = """
+                {"start":\(candle.openTime),"end":\(candle.openTime + length - 1),"interval":"\(interval)","open":\(text(candle.open)),\
+                "close":\(text(candle.close)),"high":\(text(candle.high)),"low":\(text(candle.low)),"volume":\(text(candle.volume)),\
+                "turnover":"1.0","confirm":\(closed),"timestamp":\(candle.openTime + length)}
+                """
+            return (topic, #"{"topic":"\#(topic)","data":[\#(data)],"ts":\#(candle.openTime + length),"type":"snapshot"}"#)
+        }
+    }
+
+    func routes(_ router: Router<BasicWebSocketRequestContext>) {
+        switch venue {
+        case .binance:
+            router.ws("stream") { inbound, outbound, context in
+                let streams = context.request.uri.queryParameters.get("streams").map { $0.split(separator: "/").map(String.init) } ?? []
+                try await self.serve(inbound: inbound, outbound: outbound, subscriptions: Set(streams))
+            }
+            router.get("fapi/v1/klines") { request, _ in try self.binanceKlines(request) }
+        case .bybit:
+            router.ws("v5/public/linear") { inbound, outbound, _ in
+                try await self.serve(inbound: inbound, outbound: outbound, subscriptions: [])
+            }
+            router.get("v5/market/kline") { request, _ in try self.bybitKlines(request) }
+        }
+    }
+
+    /// One WebSocket connection: forwards what the test pushes; answers Bybit's subscribe and ping.
+    func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, subscriptions: Set<String>) async throws {
+        let (outgoing, continuation) = AsyncStream<String>.makeStream()
+        let id = state.withLock { state in
+            let id = state.nextConnection
+            state.nextConnection += 1
+            state.connectionsOpened += 1
+            state.connections[id] = Connection(outgoing: continuation, subscriptions: subscriptions)
+            return id
+        }
+        defer { _ = state.withLock { $0.connections.removeValue(forKey: id) } }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for try await message in inbound.messages(maxSize: 1 << 20) {
+                    guard case .text(let text) = message else { continue }
+                    self.state.withLock { $0.received.append(text) }
+                    if let answer = self.bybitAnswer(text, connection: id) { continuation.yield(answer) }
+                }
+                continuation.finish()
+            }
+            for await text in outgoing {
+                try await outbound.write(.text(text))
+            }
+            group.cancelAll()
+        }
+    }
+
+    func bybitAnswer(_ text: String, connection: Int) -> String? {
+        struct Request: Decodable { var op: String; var args: [String]?; var req_id: String? }
+        guard venue == .bybit, let request = try? JSONDecoder().decode(Request.self, from: Data(text.utf8)) else { return nil }
+        switch request.op {
+        case "ping":
+            return #"{"success":true,"ret_msg":"pong","conn_id":"fake-\#(connection)","req_id":"","op":"ping"}"#
+        case "subscribe":
+            let topics = request.args ?? []
+            let valid = topics.allSatisfy { $0.split(separator: ".").count == 3 }
+            if valid {
+                state.withLock { $0.connections[connection]?.subscriptions.formUnion(topics) }
+            }
+            return #"{"success":\#(valid),"ret_msg":"\#(valid ? "" : "error:handler not found")","conn_id":"fake-\#(connection)","req_id":"\#(request.req_id ?? "")","op":"subscribe"}"#
+        default:
+            return nil
+        }
+    }
+
+    /// The next scripted failure, if any, after recording the request.
+    func record(_ request: Request) -> Failure? {
+        state.withLock { state in
+            state.restPaths.append(request.uri.description)
+            state.restTimes.append(Date())
+            return state.failures.isEmpty ? nil : state.failures.removeFirst()
+        }
+    }
+
+    func respond(_ failure: Failure) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let seconds = failure.retryAfter { headers[.retryAfter] = "\(seconds)" }
+        return Response(status: .init(code: failure.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: failure.body)))
+    }
+
+    func candles(symbol: String, interval: String, from: Int64, through: Int64, limit: Int) -> [Candle] {
+        let all = state.withLock { $0.history[CandleStreamID(symbol: symbol, interval: interval)] ?? [] }
+        return Array(all.filter { $0.openTime >= from && $0.openTime <= through }.prefix(limit))
+    }
+
+    func binanceKlines(_ request: Request) throws -> Response {
+        if let failure = record(request) { return respond(failure) }
+        let query = request.uri.queryParameters
+        guard let symbol = query.get("symbol"), let interval = query.get("interval"), let length = CandleInterval.milliseconds(interval) else {
+            return respond(Failure(status: 400, body: #"{"code":-1121,"msg":"Invalid symbol."}"#))
+        }
+        let limit = min(query.get("limit").flatMap { Int($0) } ?? 500, BinanceMessages.maxKlinesPerRequest)
+        let from = query.get("startTime").flatMap { Int64($0) } ?? 0
+        let through = query.get("endTime").flatMap { Int64($0) } ?? .max
+        let rows = candles(symbol: symbol, interval: interval, from: from, through: through, limit: limit).map { c in
+            #"[\#(c.openTime),"\#(c.open)","\#(c.high)","\#(c.low)","\#(c.close)","\#(c.volume)",\#(c.openTime + length - 1),"1.0",100,"0.5","0.5","0"]"#
+        }
+        let used = state.withLock { state in
+            state.usedWeight += BinanceMessages.klinesWeight(limit: limit)
+            return state.usedWeight
+        }
+        var headers: HTTPFields = [.contentType: "application/json"]
+        headers[.init("X-MBX-USED-WEIGHT-1M")!] = "\(used)"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: "[" + rows.joined(separator: ",") + "]")))
+    }
+
+    func bybitKlines(_ request: Request) throws -> Response {
+        if let failure = record(request) { return respond(failure) }
+        let query = request.uri.queryParameters
+        guard query.get("category") == "linear", let symbol = query.get("symbol"), let bybit = query.get("interval"),
+              let interval = Optional(BybitMessages.interval(bybit)), BybitMessages.bybitInterval(interval) == bybit else {
+            return respond(Failure(status: 200, body: #"{"retCode":10001,"retMsg":"params error","result":{},"retExtInfo":{},"time":0}"#))
+        }
+        let limit = min(query.get("limit").flatMap { Int($0) } ?? 200, BybitMessages.maxKlinesPerRequest)
+        let from = query.get("start").flatMap { Int64($0) } ?? 0
+        let through = query.get("end").flatMap { Int64($0) } ?? .max
+        let rows = candles(symbol: symbol, interval: interval, from: from, through: through, limit: limit).reversed().map { c in
+            #"["\#(c.openTime)","\#(c.open)","\#(c.high)","\#(c.low)","\#(c.close)","\#(c.volume)","1.0"]"#
+        }
+        let body = #"{"retCode":0,"retMsg":"OK","result":{"symbol":"\#(symbol)","category":"linear","list":[\#(rows.joined(separator: ","))]},"retExtInfo":{},"time":0}"#
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
