@@ -230,7 +230,7 @@ extension WorkerMain {
                 let bus = settings.dependencies.bus!, cache = settings.dependencies.cache!
                 let spec = WorkerQueues.indicatorCandles(shards: settings.shards)
                 try await bus.declare(spec)
-                let processor = IndicatorProcessor(bus: bus, cache: cache, source: context.settings.instance)
+                let processor = IndicatorProcessor(bus: bus, cache: cache, source: context.settings.instance, logger: context.logger)
                 let consumer = ConsumerService(bus: bus, queue: spec.shard(settings.shard), options: ConsumerOptions(prefetch: 256)) {
                     try await processor.handle($0)
                 }

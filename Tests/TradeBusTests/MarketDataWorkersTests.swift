@@ -53,9 +53,19 @@ struct MarketDataWorkersTests {
 
     @Test("an invalid setting stops feed-ingester at start with the key named")
     func invalidConfiguration() throws {
-        #expect { try Command.run("\(build)/feed-ingester", [], environment: ["FEED_SOURCE": "binance", "AMQP_URL": "amqp://x", "REDIS_URL": "redis://x"]) } throws: { error in
-            guard let failure = error as? CommandFailed else { return false }
-            return failure.status == 2 && failure.output.contains("FEED_SOURCE") && failure.output.contains("replay")
+        let servers = ["AMQP_URL": "amqp://x", "REDIS_URL": "redis://x"]
+        for (settings, key) in [
+            (["FEED_SOURCE": "kraken"], "FEED_SOURCE"),
+            (["FEED_SOURCE": "binance"], "FEED_SYMBOLS"),
+            (["FEED_SOURCE": "binance", "FEED_SYMBOLS": "BTC-USDT"], "FEED_SYMBOLS"),
+            (["FEED_SOURCE": "bybit", "FEED_SYMBOLS": "BTCUSDT", "FEED_INTERVAL": "2d"], "FEED_INTERVAL"),
+            (["FEED_SOURCE": "binance", "FEED_SYMBOLS": "BTCUSDT", "BINANCE_WS_URL": "https://x"], "BINANCE_WS_URL"),
+            (["FEED_SOURCE": "synthetic", "SYNTHETIC_SEED": "-1"], "SYNTHETIC_SEED"),
+        ] {
+            #expect { try Command.run("\(build)/feed-ingester", [], environment: servers.merging(settings) { $1 }) } throws: { error in
+                guard let failure = error as? CommandFailed else { return false }
+                return failure.status == 2 && failure.output.contains(key)
+            }
         }
     }
 }

@@ -1,31 +1,57 @@
 import Foundation
 import Logging
+import Metrics
 import TradingCore
 
 /// The indicator worker's logic: for each closed candle, update that (symbol, interval)'s indicators
-/// (and, from 1m candles, the higher timeframes), keep the snapshot in the hot cache stamped with its
-/// candle time, publish it as `ind.<symbol>.<interval>`, and publish any signal as
-/// `sig.<symbol>.<interval>` with the candle's correlation id. A candle older than or equal to the
-/// last one seen for its stream is a redelivery and is skipped, so at-least-once delivery gives
-/// exactly-once updates.
+/// (and, from 1m candles, the higher timeframes), publish the snapshot as `ind.<symbol>.<interval>`
+/// and any signal as `sig.<symbol>.<interval>` with the candle's correlation id, then keep the
+/// snapshot in the hot cache stamped with its candle time.
+///
+/// **Exactly-once updates from at-least-once delivery.** A candle older than or equal to the last one
+/// of its stream is a redelivery and is skipped. State advances only after the messages are on the bus;
+/// if publishing fails the delivery is retried from the old state. Snapshot and signal ids are derived
+/// from the stream and candle time, so a message published twice (a crash between publish and ack)
+/// carries the same id both times and consumers can drop the second.
+///
+/// **Takeover.** After every candle the stream's state (its ``IndicatorSet``, last candle and snapshot,
+/// and the 1m→higher-timeframe aggregator) is saved in the hot cache. A worker that sees a stream for
+/// the first time, after a restart or when its shard moves to it, restores that state first, so its
+/// outputs are the ones the previous worker would have produced.
 public actor IndicatorProcessor {
-    struct Stream {
+    /// One (symbol, interval) stream, as saved for takeover.
+    struct StreamState: Codable {
         var indicators = IndicatorSet()
         var lastOpenTime: Int64?
         var previous: IndicatorSnapshot?
     }
 
-    private var streams: [String: Stream] = [:]
+    /// What one candle changes, committed only once its messages are published.
+    struct Changes {
+        var streams: [String: StreamState] = [:]
+        var aggregator: (symbol: String, state: TimeframeAggregator)?
+        var messages: [OutgoingMessage] = []
+        var entries: [CacheEntry] = []
+    }
+
+    private var streams: [String: StreamState] = [:]
     private var aggregators: [String: TimeframeAggregator] = [:]
     let bus: any MessageBus
     let cache: any HotCache
     let source: String
+    let logger: Logger
 
-    public init(bus: any MessageBus, cache: any HotCache, source: String) {
+    public init(bus: any MessageBus, cache: any HotCache, source: String, logger: Logger = Logger(label: "indicator-worker")) {
         self.bus = bus
         self.cache = cache
         self.source = source
+        self.logger = logger
     }
+
+    /// The hot-cache key of a stream's saved state.
+    public static func stateKey(symbol: String, interval: String) -> String { "state:ind:\(symbol):\(interval)" }
+    /// The hot-cache key of a symbol's saved 1m aggregator.
+    public static func aggregatorKey(symbol: String) -> String { "state:agg:\(symbol)" }
 
     /// Handles one `candle.closed` delivery; a body that is not one is rejected to the dead-letter queue.
     public func handle(_ delivery: Delivery) async throws {
@@ -36,16 +62,31 @@ public actor IndicatorProcessor {
             throw MessageRejected("not a candle: \(error)")
         }
         let payload = envelope.payload
-        try await update(symbol: payload.symbol, interval: payload.interval, candle: payload.candle, correlationID: envelope.correlationID)
-        if payload.interval == "1m" {
-            let key = payload.symbol
-            var aggregator = aggregators[key] ?? TimeframeAggregator()
+        guard CandleInterval.milliseconds(payload.interval) != nil else {
+            throw MessageRejected("candle interval '\(payload.interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d")
+        }
+        if let defect = payload.candle.defect {
+            throw MessageRejected("candle at \(payload.candle.openTime) is invalid (\(defect.rawValue))")
+        }
+        var changes = Changes()
+        let isNew = try await update(payload.symbol, payload.interval, payload.candle, correlationID: envelope.correlationID, into: &changes)
+        if isNew && payload.interval == "1m" {
+            var aggregator = await restoredAggregator(payload.symbol)
             let closed = aggregator.add(payload.candle)
-            aggregators[key] = aggregator
+            changes.aggregator = (payload.symbol, aggregator)
+            changes.entries.append(CacheEntry(
+                key: Self.aggregatorKey(symbol: payload.symbol),
+                value: CachedValue(bytes: Array(try JSONEncoder().encode(aggregator)), sourceTime: envelope.time)))
             for output in closed {
-                try await update(symbol: payload.symbol, interval: output.interval, candle: output.candle, correlationID: envelope.correlationID)
+                try await update(payload.symbol, output.interval, output.candle, correlationID: envelope.correlationID, into: &changes)
             }
         }
+        guard isNew else { return }
+        try await publishRoutable(changes.messages)
+        streams.merge(changes.streams) { $1 }
+        if let (symbol, aggregator) = changes.aggregator { aggregators[symbol] = aggregator }
+        await cache.set(changes.entries)
+        Counter(label: "tradebus_indicator_candles_total").increment()
     }
 
     /// The latest snapshot of a stream held in memory.
@@ -53,35 +94,69 @@ public actor IndicatorProcessor {
         streams["\(symbol)|\(interval)"]?.previous
     }
 
-    private func update(symbol: String, interval: String, candle: Candle, correlationID: String) async throws {
+    /// Updates one stream with `candle`; false if the candle is not newer than the stream's last one.
+    @discardableResult
+    private func update(_ symbol: String, _ interval: String, _ candle: Candle, correlationID: String, into changes: inout Changes) async throws -> Bool {
         let key = "\(symbol)|\(interval)"
-        var stream = streams[key] ?? Stream()
-        if let last = stream.lastOpenTime, candle.openTime <= last { return }
+        var stream: StreamState
+        if let pending = changes.streams[key] {
+            stream = pending
+        } else {
+            stream = await restoredStream(symbol, interval)
+        }
+        if let last = stream.lastOpenTime, candle.openTime <= last { return false }
         let snapshot = stream.indicators.update(candle)
         let signals = stream.previous.map { Signal.detect(previous: $0, current: snapshot) } ?? []
         stream.lastOpenTime = candle.openTime
         stream.previous = snapshot
-        streams[key] = stream
+        changes.streams[key] = stream
 
         let length = CandleInterval.milliseconds(interval) ?? 0
         let candleClose = Date(timeIntervalSince1970: Double(candle.openTime + length) / 1000)
         let envelope = Envelope(
-            type: MessageType.indicatorSnapshot, time: candleClose, correlationID: correlationID, source: source,
-            payload: SnapshotPayload(symbol: symbol, interval: interval, snapshot: snapshot))
+            id: "ind:\(symbol):\(interval):\(candle.openTime)", type: MessageType.indicatorSnapshot, time: candleClose,
+            correlationID: correlationID, source: source, payload: SnapshotPayload(symbol: symbol, interval: interval, snapshot: snapshot))
         let body = try EnvelopeCodec.encode(envelope)
-        await cache.set(SnapshotPayload.cacheKey(symbol: symbol, interval: interval), CachedValue(bytes: body, sourceTime: candleClose), ttl: nil)
-        var messages = [OutgoingMessage(
+        changes.messages.append(OutgoingMessage(
             routingKey: RoutingKey.indicators(symbol: symbol, interval: interval), body: body, messageID: envelope.id,
-            correlationID: correlationID)]
+            correlationID: correlationID))
         for signal in signals {
             let signalEnvelope = Envelope(
+                id: "sig:\(symbol):\(interval):\(candle.openTime):\(signal.kind.rawValue):\(signal.direction.rawValue)",
                 type: MessageType.signal, time: candleClose, correlationID: correlationID, source: source,
                 payload: SignalPayload(symbol: symbol, interval: interval, signal: signal))
-            messages.append(OutgoingMessage(
+            changes.messages.append(OutgoingMessage(
                 routingKey: RoutingKey.signal(symbol: symbol, interval: interval), body: try EnvelopeCodec.encode(signalEnvelope),
                 messageID: signalEnvelope.id, correlationID: correlationID))
         }
-        try await publishRoutable(messages)
+        changes.entries.append(CacheEntry(key: SnapshotPayload.cacheKey(symbol: symbol, interval: interval), value: CachedValue(bytes: body, sourceTime: candleClose)))
+        changes.entries.append(CacheEntry(
+            key: Self.stateKey(symbol: symbol, interval: interval),
+            value: CachedValue(bytes: Array(try JSONEncoder().encode(stream)), sourceTime: candleClose)))
+        return true
+    }
+
+    /// A stream's state: in memory, or saved by whichever worker had it before, or new.
+    private func restoredStream(_ symbol: String, _ interval: String) async -> StreamState {
+        let key = "\(symbol)|\(interval)"
+        if let stream = streams[key] { return stream }
+        guard let saved = await cache.get(Self.stateKey(symbol: symbol, interval: interval)) else { return StreamState() }
+        do {
+            let stream = try JSONDecoder().decode(StreamState.self, from: Data(saved.bytes))
+            logger.info("restored indicator state", metadata: ["symbol": "\(symbol)", "interval": "\(interval)", "last_open_time": "\(stream.lastOpenTime ?? -1)"])
+            Counter(label: "tradebus_indicator_state_restored_total").increment()
+            return streams[key] ?? stream
+        } catch {
+            logger.error("saved indicator state unreadable; starting this stream afresh", metadata: ["symbol": "\(symbol)", "interval": "\(interval)", "error": "\(error)"])
+            return StreamState()
+        }
+    }
+
+    private func restoredAggregator(_ symbol: String) async -> TimeframeAggregator {
+        if let aggregator = aggregators[symbol] { return aggregator }
+        guard let saved = await cache.get(Self.aggregatorKey(symbol: symbol)),
+              let aggregator = try? JSONDecoder().decode(TimeframeAggregator.self, from: Data(saved.bytes)) else { return TimeframeAggregator() }
+        return aggregators[symbol] ?? aggregator
     }
 
     /// Snapshots and signals go out even when nobody listens yet: an unroutable one is not an error here.
