@@ -15,6 +15,25 @@ final class ManualClock: Sendable {
     var now: @Sendable () -> Date { { self.time.withLock { $0 } } }
 }
 
+/// A bus whose candle publishes fail while `failing` is set, as RabbitMQ's do when it is unreachable.
+final class FailingBus: MessageBus {
+    let inner: InProcessBus
+    let failing = Mutex(false)
+    init(inner: InProcessBus) { self.inner = inner }
+
+    func declare(_ queue: QueueSpec) async throws { try await inner.declare(queue) }
+    func publish(_ message: OutgoingMessage) async throws { try await publish([message]) }
+    func publish(_ messages: [OutgoingMessage]) async throws {
+        if failing.withLock({ $0 }), messages.contains(where: { $0.routingKey.hasPrefix("md.candle.") }) {
+            throw BusError.connection("test: the broker is away")
+        }
+        try await inner.publish(messages)
+    }
+    func consume(_ queue: String, options: ConsumerOptions, control: ConsumerControl?, handler: @escaping @Sendable (Delivery) async throws -> Void) async throws {
+        try await inner.consume(queue, options: options, control: control, handler: handler)
+    }
+}
+
 /// The live feed against a local exchange that speaks Binance's or Bybit's documented formats.
 @Suite("Live feed (Binance and Bybit formats, local exchange)")
 struct LiveFeedTests {
@@ -156,6 +175,38 @@ struct LiveFeedTests {
         #expect(harness.candles.all.last?.candle == fiveMinute(7))
         #expect(await eventually { harness.alerts.all.contains { $0.kind == "feed_gap" && $0.message.contains("2 of 2") } })
         #expect(await feed.counts.stillMissing == 2)
+
+        running.cancel()
+        _ = await running.result
+        try await harness.stop()
+        await exchange.stop()
+    }
+
+    @Test("a candle the bus refused is not lost: the connection is dropped, and after the reconnect REST brings it back")
+    func publishFailure() async throws {
+        let exchange = try await FakeExchange.start(.binance)
+        let harness = try await Harness()
+        let bus = FailingBus(inner: harness.bus)
+        let btc = CandleStreamID(symbol: "BTCUSDT", interval: "1m")
+        let clock = ManualClock(millis: Self.base + 60_000 * 3 + 1_000)
+        let feed = try LiveFeed(
+            source: BinanceKlineStream(baseURL: exchange.webSocketURL, logger: logger),
+            history: BinanceKlineHistory(baseURL: exchange.restURL, logger: logger),
+            output: FeedOutput(venue: "binance", source: "test", bus: bus, cache: harness.cache, logger: logger),
+            settings: .init(streams: [btc], staleIntervals: 1_000, reconnect: Self.quickReconnect), now: clock.now)
+        let running = Task { try await feed.run() }
+        #expect(await eventually { exchange.openConnections == 1 })
+        exchange.push(candle(0), for: btc, closed: true)
+        #expect(await eventually { harness.candles.count == 1 })
+
+        bus.failing.withLock { $0 = true }
+        exchange.setHistory([candle(0), candle(1), candle(2)], for: btc)
+        exchange.push(candle(1), for: btc, closed: true)
+        #expect(await eventually { exchange.connectionsOpened >= 2 })
+        bus.failing.withLock { $0 = false }
+        exchange.dropConnections()  // the next reconnect catches up on 1 and 2 from REST
+        #expect(await eventually { harness.candles.count == 3 })
+        #expect(harness.candles.all.map(\.candle) == [candle(0), candle(1), candle(2)])
 
         running.cancel()
         _ = await running.result

@@ -51,6 +51,52 @@ struct MarketDataWorkersTests {
         _ = try? await feed.waitForExit(timeout: .seconds(30))
     }
 
+    @Test("feed-ingester on a Binance-format exchange → RabbitMQ → indicator-worker: live candles, a gap filled from REST, snapshots in Redis")
+    func liveFeedThroughWorkers() async throws {
+        let exchange = try await FakeExchange.start(.binance)
+        let symbol = "LV\(UUID().uuidString.prefix(6).uppercased())USDT"
+        let stream = CandleStreamID(symbol: symbol, interval: "1m")
+        let environment = ["AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL, "HTTP_PORT": "0"]
+        let worker = try SpawnedProcess(executable: "\(build)/indicator-worker", environment: environment)
+        defer { worker.signal(SIGKILL) }
+        let feed = try SpawnedProcess(
+            executable: "\(build)/feed-ingester",
+            environment: environment.merging([
+                "FEED_SOURCE": "binance", "FEED_SYMBOLS": symbol, "FEED_INTERVAL": "1m",
+                "BINANCE_WS_URL": exchange.webSocketURL, "BINANCE_REST_URL": exchange.restURL,
+            ]) { $1 })
+        defer { feed.signal(SIGKILL) }
+        #expect(await eventually(timeout: .seconds(30)) { exchange.openConnections == 1 }, "feed: \(feed.output)")
+
+        // Recent minutes, so the feed's catch-up logic sees them as closed; minute 3 only in REST.
+        let now = Int64(Date().timeIntervalSince1970 * 1000) / 60_000 * 60_000
+        let candles = (0..<6).map { index in
+            Candle(openTime: now - Int64(10 - index) * 60_000, open: 10, high: 11 + Double(index), low: 9, close: 10.5 + Double(index) / 10, volume: 100)
+        }
+        exchange.setHistory(candles, for: stream)
+        for (index, candle) in candles.enumerated() where index != 3 { exchange.push(candle, for: stream, closed: true) }
+
+        let cache = RedisCache(configuration: .init(url: try RedisURL(TestServices.redisURL), commandTimeout: .seconds(1), localFreshness: .zero))
+        let arrived = await eventually(timeout: .seconds(30), interval: .milliseconds(100)) {
+            guard let value = await cache.get(SnapshotPayload.cacheKey(symbol: symbol, interval: "1m")),
+                  let payload = try? EnvelopeCodec.decode(SnapshotPayload.self, from: value.bytes) else { return false }
+            return payload.payload.snapshot.openTime == candles.last!.openTime
+        }
+        #expect(arrived, "feed: \(feed.output)\nworker: \(worker.output)")
+        var reference = IndicatorSet()
+        let expected = candles.map { reference.update($0) }.last
+        let value = try #require(await cache.get(SnapshotPayload.cacheKey(symbol: symbol, interval: "1m")))
+        #expect(try EnvelopeCodec.decode(SnapshotPayload.self, from: value.bytes).payload.snapshot == expected, "the REST-filled minute is in the indicators")
+        #expect(exchange.restPaths.count == 1)
+        #expect(await cache.get("price:binance:\(symbol)")?.string == String(candles.last!.close))
+
+        feed.signal(SIGTERM)
+        worker.signal(SIGTERM)
+        #expect(try await feed.waitForExit(timeout: .seconds(30)) == 0)
+        #expect(try await worker.waitForExit(timeout: .seconds(30)) == 0)
+        await exchange.stop()
+    }
+
     @Test("an invalid setting stops feed-ingester at start with the key named")
     func invalidConfiguration() throws {
         let servers = ["AMQP_URL": "amqp://x", "REDIS_URL": "redis://x"]
