@@ -9,7 +9,8 @@ import TradingServices
 
 /// Indicator workers sharing the symbols over the real RabbitMQ and Redis: each worker is a processor
 /// with its own bus connection and its own cache client, as separate processes would have.
-@Suite("Indicator sharding and takeover (RabbitMQ, Redis)", .serialized)
+extension MarketDataSystemTests {
+@Suite("Indicator sharding and takeover (RabbitMQ, Redis)")
 struct IndicatorShardingTests {
     static let start: Int64 = 1_767_225_600_000
     static let intervals = ["1m", "5m", "15m", "1h"]
@@ -65,12 +66,20 @@ struct IndicatorShardingTests {
         return result
     }
 
-    func waitForLast(_ run: Run, openTime: Int64, cache: RedisCache) async -> Bool {
-        await eventually(timeout: .seconds(90), interval: .milliseconds(100)) {
+    /// Waits until every symbol's snapshot of every interval is the one of the last candle closed by
+    /// minute `lastMinute` (the intervals are written one after the other, so each is checked).
+    func waitForLast(_ run: Run, lastMinute: Int, cache: RedisCache) async -> Bool {
+        let lastOpen = Self.intervals.map { interval -> (String, Int64) in
+            let minutes = Int(CandleInterval.milliseconds(interval)! / 60_000)
+            return (interval, Self.start + Int64((lastMinute + 1) / minutes * minutes - minutes) * 60_000)
+        }
+        return await eventually(timeout: .seconds(90), interval: .milliseconds(100)) {
             for symbol in run.symbols {
-                guard let value = await cache.get(SnapshotPayload.cacheKey(symbol: symbol, interval: "1m")),
-                      let payload = try? EnvelopeCodec.decode(SnapshotPayload.self, from: value.bytes),
-                      payload.payload.snapshot.openTime == openTime else { return false }
+                for (interval, openTime) in lastOpen {
+                    guard let value = await cache.get(SnapshotPayload.cacheKey(symbol: symbol, interval: interval)),
+                          let payload = try? EnvelopeCodec.decode(SnapshotPayload.self, from: value.bytes),
+                          payload.payload.snapshot.openTime == openTime else { return false }
+                }
             }
             return true
         }
@@ -89,7 +98,7 @@ struct IndicatorShardingTests {
         for index in 0..<count { workers.append(try await Worker.start(queue: spec.shard(index), name: "worker-\(index)")) }
         try await publish(run, candles: 180)
         let cache = RedisCache(configuration: .init(url: try RedisURL(TestServices.redisURL), commandTimeout: .seconds(2), localFreshness: .zero))
-        #expect(await waitForLast(run, openTime: Self.start + 179 * 60_000, cache: cache))
+        #expect(await waitForLast(run, lastMinute: 179, cache: cache))
         var handled: [[Int]] = []
         for worker in workers {
             var mine: [Int] = []
@@ -102,12 +111,38 @@ struct IndicatorShardingTests {
         return (try await snapshots(run, cache: cache), handled)
     }
 
+    /// The snapshots one in-process processor computes over the same candles.
+    func reference(candles: Int, seed: UInt64 = 11) async throws -> [String: IndicatorSnapshot] {
+        let symbols = (0..<12).map { "S\($0)" }
+        let bus = InProcessBus()
+        let processor = IndicatorProcessor(bus: bus, cache: LocalCache(), source: "reference")
+        let output = FeedOutput(venue: "reference", source: "reference", bus: bus, cache: LocalCache(), logger: Logger(label: "test"))
+        var market = SyntheticMarket(symbols: symbols, seed: seed, intervalMilliseconds: 60_000, startTime: Self.start)
+        for _ in 0..<candles {
+            for (candle, symbol) in zip(market.next(), symbols) {
+                let message = try output.message(candle, of: CandleStreamID(symbol: symbol, interval: "1m"), intervalMilliseconds: 60_000)
+                try await processor.handle(Delivery(routingKey: message.routingKey, body: message.body, messageID: message.messageID, correlationID: message.correlationID))
+            }
+        }
+        var result: [String: IndicatorSnapshot] = [:]
+        for (index, symbol) in symbols.enumerated() {
+            for interval in Self.intervals { result["\(index) \(interval)"] = await processor.snapshot(symbol: symbol, interval: interval) }
+        }
+        return result
+    }
+
     @Test("3 workers over 12 symbols produce the same snapshots as 1 worker; each symbol goes to exactly one worker")
     func threeWorkersEqualOne() async throws {
         let one = try await shardedRun(workers: 1)
         let three = try await shardedRun(workers: 3)
+        let expected = try await reference(candles: 180)
+        let wrongInOne = expected.keys.sorted().filter { one.snapshots[$0] != expected[$0] }
+        let wrongInThree = expected.keys.sorted().filter { three.snapshots[$0] != expected[$0] }
+        #expect(wrongInOne.isEmpty, "1 worker: \(wrongInOne) \(wrongInOne.first.map { "\n got \(String(describing: one.snapshots[$0]))\n want \(String(describing: expected[$0]))" } ?? "")")
+        #expect(wrongInThree.isEmpty, "3 workers: \(wrongInThree)")
         #expect(one.snapshots.count == 12 * Self.intervals.count)
-        #expect(three.snapshots == one.snapshots)
+        let differing = one.snapshots.keys.sorted().filter { three.snapshots[$0] != one.snapshots[$0] }
+        #expect(differing.isEmpty, "\(differing.prefix(2).map { "\($0): one \(String(describing: one.snapshots[$0]))\n three \(String(describing: three.snapshots[$0]))" })")
         #expect(one.handled == [Array(0..<12)])
         #expect(three.handled.flatMap { $0 }.sorted() == Array(0..<12), "each symbol on exactly one worker: \(three.handled)")
         #expect(three.handled.filter { !$0.isEmpty }.count > 1, "the symbols are spread: \(three.handled)")
@@ -143,13 +178,13 @@ struct IndicatorShardingTests {
         // Worker A handles the first 100 minutes, then goes away.
         let first = try await Worker.start(queue: spec.shard(0), name: "worker-a")
         try await setup.publish(try messages(0..<100))
-        #expect(await waitForLast(run, openTime: Self.start + 99 * 60_000, cache: cache))
+        #expect(await waitForLast(run, lastMinute: 99, cache: cache))
         try await first.stop()
 
         // Worker B starts with nothing in memory; the last 20 minutes A saw arrive again (redeliveries).
         let second = try await Worker.start(queue: spec.shard(0), name: "worker-b")
         try await setup.publish(try messages(80..<150))
-        #expect(await waitForLast(run, openTime: Self.start + 149 * 60_000, cache: cache))
+        #expect(await waitForLast(run, lastMinute: 149, cache: cache))
         try await second.stop()
         await setup.shutdown()
 
@@ -161,4 +196,5 @@ struct IndicatorShardingTests {
             }
         }
     }
+}
 }

@@ -8,8 +8,15 @@ import WorkerRuntime
 import Glibc
 #endif
 
+/// The market-data tests that run on the shared RabbitMQ and Redis, one at a time: an indicator-worker
+/// process consumes `md.candle.#`, so while it runs it would also take the candles another test
+/// publishes, and restore (by design) state that test's own workers wrote.
+@Suite("Market data on RabbitMQ and Redis", .serialized)
+enum MarketDataSystemTests {}
+
 /// feed-ingester and indicator-worker as separate processes against the real RabbitMQ and Redis.
-@Suite("Market data workers (processes)", .serialized)
+extension MarketDataSystemTests {
+@Suite("Market data workers (processes)")
 struct MarketDataWorkersTests {
     let build = TestServices.repositoryRoot.appendingPathComponent(".build/debug").path
     let file = TestServices.repositoryRoot.appendingPathComponent("Tests/Fixtures/market-data/XRPUSDT-PERP-5m.csv").path
@@ -114,4 +121,5 @@ struct MarketDataWorkersTests {
             }
         }
     }
+}
 }

@@ -37,7 +37,8 @@ struct MarketDataPipelineTests {
 
         var reference = IndicatorSet()
         let expected = data.map { reference.update($0) }
-        #expect(snapshots.all == expected)
+        let mismatch = zip(snapshots.all, expected).enumerated().first { $0.element.0 != $0.element.1 }
+        #expect(snapshots.all == expected, "first difference at \(String(describing: mismatch.map { ($0.offset, $0.element.0, $0.element.1) }))")
         let cached = try #require(await cache.get(SnapshotPayload.cacheKey(symbol: "XRPUSDT", interval: "5m")))
         #expect(try EnvelopeCodec.decode(SnapshotPayload.self, from: cached.bytes).payload.snapshot == expected.last)
         #expect(cached.sourceTime == Date(timeIntervalSince1970: Double(data.last!.openTime + 300_000) / 1000))

@@ -108,3 +108,58 @@ public struct IndicatorSet: Sendable, Hashable, Codable {
         return snapshot
     }
 }
+
+/// The columns of `tradebus indicators` for a whole series at once: the same incremental indicators
+/// as ``IndicatorSet``, without a snapshot per candle (and so without swing levels or the regime,
+/// which are not columns). Row-major, `IndicatorSnapshot.columns.count - 1` values a row (`open_time`
+/// is the candle's); a value still warming up is NaN.
+public struct IndicatorTable: Sendable {
+    public static let width = IndicatorSnapshot.columns.count - 1
+    public private(set) var values: [Double]
+    public let rows: Int
+
+    public init(_ candles: [Candle]) {
+        rows = candles.count
+        var sma20 = SMA(period: 20), ema12 = EMA(period: 12), ema26 = EMA(period: 26)
+        var macd = MACD(fast: 12, slow: 26, signal: 9), rsi = RSI(period: 14), atr = ATR(period: 14)
+        var bollinger = Bollinger(period: 20, deviations: 2), stochastic = Stochastic(kPeriod: 14, kSlowing: 3, dPeriod: 3)
+        var adx = ADX(period: 14), obv = OBV()
+        let width = Self.width
+        values = Array(repeating: .nan, count: candles.count * width)
+        values.withUnsafeMutableBufferPointer { table in
+            for (row, candle) in candles.enumerated() {
+                let base = row * width
+                table[base] = candle.close
+                if let v = sma20.update(candle.close) { table[base + 1] = v }
+                if let v = ema12.update(candle.close) { table[base + 2] = v }
+                if let v = ema26.update(candle.close) { table[base + 3] = v }
+                if let v = macd.update(candle.close) {
+                    table[base + 4] = v.macd
+                    table[base + 5] = v.signal
+                    table[base + 6] = v.histogram
+                }
+                if let v = rsi.update(candle.close) { table[base + 7] = v }
+                if let v = atr.update(high: candle.high, low: candle.low, close: candle.close) { table[base + 8] = v }
+                if let v = bollinger.update(candle.close) {
+                    table[base + 9] = v.upper
+                    table[base + 10] = v.middle
+                    table[base + 11] = v.lower
+                }
+                if let v = stochastic.update(high: candle.high, low: candle.low, close: candle.close) {
+                    table[base + 12] = v.k
+                    table[base + 13] = v.d
+                }
+                if let v = adx.update(high: candle.high, low: candle.low, close: candle.close) { table[base + 14] = v }
+                table[base + 15] = obv.update(close: candle.close, volume: candle.volume)
+            }
+        }
+    }
+
+    /// Row `row`'s values, nil where still warming up.
+    public func row(_ row: Int) -> [Double?] {
+        (0..<Self.width).map { column in
+            let value = values[row * Self.width + column]
+            return value.isNaN ? nil : value
+        }
+    }
+}

@@ -150,8 +150,9 @@ public struct Bollinger: Sendable, Hashable, Codable {
     }
 }
 
-/// Slow stochastic (%K period, %K slowing, %D period), SMAs as in TA-Lib's default. O(period) per
-/// value for the window's high and low, with the period fixed and small.
+/// Slow stochastic (%K period, %K slowing, %D period), SMAs as in TA-Lib's default. The window's
+/// highest high and lowest low are tracked as TA-Lib does: kept until they leave the window, and only
+/// then found again by a scan, so the cost per value is O(1) amortised.
 public struct Stochastic: Sendable, Hashable, Codable {
     public struct Value: Sendable, Hashable, Codable {
         public var k: Double
@@ -162,26 +163,46 @@ public struct Stochastic: Sendable, Hashable, Codable {
     private var lows: RingBuffer
     private var slowK: SMA
     private var slowD: SMA
+    // Finite, so the state encodes as JSON; the ages start expired, so the first value is found by a scan.
+    private var highest = 0.0
+    private var highestAge: Int
+    private var lowest = 0.0
+    private var lowestAge: Int
 
     public init(kPeriod: Int = 14, kSlowing: Int = 3, dPeriod: Int = 3) {
         highs = RingBuffer(capacity: kPeriod)
         lows = RingBuffer(capacity: kPeriod)
         slowK = SMA(period: kSlowing)
         slowD = SMA(period: dPeriod)
+        highestAge = kPeriod
+        lowestAge = kPeriod
     }
 
     public mutating func update(high: Double, low: Double, close: Double) -> Value? {
         highs.push(high)
         lows.push(low)
+        let period = highs.capacity
+        highestAge += 1
+        if high >= highest && highestAge <= period {
+            highest = high
+            highestAge = 0
+        } else if highestAge >= period {
+            (highest, highestAge) = highs.maximumWithAge
+        }
+        lowestAge += 1
+        if low <= lowest && lowestAge <= period {
+            lowest = low
+            lowestAge = 0
+        } else if lowestAge >= period {
+            (lowest, lowestAge) = lows.minimumWithAge
+        }
         guard highs.isFull else { return nil }
-        let highest = highs.maximum, lowest = lows.minimum
         let scale = (highest - lowest) / 100.0
         let fastK = scale != 0 ? (close - lowest) / scale : 0
         guard let k = slowK.update(fastK), let d = slowD.update(k) else { return nil }
         return Value(k: k, d: d)
     }
 }
-
 
 /// ADX with Wilder's smoothing of +DM, −DM and true range (seeded with sums), DX averaged over
 /// `period` values first; TA-Lib's arithmetic and zero test. O(1) per value.

@@ -28,18 +28,26 @@ public struct RingBuffer: Sendable, Hashable, Codable {
     /// The oldest value held (the next to be pushed out when full).
     public var oldest: Double { values[isFull ? next : 0] }
 
-    /// The largest value held, without allocating.
-    public var maximum: Double {
-        var result = -Double.infinity
-        for index in 0..<count where values[index] > result { result = values[index] }
-        return result
+    /// The largest value held and how many pushes ago it came (0: the newest); the newest on ties.
+    public var maximumWithAge: (value: Double, age: Int) {
+        var result = -Double.infinity, age = 0
+        for back in 0..<count {
+            var index = next - 1 - back
+            if index < 0 { index += values.count }
+            if values[index] > result { result = values[index]; age = back }
+        }
+        return (result, age)
     }
 
-    /// The smallest value held, without allocating.
-    public var minimum: Double {
-        var result = Double.infinity
-        for index in 0..<count where values[index] < result { result = values[index] }
-        return result
+    /// The smallest value held and how many pushes ago it came (0: the newest); the newest on ties.
+    public var minimumWithAge: (value: Double, age: Int) {
+        var result = Double.infinity, age = 0
+        for back in 0..<count {
+            var index = next - 1 - back
+            if index < 0 { index += values.count }
+            if values[index] < result { result = values[index]; age = back }
+        }
+        return (result, age)
     }
 }
 

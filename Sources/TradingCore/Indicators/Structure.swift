@@ -82,14 +82,19 @@ public struct TimeframeAggregator: Sendable, Hashable, Codable {
     }
 
     private var buckets: [Bucket]
+    /// The last minute added; an older or equal one is ignored, so a minute never counts twice.
+    public private(set) var lastMinute: Int64?
 
     /// Intervals by name and length in minutes; the default is 5m, 15m, 1h and 4h.
     public init(intervals: [(String, Int)] = [("5m", 5), ("15m", 15), ("1h", 60), ("4h", 240)]) {
         buckets = intervals.map { Bucket(interval: $0.0, milliseconds: Int64($0.1) * 60_000) }
     }
 
-    /// Adds a closed 1m candle (in time order) and returns the higher-timeframe candles it closed.
+    /// Adds a closed 1m candle (in time order) and returns the higher-timeframe candles it closed; a
+    /// minute not after the last one added changes nothing.
     public mutating func add(_ minute: Candle) -> [Output] {
+        if let last = lastMinute, minute.openTime <= last { return [] }
+        lastMinute = minute.openTime
         var closed: [Output] = []
         for index in buckets.indices {
             let length = buckets[index].milliseconds
