@@ -39,6 +39,24 @@ public enum IndicatorBenchmark {
             bestBatch = min(bestBatch, elapsed)
         }
         let batchPerBar = bestBatch * 1e9 / Double(series.count)
+
+        // Where the time goes: each indicator alone over the series.
+        func alone(_ name: String, _ body: (Candle) -> Double?) async {
+            var sum = 0.0
+            let elapsed = await seconds { for candle in series { sum += body(candle) ?? 0 } }
+            report.add(BenchFigure("  \(name) alone, per candle", elapsed * 1e9 / Double(series.count), "ns", note: "checksum \(Int(sum) & 0xff)"))
+        }
+        var sma = SMA(period: 20), ema = EMA(period: 12), macd = MACD(), rsi = RSI(), atr = ATR(), bands = Bollinger()
+        var stochastic = Stochastic(), adx = ADX(), obv = OBV()
+        await alone("SMA(20)") { sma.update($0.close) }
+        await alone("EMA(12)") { ema.update($0.close) }
+        await alone("MACD(12,26,9)") { macd.update($0.close)?.histogram }
+        await alone("RSI(14)") { rsi.update($0.close) }
+        await alone("ATR(14)") { atr.update(high: $0.high, low: $0.low, close: $0.close) }
+        await alone("Bollinger(20,2)") { bands.update($0.close)?.upper }
+        await alone("Stochastic(14,3,3)") { stochastic.update(high: $0.high, low: $0.low, close: $0.close)?.d }
+        await alone("ADX(14)") { adx.update(high: $0.high, low: $0.low, close: $0.close) }
+        await alone("OBV") { obv.update(close: $0.close, volume: $0.volume) }
         report.add(BenchFigure("tradebus: whole set, incremental, per candle", oursPerCandle, "ns", note: "\(series.count) candles, checksum \(Int(checksum))"))
         report.goal("200 ns or less per candle (\(String(format: "%.0f", oursPerCandle)) ns)", met: oursPerCandle <= 200)
 

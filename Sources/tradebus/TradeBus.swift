@@ -91,20 +91,20 @@ struct Indicators: ParsableCommand {
         }
         let candles: [Candle]
         do { candles = try CandleFile.parse(text) } catch { throw ValidationError("\(data): \(error)") }
-        var set = IndicatorSet()
+        let table = IndicatorTable(candles)
         var output = ""
-        output.reserveCapacity(candles.count * 200)
+        output.reserveCapacity(min(candles.count, 8_192) * 200)
         if format == .csv { output += IndicatorSnapshot.columns.joined(separator: ",") + "\n" }
-        for candle in candles {
-            let snapshot = set.update(candle)
+        for (index, candle) in candles.enumerated() {
+            let values = table.row(index)
             switch format {
             case .csv:
-                output += String(snapshot.openTime)
-                for value in snapshot.columnValues { output += "," + (value.map(Self.number) ?? "") }
+                output += String(candle.openTime)
+                for value in values { output += "," + (value.map(Self.number) ?? "") }
                 output += "\n"
             case .jsonl:
-                output += "{\"open_time\":\(snapshot.openTime)"
-                for (column, value) in zip(IndicatorSnapshot.columns.dropFirst(), snapshot.columnValues) {
+                output += "{\"open_time\":\(candle.openTime)"
+                for (column, value) in zip(IndicatorSnapshot.columns.dropFirst(), values) {
                     output += ",\"\(column)\":" + (value.map(Self.number) ?? "null")
                 }
                 output += "}\n"

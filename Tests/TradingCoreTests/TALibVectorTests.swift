@@ -41,6 +41,21 @@ struct TALibVectorTests {
         #expect(mismatches.isEmpty, "\(file): \(mismatches.joined(separator: "; "))")
         #expect(compared > candles.count * 10)
     }
+
+    @Test("the batch table (what tradebus indicators prints) equals the incremental snapshots bit for bit", arguments: files)
+    func tableEqualsSnapshots(file: String) throws {
+        let candles = try CandleFile.parse(try String(contentsOf: Self.root.appendingPathComponent("Tests/Fixtures/market-data/\(file).csv"), encoding: .utf8))
+        let table = IndicatorTable(candles)
+        var set = IndicatorSet()
+        #expect(table.rows == candles.count)
+        for (index, candle) in candles.enumerated() {
+            let expected = set.update(candle).columnValues
+            if table.row(index) != expected {
+                Issue.record("\(file) row \(index): table \(table.row(index)), snapshot \(expected)")
+                return
+            }
+        }
+    }
 }
 
 @Suite("Candle files")
