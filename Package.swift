@@ -99,11 +99,20 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        /// LLM providers: the OpenAI-compatible Chat Completions API and Anthropic's Messages API, and the
+        /// versioned analyst prompts shipped as resources.
+        .target(
+            name: "LLMProviders",
+            dependencies: ["TradingCore", .product(name: "AsyncHTTPClient", package: "async-http-client")],
+            resources: [.copy("Prompts")],
+            swiftSettings: strict
+        ),
+
         // MARK: Runtime shared by every executable
         .target(
             name: "WorkerRuntime",
             dependencies: [
-                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore", "Exchanges",
+                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore", "Exchanges", "LLMProviders",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -129,7 +138,7 @@ let package = Package(
         .executableTarget(
             name: "tradebus",
             dependencies: [
-                "WorkerRuntime", "Benchmarks",
+                "WorkerRuntime", "Benchmarks", "TradingServices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -45,7 +45,7 @@ public actor RESTClient {
         self.conventions = conventions
         self.http = http
         self.logger = logger
-        self.timeout = .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)
+        self.timeout = .nanoseconds(timeout.nanoseconds)
         self.retry = retry
         self.attempts = attempts
         self.budget = conventions.budget

@@ -13,7 +13,7 @@ struct TradeBus: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tradebus",
         abstract: "TradeBus: an autonomous crypto perpetual-futures trading system.",
-        subcommands: [Indicators.self, Migrate.self, Bench.self])
+        subcommands: [Indicators.self, Analyze.self, Migrate.self, Bench.self])
 }
 
 struct Migrate: AsyncParsableCommand {

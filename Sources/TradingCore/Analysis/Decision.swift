@@ -1,0 +1,192 @@
+import Foundation
+
+/// What an analyst proposes, in the strict schema every analyst answers in:
+/// `{action, confidence, leverage, entry, stop_loss, take_profit, reasoning}`.
+public struct TradeProposal: Sendable, Hashable, Codable {
+    public var action: TradeAction
+    public var confidence: Double
+    public var leverage: Int
+    public var entry: Double?
+    public var stopLoss: Double?
+    public var takeProfit: Double?
+    public var reasoning: String
+
+    public init(action: TradeAction, confidence: Double, leverage: Int, entry: Double?, stopLoss: Double?, takeProfit: Double?, reasoning: String) {
+        self.action = action
+        self.confidence = confidence
+        self.leverage = leverage
+        self.entry = entry
+        self.stopLoss = stopLoss
+        self.takeProfit = takeProfit
+        self.reasoning = reasoning
+    }
+
+    /// Stand aside, saying why.
+    public static func hold(_ reasoning: String, confidence: Double = 0) -> TradeProposal {
+        TradeProposal(action: .hold, confidence: confidence, leverage: 1, entry: nil, stopLoss: nil, takeProfit: nil, reasoning: reasoning)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case action, confidence, leverage, entry, reasoning
+        case stopLoss = "stop_loss"
+        case takeProfit = "take_profit"
+    }
+}
+
+/// `decision.<symbol>`'s payload: the decision and where it came from.
+public struct DecisionPayload: Sendable, Hashable, Codable {
+    public var symbol: String
+    public var action: TradeAction
+    public var confidence: Double
+    public var leverage: Int
+    public var entry: Double?
+    public var stopLoss: Double?
+    public var takeProfit: Double?
+    public var reasoning: String
+    /// `rules`, `openai`, `anthropic`, or `consensus`.
+    public var provider: String
+    public var model: String
+    public var promptVersion: String
+    /// HTTP attempts made (0 for the rules analyst).
+    public var attempts: Int
+    /// Close time of the last candle the inputs saw (ms since 1970).
+    public var candleTime: Int64
+    /// The id of the message that asked (a signal, or a scan).
+    public var requestID: String
+
+    public init(
+        symbol: String, proposal: TradeProposal, provider: String, model: String, promptVersion: String, attempts: Int,
+        candleTime: Int64, requestID: String
+    ) {
+        self.symbol = symbol
+        self.action = proposal.action
+        self.confidence = proposal.confidence
+        self.leverage = proposal.leverage
+        self.entry = proposal.entry
+        self.stopLoss = proposal.stopLoss
+        self.takeProfit = proposal.takeProfit
+        self.reasoning = proposal.reasoning
+        self.provider = provider
+        self.model = model
+        self.promptVersion = promptVersion
+        self.attempts = attempts
+        self.candleTime = candleTime
+        self.requestID = requestID
+    }
+
+    public var proposal: TradeProposal {
+        TradeProposal(action: action, confidence: confidence, leverage: leverage, entry: entry, stopLoss: stopLoss, takeProfit: takeProfit, reasoning: reasoning)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case symbol, action, confidence, leverage, entry, reasoning, provider, model, attempts
+        case stopLoss = "stop_loss"
+        case takeProfit = "take_profit"
+        case promptVersion = "prompt_version"
+        case candleTime = "candle_time"
+        case requestID = "request_id"
+    }
+}
+
+extension MessageType {
+    public static let decision = "decision"
+}
+
+/// Everything an analyst is told about one symbol at one moment.
+public struct AnalysisContext: Sendable, Hashable, Codable {
+    /// An open position, as the analyst sees it.
+    public struct Position: Sendable, Hashable, Codable {
+        public var side: PositionSide
+        public var entry: Double
+        public var quantity: Double
+        public var leverage: Int
+        public init(side: PositionSide, entry: Double, quantity: Double, leverage: Int) {
+            self.side = side
+            self.entry = entry
+            self.quantity = quantity
+            self.leverage = leverage
+        }
+    }
+
+    /// A closed trade, as the analyst sees it.
+    public struct Trade: Sendable, Hashable, Codable {
+        public var side: PositionSide
+        public var pnl: Double
+        public var exitReason: String
+        public init(side: PositionSide, pnl: Double, exitReason: String) {
+            self.side = side
+            self.pnl = pnl
+            self.exitReason = exitReason
+        }
+    }
+
+    public var symbol: String
+    /// The interval the question is about (the signal's); its snapshot is the primary one.
+    public var interval: String
+    /// Snapshots by interval (`5m`, `15m`, `1h`, `4h`, ...), each the latest for its timeframe.
+    public var timeframes: [String: IndicatorSnapshot]
+    public var fundingRate: Double?
+    public var position: Position?
+    public var recentTrades: [Trade]
+    public var todayPnL: Double
+
+    public init(
+        symbol: String, interval: String, timeframes: [String: IndicatorSnapshot], fundingRate: Double? = nil, position: Position? = nil,
+        recentTrades: [Trade] = [], todayPnL: Double = 0
+    ) {
+        self.symbol = symbol
+        self.interval = interval
+        self.timeframes = timeframes
+        self.fundingRate = fundingRate
+        self.position = position
+        self.recentTrades = recentTrades
+        self.todayPnL = todayPnL
+    }
+
+    /// The snapshot of the interval asked about.
+    public var primary: IndicatorSnapshot? { timeframes[interval] }
+
+    /// The latest price the inputs saw.
+    public var price: Double? { primary?.close }
+
+    /// Close time (ms) of the primary snapshot's candle.
+    public var candleTime: Int64 {
+        guard let primary else { return 0 }
+        return primary.openTime + (CandleInterval.milliseconds(interval) ?? 0)
+    }
+
+    /// Timeframes other than the primary, shortest first.
+    public var higherTimeframes: [(String, IndicatorSnapshot)] {
+        timeframes.filter { $0.key != interval }
+            .sorted { (CandleInterval.milliseconds($0.key) ?? 0) < (CandleInterval.milliseconds($1.key) ?? 0) }
+            .map { ($0.key, $0.value) }
+    }
+}
+
+extension AnalysisContext {
+    /// The context after the last of `candles` (closed candles of `interval`, in order): its snapshot,
+    /// and from 1m candles also the 5m, 15m, 1h and 4h ones. No position, trades or funding.
+    public static func after(_ candles: [Candle], symbol: String, interval: String) -> AnalysisContext {
+        var sets: [String: IndicatorSet] = [:]
+        var latest: [String: IndicatorSnapshot] = [:]
+        var aggregator = TimeframeAggregator()
+        for candle in candles {
+            latest[interval] = sets[interval, default: IndicatorSet()].update(candle)
+            guard interval == "1m" else { continue }
+            for output in aggregator.add(candle) {
+                latest[output.interval] = sets[output.interval, default: IndicatorSet()].update(output.candle)
+            }
+        }
+        return AnalysisContext(symbol: symbol, interval: interval, timeframes: latest)
+    }
+}
+
+extension CandleInterval {
+    /// The interval of a series: the most common step between open times, by name; nil if none matches.
+    public static func detect(_ candles: [Candle]) -> String? {
+        var counts: [Int64: Int] = [:]
+        for (a, b) in zip(candles, candles.dropFirst()).prefix(500) { counts[b.openTime - a.openTime, default: 0] += 1 }
+        guard let step = counts.max(by: { $0.value < $1.value })?.key else { return nil }
+        return ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "1w"].first { milliseconds($0) == step }
+    }
+}

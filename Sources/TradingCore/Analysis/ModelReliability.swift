@@ -1,0 +1,209 @@
+import Foundation
+
+/// A request to a language model.
+public struct ModelRequest: Sendable, Hashable {
+    public var system: String
+    public var user: String
+    public var maxTokens: Int
+    public var timeout: Duration
+
+    public init(system: String, user: String, maxTokens: Int = 600, timeout: Duration = .seconds(30)) {
+        self.system = system
+        self.user = user
+        self.maxTokens = maxTokens
+        self.timeout = timeout
+    }
+}
+
+/// Why a call to a language model failed.
+public struct ModelCallError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Kind: Sendable, Hashable {
+        /// The provider answered with an HTTP error; `retryAfter` is its Retry-After header, if any.
+        case http(status: Int, body: String, retryAfter: String?)
+        case timeout
+        case connection(String)
+        /// Our own bounds said no: the circuit breaker is open, or the spending cap is reached.
+        case refusedLocally(String)
+    }
+
+    public var kind: Kind
+    public init(_ kind: Kind) { self.kind = kind }
+
+    public var description: String {
+        switch kind {
+        case .http(let status, let body, _): "HTTP \(status): \(body.prefix(200))"
+        case .timeout: "timed out"
+        case .connection(let reason): "connection failed: \(reason)"
+        case .refusedLocally(let reason): reason
+        }
+    }
+}
+
+/// Port: one model of one provider.
+public protocol LanguageModel: Sendable {
+    /// `openai` or `anthropic`.
+    var provider: String { get }
+    var model: String { get }
+    /// One HTTP attempt; no retries here.
+    func complete(_ request: ModelRequest) async throws(ModelCallError) -> ModelReply
+}
+
+/// When to try a failed call again, and how long to wait first.
+public struct RetryPolicy: Sendable, Hashable {
+    /// Retries after the first attempt.
+    public var maxRetries = 3
+    /// Base × 2^attempt, capped, with full jitter.
+    public var backoff = Backoff(initial: .seconds(1), maximum: .seconds(20))
+    /// A Retry-After longer than this is cut to it.
+    public var retryAfterCap: Duration = .seconds(60)
+
+    public init() {}
+
+    /// Whether a failure is worth another attempt: 408, 409, 429 (unless it says the spending limit or
+    /// quota is reached), 5xx, Anthropic's 529, timeouts and connection errors. Not other 4xx, and not
+    /// our own refusals.
+    public static func isRetryable(_ error: ModelCallError) -> Bool {
+        switch error.kind {
+        case .timeout, .connection: return true
+        case .refusedLocally: return false
+        case .http(let status, let body, _):
+            if status == 429 {
+                let text = body.lowercased()
+                return !(text.contains("insufficient_quota") || text.contains("spending limit") || text.contains("billing"))
+            }
+            return status == 408 || status == 409 || status >= 500
+        }
+    }
+
+    /// The wait before retry `attempt` (0 for the first retry): the provider's Retry-After when it gave
+    /// one (seconds or an HTTP date, capped), else the backoff with jitter `unit` in 0...1.
+    public func delay(attempt: Int, after error: ModelCallError, now: Date, unit: Double) -> Duration {
+        if case .http(_, _, let header?) = error.kind, let wait = Self.retryAfter(header, now: now) {
+            return min(wait, retryAfterCap)
+        }
+        return backoff.delay(attempt: attempt, unit: unit)
+    }
+
+    /// Parses Retry-After: delta-seconds, or an HTTP date (IMF-fixdate).
+    public static func retryAfter(_ header: String, now: Date) -> Duration? {
+        let text = header.trimmingCharacters(in: .whitespaces)
+        if let seconds = Double(text), seconds.isFinite, seconds >= 0 { return .milliseconds(Int64(seconds * 1000)) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: text) else { return nil }
+        return .milliseconds(Int64(max(0, date.timeIntervalSince(now)) * 1000))
+    }
+}
+
+/// A circuit breaker per provider: `threshold` failures in a row open it; after `cooldown` it lets one
+/// probe through (half-open); the probe's success closes it, its failure opens it again.
+public struct CircuitBreaker: Sendable, Hashable {
+    public enum State: Sendable, Hashable {
+        case closed(failures: Int)
+        case open(until: Date)
+        case halfOpen(probing: Bool)
+    }
+
+    public let threshold: Int
+    public let cooldown: TimeInterval
+    public private(set) var state: State = .closed(failures: 0)
+
+    public init(threshold: Int = 5, cooldown: TimeInterval = 60) {
+        self.threshold = max(1, threshold)
+        self.cooldown = cooldown
+    }
+
+    /// Whether a call may go out now; in half-open, only one probe at a time.
+    public mutating func allow(now: Date) -> Bool {
+        switch state {
+        case .closed: return true
+        case .open(let until):
+            guard now >= until else { return false }
+            state = .halfOpen(probing: true)
+            return true
+        case .halfOpen(let probing):
+            if probing { return false }
+            state = .halfOpen(probing: true)
+            return true
+        }
+    }
+
+    public mutating func recordSuccess() { state = .closed(failures: 0) }
+
+    public mutating func recordFailure(now: Date) {
+        switch state {
+        case .closed(let failures):
+            state = failures + 1 >= threshold ? .open(until: now.addingTimeInterval(cooldown)) : .closed(failures: failures + 1)
+        case .halfOpen, .open:
+            state = .open(until: now.addingTimeInterval(cooldown))
+        }
+    }
+
+    public var isOpen: Bool { if case .open = state { return true } else { return false } }
+}
+
+/// What a model costs, in USD per million tokens.
+public struct ModelPrice: Sendable, Hashable, Codable {
+    public var input: Double
+    public var output: Double
+    public init(input: Double, output: Double) {
+        self.input = input
+        self.output = output
+    }
+
+    public func cost(inputTokens: Int, outputTokens: Int) -> Double {
+        (Double(inputTokens) * input + Double(outputTokens) * output) / 1_000_000
+    }
+}
+
+/// The daily spending cap: checked before every call with the worst case of that call, recorded after
+/// with what it cost. Days are UTC.
+public struct SpendingLedger: Sendable, Hashable {
+    public let dailyCap: Double
+    public private(set) var day = ""
+    public private(set) var spent = 0.0
+
+    public init(dailyCap: Double) { self.dailyCap = dailyCap }
+
+    static func dayKey(_ date: Date) -> String { String(Int(date.timeIntervalSince1970) / 86_400) }
+
+    public mutating func canSpend(_ estimate: Double, now: Date) -> Bool {
+        roll(now)
+        return spent + estimate <= dailyCap
+    }
+
+    public mutating func record(_ cost: Double, now: Date) {
+        roll(now)
+        spent += cost
+    }
+
+    private mutating func roll(_ now: Date) {
+        let key = Self.dayKey(now)
+        if key != day {
+            day = key
+            spent = 0
+        }
+    }
+}
+
+/// Several analysts' proposals as one: the majority action, its confidence the average of the
+/// majority's; its prices and leverage from the most confident member of the majority. No majority
+/// (a tie) is HOLD.
+public enum Consensus {
+    public static func combine(_ proposals: [TradeProposal]) -> TradeProposal? {
+        guard !proposals.isEmpty else { return nil }
+        if proposals.count == 1 { return proposals[0] }
+        let counts = Dictionary(grouping: proposals, by: \.action)
+        let ranked = counts.sorted { $0.value.count > $1.value.count }
+        if ranked.count > 1 && ranked[0].value.count == ranked[1].value.count {
+            return .hold("no majority among \(proposals.count) analysts: " + ranked.map { "\($0.key.rawValue) \($0.value.count)" }.joined(separator: ", "))
+        }
+        let majority = ranked[0].value
+        var best = majority.max { $0.confidence < $1.confidence }!
+        best.confidence = majority.map(\.confidence).reduce(0, +) / Double(majority.count)
+        best.reasoning = "\(majority.count) of \(proposals.count) analysts say \(best.action.rawValue): \(best.reasoning)"
+        return best
+    }
+}

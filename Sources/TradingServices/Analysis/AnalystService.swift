@@ -1,0 +1,186 @@
+import Foundation
+import Logging
+import Metrics
+import TradingCore
+
+/// The ai-analyst's logic. For a signal (`sig.<symbol>.<interval>`) or a scan, it reads the symbol's
+/// multi-timeframe snapshots from the hot cache (refusing a stale primary one and leaving stale
+/// higher ones out), adds the open position, recent trades and today's PnL from the store and the
+/// funding rate where known, asks the ``AnalystPanel``, records the decision with its prompt and
+/// replies, and publishes `decision.<symbol>` with the request's correlation id.
+///
+/// The decision id derives from the request (`decision:<signal id>`), so a redelivered signal re-publishes
+/// the same decision instead of making a second one, and competing analysts never decide one signal twice.
+public actor AnalystService {
+    public struct Settings: Sendable {
+        /// The timeframes read for the context besides the signal's.
+        public var intervals = ["5m", "15m", "1h", "4h"]
+        /// A snapshot older than its interval plus this is stale.
+        public var maxSnapshotAge: TimeInterval = 120
+        /// Closed trades shown to the analyst.
+        public var recentTrades = 5
+        public init() {}
+    }
+
+    let panel: AnalystPanel
+    let bus: any MessageBus
+    let cache: any HotCache
+    let store: any TradeStore
+    let settings: Settings
+    let source: String
+    let logger: Logger
+    let now: @Sendable () -> Date
+
+    public init(
+        panel: AnalystPanel, bus: any MessageBus, cache: any HotCache, store: any TradeStore, settings: Settings, source: String,
+        logger: Logger, now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.panel = panel
+        self.bus = bus
+        self.cache = cache
+        self.store = store
+        self.settings = settings
+        self.source = source
+        self.logger = logger
+        self.now = now
+    }
+
+    /// The analysts' input queue: every signal, shared by competing analysts.
+    public static let signalQueue = QueueSpec(name: "ai-analyst.signals", bindings: ["sig.#"])
+
+    /// Handles one `signal` delivery; a body that is not one goes to the dead-letter queue.
+    public func handle(_ delivery: Delivery) async throws {
+        let envelope: Envelope<SignalPayload>
+        do {
+            envelope = try EnvelopeCodec.decode(SignalPayload.self, from: delivery.body, expectedType: MessageType.signal)
+        } catch {
+            throw MessageRejected("not a signal: \(error)")
+        }
+        let payload = envelope.payload
+        try await analyse(
+            symbol: payload.symbol, interval: payload.interval, requestID: envelope.id, correlationID: envelope.correlationID,
+            signalSnapshot: payload.signal.snapshot)
+    }
+
+    /// Decides for `symbol` on its latest `interval` snapshot: the periodic scan.
+    public func scan(symbol: String, interval: String) async throws {
+        guard let primary = await snapshot(symbol: symbol, interval: interval) else { return }
+        let requestID = "scan:\(symbol):\(interval):\(primary.openTime)"
+        // Competing analysts scan too: only the first to claim this candle decides.
+        guard await cache.setIfAbsent("claim:\(requestID)", CachedValue(source, sourceTime: now()), ttl: .seconds(3_600)) else { return }
+        try await analyse(symbol: symbol, interval: interval, requestID: requestID, correlationID: requestID, signalSnapshot: nil)
+    }
+
+    @discardableResult
+    func analyse(symbol: String, interval: String, requestID: String, correlationID: String, signalSnapshot: IndicatorSnapshot?) async throws -> DecisionPayload? {
+        let decisionID = "decision:\(requestID)"
+        if let recorded = try await store.decision(id: decisionID) {
+            // Decided before (a redelivery): publish the same decision again; consumers dedupe by id.
+            try await publish(recorded.payload(requestID: requestID), id: decisionID, correlationID: correlationID)
+            return nil
+        }
+        guard let context = try await context(symbol: symbol, interval: interval, signalSnapshot: signalSnapshot) else { return nil }
+        let verdict = await panel.decide(context)
+        let payload = DecisionPayload(
+            symbol: symbol, proposal: verdict.proposal, provider: verdict.provider, model: verdict.model, promptVersion: verdict.promptVersion,
+            attempts: verdict.attempts, candleTime: context.candleTime, requestID: requestID)
+        let record = DecisionRecord(
+            id: decisionID, correlationID: correlationID, symbol: symbol, action: payload.action, confidence: payload.confidence,
+            leverage: payload.leverage, entry: payload.entry.map(Self.decimal), stopLoss: payload.stopLoss.map(Self.decimal),
+            takeProfit: payload.takeProfit.map(Self.decimal), reasoning: payload.reasoning, provider: payload.provider, model: payload.model,
+            promptVersion: payload.promptVersion, candleTime: Date(timeIntervalSince1970: Double(context.candleTime) / 1000), createdAt: now(),
+            prompt: verdict.prompt, reply: verdict.replies.isEmpty ? nil : verdict.replies.joined(separator: "\n---\n"))
+        try await store.recordDecision(record)
+        if !verdict.invalid.isEmpty {
+            try await alert(AlertPayload(
+                severity: .warning, kind: "analyst_invalid", title: "Analyst answer rejected",
+                message: "\(symbol): \(verdict.invalid.joined(separator: "; ")). Decided HOLD.", symbol: symbol,
+                fields: ["decision_id": .string(decisionID)]))
+        } else if !verdict.failures.isEmpty && verdict.failures.count == panel.models.count {
+            try await alert(AlertPayload(
+                severity: .warning, kind: "analyst_failed", title: "Every LLM failed",
+                message: "\(symbol): \(verdict.failures.joined(separator: "; ")). Decided by \(verdict.provider).", symbol: symbol,
+                fields: ["decision_id": .string(decisionID)]))
+        }
+        try await publish(payload, id: decisionID, correlationID: correlationID)
+        Counter(label: "tradebus_decisions_total", dimensions: [("action", payload.action.rawValue), ("provider", payload.provider)]).increment()
+        logger.info("decided", metadata: [
+            "symbol": "\(symbol)", "action": "\(payload.action.rawValue)", "confidence": "\(payload.confidence)", "provider": "\(payload.provider)",
+            "attempts": "\(payload.attempts)",
+        ])
+        return payload
+    }
+
+    /// The context, or nil when the primary snapshot is missing or stale.
+    func context(symbol: String, interval: String, signalSnapshot: IndicatorSnapshot?) async throws -> AnalysisContext? {
+        var timeframes: [String: IndicatorSnapshot] = [:]
+        for other in Set(settings.intervals + [interval]) {
+            if let snapshot = await snapshot(symbol: symbol, interval: other) { timeframes[other] = snapshot }
+        }
+        if let signalSnapshot, (timeframes[interval]?.openTime ?? .min) < signalSnapshot.openTime { timeframes[interval] = signalSnapshot }
+        guard let primary = timeframes[interval] else {
+            logger.warning("no snapshot to analyse", metadata: ["symbol": "\(symbol)", "interval": "\(interval)"])
+            Counter(label: "tradebus_analyst_refused_total", dimensions: [("reason", "missing")]).increment()
+            return nil
+        }
+        if isStale(primary, interval: interval) {
+            logger.warning("snapshot too old; not analysed", metadata: ["symbol": "\(symbol)", "interval": "\(interval)", "open_time": "\(primary.openTime)"])
+            Counter(label: "tradebus_analyst_refused_total", dimensions: [("reason", "stale")]).increment()
+            return nil
+        }
+        for (other, snapshot) in timeframes where other != interval && isStale(snapshot, interval: other) { timeframes[other] = nil }
+
+        let positions = try await store.openPositions().filter { $0.symbol == symbol }
+        let dayStart = Date(timeIntervalSince1970: (now().timeIntervalSince1970 / 86_400).rounded(.down) * 86_400)
+        let today = try await store.trades(since: dayStart)
+        let recent = try await store.trades(since: now().addingTimeInterval(-7 * 86_400)).filter { $0.symbol == symbol }.suffix(settings.recentTrades)
+        let funding = await cache.get("funding:\(symbol)").flatMap { Double($0.string ?? "") }
+        return AnalysisContext(
+            symbol: symbol, interval: interval, timeframes: timeframes, fundingRate: funding,
+            position: positions.first.map {
+                AnalysisContext.Position(side: $0.side, entry: Self.double($0.entryPrice), quantity: Self.double($0.quantity), leverage: $0.leverage)
+            },
+            recentTrades: recent.map { AnalysisContext.Trade(side: $0.side, pnl: Self.double($0.pnl), exitReason: $0.exitReason) },
+            todayPnL: today.map { Self.double($0.pnl) }.reduce(0, +))
+    }
+
+    func snapshot(symbol: String, interval: String) async -> IndicatorSnapshot? {
+        guard let value = await cache.get(SnapshotPayload.cacheKey(symbol: symbol, interval: interval)) else { return nil }
+        return try? EnvelopeCodec.decode(SnapshotPayload.self, from: value.bytes).payload.snapshot
+    }
+
+    func isStale(_ snapshot: IndicatorSnapshot, interval: String) -> Bool {
+        let length = Double(CandleInterval.milliseconds(interval) ?? 0) / 1000
+        let closed = Double(snapshot.openTime) / 1000 + length
+        return now().timeIntervalSince1970 - closed > length + settings.maxSnapshotAge
+    }
+
+    func publish(_ payload: DecisionPayload, id: String, correlationID: String) async throws {
+        let envelope = Envelope(id: id, type: MessageType.decision, time: now(), correlationID: correlationID, source: source, payload: payload)
+        try await bus.publish(envelope, routingKey: RoutingKey.decision(symbol: payload.symbol))
+    }
+
+    func alert(_ payload: AlertPayload) async throws {
+        let envelope = Envelope(type: MessageType.alert, time: now(), source: source, payload: payload)
+        do {
+            try await bus.publish(envelope, routingKey: payload.routingKey)
+        } catch BusError.unroutable {
+            logger.warning("alert not routed: no queue bound", metadata: ["kind": "\(payload.kind)"])
+        }
+    }
+
+    static func decimal(_ value: Double) -> Decimal { Decimal(string: String(value)) ?? Decimal(value) }
+    static func double(_ value: Decimal) -> Double { NSDecimalNumber(decimal: value).doubleValue }
+}
+
+extension DecisionRecord {
+    /// The published form of a recorded decision.
+    func payload(requestID: String) -> DecisionPayload {
+        let proposal = TradeProposal(
+            action: action, confidence: confidence, leverage: leverage, entry: entry.map(AnalystService.double),
+            stopLoss: stopLoss.map(AnalystService.double), takeProfit: takeProfit.map(AnalystService.double), reasoning: reasoning)
+        return DecisionPayload(
+            symbol: symbol, proposal: proposal, provider: provider, model: model, promptVersion: promptVersion, attempts: 0,
+            candleTime: Int64(candleTime.timeIntervalSince1970 * 1000), requestID: requestID)
+    }
+}
