@@ -141,6 +141,12 @@ public struct Signal: Sendable, Hashable, Codable {
     public var direction: Direction
     public var snapshot: IndicatorSnapshot
 
+    public init(kind: Kind, direction: Direction, snapshot: IndicatorSnapshot) {
+        self.kind = kind
+        self.direction = direction
+        self.snapshot = snapshot
+    }
+
     /// The signals between two consecutive snapshots: MACD crossing its signal line; RSI leaving
     /// overbought (above `overbought`, default 70) or oversold (below `oversold`, default 30); a close
     /// outside the Bollinger bands on volume at least `volumeFactor` (default 1.5) times its 20-candle

@@ -9,8 +9,8 @@ import TradingCore
 /// funding rate where known, asks the ``AnalystPanel``, records the decision with its prompt and
 /// replies, and publishes `decision.<symbol>` with the request's correlation id.
 ///
-/// The decision id derives from the request (`decision:<signal id>`), so a redelivered signal re-publishes
-/// the same decision instead of making a second one, and competing analysts never decide one signal twice.
+/// The decision id derives from the request (`decision:<signal id>`), and the store remembers which
+/// decisions are published, so a redelivered signal makes no second decision and no second message.
 public actor AnalystService {
     public struct Settings: Sendable {
         /// The timeframes read for the context besides the signal's.
@@ -75,8 +75,10 @@ public actor AnalystService {
     func analyse(symbol: String, interval: String, requestID: String, correlationID: String, signalSnapshot: IndicatorSnapshot?) async throws -> DecisionPayload? {
         let decisionID = "decision:\(requestID)"
         if let recorded = try await store.decision(id: decisionID) {
-            // Decided before (a redelivery): publish the same decision again; consumers dedupe by id.
-            try await publish(recorded.payload(requestID: requestID), id: decisionID, correlationID: correlationID)
+            // Decided before (a redelivery, or a second analyst): publish it only if that never happened.
+            if !(try await store.isProcessed(messageID: decisionID, consumer: Self.publishedMarker)) {
+                try await publish(recorded.payload(requestID: requestID), id: decisionID, correlationID: correlationID)
+            }
             return nil
         }
         guard let context = try await context(symbol: symbol, interval: interval, signalSnapshot: signalSnapshot) else { return nil }
@@ -90,7 +92,11 @@ public actor AnalystService {
             takeProfit: payload.takeProfit.map(Self.decimal), reasoning: payload.reasoning, provider: payload.provider, model: payload.model,
             promptVersion: payload.promptVersion, candleTime: Date(timeIntervalSince1970: Double(context.candleTime) / 1000), createdAt: now(),
             prompt: verdict.prompt, reply: verdict.replies.isEmpty ? nil : verdict.replies.joined(separator: "\n---\n"))
-        try await store.recordDecision(record)
+        guard try await store.recordDecision(record) else {
+            // Another analyst decided the same request at the same moment: its decision stands and it publishes.
+            logger.info("decision already recorded by another analyst", metadata: ["decision_id": "\(decisionID)"])
+            return nil
+        }
         if !verdict.invalid.isEmpty {
             try await alert(AlertPayload(
                 severity: .warning, kind: "analyst_invalid", title: "Analyst answer rejected",
@@ -155,9 +161,15 @@ public actor AnalystService {
         return now().timeIntervalSince1970 - closed > length + settings.maxSnapshotAge
     }
 
+    /// Marks, in the store, decisions already on the bus.
+    static let publishedMarker = "ai-analyst.published"
+
+    /// Publishes (confirmed by the broker), then marks it published; a crash in between publishes it
+    /// again on redelivery, with the same id, which consumers drop.
     func publish(_ payload: DecisionPayload, id: String, correlationID: String) async throws {
         let envelope = Envelope(id: id, type: MessageType.decision, time: now(), correlationID: correlationID, source: source, payload: payload)
         try await bus.publish(envelope, routingKey: RoutingKey.decision(symbol: payload.symbol))
+        try await store.markProcessed(messageID: id, consumer: Self.publishedMarker, at: now())
     }
 
     func alert(_ payload: AlertPayload) async throws {
