@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // MARK: C libraries (Debian packages; see scripts/bootstrap)
@@ -99,12 +100,25 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        /// POSTs to web services over AsyncHTTPClient, shared by the adapters that call them.
+        .target(name: "HTTPSupport", dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client")], swiftSettings: strict),
         /// LLM providers: the OpenAI-compatible Chat Completions API and Anthropic's Messages API, and the
         /// versioned analyst prompts shipped as resources.
         .target(
             name: "LLMProviders",
-            dependencies: ["TradingCore", .product(name: "AsyncHTTPClient", package: "async-http-client")],
+            dependencies: ["TradingCore", "HTTPSupport", .product(name: "AsyncHTTPClient", package: "async-http-client")],
             resources: [.copy("Prompts")],
+            swiftSettings: strict
+        ),
+
+        /// Notification sinks: Telegram, Discord, Slack and signed JSON webhooks.
+        .target(
+            name: "Notifiers",
+            dependencies: [
+                "TradingCore", "HTTPSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict
         ),
 
@@ -112,7 +126,7 @@ let package = Package(
         .target(
             name: "WorkerRuntime",
             dependencies: [
-                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore", "Exchanges", "LLMProviders",
+                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore", "Exchanges", "LLMProviders", "Notifiers",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -169,6 +183,7 @@ let package = Package(
         .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ExchangesTests", dependencies: ["Exchanges", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "LLMProvidersTests", dependencies: ["LLMProviders", "TradingServices", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "NotifiersTests", dependencies: ["Notifiers", "TradingServices", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "TradeBusTests", dependencies: ["TestSupport", "WorkerRuntime", "RedisCache", "TradingCore"], swiftSettings: strict),
         .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "TestSupport"], swiftSettings: strict),
     ],

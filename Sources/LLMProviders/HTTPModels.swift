@@ -1,36 +1,30 @@
 import AsyncHTTPClient
 import Foundation
-import NIOCore
-import NIOHTTP1
+import HTTPSupport
 import TradingCore
 
 /// One POST of JSON to a provider, its failures sorted into ``ModelCallError``.
 struct JSONPost: Sendable {
-    let http: HTTPClient
+    let caller: HTTPCaller
+
+    init(http: HTTPClient) { caller = HTTPCaller(http: http) }
 
     func send(url: String, headers: [(String, String)], body: [String: JSONValue], timeout: Duration) async throws(ModelCallError) -> [UInt8] {
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
         let data: Data
         do { data = try JSONEncoder().encode(body) } catch { throw ModelCallError(.connection("cannot encode the request: \(error)")) }
-        request.body = .bytes(ByteBuffer(bytes: data))
+        let answer: HTTPAnswer
         do {
-            let response = try await http.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
-            let bytes = Array(try await response.body.collect(upTo: 8 << 20).readableBytesView)
-            let status = Int(response.status.code)
-            guard (200..<300).contains(status) else {
-                throw ModelCallError(.http(status: status, body: String(decoding: bytes.prefix(2_000), as: UTF8.self), retryAfter: response.headers.first(name: "Retry-After")))
-            }
-            return bytes
-        } catch let error as ModelCallError {
-            throw error
-        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
-            throw ModelCallError(.timeout)
+            answer = try await caller.post(url, headers: [("Content-Type", "application/json")] + headers, body: Array(data), timeout: timeout)
         } catch {
-            throw ModelCallError(.connection("\(error)"))
+            switch error {
+            case .timeout: throw ModelCallError(.timeout)
+            case .connection(let reason): throw ModelCallError(.connection(reason))
+            }
         }
+        guard (200..<300).contains(answer.status) else {
+            throw ModelCallError(.http(status: answer.status, body: String(decoding: answer.body.prefix(2_000), as: UTF8.self), retryAfter: answer.header("Retry-After")))
+        }
+        return answer.body
     }
 }
 

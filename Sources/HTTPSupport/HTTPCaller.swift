@@ -1,0 +1,56 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// An HTTP answer, whatever its status.
+public struct HTTPAnswer: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+
+    /// The first header of that name, compared case-insensitively.
+    public func header(_ name: String) -> String? {
+        headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
+    }
+
+    public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// Why no answer came.
+public enum HTTPCallError: Error, Sendable, CustomStringConvertible {
+    case timeout
+    case connection(String)
+
+    public var description: String {
+        switch self {
+        case .timeout: "timed out"
+        case .connection(let reason): "connection failed: \(reason)"
+        }
+    }
+}
+
+/// POSTs over AsyncHTTPClient with a deadline, for the adapters that call web services (LLM providers,
+/// notification sinks): every status is an answer; only no answer at all is an error.
+public struct HTTPCaller: Sendable {
+    public let http: HTTPClient
+
+    public init(http: HTTPClient = .shared) { self.http = http }
+
+    public func post(_ url: String, headers: [(String, String)], body: [UInt8], timeout: Duration) async throws(HTTPCallError) -> HTTPAnswer {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(bytes: body))
+        let (seconds, attoseconds) = timeout.components
+        do {
+            let response = try await http.execute(request, timeout: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
+            let bytes = Array(try await response.body.collect(upTo: 8 << 20).readableBytesView)
+            return HTTPAnswer(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: bytes)
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
+            throw .timeout
+        } catch {
+            throw .connection("\(error)")
+        }
+    }
+}
