@@ -144,6 +144,17 @@ public final class RedisCache: HotCache {
         }
     }
 
+    public func remove(_ key: String) async {
+        lru.removeValue(forKey: key)
+        _ = dirty.withLock { $0.removeValue(forKey: key) }
+        guard !degraded.load(ordering: .relaxed) else { return }
+        do {
+            _ = try await client.pipeline([[Array("DEL".utf8), Array(key.utf8)]])
+        } catch {
+            markDegraded(error)
+        }
+    }
+
     public func setIfAbsent(_ key: String, _ value: CachedValue, ttl: Duration?) async -> Bool {
         if !degraded.load(ordering: .relaxed) {
             do {

@@ -14,6 +14,8 @@ public protocol HotCache: Sendable {
     func get(_ keys: [String]) async -> [CachedValue?]
     /// Sets many keys in one round trip.
     func set(_ entries: [CacheEntry]) async
+    /// Deletes the key (a claim given back, say); nothing happens if it does not exist.
+    func remove(_ key: String) async
     /// Whether the shared tier (Redis) answers.
     var health: CacheHealth { get }
 }

@@ -59,6 +59,18 @@ struct HotCacheContractTests {
         #expect(await cache.get(key)?.string == "first")
     }
 
+    @Test("remove deletes a key, so set-if-absent can claim it again", arguments: CacheKind.allCases)
+    func remove(kind: CacheKind) async throws {
+        let cache = try kind.make()
+        let key = TestServices.uniqueName("claim")
+        #expect(await cache.setIfAbsent(key, CachedValue("a", sourceTime: sourceTime), ttl: .seconds(60)))
+        await cache.remove(key)
+        #expect(await cache.get(key) == nil)
+        #expect(await cache.setIfAbsent(key, CachedValue("b", sourceTime: sourceTime), ttl: .seconds(60)))
+        #expect(await cache.get(key)?.string == "b")
+        await cache.remove(TestServices.uniqueName("never-set"))
+    }
+
     @Test("batch get and set keep the order of keys", arguments: CacheKind.allCases)
     func batch(kind: CacheKind) async throws {
         let cache = try kind.make()

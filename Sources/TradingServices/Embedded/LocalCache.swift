@@ -23,6 +23,8 @@ public final class LocalCache: HotCache {
 
     public func get(_ keys: [String]) async -> [CachedValue?] { keys.map { lru.value(forKey: $0) } }
 
+    public func remove(_ key: String) async { lru.removeValue(forKey: key) }
+
     public func set(_ entries: [CacheEntry]) async {
         for entry in entries { lru.set(entry.value, forKey: entry.key, ttl: entry.ttl) }
     }

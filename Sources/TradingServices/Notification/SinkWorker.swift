@@ -101,7 +101,7 @@ public actor SinkWorker {
                 health.lastError = error.description
                 guard error.isRetryable, attempt < settings.maxAttempts else {
                     // Released, so a replay from the dead-letter queue can send it.
-                    await cache.set(key, CachedValue("failed", sourceTime: now()), ttl: .milliseconds(1))
+                    await cache.remove(key)
                     health.failed += 1
                     Counter(label: "tradebus_notifier_failed_total", dimensions: [("sink", sink.name)]).increment()
                     throw MessageRejected("\(sink.name) did not take notice \(notice.id) after \(attempt) attempt(s): \(error)")
