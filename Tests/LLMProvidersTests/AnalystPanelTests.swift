@@ -103,11 +103,14 @@ struct AnalystPanelTests {
     @Test("a reply slower than the attempt timeout is abandoned and retried")
     func timeout() async throws {
         let server = try await FakeLLM.start(fallback: Self.long)
-        server.script([.slow(.seconds(3), Self.long)])
+        server.script([.slow(.seconds(6), Self.long)])
+        let started = ContinuousClock.now
         let verdict = try await panel(
-            [OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)], sleeps: RecordedSleeps(), settings: settings(timeout: .milliseconds(300))
+            [OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)], sleeps: RecordedSleeps(), settings: settings(timeout: .seconds(1))
         ).decide(context)
-        #expect(verdict.attempts == 2 && verdict.proposal.action == .long)
+        // The slow first attempt was abandoned at its timeout, not waited out; a later one answered.
+        #expect(verdict.attempts >= 2 && verdict.proposal.action == .long)
+        #expect(ContinuousClock.now - started < .seconds(5))
         await server.stop()
     }
 
