@@ -1,0 +1,274 @@
+import Foundation
+
+/// The limits every order must respect. Every `…Fraction` is a fraction (0.07 is 7 %), as the
+/// configuration's `…_PERCENT` keys are.
+public struct RiskLimits: Sendable, Hashable, Codable {
+    public var minConfidence: Double = 0.75
+    public var maxLeverage = 5
+    public var minStopFraction: Decimal = 0.005
+    public var maxStopFraction: Decimal = 0.07
+    public var minRewardRisk: Decimal = 1.5
+    /// The profit at take-profit, after entry and exit fees, must reach this (USD).
+    public var minProfitUSD: Decimal = 1
+    /// Equity risked per trade: the loss at the stop.
+    public var riskPerTradeFraction: Decimal = 0.01
+    /// The most margin one position may use, as a fraction of equity.
+    public var maxPositionFraction: Decimal = 0.25
+    public var maxOpenPositions = 3
+    public var maxDecisionAge: TimeInterval = 120
+    /// How far the price may have moved since the decision's entry.
+    public var maxPriceMoveFraction: Decimal = 0.01
+    /// How far the venue's price may be from the reference (another venue, or the mark or index price).
+    public var maxPriceDeviationFraction: Decimal = 0.005
+    /// Without a reference price there is no trade, unless this is off.
+    public var requireReferencePrice = true
+    /// The stop must sit at least this fraction of the entry-to-liquidation distance before liquidation.
+    public var liquidationBufferFraction: Decimal = 0.25
+    /// Maintenance margin rate used to estimate the liquidation price (isolated margin).
+    public var maintenanceMarginRate: Decimal = 0.005
+    /// Taker fee rate, for the profit-after-fees check (market entry and exit).
+    public var takerFeeRate: Decimal = 0.0005
+
+    public init() {}
+}
+
+/// A decision, as the executor received it.
+public struct OrderIntent: Sendable, Hashable {
+    public var decisionID: String
+    public var decision: DecisionPayload
+    /// When the decision was made (its envelope time).
+    public var decidedAt: Date
+
+    public init(decisionID: String, decision: DecisionPayload, decidedAt: Date) {
+        self.decisionID = decisionID
+        self.decision = decision
+        self.decidedAt = decidedAt
+    }
+}
+
+/// The market as the executor sees it when a decision arrives.
+public struct MarketView: Sendable, Hashable {
+    /// The price an order would fill near now, at the venue.
+    public var venuePrice: Decimal
+    /// A second opinion: another venue, or the mark or index price; nil if none is known.
+    public var referencePrice: Decimal?
+    public var filters: ExchangeFilters
+    public var now: Date
+
+    public init(venuePrice: Decimal, referencePrice: Decimal?, filters: ExchangeFilters, now: Date) {
+        self.venuePrice = venuePrice
+        self.referencePrice = referencePrice
+        self.filters = filters
+        self.now = now
+    }
+}
+
+/// The account as the executor sees it.
+public struct AccountView: Sendable, Hashable {
+    public var equity: Decimal
+    public var availableMargin: Decimal
+    /// Symbols with an open position.
+    public var openSymbols: Set<String>
+    /// Why trading is halted, if a circuit breaker has tripped.
+    public var halt: String?
+
+    public init(equity: Decimal, availableMargin: Decimal, openSymbols: Set<String>, halt: String? = nil) {
+        self.equity = equity
+        self.availableMargin = availableMargin
+        self.openSymbols = openSymbols
+        self.halt = halt
+    }
+}
+
+/// An order the gateway allows: every number rounded to the venue's rules, toward safety.
+public struct ApprovedOrder: Sendable, Hashable, Codable {
+    public var decisionID: String
+    public var symbol: String
+    public var side: PositionSide
+    public var quantity: Decimal
+    public var leverage: Int
+    /// The price the checks assumed (the venue's, now).
+    public var entryPrice: Decimal
+    public var stopLoss: Decimal
+    public var takeProfit: Decimal
+    public var notional: Decimal
+    public var margin: Decimal
+    /// Loss at the stop, before fees.
+    public var riskUSD: Decimal
+    /// Profit at take-profit, after entry and exit fees.
+    public var profitAfterFeesUSD: Decimal
+    public var liquidationPrice: Decimal
+}
+
+/// Why the gateway said no. Every refusal is typed and says what failed.
+public struct RiskRejection: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Code: String, Sendable, Hashable, Codable, CaseIterable {
+        case hold
+        case invalidDecision = "invalid_decision"
+        case halted
+        case stale
+        case priceMoved = "price_moved"
+        case lowConfidence = "low_confidence"
+        case leverage
+        case wrongSide = "wrong_side"
+        case stopDistance = "stop_distance"
+        case rewardRisk = "reward_risk"
+        case minProfit = "min_profit"
+        case positionOpen = "position_open"
+        case tooManyPositions = "too_many_positions"
+        case noReferencePrice = "no_reference_price"
+        case priceDeviation = "price_deviation"
+        case size
+        case margin
+        case liquidation
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+/// The pre-trade risk gateway: a decision becomes an order only if every check passes, in this order:
+/// the decision is a trade with finite, positive numbers; trading is not halted; the decision is fresh
+/// and the price has not run away from it; confidence and leverage are within limits; the venue's
+/// price agrees with the reference; there is no position on the symbol and room for one more; the stop
+/// is on the right side at an allowed distance; the size follows the risk per trade, capped by the
+/// position limit and the margin available, rounded down to the step and above the venue's minimums;
+/// the stop and target, rounded toward entry to the tick, still give the minimum reward to risk and the
+/// minimum profit after fees; and the stop triggers before the estimated liquidation price, with a buffer.
+public struct RiskGateway: Sendable {
+    public var limits: RiskLimits
+
+    public init(limits: RiskLimits) { self.limits = limits }
+
+    public func check(_ intent: OrderIntent, market: MarketView, account: AccountView) -> Result<ApprovedOrder, RiskRejection> {
+        let d = intent.decision
+        // The decision itself.
+        let side: PositionSide
+        switch d.action {
+        case .hold: return .failure(RiskRejection(.hold, "the decision is HOLD"))
+        case .long: side = .long
+        case .short: side = .short
+        }
+        guard d.confidence.isFinite, (0...1).contains(d.confidence) else {
+            return .failure(RiskRejection(.invalidDecision, "confidence \(d.confidence) is not a number in 0...1"))
+        }
+        guard let entry = d.entry.flatMap(Decimal.init(finite:)), let stop = d.stopLoss.flatMap(Decimal.init(finite:)),
+              let target = d.takeProfit.flatMap(Decimal.init(finite:)) else {
+            return .failure(RiskRejection(.invalidDecision, "entry, stop_loss and take_profit must be finite numbers"))
+        }
+        guard entry > 0, stop > 0, target > 0 else {
+            return .failure(RiskRejection(.invalidDecision, "prices must be positive (entry \(entry), stop \(stop), take-profit \(target))"))
+        }
+        let price = market.venuePrice
+        guard price > 0, price.isFinite, account.equity > 0 else {
+            return .failure(RiskRejection(.invalidDecision, "the venue price (\(price)) and equity (\(account.equity)) must be positive"))
+        }
+        if let halt = account.halt { return .failure(RiskRejection(.halted, "trading is halted: \(halt)")) }
+
+        // Fresh.
+        let age = market.now.timeIntervalSince(intent.decidedAt)
+        guard age <= limits.maxDecisionAge, age >= -5 else {
+            return .failure(RiskRejection(.stale, "the decision is \(Int(age)) s old; at most \(Int(limits.maxDecisionAge)) s"))
+        }
+        let moved = (price - entry).magnitude / entry
+        guard moved <= limits.maxPriceMoveFraction else {
+            return .failure(RiskRejection(.priceMoved, "the price moved \(moved) since the decision (\(entry) → \(price)); at most \(limits.maxPriceMoveFraction)"))
+        }
+        guard d.confidence >= limits.minConfidence else {
+            return .failure(RiskRejection(.lowConfidence, "confidence \(d.confidence) is below \(limits.minConfidence)"))
+        }
+        guard (1...limits.maxLeverage).contains(d.leverage) else {
+            return .failure(RiskRejection(.leverage, "leverage \(d.leverage) is outside 1...\(limits.maxLeverage)"))
+        }
+
+        // The venue against the reference.
+        if let reference = market.referencePrice {
+            guard reference > 0 else { return .failure(RiskRejection(.noReferencePrice, "the reference price \(reference) is not positive")) }
+            let deviation = (price - reference).magnitude / reference
+            guard deviation <= limits.maxPriceDeviationFraction else {
+                return .failure(RiskRejection(.priceDeviation, "the venue price \(price) is \(deviation) from the reference \(reference); at most \(limits.maxPriceDeviationFraction)"))
+            }
+        } else if limits.requireReferencePrice {
+            return .failure(RiskRejection(.noReferencePrice, "no reference price to check the venue's against"))
+        }
+
+        // Positions.
+        guard !account.openSymbols.contains(d.symbol) else {
+            return .failure(RiskRejection(.positionOpen, "\(d.symbol) already has an open position"))
+        }
+        guard account.openSymbols.count < limits.maxOpenPositions else {
+            return .failure(RiskRejection(.tooManyPositions, "\(account.openSymbols.count) positions open; at most \(limits.maxOpenPositions)"))
+        }
+
+        // Stop and target, rounded toward entry, on the right side.
+        let filters = market.filters
+        let roundedStop = filters.price(stop, toward: price), roundedTarget = filters.price(target, toward: price)
+        let rightSide = side == .long ? roundedStop < price && price < roundedTarget : roundedTarget < price && price < roundedStop
+        guard rightSide else {
+            return .failure(RiskRejection(.wrongSide, "a \(side.rawValue) needs \(side == .long ? "stop < price < take-profit" : "take-profit < price < stop"); got stop \(roundedStop), price \(price), take-profit \(roundedTarget)"))
+        }
+        let risk = (price - roundedStop).magnitude, reward = (roundedTarget - price).magnitude
+        let stopFraction = risk / price
+        guard stopFraction >= limits.minStopFraction, stopFraction <= limits.maxStopFraction else {
+            return .failure(RiskRejection(.stopDistance, "the stop is \(stopFraction) from the price; allowed \(limits.minStopFraction)...\(limits.maxStopFraction)"))
+        }
+        guard reward >= limits.minRewardRisk * risk else {
+            return .failure(RiskRejection(.rewardRisk, "reward to risk is \(reward / risk); at least \(limits.minRewardRisk)"))
+        }
+
+        // Size.
+        let leverage = Decimal(d.leverage)
+        var quantity = account.equity * limits.riskPerTradeFraction / risk
+        let marginCap = min(limits.maxPositionFraction * account.equity, account.availableMargin)
+        guard marginCap > 0 else { return .failure(RiskRejection(.margin, "no margin available")) }
+        quantity = min(quantity, marginCap * leverage / price, filters.maxQuantity)
+        quantity = filters.quantity(quantity)
+        guard quantity >= filters.minQuantity, quantity > 0 else {
+            return .failure(RiskRejection(.size, "the size \(quantity) is below the venue's minimum quantity \(filters.minQuantity)"))
+        }
+        let notional = quantity * price
+        guard notional >= filters.minNotional else {
+            return .failure(RiskRejection(.size, "the notional \(notional) is below the venue's minimum \(filters.minNotional)"))
+        }
+        let margin = notional / leverage
+        guard margin <= account.availableMargin else {
+            return .failure(RiskRejection(.margin, "the margin \(margin) exceeds what is available (\(account.availableMargin))"))
+        }
+
+        // Profit after fees.
+        let fees = (notional + quantity * roundedTarget) * limits.takerFeeRate
+        let profit = quantity * reward - fees
+        guard profit >= limits.minProfitUSD else {
+            return .failure(RiskRejection(.minProfit, "the profit at take-profit after fees is \(profit) USD; at least \(limits.minProfitUSD)"))
+        }
+
+        // Liquidation.
+        let liquidation = Self.liquidationPrice(side: side, entry: price, leverage: leverage, maintenanceMarginRate: limits.maintenanceMarginRate)
+        let room = (price - liquidation).magnitude
+        let safe = side == .long
+            ? roundedStop > liquidation + limits.liquidationBufferFraction * room
+            : roundedStop < liquidation - limits.liquidationBufferFraction * room
+        guard safe else {
+            return .failure(RiskRejection(.liquidation, "the stop \(roundedStop) is too near or past the liquidation price \(liquidation) at \(d.leverage)x"))
+        }
+
+        return .success(ApprovedOrder(
+            decisionID: intent.decisionID, symbol: d.symbol, side: side, quantity: quantity, leverage: d.leverage, entryPrice: price,
+            stopLoss: roundedStop, takeProfit: roundedTarget, notional: notional, margin: margin, riskUSD: quantity * risk,
+            profitAfterFeesUSD: profit, liquidationPrice: liquidation))
+    }
+
+    /// The liquidation price of an isolated position: where the loss eats the initial margin down to
+    /// the maintenance margin.
+    public static func liquidationPrice(side: PositionSide, entry: Decimal, leverage: Decimal, maintenanceMarginRate: Decimal) -> Decimal {
+        let initial = 1 / leverage
+        return side == .long ? entry * (1 - initial + maintenanceMarginRate) : entry * (1 + initial - maintenanceMarginRate)
+    }
+}

@@ -1,0 +1,217 @@
+import Foundation
+import Testing
+import TradingCore
+
+/// The risk gateway: every check, at its limits, and properties over many random decisions.
+@Suite("Risk gateway")
+struct RiskGatewayTests {
+    static let now = Date(timeIntervalSince1970: 1_767_225_600)
+    static let filters = ExchangeFilters(tickSize: 0.1, stepSize: 0.001, minQuantity: 0.001, maxQuantity: 1_000, minNotional: 5)
+
+    var limits: RiskLimits = {
+        var limits = RiskLimits()
+        limits.maxPriceDeviationFraction = 0.005
+        return limits
+    }()
+
+    func decision(_ action: TradeAction = .long, confidence: Double = 0.82, leverage: Int = 3, entry: Double? = 100_000, stop: Double? = 98_000, target: Double? = 104_000) -> OrderIntent {
+        let proposal = TradeProposal(action: action, confidence: confidence, leverage: leverage, entry: entry, stopLoss: stop, takeProfit: target, reasoning: "test")
+        let payload = DecisionPayload(symbol: "BTCUSDT", proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: "r")
+        return OrderIntent(decisionID: "decision:r", decision: payload, decidedAt: Self.now.addingTimeInterval(-10))
+    }
+
+    func market(price: Decimal = 100_000, reference: Decimal? = 100_000, filters: ExchangeFilters = RiskGatewayTests.filters) -> MarketView {
+        MarketView(venuePrice: price, referencePrice: reference, filters: filters, now: Self.now)
+    }
+
+    var account: AccountView { AccountView(equity: 10_000, availableMargin: 10_000, openSymbols: []) }
+
+    func code(_ result: Result<ApprovedOrder, RiskRejection>) -> RiskRejection.Code? {
+        if case .failure(let rejection) = result { return rejection.code }
+        return nil
+    }
+
+    @Test("a good LONG: sized by risk, rounded to the venue's rules, within every limit")
+    func approved() throws {
+        let order = try RiskGateway(limits: limits).check(decision(), market: market(), account: account).get()
+        // Risk 1 % of 10,000 = 100 USD over a 2,000 stop: 0.05 BTC (notional 5,000; margin 1,667 ≤ 25 % of equity).
+        #expect(order.quantity == Decimal(string: "0.05") && order.side == .long && order.leverage == 3)
+        #expect(order.stopLoss == 98_000 && order.takeProfit == 104_000 && order.riskUSD == 100)
+        #expect(order.notional == 5_000 && order.margin == Decimal(5_000) / 3)
+        // Fees: (5,000 + 5,200) × 0.05 % = 5.1; profit 200 − 5.1.
+        #expect(order.profitAfterFeesUSD == Decimal(string: "194.9"))
+        #expect(order.liquidationPrice == Decimal(string: "67166.66666666666666666666666666666667") || order.liquidationPrice < 98_000)
+    }
+
+    @Test("the mirror SHORT is approved too")
+    func short() throws {
+        let order = try RiskGateway(limits: limits).check(decision(.short, stop: 102_000, target: 96_000), market: market(), account: account).get()
+        #expect(order.side == .short && order.quantity == Decimal(string: "0.05") && order.stopLoss == 102_000)
+    }
+
+    @Test("HOLD, NaN, infinities, zero and negative prices are refused as invalid", arguments: [
+        ("hold", 0), ("nan confidence", 1), ("nan entry", 2), ("inf stop", 3), ("-inf target", 4), ("zero entry", 5), ("negative stop", 6),
+        ("missing target", 7), ("confidence above 1", 8),
+    ])
+    func invalid(name: String, index: Int) {
+        let intents = [
+            decision(.hold), decision(confidence: .nan), decision(entry: .nan), decision(stop: .infinity), decision(target: -.infinity),
+            decision(entry: 0), decision(stop: -1), decision(target: nil), decision(confidence: 1.01),
+        ]
+        let result = RiskGateway(limits: limits).check(intents[index], market: market(), account: account)
+        #expect(code(result) == (index == 0 ? .hold : .invalidDecision), "\(name)")
+    }
+
+    @Test("stale decisions and run-away prices are refused")
+    func freshness() {
+        let gateway = RiskGateway(limits: limits)
+        var old = decision()
+        old.decidedAt = Self.now.addingTimeInterval(-121)
+        #expect(code(gateway.check(old, market: market(), account: account)) == .stale)
+        var future = decision()
+        future.decidedAt = Self.now.addingTimeInterval(60)
+        #expect(code(gateway.check(future, market: market(), account: account)) == .stale)
+        #expect(code(gateway.check(decision(), market: market(price: 101_001, reference: 101_001), account: account)) == .priceMoved)
+        #expect(code(gateway.check(decision(target: 106_000), market: market(price: 101_000, reference: 101_000), account: account)) == nil)  // 1 % exactly: allowed
+    }
+
+    @Test("confidence, leverage and halts")
+    func limitsOnTheDecision() {
+        let gateway = RiskGateway(limits: limits)
+        #expect(code(gateway.check(decision(confidence: 0.7499), market: market(), account: account)) == .lowConfidence)
+        #expect(code(gateway.check(decision(confidence: 0.75), market: market(), account: account)) == nil)
+        #expect(code(gateway.check(decision(leverage: 0), market: market(), account: account)) == .leverage)
+        #expect(code(gateway.check(decision(leverage: 6), market: market(), account: account)) == .leverage)
+        var halted = account
+        halted.halt = "daily loss limit"
+        #expect(code(gateway.check(decision(), market: market(), account: halted)) == .halted)
+    }
+
+    /// The guard a copy-trading bot lost $8,000 without: exactly at the limit passes, a hair above fails.
+    @Test("price deviation guard exactly at, just below and just above the limit")
+    func deviationGuard() {
+        let gateway = RiskGateway(limits: limits)
+        // Reference 100,000; limit 0.5 %: 100,500 is exactly at it.
+        #expect(code(gateway.check(decision(target: 106_000), market: market(price: 100_500, reference: 100_000), account: account)) == nil)
+        #expect(code(gateway.check(decision(target: 106_000), market: market(price: Decimal(string: "100499.9")!, reference: 100_000), account: account)) == nil)
+        #expect(code(gateway.check(decision(target: 106_000), market: market(price: Decimal(string: "100500.1")!, reference: 100_000), account: account)) == .priceDeviation)
+        #expect(code(gateway.check(decision(target: 106_000), market: market(price: 99_500, reference: 100_000), account: account)) == nil)
+        #expect(code(gateway.check(decision(target: 106_000), market: market(price: Decimal(string: "99499.9")!, reference: 100_000), account: account)) == .priceDeviation)
+        #expect(code(gateway.check(decision(), market: market(reference: nil), account: account)) == .noReferencePrice)
+        var lenient = limits
+        lenient.requireReferencePrice = false
+        #expect(code(RiskGateway(limits: lenient).check(decision(), market: market(reference: nil), account: account)) == nil)
+    }
+
+    @Test("one position per symbol, and at most MAX_OPEN_POSITIONS")
+    func positions() {
+        let gateway = RiskGateway(limits: limits)
+        var open = account
+        open.openSymbols = ["BTCUSDT"]
+        #expect(code(gateway.check(decision(), market: market(), account: open)) == .positionOpen)
+        open.openSymbols = ["A", "B", "C"]
+        #expect(code(gateway.check(decision(), market: market(), account: open)) == .tooManyPositions)
+        open.openSymbols = ["A", "B"]
+        #expect(code(gateway.check(decision(), market: market(), account: open)) == nil)
+    }
+
+    @Test("stop side, stop distance, reward to risk and minimum profit")
+    func stopAndTarget() {
+        let gateway = RiskGateway(limits: limits)
+        #expect(code(gateway.check(decision(stop: 100_500), market: market(), account: account)) == .wrongSide)
+        #expect(code(gateway.check(decision(.short), market: market(), account: account)) == .wrongSide)
+        #expect(code(gateway.check(decision(stop: 99_600, target: 101_000), market: market(), account: account)) == .stopDistance)  // 0.4 %
+        #expect(code(gateway.check(decision(stop: 92_000, target: 120_000), market: market(), account: account)) == .stopDistance)  // 8 %
+        #expect(code(gateway.check(decision(stop: 93_000, target: 120_000), market: market(), account: account)) == nil)  // 7 % exactly
+        #expect(code(gateway.check(decision(target: 102_999.9), market: market(), account: account)) == .rewardRisk)
+        #expect(code(gateway.check(decision(target: 103_000), market: market(), account: account)) == nil)  // 1.5 exactly
+        var strict = limits
+        strict.minProfitUSD = 1_000
+        #expect(code(RiskGateway(limits: strict).check(decision(), market: market(), account: account)) == .minProfit)
+    }
+
+    @Test("off-tick stops round toward entry; off-step sizes round down; below the venue's minimums is refused")
+    func rounding() throws {
+        let gateway = RiskGateway(limits: limits)
+        let order = try gateway.check(decision(stop: 97_999.97, target: 104_000.06), market: market(), account: account).get()
+        #expect(order.stopLoss == 98_000 && order.takeProfit == 104_000)  // both toward entry
+        #expect(order.quantity == Decimal(string: "0.05"))
+        let short = try gateway.check(decision(.short, stop: 102_000.04, target: 95_999.93), market: market(), account: account).get()
+        #expect(short.stopLoss == 102_000 && short.takeProfit == 96_000)
+        // 100 USD of risk over 2,000 is 0.05 BTC; a 0.1 step makes it 0.
+        var coarse = Self.filters
+        coarse.stepSize = 0.1
+        coarse.minQuantity = 0.1
+        #expect(code(gateway.check(decision(), market: market(filters: coarse), account: account)) == .size)
+        var bigNotional = Self.filters
+        bigNotional.minNotional = 6_000
+        #expect(code(gateway.check(decision(), market: market(filters: bigNotional), account: account)) == .size)
+        var capped = Self.filters
+        capped.maxQuantity = 0.02
+        #expect(try gateway.check(decision(), market: market(filters: capped), account: account).get().quantity == Decimal(string: "0.02"))
+    }
+
+    @Test("size is capped by MAX_POSITION_PERCENT and by the margin available")
+    func margin() throws {
+        let gateway = RiskGateway(limits: limits)
+        // A tight stop asks for 0.2 BTC (20,000 notional, 6,667 margin); the cap is 25 % of equity: 2,500 margin → 0.075 BTC.
+        let order = try gateway.check(decision(stop: 99_500, target: 101_000), market: market(), account: account).get()
+        #expect(order.quantity == Decimal(string: "0.075") && order.margin <= 2_500)
+        var poor = account
+        poor.availableMargin = 1_000
+        let smaller = try gateway.check(decision(stop: 99_500, target: 101_000), market: market(), account: poor).get()
+        #expect(smaller.margin <= 1_000 && smaller.quantity == Decimal(string: "0.03"))
+        poor.availableMargin = 0
+        #expect(code(gateway.check(decision(), market: market(), account: poor)) == .margin)
+    }
+
+    @Test("the stop must trigger before liquidation, with a buffer")
+    func liquidation() {
+        var wide = limits
+        wide.maxLeverage = 50
+        wide.maxStopFraction = 0.1
+        let gateway = RiskGateway(limits: wide)
+        // 20x: liquidation near 95,500; a 4 % stop (96,000) is inside the 25 % buffer.
+        #expect(code(gateway.check(decision(leverage: 20, stop: 96_000, target: 108_000), market: market(), account: account)) == .liquidation)
+        #expect(code(gateway.check(decision(leverage: 20, stop: 98_000, target: 104_000), market: market(), account: account)) == nil)
+        #expect(RiskGateway.liquidationPrice(side: .short, entry: 100, leverage: 10, maintenanceMarginRate: 0.005) == Decimal(string: "109.5"))
+    }
+
+    /// Over many random decisions, markets and accounts: whatever is approved keeps every promise.
+    @Test("properties of every approved order, over 20,000 random cases")
+    func properties() {
+        var random = SplitMix64(seed: 2026)
+        let gateway = RiskGateway(limits: limits)
+        var approved = 0
+        for _ in 0..<20_000 {
+            func unit() -> Double { random.nextUnit() }
+            let price = 10 + unit() * 100_000
+            let long = unit() < 0.5
+            let stopFraction = unit() * 0.1, rewardRisk = unit() * 3
+            let stop = long ? price * (1 - stopFraction) : price * (1 + stopFraction)
+            let target = long ? price * (1 + stopFraction * rewardRisk) : price * (1 - stopFraction * rewardRisk)
+            let special: [Double] = [.nan, .infinity, -1, 0]
+            let entry = unit() < 0.02 ? special[Int(unit() * 4)] : price * (1 + (unit() - 0.5) * 0.03)
+            let intent = decision(long ? .long : .short, confidence: unit(), leverage: Int(unit() * 8), entry: entry, stop: stop, target: target)
+            let venue = Decimal(finite: (price * 10).rounded() / 10)!
+            let reference = unit() < 0.1 ? nil : Decimal(finite: price * (1 + (unit() - 0.5) * 0.02))
+            let account = AccountView(equity: Decimal(finite: (unit() * 50_000).rounded())!, availableMargin: Decimal(finite: (unit() * 20_000).rounded())!, openSymbols: unit() < 0.2 ? ["BTCUSDT"] : [])
+            guard case .success(let order) = gateway.check(intent, market: market(price: venue, reference: reference), account: account) else { continue }
+            approved += 1
+            let f = Self.filters
+            #expect(order.quantity >= f.minQuantity && order.quantity <= f.maxQuantity && f.quantity(order.quantity) == order.quantity)
+            #expect(order.notional >= f.minNotional && order.margin <= account.availableMargin && order.margin <= limits.maxPositionFraction * account.equity + 0.0001)
+            #expect(f.isOnTick(order.stopLoss) && f.isOnTick(order.takeProfit))
+            let risk = (order.entryPrice - order.stopLoss).magnitude, reward = (order.takeProfit - order.entryPrice).magnitude
+            #expect(order.side == .long ? order.stopLoss < order.entryPrice && order.entryPrice < order.takeProfit : order.takeProfit < order.entryPrice && order.entryPrice < order.stopLoss)
+            #expect(risk / order.entryPrice >= limits.minStopFraction && risk / order.entryPrice <= limits.maxStopFraction)
+            #expect(reward >= limits.minRewardRisk * risk && order.profitAfterFeesUSD >= limits.minProfitUSD)
+            #expect(order.riskUSD <= account.equity * limits.riskPerTradeFraction + 0.000001)
+            #expect(order.side == .long ? order.stopLoss > order.liquidationPrice : order.stopLoss < order.liquidationPrice)
+            #expect((1...limits.maxLeverage).contains(order.leverage) && intent.decision.confidence >= limits.minConfidence)
+            if let reference { #expect((order.entryPrice - reference).magnitude / reference <= limits.maxPriceDeviationFraction) }
+            #expect(reference != nil && !account.openSymbols.contains("BTCUSDT"))
+        }
+        #expect(approved > 200, "enough approved cases to mean something: \(approved)")
+    }
+}
