@@ -1,0 +1,158 @@
+import Foundation
+
+/// A market order for a venue; the client order id makes it idempotent there.
+public struct VenueOrderRequest: Sendable, Hashable, Codable {
+    public var clientOrderID: String
+    public var symbol: String
+    public var side: OrderSide
+    public var quantity: Decimal
+    public var leverage: Int
+    public var reduceOnly: Bool
+
+    public init(clientOrderID: String, symbol: String, side: OrderSide, quantity: Decimal, leverage: Int, reduceOnly: Bool) {
+        self.clientOrderID = clientOrderID
+        self.symbol = symbol
+        self.side = side
+        self.quantity = quantity
+        self.leverage = leverage
+        self.reduceOnly = reduceOnly
+    }
+}
+
+/// An order as the venue knows it.
+public struct VenueOrder: Sendable, Hashable, Codable {
+    public var clientOrderID: String
+    public var venueOrderID: String
+    public var symbol: String
+    public var side: OrderSide
+    public var quantity: Decimal
+    public var filledQuantity: Decimal
+    public var averagePrice: Decimal?
+    public var status: OrderStatus
+    public var reduceOnly: Bool
+}
+
+/// One execution at the venue, with its unique trade id.
+public struct VenueFill: Sendable, Hashable, Codable {
+    public var tradeID: String
+    public var clientOrderID: String
+    public var symbol: String
+    public var side: OrderSide
+    public var price: Decimal
+    public var quantity: Decimal
+    public var fee: Decimal
+    public var time: Date
+}
+
+/// A position as the venue knows it, with the protective orders it holds.
+public struct VenuePosition: Sendable, Hashable, Codable {
+    public var symbol: String
+    public var side: PositionSide
+    public var quantity: Decimal
+    public var entryPrice: Decimal
+    public var leverage: Int
+    public var stopLoss: Decimal?
+    public var takeProfit: Decimal?
+    public var openedAt: Date
+}
+
+/// A position the venue closed (stop, take-profit, trailing stop, liquidation, or an exit order).
+public struct VenueClose: Sendable, Hashable, Codable {
+    public var symbol: String
+    public var side: PositionSide
+    public var quantity: Decimal
+    public var entryPrice: Decimal
+    public var exitPrice: Decimal
+    public var openedAt: Date
+    public var closedAt: Date
+    /// `stop_loss`, `take_profit`, `trailing_stop`, `liquidation`, `exit`.
+    public var reason: String
+    /// Realised PnL after fees and funding.
+    public var pnl: Decimal
+    public var fees: Decimal
+    public var funding: Decimal
+    public var leverage: Int
+    public var stopLoss: Decimal?
+    public var takeProfit: Decimal?
+}
+
+/// How a position is protected at the venue beyond its stop and take-profit.
+public struct StopPolicy: Sendable, Hashable, Codable {
+    /// A trailing stop: once the price has moved `activationR` risk units in favour, the stop follows
+    /// the best price at `callbackFraction` behind it.
+    public var trailingActivationR: Decimal?
+    public var trailingCallbackFraction: Decimal?
+    /// Move the stop to entry once the price has gone +1R.
+    public var breakEvenAfterOneR = false
+    /// An ATR-adaptive stop: never further than `atrMultiple` ATRs from the close (it only tightens).
+    public var atrMultiple: Decimal?
+
+    public init(trailingActivationR: Decimal? = nil, trailingCallbackFraction: Decimal? = nil, breakEvenAfterOneR: Bool = false, atrMultiple: Decimal? = nil) {
+        self.trailingActivationR = trailingActivationR
+        self.trailingCallbackFraction = trailingCallbackFraction
+        self.breakEvenAfterOneR = breakEvenAfterOneR
+        self.atrMultiple = atrMultiple
+    }
+}
+
+/// What a venue reports between calls: fills and closed positions.
+public enum VenueEvent: Sendable, Hashable, Codable {
+    case fill(VenueFill)
+    case closed(VenueClose)
+    case stopMoved(symbol: String, stopLoss: Decimal)
+}
+
+/// Why a venue call failed. `outcomeUnknown` means the order may or may not exist: query it by client
+/// id, never send it again blindly.
+public struct VenueError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Hashable { case rejected, outcomeUnknown = "outcome_unknown", unreachable, clockSkew = "clock_skew" }
+    public var kind: Kind
+    public var message: String
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+    public var description: String { "\(kind.rawValue): \(message)" }
+}
+
+/// Port: where orders go. Paper, Binance USDⓈ-M futures or Bybit v5 linear.
+public protocol Venue: Sendable {
+    var name: String { get }
+    /// Whether this venue sends real orders with real money.
+    var isLive: Bool { get }
+    func filters(symbol: String) async throws(VenueError) -> ExchangeFilters
+    /// Equity and margin available.
+    func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal)
+    /// Sends a market order; sending the same client id again returns the existing order.
+    func submit(_ request: VenueOrderRequest) async throws(VenueError) -> VenueOrder
+    /// The order with that client id, or nil if the venue never saw it.
+    func order(clientOrderID: String, symbol: String) async throws(VenueError) -> VenueOrder?
+    func positions() async throws(VenueError) -> [VenuePosition]
+    /// Places (or replaces) the position's reduce-only stop-loss and take-profit at the venue.
+    func protect(symbol: String, stopLoss: Decimal, takeProfit: Decimal?, policy: StopPolicy) async throws(VenueError)
+    /// Fills and closes since the last call.
+    func events() async throws(VenueError) -> [VenueEvent]
+    /// The latest price the venue knows.
+    func price(symbol: String) async throws(VenueError) -> Decimal?
+}
+
+/// Client order ids, derived from the decision id so a repeated decision maps to the same order.
+public enum ClientOrderID {
+    /// `t<purpose>-<32 hex>`: 36 characters of `[A-Za-z0-9-]`, within Binance's and Bybit's limits.
+    public static func make(decisionID: String, purpose: OrderPurpose) -> String {
+        let first = StableHash.fnv1a(decisionID.utf8), second = StableHash.fnv1a(decisionID.utf8, seed: first ^ 0x9E37_79B9_7F4A_7C15)
+        let tag: String
+        switch purpose {
+        case .entry: tag = "en"
+        case .stopLoss: tag = "sl"
+        case .takeProfit: tag = "tp"
+        case .exit: tag = "ex"
+        }
+        return "t\(tag)-" + hex(first) + hex(second)
+    }
+
+    static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+}
