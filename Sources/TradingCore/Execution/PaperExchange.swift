@@ -116,6 +116,12 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         return queued
     }
 
+    /// Events not yet acknowledged, oldest first.
+    public var pendingEvents: [VenueEvent] { queued }
+
+    /// Forgets the first `count` events.
+    public mutating func acknowledgeEvents(_ count: Int) { queued.removeFirst(min(count, queued.count)) }
+
     // MARK: Prices
 
     /// The next candle of `symbol` (prices as Decimal); `atr` feeds the ATR-adaptive stop, `fundingRate` funding.

@@ -130,8 +130,13 @@ public protocol Venue: Sendable {
     func positions() async throws(VenueError) -> [VenuePosition]
     /// Places (or replaces) the position's reduce-only stop-loss and take-profit at the venue.
     func protect(symbol: String, stopLoss: Decimal, takeProfit: Decimal?, policy: StopPolicy) async throws(VenueError)
-    /// Fills and closes since the last call.
+    /// Fills, closes and stop moves not yet acknowledged, oldest first.
     func events() async throws(VenueError) -> [VenueEvent]
+    /// The first `count` events are committed to the store: the venue may forget them.
+    func acknowledgeEvents(_ count: Int) async throws(VenueError)
+    /// A closed candle of `symbol` (with its ATR and the funding rate, where known): the paper venue
+    /// trades on it; a live venue has its own prices.
+    func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError)
     /// The latest price the venue knows.
     func price(symbol: String) async throws(VenueError) -> Decimal?
 }

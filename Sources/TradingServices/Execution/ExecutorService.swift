@@ -1,0 +1,394 @@
+import Foundation
+import Logging
+import Metrics
+import TradingCore
+
+/// The executor's logic: decisions through the risk gateway to the venue, exactly one order per
+/// decision, and everything recorded.
+///
+/// - **Intent first.** The order row (client id derived from the decision id, status `INTENT`) is
+///   committed before anything is sent; a decision that already has an order makes none.
+/// - **Unknown outcomes** (a timeout, a 5xx) mark the order `UNKNOWN` and query it by client id; it is
+///   never sent again blindly.
+/// - **Fills** are keyed by the venue's trade id; a position is the sum of its unique fills. Venue
+///   events are acknowledged only after they are committed, so a crash replays them.
+/// - **Start:** ``reconcile()`` brings the store to the venue's truth (orders by client id, positions,
+///   missing stops) before any new order; until it succeeds, decisions wait.
+/// - **Store down:** a new order is refused (its intent cannot be committed); stops and exits live at
+///   the venue and keep working.
+public actor ExecutorService {
+    public struct Settings: Sendable {
+        public var limits = RiskLimits()
+        public var halts = TradingHalts.Limits()
+        public var policy = StopPolicy()
+        /// An opposing decision closes the open position (and opens nothing).
+        public var closeOnOpposite = true
+        /// The venue whose latest price (`price:<venue>:<symbol>` in the hot cache) is the reference.
+        public var referenceVenue: String?
+        /// How old the reference price may be.
+        public var referenceMaxAge: TimeInterval = 60
+        public var account = "default"
+        public init() {}
+    }
+
+    let venue: any Venue
+    let store: any TradeStore
+    let bus: any MessageBus
+    let cache: any HotCache
+    let settings: Settings
+    let gateway: RiskGateway
+    let source: String
+    let logger: Logger
+    let now: @Sendable () -> Date
+    private var halts: TradingHalts?
+    public private(set) var reconciled = false
+
+    public init(
+        venue: any Venue, store: any TradeStore, bus: any MessageBus, cache: any HotCache, settings: Settings, source: String, logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.venue = venue
+        self.store = store
+        self.bus = bus
+        self.cache = cache
+        self.settings = settings
+        self.gateway = RiskGateway(limits: settings.limits)
+        self.source = source
+        self.logger = logger
+        self.now = now
+    }
+
+    /// The executor's decision queue: one active consumer per account, the others stand by.
+    public static func decisionQueue(account: String) -> QueueSpec {
+        QueueSpec(name: "executor.\(account).decisions", bindings: ["decision.#"], singleActiveConsumer: true)
+    }
+
+    /// Candles for the paper venue's prices and the trailing stops.
+    public static func candleQueue(account: String) -> QueueSpec {
+        QueueSpec(name: "executor.\(account).candles", bindings: ["md.candle.#"], singleActiveConsumer: true)
+    }
+
+    public enum Outcome: Sendable, Equatable {
+        case ordered(clientOrderID: String)
+        case rejected(RiskRejection.Code)
+        case duplicate
+        case hold
+        case closing(clientOrderID: String)
+    }
+
+    // MARK: Decisions
+
+    public func handleDecision(_ delivery: Delivery) async throws {
+        let envelope: Envelope<DecisionPayload>
+        do {
+            envelope = try EnvelopeCodec.decode(DecisionPayload.self, from: delivery.body, expectedType: MessageType.decision)
+        } catch {
+            throw MessageRejected("not a decision: \(error)")
+        }
+        _ = try await execute(OrderIntent(decisionID: envelope.id, decision: envelope.payload, decidedAt: envelope.time), correlationID: envelope.correlationID)
+    }
+
+    /// One decision, start to end (the backtester calls this directly).
+    @discardableResult
+    public func execute(_ intent: OrderIntent, correlationID: String) async throws -> Outcome {
+        guard reconciled else { throw VenueError(.unreachable, "not reconciled with the venue yet; no new orders") }
+        let d = intent.decision
+        let entryID = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
+        if let existing = try await store.order(clientOrderID: entryID) {
+            try await resume(existing, intent: intent, correlationID: correlationID)
+            return .duplicate
+        }
+        if try await store.isProcessed(messageID: intent.decisionID, consumer: "executor") { return .duplicate }
+        if d.action == .hold {
+            try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
+            return .hold
+        }
+        let positions = try await store.openPositions()
+        if let open = positions.first(where: { $0.symbol == d.symbol }), settings.closeOnOpposite,
+           (open.side == .long) != (d.action == .long) {
+            return try await close(open, decisionID: intent.decisionID, correlationID: correlationID)
+        }
+        guard let price = try await venue.price(symbol: d.symbol) else {
+            return try await reject(intent, RiskRejection(.invalidDecision, "the venue has no price for \(d.symbol) yet"), correlationID: correlationID)
+        }
+        let account = try await venue.account()
+        let venueSymbols = Set(try await venue.positions().map(\.symbol))
+        let view = AccountView(
+            equity: account.equity, availableMargin: account.availableMargin, openSymbols: venueSymbols.union(positions.map(\.symbol)),
+            halt: halts(equity: account.equity).halt?.reason)
+        let market = MarketView(venuePrice: price, referencePrice: await referencePrice(d.symbol), filters: try await venue.filters(symbol: d.symbol), now: now())
+        switch gateway.check(intent, market: market, account: view) {
+        case .failure(let rejection):
+            return try await reject(intent, rejection, correlationID: correlationID)
+        case .success(let order):
+            let record = OrderRecord(
+                clientOrderID: entryID, decisionID: intent.decisionID, venue: venue.name, symbol: d.symbol, side: order.side == .long ? .buy : .sell,
+                type: .market, purpose: .entry, quantity: order.quantity, price: order.entryPrice, stopPrice: order.stopLoss, createdAt: now())
+            guard try await store.recordOrder(record) else { return .duplicate }  // the intent is committed before anything is sent
+            try await send(record, leverage: order.leverage, correlationID: correlationID)
+            try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
+            return .ordered(clientOrderID: entryID)
+        }
+    }
+
+    /// A decision seen before: finish what a crash interrupted, never send twice.
+    func resume(_ order: OrderRecord, intent: OrderIntent, correlationID: String) async throws {
+        switch order.status {
+        case .intent:
+            if let known = try await venue.order(clientOrderID: order.clientOrderID, symbol: order.symbol) {
+                try await store.updateOrder(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID, at: now())
+            } else if now().timeIntervalSince(intent.decidedAt) <= settings.limits.maxDecisionAge {
+                // Committed but never sent, and still fresh: send it now, under the same client id.
+                try await send(order, leverage: intent.decision.leverage, correlationID: correlationID)
+            } else {
+                try await store.updateOrder(clientOrderID: order.clientOrderID, status: .expired, venueOrderID: nil, at: now())
+            }
+        case .sent, .unknown:
+            try await settleUnknown(order)
+        default:
+            break
+        }
+        try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
+    }
+
+    func send(_ order: OrderRecord, leverage: Int, correlationID: String) async throws {
+        try await store.updateOrder(clientOrderID: order.clientOrderID, status: .sent, venueOrderID: nil, at: now())
+        do {
+            let placed = try await venue.submit(VenueOrderRequest(
+                clientOrderID: order.clientOrderID, symbol: order.symbol, side: order.side, quantity: order.quantity, leverage: leverage, reduceOnly: order.reduceOnly))
+            try await store.updateOrder(clientOrderID: order.clientOrderID, status: placed.status, venueOrderID: placed.venueOrderID, at: now())
+            try await publishOrder(order, status: placed.status, reason: nil, correlationID: correlationID)
+            Counter(label: "tradebus_orders_total", dimensions: [("status", placed.status.rawValue.lowercased())]).increment()
+        } catch let error as VenueError where error.kind == .rejected {
+            try await store.updateOrder(clientOrderID: order.clientOrderID, status: .rejected, venueOrderID: nil, at: now())
+            try await publishOrder(order, status: .rejected, reason: error.message, correlationID: correlationID)
+        } catch let error as VenueError {
+            // The order may or may not exist: find out by client id; never resend blindly.
+            logger.warning("order outcome unknown; querying it", metadata: ["client_order_id": "\(order.clientOrderID)", "error": "\(error)"])
+            try await store.updateOrder(clientOrderID: order.clientOrderID, status: .unknown, venueOrderID: nil, at: now())
+            var unknown = order
+            unknown.status = .unknown
+            try await settleUnknown(unknown)
+        }
+    }
+
+    /// Asks the venue what became of an order whose answer was lost.
+    func settleUnknown(_ order: OrderRecord) async throws {
+        let known: VenueOrder?
+        do {
+            known = try await venue.order(clientOrderID: order.clientOrderID, symbol: order.symbol)
+        } catch {
+            logger.warning("venue unreachable while settling an unknown order; will retry", metadata: ["client_order_id": "\(order.clientOrderID)"])
+            throw error
+        }
+        if let known {
+            try await store.updateOrder(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID, at: now())
+        } else {
+            try await store.updateOrder(clientOrderID: order.clientOrderID, status: .rejected, venueOrderID: nil, at: now())
+            logger.warning("the venue never received the order", metadata: ["client_order_id": "\(order.clientOrderID)"])
+        }
+    }
+
+    func close(_ position: PositionRecord, decisionID: String, correlationID: String) async throws -> Outcome {
+        let id = ClientOrderID.make(decisionID: decisionID, purpose: .exit)
+        let record = OrderRecord(
+            clientOrderID: id, decisionID: decisionID, venue: venue.name, symbol: position.symbol, side: position.side == .long ? .sell : .buy,
+            type: .market, purpose: .exit, quantity: position.quantity, reduceOnly: true, createdAt: now())
+        guard try await store.recordOrder(record) else { return .duplicate }
+        try await send(record, leverage: position.leverage, correlationID: correlationID)
+        try await store.markProcessed(messageID: decisionID, consumer: "executor", at: now())
+        return .closing(clientOrderID: id)
+    }
+
+    func reject(_ intent: OrderIntent, _ rejection: RiskRejection, correlationID: String) async throws -> Outcome {
+        logger.info("decision refused by the risk gateway", metadata: ["decision_id": "\(intent.decisionID)", "reason": "\(rejection)"])
+        Counter(label: "tradebus_risk_rejections_total", dimensions: [("code", rejection.code.rawValue)]).increment()
+        let d = intent.decision
+        let event = OrderEventPayload(
+            symbol: d.symbol, clientOrderID: ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry), side: d.action == .short ? .sell : .buy,
+            status: "rejected", quantity: 0, price: d.entry, reason: rejection.description)
+        try await publish(event, type: MessageType.order, routingKey: RoutingKey.order(status: "rejected", symbol: d.symbol), id: "rejected:\(intent.decisionID)", correlationID: correlationID)
+        try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
+        return .rejected(rejection.code)
+    }
+
+    func referencePrice(_ symbol: String) async -> Decimal? {
+        guard let venue = settings.referenceVenue, let value = await cache.get(LatestPrice.cacheKey(venue: venue, symbol: symbol)),
+              value.isFresh(maxAge: .seconds(settings.referenceMaxAge), now: now()) else { return nil }
+        return Decimal(string: value.string)
+    }
+
+    func halts(equity: Decimal) -> TradingHalts {
+        if let halts { return halts }
+        let fresh = TradingHalts(limits: settings.halts, equity: equity, now: now())
+        halts = fresh
+        return fresh
+    }
+
+    // MARK: Prices and venue events
+
+    /// A closed candle: the paper venue trades on it; then the venue's events are committed.
+    public func handleCandle(_ delivery: Delivery) async throws {
+        let envelope: Envelope<CandlePayload>
+        do {
+            envelope = try EnvelopeCodec.decode(CandlePayload.self, from: delivery.body, expectedType: MessageType.candleClosed)
+        } catch {
+            throw MessageRejected("not a candle: \(error)")
+        }
+        try await observe(envelope.payload, time: envelope.time)
+    }
+
+    /// A candle (the backtester calls this directly).
+    public func observe(_ payload: CandlePayload, time: Date) async throws {
+        let funding = await cache.get("funding:\(payload.symbol)").flatMap { Decimal(string: $0.string) }
+        try await venue.observe(symbol: payload.symbol, candle: payload.candle, time: time, atr: nil, fundingRate: funding)
+        try await processVenueEvents()
+    }
+
+    /// Commits the venue's fills, closes and stop moves, then acknowledges them.
+    public func processVenueEvents() async throws {
+        let events = try await venue.events()
+        guard !events.isEmpty else { return }
+        for event in events {
+            switch event {
+            case .fill(let fill): try await record(fill)
+            case .closed(let close): try await record(close)
+            case .stopMoved(let symbol, let stop):
+                if var position = try await store.openPositions().first(where: { $0.symbol == symbol }) {
+                    position.stopLoss = stop
+                    position.updatedAt = now()
+                    try await store.savePosition(position)
+                }
+            }
+        }
+        try await venue.acknowledgeEvents(events.count)
+    }
+
+    func record(_ fill: VenueFill) async throws {
+        try await store.recordFill(FillRecord(
+            venue: venue.name, tradeID: fill.tradeID, clientOrderID: fill.clientOrderID, symbol: fill.symbol, side: fill.side, price: fill.price,
+            quantity: fill.quantity, fee: fill.fee, feeAsset: "USDT", time: fill.time))
+        guard let order = try await store.order(clientOrderID: fill.clientOrderID) else { return }  // a venue-side stop or target
+        let fills = try await store.fills(clientOrderID: order.clientOrderID)
+        let filled = fills.reduce(Decimal(0)) { $0 + $1.quantity }
+        let status: OrderStatus = filled >= order.quantity ? .filled : .partiallyFilled
+        try await store.updateOrder(clientOrderID: order.clientOrderID, status: status, venueOrderID: nil, at: now())
+        guard order.purpose == .entry, status == .filled else { return }
+        try await open(order, fills: fills)
+    }
+
+    /// The entry is filled: the position is the sum of its unique fills, protected at the venue.
+    func open(_ order: OrderRecord, fills: [FillRecord]) async throws {
+        let quantity = fills.reduce(Decimal(0)) { $0 + $1.quantity }
+        let average = fills.reduce(Decimal(0)) { $0 + $1.price * $1.quantity } / quantity
+        // The decision carries leverage and target; a decision not in this store (another executor's) opens at 1x with no target.
+        let decision = try await store.decision(id: order.decisionID)
+        try await openWith(order, quantity: quantity, average: average, leverage: decision?.leverage ?? 1, stop: order.stopPrice, target: decision?.takeProfit)
+    }
+
+    func openWith(_ order: OrderRecord, quantity: Decimal, average: Decimal, leverage: Int, stop: Decimal?, target: Decimal?) async throws {
+        let position = PositionRecord(
+            id: "position:\(order.decisionID)", venue: venue.name, symbol: order.symbol, side: order.side == .buy ? .long : .short, quantity: quantity,
+            entryPrice: average, leverage: leverage, stopLoss: stop, takeProfit: target, decisionID: order.decisionID, openedAt: now())
+        try await store.savePosition(position)
+        if let stop {
+            try await venue.protect(symbol: order.symbol, stopLoss: stop, takeProfit: target, policy: settings.policy)
+        }
+        let event = TradeEventPayload(
+            symbol: order.symbol, side: position.side, quantity: quantity.doubleValue, leverage: leverage, entryPrice: average.doubleValue,
+            stopLoss: stop?.doubleValue, takeProfit: target?.doubleValue, decisionID: order.decisionID)
+        try await publish(event, type: MessageType.tradeOpened, routingKey: RoutingKey.trade("opened", symbol: order.symbol), id: "opened:\(position.id)", correlationID: order.decisionID)
+    }
+
+    func record(_ close: VenueClose) async throws {
+        guard var position = try await store.openPositions().first(where: { $0.symbol == close.symbol }) else {
+            logger.warning("the venue closed a position the store does not have open", metadata: ["symbol": "\(close.symbol)"])
+            return
+        }
+        position.status = .closed
+        position.updatedAt = close.closedAt
+        try await store.savePosition(position)
+        let trade = TradeRecord(
+            id: "trade:\(position.id)", positionID: position.id, symbol: close.symbol, side: close.side, entryTime: position.openedAt,
+            entryPrice: close.entryPrice, exitTime: close.closedAt, exitPrice: close.exitPrice, quantity: close.quantity, leverage: close.leverage,
+            stopLoss: close.stopLoss, takeProfit: close.takeProfit, pnl: close.pnl, fees: close.fees, funding: close.funding, exitReason: close.reason)
+        try await store.recordTrade(trade)
+        let event = TradeEventPayload(
+            symbol: close.symbol, side: close.side, quantity: close.quantity.doubleValue, leverage: close.leverage, entryPrice: close.entryPrice.doubleValue,
+            exitPrice: close.exitPrice.doubleValue, stopLoss: close.stopLoss?.doubleValue, takeProfit: close.takeProfit?.doubleValue,
+            pnl: close.pnl.doubleValue, exitReason: close.reason, decisionID: position.decisionID)
+        try await publish(event, type: MessageType.tradeClosed, routingKey: RoutingKey.trade("closed", symbol: close.symbol), id: "closed:\(trade.id)", correlationID: position.decisionID)
+        let account = try await venue.account()
+        try await store.recordEquitySnapshot(EquitySnapshot(
+            time: close.closedAt, equity: account.equity, balance: account.equity, unrealizedPnL: 0, openPositions: try await venue.positions().count))
+        var halts = halts(equity: account.equity - close.pnl)
+        if let halt = halts.recordTrade(pnl: close.pnl, equityAfter: account.equity, now: close.closedAt) {
+            try await store.recordCircuitBreakerEvent(CircuitBreakerEvent(
+                id: "halt:\(halt.kind.rawValue):\(Int(halt.since.timeIntervalSince1970))", kind: halt.kind.rawValue, reason: halt.reason, equity: account.equity, time: halt.since))
+            try await publish(
+                AlertPayload(severity: .critical, kind: "circuit_breaker", title: "Trading halted: \(halt.kind.rawValue)", message: halt.reason, fields: ["halt": .string(halt.kind.rawValue)]),
+                type: MessageType.alert, routingKey: RoutingKey.alert(severity: "critical", kind: "circuit_breaker"), id: "halt:\(halt.kind.rawValue):\(Int(halt.since.timeIntervalSince1970))",
+                correlationID: position.decisionID)
+            logger.critical("circuit breaker tripped; new entries refused", metadata: ["halt": "\(halt.kind.rawValue)", "reason": "\(halt.reason)"])
+        }
+        self.halts = halts
+    }
+
+    // MARK: Reconciliation
+
+    /// Brings the store to the venue's truth before any new order: pending venue events, orders whose
+    /// outcome is open, positions on one side only, and missing protective stops.
+    public func reconcile() async throws {
+        try await processVenueEvents()
+        for order in try await store.orders(statuses: [.intent, .sent, .unknown, .accepted, .partiallyFilled]) {
+            if let known = try await venue.order(clientOrderID: order.clientOrderID, symbol: order.symbol) {
+                try await store.updateOrder(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID, at: now())
+            } else if order.status != .intent {
+                try await store.updateOrder(clientOrderID: order.clientOrderID, status: .rejected, venueOrderID: nil, at: now())
+            }
+            // An intent the venue never saw stays INTENT: its decision, redelivered, sends it if still fresh.
+        }
+        let venuePositions = try await venue.positions()
+        var storeOpen = try await store.openPositions()
+        for var position in storeOpen where !venuePositions.contains(where: { $0.symbol == position.symbol }) {
+            logger.warning("the store had a position the venue does not: closed", metadata: ["symbol": "\(position.symbol)"])
+            position.status = .closed
+            position.updatedAt = now()
+            try await store.savePosition(position)
+        }
+        storeOpen = try await store.openPositions()
+        for held in venuePositions {
+            var position = storeOpen.first { $0.symbol == held.symbol } ?? PositionRecord(
+                id: "position:reconciled:\(held.symbol):\(Int(held.openedAt.timeIntervalSince1970))", venue: venue.name, symbol: held.symbol, side: held.side,
+                quantity: held.quantity, entryPrice: held.entryPrice, leverage: held.leverage, stopLoss: held.stopLoss, takeProfit: held.takeProfit,
+                decisionID: "reconciled", openedAt: held.openedAt)
+            position.quantity = held.quantity
+            position.entryPrice = held.entryPrice
+            try await store.savePosition(position)
+            if held.stopLoss == nil, let stop = position.stopLoss {
+                logger.warning("protective stop missing at the venue: placing it again", metadata: ["symbol": "\(held.symbol)"])
+                try await venue.protect(symbol: held.symbol, stopLoss: stop, takeProfit: position.takeProfit, policy: settings.policy)
+            }
+        }
+        reconciled = true
+    }
+
+    // MARK: Publishing
+
+    func publishOrder(_ order: OrderRecord, status: OrderStatus, reason: String?, correlationID: String) async throws {
+        let event = OrderEventPayload(
+            symbol: order.symbol, clientOrderID: order.clientOrderID, side: order.side, status: status.rawValue.lowercased(), quantity: order.quantity.doubleValue,
+            price: order.price?.doubleValue, reason: reason)
+        try await publish(event, type: MessageType.order, routingKey: RoutingKey.order(status: status.rawValue.lowercased(), symbol: order.symbol),
+                          id: "order:\(order.clientOrderID):\(status.rawValue)", correlationID: correlationID)
+    }
+
+    func publish<P: Codable & Sendable>(_ payload: P, type: String, routingKey: String, id: String, correlationID: String) async throws {
+        let envelope = Envelope(id: id, type: type, time: now(), correlationID: correlationID, source: source, payload: payload)
+        do {
+            try await bus.publish(envelope, routingKey: routingKey)
+        } catch BusError.unroutable {
+            logger.debug("nobody listens to \(routingKey)")
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+import TradingCore
+
+/// The paper venue: ``PaperExchange`` behind the ``Venue`` port. Its state (balance, positions,
+/// orders, unacknowledged events) is written to a file after every change, atomically, so it
+/// outlives an executor that crashes, as a real exchange would. Paper mode never sends a signed request.
+public actor PaperVenue: Venue {
+    public nonisolated let name = "paper"
+    public nonisolated let isLive = false
+    let path: String?
+    private var exchange: PaperExchange
+
+    /// A paper account with `balance`, kept in `path` (nil: in memory only), resumed from it if it exists.
+    public init(balance: Decimal, settings: PaperExchange.Settings = .init(), path: String?) throws {
+        self.path = path
+        if let path, let data = FileManager.default.contents(atPath: path) {
+            exchange = try JSONDecoder().decode(PaperExchange.self, from: data)
+        } else {
+            exchange = PaperExchange(settings: settings, balance: balance)
+        }
+    }
+
+    func save() throws(VenueError) {
+        guard let path else { return }
+        do {
+            let data = try JSONEncoder().encode(exchange)
+            try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw VenueError(.unreachable, "cannot save the paper venue's state to \(path): \(error)")
+        }
+    }
+
+    public func filters(symbol: String) async throws(VenueError) -> ExchangeFilters { exchange.settings.filters }
+
+    public func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) { (exchange.equity, exchange.availableMargin) }
+
+    public func submit(_ request: VenueOrderRequest) async throws(VenueError) -> VenueOrder {
+        let result = exchange.submit(request)
+        try save()
+        return try result.get()
+    }
+
+    public func order(clientOrderID: String, symbol: String) async throws(VenueError) -> VenueOrder? { exchange.order(clientOrderID: clientOrderID) }
+
+    public func positions() async throws(VenueError) -> [VenuePosition] { exchange.openPositions }
+
+    public func protect(symbol: String, stopLoss: Decimal, takeProfit: Decimal?, policy: StopPolicy) async throws(VenueError) {
+        let result = exchange.protect(symbol: symbol, stopLoss: stopLoss, takeProfit: takeProfit, policy: policy)
+        try save()
+        try result.get()
+    }
+
+    public func events() async throws(VenueError) -> [VenueEvent] { exchange.pendingEvents }
+
+    public func acknowledgeEvents(_ count: Int) async throws(VenueError) {
+        exchange.acknowledgeEvents(count)
+        try save()
+    }
+
+    public func price(symbol: String) async throws(VenueError) -> Decimal? { exchange.price(symbol: symbol) }
+
+    public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {
+        guard let open = Decimal(finite: candle.open), let high = Decimal(finite: candle.high), let low = Decimal(finite: candle.low),
+              let close = Decimal(finite: candle.close) else {
+            throw VenueError(.rejected, "candle at \(candle.openTime) has a price that is not finite")
+        }
+        exchange.onCandle(symbol: symbol, open: open, high: high, low: low, close: close, time: time, atr: atr.flatMap(Decimal.init(finite:)), fundingRate: fundingRate)
+        try save()
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import TradingCore
+import TradingServices
+
+/// executor's configuration: the venue, the risk limits, the circuit breakers and the stop policy.
+public struct ExecutorConfiguration: Sendable {
+    public var settings: ExecutorService.Settings
+    public var initialCapital: Decimal
+    public var paperStateFile: String?
+    public var paper: PaperExchange.Settings
+
+    public static func read(_ config: ConfigReader) throws -> ExecutorConfiguration {
+        guard try config.bool("USE_PAPER_TRADING", default: true, help: "paper venue (true) or live orders (false)") else {
+            throw ConfigError(key: "USE_PAPER_TRADING", message: "is false, but the live Binance and Bybit venues are not in this build; only the paper venue trades here")
+        }
+        let framework = try TradingFramework.read(config)
+        var limits = RiskLimits()
+        limits.minConfidence = framework.minConfidence
+        limits.maxLeverage = framework.maxLeverage
+        limits.minStopFraction = Decimal(finite: framework.minStopFraction)!
+        limits.maxStopFraction = Decimal(finite: framework.maxStopFraction)!
+        limits.minRewardRisk = Decimal(finite: framework.minRewardRisk)!
+        func fraction(_ key: String, _ value: Double, _ range: ClosedRange<Double>, _ help: String) throws -> Decimal {
+            Decimal(finite: try config.double(key, default: value, range: range, help: help))!
+        }
+        limits.minProfitUSD = try fraction("MIN_PROFIT_USD", 1, 0...1_000_000, "profit at take-profit after fees, at least")
+        limits.riskPerTradeFraction = try fraction("RISK_PER_TRADE_PERCENT", 0.01, 0.0001...0.5, "equity lost at the stop (0.01 = 1%)")
+        limits.maxPositionFraction = try fraction("MAX_POSITION_PERCENT", 0.25, 0.001...1, "margin of one position, of equity")
+        limits.maxOpenPositions = try config.int("MAX_OPEN_POSITIONS", default: 3, range: 1...100, help: "positions open at once")
+        limits.maxDecisionAge = try config.double("MAX_DECISION_AGE_SECONDS", default: 120, range: 1...86_400, help: "older decisions are refused")
+        limits.maxPriceMoveFraction = try fraction("MAX_PRICE_MOVE_PERCENT", 0.01, 0...1, "price move since the decision")
+        limits.maxPriceDeviationFraction = try fraction("MAX_PRICE_DEVIATION_PERCENT", 0.005, 0...1, "venue against reference price")
+        limits.liquidationBufferFraction = try fraction("LIQUIDATION_BUFFER_PERCENT", 0.25, 0...0.99, "stop before liquidation, of the distance")
+        limits.takerFeeRate = try fraction("TAKER_FEE_RATE", 0.0005, 0...0.01, "taker fee")
+        var settings = ExecutorService.Settings()
+        settings.referenceVenue = try config.string("REFERENCE_VENUE", help: "venue whose latest price is the reference (price:<venue>:<symbol>)")
+        limits.requireReferencePrice = try config.bool("REQUIRE_REFERENCE_PRICE", default: settings.referenceVenue != nil, help: "no trade without a reference price")
+        settings.limits = limits
+        settings.halts.dailyLossFraction = try fraction("DAILY_LOSS_LIMIT_PERCENT", 0.05, 0.001...1, "daily loss that halts trading")
+        settings.halts.maxConsecutiveLosses = try config.int("MAX_CONSECUTIVE_LOSSES", default: 3, range: 1...100, help: "losing trades in a row that halt trading")
+        settings.halts.maxDrawdownFraction = try fraction("MAX_DRAWDOWN_PERCENT", 0.15, 0.001...1, "drawdown from the peak that halts trading")
+        let trailingCallback = try config.double("TRAILING_CALLBACK_PERCENT", default: 0, range: 0...0.5, help: "0: no trailing stop")
+        settings.policy = StopPolicy(
+            trailingActivationR: trailingCallback > 0 ? try fraction("TRAILING_ACTIVATION_R", 1, 0...100, "R in favour before trailing") : nil,
+            trailingCallbackFraction: trailingCallback > 0 ? Decimal(finite: trailingCallback) : nil,
+            breakEvenAfterOneR: try config.bool("BREAK_EVEN_AFTER_1R", default: false, help: "stop to entry after +1R"),
+            atrMultiple: nil)
+        settings.closeOnOpposite = try config.bool("CLOSE_ON_OPPOSITE_DECISION", default: true, help: "an opposing decision closes the position")
+        settings.account = try config.string("EXECUTOR_ACCOUNT", default: "default", help: "account name in queue names")!
+        var paper = PaperExchange.Settings()
+        paper.slippageFraction = try fraction("PAPER_SLIPPAGE_PERCENT", 0.0005, 0...0.1, "paper fills move this against the taker")
+        paper.takerFeeRate = limits.takerFeeRate
+        return ExecutorConfiguration(
+            settings: settings, initialCapital: try fraction("INITIAL_CAPITAL", 10_000, 1...1_000_000_000, "paper account's starting balance (USD)"),
+            paperStateFile: try config.string("PAPER_STATE_FILE", default: ".tradebus/paper-default.json", help: "where the paper venue keeps its state"),
+            paper: paper)
+    }
+}
+
+/// Reconciles with the venue (retrying with backoff until it can), then keeps processing venue events.
+struct ReconcileService: Service {
+    let executor: ExecutorService
+    let logger: Logger
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            var attempt = 0
+            let backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30))
+            while !Task.isCancelled {
+                do {
+                    try await executor.reconcile()
+                    logger.info("reconciled with the venue; orders may go")
+                    return
+                } catch {
+                    logger.error("cannot reconcile with the venue; no new orders until it answers", metadata: ["error": "\(error)"])
+                    try await Task.sleep(for: backoff.delay(attempt: attempt))
+                    attempt += 1
+                }
+            }
+        }
+    }
+}
+
+extension WorkerMain {
+    /// executor: decisions through the risk gateway to the venue.
+    public static func runExecutor() async -> Never {
+        struct Settings: Sendable {
+            var dependencies: WorkerDependencies
+            var executor: ExecutorConfiguration
+        }
+        await run(
+            worker: "executor", defaultPort: 9104, summary: "risk gateway, paper venue, positions and stops; every order recorded",
+            configure: { config in
+                Settings(
+                    dependencies: try WorkerDependencies.configure([.bus, .cache, .store], config: config, instance: "executor"),
+                    executor: try ExecutorConfiguration.read(config))
+            },
+            start: { settings, context in
+                try await settings.dependencies.connect(context)
+                let bus = settings.dependencies.bus!, cache = settings.dependencies.cache!, store = settings.dependencies.store!
+                let account = settings.executor.settings.account
+                if let file = settings.executor.paperStateFile {
+                    try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: file).deletingLastPathComponent().path, withIntermediateDirectories: true)
+                }
+                let venue = try PaperVenue(balance: settings.executor.initialCapital, settings: settings.executor.paper, path: settings.executor.paperStateFile)
+                let executor = ExecutorService(
+                    venue: venue, store: store, bus: bus, cache: cache, settings: settings.executor.settings, source: context.settings.instance, logger: context.logger)
+                try await bus.declare(ExecutorService.decisionQueue(account: account))
+                try await bus.declare(ExecutorService.candleQueue(account: account))
+                return WorkerPlan(
+                    services: [
+                        ReconcileService(executor: executor, logger: context.logger),
+                        ConsumerService(bus: bus, queue: ExecutorService.decisionQueue(account: account).name, options: ConsumerOptions(prefetch: 1, retryDelay: .seconds(1))) {
+                            try await executor.handleDecision($0)
+                        },
+                        ConsumerService(bus: bus, queue: ExecutorService.candleQueue(account: account).name, options: ConsumerOptions(prefetch: 64)) {
+                            try await executor.handleCandle($0)
+                        },
+                    ],
+                    checks: { await settings.dependencies.checks() },
+                    status: {
+                        let (equity, margin) = (try? await venue.account()) ?? (0, 0)
+                        return [
+                            "worker": "executor", "venue": "paper", "account": account, "reconciled": "\(await executor.reconciled)",
+                            "equity": "\(equity)", "available_margin": "\(margin)",
+                        ]
+                    },
+                    shutdown: { await settings.dependencies.close() })
+            })
+    }
+}
