@@ -104,7 +104,7 @@ struct NotifierWorkerTests {
             (["SLACK_WEBHOOK_URL": "not a url"], "SLACK_WEBHOOK_URL"),
             (["NOTIFY_MIN_SEVERITY": "loud"], "NOTIFY_MIN_SEVERITY"),
             (["NOTIFY_ROUTES": "pager:warning"], "NOTIFY_ROUTES"),
-            (["NOTIFY_DAILY_SUMMARY_HOUR": "18"], "DATABASE_URL"),
+            (["NOTIFY_DAILY_SUMMARY_HOUR": "18", "DATABASE_URL": ""], "DATABASE_URL"),  // empty: unset, whatever the test runner exports
         ] {
             #expect { try Command.run("\(build)/notifier", [], environment: servers.merging(settings) { $1 }) } throws: { error in
                 guard let failure = error as? CommandFailed else { return false }
