@@ -7,14 +7,6 @@ import Testing
 import TradingCore
 import TradingServices
 
-/// A clock the test moves by hand.
-final class ManualClock: Sendable {
-    private let time: Mutex<Date>
-    init(millis: Int64) { time = Mutex(Date(timeIntervalSince1970: Double(millis) / 1000)) }
-    func set(millis: Int64) { time.withLock { $0 = Date(timeIntervalSince1970: Double(millis) / 1000) } }
-    var now: @Sendable () -> Date { { self.time.withLock { $0 } } }
-}
-
 /// A bus whose candle publishes fail while `failing` is set, as RabbitMQ's do when it is unreachable.
 final class FailingBus: MessageBus {
     let inner: InProcessBus

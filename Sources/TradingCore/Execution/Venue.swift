@@ -42,6 +42,17 @@ public struct VenueFill: Sendable, Hashable, Codable {
     public var quantity: Decimal
     public var fee: Decimal
     public var time: Date
+
+    public init(tradeID: String, clientOrderID: String, symbol: String, side: OrderSide, price: Decimal, quantity: Decimal, fee: Decimal, time: Date) {
+        self.tradeID = tradeID
+        self.clientOrderID = clientOrderID
+        self.symbol = symbol
+        self.side = side
+        self.price = price
+        self.quantity = quantity
+        self.fee = fee
+        self.time = time
+    }
 }
 
 /// A position as the venue knows it, with the protective orders it holds.

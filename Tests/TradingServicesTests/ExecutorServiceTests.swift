@@ -1,0 +1,296 @@
+import Foundation
+import Logging
+import SQLTradeStore
+import SQLiteStore
+import Synchronization
+import TestSupport
+import Testing
+import TradingCore
+import TradingServices
+
+/// A venue that fails on command, around the paper venue: lost responses, unreachable, partial and
+/// duplicated fills.
+final class FlakyVenue: Venue {
+    enum Fault: Sendable { case none, loseResponse, unreachable }
+    let paper: PaperVenue
+    let fault = Mutex(Fault.none)
+    let extraEvents = Mutex<[VenueEvent]>([])
+    let submitted = Mutex(0)
+    /// Off when the test makes fills up itself: the paper venue then has no position to protect.
+    let forwardProtection = Mutex(true)
+    var name: String { "paper" }
+    var isLive: Bool { false }
+
+    init(_ paper: PaperVenue) { self.paper = paper }
+
+    func filters(symbol: String) async throws(VenueError) -> ExchangeFilters { try await paper.filters(symbol: symbol) }
+    func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) {
+        if fault.withLock({ $0 }) == .unreachable { throw VenueError(.unreachable, "test: down") }
+        return try await paper.account()
+    }
+    func submit(_ request: VenueOrderRequest) async throws(VenueError) -> VenueOrder {
+        switch fault.withLock({ $0 }) {
+        case .unreachable: throw VenueError(.unreachable, "test: down")
+        case .loseResponse:
+            submitted.withLock { $0 += 1 }
+            _ = try await paper.submit(request)
+            throw VenueError(.outcomeUnknown, "test: the answer was lost")
+        case .none:
+            submitted.withLock { $0 += 1 }
+            return try await paper.submit(request)
+        }
+    }
+    func order(clientOrderID: String, symbol: String) async throws(VenueError) -> VenueOrder? {
+        if fault.withLock({ $0 }) == .unreachable { throw VenueError(.unreachable, "test: down") }
+        return try await paper.order(clientOrderID: clientOrderID, symbol: symbol)
+    }
+    func positions() async throws(VenueError) -> [VenuePosition] {
+        if fault.withLock({ $0 }) == .unreachable { throw VenueError(.unreachable, "test: down") }
+        return try await paper.positions()
+    }
+    func protect(symbol: String, stopLoss: Decimal, takeProfit: Decimal?, policy: StopPolicy) async throws(VenueError) {
+        guard forwardProtection.withLock({ $0 }) else { return }
+        try await paper.protect(symbol: symbol, stopLoss: stopLoss, takeProfit: takeProfit, policy: policy)
+    }
+    func events() async throws(VenueError) -> [VenueEvent] { extraEvents.withLock { $0 } + (try await paper.events()) }
+    func acknowledgeEvents(_ count: Int) async throws(VenueError) {
+        let extra = extraEvents.withLock { events in
+            let n = min(count, events.count)
+            events.removeFirst(n)
+            return n
+        }
+        try await paper.acknowledgeEvents(count - extra)
+    }
+    func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {
+        try await paper.observe(symbol: symbol, candle: candle, time: time, atr: atr, fundingRate: fundingRate)
+    }
+    func price(symbol: String) async throws(VenueError) -> Decimal? { try await paper.price(symbol: symbol) }
+}
+
+/// The executor on the paper venue, a SQLite store and the in-process bus: one order per decision,
+/// crashes at every step, lost responses, partial and duplicated fills.
+@Suite("Executor (paper venue, in process)")
+struct ExecutorServiceTests {
+    static let t0 = Date(timeIntervalSince1970: 1_767_225_600)
+
+    struct World {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("executor-\(UUID().uuidString)")
+        let store: SQLTradeStore
+        let bus = InProcessBus()
+        let cache = LocalCache()
+        let clock = ManualClock(ExecutorServiceTests.t0)
+        let events = Collector<String>()
+        var consumer: RunningConsumer?
+
+        init() async throws {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            store = .sqlite(path: directory.appendingPathComponent("store.sqlite").path)
+            try await store.migrate()
+            try await bus.declare(QueueSpec(name: "events", bindings: ["order.#", "trade.#", "alert.#"]))
+            let events = self.events
+            consumer = RunningConsumer.start(bus, queue: "events") { events.append($0.routingKey) }
+        }
+
+        var statePath: String { directory.appendingPathComponent("paper.json").path }
+
+        /// A venue process that outlives executors: the same state file each time.
+        func venue() throws -> FlakyVenue {
+            var settings = PaperExchange.Settings()
+            settings.filters = ExchangeFilters(tickSize: 0.1, stepSize: 0.001, minQuantity: 0.001, maxQuantity: 1_000, minNotional: 5)
+            settings.slippageFraction = 0
+            return FlakyVenue(try PaperVenue(balance: 10_000, settings: settings, path: statePath))
+        }
+
+        /// A fresh executor (after a crash, a new one), reconciled.
+        func executor(_ venue: FlakyVenue, reconcile: Bool = true) async throws -> ExecutorService {
+            var settings = ExecutorService.Settings()
+            settings.limits.requireReferencePrice = false
+            let clock = self.clock
+            let executor = ExecutorService(venue: venue, store: store, bus: bus, cache: cache, settings: settings, source: "test", logger: Logger(label: "test"), now: clock.now)
+            if reconcile { try await executor.reconcile() }
+            return executor
+        }
+
+        func candle(_ executor: ExecutorService, minute: Int, open: Double, high: Double, low: Double, close: Double) async throws {
+            clock.set(ExecutorServiceTests.t0.addingTimeInterval(Double(minute) * 60))
+            let candle = Candle(openTime: Int64(ExecutorServiceTests.t0.timeIntervalSince1970 * 1000) + Int64(minute) * 60_000, open: open, high: high, low: low, close: close, volume: 10)
+            try await executor.observe(CandlePayload(venue: "paper", symbol: "BTCUSDT", interval: "1m", candle: candle), time: clock.date)
+        }
+
+        func intent(_ id: String = UUID().uuidString, action: TradeAction = .long, stop: Double = 98_000, target: Double = 104_000) -> OrderIntent {
+            let proposal = TradeProposal(action: action, confidence: 0.82, leverage: 3, entry: 100_000, stopLoss: action == .long ? stop : 202_000 - stop, takeProfit: action == .long ? target : 200_000 - target, reasoning: "t")
+            return OrderIntent(
+                decisionID: "decision:\(id)",
+                decision: DecisionPayload(symbol: "BTCUSDT", proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: id),
+                decidedAt: clock.date)
+        }
+
+        func stop() async throws { try await consumer?.stop() }
+    }
+
+    @Test("a decision becomes one order; the fill opens a protected position; the stop closes it into a trade")
+    func lifecycle() async throws {
+        let world = try await World()
+        let venue = try world.venue()
+        let executor = try await world.executor(venue)
+        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let intent = world.intent()
+        #expect(try await executor.execute(intent, correlationID: "c") == .ordered(clientOrderID: ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)))
+        #expect(try await executor.execute(intent, correlationID: "c") == .duplicate)
+        let orders = try await world.store.orders(decisionID: intent.decisionID)
+        #expect(orders.count == 1 && orders[0].status == .accepted && venue.submitted.withLock { $0 } == 1)
+
+        try await world.candle(executor, minute: 1, open: 100_000, high: 100_200, low: 99_800, close: 100_100)
+        let position = try #require(try await world.store.openPositions().first)
+        #expect(position.quantity == Decimal(string: "0.05") && position.stopLoss == 98_000 && position.takeProfit == 104_000)
+        #expect(try await venue.positions().first?.stopLoss == 98_000)
+        #expect(try await world.store.order(clientOrderID: orders[0].clientOrderID)?.status == .filled)
+
+        try await world.candle(executor, minute: 2, open: 100_000, high: 100_000, low: 97_500, close: 97_800)
+        #expect(try await world.store.openPositions().isEmpty)
+        let trade = try #require(try await world.store.trades(since: nil).first)
+        #expect(trade.exitReason == "stop_loss" && trade.exitPrice == 98_000 && trade.pnl < -100 && trade.fees > 0)
+        #expect(await eventually { world.events.all.contains("trade.opened.BTCUSDT") && world.events.all.contains("trade.closed.BTCUSDT") })
+        try await world.stop()
+    }
+
+    @Test("a refused decision makes no order and publishes order.rejected; redelivered, it stays refused")
+    func refused() async throws {
+        let world = try await World()
+        let venue = try world.venue()
+        let executor = try await world.executor(venue)
+        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let bad = world.intent(stop: 101_000)
+        #expect(try await executor.execute(bad, correlationID: "c") == .rejected(.wrongSide))
+        #expect(try await executor.execute(bad, correlationID: "c") == .duplicate)
+        #expect(try await world.store.orders(decisionID: bad.decisionID).isEmpty && venue.submitted.withLock { $0 } == 0)
+        #expect(await eventually { world.events.all.contains("order.rejected.BTCUSDT") })
+        try await world.stop()
+    }
+
+    @Test("crash after the intent: the redelivered decision sends the committed order, once")
+    func crashAfterIntent() async throws {
+        let world = try await World()
+        let venue = try world.venue()
+        let first = try await world.executor(venue)
+        try await world.candle(first, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let intent = world.intent()
+        // What a killed executor leaves: the intent row, committed; nothing sent.
+        let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
+        try await world.store.recordOrder(OrderRecord(
+            clientOrderID: id, decisionID: intent.decisionID, venue: "paper", symbol: "BTCUSDT", side: .buy, type: .market, purpose: .entry,
+            quantity: Decimal(string: "0.05")!, price: 100_000, stopPrice: 98_000, createdAt: world.clock.date))
+        let second = try await world.executor(venue)  // restart: reconciliation leaves the unsent intent alone
+        #expect(try await world.store.order(clientOrderID: id)?.status == .intent)
+        #expect(try await second.execute(intent, correlationID: "c") == .duplicate)  // the redelivery
+        let sent = try await venue.paper.order(clientOrderID: id, symbol: "BTCUSDT")
+        #expect(sent?.quantity == Decimal(string: "0.05") && venue.submitted.withLock { $0 } == 1)
+        _ = try await second.execute(intent, correlationID: "c")
+        let orders = try await world.store.orders(decisionID: intent.decisionID)
+        #expect(venue.submitted.withLock { $0 } == 1 && orders.count == 1 && orders[0].status == .accepted)
+        // Too late for a stale intent: it expires instead.
+        let late = world.intent()
+        let lateID = ClientOrderID.make(decisionID: late.decisionID, purpose: .entry)
+        try await world.store.recordOrder(OrderRecord(
+            clientOrderID: lateID, decisionID: late.decisionID, venue: "paper", symbol: "BTCUSDT", side: .buy, type: .market, purpose: .entry,
+            quantity: 1, createdAt: world.clock.date))
+        world.clock.set(world.clock.date.addingTimeInterval(600))
+        _ = try await second.execute(late, correlationID: "c")
+        #expect(try await world.store.order(clientOrderID: lateID)?.status == .expired && venue.submitted.withLock { $0 } == 1)
+        try await world.stop()
+    }
+
+    @Test("a lost response (and a crash after the send): the order is queried by client id, never sent again")
+    func lostResponse() async throws {
+        let world = try await World()
+        let venue = try world.venue()
+        let executor = try await world.executor(venue)
+        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        venue.fault.withLock { $0 = .loseResponse }
+        let intent = world.intent()
+        _ = try await executor.execute(intent, correlationID: "c")
+        venue.fault.withLock { $0 = .none }
+        let order = try #require(try await world.store.orders(decisionID: intent.decisionID).first)
+        #expect(order.status == .accepted && venue.submitted.withLock { $0 } == 1)
+        let restarted = try await world.executor(venue)
+        _ = try await restarted.execute(intent, correlationID: "c")
+        #expect(venue.submitted.withLock { $0 } == 1)
+        try await world.candle(restarted, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        #expect(try await world.store.openPositions().count == 1)
+        try await world.stop()
+    }
+
+    @Test("crash after the fill, before the commit: the venue's events come again and are committed once")
+    func crashAfterFill() async throws {
+        let world = try await World()
+        let venue = try world.venue()
+        let first = try await world.executor(venue)
+        try await world.candle(first, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        _ = try await first.execute(world.intent(), correlationID: "c")
+        // The fill happens at the venue while the executor is down (no one processes the events).
+        try await venue.paper.observe(symbol: "BTCUSDT", candle: Candle(openTime: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000, volume: 1), time: ExecutorServiceTests.t0.addingTimeInterval(60), atr: nil, fundingRate: nil)
+        #expect(try await world.store.openPositions().isEmpty)
+        let second = try await world.executor(venue)  // reconcile commits them
+        #expect(try await world.store.openPositions().count == 1)
+        try await second.processVenueEvents()
+        let third = try await world.executor(venue)
+        _ = third
+        #expect(try await world.store.openPositions().count == 1)
+        #expect(try await world.store.fills(clientOrderID: try await world.store.orders(statuses: [.filled]).first!.clientOrderID).count == 1)
+        try await world.stop()
+    }
+
+    @Test("partial and duplicated fills: the position is the sum of the unique fills")
+    func partialFills() async throws {
+        let world = try await World()
+        let venue = try world.venue()
+        let executor = try await world.executor(venue)
+        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let intent = world.intent()
+        _ = try await executor.execute(intent, correlationID: "c")
+        let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
+        func fill(_ trade: String, _ quantity: Decimal) -> VenueEvent {
+            .fill(VenueFill(tradeID: trade, clientOrderID: id, symbol: "BTCUSDT", side: .buy, price: 100_000, quantity: quantity, fee: 1, time: ExecutorServiceTests.t0))
+        }
+        venue.forwardProtection.withLock { $0 = false }
+        venue.extraEvents.withLock { $0 = [fill("t1", 0.02), fill("t1", 0.02), fill("t2", 0.01)] }
+        try await executor.processVenueEvents()
+        let partial = try await world.store.order(clientOrderID: id)?.status
+        let positions = try await world.store.openPositions()
+        #expect(partial == .partiallyFilled && positions.isEmpty)
+        venue.extraEvents.withLock { $0 = [fill("t3", 0.02), fill("t2", 0.01)] }
+        try await executor.processVenueEvents()
+        #expect(try await world.store.order(clientOrderID: id)?.status == .filled)
+        #expect(try await world.store.openPositions().first?.quantity == Decimal(string: "0.05"))
+        try await world.stop()
+    }
+
+    @Test("an unreachable venue at start: not reconciled, no new orders")
+    func unreachableAtStart() async throws {
+        let world = try await World()
+        let venue = try world.venue()
+        venue.fault.withLock { $0 = .unreachable }
+        let executor = try await world.executor(venue, reconcile: false)
+        await #expect(throws: VenueError.self) { try await executor.reconcile() }
+        await #expect(throws: VenueError.self) { try await executor.execute(world.intent(), correlationID: "c") }
+        #expect(venue.submitted.withLock { $0 } == 0)
+        try await world.stop()
+    }
+
+    @Test("an opposing decision closes the position and opens nothing")
+    func opposing() async throws {
+        let world = try await World()
+        let venue = try world.venue()
+        let executor = try await world.executor(venue)
+        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        _ = try await executor.execute(world.intent(), correlationID: "c")
+        try await world.candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let outcome = try await executor.execute(world.intent(action: .short), correlationID: "c")
+        guard case .closing = outcome else { Issue.record("\(outcome)"); return }
+        try await world.candle(executor, minute: 2, open: 100_500, high: 100_600, low: 100_400, close: 100_500)
+        let storePositions = try await world.store.openPositions(), venuePositions = try await venue.positions()
+        #expect(storePositions.isEmpty && venuePositions.isEmpty)
+        #expect(try await world.store.trades(since: nil).first?.exitReason == "exit")
+        try await world.stop()
+    }
+}
