@@ -59,27 +59,36 @@ public struct ExecutorConfiguration: Sendable {
     }
 }
 
-/// Reconciles with the venue (retrying with backoff until it can), then keeps processing venue events.
+/// Reconciles with the venue (retrying with backoff until it can), then polls the venue's events
+/// (fills, closes, stop moves) every second until shutdown.
 struct ReconcileService: Service {
     let executor: ExecutorService
     let logger: Logger
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            var attempt = 0
-            let backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30))
-            while !Task.isCancelled {
-                do {
-                    try await executor.reconcile()
-                    logger.info("reconciled with the venue; orders may go")
-                    return
-                } catch {
-                    logger.error("cannot reconcile with the venue; no new orders until it answers", metadata: ["error": "\(error)"])
-                    try await Task.sleep(for: backoff.delay(attempt: attempt))
-                    attempt += 1
+        do {
+            try await cancelWhenGracefulShutdown {
+                var attempt = 0
+                let backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30))
+                while !Task.isCancelled {
+                    do {
+                        try await executor.reconcile()
+                        logger.info("reconciled with the venue; orders may go")
+                        break
+                    } catch {
+                        logger.error("cannot reconcile with the venue; no new orders until it answers", metadata: ["error": "\(error)"])
+                        try await Task.sleep(for: backoff.delay(attempt: attempt))
+                        attempt += 1
+                    }
+                }
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .seconds(1))
+                    do { try await executor.processVenueEvents() } catch {
+                        logger.error("venue events not committed; will retry", metadata: ["error": "\(error)"])
+                    }
                 }
             }
-        }
+        } catch is CancellationError {}
     }
 }
 

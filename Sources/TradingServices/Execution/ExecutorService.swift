@@ -42,6 +42,7 @@ public actor ExecutorService {
     let now: @Sendable () -> Date
     private var halts: TradingHalts?
     public private(set) var reconciled = false
+    private var processingEvents = false
 
     public init(
         venue: any Venue, store: any TradeStore, bus: any MessageBus, cache: any HotCache, settings: Settings, source: String, logger: Logger,
@@ -253,6 +254,10 @@ public actor ExecutorService {
 
     /// Commits the venue's fills, closes and stop moves, then acknowledges them.
     public func processVenueEvents() async throws {
+        // One pass at a time: a second caller (the poll, a candle) would commit and acknowledge the same events twice.
+        guard !processingEvents else { return }
+        processingEvents = true
+        defer { processingEvents = false }
         let events = try await venue.events()
         guard !events.isEmpty else { return }
         for event in events {
