@@ -63,6 +63,8 @@ public struct ExecutorConfiguration: Sendable {
 /// (fills, closes, stop moves) every second until shutdown.
 struct ReconcileService: Service {
     let executor: ExecutorService
+    /// Live venues report fills on their own time; the paper venue's come with the candles.
+    let pollEvents: Bool
     let logger: Logger
 
     func run() async throws {
@@ -83,6 +85,7 @@ struct ReconcileService: Service {
                 }
                 while !Task.isCancelled {
                     try await Task.sleep(for: .seconds(1))
+                    guard pollEvents else { continue }
                     do { try await executor.processVenueEvents() } catch {
                         logger.error("venue events not committed; will retry", metadata: ["error": "\(error)"])
                     }
@@ -120,7 +123,7 @@ extension WorkerMain {
                 try await bus.declare(ExecutorService.candleQueue(account: account))
                 return WorkerPlan(
                     services: [
-                        ReconcileService(executor: executor, logger: context.logger),
+                        ReconcileService(executor: executor, pollEvents: venue.isLive, logger: context.logger),
                         ConsumerService(bus: bus, queue: ExecutorService.decisionQueue(account: account).name, options: ConsumerOptions(prefetch: 1, retryDelay: .seconds(1))) {
                             try await executor.handleDecision($0)
                         },

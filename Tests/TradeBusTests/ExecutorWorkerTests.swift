@@ -18,7 +18,8 @@ struct ExecutorWorkerTests {
     @Test("a decision, delivered twice, becomes one order; the next candle fills it and opens a trade; all of it in Postgres")
     func decisionToTrade() async throws {
         let account = "proctest"
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent("paper-\(UUID().uuidString).json").path
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("paper-proctest.json").path
+        try? FileManager.default.removeItem(atPath: state)
         let environment = [
             "AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL, "DATABASE_URL": TestServices.databaseURL, "HTTP_PORT": "0",
             "EXECUTOR_ACCOUNT": account, "PAPER_STATE_FILE": state, "REQUIRE_REFERENCE_PRICE": "false", "INITIAL_CAPITAL": "10000",

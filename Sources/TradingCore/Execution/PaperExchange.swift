@@ -51,9 +51,13 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     var nextTrade = 1
     var queued: [VenueEvent] = []
 
-    public init(settings: Settings = Settings(), balance: Decimal) {
+    /// Makes this account's trade and order ids unique among every paper account a store has seen.
+    let instance: String
+
+    public init(settings: Settings = Settings(), balance: Decimal, instance: String = String(UUID().uuidString.prefix(8)).lowercased()) {
         self.settings = settings
         self.balance = balance
+        self.instance = instance
     }
 
     // MARK: Orders
@@ -68,7 +72,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             }
         }
         let order = VenueOrder(
-            clientOrderID: request.clientOrderID, venueOrderID: "paper-\(orders.count + 1)", symbol: request.symbol, side: request.side,
+            clientOrderID: request.clientOrderID, venueOrderID: "paper-\(instance)-\(orders.count + 1)", symbol: request.symbol, side: request.side,
             quantity: request.quantity, filledQuantity: 0, averagePrice: nil, status: .accepted, reduceOnly: request.reduceOnly)
         orders[request.clientOrderID] = order
         pending.append(request.clientOrderID)
@@ -125,7 +129,10 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     // MARK: Prices
 
     /// The next candle of `symbol` (prices as Decimal); `atr` feeds the ATR-adaptive stop, `fundingRate` funding.
+    /// A candle not after the last one of its symbol (a redelivery) changes nothing.
     public mutating func onCandle(symbol: String, open: Decimal, high: Decimal, low: Decimal, close: Decimal, time: Date, atr: Decimal? = nil, fundingRate: Decimal? = nil) {
+        if let last = lastCandle[symbol], time <= last { return }
+        lastCandle[symbol] = time
         fillPending(symbol: symbol, at: open, time: time)
         chargeFunding(symbol: symbol, price: open, time: time, rate: fundingRate)
         if var position = positions[symbol] {
@@ -150,7 +157,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             let buy = order.side == .buy
             let price = buy ? open * (1 + settings.slippageFraction) : open * (1 - settings.slippageFraction)
             let fee = price * order.quantity * settings.takerFeeRate
-            let fill = VenueFill(tradeID: "paper-fill-\(nextTrade)", clientOrderID: id, symbol: symbol, side: order.side, price: price, quantity: order.quantity, fee: fee, time: time)
+            let fill = VenueFill(tradeID: "paper-\(instance)-\(nextTrade)", clientOrderID: id, symbol: symbol, side: order.side, price: price, quantity: order.quantity, fee: fee, time: time)
             nextTrade += 1
             order.filledQuantity = order.quantity
             order.averagePrice = price
@@ -228,7 +235,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         let pnl = (long ? exit - p.entry : p.entry - exit) * p.quantity
         balance += pnl
         queued.append(.fill(VenueFill(
-            tradeID: "paper-fill-\(nextTrade)", clientOrderID: "paper-\(reason)-\(p.symbol)-\(Int(time.timeIntervalSince1970))", symbol: p.symbol,
+            tradeID: "paper-\(instance)-\(nextTrade)", clientOrderID: "paper-\(instance)-\(reason)-\(nextTrade)", symbol: p.symbol,
             side: long ? .sell : .buy, price: exit, quantity: p.quantity, fee: fee, time: time)))
         nextTrade += 1
         return close(p, quantity: p.quantity, exit: exit, pnl: pnl, time: time, reason: reason)
@@ -272,4 +279,5 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     }
 
     var lastFundingBySymbol: [String: Date] = [:]
+    var lastCandle: [String: Date] = [:]
 }

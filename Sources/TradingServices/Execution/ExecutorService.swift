@@ -260,6 +260,17 @@ public actor ExecutorService {
         defer { processingEvents = false }
         let events = try await venue.events()
         guard !events.isEmpty else { return }
+        logger.debug("committing venue events", metadata: ["count": "\(events.count)", "events": "\(events)"])
+        do {
+            try await commit(events)
+        } catch {
+            logger.error("venue events not committed; they stay at the venue and come again", metadata: ["error": "\(error)"])
+            throw error
+        }
+        try await venue.acknowledgeEvents(events.count)
+    }
+
+    func commit(_ events: [VenueEvent]) async throws {
         for event in events {
             switch event {
             case .fill(let fill): try await record(fill)
@@ -272,7 +283,6 @@ public actor ExecutorService {
                 }
             }
         }
-        try await venue.acknowledgeEvents(events.count)
     }
 
     func record(_ fill: VenueFill) async throws {
