@@ -13,6 +13,8 @@ public struct NotifierConfiguration: Sendable {
     public var delivery: SinkWorker.Settings
     /// UTC hour of the daily summary; nil: off (it needs DATABASE_URL).
     public var summaryHour: Int?
+    /// Queue names are `<prefix>.<sink>`.
+    public var queuePrefix: String
 
     public static func read(_ config: ConfigReader, logger: Logger) throws -> NotifierConfiguration {
         var sinks: [any NotificationSink] = []
@@ -58,7 +60,11 @@ public struct NotifierConfiguration: Sendable {
         if hour >= 0, try config.string("DATABASE_URL", help: "the store the summary reads") == nil {
             throw ConfigError(key: "DATABASE_URL", message: "is required when NOTIFY_DAILY_SUMMARY_HOUR is set")
         }
-        return NotifierConfiguration(sinks: sinks, routes: routes, delivery: delivery, summaryHour: hour >= 0 ? hour : nil)
+        let prefix = try config.string("NOTIFIER_QUEUE_PREFIX", default: "notifier", help: "queue names are <prefix>.<sink>")!
+        guard !prefix.isEmpty, prefix.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
+            throw ConfigError(key: "NOTIFIER_QUEUE_PREFIX", message: "'\(prefix)' may hold only letters, digits, '-', '_' and '.'")
+        }
+        return NotifierConfiguration(sinks: sinks, routes: routes, delivery: delivery, summaryHour: hour >= 0 ? hour : nil, queuePrefix: prefix)
     }
 
     static func requireHTTP(_ url: String, key: String) throws {
@@ -131,7 +137,7 @@ extension WorkerMain {
                 var services: [any Service] = []
                 var workers: [SinkWorker] = []
                 for sink in settings.notifier.sinks {
-                    let spec = SinkWorker.queue(for: sink.name)
+                    let spec = SinkWorker.queue(for: sink.name, prefix: settings.notifier.queuePrefix)
                     try await bus.declare(spec)
                     let worker = SinkWorker(
                         sink: sink, route: settings.notifier.routes[sink.name]!, cache: cache, settings: settings.notifier.delivery, logger: context.logger)

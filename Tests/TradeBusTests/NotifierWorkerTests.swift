@@ -14,9 +14,12 @@ import Glibc
 struct NotifierWorkerTests {
     let build = TestServices.repositoryRoot.appendingPathComponent(".build/debug").path
 
+    /// Fresh queues per test: the shared broker's `notifier.*` queues hold every alert other tests publish.
+    let prefix = "test-notifier-\(UUID().uuidString.prefix(8).lowercased())"
+
     func environment(_ sinks: FakeSinks) -> [String: String] {
         [
-            "AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL, "HTTP_PORT": "0",
+            "AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL, "HTTP_PORT": "0", "NOTIFIER_QUEUE_PREFIX": prefix,
             "TELEGRAM_BOT_TOKEN": "42:SECRET-TOKEN", "TELEGRAM_CHAT_ID": "-1001", "TELEGRAM_API_BASE_URL": sinks.telegramBase,
             "DISCORD_WEBHOOK_URL": sinks.discordURL, "SLACK_WEBHOOK_URL": sinks.slackURL,
             "NOTIFY_WEBHOOK_URL": sinks.webhookURL, "NOTIFY_WEBHOOK_SECRET": "hook-secret",
@@ -44,7 +47,7 @@ struct NotifierWorkerTests {
         sinks.script(.discord, [.init(status: 429, retryAfter: 1), .init(status: 429, retryAfter: 1), .init(status: 429, retryAfter: 1)])
         let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "notifier-test"))
         try await bus.connect()
-        for sink in ["telegram", "discord", "slack", "webhook", "log"] { try await bus.declare(SinkWorker.queue(for: sink)) }
+        for sink in ["telegram", "discord", "slack", "webhook", "log"] { try await bus.declare(SinkWorker.queue(for: sink, prefix: prefix)) }
         let notifiers = try (0..<2).map { _ in try SpawnedProcess(executable: "\(build)/notifier", environment: environment(sinks)) }
         defer { for notifier in notifiers { notifier.signal(SIGKILL) } }
 
@@ -79,7 +82,7 @@ struct NotifierWorkerTests {
         sinks.script(.slack, Array(repeating: .init(status: 503), count: 20))
         let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "notifier-test"))
         try await bus.connect()
-        for sink in ["telegram", "discord", "slack", "webhook", "log"] { try await bus.declare(SinkWorker.queue(for: sink)) }
+        for sink in ["telegram", "discord", "slack", "webhook", "log"] { try await bus.declare(SinkWorker.queue(for: sink, prefix: prefix)) }
         var environment = environment(sinks)
         environment["NOTIFY_MAX_ATTEMPTS"] = "3"
         let notifier = try SpawnedProcess(executable: "\(build)/notifier", environment: environment)

@@ -76,9 +76,12 @@ public actor AnalystService {
         let decisionID = "decision:\(requestID)"
         if let recorded = try await store.decision(id: decisionID) {
             // Decided before (a redelivery, or a second analyst): publish it only if that never happened.
-            if !(try await store.isProcessed(messageID: decisionID, consumer: Self.publishedMarker)) {
-                try await publish(recorded.payload(requestID: requestID), id: decisionID, correlationID: correlationID)
+            if try await store.isProcessed(messageID: decisionID, consumer: Self.publishedMarker) { return nil }
+            guard await claimPublishing(decisionID) else {
+                // Another analyst is publishing it right now: try again shortly, by when it is marked.
+                throw PublishInProgress(decisionID: decisionID)
             }
+            try await publish(recorded.payload(requestID: requestID), id: decisionID, correlationID: correlationID)
             return nil
         }
         guard let context = try await context(symbol: symbol, interval: interval, signalSnapshot: signalSnapshot) else { return nil }
@@ -97,6 +100,7 @@ public actor AnalystService {
             logger.info("decision already recorded by another analyst", metadata: ["decision_id": "\(decisionID)"])
             return nil
         }
+        _ = await claimPublishing(decisionID)
         if !verdict.invalid.isEmpty {
             try await alert(AlertPayload(
                 severity: .warning, kind: "analyst_invalid", title: "Analyst answer rejected",
@@ -161,6 +165,12 @@ public actor AnalystService {
         return now().timeIntervalSince1970 - closed > length + settings.maxSnapshotAge
     }
 
+    /// A short lease on publishing a decision, so two analysts holding the same signal do not both
+    /// publish it; it expires, so a crash between the lease and the publish delays it but loses nothing.
+    func claimPublishing(_ decisionID: String) async -> Bool {
+        await cache.setIfAbsent("publishing:\(decisionID)", CachedValue(source, sourceTime: now()), ttl: .seconds(30))
+    }
+
     /// Marks, in the store, decisions already on the bus.
     static let publishedMarker = "ai-analyst.published"
 
@@ -195,4 +205,10 @@ extension DecisionRecord {
             symbol: symbol, proposal: proposal, provider: provider, model: model, promptVersion: promptVersion, attempts: 0,
             candleTime: Int64(candleTime.timeIntervalSince1970 * 1000), requestID: requestID)
     }
+}
+
+/// Another analyst holds the lease on publishing this decision; the delivery is retried.
+struct PublishInProgress: Error, CustomStringConvertible {
+    var decisionID: String
+    var description: String { "another analyst is publishing \(decisionID)" }
 }

@@ -61,9 +61,10 @@ public actor SinkWorker {
         self.buckets = sink.rateLimits.map { TokenBucket($0, now: start) }
     }
 
-    /// The sink's queue: every alert, trade and order event.
-    public static func queue(for sink: String) -> QueueSpec {
-        QueueSpec(name: "notifier.\(sink)", bindings: ["alert.#", "trade.#", "order.#"])
+    /// The sink's queue: every alert, trade and order event. `prefix` separates notifier deployments
+    /// sharing a broker.
+    public static func queue(for sink: String, prefix: String = "notifier") -> QueueSpec {
+        QueueSpec(name: "\(prefix).\(sink)", bindings: ["alert.#", "trade.#", "order.#"])
     }
 
     public func handle(_ delivery: Delivery) async throws {
