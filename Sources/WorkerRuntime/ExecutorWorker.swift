@@ -10,6 +10,8 @@ public struct ExecutorConfiguration: Sendable {
     public var initialCapital: Decimal
     public var paperStateFile: String?
     public var paper: PaperExchange.Settings
+    /// The venue whose candles price the paper account (`*`: every venue).
+    public var priceVenue: String
 
     public static func read(_ config: ConfigReader) throws -> ExecutorConfiguration {
         guard try config.bool("USE_PAPER_TRADING", default: true, help: "paper venue (true) or live orders (false)") else {
@@ -55,7 +57,8 @@ public struct ExecutorConfiguration: Sendable {
         return ExecutorConfiguration(
             settings: settings, initialCapital: try fraction("INITIAL_CAPITAL", 10_000, 1...1_000_000_000, "paper account's starting balance (USD)"),
             paperStateFile: try config.string("PAPER_STATE_FILE", default: ".tradebus/paper-default.json", help: "where the paper venue keeps its state"),
-            paper: paper)
+            paper: paper,
+            priceVenue: try config.string("EXECUTOR_PRICE_VENUE", default: "*", help: "venue of the candles that price the paper account (*: all)")!)
     }
 }
 
@@ -120,14 +123,14 @@ extension WorkerMain {
                 let executor = ExecutorService(
                     venue: venue, store: store, bus: bus, cache: cache, settings: settings.executor.settings, source: context.settings.instance, logger: context.logger)
                 try await bus.declare(ExecutorService.decisionQueue(account: account))
-                try await bus.declare(ExecutorService.candleQueue(account: account))
+                try await bus.declare(ExecutorService.candleQueue(account: account, priceVenue: settings.executor.priceVenue))
                 return WorkerPlan(
                     services: [
                         ReconcileService(executor: executor, pollEvents: venue.isLive, logger: context.logger),
                         ConsumerService(bus: bus, queue: ExecutorService.decisionQueue(account: account).name, options: ConsumerOptions(prefetch: 1, retryDelay: .seconds(1))) {
                             try await executor.handleDecision($0)
                         },
-                        ConsumerService(bus: bus, queue: ExecutorService.candleQueue(account: account).name, options: ConsumerOptions(prefetch: 64)) {
+                        ConsumerService(bus: bus, queue: ExecutorService.candleQueue(account: account, priceVenue: settings.executor.priceVenue).name, options: ConsumerOptions(prefetch: 64)) {
                             try await executor.handleCandle($0)
                         },
                     ],

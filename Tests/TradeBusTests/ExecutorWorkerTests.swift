@@ -18,16 +18,18 @@ struct ExecutorWorkerTests {
     @Test("a decision, delivered twice, becomes one order; the next candle fills it and opens a trade; all of it in Postgres")
     func decisionToTrade() async throws {
         let account = "proctest"
+        // Its own price venue: the shared broker carries every test's candles.
+        let priceVenue = "proctest"
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("paper-proctest.json").path
         try? FileManager.default.removeItem(atPath: state)
         let environment = [
             "AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL, "DATABASE_URL": TestServices.databaseURL, "HTTP_PORT": "0",
-            "EXECUTOR_ACCOUNT": account, "PAPER_STATE_FILE": state, "REQUIRE_REFERENCE_PRICE": "false", "INITIAL_CAPITAL": "10000",
+            "EXECUTOR_ACCOUNT": account, "PAPER_STATE_FILE": state, "REQUIRE_REFERENCE_PRICE": "false", "INITIAL_CAPITAL": "10000", "EXECUTOR_PRICE_VENUE": priceVenue,
         ]
         let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "executor-test"))
         try await bus.connect()
         try await bus.declare(ExecutorService.decisionQueue(account: account))
-        try await bus.declare(ExecutorService.candleQueue(account: account))
+        try await bus.declare(ExecutorService.candleQueue(account: account, priceVenue: priceVenue))
         let symbol = "EX\(UUID().uuidString.prefix(6).uppercased())USDT"
         try await bus.declare(QueueSpec(name: "test.executor.\(symbol)", bindings: ["order.*.\(symbol)", "trade.*.\(symbol)"]))
         let events = Collector<String>()
@@ -38,11 +40,14 @@ struct ExecutorWorkerTests {
         func candle(_ minute: Int64, _ price: Double) async throws {
             let openTime = (Int64(Date().timeIntervalSince1970) / 60 + minute) * 60_000
             let envelope = Envelope(type: MessageType.candleClosed, time: Date(), source: "test", payload: CandlePayload(
-                venue: "paper", symbol: symbol, interval: "1m", candle: Candle(openTime: openTime, open: price, high: price + 0.2, low: price - 0.2, close: price, volume: 10)))
-            try await bus.publish(envelope, routingKey: RoutingKey.candle(venue: "paper", symbol: symbol, interval: "1m"))
+                venue: priceVenue, symbol: symbol, interval: "1m", candle: Candle(openTime: openTime, open: price, high: price + 0.2, low: price - 0.2, close: price, volume: 10)))
+            try await bus.publish(envelope, routingKey: RoutingKey.candle(venue: priceVenue, symbol: symbol, interval: "1m"))
         }
         try await candle(0, 100)
-        try await Task.sleep(for: .seconds(2))  // the venue has a price
+        let priced = await eventually(timeout: .seconds(30)) {  // the paper venue has the price
+            (FileManager.default.contents(atPath: state).map { String(decoding: $0, as: UTF8.self) } ?? "").contains(symbol)
+        }
+        #expect(priced, "\(executor.output)")
         let proposal = TradeProposal(action: .long, confidence: 0.82, leverage: 3, entry: 100, stopLoss: 98, takeProfit: 104, reasoning: "test")
         let decision = Envelope(type: MessageType.decision, time: Date(), source: "test", payload: DecisionPayload(
             symbol: symbol, proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: "r"))

@@ -84,6 +84,8 @@ public actor AnalystService {
             try await publish(recorded.payload(requestID: requestID), id: decisionID, correlationID: correlationID)
             return nil
         }
+        // Only one analyst decides a request: the lease outlives the longest decision.
+        guard await claimPublishing(decisionID) else { throw PublishInProgress(decisionID: decisionID) }
         guard let context = try await context(symbol: symbol, interval: interval, signalSnapshot: signalSnapshot) else { return nil }
         let verdict = await panel.decide(context)
         let payload = DecisionPayload(
@@ -100,7 +102,6 @@ public actor AnalystService {
             logger.info("decision already recorded by another analyst", metadata: ["decision_id": "\(decisionID)"])
             return nil
         }
-        _ = await claimPublishing(decisionID)
         if !verdict.invalid.isEmpty {
             try await alert(AlertPayload(
                 severity: .warning, kind: "analyst_invalid", title: "Analyst answer rejected",
@@ -165,10 +166,13 @@ public actor AnalystService {
         return now().timeIntervalSince1970 - closed > length + settings.maxSnapshotAge
     }
 
-    /// A short lease on publishing a decision, so two analysts holding the same signal do not both
+    /// Longer than any decision takes (the panel's budget) plus the time to record and publish it.
+    var leaseTTL: Duration { panel.decisionBudget + .seconds(30) }
+
+    /// A lease on deciding and publishing a request, so two analysts holding the same signal do not both
     /// publish it; it expires, so a crash between the lease and the publish delays it but loses nothing.
     func claimPublishing(_ decisionID: String) async -> Bool {
-        await cache.setIfAbsent("publishing:\(decisionID)", CachedValue(source, sourceTime: now()), ttl: .seconds(30))
+        await cache.setIfAbsent("publishing:\(decisionID)", CachedValue(source, sourceTime: now()), ttl: leaseTTL)
     }
 
     /// Marks, in the store, decisions already on the bus.

@@ -64,9 +64,11 @@ public actor ExecutorService {
         QueueSpec(name: "executor.\(account).decisions", bindings: ["decision.#"], singleActiveConsumer: true)
     }
 
-    /// Candles for the paper venue's prices and the trailing stops.
-    public static func candleQueue(account: String) -> QueueSpec {
-        QueueSpec(name: "executor.\(account).candles", bindings: ["md.candle.#"], singleActiveConsumer: true)
+    /// Candles for the paper venue's prices and the trailing stops: those of `priceVenue` (all venues for `*`).
+    public static func candleQueue(account: String, priceVenue: String = "*") -> QueueSpec {
+        QueueSpec(
+            name: priceVenue == "*" ? "executor.\(account).candles" : "executor.\(account).candles.\(priceVenue)",
+            bindings: ["md.candle.\(priceVenue).#"], singleActiveConsumer: true)
     }
 
     public enum Outcome: Sendable, Equatable {
