@@ -101,7 +101,11 @@ let package = Package(
         ),
 
         /// POSTs to web services over AsyncHTTPClient, shared by the adapters that call them.
-        .target(name: "HTTPSupport", dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client")], swiftSettings: strict),
+        .target(
+            name: "HTTPSupport",
+            dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
         /// LLM providers: the OpenAI-compatible Chat Completions API and Anthropic's Messages API, and the
         /// versioned analyst prompts shipped as resources.
         .target(
@@ -117,8 +121,14 @@ let package = Package(
             dependencies: [
                 "TradingCore", "HTTPSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Crypto", package: "swift-crypto"),
             ],
+            swiftSettings: strict
+        ),
+
+        /// Live futures venues (Binance USDⓈ-M, Bybit v5): signed REST. In progress; the paper venue is in TradingServices.
+        .target(
+            name: "Venues",
+            dependencies: ["TradingCore", "HTTPSupport"],
             swiftSettings: strict
         ),
 
@@ -183,7 +193,8 @@ let package = Package(
         .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ExchangesTests", dependencies: ["Exchanges", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "LLMProvidersTests", dependencies: ["LLMProviders", "TradingServices", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "NotifiersTests", dependencies: ["Notifiers", "TradingServices", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "NotifiersTests", dependencies: ["Notifiers", "TradingServices", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
+        .testTarget(name: "VenuesTests", dependencies: ["Venues"], swiftSettings: strict),
         .testTarget(name: "TradeBusTests", dependencies: ["TestSupport", "WorkerRuntime", "RedisCache", "TradingCore"], swiftSettings: strict),
         .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "TestSupport"], swiftSettings: strict),
     ],

@@ -1,5 +1,4 @@
 import AsyncHTTPClient
-import Crypto
 import Foundation
 import HTTPSupport
 import Logging
@@ -142,8 +141,7 @@ public struct WebhookSink: NotificationSink {
 
     /// The signature header value of `body`.
     public static func signature(_ body: [UInt8], secret: String) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Array(secret.utf8)))
-        return "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
+        "sha256=" + HMACSigning.sha256Hex(body, secret: secret)
     }
 
     public func send(_ notice: Notice) async throws(SinkError) {
