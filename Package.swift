@@ -128,7 +128,10 @@ let package = Package(
         /// Live futures venues (Binance USDⓈ-M, Bybit v5): signed REST. In progress; the paper venue is in TradingServices.
         .target(
             name: "Venues",
-            dependencies: ["TradingCore", "HTTPSupport"],
+            dependencies: [
+                "TradingCore", "HTTPSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
 
@@ -172,7 +175,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "TradingCore", "TradingServices", "WorkerRuntime",
+                "TradingCore", "TradingServices", "WorkerRuntime", "HTTPSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
             ],
@@ -194,7 +197,7 @@ let package = Package(
         .testTarget(name: "ExchangesTests", dependencies: ["Exchanges", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "LLMProvidersTests", dependencies: ["LLMProviders", "TradingServices", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "NotifiersTests", dependencies: ["Notifiers", "TradingServices", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
-        .testTarget(name: "VenuesTests", dependencies: ["Venues"], swiftSettings: strict),
+        .testTarget(name: "VenuesTests", dependencies: ["Venues", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "TradeBusTests", dependencies: ["TestSupport", "WorkerRuntime", "RedisCache", "TradingCore"], swiftSettings: strict),
         .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "TestSupport"], swiftSettings: strict),
     ],

@@ -30,7 +30,7 @@ public enum HTTPCallError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// POSTs over AsyncHTTPClient with a deadline, for the adapters that call web services (LLM providers,
+/// HTTP calls over AsyncHTTPClient with a deadline, for the adapters that call web services (LLM providers,
 /// notification sinks): every status is an answer; only no answer at all is an error.
 public struct HTTPCaller: Sendable {
     public let http: HTTPClient
@@ -38,10 +38,15 @@ public struct HTTPCaller: Sendable {
     public init(http: HTTPClient = .shared) { self.http = http }
 
     public func post(_ url: String, headers: [(String, String)], body: [UInt8], timeout: Duration) async throws(HTTPCallError) -> HTTPAnswer {
+        try await send("POST", url, headers: headers, body: body, timeout: timeout)
+    }
+
+    /// Any method; `body` may be empty.
+    public func send(_ method: String, _ url: String, headers: [(String, String)], body: [UInt8] = [], timeout: Duration) async throws(HTTPCallError) -> HTTPAnswer {
         var request = HTTPClientRequest(url: url)
-        request.method = .POST
+        request.method = HTTPMethod(rawValue: method)
         for (name, value) in headers { request.headers.add(name: name, value: value) }
-        request.body = .bytes(ByteBuffer(bytes: body))
+        if !body.isEmpty { request.body = .bytes(ByteBuffer(bytes: body)) }
         let (seconds, attoseconds) = timeout.components
         do {
             let response = try await http.execute(request, timeout: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))

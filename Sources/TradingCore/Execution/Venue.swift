@@ -30,6 +30,21 @@ public struct VenueOrder: Sendable, Hashable, Codable {
     public var averagePrice: Decimal?
     public var status: OrderStatus
     public var reduceOnly: Bool
+
+    public init(
+        clientOrderID: String, venueOrderID: String, symbol: String, side: OrderSide, quantity: Decimal, filledQuantity: Decimal, averagePrice: Decimal?,
+        status: OrderStatus, reduceOnly: Bool
+    ) {
+        self.clientOrderID = clientOrderID
+        self.venueOrderID = venueOrderID
+        self.symbol = symbol
+        self.side = side
+        self.quantity = quantity
+        self.filledQuantity = filledQuantity
+        self.averagePrice = averagePrice
+        self.status = status
+        self.reduceOnly = reduceOnly
+    }
 }
 
 /// One execution at the venue, with its unique trade id.
@@ -65,6 +80,17 @@ public struct VenuePosition: Sendable, Hashable, Codable {
     public var stopLoss: Decimal?
     public var takeProfit: Decimal?
     public var openedAt: Date
+
+    public init(symbol: String, side: PositionSide, quantity: Decimal, entryPrice: Decimal, leverage: Int, stopLoss: Decimal?, takeProfit: Decimal?, openedAt: Date) {
+        self.symbol = symbol
+        self.side = side
+        self.quantity = quantity
+        self.entryPrice = entryPrice
+        self.leverage = leverage
+        self.stopLoss = stopLoss
+        self.takeProfit = takeProfit
+        self.openedAt = openedAt
+    }
 }
 
 /// A position the venue closed (stop, take-profit, trailing stop, liquidation, or an exit order).

@@ -1,0 +1,255 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPSupport
+import Logging
+import TradingCore
+
+/// Binance USDⓈ-M futures over signed REST (in progress: orders, queries, account, filters, prices,
+/// protection and fills by polling; position closes and the user-data stream come next).
+///
+/// - Every private call is signed (`RequestSigning.binanceQuery`) with `recvWindow` and a timestamp
+///   corrected by the server's clock; a -1021 ("timestamp outside recvWindow") re-syncs the clock from
+///   `GET /fapi/v1/time` and tries once more.
+/// - An order whose answer is lost (timeout, 5xx, -1007 "execution status unknown") is
+///   `VenueError.outcomeUnknown`: the caller queries it by client id (`origClientOrderId`), never sends
+///   it again blindly. Binance keeps a client id unique only among open orders.
+public actor BinanceFuturesVenue: Venue {
+    public nonisolated let name = "binance"
+    public nonisolated let isLive = true
+    let baseURL: String
+    let apiKey: String
+    let secret: String
+    let recvWindow: Int
+    let caller: HTTPCaller
+    let timeout: Duration
+    let logger: Logger
+    let clock: @Sendable () -> Date
+    private var clockOffset: Int64 = 0
+    private var filterCache: [String: ExchangeFilters] = [:]
+    private var clientIDs: [Int64: String] = [:]
+    private var tradedSymbols: Set<String> = []
+    private var lastTradeID: [String: Int64] = [:]
+    private var pending: [VenueEvent] = []
+
+    public init(
+        baseURL: String = "https://fapi.binance.com", apiKey: String, secret: String, recvWindow: Int = 5_000, http: HTTPClient = .shared,
+        timeout: Duration = .seconds(10), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.apiKey = apiKey
+        self.secret = secret
+        self.recvWindow = recvWindow
+        self.caller = HTTPCaller(http: http)
+        self.timeout = timeout
+        self.logger = logger
+        self.clock = clock
+    }
+
+    struct Failure: Decodable { var code: Int; var msg: String }
+
+    /// A public GET.
+    func get(_ path: String) async throws(VenueError) -> [UInt8] {
+        let answer: HTTPAnswer
+        do { answer = try await caller.send("GET", baseURL + path, headers: [], timeout: timeout) } catch { throw VenueError(.unreachable, "Binance \(path): \(error)") }
+        guard (200..<300).contains(answer.status) else { throw VenueError(.unreachable, "Binance \(path) answered \(answer.status): \(answer.text.prefix(200))") }
+        return answer.body
+    }
+
+    /// A signed call. `unknownOnFailure`: a lost answer means the effect is unknown (orders).
+    func signed(_ method: String, _ path: String, _ parameters: [(String, String)], unknownOnFailure: Bool = false) async throws(VenueError) -> [UInt8] {
+        for attempt in 0..<2 {
+            let timestamp = Int64(clock().timeIntervalSince1970 * 1000) + clockOffset
+            let query = RequestSigning.binanceQuery(parameters, timestamp: timestamp, recvWindow: recvWindow, secret: secret)
+            let answer: HTTPAnswer
+            do {
+                answer = try await caller.send(method, "\(baseURL)\(path)?\(query)", headers: [("X-MBX-APIKEY", apiKey)], timeout: timeout)
+            } catch {
+                throw VenueError(unknownOnFailure ? .outcomeUnknown : .unreachable, "Binance \(method) \(path): \(error)")
+            }
+            if (200..<300).contains(answer.status) { return answer.body }
+            let failure = try? JSONDecoder().decode(Failure.self, from: Data(answer.body))
+            let code = failure?.code, message = failure?.msg ?? answer.text
+            if code == -1021 {
+                guard attempt == 0 else { throw VenueError(.clockSkew, "Binance -1021 after a clock re-sync: \(message)") }
+                logger.warning("Binance says our clock is off; re-syncing", metadata: ["msg": "\(message)"])
+                try await syncClock()
+                continue
+            }
+            if code == -1007 { throw VenueError(.outcomeUnknown, "Binance -1007: \(message)") }
+            if answer.status == 429 || answer.status == 418 {
+                throw VenueError(.unreachable, "Binance rate limit (\(answer.status)); Retry-After \(answer.header("Retry-After") ?? "?")")
+            }
+            if answer.status >= 500 {
+                throw VenueError(unknownOnFailure ? .outcomeUnknown : .unreachable, "Binance \(answer.status): \(message.prefix(200))")
+            }
+            throw VenueError(.rejected, "Binance \(code.map { "\($0): \(message)" } ?? "HTTP \(answer.status)")")
+        }
+        throw VenueError(.clockSkew, "Binance clock re-sync did not help")
+    }
+
+    /// Sets our offset to the server's clock.
+    public func syncClock() async throws(VenueError) {
+        struct Time: Decodable { var serverTime: Int64 }
+        let before = Int64(clock().timeIntervalSince1970 * 1000)
+        let timeBody = try await get("/fapi/v1/time")
+        guard let time = try? JSONDecoder().decode(Time.self, from: Data(timeBody)) else {
+            throw VenueError(.unreachable, "Binance /fapi/v1/time answered something else")
+        }
+        clockOffset = time.serverTime - before
+    }
+
+    public func filters(symbol: String) async throws(VenueError) -> ExchangeFilters {
+        if let cached = filterCache[symbol] { return cached }
+        struct Info: Decodable {
+            struct Symbol: Decodable {
+                struct Filter: Decodable { var filterType: String; var tickSize: String?; var stepSize: String?; var minQty: String?; var maxQty: String?; var notional: String? }
+                var symbol: String
+                var filters: [Filter]
+            }
+            var symbols: [Symbol]
+        }
+        let infoBody = try await get("/fapi/v1/exchangeInfo")
+        guard let info = try? JSONDecoder().decode(Info.self, from: Data(infoBody)) else {
+            throw VenueError(.unreachable, "Binance exchangeInfo is not what its documentation says")
+        }
+        for entry in info.symbols {
+            func value(_ type: String, _ field: KeyPath<Info.Symbol.Filter, String?>) -> Decimal? {
+                entry.filters.first { $0.filterType == type }?[keyPath: field].flatMap { Decimal(string: $0) }
+            }
+            guard let tick = value("PRICE_FILTER", \.tickSize), let step = value("LOT_SIZE", \.stepSize), let minQty = value("LOT_SIZE", \.minQty),
+                  let maxQty = value("LOT_SIZE", \.maxQty) else { continue }
+            filterCache[entry.symbol] = ExchangeFilters(tickSize: tick, stepSize: step, minQuantity: minQty, maxQuantity: maxQty, minNotional: value("MIN_NOTIONAL", \.notional) ?? 0)
+        }
+        guard let filters = filterCache[symbol] else { throw VenueError(.rejected, "Binance does not list \(symbol)") }
+        return filters
+    }
+
+    public func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) {
+        struct Account: Decodable { var totalMarginBalance: String; var availableBalance: String }
+        let accountBody = try await signed("GET", "/fapi/v2/account", [])
+        guard let account = try? JSONDecoder().decode(Account.self, from: Data(accountBody)),
+              let equity = Decimal(string: account.totalMarginBalance), let available = Decimal(string: account.availableBalance) else {
+            throw VenueError(.unreachable, "Binance account answer is not what its documentation says")
+        }
+        return (equity, available)
+    }
+
+    struct OrderAnswer: Decodable {
+        var orderId: Int64
+        var clientOrderId: String
+        var symbol: String
+        var side: String
+        var status: String
+        var origQty: String
+        var executedQty: String
+        var avgPrice: String?
+        var reduceOnly: Bool?
+    }
+
+    func venueOrder(_ answer: OrderAnswer) -> VenueOrder {
+        let status: OrderStatus = switch answer.status {
+        case "NEW": .accepted
+        case "PARTIALLY_FILLED": .partiallyFilled
+        case "FILLED": .filled
+        case "CANCELED": .canceled
+        case "REJECTED": .rejected
+        case "EXPIRED", "EXPIRED_IN_MATCH": .expired
+        default: .unknown
+        }
+        clientIDs[answer.orderId] = answer.clientOrderId
+        return VenueOrder(
+            clientOrderID: answer.clientOrderId, venueOrderID: String(answer.orderId), symbol: answer.symbol, side: answer.side == "BUY" ? .buy : .sell,
+            quantity: Decimal(string: answer.origQty) ?? 0, filledQuantity: Decimal(string: answer.executedQty) ?? 0,
+            averagePrice: answer.avgPrice.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil }, status: status, reduceOnly: answer.reduceOnly ?? false)
+    }
+
+    public func submit(_ request: VenueOrderRequest) async throws(VenueError) -> VenueOrder {
+        tradedSymbols.insert(request.symbol)
+        if !request.reduceOnly {
+            _ = try await signed("POST", "/fapi/v1/leverage", [("symbol", request.symbol), ("leverage", String(request.leverage))])
+        }
+        let body = try await signed("POST", "/fapi/v1/order", [
+            ("symbol", request.symbol), ("side", request.side.rawValue), ("type", "MARKET"), ("quantity", "\(request.quantity)"),
+            ("newClientOrderId", request.clientOrderID), ("reduceOnly", request.reduceOnly ? "true" : "false"), ("newOrderRespType", "RESULT"),
+        ], unknownOnFailure: true)
+        guard let answer = try? JSONDecoder().decode(OrderAnswer.self, from: Data(body)) else {
+            throw VenueError(.outcomeUnknown, "Binance order answer is not what its documentation says")
+        }
+        return venueOrder(answer)
+    }
+
+    public func order(clientOrderID: String, symbol: String) async throws(VenueError) -> VenueOrder? {
+        let body: [UInt8]
+        do {
+            body = try await signed("GET", "/fapi/v1/order", [("symbol", symbol), ("origClientOrderId", clientOrderID)])
+        } catch {
+            if error.kind == .rejected && error.message.contains("-2013") { return nil }  // "Order does not exist."
+            throw error
+        }
+        guard let answer = try? JSONDecoder().decode(OrderAnswer.self, from: Data(body)) else {
+            throw VenueError(.unreachable, "Binance order query answer is not what its documentation says")
+        }
+        return venueOrder(answer)
+    }
+
+    public func positions() async throws(VenueError) -> [VenuePosition] {
+        struct Risk: Decodable { var symbol: String; var positionAmt: String; var entryPrice: String; var leverage: String; var updateTime: Int64? }
+        let risksBody = try await signed("GET", "/fapi/v2/positionRisk", [])
+        guard let risks = try? JSONDecoder().decode([Risk].self, from: Data(risksBody)) else {
+            throw VenueError(.unreachable, "Binance positionRisk answer is not what its documentation says")
+        }
+        return risks.compactMap { risk in
+            guard let amount = Decimal(string: risk.positionAmt), amount != 0, let entry = Decimal(string: risk.entryPrice) else { return nil }
+            return VenuePosition(
+                symbol: risk.symbol, side: amount > 0 ? .long : .short, quantity: amount.magnitude, entryPrice: entry, leverage: Int(risk.leverage) ?? 1,
+                stopLoss: nil, takeProfit: nil, openedAt: Date(timeIntervalSince1970: Double(risk.updateTime ?? 0) / 1000))
+        }
+    }
+
+    public func protect(symbol: String, stopLoss: Decimal, takeProfit: Decimal?, policy: StopPolicy) async throws(VenueError) {
+        guard let position = try await positions().first(where: { $0.symbol == symbol }) else {
+            throw VenueError(.rejected, "no open position on \(symbol) to protect")
+        }
+        let side = position.side == .long ? "SELL" : "BUY"
+        _ = try await signed("DELETE", "/fapi/v1/allOpenOrders", [("symbol", symbol)])
+        _ = try await signed("POST", "/fapi/v1/order", [
+            ("symbol", symbol), ("side", side), ("type", "STOP_MARKET"), ("stopPrice", "\(stopLoss)"), ("closePosition", "true"), ("workingType", "MARK_PRICE"),
+        ])
+        if let takeProfit {
+            _ = try await signed("POST", "/fapi/v1/order", [
+                ("symbol", symbol), ("side", side), ("type", "TAKE_PROFIT_MARKET"), ("stopPrice", "\(takeProfit)"), ("closePosition", "true"), ("workingType", "MARK_PRICE"),
+            ])
+        }
+    }
+
+    /// New fills of the symbols traded, from `GET /fapi/v1/userTrades` (polling).
+    public func events() async throws(VenueError) -> [VenueEvent] {
+        struct Trade: Decodable { var id: Int64; var orderId: Int64; var symbol: String; var side: String; var price: String; var qty: String; var commission: String; var time: Int64 }
+        for symbol in tradedSymbols.sorted() {
+            var parameters = [("symbol", symbol)]
+            if let last = lastTradeID[symbol] { parameters.append(("fromId", String(last + 1))) }
+            let tradesBody = try await signed("GET", "/fapi/v1/userTrades", parameters)
+        guard let trades = try? JSONDecoder().decode([Trade].self, from: Data(tradesBody)) else {
+                throw VenueError(.unreachable, "Binance userTrades answer is not what its documentation says")
+            }
+            for trade in trades.sorted(by: { $0.id < $1.id }) {
+                lastTradeID[symbol] = max(lastTradeID[symbol] ?? 0, trade.id)
+                pending.append(.fill(VenueFill(
+                    tradeID: "binance-\(trade.id)", clientOrderID: clientIDs[trade.orderId] ?? "binance-order-\(trade.orderId)", symbol: symbol,
+                    side: trade.side == "BUY" ? .buy : .sell, price: Decimal(string: trade.price) ?? 0, quantity: Decimal(string: trade.qty) ?? 0,
+                    fee: Decimal(string: trade.commission) ?? 0, time: Date(timeIntervalSince1970: Double(trade.time) / 1000))))
+            }
+        }
+        return pending
+    }
+
+    public func acknowledgeEvents(_ count: Int) async throws(VenueError) { pending.removeFirst(min(count, pending.count)) }
+
+    public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {}
+
+    public func price(symbol: String) async throws(VenueError) -> Decimal? {
+        struct Ticker: Decodable { var price: String }
+        let body = try await get("/fapi/v1/ticker/price?symbol=\(symbol)")
+        return (try? JSONDecoder().decode(Ticker.self, from: Data(body))).flatMap { Decimal(string: $0.price) }
+    }
+}

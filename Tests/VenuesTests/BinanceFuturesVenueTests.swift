@@ -1,0 +1,85 @@
+import Foundation
+import Logging
+import TestSupport
+import Testing
+import TradingCore
+import Venues
+
+/// The Binance USDⓈ-M venue against a local server that checks every signature.
+@Suite("Binance futures venue (local server, signatures checked)")
+struct BinanceFuturesVenueTests {
+    let logger = Logger(label: "test")
+
+    func venue(_ server: FakeBinanceFutures, secret: String? = nil) -> BinanceFuturesVenue {
+        BinanceFuturesVenue(baseURL: server.baseURL, apiKey: server.apiKey, secret: secret ?? server.secret, logger: logger)
+    }
+
+    @Test("signed calls pass the server's check; a wrong secret is refused with Binance's -1022")
+    func signatures() async throws {
+        let server = try await FakeBinanceFutures.start()
+        let account = try await venue(server).account()
+        #expect(account.equity == 10_000 && account.availableMargin == 9_000)
+        await #expect { try await venue(server, secret: "wrong").account() } throws: { error in
+            (error as? VenueError)?.kind == .rejected && "\(error)".contains("-1022")
+        }
+        #expect(try await venue(server).filters(symbol: "BTCUSDT") == ExchangeFilters(tickSize: 0.1, stepSize: 0.001, minQuantity: 0.001, maxQuantity: 1_000, minNotional: 5))
+        await server.stop()
+    }
+
+    @Test("a -1021 (our clock is off) re-syncs the clock from the server and goes through")
+    func clockResync() async throws {
+        let server = try await FakeBinanceFutures.start()
+        server.setClockSkew(millis: 20_000)
+        _ = try await venue(server).account()
+        #expect(server.requests.filter { $0 == "/fapi/v2/account" }.count == 2)
+        await server.stop()
+    }
+
+    @Test("a market order with its client id fills; its fill comes back by polling, tied to the client id; the position is there")
+    func orderAndFill() async throws {
+        let server = try await FakeBinanceFutures.start()
+        server.setPrice("BTCUSDT", 100_000)
+        let binance = venue(server)
+        let order = try await binance.submit(VenueOrderRequest(clientOrderID: "ten-abc", symbol: "BTCUSDT", side: .buy, quantity: 0.05, leverage: 3, reduceOnly: false))
+        #expect(order.status == .filled && order.clientOrderID == "ten-abc" && order.averagePrice == 100_000)
+        let events = try await binance.events()
+        guard case .fill(let fill) = events.first else { Issue.record("no fill: \(events)"); return }
+        #expect(fill.clientOrderID == "ten-abc" && fill.quantity == Decimal(string: "0.05") && fill.tradeID == "binance-1")
+        try await binance.acknowledgeEvents(events.count)
+        #expect(try await binance.events().isEmpty)
+        let position = try #require(try await binance.positions().first)
+        #expect(position.side == .long && position.quantity == Decimal(string: "0.05") && position.leverage == 3)
+        await server.stop()
+    }
+
+    @Test("-1007 (status unknown) is an unknown outcome; the order is then found by client id, and an unknown id is nil")
+    func unknownOutcome() async throws {
+        let server = try await FakeBinanceFutures.start()
+        server.setPrice("BTCUSDT", 100_000)
+        server.failNextOrders([.unknownAfterCreate])
+        let binance = venue(server)
+        await #expect { try await binance.submit(VenueOrderRequest(clientOrderID: "ten-lost", symbol: "BTCUSDT", side: .buy, quantity: 0.05, leverage: 3, reduceOnly: false)) } throws: { error in
+            (error as? VenueError)?.kind == .outcomeUnknown
+        }
+        let found = try await binance.order(clientOrderID: "ten-lost", symbol: "BTCUSDT")
+        #expect(found?.status == .filled)
+        #expect(try await binance.order(clientOrderID: "never-sent", symbol: "BTCUSDT") == nil)
+        #expect(server.orders.filter { $0.clientID == "ten-lost" }.count == 1)
+        await server.stop()
+    }
+
+    @Test("protection: reduce-only STOP_MARKET and TAKE_PROFIT_MARKET on the other side, replacing the old ones")
+    func protection() async throws {
+        let server = try await FakeBinanceFutures.start()
+        server.setPrice("BTCUSDT", 100_000)
+        let binance = venue(server)
+        _ = try await binance.submit(VenueOrderRequest(clientOrderID: "ten-p", symbol: "BTCUSDT", side: .buy, quantity: 0.05, leverage: 3, reduceOnly: false))
+        try await binance.protect(symbol: "BTCUSDT", stopLoss: 98_000, takeProfit: 104_000, policy: StopPolicy())
+        try await binance.protect(symbol: "BTCUSDT", stopLoss: 99_000, takeProfit: 104_000, policy: StopPolicy())
+        let open = server.orders.filter { $0.status == "NEW" }
+        #expect(open.count == 2 && open.allSatisfy { $0.side == "SELL" })
+        #expect(open.contains { $0.type == "STOP_MARKET" && $0.stopPrice == 99_000 } && open.contains { $0.type == "TAKE_PROFIT_MARKET" && $0.stopPrice == 104_000 })
+        await #expect(throws: VenueError.self) { try await binance.protect(symbol: "ETHUSDT", stopLoss: 1, takeProfit: nil, policy: StopPolicy()) }
+        await server.stop()
+    }
+}
