@@ -39,9 +39,7 @@ public final class FakeBinanceFutures: Sendable {
     public let apiKey: String
     public let secret: String
     private let state = Mutex(State())
-    private let port = Mutex(0)
-    private let group = Mutex<ServiceGroup?>(nil)
-    private let task = Mutex<Task<Void, any Error>?>(nil)
+    private let server = ServerSlot()
 
     init(apiKey: String, secret: String) {
         self.apiKey = apiKey
@@ -109,28 +107,15 @@ public final class FakeBinanceFutures: Sendable {
                 return fake.json(rows)
             }
         }
-        var logger = Logger(label: "fake-binance")
-        logger.logLevel = .warning
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
-            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        fake.group.withLock { $0 = group }
-        fake.task.withLock { $0 = Task { try await group.run() } }
-        for await port in ports {
-            fake.port.withLock { $0 = port }
-            break
-        }
+        fake.server.set(try await LocalServer.start(router, label: "fake-binance"))
         return fake
     }
 
     public func stop() async {
-        await group.withLock { $0 }?.triggerGracefulShutdown()
-        _ = await task.withLock { $0 }?.result
+        await server.stop()
     }
 
-    public var baseURL: String { "http://127.0.0.1:\(port.withLock { $0 })" }
+    public var baseURL: String { "http://127.0.0.1:\(server.port)" }
     public func setPrice(_ symbol: String, _ price: Decimal) { state.withLock { $0.prices[symbol] = price } }
     /// The server's clock runs this far ahead of ours.
     public func setClockSkew(millis: Int64) { state.withLock { $0.skewMillis = millis } }

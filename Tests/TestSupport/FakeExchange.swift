@@ -46,9 +46,7 @@ public final class FakeExchange: Sendable {
 
     public let venue: Venue
     private let state = Mutex(State())
-    private let port = Mutex(0)
-    private let task = Mutex<Task<Void, any Error>?>(nil)
-    private let group = Mutex<ServiceGroup?>(nil)
+    private let server = ServerSlot()
 
     init(venue: Venue) { self.venue = venue }
 
@@ -57,34 +55,17 @@ public final class FakeExchange: Sendable {
         let exchange = FakeExchange(venue: venue)
         let router = Router(context: BasicWebSocketRequestContext.self)
         exchange.routes(router)
-        var logger = Logger(label: "fake-exchange")
-        logger.logLevel = .warning
-        let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
-        let app = Application(
-            router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: router),
-            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
-            onServerRunning: { channel in portContinuation.yield(channel.localAddress?.port ?? 0) },
-            logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        exchange.group.withLock { $0 = group }
-        exchange.task.withLock { $0 = Task { try await group.run() } }
-        for await port in portStream {
-            exchange.port.withLock { $0 = port }
-            break
-        }
+        exchange.server.set(try await LocalServer.start(router, server: .http1WebSocketUpgrade(webSocketRouter: router), label: "fake-exchange"))
         return exchange
     }
 
     /// Stops the server and closes every connection.
     public func stop() async {
-        dropConnections()
-        await group.withLock { $0 }?.triggerGracefulShutdown()
-        _ = await task.withLock { $0 }?.result
+        await server.stop()
     }
 
-    public var webSocketURL: String { "ws://127.0.0.1:\(port.withLock { $0 })" }
-    public var restURL: String { "http://127.0.0.1:\(port.withLock { $0 })" }
+    public var webSocketURL: String { "ws://127.0.0.1:\(server.port)" }
+    public var restURL: String { "http://127.0.0.1:\(server.port)" }
 
     // MARK: What the test scripts
 

@@ -35,9 +35,7 @@ public final class FakeLLM: Sendable {
     }
 
     private let state: Mutex<State>
-    private let port = Mutex(0)
-    private let group = Mutex<ServiceGroup?>(nil)
-    private let task = Mutex<Task<Void, any Error>?>(nil)
+    private let server = ServerSlot()
 
     init(fallback: String) { state = Mutex(State(fallback: fallback)) }
 
@@ -46,30 +44,17 @@ public final class FakeLLM: Sendable {
         let router = Router()
         router.post("v1/chat/completions") { request, context in try await fake.respond(request, context: context, anthropic: false) }
         router.post("v1/messages") { request, context in try await fake.respond(request, context: context, anthropic: true) }
-        var logger = Logger(label: "fake-llm")
-        logger.logLevel = .warning
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
-            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        fake.group.withLock { $0 = group }
-        fake.task.withLock { $0 = Task { try await group.run() } }
-        for await port in ports {
-            fake.port.withLock { $0 = port }
-            break
-        }
+        fake.server.set(try await LocalServer.start(router, label: "fake-llm"))
         return fake
     }
 
     public func stop() async {
-        await group.withLock { $0 }?.triggerGracefulShutdown()
-        _ = await task.withLock { $0 }?.result
+        await server.stop()
     }
 
     /// Base URLs as each client expects them.
-    public var openAIBaseURL: String { "http://127.0.0.1:\(port.withLock { $0 })/v1" }
-    public var anthropicBaseURL: String { "http://127.0.0.1:\(port.withLock { $0 })" }
+    public var openAIBaseURL: String { "http://127.0.0.1:\(server.port)/v1" }
+    public var anthropicBaseURL: String { "http://127.0.0.1:\(server.port)" }
 
     public func script(_ steps: [Step]) { state.withLock { $0.script += steps } }
     public func setFallback(_ text: String) { state.withLock { $0.fallback = text } }

@@ -38,9 +38,7 @@ public final class FakeSinks: Sendable {
     }
 
     private let state = Mutex(State())
-    private let port = Mutex(0)
-    private let group = Mutex<ServiceGroup?>(nil)
-    private let task = Mutex<Task<Void, any Error>?>(nil)
+    private let server = ServerSlot()
 
     public static func start() async throws -> FakeSinks {
         let fake = FakeSinks()
@@ -49,28 +47,15 @@ public final class FakeSinks: Sendable {
         router.post("discord/webhook") { request, _ in try await fake.answer(.discord, request) }
         router.post("slack/webhook") { request, _ in try await fake.answer(.slack, request) }
         router.post("hook") { request, _ in try await fake.answer(.webhook, request) }
-        var logger = Logger(label: "fake-sinks")
-        logger.logLevel = .warning
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
-            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        fake.group.withLock { $0 = group }
-        fake.task.withLock { $0 = Task { try await group.run() } }
-        for await port in ports {
-            fake.port.withLock { $0 = port }
-            break
-        }
+        fake.server.set(try await LocalServer.start(router, label: "fake-sinks"))
         return fake
     }
 
     public func stop() async {
-        await group.withLock { $0 }?.triggerGracefulShutdown()
-        _ = await task.withLock { $0 }?.result
+        await server.stop()
     }
 
-    public var base: String { "http://127.0.0.1:\(port.withLock { $0 })" }
+    public var base: String { "http://127.0.0.1:\(server.port)" }
     public var telegramBase: String { base }
     public var discordURL: String { base + "/discord/webhook" }
     public var slackURL: String { base + "/slack/webhook" }
