@@ -294,3 +294,77 @@ struct ExecutorServiceTests {
         try await world.stop()
     }
 }
+
+/// A store that can go down: every call fails while `down` is set, as Postgres's would.
+final class OutageStore: TradeStore {
+    let inner: any TradeStore
+    let down = Mutex(false)
+    init(_ inner: any TradeStore) { self.inner = inner }
+
+    func check() throws {
+        if down.withLock({ $0 }) { throw StoreError(.connection, "test: the database is down") }
+    }
+
+    func migrate() async throws { try check(); try await inner.migrate() }
+    func recordDecision(_ decision: DecisionRecord) async throws -> Bool { try check(); return try await inner.recordDecision(decision) }
+    func decision(id: String) async throws -> DecisionRecord? { try check(); return try await inner.decision(id: id) }
+    func decisions(symbol: String, candleTimes range: ClosedRange<Date>) async throws -> [DecisionRecord] { try check(); return try await inner.decisions(symbol: symbol, candleTimes: range) }
+    func recordOrder(_ order: OrderRecord) async throws -> Bool { try check(); return try await inner.recordOrder(order) }
+    func updateOrder(clientOrderID: String, status: OrderStatus, venueOrderID: String?, at time: Date) async throws {
+        try check()
+        try await inner.updateOrder(clientOrderID: clientOrderID, status: status, venueOrderID: venueOrderID, at: time)
+    }
+    func order(clientOrderID: String) async throws -> OrderRecord? { try check(); return try await inner.order(clientOrderID: clientOrderID) }
+    func orders(decisionID: String) async throws -> [OrderRecord] { try check(); return try await inner.orders(decisionID: decisionID) }
+    func orders(statuses: Set<OrderStatus>) async throws -> [OrderRecord] { try check(); return try await inner.orders(statuses: statuses) }
+    func recordFill(_ fill: FillRecord) async throws -> Bool { try check(); return try await inner.recordFill(fill) }
+    func recordFills(_ fills: [FillRecord]) async throws -> Int { try check(); return try await inner.recordFills(fills) }
+    func fills(clientOrderID: String) async throws -> [FillRecord] { try check(); return try await inner.fills(clientOrderID: clientOrderID) }
+    func savePosition(_ position: PositionRecord) async throws { try check(); try await inner.savePosition(position) }
+    func position(id: String) async throws -> PositionRecord? { try check(); return try await inner.position(id: id) }
+    func openPositions() async throws -> [PositionRecord] { try check(); return try await inner.openPositions() }
+    func recordTrade(_ trade: TradeRecord) async throws -> Bool { try check(); return try await inner.recordTrade(trade) }
+    func trades(since: Date?) async throws -> [TradeRecord] { try check(); return try await inner.trades(since: since) }
+    func recordCircuitBreakerEvent(_ event: CircuitBreakerEvent) async throws -> Bool { try check(); return try await inner.recordCircuitBreakerEvent(event) }
+    func circuitBreakerEvents(since: Date?) async throws -> [CircuitBreakerEvent] { try check(); return try await inner.circuitBreakerEvents(since: since) }
+    func recordEquitySnapshot(_ snapshot: EquitySnapshot) async throws -> Bool { try check(); return try await inner.recordEquitySnapshot(snapshot) }
+    func recordEquitySnapshots(_ snapshots: [EquitySnapshot]) async throws -> Int { try check(); return try await inner.recordEquitySnapshots(snapshots) }
+    func equitySnapshots(since: Date?) async throws -> [EquitySnapshot] { try check(); return try await inner.equitySnapshots(since: since) }
+    func markProcessed(messageID: String, consumer: String, at time: Date) async throws -> Bool {
+        try check()
+        return try await inner.markProcessed(messageID: messageID, consumer: consumer, at: time)
+    }
+    func isProcessed(messageID: String, consumer: String) async throws -> Bool { try check(); return try await inner.isProcessed(messageID: messageID, consumer: consumer) }
+}
+
+@Suite("Executor with the store down")
+struct ExecutorStoreOutageTests {
+    @Test("while the store is down no new order is sent, the venue's stop still closes the position, and the trade is recorded once it is back")
+    func storeDown() async throws {
+        let world = try await ExecutorServiceTests.World()
+        let store = OutageStore(world.store)
+        let venue = try world.venue()
+        var settings = ExecutorService.Settings()
+        settings.limits.requireReferencePrice = false
+        let executor = ExecutorService(venue: venue, store: store, bus: world.bus, cache: world.cache, settings: settings, source: "test", logger: Logger(label: "test"), now: world.clock.now)
+        try await executor.reconcile()
+        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        _ = try await executor.execute(world.intent(), correlationID: "c")
+        try await world.candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        #expect(try await world.store.openPositions().count == 1)
+
+        store.down.withLock { $0 = true }
+        await #expect(throws: StoreError.self) { try await executor.execute(world.intent(), correlationID: "c") }
+        #expect(venue.submitted.withLock { $0 } == 1)  // nothing new went to the venue
+        // The stop lives at the venue: it closes the position even though nothing can be recorded.
+        await #expect(throws: StoreError.self) { try await world.candle(executor, minute: 2, open: 99_000, high: 99_000, low: 97_000, close: 97_500) }
+        #expect(try await venue.positions().isEmpty)
+
+        store.down.withLock { $0 = false }
+        try await executor.processVenueEvents()
+        let trades = try await world.store.trades(since: nil)
+        #expect(trades.count == 1 && trades.first?.exitReason == "stop_loss")
+        #expect(try await world.store.openPositions().isEmpty)
+        try await world.stop()
+    }
+}
