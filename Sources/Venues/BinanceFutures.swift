@@ -166,6 +166,7 @@ public actor BinanceFuturesVenue: Venue {
     public func submit(_ request: VenueOrderRequest) async throws(VenueError) -> VenueOrder {
         tradedSymbols.insert(request.symbol)
         if !request.reduceOnly {
+            leverages[request.symbol] = request.leverage
             _ = try await signed("POST", "/fapi/v1/leverage", [("symbol", request.symbol), ("leverage", String(request.leverage))])
         }
         let body = try await signed("POST", "/fapi/v1/order", [
@@ -212,38 +213,98 @@ public actor BinanceFuturesVenue: Venue {
         }
         let side = position.side == .long ? "SELL" : "BUY"
         _ = try await signed("DELETE", "/fapi/v1/allOpenOrders", [("symbol", symbol)])
-        _ = try await signed("POST", "/fapi/v1/order", [
-            ("symbol", symbol), ("side", side), ("type", "STOP_MARKET"), ("stopPrice", "\(stopLoss)"), ("closePosition", "true"), ("workingType", "MARK_PRICE"),
-        ])
+        try await placeProtective(symbol: symbol, side: side, type: "STOP_MARKET", price: stopLoss, reason: "stop_loss")
         if let takeProfit {
-            _ = try await signed("POST", "/fapi/v1/order", [
-                ("symbol", symbol), ("side", side), ("type", "TAKE_PROFIT_MARKET"), ("stopPrice", "\(takeProfit)"), ("closePosition", "true"), ("workingType", "MARK_PRICE"),
-            ])
+            try await placeProtective(symbol: symbol, side: side, type: "TAKE_PROFIT_MARKET", price: takeProfit, reason: "take_profit")
         }
+        protection[symbol] = (stopLoss, takeProfit)
+    }
+
+    func placeProtective(symbol: String, side: String, type: String, price: Decimal, reason: String) async throws(VenueError) {
+        let body = try await signed("POST", "/fapi/v1/order", [
+            ("symbol", symbol), ("side", side), ("type", type), ("stopPrice", "\(price)"), ("closePosition", "true"), ("workingType", "MARK_PRICE"),
+        ])
+        if let answer = try? JSONDecoder().decode(OrderAnswer.self, from: Data(body)) { protective[answer.orderId] = reason }
     }
 
     /// New fills of the symbols traded, from `GET /fapi/v1/userTrades` (polling).
     public func events() async throws(VenueError) -> [VenueEvent] {
-        struct Trade: Decodable { var id: Int64; var orderId: Int64; var symbol: String; var side: String; var price: String; var qty: String; var commission: String; var time: Int64 }
+        struct Trade: Decodable {
+            var id: Int64; var orderId: Int64; var symbol: String; var side: String; var price: String; var qty: String; var commission: String
+            var realizedPnl: String?; var time: Int64
+        }
         for symbol in tradedSymbols.sorted() {
             var parameters = [("symbol", symbol)]
             if let last = lastTradeID[symbol] { parameters.append(("fromId", String(last + 1))) }
             let tradesBody = try await signed("GET", "/fapi/v1/userTrades", parameters)
-        guard let trades = try? JSONDecoder().decode([Trade].self, from: Data(tradesBody)) else {
+            guard let trades = try? JSONDecoder().decode([Trade].self, from: Data(tradesBody)) else {
                 throw VenueError(.unreachable, "Binance userTrades answer is not what its documentation says")
             }
             for trade in trades.sorted(by: { $0.id < $1.id }) {
                 lastTradeID[symbol] = max(lastTradeID[symbol] ?? 0, trade.id)
-                pending.append(.fill(VenueFill(
+                let fill = VenueFill(
                     tradeID: "binance-\(trade.id)", clientOrderID: clientIDs[trade.orderId] ?? "binance-order-\(trade.orderId)", symbol: symbol,
                     side: trade.side == "BUY" ? .buy : .sell, price: Decimal(string: trade.price) ?? 0, quantity: Decimal(string: trade.qty) ?? 0,
-                    fee: Decimal(string: trade.commission) ?? 0, time: Date(timeIntervalSince1970: Double(trade.time) / 1000))))
+                    fee: Decimal(string: trade.commission) ?? 0, time: Date(timeIntervalSince1970: Double(trade.time) / 1000))
+                pending.append(.fill(fill))
+                if let close = track(fill, realizedPnl: trade.realizedPnl.flatMap { Decimal(string: $0) } ?? 0, orderID: trade.orderId) {
+                    pending.append(.closed(close))
+                }
             }
         }
         return pending
     }
 
     public func acknowledgeEvents(_ count: Int) async throws(VenueError) { pending.removeFirst(min(count, pending.count)) }
+
+    /// A position as the fills build it, to tell when one closes and why.
+    struct Book {
+        var side: PositionSide
+        var quantity: Decimal
+        var entry: Decimal
+        var openedAt: Date
+        var realized: Decimal = 0
+        var fees: Decimal
+        var leverage: Int
+    }
+
+    /// The stop and target placed for each symbol's position.
+    private var protection: [String: (stopLoss: Decimal, takeProfit: Decimal?)] = [:]
+
+    private var books: [String: Book] = [:]
+    /// Protective orders by Binance order id: what a fill of theirs means.
+    private var protective: [Int64: String] = [:]
+
+    /// Follows a symbol's position through its fills; returns the close when it comes back to flat.
+    func track(_ fill: VenueFill, realizedPnl: Decimal, orderID: Int64) -> VenueClose? {
+        let side: PositionSide = fill.side == .buy ? .long : .short
+        guard var book = books[fill.symbol] else {
+            books[fill.symbol] = Book(side: side, quantity: fill.quantity, entry: fill.price, openedAt: fill.time, fees: fill.fee, leverage: leverages[fill.symbol] ?? 1)
+            return nil
+        }
+        if book.side == side {
+            book.entry = (book.entry * book.quantity + fill.price * fill.quantity) / (book.quantity + fill.quantity)
+            book.quantity += fill.quantity
+            book.fees += fill.fee
+            books[fill.symbol] = book
+            return nil
+        }
+        book.quantity -= fill.quantity
+        book.realized += realizedPnl
+        book.fees += fill.fee
+        guard book.quantity <= 0 else {
+            books[fill.symbol] = book
+            return nil
+        }
+        books[fill.symbol] = nil
+        let levels = protection.removeValue(forKey: fill.symbol)
+        return VenueClose(
+            symbol: fill.symbol, side: book.side, quantity: fill.quantity + max(0, book.quantity), entryPrice: book.entry, exitPrice: fill.price,
+            openedAt: book.openedAt, closedAt: fill.time, reason: protective[orderID] ?? "exit", pnl: book.realized - book.fees, fees: book.fees, funding: 0,
+            leverage: book.leverage, stopLoss: levels?.stopLoss, takeProfit: levels?.takeProfit ?? nil)
+    }
+
+    private var leverages: [String: Int] = [:]
 
     public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {}
 

@@ -28,7 +28,7 @@ public final class FakeBinanceFutures: Sendable {
         var orders: [Order] = []
         var positions: [String: Decimal] = [:]
         var entry: [String: Decimal] = [:]
-        var trades: [(id: Int64, orderID: Int64, symbol: String, side: String, price: Decimal, qty: Decimal)] = []
+        var trades: [(id: Int64, orderID: Int64, symbol: String, side: String, price: Decimal, qty: Decimal, realized: Decimal)] = []
         var prices: [String: Decimal] = [:]
         var leverage: [String: Int] = [:]
         var skewMillis: Int64 = 0
@@ -101,7 +101,7 @@ public final class FakeBinanceFutures: Sendable {
                 let rows = fake.state.withLock { state in
                     state.trades.filter { $0.symbol == q["symbol"] && $0.id >= from }.map {
                         ["id": $0.id, "orderId": $0.orderID, "symbol": $0.symbol, "side": $0.side, "price": "\($0.price)", "qty": "\($0.qty)",
-                         "commission": "\($0.price * $0.qty * Decimal(string: "0.0005")!)", "time": time] as [String: Any]
+                         "commission": "\($0.price * $0.qty * Decimal(string: "0.0005")!)", "realizedPnl": "\($0.realized)", "time": time] as [String: Any]
                     }
                 }
                 return fake.json(rows)
@@ -117,6 +117,28 @@ public final class FakeBinanceFutures: Sendable {
 
     public var baseURL: String { "http://127.0.0.1:\(server.port)" }
     public func setPrice(_ symbol: String, _ price: Decimal) { state.withLock { $0.prices[symbol] = price } }
+
+    /// The mark moves to `price`: a protective order it crosses closes the position at that price.
+    public func moveMarket(_ symbol: String, to price: Decimal) {
+        state.withLock { state in
+            state.prices[symbol] = price
+            guard let amount = state.positions[symbol], amount != 0 else { return }
+            let long = amount > 0
+            guard let index = state.orders.firstIndex(where: { order in
+                guard order.symbol == symbol, order.status == "NEW", let stop = order.stopPrice else { return false }
+                switch order.type {
+                case "STOP_MARKET": return long ? price <= stop : price >= stop
+                case "TAKE_PROFIT_MARKET": return long ? price >= stop : price <= stop
+                default: return false
+                }
+            }) else { return }
+            state.orders[index].status = "FILLED"
+            let quantity = amount < 0 ? -amount : amount, entry = state.entry[symbol] ?? price
+            let realized = (long ? price - entry : entry - price) * quantity
+            state.trades.append((Int64(state.trades.count + 1), state.orders[index].id, symbol, long ? "SELL" : "BUY", price, quantity, realized))
+            state.positions[symbol] = nil
+        }
+    }
     /// The server's clock runs this far ahead of ours.
     public func setClockSkew(millis: Int64) { state.withLock { $0.skewMillis = millis } }
     public func failNextOrders(_ faults: [OrderFault]) { state.withLock { $0.orderFaults += faults } }
@@ -165,7 +187,7 @@ public final class FakeBinanceFutures: Sendable {
                 state.positions[symbol] = before + signed
                 if before == 0 { state.entry[symbol] = price }
                 if state.positions[symbol] == 0 { state.positions[symbol] = nil }
-                state.trades.append((Int64(state.trades.count + 1), id, symbol, side, price, order.quantity))
+                state.trades.append((Int64(state.trades.count + 1), id, symbol, side, price, order.quantity, 0))
             }
             state.orders.append(order)
             return order

@@ -82,4 +82,23 @@ struct BinanceFuturesVenueTests {
         await #expect(throws: VenueError.self) { try await binance.protect(symbol: "ETHUSDT", stopLoss: 1, takeProfit: nil, policy: StopPolicy()) }
         await server.stop()
     }
+
+    @Test("a stop at the venue that fills closes the position: the venue reports the close, its reason and PnL after fees")
+    func closeByStop() async throws {
+        let server = try await FakeBinanceFutures.start()
+        server.setPrice("BTCUSDT", 100_000)
+        let binance = venue(server)
+        _ = try await binance.submit(VenueOrderRequest(clientOrderID: "ten-s", symbol: "BTCUSDT", side: .buy, quantity: 0.05, leverage: 3, reduceOnly: false))
+        try await binance.protect(symbol: "BTCUSDT", stopLoss: 98_000, takeProfit: 104_000, policy: StopPolicy())
+        try await binance.acknowledgeEvents(try await binance.events().count)
+        server.moveMarket("BTCUSDT", to: 97_900)
+        let events = try await binance.events()
+        let closes = events.compactMap { if case .closed(let close) = $0 { return close } else { return nil } }
+        let close = try #require(closes.first)
+        #expect(close.reason == "stop_loss" && close.side == .long && close.exitPrice == 97_900 && close.entryPrice == 100_000 && close.leverage == 3)
+        // (97,900 − 100,000) × 0.05 = −105, fees 0.05 % of both sides.
+        #expect(close.pnl == Decimal(-105) - close.fees && close.fees > 0 && close.stopLoss == 98_000)
+        #expect(try await binance.positions().isEmpty)
+        await server.stop()
+    }
 }

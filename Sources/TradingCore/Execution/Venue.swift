@@ -111,6 +111,26 @@ public struct VenueClose: Sendable, Hashable, Codable {
     public var leverage: Int
     public var stopLoss: Decimal?
     public var takeProfit: Decimal?
+
+    public init(
+        symbol: String, side: PositionSide, quantity: Decimal, entryPrice: Decimal, exitPrice: Decimal, openedAt: Date, closedAt: Date, reason: String,
+        pnl: Decimal, fees: Decimal, funding: Decimal, leverage: Int, stopLoss: Decimal?, takeProfit: Decimal?
+    ) {
+        self.symbol = symbol
+        self.side = side
+        self.quantity = quantity
+        self.entryPrice = entryPrice
+        self.exitPrice = exitPrice
+        self.openedAt = openedAt
+        self.closedAt = closedAt
+        self.reason = reason
+        self.pnl = pnl
+        self.fees = fees
+        self.funding = funding
+        self.leverage = leverage
+        self.stopLoss = stopLoss
+        self.takeProfit = takeProfit
+    }
 }
 
 /// How a position is protected at the venue beyond its stop and take-profit.
