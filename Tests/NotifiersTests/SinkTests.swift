@@ -141,7 +141,8 @@ struct SinkTests {
         let w = SinkWorker(sink: TelegramSink(apiBase: server.telegramBase, token: "1:X", chatID: "1"), route: SinkRoute(minSeverity: .info), cache: LocalCache(), logger: logger)
         for _ in 0..<3 { try await w.handle(Delivery(routingKey: "a", body: try alertBody())) }
         let times = server.received(.telegram).map(\.time)
-        #expect(times.count == 3 && times[2].timeIntervalSince(times[0]) >= 1.9)
+        // Sends are two seconds apart; arrivals may shift by a connection's setup on a loaded machine.
+        #expect(times.count == 3 && times[2].timeIntervalSince(times[0]) >= 1.5)
         await server.stop()
     }
 }
