@@ -138,6 +138,16 @@ final class AMQPConnection {
         try check(amqp_get_rpc_reply(state), "queue.declare \(name)")
     }
 
+    /// Messages ready in `name` (a passive queue.declare); a missing queue is an error that closes the channel.
+    func messageCount(_ name: String) throws -> Int {
+        var count = 0
+        withBytes([name]) { bytes in
+            if let ok = amqp_queue_declare(state, Self.channel, bytes[0], 1, 0, 0, 0, amqp_empty_table) { count = Int(ok.pointee.message_count) }
+        }
+        try check(amqp_get_rpc_reply(state), "queue.declare (passive) \(name)")
+        return count
+    }
+
     func bindQueue(_ queue: String, exchange: String, routingKey: String) throws {
         withBytes([queue, exchange, routingKey]) { bytes in
             _ = amqp_queue_bind(state, Self.channel, bytes[0], bytes[1], bytes[2], amqp_empty_table)

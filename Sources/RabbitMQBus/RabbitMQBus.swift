@@ -108,6 +108,27 @@ public final class RabbitMQBus: MessageBus {
         try await publish([message])
     }
 
+    public func messageCount(_ queue: String) async throws -> Int {
+        let publisher = self.publisher
+        do {
+            return try await publisherThread.run {
+                let connection = try publisher.connectIfNeeded()
+                do {
+                    return try connection.messageCount(queue)
+                } catch {
+                    // A passive declare of a missing queue closes the channel: start afresh.
+                    publisher.connectionLost(error)
+                    throw error
+                }
+            }
+        } catch let error as BusError {
+            throw error
+        } catch {
+            if "\(error)".contains("404") { throw BusError.unknownQueue(queue) }
+            throw BusError.connection("counting messages in '\(queue)': \(error)")
+        }
+    }
+
     public func publish(_ messages: [OutgoingMessage]) async throws {
         if messages.isEmpty { return }
         guard !shutDown.load(ordering: .relaxed) else { throw BusError.closed }

@@ -14,6 +14,10 @@ public protocol MessageBus: Sendable {
     /// all are confirmed; throws on the first that failed.
     func publish(_ messages: [OutgoingMessage]) async throws
 
+    /// Messages waiting in `queue`, not counting those delivered and not yet acknowledged: the
+    /// queue's lag, for `/status` and autoscaling. A queue never declared is ``BusError/unknownQueue(_:)``.
+    func messageCount(_ queue: String) async throws -> Int
+
     /// Consumes `queue` until the task is cancelled or ``ConsumerControl/stop()`` is called, then
     /// finishes the deliveries in flight and returns.
     ///

@@ -159,6 +159,8 @@ extension WorkerMain {
                         for worker in sinkWorkers {
                             let health = await worker.health
                             status["sink.\(worker.sink.name)"] = (try? encoder.encode(health)).map { String(decoding: $0, as: UTF8.self) } ?? "?"
+                            let queue = SinkWorker.queue(for: worker.sink.name, prefix: settings.notifier.queuePrefix).name
+                            status["sink.\(worker.sink.name).queue_waiting"] = (try? await bus.messageCount(queue)).map(String.init) ?? "unknown"
                         }
                         return status
                     },

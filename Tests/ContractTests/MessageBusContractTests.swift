@@ -19,6 +19,21 @@ struct MessageBusContractTests {
         try EnvelopeCodec.decode(Payload.self, from: delivery.body).payload.n
     }
 
+    @Test("messageCount reports the messages waiting, and an undeclared queue is an error", arguments: BusKind.allCases)
+    func messageCount(kind: BusKind) async throws {
+        try await kind.withBus { bus in
+            let queue = TestServices.uniqueName("count")
+            try await bus.declare(QueueSpec(name: queue, bindings: ["count.\(queue)"]))
+            #expect(try await bus.messageCount(queue) == 0)
+            try await bus.publish((0..<3).map { OutgoingMessage(routingKey: "count.\(queue)", body: Array("m\($0)".utf8)) })
+            #expect(await eventually { (try? await bus.messageCount(queue)) == 3 })
+            await #expect(throws: BusError.self) { try await bus.messageCount(TestServices.uniqueName("missing")) }
+            // The bus still works after the refused count.
+            try await bus.publish(OutgoingMessage(routingKey: "count.\(queue)", body: Array("m3".utf8)))
+            #expect(await eventually { (try? await bus.messageCount(queue)) == 4 })
+        }
+    }
+
     @Test("routes by topic with * and #, in order", arguments: BusKind.allCases)
     func routesByTopic(kind: BusKind) async throws {
         try await kind.withBus { bus in

@@ -21,6 +21,7 @@ final class FailingBus: MessageBus {
         }
         try await inner.publish(messages)
     }
+    func messageCount(_ queue: String) async throws -> Int { try await inner.messageCount(queue) }
     func consume(_ queue: String, options: ConsumerOptions, control: ConsumerControl?, handler: @escaping @Sendable (Delivery) async throws -> Void) async throws {
         try await inner.consume(queue, options: options, control: control, handler: handler)
     }

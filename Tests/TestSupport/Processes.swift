@@ -52,4 +52,13 @@ public final class SpawnedProcess: Sendable {
     }
 
     public var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    /// The port of a worker's health endpoint, from its log line "health endpoint listening port=N".
+    public func healthPort() throws -> Int {
+        guard let range = output.range(of: "health endpoint listening port="),
+              let port = Int(output[range.upperBound...].prefix { $0.isNumber }) else {
+            throw CommandFailed(command: "health port", status: 0, output: output)
+        }
+        return port
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPSupport
 import RabbitMQBus
 import TestSupport
 import Testing
@@ -95,6 +96,8 @@ struct NotifierWorkerTests {
         #expect(await eventually(timeout: .seconds(30)) { received(sinks, .telegram, id).count == 1 && received(sinks, .webhook, id).count == 1 }, "\(notifier.output)")
         #expect(Date().timeIntervalSince(started) < 5)
         #expect(await eventually(timeout: .seconds(60)) { received(sinks, .slack, id).count == 3 })
+        let status = try await HTTPCaller().send("GET", "http://127.0.0.1:\(try notifier.healthPort())/status", headers: [], timeout: .seconds(5)).text
+        #expect(status.contains("sink.slack.queue_waiting") && status.contains("sink.telegram"), "\(status)")
         notifier.signal(SIGTERM)
         #expect(try await notifier.waitForExit(timeout: .seconds(30)) == 0)
         await bus.shutdown()

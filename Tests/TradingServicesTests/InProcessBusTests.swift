@@ -19,7 +19,7 @@ struct InProcessBusTests {
         try await second.stop()
         #expect(Set(a.all).union(b.all) == Set(0..<40))
         #expect(a.count > 0 && b.count > 0)
-        #expect(await bus.depth(of: "q") == 0)
+        #expect(try await bus.messageCount("q") == 0)
     }
 
     @Test("consuming an undeclared queue fails")

@@ -78,7 +78,7 @@ struct MarketDataPipelineTests {
         let feed = ReplayFeed(stream: CandleStreamID(symbol: "BTCUSDT", interval: "1m"), output: FeedOutput(venue: "binance", source: "test", bus: bus, cache: LocalCache(), logger: Logger(label: "test")))
         let report = try await feed.replay([good, bad, next])
         #expect(report.published == 2 && report.rejected == 1)
-        #expect(await bus.depth(of: "candles") == 2)
+        #expect(try await bus.messageCount("candles") == 2)
         let alerts = Collector<Delivery>()
         let consumer = RunningConsumer.start(bus, queue: "alerts") { alerts.append($0) }
         #expect(await eventually { alerts.count == 1 })

@@ -69,8 +69,10 @@ public actor InProcessBus: MessageBus {
         for message in messages { try route(message) }
     }
 
-    /// Messages waiting in `queue` (not counting those delivered and unacknowledged).
-    public func depth(of queue: String) -> Int { queues[queue]?.ready.count ?? 0 }
+    public func messageCount(_ queue: String) async throws -> Int {
+        guard let state = queues[queue] else { throw BusError.unknownQueue(queue) }
+        return state.ready.count
+    }
 
     private func route(_ message: OutgoingMessage) throws {
         var targets: Set<String> = []
