@@ -85,13 +85,19 @@ public final class RabbitMQBus: MessageBus {
 
     public func declare(_ spec: QueueSpec) async throws {
         topology.add(spec)
-        let publisher = self.publisher
         let topology = self.topology
+        try await onPublisherConnection("declaring queue '\(spec.name)'") { try topology.declare(spec, on: $0) }
+    }
+
+    /// Runs `body` with the publisher's connection, on its thread; a failure drops the connection (a
+    /// broker error closes the channel) so the next call starts afresh.
+    private func onPublisherConnection<T: Sendable>(_ what: String, _ body: @escaping @Sendable (AMQPConnection) throws -> T) async throws -> T {
+        let publisher = self.publisher
         do {
-            try await publisherThread.run {
+            return try await publisherThread.run {
                 let connection = try publisher.connectIfNeeded()
                 do {
-                    try topology.declare(spec, on: connection)
+                    return try body(connection)
                 } catch {
                     publisher.connectionLost(error)
                     throw error
@@ -100,7 +106,7 @@ public final class RabbitMQBus: MessageBus {
         } catch let error as BusError {
             throw error
         } catch {
-            throw BusError.connection("declaring queue '\(spec.name)': \(error)")
+            throw BusError.connection("\(what): \(error)")
         }
     }
 
@@ -109,23 +115,10 @@ public final class RabbitMQBus: MessageBus {
     }
 
     public func messageCount(_ queue: String) async throws -> Int {
-        let publisher = self.publisher
         do {
-            return try await publisherThread.run {
-                let connection = try publisher.connectIfNeeded()
-                do {
-                    return try connection.messageCount(queue)
-                } catch {
-                    // A passive declare of a missing queue closes the channel: start afresh.
-                    publisher.connectionLost(error)
-                    throw error
-                }
-            }
-        } catch let error as BusError {
-            throw error
-        } catch {
-            if "\(error)".contains("404") { throw BusError.unknownQueue(queue) }
-            throw BusError.connection("counting messages in '\(queue)': \(error)")
+            return try await onPublisherConnection("counting messages in '\(queue)'") { try $0.messageCount(queue) }
+        } catch BusError.connection(let reason) where reason.contains("404") {
+            throw BusError.unknownQueue(queue)
         }
     }
 
