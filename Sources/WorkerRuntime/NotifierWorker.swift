@@ -105,7 +105,7 @@ struct DailySummaryService: Service {
         guard await cache.setIfAbsent("daily-summary:\(day)", CachedValue(source, sourceTime: Date()), ttl: .seconds(2 * 86_400)) else { return }
         let start = end.addingTimeInterval(-86_400)
         let trades = try await store.trades(since: start).filter { $0.exitTime <= end }
-        let equity = try await store.equitySnapshots(since: start).map { NSDecimalNumber(decimal: $0.equity).doubleValue }
+        let equity = try await store.equitySnapshots(since: start).map(\.equity.doubleValue)
         var peak = 0.0, drawdown = 0.0
         for value in equity {
             peak = max(peak, value)

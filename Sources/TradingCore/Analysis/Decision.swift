@@ -92,6 +92,29 @@ extension MessageType {
     public static let decision = "decision"
 }
 
+extension DecisionRecord {
+    /// The record of a published decision. A number that is not finite (a decision the risk gateway
+    /// will refuse) is recorded as missing, never as a made-up value.
+    public init(id: String, correlationID: String, payload d: DecisionPayload, createdAt: Date, prompt: String? = nil, reply: String? = nil) {
+        self.init(
+            id: id, correlationID: correlationID, symbol: d.symbol, action: d.action, confidence: d.confidence.isFinite ? d.confidence : 0,
+            leverage: d.leverage, entry: d.entry.flatMap(Decimal.init(finite:)), stopLoss: d.stopLoss.flatMap(Decimal.init(finite:)),
+            takeProfit: d.takeProfit.flatMap(Decimal.init(finite:)), reasoning: d.reasoning, provider: d.provider, model: d.model,
+            promptVersion: d.promptVersion, candleTime: Date(timeIntervalSince1970: Double(d.candleTime) / 1000), createdAt: createdAt,
+            prompt: prompt, reply: reply)
+    }
+
+    /// The published form of a recorded decision.
+    public func payload(requestID: String) -> DecisionPayload {
+        let proposal = TradeProposal(
+            action: action, confidence: confidence, leverage: leverage, entry: entry?.doubleValue, stopLoss: stopLoss?.doubleValue,
+            takeProfit: takeProfit?.doubleValue, reasoning: reasoning)
+        return DecisionPayload(
+            symbol: symbol, proposal: proposal, provider: provider, model: model, promptVersion: promptVersion, attempts: 0,
+            candleTime: Int64(candleTime.timeIntervalSince1970 * 1000), requestID: requestID)
+    }
+}
+
 /// Everything an analyst is told about one symbol at one moment.
 public struct AnalysisContext: Sendable, Hashable, Codable {
     /// An open position, as the analyst sees it.

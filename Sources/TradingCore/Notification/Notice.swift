@@ -187,7 +187,7 @@ public enum NoticeTemplates {
 
     /// The daily summary alert: PnL, win rate, trades and drawdown over the day.
     public static func dailySummary(day: String, trades: [TradeRecord], maxDrawdown: Double) -> AlertPayload {
-        let pnls = trades.map { NSDecimalNumber(decimal: $0.pnl).doubleValue }
+        let pnls = trades.map(\.pnl.doubleValue)
         let wins = pnls.filter { $0 > 0 }.count
         let total = pnls.reduce(0, +)
         let rate = trades.isEmpty ? 0 : Double(wins) / Double(trades.count)

@@ -92,10 +92,7 @@ public actor AnalystService {
             symbol: symbol, proposal: verdict.proposal, provider: verdict.provider, model: verdict.model, promptVersion: verdict.promptVersion,
             attempts: verdict.attempts, candleTime: context.candleTime, requestID: requestID)
         let record = DecisionRecord(
-            id: decisionID, correlationID: correlationID, symbol: symbol, action: payload.action, confidence: payload.confidence,
-            leverage: payload.leverage, entry: payload.entry.map(Self.decimal), stopLoss: payload.stopLoss.map(Self.decimal),
-            takeProfit: payload.takeProfit.map(Self.decimal), reasoning: payload.reasoning, provider: payload.provider, model: payload.model,
-            promptVersion: payload.promptVersion, candleTime: Date(timeIntervalSince1970: Double(context.candleTime) / 1000), createdAt: now(),
+            id: decisionID, correlationID: correlationID, payload: payload, createdAt: now(),
             prompt: verdict.prompt, reply: verdict.replies.isEmpty ? nil : verdict.replies.joined(separator: "\n---\n"))
         guard try await store.recordDecision(record) else {
             // Another analyst decided the same request at the same moment: its decision stands and it publishes.
@@ -149,10 +146,10 @@ public actor AnalystService {
         return AnalysisContext(
             symbol: symbol, interval: interval, timeframes: timeframes, fundingRate: funding,
             position: positions.first.map {
-                AnalysisContext.Position(side: $0.side, entry: Self.double($0.entryPrice), quantity: Self.double($0.quantity), leverage: $0.leverage)
+                AnalysisContext.Position(side: $0.side, entry: $0.entryPrice.doubleValue, quantity: $0.quantity.doubleValue, leverage: $0.leverage)
             },
-            recentTrades: recent.map { AnalysisContext.Trade(side: $0.side, pnl: Self.double($0.pnl), exitReason: $0.exitReason) },
-            todayPnL: today.map { Self.double($0.pnl) }.reduce(0, +))
+            recentTrades: recent.map { AnalysisContext.Trade(side: $0.side, pnl: $0.pnl.doubleValue, exitReason: $0.exitReason) },
+            todayPnL: today.map(\.pnl.doubleValue).reduce(0, +))
     }
 
     func snapshot(symbol: String, interval: String) async -> IndicatorSnapshot? {
@@ -193,21 +190,6 @@ public actor AnalystService {
         } catch BusError.unroutable {
             logger.warning("alert not routed: no queue bound", metadata: ["kind": "\(payload.kind)"])
         }
-    }
-
-    static func decimal(_ value: Double) -> Decimal { Decimal(string: String(value)) ?? Decimal(value) }
-    static func double(_ value: Decimal) -> Double { NSDecimalNumber(decimal: value).doubleValue }
-}
-
-extension DecisionRecord {
-    /// The published form of a recorded decision.
-    func payload(requestID: String) -> DecisionPayload {
-        let proposal = TradeProposal(
-            action: action, confidence: confidence, leverage: leverage, entry: entry.map(AnalystService.double),
-            stopLoss: stopLoss.map(AnalystService.double), takeProfit: takeProfit.map(AnalystService.double), reasoning: reasoning)
-        return DecisionPayload(
-            symbol: symbol, proposal: proposal, provider: provider, model: model, promptVersion: promptVersion, attempts: 0,
-            candleTime: Int64(candleTime.timeIntervalSince1970 * 1000), requestID: requestID)
     }
 }
 

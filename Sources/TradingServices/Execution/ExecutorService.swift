@@ -103,11 +103,7 @@ public actor ExecutorService {
         }
         if try await store.isProcessed(messageID: intent.decisionID, consumer: "executor") { return .duplicate }
         // Every decision is in the record, whoever made it (the analyst may use another store).
-        try await store.recordDecision(DecisionRecord(
-            id: intent.decisionID, correlationID: correlationID, symbol: d.symbol, action: d.action, confidence: d.confidence.isFinite ? d.confidence : 0,
-            leverage: d.leverage, entry: d.entry.flatMap(Decimal.init(finite:)), stopLoss: d.stopLoss.flatMap(Decimal.init(finite:)),
-            takeProfit: d.takeProfit.flatMap(Decimal.init(finite:)), reasoning: d.reasoning, provider: d.provider, model: d.model,
-            promptVersion: d.promptVersion, candleTime: Date(timeIntervalSince1970: Double(d.candleTime) / 1000), createdAt: now()))
+        try await store.recordDecision(DecisionRecord(id: intent.decisionID, correlationID: correlationID, payload: d, createdAt: now()))
         if d.action == .hold {
             try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
             return .hold
