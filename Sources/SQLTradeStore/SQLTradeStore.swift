@@ -175,12 +175,20 @@ public final class SQLTradeStore: TradeStore {
     }
 
     public func fills(clientOrderID: String) async throws -> [FillRecord] {
-        try await select("SELECT \(Self.fillColumns.joined(separator: ", ")) FROM fills WHERE client_order_id = $1 ORDER BY time, trade_id", [.text(clientOrderID)]) { row in
-            FillRecord(
-                venue: try row.text(0), tradeID: try row.text(1), clientOrderID: try row.text(2), symbol: try row.text(3),
-                side: try row.enumeration(4), price: try row.decimal(5), quantity: try row.decimal(6), fee: try row.decimal(7),
-                feeAsset: try row.text(8), time: try row.time(9))
-        }
+        try await select("SELECT \(Self.fillColumns.joined(separator: ", ")) FROM fills WHERE client_order_id = $1 ORDER BY time, trade_id", [.text(clientOrderID)], Self.fill)
+    }
+
+    public func latestFills(venue: String, symbol: String, limit: Int) async throws -> [FillRecord] {
+        try await select(
+            "SELECT \(Self.fillColumns.joined(separator: ", ")) FROM fills WHERE venue = $1 AND symbol = $2 ORDER BY time DESC, trade_id DESC LIMIT \(max(1, limit))",
+            [.text(venue), .text(symbol)], Self.fill)
+    }
+
+    @Sendable static func fill(_ row: RowReader) throws -> FillRecord {
+        FillRecord(
+            venue: try row.text(0), tradeID: try row.text(1), clientOrderID: try row.text(2), symbol: try row.text(3),
+            side: try row.enumeration(4), price: try row.decimal(5), quantity: try row.decimal(6), fee: try row.decimal(7),
+            feeAsset: try row.text(8), time: try row.time(9))
     }
 
     // MARK: Positions

@@ -27,6 +27,8 @@ public protocol TradeStore: Sendable {
     /// Batch path; returns how many rows were new.
     @discardableResult func recordFills(_ fills: [FillRecord]) async throws -> Int
     func fills(clientOrderID: String) async throws -> [FillRecord]
+    /// The newest fills of `symbol` at `venue`, newest first: where a live venue resumes after a restart.
+    func latestFills(venue: String, symbol: String, limit: Int) async throws -> [FillRecord]
 
     /// Inserts or replaces the position with this id.
     func savePosition(_ position: PositionRecord) async throws

@@ -4,8 +4,9 @@ import HTTPSupport
 import Logging
 import TradingCore
 
-/// Binance USDⓈ-M futures over signed REST (in progress: orders, queries, account, filters, prices,
-/// protection and fills by polling; position closes and the user-data stream come next).
+/// Binance USDⓈ-M futures over signed REST: isolated margin and leverage per symbol, market entries
+/// and exits, reduce-only `STOP_MARKET` / `TAKE_PROFIT_MARKET` protection (`closePosition`, mark price)
+/// at the exchange, and fills by polling `userTrades`.
 ///
 /// - Every private call is signed (`RequestSigning.binanceQuery`) with `recvWindow` and a timestamp
 ///   corrected by the server's clock; a -1021 ("timestamp outside recvWindow") re-syncs the clock from
@@ -13,6 +14,13 @@ import TradingCore
 /// - An order whose answer is lost (timeout, 5xx, -1007 "execution status unknown") is
 ///   `VenueError.outcomeUnknown`: the caller queries it by client id (`origClientOrderId`), never sends
 ///   it again blindly. Binance keeps a client id unique only among open orders.
+/// - Fills build each symbol's position; the fill that brings it back to flat is a ``VenueClose``
+///   whose reason comes from the order that made it (the stop, the target, an exit; `autoclose-`
+///   orders are liquidations). Orders from before a restart are looked up by their order id.
+/// - Trailing, break-even and ATR stops follow ``StopPolicy/tightened`` on each closed candle, as on
+///   the paper venue; a tighter stop replaces the stop order at the exchange.
+/// - After a restart, ``resume(_:)`` seeds the positions and the fill cursor from the store.
+/// - 429 and 418 answers are `unreachable` with their Retry-After; the caller backs off.
 public actor BinanceFuturesVenue: Venue {
     public nonisolated let name = "binance"
     public nonisolated let isLive = true
@@ -30,6 +38,9 @@ public actor BinanceFuturesVenue: Venue {
     private var tradedSymbols: Set<String> = []
     private var lastTradeID: [String: Int64] = [:]
     private var pending: [VenueEvent] = []
+    private var isolated: Set<String> = []
+    /// Each protected position's stop as the policy moves it, with its target.
+    private var managed: [String: (stop: ManagedStop, takeProfit: Decimal?)] = [:]
 
     public init(
         baseURL: String = "https://fapi.binance.com", apiKey: String, secret: String, recvWindow: Int = 5_000, http: HTTPClient = .shared,
@@ -166,6 +177,7 @@ public actor BinanceFuturesVenue: Venue {
     public func submit(_ request: VenueOrderRequest) async throws(VenueError) -> VenueOrder {
         tradedSymbols.insert(request.symbol)
         if !request.reduceOnly {
+            try await isolateMargin(request.symbol)
             leverages[request.symbol] = request.leverage
             _ = try await signed("POST", "/fapi/v1/leverage", [("symbol", request.symbol), ("leverage", String(request.leverage))])
         }
@@ -177,6 +189,15 @@ public actor BinanceFuturesVenue: Venue {
             throw VenueError(.outcomeUnknown, "Binance order answer is not what its documentation says")
         }
         return venueOrder(answer)
+    }
+
+    /// Isolated margin, so a position can lose only its own margin; -4046 means it already is.
+    func isolateMargin(_ symbol: String) async throws(VenueError) {
+        guard !isolated.contains(symbol) else { return }
+        do {
+            _ = try await signed("POST", "/fapi/v1/marginType", [("symbol", symbol), ("marginType", "ISOLATED")])
+        } catch where error.kind == .rejected && error.message.contains("-4046") {}
+        isolated.insert(symbol)
     }
 
     public func order(clientOrderID: String, symbol: String) async throws(VenueError) -> VenueOrder? {
@@ -199,11 +220,22 @@ public actor BinanceFuturesVenue: Venue {
         guard let risks = try? JSONDecoder().decode([Risk].self, from: Data(risksBody)) else {
             throw VenueError(.unreachable, "Binance positionRisk answer is not what its documentation says")
         }
-        return risks.compactMap { risk in
-            guard let amount = Decimal(string: risk.positionAmt), amount != 0, let entry = Decimal(string: risk.entryPrice) else { return nil }
+        let held = risks.filter { (Decimal(string: $0.positionAmt) ?? 0) != 0 }
+        guard !held.isEmpty else { return [] }
+        struct Open: Decodable { var symbol: String; var type: String; var stopPrice: String? }
+        let openBody = try await signed("GET", "/fapi/v1/openOrders", [])
+        guard let open = try? JSONDecoder().decode([Open].self, from: Data(openBody)) else {
+            throw VenueError(.unreachable, "Binance openOrders answer is not what its documentation says")
+        }
+        func level(_ symbol: String, _ type: String) -> Decimal? {
+            open.first { $0.symbol == symbol && $0.type == type }?.stopPrice.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil }
+        }
+        return held.compactMap { risk in
+            guard let amount = Decimal(string: risk.positionAmt), let entry = Decimal(string: risk.entryPrice) else { return nil }
             return VenuePosition(
                 symbol: risk.symbol, side: amount > 0 ? .long : .short, quantity: amount.magnitude, entryPrice: entry, leverage: Int(risk.leverage) ?? 1,
-                stopLoss: nil, takeProfit: nil, openedAt: Date(timeIntervalSince1970: Double(risk.updateTime ?? 0) / 1000))
+                stopLoss: level(risk.symbol, "STOP_MARKET"), takeProfit: level(risk.symbol, "TAKE_PROFIT_MARKET"),
+                openedAt: Date(timeIntervalSince1970: Double(risk.updateTime ?? 0) / 1000))
         }
     }
 
@@ -211,13 +243,21 @@ public actor BinanceFuturesVenue: Venue {
         guard let position = try await positions().first(where: { $0.symbol == symbol }) else {
             throw VenueError(.rejected, "no open position on \(symbol) to protect")
         }
-        let side = position.side == .long ? "SELL" : "BUY"
-        _ = try await signed("DELETE", "/fapi/v1/allOpenOrders", [("symbol", symbol)])
-        try await placeProtective(symbol: symbol, side: side, type: "STOP_MARKET", price: stopLoss, reason: "stop_loss")
-        if let takeProfit {
-            try await placeProtective(symbol: symbol, side: side, type: "TAKE_PROFIT_MARKET", price: takeProfit, reason: "take_profit")
-        }
+        try await place(symbol: symbol, side: position.side, stopLoss: stopLoss, takeProfit: takeProfit, reason: "stop_loss")
+        managed[symbol] = (
+            ManagedStop(side: position.side, entry: position.entryPrice, initialStop: stopLoss, stop: stopLoss, bestPrice: position.entryPrice, policy: policy),
+            takeProfit)
         protection[symbol] = (stopLoss, takeProfit)
+    }
+
+    /// Replaces the symbol's protective orders with a stop (`reason` is what its fill will mean) and a target.
+    func place(symbol: String, side: PositionSide, stopLoss: Decimal, takeProfit: Decimal?, reason: String) async throws(VenueError) {
+        let closing = side == .long ? "SELL" : "BUY"
+        _ = try await signed("DELETE", "/fapi/v1/allOpenOrders", [("symbol", symbol)])
+        try await placeProtective(symbol: symbol, side: closing, type: "STOP_MARKET", price: stopLoss, reason: reason)
+        if let takeProfit {
+            try await placeProtective(symbol: symbol, side: closing, type: "TAKE_PROFIT_MARKET", price: takeProfit, reason: "take_profit")
+        }
     }
 
     func placeProtective(symbol: String, side: String, type: String, price: Decimal, reason: String) async throws(VenueError) {
@@ -240,8 +280,9 @@ public actor BinanceFuturesVenue: Venue {
             guard let trades = try? JSONDecoder().decode([Trade].self, from: Data(tradesBody)) else {
                 throw VenueError(.unreachable, "Binance userTrades answer is not what its documentation says")
             }
-            for trade in trades.sorted(by: { $0.id < $1.id }) {
-                lastTradeID[symbol] = max(lastTradeID[symbol] ?? 0, trade.id)
+            for trade in trades.sorted(by: { $0.id < $1.id }) where trade.id > lastTradeID[symbol] ?? 0 {
+                if clientIDs[trade.orderId] == nil { try await learnOrder(trade.orderId, symbol: symbol) }
+                lastTradeID[symbol] = trade.id
                 let fill = VenueFill(
                     tradeID: "binance-\(trade.id)", clientOrderID: clientIDs[trade.orderId] ?? "binance-order-\(trade.orderId)", symbol: symbol,
                     side: trade.side == "BUY" ? .buy : .sell, price: Decimal(string: trade.price) ?? 0, quantity: Decimal(string: trade.qty) ?? 0,
@@ -256,6 +297,44 @@ public actor BinanceFuturesVenue: Venue {
     }
 
     public func acknowledgeEvents(_ count: Int) async throws(VenueError) { pending.removeFirst(min(count, pending.count)) }
+
+    /// An order this process did not place (before a restart, or a liquidation): its client id, and
+    /// what its fill means.
+    func learnOrder(_ orderID: Int64, symbol: String) async throws(VenueError) {
+        struct Known: Decodable { var clientOrderId: String; var type: String }
+        let body = try await signed("GET", "/fapi/v1/order", [("symbol", symbol), ("orderId", String(orderID))])
+        guard let known = try? JSONDecoder().decode(Known.self, from: Data(body)) else {
+            throw VenueError(.unreachable, "Binance order query answer is not what its documentation says")
+        }
+        clientIDs[orderID] = known.clientOrderId
+        if known.clientOrderId.hasPrefix("autoclose-") {
+            protective[orderID] = "liquidation"
+        } else {
+            switch known.type {
+            case "STOP_MARKET": protective[orderID] = "stop_loss"
+            case "TAKE_PROFIT_MARKET": protective[orderID] = "take_profit"
+            default: break
+            }
+        }
+    }
+
+    /// Where the store stands after a restart: fills after the newest committed one are new; open
+    /// positions are tracked from their store record (their entry fees were booked with the entry).
+    public func resume(_ state: VenueResume) async throws(VenueError) {
+        tradedSymbols.formUnion(state.symbols)
+        for (symbol, fills) in state.committedFills {
+            let ids = fills.compactMap { $0.tradeID.hasPrefix("binance-") ? Int64($0.tradeID.dropFirst("binance-".count)) : nil }
+            if let newest = ids.max() { lastTradeID[symbol] = max(lastTradeID[symbol] ?? 0, newest) }
+        }
+        for position in state.openPositions {
+            books[position.symbol] = Book(
+                side: position.side, quantity: position.quantity, entry: position.entryPrice, openedAt: position.openedAt, fees: 0, leverage: position.leverage)
+            leverages[position.symbol] = position.leverage
+            if let stop = position.stopLoss {
+                protection[position.symbol] = (stop, position.takeProfit)
+            }
+        }
+    }
 
     /// A position as the fills build it, to tell when one closes and why.
     struct Book {
@@ -297,6 +376,7 @@ public actor BinanceFuturesVenue: Venue {
             return nil
         }
         books[fill.symbol] = nil
+        managed[fill.symbol] = nil
         let levels = protection.removeValue(forKey: fill.symbol)
         return VenueClose(
             symbol: fill.symbol, side: book.side, quantity: fill.quantity + max(0, book.quantity), entryPrice: book.entry, exitPrice: fill.price,
@@ -306,7 +386,21 @@ public actor BinanceFuturesVenue: Venue {
 
     private var leverages: [String: Int] = [:]
 
-    public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {}
+    /// A closed candle: the position's stop tightens by its policy; a tighter stop replaces the stop order.
+    public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {
+        guard var entry = managed[symbol], let high = Decimal(finite: candle.high), let low = Decimal(finite: candle.low),
+              let close = Decimal(finite: candle.close) else { return }
+        guard let tightened = entry.stop.tighten(high: high, low: low, close: close, atr: atr.flatMap(Decimal.init(finite:)), filters: try await filters(symbol: symbol))
+        else {
+            managed[symbol] = entry
+            return
+        }
+        let reason = entry.stop.policy.trailingCallbackFraction != nil ? "trailing_stop" : "stop_loss"
+        try await place(symbol: symbol, side: entry.stop.side, stopLoss: tightened, takeProfit: entry.takeProfit, reason: reason)
+        managed[symbol] = entry
+        protection[symbol] = (tightened, entry.takeProfit)
+        pending.append(.stopMoved(symbol: symbol, stopLoss: tightened))
+    }
 
     public func price(symbol: String) async throws(VenueError) -> Decimal? {
         struct Ticker: Decodable { var price: String }

@@ -105,6 +105,15 @@ struct TradeStoreContractTests {
             #expect(try await store.recordFills(fills + fills) == 0)
             let stored = try await store.fills(clientOrderID: clientID)
             #expect(stored == fills)
+            let venue = TestServices.uniqueName("v")
+            let elsewhere = fills.map { fill in
+                var moved = fill
+                moved.venue = venue
+                return moved
+            }
+            _ = try await store.recordFills(elsewhere)
+            #expect(try await store.latestFills(venue: venue, symbol: "SOLUSDT", limit: 3) == Array(elsewhere.suffix(3).reversed()))
+            #expect(try await store.latestFills(venue: venue, symbol: "BTCUSDT", limit: 3).isEmpty)
         }
     }
 

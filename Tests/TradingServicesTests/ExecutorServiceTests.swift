@@ -65,6 +65,9 @@ final class FlakyVenue: Venue {
         try await paper.observe(symbol: symbol, candle: candle, time: time, atr: atr, fundingRate: fundingRate)
     }
     func price(symbol: String) async throws(VenueError) -> Decimal? { try await paper.price(symbol: symbol) }
+    func resume(_ state: VenueResume) async throws(VenueError) {
+        if fault.withLock({ $0 }) == .unreachable { throw VenueError(.unreachable, "test: down") }
+    }
 }
 
 /// The executor on the paper venue, a SQLite store and the in-process bus: one order per decision,
@@ -318,6 +321,10 @@ final class OutageStore: TradeStore {
     func orders(decisionID: String) async throws -> [OrderRecord] { try check(); return try await inner.orders(decisionID: decisionID) }
     func orders(statuses: Set<OrderStatus>) async throws -> [OrderRecord] { try check(); return try await inner.orders(statuses: statuses) }
     func recordFill(_ fill: FillRecord) async throws -> Bool { try check(); return try await inner.recordFill(fill) }
+    func latestFills(venue: String, symbol: String, limit: Int) async throws -> [FillRecord] {
+        try check()
+        return try await inner.latestFills(venue: venue, symbol: symbol, limit: limit)
+    }
     func recordFills(_ fills: [FillRecord]) async throws -> Int { try check(); return try await inner.recordFills(fills) }
     func fills(clientOrderID: String) async throws -> [FillRecord] { try check(); return try await inner.fills(clientOrderID: clientOrderID) }
     func savePosition(_ position: PositionRecord) async throws { try check(); try await inner.savePosition(position) }

@@ -241,29 +241,15 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         return close(p, quantity: p.quantity, exit: exit, pnl: pnl, time: time, reason: reason)
     }
 
-    /// Trailing, break-even and ATR stops, from this candle, for the next one. A stop only tightens.
+    /// Trailing, break-even and ATR stops, from this candle, for the next one (``StopPolicy/tightened``).
     mutating func tighten(_ p: inout Position, high: Decimal, low: Decimal, close: Decimal, atr: Decimal?) {
-        let long = p.side == .long
-        p.bestPrice = long ? max(p.bestPrice, high) : min(p.bestPrice, low)
-        guard let stop = p.stopLoss, let initial = p.initialStop else { return }
-        let r = (p.entry - initial).magnitude
-        var candidates: [Decimal] = []
-        if p.policy.breakEvenAfterOneR, r > 0, long ? p.bestPrice >= p.entry + r : p.bestPrice <= p.entry - r { candidates.append(p.entry) }
-        if let activation = p.policy.trailingActivationR, let callback = p.policy.trailingCallbackFraction, r > 0,
-           long ? p.bestPrice >= p.entry + activation * r : p.bestPrice <= p.entry - activation * r {
-            candidates.append(long ? p.bestPrice * (1 - callback) : p.bestPrice * (1 + callback))
-        }
-        if let multiple = p.policy.atrMultiple, let atr { candidates.append(long ? close - multiple * atr : close + multiple * atr) }
-        var tightened = stop
-        for candidate in candidates {
-            let rounded = settings.filters.price(candidate, toward: close)
-            tightened = long ? max(tightened, rounded) : min(tightened, rounded)
-        }
-        // Never past the current price: that would be an immediate exit, not a stop.
-        if long ? tightened < close : tightened > close, tightened != stop {
-            p.stopLoss = tightened
-            queued.append(.stopMoved(symbol: p.symbol, stopLoss: tightened))
-        }
+        p.bestPrice = p.side == .long ? max(p.bestPrice, high) : min(p.bestPrice, low)
+        guard let stop = p.stopLoss, let initial = p.initialStop,
+              let tightened = p.policy.tightened(
+                stop: stop, side: p.side, entry: p.entry, initialStop: initial, bestPrice: p.bestPrice, close: close, atr: atr, filters: settings.filters)
+        else { return }
+        p.stopLoss = tightened
+        queued.append(.stopMoved(symbol: p.symbol, stopLoss: tightened))
     }
 
     mutating func chargeFunding(symbol: String, price: Decimal, time: Date, rate: Decimal?) {

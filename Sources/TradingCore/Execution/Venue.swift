@@ -152,6 +152,62 @@ public struct StopPolicy: Sendable, Hashable, Codable {
     }
 }
 
+extension StopPolicy {
+    /// The stop for the next candle, the same rule on every venue: break-even once the best price is
+    /// +1R, the trailing stop `callback` behind the best price once it is `activationR` in favour, and
+    /// `atrMultiple` ATRs from the close. R is the distance from the entry to the initial stop. A stop
+    /// only tightens, is rounded to the tick toward the close, and never passes the close (that would
+    /// be an exit, not a stop). nil: the stop stays.
+    public func tightened(
+        stop: Decimal, side: PositionSide, entry: Decimal, initialStop: Decimal, bestPrice: Decimal, close: Decimal, atr: Decimal?, filters: ExchangeFilters
+    ) -> Decimal? {
+        let long = side == .long
+        let r = (entry - initialStop).magnitude
+        var candidates: [Decimal] = []
+        if breakEvenAfterOneR, r > 0, long ? bestPrice >= entry + r : bestPrice <= entry - r { candidates.append(entry) }
+        if let activation = trailingActivationR, let callback = trailingCallbackFraction, r > 0,
+           long ? bestPrice >= entry + activation * r : bestPrice <= entry - activation * r {
+            candidates.append(long ? bestPrice * (1 - callback) : bestPrice * (1 + callback))
+        }
+        if let atrMultiple, let atr { candidates.append(long ? close - atrMultiple * atr : close + atrMultiple * atr) }
+        var tightened = stop
+        for candidate in candidates {
+            let rounded = filters.price(candidate, toward: close)
+            tightened = long ? max(tightened, rounded) : min(tightened, rounded)
+        }
+        guard long ? tightened < close : tightened > close, tightened != stop else { return nil }
+        return tightened
+    }
+}
+
+/// A live position's stop as its policy moves it, candle by candle (``StopPolicy/tightened``).
+public struct ManagedStop: Sendable, Hashable, Codable {
+    public var side: PositionSide
+    public var entry: Decimal
+    public var initialStop: Decimal
+    public private(set) var stop: Decimal
+    public private(set) var bestPrice: Decimal
+    public var policy: StopPolicy
+
+    public init(side: PositionSide, entry: Decimal, initialStop: Decimal, stop: Decimal, bestPrice: Decimal, policy: StopPolicy) {
+        self.side = side
+        self.entry = entry
+        self.initialStop = initialStop
+        self.stop = stop
+        self.bestPrice = bestPrice
+        self.policy = policy
+    }
+
+    /// Takes in a closed candle; returns the new stop when it tightened.
+    public mutating func tighten(high: Decimal, low: Decimal, close: Decimal, atr: Decimal?, filters: ExchangeFilters) -> Decimal? {
+        bestPrice = side == .long ? max(bestPrice, high) : min(bestPrice, low)
+        guard let tightened = policy.tightened(
+            stop: stop, side: side, entry: entry, initialStop: initialStop, bestPrice: bestPrice, close: close, atr: atr, filters: filters) else { return nil }
+        stop = tightened
+        return tightened
+    }
+}
+
 /// What a venue reports between calls: fills and closed positions.
 public enum VenueEvent: Sendable, Hashable, Codable {
     case fill(VenueFill)
@@ -170,6 +226,26 @@ public struct VenueError: Error, Sendable, Hashable, CustomStringConvertible {
         self.message = message
     }
     public var description: String { "\(kind.rawValue): \(message)" }
+}
+
+/// What the store already holds when an executor starts again, so that a live venue, whose own
+/// bookkeeping died with the last process, reports only what is new and reads it right.
+public struct VenueResume: Sendable, Hashable {
+    /// Positions open in the store, with their stop and target.
+    public var openPositions: [VenuePosition]
+    /// Per symbol, the newest fills committed (newest first): the venue reports only later ones.
+    public var committedFills: [String: [VenueFill]]
+    /// Symbols of orders whose outcome is still open: their fills may come.
+    public var pendingSymbols: Set<String>
+
+    public init(openPositions: [VenuePosition], committedFills: [String: [VenueFill]], pendingSymbols: Set<String>) {
+        self.openPositions = openPositions
+        self.committedFills = committedFills
+        self.pendingSymbols = pendingSymbols
+    }
+
+    /// Every symbol whose fills the venue should watch.
+    public var symbols: Set<String> { pendingSymbols.union(openPositions.map(\.symbol)).union(committedFills.keys) }
 }
 
 /// Port: where orders go. Paper, Binance USDⓈ-M futures or Bybit v5 linear.
@@ -196,6 +272,8 @@ public protocol Venue: Sendable {
     func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError)
     /// The latest price the venue knows.
     func price(symbol: String) async throws(VenueError) -> Decimal?
+    /// Called once at start, before anything else: where the store stands (see ``VenueResume``).
+    func resume(_ state: VenueResume) async throws(VenueError)
 }
 
 /// Client order ids, derived from the decision id so a repeated decision maps to the same order.

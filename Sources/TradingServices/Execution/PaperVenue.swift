@@ -59,6 +59,9 @@ public actor PaperVenue: Venue {
 
     public func price(symbol: String) async throws(VenueError) -> Decimal? { exchange.price(symbol: symbol) }
 
+    /// Nothing to do: the paper venue's own state outlives the executor, in its file.
+    public func resume(_ state: VenueResume) async throws(VenueError) {}
+
     public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {
         guard let open = Decimal(finite: candle.open), let high = Decimal(finite: candle.high), let low = Decimal(finite: candle.low),
               let close = Decimal(finite: candle.close) else {
