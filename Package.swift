@@ -125,7 +125,7 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        /// Live futures venues (Binance USDⓈ-M, Bybit v5): signed REST. In progress; the paper venue is in TradingServices.
+        /// Live futures venues (Binance USDⓈ-M, Bybit v5 linear) over signed REST; the paper venue is in TradingServices.
         .target(
             name: "Venues",
             dependencies: [
@@ -139,7 +139,7 @@ let package = Package(
         .target(
             name: "WorkerRuntime",
             dependencies: [
-                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore", "Exchanges", "LLMProviders", "Notifiers",
+                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore", "Exchanges", "LLMProviders", "Notifiers", "Venues",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -197,7 +197,7 @@ let package = Package(
         .testTarget(name: "ExchangesTests", dependencies: ["Exchanges", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "LLMProvidersTests", dependencies: ["LLMProviders", "TradingServices", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "NotifiersTests", dependencies: ["Notifiers", "TradingServices", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
-        .testTarget(name: "VenuesTests", dependencies: ["Venues", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "VenuesTests", dependencies: ["Venues", "TestSupport", "TradingServices", "SQLTradeStore", "SQLiteStore"], swiftSettings: strict),
         .testTarget(name: "TradeBusTests", dependencies: ["TestSupport", "WorkerRuntime", "RedisCache", "TradingCore"], swiftSettings: strict),
         .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "TestSupport"], swiftSettings: strict),
     ],

@@ -264,7 +264,10 @@ public actor BinanceFuturesVenue: Venue {
         let body = try await signed("POST", "/fapi/v1/order", [
             ("symbol", symbol), ("side", side), ("type", type), ("stopPrice", "\(price)"), ("closePosition", "true"), ("workingType", "MARK_PRICE"),
         ])
-        if let answer = try? JSONDecoder().decode(OrderAnswer.self, from: Data(body)) { protective[answer.orderId] = reason }
+        if let answer = try? JSONDecoder().decode(OrderAnswer.self, from: Data(body)) {
+            protective[answer.orderId] = reason
+            clientIDs[answer.orderId] = answer.clientOrderId
+        }
     }
 
     /// New fills of the symbols traded, from `GET /fapi/v1/userTrades` (polling).
@@ -307,6 +310,7 @@ public actor BinanceFuturesVenue: Venue {
             throw VenueError(.unreachable, "Binance order query answer is not what its documentation says")
         }
         clientIDs[orderID] = known.clientOrderId
+        guard protective[orderID] == nil else { return }
         if known.clientOrderId.hasPrefix("autoclose-") {
             protective[orderID] = "liquidation"
         } else {

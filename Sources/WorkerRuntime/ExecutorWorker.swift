@@ -3,20 +3,57 @@ import Logging
 import ServiceLifecycle
 import TradingCore
 import TradingServices
+import Venues
+
+/// Where the executor's orders go.
+public enum VenueChoice: Sendable {
+    /// The paper venue (the default): no request to any exchange, ever.
+    case paper
+    /// Live orders with real money, over signed REST.
+    case live(LiveVenue)
+
+    public struct LiveVenue: Sendable {
+        public enum Exchange: String, Sendable { case binance, bybit }
+        public var exchange: Exchange
+        public var baseURL: String
+        public var apiKey: String
+        public var secret: String
+        public var recvWindow: Int
+    }
+
+    /// `USE_PAPER_TRADING` (default true). Only when it is false are `LIVE_VENUE` and that exchange's
+    /// keys read; paper mode never reads them, so it can never sign a request.
+    static func read(_ config: ConfigReader) throws -> VenueChoice {
+        guard !(try config.bool("USE_PAPER_TRADING", default: true, help: "paper venue (true) or live orders with real money (false)")) else { return .paper }
+        let exchange = VenueChoice.LiveVenue.Exchange(
+            rawValue: try config.choice("LIVE_VENUE", default: "binance", allowed: ["binance", "bybit"], help: "exchange for live orders"))!
+        let prefix = exchange == .binance ? "BINANCE" : "BYBIT"
+        let defaultURL = exchange == .binance ? "https://fapi.binance.com" : "https://api.bybit.com"
+        let testnetURL = exchange == .binance ? "https://testnet.binancefuture.com" : "https://api-testnet.bybit.com"
+        let url = try config.string("\(prefix)_FUTURES_URL", default: defaultURL, help: "REST base URL (testnet: \(testnetURL))")!
+        guard url.hasPrefix("https://") || url.hasPrefix("http://127.0.0.1") || url.hasPrefix("http://localhost") else {
+            throw ConfigError(key: "\(prefix)_FUTURES_URL", message: "must be https:// (plain http only to a local test server): \(url)")
+        }
+        return .live(LiveVenue(
+            exchange: exchange, baseURL: url,
+            apiKey: try config.required("\(prefix)_API_KEY", secret: true, help: "API key: trading rights only, never withdrawals"),
+            secret: try config.required("\(prefix)_API_SECRET", secret: true, help: "API secret"),
+            recvWindow: try config.int("\(prefix)_RECV_WINDOW_MS", default: 5_000, range: 100...60_000, help: "signed requests' validity window")))
+    }
+}
 
 /// executor's configuration: the venue, the risk limits, the circuit breakers and the stop policy.
 public struct ExecutorConfiguration: Sendable {
+    public var venue: VenueChoice
     public var settings: ExecutorService.Settings
     public var initialCapital: Decimal
     public var paperStateFile: String?
     public var paper: PaperExchange.Settings
-    /// The venue whose candles price the paper account (`*`: every venue).
+    /// The venue whose candles price the paper account and move the stops (`*`: every venue).
     public var priceVenue: String
 
     public static func read(_ config: ConfigReader) throws -> ExecutorConfiguration {
-        guard try config.bool("USE_PAPER_TRADING", default: true, help: "paper venue (true) or live orders (false)") else {
-            throw ConfigError(key: "USE_PAPER_TRADING", message: "is false, but the live Binance and Bybit venues are not in this build; only the paper venue trades here")
-        }
+        let venue = try VenueChoice.read(config)
         let framework = try TradingFramework.read(config)
         var limits = RiskLimits()
         limits.minConfidence = framework.minConfidence
@@ -55,10 +92,31 @@ public struct ExecutorConfiguration: Sendable {
         paper.slippageFraction = try fraction("PAPER_SLIPPAGE_PERCENT", 0.0005, 0...0.1, "paper fills move this against the taker")
         paper.takerFeeRate = limits.takerFeeRate
         return ExecutorConfiguration(
-            settings: settings, initialCapital: try fraction("INITIAL_CAPITAL", 10_000, 1...1_000_000_000, "paper account's starting balance (USD)"),
+            venue: venue, settings: settings, initialCapital: try fraction("INITIAL_CAPITAL", 10_000, 1...1_000_000_000, "paper account's starting balance (USD)"),
             paperStateFile: try config.string("PAPER_STATE_FILE", default: ".tradebus/paper-default.json", help: "where the paper venue keeps its state"),
             paper: paper,
             priceVenue: try config.string("EXECUTOR_PRICE_VENUE", default: "*", help: "venue of the candles that price the paper account (*: all)")!)
+    }
+}
+
+extension ExecutorConfiguration {
+    /// The configured venue.
+    public func makeVenue(logger: Logger) throws -> any Venue {
+        switch venue {
+        case .paper:
+            if let file = paperStateFile {
+                try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: file).deletingLastPathComponent().path, withIntermediateDirectories: true)
+            }
+            return try PaperVenue(balance: initialCapital, settings: paper, path: paperStateFile)
+        case .live(let live):
+            logger.warning("LIVE TRADING: orders go to \(live.exchange.rawValue) with real money", metadata: ["url": "\(live.baseURL)"])
+            switch live.exchange {
+            case .binance:
+                return BinanceFuturesVenue(baseURL: live.baseURL, apiKey: live.apiKey, secret: live.secret, recvWindow: live.recvWindow, logger: logger)
+            case .bybit:
+                throw ConfigError(key: "LIVE_VENUE", message: "bybit is not wired yet")
+            }
+        }
     }
 }
 
@@ -106,7 +164,7 @@ extension WorkerMain {
             var executor: ExecutorConfiguration
         }
         await run(
-            worker: "executor", defaultPort: 9104, summary: "risk gateway, paper venue, positions and stops; every order recorded",
+            worker: "executor", defaultPort: 9104, summary: "risk gateway, paper or live venue, positions and stops; every order recorded",
             configure: { config in
                 Settings(
                     dependencies: try WorkerDependencies.configure([.bus, .cache, .store], config: config, instance: "executor"),
@@ -116,10 +174,7 @@ extension WorkerMain {
                 try await settings.dependencies.connect(context)
                 let bus = settings.dependencies.bus!, cache = settings.dependencies.cache!, store = settings.dependencies.store!
                 let account = settings.executor.settings.account
-                if let file = settings.executor.paperStateFile {
-                    try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: file).deletingLastPathComponent().path, withIntermediateDirectories: true)
-                }
-                let venue = try PaperVenue(balance: settings.executor.initialCapital, settings: settings.executor.paper, path: settings.executor.paperStateFile)
+                let venue = try settings.executor.makeVenue(logger: context.logger)
                 let executor = ExecutorService(
                     venue: venue, store: store, bus: bus, cache: cache, settings: settings.executor.settings, source: context.settings.instance, logger: context.logger)
                 try await bus.declare(ExecutorService.decisionQueue(account: account))
@@ -138,7 +193,7 @@ extension WorkerMain {
                     status: {
                         let (equity, margin) = (try? await venue.account()) ?? (0, 0)
                         return [
-                            "worker": "executor", "venue": "paper", "account": account, "reconciled": "\(await executor.reconciled)",
+                            "worker": "executor", "venue": venue.name, "live": "\(venue.isLive)", "account": account, "reconciled": "\(await executor.reconciled)",
                             "equity": "\(equity)", "available_margin": "\(margin)",
                         ]
                     },

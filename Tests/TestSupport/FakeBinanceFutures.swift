@@ -10,7 +10,15 @@ import Synchronization
 /// checks every signature (`X-MBX-APIKEY`, HMAC-SHA256 of the query, timestamp within `recvWindow`)
 /// and answers Binance's error format. Market orders fill at once at the ticker price.
 public final class FakeBinanceFutures: Sendable {
-    public enum OrderFault: Sendable { case none, unknownAfterCreate }
+    public enum OrderFault: Sendable {
+        case none
+        /// The order is created, then Binance answers -1007 "execution status unknown".
+        case unknownAfterCreate
+        /// The order is created, and the answer comes only after `delay`: the caller times out first.
+        case slowAfterCreate(Duration)
+        /// Nothing happens: the connection is refused as if the exchange were down (HTTP 503, no order).
+        case unavailable
+    }
 
     struct Order: Sendable {
         var id: Int64
@@ -31,6 +39,7 @@ public final class FakeBinanceFutures: Sendable {
         var trades: [(id: Int64, orderID: Int64, symbol: String, side: String, price: Decimal, qty: Decimal, realized: Decimal)] = []
         var prices: [String: Decimal] = [:]
         var leverage: [String: Int] = [:]
+        var marginType: [String: String] = [:]
         var skewMillis: Int64 = 0
         var orderFaults: [OrderFault] = []
         var requests: [String] = []
@@ -67,10 +76,39 @@ public final class FakeBinanceFutures: Sendable {
                 return fake.json(["leverage": Int(q["leverage"] ?? "1") ?? 1, "symbol": q["symbol"] ?? ""])
             }
         }
-        router.post("fapi/v1/order") { request, _ in try fake.signed(request) { q in fake.place(q) } }
+        router.post("fapi/v1/marginType") { request, _ in
+            try fake.signed(request) { q in
+                let symbol = q["symbol"] ?? "", wanted = q["marginType"] ?? ""
+                let before = fake.state.withLock { state in
+                    defer { state.marginType[symbol] = wanted }
+                    return state.marginType[symbol] ?? "CROSSED"
+                }
+                return before == wanted ? fake.error(400, -4046, "No need to change margin type.") : fake.json(["code": 200, "msg": "success"])
+            }
+        }
+        router.post("fapi/v1/order") { request, _ in
+            var delay: Duration?
+            let response = try fake.signed(request) { q in
+                let (response, slow) = fake.place(q)
+                delay = slow
+                return response
+            }
+            if let delay { try await Task.sleep(for: delay) }
+            return response
+        }
+        router.get("fapi/v1/openOrders") { request, _ in
+            try fake.signed(request) { q in
+                let rows = fake.state.withLock { state in
+                    state.orders.filter { $0.status == "NEW" && (q["symbol"] == nil || $0.symbol == q["symbol"]) }.map(fake.answer)
+                }
+                return fake.json(rows)
+            }
+        }
         router.get("fapi/v1/order") { request, _ in
             try fake.signed(request) { q in
-                guard let order = fake.state.withLock({ state in state.orders.first { $0.clientID == q["origClientOrderId"] && $0.symbol == q["symbol"] } }) else {
+                guard let order = fake.state.withLock({ state in
+                    state.orders.first { ($0.clientID == q["origClientOrderId"] || String($0.id) == q["orderId"]) && $0.symbol == q["symbol"] }
+                }) else {
                     return fake.error(400, -2013, "Order does not exist.")
                 }
                 return fake.json(fake.answer(order))
@@ -137,6 +175,16 @@ public final class FakeBinanceFutures: Sendable {
             let realized = (long ? price - entry : entry - price) * quantity
             state.trades.append((Int64(state.trades.count + 1), state.orders[index].id, symbol, long ? "SELL" : "BUY", price, quantity, realized))
             state.positions[symbol] = nil
+            // closePosition orders left over have nothing to close: Binance expires them.
+            for other in state.orders.indices where state.orders[other].symbol == symbol && state.orders[other].status == "NEW" {
+                state.orders[other].status = "EXPIRED"
+            }
+        }
+    }
+    /// Someone cancels the symbol's open orders (the protective stop among them) behind our back.
+    public func cancelOpenOrders(_ symbol: String) {
+        state.withLock { state in
+            for index in state.orders.indices where state.orders[index].symbol == symbol && state.orders[index].status == "NEW" { state.orders[index].status = "CANCELED" }
         }
     }
     /// The server's clock runs this far ahead of ours.
@@ -171,8 +219,10 @@ public final class FakeBinanceFutures: Sendable {
         return body(parameters)
     }
 
-    func place(_ q: [String: String]) -> Response {
+    /// Places the order (or not, by the next fault); the answer, and how long to hold it back.
+    func place(_ q: [String: String]) -> (Response, Duration?) {
         let fault = state.withLock { $0.orderFaults.isEmpty ? OrderFault.none : $0.orderFaults.removeFirst() }
+        if case .unavailable = fault { return (error(503, -1001, "Internal error; unable to process your request. Please try again."), nil) }
         let order = state.withLock { state -> Order in
             let id = Int64(state.orders.count + 1)
             let symbol = q["symbol"] ?? "", side = q["side"] ?? "BUY", type = q["type"] ?? "MARKET"
@@ -192,15 +242,18 @@ public final class FakeBinanceFutures: Sendable {
             state.orders.append(order)
             return order
         }
-        if fault == .unknownAfterCreate { return error(503, -1007, "Timeout waiting for response from backend server. Send status unknown; execution status unknown.") }
-        return json(answer(order))
+        switch fault {
+        case .unknownAfterCreate: return (error(503, -1007, "Timeout waiting for response from backend server. Send status unknown; execution status unknown."), nil)
+        case .slowAfterCreate(let delay): return (json(answer(order)), delay)
+        default: return (json(answer(order)), nil)
+        }
     }
 
     func answer(_ order: Order) -> [String: Any] {
         [
             "orderId": order.id, "clientOrderId": order.clientID, "symbol": order.symbol, "side": order.side, "type": order.type, "status": order.status,
             "origQty": "\(order.quantity)", "executedQty": order.status == "FILLED" ? "\(order.quantity)" : "0", "avgPrice": "\(order.status == "FILLED" ? order.price : 0)",
-            "reduceOnly": false,
+            "reduceOnly": false, "stopPrice": "\(order.stopPrice ?? 0)",
         ]
     }
 

@@ -43,6 +43,7 @@ public actor ExecutorService {
     private var halts: TradingHalts?
     public private(set) var reconciled = false
     private var processingEvents = false
+    private var resumed = false
 
     public init(
         venue: any Venue, store: any TradeStore, bus: any MessageBus, cache: any HotCache, settings: Settings, source: String, logger: Logger,
@@ -108,7 +109,7 @@ public actor ExecutorService {
             try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
             return .hold
         }
-        let positions = try await store.openPositions()
+        let positions = try await venuePositionsInStore()
         if let open = positions.first(where: { $0.symbol == d.symbol }), settings.closeOnOpposite,
            (open.side == .long) != (d.action == .long) {
             return try await close(open, decisionID: intent.decisionID, correlationID: correlationID)
@@ -274,7 +275,7 @@ public actor ExecutorService {
             case .fill(let fill): try await record(fill)
             case .closed(let close): try await record(close)
             case .stopMoved(let symbol, let stop):
-                if var position = try await store.openPositions().first(where: { $0.symbol == symbol }) {
+                if var position = try await venuePositionsInStore().first(where: { $0.symbol == symbol }) {
                     position.stopLoss = stop
                     position.updatedAt = now()
                     try await store.savePosition(position)
@@ -320,7 +321,7 @@ public actor ExecutorService {
     }
 
     func record(_ close: VenueClose) async throws {
-        guard var position = try await store.openPositions().first(where: { $0.symbol == close.symbol }) else {
+        guard var position = try await venuePositionsInStore().first(where: { $0.symbol == close.symbol }) else {
             logger.warning("the venue closed a position the store does not have open", metadata: ["symbol": "\(close.symbol)"])
             return
         }
@@ -358,8 +359,12 @@ public actor ExecutorService {
     /// Brings the store to the venue's truth before any new order: pending venue events, orders whose
     /// outcome is open, positions on one side only, and missing protective stops.
     public func reconcile() async throws {
+        if !resumed {
+            try await venue.resume(resumePoint())
+            resumed = true
+        }
         try await processVenueEvents()
-        for order in try await store.orders(statuses: [.intent, .sent, .unknown, .accepted, .partiallyFilled]) {
+        for order in try await store.orders(statuses: [.intent, .sent, .unknown, .accepted, .partiallyFilled]) where order.venue == venue.name {
             if let known = try await venue.order(clientOrderID: order.clientOrderID, symbol: order.symbol) {
                 try await store.updateOrder(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID, at: now())
             } else if order.status != .intent {
@@ -368,14 +373,14 @@ public actor ExecutorService {
             // An intent the venue never saw stays INTENT: its decision, redelivered, sends it if still fresh.
         }
         let venuePositions = try await venue.positions()
-        var storeOpen = try await store.openPositions()
+        var storeOpen = try await venuePositionsInStore()
         for var position in storeOpen where !venuePositions.contains(where: { $0.symbol == position.symbol }) {
             logger.warning("the store had a position the venue does not: closed", metadata: ["symbol": "\(position.symbol)"])
             position.status = .closed
             position.updatedAt = now()
             try await store.savePosition(position)
         }
-        storeOpen = try await store.openPositions()
+        storeOpen = try await venuePositionsInStore()
         for held in venuePositions {
             var position = storeOpen.first { $0.symbol == held.symbol } ?? PositionRecord(
                 id: "position:reconciled:\(held.symbol):\(Int(held.openedAt.timeIntervalSince1970))", venue: venue.name, symbol: held.symbol, side: held.side,
@@ -390,6 +395,34 @@ public actor ExecutorService {
             }
         }
         reconciled = true
+    }
+
+    /// The store's open positions at this executor's venue (a store may hold several venues' records).
+    func venuePositionsInStore() async throws -> [PositionRecord] {
+        try await store.openPositions().filter { $0.venue == venue.name }
+    }
+
+    /// Where the store stands, for a live venue starting again: open positions, the newest fills of
+    /// every symbol in play, and the symbols of orders whose outcome is open.
+    func resumePoint() async throws -> VenueResume {
+        let open = try await venuePositionsInStore()
+        let pending = try await store.orders(statuses: [.intent, .sent, .unknown, .accepted, .partiallyFilled]).filter { $0.venue == venue.name }
+        // A fill not yet committed may be all the store lacks of a position the venue holds.
+        let held = Set(try await venue.positions().map(\.symbol))
+        let symbols = held.union(open.map(\.symbol)).union(pending.map(\.symbol))
+        var committed: [String: [VenueFill]] = [:]
+        for symbol in symbols {
+            committed[symbol] = try await store.latestFills(venue: venue.name, symbol: symbol, limit: 20).map {
+                VenueFill(tradeID: $0.tradeID, clientOrderID: $0.clientOrderID, symbol: $0.symbol, side: $0.side, price: $0.price, quantity: $0.quantity, fee: $0.fee, time: $0.time)
+            }
+        }
+        return VenueResume(
+            openPositions: open.map {
+                VenuePosition(
+                    symbol: $0.symbol, side: $0.side, quantity: $0.quantity, entryPrice: $0.entryPrice, leverage: $0.leverage, stopLoss: $0.stopLoss,
+                    takeProfit: $0.takeProfit, openedAt: $0.openedAt)
+            },
+            committedFills: committed, pendingSymbols: symbols)
     }
 
     // MARK: Publishing

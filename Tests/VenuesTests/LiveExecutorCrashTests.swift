@@ -1,0 +1,210 @@
+import Foundation
+import Logging
+import SQLTradeStore
+import SQLiteStore
+import TestSupport
+import Testing
+import TradingCore
+import TradingServices
+import Venues
+
+/// The crash matrix on a live venue: the executor over the Binance venue and a local Binance server
+/// that checks signatures. "A crash" is what a killed process leaves: the store and the exchange as
+/// they were, and a new executor and venue (with no memory) that start from them.
+@Suite("Executor on the Binance venue: crash matrix (local exchange server)")
+struct LiveExecutorCrashTests {
+    struct World {
+        let server: FakeBinanceFutures
+        let store: SQLTradeStore
+        let bus = InProcessBus()
+        let cache = LocalCache()
+
+        init() async throws {
+            server = try await FakeBinanceFutures.start()
+            server.setPrice("BTCUSDT", 100_000)
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("live-executor-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            store = .sqlite(path: directory.appendingPathComponent("store.sqlite").path)
+            try await store.migrate()
+        }
+
+        /// A new process: a venue with no memory, and an executor that reconciles before anything else.
+        func restart(timeout: Duration = .seconds(5), reconcile: Bool = true) async throws -> (ExecutorService, BinanceFuturesVenue) {
+            let venue = BinanceFuturesVenue(baseURL: server.baseURL, apiKey: server.apiKey, secret: server.secret, timeout: timeout, logger: Logger(label: "test"))
+            var settings = ExecutorService.Settings()
+            settings.limits.requireReferencePrice = false
+            let executor = ExecutorService(venue: venue, store: store, bus: bus, cache: cache, settings: settings, source: "test", logger: Logger(label: "test"))
+            if reconcile { try await executor.reconcile() }
+            return (executor, venue)
+        }
+
+        func intent(_ id: String = UUID().uuidString) -> OrderIntent {
+            let proposal = TradeProposal(action: .long, confidence: 0.82, leverage: 3, entry: 100_000, stopLoss: 98_000, takeProfit: 104_000, reasoning: "t")
+            return OrderIntent(
+                decisionID: "decision:\(id)",
+                decision: DecisionPayload(symbol: "BTCUSDT", proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: id),
+                decidedAt: Date())
+        }
+
+        /// Orders at the exchange with this client id.
+        func placed(_ intent: OrderIntent) -> Int {
+            let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
+            return server.orders.filter { $0.clientID == id }.count
+        }
+
+        var openStops: [Decimal?] { server.orders.filter { $0.type == "STOP_MARKET" && $0.status == "NEW" }.map(\.stopPrice) }
+    }
+
+    @Test("a decision: isolated margin, leverage, one market order; its fill opens the position with its stop and target at the exchange")
+    func lifecycle() async throws {
+        let world = try await World()
+        let (executor, _) = try await world.restart()
+        let intent = world.intent()
+        _ = try await executor.execute(intent, correlationID: "c")
+        #expect(try await executor.execute(intent, correlationID: "c") == .duplicate)
+        try await executor.processVenueEvents()
+        #expect(world.placed(intent) == 1)
+        #expect(world.server.requests.contains("/fapi/v1/marginType") && world.server.requests.contains("/fapi/v1/leverage"))
+        let position = try #require(try await world.store.openPositions().first)
+        #expect(position.venue == "binance" && position.entryPrice == 100_000 && position.leverage == 3 && position.stopLoss == 98_000)
+        #expect(world.openStops == [98_000])
+        #expect(world.server.orders.contains { $0.type == "TAKE_PROFIT_MARKET" && $0.status == "NEW" && $0.stopPrice == 104_000 })
+        await world.server.stop()
+    }
+
+    @Test("crash after the intent: the restarted executor leaves it; the redelivered decision sends it once")
+    func crashAfterIntent() async throws {
+        let world = try await World()
+        let intent = world.intent()
+        let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
+        try await world.store.recordOrder(OrderRecord(
+            clientOrderID: id, decisionID: intent.decisionID, venue: "binance", symbol: "BTCUSDT", side: .buy, type: .market, purpose: .entry,
+            quantity: Decimal(string: "0.05")!, price: 100_000, stopPrice: 98_000, createdAt: Date()))
+        let (executor, _) = try await world.restart()
+        #expect(try await world.store.order(clientOrderID: id)?.status == .intent && world.placed(intent) == 0)
+        _ = try await executor.execute(intent, correlationID: "c")
+        _ = try await executor.execute(intent, correlationID: "c")
+        #expect(world.placed(intent) == 1)
+        #expect(try await world.store.order(clientOrderID: id)?.status == .filled)
+        await world.server.stop()
+    }
+
+    @Test("a lost response (timeout, then -1007): the order is found by client id, never sent again, across a restart")
+    func lostResponse() async throws {
+        let world = try await World()
+        world.server.failNextOrders([.slowAfterCreate(.seconds(2))])
+        let (executor, _) = try await world.restart(timeout: .milliseconds(400))
+        let intent = world.intent()
+        _ = try await executor.execute(intent, correlationID: "c")
+        let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
+        #expect(try await world.store.order(clientOrderID: id)?.status == .filled && world.placed(intent) == 1)
+
+        await world.server.stop()
+
+        let other = try await World()  // one position per symbol: a second decision needs a flat account
+        other.server.failNextOrders([.unknownAfterCreate])
+        let (second, _) = try await other.restart()
+        let intent2 = other.intent()
+        _ = try await second.execute(intent2, correlationID: "c")
+        let (restarted, _) = try await other.restart()
+        _ = try await restarted.execute(intent2, correlationID: "c")
+        #expect(other.placed(intent2) == 1)
+        #expect(try await other.store.order(clientOrderID: ClientOrderID.make(decisionID: intent2.decisionID, purpose: .entry))?.status == .filled)
+        #expect(try await other.store.openPositions().first?.decisionID == intent2.decisionID)
+        await other.server.stop()
+    }
+
+    @Test("an exchange that is down for an order (503, no order made): the order is settled as never received, not resent")
+    func unavailable() async throws {
+        let world = try await World()
+        world.server.failNextOrders([.unavailable])
+        let (executor, _) = try await world.restart()
+        let intent = world.intent()
+        _ = try await executor.execute(intent, correlationID: "c")
+        _ = try await executor.execute(intent, correlationID: "c")
+        #expect(world.placed(intent) == 0)
+        #expect(try await world.store.order(clientOrderID: ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry))?.status == .rejected)
+        await world.server.stop()
+    }
+
+    @Test("crash after the fill, before its commit: the restarted executor commits it once, opens and protects the position once")
+    func crashAfterFill() async throws {
+        let world = try await World()
+        let (first, _) = try await world.restart()
+        let intent = world.intent()
+        _ = try await first.execute(intent, correlationID: "c")  // filled at the exchange; killed before the fill is committed
+        #expect(try await world.store.openPositions().isEmpty)
+        _ = try await world.restart()
+        let position = try #require(try await world.store.openPositions().first)
+        #expect(position.decisionID == intent.decisionID && position.quantity == Decimal(string: "0.05"))
+        #expect(world.openStops == [98_000])
+        let (third, _) = try await world.restart()
+        try await third.processVenueEvents()
+        let entry = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
+        #expect(try await world.store.fills(clientOrderID: entry).count == 1 && world.openStops == [98_000])
+        #expect(try await world.store.openPositions().count == 1)
+        await world.server.stop()
+    }
+
+    @Test("the stop fills while the executor is down: the restart records the trade with its reason and PnL, and never re-protects it")
+    func stopWhileDown() async throws {
+        let world = try await World()
+        let (first, _) = try await world.restart()
+        _ = try await first.execute(world.intent(), correlationID: "c")
+        try await first.processVenueEvents()
+        #expect(try await world.store.openPositions().count == 1)
+        world.server.moveMarket("BTCUSDT", to: 97_900)  // the stop at the exchange fills; nobody is watching
+        _ = try await world.restart()
+        #expect(try await world.store.openPositions().isEmpty)
+        let trade = try #require(try await world.store.trades(since: nil).first)
+        #expect(trade.exitReason == "stop_loss" && trade.exitPrice == 97_900 && trade.entryPrice == 100_000 && trade.pnl < -100)
+        #expect(world.openStops.isEmpty, "a closed trade never gets a new stop")
+        await world.server.stop()
+    }
+
+    @Test("a protective stop that vanished at the exchange is placed again at the restart")
+    func missingStop() async throws {
+        let world = try await World()
+        let (first, _) = try await world.restart()
+        _ = try await first.execute(world.intent(), correlationID: "c")
+        try await first.processVenueEvents()
+        world.server.cancelOpenOrders("BTCUSDT")
+        #expect(world.openStops.isEmpty)
+        _ = try await world.restart()
+        #expect(world.openStops == [98_000])
+        await world.server.stop()
+    }
+
+    @Test("an exchange that cannot be reached at start: no reconciliation, so no new order")
+    func unreachableAtStart() async throws {
+        let world = try await World()
+        await world.server.stop()
+        let (executor, _) = try await world.restart(timeout: .milliseconds(500), reconcile: false)
+        await #expect(throws: VenueError.self) { try await executor.reconcile() }
+        await #expect(throws: VenueError.self) { try await executor.execute(world.intent(), correlationID: "c") }
+        #expect(try await world.store.orders(statuses: [.intent, .sent]).isEmpty)
+    }
+
+    @Test("a trailing stop follows the candles: the stop order at the exchange is replaced, and the store follows")
+    func trailingStop() async throws {
+        let world = try await World()
+        let venue = BinanceFuturesVenue(baseURL: world.server.baseURL, apiKey: world.server.apiKey, secret: world.server.secret, logger: Logger(label: "test"))
+        var settings = ExecutorService.Settings()
+        settings.limits.requireReferencePrice = false
+        settings.policy = StopPolicy(trailingActivationR: 1, trailingCallbackFraction: 0.01)
+        let executor = ExecutorService(venue: venue, store: world.store, bus: world.bus, cache: world.cache, settings: settings, source: "test", logger: Logger(label: "test"))
+        try await executor.reconcile()
+        _ = try await executor.execute(world.intent(), correlationID: "c")
+        try await executor.processVenueEvents()
+        // +1R is 102,000: a high of 103,000 activates the trail 1 % behind it, at 101,970.
+        let candle = Candle(openTime: 0, open: 100_000, high: 103_000, low: 100_000, close: 102_500, volume: 1)
+        try await executor.observe(CandlePayload(venue: "binance", symbol: "BTCUSDT", interval: "1m", candle: candle), time: Date())
+        #expect(world.openStops == [101_970])
+        #expect(try await world.store.openPositions().first?.stopLoss == 101_970)
+        world.server.moveMarket("BTCUSDT", to: 101_900)
+        try await executor.processVenueEvents()
+        let trade = try #require(try await world.store.trades(since: nil).first)
+        #expect(trade.exitReason == "trailing_stop" && trade.stopLoss == 101_970, "\(trade)")
+        await world.server.stop()
+    }
+}
