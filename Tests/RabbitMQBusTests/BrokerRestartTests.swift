@@ -15,7 +15,8 @@ struct BrokerRestartTests {
         let broker = PrivateRabbitMQ(port: killed ? 5791 : 5792)
         try await broker.start()
         defer { broker.stopBlocking() }
-        let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(broker.url), publishTimeout: .seconds(60), connectionName: "restart-test"))
+        // A broker's restart on a loaded two-core machine has taken over a minute: the publishes wait for it.
+        let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(broker.url), publishTimeout: .seconds(180), connectionName: "restart-test"))
         let spec = QueueSpec(name: "restart.\(TestServices.uniqueName())", bindings: ["restart.#"])
         try await bus.declare(spec)
 
@@ -37,7 +38,7 @@ struct BrokerRestartTests {
                                 try await bus.publish(OutgoingMessage(routingKey: "restart.x", body: Array("{\"n\":\(n)}".utf8), messageID: id))
                                 confirmed.append(id)
                             } catch {
-                                failed.append(id)
+                                failed.append("\(id): \(error)")
                             }
                             // Paced, so the stream is still flowing when the broker goes down.
                             try await Task.sleep(for: .milliseconds(5))

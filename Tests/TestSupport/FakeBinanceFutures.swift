@@ -60,10 +60,14 @@ public final class FakeBinanceFutures: Sendable {
         let router = Router()
         router.get("fapi/v1/time") { _, _ in fake.json(["serverTime": fake.serverTime]) }
         router.get("fapi/v1/exchangeInfo") { _, _ in
-            fake.json(["symbols": [["symbol": "BTCUSDT", "filters": [
-                ["filterType": "PRICE_FILTER", "tickSize": "0.10"], ["filterType": "LOT_SIZE", "stepSize": "0.001", "minQty": "0.001", "maxQty": "1000"],
-                ["filterType": "MIN_NOTIONAL", "notional": "5"],
-            ]]]])
+            // BTCUSDT, and every symbol that has a price.
+            let symbols = Set(fake.state.withLock { Array($0.prices.keys) }).union(["BTCUSDT"]).sorted()
+            return fake.json(["symbols": symbols.map { symbol in
+                ["symbol": symbol, "filters": [
+                    ["filterType": "PRICE_FILTER", "tickSize": "0.10"], ["filterType": "LOT_SIZE", "stepSize": "0.001", "minQty": "0.001", "maxQty": "1000"],
+                    ["filterType": "MIN_NOTIONAL", "notional": "5"],
+                ]] as [String: Any]
+            }])
         }
         router.get("fapi/v1/ticker/price") { request, _ in
             let symbol = request.uri.queryParameters.get("symbol") ?? ""

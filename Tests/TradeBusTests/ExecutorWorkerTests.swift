@@ -22,9 +22,12 @@ struct ExecutorWorkerTests {
         let priceVenue = "proctest"
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("paper-proctest.json").path
         try? FileManager.default.removeItem(atPath: state)
+        // Keys for a live exchange are present: paper mode must still never send it anything.
+        let exchange = try await FakeBinanceFutures.start()
         let environment = [
             "AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL, "DATABASE_URL": TestServices.databaseURL, "HTTP_PORT": "0",
             "EXECUTOR_ACCOUNT": account, "PAPER_STATE_FILE": state, "REQUIRE_REFERENCE_PRICE": "false", "INITIAL_CAPITAL": "10000", "EXECUTOR_PRICE_VENUE": priceVenue,
+            "BINANCE_API_KEY": exchange.apiKey, "BINANCE_API_SECRET": exchange.secret, "BINANCE_FUTURES_URL": exchange.baseURL,
         ]
         let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "executor-test"))
         try await bus.connect()
@@ -71,13 +74,63 @@ struct ExecutorWorkerTests {
         executor.signal(SIGTERM)
         #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0)
         await bus.shutdown()
+        #expect(exchange.requests.isEmpty, "paper mode sent \(exchange.requests) to the exchange")
+        await exchange.stop()
+    }
+
+    @Test("USE_PAPER_TRADING=false: live orders on a local Binance server; a decision delivered twice is one order; the exchange's stop closes the trade; all in Postgres")
+    func liveDecisionToTrade() async throws {
+        let account = TestServices.uniqueName("live")
+        let symbol = "LV\(UUID().uuidString.prefix(6).uppercased())USDT"
+        let exchange = try await FakeBinanceFutures.start()
+        exchange.setPrice(symbol, 100)
+        let environment = [
+            "AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL, "DATABASE_URL": TestServices.databaseURL, "HTTP_PORT": "0",
+            "EXECUTOR_ACCOUNT": account, "REQUIRE_REFERENCE_PRICE": "false", "EXECUTOR_PRICE_VENUE": account,
+            "USE_PAPER_TRADING": "false", "LIVE_VENUE": "binance", "BINANCE_FUTURES_URL": exchange.baseURL,
+            "BINANCE_API_KEY": exchange.apiKey, "BINANCE_API_SECRET": exchange.secret,
+        ]
+        let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "executor-live-test"))
+        try await bus.connect()
+        try await bus.declare(ExecutorService.decisionQueue(account: account))
+        try await bus.declare(QueueSpec(name: "test.executor.\(symbol)", bindings: ["order.*.\(symbol)", "trade.*.\(symbol)"]))
+        let events = Collector<String>()
+        let reader = RunningConsumer.start(bus, queue: "test.executor.\(symbol)") { events.append($0.routingKey) }
+        let executor = try SpawnedProcess(executable: "\(build)/executor", environment: environment)
+        defer { executor.signal(SIGKILL) }
+
+        let proposal = TradeProposal(action: .long, confidence: 0.82, leverage: 3, entry: 100, stopLoss: 98, takeProfit: 104, reasoning: "test")
+        let decision = Envelope(type: MessageType.decision, time: Date(), source: "test", payload: DecisionPayload(
+            symbol: symbol, proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: "r"))
+        let message = OutgoingMessage(routingKey: RoutingKey.decision(symbol: symbol), body: try EnvelopeCodec.encode(decision), messageID: decision.id)
+        try await bus.publish([message, message])
+        #expect(await eventually(timeout: .seconds(30)) { events.all.contains("trade.opened.\(symbol)") }, "\(executor.output)")
+        #expect(exchange.orders.filter { $0.type == "MARKET" }.count == 1)
+        #expect(exchange.orders.contains { $0.type == "STOP_MARKET" && $0.status == "NEW" && $0.stopPrice == 98 })
+        exchange.moveMarket(symbol, to: 97.5)
+        #expect(await eventually(timeout: .seconds(30)) { events.all.contains("trade.closed.\(symbol)") }, "\(executor.output)")
+        try await reader.stop()
+
+        let store = try Infrastructure.store(try ConfigReader(environment: ["DATABASE_URL": TestServices.databaseURL]))
+        let orders = try await store.orders(decisionID: decision.id)
+        #expect(orders.count == 1 && orders[0].status == .filled && orders[0].venue == "binance")
+        let trade = try await store.trades(since: Date().addingTimeInterval(-600)).first { $0.symbol == symbol }
+        #expect(trade?.exitReason == "stop_loss" && trade?.exitPrice == 97.5)
+        await store.close()
+        executor.signal(SIGTERM)
+        #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0)
+        await bus.shutdown()
+        await exchange.stop()
     }
 
     @Test("invalid executor settings stop it at start with the key named")
     func invalidConfiguration() throws {
         let servers = ["AMQP_URL": "amqp://x", "REDIS_URL": "redis://x", "DATABASE_URL": "sqlite:///tmp/x.sqlite"]
         for (settings, key) in [
-            (["USE_PAPER_TRADING": "false"], "USE_PAPER_TRADING"),
+            (["USE_PAPER_TRADING": "false"], "BINANCE_API_KEY"),
+            (["USE_PAPER_TRADING": "false", "LIVE_VENUE": "kraken"], "LIVE_VENUE"),
+            (["USE_PAPER_TRADING": "false", "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s", "BINANCE_FUTURES_URL": "http://example.com"], "BINANCE_FUTURES_URL"),
+            (["USE_PAPER_TRADING": "maybe"], "USE_PAPER_TRADING"),
             (["RISK_PER_TRADE_PERCENT": "2"], "RISK_PER_TRADE_PERCENT"),
             (["MAX_PRICE_DEVIATION_PERCENT": "abc"], "MAX_PRICE_DEVIATION_PERCENT"),
             (["MAX_LEVERAGE": "0"], "MAX_LEVERAGE"),
