@@ -31,6 +31,7 @@ public final class FakeBinanceFutures: Sendable {
         var trades: [(id: Int64, orderID: Int64, symbol: String, side: String, price: Decimal, qty: Decimal, realized: Decimal)] = []
         var prices: [String: Decimal] = [:]
         var leverage: [String: Int] = [:]
+        var isolated: Set<String> = []
         var skewMillis: Int64 = 0
         var orderFaults: [OrderFault] = []
         var requests: [String] = []
@@ -67,10 +68,22 @@ public final class FakeBinanceFutures: Sendable {
                 return fake.json(["leverage": Int(q["leverage"] ?? "1") ?? 1, "symbol": q["symbol"] ?? ""])
             }
         }
+        router.post("fapi/v1/marginType") { request, _ in
+            try fake.signed(request) { q in
+                guard q["marginType"] == "ISOLATED" else { return fake.error(400, -1130, "Data sent for parameter 'marginType' is not valid.") }
+                let changed = fake.state.withLock { $0.isolated.insert(q["symbol"] ?? "").inserted }
+                return changed ? fake.json(["code": 200, "msg": "success"]) : fake.error(400, -4046, "No need to change margin type.")
+            }
+        }
         router.post("fapi/v1/order") { request, _ in try fake.signed(request) { q in fake.place(q) } }
         router.get("fapi/v1/order") { request, _ in
             try fake.signed(request) { q in
-                guard let order = fake.state.withLock({ state in state.orders.first { $0.clientID == q["origClientOrderId"] && $0.symbol == q["symbol"] } }) else {
+                let found = fake.state.withLock { state in
+                    state.orders.first { order in
+                        order.symbol == q["symbol"] && (q["origClientOrderId"].map { order.clientID == $0 } ?? (q["orderId"].flatMap { Int64($0) } == order.id))
+                    }
+                }
+                guard let order = found else {
                     return fake.error(400, -2013, "Order does not exist.")
                 }
                 return fake.json(fake.answer(order))
@@ -82,6 +95,14 @@ public final class FakeBinanceFutures: Sendable {
                     for index in state.orders.indices where state.orders[index].symbol == q["symbol"] && state.orders[index].status == "NEW" { state.orders[index].status = "CANCELED" }
                 }
                 return fake.json(["code": 200, "msg": "The operation of cancel all open order is done."])
+            }
+        }
+        router.get("fapi/v1/openOrders") { request, _ in
+            try fake.signed(request) { q in
+                let open = fake.state.withLock { state in
+                    state.orders.filter { $0.status == "NEW" && (q["symbol"] == nil || $0.symbol == q["symbol"]) }.map(fake.answer)
+                }
+                return fake.json(open)
             }
         }
         router.get("fapi/v2/positionRisk") { request, _ in
@@ -199,6 +220,7 @@ public final class FakeBinanceFutures: Sendable {
     func answer(_ order: Order) -> [String: Any] {
         [
             "orderId": order.id, "clientOrderId": order.clientID, "symbol": order.symbol, "side": order.side, "type": order.type, "status": order.status,
+            "stopPrice": "\(order.stopPrice ?? 0)",
             "origQty": "\(order.quantity)", "executedQty": order.status == "FILLED" ? "\(order.quantity)" : "0", "avgPrice": "\(order.status == "FILLED" ? order.price : 0)",
             "reduceOnly": false,
         ]
