@@ -39,8 +39,10 @@ public actor BinanceFuturesVenue: Venue {
     private var lastTradeID: [String: Int64] = [:]
     private var pending: [VenueEvent] = []
     private var isolated: Set<String> = []
-    /// Each protected position's stop as the policy moves it, with its target.
-    private var managed: [String: (stop: ManagedStop, takeProfit: Decimal?)] = [:]
+    /// Each symbol's position as the fills build it, its stop and target, and its stop as the policy moves it.
+    private var book = PositionBook()
+    /// Protective orders by Binance order id: what a fill of theirs means.
+    private var protective: [Int64: String] = [:]
 
     public init(
         baseURL: String = "https://fapi.binance.com", apiKey: String, secret: String, recvWindow: Int = 5_000, http: HTTPClient = .shared,
@@ -62,7 +64,11 @@ public actor BinanceFuturesVenue: Venue {
     func get(_ path: String) async throws(VenueError) -> [UInt8] {
         let answer: HTTPAnswer
         do { answer = try await caller.send("GET", baseURL + path, headers: [], timeout: timeout) } catch { throw VenueError(.unreachable, "Binance \(path): \(error)") }
-        guard (200..<300).contains(answer.status) else { throw VenueError(.unreachable, "Binance \(path) answered \(answer.status): \(answer.text.prefix(200))") }
+        guard (200..<300).contains(answer.status) else {
+            // A 4xx other than a rate limit is Binance refusing the request (e.g. -1121 "Invalid symbol."): no retry helps.
+            let refused = (400..<500).contains(answer.status) && answer.status != 429 && answer.status != 418
+            throw VenueError(refused ? .rejected : .unreachable, "Binance \(path) answered \(answer.status): \(answer.text.prefix(200))")
+        }
         return answer.body
     }
 
@@ -178,7 +184,7 @@ public actor BinanceFuturesVenue: Venue {
         tradedSymbols.insert(request.symbol)
         if !request.reduceOnly {
             try await isolateMargin(request.symbol)
-            leverages[request.symbol] = request.leverage
+            book.leverages[request.symbol] = request.leverage
             _ = try await signed("POST", "/fapi/v1/leverage", [("symbol", request.symbol), ("leverage", String(request.leverage))])
         }
         let body = try await signed("POST", "/fapi/v1/order", [
@@ -244,10 +250,7 @@ public actor BinanceFuturesVenue: Venue {
             throw VenueError(.rejected, "no open position on \(symbol) to protect")
         }
         try await place(symbol: symbol, side: position.side, stopLoss: stopLoss, takeProfit: takeProfit, reason: "stop_loss")
-        managed[symbol] = (
-            ManagedStop(side: position.side, entry: position.entryPrice, initialStop: stopLoss, stop: stopLoss, bestPrice: position.entryPrice, policy: policy),
-            takeProfit)
-        protection[symbol] = (stopLoss, takeProfit)
+        book.protected(symbol: symbol, side: position.side, entry: position.entryPrice, stopLoss: stopLoss, takeProfit: takeProfit, policy: policy)
     }
 
     /// Replaces the symbol's protective orders with a stop (`reason` is what its fill will mean) and a target.
@@ -287,11 +290,11 @@ public actor BinanceFuturesVenue: Venue {
                 if clientIDs[trade.orderId] == nil { try await learnOrder(trade.orderId, symbol: symbol) }
                 lastTradeID[symbol] = trade.id
                 let fill = VenueFill(
-                    tradeID: "binance-\(trade.id)", clientOrderID: clientIDs[trade.orderId] ?? "binance-order-\(trade.orderId)", symbol: symbol,
+                    tradeID: Self.tradeID(symbol: symbol, trade.id), clientOrderID: clientIDs[trade.orderId] ?? "binance-order-\(trade.orderId)", symbol: symbol,
                     side: trade.side == "BUY" ? .buy : .sell, price: Decimal(string: trade.price) ?? 0, quantity: Decimal(string: trade.qty) ?? 0,
                     fee: Decimal(string: trade.commission) ?? 0, time: Date(timeIntervalSince1970: Double(trade.time) / 1000))
                 pending.append(.fill(fill))
-                if let close = track(fill, realizedPnl: trade.realizedPnl.flatMap { Decimal(string: $0) } ?? 0, orderID: trade.orderId) {
+                if let close = book.record(fill, realizedPnl: trade.realizedPnl.flatMap { Decimal(string: $0) } ?? 0, reason: protective[trade.orderId] ?? "exit") {
                     pending.append(.closed(close))
                 }
             }
@@ -300,6 +303,9 @@ public actor BinanceFuturesVenue: Venue {
     }
 
     public func acknowledgeEvents(_ count: Int) async throws(VenueError) { pending.removeFirst(min(count, pending.count)) }
+
+    /// A fill's unique id: Binance numbers trades per symbol, so the symbol is part of it.
+    static func tradeID(symbol: String, _ id: Int64) -> String { "binance-\(symbol)-\(id)" }
 
     /// An order this process did not place (before a restart, or a liquidation): its client id, and
     /// what its fill means.
@@ -327,83 +333,22 @@ public actor BinanceFuturesVenue: Venue {
     public func resume(_ state: VenueResume) async throws(VenueError) {
         tradedSymbols.formUnion(state.symbols)
         for (symbol, fills) in state.committedFills {
-            let ids = fills.compactMap { $0.tradeID.hasPrefix("binance-") ? Int64($0.tradeID.dropFirst("binance-".count)) : nil }
+            let prefix = Self.tradeID(symbol: symbol, 0).dropLast()
+            let ids = fills.compactMap { $0.tradeID.hasPrefix(prefix) ? Int64($0.tradeID.dropFirst(prefix.count)) : nil }
             if let newest = ids.max() { lastTradeID[symbol] = max(lastTradeID[symbol] ?? 0, newest) }
         }
-        for position in state.openPositions {
-            books[position.symbol] = Book(
-                side: position.side, quantity: position.quantity, entry: position.entryPrice, openedAt: position.openedAt, fees: 0, leverage: position.leverage)
-            leverages[position.symbol] = position.leverage
-            if let stop = position.stopLoss {
-                protection[position.symbol] = (stop, position.takeProfit)
-            }
-        }
+        for position in state.openPositions { book.resume(position) }
     }
-
-    /// A position as the fills build it, to tell when one closes and why.
-    struct Book {
-        var side: PositionSide
-        var quantity: Decimal
-        var entry: Decimal
-        var openedAt: Date
-        var realized: Decimal = 0
-        var fees: Decimal
-        var leverage: Int
-    }
-
-    /// The stop and target placed for each symbol's position.
-    private var protection: [String: (stopLoss: Decimal, takeProfit: Decimal?)] = [:]
-
-    private var books: [String: Book] = [:]
-    /// Protective orders by Binance order id: what a fill of theirs means.
-    private var protective: [Int64: String] = [:]
-
-    /// Follows a symbol's position through its fills; returns the close when it comes back to flat.
-    func track(_ fill: VenueFill, realizedPnl: Decimal, orderID: Int64) -> VenueClose? {
-        let side: PositionSide = fill.side == .buy ? .long : .short
-        guard var book = books[fill.symbol] else {
-            books[fill.symbol] = Book(side: side, quantity: fill.quantity, entry: fill.price, openedAt: fill.time, fees: fill.fee, leverage: leverages[fill.symbol] ?? 1)
-            return nil
-        }
-        if book.side == side {
-            book.entry = (book.entry * book.quantity + fill.price * fill.quantity) / (book.quantity + fill.quantity)
-            book.quantity += fill.quantity
-            book.fees += fill.fee
-            books[fill.symbol] = book
-            return nil
-        }
-        book.quantity -= fill.quantity
-        book.realized += realizedPnl
-        book.fees += fill.fee
-        guard book.quantity <= 0 else {
-            books[fill.symbol] = book
-            return nil
-        }
-        books[fill.symbol] = nil
-        managed[fill.symbol] = nil
-        let levels = protection.removeValue(forKey: fill.symbol)
-        return VenueClose(
-            symbol: fill.symbol, side: book.side, quantity: fill.quantity + max(0, book.quantity), entryPrice: book.entry, exitPrice: fill.price,
-            openedAt: book.openedAt, closedAt: fill.time, reason: protective[orderID] ?? "exit", pnl: book.realized - book.fees, fees: book.fees, funding: 0,
-            leverage: book.leverage, stopLoss: levels?.stopLoss, takeProfit: levels?.takeProfit ?? nil)
-    }
-
-    private var leverages: [String: Int] = [:]
 
     /// A closed candle: the position's stop tightens by its policy; a tighter stop replaces the stop order.
     public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {
-        guard var entry = managed[symbol], let high = Decimal(finite: candle.high), let low = Decimal(finite: candle.low),
+        guard book.isManaged(symbol), let high = Decimal(finite: candle.high), let low = Decimal(finite: candle.low),
               let close = Decimal(finite: candle.close) else { return }
-        guard let tightened = entry.stop.tighten(high: high, low: low, close: close, atr: atr.flatMap(Decimal.init(finite:)), filters: try await filters(symbol: symbol))
-        else {
-            managed[symbol] = entry
-            return
-        }
-        let reason = entry.stop.policy.trailingCallbackFraction != nil ? "trailing_stop" : "stop_loss"
-        try await place(symbol: symbol, side: entry.stop.side, stopLoss: tightened, takeProfit: entry.takeProfit, reason: reason)
-        managed[symbol] = entry
-        protection[symbol] = (tightened, entry.takeProfit)
-        pending.append(.stopMoved(symbol: symbol, stopLoss: tightened))
+        let filters = try await filters(symbol: symbol)
+        guard let move = book.tighten(symbol, high: high, low: low, close: close, atr: atr.flatMap(Decimal.init(finite:)), filters: filters) else { return }
+        try await place(symbol: symbol, side: move.side, stopLoss: move.stopLoss, takeProfit: move.takeProfit, reason: move.reason)
+        book.moved(move)
+        pending.append(.stopMoved(symbol: symbol, stopLoss: move.stopLoss))
     }
 
     public func price(symbol: String) async throws(VenueError) -> Decimal? {

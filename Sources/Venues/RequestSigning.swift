@@ -12,8 +12,7 @@ public enum RequestSigning {
     /// Binance (USDⓈ-M futures and spot): the query string with `recvWindow` and `timestamp`, then
     /// `&signature=<hex HMAC of everything before it>`. The key goes in the `X-MBX-APIKEY` header.
     public static func binanceQuery(_ parameters: [(String, String)], timestamp: Int64, recvWindow: Int = 5_000, secret: String) -> String {
-        let query = (parameters + [("recvWindow", String(recvWindow)), ("timestamp", String(timestamp))])
-            .map { "\($0.0)=\(percentEncoded($0.1))" }.joined(separator: "&")
+        let query = queryString(parameters + [("recvWindow", String(recvWindow)), ("timestamp", String(timestamp))])
         return query + "&signature=" + hmacSHA256Hex(query, secret: secret)
     }
 
@@ -21,6 +20,19 @@ public enum RequestSigning {
     /// where the payload is the query string of a GET or the JSON body of a POST.
     public static func bybitSignature(timestamp: Int64, apiKey: String, recvWindow: Int = 5_000, payload: String, secret: String) -> String {
         hmacSHA256Hex("\(timestamp)\(apiKey)\(recvWindow)\(payload)", secret: secret)
+    }
+
+    /// The headers of a signed Bybit v5 request: key, timestamp, window and the signature of `payload`.
+    public static func bybitHeaders(timestamp: Int64, apiKey: String, recvWindow: Int = 5_000, payload: String, secret: String) -> [(String, String)] {
+        [
+            ("X-BAPI-API-KEY", apiKey), ("X-BAPI-TIMESTAMP", String(timestamp)), ("X-BAPI-RECV-WINDOW", String(recvWindow)),
+            ("X-BAPI-SIGN", bybitSignature(timestamp: timestamp, apiKey: apiKey, recvWindow: recvWindow, payload: payload, secret: secret)),
+        ]
+    }
+
+    /// `name=value&...` in the order given, values percent-encoded: the query string both venues sign.
+    public static func queryString(_ parameters: [(String, String)]) -> String {
+        parameters.map { "\($0.0)=\(percentEncoded($0.1))" }.joined(separator: "&")
     }
 
     static func percentEncoded(_ value: String) -> String {

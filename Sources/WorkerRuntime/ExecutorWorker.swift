@@ -114,7 +114,7 @@ extension ExecutorConfiguration {
             case .binance:
                 return BinanceFuturesVenue(baseURL: live.baseURL, apiKey: live.apiKey, secret: live.secret, recvWindow: live.recvWindow, logger: logger)
             case .bybit:
-                throw ConfigError(key: "LIVE_VENUE", message: "bybit is not wired yet")
+                return BybitLinearVenue(baseURL: live.baseURL, apiKey: live.apiKey, secret: live.secret, recvWindow: live.recvWindow, logger: logger)
             }
         }
     }

@@ -71,7 +71,8 @@ public final class FakeBinanceFutures: Sendable {
         }
         router.get("fapi/v1/ticker/price") { request, _ in
             let symbol = request.uri.queryParameters.get("symbol") ?? ""
-            return fake.json(["symbol": symbol, "price": "\(fake.state.withLock { $0.prices[symbol] ?? 0 })"])
+            guard let price = fake.state.withLock({ $0.prices[symbol] }) else { return fake.error(400, -1121, "Invalid symbol.") }
+            return fake.json(["symbol": symbol, "price": "\(price)"])
         }
         router.get("fapi/v2/account") { request, _ in try fake.signed(request) { _ in fake.json(["totalMarginBalance": "10000.00", "availableBalance": "9000.00"]) } }
         router.post("fapi/v1/leverage") { request, _ in
@@ -110,9 +111,12 @@ public final class FakeBinanceFutures: Sendable {
         }
         router.get("fapi/v1/order") { request, _ in
             try fake.signed(request) { q in
-                guard let order = fake.state.withLock({ state in
-                    state.orders.first { ($0.clientID == q["origClientOrderId"] || String($0.id) == q["orderId"]) && $0.symbol == q["symbol"] }
-                }) else {
+                let found = fake.state.withLock { state in
+                    state.orders.first { order in
+                        order.symbol == q["symbol"] && (q["origClientOrderId"].map { order.clientID == $0 } ?? (q["orderId"].flatMap { Int64($0) } == order.id))
+                    }
+                }
+                guard let order = found else {
                     return fake.error(400, -2013, "Order does not exist.")
                 }
                 return fake.json(fake.answer(order))

@@ -104,7 +104,7 @@ struct ExecutorWorkerTests {
             symbol: symbol, proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: "r"))
         let message = OutgoingMessage(routingKey: RoutingKey.decision(symbol: symbol), body: try EnvelopeCodec.encode(decision), messageID: decision.id)
         try await bus.publish([message, message])
-        #expect(await eventually(timeout: .seconds(30)) { events.all.contains("trade.opened.\(symbol)") }, "\(executor.output)")
+        #expect(await eventually(timeout: .seconds(30)) { events.all.contains("trade.opened.\(symbol)") }, "\(exchange.requests) \(events.all)")
         #expect(exchange.orders.filter { $0.type == "MARKET" }.count == 1)
         #expect(exchange.orders.contains { $0.type == "STOP_MARKET" && $0.status == "NEW" && $0.stopPrice == 98 })
         exchange.moveMarket(symbol, to: 97.5)

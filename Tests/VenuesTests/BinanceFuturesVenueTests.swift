@@ -44,7 +44,7 @@ struct BinanceFuturesVenueTests {
         #expect(order.status == .filled && order.clientOrderID == "ten-abc" && order.averagePrice == 100_000)
         let events = try await binance.events()
         guard case .fill(let fill) = events.first else { Issue.record("no fill: \(events)"); return }
-        #expect(fill.clientOrderID == "ten-abc" && fill.quantity == Decimal(string: "0.05") && fill.tradeID == "binance-1")
+        #expect(fill.clientOrderID == "ten-abc" && fill.quantity == Decimal(string: "0.05") && fill.tradeID == "binance-BTCUSDT-1")
         try await binance.acknowledgeEvents(events.count)
         #expect(try await binance.events().isEmpty)
         let position = try #require(try await binance.positions().first)

@@ -72,6 +72,17 @@ struct LiveExecutorCrashTests {
         await world.server.stop()
     }
 
+    @Test("a symbol the exchange does not list: the decision is refused (order.rejected), not retried, and nothing is sent")
+    func unlistedSymbol() async throws {
+        let world = try await World()
+        let (executor, _) = try await world.restart()
+        var intent = world.intent()
+        intent.decision.symbol = "NOSUCHUSDT"
+        #expect(try await executor.execute(intent, correlationID: "c") == .rejected(.invalidDecision))
+        #expect(!world.server.requests.contains("/fapi/v1/order"))
+        await world.server.stop()
+    }
+
     @Test("crash after the intent: the restarted executor leaves it; the redelivered decision sends it once")
     func crashAfterIntent() async throws {
         let world = try await World()
@@ -92,8 +103,8 @@ struct LiveExecutorCrashTests {
     @Test("a lost response (timeout, then -1007): the order is found by client id, never sent again, across a restart")
     func lostResponse() async throws {
         let world = try await World()
-        world.server.failNextOrders([.slowAfterCreate(.seconds(2))])
-        let (executor, _) = try await world.restart(timeout: .milliseconds(400))
+        world.server.failNextOrders([.slowAfterCreate(.seconds(5))])
+        let (executor, _) = try await world.restart(timeout: .seconds(2))
         let intent = world.intent()
         _ = try await executor.execute(intent, correlationID: "c")
         let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)

@@ -114,7 +114,16 @@ public actor ExecutorService {
            (open.side == .long) != (d.action == .long) {
             return try await close(open, decisionID: intent.decisionID, correlationID: correlationID)
         }
-        guard let price = try await venue.price(symbol: d.symbol) else {
+        let quote: Quote
+        switch await venueQuote(d.symbol) {
+        case .success(let value): quote = value
+        case .failure(let error) where error.kind == .rejected:
+            // The venue does not trade the symbol: a refusal, not a failure to retry.
+            return try await reject(intent, RiskRejection(.invalidDecision, "the venue refuses \(d.symbol): \(error.message)"), correlationID: correlationID)
+        case .failure(let error): throw error
+        }
+        let filters = quote.filters
+        guard let price = quote.price else {
             return try await reject(intent, RiskRejection(.invalidDecision, "the venue has no price for \(d.symbol) yet"), correlationID: correlationID)
         }
         let account = try await venue.account()
@@ -122,7 +131,7 @@ public actor ExecutorService {
         let view = AccountView(
             equity: account.equity, availableMargin: account.availableMargin, openSymbols: venueSymbols.union(positions.map(\.symbol)),
             halt: halts(equity: account.equity).halt?.reason)
-        let market = MarketView(venuePrice: price, referencePrice: await referencePrice(d.symbol), filters: try await venue.filters(symbol: d.symbol), now: now())
+        let market = MarketView(venuePrice: price, referencePrice: await referencePrice(d.symbol), filters: filters, now: now())
         switch gateway.check(intent, market: market, account: view) {
         case .failure(let rejection):
             return try await reject(intent, rejection, correlationID: correlationID)
@@ -134,6 +143,17 @@ public actor ExecutorService {
             try await send(record, leverage: order.leverage, correlationID: correlationID)
             try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
             return .ordered(clientOrderID: entryID)
+        }
+    }
+
+    struct Quote { var price: Decimal?; var filters: ExchangeFilters }
+
+    /// The symbol's price and filters at the venue.
+    func venueQuote(_ symbol: String) async -> Result<Quote, VenueError> {
+        do {
+            return .success(Quote(price: try await venue.price(symbol: symbol), filters: try await venue.filters(symbol: symbol)))
+        } catch {
+            return .failure(error)
         }
     }
 

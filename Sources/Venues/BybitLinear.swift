@@ -1,0 +1,516 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPSupport
+import Logging
+import TradingCore
+
+/// Bybit v5 linear (USDT perpetuals) over signed REST: one-way mode, isolated margin and leverage per
+/// symbol, market entries and exits by `orderLinkId`, the position's own reduce-only stop-loss and
+/// take-profit at the exchange (`/v5/position/trading-stop`, whole position, mark price), and fills by
+/// polling `/v5/execution/list`.
+///
+/// - Every private call carries the `X-BAPI-*` headers (`RequestSigning.bybitHeaders`: the HMAC of
+///   timestamp, key, window and the query string of a GET or the JSON body of a POST), with a
+///   timestamp corrected by the server's clock; a 10002 ("outside recv_window") re-syncs the clock from
+///   `GET /v5/market/time` and tries once more.
+/// - Bybit answers HTTP 200 with a `retCode`. An order whose answer is lost (timeout, HTTP 5xx, 10000
+///   or 10016 server error) is `VenueError.outcomeUnknown`: the caller queries it by client id
+///   (`orderLinkId`), never sends it again blindly. Sent again anyway, Bybit refuses the duplicate
+///   `orderLinkId` (110072) and ``submit(_:)`` returns the order that exists.
+/// - Bybit's create answer carries only the ids: ``submit(_:)`` returns the order `accepted`; its fills
+///   come by polling (``events()``), its status from ``order(clientOrderID:symbol:)``.
+/// - Execution ids are not ordered, so each symbol's cursor is a time, read again with some overlap for
+///   executions listed late, and the ids already reported (``ExecutionCursor``).
+/// - Fills build each symbol's position (``PositionBook``); the fill that brings it back to flat is a
+///   ``VenueClose`` whose reason comes from the execution: its `stopOrderType` (the stop, the target,
+///   a trailing stop), `BustTrade` for a liquidation, otherwise an exit.
+/// - Trailing, break-even and ATR stops follow ``StopPolicy/tightened`` on each closed candle, as on
+///   the paper venue; a tighter stop replaces the position's stop at the exchange.
+/// - After a restart, ``resume(_:)`` seeds the positions and the fill cursors from the store.
+/// - 10006 / 10018 (too many visits) and HTTP 403 (the IP limit) are `unreachable`, with Bybit's
+///   `X-Bapi-Limit-Status` and reset time in the message; the caller backs off.
+public actor BybitLinearVenue: Venue {
+    public nonisolated let name = "bybit"
+    public nonisolated let isLive = true
+    public static let mainnet = "https://api.bybit.com"
+    public static let testnet = "https://api-testnet.bybit.com"
+
+    let baseURL: String
+    let apiKey: String
+    let secret: String
+    let recvWindow: Int
+    let caller: HTTPCaller
+    let timeout: Duration
+    let logger: Logger
+    let clock: @Sendable () -> Date
+    private var clockOffset: Int64 = 0
+    private var filterCache: [String: ExchangeFilters] = [:]
+    private var tradedSymbols: Set<String> = []
+    private var cursors: [String: ExecutionCursor] = [:]
+    private var pending: [VenueEvent] = []
+    /// Symbols set to one-way mode and isolated margin.
+    private var prepared: Set<String> = []
+    /// Each symbol's position as the fills build it, its stop and target, and its stop as the policy moves it.
+    private var book = PositionBook()
+
+    public init(
+        baseURL: String = BybitLinearVenue.mainnet, apiKey: String, secret: String, recvWindow: Int = 5_000, http: HTTPClient = .shared,
+        timeout: Duration = .seconds(10), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.apiKey = apiKey
+        self.secret = secret
+        self.recvWindow = recvWindow
+        self.caller = HTTPCaller(http: http)
+        self.timeout = timeout
+        self.logger = logger
+        self.clock = clock
+    }
+
+    // MARK: Calls
+
+    struct Status: Decodable { var retCode: Int; var retMsg: String }
+    struct Envelope<Payload: Decodable>: Decodable { var result: Payload }
+
+    /// Our clock, corrected by the server's, in milliseconds.
+    var now: Int64 { Int64(clock().timeIntervalSince1970 * 1000) + clockOffset }
+
+    /// A call to Bybit, signed unless `signed` is false. Returns the answer when its retCode is 0 or
+    /// one of `accepting`. `unknownOnFailure`: a lost answer means the effect is unknown (orders).
+    func call(
+        _ method: String, _ path: String, query: [(String, String)] = [], body: [String: any Sendable]? = nil, signed: Bool = true,
+        accepting: Set<Int> = [], unknownOnFailure: Bool = false
+    ) async throws(VenueError) -> (retCode: Int, body: [UInt8]) {
+        let lost: VenueError.Kind = unknownOnFailure ? .outcomeUnknown : .unreachable
+        let queryString = RequestSigning.queryString(query)
+        var json = ""
+        if let body {
+            guard let data = try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys]) else {
+                throw VenueError(.rejected, "Bybit \(path): the request body is not JSON")
+            }
+            json = String(decoding: data, as: UTF8.self)
+        }
+        for attempt in 0..<2 {
+            var headers: [(String, String)] = []
+            if signed {
+                headers = RequestSigning.bybitHeaders(
+                    timestamp: now, apiKey: apiKey, recvWindow: recvWindow, payload: method == "GET" ? queryString : json, secret: secret)
+            }
+            if body != nil { headers.append(("Content-Type", "application/json")) }
+            let answer: HTTPAnswer
+            do {
+                answer = try await caller.send(
+                    method, baseURL + path + (query.isEmpty ? "" : "?" + queryString), headers: headers, body: Array(json.utf8), timeout: timeout)
+            } catch {
+                throw VenueError(lost, "Bybit \(method) \(path): \(error)")
+            }
+            if answer.status == 403 || answer.status == 429 {
+                throw VenueError(.unreachable, "Bybit rate limit (HTTP \(answer.status), the IP limit)\(Self.limits(answer))")
+            }
+            if answer.status >= 500 {
+                throw VenueError(lost, "Bybit \(method) \(path) answered HTTP \(answer.status): \(answer.text.prefix(200))")
+            }
+            guard let status = try? JSONDecoder().decode(Status.self, from: Data(answer.body)) else {
+                guard (200..<300).contains(answer.status) else {
+                    throw VenueError(.rejected, "Bybit \(method) \(path) answered HTTP \(answer.status): \(answer.text.prefix(200))")
+                }
+                throw VenueError(lost, "Bybit \(method) \(path) answered something other than its envelope: \(answer.text.prefix(200))")
+            }
+            if status.retCode == 0 || accepting.contains(status.retCode) { return (status.retCode, answer.body) }
+            switch status.retCode {
+            case 10002 where signed:
+                guard attempt == 0 else { throw VenueError(.clockSkew, "Bybit 10002 after a clock re-sync: \(status.retMsg)") }
+                logger.warning("Bybit says our clock is off; re-syncing", metadata: ["msg": "\(status.retMsg)"])
+                try await syncClock()
+            case 10006, 10018:
+                throw VenueError(.unreachable, "Bybit rate limit (\(status.retCode): \(status.retMsg))\(Self.limits(answer))")
+            case 10000, 10016:
+                throw VenueError(lost, "Bybit \(status.retCode): \(status.retMsg)")
+            default:
+                throw VenueError(.rejected, "Bybit \(status.retCode): \(status.retMsg)")
+            }
+        }
+        throw VenueError(.clockSkew, "Bybit clock re-sync did not help")
+    }
+
+    /// Bybit's rate-limit headers, for an error message: the calls left, the limit, when it resets.
+    static func limits(_ answer: HTTPAnswer) -> String {
+        let known = [("left", "X-Bapi-Limit-Status"), ("of", "X-Bapi-Limit"), ("resets at", "X-Bapi-Limit-Reset-Timestamp"), ("Retry-After", "Retry-After")]
+        let parts = known.compactMap { label, header in answer.header(header).map { "\(label) \($0)" } }
+        return parts.isEmpty ? "" : "; " + parts.joined(separator: ", ")
+    }
+
+    /// The `result` of an answer; one that is not what Bybit documents is a `kind` error.
+    func result<Payload: Decodable>(_ type: Payload.Type, _ body: [UInt8], _ what: String, else kind: VenueError.Kind = .unreachable) throws(VenueError) -> Payload {
+        do {
+            return try JSONDecoder().decode(Envelope<Payload>.self, from: Data(body)).result
+        } catch {
+            throw VenueError(kind, "Bybit \(what) answer is not what its documentation says: \(error)")
+        }
+    }
+
+    /// Sets our offset to the server's clock.
+    public func syncClock() async throws(VenueError) {
+        struct Time: Decodable {
+            struct Result: Decodable { var timeSecond: String?; var timeNano: String? }
+            var result: Result?
+            var time: Int64?
+        }
+        let before = Int64(clock().timeIntervalSince1970 * 1000)
+        let body = try await call("GET", "/v5/market/time", signed: false).body
+        let time = try? JSONDecoder().decode(Time.self, from: Data(body))
+        let nano = time?.result?.timeNano.flatMap { Int64($0) }.map { $0 / 1_000_000 }
+        guard let server = nano ?? time?.time ?? time?.result?.timeSecond.flatMap({ Int64($0) }).map({ $0 * 1000 }) else {
+            throw VenueError(.unreachable, "Bybit /v5/market/time answered something else")
+        }
+        clockOffset = server - before
+    }
+
+    // MARK: Market and account
+
+    public func filters(symbol: String) async throws(VenueError) -> ExchangeFilters {
+        if let cached = filterCache[symbol] { return cached }
+        struct Info: Decodable {
+            struct Instrument: Decodable {
+                struct Price: Decodable { var tickSize: String }
+                struct Lot: Decodable { var qtyStep: String; var minOrderQty: String; var maxOrderQty: String; var maxMktOrderQty: String?; var minNotionalValue: String? }
+                var symbol: String
+                var priceFilter: Price
+                var lotSizeFilter: Lot
+            }
+            var list: [Instrument]
+        }
+        let body = try await call("GET", "/v5/market/instruments-info", query: [("category", "linear"), ("symbol", symbol)], signed: false).body
+        guard let instrument = try result(Info.self, body, "instruments-info").list.first(where: { $0.symbol == symbol }) else {
+            throw VenueError(.rejected, "Bybit does not list \(symbol)")
+        }
+        let lot = instrument.lotSizeFilter
+        // Only market orders are sent: their largest size is `maxMktOrderQty` where Bybit gives it.
+        guard let tick = Decimal(string: instrument.priceFilter.tickSize), let step = Decimal(string: lot.qtyStep), let minQty = Decimal(string: lot.minOrderQty),
+              let maxQty = Decimal(string: lot.maxMktOrderQty ?? lot.maxOrderQty) else {
+            throw VenueError(.unreachable, "Bybit instruments-info for \(symbol) is not what its documentation says")
+        }
+        let filters = ExchangeFilters(
+            tickSize: tick, stepSize: step, minQuantity: minQty, maxQuantity: maxQty, minNotional: lot.minNotionalValue.flatMap { Decimal(string: $0) } ?? 0)
+        filterCache[symbol] = filters
+        return filters
+    }
+
+    /// The unified trading account's equity and available balance.
+    public func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) {
+        struct Wallet: Decodable {
+            struct Account: Decodable { var totalEquity: String; var totalAvailableBalance: String }
+            var list: [Account]
+        }
+        let body = try await call("GET", "/v5/account/wallet-balance", query: [("accountType", "UNIFIED")]).body
+        guard let account = try result(Wallet.self, body, "wallet-balance").list.first, let equity = Decimal(string: account.totalEquity),
+              let available = Decimal(string: account.totalAvailableBalance) else {
+            throw VenueError(.unreachable, "Bybit wallet-balance answer is not what its documentation says")
+        }
+        return (equity, available)
+    }
+
+    public func price(symbol: String) async throws(VenueError) -> Decimal? {
+        struct Tickers: Decodable {
+            struct Ticker: Decodable { var symbol: String; var lastPrice: String }
+            var list: [Ticker]
+        }
+        let body = try await call("GET", "/v5/market/tickers", query: [("category", "linear"), ("symbol", symbol)], signed: false).body
+        return try result(Tickers.self, body, "tickers").list.first { $0.symbol == symbol }.flatMap { Decimal(string: $0.lastPrice) }
+    }
+
+    // MARK: Orders
+
+    struct OrderAnswer: Decodable {
+        var orderId: String
+        var orderLinkId: String
+        var symbol: String
+        var side: String
+        var orderStatus: String
+        var qty: String
+        var cumExecQty: String
+        var avgPrice: String?
+        var reduceOnly: Bool?
+    }
+
+    func venueOrder(_ answer: OrderAnswer) -> VenueOrder {
+        let status: OrderStatus = switch answer.orderStatus {
+        case "Created", "New", "Untriggered", "Triggered": .accepted
+        case "PartiallyFilled": .partiallyFilled
+        case "Filled": .filled
+        case "Cancelled", "PartiallyFilledCanceled", "Deactivated": .canceled
+        case "Rejected": .rejected
+        default: .unknown
+        }
+        return VenueOrder(
+            clientOrderID: answer.orderLinkId, venueOrderID: answer.orderId, symbol: answer.symbol, side: answer.side == "Buy" ? .buy : .sell,
+            quantity: Decimal(string: answer.qty) ?? 0, filledQuantity: Decimal(string: answer.cumExecQty) ?? 0,
+            averagePrice: answer.avgPrice.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil }, status: status, reduceOnly: answer.reduceOnly ?? false)
+    }
+
+    /// Sends a market order under `orderLinkId`; an entry first sets the symbol's margin and leverage.
+    /// The answer carries only ids: the order is `accepted`, its fills come by polling.
+    public func submit(_ request: VenueOrderRequest) async throws(VenueError) -> VenueOrder {
+        watch(request.symbol)
+        if !request.reduceOnly {
+            try await prepare(request.symbol, leverage: request.leverage)
+            let leverage = String(request.leverage)
+            _ = try await call(
+                "POST", "/v5/position/set-leverage", body: ["category": "linear", "symbol": request.symbol, "buyLeverage": leverage, "sellLeverage": leverage],
+                accepting: [110043])  // leverage not modified: it already is
+            book.leverages[request.symbol] = request.leverage
+        }
+        let answer = try await call("POST", "/v5/order/create", body: [
+            "category": "linear", "symbol": request.symbol, "side": request.side == .buy ? "Buy" : "Sell", "orderType": "Market", "qty": "\(request.quantity)",
+            "orderLinkId": request.clientOrderID, "reduceOnly": request.reduceOnly, "positionIdx": 0,
+        ], accepting: [110072], unknownOnFailure: true)
+        if answer.retCode == 110072 {
+            // The orderLinkId was sent before: that order is this request's; never a second one.
+            guard let existing = try await order(clientOrderID: request.clientOrderID, symbol: request.symbol) else {
+                throw VenueError(.outcomeUnknown, "Bybit calls orderLinkId \(request.clientOrderID) a duplicate but does not show it yet")
+            }
+            return existing
+        }
+        struct Created: Decodable { var orderId: String; var orderLinkId: String }
+        let created = try result(Created.self, answer.body, "order create", else: .outcomeUnknown)
+        return VenueOrder(
+            clientOrderID: created.orderLinkId.isEmpty ? request.clientOrderID : created.orderLinkId, venueOrderID: created.orderId, symbol: request.symbol,
+            side: request.side, quantity: request.quantity, filledQuantity: 0, averagePrice: nil, status: .accepted, reduceOnly: request.reduceOnly)
+    }
+
+    /// Once per symbol, before its first entry: one-way mode (the orders say `positionIdx` 0) and
+    /// isolated margin, so a position can lose only its own margin. 110025 and 110026 mean it already is.
+    func prepare(_ symbol: String, leverage: Int) async throws(VenueError) {
+        guard !prepared.contains(symbol) else { return }
+        _ = try await call("POST", "/v5/position/switch-mode", body: ["category": "linear", "symbol": symbol, "mode": 0], accepting: [110025])
+        _ = try await call(
+            "POST", "/v5/position/switch-isolated",
+            body: ["category": "linear", "symbol": symbol, "tradeMode": 1, "buyLeverage": String(leverage), "sellLeverage": String(leverage)], accepting: [110026])
+        prepared.insert(symbol)
+    }
+
+    /// The order with that `orderLinkId`: open and recently closed orders are in `order/realtime`,
+    /// older ones only in `order/history`. Neither has it (or 110001): the venue never saw it.
+    public func order(clientOrderID: String, symbol: String) async throws(VenueError) -> VenueOrder? {
+        struct Orders: Decodable { var list: [OrderAnswer] }
+        for path in ["/v5/order/realtime", "/v5/order/history"] {
+            let answer = try await call("GET", path, query: [("category", "linear"), ("symbol", symbol), ("orderLinkId", clientOrderID)], accepting: [110001])
+            guard answer.retCode == 0 else { continue }  // 110001: order does not exist
+            if let found = try result(Orders.self, answer.body, "order query").list.first(where: { $0.orderLinkId == clientOrderID }) {
+                return venueOrder(found)
+            }
+        }
+        return nil
+    }
+
+    // MARK: Positions and protection
+
+    /// Open positions (size above zero) with the stop and target Bybit holds for them.
+    public func positions() async throws(VenueError) -> [VenuePosition] {
+        struct Page: Decodable {
+            struct Row: Decodable {
+                var symbol: String; var side: String; var size: String; var avgPrice: String; var leverage: String?
+                var stopLoss: String?; var takeProfit: String?; var createdTime: String?
+            }
+            var list: [Row]
+            var nextPageCursor: String?
+        }
+        var rows: [Page.Row] = []
+        var cursor: String?
+        repeat {
+            var query = [("category", "linear"), ("settleCoin", "USDT"), ("limit", "200")]
+            if let cursor { query.append(("cursor", cursor)) }
+            let body = try await call("GET", "/v5/position/list", query: query).body
+            let page = try result(Page.self, body, "position list")
+            rows += page.list
+            cursor = Self.next(page.nextPageCursor, after: cursor)
+        } while cursor != nil
+        /// "" and "0" mean none.
+        func level(_ value: String?) -> Decimal? { value.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil } }
+        return rows.compactMap { row in
+            guard let size = Decimal(string: row.size), size > 0, row.side == "Buy" || row.side == "Sell", let entry = Decimal(string: row.avgPrice) else { return nil }
+            return VenuePosition(
+                symbol: row.symbol, side: row.side == "Buy" ? .long : .short, quantity: size, entryPrice: entry,
+                leverage: row.leverage.flatMap { Double($0) }.map { Int($0) } ?? 1, stopLoss: level(row.stopLoss), takeProfit: level(row.takeProfit),
+                openedAt: Date(timeIntervalSince1970: (row.createdTime.flatMap { Double($0) } ?? 0) / 1000))
+        }
+    }
+
+    /// The next page's cursor: nil when Bybit gives none, or the same one again.
+    static func next(_ cursor: String?, after previous: String?) -> String? {
+        guard let cursor, !cursor.isEmpty, cursor != previous else { return nil }
+        return cursor
+    }
+
+    public func protect(symbol: String, stopLoss: Decimal, takeProfit: Decimal?, policy: StopPolicy) async throws(VenueError) {
+        guard let position = try await positions().first(where: { $0.symbol == symbol }) else {
+            throw VenueError(.rejected, "no open position on \(symbol) to protect")
+        }
+        try await place(symbol: symbol, stopLoss: stopLoss, takeProfit: takeProfit)
+        book.protected(symbol: symbol, side: position.side, entry: position.entryPrice, stopLoss: stopLoss, takeProfit: takeProfit, policy: policy)
+    }
+
+    /// Sets the position's stop-loss and take-profit at Bybit (the whole position, market orders
+    /// triggered by the mark price), replacing the ones it had; no target removes the old one ("0").
+    /// 34040 (not modified) means they already are.
+    func place(symbol: String, stopLoss: Decimal, takeProfit: Decimal?) async throws(VenueError) {
+        _ = try await call("POST", "/v5/position/trading-stop", body: [
+            "category": "linear", "symbol": symbol, "tpslMode": "Full", "stopLoss": "\(stopLoss)", "takeProfit": takeProfit.map { "\($0)" } ?? "0",
+            "slTriggerBy": "MarkPrice", "tpTriggerBy": "MarkPrice", "positionIdx": 0,
+        ], accepting: [34040])
+    }
+
+    /// A closed candle: the position's stop tightens by its policy; a tighter stop replaces it at Bybit.
+    public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {
+        guard book.isManaged(symbol), let high = Decimal(finite: candle.high), let low = Decimal(finite: candle.low),
+              let close = Decimal(finite: candle.close) else { return }
+        let filters = try await filters(symbol: symbol)
+        guard let move = book.tighten(symbol, high: high, low: low, close: close, atr: atr.flatMap(Decimal.init(finite:)), filters: filters) else { return }
+        try await place(symbol: symbol, stopLoss: move.stopLoss, takeProfit: move.takeProfit)
+        book.moved(move)
+        pending.append(.stopMoved(symbol: symbol, stopLoss: move.stopLoss))
+    }
+
+    // MARK: Fills
+
+    /// Where a symbol's executions are read from. Bybit's execution ids are not ordered, so the cursor
+    /// is a time: everything before `from` has been read. Each poll reads again from `from - overlap`
+    /// (executions may be listed late) and skips the ids already reported, kept with their time in
+    /// `seen` while they are inside that overlap.
+    struct ExecutionCursor: Sendable {
+        var from: Int64
+        var seen: [String: Int64] = [:]
+    }
+
+    /// How far back each poll reads again, in milliseconds.
+    static let overlap: Int64 = 30_000
+    /// The longest span of one execution query (seven days), in milliseconds.
+    static let window: Int64 = 7 * 24 * 3_600_000
+    /// Executions that are fills: trades, liquidations (`BustTrade`) and auto-deleveraging, which
+    /// all change the position. Funding and settlement are not.
+    static let fillTypes: Set<String> = ["Trade", "BustTrade", "AdlTrade"]
+
+    struct Execution: Decodable {
+        var execId: String
+        var orderId: String
+        var orderLinkId: String?
+        var symbol: String
+        var side: String
+        var execPrice: String
+        var execQty: String
+        var execFee: String?
+        var execTime: String
+        var execType: String
+        var stopOrderType: String?
+    }
+
+    /// A symbol's executions are watched from now on, if they were not already.
+    func watch(_ symbol: String) {
+        tradedSymbols.insert(symbol)
+        if cursors[symbol] == nil { cursors[symbol] = ExecutionCursor(from: now) }
+    }
+
+    /// New fills of the symbols traded, from `GET /v5/execution/list` (polling), with the closes they make.
+    public func events() async throws(VenueError) -> [VenueEvent] {
+        for symbol in tradedSymbols.sorted() { try await poll(symbol) }
+        return pending
+    }
+
+    public func acknowledgeEvents(_ count: Int) async throws(VenueError) { pending.removeFirst(min(count, pending.count)) }
+
+    /// The symbol's executions since its cursor, oldest first, as fills and the closes they make.
+    func poll(_ symbol: String) async throws(VenueError) {
+        let until = now
+        let from = (cursors[symbol]?.from ?? until - Self.window) - Self.overlap
+        var fills: [(fill: VenueFill, execution: Execution)] = []
+        for execution in try await executions(symbol, from: from, until: until) where Self.fillTypes.contains(execution.execType) {
+            guard let time = Int64(execution.execTime), let price = Decimal(string: execution.execPrice), let quantity = Decimal(string: execution.execQty) else {
+                throw VenueError(.unreachable, "Bybit execution \(execution.execId) is not what its documentation says")
+            }
+            let fill = VenueFill(
+                tradeID: "bybit-\(execution.execId)", clientOrderID: execution.orderLinkId.flatMap { $0.isEmpty ? nil : $0 } ?? "bybit-order-\(execution.orderId)",
+                symbol: symbol, side: execution.side == "Buy" ? .buy : .sell, price: price, quantity: quantity,
+                fee: execution.execFee.flatMap { Decimal(string: $0) } ?? 0, time: Date(timeIntervalSince1970: Double(time) / 1000))
+            fills.append((fill, execution))
+        }
+        // Read the cursor after the wait: another poll may have moved it meanwhile.
+        var cursor = cursors[symbol] ?? ExecutionCursor(from: from)
+        for (fill, execution) in fills where cursor.seen[execution.execId] == nil {
+            cursor.seen[execution.execId] = Self.millis(fill.time)
+            pending.append(.fill(fill))
+            if let close = book.record(fill, realizedPnl: nil, reason: reason(execution)) { pending.append(.closed(close)) }
+        }
+        cursor.from = max(cursor.from, until)
+        let oldest = cursor.from - Self.overlap
+        cursor.seen = cursor.seen.filter { $0.value >= oldest }
+        cursors[symbol] = cursor
+    }
+
+    /// What an execution means when it closes the position: a liquidation, or what its order's
+    /// `stopOrderType` says (the stop, moved by a trailing policy or not; the target; Bybit's own
+    /// trailing stop), otherwise an exit.
+    func reason(_ execution: Execution) -> String {
+        if execution.execType == "BustTrade" { return "liquidation" }
+        return switch execution.stopOrderType {
+        case "StopLoss", "PartialStopLoss": book.protection[execution.symbol]?.stopReason ?? "stop_loss"
+        case "TakeProfit", "PartialTakeProfit": "take_profit"
+        case "TrailingStop": "trailing_stop"
+        default: "exit"
+        }
+    }
+
+    /// Every execution of `symbol` from `from` on, oldest first: in spans of Bybit's longest window
+    /// (the last one open-ended), each followed through `nextPageCursor`. Bybit lists newest first.
+    func executions(_ symbol: String, from: Int64, until: Int64) async throws(VenueError) -> [Execution] {
+        struct Page: Decodable { var list: [Execution]; var nextPageCursor: String? }
+        var newestFirst: [Execution] = []
+        var start = from
+        while true {
+            let last = until - start < Self.window
+            var query = [("category", "linear"), ("symbol", symbol), ("startTime", String(start))]
+            if !last { query.append(("endTime", String(start + Self.window - 1))) }
+            query.append(("limit", "100"))
+            var spans: [[Execution]] = []
+            var cursor: String?
+            repeat {
+                var pageQuery = query
+                if let cursor { pageQuery.append(("cursor", cursor)) }
+                let body = try await call("GET", "/v5/execution/list", query: pageQuery).body
+                let page = try result(Page.self, body, "execution list")
+                spans.append(page.list)
+                cursor = Self.next(page.nextPageCursor, after: cursor)
+            } while cursor != nil
+            // Later spans are newer: they go first.
+            newestFirst = spans.flatMap { $0 } + newestFirst
+            if last { break }
+            start += Self.window
+        }
+        let oldestFirst = Array(newestFirst.reversed())
+        return oldestFirst.indices.sorted { a, b in
+            let ta = Int64(oldestFirst[a].execTime) ?? 0, tb = Int64(oldestFirst[b].execTime) ?? 0
+            return ta != tb ? ta < tb : a < b
+        }.map { oldestFirst[$0] }
+    }
+
+    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+
+    /// Where the store stands after a restart: executions already committed are not reported again
+    /// (each symbol reads on from its newest committed fill; one without any reads the last seven
+    /// days); open positions are tracked from their store record (their entry fees were booked with
+    /// the entry).
+    public func resume(_ state: VenueResume) async throws(VenueError) {
+        tradedSymbols.formUnion(state.symbols)
+        let start = now
+        for symbol in state.symbols {
+            let committed = (state.committedFills[symbol] ?? []).filter { $0.tradeID.hasPrefix("bybit-") }
+            var cursor = ExecutionCursor(from: committed.map { Self.millis($0.time) }.max() ?? start - Self.window)
+            for fill in committed { cursor.seen[String(fill.tradeID.dropFirst("bybit-".count))] = Self.millis(fill.time) }
+            if let known = cursors[symbol] {
+                cursor.from = max(cursor.from, known.from)
+                cursor.seen.merge(known.seen) { max($0, $1) }
+            }
+            cursors[symbol] = cursor
+        }
+        for position in state.openPositions { book.resume(position) }
+    }
+}

@@ -1,0 +1,423 @@
+import Foundation
+import HTTPSupport
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// A local Bybit v5 linear server implementing the documented subset the venue uses, that checks every
+/// signature (`X-BAPI-API-KEY`, `X-BAPI-SIGN` = HMAC-SHA256 of timestamp + key + window + the query
+/// string or the JSON body, `X-BAPI-TIMESTAMP` within `X-BAPI-RECV-WINDOW`) and answers Bybit's
+/// envelope (`retCode`, `retMsg`, `result`, `time`, always HTTP 200 unless a fault says otherwise).
+/// Market orders fill at once at the set price; a position's stop-loss and take-profit
+/// (`trading-stop`) trigger when ``moveMarket(_:to:)`` crosses them, as executions with their
+/// `stopOrderType`.
+public final class FakeBybitLinear: Sendable {
+    /// What happens to the next order create: it is created, then the answer is retCode 10016
+    /// (`unknownAfterCreate`) or HTTP 502 (`gatewayErrorAfterCreate`).
+    public enum OrderFault: Sendable { case unknownAfterCreate, gatewayErrorAfterCreate }
+    /// What happens to the next signed request instead of an answer: retCode 10006, or HTTP 403.
+    public enum RequestFault: Sendable { case tooManyVisits, ipRateLimited }
+
+    /// Bybit's taker fee on linear contracts.
+    public static let takerFee = Decimal(string: "0.00055")!
+
+    struct Order: Sendable {
+        var id: String
+        var linkID: String
+        var symbol: String
+        var side: String
+        var quantity: Decimal
+        var status: String
+        var price: Decimal
+        var reduceOnly: Bool
+        var stopOrderType: String
+    }
+
+    struct Position: Sendable {
+        var side: String
+        var size: Decimal
+        var entry: Decimal
+        var stopLoss: Decimal?
+        var takeProfit: Decimal?
+        var createdTime: Int64
+    }
+
+    struct Execution: Sendable {
+        var id: String
+        var orderID: String
+        var linkID: String
+        var symbol: String
+        var side: String
+        var price: Decimal
+        var quantity: Decimal
+        var time: Int64
+        var type: String
+        var stopOrderType: String
+    }
+
+    struct State {
+        var orders: [Order] = []
+        var positions: [String: Position] = [:]
+        var executions: [Execution] = []
+        var prices: [String: Decimal] = [:]
+        var leverage: [String: Int] = [:]
+        var isolated: Set<String> = []
+        var skewMillis: Int64 = 0
+        var orderFaults: [OrderFault] = []
+        var requestFaults: [RequestFault] = []
+        var requests: [String] = []
+        var pageSize = 100
+        var realtimeKeepsClosed = true
+    }
+
+    public let apiKey: String
+    public let secret: String
+    private let state = Mutex(State())
+    private let server = ServerSlot()
+
+    init(apiKey: String, secret: String) {
+        self.apiKey = apiKey
+        self.secret = secret
+    }
+
+    public static func start(apiKey: String = "test-key", secret: String = "test-secret") async throws -> FakeBybitLinear {
+        let fake = FakeBybitLinear(apiKey: apiKey, secret: secret)
+        let router = Router()
+        router.get("v5/market/time") { _, _ in
+            let time = fake.serverTime
+            return fake.ok(["timeSecond": "\(time / 1000)", "timeNano": "\(time)000000"])
+        }
+        router.get("v5/market/instruments-info") { request, _ in
+            let symbol = request.uri.queryParameters.get("symbol") ?? ""
+            guard symbol == "BTCUSDT" else { return fake.ok(["category": "linear", "list": [Any]()]) }
+            return fake.ok(["category": "linear", "list": [[
+                "symbol": "BTCUSDT", "status": "Trading", "priceFilter": ["minPrice": "0.10", "maxPrice": "1999999.80", "tickSize": "0.10"],
+                "lotSizeFilter": ["maxOrderQty": "1190.000", "maxMktOrderQty": "119.000", "minOrderQty": "0.001", "qtyStep": "0.001", "minNotionalValue": "5"],
+            ]]])
+        }
+        router.get("v5/market/tickers") { request, _ in
+            let symbol = request.uri.queryParameters.get("symbol") ?? ""
+            guard let price = fake.state.withLock({ $0.prices[symbol] }) else { return fake.failure(10001, "params error: symbol invalid") }
+            return fake.ok(["category": "linear", "list": [["symbol": symbol, "lastPrice": "\(price)", "markPrice": "\(price)"]]])
+        }
+        router.get("v5/account/wallet-balance") { request, _ in
+            try await fake.signed(request) { _ in
+                fake.ok(["list": [["accountType": "UNIFIED", "totalEquity": "10000.00", "totalAvailableBalance": "9000.00", "totalWalletBalance": "10000.00"]]])
+            }
+        }
+        router.post("v5/position/switch-mode") { request, _ in
+            try await fake.signed(request) { p in
+                p["mode"] as? Int == 0 ? fake.failure(110025, "Position mode is not modified") : fake.failure(10001, "only one-way mode here")
+            }
+        }
+        router.post("v5/position/switch-isolated") { request, _ in
+            try await fake.signed(request) { p in
+                let symbol = p["symbol"] as? String ?? ""
+                guard p["tradeMode"] as? Int == 1 else { return fake.failure(10001, "only isolated margin here") }
+                let already = fake.state.withLock { !$0.isolated.insert(symbol).inserted }
+                return already ? fake.failure(110026, "Cross/isolated margin mode is not modified") : fake.ok([:])
+            }
+        }
+        router.post("v5/position/set-leverage") { request, _ in
+            try await fake.signed(request) { p in
+                let symbol = p["symbol"] as? String ?? ""
+                guard let buy = (p["buyLeverage"] as? String).flatMap({ Int($0) }), p["sellLeverage"] as? String == "\(buy)" else {
+                    return fake.failure(10001, "buyLeverage and sellLeverage must be the same in one-way mode")
+                }
+                let unchanged = fake.state.withLock { state in
+                    defer { state.leverage[symbol] = buy }
+                    return state.leverage[symbol] == buy
+                }
+                return unchanged ? fake.failure(110043, "Set leverage not modified") : fake.ok([:])
+            }
+        }
+        router.post("v5/order/create") { request, _ in try await fake.signed(request) { p in fake.create(p) } }
+        router.get("v5/order/realtime") { request, _ in try await fake.signed(request) { q in fake.orders(q, realtime: true) } }
+        router.get("v5/order/history") { request, _ in try await fake.signed(request) { q in fake.orders(q, realtime: false) } }
+        router.get("v5/position/list") { request, _ in
+            try await fake.signed(request) { _ in
+                let rows = fake.state.withLock { state in
+                    state.positions.sorted { $0.key < $1.key }.map { symbol, position in
+                        [
+                            "symbol": symbol, "side": position.side, "size": "\(position.size)", "avgPrice": "\(position.entry)", "positionIdx": 0,
+                            "leverage": "\(state.leverage[symbol] ?? 10)", "stopLoss": position.stopLoss.map { "\($0)" } ?? "", "takeProfit": position.takeProfit.map { "\($0)" } ?? "",
+                            "tpslMode": "Full", "tradeMode": state.isolated.contains(symbol) ? 1 : 0, "createdTime": "\(position.createdTime)",
+                        ] as [String: Any]
+                    }
+                }
+                return fake.ok(["category": "linear", "list": rows, "nextPageCursor": ""])
+            }
+        }
+        router.post("v5/position/trading-stop") { request, _ in try await fake.signed(request) { p in fake.tradingStop(p) } }
+        router.get("v5/execution/list") { request, _ in try await fake.signed(request) { q in fake.executions(q) } }
+        fake.server.set(try await LocalServer.start(router, label: "fake-bybit"))
+        return fake
+    }
+
+    public func stop() async {
+        await server.stop()
+    }
+
+    public var baseURL: String { "http://127.0.0.1:\(server.port)" }
+    public func setPrice(_ symbol: String, _ price: Decimal) { state.withLock { $0.prices[symbol] = price } }
+
+    /// The mark moves to `price`: a stop-loss or take-profit it crosses closes the position at that
+    /// price, as an execution of a new order with that `stopOrderType` (and no `orderLinkId`).
+    public func moveMarket(_ symbol: String, to price: Decimal) {
+        let time = serverTime
+        state.withLock { state in
+            state.prices[symbol] = price
+            guard let position = state.positions[symbol] else { return }
+            let long = position.side == "Buy"
+            let type: String
+            if let stop = position.stopLoss, long ? price <= stop : price >= stop {
+                type = "StopLoss"
+            } else if let target = position.takeProfit, long ? price >= target : price <= target {
+                type = "TakeProfit"
+            } else {
+                return
+            }
+            Self.close(&state, symbol: symbol, price: price, time: time, execType: "Trade", stopOrderType: type)
+        }
+    }
+
+    /// The position is taken over by the liquidation engine at `price` (a `BustTrade` execution).
+    public func liquidate(_ symbol: String, at price: Decimal) {
+        let time = serverTime
+        state.withLock { state in
+            state.prices[symbol] = price
+            Self.close(&state, symbol: symbol, price: price, time: time, execType: "BustTrade", stopOrderType: "")
+        }
+    }
+
+    /// The server's clock runs this far ahead of ours.
+    public func setClockSkew(millis: Int64) { state.withLock { $0.skewMillis = millis } }
+    public func failNextOrders(_ faults: [OrderFault]) { state.withLock { $0.orderFaults += faults } }
+    public func failNextRequests(_ faults: [RequestFault]) { state.withLock { $0.requestFaults += faults } }
+    /// At most this many executions per page of `execution/list`, whatever the `limit` asked.
+    public func setExecutionPageSize(_ size: Int) { state.withLock { $0.pageSize = size } }
+    /// `order/realtime` shows only open orders from now on, as Bybit's does for closed orders some
+    /// time after they closed; `order/history` still has them.
+    public func forgetClosedOrders() { state.withLock { $0.realtimeKeepsClosed = false } }
+    /// Method and path of the signed requests so far, e.g. `POST /v5/order/create`.
+    public var requests: [String] { state.withLock { $0.requests } }
+    /// Orders as placed: side, quantity, status, `orderLinkId`, `stopOrderType`.
+    public var orders: [(side: String, quantity: Decimal, status: String, linkID: String, stopOrderType: String)] {
+        state.withLock { $0.orders.map { ($0.side, $0.quantity, $0.status, $0.linkID, $0.stopOrderType) } }
+    }
+    /// Each open position's side, size, stop-loss and take-profit.
+    public var positions: [String: (side: String, size: Decimal, stopLoss: Decimal?, takeProfit: Decimal?)] {
+        state.withLock { $0.positions.mapValues { ($0.side, $0.size, $0.stopLoss, $0.takeProfit) } }
+    }
+    /// Whether the symbol was switched to isolated margin; its leverage.
+    public func margin(_ symbol: String) -> (isolated: Bool, leverage: Int?) { state.withLock { ($0.isolated.contains(symbol), $0.leverage[symbol]) } }
+
+    var serverTime: Int64 { Int64(Date().timeIntervalSince1970 * 1000) + state.withLock { $0.skewMillis } }
+
+    // MARK: Signatures
+
+    /// Checks key, signature and timestamp as Bybit does, then answers. The handler gets the query
+    /// parameters of a GET (strings) or the JSON body of a POST.
+    func signed(_ request: Request, _ handler: ([String: Any]) -> Response) async throws -> Response {
+        let post = request.method == .post
+        let payload = post ? String(buffer: try await request.body.collect(upTo: 1 << 20)) : (request.uri.query ?? "")
+        let time = serverTime
+        let fault: RequestFault? = state.withLock { state in
+            state.requests.append("\(request.method.rawValue) \(request.uri.path)")
+            return state.requestFaults.isEmpty ? nil : state.requestFaults.removeFirst()
+        }
+        switch fault {
+        case .tooManyVisits?: return failure(10006, "Too many visits!", headers: ["X-Bapi-Limit-Status": "0", "X-Bapi-Limit": "10", "X-Bapi-Limit-Reset-Timestamp": "\(time + 1_000)"])
+        case .ipRateLimited?: return Response(status: .forbidden, body: .init(byteBuffer: ByteBuffer(string: "403 Forbidden")))
+        case nil: break
+        }
+        func header(_ name: String) -> String? { request.headers[.init(name)!] }
+        guard header("X-BAPI-API-KEY") == apiKey else { return failure(10003, "API key is invalid.") }
+        guard let timestamp = header("X-BAPI-TIMESTAMP").flatMap({ Int64($0) }), let sign = header("X-BAPI-SIGN") else {
+            return failure(10004, "error sign! missing timestamp or sign")
+        }
+        let window = header("X-BAPI-RECV-WINDOW") ?? "5000"
+        guard HMACSigning.sha256Hex("\(timestamp)\(apiKey)\(window)\(payload)".utf8, secret: secret) == sign else { return failure(10004, "error sign!") }
+        // Bybit's rule: server_time - recv_window <= timestamp < server_time + 1000.
+        guard let windowMillis = Int64(window), time - windowMillis <= timestamp, timestamp < time + 1_000 else {
+            return failure(10002, "invalid request, please check your server timestamp or recv_window param. req_timestamp[\(timestamp)],server_timestamp[\(time)],recv_window[\(window)]")
+        }
+        if post {
+            guard let body = (try? JSONSerialization.jsonObject(with: Data(payload.utf8))) as? [String: Any] else { return failure(10001, "params error: body is not JSON") }
+            return handler(body)
+        }
+        var parameters: [String: Any] = [:]
+        for pair in payload.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            if parts.count == 2 { parameters[parts[0]] = parts[1].removingPercentEncoding ?? parts[1] }
+        }
+        return handler(parameters)
+    }
+
+    // MARK: Orders, positions, executions
+
+    func create(_ p: [String: Any]) -> Response {
+        let time = serverTime
+        let symbol = p["symbol"] as? String ?? "", side = p["side"] as? String ?? "", linkID = p["orderLinkId"] as? String ?? ""
+        let reduceOnly = p["reduceOnly"] as? Bool ?? false
+        guard p["category"] as? String == "linear", p["orderType"] as? String == "Market", side == "Buy" || side == "Sell", p["positionIdx"] as? Int ?? 0 == 0,
+              let quantity = (p["qty"] as? String).flatMap({ Decimal(string: $0) }), quantity > 0 else {
+            return failure(10001, "params error")
+        }
+        enum Outcome { case created(Order, OrderFault?), duplicate, noPrice, nothingToReduce }
+        let outcome = state.withLock { state -> Outcome in
+            if !linkID.isEmpty, state.orders.contains(where: { $0.linkID == linkID }) { return .duplicate }
+            guard let price = state.prices[symbol] else { return .noPrice }
+            let position = state.positions[symbol]
+            var filled = quantity
+            if reduceOnly {
+                guard let position, position.side != side else { return .nothingToReduce }
+                filled = min(quantity, position.size)
+            }
+            let fault = state.orderFaults.isEmpty ? nil : state.orderFaults.removeFirst()
+            let order = Order(
+                id: UUID().uuidString.lowercased(), linkID: linkID, symbol: symbol, side: side, quantity: quantity, status: "Filled", price: price,
+                reduceOnly: reduceOnly, stopOrderType: "")
+            state.orders.append(order)
+            Self.fill(&state, order: order, quantity: filled, time: time, execType: "Trade")
+            return .created(order, fault)
+        }
+        switch outcome {
+        case .duplicate: return failure(110072, "OrderLinkedID is duplicate")
+        case .noPrice: return failure(10001, "params error: symbol invalid")
+        case .nothingToReduce: return failure(110017, "current position is zero, cannot fix reduce-only order qty")
+        case .created(_, .unknownAfterCreate?): return failure(10016, "Server error.")
+        case .created(_, .gatewayErrorAfterCreate?): return Response(status: .badGateway, body: .init(byteBuffer: ByteBuffer(string: "<html>502 Bad Gateway</html>")))
+        case .created(let order, nil): return ok(["orderId": order.id, "orderLinkId": order.linkID])
+        }
+    }
+
+    /// An execution of `order` for `quantity` at its price: the position grows, shrinks, or closes.
+    static func fill(_ state: inout State, order: Order, quantity: Decimal, time: Int64, execType: String) {
+        state.executions.append(Execution(
+            id: UUID().uuidString.lowercased(), orderID: order.id, linkID: order.linkID, symbol: order.symbol, side: order.side, price: order.price,
+            quantity: quantity, time: time, type: execType, stopOrderType: order.stopOrderType))
+        guard var position = state.positions[order.symbol] else {
+            state.positions[order.symbol] = Position(side: order.side, size: quantity, entry: order.price, createdTime: time)
+            return
+        }
+        if position.side == order.side {
+            position.entry = (position.entry * position.size + order.price * quantity) / (position.size + quantity)
+            position.size += quantity
+        } else if quantity < position.size {
+            position.size -= quantity
+        } else if quantity == position.size {
+            state.positions[order.symbol] = nil  // flat: Bybit drops the position's stop and target with it
+            return
+        } else {
+            position = Position(side: order.side, size: quantity - position.size, entry: order.price, createdTime: time)
+        }
+        state.positions[order.symbol] = position
+    }
+
+    /// The whole position closes at `price` by an order the exchange makes.
+    static func close(_ state: inout State, symbol: String, price: Decimal, time: Int64, execType: String, stopOrderType: String) {
+        guard let position = state.positions[symbol] else { return }
+        let order = Order(
+            id: UUID().uuidString.lowercased(), linkID: "", symbol: symbol, side: position.side == "Buy" ? "Sell" : "Buy", quantity: position.size,
+            status: "Filled", price: price, reduceOnly: true, stopOrderType: stopOrderType)
+        state.orders.append(order)
+        fill(&state, order: order, quantity: position.size, time: time, execType: execType)
+    }
+
+    func orders(_ q: [String: Any], realtime: Bool) -> Response {
+        let symbol = q["symbol"] as? String, linkID = q["orderLinkId"] as? String
+        let rows = state.withLock { state in
+            state.orders.filter { order in
+                (symbol == nil || order.symbol == symbol) && (linkID == nil || order.linkID == linkID)
+                    && (!realtime || state.realtimeKeepsClosed || order.status == "New" || order.status == "PartiallyFilled")
+            }.map { order in
+                [
+                    "orderId": order.id, "orderLinkId": order.linkID, "symbol": order.symbol, "side": order.side, "orderType": "Market", "orderStatus": order.status,
+                    "qty": "\(order.quantity)", "cumExecQty": order.status == "Filled" ? "\(order.quantity)" : "0", "avgPrice": order.status == "Filled" ? "\(order.price)" : "",
+                    "reduceOnly": order.reduceOnly, "stopOrderType": order.stopOrderType, "positionIdx": 0,
+                ] as [String: Any]
+            }
+        }
+        return ok(["category": "linear", "list": rows, "nextPageCursor": ""])
+    }
+
+    func tradingStop(_ p: [String: Any]) -> Response {
+        let symbol = p["symbol"] as? String ?? ""
+        guard p["category"] as? String == "linear", p["tpslMode"] as? String == "Full", p["positionIdx"] as? Int ?? 0 == 0 else { return failure(10001, "params error") }
+        /// Absent: unchanged; "0": removed.
+        func level(_ key: String) -> Decimal?? {
+            guard let text = p[key] as? String else { return .none }
+            guard let value = Decimal(string: text) else { return .some(nil) }
+            return .some(value > 0 ? value : nil)
+        }
+        let stopLoss = level("stopLoss"), takeProfit = level("takeProfit")
+        enum Outcome { case set, noPosition, unchanged, wrongSide(String) }
+        let outcome = state.withLock { state -> Outcome in
+            guard var position = state.positions[symbol] else { return .noPosition }
+            let long = position.side == "Buy", mark = state.prices[symbol] ?? position.entry
+            let newStop = stopLoss ?? position.stopLoss, newTarget = takeProfit ?? position.takeProfit
+            if let stop = newStop, long ? stop >= mark : stop <= mark {
+                return .wrongSide("StopLoss:\(stop) set for \(position.side) position should be \(long ? "lower" : "higher") than base_price:\(mark)??LastPrice")
+            }
+            if let target = newTarget, long ? target <= mark : target >= mark {
+                return .wrongSide("TakeProfit:\(target) set for \(position.side) position should be \(long ? "higher" : "lower") than base_price:\(mark)??LastPrice")
+            }
+            guard newStop != position.stopLoss || newTarget != position.takeProfit else { return .unchanged }
+            position.stopLoss = newStop
+            position.takeProfit = newTarget
+            state.positions[symbol] = position
+            return .set
+        }
+        switch outcome {
+        case .set: return ok([:])
+        case .noPosition: return failure(10001, "can not set tp/sl/ts for zero position")
+        case .unchanged: return failure(34040, "not modified")
+        case .wrongSide(let message): return failure(10001, message)
+        }
+    }
+
+    /// Bybit's execution list: newest first, `startTime` alone covering seven days from it, none the
+    /// last seven days; pages of `limit` (at most the page size set) with `nextPageCursor`.
+    func executions(_ q: [String: Any]) -> Response {
+        let week: Int64 = 7 * 24 * 3_600_000, now = serverTime
+        let symbol = q["symbol"] as? String
+        let start = (q["startTime"] as? String).flatMap { Int64($0) }, end = (q["endTime"] as? String).flatMap { Int64($0) }
+        let from = start ?? (end.map { $0 - week } ?? now - week), to = end ?? (start.map { $0 + week } ?? now)
+        guard to - from <= week, from <= to else { return failure(10001, "params error: the time range must be within 7 days") }
+        let offset = (q["cursor"] as? String).flatMap { Int($0) } ?? 0
+        let (rows, next): ([[String: Any]], String) = state.withLock { state in
+            let size = min(Int(q["limit"] as? String ?? "50") ?? 50, state.pageSize)
+            let matching = state.executions.enumerated()
+                .filter { (symbol == nil || $0.element.symbol == symbol) && $0.element.time >= from && $0.element.time <= to }
+                .sorted { $0.element.time != $1.element.time ? $0.element.time > $1.element.time : $0.offset > $1.offset }
+                .map(\.element)
+            let page = matching.dropFirst(offset).prefix(size)
+            let rows = page.map { e -> [String: Any] in
+                [
+                    "execId": e.id, "orderId": e.orderID, "orderLinkId": e.linkID, "symbol": e.symbol, "side": e.side, "execPrice": "\(e.price)",
+                    "execQty": "\(e.quantity)", "execValue": "\(e.price * e.quantity)", "execFee": "\(e.price * e.quantity * Self.takerFee)", "feeRate": "\(Self.takerFee)",
+                    "execTime": "\(e.time)", "execType": e.type, "stopOrderType": e.stopOrderType, "orderType": "Market", "isMaker": false,
+                ]
+            }
+            return (rows, offset + size < matching.count ? "\(offset + size)" : "")
+        }
+        return ok(["category": "linear", "list": rows, "nextPageCursor": next])
+    }
+
+    // MARK: Answers
+
+    func ok(_ result: [String: Any]) -> Response { envelope(0, "OK", result) }
+
+    func failure(_ code: Int, _ message: String, headers: [String: String] = [:]) -> Response { envelope(code, message, [:], headers: headers) }
+
+    func envelope(_ code: Int, _ message: String, _ result: [String: Any], headers: [String: String] = [:]) -> Response {
+        let object: [String: Any] = ["retCode": code, "retMsg": message, "result": result, "retExtInfo": [String: Any](), "time": serverTime]
+        let data = (try? JSONSerialization.data(withJSONObject: object)) ?? Data("{}".utf8)
+        var fields: HTTPFields = [.contentType: "application/json"]
+        for (name, value) in headers { fields[.init(name)!] = value }
+        return Response(status: .ok, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

@@ -1,0 +1,315 @@
+import Foundation
+import Logging
+import Synchronization
+import TestSupport
+import Testing
+import TradingCore
+import Venues
+
+/// The Bybit v5 linear venue against a local server that checks every signature.
+@Suite("Bybit linear venue (local server, signatures checked)")
+struct BybitLinearVenueTests {
+    let logger = Logger(label: "test")
+
+    func venue(_ server: FakeBybitLinear, apiKey: String? = nil, secret: String? = nil, clock: @escaping @Sendable () -> Date = { Date() }) -> BybitLinearVenue {
+        BybitLinearVenue(baseURL: server.baseURL, apiKey: apiKey ?? server.apiKey, secret: secret ?? server.secret, logger: logger, clock: clock)
+    }
+
+    func entry(_ id: String, side: OrderSide = .buy, quantity: Decimal = Decimal(string: "0.05")!, leverage: Int = 3) -> VenueOrderRequest {
+        VenueOrderRequest(clientOrderID: id, symbol: "BTCUSDT", side: side, quantity: quantity, leverage: leverage, reduceOnly: false)
+    }
+
+    func fills(_ events: [VenueEvent]) -> [VenueFill] { events.compactMap { if case .fill(let fill) = $0 { fill } else { nil } } }
+    func closes(_ events: [VenueEvent]) -> [VenueClose] { events.compactMap { if case .closed(let close) = $0 { close } else { nil } } }
+
+    /// Bybit's taker fee on a fill, as the local server charges it.
+    func fee(_ price: Decimal, _ quantity: Decimal) -> Decimal { price * quantity * FakeBybitLinear.takerFee }
+
+    /// Inputs signed once with Python's `hmac.new(secret, timestamp + key + window + payload, sha256)`.
+    @Test("known answer: the X-BAPI-SIGN header of a GET (query string) and of a POST (JSON body)")
+    func knownAnswer() {
+        let query = "category=linear&symbol=BTCUSDT&orderLinkId=ten-abc"
+        let headers = RequestSigning.bybitHeaders(timestamp: 1_700_000_000_123, apiKey: "bybit-key", recvWindow: 5_000, payload: query, secret: "bybit-secret")
+        #expect(headers.map { $0.0 } == ["X-BAPI-API-KEY", "X-BAPI-TIMESTAMP", "X-BAPI-RECV-WINDOW", "X-BAPI-SIGN"])
+        #expect(headers.map { $0.1 } == ["bybit-key", "1700000000123", "5000", "99da159a66ed409d01a42f94f15556bc9f189857fde5ac9700ea33a2428dc0cb"])
+        let body = #"{"category":"linear","orderLinkId":"ten-abc","orderType":"Market","positionIdx":0,"qty":"0.05","reduceOnly":false,"side":"Buy","symbol":"BTCUSDT"}"#
+        #expect(RequestSigning.bybitSignature(timestamp: 1_700_000_000_123, apiKey: "bybit-key", recvWindow: 5_000, payload: body, secret: "bybit-secret")
+            == "bad85d58e92e36e1f811930aae599b16549f878c656f3489dea5b50d65b21cb5")
+        #expect(RequestSigning.queryString([("symbol", "BTCUSDT"), ("cursor", "a b&c")]) == "symbol=BTCUSDT&cursor=a%20b%26c")
+    }
+
+    @Test("signed calls pass the server's check; a wrong secret is refused with 10004, a wrong key with 10003")
+    func signatures() async throws {
+        let server = try await FakeBybitLinear.start()
+        let account = try await venue(server).account()
+        #expect(account.equity == 10_000 && account.availableMargin == 9_000)
+        await #expect { try await venue(server, secret: "wrong").account() } throws: { error in
+            (error as? VenueError)?.kind == .rejected && "\(error)".contains("10004")
+        }
+        await #expect { try await venue(server, apiKey: "other-key").account() } throws: { error in
+            (error as? VenueError)?.kind == .rejected && "\(error)".contains("10003")
+        }
+        // Only market orders are sent: the largest is maxMktOrderQty, not maxOrderQty.
+        #expect(try await venue(server).filters(symbol: "BTCUSDT") == ExchangeFilters(tickSize: 0.1, stepSize: 0.001, minQuantity: 0.001, maxQuantity: 119, minNotional: 5))
+        await #expect { try await venue(server).filters(symbol: "NOPEUSDT") } throws: { error in (error as? VenueError)?.kind == .rejected }
+        server.setPrice("BTCUSDT", 100_000)
+        #expect(try await venue(server).price(symbol: "BTCUSDT") == 100_000)
+        await server.stop()
+    }
+
+    @Test("a 10002 (our clock is off, either way) re-syncs the clock from the server and goes through; a clock still off after that is clock_skew")
+    func clockResync() async throws {
+        let server = try await FakeBybitLinear.start()
+        server.setClockSkew(millis: 20_000)
+        _ = try await venue(server).account()
+        #expect(server.requests.filter { $0 == "GET /v5/account/wallet-balance" }.count == 2)
+        server.setClockSkew(millis: -20_000)
+        _ = try await venue(server).account()
+        #expect(server.requests.filter { $0 == "GET /v5/account/wallet-balance" }.count == 4)
+        // A clock that jumps a minute at each reading stays off after the re-sync: one retry, then clock_skew.
+        server.setClockSkew(millis: 0)
+        let jumping = JumpingClock()
+        await #expect { try await venue(server, clock: { jumping.now() }).account() } throws: { error in (error as? VenueError)?.kind == .clockSkew }
+        #expect(server.requests.filter { $0 == "GET /v5/account/wallet-balance" }.count == 6)
+        await server.stop()
+    }
+
+    @Test("an entry with its orderLinkId fills; the fill comes back by polling, tied to the orderLinkId; margin, leverage and position are there")
+    func orderAndFill() async throws {
+        let server = try await FakeBybitLinear.start()
+        server.setPrice("BTCUSDT", 100_000)
+        let bybit = venue(server)
+        let order = try await bybit.submit(entry("ten-abc"))
+        #expect(order.status == .accepted && order.clientOrderID == "ten-abc" && !order.venueOrderID.isEmpty)
+        let margin = server.margin("BTCUSDT")
+        #expect(margin.isolated && margin.leverage == 3)
+        let events = try await bybit.events()
+        let fill = try #require(fills(events).first)
+        #expect(events.count == 1 && fill.clientOrderID == "ten-abc" && fill.quantity == Decimal(string: "0.05") && fill.price == 100_000 && fill.side == .buy)
+        #expect(fill.tradeID.hasPrefix("bybit-") && fill.tradeID.count > "bybit-".count && fill.fee == fee(100_000, Decimal(string: "0.05")!))
+        let known = try #require(try await bybit.order(clientOrderID: "ten-abc", symbol: "BTCUSDT"))
+        #expect(known.status == .filled && known.venueOrderID == order.venueOrderID && known.averagePrice == 100_000 && known.filledQuantity == Decimal(string: "0.05"))
+        try await bybit.acknowledgeEvents(events.count)
+        // The next poll reads the last seconds again and reports nothing twice.
+        #expect(try await bybit.events().isEmpty)
+        let position = try #require(try await bybit.positions().first)
+        #expect(position.side == .long && position.quantity == Decimal(string: "0.05") && position.leverage == 3 && position.entryPrice == 100_000)
+        #expect(position.stopLoss == nil && position.takeProfit == nil)
+        // A second entry on the symbol does not switch its margin again.
+        _ = try await bybit.submit(entry("ten-abd", quantity: Decimal(string: "0.01")!))
+        #expect(server.requests.filter { $0 == "POST /v5/position/switch-isolated" }.count == 1)
+        #expect(try await bybit.positions().first?.quantity == Decimal(string: "0.06"))
+        await server.stop()
+    }
+
+    @Test("the same orderLinkId sent again (Bybit's 110072) returns the existing order: one order at the server, one fill")
+    func duplicate() async throws {
+        let server = try await FakeBybitLinear.start()
+        server.setPrice("BTCUSDT", 100_000)
+        let bybit = venue(server)
+        let first = try await bybit.submit(entry("ten-dup"))
+        let again = try await bybit.submit(entry("ten-dup"))
+        #expect(again.venueOrderID == first.venueOrderID && again.clientOrderID == "ten-dup" && again.status == .filled)
+        #expect(server.orders.filter { $0.linkID == "ten-dup" }.count == 1)
+        #expect(fills(try await bybit.events()).count == 1)
+        #expect(try await bybit.positions().first?.quantity == Decimal(string: "0.05"))
+        await server.stop()
+    }
+
+    @Test("10016 or HTTP 502 after the create is an unknown outcome; the order is then found by orderLinkId (also once only the history has it); an unknown id is nil")
+    func unknownOutcome() async throws {
+        let server = try await FakeBybitLinear.start()
+        server.setPrice("BTCUSDT", 100_000)
+        server.failNextOrders([.unknownAfterCreate, .gatewayErrorAfterCreate])
+        let bybit = venue(server)
+        for id in ["ten-lost", "ten-502"] {
+            await #expect { try await bybit.submit(entry(id)) } throws: { error in (error as? VenueError)?.kind == .outcomeUnknown }
+            let found = try await bybit.order(clientOrderID: id, symbol: "BTCUSDT")
+            #expect(found?.status == .filled && found?.clientOrderID == id)
+            #expect(server.orders.filter { $0.linkID == id }.count == 1)
+        }
+        #expect(try await bybit.order(clientOrderID: "never-sent", symbol: "BTCUSDT") == nil)
+        server.forgetClosedOrders()
+        #expect(try await bybit.order(clientOrderID: "ten-lost", symbol: "BTCUSDT")?.status == .filled)
+        #expect(server.requests.last == "GET /v5/order/history")
+        // The fills of the lost orders still come, tied to their ids.
+        #expect(Set(fills(try await bybit.events()).map(\.clientOrderID)) == ["ten-lost", "ten-502"])
+        await server.stop()
+    }
+
+    @Test("too many visits (10006) and the IP limit (HTTP 403) are unreachable, saying rate limit and what Bybit's headers tell")
+    func rateLimits() async throws {
+        let server = try await FakeBybitLinear.start()
+        server.failNextRequests([.tooManyVisits, .ipRateLimited])
+        let bybit = venue(server)
+        await #expect { try await bybit.account() } throws: { error in
+            (error as? VenueError)?.kind == .unreachable && "\(error)".contains("rate limit") && "\(error)".contains("left 0")
+        }
+        await #expect { try await bybit.account() } throws: { error in
+            (error as? VenueError)?.kind == .unreachable && "\(error)".contains("rate limit") && "\(error)".contains("403")
+        }
+        #expect(try await bybit.account().equity == 10_000)
+        await server.stop()
+    }
+
+    @Test("protection: the position's stop-loss and take-profit by trading-stop, replaced, removed, and read back in positions()")
+    func protection() async throws {
+        let server = try await FakeBybitLinear.start()
+        server.setPrice("BTCUSDT", 100_000)
+        let bybit = venue(server)
+        _ = try await bybit.submit(entry("ten-p"))
+        try await bybit.protect(symbol: "BTCUSDT", stopLoss: 98_000, takeProfit: 104_000, policy: StopPolicy())
+        try await bybit.protect(symbol: "BTCUSDT", stopLoss: 99_000, takeProfit: 104_000, policy: StopPolicy())
+        #expect(server.positions["BTCUSDT"]?.stopLoss == 99_000 && server.positions["BTCUSDT"]?.takeProfit == 104_000)
+        var position = try #require(try await bybit.positions().first)
+        #expect(position.stopLoss == 99_000 && position.takeProfit == 104_000)
+        // The same levels again: Bybit says "not modified" (34040), which is no failure.
+        try await bybit.protect(symbol: "BTCUSDT", stopLoss: 99_000, takeProfit: 104_000, policy: StopPolicy())
+        try await bybit.protect(symbol: "BTCUSDT", stopLoss: 99_000, takeProfit: nil, policy: StopPolicy())
+        position = try #require(try await bybit.positions().first)
+        #expect(position.stopLoss == 99_000 && position.takeProfit == nil)
+        await #expect(throws: VenueError.self) { try await bybit.protect(symbol: "ETHUSDT", stopLoss: 1, takeProfit: nil, policy: StopPolicy()) }
+        await #expect { try await bybit.protect(symbol: "BTCUSDT", stopLoss: 100_500, takeProfit: nil, policy: StopPolicy()) } throws: { error in
+            (error as? VenueError)?.kind == .rejected && "\(error)".contains("10001")
+        }
+        await server.stop()
+    }
+
+    @Test("a stop triggered at the server closes the position: the venue reports the close, reason stop_loss, PnL after both fees")
+    func closeByStop() async throws {
+        let server = try await FakeBybitLinear.start()
+        server.setPrice("BTCUSDT", 100_000)
+        let bybit = venue(server)
+        _ = try await bybit.submit(entry("ten-s"))
+        try await bybit.protect(symbol: "BTCUSDT", stopLoss: 98_000, takeProfit: 104_000, policy: StopPolicy())
+        try await bybit.acknowledgeEvents(try await bybit.events().count)
+        server.moveMarket("BTCUSDT", to: 97_900)
+        let events = try await bybit.events()
+        #expect(events.count == 2)
+        let exit = try #require(fills(events).first)
+        #expect(exit.side == .sell && exit.price == 97_900 && exit.clientOrderID.hasPrefix("bybit-order-"))
+        let close = try #require(closes(events).first)
+        let quantity = Decimal(string: "0.05")!
+        #expect(close.reason == "stop_loss" && close.side == .long && close.exitPrice == 97_900 && close.entryPrice == 100_000 && close.leverage == 3)
+        #expect(close.quantity == quantity && close.stopLoss == 98_000 && close.takeProfit == 104_000)
+        // (97,900 − 100,000) × 0.05 = −105, less the entry's and the exit's taker fees.
+        #expect(close.fees == fee(100_000, quantity) + fee(97_900, quantity))
+        #expect(close.pnl == Decimal(-105) - close.fees)
+        #expect(try await bybit.positions().isEmpty)
+        await server.stop()
+    }
+
+    @Test("a short's take-profit closes with take_profit and a profit; a liquidation (BustTrade) closes with liquidation")
+    func targetAndLiquidation() async throws {
+        let server = try await FakeBybitLinear.start()
+        server.setPrice("BTCUSDT", 100_000)
+        let bybit = venue(server)
+        _ = try await bybit.submit(entry("ten-short", side: .sell))
+        try await bybit.protect(symbol: "BTCUSDT", stopLoss: 102_000, takeProfit: 96_000, policy: StopPolicy())
+        server.moveMarket("BTCUSDT", to: 99_000)
+        #expect(closes(try await bybit.events()).isEmpty)
+        server.moveMarket("BTCUSDT", to: 95_900)
+        var events = try await bybit.events()
+        let target = try #require(closes(events).first)
+        #expect(target.reason == "take_profit" && target.side == .short && target.exitPrice == 95_900)
+        #expect(target.pnl == Decimal(205) - target.fees && target.pnl > 0)
+        try await bybit.acknowledgeEvents(events.count)
+
+        server.setPrice("BTCUSDT", 100_000)
+        _ = try await bybit.submit(entry("ten-liq", leverage: 20))
+        server.liquidate("BTCUSDT", at: 95_500)
+        events = try await bybit.events()
+        let liquidation = try #require(closes(events).first)
+        #expect(liquidation.reason == "liquidation" && liquidation.leverage == 20 && liquidation.exitPrice == 95_500 && liquidation.pnl < -225)
+        await server.stop()
+    }
+
+    @Test("a trailing policy moves the stop on a candle (trading-stop, stopMoved); the moved stop's fill closes with trailing_stop")
+    func trailingStop() async throws {
+        let server = try await FakeBybitLinear.start()
+        server.setPrice("BTCUSDT", 100_000)
+        let bybit = venue(server)
+        _ = try await bybit.submit(entry("ten-t"))
+        let policy = StopPolicy(trailingActivationR: 1, trailingCallbackFraction: Decimal(string: "0.01"))
+        try await bybit.protect(symbol: "BTCUSDT", stopLoss: 98_000, takeProfit: 110_000, policy: policy)
+        try await bybit.acknowledgeEvents(try await bybit.events().count)
+        // Not yet +1R (2,000): the stop stays.
+        server.setPrice("BTCUSDT", 101_000)
+        try await bybit.observe(symbol: "BTCUSDT", candle: Candle(openTime: 0, open: 100_000, high: 101_500, low: 99_900, close: 101_000, volume: 1), time: Date(), atr: nil, fundingRate: nil)
+        #expect(try await bybit.events().isEmpty && server.positions["BTCUSDT"]?.stopLoss == 98_000)
+        server.setPrice("BTCUSDT", 102_500)
+        try await bybit.observe(symbol: "BTCUSDT", candle: Candle(openTime: 60_000, open: 101_000, high: 103_000, low: 100_900, close: 102_500, volume: 1), time: Date(), atr: nil, fundingRate: nil)
+        let moved = try await bybit.events()
+        // 1 % behind the best price, 103,000.
+        #expect(moved == [.stopMoved(symbol: "BTCUSDT", stopLoss: 101_970)])
+        #expect(server.positions["BTCUSDT"]?.stopLoss == 101_970 && server.positions["BTCUSDT"]?.takeProfit == 110_000)
+        try await bybit.acknowledgeEvents(moved.count)
+        server.moveMarket("BTCUSDT", to: 101_900)
+        let close = try #require(closes(try await bybit.events()).first)
+        #expect(close.reason == "trailing_stop" && close.stopLoss == 101_970 && close.exitPrice == 101_900)
+        await server.stop()
+    }
+
+    @Test("fills over several pages of the execution list come back once each, oldest first")
+    func pages() async throws {
+        let server = try await FakeBybitLinear.start()
+        server.setExecutionPageSize(2)
+        let bybit = venue(server)
+        for step in 1...5 {
+            server.setPrice("BTCUSDT", Decimal(100_000 + step))
+            _ = try await bybit.submit(entry("ten-page-\(step)", quantity: Decimal(string: "0.01")!))
+        }
+        let received = fills(try await bybit.events())
+        #expect(received.map(\.clientOrderID) == (1...5).map { "ten-page-\($0)" })
+        #expect(received.map(\.price) == (1...5).map { Decimal(100_000 + $0) })
+        #expect(server.requests.filter { $0 == "GET /v5/execution/list" }.count == 3)
+        await server.stop()
+    }
+
+    @Test("after a restart, a new venue seeded from the committed fills and open position reports only the new fill, and the close right")
+    func resumeAfterRestart() async throws {
+        let server = try await FakeBybitLinear.start()
+        server.setPrice("BTCUSDT", 100_000)
+        let before = venue(server)
+        _ = try await before.submit(entry("ten-r"))
+        try await before.protect(symbol: "BTCUSDT", stopLoss: 98_000, takeProfit: 104_000, policy: StopPolicy())
+        let committed = fills(try await before.events())
+        try await before.acknowledgeEvents(committed.count)
+        let open = try #require(try await before.positions().first)
+        #expect(committed.count == 1 && open.stopLoss == 98_000)
+
+        // The process is gone; meanwhile the stop fills.
+        server.moveMarket("BTCUSDT", to: 97_900)
+        let after = venue(server)
+        try await after.resume(VenueResume(openPositions: [open], committedFills: ["BTCUSDT": committed], pendingSymbols: []))
+        let events = try await after.events()
+        let new = fills(events)
+        #expect(new.count == 1 && new.first?.price == 97_900 && new.first?.tradeID != committed.first?.tradeID)
+        let close = try #require(closes(events).first)
+        let quantity = Decimal(string: "0.05")!
+        // The entry's fee was booked with the entry, before the restart: the close carries the exit's.
+        #expect(close.reason == "stop_loss" && close.entryPrice == 100_000 && close.quantity == quantity && close.leverage == 3 && close.stopLoss == 98_000)
+        #expect(close.fees == fee(97_900, quantity) && close.pnl == Decimal(-105) - close.fees)
+        try await after.acknowledgeEvents(events.count)
+        #expect(try await after.events().isEmpty)
+
+        // A symbol whose order was pending, with nothing committed, reads back over the last week.
+        let third = venue(server)
+        try await third.resume(VenueResume(openPositions: [], committedFills: [:], pendingSymbols: ["BTCUSDT"]))
+        #expect(fills(try await third.events()).count == 2)
+        await server.stop()
+    }
+}
+
+/// A clock that is a minute further on at each reading: no offset keeps up with it.
+final class JumpingClock: Sendable {
+    private let readings = Mutex(0)
+
+    func now() -> Date {
+        let minutes = readings.withLock { count in
+            count += 1
+            return count
+        }
+        return Date().addingTimeInterval(Double(minutes) * 60)
+    }
+}
