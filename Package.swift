@@ -165,9 +165,10 @@ let package = Package(
         .executableTarget(
             name: "tradebus",
             dependencies: [
-                "WorkerRuntime", "Benchmarks", "TradingServices",
+                "WorkerRuntime", "Benchmarks", "TradingServices", "SQLTradeStore", "SQLiteStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            resources: [.copy("Data")],
             swiftSettings: strict
         ),
 

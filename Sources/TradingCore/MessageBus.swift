@@ -225,3 +225,25 @@ public enum DeadLetterHeader {
     /// How many attempts were made.
     public static let attempts = "x-death-attempts"
 }
+
+/// A consumer running in the background until it is stopped (the embedded system, tests).
+public struct RunningConsumer: Sendable {
+    public let control: ConsumerControl
+    public let task: Task<Void, any Error>
+
+    /// Starts consuming `queue` on `bus` in the background.
+    public static func start(
+        _ bus: any MessageBus, queue: String, options: ConsumerOptions = .init(),
+        handler: @escaping @Sendable (Delivery) async throws -> Void
+    ) -> RunningConsumer {
+        let control = ConsumerControl()
+        let task = Task { try await bus.consume(queue, options: options, control: control, handler: handler) }
+        return RunningConsumer(control: control, task: task)
+    }
+
+    /// Stops gracefully and waits for the consumer to return.
+    public func stop() async throws {
+        control.stop()
+        try await task.value
+    }
+}

@@ -109,7 +109,7 @@ public struct AnalystConfiguration: Sendable {
     }
 
     /// The panel these settings describe.
-    public func panel(cache: (any HotCache)?, logger: Logger, http: HTTPClient = .shared) throws -> AnalystPanel {
+    public func panel(cache: (any HotCache)?, logger: Logger, http: HTTPClient = .shared, now: @escaping @Sendable () -> Date = { Date() }) throws -> AnalystPanel {
         let prompt = try AnalystPrompt(framework: framework)
         let book = SpendingBook(dailyCap: dailyBudget)
         let resilient = models.map { spec -> ResilientModel in
@@ -120,7 +120,7 @@ public struct AnalystConfiguration: Sendable {
         }
         return AnalystPanel(
             models: resilient, rules: RulesAnalyst(framework: framework), rulesFallback: rulesFallback,
-            prompt: (prompt.version, prompt.system, { prompt.user($0) }), cache: cache, cacheTTL: cacheTTL, decisionBudget: decisionBudget)
+            prompt: (prompt.version, prompt.system, { prompt.user($0) }), cache: cache, cacheTTL: cacheTTL, decisionBudget: decisionBudget, now: now)
     }
 }
 

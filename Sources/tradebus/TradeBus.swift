@@ -6,14 +6,14 @@ import RedisCache
 import TradingCore
 import WorkerRuntime
 
-/// `tradebus`: the all-in-one command. This build has `migrate` and `bench`; `run`, `backtest`,
-/// `indicators`, `analyze` and `report` arrive with their issues.
+/// `tradebus`: the all-in-one command: `run` (everything in one process), `backtest`, `report`,
+/// `indicators`, `analyze`, `migrate` and `bench`.
 @main
 struct TradeBus: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tradebus",
         abstract: "TradeBus: an autonomous crypto perpetual-futures trading system.",
-        subcommands: [Indicators.self, Analyze.self, Migrate.self, Bench.self])
+        subcommands: [Run.self, Backtest.self, Report.self, Indicators.self, Analyze.self, Migrate.self, Bench.self])
 }
 
 struct Migrate: AsyncParsableCommand {

@@ -45,7 +45,27 @@ public actor InProcessBus: MessageBus {
     private var nextConsumerID = 1
     private let attempts = AttemptCounter()
 
+    private var idleWaiters: [CheckedContinuation<Void, Never>] = []
+
     public init() {}
+
+    /// Every queue empty and every delivery settled: nothing is left to do until the next publish.
+    public var isIdle: Bool { unacked.isEmpty && queues.values.allSatisfy { $0.ready.isEmpty || $0.consumers.isEmpty } }
+
+    /// Returns once the bus is idle: the embedded replay lets each candle's consequences (snapshots,
+    /// signals, decisions, orders) finish before it sends the next one, so a replay is deterministic.
+    /// Queues nobody consumes (dead letters) do not count.
+    public func waitUntilIdle() async {
+        if isIdle { return }
+        await withCheckedContinuation { idleWaiters.append($0) }
+    }
+
+    private func resumeIdleWaiters() {
+        guard !idleWaiters.isEmpty, isIdle else { return }
+        let waiters = idleWaiters
+        idleWaiters.removeAll()
+        for waiter in waiters { waiter.resume() }
+    }
 
     public func declare(_ spec: QueueSpec) async throws {
         for name in spec.queueNames {
@@ -190,5 +210,6 @@ public actor InProcessBus: MessageBus {
             enqueue(stored, into: QueueSpec.deadLetterQueue(of: entry.queue))
         }
         dispatch(queue)
+        resumeIdleWaiters()
     }
 }

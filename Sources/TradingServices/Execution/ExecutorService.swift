@@ -323,7 +323,10 @@ public actor ExecutorService {
         let average = fills.reduce(Decimal(0)) { $0 + $1.price * $1.quantity } / quantity
         // The decision carries leverage and target; a decision not in this store (another executor's) opens at 1x with no target.
         let decision = try await store.decision(id: order.decisionID)
-        try await openWith(order, quantity: quantity, average: average, leverage: decision?.leverage ?? 1, stop: order.stopPrice, target: decision?.takeProfit)
+        // The venue takes prices on its tick only: the target rounds toward the entry, as the gateway's check did.
+        let filters = try await venue.filters(symbol: order.symbol)
+        let target = decision?.takeProfit.map { filters.price($0, toward: average) }
+        try await openWith(order, quantity: quantity, average: average, leverage: decision?.leverage ?? 1, stop: order.stopPrice, target: target)
     }
 
     func openWith(_ order: OrderRecord, quantity: Decimal, average: Decimal, leverage: Int, stop: Decimal?, target: Decimal?) async throws {

@@ -1,0 +1,179 @@
+import Foundation
+import Logging
+import Notifiers
+import Synchronization
+import TradingCore
+import TradingServices
+
+/// The market's clock during a replay: the close of the candle being replayed. Every service of an
+/// embedded replay reads it, so decision ages, snapshot staleness and trade times are market times.
+public final class ReplayClock: Sendable {
+    private let current: Mutex<Date>
+    public init(_ start: Date = Date(timeIntervalSince1970: 0)) { current = Mutex(start) }
+    public func set(_ date: Date) { current.withLock { $0 = date } }
+    public var date: Date { current.withLock { $0 } }
+    public var now: @Sendable () -> Date { { self.date } }
+}
+
+/// The five services in one process over the embedded parts (the in-process bus, the LRU cache and a
+/// SQLite or any other store): the indicator worker, the analyst, the executor on the paper venue
+/// and, for `tradebus run`, the notifier's log sink. The same service code as the separate workers,
+/// wired here instead of over RabbitMQ and Redis. `tradebus run` and `tradebus backtest` both drive it
+/// through ``replay(_:symbol:interval:progress:)``, which is what makes their trades the same.
+public final class EmbeddedSystem: Sendable {
+    /// Where decisions come from.
+    public enum Analyst: Sendable {
+        /// The configured panel (rules only when no LLM provider is configured).
+        case configured
+        /// The rules analyst alone, whatever is configured: deterministic, offline.
+        case rules
+        /// The decisions an earlier run recorded in `store`, each at the candle it was made on.
+        case recorded(any TradeStore)
+    }
+
+    public let bus = InProcessBus()
+    public let cache = LocalCache()
+    public let store: any TradeStore
+    public let clock: ReplayClock
+    public let venue: PaperVenue
+    public let executor: ExecutorService
+    public let initialCapital: Decimal
+    let indicators: IndicatorProcessor
+    let analyst: AnalystService?
+    let recorded: (any TradeStore)?
+    let sinks: [SinkWorker]
+    let account: String
+    let logger: Logger
+    private let consumers = Mutex<[RunningConsumer]>([])
+
+    static let candleQueue = QueueSpec(name: "embedded.indicator-worker.candles", bindings: ["md.candle.#"])
+
+    /// Builds the system from the same configuration keys as the workers (risk limits, analyst,
+    /// paper venue). The paper venue is in memory: a replay always starts from `INITIAL_CAPITAL`.
+    public init(config: ConfigReader, store: any TradeStore, analyst: Analyst, notify: Bool, logger: Logger) throws {
+        self.store = store
+        self.logger = logger
+        let clock = ReplayClock()
+        self.clock = clock
+        let executorConfiguration = try ExecutorConfiguration.read(config)
+        guard case .paper = executorConfiguration.venue else {
+            throw ConfigError(key: "USE_PAPER_TRADING", message: "is false; the one-process run and the backtester trade on the paper venue only")
+        }
+        initialCapital = executorConfiguration.initialCapital
+        var settings = executorConfiguration.settings
+        // A replay has no second venue to compare prices with.
+        settings.limits.requireReferencePrice = false
+        settings.referenceVenue = nil
+        account = settings.account
+        venue = try PaperVenue(balance: executorConfiguration.initialCapital, settings: executorConfiguration.paper, path: nil)
+        executor = ExecutorService(venue: venue, store: store, bus: bus, cache: cache, settings: settings, source: "tradebus", logger: logger, now: clock.now)
+        indicators = IndicatorProcessor(bus: bus, cache: cache, source: "tradebus", logger: logger)
+        let analystConfiguration = try AnalystConfiguration.read(config)
+        switch analyst {
+        case .recorded(let source):
+            recorded = source
+            self.analyst = nil
+        case .configured, .rules:
+            recorded = nil
+            var panelConfiguration = analystConfiguration
+            if case .rules = analyst { panelConfiguration.models = [] }
+            let panel = try panelConfiguration.panel(cache: cache, logger: logger, now: clock.now)
+            self.analyst = AnalystService(
+                panel: panel, bus: bus, cache: cache, store: store, settings: analystConfiguration.service, source: "tradebus", logger: logger, now: clock.now)
+        }
+        sinks = notify ? [SinkWorker(sink: LogSink(logger: logger), route: SinkRoute(minSeverity: .info), cache: cache, logger: logger, now: clock.now)] : []
+    }
+
+    /// Declares the queues and starts the consumers.
+    public func start() async throws {
+        try await store.migrate()
+        try await bus.declare(Self.candleQueue)
+        try await bus.declare(ExecutorService.decisionQueue(account: account))
+        var running = [
+            RunningConsumer.start(bus, queue: Self.candleQueue.name, options: ConsumerOptions(prefetch: 1)) { [indicators] in try await indicators.handle($0) },
+            RunningConsumer.start(bus, queue: ExecutorService.decisionQueue(account: account).name, options: ConsumerOptions(prefetch: 1)) { [executor] in
+                try await executor.handleDecision($0)
+            },
+        ]
+        if let analyst {
+            try await bus.declare(AnalystService.signalQueue)
+            running.append(RunningConsumer.start(bus, queue: AnalystService.signalQueue.name, options: ConsumerOptions(prefetch: 1)) { try await analyst.handle($0) })
+        }
+        for sink in sinks {
+            let spec = SinkWorker.queue(for: sink.sink.name, prefix: "embedded.notifier")
+            try await bus.declare(spec)
+            running.append(RunningConsumer.start(bus, queue: spec.name, options: ConsumerOptions(prefetch: 16)) { try await sink.handle($0) })
+        }
+        consumers.withLock { $0 = running }
+        try await executor.reconcile()
+    }
+
+    /// Stops the consumers once their deliveries are done.
+    public func stop() async {
+        let running = consumers.withLock { $0 }
+        for consumer in running { try? await consumer.stop() }
+    }
+
+    /// Progress of a replay, after each candle.
+    public struct Progress: Sendable {
+        public var candles: Int
+        public var total: Int
+        public var time: Date
+        public var equity: Decimal
+        public var openPositions: Int
+    }
+
+    /// What a replay did.
+    public struct Outcome: Sendable {
+        public var candles: Int
+        public var trades: [TradeRecord]
+        /// Equity after each candle, the initial capital first.
+        public var equity: [Double]
+        public var times: [Date]
+        public var decisions: Int
+        public var elapsedSeconds: Double
+    }
+
+    /// Replays `candles` of one symbol, one at a time, in a fixed order that makes the run
+    /// deterministic: the clock moves to the candle's close; the paper venue trades on the candle
+    /// (filling what the previous candle's decision ordered, then stops and targets); the candle goes
+    /// on the bus, to the indicators, the signals, the analyst and the executor; the next candle waits
+    /// until all of that is done.
+    public func replay(_ candles: [Candle], symbol: String, interval: String, progress: (@Sendable (Progress) -> Void)? = nil) async throws -> Outcome {
+        guard let length = CandleInterval.milliseconds(interval) else { throw ConfigError(key: "--interval", message: "'\(interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d") }
+        let started = ContinuousClock.now
+        var equity = [initialCapital.doubleValue], times: [Date] = []
+        var decisions = 0
+        let venueName = "replay"
+        for (index, candle) in candles.enumerated() {
+            let close = Date(timeIntervalSince1970: Double(candle.openTime + length) / 1000)
+            clock.set(close)
+            let payload = CandlePayload(venue: venueName, symbol: symbol, interval: interval, candle: candle)
+            try await executor.observe(payload, time: close)
+            let envelope = Envelope(
+                id: "candle:\(venueName):\(symbol):\(interval):\(candle.openTime)", type: MessageType.candleClosed, time: close,
+                correlationID: "candle:\(symbol):\(candle.openTime)", source: "tradebus", payload: payload)
+            try await bus.publish(envelope, routingKey: RoutingKey.candle(venue: venueName, symbol: symbol, interval: interval))
+            if let recorded {
+                for decision in try await recorded.decisions(symbol: symbol, candleTimes: close...close) {
+                    decisions += 1
+                    let payload = decision.payload(requestID: decision.id)
+                    let message = Envelope(id: decision.id, type: MessageType.decision, time: close, correlationID: decision.correlationID, source: "recorded", payload: payload)
+                    try await bus.publish(message, routingKey: RoutingKey.decision(symbol: symbol))
+                }
+            }
+            await bus.waitUntilIdle()
+            let account = try await venue.account()
+            equity.append(account.equity.doubleValue)
+            times.append(close)
+            if let progress {
+                progress(Progress(candles: index + 1, total: candles.count, time: close, equity: account.equity, openPositions: try await venue.positions().count))
+            }
+        }
+        let trades = try await store.trades(since: nil).filter { $0.symbol == symbol }.sorted { ($0.entryTime, $0.id) < ($1.entryTime, $1.id) }
+        if recorded == nil { decisions = try await store.decisions(symbol: symbol, candleTimes: Date(timeIntervalSince1970: 0)...Date.distantFuture).count }
+        return Outcome(
+            candles: candles.count, trades: trades, equity: equity, times: times, decisions: decisions,
+            elapsedSeconds: (ContinuousClock.now - started).timeInterval)
+    }
+}

@@ -1,0 +1,274 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SQLTradeStore
+import SQLiteStore
+import TradingCore
+import WorkerRuntime
+
+/// A candle file read for a replay: its candles, symbol and interval.
+struct ReplayData {
+    var path: String
+    var candles: [Candle]
+    var symbol: String
+    var interval: String
+
+    /// `symbol`: given, or the file name up to the first `-` (`XRPUSDT-PERP-5m.csv` → `XRPUSDT`).
+    init(path: String, symbol: String?, interval: String?) throws {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read the candle file '\(path)'") }
+        do { candles = try CandleFile.parse(text) } catch { throw ValidationError("\(path): \(error)") }
+        guard candles.count > 1 else { throw ValidationError("\(path) has \(candles.count) candles; a replay needs at least two") }
+        self.path = path
+        let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        self.symbol = (symbol ?? String(name.split(separator: "-").first ?? "SYMBOL")).uppercased()
+        guard let interval = interval ?? CandleInterval.detect(candles) else {
+            throw ValidationError("cannot tell the interval of \(path): give --interval (1m, 5m, 15m, 1h, 4h, 1d)")
+        }
+        guard CandleInterval.milliseconds(interval) != nil else { throw ValidationError("--interval '\(interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d") }
+        self.interval = interval
+    }
+
+    /// Candles in a year, for annualised ratios.
+    var periodsPerYear: Double { 365 * 86_400_000 / Double(CandleInterval.milliseconds(interval)!) }
+
+    /// The file `tradebus run` replays with no arguments, shipped with the package.
+    static var bundled: String? { Bundle.module.path(forResource: "XRPUSDT-PERP-5m", ofType: "csv", inDirectory: "Data") }
+}
+
+/// One replay on the embedded system, start to end.
+struct ReplayRun {
+    var data: ReplayData
+    var analyst: EmbeddedSystem.Analyst
+    var notify: Bool
+    /// The SQLite file the run records into (nil: a temporary one, removed after).
+    var database: String?
+    var environment: [String: String] = ProcessInfo.processInfo.environment
+    /// No log at all (`--json`: the output is one object).
+    var quiet = false
+
+    func execute(progress: (@Sendable (EmbeddedSystem.Progress) -> Void)? = nil) async throws -> (EmbeddedSystem.Outcome, PerformanceReport) {
+        var logger = quiet ? Logger(label: "tradebus", factory: { _ in SwiftLogNoOpLogHandler() }) : Logger(label: "tradebus")
+        logger.logLevel = notify ? .notice : .error
+        let temporary = database == nil
+        let path = database ?? FileManager.default.temporaryDirectory.appendingPathComponent("tradebus-backtest-\(UUID().uuidString).sqlite").path
+        if let database {
+            try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: database).deletingLastPathComponent().path, withIntermediateDirectories: true)
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: database + suffix) }
+        }
+        defer { if temporary { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } } }
+        let store = SQLTradeStore.sqlite(path: path)
+        let config = try ConfigReader(environment: environment)
+        let system = try EmbeddedSystem(config: config, store: store, analyst: analyst, notify: notify, logger: logger)
+        try await system.start()
+        let outcome: EmbeddedSystem.Outcome
+        do {
+            outcome = try await system.replay(data.candles, symbol: data.symbol, interval: data.interval, progress: progress)
+        } catch {
+            await system.stop()
+            await store.close()
+            throw error
+        }
+        await system.stop()
+        await store.close()
+        let report = PerformanceReport(
+            trades: outcome.trades, equity: outcome.equity, initialCapital: system.initialCapital.doubleValue, candles: outcome.candles,
+            periodsPerYear: data.periodsPerYear)
+        return (outcome, report)
+    }
+}
+
+/// Output shared by `run` and `backtest`.
+enum ReplayOutput {
+    static func writeTrades(_ trades: [TradeRecord], to path: String) throws {
+        try PerformanceReport.tradesCSV(trades).write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    static func json(_ report: PerformanceReport, _ outcome: EmbeddedSystem.Outcome) throws -> String {
+        var object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as! [String: Any]
+        object["elapsed_seconds"] = outcome.elapsedSeconds
+        object["candles_per_second"] = outcome.elapsedSeconds > 0 ? Double(outcome.candles) / outcome.elapsedSeconds : 0
+        object["decisions"] = outcome.decisions
+        return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+    }
+
+    static func summary(_ report: PerformanceReport, _ outcome: EmbeddedSystem.Outcome, data: ReplayData) -> String {
+        func money(_ value: Double) -> String { String(format: "%.2f", value) }
+        return """
+        \(data.symbol) \(data.interval), \(report.candles) candles from \(data.path)
+          decisions \(outcome.decisions), trades \(report.trades) (\(report.wins) won, \(report.losses) lost, win rate \(String(format: "%.1f", report.winRate * 100)) %)
+          PnL \(money(report.totalPnL)) USD after \(money(report.fees)) fees; return \(String(format: "%.2f", report.returnPercent)) %; final equity \(money(report.finalEquity))
+          max drawdown \(String(format: "%.2f", report.maxDrawdownPercent)) %; Sharpe \(String(format: "%.2f", report.sharpe)); Sortino \(String(format: "%.2f", report.sortino)); profit factor \(report.profitFactorIsInfinite ? "∞" : String(format: "%.2f", report.profitFactor)); average reward/risk \(String(format: "%.2f", report.averageRewardRisk))
+          \(String(format: "%.0f", Double(report.candles) / max(outcome.elapsedSeconds, 1e-9))) candles/s (\(String(format: "%.2f", outcome.elapsedSeconds)) s)
+        """
+    }
+
+    /// A progress line on a terminal (stderr), redrawn in place.
+    static func progressBar(_ progress: EmbeddedSystem.Progress) {
+        guard isatty(STDERR_FILENO) == 1, progress.candles % 50 == 0 || progress.candles == progress.total else { return }
+        let width = 30, done = width * progress.candles / max(progress.total, 1)
+        let bar = String(repeating: "█", count: done) + String(repeating: "·", count: width - done)
+        let line = "\r\(bar) \(progress.candles)/\(progress.total) candles · open \(progress.openPositions) · equity \(String(format: "%.2f", progress.equity.doubleValue))"
+        FileHandle.standardError.write(Data(line.utf8))
+        if progress.candles == progress.total { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+
+    /// The equity curve and its drawdown as SVG.
+    static func svg(equity: [Double], times: [Date], title: String) -> String {
+        let width = 900.0, height = 420.0, top = 30.0, split = 290.0, bottom = 400.0, left = 60.0, right = 880.0
+        guard equity.count > 1, let low = equity.min(), let high = equity.max() else { return "<svg xmlns=\"http://www.w3.org/2000/svg\"/>" }
+        let span = max(high - low, 1e-9)
+        func x(_ index: Int) -> Double { left + (right - left) * Double(index) / Double(equity.count - 1) }
+        var peak = equity[0], drawdowns: [Double] = []
+        for value in equity {
+            peak = max(peak, value)
+            drawdowns.append(peak > 0 ? (peak - value) / peak : 0)
+        }
+        let deepest = max(drawdowns.max() ?? 0, 1e-9)
+        let equityPoints = equity.indices.map { String(format: "%.1f,%.1f", x($0), split - 10 - (split - 10 - top) * (equity[$0] - low) / span) }.joined(separator: " ")
+        let drawdownPoints = drawdowns.indices.map { String(format: "%.1f,%.1f", x($0), split + 20 + (bottom - split - 20) * drawdowns[$0] / deepest) }.joined(separator: " ")
+        return """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" font-family="sans-serif" font-size="12">
+        <rect width="100%" height="100%" fill="white"/>
+        <text x="\(left)" y="18" font-size="14">\(title)</text>
+        <text x="4" y="\(top + 10)">\(String(format: "%.0f", high))</text><text x="4" y="\(split - 10)">\(String(format: "%.0f", low))</text>
+        <polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="\(equityPoints)"/>
+        <text x="4" y="\(split + 32)">DD 0%</text><text x="4" y="\(bottom)">-\(String(format: "%.1f", deepest * 100))%</text>
+        <polyline fill="none" stroke="#d62728" stroke-width="1" points="\(drawdownPoints)"/>
+        <line x1="\(left)" y1="\(split + 20)" x2="\(right)" y2="\(split + 20)" stroke="#ccc"/>
+        </svg>
+        """
+    }
+}
+
+struct Backtest: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replay a candle file through the live code (indicators, analyst, risk gateway, paper venue); deterministic.",
+        discussion: "Risk limits and the analyst come from the same environment variables as the workers (MAX_LEVERAGE, MIN_STOP_LOSS_PERCENT, ...).")
+
+    enum AnalystChoice: String, ExpressibleByArgument, CaseIterable { case rules, recorded }
+
+    @Option(help: "Candle file: 6-column CSV, Binance 12-column kline CSV, or freqtrade JSON.") var data: String
+    @Option(help: "Symbol (default: the file name up to its first '-').") var symbol: String?
+    @Option(help: "Interval (default: detected from the candles).") var interval: String?
+    @Option(help: "rules: the deterministic rules analyst; recorded: the decisions stored in DATABASE_URL, point in time.") var analyst: AnalystChoice = .rules
+    @Flag(help: "Print one JSON object.") var json = false
+    @Option(help: "Write the trades as CSV.") var tradesOut: String?
+    @Option(help: "Draw the equity curve and drawdown as SVG.") var plot: String?
+    @Option(help: "KEY=from:to:step, repeatable: run the grid on all cores and rank it.") var sweep: [String] = []
+
+    func run() async throws {
+        let replay = try ReplayData(path: data, symbol: symbol, interval: interval)
+        if !sweep.isEmpty { return try await runSweep(replay) }
+        var source: SQLTradeStore?
+        let choice: EmbeddedSystem.Analyst
+        switch analyst {
+        case .rules: choice = .rules
+        case .recorded:
+            let store = try Infrastructure.store(try ConfigReader())
+            source = store
+            choice = .recorded(store)
+        }
+        let (outcome, report) = try await ReplayRun(data: replay, analyst: choice, notify: false, database: nil, quiet: json)
+            .execute(progress: json ? nil : ReplayOutput.progressBar)
+        if let source { await source.close() }
+        if let tradesOut { try ReplayOutput.writeTrades(outcome.trades, to: tradesOut) }
+        if let plot { try ReplayOutput.svg(equity: outcome.equity, times: outcome.times, title: "\(replay.symbol) \(replay.interval) equity and drawdown").write(toFile: plot, atomically: true, encoding: .utf8) }
+        print(json ? try ReplayOutput.json(report, outcome) : ReplayOutput.summary(report, outcome, data: replay))
+    }
+
+    /// Every combination of the sweep's values, each a backtest of its own, as many at once as there are cores.
+    func runSweep(_ replay: ReplayData) async throws {
+        var axes: [(key: String, values: [String])] = []
+        for item in sweep {
+            let parts = item.split(separator: "=", maxSplits: 1)
+            let range = parts.count == 2 ? parts[1].split(separator: ":").compactMap { Double($0) } : []
+            guard parts.count == 2, range.count == 3, range[2] > 0, range[0] <= range[1] else {
+                throw ValidationError("--sweep '\(item)' is not KEY=from:to:step with step > 0")
+            }
+            var values: [String] = []
+            var value = range[0]
+            while value <= range[1] + range[2] * 1e-9 {
+                values.append(String(format: "%g", value))
+                value += range[2]
+            }
+            axes.append((String(parts[0]), values))
+        }
+        var grid: [[(String, String)]] = [[]]
+        for axis in axes { grid = grid.flatMap { combination in axis.values.map { combination + [(axis.key, $0)] } } }
+        guard grid.count <= 10_000 else { throw ValidationError("--sweep makes \(grid.count) runs; at most 10,000") }
+        let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        var results: [(settings: [(String, String)], report: PerformanceReport)] = []
+        try await withThrowingTaskGroup(of: ([(String, String)], PerformanceReport).self) { group in
+            var next = 0
+            func add() {
+                guard next < grid.count else { return }
+                let settings = grid[next]
+                next += 1
+                var environment = ProcessInfo.processInfo.environment
+                for (key, value) in settings { environment[key] = value }
+                let run = ReplayRun(data: replay, analyst: .rules, notify: false, database: nil, environment: environment, quiet: true)
+                group.addTask { (settings, try await run.execute().1) }
+            }
+            for _ in 0..<cores { add() }
+            while let result = try await group.next() {
+                results.append(result)
+                add()
+            }
+        }
+        results.sort { $0.report.totalPnL > $1.report.totalPnL }
+        if json {
+            let rows = try results.map { result -> [String: Any] in
+                var object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(result.report)) as! [String: Any]
+                object["settings"] = Dictionary(uniqueKeysWithValues: result.settings)
+                return object
+            }
+            print(String(decoding: try JSONSerialization.data(withJSONObject: rows, options: [.sortedKeys]), as: UTF8.self))
+            return
+        }
+        print("rank  " + axes.map(\.key).joined(separator: "  ") + "  trades  win%  pnl  return%  maxDD%  sharpe")
+        for (rank, result) in results.enumerated() {
+            let r = result.report
+            print(String(format: "%4d  ", rank + 1) + result.settings.map(\.1).joined(separator: "  ")
+                + String(format: "  %6d  %5.1f  %.2f  %.2f  %.2f  %.2f", r.trades, r.winRate * 100, r.totalPnL, r.returnPercent, r.maxDrawdownPercent, r.sharpe))
+        }
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "All five services in one process (in-process bus, LRU cache, SQLite) trading on paper.",
+        discussion: "With no arguments it replays the XRPUSDT 5m file shipped with TradeBus. Configuration: the workers' environment variables.")
+
+    @Option(help: "Replay this candle file instead of the bundled one.") var data: String?
+    @Option(help: "Symbol of --data (default: from the file name).") var symbol: String?
+    @Option(help: "Interval of --data (default: detected).") var interval: String?
+    @Option(help: "Where the run's record goes (SQLite; started afresh).") var database = ".tradebus/run.sqlite"
+    @Option(help: "Write the trades as CSV.") var tradesOut: String?
+    @Flag(help: "Live market data instead of a file (see --venue, --symbols).") var live = false
+    @Option(help: "With --live: binance or bybit.") var venue = "binance"
+    @Option(help: "With --live: comma-separated symbols.") var symbols: String?
+
+    func run() async throws {
+        if live { return try await runLive() }
+        guard let path = data ?? ReplayData.bundled else { throw ValidationError("the bundled data file is missing from this build; give --data FILE") }
+        let replay = try ReplayData(path: path, symbol: symbol, interval: interval)
+        FileHandle.standardError.write(Data("tradebus run: \(replay.symbol) \(replay.interval), \(replay.candles.count) candles, paper venue, record in \(database)\n".utf8))
+        let lines = isatty(STDERR_FILENO) != 1
+        let (outcome, report) = try await ReplayRun(data: replay, analyst: .configured, notify: true, database: database).execute { progress in
+            if lines {
+                if progress.candles % 250 == 0 || progress.candles == progress.total {
+                    FileHandle.standardError.write(Data("progress: \(progress.candles)/\(progress.total) candles, \(progress.openPositions) open, equity \(String(format: "%.2f", progress.equity.doubleValue))\n".utf8))
+                }
+            } else {
+                ReplayOutput.progressBar(progress)
+            }
+        }
+        if let tradesOut { try ReplayOutput.writeTrades(outcome.trades, to: tradesOut) }
+        print(ReplayOutput.summary(report, outcome, data: replay))
+        print("  the record: tradebus report --database \(database)")
+    }
+
+    func runLive() async throws {
+        throw ValidationError("--live is not in this build yet: run the workers (feed-ingester with FEED_SOURCE=\(venue)) against RabbitMQ, Redis and Postgres")
+    }
+}
