@@ -272,3 +272,51 @@ struct Run: AsyncParsableCommand {
         throw ValidationError("--live is not in this build yet: run the workers (feed-ingester with FEED_SOURCE=\(venue)) against RabbitMQ, Redis and Postgres")
     }
 }
+
+struct BacktestBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backtest", abstract: "Candles/s of the full strategy (rules analyst) on one replay, next to backtesting.py on the same data.")
+    @Option(help: "Candle file (default: a seeded synthetic 5m series of --candles candles).") var data: String?
+    @Option(help: "Candles of the synthetic series.") var candles = 20_000
+    @Option(help: "backtesting.py's side.") var peer = "scripts/backtesting-bench"
+    @Flag(help: "Print the report as JSON.") var json = false
+
+    func run() async throws {
+        let path: String
+        if let data {
+            path = data
+        } else {
+            var market = SyntheticMarket(symbols: ["SYNUSDT"], seed: 7, intervalMilliseconds: 300_000, startTime: 1_700_000_000_000, startPrice: 100, volatility: 0.004)
+            var lines = ["open_time,open,high,low,close,volume"]
+            for _ in 0..<candles {
+                for c in market.next() { lines.append("\(c.openTime),\(c.open),\(c.high),\(c.low),\(c.close),\(c.volume)") }
+            }
+            path = FileManager.default.temporaryDirectory.appendingPathComponent("SYNUSDT-5m-\(candles).csv").path
+            try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        let replay = try ReplayData(path: path, symbol: nil, interval: nil)
+        let (outcome, report) = try await ReplayRun(data: replay, analyst: .rules, notify: false, database: nil, quiet: true).execute()
+        let ours = Double(outcome.candles) / outcome.elapsedSeconds
+        struct Peer: Decodable { var candles: Int; var trades: Int; var seconds: Double; var candles_per_second: Double }
+        let peerOutput = try await Command.run("python3", [peer, "--data", path])
+        let peerLine = peerOutput.split(separator: "\n").last.map(String.init) ?? ""
+        guard let theirs = try? JSONDecoder().decode(Peer.self, from: Data(peerLine.utf8)) else {
+            throw ValidationError("backtesting.py's side printed no result: \(peerOutput.suffix(400))")
+        }
+        let figures: [String: Double] = [
+            "candles": Double(outcome.candles), "tradebus_candles_per_second": ours, "tradebus_trades": Double(report.trades),
+            "tradebus_decisions": Double(outcome.decisions), "backtesting_py_candles_per_second": theirs.candles_per_second,
+            "backtesting_py_trades": Double(theirs.trades), "ratio": ours / theirs.candles_per_second,
+        ]
+        if json {
+            print(String(decoding: try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys]), as: UTF8.self))
+            return
+        }
+        print("""
+        backtest of \(outcome.candles) \(replay.interval) candles (\(replay.path))
+          tradebus (full pipeline: bus, indicators, rules analyst, risk gateway, paper venue, SQLite record): \(String(format: "%.0f", ours)) candles/s, \(report.trades) trades, \(outcome.decisions) decisions
+          backtesting.py (MACD/RSI, vectorised indicators): \(String(format: "%.0f", theirs.candles_per_second)) candles/s, \(theirs.trades) trades
+          ratio: \(String(format: "%.3f", ours / theirs.candles_per_second))× (goals: 1,000,000 candles/s, 10× backtesting.py)
+        """)
+    }
+}
