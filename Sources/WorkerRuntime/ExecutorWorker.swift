@@ -85,7 +85,7 @@ public struct ExecutorConfiguration: Sendable {
             trailingActivationR: trailingCallback > 0 ? try fraction("TRAILING_ACTIVATION_R", 1, 0...100, "R in favour before trailing") : nil,
             trailingCallbackFraction: trailingCallback > 0 ? Decimal(finite: trailingCallback) : nil,
             breakEvenAfterOneR: try config.bool("BREAK_EVEN_AFTER_1R", default: false, help: "stop to entry after +1R"),
-            atrMultiple: nil)
+            atrMultiple: try atrMultiple(config))
         settings.closeOnOpposite = try config.bool("CLOSE_ON_OPPOSITE_DECISION", default: true, help: "an opposing decision closes the position")
         settings.account = try config.string("EXECUTOR_ACCOUNT", default: "default", help: "account name in queue names")!
         var paper = PaperExchange.Settings()
@@ -100,6 +100,12 @@ public struct ExecutorConfiguration: Sendable {
 }
 
 extension ExecutorConfiguration {
+    /// `ATR_STOP_MULTIPLE`: 0 (the default) is off; else the stop trails that many ATR(14) behind the close.
+    static func atrMultiple(_ config: ConfigReader) throws -> Decimal? {
+        let multiple = try config.double("ATR_STOP_MULTIPLE", default: 0, range: 0...50, help: "ATR-adaptive stop: ATRs behind the close (0: off)")
+        return multiple > 0 ? Decimal(finite: multiple) : nil
+    }
+
     /// The configured venue.
     public func makeVenue(logger: Logger) throws -> any Venue {
         switch venue {

@@ -4,7 +4,8 @@ import Testing
 import WorkerRuntime
 
 /// `tradebus backtest`, `tradebus run --data` and `tradebus report`, run as processes.
-@Suite("tradebus backtest, run and report")
+/// Processes are awaited, never waited for on a thread of the shared pool: a blocked pool starves every other test.
+@Suite("tradebus backtest, run and report", .serialized)
 struct BacktestCommandTests {
     let tradebus = TestServices.repositoryRoot.appendingPathComponent(".build/debug/tradebus").path
     /// XRPUSDT-PERP-5m.csv from ../shared/data, copied into the fixtures.
@@ -19,10 +20,10 @@ struct BacktestCommandTests {
     let defaults = ["MAX_LEVERAGE": "", "RISK_PER_TRADE_PERCENT": "", "USE_PAPER_TRADING": "", "ANALYST_PROVIDERS": "", "INITIAL_CAPITAL": ""]
 
     @Test("parity: backtest and run --data make the same trades, with the same ids, times and prices")
-    func parity() throws {
+    func parity() async throws {
         let backtestTrades = temporary("bt") + ".csv", runTrades = temporary("run") + ".csv", database = temporary("run") + ".sqlite"
-        _ = try Command.run(tradebus, ["backtest", "--data", data, "--json", "--trades-out", backtestTrades], environment: defaults)
-        _ = try Command.run(tradebus, ["run", "--data", data, "--database", database, "--trades-out", runTrades], environment: defaults)
+        _ = try await Command.run(tradebus, ["backtest", "--data", data, "--json", "--trades-out", backtestTrades], environment: defaults)
+        _ = try await Command.run(tradebus, ["run", "--data", data, "--database", database, "--trades-out", runTrades], environment: defaults)
         let backtest = try String(contentsOfFile: backtestTrades, encoding: .utf8), run = try String(contentsOfFile: runTrades, encoding: .utf8)
         let rows = backtest.split(separator: "\n")
         #expect(rows.first.map(String.init) == columns)
@@ -31,9 +32,9 @@ struct BacktestCommandTests {
     }
 
     @Test("--json has every key of the contract; a second run gives the same figures (deterministic)")
-    func json() throws {
-        let first = try Command.run(tradebus, ["backtest", "--data", data, "--json"], environment: defaults)
-        let second = try Command.run(tradebus, ["backtest", "--data", data, "--json"], environment: defaults)
+    func json() async throws {
+        let first = try await Command.run(tradebus, ["backtest", "--data", data, "--json"], environment: defaults)
+        let second = try await Command.run(tradebus, ["backtest", "--data", data, "--json"], environment: defaults)
         let a = try #require(try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any])
         let b = try #require(try JSONSerialization.jsonObject(with: Data(second.utf8)) as? [String: Any])
         for key in ["candles", "trades", "wins", "losses", "win_rate", "total_pnl", "return_pct", "max_drawdown_pct", "sharpe", "sortino", "profit_factor",
@@ -47,23 +48,23 @@ struct BacktestCommandTests {
     }
 
     @Test("the workers' risk limits bound a backtest: MAX_LEVERAGE=1 makes every trade 1x; an invalid value stops it naming the key")
-    func riskLimits() throws {
+    func riskLimits() async throws {
         let out = temporary("lev") + ".csv"
-        _ = try Command.run(tradebus, ["backtest", "--data", data, "--trades-out", out, "--json"], environment: defaults.merging(["MAX_LEVERAGE": "1"]) { $1 })
+        _ = try await Command.run(tradebus, ["backtest", "--data", data, "--trades-out", out, "--json"], environment: defaults.merging(["MAX_LEVERAGE": "1"]) { $1 })
         let rows = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false) }
         #expect(!rows.isEmpty && rows.allSatisfy { $0[8] == "1" })
-        #expect { try Command.run(tradebus, ["backtest", "--data", data], environment: defaults.merging(["MAX_LEVERAGE": "0"]) { $1 }) } throws: { error in
+        await #expect { try await Command.run(tradebus, ["backtest", "--data", data], environment: defaults.merging(["MAX_LEVERAGE": "0"]) { $1 }) } throws: { error in
             "\(error)".contains("MAX_LEVERAGE")
         }
     }
 
     @Test("--plot draws the equity curve and drawdown as SVG; --sweep ranks a grid")
-    func plotAndSweep() throws {
+    func plotAndSweep() async throws {
         let svg = temporary("plot") + ".svg"
-        _ = try Command.run(tradebus, ["backtest", "--data", data, "--plot", svg, "--json"], environment: defaults)
+        _ = try await Command.run(tradebus, ["backtest", "--data", data, "--plot", svg, "--json"], environment: defaults)
         let drawing = try String(contentsOfFile: svg, encoding: .utf8)
         #expect(drawing.hasPrefix("<svg") && drawing.components(separatedBy: "<polyline").count == 3)
-        let output = try Command.run(tradebus, ["backtest", "--data", data, "--json", "--sweep", "RISK_PER_TRADE_PERCENT=0.005:0.01:0.005"], environment: defaults)
+        let output = try await Command.run(tradebus, ["backtest", "--data", data, "--json", "--sweep", "RISK_PER_TRADE_PERCENT=0.005:0.01:0.005"], environment: defaults)
         let rows = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]])
         #expect(rows.count == 2)
         let pnls = rows.compactMap { $0["total_pnl"] as? Double }
@@ -71,10 +72,10 @@ struct BacktestCommandTests {
     }
 
     @Test("report reads the run's record: trades, PnL by day summing to the total; recorded decisions replay the same trades")
-    func reportAndRecorded() throws {
+    func reportAndRecorded() async throws {
         let database = temporary("rec") + ".sqlite", runTrades = temporary("rec") + ".csv", replayed = temporary("replayed") + ".csv"
-        _ = try Command.run(tradebus, ["run", "--data", data, "--database", database, "--trades-out", runTrades], environment: defaults)
-        let output = try Command.run(tradebus, ["report", "--database", database, "--json"], environment: defaults)
+        _ = try await Command.run(tradebus, ["run", "--data", data, "--database", database, "--trades-out", runTrades], environment: defaults)
+        let output = try await Command.run(tradebus, ["report", "--database", database, "--json"], environment: defaults)
         let report = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
         let tradeRows = try String(contentsOfFile: runTrades, encoding: .utf8).split(separator: "\n").count - 1
         #expect((report["trades"] as? Int) == tradeRows)
@@ -82,7 +83,7 @@ struct BacktestCommandTests {
         let total = try #require(report["total_pnl"] as? Double)
         #expect(abs(days.compactMap { $0["pnl"] as? Double }.reduce(0, +) - total) < 1e-6 && !days.isEmpty)
         #expect(report["open_positions"] is [Any])
-        _ = try Command.run(
+        _ = try await Command.run(
             tradebus, ["backtest", "--data", data, "--analyst", "recorded", "--trades-out", replayed, "--json"],
             environment: defaults.merging(["DATABASE_URL": "sqlite://\(database)"]) { $1 })
         #expect(try String(contentsOfFile: replayed, encoding: .utf8) == String(contentsOfFile: runTrades, encoding: .utf8))

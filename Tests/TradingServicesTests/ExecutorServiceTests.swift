@@ -105,9 +105,10 @@ struct ExecutorServiceTests {
         }
 
         /// A fresh executor (after a crash, a new one), reconciled.
-        func executor(_ venue: FlakyVenue, reconcile: Bool = true) async throws -> ExecutorService {
+        func executor(_ venue: FlakyVenue, reconcile: Bool = true, policy: StopPolicy = StopPolicy()) async throws -> ExecutorService {
             var settings = ExecutorService.Settings()
             settings.limits.requireReferencePrice = false
+            settings.policy = policy
             let clock = self.clock
             let executor = ExecutorService(venue: venue, store: store, bus: bus, cache: cache, settings: settings, source: "test", logger: Logger(label: "test"), now: clock.now)
             if reconcile { try await executor.reconcile() }
@@ -154,6 +155,25 @@ struct ExecutorServiceTests {
         let trade = try #require(try await world.store.trades(since: nil).first)
         #expect(trade.exitReason == "stop_loss" && trade.exitPrice == 98_000 && trade.pnl < -100 && trade.fees > 0)
         #expect(await eventually { world.events.all.contains("trade.opened.BTCUSDT") && world.events.all.contains("trade.closed.BTCUSDT") })
+        try await world.stop()
+    }
+
+    @Test("the ATR-adaptive stop reads the indicator worker's snapshot (ATR 14) and tightens the stop at the venue and in the store")
+    func atrStop() async throws {
+        let world = try await World()
+        let venue = try world.venue()
+        let executor = try await world.executor(venue, policy: StopPolicy(atrMultiple: 2))
+        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        _ = try await executor.execute(world.intent(), correlationID: "c")
+        try await world.candle(executor, minute: 1, open: 100_000, high: 100_200, low: 99_800, close: 100_100)
+        #expect(try await world.store.openPositions().first?.stopLoss == 98_000)
+        let snapshot = IndicatorSnapshot(openTime: 0, close: 100_100, atr14: 400, volume: 1)
+        let envelope = Envelope(type: MessageType.indicatorSnapshot, time: world.clock.date, source: "test", payload: SnapshotPayload(symbol: "BTCUSDT", interval: "1m", snapshot: snapshot))
+        await world.cache.set(SnapshotPayload.cacheKey(symbol: "BTCUSDT", interval: "1m"), CachedValue(bytes: Array(try EnvelopeCodec.encode(envelope)), sourceTime: world.clock.date), ttl: nil)
+        try await world.candle(executor, minute: 2, open: 100_100, high: 100_600, low: 100_000, close: 100_500)
+        // 100,500 − 2 × 400 = 99,700: tighter than 98,000.
+        #expect(try await world.store.openPositions().first?.stopLoss == 99_700)
+        #expect(try await venue.positions().first?.stopLoss == 99_700)
         try await world.stop()
     }
 

@@ -267,7 +267,14 @@ public actor ExecutorService {
     /// A candle (the backtester calls this directly).
     public func observe(_ payload: CandlePayload, time: Date) async throws {
         let funding = await cache.get("funding:\(payload.symbol)").flatMap { Decimal(string: $0.string) }
-        try await venue.observe(symbol: payload.symbol, candle: payload.candle, time: time, atr: nil, fundingRate: funding)
+        // The ATR-adaptive stop reads the indicator worker's latest snapshot of the same stream (the
+        // candle before this one in a replay, which observes before the indicators run).
+        let atr: Double? = if settings.policy.atrMultiple != nil, let value = await cache.get(SnapshotPayload.cacheKey(symbol: payload.symbol, interval: payload.interval)) {
+            (try? EnvelopeCodec.decode(SnapshotPayload.self, from: value.bytes))?.payload.snapshot.atr14
+        } else {
+            nil
+        }
+        try await venue.observe(symbol: payload.symbol, candle: payload.candle, time: time, atr: atr, fundingRate: funding)
         try await processVenueEvents()
     }
 
