@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Exchanges
 import Notifiers
 import Synchronization
 import TradingCore
@@ -7,11 +8,12 @@ import TradingServices
 
 /// The market's clock during a replay: the close of the candle being replayed. Every service of an
 /// embedded replay reads it, so decision ages, snapshot staleness and trade times are market times.
+/// Until a replay sets it, it tells the real time (a live run never sets it).
 public final class ReplayClock: Sendable {
-    private let current: Mutex<Date>
-    public init(_ start: Date = Date(timeIntervalSince1970: 0)) { current = Mutex(start) }
+    private let current = Mutex<Date?>(nil)
+    public init() {}
     public func set(_ date: Date) { current.withLock { $0 = date } }
-    public var date: Date { current.withLock { $0 } }
+    public var date: Date { current.withLock { $0 } ?? Date() }
     public var now: @Sendable () -> Date { { self.date } }
 }
 
@@ -106,6 +108,44 @@ public final class EmbeddedSystem: Sendable {
         }
         consumers.withLock { $0 = running }
         try await executor.reconcile()
+    }
+
+    /// Live market data instead of a file: `venue`'s WebSocket klines (with REST backfill) for
+    /// `symbols` go on the bus, where the indicator worker and the executor take them, as the separate
+    /// workers do; runs until cancelled. The URLs come from the feed-ingester's keys
+    /// (`BINANCE_WS_URL`, `BINANCE_REST_URL`, `BYBIT_WS_URL`, `BYBIT_REST_URL`).
+    public func runLive(venue: String, symbols: [String], interval: String, config: ConfigReader) async throws {
+        var environment = ["FEED_SOURCE": venue, "FEED_SYMBOLS": symbols.joined(separator: ","), "FEED_INTERVAL": interval]
+        for key in ["\(venue.uppercased())_WS_URL", "\(venue.uppercased())_REST_URL", "FEED_STALE_INTERVALS"] {
+            if let value = try config.string(key) { environment[key] = value }
+        }
+        let feedConfiguration = try FeedConfiguration.read(try ConfigReader(environment: environment.merging(["AMQP_URL": "amqp://embedded", "REDIS_URL": "redis://embedded"]) { $1 }), instance: "tradebus")
+        guard case .live(let symbols, let webSocketURL, let restURL, let staleIntervals) = feedConfiguration.source else {
+            throw ConfigError(key: "--venue", message: "'\(venue)' is not binance or bybit")
+        }
+        let stream: any KlineStream = venue == "binance"
+            ? BinanceKlineStream(baseURL: webSocketURL, logger: logger) : BybitKlineStream(baseURL: webSocketURL, logger: logger)
+        let history: any KlineHistory = venue == "binance"
+            ? BinanceKlineHistory(baseURL: restURL, logger: logger) : BybitKlineHistory(baseURL: restURL, logger: logger)
+        let candles = ExecutorService.candleQueue(account: account, priceVenue: venue)
+        try await bus.declare(candles)
+        let consumer = RunningConsumer.start(bus, queue: candles.name, options: ConsumerOptions(prefetch: 64)) { [executor] in try await executor.handleCandle($0) }
+        consumers.withLock { $0.append(consumer) }
+        let feed = try LiveFeed(
+            source: stream, history: history, output: FeedOutput(venue: venue, source: "tradebus", bus: bus, cache: cache, logger: logger),
+            settings: LiveFeed.Settings(streams: symbols.map { CandleStreamID(symbol: $0, interval: interval) }, staleIntervals: staleIntervals))
+        liveFeed.withLock { $0 = feed }
+        try await feed.run()
+    }
+
+    private let liveFeed = Mutex<LiveFeed?>(nil)
+
+    /// Candles the live feed has published so far.
+    public var liveCandles: Int {
+        get async {
+            guard let feed = liveFeed.withLock({ $0 }) else { return 0 }
+            return await feed.counts.published
+        }
     }
 
     /// Stops the consumers once their deliveries are done.

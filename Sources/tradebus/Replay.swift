@@ -244,7 +244,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Interval of --data (default: detected).") var interval: String?
     @Option(help: "Where the run's record goes (SQLite; started afresh).") var database = ".tradebus/run.sqlite"
     @Option(help: "Write the trades as CSV.") var tradesOut: String?
-    @Flag(help: "Live market data instead of a file (see --venue, --symbols).") var live = false
+    @Flag(help: "Live market data instead of a file (see --venue, --symbols, --interval; default 1m), paper venue, until Ctrl-C.") var live = false
     @Option(help: "With --live: binance or bybit.") var venue = "binance"
     @Option(help: "With --live: comma-separated symbols.") var symbols: String?
 
@@ -268,8 +268,52 @@ struct Run: AsyncParsableCommand {
         print("  the record: tradebus report --database \(database)")
     }
 
+    /// Live market data through the same five services, on the paper venue, until Ctrl-C (SIGINT or
+    /// SIGTERM); then a summary of what was traded.
     func runLive() async throws {
-        throw ValidationError("--live is not in this build yet: run the workers (feed-ingester with FEED_SOURCE=\(venue)) against RabbitMQ, Redis and Postgres")
+        guard venue == "binance" || venue == "bybit" else { throw ValidationError("--venue must be binance or bybit, not '\(venue)'") }
+        guard let list = symbols?.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).uppercased() }).filter({ !$0.isEmpty }), !list.isEmpty else {
+            throw ValidationError("--live needs --symbols, e.g. --symbols BTCUSDT,ETHUSDT")
+        }
+        let interval = self.interval ?? "1m"
+        let config = try ConfigReader()
+        try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: database).deletingLastPathComponent().path, withIntermediateDirectories: true)
+        let store = SQLTradeStore.sqlite(path: database)
+        let system = try EmbeddedSystem(config: config, store: store, analyst: .configured, notify: true, logger: Logger(label: "tradebus"))
+        try await system.start()
+        FileHandle.standardError.write(Data("tradebus run --live: \(venue) \(list.joined(separator: ",")) \(interval), paper venue, record in \(database); Ctrl-C stops\n".utf8))
+        let feed = Task { try await system.runLive(venue: venue, symbols: list, interval: interval, config: config) }
+        let signals = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number)
+            source.setEventHandler { feed.cancel() }
+            source.resume()
+            return source
+        }
+        let status = Task {
+            while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(5))
+                let account = try await system.venue.account()
+                let open = try await system.venue.positions().count
+                FileHandle.standardError.write(Data("live: \(await system.liveCandles) candles, \(open) open, equity \(String(format: "%.2f", account.equity.doubleValue))\n".utf8))
+            }
+        }
+        let ended: Result<Void, any Error> = await feed.result
+        status.cancel()
+        signals.forEach { $0.cancel() }
+        await system.stop()
+        let trades = try await store.trades(since: nil)
+        let account = try await system.venue.account()
+        await store.close()
+        if case .failure(let error) = ended, !(error is CancellationError) { throw error }
+        let equity = [system.initialCapital.doubleValue] + trades.sorted { $0.exitTime < $1.exitTime }.reduce(into: [Double]()) { curve, trade in
+            curve.append((curve.last ?? system.initialCapital.doubleValue) + trade.pnl.doubleValue)
+        }
+        let report = PerformanceReport(trades: trades, equity: equity, initialCapital: system.initialCapital.doubleValue, candles: await system.liveCandles, periodsPerYear: Double(max(trades.count, 1)))
+        print("""
+        live run stopped: \(report.candles) candles, \(report.trades) trades (\(report.wins) won), PnL \(String(format: "%.2f", report.totalPnL)) USD, equity \(String(format: "%.2f", account.equity.doubleValue))
+          the record: tradebus report --database \(database)
+        """)
     }
 }
 

@@ -1,7 +1,11 @@
 import Foundation
 import TestSupport
 import Testing
+import TradingCore
 import WorkerRuntime
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `tradebus backtest`, `tradebus run --data` and `tradebus report`, run as processes.
 /// Processes are awaited, never waited for on a thread of the shared pool: a blocked pool starves every other test.
@@ -69,6 +73,31 @@ struct BacktestCommandTests {
         #expect(rows.count == 2)
         let pnls = rows.compactMap { $0["total_pnl"] as? Double }
         #expect(pnls.count == 2 && pnls[0] >= pnls[1] && pnls[0] != pnls[1])
+    }
+
+    @Test("run --live: candles from a local Binance-format exchange go through the one-process system until SIGINT, then a summary")
+    func live() async throws {
+        let exchange = try await FakeExchange.start(.binance)
+        let symbol = "LR\(UUID().uuidString.prefix(6).uppercased())USDT"
+        let stream = CandleStreamID(symbol: symbol, interval: "1m")
+        let database = temporary("live") + ".sqlite"
+        let run = try SpawnedProcess(
+            executable: tradebus, arguments: ["run", "--live", "--venue", "binance", "--symbols", symbol, "--interval", "1m", "--database", database],
+            environment: defaults.merging(["BINANCE_WS_URL": exchange.webSocketURL, "BINANCE_REST_URL": exchange.restURL]) { $1 })
+        defer { run.signal(SIGKILL) }
+        #expect(await eventually(timeout: .seconds(30)) { exchange.openConnections == 1 }, "\(run.output)")
+        let now = Int64(Date().timeIntervalSince1970 * 1000) / 60_000 * 60_000
+        let candles = (0..<5).map { index in
+            Candle(openTime: now - Int64(8 - index) * 60_000, open: 10, high: 11, low: 9, close: 10.5, volume: 100)
+        }
+        exchange.setHistory(candles, for: stream)
+        for candle in candles { exchange.push(candle, for: stream, closed: true) }
+        #expect(await eventually(timeout: .seconds(30)) { run.output.contains("live: 5 candles") }, "\(run.output)")
+        run.signal(SIGINT)
+        #expect(try await run.waitForExit(timeout: .seconds(30)) == 0)
+        #expect(run.output.contains("live run stopped: 5 candles"), "\(run.output)")
+        #expect(FileManager.default.fileExists(atPath: database))
+        await exchange.stop()
     }
 
     @Test("report reads the run's record: trades, PnL by day summing to the total; recorded decisions replay the same trades")
