@@ -37,7 +37,7 @@ public final class EmbeddedSystem: Sendable {
     public let cache = LocalCache()
     public let store: any TradeStore
     public let clock: ReplayClock
-    public let venue: PaperVenue
+    public let venue: any Venue
     public let executor: ExecutorService
     public let initialCapital: Decimal
     let indicators: IndicatorProcessor
@@ -51,15 +51,17 @@ public final class EmbeddedSystem: Sendable {
     static let candleQueue = QueueSpec(name: "embedded.indicator-worker.candles", bindings: ["md.candle.#"])
 
     /// Builds the system from the same configuration keys as the workers (risk limits, analyst,
-    /// paper venue). The paper venue is in memory: a replay always starts from `INITIAL_CAPITAL`.
-    public init(config: ConfigReader, store: any TradeStore, analyst: Analyst, notify: Bool, logger: Logger) throws {
+    /// venue). The paper venue is in memory: a replay always starts from `INITIAL_CAPITAL`.
+    /// `allowLiveVenue` (`tradebus run --live` only): with `USE_PAPER_TRADING=false` the executor
+    /// sends real orders to `LIVE_VENUE`; a replay or a backtest never does.
+    public init(config: ConfigReader, store: any TradeStore, analyst: Analyst, notify: Bool, logger: Logger, allowLiveVenue: Bool = false) throws {
         self.store = store
         self.logger = logger
         let clock = ReplayClock()
         self.clock = clock
         let executorConfiguration = try ExecutorConfiguration.read(config)
-        guard case .paper = executorConfiguration.venue else {
-            throw ConfigError(key: "USE_PAPER_TRADING", message: "is false; the one-process run and the backtester trade on the paper venue only")
+        if case .live = executorConfiguration.venue, !allowLiveVenue {
+            throw ConfigError(key: "USE_PAPER_TRADING", message: "is false; a replay and a backtest trade on the paper venue only (live orders: tradebus run --live, or the executor)")
         }
         initialCapital = executorConfiguration.initialCapital
         var settings = executorConfiguration.settings
@@ -67,7 +69,11 @@ public final class EmbeddedSystem: Sendable {
         settings.limits.requireReferencePrice = false
         settings.referenceVenue = nil
         account = settings.account
-        venue = try PaperVenue(balance: executorConfiguration.initialCapital, settings: executorConfiguration.paper, path: nil)
+        if case .live = executorConfiguration.venue {
+            venue = try executorConfiguration.makeVenue(logger: logger)
+        } else {
+            venue = try PaperVenue(balance: executorConfiguration.initialCapital, settings: executorConfiguration.paper, path: nil)
+        }
         executor = ExecutorService(venue: venue, store: store, bus: bus, cache: cache, settings: settings, source: "tradebus", logger: logger, now: clock.now)
         indicators = IndicatorProcessor(bus: bus, cache: cache, source: "tradebus", logger: logger)
         let analystConfiguration = try AnalystConfiguration.read(config)
@@ -135,7 +141,20 @@ public final class EmbeddedSystem: Sendable {
             source: stream, history: history, output: FeedOutput(venue: venue, source: "tradebus", bus: bus, cache: cache, logger: logger),
             settings: LiveFeed.Settings(streams: symbols.map { CandleStreamID(symbol: $0, interval: interval) }, staleIntervals: staleIntervals))
         liveFeed.withLock { $0 = feed }
-        try await feed.run()
+        try await withThrowingDiscardingTaskGroup { group in
+            if self.venue.isLive {
+                // A live venue's fills and closes come on its own time: poll them, as the executor worker does.
+                group.addTask { [executor, logger] in
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: .seconds(1))
+                        do { try await executor.processVenueEvents() } catch {
+                            logger.error("venue events not committed; will retry", metadata: ["error": "\(error)"])
+                        }
+                    }
+                }
+            }
+            try await feed.run()
+        }
     }
 
     private let liveFeed = Mutex<LiveFeed?>(nil)

@@ -268,8 +268,8 @@ struct Run: AsyncParsableCommand {
         print("  the record: tradebus report --database \(database)")
     }
 
-    /// Live market data through the same five services, on the paper venue, until Ctrl-C (SIGINT or
-    /// SIGTERM); then a summary of what was traded.
+    /// Live market data through the same five services until Ctrl-C (SIGINT or SIGTERM), on the paper
+    /// venue unless `USE_PAPER_TRADING=false`; then a summary of what was traded.
     func runLive() async throws {
         guard venue == "binance" || venue == "bybit" else { throw ValidationError("--venue must be binance or bybit, not '\(venue)'") }
         guard let list = symbols?.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).uppercased() }).filter({ !$0.isEmpty }), !list.isEmpty else {
@@ -279,9 +279,10 @@ struct Run: AsyncParsableCommand {
         let config = try ConfigReader()
         try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: database).deletingLastPathComponent().path, withIntermediateDirectories: true)
         let store = SQLTradeStore.sqlite(path: database)
-        let system = try EmbeddedSystem(config: config, store: store, analyst: .configured, notify: true, logger: Logger(label: "tradebus"))
+        let system = try EmbeddedSystem(config: config, store: store, analyst: .configured, notify: true, logger: Logger(label: "tradebus"), allowLiveVenue: true)
         try await system.start()
-        FileHandle.standardError.write(Data("tradebus run --live: \(venue) \(list.joined(separator: ",")) \(interval), paper venue, record in \(database); Ctrl-C stops\n".utf8))
+        let orders = system.venue.isLive ? "LIVE ORDERS on \(system.venue.name) with real money" : "paper venue"
+        FileHandle.standardError.write(Data("tradebus run --live: \(venue) \(list.joined(separator: ",")) \(interval), \(orders), record in \(database); Ctrl-C stops\n".utf8))
         let feed = Task { try await system.runLive(venue: venue, symbols: list, interval: interval, config: config) }
         let signals = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
             signal(number, SIG_IGN)

@@ -100,6 +100,29 @@ struct BacktestCommandTests {
         await exchange.stop()
     }
 
+    @Test("run --live with USE_PAPER_TRADING=false trades on the live venue (a local Binance server sees signed calls); a backtest refuses it, naming the key")
+    func liveVenue() async throws {
+        let market = try await FakeExchange.start(.binance)
+        let futures = try await FakeBinanceFutures.start()
+        let symbol = "LV\(UUID().uuidString.prefix(6).uppercased())USDT"
+        let run = try SpawnedProcess(
+            executable: tradebus, arguments: ["run", "--live", "--venue", "binance", "--symbols", symbol, "--database", temporary("live") + ".sqlite"],
+            environment: defaults.merging([
+                "BINANCE_WS_URL": market.webSocketURL, "BINANCE_REST_URL": market.restURL, "USE_PAPER_TRADING": "false", "LIVE_VENUE": "binance",
+                "BINANCE_FUTURES_URL": futures.baseURL, "BINANCE_API_KEY": futures.apiKey, "BINANCE_API_SECRET": futures.secret,
+            ]) { $1 })
+        defer { run.signal(SIGKILL) }
+        #expect(await eventually(timeout: .seconds(30)) { run.output.contains("LIVE ORDERS on binance") }, "\(run.output)")
+        #expect(await eventually(timeout: .seconds(30)) { futures.requests.contains("/fapi/v2/positionRisk") }, "reconciled with the live venue: \(run.output)")
+        run.signal(SIGTERM)
+        #expect(try await run.waitForExit(timeout: .seconds(30)) == 0)
+        await #expect { try await Command.run(tradebus, ["backtest", "--data", data], environment: defaults.merging(["USE_PAPER_TRADING": "false", "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s"]) { $1 }) } throws: { error in
+            "\(error)".contains("USE_PAPER_TRADING")
+        }
+        await market.stop()
+        await futures.stop()
+    }
+
     @Test("report reads the run's record: trades, PnL by day summing to the total; recorded decisions replay the same trades")
     func reportAndRecorded() async throws {
         let database = temporary("rec") + ".sqlite", runTrades = temporary("rec") + ".csv", replayed = temporary("replayed") + ".csv"
