@@ -75,7 +75,7 @@ public final class EmbeddedSystem: Sendable {
             venue = try PaperVenue(balance: executorConfiguration.initialCapital, settings: executorConfiguration.paper, path: nil)
         }
         executor = ExecutorService(venue: venue, store: store, bus: bus, cache: cache, settings: settings, source: "tradebus", logger: logger, now: clock.now)
-        indicators = IndicatorProcessor(bus: bus, cache: cache, source: "tradebus", logger: logger)
+        indicators = IndicatorProcessor(bus: bus, cache: cache, source: "tradebus", logger: logger, savesState: false)
         let analystConfiguration = try AnalystConfiguration.read(config)
         switch analyst {
         case .recorded(let source):

@@ -41,7 +41,12 @@ public actor IndicatorProcessor {
     let source: String
     let logger: Logger
 
-    public init(bus: any MessageBus, cache: any HotCache, source: String, logger: Logger = Logger(label: "indicator-worker")) {
+    /// Whether each stream's state is saved for a takeover (a worker among others); one process alone
+    /// (`tradebus run`, `backtest`) has no one to hand over to and skips it.
+    let savesState: Bool
+
+    public init(bus: any MessageBus, cache: any HotCache, source: String, logger: Logger = Logger(label: "indicator-worker"), savesState: Bool = true) {
+        self.savesState = savesState
         self.bus = bus
         self.cache = cache
         self.source = source
@@ -74,9 +79,11 @@ public actor IndicatorProcessor {
             var aggregator = await restoredAggregator(payload.symbol)
             let closed = aggregator.add(payload.candle)
             changes.aggregator = (payload.symbol, aggregator)
-            changes.entries.append(CacheEntry(
-                key: Self.aggregatorKey(symbol: payload.symbol),
-                value: CachedValue(bytes: Array(try JSONEncoder().encode(aggregator)), sourceTime: envelope.time)))
+            if savesState {
+                changes.entries.append(CacheEntry(
+                    key: Self.aggregatorKey(symbol: payload.symbol),
+                    value: CachedValue(bytes: Array(try JSONEncoder().encode(aggregator)), sourceTime: envelope.time)))
+            }
             for output in closed {
                 try await update(payload.symbol, output.interval, output.candle, correlationID: envelope.correlationID, into: &changes)
             }
@@ -130,9 +137,11 @@ public actor IndicatorProcessor {
                 messageID: signalEnvelope.id, correlationID: correlationID))
         }
         changes.entries.append(CacheEntry(key: SnapshotPayload.cacheKey(symbol: symbol, interval: interval), value: CachedValue(bytes: body, sourceTime: candleClose)))
-        changes.entries.append(CacheEntry(
-            key: Self.stateKey(symbol: symbol, interval: interval),
-            value: CachedValue(bytes: Array(try JSONEncoder().encode(stream)), sourceTime: candleClose)))
+        if savesState {
+            changes.entries.append(CacheEntry(
+                key: Self.stateKey(symbol: symbol, interval: interval),
+                value: CachedValue(bytes: Array(try JSONEncoder().encode(stream)), sourceTime: candleClose)))
+        }
         return true
     }
 
