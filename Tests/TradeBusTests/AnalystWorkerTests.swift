@@ -79,7 +79,7 @@ struct AnalystWorkerTests {
     }
 
     @Test("an invalid setting stops ai-analyst at start with the key named")
-    func invalidConfiguration() throws {
+    func invalidConfiguration() async throws {
         let servers = ["AMQP_URL": "amqp://x", "REDIS_URL": "redis://x", "DATABASE_URL": "sqlite:///tmp/x.sqlite"]
         for (settings, key) in [
             (["ANALYST_PROVIDERS": "rules,gemini"], "ANALYST_PROVIDERS"),
@@ -89,7 +89,7 @@ struct AnalystWorkerTests {
             (["LLM_PRICE_PER_MTOK": "cheap"], "LLM_PRICE_PER_MTOK"),
             (["SCAN_INTERVAL_SECONDS": "60"], "SCAN_SYMBOLS"),
         ] {
-            #expect { try Command.run("\(build)/ai-analyst", [], environment: servers.merging(settings) { $1 }) } throws: { error in
+            await #expect { try await Command.run("\(build)/ai-analyst", [], environment: servers.merging(settings) { $1 }) } throws: { error in
                 guard let failure = error as? CommandFailed else { return false }
                 return failure.status == 2 && failure.output.contains(key)
             }

@@ -12,6 +12,8 @@ import WorkerRuntime
 /// Then: every variable a deployment sets is one the code reads, every worker accepts (exit 0) the
 /// configuration each deployment gives it, so no required key is missing and no value is invalid,
 /// and the probes, ports, grace periods and scaled queues agree with what the workers use.
+/// Processes are awaited, never waited for on a thread of the shared pool (two threads here): a
+/// blocked pool starves every other test.
 @Suite("Deployment configuration: compose and k8s against the code")
 struct DeploymentConfigTests {
     static let root = TestServices.repositoryRoot
@@ -88,9 +90,9 @@ struct DeploymentConfigTests {
     }
 
     /// Runs `program --print-config` with exactly `environment` (nothing inherited).
-    static func printConfig(_ program: String, _ environment: [String: String]) throws -> [String: Printed] {
+    static func printConfig(_ program: String, _ environment: [String: String]) async throws -> [String: Printed] {
         let assignments = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        let output = try Command.run("/usr/bin/env", ["-i"] + assignments + ["\(build)/\(program)", "--print-config"])
+        let output = try await Command.run("/usr/bin/env", ["-i"] + assignments + ["\(build)/\(program)", "--print-config"])
         var printed: [String: Printed] = [:]
         for line in output.split(separator: "\n") {
             guard let equals = line.firstIndex(of: "="), let marker = line.range(of: "  # ") else { continue }
@@ -102,13 +104,13 @@ struct DeploymentConfigTests {
         return printed
     }
 
-    static let code: Result<Code, any Error> = Result {
+    static func code() async throws -> Code {
         var code = Code(read: [:], secrets: [], defaults: [:])
         for worker in workers {
             for scenario in scenarios[worker] ?? [] {
                 let printed: [String: Printed]
                 do {
-                    printed = try printConfig(worker, serverURLs.merging(scenario) { $1 })
+                    printed = try await printConfig(worker, serverURLs.merging(scenario) { $1 })
                 } catch {
                     throw ScenarioFailed(description: "\(worker) --print-config with \(scenario): \(error)")
                 }
@@ -177,18 +179,18 @@ struct DeploymentConfigTests {
         var scalers: [Scalers]
     }
 
-    static let deployment: Result<Deployment, any Error> = Result {
+    static func deployment() async throws -> Deployment {
         let file = NSTemporaryDirectory() + "tradebus-deploy-\(UUID().uuidString).json"
         defer { try? FileManager.default.removeItem(atPath: file) }
-        try Command.run(root.appendingPathComponent("scripts/check-deploy").path, ["environments", file])
+        try await Command.run(root.appendingPathComponent("scripts/check-deploy").path, ["environments", file])
         return try JSONDecoder().decode(Deployment.self, from: Data(contentsOf: URL(fileURLWithPath: file)))
     }
 
     // MARK: Tests
 
     @Test("the scenarios reach every configuration key named in WorkerRuntime")
-    func scenariosCoverTheCode() throws {
-        let code = try Self.code.get()
+    func scenariosCoverTheCode() async throws {
+        let code = try await Self.code()
         let sources = Self.root.appendingPathComponent("Sources/WorkerRuntime")
         var named: Set<String> = []
         for file in try FileManager.default.contentsOfDirectory(atPath: sources.path) where file.hasSuffix(".swift") {
@@ -207,8 +209,8 @@ struct DeploymentConfigTests {
 
     @Test("every variable compose and Kubernetes set is one the code reads")
     func everyVariableIsRead() async throws {
-        let code = try Self.code.get()
-        let deployment = try Self.deployment.get()
+        let code = try await Self.code()
+        let deployment = try await Self.deployment()
         let migrate = try await Self.migrateKeys()
         #expect(migrate == ["DATABASE_URL", "DATABASE_POOL_SIZE"])
         let targets = Set(deployment.targets.map(\.target))
@@ -240,12 +242,12 @@ struct DeploymentConfigTests {
     }
 
     @Test("each worker accepts the configuration each deployment gives it, and serves health where it is probed")
-    func workersAcceptTheirConfiguration() throws {
-        let deployment = try Self.deployment.get()
+    func workersAcceptTheirConfiguration() async throws {
+        let deployment = try await Self.deployment()
         for target in deployment.targets where target.isWorker {
             let printed: [String: Printed]
             do {
-                printed = try Self.printConfig(target.program, target.environment)
+                printed = try await Self.printConfig(target.program, target.environment)
             } catch {
                 Issue.record("\(target.place): \(target.program) refuses its configuration (a required key unset or a value invalid): \(error)")
                 continue
@@ -263,9 +265,9 @@ struct DeploymentConfigTests {
     }
 
     @Test(".env.example lists every key with its default, and its secrets are blank")
-    func envExample() throws {
-        let code = try Self.code.get()
-        let deployment = try Self.deployment.get()
+    func envExample() async throws {
+        let code = try await Self.code()
+        let deployment = try await Self.deployment()
         let example = deployment.envExample
         let composeVariables = Set(deployment.composeVariables)
         let listed = Set(example.set.keys).union(example.commented)
@@ -294,9 +296,9 @@ struct DeploymentConfigTests {
     }
 
     @Test("Kubernetes: the ConfigMap holds no secret, the Secret template no value, and every key is somewhere")
-    func kubernetesConfiguration() throws {
-        let code = try Self.code.get()
-        let deployment = try Self.deployment.get()
+    func kubernetesConfiguration() async throws {
+        let code = try await Self.code()
+        let deployment = try await Self.deployment()
         for (key, value) in deployment.secretTemplate.sorted(by: { $0.key < $1.key }) {
             #expect(value.isEmpty, "k8s/secret-template gives \(key) a value")
             let read = code.accepts(key, worker: nil)
@@ -319,8 +321,8 @@ struct DeploymentConfigTests {
     }
 
     @Test("KEDA scales ai-analyst and notifier on the queues they consume")
-    func scaledQueues() throws {
-        let deployment = try Self.deployment.get()
+    func scaledQueues() async throws {
+        let deployment = try await Self.deployment()
         #expect(deployment.scalers.count == 2)
         for scalers in deployment.scalers {
             #expect(scalers.queues["ai-analyst"] == [AnalystService.signalQueue.name], "\(scalers.target): ai-analyst scales on \(scalers.queues["ai-analyst"] ?? [])")

@@ -124,7 +124,7 @@ struct ExecutorWorkerTests {
     }
 
     @Test("invalid executor settings stop it at start with the key named")
-    func invalidConfiguration() throws {
+    func invalidConfiguration() async throws {
         let servers = ["AMQP_URL": "amqp://x", "REDIS_URL": "redis://x", "DATABASE_URL": "sqlite:///tmp/x.sqlite"]
         for (settings, key) in [
             (["USE_PAPER_TRADING": "false"], "BINANCE_API_KEY"),
@@ -136,7 +136,7 @@ struct ExecutorWorkerTests {
             (["MAX_LEVERAGE": "0"], "MAX_LEVERAGE"),
             (["INITIAL_CAPITAL": "-5"], "INITIAL_CAPITAL"),
         ] {
-            #expect { try Command.run("\(build)/executor", [], environment: servers.merging(settings) { $1 }) } throws: { error in
+            await #expect { try await Command.run("\(build)/executor", [], environment: servers.merging(settings) { $1 }) } throws: { error in
                 guard let failure = error as? CommandFailed else { return false }
                 return failure.status == 2 && failure.output.contains(key)
             }

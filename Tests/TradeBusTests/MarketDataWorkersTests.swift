@@ -105,7 +105,7 @@ struct MarketDataWorkersTests {
     }
 
     @Test("an invalid setting stops feed-ingester at start with the key named")
-    func invalidConfiguration() throws {
+    func invalidConfiguration() async throws {
         let servers = ["AMQP_URL": "amqp://x", "REDIS_URL": "redis://x"]
         for (settings, key) in [
             (["FEED_SOURCE": "kraken"], "FEED_SOURCE"),
@@ -115,7 +115,7 @@ struct MarketDataWorkersTests {
             (["FEED_SOURCE": "binance", "FEED_SYMBOLS": "BTCUSDT", "BINANCE_WS_URL": "https://x"], "BINANCE_WS_URL"),
             (["FEED_SOURCE": "synthetic", "SYNTHETIC_SEED": "-1"], "SYNTHETIC_SEED"),
         ] {
-            #expect { try Command.run("\(build)/feed-ingester", [], environment: servers.merging(settings) { $1 }) } throws: { error in
+            await #expect { try await Command.run("\(build)/feed-ingester", [], environment: servers.merging(settings) { $1 }) } throws: { error in
                 guard let failure = error as? CommandFailed else { return false }
                 return failure.status == 2 && failure.output.contains(key)
             }

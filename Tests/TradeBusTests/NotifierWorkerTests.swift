@@ -105,7 +105,7 @@ struct NotifierWorkerTests {
     }
 
     @Test("invalid sink settings stop the notifier at start with the key named")
-    func invalidConfiguration() throws {
+    func invalidConfiguration() async throws {
         let servers = ["AMQP_URL": "amqp://x", "REDIS_URL": "redis://x"]
         for (settings, key) in [
             (["TELEGRAM_BOT_TOKEN": "1:X"], "TELEGRAM_CHAT_ID"),
@@ -114,7 +114,7 @@ struct NotifierWorkerTests {
             (["NOTIFY_ROUTES": "pager:warning"], "NOTIFY_ROUTES"),
             (["NOTIFY_DAILY_SUMMARY_HOUR": "18", "DATABASE_URL": ""], "DATABASE_URL"),  // empty: unset, whatever the test runner exports
         ] {
-            #expect { try Command.run("\(build)/notifier", [], environment: servers.merging(settings) { $1 }) } throws: { error in
+            await #expect { try await Command.run("\(build)/notifier", [], environment: servers.merging(settings) { $1 }) } throws: { error in
                 guard let failure = error as? CommandFailed else { return false }
                 return failure.status == 2 && failure.output.contains(key) && !failure.output.contains("1:X")
             }
