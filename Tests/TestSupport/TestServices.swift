@@ -39,9 +39,10 @@ public enum TestServices {
     }
 }
 
-/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held. The default is
+/// generous: a loaded two-core machine can be slow, and a passing test does not wait for it.
 public func eventually(
-    timeout: Duration = .seconds(10), interval: Duration = .milliseconds(20), _ condition: @Sendable () async throws -> Bool
+    timeout: Duration = .seconds(30), interval: Duration = .milliseconds(20), _ condition: @Sendable () async throws -> Bool
 ) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {

@@ -7,6 +7,9 @@ import WorkerRuntime
 import Glibc
 #endif
 
+/// Run one at a time with the other process tests: on two cores, parallel processes starve the
+/// in-process tests of CPU.
+extension MarketDataSystemTests {
 /// `tradebus backtest`, `tradebus run --data` and `tradebus report`, run as processes.
 /// Processes are awaited, never waited for on a thread of the shared pool: a blocked pool starves every other test.
 @Suite("tradebus backtest, run and report", .serialized)
@@ -140,4 +143,5 @@ struct BacktestCommandTests {
             environment: defaults.merging(["DATABASE_URL": "sqlite://\(database)"]) { $1 })
         #expect(try String(contentsOfFile: replayed, encoding: .utf8) == String(contentsOfFile: runTrades, encoding: .utf8))
     }
+}
 }

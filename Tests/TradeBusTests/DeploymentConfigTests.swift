@@ -4,6 +4,9 @@ import Testing
 import TradingServices
 import WorkerRuntime
 
+/// Run one at a time with the other process tests: on two cores, parallel processes starve the
+/// in-process tests of CPU.
+extension MarketDataSystemTests {
 /// The deployment files against the code. What the code reads comes from the built workers
 /// themselves: each one's `--print-config`, run over scenarios that take every branch of its
 /// configuration (the keys built by interpolation, like `\(prefix)_API_KEY`, included). What compose
@@ -337,4 +340,5 @@ struct DeploymentConfigTests {
             #expect(queues.contains(SinkWorker.queue(for: "log", prefix: prefix).name))
         }
     }
+}
 }

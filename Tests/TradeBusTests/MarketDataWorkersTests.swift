@@ -8,9 +8,10 @@ import WorkerRuntime
 import Glibc
 #endif
 
-/// The market-data tests that run on the shared RabbitMQ and Redis, one at a time: an indicator-worker
-/// process consumes `md.candle.#`, so while it runs it would also take the candles another test
-/// publishes, and restore (by design) state that test's own workers wrote.
+/// The tests that run processes, one at a time. An indicator-worker process consumes `md.candle.#`, so
+/// while it runs it would also take the candles another test publishes, and restore (by design) state
+/// that test's own workers wrote; and on two cores, processes running side by side starve the
+/// in-process tests of CPU.
 @Suite("Market data on RabbitMQ and Redis", .serialized)
 enum MarketDataSystemTests {}
 
