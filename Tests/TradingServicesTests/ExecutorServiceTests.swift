@@ -105,10 +105,11 @@ struct ExecutorServiceTests {
         }
 
         /// A fresh executor (after a crash, a new one), reconciled.
-        func executor(_ venue: FlakyVenue, reconcile: Bool = true, policy: StopPolicy = StopPolicy()) async throws -> ExecutorService {
+        func executor(_ venue: FlakyVenue, reconcile: Bool = true, policy: StopPolicy = StopPolicy(), maxLosses: Int = 3) async throws -> ExecutorService {
             var settings = ExecutorService.Settings()
             settings.limits.requireReferencePrice = false
             settings.policy = policy
+            settings.halts.maxConsecutiveLosses = maxLosses
             let clock = self.clock
             let executor = ExecutorService(venue: venue, store: store, bus: bus, cache: cache, settings: settings, source: "test", logger: Logger(label: "test"), now: clock.now)
             if reconcile { try await executor.reconcile() }
@@ -175,6 +176,37 @@ struct ExecutorServiceTests {
         #expect(try await world.store.openPositions().first?.stopLoss == 99_700)
         #expect(try await venue.positions().first?.stopLoss == 99_700)
         try await world.stop()
+    }
+
+    @Test("a loss run halts new entries for the rest of the UTC day; the next day clears it (recorded), and entries go again")
+    func haltClearsNextDay() async throws {
+        let world = try await World()
+        let venue = try world.venue()
+        let executor = try await world.executor(venue, maxLosses: 1)
+        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        _ = try await executor.execute(world.intent(), correlationID: "c")
+        try await world.candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        try await world.candle(executor, minute: 2, open: 100_000, high: 100_000, low: 97_500, close: 97_800)  // the stop: a loss
+        #expect(try await world.store.circuitBreakerEvents(since: nil).map(\.kind) == ["consecutive_losses"])
+        try await world.candle(executor, minute: 3, open: 97_800, high: 97_900, low: 97_700, close: 97_800)
+        let sameDay = world.intent()
+        #expect(try await executor.execute(OrderIntent(decisionID: sameDay.decisionID, decision: Self.at(97_800, sameDay.decision), decidedAt: world.clock.date), correlationID: "c") == .rejected(.halted))
+        try await world.candle(executor, minute: 24 * 60, open: 97_800, high: 97_900, low: 97_700, close: 97_800)
+        let nextDay = world.intent()
+        let outcome = try await executor.execute(OrderIntent(decisionID: nextDay.decisionID, decision: Self.at(97_800, nextDay.decision), decidedAt: world.clock.date), correlationID: "c")
+        #expect(outcome == .ordered(clientOrderID: ClientOrderID.make(decisionID: nextDay.decisionID, purpose: .entry)))
+        #expect(try await world.store.circuitBreakerEvents(since: nil).map(\.kind).sorted() == ["consecutive_losses", "reset"])
+        try await world.stop()
+    }
+
+    /// The same decision, moved to `price` (entry, with the stop and target at the same distances).
+    static func at(_ price: Double, _ decision: DecisionPayload) -> DecisionPayload {
+        var moved = decision
+        let shift = price - (decision.entry ?? price)
+        moved.entry = price
+        moved.stopLoss = decision.stopLoss.map { $0 + shift }
+        moved.takeProfit = decision.takeProfit.map { $0 + shift }
+        return moved
     }
 
     @Test("a refused decision makes no order and publishes order.rejected; redelivered, it stays refused")

@@ -130,7 +130,7 @@ public actor ExecutorService {
         let venueSymbols = Set(try await venue.positions().map(\.symbol))
         let view = AccountView(
             equity: account.equity, availableMargin: account.availableMargin, openSymbols: venueSymbols.union(positions.map(\.symbol)),
-            halt: halts(equity: account.equity).halt?.reason)
+            halt: try await currentHalt(equity: account.equity))
         let market = MarketView(venuePrice: price, referencePrice: await referencePrice(d.symbol), filters: filters, now: now())
         switch gateway.check(intent, market: market, account: view) {
         case .failure(let rejection):
@@ -242,6 +242,23 @@ public actor ExecutorService {
         guard let venue = settings.referenceVenue, let value = await cache.get(LatestPrice.cacheKey(venue: venue, symbol: symbol)),
               value.isFresh(maxAge: .seconds(settings.referenceMaxAge), now: now()) else { return nil }
         return Decimal(string: value.string)
+    }
+
+    /// The halt in force now, after the UTC day has rolled: a new day clears the daily-loss and
+    /// loss-run halts (the documented rule), and the clearing is recorded as an event.
+    func currentHalt(equity: Decimal) async throws -> String? {
+        var current = halts(equity: equity)
+        let before = current.halt
+        current.roll(now: now(), equity: equity)
+        halts = current
+        if let before, current.halt == nil {
+            let time = now()
+            try await store.recordCircuitBreakerEvent(CircuitBreakerEvent(
+                id: "reset:\(before.kind.rawValue):\(Int(time.timeIntervalSince1970))", kind: "reset",
+                reason: "a new UTC day cleared the \(before.kind.rawValue) halt", equity: equity, time: time))
+            logger.notice("circuit breaker cleared by the new UTC day; entries allowed again", metadata: ["halt": "\(before.kind.rawValue)"])
+        }
+        return current.halt?.reason
     }
 
     func halts(equity: Decimal) -> TradingHalts {
