@@ -77,6 +77,13 @@ struct ReplayRun {
     }
 }
 
+extension PerformanceReport {
+    /// The report's JSON keys as an object, to add a command's own keys to.
+    func jsonObject() throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as! [String: Any]
+    }
+}
+
 /// Output shared by `run` and `backtest`.
 enum ReplayOutput {
     static func writeTrades(_ trades: [TradeRecord], to path: String) throws {
@@ -84,7 +91,7 @@ enum ReplayOutput {
     }
 
     static func json(_ report: PerformanceReport, _ outcome: EmbeddedSystem.Outcome) throws -> String {
-        var object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as! [String: Any]
+        var object = try report.jsonObject()
         object["elapsed_seconds"] = outcome.elapsedSeconds
         object["candles_per_second"] = outcome.elapsedSeconds > 0 ? Double(outcome.candles) / outcome.elapsedSeconds : 0
         object["decisions"] = outcome.decisions
@@ -218,7 +225,7 @@ struct Backtest: AsyncParsableCommand {
         results.sort { $0.report.totalPnL > $1.report.totalPnL }
         if json {
             let rows = try results.map { result -> [String: Any] in
-                var object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(result.report)) as! [String: Any]
+                var object = try result.report.jsonObject()
                 object["settings"] = Dictionary(uniqueKeysWithValues: result.settings)
                 return object
             }
@@ -307,9 +314,7 @@ struct Run: AsyncParsableCommand {
         let account = try await system.venue.account()
         await store.close()
         if case .failure(let error) = ended, !(error is CancellationError) { throw error }
-        let equity = [system.initialCapital.doubleValue] + trades.sorted { $0.exitTime < $1.exitTime }.reduce(into: [Double]()) { curve, trade in
-            curve.append((curve.last ?? system.initialCapital.doubleValue) + trade.pnl.doubleValue)
-        }
+        let equity = PerformanceReport.realisedEquity(trades, initialCapital: system.initialCapital.doubleValue)
         let report = PerformanceReport(trades: trades, equity: equity, initialCapital: system.initialCapital.doubleValue, candles: await system.liveCandles, periodsPerYear: Double(max(trades.count, 1)))
         print("""
         live run stopped: \(report.candles) candles, \(report.trades) trades (\(report.wins) won), PnL \(String(format: "%.2f", report.totalPnL)) USD, equity \(String(format: "%.2f", account.equity.doubleValue))

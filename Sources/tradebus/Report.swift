@@ -26,12 +26,11 @@ struct Report: AsyncParsableCommand {
         await store.close()
         let initial = try capital ?? config.double("INITIAL_CAPITAL", default: 10_000, range: 1...1_000_000_000, help: "starting equity")
         // Equity after each trade: daily figures need no candles.
-        var equity = [initial]
-        for trade in trades { equity.append(equity.last! + trade.pnl.doubleValue) }
+        let equity = PerformanceReport.realisedEquity(trades, initialCapital: initial)
         let report = PerformanceReport(trades: trades, equity: equity, initialCapital: initial, candles: 0, periodsPerYear: Double(max(trades.count, 1)))
         let days = PerformanceReport.pnlByDay(trades)
         if json {
-            var object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as! [String: Any]
+            var object = try report.jsonObject()
             object["pnl_by_day"] = days.map { ["day": $0.day, "pnl": $0.pnl, "trades": $0.trades] as [String: Any] }
             object["open_positions"] = open.map {
                 ["symbol": $0.symbol, "side": $0.side.rawValue, "quantity": "\($0.quantity)", "entry_price": "\($0.entryPrice)", "stop_loss": $0.stopLoss.map { "\($0)" } ?? "",

@@ -93,6 +93,14 @@ public struct PerformanceReport: Sendable, Codable, Equatable {
         value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : value
     }
 
+    /// Equity after each closed trade, by exit time, the initial capital first: the curve of a record
+    /// that has trades but no candles (`tradebus report`, a live run).
+    public static func realisedEquity(_ trades: [TradeRecord], initialCapital: Double) -> [Double] {
+        var curve = [initialCapital]
+        for trade in trades.sorted(by: { $0.exitTime < $1.exitTime }) { curve.append(curve.last! + trade.pnl.doubleValue) }
+        return curve
+    }
+
     /// Realised PnL per UTC day, oldest first.
     public static func pnlByDay(_ trades: [TradeRecord]) -> [(day: String, pnl: Double, trades: Int)] {
         var calendar = Calendar(identifier: .gregorian)

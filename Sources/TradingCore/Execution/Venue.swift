@@ -70,6 +70,15 @@ public struct VenueFill: Sendable, Hashable, Codable {
     }
 }
 
+extension VenueFill {
+    /// A fill as the store recorded it.
+    public init(_ record: FillRecord) {
+        self.init(
+            tradeID: record.tradeID, clientOrderID: record.clientOrderID, symbol: record.symbol, side: record.side, price: record.price,
+            quantity: record.quantity, fee: record.fee, time: record.time)
+    }
+}
+
 /// A position as the venue knows it, with the protective orders it holds.
 public struct VenuePosition: Sendable, Hashable, Codable {
     public var symbol: String

@@ -459,9 +459,7 @@ public actor ExecutorService {
         let symbols = held.union(open.map(\.symbol)).union(pending.map(\.symbol))
         var committed: [String: [VenueFill]] = [:]
         for symbol in symbols {
-            committed[symbol] = try await store.latestFills(venue: venue.name, symbol: symbol, limit: 20).map {
-                VenueFill(tradeID: $0.tradeID, clientOrderID: $0.clientOrderID, symbol: $0.symbol, side: $0.side, price: $0.price, quantity: $0.quantity, fee: $0.fee, time: $0.time)
-            }
+            committed[symbol] = try await store.latestFills(venue: venue.name, symbol: symbol, limit: 20).map(VenueFill.init)
         }
         return VenueResume(
             openPositions: open.map {
