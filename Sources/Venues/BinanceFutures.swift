@@ -107,12 +107,14 @@ public actor BinanceFuturesVenue: Venue {
     /// Sets our offset to the server's clock.
     public func syncClock() async throws(VenueError) {
         struct Time: Decodable { var serverTime: Int64 }
-        let before = Int64(clock().timeIntervalSince1970 * 1000)
         let timeBody = try await get("/fapi/v1/time")
+        let after = Int64(clock().timeIntervalSince1970 * 1000)
         guard let time = try? JSONDecoder().decode(Time.self, from: Data(timeBody)) else {
             throw VenueError(.unreachable, "Binance /fapi/v1/time answered something else")
         }
-        clockOffset = time.serverTime - before
+        // Against our clock after the answer: our timestamps then err behind the server's, which
+        // recvWindow allows, never ahead, which Binance refuses beyond 1 s (a slow answer made it so).
+        clockOffset = time.serverTime - after
     }
 
     public func filters(symbol: String) async throws(VenueError) -> ExchangeFilters {

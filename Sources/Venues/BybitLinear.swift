@@ -156,14 +156,16 @@ public actor BybitLinearVenue: Venue {
             var result: Result?
             var time: Int64?
         }
-        let before = Int64(clock().timeIntervalSince1970 * 1000)
         let body = try await call("GET", "/v5/market/time", signed: false).body
+        let after = Int64(clock().timeIntervalSince1970 * 1000)
         let time = try? JSONDecoder().decode(Time.self, from: Data(body))
         let nano = time?.result?.timeNano.flatMap { Int64($0) }.map { $0 / 1_000_000 }
         guard let server = nano ?? time?.time ?? time?.result?.timeSecond.flatMap({ Int64($0) }).map({ $0 * 1000 }) else {
             throw VenueError(.unreachable, "Bybit /v5/market/time answered something else")
         }
-        clockOffset = server - before
+        // Against our clock after the answer: our timestamps then err behind the server's, which the
+        // recv window allows, never ahead, which Bybit refuses beyond 1 s (a slow answer made it so).
+        clockOffset = server - after
     }
 
     // MARK: Market and account
