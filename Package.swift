@@ -167,6 +167,7 @@ let package = Package(
             dependencies: [
                 "WorkerRuntime", "Benchmarks", "TradingServices", "SQLTradeStore", "SQLiteStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("Data")],
             swiftSettings: strict

@@ -4,6 +4,7 @@ import Logging
 import SQLTradeStore
 import SQLiteStore
 import TradingCore
+import UnixSignals
 import WorkerRuntime
 
 /// A candle file read for a replay: its candles, symbol and interval.
@@ -283,6 +284,8 @@ struct Run: AsyncParsableCommand {
             throw ValidationError("--live needs --symbols, e.g. --symbols BTCUSDT,ETHUSDT")
         }
         let interval = self.interval ?? "1m"
+        // Trapped before anything starts: a Ctrl-C or SIGTERM during start-up still stops cleanly, after it.
+        let stopSignals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
         let config = try ConfigReader()
         try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: database).deletingLastPathComponent().path, withIntermediateDirectories: true)
         let store = SQLTradeStore.sqlite(path: database)
@@ -291,12 +294,11 @@ struct Run: AsyncParsableCommand {
         let orders = system.venue.isLive ? "LIVE ORDERS on \(system.venue.name) with real money" : "paper venue"
         FileHandle.standardError.write(Data("tradebus run --live: \(venue) \(list.joined(separator: ",")) \(interval), \(orders), record in \(database); Ctrl-C stops\n".utf8))
         let feed = Task { try await system.runLive(venue: venue, symbols: list, interval: interval, config: config) }
-        let signals = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number)
-            source.setEventHandler { feed.cancel() }
-            source.resume()
-            return source
+        let stopper = Task {
+            for await _ in stopSignals {
+                feed.cancel()
+                return
+            }
         }
         let status = Task {
             while !Task.isCancelled {
@@ -308,7 +310,7 @@ struct Run: AsyncParsableCommand {
         }
         let ended: Result<Void, any Error> = await feed.result
         status.cancel()
-        signals.forEach { $0.cancel() }
+        stopper.cancel()
         await system.stop()
         let trades = try await store.trades(since: nil)
         let account = try await system.venue.account()
