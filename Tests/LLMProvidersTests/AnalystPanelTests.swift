@@ -103,14 +103,15 @@ struct AnalystPanelTests {
     @Test("a reply slower than the attempt timeout is abandoned and retried")
     func timeout() async throws {
         let server = try await FakeLLM.start(fallback: Self.long)
-        server.script([.slow(.seconds(6), Self.long)])
+        server.script([.slow(.seconds(120), Self.long)])
         let started = ContinuousClock.now
         let verdict = try await panel(
             [OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)], sleeps: RecordedSleeps(), settings: settings(timeout: .seconds(1))
         ).decide(context)
-        // The slow first attempt was abandoned at its timeout, not waited out; a later one answered.
+        // The slow first attempt was abandoned at its timeout, not waited out (120 s); a later one answered.
+        // The bound is loose because a loaded two-core machine can add seconds; waiting out would take minutes.
         #expect(verdict.attempts >= 2 && verdict.proposal.action == .long)
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(60))
         await server.stop()
     }
 

@@ -16,7 +16,7 @@ public final class FakeLLM: Sendable {
         case refusal(String)
         /// An HTTP error with the provider's error body and an optional Retry-After.
         case status(Int, retryAfter: String? = nil, body: String? = nil)
-        /// Waits, then answers.
+        /// Waits, then answers; a stop ends the wait, so a test need not sit out a long delay.
         case slow(Duration, String)
     }
 
@@ -32,6 +32,7 @@ public final class FakeLLM: Sendable {
         var script: [Step] = []
         var fallback: String
         var received: [Received] = []
+        var stopping = false
     }
 
     private let state: Mutex<State>
@@ -49,6 +50,7 @@ public final class FakeLLM: Sendable {
     }
 
     public func stop() async {
+        state.withLock { $0.stopping = true }
         await server.stop()
     }
 
@@ -72,7 +74,10 @@ public final class FakeLLM: Sendable {
         case .answer(let text, let truncated): return Self.json(anthropic ? Self.anthropic(text, stop: truncated ? "max_tokens" : "end_turn") : Self.openAI(text, finish: truncated ? "length" : "stop"))
         case .refusal(let text): return Self.json(anthropic ? Self.anthropic(text, stop: "refusal") : Self.openAI(nil, finish: "stop", refusal: text))
         case .slow(let delay, let text):
-            try await Task.sleep(for: delay)
+            let until = ContinuousClock.now + delay
+            while ContinuousClock.now < until, !state.withLock({ $0.stopping }) {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             return Self.json(anthropic ? Self.anthropic(text, stop: "end_turn") : Self.openAI(text, finish: "stop"))
         case .status(let status, let retryAfter, let errorBody):
             let text = errorBody ?? (anthropic
