@@ -12,9 +12,12 @@ struct BrokerRestartTests {
     /// checks that every publish that was confirmed is consumed.
     @Test("a broker restart in the middle of a stream loses no confirmed message", arguments: [false, true])
     func restartLosesNoConfirmedMessage(killed: Bool) async throws {
-        let broker = PrivateRabbitMQ(port: killed ? 5791 : 5792)
-        try await broker.start()
-        defer { broker.stopBlocking() }
+        try await PrivateRabbitMQ.with(port: killed ? 5791 : 5792) { broker in
+            try await restart(broker, killed: killed)
+        }
+    }
+
+    func restart(_ broker: PrivateRabbitMQ, killed: Bool) async throws {
         // A broker's restart on a loaded two-core machine has taken over a minute: the publishes wait for it.
         let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(broker.url), publishTimeout: .seconds(180), connectionName: "restart-test"))
         let spec = QueueSpec(name: "restart.\(TestServices.uniqueName())", bindings: ["restart.#"])

@@ -21,11 +21,28 @@ public struct PrivateRabbitMQ: Sendable {
 
     private var script: String { TestServices.repositoryRoot.appendingPathComponent("scripts/rabbitmq-node").path }
 
+    /// Starts the node on the state it has (messages and queues survive a restart).
     public func start() async throws { try await Command.run(script, ["start", directory, String(port), name]) }
     public func stop() async throws { try await Command.run(script, ["stop", directory, String(port), name]) }
     public func kill() async throws { try await Command.run(script, ["kill", directory, String(port), name]) }
-    /// For `defer`: blocks the calling thread.
-    public func stopBlocking() { _ = try? Command.run(script, ["stop", directory, String(port), name]) }
+
+    /// Runs `body` on a node started with no state from an earlier run (a node left over is stopped
+    /// first), then stops it and removes its state, also when `body` throws. State left behind grew to
+    /// gigabytes over many runs and made each boot, and the recovery after a kill, slower.
+    public static func with(port: Int, _ body: (PrivateRabbitMQ) async throws -> Void) async throws {
+        let broker = PrivateRabbitMQ(port: port)
+        try await broker.stop()
+        try? FileManager.default.removeItem(atPath: broker.directory)
+        try await broker.start()
+        do {
+            try await body(broker)
+        } catch {
+            try? await broker.stop()
+            throw error
+        }
+        try await broker.stop()
+        try? FileManager.default.removeItem(atPath: broker.directory)
+    }
 }
 
 /// A child process the test controls: signal it, wait for it. Output goes to a log file beside it.

@@ -23,8 +23,12 @@ struct AnalystWorkerTests {
 
     @Test("two analysts share the signals: every signal gets exactly one decision, duplicates included; decisions are recorded")
     func twoAnalysts() async throws {
+        // The publishing lease is a Redis key. A Redis slower than REDIS_TIMEOUT_MS sends each analyst to its
+        // own LRU, where both may hold it and publish the same decision (same id, dropped by consumers); on
+        // a loaded two-core machine the 50 ms default is crossed, so this test, about healthy Redis, allows 2 s.
         let environment = [
             "AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL, "DATABASE_URL": TestServices.databaseURL, "HTTP_PORT": "0",
+            "REDIS_TIMEOUT_MS": "2000",
         ]
         let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "analyst-test"))
         try await bus.connect()
@@ -60,7 +64,7 @@ struct AnalystWorkerTests {
         try await Task.sleep(for: .seconds(2))  // any duplicate would have arrived by now
         try await reader.stop()
         let all = decisions.all
-        #expect(all.count == symbols.count, "exactly one decision per signal: \(all.map(\.id))")
+        #expect(all.count == symbols.count, "exactly one decision per signal: \(all.map(\.id))\n\(analysts.map(\.output))")
         #expect(Set(all.map(\.payload.requestID)) == Set(signalIDs))
         #expect(all.allSatisfy { $0.id == "decision:\($0.payload.requestID)" && $0.correlationID == $0.payload.requestID })
         #expect(all.allSatisfy { $0.payload.action == .long && $0.payload.provider == "rules" && $0.payload.promptVersion == "framework-v1" })
