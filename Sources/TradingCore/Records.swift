@@ -85,6 +85,9 @@ public enum OrderStatus: String, Sendable, Codable, CaseIterable {
         default: false
         }
     }
+
+    /// The statuses of an order whose outcome is still open: more fills may come.
+    public static let inFlight: Set<OrderStatus> = Set(allCases.filter { !$0.isFinal })
 }
 
 /// The kind of order.

@@ -331,7 +331,7 @@ public actor BinanceFuturesVenue: Venue {
     }
 
     /// Where the store stands after a restart: fills after the newest committed one are new; open
-    /// positions are tracked from their store record (their entry fees were booked with the entry).
+    /// positions are tracked from their store record, with their entry's fees.
     public func resume(_ state: VenueResume) async throws(VenueError) {
         tradedSymbols.formUnion(state.symbols)
         for (symbol, fills) in state.committedFills {

@@ -44,11 +44,12 @@ struct PositionBook: Sendable {
     /// Each protected position's stop as its policy moves it, with its target.
     private var managed: [String: (stop: ManagedStop, takeProfit: Decimal?)] = [:]
 
-    /// A position open in the store after a restart: tracked from its record (its entry fees were
-    /// booked with the entry), with the stop and target the store holds.
+    /// A position open in the store after a restart: tracked from its record, with the fees its entry
+    /// paid (so its close books them all), and the stop and target the store holds.
     mutating func resume(_ position: VenuePosition) {
         holdings[position.symbol] = Holding(
-            side: position.side, quantity: position.quantity, entry: position.entryPrice, openedAt: position.openedAt, fees: 0, leverage: position.leverage)
+            side: position.side, quantity: position.quantity, entry: position.entryPrice, openedAt: position.openedAt, fees: position.fees,
+            leverage: position.leverage)
         leverages[position.symbol] = position.leverage
         if let stop = position.stopLoss { protection[position.symbol] = Protection(stopLoss: stop, takeProfit: position.takeProfit) }
     }

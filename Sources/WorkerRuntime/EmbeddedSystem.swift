@@ -173,32 +173,12 @@ public final class EmbeddedSystem: Sendable {
         for consumer in running { try? await consumer.stop() }
     }
 
-    /// Progress of a replay, after each candle.
-    public struct Progress: Sendable {
-        public var candles: Int
-        public var total: Int
-        public var time: Date
-        public var equity: Decimal
-        public var openPositions: Int
-    }
-
-    /// What a replay did.
-    public struct Outcome: Sendable {
-        public var candles: Int
-        public var trades: [TradeRecord]
-        /// Equity after each candle, the initial capital first.
-        public var equity: [Double]
-        public var times: [Date]
-        public var decisions: Int
-        public var elapsedSeconds: Double
-    }
-
     /// Replays `candles` of one symbol, one at a time, in a fixed order that makes the run
     /// deterministic: the clock moves to the candle's close; the paper venue trades on the candle
     /// (filling what the previous candle's decision ordered, then stops and targets); the candle goes
     /// on the bus, to the indicators, the signals, the analyst and the executor; the next candle waits
     /// until all of that is done.
-    public func replay(_ candles: [Candle], symbol: String, interval: String, progress: (@Sendable (Progress) -> Void)? = nil) async throws -> Outcome {
+    public func replay(_ candles: [Candle], symbol: String, interval: String, progress: (@Sendable (ReplayProgress) -> Void)? = nil) async throws -> ReplayOutcome {
         guard let length = CandleInterval.milliseconds(interval) else { throw ConfigError(key: "--interval", message: "'\(interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d") }
         let started = ContinuousClock.now
         var equity = [initialCapital.doubleValue], times: [Date] = []
@@ -226,13 +206,38 @@ public final class EmbeddedSystem: Sendable {
             equity.append(account.equity.doubleValue)
             times.append(close)
             if let progress {
-                progress(Progress(candles: index + 1, total: candles.count, time: close, equity: account.equity, openPositions: try await venue.positions().count))
+                progress(ReplayProgress(candles: index + 1, total: candles.count, time: close, equity: account.equity, openPositions: try await venue.positions().count))
             }
         }
         let trades = try await store.trades(since: nil).filter { $0.symbol == symbol }.sorted { ($0.entryTime, $0.id) < ($1.entryTime, $1.id) }
         if recorded == nil { decisions = try await store.decisions(symbol: symbol, candleTimes: Date(timeIntervalSince1970: 0)...Date.distantFuture).count }
-        return Outcome(
+        return ReplayOutcome(
             candles: candles.count, trades: trades, equity: equity, times: times, decisions: decisions,
             elapsedSeconds: (ContinuousClock.now - started).timeInterval)
+    }
+}
+
+extension Backtester.Settings {
+    /// The backtester's settings from the workers' keys, read as ``EmbeddedSystem`` reads them, so a
+    /// backtest is bounded by the same risk limits, circuit breakers and stop policy as the executor
+    /// and decides as the analyst does. A backtest trades on paper only: `USE_PAPER_TRADING=false` is
+    /// refused, naming the key.
+    public static func read(_ config: ConfigReader) throws -> Backtester.Settings {
+        let executor = try ExecutorConfiguration.read(config)
+        if case .live = executor.venue {
+            throw ConfigError(key: "USE_PAPER_TRADING", message: "is false; a replay and a backtest trade on the paper venue only (live orders: tradebus run --live, or the executor)")
+        }
+        let analyst = try AnalystConfiguration.read(config)
+        var settings = Backtester.Settings()
+        settings.initialCapital = executor.initialCapital
+        settings.paper = executor.paper
+        settings.limits = executor.settings.limits
+        settings.halts = executor.settings.halts
+        settings.policy = executor.settings.policy
+        settings.closeOnOpposite = executor.settings.closeOnOpposite
+        settings.framework = analyst.framework
+        settings.analysisIntervals = analyst.service.intervals
+        settings.maxSnapshotAge = analyst.service.maxSnapshotAge
+        return settings
     }
 }

@@ -169,6 +169,12 @@ struct LiveExecutorCrashTests {
         #expect(try await world.store.openPositions().isEmpty)
         let trade = try #require(try await world.store.trades(since: nil).first)
         #expect(trade.exitReason == "stop_loss" && trade.exitPrice == 97_900 && trade.entryPrice == 100_000 && trade.pnl < -100)
+        // The entry's fee was paid before the restart; the trade still counts it, with the exit's.
+        let fills = try await world.store.latestFills(venue: "binance", symbol: "BTCUSDT", limit: 10)
+        #expect(fills.count == 2 && fills.allSatisfy { $0.fee > 0 })
+        let fees = fills.map(\.fee).reduce(0, +)
+        #expect(trade.fees == fees, "\(trade.fees) vs \(fees)")
+        #expect(trade.pnl == (97_900 - 100_000) * trade.quantity - fees)
         #expect(world.openStops.isEmpty, "a closed trade never gets a new stop")
         await world.server.stop()
     }

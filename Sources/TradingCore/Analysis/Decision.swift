@@ -186,7 +186,41 @@ public struct AnalysisContext: Sendable, Hashable, Codable {
     }
 }
 
+extension IndicatorSnapshot {
+    /// Whether this snapshot of `interval` is too old to decide on at `now`: its candle closed more
+    /// than one interval plus `maxAge` ago.
+    public func isStale(interval: String, now: Date, maxAge: TimeInterval) -> Bool {
+        let length = Double(CandleInterval.milliseconds(interval) ?? 0) / 1000
+        let closed = Double(openTime) / 1000 + length
+        return now.timeIntervalSince1970 - closed > length + maxAge
+    }
+}
+
 extension AnalysisContext {
+    /// Why there is nothing to decide on.
+    public enum Refusal: Error, Sendable, Hashable {
+        /// No snapshot of the interval asked about.
+        case missing
+        /// The snapshot of the interval asked about is stale.
+        case stale
+    }
+
+    /// The snapshots an analyst is shown for `interval` at `now`, from the latest of each timeframe
+    /// (`latest`): the signal's own snapshot where it is newer than the latest of its interval; the
+    /// primary must be fresh, and stale others are left out.
+    public static func timeframes(
+        latest: [String: IndicatorSnapshot], interval: String, signalSnapshot: IndicatorSnapshot?, now: Date, maxSnapshotAge: TimeInterval
+    ) -> Result<[String: IndicatorSnapshot], Refusal> {
+        var timeframes = latest
+        if let signalSnapshot, (timeframes[interval]?.openTime ?? .min) < signalSnapshot.openTime { timeframes[interval] = signalSnapshot }
+        guard let primary = timeframes[interval] else { return .failure(.missing) }
+        if primary.isStale(interval: interval, now: now, maxAge: maxSnapshotAge) { return .failure(.stale) }
+        for (other, snapshot) in timeframes where other != interval && snapshot.isStale(interval: other, now: now, maxAge: maxSnapshotAge) {
+            timeframes[other] = nil
+        }
+        return .success(timeframes)
+    }
+
     /// The context after the last of `candles` (closed candles of `interval`, in order): its snapshot,
     /// and from 1m candles also the 5m, 15m, 1h and 4h ones. No position, trades or funding.
     public static func after(_ candles: [Candle], symbol: String, interval: String) -> AnalysisContext {

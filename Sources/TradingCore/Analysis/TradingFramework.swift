@@ -103,6 +103,8 @@ extension TradingFramework {
 public struct RulesAnalyst: Sendable {
     public static let name = "rules"
     public static let model = "rules-v1"
+    /// The version of what the rules analyst answers to: the framework it implements.
+    public static let promptVersion = "framework-v1"
     public var framework: TradingFramework
 
     public init(framework: TradingFramework) { self.framework = framework }
@@ -160,6 +162,15 @@ public struct RulesAnalyst: Sendable {
         let leverage = framework.leverage(regime: regime, confidence: confidence)
         let reason = "\(long ? "up" : "down")trend on \(context.interval) (\(regime.rawValue)), RSI \(rounded(rsi)), \(agreeing) higher timeframe(s) agree; stop beyond the swing level"
         return TradeProposal(action: direction, confidence: confidence, leverage: leverage, entry: price, stopLoss: stop, takeProfit: target, reasoning: reason)
+    }
+
+    /// ``decide(_:)`` held to the framework (``TradingFramework/check(_:price:)``) at the context's price:
+    /// what the rules analyst answers, a HOLD saying why when its own proposal fails the check.
+    public func checkedDecision(_ context: AnalysisContext) -> TradeProposal {
+        switch framework.check(decide(context), price: context.price ?? 0) {
+        case .success(let checked): checked
+        case .failure(let reason): .hold("rules analyst's proposal failed the framework check: \(reason)")
+        }
     }
 
     private func rounded(_ value: Double) -> String { String(format: "%.2f", value) }

@@ -37,7 +37,21 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         var bestPrice: Decimal
         var fees: Decimal
         var funding: Decimal = 0
+        /// The prices that matter on the next candle, as Doubles; nil until worked out (see ``Bounds``).
+        var bounds: Bounds?
         var margin: Decimal { quantity * entry / Decimal(leverage) }
+    }
+
+    /// A protected position's levels as Doubles, widened by a hair: a candle whose low is above `below`
+    /// and whose high is under `above` touches neither the stop, nor the target, nor the liquidation
+    /// price, so it changes nothing but the mark price and needs no decimal arithmetic. A candle near a
+    /// level takes the exact path.
+    struct Bounds: Sendable, Hashable, Codable {
+        var below: Double
+        var above: Double
+        /// Entry and size, for the equity estimate.
+        var entry: Double
+        var quantity: Double
     }
 
     public let settings: Settings
@@ -47,6 +61,9 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     var orders: [String: VenueOrder] = [:]
     var pending: [String] = []
     var lastPrices: [String: Decimal] = [:]
+    /// Closes of candles that took the fast path, kept as Doubles until a price is asked for (nil in
+    /// state files written before there was a fast path).
+    var lastCloses: [String: Double]?
     var lastFunding: Date?
     var nextTrade = 1
     var queued: [VenueEvent] = []
@@ -97,18 +114,34 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         position.takeProfit = takeProfit
         if position.initialStop == nil { position.initialStop = stopLoss }
         position.policy = policy
+        position.bounds = nil
         positions[symbol] = position
         return .success(())
     }
 
-    public func price(symbol: String) -> Decimal? { lastPrices[symbol] }
+    /// The last close seen for `symbol`.
+    public func price(symbol: String) -> Decimal? {
+        if let close = lastCloses?[symbol] { return Decimal(finite: close) }
+        return lastPrices[symbol]
+    }
 
     /// Equity: the balance plus unrealised PnL at the last prices.
     public var equity: Decimal {
         balance + positions.values.reduce(Decimal(0)) { total, p in
-            let mark = lastPrices[p.symbol] ?? p.entry
+            let mark = price(symbol: p.symbol) ?? p.entry
             return total + (p.side == .long ? mark - p.entry : p.entry - mark) * p.quantity
         }
+    }
+
+    /// ``equity`` in Double arithmetic from `balance` (the balance as a Double, which the caller keeps):
+    /// equal to it but for rounding in the last digits; for an equity curve drawn every candle.
+    public func estimatedEquity(balance: Double) -> Double {
+        var total = balance
+        for p in positions.values {
+            guard let bounds = p.bounds, let mark = lastCloses?[p.symbol] else { return equity.doubleValue }
+            total += (p.side == .long ? mark - bounds.entry : bounds.entry - mark) * bounds.quantity
+        }
+        return total
     }
 
     /// The balance not held as margin.
@@ -128,11 +161,57 @@ public struct PaperExchange: Sendable, Hashable, Codable {
 
     // MARK: Prices
 
+    /// The next candle of `symbol`, as it comes (prices as Doubles): ``onCandle(symbol:open:high:low:close:time:atr:fundingRate:)``,
+    /// except that a candle that can change nothing but the mark price (no order waiting, no funding
+    /// rate, and no position, or one whose stop policy is off and whose levels the candle stays clear
+    /// of) is taken without decimal arithmetic. A price that is not finite is refused.
+    public mutating func onCandle(symbol: String, candle: Candle, time: Date, atr: Double? = nil, fundingRate: Decimal? = nil) throws(VenueError) {
+        guard candle.open.isFinite, candle.high.isFinite, candle.low.isFinite, candle.close.isFinite else {
+            throw VenueError(.rejected, "candle at \(candle.openTime) has a price that is not finite")
+        }
+        if let last = lastCandle[symbol], time <= last { return }
+        if fundingRate == nil, !pending.contains(where: { orders[$0]?.symbol == symbol }) {
+            let clear: Bool
+            if let position = positions[symbol] {
+                clear = !position.policy.isActive && position.bounds.map { candle.low > $0.below && candle.high < $0.above } ?? false
+            } else {
+                clear = true
+            }
+            if clear {
+                lastCandle[symbol] = time
+                lastPrices[symbol] = nil
+                lastCloses = lastCloses ?? [:]
+                lastCloses![symbol] = candle.close
+                return
+            }
+        }
+        onCandle(
+            symbol: symbol, open: Decimal(finite: candle.open)!, high: Decimal(finite: candle.high)!, low: Decimal(finite: candle.low)!,
+            close: Decimal(finite: candle.close)!, time: time, atr: atr.flatMap(Decimal.init(finite:)), fundingRate: fundingRate)
+        lastCloses?[symbol] = candle.close
+        if var position = positions[symbol] {
+            position.bounds = bounds(of: position)
+            positions[symbol] = position
+        }
+    }
+
+    /// ``Bounds`` of a position, nil without a stop.
+    func bounds(of p: Position) -> Bounds? {
+        guard let stop = p.stopLoss else { return nil }
+        let hair = 1e-9
+        let liquidation = RiskGateway.liquidationPrice(side: p.side, entry: p.entry, leverage: Decimal(p.leverage), maintenanceMarginRate: settings.maintenanceMarginRate).doubleValue
+        let stopValue = stop.doubleValue, target = p.takeProfit?.doubleValue
+        let below = p.side == .long ? max(stopValue, liquidation) : (target ?? 0)
+        let above = p.side == .long ? (target ?? .infinity) : min(stopValue, liquidation)
+        return Bounds(below: below * (1 + hair), above: above * (1 - hair), entry: p.entry.doubleValue, quantity: p.quantity.doubleValue)
+    }
+
     /// The next candle of `symbol` (prices as Decimal); `atr` feeds the ATR-adaptive stop, `fundingRate` funding.
     /// A candle not after the last one of its symbol (a redelivery) changes nothing.
     public mutating func onCandle(symbol: String, open: Decimal, high: Decimal, low: Decimal, close: Decimal, time: Date, atr: Decimal? = nil, fundingRate: Decimal? = nil) {
         if let last = lastCandle[symbol], time <= last { return }
         lastCandle[symbol] = time
+        lastCloses?[symbol] = nil
         fillPending(symbol: symbol, at: open, time: time)
         chargeFunding(symbol: symbol, price: open, time: time, rate: fundingRate)
         if var position = positions[symbol] {
@@ -178,6 +257,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
                 position.entry = (position.entry * position.quantity + fill.price * fill.quantity) / quantity
                 position.quantity = quantity
                 position.fees += fill.fee
+                position.bounds = nil
                 positions[fill.symbol] = position
             } else {
                 // A reduce or exit: realise the PnL of what is closed.
@@ -186,6 +266,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
                 balance += pnl
                 position.quantity -= closed
                 position.fees += fill.fee
+                position.bounds = nil
                 if position.quantity == 0 {
                     positions[fill.symbol] = nil
                     queued.append(.closed(close(position, quantity: closed, exit: fill.price, pnl: pnl, time: fill.time, reason: "exit")))

@@ -89,8 +89,13 @@ public struct VenuePosition: Sendable, Hashable, Codable {
     public var stopLoss: Decimal?
     public var takeProfit: Decimal?
     public var openedAt: Date
+    /// Fees paid so far on the position (its entry's), where known; its close adds its own.
+    public var fees: Decimal
 
-    public init(symbol: String, side: PositionSide, quantity: Decimal, entryPrice: Decimal, leverage: Int, stopLoss: Decimal?, takeProfit: Decimal?, openedAt: Date) {
+    public init(
+        symbol: String, side: PositionSide, quantity: Decimal, entryPrice: Decimal, leverage: Int, stopLoss: Decimal?, takeProfit: Decimal?, openedAt: Date,
+        fees: Decimal = 0
+    ) {
         self.symbol = symbol
         self.side = side
         self.quantity = quantity
@@ -99,6 +104,7 @@ public struct VenuePosition: Sendable, Hashable, Codable {
         self.stopLoss = stopLoss
         self.takeProfit = takeProfit
         self.openedAt = openedAt
+        self.fees = fees
     }
 }
 
@@ -162,6 +168,9 @@ public struct StopPolicy: Sendable, Hashable, Codable {
 }
 
 extension StopPolicy {
+    /// Whether the policy ever moves a stop.
+    public var isActive: Bool { breakEvenAfterOneR || trailingCallbackFraction != nil || atrMultiple != nil }
+
     /// The stop for the next candle, the same rule on every venue: break-even once the best price is
     /// +1R, the trailing stop `callback` behind the best price once it is `activationR` in favour, and
     /// `atrMultiple` ATRs from the close. R is the distance from the entry to the initial stop. A stop

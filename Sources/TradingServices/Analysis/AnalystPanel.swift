@@ -52,8 +52,6 @@ public struct AnalystPanel: Sendable {
         self.now = now
     }
 
-    /// The rules analyst's prompt version: the framework it implements.
-    public static let rulesPromptVersion = "framework-v1"
 
     public func decide(_ context: AnalysisContext) async -> Verdict {
         let price = context.price ?? 0
@@ -134,13 +132,8 @@ public struct AnalystPanel: Sendable {
     }
 
     func rulesVerdict(_ context: AnalysisContext, price: Double, attempts: Int, failures: [String]) -> Verdict {
-        let proposal: TradeProposal
-        switch rules.framework.check(rules.decide(context), price: price) {
-        case .success(let checked): proposal = checked
-        case .failure(let reason): proposal = .hold("rules analyst's proposal failed the framework check: \(reason)")
-        }
-        return Verdict(
-            proposal: proposal, provider: RulesAnalyst.name, model: RulesAnalyst.model, promptVersion: Self.rulesPromptVersion,
+        Verdict(
+            proposal: rules.checkedDecision(context), provider: RulesAnalyst.name, model: RulesAnalyst.model, promptVersion: RulesAnalyst.promptVersion,
             attempts: attempts, invalid: [], failures: failures, prompt: nil, replies: [], cached: false)
     }
 }

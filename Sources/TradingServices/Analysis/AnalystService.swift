@@ -121,22 +121,22 @@ public actor AnalystService {
 
     /// The context, or nil when the primary snapshot is missing or stale.
     func context(symbol: String, interval: String, signalSnapshot: IndicatorSnapshot?) async throws -> AnalysisContext? {
-        var timeframes: [String: IndicatorSnapshot] = [:]
+        var latest: [String: IndicatorSnapshot] = [:]
         for other in Set(settings.intervals + [interval]) {
-            if let snapshot = await snapshot(symbol: symbol, interval: other) { timeframes[other] = snapshot }
+            if let snapshot = await snapshot(symbol: symbol, interval: other) { latest[other] = snapshot }
         }
-        if let signalSnapshot, (timeframes[interval]?.openTime ?? .min) < signalSnapshot.openTime { timeframes[interval] = signalSnapshot }
-        guard let primary = timeframes[interval] else {
+        let timeframes: [String: IndicatorSnapshot]
+        switch AnalysisContext.timeframes(latest: latest, interval: interval, signalSnapshot: signalSnapshot, now: now(), maxSnapshotAge: settings.maxSnapshotAge) {
+        case .success(let shown): timeframes = shown
+        case .failure(.missing):
             logger.warning("no snapshot to analyse", metadata: ["symbol": "\(symbol)", "interval": "\(interval)"])
             Counter(label: "tradebus_analyst_refused_total", dimensions: [("reason", "missing")]).increment()
             return nil
-        }
-        if isStale(primary, interval: interval) {
-            logger.warning("snapshot too old; not analysed", metadata: ["symbol": "\(symbol)", "interval": "\(interval)", "open_time": "\(primary.openTime)"])
+        case .failure(.stale):
+            logger.warning("snapshot too old; not analysed", metadata: ["symbol": "\(symbol)", "interval": "\(interval)", "open_time": "\(latest[interval]?.openTime ?? 0)"])
             Counter(label: "tradebus_analyst_refused_total", dimensions: [("reason", "stale")]).increment()
             return nil
         }
-        for (other, snapshot) in timeframes where other != interval && isStale(snapshot, interval: other) { timeframes[other] = nil }
 
         let positions = try await store.openPositions().filter { $0.symbol == symbol }
         let dayStart = Date(timeIntervalSince1970: (now().timeIntervalSince1970 / 86_400).rounded(.down) * 86_400)
@@ -155,12 +155,6 @@ public actor AnalystService {
     func snapshot(symbol: String, interval: String) async -> IndicatorSnapshot? {
         guard let value = await cache.get(SnapshotPayload.cacheKey(symbol: symbol, interval: interval)) else { return nil }
         return try? EnvelopeCodec.decode(SnapshotPayload.self, from: value.bytes).payload.snapshot
-    }
-
-    func isStale(_ snapshot: IndicatorSnapshot, interval: String) -> Bool {
-        let length = Double(CandleInterval.milliseconds(interval) ?? 0) / 1000
-        let closed = Double(snapshot.openTime) / 1000 + length
-        return now().timeIntervalSince1970 - closed > length + settings.maxSnapshotAge
     }
 
     /// Longer than any decision takes (the panel's budget) plus the time to record and publish it.

@@ -110,8 +110,14 @@ public actor ExecutorService {
             return .hold
         }
         let positions = try await venuePositionsInStore()
+        let inFlight = try await ordersInFlight()
         if let open = positions.first(where: { $0.symbol == d.symbol }), settings.closeOnOpposite,
            (open.side == .long) != (d.action == .long) {
+            if let exit = inFlight.first(where: { $0.symbol == d.symbol && $0.purpose == .exit }) {
+                // Already closing: a second exit would find nothing to reduce.
+                try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
+                return .closing(clientOrderID: exit.clientOrderID)
+            }
             return try await close(open, decisionID: intent.decisionID, correlationID: correlationID)
         }
         let quote: Quote
@@ -127,9 +133,11 @@ public actor ExecutorService {
             return try await reject(intent, RiskRejection(.invalidDecision, "the venue has no price for \(d.symbol) yet"), correlationID: correlationID)
         }
         let account = try await venue.account()
+        // An entry on its way counts as the position it will be: no second one on the same symbol.
         let venueSymbols = Set(try await venue.positions().map(\.symbol))
+        let entering = inFlight.filter { $0.purpose == .entry }.map(\.symbol)
         let view = AccountView(
-            equity: account.equity, availableMargin: account.availableMargin, openSymbols: venueSymbols.union(positions.map(\.symbol)),
+            equity: account.equity, availableMargin: account.availableMargin, openSymbols: venueSymbols.union(positions.map(\.symbol)).union(entering),
             halt: try await currentHalt(equity: account.equity))
         let market = MarketView(venuePrice: price, referencePrice: await referencePrice(d.symbol), filters: filters, now: now())
         switch gateway.check(intent, market: market, account: view) {
@@ -147,6 +155,14 @@ public actor ExecutorService {
     }
 
     struct Quote { var price: Decimal?; var filters: ExchangeFilters }
+
+    /// This venue's orders whose outcome is open. An intent older than a decision may be is left out:
+    /// it will never be sent (its decision, redelivered, expires it).
+    func ordersInFlight() async throws -> [OrderRecord] {
+        try await store.orders(statuses: OrderStatus.inFlight).filter {
+            $0.venue == venue.name && ($0.status != .intent || now().timeIntervalSince($0.createdAt) <= settings.limits.maxDecisionAge)
+        }
+    }
 
     /// The symbol's price and filters at the venue.
     func venueQuote(_ symbol: String) async -> Result<Quote, VenueError> {
@@ -411,7 +427,7 @@ public actor ExecutorService {
             resumed = true
         }
         try await processVenueEvents()
-        for order in try await store.orders(statuses: [.intent, .sent, .unknown, .accepted, .partiallyFilled]) where order.venue == venue.name {
+        for order in try await store.orders(statuses: OrderStatus.inFlight) where order.venue == venue.name {
             if let known = try await venue.order(clientOrderID: order.clientOrderID, symbol: order.symbol) {
                 try await store.updateOrder(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID, at: now())
             } else if order.status != .intent {
@@ -453,7 +469,7 @@ public actor ExecutorService {
     /// every symbol in play, and the symbols of orders whose outcome is open.
     func resumePoint() async throws -> VenueResume {
         let open = try await venuePositionsInStore()
-        let pending = try await store.orders(statuses: [.intent, .sent, .unknown, .accepted, .partiallyFilled]).filter { $0.venue == venue.name }
+        let pending = try await store.orders(statuses: OrderStatus.inFlight).filter { $0.venue == venue.name }
         // A fill not yet committed may be all the store lacks of a position the venue holds.
         let held = Set(try await venue.positions().map(\.symbol))
         let symbols = held.union(open.map(\.symbol)).union(pending.map(\.symbol))
@@ -461,13 +477,18 @@ public actor ExecutorService {
         for symbol in symbols {
             committed[symbol] = try await store.latestFills(venue: venue.name, symbol: symbol, limit: 20).map(VenueFill.init)
         }
-        return VenueResume(
-            openPositions: open.map {
-                VenuePosition(
-                    symbol: $0.symbol, side: $0.side, quantity: $0.quantity, entryPrice: $0.entryPrice, leverage: $0.leverage, stopLoss: $0.stopLoss,
-                    takeProfit: $0.takeProfit, openedAt: $0.openedAt)
-            },
-            committedFills: committed, pendingSymbols: symbols)
+        var positions: [VenuePosition] = []
+        for position in open {
+            // The fees of the fills of the decision that opened it, so the trade's fees and PnL count them.
+            var fees: Decimal = 0
+            for order in try await store.orders(decisionID: position.decisionID) where order.venue == venue.name && order.purpose == .entry {
+                fees += try await store.fills(clientOrderID: order.clientOrderID).map(\.fee).reduce(0, +)
+            }
+            positions.append(VenuePosition(
+                symbol: position.symbol, side: position.side, quantity: position.quantity, entryPrice: position.entryPrice, leverage: position.leverage,
+                stopLoss: position.stopLoss, takeProfit: position.takeProfit, openedAt: position.openedAt, fees: fees))
+        }
+        return VenueResume(openPositions: positions, committedFills: committed, pendingSymbols: symbols)
     }
 
     // MARK: Publishing

@@ -63,11 +63,7 @@ public actor PaperVenue: Venue {
     public func resume(_ state: VenueResume) async throws(VenueError) {}
 
     public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {
-        guard let open = Decimal(finite: candle.open), let high = Decimal(finite: candle.high), let low = Decimal(finite: candle.low),
-              let close = Decimal(finite: candle.close) else {
-            throw VenueError(.rejected, "candle at \(candle.openTime) has a price that is not finite")
-        }
-        exchange.onCandle(symbol: symbol, open: open, high: high, low: low, close: close, time: time, atr: atr.flatMap(Decimal.init(finite:)), fundingRate: fundingRate)
+        try exchange.onCandle(symbol: symbol, candle: candle, time: time, atr: atr, fundingRate: fundingRate)
         try save()
     }
 }

@@ -31,6 +31,9 @@ public actor IndicatorProcessor {
         var streams: [String: StreamState] = [:]
         var aggregator: (symbol: String, state: TimeframeAggregator)?
         var messages: [OutgoingMessage] = []
+        /// The latest snapshot of each stream updated.
+        var snapshots: [CacheEntry] = []
+        /// The takeover state.
         var entries: [CacheEntry] = []
     }
 
@@ -89,6 +92,10 @@ public actor IndicatorProcessor {
             }
         }
         guard isNew else { return }
+        // The snapshots are in the cache before their signals go out, so an analyst handling a signal
+        // reads this candle's snapshots of every timeframe. They are facts of the candle; only the
+        // takeover state waits until the messages are published.
+        await cache.set(changes.snapshots)
         try await publishRoutable(changes.messages)
         streams.merge(changes.streams) { $1 }
         if let (symbol, aggregator) = changes.aggregator { aggregators[symbol] = aggregator }
@@ -136,7 +143,7 @@ public actor IndicatorProcessor {
                 routingKey: RoutingKey.signal(symbol: symbol, interval: interval), body: try EnvelopeCodec.encode(signalEnvelope),
                 messageID: signalEnvelope.id, correlationID: correlationID))
         }
-        changes.entries.append(CacheEntry(key: SnapshotPayload.cacheKey(symbol: symbol, interval: interval), value: CachedValue(bytes: body, sourceTime: candleClose)))
+        changes.snapshots.append(CacheEntry(key: SnapshotPayload.cacheKey(symbol: symbol, interval: interval), value: CachedValue(bytes: body, sourceTime: candleClose)))
         if savesState {
             changes.entries.append(CacheEntry(
                 key: Self.stateKey(symbol: symbol, interval: interval),

@@ -1,0 +1,367 @@
+import Foundation
+
+/// Progress of a replay, after a candle.
+public struct ReplayProgress: Sendable {
+    public var candles: Int
+    public var total: Int
+    public var time: Date
+    public var equity: Decimal
+    public var openPositions: Int
+
+    public init(candles: Int, total: Int, time: Date, equity: Decimal, openPositions: Int) {
+        self.candles = candles
+        self.total = total
+        self.time = time
+        self.equity = equity
+        self.openPositions = openPositions
+    }
+}
+
+/// What a replay did: the one result of `tradebus run --data` (the embedded services) and
+/// `tradebus backtest` (``Backtester``).
+public struct ReplayOutcome: Sendable {
+    public var candles: Int
+    /// The closed trades, by entry time then id.
+    public var trades: [TradeRecord]
+    /// Equity after each candle, the initial capital first.
+    public var equity: [Double]
+    /// Each candle's close time.
+    public var times: [Date]
+    /// Decisions made (HOLD included), or replayed from a record.
+    public var decisions: Int
+    public var elapsedSeconds: Double
+
+    public init(candles: Int, trades: [TradeRecord], equity: [Double], times: [Date], decisions: Int, elapsedSeconds: Double) {
+        self.candles = candles
+        self.trades = trades
+        self.equity = equity
+        self.times = times
+        self.decisions = decisions
+        self.elapsedSeconds = elapsedSeconds
+    }
+}
+
+/// The backtester: the services' own core types (``IndicatorSet``, ``Signal``, ``RulesAnalyst``
+/// with the framework check, ``RiskGateway``, ``TradingHalts`` and ``PaperExchange``) called directly,
+/// one candle at a time, with no bus, no JSON, no store and no task hop between them.
+///
+/// It takes the embedded system's steps in the embedded system's order, so on the same candles and
+/// configuration it makes the same trades, with the same ids, times and prices (the parity tests hold
+/// it to that, on every shared data file and with every stop policy):
+/// 1. the paper venue trades on the candle: it fills what the last decisions ordered at the open, then
+///    takes stops and targets (the executor's `observe`), and the fills and closes are booked as the
+///    executor books them (an entry fill opens the position and places its stop and target);
+/// 2. the candle updates the indicators, and from 1m candles the 5m, 15m, 1h and 4h ones, whose
+///    snapshots replace the latest of their interval (the indicator worker);
+/// 3. each signal, in the order the indicator worker publishes them, is decided on the latest fresh
+///    snapshots (the analyst), and each decision goes through the executor's steps: HOLD is recorded,
+///    an opposing decision closes the position, anything else goes through the risk gateway to an order.
+///
+/// What the services add around those steps (the record, the messages, idempotency, recovery) has no
+/// effect on a replay's trades, and is not here. The equity curve is worked out in Double arithmetic
+/// while a position is open (``PaperExchange/estimatedEquity(balance:)``); trades, PnL and fees are
+/// the paper venue's exact decimals.
+public struct Backtester: Sendable {
+    public struct Settings: Sendable {
+        public var initialCapital: Decimal = 10_000
+        public var paper = PaperExchange.Settings()
+        /// The gateway's limits. A replay has no second venue: no reference price is asked for.
+        public var limits = RiskLimits()
+        public var halts = TradingHalts.Limits()
+        public var policy = StopPolicy()
+        /// An opposing decision closes the open position (and opens nothing).
+        public var closeOnOpposite = true
+        public var framework = TradingFramework()
+        /// The timeframes the analyst is shown besides the signal's (ANALYSIS_INTERVALS).
+        public var analysisIntervals = ["5m", "15m", "1h", "4h"]
+        /// MAX_SNAPSHOT_AGE_SECONDS.
+        public var maxSnapshotAge: TimeInterval = 120
+        public init() {}
+    }
+
+    /// Where decisions come from.
+    public enum Analyst: Sendable {
+        /// The rules analyst on every signal.
+        case rules
+        /// Decisions an earlier run recorded, each replayed at the candle it was made on.
+        case recorded([DecisionRecord])
+    }
+
+    public let settings: Settings
+    public let analyst: Analyst
+
+    public init(settings: Settings, analyst: Analyst) {
+        self.settings = settings
+        self.analyst = analyst
+    }
+
+    /// Replays `candles` of one symbol; `progress` is told every `progressEvery` candles and after the last.
+    public func run(
+        _ candles: [Candle], symbol: String, interval: String, progressEvery: Int = 1_000, progress: ((ReplayProgress) -> Void)? = nil
+    ) throws -> ReplayOutcome {
+        guard let length = CandleInterval.milliseconds(interval) else {
+            throw BacktestError("interval '\(interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d")
+        }
+        let started = ContinuousClock.now
+        var run = BacktestRun(settings: settings, symbol: symbol, interval: interval, analyst: analyst)
+        var equity: [Double] = [settings.initialCapital.doubleValue]
+        var times: [Date] = []
+        equity.reserveCapacity(candles.count + 1)
+        times.reserveCapacity(candles.count)
+        for (index, candle) in candles.enumerated() {
+            let close = Date(timeIntervalSince1970: Double(candle.openTime + length) / 1000)
+            try run.step(candle, close: close)
+            equity.append(run.equity)
+            times.append(close)
+            if let progress, (index + 1) % progressEvery == 0 || index + 1 == candles.count {
+                progress(ReplayProgress(candles: index + 1, total: candles.count, time: close, equity: run.exchange.equity, openPositions: run.exchange.positions.count))
+            }
+        }
+        return ReplayOutcome(
+            candles: candles.count, trades: run.trades.sorted { ($0.entryTime, $0.id) < ($1.entryTime, $1.id) }, equity: equity, times: times,
+            decisions: run.decisions, elapsedSeconds: (ContinuousClock.now - started).timeInterval)
+    }
+}
+
+/// A replay that cannot start.
+public struct BacktestError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// One replay's state, candle by candle.
+struct BacktestRun {
+    /// One (symbol, interval) stream of the indicator worker.
+    struct Stream {
+        var indicators = IndicatorSet()
+        var lastOpenTime: Int64?
+        var previous: IndicatorSnapshot?
+    }
+
+    /// An order the executor has sent, as its record would hold it.
+    struct Order {
+        var decisionID: String
+        var purpose: OrderPurpose
+        var symbol: String
+        var side: OrderSide
+        var quantity: Decimal
+        var stopPrice: Decimal?
+        /// The decision's leverage and target, which the position opens with.
+        var leverage: Int
+        var takeProfit: Decimal?
+        var fills: [(price: Decimal, quantity: Decimal)] = []
+    }
+
+    /// An open position, as the executor's record holds it.
+    struct Position {
+        var id: String
+        var side: PositionSide
+        var quantity: Decimal
+        var leverage: Int
+        var openedAt: Date
+    }
+
+    let settings: Backtester.Settings
+    let symbol: String
+    let interval: String
+    let gateway: RiskGateway
+    let rules: RulesAnalyst
+    /// Recorded decisions by candle time (ms), in the record's order.
+    let recorded: [Int64: [DecisionRecord]]?
+    /// The intervals an analyst reads, besides a signal's own.
+    let analysisIntervals: Set<String>
+
+    var exchange: PaperExchange
+    var streams: [String: Stream] = [:]
+    var aggregator = TimeframeAggregator()
+    /// The latest snapshot of each interval (the hot cache's `snap:` keys).
+    var latest: [String: IndicatorSnapshot] = [:]
+    /// Orders sent and not yet filled, by client id.
+    var orders: [String: Order] = [:]
+    var positions: [String: Position] = [:]
+    var halts: TradingHalts?
+    var trades: [TradeRecord] = []
+    var decisions = 0
+    var now = Date(timeIntervalSince1970: 0)
+    /// The paper balance as a Double, worked out again after every venue event.
+    var balance: Double
+    /// Equity after the last candle, as a Double.
+    var equity: Double
+
+    init(settings: Backtester.Settings, symbol: String, interval: String, analyst: Backtester.Analyst) {
+        self.settings = settings
+        self.symbol = symbol
+        self.interval = interval
+        var limits = settings.limits
+        limits.requireReferencePrice = false
+        gateway = RiskGateway(limits: limits)
+        rules = RulesAnalyst(framework: settings.framework)
+        if case .recorded(let records) = analyst {
+            recorded = Dictionary(grouping: records.filter { $0.symbol == symbol }) { Int64(($0.candleTime.timeIntervalSince1970 * 1000).rounded()) }
+        } else {
+            recorded = nil
+        }
+        analysisIntervals = Set(settings.analysisIntervals)
+        exchange = PaperExchange(settings: settings.paper, balance: settings.initialCapital)
+        balance = settings.initialCapital.doubleValue
+        equity = balance
+    }
+
+    // MARK: One candle
+
+    mutating func step(_ candle: Candle, close: Date) throws {
+        now = close
+        try observe(candle, time: close)
+        var signals: [(interval: String, openTime: Int64, signal: Signal)] = []
+        if candle.defect == nil {
+            // The indicator worker refuses a defective candle; the venue has traded on it already.
+            let isNew = update(interval, candle, into: &signals)
+            if isNew && interval == "1m" {
+                for output in aggregator.add(candle) { update(output.interval, output.candle, into: &signals) }
+            }
+        }
+        if let recorded {
+            for record in recorded[Int64((close.timeIntervalSince1970 * 1000).rounded())] ?? [] {
+                decisions += 1
+                execute(decisionID: record.id, record.payload(requestID: record.id))
+            }
+        } else {
+            for (interval, openTime, signal) in signals {
+                let requestID = "sig:\(symbol):\(interval):\(openTime):\(signal.kind.rawValue):\(signal.direction.rawValue)"
+                guard let decision = decide(interval: interval, requestID: requestID, signalSnapshot: signal.snapshot) else { continue }
+                decisions += 1
+                execute(decisionID: "decision:\(requestID)", decision)
+            }
+        }
+        equity = exchange.positions.isEmpty ? balance : exchange.estimatedEquity(balance: balance)
+    }
+
+    // MARK: The paper venue (the executor's observe and its booking of venue events)
+
+    /// The venue trades on the candle, then its events are booked.
+    mutating func observe(_ candle: Candle, time: Date) throws {
+        // The ATR-adaptive stop reads the latest snapshot of the candle's stream: the previous candle's.
+        let atr = settings.policy.atrMultiple == nil ? nil : latest[interval]?.atr14
+        try exchange.onCandle(symbol: symbol, candle: candle, time: time, atr: atr)
+        if !exchange.queued.isEmpty { commitEvents() }
+    }
+
+    /// Fills, closes and stop moves, booked as ``ExecutorService`` books them.
+    mutating func commitEvents() {
+        let events = exchange.drainEvents()
+        guard !events.isEmpty else { return }
+        for event in events {
+            switch event {
+            case .fill(let fill): book(fill)
+            case .closed(let close): book(close)
+            case .stopMoved: break  // the record's stop; the venue holds the one that counts
+            }
+        }
+        balance = exchange.balance.doubleValue
+    }
+
+    mutating func book(_ fill: VenueFill) {
+        guard var order = orders[fill.clientOrderID] else { return }  // a venue-side stop or target
+        order.fills.append((fill.price, fill.quantity))
+        let filled = order.fills.reduce(Decimal(0)) { $0 + $1.quantity }
+        guard filled >= order.quantity else {
+            orders[fill.clientOrderID] = order
+            return
+        }
+        orders[fill.clientOrderID] = nil
+        guard order.purpose == .entry else { return }
+        let average = order.fills.reduce(Decimal(0)) { $0 + $1.price * $1.quantity } / filled
+        let target = order.takeProfit.map { settings.paper.filters.price($0, toward: average) }
+        positions[order.symbol] = Position(
+            id: "position:\(order.decisionID)", side: order.side == .buy ? .long : .short, quantity: filled, leverage: order.leverage, openedAt: now)
+        if let stop = order.stopPrice {
+            _ = exchange.protect(symbol: order.symbol, stopLoss: stop, takeProfit: target, policy: settings.policy)
+        }
+    }
+
+    mutating func book(_ close: VenueClose) {
+        guard let position = positions.removeValue(forKey: close.symbol) else { return }
+        trades.append(TradeRecord(
+            id: "trade:\(position.id)", positionID: position.id, symbol: close.symbol, side: close.side, entryTime: position.openedAt,
+            entryPrice: close.entryPrice, exitTime: close.closedAt, exitPrice: close.exitPrice, quantity: close.quantity, leverage: close.leverage,
+            stopLoss: close.stopLoss, takeProfit: close.takeProfit, pnl: close.pnl, fees: close.fees, funding: close.funding, exitReason: close.reason))
+        let equity = exchange.equity
+        var current = halts(equity: equity - close.pnl)
+        _ = current.recordTrade(pnl: close.pnl, equityAfter: equity, now: close.closedAt)
+        halts = current
+    }
+
+    mutating func halts(equity: Decimal) -> TradingHalts {
+        if let halts { return halts }
+        let fresh = TradingHalts(limits: settings.halts, equity: equity, now: now)
+        halts = fresh
+        return fresh
+    }
+
+    // MARK: Indicators (the indicator worker)
+
+    /// Updates one stream; false if the candle is not newer than its last one.
+    @discardableResult
+    mutating func update(_ interval: String, _ candle: Candle, into signals: inout [(interval: String, openTime: Int64, signal: Signal)]) -> Bool {
+        var stream = streams[interval] ?? Stream()
+        if let last = stream.lastOpenTime, candle.openTime <= last { return false }
+        let snapshot = stream.indicators.update(candle)
+        if let previous = stream.previous {
+            for signal in Signal.detect(previous: previous, current: snapshot) { signals.append((interval, candle.openTime, signal)) }
+        }
+        stream.lastOpenTime = candle.openTime
+        stream.previous = snapshot
+        streams[interval] = stream
+        latest[interval] = snapshot
+        return true
+    }
+
+    // MARK: The analyst
+
+    /// The rules analyst's decision on a signal, or nil when its snapshot is missing or stale.
+    func decide(interval: String, requestID: String, signalSnapshot: IndicatorSnapshot) -> DecisionPayload? {
+        let shown = latest.filter { analysisIntervals.contains($0.key) || $0.key == interval }
+        guard case .success(let timeframes) = AnalysisContext.timeframes(
+            latest: shown, interval: interval, signalSnapshot: signalSnapshot, now: now, maxSnapshotAge: settings.maxSnapshotAge) else { return nil }
+        // The rules analyst reads the snapshots only; the services also show it the position and recent trades.
+        let context = AnalysisContext(symbol: symbol, interval: interval, timeframes: timeframes)
+        return DecisionPayload(
+            symbol: symbol, proposal: rules.checkedDecision(context), provider: RulesAnalyst.name, model: RulesAnalyst.model,
+            promptVersion: RulesAnalyst.promptVersion, attempts: 0, candleTime: context.candleTime, requestID: requestID)
+    }
+
+    // MARK: The executor
+
+    mutating func execute(decisionID: String, _ d: DecisionPayload) {
+        if d.action == .hold { return }
+        if let open = positions[d.symbol], settings.closeOnOpposite, (open.side == .long) != (d.action == .long) {
+            // An exit already on its way closes it; a second would find nothing to reduce.
+            guard !orders.values.contains(where: { $0.purpose == .exit && $0.symbol == d.symbol }) else { return }
+            send(Order(
+                decisionID: decisionID, purpose: .exit, symbol: d.symbol, side: open.side == .long ? .sell : .buy, quantity: open.quantity,
+                leverage: open.leverage), reduceOnly: true)
+            return
+        }
+        guard let price = exchange.price(symbol: d.symbol) else { return }
+        let account = (equity: exchange.equity, availableMargin: exchange.availableMargin)
+        var open = Set(exchange.positions.keys).union(positions.keys)
+        for order in orders.values where order.purpose == .entry { open.insert(order.symbol) }
+        var current = halts(equity: account.equity)
+        current.roll(now: now, equity: account.equity)
+        halts = current
+        let view = AccountView(equity: account.equity, availableMargin: account.availableMargin, openSymbols: open, halt: current.halt?.reason)
+        let market = MarketView(venuePrice: price, referencePrice: nil, filters: settings.paper.filters, now: now)
+        guard case .success(let order) = gateway.check(OrderIntent(decisionID: decisionID, decision: d, decidedAt: now), market: market, account: view) else { return }
+        // The executor reads the decision's target back from its record, where it is kept as a decimal.
+        send(Order(
+            decisionID: decisionID, purpose: .entry, symbol: d.symbol, side: order.side == .long ? .buy : .sell, quantity: order.quantity,
+            stopPrice: order.stopLoss, leverage: d.leverage, takeProfit: d.takeProfit.flatMap(Decimal.init(finite:))), reduceOnly: false)
+    }
+
+    /// Sends an order; one the venue refuses leaves nothing waiting.
+    mutating func send(_ order: Order, reduceOnly: Bool) {
+        let id = ClientOrderID.make(decisionID: order.decisionID, purpose: order.purpose)
+        let request = VenueOrderRequest(clientOrderID: id, symbol: order.symbol, side: order.side, quantity: order.quantity, leverage: order.leverage, reduceOnly: reduceOnly)
+        if case .success = exchange.submit(request) { orders[id] = order }
+    }
+}
