@@ -201,7 +201,7 @@ let package = Package(
         .testTarget(name: "NotifiersTests", dependencies: ["Notifiers", "TradingServices", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
         .testTarget(name: "VenuesTests", dependencies: ["Venues", "TestSupport", "TradingServices", "SQLTradeStore", "SQLiteStore"], swiftSettings: strict),
         .testTarget(name: "TradeBusTests", dependencies: ["TestSupport", "WorkerRuntime", "RedisCache", "TradingCore"], swiftSettings: strict),
-        .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "TestSupport", "TradingCore", "SQLTradeStore", "SQLiteStore"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -348,6 +348,63 @@ struct ExecutorServiceTests {
         #expect(try await world.store.trades(since: nil).first?.exitReason == "exit")
         try await world.stop()
     }
+
+    @Test("two decisions on one symbol before the first entry fills: the second is refused as an open position, so the venue gets one order")
+    func entryOnItsWay() async throws {
+        let world = try await World()
+        let venue = try world.venue()
+        let executor = try await world.executor(venue)
+        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let first = world.intent(), second = world.intent()
+        #expect(try await executor.execute(first, correlationID: "c") == .ordered(clientOrderID: ClientOrderID.make(decisionID: first.decisionID, purpose: .entry)))
+        #expect(try await executor.execute(second, correlationID: "c") == .rejected(.positionOpen))
+        #expect(venue.submitted.withLock { $0 } == 1)
+        try await world.candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let open = try await world.store.openPositions()
+        #expect(open.count == 1 && open[0].quantity == Decimal(string: "0.05"))
+        #expect(try await venue.positions().first?.quantity == Decimal(string: "0.05"))
+        // Once filled, a third is refused on the position itself.
+        #expect(try await executor.execute(world.intent(), correlationID: "c") == .rejected(.positionOpen))
+        try await world.stop()
+    }
+
+    @Test("an entry intent older than a decision may be (never sent) does not block the symbol for good")
+    func staleIntentDoesNotBlock() async throws {
+        let world = try await World()
+        let venue = try world.venue()
+        let executor = try await world.executor(venue)
+        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let stranded = world.intent()
+        #expect(try await world.store.recordOrder(OrderRecord(
+            clientOrderID: ClientOrderID.make(decisionID: stranded.decisionID, purpose: .entry), decisionID: stranded.decisionID, venue: "paper",
+            symbol: "BTCUSDT", side: .buy, type: .market, purpose: .entry, quantity: 1, createdAt: world.clock.date)))
+        #expect(try await executor.execute(world.intent(), correlationID: "c") == .rejected(.positionOpen), "a fresh intent counts")
+        try await world.candle(executor, minute: 3, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let fresh = world.intent()
+        #expect(try await executor.execute(fresh, correlationID: "c") == .ordered(clientOrderID: ClientOrderID.make(decisionID: fresh.decisionID, purpose: .entry)))
+        try await world.stop()
+    }
+
+    @Test("two opposing decisions while the position is open: one exit order; the position closes once")
+    func exitOnItsWay() async throws {
+        let world = try await World()
+        let venue = try world.venue()
+        let executor = try await world.executor(venue)
+        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        _ = try await executor.execute(world.intent(), correlationID: "c")
+        try await world.candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let first = try await executor.execute(world.intent(action: .short), correlationID: "c")
+        let second = try await executor.execute(world.intent(action: .short), correlationID: "c")
+        guard case .closing(let exit) = first else { Issue.record("\(first)"); return }
+        #expect(second == .closing(clientOrderID: exit), "the second names the exit already on its way")
+        #expect(venue.submitted.withLock { $0 } == 2, "one entry, one exit")
+        try await world.candle(executor, minute: 2, open: 100_500, high: 100_600, low: 100_400, close: 100_500)
+        let trades = try await world.store.trades(since: nil)
+        #expect(trades.count == 1 && trades[0].exitReason == "exit")
+        #expect(try await venue.positions().isEmpty)
+        #expect(try await world.store.openPositions().isEmpty)
+        try await world.stop()
+    }
 }
 
 /// A store that can go down: every call fails while `down` is set, as Postgres's would.

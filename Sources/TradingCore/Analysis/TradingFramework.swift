@@ -107,34 +107,46 @@ public struct RulesAnalyst: Sendable {
     public static let promptVersion = "framework-v1"
     public var framework: TradingFramework
 
-    public init(framework: TradingFramework) { self.framework = framework }
+    /// Whether proposals say why in words. The backtester, which keeps no decision text, turns it off
+    /// and saves writing it; what is decided does not change.
+    public var explains: Bool
+
+    public init(framework: TradingFramework, explains: Bool = true) {
+        self.framework = framework
+        self.explains = explains
+    }
+
+    /// HOLD, with the reason when the analyst explains.
+    private func hold(_ reason: @autoclosure () -> String, confidence: Double = 0) -> TradeProposal {
+        .hold(explains ? reason() : "", confidence: confidence)
+    }
 
     public func decide(_ context: AnalysisContext) -> TradeProposal {
         guard let s = context.primary, let rsi = s.rsi14, let macd = s.macdHistogram, let atr = s.atr14, let fast = s.ema12,
               let slow = s.ema26, let sma = s.sma20, let regime = s.regime, let averageVolume = s.volumeSMA20 else {
-            return .hold("indicators still warming up on \(context.interval)")
+            return hold("indicators still warming up on \(context.interval)")
         }
         let price = s.close
         let direction: TradeAction
         if fast > slow && price > sma { direction = .long } else if fast < slow && price < sma { direction = .short } else {
-            return .hold("no trend on \(context.interval): EMA12/EMA26 and SMA20 disagree")
+            return hold("no trend on \(context.interval): EMA12/EMA26 and SMA20 disagree")
         }
-        if rsi > framework.rsiOverbought { return .hold("red flag: RSI \(rounded(rsi)) is above \(framework.rsiOverbought)") }
-        if rsi < framework.rsiOversold { return .hold("red flag: RSI \(rounded(rsi)) is below \(framework.rsiOversold)") }
-        if s.volume < framework.lowVolumeFraction * averageVolume { return .hold("red flag: volume is under \(framework.lowVolumeFraction) of its average") }
+        if rsi > framework.rsiOverbought { return hold("red flag: RSI \(rounded(rsi)) is above \(framework.rsiOverbought)") }
+        if rsi < framework.rsiOversold { return hold("red flag: RSI \(rounded(rsi)) is below \(framework.rsiOversold)") }
+        if s.volume < framework.lowVolumeFraction * averageVolume { return hold("red flag: volume is under \(framework.lowVolumeFraction) of its average") }
         if let support = s.support, let resistance = s.resistance, support < price, price < resistance {
             let position = (price - support) / (resistance - support)
-            if abs(position - 0.5) <= framework.midRangeBand { return .hold("red flag: price is midway between support \(support) and resistance \(resistance)") }
+            if abs(position - 0.5) <= framework.midRangeBand { return hold("red flag: price is midway between support \(support) and resistance \(resistance)") }
         }
         if (direction == .long && macd < 0) || (direction == .short && macd > 0) {
-            return .hold("red flag: MACD diverges from the \(direction == .long ? "up" : "down") move (histogram \(rounded(macd)))")
+            return hold("red flag: MACD diverges from the \(direction == .long ? "up" : "down") move (histogram \(rounded(macd)))")
         }
-        if regime == .volatile { return .hold("red flag: volatile regime") }
+        if regime == .volatile { return hold("red flag: volatile regime") }
         var agreeing = 0
         for (interval, higher) in context.higherTimeframes {
             guard let f = higher.ema12, let w = higher.ema26 else { continue }
             if (direction == .long && f < w) || (direction == .short && f > w) {
-                return .hold("red flag: \(interval) trends the other way")
+                return hold("red flag: \(interval) trends the other way")
             }
             agreeing += 1
         }
@@ -143,7 +155,7 @@ public struct RulesAnalyst: Sendable {
         confidence += 0.03 * Double(min(agreeing, 3))
         if let adx = s.adx14, adx >= 30 { confidence += 0.03 }
         confidence = min(confidence, 0.95)
-        if confidence < framework.minConfidence { return .hold("confidence \(rounded(confidence)) is below \(framework.minConfidence)", confidence: confidence) }
+        if confidence < framework.minConfidence { return hold("confidence \(rounded(confidence)) is below \(framework.minConfidence)", confidence: confidence) }
 
         let long = direction == .long
         var stop: Double
@@ -160,7 +172,7 @@ public struct RulesAnalyst: Sendable {
         let reward = risk * max(2, framework.minRewardRisk)
         let target = long ? price + reward : price - reward
         let leverage = framework.leverage(regime: regime, confidence: confidence)
-        let reason = "\(long ? "up" : "down")trend on \(context.interval) (\(regime.rawValue)), RSI \(rounded(rsi)), \(agreeing) higher timeframe(s) agree; stop beyond the swing level"
+        let reason = !explains ? "" : "\(long ? "up" : "down")trend on \(context.interval) (\(regime.rawValue)), RSI \(rounded(rsi)), \(agreeing) higher timeframe(s) agree; stop beyond the swing level"
         return TradeProposal(action: direction, confidence: confidence, leverage: leverage, entry: price, stopLoss: stop, takeProfit: target, reasoning: reason)
     }
 

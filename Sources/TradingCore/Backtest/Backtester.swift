@@ -133,9 +133,25 @@ public struct BacktestError: Error, Sendable, CustomStringConvertible {
 struct BacktestRun {
     /// One (symbol, interval) stream of the indicator worker.
     struct Stream {
+        let interval: String
+        /// Whether the analyst is shown this timeframe besides a signal's own.
+        let shown: Bool
         var indicators = IndicatorSet()
         var lastOpenTime: Int64?
-        var previous: IndicatorSnapshot?
+        /// The latest snapshot (what the hot cache holds for the stream).
+        var latest: IndicatorSnapshot?
+
+        /// Adds `candle`, and its signals to `signals` under `index`; false if the candle is not newer than the last one.
+        mutating func advance(_ candle: Candle, index: Int, into signals: inout [(stream: Int, openTime: Int64, signal: Signal)]) -> Bool {
+            if let last = lastOpenTime, candle.openTime <= last { return false }
+            let snapshot = indicators.update(candle)
+            if let latest {
+                for signal in Signal.detect(previous: latest, current: snapshot) { signals.append((index, candle.openTime, signal)) }
+            }
+            lastOpenTime = candle.openTime
+            latest = snapshot
+            return true
+        }
     }
 
     /// An order the executor has sent, as its record would hold it.
@@ -168,14 +184,11 @@ struct BacktestRun {
     let rules: RulesAnalyst
     /// Recorded decisions by candle time (ms), in the record's order.
     let recorded: [Int64: [DecisionRecord]]?
-    /// The intervals an analyst reads, besides a signal's own.
-    let analysisIntervals: Set<String>
 
     var exchange: PaperExchange
-    var streams: [String: Stream] = [:]
+    /// The file's interval first, then (from 1m candles) the aggregator's.
+    var streams: [Stream]
     var aggregator = TimeframeAggregator()
-    /// The latest snapshot of each interval (the hot cache's `snap:` keys).
-    var latest: [String: IndicatorSnapshot] = [:]
     /// Orders sent and not yet filled, by client id.
     var orders: [String: Order] = [:]
     var positions: [String: Position] = [:]
@@ -195,13 +208,14 @@ struct BacktestRun {
         var limits = settings.limits
         limits.requireReferencePrice = false
         gateway = RiskGateway(limits: limits)
-        rules = RulesAnalyst(framework: settings.framework)
+        rules = RulesAnalyst(framework: settings.framework, explains: false)
         if case .recorded(let records) = analyst {
             recorded = Dictionary(grouping: records.filter { $0.symbol == symbol }) { Int64(($0.candleTime.timeIntervalSince1970 * 1000).rounded()) }
         } else {
             recorded = nil
         }
-        analysisIntervals = Set(settings.analysisIntervals)
+        let names = [interval] + (interval == "1m" ? aggregator.intervals : [])
+        streams = names.map { Stream(interval: $0, shown: settings.analysisIntervals.contains($0)) }
         exchange = PaperExchange(settings: settings.paper, balance: settings.initialCapital)
         balance = settings.initialCapital.doubleValue
         equity = balance
@@ -212,12 +226,12 @@ struct BacktestRun {
     mutating func step(_ candle: Candle, close: Date) throws {
         now = close
         try observe(candle, time: close)
-        var signals: [(interval: String, openTime: Int64, signal: Signal)] = []
-        if candle.defect == nil {
-            // The indicator worker refuses a defective candle; the venue has traded on it already.
-            let isNew = update(interval, candle, into: &signals)
-            if isNew && interval == "1m" {
-                for output in aggregator.add(candle) { update(output.interval, output.candle, into: &signals) }
+        var signals: [(stream: Int, openTime: Int64, signal: Signal)] = []
+        // The indicator worker refuses a defective candle; the venue has traded on it already.
+        if candle.defect == nil, streams[0].advance(candle, index: 0, into: &signals), streams.count > 1 {
+            for output in aggregator.add(candle) {
+                guard let index = streams.firstIndex(where: { $0.interval == output.interval }) else { continue }
+                _ = streams[index].advance(output.candle, index: index, into: &signals)
             }
         }
         if let recorded {
@@ -226,11 +240,13 @@ struct BacktestRun {
                 execute(decisionID: record.id, record.payload(requestID: record.id))
             }
         } else {
-            for (interval, openTime, signal) in signals {
-                let requestID = "sig:\(symbol):\(interval):\(openTime):\(signal.kind.rawValue):\(signal.direction.rawValue)"
-                guard let decision = decide(interval: interval, requestID: requestID, signalSnapshot: signal.snapshot) else { continue }
+            for (stream, openTime, signal) in signals {
+                guard var decision = decide(stream: stream, signalSnapshot: signal.snapshot) else { continue }
                 decisions += 1
-                execute(decisionID: "decision:\(requestID)", decision)
+                // A HOLD goes no further than the record, which a backtest does not keep: its id is never needed.
+                guard decision.action != .hold else { continue }
+                decision.requestID = "sig:\(symbol):\(streams[stream].interval):\(openTime):\(signal.kind.rawValue):\(signal.direction.rawValue)"
+                execute(decisionID: "decision:\(decision.requestID)", decision)
             }
         }
         equity = exchange.positions.isEmpty ? balance : exchange.estimatedEquity(balance: balance)
@@ -241,7 +257,7 @@ struct BacktestRun {
     /// The venue trades on the candle, then its events are booked.
     mutating func observe(_ candle: Candle, time: Date) throws {
         // The ATR-adaptive stop reads the latest snapshot of the candle's stream: the previous candle's.
-        let atr = settings.policy.atrMultiple == nil ? nil : latest[interval]?.atr14
+        let atr = settings.policy.atrMultiple == nil ? nil : streams[0].latest?.atr14
         try exchange.onCandle(symbol: symbol, candle: candle, time: time, atr: atr)
         if !exchange.queued.isEmpty { commitEvents() }
     }
@@ -298,36 +314,22 @@ struct BacktestRun {
         return fresh
     }
 
-    // MARK: Indicators (the indicator worker)
-
-    /// Updates one stream; false if the candle is not newer than its last one.
-    @discardableResult
-    mutating func update(_ interval: String, _ candle: Candle, into signals: inout [(interval: String, openTime: Int64, signal: Signal)]) -> Bool {
-        var stream = streams[interval] ?? Stream()
-        if let last = stream.lastOpenTime, candle.openTime <= last { return false }
-        let snapshot = stream.indicators.update(candle)
-        if let previous = stream.previous {
-            for signal in Signal.detect(previous: previous, current: snapshot) { signals.append((interval, candle.openTime, signal)) }
-        }
-        stream.lastOpenTime = candle.openTime
-        stream.previous = snapshot
-        streams[interval] = stream
-        latest[interval] = snapshot
-        return true
-    }
-
     // MARK: The analyst
 
     /// The rules analyst's decision on a signal, or nil when its snapshot is missing or stale.
-    func decide(interval: String, requestID: String, signalSnapshot: IndicatorSnapshot) -> DecisionPayload? {
-        let shown = latest.filter { analysisIntervals.contains($0.key) || $0.key == interval }
+    func decide(stream index: Int, signalSnapshot: IndicatorSnapshot) -> DecisionPayload? {
+        let interval = streams[index].interval
+        var shown: [String: IndicatorSnapshot] = [:]
+        for (other, stream) in streams.enumerated() where stream.shown || other == index {
+            if let latest = stream.latest { shown[stream.interval] = latest }
+        }
         guard case .success(let timeframes) = AnalysisContext.timeframes(
             latest: shown, interval: interval, signalSnapshot: signalSnapshot, now: now, maxSnapshotAge: settings.maxSnapshotAge) else { return nil }
         // The rules analyst reads the snapshots only; the services also show it the position and recent trades.
         let context = AnalysisContext(symbol: symbol, interval: interval, timeframes: timeframes)
         return DecisionPayload(
             symbol: symbol, proposal: rules.checkedDecision(context), provider: RulesAnalyst.name, model: RulesAnalyst.model,
-            promptVersion: RulesAnalyst.promptVersion, attempts: 0, candleTime: context.candleTime, requestID: requestID)
+            promptVersion: RulesAnalyst.promptVersion, attempts: 0, candleTime: context.candleTime, requestID: "")
     }
 
     // MARK: The executor

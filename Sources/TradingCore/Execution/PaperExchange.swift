@@ -172,14 +172,14 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         if let last = lastCandle[symbol], time <= last { return }
         if fundingRate == nil, !pending.contains(where: { orders[$0]?.symbol == symbol }) {
             let clear: Bool
-            if let position = positions[symbol] {
+            if !positions.isEmpty, let position = positions[symbol] {
                 clear = !position.policy.isActive && position.bounds.map { candle.low > $0.below && candle.high < $0.above } ?? false
             } else {
                 clear = true
             }
             if clear {
                 lastCandle[symbol] = time
-                lastPrices[symbol] = nil
+                if !lastPrices.isEmpty { lastPrices[symbol] = nil }
                 lastCloses = lastCloses ?? [:]
                 lastCloses![symbol] = candle.close
                 return

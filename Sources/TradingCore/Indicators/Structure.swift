@@ -85,6 +85,9 @@ public struct TimeframeAggregator: Sendable, Hashable, Codable {
     /// The last minute added; an older or equal one is ignored, so a minute never counts twice.
     public private(set) var lastMinute: Int64?
 
+    /// The intervals it makes, shortest first.
+    public var intervals: [String] { buckets.map(\.interval) }
+
     /// Intervals by name and length in minutes; the default is 5m, 15m, 1h and 4h.
     public init(intervals: [(String, Int)] = [("5m", 5), ("15m", 15), ("1h", 60), ("4h", 240)]) {
         buckets = intervals.map { Bucket(interval: $0.0, milliseconds: Int64($0.1) * 60_000) }
