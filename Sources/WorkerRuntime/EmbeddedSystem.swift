@@ -113,6 +113,12 @@ public final class EmbeddedSystem: Sendable {
             running.append(RunningConsumer.start(bus, queue: spec.name, options: ConsumerOptions(prefetch: 16)) { try await sink.handle($0) })
         }
         consumers.withLock { $0 = running }
+        // Nothing is published before every consumer listens: the bus counts an unheard queue as idle,
+        // and a candle's consequences would then run after the next candle (seen on a loaded machine).
+        var queues = [Self.candleQueue.name, ExecutorService.decisionQueue(account: account).name]
+        if analyst != nil { queues.append(AnalystService.signalQueue.name) }
+        queues += sinks.map { SinkWorker.queue(for: $0.sink.name, prefix: "embedded.notifier").name }
+        await bus.waitForConsumers(on: queues)
         try await executor.reconcile()
     }
 
@@ -137,6 +143,7 @@ public final class EmbeddedSystem: Sendable {
         try await bus.declare(candles)
         let consumer = RunningConsumer.start(bus, queue: candles.name, options: ConsumerOptions(prefetch: 64)) { [executor] in try await executor.handleCandle($0) }
         consumers.withLock { $0.append(consumer) }
+        await bus.waitForConsumers(on: [candles.name])
         let feed = try LiveFeed(
             source: stream, history: history, output: FeedOutput(venue: venue, source: "tradebus", bus: bus, cache: cache, logger: logger),
             settings: LiveFeed.Settings(streams: symbols.map { CandleStreamID(symbol: $0, interval: interval) }, staleIntervals: staleIntervals))

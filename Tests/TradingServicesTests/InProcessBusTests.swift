@@ -22,6 +22,23 @@ struct InProcessBusTests {
         #expect(try await bus.messageCount("q") == 0)
     }
 
+    @Test("a queue nobody consumes counts as idle; waitForConsumers returns only once a consumer listens, and then idle means handled")
+    func waitForConsumers() async throws {
+        let bus = InProcessBus()
+        try await bus.declare(QueueSpec(name: "w", bindings: ["w.#"]))
+        try await bus.publish(OutgoingMessage(routingKey: "w.1", body: []))
+        #expect(await bus.isIdle, "nobody listens: idle, though a message waits")
+        let waited = Task { await bus.waitForConsumers(on: ["w"]) }
+        try await Task.sleep(for: .milliseconds(50))
+        let handled = Collector<String>()
+        let consumer = RunningConsumer.start(bus, queue: "w", options: .init(prefetch: 1)) { handled.append($0.routingKey) }
+        await waited.value
+        try await bus.publish(OutgoingMessage(routingKey: "w.2", body: []))
+        await bus.waitUntilIdle()
+        #expect(handled.all == ["w.1", "w.2"])
+        try await consumer.stop()
+    }
+
     @Test("consuming an undeclared queue fails")
     func unknownQueue() async throws {
         await #expect(throws: BusError.unknownQueue("nope")) {

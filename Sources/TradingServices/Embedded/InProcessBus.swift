@@ -46,6 +46,7 @@ public actor InProcessBus: MessageBus {
     private let attempts = AttemptCounter()
 
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    private var consumerWaiters: [(queues: [String], continuation: CheckedContinuation<Void, Never>)] = []
 
     public init() {}
 
@@ -58,6 +59,23 @@ public actor InProcessBus: MessageBus {
     public func waitUntilIdle() async {
         if isIdle { return }
         await withCheckedContinuation { idleWaiters.append($0) }
+    }
+
+    /// Returns once each of `names` has a consumer. A queue nobody consumes counts as idle, so a replay
+    /// waits for its consumers to be listening before it publishes its first candle.
+    public func waitForConsumers(on names: [String]) async {
+        if hasConsumers(names) { return }
+        await withCheckedContinuation { consumerWaiters.append((names, $0)) }
+    }
+
+    private func hasConsumers(_ names: [String]) -> Bool {
+        names.allSatisfy { !(queues[$0]?.consumers.isEmpty ?? true) }
+    }
+
+    private func resumeConsumerWaiters() {
+        let ready = consumerWaiters.filter { hasConsumers($0.queues) }
+        consumerWaiters.removeAll { hasConsumers($0.queues) }
+        for waiter in ready { waiter.continuation.resume() }
     }
 
     private func resumeIdleWaiters() {
@@ -174,6 +192,7 @@ public actor InProcessBus: MessageBus {
         consumers[id] = ConsumerState(queue: queue, prefetch: prefetch, continuation: continuation)
         state.consumers.append(id)
         dispatch(state)
+        resumeConsumerWaiters()
         return id
     }
 
