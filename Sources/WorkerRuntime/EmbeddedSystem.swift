@@ -49,6 +49,15 @@ public final class EmbeddedSystem: Sendable {
     private let consumers = Mutex<[RunningConsumer]>([])
 
     static let candleQueue = QueueSpec(name: "embedded.indicator-worker.candles", bindings: ["md.candle.#"])
+    /// Signals and decisions, counted for the progress line.
+    static let tallyQueue = QueueSpec(name: "embedded.tally", bindings: ["sig.#", "decision.#"])
+    private let tally = Tally()
+
+    /// Signals and decisions seen on the bus.
+    final class Tally: Sendable {
+        let signals = Atomic<Int>(0)
+        let decisions = Atomic<Int>(0)
+    }
 
     /// Builds the system from the same configuration keys as the workers (risk limits, analyst,
     /// venue). The paper venue is in memory: a replay always starts from `INITIAL_CAPITAL`.
@@ -97,7 +106,11 @@ public final class EmbeddedSystem: Sendable {
         try await store.migrate()
         try await bus.declare(Self.candleQueue)
         try await bus.declare(ExecutorService.decisionQueue(account: account))
+        try await bus.declare(Self.tallyQueue)
         var running = [
+            RunningConsumer.start(bus, queue: Self.tallyQueue.name, options: ConsumerOptions(prefetch: 64)) { [tally] delivery in
+                if delivery.routingKey.hasPrefix("sig.") { tally.signals.add(1, ordering: .relaxed) } else { tally.decisions.add(1, ordering: .relaxed) }
+            },
             RunningConsumer.start(bus, queue: Self.candleQueue.name, options: ConsumerOptions(prefetch: 1)) { [indicators] in try await indicators.handle($0) },
             RunningConsumer.start(bus, queue: ExecutorService.decisionQueue(account: account).name, options: ConsumerOptions(prefetch: 1)) { [executor] in
                 try await executor.handleDecision($0)
@@ -115,7 +128,7 @@ public final class EmbeddedSystem: Sendable {
         consumers.withLock { $0 = running }
         // Nothing is published before every consumer listens: the bus counts an unheard queue as idle,
         // and a candle's consequences would then run after the next candle (seen on a loaded machine).
-        var queues = [Self.candleQueue.name, ExecutorService.decisionQueue(account: account).name]
+        var queues = [Self.candleQueue.name, ExecutorService.decisionQueue(account: account).name, Self.tallyQueue.name]
         if analyst != nil { queues.append(AnalystService.signalQueue.name) }
         queues += sinks.map { SinkWorker.queue(for: $0.sink.name, prefix: "embedded.notifier").name }
         await bus.waitForConsumers(on: queues)
@@ -213,13 +226,16 @@ public final class EmbeddedSystem: Sendable {
             equity.append(account.equity.doubleValue)
             times.append(close)
             if let progress {
-                progress(ReplayProgress(candles: index + 1, total: candles.count, time: close, equity: account.equity, openPositions: try await venue.positions().count))
+                progress(ReplayProgress(
+                    candles: index + 1, total: candles.count, time: close, signals: tally.signals.load(ordering: .relaxed),
+                    decisions: tally.decisions.load(ordering: .relaxed), equity: account.equity,
+                    openPositions: try await venue.positions().count))
             }
         }
         let trades = try await store.trades(since: nil).filter { $0.symbol == symbol }.sorted { ($0.entryTime, $0.id) < ($1.entryTime, $1.id) }
         if recorded == nil { decisions = try await store.decisions(symbol: symbol, candleTimes: Date(timeIntervalSince1970: 0)...Date.distantFuture).count }
         return ReplayOutcome(
-            candles: candles.count, trades: trades, equity: equity, times: times, decisions: decisions,
+            candles: candles.count, trades: trades, equity: equity, times: times, signals: tally.signals.load(ordering: .relaxed), decisions: decisions,
             elapsedSeconds: (ContinuousClock.now - started).timeInterval)
     }
 }

@@ -121,6 +121,7 @@ enum ReplayOutput {
         object["elapsed_seconds"] = outcome.elapsedSeconds
         object["candles_per_second"] = outcome.elapsedSeconds > 0 ? Double(outcome.candles) / outcome.elapsedSeconds : 0
         object["decisions"] = outcome.decisions
+        object["signals"] = outcome.signals
         return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
     }
 
@@ -128,7 +129,7 @@ enum ReplayOutput {
         func money(_ value: Double) -> String { String(format: "%.2f", value) }
         return """
         \(data.symbol) \(data.interval), \(report.candles) candles from \(data.path)
-          decisions \(outcome.decisions), trades \(report.trades) (\(report.wins) won, \(report.losses) lost, win rate \(String(format: "%.1f", report.winRate * 100)) %)
+          signals \(outcome.signals), decisions \(outcome.decisions), trades \(report.trades) (\(report.wins) won, \(report.losses) lost, win rate \(String(format: "%.1f", report.winRate * 100)) %)
           PnL \(money(report.totalPnL)) USD after \(money(report.fees)) fees; return \(String(format: "%.2f", report.returnPercent)) %; final equity \(money(report.finalEquity))
           max drawdown \(String(format: "%.2f", report.maxDrawdownPercent)) %; Sharpe \(String(format: "%.2f", report.sharpe)); Sortino \(String(format: "%.2f", report.sortino)); profit factor \(report.profitFactorIsInfinite ? "∞" : String(format: "%.2f", report.profitFactor)); average reward/risk \(String(format: "%.2f", report.averageRewardRisk))
           \(String(format: "%.0f", Double(report.candles) / max(outcome.elapsedSeconds, 1e-9))) candles/s (\(String(format: "%.2f", outcome.elapsedSeconds)) s)
@@ -140,7 +141,7 @@ enum ReplayOutput {
         guard isatty(STDERR_FILENO) == 1, progress.candles % 50 == 0 || progress.candles == progress.total else { return }
         let width = 30, done = width * progress.candles / max(progress.total, 1)
         let bar = String(repeating: "█", count: done) + String(repeating: "·", count: width - done)
-        let line = "\r\(bar) \(progress.candles)/\(progress.total) candles · open \(progress.openPositions) · equity \(String(format: "%.2f", progress.equity.doubleValue))"
+        let line = "\r\(bar) \(progress.candles)/\(progress.total) candles · \(progress.signals) signals · \(progress.decisions) decisions · open \(progress.openPositions) · equity \(String(format: "%.2f", progress.equity.doubleValue))"
         FileHandle.standardError.write(Data(line.utf8))
         if progress.candles == progress.total { FileHandle.standardError.write(Data("\n".utf8)) }
     }
@@ -297,7 +298,7 @@ struct Run: AsyncParsableCommand {
         let (outcome, report) = try await ReplayRun(data: replay, analyst: .configured, notify: true, database: database).execute { progress in
             if lines {
                 if progress.candles % 250 == 0 || progress.candles == progress.total {
-                    FileHandle.standardError.write(Data("progress: \(progress.candles)/\(progress.total) candles, \(progress.openPositions) open, equity \(String(format: "%.2f", progress.equity.doubleValue))\n".utf8))
+                    FileHandle.standardError.write(Data("progress: \(progress.candles)/\(progress.total) candles, \(progress.signals) signals, \(progress.decisions) decisions, \(progress.openPositions) open, equity \(String(format: "%.2f", progress.equity.doubleValue))\n".utf8))
                 }
             } else {
                 ReplayOutput.progressBar(progress)

@@ -43,7 +43,7 @@ struct ReplayParityTests {
             Issue.record("first difference in \(file) \(environment):\n\(a)\n\(b)")
             break
         }
-        #expect(fast.decisions == services.decisions && fast.times == services.times)
+        #expect(fast.signals == services.signals && fast.decisions == services.decisions && fast.times == services.times)
         // The equity curves: the backtester works out open positions in Double arithmetic.
         #expect(fast.equity.count == services.equity.count)
         let worst = zip(fast.equity, services.equity).map { abs($0 - $1) / $1 }.max() ?? 0

@@ -5,13 +5,18 @@ public struct ReplayProgress: Sendable {
     public var candles: Int
     public var total: Int
     public var time: Date
+    /// Signals the indicators gave so far, and decisions made on them (or replayed).
+    public var signals: Int
+    public var decisions: Int
     public var equity: Decimal
     public var openPositions: Int
 
-    public init(candles: Int, total: Int, time: Date, equity: Decimal, openPositions: Int) {
+    public init(candles: Int, total: Int, time: Date, signals: Int, decisions: Int, equity: Decimal, openPositions: Int) {
         self.candles = candles
         self.total = total
         self.time = time
+        self.signals = signals
+        self.decisions = decisions
         self.equity = equity
         self.openPositions = openPositions
     }
@@ -27,15 +32,18 @@ public struct ReplayOutcome: Sendable {
     public var equity: [Double]
     /// Each candle's close time.
     public var times: [Date]
+    /// Signals the indicators gave (on every timeframe).
+    public var signals: Int
     /// Decisions made (HOLD included), or replayed from a record.
     public var decisions: Int
     public var elapsedSeconds: Double
 
-    public init(candles: Int, trades: [TradeRecord], equity: [Double], times: [Date], decisions: Int, elapsedSeconds: Double) {
+    public init(candles: Int, trades: [TradeRecord], equity: [Double], times: [Date], signals: Int, decisions: Int, elapsedSeconds: Double) {
         self.candles = candles
         self.trades = trades
         self.equity = equity
         self.times = times
+        self.signals = signals
         self.decisions = decisions
         self.elapsedSeconds = elapsedSeconds
     }
@@ -114,12 +122,14 @@ public struct Backtester: Sendable {
             equity.append(run.equity)
             times.append(close)
             if let progress, (index + 1) % progressEvery == 0 || index + 1 == candles.count {
-                progress(ReplayProgress(candles: index + 1, total: candles.count, time: close, equity: run.exchange.equity, openPositions: run.exchange.positions.count))
+                progress(ReplayProgress(
+                    candles: index + 1, total: candles.count, time: close, signals: run.signals, decisions: run.decisions, equity: run.exchange.equity,
+                    openPositions: run.exchange.positions.count))
             }
         }
         return ReplayOutcome(
             candles: candles.count, trades: run.trades.sorted { ($0.entryTime, $0.id) < ($1.entryTime, $1.id) }, equity: equity, times: times,
-            decisions: run.decisions, elapsedSeconds: (ContinuousClock.now - started).timeInterval)
+            signals: run.signals, decisions: run.decisions, elapsedSeconds: (ContinuousClock.now - started).timeInterval)
     }
 }
 
@@ -194,6 +204,7 @@ struct BacktestRun {
     var positions: [String: Position] = [:]
     var halts: TradingHalts?
     var trades: [TradeRecord] = []
+    var signals = 0
     var decisions = 0
     var now = Date(timeIntervalSince1970: 0)
     /// The paper balance as a Double, worked out again after every venue event.
@@ -234,6 +245,7 @@ struct BacktestRun {
                 _ = streams[index].advance(output.candle, index: index, into: &signals)
             }
         }
+        self.signals += signals.count
         if let recorded {
             for record in recorded[Int64((close.timeIntervalSince1970 * 1000).rounded())] ?? [] {
                 decisions += 1
