@@ -20,7 +20,7 @@ public struct ExchangeFilters: Sendable, Hashable, Codable {
     /// `value` down to a whole number of `step`s.
     public static func floor(_ value: Decimal, step: Decimal) -> Decimal {
         guard step > 0 else { return value }
-        var steps = value / step
+        var steps = steps(value, step)
         var whole = Decimal()
         NSDecimalRound(&whole, &steps, 0, .down)
         return whole * step
@@ -29,10 +29,17 @@ public struct ExchangeFilters: Sendable, Hashable, Codable {
     /// `value` up to a whole number of `step`s.
     public static func ceil(_ value: Decimal, step: Decimal) -> Decimal {
         guard step > 0 else { return value }
-        var steps = value / step
+        var steps = steps(value, step)
         var whole = Decimal()
         NSDecimalRound(&whole, &steps, 0, .up)
         return whole * step
+    }
+
+    /// `value / step`. Ticks and steps are mostly powers of ten (0.0001, 0.001): then the quotient is
+    /// `value` with its exponent moved, exactly, without a decimal division (four times the cost).
+    static func steps(_ value: Decimal, _ step: Decimal) -> Decimal {
+        guard step.significand == 1 else { return value / step }
+        return Decimal(sign: value.sign, exponent: value.exponent - step.exponent, significand: value.significand)
     }
 
     /// A quantity rounded down to the step.

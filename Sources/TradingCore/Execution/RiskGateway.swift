@@ -124,14 +124,24 @@ public struct RiskRejection: Error, Sendable, Hashable, CustomStringConvertible 
     }
 
     public var code: Code
-    public var message: String
+    /// What failed, in words: worked out when read, so a caller that only needs the code (the
+    /// backtester, refusing thousands of decisions) does not pay for decimal formatting.
+    public var message: String { explain() }
+    private let explain: @Sendable () -> String
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: @autoclosure @escaping @Sendable () -> String) {
         self.code = code
-        self.message = message
+        self.explain = message
     }
 
     public var description: String { "\(code.rawValue): \(message)" }
+
+    public static func == (lhs: RiskRejection, rhs: RiskRejection) -> Bool { lhs.code == rhs.code && lhs.message == rhs.message }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(code)
+        hasher.combine(message)
+    }
 }
 
 /// The pre-trade risk gateway: a decision becomes an order only if every check passes, in this order:
@@ -177,9 +187,9 @@ public struct RiskGateway: Sendable {
         guard age <= limits.maxDecisionAge, age >= -5 else {
             return .failure(RiskRejection(.stale, "the decision is \(Int(age)) s old; at most \(Int(limits.maxDecisionAge)) s"))
         }
-        let moved = (price - entry).magnitude / entry
-        guard moved <= limits.maxPriceMoveFraction else {
-            return .failure(RiskRejection(.priceMoved, "the price moved \(moved) since the decision (\(entry) → \(price)); at most \(limits.maxPriceMoveFraction)"))
+        // Fractions are compared as products (exact; a decimal division rounds, and costs far more).
+        guard (price - entry).magnitude <= limits.maxPriceMoveFraction * entry else {
+            return .failure(RiskRejection(.priceMoved, "the price moved \((price - entry).magnitude / entry) since the decision (\(entry) → \(price)); at most \(limits.maxPriceMoveFraction)"))
         }
         guard d.confidence >= limits.minConfidence else {
             return .failure(RiskRejection(.lowConfidence, "confidence \(d.confidence) is below \(limits.minConfidence)"))
@@ -191,9 +201,8 @@ public struct RiskGateway: Sendable {
         // The venue against the reference.
         if let reference = market.referencePrice {
             guard reference > 0 else { return .failure(RiskRejection(.noReferencePrice, "the reference price \(reference) is not positive")) }
-            let deviation = (price - reference).magnitude / reference
-            guard deviation <= limits.maxPriceDeviationFraction else {
-                return .failure(RiskRejection(.priceDeviation, "the venue price \(price) is \(deviation) from the reference \(reference); at most \(limits.maxPriceDeviationFraction)"))
+            guard (price - reference).magnitude <= limits.maxPriceDeviationFraction * reference else {
+                return .failure(RiskRejection(.priceDeviation, "the venue price \(price) is \((price - reference).magnitude / reference) from the reference \(reference); at most \(limits.maxPriceDeviationFraction)"))
             }
         } else if limits.requireReferencePrice {
             return .failure(RiskRejection(.noReferencePrice, "no reference price to check the venue's against"))
@@ -215,9 +224,8 @@ public struct RiskGateway: Sendable {
             return .failure(RiskRejection(.wrongSide, "a \(side.rawValue) needs \(side == .long ? "stop < price < take-profit" : "take-profit < price < stop"); got stop \(roundedStop), price \(price), take-profit \(roundedTarget)"))
         }
         let risk = (price - roundedStop).magnitude, reward = (roundedTarget - price).magnitude
-        let stopFraction = risk / price
-        guard stopFraction >= limits.minStopFraction, stopFraction <= limits.maxStopFraction else {
-            return .failure(RiskRejection(.stopDistance, "the stop is \(stopFraction) from the price; allowed \(limits.minStopFraction)...\(limits.maxStopFraction)"))
+        guard risk >= limits.minStopFraction * price, risk <= limits.maxStopFraction * price else {
+            return .failure(RiskRejection(.stopDistance, "the stop is \(risk / price) from the price; allowed \(limits.minStopFraction)...\(limits.maxStopFraction)"))
         }
         guard reward >= limits.minRewardRisk * risk else {
             return .failure(RiskRejection(.rewardRisk, "reward to risk is \(reward / risk); at least \(limits.minRewardRisk)"))
@@ -225,11 +233,13 @@ public struct RiskGateway: Sendable {
 
         // Size.
         let leverage = Decimal(d.leverage)
-        var quantity = account.equity * limits.riskPerTradeFraction / risk
         let marginCap = min(limits.maxPositionFraction * account.equity, account.availableMargin)
         guard marginCap > 0 else { return .failure(RiskRejection(.margin, "no margin available")) }
-        quantity = min(quantity, marginCap * leverage / price, filters.maxQuantity)
-        quantity = filters.quantity(quantity)
+        // The smaller of the size the risk allows (at risk / risk) and the size the margin allows (at
+        // margin / price), chosen by comparing products: one decimal division instead of two.
+        let atRisk = account.equity * limits.riskPerTradeFraction, atMargin = marginCap * leverage
+        let affordable = atRisk * price <= atMargin * risk ? atRisk / risk : atMargin / price
+        let quantity = filters.quantity(min(affordable, filters.maxQuantity))
         guard quantity >= filters.minQuantity, quantity > 0 else {
             return .failure(RiskRejection(.size, "the size \(quantity) is below the venue's minimum quantity \(filters.minQuantity)"))
         }
@@ -237,9 +247,8 @@ public struct RiskGateway: Sendable {
         guard notional >= filters.minNotional else {
             return .failure(RiskRejection(.size, "the notional \(notional) is below the venue's minimum \(filters.minNotional)"))
         }
-        let margin = notional / leverage
-        guard margin <= account.availableMargin else {
-            return .failure(RiskRejection(.margin, "the margin \(margin) exceeds what is available (\(account.availableMargin))"))
+        guard notional <= account.availableMargin * leverage else {
+            return .failure(RiskRejection(.margin, "the margin \(notional / leverage) exceeds what is available (\(account.availableMargin))"))
         }
 
         // Profit after fees.
@@ -261,7 +270,7 @@ public struct RiskGateway: Sendable {
 
         return .success(ApprovedOrder(
             decisionID: intent.decisionID, symbol: d.symbol, side: side, quantity: quantity, leverage: d.leverage, entryPrice: price,
-            stopLoss: roundedStop, takeProfit: roundedTarget, notional: notional, margin: margin, riskUSD: quantity * risk,
+            stopLoss: roundedStop, takeProfit: roundedTarget, notional: notional, margin: notional / leverage, riskUSD: quantity * risk,
             profitAfterFeesUSD: profit, liquidationPrice: liquidation))
     }
 
