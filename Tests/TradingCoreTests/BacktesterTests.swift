@@ -179,3 +179,30 @@ struct DecimalFromDoubleTests {
         #expect(Decimal(finite: .nan) == nil && Decimal(finite: .infinity) == nil && Decimal(finite: 0.1) == Decimal(string: "0.1"))
     }
 }
+
+@Suite("Exchange filters' rounding")
+struct FilterRoundingTests {
+    /// The rounding by division that floor and ceil are held to.
+    static func byDivision(_ value: Decimal, step: Decimal, _ mode: NSDecimalNumber.RoundingMode) -> Decimal {
+        var steps = value / step
+        var whole = Decimal()
+        NSDecimalRound(&whole, &steps, 0, mode)
+        return whole * step
+    }
+
+    @Test("floor and ceil give what dividing by the step gives, for steps that are powers of ten and others, on values of both signs")
+    func sameAsDivision() {
+        var generator = SplitMix64(seed: 9)
+        let steps: [Decimal] = ["0.0001", "0.001", "0.01", "0.1", "1", "10", "0.00001", "0.5", "0.0005", "0.25"].map { Decimal(string: $0)! }
+        for _ in 0..<50_000 {
+            let step = steps[Int.random(in: 0..<steps.count, using: &generator)]
+            let value = Decimal(finite: Double.random(in: -1_000...100_000, using: &generator))! * (Bool.random(using: &generator) ? 1 : Decimal(string: "1.00000001")!)
+            let floor = ExchangeFilters.floor(value, step: step), ceil = ExchangeFilters.ceil(value, step: step)
+            let expectedFloor = Self.byDivision(value, step: step, .down), expectedCeil = Self.byDivision(value, step: step, .up)
+            guard floor == expectedFloor, floor.description == expectedFloor.description, ceil == expectedCeil, ceil.description == expectedCeil.description else {
+                Issue.record("\(value) step \(step): floor \(floor) vs \(expectedFloor), ceil \(ceil) vs \(expectedCeil)")
+                return
+            }
+        }
+    }
+}
