@@ -146,31 +146,16 @@ enum ReplayOutput {
         if progress.candles == progress.total { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 
-    /// The equity curve and its drawdown as SVG.
-    static func svg(equity: [Double], times: [Date], title: String) -> String {
-        let width = 900.0, height = 420.0, top = 30.0, split = 290.0, bottom = 400.0, left = 60.0, right = 880.0
-        guard equity.count > 1, let low = equity.min(), let high = equity.max() else { return "<svg xmlns=\"http://www.w3.org/2000/svg\"/>" }
-        let span = max(high - low, 1e-9)
-        func x(_ index: Int) -> Double { left + (right - left) * Double(index) / Double(equity.count - 1) }
-        var peak = equity[0], drawdowns: [Double] = []
-        for value in equity {
-            peak = max(peak, value)
-            drawdowns.append(peak > 0 ? (peak - value) / peak : 0)
+    /// The equity curve and its drawdown as SVG at `path`, and the same lines as a PNG beside it
+    /// (`equity.svg` → `equity.png`).
+    static func plot(equity: [Double], title: String, to path: String) throws {
+        guard let chart = EquityChart(equity: equity) else {
+            try "<svg xmlns=\"http://www.w3.org/2000/svg\"/>".write(toFile: path, atomically: true, encoding: .utf8)
+            return
         }
-        let deepest = max(drawdowns.max() ?? 0, 1e-9)
-        let equityPoints = equity.indices.map { String(format: "%.1f,%.1f", x($0), split - 10 - (split - 10 - top) * (equity[$0] - low) / span) }.joined(separator: " ")
-        let drawdownPoints = drawdowns.indices.map { String(format: "%.1f,%.1f", x($0), split + 20 + (bottom - split - 20) * drawdowns[$0] / deepest) }.joined(separator: " ")
-        return """
-        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" font-family="sans-serif" font-size="12">
-        <rect width="100%" height="100%" fill="white"/>
-        <text x="\(left)" y="18" font-size="14">\(title)</text>
-        <text x="4" y="\(top + 10)">\(String(format: "%.0f", high))</text><text x="4" y="\(split - 10)">\(String(format: "%.0f", low))</text>
-        <polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="\(equityPoints)"/>
-        <text x="4" y="\(split + 32)">DD 0%</text><text x="4" y="\(bottom)">-\(String(format: "%.1f", deepest * 100))%</text>
-        <polyline fill="none" stroke="#d62728" stroke-width="1" points="\(drawdownPoints)"/>
-        <line x1="\(left)" y1="\(split + 20)" x2="\(right)" y2="\(split + 20)" stroke="#ccc"/>
-        </svg>
-        """
+        try chart.svg(title: title).write(toFile: path, atomically: true, encoding: .utf8)
+        let png = URL(fileURLWithPath: path).deletingPathExtension().appendingPathExtension("png")
+        try Data(chart.png()).write(to: png, options: .atomic)
     }
 }
 
@@ -191,7 +176,7 @@ struct Backtest: AsyncParsableCommand {
     @Option(help: "rules: the deterministic rules analyst; recorded: the decisions stored in DATABASE_URL, point in time.") var analyst: AnalystChoice = .rules
     @Flag(help: "Print one JSON object.") var json = false
     @Option(help: "Write the trades as CSV.") var tradesOut: String?
-    @Option(help: "Draw the equity curve and drawdown as SVG.") var plot: String?
+    @Option(help: "Draw the equity curve and drawdown as SVG, and as a PNG beside it.") var plot: String?
     @Option(help: "KEY=from:to:step, repeatable: run the grid on all cores and rank it.") var sweep: [String] = []
 
     func run() async throws {
@@ -213,7 +198,7 @@ struct Backtest: AsyncParsableCommand {
         let progress: ((ReplayProgress) -> Void)? = json ? nil : { ReplayOutput.progressBar($0) }
         let (outcome, report) = try BacktestJob(data: replay, analyst: choice).execute(progress: progress)
         if let tradesOut { try ReplayOutput.writeTrades(outcome.trades, to: tradesOut) }
-        if let plot { try ReplayOutput.svg(equity: outcome.equity, times: outcome.times, title: "\(replay.symbol) \(replay.interval) equity and drawdown").write(toFile: plot, atomically: true, encoding: .utf8) }
+        if let plot { try ReplayOutput.plot(equity: outcome.equity, title: "\(replay.symbol) \(replay.interval) equity and drawdown", to: plot) }
         print(json ? try ReplayOutput.json(report, outcome) : ReplayOutput.summary(report, outcome, data: replay))
     }
 

@@ -65,12 +65,41 @@ struct BacktestCommandTests {
         }
     }
 
-    @Test("--plot draws the equity curve and drawdown as SVG; --sweep ranks a grid")
+    /// Decodes a 2-bit indexed PNG and prints its size and the rows where each line's colour appears.
+    static let pngCheck = """
+    import struct, sys, zlib
+    data = open(sys.argv[1], "rb").read()
+    assert data[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+    i, idat = 8, b""
+    while i < len(data):
+        n = struct.unpack(">I", data[i:i + 4])[0]
+        kind, body = data[i + 4:i + 8], data[i + 8:i + 8 + n]
+        assert zlib.crc32(kind + body) & 0xFFFFFFFF == struct.unpack(">I", data[i + 8 + n:i + 12 + n])[0], kind
+        if kind == b"IHDR": width, height, depth, colour = struct.unpack(">IIBB", body[:10])
+        if kind == b"IDAT": idat += body
+        i += 12 + n
+    assert depth == 2 and colour == 3
+    raw, stride, rows = zlib.decompress(idat), (width + 3) // 4 + 1, {1: [], 2: []}
+    for y in range(height):
+        row = raw[y * stride + 1:(y + 1) * stride]
+        found = {(row[x // 4] >> (6 - 2 * (x % 4))) & 3 for x in range(width)}
+        for colour in (1, 2):
+            if colour in found: rows[colour].append(y)
+    band = lambda ys: "%d-%d" % (min(ys) // 10 * 10, (max(ys) + 9) // 10 * 10)
+    print("%dx%d equity-rows %s drawdown-rows %s" % (width, height, band(rows[1]), band(rows[2])))
+    """
+
+    @Test("--plot draws the equity curve and drawdown as SVG, and as a PNG beside it; --sweep ranks a grid")
     func plotAndSweep() async throws {
         let svg = temporary("plot") + ".svg"
         _ = try await Command.run(tradebus, ["backtest", "--data", data, "--plot", svg, "--json"], environment: defaults)
         let drawing = try String(contentsOfFile: svg, encoding: .utf8)
         #expect(drawing.hasPrefix("<svg") && drawing.components(separatedBy: "<polyline").count == 3)
+        // The PNG beside it, read by Python's own zlib: every chunk's CRC, the zlib stream, the size, and
+        // the equity line (palette index 1) above the drawdown line (index 2).
+        let png = String(svg.dropLast(4)) + ".png"
+        let checked = try await Command.run("python3", ["-c", Self.pngCheck, png])
+        #expect(checked.contains("900x420 equity-rows 30-280 drawdown-rows 310-400"), "\(checked)")
         let output = try await Command.run(tradebus, ["backtest", "--data", data, "--json", "--sweep", "RISK_PER_TRADE_PERCENT=0.005:0.01:0.005"], environment: defaults)
         let rows = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]])
         #expect(rows.count == 2)
