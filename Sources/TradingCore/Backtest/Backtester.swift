@@ -62,8 +62,9 @@ public struct ReplayOutcome: Sendable {
 /// 2. the candle updates the indicators, and from 1m candles the 5m, 15m, 1h and 4h ones, whose
 ///    snapshots replace the latest of their interval (the indicator worker);
 /// 3. each signal, in the order the indicator worker publishes them, is decided on the latest fresh
-///    snapshots (the analyst), and each decision goes through the executor's steps: HOLD is recorded,
-///    an opposing decision closes the position, anything else goes through the risk gateway to an order.
+///    snapshots (the analyst), and each decision goes through the executor's steps: a HOLD goes no
+///    further, an opposing decision closes the position, anything else goes through the risk gateway
+///    to an order (an entry already on its way counts as the position it will be).
 ///
 /// What the services add around those steps (the record, the messages, idempotency, recovery) has no
 /// effect on a replay's trades, and is not here. The equity curve is worked out in Double arithmetic
