@@ -114,7 +114,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         position.takeProfit = takeProfit
         if position.initialStop == nil { position.initialStop = stopLoss }
         position.policy = policy
-        position.bounds = nil
+        position.bounds = bounds(of: position)
         positions[symbol] = position
         return .success(())
     }
@@ -189,10 +189,6 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             symbol: symbol, open: Decimal(finite: candle.open)!, high: Decimal(finite: candle.high)!, low: Decimal(finite: candle.low)!,
             close: Decimal(finite: candle.close)!, time: time, atr: atr.flatMap(Decimal.init(finite:)), fundingRate: fundingRate)
         lastCloses?[symbol] = candle.close
-        if var position = positions[symbol] {
-            position.bounds = bounds(of: position)
-            positions[symbol] = position
-        }
     }
 
     /// ``Bounds`` of a position, nil without a stop.
@@ -220,6 +216,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
                 queued.append(.closed(close))
             } else {
                 tighten(&position, high: high, low: low, close: close, atr: atr)
+                position.bounds = bounds(of: position)
                 positions[symbol] = position
             }
         }
