@@ -46,6 +46,9 @@ public final class EmbeddedSystem: Sendable {
     let sinks: [SinkWorker]
     let account: String
     let logger: Logger
+    /// How long one candle's consequences may take in a replay: the analyst's whole budget for a
+    /// decision, and two minutes more.
+    let stallTimeout: Duration
     private let consumers = Mutex<[RunningConsumer]>([])
 
     static let candleQueue = QueueSpec(name: "embedded.indicator-worker.candles", bindings: ["md.candle.#"])
@@ -86,6 +89,7 @@ public final class EmbeddedSystem: Sendable {
         executor = ExecutorService(venue: venue, store: store, bus: bus, cache: cache, settings: settings, source: "tradebus", logger: logger, now: clock.now)
         indicators = IndicatorProcessor(bus: bus, cache: cache, source: "tradebus", logger: logger, savesState: false)
         let analystConfiguration = try AnalystConfiguration.read(config)
+        stallTimeout = analystConfiguration.decisionBudget + .seconds(120)
         switch analyst {
         case .recorded(let source):
             recorded = source
@@ -131,7 +135,9 @@ public final class EmbeddedSystem: Sendable {
         var queues = [Self.candleQueue.name, ExecutorService.decisionQueue(account: account).name, Self.tallyQueue.name]
         if analyst != nil { queues.append(AnalystService.signalQueue.name) }
         queues += sinks.map { SinkWorker.queue(for: $0.sink.name, prefix: "embedded.notifier").name }
-        await bus.waitForConsumers(on: queues)
+        guard await bus.waitForConsumers(on: queues, timeout: .seconds(60)) else {
+            throw EmbeddedSystemStalled("the embedded consumers did not start within 60 s (\(queues.joined(separator: ", ")))")
+        }
         try await executor.reconcile()
     }
 
@@ -156,7 +162,9 @@ public final class EmbeddedSystem: Sendable {
         try await bus.declare(candles)
         let consumer = RunningConsumer.start(bus, queue: candles.name, options: ConsumerOptions(prefetch: 64)) { [executor] in try await executor.handleCandle($0) }
         consumers.withLock { $0.append(consumer) }
-        await bus.waitForConsumers(on: [candles.name])
+        guard await bus.waitForConsumers(on: [candles.name], timeout: .seconds(60)) else {
+            throw EmbeddedSystemStalled("the executor's candle consumer did not start within 60 s")
+        }
         let feed = try LiveFeed(
             source: stream, history: history, output: FeedOutput(venue: venue, source: "tradebus", bus: bus, cache: cache, logger: logger),
             settings: LiveFeed.Settings(streams: symbols.map { CandleStreamID(symbol: $0, interval: interval) }, staleIntervals: staleIntervals))
@@ -221,7 +229,10 @@ public final class EmbeddedSystem: Sendable {
                     try await bus.publish(message, routingKey: RoutingKey.decision(symbol: symbol))
                 }
             }
-            await bus.waitUntilIdle()
+            guard await bus.waitUntilIdle(timeout: stallTimeout) else {
+                throw EmbeddedSystemStalled(
+                    "candle \(index + 1) of \(candles.count) (\(close)) was not done after \(stallTimeout): \(await bus.pendingWork). Nothing waits that long on its own; this is a bug, please report it")
+            }
             let account = try await venue.account()
             equity.append(account.equity.doubleValue)
             times.append(close)
@@ -263,4 +274,10 @@ extension Backtester.Settings {
         settings.maxSnapshotAge = analyst.service.maxSnapshotAge
         return settings
     }
+}
+
+/// The embedded system stopped making progress; says what was still waiting.
+public struct EmbeddedSystemStalled: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -36,6 +36,12 @@ struct AnalystWorkerTests {
         let symbols = (0..<6).map { "\(run)S\($0)USDT" }
         try await bus.declare(QueueSpec(name: "test.decisions.\(run)", bindings: symbols.map { "decision.\($0)" }))
         try await bus.declare(QueueSpec(name: "ai-analyst.signals", bindings: ["sig.#"]))
+        // Every test that publishes signals fills this shared, durable queue, and on a broker that has
+        // seen earlier runs thousands wait in it: the analysts would work through them (each refused as
+        // stale) before reaching this test's. Drain it first.
+        let drain = RunningConsumer.start(bus, queue: "ai-analyst.signals", options: .init(prefetch: 500)) { _ in }
+        #expect(try await eventually(timeout: .seconds(60)) { try await bus.messageCount("ai-analyst.signals") == 0 })
+        try await drain.stop()
 
         let analysts = try (0..<2).map { _ in try SpawnedProcess(executable: "\(build)/ai-analyst", environment: environment) }
         defer { for analyst in analysts { analyst.signal(SIGKILL) } }

@@ -28,14 +28,25 @@ struct InProcessBusTests {
         try await bus.declare(QueueSpec(name: "w", bindings: ["w.#"]))
         try await bus.publish(OutgoingMessage(routingKey: "w.1", body: []))
         #expect(await bus.isIdle, "nobody listens: idle, though a message waits")
-        let waited = Task { await bus.waitForConsumers(on: ["w"]) }
+        #expect(await bus.waitForConsumers(on: ["w"], timeout: .milliseconds(50)) == false, "nobody came: it gives up")
+        let waited = Task { await bus.waitForConsumers(on: ["w"], timeout: .seconds(30)) }
         try await Task.sleep(for: .milliseconds(50))
         let handled = Collector<String>()
-        let consumer = RunningConsumer.start(bus, queue: "w", options: .init(prefetch: 1)) { handled.append($0.routingKey) }
-        await waited.value
+        let release = AsyncStream<Void>.makeStream()
+        let consumer = RunningConsumer.start(bus, queue: "w", options: .init(prefetch: 1)) { delivery in
+            handled.append(delivery.routingKey)
+            if delivery.routingKey == "w.3" { for await _ in release.stream { break } }  // held until released
+        }
+        #expect(await waited.value)
         try await bus.publish(OutgoingMessage(routingKey: "w.2", body: []))
-        await bus.waitUntilIdle()
+        #expect(await bus.waitUntilIdle(timeout: .seconds(30)))
         #expect(handled.all == ["w.1", "w.2"])
+        // A handler that does not finish: the wait gives up and says what is pending.
+        try await bus.publish(OutgoingMessage(routingKey: "w.3", body: []))
+        #expect(await bus.waitUntilIdle(timeout: .milliseconds(100)) == false)
+        #expect(await bus.pendingWork == "w: 0 waiting, 1 unacknowledged")
+        release.continuation.yield()
+        #expect(await bus.waitUntilIdle(timeout: .seconds(30)))
         try await consumer.stop()
     }
 

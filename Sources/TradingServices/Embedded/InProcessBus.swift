@@ -45,8 +45,9 @@ public actor InProcessBus: MessageBus {
     private var nextConsumerID = 1
     private let attempts = AttemptCounter()
 
-    private var idleWaiters: [CheckedContinuation<Void, Never>] = []
-    private var consumerWaiters: [(queues: [String], continuation: CheckedContinuation<Void, Never>)] = []
+    private var idleWaiters: [Int: CheckedContinuation<Bool, Never>] = [:]
+    private var nextWaiter = 0
+    private var consumerWaiters: [Int: (queues: [String], continuation: CheckedContinuation<Bool, Never>)] = [:]
 
     public init() {}
 
@@ -57,15 +58,51 @@ public actor InProcessBus: MessageBus {
     /// signals, decisions, orders) finish before it sends the next one, so a replay is deterministic.
     /// Queues nobody consumes (dead letters) do not count.
     public func waitUntilIdle() async {
-        if isIdle { return }
-        await withCheckedContinuation { idleWaiters.append($0) }
+        _ = await waitUntilIdle(timeout: nil)
+    }
+
+    /// ``waitUntilIdle()``, giving up after `timeout`: true once idle, false if it timed out.
+    public func waitUntilIdle(timeout: Duration?) async -> Bool {
+        if isIdle { return true }
+        let id = nextWaiter
+        nextWaiter += 1
+        if let timeout {
+            Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                await self?.expireIdleWaiter(id)
+            }
+        }
+        return await withCheckedContinuation { idleWaiters[id] = $0 }
+    }
+
+    private func expireIdleWaiter(_ id: Int) {
+        idleWaiters.removeValue(forKey: id)?.resume(returning: false)
+    }
+
+    /// What keeps the bus busy: each consumed queue's waiting and unacknowledged messages.
+    public var pendingWork: String {
+        var unackedByQueue: [String: Int] = [:]
+        for entry in unacked.values { unackedByQueue[entry.queue, default: 0] += 1 }
+        return queues.values.filter { !$0.consumers.isEmpty && (!$0.ready.isEmpty || unackedByQueue[$0.name] != nil) }
+            .map { "\($0.name): \($0.ready.count) waiting, \(unackedByQueue[$0.name] ?? 0) unacknowledged" }.sorted().joined(separator: "; ")
     }
 
     /// Returns once each of `names` has a consumer. A queue nobody consumes counts as idle, so a replay
     /// waits for its consumers to be listening before it publishes its first candle.
-    public func waitForConsumers(on names: [String]) async {
-        if hasConsumers(names) { return }
-        await withCheckedContinuation { consumerWaiters.append((names, $0)) }
+    /// True once they do; false if `timeout` passes first.
+    public func waitForConsumers(on names: [String], timeout: Duration) async -> Bool {
+        if hasConsumers(names) { return true }
+        let id = nextWaiter
+        nextWaiter += 1
+        Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            await self?.expireConsumerWaiter(id)
+        }
+        return await withCheckedContinuation { consumerWaiters[id] = (names, $0) }
+    }
+
+    private func expireConsumerWaiter(_ id: Int) {
+        consumerWaiters.removeValue(forKey: id)?.continuation.resume(returning: false)
     }
 
     private func hasConsumers(_ names: [String]) -> Bool {
@@ -73,16 +110,17 @@ public actor InProcessBus: MessageBus {
     }
 
     private func resumeConsumerWaiters() {
-        let ready = consumerWaiters.filter { hasConsumers($0.queues) }
-        consumerWaiters.removeAll { hasConsumers($0.queues) }
-        for waiter in ready { waiter.continuation.resume() }
+        for (id, waiter) in consumerWaiters where hasConsumers(waiter.queues) {
+            consumerWaiters[id] = nil
+            waiter.continuation.resume(returning: true)
+        }
     }
 
     private func resumeIdleWaiters() {
         guard !idleWaiters.isEmpty, isIdle else { return }
-        let waiters = idleWaiters
+        let waiters = idleWaiters.values
         idleWaiters.removeAll()
-        for waiter in waiters { waiter.resume() }
+        for waiter in waiters { waiter.resume(returning: true) }
     }
 
     public func declare(_ spec: QueueSpec) async throws {
