@@ -130,6 +130,16 @@ struct ExecutorServiceTests {
                 decidedAt: clock.date)
         }
 
+        /// A reconciled executor on a fresh venue, holding a long entered on minute 0 and filled on minute 1.
+        func longOpen() async throws -> (FlakyVenue, ExecutorService) {
+            let venue = try venue()
+            let executor = try await executor(venue)
+            try await candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+            _ = try await executor.execute(intent(), correlationID: "c")
+            try await candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+            return (venue, executor)
+        }
+
         func stop() async throws { try await consumer?.stop() }
     }
 
@@ -335,11 +345,7 @@ struct ExecutorServiceTests {
     @Test("an opposing decision closes the position and opens nothing")
     func opposing() async throws {
         let world = try await World()
-        let venue = try world.venue()
-        let executor = try await world.executor(venue)
-        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
-        _ = try await executor.execute(world.intent(), correlationID: "c")
-        try await world.candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let (venue, executor) = try await world.longOpen()
         let outcome = try await executor.execute(world.intent(action: .short), correlationID: "c")
         guard case .closing = outcome else { Issue.record("\(outcome)"); return }
         try await world.candle(executor, minute: 2, open: 100_500, high: 100_600, low: 100_400, close: 100_500)
@@ -388,11 +394,7 @@ struct ExecutorServiceTests {
     @Test("two opposing decisions while the position is open: one exit order; the position closes once")
     func exitOnItsWay() async throws {
         let world = try await World()
-        let venue = try world.venue()
-        let executor = try await world.executor(venue)
-        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
-        _ = try await executor.execute(world.intent(), correlationID: "c")
-        try await world.candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let (venue, executor) = try await world.longOpen()
         let first = try await executor.execute(world.intent(action: .short), correlationID: "c")
         let second = try await executor.execute(world.intent(action: .short), correlationID: "c")
         guard case .closing(let exit) = first else { Issue.record("\(first)"); return }
