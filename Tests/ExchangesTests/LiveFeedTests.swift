@@ -67,6 +67,14 @@ struct LiveFeedTests {
         }
     }
 
+    /// Cancels the feed and waits for it, then stops the consumers and the exchange.
+    func stop(_ running: Task<Void, any Error>, _ harness: Harness, _ exchange: FakeExchange, test: String = #function) async throws {
+        running.cancel()
+        _ = await awaitSayingIfSlow("\(test): the cancelled live feed to return") { await running.result }
+        try await awaitSayingIfSlow("\(test): the test's bus consumers to stop") { try await harness.stop() }
+        await awaitSayingIfSlow("\(test): the local exchange to stop") { await exchange.stop() }
+    }
+
     static let quickReconnect = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200))
 
     @Test("Binance: closed candles once and in order; duplicates, late and malformed messages dropped; gaps and a disconnect filled from REST")
@@ -118,10 +126,7 @@ struct LiveFeedTests {
         #expect(counts.duplicates == 2 && counts.gaps == 1 && counts.backfilled == 12 && counts.stillMissing == 0 && counts.connections == 2)
         #expect(harness.alerts.count == 0)
 
-        running.cancel()
-        _ = await running.result
-        try await harness.stop()
-        await exchange.stop()
+        try await stop(running, harness, exchange)
     }
 
     @Test("Bybit: subscriptions ten topics at a time, the ping heartbeat, newest-first REST; invalid candles alerted, unfillable gaps reported")
@@ -169,10 +174,7 @@ struct LiveFeedTests {
         #expect(await eventually { harness.alerts.all.contains { $0.kind == "feed_gap" && $0.message.contains("2 of 2") } })
         #expect(await feed.counts.stillMissing == 2)
 
-        running.cancel()
-        _ = await running.result
-        try await harness.stop()
-        await exchange.stop()
+        try await stop(running, harness, exchange)
     }
 
     @Test("a candle the bus refused is not lost: the connection is dropped, and after the reconnect REST brings it back")
@@ -201,10 +203,7 @@ struct LiveFeedTests {
         #expect(await eventually { harness.candles.count == 3 })
         #expect(harness.candles.all.map(\.candle) == [candle(0), candle(1), candle(2)])
 
-        running.cancel()
-        _ = await running.result
-        try await harness.stop()
-        await exchange.stop()
+        try await stop(running, harness, exchange)
     }
 
     @Test("a stream silent for N intervals raises one alert.warning.feed_stale, and another only after it recovers")
@@ -235,9 +234,6 @@ struct LiveFeedTests {
         clock.set(millis: Self.base + 400_000)
         #expect(await eventually { harness.alerts.count == 2 })
 
-        running.cancel()
-        _ = await running.result
-        try await harness.stop()
-        await exchange.stop()
+        try await stop(running, harness, exchange)
     }
 }

@@ -54,8 +54,8 @@ struct BrokerRestartTests {
         #expect(await eventually(timeout: .seconds(30)) { confirmed.count >= total / 10 })
         if killed { try await broker.kill() } else { try await broker.stop() }
         let confirmedBeforeRestart = confirmed.count
-        try await broker.start()
-        try await publisher.value
+        try await awaitSayingIfSlow("the private broker to start again (killed: \(killed))") { try await broker.start() }
+        try await awaitSayingIfSlow("the publishes to finish after the broker's restart") { try await publisher.value }
         #expect(confirmedBeforeRestart < total, "the broker went down in the middle of the stream")
         #expect(failed.count == 0, "publishes wait for the broker to return: \(failed.all.prefix(5))")
 

@@ -173,12 +173,15 @@ public final class FakeExchange: Sendable {
         defer { _ = state.withLock { $0.connections.removeValue(forKey: id) } }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
+                // However the client goes (a close frame, or a reset that makes the read throw), the
+                // writing loop below must end too; otherwise this connection, and the server's
+                // graceful shutdown waiting for it, never finish.
+                defer { continuation.finish() }
                 for try await message in inbound.messages(maxSize: 1 << 20) {
                     guard case .text(let text) = message else { continue }
                     self.state.withLock { $0.received.append(text) }
                     if let answer = self.bybitAnswer(text, connection: id) { continuation.yield(answer) }
                 }
-                continuation.finish()
             }
             for await text in outgoing {
                 try await outbound.write(.text(text))

@@ -39,6 +39,20 @@ public enum TestServices {
     }
 }
 
+/// Awaits `body` and, if it is still waiting after `warnAfter`, says so once on stderr, naming `what`.
+/// For awaits with no bound of their own (a teardown, a broker's restart): a run that hangs then shows
+/// in its log where it hangs, and `scripts/test`'s stall watch still sees the silence that follows.
+public func awaitSayingIfSlow<T: Sendable>(
+    _ what: String, warnAfter: Duration = .seconds(90), _ body: () async throws -> T
+) async rethrows -> T {
+    let warning = Task {
+        try await Task.sleep(for: warnAfter)
+        FileHandle.standardError.write(Data("⚠︎ still waiting after \(warnAfter) for: \(what)\n".utf8))
+    }
+    defer { warning.cancel() }
+    return try await body()
+}
+
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held. The default is
 /// generous: a loaded two-core machine can be slow, and a passing test does not wait for it.
 public func eventually(
