@@ -131,10 +131,16 @@ struct ExecutorServiceTests {
         }
 
         /// A reconciled executor on a fresh venue, holding a long entered on minute 0 and filled on minute 1.
-        func longOpen() async throws -> (FlakyVenue, ExecutorService) {
+        /// A venue and an executor that has seen one quiet candle at 100,000: ready for a decision.
+        func readyToTrade() async throws -> (FlakyVenue, ExecutorService) {
             let venue = try venue()
             let executor = try await executor(venue)
             try await candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+            return (venue, executor)
+        }
+
+        func longOpen() async throws -> (FlakyVenue, ExecutorService) {
+            let (venue, executor) = try await readyToTrade()
             _ = try await executor.execute(intent(), correlationID: "c")
             try await candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
             return (venue, executor)
@@ -146,9 +152,7 @@ struct ExecutorServiceTests {
     @Test("a decision becomes one order; the fill opens a protected position; the stop closes it into a trade")
     func lifecycle() async throws {
         let world = try await World()
-        let venue = try world.venue()
-        let executor = try await world.executor(venue)
-        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let (venue, executor) = try await world.readyToTrade()
         let intent = world.intent()
         #expect(try await executor.execute(intent, correlationID: "c") == .ordered(clientOrderID: ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)))
         #expect(try await executor.execute(intent, correlationID: "c") == .duplicate)
@@ -222,9 +226,7 @@ struct ExecutorServiceTests {
     @Test("a refused decision makes no order and publishes order.rejected; redelivered, it stays refused")
     func refused() async throws {
         let world = try await World()
-        let venue = try world.venue()
-        let executor = try await world.executor(venue)
-        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let (venue, executor) = try await world.readyToTrade()
         let bad = world.intent(stop: 101_000)
         #expect(try await executor.execute(bad, correlationID: "c") == .rejected(.wrongSide))
         #expect(try await executor.execute(bad, correlationID: "c") == .duplicate)
@@ -268,9 +270,7 @@ struct ExecutorServiceTests {
     @Test("a lost response (and a crash after the send): the order is queried by client id, never sent again")
     func lostResponse() async throws {
         let world = try await World()
-        let venue = try world.venue()
-        let executor = try await world.executor(venue)
-        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let (venue, executor) = try await world.readyToTrade()
         venue.fault.withLock { $0 = .loseResponse }
         let intent = world.intent()
         _ = try await executor.execute(intent, correlationID: "c")
@@ -308,9 +308,7 @@ struct ExecutorServiceTests {
     @Test("partial and duplicated fills: the position is the sum of the unique fills")
     func partialFills() async throws {
         let world = try await World()
-        let venue = try world.venue()
-        let executor = try await world.executor(venue)
-        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let (venue, executor) = try await world.readyToTrade()
         let intent = world.intent()
         _ = try await executor.execute(intent, correlationID: "c")
         let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
@@ -358,9 +356,7 @@ struct ExecutorServiceTests {
     @Test("two decisions on one symbol before the first entry fills: the second is refused as an open position, so the venue gets one order")
     func entryOnItsWay() async throws {
         let world = try await World()
-        let venue = try world.venue()
-        let executor = try await world.executor(venue)
-        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let (venue, executor) = try await world.readyToTrade()
         let first = world.intent(), second = world.intent()
         #expect(try await executor.execute(first, correlationID: "c") == .ordered(clientOrderID: ClientOrderID.make(decisionID: first.decisionID, purpose: .entry)))
         #expect(try await executor.execute(second, correlationID: "c") == .rejected(.positionOpen))
@@ -377,9 +373,7 @@ struct ExecutorServiceTests {
     @Test("an entry intent older than a decision may be (never sent) does not block the symbol for good")
     func staleIntentDoesNotBlock() async throws {
         let world = try await World()
-        let venue = try world.venue()
-        let executor = try await world.executor(venue)
-        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        let (_, executor) = try await world.readyToTrade()
         let stranded = world.intent()
         #expect(try await world.store.recordOrder(OrderRecord(
             clientOrderID: ClientOrderID.make(decisionID: stranded.decisionID, purpose: .entry), decisionID: stranded.decisionID, venue: "paper",

@@ -66,13 +66,19 @@ public actor InProcessBus: MessageBus {
         if isIdle { return true }
         let id = nextWaiter
         nextWaiter += 1
-        if let timeout {
-            Task { [weak self] in
-                try? await Task.sleep(for: timeout)
-                await self?.expireIdleWaiter(id)
-            }
+        let timer = timeout.map { expiry(after: $0) { await $0.expireIdleWaiter(id) } }
+        let idle = await withCheckedContinuation { idleWaiters[id] = $0 }
+        timer?.cancel()
+        return idle
+    }
+
+    /// A task that calls `expire` after `timeout` unless it is cancelled first. A waiter cancels its
+    /// timer once answered, so a replay (one wait per candle) leaves no sleeping tasks behind.
+    private func expiry(after timeout: Duration, _ expire: @escaping @Sendable (InProcessBus) async -> Void) -> Task<Void, Never> {
+        Task { [weak self] in
+            guard (try? await Task.sleep(for: timeout)) != nil, let self else { return }
+            await expire(self)
         }
-        return await withCheckedContinuation { idleWaiters[id] = $0 }
     }
 
     private func expireIdleWaiter(_ id: Int) {
@@ -94,11 +100,10 @@ public actor InProcessBus: MessageBus {
         if hasConsumers(names) { return true }
         let id = nextWaiter
         nextWaiter += 1
-        Task { [weak self] in
-            try? await Task.sleep(for: timeout)
-            await self?.expireConsumerWaiter(id)
-        }
-        return await withCheckedContinuation { consumerWaiters[id] = (names, $0) }
+        let timer = expiry(after: timeout) { await $0.expireConsumerWaiter(id) }
+        let started = await withCheckedContinuation { consumerWaiters[id] = (names, $0) }
+        timer.cancel()
+        return started
     }
 
     private func expireConsumerWaiter(_ id: Int) {
