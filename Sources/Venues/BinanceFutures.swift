@@ -5,8 +5,11 @@ import Logging
 import TradingCore
 
 /// Binance USDⓈ-M futures over signed REST: isolated margin and leverage per symbol, market entries
-/// and exits, reduce-only `STOP_MARKET` / `TAKE_PROFIT_MARKET` protection (`closePosition`, mark price)
-/// at the exchange, and fills by polling `userTrades`.
+/// and exits, and fills by polling `userTrades`. Stops and targets are conditional orders on the
+/// algo-order API (`POST /fapi/v1/algoOrder`, `algoType=CONDITIONAL`, `workingType=MARK_PRICE`):
+/// since 2025-12-09 Binance refuses them on `/fapi/v1/order` with -4120 `STOP_ORDER_SWITCH_ALGO`.
+/// The execution kernel places, resizes and cancels the stops (``placeStop(symbol:_:)``: reduce-only,
+/// for the position's quantity); -2021 "Order would immediately trigger" is `wouldTrigger`.
 ///
 /// - Every private call is signed (`RequestSigning.binanceQuery`) with `recvWindow` and a timestamp
 ///   corrected by the server's clock; a -1021 ("timestamp outside recvWindow") re-syncs the clock from
@@ -17,9 +20,12 @@ import TradingCore
 /// - Fills build each symbol's position; the fill that brings it back to flat is a ``VenueClose``
 ///   whose reason comes from the order that made it (the stop, the target, an exit; `autoclose-`
 ///   orders are liquidations). Orders from before a restart are looked up by their order id.
-/// - Trailing, break-even and ATR stops follow ``StopPolicy/tightened`` on each closed candle, as on
-///   the paper venue; a tighter stop replaces the stop order at the exchange.
-/// - After a restart, ``resume(_:)`` seeds the positions and the fill cursor from the store.
+/// - Trailing, break-even and ATR stops are the executor's (``ManagedStop``): it moves the stop through
+///   the kernel, new stop first.
+/// - The trade-history cursor is the newest committed fill's trade id (the fill row is the cursor, so
+///   both are written in one statement). A symbol with no committed fill starts from the newest trade
+///   at the exchange before our first order, so `userTrades` without `fromId` (the last seven days) is
+///   never read as ours. After a restart, ``resume(_:)`` seeds the positions and the cursor from the store.
 /// - 429 and 418 answers are `unreachable` with their Retry-After; the caller backs off.
 public actor BinanceFuturesVenue: Venue {
     public nonisolated let name = "binance"
@@ -43,6 +49,10 @@ public actor BinanceFuturesVenue: Venue {
     private var book = PositionBook()
     /// Protective orders by Binance order id: what a fill of theirs means.
     private var protective: [Int64: String] = [:]
+    /// Our conditional orders by client algo id: symbol and algo id, to find what a triggered one became.
+    private var algoOrders: [String: (symbol: String, algoID: Int64)] = [:]
+    /// Symbols with no cursor whose history is read from a time (orders in flight at a restart).
+    private var startTimes: [String: Date] = [:]
 
     public init(
         baseURL: String = "https://fapi.binance.com", apiKey: String, secret: String, recvWindow: Int = 5_000, http: HTTPClient = .shared,
@@ -93,6 +103,7 @@ public actor BinanceFuturesVenue: Venue {
                 continue
             }
             if code == -1007 { throw VenueError(.outcomeUnknown, "Binance -1007: \(message)") }
+            if code == -2021 { throw VenueError(.wouldTrigger, "Binance -2021: \(message)") }
             if answer.status == 429 || answer.status == 418 {
                 throw VenueError(.unreachable, "Binance rate limit (\(answer.status)); Retry-After \(answer.header("Retry-After") ?? "?")")
             }
@@ -183,6 +194,7 @@ public actor BinanceFuturesVenue: Venue {
     }
 
     public func submit(_ request: VenueOrderRequest) async throws(VenueError) -> VenueOrder {
+        try await baselineTradeCursor(request.symbol)
         tradedSymbols.insert(request.symbol)
         if !request.reduceOnly {
             try await isolateMargin(request.symbol)
@@ -230,13 +242,9 @@ public actor BinanceFuturesVenue: Venue {
         }
         let held = risks.filter { (Decimal(string: $0.positionAmt) ?? 0) != 0 }
         guard !held.isEmpty else { return [] }
-        struct Open: Decodable { var symbol: String; var type: String; var stopPrice: String? }
-        let openBody = try await signed("GET", "/fapi/v1/openOrders", [])
-        guard let open = try? JSONDecoder().decode([Open].self, from: Data(openBody)) else {
-            throw VenueError(.unreachable, "Binance openOrders answer is not what its documentation says")
-        }
+        let open = try await openAlgoOrders(symbol: nil)
         func level(_ symbol: String, _ type: String) -> Decimal? {
-            open.first { $0.symbol == symbol && $0.type == type }?.stopPrice.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil }
+            open.first { $0.symbol == symbol && $0.orderType == type }?.triggerPrice.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil }
         }
         return held.compactMap { risk in
             guard let amount = Decimal(string: risk.positionAmt), let entry = Decimal(string: risk.entryPrice) else { return nil }
@@ -248,31 +256,85 @@ public actor BinanceFuturesVenue: Venue {
     }
 
     public func protect(symbol: String, stopLoss: Decimal, takeProfit: Decimal?, policy: StopPolicy) async throws(VenueError) {
-        guard let position = try await positions().first(where: { $0.symbol == symbol }) else {
-            throw VenueError(.rejected, "no open position on \(symbol) to protect")
-        }
-        try await place(symbol: symbol, side: position.side, stopLoss: stopLoss, takeProfit: takeProfit, reason: "stop_loss")
-        book.protected(symbol: symbol, side: position.side, entry: position.entryPrice, stopLoss: stopLoss, takeProfit: takeProfit, policy: policy)
+        throw VenueError(.rejected, "Binance stops are placed by the execution kernel (placeStop), not protect()")
     }
 
-    /// Replaces the symbol's protective orders with a stop (`reason` is what its fill will mean) and a target.
-    func place(symbol: String, side: PositionSide, stopLoss: Decimal, takeProfit: Decimal?, reason: String) async throws(VenueError) {
-        let closing = side == .long ? "SELL" : "BUY"
-        _ = try await signed("DELETE", "/fapi/v1/allOpenOrders", [("symbol", symbol)])
-        try await placeProtective(symbol: symbol, side: closing, type: "STOP_MARKET", price: stopLoss, reason: reason)
-        if let takeProfit {
-            try await placeProtective(symbol: symbol, side: closing, type: "TAKE_PROFIT_MARKET", price: takeProfit, reason: "take_profit")
+    public nonisolated var placesStopOrders: Bool { true }
+
+    /// A conditional order as `openAlgoOrders` and `algoOrder` list it.
+    struct AlgoOrder: Decodable {
+        var algoId: Int64
+        var clientAlgoId: String
+        var symbol: String
+        var orderType: String?
+        var algoStatus: String?
+        var triggerPrice: String?
+        var actualOrderId: String?
+        var side: String?
+        var quantity: String?
+    }
+
+    func openAlgoOrders(symbol: String?) async throws(VenueError) -> [AlgoOrder] {
+        let body = try await signed("GET", "/fapi/v1/openAlgoOrders", symbol.map { [("symbol", $0)] } ?? [])
+        guard let open = try? JSONDecoder().decode([AlgoOrder].self, from: Data(body)) else {
+            throw VenueError(.unreachable, "Binance openAlgoOrders answer is not what its documentation says")
+        }
+        for order in open { algoOrders[order.clientAlgoId] = (order.symbol, order.algoId) }
+        return open
+    }
+
+    public func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) async throws(VenueError) {
+        try await placeConditional(symbol: symbol, type: "STOP_MARKET", side: stop.side, trigger: stop.trigger, clientID: stop.clientID, quantity: stop.quantity)
+    }
+
+    /// The position's take-profit: a `closePosition` conditional order, so it fits whatever the quantity becomes.
+    public func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError) {
+        try await placeConditional(symbol: symbol, type: "TAKE_PROFIT_MARKET", side: side, trigger: price, clientID: clientID, quantity: nil)
+    }
+
+    func placeConditional(symbol: String, type: String, side: OrderSide, trigger: Decimal, clientID: String, quantity: Decimal?) async throws(VenueError) {
+        var parameters = [
+            ("algoType", "CONDITIONAL"), ("symbol", symbol), ("side", side.rawValue), ("type", type), ("triggerPrice", "\(trigger)"),
+            ("workingType", "MARK_PRICE"), ("clientAlgoId", clientID),
+        ]
+        if let quantity {
+            parameters += [("quantity", "\(quantity)"), ("reduceOnly", "true")]
+        } else {
+            parameters.append(("closePosition", "true"))
+        }
+        let body = try await signed("POST", "/fapi/v1/algoOrder", parameters, unknownOnFailure: true)
+        guard let answer = try? JSONDecoder().decode(AlgoOrder.self, from: Data(body)) else {
+            throw VenueError(.outcomeUnknown, "Binance algoOrder answer is not what its documentation says")
+        }
+        algoOrders[answer.clientAlgoId] = (symbol, answer.algoId)
+    }
+
+    public func cancelStop(symbol: String, clientID: String) async throws(VenueError) {
+        do {
+            _ = try await signed("DELETE", "/fapi/v1/algoOrder", [("clientAlgoId", clientID)])
+        } catch where error.kind == .rejected && (error.message.contains("-2011") || error.message.contains("-2013")) {
+            // Unknown order: already cancelled, triggered or expired.
         }
     }
 
-    func placeProtective(symbol: String, side: String, type: String, price: Decimal, reason: String) async throws(VenueError) {
-        let body = try await signed("POST", "/fapi/v1/order", [
-            ("symbol", symbol), ("side", side), ("type", type), ("stopPrice", "\(price)"), ("closePosition", "true"), ("workingType", "MARK_PRICE"),
-        ])
-        if let answer = try? JSONDecoder().decode(OrderAnswer.self, from: Data(body)) {
-            protective[answer.orderId] = reason
-            clientIDs[answer.orderId] = answer.clientOrderId
+    public func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] {
+        try await openAlgoOrders(symbol: symbol).filter { $0.orderType == "STOP_MARKET" }.map {
+            ExecutionKernel.StopOrder(
+                clientID: $0.clientAlgoId, side: $0.side == "BUY" ? .buy : .sell, quantity: $0.quantity.flatMap { Decimal(string: $0) } ?? 0,
+                trigger: $0.triggerPrice.flatMap { Decimal(string: $0) } ?? 0)
         }
+    }
+
+    /// The newest trade id of `symbol` at the exchange, as the cursor of a symbol with none: the
+    /// history before our first order there is not ours to record.
+    func baselineTradeCursor(_ symbol: String) async throws(VenueError) {
+        guard lastTradeID[symbol] == nil else { return }
+        struct Trade: Decodable { var id: Int64 }
+        let body = try await signed("GET", "/fapi/v1/userTrades", [("symbol", symbol), ("limit", "1")])
+        guard let trades = try? JSONDecoder().decode([Trade].self, from: Data(body)) else {
+            throw VenueError(.unreachable, "Binance userTrades answer is not what its documentation says")
+        }
+        lastTradeID[symbol] = trades.map(\.id).max() ?? 0
     }
 
     /// New fills of the symbols traded, from `GET /fapi/v1/userTrades` (polling).
@@ -283,7 +345,12 @@ public actor BinanceFuturesVenue: Venue {
         }
         for symbol in tradedSymbols.sorted() {
             var parameters = [("symbol", symbol)]
-            if let last = lastTradeID[symbol] { parameters.append(("fromId", String(last + 1))) }
+            if lastTradeID[symbol] == nil, let start = startTimes[symbol] {
+                parameters.append(("startTime", String(Int64(start.timeIntervalSince1970 * 1000))))
+            } else {
+                try await baselineTradeCursor(symbol)
+                parameters.append(("fromId", String((lastTradeID[symbol] ?? 0) + 1)))
+            }
             let tradesBody = try await signed("GET", "/fapi/v1/userTrades", parameters)
             guard let trades = try? JSONDecoder().decode([Trade].self, from: Data(tradesBody)) else {
                 throw VenueError(.unreachable, "Binance userTrades answer is not what its documentation says")
@@ -319,6 +386,16 @@ public actor BinanceFuturesVenue: Venue {
         }
         clientIDs[orderID] = known.clientOrderId
         guard protective[orderID] == nil else { return }
+        // An order one of our conditional orders made when it triggered: its fills are that stop's or target's.
+        if known.type == "MARKET", !known.clientOrderId.hasPrefix("autoclose-") {
+            let body = try await signed("GET", "/fapi/v1/allAlgoOrders", [("symbol", symbol)])
+            let all = (try? JSONDecoder().decode([AlgoOrder].self, from: Data(body))) ?? []
+            if let algo = all.first(where: { $0.actualOrderId == String(orderID) }) {
+                clientIDs[orderID] = algo.clientAlgoId
+                protective[orderID] = algo.orderType == "TAKE_PROFIT_MARKET" ? "take_profit" : (book.protection[symbol]?.stopReason ?? "stop_loss")
+                return
+            }
+        }
         if known.clientOrderId.hasPrefix("autoclose-") {
             protective[orderID] = "liquidation"
         } else {
@@ -340,18 +417,12 @@ public actor BinanceFuturesVenue: Venue {
             if let newest = ids.max() { lastTradeID[symbol] = max(lastTradeID[symbol] ?? 0, newest) }
         }
         for position in state.openPositions { book.resume(position) }
+        // Orders in flight at the restart on a symbol with no committed fill: from a minute before the oldest.
+        for (symbol, since) in state.pendingSince where lastTradeID[symbol] == nil { startTimes[symbol] = since.addingTimeInterval(-60) }
     }
 
-    /// A closed candle: the position's stop tightens by its policy; a tighter stop replaces the stop order.
-    public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {
-        guard book.isManaged(symbol), let high = Decimal(finite: candle.high), let low = Decimal(finite: candle.low),
-              let close = Decimal(finite: candle.close) else { return }
-        let filters = try await filters(symbol: symbol)
-        guard let move = book.tighten(symbol, high: high, low: low, close: close, atr: atr.flatMap(Decimal.init(finite:)), filters: filters) else { return }
-        try await place(symbol: symbol, side: move.side, stopLoss: move.stopLoss, takeProfit: move.takeProfit, reason: move.reason)
-        book.moved(move)
-        pending.append(.stopMoved(symbol: symbol, stopLoss: move.stopLoss))
-    }
+    /// Nothing to do: trailing, break-even and ATR stops are moved by the executor, through the kernel.
+    public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {}
 
     public func price(symbol: String) async throws(VenueError) -> Decimal? {
         struct Ticker: Decodable { var price: String }

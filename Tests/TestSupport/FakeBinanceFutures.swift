@@ -8,7 +8,15 @@ import Synchronization
 
 /// A local Binance USDⓈ-M futures server implementing the documented subset the venue uses, that
 /// checks every signature (`X-MBX-APIKEY`, HMAC-SHA256 of the query, timestamp within `recvWindow`)
-/// and answers Binance's error format. Market orders fill at once at the ticker price.
+/// and answers Binance's error format. Market orders fill at once at the ticker price (which is also
+/// the mark price here).
+///
+/// As the real exchange does since 2025-12-09, `POST /fapi/v1/order` refuses conditional types
+/// (`STOP_MARKET`, `TAKE_PROFIT_MARKET`, `STOP`, `TAKE_PROFIT`, `TRAILING_STOP_MARKET`) with -4120
+/// `STOP_ORDER_SWITCH_ALGO`; they go through the algo-order API (`POST`/`DELETE`/`GET /fapi/v1/algoOrder`,
+/// `GET /fapi/v1/openAlgoOrders`), which refuses a trigger already crossed by the mark price with
+/// -2021 "Order would immediately trigger." A triggered conditional order becomes a market order
+/// (its `actualOrderId`), whose fills `userTrades` lists.
 public final class FakeBinanceFutures: Sendable {
     public enum OrderFault: Sendable {
         case none
@@ -18,6 +26,32 @@ public final class FakeBinanceFutures: Sendable {
         case slowAfterCreate(Duration)
         /// Nothing happens: the connection is refused as if the exchange were down (HTTP 503, no order).
         case unavailable
+        /// A market order fills `fraction` of its quantity, then expires (as in a thin book).
+        case partialThenExpire(Decimal)
+    }
+
+    /// What the next conditional order meets.
+    public enum AlgoFault: Sendable {
+        /// Refused with this code and message (e.g. -2021, or -4120).
+        case refuse(Int, String)
+        /// HTTP 503 and nothing placed.
+        case unavailable
+        /// Placed, then the answer is lost (503 -1007).
+        case lostAfterCreate
+    }
+
+    struct Algo: Sendable {
+        var id: Int64
+        var clientID: String
+        var symbol: String
+        var side: String
+        var type: String
+        var quantity: Decimal?
+        var closePosition: Bool
+        var trigger: Decimal
+        var workingType: String
+        var status: String
+        var actualOrderID: Int64?
     }
 
     struct Order: Sendable {
@@ -30,6 +64,7 @@ public final class FakeBinanceFutures: Sendable {
         var stopPrice: Decimal?
         var status: String
         var price: Decimal
+        var executed: Decimal = 0
     }
 
     struct State {
@@ -42,7 +77,12 @@ public final class FakeBinanceFutures: Sendable {
         var marginType: [String: String] = [:]
         var skewMillis: Int64 = 0
         var orderFaults: [OrderFault] = []
+        var algoFaults: [AlgoFault] = []
+        var algos: [Algo] = []
         var requests: [String] = []
+        var nextOrderID: Int64 = 1
+        var nextTradeID: Int64 = 1
+        var tradeTimes: [Int64: Int64] = [:]
     }
 
     public let apiKey: String
@@ -101,6 +141,32 @@ public final class FakeBinanceFutures: Sendable {
             if let delay { try await Task.sleep(for: delay) }
             return response
         }
+        router.post("fapi/v1/algoOrder") { request, _ in try fake.signed(request) { q in fake.placeAlgo(q) } }
+        router.delete("fapi/v1/algoOrder") { request, _ in
+            try fake.signed(request) { q in
+                let found: Algo? = fake.state.withLock { state in
+                    guard let index = state.algos.firstIndex(where: { fake.matches($0, q) && $0.status == "NEW" }) else { return nil }
+                    state.algos[index].status = "CANCELED"
+                    return state.algos[index]
+                }
+                guard let found else { return fake.error(400, -2011, "Unknown order sent.") }
+                return fake.json(["algoId": found.id, "clientAlgoId": found.clientID, "code": "200", "msg": "success"])
+            }
+        }
+        router.get("fapi/v1/algoOrder") { request, _ in
+            try fake.signed(request) { q in
+                guard let found = fake.state.withLock({ $0.algos.first { fake.matches($0, q) } }) else { return fake.error(400, -2013, "Order does not exist.") }
+                return fake.json(fake.algoAnswer(found))
+            }
+        }
+        router.get("fapi/v1/allAlgoOrders") { request, _ in
+            try fake.signed(request) { q in fake.json(fake.state.withLock { $0.algos.filter { $0.symbol == q["symbol"] } }.map(fake.algoAnswer)) }
+        }
+        router.get("fapi/v1/openAlgoOrders") { request, _ in
+            try fake.signed(request) { q in
+                fake.json(fake.state.withLock { $0.algos.filter { $0.status == "NEW" && (q["symbol"] == nil || $0.symbol == q["symbol"]) } }.map(fake.algoAnswer))
+            }
+        }
         router.get("fapi/v1/openOrders") { request, _ in
             try fake.signed(request) { q in
                 let rows = fake.state.withLock { state in
@@ -142,12 +208,21 @@ public final class FakeBinanceFutures: Sendable {
         }
         router.get("fapi/v1/userTrades") { request, _ in
             try fake.signed(request) { q in
-                let from = Int64(q["fromId"] ?? "0") ?? 0
-                let time = fake.serverTime
-                let rows = fake.state.withLock { state in
-                    state.trades.filter { $0.symbol == q["symbol"] && $0.id >= from }.map {
+                // Without fromId: the most recent trades of the last seven days (limit, default 500).
+                let now = fake.serverTime, limit = Int(q["limit"] ?? "500") ?? 500
+                let rows = fake.state.withLock { state -> [[String: Any]] in
+                    var trades = state.trades.filter { $0.symbol == q["symbol"] }
+                    if let from = q["fromId"].flatMap({ Int64($0) }) {
+                        trades = Array(trades.filter { $0.id >= from }.prefix(limit))
+                    } else if let start = q["startTime"].flatMap({ Int64($0) }) {
+                        trades = Array(trades.filter { (state.tradeTimes[$0.id] ?? now) >= start }.prefix(limit))
+                    } else {
+                        trades = Array(trades.filter { now - (state.tradeTimes[$0.id] ?? now) <= 7 * 86_400_000 }.suffix(limit))
+                    }
+                    return trades.map {
                         ["id": $0.id, "orderId": $0.orderID, "symbol": $0.symbol, "side": $0.side, "price": "\($0.price)", "qty": "\($0.qty)",
-                         "commission": "\($0.price * $0.qty * Decimal(string: "0.0005")!)", "realizedPnl": "\($0.realized)", "time": time] as [String: Any]
+                         "commission": "\($0.price * $0.qty * Decimal(string: "0.0005")!)", "realizedPnl": "\($0.realized)",
+                         "time": state.tradeTimes[$0.id] ?? now] as [String: Any]
                     }
                 }
                 return fake.json(rows)
@@ -164,45 +239,109 @@ public final class FakeBinanceFutures: Sendable {
     public var baseURL: String { "http://127.0.0.1:\(server.port)" }
     public func setPrice(_ symbol: String, _ price: Decimal) { state.withLock { $0.prices[symbol] = price } }
 
-    /// The mark moves to `price`: a protective order it crosses closes the position at that price.
+    /// The mark moves to `price`: a conditional order it crosses triggers, as a market order that
+    /// closes (reduce-only, for its quantity; or the whole position) at that price.
     public func moveMarket(_ symbol: String, to price: Decimal) {
         state.withLock { state in
             state.prices[symbol] = price
-            guard let amount = state.positions[symbol], amount != 0 else { return }
-            let long = amount > 0
-            guard let index = state.orders.firstIndex(where: { order in
-                guard order.symbol == symbol, order.status == "NEW", let stop = order.stopPrice else { return false }
-                switch order.type {
-                case "STOP_MARKET": return long ? price <= stop : price >= stop
-                case "TAKE_PROFIT_MARKET": return long ? price >= stop : price <= stop
-                default: return false
+            for index in state.algos.indices where state.algos[index].symbol == symbol && state.algos[index].status == "NEW" {
+                let algo = state.algos[index]
+                guard let amount = state.positions[symbol], amount != 0, (algo.side == "SELL") == (amount > 0) else { continue }
+                let long = amount > 0
+                let crossed = switch algo.type {
+                case "STOP_MARKET": long ? price <= algo.trigger : price >= algo.trigger
+                default: long ? price >= algo.trigger : price <= algo.trigger
                 }
-            }) else { return }
-            state.orders[index].status = "FILLED"
-            let quantity = amount < 0 ? -amount : amount, entry = state.entry[symbol] ?? price
-            let realized = (long ? price - entry : entry - price) * quantity
-            state.trades.append((Int64(state.trades.count + 1), state.orders[index].id, symbol, long ? "SELL" : "BUY", price, quantity, realized))
-            state.positions[symbol] = nil
-            // closePosition orders left over have nothing to close: Binance expires them.
-            for other in state.orders.indices where state.orders[other].symbol == symbol && state.orders[other].status == "NEW" {
-                state.orders[other].status = "EXPIRED"
+                guard crossed else { continue }
+                let size = amount.magnitude, quantity = algo.closePosition ? size : min(algo.quantity ?? size, size)
+                let id = state.nextOrderID
+                state.nextOrderID += 1
+                state.orders.append(Order(
+                    id: id, clientID: "autoalgo-\(algo.id)", symbol: symbol, side: algo.side, type: "MARKET", quantity: quantity, stopPrice: nil, status: "FILLED",
+                    price: price))
+                state.algos[index].status = "FINISHED"
+                state.algos[index].actualOrderID = id
+                Self.trade(&state, orderID: id, symbol: symbol, side: algo.side, price: price, quantity: quantity)
+            }
+            // Conditional orders left with nothing to close expire.
+            if state.positions[symbol] == nil {
+                for index in state.algos.indices where state.algos[index].symbol == symbol && state.algos[index].status == "NEW" { state.algos[index].status = "EXPIRED" }
             }
         }
     }
+
+    /// Books a trade and moves the position (entry price on opening, realised PnL on reducing).
+    static func trade(_ state: inout State, orderID: Int64, symbol: String, side: String, price: Decimal, quantity: Decimal, time: Int64? = nil) {
+        let signed = side == "BUY" ? quantity : -quantity
+        let before = state.positions[symbol] ?? 0
+        var realized: Decimal = 0
+        if before != 0, (before > 0) != (signed > 0) {
+            let entry = state.entry[symbol] ?? price
+            realized = (before > 0 ? price - entry : entry - price) * min(quantity, before.magnitude)
+        }
+        let after = before + signed
+        if before == 0 || (before > 0) != (after > 0) { state.entry[symbol] = price }
+        state.positions[symbol] = after == 0 ? nil : after
+        let id = state.nextTradeID
+        state.nextTradeID += 1
+        state.trades.append((id, orderID, symbol, side, price, quantity, realized))
+        state.tradeTimes[id] = time ?? (Int64(Date().timeIntervalSince1970 * 1000) + state.skewMillis)
+    }
+
     /// Someone cancels the symbol's open orders (the protective stop among them) behind our back.
     public func cancelOpenOrders(_ symbol: String) {
         state.withLock { state in
             for index in state.orders.indices where state.orders[index].symbol == symbol && state.orders[index].status == "NEW" { state.orders[index].status = "CANCELED" }
+            for index in state.algos.indices where state.algos[index].symbol == symbol && state.algos[index].status == "NEW" { state.algos[index].status = "CANCELED" }
         }
     }
+
+    /// A trader's own trades on `symbol` from `daysAgo` days back (orders this system never placed):
+    /// what `userTrades` without `fromId` shows after a restart. They leave the account flat.
+    public func seedHistory(_ symbol: String, roundTrips: Int, daysAgo: Double) {
+        state.withLock { state in
+            let start = Int64((Date().timeIntervalSince1970 - daysAgo * 86_400) * 1000)
+            for trip in 0..<roundTrips {
+                for side in ["BUY", "SELL"] {
+                    let id = state.nextOrderID
+                    state.nextOrderID += 1
+                    let price = state.prices[symbol] ?? 100
+                    state.orders.append(Order(id: id, clientID: "web_\(id)", symbol: symbol, side: side, type: "MARKET", quantity: 1, stopPrice: nil, status: "FILLED", price: price))
+                    Self.trade(&state, orderID: id, symbol: symbol, side: side, price: price, quantity: 1, time: start + Int64(trip) * 3_600_000)
+                }
+            }
+        }
+    }
+
+    /// Opens a position by hand at the exchange (not through the API under test).
+    public func openByHand(_ symbol: String, side: String, quantity: Decimal) {
+        state.withLock { state in
+            let id = state.nextOrderID
+            state.nextOrderID += 1
+            let price = state.prices[symbol] ?? 100
+            state.orders.append(Order(id: id, clientID: "web_\(id)", symbol: symbol, side: side, type: "MARKET", quantity: quantity, stopPrice: nil, status: "FILLED", price: price))
+            Self.trade(&state, orderID: id, symbol: symbol, side: side, price: price, quantity: quantity)
+        }
+    }
+
+    public func failNextAlgoOrders(_ faults: [AlgoFault]) { state.withLock { $0.algoFaults += faults } }
+    /// The account's position in `symbol` (signed).
+    public func position(_ symbol: String) -> Decimal { state.withLock { $0.positions[symbol] ?? 0 } }
+    /// Open conditional orders: type, side, quantity (nil for closePosition), trigger, client id.
+    public var openAlgoOrders: [(type: String, side: String, quantity: Decimal?, trigger: Decimal, clientID: String)] {
+        state.withLock { $0.algos.filter { $0.status == "NEW" }.map { ($0.type, $0.side, $0.quantity, $0.trigger, $0.clientID) } }
+    }
+
     /// The server's clock runs this far ahead of ours.
     public func setClockSkew(millis: Int64) { state.withLock { $0.skewMillis = millis } }
     public func failNextOrders(_ faults: [OrderFault]) { state.withLock { $0.orderFaults += faults } }
     /// Paths of the requests so far.
     public var requests: [String] { state.withLock { $0.requests } }
-    /// Orders as placed: type, side, stop price, status, client id.
+    /// Orders as placed, conditional ones included: type, side, stop (trigger) price, status, client id.
     public var orders: [(type: String, side: String, stopPrice: Decimal?, status: String, clientID: String)] {
-        state.withLock { $0.orders.map { ($0.type, $0.side, $0.stopPrice, $0.status, $0.clientID) } }
+        state.withLock { state in
+            state.orders.map { ($0.type, $0.side, $0.stopPrice, $0.status, $0.clientID) } + state.algos.map { ($0.type, $0.side, $0.trigger, $0.status, $0.clientID) }
+        }
     }
 
     var serverTime: Int64 { Int64(Date().timeIntervalSince1970 * 1000) + state.withLock { $0.skewMillis } }
@@ -227,29 +366,37 @@ public final class FakeBinanceFutures: Sendable {
         return body(parameters)
     }
 
+    static let conditionalTypes: Set<String> = ["STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT", "TRAILING_STOP_MARKET"]
+
     /// Places the order (or not, by the next fault); the answer, and how long to hold it back.
     func place(_ q: [String: String]) -> (Response, Duration?) {
+        if Self.conditionalTypes.contains(q["type"] ?? "") {
+            return (error(400, -4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead."), nil)
+        }
         let fault = state.withLock { $0.orderFaults.isEmpty ? OrderFault.none : $0.orderFaults.removeFirst() }
         if case .unavailable = fault { return (error(503, -1001, "Internal error; unable to process your request. Please try again."), nil) }
-        let order = state.withLock { state -> Order in
-            let id = Int64(state.orders.count + 1)
-            let symbol = q["symbol"] ?? "", side = q["side"] ?? "BUY", type = q["type"] ?? "MARKET"
+        let symbol = q["symbol"] ?? "", side = q["side"] ?? "BUY", reduceOnly = q["reduceOnly"] == "true"
+        let placed = state.withLock { state -> Order? in
+            let held = state.positions[symbol] ?? 0
+            if reduceOnly && (held == 0 || (held > 0) == (side == "BUY")) { return nil }
+            let id = state.nextOrderID
+            state.nextOrderID += 1
             let price = state.prices[symbol] ?? 0
+            var quantity = Decimal(string: q["quantity"] ?? "0") ?? 0
             var order = Order(
-                id: id, clientID: q["newClientOrderId"] ?? "auto-\(id)", symbol: symbol, side: side, type: type,
-                quantity: Decimal(string: q["quantity"] ?? "0") ?? 0, stopPrice: q["stopPrice"].flatMap { Decimal(string: $0) }, status: "NEW", price: price)
-            if type == "MARKET" {
-                order.status = "FILLED"
-                let signed = side == "BUY" ? order.quantity : -order.quantity
-                let before = state.positions[symbol] ?? 0
-                state.positions[symbol] = before + signed
-                if before == 0 { state.entry[symbol] = price }
-                if state.positions[symbol] == 0 { state.positions[symbol] = nil }
-                state.trades.append((Int64(state.trades.count + 1), id, symbol, side, price, order.quantity, 0))
+                id: id, clientID: q["newClientOrderId"] ?? "auto-\(id)", symbol: symbol, side: side, type: q["type"] ?? "MARKET", quantity: quantity,
+                stopPrice: nil, status: "NEW", price: price)
+            if order.type == "MARKET" {
+                if reduceOnly { quantity = min(quantity, held.magnitude) }
+                if case .partialThenExpire(let fraction) = fault { quantity *= fraction }
+                order.status = quantity < order.quantity ? "EXPIRED" : "FILLED"
+                order.executed = quantity
+                Self.trade(&state, orderID: id, symbol: symbol, side: side, price: price, quantity: quantity)
             }
             state.orders.append(order)
             return order
         }
+        guard let order = placed else { return (error(400, -2022, "ReduceOnly Order is rejected."), nil) }
         switch fault {
         case .unknownAfterCreate: return (error(503, -1007, "Timeout waiting for response from backend server. Send status unknown; execution status unknown."), nil)
         case .slowAfterCreate(let delay): return (json(answer(order)), delay)
@@ -257,10 +404,61 @@ public final class FakeBinanceFutures: Sendable {
         }
     }
 
+    /// A conditional order on the algo-order API, checked as Binance checks it.
+    func placeAlgo(_ q: [String: String]) -> Response {
+        guard q["algoType"] == "CONDITIONAL" else { return error(400, -1116, "Invalid orderType.") }
+        guard let type = q["type"], Self.conditionalTypes.contains(type) else { return error(400, -1116, "Invalid orderType.") }
+        guard let trigger = q["triggerPrice"].flatMap({ Decimal(string: $0) }) else { return error(400, -1102, "Mandatory parameter 'triggerPrice' was not sent, was empty/null, or malformed.") }
+        let closePosition = q["closePosition"] == "true"
+        let quantity = q["quantity"].flatMap { Decimal(string: $0) }
+        if closePosition && quantity != nil { return error(400, -1106, "Parameter 'quantity' sent when not required.") }
+        if !closePosition && quantity == nil { return error(400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.") }
+        let fault = state.withLock { $0.algoFaults.isEmpty ? nil : $0.algoFaults.removeFirst() }
+        switch fault {
+        case .refuse(let code, let message): return error(400, code, message)
+        case .unavailable: return error(503, -1001, "Internal error; unable to process your request. Please try again.")
+        default: break
+        }
+        let symbol = q["symbol"] ?? "", side = q["side"] ?? "SELL"
+        let result = state.withLock { state -> Algo? in
+            // Judged on the price it triggers on: the mark price here (the ticker stands for both).
+            let mark = state.prices[symbol] ?? 0
+            let closesLong = side == "SELL"
+            let immediate = type.hasPrefix("STOP") || type == "TRAILING_STOP_MARKET"
+                ? (closesLong ? mark <= trigger : mark >= trigger) : (closesLong ? mark >= trigger : mark <= trigger)
+            guard !immediate else { return nil }
+            let id = state.nextOrderID + 1_000_000
+            state.nextOrderID += 1
+            let algo = Algo(
+                id: id, clientID: q["clientAlgoId"] ?? "algo-\(id)", symbol: symbol, side: side, type: type, quantity: quantity, closePosition: closePosition,
+                trigger: trigger, workingType: q["workingType"] ?? "CONTRACT_PRICE", status: "NEW", actualOrderID: nil)
+            state.algos.append(algo)
+            return algo
+        }
+        guard let algo = result else { return error(400, -2021, "Order would immediately trigger.") }
+        if case .lostAfterCreate = fault { return error(503, -1007, "Timeout waiting for response from backend server. Send status unknown; execution status unknown.") }
+        return json(algoAnswer(algo))
+    }
+
+    func matches(_ algo: Algo, _ q: [String: String]) -> Bool {
+        if let id = (q["algoId"] ?? q["algoid"]).flatMap({ Int64($0) }) { return algo.id == id }
+        if let client = q["clientAlgoId"] ?? q["clientalgoid"] { return algo.clientID == client }
+        return false
+    }
+
+    func algoAnswer(_ algo: Algo) -> [String: Any] {
+        [
+            "algoId": algo.id, "clientAlgoId": algo.clientID, "algoType": "CONDITIONAL", "orderType": algo.type, "symbol": algo.symbol, "side": algo.side,
+            "positionSide": "BOTH", "timeInForce": "GTC", "quantity": algo.quantity.map { "\($0)" } ?? "0", "algoStatus": algo.status,
+            "triggerPrice": "\(algo.trigger)", "price": "0", "workingType": algo.workingType, "closePosition": algo.closePosition,
+            "reduceOnly": !algo.closePosition, "actualOrderId": algo.actualOrderID.map { String($0) } ?? "", "createTime": serverTime, "updateTime": serverTime,
+        ]
+    }
+
     func answer(_ order: Order) -> [String: Any] {
         [
             "orderId": order.id, "clientOrderId": order.clientID, "symbol": order.symbol, "side": order.side, "type": order.type, "status": order.status,
-            "origQty": "\(order.quantity)", "executedQty": order.status == "FILLED" ? "\(order.quantity)" : "0", "avgPrice": "\(order.status == "FILLED" ? order.price : 0)",
+            "origQty": "\(order.quantity)", "executedQty": "\(order.executed)", "avgPrice": "\(order.executed > 0 ? order.price : 0)",
             "reduceOnly": false, "stopPrice": "\(order.stopPrice ?? 0)",
         ]
     }

@@ -68,18 +68,25 @@ struct BinanceFuturesVenueTests {
         await server.stop()
     }
 
-    @Test("protection: reduce-only STOP_MARKET and TAKE_PROFIT_MARKET on the other side, replacing the old ones")
+    @Test("protection on the algo-order API: a reduce-only STOP_MARKET for the quantity, a closePosition TAKE_PROFIT_MARKET, listed, cancelled; -2021 is wouldTrigger")
     func protection() async throws {
         let server = try await FakeBinanceFutures.start()
         server.setPrice("BTCUSDT", 100_000)
         let binance = venue(server)
         _ = try await binance.submit(VenueOrderRequest(clientOrderID: "ten-p", symbol: "BTCUSDT", side: .buy, quantity: 0.05, leverage: 3, reduceOnly: false))
-        try await binance.protect(symbol: "BTCUSDT", stopLoss: 98_000, takeProfit: 104_000, policy: StopPolicy())
-        try await binance.protect(symbol: "BTCUSDT", stopLoss: 99_000, takeProfit: 104_000, policy: StopPolicy())
-        let open = server.orders.filter { $0.status == "NEW" }
-        #expect(open.count == 2 && open.allSatisfy { $0.side == "SELL" })
-        #expect(open.contains { $0.type == "STOP_MARKET" && $0.stopPrice == 99_000 } && open.contains { $0.type == "TAKE_PROFIT_MARKET" && $0.stopPrice == 104_000 })
-        await #expect(throws: VenueError.self) { try await binance.protect(symbol: "ETHUSDT", stopLoss: 1, takeProfit: nil, policy: StopPolicy()) }
+        try await binance.placeStop(symbol: "BTCUSDT", ExecutionKernel.StopOrder(clientID: "tsl-1", side: .sell, quantity: 0.05, trigger: 98_000))
+        try await binance.placeTarget(symbol: "BTCUSDT", side: .sell, price: 104_000, clientID: "ttp-1")
+        #expect(server.openAlgoOrders.map(\.clientID).sorted() == ["tsl-1", "ttp-1"])
+        #expect(server.openAlgoOrders.contains { $0.type == "STOP_MARKET" && $0.side == "SELL" && $0.quantity == 0.05 && $0.trigger == 98_000 })
+        #expect(server.openAlgoOrders.contains { $0.type == "TAKE_PROFIT_MARKET" && $0.quantity == nil && $0.trigger == 104_000 })
+        #expect(try await binance.workingStops(symbol: "BTCUSDT") == [ExecutionKernel.StopOrder(clientID: "tsl-1", side: .sell, quantity: 0.05, trigger: 98_000)])
+        try await binance.cancelStop(symbol: "BTCUSDT", clientID: "tsl-1")
+        try await binance.cancelStop(symbol: "BTCUSDT", clientID: "tsl-1")  // already gone: not an error
+        #expect(try await binance.workingStops(symbol: "BTCUSDT").isEmpty)
+        // A stop the mark price has already crossed.
+        await #expect { try await binance.placeStop(symbol: "BTCUSDT", ExecutionKernel.StopOrder(clientID: "tsl-2", side: .sell, quantity: 0.05, trigger: 100_500)) } throws: { error in
+            (error as? VenueError)?.kind == .wouldTrigger
+        }
         await server.stop()
     }
 
@@ -89,7 +96,8 @@ struct BinanceFuturesVenueTests {
         server.setPrice("BTCUSDT", 100_000)
         let binance = venue(server)
         _ = try await binance.submit(VenueOrderRequest(clientOrderID: "ten-s", symbol: "BTCUSDT", side: .buy, quantity: 0.05, leverage: 3, reduceOnly: false))
-        try await binance.protect(symbol: "BTCUSDT", stopLoss: 98_000, takeProfit: 104_000, policy: StopPolicy())
+        try await binance.placeStop(symbol: "BTCUSDT", ExecutionKernel.StopOrder(clientID: "tsl-s", side: .sell, quantity: 0.05, trigger: 98_000))
+        try await binance.placeTarget(symbol: "BTCUSDT", side: .sell, price: 104_000, clientID: "ttp-s")
         try await binance.acknowledgeEvents(try await binance.events().count)
         server.moveMarket("BTCUSDT", to: 97_900)
         let events = try await binance.events()
@@ -97,7 +105,8 @@ struct BinanceFuturesVenueTests {
         let close = try #require(closes.first)
         #expect(close.reason == "stop_loss" && close.side == .long && close.exitPrice == 97_900 && close.entryPrice == 100_000 && close.leverage == 3)
         // (97,900 − 100,000) × 0.05 = −105, fees 0.05 % of both sides.
-        #expect(close.pnl == Decimal(-105) - close.fees && close.fees > 0 && close.stopLoss == 98_000)
+        #expect(close.pnl == Decimal(-105) - close.fees && close.fees > 0)
+        #expect(events.contains { if case .fill(let fill) = $0 { fill.clientOrderID == "tsl-s" } else { false } }, "the triggered order's fill is the stop's")
         #expect(try await binance.positions().isEmpty)
         await server.stop()
     }

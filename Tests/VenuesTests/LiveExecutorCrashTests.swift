@@ -215,6 +215,7 @@ struct LiveExecutorCrashTests {
         try await executor.processVenueEvents()
         // +1R is 102,000: a high of 103,000 activates the trail 1 % behind it, at 101,970.
         let candle = Candle(openTime: 0, open: 100_000, high: 103_000, low: 100_000, close: 102_500, volume: 1)
+        world.server.setPrice("BTCUSDT", 102_500)  // the mark price where the candle closed: the new stop is below it
         try await executor.observe(CandlePayload(venue: "binance", symbol: "BTCUSDT", interval: "1m", candle: candle), time: Date())
         #expect(world.openStops == [101_970])
         #expect(try await world.store.openPositions().first?.stopLoss == 101_970)

@@ -604,9 +604,19 @@ public struct ExecutionKernel: Sendable {
             || orders.values.contains { $0.request.symbol == symbol && $0.request.purpose == .exit && !$0.status.isFinal }
     }
 
-    /// A position the store knew before a restart: tracked again with its working stops as the venue lists them.
-    public mutating func restore(_ position: PositionState) {
-        positions[position.symbol] = position
+    /// A position the store knew before a restart, tracked again: its stops are those the venue
+    /// lists (`stops`); the next snapshot keeps the right one and cancels the others.
+    public mutating func restore(
+        symbol: String, side: PositionSide, quantity: Decimal, averagePrice: Decimal, stopPrice: Decimal?, takeProfit: Decimal?, decisionID: String,
+        stops: [StopOrder], now: Date
+    ) {
+        var position = PositionState(symbol: symbol, side: side, stopPrice: stopPrice, takeProfit: takeProfit, decisionID: decisionID)
+        position.quantity = quantity
+        position.averagePrice = averagePrice
+        position.issued = stops.filter { $0.side == position.closingSide }
+        position.working = position.issued
+        if !position.isProtected { position.unprotectedSince = now }
+        positions[symbol] = position
     }
 }
 

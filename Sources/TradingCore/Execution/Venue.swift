@@ -236,7 +236,11 @@ public enum VenueEvent: Sendable, Hashable, Codable {
 /// Why a venue call failed. `outcomeUnknown` means the order may or may not exist: query it by client
 /// id, never send it again blindly.
 public struct VenueError: Error, Sendable, Hashable, CustomStringConvertible {
-    public enum Kind: String, Sendable, Hashable { case rejected, outcomeUnknown = "outcome_unknown", unreachable, clockSkew = "clock_skew" }
+    /// `wouldTrigger`: a conditional order refused because it would trigger at once (Binance -2021,
+    /// Bybit 110092/110093).
+    public enum Kind: String, Sendable, Hashable {
+        case rejected, outcomeUnknown = "outcome_unknown", unreachable, clockSkew = "clock_skew", wouldTrigger = "would_trigger"
+    }
     public var kind: Kind
     public var message: String
     public init(_ kind: Kind, _ message: String) {
@@ -255,11 +259,15 @@ public struct VenueResume: Sendable, Hashable {
     public var committedFills: [String: [VenueFill]]
     /// Symbols of orders whose outcome is still open: their fills may come.
     public var pendingSymbols: Set<String>
+    /// Per symbol, when its oldest order whose outcome is open was made: a symbol with no committed
+    /// fill reads its trade history from then, so those orders' fills are not skipped.
+    public var pendingSince: [String: Date]
 
-    public init(openPositions: [VenuePosition], committedFills: [String: [VenueFill]], pendingSymbols: Set<String>) {
+    public init(openPositions: [VenuePosition], committedFills: [String: [VenueFill]], pendingSymbols: Set<String>, pendingSince: [String: Date] = [:]) {
         self.openPositions = openPositions
         self.committedFills = committedFills
         self.pendingSymbols = pendingSymbols
+        self.pendingSince = pendingSince
     }
 
     /// Every symbol whose fills the venue should watch.
@@ -292,6 +300,34 @@ public protocol Venue: Sendable {
     func price(symbol: String) async throws(VenueError) -> Decimal?
     /// Called once at start, before anything else: where the store stands (see ``VenueResume``).
     func resume(_ state: VenueResume) async throws(VenueError)
+
+    /// Whether the execution kernel places and cancels this venue's stops itself
+    /// (``placeStop(symbol:_:)``, ``cancelStop(symbol:clientID:)``, ``workingStops(symbol:)``);
+    /// otherwise ``protect(symbol:stopLoss:takeProfit:policy:)`` does, as the paper venue does.
+    var placesStopOrders: Bool { get }
+    /// Places a reduce-only stop-market order triggered by the mark price. Throws `wouldTrigger`
+    /// when the venue refuses it because it would trigger at once, `outcomeUnknown` when the answer is lost.
+    func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) async throws(VenueError)
+    /// Cancels a stop; one already gone is not an error.
+    func cancelStop(symbol: String, clientID: String) async throws(VenueError)
+    /// The symbol's working stops, as the venue lists them.
+    func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder]
+    /// Places the position's take-profit, closing whatever the position holds when it triggers.
+    func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError)
+}
+
+extension Venue {
+    public var placesStopOrders: Bool { false }
+    public func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) async throws(VenueError) {
+        throw VenueError(.rejected, "\(name) places its stops through protect(), not the kernel")
+    }
+    public func cancelStop(symbol: String, clientID: String) async throws(VenueError) {
+        throw VenueError(.rejected, "\(name) places its stops through protect(), not the kernel")
+    }
+    public func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] { [] }
+    public func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError) {
+        throw VenueError(.rejected, "\(name) places its targets through protect(), not the kernel")
+    }
 }
 
 /// Client order ids, derived from the decision id so a repeated decision maps to the same order.

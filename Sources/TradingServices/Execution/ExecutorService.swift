@@ -28,6 +28,8 @@ public actor ExecutorService {
         /// How old the reference price may be.
         public var referenceMaxAge: TimeInterval = 60
         public var account = "default"
+        /// The execution kernel's timeouts (STOP_PROTECTION_TIMEOUT_SECONDS, ORDER_UNKNOWN_TIMEOUT_SECONDS).
+        public var kernel = ExecutionKernel.Settings()
         public init() {}
     }
 
@@ -41,6 +43,12 @@ public actor ExecutorService {
     let logger: Logger
     let now: @Sendable () -> Date
     private var halts: TradingHalts?
+    /// The life of orders and stops on a venue that places its own stop orders (``Venue/placesStopOrders``).
+    private var kernel: ExecutionKernel
+    /// Each position's stop as its policy moves it (trailing, break-even, ATR), on such a venue.
+    private var managedStops: [String: ManagedStop] = [:]
+    /// Why the kernel closed a position (a flatten's reason), for the trade the venue's close records.
+    private var closeReasons: [String: String] = [:]
     public private(set) var reconciled = false
     private var processingEvents = false
     private var resumed = false
@@ -58,6 +66,7 @@ public actor ExecutorService {
         self.source = source
         self.logger = logger
         self.now = now
+        self.kernel = ExecutionKernel(settings: settings.kernel, epoch: String(Int(now().timeIntervalSince1970), radix: 36))
     }
 
     /// The executor's decision queue: one active consumer per account, the others stand by.
@@ -194,14 +203,23 @@ public actor ExecutorService {
     }
 
     func send(_ order: OrderRecord, leverage: Int, correlationID: String) async throws {
+        if venue.placesStopOrders {
+            let request = ExecutionKernel.OrderRequest(
+                clientOrderID: order.clientOrderID, decisionID: order.decisionID, symbol: order.symbol, side: order.side, quantity: order.quantity,
+                leverage: leverage, purpose: order.purpose, stopLoss: order.stopPrice, takeProfit: try await targetOf(order))
+            // The kernel sends each client id once.
+            guard kernel.handle(.submit(request), now: now()).contains(.sendOrder(request)) else { return }
+        }
         try await store.updateOrder(clientOrderID: order.clientOrderID, status: .sent, venueOrderID: nil, at: now())
         do {
             let placed = try await venue.submit(VenueOrderRequest(
                 clientOrderID: order.clientOrderID, symbol: order.symbol, side: order.side, quantity: order.quantity, leverage: leverage, reduceOnly: order.reduceOnly))
+            if venue.placesStopOrders { await drive(.orderStatus(clientOrderID: order.clientOrderID, status: placed.status)) }
             try await store.updateOrder(clientOrderID: order.clientOrderID, status: placed.status, venueOrderID: placed.venueOrderID, at: now())
             try await publishOrder(order, status: placed.status, reason: nil, correlationID: correlationID)
             Counter(label: "tradebus_orders_total", dimensions: [("status", placed.status.rawValue.lowercased())]).increment()
         } catch let error as VenueError where error.kind == .rejected {
+            if venue.placesStopOrders { await drive(.orderStatus(clientOrderID: order.clientOrderID, status: .rejected)) }
             try await store.updateOrder(clientOrderID: order.clientOrderID, status: .rejected, venueOrderID: nil, at: now())
             try await publishOrder(order, status: .rejected, reason: error.message, correlationID: correlationID)
         } catch let error as VenueError {
@@ -308,7 +326,102 @@ public actor ExecutorService {
             nil
         }
         try await venue.observe(symbol: payload.symbol, candle: payload.candle, time: time, atr: atr, fundingRate: funding)
+        if venue.placesStopOrders, var managed = managedStops[payload.symbol], let high = Decimal(finite: payload.candle.high),
+           let low = Decimal(finite: payload.candle.low), let close = Decimal(finite: payload.candle.close) {
+            let filters = try await venue.filters(symbol: payload.symbol)
+            let moved = managed.tighten(high: high, low: low, close: close, atr: atr.flatMap(Decimal.init(finite:)), filters: filters)
+            managedStops[payload.symbol] = managed
+            if let moved {
+                await drive(.moveStop(symbol: payload.symbol, price: moved))
+                try await commit([.stopMoved(symbol: payload.symbol, stopLoss: moved)])
+            }
+        }
         try await processVenueEvents()
+    }
+
+    // MARK: The execution kernel
+
+    /// Feeds the kernel one event and carries out what it asks, feeding back each answer, until it
+    /// asks nothing more. Nothing here waits on the store: stops and flattens go out first.
+    func drive(_ first: ExecutionKernel.Event) async {
+        var events = [first]
+        while !events.isEmpty {
+            let event = events.removeFirst()
+            for action in kernel.handle(event, now: now()) {
+                events += await carryOut(action)
+            }
+        }
+    }
+
+    func carryOut(_ action: ExecutionKernel.Action) async -> [ExecutionKernel.Event] {
+        switch action {
+        case .placeStop(let symbol, let stop):
+            do {
+                try await venue.placeStop(symbol: symbol, stop)
+                logger.info("stop placed", metadata: ["symbol": "\(symbol)", "quantity": "\(stop.quantity)", "trigger": "\(stop.trigger)"])
+                return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .accepted)]
+            } catch {
+                logger.warning("stop not placed", metadata: ["symbol": "\(symbol)", "error": "\(error)"])
+                switch error.kind {
+                case .wouldTrigger: return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .wouldTrigger(error.message))]
+                case .outcomeUnknown: return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .unknown(error.message))]
+                default: return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .failed(error.message))]
+                }
+            }
+        case .cancelStop(let symbol, let id):
+            do {
+                try await venue.cancelStop(symbol: symbol, clientID: id)
+                return [.stopCancelled(symbol: symbol, clientID: id)]
+            } catch {
+                return []  // the next check against the venue's list settles it
+            }
+        case .flatten(let symbol, let id, let side, let quantity, let reason):
+            logger.critical("flattening at market", metadata: ["symbol": "\(symbol)", "quantity": "\(quantity)", "reason": "\(reason)"])
+            closeReasons[symbol] = reason
+            let record = OrderRecord(
+                clientOrderID: id, decisionID: id, venue: venue.name, symbol: symbol, side: side, type: .market, purpose: .exit, quantity: quantity,
+                reduceOnly: true, createdAt: now())
+            do {
+                let placed = try await venue.submit(VenueOrderRequest(clientOrderID: id, symbol: symbol, side: side, quantity: quantity, leverage: 1, reduceOnly: true))
+                _ = try? await store.recordOrder(record)
+                try? await store.updateOrder(clientOrderID: id, status: placed.status, venueOrderID: placed.venueOrderID, at: now())
+                return [.orderStatus(clientOrderID: id, status: placed.status)]
+            } catch {
+                _ = try? await store.recordOrder(record)
+                return error.kind == .rejected ? [.orderStatus(clientOrderID: id, status: .rejected)] : [.orderUnknown(clientOrderID: id, reason: error.message)]
+            }
+        case .queryOrder(let id, let symbol):
+            do {
+                return [.orderStatus(clientOrderID: id, status: try await venue.order(clientOrderID: id, symbol: symbol)?.status)]
+            } catch {
+                return [.orderUnknown(clientOrderID: id, reason: error.message)]
+            }
+        case .reconcile(let symbol):
+            do {
+                let held = try await venue.positions().first { $0.symbol == symbol }
+                let stops = try await venue.workingStops(symbol: symbol)
+                let signed = held.map { $0.side == .long ? $0.quantity : -$0.quantity } ?? 0
+                return [.venueSnapshot(symbol: symbol, quantity: signed, stops: Set(stops.map(\.clientID)))]
+            } catch {
+                return []
+            }
+        case .alert(let severity, let kind, let symbol, let message):
+            logger.log(level: severity == .critical ? .critical : .warning, "\(message)", metadata: ["symbol": "\(symbol)", "kind": "\(kind)"])
+            try? await publish(
+                AlertPayload(severity: severity, kind: kind, title: "\(kind.replacingOccurrences(of: "_", with: " ")): \(symbol)", message: message, symbol: symbol),
+                type: MessageType.alert, routingKey: RoutingKey.alert(severity: severity.rawValue, kind: kind), id: "alert:\(kind):\(symbol):\(UUID().uuidString)",
+                correlationID: symbol)
+            return []
+        case .sendOrder, .positionChanged, .positionClosed:
+            // Entries and exits are sent by ``send(_:leverage:correlationID:)``; positions are recorded from the venue's fills and closes.
+            return []
+        }
+    }
+
+    /// The decision's target for an entry, on the venue's tick (as the gateway's check rounded it).
+    func targetOf(_ order: OrderRecord) async throws -> Decimal? {
+        guard order.purpose == .entry, let target = try await store.decision(id: order.decisionID)?.takeProfit else { return nil }
+        return target
     }
 
     /// Commits the venue's fills, closes and stop moves, then acknowledges them.
@@ -317,6 +430,7 @@ public actor ExecutorService {
         guard !processingEvents else { return }
         processingEvents = true
         defer { processingEvents = false }
+        if venue.placesStopOrders, reconciled { await drive(.tick) }
         let events = try await venue.events()
         guard !events.isEmpty else { return }
         logger.debug("committing venue events", metadata: ["count": "\(events.count)", "events": "\(events)"])
@@ -332,8 +446,18 @@ public actor ExecutorService {
     func commit(_ events: [VenueEvent]) async throws {
         for event in events {
             switch event {
-            case .fill(let fill): try await record(fill)
-            case .closed(let close): try await record(close)
+            case .fill(let fill):
+                // The kernel first: a stop is placed whatever the store does.
+                if venue.placesStopOrders { await drive(.fill(fill)) }
+                try await record(fill)
+            case .closed(var close):
+                if let reason = closeReasons.removeValue(forKey: close.symbol), close.reason == "exit" { close.reason = reason }
+                if let managed = managedStops.removeValue(forKey: close.symbol) {
+                    // The stop as the policy left it, and what its fill means (as on the paper venue).
+                    close.stopLoss = close.stopLoss ?? managed.stop
+                    if close.reason == "stop_loss", managed.stop != managed.initialStop, managed.policy.trailingCallbackFraction != nil { close.reason = "trailing_stop" }
+                }
+                try await record(close)
             case .stopMoved(let symbol, let stop):
                 if var position = try await venuePositionsInStore().first(where: { $0.symbol == symbol }) {
                     position.stopLoss = stop
@@ -353,7 +477,9 @@ public actor ExecutorService {
         let filled = fills.reduce(Decimal(0)) { $0 + $1.quantity }
         let status: OrderStatus = filled >= order.quantity ? .filled : .partiallyFilled
         try await store.updateOrder(clientOrderID: order.clientOrderID, status: status, venueOrderID: nil, at: now())
-        guard order.purpose == .entry, status == .filled else { return }
+        // On a venue whose stops the kernel places, every entry fill opens or grows the position (an
+        // entry may fill in part and expire); elsewhere the position opens once the entry is filled.
+        guard order.purpose == .entry, status == .filled || venue.placesStopOrders else { return }
         try await open(order, fills: fills)
     }
 
@@ -370,11 +496,28 @@ public actor ExecutorService {
     }
 
     func openWith(_ order: OrderRecord, quantity: Decimal, average: Decimal, leverage: Int, stop: Decimal?, target: Decimal?) async throws {
+        let known = try await store.position(id: "position:\(order.decisionID)")
         let position = PositionRecord(
             id: "position:\(order.decisionID)", venue: venue.name, symbol: order.symbol, side: order.side == .buy ? .long : .short, quantity: quantity,
-            entryPrice: average, leverage: leverage, stopLoss: stop, takeProfit: target, decisionID: order.decisionID, openedAt: now())
+            entryPrice: average, leverage: leverage, stopLoss: known?.stopLoss ?? stop, takeProfit: target, decisionID: order.decisionID,
+            openedAt: known?.openedAt ?? now())
         try await store.savePosition(position)
-        if let stop {
+        if venue.placesStopOrders {
+            // The kernel placed the stop on the fill; the policy moves it from here; the target goes once.
+            if let stop, managedStops[order.symbol] == nil {
+                managedStops[order.symbol] = ManagedStop(side: position.side, entry: average, initialStop: stop, stop: stop, bestPrice: average, policy: settings.policy)
+            }
+            guard known == nil else { return }
+            if let target {
+                do {
+                    try await venue.placeTarget(
+                        symbol: order.symbol, side: position.side == .long ? .sell : .buy, price: target,
+                        clientID: ClientOrderID.make(decisionID: order.decisionID, purpose: .takeProfit))
+                } catch {
+                    logger.warning("the take-profit was not placed; the stop protects the position", metadata: ["symbol": "\(order.symbol)", "error": "\(error)"])
+                }
+            }
+        } else if let stop {
             try await venue.protect(symbol: order.symbol, stopLoss: stop, takeProfit: target, policy: settings.policy)
         }
         let event = TradeEventPayload(
@@ -452,7 +595,18 @@ public actor ExecutorService {
             position.quantity = held.quantity
             position.entryPrice = held.entryPrice
             try await store.savePosition(position)
-            if held.stopLoss == nil, let stop = position.stopLoss {
+            if venue.placesStopOrders {
+                // The kernel tracks it again with the stops the venue lists; the right one stays, a missing one is placed.
+                let stops = try await venue.workingStops(symbol: held.symbol)
+                kernel.restore(
+                    symbol: held.symbol, side: held.side, quantity: held.quantity, averagePrice: held.entryPrice, stopPrice: position.stopLoss,
+                    takeProfit: position.takeProfit, decisionID: position.decisionID, stops: stops, now: now())
+                if let stop = position.stopLoss {
+                    managedStops[held.symbol] = ManagedStop(
+                        side: held.side, entry: held.entryPrice, initialStop: stop, stop: stop, bestPrice: held.entryPrice, policy: settings.policy)
+                }
+                await drive(.venueSnapshot(symbol: held.symbol, quantity: held.side == .long ? held.quantity : -held.quantity, stops: Set(stops.map(\.clientID))))
+            } else if held.stopLoss == nil, let stop = position.stopLoss {
                 logger.warning("protective stop missing at the venue: placing it again", metadata: ["symbol": "\(held.symbol)"])
                 try await venue.protect(symbol: held.symbol, stopLoss: stop, takeProfit: position.takeProfit, policy: settings.policy)
             }
@@ -488,7 +642,17 @@ public actor ExecutorService {
                 symbol: position.symbol, side: position.side, quantity: position.quantity, entryPrice: position.entryPrice, leverage: position.leverage,
                 stopLoss: position.stopLoss, takeProfit: position.takeProfit, openedAt: position.openedAt, fees: fees))
         }
-        return VenueResume(openPositions: positions, committedFills: committed, pendingSymbols: symbols)
+        // A symbol with no committed fill reads its history from its oldest recent order (one that
+        // filled before a crash has fills still to commit); nothing older is ours.
+        var since: [String: Date] = [:]
+        let fresh = symbols.filter { committed[$0]?.isEmpty ?? true }
+        if !fresh.isEmpty {
+            for order in try await store.orders(statuses: Set(OrderStatus.allCases))
+            where order.venue == venue.name && fresh.contains(order.symbol) && now().timeIntervalSince(order.createdAt) < 7 * 86_400 {
+                since[order.symbol] = min(since[order.symbol] ?? order.createdAt, order.createdAt)
+            }
+        }
+        return VenueResume(openPositions: positions, committedFills: committed, pendingSymbols: symbols, pendingSince: since)
     }
 
     // MARK: Publishing
