@@ -88,6 +88,11 @@ public struct ExecutorConfiguration: Sendable {
             atrMultiple: try atrMultiple(config))
         settings.closeOnOpposite = try config.bool("CLOSE_ON_OPPOSITE_DECISION", default: true, help: "an opposing decision closes the position")
         settings.account = try config.string("EXECUTOR_ACCOUNT", default: "default", help: "account name in queue names")!
+        settings.kernel.stopProtectionTimeout = try config.double(
+            "STOP_PROTECTION_TIMEOUT_SECONDS", default: 5, range: 1...60, help: "a position without a stop this long is flattened")
+        settings.kernel.orderUnknownTimeout = try config.double(
+            "ORDER_UNKNOWN_TIMEOUT_SECONDS", default: 30, range: 5...3_600, help: "an unknown order is queried this long, then settled by the venue")
+        settings.kernel.protectionCheckInterval = min(2, settings.kernel.stopProtectionTimeout / 2)
         var paper = PaperExchange.Settings()
         paper.slippageFraction = try fraction("PAPER_SLIPPAGE_PERCENT", 0.0005, 0...0.1, "paper fills move this against the taker")
         paper.takerFeeRate = limits.takerFeeRate
