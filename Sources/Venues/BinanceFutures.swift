@@ -26,7 +26,8 @@ import TradingCore
 ///   both are written in one statement). A symbol with no committed fill starts from the newest trade
 ///   at the exchange before our first order, so `userTrades` without `fromId` (the last seven days) is
 ///   never read as ours. After a restart, ``resume(_:)`` seeds the positions and the cursor from the store.
-/// - 429 and 418 answers are `unreachable` with their Retry-After; the caller backs off.
+/// - 429 and 418 answers are `unreachable` (the message carries Retry-After); the executor tries again
+///   on its next poll. Honouring Retry-After and the used-weight headers is not built yet.
 public actor BinanceFuturesVenue: Venue {
     public nonisolated let name = "binance"
     public nonisolated let isLive = true
@@ -49,8 +50,6 @@ public actor BinanceFuturesVenue: Venue {
     private var book = PositionBook()
     /// Protective orders by Binance order id: what a fill of theirs means.
     private var protective: [Int64: String] = [:]
-    /// Our conditional orders by client algo id: symbol and algo id, to find what a triggered one became.
-    private var algoOrders: [String: (symbol: String, algoID: Int64)] = [:]
     /// Symbols with no cursor whose history is read from a time (orders in flight at a restart).
     private var startTimes: [String: Date] = [:]
 
@@ -279,7 +278,6 @@ public actor BinanceFuturesVenue: Venue {
         guard let open = try? JSONDecoder().decode([AlgoOrder].self, from: Data(body)) else {
             throw VenueError(.unreachable, "Binance openAlgoOrders answer is not what its documentation says")
         }
-        for order in open { algoOrders[order.clientAlgoId] = (order.symbol, order.algoId) }
         return open
     }
 
@@ -303,10 +301,9 @@ public actor BinanceFuturesVenue: Venue {
             parameters.append(("closePosition", "true"))
         }
         let body = try await signed("POST", "/fapi/v1/algoOrder", parameters, unknownOnFailure: true)
-        guard let answer = try? JSONDecoder().decode(AlgoOrder.self, from: Data(body)) else {
+        guard (try? JSONDecoder().decode(AlgoOrder.self, from: Data(body))) != nil else {
             throw VenueError(.outcomeUnknown, "Binance algoOrder answer is not what its documentation says")
         }
-        algoOrders[answer.clientAlgoId] = (symbol, answer.algoId)
     }
 
     public func cancelStop(symbol: String, clientID: String) async throws(VenueError) {

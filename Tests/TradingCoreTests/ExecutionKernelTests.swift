@@ -190,7 +190,7 @@ struct ExecutionKernelTests {
                 let long = random.chance(0.5)
                 let request = ExecutionKernel.OrderRequest(
                     clientOrderID: ClientOrderID.make(decisionID: id, purpose: .entry), decisionID: id, symbol: "BTCUSDT", side: long ? .buy : .sell,
-                    quantity: 1, leverage: 3, purpose: .entry, stopLoss: long ? venue.price - 4 : venue.price + 4, takeProfit: nil)
+                    quantity: 1, leverage: 3, purpose: .entry, stopLoss: long ? venue.price - 4 : venue.price + 4)
                 actions += kernel.handle(.submit(request), now: now)
             }
             // The hostile venue: a stop cancelled by hand, an operator flatten, a trailing move.
@@ -270,7 +270,7 @@ struct ExecutionKernelTests {
     static func entry(_ decision: String = "d1", stop: Decimal = 98) -> ExecutionKernel.OrderRequest {
         ExecutionKernel.OrderRequest(
             clientOrderID: ClientOrderID.make(decisionID: decision, purpose: .entry), decisionID: decision, symbol: "BTCUSDT", side: .buy, quantity: 1,
-            leverage: 3, purpose: .entry, stopLoss: stop, takeProfit: 104)
+            leverage: 3, purpose: .entry, stopLoss: stop)
     }
 
     static func fill(_ id: String, order: String, side: OrderSide = .buy, quantity: Decimal = 1, price: Decimal = 100) -> VenueFill {
@@ -279,6 +279,16 @@ struct ExecutionKernelTests {
 
     static func placed(_ actions: [ExecutionKernel.Action]) -> [ExecutionKernel.StopOrder] {
         actions.compactMap { if case .placeStop(_, let stop) = $0 { stop } else { nil } }
+    }
+
+    /// A kernel holding a long of 1 BTCUSDT whose stop at 98 the venue accepted, and that stop.
+    static func protectedPosition() -> (ExecutionKernel, ExecutionKernel.StopOrder) {
+        var kernel = ExecutionKernel()
+        let request = entry()
+        _ = kernel.handle(.submit(request), now: t0)
+        let stop = placed(kernel.handle(.fill(fill("1", order: request.clientOrderID)), now: t0))[0]
+        _ = kernel.handle(.stopAnswer(symbol: "BTCUSDT", clientID: stop.clientID, .accepted), now: t0)
+        return (kernel, stop)
     }
 
     @Test("a decision is sent once; the same decision again sends nothing")
@@ -323,11 +333,7 @@ struct ExecutionKernelTests {
 
     @Test("moving a stop places the new one before it cancels the old one")
     func makeBeforeBreak() {
-        var kernel = ExecutionKernel()
-        let request = Self.entry()
-        _ = kernel.handle(.submit(request), now: Self.t0)
-        let first = Self.placed(kernel.handle(.fill(Self.fill("1", order: request.clientOrderID)), now: Self.t0))[0]
-        _ = kernel.handle(.stopAnswer(symbol: "BTCUSDT", clientID: first.clientID, .accepted), now: Self.t0)
+        var (kernel, _) = Self.protectedPosition()
         let moved = kernel.handle(.moveStop(symbol: "BTCUSDT", price: 99), now: Self.t0)
         #expect(Self.placed(moved).map(\.trigger) == [99])
         #expect(!moved.contains { if case .cancelStop = $0 { true } else { false } })
@@ -384,11 +390,7 @@ struct ExecutionKernelTests {
 
     @Test("a stop cancelled by hand at the venue is placed again")
     func stopCancelledByHand() {
-        var kernel = ExecutionKernel()
-        let request = Self.entry()
-        _ = kernel.handle(.submit(request), now: Self.t0)
-        let stop = Self.placed(kernel.handle(.fill(Self.fill("1", order: request.clientOrderID)), now: Self.t0))[0]
-        _ = kernel.handle(.stopAnswer(symbol: "BTCUSDT", clientID: stop.clientID, .accepted), now: Self.t0)
+        var (kernel, stop) = Self.protectedPosition()
         let again = kernel.handle(.venueSnapshot(symbol: "BTCUSDT", quantity: 1, stops: []), now: Self.t0)
         #expect(Self.placed(again).count == 1 && Self.placed(again)[0].clientID != stop.clientID)
     }

@@ -13,48 +13,7 @@ import Venues
 /// for its whole quantity at the exchange, or has been flattened; one order per decision.
 @Suite("Hostile venue: the live executor on Binance under faults (local exchange server)")
 struct HostileVenueTests {
-    struct World {
-        let server: FakeBinanceFutures
-        let store: SQLTradeStore
-        let bus = InProcessBus()
-        let cache = LocalCache()
-
-        init() async throws {
-            server = try await FakeBinanceFutures.start()
-            server.setPrice("BTCUSDT", 100_000)
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            store = .sqlite(path: directory.appendingPathComponent("store.sqlite").path)
-            try await store.migrate()
-        }
-
-        func executor(timeout: Duration = .seconds(5)) async throws -> ExecutorService {
-            let venue = BinanceFuturesVenue(baseURL: server.baseURL, apiKey: server.apiKey, secret: server.secret, timeout: timeout, logger: Logger(label: "test"))
-            var settings = ExecutorService.Settings()
-            settings.limits.requireReferencePrice = false
-            settings.kernel.protectionCheckInterval = 0  // check the venue's list on every poll
-            let executor = ExecutorService(venue: venue, store: store, bus: bus, cache: cache, settings: settings, source: "test", logger: Logger(label: "test"))
-            try await executor.reconcile()
-            return executor
-        }
-
-        func intent(_ id: String = UUID().uuidString) -> OrderIntent {
-            let proposal = TradeProposal(action: .long, confidence: 0.82, leverage: 3, entry: 100_000, stopLoss: 98_000, takeProfit: 104_000, reasoning: "t")
-            return OrderIntent(
-                decisionID: "decision:\(id)",
-                decision: DecisionPayload(symbol: "BTCUSDT", proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: id),
-                decidedAt: Date())
-        }
-
-        /// Working reduce-only stops at the exchange: quantity and trigger.
-        var stops: [(quantity: Decimal?, trigger: Decimal)] { server.openAlgoOrders.filter { $0.type == "STOP_MARKET" }.map { ($0.quantity, $0.trigger) } }
-
-        /// The invariant, read at the exchange.
-        var protected: Bool {
-            let held = server.position("BTCUSDT")
-            return held == 0 || stops.contains { $0.quantity == held.magnitude }
-        }
-    }
+    typealias World = BinanceWorld
 
     @Test("a stop refused because it would trigger at once (-2021): flattened at market, reduce-only; the trade says stop_refused; a critical alert")
     func stopRefused() async throws {
@@ -135,12 +94,7 @@ struct HostileVenueTests {
     @Test("stops that keep failing (503): retried, and the position is flattened once the protection timeout passes")
     func stopsKeepFailing() async throws {
         let world = try await World()
-        let venue = BinanceFuturesVenue(baseURL: world.server.baseURL, apiKey: world.server.apiKey, secret: world.server.secret, logger: Logger(label: "test"))
-        var settings = ExecutorService.Settings()
-        settings.limits.requireReferencePrice = false
-        settings.kernel.stopProtectionTimeout = 1
-        let executor = ExecutorService(venue: venue, store: world.store, bus: world.bus, cache: world.cache, settings: settings, source: "test", logger: Logger(label: "test"))
-        try await executor.reconcile()
+        let (executor, _) = try await world.restart { $0.kernel.stopProtectionTimeout = 1 }
         world.server.failNextAlgoOrders(Array(repeating: .unavailable, count: 50))
         _ = try await executor.execute(world.intent(), correlationID: "c")
         let deadline = ContinuousClock.now + .seconds(10)
@@ -164,5 +118,21 @@ struct HostileVenueTests {
         #expect(world.server.orders.filter { $0.type != "MARKET" }.allSatisfy { ["STOP_MARKET", "TAKE_PROFIT_MARKET"].contains($0.type) })
         #expect(world.server.openAlgoOrders.count == 2, "the stop and the target, both on the algo-order API")
         await world.server.stop()
+    }
+}
+
+extension BinanceWorld {
+    /// An executor that checks the venue's list of stops on every poll.
+    func executor() async throws -> ExecutorService {
+        try await restart { $0.kernel.protectionCheckInterval = 0 }.0
+    }
+
+    /// Working reduce-only stops at the exchange: quantity and trigger.
+    var stops: [(quantity: Decimal?, trigger: Decimal)] { server.openAlgoOrders.filter { $0.type == "STOP_MARKET" }.map { ($0.quantity, $0.trigger) } }
+
+    /// The invariant, read at the exchange.
+    var protected: Bool {
+        let held = server.position("BTCUSDT")
+        return held == 0 || stops.contains { $0.quantity == held.magnitude }
     }
 }

@@ -13,47 +13,7 @@ import Venues
 /// they were, and a new executor and venue (with no memory) that start from them.
 @Suite("Executor on the Binance venue: crash matrix (local exchange server)")
 struct LiveExecutorCrashTests {
-    struct World {
-        let server: FakeBinanceFutures
-        let store: SQLTradeStore
-        let bus = InProcessBus()
-        let cache = LocalCache()
-
-        init() async throws {
-            server = try await FakeBinanceFutures.start()
-            server.setPrice("BTCUSDT", 100_000)
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("live-executor-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            store = .sqlite(path: directory.appendingPathComponent("store.sqlite").path)
-            try await store.migrate()
-        }
-
-        /// A new process: a venue with no memory, and an executor that reconciles before anything else.
-        func restart(timeout: Duration = .seconds(5), reconcile: Bool = true) async throws -> (ExecutorService, BinanceFuturesVenue) {
-            let venue = BinanceFuturesVenue(baseURL: server.baseURL, apiKey: server.apiKey, secret: server.secret, timeout: timeout, logger: Logger(label: "test"))
-            var settings = ExecutorService.Settings()
-            settings.limits.requireReferencePrice = false
-            let executor = ExecutorService(venue: venue, store: store, bus: bus, cache: cache, settings: settings, source: "test", logger: Logger(label: "test"))
-            if reconcile { try await executor.reconcile() }
-            return (executor, venue)
-        }
-
-        func intent(_ id: String = UUID().uuidString) -> OrderIntent {
-            let proposal = TradeProposal(action: .long, confidence: 0.82, leverage: 3, entry: 100_000, stopLoss: 98_000, takeProfit: 104_000, reasoning: "t")
-            return OrderIntent(
-                decisionID: "decision:\(id)",
-                decision: DecisionPayload(symbol: "BTCUSDT", proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: id),
-                decidedAt: Date())
-        }
-
-        /// Orders at the exchange with this client id.
-        func placed(_ intent: OrderIntent) -> Int {
-            let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
-            return server.orders.filter { $0.clientID == id }.count
-        }
-
-        var openStops: [Decimal?] { server.orders.filter { $0.type == "STOP_MARKET" && $0.status == "NEW" }.map(\.stopPrice) }
-    }
+    typealias World = BinanceWorld
 
     @Test("a decision: isolated margin, leverage, one market order; its fill opens the position with its stop and target at the exchange")
     func lifecycle() async throws {
@@ -205,12 +165,7 @@ struct LiveExecutorCrashTests {
     @Test("a trailing stop follows the candles: the stop order at the exchange is replaced, and the store follows")
     func trailingStop() async throws {
         let world = try await World()
-        let venue = BinanceFuturesVenue(baseURL: world.server.baseURL, apiKey: world.server.apiKey, secret: world.server.secret, logger: Logger(label: "test"))
-        var settings = ExecutorService.Settings()
-        settings.limits.requireReferencePrice = false
-        settings.policy = StopPolicy(trailingActivationR: 1, trailingCallbackFraction: 0.01)
-        let executor = ExecutorService(venue: venue, store: world.store, bus: world.bus, cache: world.cache, settings: settings, source: "test", logger: Logger(label: "test"))
-        try await executor.reconcile()
+        let (executor, _) = try await world.restart { $0.policy = StopPolicy(trailingActivationR: 1, trailingCallbackFraction: 0.01) }
         _ = try await executor.execute(world.intent(), correlationID: "c")
         try await executor.processVenueEvents()
         // +1R is 102,000: a high of 103,000 activates the trail 1 % behind it, at 101,970.
@@ -225,4 +180,14 @@ struct LiveExecutorCrashTests {
         #expect(trade.exitReason == "trailing_stop" && trade.stopLoss == 101_970, "\(trade)")
         await world.server.stop()
     }
+}
+
+extension BinanceWorld {
+    /// Orders at the exchange with this client id.
+    func placed(_ intent: OrderIntent) -> Int {
+        let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
+        return server.orders.filter { $0.clientID == id }.count
+    }
+
+    var openStops: [Decimal?] { server.orders.filter { $0.type == "STOP_MARKET" && $0.status == "NEW" }.map(\.stopPrice) }
 }

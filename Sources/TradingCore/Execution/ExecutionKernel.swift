@@ -47,13 +47,13 @@ public struct ExecutionKernel: Sendable {
         public var quantity: Decimal
         public var leverage: Int
         public var purpose: OrderPurpose
-        /// For an entry: the stop and target its fills are protected with.
+        /// For an entry: the stop its fills are protected with. (The target is the venue adapter's:
+        /// a close-position order that needs no resizing.)
         public var stopLoss: Decimal?
-        public var takeProfit: Decimal?
 
         public init(
             clientOrderID: String, decisionID: String, symbol: String, side: OrderSide, quantity: Decimal, leverage: Int, purpose: OrderPurpose,
-            stopLoss: Decimal? = nil, takeProfit: Decimal? = nil
+            stopLoss: Decimal? = nil
         ) {
             self.clientOrderID = clientOrderID
             self.decisionID = decisionID
@@ -63,7 +63,6 @@ public struct ExecutionKernel: Sendable {
             self.leverage = leverage
             self.purpose = purpose
             self.stopLoss = stopLoss
-            self.takeProfit = takeProfit
         }
 
         public var reduceOnly: Bool { purpose != .entry }
@@ -161,9 +160,8 @@ public struct ExecutionKernel: Sendable {
         public var side: PositionSide
         public var quantity: Decimal = 0
         public var averagePrice: Decimal = 0
-        /// The stop level the position should have, and the target.
+        /// The stop level the position should have.
         public var stopPrice: Decimal?
-        public var takeProfit: Decimal?
         /// Stops the venue accepted and we have not cancelled (two while one is being replaced).
         public var working: [StopOrder] = []
         /// A stop sent whose answer is awaited (or was lost).
@@ -246,7 +244,7 @@ public struct ExecutionKernel: Sendable {
             orders[request.clientOrderID] = OrderState(request: request, status: .sent)
             if request.purpose == .entry, positions[request.symbol] == nil {
                 positions[request.symbol] = PositionState(
-                    symbol: request.symbol, side: request.side == .buy ? .long : .short, stopPrice: request.stopLoss, takeProfit: request.takeProfit,
+                    symbol: request.symbol, side: request.side == .buy ? .long : .short, stopPrice: request.stopLoss,
                     decisionID: request.decisionID)
             }
             actions.append(.sendOrder(request))
@@ -342,7 +340,7 @@ public struct ExecutionKernel: Sendable {
         if positions[fill.symbol] == nil, let order = orders[fill.clientOrderID], order.request.purpose == .entry {
             // A late fill of an entry given up for dead (its answer said it never filled): the position opens after all.
             positions[fill.symbol] = PositionState(
-                symbol: fill.symbol, side: side, stopPrice: order.request.stopLoss, takeProfit: order.request.takeProfit, decisionID: order.request.decisionID)
+                symbol: fill.symbol, side: side, stopPrice: order.request.stopLoss, decisionID: order.request.decisionID)
         }
         guard var position = positions[fill.symbol] else {
             // A fill with no position we know of (opened at the venue by hand): the venue's snapshot decides.
@@ -607,10 +605,10 @@ public struct ExecutionKernel: Sendable {
     /// A position the store knew before a restart, tracked again: its stops are those the venue
     /// lists (`stops`); the next snapshot keeps the right one and cancels the others.
     public mutating func restore(
-        symbol: String, side: PositionSide, quantity: Decimal, averagePrice: Decimal, stopPrice: Decimal?, takeProfit: Decimal?, decisionID: String,
+        symbol: String, side: PositionSide, quantity: Decimal, averagePrice: Decimal, stopPrice: Decimal?, decisionID: String,
         stops: [StopOrder], now: Date
     ) {
-        var position = PositionState(symbol: symbol, side: side, stopPrice: stopPrice, takeProfit: takeProfit, decisionID: decisionID)
+        var position = PositionState(symbol: symbol, side: side, stopPrice: stopPrice, decisionID: decisionID)
         position.quantity = quantity
         position.averagePrice = averagePrice
         position.issued = stops.filter { $0.side == position.closingSide }

@@ -206,7 +206,7 @@ public actor ExecutorService {
         if venue.placesStopOrders {
             let request = ExecutionKernel.OrderRequest(
                 clientOrderID: order.clientOrderID, decisionID: order.decisionID, symbol: order.symbol, side: order.side, quantity: order.quantity,
-                leverage: leverage, purpose: order.purpose, stopLoss: order.stopPrice, takeProfit: try await targetOf(order))
+                leverage: leverage, purpose: order.purpose, stopLoss: order.stopPrice)
             // The kernel sends each client id once.
             guard kernel.handle(.submit(request), now: now()).contains(.sendOrder(request)) else { return }
         }
@@ -383,11 +383,10 @@ public actor ExecutorService {
                 reduceOnly: true, createdAt: now())
             do {
                 let placed = try await venue.submit(VenueOrderRequest(clientOrderID: id, symbol: symbol, side: side, quantity: quantity, leverage: 1, reduceOnly: true))
-                _ = try? await store.recordOrder(record)
-                try? await store.updateOrder(clientOrderID: id, status: placed.status, venueOrderID: placed.venueOrderID, at: now())
+                await recordFlatten(record, status: placed.status, venueOrderID: placed.venueOrderID)
                 return [.orderStatus(clientOrderID: id, status: placed.status)]
             } catch {
-                _ = try? await store.recordOrder(record)
+                await recordFlatten(record, status: error.kind == .rejected ? .rejected : .unknown, venueOrderID: nil)
                 return error.kind == .rejected ? [.orderStatus(clientOrderID: id, status: .rejected)] : [.orderUnknown(clientOrderID: id, reason: error.message)]
             }
         case .queryOrder(let id, let symbol):
@@ -418,10 +417,20 @@ public actor ExecutorService {
         }
     }
 
-    /// The decision's target for an entry, on the venue's tick (as the gateway's check rounded it).
-    func targetOf(_ order: OrderRecord) async throws -> Decimal? {
-        guard order.purpose == .entry, let target = try await store.decision(id: order.decisionID)?.takeProfit else { return nil }
-        return target
+    /// The position's stop from now on moves by the policy, from `stop` at `entry`.
+    func manage(_ symbol: String, side: PositionSide, entry: Decimal, stop: Decimal) {
+        managedStops[symbol] = ManagedStop(side: side, entry: entry, initialStop: stop, stop: stop, bestPrice: entry, policy: settings.policy)
+    }
+
+    /// Records a flatten order after it went out; a store that fails is said, not hidden (the
+    /// venue's fills still close the position, and reconciliation finds the order).
+    func recordFlatten(_ record: OrderRecord, status: OrderStatus, venueOrderID: String?) async {
+        do {
+            try await store.recordOrder(record)
+            try await store.updateOrder(clientOrderID: record.clientOrderID, status: status, venueOrderID: venueOrderID, at: now())
+        } catch {
+            logger.error("the flatten order was sent but not recorded", metadata: ["client_order_id": "\(record.clientOrderID)", "error": "\(error)"])
+        }
     }
 
     /// Commits the venue's fills, closes and stop moves, then acknowledges them.
@@ -504,9 +513,7 @@ public actor ExecutorService {
         try await store.savePosition(position)
         if venue.placesStopOrders {
             // The kernel placed the stop on the fill; the policy moves it from here; the target goes once.
-            if let stop, managedStops[order.symbol] == nil {
-                managedStops[order.symbol] = ManagedStop(side: position.side, entry: average, initialStop: stop, stop: stop, bestPrice: average, policy: settings.policy)
-            }
+            if let stop, managedStops[order.symbol] == nil { manage(order.symbol, side: position.side, entry: average, stop: stop) }
             guard known == nil else { return }
             if let target {
                 do {
@@ -600,11 +607,8 @@ public actor ExecutorService {
                 let stops = try await venue.workingStops(symbol: held.symbol)
                 kernel.restore(
                     symbol: held.symbol, side: held.side, quantity: held.quantity, averagePrice: held.entryPrice, stopPrice: position.stopLoss,
-                    takeProfit: position.takeProfit, decisionID: position.decisionID, stops: stops, now: now())
-                if let stop = position.stopLoss {
-                    managedStops[held.symbol] = ManagedStop(
-                        side: held.side, entry: held.entryPrice, initialStop: stop, stop: stop, bestPrice: held.entryPrice, policy: settings.policy)
-                }
+                    decisionID: position.decisionID, stops: stops, now: now())
+                if let stop = position.stopLoss { manage(held.symbol, side: held.side, entry: held.entryPrice, stop: stop) }
                 await drive(.venueSnapshot(symbol: held.symbol, quantity: held.side == .long ? held.quantity : -held.quantity, stops: Set(stops.map(\.clientID))))
             } else if held.stopLoss == nil, let stop = position.stopLoss {
                 logger.warning("protective stop missing at the venue: placing it again", metadata: ["symbol": "\(held.symbol)"])
