@@ -254,10 +254,6 @@ public actor BinanceFuturesVenue: Venue {
         }
     }
 
-    public func protect(symbol: String, stopLoss: Decimal, takeProfit: Decimal?, policy: StopPolicy) async throws(VenueError) {
-        throw VenueError(.rejected, "Binance stops are placed by the execution kernel (placeStop), not protect()")
-    }
-
     public nonisolated var placesStopOrders: Bool { true }
 
     /// A conditional order as `openAlgoOrders` and `algoOrder` list it.

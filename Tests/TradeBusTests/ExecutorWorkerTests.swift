@@ -69,7 +69,12 @@ struct ExecutorWorkerTests {
         let recorded = try await store.decision(id: decision.id)
         #expect(recorded?.symbol == symbol)
         let position = try await store.openPositions().first { $0.symbol == symbol }
-        #expect(position?.stopLoss == 98 && position?.takeProfit == 104)
+        // Filled at 100.15 (the next open and the slippage), a stop at 98 would lose more than 1 % of equity:
+        // the executor's kernel moved it up to keep the risk budget, and the target out to keep 1.5R.
+        let held = try #require(position)
+        let stop = try #require(held.stopLoss), target = try #require(held.takeProfit)
+        #expect(stop > 98 && stop < held.entryPrice && target >= 104 && target - held.entryPrice >= Decimal(string: "1.5")! * (held.entryPrice - stop))
+        #expect(held.quantity * (held.entryPrice - stop + Decimal(string: "0.0005")! * (held.entryPrice + stop)) <= 100)
         await store.close()
         executor.signal(SIGTERM)
         #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0)

@@ -154,7 +154,7 @@ struct ExecutionKernelTests {
             case .cancelStop(let symbol, let id):
                 venue.stops[id] = nil
                 venue.outbox.append(.stopCancelled(symbol: symbol, clientID: id))
-            case .flatten(_, let id, let side, let quantity, _):
+            case .flatten(_, let id, let side, let quantity, _), .reduce(_, let id, let side, let quantity, _):
                 carryOut(.sendOrder(ExecutionKernel.OrderRequest(
                     clientOrderID: id, decisionID: id, symbol: "BTCUSDT", side: side, quantity: quantity, leverage: 1, purpose: .exit)))
             case .reconcile(let symbol):
@@ -188,9 +188,14 @@ struct ExecutionKernelTests {
                 let id = decisions.isEmpty || random.chance(0.7) ? "d\(step)" : decisions[random.int(0...(decisions.count - 1))]
                 decisions.append(id)
                 let long = random.chance(0.5)
+                // Some entries are held to the gateway's rules against their fill: a budget that moves
+                // the stop, or that no allowed stop meets (the position is then cut or closed).
+                let check: FillCheck? = random.chance(0.4) ? FillCheck(
+                    minStopFraction: 0.01, maxStopFraction: 0.08, riskBudget: Decimal(random.int(0...6)), feeRate: 0.0005, minRewardRisk: 1.5,
+                    filters: ExchangeFilters(tickSize: 0.01, stepSize: 0.001, minQuantity: 0.01, maxQuantity: 100, minNotional: 0)) : nil
                 let request = ExecutionKernel.OrderRequest(
                     clientOrderID: ClientOrderID.make(decisionID: id, purpose: .entry), decisionID: id, symbol: "BTCUSDT", side: long ? .buy : .sell,
-                    quantity: 1, leverage: 3, purpose: .entry, stopLoss: long ? venue.price - 4 : venue.price + 4)
+                    quantity: 1, leverage: 3, purpose: .entry, stopLoss: long ? venue.price - 4 : venue.price + 4, check: check)
                 actions += kernel.handle(.submit(request), now: now)
             }
             // The hostile venue: a stop cancelled by hand, an operator flatten, a trailing move.
@@ -386,6 +391,51 @@ struct ExecutionKernelTests {
         _ = kernel.handle(.orderStatus(clientOrderID: request.clientOrderID, status: .filled), now: Self.t0)
         _ = kernel.handle(.orderStatus(clientOrderID: request.clientOrderID, status: .accepted), now: Self.t0)
         #expect(kernel.orders[request.clientOrderID]?.status == .filled)
+    }
+
+    @Test("the stop is judged against the real fill: an entry that filled higher keeps its risk budget by a nearer stop, or is cut when no allowed stop does")
+    func stopAgainstFill() throws {
+        let filters = ExchangeFilters(tickSize: 0.01, stepSize: 0.001, minQuantity: 0.01, maxQuantity: 100, minNotional: 0)
+        let check = FillCheck(minStopFraction: 0.01, maxStopFraction: 0.05, riskBudget: 2.1, feeRate: 0, minRewardRisk: 2, filters: filters)
+        var kernel = ExecutionKernel()
+        var request = Self.entry(stop: 98)
+        request.takeProfit = 103
+        request.check = check
+        _ = kernel.handle(.submit(request), now: Self.t0)
+        // Filled at 100.5, the stop at 98 would lose 2.5 > 2.1: it moves up to 98.4; the target moves out to 2R.
+        let stop = try #require(Self.placed(kernel.handle(.fill(Self.fill("1", order: request.clientOrderID, price: 100.5)), now: Self.t0)).first)
+        #expect(stop.trigger == Decimal(string: "98.4") && kernel.positions["BTCUSDT"]?.targetPrice == Decimal(string: "104.7"))
+
+        // Filled at 104 with a budget of 0.52, no stop 1 % away or more keeps it at this size: the stop goes
+        // to the nearest allowed price (102.96) and the position is cut to 0.52 / 1.04 = 0.5.
+        var tight = ExecutionKernel()
+        var gapped = Self.entry(stop: 98)
+        gapped.check = check
+        gapped.check?.riskBudget = Decimal(string: "0.52")!
+        _ = tight.handle(.submit(gapped), now: Self.t0)
+        let actions = tight.handle(.fill(Self.fill("1", order: gapped.clientOrderID, price: 104)), now: Self.t0)
+        let first = try #require(Self.placed(actions).first)
+        #expect(first.trigger == Decimal(string: "102.96") && first.quantity == 1)
+        let cut = actions.compactMap { if case .reduce(_, let id, .sell, let quantity, "risk_reduced") = $0 { (id, quantity) } else { nil } }
+        #expect(cut.count == 1 && cut.first?.1 == Decimal(string: "0.5"))
+        _ = tight.handle(.stopAnswer(symbol: "BTCUSDT", clientID: first.clientID, .accepted), now: Self.t0)
+        // The cut fills: the stop is resized to what is left, and the position stays open.
+        let after = tight.handle(.fill(Self.fill("2", order: cut[0].0, side: .sell, quantity: cut[0].1, price: 104)), now: Self.t0)
+        #expect(Self.placed(after).first?.quantity == Decimal(string: "0.5") && tight.positions["BTCUSDT"]?.quantity == Decimal(string: "0.5"))
+        #expect(!after.contains { if case .positionClosed = $0 { true } else { false } })
+    }
+
+    @Test("FillCheck: a stop too near or too far moves to the nearest allowed price; below the venue's minimum the position is closed")
+    func fillCheckVerdicts() {
+        let filters = ExchangeFilters(tickSize: 0.01, stepSize: 0.001, minQuantity: 0.5, maxQuantity: 100, minNotional: 0)
+        let check = FillCheck(minStopFraction: 0.01, maxStopFraction: 0.05, riskBudget: 100, feeRate: 0, minRewardRisk: 1.5, filters: filters)
+        #expect(check.verdict(side: .long, average: 100, quantity: 1, stop: 99.5, target: nil) == .init(stop: 99, target: nil, quantity: 1, reason: "stop_too_near"))
+        #expect(check.verdict(side: .long, average: 100, quantity: 1, stop: 90, target: nil) == .init(stop: 95, target: nil, quantity: 1, reason: "stop_too_far"))
+        #expect(check.verdict(side: .short, average: 100, quantity: 1, stop: 100.5, target: 99) == .init(stop: 101, target: Decimal(string: "98.5"), quantity: 1, reason: "stop_too_near"))
+        #expect(check.verdict(side: .long, average: 100, quantity: 1, stop: 97, target: 110) == .init(stop: 97, target: 110, quantity: 1, reason: nil))
+        var poor = check
+        poor.riskBudget = Decimal(string: "0.4")!
+        #expect(poor.verdict(side: .long, average: 100, quantity: 1, stop: 97, target: nil) == .init(stop: 99, target: nil, quantity: 0, reason: "stop_unaffordable"))
     }
 
     @Test("a stop cancelled by hand at the venue is placed again")

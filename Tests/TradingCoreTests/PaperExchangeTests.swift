@@ -12,15 +12,28 @@ struct PaperExchangeTests {
         return s
     }()
 
-    func opened(_ side: OrderSide = .buy, stop: Decimal = 95, target: Decimal? = 110, policy: StopPolicy = StopPolicy(), leverage: Int = 2) -> PaperExchange {
+    /// A position of 10 filled at the open (100) of a candle reaching `high` and `low`, the rest of that candle still ahead.
+    func filled(_ side: OrderSide = .buy, high: Decimal = 101, low: Decimal = 99, leverage: Int = 2) -> PaperExchange {
         var paper = PaperExchange(settings: settings, balance: 10_000)
         _ = paper.submit(VenueOrderRequest(clientOrderID: "c1", symbol: "X", side: side, quantity: 10, leverage: leverage, reduceOnly: false))
-        paper.onCandle(symbol: "X", open: 100, high: 101, low: 99, close: 100, time: Self.t0)
-        let stopLevel = side == .buy ? stop : 200 - stop
-        let targetLevel = target.map { side == .buy ? $0 : 200 - $0 }
-        _ = paper.protect(symbol: "X", stopLoss: stopLevel, takeProfit: targetLevel, policy: policy)
+        paper.onCandle(symbol: "X", open: 100, high: high, low: low, close: 100, time: Self.t0)
+        return paper
+    }
+
+    /// A position of 10 opened at the open of a quiet candle, protected with a stop for all of it and a target.
+    func opened(_ side: OrderSide = .buy, stop: Decimal = 95, target: Decimal? = 110, leverage: Int = 2) -> PaperExchange {
+        var paper = filled(side, leverage: leverage)
+        protect(&paper, side, stop: stop, target: target)
+        paper.finishCandle(symbol: "X")
         _ = paper.drainEvents()
         return paper
+    }
+
+    func protect(_ paper: inout PaperExchange, _ side: OrderSide, stop: Decimal, target: Decimal?, quantity: Decimal = 10) {
+        let closing: OrderSide = side == .buy ? .sell : .buy
+        let stopLevel = side == .buy ? stop : 200 - stop
+        _ = paper.placeStop(symbol: "X", ExecutionKernel.StopOrder(clientID: "s1", side: closing, quantity: quantity, trigger: stopLevel))
+        if let target { _ = paper.placeTarget(symbol: "X", side: closing, price: side == .buy ? target : 200 - target, clientID: "t1") }
     }
 
     func closes(_ events: [VenueEvent]) -> [VenueClose] {
@@ -71,33 +84,66 @@ struct PaperExchangeTests {
         #expect(closes(paper.drainEvents()).first?.reason == "stop_loss")
     }
 
-    @Test("a trailing stop follows the best price once activated, and exits as trailing_stop")
-    func trailing() {
-        var paper = opened(policy: StopPolicy(trailingActivationR: 1, trailingCallbackFraction: 0.02))
-        paper.onCandle(symbol: "X", open: 101, high: 106, low: 100.5, close: 105.5, time: Self.t0.addingTimeInterval(60))  // +1.2R: trail at 106 × 0.98
-        #expect(paper.openPositions.first?.stopLoss == Decimal(string: "103.88"))
-        paper.onCandle(symbol: "X", open: 105, high: 105.5, low: 103, close: 103.5, time: Self.t0.addingTimeInterval(120))
-        #expect(closes(paper.drainEvents()).first?.reason == "trailing_stop")
+    @Test("the candle a position opens on counts: a stop placed after the fill triggers on the rest of that candle, before the target")
+    func entryCandle() throws {
+        var paper = filled(high: 112, low: 94)
+        #expect(closes(paper.pendingEvents).isEmpty && paper.openPositions.count == 1)
+        protect(&paper, .buy, stop: 95, target: 110)
+        paper.finishCandle(symbol: "X")
+        let close = try #require(closes(paper.drainEvents()).first)
+        #expect(close.reason == "stop_loss" && close.exitPrice == Decimal(string: "94.905") && paper.openPositions.isEmpty)
+        #expect(paper.workingStops(symbol: "X").isEmpty)
+
+        var target = filled(high: 112, low: 99)
+        protect(&target, .buy, stop: 95, target: 110)
+        target.finishCandle(symbol: "X")
+        #expect(closes(target.drainEvents()).first?.reason == "take_profit")
     }
 
-    @Test("break-even after +1R moves the stop to entry; the ATR stop only tightens")
-    func breakEvenAndATR() {
-        var paper = opened(policy: StopPolicy(breakEvenAfterOneR: true))
-        paper.onCandle(symbol: "X", open: 101, high: 105.2, low: 100.5, close: 104, time: Self.t0.addingTimeInterval(60))
-        #expect(paper.openPositions.first?.stopLoss == Decimal(string: "100.1"))
-        var atr = opened(policy: StopPolicy(atrMultiple: 2))
-        atr.onCandle(symbol: "X", open: 101, high: 103, low: 100.5, close: 102, time: Self.t0.addingTimeInterval(60), atr: 1)
-        #expect(atr.openPositions.first?.stopLoss == 100)
-        atr.onCandle(symbol: "X", open: 101, high: 101.5, low: 100.5, close: 101, time: Self.t0.addingTimeInterval(120), atr: 1)
-        #expect(atr.openPositions.first?.stopLoss == 100)  // would be 99: a stop never loosens
+    @Test("a stop whose trigger the price has already passed is refused as would-trigger; so is such a target")
+    func wouldTrigger() throws {
+        var paper = filled()
+        let refused = paper.placeStop(symbol: "X", ExecutionKernel.StopOrder(clientID: "s", side: .sell, quantity: 10, trigger: 100.5))
+        guard case .failure(let error) = refused else {
+            Issue.record("a stop above the price was accepted for a long")
+            return
+        }
+        #expect(error.kind == .wouldTrigger)
+        guard case .failure(let target) = paper.placeTarget(symbol: "X", side: .sell, price: 99.5, clientID: "t") else {
+            Issue.record("target accepted")
+            return
+        }
+        #expect(target.kind == .wouldTrigger && paper.workingStops(symbol: "X").isEmpty)
+        guard case .failure(let wrong) = paper.placeStop(symbol: "Y", ExecutionKernel.StopOrder(clientID: "s", side: .sell, quantity: 1, trigger: 1)) else {
+            Issue.record("a stop with no position was accepted")
+            return
+        }
+        #expect(wrong.kind == .rejected)
+    }
+
+    @Test("a stop for part of the position reduces it; the close comes when the rest goes, with the whole trade's PnL and size")
+    func partialStop() throws {
+        var paper = filled()
+        protect(&paper, .buy, stop: 95, target: nil, quantity: 4)
+        paper.finishCandle(symbol: "X")
+        paper.onCandle(symbol: "X", open: 96, high: 96, low: 94, close: 95, time: Self.t0.addingTimeInterval(60))
+        #expect(closes(paper.pendingEvents).isEmpty && paper.openPositions.first?.quantity == 6)
+        _ = paper.submit(VenueOrderRequest(clientOrderID: "x", symbol: "X", side: .sell, quantity: 6, leverage: 1, reduceOnly: true))
+        paper.onCandle(symbol: "X", open: 95, high: 95, low: 95, close: 95, time: Self.t0.addingTimeInterval(120))
+        let close = try #require(closes(paper.drainEvents()).first)
+        // (94.905 − 100.1) × 4 + (94.905 − 100.1) × 6, less the three fees
+        #expect(close.quantity == 10 && close.pnl == paper.balance - 10_000 && close.pnl < -51)
     }
 
     @Test("a gap past the liquidation price liquidates: the margin is lost")
     func liquidation() {
         var paper = opened(stop: 60, target: nil, leverage: 10)  // liquidation ≈ 90.6; the stop at 60 is past it
         paper.onCandle(symbol: "X", open: 95, high: 96, low: 85, close: 88, time: Self.t0.addingTimeInterval(60))
-        let close = closes(paper.drainEvents()).first
+        let events = paper.drainEvents()
+        let close = closes(events).first
         #expect(close?.reason == "liquidation")
+        // The fill tells whoever counts the position (the execution kernel) that it is gone.
+        #expect(events.contains { if case .fill(let fill) = $0 { fill.quantity == 10 && fill.side == .sell } else { false } })
         #expect(paper.openPositions.isEmpty && paper.balance < 10_000 - 100)
     }
 
@@ -127,6 +173,36 @@ struct PaperExchangeTests {
         paper.onCandle(symbol: "X", open: 102, high: 103, low: 101, close: 102, time: Self.t0.addingTimeInterval(60))
         let close = try #require(closes(paper.drainEvents()).first)
         #expect(close.reason == "exit" && paper.openPositions.isEmpty && close.exitPrice == Decimal(string: "101.898"))
+    }
+}
+
+@Suite("Stop policies (ManagedStop)")
+struct ManagedStopTests {
+    let filters = ExchangeFilters(tickSize: 0.01, stepSize: 0.001, minQuantity: 0.001, maxQuantity: 1_000_000, minNotional: 5)
+
+    func long(_ policy: StopPolicy) -> ManagedStop {
+        ManagedStop(side: .long, entry: Decimal(string: "100.1")!, initialStop: 95, stop: 95, bestPrice: Decimal(string: "100.1")!, policy: policy)
+    }
+
+    @Test("a trailing stop follows the best price once activated, and a close on it is a trailing_stop that records the first stop")
+    func trailing() {
+        var stop = long(StopPolicy(trailingActivationR: 1, trailingCallbackFraction: 0.02))
+        #expect(stop.tighten(high: 102, low: 100, close: 101, atr: nil, filters: filters) == nil)  // not +1R yet
+        #expect(stop.tighten(high: 106, low: Decimal(string: "100.5")!, close: Decimal(string: "105.5")!, atr: nil, filters: filters) == Decimal(string: "103.88"))
+        var close = VenueClose(
+            symbol: "X", side: .long, quantity: 10, entryPrice: Decimal(string: "100.1")!, exitPrice: 103, openedAt: Date(), closedAt: Date(),
+            reason: "stop_loss", pnl: 0, fees: 0, funding: 0, leverage: 2, stopLoss: Decimal(string: "103.88"), takeProfit: nil)
+        stop.settle(&close)
+        #expect(close.reason == "trailing_stop" && close.stopLoss == 95)
+    }
+
+    @Test("break-even after +1R moves the stop to entry; the ATR stop only tightens")
+    func breakEvenAndATR() {
+        var even = long(StopPolicy(breakEvenAfterOneR: true))
+        #expect(even.tighten(high: Decimal(string: "105.2")!, low: Decimal(string: "100.5")!, close: 104, atr: nil, filters: filters) == Decimal(string: "100.1"))
+        var atr = long(StopPolicy(atrMultiple: 2))
+        #expect(atr.tighten(high: 103, low: Decimal(string: "100.5")!, close: 102, atr: 1, filters: filters) == 100)
+        #expect(atr.tighten(high: Decimal(string: "101.5")!, low: Decimal(string: "100.5")!, close: 101, atr: 1, filters: filters) == nil)  // 99 would loosen
     }
 }
 

@@ -34,19 +34,20 @@ struct RiskGatewayTests {
     @Test("a good LONG: sized by risk, rounded to the venue's rules, within every limit")
     func approved() throws {
         let order = try RiskGateway(limits: limits).check(decision(), market: market(), account: account).get()
-        // Risk 1 % of 10,000 = 100 USD over a 2,000 stop: 0.05 BTC (notional 5,000; margin 1,667 ≤ 25 % of equity).
-        #expect(order.quantity == Decimal(string: "0.05") && order.side == .long && order.leverage == 3)
-        #expect(order.stopLoss == 98_000 && order.takeProfit == 104_000 && order.riskUSD == 100)
-        #expect(order.notional == 5_000 && order.margin == Decimal(5_000) / 3)
-        // Fees: (5,000 + 5,200) × 0.05 % = 5.1; profit 200 − 5.1.
-        #expect(order.profitAfterFeesUSD == Decimal(string: "194.9"))
+        // Risk 1 % of 10,000 = 100 USD over a 2,000 stop plus the fees in and out (0.05 % of 100,000 + 98,000 = 99):
+        // 100 / 2,099 = 0.0476 → 0.047 BTC (notional 4,700; margin 1,567 ≤ 25 % of equity).
+        #expect(order.quantity == Decimal(string: "0.047") && order.side == .long && order.leverage == 3)
+        #expect(order.stopLoss == 98_000 && order.takeProfit == 104_000 && order.riskUSD == 94)
+        #expect(order.notional == 4_700 && order.margin == Decimal(4_700) / 3)
+        // Fees: (4,700 + 4,888) × 0.05 % = 4.794; profit 188 − 4.794.
+        #expect(order.profitAfterFeesUSD == Decimal(string: "183.206"))
         #expect(order.liquidationPrice == Decimal(string: "67166.66666666666666666666666666666667") || order.liquidationPrice < 98_000)
     }
 
     @Test("the mirror SHORT is approved too")
     func short() throws {
         let order = try RiskGateway(limits: limits).check(decision(.short, stop: 102_000, target: 96_000), market: market(), account: account).get()
-        #expect(order.side == .short && order.quantity == Decimal(string: "0.05") && order.stopLoss == 102_000)
+        #expect(order.side == .short && order.quantity == Decimal(string: "0.047") && order.stopLoss == 102_000)
     }
 
     @Test("HOLD, NaN, infinities, zero and negative prices are refused as invalid", arguments: [
@@ -135,7 +136,7 @@ struct RiskGatewayTests {
         let gateway = RiskGateway(limits: limits)
         let order = try gateway.check(decision(stop: 97_999.97, target: 104_000.06), market: market(), account: account).get()
         #expect(order.stopLoss == 98_000 && order.takeProfit == 104_000)  // both toward entry
-        #expect(order.quantity == Decimal(string: "0.05"))
+        #expect(order.quantity == Decimal(string: "0.047"))
         let short = try gateway.check(decision(.short, stop: 102_000.04, target: 95_999.93), market: market(), account: account).get()
         #expect(short.stopLoss == 102_000 && short.takeProfit == 96_000)
         // 100 USD of risk over 2,000 is 0.05 BTC; a 0.1 step makes it 0.

@@ -165,29 +165,6 @@ struct BacktestRun {
         }
     }
 
-    /// An order the executor has sent, as its record would hold it.
-    struct Order {
-        var decisionID: String
-        var purpose: OrderPurpose
-        var symbol: String
-        var side: OrderSide
-        var quantity: Decimal
-        var stopPrice: Decimal?
-        /// The decision's leverage and target, which the position opens with.
-        var leverage: Int
-        var takeProfit: Decimal?
-        var fills: [(price: Decimal, quantity: Decimal)] = []
-    }
-
-    /// An open position, as the executor's record holds it.
-    struct Position {
-        var id: String
-        var side: PositionSide
-        var quantity: Decimal
-        var leverage: Int
-        var openedAt: Date
-    }
-
     let settings: Backtester.Settings
     let symbol: String
     let interval: String
@@ -197,12 +174,17 @@ struct BacktestRun {
     let recorded: [Int64: [DecisionRecord]]?
 
     var exchange: PaperExchange
+    /// The executor's execution kernel, driven against the paper venue.
+    var kernel = ExecutionKernel()
     /// The file's interval first, then (from 1m candles) the aggregator's.
     var streams: [Stream]
     var aggregator = TimeframeAggregator()
-    /// Orders sent and not yet filled, by client id.
-    var orders: [String: Order] = [:]
-    var positions: [String: Position] = [:]
+    /// The executor's record of each open position: its id and when it opened.
+    var opened: [String: (id: String, at: Date)] = [:]
+    /// Each position's stop as its policy moves it.
+    var managed: [String: ManagedStop] = [:]
+    /// Why the kernel flattened a position, for its trade.
+    var closeReasons: [String: String] = [:]
     var halts: TradingHalts?
     var trades: [TradeRecord] = []
     var signals = 0
@@ -267,53 +249,69 @@ struct BacktestRun {
 
     // MARK: The paper venue (the executor's observe and its booking of venue events)
 
-    /// The venue trades on the candle, then its events are booked.
+    /// The venue fills at the candle's open, the kernel protects those fills, the venue takes the rest
+    /// of the candle, then the policy moves the stop for the next candle (``ExecutorService``'s observe).
     mutating func observe(_ candle: Candle, time: Date) throws {
-        // The ATR-adaptive stop reads the latest snapshot of the candle's stream: the previous candle's.
-        let atr = settings.policy.atrMultiple == nil ? nil : streams[0].latest?.atr14
-        try exchange.onCandle(symbol: symbol, candle: candle, time: time, atr: atr)
+        try exchange.onCandle(symbol: symbol, candle: candle, time: time)
         if !exchange.queued.isEmpty { commitEvents() }
+        exchange.finishCandle(symbol: symbol)
+        if !exchange.queued.isEmpty { commitEvents() }
+        // The ATR-adaptive stop reads the latest snapshot of the candle's stream: the previous candle's.
+        guard settings.policy.isActive, var stop = managed[symbol], let high = Decimal(finite: candle.high), let low = Decimal(finite: candle.low),
+              let close = Decimal(finite: candle.close) else { return }
+        let atr = settings.policy.atrMultiple == nil ? nil : streams[0].latest?.atr14.flatMap(Decimal.init(finite:))
+        let moved = stop.tighten(high: high, low: low, close: close, atr: atr, filters: settings.paper.filters)
+        managed[symbol] = stop
+        if let moved { drive(.moveStop(symbol: symbol, price: moved)) }
     }
 
-    /// Fills, closes and stop moves, booked as ``ExecutorService`` books them.
+    /// Feeds the kernel one event, and the venue's answers to what it asks, until it asks nothing more.
+    mutating func drive(_ first: ExecutionKernel.Event) {
+        var events = [first]
+        while !events.isEmpty {
+            for action in kernel.handle(events.removeFirst(), now: now) {
+                if case .flatten(let symbol, _, _, _, let reason) = action { closeReasons[symbol] = reason }
+                events += exchange.carryOut(action)
+            }
+        }
+    }
+
+    /// Fills and closes, booked as ``ExecutorService`` books them: the kernel first.
     mutating func commitEvents() {
-        let events = exchange.drainEvents()
-        guard !events.isEmpty else { return }
-        for event in events {
+        for event in exchange.drainEvents() {
             switch event {
-            case .fill(let fill): book(fill)
-            case .closed(let close): book(close)
-            case .stopMoved: break  // the record's stop; the venue holds the one that counts
+            case .fill(let fill):
+                drive(.fill(fill))
+                book(fill)
+            case .closed(var close):
+                if let reason = closeReasons.removeValue(forKey: close.symbol), close.reason == "exit" { close.reason = reason }
+                managed.removeValue(forKey: close.symbol)?.settle(&close)
+                book(close)
+            case .stopMoved: break
             }
         }
         balance = exchange.balance.doubleValue
     }
 
+    /// An entry's fill opens or grows the position: its record, its managed stop, and once its target.
     mutating func book(_ fill: VenueFill) {
-        guard var order = orders[fill.clientOrderID] else { return }  // a venue-side stop or target
-        order.fills.append((fill.price, fill.quantity))
-        let filled = order.fills.reduce(Decimal(0)) { $0 + $1.quantity }
-        guard filled >= order.quantity else {
-            orders[fill.clientOrderID] = order
-            return
+        guard let order = kernel.orders[fill.clientOrderID], order.request.purpose == .entry, let held = kernel.positions[fill.symbol],
+              held.decisionID == order.request.decisionID else { return }
+        let first = opened[fill.symbol] == nil
+        if first { opened[fill.symbol] = ("position:\(held.decisionID)", now) }
+        if let stop = held.stopPrice {
+            managed[fill.symbol] = ManagedStop(
+                side: held.side, entry: held.averagePrice, initialStop: stop, stop: stop, bestPrice: held.averagePrice, policy: settings.policy)
         }
-        orders[fill.clientOrderID] = nil
-        guard order.purpose == .entry else { return }
-        let average = order.fills.reduce(Decimal(0)) { $0 + $1.price * $1.quantity } / filled
-        let target = order.takeProfit.map { settings.paper.filters.price($0, toward: average) }
-        positions[order.symbol] = Position(
-            id: "position:\(order.decisionID)", side: order.side == .buy ? .long : .short, quantity: filled, leverage: order.leverage, openedAt: now)
-        if let stop = order.stopPrice {
-            _ = exchange.protect(symbol: order.symbol, stopLoss: stop, takeProfit: target, policy: settings.policy)
+        if first, let target = held.targetPrice {
+            _ = exchange.placeTarget(
+                symbol: fill.symbol, side: held.closingSide, price: target, clientID: ClientOrderID.make(decisionID: held.decisionID, purpose: .takeProfit))
         }
     }
 
     mutating func book(_ close: VenueClose) {
-        guard let position = positions.removeValue(forKey: close.symbol) else { return }
-        trades.append(TradeRecord(
-            id: "trade:\(position.id)", positionID: position.id, symbol: close.symbol, side: close.side, entryTime: position.openedAt,
-            entryPrice: close.entryPrice, exitTime: close.closedAt, exitPrice: close.exitPrice, quantity: close.quantity, leverage: close.leverage,
-            stopLoss: close.stopLoss, takeProfit: close.takeProfit, pnl: close.pnl, fees: close.fees, funding: close.funding, exitReason: close.reason))
+        guard let position = opened.removeValue(forKey: close.symbol) else { return }
+        trades.append(TradeRecord(close, positionID: position.id, entryTime: position.at))
         let equity = exchange.equity
         var current = halts(equity: equity - close.pnl)
         _ = current.recordTrade(pnl: close.pnl, equityAfter: equity, now: close.closedAt)
@@ -349,34 +347,27 @@ struct BacktestRun {
 
     mutating func execute(decisionID: String, _ d: DecisionPayload) {
         if d.action == .hold { return }
-        if let open = positions[d.symbol], settings.closeOnOpposite, (open.side == .long) != (d.action == .long) {
+        if let open = kernel.positions[d.symbol], open.quantity > 0, settings.closeOnOpposite, (open.side == .long) != (d.action == .long) {
             // An exit already on its way closes it; a second would find nothing to reduce.
-            guard !orders.values.contains(where: { $0.purpose == .exit && $0.symbol == d.symbol }) else { return }
-            send(Order(
-                decisionID: decisionID, purpose: .exit, symbol: d.symbol, side: open.side == .long ? .sell : .buy, quantity: open.quantity,
-                leverage: open.leverage), reduceOnly: true)
+            guard !kernel.isClosing(d.symbol) else { return }
+            drive(.submit(ExecutionKernel.OrderRequest(
+                clientOrderID: ClientOrderID.make(decisionID: decisionID, purpose: .exit), decisionID: decisionID, symbol: d.symbol,
+                side: open.closingSide, quantity: open.quantity, leverage: 1, purpose: .exit)))
             return
         }
         guard let price = exchange.price(symbol: d.symbol) else { return }
         let account = (equity: exchange.equity, availableMargin: exchange.availableMargin)
-        var open = Set(exchange.positions.keys).union(positions.keys)
-        for order in orders.values where order.purpose == .entry { open.insert(order.symbol) }
+        // An entry on its way counts as the position it will be.
+        let open = Set(exchange.positions.keys).union(kernel.positions.keys)
         var current = halts(equity: account.equity)
         current.roll(now: now, equity: account.equity)
         halts = current
         let view = AccountView(equity: account.equity, availableMargin: account.availableMargin, openSymbols: open, halt: current.halt?.reason)
         let market = MarketView(venuePrice: price, referencePrice: nil, filters: settings.paper.filters, now: now)
         guard case .success(let order) = gateway.check(OrderIntent(decisionID: decisionID, decision: d, decidedAt: now), market: market, account: view) else { return }
-        // The executor reads the decision's target back from its record, where it is kept as a decimal.
-        send(Order(
-            decisionID: decisionID, purpose: .entry, symbol: d.symbol, side: order.side == .long ? .buy : .sell, quantity: order.quantity,
-            stopPrice: order.stopLoss, leverage: d.leverage, takeProfit: d.takeProfit.flatMap(Decimal.init(finite:))), reduceOnly: false)
-    }
-
-    /// Sends an order; one the venue refuses leaves nothing waiting.
-    mutating func send(_ order: Order, reduceOnly: Bool) {
-        let id = ClientOrderID.make(decisionID: order.decisionID, purpose: order.purpose)
-        let request = VenueOrderRequest(clientOrderID: id, symbol: order.symbol, side: order.side, quantity: order.quantity, leverage: order.leverage, reduceOnly: reduceOnly)
-        if case .success = exchange.submit(request) { orders[id] = order }
+        drive(.submit(ExecutionKernel.OrderRequest(
+            clientOrderID: ClientOrderID.make(decisionID: decisionID, purpose: .entry), decisionID: decisionID, symbol: d.symbol,
+            side: order.side == .long ? .buy : .sell, quantity: order.quantity, leverage: d.leverage, purpose: .entry, stopLoss: order.stopLoss,
+            takeProfit: order.takeProfit, check: FillCheck(limits: settings.limits, equity: account.equity, filters: settings.paper.filters))))
     }
 }

@@ -47,13 +47,16 @@ public struct ExecutionKernel: Sendable {
         public var quantity: Decimal
         public var leverage: Int
         public var purpose: OrderPurpose
-        /// For an entry: the stop its fills are protected with. (The target is the venue adapter's:
-        /// a close-position order that needs no resizing.)
+        /// For an entry: the stop its fills are protected with, and its target (placed by the
+        /// executor once, as a close-position order that needs no resizing).
         public var stopLoss: Decimal?
+        public var takeProfit: Decimal?
+        /// For an entry: the rules its stop and target are held to once it fills (``FillCheck``).
+        public var check: FillCheck?
 
         public init(
             clientOrderID: String, decisionID: String, symbol: String, side: OrderSide, quantity: Decimal, leverage: Int, purpose: OrderPurpose,
-            stopLoss: Decimal? = nil
+            stopLoss: Decimal? = nil, takeProfit: Decimal? = nil, check: FillCheck? = nil
         ) {
             self.clientOrderID = clientOrderID
             self.decisionID = decisionID
@@ -63,6 +66,8 @@ public struct ExecutionKernel: Sendable {
             self.leverage = leverage
             self.purpose = purpose
             self.stopLoss = stopLoss
+            self.takeProfit = takeProfit
+            self.check = check
         }
 
         public var reduceOnly: Bool { purpose != .entry }
@@ -127,6 +132,9 @@ public struct ExecutionKernel: Sendable {
         case cancelStop(symbol: String, clientID: String)
         /// A reduce-only market order for the whole position.
         case flatten(symbol: String, clientOrderID: String, side: OrderSide, quantity: Decimal, reason: String)
+        /// A reduce-only market order for part of the position (its entry filled larger than the risk
+        /// budget allows at an allowed stop: ``FillCheck``).
+        case reduce(symbol: String, clientOrderID: String, side: OrderSide, quantity: Decimal, reason: String)
         /// Ask the venue for the symbol's position and working stops (answered by ``Event/venueSnapshot(symbol:quantity:stops:)``).
         case reconcile(symbol: String)
         case alert(AlertSeverity, kind: String, symbol: String, message: String)
@@ -162,6 +170,14 @@ public struct ExecutionKernel: Sendable {
         public var averagePrice: Decimal = 0
         /// The stop level the position should have.
         public var stopPrice: Decimal?
+        /// The target the position should have (checked against the fill), for the executor to place.
+        public var targetPrice: Decimal?
+        /// The entry's own stop and target, and the rules they are held to against the fill.
+        var askedStop: Decimal?
+        var askedTarget: Decimal?
+        var check: FillCheck?
+        /// A reduce order in flight (``Action/reduce(symbol:clientOrderID:side:quantity:reason:)``).
+        public var reducing: String?
         /// Stops the venue accepted and we have not cancelled (two while one is being replaced).
         public var working: [StopOrder] = []
         /// A stop sent whose answer is awaited (or was lost).
@@ -189,6 +205,22 @@ public struct ExecutionKernel: Sendable {
 
         /// The side of an order that closes it.
         public var closingSide: OrderSide { side == .long ? .sell : .buy }
+
+        init(symbol: String, side: PositionSide, stopPrice: Decimal? = nil, decisionID: String) {
+            self.symbol = symbol
+            self.side = side
+            self.stopPrice = stopPrice
+            self.decisionID = decisionID
+        }
+
+        /// The position an entry opens.
+        init(entry request: OrderRequest) {
+            self.init(symbol: request.symbol, side: request.side == .buy ? .long : .short, stopPrice: request.stopLoss, decisionID: request.decisionID)
+            targetPrice = request.takeProfit
+            askedStop = request.stopLoss
+            askedTarget = request.takeProfit
+            check = request.check
+        }
 
         /// Whether a working stop covers exactly the position's quantity.
         public var isProtected: Bool { working.contains { $0.quantity == quantity } }
@@ -243,9 +275,7 @@ public struct ExecutionKernel: Sendable {
             }
             orders[request.clientOrderID] = OrderState(request: request, status: .sent)
             if request.purpose == .entry, positions[request.symbol] == nil {
-                positions[request.symbol] = PositionState(
-                    symbol: request.symbol, side: request.side == .buy ? .long : .short, stopPrice: request.stopLoss,
-                    decisionID: request.decisionID)
+                positions[request.symbol] = PositionState(entry: request)
             }
             actions.append(.sendOrder(request))
         case .orderStatus(let id, let status):
@@ -311,6 +341,11 @@ public struct ExecutionKernel: Sendable {
     /// What an order's new status means: an exit or flatten that ended without closing is tried again.
     mutating func orderSettled(_ order: OrderState, now: Date) -> [Action] {
         guard order.status.isFinal, var position = positions[order.request.symbol] else { return [] }
+        if position.reducing == order.request.clientOrderID {
+            position.reducing = nil
+            positions[order.request.symbol] = position
+            return []
+        }
         if position.flattening == order.request.clientOrderID, position.quantity > 0, order.filled < order.request.quantity {
             // The flatten ended without closing everything (refused, expired): ask the venue, and try again.
             // The flatten stays in progress (flattenReason) and is sent again after a backoff.
@@ -339,18 +374,26 @@ public struct ExecutionKernel: Sendable {
         let side: PositionSide = fill.side == .buy ? .long : .short
         if positions[fill.symbol] == nil, let order = orders[fill.clientOrderID], order.request.purpose == .entry {
             // A late fill of an entry given up for dead (its answer said it never filled): the position opens after all.
-            positions[fill.symbol] = PositionState(
-                symbol: fill.symbol, side: side, stopPrice: order.request.stopLoss, decisionID: order.request.decisionID)
+            positions[fill.symbol] = PositionState(entry: order.request)
         }
         guard var position = positions[fill.symbol] else {
             // A fill with no position we know of (opened at the venue by hand): the venue's snapshot decides.
             return [.reconcile(symbol: fill.symbol)]
         }
         if position.quantity == 0 { position.side = side }
+        var cut: FillCheck.Verdict?
         if position.side == side {
             let quantity = position.quantity + fill.quantity
             position.averagePrice = (position.averagePrice * position.quantity + fill.price * fill.quantity) / quantity
             position.quantity = quantity
+            if let check = position.check, let stop = position.askedStop, orders[fill.clientOrderID]?.request.purpose == .entry {
+                // The entry's stop and target, judged again against where it really filled.
+                let verdict = check.verdict(
+                    side: position.side, average: position.averagePrice, quantity: quantity, stop: stop, target: position.askedTarget)
+                position.stopPrice = verdict.stop
+                position.targetPrice = verdict.target
+                if verdict.quantity < quantity { cut = verdict }
+            }
         } else {
             position.quantity = max(0, position.quantity - fill.quantity)
             if position.working.contains(where: { $0.clientID == fill.clientOrderID }) {
@@ -365,12 +408,36 @@ public struct ExecutionKernel: Sendable {
             // Whatever protection is left has nothing to protect.
             for stop in position.working { actions.append(.cancelStop(symbol: fill.symbol, clientID: stop.clientID)) }
             positions[fill.symbol] = nil
+            // A reduce-only order still open (an exit for more than was left) has nothing to reduce: the venue expires it.
+            for (id, order) in orders where order.request.symbol == fill.symbol && order.request.reduceOnly && !order.status.isFinal {
+                _ = orders[id]!.advance(to: order.filled > 0 ? .filled : .expired)
+            }
             return actions
         }
         actions.append(.positionChanged(symbol: fill.symbol))
         if position.unprotectedSince == nil, !position.isProtected { positions[fill.symbol]!.unprotectedSince = now }
         actions += protect(fill.symbol, now: now)
+        if let cut { actions += reduce(fill.symbol, to: cut, now: now) }
         return actions
+    }
+
+    /// Cuts a position to the size its risk budget allows (all of it when that is below the venue's minimum).
+    mutating func reduce(_ symbol: String, to verdict: FillCheck.Verdict, now: Date) -> [Action] {
+        guard var position = positions[symbol], position.reducing == nil, let reason = verdict.reason else { return [] }
+        let alert = Action.alert(
+            .warning, kind: reason, symbol: symbol,
+            message: "the entry on \(symbol) filled at \(position.averagePrice): no stop within the allowed distance keeps the loss within the "
+                + "risk budget at \(position.quantity); \(verdict.quantity == 0 ? "closing it" : "cutting it to \(verdict.quantity)")")
+        guard verdict.quantity > 0 else { return [alert] + flatten(symbol, reason: reason, now: now) }
+        let id = nextID(position, "reduce", purpose: .exit)
+        let quantity = position.quantity - verdict.quantity
+        position.reducing = id
+        positions[symbol] = position
+        let request = OrderRequest(
+            clientOrderID: id, decisionID: position.decisionID, symbol: symbol, side: position.closingSide, quantity: quantity, leverage: 1,
+            purpose: .exit)
+        orders[id] = OrderState(request: request, status: .sent)
+        return [alert, .reduce(symbol: symbol, clientOrderID: id, side: position.closingSide, quantity: quantity, reason: reason)]
     }
 
     func reasonFor(_ fill: VenueFill) -> String {

@@ -5,12 +5,17 @@ import Foundation
 ///
 /// - A market order fills at the next price (the next candle's open), moved against the taker by the
 ///   slippage, and pays the taker fee.
-/// - Each position carries its stop-loss and take-profit (and trailing, break-even and ATR options) at
-///   the "venue". On each candle, with its high and low: a gap through the liquidation price
-///   liquidates (the margin is lost); else **when the stop and the take-profit are both inside the
-///   candle, the stop is taken first** (the cautious reading of an unknown path); a stop fills at the
-///   stop or at the open if the candle gapped through it, with slippage; a take-profit fills at its
-///   price. Trailing, break-even and ATR stops then tighten for the next candle.
+/// - Protection is orders resting at the "venue", as on a real exchange, placed and cancelled by the
+///   execution kernel: reduce-only stop-market orders for a quantity (``placeStop(symbol:_:)``), and
+///   one close-position take-profit (``placeTarget(symbol:side:price:clientID:)``). A stop that would
+///   trigger at once against the current price is refused (``VenueError/Kind/wouldTrigger``).
+/// - On each candle, with its high and low: a gap through the liquidation price liquidates (the margin
+///   is lost); else **when a stop and the take-profit are both inside the candle, the stop is taken
+///   first** (the cautious reading of an unknown path); a stop fills at its trigger or at the open if
+///   the candle gapped through it, with slippage; a take-profit fills at its price.
+/// - **The candle a position opens on counts.** Orders fill at the candle's open; what is placed after
+///   those fills (the new position's stop and target) is checked against the rest of that candle when
+///   ``finishCandle(symbol:)`` is called.
 /// - Funding is charged at every 8-hour boundary (00:00, 08:00, 16:00 UTC) where a rate is known:
 ///   longs pay a positive rate, shorts receive it.
 public struct PaperExchange: Sendable, Hashable, Codable {
@@ -30,20 +35,33 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         var entry: Decimal
         var leverage: Int
         var openedAt: Date
-        var stopLoss: Decimal?
-        var takeProfit: Decimal?
-        var initialStop: Decimal?
-        var policy = StopPolicy()
-        var bestPrice: Decimal
         var fees: Decimal
         var funding: Decimal = 0
+        /// PnL already realised by partial reduces (before fees).
+        var realized: Decimal = 0
+        /// The most it held (the trade's size).
+        var peak: Decimal
         /// The prices that matter on the next candle, as Doubles; nil until worked out (see ``Bounds``).
         var bounds: Bounds?
         var margin: Decimal { quantity * entry / Decimal(leverage) }
     }
 
+    /// A close-position take-profit.
+    struct Target: Sendable, Hashable, Codable {
+        var clientID: String
+        var price: Decimal
+    }
+
+    /// The part of a candle after the fills at its open, for stops and targets placed since.
+    struct Rest: Sendable, Hashable, Codable {
+        var open: Decimal
+        var high: Decimal
+        var low: Decimal
+        var time: Date
+    }
+
     /// A protected position's levels as Doubles, widened by a hair: a candle whose low is above `below`
-    /// and whose high is under `above` touches neither the stop, nor the target, nor the liquidation
+    /// and whose high is under `above` touches neither a stop, nor the target, nor the liquidation
     /// price, so it changes nothing but the mark price and needs no decimal arithmetic. A candle near a
     /// level takes the exact path.
     struct Bounds: Sendable, Hashable, Codable {
@@ -60,11 +78,14 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     var positions: [String: Position] = [:]
     var orders: [String: VenueOrder] = [:]
     var pending: [String] = []
+    /// Resting stop orders and take-profits, by symbol.
+    var stops: [String: [ExecutionKernel.StopOrder]] = [:]
+    var targets: [String: Target] = [:]
+    var rest: [String: Rest] = [:]
     var lastPrices: [String: Decimal] = [:]
     /// Closes of candles that took the fast path, kept as Doubles until a price is asked for (nil in
     /// state files written before there was a fast path).
     var lastCloses: [String: Double]?
-    var lastFunding: Date?
     var nextTrade = 1
     var queued: [VenueEvent] = []
 
@@ -93,7 +114,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             quantity: request.quantity, filledQuantity: 0, averagePrice: nil, status: .accepted, reduceOnly: request.reduceOnly)
         orders[request.clientOrderID] = order
         pending.append(request.clientOrderID)
-        leverages[request.symbol] = request.leverage
+        if !request.reduceOnly { leverages[request.symbol] = request.leverage }
         return .success(order)
     }
 
@@ -103,20 +124,64 @@ public struct PaperExchange: Sendable, Hashable, Codable {
 
     public var openPositions: [VenuePosition] {
         positions.values.sorted { $0.symbol < $1.symbol }.map {
-            VenuePosition(symbol: $0.symbol, side: $0.side, quantity: $0.quantity, entryPrice: $0.entry, leverage: $0.leverage, stopLoss: $0.stopLoss, takeProfit: $0.takeProfit, openedAt: $0.openedAt)
+            VenuePosition(
+                symbol: $0.symbol, side: $0.side, quantity: $0.quantity, entryPrice: $0.entry, leverage: $0.leverage, stopLoss: nearestStop($0)?.trigger,
+                takeProfit: targets[$0.symbol]?.price, openedAt: $0.openedAt, fees: $0.fees)
         }
     }
 
-    /// Places the position's protection.
-    public mutating func protect(symbol: String, stopLoss: Decimal, takeProfit: Decimal?, policy: StopPolicy) -> Result<Void, VenueError> {
-        guard var position = positions[symbol] else { return .failure(VenueError(.rejected, "no open position on \(symbol) to protect")) }
-        position.stopLoss = stopLoss
-        position.takeProfit = takeProfit
-        if position.initialStop == nil { position.initialStop = stopLoss }
-        position.policy = policy
+    /// The price stops and targets are judged against now: the open while the rest of its candle is
+    /// ahead, else the last close.
+    func mark(_ symbol: String) -> Decimal? { rest[symbol]?.open ?? price(symbol: symbol) }
+
+    /// Places a reduce-only stop-market order; refused with `wouldTrigger` when its trigger is already
+    /// passed. Placing a client id again changes nothing.
+    public mutating func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) -> Result<Void, VenueError> {
+        if stops[symbol]?.contains(where: { $0.clientID == stop.clientID }) ?? false { return .success(()) }
+        guard var position = positions[symbol], stop.side == (position.side == .long ? .sell : .buy), stop.quantity > 0 else {
+            return .failure(VenueError(.rejected, "reduce-only stop with no position to reduce on \(symbol)"))
+        }
+        if let mark = mark(symbol), position.side == .long ? stop.trigger >= mark : stop.trigger <= mark {
+            return .failure(VenueError(.wouldTrigger, "the stop at \(stop.trigger) would trigger at once (price \(mark))"))
+        }
+        stops[symbol, default: []].append(stop)
         position.bounds = bounds(of: position)
         positions[symbol] = position
         return .success(())
+    }
+
+    /// Cancels a stop; one already gone is not an error.
+    public mutating func cancelStop(symbol: String, clientID: String) {
+        guard let index = stops[symbol]?.firstIndex(where: { $0.clientID == clientID }) else { return }
+        stops[symbol]!.remove(at: index)
+        if stops[symbol]!.isEmpty { stops[symbol] = nil }
+        if var position = positions[symbol] {
+            position.bounds = bounds(of: position)
+            positions[symbol] = position
+        }
+    }
+
+    /// The symbol's working stops.
+    public func workingStops(symbol: String) -> [ExecutionKernel.StopOrder] { stops[symbol] ?? [] }
+
+    /// Places (or replaces) the position's close-position take-profit.
+    public mutating func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) -> Result<Void, VenueError> {
+        guard var position = positions[symbol], side == (position.side == .long ? .sell : .buy) else {
+            return .failure(VenueError(.rejected, "take-profit with no position to close on \(symbol)"))
+        }
+        if let mark = mark(symbol), position.side == .long ? price <= mark : price >= mark {
+            return .failure(VenueError(.wouldTrigger, "the take-profit at \(price) would trigger at once (price \(mark))"))
+        }
+        targets[symbol] = Target(clientID: clientID, price: price)
+        position.bounds = bounds(of: position)
+        positions[symbol] = position
+        return .success(())
+    }
+
+    /// The stop that triggers first: the highest of a long's, the lowest of a short's.
+    func nearestStop(_ p: Position) -> ExecutionKernel.StopOrder? {
+        let all = stops[p.symbol] ?? []
+        return p.side == .long ? all.max { $0.trigger < $1.trigger } : all.min { $0.trigger < $1.trigger }
     }
 
     /// The last close seen for `symbol`.
@@ -161,19 +226,19 @@ public struct PaperExchange: Sendable, Hashable, Codable {
 
     // MARK: Prices
 
-    /// The next candle of `symbol`, as it comes (prices as Doubles): ``onCandle(symbol:open:high:low:close:time:atr:fundingRate:)``,
+    /// The next candle of `symbol`, as it comes (prices as Doubles): ``onCandle(symbol:open:high:low:close:time:fundingRate:)``,
     /// except that a candle that can change nothing but the mark price (no order waiting, no funding
-    /// rate, and no position, or one whose stop policy is off and whose levels the candle stays clear
-    /// of) is taken without decimal arithmetic. A price that is not finite is refused.
-    public mutating func onCandle(symbol: String, candle: Candle, time: Date, atr: Double? = nil, fundingRate: Decimal? = nil) throws(VenueError) {
+    /// rate, and no position, or one whose levels the candle stays clear of) is taken without decimal
+    /// arithmetic. A price that is not finite is refused.
+    public mutating func onCandle(symbol: String, candle: Candle, time: Date, fundingRate: Decimal? = nil) throws(VenueError) {
         guard candle.open.isFinite, candle.high.isFinite, candle.low.isFinite, candle.close.isFinite else {
             throw VenueError(.rejected, "candle at \(candle.openTime) has a price that is not finite")
         }
         if let last = lastCandle[symbol], time <= last { return }
-        if fundingRate == nil, !pending.contains(where: { orders[$0]?.symbol == symbol }) {
+        if fundingRate == nil, rest.isEmpty, !pending.contains(where: { orders[$0]?.symbol == symbol }) {
             let clear: Bool
             if !positions.isEmpty, let position = positions[symbol] {
-                clear = !position.policy.isActive && position.bounds.map { candle.low > $0.below && candle.high < $0.above } ?? false
+                clear = position.bounds.map { candle.low > $0.below && candle.high < $0.above } ?? false
             } else {
                 clear = true
             }
@@ -187,72 +252,102 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         }
         onCandle(
             symbol: symbol, open: Decimal(finite: candle.open)!, high: Decimal(finite: candle.high)!, low: Decimal(finite: candle.low)!,
-            close: Decimal(finite: candle.close)!, time: time, atr: atr.flatMap(Decimal.init(finite:)), fundingRate: fundingRate)
+            close: Decimal(finite: candle.close)!, time: time, fundingRate: fundingRate)
         lastCloses?[symbol] = candle.close
     }
 
     /// ``Bounds`` of a position, nil without a stop.
     func bounds(of p: Position) -> Bounds? {
-        guard let stop = p.stopLoss else { return nil }
+        guard let stop = nearestStop(p)?.trigger else { return nil }
         let hair = 1e-9
         let liquidation = RiskGateway.liquidationPrice(side: p.side, entry: p.entry, leverage: Decimal(p.leverage), maintenanceMarginRate: settings.maintenanceMarginRate).doubleValue
-        let stopValue = stop.doubleValue, target = p.takeProfit?.doubleValue
+        let stopValue = stop.doubleValue, target = targets[p.symbol]?.price.doubleValue
         let below = p.side == .long ? max(stopValue, liquidation) : (target ?? 0)
         let above = p.side == .long ? (target ?? .infinity) : min(stopValue, liquidation)
         return Bounds(below: below * (1 + hair), above: above * (1 - hair), entry: p.entry.doubleValue, quantity: p.quantity.doubleValue)
     }
 
-    /// The next candle of `symbol` (prices as Decimal); `atr` feeds the ATR-adaptive stop, `fundingRate` funding.
-    /// A candle not after the last one of its symbol (a redelivery) changes nothing.
-    public mutating func onCandle(symbol: String, open: Decimal, high: Decimal, low: Decimal, close: Decimal, time: Date, atr: Decimal? = nil, fundingRate: Decimal? = nil) {
+    /// The next candle of `symbol` (prices as Decimal), `fundingRate` for funding. Orders waiting fill
+    /// at its open; a position that was there before takes its stops and target over the candle's
+    /// range; a position that those fills opened or changed takes them over the rest of the candle
+    /// at ``finishCandle(symbol:)``, once its protection is placed. A candle not after the last one of
+    /// its symbol (a redelivery) changes nothing.
+    public mutating func onCandle(symbol: String, open: Decimal, high: Decimal, low: Decimal, close: Decimal, time: Date, fundingRate: Decimal? = nil) {
         if let last = lastCandle[symbol], time <= last { return }
+        finishCandle(symbol: symbol)
         lastCandle[symbol] = time
         lastCloses?[symbol] = nil
-        fillPending(symbol: symbol, at: open, time: time)
+        let filled = fillPending(symbol: symbol, at: open, time: time)
         chargeFunding(symbol: symbol, price: open, time: time, rate: fundingRate)
-        if var position = positions[symbol] {
-            if let close = exit(&position, open: open, high: high, low: low, time: time) {
-                positions[symbol] = nil
-                queued.append(.closed(close))
-            } else {
-                tighten(&position, high: high, low: low, close: close, atr: atr)
-                position.bounds = bounds(of: position)
-                positions[symbol] = position
-            }
-        }
         lastPrices[symbol] = close
+        if filled, positions[symbol] != nil {
+            rest[symbol] = Rest(open: open, high: high, low: low, time: time)
+        } else {
+            trigger(symbol: symbol, open: open, high: high, low: low, time: time)
+        }
     }
 
-    mutating func fillPending(symbol: String, at open: Decimal, time: Date) {
+    /// The rest of the symbol's last candle, after the fills at its open: the stops and target placed
+    /// since are taken over it (stop first). Nothing to do when nothing filled at that open.
+    public mutating func finishCandle(symbol: String) {
+        guard let part = rest.removeValue(forKey: symbol) else { return }
+        trigger(symbol: symbol, open: part.open, high: part.high, low: part.low, time: part.time)
+    }
+
+    /// Liquidation, stop or target over a candle's range.
+    mutating func trigger(symbol: String, open: Decimal, high: Decimal, low: Decimal, time: Date) {
+        guard let position = positions[symbol] else { return }
+        exit(position, open: open, high: high, low: low, time: time)
+        if var position = positions[symbol] {
+            position.bounds = bounds(of: position)
+            positions[symbol] = position
+        }
+    }
+
+    /// Fills the symbol's waiting orders at `open`; true if any filled.
+    mutating func fillPending(symbol: String, at open: Decimal, time: Date) -> Bool {
         var remaining: [String] = []
+        var filled = false
         for id in pending {
             guard var order = orders[id], order.symbol == symbol else {
                 remaining.append(id)
                 continue
             }
+            filled = true
+            if order.reduceOnly, positions[symbol].map({ ($0.side == .long) != (order.side == .sell) }) ?? true {
+                // Nothing left to reduce (a stop or target closed it first): the order expires.
+                order.status = .expired
+                orders[id] = order
+                continue
+            }
+            let quantity = order.reduceOnly ? min(order.quantity, positions[symbol]!.quantity) : order.quantity
             let buy = order.side == .buy
             let price = buy ? open * (1 + settings.slippageFraction) : open * (1 - settings.slippageFraction)
-            let fee = price * order.quantity * settings.takerFeeRate
-            let fill = VenueFill(tradeID: "paper-\(instance)-\(nextTrade)", clientOrderID: id, symbol: symbol, side: order.side, price: price, quantity: order.quantity, fee: fee, time: time)
+            let fee = price * quantity * settings.takerFeeRate
+            let fill = VenueFill(tradeID: "paper-\(instance)-\(nextTrade)", clientOrderID: id, symbol: symbol, side: order.side, price: price, quantity: quantity, fee: fee, time: time)
             nextTrade += 1
-            order.filledQuantity = order.quantity
+            order.filledQuantity = quantity
             order.averagePrice = price
-            order.status = .filled
+            order.status = quantity < order.quantity ? .expired : .filled
             orders[id] = order
             queued.append(.fill(fill))
             balance -= fee
-            apply(fill, leverage: leverages[symbol] ?? 1, reduceOnly: order.reduceOnly)
+            apply(fill, leverage: leverages[symbol] ?? 1, reduceOnly: order.reduceOnly, reason: "exit")
         }
         pending = remaining
+        return filled
     }
 
-    mutating func apply(_ fill: VenueFill, leverage: Int, reduceOnly: Bool) {
+    /// A fill's effect on the position; a fill that closes it queues the close (with `reason`) and
+    /// takes its resting orders away.
+    mutating func apply(_ fill: VenueFill, leverage: Int, reduceOnly: Bool, reason: String) {
         let side: PositionSide = fill.side == .buy ? .long : .short
         if var position = positions[fill.symbol] {
             if position.side == side {
                 let quantity = position.quantity + fill.quantity
                 position.entry = (position.entry * position.quantity + fill.price * fill.quantity) / quantity
                 position.quantity = quantity
+                position.peak = max(position.peak, quantity)
                 position.fees += fill.fee
                 position.bounds = nil
                 positions[fill.symbol] = position
@@ -261,73 +356,85 @@ public struct PaperExchange: Sendable, Hashable, Codable {
                 let closed = min(position.quantity, fill.quantity)
                 let pnl = (position.side == .long ? fill.price - position.entry : position.entry - fill.price) * closed
                 balance += pnl
+                position.realized += pnl
                 position.quantity -= closed
                 position.fees += fill.fee
-                position.bounds = nil
                 if position.quantity == 0 {
                     positions[fill.symbol] = nil
-                    queued.append(.closed(close(position, quantity: closed, exit: fill.price, pnl: pnl, time: fill.time, reason: "exit")))
+                    queued.append(.closed(close(position, exit: fill.price, time: fill.time, reason: reason)))
+                    stops[fill.symbol] = nil
+                    targets[fill.symbol] = nil
+                    rest[fill.symbol] = nil
                 } else {
+                    position.bounds = bounds(of: position)
                     positions[fill.symbol] = position
                 }
             }
         } else if !reduceOnly {
             positions[fill.symbol] = Position(
-                symbol: fill.symbol, side: side, quantity: fill.quantity, entry: fill.price, leverage: leverage, openedAt: fill.time,
-                bestPrice: fill.price, fees: fill.fee)
+                symbol: fill.symbol, side: side, quantity: fill.quantity, entry: fill.price, leverage: leverage, openedAt: fill.time, fees: fill.fee,
+                peak: fill.quantity)
         }
     }
 
-    func close(_ p: Position, quantity: Decimal, exit: Decimal, pnl: Decimal, time: Date, reason: String) -> VenueClose {
+    /// The close of a position that is now flat.
+    func close(_ p: Position, exit: Decimal, time: Date, reason: String) -> VenueClose {
         VenueClose(
-            symbol: p.symbol, side: p.side, quantity: quantity, entryPrice: p.entry, exitPrice: exit, openedAt: p.openedAt, closedAt: time, reason: reason,
-            pnl: pnl - p.fees - p.funding, fees: p.fees, funding: p.funding, leverage: p.leverage, stopLoss: p.stopLoss, takeProfit: p.takeProfit)
+            symbol: p.symbol, side: p.side, quantity: p.peak, entryPrice: p.entry, exitPrice: exit, openedAt: p.openedAt, closedAt: time, reason: reason,
+            pnl: p.realized - p.fees - p.funding, fees: p.fees, funding: p.funding, leverage: p.leverage, stopLoss: nearestStop(p)?.trigger,
+            takeProfit: targets[p.symbol]?.price)
     }
 
-    /// The exit this candle forces, if any; the balance takes its PnL and the exit fee.
-    mutating func exit(_ p: inout Position, open: Decimal, high: Decimal, low: Decimal, time: Date) -> VenueClose? {
+    /// The exit this candle forces, if any: liquidation, the nearest stop, or the target. The balance
+    /// takes its PnL and the exit fee; a stop for less than the position reduces it.
+    mutating func exit(_ position: Position, open: Decimal, high: Decimal, low: Decimal, time: Date) {
+        var p = position
         let long = p.side == .long
         let liquidation = RiskGateway.liquidationPrice(side: p.side, entry: p.entry, leverage: Decimal(p.leverage), maintenanceMarginRate: settings.maintenanceMarginRate)
-        var price: Decimal?, reason = ""
-        let stopHit = p.stopLoss.map { long ? low <= $0 : high >= $0 } ?? false
+        let stop = nearestStop(p)
+        let stopHit = stop.map { long ? low <= $0.trigger : high >= $0.trigger } ?? false
         let liquidationHit = long ? low <= liquidation : high >= liquidation
-        if liquidationHit && (!stopHit || (long ? open <= liquidation : open >= liquidation) || (p.stopLoss.map { long ? $0 < liquidation : $0 > liquidation } ?? true)) {
-            // Liquidated: the gap went past the stop, or there was no stop before liquidation. The margin is lost.
+        let side: OrderSide = long ? .sell : .buy
+        if liquidationHit && (!stopHit || (long ? open <= liquidation : open >= liquidation) || (stop.map { long ? $0.trigger < liquidation : $0.trigger > liquidation } ?? true)) {
+            // Liquidated: the gap went past the stop, or there was no stop before liquidation. The margin
+            // is lost; the fill says so to whoever keeps count of the position.
             let loss = -p.margin
             balance += loss
-            p.fees += 0
-            return close(p, quantity: p.quantity, exit: liquidation, pnl: loss, time: time, reason: "liquidation")
+            p.realized += loss
+            let quantity = p.quantity
+            p.quantity = 0
+            positions[p.symbol] = nil
+            queued.append(.fill(VenueFill(
+                tradeID: "paper-\(instance)-\(nextTrade)", clientOrderID: "paper-\(instance)-liquidation-\(nextTrade)", symbol: p.symbol, side: side,
+                price: liquidation, quantity: quantity, fee: 0, time: time)))
+            nextTrade += 1
+            queued.append(.closed(close(p, exit: liquidation, time: time, reason: "liquidation")))
+            stops[p.symbol] = nil
+            targets[p.symbol] = nil
+            return
         }
-        if stopHit, let stop = p.stopLoss {
-            let touched = long ? min(stop, open) : max(stop, open)
+        let price: Decimal, quantity: Decimal, clientID: String, reason: String
+        if stopHit, let stop {
+            let touched = long ? min(stop.trigger, open) : max(stop.trigger, open)
             price = long ? touched * (1 - settings.slippageFraction) : touched * (1 + settings.slippageFraction)
-            reason = p.stopLoss != p.initialStop && p.policy.trailingCallbackFraction != nil ? "trailing_stop" : "stop_loss"
-        } else if let target = p.takeProfit, long ? high >= target : low <= target {
-            price = long ? max(target, open) : min(target, open)
+            quantity = min(stop.quantity, p.quantity)
+            clientID = stop.clientID
+            reason = "stop_loss"
+            stops[p.symbol]?.removeAll { $0.clientID == stop.clientID }
+        } else if let target = targets[p.symbol], long ? high >= target.price : low <= target.price {
+            price = long ? max(target.price, open) : min(target.price, open)
+            quantity = p.quantity
+            clientID = target.clientID
             reason = "take_profit"
+        } else {
+            return
         }
-        guard let exit = price else { return nil }
-        let fee = exit * p.quantity * settings.takerFeeRate
-        p.fees += fee
+        let fee = price * quantity * settings.takerFeeRate
         balance -= fee
-        let pnl = (long ? exit - p.entry : p.entry - exit) * p.quantity
-        balance += pnl
-        queued.append(.fill(VenueFill(
-            tradeID: "paper-\(instance)-\(nextTrade)", clientOrderID: "paper-\(instance)-\(reason)-\(nextTrade)", symbol: p.symbol,
-            side: long ? .sell : .buy, price: exit, quantity: p.quantity, fee: fee, time: time)))
+        let fill = VenueFill(tradeID: "paper-\(instance)-\(nextTrade)", clientOrderID: clientID, symbol: p.symbol, side: side, price: price, quantity: quantity, fee: fee, time: time)
         nextTrade += 1
-        return close(p, quantity: p.quantity, exit: exit, pnl: pnl, time: time, reason: reason)
-    }
-
-    /// Trailing, break-even and ATR stops, from this candle, for the next one (``StopPolicy/tightened``).
-    mutating func tighten(_ p: inout Position, high: Decimal, low: Decimal, close: Decimal, atr: Decimal?) {
-        p.bestPrice = p.side == .long ? max(p.bestPrice, high) : min(p.bestPrice, low)
-        guard let stop = p.stopLoss, let initial = p.initialStop,
-              let tightened = p.policy.tightened(
-                stop: stop, side: p.side, entry: p.entry, initialStop: initial, bestPrice: p.bestPrice, close: close, atr: atr, filters: settings.filters)
-        else { return }
-        p.stopLoss = tightened
-        queued.append(.stopMoved(symbol: p.symbol, stopLoss: tightened))
+        queued.append(.fill(fill))
+        apply(fill, leverage: p.leverage, reduceOnly: true, reason: reason)
     }
 
     mutating func chargeFunding(symbol: String, price: Decimal, time: Date, rate: Decimal?) {
@@ -344,4 +451,40 @@ public struct PaperExchange: Sendable, Hashable, Codable {
 
     var lastFundingBySymbol: [String: Date] = [:]
     var lastCandle: [String: Date] = [:]
+}
+
+extension PaperExchange {
+    /// Carries out one of the execution kernel's actions at once (the backtester's venue answers
+    /// while it is asked), and returns the answer as the kernel's next events. Alerts and records
+    /// are the caller's.
+    public mutating func carryOut(_ action: ExecutionKernel.Action) -> [ExecutionKernel.Event] {
+        switch action {
+        case .sendOrder(let request):
+            let order = VenueOrderRequest(
+                clientOrderID: request.clientOrderID, symbol: request.symbol, side: request.side, quantity: request.quantity, leverage: request.leverage,
+                reduceOnly: request.reduceOnly)
+            let status = (try? submit(order).get())?.status ?? .rejected
+            return [.orderStatus(clientOrderID: request.clientOrderID, status: status)]
+        case .flatten(let symbol, let id, let side, let quantity, _), .reduce(let symbol, let id, let side, let quantity, _):
+            let order = VenueOrderRequest(clientOrderID: id, symbol: symbol, side: side, quantity: quantity, leverage: 1, reduceOnly: true)
+            return [.orderStatus(clientOrderID: id, status: (try? submit(order).get())?.status ?? .rejected)]
+        case .placeStop(let symbol, let stop):
+            switch placeStop(symbol: symbol, stop) {
+            case .success: return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .accepted)]
+            case .failure(let error) where error.kind == .wouldTrigger:
+                return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .wouldTrigger(error.message))]
+            case .failure(let error): return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .failed(error.message))]
+            }
+        case .cancelStop(let symbol, let id):
+            cancelStop(symbol: symbol, clientID: id)
+            return [.stopCancelled(symbol: symbol, clientID: id)]
+        case .queryOrder(let id, _):
+            return [.orderStatus(clientOrderID: id, status: order(clientOrderID: id)?.status)]
+        case .reconcile(let symbol):
+            let held = positions[symbol].map { $0.side == .long ? $0.quantity : -$0.quantity } ?? 0
+            return [.venueSnapshot(symbol: symbol, quantity: held, stops: Set(workingStops(symbol: symbol).map(\.clientID)))]
+        case .alert, .positionChanged, .positionClosed:
+            return []
+        }
+    }
 }

@@ -148,7 +148,7 @@ public struct RiskRejection: Error, Sendable, Hashable, CustomStringConvertible 
 /// the decision is a trade with finite, positive numbers; trading is not halted; the decision is fresh
 /// and the price has not run away from it; confidence and leverage are within limits; the venue's
 /// price agrees with the reference; there is no position on the symbol and room for one more; the stop
-/// is on the right side at an allowed distance; the size follows the risk per trade, capped by the
+/// is on the right side at an allowed distance; the size follows the risk per trade (fees included), capped by the
 /// position limit and the margin available, rounded down to the step and above the venue's minimums;
 /// the stop and target, rounded toward entry to the tick, still give the minimum reward to risk and the
 /// minimum profit after fees; and the stop triggers before the estimated liquidation price, with a buffer.
@@ -235,10 +235,12 @@ public struct RiskGateway: Sendable {
         let leverage = Decimal(d.leverage)
         let marginCap = min(limits.maxPositionFraction * account.equity, account.availableMargin)
         guard marginCap > 0 else { return .failure(RiskRejection(.margin, "no margin available")) }
-        // The smaller of the size the risk allows (at risk / risk) and the size the margin allows (at
-        // margin / price), chosen by comparing products: one decimal division instead of two.
+        // The smaller of the size the risk allows (the budget over the loss per unit at the stop, fees
+        // in and out included) and the size the margin allows (at margin / price), chosen by comparing
+        // products: one decimal division instead of two.
         let atRisk = account.equity * limits.riskPerTradeFraction, atMargin = marginCap * leverage
-        let affordable = atRisk * price <= atMargin * risk ? atRisk / risk : atMargin / price
+        let perUnit = risk + limits.takerFeeRate * (price + roundedStop)
+        let affordable = atRisk * price <= atMargin * perUnit ? atRisk / perUnit : atMargin / price
         let quantity = filters.quantity(min(affordable, filters.maxQuantity))
         guard quantity >= filters.minQuantity, quantity > 0 else {
             return .failure(RiskRejection(.size, "the size \(quantity) is below the venue's minimum quantity \(filters.minQuantity)"))

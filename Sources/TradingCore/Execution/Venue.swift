@@ -148,6 +148,16 @@ public struct VenueClose: Sendable, Hashable, Codable {
     }
 }
 
+extension TradeRecord {
+    /// The trade a venue's close makes of the position `positionID`, opened at `entryTime`.
+    public init(_ close: VenueClose, positionID: String, entryTime: Date) {
+        self.init(
+            id: "trade:\(positionID)", positionID: positionID, symbol: close.symbol, side: close.side, entryTime: entryTime,
+            entryPrice: close.entryPrice, exitTime: close.closedAt, exitPrice: close.exitPrice, quantity: close.quantity, leverage: close.leverage,
+            stopLoss: close.stopLoss, takeProfit: close.takeProfit, pnl: close.pnl, fees: close.fees, funding: close.funding, exitReason: close.reason)
+    }
+}
+
 /// How a position is protected at the venue beyond its stop and take-profit.
 public struct StopPolicy: Sendable, Hashable, Codable {
     /// A trailing stop: once the price has moved `activationR` risk units in favour, the stop follows
@@ -214,6 +224,13 @@ public struct ManagedStop: Sendable, Hashable, Codable {
         self.stop = stop
         self.bestPrice = bestPrice
         self.policy = policy
+    }
+
+    /// A close of the position this stop managed: the trade records the stop as placed after the fill
+    /// (before any move), and a stop that trailed and was hit is a `trailing_stop`.
+    public func settle(_ close: inout VenueClose) {
+        if close.reason == "stop_loss", stop != initialStop, policy.trailingCallbackFraction != nil { close.reason = "trailing_stop" }
+        close.stopLoss = initialStop
     }
 
     /// Takes in a closed candle; returns the new stop when it tightened.
@@ -294,8 +311,12 @@ public protocol Venue: Sendable {
     /// The first `count` events are committed to the store: the venue may forget them.
     func acknowledgeEvents(_ count: Int) async throws(VenueError)
     /// A closed candle of `symbol` (with its ATR and the funding rate, where known): the paper venue
-    /// trades on it; a live venue has its own prices.
+    /// fills what waits at its open, and takes the stops and targets that were working over its
+    /// range; a live venue has its own prices.
     func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError)
+    /// The rest of the last candle observed, after the fills at its open: the paper venue takes the
+    /// stops and targets placed since over it (``PaperExchange/finishCandle(symbol:)``).
+    func finishCandle(symbol: String) async throws(VenueError)
     /// The latest price the venue knows.
     func price(symbol: String) async throws(VenueError) -> Decimal?
     /// Called once at start, before anything else: where the store stands (see ``VenueResume``).
@@ -317,6 +338,10 @@ public protocol Venue: Sendable {
 }
 
 extension Venue {
+    public func finishCandle(symbol: String) async throws(VenueError) {}
+    public func protect(symbol: String, stopLoss: Decimal, takeProfit: Decimal?, policy: StopPolicy) async throws(VenueError) {
+        throw VenueError(.rejected, "\(name)'s stops are placed by the execution kernel (placeStop), not protect()")
+    }
     public var placesStopOrders: Bool { false }
     public func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) async throws(VenueError) {
         throw VenueError(.rejected, "\(name) places its stops through protect(), not the kernel")

@@ -157,7 +157,9 @@ public actor ExecutorService {
                 clientOrderID: entryID, decisionID: intent.decisionID, venue: venue.name, symbol: d.symbol, side: order.side == .long ? .buy : .sell,
                 type: .market, purpose: .entry, quantity: order.quantity, price: order.entryPrice, stopPrice: order.stopLoss, createdAt: now())
             guard try await store.recordOrder(record) else { return .duplicate }  // the intent is committed before anything is sent
-            try await send(record, leverage: order.leverage, correlationID: correlationID)
+            // Once it fills, the kernel holds its stop and target to the gateway's rules against the real fill.
+            let check = FillCheck(limits: settings.limits, equity: account.equity, filters: filters)
+            try await send(record, leverage: order.leverage, target: order.takeProfit, check: check, correlationID: correlationID)
             try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
             return .ordered(clientOrderID: entryID)
         }
@@ -202,11 +204,11 @@ public actor ExecutorService {
         try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
     }
 
-    func send(_ order: OrderRecord, leverage: Int, correlationID: String) async throws {
+    func send(_ order: OrderRecord, leverage: Int, target: Decimal? = nil, check: FillCheck? = nil, correlationID: String) async throws {
         if venue.placesStopOrders {
             let request = ExecutionKernel.OrderRequest(
                 clientOrderID: order.clientOrderID, decisionID: order.decisionID, symbol: order.symbol, side: order.side, quantity: order.quantity,
-                leverage: leverage, purpose: order.purpose, stopLoss: order.stopPrice)
+                leverage: leverage, purpose: order.purpose, stopLoss: order.stopPrice, takeProfit: target, check: check)
             // The kernel sends each client id once.
             guard kernel.handle(.submit(request), now: now()).contains(.sendOrder(request)) else { return }
         }
@@ -325,7 +327,12 @@ public actor ExecutorService {
         } else {
             nil
         }
+        // The venue fills at the open; the kernel protects those fills; the venue takes the rest of the
+        // candle with that protection in place; then the policy moves the stops for the next candle.
         try await venue.observe(symbol: payload.symbol, candle: payload.candle, time: time, atr: atr, fundingRate: funding)
+        try await processVenueEvents()
+        try await venue.finishCandle(symbol: payload.symbol)
+        try await processVenueEvents()
         if venue.placesStopOrders, var managed = managedStops[payload.symbol], let high = Decimal(finite: payload.candle.high),
            let low = Decimal(finite: payload.candle.low), let close = Decimal(finite: payload.candle.close) {
             let filters = try await venue.filters(symbol: payload.symbol)
@@ -336,7 +343,6 @@ public actor ExecutorService {
                 try await commit([.stopMoved(symbol: payload.symbol, stopLoss: moved)])
             }
         }
-        try await processVenueEvents()
     }
 
     // MARK: The execution kernel
@@ -375,9 +381,13 @@ public actor ExecutorService {
             } catch {
                 return []  // the next check against the venue's list settles it
             }
-        case .flatten(let symbol, let id, let side, let quantity, let reason):
-            logger.critical("flattening at market", metadata: ["symbol": "\(symbol)", "quantity": "\(quantity)", "reason": "\(reason)"])
-            closeReasons[symbol] = reason
+        case .flatten(let symbol, let id, let side, let quantity, let reason), .reduce(let symbol, let id, let side, let quantity, let reason):
+            if case .flatten = action {
+                logger.critical("flattening at market", metadata: ["symbol": "\(symbol)", "quantity": "\(quantity)", "reason": "\(reason)"])
+                closeReasons[symbol] = reason
+            } else {
+                logger.warning("reducing at market", metadata: ["symbol": "\(symbol)", "quantity": "\(quantity)", "reason": "\(reason)"])
+            }
             let record = OrderRecord(
                 clientOrderID: id, decisionID: id, venue: venue.name, symbol: symbol, side: side, type: .market, purpose: .exit, quantity: quantity,
                 reduceOnly: true, createdAt: now())
@@ -459,13 +469,16 @@ public actor ExecutorService {
                 // The kernel first: a stop is placed whatever the store does.
                 if venue.placesStopOrders { await drive(.fill(fill)) }
                 try await record(fill)
+                if venue.placesStopOrders, let held = kernel.positions[fill.symbol], held.quantity > 0,
+                   var position = try await venuePositionsInStore().first(where: { $0.symbol == fill.symbol }), position.quantity != held.quantity {
+                    // Reduced (a cut to the risk budget, a partial exit): the record follows the position's size.
+                    position.quantity = held.quantity
+                    position.updatedAt = now()
+                    try await store.savePosition(position)
+                }
             case .closed(var close):
                 if let reason = closeReasons.removeValue(forKey: close.symbol), close.reason == "exit" { close.reason = reason }
-                if let managed = managedStops.removeValue(forKey: close.symbol) {
-                    // The stop as the policy left it, and what its fill means (as on the paper venue).
-                    close.stopLoss = close.stopLoss ?? managed.stop
-                    if close.reason == "stop_loss", managed.stop != managed.initialStop, managed.policy.trailingCallbackFraction != nil { close.reason = "trailing_stop" }
-                }
+                managedStops.removeValue(forKey: close.symbol)?.settle(&close)
                 try await record(close)
             case .stopMoved(let symbol, let stop):
                 if var position = try await venuePositionsInStore().first(where: { $0.symbol == symbol }) {
@@ -500,20 +513,25 @@ public actor ExecutorService {
         let decision = try await store.decision(id: order.decisionID)
         // The venue takes prices on its tick only: the target rounds toward the entry, as the gateway's check did.
         let filters = try await venue.filters(symbol: order.symbol)
-        let target = decision?.takeProfit.map { filters.price($0, toward: average) }
-        try await openWith(order, quantity: quantity, average: average, leverage: decision?.leverage ?? 1, stop: order.stopPrice, target: target)
+        var stop = order.stopPrice, target = decision?.takeProfit.map { filters.price($0, toward: average) }
+        if venue.placesStopOrders, let held = kernel.positions[order.symbol], held.decisionID == order.decisionID {
+            // The kernel judged them against the fill (``FillCheck``).
+            stop = held.stopPrice ?? stop
+            target = held.targetPrice ?? target
+        }
+        try await openWith(order, quantity: quantity, average: average, leverage: decision?.leverage ?? 1, stop: stop, target: target)
     }
 
     func openWith(_ order: OrderRecord, quantity: Decimal, average: Decimal, leverage: Int, stop: Decimal?, target: Decimal?) async throws {
         let known = try await store.position(id: "position:\(order.decisionID)")
         let position = PositionRecord(
             id: "position:\(order.decisionID)", venue: venue.name, symbol: order.symbol, side: order.side == .buy ? .long : .short, quantity: quantity,
-            entryPrice: average, leverage: leverage, stopLoss: known?.stopLoss ?? stop, takeProfit: target, decisionID: order.decisionID,
-            openedAt: known?.openedAt ?? now())
+            entryPrice: average, leverage: leverage, stopLoss: venue.placesStopOrders ? stop : known?.stopLoss ?? stop, takeProfit: target,
+            decisionID: order.decisionID, openedAt: known?.openedAt ?? now())
         try await store.savePosition(position)
         if venue.placesStopOrders {
             // The kernel placed the stop on the fill; the policy moves it from here; the target goes once.
-            if let stop, managedStops[order.symbol] == nil { manage(order.symbol, side: position.side, entry: average, stop: stop) }
+            if let stop { manage(order.symbol, side: position.side, entry: average, stop: stop) }
             guard known == nil else { return }
             if let target {
                 do {
@@ -541,10 +559,13 @@ public actor ExecutorService {
         position.status = .closed
         position.updatedAt = close.closedAt
         try await store.savePosition(position)
-        let trade = TradeRecord(
-            id: "trade:\(position.id)", positionID: position.id, symbol: close.symbol, side: close.side, entryTime: position.openedAt,
-            entryPrice: close.entryPrice, exitTime: close.closedAt, exitPrice: close.exitPrice, quantity: close.quantity, leverage: close.leverage,
-            stopLoss: close.stopLoss, takeProfit: close.takeProfit, pnl: close.pnl, fees: close.fees, funding: close.funding, exitReason: close.reason)
+        // An exit still open (for more than was left) has nothing to reduce: the venue's word on it.
+        for order in try await ordersInFlight() where order.symbol == close.symbol && order.reduceOnly {
+            if let known = try await venue.order(clientOrderID: order.clientOrderID, symbol: order.symbol), known.status.isFinal {
+                try await store.updateOrder(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID, at: now())
+            }
+        }
+        let trade = TradeRecord(close, positionID: position.id, entryTime: position.openedAt)
         try await store.recordTrade(trade)
         let event = TradeEventPayload(
             symbol: close.symbol, side: close.side, quantity: close.quantity.doubleValue, leverage: close.leverage, entryPrice: close.entryPrice.doubleValue,

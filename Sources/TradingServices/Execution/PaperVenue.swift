@@ -44,8 +44,24 @@ public actor PaperVenue: Venue {
 
     public func positions() async throws(VenueError) -> [VenuePosition] { exchange.openPositions }
 
-    public func protect(symbol: String, stopLoss: Decimal, takeProfit: Decimal?, policy: StopPolicy) async throws(VenueError) {
-        let result = exchange.protect(symbol: symbol, stopLoss: stopLoss, takeProfit: takeProfit, policy: policy)
+    /// The execution kernel places and cancels the paper venue's stops, as on a live venue.
+    public nonisolated var placesStopOrders: Bool { true }
+
+    public func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) async throws(VenueError) {
+        let result = exchange.placeStop(symbol: symbol, stop)
+        try save()
+        try result.get()
+    }
+
+    public func cancelStop(symbol: String, clientID: String) async throws(VenueError) {
+        exchange.cancelStop(symbol: symbol, clientID: clientID)
+        try save()
+    }
+
+    public func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] { exchange.workingStops(symbol: symbol) }
+
+    public func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError) {
+        let result = exchange.placeTarget(symbol: symbol, side: side, price: price, clientID: clientID)
         try save()
         try result.get()
     }
@@ -63,7 +79,12 @@ public actor PaperVenue: Venue {
     public func resume(_ state: VenueResume) async throws(VenueError) {}
 
     public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {
-        try exchange.onCandle(symbol: symbol, candle: candle, time: time, atr: atr, fundingRate: fundingRate)
+        try exchange.onCandle(symbol: symbol, candle: candle, time: time, fundingRate: fundingRate)
+        try save()
+    }
+
+    public func finishCandle(symbol: String) async throws(VenueError) {
+        exchange.finishCandle(symbol: symbol)
         try save()
     }
 }

@@ -1,0 +1,107 @@
+import Foundation
+
+/// The risk gateway's stop and target rules, checked again against an entry's average fill price
+/// (the gateway judged them against the decision's price, and the entry fills later, elsewhere):
+/// - the stop lies `minStopFraction`...`maxStopFraction` from the fill;
+/// - the loss at the stop, entry and exit fees included, is at most `riskBudget`;
+/// - the target gives at least `minRewardRisk` against the stop.
+///
+/// A stop that breaks a rule moves to the nearest price that keeps both stop rules, never beyond the
+/// maximum distance; when no price does, the position is cut to the size the budget allows at the
+/// nearest allowed stop (or closed, below the venue's minimum). A target too near moves out.
+public struct FillCheck: Sendable, Hashable, Codable {
+    public var minStopFraction: Decimal
+    public var maxStopFraction: Decimal
+    /// RISK_PER_TRADE_PERCENT of the equity when the decision was taken.
+    public var riskBudget: Decimal
+    public var feeRate: Decimal
+    public var minRewardRisk: Decimal
+    public var filters: ExchangeFilters
+
+    public init(
+        minStopFraction: Decimal, maxStopFraction: Decimal, riskBudget: Decimal, feeRate: Decimal, minRewardRisk: Decimal,
+        filters: ExchangeFilters
+    ) {
+        self.minStopFraction = minStopFraction
+        self.maxStopFraction = maxStopFraction
+        self.riskBudget = riskBudget
+        self.feeRate = feeRate
+        self.minRewardRisk = minRewardRisk
+        self.filters = filters
+    }
+
+    /// The gateway's rules for an entry decided at `equity`.
+    public init(limits: RiskLimits, equity: Decimal, filters: ExchangeFilters) {
+        self.init(
+            minStopFraction: limits.minStopFraction, maxStopFraction: limits.maxStopFraction, riskBudget: equity * limits.riskPerTradeFraction,
+            feeRate: limits.takerFeeRate, minRewardRisk: limits.minRewardRisk, filters: filters)
+    }
+
+    /// What the rules make of a position.
+    public struct Verdict: Sendable, Hashable {
+        /// The stop to hold (the asked one when it passes).
+        public var stop: Decimal
+        /// The target to hold, nil without one.
+        public var target: Decimal?
+        /// The size the budget allows; below the position's, the rest is to be sold (zero: all of it).
+        public var quantity: Decimal
+        /// Why the stop or size changed, nil when nothing did.
+        public var reason: String?
+
+        public init(stop: Decimal, target: Decimal?, quantity: Decimal, reason: String?) {
+            self.stop = stop
+            self.target = target
+            self.quantity = quantity
+            self.reason = reason
+        }
+    }
+
+    /// The loss per unit at `stop`, fees on the way in and out included.
+    func lossPerUnit(side: PositionSide, average: Decimal, stop: Decimal) -> Decimal {
+        (side == .long ? average - stop : stop - average) + feeRate * (average + stop)
+    }
+
+    /// Checks `stop` and `target` of a position of `quantity` filled at `average`.
+    public func verdict(side: PositionSide, average: Decimal, quantity: Decimal, stop: Decimal, target: Decimal?) -> Verdict {
+        let long = side == .long
+        let tick = filters.tickSize
+        // The band of stops at an allowed distance, rounded inward to the tick.
+        let near = long ? average * (1 - minStopFraction) : average * (1 + minStopFraction)
+        let far = long ? average * (1 - maxStopFraction) : average * (1 + maxStopFraction)
+        let nearest = long ? ExchangeFilters.floor(near, step: tick) : ExchangeFilters.ceil(near, step: tick)
+        var farthest = long ? ExchangeFilters.ceil(far, step: tick) : ExchangeFilters.floor(far, step: tick)
+        // The budget bounds the stop from the far side: loss = qty × lossPerUnit ≤ budget.
+        if quantity > 0, riskBudget > 0 {
+            let perUnit = riskBudget / quantity
+            let bound = long ? (average * (1 + feeRate) - perUnit) / (1 - feeRate) : (average * (1 - feeRate) + perUnit) / (1 + feeRate)
+            let rounded = long ? ExchangeFilters.ceil(bound, step: tick) : ExchangeFilters.floor(bound, step: tick)
+            farthest = long ? max(farthest, rounded) : min(farthest, rounded)
+        }
+        var reason: String?
+        var held = stop
+        var allowed = quantity
+        if long ? farthest > nearest : farthest < nearest {
+            // No stop keeps both rules at this size: the nearest allowed stop, and the size the budget allows there.
+            held = nearest
+            let perUnit = lossPerUnit(side: side, average: average, stop: held)
+            allowed = perUnit > 0 ? min(quantity, filters.quantity(riskBudget / perUnit)) : 0
+            if allowed < filters.minQuantity { allowed = 0 }
+            reason = allowed == 0 ? "stop_unaffordable" : "risk_reduced"
+        } else if long ? stop > nearest : stop < nearest {
+            held = nearest
+            reason = "stop_too_near"
+        } else if long ? stop < farthest : stop > farthest {
+            held = farthest
+            reason = "stop_too_far"
+        }
+        var checkedTarget = target
+        if let target {
+            let risk = (average - held).magnitude
+            let least = long ? average + minRewardRisk * risk : average - minRewardRisk * risk
+            if long ? target < least : target > least {
+                checkedTarget = long ? ExchangeFilters.ceil(least, step: tick) : ExchangeFilters.floor(least, step: tick)
+            }
+        }
+        return Verdict(stop: held, target: checkedTarget, quantity: allowed, reason: reason)
+    }
+}
