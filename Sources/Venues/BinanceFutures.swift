@@ -254,8 +254,6 @@ public actor BinanceFuturesVenue: Venue {
         }
     }
 
-    public nonisolated var placesStopOrders: Bool { true }
-
     /// A conditional order as `openAlgoOrders` and `algoOrder` list it.
     struct AlgoOrder: Decodable {
         var algoId: Int64
@@ -385,7 +383,7 @@ public actor BinanceFuturesVenue: Venue {
             let all = (try? JSONDecoder().decode([AlgoOrder].self, from: Data(body))) ?? []
             if let algo = all.first(where: { $0.actualOrderId == String(orderID) }) {
                 clientIDs[orderID] = algo.clientAlgoId
-                protective[orderID] = algo.orderType == "TAKE_PROFIT_MARKET" ? "take_profit" : (book.protection[symbol]?.stopReason ?? "stop_loss")
+                protective[orderID] = algo.orderType == "TAKE_PROFIT_MARKET" ? "take_profit" : "stop_loss"
                 return
             }
         }

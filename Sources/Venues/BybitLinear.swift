@@ -5,9 +5,16 @@ import Logging
 import TradingCore
 
 /// Bybit v5 linear (USDT perpetuals) over signed REST: one-way mode, isolated margin and leverage per
-/// symbol, market entries and exits by `orderLinkId`, the position's own reduce-only stop-loss and
-/// take-profit at the exchange (`/v5/position/trading-stop`, whole position, mark price), and fills by
-/// polling `/v5/execution/list`.
+/// symbol, market entries and exits by `orderLinkId`, stops placed by the execution kernel as
+/// reduce-only conditional market orders (``placeStop(symbol:_:)``), the target as the position's own
+/// take-profit (`/v5/position/trading-stop`, whole position, mark price), and fills by polling
+/// `/v5/execution/list`.
+///
+/// Why conditional orders and not the position's trading-stop for the stop: a trading-stop is one
+/// stop for the whole position that a new one replaces, so it cannot be sized to a partial fill nor
+/// replaced make-before-break; a conditional order has its own size and id, and a second one can be
+/// working before the first is cancelled. A conditional order whose trigger the mark price has already
+/// passed is refused with 110092 (expected to rise) or 110093 (expected to fall): `wouldTrigger`.
 ///
 /// - Every private call carries the `X-BAPI-*` headers (`RequestSigning.bybitHeaders`: the HMAC of
 ///   timestamp, key, window and the query string of a GET or the JSON body of a POST), with a
@@ -24,8 +31,6 @@ import TradingCore
 /// - Fills build each symbol's position (``PositionBook``); the fill that brings it back to flat is a
 ///   ``VenueClose`` whose reason comes from the execution: its `stopOrderType` (the stop, the target,
 ///   a trailing stop), `BustTrade` for a liquidation, otherwise an exit.
-/// - Trailing, break-even and ATR stops follow ``StopPolicy/tightened`` on each closed candle, as on
-///   the paper venue; a tighter stop replaces the position's stop at the exchange.
 /// - After a restart, ``resume(_:)`` seeds the positions and the fill cursors from the store.
 /// - 10006 / 10018 (too many visits) and HTTP 403 (the IP limit) are `unreachable`, with Bybit's
 ///   `X-Bapi-Limit-Status` and reset time in the message; the caller backs off.
@@ -50,7 +55,7 @@ public actor BybitLinearVenue: Venue {
     private var pending: [VenueEvent] = []
     /// Symbols set to one-way mode and isolated margin.
     private var prepared: Set<String> = []
-    /// Each symbol's position as the fills build it, its stop and target, and its stop as the policy moves it.
+    /// Each symbol's position as the fills build it.
     private var book = PositionBook()
 
     public init(
@@ -344,34 +349,59 @@ public actor BybitLinearVenue: Venue {
         return cursor
     }
 
-    public func protect(symbol: String, stopLoss: Decimal, takeProfit: Decimal?, policy: StopPolicy) async throws(VenueError) {
-        guard let position = try await positions().first(where: { $0.symbol == symbol }) else {
-            throw VenueError(.rejected, "no open position on \(symbol) to protect")
+    /// A reduce-only conditional market order (`/v5/order/create` with `triggerPrice`), triggered by
+    /// the mark price falling to the trigger (a long's stop) or rising to it (a short's);
+    /// `closeOnTrigger` so that it closes even when margin is short. 110092 / 110093 (the mark is
+    /// already past the trigger) is `wouldTrigger`; a lost answer is `outcomeUnknown`; the same
+    /// `orderLinkId` again (110072) is the stop that exists.
+    public func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) async throws(VenueError) {
+        do {
+            _ = try await call("POST", "/v5/order/create", body: [
+                "category": "linear", "symbol": symbol, "side": stop.side == .buy ? "Buy" : "Sell", "orderType": "Market", "qty": "\(stop.quantity)",
+                "triggerPrice": "\(stop.trigger)", "triggerDirection": stop.side == .sell ? 2 : 1, "triggerBy": "MarkPrice", "reduceOnly": true,
+                "closeOnTrigger": true, "orderLinkId": stop.clientID, "positionIdx": 0,
+            ], accepting: [110072], unknownOnFailure: true)
+        } catch where error.kind == .rejected && (error.message.hasPrefix("Bybit 110092") || error.message.hasPrefix("Bybit 110093")) {
+            throw VenueError(.wouldTrigger, error.message)
         }
-        try await place(symbol: symbol, stopLoss: stopLoss, takeProfit: takeProfit)
-        book.protected(symbol: symbol, side: position.side, entry: position.entryPrice, stopLoss: stopLoss, takeProfit: takeProfit, policy: policy)
     }
 
-    /// Sets the position's stop-loss and take-profit at Bybit (the whole position, market orders
-    /// triggered by the mark price), replacing the ones it had; no target removes the old one ("0").
-    /// 34040 (not modified) means they already are.
-    func place(symbol: String, stopLoss: Decimal, takeProfit: Decimal?) async throws(VenueError) {
+    /// Cancels a stop by its `orderLinkId`; 110001 (no such open order: triggered, cancelled, gone) is done.
+    public func cancelStop(symbol: String, clientID: String) async throws(VenueError) {
+        _ = try await call("POST", "/v5/order/cancel", body: ["category": "linear", "symbol": symbol, "orderLinkId": clientID], accepting: [110001])
+    }
+
+    /// The symbol's working conditional orders (`order/realtime`, `orderFilter=StopOrder`) that reduce only.
+    public func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] {
+        struct Row: Decodable {
+            var orderLinkId: String; var side: String; var qty: String; var triggerPrice: String?; var orderStatus: String; var reduceOnly: Bool?
+        }
+        struct Page: Decodable { var list: [Row]; var nextPageCursor: String? }
+        var stops: [ExecutionKernel.StopOrder] = []
+        var cursor: String?
+        repeat {
+            var query = [("category", "linear"), ("symbol", symbol), ("orderFilter", "StopOrder"), ("limit", "50")]
+            if let cursor { query.append(("cursor", cursor)) }
+            let page = try result(Page.self, try await call("GET", "/v5/order/realtime", query: query).body, "open conditional orders")
+            for row in page.list where row.orderStatus == "Untriggered" && row.reduceOnly == true {
+                guard let quantity = Decimal(string: row.qty), let trigger = row.triggerPrice.flatMap({ Decimal(string: $0) }) else { continue }
+                stops.append(ExecutionKernel.StopOrder(clientID: row.orderLinkId, side: row.side == "Buy" ? .buy : .sell, quantity: quantity, trigger: trigger))
+            }
+            cursor = Self.next(page.nextPageCursor, after: cursor)
+        } while cursor != nil
+        return stops
+    }
+
+    /// The target is the position's own take-profit (`trading-stop`, whole position, mark price): it
+    /// closes whatever the position holds, so it needs no resizing. The stop is not touched.
+    public func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError) {
         _ = try await call("POST", "/v5/position/trading-stop", body: [
-            "category": "linear", "symbol": symbol, "tpslMode": "Full", "stopLoss": "\(stopLoss)", "takeProfit": takeProfit.map { "\($0)" } ?? "0",
-            "slTriggerBy": "MarkPrice", "tpTriggerBy": "MarkPrice", "positionIdx": 0,
+            "category": "linear", "symbol": symbol, "tpslMode": "Full", "takeProfit": "\(price)", "tpTriggerBy": "MarkPrice", "positionIdx": 0,
         ], accepting: [34040])
     }
 
-    /// A closed candle: the position's stop tightens by its policy; a tighter stop replaces it at Bybit.
-    public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {
-        guard book.isManaged(symbol), let high = Decimal(finite: candle.high), let low = Decimal(finite: candle.low),
-              let close = Decimal(finite: candle.close) else { return }
-        let filters = try await filters(symbol: symbol)
-        guard let move = book.tighten(symbol, high: high, low: low, close: close, atr: atr.flatMap(Decimal.init(finite:)), filters: filters) else { return }
-        try await place(symbol: symbol, stopLoss: move.stopLoss, takeProfit: move.takeProfit)
-        book.moved(move)
-        pending.append(.stopMoved(symbol: symbol, stopLoss: move.stopLoss))
-    }
+    /// Bybit has its own prices: a candle changes nothing here (the executor moves the stops).
+    public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {}
 
     // MARK: Fills
 
@@ -449,12 +479,13 @@ public actor BybitLinearVenue: Venue {
     }
 
     /// What an execution means when it closes the position: a liquidation, or what its order's
-    /// `stopOrderType` says (the stop, moved by a trailing policy or not; the target; Bybit's own
-    /// trailing stop), otherwise an exit.
+    /// `stopOrderType` says (one of our conditional stops, the position's stop-loss or take-profit,
+    /// Bybit's own trailing stop), otherwise an exit. (A stop a trailing policy moved is told apart
+    /// by the executor, which moved it.)
     func reason(_ execution: Execution) -> String {
         if execution.execType == "BustTrade" { return "liquidation" }
         return switch execution.stopOrderType {
-        case "StopLoss", "PartialStopLoss": book.protection[execution.symbol]?.stopReason ?? "stop_loss"
+        case "Stop", "StopLoss", "PartialStopLoss": "stop_loss"
         case "TakeProfit", "PartialTakeProfit": "take_profit"
         case "TrailingStop": "trailing_stop"
         default: "exit"

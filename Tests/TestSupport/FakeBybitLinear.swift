@@ -10,9 +10,13 @@ import Synchronization
 /// signature (`X-BAPI-API-KEY`, `X-BAPI-SIGN` = HMAC-SHA256 of timestamp + key + window + the query
 /// string or the JSON body, `X-BAPI-TIMESTAMP` within `X-BAPI-RECV-WINDOW`) and answers Bybit's
 /// envelope (`retCode`, `retMsg`, `result`, `time`, always HTTP 200 unless a fault says otherwise).
-/// Market orders fill at once at the set price; a position's stop-loss and take-profit
+/// Market orders fill at once at the set price. Conditional orders (`order/create` with
+/// `triggerPrice`, `triggerDirection`, `triggerBy`) rest `Untriggered`; one whose trigger the mark
+/// price has already passed is refused with 110092 (expected to rise) or 110093 (expected to fall),
+/// as Bybit refuses them. Conditional orders and a position's stop-loss and take-profit
 /// (`trading-stop`) trigger when ``moveMarket(_:to:)`` crosses them, as executions with their
-/// `stopOrderType`.
+/// `orderLinkId` and `stopOrderType`; reduce-only conditional orders left when the position is flat are
+/// `Deactivated`. `order/cancel` cancels by `orderLinkId` (110001 when there is no such open order).
 public final class FakeBybitLinear: Sendable {
     /// What happens to the next order create: it is created, then the answer is retCode 10016
     /// (`unknownAfterCreate`) or HTTP 502 (`gatewayErrorAfterCreate`).
@@ -33,6 +37,9 @@ public final class FakeBybitLinear: Sendable {
         var price: Decimal
         var reduceOnly: Bool
         var stopOrderType: String
+        /// A conditional order's trigger and direction (1: the price rises to it, 2: falls to it).
+        var trigger: Decimal? = nil
+        var direction = 0
     }
 
     struct Position: Sendable {
@@ -70,6 +77,8 @@ public final class FakeBybitLinear: Sendable {
         var requests: [String] = []
         var pageSize = 100
         var realtimeKeepsClosed = true
+        /// Where the mark jumps right after the next market order fills (a gap before its stop can be placed).
+        var gapAfterFill: Decimal?
     }
 
     public let apiKey: String
@@ -134,6 +143,7 @@ public final class FakeBybitLinear: Sendable {
             }
         }
         router.post("v5/order/create") { request, _ in try await fake.signed(request) { p in fake.create(p) } }
+        router.post("v5/order/cancel") { request, _ in try await fake.signed(request) { p in fake.cancel(p) } }
         router.get("v5/order/realtime") { request, _ in try await fake.signed(request) { q in fake.orders(q, realtime: true) } }
         router.get("v5/order/history") { request, _ in try await fake.signed(request) { q in fake.orders(q, realtime: false) } }
         router.get("v5/position/list") { request, _ in
@@ -163,12 +173,22 @@ public final class FakeBybitLinear: Sendable {
     public var baseURL: String { "http://127.0.0.1:\(server.port)" }
     public func setPrice(_ symbol: String, _ price: Decimal) { state.withLock { $0.prices[symbol] = price } }
 
-    /// The mark moves to `price`: a stop-loss or take-profit it crosses closes the position at that
-    /// price, as an execution of a new order with that `stopOrderType` (and no `orderLinkId`).
+    /// The mark moves to `price`: a conditional order it crosses triggers and fills at that price (its
+    /// own `orderLinkId`, `stopOrderType` Stop); a position's stop-loss or take-profit it crosses closes
+    /// the position at that price, as an execution of a new order with that `stopOrderType` (and no
+    /// `orderLinkId`).
     public func moveMarket(_ symbol: String, to price: Decimal) {
         let time = serverTime
         state.withLock { state in
             state.prices[symbol] = price
+            for index in state.orders.indices where state.orders[index].symbol == symbol && state.orders[index].status == "Untriggered" {
+                let order = state.orders[index]
+                guard let trigger = order.trigger, order.direction == 1 ? price >= trigger : price <= trigger else { continue }
+                state.orders[index].status = "Filled"
+                state.orders[index].price = price
+                guard let position = state.positions[symbol], position.side != order.side || !order.reduceOnly else { continue }
+                Self.fill(&state, order: state.orders[index], quantity: order.reduceOnly ? min(order.quantity, position.size) : order.quantity, time: time, execType: "Trade")
+            }
             guard let position = state.positions[symbol] else { return }
             let long = position.side == "Buy"
             let type: String
@@ -195,6 +215,20 @@ public final class FakeBybitLinear: Sendable {
     /// The server's clock runs this far ahead of ours.
     public func setClockSkew(millis: Int64) { state.withLock { $0.skewMillis = millis } }
     public func failNextOrders(_ faults: [OrderFault]) { state.withLock { $0.orderFaults += faults } }
+    /// Right after the next market order fills, the mark jumps to `price` (before anything else can be placed).
+    public func gapAfterNextFill(to price: Decimal) { state.withLock { $0.gapAfterFill = price } }
+    /// Someone cancels the symbol's conditional orders by hand, in Bybit's web page.
+    public func cancelConditionalOrdersByHand(_ symbol: String) {
+        state.withLock { state in
+            for index in state.orders.indices where state.orders[index].symbol == symbol && state.orders[index].status == "Untriggered" {
+                state.orders[index].status = "Cancelled"
+            }
+        }
+    }
+    /// Working conditional orders: `orderLinkId`, side, quantity, trigger.
+    public var conditionalOrders: [(linkID: String, side: String, quantity: Decimal, trigger: Decimal)] {
+        state.withLock { $0.orders.filter { $0.status == "Untriggered" }.map { ($0.linkID, $0.side, $0.quantity, $0.trigger ?? 0) } }
+    }
     public func failNextRequests(_ faults: [RequestFault]) { state.withLock { $0.requestFaults += faults } }
     /// At most this many executions per page of `execution/list`, whatever the `limit` asked.
     public func setExecutionPageSize(_ size: Int) { state.withLock { $0.pageSize = size } }
@@ -266,10 +300,30 @@ public final class FakeBybitLinear: Sendable {
               let quantity = (p["qty"] as? String).flatMap({ Decimal(string: $0) }), quantity > 0 else {
             return failure(10001, "params error")
         }
-        enum Outcome { case created(Order, OrderFault?), duplicate, noPrice, nothingToReduce }
+        enum Outcome { case created(Order, OrderFault?), duplicate, noPrice, nothingToReduce, wouldTrigger(Int, String) }
+        let trigger = (p["triggerPrice"] as? String).flatMap { Decimal(string: $0) }
+        if trigger != nil {
+            guard let direction = p["triggerDirection"] as? Int, direction == 1 || direction == 2 else {
+                return failure(10001, "params error: triggerDirection is required for a conditional order")
+            }
+            guard ["LastPrice", "MarkPrice", "IndexPrice"].contains(p["triggerBy"] as? String ?? "LastPrice") else { return failure(10001, "params error: triggerBy") }
+        }
         let outcome = state.withLock { state -> Outcome in
             if !linkID.isEmpty, state.orders.contains(where: { $0.linkID == linkID }) { return .duplicate }
             guard let price = state.prices[symbol] else { return .noPrice }
+            if let trigger {
+                // A conditional order rests; one whose trigger the mark has passed is refused.
+                let direction = p["triggerDirection"] as? Int ?? 0
+                if direction == 1, trigger <= price { return .wouldTrigger(110092, "expect Rising, but trigger_price[\(trigger)] <= current[\(price)]??MarkPrice") }
+                if direction == 2, trigger >= price { return .wouldTrigger(110093, "expect Falling, but trigger_price[\(trigger)] >= current[\(price)]??MarkPrice") }
+                if reduceOnly, state.positions[symbol].map({ $0.side == side }) ?? true { return .nothingToReduce }
+                let fault = state.orderFaults.isEmpty ? nil : state.orderFaults.removeFirst()
+                let order = Order(
+                    id: UUID().uuidString.lowercased(), linkID: linkID, symbol: symbol, side: side, quantity: quantity, status: "Untriggered", price: 0,
+                    reduceOnly: reduceOnly, stopOrderType: "Stop", trigger: trigger, direction: direction)
+                state.orders.append(order)
+                return .created(order, fault)
+            }
             let position = state.positions[symbol]
             var filled = quantity
             if reduceOnly {
@@ -282,9 +336,14 @@ public final class FakeBybitLinear: Sendable {
                 reduceOnly: reduceOnly, stopOrderType: "")
             state.orders.append(order)
             Self.fill(&state, order: order, quantity: filled, time: time, execType: "Trade")
+            if let gap = state.gapAfterFill {
+                state.prices[symbol] = gap
+                state.gapAfterFill = nil
+            }
             return .created(order, fault)
         }
         switch outcome {
+        case .wouldTrigger(let code, let message): return failure(code, message)
         case .duplicate: return failure(110072, "OrderLinkedID is duplicate")
         case .noPrice: return failure(10001, "params error: symbol invalid")
         case .nothingToReduce: return failure(110017, "current position is zero, cannot fix reduce-only order qty")
@@ -310,6 +369,10 @@ public final class FakeBybitLinear: Sendable {
             position.size -= quantity
         } else if quantity == position.size {
             state.positions[order.symbol] = nil  // flat: Bybit drops the position's stop and target with it
+            for index in state.orders.indices where state.orders[index].symbol == order.symbol && state.orders[index].status == "Untriggered"
+                && state.orders[index].reduceOnly {
+                state.orders[index].status = "Deactivated"  // and its reduce-only conditional orders, with nothing to reduce
+            }
             return
         } else {
             position = Position(side: order.side, size: quantity - position.size, entry: order.price, createdTime: time)
@@ -328,20 +391,35 @@ public final class FakeBybitLinear: Sendable {
     }
 
     func orders(_ q: [String: Any], realtime: Bool) -> Response {
-        let symbol = q["symbol"] as? String, linkID = q["orderLinkId"] as? String
+        let symbol = q["symbol"] as? String, linkID = q["orderLinkId"] as? String, filter = q["orderFilter"] as? String
+        let open: Set<String> = ["New", "PartiallyFilled", "Untriggered"]
         let rows = state.withLock { state in
             state.orders.filter { order in
                 (symbol == nil || order.symbol == symbol) && (linkID == nil || order.linkID == linkID)
-                    && (!realtime || state.realtimeKeepsClosed || order.status == "New" || order.status == "PartiallyFilled")
+                    && (!realtime || state.realtimeKeepsClosed || open.contains(order.status))
+                    && (filter == nil || (filter == "StopOrder") == (order.trigger != nil))
             }.map { order in
                 [
                     "orderId": order.id, "orderLinkId": order.linkID, "symbol": order.symbol, "side": order.side, "orderType": "Market", "orderStatus": order.status,
                     "qty": "\(order.quantity)", "cumExecQty": order.status == "Filled" ? "\(order.quantity)" : "0", "avgPrice": order.status == "Filled" ? "\(order.price)" : "",
                     "reduceOnly": order.reduceOnly, "stopOrderType": order.stopOrderType, "positionIdx": 0,
+                    "triggerPrice": order.trigger.map { "\($0)" } ?? "", "triggerDirection": order.direction, "triggerBy": order.trigger == nil ? "" : "MarkPrice",
                 ] as [String: Any]
             }
         }
         return ok(["category": "linear", "list": rows, "nextPageCursor": ""])
+    }
+
+    func cancel(_ p: [String: Any]) -> Response {
+        let symbol = p["symbol"] as? String ?? "", linkID = p["orderLinkId"] as? String ?? ""
+        guard p["category"] as? String == "linear", !linkID.isEmpty else { return failure(10001, "params error") }
+        let cancelled = state.withLock { state -> Order? in
+            guard let index = state.orders.firstIndex(where: { $0.symbol == symbol && $0.linkID == linkID && ["New", "Untriggered"].contains($0.status) }) else { return nil }
+            state.orders[index].status = "Cancelled"
+            return state.orders[index]
+        }
+        guard let cancelled else { return failure(110001, "order not exists or too late to cancel") }
+        return ok(["orderId": cancelled.id, "orderLinkId": cancelled.linkID])
     }
 
     func tradingStop(_ p: [String: Any]) -> Response {

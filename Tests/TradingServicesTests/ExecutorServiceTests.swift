@@ -48,7 +48,6 @@ final class FlakyVenue: Venue {
         if fault.withLock({ $0 }) == .unreachable { throw VenueError(.unreachable, "test: down") }
         return try await paper.positions()
     }
-    var placesStopOrders: Bool { true }
     func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) async throws(VenueError) {
         guard forwardProtection.withLock({ $0 }) else { return }
         try await paper.placeStop(symbol: symbol, stop)

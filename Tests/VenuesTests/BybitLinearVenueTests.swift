@@ -152,50 +152,59 @@ struct BybitLinearVenueTests {
         await server.stop()
     }
 
-    @Test("protection: the position's stop-loss and take-profit by trading-stop, replaced, removed, and read back in positions()")
-    func protection() async throws {
+    func stop(_ id: String, _ side: OrderSide = .sell, trigger: Decimal, quantity: Decimal = Decimal(string: "0.05")!) -> ExecutionKernel.StopOrder {
+        ExecutionKernel.StopOrder(clientID: id, side: side, quantity: quantity, trigger: trigger)
+    }
+
+    @Test("stops are reduce-only conditional orders (mark price, falling for a long), listed, placed twice as one, cancelled; a trigger already passed is 110093 / 110092, would-trigger")
+    func stops() async throws {
         let server = try await FakeBybitLinear.start()
         server.setPrice("BTCUSDT", 100_000)
         let bybit = venue(server)
         _ = try await bybit.submit(entry("ten-p"))
-        try await bybit.protect(symbol: "BTCUSDT", stopLoss: 98_000, takeProfit: 104_000, policy: StopPolicy())
-        try await bybit.protect(symbol: "BTCUSDT", stopLoss: 99_000, takeProfit: 104_000, policy: StopPolicy())
-        #expect(server.positions["BTCUSDT"]?.stopLoss == 99_000 && server.positions["BTCUSDT"]?.takeProfit == 104_000)
-        var position = try #require(try await bybit.positions().first)
-        #expect(position.stopLoss == 99_000 && position.takeProfit == 104_000)
-        // The same levels again: Bybit says "not modified" (34040), which is no failure.
-        try await bybit.protect(symbol: "BTCUSDT", stopLoss: 99_000, takeProfit: 104_000, policy: StopPolicy())
-        try await bybit.protect(symbol: "BTCUSDT", stopLoss: 99_000, takeProfit: nil, policy: StopPolicy())
-        position = try #require(try await bybit.positions().first)
-        #expect(position.stopLoss == 99_000 && position.takeProfit == nil)
-        await #expect(throws: VenueError.self) { try await bybit.protect(symbol: "ETHUSDT", stopLoss: 1, takeProfit: nil, policy: StopPolicy()) }
-        await #expect { try await bybit.protect(symbol: "BTCUSDT", stopLoss: 100_500, takeProfit: nil, policy: StopPolicy()) } throws: { error in
-            (error as? VenueError)?.kind == .rejected && "\(error)".contains("10001")
+        try await bybit.placeStop(symbol: "BTCUSDT", stop("tsl-1", trigger: 98_000))
+        try await bybit.placeStop(symbol: "BTCUSDT", stop("tsl-1", trigger: 98_000))  // 110072: the one that exists
+        try await bybit.placeStop(symbol: "BTCUSDT", stop("tsl-2", trigger: 99_000))  // a second one, before the first goes
+        #expect(try await bybit.workingStops(symbol: "BTCUSDT") == [stop("tsl-1", trigger: 98_000), stop("tsl-2", trigger: 99_000)])
+        try await bybit.cancelStop(symbol: "BTCUSDT", clientID: "tsl-1")
+        try await bybit.cancelStop(symbol: "BTCUSDT", clientID: "tsl-1")  // 110001: already gone is done
+        #expect(server.conditionalOrders.map(\.linkID) == ["tsl-2"])
+        await #expect { try await bybit.placeStop(symbol: "BTCUSDT", self.stop("tsl-3", trigger: 100_500)) } throws: { error in
+            (error as? VenueError)?.kind == .wouldTrigger && "\(error)".contains("110093")
+        }
+        // The target is the position's own take-profit, whole position; the stop orders are untouched.
+        try await bybit.placeTarget(symbol: "BTCUSDT", side: .sell, price: 104_000, clientID: "ttp-1")
+        #expect(server.positions["BTCUSDT"]?.takeProfit == 104_000 && server.positions["BTCUSDT"]?.stopLoss == nil)
+        #expect(try await bybit.positions().first?.takeProfit == 104_000)
+
+        _ = try await bybit.submit(VenueOrderRequest(clientOrderID: "tex-1", symbol: "BTCUSDT", side: .sell, quantity: 0.1, leverage: 3, reduceOnly: false))
+        await #expect { try await bybit.placeStop(symbol: "BTCUSDT", self.stop("tsl-4", .buy, trigger: 99_500)) } throws: { error in
+            (error as? VenueError)?.kind == .wouldTrigger && "\(error)".contains("110092")
         }
         await server.stop()
     }
 
-    @Test("a stop triggered at the server closes the position: the venue reports the close, reason stop_loss, PnL after both fees")
+    @Test("a stop triggered at the server closes the position: the fill is the stop's (its orderLinkId), the close stop_loss, PnL after both fees")
     func closeByStop() async throws {
         let server = try await FakeBybitLinear.start()
         server.setPrice("BTCUSDT", 100_000)
         let bybit = venue(server)
         _ = try await bybit.submit(entry("ten-s"))
-        try await bybit.protect(symbol: "BTCUSDT", stopLoss: 98_000, takeProfit: 104_000, policy: StopPolicy())
+        try await bybit.placeStop(symbol: "BTCUSDT", stop("tsl-s", trigger: 98_000))
         try await bybit.acknowledgeEvents(try await bybit.events().count)
         server.moveMarket("BTCUSDT", to: 97_900)
         let events = try await bybit.events()
         #expect(events.count == 2)
         let exit = try #require(fills(events).first)
-        #expect(exit.side == .sell && exit.price == 97_900 && exit.clientOrderID.hasPrefix("bybit-order-"))
+        #expect(exit.side == .sell && exit.price == 97_900 && exit.clientOrderID == "tsl-s")
         let close = try #require(closes(events).first)
         let quantity = Decimal(string: "0.05")!
         #expect(close.reason == "stop_loss" && close.side == .long && close.exitPrice == 97_900 && close.entryPrice == 100_000 && close.leverage == 3)
-        #expect(close.quantity == quantity && close.stopLoss == 98_000 && close.takeProfit == 104_000)
+        #expect(close.quantity == quantity)
         // (97,900 − 100,000) × 0.05 = −105, less the entry's and the exit's taker fees.
         #expect(close.fees == fee(100_000, quantity) + fee(97_900, quantity))
         #expect(close.pnl == Decimal(-105) - close.fees)
-        #expect(try await bybit.positions().isEmpty)
+        #expect(try await bybit.positions().isEmpty && server.conditionalOrders.isEmpty)
         await server.stop()
     }
 
@@ -205,7 +214,8 @@ struct BybitLinearVenueTests {
         server.setPrice("BTCUSDT", 100_000)
         let bybit = venue(server)
         _ = try await bybit.submit(entry("ten-short", side: .sell))
-        try await bybit.protect(symbol: "BTCUSDT", stopLoss: 102_000, takeProfit: 96_000, policy: StopPolicy())
+        try await bybit.placeStop(symbol: "BTCUSDT", stop("tsl-short", .buy, trigger: 102_000))
+        try await bybit.placeTarget(symbol: "BTCUSDT", side: .buy, price: 96_000, clientID: "ttp-short")
         server.moveMarket("BTCUSDT", to: 99_000)
         #expect(closes(try await bybit.events()).isEmpty)
         server.moveMarket("BTCUSDT", to: 95_900)
@@ -213,6 +223,8 @@ struct BybitLinearVenueTests {
         let target = try #require(closes(events).first)
         #expect(target.reason == "take_profit" && target.side == .short && target.exitPrice == 95_900)
         #expect(target.pnl == Decimal(205) - target.fees && target.pnl > 0)
+        // Flat: Bybit deactivates the reduce-only stop with nothing left to reduce.
+        #expect(server.conditionalOrders.isEmpty)
         try await bybit.acknowledgeEvents(events.count)
 
         server.setPrice("BTCUSDT", 100_000)
@@ -221,32 +233,6 @@ struct BybitLinearVenueTests {
         events = try await bybit.events()
         let liquidation = try #require(closes(events).first)
         #expect(liquidation.reason == "liquidation" && liquidation.leverage == 20 && liquidation.exitPrice == 95_500 && liquidation.pnl < -225)
-        await server.stop()
-    }
-
-    @Test("a trailing policy moves the stop on a candle (trading-stop, stopMoved); the moved stop's fill closes with trailing_stop")
-    func trailingStop() async throws {
-        let server = try await FakeBybitLinear.start()
-        server.setPrice("BTCUSDT", 100_000)
-        let bybit = venue(server)
-        _ = try await bybit.submit(entry("ten-t"))
-        let policy = StopPolicy(trailingActivationR: 1, trailingCallbackFraction: Decimal(string: "0.01"))
-        try await bybit.protect(symbol: "BTCUSDT", stopLoss: 98_000, takeProfit: 110_000, policy: policy)
-        try await bybit.acknowledgeEvents(try await bybit.events().count)
-        // Not yet +1R (2,000): the stop stays.
-        server.setPrice("BTCUSDT", 101_000)
-        try await bybit.observe(symbol: "BTCUSDT", candle: Candle(openTime: 0, open: 100_000, high: 101_500, low: 99_900, close: 101_000, volume: 1), time: Date(), atr: nil, fundingRate: nil)
-        #expect(try await bybit.events().isEmpty && server.positions["BTCUSDT"]?.stopLoss == 98_000)
-        server.setPrice("BTCUSDT", 102_500)
-        try await bybit.observe(symbol: "BTCUSDT", candle: Candle(openTime: 60_000, open: 101_000, high: 103_000, low: 100_900, close: 102_500, volume: 1), time: Date(), atr: nil, fundingRate: nil)
-        let moved = try await bybit.events()
-        // 1 % behind the best price, 103,000.
-        #expect(moved == [.stopMoved(symbol: "BTCUSDT", stopLoss: 101_970)])
-        #expect(server.positions["BTCUSDT"]?.stopLoss == 101_970 && server.positions["BTCUSDT"]?.takeProfit == 110_000)
-        try await bybit.acknowledgeEvents(moved.count)
-        server.moveMarket("BTCUSDT", to: 101_900)
-        let close = try #require(closes(try await bybit.events()).first)
-        #expect(close.reason == "trailing_stop" && close.stopLoss == 101_970 && close.exitPrice == 101_900)
         await server.stop()
     }
 
@@ -272,11 +258,12 @@ struct BybitLinearVenueTests {
         server.setPrice("BTCUSDT", 100_000)
         let before = venue(server)
         _ = try await before.submit(entry("ten-r"))
-        try await before.protect(symbol: "BTCUSDT", stopLoss: 98_000, takeProfit: 104_000, policy: StopPolicy())
+        try await before.placeStop(symbol: "BTCUSDT", stop("tsl-r", trigger: 98_000))
         let committed = fills(try await before.events())
         try await before.acknowledgeEvents(committed.count)
-        let open = try #require(try await before.positions().first)
-        #expect(committed.count == 1 && open.stopLoss == 98_000)
+        var open = try #require(try await before.positions().first)
+        open.stopLoss = 98_000  // as the store holds it
+        #expect(committed.count == 1)
 
         // The process is gone; meanwhile the stop fills.
         server.moveMarket("BTCUSDT", to: 97_900)

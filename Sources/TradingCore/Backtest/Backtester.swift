@@ -287,7 +287,6 @@ struct BacktestRun {
                 if let reason = closeReasons.removeValue(forKey: close.symbol), close.reason == "exit" { close.reason = reason }
                 managed.removeValue(forKey: close.symbol)?.settle(&close)
                 book(close)
-            case .stopMoved: break
             }
         }
         balance = exchange.balance.doubleValue

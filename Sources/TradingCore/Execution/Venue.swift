@@ -247,7 +247,6 @@ public struct ManagedStop: Sendable, Hashable, Codable {
 public enum VenueEvent: Sendable, Hashable, Codable {
     case fill(VenueFill)
     case closed(VenueClose)
-    case stopMoved(symbol: String, stopLoss: Decimal)
 }
 
 /// Why a venue call failed. `outcomeUnknown` means the order may or may not exist: query it by client
@@ -291,7 +290,9 @@ public struct VenueResume: Sendable, Hashable {
     public var symbols: Set<String> { pendingSymbols.union(openPositions.map(\.symbol)).union(committedFills.keys) }
 }
 
-/// Port: where orders go. Paper, Binance USDⓈ-M futures or Bybit v5 linear.
+/// Port: where orders go. Paper, Binance USDⓈ-M futures or Bybit v5 linear. Every venue's stops are
+/// placed, replaced and cancelled by the execution kernel (``placeStop(symbol:_:)``,
+/// ``cancelStop(symbol:clientID:)``, checked against ``workingStops(symbol:)``).
 public protocol Venue: Sendable {
     var name: String { get }
     /// Whether this venue sends real orders with real money.
@@ -304,8 +305,6 @@ public protocol Venue: Sendable {
     /// The order with that client id, or nil if the venue never saw it.
     func order(clientOrderID: String, symbol: String) async throws(VenueError) -> VenueOrder?
     func positions() async throws(VenueError) -> [VenuePosition]
-    /// Places (or replaces) the position's reduce-only stop-loss and take-profit at the venue.
-    func protect(symbol: String, stopLoss: Decimal, takeProfit: Decimal?, policy: StopPolicy) async throws(VenueError)
     /// Fills, closes and stop moves not yet acknowledged, oldest first.
     func events() async throws(VenueError) -> [VenueEvent]
     /// The first `count` events are committed to the store: the venue may forget them.
@@ -322,10 +321,6 @@ public protocol Venue: Sendable {
     /// Called once at start, before anything else: where the store stands (see ``VenueResume``).
     func resume(_ state: VenueResume) async throws(VenueError)
 
-    /// Whether the execution kernel places and cancels this venue's stops itself
-    /// (``placeStop(symbol:_:)``, ``cancelStop(symbol:clientID:)``, ``workingStops(symbol:)``);
-    /// otherwise ``protect(symbol:stopLoss:takeProfit:policy:)`` does, as the paper venue does.
-    var placesStopOrders: Bool { get }
     /// Places a reduce-only stop-market order triggered by the mark price. Throws `wouldTrigger`
     /// when the venue refuses it because it would trigger at once, `outcomeUnknown` when the answer is lost.
     func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) async throws(VenueError)
@@ -338,21 +333,8 @@ public protocol Venue: Sendable {
 }
 
 extension Venue {
+    /// A venue with its own prices has no candle to finish.
     public func finishCandle(symbol: String) async throws(VenueError) {}
-    public func protect(symbol: String, stopLoss: Decimal, takeProfit: Decimal?, policy: StopPolicy) async throws(VenueError) {
-        throw VenueError(.rejected, "\(name)'s stops are placed by the execution kernel (placeStop), not protect()")
-    }
-    public var placesStopOrders: Bool { false }
-    public func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) async throws(VenueError) {
-        throw VenueError(.rejected, "\(name) places its stops through protect(), not the kernel")
-    }
-    public func cancelStop(symbol: String, clientID: String) async throws(VenueError) {
-        throw VenueError(.rejected, "\(name) places its stops through protect(), not the kernel")
-    }
-    public func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] { [] }
-    public func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError) {
-        throw VenueError(.rejected, "\(name) places its targets through protect(), not the kernel")
-    }
 }
 
 /// Client order ids, derived from the decision id so a repeated decision maps to the same order.

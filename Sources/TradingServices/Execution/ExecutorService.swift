@@ -43,9 +43,9 @@ public actor ExecutorService {
     let logger: Logger
     let now: @Sendable () -> Date
     private var halts: TradingHalts?
-    /// The life of orders and stops on a venue that places its own stop orders (``Venue/placesStopOrders``).
+    /// The life of orders and their positions' stops (``ExecutionKernel``).
     private var kernel: ExecutionKernel
-    /// Each position's stop as its policy moves it (trailing, break-even, ATR), on such a venue.
+    /// Each position's stop as its policy moves it (trailing, break-even, ATR).
     private var managedStops: [String: ManagedStop] = [:]
     /// Why the kernel closed a position (a flatten's reason), for the trade the venue's close records.
     private var closeReasons: [String: String] = [:]
@@ -205,23 +205,21 @@ public actor ExecutorService {
     }
 
     func send(_ order: OrderRecord, leverage: Int, target: Decimal? = nil, check: FillCheck? = nil, correlationID: String) async throws {
-        if venue.placesStopOrders {
-            let request = ExecutionKernel.OrderRequest(
-                clientOrderID: order.clientOrderID, decisionID: order.decisionID, symbol: order.symbol, side: order.side, quantity: order.quantity,
-                leverage: leverage, purpose: order.purpose, stopLoss: order.stopPrice, takeProfit: target, check: check)
-            // The kernel sends each client id once.
-            guard kernel.handle(.submit(request), now: now()).contains(.sendOrder(request)) else { return }
-        }
+        let request = ExecutionKernel.OrderRequest(
+            clientOrderID: order.clientOrderID, decisionID: order.decisionID, symbol: order.symbol, side: order.side, quantity: order.quantity,
+            leverage: leverage, purpose: order.purpose, stopLoss: order.stopPrice, takeProfit: target, check: check)
+        // The kernel sends each client id once.
+        guard kernel.handle(.submit(request), now: now()).contains(.sendOrder(request)) else { return }
         try await store.updateOrder(clientOrderID: order.clientOrderID, status: .sent, venueOrderID: nil, at: now())
         do {
             let placed = try await venue.submit(VenueOrderRequest(
                 clientOrderID: order.clientOrderID, symbol: order.symbol, side: order.side, quantity: order.quantity, leverage: leverage, reduceOnly: order.reduceOnly))
-            if venue.placesStopOrders { await drive(.orderStatus(clientOrderID: order.clientOrderID, status: placed.status)) }
+            await drive(.orderStatus(clientOrderID: order.clientOrderID, status: placed.status))
             try await store.updateOrder(clientOrderID: order.clientOrderID, status: placed.status, venueOrderID: placed.venueOrderID, at: now())
             try await publishOrder(order, status: placed.status, reason: nil, correlationID: correlationID)
             Counter(label: "tradebus_orders_total", dimensions: [("status", placed.status.rawValue.lowercased())]).increment()
         } catch let error as VenueError where error.kind == .rejected {
-            if venue.placesStopOrders { await drive(.orderStatus(clientOrderID: order.clientOrderID, status: .rejected)) }
+            await drive(.orderStatus(clientOrderID: order.clientOrderID, status: .rejected))
             try await store.updateOrder(clientOrderID: order.clientOrderID, status: .rejected, venueOrderID: nil, at: now())
             try await publishOrder(order, status: .rejected, reason: error.message, correlationID: correlationID)
         } catch let error as VenueError {
@@ -333,14 +331,18 @@ public actor ExecutorService {
         try await processVenueEvents()
         try await venue.finishCandle(symbol: payload.symbol)
         try await processVenueEvents()
-        if venue.placesStopOrders, var managed = managedStops[payload.symbol], let high = Decimal(finite: payload.candle.high),
+        if var managed = managedStops[payload.symbol], let high = Decimal(finite: payload.candle.high),
            let low = Decimal(finite: payload.candle.low), let close = Decimal(finite: payload.candle.close) {
             let filters = try await venue.filters(symbol: payload.symbol)
             let moved = managed.tighten(high: high, low: low, close: close, atr: atr.flatMap(Decimal.init(finite:)), filters: filters)
             managedStops[payload.symbol] = managed
             if let moved {
                 await drive(.moveStop(symbol: payload.symbol, price: moved))
-                try await commit([.stopMoved(symbol: payload.symbol, stopLoss: moved)])
+                if var position = try await venuePositionsInStore().first(where: { $0.symbol == payload.symbol }) {
+                    position.stopLoss = moved
+                    position.updatedAt = now()
+                    try await store.savePosition(position)
+                }
             }
         }
     }
@@ -449,7 +451,7 @@ public actor ExecutorService {
         guard !processingEvents else { return }
         processingEvents = true
         defer { processingEvents = false }
-        if venue.placesStopOrders, reconciled { await drive(.tick) }
+        if reconciled { await drive(.tick) }
         let events = try await venue.events()
         guard !events.isEmpty else { return }
         logger.debug("committing venue events", metadata: ["count": "\(events.count)", "events": "\(events)"])
@@ -467,9 +469,9 @@ public actor ExecutorService {
             switch event {
             case .fill(let fill):
                 // The kernel first: a stop is placed whatever the store does.
-                if venue.placesStopOrders { await drive(.fill(fill)) }
+                await drive(.fill(fill))
                 try await record(fill)
-                if venue.placesStopOrders, let held = kernel.positions[fill.symbol], held.quantity > 0,
+                if let held = kernel.positions[fill.symbol], held.quantity > 0,
                    var position = try await venuePositionsInStore().first(where: { $0.symbol == fill.symbol }), position.quantity != held.quantity {
                     // Reduced (a cut to the risk budget, a partial exit): the record follows the position's size.
                     position.quantity = held.quantity
@@ -480,12 +482,6 @@ public actor ExecutorService {
                 if let reason = closeReasons.removeValue(forKey: close.symbol), close.reason == "exit" { close.reason = reason }
                 managedStops.removeValue(forKey: close.symbol)?.settle(&close)
                 try await record(close)
-            case .stopMoved(let symbol, let stop):
-                if var position = try await venuePositionsInStore().first(where: { $0.symbol == symbol }) {
-                    position.stopLoss = stop
-                    position.updatedAt = now()
-                    try await store.savePosition(position)
-                }
             }
         }
     }
@@ -499,9 +495,8 @@ public actor ExecutorService {
         let filled = fills.reduce(Decimal(0)) { $0 + $1.quantity }
         let status: OrderStatus = filled >= order.quantity ? .filled : .partiallyFilled
         try await store.updateOrder(clientOrderID: order.clientOrderID, status: status, venueOrderID: nil, at: now())
-        // On a venue whose stops the kernel places, every entry fill opens or grows the position (an
-        // entry may fill in part and expire); elsewhere the position opens once the entry is filled.
-        guard order.purpose == .entry, status == .filled || venue.placesStopOrders else { return }
+        // Every entry fill opens or grows the position (an entry may fill in part and expire).
+        guard order.purpose == .entry else { return }
         try await open(order, fills: fills)
     }
 
@@ -514,7 +509,7 @@ public actor ExecutorService {
         // The venue takes prices on its tick only: the target rounds toward the entry, as the gateway's check did.
         let filters = try await venue.filters(symbol: order.symbol)
         var stop = order.stopPrice, target = decision?.takeProfit.map { filters.price($0, toward: average) }
-        if venue.placesStopOrders, let held = kernel.positions[order.symbol], held.decisionID == order.decisionID {
+        if let held = kernel.positions[order.symbol], held.decisionID == order.decisionID {
             // The kernel judged them against the fill (``FillCheck``).
             stop = held.stopPrice ?? stop
             target = held.targetPrice ?? target
@@ -526,24 +521,20 @@ public actor ExecutorService {
         let known = try await store.position(id: "position:\(order.decisionID)")
         let position = PositionRecord(
             id: "position:\(order.decisionID)", venue: venue.name, symbol: order.symbol, side: order.side == .buy ? .long : .short, quantity: quantity,
-            entryPrice: average, leverage: leverage, stopLoss: venue.placesStopOrders ? stop : known?.stopLoss ?? stop, takeProfit: target,
+            entryPrice: average, leverage: leverage, stopLoss: stop, takeProfit: target,
             decisionID: order.decisionID, openedAt: known?.openedAt ?? now())
         try await store.savePosition(position)
-        if venue.placesStopOrders {
-            // The kernel placed the stop on the fill; the policy moves it from here; the target goes once.
-            if let stop { manage(order.symbol, side: position.side, entry: average, stop: stop) }
-            guard known == nil else { return }
-            if let target {
-                do {
-                    try await venue.placeTarget(
-                        symbol: order.symbol, side: position.side == .long ? .sell : .buy, price: target,
-                        clientID: ClientOrderID.make(decisionID: order.decisionID, purpose: .takeProfit))
-                } catch {
-                    logger.warning("the take-profit was not placed; the stop protects the position", metadata: ["symbol": "\(order.symbol)", "error": "\(error)"])
-                }
+        // The kernel placed the stop on the fill; the policy moves it from here; the target goes once.
+        if let stop { manage(order.symbol, side: position.side, entry: average, stop: stop) }
+        guard known == nil else { return }
+        if let target {
+            do {
+                try await venue.placeTarget(
+                    symbol: order.symbol, side: position.side == .long ? .sell : .buy, price: target,
+                    clientID: ClientOrderID.make(decisionID: order.decisionID, purpose: .takeProfit))
+            } catch {
+                logger.warning("the take-profit was not placed; the stop protects the position", metadata: ["symbol": "\(order.symbol)", "error": "\(error)"])
             }
-        } else if let stop {
-            try await venue.protect(symbol: order.symbol, stopLoss: stop, takeProfit: target, policy: settings.policy)
         }
         let event = TradeEventPayload(
             symbol: order.symbol, side: position.side, quantity: quantity.doubleValue, leverage: leverage, entryPrice: average.doubleValue,
@@ -565,6 +556,9 @@ public actor ExecutorService {
                 try await store.updateOrder(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID, at: now())
             }
         }
+        var close = close
+        close.stopLoss = close.stopLoss ?? position.stopLoss
+        close.takeProfit = close.takeProfit ?? position.takeProfit
         let trade = TradeRecord(close, positionID: position.id, entryTime: position.openedAt)
         try await store.recordTrade(trade)
         let event = TradeEventPayload(
@@ -623,18 +617,13 @@ public actor ExecutorService {
             position.quantity = held.quantity
             position.entryPrice = held.entryPrice
             try await store.savePosition(position)
-            if venue.placesStopOrders {
-                // The kernel tracks it again with the stops the venue lists; the right one stays, a missing one is placed.
-                let stops = try await venue.workingStops(symbol: held.symbol)
-                kernel.restore(
-                    symbol: held.symbol, side: held.side, quantity: held.quantity, averagePrice: held.entryPrice, stopPrice: position.stopLoss,
-                    decisionID: position.decisionID, stops: stops, now: now())
-                if let stop = position.stopLoss { manage(held.symbol, side: held.side, entry: held.entryPrice, stop: stop) }
-                await drive(.venueSnapshot(symbol: held.symbol, quantity: held.side == .long ? held.quantity : -held.quantity, stops: Set(stops.map(\.clientID))))
-            } else if held.stopLoss == nil, let stop = position.stopLoss {
-                logger.warning("protective stop missing at the venue: placing it again", metadata: ["symbol": "\(held.symbol)"])
-                try await venue.protect(symbol: held.symbol, stopLoss: stop, takeProfit: position.takeProfit, policy: settings.policy)
-            }
+            // The kernel tracks it again with the stops the venue lists; the right one stays, a missing one is placed.
+            let stops = try await venue.workingStops(symbol: held.symbol)
+            kernel.restore(
+                symbol: held.symbol, side: held.side, quantity: held.quantity, averagePrice: held.entryPrice, stopPrice: position.stopLoss,
+                decisionID: position.decisionID, stops: stops, now: now())
+            if let stop = position.stopLoss { manage(held.symbol, side: held.side, entry: held.entryPrice, stop: stop) }
+            await drive(.venueSnapshot(symbol: held.symbol, quantity: held.side == .long ? held.quantity : -held.quantity, stops: Set(stops.map(\.clientID))))
         }
         reconciled = true
     }

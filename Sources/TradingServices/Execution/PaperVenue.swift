@@ -44,9 +44,6 @@ public actor PaperVenue: Venue {
 
     public func positions() async throws(VenueError) -> [VenuePosition] { exchange.openPositions }
 
-    /// The execution kernel places and cancels the paper venue's stops, as on a live venue.
-    public nonisolated var placesStopOrders: Bool { true }
-
     public func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) async throws(VenueError) {
         let result = exchange.placeStop(symbol: symbol, stop)
         try save()
