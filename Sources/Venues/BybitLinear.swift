@@ -527,16 +527,18 @@ public actor BybitLinearVenue: Venue {
 
     static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
 
-    /// Where the store stands after a restart: executions already committed are not reported again
-    /// (each symbol reads on from its newest committed fill; one without any reads the last seven
-    /// days); open positions are tracked from their store record (their entry fees were booked with
-    /// the entry).
+    /// Where the store stands after a restart: executions already committed are not reported again.
+    /// Each symbol reads on from its newest committed fill; one without any reads from its oldest
+    /// order still open (``VenueResume/pendingSince``), or from now: never another's history of the
+    /// last seven days. Open positions are tracked from their store record (their entry fees were
+    /// booked with the entry).
     public func resume(_ state: VenueResume) async throws(VenueError) {
         tradedSymbols.formUnion(state.symbols)
         let start = now
         for symbol in state.symbols {
             let committed = (state.committedFills[symbol] ?? []).filter { $0.tradeID.hasPrefix("bybit-") }
-            var cursor = ExecutionCursor(from: committed.map { Self.millis($0.time) }.max() ?? start - Self.window)
+            let since = state.pendingSince[symbol].map { max(Self.millis($0), start - Self.window) } ?? start
+            var cursor = ExecutionCursor(from: committed.map { Self.millis($0.time) }.max() ?? since)
             for fill in committed { cursor.seen[String(fill.tradeID.dropFirst("bybit-".count))] = Self.millis(fill.time) }
             if let known = cursors[symbol] {
                 cursor.from = max(cursor.from, known.from)

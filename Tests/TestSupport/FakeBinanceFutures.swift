@@ -28,6 +28,8 @@ public final class FakeBinanceFutures: Sendable {
         case unavailable
         /// A market order fills `fraction` of its quantity, then expires (as in a thin book).
         case partialThenExpire(Decimal)
+        /// A market order fills in `parts` trades (walking the book).
+        case fillsInParts(Int)
     }
 
     /// What the next conditional order meets.
@@ -83,6 +85,8 @@ public final class FakeBinanceFutures: Sendable {
         var nextOrderID: Int64 = 1
         var nextTradeID: Int64 = 1
         var tradeTimes: [Int64: Int64] = [:]
+        /// `userTrades` lists every trade twice, oldest last (a replayed, reordered feed).
+        var duplicatedAndReordered = false
     }
 
     public let apiKey: String
@@ -219,6 +223,7 @@ public final class FakeBinanceFutures: Sendable {
                     } else {
                         trades = Array(trades.filter { now - (state.tradeTimes[$0.id] ?? now) <= 7 * 86_400_000 }.suffix(limit))
                     }
+                    if state.duplicatedAndReordered { trades = (trades + trades).reversed() }
                     return trades.map {
                         ["id": $0.id, "orderId": $0.orderID, "symbol": $0.symbol, "side": $0.side, "price": "\($0.price)", "qty": "\($0.qty)",
                          "commission": "\($0.price * $0.qty * Decimal(string: "0.0005")!)", "realizedPnl": "\($0.realized)",
@@ -325,6 +330,8 @@ public final class FakeBinanceFutures: Sendable {
     }
 
     public func failNextAlgoOrders(_ faults: [AlgoFault]) { state.withLock { $0.algoFaults += faults } }
+    /// From now on `userTrades` lists every trade twice and newest first: duplicated, reordered fills.
+    public func duplicateAndReorderTrades() { state.withLock { $0.duplicatedAndReordered = true } }
     /// The account's position in `symbol` (signed).
     public func position(_ symbol: String) -> Decimal { state.withLock { $0.positions[symbol] ?? 0 } }
     /// Open conditional orders: type, side, quantity (nil for closePosition), trigger, client id.
@@ -391,7 +398,13 @@ public final class FakeBinanceFutures: Sendable {
                 if case .partialThenExpire(let fraction) = fault { quantity *= fraction }
                 order.status = quantity < order.quantity ? "EXPIRED" : "FILLED"
                 order.executed = quantity
-                Self.trade(&state, orderID: id, symbol: symbol, side: side, price: price, quantity: quantity)
+                let parts = if case .fillsInParts(let count) = fault { max(1, count) } else { 1 }
+                var left = quantity
+                for part in 1...parts {
+                    let piece = part == parts ? left : (quantity / Decimal(parts)).rounded(3)
+                    left -= piece
+                    Self.trade(&state, orderID: id, symbol: symbol, side: side, price: price, quantity: piece)
+                }
             }
             state.orders.append(order)
             return order
@@ -472,3 +485,4 @@ public final class FakeBinanceFutures: Sendable {
         Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"code":\#(code),"msg":"\#(message)"}"#)))
     }
 }
+

@@ -20,7 +20,13 @@ import Synchronization
 public final class FakeBybitLinear: Sendable {
     /// What happens to the next order create: it is created, then the answer is retCode 10016
     /// (`unknownAfterCreate`) or HTTP 502 (`gatewayErrorAfterCreate`).
-    public enum OrderFault: Sendable { case unknownAfterCreate, gatewayErrorAfterCreate }
+    public enum OrderFault: Sendable {
+        case unknownAfterCreate, gatewayErrorAfterCreate
+        /// A market order fills in `parts` executions (walking the book).
+        case fillsInParts(Int)
+        /// A market order fills `fraction` of its quantity and the rest is cancelled (`PartiallyFilledCanceled`).
+        case partialThenCancel(Decimal)
+    }
     /// What happens to the next signed request instead of an answer: retCode 10006, or HTTP 403.
     public enum RequestFault: Sendable { case tooManyVisits, ipRateLimited }
 
@@ -40,6 +46,8 @@ public final class FakeBybitLinear: Sendable {
         /// A conditional order's trigger and direction (1: the price rises to it, 2: falls to it).
         var trigger: Decimal? = nil
         var direction = 0
+        /// What it executed (its quantity once filled).
+        var filled: Decimal? = nil
     }
 
     struct Position: Sendable {
@@ -79,6 +87,8 @@ public final class FakeBybitLinear: Sendable {
         var realtimeKeepsClosed = true
         /// Where the mark jumps right after the next market order fills (a gap before its stop can be placed).
         var gapAfterFill: Decimal?
+        /// `execution/list` lists every execution twice, oldest first (a replayed, reordered feed).
+        var duplicatedAndReordered = false
     }
 
     public let apiKey: String
@@ -215,6 +225,29 @@ public final class FakeBybitLinear: Sendable {
     /// The server's clock runs this far ahead of ours.
     public func setClockSkew(millis: Int64) { state.withLock { $0.skewMillis = millis } }
     public func failNextOrders(_ faults: [OrderFault]) { state.withLock { $0.orderFaults += faults } }
+    /// From now on `execution/list` lists every execution twice and oldest first: duplicated, reordered fills.
+    public func duplicateAndReorderExecutions() { state.withLock { $0.duplicatedAndReordered = true } }
+    /// A trader's own trades on `symbol` from `daysAgo` days back (orders this system never placed, no
+    /// `orderLinkId`): what a restart reading the last seven days would meet. They leave the account flat.
+    public func seedHistory(_ symbol: String, roundTrips: Int, daysAgo: Double) {
+        state.withLock { state in
+            let start = Int64((Date().timeIntervalSince1970 - daysAgo * 86_400) * 1000)
+            let price = state.prices[symbol] ?? 100
+            for trip in 0..<roundTrips {
+                for side in ["Buy", "Sell"] {
+                    let order = Order(
+                        id: UUID().uuidString.lowercased(), linkID: "", symbol: symbol, side: side, quantity: 1, status: "Filled", price: price,
+                        reduceOnly: side == "Sell", stopOrderType: "")
+                    state.orders.append(order)
+                    Self.fill(&state, order: order, quantity: 1, time: start + Int64(trip) * 3_600_000, execType: "Trade")
+                }
+            }
+        }
+    }
+    /// The account's position in `symbol` (signed).
+    public func position(_ symbol: String) -> Decimal {
+        state.withLock { state in state.positions[symbol].map { $0.side == "Buy" ? $0.size : -$0.size } ?? 0 }
+    }
     /// Right after the next market order fills, the mark jumps to `price` (before anything else can be placed).
     public func gapAfterNextFill(to price: Decimal) { state.withLock { $0.gapAfterFill = price } }
     /// Someone cancels the symbol's conditional orders by hand, in Bybit's web page.
@@ -331,11 +364,25 @@ public final class FakeBybitLinear: Sendable {
                 filled = min(quantity, position.size)
             }
             let fault = state.orderFaults.isEmpty ? nil : state.orderFaults.removeFirst()
-            let order = Order(
+            var order = Order(
                 id: UUID().uuidString.lowercased(), linkID: linkID, symbol: symbol, side: side, quantity: quantity, status: "Filled", price: price,
                 reduceOnly: reduceOnly, stopOrderType: "")
+            var parts = 1
+            switch fault {
+            case .fillsInParts(let count)?: parts = max(1, count)
+            case .partialThenCancel(let fraction)?:
+                filled = (filled * fraction).rounded(3)
+                order.status = "PartiallyFilledCanceled"
+            default: break
+            }
+            order.filled = filled
             state.orders.append(order)
-            Self.fill(&state, order: order, quantity: filled, time: time, execType: "Trade")
+            var left = filled
+            for part in 1...parts {
+                let piece = part == parts ? left : (filled / Decimal(parts)).rounded(3)
+                left -= piece
+                Self.fill(&state, order: order, quantity: piece, time: time, execType: "Trade")
+            }
             if let gap = state.gapAfterFill {
                 state.prices[symbol] = gap
                 state.gapAfterFill = nil
@@ -349,7 +396,7 @@ public final class FakeBybitLinear: Sendable {
         case .nothingToReduce: return failure(110017, "current position is zero, cannot fix reduce-only order qty")
         case .created(_, .unknownAfterCreate?): return failure(10016, "Server error.")
         case .created(_, .gatewayErrorAfterCreate?): return Response(status: .badGateway, body: .init(byteBuffer: ByteBuffer(string: "<html>502 Bad Gateway</html>")))
-        case .created(let order, nil): return ok(["orderId": order.id, "orderLinkId": order.linkID])
+        case .created(let order, _): return ok(["orderId": order.id, "orderLinkId": order.linkID])
         }
     }
 
@@ -401,7 +448,9 @@ public final class FakeBybitLinear: Sendable {
             }.map { order in
                 [
                     "orderId": order.id, "orderLinkId": order.linkID, "symbol": order.symbol, "side": order.side, "orderType": "Market", "orderStatus": order.status,
-                    "qty": "\(order.quantity)", "cumExecQty": order.status == "Filled" ? "\(order.quantity)" : "0", "avgPrice": order.status == "Filled" ? "\(order.price)" : "",
+                    
+                    "qty": "\(order.quantity)", "cumExecQty": "\(order.filled ?? (order.status == "Filled" ? order.quantity : 0))",
+                    "avgPrice": order.status.hasPrefix("Partially") || order.status == "Filled" ? "\(order.price)" : "",
                     "reduceOnly": order.reduceOnly, "stopOrderType": order.stopOrderType, "positionIdx": 0,
                     "triggerPrice": order.trigger.map { "\($0)" } ?? "", "triggerDirection": order.direction, "triggerBy": order.trigger == nil ? "" : "MarkPrice",
                 ] as [String: Any]
@@ -468,10 +517,11 @@ public final class FakeBybitLinear: Sendable {
         let offset = (q["cursor"] as? String).flatMap { Int($0) } ?? 0
         let (rows, next): ([[String: Any]], String) = state.withLock { state in
             let size = min(Int(q["limit"] as? String ?? "50") ?? 50, state.pageSize)
-            let matching = state.executions.enumerated()
+            var matching = state.executions.enumerated()
                 .filter { (symbol == nil || $0.element.symbol == symbol) && $0.element.time >= from && $0.element.time <= to }
                 .sorted { $0.element.time != $1.element.time ? $0.element.time > $1.element.time : $0.offset > $1.offset }
                 .map(\.element)
+            if state.duplicatedAndReordered { matching = (matching + matching).reversed() }
             let page = matching.dropFirst(offset).prefix(size)
             let rows = page.map { e -> [String: Any] in
                 [
@@ -497,5 +547,14 @@ public final class FakeBybitLinear: Sendable {
         var fields: HTTPFields = [.contentType: "application/json"]
         for (name, value) in headers { fields[.init(name)!] = value }
         return Response(status: .ok, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+extension Decimal {
+    /// Rounded down to `places` decimal places.
+    func rounded(_ places: Int) -> Decimal {
+        var value = self, result = Decimal()
+        NSDecimalRound(&result, &value, places, .down)
+        return result
     }
 }

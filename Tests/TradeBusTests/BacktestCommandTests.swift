@@ -54,6 +54,31 @@ struct BacktestCommandTests {
         #expect(trades == wins + losses && trades > 0)
     }
 
+    @Test("on every shared data file, in the backtest and the paper run, each trade's stop as placed after the fill lies within MIN..MAX_STOP_LOSS_PERCENT of its entry price")
+    func stopsJudgedAgainstTheFill() async throws {
+        let files = ["XRPUSDT-PERP-5m", "XRPUSDT-PERP-1h", "ETHBTC-5m", "LTCBTC-5m", "UNITTESTBTC-1m"]
+        var checked = 0
+        for file in files {
+            let path = TestServices.repositoryRoot.appendingPathComponent("Tests/Fixtures/market-data/\(file).csv").path
+            let backtest = temporary("stops-bt") + ".csv", run = temporary("stops-run") + ".csv"
+            _ = try await Command.run(tradebus, ["backtest", "--data", path, "--json", "--trades-out", backtest], environment: defaults)
+            _ = try await Command.run(tradebus, ["run", "--data", path, "--database", temporary("stops") + ".sqlite", "--trades-out", run], environment: defaults)
+            for out in [backtest, run] {
+                let header = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").first.map { $0.split(separator: ",").map(String.init) } ?? []
+                let entry = try #require(header.firstIndex(of: "entry_price")), stop = try #require(header.firstIndex(of: "stop_loss"))
+                for row in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
+                    let fields = row.split(separator: ",", omittingEmptySubsequences: false)
+                    let price = try #require(Decimal(string: String(fields[entry]))), level = try #require(Decimal(string: String(fields[stop])))
+                    let distance = (price - level).magnitude / price
+                    // The defaults: MIN_STOP_LOSS_PERCENT 0.005, MAX_STOP_LOSS_PERCENT 0.07.
+                    #expect(distance >= Decimal(string: "0.005")! && distance <= Decimal(string: "0.07")!, "\(file) \(out): \(row)")
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked >= 40, "the files should trade: \(checked) trades read")
+    }
+
     @Test("the workers' risk limits bound a backtest: MAX_LEVERAGE=1 makes every trade 1x; an invalid value stops it naming the key")
     func riskLimits() async throws {
         let out = temporary("lev") + ".csv"

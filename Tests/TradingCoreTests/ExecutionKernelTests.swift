@@ -386,11 +386,11 @@ struct ExecutionKernelTests {
         let request = Self.entry()
         _ = kernel.handle(.submit(request), now: Self.t0)
         _ = kernel.handle(.orderUnknown(clientOrderID: request.clientOrderID, reason: "timeout"), now: Self.t0)
-        #expect(kernel.orders[request.clientOrderID]?.status == .unknown)
+        #expect(kernel.order(request.clientOrderID)?.status == .unknown)
         #expect(kernel.handle(.tick, now: Self.t0.addingTimeInterval(1)) == [.queryOrder(clientOrderID: request.clientOrderID, symbol: "BTCUSDT")])
         _ = kernel.handle(.orderStatus(clientOrderID: request.clientOrderID, status: .filled), now: Self.t0)
         _ = kernel.handle(.orderStatus(clientOrderID: request.clientOrderID, status: .accepted), now: Self.t0)
-        #expect(kernel.orders[request.clientOrderID]?.status == .filled)
+        #expect(kernel.order(request.clientOrderID)?.status == .filled)
     }
 
     @Test("the stop is judged against the real fill: an entry that filled higher keeps its risk budget by a nearer stop, or is cut when no allowed stop does")

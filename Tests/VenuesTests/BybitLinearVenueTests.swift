@@ -280,10 +280,16 @@ struct BybitLinearVenueTests {
         try await after.acknowledgeEvents(events.count)
         #expect(try await after.events().isEmpty)
 
-        // A symbol whose order was pending, with nothing committed, reads back over the last week.
+        // A symbol whose order was pending, with nothing committed, reads back from that order's time
+        // (here: a minute ago), and without one from now only: never the last week's history.
         let third = venue(server)
-        try await third.resume(VenueResume(openPositions: [], committedFills: [:], pendingSymbols: ["BTCUSDT"]))
+        try await third.resume(VenueResume(
+            openPositions: [], committedFills: [:], pendingSymbols: ["BTCUSDT"], pendingSince: ["BTCUSDT": Date().addingTimeInterval(-60)]))
         #expect(fills(try await third.events()).count == 2)
+        server.seedHistory("BTCUSDT", roundTrips: 2, daysAgo: 3)
+        let fourth = venue(server)
+        try await fourth.resume(VenueResume(openPositions: [], committedFills: [:], pendingSymbols: ["BTCUSDT"]))
+        #expect(fills(try await fourth.events()).allSatisfy { $0.time > Date().addingTimeInterval(-60) })
         await server.stop()
     }
 }

@@ -21,14 +21,8 @@ struct HostileVenueTests {
         try await world.bus.declare(QueueSpec(name: "test.alerts", bindings: ["alert.critical.stop_refused"]))
         let executor = try await world.executor()
         world.server.failNextAlgoOrders([.refuse(-2021, "Order would immediately trigger.")])
-        _ = try await executor.execute(world.intent(), correlationID: "c")
-        try await executor.processVenueEvents()
-        try await executor.processVenueEvents()
-        #expect(world.server.position("BTCUSDT") == 0)
-        #expect(try await world.store.openPositions().isEmpty)
-        let trade = try #require(try await world.store.trades(since: nil).first)
-        #expect(trade.exitReason == "stop_refused")
-        #expect(try await world.bus.messageCount("test.alerts") == 1)
+        try await world.enter(executor)
+        try await world.expectRefusedAndFlattened(alerts: "test.alerts")
         await world.server.stop()
     }
 
@@ -37,30 +31,15 @@ struct HostileVenueTests {
         let world = try await World()
         let executor = try await world.executor()
         world.server.failNextOrders([.partialThenExpire(0.4)])
-        _ = try await executor.execute(world.intent(), correlationID: "c")
-        try await executor.processVenueEvents()
-        let held = world.server.position("BTCUSDT")
-        #expect(held > 0)
-        #expect(world.stops.map(\.quantity) == [held], "\(world.stops) for \(held)")
-        #expect(try await world.store.openPositions().first?.quantity == held)
+        try await world.enter(executor, polls: 1)
+        try await world.expectPartialCovered()
         await world.server.stop()
     }
 
     @Test("a restart meets seven days of trade history and no stored cursor: nothing old is recorded, no position opened again")
     func restartWithHistory() async throws {
         let world = try await World()
-        world.server.seedHistory("BTCUSDT", roundTrips: 5, daysAgo: 3)
-        let executor = try await world.executor()
-        _ = try await executor.execute(world.intent(), correlationID: "c")
-        try await executor.processVenueEvents()
-        let fills = try await world.store.latestFills(venue: "binance", symbol: "BTCUSDT", limit: 100)
-        #expect(fills.count == 1, "only our own entry: \(fills.map(\.clientOrderID))")
-        let restarted = try await world.executor()
-        try await restarted.processVenueEvents()
-        #expect(try await world.store.latestFills(venue: "binance", symbol: "BTCUSDT", limit: 100).count == 1)
-        #expect(try await world.store.openPositions().count == 1)
-        #expect(try await world.store.trades(since: nil).isEmpty)
-        #expect(world.protected)
+        try await world.expectOthersHistoryIgnored()
         await world.server.stop()
     }
 
@@ -121,18 +100,90 @@ struct HostileVenueTests {
     }
 }
 
-extension BinanceWorld {
-    /// An executor that checks the venue's list of stops on every poll.
-    func executor() async throws -> ExecutorService {
-        try await restart { $0.kernel.protectionCheckInterval = 0 }.0
+extension HostileVenueTests {
+    @Test("an entry filled in three trades, listed twice each and newest first: each fill recorded once, one position, one stop for all of it")
+    func duplicatedAndReorderedFills() async throws {
+        let world = try await World()
+        let executor = try await world.executor()
+        world.server.duplicateAndReorderTrades()
+        world.server.failNextOrders([.fillsInParts(3)])
+        try await world.enter(executor)
+        let held = world.server.position("BTCUSDT")
+        let fills = try await world.store.latestFills(venue: "binance", symbol: "BTCUSDT", limit: 100)
+        #expect(fills.count == 3 && Set(fills.map(\.tradeID)).count == 3)
+        #expect(try await world.store.openPositions().map(\.quantity) == [held])
+        #expect(world.protected && world.stops.count == 1, "\(world.stops) for \(held)")
+        await world.server.stop()
+    }
+}
+
+/// The live executor against the local Bybit server with the same faults: conditional stops refused
+/// (110093), partial fills cancelled, a restart meeting days of another's history, stops cancelled by
+/// hand, a lost answer, duplicated and reordered executions. The invariant is asserted at the exchange.
+@Suite("Hostile venue: the live executor on Bybit under faults (local exchange server)")
+struct BybitHostileVenueTests {
+    typealias World = BybitWorld
+
+    @Test("the mark gaps past the stop before it is placed (110093): flattened at market, reduce-only; the trade says stop_refused; a critical alert")
+    func stopRefused() async throws {
+        let world = try await World()
+        try await world.bus.declare(QueueSpec(name: "test.alerts", bindings: ["alert.critical.stop_refused"]))
+        let executor = try await world.executor()
+        world.server.gapAfterNextFill(to: 97_500)
+        try await world.enter(executor)
+        try await world.expectRefusedAndFlattened(alerts: "test.alerts")
+        await world.server.stop()
     }
 
-    /// Working reduce-only stops at the exchange: quantity and trigger.
-    var stops: [(quantity: Decimal?, trigger: Decimal)] { server.openAlgoOrders.filter { $0.type == "STOP_MARKET" }.map { ($0.quantity, $0.trigger) } }
+    @Test("an entry that fills in part and the rest is cancelled: the stop covers the filled quantity")
+    func partialFillThenCancel() async throws {
+        let world = try await World()
+        let executor = try await world.executor()
+        world.server.failNextOrders([.partialThenCancel(0.4)])
+        try await world.enter(executor, polls: 1)
+        try await world.expectPartialCovered()
+        await world.server.stop()
+    }
 
-    /// The invariant, read at the exchange.
-    var protected: Bool {
-        let held = server.position("BTCUSDT")
-        return held == 0 || stops.contains { $0.quantity == held.magnitude }
+    @Test("a restart meets days of another's executions and no stored cursor: nothing old is recorded, no position opened again")
+    func restartWithHistory() async throws {
+        let world = try await World()
+        try await world.expectOthersHistoryIgnored()
+        await world.server.stop()
+    }
+
+    @Test("a stop cancelled by hand is placed again on the next poll; the lost answer of an accepted stop is settled from the list, never placed twice")
+    func stopCancelledAndLost() async throws {
+        let world = try await World()
+        let executor = try await world.executor()
+        _ = try await executor.execute(world.intent(), correlationID: "c")
+        try await executor.processVenueEvents()
+        #expect(world.protected && world.stops.count == 1)
+        world.server.cancelConditionalOrdersByHand("BTCUSDT")
+        #expect(!world.protected)
+        world.server.failNextOrders([.unknownAfterCreate])  // the replacement is placed, its answer lost
+        try await executor.processVenueEvents()
+        try await executor.processVenueEvents()
+        #expect(world.protected && world.stops.count == 1 && world.stops.first?.trigger == 98_000, "\(world.stops)")
+        await world.server.stop()
+    }
+
+    @Test("an entry filled in three executions, listed twice each and oldest first: each recorded once, one stop for all of it; the stop's fill closes it as stop_loss")
+    func duplicatedAndReorderedFills() async throws {
+        let world = try await World()
+        let executor = try await world.executor()
+        world.server.duplicateAndReorderExecutions()
+        world.server.failNextOrders([.fillsInParts(3)])
+        try await world.enter(executor)
+        let held = world.server.position("BTCUSDT")
+        #expect(try await world.store.latestFills(venue: "bybit", symbol: "BTCUSDT", limit: 100).count == 3)
+        #expect(try await world.store.openPositions().map(\.quantity) == [held])
+        #expect(world.protected && world.stops.count == 1)
+        world.server.moveMarket("BTCUSDT", to: 97_900)
+        try await executor.processVenueEvents()
+        try await executor.processVenueEvents()
+        #expect(try await world.store.trades(since: nil).map(\.exitReason) == ["stop_loss"])
+        #expect(try await world.store.openPositions().isEmpty && world.server.position("BTCUSDT") == 0)
+        await world.server.stop()
     }
 }

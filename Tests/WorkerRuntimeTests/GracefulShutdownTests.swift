@@ -23,7 +23,7 @@ struct GracefulShutdownTests {
         let probe = try SpawnedProcess(
             executable: TestServices.repositoryRoot.appendingPathComponent(".build/debug/drain-probe").path,
             environment: [
-                "AMQP_URL": TestServices.amqpURL, "PROBE_QUEUE": queue, "PROBE_DELAY_MS": "1500", "PROBE_LOG": log,
+                "AMQP_URL": TestServices.amqpURL, "PROBE_QUEUE": queue, "PROBE_DELAY_MS": "4000", "PROBE_LOG": log,
                 "HTTP_PORT": "0", "SHUTDOWN_GRACE_SECONDS": "20",
             ])
         @Sendable func lines(_ prefix: String) -> [String] {

@@ -230,7 +230,11 @@ public struct ExecutionKernel: Sendable {
     }
 
     public let settings: Settings
+    /// Orders in play: not final, or of a position still open. Scanned by symbol, so kept small.
     public private(set) var orders: [String: OrderState] = [:]
+    /// Final orders of positions that are gone: looked up by id (a late fill, a decision seen again),
+    /// never scanned, so a long run does not slow down as its history grows.
+    var retired: [String: OrderState] = [:]
     public private(set) var positions: [String: PositionState] = [:]
     /// Trade ids seen: a fill seen again changes nothing.
     public private(set) var seenTrades: Set<String> = []
@@ -266,7 +270,7 @@ public struct ExecutionKernel: Sendable {
         var actions: [Action] = []
         switch event {
         case .submit(let request):
-            guard orders[request.clientOrderID] == nil else { break }  // one order per decision
+            guard orders[request.clientOrderID] == nil, retired[request.clientOrderID] == nil else { break }  // one order per decision
             if request.purpose != .entry, let position = positions[request.symbol],
                position.flattening != nil || position.stopTriggered != nil || orders.values.contains(where: {
                    $0.request.symbol == request.symbol && $0.request.purpose == .exit && !$0.status.isFinal
@@ -340,7 +344,11 @@ public struct ExecutionKernel: Sendable {
 
     /// What an order's new status means: an exit or flatten that ended without closing is tried again.
     mutating func orderSettled(_ order: OrderState, now: Date) -> [Action] {
-        guard order.status.isFinal, var position = positions[order.request.symbol] else { return [] }
+        guard order.status.isFinal else { return [] }
+        guard var position = positions[order.request.symbol] else {
+            retire(order.request.symbol)
+            return []
+        }
         if position.reducing == order.request.clientOrderID {
             position.reducing = nil
             positions[order.request.symbol] = position
@@ -358,6 +366,7 @@ public struct ExecutionKernel: Sendable {
         if order.request.purpose == .entry, position.quantity == 0, order.filled == 0 {
             // An entry that never filled: no position.
             positions[order.request.symbol] = nil
+            retire(order.request.symbol)
         }
         return []
     }
@@ -366,6 +375,7 @@ public struct ExecutionKernel: Sendable {
 
     mutating func apply(_ fill: VenueFill, now: Date) -> [Action] {
         var actions: [Action] = []
+        if let late = retired.removeValue(forKey: fill.clientOrderID) { orders[fill.clientOrderID] = late }
         if var order = orders[fill.clientOrderID] {
             order.filled += fill.quantity
             _ = order.advance(to: order.filled >= order.request.quantity ? .filled : .partiallyFilled)
@@ -384,7 +394,7 @@ public struct ExecutionKernel: Sendable {
         var cut: FillCheck.Verdict?
         if position.side == side {
             let quantity = position.quantity + fill.quantity
-            position.averagePrice = (position.averagePrice * position.quantity + fill.price * fill.quantity) / quantity
+            position.averagePrice = position.quantity == 0 ? fill.price : (position.averagePrice * position.quantity + fill.price * fill.quantity) / quantity
             position.quantity = quantity
             if let check = position.check, let stop = position.askedStop, orders[fill.clientOrderID]?.request.purpose == .entry {
                 // The entry's stop and target, judged again against where it really filled.
@@ -412,6 +422,7 @@ public struct ExecutionKernel: Sendable {
             for (id, order) in orders where order.request.symbol == fill.symbol && order.request.reduceOnly && !order.status.isFinal {
                 _ = orders[id]!.advance(to: order.filled > 0 ? .filled : .expired)
             }
+            retire(fill.symbol)
             return actions
         }
         actions.append(.positionChanged(symbol: fill.symbol))
@@ -443,6 +454,13 @@ public struct ExecutionKernel: Sendable {
     func reasonFor(_ fill: VenueFill) -> String {
         guard let order = orders[fill.clientOrderID] else { return "closed_at_venue" }
         return order.request.purpose == .exit ? "exit" : "closed_at_venue"
+    }
+
+    /// The symbol's final orders leave the orders in play once it has no position.
+    mutating func retire(_ symbol: String) {
+        for (id, order) in orders where order.request.symbol == symbol && order.status.isFinal {
+            retired[id] = orders.removeValue(forKey: id)
+        }
     }
 
     // MARK: Protection
@@ -599,6 +617,7 @@ public struct ExecutionKernel: Sendable {
                 guard position.quantity > 0 else { return [] }  // not filled yet: its entry is on its way
                 let reason = position.flattenReason ?? (position.stopTriggered != nil ? "stop_loss" : "closed_at_venue")
                 positions[symbol] = nil
+                retire(symbol)
                 return [.positionClosed(symbol: symbol, reason: reason)] + position.working.map { .cancelStop(symbol: symbol, clientID: $0.clientID) }
             }
             positions[symbol]!.quantity = quantity
@@ -653,6 +672,9 @@ public struct ExecutionKernel: Sendable {
     }
 
     // MARK: Reading
+
+    /// The order with that client id, in play or retired.
+    public func order(_ clientOrderID: String) -> OrderState? { orders[clientOrderID] ?? retired[clientOrderID] }
 
     /// Positions that break the invariant at `now`: open, not protected, not being flattened, for
     /// longer than the timeout.

@@ -64,6 +64,30 @@ public struct FillCheck: Sendable, Hashable, Codable {
     /// Checks `stop` and `target` of a position of `quantity` filled at `average`.
     public func verdict(side: PositionSide, average: Decimal, quantity: Decimal, stop: Decimal, target: Decimal?) -> Verdict {
         let long = side == .long
+        // Most fills leave the stop where it was: that is checked with products alone (a decimal
+        // division costs several of them), exact for a stop on the tick.
+        let near = long ? average * (1 - minStopFraction) : average * (1 + minStopFraction)
+        let far = long ? average * (1 - maxStopFraction) : average * (1 + maxStopFraction)
+        if long ? stop <= near && stop >= far : stop >= near && stop <= far,
+           riskBudget <= 0 || quantity * lossPerUnit(side: side, average: average, stop: stop) <= riskBudget {
+            return Verdict(stop: stop, target: checked(target, side: side, average: average, stop: stop), quantity: quantity, reason: nil)
+        }
+        return moved(side: side, average: average, quantity: quantity, stop: stop, target: target)
+    }
+
+    /// A target that gives at least `minRewardRisk` against `stop`: the asked one, or the nearest that does.
+    func checked(_ target: Decimal?, side: PositionSide, average: Decimal, stop: Decimal) -> Decimal? {
+        guard let target else { return nil }
+        let long = side == .long
+        let risk = (average - stop).magnitude
+        let least = long ? average + minRewardRisk * risk : average - minRewardRisk * risk
+        guard long ? target < least : target > least else { return target }
+        return long ? ExchangeFilters.ceil(least, step: filters.tickSize) : ExchangeFilters.floor(least, step: filters.tickSize)
+    }
+
+    /// The verdict on a stop that breaks a rule.
+    func moved(side: PositionSide, average: Decimal, quantity: Decimal, stop: Decimal, target: Decimal?) -> Verdict {
+        let long = side == .long
         let tick = filters.tickSize
         // The band of stops at an allowed distance, rounded inward to the tick.
         let near = long ? average * (1 - minStopFraction) : average * (1 + minStopFraction)
@@ -94,14 +118,6 @@ public struct FillCheck: Sendable, Hashable, Codable {
             held = farthest
             reason = "stop_too_far"
         }
-        var checkedTarget = target
-        if let target {
-            let risk = (average - held).magnitude
-            let least = long ? average + minRewardRisk * risk : average - minRewardRisk * risk
-            if long ? target < least : target > least {
-                checkedTarget = long ? ExchangeFilters.ceil(least, step: tick) : ExchangeFilters.floor(least, step: tick)
-            }
-        }
-        return Verdict(stop: held, target: checkedTarget, quantity: allowed, reason: reason)
+        return Verdict(stop: held, target: checked(target, side: side, average: average, stop: held), quantity: allowed, reason: reason)
     }
 }

@@ -145,7 +145,8 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             return .failure(VenueError(.wouldTrigger, "the stop at \(stop.trigger) would trigger at once (price \(mark))"))
         }
         stops[symbol, default: []].append(stop)
-        position.bounds = bounds(of: position)
+        // With the rest of a candle ahead, the levels are worked out once it is taken.
+        position.bounds = rest[symbol] == nil ? bounds(of: position) : nil
         positions[symbol] = position
         return .success(())
     }
@@ -173,7 +174,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             return .failure(VenueError(.wouldTrigger, "the take-profit at \(price) would trigger at once (price \(mark))"))
         }
         targets[symbol] = Target(clientID: clientID, price: price)
-        position.bounds = bounds(of: position)
+        position.bounds = rest[symbol] == nil ? bounds(of: position) : nil
         positions[symbol] = position
         return .success(())
     }
@@ -290,7 +291,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// The rest of the symbol's last candle, after the fills at its open: the stops and target placed
     /// since are taken over it (stop first). Nothing to do when nothing filled at that open.
     public mutating func finishCandle(symbol: String) {
-        guard let part = rest.removeValue(forKey: symbol) else { return }
+        guard !rest.isEmpty, let part = rest.removeValue(forKey: symbol) else { return }
         trigger(symbol: symbol, open: part.open, high: part.high, low: part.low, time: part.time)
     }
 

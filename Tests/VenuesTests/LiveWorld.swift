@@ -1,0 +1,146 @@
+import Foundation
+import Logging
+import SQLTradeStore
+import SQLiteStore
+import TestSupport
+import Testing
+import TradingCore
+import TradingServices
+import Venues
+
+/// What the live executor's tests start from: a local exchange server (BTCUSDT at 100,000) that
+/// checks signatures, a fresh SQLite store, an in-process bus and cache.
+struct LiveWorld<Server: Sendable>: Sendable {
+    let server: Server
+    let store: SQLTradeStore
+    let bus = InProcessBus()
+    let cache = LocalCache()
+    /// A venue with no memory, talking to `server`, with this request timeout.
+    let venue: @Sendable (Duration) -> any Venue
+
+    init(server: Server, venue: @escaping @Sendable (Duration) -> any Venue) async throws {
+        self.server = server
+        self.venue = venue
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("live-executor-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        store = .sqlite(path: directory.appendingPathComponent("store.sqlite").path)
+        try await store.migrate()
+    }
+
+    /// A new process: a venue with no memory, and an executor that reconciles before anything else.
+    /// `configure` changes its settings (no reference price is required here).
+    func restart(
+        timeout: Duration = .seconds(5), reconcile: Bool = true, configure: (inout ExecutorService.Settings) -> Void = { _ in }
+    ) async throws -> (ExecutorService, any Venue) {
+        let venue = venue(timeout)
+        var settings = ExecutorService.Settings()
+        settings.limits.requireReferencePrice = false
+        configure(&settings)
+        let executor = ExecutorService(venue: venue, store: store, bus: bus, cache: cache, settings: settings, source: "test", logger: Logger(label: "test"))
+        if reconcile { try await executor.reconcile() }
+        return (executor, venue)
+    }
+
+    /// An executor that checks the venue's list of stops on every poll.
+    func executor() async throws -> ExecutorService {
+        try await restart { $0.kernel.protectionCheckInterval = 0 }.0
+    }
+
+    /// A long BTCUSDT decision at 100,000, stop 98,000, target 104,000, 3x.
+    func intent(_ id: String = UUID().uuidString) -> OrderIntent {
+        let proposal = TradeProposal(action: .long, confidence: 0.82, leverage: 3, entry: 100_000, stopLoss: 98_000, takeProfit: 104_000, reasoning: "t")
+        return OrderIntent(
+            decisionID: "decision:\(id)",
+            decision: DecisionPayload(symbol: "BTCUSDT", proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: id),
+            decidedAt: Date())
+    }
+}
+
+typealias BinanceWorld = LiveWorld<FakeBinanceFutures>
+typealias BybitWorld = LiveWorld<FakeBybitLinear>
+
+/// What the hostile tests read at either local exchange: the position and the working stops.
+protocol LocalExchange: Sendable {
+    /// The account's position in `symbol` (signed).
+    func position(_ symbol: String) -> Decimal
+    /// Working reduce-only stops: quantity (nil for a close-position order) and trigger.
+    var workingStops: [(quantity: Decimal?, trigger: Decimal)] { get }
+    /// A trader's own round trips on `symbol`, `daysAgo` days back, through no API of ours.
+    func seedHistory(_ symbol: String, roundTrips: Int, daysAgo: Double)
+}
+
+extension FakeBinanceFutures: LocalExchange {
+    var workingStops: [(quantity: Decimal?, trigger: Decimal)] { openAlgoOrders.filter { $0.type == "STOP_MARKET" }.map { ($0.quantity, $0.trigger) } }
+}
+
+extension FakeBybitLinear: LocalExchange {
+    var workingStops: [(quantity: Decimal?, trigger: Decimal)] { conditionalOrders.map { ($0.quantity, $0.trigger) } }
+}
+
+extension LiveWorld where Server: LocalExchange {
+    /// Working reduce-only stops at the exchange: quantity and trigger.
+    var stops: [(quantity: Decimal?, trigger: Decimal)] { server.workingStops }
+
+    /// The invariant, read at the exchange: flat, or a stop for the whole position.
+    var protected: Bool {
+        let held = server.position("BTCUSDT")
+        return held == 0 || stops.contains { $0.quantity == held.magnitude }
+    }
+
+    /// The decision goes out and the venue's answers are taken in `polls` times.
+    func enter(_ executor: ExecutorService, polls: Int = 2) async throws {
+        _ = try await executor.execute(intent(), correlationID: "c")
+        for _ in 0..<polls { try await executor.processVenueEvents() }
+    }
+
+    /// A stop the exchange refused as would-trigger: flat at the exchange and in the store, the trade
+    /// says stop_refused, one critical alert (on the queue `alerts`, declared before).
+    func expectRefusedAndFlattened(alerts: String) async throws {
+        #expect(server.position("BTCUSDT") == 0)
+        #expect(try await store.openPositions().isEmpty)
+        #expect(try await store.trades(since: nil).first?.exitReason == "stop_refused")
+        #expect(try await bus.messageCount(alerts) == 1)
+    }
+
+    /// Days of another's trades on the account: an executor that enters, then one started afresh with
+    /// no stored cursor, record only their own fill; one position, protected; no trade.
+    func expectOthersHistoryIgnored() async throws {
+        server.seedHistory("BTCUSDT", roundTrips: 5, daysAgo: 3)
+        try await enter(try await executor(), polls: 1)
+        let venue = venue(.seconds(5)).name
+        let fills = try await store.latestFills(venue: venue, symbol: "BTCUSDT", limit: 100)
+        #expect(fills.count == 1, "only our own entry: \(fills.map(\.clientOrderID))")
+        try await executor().processVenueEvents()
+        #expect(try await store.latestFills(venue: venue, symbol: "BTCUSDT", limit: 100).count == 1)
+        #expect(try await store.openPositions().count == 1 && protected)
+        #expect(try await store.trades(since: nil).isEmpty)
+    }
+
+    /// An entry that filled in part: the stop, in the store and at the exchange, covers what filled.
+    func expectPartialCovered() async throws {
+        let held = server.position("BTCUSDT")
+        #expect(held > 0 && held < Decimal(string: "0.047")!)
+        #expect(stops.map(\.quantity) == [held], "\(stops) for \(held)")
+        #expect(try await store.openPositions().first?.quantity == held)
+    }
+}
+
+extension LiveWorld where Server == FakeBinanceFutures {
+    init() async throws {
+        let server = try await FakeBinanceFutures.start()
+        server.setPrice("BTCUSDT", 100_000)
+        try await self.init(server: server) { timeout in
+            BinanceFuturesVenue(baseURL: server.baseURL, apiKey: server.apiKey, secret: server.secret, timeout: timeout, logger: Logger(label: "test"))
+        }
+    }
+}
+
+extension LiveWorld where Server == FakeBybitLinear {
+    init() async throws {
+        let server = try await FakeBybitLinear.start()
+        server.setPrice("BTCUSDT", 100_000)
+        try await self.init(server: server) { timeout in
+            BybitLinearVenue(baseURL: server.baseURL, apiKey: server.apiKey, secret: server.secret, timeout: timeout, logger: Logger(label: "test"))
+        }
+    }
+}
