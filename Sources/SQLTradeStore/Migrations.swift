@@ -118,6 +118,15 @@ public enum Migrations {
                 PRIMARY KEY (consumer, message_id)
             );
             """),
+        Migration(version: 2, name: "dead letters", sql: """
+            CREATE TABLE dead_letters (
+                id TEXT PRIMARY KEY,
+                source TEXT NOT NULL,
+                body TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                time {TIME} NOT NULL
+            );
+            """),
     ]
 
     /// The migration's SQL in `dialect`, split into statements.

@@ -48,6 +48,10 @@ public final class SQLTradeStore: TradeStore {
 
     // MARK: Helpers
 
+    /// Before any record: what `since: nil` reads from (`Date.distantPast`, year 1, is outside
+    /// Postgres's timestamp range as we write it).
+    static let beginning = Date(timeIntervalSince1970: -30_610_224_000)  // 1000-01-01
+
     private func insert(_ table: String, _ columns: [String], _ values: [SQLValue], conflict: [String]) async throws -> Bool {
         let sql = Self.insertSQL(table, columns, conflict: conflict)
         return try await database.withSession { session in
@@ -198,17 +202,25 @@ public final class SQLTradeStore: TradeStore {
         "decision_id", "status", "opened_at", "updated_at",
     ]
 
-    public func savePosition(_ p: PositionRecord) async throws {
-        let columns = Self.positionColumns
+    /// Inserts or replaces a position.
+    static let positionUpsert: String = {
+        let columns = positionColumns
         let placeholders = (1...columns.count).map { "$\($0)" }.joined(separator: ", ")
         let updates = columns.dropFirst().map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
-        let sql = "INSERT INTO positions (\(columns.joined(separator: ", "))) VALUES (\(placeholders)) ON CONFLICT (id) DO UPDATE SET \(updates)"
-        let values: [SQLValue] = [
+        return "INSERT INTO positions (\(columns.joined(separator: ", "))) VALUES (\(placeholders)) ON CONFLICT (id) DO UPDATE SET \(updates)"
+    }()
+
+    static func values(_ p: PositionRecord) -> [SQLValue] {
+        [
             .text(p.id), .text(p.venue), .text(p.symbol), .text(p.side.rawValue), .decimal(p.quantity), .decimal(p.entryPrice),
             .integer(Int64(p.leverage)), .decimal(p.stopLoss), .decimal(p.takeProfit), .text(p.decisionID),
             .text(p.status.rawValue), .time(p.openedAt), .time(p.updatedAt),
         ]
-        _ = try await database.withSession { session in try session.query(sql, values) }
+    }
+
+    public func savePosition(_ p: PositionRecord) async throws {
+        let values = Self.values(p)
+        _ = try await database.withSession { session in try session.query(Self.positionUpsert, values) }
     }
 
     public func position(id: String) async throws -> PositionRecord? {
@@ -234,18 +246,54 @@ public final class SQLTradeStore: TradeStore {
         "leverage", "stop_loss", "take_profit", "pnl", "fees", "funding", "exit_reason",
     ]
 
-    @discardableResult public func recordTrade(_ t: TradeRecord) async throws -> Bool {
-        try await insert("trades", Self.tradeColumns, [
+    static func values(_ t: TradeRecord) -> [SQLValue] {
+        [
             .text(t.id), .text(t.positionID), .text(t.symbol), .text(t.side.rawValue), .time(t.entryTime), .decimal(t.entryPrice),
             .time(t.exitTime), .decimal(t.exitPrice), .decimal(t.quantity), .integer(Int64(t.leverage)), .decimal(t.stopLoss),
             .decimal(t.takeProfit), .decimal(t.pnl), .decimal(t.fees), .decimal(t.funding), .text(t.exitReason),
-        ], conflict: ["id"])
+        ]
+    }
+
+    @discardableResult public func recordTrade(_ t: TradeRecord) async throws -> Bool {
+        try await insert("trades", Self.tradeColumns, Self.values(t), conflict: ["id"])
+    }
+
+    @discardableResult public func recordClose(_ close: CloseRecord) async throws -> Bool {
+        let trade = Self.insertSQL("trades", Self.tradeColumns, conflict: ["id"]), fill = Self.insertSQL("fills", Self.fillColumns, conflict: ["venue", "trade_id"])
+        let update = "UPDATE orders SET status = $1, venue_order_id = COALESCE($2, venue_order_id), updated_at = $3 WHERE client_order_id = $4"
+        return try await database.withSession { session in
+            try session.transaction {
+                let new = try !session.query(trade, Self.values(close.trade)).isEmpty
+                _ = try session.query(Self.positionUpsert, Self.values(close.position))
+                for record in close.fills { _ = try session.query(fill, Self.values(record)) }
+                for order in close.orders {
+                    _ = try session.query(update, [.text(order.status.rawValue), .optional(order.venueOrderID), .time(close.position.updatedAt), .text(order.clientOrderID)])
+                }
+                return new
+            }
+        }
+    }
+
+    // MARK: Dead letters
+
+    @discardableResult public func recordDeadLetter(_ letter: DeadLetterRecord) async throws -> Bool {
+        try await insert(
+            "dead_letters", ["id", "source", "body", "reason", "time"],
+            [.text(letter.id), .text(letter.source), .text(letter.body), .text(letter.reason), .time(letter.time)], conflict: ["id"])
+    }
+
+    public func deadLetters(since: Date?) async throws -> [DeadLetterRecord] {
+        try await select(
+            "SELECT id, source, body, reason, time FROM dead_letters WHERE time >= $1 ORDER BY time, id", [.time(since ?? Self.beginning)]
+        ) { row in
+            DeadLetterRecord(id: try row.text(0), source: try row.text(1), body: try row.text(2), reason: try row.text(3), time: try row.time(4))
+        }
     }
 
     public func trades(since: Date?) async throws -> [TradeRecord] {
         try await select(
             "SELECT \(Self.tradeColumns.joined(separator: ", ")) FROM trades WHERE exit_time >= $1 ORDER BY exit_time, id",
-            [.time(since ?? .distantPast)]
+            [.time(since ?? Self.beginning)]
         ) { row in
             TradeRecord(
                 id: try row.text(0), positionID: try row.text(1), symbol: try row.text(2), side: try row.enumeration(3),
@@ -264,7 +312,7 @@ public final class SQLTradeStore: TradeStore {
     }
 
     public func circuitBreakerEvents(since: Date?) async throws -> [CircuitBreakerEvent] {
-        try await select("SELECT id, kind, reason, equity, time FROM circuit_breaker_events WHERE time >= $1 ORDER BY time, id", [.time(since ?? .distantPast)]) { row in
+        try await select("SELECT id, kind, reason, equity, time FROM circuit_breaker_events WHERE time >= $1 ORDER BY time, id", [.time(since ?? Self.beginning)]) { row in
             CircuitBreakerEvent(id: try row.text(0), kind: try row.text(1), reason: try row.text(2), equity: try row.decimal(3), time: try row.time(4))
         }
     }
@@ -290,7 +338,7 @@ public final class SQLTradeStore: TradeStore {
     }
 
     public func equitySnapshots(since: Date?) async throws -> [EquitySnapshot] {
-        try await select("SELECT \(Self.equityColumns.joined(separator: ", ")) FROM equity_snapshots WHERE time >= $1 ORDER BY time", [.time(since ?? .distantPast)]) { row in
+        try await select("SELECT \(Self.equityColumns.joined(separator: ", ")) FROM equity_snapshots WHERE time >= $1 ORDER BY time", [.time(since ?? Self.beginning)]) { row in
             EquitySnapshot(time: try row.time(0), equity: try row.decimal(1), balance: try row.decimal(2), unrealizedPnL: try row.decimal(3), openPositions: try row.int(4))
         }
     }

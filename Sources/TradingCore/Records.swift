@@ -295,3 +295,51 @@ public struct EquitySnapshot: Sendable, Hashable, Codable {
         self.openPositions = openPositions
     }
 }
+
+/// Everything a position's close writes, in one transaction (``TradeStore/recordClose(_:)``).
+public struct CloseRecord: Sendable, Hashable {
+    public var trade: TradeRecord
+    /// The position, its status `closed`.
+    public var position: PositionRecord
+    /// Orders whose status the close settles (the exit, a stop's market order), with that status.
+    public var orders: [OrderUpdate]
+    /// Fills that belong to the close and are not recorded yet (the closing fill).
+    public var fills: [FillRecord]
+
+    public struct OrderUpdate: Sendable, Hashable {
+        public var clientOrderID: String
+        public var status: OrderStatus
+        public var venueOrderID: String?
+        public init(clientOrderID: String, status: OrderStatus, venueOrderID: String? = nil) {
+            self.clientOrderID = clientOrderID
+            self.status = status
+            self.venueOrderID = venueOrderID
+        }
+    }
+
+    public init(trade: TradeRecord, position: PositionRecord, orders: [OrderUpdate], fills: [FillRecord]) {
+        self.trade = trade
+        self.position = position
+        self.orders = orders
+        self.fills = fills
+    }
+}
+
+/// Something that could not be processed, kept with why (a venue event the executor could not commit).
+public struct DeadLetterRecord: Sendable, Hashable, Codable {
+    public var id: String
+    /// Who gave up on it, e.g. `executor.venue_events`.
+    public var source: String
+    /// What it was, as JSON.
+    public var body: String
+    public var reason: String
+    public var time: Date
+
+    public init(id: String, source: String, body: String, reason: String, time: Date) {
+        self.id = id
+        self.source = source
+        self.body = body
+        self.reason = reason
+        self.time = time
+    }
+}

@@ -36,6 +36,13 @@ public protocol TradeStore: Sendable {
     func openPositions() async throws -> [PositionRecord]
 
     @discardableResult func recordTrade(_ trade: TradeRecord) async throws -> Bool
+    /// Closes a position in one transaction: the trade, the position (closed), the final status of
+    /// its orders and the fills not yet recorded. All of it is written or none; false when the
+    /// trade's id exists (the close was recorded before).
+    @discardableResult func recordClose(_ close: CloseRecord) async throws -> Bool
+    /// Keeps what could not be processed (a venue event, a message), with why; false when its id exists.
+    @discardableResult func recordDeadLetter(_ letter: DeadLetterRecord) async throws -> Bool
+    func deadLetters(since: Date?) async throws -> [DeadLetterRecord]
     /// Trades that exited at or after `since`, oldest first.
     func trades(since: Date?) async throws -> [TradeRecord]
 

@@ -159,6 +159,48 @@ struct TradeStoreContractTests {
         }
     }
 
+    @Test("a close writes the trade, the closed position, the order's status and the closing fill together, once", arguments: StoreKind.allCases)
+    func closeIsAtomic(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let id = TestServices.uniqueName("c")
+            var position = PositionRecord(
+                id: id, venue: "paper", symbol: "XRPUSDT", side: .long, quantity: 10, entryPrice: 1, leverage: 2, stopLoss: Decimal(string: "0.95")!,
+                takeProfit: nil, decisionID: "d-\(id)", openedAt: t0)
+            try await store.savePosition(position)
+            let exit = OrderRecord(
+                clientOrderID: "x-\(id)", decisionID: "d-\(id)", venue: "paper", symbol: "XRPUSDT", side: .sell, type: .market, purpose: .exit, quantity: 10,
+                reduceOnly: true, status: .accepted, createdAt: t0)
+            try await store.recordOrder(exit)
+            position.status = .closed
+            position.updatedAt = t0.addingTimeInterval(60)
+            let fill = FillRecord(
+                venue: "paper", tradeID: "f-\(id)", clientOrderID: exit.clientOrderID, symbol: "XRPUSDT", side: .sell, price: Decimal(string: "1.1")!,
+                quantity: 10, fee: Decimal(string: "0.01")!, feeAsset: "USDT", time: position.updatedAt)
+            let trade = TradeRecord(
+                id: "trade:\(id)", positionID: id, symbol: "XRPUSDT", side: .long, entryTime: t0, entryPrice: 1, exitTime: position.updatedAt,
+                exitPrice: Decimal(string: "1.1")!, quantity: 10, leverage: 2, stopLoss: Decimal(string: "0.95")!, takeProfit: nil, pnl: Decimal(string: "0.99")!,
+                fees: Decimal(string: "0.01")!, funding: 0, exitReason: "exit")
+            let close = CloseRecord(trade: trade, position: position, orders: [.init(clientOrderID: exit.clientOrderID, status: .filled)], fills: [fill])
+            #expect(try await store.recordClose(close))
+            #expect(try await store.trades(since: nil).filter { $0.id == trade.id } == [trade])
+            #expect(try await !store.openPositions().contains { $0.id == id })
+            #expect(try await store.order(clientOrderID: exit.clientOrderID)?.status == .filled)
+            #expect(try await store.fills(clientOrderID: exit.clientOrderID) == [fill])
+            #expect(try await !store.recordClose(close), "the same close again is no second trade")
+            #expect(try await store.trades(since: nil).filter { $0.id == trade.id }.count == 1)
+        }
+    }
+
+    @Test("dead letters keep what could not be processed, with why, once", arguments: StoreKind.allCases)
+    func deadLetterRecords(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let letter = DeadLetterRecord(id: TestServices.uniqueName("dl"), source: "executor.venue_events", body: "{\"fill\":{}}", reason: "no such order", time: t0)
+            let first = try await store.recordDeadLetter(letter), second = try await store.recordDeadLetter(letter)
+            let kept = try await store.deadLetters(since: t0).filter { $0.id == letter.id }
+            #expect(first && !second && kept == [letter])
+        }
+    }
+
     @Test("a message id is processed once per consumer", arguments: StoreKind.allCases)
     func processedMessages(kind: StoreKind) async throws {
         try await kind.withStore { store in

@@ -135,6 +135,19 @@ struct PaperExchangeTests {
         #expect(close.quantity == 10 && close.pnl == paper.balance - 10_000 && close.pnl < -51)
     }
 
+    @Test("an impossible candle (a price not positive, high below low, open outside the range) is refused: no fill, no stop, no liquidation")
+    func impossibleCandles() throws {
+        var paper = opened(stop: 95, target: nil, leverage: 10)
+        _ = try paper.submit(VenueOrderRequest(clientOrderID: "more", symbol: "X", side: .buy, quantity: 1, leverage: 10, reduceOnly: false)).get()
+        for (index, candle) in [
+            Candle(openTime: 1, open: 100, high: 101, low: -5, close: 100, volume: 1), Candle(openTime: 2, open: 100, high: 90, low: 95, close: 92, volume: 1),
+            Candle(openTime: 3, open: 80, high: 101, low: 99, close: 100, volume: 1), Candle(openTime: 4, open: .nan, high: 101, low: 99, close: 100, volume: 1),
+        ].enumerated() {
+            #expect(throws: VenueError.self) { try paper.onCandle(symbol: "X", candle: candle, time: Self.t0.addingTimeInterval(Double(60 * (index + 1)))) }
+        }
+        #expect(paper.drainEvents().isEmpty && paper.openPositions.first?.quantity == 10 && paper.order(clientOrderID: "more")?.status == .accepted)
+    }
+
     @Test("a gap past the liquidation price liquidates: the margin is lost")
     func liquidation() {
         var paper = opened(stop: 60, target: nil, leverage: 10)  // liquidation ≈ 90.6; the stop at 60 is past it

@@ -361,6 +361,29 @@ struct ExecutorServiceTests {
         try await world.stop()
     }
 
+    @Test("nothing unchecked moves a position: an opposing decision at confidence 0.05 or leverage 1000 closes nothing; a candle with negative prices is refused and liquidates nothing")
+    func uncheckedInputs() async throws {
+        let world = try await World()
+        let (venue, executor) = try await world.longOpen()
+        for (confidence, leverage, code) in [(0.05, 3, RiskRejection.Code.lowConfidence), (0.9, 1_000, .leverage)] {
+            var intent = world.intent(action: .short)
+            intent.decision.confidence = confidence
+            intent.decision.leverage = leverage
+            #expect(try await executor.execute(intent, correlationID: "c") == .rejected(code))
+        }
+        var stale = world.intent(action: .short)
+        stale.decidedAt = world.clock.date.addingTimeInterval(-3_600)
+        #expect(try await executor.execute(stale, correlationID: "c") == .rejected(.stale))
+        let negative = Candle(openTime: Int64(ExecutorServiceTests.t0.timeIntervalSince1970 * 1000) + 120_000, open: 100_000, high: 100_100, low: -5, close: 99_000, volume: 1)
+        await #expect(throws: MessageRejected.self) {
+            try await executor.observe(CandlePayload(venue: "paper", symbol: "BTCUSDT", interval: "1m", candle: negative), time: world.clock.date.addingTimeInterval(60))
+        }
+        #expect(try await venue.positions().count == 1)
+        #expect(try await world.store.openPositions().count == 1)
+        #expect(try await world.store.trades(since: nil).isEmpty)
+        try await world.stop()
+    }
+
     @Test("two decisions on one symbol before the first entry fills: the second is refused as an open position, so the venue gets one order")
     func entryOnItsWay() async throws {
         let world = try await World()
@@ -415,7 +438,13 @@ struct ExecutorServiceTests {
 final class OutageStore: TradeStore {
     let inner: any TradeStore
     let down = Mutex(false)
+    /// Fills with these trade ids are refused, as a row the database will not take.
+    let refusedTrades = Mutex<Set<String>>([])
     init(_ inner: any TradeStore) { self.inner = inner }
+
+    func refuse(_ fill: FillRecord) throws {
+        if refusedTrades.withLock({ $0.contains(fill.tradeID) }) { throw StoreError(.query, "test: the database refuses fill \(fill.tradeID)") }
+    }
 
     func check() throws {
         if down.withLock({ $0 }) { throw StoreError(.connection, "test: the database is down") }
@@ -433,7 +462,7 @@ final class OutageStore: TradeStore {
     func order(clientOrderID: String) async throws -> OrderRecord? { try check(); return try await inner.order(clientOrderID: clientOrderID) }
     func orders(decisionID: String) async throws -> [OrderRecord] { try check(); return try await inner.orders(decisionID: decisionID) }
     func orders(statuses: Set<OrderStatus>) async throws -> [OrderRecord] { try check(); return try await inner.orders(statuses: statuses) }
-    func recordFill(_ fill: FillRecord) async throws -> Bool { try check(); return try await inner.recordFill(fill) }
+    func recordFill(_ fill: FillRecord) async throws -> Bool { try check(); try refuse(fill); return try await inner.recordFill(fill) }
     func latestFills(venue: String, symbol: String, limit: Int) async throws -> [FillRecord] {
         try check()
         return try await inner.latestFills(venue: venue, symbol: symbol, limit: limit)
@@ -444,6 +473,13 @@ final class OutageStore: TradeStore {
     func position(id: String) async throws -> PositionRecord? { try check(); return try await inner.position(id: id) }
     func openPositions() async throws -> [PositionRecord] { try check(); return try await inner.openPositions() }
     func recordTrade(_ trade: TradeRecord) async throws -> Bool { try check(); return try await inner.recordTrade(trade) }
+    func recordClose(_ close: CloseRecord) async throws -> Bool {
+        try check()
+        for fill in close.fills { try refuse(fill) }
+        return try await inner.recordClose(close)
+    }
+    func recordDeadLetter(_ letter: DeadLetterRecord) async throws -> Bool { try check(); return try await inner.recordDeadLetter(letter) }
+    func deadLetters(since: Date?) async throws -> [DeadLetterRecord] { try check(); return try await inner.deadLetters(since: since) }
     func trades(since: Date?) async throws -> [TradeRecord] { try check(); return try await inner.trades(since: since) }
     func recordCircuitBreakerEvent(_ event: CircuitBreakerEvent) async throws -> Bool { try check(); return try await inner.recordCircuitBreakerEvent(event) }
     func circuitBreakerEvents(since: Date?) async throws -> [CircuitBreakerEvent] { try check(); return try await inner.circuitBreakerEvents(since: since) }
@@ -485,6 +521,42 @@ struct ExecutorStoreOutageTests {
         let trades = try await world.store.trades(since: nil)
         #expect(trades.count == 1 && trades.first?.exitReason == "stop_loss")
         #expect(try await world.store.openPositions().isEmpty)
+        #expect(try await world.store.deadLetters(since: nil).isEmpty, "an outage sets nothing aside")
+        try await world.stop()
+    }
+
+    @Test("a venue event the store keeps refusing is set aside after three tries (a dead letter with its reason, a critical alert); the events after it are committed")
+    func poisonEvent() async throws {
+        let world = try await ExecutorServiceTests.World()
+        try await world.bus.declare(QueueSpec(name: "test.dead-letters", bindings: ["alert.critical.venue_event_dead_letter"]))
+        let store = OutageStore(world.store)
+        let (venue, _) = try await world.readyToTrade()
+        var settings = ExecutorService.Settings()
+        settings.limits.requireReferencePrice = false
+        let executor = ExecutorService(venue: venue, store: store, bus: world.bus, cache: world.cache, settings: settings, source: "test", logger: Logger(label: "test"), now: world.clock.now)
+        try await executor.reconcile()
+        let intent = world.intent()
+        _ = try await executor.execute(intent, correlationID: "c")
+        let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
+        func fill(_ trade: String, _ quantity: Decimal) -> VenueEvent {
+            .fill(VenueFill(tradeID: trade, clientOrderID: id, symbol: "BTCUSDT", side: .buy, price: 100_000, quantity: quantity, fee: 1, time: ExecutorServiceTests.t0))
+        }
+        venue.forwardProtection.withLock { $0 = false }
+        store.refusedTrades.withLock { $0 = ["poison"] }
+        venue.extraEvents.withLock { $0 = [fill("poison", 0.01), fill("good", 0.02)] }
+        for attempt in 1...3 {
+            if attempt < 3 {
+                await #expect(throws: StoreError.self) { try await executor.processVenueEvents() }
+            } else {
+                try await executor.processVenueEvents()
+            }
+        }
+        let letters = try await world.store.deadLetters(since: nil)
+        #expect(letters.count == 1 && letters.first?.id == "paper:fill:poison" && letters.first?.reason.contains("refuses fill poison") == true)
+        #expect(try await world.store.fills(clientOrderID: id).map(\.tradeID) == ["good"])
+        #expect(try await world.bus.messageCount("test.dead-letters") == 1)
+        try await executor.processVenueEvents()  // nothing comes again
+        #expect(try await world.store.deadLetters(since: nil).count == 1 && venue.extraEvents.withLock { $0.isEmpty })
         try await world.stop()
     }
 }

@@ -221,7 +221,7 @@ struct BacktestRun {
         now = close
         try observe(candle, time: close)
         var signals: [(stream: Int, openTime: Int64, signal: Signal)] = []
-        // The indicator worker refuses a defective candle; the venue has traded on it already.
+        // The indicator worker refuses a defective candle, as the venue did.
         if candle.defect == nil, streams[0].advance(candle, index: 0, into: &signals), streams.count > 1 {
             for output in aggregator.add(candle) {
                 guard let index = streams.firstIndex(where: { $0.interval == output.interval }) else { continue }
@@ -252,6 +252,7 @@ struct BacktestRun {
     /// The venue fills at the candle's open, the kernel protects those fills, the venue takes the rest
     /// of the candle, then the policy moves the stop for the next candle (``ExecutorService``'s observe).
     mutating func observe(_ candle: Candle, time: Date) throws {
+        guard candle.defect == nil else { return }  // refused, as the executor refuses it: it moves nothing
         try exchange.onCandle(symbol: symbol, candle: candle, time: time)
         if !exchange.queued.isEmpty { commitEvents() }
         exchange.finishCandle(symbol: symbol)
@@ -347,8 +348,9 @@ struct BacktestRun {
     mutating func execute(decisionID: String, _ d: DecisionPayload) {
         if d.action == .hold { return }
         if let open = kernel.positions[d.symbol], open.quantity > 0, settings.closeOnOpposite, (open.side == .long) != (d.action == .long) {
-            // An exit already on its way closes it; a second would find nothing to reduce.
-            guard !kernel.isClosing(d.symbol) else { return }
+            // An exit already on its way closes it; a second would find nothing to reduce. An exit
+            // passes the gateway's checks for exits first.
+            guard !kernel.isClosing(d.symbol), gateway.checkExit(OrderIntent(decisionID: decisionID, decision: d, decidedAt: now), now: now) == nil else { return }
             drive(.submit(ExecutionKernel.OrderRequest(
                 clientOrderID: ClientOrderID.make(decisionID: decisionID, purpose: .exit), decisionID: decisionID, symbol: d.symbol,
                 side: open.closingSide, quantity: open.quantity, leverage: 1, purpose: .exit)))

@@ -232,9 +232,9 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// rate, and no position, or one whose levels the candle stays clear of) is taken without decimal
     /// arithmetic. A price that is not finite is refused.
     public mutating func onCandle(symbol: String, candle: Candle, time: Date, fundingRate: Decimal? = nil) throws(VenueError) {
-        guard candle.open.isFinite, candle.high.isFinite, candle.low.isFinite, candle.close.isFinite else {
-            throw VenueError(.rejected, "candle at \(candle.openTime) has a price that is not finite")
-        }
+        // No fill, stop, target or liquidation on an impossible candle (prices not finite or not
+        // positive, high below low, open or close outside the range).
+        if let defect = candle.defect { throw VenueError(.rejected, "candle at \(candle.openTime) refused: \(defect)") }
         if let last = lastCandle[symbol], time <= last { return }
         if fundingRate == nil, rest.isEmpty, !pending.contains(where: { orders[$0]?.symbol == symbol }) {
             let clear: Bool

@@ -276,6 +276,28 @@ public struct RiskGateway: Sendable {
             profitAfterFeesUSD: profit, liquidationPrice: liquidation))
     }
 
+    /// The checks an opposing decision must pass before it closes a position: a real decision
+    /// (confidence a number in 0...1, leverage within limits), fresh, and confident enough. Nil when
+    /// it passes. (An exit needs no entry, stop or target: those are not checked.)
+    public func checkExit(_ intent: OrderIntent, now: Date) -> RiskRejection? {
+        let d = intent.decision
+        guard d.action != .hold else { return RiskRejection(.hold, "the decision is HOLD") }
+        guard d.confidence.isFinite, (0...1).contains(d.confidence) else {
+            return RiskRejection(.invalidDecision, "confidence \(d.confidence) is not a number in 0...1")
+        }
+        guard (1...limits.maxLeverage).contains(d.leverage) else {
+            return RiskRejection(.leverage, "leverage \(d.leverage) is outside 1...\(limits.maxLeverage)")
+        }
+        let age = now.timeIntervalSince(intent.decidedAt)
+        guard age <= limits.maxDecisionAge, age >= -5 else {
+            return RiskRejection(.stale, "the decision is \(Int(age)) s old; at most \(Int(limits.maxDecisionAge)) s")
+        }
+        guard d.confidence >= limits.minConfidence else {
+            return RiskRejection(.lowConfidence, "confidence \(d.confidence) is below \(limits.minConfidence)")
+        }
+        return nil
+    }
+
     /// The liquidation price of an isolated position: where the loss eats the initial margin down to
     /// the maintenance margin.
     public static func liquidationPrice(side: PositionSide, entry: Decimal, leverage: Decimal, maintenanceMarginRate: Decimal) -> Decimal {

@@ -51,6 +51,8 @@ public actor ExecutorService {
     private var closeReasons: [String: String] = [:]
     public private(set) var reconciled = false
     private var processingEvents = false
+    /// Venue events that failed to commit, and how often.
+    private var failures: [String: Int] = [:]
     private var resumed = false
 
     public init(
@@ -122,6 +124,8 @@ public actor ExecutorService {
         let inFlight = try await ordersInFlight()
         if let open = positions.first(where: { $0.symbol == d.symbol }), settings.closeOnOpposite,
            (open.side == .long) != (d.action == .long) {
+            // An exit moves money too: it passes the gateway's checks for exits first.
+            if let rejection = gateway.checkExit(intent, now: now()) { return try await reject(intent, rejection, correlationID: correlationID) }
             if let exit = inFlight.first(where: { $0.symbol == d.symbol && $0.purpose == .exit }) {
                 // Already closing: a second exit would find nothing to reduce.
                 try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
@@ -317,6 +321,11 @@ public actor ExecutorService {
 
     /// A candle (the backtester calls this directly).
     public func observe(_ payload: CandlePayload, time: Date) async throws {
+        // Nothing unchecked moves a position: a candle the indicator worker would refuse fills nothing,
+        // triggers nothing and liquidates nothing here either.
+        if let defect = payload.candle.defect {
+            throw MessageRejected("candle \(payload.symbol) \(payload.candle.openTime) refused: \(defect)")
+        }
         let funding = await cache.get("funding:\(payload.symbol)").flatMap { Decimal(string: $0.string) }
         // The ATR-adaptive stop reads the indicator worker's latest snapshot of the same stream (the
         // candle before this one in a replay, which observes before the indicators run).
@@ -453,23 +462,67 @@ public actor ExecutorService {
         defer { processingEvents = false }
         if reconciled { await drive(.tick) }
         let events = try await venue.events()
-        guard !events.isEmpty else { return }
-        logger.debug("committing venue events", metadata: ["count": "\(events.count)", "events": "\(events)"])
-        do {
-            try await commit(events)
-        } catch {
-            logger.error("venue events not committed; they stay at the venue and come again", metadata: ["error": "\(error)"])
-            throw error
+        var index = 0
+        // One at a time (a fill with the close it makes is one): each is acknowledged once committed,
+        // and one that cannot be committed while the store works is set aside, never holding back the rest.
+        while index < events.count {
+            let count = if case .fill(let fill) = events[index], index + 1 < events.count, case .closed(let close) = events[index + 1],
+                close.symbol == fill.symbol { 2 } else { 1 }
+            let unit = Array(events[index..<index + count])
+            let key = Self.key(unit[0])
+            do {
+                try await commit(unit)
+                failures[key] = nil
+            } catch {
+                failures[key, default: 0] += 1
+                // The store down: everything waits for it, in order. The store up and the same event failing again: poison.
+                guard failures[key]! >= Self.attemptsBeforeDeadLetter, (try? await store.isProcessed(messageID: "probe", consumer: "executor")) != nil else {
+                    logger.error("a venue event was not committed; it stays at the venue and comes again", metadata: ["event": "\(key)", "error": "\(error)"])
+                    throw error
+                }
+                try await deadLetter(unit, key: key, reason: "\(error)")
+                failures[key] = nil
+            }
+            try await venue.acknowledgeEvents(count)
+            index += count
         }
-        try await venue.acknowledgeEvents(events.count)
     }
 
+    /// How often an event may fail, with the store working, before it is set aside.
+    static let attemptsBeforeDeadLetter = 3
+
+    /// What identifies a venue event: a fill's trade id, a close's symbol and time.
+    static func key(_ event: VenueEvent) -> String {
+        switch event {
+        case .fill(let fill): "fill:\(fill.tradeID)"
+        case .closed(let close): "close:\(close.symbol):\(Int(close.closedAt.timeIntervalSince1970 * 1000))"
+        }
+    }
+
+    /// Sets aside venue events that cannot be committed: a dead-letter record with the reason, and a critical alert.
+    func deadLetter(_ events: [VenueEvent], key: String, reason: String) async throws {
+        let body = String(decoding: try JSONEncoder().encode(events), as: UTF8.self)
+        try await store.recordDeadLetter(DeadLetterRecord(id: "\(venue.name):\(key)", source: "executor.venue_events", body: body, reason: reason, time: now()))
+        let message = "a \(venue.name) event (\(key)) failed \(Self.attemptsBeforeDeadLetter) times and was set aside in dead_letters: \(reason)"
+        logger.critical("venue event dead-lettered", metadata: ["event": "\(key)", "reason": "\(reason)"])
+        try? await publish(
+            AlertPayload(severity: .critical, kind: "venue_event_dead_letter", title: "Venue event set aside", message: message),
+            type: MessageType.alert, routingKey: RoutingKey.alert(severity: "critical", kind: "venue_event_dead_letter"), id: "dead-letter:\(key)",
+            correlationID: key)
+    }
+
+    /// Commits fills and closes: a fill and the close it makes in one transaction.
     func commit(_ events: [VenueEvent]) async throws {
+        var closing: VenueFill?
         for event in events {
             switch event {
             case .fill(let fill):
                 // The kernel first: a stop is placed whatever the store does.
                 await drive(.fill(fill))
+                if events.count == 2 {
+                    closing = fill  // written with its close
+                    continue
+                }
                 try await record(fill)
                 if let held = kernel.positions[fill.symbol], held.quantity > 0,
                    var position = try await venuePositionsInStore().first(where: { $0.symbol == fill.symbol }), position.quantity != held.quantity {
@@ -479,17 +532,23 @@ public actor ExecutorService {
                     try await store.savePosition(position)
                 }
             case .closed(var close):
-                if let reason = closeReasons.removeValue(forKey: close.symbol), close.reason == "exit" { close.reason = reason }
-                managedStops.removeValue(forKey: close.symbol)?.settle(&close)
-                try await record(close)
+                if let reason = closeReasons[close.symbol], close.reason == "exit" { close.reason = reason }
+                managedStops[close.symbol]?.settle(&close)
+                try await record(close, closingFill: closing)
+                closeReasons[close.symbol] = nil
+                managedStops[close.symbol] = nil
             }
         }
     }
 
-    func record(_ fill: VenueFill) async throws {
-        try await store.recordFill(FillRecord(
+    func fillRecord(_ fill: VenueFill) -> FillRecord {
+        FillRecord(
             venue: venue.name, tradeID: fill.tradeID, clientOrderID: fill.clientOrderID, symbol: fill.symbol, side: fill.side, price: fill.price,
-            quantity: fill.quantity, fee: fill.fee, feeAsset: "USDT", time: fill.time))
+            quantity: fill.quantity, fee: fill.fee, feeAsset: "USDT", time: fill.time)
+    }
+
+    func record(_ fill: VenueFill) async throws {
+        try await store.recordFill(fillRecord(fill))
         guard let order = try await store.order(clientOrderID: fill.clientOrderID) else { return }  // a venue-side stop or target
         let fills = try await store.fills(clientOrderID: order.clientOrderID)
         let filled = fills.reduce(Decimal(0)) { $0 + $1.quantity }
@@ -542,25 +601,33 @@ public actor ExecutorService {
         try await publish(event, type: MessageType.tradeOpened, routingKey: RoutingKey.trade("opened", symbol: order.symbol), id: "opened:\(position.id)", correlationID: order.decisionID)
     }
 
-    func record(_ close: VenueClose) async throws {
+    /// A position the venue closed: the trade, the closed position, its orders' final status and the
+    /// closing fill, in one transaction; then the message, the equity and the breakers.
+    func record(_ close: VenueClose, closingFill: VenueFill? = nil) async throws {
         guard var position = try await venuePositionsInStore().first(where: { $0.symbol == close.symbol }) else {
+            if let closingFill { try await record(closingFill) }
             logger.warning("the venue closed a position the store does not have open", metadata: ["symbol": "\(close.symbol)"])
             return
         }
         position.status = .closed
         position.updatedAt = close.closedAt
-        try await store.savePosition(position)
+        var updates: [CloseRecord.OrderUpdate] = []
+        if let closingFill, let order = try await store.order(clientOrderID: closingFill.clientOrderID) {
+            let earlier = try await store.fills(clientOrderID: order.clientOrderID).filter { $0.tradeID != closingFill.tradeID }
+            let filled = earlier.reduce(closingFill.quantity) { $0 + $1.quantity }
+            updates.append(.init(clientOrderID: order.clientOrderID, status: filled >= order.quantity ? .filled : .partiallyFilled))
+        }
         // An exit still open (for more than was left) has nothing to reduce: the venue's word on it.
-        for order in try await ordersInFlight() where order.symbol == close.symbol && order.reduceOnly {
+        for order in try await ordersInFlight() where order.symbol == close.symbol && order.reduceOnly && order.clientOrderID != closingFill?.clientOrderID {
             if let known = try await venue.order(clientOrderID: order.clientOrderID, symbol: order.symbol), known.status.isFinal {
-                try await store.updateOrder(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID, at: now())
+                updates.append(.init(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID))
             }
         }
         var close = close
         close.stopLoss = close.stopLoss ?? position.stopLoss
         close.takeProfit = close.takeProfit ?? position.takeProfit
         let trade = TradeRecord(close, positionID: position.id, entryTime: position.openedAt)
-        try await store.recordTrade(trade)
+        try await store.recordClose(CloseRecord(trade: trade, position: position, orders: updates, fills: closingFill.map { [fillRecord($0)] } ?? []))
         let event = TradeEventPayload(
             symbol: close.symbol, side: close.side, quantity: close.quantity.doubleValue, leverage: close.leverage, entryPrice: close.entryPrice.doubleValue,
             exitPrice: close.exitPrice.doubleValue, stopLoss: close.stopLoss?.doubleValue, takeProfit: close.takeProfit?.doubleValue,
