@@ -549,12 +549,3 @@ public final class FakeBybitLinear: Sendable {
         return Response(status: .ok, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 }
-
-extension Decimal {
-    /// Rounded down to `places` decimal places.
-    func rounded(_ places: Int) -> Decimal {
-        var value = self, result = Decimal()
-        NSDecimalRound(&result, &value, places, .down)
-        return result
-    }
-}

@@ -112,13 +112,17 @@ struct ExecutorServiceTests {
         }
 
         /// A fresh executor (after a crash, a new one), reconciled.
-        func executor(_ venue: FlakyVenue, reconcile: Bool = true, policy: StopPolicy = StopPolicy(), maxLosses: Int = 3) async throws -> ExecutorService {
+        /// `store`: another store in front of the world's (one that fails on command).
+        func executor(
+            _ venue: FlakyVenue, store: (any TradeStore)? = nil, reconcile: Bool = true, policy: StopPolicy = StopPolicy(), maxLosses: Int = 3
+        ) async throws -> ExecutorService {
             var settings = ExecutorService.Settings()
             settings.limits.requireReferencePrice = false
             settings.policy = policy
             settings.halts.maxConsecutiveLosses = maxLosses
             let clock = self.clock
-            let executor = ExecutorService(venue: venue, store: store, bus: bus, cache: cache, settings: settings, source: "test", logger: Logger(label: "test"), now: clock.now)
+            let executor = ExecutorService(
+                venue: venue, store: store ?? self.store, bus: bus, cache: cache, settings: settings, source: "test", logger: Logger(label: "test"), now: clock.now)
             if reconcile { try await executor.reconcile() }
             return executor
         }
@@ -151,6 +155,11 @@ struct ExecutorServiceTests {
             _ = try await executor.execute(intent(), correlationID: "c")
             try await candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
             return (venue, executor)
+        }
+
+        /// A fill of the entry order `id` at 100,000, made up by the test (the paper venue never saw it).
+        func fill(_ trade: String, _ quantity: Decimal, order id: String) -> VenueEvent {
+            .fill(VenueFill(tradeID: trade, clientOrderID: id, symbol: "BTCUSDT", side: .buy, price: 100_000, quantity: quantity, fee: 1, time: ExecutorServiceTests.t0))
         }
 
         func stop() async throws { try await consumer?.stop() }
@@ -319,17 +328,14 @@ struct ExecutorServiceTests {
         let intent = world.intent()
         _ = try await executor.execute(intent, correlationID: "c")
         let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
-        func fill(_ trade: String, _ quantity: Decimal) -> VenueEvent {
-            .fill(VenueFill(tradeID: trade, clientOrderID: id, symbol: "BTCUSDT", side: .buy, price: 100_000, quantity: quantity, fee: 1, time: ExecutorServiceTests.t0))
-        }
         venue.forwardProtection.withLock { $0 = false }
-        venue.extraEvents.withLock { $0 = [fill("t1", 0.02), fill("t1", 0.02), fill("t2", 0.01)] }
+        venue.extraEvents.withLock { $0 = [world.fill("t1", 0.02, order: id), world.fill("t1", 0.02, order: id), world.fill("t2", 0.01, order: id)] }
         try await executor.processVenueEvents()
         // Each entry fill opens or grows the position (an entry may fill in part and expire): it is protected as it fills.
         let partial = try await world.store.order(clientOrderID: id)?.status
         let positions = try await world.store.openPositions()
         #expect(partial == .partiallyFilled && positions.first?.quantity == Decimal(string: "0.03"))
-        venue.extraEvents.withLock { $0 = [fill("t3", 0.017), fill("t2", 0.01)] }
+        venue.extraEvents.withLock { $0 = [world.fill("t3", 0.017, order: id), world.fill("t2", 0.01, order: id)] }
         try await executor.processVenueEvents()
         #expect(try await world.store.order(clientOrderID: id)?.status == .filled)
         #expect(try await world.store.openPositions().first?.quantity == Decimal(string: "0.047"))
@@ -500,10 +506,7 @@ struct ExecutorStoreOutageTests {
         let world = try await ExecutorServiceTests.World()
         let store = OutageStore(world.store)
         let venue = try world.venue()
-        var settings = ExecutorService.Settings()
-        settings.limits.requireReferencePrice = false
-        let executor = ExecutorService(venue: venue, store: store, bus: world.bus, cache: world.cache, settings: settings, source: "test", logger: Logger(label: "test"), now: world.clock.now)
-        try await executor.reconcile()
+        let executor = try await world.executor(venue, store: store)
         try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
         _ = try await executor.execute(world.intent(), correlationID: "c")
         try await world.candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
@@ -530,20 +533,15 @@ struct ExecutorStoreOutageTests {
         let world = try await ExecutorServiceTests.World()
         try await world.bus.declare(QueueSpec(name: "test.dead-letters", bindings: ["alert.critical.venue_event_dead_letter"]))
         let store = OutageStore(world.store)
-        let (venue, _) = try await world.readyToTrade()
-        var settings = ExecutorService.Settings()
-        settings.limits.requireReferencePrice = false
-        let executor = ExecutorService(venue: venue, store: store, bus: world.bus, cache: world.cache, settings: settings, source: "test", logger: Logger(label: "test"), now: world.clock.now)
-        try await executor.reconcile()
+        let venue = try world.venue()
+        let executor = try await world.executor(venue, store: store)
+        try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
         let intent = world.intent()
         _ = try await executor.execute(intent, correlationID: "c")
         let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
-        func fill(_ trade: String, _ quantity: Decimal) -> VenueEvent {
-            .fill(VenueFill(tradeID: trade, clientOrderID: id, symbol: "BTCUSDT", side: .buy, price: 100_000, quantity: quantity, fee: 1, time: ExecutorServiceTests.t0))
-        }
         venue.forwardProtection.withLock { $0 = false }
         store.refusedTrades.withLock { $0 = ["poison"] }
-        venue.extraEvents.withLock { $0 = [fill("poison", 0.01), fill("good", 0.02)] }
+        venue.extraEvents.withLock { $0 = [world.fill("poison", 0.01, order: id), world.fill("good", 0.02, order: id)] }
         for attempt in 1...3 {
             if attempt < 3 {
                 await #expect(throws: StoreError.self) { try await executor.processVenueEvents() }

@@ -524,13 +524,6 @@ public actor ExecutorService {
                     continue
                 }
                 try await record(fill)
-                if let held = kernel.positions[fill.symbol], held.quantity > 0,
-                   var position = try await venuePositionsInStore().first(where: { $0.symbol == fill.symbol }), position.quantity != held.quantity {
-                    // Reduced (a cut to the risk budget, a partial exit): the record follows the position's size.
-                    position.quantity = held.quantity
-                    position.updatedAt = now()
-                    try await store.savePosition(position)
-                }
             case .closed(var close):
                 if let reason = closeReasons[close.symbol], close.reason == "exit" { close.reason = reason }
                 managedStops[close.symbol]?.settle(&close)
@@ -549,14 +542,23 @@ public actor ExecutorService {
 
     func record(_ fill: VenueFill) async throws {
         try await store.recordFill(fillRecord(fill))
-        guard let order = try await store.order(clientOrderID: fill.clientOrderID) else { return }  // a venue-side stop or target
-        let fills = try await store.fills(clientOrderID: order.clientOrderID)
-        let filled = fills.reduce(Decimal(0)) { $0 + $1.quantity }
-        let status: OrderStatus = filled >= order.quantity ? .filled : .partiallyFilled
-        try await store.updateOrder(clientOrderID: order.clientOrderID, status: status, venueOrderID: nil, at: now())
-        // Every entry fill opens or grows the position (an entry may fill in part and expire).
-        guard order.purpose == .entry else { return }
-        try await open(order, fills: fills)
+        // A fill with no order of ours is a venue-side stop's or target's.
+        if let order = try await store.order(clientOrderID: fill.clientOrderID) {
+            let fills = try await store.fills(clientOrderID: order.clientOrderID)
+            let filled = fills.reduce(Decimal(0)) { $0 + $1.quantity }
+            let status: OrderStatus = filled >= order.quantity ? .filled : .partiallyFilled
+            try await store.updateOrder(clientOrderID: order.clientOrderID, status: status, venueOrderID: nil, at: now())
+            // Every entry fill opens or grows the position (an entry may fill in part and expire).
+            if order.purpose == .entry { return try await open(order, fills: fills) }
+        }
+        // A fill that reduced the position without closing it (a cut to the risk budget, a partial exit
+        // or stop): the record follows the size.
+        if let held = kernel.positions[fill.symbol], held.quantity > 0,
+           var position = try await venuePositionsInStore().first(where: { $0.symbol == fill.symbol }), position.quantity != held.quantity {
+            position.quantity = held.quantity
+            position.updatedAt = now()
+            try await store.savePosition(position)
+        }
     }
 
     /// The entry is filled: the position is the sum of its unique fills, protected at the venue.
