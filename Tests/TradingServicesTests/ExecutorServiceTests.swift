@@ -16,6 +16,8 @@ final class FlakyVenue: Venue {
     let fault = Mutex(Fault.none)
     let extraEvents = Mutex<[VenueEvent]>([])
     let submitted = Mutex(0)
+    /// Holds the next account reading when armed.
+    let accountPause = Pause()
     /// Off when the test makes fills up itself: the paper venue then has no position to protect.
     let forwardProtection = Mutex(true)
     var name: String { "paper" }
@@ -26,6 +28,7 @@ final class FlakyVenue: Venue {
     func filters(symbol: String) async throws(VenueError) -> ExchangeFilters { try await paper.filters(symbol: symbol) }
     func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) {
         if fault.withLock({ $0 }) == .unreachable { throw VenueError(.unreachable, "test: down") }
+        await accountPause.hold()
         return try await paper.account()
     }
     func submit(_ request: VenueOrderRequest) async throws(VenueError) -> VenueOrder {
@@ -143,15 +146,15 @@ struct ExecutorServiceTests {
 
         /// A reconciled executor on a fresh venue, holding a long entered on minute 0 and filled on minute 1.
         /// A venue and an executor that has seen one quiet candle at 100,000: ready for a decision.
-        func readyToTrade() async throws -> (FlakyVenue, ExecutorService) {
+        func readyToTrade(store: (any TradeStore)? = nil, maxLosses: Int = 3) async throws -> (FlakyVenue, ExecutorService) {
             let venue = try venue()
-            let executor = try await executor(venue)
+            let executor = try await executor(venue, store: store, maxLosses: maxLosses)
             try await candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
             return (venue, executor)
         }
 
-        func longOpen() async throws -> (FlakyVenue, ExecutorService) {
-            let (venue, executor) = try await readyToTrade()
+        func longOpen(store: (any TradeStore)? = nil, maxLosses: Int = 3) async throws -> (FlakyVenue, ExecutorService) {
+            let (venue, executor) = try await readyToTrade(store: store, maxLosses: maxLosses)
             _ = try await executor.execute(intent(), correlationID: "c")
             try await candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
             return (venue, executor)
@@ -226,6 +229,58 @@ struct ExecutorServiceTests {
         let outcome = try await executor.execute(OrderIntent(decisionID: nextDay.decisionID, decision: Self.at(97_800, nextDay.decision), decidedAt: world.clock.date), correlationID: "c")
         #expect(outcome == .ordered(clientOrderID: ClientOrderID.make(decisionID: nextDay.decisionID, purpose: .entry)))
         #expect(try await world.store.circuitBreakerEvents(since: nil).map(\.kind).sorted() == ["consecutive_losses", "reset"])
+        try await world.stop()
+    }
+
+    @Test("a breaker trips in the same step as the close that caused it: a decision checked while the close is still being recorded is refused", arguments: [false, true])
+    func tripInTheSameStep(holdTheCount: Bool) async throws {
+        let world = try await World()
+        let store = OutageStore(world.store)
+        let (venue, executor) = try await world.longOpen(store: store, maxLosses: 1)
+        // The stop closes the position at a loss; the executor is held part-way through the close:
+        // while reading the equity that the breakers count, or while writing the trade.
+        let pause = holdTheCount ? venue.accountPause : store.closePause
+        pause.arm()
+        let stopped = Task { try await world.candle(executor, minute: 2, open: 100_000, high: 100_000, low: 97_500, close: 97_800) }
+        #expect(await eventually { pause.holding })
+        let next = world.intent()
+        let decision = Task {
+            try await executor.execute(OrderIntent(decisionID: next.decisionID, decision: Self.at(97_800, next.decision), decidedAt: world.clock.date), correlationID: "c")
+        }
+        if holdTheCount {
+            // The decision waits for the breakers: nothing is sent while they count.
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(venue.submitted.withLock { $0 } == 1)
+            pause.release()
+            #expect(try await decision.value == .rejected(.halted))
+        } else {
+            #expect(try await decision.value == .rejected(.halted))
+            pause.release()
+        }
+        try await stopped.value
+        #expect(venue.submitted.withLock { $0 } == 1)
+        #expect(try await world.store.trades(since: nil).count == 1)
+        #expect(try await world.store.circuitBreakerEvents(since: nil).map(\.kind) == ["consecutive_losses"])
+        try await world.stop()
+    }
+
+    @Test("a close that fails to commit and comes again is counted by the breakers once")
+    func closeCountedOnce() async throws {
+        let world = try await World()
+        let store = OutageStore(world.store)
+        let (_, executor) = try await world.longOpen(store: store, maxLosses: 2)
+        store.down.withLock { $0 = true }
+        await #expect(throws: StoreError.self) { try await world.candle(executor, minute: 2, open: 100_000, high: 100_000, low: 97_500, close: 97_800) }
+        await #expect(throws: StoreError.self) { try await executor.processVenueEvents() }
+        store.down.withLock { $0 = false }
+        try await executor.processVenueEvents()
+        #expect(try await world.store.trades(since: nil).count == 1)
+        // One loss of the two allowed: entries still go.
+        #expect(try await world.store.circuitBreakerEvents(since: nil).isEmpty)
+        try await world.candle(executor, minute: 3, open: 97_800, high: 97_900, low: 97_700, close: 97_800)
+        let next = world.intent()
+        let outcome = try await executor.execute(OrderIntent(decisionID: next.decisionID, decision: Self.at(97_800, next.decision), decidedAt: world.clock.date), correlationID: "c")
+        #expect(outcome == .ordered(clientOrderID: ClientOrderID.make(decisionID: next.decisionID, purpose: .entry)))
         try await world.stop()
     }
 
@@ -446,6 +501,8 @@ final class OutageStore: TradeStore {
     let down = Mutex(false)
     /// Fills with these trade ids are refused, as a row the database will not take.
     let refusedTrades = Mutex<Set<String>>([])
+    /// Holds the next close being recorded when armed.
+    let closePause = Pause()
     init(_ inner: any TradeStore) { self.inner = inner }
 
     func refuse(_ fill: FillRecord) throws {
@@ -480,6 +537,7 @@ final class OutageStore: TradeStore {
     func openPositions() async throws -> [PositionRecord] { try check(); return try await inner.openPositions() }
     func recordTrade(_ trade: TradeRecord) async throws -> Bool { try check(); return try await inner.recordTrade(trade) }
     func recordClose(_ close: CloseRecord) async throws -> Bool {
+        await closePause.hold()
         try check()
         for fill in close.fills { try refuse(fill) }
         return try await inner.recordClose(close)

@@ -43,6 +43,15 @@ public actor ExecutorService {
     let logger: Logger
     let now: @Sendable () -> Date
     private var halts: TradingHalts?
+    /// Set while closes fetched from the venue are being counted by the breakers: an entry's check
+    /// waits for it, so a trip takes effect in the same step as the close that caused it.
+    private var countingCloses = false
+    private var waitingForBreakers: [CheckedContinuation<Void, Never>] = []
+    /// Closes the breakers have counted that the venue has yet to see acknowledged (a close that comes
+    /// again after a failed commit is counted once).
+    private var countedCloses: Set<String> = []
+    /// Trips not yet recorded and announced (the store or the bus was down); tried again each pass.
+    private var unrecordedTrips: [(halt: TradingHalts.Halt, equity: Decimal)] = []
     /// The life of orders and their positions' stops (``ExecutionKernel``).
     private var kernel: ExecutionKernel
     /// Each position's stop as its policy moves it (trailing, break-even, ATR).
@@ -149,10 +158,14 @@ public actor ExecutorService {
         // An entry on its way counts as the position it will be: no second one on the same symbol.
         let venueSymbols = Set(try await venue.positions().map(\.symbol))
         let entering = inFlight.filter { $0.purpose == .entry }.map(\.symbol)
+        let market = MarketView(venuePrice: price, referencePrice: await referencePrice(d.symbol), filters: filters, now: now())
+        try await rollBreakers(equity: account.equity)
+        // Every close fetched so far is counted; from here to the check nothing waits, so a close
+        // cannot slip in between the breakers and the decision.
+        await breakersCaughtUp()
         let view = AccountView(
             equity: account.equity, availableMargin: account.availableMargin, openSymbols: venueSymbols.union(positions.map(\.symbol)).union(entering),
-            halt: try await currentHalt(equity: account.equity))
-        let market = MarketView(venuePrice: price, referencePrice: await referencePrice(d.symbol), filters: filters, now: now())
+            halt: halts?.halt?.reason)
         switch gateway.check(intent, market: market, account: view) {
         case .failure(let rejection):
             return try await reject(intent, rejection, correlationID: correlationID)
@@ -282,9 +295,9 @@ public actor ExecutorService {
         return Decimal(string: value.string)
     }
 
-    /// The halt in force now, after the UTC day has rolled: a new day clears the daily-loss and
-    /// loss-run halts (the documented rule), and the clearing is recorded as an event.
-    func currentHalt(equity: Decimal) async throws -> String? {
+    /// Rolls the breakers to the UTC day: a new day clears the daily-loss and loss-run halts (the
+    /// documented rule), and the clearing is recorded as an event.
+    func rollBreakers(equity: Decimal) async throws {
         var current = halts(equity: equity)
         let before = current.halt
         current.roll(now: now(), equity: equity)
@@ -296,7 +309,58 @@ public actor ExecutorService {
                 reason: "a new UTC day cleared the \(before.kind.rawValue) halt", equity: equity, time: time))
             logger.notice("circuit breaker cleared by the new UTC day; entries allowed again", metadata: ["halt": "\(before.kind.rawValue)"])
         }
-        return current.halt?.reason
+    }
+
+    /// Returns once no close is being counted by the breakers.
+    func breakersCaughtUp() async {
+        while countingCloses {
+            await withCheckedContinuation { waitingForBreakers.append($0) }
+        }
+    }
+
+    /// Counts the closes among `events` in the breakers before anything else is done with them.
+    /// Entries wait meanwhile; the trips are recorded and announced afterwards.
+    func countCloses(_ events: [VenueEvent]) async throws {
+        let closes = events.compactMap { event -> VenueClose? in
+            guard case .closed(let close) = event, !countedCloses.contains(Self.key(event)) else { return nil }
+            return close
+        }
+        guard !closes.isEmpty else { return }
+        countingCloses = true
+        defer {
+            countingCloses = false
+            let waiting = waitingForBreakers
+            waitingForBreakers = []
+            for waiter in waiting { waiter.resume() }
+        }
+        // The venue has realised these closes: its equity is the equity after them.
+        let equity = try await venue.account().equity
+        for close in closes {
+            var current = halts(equity: equity - close.pnl)
+            if let halt = current.recordTrade(pnl: close.pnl, equityAfter: equity, now: close.closedAt) {
+                logger.critical("circuit breaker tripped; new entries refused", metadata: ["halt": "\(halt.kind.rawValue)", "reason": "\(halt.reason)"])
+                unrecordedTrips.append((halt, equity))
+            }
+            halts = current
+            countedCloses.insert(Self.key(.closed(close)))
+        }
+    }
+
+    /// Records and announces the trips counted so far; those that fail wait for the next pass.
+    func recordTrips() async {
+        while let (halt, equity) = unrecordedTrips.first {
+            let id = "halt:\(halt.kind.rawValue):\(Int(halt.since.timeIntervalSince1970))"
+            do {
+                try await store.recordCircuitBreakerEvent(CircuitBreakerEvent(id: id, kind: halt.kind.rawValue, reason: halt.reason, equity: equity, time: halt.since))
+                try await publish(
+                    AlertPayload(severity: .critical, kind: "circuit_breaker", title: "Trading halted: \(halt.kind.rawValue)", message: halt.reason, fields: ["halt": .string(halt.kind.rawValue)]),
+                    type: MessageType.alert, routingKey: RoutingKey.alert(severity: "critical", kind: "circuit_breaker"), id: id, correlationID: id)
+                unrecordedTrips.removeFirst()
+            } catch {
+                logger.error("a circuit breaker trip was not recorded; the halt holds, and the record is tried again", metadata: ["halt": "\(halt.kind.rawValue)", "error": "\(error)"])
+                return
+            }
+        }
     }
 
     func halts(equity: Decimal) -> TradingHalts {
@@ -462,6 +526,8 @@ public actor ExecutorService {
         defer { processingEvents = false }
         if reconciled { await drive(.tick) }
         let events = try await venue.events()
+        try await countCloses(events)
+        await recordTrips()
         var index = 0
         // One at a time (a fill with the close it makes is one): each is acknowledged once committed,
         // and one that cannot be committed while the store works is set aside, never holding back the rest.
@@ -484,6 +550,7 @@ public actor ExecutorService {
                 failures[key] = nil
             }
             try await venue.acknowledgeEvents(count)
+            for event in unit { countedCloses.remove(Self.key(event)) }
             index += count
         }
     }
@@ -604,7 +671,8 @@ public actor ExecutorService {
     }
 
     /// A position the venue closed: the trade, the closed position, its orders' final status and the
-    /// closing fill, in one transaction; then the message, the equity and the breakers.
+    /// closing fill, in one transaction; then the message and the equity (the breakers counted it
+    /// when it was fetched, ``countCloses(_:)``).
     func record(_ close: VenueClose, closingFill: VenueFill? = nil) async throws {
         guard var position = try await venuePositionsInStore().first(where: { $0.symbol == close.symbol }) else {
             if let closingFill { try await record(closingFill) }
@@ -638,17 +706,6 @@ public actor ExecutorService {
         let account = try await venue.account()
         try await store.recordEquitySnapshot(EquitySnapshot(
             time: close.closedAt, equity: account.equity, balance: account.equity, unrealizedPnL: 0, openPositions: try await venue.positions().count))
-        var halts = halts(equity: account.equity - close.pnl)
-        if let halt = halts.recordTrade(pnl: close.pnl, equityAfter: account.equity, now: close.closedAt) {
-            try await store.recordCircuitBreakerEvent(CircuitBreakerEvent(
-                id: "halt:\(halt.kind.rawValue):\(Int(halt.since.timeIntervalSince1970))", kind: halt.kind.rawValue, reason: halt.reason, equity: account.equity, time: halt.since))
-            try await publish(
-                AlertPayload(severity: .critical, kind: "circuit_breaker", title: "Trading halted: \(halt.kind.rawValue)", message: halt.reason, fields: ["halt": .string(halt.kind.rawValue)]),
-                type: MessageType.alert, routingKey: RoutingKey.alert(severity: "critical", kind: "circuit_breaker"), id: "halt:\(halt.kind.rawValue):\(Int(halt.since.timeIntervalSince1970))",
-                correlationID: position.decisionID)
-            logger.critical("circuit breaker tripped; new entries refused", metadata: ["halt": "\(halt.kind.rawValue)", "reason": "\(halt.reason)"])
-        }
-        self.halts = halts
     }
 
     // MARK: Reconciliation
