@@ -33,6 +33,7 @@ struct AMQPError: Error, CustomStringConvertible {
 enum AMQPFieldValue {
     case string(String)
     case bool(Bool)
+    case int64(Int64)
 }
 
 /// A frame read from the connection, copied out of rabbitmq-c's buffers.
@@ -412,6 +413,9 @@ final class AMQPConnection {
                 case .bool(let flag):
                     entry.value.kind = UInt8(AMQP_FIELD_KIND_BOOLEAN.rawValue)
                     entry.value.value.boolean = flag ? 1 : 0
+                case .int64(let number):
+                    entry.value.kind = UInt8(AMQP_FIELD_KIND_I64.rawValue)
+                    entry.value.value.i64 = number
                 }
                 (entries + index).initialize(to: entry)
             }

@@ -38,6 +38,13 @@ final class Topology: Sendable {
     /// Declares one spec: its queues with their dead-letter queues, and its bindings. For a sharded
     /// spec, a consistent-hash exchange between the topic exchange and the shard queues.
     func declare(_ spec: QueueSpec, on connection: AMQPConnection) throws {
+        if let expiry = spec.expiresAfter {
+            // A reply queue: the broker deletes it once unused; nothing in it needs a dead-letter queue.
+            let milliseconds = expiry.components.seconds * 1_000 + expiry.components.attoseconds / 1_000_000_000_000_000
+            try connection.declareQueue(spec.name, arguments: [("x-expires", .int64(max(1_000, milliseconds)))])
+            for pattern in spec.bindings { try connection.bindQueue(spec.name, exchange: exchange, routingKey: pattern) }
+            return
+        }
         for queue in spec.queueNames {
             let deadLetterQueue = QueueSpec.deadLetterQueue(of: queue)
             try connection.declareQueue(deadLetterQueue, arguments: [])

@@ -127,6 +127,24 @@ public enum Migrations {
                 time {TIME} NOT NULL
             );
             """),
+        Migration(version: 3, name: "account controls and operator commands", sql: """
+            CREATE TABLE account_controls (
+                account TEXT PRIMARY KEY,
+                state TEXT NOT NULL,
+                updated_at {TIME} NOT NULL
+            );
+            CREATE TABLE control_commands (
+                id TEXT PRIMARY KEY,
+                account TEXT NOT NULL,
+                command TEXT NOT NULL,
+                argument TEXT,
+                requested_by TEXT NOT NULL,
+                ok {BOOL} NOT NULL,
+                result TEXT NOT NULL,
+                time {TIME} NOT NULL
+            );
+            CREATE INDEX control_commands_time ON control_commands (time);
+            """),
     ]
 
     /// The migration's SQL in `dialect`, split into statements.

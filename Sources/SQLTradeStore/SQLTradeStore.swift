@@ -290,6 +290,44 @@ public final class SQLTradeStore: TradeStore {
         }
     }
 
+    // MARK: Account controls and operator commands
+
+    public func saveAccountControl(account: String, _ control: AccountControl, at time: Date) async throws {
+        let state = String(decoding: try JSONEncoder().encode(control), as: UTF8.self)
+        let sql = "INSERT INTO account_controls (account, state, updated_at) VALUES ($1, $2, $3) "
+            + "ON CONFLICT (account) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
+        let values: [SQLValue] = [.text(account), .text(state), .time(time)]
+        _ = try await database.withSession { session in try session.query(sql, values) }
+    }
+
+    public func accountControl(account: String) async throws -> AccountControl? {
+        let states = try await select("SELECT state FROM account_controls WHERE account = $1", [.text(account)]) { try $0.text(0) }
+        guard let state = states.first else { return nil }
+        do {
+            return try JSONDecoder().decode(AccountControl.self, from: Data(state.utf8))
+        } catch {
+            throw StoreError(.corruptRow, "account_controls for '\(account)' does not decode (\(error)); fix or delete the row, then start again")
+        }
+    }
+
+    @discardableResult public func recordControlCommand(_ c: ControlCommandRecord) async throws -> Bool {
+        try await insert(
+            "control_commands", ["id", "account", "command", "argument", "requested_by", "ok", "result", "time"],
+            [.text(c.id), .text(c.account), .text(c.command), c.argument.map(SQLValue.text) ?? .null, .text(c.by), .bool(c.ok), .text(c.result), .time(c.time)],
+            conflict: ["id"])
+    }
+
+    public func controlCommands(since: Date?) async throws -> [ControlCommandRecord] {
+        try await select(
+            "SELECT id, account, command, argument, requested_by, ok, result, time FROM control_commands WHERE time >= $1 ORDER BY time, id",
+            [.time(since ?? Self.beginning)]
+        ) { row in
+            ControlCommandRecord(
+                id: try row.text(0), account: try row.text(1), command: try row.text(2), argument: row.textOrNil(3), by: try row.text(4), ok: try row.bool(5),
+                result: try row.text(6), time: try row.time(7))
+        }
+    }
+
     public func trades(since: Date?) async throws -> [TradeRecord] {
         try await select(
             "SELECT \(Self.tradeColumns.joined(separator: ", ")) FROM trades WHERE exit_time >= $1 ORDER BY exit_time, id",

@@ -124,12 +124,16 @@ public struct QueueSpec: Sendable, Hashable {
     /// Only one consumer receives at a time; the others stand by and take over if it goes.
     public var singleActiveConsumer: Bool
     public var sharding: Sharding
+    /// A short-lived queue (a reply queue): the broker deletes it once it has been unused this long,
+    /// and it has no dead-letter queue.
+    public var expiresAfter: Duration?
 
-    public init(name: String, bindings: [String], singleActiveConsumer: Bool = false, sharding: Sharding = .none) {
+    public init(name: String, bindings: [String], singleActiveConsumer: Bool = false, sharding: Sharding = .none, expiresAfter: Duration? = nil) {
         self.name = name
         self.bindings = bindings
         self.singleActiveConsumer = singleActiveConsumer
         self.sharding = sharding
+        self.expiresAfter = expiresAfter
     }
 
     /// The dead-letter queue of this queue.

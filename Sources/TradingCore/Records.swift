@@ -343,3 +343,27 @@ public struct DeadLetterRecord: Sendable, Hashable, Codable {
         self.time = time
     }
 }
+
+/// An operator's command to an executor, with who sent it, when, and what came of it.
+public struct ControlCommandRecord: Sendable, Hashable, Codable {
+    /// The request's id (its correlation id on the bus).
+    public var id: String
+    public var account: String
+    public var command: String
+    public var argument: String?
+    public var by: String
+    public var ok: Bool
+    public var result: String
+    public var time: Date
+
+    public init(id: String, account: String, command: String, argument: String?, by: String, ok: Bool, result: String, time: Date) {
+        self.id = id
+        self.account = account
+        self.command = command
+        self.argument = argument
+        self.by = by
+        self.ok = ok
+        self.result = result
+        self.time = time
+    }
+}

@@ -12,6 +12,10 @@ public enum RoutingKey {
     public static func order(status: String, symbol: String) -> String { "order.\(part(status)).\(part(symbol))" }
     public static func trade(_ event: String, symbol: String) -> String { "trade.\(part(event)).\(part(symbol))" }
     public static func alert(severity: String, kind: String) -> String { "alert.\(part(severity)).\(part(kind))" }
+    /// An operator's command to the executor of `account`.
+    public static func control(account: String) -> String { "control.\(part(account))" }
+    /// The executor's answer to the control request `requestID`.
+    public static func controlReply(requestID: String) -> String { "reply.control.\(part(requestID))" }
 
     /// A word of a routing key: dots, `*` and `#` would change the key's meaning, so they become `_`.
     public static func part(_ word: String) -> String {

@@ -46,6 +46,13 @@ public protocol TradeStore: Sendable {
     /// Trades that exited at or after `since`, oldest first.
     func trades(since: Date?) async throws -> [TradeRecord]
 
+    /// Saves the account's controls (breakers, operator halt, REDUCING) over the last saved.
+    func saveAccountControl(account: String, _ control: AccountControl, at time: Date) async throws
+    /// The account's controls as last saved, or `nil` if never.
+    func accountControl(account: String) async throws -> AccountControl?
+    /// Records an operator's command and its result, once per id.
+    @discardableResult func recordControlCommand(_ command: ControlCommandRecord) async throws -> Bool
+    func controlCommands(since: Date?) async throws -> [ControlCommandRecord]
     @discardableResult func recordCircuitBreakerEvent(_ event: CircuitBreakerEvent) async throws -> Bool
     func circuitBreakerEvents(since: Date?) async throws -> [CircuitBreakerEvent]
 

@@ -190,6 +190,7 @@ extension WorkerMain {
                     venue: venue, store: store, bus: bus, cache: cache, settings: settings.executor.settings, source: context.settings.instance, logger: context.logger)
                 try await bus.declare(ExecutorService.decisionQueue(account: account))
                 try await bus.declare(ExecutorService.candleQueue(account: account, priceVenue: settings.executor.priceVenue))
+                try await bus.declare(ExecutorService.controlQueue(account: account))
                 return WorkerPlan(
                     services: [
                         ReconcileService(executor: executor, pollEvents: venue.isLive, logger: context.logger),
@@ -199,13 +200,16 @@ extension WorkerMain {
                         ConsumerService(bus: bus, queue: ExecutorService.candleQueue(account: account, priceVenue: settings.executor.priceVenue).name, options: ConsumerOptions(prefetch: 64)) {
                             try await executor.handleCandle($0)
                         },
+                        ConsumerService(bus: bus, queue: ExecutorService.controlQueue(account: account).name, options: ConsumerOptions(prefetch: 1)) {
+                            try await executor.handleControl($0)
+                        },
                     ],
                     checks: { await settings.dependencies.checks() },
                     status: {
                         let (equity, margin) = (try? await venue.account()) ?? (0, 0)
                         return [
                             "worker": "executor", "venue": venue.name, "live": "\(venue.isLive)", "account": account, "reconciled": "\(await executor.reconciled)",
-                            "equity": "\(equity)", "available_margin": "\(margin)",
+                            "equity": "\(equity)", "available_margin": "\(margin)", "mode": await executor.mode.rawValue,
                         ]
                     },
                     shutdown: { await settings.dependencies.close() })

@@ -13,7 +13,7 @@ struct TradeBus: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tradebus",
         abstract: "TradeBus: an autonomous crypto perpetual-futures trading system.",
-        subcommands: [Run.self, Backtest.self, Report.self, Indicators.self, Analyze.self, Migrate.self, Bench.self])
+        subcommands: [Run.self, Backtest.self, Report.self, Indicators.self, Analyze.self, Control.self, Status.self, Migrate.self, Bench.self])
 }
 
 struct Migrate: AsyncParsableCommand {

@@ -201,6 +201,30 @@ struct TradeStoreContractTests {
         }
     }
 
+    @Test("an account's controls are saved over the last and read back whole; an operator command is recorded once", arguments: StoreKind.allCases)
+    func accountControls(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let account = TestServices.uniqueName("acct")
+            #expect(try await store.accountControl(account: account) == nil)
+            var control = AccountControl()
+            var breakers = control.breakers(limits: TradingHalts.Limits(), equity: 10_000, now: t0)
+            _ = breakers.observe(equity: 8_000, now: t0)
+            control.breakers = breakers
+            control.operatorHalt = AccountControl.Hold(reason: "operator halt", by: "alice", since: t0)
+            try await store.saveAccountControl(account: account, AccountControl(), at: t0)
+            try await store.saveAccountControl(account: account, control, at: t0.addingTimeInterval(1))
+            let restored = try await store.accountControl(account: account)
+            #expect(restored == control && restored?.breakers?.halt?.kind == .maxDrawdown && restored?.mode == .halted)
+
+            let command = ControlCommandRecord(
+                id: TestServices.uniqueName("cmd"), account: account, command: "reset-breaker", argument: "max_drawdown", by: "alice", ok: true,
+                result: "reset max_drawdown from equity 8000", time: t0)
+            let first = try await store.recordControlCommand(command), second = try await store.recordControlCommand(command)
+            let kept = try await store.controlCommands(since: t0).filter { $0.id == command.id }
+            #expect(first && !second && kept == [command])
+        }
+    }
+
     @Test("a message id is processed once per consumer", arguments: StoreKind.allCases)
     func processedMessages(kind: StoreKind) async throws {
         try await kind.withStore { store in

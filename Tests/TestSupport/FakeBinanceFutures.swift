@@ -118,7 +118,22 @@ public final class FakeBinanceFutures: Sendable {
             guard let price = fake.state.withLock({ $0.prices[symbol] }) else { return fake.error(400, -1121, "Invalid symbol.") }
             return fake.json(["symbol": symbol, "price": "\(price)"])
         }
-        router.get("fapi/v2/account") { request, _ in try fake.signed(request) { _ in fake.json(["totalMarginBalance": "10000.00", "availableBalance": "9000.00"]) } }
+        router.get("fapi/v2/account") { request, _ in
+            try fake.signed(request) { _ in
+                // 10,000 USDT to start, plus realised PnL less commissions, plus the open positions' PnL at the mark.
+                let (total, margin) = fake.state.withLock { state in
+                    let wallet = state.trades.reduce(Decimal(10_000)) { $0 + $1.realized - $1.price * $1.qty * Decimal(string: "0.0005")! }
+                    var unrealised: Decimal = 0, margin: Decimal = 0
+                    for (symbol, amount) in state.positions {
+                        let entry = state.entry[symbol] ?? 0, mark = state.prices[symbol] ?? entry
+                        unrealised += (mark - entry) * amount
+                        margin += entry * amount.magnitude / Decimal(state.leverage[symbol] ?? 1)
+                    }
+                    return (wallet + unrealised, margin)
+                }
+                return fake.json(["totalMarginBalance": "\(total)", "availableBalance": "\(total - margin)"])
+            }
+        }
         router.post("fapi/v1/leverage") { request, _ in
             try fake.signed(request) { q in
                 fake.state.withLock { $0.leverage[q["symbol"] ?? ""] = Int(q["leverage"] ?? "1") }

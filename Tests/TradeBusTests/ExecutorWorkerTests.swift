@@ -83,49 +83,118 @@ struct ExecutorWorkerTests {
         await exchange.stop()
     }
 
-    @Test("USE_PAPER_TRADING=false: live orders on a local Binance server; a decision delivered twice is one order; the exchange's stop closes the trade; all in Postgres")
-    func liveDecisionToTrade() async throws {
+    /// An executor process on a local Binance server, with a reader of its order and trade events.
+    struct LiveRun {
         let account = TestServices.uniqueName("live")
         let symbol = "LV\(UUID().uuidString.prefix(6).uppercased())USDT"
-        let exchange = try await FakeBinanceFutures.start()
-        exchange.setPrice(symbol, 100)
-        let environment = [
-            "AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL, "DATABASE_URL": TestServices.databaseURL, "HTTP_PORT": "0",
-            "EXECUTOR_ACCOUNT": account, "REQUIRE_REFERENCE_PRICE": "false", "EXECUTOR_PRICE_VENUE": account,
-            "USE_PAPER_TRADING": "false", "LIVE_VENUE": "binance", "BINANCE_FUTURES_URL": exchange.baseURL,
-            "BINANCE_API_KEY": exchange.apiKey, "BINANCE_API_SECRET": exchange.secret,
-        ]
-        let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "executor-live-test"))
-        try await bus.connect()
-        try await bus.declare(ExecutorService.decisionQueue(account: account))
-        try await bus.declare(QueueSpec(name: "test.executor.\(symbol)", bindings: ["order.*.\(symbol)", "trade.*.\(symbol)"]))
+        let exchange: FakeBinanceFutures
+        let environment: [String: String]
+        let bus: RabbitMQBus
         let events = Collector<String>()
-        let reader = RunningConsumer.start(bus, queue: "test.executor.\(symbol)") { events.append($0.routingKey) }
-        let executor = try SpawnedProcess(executable: "\(build)/executor", environment: environment)
+        let reader: RunningConsumer
+
+        init(_ settings: [String: String] = [:]) async throws {
+            exchange = try await FakeBinanceFutures.start()
+            exchange.setPrice(symbol, 100)
+            environment = [
+                "AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL, "DATABASE_URL": TestServices.databaseURL, "HTTP_PORT": "0",
+                "EXECUTOR_ACCOUNT": account, "REQUIRE_REFERENCE_PRICE": "false", "EXECUTOR_PRICE_VENUE": account,
+                "USE_PAPER_TRADING": "false", "LIVE_VENUE": "binance", "BINANCE_FUTURES_URL": exchange.baseURL,
+                "BINANCE_API_KEY": exchange.apiKey, "BINANCE_API_SECRET": exchange.secret,
+            ].merging(settings) { $1 }
+            bus = RabbitMQBus(configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "executor-live-test"))
+            try await bus.connect()
+            try await bus.declare(ExecutorService.decisionQueue(account: account))
+            try await bus.declare(QueueSpec(name: "test.executor.\(symbol)", bindings: ["order.*.\(symbol)", "trade.*.\(symbol)"]))
+            let events = self.events
+            reader = RunningConsumer.start(bus, queue: "test.executor.\(symbol)") { events.append($0.routingKey) }
+        }
+
+        func executor(_ build: String) throws -> SpawnedProcess { try SpawnedProcess(executable: "\(build)/executor", environment: environment) }
+
+        /// A long at 100, stop 98, target 104, delivered `times` times; returns its id.
+        @discardableResult
+        func decide(times: Int = 1) async throws -> String {
+            let proposal = TradeProposal(action: .long, confidence: 0.82, leverage: 3, entry: 100, stopLoss: 98, takeProfit: 104, reasoning: "test")
+            let decision = Envelope(type: MessageType.decision, time: Date(), source: "test", payload: DecisionPayload(
+                symbol: symbol, proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: "r"))
+            let message = OutgoingMessage(routingKey: RoutingKey.decision(symbol: symbol), body: try EnvelopeCodec.encode(decision), messageID: decision.id)
+            try await bus.publish(Array(repeating: message, count: times))
+            return decision.id
+        }
+
+        func stop() async throws {
+            try await reader.stop()
+            await bus.shutdown()
+            await exchange.stop()
+        }
+    }
+
+    @Test("USE_PAPER_TRADING=false: live orders on a local Binance server; a decision delivered twice is one order; the exchange's stop closes the trade; all in Postgres")
+    func liveDecisionToTrade() async throws {
+        let run = try await LiveRun()
+        let (exchange, events, symbol) = (run.exchange, run.events, run.symbol)
+        let executor = try run.executor(build)
         defer { executor.signal(SIGKILL) }
 
-        let proposal = TradeProposal(action: .long, confidence: 0.82, leverage: 3, entry: 100, stopLoss: 98, takeProfit: 104, reasoning: "test")
-        let decision = Envelope(type: MessageType.decision, time: Date(), source: "test", payload: DecisionPayload(
-            symbol: symbol, proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: "r"))
-        let message = OutgoingMessage(routingKey: RoutingKey.decision(symbol: symbol), body: try EnvelopeCodec.encode(decision), messageID: decision.id)
-        try await bus.publish([message, message])
+        let decision = try await run.decide(times: 2)
         #expect(await eventually(timeout: .seconds(30)) { events.all.contains("trade.opened.\(symbol)") }, "\(exchange.requests) \(events.all)")
         #expect(exchange.orders.filter { $0.type == "MARKET" }.count == 1)
         #expect(exchange.orders.contains { $0.type == "STOP_MARKET" && $0.status == "NEW" && $0.stopPrice == 98 })
         exchange.moveMarket(symbol, to: 97.5)
         #expect(await eventually(timeout: .seconds(30)) { events.all.contains("trade.closed.\(symbol)") }, "\(executor.output)")
-        try await reader.stop()
 
         let store = try Infrastructure.store(try ConfigReader(environment: ["DATABASE_URL": TestServices.databaseURL]))
-        let orders = try await store.orders(decisionID: decision.id)
+        let orders = try await store.orders(decisionID: decision)
         #expect(orders.count == 1 && orders[0].status == .filled && orders[0].venue == "binance")
         let trade = try await store.trades(since: Date().addingTimeInterval(-600)).first { $0.symbol == symbol }
         #expect(trade?.exitReason == "stop_loss" && trade?.exitPrice == 97.5)
         await store.close()
         executor.signal(SIGTERM)
         #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0)
-        await bus.shutdown()
-        await exchange.stop()
+        try await run.stop()
+    }
+
+    @Test("a drawdown halt survives a SIGKILL of the executor; `tradebus status` shows it; `tradebus control reset-breaker` clears it, recorded with who")
+    func drawdownHaltSurvivesRestart() async throws {
+        let run = try await LiveRun(["MAX_DRAWDOWN_PERCENT": "0.005"])
+        let (exchange, events, symbol, account) = (run.exchange, run.events, run.symbol, run.account)
+        var executor = try run.executor(build)
+        defer { executor.signal(SIGKILL) }
+        try await run.decide()
+        #expect(await eventually(timeout: .seconds(30)) { events.all.contains("trade.opened.\(symbol)") }, "\(executor.output)")
+        exchange.moveMarket(symbol, to: 97.5)  // about 1 % of the equity lost: past the 0.5 % drawdown
+        #expect(await eventually(timeout: .seconds(30)) { events.all.contains("trade.closed.\(symbol)") }, "\(executor.output)")
+        let store = try Infrastructure.store(try ConfigReader(environment: ["DATABASE_URL": TestServices.databaseURL]))
+        #expect(await eventually(timeout: .seconds(10)) { (try? await store.accountControl(account: account))??.breakers?.halt?.kind == .maxDrawdown })
+
+        executor.signal(SIGKILL)
+        _ = try await executor.waitForExit(timeout: .seconds(10))
+        executor = try run.executor(build)
+        let tradebus = "\(build)/tradebus"
+        let environment = ["AMQP_URL": TestServices.amqpURL]
+        var status = ""
+        for _ in 0..<10 where status.isEmpty {  // until the restarted executor answers
+            status = (try? await Command.run(tradebus, ["status", "--account", account, "--timeout", "3"], environment: environment)) ?? ""
+        }
+        #expect(status.contains("HALTED") && status.contains("breaker max_drawdown: TRIPPED"), "\(status) \(executor.output)")
+        try await run.decide()
+        #expect(await eventually(timeout: .seconds(30)) { events.all.contains("order.rejected.\(symbol)") }, "\(executor.output)")
+        #expect(exchange.orders.filter { $0.type == "MARKET" && !$0.clientID.hasPrefix("autoalgo") }.count == 1, "no entry while halted")
+
+        #expect { try Command.run(tradebus, ["control", "reset-breaker", "drawdown", "--account", account], environment: environment) } throws: { error in
+            (error as? CommandFailed)?.output.contains("max_drawdown") == true
+        }
+        let reset = try await Command.run(tradebus, ["control", "reset-breaker", "max_drawdown", "--account", account, "--by", "carol"], environment: environment)
+        #expect(reset.contains("ok: reset max_drawdown") && reset.contains("NORMAL"), "\(reset)")
+        let commands = try await store.controlCommands(since: Date().addingTimeInterval(-600)).filter { $0.account == account }
+        #expect(commands.last?.command == "reset-breaker" && commands.last?.by == "carol" && commands.last?.ok == true && commands.contains { $0.command == "status" })
+        let resets = try await store.circuitBreakerEvents(since: Date().addingTimeInterval(-600)).filter { $0.id.hasPrefix("reset:\(account):") }
+        #expect(resets.count == 1 && resets.first?.reason.contains("max_drawdown reset by carol") == true)
+        await store.close()
+        executor.signal(SIGTERM)
+        #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0)
+        try await run.stop()
     }
 
     @Test("invalid executor settings stop it at start with the key named")

@@ -107,20 +107,27 @@ struct BacktesterTests {
         #expect(outcome.equity.allSatisfy { $0 == 10_000 })
     }
 
-    @Test("after a losing trade trips the one-loss breaker, no entry until the next UTC day")
+    @Test("a loss-run halt holds for the rest of the run (only an operator resets it); a daily-loss halt clears at the next UTC day")
     func haltsHold() throws {
+        let candles = try Self.candles("ETHBTC-5m")
         var settings = Backtester.Settings()
         settings.halts.maxConsecutiveLosses = 1
-        let outcome = try Backtester(settings: settings, analyst: .rules).run(try Self.candles("ETHBTC-5m"), symbol: "ETHBTC", interval: "5m")
+        let lossRun = try Backtester(settings: settings, analyst: .rules).run(candles, symbol: "ETHBTC", interval: "5m")
+        #expect(lossRun.trades.last?.pnl ?? 0 < 0 && lossRun.trades.dropLast().allSatisfy { $0.pnl >= 0 }, "the first loss is the last trade")
+
+        settings.halts.maxConsecutiveLosses = 100
+        settings.halts.dailyLossFraction = 0.000_001  // any loss
+        let daily = try Backtester(settings: settings, analyst: .rules).run(candles, symbol: "ETHBTC", interval: "5m")
         let day = { (date: Date) in Int(date.timeIntervalSince1970 / 86_400) }
-        var haltedDay: Int?
+        var realised: [Int: Decimal] = [:]
         var losses = 0
-        for trade in outcome.trades {
-            if let haltedDay { #expect(day(trade.entryTime) > haltedDay, "\(trade.id) entered on the halted day") }
-            haltedDay = trade.pnl < 0 ? day(trade.exitTime) : nil
+        for trade in daily.trades {
+            // Once the day's realised PnL is below zero, the day is halted.
+            #expect((realised[day(trade.entryTime)] ?? 0) >= 0, "\(trade.id) entered on a halted day")
+            realised[day(trade.exitTime), default: 0] += trade.pnl
             if trade.pnl < 0 { losses += 1 }
         }
-        #expect(losses >= 3, "the file should lose a few times: \(outcome.trades.count) trades")
+        #expect(losses >= 3, "the file should lose a few times: \(daily.trades.count) trades")
     }
 
     @Test("recorded decisions replay at their candles: the rules run's own decisions, replayed, make the same trades")

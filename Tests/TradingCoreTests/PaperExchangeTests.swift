@@ -233,29 +233,49 @@ struct TradingHaltsTests {
     @Test("the daily loss limit trips and clears at the next UTC day")
     func dailyLoss() {
         var halts = TradingHalts(limits: limits, equity: 10_000, now: Self.day)
-        #expect(halts.recordTrade(pnl: -300, equityAfter: 9_700, now: Self.day) == nil)
-        #expect(halts.recordTrade(pnl: 100, equityAfter: 9_800, now: Self.day) == nil)
-        #expect(halts.recordTrade(pnl: -300, equityAfter: 9_500, now: Self.day)?.kind == .dailyLoss)  // −500 = 5 %
-        halts.roll(now: Self.day.addingTimeInterval(86_400), equity: 9_500)
+        #expect(halts.recordTrade(pnl: -300, equityAfter: 9_700, now: Self.day).isEmpty)
+        #expect(halts.recordTrade(pnl: 100, equityAfter: 9_800, now: Self.day).isEmpty)
+        #expect(halts.recordTrade(pnl: -300, equityAfter: 9_500, now: Self.day).map(\.kind) == [.dailyLoss])  // −500 = 5 %
+        #expect(halts.roll(now: Self.day.addingTimeInterval(86_400), equity: 9_500).map(\.kind) == [.dailyLoss])
         #expect(halts.halt == nil)
     }
 
-    @Test("N losses in a row trip; a win resets the run")
+    @Test("N losses in a row trip; a win resets the run; a new day does not clear the halt")
     func consecutive() {
         var halts = TradingHalts(limits: limits, equity: 100_000, now: Self.day)
-        for pnl: Decimal in [-10, -10, 5, -10, -10] { #expect(halts.recordTrade(pnl: pnl, equityAfter: 100_000, now: Self.day) == nil) }
-        #expect(halts.recordTrade(pnl: -10, equityAfter: 100_000, now: Self.day)?.kind == .consecutiveLosses)
+        for pnl: Decimal in [-10, -10, 5, -10, -10] { #expect(halts.recordTrade(pnl: pnl, equityAfter: 100_000, now: Self.day).isEmpty) }
+        #expect(halts.recordTrade(pnl: -10, equityAfter: 100_000, now: Self.day).map(\.kind) == [.consecutiveLosses])
+        #expect(halts.roll(now: Self.day.addingTimeInterval(86_400), equity: 100_000).isEmpty)
+        #expect(halts.halt?.kind == .consecutiveLosses)
+        #expect(halts.reset(.consecutiveLosses, now: Self.day.addingTimeInterval(86_400), equity: 100_000).map(\.kind) == [.consecutiveLosses])
+        #expect(halts.halt == nil && halts.consecutiveLosses == 0)
     }
 
     @Test("the drawdown halt needs an operator's reset, not a new day")
     func drawdown() {
         var halts = TradingHalts(limits: limits, equity: 10_000, now: Self.day)
-        #expect(halts.observe(equity: 12_000, now: Self.day) == nil)
-        #expect(halts.observe(equity: 10_201, now: Self.day) == nil)
-        #expect(halts.observe(equity: 10_200, now: Self.day)?.kind == .maxDrawdown)  // 15 % of 12,000
+        #expect(halts.observe(equity: 12_000, now: Self.day).isEmpty)
+        #expect(halts.observe(equity: 10_201, now: Self.day).isEmpty)
+        let tripped = halts.observe(equity: 10_200, now: Self.day)  // 15 % of 12,000
+        #expect(tripped.map(\.kind) == [.maxDrawdown] && tripped.first?.equity == 10_200 && tripped.first?.since == Self.day)
         halts.roll(now: Self.day.addingTimeInterval(86_400 * 2), equity: 10_200)
         #expect(halts.halt?.kind == .maxDrawdown)
-        halts.reset(now: Self.day.addingTimeInterval(86_400 * 2), equity: 10_200)
+        halts.reset(.maxDrawdown, now: Self.day.addingTimeInterval(86_400 * 2), equity: 10_200)
         #expect(halts.halt == nil && halts.peakEquity == 10_200)
+    }
+
+    @Test("one close can trip every breaker: each is evaluated, not only the first; a reset by name leaves the others")
+    func everyBreakerEvaluated() throws {
+        var one = limits
+        one.maxConsecutiveLosses = 1
+        var halts = TradingHalts(limits: one, equity: 10_000, now: Self.day)
+        let tripped = halts.recordTrade(pnl: -2_000, equityAfter: 8_000, now: Self.day)
+        #expect(tripped.map(\.kind) == [.dailyLoss, .consecutiveLosses, .maxDrawdown])
+        #expect(halts.reset(.dailyLoss, now: Self.day, equity: 8_000).map(\.kind) == [.dailyLoss])
+        #expect(halts.tripped.map(\.kind) == [.consecutiveLosses, .maxDrawdown])
+        // What is persisted comes back the same: a restart never clears a halt.
+        let restored = try JSONDecoder().decode(TradingHalts.self, from: try JSONEncoder().encode(halts))
+        #expect(restored == halts)
+        #expect(halts.reset(nil, now: Self.day, equity: 8_000).count == 2 && halts.halt == nil)
     }
 }

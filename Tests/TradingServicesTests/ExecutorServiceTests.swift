@@ -211,8 +211,8 @@ struct ExecutorServiceTests {
         try await world.stop()
     }
 
-    @Test("a loss run halts new entries for the rest of the UTC day; the next day clears it (recorded), and entries go again")
-    func haltClearsNextDay() async throws {
+    @Test("a loss-run halt holds into the next day and across a restart; an operator's reset clears it, recorded with who, and entries go again")
+    func haltHoldsUntilReset() async throws {
         let world = try await World()
         let venue = try world.venue()
         let executor = try await world.executor(venue, maxLosses: 1)
@@ -221,14 +221,48 @@ struct ExecutorServiceTests {
         try await world.candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
         try await world.candle(executor, minute: 2, open: 100_000, high: 100_000, low: 97_500, close: 97_800)  // the stop: a loss
         #expect(try await world.store.circuitBreakerEvents(since: nil).map(\.kind) == ["consecutive_losses"])
-        try await world.candle(executor, minute: 3, open: 97_800, high: 97_900, low: 97_700, close: 97_800)
-        let sameDay = world.intent()
-        #expect(try await executor.execute(OrderIntent(decisionID: sameDay.decisionID, decision: Self.at(97_800, sameDay.decision), decidedAt: world.clock.date), correlationID: "c") == .rejected(.halted))
+        func entry(_ executor: ExecutorService) async throws -> ExecutorService.Outcome {
+            let intent = world.intent()
+            return try await executor.execute(OrderIntent(decisionID: intent.decisionID, decision: Self.at(97_800, intent.decision), decidedAt: world.clock.date), correlationID: "c")
+        }
         try await world.candle(executor, minute: 24 * 60, open: 97_800, high: 97_900, low: 97_700, close: 97_800)
-        let nextDay = world.intent()
-        let outcome = try await executor.execute(OrderIntent(decisionID: nextDay.decisionID, decision: Self.at(97_800, nextDay.decision), decidedAt: world.clock.date), correlationID: "c")
-        #expect(outcome == .ordered(clientOrderID: ClientOrderID.make(decisionID: nextDay.decisionID, purpose: .entry)))
-        #expect(try await world.store.circuitBreakerEvents(since: nil).map(\.kind).sorted() == ["consecutive_losses", "reset"])
+        #expect(try await entry(executor) == .rejected(.halted), "a new day does not clear a loss run")
+
+        // A restart (a new executor on the same store and venue) restores the halt.
+        let restarted = try await world.executor(venue, maxLosses: 1)
+        #expect(try await entry(restarted) == .rejected(.halted))
+        #expect(try await restarted.status().control.breakers?.halt?.kind == .consecutiveLosses)
+
+        let refused = await restarted.control(ControlRequest(command: .resetBreaker, argument: "loss_run", by: "alice"))
+        #expect(!refused.ok && refused.message.contains("consecutive_losses"))
+        let reply = await restarted.control(ControlRequest(command: .resetBreaker, argument: "consecutive_losses", by: "alice"))
+        #expect(reply.ok && reply.status?.mode == .normal)
+        let outcome = try await entry(restarted)
+        #expect(outcome != .rejected(.halted))
+        let events = try await world.store.circuitBreakerEvents(since: nil)
+        #expect(events.map(\.kind).sorted() == ["consecutive_losses", "reset"])
+        #expect(events.first { $0.kind == "reset" }?.reason.contains("by alice") == true)
+        try await world.stop()
+    }
+
+    @Test("operator halt, REDUCING and flatten: entries refused while either holds, exits still go, and flatten closes at market as 'operator'")
+    func operatorControl() async throws {
+        let world = try await World()
+        let (venue, executor) = try await world.longOpen()
+        #expect(await executor.control(ControlRequest(command: .halt, by: "bob")).ok)
+        #expect(try await executor.execute(world.intent(), correlationID: "c") == .rejected(.halted))
+        #expect(await executor.control(ControlRequest(command: .resume, by: "bob")).status?.mode == .normal)
+        #expect(await executor.control(ControlRequest(command: .reducing, argument: "on", by: "bob")).status?.mode == .reducing)
+        let blocked = world.intent()
+        #expect(try await executor.execute(OrderIntent(decisionID: blocked.decisionID, decision: Self.at(100_000, blocked.decision), decidedAt: world.clock.date), correlationID: "c") == .rejected(.halted))
+
+        let flatten = await executor.control(ControlRequest(command: .flatten, argument: "btcusdt", by: "bob"))
+        #expect(flatten.ok && flatten.message.contains("BTCUSDT"))
+        try await world.candle(executor, minute: 2, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
+        #expect(try await venue.positions().isEmpty)
+        #expect(try await world.store.trades(since: nil).map(\.exitReason) == ["operator"])
+        #expect(await !executor.control(ControlRequest(command: .flatten, by: "bob")).ok, "flatten names a symbol or all")
+        #expect(await !executor.control(ControlRequest(command: .reducing, argument: "maybe", by: "bob")).ok)
         try await world.stop()
     }
 
@@ -545,6 +579,13 @@ final class OutageStore: TradeStore {
     func recordDeadLetter(_ letter: DeadLetterRecord) async throws -> Bool { try check(); return try await inner.recordDeadLetter(letter) }
     func deadLetters(since: Date?) async throws -> [DeadLetterRecord] { try check(); return try await inner.deadLetters(since: since) }
     func trades(since: Date?) async throws -> [TradeRecord] { try check(); return try await inner.trades(since: since) }
+    func saveAccountControl(account: String, _ control: AccountControl, at time: Date) async throws {
+        try check()
+        try await inner.saveAccountControl(account: account, control, at: time)
+    }
+    func accountControl(account: String) async throws -> AccountControl? { try check(); return try await inner.accountControl(account: account) }
+    func recordControlCommand(_ command: ControlCommandRecord) async throws -> Bool { try check(); return try await inner.recordControlCommand(command) }
+    func controlCommands(since: Date?) async throws -> [ControlCommandRecord] { try check(); return try await inner.controlCommands(since: since) }
     func recordCircuitBreakerEvent(_ event: CircuitBreakerEvent) async throws -> Bool { try check(); return try await inner.recordCircuitBreakerEvent(event) }
     func circuitBreakerEvents(since: Date?) async throws -> [CircuitBreakerEvent] { try check(); return try await inner.circuitBreakerEvents(since: since) }
     func recordEquitySnapshot(_ snapshot: EquitySnapshot) async throws -> Bool { try check(); return try await inner.recordEquitySnapshot(snapshot) }

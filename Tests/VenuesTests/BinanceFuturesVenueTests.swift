@@ -18,7 +18,7 @@ struct BinanceFuturesVenueTests {
     func signatures() async throws {
         let server = try await FakeBinanceFutures.start()
         let account = try await venue(server).account()
-        #expect(account.equity == 10_000 && account.availableMargin == 9_000)
+        #expect(account.equity == 10_000 && account.availableMargin == 10_000)  // no position yet: all of it is available
         await #expect { try await venue(server, secret: "wrong").account() } throws: { error in
             (error as? VenueError)?.kind == .rejected && "\(error)".contains("-1022")
         }

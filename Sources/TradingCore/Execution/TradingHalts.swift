@@ -3,9 +3,10 @@ import Foundation
 /// The account's circuit breakers: a daily loss limit, a maximum run of losing trades, and a maximum
 /// drawdown from the equity peak. While one is tripped, new entries are refused; exits still go.
 ///
-/// Reset rule: the daily-loss and consecutive-loss halts clear at the next UTC day (the loss run starts
-/// again from zero); the drawdown halt stays until an operator resets it (`reset(now:equity:)`), which
-/// also takes the current equity as the new peak. Every trip and reset is persisted as an event.
+/// Every breaker is evaluated on every close and every equity reading, so several may be tripped at
+/// once. Reset rule: only an operator resets a breaker (``reset(_:now:equity:)``); the daily-loss
+/// breaker also clears at the next UTC day. The state is `Codable`, so the executor persists it and a
+/// restart never clears a halt.
 public struct TradingHalts: Sendable, Hashable, Codable {
     public struct Limits: Sendable, Hashable, Codable {
         public var dailyLossFraction: Decimal = 0.05
@@ -14,21 +15,26 @@ public struct TradingHalts: Sendable, Hashable, Codable {
         public init() {}
     }
 
-    /// A tripped breaker.
+    /// A tripped breaker: when, why, and the figures.
     public struct Halt: Sendable, Hashable, Codable {
-        public enum Kind: String, Sendable, Hashable, Codable { case dailyLoss = "daily_loss", consecutiveLosses = "consecutive_losses", maxDrawdown = "max_drawdown" }
+        public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
+            case dailyLoss = "daily_loss", consecutiveLosses = "consecutive_losses", maxDrawdown = "max_drawdown"
+        }
         public var kind: Kind
         public var reason: String
         public var since: Date
+        /// The equity when it tripped.
+        public var equity: Decimal
     }
 
-    public let limits: Limits
+    public private(set) var limits: Limits
     public private(set) var day: Int
     public private(set) var dayStartEquity: Decimal
     public private(set) var dayRealised: Decimal = 0
     public private(set) var consecutiveLosses = 0
     public private(set) var peakEquity: Decimal
-    public private(set) var halt: Halt?
+    /// Every tripped breaker, in the order they tripped.
+    public private(set) var tripped: [Halt] = []
 
     public init(limits: Limits, equity: Decimal, now: Date) {
         self.limits = limits
@@ -37,58 +43,82 @@ public struct TradingHalts: Sendable, Hashable, Codable {
         self.peakEquity = equity
     }
 
+    /// The same state under new limits (the configuration changed between runs); tripped halts stay
+    /// until reset, whatever the new limits say.
+    public mutating func update(limits: Limits) { self.limits = limits }
+
+    /// The first tripped breaker, if any: entries are refused while there is one.
+    public var halt: Halt? { tripped.first }
+
     static func day(_ date: Date) -> Int { Int((date.timeIntervalSince1970 / 86_400).rounded(.down)) }
 
-    /// A new UTC day: daily figures start again, and the daily and loss-run halts clear.
-    public mutating func roll(now: Date, equity: Decimal) {
+    /// A new UTC day: the daily figures start again and the daily-loss breaker clears (returned).
+    @discardableResult
+    public mutating func roll(now: Date, equity: Decimal) -> [Halt] {
         let today = Self.day(now)
-        guard today != day else { return }
+        guard today != day else { return [] }
         day = today
         dayStartEquity = equity
         dayRealised = 0
-        consecutiveLosses = 0
-        if let halt, halt.kind != .maxDrawdown { self.halt = nil }
+        return clear(.dailyLoss)
     }
 
-    /// A closed trade; returns the halt it trips, if any.
-    public mutating func recordTrade(pnl: Decimal, equityAfter: Decimal, now: Date) -> Halt? {
+    /// A closed trade; returns the breakers it trips (every one is evaluated).
+    public mutating func recordTrade(pnl: Decimal, equityAfter: Decimal, now: Date) -> [Halt] {
         roll(now: now, equity: equityAfter - pnl)
         dayRealised += pnl
         consecutiveLosses = pnl < 0 ? consecutiveLosses + 1 : 0
-        if halt == nil, dayStartEquity > 0, -dayRealised >= limits.dailyLossFraction * dayStartEquity {
-            return trip(.dailyLoss, "daily loss \(-dayRealised) reached \(limits.dailyLossFraction) of the day's starting equity \(dayStartEquity)", now)
+        var tripped: [Halt] = []
+        if !isTripped(.dailyLoss), dayStartEquity > 0, -dayRealised >= limits.dailyLossFraction * dayStartEquity {
+            tripped.append(trip(.dailyLoss, "daily loss \(-dayRealised) reached \(limits.dailyLossFraction) of the day's starting equity \(dayStartEquity)", now, equityAfter))
         }
-        if halt == nil, consecutiveLosses >= limits.maxConsecutiveLosses {
-            return trip(.consecutiveLosses, "\(consecutiveLosses) losing trades in a row (limit \(limits.maxConsecutiveLosses))", now)
+        if !isTripped(.consecutiveLosses), consecutiveLosses >= limits.maxConsecutiveLosses {
+            tripped.append(trip(.consecutiveLosses, "\(consecutiveLosses) losing trades in a row (limit \(limits.maxConsecutiveLosses))", now, equityAfter))
         }
-        return observe(equity: equityAfter, now: now)
+        return tripped + observe(equity: equityAfter, now: now)
     }
 
-    /// An equity reading (realised and unrealised); returns the halt it trips, if any.
-    public mutating func observe(equity: Decimal, now: Date) -> Halt? {
+    /// An equity reading (realised and unrealised); returns the breaker it trips, if any.
+    public mutating func observe(equity: Decimal, now: Date) -> [Halt] {
         roll(now: now, equity: equity)
         peakEquity = max(peakEquity, equity)
-        guard halt == nil, peakEquity > 0 else { return nil }
+        guard !isTripped(.maxDrawdown), peakEquity > 0 else { return [] }
         let drawdown = (peakEquity - equity) / peakEquity
-        if drawdown >= limits.maxDrawdownFraction {
-            return trip(.maxDrawdown, "drawdown \(drawdown) from the peak \(peakEquity) reached \(limits.maxDrawdownFraction)", now)
+        guard drawdown >= limits.maxDrawdownFraction else { return [] }
+        return [trip(.maxDrawdown, "drawdown \(drawdown) from the peak \(peakEquity) reached \(limits.maxDrawdownFraction)", now, equity)]
+    }
+
+    /// An operator's reset of one breaker (`nil`: every one); returns the halts it cleared. The
+    /// breaker starts again from the current equity: the day's start, the loss run, or the peak.
+    @discardableResult
+    public mutating func reset(_ kind: Halt.Kind?, now: Date, equity: Decimal) -> [Halt] {
+        let kinds = kind.map { [$0] } ?? Halt.Kind.allCases
+        var cleared: [Halt] = []
+        for kind in kinds {
+            switch kind {
+            case .dailyLoss:
+                day = Self.day(now)
+                dayStartEquity = equity
+                dayRealised = 0
+            case .consecutiveLosses: consecutiveLosses = 0
+            case .maxDrawdown: peakEquity = equity
+            }
+            cleared += clear(kind)
         }
-        return nil
+        return cleared
     }
 
-    /// An operator's reset: every halt clears and the current equity is the new peak.
-    public mutating func reset(now: Date, equity: Decimal) {
-        halt = nil
-        consecutiveLosses = 0
-        peakEquity = equity
-        day = Self.day(now)
-        dayStartEquity = equity
-        dayRealised = 0
+    public func isTripped(_ kind: Halt.Kind) -> Bool { tripped.contains { $0.kind == kind } }
+
+    private mutating func clear(_ kind: Halt.Kind) -> [Halt] {
+        let cleared = tripped.filter { $0.kind == kind }
+        tripped.removeAll { $0.kind == kind }
+        return cleared
     }
 
-    private mutating func trip(_ kind: Halt.Kind, _ reason: String, _ now: Date) -> Halt {
-        let halt = Halt(kind: kind, reason: reason, since: now)
-        self.halt = halt
+    private mutating func trip(_ kind: Halt.Kind, _ reason: String, _ now: Date, _ equity: Decimal) -> Halt {
+        let halt = Halt(kind: kind, reason: reason, since: now, equity: equity)
+        tripped.append(halt)
         return halt
     }
 }

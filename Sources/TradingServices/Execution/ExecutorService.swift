@@ -42,7 +42,11 @@ public actor ExecutorService {
     let source: String
     let logger: Logger
     let now: @Sendable () -> Date
-    private var halts: TradingHalts?
+    /// The account's breakers, operator halt and REDUCING mode; restored from the store at the first
+    /// reconciliation and saved on every change.
+    private var control = AccountControl()
+    private var controlRestored = false
+    private var controlChanged = false
     /// Set while closes fetched from the venue are being counted by the breakers: an entry's check
     /// waits for it, so a trip takes effect in the same step as the close that caused it.
     private var countingCloses = false
@@ -50,8 +54,8 @@ public actor ExecutorService {
     /// Closes the breakers have counted that the venue has yet to see acknowledged (a close that comes
     /// again after a failed commit is counted once).
     private var countedCloses: Set<String> = []
-    /// Trips not yet recorded and announced (the store or the bus was down); tried again each pass.
-    private var unrecordedTrips: [(halt: TradingHalts.Halt, equity: Decimal)] = []
+    /// Breaker events not yet recorded and announced (the store or the bus was down); tried again each pass.
+    private var unrecorded: [(event: CircuitBreakerEvent, alert: AlertPayload)] = []
     /// The life of orders and their positions' stops (``ExecutionKernel``).
     private var kernel: ExecutionKernel
     /// Each position's stop as its policy moves it (trailing, break-even, ATR).
@@ -59,6 +63,10 @@ public actor ExecutorService {
     /// Why the kernel closed a position (a flatten's reason), for the trade the venue's close records.
     private var closeReasons: [String: String] = [:]
     public private(set) var reconciled = false
+    /// normal, reducing or halted.
+    public var mode: AccountControl.Mode { control.mode }
+    /// What the last reconciliation found.
+    public private(set) var lastReconciliation: ReconciliationReport?
     private var processingEvents = false
     /// Venue events that failed to commit, and how often.
     private var failures: [String: Int] = [:]
@@ -165,7 +173,7 @@ public actor ExecutorService {
         await breakersCaughtUp()
         let view = AccountView(
             equity: account.equity, availableMargin: account.availableMargin, openSymbols: venueSymbols.union(positions.map(\.symbol)).union(entering),
-            halt: halts?.halt?.reason)
+            halt: control.entryBlock)
         switch gateway.check(intent, market: market, account: view) {
         case .failure(let rejection):
             return try await reject(intent, rejection, correlationID: correlationID)
@@ -295,20 +303,18 @@ public actor ExecutorService {
         return Decimal(string: value.string)
     }
 
-    /// Rolls the breakers to the UTC day: a new day clears the daily-loss and loss-run halts (the
-    /// documented rule), and the clearing is recorded as an event.
+    /// Rolls the breakers to the UTC day: a new day clears the daily-loss breaker (the documented
+    /// rule), and the clearing is recorded as an event.
     func rollBreakers(equity: Decimal) async throws {
-        var current = halts(equity: equity)
-        let before = current.halt
-        current.roll(now: now(), equity: equity)
-        halts = current
-        if let before, current.halt == nil {
-            let time = now()
-            try await store.recordCircuitBreakerEvent(CircuitBreakerEvent(
-                id: "reset:\(before.kind.rawValue):\(Int(time.timeIntervalSince1970))", kind: "reset",
-                reason: "a new UTC day cleared the \(before.kind.rawValue) halt", equity: equity, time: time))
-            logger.notice("circuit breaker cleared by the new UTC day; entries allowed again", metadata: ["halt": "\(before.kind.rawValue)"])
+        var breakers = control.breakers(limits: settings.halts, equity: equity, now: now())
+        let cleared = breakers.roll(now: now(), equity: equity)
+        control.breakers = breakers
+        guard !cleared.isEmpty else { return }
+        for halt in cleared {
+            logger.notice("circuit breaker cleared by the new UTC day", metadata: ["halt": "\(halt.kind.rawValue)"])
+            noteReset(halt, by: "the new UTC day", equity: equity)
         }
+        await recordControlChanges()
     }
 
     /// Returns once no close is being counted by the breakers.
@@ -336,38 +342,53 @@ public actor ExecutorService {
         // The venue has realised these closes: its equity is the equity after them.
         let equity = try await venue.account().equity
         for close in closes {
-            var current = halts(equity: equity - close.pnl)
-            if let halt = current.recordTrade(pnl: close.pnl, equityAfter: equity, now: close.closedAt) {
+            var breakers = control.breakers(limits: settings.halts, equity: equity - close.pnl, now: now())
+            for halt in breakers.recordTrade(pnl: close.pnl, equityAfter: equity, now: close.closedAt) {
                 logger.critical("circuit breaker tripped; new entries refused", metadata: ["halt": "\(halt.kind.rawValue)", "reason": "\(halt.reason)"])
-                unrecordedTrips.append((halt, equity))
+                let id = "halt:\(settings.account):\(halt.kind.rawValue):\(Int(halt.since.timeIntervalSince1970))"
+                unrecorded.append((
+                    CircuitBreakerEvent(id: id, kind: halt.kind.rawValue, reason: halt.reason, equity: halt.equity, time: halt.since),
+                    AlertPayload(severity: .critical, kind: "circuit_breaker", title: "Trading halted: \(halt.kind.rawValue)", message: halt.reason, fields: ["halt": .string(halt.kind.rawValue)])))
             }
-            halts = current
+            control.breakers = breakers
+            controlChanged = true
             countedCloses.insert(Self.key(.closed(close)))
         }
     }
 
-    /// Records and announces the trips counted so far; those that fail wait for the next pass.
-    func recordTrips() async {
-        while let (halt, equity) = unrecordedTrips.first {
-            let id = "halt:\(halt.kind.rawValue):\(Int(halt.since.timeIntervalSince1970))"
+    /// A breaker cleared (by the day's rollover or an operator): an event and a notice to record.
+    func noteReset(_ halt: TradingHalts.Halt, by: String, equity: Decimal) {
+        let time = now()
+        let reason = "\(halt.kind.rawValue) reset by \(by) (tripped \(halt.since): \(halt.reason))"
+        unrecorded.append((
+            CircuitBreakerEvent(id: "reset:\(settings.account):\(halt.kind.rawValue):\(Int(time.timeIntervalSince1970))", kind: "reset", reason: reason, equity: equity, time: time),
+            AlertPayload(severity: .warning, kind: "circuit_breaker_reset", title: "Breaker reset: \(halt.kind.rawValue)", message: reason, fields: ["halt": .string(halt.kind.rawValue)])))
+        controlChanged = true
+    }
+
+    /// Saves the account's controls if they changed, then records and announces the breaker events
+    /// noted so far; what fails waits for the next pass (the halts hold in memory meanwhile).
+    func recordControlChanges() async {
+        if controlChanged {
             do {
-                try await store.recordCircuitBreakerEvent(CircuitBreakerEvent(id: id, kind: halt.kind.rawValue, reason: halt.reason, equity: equity, time: halt.since))
-                try await publish(
-                    AlertPayload(severity: .critical, kind: "circuit_breaker", title: "Trading halted: \(halt.kind.rawValue)", message: halt.reason, fields: ["halt": .string(halt.kind.rawValue)]),
-                    type: MessageType.alert, routingKey: RoutingKey.alert(severity: "critical", kind: "circuit_breaker"), id: id, correlationID: id)
-                unrecordedTrips.removeFirst()
+                try await store.saveAccountControl(account: settings.account, control, at: now())
+                controlChanged = false
             } catch {
-                logger.error("a circuit breaker trip was not recorded; the halt holds, and the record is tried again", metadata: ["halt": "\(halt.kind.rawValue)", "error": "\(error)"])
+                logger.error("the account's controls were not saved; they hold in memory and are saved again", metadata: ["error": "\(error)"])
+            }
+        }
+        while let (event, alert) = unrecorded.first {
+            do {
+                try await store.recordCircuitBreakerEvent(event)
+                try await publish(
+                    alert, type: MessageType.alert, routingKey: RoutingKey.alert(severity: alert.severity.rawValue, kind: alert.kind), id: event.id,
+                    correlationID: event.id)
+                unrecorded.removeFirst()
+            } catch {
+                logger.error("a circuit breaker event was not recorded; it is tried again", metadata: ["event": "\(event.id)", "error": "\(error)"])
                 return
             }
         }
-    }
-
-    func halts(equity: Decimal) -> TradingHalts {
-        if let halts { return halts }
-        let fresh = TradingHalts(limits: settings.halts, equity: equity, now: now())
-        halts = fresh
-        return fresh
     }
 
     // MARK: Prices and venue events
@@ -527,7 +548,7 @@ public actor ExecutorService {
         if reconciled { await drive(.tick) }
         let events = try await venue.events()
         try await countCloses(events)
-        await recordTrips()
+        await recordControlChanges()
         var index = 0
         // One at a time (a fill with the close it makes is one): each is acknowledged once committed,
         // and one that cannot be committed while the store works is set aside, never holding back the rest.
@@ -708,11 +729,102 @@ public actor ExecutorService {
             time: close.closedAt, equity: account.equity, balance: account.equity, unrealizedPnL: 0, openPositions: try await venue.positions().count))
     }
 
+    // MARK: Operator control
+
+    /// The executor's control queue: `control.<account>` commands, one active consumer per account.
+    public static func controlQueue(account: String) -> QueueSpec {
+        QueueSpec(name: "executor.\(account).control", bindings: [RoutingKey.control(account: account)], singleActiveConsumer: true)
+    }
+
+    /// A command from `control.<account>`: checked, carried out, recorded, and answered on
+    /// `control.reply.<request id>`. A malformed one goes to the dead-letter queue with the reason.
+    public func handleControl(_ delivery: Delivery) async throws {
+        let envelope: Envelope<ControlRequest>
+        do {
+            envelope = try EnvelopeCodec.decode(ControlRequest.self, from: delivery.body, expectedType: MessageType.controlRequest)
+        } catch {
+            throw MessageRejected("not a control request: \(error)")
+        }
+        // A redelivered command is answered again, but carried out once.
+        let reply: ControlReply
+        if let done = try await store.controlCommands(since: envelope.time.addingTimeInterval(-1)).first(where: { $0.id == envelope.id }) {
+            reply = ControlReply(ok: done.ok, message: done.result, status: try await status())
+        } else {
+            reply = await control(envelope.payload)
+            try await store.recordControlCommand(ControlCommandRecord(
+                id: envelope.id, account: settings.account, command: envelope.payload.command.rawValue, argument: envelope.payload.argument,
+                by: envelope.payload.by, ok: reply.ok, result: reply.message, time: now()))
+        }
+        try await publish(reply, type: MessageType.controlReply, routingKey: RoutingKey.controlReply(requestID: envelope.id), id: "reply:\(envelope.id)", correlationID: envelope.id)
+    }
+
+    /// Carries out one operator command; a refused one says why.
+    public func control(_ request: ControlRequest) async -> ControlReply {
+        do {
+            let request = try request.validated()
+            logger.notice("operator command", metadata: ["command": "\(request.command.rawValue)", "argument": "\(request.argument ?? "")", "by": "\(request.by)"])
+            switch request.command {
+            case .status:
+                return ControlReply(ok: true, message: "status of \(settings.account)", status: try await status())
+            case .flatten:
+                let symbols = request.argument == "all" ? Set(try await venue.positions().map(\.symbol)).union(kernel.positions.keys) : [request.argument!]
+                var flattened: [String] = []
+                for symbol in symbols.sorted() where kernel.positions[symbol].map({ $0.quantity > 0 }) ?? false {
+                    await drive(.flatten(symbol: symbol, reason: "operator"))
+                    flattened.append(symbol)
+                }
+                let message = flattened.isEmpty ? "no open position to flatten" : "flattening \(flattened.joined(separator: ", ")) at market"
+                return ControlReply(ok: true, message: message, status: try await status())
+            default:
+                let equity = try await venue.account().equity
+                let (message, cleared) = try control.apply(request, equity: equity, now: now())
+                for halt in cleared { noteReset(halt, by: request.by, equity: equity) }
+                controlChanged = true
+                await recordControlChanges()
+                return ControlReply(ok: true, message: message, status: try await status())
+            }
+        } catch let error as ControlError {
+            return ControlReply(ok: false, message: error.message)
+        } catch {
+            return ControlReply(ok: false, message: "\(request.command.rawValue) failed: \(error)")
+        }
+    }
+
+    /// The account as this executor sees it: mode, halts, positions with their stops and distance to
+    /// liquidation, and the last reconciliation.
+    public func status() async throws -> AccountStatus {
+        let equity = try? await venue.account().equity
+        var positions: [AccountStatus.Position] = []
+        for held in try await venue.positions() {
+            let stops = try await venue.workingStops(symbol: held.symbol)
+            let liquidation = RiskGateway.liquidationPrice(
+                side: held.side, entry: held.entryPrice, leverage: Decimal(held.leverage), maintenanceMarginRate: settings.limits.maintenanceMarginRate)
+            positions.append(AccountStatus.Position(
+                symbol: held.symbol, side: held.side, quantity: held.quantity, entryPrice: held.entryPrice,
+                stopLoss: kernel.positions[held.symbol]?.stopPrice ?? held.stopLoss, workingStops: stops.count, leverage: held.leverage,
+                liquidationPrice: liquidation, liquidationDistance: held.entryPrice > 0 ? (held.entryPrice - liquidation).magnitude / held.entryPrice : nil))
+        }
+        return AccountStatus(
+            account: settings.account, venue: venue.name, control: control, equity: equity, positions: positions, lastReconciliation: lastReconciliation,
+            time: now())
+    }
+
     // MARK: Reconciliation
 
     /// Brings the store to the venue's truth before any new order: pending venue events, orders whose
     /// outcome is open, positions on one side only, and missing protective stops.
     public func reconcile() async throws {
+        if !controlRestored {
+            // A restart clears nothing: the breakers, an operator's halt and REDUCING come back as saved.
+            if var saved = try await store.accountControl(account: settings.account) {
+                saved.breakers?.update(limits: settings.halts)
+                control = saved
+                if let block = control.entryBlock {
+                    logger.warning("restored the account's controls: entries refused", metadata: ["mode": "\(control.mode.rawValue)", "why": "\(block)"])
+                }
+            }
+            controlRestored = true
+        }
         if !resumed {
             try await venue.resume(resumePoint())
             resumed = true
