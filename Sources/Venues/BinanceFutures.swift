@@ -354,7 +354,9 @@ public actor BinanceFuturesVenue: Venue {
                     side: trade.side == "BUY" ? .buy : .sell, price: Decimal(string: trade.price) ?? 0, quantity: Decimal(string: trade.qty) ?? 0,
                     fee: Decimal(string: trade.commission) ?? 0, time: Date(timeIntervalSince1970: Double(trade.time) / 1000))
                 pending.append(.fill(fill))
-                if let close = book.record(fill, realizedPnl: trade.realizedPnl.flatMap { Decimal(string: $0) } ?? 0, reason: protective[trade.orderId] ?? "exit") {
+                // A close by an order of nobody's here (by hand at the exchange) is the venue's doing.
+                let reason = protective[trade.orderId] ?? (ClientOrderID.isOurs(fill.clientOrderID) ? "exit" : "closed_at_venue")
+                if let close = book.record(fill, realizedPnl: trade.realizedPnl.flatMap { Decimal(string: $0) } ?? 0, reason: reason) {
                     pending.append(.closed(close))
                 }
             }
@@ -410,6 +412,13 @@ public actor BinanceFuturesVenue: Venue {
         for position in state.openPositions { book.resume(position) }
         // Orders in flight at the restart on a symbol with no committed fill: from a minute before the oldest.
         for (symbol, since) in state.pendingSince where lastTradeID[symbol] == nil { startTimes[symbol] = since.addingTimeInterval(-60) }
+    }
+
+    /// An adopted position: its symbol's trades from the newest one on are followed.
+    public func follow(_ position: VenuePosition) async throws(VenueError) {
+        tradedSymbols.insert(position.symbol)
+        try await baselineTradeCursor(position.symbol)
+        book.resume(position)
     }
 
     /// Nothing to do: trailing, break-even and ATR stops are moved by the executor, through the kernel.

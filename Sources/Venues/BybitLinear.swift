@@ -412,6 +412,8 @@ public actor BybitLinearVenue: Venue {
     struct ExecutionCursor: Sendable {
         var from: Int64
         var seen: [String: Int64] = [:]
+        /// Executions before this time are not ours (an adopted position's history).
+        var floor: Int64 = 0
     }
 
     /// How far back each poll reads again, in milliseconds.
@@ -437,6 +439,13 @@ public actor BybitLinearVenue: Venue {
     }
 
     /// A symbol's executions are watched from now on, if they were not already.
+    /// An adopted position: its symbol's executions from now on are followed.
+    public func follow(_ position: VenuePosition) async throws(VenueError) {
+        if cursors[position.symbol] == nil { cursors[position.symbol] = ExecutionCursor(from: now, floor: now) }
+        watch(position.symbol)
+        book.resume(position)
+    }
+
     func watch(_ symbol: String) {
         tradedSymbols.insert(symbol)
         if cursors[symbol] == nil { cursors[symbol] = ExecutionCursor(from: now) }
@@ -467,7 +476,7 @@ public actor BybitLinearVenue: Venue {
         }
         // Read the cursor after the wait: another poll may have moved it meanwhile.
         var cursor = cursors[symbol] ?? ExecutionCursor(from: from)
-        for (fill, execution) in fills where cursor.seen[execution.execId] == nil {
+        for (fill, execution) in fills where cursor.seen[execution.execId] == nil && Self.millis(fill.time) >= cursor.floor {
             cursor.seen[execution.execId] = Self.millis(fill.time)
             pending.append(.fill(fill))
             if let close = book.record(fill, realizedPnl: nil, reason: reason(execution)) { pending.append(.closed(close)) }
@@ -488,7 +497,8 @@ public actor BybitLinearVenue: Venue {
         case "Stop", "StopLoss", "PartialStopLoss": "stop_loss"
         case "TakeProfit", "PartialTakeProfit": "take_profit"
         case "TrailingStop": "trailing_stop"
-        default: "exit"
+        // A close by an order of nobody's here (by hand at the exchange) is the venue's doing.
+        default: ClientOrderID.isOurs(execution.orderLinkId ?? "") ? "exit" : "closed_at_venue"
         }
     }
 

@@ -51,6 +51,8 @@ public struct ExecutorConfiguration: Sendable {
     public var paper: PaperExchange.Settings
     /// The venue whose candles price the paper account and move the stops (`*`: every venue).
     public var priceVenue: String
+    /// How often the store is reconciled with the venue (`RECONCILE_INTERVAL_SECONDS`).
+    public var reconcileInterval: Duration
 
     public static func read(_ config: ConfigReader) throws -> ExecutorConfiguration {
         let venue = try VenueChoice.read(config)
@@ -93,6 +95,9 @@ public struct ExecutorConfiguration: Sendable {
         settings.kernel.orderUnknownTimeout = try config.double(
             "ORDER_UNKNOWN_TIMEOUT_SECONDS", default: 30, range: 5...3_600, help: "an unknown order is queried this long, then settled by the venue")
         settings.kernel.protectionCheckInterval = min(2, settings.kernel.stopProtectionTimeout / 2)
+        settings.adoptPolicy = ExecutorService.AdoptPolicy(rawValue: try config.choice(
+            "ADOPT_POLICY", default: "protect", allowed: ExecutorService.AdoptPolicy.allCases.map(\.rawValue),
+            help: "a position at the venue the executor did not open: protect (stop at MAX_STOP_LOSS_PERCENT), flatten, or ignore"))!
         var paper = PaperExchange.Settings()
         paper.slippageFraction = try fraction("PAPER_SLIPPAGE_PERCENT", 0.0005, 0...0.1, "paper fills move this against the taker")
         paper.takerFeeRate = limits.takerFeeRate
@@ -100,7 +105,9 @@ public struct ExecutorConfiguration: Sendable {
             venue: venue, settings: settings, initialCapital: try fraction("INITIAL_CAPITAL", 10_000, 1...1_000_000_000, "paper account's starting balance (USD)"),
             paperStateFile: try config.string("PAPER_STATE_FILE", default: ".tradebus/paper-default.json", help: "where the paper venue keeps its state"),
             paper: paper,
-            priceVenue: try config.string("EXECUTOR_PRICE_VENUE", default: "*", help: "venue of the candles that price the paper account (*: all)")!)
+            priceVenue: try config.string("EXECUTOR_PRICE_VENUE", default: "*", help: "venue of the candles that price the paper account (*: all)")!,
+            reconcileInterval: .seconds(try config.int(
+                "RECONCILE_INTERVAL_SECONDS", default: 30, range: 5...3_600, help: "store against venue: positions, open orders, stops, recent fills")))
     }
 }
 
@@ -131,12 +138,14 @@ extension ExecutorConfiguration {
     }
 }
 
-/// Reconciles with the venue (retrying with backoff until it can), then polls the venue's events
-/// (fills, closes, stop moves) every second until shutdown.
+/// Reconciles with the venue (retrying with backoff until it can), then keeps the store and the venue
+/// in step: the venue's events every second (live venues), a full reconciliation every
+/// `interval`, and one at once after the venue or the store answers again following a failure.
 struct ReconcileService: Service {
     let executor: ExecutorService
     /// Live venues report fills on their own time; the paper venue's come with the candles.
     let pollEvents: Bool
+    let interval: Duration
     let logger: Logger
 
     func run() async throws {
@@ -155,11 +164,22 @@ struct ReconcileService: Service {
                         attempt += 1
                     }
                 }
+                var last = ContinuousClock.now
+                var failing = false
                 while !Task.isCancelled {
                     try await Task.sleep(for: .seconds(1))
-                    guard pollEvents else { continue }
-                    do { try await executor.processVenueEvents() } catch {
-                        logger.error("venue events not committed; will retry", metadata: ["error": "\(error)"])
+                    do {
+                        if failing || ContinuousClock.now - last >= interval {
+                            try await executor.reconcile()
+                            if failing { logger.notice("the venue and the store answer again; reconciled") }
+                            last = ContinuousClock.now
+                        } else if pollEvents {
+                            try await executor.processVenueEvents()
+                        }
+                        failing = false
+                    } catch {
+                        failing = true
+                        logger.error("venue events or reconciliation failed; reconciling as soon as they answer", metadata: ["error": "\(error)"])
                     }
                 }
             }
@@ -193,7 +213,7 @@ extension WorkerMain {
                 try await bus.declare(ExecutorService.controlQueue(account: account))
                 return WorkerPlan(
                     services: [
-                        ReconcileService(executor: executor, pollEvents: venue.isLive, logger: context.logger),
+                        ReconcileService(executor: executor, pollEvents: venue.isLive, interval: settings.executor.reconcileInterval, logger: context.logger),
                         ConsumerService(bus: bus, queue: ExecutorService.decisionQueue(account: account).name, options: ConsumerOptions(prefetch: 1, retryDelay: .seconds(1))) {
                             try await executor.handleDecision($0)
                         },

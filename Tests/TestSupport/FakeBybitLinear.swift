@@ -248,6 +248,17 @@ public final class FakeBybitLinear: Sendable {
     public func position(_ symbol: String) -> Decimal {
         state.withLock { state in state.positions[symbol].map { $0.side == "Buy" ? $0.size : -$0.size } ?? 0 }
     }
+    /// A market order placed by hand in Bybit's web page (no `orderLinkId`), filled at the mark.
+    public func tradeByHand(_ symbol: String, buy: Bool, quantity: Decimal) {
+        let time = serverTime
+        state.withLock { state in
+            let order = Order(
+                id: UUID().uuidString.lowercased(), linkID: "", symbol: symbol, side: buy ? "Buy" : "Sell", quantity: quantity, status: "Filled",
+                price: state.prices[symbol] ?? 100, reduceOnly: false, stopOrderType: "")
+            state.orders.append(order)
+            Self.fill(&state, order: order, quantity: quantity, time: time, execType: "Trade")
+        }
+    }
     /// Right after the next market order fills, the mark jumps to `price` (before anything else can be placed).
     public func gapAfterNextFill(to price: Decimal) { state.withLock { $0.gapAfterFill = price } }
     /// Someone cancels the symbol's conditional orders by hand, in Bybit's web page.

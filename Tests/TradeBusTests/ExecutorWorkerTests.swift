@@ -197,6 +197,28 @@ struct ExecutorWorkerTests {
         try await run.stop()
     }
 
+    @Test("continuous reconciliation: a position opened by hand while the executor runs is adopted and protected on the next pass")
+    func handPositionAdoptedWhileRunning() async throws {
+        let run = try await LiveRun(["RECONCILE_INTERVAL_SECONDS": "5"])
+        let (exchange, symbol) = (run.exchange, run.symbol)
+        let executor = try run.executor(build)
+        defer { executor.signal(SIGKILL) }
+        // Reconciled at start (the executor answers only once it consumes its control queue).
+        var status = ""
+        for _ in 0..<20 where !status.contains("last reconciliation") {
+            status = (try? await Command.run("\(build)/tradebus", ["status", "--account", run.account, "--timeout", "3"], environment: ["AMQP_URL": TestServices.amqpURL])) ?? ""
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(status.contains("no open positions") && status.contains("last reconciliation"), "\(status)")
+        exchange.openByHand(symbol, side: "SELL", quantity: 2)
+        // A short at 100: its stop 7 % above.
+        #expect(await eventually(timeout: .seconds(20)) { exchange.openAlgoOrders.contains { $0.type == "STOP_MARKET" && $0.quantity == 2 && $0.trigger == 107 } },
+                "\(exchange.openAlgoOrders) \(executor.output)")
+        executor.signal(SIGTERM)
+        #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0)
+        try await run.stop()
+    }
+
     @Test("invalid executor settings stop it at start with the key named")
     func invalidConfiguration() async throws {
         let servers = ["AMQP_URL": "amqp://x", "REDIS_URL": "redis://x", "DATABASE_URL": "sqlite:///tmp/x.sqlite"]

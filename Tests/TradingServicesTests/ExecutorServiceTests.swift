@@ -318,6 +318,37 @@ struct ExecutorServiceTests {
         try await world.stop()
     }
 
+    @Test("a mismatch reconciliation cannot resolve in three passes (a stop that never stays at the venue) puts the account into REDUCING; entries are refused until it resolves")
+    func unresolvedMismatchReduces() async throws {
+        let world = try await World()
+        try await world.bus.declare(QueueSpec(name: "test.reducing", bindings: ["alert.critical.reconciliation_reducing"]))
+        let (venue, executor) = try await world.longOpen()
+        // The stop vanishes at the venue, and every new one is lost on the way.
+        venue.forwardProtection.withLock { $0 = false }
+        for stop in try await venue.workingStops(symbol: "BTCUSDT") { try await venue.paper.cancelStop(symbol: "BTCUSDT", clientID: stop.clientID) }
+        for pass in 1...3 {
+            try await executor.reconcile()
+            #expect(await executor.mode == (pass < 3 ? .normal : .reducing), "pass \(pass)")
+        }
+        #expect(try await executor.lastReconciliation?.unresolved.first?.contains("no stop") == true)
+        let blocked = world.intent()
+        let decision = OrderIntent(decisionID: blocked.decisionID, decision: Self.at(100_000, blocked.decision), decidedAt: world.clock.date)
+        #expect(try await executor.execute(decision, correlationID: "c") == .rejected(.halted))
+        #expect(try await world.bus.messageCount("test.reducing") == 1)
+        #expect(try await world.store.accountControl(account: "default")?.reducing?.by == "reconciliation", "REDUCING is saved")
+
+        // An operator turns it off: the same mismatch does not turn it on again.
+        #expect(await executor.control(ControlRequest(command: .reducing, argument: "off", by: "dana")).status?.mode == .normal)
+        try await executor.reconcile()
+        #expect(await executor.mode == .normal)
+
+        venue.forwardProtection.withLock { $0 = true }
+        try await executor.reconcile()
+        #expect(try await venue.workingStops(symbol: "BTCUSDT").count == 1)
+        #expect(await executor.mode == .normal, "resolved: REDUCING off")
+        try await world.stop()
+    }
+
     /// The same decision, moved to `price` (entry, with the stop and target at the same distances).
     static func at(_ price: Double, _ decision: DecisionPayload) -> DecisionPayload {
         var moved = decision

@@ -36,6 +36,20 @@ struct HostileVenueTests {
         await world.server.stop()
     }
 
+    @Test("reconciliation: a position opened by hand is adopted (a stop 7 % away) or flattened or left alone, by ADOPT_POLICY, with an alert; one closed by hand is closed in the store", arguments: ExecutorService.AdoptPolicy.allCases)
+    func handTrades(_ policy: ExecutorService.AdoptPolicy) async throws {
+        let world = try await World()
+        try await world.expectHandTradesReconciled(policy)
+        await world.server.stop()
+    }
+
+    @Test("reconciliation: a position open in the store that the exchange does not hold, no fill explaining it, is closed as unknown with an alert")
+    func unexplainedClosed() async throws {
+        let world = try await World()
+        try await world.expectUnexplainedClosed()
+        await world.server.stop()
+    }
+
     @Test("a restart meets seven days of trade history and no stored cursor: nothing old is recorded, no position opened again")
     func restartWithHistory() async throws {
         let world = try await World()
@@ -142,6 +156,20 @@ struct BybitHostileVenueTests {
         world.server.failNextOrders([.partialThenCancel(0.4)])
         try await world.enter(executor, polls: 1)
         try await world.expectPartialCovered()
+        await world.server.stop()
+    }
+
+    @Test("reconciliation: a position opened by hand is adopted (a stop 7 % away) or flattened or left alone, by ADOPT_POLICY, with an alert; one closed by hand is closed in the store", arguments: ExecutorService.AdoptPolicy.allCases)
+    func handTrades(_ policy: ExecutorService.AdoptPolicy) async throws {
+        let world = try await World()
+        try await world.expectHandTradesReconciled(policy)
+        await world.server.stop()
+    }
+
+    @Test("reconciliation: a position open in the store that the exchange does not hold, no fill explaining it, is closed as unknown with an alert")
+    func unexplainedClosed() async throws {
+        let world = try await World()
+        try await world.expectUnexplainedClosed()
         await world.server.stop()
     }
 

@@ -67,10 +67,13 @@ protocol LocalExchange: Sendable {
     var workingStops: [(quantity: Decimal?, trigger: Decimal)] { get }
     /// A trader's own round trips on `symbol`, `daysAgo` days back, through no API of ours.
     func seedHistory(_ symbol: String, roundTrips: Int, daysAgo: Double)
+    /// A market order placed by hand at the exchange, filled at the mark.
+    func tradeByHand(_ symbol: String, buy: Bool, quantity: Decimal)
 }
 
 extension FakeBinanceFutures: LocalExchange {
     var workingStops: [(quantity: Decimal?, trigger: Decimal)] { openAlgoOrders.filter { $0.type == "STOP_MARKET" }.map { ($0.quantity, $0.trigger) } }
+    func tradeByHand(_ symbol: String, buy: Bool, quantity: Decimal) { openByHand(symbol, side: buy ? "BUY" : "SELL", quantity: quantity) }
 }
 
 extension FakeBybitLinear: LocalExchange {
@@ -114,6 +117,66 @@ extension LiveWorld where Server: LocalExchange {
         #expect(try await store.latestFills(venue: venue, symbol: "BTCUSDT", limit: 100).count == 1)
         #expect(try await store.openPositions().count == 1 && protected)
         #expect(try await store.trades(since: nil).isEmpty)
+    }
+
+    /// Reconciliation with a position opened by hand: `protect` adopts it with a stop 7 % (MAX_STOP_LOSS_PERCENT)
+    /// from its entry, `flatten` closes it, `ignore` leaves it alone; each with one alert (queue `alerts`,
+    /// declared here). A position then closed by hand is closed in the store as `closed_at_venue`.
+    func expectHandTradesReconciled(_ policy: ExecutorService.AdoptPolicy) async throws {
+        try await bus.declare(QueueSpec(name: "alerts", bindings: ["alert.#"]))
+        server.tradeByHand("BTCUSDT", buy: true, quantity: Decimal(string: "0.01")!)
+        let (executor, _) = try await restart {
+            $0.adoptPolicy = policy
+            $0.kernel.protectionCheckInterval = 0
+        }
+        try await executor.processVenueEvents()
+        let findings = try #require(await executor.lastReconciliation).findings
+        switch policy {
+        case .protect:
+            #expect(stops.map(\.quantity) == [Decimal(string: "0.01")!] && stops.first?.trigger == 93_000, "\(stops)")
+            let position = try #require(try await store.openPositions().first)
+            #expect(position.decisionID.hasPrefix("adopted:BTCUSDT") && position.stopLoss == 93_000 && position.quantity == Decimal(string: "0.01")!)
+            #expect(findings.contains { $0.contains("adopted and protected at 93000") }, "\(findings)")
+            // Closed by hand: the fill closes it in the store, as the venue's doing.
+            server.tradeByHand("BTCUSDT", buy: false, quantity: Decimal(string: "0.01")!)
+            try await executor.processVenueEvents()
+            #expect(try await store.openPositions().isEmpty)
+            #expect(try await store.trades(since: nil).map(\.exitReason) == ["closed_at_venue"])
+            try await executor.reconcile()
+            #expect(server.position("BTCUSDT") == 0 && stops.isEmpty, "the stop of a closed position is cancelled: \(stops)")
+        case .flatten:
+            for _ in 0..<3 where server.position("BTCUSDT") != 0 { try await executor.processVenueEvents() }
+            #expect(server.position("BTCUSDT") == 0)
+            #expect(try await store.trades(since: nil).map(\.exitReason) == ["adopt_flatten"])
+        case .ignore:
+            let open = try await store.openPositions()
+            #expect(server.position("BTCUSDT") == Decimal(string: "0.01")! && stops.isEmpty && open.isEmpty)
+            try await executor.reconcile()
+            #expect(await executor.mode == .normal, "an ignored position is no mismatch")
+        }
+        let alerts = Collector<String>()
+        let reader = RunningConsumer.start(bus, queue: "alerts") { alerts.append($0.routingKey) }
+        #expect(await eventually(timeout: .seconds(2)) { alerts.count >= 1 })
+        try await reader.stop()
+        let expected = ["protect": "alert.warning.position_adopted", "flatten": "alert.critical.position_flattened", "ignore": "alert.warning.position_ignored"]
+        #expect(alerts.all == [expected[policy.rawValue]!], "one alert for the unknown position")
+    }
+
+    /// A position open in the store that the exchange does not hold, with no fill to explain it (a
+    /// store restored from an old backup): reconciliation closes it as `unknown`, PnL estimated at the
+    /// exchange's price, with a critical alert.
+    func expectUnexplainedClosed() async throws {
+        try await bus.declare(QueueSpec(name: "unknown", bindings: ["alert.critical.position_closed_unknown"]))
+        let name = venue(.seconds(5)).name
+        try await store.savePosition(PositionRecord(
+            id: "position:old", venue: name, symbol: "BTCUSDT", side: .long, quantity: Decimal(string: "0.01")!, entryPrice: 99_000, leverage: 3,
+            stopLoss: 97_000, takeProfit: nil, decisionID: "decision:old", openedAt: Date().addingTimeInterval(-86_400)))
+        let (executor, _) = try await restart()
+        #expect(try await store.openPositions().isEmpty)
+        let trade = try #require(try await store.trades(since: nil).first)
+        #expect(trade.exitReason == "unknown" && trade.exitPrice == 100_000 && trade.pnl == 10)
+        #expect(try await bus.messageCount("unknown") == 1)
+        #expect(await executor.lastReconciliation?.findings.first?.contains("closed as unknown") == true)
     }
 
     /// An entry that filled in part: the stop, in the store and at the exchange, covers what filled.

@@ -624,6 +624,10 @@ public struct ExecutionKernel: Sendable {
             positions[symbol]!.side = signed > 0 ? .long : .short
             positions[symbol]!.stopTriggered = nil
             actions.append(.positionChanged(symbol: symbol))
+        } else if quantity == 0 {
+            // Flat at the venue, the fill that did it still on its way: there is nothing there to protect
+            // (a reduce-only stop would be refused), and the venue may have cancelled our stop with it.
+            return actions
         }
         return actions + protect(symbol, now: now)
     }

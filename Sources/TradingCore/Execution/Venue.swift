@@ -320,6 +320,9 @@ public protocol Venue: Sendable {
     func price(symbol: String) async throws(VenueError) -> Decimal?
     /// Called once at start, before anything else: where the store stands (see ``VenueResume``).
     func resume(_ state: VenueResume) async throws(VenueError)
+    /// A position at the venue that the executor did not open, adopted from now on: its fills from
+    /// here on are followed, and the fill that closes it is a ``VenueClose``.
+    func follow(_ position: VenuePosition) async throws(VenueError)
 
     /// Places a reduce-only stop-market order triggered by the mark price. Throws `wouldTrigger`
     /// when the venue refuses it because it would trigger at once, `outcomeUnknown` when the answer is lost.
@@ -335,6 +338,8 @@ public protocol Venue: Sendable {
 extension Venue {
     /// A venue with its own prices has no candle to finish.
     public func finishCandle(symbol: String) async throws(VenueError) {}
+    /// A venue whose every position is its own account's (the paper venue) follows them all already.
+    public func follow(_ position: VenuePosition) async throws(VenueError) {}
 }
 
 /// Client order ids, derived from the decision id so a repeated decision maps to the same order.
@@ -350,6 +355,15 @@ public enum ClientOrderID {
         case .exit: tag = "ex"
         }
         return "t\(tag)-" + hex(first) + hex(second)
+    }
+
+    /// Whether `id` is one this system makes (an entry, exit, stop or target of ours); an order with
+    /// any other id was placed by someone else, by hand or by another program.
+    public static func isOurs(_ id: String) -> Bool {
+        let bytes = Array(id.utf8)
+        guard bytes.count == 36, bytes[0] == UInt8(ascii: "t"), bytes[3] == UInt8(ascii: "-") else { return false }
+        let tag = String(decoding: bytes[1..<3], as: UTF8.self)
+        return ["en", "sl", "tp", "ex"].contains(tag) && bytes[4...].allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
     static func hex(_ value: UInt64) -> String {

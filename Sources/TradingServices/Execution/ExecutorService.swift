@@ -30,6 +30,8 @@ public actor ExecutorService {
         public var account = "default"
         /// The execution kernel's timeouts (STOP_PROTECTION_TIMEOUT_SECONDS, ORDER_UNKNOWN_TIMEOUT_SECONDS).
         public var kernel = ExecutionKernel.Settings()
+        /// What reconciliation does with a position at the venue that the store does not know.
+        public var adoptPolicy = AdoptPolicy.protect
         public init() {}
     }
 
@@ -67,6 +69,13 @@ public actor ExecutorService {
     public var mode: AccountControl.Mode { control.mode }
     /// What the last reconciliation found.
     public private(set) var lastReconciliation: ReconciliationReport?
+    /// How many passes in a row each reconciliation finding has been seen.
+    private var findingPasses: [String: Int] = [:]
+    /// Unknown positions left alone under ADOPT_POLICY=ignore (alerted once).
+    private var ignored: Set<String> = []
+    private var pendingAlerts: [(AlertSeverity, String, String)] = []
+    /// Unresolved mismatches an operator acknowledged by turning REDUCING off.
+    private var acknowledged: Set<String> = []
     private var processingEvents = false
     /// Venue events that failed to commit, and how often.
     private var failures: [String: Int] = [:]
@@ -98,6 +107,16 @@ public actor ExecutorService {
         QueueSpec(
             name: priceVenue == "*" ? "executor.\(account).candles" : "executor.\(account).candles.\(priceVenue)",
             bindings: ["md.candle.\(priceVenue).#"], singleActiveConsumer: true)
+    }
+
+    /// `ADOPT_POLICY`: what to do with a position at the venue that the executor did not open.
+    public enum AdoptPolicy: String, Sendable, CaseIterable {
+        /// Record it as adopted and place a stop `MAX_STOP_LOSS_PERCENT` from its entry.
+        case protect
+        /// Close it at market.
+        case flatten
+        /// Leave it alone (an alert says so).
+        case ignore
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -511,11 +530,7 @@ public actor ExecutorService {
                 return []
             }
         case .alert(let severity, let kind, let symbol, let message):
-            logger.log(level: severity == .critical ? .critical : .warning, "\(message)", metadata: ["symbol": "\(symbol)", "kind": "\(kind)"])
-            try? await publish(
-                AlertPayload(severity: severity, kind: kind, title: "\(kind.replacingOccurrences(of: "_", with: " ")): \(symbol)", message: message, symbol: symbol),
-                type: MessageType.alert, routingKey: RoutingKey.alert(severity: severity.rawValue, kind: kind), id: "alert:\(kind):\(symbol):\(UUID().uuidString)",
-                correlationID: symbol)
+            await alert(severity, kind: kind, symbol: symbol, message: message)
             return []
         case .sendOrder, .positionChanged, .positionClosed:
             // Entries and exits are sent by ``send(_:leverage:correlationID:)``; positions are recorded from the venue's fills and closes.
@@ -776,6 +791,9 @@ public actor ExecutorService {
                 let message = flattened.isEmpty ? "no open position to flatten" : "flattening \(flattened.joined(separator: ", ")) at market"
                 return ControlReply(ok: true, message: message, status: try await status())
             default:
+                if request.command == .reducing, request.argument == "off", control.reducing?.by == "reconciliation" {
+                    acknowledged = Set(lastReconciliation?.unresolved ?? [])
+                }
                 let equity = try await venue.account().equity
                 let (message, cleared) = try control.apply(request, equity: equity, now: now())
                 for halt in cleared { noteReset(halt, by: request.by, equity: equity) }
@@ -830,40 +848,175 @@ public actor ExecutorService {
             resumed = true
         }
         try await processVenueEvents()
-        for order in try await store.orders(statuses: OrderStatus.inFlight) where order.venue == venue.name {
+        var report = ReconciliationReport(time: now())
+        // Mismatches that should be gone by the next pass, if what was done about them worked.
+        var lasting: Set<String> = []
+        // Orders whose outcome is open and that the kernel is not following (all of them after a restart).
+        let inFlight = try await store.orders(statuses: OrderStatus.inFlight).filter { $0.venue == venue.name }
+        for order in inFlight where kernel.order(order.clientOrderID) == nil {
             if let known = try await venue.order(clientOrderID: order.clientOrderID, symbol: order.symbol) {
+                guard known.status != order.status else { continue }
                 try await store.updateOrder(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID, at: now())
+                report.findings.append("order \(order.clientOrderID) on \(order.symbol) was \(order.status.rawValue) in the store, \(known.status.rawValue) at the venue")
             } else if order.status != .intent {
                 try await store.updateOrder(clientOrderID: order.clientOrderID, status: .rejected, venueOrderID: nil, at: now())
+                report.findings.append("order \(order.clientOrderID) on \(order.symbol) is unknown at the venue: settled as rejected")
             }
             // An intent the venue never saw stays INTENT: its decision, redelivered, sends it if still fresh.
         }
         let venuePositions = try await venue.positions()
-        var storeOpen = try await venuePositionsInStore()
-        for var position in storeOpen where !venuePositions.contains(where: { $0.symbol == position.symbol }) {
-            logger.warning("the store had a position the venue does not: closed", metadata: ["symbol": "\(position.symbol)"])
-            position.status = .closed
-            position.updatedAt = now()
-            try await store.savePosition(position)
+        let entering = Set(try await ordersInFlight().map(\.symbol))
+        // Open in the store, not at the venue, and no fill explained it (the events above would have closed it).
+        for position in try await venuePositionsInStore() where !venuePositions.contains(where: { $0.symbol == position.symbol }) {
+            // A position the kernel follows may have fills on their way: it waits one pass for them.
+            let key = "\(position.symbol): flat at the venue"
+            if kernel.positions[position.symbol] != nil, findingPasses[key] == nil {
+                lasting.insert(key)
+                continue
+            }
+            try await closeUnexplained(position)
+            report.findings.append("\(position.symbol): open in the store, flat at the venue with no fill to explain it; closed as unknown")
         }
-        storeOpen = try await venuePositionsInStore()
+        let storeOpen = try await venuePositionsInStore()
+        var seen: Set<String> = []
         for held in venuePositions {
-            var position = storeOpen.first { $0.symbol == held.symbol } ?? PositionRecord(
-                id: "position:reconciled:\(held.symbol):\(Int(held.openedAt.timeIntervalSince1970))", venue: venue.name, symbol: held.symbol, side: held.side,
-                quantity: held.quantity, entryPrice: held.entryPrice, leverage: held.leverage, stopLoss: held.stopLoss, takeProfit: held.takeProfit,
-                decisionID: "reconciled", openedAt: held.openedAt)
-            position.quantity = held.quantity
-            position.entryPrice = held.entryPrice
-            try await store.savePosition(position)
-            // The kernel tracks it again with the stops the venue lists; the right one stays, a missing one is placed.
-            let stops = try await venue.workingStops(symbol: held.symbol)
-            kernel.restore(
-                symbol: held.symbol, side: held.side, quantity: held.quantity, averagePrice: held.entryPrice, stopPrice: position.stopLoss,
-                decisionID: position.decisionID, stops: stops, now: now())
-            if let stop = position.stopLoss { manage(held.symbol, side: held.side, entry: held.entryPrice, stop: stop) }
-            await drive(.venueSnapshot(symbol: held.symbol, quantity: held.side == .long ? held.quantity : -held.quantity, stops: Set(stops.map(\.clientID))))
+            seen.insert(held.symbol)
+            let signed = held.side == .long ? held.quantity : -held.quantity
+            if var position = storeOpen.first(where: { $0.symbol == held.symbol }) {
+                if position.side != held.side || position.quantity != held.quantity {
+                    lasting.insert("\(held.symbol): size")
+                    // The venue wins: the record follows it, and the kernel resizes the stop.
+                    report.findings.append("\(held.symbol): the store had \(position.side.rawValue) \(position.quantity), the venue holds \(held.side.rawValue) \(held.quantity)")
+                    position.side = held.side
+                    position.quantity = held.quantity
+                    position.entryPrice = held.entryPrice
+                    position.updatedAt = now()
+                    try await store.savePosition(position)
+                }
+                let stops = try await venue.workingStops(symbol: held.symbol)
+                if kernel.positions[held.symbol] == nil {
+                    // The kernel tracks it again with the stops the venue lists; the right one stays, a missing one is placed.
+                    kernel.restore(
+                        symbol: held.symbol, side: held.side, quantity: held.quantity, averagePrice: held.entryPrice, stopPrice: position.stopLoss,
+                        decisionID: position.decisionID, stops: stops, now: now())
+                    if let stop = position.stopLoss, managedStops[held.symbol] == nil { manage(held.symbol, side: held.side, entry: held.entryPrice, stop: stop) }
+                }
+                await drive(.venueSnapshot(symbol: held.symbol, quantity: signed, stops: Set(stops.map(\.clientID))))
+            } else if !entering.contains(held.symbol), kernel.positions[held.symbol] == nil {
+                // Opened by hand, or lost: the adoption policy says what to do with it.
+                if let finding = try await adopt(held) { report.findings.append(finding) }
+            }
+            if !(try await isProtected(held.symbol, quantity: held.quantity)), !ignored.contains(held.symbol) {
+                lasting.insert("\(held.symbol): no stop for all of \(held.quantity)")
+                report.findings.append("\(held.symbol): \(held.quantity) held with no stop for all of it at the venue")
+            }
         }
+        ignored.formIntersection(seen)
+        conclude(report, lasting: lasting)
+        for (severity, kind, message) in pendingAlerts { await alert(severity, kind: kind, symbol: settings.account, message: message) }
+        pendingAlerts = []
+        await recordControlChanges()
         reconciled = true
+    }
+
+    /// Whether the venue lists working stops that cover `quantity` of `symbol`.
+    func isProtected(_ symbol: String, quantity: Decimal) async throws -> Bool {
+        try await venue.workingStops(symbol: symbol).reduce(Decimal(0)) { $0 + $1.quantity } >= quantity
+    }
+
+    /// A position at the venue that the store does not know, by `ADOPT_POLICY`: `protect` records it as
+    /// adopted and places a stop `MAX_STOP_LOSS_PERCENT` from its entry; `flatten` closes it at market;
+    /// `ignore` leaves it alone. Each raises an alert; returns the finding.
+    func adopt(_ held: VenuePosition) async throws -> String? {
+        let symbol = held.symbol
+        switch settings.adoptPolicy {
+        case .ignore:
+            guard ignored.insert(symbol).inserted else { return nil }
+            let message = "the venue holds \(held.side.rawValue) \(held.quantity) \(symbol) that the executor did not open; ADOPT_POLICY=ignore leaves it alone, with no stop"
+            await alert(.warning, kind: "position_ignored", symbol: symbol, message: message)
+            return "\(symbol): unknown position of \(held.quantity) ignored (ADOPT_POLICY=ignore)"
+        case .protect, .flatten:
+            let filters = try await venue.filters(symbol: symbol)
+            let distance = held.entryPrice * settings.limits.maxStopFraction
+            let stop = settings.adoptPolicy == .protect
+                ? filters.price(held.side == .long ? held.entryPrice - distance : held.entryPrice + distance, toward: held.entryPrice) : nil
+            let decisionID = "adopted:\(symbol):\(Int(now().timeIntervalSince1970))"
+            let position = PositionRecord(
+                id: "position:\(decisionID)", venue: venue.name, symbol: symbol, side: held.side, quantity: held.quantity, entryPrice: held.entryPrice,
+                leverage: held.leverage, stopLoss: stop, takeProfit: nil, decisionID: decisionID, openedAt: now())
+            try await store.savePosition(position)
+            try await venue.follow(VenuePosition(
+                symbol: symbol, side: held.side, quantity: held.quantity, entryPrice: held.entryPrice, leverage: held.leverage, stopLoss: stop, takeProfit: nil,
+                openedAt: position.openedAt))
+            let stops = try await venue.workingStops(symbol: symbol)
+            kernel.restore(
+                symbol: symbol, side: held.side, quantity: held.quantity, averagePrice: held.entryPrice, stopPrice: stop, decisionID: decisionID, stops: stops,
+                now: now())
+            let signed = held.side == .long ? held.quantity : -held.quantity
+            if let stop {
+                manage(symbol, side: held.side, entry: held.entryPrice, stop: stop)
+                await alert(.warning, kind: "position_adopted", symbol: symbol, message: "the venue holds \(held.side.rawValue) \(held.quantity) \(symbol) that the executor did not open; adopted, with a stop at \(stop)")
+                await drive(.venueSnapshot(symbol: symbol, quantity: signed, stops: Set(stops.map(\.clientID))))
+                return "\(symbol): unknown position of \(held.quantity) adopted and protected at \(stop)"
+            }
+            await alert(.critical, kind: "position_flattened", symbol: symbol, message: "the venue holds \(held.side.rawValue) \(held.quantity) \(symbol) that the executor did not open; ADOPT_POLICY=flatten closes it at market")
+            await drive(.flatten(symbol: symbol, reason: "adopt_flatten"))
+            return "\(symbol): unknown position of \(held.quantity) flattened (ADOPT_POLICY=flatten)"
+        }
+    }
+
+    /// A store position the venue no longer holds, with no fill to explain it: closed as `unknown`, its
+    /// PnL estimated at the venue's current price, with a critical alert.
+    func closeUnexplained(_ position: PositionRecord) async throws {
+        let price = (try? await venue.price(symbol: position.symbol)) ?? nil
+        let exit = price ?? position.entryPrice
+        let pnl = (position.side == .long ? exit - position.entryPrice : position.entryPrice - exit) * position.quantity
+        let close = VenueClose(
+            symbol: position.symbol, side: position.side, quantity: position.quantity, entryPrice: position.entryPrice, exitPrice: exit, openedAt: position.openedAt,
+            closedAt: now(), reason: "unknown", pnl: pnl, fees: 0, funding: 0, leverage: position.leverage, stopLoss: position.stopLoss, takeProfit: position.takeProfit)
+        var closed = position
+        closed.status = .closed
+        closed.updatedAt = now()
+        try await store.recordClose(CloseRecord(trade: TradeRecord(close, positionID: position.id, entryTime: position.openedAt), position: closed, orders: [], fills: []))
+        managedStops[position.symbol] = nil
+        await alert(.critical, kind: "position_closed_unknown", symbol: position.symbol, message: "\(position.symbol) is open in the store but flat at \(venue.name), and no fill explains it; closed as unknown, PnL estimated at \(exit)")
+    }
+
+    /// Mismatches (`lasting`) seen in ``reconciliationPassesBeforeReducing`` passes in a row are
+    /// unresolved: the account goes into REDUCING mode (no new entries) with a critical alert, and
+    /// leaves it once they resolve.
+    func conclude(_ report: ReconciliationReport, lasting: Set<String>) {
+        var report = report
+        var next: [String: Int] = [:]
+        for key in lasting { next[key] = (findingPasses[key] ?? 0) + 1 }
+        findingPasses = next
+        report.unresolved = next.filter { $0.value >= Self.reconciliationPassesBeforeReducing }.map(\.key).sorted()
+        lastReconciliation = report
+        if !report.findings.isEmpty { logger.warning("reconciliation: the venue wins", metadata: ["findings": "\(report.findings)"]) }
+        // An operator who turned REDUCING off has seen these: only a new one turns it on again.
+        acknowledged.formIntersection(report.unresolved)
+        if !Set(report.unresolved).subtracting(acknowledged).isEmpty, control.reducing == nil {
+            control.reducing = AccountControl.Hold(reason: report.unresolved.joined(separator: "; "), by: "reconciliation", since: now())
+            controlChanged = true
+            let message = "reconciliation could not resolve: \(report.unresolved.joined(separator: "; ")); no new entries until it resolves or an operator resets it"
+            pendingAlerts.append((.critical, "reconciliation_reducing", message))
+        } else if report.unresolved.isEmpty, control.reducing?.by == "reconciliation" {
+            control.reducing = nil
+            controlChanged = true
+            logger.notice("reconciliation resolved every mismatch; REDUCING mode off")
+        }
+    }
+
+    /// How many passes in a row a mismatch may survive before it counts as unresolved.
+    static let reconciliationPassesBeforeReducing = 3
+
+    /// Logs and publishes an alert; the bus being down loses nothing that matters (it is logged).
+    func alert(_ severity: AlertSeverity, kind: String, symbol: String, message: String) async {
+        logger.log(level: severity == .critical ? .critical : .warning, "\(message)", metadata: ["symbol": "\(symbol)", "kind": "\(kind)"])
+        try? await publish(
+            AlertPayload(severity: severity, kind: kind, title: "\(kind.replacingOccurrences(of: "_", with: " ")): \(symbol)", message: message, symbol: symbol),
+            type: MessageType.alert, routingKey: RoutingKey.alert(severity: severity.rawValue, kind: kind), id: "alert:\(kind):\(symbol):\(UUID().uuidString)",
+            correlationID: symbol)
     }
 
     /// The store's open positions at this executor's venue (a store may hold several venues' records).
