@@ -10,7 +10,7 @@ final class PostgresConnection: SQLSession {
     /// Prepared statements by SQL text.
     private var prepared: [String: String] = [:]
 
-    init(url: String) throws {
+    init(url: String, statementTimeoutMilliseconds: Int64 = 30_000) throws {
         guard let connection = PQconnectdb(url) else { throw StoreError(.connection, "libpq could not allocate a connection") }
         self.connection = connection
         guard PQstatus(connection) == CONNECTION_OK else {
@@ -19,6 +19,7 @@ final class PostgresConnection: SQLSession {
         // Times are read back in UTC, in the format SQLText parses.
         try execute("SET TIME ZONE 'UTC'")
         try execute("SET client_min_messages TO WARNING")
+        try execute("SET statement_timeout = \(statementTimeoutMilliseconds)")
     }
 
     deinit {

@@ -12,12 +12,17 @@ public final class PostgresDatabase: SQLDatabase {
         endMigration: "SELECT pg_advisory_unlock(724201)")
 
     private let url: String
+    private let statementTimeout: Duration
     private let slots: [Slot]
     private let pool: SlotPool
 
-    /// `url` is a libpq connection URL (`postgres://user:password@host:port/db`).
-    public init(url: String, connections: Int = 2) {
-        self.url = url
+    /// `url` is a libpq connection URL (`postgres://user:password@host:port/db`). A connection attempt
+    /// gives up after `connectTimeout` (libpq's `connect_timeout`, unless the URL sets one) and every
+    /// statement after `statementTimeout` (Postgres's `statement_timeout`), so a hung server fails
+    /// calls instead of holding them for ever.
+    public init(url: String, connections: Int = 2, connectTimeout: Duration = .seconds(5), statementTimeout: Duration = .seconds(30)) {
+        self.url = url.contains("connect_timeout=") ? url : url + (url.contains("?") ? "&" : "?") + "connect_timeout=\(max(2, connectTimeout.components.seconds))"
+        self.statementTimeout = statementTimeout
         self.slots = (0..<max(1, connections)).map { Slot(thread: ConnectionThread(name: "postgres-\($0)")) }
         self.pool = SlotPool(count: slots.count)
     }
@@ -32,13 +37,14 @@ public final class PostgresDatabase: SQLDatabase {
         defer { Task { await pool.release(index) } }
         let slot = slots[index]
         let url = self.url
+        let timeout = statementTimeout.components.seconds * 1_000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
         return try await slot.thread.run {
             let connection: PostgresConnection
             if let existing = slot.connection, existing.isHealthy {
                 connection = existing
             } else {
                 slot.connection = nil
-                connection = try PostgresConnection(url: url)
+                connection = try PostgresConnection(url: url, statementTimeoutMilliseconds: timeout)
                 slot.connection = connection
             }
             do {
@@ -60,8 +66,8 @@ public final class PostgresDatabase: SQLDatabase {
 
 extension SQLTradeStore {
     /// The trade store on Postgres.
-    public static func postgres(url: String, connections: Int = 2) -> SQLTradeStore {
-        SQLTradeStore(database: PostgresDatabase(url: url, connections: connections))
+    public static func postgres(url: String, connections: Int = 2, connectTimeout: Duration = .seconds(5), statementTimeout: Duration = .seconds(30)) -> SQLTradeStore {
+        SQLTradeStore(database: PostgresDatabase(url: url, connections: connections, connectTimeout: connectTimeout, statementTimeout: statementTimeout))
     }
 }
 

@@ -77,9 +77,12 @@ public final class EmbeddedSystem: Sendable {
         }
         initialCapital = executorConfiguration.initialCapital
         var settings = executorConfiguration.settings
-        // A replay has no second venue to compare prices with.
-        settings.limits.requireReferencePrice = false
-        settings.referenceVenue = nil
+        if !allowLiveVenue {
+            // A replay has no second venue to compare prices with; a live run feeds REFERENCE_VENUE's (``runLive``).
+            settings.limits.requireReferencePrice = false
+            settings.referenceVenue = nil
+        }
+        referenceVenue = settings.referenceVenue
         account = settings.account
         if case .live = executorConfiguration.venue {
             venue = try executorConfiguration.makeVenue(logger: logger)
@@ -146,18 +149,15 @@ public final class EmbeddedSystem: Sendable {
     /// workers do; runs until cancelled. The URLs come from the feed-ingester's keys
     /// (`BINANCE_WS_URL`, `BINANCE_REST_URL`, `BYBIT_WS_URL`, `BYBIT_REST_URL`).
     public func runLive(venue: String, symbols: [String], interval: String, config: ConfigReader) async throws {
-        var environment = ["FEED_SOURCE": venue, "FEED_SYMBOLS": symbols.joined(separator: ","), "FEED_INTERVAL": interval]
-        for key in ["\(venue.uppercased())_WS_URL", "\(venue.uppercased())_REST_URL", "FEED_STALE_INTERVALS"] {
-            if let value = try config.string(key) { environment[key] = value }
+        let feed = try liveFeed(venue: venue, symbols: symbols, interval: interval, config: config, bus: bus)
+        // The deviation guard's reference: REFERENCE_VENUE's prices into the cache (its candles go nowhere).
+        var reference: LiveFeed?
+        if let referenceVenue, referenceVenue != venue {
+            let discard = InProcessBus()
+            try await discard.declare(QueueSpec(name: "reference.discard", bindings: ["#"]))
+            consumers.withLock { $0.append(RunningConsumer.start(discard, queue: "reference.discard") { _ in }) }
+            reference = try liveFeed(venue: referenceVenue, symbols: symbols, interval: interval, config: config, bus: discard)
         }
-        let feedConfiguration = try FeedConfiguration.read(try ConfigReader(environment: environment.merging(["AMQP_URL": "amqp://embedded", "REDIS_URL": "redis://embedded"]) { $1 }), instance: "tradebus")
-        guard case .live(let symbols, let webSocketURL, let restURL, let staleIntervals) = feedConfiguration.source else {
-            throw ConfigError(key: "--venue", message: "'\(venue)' is not binance or bybit")
-        }
-        let stream: any KlineStream = venue == "binance"
-            ? BinanceKlineStream(baseURL: webSocketURL, logger: logger) : BybitKlineStream(baseURL: webSocketURL, logger: logger)
-        let history: any KlineHistory = venue == "binance"
-            ? BinanceKlineHistory(baseURL: restURL, logger: logger) : BybitKlineHistory(baseURL: restURL, logger: logger)
         let candles = ExecutorService.candleQueue(account: account, priceVenue: venue)
         try await bus.declare(candles)
         let consumer = RunningConsumer.start(bus, queue: candles.name, options: ConsumerOptions(prefetch: 64)) { [executor] in try await executor.handleCandle($0) }
@@ -165,11 +165,9 @@ public final class EmbeddedSystem: Sendable {
         guard await bus.waitForConsumers(on: [candles.name], timeout: .seconds(60)) else {
             throw EmbeddedSystemStalled("the executor's candle consumer did not start within 60 s")
         }
-        let feed = try LiveFeed(
-            source: stream, history: history, output: FeedOutput(venue: venue, source: "tradebus", bus: bus, cache: cache, logger: logger),
-            settings: LiveFeed.Settings(streams: symbols.map { CandleStreamID(symbol: $0, interval: interval) }, staleIntervals: staleIntervals))
         liveFeed.withLock { $0 = feed }
         try await withThrowingDiscardingTaskGroup { group in
+            if let reference { group.addTask { try await reference.run() } }
             if self.venue.isLive {
                 // A live venue's fills and closes come on its own time: poll them, as the executor worker does.
                 group.addTask { [executor, logger] in
@@ -186,6 +184,27 @@ public final class EmbeddedSystem: Sendable {
     }
 
     private let liveFeed = Mutex<LiveFeed?>(nil)
+    /// REFERENCE_VENUE in a live run (a replay has none).
+    let referenceVenue: String?
+
+    /// `venue`'s WebSocket klines with REST backfill, from the feed-ingester's keys, onto `bus`.
+    func liveFeed(venue: String, symbols: [String], interval: String, config: ConfigReader, bus: any MessageBus) throws -> LiveFeed {
+        var environment = ["FEED_SOURCE": venue, "FEED_SYMBOLS": symbols.joined(separator: ","), "FEED_INTERVAL": interval]
+        for key in ["\(venue.uppercased())_WS_URL", "\(venue.uppercased())_REST_URL", "FEED_STALE_INTERVALS"] {
+            if let value = try config.string(key) { environment[key] = value }
+        }
+        let feedConfiguration = try FeedConfiguration.read(try ConfigReader(environment: environment.merging(["AMQP_URL": "amqp://embedded", "REDIS_URL": "redis://embedded"]) { $1 }), instance: "tradebus")
+        guard case .live(let symbols, let webSocketURL, let restURL, let staleIntervals) = feedConfiguration.source else {
+            throw ConfigError(key: "--venue", message: "'\(venue)' is not binance or bybit")
+        }
+        let stream: any KlineStream = venue == "binance"
+            ? BinanceKlineStream(baseURL: webSocketURL, logger: logger) : BybitKlineStream(baseURL: webSocketURL, logger: logger)
+        let history: any KlineHistory = venue == "binance"
+            ? BinanceKlineHistory(baseURL: restURL, logger: logger) : BybitKlineHistory(baseURL: restURL, logger: logger)
+        return try LiveFeed(
+            source: stream, history: history, output: FeedOutput(venue: venue, source: "tradebus", bus: bus, cache: cache, logger: logger),
+            settings: LiveFeed.Settings(streams: symbols.map { CandleStreamID(symbol: $0, interval: interval) }, staleIntervals: staleIntervals))
+    }
 
     /// Candles the live feed has published so far.
     public var liveCandles: Int {

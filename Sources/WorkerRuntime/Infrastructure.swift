@@ -34,7 +34,9 @@ public enum Infrastructure {
         let text = try config.required("DATABASE_URL", help: "postgres://user:password@host:5432/db or sqlite:///path")
         if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
             let connections = try config.int("DATABASE_POOL_SIZE", default: 2, range: 1...64, help: "Postgres connections")
-            return .postgres(url: text, connections: connections)
+            let connect = try config.int("DATABASE_CONNECT_TIMEOUT_SECONDS", default: 5, range: 2...120, help: "libpq connect_timeout")
+            let statement = try config.int("DATABASE_STATEMENT_TIMEOUT_MS", default: 30_000, range: 100...3_600_000, help: "Postgres statement_timeout")
+            return .postgres(url: text, connections: connections, connectTimeout: .seconds(connect), statementTimeout: .milliseconds(statement))
         }
         if text.hasPrefix("sqlite://") {
             return .sqlite(path: String(text.dropFirst("sqlite://".count)))

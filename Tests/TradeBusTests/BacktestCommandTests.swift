@@ -135,14 +135,20 @@ struct BacktestCommandTests {
     @Test("run --live: candles from a local Binance-format exchange go through the one-process system until SIGINT, then a summary")
     func live() async throws {
         let exchange = try await FakeExchange.start(.binance)
+        // REFERENCE_VENUE's prices are fed too, for the deviation guard.
+        let reference = try await FakeExchange.start(.bybit)
         let symbol = "LR\(UUID().uuidString.prefix(6).uppercased())USDT"
         let stream = CandleStreamID(symbol: symbol, interval: "1m")
         let database = temporary("live") + ".sqlite"
         let run = try SpawnedProcess(
             executable: tradebus, arguments: ["run", "--live", "--venue", "binance", "--symbols", symbol, "--interval", "1m", "--database", database],
-            environment: defaults.merging(["BINANCE_WS_URL": exchange.webSocketURL, "BINANCE_REST_URL": exchange.restURL]) { $1 })
+            environment: defaults.merging([
+                "BINANCE_WS_URL": exchange.webSocketURL, "BINANCE_REST_URL": exchange.restURL, "REFERENCE_VENUE": "bybit",
+                "BYBIT_WS_URL": reference.webSocketURL, "BYBIT_REST_URL": reference.restURL,
+            ]) { $1 })
         defer { run.signal(SIGKILL) }
         #expect(await eventually(timeout: .seconds(30)) { exchange.openConnections == 1 }, "\(run.output)")
+        #expect(await eventually(timeout: .seconds(30)) { reference.openConnections == 1 }, "the reference venue's feed: \(run.output)")
         let now = Int64(Date().timeIntervalSince1970 * 1000) / 60_000 * 60_000
         let candles = (0..<5).map { index in
             Candle(openTime: now - Int64(8 - index) * 60_000, open: 10, high: 11, low: 9, close: 10.5, volume: 100)
@@ -155,6 +161,7 @@ struct BacktestCommandTests {
         #expect(run.output.contains("live run stopped: 5 candles"), "\(run.output)")
         #expect(FileManager.default.fileExists(atPath: database))
         await exchange.stop()
+        await reference.stop()
     }
 
     @Test("run --live with USE_PAPER_TRADING=false trades on the live venue (a local Binance server sees signed calls); a backtest refuses it, naming the key")

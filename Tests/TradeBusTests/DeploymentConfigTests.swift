@@ -215,7 +215,7 @@ struct DeploymentConfigTests {
         let code = try await Self.code()
         let deployment = try await Self.deployment()
         let migrate = try await Self.migrateKeys()
-        #expect(migrate == ["DATABASE_URL", "DATABASE_POOL_SIZE"])
+        #expect(migrate == ["DATABASE_URL", "DATABASE_POOL_SIZE", "DATABASE_CONNECT_TIMEOUT_SECONDS", "DATABASE_STATEMENT_TIMEOUT_MS"])
         let targets = Set(deployment.targets.map(\.target))
         #expect(targets == ["compose", "k8s/overlays/dev", "k8s/overlays/prod"])
         for target in deployment.targets {

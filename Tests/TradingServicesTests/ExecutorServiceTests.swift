@@ -18,6 +18,8 @@ final class FlakyVenue: Venue {
     let submitted = Mutex(0)
     /// Holds the next account reading when armed.
     let accountPause = Pause()
+    /// The quantity of every stop the executor asked for.
+    let placedStops = Collector<Decimal>()
     /// Off when the test makes fills up itself: the paper venue then has no position to protect.
     let forwardProtection = Mutex(true)
     var name: String { "paper" }
@@ -52,6 +54,7 @@ final class FlakyVenue: Venue {
         return try await paper.positions()
     }
     func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) async throws(VenueError) {
+        placedStops.append(stop.quantity)
         guard forwardProtection.withLock({ $0 }) else { return }
         try await paper.placeStop(symbol: symbol, stop)
     }
@@ -568,6 +571,8 @@ final class OutageStore: TradeStore {
     let refusedTrades = Mutex<Set<String>>([])
     /// Holds the next close being recorded when armed.
     let closePause = Pause()
+    /// Holds the next fill being recorded when armed (a hung database).
+    let fillPause = Pause()
     init(_ inner: any TradeStore) { self.inner = inner }
 
     func refuse(_ fill: FillRecord) throws {
@@ -590,7 +595,12 @@ final class OutageStore: TradeStore {
     func order(clientOrderID: String) async throws -> OrderRecord? { try check(); return try await inner.order(clientOrderID: clientOrderID) }
     func orders(decisionID: String) async throws -> [OrderRecord] { try check(); return try await inner.orders(decisionID: decisionID) }
     func orders(statuses: Set<OrderStatus>) async throws -> [OrderRecord] { try check(); return try await inner.orders(statuses: statuses) }
-    func recordFill(_ fill: FillRecord) async throws -> Bool { try check(); try refuse(fill); return try await inner.recordFill(fill) }
+    func recordFill(_ fill: FillRecord) async throws -> Bool {
+        await fillPause.hold()
+        try check()
+        try refuse(fill)
+        return try await inner.recordFill(fill)
+    }
     func latestFills(venue: String, symbol: String, limit: Int) async throws -> [FillRecord] {
         try check()
         return try await inner.latestFills(venue: venue, symbol: symbol, limit: limit)
@@ -655,6 +665,29 @@ struct ExecutorStoreOutageTests {
         #expect(trades.count == 1 && trades.first?.exitReason == "stop_loss")
         #expect(try await world.store.openPositions().isEmpty)
         #expect(try await world.store.deadLetters(since: nil).isEmpty, "an outage sets nothing aside")
+        try await world.stop()
+    }
+
+    @Test("a hung database holds up no stop: while the first part of a fill hangs in its commit, the next poll gives the kernel the second part and the stop grows to cover both")
+    func hungStoreHoldsNoStop() async throws {
+        let world = try await ExecutorServiceTests.World()
+        let store = OutageStore(world.store)
+        let (venue, executor) = try await world.readyToTrade(store: store)
+        let intent = world.intent()
+        _ = try await executor.execute(intent, correlationID: "c")
+        let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
+        venue.forwardProtection.withLock { $0 = false }
+        venue.extraEvents.withLock { $0 = [world.fill("part-1", 0.02, order: id), world.fill("part-2", 0.027, order: id)] }
+        store.fillPause.arm()
+        let first = Task { try await executor.processVenueEvents() }
+        #expect(await eventually { store.fillPause.holding })
+        #expect(venue.placedStops.all == [0.02], "the first part is protected before its commit")
+        try await executor.processVenueEvents()  // the next poll, while the commit hangs
+        #expect(venue.placedStops.all.last == Decimal(string: "0.047"), "the stop covers both parts before either is in the store: \(venue.placedStops.all)")
+        #expect(try await world.store.openPositions().isEmpty)
+        store.fillPause.release()
+        try await first.value
+        #expect(try await world.store.openPositions().first?.quantity == Decimal(string: "0.047"))
         try await world.stop()
     }
 

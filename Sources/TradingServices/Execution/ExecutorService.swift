@@ -556,11 +556,16 @@ public actor ExecutorService {
 
     /// Commits the venue's fills, closes and stop moves, then acknowledges them.
     public func processVenueEvents() async throws {
-        // One pass at a time: a second caller (the poll, a candle) would commit and acknowledge the same events twice.
-        guard !processingEvents else { return }
+        if reconciled { await drive(.tick) }
+        // One pass at a time: a second caller (the poll, a candle) would commit and acknowledge the same
+        // events twice. But a pass held up by a slow or hung store holds up nothing at the venue: the
+        // kernel still takes every fill (it counts each trade once), so stops go out.
+        guard !processingEvents else {
+            for case .fill(let fill) in try await venue.events() { await drive(.fill(fill)) }
+            return
+        }
         processingEvents = true
         defer { processingEvents = false }
-        if reconciled { await drive(.tick) }
         let events = try await venue.events()
         try await countCloses(events)
         await recordControlChanges()
