@@ -13,7 +13,7 @@ extension TradingFramework {
         framework.minConfidence = try config.double("MIN_AI_CONFIDENCE", default: 0.75, range: 0...1, help: "no trade below this confidence")
         framework.maxLeverage = try config.int("MAX_LEVERAGE", default: 5, range: 1...125, help: "leverage cap")
         framework.minStopFraction = try config.double("MIN_STOP_LOSS_PERCENT", default: 0.005, range: 0.0001...0.5, help: "nearest stop, fraction of entry (0.005 = 0.5%)")
-        framework.maxStopFraction = try config.double("MAX_STOP_LOSS_PERCENT", default: 0.07, range: 0.0001...0.9, help: "farthest stop, fraction of entry (0.07 = 7%)")
+        framework.maxStopFraction = try config.double("MAX_STOP_LOSS_PERCENT", default: 0.07, range: 0.0001...0.5, help: "farthest stop, fraction of entry (0.07 = 7%)")
         guard framework.minStopFraction < framework.maxStopFraction else {
             throw ConfigError(key: "MIN_STOP_LOSS_PERCENT", message: "must be below MAX_STOP_LOSS_PERCENT (\(framework.maxStopFraction))")
         }

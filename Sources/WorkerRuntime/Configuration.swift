@@ -109,7 +109,12 @@ public final class ConfigReader: Sendable {
     public func double(_ key: String, default defaultValue: Double, range: ClosedRange<Double>, help: String = "") throws -> Double {
         let text = try string(key, default: String(defaultValue), help: help)!
         guard let value = Double(text), value.isFinite, range.contains(value) else {
-            throw ConfigError(key: key, message: "'\(text)' must be a number in \(range.lowerBound)...\(range.upperBound)")
+            var message = "'\(text)' must be a number in \(range.lowerBound)...\(range.upperBound)"
+            if key.hasSuffix("_PERCENT"), let value = Double(text), value > range.upperBound, value >= 1, range.upperBound <= 1 {
+                // 5 meaning 5 % is refused, never used: every *_PERCENT key is a fraction.
+                message += "; *_PERCENT keys are fractions (0.05 = 5 %), so \(text) would mean \(Int(value * 100)) %: write \(value / 100) for \(text) %"
+            }
+            throw ConfigError(key: key, message: message)
         }
         return value
     }

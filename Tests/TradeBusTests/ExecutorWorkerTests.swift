@@ -231,6 +231,12 @@ struct ExecutorWorkerTests {
             (["MAX_PRICE_DEVIATION_PERCENT": "abc"], "MAX_PRICE_DEVIATION_PERCENT"),
             (["MAX_LEVERAGE": "0"], "MAX_LEVERAGE"),
             (["INITIAL_CAPITAL": "-5"], "INITIAL_CAPITAL"),
+            // A percentage where a fraction belongs: refused, never used.
+            (["MAX_STOP_LOSS_PERCENT": "5"], "write 0.05 for 5 %"),
+            (["DAILY_LOSS_LIMIT_PERCENT": "3"], "DAILY_LOSS_LIMIT_PERCENT"),
+            (["MAX_PRICE_DEVIATION_PERCENT": "0.6"], "MAX_PRICE_DEVIATION_PERCENT"),
+            (["ADOPT_POLICY": "keep"], "ADOPT_POLICY"),
+            (["RECONCILE_INTERVAL_SECONDS": "1"], "RECONCILE_INTERVAL_SECONDS"),
         ] {
             await #expect { try await Command.run("\(build)/executor", [], environment: servers.merging(settings) { $1 }) } throws: { error in
                 guard let failure = error as? CommandFailed else { return false }
