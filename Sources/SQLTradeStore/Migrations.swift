@@ -145,6 +145,13 @@ public enum Migrations {
             );
             CREATE INDEX control_commands_time ON control_commands (time);
             """),
+        Migration(version: 4, name: "leases", sql: """
+            CREATE TABLE leases (
+                name TEXT PRIMARY KEY,
+                holder TEXT NOT NULL,
+                expires_at {TIME} NOT NULL
+            );
+            """),
     ]
 
     /// The migration's SQL in `dialect`, split into statements.

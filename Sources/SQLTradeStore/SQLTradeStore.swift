@@ -290,6 +290,22 @@ public final class SQLTradeStore: TradeStore {
         }
     }
 
+    // MARK: Leases
+
+    public func acquireLease(_ name: String, holder: String, now: Date, until: Date) async throws -> Bool {
+        // One statement: the row is taken only if free, run out, or ours; the answer says whether it was.
+        let sql = "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) "
+            + "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
+            + "WHERE leases.holder = excluded.holder OR leases.expires_at < $4 RETURNING holder"
+        let values: [SQLValue] = [.text(name), .text(holder), .time(until), .time(now)]
+        return try await database.withSession { session in try !session.query(sql, values).isEmpty }
+    }
+
+    public func releaseLease(_ name: String, holder: String) async throws {
+        let values: [SQLValue] = [.text(name), .text(holder)]
+        _ = try await database.withSession { session in try session.query("DELETE FROM leases WHERE name = $1 AND holder = $2", values) }
+    }
+
     // MARK: Account controls and operator commands
 
     public func saveAccountControl(account: String, _ control: AccountControl, at time: Date) async throws {

@@ -46,6 +46,11 @@ public protocol TradeStore: Sendable {
     /// Trades that exited at or after `since`, oldest first.
     func trades(since: Date?) async throws -> [TradeRecord]
 
+    /// Takes or renews the lease `name` for `holder` until `until`: granted when nobody holds it, when
+    /// the holder's lease ran out before `now`, or when `holder` already holds it. One holder at a time.
+    func acquireLease(_ name: String, holder: String, now: Date, until: Date) async throws -> Bool
+    /// Gives the lease up, if `holder` holds it, so a standby need not wait for it to run out.
+    func releaseLease(_ name: String, holder: String) async throws
     /// Saves the account's controls (breakers, operator halt, REDUCING) over the last saved.
     func saveAccountControl(account: String, _ control: AccountControl, at time: Date) async throws
     /// The account's controls as last saved, or `nil` if never.

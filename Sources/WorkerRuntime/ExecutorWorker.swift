@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import TradingCore
 import TradingServices
 import Venues
@@ -53,6 +54,8 @@ public struct ExecutorConfiguration: Sendable {
     public var priceVenue: String
     /// How often the store is reconciled with the venue (`RECONCILE_INTERVAL_SECONDS`).
     public var reconcileInterval: Duration
+    /// How long the account's executor lease lasts unrenewed (`EXECUTOR_LEASE_SECONDS`).
+    public var leaseDuration: Duration
 
     public static func read(_ config: ConfigReader) throws -> ExecutorConfiguration {
         let venue = try VenueChoice.read(config)
@@ -107,7 +110,9 @@ public struct ExecutorConfiguration: Sendable {
             paper: paper,
             priceVenue: try config.string("EXECUTOR_PRICE_VENUE", default: "*", help: "venue of the candles that price the paper account (*: all)")!,
             reconcileInterval: .seconds(try config.int(
-                "RECONCILE_INTERVAL_SECONDS", default: 30, range: 5...3_600, help: "store against venue: positions, open orders, stops, recent fills")))
+                "RECONCILE_INTERVAL_SECONDS", default: 30, range: 5...3_600, help: "store against venue: positions, open orders, stops, recent fills")),
+            leaseDuration: .seconds(try config.int(
+                "EXECUTOR_LEASE_SECONDS", default: 15, range: 3...300, help: "one active executor per account: a standby takes over this long after it stops renewing")))
     }
 }
 
@@ -187,6 +192,83 @@ struct ReconcileService: Service {
     }
 }
 
+/// Holds the account's executor lease (`executor:<account>` in the store) and runs `active` only while
+/// it does. A standby polls nothing, reconciles nothing, manages no stop and consumes nothing: it waits
+/// for the lease. The holder renews it every third of `duration` and gives it up at shutdown. One that
+/// cannot renew it (the store down, or the lease taken) stops trading before the lease runs out, and
+/// the process exits with an error so that its supervisor starts it again, as a standby.
+struct LeaseService: Service {
+    struct Lost: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let store: any TradeStore
+    let name: String
+    let holder: String
+    let duration: Duration
+    let logger: Logger
+    let active: [any Service]
+    /// Whether this process holds the lease (for the status page).
+    final class Holding: Sendable {
+        private let flag = Atomic<Bool>(false)
+        var value: Bool { flag.load(ordering: .relaxed) }
+        func set(_ value: Bool) { flag.store(value, ordering: .relaxed) }
+    }
+
+    let holding: Holding
+
+    func run() async throws {
+        let renewEvery = duration / 3
+        let taken: ContinuousClock.Instant
+        do {
+            taken = try await cancelWhenGracefulShutdown {
+                var waiting = false
+                while true {
+                    let started = ContinuousClock.now
+                    if (try? await take()) == true { return started + duration }
+                    if !waiting { logger.notice("standby: another executor holds the account's lease; waiting for it", metadata: ["lease": "\(name)"]) }
+                    waiting = true
+                    try await Task.sleep(for: renewEvery)
+                }
+            }
+        } catch is CancellationError {
+            return
+        }
+        holding.set(true)
+        logger.notice("holding the account's lease: this executor trades it", metadata: ["lease": "\(name)", "holder": "\(holder)"])
+        defer { holding.set(false) }
+        try await withThrowingDiscardingTaskGroup { group in
+            for service in active { group.addTask { try await service.run() } }
+            group.addTask {
+                do {
+                    try await cancelWhenGracefulShutdown {
+                        var validUntil = taken
+                        while true {
+                            try await Task.sleep(for: renewEvery)
+                            let started = ContinuousClock.now
+                            if (try? await take()) == true {
+                                validUntil = started + duration
+                            } else if ContinuousClock.now + renewEvery / 2 >= validUntil {
+                                // Stop before the lease runs out: another executor may take it then.
+                                throw Lost(description: "the account's lease \(name) could not be renewed before it runs out; stopping so that only one executor trades it")
+                            } else {
+                                logger.error("the lease was not renewed; trying again", metadata: ["lease": "\(name)"])
+                            }
+                        }
+                    }
+                } catch is CancellationError {}
+            }
+        }
+        try? await store.releaseLease(name, holder: holder)
+        logger.notice("gave up the account's lease", metadata: ["lease": "\(name)"])
+    }
+
+    func take() async throws -> Bool {
+        let now = Date()
+        return try await store.acquireLease(name, holder: holder, now: now, until: now.addingTimeInterval(Double(duration.components.seconds)))
+    }
+}
+
 extension WorkerMain {
     /// executor: decisions through the risk gateway to the venue.
     public static func runExecutor() async -> Never {
@@ -211,8 +293,8 @@ extension WorkerMain {
                 try await bus.declare(ExecutorService.decisionQueue(account: account))
                 try await bus.declare(ExecutorService.candleQueue(account: account, priceVenue: settings.executor.priceVenue))
                 try await bus.declare(ExecutorService.controlQueue(account: account))
-                return WorkerPlan(
-                    services: [
+                let holding = LeaseService.Holding()
+                let trading: [any Service] = [
                         ReconcileService(executor: executor, pollEvents: venue.isLive, interval: settings.executor.reconcileInterval, logger: context.logger),
                         ConsumerService(bus: bus, queue: ExecutorService.decisionQueue(account: account).name, options: ConsumerOptions(prefetch: 1, retryDelay: .seconds(1))) {
                             try await executor.handleDecision($0)
@@ -223,11 +305,19 @@ extension WorkerMain {
                         ConsumerService(bus: bus, queue: ExecutorService.controlQueue(account: account).name, options: ConsumerOptions(prefetch: 1)) {
                             try await executor.handleControl($0)
                         },
-                    ],
+                ]
+                let lease = LeaseService(
+                    store: store, name: "executor:\(account)", holder: "\(context.settings.instance)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
+                    duration: settings.executor.leaseDuration, logger: context.logger, active: trading, holding: holding)
+                return WorkerPlan(
+                    services: [lease],
                     checks: { await settings.dependencies.checks() },
                     status: {
+                        // A standby talks to no venue, not even for its status.
+                        guard holding.value else { return ["worker": "executor", "venue": venue.name, "account": account, "role": "standby"] }
                         let (equity, margin) = (try? await venue.account()) ?? (0, 0)
                         return [
+                            "role": "active",
                             "worker": "executor", "venue": venue.name, "live": "\(venue.isLive)", "account": account, "reconciled": "\(await executor.reconciled)",
                             "equity": "\(equity)", "available_margin": "\(margin)", "mode": await executor.mode.rawValue,
                         ]

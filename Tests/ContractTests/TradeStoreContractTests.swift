@@ -225,6 +225,23 @@ struct TradeStoreContractTests {
         }
     }
 
+    @Test("a lease has one holder at a time: renewed by its holder, refused to another until it runs out or is given up", arguments: StoreKind.allCases)
+    func leases(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let name = TestServices.uniqueName("lease")
+            #expect(try await store.acquireLease(name, holder: "a", now: t0, until: t0 + 15))
+            #expect(try await !store.acquireLease(name, holder: "b", now: t0 + 5, until: t0 + 20), "held by a")
+            #expect(try await store.acquireLease(name, holder: "a", now: t0 + 10, until: t0 + 25), "renewed by its holder")
+            #expect(try await !store.acquireLease(name, holder: "b", now: t0 + 20, until: t0 + 35), "renewed: still a's")
+            #expect(try await store.acquireLease(name, holder: "b", now: t0 + 26, until: t0 + 41), "run out: b takes it")
+            #expect(try await !store.acquireLease(name, holder: "a", now: t0 + 27, until: t0 + 42), "a lost it")
+            try await store.releaseLease(name, holder: "a")  // not a's: nothing happens
+            #expect(try await !store.acquireLease(name, holder: "c", now: t0 + 28, until: t0 + 43))
+            try await store.releaseLease(name, holder: "b")
+            #expect(try await store.acquireLease(name, holder: "c", now: t0 + 29, until: t0 + 44), "given up: c takes it at once")
+        }
+    }
+
     @Test("a message id is processed once per consumer", arguments: StoreKind.allCases)
     func processedMessages(kind: StoreKind) async throws {
         try await kind.withStore { store in

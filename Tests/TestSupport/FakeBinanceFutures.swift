@@ -82,6 +82,8 @@ public final class FakeBinanceFutures: Sendable {
         var algoFaults: [AlgoFault] = []
         var algos: [Algo] = []
         var requests: [String] = []
+        /// Each signed request's `recvWindow`: which client sent it, when clients differ in it.
+        var windows: [String] = []
         var nextOrderID: Int64 = 1
         var nextTradeID: Int64 = 1
         var tradeTimes: [Int64: Int64] = [:]
@@ -357,6 +359,8 @@ public final class FakeBinanceFutures: Sendable {
     /// The server's clock runs this far ahead of ours.
     public func setClockSkew(millis: Int64) { state.withLock { $0.skewMillis = millis } }
     public func failNextOrders(_ faults: [OrderFault]) { state.withLock { $0.orderFaults += faults } }
+    /// How many signed requests came with this `recvWindow` (tells two clients of one account apart).
+    public func signedRequests(recvWindow: Int) -> Int { state.withLock { $0.windows.filter { $0 == String(recvWindow) }.count } }
     /// Paths of the requests so far.
     public var requests: [String] { state.withLock { $0.requests } }
     /// Orders as placed, conditional ones included: type, side, stop (trigger) price, status, client id.
@@ -381,6 +385,7 @@ public final class FakeBinanceFutures: Sendable {
             let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
             if parts.count == 2 { parameters[parts[0]] = parts[1].removingPercentEncoding ?? parts[1] }
         }
+        state.withLock { $0.windows.append(parameters["recvWindow"] ?? "") }
         guard let timestamp = Int64(parameters["timestamp"] ?? ""), let window = Int64(parameters["recvWindow"] ?? "5000"),
               timestamp < serverTime + 1_000, serverTime - timestamp <= window else {
             return error(400, -1021, "Timestamp for this request is outside of the recvWindow.")

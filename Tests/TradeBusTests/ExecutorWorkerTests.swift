@@ -27,6 +27,7 @@ struct ExecutorWorkerTests {
         let environment = [
             "AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL, "DATABASE_URL": TestServices.databaseURL, "HTTP_PORT": "0",
             "EXECUTOR_ACCOUNT": account, "PAPER_STATE_FILE": state, "REQUIRE_REFERENCE_PRICE": "false", "INITIAL_CAPITAL": "10000", "EXECUTOR_PRICE_VENUE": priceVenue,
+            "EXECUTOR_LEASE_SECONDS": "3",
             "BINANCE_API_KEY": exchange.apiKey, "BINANCE_API_SECRET": exchange.secret, "BINANCE_FUTURES_URL": exchange.baseURL,
         ]
         let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "executor-test"))
@@ -100,7 +101,7 @@ struct ExecutorWorkerTests {
                 "AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL, "DATABASE_URL": TestServices.databaseURL, "HTTP_PORT": "0",
                 "EXECUTOR_ACCOUNT": account, "REQUIRE_REFERENCE_PRICE": "false", "EXECUTOR_PRICE_VENUE": account,
                 "USE_PAPER_TRADING": "false", "LIVE_VENUE": "binance", "BINANCE_FUTURES_URL": exchange.baseURL,
-                "BINANCE_API_KEY": exchange.apiKey, "BINANCE_API_SECRET": exchange.secret,
+                "BINANCE_API_KEY": exchange.apiKey, "BINANCE_API_SECRET": exchange.secret, "EXECUTOR_LEASE_SECONDS": "3",
             ].merging(settings) { $1 }
             bus = RabbitMQBus(configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "executor-live-test"))
             try await bus.connect()
@@ -110,17 +111,24 @@ struct ExecutorWorkerTests {
             reader = RunningConsumer.start(bus, queue: "test.executor.\(symbol)") { events.append($0.routingKey) }
         }
 
-        func executor(_ build: String) throws -> SpawnedProcess { try SpawnedProcess(executable: "\(build)/executor", environment: environment) }
+        func executor(_ build: String, _ settings: [String: String] = [:]) throws -> SpawnedProcess {
+            try SpawnedProcess(executable: "\(build)/executor", environment: environment.merging(settings) { $1 })
+        }
 
-        /// A long at 100, stop 98, target 104, delivered `times` times; returns its id.
-        @discardableResult
-        func decide(times: Int = 1) async throws -> String {
+        /// A long at 100, stop 98, target 104, as the analyst publishes it.
+        func decision() throws -> OutgoingMessage {
             let proposal = TradeProposal(action: .long, confidence: 0.82, leverage: 3, entry: 100, stopLoss: 98, takeProfit: 104, reasoning: "test")
             let decision = Envelope(type: MessageType.decision, time: Date(), source: "test", payload: DecisionPayload(
                 symbol: symbol, proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: "r"))
-            let message = OutgoingMessage(routingKey: RoutingKey.decision(symbol: symbol), body: try EnvelopeCodec.encode(decision), messageID: decision.id)
+            return OutgoingMessage(routingKey: RoutingKey.decision(symbol: symbol), body: try EnvelopeCodec.encode(decision), messageID: decision.id)
+        }
+
+        /// A new decision, delivered `times` times; returns its id.
+        @discardableResult
+        func decide(times: Int = 1) async throws -> String {
+            let message = try decision()
             try await bus.publish(Array(repeating: message, count: times))
-            return decision.id
+            return message.messageID!
         }
 
         func stop() async throws {
@@ -216,6 +224,40 @@ struct ExecutorWorkerTests {
                 "\(exchange.openAlgoOrders) \(executor.output)")
         executor.signal(SIGTERM)
         #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0)
+        try await run.stop()
+    }
+
+    @Test("two executors for one account: only the lease holder talks to the venue; SIGKILL it and the standby takes over within the lease time, with no order sent twice")
+    func oneActiveExecutor() async throws {
+        let run = try await LiveRun(["EXECUTOR_LEASE_SECONDS": "4"])
+        let (exchange, events, symbol) = (run.exchange, run.events, run.symbol)
+        let first = try run.executor(build, ["BINANCE_RECV_WINDOW_MS": "5000"])
+        defer { first.signal(SIGKILL) }
+        #expect(await eventually(timeout: .seconds(30)) { exchange.signedRequests(recvWindow: 5000) > 0 }, "\(first.output)")
+        let second = try run.executor(build, ["BINANCE_RECV_WINDOW_MS": "6000"])
+        defer { second.signal(SIGKILL) }
+        #expect(await eventually(timeout: .seconds(30)) { second.output.contains("standby") }, "\(second.output)")
+        let decision = try run.decision()
+        try await run.bus.publish([decision, decision])
+        #expect(await eventually(timeout: .seconds(30)) { events.all.contains("trade.opened.\(symbol)") }, "\(first.output)")
+        try await Task.sleep(for: .seconds(5))  // more than a lease: the standby still polls nothing
+        #expect(exchange.signedRequests(recvWindow: 6000) == 0, "the standby talked to the venue")
+
+        first.signal(SIGKILL)
+        _ = try await first.waitForExit(timeout: .seconds(10))
+        let killed = ContinuousClock.now
+        #expect(await eventually(timeout: .seconds(30)) { exchange.signedRequests(recvWindow: 6000) > 0 }, "\(second.output)")
+        let takeover = ContinuousClock.now - killed
+        #expect(takeover < .seconds(8), "took over after \(takeover), the lease is 4 s")
+        try await run.bus.publish(decision)  // the same decision again, to the new executor
+        #expect(await eventually(timeout: .seconds(30)) { second.output.contains("reconciled with the venue") }, "\(second.output)")
+        try await Task.sleep(for: .seconds(2))
+        let entries = exchange.orders.filter { $0.type == "MARKET" && !$0.clientID.hasPrefix("autoalgo") }
+        #expect(entries.count == 1, "one order for the decision: \(entries)")
+        #expect(exchange.openAlgoOrders.contains { $0.type == "STOP_MARKET" }, "the position keeps its stop")
+        print("standby took over \(takeover) after the SIGKILL (lease 4 s)")
+        second.signal(SIGTERM)
+        #expect(try await second.waitForExit(timeout: .seconds(30)) == 0)
         try await run.stop()
     }
 

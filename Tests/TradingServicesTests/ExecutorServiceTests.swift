@@ -620,6 +620,11 @@ final class OutageStore: TradeStore {
     func recordDeadLetter(_ letter: DeadLetterRecord) async throws -> Bool { try check(); return try await inner.recordDeadLetter(letter) }
     func deadLetters(since: Date?) async throws -> [DeadLetterRecord] { try check(); return try await inner.deadLetters(since: since) }
     func trades(since: Date?) async throws -> [TradeRecord] { try check(); return try await inner.trades(since: since) }
+    func acquireLease(_ name: String, holder: String, now: Date, until: Date) async throws -> Bool {
+        try check()
+        return try await inner.acquireLease(name, holder: holder, now: now, until: until)
+    }
+    func releaseLease(_ name: String, holder: String) async throws { try check(); try await inner.releaseLease(name, holder: holder) }
     func saveAccountControl(account: String, _ control: AccountControl, at time: Date) async throws {
         try check()
         try await inner.saveAccountControl(account: account, control, at: time)
