@@ -26,8 +26,9 @@ import TradingCore
 ///   both are written in one statement). A symbol with no committed fill starts from the newest trade
 ///   at the exchange before our first order, so `userTrades` without `fromId` (the last seven days) is
 ///   never read as ours. After a restart, ``resume(_:)`` seeds the positions and the cursor from the store.
-/// - 429 and 418 answers are `unreachable` (the message carries Retry-After); the executor tries again
-///   on its next poll. Honouring Retry-After and the used-weight headers is not built yet.
+/// - Every request goes through the account's ``RateGovernor``: weights as Binance documents them,
+///   `X-MBX-USED-WEIGHT-1M` correcting our count, orders before polling, and a 429 or 418 stopping
+///   every request until its `Retry-After` (a request that would break it is not sent: `unreachable`).
 public actor BinanceFuturesVenue: Venue {
     public nonisolated let name = "binance"
     public nonisolated let isLive = true
@@ -52,11 +53,15 @@ public actor BinanceFuturesVenue: Venue {
     private var protective: [Int64: String] = [:]
     /// Symbols with no cursor whose history is read from a time (orders in flight at a restart).
     private var startTimes: [String: Date] = [:]
+    /// The request-weight budget: 2,400 per minute at Binance, of which we spend `rateLimitShare`,
+    /// and polling half of that.
+    private var governor: RateGovernor
 
     public init(
         baseURL: String = "https://fapi.binance.com", apiKey: String, secret: String, recvWindow: Int = 5_000, http: HTTPClient = .shared,
-        timeout: Duration = .seconds(10), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }
+        timeout: Duration = .seconds(10), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }, rateLimitShare: Double = 0.8
     ) {
+        self.governor = RateGovernor(venue: "binance", budget: RequestBudget(limit: Int(2_400 * rateLimitShare), window: 60, pollShare: 0.5))
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.apiKey = apiKey
         self.secret = secret
@@ -71,8 +76,10 @@ public actor BinanceFuturesVenue: Venue {
 
     /// A public GET.
     func get(_ path: String) async throws(VenueError) -> [UInt8] {
+        try governor.admit(weight: Self.weight("GET", path), priority: .poll, what: "Binance GET \(path)", now: clock())
         let answer: HTTPAnswer
         do { answer = try await caller.send("GET", baseURL + path, headers: [], timeout: timeout) } catch { throw VenueError(.unreachable, "Binance \(path): \(error)") }
+        governor.observeBinance(answer, now: clock())
         guard (200..<300).contains(answer.status) else {
             // A 4xx other than a rate limit is Binance refusing the request (e.g. -1121 "Invalid symbol."): no retry helps.
             let refused = (400..<500).contains(answer.status) && answer.status != 429 && answer.status != 418
@@ -86,12 +93,16 @@ public actor BinanceFuturesVenue: Venue {
         for attempt in 0..<2 {
             let timestamp = Int64(clock().timeIntervalSince1970 * 1000) + clockOffset
             let query = RequestSigning.binanceQuery(parameters, timestamp: timestamp, recvWindow: recvWindow, secret: secret)
+            // Orders, cancels and order queries go before polling.
+            let priority: RequestBudget.Priority = method != "GET" || path == "/fapi/v1/order" ? .order : .poll
+            try governor.admit(weight: Self.weight(method, path, parameters), priority: priority, what: "Binance \(method) \(path)", now: clock())
             let answer: HTTPAnswer
             do {
                 answer = try await caller.send(method, "\(baseURL)\(path)?\(query)", headers: [("X-MBX-APIKEY", apiKey)], timeout: timeout)
             } catch {
                 throw VenueError(unknownOnFailure ? .outcomeUnknown : .unreachable, "Binance \(method) \(path): \(error)")
             }
+            governor.observeBinance(answer, now: clock())
             if (200..<300).contains(answer.status) { return answer.body }
             let failure = try? JSONDecoder().decode(Failure.self, from: Data(answer.body))
             let code = failure?.code, message = failure?.msg ?? answer.text
@@ -113,6 +124,19 @@ public actor BinanceFuturesVenue: Venue {
         }
         throw VenueError(.clockSkew, "Binance clock re-sync did not help")
     }
+
+    /// A request's weight, as Binance's USDⓈ-M documentation gives it (1 where it says nothing more).
+    static func weight(_ method: String, _ path: String, _ parameters: [(String, String)] = []) -> Int {
+        let bySymbol = parameters.contains { $0.0 == "symbol" }
+        switch (method, path) {
+        case ("GET", "/fapi/v2/account"), ("GET", "/fapi/v2/positionRisk"), ("GET", "/fapi/v1/userTrades"), ("GET", "/fapi/v1/allAlgoOrders"): return 5
+        case ("GET", "/fapi/v1/openAlgoOrders"), ("GET", "/fapi/v1/openOrders"): return bySymbol ? 1 : 40
+        default: return 1
+        }
+    }
+
+    /// The request budget, for `tradebus status`.
+    public func rateLimit() async -> RateLimitStatus? { governor.status(now: clock()) }
 
     /// Sets our offset to the server's clock.
     public func syncClock() async throws(VenueError) {

@@ -32,8 +32,9 @@ import TradingCore
 ///   ``VenueClose`` whose reason comes from the execution: its `stopOrderType` (the stop, the target,
 ///   a trailing stop), `BustTrade` for a liquidation, otherwise an exit.
 /// - After a restart, ``resume(_:)`` seeds the positions and the fill cursors from the store.
-/// - 10006 / 10018 (too many visits) and HTTP 403 (the IP limit) are `unreachable`, with Bybit's
-///   `X-Bapi-Limit-Status` and reset time in the message; the caller backs off.
+/// - Every request goes through the account's ``RateGovernor`` (600 per 5 s per IP, orders before
+///   polling): 10006 / 10018 (too many visits) stop requests until `X-Bapi-Limit-Reset-Timestamp`, an
+///   HTTP 403 (the IP ban) for ten minutes; those answers are `unreachable`, with Bybit's headers.
 public actor BybitLinearVenue: Venue {
     public nonisolated let name = "bybit"
     public nonisolated let isLive = true
@@ -57,11 +58,15 @@ public actor BybitLinearVenue: Venue {
     private var prepared: Set<String> = []
     /// Each symbol's position as the fills build it.
     private var book = PositionBook()
+    /// The request budget (Bybit's IP limit, with its headers and bans).
+    private var governor: RateGovernor
 
     public init(
         baseURL: String = BybitLinearVenue.mainnet, apiKey: String, secret: String, recvWindow: Int = 5_000, http: HTTPClient = .shared,
-        timeout: Duration = .seconds(10), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }
+        timeout: Duration = .seconds(10), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }, rateLimitShare: Double = 0.8
     ) {
+        // Bybit's IP limit: 600 requests in any 5 s; we spend `rateLimitShare` of it, polling half of that.
+        self.governor = RateGovernor(venue: "bybit", budget: RequestBudget(limit: Int(600 * rateLimitShare), window: 5, pollShare: 0.5))
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.apiKey = apiKey
         self.secret = secret
@@ -102,6 +107,9 @@ public actor BybitLinearVenue: Venue {
                     timestamp: now, apiKey: apiKey, recvWindow: recvWindow, payload: method == "GET" ? queryString : json, secret: secret)
             }
             if body != nil { headers.append(("Content-Type", "application/json")) }
+            // Orders, cancels and order queries go before polling.
+            let priority: RequestBudget.Priority = method != "GET" || path == "/v5/order/realtime" ? .order : .poll
+            try governor.admit(weight: 1, priority: priority, what: "Bybit \(method) \(path)", now: clock())
             let answer: HTTPAnswer
             do {
                 answer = try await caller.send(
@@ -109,6 +117,7 @@ public actor BybitLinearVenue: Venue {
             } catch {
                 throw VenueError(lost, "Bybit \(method) \(path): \(error)")
             }
+            governor.observeBybit(answer, retCode: (try? JSONDecoder().decode(Status.self, from: Data(answer.body)))?.retCode, now: clock())
             if answer.status == 403 || answer.status == 429 {
                 throw VenueError(.unreachable, "Bybit rate limit (HTTP \(answer.status), the IP limit)\(Self.limits(answer))")
             }
@@ -137,6 +146,9 @@ public actor BybitLinearVenue: Venue {
         }
         throw VenueError(.clockSkew, "Bybit clock re-sync did not help")
     }
+
+    /// The request budget, for `tradebus status`.
+    public func rateLimit() async -> RateLimitStatus? { governor.status(now: clock()) }
 
     /// Bybit's rate-limit headers, for an error message: the calls left, the limit, when it resets.
     static func limits(_ answer: HTTPAnswer) -> String {

@@ -20,6 +20,8 @@ public enum VenueChoice: Sendable {
         public var apiKey: String
         public var secret: String
         public var recvWindow: Int
+        /// The share of the exchange's request limit we spend (polling half of it).
+        public var rateLimitShare: Double
     }
 
     /// `USE_PAPER_TRADING` (default true). Only when it is false are `LIVE_VENUE` and that exchange's
@@ -39,7 +41,9 @@ public enum VenueChoice: Sendable {
             exchange: exchange, baseURL: url,
             apiKey: try config.required("\(prefix)_API_KEY", secret: true, help: "API key: trading rights only, never withdrawals"),
             secret: try config.required("\(prefix)_API_SECRET", secret: true, help: "API secret"),
-            recvWindow: try config.int("\(prefix)_RECV_WINDOW_MS", default: 5_000, range: 100...60_000, help: "signed requests' validity window")))
+            recvWindow: try config.int("\(prefix)_RECV_WINDOW_MS", default: 5_000, range: 100...60_000, help: "signed requests' validity window"),
+            rateLimitShare: try config.double(
+                "VENUE_RATE_LIMIT_SHARE", default: 0.8, range: 0.1...0.95, help: "share of the exchange's request limit we spend; polling gets half of it")))
     }
 }
 
@@ -135,9 +139,11 @@ extension ExecutorConfiguration {
             logger.warning("LIVE TRADING: orders go to \(live.exchange.rawValue) with real money", metadata: ["url": "\(live.baseURL)"])
             switch live.exchange {
             case .binance:
-                return BinanceFuturesVenue(baseURL: live.baseURL, apiKey: live.apiKey, secret: live.secret, recvWindow: live.recvWindow, logger: logger)
+                return BinanceFuturesVenue(
+                    baseURL: live.baseURL, apiKey: live.apiKey, secret: live.secret, recvWindow: live.recvWindow, logger: logger, rateLimitShare: live.rateLimitShare)
             case .bybit:
-                return BybitLinearVenue(baseURL: live.baseURL, apiKey: live.apiKey, secret: live.secret, recvWindow: live.recvWindow, logger: logger)
+                return BybitLinearVenue(
+                    baseURL: live.baseURL, apiKey: live.apiKey, secret: live.secret, recvWindow: live.recvWindow, logger: logger, rateLimitShare: live.rateLimitShare)
             }
         }
     }

@@ -94,6 +94,11 @@ struct ControlOptions: ParsableArguments {
             let distance = p.liquidationDistance.map { " (\(($0 * 100).formatted(.number.precision(.fractionLength(1)))) % away)" } ?? ""
             lines.append("  \(p.symbol) \(p.side.rawValue) \(p.quantity) @ \(p.entryPrice) x\(p.leverage), \(stop), \(p.workingStops) stop order(s), \(liquidation)\(distance)")
         }
+        if let limit = status.rateLimit {
+            var line = "\(limit.venue) request budget: \(limit.used) of \(limit.limit) per \(Int(limit.windowSeconds)) s (polling up to \(limit.pollLimit))"
+            if let until = limit.blockedUntil { line += limit.banned ? "; BANNED until \(until)" : "; told to wait until \(until)" }
+            lines.append(line)
+        }
         if let report = status.lastReconciliation {
             lines.append("last reconciliation \(report.time): " + (report.findings.isEmpty ? "store and venue agree" : "\(report.findings.count) finding(s)"))
             for finding in report.findings { lines.append("  - \(finding)") }

@@ -33,6 +33,14 @@ public final class FakeBinanceFutures: Sendable {
     }
 
     /// What the next conditional order meets.
+    /// What the next signed request gets instead of its answer: Binance's rate-limit refusals.
+    public enum RateFault: Sendable {
+        /// HTTP 429, -1003, with `Retry-After` seconds: too many requests.
+        case tooManyRequests(retryAfter: Int)
+        /// HTTP 418, -1003, with `Retry-After` seconds: the IP is banned.
+        case banned(retryAfter: Int)
+    }
+
     public enum AlgoFault: Sendable {
         /// Refused with this code and message (e.g. -2021, or -4120).
         case refuse(Int, String)
@@ -84,6 +92,16 @@ public final class FakeBinanceFutures: Sendable {
         var requests: [String] = []
         /// Each signed request's `recvWindow`: which client sent it, when clients differ in it.
         var windows: [String] = []
+        /// When each signed request arrived.
+        var requestTimes: [Date] = []
+        var rateFaults: [RateFault] = []
+        /// After a 429 or 418: requests before this time are refused again (Binance escalates them to bans).
+        var blockedUntil = Date.distantPast
+        /// Requests that came while blocked.
+        var violations = 0
+        /// Weight used in the current minute, reported in `X-MBX-USED-WEIGHT-1M`.
+        var minute = 0
+        var usedWeight = 0
         var nextOrderID: Int64 = 1
         var nextTradeID: Int64 = 1
         var tradeTimes: [Int64: Int64] = [:]
@@ -375,7 +393,26 @@ public final class FakeBinanceFutures: Sendable {
     /// Checks key, signature and timestamp as Binance does, then answers.
     func signed(_ request: Request, _ body: ([String: String]) -> Response) throws -> Response {
         let query = request.uri.query ?? ""
-        state.withLock { $0.requests.append(request.uri.path) }
+        let now = Date()
+        let refusal = state.withLock { state -> Response? in
+            state.requests.append(request.uri.path)
+            state.requestTimes.append(now)
+            if now < state.blockedUntil {
+                state.violations += 1
+                return error(429, -1003, "Too many requests; current limit is 2400 request weight per 1 MINUTE.", retryAfter: Int(state.blockedUntil.timeIntervalSince(now).rounded(.up)))
+            }
+            guard !state.rateFaults.isEmpty else { return nil }
+            switch state.rateFaults.removeFirst() {
+            case .tooManyRequests(let seconds):
+                state.blockedUntil = now.addingTimeInterval(Double(seconds))
+                return error(429, -1003, "Too many requests; current limit is 2400 request weight per 1 MINUTE. Please use the websocket for live updates to avoid polling the API.", retryAfter: seconds)
+            case .banned(let seconds):
+                state.blockedUntil = now.addingTimeInterval(Double(seconds))
+                let until = Int64(state.blockedUntil.timeIntervalSince1970 * 1000)
+                return error(418, -1003, "Way too many requests; IP banned until \(until). Please use the websocket for live updates to avoid bans.", retryAfter: seconds)
+            }
+        }
+        if let refusal { return refusal }
         guard request.headers[.init("X-MBX-APIKEY")!] == apiKey else { return error(401, -2015, "Invalid API-key, IP, or permissions for action.") }
         guard let range = query.range(of: "&signature=") else { return error(400, -1102, "Mandatory parameter 'signature' was not sent.") }
         let payload = String(query[..<range.lowerBound]), signature = String(query[range.upperBound...])
@@ -390,8 +427,33 @@ public final class FakeBinanceFutures: Sendable {
               timestamp < serverTime + 1_000, serverTime - timestamp <= window else {
             return error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
         }
-        return body(parameters)
+        var response = body(parameters)
+        let used = state.withLock { state -> Int in
+            let minute = Int(now.timeIntervalSince1970 / 60)
+            if minute != state.minute { state.minute = minute; state.usedWeight = 0 }
+            state.usedWeight += Self.weight(request.method.rawValue, request.uri.path, bySymbol: parameters["symbol"] != nil)
+            return state.usedWeight
+        }
+        response.headers[.init("X-MBX-USED-WEIGHT-1M")!] = "\(used)"
+        return response
     }
+
+    /// A request's weight as Binance's USDⓈ-M documentation lists it.
+    static func weight(_ method: String, _ path: String, bySymbol: Bool) -> Int {
+        switch (method, path) {
+        case ("GET", "/fapi/v2/account"), ("GET", "/fapi/v2/positionRisk"), ("GET", "/fapi/v1/userTrades"), ("GET", "/fapi/v1/allAlgoOrders"): 5
+        case ("GET", "/fapi/v1/openAlgoOrders"), ("GET", "/fapi/v1/openOrders"): bySymbol ? 1 : 40
+        case ("POST", "/fapi/v1/order"): 0  // orders count against the order-rate limits, not the weight
+        default: 1
+        }
+    }
+
+    /// The next signed requests get these rate-limit refusals, in order.
+    public func failNextRequests(_ faults: [RateFault]) { state.withLock { $0.rateFaults += faults } }
+    /// When each signed request arrived.
+    public var requestTimes: [Date] { state.withLock { $0.requestTimes } }
+    /// Requests that came while a 429 or 418 said to wait.
+    public var violations: Int { state.withLock { $0.violations } }
 
     static let conditionalTypes: Set<String> = ["STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT", "TRAILING_STOP_MARKET"]
 
@@ -501,8 +563,11 @@ public final class FakeBinanceFutures: Sendable {
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
-    func error(_ status: Int, _ code: Int, _ message: String) -> Response {
-        Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"code":\#(code),"msg":"\#(message)"}"#)))
+    func error(_ status: Int, _ code: Int, _ message: String, retryAfter: Int? = nil) -> Response {
+        var response = Response(
+            status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"code":\#(code),"msg":"\#(message)"}"#)))
+        if let retryAfter { response.headers[.init("Retry-After")!] = "\(retryAfter)" }
+        return response
     }
 }
 

@@ -146,7 +146,7 @@ struct ExecutorWorkerTests {
         defer { executor.signal(SIGKILL) }
 
         let decision = try await run.decide(times: 2)
-        #expect(await eventually(timeout: .seconds(30)) { events.all.contains("trade.opened.\(symbol)") }, "\(exchange.requests) \(events.all)")
+        #expect(await eventually(timeout: .seconds(30)) { events.all.contains("trade.opened.\(symbol)") }, "\(Dictionary(grouping: exchange.requests, by: { $0 }).mapValues(\.count)) \(events.all) \(executor.output.suffix(3000))")
         #expect(exchange.orders.filter { $0.type == "MARKET" }.count == 1)
         #expect(exchange.orders.contains { $0.type == "STOP_MARKET" && $0.status == "NEW" && $0.stopPrice == 98 })
         exchange.moveMarket(symbol, to: 97.5)

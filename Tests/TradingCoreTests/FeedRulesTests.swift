@@ -17,6 +17,20 @@ struct FeedRulesTests {
         #expect(Set(samples).count > 100)
     }
 
+    @Test("request budget: polling stops at its share, orders and cancels spend the rest; a ban (418) is reported until it ends")
+    func budgetPriorities() {
+        var budget = RequestBudget(limit: 10, window: 60, pollShare: 0.5)
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        #expect(budget.reserve(weight: 5, priority: .poll, now: start) == 0)
+        #expect(budget.reserve(weight: 1, priority: .poll, now: start + 1) == 59, "polling has spent its half")
+        #expect(budget.reserve(weight: 4, priority: .order, now: start + 1) == 0, "an order still goes")
+        #expect(budget.reserve(weight: 2, priority: .order, now: start + 2) == 58)
+        budget.block(for: 120, now: start + 70, ban: true)
+        #expect(budget.banned && budget.blocked(now: start + 100) == start + 190)
+        #expect(budget.reserve(weight: 1, priority: .order, now: start + 150) == 40, "a ban stops orders too")
+        #expect(budget.reserve(weight: 1, priority: .order, now: start + 190) == 0 && !budget.banned && budget.blocked(now: start + 190) == nil)
+    }
+
     @Test("request budget: spends inside the window, waits for the next one, trusts the exchange's higher count, obeys Retry-After")
     func budget() {
         var budget = RequestBudget(limit: 10, window: 60)

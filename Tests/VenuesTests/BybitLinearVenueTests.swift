@@ -137,18 +137,27 @@ struct BybitLinearVenueTests {
         await server.stop()
     }
 
-    @Test("too many visits (10006) and the IP limit (HTTP 403) are unreachable, saying rate limit and what Bybit's headers tell")
+    @Test("too many visits (10006): unreachable, with Bybit's headers; nothing more is sent until its reset time; an HTTP 403 (the IP ban) stops every request for ten minutes")
     func rateLimits() async throws {
         let server = try await FakeBybitLinear.start()
-        server.failNextRequests([.tooManyVisits, .ipRateLimited])
+        server.failNextRequests([.tooManyVisits])
         let bybit = venue(server)
         await #expect { try await bybit.account() } throws: { error in
             (error as? VenueError)?.kind == .unreachable && "\(error)".contains("rate limit") && "\(error)".contains("left 0")
         }
-        await #expect { try await bybit.account() } throws: { error in
-            (error as? VenueError)?.kind == .unreachable && "\(error)".contains("rate limit") && "\(error)".contains("403")
-        }
+        let sent = server.requests.count
+        await #expect { try await bybit.account() } throws: { "\($0)".contains("not sent") }
+        #expect(server.requests.count == sent, "held back until the reset")
+        try await Task.sleep(for: .milliseconds(1_100))
         #expect(try await bybit.account().equity == 10_000)
+
+        server.failNextRequests([.ipRateLimited])
+        await #expect { try await bybit.account() } throws: { "\($0)".contains("403") }
+        let banned = server.requests.count
+        await #expect { try await bybit.positions() } throws: { "\($0)".contains("banned") }
+        #expect(server.requests.count == banned)
+        let status = try #require(await bybit.rateLimit())
+        #expect(status.banned && (status.blockedUntil?.timeIntervalSinceNow ?? 0) > 590)
         await server.stop()
     }
 

@@ -50,6 +50,44 @@ struct HostileVenueTests {
         await world.server.stop()
     }
 
+    @Test("a 429 with Retry-After: 2 holds every request back at least 2 s; a 418 stops every request until the ban ends and raises one critical alert")
+    func rateLimited() async throws {
+        let world = try await World()
+        try await world.bus.declare(QueueSpec(name: "banned", bindings: ["alert.critical.venue_banned"]))
+        let executor = try await world.executor()
+        try await world.enter(executor)
+        #expect(world.protected && world.server.position("BTCUSDT") > 0)
+        /// Polls as the executor does (errors are its business), for `seconds`.
+        func poll(_ seconds: Double) async {
+            let end = Date().addingTimeInterval(seconds)
+            while Date() < end {
+                try? await executor.processVenueEvents()
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        world.server.failNextRequests([.tooManyRequests(retryAfter: 2)])
+        let before = world.server.requestTimes.count
+        await poll(3)
+        let times = world.server.requestTimes.dropFirst(before)
+        let refused = try #require(times.first)
+        let next = try #require(times.dropFirst().first, "requests go again after the wait")
+        #expect(next.timeIntervalSince(refused) >= 2, "the next request came \(next.timeIntervalSince(refused)) s after the 429")
+        #expect(world.server.violations == 0)
+
+        world.server.failNextRequests([.banned(retryAfter: 3)])
+        let start = world.server.requestTimes.count
+        await poll(2)
+        #expect(world.server.requestTimes.count - start == 1, "only the request that met the ban")
+        let status = try await executor.status()
+        #expect(status.rateLimit?.banned == true && status.rateLimit?.blockedUntil != nil)
+        #expect(try await world.bus.messageCount("banned") == 1)
+        await poll(2.5)
+        #expect(world.server.requestTimes.count - start > 1, "requests go again once the ban ends")
+        #expect(world.server.violations == 0 && world.protected)
+        #expect(try await world.bus.messageCount("banned") == 1, "one alert per ban")
+        await world.server.stop()
+    }
+
     @Test("a restart meets seven days of trade history and no stored cursor: nothing old is recorded, no position opened again")
     func restartWithHistory() async throws {
         let world = try await World()

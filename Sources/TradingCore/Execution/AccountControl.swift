@@ -202,12 +202,15 @@ public struct AccountStatus: Sendable, Hashable, Codable {
     public var equity: Decimal?
     public var positions: [Position]
     public var lastReconciliation: ReconciliationReport?
+    /// The venue account's request budget (none on the paper venue).
+    public var rateLimit: RateLimitStatus?
     public var time: Date
 
     public init(
         account: String, venue: String, control: AccountControl, equity: Decimal?, positions: [Position], lastReconciliation: ReconciliationReport?,
-        time: Date
+        rateLimit: RateLimitStatus? = nil, time: Date
     ) {
+        self.rateLimit = rateLimit
         self.account = account
         self.venue = venue
         self.mode = control.mode

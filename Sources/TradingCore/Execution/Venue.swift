@@ -320,6 +320,8 @@ public protocol Venue: Sendable {
     func price(symbol: String) async throws(VenueError) -> Decimal?
     /// Called once at start, before anything else: where the store stands (see ``VenueResume``).
     func resume(_ state: VenueResume) async throws(VenueError)
+    /// The account's request budget at the venue, or `nil` where there is none (the paper venue).
+    func rateLimit() async -> RateLimitStatus?
     /// A position at the venue that the executor did not open, adopted from now on: its fills from
     /// here on are followed, and the fill that closes it is a ``VenueClose``.
     func follow(_ position: VenuePosition) async throws(VenueError)
@@ -340,6 +342,30 @@ extension Venue {
     public func finishCandle(symbol: String) async throws(VenueError) {}
     /// A venue whose every position is its own account's (the paper venue) follows them all already.
     public func follow(_ position: VenuePosition) async throws(VenueError) {}
+    /// A venue with no request limit.
+    public func rateLimit() async -> RateLimitStatus? { nil }
+}
+
+/// A venue account's request budget: what is spent in the current window, our caps (orders may spend
+/// all of `limit`, polling `pollLimit`), and whether the exchange stopped us (429) or banned us (418).
+public struct RateLimitStatus: Sendable, Hashable, Codable {
+    public var venue: String
+    public var used: Int
+    public var limit: Int
+    public var pollLimit: Int
+    public var windowSeconds: Double
+    public var blockedUntil: Date?
+    public var banned: Bool
+
+    public init(venue: String, used: Int, limit: Int, pollLimit: Int, windowSeconds: Double, blockedUntil: Date?, banned: Bool) {
+        self.venue = venue
+        self.used = used
+        self.limit = limit
+        self.pollLimit = pollLimit
+        self.windowSeconds = windowSeconds
+        self.blockedUntil = blockedUntil
+        self.banned = banned
+    }
 }
 
 /// Client order ids, derived from the decision id so a repeated decision maps to the same order.

@@ -74,6 +74,8 @@ public actor ExecutorService {
     /// Unknown positions left alone under ADOPT_POLICY=ignore (alerted once).
     private var ignored: Set<String> = []
     private var pendingAlerts: [(AlertSeverity, String, String)] = []
+    /// The end of the last venue ban alerted.
+    private var announcedBan: Date?
     /// Unresolved mismatches an operator acknowledged by turning REDUCING off.
     private var acknowledged: Set<String> = []
     private var processingEvents = false
@@ -556,6 +558,7 @@ public actor ExecutorService {
 
     /// Commits the venue's fills, closes and stop moves, then acknowledges them.
     public func processVenueEvents() async throws {
+        await watchForBan()
         if reconciled { await drive(.tick) }
         // One pass at a time: a second caller (the poll, a candle) would commit and acknowledge the same
         // events twice. But a pass held up by a slow or hung store holds up nothing at the venue: the
@@ -594,6 +597,14 @@ public actor ExecutorService {
             for event in unit { countedCloses.remove(Self.key(event)) }
             index += count
         }
+    }
+
+    /// A venue that banned us (Binance 418, Bybit 403) stops every request until the ban ends: nothing
+    /// can be placed or cancelled meanwhile, so it is a critical alert, once per ban.
+    func watchForBan() async {
+        guard let limit = await venue.rateLimit(), limit.banned, let until = limit.blockedUntil, announcedBan != until else { return }
+        announcedBan = until
+        await alert(.critical, kind: "venue_banned", symbol: settings.account, message: "\(venue.name) banned this IP until \(until): no request goes out (no order, no stop, no cancel) until then; open positions keep the stops already at the venue")
     }
 
     /// How often an event may fail, with the store working, before it is set aside.
@@ -818,8 +829,15 @@ public actor ExecutorService {
     public func status() async throws -> AccountStatus {
         let equity = try? await venue.account().equity
         var positions: [AccountStatus.Position] = []
-        for held in try await venue.positions() {
-            let stops = try await venue.workingStops(symbol: held.symbol)
+        // A venue that does not answer (down, or a ban): the positions and stops as the kernel knows them.
+        let venuePositions = try? await venue.positions()
+        let held = venuePositions ?? kernel.positions.values.filter { $0.quantity > 0 }.sorted { $0.symbol < $1.symbol }.map {
+            VenuePosition(
+                symbol: $0.symbol, side: $0.side, quantity: $0.quantity, entryPrice: $0.averagePrice, leverage: 1, stopLoss: $0.stopPrice, takeProfit: $0.targetPrice,
+                openedAt: now())
+        }
+        for held in held {
+            let stops = venuePositions == nil ? kernel.positions[held.symbol]?.working ?? [] : try await venue.workingStops(symbol: held.symbol)
             let liquidation = RiskGateway.liquidationPrice(
                 side: held.side, entry: held.entryPrice, leverage: Decimal(held.leverage), maintenanceMarginRate: settings.limits.maintenanceMarginRate)
             positions.append(AccountStatus.Position(
@@ -829,7 +847,7 @@ public actor ExecutorService {
         }
         return AccountStatus(
             account: settings.account, venue: venue.name, control: control, equity: equity, positions: positions, lastReconciliation: lastReconciliation,
-            time: now())
+            rateLimit: await venue.rateLimit(), time: now())
     }
 
     // MARK: Reconciliation
