@@ -56,6 +56,16 @@ public actor BinanceFuturesVenue: Venue {
     /// The request-weight budget: 2,400 per minute at Binance, of which we spend `rateLimitShare`,
     /// and polling half of that.
     private var governor: RateGovernor
+    /// The account's positions and open conditional orders, as last read for every symbol at once, so
+    /// that polling costs the same for one symbol as for fifty: positions at most once a second, the
+    /// conditional orders (weight 40 for all symbols) at most every ten; ours are added and removed as
+    /// we place and cancel them, and an order of ours that fills reads the positions again.
+    private var risks: (at: Date, rows: [Risk])?
+    private var algos: (at: Date, rows: [AlgoOrder])?
+    static let positionsMaxAge: TimeInterval = 1
+    static let algoOrdersMaxAge: TimeInterval = 10
+    /// When we last sent an order on each symbol: its fills are read even before the position shows them.
+    private var ordersSent: [String: Date] = [:]
 
     public init(
         baseURL: String = "https://fapi.binance.com", apiKey: String, secret: String, recvWindow: Int = 5_000, http: HTTPClient = .shared,
@@ -93,8 +103,10 @@ public actor BinanceFuturesVenue: Venue {
         for attempt in 0..<2 {
             let timestamp = Int64(clock().timeIntervalSince1970 * 1000) + clockOffset
             let query = RequestSigning.binanceQuery(parameters, timestamp: timestamp, recvWindow: recvWindow, secret: secret)
-            // Orders, cancels and order queries go before polling.
-            let priority: RequestBudget.Priority = method != "GET" || path == "/fapi/v1/order" ? .order : .poll
+            // Protection goes before polling for fills: orders, cancels, order queries, and the position and
+            // open-order reads that the kernel's stop checks and reconciliation rest on.
+            let protection: Set<String> = ["/fapi/v1/order", "/fapi/v2/positionRisk", "/fapi/v1/openAlgoOrders"]
+            let priority: RequestBudget.Priority = method != "GET" || protection.contains(path) ? .order : .poll
             try governor.admit(weight: Self.weight(method, path, parameters), priority: priority, what: "Binance \(method) \(path)", now: clock())
             let answer: HTTPAnswer
             do {
@@ -228,6 +240,8 @@ public actor BinanceFuturesVenue: Venue {
             ("symbol", request.symbol), ("side", request.side.rawValue), ("type", "MARKET"), ("quantity", "\(request.quantity)"),
             ("newClientOrderId", request.clientOrderID), ("reduceOnly", request.reduceOnly ? "true" : "false"), ("newOrderRespType", "RESULT"),
         ], unknownOnFailure: true)
+        ordersSent[request.symbol] = clock()
+        risks = nil
         guard let answer = try? JSONDecoder().decode(OrderAnswer.self, from: Data(body)) else {
             throw VenueError(.outcomeUnknown, "Binance order answer is not what its documentation says")
         }
@@ -257,15 +271,32 @@ public actor BinanceFuturesVenue: Venue {
         return venueOrder(answer)
     }
 
-    public func positions() async throws(VenueError) -> [VenuePosition] {
-        struct Risk: Decodable { var symbol: String; var positionAmt: String; var entryPrice: String; var leverage: String; var updateTime: Int64? }
-        let risksBody = try await signed("GET", "/fapi/v2/positionRisk", [])
-        guard let risks = try? JSONDecoder().decode([Risk].self, from: Data(risksBody)) else {
+    struct Risk: Decodable { var symbol: String; var positionAmt: String; var entryPrice: String; var leverage: String; var updateTime: Int64? }
+
+    /// Every symbol's position (one `positionRisk` call, at most once a second unless `fresh`).
+    func positionRows(fresh: Bool = false) async throws(VenueError) -> [Risk] {
+        if !fresh, let risks, clock().timeIntervalSince(risks.at) < Self.positionsMaxAge { return risks.rows }
+        let body = try await signed("GET", "/fapi/v2/positionRisk", [])
+        guard let rows = try? JSONDecoder().decode([Risk].self, from: Data(body)) else {
             throw VenueError(.unreachable, "Binance positionRisk answer is not what its documentation says")
         }
-        let held = risks.filter { (Decimal(string: $0.positionAmt) ?? 0) != 0 }
+        risks = (clock(), rows)
+        return rows
+    }
+
+    /// Every symbol's open conditional orders (one `openAlgoOrders` call, at most every ten seconds;
+    /// ours kept up to date as we place and cancel them).
+    func algoRows() async throws(VenueError) -> [AlgoOrder] {
+        if let algos, clock().timeIntervalSince(algos.at) < Self.algoOrdersMaxAge { return algos.rows }
+        let rows = try await openAlgoOrders(symbol: nil)
+        algos = (clock(), rows)
+        return rows
+    }
+
+    public func positions() async throws(VenueError) -> [VenuePosition] {
+        let held = try await positionRows().filter { (Decimal(string: $0.positionAmt) ?? 0) != 0 }
         guard !held.isEmpty else { return [] }
-        let open = try await openAlgoOrders(symbol: nil)
+        let open = try await algoRows()
         func level(_ symbol: String, _ type: String) -> Decimal? {
             open.first { $0.symbol == symbol && $0.orderType == type }?.triggerPrice.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil }
         }
@@ -279,7 +310,7 @@ public actor BinanceFuturesVenue: Venue {
     }
 
     /// A conditional order as `openAlgoOrders` and `algoOrder` list it.
-    struct AlgoOrder: Decodable {
+    struct AlgoOrder: Decodable, Sendable {
         var algoId: Int64
         var clientAlgoId: String
         var symbol: String
@@ -318,10 +349,24 @@ public actor BinanceFuturesVenue: Venue {
         } else {
             parameters.append(("closePosition", "true"))
         }
-        let body = try await signed("POST", "/fapi/v1/algoOrder", parameters, unknownOnFailure: true)
-        guard (try? JSONDecoder().decode(AlgoOrder.self, from: Data(body))) != nil else {
+        let body: [UInt8]
+        do {
+            body = try await signed("POST", "/fapi/v1/algoOrder", parameters, unknownOnFailure: true)
+        } catch {
+            if error.kind == .outcomeUnknown { algos = nil }  // placed or not: read the list again
+            throw error
+        }
+        guard var placed = try? JSONDecoder().decode(AlgoOrder.self, from: Data(body)) else {
+            algos = nil
             throw VenueError(.outcomeUnknown, "Binance algoOrder answer is not what its documentation says")
         }
+        placed.symbol = symbol
+        placed.orderType = placed.orderType ?? type
+        placed.side = placed.side ?? side.rawValue
+        placed.triggerPrice = placed.triggerPrice ?? "\(trigger)"
+        placed.quantity = placed.quantity ?? quantity.map { "\($0)" }
+        algos?.rows.removeAll { $0.clientAlgoId == clientID }
+        algos?.rows.append(placed)
     }
 
     public func cancelStop(symbol: String, clientID: String) async throws(VenueError) {
@@ -330,10 +375,11 @@ public actor BinanceFuturesVenue: Venue {
         } catch where error.kind == .rejected && (error.message.contains("-2011") || error.message.contains("-2013")) {
             // Unknown order: already cancelled, triggered or expired.
         }
+        algos?.rows.removeAll { $0.clientAlgoId == clientID }
     }
 
     public func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] {
-        try await openAlgoOrders(symbol: symbol).filter { $0.orderType == "STOP_MARKET" }.map {
+        try await algoRows().filter { $0.symbol == symbol && $0.orderType == "STOP_MARKET" }.map {
             ExecutionKernel.StopOrder(
                 clientID: $0.clientAlgoId, side: $0.side == "BUY" ? .buy : .sell, quantity: $0.quantity.flatMap { Decimal(string: $0) } ?? 0,
                 trigger: $0.triggerPrice.flatMap { Decimal(string: $0) } ?? 0)
@@ -358,7 +404,14 @@ public actor BinanceFuturesVenue: Venue {
             var id: Int64; var orderId: Int64; var symbol: String; var side: String; var price: String; var qty: String; var commission: String
             var realizedPnl: String?; var time: Int64
         }
+        // Only the symbols whose fills can be new: a position that differs from what the fills built,
+        // an order of ours sent in the last minute, or no cursor yet. The rest cost nothing.
+        // Read fresh each poll (one call for every symbol); the kernel's checks until the next poll use it.
+        let amounts = Dictionary(try await positionRows(fresh: true).map { ($0.symbol, Decimal(string: $0.positionAmt) ?? 0) }) { $1 }
+        let now = clock()
         for symbol in tradedSymbols.sorted() {
+            let recent = ordersSent[symbol].map { now.timeIntervalSince($0) < 60 } ?? false
+            guard recent || lastTradeID[symbol] == nil || amounts[symbol, default: 0] != book.signedQuantity(symbol) else { continue }
             var parameters = [("symbol", symbol)]
             if lastTradeID[symbol] == nil, let start = startTimes[symbol] {
                 parameters.append(("startTime", String(Int64(start.timeIntervalSince1970 * 1000))))

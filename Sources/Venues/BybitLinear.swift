@@ -107,8 +107,9 @@ public actor BybitLinearVenue: Venue {
                     timestamp: now, apiKey: apiKey, recvWindow: recvWindow, payload: method == "GET" ? queryString : json, secret: secret)
             }
             if body != nil { headers.append(("Content-Type", "application/json")) }
-            // Orders, cancels and order queries go before polling.
-            let priority: RequestBudget.Priority = method != "GET" || path == "/v5/order/realtime" ? .order : .poll
+            // Protection goes before polling for fills: orders, cancels, and the order and position reads
+            // that the kernel's stop checks and reconciliation rest on.
+            let priority: RequestBudget.Priority = method != "GET" || path == "/v5/order/realtime" || path == "/v5/position/list" ? .order : .poll
             try governor.admit(weight: 1, priority: priority, what: "Bybit \(method) \(path)", now: clock())
             let answer: HTTPAnswer
             do {

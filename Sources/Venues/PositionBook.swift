@@ -22,6 +22,12 @@ struct PositionBook: Sendable {
     /// The stop and target the store held for a position resumed after a restart, for its close.
     private var levels: [String: (stopLoss: Decimal?, takeProfit: Decimal?)] = [:]
 
+    /// The symbol's position as the fills built it: positive long, negative short, zero flat.
+    func signedQuantity(_ symbol: String) -> Decimal {
+        guard let holding = holdings[symbol] else { return 0 }
+        return holding.side == .long ? holding.quantity : -holding.quantity
+    }
+
     /// A position open in the store after a restart: tracked from its record, with the fees its entry
     /// paid (so its close books them all), and the stop and target the store holds.
     mutating func resume(_ position: VenuePosition) {

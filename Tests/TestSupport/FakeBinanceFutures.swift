@@ -369,9 +369,9 @@ public final class FakeBinanceFutures: Sendable {
     public func duplicateAndReorderTrades() { state.withLock { $0.duplicatedAndReordered = true } }
     /// The account's position in `symbol` (signed).
     public func position(_ symbol: String) -> Decimal { state.withLock { $0.positions[symbol] ?? 0 } }
-    /// Open conditional orders: type, side, quantity (nil for closePosition), trigger, client id.
-    public var openAlgoOrders: [(type: String, side: String, quantity: Decimal?, trigger: Decimal, clientID: String)] {
-        state.withLock { $0.algos.filter { $0.status == "NEW" }.map { ($0.type, $0.side, $0.quantity, $0.trigger, $0.clientID) } }
+    /// Open conditional orders: type, side, quantity (nil for closePosition), trigger, client id, symbol.
+    public var openAlgoOrders: [(type: String, side: String, quantity: Decimal?, trigger: Decimal, clientID: String, symbol: String)] {
+        state.withLock { $0.algos.filter { $0.status == "NEW" }.map { ($0.type, $0.side, $0.quantity, $0.trigger, $0.clientID, $0.symbol) } }
     }
 
     /// The server's clock runs this far ahead of ours.

@@ -88,6 +88,33 @@ struct HostileVenueTests {
         await world.server.stop()
     }
 
+    @Test("polling costs the same for 50 open positions as for 1: one positions call per poll, the open orders of every symbol at once")
+    func pollingCostIsFlat() async throws {
+        /// Requests per path over five polls a second apart, with `count` protected positions open.
+        func cost(_ count: Int) async throws -> [String: Int] {
+            let world = try await World()
+            for index in 0..<count {
+                world.server.setPrice("P\(index)USDT", 100)
+                world.server.tradeByHand("P\(index)USDT", buy: true, quantity: 1)
+            }
+            let (executor, _) = try await world.restart()  // adopts and protects them all
+            #expect(world.server.openAlgoOrders.filter { $0.type == "STOP_MARKET" }.count == count)
+            let before = world.server.requests.count
+            for _ in 0..<5 {
+                try await executor.processVenueEvents()
+                try await Task.sleep(for: .seconds(1))
+            }
+            let paths = world.server.requests.dropFirst(before)
+            await world.server.stop()
+            return Dictionary(grouping: paths, by: { $0 }).mapValues(\.count)
+        }
+        let one = try await cost(1), fifty = try await cost(50)
+        #expect(fifty["/fapi/v2/positionRisk"] == one["/fapi/v2/positionRisk"] && (one["/fapi/v2/positionRisk"] ?? 99) <= 10, "\(one) \(fifty)")
+        #expect(fifty["/fapi/v1/userTrades"] == nil && one["/fapi/v1/userTrades"] == nil, "no fills to read: \(one) \(fifty)")
+        #expect(fifty.values.reduce(0, +) <= one.values.reduce(0, +) + 1, "the same cost, give or take the open-orders refresh: \(one) \(fifty)")
+        print("polling over 5 s: 1 position \(one), 50 positions \(fifty)")
+    }
+
     @Test("a restart meets seven days of trade history and no stored cursor: nothing old is recorded, no position opened again")
     func restartWithHistory() async throws {
         let world = try await World()

@@ -683,6 +683,11 @@ public actor ExecutorService {
     /// The entry is filled: the position is the sum of its unique fills, protected at the venue.
     func open(_ order: OrderRecord, fills: [FillRecord]) async throws {
         let quantity = fills.reduce(Decimal(0)) { $0 + $1.quantity }
+        // No fill of it in the store (its trade id was already taken by another order's fill): nothing to open.
+        guard quantity > 0 else {
+            logger.error("an entry's fill is not in the store; the position is left to reconciliation", metadata: ["client_order_id": "\(order.clientOrderID)"])
+            return
+        }
         let average = fills.reduce(Decimal(0)) { $0 + $1.price * $1.quantity } / quantity
         // The decision carries leverage and target; a decision not in this store (another executor's) opens at 1x with no target.
         let decision = try await store.decision(id: order.decisionID)
@@ -870,7 +875,14 @@ public actor ExecutorService {
             try await venue.resume(resumePoint())
             resumed = true
         }
-        try await processVenueEvents()
+        do {
+            try await processVenueEvents()
+        } catch {
+            // The venue's fills cannot be read now (its request budget, a ban, the store): the positions
+            // it holds get their stops all the same, before this pass fails and entries stay refused.
+            await protectWhatTheVenueHolds()
+            throw error
+        }
         var report = ReconciliationReport(time: now())
         // Mismatches that should be gone by the next pass, if what was done about them worked.
         var lasting: Set<String> = []
@@ -925,7 +937,7 @@ public actor ExecutorService {
                     if let stop = position.stopLoss, managedStops[held.symbol] == nil { manage(held.symbol, side: held.side, entry: held.entryPrice, stop: stop) }
                 }
                 await drive(.venueSnapshot(symbol: held.symbol, quantity: signed, stops: Set(stops.map(\.clientID))))
-            } else if !entering.contains(held.symbol), kernel.positions[held.symbol] == nil {
+            } else if !entering.contains(held.symbol), kernel.positions[held.symbol].map({ $0.decisionID.hasPrefix("adopted:") }) ?? true {
                 // Opened by hand, or lost: the adoption policy says what to do with it.
                 if let finding = try await adopt(held) { report.findings.append(finding) }
             }
@@ -940,6 +952,28 @@ public actor ExecutorService {
         pendingAlerts = []
         await recordControlChanges()
         reconciled = true
+    }
+
+    /// Every position the venue holds that the kernel does not follow yet is followed, with the stop
+    /// its store record has (or one `MAX_STOP_LOSS_PERCENT` from its entry), and protected now.
+    func protectWhatTheVenueHolds() async {
+        guard let held = try? await venue.positions() else { return }
+        let records = (try? await venuePositionsInStore()) ?? []
+        for position in held where kernel.positions[position.symbol] == nil {
+            guard let stops = try? await venue.workingStops(symbol: position.symbol) else { continue }
+            let record = records.first { $0.symbol == position.symbol && $0.side == position.side }
+            var stop = record?.stopLoss
+            if stop == nil, let filters = try? await venue.filters(symbol: position.symbol) {
+                let distance = position.entryPrice * settings.limits.maxStopFraction
+                stop = filters.price(position.side == .long ? position.entryPrice - distance : position.entryPrice + distance, toward: position.entryPrice)
+            }
+            kernel.restore(
+                symbol: position.symbol, side: position.side, quantity: position.quantity, averagePrice: position.entryPrice, stopPrice: stop,
+                decisionID: record?.decisionID ?? "adopted:\(position.symbol):\(Int(now().timeIntervalSince1970))", stops: stops, now: now())
+            logger.warning("the venue's fills cannot be read; protecting what it holds first", metadata: ["symbol": "\(position.symbol)"])
+            let signed = position.side == .long ? position.quantity : -position.quantity
+            await drive(.venueSnapshot(symbol: position.symbol, quantity: signed, stops: Set(stops.map(\.clientID))))
+        }
     }
 
     /// Whether the venue lists working stops that cover `quantity` of `symbol`.
