@@ -109,9 +109,12 @@ struct HostileVenueTests {
             return Dictionary(grouping: paths, by: { $0 }).mapValues(\.count)
         }
         let one = try await cost(1), fifty = try await cost(50)
-        #expect(fifty["/fapi/v2/positionRisk"] == one["/fapi/v2/positionRisk"] && (one["/fapi/v2/positionRisk"] ?? 99) <= 10, "\(one) \(fifty)")
+        // At most two positions reads a poll (the poll's own, and a kernel check that finds the last one
+        // a second old), whatever the number of symbols; 50 symbols would cost 50 times that per symbol.
+        let positionsOne = one["/fapi/v2/positionRisk"] ?? 0, positionsFifty = fifty["/fapi/v2/positionRisk"] ?? 0
+        #expect(positionsOne >= 5 && positionsOne <= 10 && positionsFifty >= 5 && positionsFifty <= 10, "\(one) \(fifty)")
         #expect(fifty["/fapi/v1/userTrades"] == nil && one["/fapi/v1/userTrades"] == nil, "no fills to read: \(one) \(fifty)")
-        #expect(fifty.values.reduce(0, +) <= one.values.reduce(0, +) + 1, "the same cost, give or take the open-orders refresh: \(one) \(fifty)")
+        #expect(fifty.values.reduce(0, +) <= one.values.reduce(0, +) + 2, "the same cost, give or take a refresh of the cache: \(one) \(fifty)")
         print("polling over 5 s: 1 position \(one), 50 positions \(fifty)")
     }
 
