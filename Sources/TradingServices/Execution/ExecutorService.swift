@@ -963,10 +963,7 @@ public actor ExecutorService {
             guard let stops = try? await venue.workingStops(symbol: position.symbol) else { continue }
             let record = records.first { $0.symbol == position.symbol && $0.side == position.side }
             var stop = record?.stopLoss
-            if stop == nil, let filters = try? await venue.filters(symbol: position.symbol) {
-                let distance = position.entryPrice * settings.limits.maxStopFraction
-                stop = filters.price(position.side == .long ? position.entryPrice - distance : position.entryPrice + distance, toward: position.entryPrice)
-            }
+            if stop == nil, let filters = try? await venue.filters(symbol: position.symbol) { stop = adoptionStop(position, filters: filters) }
             kernel.restore(
                 symbol: position.symbol, side: position.side, quantity: position.quantity, averagePrice: position.entryPrice, stopPrice: stop,
                 decisionID: record?.decisionID ?? "adopted:\(position.symbol):\(Int(now().timeIntervalSince1970))", stops: stops, now: now())
@@ -974,6 +971,13 @@ public actor ExecutorService {
             let signed = position.side == .long ? position.quantity : -position.quantity
             await drive(.venueSnapshot(symbol: position.symbol, quantity: signed, stops: Set(stops.map(\.clientID))))
         }
+    }
+
+    /// The stop of a position the executor did not open: `MAX_STOP_LOSS_PERCENT` from its entry, on the
+    /// tick toward the entry.
+    func adoptionStop(_ position: VenuePosition, filters: ExchangeFilters) -> Decimal {
+        let distance = position.entryPrice * settings.limits.maxStopFraction
+        return filters.price(position.side == .long ? position.entryPrice - distance : position.entryPrice + distance, toward: position.entryPrice)
     }
 
     /// Whether the venue lists working stops that cover `quantity` of `symbol`.
@@ -993,10 +997,7 @@ public actor ExecutorService {
             await alert(.warning, kind: "position_ignored", symbol: symbol, message: message)
             return "\(symbol): unknown position of \(held.quantity) ignored (ADOPT_POLICY=ignore)"
         case .protect, .flatten:
-            let filters = try await venue.filters(symbol: symbol)
-            let distance = held.entryPrice * settings.limits.maxStopFraction
-            let stop = settings.adoptPolicy == .protect
-                ? filters.price(held.side == .long ? held.entryPrice - distance : held.entryPrice + distance, toward: held.entryPrice) : nil
+            let stop = settings.adoptPolicy == .protect ? adoptionStop(held, filters: try await venue.filters(symbol: symbol)) : nil
             let decisionID = "adopted:\(symbol):\(Int(now().timeIntervalSince1970))"
             let position = PositionRecord(
                 id: "position:\(decisionID)", venue: venue.name, symbol: symbol, side: held.side, quantity: held.quantity, entryPrice: held.entryPrice,
