@@ -125,12 +125,14 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        /// Live futures venues (Binance USDⓈ-M, Bybit v5 linear) over signed REST; the paper venue is in TradingServices.
+        /// Live futures venues (Binance USDⓈ-M, Bybit v5 linear) over signed REST and their private
+        /// WebSocket streams; the paper venue is in TradingServices.
         .target(
             name: "Venues",
             dependencies: [
                 "TradingCore", "HTTPSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "WSClient", package: "swift-websocket"),
             ],
             swiftSettings: strict
         ),

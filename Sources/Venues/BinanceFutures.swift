@@ -40,37 +40,51 @@ public actor BinanceFuturesVenue: Venue {
     let timeout: Duration
     let logger: Logger
     let clock: @Sendable () -> Date
-    private var clockOffset: Int64 = 0
-    private var filterCache: [String: ExchangeFilters] = [:]
-    private var clientIDs: [Int64: String] = [:]
-    private var tradedSymbols: Set<String> = []
-    private var lastTradeID: [String: Int64] = [:]
-    private var pending: [VenueEvent] = []
-    private var isolated: Set<String> = []
+    var clockOffset: Int64 = 0
+    var filterCache: [String: ExchangeFilters] = [:]
+    var clientIDs: [Int64: String] = [:]
+    var tradedSymbols: Set<String> = []
+    var lastTradeID: [String: Int64] = [:]
+    var pending: [VenueEvent] = []
+    var isolated: Set<String> = []
     /// Each symbol's position as the fills build it, its stop and target, and its stop as the policy moves it.
-    private var book = PositionBook()
+    var book = PositionBook()
     /// Protective orders by Binance order id: what a fill of theirs means.
-    private var protective: [Int64: String] = [:]
+    var protective: [Int64: String] = [:]
     /// Symbols with no cursor whose history is read from a time (orders in flight at a restart).
-    private var startTimes: [String: Date] = [:]
+    var startTimes: [String: Date] = [:]
     /// The request-weight budget: 2,400 per minute at Binance, of which we spend `rateLimitShare`,
     /// and polling half of that.
-    private var governor: RateGovernor
+    var governor: RateGovernor
     /// The account's positions and open conditional orders, as last read for every symbol at once, so
     /// that polling costs the same for one symbol as for fifty: positions at most once a second, the
     /// conditional orders (weight 40 for all symbols) at most every ten; ours are added and removed as
     /// we place and cancel them, and an order of ours that fills reads the positions again.
-    private var risks: (at: Date, rows: [Risk])?
-    private var algos: (at: Date, rows: [AlgoOrder])?
+    var risks: (at: Date, rows: [Risk])?
+    var algos: (at: Date, rows: [AlgoOrder])?
     static let positionsMaxAge: TimeInterval = 1
     static let algoOrdersMaxAge: TimeInterval = 10
-    /// When we last sent an order on each symbol: its fills are read even before the position shows them.
-    private var ordersSent: [String: Date] = [:]
+    /// Our orders whose fills are not all read yet, by Binance order id: their symbol's trades are read
+    /// until they are, even when the position shows nothing new (an entry and its stop within one poll).
+    var awaiting: [Int64: (symbol: String, quantity: Decimal, since: Date)] = [:]
+    /// The user-data stream (`wss://fstream.binance.com/private/ws`; nil: REST polling only), how often
+    /// its listen key is kept alive, and where it stands: see BinanceUserStream.swift.
+    let streamURL: String?
+    let listenKeyKeepalive: Duration
+    var stream = UserStreamState()
+    /// Orders whose outcome is not known yet (a lost answer, or not filled at once), by symbol: their
+    /// symbol's trades are read for a minute after.
+    var ordersSent: [String: Date] = [:]
+    /// Fee assets' prices by asset, quote and minute.
+    var feeRates: [String: Decimal] = [:]
 
     public init(
         baseURL: String = "https://fapi.binance.com", apiKey: String, secret: String, recvWindow: Int = 5_000, http: HTTPClient = .shared,
-        timeout: Duration = .seconds(10), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }, rateLimitShare: Double = 0.8
+        timeout: Duration = .seconds(10), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }, rateLimitShare: Double = 0.8,
+        streamURL: String? = nil, listenKeyKeepalive: Duration = .seconds(30 * 60)
     ) {
+        self.streamURL = streamURL
+        self.listenKeyKeepalive = listenKeyKeepalive
         self.governor = RateGovernor(venue: "binance", budget: RequestBudget(limit: Int(2_400 * rateLimitShare), window: 60, pollShare: 0.5))
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.apiKey = apiKey
@@ -84,9 +98,9 @@ public actor BinanceFuturesVenue: Venue {
 
     struct Failure: Decodable { var code: Int; var msg: String }
 
-    /// A public GET.
-    func get(_ path: String) async throws(VenueError) -> [UInt8] {
-        try governor.admit(weight: Self.weight("GET", path), priority: .poll, what: "Binance GET \(path)", now: clock())
+    /// A public GET; `priority` `.order` for what protection needs (the symbols' filters).
+    func get(_ path: String, priority: RequestBudget.Priority = .poll) async throws(VenueError) -> [UInt8] {
+        try governor.admit(weight: Self.weight("GET", path), priority: priority, what: "Binance GET \(path)", now: clock())
         let answer: HTTPAnswer
         do { answer = try await caller.send("GET", baseURL + path, headers: [], timeout: timeout) } catch { throw VenueError(.unreachable, "Binance \(path): \(error)") }
         governor.observeBinance(answer, now: clock())
@@ -173,7 +187,7 @@ public actor BinanceFuturesVenue: Venue {
             }
             var symbols: [Symbol]
         }
-        let infoBody = try await get("/fapi/v1/exchangeInfo")
+        let infoBody = try await get("/fapi/v1/exchangeInfo", priority: .order)
         guard let info = try? JSONDecoder().decode(Info.self, from: Data(infoBody)) else {
             throw VenueError(.unreachable, "Binance exchangeInfo is not what its documentation says")
         }
@@ -240,12 +254,15 @@ public actor BinanceFuturesVenue: Venue {
             ("symbol", request.symbol), ("side", request.side.rawValue), ("type", "MARKET"), ("quantity", "\(request.quantity)"),
             ("newClientOrderId", request.clientOrderID), ("reduceOnly", request.reduceOnly ? "true" : "false"), ("newOrderRespType", "RESULT"),
         ], unknownOnFailure: true)
-        ordersSent[request.symbol] = clock()
         risks = nil
         guard let answer = try? JSONDecoder().decode(OrderAnswer.self, from: Data(body)) else {
+            ordersSent[request.symbol] = clock()
             throw VenueError(.outcomeUnknown, "Binance order answer is not what its documentation says")
         }
-        return venueOrder(answer)
+        let order = venueOrder(answer)
+        if order.filledQuantity > 0 { awaiting[answer.orderId] = (request.symbol, order.filledQuantity, clock()) }
+        if !order.status.isFinal { ordersSent[request.symbol] = clock() }
+        return order
     }
 
     /// Isolated margin, so a position can lose only its own margin; -4046 means it already is.
@@ -273,9 +290,10 @@ public actor BinanceFuturesVenue: Venue {
 
     struct Risk: Decodable { var symbol: String; var positionAmt: String; var entryPrice: String; var leverage: String; var updateTime: Int64? }
 
-    /// Every symbol's position (one `positionRisk` call, at most once a second unless `fresh`).
-    func positionRows(fresh: Bool = false) async throws(VenueError) -> [Risk] {
-        if !fresh, let risks, clock().timeIntervalSince(risks.at) < Self.positionsMaxAge { return risks.rows }
+    /// Every symbol's position (one `positionRisk` call, at most once a second unless `fresh`, or
+    /// once every `maxAge` while the user-data stream keeps the rows current).
+    func positionRows(fresh: Bool = false, maxAge: TimeInterval = positionsMaxAge) async throws(VenueError) -> [Risk] {
+        if !fresh, let risks, clock().timeIntervalSince(risks.at) < maxAge { return risks.rows }
         let body = try await signed("GET", "/fapi/v2/positionRisk", [])
         guard let rows = try? JSONDecoder().decode([Risk].self, from: Data(body)) else {
             throw VenueError(.unreachable, "Binance positionRisk answer is not what its documentation says")
@@ -398,20 +416,40 @@ public actor BinanceFuturesVenue: Venue {
         lastTradeID[symbol] = trades.map(\.id).max() ?? 0
     }
 
-    /// New fills of the symbols traded, from `GET /fapi/v1/userTrades` (polling).
+    /// A fill as `userTrades` lists it, or as the user-data stream's `ORDER_TRADE_UPDATE` carries it.
+    struct Trade: Decodable, Sendable {
+        var id: Int64; var orderId: Int64; var symbol: String; var side: String; var price: String; var qty: String; var commission: String
+        var commissionAsset: String?; var realizedPnl: String?; var time: Int64
+        /// The order's client id (the stream gives it; `userTrades` does not).
+        var clientOrderId: String?
+    }
+
+    /// New fills of the symbols traded. With the user-data stream live they came with it, and REST
+    /// reads only what it may have missed; otherwise `GET /fapi/v1/userTrades` (polling).
     public func events() async throws(VenueError) -> [VenueEvent] {
-        struct Trade: Decodable {
-            var id: Int64; var orderId: Int64; var symbol: String; var side: String; var price: String; var qty: String; var commission: String
-            var realizedPnl: String?; var time: Int64
-        }
-        // Only the symbols whose fills can be new: a position that differs from what the fills built,
-        // an order of ours sent in the last minute, or no cursor yet. The rest cost nothing.
-        // Read fresh each poll (one call for every symbol); the kernel's checks until the next poll use it.
-        let amounts = Dictionary(try await positionRows(fresh: true).map { ($0.symbol, Decimal(string: $0.positionAmt) ?? 0) }) { $1 }
+        let live = stream.phase == .live, generation = stream.generation, catchingUp = stream.phase == .catchingUp
+        // Only the symbols whose fills can be new: a position that differs from what the fills built, an
+        // order of ours with fills not read yet (or an outcome not known, for a minute), or no cursor yet.
+        // The rest cost nothing. Read fresh each poll (one call for every symbol); the kernel's checks
+        // until the next poll use it. While the stream is live, its position updates keep the rows
+        // current, and a difference must last a few seconds (the fill may be on its way) before REST reads.
+        let rows = live ? try await positionRows(maxAge: Self.streamPositionsMaxAge) : try await positionRows(fresh: true)
+        let amounts = Dictionary(rows.map { ($0.symbol, Decimal(string: $0.positionAmt) ?? 0) }) { $1 }
         let now = clock()
         for symbol in tradedSymbols.sorted() {
             let recent = ordersSent[symbol].map { now.timeIntervalSince($0) < 60 } ?? false
-            guard recent || lastTradeID[symbol] == nil || amounts[symbol, default: 0] != book.signedQuantity(symbol) else { continue }
+            let unread = awaiting.values.contains { $0.symbol == symbol && (!live || now.timeIntervalSince($0.since) > Self.streamGrace) }
+            var differs = amounts[symbol, default: 0] != book.signedQuantity(symbol)
+            if differs && live {
+                let since = stream.differsSince[symbol] ?? now
+                stream.differsSince[symbol] = since
+                differs = now.timeIntervalSince(since) > Self.streamGrace
+            } else if !differs {
+                stream.differsSince[symbol] = nil
+            }
+            // Fills the stream brought are checked against REST now and then, which moves the cursor on.
+            let unverified = !(stream.seen[symbol]?.isEmpty ?? true) && now.timeIntervalSince(stream.verifiedAt[symbol] ?? .distantPast) >= Self.streamVerifyEvery
+            guard catchingUp || recent || unread || unverified || lastTradeID[symbol] == nil || differs else { continue }
             var parameters = [("symbol", symbol)]
             if lastTradeID[symbol] == nil, let start = startTimes[symbol] {
                 parameters.append(("startTime", String(Int64(start.timeIntervalSince1970 * 1000))))
@@ -423,22 +461,76 @@ public actor BinanceFuturesVenue: Venue {
             guard let trades = try? JSONDecoder().decode([Trade].self, from: Data(tradesBody)) else {
                 throw VenueError(.unreachable, "Binance userTrades answer is not what its documentation says")
             }
-            for trade in trades.sorted(by: { $0.id < $1.id }) where trade.id > lastTradeID[symbol] ?? 0 {
-                if clientIDs[trade.orderId] == nil { try await learnOrder(trade.orderId, symbol: symbol) }
-                lastTradeID[symbol] = trade.id
-                let fill = VenueFill(
-                    tradeID: Self.tradeID(symbol: symbol, trade.id), clientOrderID: clientIDs[trade.orderId] ?? "binance-order-\(trade.orderId)", symbol: symbol,
-                    side: trade.side == "BUY" ? .buy : .sell, price: Decimal(string: trade.price) ?? 0, quantity: Decimal(string: trade.qty) ?? 0,
-                    fee: Decimal(string: trade.commission) ?? 0, time: Date(timeIntervalSince1970: Double(trade.time) / 1000))
-                pending.append(.fill(fill))
-                // A close by an order of nobody's here (by hand at the exchange) is the venue's doing.
-                let reason = protective[trade.orderId] ?? (ClientOrderID.isOurs(fill.clientOrderID) ? "exit" : "closed_at_venue")
-                if let close = book.record(fill, realizedPnl: trade.realizedPnl.flatMap { Decimal(string: $0) } ?? 0, reason: reason) {
-                    pending.append(.closed(close))
-                }
-            }
+            for trade in trades.sorted(by: { $0.id < $1.id }) where trade.id > lastTradeID[symbol] ?? 0 { try await record(trade, streamed: false) }
+            stream.verifiedAt[symbol] = now
+        }
+        // Caught up with REST since the stream connected: from now on the stream brings the fills.
+        if catchingUp, stream.phase == .catchingUp, stream.generation == generation {
+            stream.phase = .live
+            let backlog = stream.backlog
+            stream.backlog = []
+            for trade in backlog { try await record(trade, streamed: true) }
+            logger.info("Binance user-data stream caught up; fills come with it, REST checks what it may miss")
         }
         return pending
+    }
+
+    /// One fill, from REST or from the stream, into the position book and the pending events, once:
+    /// REST moves the trade-id cursor; a fill the stream brought first is remembered until REST lists it.
+    func record(_ trade: Trade, streamed: Bool) async throws(VenueError) {
+        let symbol = trade.symbol
+        if streamed {
+            guard tradedSymbols.contains(symbol), let cursor = lastTradeID[symbol], trade.id > cursor,
+                  stream.seen[symbol, default: []].insert(trade.id).inserted else { return }
+            // REST checks it within `streamVerifyEvery`, counted from the first fill it has not listed.
+            if stream.verifiedAt[symbol] == nil { stream.verifiedAt[symbol] = clock() }
+        } else if stream.seen[symbol]?.remove(trade.id) != nil {
+            lastTradeID[symbol] = trade.id
+            return
+        }
+        let fee: Decimal
+        do {
+            if let client = trade.clientOrderId, clientIDs[trade.orderId] == nil, ClientOrderID.isOurs(client) { clientIDs[trade.orderId] = client }
+            if clientIDs[trade.orderId] == nil { try await learnOrder(trade.orderId, symbol: symbol) }
+            fee = try await feeInQuote(Decimal(string: trade.commission) ?? 0, asset: trade.commissionAsset, symbol: symbol, time: trade.time)
+        } catch {
+            // Read again by REST: the next poll lists it (a streamed fill is no longer counted as seen).
+            if streamed { stream.seen[symbol]?.remove(trade.id) }
+            throw error
+        }
+        if !streamed { lastTradeID[symbol] = trade.id }
+        if let expected = awaiting[trade.orderId] {
+            let left = expected.quantity - (Decimal(string: trade.qty) ?? 0)
+            awaiting[trade.orderId] = left > 0 ? (symbol, left, expected.since) : nil
+        }
+        let fill = VenueFill(
+            tradeID: Self.tradeID(symbol: symbol, trade.id), clientOrderID: clientIDs[trade.orderId] ?? "binance-order-\(trade.orderId)", symbol: symbol,
+            side: trade.side == "BUY" ? .buy : .sell, price: Decimal(string: trade.price) ?? 0, quantity: Decimal(string: trade.qty) ?? 0,
+            fee: fee, time: Date(timeIntervalSince1970: Double(trade.time) / 1000))
+        pending.append(.fill(fill))
+        // A close by an order of nobody's here (by hand at the exchange) is the venue's doing.
+        let reason = protective[trade.orderId] ?? (ClientOrderID.isOurs(fill.clientOrderID) ? "exit" : "closed_at_venue")
+        if let close = book.record(fill, realizedPnl: trade.realizedPnl.flatMap { Decimal(string: $0) } ?? 0, reason: reason) {
+            pending.append(.closed(close))
+        }
+    }
+
+    /// A commission in the quote currency: one paid in another asset (BNB) is converted at that
+    /// asset's price in the minute of the fill (its 1m candle's close on Binance futures), cached.
+    func feeInQuote(_ amount: Decimal, asset: String?, symbol: String, time: Int64) async throws(VenueError) -> Decimal {
+        let quote = ["USDT", "USDC"].first { symbol.hasSuffix($0) } ?? "USDT"
+        guard let asset, asset != quote, amount != 0 else { return amount }
+        let minute = time / 60_000 * 60_000
+        let key = "\(asset)\(quote)@\(minute)"
+        if let rate = feeRates[key] { return amount * rate }
+        let body = try await get("/fapi/v1/klines?symbol=\(asset)\(quote)&interval=1m&startTime=\(minute)&limit=1", priority: .order)
+        guard let rows = try? JSONSerialization.jsonObject(with: Data(body)) as? [[Any]], let close = rows.first?[4] as? String,
+              let rate = Decimal(string: close), rate > 0 else {
+            throw VenueError(.unreachable, "Binance has no \(asset)\(quote) price for the minute of a fill; its \(asset) fee cannot be converted yet")
+        }
+        if feeRates.count > 1_000 { feeRates.removeAll() }
+        feeRates[key] = rate
+        return amount * rate
     }
 
     public func acknowledgeEvents(_ count: Int) async throws(VenueError) { pending.removeFirst(min(count, pending.count)) }

@@ -20,7 +20,7 @@ struct RateGovernor: Sendable {
         let wait = budget.reserve(weight: weight, priority: priority, now: now)
         guard wait > 0 else { return }
         let why = budget.banned ? "banned (418/403) by \(venue)" : budget.blocked(now: now) != nil ? "told to slow down (429) by \(venue)" : "over our \(venue) request budget"
-        throw VenueError(.unreachable, "\(what) not sent: \(why); requests go again in \(String(format: "%.1f", wait)) s")
+        throw VenueError(.unreachable, "\(what) not sent: \(why); requests go again in \(String(format: "%.1f", wait)) s", retryAfter: wait)
     }
 
     /// Binance: `X-MBX-USED-WEIGHT-1M` corrects our count; 429 and 418 block for `Retry-After`.

@@ -22,6 +22,22 @@ public enum VenueChoice: Sendable {
         public var recvWindow: Int
         /// The share of the exchange's request limit we spend (polling half of it).
         public var rateLimitShare: Double
+        /// The private WebSocket stream of fills and order updates (nil: REST polling only).
+        public var userStreamURL: String?
+    }
+
+    /// Where the exchange's private stream lives for a REST base URL: the exchange's own for its
+    /// production and testnet hosts, the same host and port (`ws://`) for a local test server.
+    static func userStreamURL(exchange: LiveVenue.Exchange, restURL: String) -> String {
+        let local = restURL.replacingOccurrences(of: "https://", with: "wss://").replacingOccurrences(of: "http://", with: "ws://")
+        switch (exchange, restURL) {
+        case (.binance, "https://fapi.binance.com"): return "wss://fstream.binance.com/private/ws"
+        case (.binance, "https://testnet.binancefuture.com"): return "wss://fstream.binancefuture.com/private/ws"
+        case (.binance, _): return local + "/private/ws"
+        case (.bybit, "https://api.bybit.com"): return "wss://stream.bybit.com/v5/private"
+        case (.bybit, "https://api-testnet.bybit.com"): return "wss://stream-testnet.bybit.com/v5/private"
+        case (.bybit, _): return local + "/v5/private"
+        }
     }
 
     /// `USE_PAPER_TRADING` (default true). Only when it is false are `LIVE_VENUE` and that exchange's
@@ -43,7 +59,18 @@ public enum VenueChoice: Sendable {
             secret: try config.required("\(prefix)_API_SECRET", secret: true, help: "API secret"),
             recvWindow: try config.int("\(prefix)_RECV_WINDOW_MS", default: 5_000, range: 100...60_000, help: "signed requests' validity window"),
             rateLimitShare: try config.double(
-                "VENUE_RATE_LIMIT_SHARE", default: 0.8, range: 0.1...0.95, help: "share of the exchange's request limit we spend; polling gets half of it")))
+                "VENUE_RATE_LIMIT_SHARE", default: 0.8, range: 0.1...0.95, help: "share of the exchange's request limit we spend; polling gets half of it"),
+            userStreamURL: try userStream(config, key: "\(prefix)_USER_STREAM_URL", default: userStreamURL(exchange: exchange, restURL: url))))
+    }
+
+    /// The private stream's URL: `wss://` (plain `ws://` only to a local test server), or `off`.
+    static func userStream(_ config: ConfigReader, key: String, default url: String) throws -> String? {
+        let value = try config.string(key, default: url, help: "private stream of fills and order updates (off: REST polling only)")!
+        guard value != "off" else { return nil }
+        guard value.hasPrefix("wss://") || value.hasPrefix("ws://127.0.0.1") || value.hasPrefix("ws://localhost") else {
+            throw ConfigError(key: key, message: "must be wss:// (plain ws:// only to a local test server), or off: \(value)")
+        }
+        return value
     }
 }
 
@@ -140,7 +167,8 @@ extension ExecutorConfiguration {
             switch live.exchange {
             case .binance:
                 return BinanceFuturesVenue(
-                    baseURL: live.baseURL, apiKey: live.apiKey, secret: live.secret, recvWindow: live.recvWindow, logger: logger, rateLimitShare: live.rateLimitShare)
+                    baseURL: live.baseURL, apiKey: live.apiKey, secret: live.secret, recvWindow: live.recvWindow, logger: logger, rateLimitShare: live.rateLimitShare,
+                    streamURL: live.userStreamURL)
             case .bybit:
                 return BybitLinearVenue(
                     baseURL: live.baseURL, apiKey: live.apiKey, secret: live.secret, recvWindow: live.recvWindow, logger: logger, rateLimitShare: live.rateLimitShare)
@@ -171,7 +199,12 @@ struct ReconcileService: Service {
                         break
                     } catch {
                         logger.error("cannot reconcile with the venue; no new orders until it answers", metadata: ["error": "\(error)"])
-                        try await Task.sleep(for: backoff.delay(attempt: attempt))
+                        // A request budget that frees at a known time is tried again then, not after a longer backoff.
+                        if let wait = (error as? VenueError)?.retryAfter {
+                            try await Task.sleep(for: .milliseconds(Int(wait * 1000) + 100))
+                        } else {
+                            try await Task.sleep(for: backoff.delay(attempt: attempt))
+                        }
                         attempt += 1
                     }
                 }
@@ -192,6 +225,41 @@ struct ReconcileService: Service {
                         failing = true
                         logger.error("venue events or reconciliation failed; reconciling as soon as they answer", metadata: ["error": "\(error)"])
                     }
+                }
+            }
+        } catch is CancellationError {}
+    }
+}
+
+/// Keeps the venue's private stream of fills and order updates connected, and hands what it brings
+/// to the executor at once. When it is down, ``ReconcileService``'s polling carries on alone; it
+/// connects again with backoff.
+struct UserStreamService: Service {
+    let venue: any Venue
+    let executor: ExecutorService
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown {
+                let backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30))
+                var attempt = 0
+                while !Task.isCancelled {
+                    let started = ContinuousClock.now
+                    do {
+                        try await venue.streamUserData {
+                            do { try await executor.processVenueEvents() } catch {
+                                logger.warning("venue events from the stream wait for the next poll", metadata: ["error": "\(error)"])
+                            }
+                        }
+                    } catch is CancellationError {
+                        return
+                    } catch {
+                        logger.warning("the venue's user-data stream ended; connecting again", metadata: ["error": "\(error)"])
+                    }
+                    // A connection that lasted a while starts the backoff over.
+                    attempt = ContinuousClock.now - started > .seconds(60) ? 0 : attempt + 1
+                    try await Task.sleep(for: backoff.delay(attempt: attempt))
                 }
             }
         } catch is CancellationError {}
@@ -300,7 +368,7 @@ extension WorkerMain {
                 try await bus.declare(ExecutorService.candleQueue(account: account, priceVenue: settings.executor.priceVenue))
                 try await bus.declare(ExecutorService.controlQueue(account: account))
                 let holding = LeaseService.Holding()
-                let trading: [any Service] = [
+                var trading: [any Service] = [
                         ReconcileService(executor: executor, pollEvents: venue.isLive, interval: settings.executor.reconcileInterval, logger: context.logger),
                         ConsumerService(bus: bus, queue: ExecutorService.decisionQueue(account: account).name, options: ConsumerOptions(prefetch: 1, retryDelay: .seconds(1))) {
                             try await executor.handleDecision($0)
@@ -312,6 +380,7 @@ extension WorkerMain {
                             try await executor.handleControl($0)
                         },
                 ]
+                if venue.hasUserStream { trading.append(UserStreamService(venue: venue, executor: executor, logger: context.logger)) }
                 let lease = LeaseService(
                     store: store, name: "executor:\(account)", holder: "\(context.settings.instance)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
                     duration: settings.executor.leaseDuration, logger: context.logger, active: trading, holding: holding)

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPSupport
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -17,6 +18,13 @@ import Synchronization
 /// `GET /fapi/v1/openAlgoOrders`), which refuses a trigger already crossed by the mark price with
 /// -2021 "Order would immediately trigger." A triggered conditional order becomes a market order
 /// (its `actualOrderId`), whose fills `userTrades` lists.
+///
+/// The user-data stream is Binance's: `POST`/`PUT`/`DELETE /fapi/v1/listenKey` (API key, no
+/// signature; a key lives 60 minutes unless kept alive, and `PUT` on an unknown key is -1125), and a
+/// WebSocket at `/private/ws/<listenKey>` that pushes `ORDER_TRADE_UPDATE` for every fill,
+/// `ACCOUNT_UPDATE` for every position change and `ALGO_UPDATE` for every conditional order's change,
+/// and `listenKeyExpired` before it closes an expired key's connection. Fault modes: events dropped or
+/// sent twice, connections dropped, the key expired early.
 public final class FakeBinanceFutures: Sendable {
     public enum OrderFault: Sendable {
         case none
@@ -105,8 +113,24 @@ public final class FakeBinanceFutures: Sendable {
         var nextOrderID: Int64 = 1
         var nextTradeID: Int64 = 1
         var tradeTimes: [Int64: Int64] = [:]
+        /// Each trade's commission and its asset, as charged when it filled.
+        var tradeFees: [Int64: (Decimal, String)] = [:]
         /// `userTrades` lists every trade twice, oldest last (a replayed, reordered feed).
         var duplicatedAndReordered = false
+        /// The user-data stream: listen keys and their expiry, open connections by key, faults.
+        var listenKeys: [String: Date] = [:]
+        var listenKeyValidity: TimeInterval = 3_600
+        var streams: [Int: (key: String, out: AsyncStream<String>.Continuation)] = [:]
+        var nextStream = 0
+        var streamsOpened = 0
+        var dropStreamEvents = 0
+        var duplicateStreamEvents = false
+        var streamEventsSent: [String] = []
+        var listenKeyRequests: [String] = []
+        /// Commissions in BNB at this BNB price (nil: in USDT).
+        var bnbFeePrice: Decimal?
+        /// Each symbol's price over time (for klines).
+        var priceHistory: [String: [(time: Int64, price: Decimal)]] = [:]
     }
 
     public let apiKey: String
@@ -121,7 +145,8 @@ public final class FakeBinanceFutures: Sendable {
 
     public static func start(apiKey: String = "test-key", secret: String = "test-secret") async throws -> FakeBinanceFutures {
         let fake = FakeBinanceFutures(apiKey: apiKey, secret: secret)
-        let router = Router()
+        let router = Router(context: BasicWebSocketRequestContext.self)
+        fake.userDataRoutes(router)
         router.get("fapi/v1/time") { _, _ in fake.json(["serverTime": fake.serverTime]) }
         router.get("fapi/v1/exchangeInfo") { _, _ in
             // BTCUSDT, and every symbol that has a price.
@@ -186,6 +211,7 @@ public final class FakeBinanceFutures: Sendable {
                 let found: Algo? = fake.state.withLock { state in
                     guard let index = state.algos.firstIndex(where: { fake.matches($0, q) && $0.status == "NEW" }) else { return nil }
                     state.algos[index].status = "CANCELED"
+                    Self.emitAlgo(&state, state.algos[index])
                     return state.algos[index]
                 }
                 guard let found else { return fake.error(400, -2011, "Unknown order sent.") }
@@ -260,15 +286,16 @@ public final class FakeBinanceFutures: Sendable {
                     }
                     if state.duplicatedAndReordered { trades = (trades + trades).reversed() }
                     return trades.map {
-                        ["id": $0.id, "orderId": $0.orderID, "symbol": $0.symbol, "side": $0.side, "price": "\($0.price)", "qty": "\($0.qty)",
-                         "commission": "\($0.price * $0.qty * Decimal(string: "0.0005")!)", "realizedPnl": "\($0.realized)",
+                        let (fee, asset) = state.tradeFees[$0.id] ?? Self.commission(state, price: $0.price, quantity: $0.qty)
+                        return ["id": $0.id, "orderId": $0.orderID, "symbol": $0.symbol, "side": $0.side, "price": "\($0.price)", "qty": "\($0.qty)",
+                         "commission": "\(fee)", "commissionAsset": asset, "realizedPnl": "\($0.realized)",
                          "time": state.tradeTimes[$0.id] ?? now] as [String: Any]
                     }
                 }
                 return fake.json(rows)
             }
         }
-        fake.server.set(try await LocalServer.start(router, label: "fake-binance"))
+        fake.server.set(try await LocalServer.start(router, server: .http1WebSocketUpgrade(webSocketRouter: router), label: "fake-binance"))
         return fake
     }
 
@@ -277,13 +304,20 @@ public final class FakeBinanceFutures: Sendable {
     }
 
     public var baseURL: String { "http://127.0.0.1:\(server.port)" }
-    public func setPrice(_ symbol: String, _ price: Decimal) { state.withLock { $0.prices[symbol] = price } }
+    /// The symbol's price (and mark) from now, or from `time` in its price history (its klines).
+    public func setPrice(_ symbol: String, _ price: Decimal, at time: Date? = nil) {
+        state.withLock { state in
+            state.prices[symbol] = price
+            state.priceHistory[symbol, default: []].append((Int64((time ?? Date()).timeIntervalSince1970 * 1000) + state.skewMillis, price))
+        }
+    }
 
     /// The mark moves to `price`: a conditional order it crosses triggers, as a market order that
     /// closes (reduce-only, for its quantity; or the whole position) at that price.
     public func moveMarket(_ symbol: String, to price: Decimal) {
         state.withLock { state in
             state.prices[symbol] = price
+            state.priceHistory[symbol, default: []].append((Int64(Date().timeIntervalSince1970 * 1000) + state.skewMillis, price))
             for index in state.algos.indices where state.algos[index].symbol == symbol && state.algos[index].status == "NEW" {
                 let algo = state.algos[index]
                 guard let amount = state.positions[symbol], amount != 0, (algo.side == "SELL") == (amount > 0) else { continue }
@@ -299,19 +333,28 @@ public final class FakeBinanceFutures: Sendable {
                 state.orders.append(Order(
                     id: id, clientID: "autoalgo-\(algo.id)", symbol: symbol, side: algo.side, type: "MARKET", quantity: quantity, stopPrice: nil, status: "FILLED",
                     price: price))
-                state.algos[index].status = "FINISHED"
+                state.algos[index].status = "TRIGGERED"
                 state.algos[index].actualOrderID = id
-                Self.trade(&state, orderID: id, symbol: symbol, side: algo.side, price: price, quantity: quantity)
+                Self.emitAlgo(&state, state.algos[index])
+                Self.trade(&state, orderID: id, symbol: symbol, side: algo.side, price: price, quantity: quantity, clientID: "autoalgo-\(algo.id)", reduceOnly: true)
+                state.algos[index].status = "FINISHED"
+                Self.emitAlgo(&state, state.algos[index])
             }
             // Conditional orders left with nothing to close expire.
             if state.positions[symbol] == nil {
-                for index in state.algos.indices where state.algos[index].symbol == symbol && state.algos[index].status == "NEW" { state.algos[index].status = "EXPIRED" }
+                for index in state.algos.indices where state.algos[index].symbol == symbol && state.algos[index].status == "NEW" {
+                    state.algos[index].status = "EXPIRED"
+                    Self.emitAlgo(&state, state.algos[index])
+                }
             }
         }
     }
 
     /// Books a trade and moves the position (entry price on opening, realised PnL on reducing).
-    static func trade(_ state: inout State, orderID: Int64, symbol: String, side: String, price: Decimal, quantity: Decimal, time: Int64? = nil) {
+    static func trade(
+        _ state: inout State, orderID: Int64, symbol: String, side: String, price: Decimal, quantity: Decimal, time: Int64? = nil, clientID: String = "",
+        reduceOnly: Bool = false
+    ) {
         let signed = side == "BUY" ? quantity : -quantity
         let before = state.positions[symbol] ?? 0
         var realized: Decimal = 0
@@ -325,14 +368,63 @@ public final class FakeBinanceFutures: Sendable {
         let id = state.nextTradeID
         state.nextTradeID += 1
         state.trades.append((id, orderID, symbol, side, price, quantity, realized))
-        state.tradeTimes[id] = time ?? (Int64(Date().timeIntervalSince1970 * 1000) + state.skewMillis)
+        let at = time ?? (Int64(Date().timeIntervalSince1970 * 1000) + state.skewMillis)
+        state.tradeTimes[id] = at
+        let (fee, asset) = commission(state, price: price, quantity: quantity)
+        state.tradeFees[id] = (fee, asset)
+        let client = clientID.isEmpty ? state.orders.first { $0.id == orderID }?.clientID ?? "" : clientID
+        emit(&state, """
+            {"e":"ORDER_TRADE_UPDATE","E":\(at),"T":\(at),"o":{"s":"\(symbol)","c":"\(client)","S":"\(side)","o":"MARKET","f":"GTC","q":"\(quantity)",\
+            "p":"0","ap":"\(price)","sp":"0","x":"TRADE","X":"FILLED","i":\(orderID),"l":"\(quantity)","z":"\(quantity)","L":"\(price)","N":"\(asset)",\
+            "n":"\(fee)","T":\(at),"t":\(id),"b":"0","a":"0","m":false,"R":\(reduceOnly),"wt":"CONTRACT_PRICE","ot":"MARKET","ps":"BOTH","cp":false,\
+            "rp":"\(realized)","pP":false,"si":0,"ss":0,"V":"EXPIRE_TAKER","pm":"NONE","gtd":0}}
+            """)
+        emit(&state, """
+            {"e":"ACCOUNT_UPDATE","E":\(at),"T":\(at),"a":{"m":"ORDER","B":[{"a":"USDT","wb":"0","cw":"0","bc":"0"}],"P":[{"s":"\(symbol)",\
+            "pa":"\(after)","ep":"\(state.entry[symbol] ?? 0)","bep":"0","cr":"0","up":"0","mt":"isolated","iw":"0","ps":"BOTH"}]}}
+            """)
+    }
+
+    /// A fill's commission and its asset: 0.05 % taker, in USDT, or in BNB at `bnbFeePrice`.
+    static func commission(_ state: State, price: Decimal, quantity: Decimal) -> (Decimal, String) {
+        let usdt = price * quantity * Decimal(string: "0.0005")!
+        guard state.bnbFeePrice != nil, let bnb = state.prices["BNBUSDT"] else { return (usdt, "USDT") }
+        return ((usdt / bnb).rounded(8), "BNB")
+    }
+
+    /// Pushes a user-data event to every open stream (or drops it, or sends it twice, by the faults).
+    static func emit(_ state: inout State, _ text: String) {
+        guard !state.streams.isEmpty else { return }
+        if state.dropStreamEvents > 0 {
+            state.dropStreamEvents -= 1
+            return
+        }
+        state.streamEventsSent.append(text)
+        for stream in state.streams.values {
+            stream.out.yield(text)
+            if state.duplicateStreamEvents { stream.out.yield(text) }
+        }
+    }
+
+    /// An `ALGO_UPDATE` for a conditional order's new status.
+    static func emitAlgo(_ state: inout State, _ algo: Algo) {
+        let now = Int64(Date().timeIntervalSince1970 * 1000) + state.skewMillis
+        emit(&state, """
+            {"e":"ALGO_UPDATE","T":\(now),"E":\(now),"o":{"caid":"\(algo.clientID)","aid":\(algo.id),"at":"CONDITIONAL","o":"\(algo.type)",\
+            "s":"\(algo.symbol)","S":"\(algo.side)","ps":"BOTH","f":"GTC","q":"\(algo.quantity ?? 0)","X":"\(algo.status)",\
+            "ai":"\(algo.actualOrderID.map { String($0) } ?? "")","ap":"0","aq":"0","act":"MARKET","tp":"\(algo.trigger)","p":"0","V":"EXPIRE_MAKER",\
+            "wt":"\(algo.workingType)","pm":"NONE","cp":\(algo.closePosition),"pP":false,"R":\(!algo.closePosition),"tt":0,"gtd":0}}
+            """)
     }
 
     /// Someone cancels the symbol's open orders (the protective stop among them) behind our back.
     public func cancelOpenOrders(_ symbol: String) {
         state.withLock { state in
             for index in state.orders.indices where state.orders[index].symbol == symbol && state.orders[index].status == "NEW" { state.orders[index].status = "CANCELED" }
-            for index in state.algos.indices where state.algos[index].symbol == symbol && state.algos[index].status == "NEW" { state.algos[index].status = "CANCELED" }
+            for index in state.algos.indices where state.algos[index].symbol == symbol && state.algos[index].status == "NEW" {
+                state.algos[index].status = "CANCELED"
+                Self.emitAlgo(&state, state.algos[index])
+            }
         }
     }
 
@@ -362,6 +454,120 @@ public final class FakeBinanceFutures: Sendable {
             state.orders.append(Order(id: id, clientID: "web_\(id)", symbol: symbol, side: side, type: "MARKET", quantity: quantity, stopPrice: nil, status: "FILLED", price: price))
             Self.trade(&state, orderID: id, symbol: symbol, side: side, price: price, quantity: quantity)
         }
+    }
+
+    // MARK: User-data stream
+
+    func userDataRoutes(_ router: Router<BasicWebSocketRequestContext>) {
+        // USER_STREAM endpoints: the API key, no signature. POST returns the active key (extended) or a new one.
+        router.post("fapi/v1/listenKey") { request, _ in
+            guard request.headers[.init("X-MBX-APIKEY")!] == self.apiKey else { return self.error(401, -2015, "Invalid API-key, IP, or permissions for action.") }
+            let key = self.state.withLock { state -> String in
+                state.listenKeyRequests.append("POST")
+                let now = Date()
+                let key = state.listenKeys.first { $0.value > now }?.key ?? (0..<64).map { _ in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".randomElement()! }.map(String.init).joined()
+                state.listenKeys[key] = now.addingTimeInterval(state.listenKeyValidity)
+                return key
+            }
+            return self.json(["listenKey": key])
+        }
+        router.put("fapi/v1/listenKey") { request, _ in
+            guard request.headers[.init("X-MBX-APIKEY")!] == self.apiKey else { return self.error(401, -2015, "Invalid API-key, IP, or permissions for action.") }
+            let key = self.state.withLock { state -> String? in
+                state.listenKeyRequests.append("PUT")
+                let now = Date()
+                guard let key = state.listenKeys.first(where: { $0.value > now })?.key else { return nil }
+                state.listenKeys[key] = now.addingTimeInterval(state.listenKeyValidity)
+                return key
+            }
+            guard let key else { return self.error(400, -1125, "This listenKey does not exist.") }
+            return self.json(["listenKey": key])
+        }
+        router.delete("fapi/v1/listenKey") { request, _ in
+            guard request.headers[.init("X-MBX-APIKEY")!] == self.apiKey else { return self.error(401, -2015, "Invalid API-key, IP, or permissions for action.") }
+            self.state.withLock { state in
+                state.listenKeyRequests.append("DELETE")
+                state.listenKeys.removeAll()
+                for stream in state.streams.values { stream.out.finish() }
+            }
+            return self.json([String: String]())
+        }
+        router.ws("private/ws/:listenKey") { inbound, outbound, context in
+            let key = String(context.request.uri.path.split(separator: "/").last ?? "")
+            try await self.serveUserData(key: key, inbound: inbound, outbound: outbound)
+        }
+        router.get("fapi/v1/klines") { request, _ in
+            // Public: 1m candles from the prices set, enough to price a fee asset at a fill's time.
+            let q = request.uri.queryParameters
+            let symbol = q.get("symbol") ?? "", start = q.get("startTime").flatMap { Int64($0) } ?? 0
+            let minute = start / 60_000 * 60_000
+            let rows: [[Any]] = self.state.withLock { state in
+                let history = state.priceHistory[symbol] ?? []
+                let inside = history.filter { $0.time >= minute && $0.time < minute + 60_000 }.map(\.price)
+                guard let last = inside.last ?? history.last(where: { $0.time < minute })?.price else { return [] }
+                let open = inside.first ?? last
+                return [[minute, "\(open)", "\((inside + [open]).max()!)", "\((inside + [open]).min()!)", "\(last)", "0", minute + 59_999, "0", 0, "0", "0", "0"]]
+            }
+            return self.json(rows)
+        }
+    }
+
+    /// One user-data connection: refused for an unknown or expired key; pushes the events; says
+    /// `listenKeyExpired` and closes once its key expires.
+    func serveUserData(key: String, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+        let (events, continuation) = AsyncStream<String>.makeStream()
+        let id: Int? = state.withLock { state in
+            guard let expiry = state.listenKeys[key], expiry > Date() else { return nil }
+            let id = state.nextStream
+            state.nextStream += 1
+            state.streamsOpened += 1
+            state.streams[id] = (key, continuation)
+            return id
+        }
+        guard let id else { return }
+        defer { _ = state.withLock { $0.streams.removeValue(forKey: id) } }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                defer { continuation.finish() }
+                for try await _ in inbound.messages(maxSize: 1 << 16) {}
+            }
+            group.addTask {
+                // The key's expiry, checked as Binance does: the stream says so, then closes.
+                while true {
+                    try await Task.sleep(for: .milliseconds(100))
+                    let expired = self.state.withLock { ($0.listenKeys[key] ?? .distantPast) <= Date() }
+                    if expired {
+                        continuation.yield(#"{"e":"listenKeyExpired","E":\#(self.serverTime),"listenKey":"\#(key)"}"#)
+                        continuation.finish()
+                        return
+                    }
+                }
+            }
+            for await text in events { try await outbound.write(.text(text)) }
+            group.cancelAll()
+        }
+    }
+
+    /// Listen keys expire this long after their last `POST` or `PUT` (Binance: 60 minutes).
+    public func setListenKeyValidity(_ seconds: TimeInterval) { state.withLock { $0.listenKeyValidity = seconds } }
+    /// Every listen key expires now: open streams get `listenKeyExpired` and close.
+    public func expireListenKeys() { state.withLock { state in for key in state.listenKeys.keys { state.listenKeys[key] = .distantPast } } }
+    /// The next `count` user-data events are lost (never sent).
+    public func dropNextStreamEvents(_ count: Int) { state.withLock { $0.dropStreamEvents += count } }
+    /// From now on every user-data event is sent twice.
+    public func duplicateStreamEvents() { state.withLock { $0.duplicateStreamEvents = true } }
+    /// Every user-data connection is cut (as a network drop or Binance's 24-hour limit does).
+    public func dropStreamConnections() { state.withLock { state in for stream in state.streams.values { stream.out.finish() } } }
+    /// User-data connections open now, and opened in all.
+    public var streamsOpen: Int { state.withLock { $0.streams.count } }
+    public var streamsOpened: Int { state.withLock { $0.streamsOpened } }
+    /// User-data events sent so far, and the listen-key calls (POST, PUT, DELETE).
+    public var streamEventsSent: [String] { state.withLock { $0.streamEventsSent } }
+    public var listenKeyRequests: [String] { state.withLock { $0.listenKeyRequests } }
+    /// Commissions are paid in BNB from now on, at this BNB price (its price in USDT is set too).
+    public func payFeesInBNB(price: Decimal) {
+        setPrice("BNBUSDT", price)
+        state.withLock { $0.bnbFeePrice = price }
     }
 
     public func failNextAlgoOrders(_ faults: [AlgoFault]) { state.withLock { $0.algoFaults += faults } }
@@ -485,7 +691,7 @@ public final class FakeBinanceFutures: Sendable {
                 for part in 1...parts {
                     let piece = part == parts ? left : (quantity / Decimal(parts)).rounded(3)
                     left -= piece
-                    Self.trade(&state, orderID: id, symbol: symbol, side: side, price: price, quantity: piece)
+                    Self.trade(&state, orderID: id, symbol: symbol, side: side, price: price, quantity: piece, clientID: order.clientID, reduceOnly: reduceOnly)
                 }
             }
             state.orders.append(order)
@@ -528,6 +734,7 @@ public final class FakeBinanceFutures: Sendable {
                 id: id, clientID: q["clientAlgoId"] ?? "algo-\(id)", symbol: symbol, side: side, type: type, quantity: quantity, closePosition: closePosition,
                 trigger: trigger, workingType: q["workingType"] ?? "CONTRACT_PRICE", status: "NEW", actualOrderID: nil)
             state.algos.append(algo)
+            Self.emitAlgo(&state, algo)
             return algo
         }
         guard let algo = result else { return error(400, -2021, "Order would immediately trigger.") }

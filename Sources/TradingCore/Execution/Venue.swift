@@ -259,9 +259,12 @@ public struct VenueError: Error, Sendable, Hashable, CustomStringConvertible {
     }
     public var kind: Kind
     public var message: String
-    public init(_ kind: Kind, _ message: String) {
+    /// When the venue accepts requests again (a rate limit or a ban), in seconds from the error.
+    public var retryAfter: Double?
+    public init(_ kind: Kind, _ message: String, retryAfter: Double? = nil) {
         self.kind = kind
         self.message = message
+        self.retryAfter = retryAfter
     }
     public var description: String { "\(kind.rawValue): \(message)" }
 }
@@ -335,9 +338,18 @@ public protocol Venue: Sendable {
     func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder]
     /// Places the position's take-profit, closing whatever the position holds when it triggers.
     func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError)
+    /// Whether the venue has a private stream of fills and order updates.
+    var hasUserStream: Bool { get }
+    /// Runs the venue's private stream of fills and order updates until it ends or fails.
+    func streamUserData(delivered: @escaping @Sendable () async -> Void) async throws
 }
 
 extension Venue {
+    /// Whether the venue has a private stream of fills and order updates (``streamUserData(delivered:)``).
+    public var hasUserStream: Bool { false }
+    /// Runs the venue's private stream until it ends or fails, calling `delivered` after each event
+    /// that changes something; ``events()`` then reports what it brought. Venues without one return.
+    public func streamUserData(delivered: @escaping @Sendable () async -> Void) async throws {}
     /// A venue with its own prices has no candle to finish.
     public func finishCandle(symbol: String) async throws(VenueError) {}
     /// A venue whose every position is its own account's (the paper venue) follows them all already.

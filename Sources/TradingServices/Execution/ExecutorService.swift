@@ -957,7 +957,13 @@ public actor ExecutorService {
     /// Every position the venue holds that the kernel does not follow yet is followed, with the stop
     /// its store record has (or one `MAX_STOP_LOSS_PERCENT` from its entry), and protected now.
     func protectWhatTheVenueHolds() async {
-        guard let held = try? await venue.positions() else { return }
+        let held: [VenuePosition]
+        do {
+            held = try await venue.positions()
+        } catch {
+            logger.error("the venue's positions cannot be read either; its stops wait for the next pass", metadata: ["error": "\(error)"])
+            return
+        }
         let records = (try? await venuePositionsInStore()) ?? []
         for position in held where kernel.positions[position.symbol] == nil {
             guard let stops = try? await venue.workingStops(symbol: position.symbol) else { continue }
