@@ -71,10 +71,13 @@ public actor BinanceFuturesVenue: Venue {
     /// its listen key is kept alive, and where it stands: see BinanceUserStream.swift.
     let streamURL: String?
     let listenKeyKeepalive: Duration
-    var stream = UserStreamState()
+    var stream = UserStreamState<Trade>()
     /// Orders whose outcome is not known yet (a lost answer, or not filled at once), by symbol: their
     /// symbol's trades are read for a minute after.
     var ordersSent: [String: Date] = [:]
+    /// Each symbol's leverage brackets as margin tiers, read at most once a day.
+    var brackets: [String: (at: Date, tiers: MarginTiers)] = [:]
+    static let bracketsMaxAge: TimeInterval = 86_400
     /// Fee assets' prices by asset, quote and minute.
     var feeRates: [String: Decimal] = [:]
 
@@ -119,7 +122,7 @@ public actor BinanceFuturesVenue: Venue {
             let query = RequestSigning.binanceQuery(parameters, timestamp: timestamp, recvWindow: recvWindow, secret: secret)
             // Protection goes before polling for fills: orders, cancels, order queries, and the position and
             // open-order reads that the kernel's stop checks and reconciliation rest on.
-            let protection: Set<String> = ["/fapi/v1/order", "/fapi/v2/positionRisk", "/fapi/v1/openAlgoOrders"]
+            let protection: Set<String> = ["/fapi/v1/order", "/fapi/v2/positionRisk", "/fapi/v1/openAlgoOrders", "/fapi/v1/leverageBracket"]
             let priority: RequestBudget.Priority = method != "GET" || protection.contains(path) ? .order : .poll
             try governor.admit(weight: Self.weight(method, path, parameters), priority: priority, what: "Binance \(method) \(path)", now: clock())
             let answer: HTTPAnswer
@@ -201,6 +204,36 @@ public actor BinanceFuturesVenue: Venue {
         }
         guard let filters = filterCache[symbol] else { throw VenueError(.rejected, "Binance does not list \(symbol)") }
         return filters
+    }
+
+    /// The symbol's leverage brackets (`GET /fapi/v1/leverageBracket`, signed, weight 1) as margin
+    /// tiers: each bracket's `notionalCap`, `maintMarginRatio` and `cum`. Read once a day per symbol;
+    /// a failed refresh keeps the day-old tiers.
+    public func marginTiers(symbol: String) async throws(VenueError) -> MarginTiers? {
+        if let cached = brackets[symbol], clock().timeIntervalSince(cached.at) < Self.bracketsMaxAge { return cached.tiers }
+        struct Entry: Decodable {
+            struct Bracket: Decodable { var notionalCap: Decimal; var maintMarginRatio: Decimal; var cum: Decimal }
+            var symbol: String
+            var brackets: [Bracket]
+        }
+        let body: [UInt8]
+        do {
+            body = try await signed("GET", "/fapi/v1/leverageBracket", [("symbol", symbol)])
+        } catch {
+            if let cached = brackets[symbol] { return cached.tiers }
+            throw error
+        }
+        // An array, or (Binance's documentation shows both) one object when a symbol is given.
+        let entries = (try? JSONDecoder().decode([Entry].self, from: Data(body))) ?? (try? JSONDecoder().decode(Entry.self, from: Data(body))).map { [$0] }
+        guard let entry = entries?.first(where: { $0.symbol == symbol }), !entry.brackets.isEmpty else {
+            throw VenueError(.unreachable, "Binance leverageBracket answer for \(symbol) is not what its documentation says")
+        }
+        let sorted = entry.brackets.sorted { $0.notionalCap < $1.notionalCap }
+        let tiers = MarginTiers(tiers: sorted.enumerated().map { index, bracket in
+            MarginTiers.Tier(notionalCap: index == sorted.count - 1 ? nil : bracket.notionalCap, rate: bracket.maintMarginRatio, deduction: bracket.cum)
+        })
+        brackets[symbol] = (clock(), tiers)
+        return tiers
     }
 
     public func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) {
@@ -433,22 +466,22 @@ public actor BinanceFuturesVenue: Venue {
         // The rest cost nothing. Read fresh each poll (one call for every symbol); the kernel's checks
         // until the next poll use it. While the stream is live, its position updates keep the rows
         // current, and a difference must last a few seconds (the fill may be on its way) before REST reads.
-        let rows = live ? try await positionRows(maxAge: Self.streamPositionsMaxAge) : try await positionRows(fresh: true)
+        let rows = live ? try await positionRows(maxAge: StreamTiming.positionsMaxAge) : try await positionRows(fresh: true)
         let amounts = Dictionary(rows.map { ($0.symbol, Decimal(string: $0.positionAmt) ?? 0) }) { $1 }
         let now = clock()
         for symbol in tradedSymbols.sorted() {
             let recent = ordersSent[symbol].map { now.timeIntervalSince($0) < 60 } ?? false
-            let unread = awaiting.values.contains { $0.symbol == symbol && (!live || now.timeIntervalSince($0.since) > Self.streamGrace) }
+            let unread = awaiting.values.contains { $0.symbol == symbol && (!live || now.timeIntervalSince($0.since) > StreamTiming.grace) }
             var differs = amounts[symbol, default: 0] != book.signedQuantity(symbol)
             if differs && live {
                 let since = stream.differsSince[symbol] ?? now
                 stream.differsSince[symbol] = since
-                differs = now.timeIntervalSince(since) > Self.streamGrace
+                differs = now.timeIntervalSince(since) > StreamTiming.grace
             } else if !differs {
                 stream.differsSince[symbol] = nil
             }
             // Fills the stream brought are checked against REST now and then, which moves the cursor on.
-            let unverified = !(stream.seen[symbol]?.isEmpty ?? true) && now.timeIntervalSince(stream.verifiedAt[symbol] ?? .distantPast) >= Self.streamVerifyEvery
+            let unverified = !(stream.seen[symbol]?.isEmpty ?? true) && now.timeIntervalSince(stream.verifiedAt[symbol] ?? .distantPast) >= StreamTiming.verifyEvery
             guard catchingUp || recent || unread || unverified || lastTradeID[symbol] == nil || differs else { continue }
             var parameters = [("symbol", symbol)]
             if lastTradeID[symbol] == nil, let start = startTimes[symbol] {
@@ -482,7 +515,7 @@ public actor BinanceFuturesVenue: Venue {
         if streamed {
             guard tradedSymbols.contains(symbol), let cursor = lastTradeID[symbol], trade.id > cursor,
                   stream.seen[symbol, default: []].insert(trade.id).inserted else { return }
-            // REST checks it within `streamVerifyEvery`, counted from the first fill it has not listed.
+            // REST checks it within `verifyEvery`, counted from the first fill it has not listed.
             if stream.verifiedAt[symbol] == nil { stream.verifiedAt[symbol] = clock() }
         } else if stream.seen[symbol]?.remove(trade.id) != nil {
             lastTradeID[symbol] = trade.id

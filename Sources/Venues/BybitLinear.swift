@@ -49,22 +49,40 @@ public actor BybitLinearVenue: Venue {
     let timeout: Duration
     let logger: Logger
     let clock: @Sendable () -> Date
-    private var clockOffset: Int64 = 0
-    private var filterCache: [String: ExchangeFilters] = [:]
-    private var tradedSymbols: Set<String> = []
-    private var cursors: [String: ExecutionCursor] = [:]
-    private var pending: [VenueEvent] = []
+    var clockOffset: Int64 = 0
+    var filterCache: [String: ExchangeFilters] = [:]
+    var tradedSymbols: Set<String> = []
+    var cursors: [String: ExecutionCursor] = [:]
+    var pending: [VenueEvent] = []
     /// Symbols set to one-way mode and isolated margin.
-    private var prepared: Set<String> = []
+    var prepared: Set<String> = []
     /// Each symbol's position as the fills build it.
-    private var book = PositionBook()
+    var book = PositionBook()
     /// The request budget (Bybit's IP limit, with its headers and bans).
-    private var governor: RateGovernor
+    var governor: RateGovernor
+    /// The private stream (`wss://stream.bybit.com/v5/private`; nil: REST polling only) and where it
+    /// stands: see UserStreams.swift.
+    let streamURL: String?
+    var stream = UserStreamState<Execution>()
+    /// Every symbol's working conditional orders, as last read at once (`order/realtime` with
+    /// `settleCoin`, at most every ten seconds), kept up to date as we place and cancel them and as
+    /// the stream's `order` topic says.
+    var stops: (at: Date, rows: [StopRow])?
+    static let stopsMaxAge: TimeInterval = 10
+    /// Each symbol's risk limits as margin tiers, read at most once a day.
+    var riskLimits: [String: (at: Date, tiers: MarginTiers)] = [:]
+    /// Every symbol's position, as last read at once.
+    var held: (at: Date, rows: [VenuePosition])?
+    static let positionsMaxAge: TimeInterval = 1
+    /// Our orders whose fills have not all come yet, by `orderLinkId`: REST reads them if the stream is late.
+    var awaiting: [String: (symbol: String, quantity: Decimal, since: Date)] = [:]
 
     public init(
         baseURL: String = BybitLinearVenue.mainnet, apiKey: String, secret: String, recvWindow: Int = 5_000, http: HTTPClient = .shared,
-        timeout: Duration = .seconds(10), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }, rateLimitShare: Double = 0.8
+        timeout: Duration = .seconds(10), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }, rateLimitShare: Double = 0.8,
+        streamURL: String? = nil
     ) {
+        self.streamURL = streamURL
         // Bybit's IP limit: 600 requests in any 5 s; we spend `rateLimitShare` of it, polling half of that.
         self.governor = RateGovernor(venue: "bybit", budget: RequestBudget(limit: Int(600 * rateLimitShare), window: 5, pollShare: 0.5))
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
@@ -109,7 +127,7 @@ public actor BybitLinearVenue: Venue {
             if body != nil { headers.append(("Content-Type", "application/json")) }
             // Protection goes before polling for fills: orders, cancels, and the order and position reads
             // that the kernel's stop checks and reconciliation rest on.
-            let priority: RequestBudget.Priority = method != "GET" || path == "/v5/order/realtime" || path == "/v5/position/list" ? .order : .poll
+            let priority: RequestBudget.Priority = method != "GET" || ["/v5/order/realtime", "/v5/position/list", "/v5/market/risk-limit"].contains(path) ? .order : .poll
             try governor.admit(weight: 1, priority: priority, what: "Bybit \(method) \(path)", now: clock())
             let answer: HTTPAnswer
             do {
@@ -217,6 +235,36 @@ public actor BybitLinearVenue: Venue {
     }
 
     /// The unified trading account's equity and available balance.
+    /// The symbol's risk limits (`GET /v5/market/risk-limit`, public) as margin tiers: each tier's
+    /// `riskLimitValue` and `maintenanceMargin`, its `mmDeduction` where Bybit gives one (else carried
+    /// on so the margin is continuous). Read once a day per symbol; a failed refresh keeps the day-old tiers.
+    public func marginTiers(symbol: String) async throws(VenueError) -> MarginTiers? {
+        if let cached = riskLimits[symbol], clock().timeIntervalSince(cached.at) < 86_400 { return cached.tiers }
+        struct Page: Decodable {
+            struct Row: Decodable { var symbol: String; var riskLimitValue: String; var maintenanceMargin: String; var mmDeduction: String? }
+            var list: [Row]
+        }
+        let rows: [Page.Row]
+        do {
+            let body = try await call("GET", "/v5/market/risk-limit", query: [("category", "linear"), ("symbol", symbol)], signed: false).body
+            rows = try result(Page.self, body, "risk limits").list.filter { $0.symbol == symbol }
+        } catch {
+            if let cached = riskLimits[symbol] { return cached.tiers }
+            throw error
+        }
+        let parsed = rows.compactMap { row -> (cap: Decimal, rate: Decimal, deduction: Decimal?)? in
+            guard let cap = Decimal(string: row.riskLimitValue), let rate = Decimal(string: row.maintenanceMargin) else { return nil }
+            return (cap, rate, row.mmDeduction.flatMap { Decimal(string: $0) })
+        }.sorted { $0.cap < $1.cap }
+        guard !parsed.isEmpty else { throw VenueError(.unreachable, "Bybit lists no risk limits for \(symbol)") }
+        var tiers = MarginTiers.continuous(parsed.enumerated().map { ($0.offset == parsed.count - 1 ? nil : $0.element.cap, $0.element.rate) })
+        if parsed.allSatisfy({ $0.deduction != nil }) {
+            for index in tiers.tiers.indices { tiers.tiers[index].deduction = parsed[index].deduction! }
+        }
+        riskLimits[symbol] = (clock(), tiers)
+        return tiers
+    }
+
     public func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) {
         struct Wallet: Decodable {
             struct Account: Decodable { var totalEquity: String; var totalAvailableBalance: String }
@@ -293,6 +341,8 @@ public actor BybitLinearVenue: Venue {
         }
         struct Created: Decodable { var orderId: String; var orderLinkId: String }
         let created = try result(Created.self, answer.body, "order create", else: .outcomeUnknown)
+        awaiting[request.clientOrderID] = (request.symbol, request.quantity, clock())
+        held = nil
         return VenueOrder(
             clientOrderID: created.orderLinkId.isEmpty ? request.clientOrderID : created.orderLinkId, venueOrderID: created.orderId, symbol: request.symbol,
             side: request.side, quantity: request.quantity, filledQuantity: 0, averagePrice: nil, status: .accepted, reduceOnly: request.reduceOnly)
@@ -325,8 +375,17 @@ public actor BybitLinearVenue: Venue {
 
     // MARK: Positions and protection
 
-    /// Open positions (size above zero) with the stop and target Bybit holds for them.
+    /// Open positions (size above zero) with the stop and target Bybit holds for them: one
+    /// `position/list` read for every symbol, at most once a second (an order of ours, or the stream's
+    /// `position` topic, reads it again).
     public func positions() async throws(VenueError) -> [VenuePosition] {
+        if let held, clock().timeIntervalSince(held.at) < Self.positionsMaxAge { return held.rows }
+        let rows = try await readPositions()
+        held = (clock(), rows)
+        return rows
+    }
+
+    func readPositions() async throws(VenueError) -> [VenuePosition] {
         struct Page: Decodable {
             struct Row: Decodable {
                 var symbol: String; var side: String; var size: String; var avgPrice: String; var leverage: String?
@@ -376,33 +435,52 @@ public actor BybitLinearVenue: Venue {
             ], accepting: [110072], unknownOnFailure: true)
         } catch where error.kind == .rejected && (error.message.hasPrefix("Bybit 110092") || error.message.hasPrefix("Bybit 110093")) {
             throw VenueError(.wouldTrigger, error.message)
+        } catch {
+            if error.kind == .outcomeUnknown { stops = nil }  // placed or not: read the list again
+            throw error
         }
+        stops?.rows.removeAll { $0.orderLinkId == stop.clientID }
+        stops?.rows.append(StopRow(
+            orderLinkId: stop.clientID, symbol: symbol, side: stop.side == .buy ? "Buy" : "Sell", qty: "\(stop.quantity)", triggerPrice: "\(stop.trigger)",
+            orderStatus: "Untriggered", reduceOnly: true))
     }
 
     /// Cancels a stop by its `orderLinkId`; 110001 (no such open order: triggered, cancelled, gone) is done.
     public func cancelStop(symbol: String, clientID: String) async throws(VenueError) {
         _ = try await call("POST", "/v5/order/cancel", body: ["category": "linear", "symbol": symbol, "orderLinkId": clientID], accepting: [110001])
+        stops?.rows.removeAll { $0.orderLinkId == clientID }
     }
 
-    /// The symbol's working conditional orders (`order/realtime`, `orderFilter=StopOrder`) that reduce only.
-    public func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] {
-        struct Row: Decodable {
-            var orderLinkId: String; var side: String; var qty: String; var triggerPrice: String?; var orderStatus: String; var reduceOnly: Bool?
-        }
-        struct Page: Decodable { var list: [Row]; var nextPageCursor: String? }
-        var stops: [ExecutionKernel.StopOrder] = []
+    /// A conditional order as `order/realtime` and the stream's `order` topic list it.
+    struct StopRow: Decodable, Sendable {
+        var orderLinkId: String; var symbol: String; var side: String; var qty: String; var triggerPrice: String?; var orderStatus: String
+        var reduceOnly: Bool?
+    }
+
+    /// Every symbol's working conditional orders: one `order/realtime` read (`settleCoin=USDT`,
+    /// `orderFilter=StopOrder`, followed through its pages) at most every ten seconds.
+    func stopRows() async throws(VenueError) -> [StopRow] {
+        if let stops, clock().timeIntervalSince(stops.at) < Self.stopsMaxAge { return stops.rows }
+        struct Page: Decodable { var list: [StopRow]; var nextPageCursor: String? }
+        var rows: [StopRow] = []
         var cursor: String?
         repeat {
-            var query = [("category", "linear"), ("symbol", symbol), ("orderFilter", "StopOrder"), ("limit", "50")]
+            var query = [("category", "linear"), ("settleCoin", "USDT"), ("orderFilter", "StopOrder"), ("limit", "50")]
             if let cursor { query.append(("cursor", cursor)) }
             let page = try result(Page.self, try await call("GET", "/v5/order/realtime", query: query).body, "open conditional orders")
-            for row in page.list where row.orderStatus == "Untriggered" && row.reduceOnly == true {
-                guard let quantity = Decimal(string: row.qty), let trigger = row.triggerPrice.flatMap({ Decimal(string: $0) }) else { continue }
-                stops.append(ExecutionKernel.StopOrder(clientID: row.orderLinkId, side: row.side == "Buy" ? .buy : .sell, quantity: quantity, trigger: trigger))
-            }
+            rows += page.list.filter { $0.orderStatus == "Untriggered" }
             cursor = Self.next(page.nextPageCursor, after: cursor)
         } while cursor != nil
-        return stops
+        stops = (clock(), rows)
+        return rows
+    }
+
+    /// The symbol's working conditional orders that reduce only.
+    public func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] {
+        try await stopRows().filter { $0.symbol == symbol && $0.reduceOnly == true }.compactMap { row in
+            guard let quantity = Decimal(string: row.qty), let trigger = row.triggerPrice.flatMap({ Decimal(string: $0) }) else { return nil }
+            return ExecutionKernel.StopOrder(clientID: row.orderLinkId, side: row.side == "Buy" ? .buy : .sell, quantity: quantity, trigger: trigger)
+        }
     }
 
     /// The target is the position's own take-profit (`trading-stop`, whole position, mark price): it
@@ -464,40 +542,75 @@ public actor BybitLinearVenue: Venue {
         if cursors[symbol] == nil { cursors[symbol] = ExecutionCursor(from: now) }
     }
 
-    /// New fills of the symbols traded, from `GET /v5/execution/list` (polling), with the closes they make.
+    /// New fills of the symbols traded, with the closes they make. With the private stream live they
+    /// came with it, and REST reads every symbol's executions at once every `verifyEvery` (or
+    /// when an order's fills are late); otherwise every poll does (`GET /v5/execution/list`, one read
+    /// for all symbols).
     public func events() async throws(VenueError) -> [VenueEvent] {
-        for symbol in tradedSymbols.sorted() { try await poll(symbol) }
+        let phase = stream.phase, generation = stream.generation, started = clock()
+        let late = awaiting.values.contains { started.timeIntervalSince($0.since) > StreamTiming.grace }
+        let due = started.timeIntervalSince(stream.verifiedAt["*"] ?? .distantPast) >= StreamTiming.verifyEvery
+        if phase != .live || late || due {
+            try await pollAll()
+            stream.verifiedAt["*"] = started
+            // What REST has read is no longer waited for.
+            awaiting = awaiting.filter { started.timeIntervalSince($0.value.since) <= StreamTiming.grace }
+        }
+        if phase == .catchingUp, stream.phase == .catchingUp, stream.generation == generation {
+            stream.phase = .live
+            let backlog = stream.backlog
+            stream.backlog = []
+            for execution in backlog { try record(execution) }
+            logger.info("Bybit private stream caught up; fills come with it, REST checks what it may miss")
+        }
         return pending
     }
 
     public func acknowledgeEvents(_ count: Int) async throws(VenueError) { pending.removeFirst(min(count, pending.count)) }
 
-    /// The symbol's executions since its cursor, oldest first, as fills and the closes they make.
-    func poll(_ symbol: String) async throws(VenueError) {
+    /// Every traded symbol's executions since its cursor, in one read from the oldest cursor.
+    func pollAll() async throws(VenueError) {
+        guard !tradedSymbols.isEmpty else { return }
         let until = now
-        let from = (cursors[symbol]?.from ?? until - Self.window) - Self.overlap
-        var fills: [(fill: VenueFill, execution: Execution)] = []
-        for execution in try await executions(symbol, from: from, until: until) where Self.fillTypes.contains(execution.execType) {
-            guard let time = Int64(execution.execTime), let price = Decimal(string: execution.execPrice), let quantity = Decimal(string: execution.execQty) else {
-                throw VenueError(.unreachable, "Bybit execution \(execution.execId) is not what its documentation says")
-            }
-            let fill = VenueFill(
-                tradeID: "bybit-\(execution.execId)", clientOrderID: execution.orderLinkId.flatMap { $0.isEmpty ? nil : $0 } ?? "bybit-order-\(execution.orderId)",
-                symbol: symbol, side: execution.side == "Buy" ? .buy : .sell, price: price, quantity: quantity,
-                fee: execution.execFee.flatMap { Decimal(string: $0) } ?? 0, time: Date(timeIntervalSince1970: Double(time) / 1000))
-            fills.append((fill, execution))
+        func start(_ symbol: String) -> Int64 { (cursors[symbol]?.from ?? until - Self.window) - Self.overlap }
+        let all = try await executions(nil, from: tradedSymbols.map(start).min() ?? until, until: until)
+        for symbol in tradedSymbols.sorted() {
+            let from = start(symbol)
+            for execution in all where execution.symbol == symbol && (Int64(execution.execTime) ?? 0) >= from { try record(execution) }
+            // Read the cursor after the wait: another poll may have moved it meanwhile.
+            var cursor = cursors[symbol] ?? ExecutionCursor(from: from)
+            cursor.from = max(cursor.from, until)
+            let oldest = cursor.from - Self.overlap
+            cursor.seen = cursor.seen.filter { $0.value >= oldest }
+            cursors[symbol] = cursor
         }
-        // Read the cursor after the wait: another poll may have moved it meanwhile.
-        var cursor = cursors[symbol] ?? ExecutionCursor(from: from)
-        for (fill, execution) in fills where cursor.seen[execution.execId] == nil && Self.millis(fill.time) >= cursor.floor {
-            cursor.seen[execution.execId] = Self.millis(fill.time)
-            pending.append(.fill(fill))
-            if let close = book.record(fill, realizedPnl: nil, reason: reason(execution)) { pending.append(.closed(close)) }
+    }
+
+    /// One execution, from REST or the stream, as a fill (and the close it makes), once: the ids
+    /// reported are kept in the symbol's cursor while they are inside its overlap.
+    func record(_ execution: Execution) throws(VenueError) {
+        let symbol = execution.symbol
+        guard Self.fillTypes.contains(execution.execType), tradedSymbols.contains(symbol) else { return }
+        guard let time = Int64(execution.execTime), let price = Decimal(string: execution.execPrice), let quantity = Decimal(string: execution.execQty) else {
+            throw VenueError(.unreachable, "Bybit execution \(execution.execId) is not what its documentation says")
         }
-        cursor.from = max(cursor.from, until)
-        let oldest = cursor.from - Self.overlap
-        cursor.seen = cursor.seen.filter { $0.value >= oldest }
+        var cursor = cursors[symbol] ?? ExecutionCursor(from: time)
+        // Older than the overlap: REST has read it already (and forgotten its id).
+        guard cursor.seen[execution.execId] == nil, time >= cursor.floor, time >= cursor.from - Self.overlap else { return }
+        let link = execution.orderLinkId.flatMap { $0.isEmpty ? nil : $0 }
+        let fill = VenueFill(
+            tradeID: "bybit-\(execution.execId)", clientOrderID: link ?? "bybit-order-\(execution.orderId)",
+            symbol: symbol, side: execution.side == "Buy" ? .buy : .sell, price: price, quantity: quantity,
+            fee: execution.execFee.flatMap { Decimal(string: $0) } ?? 0, time: Date(timeIntervalSince1970: Double(time) / 1000))
+        cursor.seen[execution.execId] = time
         cursors[symbol] = cursor
+        if let link, let expected = awaiting[link] {
+            let left = expected.quantity - quantity
+            awaiting[link] = left > 0 ? (symbol, left, expected.since) : nil
+        }
+        pending.append(.fill(fill))
+        held = nil  // the position moved: read it again
+        if let close = book.record(fill, realizedPnl: nil, reason: reason(execution)) { pending.append(.closed(close)) }
     }
 
     /// What an execution means when it closes the position: a liquidation, or what its order's
@@ -517,13 +630,13 @@ public actor BybitLinearVenue: Venue {
 
     /// Every execution of `symbol` from `from` on, oldest first: in spans of Bybit's longest window
     /// (the last one open-ended), each followed through `nextPageCursor`. Bybit lists newest first.
-    func executions(_ symbol: String, from: Int64, until: Int64) async throws(VenueError) -> [Execution] {
+    func executions(_ symbol: String?, from: Int64, until: Int64) async throws(VenueError) -> [Execution] {
         struct Page: Decodable { var list: [Execution]; var nextPageCursor: String? }
         var newestFirst: [Execution] = []
         var start = from
         while true {
             let last = until - start < Self.window
-            var query = [("category", "linear"), ("symbol", symbol), ("startTime", String(start))]
+            var query = [("category", "linear")] + (symbol.map { [("symbol", $0)] } ?? []) + [("startTime", String(start))]
             if !last { query.append(("endTime", String(start + Self.window - 1))) }
             query.append(("limit", "100"))
             var spans: [[Execution]] = []

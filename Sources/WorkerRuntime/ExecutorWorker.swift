@@ -171,7 +171,8 @@ extension ExecutorConfiguration {
                     streamURL: live.userStreamURL)
             case .bybit:
                 return BybitLinearVenue(
-                    baseURL: live.baseURL, apiKey: live.apiKey, secret: live.secret, recvWindow: live.recvWindow, logger: logger, rateLimitShare: live.rateLimitShare)
+                    baseURL: live.baseURL, apiKey: live.apiKey, secret: live.secret, recvWindow: live.recvWindow, logger: logger, rateLimitShare: live.rateLimitShare,
+                    streamURL: live.userStreamURL)
             }
         }
     }

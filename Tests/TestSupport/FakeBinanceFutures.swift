@@ -129,6 +129,8 @@ public final class FakeBinanceFutures: Sendable {
         var listenKeyRequests: [String] = []
         /// Commissions in BNB at this BNB price (nil: in USDT).
         var bnbFeePrice: Decimal?
+        /// Leverage brackets by symbol (cap, maintenance rate, cum); any other symbol gets `defaultBrackets`.
+        var brackets: [String: [(cap: Decimal, rate: Decimal, cum: Decimal)]] = [:]
         /// Each symbol's price over time (for klines).
         var priceHistory: [String: [(time: Int64, price: Decimal)]] = [:]
     }
@@ -259,6 +261,26 @@ public final class FakeBinanceFutures: Sendable {
                     for index in state.orders.indices where state.orders[index].symbol == q["symbol"] && state.orders[index].status == "NEW" { state.orders[index].status = "CANCELED" }
                 }
                 return fake.json(["code": 200, "msg": "The operation of cancel all open order is done."])
+            }
+        }
+        router.get("fapi/v1/leverageBracket") { request, _ in
+            try fake.signed(request) { q in
+                let symbols = q["symbol"].map { [$0] } ?? fake.state.withLock { Array($0.prices.keys) }
+                let rows: [[String: Any]] = fake.state.withLock { state in
+                    symbols.map { symbol in
+                        let brackets = state.brackets[symbol] ?? Self.defaultBrackets
+                        var floor: Decimal = 0
+                        return ["symbol": symbol, "brackets": brackets.enumerated().map { index, bracket -> [String: Any] in
+                            defer { floor = bracket.cap }
+                            return [
+                                "bracket": index + 1, "initialLeverage": max(1, 125 >> index), "notionalCap": NSDecimalNumber(decimal: bracket.cap),
+                                "notionalFloor": NSDecimalNumber(decimal: floor), "maintMarginRatio": NSDecimalNumber(decimal: bracket.rate),
+                                "cum": NSDecimalNumber(decimal: bracket.cum),
+                            ]
+                        }]
+                    }
+                }
+                return fake.json(rows)
             }
         }
         router.get("fapi/v2/positionRisk") { request, _ in
@@ -547,6 +569,14 @@ public final class FakeBinanceFutures: Sendable {
             group.cancelAll()
         }
     }
+
+    /// Binance's documented ETHUSDT example's first brackets, continued: 0.65 % to 10,000, 1 % to
+    /// 100,000 (cum 35), 2 % beyond (cum 1,035).
+    static let defaultBrackets: [(cap: Decimal, rate: Decimal, cum: Decimal)] = [
+        (10_000, Decimal(string: "0.0065")!, 0), (100_000, Decimal(string: "0.01")!, 35), (10_000_000, Decimal(string: "0.02")!, 1_035),
+    ]
+    /// The symbol's leverage brackets from now on: cap, maintenance rate, cum.
+    public func setBrackets(_ symbol: String, _ brackets: [(cap: Decimal, rate: Decimal, cum: Decimal)]) { state.withLock { $0.brackets[symbol] = brackets } }
 
     /// Listen keys expire this long after their last `POST` or `PUT` (Binance: 60 minutes).
     public func setListenKeyValidity(_ seconds: TimeInterval) { state.withLock { $0.listenKeyValidity = seconds } }

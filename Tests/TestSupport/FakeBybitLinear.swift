@@ -1,6 +1,7 @@
 import Foundation
 import HTTPSupport
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -89,6 +90,15 @@ public final class FakeBybitLinear: Sendable {
         var gapAfterFill: Decimal?
         /// `execution/list` lists every execution twice, oldest first (a replayed, reordered feed).
         var duplicatedAndReordered = false
+        /// The private stream: authenticated connections, by id, with their topics; faults.
+        var streams: [Int: (topics: Set<String>, out: AsyncStream<String>.Continuation)] = [:]
+        var nextStream = 0
+        var streamsOpened = 0
+        var dropStreamMessages = 0
+        var duplicateStreamMessages = false
+        var privateRequests: [String] = []
+        /// Orders whose last change the stream has told.
+        var announced: Set<String> = []
     }
 
     public let apiKey: String
@@ -103,18 +113,34 @@ public final class FakeBybitLinear: Sendable {
 
     public static func start(apiKey: String = "test-key", secret: String = "test-secret") async throws -> FakeBybitLinear {
         let fake = FakeBybitLinear(apiKey: apiKey, secret: secret)
-        let router = Router()
+        let router = Router(context: BasicWebSocketRequestContext.self)
+        router.ws("v5/private") { inbound, outbound, _ in try await fake.servePrivate(inbound: inbound, outbound: outbound) }
         router.get("v5/market/time") { _, _ in
             let time = fake.serverTime
             return fake.ok(["timeSecond": "\(time / 1000)", "timeNano": "\(time)000000"])
         }
         router.get("v5/market/instruments-info") { request, _ in
+            // BTCUSDT, and any symbol given a price, with BTCUSDT's filters.
             let symbol = request.uri.queryParameters.get("symbol") ?? ""
-            guard symbol == "BTCUSDT" else { return fake.ok(["category": "linear", "list": [Any]()]) }
+            guard symbol == "BTCUSDT" || fake.state.withLock({ $0.prices[symbol] != nil }) else { return fake.ok(["category": "linear", "list": [Any]()]) }
             return fake.ok(["category": "linear", "list": [[
-                "symbol": "BTCUSDT", "status": "Trading", "priceFilter": ["minPrice": "0.10", "maxPrice": "1999999.80", "tickSize": "0.10"],
+                "symbol": symbol, "status": "Trading", "priceFilter": ["minPrice": "0.10", "maxPrice": "1999999.80", "tickSize": "0.10"],
                 "lotSizeFilter": ["maxOrderQty": "1190.000", "maxMktOrderQty": "119.000", "minOrderQty": "0.001", "qtyStep": "0.001", "minNotionalValue": "5"],
             ]]])
+        }
+        router.get("v5/market/risk-limit") { request, _ in
+            // Public. Bybit's BTCUSDT tiers in shape: 0.5 % to 2,000,000 of position value, then up by 0.5 %
+            // a tier; `mmDeduction` left empty, as Bybit lists it for many symbols.
+            guard let symbol = request.uri.queryParameters.get("symbol"), request.uri.queryParameters.get("category") == "linear" else {
+                return fake.failure(10001, "params error")
+            }
+            let rows: [[String: Any]] = (0..<4).map { index in
+                [
+                    "id": index + 1, "symbol": symbol, "riskLimitValue": "\(2_000_000 * (index + 1))", "maintenanceMargin": "\(Decimal(5 + 5 * index) / 1_000)",
+                    "initialMargin": "\(Decimal(10 + 5 * index) / 1_000)", "isLowestRisk": index == 0 ? 1 : 0, "maxLeverage": "\(100 / (index + 1))", "mmDeduction": "",
+                ]
+            }
+            return fake.ok(["category": "linear", "list": rows])
         }
         router.get("v5/market/tickers") { request, _ in
             let symbol = request.uri.queryParameters.get("symbol") ?? ""
@@ -172,7 +198,7 @@ public final class FakeBybitLinear: Sendable {
         }
         router.post("v5/position/trading-stop") { request, _ in try await fake.signed(request) { p in fake.tradingStop(p) } }
         router.get("v5/execution/list") { request, _ in try await fake.signed(request) { q in fake.executions(q) } }
-        fake.server.set(try await LocalServer.start(router, label: "fake-bybit"))
+        fake.server.set(try await LocalServer.start(router, server: .http1WebSocketUpgrade(webSocketRouter: router), label: "fake-bybit"))
         return fake
     }
 
@@ -196,6 +222,7 @@ public final class FakeBybitLinear: Sendable {
                 guard let trigger = order.trigger, order.direction == 1 ? price >= trigger : price <= trigger else { continue }
                 state.orders[index].status = "Filled"
                 state.orders[index].price = price
+                Self.emit(&state, topic: "order", [Self.orderRow(state.orders[index])], time: time)
                 guard let position = state.positions[symbol], position.side != order.side || !order.reduceOnly else { continue }
                 Self.fill(&state, order: state.orders[index], quantity: order.reduceOnly ? min(order.quantity, position.size) : order.quantity, time: time, execType: "Trade")
             }
@@ -266,6 +293,7 @@ public final class FakeBybitLinear: Sendable {
         state.withLock { state in
             for index in state.orders.indices where state.orders[index].symbol == symbol && state.orders[index].status == "Untriggered" {
                 state.orders[index].status = "Cancelled"
+                Self.emit(&state, topic: "order", [Self.orderRow(state.orders[index])], time: Int64(Date().timeIntervalSince1970 * 1000) + state.skewMillis)
             }
         }
     }
@@ -366,6 +394,7 @@ public final class FakeBybitLinear: Sendable {
                     id: UUID().uuidString.lowercased(), linkID: linkID, symbol: symbol, side: side, quantity: quantity, status: "Untriggered", price: 0,
                     reduceOnly: reduceOnly, stopOrderType: "Stop", trigger: trigger, direction: direction)
                 state.orders.append(order)
+                Self.emit(&state, topic: "order", [Self.orderRow(order)], time: time)
                 return .created(order, fault)
             }
             let position = state.positions[symbol]
@@ -413,9 +442,24 @@ public final class FakeBybitLinear: Sendable {
 
     /// An execution of `order` for `quantity` at its price: the position grows, shrinks, or closes.
     static func fill(_ state: inout State, order: Order, quantity: Decimal, time: Int64, execType: String) {
-        state.executions.append(Execution(
+        let execution = Execution(
             id: UUID().uuidString.lowercased(), orderID: order.id, linkID: order.linkID, symbol: order.symbol, side: order.side, price: order.price,
-            quantity: quantity, time: time, type: execType, stopOrderType: order.stopOrderType))
+            quantity: quantity, time: time, type: execType, stopOrderType: order.stopOrderType)
+        state.executions.append(execution)
+        emit(&state, topic: "execution", [executionRow(execution)], time: time)
+        defer {
+            let position = state.positions[order.symbol]
+            emit(&state, topic: "position", [[
+                "category": "linear", "symbol": order.symbol, "side": position?.side ?? "", "size": "\(position?.size ?? 0)",
+                "entryPrice": "\(position?.entry ?? 0)", "positionIdx": 0, "positionStatus": "Normal", "updatedTime": "\(time)",
+            ]], time: time)
+            // Reduce-only conditional orders left with nothing to reduce, deactivated with the position.
+            for deactivated in state.orders where deactivated.symbol == order.symbol && deactivated.status == "Deactivated" && deactivated.trigger != nil
+                && !state.announced.contains(deactivated.id) {
+                state.announced.insert(deactivated.id)
+                emit(&state, topic: "order", [orderRow(deactivated)], time: time)
+            }
+        }
         guard var position = state.positions[order.symbol] else {
             state.positions[order.symbol] = Position(side: order.side, size: quantity, entry: order.price, createdTime: time)
             return
@@ -438,6 +482,114 @@ public final class FakeBybitLinear: Sendable {
         state.positions[order.symbol] = position
     }
 
+    static func executionRow(_ e: Execution) -> [String: Any] {
+        [
+            "category": "linear", "execId": e.id, "orderId": e.orderID, "orderLinkId": e.linkID, "symbol": e.symbol, "side": e.side, "execPrice": "\(e.price)",
+            "execQty": "\(e.quantity)", "execValue": "\(e.price * e.quantity)", "execFee": "\(e.price * e.quantity * takerFee)", "feeRate": "\(takerFee)",
+            "execTime": "\(e.time)", "execType": e.type, "stopOrderType": e.stopOrderType, "orderType": "Market", "isMaker": false,
+        ]
+    }
+
+    static func orderRow(_ order: Order) -> [String: Any] {
+        [
+            "category": "linear", "orderId": order.id, "orderLinkId": order.linkID, "symbol": order.symbol, "side": order.side, "orderType": "Market",
+            "orderStatus": order.status, "qty": "\(order.quantity)", "cumExecQty": "\(order.filled ?? (order.status == "Filled" ? order.quantity : 0))",
+            "reduceOnly": order.reduceOnly, "stopOrderType": order.stopOrderType, "positionIdx": 0, "triggerPrice": order.trigger.map { "\($0)" } ?? "",
+            "triggerDirection": order.direction, "triggerBy": order.trigger == nil ? "" : "MarkPrice",
+        ]
+    }
+
+    /// Pushes a message of `topic` to every stream subscribed to it (or drops it, or sends it twice, by the faults).
+    static func emit(_ state: inout State, topic: String, _ data: [[String: Any]], time: Int64) {
+        guard state.streams.values.contains(where: { $0.topics.contains(topic) }) else { return }
+        if state.dropStreamMessages > 0 {
+            state.dropStreamMessages -= 1
+            return
+        }
+        let object: [String: Any] = ["id": UUID().uuidString.lowercased(), "topic": topic, "creationTime": time, "data": data]
+        guard let json = try? JSONSerialization.data(withJSONObject: object) else { return }
+        let text = String(decoding: json, as: UTF8.self)
+        for stream in state.streams.values where stream.topics.contains(topic) {
+            stream.out.yield(text)
+            if state.duplicateStreamMessages { stream.out.yield(text) }
+        }
+    }
+
+    /// One private connection, as Bybit runs it: `auth` first (key, an `expires` in the future, the
+    /// HMAC-SHA256 of `GET/realtime<expires>`), then `subscribe` to `execution`, `order`, `position`;
+    /// `ping` answered with `pong`. A subscription before authentication, or a bad signature, is refused.
+    func servePrivate(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+        let (outgoing, continuation) = AsyncStream<String>.makeStream()
+        let id = state.withLock { state in
+            let id = state.nextStream
+            state.nextStream += 1
+            return id
+        }
+        defer { _ = state.withLock { $0.streams.removeValue(forKey: id) } }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                defer { continuation.finish() }
+                var authenticated = false
+                for try await message in inbound.messages(maxSize: 1 << 16) {
+                    guard case .text(let text) = message,
+                          let request = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any], let op = request["op"] as? String else { continue }
+                    let args = request["args"] as? [Any] ?? [], reqID = request["req_id"] as? String ?? ""
+                    self.state.withLock { $0.privateRequests.append(op) }
+                    func answer(_ success: Bool, _ message: String) -> String {
+                        #"{"success":\#(success),"ret_msg":"\#(message)","op":"\#(op)","conn_id":"fake-\#(id)","req_id":"\#(reqID)"}"#
+                    }
+                    switch op {
+                    case "auth":
+                        let key = args.first as? String, expires = (args.count > 1 ? args[1] as? NSNumber : nil)?.int64Value
+                        let signature = args.count > 2 ? args[2] as? String : nil
+                        guard key == self.apiKey else {
+                            continuation.yield(answer(false, "Invalid apikey"))
+                            return
+                        }
+                        guard let expires, expires > self.serverTime else {
+                            continuation.yield(answer(false, "Params Error"))
+                            return
+                        }
+                        guard signature == HMACSigning.sha256Hex("GET/realtime\(expires)".utf8, secret: self.secret) else {
+                            continuation.yield(answer(false, "Signature verification failed"))
+                            return
+                        }
+                        authenticated = true
+                        continuation.yield(answer(true, ""))
+                    case "subscribe":
+                        guard authenticated else {
+                            continuation.yield(answer(false, "Request not authorized"))
+                            continue
+                        }
+                        let topics = Set(args.compactMap { $0 as? String })
+                        self.state.withLock { state in
+                            if state.streams[id] == nil { state.streamsOpened += 1 }
+                            state.streams[id] = (topics.union(state.streams[id]?.topics ?? []), continuation)
+                        }
+                        continuation.yield(answer(true, ""))
+                    case "ping":
+                        continuation.yield(#"{"req_id":"\#(reqID)","op":"pong","args":["\#(self.serverTime)"],"conn_id":"fake-\#(id)"}"#)
+                    default:
+                        continuation.yield(answer(false, "Invalid op"))
+                    }
+                }
+            }
+            for await text in outgoing { try await outbound.write(.text(text)) }
+            group.cancelAll()
+        }
+    }
+
+    /// The next `count` private-stream messages are lost.
+    public func dropNextStreamMessages(_ count: Int) { state.withLock { $0.dropStreamMessages += count } }
+    /// From now on every private-stream message is sent twice.
+    public func duplicateStreamMessages() { state.withLock { $0.duplicateStreamMessages = true } }
+    /// Every private connection is cut.
+    public func dropStreamConnections() { state.withLock { state in for stream in state.streams.values { stream.out.finish() } } }
+    /// Private connections subscribed now, and in all; the ops clients sent.
+    public var streamsOpen: Int { state.withLock { $0.streams.count } }
+    public var streamsOpened: Int { state.withLock { $0.streamsOpened } }
+    public var privateRequests: [String] { state.withLock { $0.privateRequests } }
+
     /// The whole position closes at `price` by an order the exchange makes.
     static func close(_ state: inout State, symbol: String, price: Decimal, time: Int64, execType: String, stopOrderType: String) {
         guard let position = state.positions[symbol] else { return }
@@ -449,6 +601,11 @@ public final class FakeBybitLinear: Sendable {
     }
 
     func orders(_ q: [String: Any], realtime: Bool) -> Response {
+        if realtime, q["symbol"] == nil, q["baseCoin"] == nil, q["settleCoin"] == nil {
+            return failure(10001, "Missing some parameters that must be filled in, symbol or settleCoin or baseCoin")
+        }
+        let settleCoin = q["settleCoin"] as? String
+        if let settleCoin, settleCoin != "USDT" { return ok(["category": "linear", "list": [Any](), "nextPageCursor": ""]) }
         let symbol = q["symbol"] as? String, linkID = q["orderLinkId"] as? String, filter = q["orderFilter"] as? String
         let open: Set<String> = ["New", "PartiallyFilled", "Untriggered"]
         let rows = state.withLock { state in
@@ -476,6 +633,7 @@ public final class FakeBybitLinear: Sendable {
         let cancelled = state.withLock { state -> Order? in
             guard let index = state.orders.firstIndex(where: { $0.symbol == symbol && $0.linkID == linkID && ["New", "Untriggered"].contains($0.status) }) else { return nil }
             state.orders[index].status = "Cancelled"
+            Self.emit(&state, topic: "order", [Self.orderRow(state.orders[index])], time: Int64(Date().timeIntervalSince1970 * 1000) + state.skewMillis)
             return state.orders[index]
         }
         guard let cancelled else { return failure(110001, "order not exists or too late to cancel") }

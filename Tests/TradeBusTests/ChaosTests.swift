@@ -60,11 +60,9 @@ struct ChaosTests {
         }
     }
 
-    // Not yet in `scripts/test`: across 50 kills a position once went 18.8 s without a stop (the bound is
-    // 10 s), and a restart once waited past 30 s for the request budget. Run with CHAOS_KILLS=50.
-    @Test(
-        "SIGKILL at 50 random points: after each restart store = venue, no order sent twice, no position long without a stop",
-        .enabled(if: ProcessInfo.processInfo.environment["CHAOS_KILLS"] != nil, "set CHAOS_KILLS to run it (it does not pass yet)"))
+    // The run prints its figures: kills, restarts checked, positions watched, the longest time
+    // without a stop. CHAOS_KILLS sets the number of kills (50).
+    @Test("SIGKILL at 50 random points: after each restart store = venue, no order sent twice, no position long without a stop")
     func killAtRandomPoints() async throws {
         let account = TestServices.uniqueName("chaos")
         // A schema of its own in the real Postgres: the run's orders and positions, and only them.
@@ -122,11 +120,15 @@ struct ChaosTests {
                 }
             }
             defer { switches.set(running: false) }
-            var checked = 0
+            var checked = 0, waitedForBudget = 0
             for kill in 1...Self.kills {
                 let executor = try SpawnedProcess(executable: "\(build)/executor", environment: environment)
-                let reconciled = await eventually(timeout: .seconds(30)) { executor.output.contains("reconciled with the venue; orders may go") }
+                // Within a minute: 50 restarts in a few minutes spend the exchange's request weight for the
+                // minute, and a restart that cannot read its fills waits (protecting what it holds) until
+                // the weight frees, which is a minute at most.
+                let reconciled = await eventually(timeout: .seconds(65)) { executor.output.contains("reconciled with the venue; orders may go") }
                 #expect(reconciled, "restart \(kill): \(executor.output.suffix(2000))")
+                if executor.output.contains("over our binance request budget") { waitedForBudget += 1 }
                 if kill > 1 {
                     // Store against venue, the market held still: the restart's reconciliation made them agree.
                     switches.set(trading: false)
@@ -142,6 +144,7 @@ struct ChaosTests {
                     checked += 1
                     switches.set(trading: true)
                 }
+                if kill % 10 == 0 { print("chaos: \(kill) of \(Self.kills) kills, longest without a stop so far \(String(format: "%.2f", watch.longest)) s") }
                 // Kill it at a random point of its work.
                 try await Task.sleep(for: .milliseconds(Int.random(in: 200...2_000)))
                 executor.signal(SIGKILL)
@@ -156,7 +159,7 @@ struct ChaosTests {
             #expect(twice.isEmpty, "entries sent twice: \(twice.sorted())")
             // A dead executor protects nothing: the bound is the lease (3 s), a start, and the protection timeout (5 s).
             #expect(watch.longest <= 3 + 2 + 5, "a position went \(watch.longest) s without a stop")
-            print("chaos: \(Self.kills) kills, \(checked) restarts checked store = venue, \(watch.positionsSeen) positions watched, \(entries.count) entries, longest without a stop \(String(format: "%.2f", watch.longest)) s")
+            print("chaos: \(Self.kills) kills, \(checked) restarts checked store = venue, \(waitedForBudget) waited for the request budget, \(watch.positionsSeen) positions watched, \(entries.count) entries, longest without a stop \(String(format: "%.2f", watch.longest)) s")
         }
         await store.close()
         await bus.shutdown()

@@ -148,6 +148,18 @@ struct PaperExchangeTests {
         #expect(paper.drainEvents().isEmpty && paper.openPositions.first?.quantity == 10 && paper.order(clientOrderID: "more")?.status == .accepted)
     }
 
+    @Test("liquidation at the venue's maintenance tier: a 1,000 notional at 2.75 % liquidates where a flat 0.5 % would not")
+    mutating func liquidationByTier() {
+        let low: Decimal = 92  // flat 0.5 % at 10x: liquidation near 90.6; the tier's 2.75 %: near 92.8
+        var flat = opened(stop: 60, target: nil, leverage: 10)
+        flat.onCandle(symbol: "X", open: 95, high: 96, low: low, close: 93, time: Self.t0.addingTimeInterval(60))
+        #expect(closes(flat.drainEvents()).isEmpty, "not liquidated at the flat rate")
+        settings.marginTiers = .continuous([(Decimal(500), Decimal(string: "0.005")!), (nil, Decimal(string: "0.05")!)])
+        var tiered = opened(stop: 60, target: nil, leverage: 10)
+        tiered.onCandle(symbol: "X", open: 95, high: 96, low: low, close: 93, time: Self.t0.addingTimeInterval(60))
+        #expect(closes(tiered.drainEvents()).first?.reason == "liquidation")
+    }
+
     @Test("a gap past the liquidation price liquidates: the margin is lost")
     func liquidation() {
         var paper = opened(stop: 60, target: nil, leverage: 10)  // liquidation ≈ 90.6; the stop at 60 is past it

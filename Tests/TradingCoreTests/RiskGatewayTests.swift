@@ -178,6 +178,25 @@ struct RiskGatewayTests {
         #expect(RiskGateway.liquidationPrice(side: .short, entry: 100, leverage: 10, maintenanceMarginRate: 0.005) == Decimal(string: "109.5"))
     }
 
+    @Test("the liquidation check uses the venue's maintenance tier for the order's notional, not a flat 0.5 %")
+    func liquidationByTier() {
+        var wide = limits
+        wide.maxLeverage = 50
+        let gateway = RiskGateway(limits: wide)
+        let intent = decision(leverage: 20, stop: 98_000, target: 104_000)
+        // Flat 0.5 %: liquidation 95,500, the stop at 98,000 is clear of its buffer.
+        #expect(code(gateway.check(intent, market: market(), account: account)) == nil)
+        // The venue's tiers: 0.5 % to 1,000 of notional, 3 % above. The order's 4,700 needs 2.47 %:
+        // liquidation near 97,470, and the stop at 98,000 is inside the 25 % buffer.
+        var tiered = market()
+        tiered.marginTiers = .continuous([(Decimal(1_000), Decimal(string: "0.005")!), (nil, Decimal(string: "0.03")!)])
+        guard case .failure(let refusal) = gateway.check(intent, market: tiered, account: account) else {
+            Issue.record("approved with the venue's tiers")
+            return
+        }
+        #expect(refusal.code == .liquidation && refusal.message.contains("97468"), "\(refusal.message)")
+    }
+
     /// Over many random decisions, markets and accounts: whatever is approved keeps every promise.
     @Test("properties of every approved order, over 20,000 random cases")
     func properties() {

@@ -26,6 +26,19 @@ struct BinanceFuturesVenueTests {
         await server.stop()
     }
 
+    @Test("maintenance margin from the leverage brackets: rate and cum per bracket, read once a day")
+    func leverageBrackets() async throws {
+        let server = try await FakeBinanceFutures.start()
+        server.setPrice("BTCUSDT", 100_000)
+        let binance = venue(server)
+        let tiers = try #require(try await binance.marginTiers(symbol: "BTCUSDT"))
+        #expect(tiers.maintenanceMargin(notional: 50_000) == 465 && tiers.rate(notional: 5_000) == Decimal(string: "0.0065"))
+        #expect(tiers.tiers.last?.notionalCap == nil, "the last bracket covers everything above")
+        _ = try await binance.marginTiers(symbol: "BTCUSDT")
+        #expect(server.requests.filter { $0 == "/fapi/v1/leverageBracket" }.count == 1, "cached for the day")
+        await server.stop()
+    }
+
     @Test("a -1021 (our clock is off) re-syncs the clock from the server and goes through")
     func clockResync() async throws {
         let server = try await FakeBinanceFutures.start()

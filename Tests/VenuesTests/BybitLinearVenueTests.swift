@@ -74,6 +74,18 @@ struct BybitLinearVenueTests {
         await server.stop()
     }
 
+    @Test("maintenance margin from the risk limits: each tier's rate, deductions carried on so the margin is continuous, read once a day")
+    func riskLimits() async throws {
+        let server = try await FakeBybitLinear.start()
+        let bybit = BybitLinearVenue(baseURL: server.baseURL, apiKey: server.apiKey, secret: server.secret, logger: Logger(label: "test"))
+        let tiers = try #require(try await bybit.marginTiers(symbol: "BTCUSDT"))
+        #expect(tiers.rate(notional: 1_000_000) == Decimal(string: "0.005"))
+        // 3,000,000 is in the second tier (1 %), less the 10,000 that keeps it continuous at 2,000,000.
+        #expect(tiers.maintenanceMargin(notional: 3_000_000) == 20_000)
+        _ = try await bybit.marginTiers(symbol: "BTCUSDT")
+        await server.stop()
+    }
+
     @Test("an entry with its orderLinkId fills; the fill comes back by polling, tied to the orderLinkId; margin, leverage and position are there")
     func orderAndFill() async throws {
         let server = try await FakeBybitLinear.start()

@@ -206,6 +206,34 @@ extension HostileVenueTests {
 struct BybitHostileVenueTests {
     typealias World = BybitWorld
 
+    @Test("polling costs the same for 50 open positions as for 1: one execution list for every symbol, the conditional orders of all at once")
+    func pollingCostIsFlat() async throws {
+        /// Requests per path over five polls a second apart, with `count` protected positions open.
+        func cost(_ count: Int) async throws -> [String: Int] {
+            let world = try await World()
+            for index in 0..<count {
+                world.server.setPrice("P\(index)USDT", 100)
+                world.server.tradeByHand("P\(index)USDT", buy: true, quantity: 1)
+            }
+            let (executor, _) = try await world.restart()  // adopts and protects them all
+            #expect(world.server.conditionalOrders.count == count)
+            let before = world.server.requests.count
+            for _ in 0..<5 {
+                try await executor.processVenueEvents()
+                try await Task.sleep(for: .seconds(1))
+            }
+            let paths = world.server.requests.dropFirst(before)
+            await world.server.stop()
+            return Dictionary(grouping: paths, by: { $0 }).mapValues(\.count)
+        }
+        let one = try await cost(1), fifty = try await cost(50)
+        // One execution list a poll for all symbols; the conditional orders at most every ten seconds.
+        #expect(one["GET /v5/execution/list"] == 5 && fifty["GET /v5/execution/list"] == 5, "\(one) \(fifty)")
+        #expect((fifty["GET /v5/order/realtime"] ?? 0) <= 1 && (one["GET /v5/order/realtime"] ?? 0) <= 1, "\(one) \(fifty)")
+        #expect(fifty.values.reduce(0, +) <= one.values.reduce(0, +) + 1, "the same cost: \(one) \(fifty)")
+        print("Bybit polling over 5 s: 1 position \(one), 50 positions \(fifty)")
+    }
+
     @Test("the mark gaps past the stop before it is placed (110093): flattened at market, reduce-only; the trade says stop_refused; a critical alert")
     func stopRefused() async throws {
         let world = try await World()

@@ -23,6 +23,8 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         public var slippageFraction: Decimal = 0.0005
         public var takerFeeRate: Decimal = 0.0005
         public var maintenanceMarginRate: Decimal = 0.005
+        /// The venue's maintenance-margin tiers (nil: `maintenanceMarginRate` for every size).
+        public var marginTiers: MarginTiers?
         public var fundingInterval: TimeInterval = 8 * 3_600
         public var filters = ExchangeFilters(tickSize: 0.0001, stepSize: 0.001, minQuantity: 0.001, maxQuantity: 1_000_000, minNotional: 5)
         public init() {}
@@ -257,11 +259,16 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         lastCloses?[symbol] = candle.close
     }
 
+    /// The maintenance-margin rate of a position: its tier's, by its notional at entry.
+    func maintenanceRate(_ p: Position) -> Decimal {
+        settings.marginTiers?.rate(notional: p.quantity * p.entry) ?? settings.maintenanceMarginRate
+    }
+
     /// ``Bounds`` of a position, nil without a stop.
     func bounds(of p: Position) -> Bounds? {
         guard let stop = nearestStop(p)?.trigger else { return nil }
         let hair = 1e-9
-        let liquidation = RiskGateway.liquidationPrice(side: p.side, entry: p.entry, leverage: Decimal(p.leverage), maintenanceMarginRate: settings.maintenanceMarginRate).doubleValue
+        let liquidation = RiskGateway.liquidationPrice(side: p.side, entry: p.entry, leverage: Decimal(p.leverage), maintenanceMarginRate: maintenanceRate(p)).doubleValue
         let stopValue = stop.doubleValue, target = targets[p.symbol]?.price.doubleValue
         let below = p.side == .long ? max(stopValue, liquidation) : (target ?? 0)
         let above = p.side == .long ? (target ?? .infinity) : min(stopValue, liquidation)
@@ -391,7 +398,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     mutating func exit(_ position: Position, open: Decimal, high: Decimal, low: Decimal, time: Date) {
         var p = position
         let long = p.side == .long
-        let liquidation = RiskGateway.liquidationPrice(side: p.side, entry: p.entry, leverage: Decimal(p.leverage), maintenanceMarginRate: settings.maintenanceMarginRate)
+        let liquidation = RiskGateway.liquidationPrice(side: p.side, entry: p.entry, leverage: Decimal(p.leverage), maintenanceMarginRate: maintenanceRate(p))
         let stop = nearestStop(p)
         let stopHit = stop.map { long ? low <= $0.trigger : high >= $0.trigger } ?? false
         let liquidationHit = long ? low <= liquidation : high >= liquidation

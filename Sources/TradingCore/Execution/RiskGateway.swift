@@ -24,7 +24,8 @@ public struct RiskLimits: Sendable, Hashable, Codable {
     public var requireReferencePrice = true
     /// The stop must sit at least this fraction of the entry-to-liquidation distance before liquidation.
     public var liquidationBufferFraction: Decimal = 0.25
-    /// Maintenance margin rate used to estimate the liquidation price (isolated margin).
+    /// Maintenance margin rate used to estimate the liquidation price (isolated margin) when the
+    /// venue's tiers are unknown.
     public var maintenanceMarginRate: Decimal = 0.005
     /// Taker fee rate, for the profit-after-fees check (market entry and exit).
     public var takerFeeRate: Decimal = 0.0005
@@ -54,12 +55,15 @@ public struct MarketView: Sendable, Hashable {
     public var referencePrice: Decimal?
     public var filters: ExchangeFilters
     public var now: Date
+    /// The venue's maintenance-margin tiers for the symbol (nil: the limits' flat rate).
+    public var marginTiers: MarginTiers?
 
-    public init(venuePrice: Decimal, referencePrice: Decimal?, filters: ExchangeFilters, now: Date) {
+    public init(venuePrice: Decimal, referencePrice: Decimal?, filters: ExchangeFilters, now: Date, marginTiers: MarginTiers? = nil) {
         self.venuePrice = venuePrice
         self.referencePrice = referencePrice
         self.filters = filters
         self.now = now
+        self.marginTiers = marginTiers
     }
 }
 
@@ -260,8 +264,9 @@ public struct RiskGateway: Sendable {
             return .failure(RiskRejection(.minProfit, "the profit at take-profit after fees is \(profit) USD; at least \(limits.minProfitUSD)"))
         }
 
-        // Liquidation.
-        let liquidation = Self.liquidationPrice(side: side, entry: price, leverage: leverage, maintenanceMarginRate: limits.maintenanceMarginRate)
+        // Liquidation, at the maintenance rate of the tier this notional falls in.
+        let maintenance = market.marginTiers?.rate(notional: notional) ?? limits.maintenanceMarginRate
+        let liquidation = Self.liquidationPrice(side: side, entry: price, leverage: leverage, maintenanceMarginRate: maintenance)
         let room = (price - liquidation).magnitude
         let safe = side == .long
             ? roundedStop > liquidation + limits.liquidationBufferFraction * room

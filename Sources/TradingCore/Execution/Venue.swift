@@ -340,6 +340,8 @@ public protocol Venue: Sendable {
     func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError)
     /// Whether the venue has a private stream of fills and order updates.
     var hasUserStream: Bool { get }
+    /// The symbol's maintenance-margin tiers as the venue sets them (nil: not known; the flat rate).
+    func marginTiers(symbol: String) async throws(VenueError) -> MarginTiers?
     /// Runs the venue's private stream of fills and order updates until it ends or fails.
     func streamUserData(delivered: @escaping @Sendable () async -> Void) async throws
 }
@@ -347,6 +349,7 @@ public protocol Venue: Sendable {
 extension Venue {
     /// Whether the venue has a private stream of fills and order updates (``streamUserData(delivered:)``).
     public var hasUserStream: Bool { false }
+    public func marginTiers(symbol: String) async throws(VenueError) -> MarginTiers? { nil }
     /// Runs the venue's private stream until it ends or fails, calling `delivered` after each event
     /// that changes something; ``events()`` then reports what it brought. Venues without one return.
     public func streamUserData(delivered: @escaping @Sendable () async -> Void) async throws {}

@@ -187,7 +187,8 @@ public actor ExecutorService {
         // An entry on its way counts as the position it will be: no second one on the same symbol.
         let venueSymbols = Set(try await venue.positions().map(\.symbol))
         let entering = inFlight.filter { $0.purpose == .entry }.map(\.symbol)
-        let market = MarketView(venuePrice: price, referencePrice: await referencePrice(d.symbol), filters: filters, now: now())
+        let market = MarketView(
+            venuePrice: price, referencePrice: await referencePrice(d.symbol), filters: filters, now: now(), marginTiers: await marginTiers(d.symbol))
         try await rollBreakers(equity: account.equity)
         // Every close fetched so far is counted; from here to the check nothing waits, so a close
         // cannot slip in between the breakers and the decision.
@@ -843,8 +844,10 @@ public actor ExecutorService {
         }
         for held in held {
             let stops = venuePositions == nil ? kernel.positions[held.symbol]?.working ?? [] : try await venue.workingStops(symbol: held.symbol)
+            let tiers = await marginTiers(held.symbol)
             let liquidation = RiskGateway.liquidationPrice(
-                side: held.side, entry: held.entryPrice, leverage: Decimal(held.leverage), maintenanceMarginRate: settings.limits.maintenanceMarginRate)
+                side: held.side, entry: held.entryPrice, leverage: Decimal(held.leverage),
+                maintenanceMarginRate: tiers?.rate(notional: held.quantity * held.entryPrice) ?? settings.limits.maintenanceMarginRate)
             positions.append(AccountStatus.Position(
                 symbol: held.symbol, side: held.side, quantity: held.quantity, entryPrice: held.entryPrice,
                 stopLoss: kernel.positions[held.symbol]?.stopPrice ?? held.stopLoss, workingStops: stops.count, leverage: held.leverage,
@@ -952,6 +955,16 @@ public actor ExecutorService {
         pendingAlerts = []
         await recordControlChanges()
         reconciled = true
+    }
+
+    /// The venue's maintenance-margin tiers for `symbol`; nil (the flat rate) when it cannot say now.
+    func marginTiers(_ symbol: String) async -> MarginTiers? {
+        do {
+            return try await venue.marginTiers(symbol: symbol)
+        } catch {
+            logger.warning("the venue's margin tiers cannot be read; the flat maintenance rate stands in", metadata: ["symbol": "\(symbol)", "error": "\(error)"])
+            return nil
+        }
     }
 
     /// Every position the venue holds that the kernel does not follow yet is followed, with the stop

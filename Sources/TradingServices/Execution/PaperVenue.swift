@@ -31,6 +31,7 @@ public actor PaperVenue: Venue {
     }
 
     public func filters(symbol: String) async throws(VenueError) -> ExchangeFilters { exchange.settings.filters }
+    public func marginTiers(symbol: String) async throws(VenueError) -> MarginTiers? { exchange.settings.marginTiers }
 
     public func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) { (exchange.equity, exchange.availableMargin) }
 

@@ -7,20 +7,30 @@ import WSClient
 /// Where a venue's user-data stream stands: `down` (REST polling only), `catchingUp` (connected; the
 /// next poll reads REST from the cursors, while what the stream brings waits in `backlog`), or `live`
 /// (fills come with the stream; REST checks what it may have missed).
-struct UserStreamState: Sendable {
+struct UserStreamState<Fill: Sendable>: Sendable {
     enum Phase: Sendable { case down, catchingUp, live }
     var phase = Phase.down
     /// Each connection's number: a catch-up only makes the connection it started under live.
     var generation = 0
     /// Fills that came while catching up, in the stream's order.
-    var backlog: [BinanceFuturesVenue.Trade] = []
+    var backlog: [Fill] = []
     /// Trade ids the stream brought that REST has not listed yet, by symbol.
     var seen: [String: Set<Int64>] = [:]
-    /// When REST last read each symbol's fills.
+    /// When REST last read each symbol's fills (`*`: all of them, where one call reads every symbol).
     var verifiedAt: [String: Date] = [:]
     /// Since when each symbol's position has differed from what the fills built.
     var differsSince: [String: Date] = [:]
+
+    /// Position rows the stream keeps current are read again by REST at most this often.
+    static var positionsMaxAge: TimeInterval { 10 }
+    /// How long a fill may take to come with the stream before REST reads it.
+    static var grace: TimeInterval { 3 }
+    /// How often REST checks the fills the stream brought.
+    static var verifyEvery: TimeInterval { 30 }
 }
+
+/// The stream's timing, for both venues.
+typealias StreamTiming = UserStreamState<Never>
 
 /// Binance's user-data stream: a listen key (`POST /fapi/v1/listenKey`, kept alive with `PUT` every
 /// 30 minutes; it lapses after 60) and a WebSocket at `<streamURL>/<listenKey>` that pushes
@@ -29,18 +39,11 @@ struct UserStreamState: Sendable {
 /// - On connecting, the next poll reads every traded symbol's fills by REST from the cursors; fills
 ///   the stream brings meanwhile wait, then follow in order. From then on fills come with the stream.
 /// - Nothing is recorded twice: REST moves the trade-id cursor, and a fill the stream brought first is
-///   remembered until REST lists it (every `streamVerifyEvery`, or sooner when the position and the
-///   fills disagree for `streamGrace`).
+///   remembered until REST lists it (every `verifyEvery`, or sooner when the position and the
+///   fills disagree for `grace`).
 /// - A lost event is found by that check; `listenKeyExpired`, a failed keepalive (-1125) or a dropped
 ///   connection ends the stream, and the caller connects again with a new key.
 extension BinanceFuturesVenue {
-    /// Position rows the stream keeps current are read again by REST at most this often.
-    static let streamPositionsMaxAge: TimeInterval = 10
-    /// How long a fill may take to come with the stream before REST reads it.
-    static let streamGrace: TimeInterval = 3
-    /// How often REST checks the fills the stream brought.
-    static let streamVerifyEvery: TimeInterval = 30
-
     public nonisolated var hasUserStream: Bool { streamURL != nil }
 
     /// Whether fills come with the stream now (for `tradebus status` and the tests).
@@ -186,6 +189,124 @@ extension BinanceFuturesVenue {
             throw VenueError(.unreachable, "Binance says the listen key expired; connecting again with a new one")
         default:
             return false
+        }
+    }
+}
+
+/// Bybit's private stream: `wss://stream.bybit.com/v5/private`, authenticated with
+/// `{"op":"auth","args":[key, expires, signature]}` (the HMAC-SHA256 of `GET/realtime<expires>`),
+/// subscribed to `execution`, `order` and `position`, with `{"op":"ping"}` every 20 seconds.
+///
+/// - Executions are fills, once each by execution id (the REST cursor's ids), with no REST read;
+///   REST reads every symbol's executions at once every `verifyEvery`, or when an order's fills are
+///   `grace` late, and after every connection (the catch-up).
+/// - `order` keeps the working conditional orders current (a stop cancelled by hand is gone at once).
+/// - A refused authentication ends the stream with the venue's message; so does a dropped connection.
+extension BybitLinearVenue {
+    public nonisolated var hasUserStream: Bool { streamURL != nil }
+
+    /// Whether fills come with the stream now.
+    public var userStreamLive: Bool { stream.phase == .live }
+
+    /// Runs the private stream until it ends or fails; calls `delivered` after each message that
+    /// changes something.
+    public func streamUserData(delivered: @escaping @Sendable () async -> Void) async throws {
+        guard let streamURL else { return }
+        let expires = now + 10_000
+        let signature = HMACSigning.sha256Hex("GET/realtime\(expires)".utf8, secret: secret)
+        let auth = #"{"req_id":"auth","op":"auth","args":["\#(apiKey)",\#(expires),"\#(signature)"]}"#
+        let client = WebSocketClient(
+            url: streamURL, configuration: WebSocketClientConfiguration(maxFrameSize: 1 << 22, autoPing: .enabled(timePeriod: .seconds(30))), logger: logger
+        ) { inbound, outbound, _ in
+            try await outbound.write(.text(auth))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: .seconds(20))
+                        try await outbound.write(.text(#"{"req_id":"ping","op":"ping"}"#))
+                    }
+                }
+                for try await message in inbound.messages(maxSize: 1 << 22) {
+                    guard case .text(let text) = message else { continue }
+                    switch try await self.receivePrivate(Array(text.utf8)) {
+                    case .authenticated:
+                        try await outbound.write(.text(#"{"req_id":"subscribe","op":"subscribe","args":["execution","order","position"]}"#))
+                    case .subscribed:
+                        await self.bybitStreamOpened()
+                        await delivered()
+                    case .changed: await delivered()
+                    case .nothing: break
+                    }
+                }
+                group.cancelAll()
+            }
+        }
+        do {
+            _ = try await client.run()
+        } catch {
+            bybitStreamClosed()
+            throw error
+        }
+        bybitStreamClosed()
+    }
+
+    func bybitStreamOpened() {
+        stream.generation += 1
+        stream.phase = .catchingUp
+        stream.backlog = []
+        logger.info("Bybit private stream connected; catching up by REST")
+    }
+
+    func bybitStreamClosed() {
+        if stream.phase != .down { logger.warning("Bybit private stream closed; polling by REST until it is back") }
+        stream.phase = .down
+        stream.backlog = []
+    }
+
+    enum PrivateMessage { case authenticated, subscribed, changed, nothing }
+
+    /// One message of the private stream. A refused `auth` or `subscribe` ends the stream.
+    func receivePrivate(_ bytes: [UInt8]) throws -> PrivateMessage {
+        struct Message: Decodable {
+            var op: String?; var success: Bool?; var ret_msg: String?; var topic: String?
+        }
+        struct Executions: Decodable { var data: [Execution] }
+        struct Orders: Decodable { var data: [StopRow] }
+        let data = Data(bytes)
+        guard let message = try? JSONDecoder().decode(Message.self, from: data) else {
+            logger.warning("unreadable Bybit private message skipped", metadata: ["message": "\(String(decoding: bytes.prefix(200), as: UTF8.self))"])
+            return .nothing
+        }
+        if let op = message.op, op == "auth" || op == "subscribe" {
+            guard message.success == true else {
+                throw VenueError(.rejected, "Bybit refused the private stream's \(op): \(message.ret_msg ?? "no reason given"); check BYBIT_API_KEY and its permissions")
+            }
+            return op == "auth" ? .authenticated : .subscribed
+        }
+        switch message.topic {
+        case "execution"?:
+            guard let executions = try? JSONDecoder().decode(Executions.self, from: data) else { return .nothing }
+            for execution in executions.data {
+                switch stream.phase {
+                case .live:
+                    do { try record(execution) } catch { logger.warning("a streamed execution waits for REST", metadata: ["error": "\(error)"]) }
+                case .catchingUp: stream.backlog.append(execution)
+                case .down: return .nothing
+                }
+            }
+            return .changed
+        case "order"?:
+            guard let orders = try? JSONDecoder().decode(Orders.self, from: data) else { return .nothing }
+            for order in orders.data where !(order.triggerPrice ?? "").isEmpty && order.triggerPrice != "0" {
+                stops?.rows.removeAll { $0.orderLinkId == order.orderLinkId && $0.symbol == order.symbol }
+                if order.orderStatus == "Untriggered" { stops?.rows.append(order) }
+            }
+            return .changed
+        case "position"?:
+            held = nil
+            return .changed
+        default:
+            return .nothing
         }
     }
 }

@@ -22,10 +22,16 @@ struct BinanceUserStreamTests {
             }
         }
         defer { streaming.cancel() }
-        #expect(await eventually(timeout: .seconds(5)) { server.streamsOpen == 1 })
-        _ = try await venue.events()  // the catch-up by REST
-        #expect(await venue.userStreamLive)
+        #expect(await live(venue), "the catch-up by REST makes the stream live")
         try await body(venue)
+    }
+
+    /// Polls until the stream is connected and caught up.
+    func live(_ venue: BinanceFuturesVenue) async -> Bool {
+        await eventually(timeout: .seconds(5)) {
+            _ = try? await venue.events()
+            return await venue.userStreamLive
+        }
     }
 
     /// Waits until the venue has `count` events pending, and returns them, acknowledged.
@@ -86,8 +92,7 @@ struct BinanceUserStreamTests {
             #expect(await eventually(timeout: .seconds(5)) { server.streamsOpened == 2 && server.streamsOpen == 1 })
             #expect(server.listenKeyRequests.filter { $0 == "POST" }.count == 2)
             // A fill while it reconnected would be read by the catch-up; after it, the stream brings them.
-            _ = try await venue.events()
-            #expect(await venue.userStreamLive)
+            #expect(await live(venue))
             let polled = server.requests.filter { $0 == "/fapi/v1/userTrades" }.count
             _ = try await venue.submit(VenueOrderRequest(clientOrderID: "ten-e2", symbol: "BTCUSDT", side: .sell, quantity: 0.01, leverage: 3, reduceOnly: true))
             #expect(fills(try await events(venue, count: 2)).map(\.clientOrderID) == ["ten-e2"])
@@ -129,6 +134,119 @@ struct BinanceUserStreamTests {
         var bnb = Decimal(1) / 600, rounded = Decimal()
         NSDecimalRound(&rounded, &bnb, 8, .down)  // as the local exchange charges it
         #expect(fill.fee == rounded * 600, "\(fill.fee)")
+        await server.stop()
+    }
+}
+
+/// Bybit's private stream against the local server: authenticated, subscribed to executions, orders
+/// and positions; REST reads every symbol at once as the check and the fallback.
+@Suite("Bybit private stream (local server)")
+struct BybitPrivateStreamTests {
+    func withStream(_ server: FakeBybitLinear, secret: String? = nil, _ body: (BybitLinearVenue) async throws -> Void) async throws {
+        let venue = BybitLinearVenue(
+            baseURL: server.baseURL, apiKey: server.apiKey, secret: secret ?? server.secret, logger: Logger(label: "test"),
+            streamURL: server.baseURL.replacingOccurrences(of: "http://", with: "ws://") + "/v5/private")
+        let streaming = Task {
+            while !Task.isCancelled {
+                try? await venue.streamUserData {}
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        defer { streaming.cancel() }
+        try await body(venue)
+    }
+
+    func live(_ venue: BybitLinearVenue) async -> Bool {
+        await eventually(timeout: .seconds(5)) {
+            _ = try? await venue.events()
+            return await venue.userStreamLive
+        }
+    }
+
+    func events(_ venue: BybitLinearVenue, count: Int) async throws -> [VenueEvent] {
+        var events: [VenueEvent] = []
+        let deadline = ContinuousClock.now + .seconds(8)
+        while ContinuousClock.now < deadline {
+            events = try await venue.events()
+            if events.count >= count { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await venue.acknowledgeEvents(events.count)
+        return events
+    }
+
+    func fills(_ events: [VenueEvent]) -> [VenueFill] { events.compactMap { if case .fill(let fill) = $0 { fill } else { nil } } }
+
+    @Test("executions come with the stream, once each when sent twice; a lost one is read by REST; a stop cancelled by hand leaves the list at once")
+    func executionsComeWithTheStream() async throws {
+        let server = try await FakeBybitLinear.start()
+        server.setPrice("BTCUSDT", 100_000)
+        try await withStream(server) { venue in
+            #expect(await live(venue), "the catch-up by REST makes the stream live")
+            #expect(server.privateRequests.prefix(2) == ["auth", "subscribe"])
+            _ = try await venue.submit(VenueOrderRequest(clientOrderID: "ten-y1", symbol: "BTCUSDT", side: .buy, quantity: 0.02, leverage: 3, reduceOnly: false))
+            let polled = server.requests.filter { $0 == "GET /v5/execution/list" }.count
+            #expect(fills(try await events(venue, count: 1)).map(\.clientOrderID) == ["ten-y1"])
+            #expect(server.requests.filter { $0 == "GET /v5/execution/list" }.count == polled, "the fill came with the stream")
+
+            server.duplicateStreamMessages()
+            try await venue.placeStop(symbol: "BTCUSDT", ExecutionKernel.StopOrder(clientID: "tsl-y1", side: .sell, quantity: 0.02, trigger: 99_000))
+            server.moveMarket("BTCUSDT", to: 98_900)
+            let closed = try await events(venue, count: 2)
+            try await Task.sleep(for: .milliseconds(300))
+            let close = closed.compactMap { if case .closed(let close) = $0 { close } else { nil } }
+            #expect(close.map(\.reason) == ["stop_loss"] && fills(closed).map(\.clientOrderID) == ["tsl-y1"], "\(closed)")
+            #expect(try await venue.events().isEmpty, "nothing twice")
+
+            // A stop cancelled by hand: the order topic takes it off the list (no REST read).
+            _ = try await venue.submit(VenueOrderRequest(clientOrderID: "ten-y2", symbol: "BTCUSDT", side: .buy, quantity: 0.01, leverage: 3, reduceOnly: false))
+            _ = try await events(venue, count: 1)
+            try await venue.placeStop(symbol: "BTCUSDT", ExecutionKernel.StopOrder(clientID: "tsl-y2", side: .sell, quantity: 0.01, trigger: 97_000))
+            #expect(try await venue.workingStops(symbol: "BTCUSDT").map(\.clientID) == ["tsl-y2"])
+            server.cancelConditionalOrdersByHand("BTCUSDT")
+            #expect(await eventually(timeout: .seconds(2)) { (try? await venue.workingStops(symbol: "BTCUSDT").isEmpty) == true })
+
+            // Lost: the execution never comes with the stream; REST reads it once it is late.
+            server.dropNextStreamMessages(6)
+            _ = try await venue.submit(VenueOrderRequest(clientOrderID: "ten-y3", symbol: "BTCUSDT", side: .sell, quantity: 0.01, leverage: 3, reduceOnly: true))
+            let recovered = try await events(venue, count: 1)
+            #expect(fills(recovered).map(\.clientOrderID) == ["ten-y3"])
+            #expect(server.requests.filter { $0 == "GET /v5/execution/list" }.count > polled, "read by REST")
+        }
+        await server.stop()
+    }
+
+    @Test("a wrong secret: Bybit refuses the stream's auth and the venue says so; polling carries on")
+    func refusedAuth() async throws {
+        let server = try await FakeBybitLinear.start()
+        let venue = BybitLinearVenue(
+            baseURL: server.baseURL, apiKey: server.apiKey, secret: "wrong", logger: Logger(label: "test"),
+            streamURL: server.baseURL.replacingOccurrences(of: "http://", with: "ws://") + "/v5/private")
+        await #expect { try await venue.streamUserData {} } throws: { error in
+            (error as? VenueError)?.kind == .rejected && "\(error)".contains("Signature verification failed")
+        }
+        let live = await venue.userStreamLive
+        #expect(server.streamsOpened == 0 && !live)
+        await server.stop()
+    }
+
+    @Test("a dropped connection: a new one, caught up by REST; fills come with it again")
+    func reconnects() async throws {
+        let server = try await FakeBybitLinear.start()
+        server.setPrice("BTCUSDT", 100_000)
+        try await withStream(server) { venue in
+            #expect(await live(venue))
+            server.dropStreamConnections()
+            // A fill while it is down is read by REST.
+            _ = try await venue.submit(VenueOrderRequest(clientOrderID: "ten-r1", symbol: "BTCUSDT", side: .buy, quantity: 0.01, leverage: 3, reduceOnly: false))
+            #expect(fills(try await events(venue, count: 1)).map(\.clientOrderID) == ["ten-r1"])
+            #expect(await eventually(timeout: .seconds(5)) { server.streamsOpened == 2 && server.streamsOpen == 1 })
+            #expect(await live(venue))
+            let polled = server.requests.filter { $0 == "GET /v5/execution/list" }.count
+            _ = try await venue.submit(VenueOrderRequest(clientOrderID: "ten-r2", symbol: "BTCUSDT", side: .sell, quantity: 0.01, leverage: 3, reduceOnly: true))
+            #expect(fills(try await events(venue, count: 2)).map(\.clientOrderID) == ["ten-r2"])
+            #expect(server.requests.filter { $0 == "GET /v5/execution/list" }.count == polled)
+        }
         await server.stop()
     }
 }
