@@ -168,6 +168,10 @@ public final class EmbeddedSystem: Sendable {
         liveFeed.withLock { $0 = feed }
         try await withThrowingDiscardingTaskGroup { group in
             if let reference { group.addTask { try await reference.run() } }
+            if self.venue.hasUserStream {
+                // Its private stream brings them at once, as in the executor worker; the polling below is the fallback.
+                group.addTask { [executor, logger, venue = self.venue] in try await UserStreamService(venue: venue, executor: executor, logger: logger).run() }
+            }
             if self.venue.isLive {
                 // A live venue's fills and closes come on its own time: poll them, as the executor worker does.
                 group.addTask { [executor, logger] in

@@ -90,25 +90,7 @@ struct HostileVenueTests {
 
     @Test("polling costs the same for 50 open positions as for 1: one positions call per poll, the open orders of every symbol at once")
     func pollingCostIsFlat() async throws {
-        /// Requests per path over five polls a second apart, with `count` protected positions open.
-        func cost(_ count: Int) async throws -> [String: Int] {
-            let world = try await World()
-            for index in 0..<count {
-                world.server.setPrice("P\(index)USDT", 100)
-                world.server.tradeByHand("P\(index)USDT", buy: true, quantity: 1)
-            }
-            let (executor, _) = try await world.restart()  // adopts and protects them all
-            #expect(world.server.openAlgoOrders.filter { $0.type == "STOP_MARKET" }.count == count)
-            let before = world.server.requests.count
-            for _ in 0..<5 {
-                try await executor.processVenueEvents()
-                try await Task.sleep(for: .seconds(1))
-            }
-            let paths = world.server.requests.dropFirst(before)
-            await world.server.stop()
-            return Dictionary(grouping: paths, by: { $0 }).mapValues(\.count)
-        }
-        let one = try await cost(1), fifty = try await cost(50)
+        let one = try await World().pollingCost(positions: 1), fifty = try await World().pollingCost(positions: 50)
         // At most two positions reads a poll (the poll's own, and a kernel check that finds the last one
         // a second old), whatever the number of symbols; 50 symbols would cost 50 times that per symbol.
         let positionsOne = one["/fapi/v2/positionRisk"] ?? 0, positionsFifty = fifty["/fapi/v2/positionRisk"] ?? 0
@@ -208,25 +190,7 @@ struct BybitHostileVenueTests {
 
     @Test("polling costs the same for 50 open positions as for 1: one execution list for every symbol, the conditional orders of all at once")
     func pollingCostIsFlat() async throws {
-        /// Requests per path over five polls a second apart, with `count` protected positions open.
-        func cost(_ count: Int) async throws -> [String: Int] {
-            let world = try await World()
-            for index in 0..<count {
-                world.server.setPrice("P\(index)USDT", 100)
-                world.server.tradeByHand("P\(index)USDT", buy: true, quantity: 1)
-            }
-            let (executor, _) = try await world.restart()  // adopts and protects them all
-            #expect(world.server.conditionalOrders.count == count)
-            let before = world.server.requests.count
-            for _ in 0..<5 {
-                try await executor.processVenueEvents()
-                try await Task.sleep(for: .seconds(1))
-            }
-            let paths = world.server.requests.dropFirst(before)
-            await world.server.stop()
-            return Dictionary(grouping: paths, by: { $0 }).mapValues(\.count)
-        }
-        let one = try await cost(1), fifty = try await cost(50)
+        let one = try await World().pollingCost(positions: 1), fifty = try await World().pollingCost(positions: 50)
         // One execution list a poll for all symbols; the conditional orders at most every ten seconds.
         #expect(one["GET /v5/execution/list"] == 5 && fifty["GET /v5/execution/list"] == 5, "\(one) \(fifty)")
         #expect((fifty["GET /v5/order/realtime"] ?? 0) <= 1 && (one["GET /v5/order/realtime"] ?? 0) <= 1, "\(one) \(fifty)")

@@ -69,18 +69,45 @@ protocol LocalExchange: Sendable {
     func seedHistory(_ symbol: String, roundTrips: Int, daysAgo: Double)
     /// A market order placed by hand at the exchange, filled at the mark.
     func tradeByHand(_ symbol: String, buy: Bool, quantity: Decimal)
+    /// The signed requests so far (their paths, or method and path).
+    var requests: [String] { get }
+    /// Sets a symbol's price (and mark).
+    func setMark(_ symbol: String, _ price: Decimal)
+    func stop() async
 }
 
 extension FakeBinanceFutures: LocalExchange {
+    func setMark(_ symbol: String, _ price: Decimal) { setPrice(symbol, price) }
     var workingStops: [(quantity: Decimal?, trigger: Decimal)] { openAlgoOrders.filter { $0.type == "STOP_MARKET" }.map { ($0.quantity, $0.trigger) } }
     func tradeByHand(_ symbol: String, buy: Bool, quantity: Decimal) { openByHand(symbol, side: buy ? "BUY" : "SELL", quantity: quantity) }
 }
 
 extension FakeBybitLinear: LocalExchange {
+    func setMark(_ symbol: String, _ price: Decimal) { setPrice(symbol, price) }
     var workingStops: [(quantity: Decimal?, trigger: Decimal)] { conditionalOrders.map { ($0.quantity, $0.trigger) } }
 }
 
 extension LiveWorld where Server: LocalExchange {
+    /// Requests per path over five polls a second apart, with `positions` protected positions open.
+    /// The exchange is stopped after.
+    func pollingCost(positions count: Int) async throws -> [String: Int] {
+        let world = self
+        for index in 0..<count {
+            world.server.setMark("P\(index)USDT", 100)
+            world.server.tradeByHand("P\(index)USDT", buy: true, quantity: 1)
+        }
+        let (executor, _) = try await world.restart()  // adopts and protects them all
+        #expect(world.server.workingStops.count == count)
+        let before = world.server.requests.count
+        for _ in 0..<5 {
+            try await executor.processVenueEvents()
+            try await Task.sleep(for: .seconds(1))
+        }
+        let paths = world.server.requests.dropFirst(before)
+        await world.server.stop()
+        return Dictionary(grouping: paths, by: { $0 }).mapValues(\.count)
+    }
+
     /// Working reduce-only stops at the exchange: quantity and trigger.
     var stops: [(quantity: Decimal?, trigger: Decimal)] { server.workingStops }
 

@@ -6,6 +6,29 @@ import Testing
 import TradingCore
 import Venues
 
+/// Polls `venue` until its stream is connected and caught up (`isLive`).
+func caughtUp(_ venue: some Venue, _ isLive: @escaping @Sendable () async -> Bool) async -> Bool {
+    await eventually(timeout: .seconds(5)) {
+        _ = try? await venue.events()
+        return await isLive()
+    }
+}
+
+/// Polls `venue` until it has `count` events pending; returns them, acknowledged.
+func events(_ venue: some Venue, count: Int) async throws -> [VenueEvent] {
+    var events: [VenueEvent] = []
+    let deadline = ContinuousClock.now + .seconds(8)
+    while ContinuousClock.now < deadline {
+        events = try await venue.events()
+        if events.count >= count { break }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    try await venue.acknowledgeEvents(events.count)
+    return events
+}
+
+func fills(_ events: [VenueEvent]) -> [VenueFill] { events.compactMap { if case .fill(let fill) = $0 { fill } else { nil } } }
+
 /// Binance's user-data stream against the local server: a listen key kept alive, fills and order
 /// updates pushed over its WebSocket, and REST as the fallback for what the stream loses.
 @Suite("Binance user-data stream (local server)")
@@ -26,28 +49,7 @@ struct BinanceUserStreamTests {
         try await body(venue)
     }
 
-    /// Polls until the stream is connected and caught up.
-    func live(_ venue: BinanceFuturesVenue) async -> Bool {
-        await eventually(timeout: .seconds(5)) {
-            _ = try? await venue.events()
-            return await venue.userStreamLive
-        }
-    }
-
-    /// Waits until the venue has `count` events pending, and returns them, acknowledged.
-    func events(_ venue: BinanceFuturesVenue, count: Int) async throws -> [VenueEvent] {
-        var events: [VenueEvent] = []
-        let deadline = ContinuousClock.now + .seconds(8)
-        while ContinuousClock.now < deadline {
-            events = try await venue.events()
-            if events.count >= count { break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        try await venue.acknowledgeEvents(events.count)
-        return events
-    }
-
-    func fills(_ events: [VenueEvent]) -> [VenueFill] { events.compactMap { if case .fill(let fill) = $0 { fill } else { nil } } }
+    func live(_ venue: BinanceFuturesVenue) async -> Bool { await caughtUp(venue) { await venue.userStreamLive } }
 
     @Test("fills come with the stream, not by polling userTrades; sent twice they count once; a lost one is read by REST")
     func fillsComeWithTheStream() async throws {
@@ -156,26 +158,7 @@ struct BybitPrivateStreamTests {
         try await body(venue)
     }
 
-    func live(_ venue: BybitLinearVenue) async -> Bool {
-        await eventually(timeout: .seconds(5)) {
-            _ = try? await venue.events()
-            return await venue.userStreamLive
-        }
-    }
-
-    func events(_ venue: BybitLinearVenue, count: Int) async throws -> [VenueEvent] {
-        var events: [VenueEvent] = []
-        let deadline = ContinuousClock.now + .seconds(8)
-        while ContinuousClock.now < deadline {
-            events = try await venue.events()
-            if events.count >= count { break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        try await venue.acknowledgeEvents(events.count)
-        return events
-    }
-
-    func fills(_ events: [VenueEvent]) -> [VenueFill] { events.compactMap { if case .fill(let fill) = $0 { fill } else { nil } } }
+    func live(_ venue: BybitLinearVenue) async -> Bool { await caughtUp(venue) { await venue.userStreamLive } }
 
     @Test("executions come with the stream, once each when sent twice; a lost one is read by REST; a stop cancelled by hand leaves the list at once")
     func executionsComeWithTheStream() async throws {
