@@ -79,7 +79,9 @@ let package = Package(
         .target(name: "SQLTradeStore", dependencies: ["TradingCore"], swiftSettings: strict),
         .target(
             name: "PostgresStore",
-            dependencies: ["TradingCore", "SQLTradeStore", "BlockingIO", "CLibPQ", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "TradingCore", "SQLTradeStore", "BlockingIO", "CLibPQ", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -103,14 +105,19 @@ let package = Package(
         /// POSTs to web services over AsyncHTTPClient, shared by the adapters that call them.
         .target(
             name: "HTTPSupport",
-            dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict
         ),
         /// LLM providers: the OpenAI-compatible Chat Completions API and Anthropic's Messages API, and the
         /// versioned analyst prompts shipped as resources.
         .target(
             name: "LLMProviders",
-            dependencies: ["TradingCore", "HTTPSupport", .product(name: "AsyncHTTPClient", package: "async-http-client")],
+            dependencies: [
+                "TradingCore", "HTTPSupport", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             resources: [.copy("Prompts")],
             swiftSettings: strict
         ),
@@ -131,7 +138,8 @@ let package = Package(
             name: "Venues",
             dependencies: [
                 "TradingCore", "HTTPSupport",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "WSClient", package: "swift-websocket"),
             ],
             swiftSettings: strict
@@ -141,7 +149,8 @@ let package = Package(
         .target(
             name: "WorkerRuntime",
             dependencies: [
-                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore", "Exchanges", "LLMProviders", "Notifiers", "Venues",
+                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore",
+                "Exchanges", "LLMProviders", "Notifiers", "Venues",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -154,7 +163,10 @@ let package = Package(
         /// `tradebus bench ...`: throughput and latency against the real servers.
         .target(
             name: "Benchmarks",
-            dependencies: ["TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLTradeStore", "WorkerRuntime"],
+            dependencies: [
+                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLTradeStore",
+                "WorkerRuntime",
+            ],
             swiftSettings: strict
         ),
 
@@ -193,17 +205,51 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "TradingCoreTests", dependencies: ["TradingCore"], swiftSettings: strict),
-        .testTarget(name: "TradingServicesTests", dependencies: ["TradingServices", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "ContractTests", dependencies: ["TestSupport", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore"], swiftSettings: strict),
+        .testTarget(
+            name: "TradingServicesTests",
+            dependencies: ["TradingServices", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ContractTests",
+            dependencies: ["TestSupport", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "RabbitMQBusTests", dependencies: ["RabbitMQBus", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "TestSupport", "WorkerRuntime"], swiftSettings: strict),
+        .testTarget(
+            name: "RedisCacheTests",
+            dependencies: ["RedisCache", "TestSupport", "WorkerRuntime"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ExchangesTests", dependencies: ["Exchanges", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "LLMProvidersTests", dependencies: ["LLMProviders", "TradingServices", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "NotifiersTests", dependencies: ["Notifiers", "TradingServices", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
-        .testTarget(name: "VenuesTests", dependencies: ["Venues", "TestSupport", "TradingServices", "SQLTradeStore", "SQLiteStore"], swiftSettings: strict),
-        .testTarget(name: "TradeBusTests", dependencies: ["TestSupport", "WorkerRuntime", "RedisCache", "TradingCore"], swiftSettings: strict),
-        .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "TestSupport", "TradingCore", "SQLTradeStore", "SQLiteStore"], swiftSettings: strict),
+        .testTarget(
+            name: "LLMProvidersTests",
+            dependencies: ["LLMProviders", "TradingServices", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "NotifiersTests",
+            dependencies: [
+                "Notifiers", "TradingServices", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "VenuesTests",
+            dependencies: ["Venues", "TestSupport", "TradingServices", "SQLTradeStore", "SQLiteStore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TradeBusTests",
+            dependencies: ["TestSupport", "WorkerRuntime", "RedisCache", "TradingCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WorkerRuntimeTests",
+            dependencies: ["WorkerRuntime", "TestSupport", "TradingCore", "SQLTradeStore", "SQLiteStore"],
+            swiftSettings: strict
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -8,7 +8,10 @@ import Synchronization
 public final class ConfigReader: Sendable {
     /// Where a value came from.
     public enum Source: String, Sendable {
-        case environment, file, secretFile = "secret file", defaultValue = "default", unset
+        case environment, file
+        case secretFile = "secret file"
+        case defaultValue = "default"
+        case unset
     }
 
     /// One key as read.
@@ -72,7 +75,12 @@ public final class ConfigReader: Sendable {
     }
 
     /// A string; `nil` when unset and there is no default.
-    public func string(_ key: String, default defaultValue: String? = nil, secret: Bool = false, help: String = "") throws -> String? {
+    public func string(
+        _ key: String,
+        default defaultValue: String? = nil,
+        secret: Bool = false,
+        help: String = ""
+    ) throws -> String? {
         if let (value, source) = try lookup(key, secret: secret) {
             record(key, value, source, secret: secret, help: help)
             return value
@@ -90,29 +98,49 @@ public final class ConfigReader: Sendable {
     }
 
     /// One of `allowed`.
-    public func choice(_ key: String, default defaultValue: String, allowed: [String], help: String = "") throws -> String {
+    public func choice(
+        _ key: String,
+        default defaultValue: String,
+        allowed: [String],
+        help: String = ""
+    ) throws -> String {
         let value = try string(key, default: defaultValue, help: help)!
         guard allowed.contains(value) else {
-            throw ConfigError(key: key, message: "'\(value)' is not allowed; use one of: \(allowed.joined(separator: ", "))")
+            throw ConfigError(
+                key: key,
+                message: "'\(value)' is not allowed; use one of: \(allowed.joined(separator: ", "))"
+            )
         }
         return value
     }
 
-    public func int(_ key: String, default defaultValue: Int, range: ClosedRange<Int>, help: String = "") throws -> Int {
+    public func int(_ key: String, default defaultValue: Int, range: ClosedRange<Int>, help: String = "") throws -> Int
+    {
         let text = try string(key, default: String(defaultValue), help: help)!
         guard let value = Int(text), range.contains(value) else {
-            throw ConfigError(key: key, message: "'\(text)' must be a whole number in \(range.lowerBound)...\(range.upperBound)")
+            throw ConfigError(
+                key: key,
+                message: "'\(text)' must be a whole number in \(range.lowerBound)...\(range.upperBound)"
+            )
         }
         return value
     }
 
-    public func double(_ key: String, default defaultValue: Double, range: ClosedRange<Double>, help: String = "") throws -> Double {
+    public func double(
+        _ key: String,
+        default defaultValue: Double,
+        range: ClosedRange<Double>,
+        help: String = ""
+    ) throws -> Double {
         let text = try string(key, default: String(defaultValue), help: help)!
         guard let value = Double(text), value.isFinite, range.contains(value) else {
             var message = "'\(text)' must be a number in \(range.lowerBound)...\(range.upperBound)"
-            if key.hasSuffix("_PERCENT"), let value = Double(text), value > range.upperBound, value >= 1, range.upperBound <= 1 {
+            if key.hasSuffix("_PERCENT"), let value = Double(text), value > range.upperBound, value >= 1,
+                range.upperBound <= 1
+            {
                 // 5 meaning 5 % is refused, never used: every *_PERCENT key is a fraction.
-                message += "; *_PERCENT keys are fractions (0.05 = 5 %), so \(text) would mean \(Int(value * 100)) %: write \(value / 100) for \(text) %"
+                message +=
+                    "; *_PERCENT keys are fractions (0.05 = 5 %), so \(text) would mean \(Int(value * 100)) %: write \(value / 100) for \(text) %"
             }
             throw ConfigError(key: key, message: message)
         }
@@ -134,11 +162,12 @@ public final class ConfigReader: Sendable {
     /// `KEY=value  # source` lines with secrets shown as `***`, for `--print-config`.
     public func printable() -> String {
         entriesRead.map { entry in
-            let shown: String = switch (entry.value, entry.secret) {
-            case (nil, _): ""
-            case (.some, true): "***"
-            case (.some(let value), false): Self.redactURL(value)
-            }
+            let shown: String =
+                switch (entry.value, entry.secret) {
+                case (nil, _): ""
+                case (.some, true): "***"
+                case (.some(let value), false): Self.redactURL(value)
+                }
             return "\(entry.key)=\(shown)  # \(entry.source.rawValue)\(entry.help.isEmpty ? "" : "; \(entry.help)")"
         }.joined(separator: "\n")
     }

@@ -14,7 +14,9 @@ public struct WorkerPlan: Sendable {
     public var shutdown: @Sendable () async -> Void
 
     public init(
-        services: [any Service], checks: @escaping HealthServer.Checks, status: @escaping HealthServer.Status,
+        services: [any Service],
+        checks: @escaping HealthServer.Checks,
+        status: @escaping HealthServer.Status,
         shutdown: @escaping @Sendable () async -> Void = {}
     ) {
         self.services = services
@@ -40,13 +42,17 @@ public enum WorkerMain {
     /// `configure`, then starts with `start` and runs until SIGTERM or SIGINT, draining within the grace
     /// period. Exits 2 on invalid configuration and 1 when a dependency cannot be reached.
     public static func run<Config: Sendable>(
-        worker: String, defaultPort: Int, summary: String,
+        worker: String,
+        defaultPort: Int,
+        summary: String,
         configure: (ConfigReader) throws -> Config,
         start: (Config, WorkerContext) async throws -> WorkerPlan
     ) async -> Never {
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.contains("--help") || arguments.contains("-h") {
-            print("\(worker): \(summary)\n\nUsage: \(worker) [--print-config]\nConfiguration comes from the environment; see README.md.")
+            print(
+                "\(worker): \(summary)\n\nUsage: \(worker) [--print-config]\nConfiguration comes from the environment; see README.md."
+            )
             exit(0)
         }
         if let unknown = arguments.first(where: { $0 != "--print-config" }) {
@@ -60,7 +66,14 @@ public enum WorkerMain {
         do {
             config = try ConfigReader()
             settings = try RuntimeSettings(worker: worker, defaultPort: defaultPort, config: config)
-            startupTimeout = .seconds(try config.int("STARTUP_TIMEOUT_SECONDS", default: 60, range: 0...3600, help: "how long to wait for servers at start"))
+            startupTimeout = .seconds(
+                try config.int(
+                    "STARTUP_TIMEOUT_SECONDS",
+                    default: 60,
+                    range: 0...3600,
+                    help: "how long to wait for servers at start"
+                )
+            )
             workerConfig = try configure(config)
         } catch {
             StandardError.write("\(worker): \(error)\n")
@@ -102,7 +115,12 @@ public enum WorkerMain {
     public static func bootstrapObservability(_ settings: RuntimeSettings) -> Logger {
         let processID = "\(settings.worker)-\(UUID().uuidString.prefix(8).lowercased())"
         LoggingSystem.bootstrap { label in
-            TradeBusLogHandler(label: label, level: settings.logLevel, format: settings.logFormat, processCorrelationID: processID)
+            TradeBusLogHandler(
+                label: label,
+                level: settings.logLevel,
+                format: settings.logFormat,
+                processCorrelationID: processID
+            )
         }
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         return Logger(label: settings.worker)
@@ -112,16 +130,27 @@ public enum WorkerMain {
     /// on SIGTERM and SIGINT. The health server is first, so it is the last to stop.
     public static func runServices(_ plan: WorkerPlan, settings: RuntimeSettings, logger: Logger) async throws {
         let health = HealthServer(
-            host: settings.httpHost, port: settings.httpPort, registry: registry, logger: logger, checks: plan.checks,
-            status: plan.status)
+            host: settings.httpHost,
+            port: settings.httpPort,
+            registry: registry,
+            logger: logger,
+            checks: plan.checks,
+            status: plan.status
+        )
         let app = health.application { port in logger.info("health endpoint listening", metadata: ["port": "\(port)"]) }
         var configuration = ServiceGroupConfiguration(
-            services: [.init(service: app)] + plan.services.map {
-                .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
-            },
+            services: [.init(service: app)]
+                + plan.services.map {
+                    .init(
+                        service: $0,
+                        successTerminationBehavior: .gracefullyShutdownGroup,
+                        failureTerminationBehavior: .gracefullyShutdownGroup
+                    )
+                },
             gracefulShutdownSignals: [.sigterm, .sigint],
             cancellationSignals: [],
-            logger: logger)
+            logger: logger
+        )
         configuration.maximumGracefulShutdownDuration = settings.shutdownGrace
         configuration.maximumCancellationDuration = .seconds(5)
         logger.info("started", metadata: ["instance": "\(settings.instance)"])
@@ -137,7 +166,12 @@ public struct ConsumerService: Service {
     let options: ConsumerOptions
     let handler: @Sendable (Delivery) async throws -> Void
 
-    public init(bus: any MessageBus, queue: String, options: ConsumerOptions, handler: @escaping @Sendable (Delivery) async throws -> Void) {
+    public init(
+        bus: any MessageBus,
+        queue: String,
+        options: ConsumerOptions,
+        handler: @escaping @Sendable (Delivery) async throws -> Void
+    ) {
         self.bus = bus
         self.queue = queue
         self.options = options
@@ -149,7 +183,9 @@ public struct ConsumerService: Service {
         let handler = self.handler
         try await withGracefulShutdownHandler {
             try await bus.consume(queue, options: options, control: control) { delivery in
-                try await CorrelationID.with(delivery.correlationID ?? delivery.messageID) { try await handler(delivery) }
+                try await CorrelationID.with(delivery.correlationID ?? delivery.messageID) {
+                    try await handler(delivery)
+                }
             }
         } onGracefulShutdown: {
             control.stop()

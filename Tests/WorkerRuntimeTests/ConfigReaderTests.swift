@@ -33,7 +33,9 @@ struct ConfigReaderTests {
     func secrets() throws {
         let file = NSTemporaryDirectory() + "tradebus-secret-\(UUID().uuidString)"
         try "s3cr3t-token\n".write(toFile: file, atomically: true, encoding: .utf8)
-        let config = try ConfigReader(environment: ["TOKEN_FILE": file, "AMQP_URL": "amqp://user:hunter2@host:5672/%2f"])
+        let config = try ConfigReader(environment: [
+            "TOKEN_FILE": file, "AMQP_URL": "amqp://user:hunter2@host:5672/%2f",
+        ])
         #expect(try config.string("TOKEN", secret: true) == "s3cr3t-token")
         _ = try config.string("AMQP_URL")
         let printed = config.printable()
