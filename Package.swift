@@ -205,6 +205,10 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "TradingCoreTests", dependencies: ["TradingCore"], swiftSettings: strict),
+        .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"], swiftSettings: strict),
+        .testTarget(name: "HTTPSupportTests", dependencies: ["HTTPSupport", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "SQLTradeStoreTests", dependencies: ["SQLTradeStore", "SQLiteStore"], swiftSettings: strict),
+        .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore", "SQLTradeStore"], swiftSettings: strict),
         .testTarget(
             name: "TradingServicesTests",
             dependencies: ["TradingServices", "TestSupport"],

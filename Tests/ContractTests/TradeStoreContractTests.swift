@@ -427,20 +427,3 @@ struct TradeStoreContractTests {
         }
     }
 }
-
-@Suite("SQL text encodings")
-struct SQLTextTests {
-    @Test("times round-trip at microsecond precision, before and after 1970")
-    func timeRoundTrip() {
-        // The last one is 2000-02-29.
-        for seconds in [-86_400.5, 0, 1_763_700_000.123456, 951_782_400.000001] {
-            let date = Date(timeIntervalSince1970: seconds)
-            let text = SQLText.time(date)
-            #expect(abs(SQLText.date(text)!.timeIntervalSince(date)) < 0.000_001, "\(text)")
-        }
-        #expect(SQLText.time(Date(timeIntervalSince1970: 951_782_400)) == "2000-02-29 00:00:00.000000+00")
-        #expect(SQLText.date("2026-01-01 00:00:00+00") == Date(timeIntervalSince1970: 1_767_225_600))
-        #expect(SQLText.date("2026-01-01 00:00:00.5+00") == Date(timeIntervalSince1970: 1_767_225_600.5))
-        #expect(SQLText.date("garbage") == nil)
-    }
-}
