@@ -171,11 +171,51 @@ let package = Package(
         ),
 
         // MARK: Executables: thin mains that only wire
-        .executableTarget(name: "feed-ingester", dependencies: ["WorkerRuntime"], swiftSettings: strict),
-        .executableTarget(name: "indicator-worker", dependencies: ["WorkerRuntime"], swiftSettings: strict),
-        .executableTarget(name: "ai-analyst", dependencies: ["WorkerRuntime"], swiftSettings: strict),
-        .executableTarget(name: "executor", dependencies: ["WorkerRuntime"], swiftSettings: strict),
-        .executableTarget(name: "notifier", dependencies: ["WorkerRuntime"], swiftSettings: strict),
+        .executableTarget(
+            name: "feed-ingester",
+            dependencies: [
+                "WorkerRuntime", "TradingCore", "TradingServices", "Exchanges", "Venues", "LLMProviders", "Notifiers",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "indicator-worker",
+            dependencies: [
+                "WorkerRuntime", "TradingCore", "TradingServices", "Exchanges", "Venues", "LLMProviders", "Notifiers",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "ai-analyst",
+            dependencies: [
+                "WorkerRuntime", "TradingCore", "TradingServices", "Exchanges", "Venues", "LLMProviders", "Notifiers",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "executor",
+            dependencies: [
+                "WorkerRuntime", "TradingCore", "TradingServices", "Exchanges", "Venues", "LLMProviders", "Notifiers",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "notifier",
+            dependencies: [
+                "WorkerRuntime", "TradingCore", "TradingServices", "Exchanges", "Venues", "LLMProviders", "Notifiers",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "tradebus",
             dependencies: [

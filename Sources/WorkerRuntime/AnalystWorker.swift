@@ -264,14 +264,28 @@ public struct AnalystConfiguration: Sendable {
 }
 
 /// Runs the periodic scan until shutdown.
-struct ScanService: Service {
-    let service: AnalystService
-    let symbols: [String]
-    let interval: String
-    let every: Duration
-    let logger: Logger
+public struct ScanService: Service {
+    public let service: AnalystService
+    public let symbols: [String]
+    public let interval: String
+    public let every: Duration
+    public let logger: Logger
 
-    func run() async throws {
+    public init(
+        service: AnalystService,
+        symbols: [String],
+        interval: String,
+        every: Duration,
+        logger: Logger
+    ) {
+        self.service = service
+        self.symbols = symbols
+        self.interval = interval
+        self.every = every
+        self.logger = logger
+    }
+
+    public func run() async throws {
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 for symbol in symbols {
@@ -282,84 +296,5 @@ struct ScanService: Service {
                 try await Task.sleep(for: every)
             }
         }
-    }
-}
-
-extension WorkerMain {
-    /// ai-analyst: signals (and an optional scan) into decisions.
-    public static func runAIAnalyst() async -> Never {
-        struct Settings: Sendable {
-            var dependencies: WorkerDependencies
-            var analyst: AnalystConfiguration
-        }
-        await run(
-            worker: "ai-analyst",
-            defaultPort: 9103,
-            summary: "trade decisions from signals: rules, OpenAI-compatible and Anthropic analysts",
-            configure: { config in
-                Settings(
-                    dependencies: try WorkerDependencies.configure(
-                        [.bus, .cache, .store],
-                        config: config,
-                        instance: "ai-analyst"
-                    ),
-                    analyst: try AnalystConfiguration.read(config)
-                )
-            },
-            start: { settings, context in
-                try await settings.dependencies.connect(context)
-                let bus = settings.dependencies.bus!
-                let cache = settings.dependencies.cache!
-                let store = settings.dependencies.store!
-                try await bus.declare(AnalystService.signalQueue)
-                let panel = try settings.analyst.panel(cache: cache, logger: context.logger)
-                let service = AnalystService(
-                    panel: panel,
-                    bus: bus,
-                    cache: cache,
-                    store: store,
-                    settings: settings.analyst.service,
-                    source: context.settings.instance,
-                    logger: context.logger
-                )
-                var services: [any Service] = [
-                    ConsumerService(
-                        bus: bus,
-                        queue: AnalystService.signalQueue.name,
-                        options: ConsumerOptions(prefetch: settings.analyst.prefetch)
-                    ) {
-                        try await service.handle($0)
-                    }
-                ]
-                if let every = settings.analyst.scanInterval, let interval = settings.analyst.service.intervals.first {
-                    services.append(
-                        ScanService(
-                            service: service,
-                            symbols: settings.analyst.scanSymbols,
-                            interval: interval,
-                            every: every,
-                            logger: context.logger
-                        )
-                    )
-                }
-                let names = panel.models.map { "\($0.model.provider):\($0.model.model)" }
-                return WorkerPlan(
-                    services: services,
-                    checks: { await settings.dependencies.checks() },
-                    status: {
-                        var status = [
-                            "worker": "ai-analyst", "analysts": names.isEmpty ? "rules" : names.joined(separator: ","),
-                            "fallback": settings.analyst.rulesFallback ? "rules" : "hold",
-                        ]
-                        for model in panel.models {
-                            status["breaker.\(model.model.provider):\(model.model.model)"] =
-                                "\(await model.breakerState)"
-                        }
-                        return status
-                    },
-                    shutdown: { await settings.dependencies.close() }
-                )
-            }
-        )
     }
 }

@@ -378,14 +378,26 @@ extension ExecutorConfiguration {
 /// Reconciles with the venue (retrying with backoff until it can), then keeps the store and the venue
 /// in step: the venue's events every second (live venues), a full reconciliation every
 /// `interval`, and one at once after the venue or the store answers again following a failure.
-struct ReconcileService: Service {
-    let executor: ExecutorService
+public struct ReconcileService: Service {
+    public let executor: ExecutorService
     /// Live venues report fills on their own time; the paper venue's come with the candles.
-    let pollEvents: Bool
-    let interval: Duration
-    let logger: Logger
+    public let pollEvents: Bool
+    public let interval: Duration
+    public let logger: Logger
 
-    func run() async throws {
+    public init(
+        executor: ExecutorService,
+        pollEvents: Bool,
+        interval: Duration,
+        logger: Logger
+    ) {
+        self.executor = executor
+        self.pollEvents = pollEvents
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
         do {
             try await cancelWhenGracefulShutdown {
                 var attempt = 0
@@ -438,12 +450,22 @@ struct ReconcileService: Service {
 /// Keeps the venue's private stream of fills and order updates connected, and hands what it brings
 /// to the executor at once. When it is down, ``ReconcileService``'s polling carries on alone; it
 /// connects again with backoff.
-struct UserStreamService: Service {
-    let venue: any Venue
-    let executor: ExecutorService
-    let logger: Logger
+public struct UserStreamService: Service {
+    public let venue: any Venue
+    public let executor: ExecutorService
+    public let logger: Logger
 
-    func run() async throws {
+    public init(
+        venue: any Venue,
+        executor: ExecutorService,
+        logger: Logger
+    ) {
+        self.venue = venue
+        self.executor = executor
+        self.logger = logger
+    }
+
+    public func run() async throws {
         do {
             try await cancelWhenGracefulShutdown {
                 let backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30))
@@ -481,27 +503,47 @@ struct UserStreamService: Service {
 /// for the lease. The holder renews it every third of `duration` and gives it up at shutdown. One that
 /// cannot renew it (the store down, or the lease taken) stops trading before the lease runs out, and
 /// the process exits with an error so that its supervisor starts it again, as a standby.
-struct LeaseService: Service {
+public struct LeaseService: Service {
     struct Lost: Error, CustomStringConvertible {
         var description: String
     }
 
-    let store: any TradeStore
-    let name: String
-    let holder: String
-    let duration: Duration
-    let logger: Logger
-    let active: [any Service]
+    public let store: any TradeStore
+    public let name: String
+    public let holder: String
+    public let duration: Duration
+    public let logger: Logger
+    public let active: [any Service]
     /// Whether this process holds the lease (for the status page).
-    final class Holding: Sendable {
+    public final class Holding: Sendable {
         private let flag = Atomic<Bool>(false)
-        var value: Bool { flag.load(ordering: .relaxed) }
+        public init() {}
+        /// Whether this process holds the lease now.
+        public var value: Bool { flag.load(ordering: .relaxed) }
         func set(_ value: Bool) { flag.store(value, ordering: .relaxed) }
     }
 
-    let holding: Holding
+    public let holding: Holding
 
-    func run() async throws {
+    public init(
+        store: any TradeStore,
+        name: String,
+        holder: String,
+        duration: Duration,
+        logger: Logger,
+        active: [any Service],
+        holding: Holding
+    ) {
+        self.store = store
+        self.name = name
+        self.holder = holder
+        self.duration = duration
+        self.logger = logger
+        self.active = active
+        self.holding = holding
+    }
+
+    public func run() async throws {
         let renewEvery = duration / 3
         let taken: ContinuousClock.Instant
         do {
@@ -565,115 +607,6 @@ struct LeaseService: Service {
             holder: holder,
             now: now,
             until: now.addingTimeInterval(Double(duration.components.seconds))
-        )
-    }
-}
-
-extension WorkerMain {
-    /// executor: decisions through the risk gateway to the venue.
-    public static func runExecutor() async -> Never {
-        struct Settings: Sendable {
-            var dependencies: WorkerDependencies
-            var executor: ExecutorConfiguration
-        }
-        await run(
-            worker: "executor",
-            defaultPort: 9104,
-            summary: "risk gateway, paper or live venue, positions and stops; every order recorded",
-            configure: { config in
-                Settings(
-                    dependencies: try WorkerDependencies.configure(
-                        [.bus, .cache, .store],
-                        config: config,
-                        instance: "executor"
-                    ),
-                    executor: try ExecutorConfiguration.read(config)
-                )
-            },
-            start: { settings, context in
-                try await settings.dependencies.connect(context)
-                let bus = settings.dependencies.bus!
-                let cache = settings.dependencies.cache!
-                let store = settings.dependencies.store!
-                let account = settings.executor.settings.account
-                let venue = try settings.executor.makeVenue(logger: context.logger)
-                let executor = ExecutorService(
-                    venue: venue,
-                    store: store,
-                    bus: bus,
-                    cache: cache,
-                    settings: settings.executor.settings,
-                    source: context.settings.instance,
-                    logger: context.logger
-                )
-                try await bus.declare(ExecutorService.decisionQueue(account: account))
-                try await bus.declare(
-                    ExecutorService.candleQueue(account: account, priceVenue: settings.executor.priceVenue)
-                )
-                try await bus.declare(ExecutorService.controlQueue(account: account))
-                let holding = LeaseService.Holding()
-                var trading: [any Service] = [
-                    ReconcileService(
-                        executor: executor,
-                        pollEvents: venue.isLive,
-                        interval: settings.executor.reconcileInterval,
-                        logger: context.logger
-                    ),
-                    ConsumerService(
-                        bus: bus,
-                        queue: ExecutorService.decisionQueue(account: account).name,
-                        options: ConsumerOptions(prefetch: 1, retryDelay: .seconds(1))
-                    ) {
-                        try await executor.handleDecision($0)
-                    },
-                    ConsumerService(
-                        bus: bus,
-                        queue: ExecutorService.candleQueue(account: account, priceVenue: settings.executor.priceVenue)
-                            .name,
-                        options: ConsumerOptions(prefetch: 64)
-                    ) {
-                        try await executor.handleCandle($0)
-                    },
-                    ConsumerService(
-                        bus: bus,
-                        queue: ExecutorService.controlQueue(account: account).name,
-                        options: ConsumerOptions(prefetch: 1)
-                    ) {
-                        try await executor.handleControl($0)
-                    },
-                ]
-                if venue.hasUserStream {
-                    trading.append(UserStreamService(venue: venue, executor: executor, logger: context.logger))
-                }
-                let lease = LeaseService(
-                    store: store,
-                    name: "executor:\(account)",
-                    holder: "\(context.settings.instance)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
-                    duration: settings.executor.leaseDuration,
-                    logger: context.logger,
-                    active: trading,
-                    holding: holding
-                )
-                return WorkerPlan(
-                    services: [lease],
-                    checks: { await settings.dependencies.checks() },
-                    status: {
-                        // A standby talks to no venue, not even for its status.
-                        guard holding.value else {
-                            return ["worker": "executor", "venue": venue.name, "account": account, "role": "standby"]
-                        }
-                        let (equity, margin) = (try? await venue.account()) ?? (0, 0)
-                        return [
-                            "role": "active",
-                            "worker": "executor", "venue": venue.name, "live": "\(venue.isLive)", "account": account,
-                            "reconciled": "\(await executor.reconciled)",
-                            "equity": "\(equity)", "available_margin": "\(margin)",
-                            "mode": await executor.mode.rawValue,
-                        ]
-                    },
-                    shutdown: { await settings.dependencies.close() }
-                )
-            }
         )
     }
 }

@@ -137,13 +137,25 @@ public struct FeedConfiguration: Sendable {
 }
 
 /// Replays the file once, then keeps serving health and its report until shutdown.
-struct ReplayService: Service {
-    let feed: ReplayFeed
-    let file: String
-    let report: StatusValue<ReplayFeed.Report?>
-    let logger: Logger
+public struct ReplayService: Service {
+    public let feed: ReplayFeed
+    public let file: String
+    public let report: StatusValue<ReplayFeed.Report?>
+    public let logger: Logger
 
-    func run() async throws {
+    public init(
+        feed: ReplayFeed,
+        file: String,
+        report: StatusValue<ReplayFeed.Report?>,
+        logger: Logger
+    ) {
+        self.feed = feed
+        self.file = file
+        self.report = report
+        self.logger = logger
+    }
+
+    public func run() async throws {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
             throw StartupError("cannot read FEED_FILE '\(file)'")
         }
@@ -163,12 +175,22 @@ struct ReplayService: Service {
 }
 
 /// A synthetic walk: runs its candles, then waits for shutdown.
-struct SyntheticService: Service {
-    let feed: SyntheticFeed
-    let published: StatusValue<Int>
-    let logger: Logger
+public struct SyntheticService: Service {
+    public let feed: SyntheticFeed
+    public let published: StatusValue<Int>
+    public let logger: Logger
 
-    func run() async throws {
+    public init(
+        feed: SyntheticFeed,
+        published: StatusValue<Int>,
+        logger: Logger
+    ) {
+        self.feed = feed
+        self.published = published
+        self.logger = logger
+    }
+
+    public func run() async throws {
         let count = try await cancelWhenGracefulShutdown { try await feed.run() }
         published.set(count)
         logger.info("synthetic feed finished", metadata: ["published": "\(count)"])
@@ -177,10 +199,16 @@ struct SyntheticService: Service {
 }
 
 /// A live exchange feed: runs until shutdown.
-struct LiveFeedService: Service {
-    let feed: LiveFeed
+public struct LiveFeedService: Service {
+    public let feed: LiveFeed
 
-    func run() async throws {
+    public init(
+        feed: LiveFeed
+    ) {
+        self.feed = feed
+    }
+
+    public func run() async throws {
         do {
             try await cancelWhenGracefulShutdown { try await feed.run() }
         } catch is CancellationError {}
@@ -188,181 +216,23 @@ struct LiveFeedService: Service {
 }
 
 /// A value a service sets and `/status` reads.
-final class StatusValue<Value: Sendable>: Sendable {
+/// A value a service updates and the status page reads.
+public final class StatusValue<Value: Sendable>: Sendable {
     private let value: Mutex<Value>
-    init(_ initial: Value) { value = Mutex(initial) }
-    func set(_ new: Value) { value.withLock { $0 = new } }
-    var current: Value { value.withLock { $0 } }
+    public init(_ initial: Value) { value = Mutex(initial) }
+    /// Replaces the value.
+    public func set(_ new: Value) { value.withLock { $0 = new } }
+    /// The value now.
+    public var current: Value { value.withLock { $0 } }
 }
 
 extension StatusValue where Value == ReplayFeed.Report? {
-    var status: [String: String] {
+    /// A replay's report, for the status page.
+    public var status: [String: String] {
         guard let report = current else { return ["replay": "running"] }
         return [
             "replay": "finished", "published": "\(report.published)", "duplicates": "\(report.duplicates)",
             "rejected": "\(report.rejected)", "gaps": "\(report.gaps)", "missing_candles": "\(report.missingCandles)",
         ]
-    }
-}
-
-extension WorkerMain {
-    /// feed-ingester: market data (a file, a synthetic walk, or Binance or Bybit live) onto the bus.
-    public static func runFeedIngester() async -> Never {
-        await run(
-            worker: "feed-ingester",
-            defaultPort: 9101,
-            summary: "market data onto the bus as closed candles",
-            configure: { try FeedConfiguration.read($0, instance: "feed-ingester") },
-            start: { feed, context in
-                try await feed.dependencies.connect(context)
-                let bus = feed.dependencies.bus!
-                let cache = feed.dependencies.cache!
-                try await bus.declare(WorkerQueues.indicatorCandles(shards: feed.shards))
-                let output = FeedOutput(
-                    venue: feed.venue,
-                    source: context.settings.instance,
-                    bus: bus,
-                    cache: cache,
-                    logger: context.logger
-                )
-                let service: any Service
-                let status: @Sendable () async -> [String: String]
-                switch feed.source {
-                case .replay(let file, let symbol, let speed):
-                    let report = StatusValue<ReplayFeed.Report?>(nil)
-                    service = ReplayService(
-                        feed: ReplayFeed(
-                            stream: CandleStreamID(symbol: symbol, interval: feed.interval),
-                            speed: speed,
-                            output: output
-                        ),
-                        file: file,
-                        report: report,
-                        logger: context.logger
-                    )
-                    status = { ["source": "replay"].merging(report.status) { $1 } }
-                case .synthetic(let symbols, let seed, let candles, let speed):
-                    let published = StatusValue(0)
-                    let synthetic = SyntheticService(
-                        feed: SyntheticFeed(
-                            symbols: symbols,
-                            interval: feed.interval,
-                            seed: seed,
-                            candles: candles,
-                            speed: speed,
-                            output: output
-                        ),
-                        published: published,
-                        logger: context.logger
-                    )
-                    service = synthetic
-                    status = {
-                        [
-                            "source": "synthetic", "symbols": "\(symbols.count)",
-                            "published": "\(synthetic.published.current)",
-                        ]
-                    }
-                case .live(let symbols, let webSocketURL, let restURL, let staleIntervals):
-                    let stream: any KlineStream
-                    let history: any KlineHistory
-                    if feed.venue == "binance" {
-                        stream = BinanceKlineStream(baseURL: webSocketURL, logger: context.logger)
-                        history = BinanceKlineHistory(baseURL: restURL, logger: context.logger)
-                    } else {
-                        stream = BybitKlineStream(baseURL: webSocketURL, logger: context.logger)
-                        history = BybitKlineHistory(baseURL: restURL, logger: context.logger)
-                    }
-                    let live = try LiveFeed(
-                        source: stream,
-                        history: history,
-                        output: output,
-                        settings: LiveFeed.Settings(
-                            streams: symbols.map { CandleStreamID(symbol: $0, interval: feed.interval) },
-                            staleIntervals: staleIntervals
-                        )
-                    )
-                    service = LiveFeedService(feed: live)
-                    status = {
-                        let counts = await live.counts
-                        return [
-                            "source": feed.venue, "connected": "\(await live.isConnected)",
-                            "published": "\(counts.published)",
-                            "duplicates": "\(counts.duplicates)", "rejected": "\(counts.rejected)",
-                            "gaps": "\(counts.gaps)",
-                            "backfilled": "\(counts.backfilled)", "still_missing": "\(counts.stillMissing)",
-                            "connections": "\(counts.connections)", "stale_alerts": "\(counts.staleAlerts)",
-                        ]
-                    }
-                }
-                return WorkerPlan(
-                    services: [service],
-                    checks: { await feed.dependencies.checks() },
-                    status: { ["worker": "feed-ingester", "venue": feed.venue].merging(await status()) { $1 } },
-                    shutdown: { await feed.dependencies.close() }
-                )
-            }
-        )
-    }
-
-    /// indicator-worker: one shard of the candle queue; indicators, snapshots and signals.
-    public static func runIndicatorWorker() async -> Never {
-        struct Settings: Sendable {
-            var dependencies: WorkerDependencies
-            var shards: Int
-            var shard: Int
-        }
-        await run(
-            worker: "indicator-worker",
-            defaultPort: 9102,
-            summary: "incremental indicators and signals, sharded by symbol",
-            configure: { config in
-                let shards = try config.int(
-                    "INDICATOR_SHARDS",
-                    default: 1,
-                    range: 1...256,
-                    help: "shards of the candle queue"
-                )
-                return Settings(
-                    dependencies: try WorkerDependencies.configure(
-                        [.bus, .cache],
-                        config: config,
-                        instance: "indicator-worker"
-                    ),
-                    shards: shards,
-                    shard: try config.int(
-                        "SHARD_INDEX",
-                        default: 0,
-                        range: 0...(shards - 1),
-                        help: "the shard this worker consumes (0-based)"
-                    )
-                )
-            },
-            start: { settings, context in
-                try await settings.dependencies.connect(context)
-                let bus = settings.dependencies.bus!
-                let cache = settings.dependencies.cache!
-                let spec = WorkerQueues.indicatorCandles(shards: settings.shards)
-                try await bus.declare(spec)
-                let processor = IndicatorProcessor(
-                    bus: bus,
-                    cache: cache,
-                    source: context.settings.instance,
-                    logger: context.logger
-                )
-                let consumer = ConsumerService(
-                    bus: bus,
-                    queue: spec.shard(settings.shard),
-                    options: ConsumerOptions(prefetch: 256)
-                ) {
-                    try await processor.handle($0)
-                }
-                return WorkerPlan(
-                    services: [consumer],
-                    checks: { await settings.dependencies.checks() },
-                    status: { ["worker": "indicator-worker", "queue": spec.shard(settings.shard)] },
-                    shutdown: { await settings.dependencies.close() }
-                )
-            }
-        )
     }
 }

@@ -134,15 +134,31 @@ public struct NotifierConfiguration: Sendable {
 }
 
 /// Publishes `alert.info.daily_summary` once a day at the configured UTC hour (one notifier claims it).
-struct DailySummaryService: Service {
-    let hour: Int
-    let store: any TradeStore
-    let bus: any MessageBus
-    let cache: any HotCache
-    let source: String
-    let logger: Logger
+public struct DailySummaryService: Service {
+    public let hour: Int
+    public let store: any TradeStore
+    public let bus: any MessageBus
+    public let cache: any HotCache
+    public let source: String
+    public let logger: Logger
 
-    func run() async throws {
+    public init(
+        hour: Int,
+        store: any TradeStore,
+        bus: any MessageBus,
+        cache: any HotCache,
+        source: String,
+        logger: Logger
+    ) {
+        self.hour = hour
+        self.store = store
+        self.bus = bus
+        self.cache = cache
+        self.source = source
+        self.logger = logger
+    }
+
+    public func run() async throws {
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 let now = Date()
@@ -180,91 +196,5 @@ struct DailySummaryService: Service {
         let payload = NoticeTemplates.dailySummary(day: String(day), trades: trades, maxDrawdown: drawdown)
         let envelope = Envelope(type: MessageType.alert, time: Date(), source: source, payload: payload)
         try await bus.publish(envelope, routingKey: payload.routingKey)
-    }
-}
-
-extension WorkerMain {
-    /// notifier: alerts, trades and orders to Telegram, Discord, Slack, a webhook and the log.
-    public static func runNotifier() async -> Never {
-        struct Settings: Sendable {
-            var dependencies: WorkerDependencies
-            var notifier: NotifierConfiguration
-        }
-        await run(
-            worker: "notifier",
-            defaultPort: 9105,
-            summary: "alerts and trade events to Telegram, Discord, Slack, webhooks and the log",
-            configure: { config in
-                let notifier = try NotifierConfiguration.read(config, logger: Logger(label: "tradebus.notifications"))
-                let needs: WorkerDependencies.Needs =
-                    notifier.summaryHour == nil ? [.bus, .cache] : [.bus, .cache, .store]
-                return Settings(
-                    dependencies: try WorkerDependencies.configure(needs, config: config, instance: "notifier"),
-                    notifier: notifier
-                )
-            },
-            start: { settings, context in
-                try await settings.dependencies.connect(context)
-                let bus = settings.dependencies.bus!
-                let cache = settings.dependencies.cache!
-                var services: [any Service] = []
-                var workers: [SinkWorker] = []
-                for sink in settings.notifier.sinks {
-                    let spec = SinkWorker.queue(for: sink.name, prefix: settings.notifier.queuePrefix)
-                    try await bus.declare(spec)
-                    let worker = SinkWorker(
-                        sink: sink,
-                        route: settings.notifier.routes[sink.name]!,
-                        cache: cache,
-                        settings: settings.notifier.delivery,
-                        logger: context.logger
-                    )
-                    workers.append(worker)
-                    services.append(
-                        ConsumerService(bus: bus, queue: spec.name, options: ConsumerOptions(prefetch: 16)) {
-                            try await worker.handle($0)
-                        }
-                    )
-                }
-                if let hour = settings.notifier.summaryHour, let store = settings.dependencies.store {
-                    services.append(
-                        DailySummaryService(
-                            hour: hour,
-                            store: store,
-                            bus: bus,
-                            cache: cache,
-                            source: context.settings.instance,
-                            logger: context.logger
-                        )
-                    )
-                }
-                let sinkWorkers = workers
-                context.logger.info(
-                    "sinks on",
-                    metadata: ["sinks": "\(settings.notifier.sinks.map(\.name).joined(separator: ","))"]
-                )
-                return WorkerPlan(
-                    services: services,
-                    checks: { await settings.dependencies.checks() },
-                    status: {
-                        var status = ["worker": "notifier"]
-                        let encoder = JSONEncoder()
-                        encoder.outputFormatting = [.sortedKeys]
-                        encoder.dateEncodingStrategy = .iso8601
-                        for worker in sinkWorkers {
-                            let health = await worker.health
-                            status["sink.\(worker.sink.name)"] =
-                                (try? encoder.encode(health)).map { String(decoding: $0, as: UTF8.self) } ?? "?"
-                            let queue = SinkWorker.queue(for: worker.sink.name, prefix: settings.notifier.queuePrefix)
-                                .name
-                            status["sink.\(worker.sink.name).queue_waiting"] =
-                                (try? await bus.messageCount(queue)).map(String.init) ?? "unknown"
-                        }
-                        return status
-                    },
-                    shutdown: { await settings.dependencies.close() }
-                )
-            }
-        )
     }
 }

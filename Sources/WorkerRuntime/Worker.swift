@@ -35,29 +35,33 @@ public struct WorkerContext: Sendable {
     public let startupTimeout: Duration
 }
 
-/// Runs a worker executable: command line, configuration, logging, metrics, health endpoint and
-/// lifecycle, so each `main` only wires its adapters into its service.
+/// The steps every worker executable takes, none of which exits: the command line, the configuration,
+/// logging and metrics, the worker's own start, and its lifecycle. Each `main` passes its own
+/// configuration, wiring and `ServiceGroup`, and exits with the status this returns.
 public enum WorkerMain {
     /// Parses the command line (`--print-config`, `--help`), reads and validates the configuration with
-    /// `configure`, then starts with `start` and runs until SIGTERM or SIGINT, draining within the grace
-    /// period. Exits 2 on invalid configuration and 1 when a dependency cannot be reached.
+    /// `configure`, builds the worker with `start`, then runs it with `lifecycle` (a `ServiceGroup` that
+    /// shuts down gracefully on SIGTERM and SIGINT, see ``serviceGroup(_:context:)``). Returns the exit
+    /// status: 0 when it stopped cleanly (or printed help or the configuration), 2 on invalid
+    /// configuration, 1 when a dependency cannot be reached or a service failed.
     public static func run<Config: Sendable>(
         worker: String,
         defaultPort: Int,
         summary: String,
         configure: (ConfigReader) throws -> Config,
-        start: (Config, WorkerContext) async throws -> WorkerPlan
-    ) async -> Never {
+        start: (Config, WorkerContext) async throws -> WorkerPlan,
+        lifecycle: (WorkerPlan, WorkerContext) async throws -> Void
+    ) async -> Int32 {
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.contains("--help") || arguments.contains("-h") {
             print(
                 "\(worker): \(summary)\n\nUsage: \(worker) [--print-config]\nConfiguration comes from the environment; see README.md."
             )
-            exit(0)
+            return 0
         }
         if let unknown = arguments.first(where: { $0 != "--print-config" }) {
             StandardError.write("\(worker): unknown argument '\(unknown)'; try --help\n")
-            exit(2)
+            return 2
         }
         let config: ConfigReader
         let settings: RuntimeSettings
@@ -77,11 +81,11 @@ public enum WorkerMain {
             workerConfig = try configure(config)
         } catch {
             StandardError.write("\(worker): \(error)\n")
-            exit(2)
+            return 2
         }
         if arguments.contains("--print-config") {
             print(config.printable())
-            exit(0)
+            return 0
         }
 
         let logger = bootstrapObservability(settings)
@@ -91,20 +95,21 @@ public enum WorkerMain {
             plan = try await start(workerConfig, context)
         } catch let error as ConfigError {
             logger.critical("\(error)")
-            exit(2)
+            return 2
         } catch {
             logger.critical("cannot start: \(error)")
-            exit(1)
+            return 1
         }
         do {
-            try await runServices(plan, settings: settings, logger: logger)
+            logger.info("started", metadata: ["instance": "\(settings.instance)"])
+            try await lifecycle(plan, context)
             await plan.shutdown()
             logger.info("stopped")
-            exit(0)
+            return 0
         } catch {
             await plan.shutdown()
             logger.critical("stopped on error: \(error)")
-            exit(1)
+            return 1
         }
     }
 
@@ -126,9 +131,12 @@ public enum WorkerMain {
         return Logger(label: settings.worker)
     }
 
-    /// Runs the plan's services with the health server in one ServiceGroup that shuts down gracefully
-    /// on SIGTERM and SIGINT. The health server is first, so it is the last to stop.
-    public static func runServices(_ plan: WorkerPlan, settings: RuntimeSettings, logger: Logger) async throws {
+    /// The configuration of a worker's `ServiceGroup`: the health server first (so it is the last to
+    /// stop), then the plan's services, any of which ending or failing shuts the group down gracefully;
+    /// SIGTERM and SIGINT start a graceful shutdown that may take `SHUTDOWN_GRACE_SECONDS`.
+    public static func serviceGroup(_ plan: WorkerPlan, context: WorkerContext) -> ServiceGroupConfiguration {
+        let logger = context.logger
+        let settings = context.settings
         let health = HealthServer(
             host: settings.httpHost,
             port: settings.httpPort,
@@ -153,8 +161,7 @@ public enum WorkerMain {
         )
         configuration.maximumGracefulShutdownDuration = settings.shutdownGrace
         configuration.maximumCancellationDuration = .seconds(5)
-        logger.info("started", metadata: ["instance": "\(settings.instance)"])
-        try await ServiceGroup(configuration: configuration).run()
+        return configuration
     }
 }
 
@@ -190,22 +197,5 @@ public struct ConsumerService: Service {
         } onGracefulShutdown: {
             control.stop()
         }
-    }
-}
-
-/// Keeps a worker whose processing arrives in a later release up until shutdown, so it can report
-/// health and say what it does not do yet. It does nothing else.
-public struct IdleService: Service {
-    let logger: Logger
-    let notYet: String
-
-    public init(logger: Logger, notYet: String) {
-        self.logger = logger
-        self.notYet = notYet
-    }
-
-    public func run() async throws {
-        logger.warning("this build does not \(notYet) yet; it only connects and reports health")
-        try? await gracefulShutdown()
     }
 }

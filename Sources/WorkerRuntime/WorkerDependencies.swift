@@ -80,30 +80,3 @@ public struct WorkerDependencies: Sendable {
         await store?.close()
     }
 }
-
-extension WorkerMain {
-    /// Runs a worker whose processing is not in this build: it validates its configuration, connects
-    /// to `needs`, serves health and status, and says plainly what it does not do yet.
-    public static func runConnectOnly(
-        worker: String,
-        defaultPort: Int,
-        needs: WorkerDependencies.Needs,
-        notYet: String
-    ) async -> Never {
-        await run(
-            worker: worker,
-            defaultPort: defaultPort,
-            summary: "\(notYet) (not in this build yet)",
-            configure: { config in try WorkerDependencies.configure(needs, config: config, instance: worker) },
-            start: { dependencies, context in
-                try await dependencies.connect(context)
-                return WorkerPlan(
-                    services: [IdleService(logger: context.logger, notYet: notYet)],
-                    checks: { await dependencies.checks() },
-                    status: { ["worker": worker, "processing": "not in this build yet: \(notYet)"] },
-                    shutdown: { await dependencies.close() }
-                )
-            }
-        )
-    }
-}

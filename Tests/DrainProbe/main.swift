@@ -1,4 +1,5 @@
 import Foundation
+import ServiceLifecycle
 import TradingCore
 import WorkerRuntime
 
@@ -24,7 +25,7 @@ func appendLine(_ line: String, to path: String) {
     text.withUTF8 { _ = write(fd, $0.baseAddress, $0.count) }
 }
 
-await WorkerMain.run(
+let status = await WorkerMain.run(
     worker: "drain-probe",
     defaultPort: 0,
     summary: "test probe for graceful shutdown",
@@ -55,5 +56,9 @@ await WorkerMain.run(
             status: { ["worker": "drain-probe"] },
             shutdown: { await probe.dependencies.close() }
         )
+    },
+    lifecycle: { plan, context in
+        try await ServiceGroup(configuration: WorkerMain.serviceGroup(plan, context: context)).run()
     }
 )
+exit(status)
