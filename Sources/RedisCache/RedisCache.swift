@@ -56,6 +56,8 @@ public final class RedisCache: HotCache {
     /// back when it returns, so other processes see them.
     private let dirty = Mutex<[String: (ttl: Duration?, onlyIfAbsent: Bool)]>([:])
     private let reconnecting = Atomic<Bool>(false)
+    /// The background reconnect while Redis is away: owned here, cancelled and awaited by ``close()``.
+    private let reconnect = Mutex<Task<Void, Never>?>(nil)
     private let logger: Logger
     private let degradedGauge = Gauge(label: "tradebus_cache_degraded")
     private let fallbacks = Counter(label: "tradebus_cache_fallback_total")
@@ -225,10 +227,10 @@ public final class RedisCache: HotCache {
             degradedGauge.record(1)
         }
         guard !reconnecting.exchange(true, ordering: .relaxed) else { return }
-        Task { [self] in
+        let task = Task { [self] in
             defer { reconnecting.store(false, ordering: .relaxed) }
             while true {
-                try? await Task.sleep(for: configuration.reconnectInterval)
+                do { try await Task.sleep(for: configuration.reconnectInterval) } catch { return }
                 if (try? await client.ping()) != nil, (try? await writeBack()) != nil { break }
             }
             degraded.store(false, ordering: .relaxed)
@@ -237,6 +239,20 @@ public final class RedisCache: HotCache {
             degradedGauge.record(0)
             logger.info("Redis is back", metadata: ["url": "\(configuration.url)"])
         }
+        reconnect.withLock { $0 = task }
+    }
+
+    /// Whether the background reconnect is running (Redis was found away and has not answered since).
+    public var isReconnecting: Bool { reconnecting.load(ordering: .relaxed) }
+
+    /// Stops the background reconnect, if any, and waits for it: nothing of the cache outlives this.
+    public func close() async {
+        let task = reconnect.withLock { task in
+            defer { task = nil }
+            return task
+        }
+        task?.cancel()
+        await task?.value
     }
 
     // MARK: Encoding

@@ -78,5 +78,6 @@ public struct WorkerDependencies: Sendable {
     public func close() async {
         await bus?.shutdown()
         await store?.close()
+        await (cache as? RedisCache)?.close()
     }
 }

@@ -157,6 +157,21 @@ struct RedisOutageTests {
     }
 }
 
+@Suite("RedisCache's own tasks")
+struct RedisCacheTaskTests {
+    @Test("the reconnect task that starts when Redis is away is owned by the cache: close() cancels and awaits it")
+    func reconnectOwned() async throws {
+        // Nothing listens on this port: the cache degrades and starts reconnecting.
+        let cache = RedisCache(
+            configuration: .init(url: try RedisURL("redis://127.0.0.1:1/0"), reconnectInterval: .milliseconds(50))
+        )
+        #expect(await !cache.checkConnection())
+        #expect(cache.isReconnecting && cache.health == .degraded)
+        await cache.close()
+        #expect(!cache.isReconnecting, "the reconnect loop ended with close()")
+    }
+}
+
 @Suite("RedisClient on its connection's executor")
 struct RedisClientExecutorTests {
     @Test("a task preferring the connection's executor gets the same answers, inline")
