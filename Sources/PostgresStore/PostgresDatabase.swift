@@ -47,8 +47,22 @@ public final class PostgresDatabase: SQLDatabase {
 
     public func withSession<T: Sendable>(_ body: @escaping @Sendable (any SQLSession) throws -> T) async throws -> T {
         let index = await pool.acquire()
-        defer { Task { await pool.release(index) } }
-        let slot = slots[index]
+        // Released on every path, awaited: no task outlives the call.
+        do {
+            let result = try await run(body, slot: slots[index])
+            await pool.release(index)
+            return result
+        } catch {
+            await pool.release(index)
+            throw error
+        }
+    }
+
+    /// Runs `body` on `slot`'s connection thread, opening its connection if it has none or lost it.
+    private func run<T: Sendable>(
+        _ body: @escaping @Sendable (any SQLSession) throws -> T,
+        slot: Slot
+    ) async throws -> T {
         let url = self.url
         let timeout =
             statementTimeout.components.seconds * 1_000 + statementTimeout.components.attoseconds
