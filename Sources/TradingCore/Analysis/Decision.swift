@@ -49,16 +49,12 @@ public struct TradeProposal: Sendable, Hashable, Codable {
     }
 }
 
-/// `decision.<symbol>`'s payload: the decision and where it came from.
+/// `decision.<symbol>`'s payload: the proposal and where it came from. On the wire the proposal's
+/// fields sit beside the others, in one flat object.
 public struct DecisionPayload: Sendable, Hashable, Codable {
     public var symbol: String
-    public var action: TradeAction
-    public var confidence: Double
-    public var leverage: Int
-    public var entry: Double?
-    public var stopLoss: Double?
-    public var takeProfit: Double?
-    public var reasoning: String
+    /// What was decided: the one declaration of the decision's fields.
+    public var proposal: TradeProposal
     /// `rules`, `openai`, `anthropic`, or `consensus`.
     public var provider: String
     public var model: String
@@ -81,13 +77,7 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
         requestID: String
     ) {
         self.symbol = symbol
-        self.action = proposal.action
-        self.confidence = proposal.confidence
-        self.leverage = proposal.leverage
-        self.entry = proposal.entry
-        self.stopLoss = proposal.stopLoss
-        self.takeProfit = proposal.takeProfit
-        self.reasoning = proposal.reasoning
+        self.proposal = proposal
         self.provider = provider
         self.model = model
         self.promptVersion = promptVersion
@@ -96,25 +86,65 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
         self.requestID = requestID
     }
 
-    public var proposal: TradeProposal {
-        TradeProposal(
-            action: action,
-            confidence: confidence,
-            leverage: leverage,
-            entry: entry,
-            stopLoss: stopLoss,
-            takeProfit: takeProfit,
-            reasoning: reasoning
-        )
+    /// The proposal's fields, read and written through it.
+    public var action: TradeAction {
+        get { proposal.action }
+        set { proposal.action = newValue }
+    }
+    public var confidence: Double {
+        get { proposal.confidence }
+        set { proposal.confidence = newValue }
+    }
+    public var leverage: Int {
+        get { proposal.leverage }
+        set { proposal.leverage = newValue }
+    }
+    public var entry: Double? {
+        get { proposal.entry }
+        set { proposal.entry = newValue }
+    }
+    public var stopLoss: Double? {
+        get { proposal.stopLoss }
+        set { proposal.stopLoss = newValue }
+    }
+    public var takeProfit: Double? {
+        get { proposal.takeProfit }
+        set { proposal.takeProfit = newValue }
+    }
+    public var reasoning: String {
+        get { proposal.reasoning }
+        set { proposal.reasoning = newValue }
     }
 
     enum CodingKeys: String, CodingKey {
-        case symbol, action, confidence, leverage, entry, reasoning, provider, model, attempts
-        case stopLoss = "stop_loss"
-        case takeProfit = "take_profit"
+        case symbol, provider, model, attempts
         case promptVersion = "prompt_version"
         case candleTime = "candle_time"
         case requestID = "request_id"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        proposal = try TradeProposal(from: decoder)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        symbol = try container.decode(String.self, forKey: .symbol)
+        provider = try container.decode(String.self, forKey: .provider)
+        model = try container.decode(String.self, forKey: .model)
+        promptVersion = try container.decode(String.self, forKey: .promptVersion)
+        attempts = try container.decode(Int.self, forKey: .attempts)
+        candleTime = try container.decode(Int64.self, forKey: .candleTime)
+        requestID = try container.decode(String.self, forKey: .requestID)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try proposal.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(symbol, forKey: .symbol)
+        try container.encode(provider, forKey: .provider)
+        try container.encode(model, forKey: .model)
+        try container.encode(promptVersion, forKey: .promptVersion)
+        try container.encode(attempts, forKey: .attempts)
+        try container.encode(candleTime, forKey: .candleTime)
+        try container.encode(requestID, forKey: .requestID)
     }
 }
 
