@@ -160,7 +160,14 @@ public struct ReplayService: Service {
             throw StartupError("cannot read FEED_FILE '\(file)'")
         }
         let candles = try CandleFile.parse(text)
-        let result = try await feed.replay(candles)
+        let result: ReplayFeed.Report
+        do {
+            result = try await cancelWhenGracefulShutdown { try await feed.replay(candles) }
+        } catch is CancellationError {
+            // Stopped by a graceful shutdown (SIGTERM) before the file's end: a clean stop.
+            logger.info("replay stopped before the end of the file")
+            return
+        }
         report.set(result)
         logger.info(
             "replay finished",
@@ -191,7 +198,14 @@ public struct SyntheticService: Service {
     }
 
     public func run() async throws {
-        let count = try await cancelWhenGracefulShutdown { try await feed.run() }
+        let count: Int
+        do {
+            count = try await cancelWhenGracefulShutdown { try await feed.run() }
+        } catch is CancellationError {
+            // Stopped by a graceful shutdown (SIGTERM) before its last candle: a clean stop.
+            logger.info("synthetic feed stopped")
+            return
+        }
         published.set(count)
         logger.info("synthetic feed finished", metadata: ["published": "\(count)"])
         try? await gracefulShutdown()

@@ -38,7 +38,7 @@ public struct RuntimeSettings: Sendable {
                 help: "text or JSON lines"
             )
         )!
-        let grace = try config.int("SHUTDOWN_GRACE_SECONDS", default: 20, range: 1...600, help: "drain time on SIGTERM")
+        let grace = try config.int("SHUTDOWN_GRACE_SECONDS", default: 10, range: 1...600, help: "drain time on SIGTERM")
         self.shutdownGrace = .seconds(grace)
     }
 }
