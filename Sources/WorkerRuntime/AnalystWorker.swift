@@ -8,7 +8,7 @@ import TradingServices
 
 /// The trading framework's limits, read the same way by every worker that applies them.
 extension TradingFramework {
-    public static func read(_ config: ConfigReader) throws -> TradingFramework {
+    public static func read(_ config: SettingsReader) throws -> TradingFramework {
         var framework = TradingFramework()
         framework.minConfidence = try config.double(
             "MIN_AI_CONFIDENCE",
@@ -67,7 +67,7 @@ public struct AnalystConfiguration: Sendable {
     public var scanSymbols: [String]
     public var prefetch: Int
 
-    public static func read(_ config: ConfigReader) throws -> AnalystConfiguration {
+    public static func read(_ config: SettingsReader) throws -> AnalystConfiguration {
         let framework = try TradingFramework.read(config)
         let providersText = try config.string(
             "ANALYST_PROVIDERS",

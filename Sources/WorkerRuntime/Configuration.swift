@@ -1,11 +1,15 @@
+import Configuration
 import Foundation
 import Synchronization
 
-/// Reads configuration: the environment first, then an optional file (`CONFIG_FILE`, `KEY=VALUE`
-/// lines), then the defaults. `KEY_FILE` supplies a secret from a file. Every read is validated and
-/// recorded, so a bad value stops the worker at start with an error naming the key, and
-/// `--print-config` can show what was used with secrets redacted.
-public final class ConfigReader: Sendable {
+/// A worker's settings, read through swift-configuration's providers: the environment first
+/// (`EnvironmentVariablesProvider`), then an optional file (`CONFIG_FILE`, `KEY=VALUE` lines, a second
+/// provider), then the defaults. `KEY_FILE` supplies a secret from a file. Every read is validated
+/// here (ranges, choices, units) and recorded, so a bad value stops the worker at start with an error
+/// naming the key and its range, and `--print-config` / `tradebus config` show what was used, where it
+/// came from, and every secret redacted. Secrets are read as secrets (`isSecret`), so swift-configuration's
+/// access reporting redacts them too.
+public final class SettingsReader: Sendable {
     /// Where a value came from.
     public enum Source: String, Sendable {
         case environment, file
@@ -23,21 +27,24 @@ public final class ConfigReader: Sendable {
         public var help: String
     }
 
-    private let environment: [String: String]
-    private let fileValues: [String: String]
+    /// The sources, in order: the environment, then `CONFIG_FILE`.
+    private let environmentReader: ConfigReader
+    private let fileReader: ConfigReader
     private let entries = Mutex<[String: Entry]>([:])
 
     /// `environment` defaults to the process's; `CONFIG_FILE` in it names the optional file.
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) throws {
-        self.environment = environment
+        let fileValues: [String: String]
         if let path = environment["CONFIG_FILE"], !path.isEmpty {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw ConfigError(key: "CONFIG_FILE", message: "cannot read '\(path)'")
             }
-            self.fileValues = try Self.parse(text, path: path)
+            fileValues = try Self.parse(text, path: path)
         } else {
-            self.fileValues = [:]
+            fileValues = [:]
         }
+        self.environmentReader = ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: environment))
+        self.fileReader = ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: fileValues))
     }
 
     static func parse(_ text: String, path: String) throws -> [String: String] {
@@ -59,14 +66,18 @@ public final class ConfigReader: Sendable {
 
     /// The raw value and its source, without recording it.
     private func lookup(_ key: String, secret: Bool) throws -> (String, Source)? {
-        if let value = environment[key], !value.isEmpty { return (value, .environment) }
-        if let path = environment["\(key)_FILE"] ?? fileValues["\(key)_FILE"], !path.isEmpty {
+        let configKey = ConfigKey(key)
+        if let value = environmentReader.string(forKey: configKey, isSecret: secret), !value.isEmpty {
+            return (value, .environment)
+        }
+        let fileKey = ConfigKey("\(key)_FILE")
+        if let path = environmentReader.string(forKey: fileKey) ?? fileReader.string(forKey: fileKey), !path.isEmpty {
             guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw ConfigError(key: "\(key)_FILE", message: "cannot read '\(path)'")
             }
             return (contents.trimmingCharacters(in: .whitespacesAndNewlines), .secretFile)
         }
-        if let value = fileValues[key], !value.isEmpty { return (value, .file) }
+        if let value = fileReader.string(forKey: configKey, isSecret: secret), !value.isEmpty { return (value, .file) }
         return nil
     }
 

@@ -67,7 +67,7 @@ public final class EmbeddedSystem: Sendable {
     /// `allowLiveVenue` (`tradebus run --live` only): with `USE_PAPER_TRADING=false` the executor
     /// sends real orders to `LIVE_VENUE`; a replay or a backtest never does.
     public init(
-        config: ConfigReader,
+        config: SettingsReader,
         store: any TradeStore,
         analyst: Analyst,
         notify: Bool,
@@ -215,7 +215,7 @@ public final class EmbeddedSystem: Sendable {
     /// `symbols` go on the bus, where the indicator worker and the executor take them, as the separate
     /// workers do; runs until cancelled. The URLs come from the feed-ingester's keys
     /// (`BINANCE_WS_URL`, `BINANCE_REST_URL`, `BYBIT_WS_URL`, `BYBIT_REST_URL`).
-    public func runLive(venue: String, symbols: [String], interval: String, config: ConfigReader) async throws {
+    public func runLive(venue: String, symbols: [String], interval: String, config: SettingsReader) async throws {
         let feed = try liveFeed(venue: venue, symbols: symbols, interval: interval, config: config, bus: bus)
         // The deviation guard's reference: REFERENCE_VENUE's prices into the cache (its candles go nowhere).
         var reference: LiveFeed?
@@ -273,7 +273,7 @@ public final class EmbeddedSystem: Sendable {
         venue: String,
         symbols: [String],
         interval: String,
-        config: ConfigReader,
+        config: SettingsReader,
         bus: any MessageBus
     ) throws -> LiveFeed {
         var environment = [
@@ -283,7 +283,7 @@ public final class EmbeddedSystem: Sendable {
             if let value = try config.string(key) { environment[key] = value }
         }
         let feedConfiguration = try FeedConfiguration.read(
-            try ConfigReader(
+            try SettingsReader(
                 environment: environment.merging(["AMQP_URL": "amqp://embedded", "REDIS_URL": "redis://embedded"]) {
                     $1
                 }
@@ -426,7 +426,7 @@ extension Backtester.Settings {
     /// backtest is bounded by the same risk limits, circuit breakers and stop policy as the executor
     /// and decides as the analyst does. A backtest trades on paper only: `USE_PAPER_TRADING=false` is
     /// refused, naming the key.
-    public static func read(_ config: ConfigReader) throws -> Backtester.Settings {
+    public static func read(_ config: SettingsReader) throws -> Backtester.Settings {
         let executor = try ExecutorConfiguration.read(config)
         if case .live = executor.venue {
             throw ConfigError(

@@ -45,7 +45,7 @@ public enum VenueChoice: Sendable {
 
     /// `USE_PAPER_TRADING` (default true). Only when it is false are `LIVE_VENUE` and that exchange's
     /// keys read; paper mode never reads them, so it can never sign a request.
-    static func read(_ config: ConfigReader) throws -> VenueChoice {
+    static func read(_ config: SettingsReader) throws -> VenueChoice {
         guard
             !(try config.bool(
                 "USE_PAPER_TRADING",
@@ -107,7 +107,7 @@ public enum VenueChoice: Sendable {
     }
 
     /// The private stream's URL: `wss://` (plain `ws://` only to a local test server), or `off`.
-    static func userStream(_ config: ConfigReader, key: String, default url: String) throws -> String? {
+    static func userStream(_ config: SettingsReader, key: String, default url: String) throws -> String? {
         let value = try config.string(
             key,
             default: url,
@@ -138,7 +138,7 @@ public struct ExecutorConfiguration: Sendable {
     /// How long the account's executor lease lasts unrenewed (`EXECUTOR_LEASE_SECONDS`).
     public var leaseDuration: Duration
 
-    public static func read(_ config: ConfigReader) throws -> ExecutorConfiguration {
+    public static func read(_ config: SettingsReader) throws -> ExecutorConfiguration {
         let venue = try VenueChoice.read(config)
         let framework = try TradingFramework.read(config)
         var limits = RiskLimits()
@@ -323,7 +323,7 @@ public struct ExecutorConfiguration: Sendable {
 
 extension ExecutorConfiguration {
     /// `ATR_STOP_MULTIPLE`: 0 (the default) is off; else the stop trails that many ATR(14) behind the close.
-    static func atrMultiple(_ config: ConfigReader) throws -> Decimal? {
+    static func atrMultiple(_ config: SettingsReader) throws -> Decimal? {
         let multiple = try config.double(
             "ATR_STOP_MULTIPLE",
             default: 0,

@@ -11,7 +11,7 @@ import TradingCore
 /// come up (compose and Kubernetes start everything at once), then failing with the server's words.
 public enum Infrastructure {
     /// The RabbitMQ bus from `AMQP_URL` and `AMQP_CONFIRM_WINDOW`.
-    public static func bus(_ config: ConfigReader, instance: String, logger: Logger) throws -> RabbitMQBus {
+    public static func bus(_ config: SettingsReader, instance: String, logger: Logger) throws -> RabbitMQBus {
         let text = try config.required("AMQP_URL", help: "amqp://user:password@host:5672/vhost")
         let url: AMQPURL
         do { url = try AMQPURL(text) } catch { throw ConfigError(key: "AMQP_URL", message: "\(error)") }
@@ -28,7 +28,7 @@ public enum Infrastructure {
     }
 
     /// The Redis cache from `REDIS_URL`, `REDIS_TIMEOUT_MS` and `CACHE_LRU_CAPACITY`.
-    public static func cache(_ config: ConfigReader, logger: Logger) throws -> RedisCache {
+    public static func cache(_ config: SettingsReader, logger: Logger) throws -> RedisCache {
         let text = try config.required("REDIS_URL", help: "redis://:password@host:6379/0")
         let url: RedisURL
         do { url = try RedisURL(text) } catch { throw ConfigError(key: "REDIS_URL", message: "\(error)") }
@@ -51,7 +51,7 @@ public enum Infrastructure {
     }
 
     /// The trade store from `DATABASE_URL`: `postgres://...` or `sqlite:///path/to/file.sqlite`.
-    public static func store(_ config: ConfigReader) throws -> SQLTradeStore {
+    public static func store(_ config: SettingsReader) throws -> SQLTradeStore {
         let text = try config.required("DATABASE_URL", help: "postgres://user:password@host:5432/db or sqlite:///path")
         if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
             let connections = try config.int(
@@ -84,7 +84,7 @@ public enum Infrastructure {
         }
         throw ConfigError(
             key: "DATABASE_URL",
-            message: "'\(ConfigReader.redactURL(text))' must start with postgres:// or sqlite://"
+            message: "'\(SettingsReader.redactURL(text))' must start with postgres:// or sqlite://"
         )
     }
 

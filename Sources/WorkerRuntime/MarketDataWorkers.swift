@@ -23,7 +23,7 @@ public struct FeedConfiguration: Sendable {
     public var interval: String
     public var shards: Int
 
-    public static func read(_ config: ConfigReader, instance: String) throws -> FeedConfiguration {
+    public static func read(_ config: SettingsReader, instance: String) throws -> FeedConfiguration {
         let kind = try config.choice(
             "FEED_SOURCE",
             default: "replay",
@@ -104,7 +104,7 @@ public struct FeedConfiguration: Sendable {
         )
     }
 
-    static func symbols(_ config: ConfigReader, default defaultValue: String?) throws -> [String] {
+    static func symbols(_ config: SettingsReader, default defaultValue: String?) throws -> [String] {
         let text =
             try defaultValue.map { try config.string("FEED_SYMBOLS", default: $0, help: "comma-separated symbols")! }
             ?? config.required("FEED_SYMBOLS", help: "comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
@@ -123,7 +123,7 @@ public struct FeedConfiguration: Sendable {
     }
 
     static func url(
-        _ config: ConfigReader,
+        _ config: SettingsReader,
         _ key: String,
         default defaultValue: String,
         schemes: Set<String>

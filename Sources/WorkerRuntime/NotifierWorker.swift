@@ -16,7 +16,7 @@ public struct NotifierConfiguration: Sendable {
     /// Queue names are `<prefix>.<sink>`.
     public var queuePrefix: String
 
-    public static func read(_ config: ConfigReader, logger: Logger) throws -> NotifierConfiguration {
+    public static func read(_ config: SettingsReader, logger: Logger) throws -> NotifierConfiguration {
         var sinks: [any NotificationSink] = []
         let token = try config.string("TELEGRAM_BOT_TOKEN", secret: true, help: "Telegram bot token")
         let chat = try config.string("TELEGRAM_CHAT_ID", secret: true, help: "Telegram chat id")

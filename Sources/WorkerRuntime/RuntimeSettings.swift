@@ -13,7 +13,7 @@ public struct RuntimeSettings: Sendable {
     public var shutdownGrace: Duration
 
     /// Reads `HTTP_HOST`, `HTTP_PORT`, `LOG_LEVEL`, `LOG_FORMAT` and `SHUTDOWN_GRACE_SECONDS`.
-    public init(worker: String, defaultPort: Int, config: ConfigReader) throws {
+    public init(worker: String, defaultPort: Int, config: SettingsReader) throws {
         self.worker = worker
         self.instance = "\(worker)@\(ProcessInfo.processInfo.hostName)"
         self.httpHost = try config.string("HTTP_HOST", default: "0.0.0.0", help: "health/metrics endpoint address")!

@@ -29,7 +29,7 @@ public struct WorkerPlan: Sendable {
 /// What a worker's start function gets.
 public struct WorkerContext: Sendable {
     public let settings: RuntimeSettings
-    public let config: ConfigReader
+    public let config: SettingsReader
     public let logger: Logger
     /// How long to keep retrying dependencies at start.
     public let startupTimeout: Duration
@@ -48,7 +48,7 @@ public enum WorkerMain {
         worker: String,
         defaultPort: Int,
         summary: String,
-        configure: (ConfigReader) throws -> Config,
+        configure: (SettingsReader) throws -> Config,
         start: (Config, WorkerContext) async throws -> WorkerPlan,
         lifecycle: (WorkerPlan, WorkerContext) async throws -> Void
     ) async -> Int32 {
@@ -63,21 +63,14 @@ public enum WorkerMain {
             StandardError.write("\(worker): unknown argument '\(unknown)'; try --help\n")
             return 2
         }
-        let config: ConfigReader
+        let config: SettingsReader
         let settings: RuntimeSettings
         let workerConfig: Config
         let startupTimeout: Duration
         do {
-            config = try ConfigReader()
+            config = try SettingsReader()
             settings = try RuntimeSettings(worker: worker, defaultPort: defaultPort, config: config)
-            startupTimeout = .seconds(
-                try config.int(
-                    "STARTUP_TIMEOUT_SECONDS",
-                    default: 60,
-                    range: 0...3600,
-                    help: "how long to wait for servers at start"
-                )
-            )
+            startupTimeout = try WorkerMain.startupTimeout(config)
             workerConfig = try configure(config)
         } catch {
             StandardError.write("\(worker): \(error)\n")
@@ -111,6 +104,18 @@ public enum WorkerMain {
             logger.critical("stopped on error: \(error)")
             return 1
         }
+    }
+
+    /// `STARTUP_TIMEOUT_SECONDS`: how long a worker waits for its servers at start.
+    public static func startupTimeout(_ config: SettingsReader) throws -> Duration {
+        .seconds(
+            try config.int(
+                "STARTUP_TIMEOUT_SECONDS",
+                default: 60,
+                range: 0...3600,
+                help: "how long to wait for servers at start"
+            )
+        )
     }
 
     /// The Prometheus registry every worker's metrics go to.

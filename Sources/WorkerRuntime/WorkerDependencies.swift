@@ -20,7 +20,8 @@ public struct WorkerDependencies: Sendable {
     public var store: SQLTradeStore?
 
     /// Reads the keys of what is needed (validating them) without connecting.
-    public static func configure(_ needs: Needs, config: ConfigReader, instance: String) throws -> WorkerDependencies {
+    public static func configure(_ needs: Needs, config: SettingsReader, instance: String) throws -> WorkerDependencies
+    {
         let logger = Logger(label: "tradebus.dependencies")
         return WorkerDependencies(
             bus: needs.contains(.bus)

@@ -9,24 +9,11 @@ import WorkerRuntime
 // ai-analyst: signals (and an optional scan) into decisions.
 // Read top to bottom: the configuration (`configure`), the adapters and services (`start`), and the
 // ServiceGroup that runs them (`lifecycle`). Configuration: README, "Configuration".
-struct Settings: Sendable {
-    var dependencies: WorkerDependencies
-    var analyst: AnalystConfiguration
-}
 let status = await WorkerMain.run(
     worker: "ai-analyst",
     defaultPort: 9103,
     summary: "trade decisions from signals: rules, OpenAI-compatible and Anthropic analysts",
-    configure: { config in
-        Settings(
-            dependencies: try WorkerDependencies.configure(
-                [.bus, .cache, .store],
-                config: config,
-                instance: "ai-analyst"
-            ),
-            analyst: try AnalystConfiguration.read(config)
-        )
-    },
+    configure: { try AnalystWorkerSettings.read($0) },
     start: { settings, context in
         try await settings.dependencies.connect(context)
         let bus = settings.dependencies.bus!

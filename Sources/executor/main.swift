@@ -9,24 +9,11 @@ import WorkerRuntime
 // executor: decisions through the risk gateway to the venue.
 // Read top to bottom: the configuration (`configure`), the adapters and services (`start`), and the
 // ServiceGroup that runs them (`lifecycle`). Configuration: README, "Configuration".
-struct Settings: Sendable {
-    var dependencies: WorkerDependencies
-    var executor: ExecutorConfiguration
-}
 let status = await WorkerMain.run(
     worker: "executor",
     defaultPort: 9104,
     summary: "risk gateway, paper or live venue, positions and stops; every order recorded",
-    configure: { config in
-        Settings(
-            dependencies: try WorkerDependencies.configure(
-                [.bus, .cache, .store],
-                config: config,
-                instance: "executor"
-            ),
-            executor: try ExecutorConfiguration.read(config)
-        )
-    },
+    configure: { try ExecutorWorkerSettings.read($0) },
     start: { settings, context in
         try await settings.dependencies.connect(context)
         let bus = settings.dependencies.bus!

@@ -9,37 +9,11 @@ import WorkerRuntime
 // indicator-worker: one shard of the candle queue; indicators, snapshots and signals.
 // Read top to bottom: the configuration (`configure`), the adapters and services (`start`), and the
 // ServiceGroup that runs them (`lifecycle`). Configuration: README, "Configuration".
-struct Settings: Sendable {
-    var dependencies: WorkerDependencies
-    var shards: Int
-    var shard: Int
-}
 let status = await WorkerMain.run(
     worker: "indicator-worker",
     defaultPort: 9102,
     summary: "incremental indicators and signals, sharded by symbol",
-    configure: { config in
-        let shards = try config.int(
-            "INDICATOR_SHARDS",
-            default: 1,
-            range: 1...256,
-            help: "shards of the candle queue"
-        )
-        return Settings(
-            dependencies: try WorkerDependencies.configure(
-                [.bus, .cache],
-                config: config,
-                instance: "indicator-worker"
-            ),
-            shards: shards,
-            shard: try config.int(
-                "SHARD_INDEX",
-                default: 0,
-                range: 0...(shards - 1),
-                help: "the shard this worker consumes (0-based)"
-            )
-        )
-    },
+    configure: { try IndicatorWorkerSettings.read($0) },
     start: { settings, context in
         try await settings.dependencies.connect(context)
         let bus = settings.dependencies.bus!

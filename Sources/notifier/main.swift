@@ -9,23 +9,11 @@ import WorkerRuntime
 // notifier: alerts, trades and orders to Telegram, Discord, Slack, a webhook and the log.
 // Read top to bottom: the configuration (`configure`), the adapters and services (`start`), and the
 // ServiceGroup that runs them (`lifecycle`). Configuration: README, "Configuration".
-struct Settings: Sendable {
-    var dependencies: WorkerDependencies
-    var notifier: NotifierConfiguration
-}
 let status = await WorkerMain.run(
     worker: "notifier",
     defaultPort: 9105,
     summary: "alerts and trade events to Telegram, Discord, Slack, webhooks and the log",
-    configure: { config in
-        let notifier = try NotifierConfiguration.read(config, logger: Logger(label: "tradebus.notifications"))
-        let needs: WorkerDependencies.Needs =
-            notifier.summaryHour == nil ? [.bus, .cache] : [.bus, .cache, .store]
-        return Settings(
-            dependencies: try WorkerDependencies.configure(needs, config: config, instance: "notifier"),
-            notifier: notifier
-        )
-    },
+    configure: { try NotifierWorkerSettings.read($0) },
     start: { settings, context in
         try await settings.dependencies.connect(context)
         let bus = settings.dependencies.bus!

@@ -45,7 +45,7 @@ struct Analyze: AsyncParsableCommand {
             environment["\(prefix)_API_KEY"] = nil
         }
         let analyst: AnalystConfiguration
-        do { analyst = try AnalystConfiguration.read(try ConfigReader(environment: environment)) } catch {
+        do { analyst = try AnalystConfiguration.read(try SettingsReader(environment: environment)) } catch {
             throw ValidationError("\(error)")
         }
         var logger = Logger(label: "tradebus.analyze")

@@ -56,7 +56,7 @@ struct ControlOptions: ParsableArguments {
         do { request = try unchecked.validated() } catch { throw ValidationError(error.message) }
         var logger = Logger(label: "tradebus-control")
         logger.logLevel = .warning
-        let bus = try Infrastructure.bus(try ConfigReader(), instance: "tradebus-control", logger: logger)
+        let bus = try Infrastructure.bus(try SettingsReader(), instance: "tradebus-control", logger: logger)
         try await bus.connect()
         let reply: ControlReply
         do {

@@ -80,7 +80,7 @@ struct ReplayRun {
             }
         }
         let store = SQLTradeStore.sqlite(path: path)
-        let config = try ConfigReader(environment: environment)
+        let config = try SettingsReader(environment: environment)
         let system = try EmbeddedSystem(config: config, store: store, analyst: analyst, notify: notify, logger: logger)
         try await system.start()
         let outcome: ReplayOutcome
@@ -109,7 +109,7 @@ struct BacktestJob {
     var environment: [String: String] = ProcessInfo.processInfo.environment
 
     func execute(progress: ((ReplayProgress) -> Void)? = nil) throws -> (ReplayOutcome, PerformanceReport) {
-        let settings = try Backtester.Settings.read(try ConfigReader(environment: environment))
+        let settings = try Backtester.Settings.read(try SettingsReader(environment: environment))
         let outcome = try Backtester(settings: settings, analyst: analyst).run(
             data.candles,
             symbol: data.symbol,
@@ -234,7 +234,7 @@ struct Backtest: AsyncParsableCommand {
         switch analyst {
         case .rules: choice = .rules
         case .recorded:
-            let store = try Infrastructure.store(try ConfigReader())
+            let store = try Infrastructure.store(try SettingsReader())
             let records: [DecisionRecord]
             do { records = try await replay.recordedDecisions(store) } catch {
                 await store.close()
@@ -400,7 +400,7 @@ struct Run: AsyncParsableCommand {
         let interval = self.interval ?? "1m"
         // Trapped before anything starts: a Ctrl-C or SIGTERM during start-up still stops cleanly, after it.
         let stopSignals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
-        let config = try ConfigReader()
+        let config = try SettingsReader()
         try FileManager.default.createDirectory(
             atPath: URL(fileURLWithPath: database).deletingLastPathComponent().path,
             withIntermediateDirectories: true

@@ -22,7 +22,7 @@ struct Report: AsyncParsableCommand {
             }
             environment["DATABASE_URL"] = "sqlite://" + URL(fileURLWithPath: database).path
         }
-        let config = try ConfigReader(environment: environment)
+        let config = try SettingsReader(environment: environment)
         let store = try Infrastructure.store(config)
         let trades = try await store.trades(since: nil).sorted { $0.exitTime < $1.exitTime }
         let open = try await store.openPositions()

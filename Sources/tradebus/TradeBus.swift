@@ -15,7 +15,7 @@ struct TradeBus: AsyncParsableCommand {
         abstract: "TradeBus: an autonomous crypto perpetual-futures trading system.",
         subcommands: [
             Run.self, Backtest.self, Report.self, Indicators.self, Analyze.self, Control.self, Status.self,
-            Migrate.self, Bench.self,
+            Migrate.self, Bench.self, Config.self,
         ]
     )
 }
@@ -24,7 +24,7 @@ struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Apply the store's schema migrations (DATABASE_URL).")
 
     func run() async throws {
-        let store = try Infrastructure.store(try ConfigReader())
+        let store = try Infrastructure.store(try SettingsReader())
         try await store.migrate()
         print("migrations applied: \(try await store.appliedMigrations().map(String.init).joined(separator: ", "))")
         await store.close()
@@ -56,7 +56,7 @@ struct BusBench: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let url = try AMQPURL(try ConfigReader().required("AMQP_URL"))
+        let url = try AMQPURL(try SettingsReader().required("AMQP_URL"))
         output.print(try await BusBenchmark.run(url: url, messages: messages, oneAtATime: single))
     }
 }
@@ -70,7 +70,7 @@ struct CacheBench: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let url = try RedisURL(try ConfigReader().required("REDIS_URL"))
+        let url = try RedisURL(try SettingsReader().required("REDIS_URL"))
         output.print(try await CacheBenchmark.run(url: url, requests: requests))
     }
 }
@@ -85,7 +85,7 @@ struct StoreBench: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let url = try ConfigReader().required("DATABASE_URL")
+        let url = try SettingsReader().required("DATABASE_URL")
         output.print(try await StoreBenchmark.run(databaseURL: url, singleRows: single, batchRows: batch))
     }
 }

@@ -39,17 +39,18 @@ struct ConnectionThreadTests {
         #expect(ran.withLock { $0 } == 10)
     }
 
-    @Test("a blocking call on the connection thread does not hold up the cooperative pool")
+    @Test("a blocking call on the connection thread leaves the cooperative pool free: the pool unblocks it")
     func blockingStaysOff() async throws {
         let thread = ConnectionThread(name: "test-blocking")
         defer { thread.stop() }
-        let blocked = Task { try await thread.run { usleep(300_000) } }
-        // Meanwhile plenty of async work runs on the pool (two cores here).
-        let started = ContinuousClock.now
+        let semaphore = DispatchSemaphore(value: 0)
+        // The job blocks its thread until a task on the pool signals it; were it on the pool, with the
+        // pool's threads blocked the signal could never come, and it would give up after 30 s.
+        let blocked = Task { try await thread.run { semaphore.wait(timeout: .now() + 30) == .success } }
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<8 { group.addTask { try? await Task.sleep(for: .milliseconds(10)) } }
         }
-        #expect(ContinuousClock.now - started < .milliseconds(250))
-        try await blocked.value
+        semaphore.signal()
+        #expect(try await blocked.value, "signalled from the pool while the connection thread was blocked")
     }
 }

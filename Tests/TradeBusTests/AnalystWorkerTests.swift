@@ -140,7 +140,9 @@ struct AnalystWorkerTests {
             }
         )
 
-        let store = try Infrastructure.store(try ConfigReader(environment: ["DATABASE_URL": TestServices.databaseURL]))
+        let store = try Infrastructure.store(
+            try SettingsReader(environment: ["DATABASE_URL": TestServices.databaseURL])
+        )
         for decision in all {
             let recorded = try #require(try await store.decision(id: decision.id))
             #expect(recorded.symbol == decision.payload.symbol && recorded.action == .long)

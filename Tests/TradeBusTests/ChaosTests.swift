@@ -74,7 +74,7 @@ extension MarketDataSystemTests {
             // A schema of its own in the real Postgres: the run's orders and positions, and only them.
             let schema = "chaos_" + UUID().uuidString.prefix(8).lowercased()
             let shared = try Infrastructure.store(
-                try ConfigReader(environment: ["DATABASE_URL": TestServices.databaseURL])
+                try SettingsReader(environment: ["DATABASE_URL": TestServices.databaseURL])
             )
             _ = try await shared.database.withSession { try $0.execute("CREATE SCHEMA \(schema)") }
             await shared.close()
@@ -99,7 +99,7 @@ extension MarketDataSystemTests {
             )
             try await bus.connect()
             try await bus.declare(ExecutorService.decisionQueue(account: account))
-            let store = try Infrastructure.store(try ConfigReader(environment: ["DATABASE_URL": databaseURL]))
+            let store = try Infrastructure.store(try SettingsReader(environment: ["DATABASE_URL": databaseURL]))
             try await store.migrate()
             let watch = Watch()
             let switches = Switches()

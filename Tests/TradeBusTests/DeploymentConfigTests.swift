@@ -145,7 +145,7 @@ extension MarketDataSystemTests {
 
         /// `tradebus migrate` reads the store's keys only.
         static func migrateKeys() async throws -> Set<String> {
-            let reader = try ConfigReader(environment: ["DATABASE_URL": serverURLs["DATABASE_URL"]!])
+            let reader = try SettingsReader(environment: ["DATABASE_URL": serverURLs["DATABASE_URL"]!])
             let store = try Infrastructure.store(reader)
             await store.close()
             return Set(reader.entriesRead.map(\.key))

@@ -126,7 +126,7 @@ extension MarketDataSystemTests {
             #expect(events.all.filter { $0 == "order.accepted.\(symbol)" }.count == 1)
 
             let store = try Infrastructure.store(
-                try ConfigReader(environment: ["DATABASE_URL": TestServices.databaseURL])
+                try SettingsReader(environment: ["DATABASE_URL": TestServices.databaseURL])
             )
             let orders = try await store.orders(decisionID: decision.id)
             #expect(orders.count == 1 && orders[0].status == .filled)
@@ -261,7 +261,7 @@ extension MarketDataSystemTests {
             )
 
             let store = try Infrastructure.store(
-                try ConfigReader(environment: ["DATABASE_URL": TestServices.databaseURL])
+                try SettingsReader(environment: ["DATABASE_URL": TestServices.databaseURL])
             )
             let orders = try await store.orders(decisionID: decision)
             #expect(orders.count == 1 && orders[0].status == .filled && orders[0].venue == "binance")
@@ -292,7 +292,7 @@ extension MarketDataSystemTests {
                 "\(executor.output)"
             )
             let store = try Infrastructure.store(
-                try ConfigReader(environment: ["DATABASE_URL": TestServices.databaseURL])
+                try SettingsReader(environment: ["DATABASE_URL": TestServices.databaseURL])
             )
             #expect(
                 await eventually(timeout: .seconds(10)) {

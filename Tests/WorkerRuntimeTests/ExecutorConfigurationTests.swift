@@ -8,7 +8,7 @@ import WorkerRuntime
 @Suite("Executor configuration: the venue")
 struct ExecutorConfigurationTests {
     func venue(_ environment: [String: String]) throws -> any Venue {
-        try ExecutorConfiguration.read(try ConfigReader(environment: environment)).makeVenue(
+        try ExecutorConfiguration.read(try SettingsReader(environment: environment)).makeVenue(
             logger: Logger(label: "test")
         )
     }

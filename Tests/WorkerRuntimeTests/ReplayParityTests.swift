@@ -32,7 +32,7 @@ struct ReplayParityTests {
         _ environment: [String: String] = [:]
     ) async throws -> ReplayOutcome {
         let candles = try candles(file)
-        let config = try ConfigReader(environment: environment)
+        let config = try SettingsReader(environment: environment)
         let fast = try Backtester(settings: try Backtester.Settings.read(config), analyst: .rules).run(
             candles,
             symbol: symbol,
@@ -111,7 +111,7 @@ struct ReplayParityTests {
     func exitsCovered() async throws {
         let candles = try Self.candles("XRPUSDT-PERP-5m")
         func reasons(_ environment: [String: String]) throws -> Set<String> {
-            let settings = try Backtester.Settings.read(try ConfigReader(environment: environment))
+            let settings = try Backtester.Settings.read(try SettingsReader(environment: environment))
             return Set(
                 try Backtester(settings: settings, analyst: .rules).run(candles, symbol: "XRPUSDT", interval: "5m")
                     .trades.map(\.exitReason)
@@ -127,14 +127,14 @@ struct ReplayParityTests {
     func configuration() {
         #expect {
             try Backtester.Settings.read(
-                try ConfigReader(environment: [
+                try SettingsReader(environment: [
                     "USE_PAPER_TRADING": "false", "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s",
                 ])
             )
         } throws: {
             "\($0)".contains("USE_PAPER_TRADING")
         }
-        #expect { try Backtester.Settings.read(try ConfigReader(environment: ["MAX_LEVERAGE": "0"])) } throws: {
+        #expect { try Backtester.Settings.read(try SettingsReader(environment: ["MAX_LEVERAGE": "0"])) } throws: {
             "\($0)".contains("MAX_LEVERAGE")
         }
     }
