@@ -28,9 +28,9 @@ struct JSONPost: Sendable {
                 timeout: timeout
             )
         } catch {
-            switch error.code {
+            switch error {
             case .timeout: throw ModelCallError(.timeout)
-            case .connection: throw ModelCallError(.connection(error.detail))
+            case .connection(let reason): throw ModelCallError(.connection(reason))
             }
         }
         guard (200..<300).contains(answer.status) else {

@@ -252,7 +252,7 @@ public actor IndicatorProcessor {
         for message in messages {
             do {
                 try await bus.publish(message)
-            } catch let failure as BusError where failure.code == .unroutable {
+            } catch BusError.unroutable {
                 continue
             }
         }
