@@ -1,6 +1,5 @@
 import RabbitMQBus
 import TestSupport
-import Testing
 import TradingCore
 import TradingServices
 
@@ -17,9 +16,7 @@ enum BusKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
         case .inProcess:
             try await body(InProcessBus())
         case .rabbitMQ:
-            let bus = RabbitMQBus(
-                configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "contract-tests")
-            )
+            let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "contract-tests"))
             do {
                 try await body(bus)
             } catch {
@@ -30,3 +27,5 @@ enum BusKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 }
+
+import Testing
