@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
     ],
     targets: [
         // MARK: C libraries (Debian packages; see scripts/bootstrap)
@@ -79,7 +80,9 @@ let package = Package(
         .target(name: "SQLTradeStore", dependencies: ["TradingCore"], swiftSettings: strict),
         .target(
             name: "PostgresStore",
-            dependencies: ["TradingCore", "SQLTradeStore", "BlockingIO", "CLibPQ", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "TradingCore", "SQLTradeStore", "BlockingIO", "CLibPQ", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -103,14 +106,19 @@ let package = Package(
         /// POSTs to web services over AsyncHTTPClient, shared by the adapters that call them.
         .target(
             name: "HTTPSupport",
-            dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict
         ),
         /// LLM providers: the OpenAI-compatible Chat Completions API and Anthropic's Messages API, and the
         /// versioned analyst prompts shipped as resources.
         .target(
             name: "LLMProviders",
-            dependencies: ["TradingCore", "HTTPSupport", .product(name: "AsyncHTTPClient", package: "async-http-client")],
+            dependencies: [
+                "TradingCore", "HTTPSupport", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             resources: [.copy("Prompts")],
             swiftSettings: strict
         ),
@@ -131,7 +139,8 @@ let package = Package(
             name: "Venues",
             dependencies: [
                 "TradingCore", "HTTPSupport",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "WSClient", package: "swift-websocket"),
             ],
             swiftSettings: strict
@@ -141,7 +150,9 @@ let package = Package(
         .target(
             name: "WorkerRuntime",
             dependencies: [
-                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore", "Exchanges", "LLMProviders", "Notifiers", "Venues",
+                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore",
+                "Exchanges", "LLMProviders", "Notifiers", "Venues",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -154,16 +165,59 @@ let package = Package(
         /// `tradebus bench ...`: throughput and latency against the real servers.
         .target(
             name: "Benchmarks",
-            dependencies: ["TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLTradeStore", "WorkerRuntime"],
+            dependencies: [
+                "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLTradeStore",
+                "WorkerRuntime",
+            ],
             swiftSettings: strict
         ),
 
         // MARK: Executables: thin mains that only wire
-        .executableTarget(name: "feed-ingester", dependencies: ["WorkerRuntime"], swiftSettings: strict),
-        .executableTarget(name: "indicator-worker", dependencies: ["WorkerRuntime"], swiftSettings: strict),
-        .executableTarget(name: "ai-analyst", dependencies: ["WorkerRuntime"], swiftSettings: strict),
-        .executableTarget(name: "executor", dependencies: ["WorkerRuntime"], swiftSettings: strict),
-        .executableTarget(name: "notifier", dependencies: ["WorkerRuntime"], swiftSettings: strict),
+        .executableTarget(
+            name: "feed-ingester",
+            dependencies: [
+                "WorkerRuntime", "TradingCore", "TradingServices", "Exchanges", "Venues", "LLMProviders", "Notifiers",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "indicator-worker",
+            dependencies: [
+                "WorkerRuntime", "TradingCore", "TradingServices", "Exchanges", "Venues", "LLMProviders", "Notifiers",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "ai-analyst",
+            dependencies: [
+                "WorkerRuntime", "TradingCore", "TradingServices", "Exchanges", "Venues", "LLMProviders", "Notifiers",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "executor",
+            dependencies: [
+                "WorkerRuntime", "TradingCore", "TradingServices", "Exchanges", "Venues", "LLMProviders", "Notifiers",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "notifier",
+            dependencies: [
+                "WorkerRuntime", "TradingCore", "TradingServices", "Exchanges", "Venues", "LLMProviders", "Notifiers",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "tradebus",
             dependencies: [
@@ -193,17 +247,55 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "TradingCoreTests", dependencies: ["TradingCore"], swiftSettings: strict),
-        .testTarget(name: "TradingServicesTests", dependencies: ["TradingServices", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "ContractTests", dependencies: ["TestSupport", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore"], swiftSettings: strict),
+        .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"], swiftSettings: strict),
+        .testTarget(name: "HTTPSupportTests", dependencies: ["HTTPSupport", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "SQLTradeStoreTests", dependencies: ["SQLTradeStore", "SQLiteStore"], swiftSettings: strict),
+        .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore", "SQLTradeStore"], swiftSettings: strict),
+        .testTarget(
+            name: "TradingServicesTests",
+            dependencies: ["TradingServices", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ContractTests",
+            dependencies: ["TestSupport", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "RabbitMQBusTests", dependencies: ["RabbitMQBus", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "RedisCacheTests", dependencies: ["RedisCache", "TestSupport", "WorkerRuntime"], swiftSettings: strict),
+        .testTarget(
+            name: "RedisCacheTests",
+            dependencies: ["RedisCache", "TestSupport", "WorkerRuntime"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ExchangesTests", dependencies: ["Exchanges", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "LLMProvidersTests", dependencies: ["LLMProviders", "TradingServices", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "NotifiersTests", dependencies: ["Notifiers", "TradingServices", "TestSupport", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
-        .testTarget(name: "VenuesTests", dependencies: ["Venues", "TestSupport", "TradingServices", "SQLTradeStore", "SQLiteStore"], swiftSettings: strict),
-        .testTarget(name: "TradeBusTests", dependencies: ["TestSupport", "WorkerRuntime", "RedisCache", "TradingCore"], swiftSettings: strict),
-        .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "TestSupport", "TradingCore", "SQLTradeStore", "SQLiteStore"], swiftSettings: strict),
+        .testTarget(
+            name: "LLMProvidersTests",
+            dependencies: ["LLMProviders", "TradingServices", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "NotifiersTests",
+            dependencies: [
+                "Notifiers", "TradingServices", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "VenuesTests",
+            dependencies: ["Venues", "TestSupport", "TradingServices", "SQLTradeStore", "SQLiteStore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TradeBusTests",
+            dependencies: ["TestSupport", "WorkerRuntime", "RedisCache", "TradingCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WorkerRuntimeTests",
+            dependencies: ["WorkerRuntime", "TestSupport", "TradingCore", "SQLTradeStore", "SQLiteStore"],
+            swiftSettings: strict
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

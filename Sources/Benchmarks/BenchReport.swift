@@ -38,8 +38,11 @@ public struct BenchReport: Sendable, Codable {
     public func text() -> String {
         var lines = ["\(benchmark) benchmark — \(machine) — \(date)"]
         for figure in figures {
-            let value = figure.value >= 100 ? String(format: "%.0f", figure.value) : String(format: "%.3f", figure.value)
-            lines.append("  \(figure.name.padding(toLength: 52, withPad: " ", startingAt: 0)) \(value) \(figure.unit)\(figure.note.map { "  (\($0))" } ?? "")")
+            let value =
+                figure.value >= 100 ? String(format: "%.0f", figure.value) : String(format: "%.3f", figure.value)
+            lines.append(
+                "  \(figure.name.padding(toLength: 52, withPad: " ", startingAt: 0)) \(value) \(figure.unit)\(figure.note.map { "  (\($0))" } ?? "")"
+            )
         }
         lines.append(contentsOf: goals.map { "  goal: \($0)" })
         return lines.joined(separator: "\n")
@@ -52,10 +55,12 @@ public struct BenchReport: Sendable, Codable {
     }
 
     static func machineDescription() -> String {
-        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+        let cpu =
+            (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
             .split(separator: "\n").first { $0.hasPrefix("model name") }?
             .split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
-        return "\(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB, \(cpu)"
+        return
+            "\(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB, \(cpu)"
     }
 }
 

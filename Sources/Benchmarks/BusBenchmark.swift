@@ -14,7 +14,14 @@ public enum BusBenchmark {
         report.add(BenchFigure("latency p50, publish to handler, at full load", windowed.p50 * 1000, "ms"))
         report.add(BenchFigure("latency p99, publish to handler, at full load", windowed.p99 * 1000, "ms"))
 
-        let single = try await stream(url: url, messages: oneAtATime, window: 1, confirms: true, publishers: 1, batch: 1)
+        let single = try await stream(
+            url: url,
+            messages: oneAtATime,
+            window: 1,
+            confirms: true,
+            publishers: 1,
+            batch: 1
+        )
         report.add(BenchFigure("publish, one confirm at a time (window 1)", single.publishRate, "msg/s"))
 
         let none = try await stream(url: url, messages: messages, window: 512, confirms: false, publishers: 4)
@@ -25,8 +32,14 @@ public enum BusBenchmark {
         let cost = 1 - windowed.endToEndRate / none.endToEndRate
         report.add(BenchFigure("confirm window vs one at a time", windowRatio, "x"))
         report.add(BenchFigure("cost of confirms vs none (end to end)", cost * 100, "%"))
-        report.goal("20k msg/s or more published and consumed with confirms (\(Int(windowed.endToEndRate)))", met: windowed.endToEndRate >= 20_000)
-        report.goal("confirm window 10x or more than one at a time (\(String(format: "%.1f", windowRatio))x)", met: windowRatio >= 10)
+        report.goal(
+            "20k msg/s or more published and consumed with confirms (\(Int(windowed.endToEndRate)))",
+            met: windowed.endToEndRate >= 20_000
+        )
+        report.goal(
+            "confirm window 10x or more than one at a time (\(String(format: "%.1f", windowRatio))x)",
+            met: windowRatio >= 10
+        )
         report.goal("confirms cost 25% or less (\(String(format: "%.1f", cost * 100))%)", met: cost <= 0.25)
         return report
     }
@@ -41,9 +54,16 @@ public enum BusBenchmark {
     /// Publishes `messages` of 200 bytes from `publishers` tasks in batches, while one consumer acks
     /// each and records its latency from the timestamp in the body.
     static func stream(
-        url: AMQPURL, messages: Int, window: Int, confirms: Bool, publishers: Int, batch: Int = 256
+        url: AMQPURL,
+        messages: Int,
+        window: Int,
+        confirms: Bool,
+        publishers: Int,
+        batch: Int = 256
     ) async throws -> StreamResult {
-        let bus = RabbitMQBus(configuration: .init(url: url, confirmWindow: window, connectionName: "tradebus-bench", confirms: confirms))
+        let bus = RabbitMQBus(
+            configuration: .init(url: url, confirmWindow: window, connectionName: "tradebus-bench", confirms: confirms)
+        )
         defer { Task { await bus.shutdown() } }
         let name = "bench.\(UUID().uuidString.prefix(8).lowercased())"
         try await bus.declare(QueueSpec(name: name, bindings: ["\(name).#"]))
@@ -53,7 +73,8 @@ public enum BusBenchmark {
         let done = AsyncStream<Void>.makeStream()
         let control = ConsumerControl()
         let consumer = Task {
-            try await bus.consume(name, options: ConsumerOptions(prefetch: 1000, concurrency: 1), control: control) { delivery in
+            try await bus.consume(name, options: ConsumerOptions(prefetch: 1000, concurrency: 1), control: control) {
+                delivery in
                 let sent = delivery.body.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
                 let latency = Double(monotonicNanos() &- sent) / 1e9
                 latencies.withLock { $0.append(latency) }
@@ -72,7 +93,9 @@ public enum BusBenchmark {
                             while chunk.count < batch && index < messages {
                                 var body = withUnsafeBytes(of: monotonicNanos()) { Array($0) }
                                 body += padding
-                                chunk.append(OutgoingMessage(routingKey: "\(name).x", body: body, messageID: "m\(index)"))
+                                chunk.append(
+                                    OutgoingMessage(routingKey: "\(name).x", body: body, messageID: "m\(index)")
+                                )
                                 index += publishers
                             }
                             try await bus.publish(chunk)
@@ -89,7 +112,10 @@ public enum BusBenchmark {
         let sorted = latencies.withLock { $0.sorted() }
         let totalSeconds = Double(total.components.seconds) + Double(total.components.attoseconds) / 1e18
         return StreamResult(
-            publishRate: Double(messages) / publishSeconds, endToEndRate: Double(messages) / totalSeconds,
-            p50: percentile(sorted, 50), p99: percentile(sorted, 99))
+            publishRate: Double(messages) / publishSeconds,
+            endToEndRate: Double(messages) / totalSeconds,
+            p50: percentile(sorted, 50),
+            p99: percentile(sorted, 99)
+        )
     }
 }

@@ -22,14 +22,19 @@ public enum CacheBenchmark {
             let set = try await seconds { for _ in 0..<requests { try await client.set("key:__rand_int__", value) } }
             let get = try await seconds { for _ in 0..<requests { _ = try await client.get("key:__rand_int__") } }
             let setPipelined = try await seconds {
-                for _ in 0..<(requests / pipelined) { _ = try await client.pipeline(Array(repeating: setCommand, count: pipelined)) }
+                for _ in 0..<(requests / pipelined) {
+                    _ = try await client.pipeline(Array(repeating: setCommand, count: pipelined))
+                }
             }
             let getPipelined = try await seconds {
-                for _ in 0..<(requests / pipelined) { _ = try await client.pipeline(Array(repeating: getCommand, count: pipelined)) }
+                for _ in 0..<(requests / pipelined) {
+                    _ = try await client.pipeline(Array(repeating: getCommand, count: pipelined))
+                }
             }
             return [
                 ("SET", Double(requests) / set), ("GET", Double(requests) / get),
-                ("SET -P 16", Double(pipelinedRequests) / setPipelined), ("GET -P 16", Double(pipelinedRequests) / getPipelined),
+                ("SET -P 16", Double(pipelinedRequests) / setPipelined),
+                ("GET -P 16", Double(pipelinedRequests) / getPipelined),
             ]
         }
         // A task on the cooperative pool: each call hops to the connection thread and back.
@@ -45,15 +50,40 @@ public enum CacheBenchmark {
         }
 
         let peer = try redisBenchmark(url: url, requests: requests, pipeline: 1).merging(
-            try redisBenchmark(url: url, requests: requests * 4, pipeline: pipelined).mapKeys { "\($0) -P 16" }) { $1 }
+            try redisBenchmark(url: url, requests: requests * 4, pipeline: pipelined).mapKeys { "\($0) -P 16" }
+        ) { $1 }
         for ((name, hopRate), (_, executorRate)) in zip(hopping, onExecutor) {
             let reference = peer[name] ?? .nan
             report.add(BenchFigure("\(name): redis-benchmark -c 1", reference, "req/s"))
-            report.add(BenchFigure("\(name): task on the connection's executor", executorRate, "req/s", note: "ratio \(String(format: "%.2f", executorRate / reference))"))
-            report.add(BenchFigure("\(name): task on the cooperative pool (two hops a call)", hopRate, "req/s", note: "ratio \(String(format: "%.2f", hopRate / reference))"))
-            report.goal("\(name) 0.8x redis-benchmark or better (\(String(format: "%.2f", executorRate / reference))x on the connection's executor, \(String(format: "%.2f", hopRate / reference))x from the pool)", met: executorRate / reference >= 0.8)
+            report.add(
+                BenchFigure(
+                    "\(name): task on the connection's executor",
+                    executorRate,
+                    "req/s",
+                    note: "ratio \(String(format: "%.2f", executorRate / reference))"
+                )
+            )
+            report.add(
+                BenchFigure(
+                    "\(name): task on the cooperative pool (two hops a call)",
+                    hopRate,
+                    "req/s",
+                    note: "ratio \(String(format: "%.2f", hopRate / reference))"
+                )
+            )
+            report.goal(
+                "\(name) 0.8x redis-benchmark or better (\(String(format: "%.2f", executorRate / reference))x on the connection's executor, \(String(format: "%.2f", hopRate / reference))x from the pool)",
+                met: executorRate / reference >= 0.8
+            )
         }
-        report.add(BenchFigure("GET: C path alone on the connection thread", Double(requests) / threadGetSeconds, "req/s", note: "ratio \(String(format: "%.2f", Double(requests) / threadGetSeconds / (peer["GET"] ?? .nan)))"))
+        report.add(
+            BenchFigure(
+                "GET: C path alone on the connection thread",
+                Double(requests) / threadGetSeconds,
+                "req/s",
+                note: "ratio \(String(format: "%.2f", Double(requests) / threadGetSeconds / (peer["GET"] ?? .nan)))"
+            )
+        )
 
         // An LRU hit: the first tier's cost.
         let lru = LRUCache<CachedValue>(capacity: 100_000)
@@ -72,7 +102,10 @@ public enum CacheBenchmark {
 
     /// Runs `redis-benchmark -c 1 -t set,get` and returns requests per second by test name.
     static func redisBenchmark(url: RedisURL, requests: Int, pipeline: Int) throws -> [String: Double] {
-        var arguments = ["-h", url.host, "-p", String(url.port), "-c", "1", "-n", String(requests), "-t", "set,get", "-P", String(pipeline), "--csv"]
+        var arguments = [
+            "-h", url.host, "-p", String(url.port), "-c", "1", "-n", String(requests), "-t", "set,get", "-P",
+            String(pipeline), "--csv",
+        ]
         if let password = url.password { arguments += ["-a", password] }
         let output = try Command.run("redis-benchmark", arguments)
         var rates: [String: Double] = [:]
@@ -86,6 +119,6 @@ public enum CacheBenchmark {
 
 extension Dictionary {
     func mapKeys<K: Hashable>(_ transform: (Key) -> K) -> [K: Value] {
-        Dictionary<K, Value>(uniqueKeysWithValues: map { (transform($0.key), $0.value) })
+        [K: Value](uniqueKeysWithValues: map { (transform($0.key), $0.value) })
     }
 }

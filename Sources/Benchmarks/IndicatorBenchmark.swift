@@ -44,10 +44,24 @@ public enum IndicatorBenchmark {
         func alone(_ name: String, _ body: (Candle) -> Double?) async {
             var sum = 0.0
             let elapsed = await seconds { for candle in series { sum += body(candle) ?? 0 } }
-            report.add(BenchFigure("  \(name) alone, per candle", elapsed * 1e9 / Double(series.count), "ns", note: "checksum \(Int(sum) & 0xff)"))
+            report.add(
+                BenchFigure(
+                    "  \(name) alone, per candle",
+                    elapsed * 1e9 / Double(series.count),
+                    "ns",
+                    note: "checksum \(Int(sum) & 0xff)"
+                )
+            )
         }
-        var sma = SMA(period: 20), ema = EMA(period: 12), macd = MACD(), rsi = RSI(), atr = ATR(), bands = Bollinger()
-        var stochastic = Stochastic(), adx = ADX(), obv = OBV()
+        var sma = SMA(period: 20)
+        var ema = EMA(period: 12)
+        var macd = MACD()
+        var rsi = RSI()
+        var atr = ATR()
+        var bands = Bollinger()
+        var stochastic = Stochastic()
+        var adx = ADX()
+        var obv = OBV()
         await alone("SMA(20)") { sma.update($0.close) }
         await alone("EMA(12)") { ema.update($0.close) }
         await alone("MACD(12,26,9)") { macd.update($0.close)?.histogram }
@@ -57,22 +71,57 @@ public enum IndicatorBenchmark {
         await alone("Stochastic(14,3,3)") { stochastic.update(high: $0.high, low: $0.low, close: $0.close)?.d }
         await alone("ADX(14)") { adx.update(high: $0.high, low: $0.low, close: $0.close) }
         await alone("OBV") { obv.update(close: $0.close, volume: $0.volume) }
-        report.add(BenchFigure("tradebus: whole set, incremental, per candle", oursPerCandle, "ns", note: "\(series.count) candles, checksum \(Int(checksum))"))
-        report.goal("200 ns or less per candle (\(String(format: "%.0f", oursPerCandle)) ns)", met: oursPerCandle <= 200)
+        report.add(
+            BenchFigure(
+                "tradebus: whole set, incremental, per candle",
+                oursPerCandle,
+                "ns",
+                note: "\(series.count) candles, checksum \(Int(checksum))"
+            )
+        )
+        report.goal(
+            "200 ns or less per candle (\(String(format: "%.0f", oursPerCandle)) ns)",
+            met: oursPerCandle <= 200
+        )
 
-        let output = try await Command.run("python3", [talibScript, "--data", dataFile, "--repeat", String(repetitions)])
+        let output = try await Command.run(
+            "python3",
+            [talibScript, "--data", dataFile, "--repeat", String(repetitions)]
+        )
         guard let line = output.split(separator: "\n").last, let data = line.data(using: .utf8),
-              let talib = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let recompute = talib["recompute_ns_per_candle"] as? Double, let batch = talib["batch_ns_per_bar"] as? Double
+            let talib = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let recompute = talib["recompute_ns_per_candle"] as? Double,
+            let batch = talib["batch_ns_per_bar"] as? Double
         else { throw CommandFailed(command: talibScript, status: 0, output: output) }
         report.add(BenchFigure("TA-Lib: recompute all over the last 1,000 candles, per new candle", recompute, "ns"))
-        report.add(BenchFigure("TA-Lib: batch over the whole series, per bar", batch, "ns", note: "TA-Lib \(talib["talib"] ?? "?")"))
+        report.add(
+            BenchFigure(
+                "TA-Lib: batch over the whole series, per bar",
+                batch,
+                "ns",
+                note: "TA-Lib \(talib["talib"] ?? "?")"
+            )
+        )
         report.add(BenchFigure("incremental vs TA-Lib recompute", recompute / oursPerCandle, "x cheaper"))
-        report.add(BenchFigure("tradebus: TA-Lib's indicators as columns over the whole series, per bar", batchPerBar, "ns"))
+        report.add(
+            BenchFigure("tradebus: TA-Lib's indicators as columns over the whole series, per bar", batchPerBar, "ns")
+        )
         report.add(BenchFigure("batch vs TA-Lib batch", batchPerBar / batch, "x TA-Lib's cost"))
-        report.add(BenchFigure("incremental with snapshot, swings and regime vs TA-Lib batch", oursPerCandle / batch, "x TA-Lib's cost"))
-        report.goal("100x or more cheaper than recomputing (\(String(format: "%.0f", recompute / oursPerCandle))x)", met: recompute / oursPerCandle >= 100)
-        report.goal("within 2x of TA-Lib's batch cost per bar (\(String(format: "%.2f", batchPerBar / batch))x)", met: batchPerBar / batch <= 2)
+        report.add(
+            BenchFigure(
+                "incremental with snapshot, swings and regime vs TA-Lib batch",
+                oursPerCandle / batch,
+                "x TA-Lib's cost"
+            )
+        )
+        report.goal(
+            "100x or more cheaper than recomputing (\(String(format: "%.0f", recompute / oursPerCandle))x)",
+            met: recompute / oursPerCandle >= 100
+        )
+        report.goal(
+            "within 2x of TA-Lib's batch cost per bar (\(String(format: "%.2f", batchPerBar / batch))x)",
+            met: batchPerBar / batch <= 2
+        )
         return report
     }
 }

@@ -17,10 +17,17 @@ public enum StoreBenchmark {
         let base = Date()
         func fill(_ index: Int) -> FillRecord {
             FillRecord(
-                venue: "bench", tradeID: "\(run)-\(index)", clientOrderID: "bench-\(run)-\(index / 10)", symbol: "BTCUSDT",
-                side: index % 2 == 0 ? .buy : .sell, price: Decimal(97_000) + Decimal(index % 1000) / 100,
-                quantity: Decimal(string: "0.001")!, fee: Decimal(string: "0.0388")!, feeAsset: "USDT",
-                time: base.addingTimeInterval(Double(index) / 1000))
+                venue: "bench",
+                tradeID: "\(run)-\(index)",
+                clientOrderID: "bench-\(run)-\(index / 10)",
+                symbol: "BTCUSDT",
+                side: index % 2 == 0 ? .buy : .sell,
+                price: Decimal(97_000) + Decimal(index % 1000) / 100,
+                quantity: Decimal(string: "0.001")!,
+                fee: Decimal(string: "0.0388")!,
+                feeAsset: "USDT",
+                time: base.addingTimeInterval(Double(index) / 1000)
+            )
         }
 
         let single = (0..<singleRows).map(fill)
@@ -32,20 +39,35 @@ public enum StoreBenchmark {
                 inserted += try await store.recordFills(Array(batch[chunk..<min(chunk + 10_000, batch.count)]))
             }
         }
-        guard inserted == batchRows else { throw StoreError(.query, "batch path inserted \(inserted) of \(batchRows) rows") }
+        guard inserted == batchRows else {
+            throw StoreError(.query, "batch path inserted \(inserted) of \(batchRows) rows")
+        }
 
         // The peer: psql \copy of the same rows into a table without the conflict handling.
         let file = NSTemporaryDirectory() + "tradebus-bench-\(run).tsv"
-        let rows = batch.map { f in
-            [f.venue, f.tradeID + "-peer", f.clientOrderID, f.symbol, f.side.rawValue, "\(f.price)", "\(f.quantity)", "\(f.fee)", f.feeAsset, SQLText.time(f.time)]
+        let rows =
+            batch.map { f in
+                [
+                    f.venue, f.tradeID + "-peer", f.clientOrderID, f.symbol, f.side.rawValue, "\(f.price)",
+                    "\(f.quantity)", "\(f.fee)", f.feeAsset, SQLText.time(f.time),
+                ]
                 .joined(separator: "\t")
-        }.joined(separator: "\n") + "\n"
+            }.joined(separator: "\n") + "\n"
         try rows.write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
-        try await Command.run("psql", [databaseURL, "-qc", "CREATE TABLE IF NOT EXISTS bench_copy_peer (LIKE fills INCLUDING ALL)"])
+        try await Command.run(
+            "psql",
+            [databaseURL, "-qc", "CREATE TABLE IF NOT EXISTS bench_copy_peer (LIKE fills INCLUDING ALL)"]
+        )
         try await Command.run("psql", [databaseURL, "-qc", "TRUNCATE bench_copy_peer"])
         let psqlSeconds = try await seconds {
-            try await Command.run("psql", [databaseURL, "-qc", "\\copy bench_copy_peer (venue, trade_id, client_order_id, symbol, side, price, quantity, fee, fee_asset, time) FROM '\(file)'"])
+            try await Command.run(
+                "psql",
+                [
+                    databaseURL, "-qc",
+                    "\\copy bench_copy_peer (venue, trade_id, client_order_id, symbol, side, price, quantity, fee, fee_asset, time) FROM '\(file)'",
+                ]
+            )
         }
 
         let singleRate = Double(singleRows) / singleSeconds
@@ -53,10 +75,20 @@ public enum StoreBenchmark {
         let peerRate = Double(batchRows) / psqlSeconds
         report.add(BenchFigure("single-row autocommit INSERT (prepared)", singleRate, "rows/s"))
         report.add(BenchFigure("batch path: COPY + INSERT ... ON CONFLICT DO NOTHING", batchRate, "rows/s"))
-        report.add(BenchFigure("peer: psql \\copy of the same rows (plain table)", peerRate, "rows/s", note: "includes psql start-up"))
+        report.add(
+            BenchFigure(
+                "peer: psql \\copy of the same rows (plain table)",
+                peerRate,
+                "rows/s",
+                note: "includes psql start-up"
+            )
+        )
         report.add(BenchFigure("batch vs single-row", batchRate / singleRate, "x"))
         report.add(BenchFigure("batch vs psql \\copy", batchRate / peerRate, "x"))
-        report.goal("batch 20x or more faster than single-row (\(String(format: "%.1f", batchRate / singleRate))x)", met: batchRate / singleRate >= 20)
+        report.goal(
+            "batch 20x or more faster than single-row (\(String(format: "%.1f", batchRate / singleRate))x)",
+            met: batchRate / singleRate >= 20
+        )
         return report
     }
 }

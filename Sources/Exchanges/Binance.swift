@@ -18,13 +18,24 @@ public struct BinanceKlineStream: KlineStream {
         self.logger = logger
     }
 
-    public func session(_ streams: [CandleStreamID], receive: @escaping @Sendable (KlineStreamEvent) async throws -> Void) async throws {
+    public func session(
+        _ streams: [CandleStreamID],
+        receive: @escaping @Sendable (KlineStreamEvent) async throws -> Void
+    ) async throws {
         guard streams.count <= BinanceMessages.maxStreamsPerConnection else {
-            throw ExchangeRequestError("Binance takes at most \(BinanceMessages.maxStreamsPerConnection) streams per connection; asked for \(streams.count)")
+            throw ExchangeRequestError(
+                "Binance takes at most \(BinanceMessages.maxStreamsPerConnection) streams per connection; asked for \(streams.count)"
+            )
         }
         let session = WebSocketSession(
-            venue: venue, url: baseURL + BinanceMessages.combinedStreamPath(streams), subscribe: [], heartbeat: nil,
-            pingPeriod: pingPeriod, decode: { try BinanceMessages.kline($0).map { [$0] } ?? [] }, logger: logger)
+            venue: venue,
+            url: baseURL + BinanceMessages.combinedStreamPath(streams),
+            subscribe: [],
+            heartbeat: nil,
+            pingPeriod: pingPeriod,
+            decode: { try BinanceMessages.kline($0).map { [$0] } ?? [] },
+            logger: logger
+        )
         try await session.run(receive: receive)
     }
 }
@@ -36,8 +47,11 @@ public struct BinanceKlineHistory: KlineHistory {
 
     public static func conventions(weightPerMinute: Int = 2_400) -> RESTClient.Conventions {
         RESTClient.Conventions(
-            venue: "binance", budget: RequestBudget(limit: weightPerMinute * 4 / 5, window: 60),
-            usedWeightHeader: "X-MBX-USED-WEIGHT-1M", errorMessage: BinanceMessages.errorMessage)
+            venue: "binance",
+            budget: RequestBudget(limit: weightPerMinute * 4 / 5, window: 60),
+            usedWeightHeader: "X-MBX-USED-WEIGHT-1M",
+            errorMessage: BinanceMessages.errorMessage
+        )
     }
 
     public init(baseURL: String = "https://fapi.binance.com", http: HTTPClient = .shared, logger: Logger) {
@@ -50,10 +64,20 @@ public struct BinanceKlineHistory: KlineHistory {
         guard let length = CandleInterval.milliseconds(stream.interval) else {
             throw ExchangeRequestError("'\(stream.interval)' is not an interval Binance knows")
         }
-        return try await pagedCandles(from: from, through: through, intervalMilliseconds: length, pageSize: 1000) { start, end, limit in
+        return try await pagedCandles(from: from, through: through, intervalMilliseconds: length, pageSize: 1000) {
+            start,
+            end,
+            limit in
             let body = try await client.get(
-                BinanceMessages.klinesPath(symbol: stream.symbol, interval: stream.interval, startTime: start, endTime: end, limit: limit),
-                weight: BinanceMessages.klinesWeight(limit: limit))
+                BinanceMessages.klinesPath(
+                    symbol: stream.symbol,
+                    interval: stream.interval,
+                    startTime: start,
+                    endTime: end,
+                    limit: limit
+                ),
+                weight: BinanceMessages.klinesWeight(limit: limit)
+            )
             return try BinanceMessages.restKlines(body)
         }
     }

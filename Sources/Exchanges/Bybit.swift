@@ -13,14 +13,22 @@ public struct BybitKlineStream: KlineStream {
     let heartbeatPeriod: Duration
     let logger: Logger
 
-    public init(baseURL: String = "wss://stream.bybit.com", pingPeriod: Duration = .seconds(30), heartbeatPeriod: Duration = .seconds(20), logger: Logger) {
+    public init(
+        baseURL: String = "wss://stream.bybit.com",
+        pingPeriod: Duration = .seconds(30),
+        heartbeatPeriod: Duration = .seconds(20),
+        logger: Logger
+    ) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.pingPeriod = pingPeriod
         self.heartbeatPeriod = heartbeatPeriod
         self.logger = logger
     }
 
-    public func session(_ streams: [CandleStreamID], receive: @escaping @Sendable (KlineStreamEvent) async throws -> Void) async throws {
+    public func session(
+        _ streams: [CandleStreamID],
+        receive: @escaping @Sendable (KlineStreamEvent) async throws -> Void
+    ) async throws {
         var topics: [String] = []
         for stream in streams {
             guard let topic = BybitMessages.topic(symbol: stream.symbol, interval: stream.interval) else {
@@ -29,18 +37,25 @@ public struct BybitKlineStream: KlineStream {
             topics.append(topic)
         }
         let requests = stride(from: 0, to: topics.count, by: BybitMessages.topicsPerSubscribe).map { start in
-            BybitMessages.subscribe(Array(topics[start..<min(start + BybitMessages.topicsPerSubscribe, topics.count)]), requestID: "tradebus-\(start)")
+            BybitMessages.subscribe(
+                Array(topics[start..<min(start + BybitMessages.topicsPerSubscribe, topics.count)]),
+                requestID: "tradebus-\(start)"
+            )
         }
         let session = WebSocketSession(
-            venue: venue, url: baseURL + BybitMessages.publicLinearPath, subscribe: requests,
-            heartbeat: (BybitMessages.ping, heartbeatPeriod), pingPeriod: pingPeriod,
+            venue: venue,
+            url: baseURL + BybitMessages.publicLinearPath,
+            subscribe: requests,
+            heartbeat: (BybitMessages.ping, heartbeatPeriod),
+            pingPeriod: pingPeriod,
             decode: { text in
                 if let failure = BybitMessages.subscriptionFailure(text) {
                     throw ExchangeRequestError("Bybit refused the subscription: \(failure)")
                 }
                 return try BybitMessages.klines(text)
             },
-            logger: logger)
+            logger: logger
+        )
         try await session.run(receive: receive)
     }
 }
@@ -52,11 +67,20 @@ public struct BybitKlineHistory: KlineHistory {
 
     public static func conventions() -> RESTClient.Conventions {
         RESTClient.Conventions(
-            venue: "bybit", budget: RequestBudget(limit: 480, window: 5), usedWeightHeader: nil, rateLimitStatuses: [403, 429],
+            venue: "bybit",
+            budget: RequestBudget(limit: 480, window: 5),
+            usedWeightHeader: nil,
+            rateLimitStatuses: [403, 429],
             errorMessage: { body in
-                struct Answer: Decodable { var retCode: Int; var retMsg: String }
-                return (try? JSONDecoder().decode(Answer.self, from: Data(body))).map { "Bybit retCode \($0.retCode): \($0.retMsg)" }
-            })
+                struct Answer: Decodable {
+                    var retCode: Int
+                    var retMsg: String
+                }
+                return (try? JSONDecoder().decode(Answer.self, from: Data(body))).map {
+                    "Bybit retCode \($0.retCode): \($0.retMsg)"
+                }
+            }
+        )
     }
 
     public init(baseURL: String = "https://api.bybit.com", http: HTTPClient = .shared, logger: Logger) {
@@ -69,8 +93,21 @@ public struct BybitKlineHistory: KlineHistory {
         guard let length = CandleInterval.milliseconds(stream.interval) else {
             throw ExchangeRequestError("'\(stream.interval)' is not an interval Bybit knows")
         }
-        return try await pagedCandles(from: from, through: through, intervalMilliseconds: length, pageSize: BybitMessages.maxKlinesPerRequest) { start, end, limit in
-            guard let path = BybitMessages.klinesPath(symbol: stream.symbol, interval: stream.interval, start: start, end: end, limit: limit) else {
+        return try await pagedCandles(
+            from: from,
+            through: through,
+            intervalMilliseconds: length,
+            pageSize: BybitMessages.maxKlinesPerRequest
+        ) { start, end, limit in
+            guard
+                let path = BybitMessages.klinesPath(
+                    symbol: stream.symbol,
+                    interval: stream.interval,
+                    start: start,
+                    end: end,
+                    limit: limit
+                )
+            else {
                 throw ExchangeRequestError("Bybit has no kline interval '\(stream.interval)'")
             }
             return try BybitMessages.restKlines(try await client.get(path, weight: 1))

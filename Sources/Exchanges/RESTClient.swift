@@ -38,8 +38,13 @@ public actor RESTClient {
     private var budget: RequestBudget
 
     public init(
-        baseURL: String, conventions: Conventions, http: HTTPClient = .shared, logger: Logger,
-        timeout: Duration = .seconds(10), retry: Backoff = Backoff(initial: .milliseconds(250), maximum: .seconds(10)), attempts: Int = 5
+        baseURL: String,
+        conventions: Conventions,
+        http: HTTPClient = .shared,
+        logger: Logger,
+        timeout: Duration = .seconds(10),
+        retry: Backoff = Backoff(initial: .milliseconds(250), maximum: .seconds(10)),
+        attempts: Int = 5
     ) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.conventions = conventions
@@ -69,7 +74,9 @@ public actor RESTClient {
             do {
                 let response = try await http.execute(HTTPClientRequest(url: baseURL + path), timeout: timeout)
                 let body = Array(try await response.body.collect(upTo: 32 << 20).readableBytesView)
-                if let header = conventions.usedWeightHeader, let used = response.headers.first(name: header).flatMap({ Int($0) }) {
+                if let header = conventions.usedWeightHeader,
+                    let used = response.headers.first(name: header).flatMap({ Int($0) })
+                {
                     budget.observe(used: used, now: Date())
                 }
                 let status = Int(response.status.code)
@@ -78,13 +85,18 @@ public actor RESTClient {
                 if conventions.rateLimitStatuses.contains(status) {
                     let seconds = response.headers.first(name: "Retry-After").flatMap { TimeInterval($0) } ?? 1
                     budget.block(for: seconds, now: Date())
-                    logger.warning("\(conventions.venue) asks us to slow down", metadata: ["status": "\(status)", "retry_after": "\(seconds)", "answer": "\(message)"])
+                    logger.warning(
+                        "\(conventions.venue) asks us to slow down",
+                        metadata: ["status": "\(status)", "retry_after": "\(seconds)", "answer": "\(message)"]
+                    )
                     retryAfter = seconds
                     failure = "HTTP \(status): \(message)"
                 } else if status >= 500 {
                     failure = "HTTP \(status): \(message)"
                 } else {
-                    throw ExchangeRequestError("\(conventions.venue) GET \(path) failed with HTTP \(status): \(message)")
+                    throw ExchangeRequestError(
+                        "\(conventions.venue) GET \(path) failed with HTTP \(status): \(message)"
+                    )
                 }
             } catch let error as ExchangeRequestError {
                 throw error
@@ -95,11 +107,16 @@ public actor RESTClient {
             }
             attempt += 1
             if attempt >= attempts {
-                throw ExchangeRequestError("\(conventions.venue) GET \(path) failed \(attempts) times; last: \(failure)")
+                throw ExchangeRequestError(
+                    "\(conventions.venue) GET \(path) failed \(attempts) times; last: \(failure)"
+                )
             }
             if retryAfter == nil {
                 let delay = retry.delay(attempt: attempt - 1)
-                logger.warning("\(conventions.venue) request failed; retrying", metadata: ["error": "\(failure)", "retry_in": "\(delay)"])
+                logger.warning(
+                    "\(conventions.venue) request failed; retrying",
+                    metadata: ["error": "\(failure)", "retry_in": "\(delay)"]
+                )
                 try await Task.sleep(for: delay)
             }
         }
@@ -109,7 +126,10 @@ public actor RESTClient {
 /// Pages a REST candle history: asks for `pageSize` candles' worth of time at a time from `from` until
 /// `through`, so any range costs as few requests as the exchange allows.
 func pagedCandles(
-    from: Int64, through: Int64, intervalMilliseconds: Int64, pageSize: Int,
+    from: Int64,
+    through: Int64,
+    intervalMilliseconds: Int64,
+    pageSize: Int,
     fetch: (_ start: Int64, _ end: Int64, _ limit: Int) async throws -> [Candle]
 ) async throws -> [Candle] {
     var result: [Candle] = []

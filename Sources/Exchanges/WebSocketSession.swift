@@ -22,11 +22,18 @@ struct WebSocketSession: Sendable {
     let logger: Logger
 
     func run(receive: @escaping @Sendable (KlineStreamEvent) async throws -> Void) async throws {
-        let venue = self.venue, subscribe = self.subscribe, heartbeat = self.heartbeat, decode = self.decode, logger = self.logger
+        let venue = self.venue
+        let subscribe = self.subscribe
+        let heartbeat = self.heartbeat
+        let decode = self.decode
+        let logger = self.logger
         let malformed = Counter(label: "tradebus_feed_malformed_messages_total", dimensions: [("venue", venue)])
         let client = WebSocketClient(
             url: url,
-            configuration: WebSocketClientConfiguration(maxFrameSize: 1 << 22, autoPing: .enabled(timePeriod: pingPeriod)),
+            configuration: WebSocketClientConfiguration(
+                maxFrameSize: 1 << 22,
+                autoPing: .enabled(timePeriod: pingPeriod)
+            ),
             logger: logger
         ) { inbound, outbound, _ in
             for message in subscribe {
@@ -49,7 +56,10 @@ struct WebSocketSession: Sendable {
                         updates = try decode(Array(text.utf8))
                     } catch {
                         malformed.increment()
-                        logger.warning("unreadable message from \(venue) skipped", metadata: ["error": "\(error)", "message": "\(text.prefix(200))"])
+                        logger.warning(
+                            "unreadable message from \(venue) skipped",
+                            metadata: ["error": "\(error)", "message": "\(text.prefix(200))"]
+                        )
                         continue
                     }
                     for update in updates { try await receive(.update(update)) }
@@ -58,6 +68,9 @@ struct WebSocketSession: Sendable {
             }
         }
         let close = try await client.run()
-        logger.info("\(venue) closed the connection", metadata: ["code": "\(close.map { "\($0.closeCode)" } ?? "none")", "reason": "\(close?.reason ?? "")"])
+        logger.info(
+            "\(venue) closed the connection",
+            metadata: ["code": "\(close.map { "\($0.closeCode)" } ?? "none")", "reason": "\(close?.reason ?? "")"]
+        )
     }
 }

@@ -37,22 +37,42 @@ public struct HTTPCaller: Sendable {
 
     public init(http: HTTPClient = .shared) { self.http = http }
 
-    public func post(_ url: String, headers: [(String, String)], body: [UInt8], timeout: Duration) async throws(HTTPCallError) -> HTTPAnswer {
+    public func post(
+        _ url: String,
+        headers: [(String, String)],
+        body: [UInt8],
+        timeout: Duration
+    ) async throws(HTTPCallError) -> HTTPAnswer {
         try await send("POST", url, headers: headers, body: body, timeout: timeout)
     }
 
     /// Any method; `body` may be empty.
-    public func send(_ method: String, _ url: String, headers: [(String, String)], body: [UInt8] = [], timeout: Duration) async throws(HTTPCallError) -> HTTPAnswer {
+    public func send(
+        _ method: String,
+        _ url: String,
+        headers: [(String, String)],
+        body: [UInt8] = [],
+        timeout: Duration
+    ) async throws(HTTPCallError) -> HTTPAnswer {
         var request = HTTPClientRequest(url: url)
         request.method = HTTPMethod(rawValue: method)
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if !body.isEmpty { request.body = .bytes(ByteBuffer(bytes: body)) }
         let (seconds, attoseconds) = timeout.components
         do {
-            let response = try await http.execute(request, timeout: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
+            let response = try await http.execute(
+                request,
+                timeout: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+            )
             let bytes = Array(try await response.body.collect(upTo: 8 << 20).readableBytesView)
-            return HTTPAnswer(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: bytes)
-        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
+            return HTTPAnswer(
+                status: Int(response.status.code),
+                headers: response.headers.map { ($0.name, $0.value) },
+                body: bytes
+            )
+        } catch let error as HTTPClientError
+            where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout
+        {
             throw .timeout
         } catch {
             throw .connection("\(error)")

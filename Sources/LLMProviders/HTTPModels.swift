@@ -9,12 +9,24 @@ struct JSONPost: Sendable {
 
     init(http: HTTPClient) { caller = HTTPCaller(http: http) }
 
-    func send(url: String, headers: [(String, String)], body: [String: JSONValue], timeout: Duration) async throws(ModelCallError) -> [UInt8] {
+    func send(
+        url: String,
+        headers: [(String, String)],
+        body: [String: JSONValue],
+        timeout: Duration
+    ) async throws(ModelCallError) -> [UInt8] {
         let data: Data
-        do { data = try JSONEncoder().encode(body) } catch { throw ModelCallError(.connection("cannot encode the request: \(error)")) }
+        do { data = try JSONEncoder().encode(body) } catch {
+            throw ModelCallError(.connection("cannot encode the request: \(error)"))
+        }
         let answer: HTTPAnswer
         do {
-            answer = try await caller.post(url, headers: [("Content-Type", "application/json")] + headers, body: Array(data), timeout: timeout)
+            answer = try await caller.post(
+                url,
+                headers: [("Content-Type", "application/json")] + headers,
+                body: Array(data),
+                timeout: timeout
+            )
         } catch {
             switch error {
             case .timeout: throw ModelCallError(.timeout)
@@ -22,7 +34,13 @@ struct JSONPost: Sendable {
             }
         }
         guard (200..<300).contains(answer.status) else {
-            throw ModelCallError(.http(status: answer.status, body: String(decoding: answer.body.prefix(2_000), as: UTF8.self), retryAfter: answer.header("Retry-After")))
+            throw ModelCallError(
+                .http(
+                    status: answer.status,
+                    body: String(decoding: answer.body.prefix(2_000), as: UTF8.self),
+                    retryAfter: answer.header("Retry-After")
+                )
+            )
         }
         return answer.body
     }
@@ -37,7 +55,12 @@ public struct OpenAIChatModel: LanguageModel {
     let apiKey: String?
     let post: JSONPost
 
-    public init(baseURL: String = "https://api.openai.com/v1", model: String, apiKey: String?, http: HTTPClient = .shared) {
+    public init(
+        baseURL: String = "https://api.openai.com/v1",
+        model: String,
+        apiKey: String?,
+        http: HTTPClient = .shared
+    ) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.model = model
         self.apiKey = apiKey
@@ -46,11 +69,17 @@ public struct OpenAIChatModel: LanguageModel {
 
     struct Answer: Decodable {
         struct Choice: Decodable {
-            struct Message: Decodable { var content: String?; var refusal: String? }
+            struct Message: Decodable {
+                var content: String?
+                var refusal: String?
+            }
             var message: Message
             var finish_reason: String?
         }
-        struct Usage: Decodable { var prompt_tokens: Int?; var completion_tokens: Int? }
+        struct Usage: Decodable {
+            var prompt_tokens: Int?
+            var completion_tokens: Int?
+        }
         var choices: [Choice]
         var usage: Usage?
     }
@@ -64,13 +93,22 @@ public struct OpenAIChatModel: LanguageModel {
             ]),
         ]
         let bytes = try await post.send(
-            url: baseURL + "/chat/completions", headers: apiKey.map { [("Authorization", "Bearer \($0)")] } ?? [], body: body, timeout: request.timeout)
-        guard let answer = try? JSONDecoder().decode(Answer.self, from: Data(bytes)), let choice = answer.choices.first else {
+            url: baseURL + "/chat/completions",
+            headers: apiKey.map { [("Authorization", "Bearer \($0)")] } ?? [],
+            body: body,
+            timeout: request.timeout
+        )
+        guard let answer = try? JSONDecoder().decode(Answer.self, from: Data(bytes)), let choice = answer.choices.first
+        else {
             return ModelReply(text: String(decoding: bytes.prefix(2_000), as: UTF8.self))
         }
         return ModelReply(
-            text: choice.message.content ?? "", truncated: choice.finish_reason == "length", refusal: choice.message.refusal,
-            inputTokens: answer.usage?.prompt_tokens ?? 0, outputTokens: answer.usage?.completion_tokens ?? 0)
+            text: choice.message.content ?? "",
+            truncated: choice.finish_reason == "length",
+            refusal: choice.message.refusal,
+            inputTokens: answer.usage?.prompt_tokens ?? 0,
+            outputTokens: answer.usage?.completion_tokens ?? 0
+        )
     }
 }
 
@@ -82,7 +120,12 @@ public struct AnthropicMessagesModel: LanguageModel {
     let apiKey: String?
     let post: JSONPost
 
-    public init(baseURL: String = "https://api.anthropic.com", model: String, apiKey: String?, http: HTTPClient = .shared) {
+    public init(
+        baseURL: String = "https://api.anthropic.com",
+        model: String,
+        apiKey: String?,
+        http: HTTPClient = .shared
+    ) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.model = model
         self.apiKey = apiKey
@@ -90,8 +133,14 @@ public struct AnthropicMessagesModel: LanguageModel {
     }
 
     struct Answer: Decodable {
-        struct Block: Decodable { var type: String; var text: String? }
-        struct Usage: Decodable { var input_tokens: Int?; var output_tokens: Int? }
+        struct Block: Decodable {
+            var type: String
+            var text: String?
+        }
+        struct Usage: Decodable {
+            var input_tokens: Int?
+            var output_tokens: Int?
+        }
         var content: [Block]
         var stop_reason: String?
         var usage: Usage?
@@ -105,13 +154,22 @@ public struct AnthropicMessagesModel: LanguageModel {
         ]
         var headers = [("anthropic-version", "2023-06-01")]
         if let apiKey { headers.append(("x-api-key", apiKey)) }
-        let bytes = try await post.send(url: baseURL + "/v1/messages", headers: headers, body: body, timeout: request.timeout)
+        let bytes = try await post.send(
+            url: baseURL + "/v1/messages",
+            headers: headers,
+            body: body,
+            timeout: request.timeout
+        )
         guard let answer = try? JSONDecoder().decode(Answer.self, from: Data(bytes)) else {
             return ModelReply(text: String(decoding: bytes.prefix(2_000), as: UTF8.self))
         }
         let text = answer.content.compactMap { $0.type == "text" ? $0.text : nil }.joined()
         return ModelReply(
-            text: text, truncated: answer.stop_reason == "max_tokens", refusal: answer.stop_reason == "refusal" ? (text.isEmpty ? "refusal" : text) : nil,
-            inputTokens: answer.usage?.input_tokens ?? 0, outputTokens: answer.usage?.output_tokens ?? 0)
+            text: text,
+            truncated: answer.stop_reason == "max_tokens",
+            refusal: answer.stop_reason == "refusal" ? (text.isEmpty ? "refusal" : text) : nil,
+            inputTokens: answer.usage?.input_tokens ?? 0,
+            outputTokens: answer.usage?.output_tokens ?? 0
+        )
     }
 }

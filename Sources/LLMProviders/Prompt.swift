@@ -10,13 +10,16 @@ public struct AnalystPrompt: Sendable {
 
     /// Loads `version` from the package's resources.
     public init(version: String = AnalystPrompt.currentVersion, framework: TradingFramework) throws {
-        guard let url = Bundle.module.url(forResource: version, withExtension: "md", subdirectory: "Prompts")
-            ?? Bundle.module.url(forResource: version, withExtension: "md"),
-              let template = try? String(contentsOf: url, encoding: .utf8) else {
+        guard
+            let url = Bundle.module.url(forResource: version, withExtension: "md", subdirectory: "Prompts")
+                ?? Bundle.module.url(forResource: version, withExtension: "md"),
+            let template = try? String(contentsOf: url, encoding: .utf8)
+        else {
             throw InvalidAnswer("prompt '\(version)' is not shipped with this build")
         }
         self.version = version
-        self.system = template
+        self.system =
+            template
             .replacingOccurrences(of: "{{MIN_CONFIDENCE}}", with: "\(framework.minConfidence)")
             .replacingOccurrences(of: "{{MAX_LEVERAGE}}", with: "\(framework.maxLeverage)")
             .replacingOccurrences(of: "{{MIN_STOP}}", with: "\(framework.minStopFraction)")

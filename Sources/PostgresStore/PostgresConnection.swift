@@ -11,7 +11,9 @@ final class PostgresConnection: SQLSession {
     private var prepared: [String: String] = [:]
 
     init(url: String, statementTimeoutMilliseconds: Int64 = 30_000) throws {
-        guard let connection = PQconnectdb(url) else { throw StoreError(.connection, "libpq could not allocate a connection") }
+        guard let connection = PQconnectdb(url) else {
+            throw StoreError(.connection, "libpq could not allocate a connection")
+        }
         self.connection = connection
         guard PQstatus(connection) == CONNECTION_OK else {
             throw StoreError(.connection, "cannot connect to Postgres: \(Self.trimmed(PQerrorMessage(connection)))")
@@ -54,7 +56,9 @@ final class PostgresConnection: SQLSession {
             }
         }
         let cStrings = texts.map { $0.map { strdup($0) } ?? nil }
-        defer { cStrings.forEach { free($0) } }
+        defer {
+            for string in cStrings { free(string) }
+        }
         let result = cStrings.withUnsafeBufferPointer { buffer in
             buffer.withMemoryRebound(to: UnsafePointer<CChar>?.self) { values in
                 PQexecPrepared(connection, name, Int32(values.count), values.baseAddress, nil, nil, 0)
@@ -69,10 +73,15 @@ final class PostgresConnection: SQLSession {
     func bulkInsert(table: String, columns: [String], rows: [[SQLValue]], conflictColumns: [String]) throws -> Int {
         let columnList = columns.joined(separator: ", ")
         return try transaction {
-            try execute("CREATE TEMP TABLE IF NOT EXISTS bulk_\(table) (LIKE \(table) INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+            try execute(
+                "CREATE TEMP TABLE IF NOT EXISTS bulk_\(table) (LIKE \(table) INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
             let start = PQexec(connection, "COPY bulk_\(table) (\(columnList)) FROM STDIN")
             defer { PQclear(start) }
-            guard PQresultStatus(start) == PGRES_COPY_IN else { try check(start, "COPY"); return 0 }
+            guard PQresultStatus(start) == PGRES_COPY_IN else {
+                try check(start, "COPY")
+                return 0
+            }
             var buffer = [UInt8]()
             buffer.reserveCapacity(64 * 1024)
             for row in rows {
@@ -91,10 +100,13 @@ final class PostgresConnection: SQLSession {
                 defer { PQclear(result) }
                 try check(result, "COPY bulk_\(table)")
             }
-            let insert = PQexec(connection, """
+            let insert = PQexec(
+                connection,
+                """
                 INSERT INTO \(table) (\(columnList)) SELECT \(columnList) FROM bulk_\(table) \
                 ON CONFLICT (\(conflictColumns.joined(separator: ", "))) DO NOTHING
-                """)
+                """
+            )
             defer { PQclear(insert) }
             try check(insert, "INSERT INTO \(table) from COPY")
             return Int(String(cString: PQcmdTuples(insert))) ?? 0
@@ -106,7 +118,9 @@ final class PostgresConnection: SQLSession {
         let status = buffer.withUnsafeBytes { raw in
             PQputCopyData(connection, raw.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(raw.count))
         }
-        guard status == 1 else { throw StoreError(.query, "COPY data failed: \(Self.trimmed(PQerrorMessage(connection)))") }
+        guard status == 1 else {
+            throw StoreError(.query, "COPY data failed: \(Self.trimmed(PQerrorMessage(connection)))")
+        }
         buffer.removeAll(keepingCapacity: true)
     }
 

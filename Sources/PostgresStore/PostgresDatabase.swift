@@ -7,9 +7,14 @@ import TradingCore
 /// fails is replaced on its next use, so the store recovers by itself when Postgres comes back.
 public final class PostgresDatabase: SQLDatabase {
     public let dialect = SQLDialect(
-        name: "postgres", decimalType: "NUMERIC", timeType: "TIMESTAMPTZ", booleanType: "BOOLEAN",
-        floatType: "DOUBLE PRECISION", beginMigration: "SELECT pg_advisory_lock(724201)",
-        endMigration: "SELECT pg_advisory_unlock(724201)")
+        name: "postgres",
+        decimalType: "NUMERIC",
+        timeType: "TIMESTAMPTZ",
+        booleanType: "BOOLEAN",
+        floatType: "DOUBLE PRECISION",
+        beginMigration: "SELECT pg_advisory_lock(724201)",
+        endMigration: "SELECT pg_advisory_unlock(724201)"
+    )
 
     private let url: String
     private let statementTimeout: Duration
@@ -20,8 +25,16 @@ public final class PostgresDatabase: SQLDatabase {
     /// gives up after `connectTimeout` (libpq's `connect_timeout`, unless the URL sets one) and every
     /// statement after `statementTimeout` (Postgres's `statement_timeout`), so a hung server fails
     /// calls instead of holding them for ever.
-    public init(url: String, connections: Int = 2, connectTimeout: Duration = .seconds(5), statementTimeout: Duration = .seconds(30)) {
-        self.url = url.contains("connect_timeout=") ? url : url + (url.contains("?") ? "&" : "?") + "connect_timeout=\(max(2, connectTimeout.components.seconds))"
+    public init(
+        url: String,
+        connections: Int = 2,
+        connectTimeout: Duration = .seconds(5),
+        statementTimeout: Duration = .seconds(30)
+    ) {
+        self.url =
+            url.contains("connect_timeout=")
+            ? url
+            : url + (url.contains("?") ? "&" : "?") + "connect_timeout=\(max(2, connectTimeout.components.seconds))"
         self.statementTimeout = statementTimeout
         self.slots = (0..<max(1, connections)).map { Slot(thread: ConnectionThread(name: "postgres-\($0)")) }
         self.pool = SlotPool(count: slots.count)
@@ -34,10 +47,26 @@ public final class PostgresDatabase: SQLDatabase {
 
     public func withSession<T: Sendable>(_ body: @escaping @Sendable (any SQLSession) throws -> T) async throws -> T {
         let index = await pool.acquire()
-        defer { Task { await pool.release(index) } }
-        let slot = slots[index]
+        // Released on every path, awaited: no task outlives the call.
+        do {
+            let result = try await run(body, slot: slots[index])
+            await pool.release(index)
+            return result
+        } catch {
+            await pool.release(index)
+            throw error
+        }
+    }
+
+    /// Runs `body` on `slot`'s connection thread, opening its connection if it has none or lost it.
+    private func run<T: Sendable>(
+        _ body: @escaping @Sendable (any SQLSession) throws -> T,
+        slot: Slot
+    ) async throws -> T {
         let url = self.url
-        let timeout = statementTimeout.components.seconds * 1_000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
+        let timeout =
+            statementTimeout.components.seconds * 1_000 + statementTimeout.components.attoseconds
+            / 1_000_000_000_000_000
         return try await slot.thread.run {
             let connection: PostgresConnection
             if let existing = slot.connection, existing.isHealthy {
@@ -66,8 +95,20 @@ public final class PostgresDatabase: SQLDatabase {
 
 extension SQLTradeStore {
     /// The trade store on Postgres.
-    public static func postgres(url: String, connections: Int = 2, connectTimeout: Duration = .seconds(5), statementTimeout: Duration = .seconds(30)) -> SQLTradeStore {
-        SQLTradeStore(database: PostgresDatabase(url: url, connections: connections, connectTimeout: connectTimeout, statementTimeout: statementTimeout))
+    public static func postgres(
+        url: String,
+        connections: Int = 2,
+        connectTimeout: Duration = .seconds(5),
+        statementTimeout: Duration = .seconds(30)
+    ) -> SQLTradeStore {
+        SQLTradeStore(
+            database: PostgresDatabase(
+                url: url,
+                connections: connections,
+                connectTimeout: connectTimeout,
+                statementTimeout: statementTimeout
+            )
+        )
     }
 }
 

@@ -1,5 +1,6 @@
 import CRabbitMQ
 import CRabbitMQShim
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -87,7 +88,15 @@ final class AMQPConnection {
         _ = amqp_set_handshake_timeout(state, &timeout)
         _ = amqp_set_rpc_timeout(state, &timeout)
         let login = tradebus_amqp_login_plain(
-            state, url.vhost, 0, 131_072, Int32(heartbeatSeconds), url.user, url.password, connectionName)
+            state,
+            url.vhost,
+            0,
+            131_072,
+            Int32(heartbeatSeconds),
+            url.user,
+            url.password,
+            connectionName
+        )
         try check(login, "login to \(url)")
         _ = amqp_channel_open(state, Self.channel)
         try check(amqp_get_rpc_reply(state), "channel.open")
@@ -143,7 +152,9 @@ final class AMQPConnection {
     func messageCount(_ name: String) throws -> Int {
         var count = 0
         withBytes([name]) { bytes in
-            if let ok = amqp_queue_declare(state, Self.channel, bytes[0], 1, 0, 0, 0, amqp_empty_table) { count = Int(ok.pointee.message_count) }
+            if let ok = amqp_queue_declare(state, Self.channel, bytes[0], 1, 0, 0, 0, amqp_empty_table) {
+                count = Int(ok.pointee.message_count)
+            }
         }
         try check(amqp_get_rpc_reply(state), "queue.declare (passive) \(name)")
         return count
@@ -165,14 +176,19 @@ final class AMQPConnection {
 
     /// Sends basic.publish with `mandatory` set and persistent delivery.
     func publish(
-        exchange: String, routingKey: String, body: [UInt8], messageID: String?, correlationID: String?,
+        exchange: String,
+        routingKey: String,
+        body: [UInt8],
+        messageID: String?,
+        correlationID: String?,
         headers: [(String, AMQPFieldValue)]
     ) throws {
-        let status: Int32 = withBytes([exchange, routingKey, "application/json", messageID ?? "", correlationID ?? ""]) { bytes in
+        let status: Int32 = withBytes([exchange, routingKey, "application/json", messageID ?? "", correlationID ?? ""])
+        { bytes in
             withTable(headers) { table in
                 var properties = amqp_basic_properties_t()
-                properties._flags = amqp_flags_t(
-                    (1 << 15) /* content type */ | (1 << 12) /* delivery mode */ | (1 << 13) /* headers */)
+                // Content type (bit 15), delivery mode (bit 12), headers (bit 13).
+                properties._flags = amqp_flags_t((1 << 15) | (1 << 12) | (1 << 13))
                 properties.content_type = bytes[2]
                 properties.delivery_mode = 2
                 properties.headers = table
@@ -185,7 +201,10 @@ final class AMQPConnection {
                     properties.correlation_id = bytes[4]
                 }
                 return body.withUnsafeBytes { raw in
-                    let content = amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress))
+                    let content = amqp_bytes_t(
+                        len: raw.count,
+                        bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)
+                    )
                     return amqp_basic_publish(state, Self.channel, bytes[0], bytes[1], 1, 0, &properties, content)
                 }
             }
@@ -230,7 +249,9 @@ final class AMQPConnection {
 
     func requeue(_ deliveryTag: UInt64) throws {
         let status = amqp_basic_nack(state, Self.channel, deliveryTag, 0, 1)
-        guard status == AMQP_STATUS_OK.rawValue else { throw AMQPError("basic.nack failed: \(Self.statusText(status))") }
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw AMQPError("basic.nack failed: \(Self.statusText(status))")
+        }
     }
 
     // MARK: Frames
@@ -264,8 +285,11 @@ final class AMQPConnection {
             let routingKey = Self.string(deliver.routing_key)
             let message = try readContent(channel: frame.channel)
             return .deliver(
-                deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0, routingKey: routingKey,
-                message: message)
+                deliveryTag: deliver.delivery_tag,
+                redelivered: deliver.redelivered != 0,
+                routingKey: routingKey,
+                message: message
+            )
         case AMQPMethod.basicCancelOK:
             return .cancelOK
         case AMQPMethod.basicCancel:
@@ -273,11 +297,21 @@ final class AMQPConnection {
         case AMQPMethod.channelClose:
             let close = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
             isOpen = false
-            return .closed(AMQPError("broker closed the channel: \(close.reply_code) \(Self.string(close.reply_text))", replyCode: close.reply_code))
+            return .closed(
+                AMQPError(
+                    "broker closed the channel: \(close.reply_code) \(Self.string(close.reply_text))",
+                    replyCode: close.reply_code
+                )
+            )
         case AMQPMethod.connectionClose:
             let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
             isOpen = false
-            return .closed(AMQPError("broker closed the connection: \(close.reply_code) \(Self.string(close.reply_text))", replyCode: close.reply_code))
+            return .closed(
+                AMQPError(
+                    "broker closed the connection: \(close.reply_code) \(Self.string(close.reply_text))",
+                    replyCode: close.reply_code
+                )
+            )
         default:
             return .other
         }
@@ -311,9 +345,11 @@ final class AMQPConnection {
             body = []
         }
         return AMQPMessage(
-            body: body, headers: headers,
+            body: body,
+            headers: headers,
             messageID: properties._flags & amqp_flags_t(1 << 7) != 0 ? Self.string(properties.message_id) : nil,
-            correlationID: properties._flags & amqp_flags_t(1 << 10) != 0 ? Self.string(properties.correlation_id) : nil)
+            correlationID: properties._flags & amqp_flags_t(1 << 10) != 0 ? Self.string(properties.correlation_id) : nil
+        )
     }
 
     // MARK: Helpers
@@ -328,11 +364,17 @@ final class AMQPConnection {
             isOpen = false
             if reply.reply.id == AMQPMethod.connectionClose {
                 let close = reply.reply.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
-                throw AMQPError("\(context): broker closed the connection: \(close.reply_code) \(Self.string(close.reply_text))", replyCode: close.reply_code)
+                throw AMQPError(
+                    "\(context): broker closed the connection: \(close.reply_code) \(Self.string(close.reply_text))",
+                    replyCode: close.reply_code
+                )
             }
             if reply.reply.id == AMQPMethod.channelClose {
                 let close = reply.reply.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
-                throw AMQPError("\(context): broker closed the channel: \(close.reply_code) \(Self.string(close.reply_text))", replyCode: close.reply_code)
+                throw AMQPError(
+                    "\(context): broker closed the channel: \(close.reply_code) \(Self.string(close.reply_text))",
+                    replyCode: close.reply_code
+                )
             }
             throw AMQPError("\(context): unexpected broker method \(reply.reply.id)")
         default:

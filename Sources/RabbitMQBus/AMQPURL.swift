@@ -8,7 +8,13 @@ public struct AMQPURL: Sendable, Hashable, CustomStringConvertible {
     public var password: String
     public var vhost: String
 
-    public init(host: String = "127.0.0.1", port: Int = 5672, user: String = "guest", password: String = "guest", vhost: String = "/") {
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 5672,
+        user: String = "guest",
+        password: String = "guest",
+        vhost: String = "/"
+    ) {
         self.host = host
         self.port = port
         self.user = user

@@ -37,7 +37,12 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
     private let deadLettered: Counter
 
     init(
-        settings: Settings, topology: Topology, logger: Logger, thread: ConnectionThread, queue: String, prefetch: Int,
+        settings: Settings,
+        topology: Topology,
+        logger: Logger,
+        thread: ConnectionThread,
+        queue: String,
+        prefetch: Int,
         continuation: AsyncStream<(Delivery, Token)>.Continuation
     ) {
         self.queue = queue
@@ -73,10 +78,14 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
         case .deliver(let tag, let redelivered, let routingKey, let message):
             let delivery = Delivery(
                 // A dead-letter queue hands out messages under their original key, as the in-process bus does.
-                routingKey: queue.hasSuffix(".dlq") ? (message.headers[DeadLetterHeader.routingKey] ?? routingKey) : routingKey,
-                body: message.body, messageID: message.messageID, correlationID: message.correlationID,
+                routingKey: queue.hasSuffix(".dlq")
+                    ? (message.headers[DeadLetterHeader.routingKey] ?? routingKey) : routingKey,
+                body: message.body,
+                messageID: message.messageID,
+                correlationID: message.correlationID,
                 headers: message.headers,
-                redelivered: redelivered)
+                redelivered: redelivered
+            )
             delivered.append(tag)
             continuation.yield((delivery, Token(generation: generation, deliveryTag: tag, delivery: delivery)))
         case .ack(let tag, let multiple):
@@ -94,7 +103,10 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
                 settledOtherwise.insert(original)
             }
         case .cancelledByBroker:
-            logger.warning("RabbitMQ cancelled the consumer (queue deleted?); consuming again", metadata: ["queue": "\(queue)"])
+            logger.warning(
+                "RabbitMQ cancelled the consumer (queue deleted?); consuming again",
+                metadata: ["queue": "\(queue)"]
+            )
             throw AMQPError("consumer of \(queue) cancelled by the broker")
         case .closed(let error):
             throw error
@@ -139,20 +151,30 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
                 try connection.requeue(token.deliveryTag)
                 settledOtherwise.insert(token.deliveryTag)
             case .deadLetter(let reason, let attempts):
-                var headers: [(String, AMQPFieldValue)] = delivery.headers.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }
+                var headers: [(String, AMQPFieldValue)] = delivery.headers.sorted { $0.key < $1.key }.map {
+                    ($0.key, .string($0.value))
+                }
                 headers.append((DeadLetterHeader.reason, .string(reason)))
                 headers.append((DeadLetterHeader.queue, .string(queue)))
                 headers.append((DeadLetterHeader.routingKey, .string(delivery.routingKey)))
                 headers.append((DeadLetterHeader.attempts, .string(String(attempts))))
                 try connection.publish(
-                    exchange: Topology.deadLetterExchange, routingKey: queue, body: delivery.body,
-                    messageID: delivery.messageID, correlationID: delivery.correlationID, headers: headers)
+                    exchange: Topology.deadLetterExchange,
+                    routingKey: queue,
+                    body: delivery.body,
+                    messageID: delivery.messageID,
+                    correlationID: delivery.correlationID,
+                    headers: headers
+                )
                 deadLetters[nextPublishTag] = token.deliveryTag
                 deadLettered.increment()
                 nextPublishTag += 1
-                logger.warning("message dead-lettered", metadata: [
-                    "queue": "\(queue)", "routing_key": "\(delivery.routingKey)", "reason": "\(reason)",
-                ])
+                logger.warning(
+                    "message dead-lettered",
+                    metadata: [
+                        "queue": "\(queue)", "routing_key": "\(delivery.routingKey)", "reason": "\(reason)",
+                    ]
+                )
             }
         } catch {
             connectionLost(error)
@@ -193,7 +215,9 @@ final class Consumer: ManagedConnection, @unchecked Sendable {
 
     func close() {
         // Settlements queued just before closing are in `acked`: send them first.
-        do { try flushAcks() } catch { logger.warning("acks lost on close; the broker will redeliver", metadata: ["error": "\(error)"]) }
+        do { try flushAcks() } catch {
+            logger.warning("acks lost on close; the broker will redeliver", metadata: ["error": "\(error)"])
+        }
         closed = true
         finishStream()
         connection?.close()

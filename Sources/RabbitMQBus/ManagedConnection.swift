@@ -1,7 +1,7 @@
-import TradingCore
 import BlockingIO
 import Foundation
 import Logging
+import TradingCore
 
 /// A connection that keeps itself connected: it opens on demand, and after a loss reconnects with
 /// exponential backoff and jitter, declaring the topology again before the owner resumes its work.
@@ -55,8 +55,11 @@ class ManagedConnection: ConnectionThread.SocketPump, @unchecked Sendable {
         let connection = AMQPConnection()
         do {
             try connection.open(
-                url: settings.url, heartbeatSeconds: settings.heartbeatSeconds,
-                connectionName: settings.connectionName, timeoutSeconds: settings.connectTimeoutSeconds)
+                url: settings.url,
+                heartbeatSeconds: settings.heartbeatSeconds,
+                connectionName: settings.connectionName,
+                timeoutSeconds: settings.connectTimeoutSeconds
+            )
             try topology.declareAll(on: connection)
             self.connection = connection
             generation += 1

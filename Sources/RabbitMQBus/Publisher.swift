@@ -34,7 +34,12 @@ final class Publisher: ManagedConnection, @unchecked Sendable {
     private let reconnects = Counter(label: "tradebus_bus_reconnects_total")
 
     init(
-        settings: Settings, topology: Topology, logger: Logger, thread: ConnectionThread, window: Int, publishTimeout: Duration,
+        settings: Settings,
+        topology: Topology,
+        logger: Logger,
+        thread: ConnectionThread,
+        window: Int,
+        publishTimeout: Duration,
         confirms: Bool
     ) {
         self.confirms = confirms
@@ -48,13 +53,20 @@ final class Publisher: ManagedConnection, @unchecked Sendable {
     func submit(_ messages: [OutgoingMessage], completion: @escaping @Sendable (Int, Result<Void, BusError>) -> Void) {
         let now = ContinuousClock.now
         for (index, message) in messages.enumerated() {
-            backlog.append(Pending(
-                message: message, publishID: nextPublishID, submittedAt: now,
-                completion: { result in completion(index, result) }))
+            backlog.append(
+                Pending(
+                    message: message,
+                    publishID: nextPublishID,
+                    submittedAt: now,
+                    completion: { result in completion(index, result) }
+                )
+            )
             nextPublishID += 1
         }
         if connection == nil {
-            do { try connectIfNeeded() } catch { logger.debug("publish waits for RabbitMQ", metadata: ["error": "\(error)"]) }
+            do { try connectIfNeeded() } catch {
+                logger.debug("publish waits for RabbitMQ", metadata: ["error": "\(error)"])
+            }
         }
         sendBacklog()
     }
@@ -90,8 +102,13 @@ final class Publisher: ManagedConnection, @unchecked Sendable {
             }
             do {
                 try connection.publish(
-                    exchange: topology.exchange, routingKey: pending.message.routingKey, body: pending.message.body,
-                    messageID: pending.message.messageID, correlationID: pending.message.correlationID, headers: headers)
+                    exchange: topology.exchange,
+                    routingKey: pending.message.routingKey,
+                    body: pending.message.body,
+                    messageID: pending.message.messageID,
+                    correlationID: pending.message.correlationID,
+                    headers: headers
+                )
             } catch {
                 connectionLost(error)
                 return
@@ -114,7 +131,9 @@ final class Publisher: ManagedConnection, @unchecked Sendable {
                 pending.returned ? .failure(.unroutable(routingKey: pending.message.routingKey)) : .success(())
             }
         case .nack(let tag, let multiple):
-            settle(upTo: tag, multiple: multiple) { pending in .failure(.rejectedByBroker(routingKey: pending.message.routingKey)) }
+            settle(upTo: tag, multiple: multiple) { pending in
+                .failure(.rejectedByBroker(routingKey: pending.message.routingKey))
+            }
         case .returned(_, _, let headers):
             if let id = headers[Topology.publishIDHeader].flatMap(UInt64.init), let tag = tagByPublishID[id] {
                 unconfirmed[tag]?.returned = true
@@ -144,7 +163,11 @@ final class Publisher: ManagedConnection, @unchecked Sendable {
         let deadline = ContinuousClock.now - publishTimeout
         while let first = backlog.first, first.submittedAt < deadline {
             backlog.removeFirst()
-            first.completion(.failure(.connection("not confirmed within \(publishTimeout): RabbitMQ at \(settings.url) is unreachable")))
+            first.completion(
+                .failure(
+                    .connection("not confirmed within \(publishTimeout): RabbitMQ at \(settings.url) is unreachable")
+                )
+            )
         }
     }
 

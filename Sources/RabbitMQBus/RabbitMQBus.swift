@@ -26,9 +26,13 @@ public final class RabbitMQBus: MessageBus {
         public var confirms: Bool
 
         public init(
-            url: AMQPURL, exchange: String = RoutingKey.exchange, confirmWindow: Int = 512,
-            publishTimeout: Duration = .seconds(30), heartbeatSeconds: Int = 10,
-            connectionName: String = "tradebus@\(ProcessInfo.processInfo.hostName)", confirms: Bool = true
+            url: AMQPURL,
+            exchange: String = RoutingKey.exchange,
+            confirmWindow: Int = 512,
+            publishTimeout: Duration = .seconds(30),
+            heartbeatSeconds: Int = 10,
+            connectionName: String = "tradebus@\(ProcessInfo.processInfo.hostName)",
+            confirms: Bool = true
         ) {
             self.confirms = confirms
             self.url = url
@@ -54,24 +58,34 @@ public final class RabbitMQBus: MessageBus {
         self.topology = Topology(exchange: configuration.exchange)
         self.publisherThread = ConnectionThread(name: "amqp-publisher")
         self.publisher = Publisher(
-            settings: Self.settings(configuration, role: "publisher"), topology: topology, logger: logger,
-            thread: publisherThread, window: configuration.confirmWindow, publishTimeout: configuration.publishTimeout,
-            confirms: configuration.confirms)
+            settings: Self.settings(configuration, role: "publisher"),
+            topology: topology,
+            logger: logger,
+            thread: publisherThread,
+            window: configuration.confirmWindow,
+            publishTimeout: configuration.publishTimeout,
+            confirms: configuration.confirms
+        )
         let publisher = self.publisher
         publisherThread.enqueue { [publisherThread] in publisherThread.install(pump: publisher) }
     }
 
     private static func settings(_ configuration: Configuration, role: String) -> ManagedConnection.Settings {
         ManagedConnection.Settings(
-            url: configuration.url, connectionName: "\(configuration.connectionName) \(role)",
-            heartbeatSeconds: configuration.heartbeatSeconds)
+            url: configuration.url,
+            connectionName: "\(configuration.connectionName) \(role)",
+            heartbeatSeconds: configuration.heartbeatSeconds
+        )
     }
 
     /// Connects now, so a worker can fail fast at start with the broker's own words.
     public func connect() async throws {
         let publisher = self.publisher
         do {
-            try await publisherThread.run { try publisher.connectIfNeeded(); return () }
+            try await publisherThread.run {
+                try publisher.connectIfNeeded()
+                return ()
+            }
         } catch {
             throw BusError.connection("\(configuration.url): \(error)")
         }
@@ -91,7 +105,10 @@ public final class RabbitMQBus: MessageBus {
 
     /// Runs `body` with the publisher's connection, on its thread; a failure drops the connection (a
     /// broker error closes the channel) so the next call starts afresh.
-    private func onPublisherConnection<T: Sendable>(_ what: String, _ body: @escaping @Sendable (AMQPConnection) throws -> T) async throws -> T {
+    private func onPublisherConnection<T: Sendable>(
+        _ what: String,
+        _ body: @escaping @Sendable (AMQPConnection) throws -> T
+    ) async throws -> T {
         let publisher = self.publisher
         do {
             return try await publisherThread.run {
@@ -137,15 +154,23 @@ public final class RabbitMQBus: MessageBus {
     }
 
     public func consume(
-        _ queue: String, options: ConsumerOptions, control: ConsumerControl?,
+        _ queue: String,
+        options: ConsumerOptions,
+        control: ConsumerControl?,
         handler: @escaping @Sendable (Delivery) async throws -> Void
     ) async throws {
         guard !shutDown.load(ordering: .relaxed) else { throw BusError.closed }
         let thread = ConnectionThread(name: "amqp-consumer")
         let (stream, continuation) = AsyncStream<(Delivery, Consumer.Token)>.makeStream()
         let consumer = Consumer(
-            settings: Self.settings(configuration, role: "consumer \(queue)"), topology: topology, logger: logger,
-            thread: thread, queue: queue, prefetch: options.prefetch, continuation: continuation)
+            settings: Self.settings(configuration, role: "consumer \(queue)"),
+            topology: topology,
+            logger: logger,
+            thread: thread,
+            queue: queue,
+            prefetch: options.prefetch,
+            continuation: continuation
+        )
         do {
             try await thread.run {
                 try consumer.connectIfNeeded()
@@ -156,10 +181,14 @@ public final class RabbitMQBus: MessageBus {
             throw BusError.connection("consuming '\(queue)': \(error)")
         }
         await DeliveryRunner.run(
-            deliveries: stream, options: options, control: control, attempts: AttemptCounter(),
+            deliveries: stream,
+            options: options,
+            control: control,
+            attempts: AttemptCounter(),
             stopIntake: { _ = try? await thread.run { consumer.stopIntake() } },
             settle: { token, settlement in thread.enqueue { consumer.settle(token, settlement) } },
-            handler: handler)
+            handler: handler
+        )
         _ = try? await thread.run {
             consumer.close()
             thread.install(pump: nil)

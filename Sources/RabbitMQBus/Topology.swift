@@ -42,7 +42,9 @@ final class Topology: Sendable {
             // A reply queue: the broker deletes it once unused; nothing in it needs a dead-letter queue.
             let milliseconds = expiry.components.seconds * 1_000 + expiry.components.attoseconds / 1_000_000_000_000_000
             try connection.declareQueue(spec.name, arguments: [("x-expires", .int64(max(1_000, milliseconds)))])
-            for pattern in spec.bindings { try connection.bindQueue(spec.name, exchange: exchange, routingKey: pattern) }
+            for pattern in spec.bindings {
+                try connection.bindQueue(spec.name, exchange: exchange, routingKey: pattern)
+            }
             return
         }
         for queue in spec.queueNames {
@@ -64,7 +66,10 @@ final class Topology: Sendable {
         case .byShardKey:
             let shardExchange = "\(spec.name).shards"
             try connection.declareExchange(
-                shardExchange, type: "x-consistent-hash", arguments: [("hash-header", .string(Self.shardHeader))])
+                shardExchange,
+                type: "x-consistent-hash",
+                arguments: [("hash-header", .string(Self.shardHeader))]
+            )
             for pattern in spec.bindings {
                 try connection.bindExchange(destination: shardExchange, source: exchange, routingKey: pattern)
             }

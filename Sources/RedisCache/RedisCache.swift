@@ -26,8 +26,11 @@ public final class RedisCache: HotCache {
         public var reconnectInterval: Duration
 
         public init(
-            url: RedisURL, commandTimeout: Duration = .milliseconds(50), lruCapacity: Int = 100_000,
-            localFreshness: Duration = .milliseconds(250), lruTTL: Duration? = .seconds(3600),
+            url: RedisURL,
+            commandTimeout: Duration = .milliseconds(50),
+            lruCapacity: Int = 100_000,
+            localFreshness: Duration = .milliseconds(250),
+            lruTTL: Duration? = .seconds(3600),
             reconnectInterval: Duration = .milliseconds(200)
         ) {
             self.url = url
@@ -53,6 +56,8 @@ public final class RedisCache: HotCache {
     /// back when it returns, so other processes see them.
     private let dirty = Mutex<[String: (ttl: Duration?, onlyIfAbsent: Bool)]>([:])
     private let reconnecting = Atomic<Bool>(false)
+    /// The background reconnect while Redis is away: owned here, cancelled and awaited by ``close()``.
+    private let reconnect = Mutex<Task<Void, Never>?>(nil)
     private let logger: Logger
     private let degradedGauge = Gauge(label: "tradebus_cache_degraded")
     private let fallbacks = Counter(label: "tradebus_cache_fallback_total")
@@ -134,7 +139,9 @@ public final class RedisCache: HotCache {
             return
         }
         do {
-            let replies = try await client.pipeline(entries.map { Self.setCommand($0.key, $0.value, ttl: $0.ttl, onlyIfAbsent: false) })
+            let replies = try await client.pipeline(
+                entries.map { Self.setCommand($0.key, $0.value, ttl: $0.ttl, onlyIfAbsent: false) }
+            )
             for case .error(let message) in replies {
                 logger.warning("Redis refused SET", metadata: ["error": "\(message)"])
             }
@@ -160,14 +167,20 @@ public final class RedisCache: HotCache {
             do {
                 let reply = try await client.pipeline([Self.setCommand(key, value, ttl: ttl, onlyIfAbsent: true)])[0]
                 let stored = reply == .status("OK")
-                if stored { lru.set(LocalEntry(value: value, cachedAt: LRUCache<LocalEntry>.now()), forKey: key, ttl: ttl) }
+                if stored {
+                    lru.set(LocalEntry(value: value, cachedAt: LRUCache<LocalEntry>.now()), forKey: key, ttl: ttl)
+                }
                 return stored
             } catch {
                 markDegraded(error)
             }
         }
         fallbacks.increment()
-        let stored = lru.setIfAbsent(LocalEntry(value: value, cachedAt: LRUCache<LocalEntry>.now()), forKey: key, ttl: ttl)
+        let stored = lru.setIfAbsent(
+            LocalEntry(value: value, cachedAt: LRUCache<LocalEntry>.now()),
+            forKey: key,
+            ttl: ttl
+        )
         if stored { markDirty([(key, ttl)], onlyIfAbsent: true) }
         return stored
     }
@@ -207,14 +220,17 @@ public final class RedisCache: HotCache {
 
     private func markDegraded(_ error: any Error) {
         if !degraded.exchange(true, ordering: .relaxed) {
-            logger.warning("Redis unavailable; answering from the in-process LRU", metadata: ["error": "\(error)", "url": "\(configuration.url)"])
+            logger.warning(
+                "Redis unavailable; answering from the in-process LRU",
+                metadata: ["error": "\(error)", "url": "\(configuration.url)"]
+            )
             degradedGauge.record(1)
         }
         guard !reconnecting.exchange(true, ordering: .relaxed) else { return }
-        Task { [self] in
+        let task = Task { [self] in
             defer { reconnecting.store(false, ordering: .relaxed) }
             while true {
-                try? await Task.sleep(for: configuration.reconnectInterval)
+                do { try await Task.sleep(for: configuration.reconnectInterval) } catch { return }
                 if (try? await client.ping()) != nil, (try? await writeBack()) != nil { break }
             }
             degraded.store(false, ordering: .relaxed)
@@ -223,6 +239,20 @@ public final class RedisCache: HotCache {
             degradedGauge.record(0)
             logger.info("Redis is back", metadata: ["url": "\(configuration.url)"])
         }
+        reconnect.withLock { $0 = task }
+    }
+
+    /// Whether the background reconnect is running (Redis was found away and has not answered since).
+    public var isReconnecting: Bool { reconnecting.load(ordering: .relaxed) }
+
+    /// Stops the background reconnect, if any, and waits for it: nothing of the cache outlives this.
+    public func close() async {
+        let task = reconnect.withLock { task in
+            defer { task = nil }
+            return task
+        }
+        task?.cancel()
+        await task?.value
     }
 
     // MARK: Encoding
@@ -245,9 +275,11 @@ public final class RedisCache: HotCache {
 
     static func decode(_ bytes: [UInt8]) -> CachedValue? {
         guard let bar = bytes.firstIndex(of: UInt8(ascii: "|")),
-              let micros = Int64(String(decoding: bytes[..<bar], as: UTF8.self))
+            let micros = Int64(String(decoding: bytes[..<bar], as: UTF8.self))
         else { return nil }
         return CachedValue(
-            bytes: Array(bytes[(bar + 1)...]), sourceTime: Date(timeIntervalSince1970: Double(micros) / 1_000_000))
+            bytes: Array(bytes[(bar + 1)...]),
+            sourceTime: Date(timeIntervalSince1970: Double(micros) / 1_000_000)
+        )
     }
 }

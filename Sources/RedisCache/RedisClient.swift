@@ -49,7 +49,9 @@ public final class RedisClient: Sendable {
     }
 
     /// Runs a synchronous block with the connection on its thread (for benchmarks of the C path).
-    public func withConnectionOnThread<T: Sendable>(_ body: @escaping @Sendable (_ command: ([[UInt8]]) throws -> RedisReply) throws -> T) async throws -> T {
+    public func withConnectionOnThread<T: Sendable>(
+        _ body: @escaping @Sendable (_ command: ([[UInt8]]) throws -> RedisReply) throws -> T
+    ) async throws -> T {
         let holder = self.holder
         return try await thread.run {
             try holder.withConnection { connection in try body { try connection.command($0) } }
@@ -74,7 +76,8 @@ private final class ConnectionHolder: @unchecked Sendable {
     }
 
     func withConnection<T>(_ body: (RedisConnection) throws -> T) throws -> T {
-        let connection = try self.connection ?? RedisConnection(url: url, connectTimeout: connectTimeout, timeout: timeout)
+        let connection =
+            try self.connection ?? RedisConnection(url: url, connectTimeout: connectTimeout, timeout: timeout)
         self.connection = connection
         do {
             return try body(connection)

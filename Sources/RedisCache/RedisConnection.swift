@@ -1,5 +1,6 @@
 import CHiredis
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,7 +22,9 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
     /// Parses a Redis URL; the error names what is wrong.
     public init(_ text: String) throws {
         guard let components = URLComponents(string: text), components.scheme == "redis" else {
-            throw RedisError("'\(text.replacingOccurrences(of: #":[^:@/]*@"#, with: ":***@", options: .regularExpression))' is not a redis:// URL (rediss is not supported)")
+            throw RedisError(
+                "'\(text.replacingOccurrences(of: #":[^:@/]*@"#, with: ":***@", options: .regularExpression))' is not a redis:// URL (rediss is not supported)"
+            )
         }
         guard let host = components.host, !host.isEmpty else { throw RedisError("REDIS_URL has no host") }
         self.host = host
@@ -74,10 +77,14 @@ final class RedisConnection {
         }
         _ = redisSetTimeout(context, Self.timeval(timeout))
         if let password = url.password {
-            if case .error(let message) = try command(["AUTH", password]) { throw RedisError("AUTH failed: \(message)") }
+            if case .error(let message) = try command(["AUTH", password]) {
+                throw RedisError("AUTH failed: \(message)")
+            }
         }
         if url.database != 0 {
-            if case .error(let message) = try command(["SELECT", String(url.database)]) { throw RedisError("SELECT failed: \(message)") }
+            if case .error(let message) = try command(["SELECT", String(url.database)]) {
+                throw RedisError("SELECT failed: \(message)")
+            }
         }
     }
 
@@ -107,7 +114,9 @@ final class RedisConnection {
     /// `redisCommandArgv` (hiredis's `redisCommand` is variadic, which Swift cannot call).
     func pipeline(_ commands: [[[UInt8]]]) throws -> [RedisReply] {
         if commands.count == 1 {
-            let raw = Self.withArgv(commands[0]) { count, argv, lengths in redisCommandArgv(context, count, argv, lengths) }
+            let raw = Self.withArgv(commands[0]) { count, argv, lengths in
+                redisCommandArgv(context, count, argv, lengths)
+            }
             guard let raw else { throw RedisError("command failed: \(errorText)") }
             defer { freeReplyObject(raw) }
             return [Self.copy(raw.assumingMemoryBound(to: redisReply.self))]
@@ -117,7 +126,9 @@ final class RedisConnection {
         try Self.withArgv(allArguments) { _, argv, lengths in
             var offset = 0
             for arguments in commands {
-                guard redisAppendCommandArgv(context, Int32(arguments.count), argv + offset, lengths + offset) == REDIS_OK else {
+                guard
+                    redisAppendCommandArgv(context, Int32(arguments.count), argv + offset, lengths + offset) == REDIS_OK
+                else {
                     throw RedisError("writing a command failed: \(errorText)")
                 }
                 offset += arguments.count
@@ -156,7 +167,8 @@ final class RedisConnection {
 
     /// Lays the arguments out as C argv/argvlen arrays for the duration of `body`.
     private static func withArgv<R>(
-        _ arguments: [[UInt8]], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) throws -> R
+        _ arguments: [[UInt8]],
+        _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) throws -> R
     ) rethrows -> R {
         let total = arguments.reduce(0) { $0 + $1.count }
         let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(total, 1))

@@ -37,8 +37,13 @@ public struct SQLDialect: Sendable {
     public var endMigration: String
 
     public init(
-        name: String, decimalType: String, timeType: String, booleanType: String, floatType: String,
-        beginMigration: String, endMigration: String
+        name: String,
+        decimalType: String,
+        timeType: String,
+        booleanType: String,
+        floatType: String,
+        beginMigration: String,
+        endMigration: String
     ) {
         self.name = name
         self.floatType = floatType
@@ -100,9 +105,19 @@ public enum SQLText {
                 if divisor == 0 { break }
             }
         }
-        digits(year, 4); bytes.append(45); digits(month, 2); bytes.append(45); digits(day, 2); bytes.append(32)
-        digits(secondOfDay / 3600, 2); bytes.append(58); digits(secondOfDay / 60 % 60, 2); bytes.append(58)
-        digits(secondOfDay % 60, 2); bytes.append(46); digits(fraction, 6)
+        digits(year, 4)
+        bytes.append(45)
+        digits(month, 2)
+        bytes.append(45)
+        digits(day, 2)
+        bytes.append(32)
+        digits(secondOfDay / 3600, 2)
+        bytes.append(58)
+        digits(secondOfDay / 60 % 60, 2)
+        bytes.append(58)
+        digits(secondOfDay % 60, 2)
+        bytes.append(46)
+        digits(fraction, 6)
         bytes.append(contentsOf: [43, 48, 48])  // +00
         return String(decoding: bytes, as: UTF8.self)
     }
@@ -121,7 +136,7 @@ public enum SQLText {
             return value
         }
         guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
-              let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19)
+            let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19)
         else { return nil }
         var micros = 0
         var index = 19

@@ -19,18 +19,28 @@ public final class SQLTradeStore: TradeStore {
         try await database.withSession { session in
             try session.execute(dialect.beginMigration)
             defer { try? session.execute(dialect.endMigration) }
-            try session.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-            let applied = Set(try session.query("SELECT version FROM schema_migrations", []).compactMap { $0[0].flatMap(Int.init) })
+            try session.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            let applied = Set(
+                try session.query("SELECT version FROM schema_migrations", []).compactMap { $0[0].flatMap(Int.init) }
+            )
             for migration in Migrations.all where !applied.contains(migration.version) {
                 do {
                     try session.transaction {
                         // Checked again inside the transaction: another process may have applied it.
-                        let done = try session.query("SELECT 1 FROM schema_migrations WHERE version = $1", [.integer(Int64(migration.version))])
+                        let done = try session.query(
+                            "SELECT 1 FROM schema_migrations WHERE version = $1",
+                            [.integer(Int64(migration.version))]
+                        )
                         guard done.isEmpty else { return }
-                        for statement in Migrations.statements(migration, dialect: dialect) { try session.execute(statement) }
+                        for statement in Migrations.statements(migration, dialect: dialect) {
+                            try session.execute(statement)
+                        }
                         try session.query(
                             "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                            [.integer(Int64(migration.version)), .text(migration.name), .text(SQLText.time(Date()))])
+                            [.integer(Int64(migration.version)), .text(migration.name), .text(SQLText.time(Date()))]
+                        )
                     }
                 } catch {
                     throw StoreError(.migration, "migration \(migration.version) (\(migration.name)) failed: \(error)")
@@ -42,7 +52,9 @@ public final class SQLTradeStore: TradeStore {
     /// Applied migration versions, ascending.
     public func appliedMigrations() async throws -> [Int] {
         try await database.withSession { session in
-            try session.query("SELECT version FROM schema_migrations ORDER BY version", []).compactMap { $0[0].flatMap(Int.init) }
+            try session.query("SELECT version FROM schema_migrations ORDER BY version", []).compactMap {
+                $0[0].flatMap(Int.init)
+            }
         }
     }
 
@@ -52,7 +64,12 @@ public final class SQLTradeStore: TradeStore {
     /// Postgres's timestamp range as we write it).
     static let beginning = Date(timeIntervalSince1970: -30_610_224_000)  // 1000-01-01
 
-    private func insert(_ table: String, _ columns: [String], _ values: [SQLValue], conflict: [String]) async throws -> Bool {
+    private func insert(
+        _ table: String,
+        _ columns: [String],
+        _ values: [SQLValue],
+        conflict: [String]
+    ) async throws -> Bool {
         let sql = Self.insertSQL(table, columns, conflict: conflict)
         return try await database.withSession { session in
             try !session.query(sql, values).isEmpty
@@ -65,7 +82,11 @@ public final class SQLTradeStore: TradeStore {
             + "ON CONFLICT (\(conflict.joined(separator: ", "))) DO NOTHING RETURNING 1"
     }
 
-    private func select<T: Sendable>(_ sql: String, _ parameters: [SQLValue], _ map: @escaping @Sendable (RowReader) throws -> T) async throws -> [T] {
+    private func select<T: Sendable>(
+        _ sql: String,
+        _ parameters: [SQLValue],
+        _ map: @escaping @Sendable (RowReader) throws -> T
+    ) async throws -> [T] {
         try await database.withSession { session in
             try session.query(sql, parameters).map { try map(RowReader($0)) }
         }
@@ -79,31 +100,57 @@ public final class SQLTradeStore: TradeStore {
     ]
 
     @discardableResult public func recordDecision(_ d: DecisionRecord) async throws -> Bool {
-        try await insert("decisions", Self.decisionColumns, [
-            .text(d.id), .text(d.correlationID), .text(d.symbol), .text(d.action.rawValue), .text(String(d.confidence)),
-            .integer(Int64(d.leverage)), .decimal(d.entry), .decimal(d.stopLoss), .decimal(d.takeProfit), .text(d.reasoning),
-            .text(d.provider), .text(d.model), .text(d.promptVersion), .time(d.candleTime), .time(d.createdAt),
-            .optional(d.prompt), .optional(d.reply),
-        ], conflict: ["id"])
+        try await insert(
+            "decisions",
+            Self.decisionColumns,
+            [
+                .text(d.id), .text(d.correlationID), .text(d.symbol), .text(d.action.rawValue),
+                .text(String(d.confidence)),
+                .integer(Int64(d.leverage)), .decimal(d.entry), .decimal(d.stopLoss), .decimal(d.takeProfit),
+                .text(d.reasoning),
+                .text(d.provider), .text(d.model), .text(d.promptVersion), .time(d.candleTime), .time(d.createdAt),
+                .optional(d.prompt), .optional(d.reply),
+            ],
+            conflict: ["id"]
+        )
     }
 
     public func decision(id: String) async throws -> DecisionRecord? {
-        try await select("SELECT \(Self.decisionColumns.joined(separator: ", ")) FROM decisions WHERE id = $1", [.text(id)], Self.decision).first
+        try await select(
+            "SELECT \(Self.decisionColumns.joined(separator: ", ")) FROM decisions WHERE id = $1",
+            [.text(id)],
+            Self.decision
+        ).first
     }
 
     public func decisions(symbol: String, candleTimes range: ClosedRange<Date>) async throws -> [DecisionRecord] {
         try await select(
             "SELECT \(Self.decisionColumns.joined(separator: ", ")) FROM decisions WHERE symbol = $1 AND candle_time >= $2 AND candle_time <= $3 ORDER BY candle_time, created_at",
-            [.text(symbol), .time(range.lowerBound), .time(range.upperBound)], Self.decision)
+            [.text(symbol), .time(range.lowerBound), .time(range.upperBound)],
+            Self.decision
+        )
     }
 
     @Sendable static func decision(_ row: RowReader) throws -> DecisionRecord {
         DecisionRecord(
-            id: try row.text(0), correlationID: try row.text(1), symbol: try row.text(2), action: try row.enumeration(3),
-            confidence: try row.double(4), leverage: try row.int(5), entry: try row.decimalOrNil(6),
-            stopLoss: try row.decimalOrNil(7), takeProfit: try row.decimalOrNil(8), reasoning: try row.text(9),
-            provider: try row.text(10), model: try row.text(11), promptVersion: try row.text(12),
-            candleTime: try row.time(13), createdAt: try row.time(14), prompt: row.textOrNil(15), reply: row.textOrNil(16))
+            id: try row.text(0),
+            correlationID: try row.text(1),
+            symbol: try row.text(2),
+            action: try row.enumeration(3),
+            confidence: try row.double(4),
+            leverage: try row.int(5),
+            entry: try row.decimalOrNil(6),
+            stopLoss: try row.decimalOrNil(7),
+            takeProfit: try row.decimalOrNil(8),
+            reasoning: try row.text(9),
+            provider: try row.text(10),
+            model: try row.text(11),
+            promptVersion: try row.text(12),
+            candleTime: try row.time(13),
+            createdAt: try row.time(14),
+            prompt: row.textOrNil(15),
+            reply: row.textOrNil(16)
+        )
     }
 
     // MARK: Orders
@@ -114,27 +161,48 @@ public final class SQLTradeStore: TradeStore {
     ]
 
     @discardableResult public func recordOrder(_ o: OrderRecord) async throws -> Bool {
-        try await insert("orders", Self.orderColumns, [
-            .text(o.clientOrderID), .text(o.decisionID), .text(o.venue), .text(o.symbol), .text(o.side.rawValue),
-            .text(o.type.rawValue), .text(o.purpose.rawValue), .decimal(o.quantity), .decimal(o.price), .decimal(o.stopPrice),
-            .bool(o.reduceOnly), .text(o.status.rawValue), .optional(o.venueOrderID), .time(o.createdAt), .time(o.updatedAt),
-        ], conflict: ["client_order_id"])
+        try await insert(
+            "orders",
+            Self.orderColumns,
+            [
+                .text(o.clientOrderID), .text(o.decisionID), .text(o.venue), .text(o.symbol), .text(o.side.rawValue),
+                .text(o.type.rawValue), .text(o.purpose.rawValue), .decimal(o.quantity), .decimal(o.price),
+                .decimal(o.stopPrice),
+                .bool(o.reduceOnly), .text(o.status.rawValue), .optional(o.venueOrderID), .time(o.createdAt),
+                .time(o.updatedAt),
+            ],
+            conflict: ["client_order_id"]
+        )
     }
 
-    public func updateOrder(clientOrderID: String, status: OrderStatus, venueOrderID: String?, at time: Date) async throws {
+    public func updateOrder(
+        clientOrderID: String,
+        status: OrderStatus,
+        venueOrderID: String?,
+        at time: Date
+    ) async throws {
         _ = try await database.withSession { session in
             try session.query(
                 "UPDATE orders SET status = $1, venue_order_id = COALESCE($2, venue_order_id), updated_at = $3 WHERE client_order_id = $4",
-                [.text(status.rawValue), .optional(venueOrderID), .time(time), .text(clientOrderID)])
+                [.text(status.rawValue), .optional(venueOrderID), .time(time), .text(clientOrderID)]
+            )
         }
     }
 
     public func order(clientOrderID: String) async throws -> OrderRecord? {
-        try await select("SELECT \(Self.orderColumns.joined(separator: ", ")) FROM orders WHERE client_order_id = $1", [.text(clientOrderID)], Self.order).first
+        try await select(
+            "SELECT \(Self.orderColumns.joined(separator: ", ")) FROM orders WHERE client_order_id = $1",
+            [.text(clientOrderID)],
+            Self.order
+        ).first
     }
 
     public func orders(decisionID: String) async throws -> [OrderRecord] {
-        try await select("SELECT \(Self.orderColumns.joined(separator: ", ")) FROM orders WHERE decision_id = $1 ORDER BY created_at, client_order_id", [.text(decisionID)], Self.order)
+        try await select(
+            "SELECT \(Self.orderColumns.joined(separator: ", ")) FROM orders WHERE decision_id = $1 ORDER BY created_at, client_order_id",
+            [.text(decisionID)],
+            Self.order
+        )
     }
 
     public func orders(statuses: Set<OrderStatus>) async throws -> [OrderRecord] {
@@ -143,21 +211,36 @@ public final class SQLTradeStore: TradeStore {
         let placeholders = (1...list.count).map { "$\($0)" }.joined(separator: ", ")
         return try await select(
             "SELECT \(Self.orderColumns.joined(separator: ", ")) FROM orders WHERE status IN (\(placeholders)) ORDER BY created_at, client_order_id",
-            list.map { .text($0) }, Self.order)
+            list.map { .text($0) },
+            Self.order
+        )
     }
 
     @Sendable static func order(_ row: RowReader) throws -> OrderRecord {
         OrderRecord(
-            clientOrderID: try row.text(0), decisionID: try row.text(1), venue: try row.text(2), symbol: try row.text(3),
-            side: try row.enumeration(4), type: try row.enumeration(5), purpose: try row.enumeration(6),
-            quantity: try row.decimal(7), price: try row.decimalOrNil(8), stopPrice: try row.decimalOrNil(9),
-            reduceOnly: try row.bool(10), status: try row.enumeration(11), venueOrderID: row.textOrNil(12),
-            createdAt: try row.time(13), updatedAt: try row.time(14))
+            clientOrderID: try row.text(0),
+            decisionID: try row.text(1),
+            venue: try row.text(2),
+            symbol: try row.text(3),
+            side: try row.enumeration(4),
+            type: try row.enumeration(5),
+            purpose: try row.enumeration(6),
+            quantity: try row.decimal(7),
+            price: try row.decimalOrNil(8),
+            stopPrice: try row.decimalOrNil(9),
+            reduceOnly: try row.bool(10),
+            status: try row.enumeration(11),
+            venueOrderID: row.textOrNil(12),
+            createdAt: try row.time(13),
+            updatedAt: try row.time(14)
+        )
     }
 
     // MARK: Fills
 
-    static let fillColumns = ["venue", "trade_id", "client_order_id", "symbol", "side", "price", "quantity", "fee", "fee_asset", "time"]
+    static let fillColumns = [
+        "venue", "trade_id", "client_order_id", "symbol", "side", "price", "quantity", "fee", "fee_asset", "time",
+    ]
 
     static func values(_ f: FillRecord) -> [SQLValue] {
         [
@@ -174,25 +257,44 @@ public final class SQLTradeStore: TradeStore {
         if fills.isEmpty { return 0 }
         let rows = fills.map(Self.values)
         return try await database.withSession { session in
-            try session.bulkInsert(table: "fills", columns: Self.fillColumns, rows: rows, conflictColumns: ["venue", "trade_id"])
+            try session.bulkInsert(
+                table: "fills",
+                columns: Self.fillColumns,
+                rows: rows,
+                conflictColumns: ["venue", "trade_id"]
+            )
         }
     }
 
     public func fills(clientOrderID: String) async throws -> [FillRecord] {
-        try await select("SELECT \(Self.fillColumns.joined(separator: ", ")) FROM fills WHERE client_order_id = $1 ORDER BY time, trade_id", [.text(clientOrderID)], Self.fill)
+        try await select(
+            "SELECT \(Self.fillColumns.joined(separator: ", ")) FROM fills WHERE client_order_id = $1 ORDER BY time, trade_id",
+            [.text(clientOrderID)],
+            Self.fill
+        )
     }
 
     public func latestFills(venue: String, symbol: String, limit: Int) async throws -> [FillRecord] {
         try await select(
             "SELECT \(Self.fillColumns.joined(separator: ", ")) FROM fills WHERE venue = $1 AND symbol = $2 ORDER BY time DESC, trade_id DESC LIMIT \(max(1, limit))",
-            [.text(venue), .text(symbol)], Self.fill)
+            [.text(venue), .text(symbol)],
+            Self.fill
+        )
     }
 
     @Sendable static func fill(_ row: RowReader) throws -> FillRecord {
         FillRecord(
-            venue: try row.text(0), tradeID: try row.text(1), clientOrderID: try row.text(2), symbol: try row.text(3),
-            side: try row.enumeration(4), price: try row.decimal(5), quantity: try row.decimal(6), fee: try row.decimal(7),
-            feeAsset: try row.text(8), time: try row.time(9))
+            venue: try row.text(0),
+            tradeID: try row.text(1),
+            clientOrderID: try row.text(2),
+            symbol: try row.text(3),
+            side: try row.enumeration(4),
+            price: try row.decimal(5),
+            quantity: try row.decimal(6),
+            fee: try row.decimal(7),
+            feeAsset: try row.text(8),
+            time: try row.time(9)
+        )
     }
 
     // MARK: Positions
@@ -207,12 +309,14 @@ public final class SQLTradeStore: TradeStore {
         let columns = positionColumns
         let placeholders = (1...columns.count).map { "$\($0)" }.joined(separator: ", ")
         let updates = columns.dropFirst().map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
-        return "INSERT INTO positions (\(columns.joined(separator: ", "))) VALUES (\(placeholders)) ON CONFLICT (id) DO UPDATE SET \(updates)"
+        return
+            "INSERT INTO positions (\(columns.joined(separator: ", "))) VALUES (\(placeholders)) ON CONFLICT (id) DO UPDATE SET \(updates)"
     }()
 
     static func values(_ p: PositionRecord) -> [SQLValue] {
         [
-            .text(p.id), .text(p.venue), .text(p.symbol), .text(p.side.rawValue), .decimal(p.quantity), .decimal(p.entryPrice),
+            .text(p.id), .text(p.venue), .text(p.symbol), .text(p.side.rawValue), .decimal(p.quantity),
+            .decimal(p.entryPrice),
             .integer(Int64(p.leverage)), .decimal(p.stopLoss), .decimal(p.takeProfit), .text(p.decisionID),
             .text(p.status.rawValue), .time(p.openedAt), .time(p.updatedAt),
         ]
@@ -224,19 +328,37 @@ public final class SQLTradeStore: TradeStore {
     }
 
     public func position(id: String) async throws -> PositionRecord? {
-        try await select("SELECT \(Self.positionColumns.joined(separator: ", ")) FROM positions WHERE id = $1", [.text(id)], Self.position).first
+        try await select(
+            "SELECT \(Self.positionColumns.joined(separator: ", ")) FROM positions WHERE id = $1",
+            [.text(id)],
+            Self.position
+        ).first
     }
 
     public func openPositions() async throws -> [PositionRecord] {
-        try await select("SELECT \(Self.positionColumns.joined(separator: ", ")) FROM positions WHERE status = $1 ORDER BY opened_at, id", [.text(PositionRecord.Status.open.rawValue)], Self.position)
+        try await select(
+            "SELECT \(Self.positionColumns.joined(separator: ", ")) FROM positions WHERE status = $1 ORDER BY opened_at, id",
+            [.text(PositionRecord.Status.open.rawValue)],
+            Self.position
+        )
     }
 
     @Sendable static func position(_ row: RowReader) throws -> PositionRecord {
         PositionRecord(
-            id: try row.text(0), venue: try row.text(1), symbol: try row.text(2), side: try row.enumeration(3),
-            quantity: try row.decimal(4), entryPrice: try row.decimal(5), leverage: try row.int(6),
-            stopLoss: try row.decimalOrNil(7), takeProfit: try row.decimalOrNil(8), decisionID: try row.text(9),
-            status: try row.enumeration(10), openedAt: try row.time(11), updatedAt: try row.time(12))
+            id: try row.text(0),
+            venue: try row.text(1),
+            symbol: try row.text(2),
+            side: try row.enumeration(3),
+            quantity: try row.decimal(4),
+            entryPrice: try row.decimal(5),
+            leverage: try row.int(6),
+            stopLoss: try row.decimalOrNil(7),
+            takeProfit: try row.decimalOrNil(8),
+            decisionID: try row.text(9),
+            status: try row.enumeration(10),
+            openedAt: try row.time(11),
+            updatedAt: try row.time(12)
+        )
     }
 
     // MARK: Trades
@@ -248,8 +370,10 @@ public final class SQLTradeStore: TradeStore {
 
     static func values(_ t: TradeRecord) -> [SQLValue] {
         [
-            .text(t.id), .text(t.positionID), .text(t.symbol), .text(t.side.rawValue), .time(t.entryTime), .decimal(t.entryPrice),
-            .time(t.exitTime), .decimal(t.exitPrice), .decimal(t.quantity), .integer(Int64(t.leverage)), .decimal(t.stopLoss),
+            .text(t.id), .text(t.positionID), .text(t.symbol), .text(t.side.rawValue), .time(t.entryTime),
+            .decimal(t.entryPrice),
+            .time(t.exitTime), .decimal(t.exitPrice), .decimal(t.quantity), .integer(Int64(t.leverage)),
+            .decimal(t.stopLoss),
             .decimal(t.takeProfit), .decimal(t.pnl), .decimal(t.fees), .decimal(t.funding), .text(t.exitReason),
         ]
     }
@@ -259,15 +383,23 @@ public final class SQLTradeStore: TradeStore {
     }
 
     @discardableResult public func recordClose(_ close: CloseRecord) async throws -> Bool {
-        let trade = Self.insertSQL("trades", Self.tradeColumns, conflict: ["id"]), fill = Self.insertSQL("fills", Self.fillColumns, conflict: ["venue", "trade_id"])
-        let update = "UPDATE orders SET status = $1, venue_order_id = COALESCE($2, venue_order_id), updated_at = $3 WHERE client_order_id = $4"
+        let trade = Self.insertSQL("trades", Self.tradeColumns, conflict: ["id"])
+        let fill = Self.insertSQL("fills", Self.fillColumns, conflict: ["venue", "trade_id"])
+        let update =
+            "UPDATE orders SET status = $1, venue_order_id = COALESCE($2, venue_order_id), updated_at = $3 WHERE client_order_id = $4"
         return try await database.withSession { session in
             try session.transaction {
                 let new = try !session.query(trade, Self.values(close.trade)).isEmpty
                 _ = try session.query(Self.positionUpsert, Self.values(close.position))
                 for record in close.fills { _ = try session.query(fill, Self.values(record)) }
                 for order in close.orders {
-                    _ = try session.query(update, [.text(order.status.rawValue), .optional(order.venueOrderID), .time(close.position.updatedAt), .text(order.clientOrderID)])
+                    _ = try session.query(
+                        update,
+                        [
+                            .text(order.status.rawValue), .optional(order.venueOrderID),
+                            .time(close.position.updatedAt), .text(order.clientOrderID),
+                        ]
+                    )
                 }
                 return new
             }
@@ -278,15 +410,25 @@ public final class SQLTradeStore: TradeStore {
 
     @discardableResult public func recordDeadLetter(_ letter: DeadLetterRecord) async throws -> Bool {
         try await insert(
-            "dead_letters", ["id", "source", "body", "reason", "time"],
-            [.text(letter.id), .text(letter.source), .text(letter.body), .text(letter.reason), .time(letter.time)], conflict: ["id"])
+            "dead_letters",
+            ["id", "source", "body", "reason", "time"],
+            [.text(letter.id), .text(letter.source), .text(letter.body), .text(letter.reason), .time(letter.time)],
+            conflict: ["id"]
+        )
     }
 
     public func deadLetters(since: Date?) async throws -> [DeadLetterRecord] {
         try await select(
-            "SELECT id, source, body, reason, time FROM dead_letters WHERE time >= $1 ORDER BY time, id", [.time(since ?? Self.beginning)]
+            "SELECT id, source, body, reason, time FROM dead_letters WHERE time >= $1 ORDER BY time, id",
+            [.time(since ?? Self.beginning)]
         ) { row in
-            DeadLetterRecord(id: try row.text(0), source: try row.text(1), body: try row.text(2), reason: try row.text(3), time: try row.time(4))
+            DeadLetterRecord(
+                id: try row.text(0),
+                source: try row.text(1),
+                body: try row.text(2),
+                reason: try row.text(3),
+                time: try row.time(4)
+            )
         }
     }
 
@@ -294,7 +436,8 @@ public final class SQLTradeStore: TradeStore {
 
     public func acquireLease(_ name: String, holder: String, now: Date, until: Date) async throws -> Bool {
         // One statement: the row is taken only if free, run out, or ours; the answer says whether it was.
-        let sql = "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) "
+        let sql =
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) "
             + "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
             + "WHERE leases.holder = excluded.holder OR leases.expires_at < $4 RETURNING holder"
         let values: [SQLValue] = [.text(name), .text(holder), .time(until), .time(now)]
@@ -303,34 +446,47 @@ public final class SQLTradeStore: TradeStore {
 
     public func releaseLease(_ name: String, holder: String) async throws {
         let values: [SQLValue] = [.text(name), .text(holder)]
-        _ = try await database.withSession { session in try session.query("DELETE FROM leases WHERE name = $1 AND holder = $2", values) }
+        _ = try await database.withSession { session in
+            try session.query("DELETE FROM leases WHERE name = $1 AND holder = $2", values)
+        }
     }
 
     // MARK: Account controls and operator commands
 
     public func saveAccountControl(account: String, _ control: AccountControl, at time: Date) async throws {
         let state = String(decoding: try JSONEncoder().encode(control), as: UTF8.self)
-        let sql = "INSERT INTO account_controls (account, state, updated_at) VALUES ($1, $2, $3) "
+        let sql =
+            "INSERT INTO account_controls (account, state, updated_at) VALUES ($1, $2, $3) "
             + "ON CONFLICT (account) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
         let values: [SQLValue] = [.text(account), .text(state), .time(time)]
         _ = try await database.withSession { session in try session.query(sql, values) }
     }
 
     public func accountControl(account: String) async throws -> AccountControl? {
-        let states = try await select("SELECT state FROM account_controls WHERE account = $1", [.text(account)]) { try $0.text(0) }
+        let states = try await select("SELECT state FROM account_controls WHERE account = $1", [.text(account)]) {
+            try $0.text(0)
+        }
         guard let state = states.first else { return nil }
         do {
             return try JSONDecoder().decode(AccountControl.self, from: Data(state.utf8))
         } catch {
-            throw StoreError(.corruptRow, "account_controls for '\(account)' does not decode (\(error)); fix or delete the row, then start again")
+            throw StoreError(
+                .corruptRow,
+                "account_controls for '\(account)' does not decode (\(error)); fix or delete the row, then start again"
+            )
         }
     }
 
     @discardableResult public func recordControlCommand(_ c: ControlCommandRecord) async throws -> Bool {
         try await insert(
-            "control_commands", ["id", "account", "command", "argument", "requested_by", "ok", "result", "time"],
-            [.text(c.id), .text(c.account), .text(c.command), c.argument.map(SQLValue.text) ?? .null, .text(c.by), .bool(c.ok), .text(c.result), .time(c.time)],
-            conflict: ["id"])
+            "control_commands",
+            ["id", "account", "command", "argument", "requested_by", "ok", "result", "time"],
+            [
+                .text(c.id), .text(c.account), .text(c.command), c.argument.map(SQLValue.text) ?? .null, .text(c.by),
+                .bool(c.ok), .text(c.result), .time(c.time),
+            ],
+            conflict: ["id"]
+        )
     }
 
     public func controlCommands(since: Date?) async throws -> [ControlCommandRecord] {
@@ -339,8 +495,15 @@ public final class SQLTradeStore: TradeStore {
             [.time(since ?? Self.beginning)]
         ) { row in
             ControlCommandRecord(
-                id: try row.text(0), account: try row.text(1), command: try row.text(2), argument: row.textOrNil(3), by: try row.text(4), ok: try row.bool(5),
-                result: try row.text(6), time: try row.time(7))
+                id: try row.text(0),
+                account: try row.text(1),
+                command: try row.text(2),
+                argument: row.textOrNil(3),
+                by: try row.text(4),
+                ok: try row.bool(5),
+                result: try row.text(6),
+                time: try row.time(7)
+            )
         }
     }
 
@@ -350,24 +513,49 @@ public final class SQLTradeStore: TradeStore {
             [.time(since ?? Self.beginning)]
         ) { row in
             TradeRecord(
-                id: try row.text(0), positionID: try row.text(1), symbol: try row.text(2), side: try row.enumeration(3),
-                entryTime: try row.time(4), entryPrice: try row.decimal(5), exitTime: try row.time(6), exitPrice: try row.decimal(7),
-                quantity: try row.decimal(8), leverage: try row.int(9), stopLoss: try row.decimalOrNil(10),
-                takeProfit: try row.decimalOrNil(11), pnl: try row.decimal(12), fees: try row.decimal(13),
-                funding: try row.decimal(14), exitReason: try row.text(15))
+                id: try row.text(0),
+                positionID: try row.text(1),
+                symbol: try row.text(2),
+                side: try row.enumeration(3),
+                entryTime: try row.time(4),
+                entryPrice: try row.decimal(5),
+                exitTime: try row.time(6),
+                exitPrice: try row.decimal(7),
+                quantity: try row.decimal(8),
+                leverage: try row.int(9),
+                stopLoss: try row.decimalOrNil(10),
+                takeProfit: try row.decimalOrNil(11),
+                pnl: try row.decimal(12),
+                fees: try row.decimal(13),
+                funding: try row.decimal(14),
+                exitReason: try row.text(15)
+            )
         }
     }
 
     // MARK: Circuit breakers
 
     @discardableResult public func recordCircuitBreakerEvent(_ e: CircuitBreakerEvent) async throws -> Bool {
-        try await insert("circuit_breaker_events", ["id", "kind", "reason", "equity", "time"],
-                         [.text(e.id), .text(e.kind), .text(e.reason), .decimal(e.equity), .time(e.time)], conflict: ["id"])
+        try await insert(
+            "circuit_breaker_events",
+            ["id", "kind", "reason", "equity", "time"],
+            [.text(e.id), .text(e.kind), .text(e.reason), .decimal(e.equity), .time(e.time)],
+            conflict: ["id"]
+        )
     }
 
     public func circuitBreakerEvents(since: Date?) async throws -> [CircuitBreakerEvent] {
-        try await select("SELECT id, kind, reason, equity, time FROM circuit_breaker_events WHERE time >= $1 ORDER BY time, id", [.time(since ?? Self.beginning)]) { row in
-            CircuitBreakerEvent(id: try row.text(0), kind: try row.text(1), reason: try row.text(2), equity: try row.decimal(3), time: try row.time(4))
+        try await select(
+            "SELECT id, kind, reason, equity, time FROM circuit_breaker_events WHERE time >= $1 ORDER BY time, id",
+            [.time(since ?? Self.beginning)]
+        ) { row in
+            CircuitBreakerEvent(
+                id: try row.text(0),
+                kind: try row.text(1),
+                reason: try row.text(2),
+                equity: try row.decimal(3),
+                time: try row.time(4)
+            )
         }
     }
 
@@ -376,7 +564,10 @@ public final class SQLTradeStore: TradeStore {
     static let equityColumns = ["time", "equity", "balance", "unrealized_pnl", "open_positions"]
 
     static func values(_ s: EquitySnapshot) -> [SQLValue] {
-        [.time(s.time), .decimal(s.equity), .decimal(s.balance), .decimal(s.unrealizedPnL), .integer(Int64(s.openPositions))]
+        [
+            .time(s.time), .decimal(s.equity), .decimal(s.balance), .decimal(s.unrealizedPnL),
+            .integer(Int64(s.openPositions)),
+        ]
     }
 
     @discardableResult public func recordEquitySnapshot(_ snapshot: EquitySnapshot) async throws -> Bool {
@@ -387,24 +578,50 @@ public final class SQLTradeStore: TradeStore {
         if snapshots.isEmpty { return 0 }
         let rows = snapshots.map(Self.values)
         return try await database.withSession { session in
-            try session.bulkInsert(table: "equity_snapshots", columns: Self.equityColumns, rows: rows, conflictColumns: ["time"])
+            try session.bulkInsert(
+                table: "equity_snapshots",
+                columns: Self.equityColumns,
+                rows: rows,
+                conflictColumns: ["time"]
+            )
         }
     }
 
     public func equitySnapshots(since: Date?) async throws -> [EquitySnapshot] {
-        try await select("SELECT \(Self.equityColumns.joined(separator: ", ")) FROM equity_snapshots WHERE time >= $1 ORDER BY time", [.time(since ?? Self.beginning)]) { row in
-            EquitySnapshot(time: try row.time(0), equity: try row.decimal(1), balance: try row.decimal(2), unrealizedPnL: try row.decimal(3), openPositions: try row.int(4))
+        try await select(
+            "SELECT \(Self.equityColumns.joined(separator: ", ")) FROM equity_snapshots WHERE time >= $1 ORDER BY time",
+            [.time(since ?? Self.beginning)]
+        ) { row in
+            EquitySnapshot(
+                time: try row.time(0),
+                equity: try row.decimal(1),
+                balance: try row.decimal(2),
+                unrealizedPnL: try row.decimal(3),
+                openPositions: try row.int(4)
+            )
         }
     }
 
     // MARK: Processed messages
 
-    @discardableResult public func markProcessed(messageID: String, consumer: String, at time: Date) async throws -> Bool {
-        try await insert("processed_messages", ["consumer", "message_id", "processed_at"], [.text(consumer), .text(messageID), .time(time)], conflict: ["consumer", "message_id"])
+    @discardableResult public func markProcessed(
+        messageID: String,
+        consumer: String,
+        at time: Date
+    ) async throws -> Bool {
+        try await insert(
+            "processed_messages",
+            ["consumer", "message_id", "processed_at"],
+            [.text(consumer), .text(messageID), .time(time)],
+            conflict: ["consumer", "message_id"]
+        )
     }
 
     public func isProcessed(messageID: String, consumer: String) async throws -> Bool {
-        try await !select("SELECT 1 FROM processed_messages WHERE consumer = $1 AND message_id = $2", [.text(consumer), .text(messageID)]) { _ in 1 }.isEmpty
+        try await !select(
+            "SELECT 1 FROM processed_messages WHERE consumer = $1 AND message_id = $2",
+            [.text(consumer), .text(messageID)]
+        ) { _ in 1 }.isEmpty
     }
 }
 
@@ -429,12 +646,16 @@ struct RowReader {
     }
 
     func int(_ index: Int) throws -> Int {
-        guard let value = Int(try text(index)) else { throw StoreError(.corruptRow, "column \(index) is not an integer") }
+        guard let value = Int(try text(index)) else {
+            throw StoreError(.corruptRow, "column \(index) is not an integer")
+        }
         return value
     }
 
     func double(_ index: Int) throws -> Double {
-        guard let value = Double(try text(index)) else { throw StoreError(.corruptRow, "column \(index) is not a number") }
+        guard let value = Double(try text(index)) else {
+            throw StoreError(.corruptRow, "column \(index) is not a number")
+        }
         return value
     }
 
@@ -461,13 +682,17 @@ struct RowReader {
 
     func time(_ index: Int) throws -> Date {
         let text = try text(index)
-        guard let value = SQLText.date(text) else { throw StoreError(.corruptRow, "column \(index) is not a time: \(text)") }
+        guard let value = SQLText.date(text) else {
+            throw StoreError(.corruptRow, "column \(index) is not a time: \(text)")
+        }
         return value
     }
 
     func enumeration<T: RawRepresentable>(_ index: Int) throws -> T where T.RawValue == String {
         let text = try text(index)
-        guard let value = T(rawValue: text) else { throw StoreError(.corruptRow, "column \(index): unknown value '\(text)'") }
+        guard let value = T(rawValue: text) else {
+            throw StoreError(.corruptRow, "column \(index): unknown value '\(text)'")
+        }
         return value
     }
 }

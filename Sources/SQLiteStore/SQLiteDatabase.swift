@@ -7,8 +7,14 @@ import TradingCore
 /// SQLite, the embedded store: one connection on its own thread, in WAL mode.
 public final class SQLiteDatabase: SQLDatabase {
     public let dialect = SQLDialect(
-        name: "sqlite", decimalType: "TEXT", timeType: "TEXT", booleanType: "INTEGER", floatType: "REAL",
-        beginMigration: "SELECT 1", endMigration: "SELECT 1")
+        name: "sqlite",
+        decimalType: "TEXT",
+        timeType: "TEXT",
+        booleanType: "INTEGER",
+        floatType: "REAL",
+        beginMigration: "SELECT 1",
+        endMigration: "SELECT 1"
+    )
 
     public let path: String
     private let thread = ConnectionThread(name: "sqlite")
@@ -95,11 +101,12 @@ final class SQLiteConnection: SQLSession {
         }
         for (offset, parameter) in parameters.enumerated() {
             let index = Int32(offset + 1)
-            let status: Int32 = switch parameter {
-            case .null: sqlite3_bind_null(statement, index)
-            case .integer(let value): sqlite3_bind_int64(statement, index, value)
-            case .text(let text): sqlite3_bind_text(statement, index, text, -1, Self.transient)
-            }
+            let status: Int32 =
+                switch parameter {
+                case .null: sqlite3_bind_null(statement, index)
+                case .integer(let value): sqlite3_bind_int64(statement, index, value)
+                case .text(let text): sqlite3_bind_text(statement, index, text, -1, Self.transient)
+                }
             guard status == SQLITE_OK else { throw StoreError(.query, "binding parameter \(index): \(lastError)") }
         }
         var rows: [SQLRow] = []
@@ -108,9 +115,12 @@ final class SQLiteConnection: SQLSession {
             if status == SQLITE_DONE { break }
             guard status == SQLITE_ROW else { throw StoreError(.query, "\(lastError) in: \(sql.prefix(120))") }
             let columns = sqlite3_column_count(statement)
-            rows.append((0..<columns).map { column in
-                sqlite3_column_type(statement, column) == SQLITE_NULL ? nil : String(cString: sqlite3_column_text(statement, column))
-            })
+            rows.append(
+                (0..<columns).map { column in
+                    sqlite3_column_type(statement, column) == SQLITE_NULL
+                        ? nil : String(cString: sqlite3_column_text(statement, column))
+                }
+            )
         }
         return rows
     }
@@ -118,7 +128,8 @@ final class SQLiteConnection: SQLSession {
     /// One transaction of prepared inserts that skip conflicting rows.
     func bulkInsert(table: String, columns: [String], rows: [[SQLValue]], conflictColumns: [String]) throws -> Int {
         let placeholders = (1...columns.count).map { "$\($0)" }.joined(separator: ", ")
-        let sql = "INSERT INTO \(table) (\(columns.joined(separator: ", "))) VALUES (\(placeholders)) ON CONFLICT (\(conflictColumns.joined(separator: ", "))) DO NOTHING"
+        let sql =
+            "INSERT INTO \(table) (\(columns.joined(separator: ", "))) VALUES (\(placeholders)) ON CONFLICT (\(conflictColumns.joined(separator: ", "))) DO NOTHING"
         return try transaction {
             var inserted = 0
             for row in rows {

@@ -17,7 +17,14 @@ public struct AlertPayload: Sendable, Hashable, Codable {
     public var symbol: String?
     public var fields: [String: JSONValue]?
 
-    public init(severity: AlertSeverity, kind: String, title: String, message: String, symbol: String? = nil, fields: [String: JSONValue]? = nil) {
+    public init(
+        severity: AlertSeverity,
+        kind: String,
+        title: String,
+        message: String,
+        symbol: String? = nil,
+        fields: [String: JSONValue]? = nil
+    ) {
         self.severity = severity
         self.kind = kind
         self.title = title

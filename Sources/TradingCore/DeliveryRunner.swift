@@ -79,7 +79,9 @@ public enum DeliveryRunner {
 
     /// Runs the handler once and decides the settlement.
     static func process(
-        _ delivery: Delivery, options: ConsumerOptions, attempts: AttemptCounter,
+        _ delivery: Delivery,
+        options: ConsumerOptions,
+        attempts: AttemptCounter,
         handler: @Sendable (Delivery) async throws -> Void
     ) async -> Settlement {
         var delivery = delivery
@@ -98,7 +100,10 @@ public enum DeliveryRunner {
         } catch {
             if delivery.attempt >= options.maxDeliveries {
                 attempts.clear(key)
-                return .deadLetter(reason: "handler failed \(delivery.attempt) times; last error: \(error)", attempts: delivery.attempt)
+                return .deadLetter(
+                    reason: "handler failed \(delivery.attempt) times; last error: \(error)",
+                    attempts: delivery.attempt
+                )
             }
             attempts.recordFailure(key)
             try? await Task.sleep(for: options.retryDelay)

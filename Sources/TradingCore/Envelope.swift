@@ -54,7 +54,10 @@ public struct Envelope<Payload: Codable & Sendable>: Sendable, Codable {
         let timeText = try container.decode(String.self, forKey: .time)
         guard let parsed = EnvelopeTime.parse(timeText) else {
             throw DecodingError.dataCorruptedError(
-                forKey: .time, in: container, debugDescription: "'\(timeText)' is not an ISO 8601 UTC time")
+                forKey: .time,
+                in: container,
+                debugDescription: "'\(timeText)' is not an ISO 8601 UTC time"
+            )
         }
         time = parsed
         correlationID = try container.decode(String.self, forKey: .correlationID)
@@ -112,7 +115,9 @@ public enum EnvelopeCodec {
 
     /// Reads an envelope, requiring `expectedType` when given.
     public static func decode<P>(
-        _ type: P.Type, from body: [UInt8], expectedType: String? = nil
+        _ type: P.Type,
+        from body: [UInt8],
+        expectedType: String? = nil
     ) throws(EnvelopeError) -> Envelope<P> {
         let data = Data(body)
         // First the frame alone, so a bad payload is told apart from a bad envelope.
@@ -130,7 +135,8 @@ public enum EnvelopeCodec {
         guard header.version == Envelope<P>.currentVersion else {
             throw EnvelopeError(
                 .unsupportedVersion,
-                "envelope version \(header.version); this build reads version \(Envelope<P>.currentVersion)")
+                "envelope version \(header.version); this build reads version \(Envelope<P>.currentVersion)"
+            )
         }
         if let expectedType, header.type != expectedType {
             throw EnvelopeError(.unexpectedType, "type '\(header.type)', expected '\(expectedType)'")

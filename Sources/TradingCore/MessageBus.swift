@@ -43,9 +43,15 @@ extension MessageBus {
 
     /// Publishes an envelope under `routingKey`, with its id as the message id.
     public func publish<P>(_ envelope: Envelope<P>, routingKey: String, shardKey: String? = nil) async throws {
-        try await publish(OutgoingMessage(
-            routingKey: routingKey, body: try EnvelopeCodec.encode(envelope), messageID: envelope.id,
-            correlationID: envelope.correlationID, shardKey: shardKey))
+        try await publish(
+            OutgoingMessage(
+                routingKey: routingKey,
+                body: try EnvelopeCodec.encode(envelope),
+                messageID: envelope.id,
+                correlationID: envelope.correlationID,
+                shardKey: shardKey
+            )
+        )
     }
 }
 
@@ -62,8 +68,12 @@ public struct OutgoingMessage: Sendable, Equatable {
     public var headers: [String: String]
 
     public init(
-        routingKey: String, body: [UInt8], messageID: String? = nil, correlationID: String? = nil,
-        shardKey: String? = nil, headers: [String: String] = [:]
+        routingKey: String,
+        body: [UInt8],
+        messageID: String? = nil,
+        correlationID: String? = nil,
+        shardKey: String? = nil,
+        headers: [String: String] = [:]
     ) {
         self.routingKey = routingKey
         self.body = body
@@ -87,8 +97,13 @@ public struct Delivery: Sendable {
     public var attempt: Int
 
     public init(
-        routingKey: String, body: [UInt8], messageID: String? = nil, correlationID: String? = nil,
-        headers: [String: String] = [:], redelivered: Bool = false, attempt: Int = 1
+        routingKey: String,
+        body: [UInt8],
+        messageID: String? = nil,
+        correlationID: String? = nil,
+        headers: [String: String] = [:],
+        redelivered: Bool = false,
+        attempt: Int = 1
     ) {
         self.routingKey = routingKey
         self.body = body
@@ -128,7 +143,13 @@ public struct QueueSpec: Sendable, Hashable {
     /// and it has no dead-letter queue.
     public var expiresAfter: Duration?
 
-    public init(name: String, bindings: [String], singleActiveConsumer: Bool = false, sharding: Sharding = .none, expiresAfter: Duration? = nil) {
+    public init(
+        name: String,
+        bindings: [String],
+        singleActiveConsumer: Bool = false,
+        sharding: Sharding = .none,
+        expiresAfter: Duration? = nil
+    ) {
         self.name = name
         self.bindings = bindings
         self.singleActiveConsumer = singleActiveConsumer
@@ -164,7 +185,12 @@ public struct ConsumerOptions: Sendable, Hashable {
     /// Pause before a failed message is requeued, so a failing dependency is not hammered.
     public var retryDelay: Duration
 
-    public init(prefetch: Int = 64, concurrency: Int = 1, maxDeliveries: Int = 5, retryDelay: Duration = .milliseconds(100)) {
+    public init(
+        prefetch: Int = 64,
+        concurrency: Int = 1,
+        maxDeliveries: Int = 5,
+        retryDelay: Duration = .milliseconds(100)
+    ) {
         self.prefetch = max(1, prefetch)
         self.concurrency = max(1, min(concurrency, self.prefetch))
         self.maxDeliveries = max(1, maxDeliveries)
@@ -237,7 +263,9 @@ public struct RunningConsumer: Sendable {
 
     /// Starts consuming `queue` on `bus` in the background.
     public static func start(
-        _ bus: any MessageBus, queue: String, options: ConsumerOptions = .init(),
+        _ bus: any MessageBus,
+        queue: String,
+        options: ConsumerOptions = .init(),
         handler: @escaping @Sendable (Delivery) async throws -> Void
     ) -> RunningConsumer {
         let control = ConsumerControl()

@@ -41,9 +41,23 @@ public struct DecisionRecord: Sendable, Hashable, Codable {
     public var reply: String?
 
     public init(
-        id: String, correlationID: String, symbol: String, action: TradeAction, confidence: Double, leverage: Int,
-        entry: Decimal?, stopLoss: Decimal?, takeProfit: Decimal?, reasoning: String, provider: String, model: String,
-        promptVersion: String, candleTime: Date, createdAt: Date, prompt: String? = nil, reply: String? = nil
+        id: String,
+        correlationID: String,
+        symbol: String,
+        action: TradeAction,
+        confidence: Double,
+        leverage: Int,
+        entry: Decimal?,
+        stopLoss: Decimal?,
+        takeProfit: Decimal?,
+        reasoning: String,
+        provider: String,
+        model: String,
+        promptVersion: String,
+        candleTime: Date,
+        createdAt: Date,
+        prompt: String? = nil,
+        reply: String? = nil
     ) {
         self.id = id
         self.correlationID = correlationID
@@ -125,10 +139,21 @@ public struct OrderRecord: Sendable, Hashable, Codable {
     public var updatedAt: Date
 
     public init(
-        clientOrderID: String, decisionID: String, venue: String, symbol: String, side: OrderSide, type: OrderType,
-        purpose: OrderPurpose, quantity: Decimal, price: Decimal? = nil, stopPrice: Decimal? = nil,
-        reduceOnly: Bool = false, status: OrderStatus = .intent, venueOrderID: String? = nil,
-        createdAt: Date, updatedAt: Date? = nil
+        clientOrderID: String,
+        decisionID: String,
+        venue: String,
+        symbol: String,
+        side: OrderSide,
+        type: OrderType,
+        purpose: OrderPurpose,
+        quantity: Decimal,
+        price: Decimal? = nil,
+        stopPrice: Decimal? = nil,
+        reduceOnly: Bool = false,
+        status: OrderStatus = .intent,
+        venueOrderID: String? = nil,
+        createdAt: Date,
+        updatedAt: Date? = nil
     ) {
         self.clientOrderID = clientOrderID
         self.decisionID = decisionID
@@ -162,8 +187,16 @@ public struct FillRecord: Sendable, Hashable, Codable {
     public var time: Date
 
     public init(
-        venue: String, tradeID: String, clientOrderID: String, symbol: String, side: OrderSide, price: Decimal,
-        quantity: Decimal, fee: Decimal, feeAsset: String, time: Date
+        venue: String,
+        tradeID: String,
+        clientOrderID: String,
+        symbol: String,
+        side: OrderSide,
+        price: Decimal,
+        quantity: Decimal,
+        fee: Decimal,
+        feeAsset: String,
+        time: Date
     ) {
         self.venue = venue
         self.tradeID = tradeID
@@ -180,7 +213,10 @@ public struct FillRecord: Sendable, Hashable, Codable {
 
 /// An open (or closed) position with its protective levels.
 public struct PositionRecord: Sendable, Hashable, Codable {
-    public enum Status: String, Sendable, Codable { case open = "OPEN", closed = "CLOSED" }
+    public enum Status: String, Sendable, Codable {
+        case open = "OPEN"
+        case closed = "CLOSED"
+    }
 
     public var id: String
     public var venue: String
@@ -197,9 +233,19 @@ public struct PositionRecord: Sendable, Hashable, Codable {
     public var updatedAt: Date
 
     public init(
-        id: String, venue: String, symbol: String, side: PositionSide, quantity: Decimal, entryPrice: Decimal,
-        leverage: Int, stopLoss: Decimal?, takeProfit: Decimal?, decisionID: String, status: Status = .open,
-        openedAt: Date, updatedAt: Date? = nil
+        id: String,
+        venue: String,
+        symbol: String,
+        side: PositionSide,
+        quantity: Decimal,
+        entryPrice: Decimal,
+        leverage: Int,
+        stopLoss: Decimal?,
+        takeProfit: Decimal?,
+        decisionID: String,
+        status: Status = .open,
+        openedAt: Date,
+        updatedAt: Date? = nil
     ) {
         self.id = id
         self.venue = venue
@@ -238,9 +284,22 @@ public struct TradeRecord: Sendable, Hashable, Codable {
     public var exitReason: String
 
     public init(
-        id: String, positionID: String, symbol: String, side: PositionSide, entryTime: Date, entryPrice: Decimal,
-        exitTime: Date, exitPrice: Decimal, quantity: Decimal, leverage: Int, stopLoss: Decimal?, takeProfit: Decimal?,
-        pnl: Decimal, fees: Decimal, funding: Decimal, exitReason: String
+        id: String,
+        positionID: String,
+        symbol: String,
+        side: PositionSide,
+        entryTime: Date,
+        entryPrice: Decimal,
+        exitTime: Date,
+        exitPrice: Decimal,
+        quantity: Decimal,
+        leverage: Int,
+        stopLoss: Decimal?,
+        takeProfit: Decimal?,
+        pnl: Decimal,
+        fees: Decimal,
+        funding: Decimal,
+        exitReason: String
     ) {
         self.id = id
         self.positionID = positionID
@@ -356,7 +415,16 @@ public struct ControlCommandRecord: Sendable, Hashable, Codable {
     public var result: String
     public var time: Date
 
-    public init(id: String, account: String, command: String, argument: String?, by: String, ok: Bool, result: String, time: Date) {
+    public init(
+        id: String,
+        account: String,
+        command: String,
+        argument: String?,
+        by: String,
+        ok: Bool,
+        result: String,
+        time: Date
+    ) {
         self.id = id
         self.account = account
         self.command = command

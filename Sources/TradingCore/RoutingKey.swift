@@ -6,7 +6,9 @@ public enum RoutingKey {
     public static func candle(venue: String, symbol: String, interval: String) -> String {
         "md.candle.\(part(venue)).\(part(symbol)).\(part(interval))"
     }
-    public static func indicators(symbol: String, interval: String) -> String { "ind.\(part(symbol)).\(part(interval))" }
+    public static func indicators(symbol: String, interval: String) -> String {
+        "ind.\(part(symbol)).\(part(interval))"
+    }
     public static func signal(symbol: String, interval: String) -> String { "sig.\(part(symbol)).\(part(interval))" }
     public static func decision(symbol: String) -> String { "decision.\(part(symbol))" }
     public static func order(status: String, symbol: String) -> String { "order.\(part(status)).\(part(symbol))" }
@@ -19,7 +21,8 @@ public enum RoutingKey {
 
     /// A word of a routing key: dots, `*` and `#` would change the key's meaning, so they become `_`.
     public static func part(_ word: String) -> String {
-        if !word.utf8.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "#") }) {
+        if !word.utf8.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "#") })
+        {
             return word
         }
         return String(word.map { $0 == "." || $0 == "*" || $0 == "#" ? "_" : $0 })

@@ -82,13 +82,24 @@ public actor BinanceFuturesVenue: Venue {
     var feeRates: [String: Decimal] = [:]
 
     public init(
-        baseURL: String = "https://fapi.binance.com", apiKey: String, secret: String, recvWindow: Int = 5_000, http: HTTPClient = .shared,
-        timeout: Duration = .seconds(10), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }, rateLimitShare: Double = 0.8,
-        streamURL: String? = nil, listenKeyKeepalive: Duration = .seconds(30 * 60)
+        baseURL: String = "https://fapi.binance.com",
+        apiKey: String,
+        secret: String,
+        recvWindow: Int = 5_000,
+        http: HTTPClient = .shared,
+        timeout: Duration = .seconds(10),
+        logger: Logger,
+        clock: @escaping @Sendable () -> Date = { Date() },
+        rateLimitShare: Double = 0.8,
+        streamURL: String? = nil,
+        listenKeyKeepalive: Duration = .seconds(30 * 60)
     ) {
         self.streamURL = streamURL
         self.listenKeyKeepalive = listenKeyKeepalive
-        self.governor = RateGovernor(venue: "binance", budget: RequestBudget(limit: Int(2_400 * rateLimitShare), window: 60, pollShare: 0.5))
+        self.governor = RateGovernor(
+            venue: "binance",
+            budget: RequestBudget(limit: Int(2_400 * rateLimitShare), window: 60, pollShare: 0.5)
+        )
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.apiKey = apiKey
         self.secret = secret
@@ -99,44 +110,85 @@ public actor BinanceFuturesVenue: Venue {
         self.clock = clock
     }
 
-    struct Failure: Decodable { var code: Int; var msg: String }
+    struct Failure: Decodable {
+        var code: Int
+        var msg: String
+    }
 
     /// A public GET; `priority` `.order` for what protection needs (the symbols' filters).
     func get(_ path: String, priority: RequestBudget.Priority = .poll) async throws(VenueError) -> [UInt8] {
-        try governor.admit(weight: Self.weight("GET", path), priority: priority, what: "Binance GET \(path)", now: clock())
+        try governor.admit(
+            weight: Self.weight("GET", path),
+            priority: priority,
+            what: "Binance GET \(path)",
+            now: clock()
+        )
         let answer: HTTPAnswer
-        do { answer = try await caller.send("GET", baseURL + path, headers: [], timeout: timeout) } catch { throw VenueError(.unreachable, "Binance \(path): \(error)") }
+        do { answer = try await caller.send("GET", baseURL + path, headers: [], timeout: timeout) } catch {
+            throw VenueError(.unreachable, "Binance \(path): \(error)")
+        }
         governor.observeBinance(answer, now: clock())
         guard (200..<300).contains(answer.status) else {
             // A 4xx other than a rate limit is Binance refusing the request (e.g. -1121 "Invalid symbol."): no retry helps.
             let refused = (400..<500).contains(answer.status) && answer.status != 429 && answer.status != 418
-            throw VenueError(refused ? .rejected : .unreachable, "Binance \(path) answered \(answer.status): \(answer.text.prefix(200))")
+            throw VenueError(
+                refused ? .rejected : .unreachable,
+                "Binance \(path) answered \(answer.status): \(answer.text.prefix(200))"
+            )
         }
         return answer.body
     }
 
     /// A signed call. `unknownOnFailure`: a lost answer means the effect is unknown (orders).
-    func signed(_ method: String, _ path: String, _ parameters: [(String, String)], unknownOnFailure: Bool = false) async throws(VenueError) -> [UInt8] {
+    func signed(
+        _ method: String,
+        _ path: String,
+        _ parameters: [(String, String)],
+        unknownOnFailure: Bool = false
+    ) async throws(VenueError) -> [UInt8] {
         for attempt in 0..<2 {
             let timestamp = Int64(clock().timeIntervalSince1970 * 1000) + clockOffset
-            let query = RequestSigning.binanceQuery(parameters, timestamp: timestamp, recvWindow: recvWindow, secret: secret)
+            let query = RequestSigning.binanceQuery(
+                parameters,
+                timestamp: timestamp,
+                recvWindow: recvWindow,
+                secret: secret
+            )
             // Protection goes before polling for fills: orders, cancels, order queries, and the position and
             // open-order reads that the kernel's stop checks and reconciliation rest on.
-            let protection: Set<String> = ["/fapi/v1/order", "/fapi/v2/positionRisk", "/fapi/v1/openAlgoOrders", "/fapi/v1/leverageBracket"]
+            let protection: Set<String> = [
+                "/fapi/v1/order", "/fapi/v2/positionRisk", "/fapi/v1/openAlgoOrders", "/fapi/v1/leverageBracket",
+            ]
             let priority: RequestBudget.Priority = method != "GET" || protection.contains(path) ? .order : .poll
-            try governor.admit(weight: Self.weight(method, path, parameters), priority: priority, what: "Binance \(method) \(path)", now: clock())
+            try governor.admit(
+                weight: Self.weight(method, path, parameters),
+                priority: priority,
+                what: "Binance \(method) \(path)",
+                now: clock()
+            )
             let answer: HTTPAnswer
             do {
-                answer = try await caller.send(method, "\(baseURL)\(path)?\(query)", headers: [("X-MBX-APIKEY", apiKey)], timeout: timeout)
+                answer = try await caller.send(
+                    method,
+                    "\(baseURL)\(path)?\(query)",
+                    headers: [("X-MBX-APIKEY", apiKey)],
+                    timeout: timeout
+                )
             } catch {
-                throw VenueError(unknownOnFailure ? .outcomeUnknown : .unreachable, "Binance \(method) \(path): \(error)")
+                throw VenueError(
+                    unknownOnFailure ? .outcomeUnknown : .unreachable,
+                    "Binance \(method) \(path): \(error)"
+                )
             }
             governor.observeBinance(answer, now: clock())
             if (200..<300).contains(answer.status) { return answer.body }
             let failure = try? JSONDecoder().decode(Failure.self, from: Data(answer.body))
-            let code = failure?.code, message = failure?.msg ?? answer.text
+            let code = failure?.code
+            let message = failure?.msg ?? answer.text
             if code == -1021 {
-                guard attempt == 0 else { throw VenueError(.clockSkew, "Binance -1021 after a clock re-sync: \(message)") }
+                guard attempt == 0 else {
+                    throw VenueError(.clockSkew, "Binance -1021 after a clock re-sync: \(message)")
+                }
                 logger.warning("Binance says our clock is off; re-syncing", metadata: ["msg": "\(message)"])
                 try await syncClock()
                 continue
@@ -144,10 +196,16 @@ public actor BinanceFuturesVenue: Venue {
             if code == -1007 { throw VenueError(.outcomeUnknown, "Binance -1007: \(message)") }
             if code == -2021 { throw VenueError(.wouldTrigger, "Binance -2021: \(message)") }
             if answer.status == 429 || answer.status == 418 {
-                throw VenueError(.unreachable, "Binance rate limit (\(answer.status)); Retry-After \(answer.header("Retry-After") ?? "?")")
+                throw VenueError(
+                    .unreachable,
+                    "Binance rate limit (\(answer.status)); Retry-After \(answer.header("Retry-After") ?? "?")"
+                )
             }
             if answer.status >= 500 {
-                throw VenueError(unknownOnFailure ? .outcomeUnknown : .unreachable, "Binance \(answer.status): \(message.prefix(200))")
+                throw VenueError(
+                    unknownOnFailure ? .outcomeUnknown : .unreachable,
+                    "Binance \(answer.status): \(message.prefix(200))"
+                )
             }
             throw VenueError(.rejected, "Binance \(code.map { "\($0): \(message)" } ?? "HTTP \(answer.status)")")
         }
@@ -158,7 +216,9 @@ public actor BinanceFuturesVenue: Venue {
     static func weight(_ method: String, _ path: String, _ parameters: [(String, String)] = []) -> Int {
         let bySymbol = parameters.contains { $0.0 == "symbol" }
         switch (method, path) {
-        case ("GET", "/fapi/v2/account"), ("GET", "/fapi/v2/positionRisk"), ("GET", "/fapi/v1/userTrades"), ("GET", "/fapi/v1/allAlgoOrders"): return 5
+        case ("GET", "/fapi/v2/account"), ("GET", "/fapi/v2/positionRisk"), ("GET", "/fapi/v1/userTrades"),
+            ("GET", "/fapi/v1/allAlgoOrders"):
+            return 5
         case ("GET", "/fapi/v1/openAlgoOrders"), ("GET", "/fapi/v1/openOrders"): return bySymbol ? 1 : 40
         default: return 1
         }
@@ -184,7 +244,14 @@ public actor BinanceFuturesVenue: Venue {
         if let cached = filterCache[symbol] { return cached }
         struct Info: Decodable {
             struct Symbol: Decodable {
-                struct Filter: Decodable { var filterType: String; var tickSize: String?; var stepSize: String?; var minQty: String?; var maxQty: String?; var notional: String? }
+                struct Filter: Decodable {
+                    var filterType: String
+                    var tickSize: String?
+                    var stepSize: String?
+                    var minQty: String?
+                    var maxQty: String?
+                    var notional: String?
+                }
                 var symbol: String
                 var filters: [Filter]
             }
@@ -198,9 +265,17 @@ public actor BinanceFuturesVenue: Venue {
             func value(_ type: String, _ field: KeyPath<Info.Symbol.Filter, String?>) -> Decimal? {
                 entry.filters.first { $0.filterType == type }?[keyPath: field].flatMap { Decimal(string: $0) }
             }
-            guard let tick = value("PRICE_FILTER", \.tickSize), let step = value("LOT_SIZE", \.stepSize), let minQty = value("LOT_SIZE", \.minQty),
-                  let maxQty = value("LOT_SIZE", \.maxQty) else { continue }
-            filterCache[entry.symbol] = ExchangeFilters(tickSize: tick, stepSize: step, minQuantity: minQty, maxQuantity: maxQty, minNotional: value("MIN_NOTIONAL", \.notional) ?? 0)
+            guard let tick = value("PRICE_FILTER", \.tickSize), let step = value("LOT_SIZE", \.stepSize),
+                let minQty = value("LOT_SIZE", \.minQty),
+                let maxQty = value("LOT_SIZE", \.maxQty)
+            else { continue }
+            filterCache[entry.symbol] = ExchangeFilters(
+                tickSize: tick,
+                stepSize: step,
+                minQuantity: minQty,
+                maxQuantity: maxQty,
+                minNotional: value("MIN_NOTIONAL", \.notional) ?? 0
+            )
         }
         guard let filters = filterCache[symbol] else { throw VenueError(.rejected, "Binance does not list \(symbol)") }
         return filters
@@ -210,9 +285,15 @@ public actor BinanceFuturesVenue: Venue {
     /// tiers: each bracket's `notionalCap`, `maintMarginRatio` and `cum`. Read once a day per symbol;
     /// a failed refresh keeps the day-old tiers.
     public func marginTiers(symbol: String) async throws(VenueError) -> MarginTiers? {
-        if let cached = brackets[symbol], clock().timeIntervalSince(cached.at) < Self.bracketsMaxAge { return cached.tiers }
+        if let cached = brackets[symbol], clock().timeIntervalSince(cached.at) < Self.bracketsMaxAge {
+            return cached.tiers
+        }
         struct Entry: Decodable {
-            struct Bracket: Decodable { var notionalCap: Decimal; var maintMarginRatio: Decimal; var cum: Decimal }
+            struct Bracket: Decodable {
+                var notionalCap: Decimal
+                var maintMarginRatio: Decimal
+                var cum: Decimal
+            }
             var symbol: String
             var brackets: [Bracket]
         }
@@ -224,23 +305,39 @@ public actor BinanceFuturesVenue: Venue {
             throw error
         }
         // An array, or (Binance's documentation shows both) one object when a symbol is given.
-        let entries = (try? JSONDecoder().decode([Entry].self, from: Data(body))) ?? (try? JSONDecoder().decode(Entry.self, from: Data(body))).map { [$0] }
+        let entries =
+            (try? JSONDecoder().decode([Entry].self, from: Data(body)))
+            ?? (try? JSONDecoder().decode(Entry.self, from: Data(body))).map { [$0] }
         guard let entry = entries?.first(where: { $0.symbol == symbol }), !entry.brackets.isEmpty else {
-            throw VenueError(.unreachable, "Binance leverageBracket answer for \(symbol) is not what its documentation says")
+            throw VenueError(
+                .unreachable,
+                "Binance leverageBracket answer for \(symbol) is not what its documentation says"
+            )
         }
         let sorted = entry.brackets.sorted { $0.notionalCap < $1.notionalCap }
-        let tiers = MarginTiers(tiers: sorted.enumerated().map { index, bracket in
-            MarginTiers.Tier(notionalCap: index == sorted.count - 1 ? nil : bracket.notionalCap, rate: bracket.maintMarginRatio, deduction: bracket.cum)
-        })
+        let tiers = MarginTiers(
+            tiers: sorted.enumerated().map { index, bracket in
+                MarginTiers.Tier(
+                    notionalCap: index == sorted.count - 1 ? nil : bracket.notionalCap,
+                    rate: bracket.maintMarginRatio,
+                    deduction: bracket.cum
+                )
+            }
+        )
         brackets[symbol] = (clock(), tiers)
         return tiers
     }
 
     public func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) {
-        struct Account: Decodable { var totalMarginBalance: String; var availableBalance: String }
+        struct Account: Decodable {
+            var totalMarginBalance: String
+            var availableBalance: String
+        }
         let accountBody = try await signed("GET", "/fapi/v2/account", [])
         guard let account = try? JSONDecoder().decode(Account.self, from: Data(accountBody)),
-              let equity = Decimal(string: account.totalMarginBalance), let available = Decimal(string: account.availableBalance) else {
+            let equity = Decimal(string: account.totalMarginBalance),
+            let available = Decimal(string: account.availableBalance)
+        else {
             throw VenueError(.unreachable, "Binance account answer is not what its documentation says")
         }
         return (equity, available)
@@ -259,20 +356,28 @@ public actor BinanceFuturesVenue: Venue {
     }
 
     func venueOrder(_ answer: OrderAnswer) -> VenueOrder {
-        let status: OrderStatus = switch answer.status {
-        case "NEW": .accepted
-        case "PARTIALLY_FILLED": .partiallyFilled
-        case "FILLED": .filled
-        case "CANCELED": .canceled
-        case "REJECTED": .rejected
-        case "EXPIRED", "EXPIRED_IN_MATCH": .expired
-        default: .unknown
-        }
+        let status: OrderStatus =
+            switch answer.status {
+            case "NEW": .accepted
+            case "PARTIALLY_FILLED": .partiallyFilled
+            case "FILLED": .filled
+            case "CANCELED": .canceled
+            case "REJECTED": .rejected
+            case "EXPIRED", "EXPIRED_IN_MATCH": .expired
+            default: .unknown
+            }
         clientIDs[answer.orderId] = answer.clientOrderId
         return VenueOrder(
-            clientOrderID: answer.clientOrderId, venueOrderID: String(answer.orderId), symbol: answer.symbol, side: answer.side == "BUY" ? .buy : .sell,
-            quantity: Decimal(string: answer.origQty) ?? 0, filledQuantity: Decimal(string: answer.executedQty) ?? 0,
-            averagePrice: answer.avgPrice.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil }, status: status, reduceOnly: answer.reduceOnly ?? false)
+            clientOrderID: answer.clientOrderId,
+            venueOrderID: String(answer.orderId),
+            symbol: answer.symbol,
+            side: answer.side == "BUY" ? .buy : .sell,
+            quantity: Decimal(string: answer.origQty) ?? 0,
+            filledQuantity: Decimal(string: answer.executedQty) ?? 0,
+            averagePrice: answer.avgPrice.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil },
+            status: status,
+            reduceOnly: answer.reduceOnly ?? false
+        )
     }
 
     public func submit(_ request: VenueOrderRequest) async throws(VenueError) -> VenueOrder {
@@ -281,12 +386,23 @@ public actor BinanceFuturesVenue: Venue {
         if !request.reduceOnly {
             try await isolateMargin(request.symbol)
             book.leverages[request.symbol] = request.leverage
-            _ = try await signed("POST", "/fapi/v1/leverage", [("symbol", request.symbol), ("leverage", String(request.leverage))])
+            _ = try await signed(
+                "POST",
+                "/fapi/v1/leverage",
+                [("symbol", request.symbol), ("leverage", String(request.leverage))]
+            )
         }
-        let body = try await signed("POST", "/fapi/v1/order", [
-            ("symbol", request.symbol), ("side", request.side.rawValue), ("type", "MARKET"), ("quantity", "\(request.quantity)"),
-            ("newClientOrderId", request.clientOrderID), ("reduceOnly", request.reduceOnly ? "true" : "false"), ("newOrderRespType", "RESULT"),
-        ], unknownOnFailure: true)
+        let body = try await signed(
+            "POST",
+            "/fapi/v1/order",
+            [
+                ("symbol", request.symbol), ("side", request.side.rawValue), ("type", "MARKET"),
+                ("quantity", "\(request.quantity)"),
+                ("newClientOrderId", request.clientOrderID), ("reduceOnly", request.reduceOnly ? "true" : "false"),
+                ("newOrderRespType", "RESULT"),
+            ],
+            unknownOnFailure: true
+        )
         risks = nil
         guard let answer = try? JSONDecoder().decode(OrderAnswer.self, from: Data(body)) else {
             ordersSent[request.symbol] = clock()
@@ -303,14 +419,18 @@ public actor BinanceFuturesVenue: Venue {
         guard !isolated.contains(symbol) else { return }
         do {
             _ = try await signed("POST", "/fapi/v1/marginType", [("symbol", symbol), ("marginType", "ISOLATED")])
-        } catch where error.kind == .rejected && error.message.contains("-4046") {}
+        } catch  where error.kind == .rejected && error.message.contains("-4046") {}
         isolated.insert(symbol)
     }
 
     public func order(clientOrderID: String, symbol: String) async throws(VenueError) -> VenueOrder? {
         let body: [UInt8]
         do {
-            body = try await signed("GET", "/fapi/v1/order", [("symbol", symbol), ("origClientOrderId", clientOrderID)])
+            body = try await signed(
+                "GET",
+                "/fapi/v1/order",
+                [("symbol", symbol), ("origClientOrderId", clientOrderID)]
+            )
         } catch {
             if error.kind == .rejected && error.message.contains("-2013") { return nil }  // "Order does not exist."
             throw error
@@ -321,7 +441,13 @@ public actor BinanceFuturesVenue: Venue {
         return venueOrder(answer)
     }
 
-    struct Risk: Decodable { var symbol: String; var positionAmt: String; var entryPrice: String; var leverage: String; var updateTime: Int64? }
+    struct Risk: Decodable {
+        var symbol: String
+        var positionAmt: String
+        var entryPrice: String
+        var leverage: String
+        var updateTime: Int64?
+    }
 
     /// Every symbol's position (one `positionRisk` call, at most once a second unless `fresh`, or
     /// once every `maxAge` while the user-data stream keeps the rows current).
@@ -349,14 +475,23 @@ public actor BinanceFuturesVenue: Venue {
         guard !held.isEmpty else { return [] }
         let open = try await algoRows()
         func level(_ symbol: String, _ type: String) -> Decimal? {
-            open.first { $0.symbol == symbol && $0.orderType == type }?.triggerPrice.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil }
+            open.first { $0.symbol == symbol && $0.orderType == type }?.triggerPrice.flatMap { Decimal(string: $0) }
+                .flatMap { $0 > 0 ? $0 : nil }
         }
         return held.compactMap { risk in
-            guard let amount = Decimal(string: risk.positionAmt), let entry = Decimal(string: risk.entryPrice) else { return nil }
+            guard let amount = Decimal(string: risk.positionAmt), let entry = Decimal(string: risk.entryPrice) else {
+                return nil
+            }
             return VenuePosition(
-                symbol: risk.symbol, side: amount > 0 ? .long : .short, quantity: amount.magnitude, entryPrice: entry, leverage: Int(risk.leverage) ?? 1,
-                stopLoss: level(risk.symbol, "STOP_MARKET"), takeProfit: level(risk.symbol, "TAKE_PROFIT_MARKET"),
-                openedAt: Date(timeIntervalSince1970: Double(risk.updateTime ?? 0) / 1000))
+                symbol: risk.symbol,
+                side: amount > 0 ? .long : .short,
+                quantity: amount.magnitude,
+                entryPrice: entry,
+                leverage: Int(risk.leverage) ?? 1,
+                stopLoss: level(risk.symbol, "STOP_MARKET"),
+                takeProfit: level(risk.symbol, "TAKE_PROFIT_MARKET"),
+                openedAt: Date(timeIntervalSince1970: Double(risk.updateTime ?? 0) / 1000)
+            )
         }
     }
 
@@ -382,17 +517,40 @@ public actor BinanceFuturesVenue: Venue {
     }
 
     public func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) async throws(VenueError) {
-        try await placeConditional(symbol: symbol, type: "STOP_MARKET", side: stop.side, trigger: stop.trigger, clientID: stop.clientID, quantity: stop.quantity)
+        try await placeConditional(
+            symbol: symbol,
+            type: "STOP_MARKET",
+            side: stop.side,
+            trigger: stop.trigger,
+            clientID: stop.clientID,
+            quantity: stop.quantity
+        )
     }
 
     /// The position's take-profit: a `closePosition` conditional order, so it fits whatever the quantity becomes.
-    public func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError) {
-        try await placeConditional(symbol: symbol, type: "TAKE_PROFIT_MARKET", side: side, trigger: price, clientID: clientID, quantity: nil)
+    public func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError)
+    {
+        try await placeConditional(
+            symbol: symbol,
+            type: "TAKE_PROFIT_MARKET",
+            side: side,
+            trigger: price,
+            clientID: clientID,
+            quantity: nil
+        )
     }
 
-    func placeConditional(symbol: String, type: String, side: OrderSide, trigger: Decimal, clientID: String, quantity: Decimal?) async throws(VenueError) {
+    func placeConditional(
+        symbol: String,
+        type: String,
+        side: OrderSide,
+        trigger: Decimal,
+        clientID: String,
+        quantity: Decimal?
+    ) async throws(VenueError) {
         var parameters = [
-            ("algoType", "CONDITIONAL"), ("symbol", symbol), ("side", side.rawValue), ("type", type), ("triggerPrice", "\(trigger)"),
+            ("algoType", "CONDITIONAL"), ("symbol", symbol), ("side", side.rawValue), ("type", type),
+            ("triggerPrice", "\(trigger)"),
             ("workingType", "MARK_PRICE"), ("clientAlgoId", clientID),
         ]
         if let quantity {
@@ -423,7 +581,7 @@ public actor BinanceFuturesVenue: Venue {
     public func cancelStop(symbol: String, clientID: String) async throws(VenueError) {
         do {
             _ = try await signed("DELETE", "/fapi/v1/algoOrder", [("clientAlgoId", clientID)])
-        } catch where error.kind == .rejected && (error.message.contains("-2011") || error.message.contains("-2013")) {
+        } catch  where error.kind == .rejected && (error.message.contains("-2011") || error.message.contains("-2013")) {
             // Unknown order: already cancelled, triggered or expired.
         }
         algos?.rows.removeAll { $0.clientAlgoId == clientID }
@@ -432,8 +590,11 @@ public actor BinanceFuturesVenue: Venue {
     public func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] {
         try await algoRows().filter { $0.symbol == symbol && $0.orderType == "STOP_MARKET" }.map {
             ExecutionKernel.StopOrder(
-                clientID: $0.clientAlgoId, side: $0.side == "BUY" ? .buy : .sell, quantity: $0.quantity.flatMap { Decimal(string: $0) } ?? 0,
-                trigger: $0.triggerPrice.flatMap { Decimal(string: $0) } ?? 0)
+                clientID: $0.clientAlgoId,
+                side: $0.side == "BUY" ? .buy : .sell,
+                quantity: $0.quantity.flatMap { Decimal(string: $0) } ?? 0,
+                trigger: $0.triggerPrice.flatMap { Decimal(string: $0) } ?? 0
+            )
         }
     }
 
@@ -451,8 +612,16 @@ public actor BinanceFuturesVenue: Venue {
 
     /// A fill as `userTrades` lists it, or as the user-data stream's `ORDER_TRADE_UPDATE` carries it.
     struct Trade: Decodable, Sendable {
-        var id: Int64; var orderId: Int64; var symbol: String; var side: String; var price: String; var qty: String; var commission: String
-        var commissionAsset: String?; var realizedPnl: String?; var time: Int64
+        var id: Int64
+        var orderId: Int64
+        var symbol: String
+        var side: String
+        var price: String
+        var qty: String
+        var commission: String
+        var commissionAsset: String?
+        var realizedPnl: String?
+        var time: Int64
         /// The order's client id (the stream gives it; `userTrades` does not).
         var clientOrderId: String?
     }
@@ -460,18 +629,23 @@ public actor BinanceFuturesVenue: Venue {
     /// New fills of the symbols traded. With the user-data stream live they came with it, and REST
     /// reads only what it may have missed; otherwise `GET /fapi/v1/userTrades` (polling).
     public func events() async throws(VenueError) -> [VenueEvent] {
-        let live = stream.phase == .live, generation = stream.generation, catchingUp = stream.phase == .catchingUp
+        let live = stream.phase == .live
+        let generation = stream.generation
+        let catchingUp = stream.phase == .catchingUp
         // Only the symbols whose fills can be new: a position that differs from what the fills built, an
         // order of ours with fills not read yet (or an outcome not known, for a minute), or no cursor yet.
         // The rest cost nothing. Read fresh each poll (one call for every symbol); the kernel's checks
         // until the next poll use it. While the stream is live, its position updates keep the rows
         // current, and a difference must last a few seconds (the fill may be on its way) before REST reads.
-        let rows = live ? try await positionRows(maxAge: StreamTiming.positionsMaxAge) : try await positionRows(fresh: true)
+        let rows =
+            live ? try await positionRows(maxAge: StreamTiming.positionsMaxAge) : try await positionRows(fresh: true)
         let amounts = Dictionary(rows.map { ($0.symbol, Decimal(string: $0.positionAmt) ?? 0) }) { $1 }
         let now = clock()
         for symbol in tradedSymbols.sorted() {
             let recent = ordersSent[symbol].map { now.timeIntervalSince($0) < 60 } ?? false
-            let unread = awaiting.values.contains { $0.symbol == symbol && (!live || now.timeIntervalSince($0.since) > StreamTiming.grace) }
+            let unread = awaiting.values.contains {
+                $0.symbol == symbol && (!live || now.timeIntervalSince($0.since) > StreamTiming.grace)
+            }
             var differs = amounts[symbol, default: 0] != book.signedQuantity(symbol)
             if differs && live {
                 let since = stream.differsSince[symbol] ?? now
@@ -481,8 +655,12 @@ public actor BinanceFuturesVenue: Venue {
                 stream.differsSince[symbol] = nil
             }
             // Fills the stream brought are checked against REST now and then, which moves the cursor on.
-            let unverified = !(stream.seen[symbol]?.isEmpty ?? true) && now.timeIntervalSince(stream.verifiedAt[symbol] ?? .distantPast) >= StreamTiming.verifyEvery
-            guard catchingUp || recent || unread || unverified || lastTradeID[symbol] == nil || differs else { continue }
+            let unverified =
+                !(stream.seen[symbol]?.isEmpty ?? true)
+                && now.timeIntervalSince(stream.verifiedAt[symbol] ?? .distantPast) >= StreamTiming.verifyEvery
+            guard catchingUp || recent || unread || unverified || lastTradeID[symbol] == nil || differs else {
+                continue
+            }
             var parameters = [("symbol", symbol)]
             if lastTradeID[symbol] == nil, let start = startTimes[symbol] {
                 parameters.append(("startTime", String(Int64(start.timeIntervalSince1970 * 1000))))
@@ -494,7 +672,9 @@ public actor BinanceFuturesVenue: Venue {
             guard let trades = try? JSONDecoder().decode([Trade].self, from: Data(tradesBody)) else {
                 throw VenueError(.unreachable, "Binance userTrades answer is not what its documentation says")
             }
-            for trade in trades.sorted(by: { $0.id < $1.id }) where trade.id > lastTradeID[symbol] ?? 0 { try await record(trade, streamed: false) }
+            for trade in trades.sorted(by: { $0.id < $1.id }) where trade.id > lastTradeID[symbol] ?? 0 {
+                try await record(trade, streamed: false)
+            }
             stream.verifiedAt[symbol] = now
         }
         // Caught up with REST since the stream connected: from now on the stream brings the fills.
@@ -514,7 +694,8 @@ public actor BinanceFuturesVenue: Venue {
         let symbol = trade.symbol
         if streamed {
             guard tradedSymbols.contains(symbol), let cursor = lastTradeID[symbol], trade.id > cursor,
-                  stream.seen[symbol, default: []].insert(trade.id).inserted else { return }
+                stream.seen[symbol, default: []].insert(trade.id).inserted
+            else { return }
             // REST checks it within `verifyEvery`, counted from the first fill it has not listed.
             if stream.verifiedAt[symbol] == nil { stream.verifiedAt[symbol] = clock() }
         } else if stream.seen[symbol]?.remove(trade.id) != nil {
@@ -523,9 +704,16 @@ public actor BinanceFuturesVenue: Venue {
         }
         let fee: Decimal
         do {
-            if let client = trade.clientOrderId, clientIDs[trade.orderId] == nil, ClientOrderID.isOurs(client) { clientIDs[trade.orderId] = client }
+            if let client = trade.clientOrderId, clientIDs[trade.orderId] == nil, ClientOrderID.isOurs(client) {
+                clientIDs[trade.orderId] = client
+            }
             if clientIDs[trade.orderId] == nil { try await learnOrder(trade.orderId, symbol: symbol) }
-            fee = try await feeInQuote(Decimal(string: trade.commission) ?? 0, asset: trade.commissionAsset, symbol: symbol, time: trade.time)
+            fee = try await feeInQuote(
+                Decimal(string: trade.commission) ?? 0,
+                asset: trade.commissionAsset,
+                symbol: symbol,
+                time: trade.time
+            )
         } catch {
             // Read again by REST: the next poll lists it (a streamed fill is no longer counted as seen).
             if streamed { stream.seen[symbol]?.remove(trade.id) }
@@ -537,36 +725,58 @@ public actor BinanceFuturesVenue: Venue {
             awaiting[trade.orderId] = left > 0 ? (symbol, left, expected.since) : nil
         }
         let fill = VenueFill(
-            tradeID: Self.tradeID(symbol: symbol, trade.id), clientOrderID: clientIDs[trade.orderId] ?? "binance-order-\(trade.orderId)", symbol: symbol,
-            side: trade.side == "BUY" ? .buy : .sell, price: Decimal(string: trade.price) ?? 0, quantity: Decimal(string: trade.qty) ?? 0,
-            fee: fee, time: Date(timeIntervalSince1970: Double(trade.time) / 1000))
+            tradeID: Self.tradeID(symbol: symbol, trade.id),
+            clientOrderID: clientIDs[trade.orderId] ?? "binance-order-\(trade.orderId)",
+            symbol: symbol,
+            side: trade.side == "BUY" ? .buy : .sell,
+            price: Decimal(string: trade.price) ?? 0,
+            quantity: Decimal(string: trade.qty) ?? 0,
+            fee: fee,
+            time: Date(timeIntervalSince1970: Double(trade.time) / 1000)
+        )
         pending.append(.fill(fill))
         // A close by an order of nobody's here (by hand at the exchange) is the venue's doing.
-        let reason = protective[trade.orderId] ?? (ClientOrderID.isOurs(fill.clientOrderID) ? "exit" : "closed_at_venue")
-        if let close = book.record(fill, realizedPnl: trade.realizedPnl.flatMap { Decimal(string: $0) } ?? 0, reason: reason) {
+        let reason =
+            protective[trade.orderId] ?? (ClientOrderID.isOurs(fill.clientOrderID) ? "exit" : "closed_at_venue")
+        if let close = book.record(
+            fill,
+            realizedPnl: trade.realizedPnl.flatMap { Decimal(string: $0) } ?? 0,
+            reason: reason
+        ) {
             pending.append(.closed(close))
         }
     }
 
     /// A commission in the quote currency: one paid in another asset (BNB) is converted at that
     /// asset's price in the minute of the fill (its 1m candle's close on Binance futures), cached.
-    func feeInQuote(_ amount: Decimal, asset: String?, symbol: String, time: Int64) async throws(VenueError) -> Decimal {
+    func feeInQuote(_ amount: Decimal, asset: String?, symbol: String, time: Int64) async throws(VenueError) -> Decimal
+    {
         let quote = ["USDT", "USDC"].first { symbol.hasSuffix($0) } ?? "USDT"
         guard let asset, asset != quote, amount != 0 else { return amount }
         let minute = time / 60_000 * 60_000
         let key = "\(asset)\(quote)@\(minute)"
         if let rate = feeRates[key] { return amount * rate }
-        let body = try await get("/fapi/v1/klines?symbol=\(asset)\(quote)&interval=1m&startTime=\(minute)&limit=1", priority: .order)
-        guard let rows = try? JSONSerialization.jsonObject(with: Data(body)) as? [[Any]], let close = rows.first?[4] as? String,
-              let rate = Decimal(string: close), rate > 0 else {
-            throw VenueError(.unreachable, "Binance has no \(asset)\(quote) price for the minute of a fill; its \(asset) fee cannot be converted yet")
+        let body = try await get(
+            "/fapi/v1/klines?symbol=\(asset)\(quote)&interval=1m&startTime=\(minute)&limit=1",
+            priority: .order
+        )
+        guard let rows = try? JSONSerialization.jsonObject(with: Data(body)) as? [[Any]],
+            let close = rows.first?[4] as? String,
+            let rate = Decimal(string: close), rate > 0
+        else {
+            throw VenueError(
+                .unreachable,
+                "Binance has no \(asset)\(quote) price for the minute of a fill; its \(asset) fee cannot be converted yet"
+            )
         }
         if feeRates.count > 1_000 { feeRates.removeAll() }
         feeRates[key] = rate
         return amount * rate
     }
 
-    public func acknowledgeEvents(_ count: Int) async throws(VenueError) { pending.removeFirst(min(count, pending.count)) }
+    public func acknowledgeEvents(_ count: Int) async throws(VenueError) {
+        pending.removeFirst(min(count, pending.count))
+    }
 
     /// A fill's unique id: Binance numbers trades per symbol, so the symbol is part of it.
     static func tradeID(symbol: String, _ id: Int64) -> String { "binance-\(symbol)-\(id)" }
@@ -574,7 +784,10 @@ public actor BinanceFuturesVenue: Venue {
     /// An order this process did not place (before a restart, or a liquidation): its client id, and
     /// what its fill means.
     func learnOrder(_ orderID: Int64, symbol: String) async throws(VenueError) {
-        struct Known: Decodable { var clientOrderId: String; var type: String }
+        struct Known: Decodable {
+            var clientOrderId: String
+            var type: String
+        }
         let body = try await signed("GET", "/fapi/v1/order", [("symbol", symbol), ("orderId", String(orderID))])
         guard let known = try? JSONDecoder().decode(Known.self, from: Data(body)) else {
             throw VenueError(.unreachable, "Binance order query answer is not what its documentation says")
@@ -608,12 +821,16 @@ public actor BinanceFuturesVenue: Venue {
         tradedSymbols.formUnion(state.symbols)
         for (symbol, fills) in state.committedFills {
             let prefix = Self.tradeID(symbol: symbol, 0).dropLast()
-            let ids = fills.compactMap { $0.tradeID.hasPrefix(prefix) ? Int64($0.tradeID.dropFirst(prefix.count)) : nil }
+            let ids = fills.compactMap {
+                $0.tradeID.hasPrefix(prefix) ? Int64($0.tradeID.dropFirst(prefix.count)) : nil
+            }
             if let newest = ids.max() { lastTradeID[symbol] = max(lastTradeID[symbol] ?? 0, newest) }
         }
         for position in state.openPositions { book.resume(position) }
         // Orders in flight at the restart on a symbol with no committed fill: from a minute before the oldest.
-        for (symbol, since) in state.pendingSince where lastTradeID[symbol] == nil { startTimes[symbol] = since.addingTimeInterval(-60) }
+        for (symbol, since) in state.pendingSince where lastTradeID[symbol] == nil {
+            startTimes[symbol] = since.addingTimeInterval(-60)
+        }
     }
 
     /// An adopted position: its symbol's trades from the newest one on are followed.
@@ -624,7 +841,13 @@ public actor BinanceFuturesVenue: Venue {
     }
 
     /// Nothing to do: trailing, break-even and ATR stops are moved by the executor, through the kernel.
-    public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {}
+    public func observe(
+        symbol: String,
+        candle: Candle,
+        time: Date,
+        atr: Double?,
+        fundingRate: Decimal?
+    ) async throws(VenueError) {}
 
     public func price(symbol: String) async throws(VenueError) -> Decimal? {
         struct Ticker: Decodable { var price: String }

@@ -78,13 +78,23 @@ public actor BybitLinearVenue: Venue {
     var awaiting: [String: (symbol: String, quantity: Decimal, since: Date)] = [:]
 
     public init(
-        baseURL: String = BybitLinearVenue.mainnet, apiKey: String, secret: String, recvWindow: Int = 5_000, http: HTTPClient = .shared,
-        timeout: Duration = .seconds(10), logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }, rateLimitShare: Double = 0.8,
+        baseURL: String = BybitLinearVenue.mainnet,
+        apiKey: String,
+        secret: String,
+        recvWindow: Int = 5_000,
+        http: HTTPClient = .shared,
+        timeout: Duration = .seconds(10),
+        logger: Logger,
+        clock: @escaping @Sendable () -> Date = { Date() },
+        rateLimitShare: Double = 0.8,
         streamURL: String? = nil
     ) {
         self.streamURL = streamURL
         // Bybit's IP limit: 600 requests in any 5 s; we spend `rateLimitShare` of it, polling half of that.
-        self.governor = RateGovernor(venue: "bybit", budget: RequestBudget(limit: Int(600 * rateLimitShare), window: 5, pollShare: 0.5))
+        self.governor = RateGovernor(
+            venue: "bybit",
+            budget: RequestBudget(limit: Int(600 * rateLimitShare), window: 5, pollShare: 0.5)
+        )
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.apiKey = apiKey
         self.secret = secret
@@ -97,7 +107,10 @@ public actor BybitLinearVenue: Venue {
 
     // MARK: Calls
 
-    struct Status: Decodable { var retCode: Int; var retMsg: String }
+    struct Status: Decodable {
+        var retCode: Int
+        var retMsg: String
+    }
     struct Envelope<Payload: Decodable>: Decodable { var result: Payload }
 
     /// Our clock, corrected by the server's, in milliseconds.
@@ -106,8 +119,13 @@ public actor BybitLinearVenue: Venue {
     /// A call to Bybit, signed unless `signed` is false. Returns the answer when its retCode is 0 or
     /// one of `accepting`. `unknownOnFailure`: a lost answer means the effect is unknown (orders).
     func call(
-        _ method: String, _ path: String, query: [(String, String)] = [], body: [String: any Sendable]? = nil, signed: Bool = true,
-        accepting: Set<Int> = [], unknownOnFailure: Bool = false
+        _ method: String,
+        _ path: String,
+        query: [(String, String)] = [],
+        body: [String: any Sendable]? = nil,
+        signed: Bool = true,
+        accepting: Set<Int> = [],
+        unknownOnFailure: Bool = false
     ) async throws(VenueError) -> (retCode: Int, body: [UInt8]) {
         let lost: VenueError.Kind = unknownOnFailure ? .outcomeUnknown : .unreachable
         let queryString = RequestSigning.queryString(query)
@@ -122,41 +140,74 @@ public actor BybitLinearVenue: Venue {
             var headers: [(String, String)] = []
             if signed {
                 headers = RequestSigning.bybitHeaders(
-                    timestamp: now, apiKey: apiKey, recvWindow: recvWindow, payload: method == "GET" ? queryString : json, secret: secret)
+                    timestamp: now,
+                    apiKey: apiKey,
+                    recvWindow: recvWindow,
+                    payload: method == "GET" ? queryString : json,
+                    secret: secret
+                )
             }
             if body != nil { headers.append(("Content-Type", "application/json")) }
             // Protection goes before polling for fills: orders, cancels, and the order and position reads
             // that the kernel's stop checks and reconciliation rest on.
-            let priority: RequestBudget.Priority = method != "GET" || ["/v5/order/realtime", "/v5/position/list", "/v5/market/risk-limit"].contains(path) ? .order : .poll
+            let priority: RequestBudget.Priority =
+                method != "GET" || ["/v5/order/realtime", "/v5/position/list", "/v5/market/risk-limit"].contains(path)
+                ? .order : .poll
             try governor.admit(weight: 1, priority: priority, what: "Bybit \(method) \(path)", now: clock())
             let answer: HTTPAnswer
             do {
                 answer = try await caller.send(
-                    method, baseURL + path + (query.isEmpty ? "" : "?" + queryString), headers: headers, body: Array(json.utf8), timeout: timeout)
+                    method,
+                    baseURL + path + (query.isEmpty ? "" : "?" + queryString),
+                    headers: headers,
+                    body: Array(json.utf8),
+                    timeout: timeout
+                )
             } catch {
                 throw VenueError(lost, "Bybit \(method) \(path): \(error)")
             }
-            governor.observeBybit(answer, retCode: (try? JSONDecoder().decode(Status.self, from: Data(answer.body)))?.retCode, now: clock())
+            governor.observeBybit(
+                answer,
+                retCode: (try? JSONDecoder().decode(Status.self, from: Data(answer.body)))?.retCode,
+                now: clock()
+            )
             if answer.status == 403 || answer.status == 429 {
-                throw VenueError(.unreachable, "Bybit rate limit (HTTP \(answer.status), the IP limit)\(Self.limits(answer))")
+                throw VenueError(
+                    .unreachable,
+                    "Bybit rate limit (HTTP \(answer.status), the IP limit)\(Self.limits(answer))"
+                )
             }
             if answer.status >= 500 {
-                throw VenueError(lost, "Bybit \(method) \(path) answered HTTP \(answer.status): \(answer.text.prefix(200))")
+                throw VenueError(
+                    lost,
+                    "Bybit \(method) \(path) answered HTTP \(answer.status): \(answer.text.prefix(200))"
+                )
             }
             guard let status = try? JSONDecoder().decode(Status.self, from: Data(answer.body)) else {
                 guard (200..<300).contains(answer.status) else {
-                    throw VenueError(.rejected, "Bybit \(method) \(path) answered HTTP \(answer.status): \(answer.text.prefix(200))")
+                    throw VenueError(
+                        .rejected,
+                        "Bybit \(method) \(path) answered HTTP \(answer.status): \(answer.text.prefix(200))"
+                    )
                 }
-                throw VenueError(lost, "Bybit \(method) \(path) answered something other than its envelope: \(answer.text.prefix(200))")
+                throw VenueError(
+                    lost,
+                    "Bybit \(method) \(path) answered something other than its envelope: \(answer.text.prefix(200))"
+                )
             }
             if status.retCode == 0 || accepting.contains(status.retCode) { return (status.retCode, answer.body) }
             switch status.retCode {
             case 10002 where signed:
-                guard attempt == 0 else { throw VenueError(.clockSkew, "Bybit 10002 after a clock re-sync: \(status.retMsg)") }
+                guard attempt == 0 else {
+                    throw VenueError(.clockSkew, "Bybit 10002 after a clock re-sync: \(status.retMsg)")
+                }
                 logger.warning("Bybit says our clock is off; re-syncing", metadata: ["msg": "\(status.retMsg)"])
                 try await syncClock()
             case 10006, 10018:
-                throw VenueError(.unreachable, "Bybit rate limit (\(status.retCode): \(status.retMsg))\(Self.limits(answer))")
+                throw VenueError(
+                    .unreachable,
+                    "Bybit rate limit (\(status.retCode): \(status.retMsg))\(Self.limits(answer))"
+                )
             case 10000, 10016:
                 throw VenueError(lost, "Bybit \(status.retCode): \(status.retMsg)")
             default:
@@ -171,13 +222,21 @@ public actor BybitLinearVenue: Venue {
 
     /// Bybit's rate-limit headers, for an error message: the calls left, the limit, when it resets.
     static func limits(_ answer: HTTPAnswer) -> String {
-        let known = [("left", "X-Bapi-Limit-Status"), ("of", "X-Bapi-Limit"), ("resets at", "X-Bapi-Limit-Reset-Timestamp"), ("Retry-After", "Retry-After")]
+        let known = [
+            ("left", "X-Bapi-Limit-Status"), ("of", "X-Bapi-Limit"), ("resets at", "X-Bapi-Limit-Reset-Timestamp"),
+            ("Retry-After", "Retry-After"),
+        ]
         let parts = known.compactMap { label, header in answer.header(header).map { "\(label) \($0)" } }
         return parts.isEmpty ? "" : "; " + parts.joined(separator: ", ")
     }
 
     /// The `result` of an answer; one that is not what Bybit documents is a `kind` error.
-    func result<Payload: Decodable>(_ type: Payload.Type, _ body: [UInt8], _ what: String, else kind: VenueError.Kind = .unreachable) throws(VenueError) -> Payload {
+    func result<Payload: Decodable>(
+        _ type: Payload.Type,
+        _ body: [UInt8],
+        _ what: String,
+        else kind: VenueError.Kind = .unreachable
+    ) throws(VenueError) -> Payload {
         do {
             return try JSONDecoder().decode(Envelope<Payload>.self, from: Data(body)).result
         } catch {
@@ -188,7 +247,10 @@ public actor BybitLinearVenue: Venue {
     /// Sets our offset to the server's clock.
     public func syncClock() async throws(VenueError) {
         struct Time: Decodable {
-            struct Result: Decodable { var timeSecond: String?; var timeNano: String? }
+            struct Result: Decodable {
+                var timeSecond: String?
+                var timeNano: String?
+            }
             var result: Result?
             var time: Int64?
         }
@@ -196,7 +258,8 @@ public actor BybitLinearVenue: Venue {
         let after = Int64(clock().timeIntervalSince1970 * 1000)
         let time = try? JSONDecoder().decode(Time.self, from: Data(body))
         let nano = time?.result?.timeNano.flatMap { Int64($0) }.map { $0 / 1_000_000 }
-        guard let server = nano ?? time?.time ?? time?.result?.timeSecond.flatMap({ Int64($0) }).map({ $0 * 1000 }) else {
+        guard let server = nano ?? time?.time ?? time?.result?.timeSecond.flatMap({ Int64($0) }).map({ $0 * 1000 })
+        else {
             throw VenueError(.unreachable, "Bybit /v5/market/time answered something else")
         }
         // Against our clock after the answer: our timestamps then err behind the server's, which the
@@ -211,25 +274,45 @@ public actor BybitLinearVenue: Venue {
         struct Info: Decodable {
             struct Instrument: Decodable {
                 struct Price: Decodable { var tickSize: String }
-                struct Lot: Decodable { var qtyStep: String; var minOrderQty: String; var maxOrderQty: String; var maxMktOrderQty: String?; var minNotionalValue: String? }
+                struct Lot: Decodable {
+                    var qtyStep: String
+                    var minOrderQty: String
+                    var maxOrderQty: String
+                    var maxMktOrderQty: String?
+                    var minNotionalValue: String?
+                }
                 var symbol: String
                 var priceFilter: Price
                 var lotSizeFilter: Lot
             }
             var list: [Instrument]
         }
-        let body = try await call("GET", "/v5/market/instruments-info", query: [("category", "linear"), ("symbol", symbol)], signed: false).body
-        guard let instrument = try result(Info.self, body, "instruments-info").list.first(where: { $0.symbol == symbol }) else {
+        let body = try await call(
+            "GET",
+            "/v5/market/instruments-info",
+            query: [("category", "linear"), ("symbol", symbol)],
+            signed: false
+        ).body
+        guard
+            let instrument = try result(Info.self, body, "instruments-info").list.first(where: { $0.symbol == symbol })
+        else {
             throw VenueError(.rejected, "Bybit does not list \(symbol)")
         }
         let lot = instrument.lotSizeFilter
         // Only market orders are sent: their largest size is `maxMktOrderQty` where Bybit gives it.
-        guard let tick = Decimal(string: instrument.priceFilter.tickSize), let step = Decimal(string: lot.qtyStep), let minQty = Decimal(string: lot.minOrderQty),
-              let maxQty = Decimal(string: lot.maxMktOrderQty ?? lot.maxOrderQty) else {
+        guard let tick = Decimal(string: instrument.priceFilter.tickSize), let step = Decimal(string: lot.qtyStep),
+            let minQty = Decimal(string: lot.minOrderQty),
+            let maxQty = Decimal(string: lot.maxMktOrderQty ?? lot.maxOrderQty)
+        else {
             throw VenueError(.unreachable, "Bybit instruments-info for \(symbol) is not what its documentation says")
         }
         let filters = ExchangeFilters(
-            tickSize: tick, stepSize: step, minQuantity: minQty, maxQuantity: maxQty, minNotional: lot.minNotionalValue.flatMap { Decimal(string: $0) } ?? 0)
+            tickSize: tick,
+            stepSize: step,
+            minQuantity: minQty,
+            maxQuantity: maxQty,
+            minNotional: lot.minNotionalValue.flatMap { Decimal(string: $0) } ?? 0
+        )
         filterCache[symbol] = filters
         return filters
     }
@@ -241,23 +324,36 @@ public actor BybitLinearVenue: Venue {
     public func marginTiers(symbol: String) async throws(VenueError) -> MarginTiers? {
         if let cached = riskLimits[symbol], clock().timeIntervalSince(cached.at) < 86_400 { return cached.tiers }
         struct Page: Decodable {
-            struct Row: Decodable { var symbol: String; var riskLimitValue: String; var maintenanceMargin: String; var mmDeduction: String? }
+            struct Row: Decodable {
+                var symbol: String
+                var riskLimitValue: String
+                var maintenanceMargin: String
+                var mmDeduction: String?
+            }
             var list: [Row]
         }
         let rows: [Page.Row]
         do {
-            let body = try await call("GET", "/v5/market/risk-limit", query: [("category", "linear"), ("symbol", symbol)], signed: false).body
+            let body = try await call(
+                "GET",
+                "/v5/market/risk-limit",
+                query: [("category", "linear"), ("symbol", symbol)],
+                signed: false
+            ).body
             rows = try result(Page.self, body, "risk limits").list.filter { $0.symbol == symbol }
         } catch {
             if let cached = riskLimits[symbol] { return cached.tiers }
             throw error
         }
         let parsed = rows.compactMap { row -> (cap: Decimal, rate: Decimal, deduction: Decimal?)? in
-            guard let cap = Decimal(string: row.riskLimitValue), let rate = Decimal(string: row.maintenanceMargin) else { return nil }
+            guard let cap = Decimal(string: row.riskLimitValue), let rate = Decimal(string: row.maintenanceMargin)
+            else { return nil }
             return (cap, rate, row.mmDeduction.flatMap { Decimal(string: $0) })
         }.sorted { $0.cap < $1.cap }
         guard !parsed.isEmpty else { throw VenueError(.unreachable, "Bybit lists no risk limits for \(symbol)") }
-        var tiers = MarginTiers.continuous(parsed.enumerated().map { ($0.offset == parsed.count - 1 ? nil : $0.element.cap, $0.element.rate) })
+        var tiers = MarginTiers.continuous(
+            parsed.enumerated().map { ($0.offset == parsed.count - 1 ? nil : $0.element.cap, $0.element.rate) }
+        )
         if parsed.allSatisfy({ $0.deduction != nil }) {
             for index in tiers.tiers.indices { tiers.tiers[index].deduction = parsed[index].deduction! }
         }
@@ -267,12 +363,17 @@ public actor BybitLinearVenue: Venue {
 
     public func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) {
         struct Wallet: Decodable {
-            struct Account: Decodable { var totalEquity: String; var totalAvailableBalance: String }
+            struct Account: Decodable {
+                var totalEquity: String
+                var totalAvailableBalance: String
+            }
             var list: [Account]
         }
         let body = try await call("GET", "/v5/account/wallet-balance", query: [("accountType", "UNIFIED")]).body
-        guard let account = try result(Wallet.self, body, "wallet-balance").list.first, let equity = Decimal(string: account.totalEquity),
-              let available = Decimal(string: account.totalAvailableBalance) else {
+        guard let account = try result(Wallet.self, body, "wallet-balance").list.first,
+            let equity = Decimal(string: account.totalEquity),
+            let available = Decimal(string: account.totalAvailableBalance)
+        else {
             throw VenueError(.unreachable, "Bybit wallet-balance answer is not what its documentation says")
         }
         return (equity, available)
@@ -280,11 +381,21 @@ public actor BybitLinearVenue: Venue {
 
     public func price(symbol: String) async throws(VenueError) -> Decimal? {
         struct Tickers: Decodable {
-            struct Ticker: Decodable { var symbol: String; var lastPrice: String }
+            struct Ticker: Decodable {
+                var symbol: String
+                var lastPrice: String
+            }
             var list: [Ticker]
         }
-        let body = try await call("GET", "/v5/market/tickers", query: [("category", "linear"), ("symbol", symbol)], signed: false).body
-        return try result(Tickers.self, body, "tickers").list.first { $0.symbol == symbol }.flatMap { Decimal(string: $0.lastPrice) }
+        let body = try await call(
+            "GET",
+            "/v5/market/tickers",
+            query: [("category", "linear"), ("symbol", symbol)],
+            signed: false
+        ).body
+        return try result(Tickers.self, body, "tickers").list.first { $0.symbol == symbol }.flatMap {
+            Decimal(string: $0.lastPrice)
+        }
     }
 
     // MARK: Orders
@@ -302,18 +413,26 @@ public actor BybitLinearVenue: Venue {
     }
 
     func venueOrder(_ answer: OrderAnswer) -> VenueOrder {
-        let status: OrderStatus = switch answer.orderStatus {
-        case "Created", "New", "Untriggered", "Triggered": .accepted
-        case "PartiallyFilled": .partiallyFilled
-        case "Filled": .filled
-        case "Cancelled", "PartiallyFilledCanceled", "Deactivated": .canceled
-        case "Rejected": .rejected
-        default: .unknown
-        }
+        let status: OrderStatus =
+            switch answer.orderStatus {
+            case "Created", "New", "Untriggered", "Triggered": .accepted
+            case "PartiallyFilled": .partiallyFilled
+            case "Filled": .filled
+            case "Cancelled", "PartiallyFilledCanceled", "Deactivated": .canceled
+            case "Rejected": .rejected
+            default: .unknown
+            }
         return VenueOrder(
-            clientOrderID: answer.orderLinkId, venueOrderID: answer.orderId, symbol: answer.symbol, side: answer.side == "Buy" ? .buy : .sell,
-            quantity: Decimal(string: answer.qty) ?? 0, filledQuantity: Decimal(string: answer.cumExecQty) ?? 0,
-            averagePrice: answer.avgPrice.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil }, status: status, reduceOnly: answer.reduceOnly ?? false)
+            clientOrderID: answer.orderLinkId,
+            venueOrderID: answer.orderId,
+            symbol: answer.symbol,
+            side: answer.side == "Buy" ? .buy : .sell,
+            quantity: Decimal(string: answer.qty) ?? 0,
+            filledQuantity: Decimal(string: answer.cumExecQty) ?? 0,
+            averagePrice: answer.avgPrice.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil },
+            status: status,
+            reduceOnly: answer.reduceOnly ?? false
+        )
     }
 
     /// Sends a market order under `orderLinkId`; an entry first sets the symbol's margin and leverage.
@@ -324,38 +443,75 @@ public actor BybitLinearVenue: Venue {
             try await prepare(request.symbol, leverage: request.leverage)
             let leverage = String(request.leverage)
             _ = try await call(
-                "POST", "/v5/position/set-leverage", body: ["category": "linear", "symbol": request.symbol, "buyLeverage": leverage, "sellLeverage": leverage],
-                accepting: [110043])  // leverage not modified: it already is
+                "POST",
+                "/v5/position/set-leverage",
+                body: [
+                    "category": "linear", "symbol": request.symbol, "buyLeverage": leverage, "sellLeverage": leverage,
+                ],
+                accepting: [110043]
+            )  // leverage not modified: it already is
             book.leverages[request.symbol] = request.leverage
         }
-        let answer = try await call("POST", "/v5/order/create", body: [
-            "category": "linear", "symbol": request.symbol, "side": request.side == .buy ? "Buy" : "Sell", "orderType": "Market", "qty": "\(request.quantity)",
-            "orderLinkId": request.clientOrderID, "reduceOnly": request.reduceOnly, "positionIdx": 0,
-        ], accepting: [110072], unknownOnFailure: true)
+        let answer = try await call(
+            "POST",
+            "/v5/order/create",
+            body: [
+                "category": "linear", "symbol": request.symbol, "side": request.side == .buy ? "Buy" : "Sell",
+                "orderType": "Market", "qty": "\(request.quantity)",
+                "orderLinkId": request.clientOrderID, "reduceOnly": request.reduceOnly, "positionIdx": 0,
+            ],
+            accepting: [110072],
+            unknownOnFailure: true
+        )
         if answer.retCode == 110072 {
             // The orderLinkId was sent before: that order is this request's; never a second one.
             guard let existing = try await order(clientOrderID: request.clientOrderID, symbol: request.symbol) else {
-                throw VenueError(.outcomeUnknown, "Bybit calls orderLinkId \(request.clientOrderID) a duplicate but does not show it yet")
+                throw VenueError(
+                    .outcomeUnknown,
+                    "Bybit calls orderLinkId \(request.clientOrderID) a duplicate but does not show it yet"
+                )
             }
             return existing
         }
-        struct Created: Decodable { var orderId: String; var orderLinkId: String }
+        struct Created: Decodable {
+            var orderId: String
+            var orderLinkId: String
+        }
         let created = try result(Created.self, answer.body, "order create", else: .outcomeUnknown)
         awaiting[request.clientOrderID] = (request.symbol, request.quantity, clock())
         held = nil
         return VenueOrder(
-            clientOrderID: created.orderLinkId.isEmpty ? request.clientOrderID : created.orderLinkId, venueOrderID: created.orderId, symbol: request.symbol,
-            side: request.side, quantity: request.quantity, filledQuantity: 0, averagePrice: nil, status: .accepted, reduceOnly: request.reduceOnly)
+            clientOrderID: created.orderLinkId.isEmpty ? request.clientOrderID : created.orderLinkId,
+            venueOrderID: created.orderId,
+            symbol: request.symbol,
+            side: request.side,
+            quantity: request.quantity,
+            filledQuantity: 0,
+            averagePrice: nil,
+            status: .accepted,
+            reduceOnly: request.reduceOnly
+        )
     }
 
     /// Once per symbol, before its first entry: one-way mode (the orders say `positionIdx` 0) and
     /// isolated margin, so a position can lose only its own margin. 110025 and 110026 mean it already is.
     func prepare(_ symbol: String, leverage: Int) async throws(VenueError) {
         guard !prepared.contains(symbol) else { return }
-        _ = try await call("POST", "/v5/position/switch-mode", body: ["category": "linear", "symbol": symbol, "mode": 0], accepting: [110025])
         _ = try await call(
-            "POST", "/v5/position/switch-isolated",
-            body: ["category": "linear", "symbol": symbol, "tradeMode": 1, "buyLeverage": String(leverage), "sellLeverage": String(leverage)], accepting: [110026])
+            "POST",
+            "/v5/position/switch-mode",
+            body: ["category": "linear", "symbol": symbol, "mode": 0],
+            accepting: [110025]
+        )
+        _ = try await call(
+            "POST",
+            "/v5/position/switch-isolated",
+            body: [
+                "category": "linear", "symbol": symbol, "tradeMode": 1, "buyLeverage": String(leverage),
+                "sellLeverage": String(leverage),
+            ],
+            accepting: [110026]
+        )
         prepared.insert(symbol)
     }
 
@@ -364,9 +520,16 @@ public actor BybitLinearVenue: Venue {
     public func order(clientOrderID: String, symbol: String) async throws(VenueError) -> VenueOrder? {
         struct Orders: Decodable { var list: [OrderAnswer] }
         for path in ["/v5/order/realtime", "/v5/order/history"] {
-            let answer = try await call("GET", path, query: [("category", "linear"), ("symbol", symbol), ("orderLinkId", clientOrderID)], accepting: [110001])
+            let answer = try await call(
+                "GET",
+                path,
+                query: [("category", "linear"), ("symbol", symbol), ("orderLinkId", clientOrderID)],
+                accepting: [110001]
+            )
             guard answer.retCode == 0 else { continue }  // 110001: order does not exist
-            if let found = try result(Orders.self, answer.body, "order query").list.first(where: { $0.orderLinkId == clientOrderID }) {
+            if let found = try result(Orders.self, answer.body, "order query").list.first(where: {
+                $0.orderLinkId == clientOrderID
+            }) {
                 return venueOrder(found)
             }
         }
@@ -388,8 +551,14 @@ public actor BybitLinearVenue: Venue {
     func readPositions() async throws(VenueError) -> [VenuePosition] {
         struct Page: Decodable {
             struct Row: Decodable {
-                var symbol: String; var side: String; var size: String; var avgPrice: String; var leverage: String?
-                var stopLoss: String?; var takeProfit: String?; var createdTime: String?
+                var symbol: String
+                var side: String
+                var size: String
+                var avgPrice: String
+                var leverage: String?
+                var stopLoss: String?
+                var takeProfit: String?
+                var createdTime: String?
             }
             var list: [Row]
             var nextPageCursor: String?
@@ -407,11 +576,19 @@ public actor BybitLinearVenue: Venue {
         /// "" and "0" mean none.
         func level(_ value: String?) -> Decimal? { value.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil } }
         return rows.compactMap { row in
-            guard let size = Decimal(string: row.size), size > 0, row.side == "Buy" || row.side == "Sell", let entry = Decimal(string: row.avgPrice) else { return nil }
+            guard let size = Decimal(string: row.size), size > 0, row.side == "Buy" || row.side == "Sell",
+                let entry = Decimal(string: row.avgPrice)
+            else { return nil }
             return VenuePosition(
-                symbol: row.symbol, side: row.side == "Buy" ? .long : .short, quantity: size, entryPrice: entry,
-                leverage: row.leverage.flatMap { Double($0) }.map { Int($0) } ?? 1, stopLoss: level(row.stopLoss), takeProfit: level(row.takeProfit),
-                openedAt: Date(timeIntervalSince1970: (row.createdTime.flatMap { Double($0) } ?? 0) / 1000))
+                symbol: row.symbol,
+                side: row.side == "Buy" ? .long : .short,
+                quantity: size,
+                entryPrice: entry,
+                leverage: row.leverage.flatMap { Double($0) }.map { Int($0) } ?? 1,
+                stopLoss: level(row.stopLoss),
+                takeProfit: level(row.takeProfit),
+                openedAt: Date(timeIntervalSince1970: (row.createdTime.flatMap { Double($0) } ?? 0) / 1000)
+            )
         }
     }
 
@@ -428,32 +605,61 @@ public actor BybitLinearVenue: Venue {
     /// `orderLinkId` again (110072) is the stop that exists.
     public func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) async throws(VenueError) {
         do {
-            _ = try await call("POST", "/v5/order/create", body: [
-                "category": "linear", "symbol": symbol, "side": stop.side == .buy ? "Buy" : "Sell", "orderType": "Market", "qty": "\(stop.quantity)",
-                "triggerPrice": "\(stop.trigger)", "triggerDirection": stop.side == .sell ? 2 : 1, "triggerBy": "MarkPrice", "reduceOnly": true,
-                "closeOnTrigger": true, "orderLinkId": stop.clientID, "positionIdx": 0,
-            ], accepting: [110072], unknownOnFailure: true)
-        } catch where error.kind == .rejected && (error.message.hasPrefix("Bybit 110092") || error.message.hasPrefix("Bybit 110093")) {
+            _ = try await call(
+                "POST",
+                "/v5/order/create",
+                body: [
+                    "category": "linear", "symbol": symbol, "side": stop.side == .buy ? "Buy" : "Sell",
+                    "orderType": "Market", "qty": "\(stop.quantity)",
+                    "triggerPrice": "\(stop.trigger)", "triggerDirection": stop.side == .sell ? 2 : 1,
+                    "triggerBy": "MarkPrice", "reduceOnly": true,
+                    "closeOnTrigger": true, "orderLinkId": stop.clientID, "positionIdx": 0,
+                ],
+                accepting: [110072],
+                unknownOnFailure: true
+            )
+        } catch
+            where error.kind == .rejected
+            && (error.message.hasPrefix("Bybit 110092") || error.message.hasPrefix("Bybit 110093"))
+        {
             throw VenueError(.wouldTrigger, error.message)
         } catch {
             if error.kind == .outcomeUnknown { stops = nil }  // placed or not: read the list again
             throw error
         }
         stops?.rows.removeAll { $0.orderLinkId == stop.clientID }
-        stops?.rows.append(StopRow(
-            orderLinkId: stop.clientID, symbol: symbol, side: stop.side == .buy ? "Buy" : "Sell", qty: "\(stop.quantity)", triggerPrice: "\(stop.trigger)",
-            orderStatus: "Untriggered", reduceOnly: true))
+        stops?.rows.append(
+            StopRow(
+                orderLinkId: stop.clientID,
+                symbol: symbol,
+                side: stop.side == .buy ? "Buy" : "Sell",
+                qty: "\(stop.quantity)",
+                triggerPrice: "\(stop.trigger)",
+                orderStatus: "Untriggered",
+                reduceOnly: true
+            )
+        )
     }
 
     /// Cancels a stop by its `orderLinkId`; 110001 (no such open order: triggered, cancelled, gone) is done.
     public func cancelStop(symbol: String, clientID: String) async throws(VenueError) {
-        _ = try await call("POST", "/v5/order/cancel", body: ["category": "linear", "symbol": symbol, "orderLinkId": clientID], accepting: [110001])
+        _ = try await call(
+            "POST",
+            "/v5/order/cancel",
+            body: ["category": "linear", "symbol": symbol, "orderLinkId": clientID],
+            accepting: [110001]
+        )
         stops?.rows.removeAll { $0.orderLinkId == clientID }
     }
 
     /// A conditional order as `order/realtime` and the stream's `order` topic list it.
     struct StopRow: Decodable, Sendable {
-        var orderLinkId: String; var symbol: String; var side: String; var qty: String; var triggerPrice: String?; var orderStatus: String
+        var orderLinkId: String
+        var symbol: String
+        var side: String
+        var qty: String
+        var triggerPrice: String?
+        var orderStatus: String
         var reduceOnly: Bool?
     }
 
@@ -461,13 +667,20 @@ public actor BybitLinearVenue: Venue {
     /// `orderFilter=StopOrder`, followed through its pages) at most every ten seconds.
     func stopRows() async throws(VenueError) -> [StopRow] {
         if let stops, clock().timeIntervalSince(stops.at) < Self.stopsMaxAge { return stops.rows }
-        struct Page: Decodable { var list: [StopRow]; var nextPageCursor: String? }
+        struct Page: Decodable {
+            var list: [StopRow]
+            var nextPageCursor: String?
+        }
         var rows: [StopRow] = []
         var cursor: String?
         repeat {
             var query = [("category", "linear"), ("settleCoin", "USDT"), ("orderFilter", "StopOrder"), ("limit", "50")]
             if let cursor { query.append(("cursor", cursor)) }
-            let page = try result(Page.self, try await call("GET", "/v5/order/realtime", query: query).body, "open conditional orders")
+            let page = try result(
+                Page.self,
+                try await call("GET", "/v5/order/realtime", query: query).body,
+                "open conditional orders"
+            )
             rows += page.list.filter { $0.orderStatus == "Untriggered" }
             cursor = Self.next(page.nextPageCursor, after: cursor)
         } while cursor != nil
@@ -478,21 +691,41 @@ public actor BybitLinearVenue: Venue {
     /// The symbol's working conditional orders that reduce only.
     public func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] {
         try await stopRows().filter { $0.symbol == symbol && $0.reduceOnly == true }.compactMap { row in
-            guard let quantity = Decimal(string: row.qty), let trigger = row.triggerPrice.flatMap({ Decimal(string: $0) }) else { return nil }
-            return ExecutionKernel.StopOrder(clientID: row.orderLinkId, side: row.side == "Buy" ? .buy : .sell, quantity: quantity, trigger: trigger)
+            guard let quantity = Decimal(string: row.qty),
+                let trigger = row.triggerPrice.flatMap({ Decimal(string: $0) })
+            else { return nil }
+            return ExecutionKernel.StopOrder(
+                clientID: row.orderLinkId,
+                side: row.side == "Buy" ? .buy : .sell,
+                quantity: quantity,
+                trigger: trigger
+            )
         }
     }
 
     /// The target is the position's own take-profit (`trading-stop`, whole position, mark price): it
     /// closes whatever the position holds, so it needs no resizing. The stop is not touched.
-    public func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError) {
-        _ = try await call("POST", "/v5/position/trading-stop", body: [
-            "category": "linear", "symbol": symbol, "tpslMode": "Full", "takeProfit": "\(price)", "tpTriggerBy": "MarkPrice", "positionIdx": 0,
-        ], accepting: [34040])
+    public func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError)
+    {
+        _ = try await call(
+            "POST",
+            "/v5/position/trading-stop",
+            body: [
+                "category": "linear", "symbol": symbol, "tpslMode": "Full", "takeProfit": "\(price)",
+                "tpTriggerBy": "MarkPrice", "positionIdx": 0,
+            ],
+            accepting: [34040]
+        )
     }
 
     /// Bybit has its own prices: a candle changes nothing here (the executor moves the stops).
-    public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {}
+    public func observe(
+        symbol: String,
+        candle: Candle,
+        time: Date,
+        atr: Double?,
+        fundingRate: Decimal?
+    ) async throws(VenueError) {}
 
     // MARK: Fills
 
@@ -547,7 +780,9 @@ public actor BybitLinearVenue: Venue {
     /// when an order's fills are late); otherwise every poll does (`GET /v5/execution/list`, one read
     /// for all symbols).
     public func events() async throws(VenueError) -> [VenueEvent] {
-        let phase = stream.phase, generation = stream.generation, started = clock()
+        let phase = stream.phase
+        let generation = stream.generation
+        let started = clock()
         let late = awaiting.values.contains { started.timeIntervalSince($0.since) > StreamTiming.grace }
         let due = started.timeIntervalSince(stream.verifiedAt["*"] ?? .distantPast) >= StreamTiming.verifyEvery
         if phase != .live || late || due {
@@ -566,7 +801,9 @@ public actor BybitLinearVenue: Venue {
         return pending
     }
 
-    public func acknowledgeEvents(_ count: Int) async throws(VenueError) { pending.removeFirst(min(count, pending.count)) }
+    public func acknowledgeEvents(_ count: Int) async throws(VenueError) {
+        pending.removeFirst(min(count, pending.count))
+    }
 
     /// Every traded symbol's executions since its cursor, in one read from the oldest cursor.
     func pollAll() async throws(VenueError) {
@@ -576,7 +813,9 @@ public actor BybitLinearVenue: Venue {
         let all = try await executions(nil, from: tradedSymbols.map(start).min() ?? until, until: until)
         for symbol in tradedSymbols.sorted() {
             let from = start(symbol)
-            for execution in all where execution.symbol == symbol && (Int64(execution.execTime) ?? 0) >= from { try record(execution) }
+            for execution in all where execution.symbol == symbol && (Int64(execution.execTime) ?? 0) >= from {
+                try record(execution)
+            }
             // Read the cursor after the wait: another poll may have moved it meanwhile.
             var cursor = cursors[symbol] ?? ExecutionCursor(from: from)
             cursor.from = max(cursor.from, until)
@@ -591,17 +830,27 @@ public actor BybitLinearVenue: Venue {
     func record(_ execution: Execution) throws(VenueError) {
         let symbol = execution.symbol
         guard Self.fillTypes.contains(execution.execType), tradedSymbols.contains(symbol) else { return }
-        guard let time = Int64(execution.execTime), let price = Decimal(string: execution.execPrice), let quantity = Decimal(string: execution.execQty) else {
+        guard let time = Int64(execution.execTime), let price = Decimal(string: execution.execPrice),
+            let quantity = Decimal(string: execution.execQty)
+        else {
             throw VenueError(.unreachable, "Bybit execution \(execution.execId) is not what its documentation says")
         }
         var cursor = cursors[symbol] ?? ExecutionCursor(from: time)
         // Older than the overlap: REST has read it already (and forgotten its id).
-        guard cursor.seen[execution.execId] == nil, time >= cursor.floor, time >= cursor.from - Self.overlap else { return }
+        guard cursor.seen[execution.execId] == nil, time >= cursor.floor, time >= cursor.from - Self.overlap else {
+            return
+        }
         let link = execution.orderLinkId.flatMap { $0.isEmpty ? nil : $0 }
         let fill = VenueFill(
-            tradeID: "bybit-\(execution.execId)", clientOrderID: link ?? "bybit-order-\(execution.orderId)",
-            symbol: symbol, side: execution.side == "Buy" ? .buy : .sell, price: price, quantity: quantity,
-            fee: execution.execFee.flatMap { Decimal(string: $0) } ?? 0, time: Date(timeIntervalSince1970: Double(time) / 1000))
+            tradeID: "bybit-\(execution.execId)",
+            clientOrderID: link ?? "bybit-order-\(execution.orderId)",
+            symbol: symbol,
+            side: execution.side == "Buy" ? .buy : .sell,
+            price: price,
+            quantity: quantity,
+            fee: execution.execFee.flatMap { Decimal(string: $0) } ?? 0,
+            time: Date(timeIntervalSince1970: Double(time) / 1000)
+        )
         cursor.seen[execution.execId] = time
         cursors[symbol] = cursor
         if let link, let expected = awaiting[link] {
@@ -631,12 +880,16 @@ public actor BybitLinearVenue: Venue {
     /// Every execution of `symbol` from `from` on, oldest first: in spans of Bybit's longest window
     /// (the last one open-ended), each followed through `nextPageCursor`. Bybit lists newest first.
     func executions(_ symbol: String?, from: Int64, until: Int64) async throws(VenueError) -> [Execution] {
-        struct Page: Decodable { var list: [Execution]; var nextPageCursor: String? }
+        struct Page: Decodable {
+            var list: [Execution]
+            var nextPageCursor: String?
+        }
         var newestFirst: [Execution] = []
         var start = from
         while true {
             let last = until - start < Self.window
-            var query = [("category", "linear")] + (symbol.map { [("symbol", $0)] } ?? []) + [("startTime", String(start))]
+            var query =
+                [("category", "linear")] + (symbol.map { [("symbol", $0)] } ?? []) + [("startTime", String(start))]
             if !last { query.append(("endTime", String(start + Self.window - 1))) }
             query.append(("limit", "100"))
             var spans: [[Execution]] = []
@@ -656,7 +909,8 @@ public actor BybitLinearVenue: Venue {
         }
         let oldestFirst = Array(newestFirst.reversed())
         return oldestFirst.indices.sorted { a, b in
-            let ta = Int64(oldestFirst[a].execTime) ?? 0, tb = Int64(oldestFirst[b].execTime) ?? 0
+            let ta = Int64(oldestFirst[a].execTime) ?? 0
+            let tb = Int64(oldestFirst[b].execTime) ?? 0
             return ta != tb ? ta < tb : a < b
         }.map { oldestFirst[$0] }
     }
@@ -675,7 +929,9 @@ public actor BybitLinearVenue: Venue {
             let committed = (state.committedFills[symbol] ?? []).filter { $0.tradeID.hasPrefix("bybit-") }
             let since = state.pendingSince[symbol].map { max(Self.millis($0), start - Self.window) } ?? start
             var cursor = ExecutionCursor(from: committed.map { Self.millis($0.time) }.max() ?? since)
-            for fill in committed { cursor.seen[String(fill.tradeID.dropFirst("bybit-".count))] = Self.millis(fill.time) }
+            for fill in committed {
+                cursor.seen[String(fill.tradeID.dropFirst("bybit-".count))] = Self.millis(fill.time)
+            }
             if let known = cursors[symbol] {
                 cursor.from = max(cursor.from, known.from)
                 cursor.seen.merge(known.seen) { max($0, $1) }

@@ -32,8 +32,13 @@ struct PositionBook: Sendable {
     /// paid (so its close books them all), and the stop and target the store holds.
     mutating func resume(_ position: VenuePosition) {
         holdings[position.symbol] = Holding(
-            side: position.side, quantity: position.quantity, entry: position.entryPrice, openedAt: position.openedAt, fees: position.fees,
-            leverage: position.leverage)
+            side: position.side,
+            quantity: position.quantity,
+            entry: position.entryPrice,
+            openedAt: position.openedAt,
+            fees: position.fees,
+            leverage: position.leverage
+        )
         leverages[position.symbol] = position.leverage
         levels[position.symbol] = (position.stopLoss, position.takeProfit)
     }
@@ -45,11 +50,18 @@ struct PositionBook: Sendable {
         let side: PositionSide = fill.side == .buy ? .long : .short
         guard var holding = holdings[fill.symbol] else {
             holdings[fill.symbol] = Holding(
-                side: side, quantity: fill.quantity, entry: fill.price, openedAt: fill.time, fees: fill.fee, leverage: leverages[fill.symbol] ?? 1)
+                side: side,
+                quantity: fill.quantity,
+                entry: fill.price,
+                openedAt: fill.time,
+                fees: fill.fee,
+                leverage: leverages[fill.symbol] ?? 1
+            )
             return nil
         }
         if holding.side == side {
-            holding.entry = (holding.entry * holding.quantity + fill.price * fill.quantity) / (holding.quantity + fill.quantity)
+            holding.entry =
+                (holding.entry * holding.quantity + fill.price * fill.quantity) / (holding.quantity + fill.quantity)
             holding.quantity += fill.quantity
             holding.fees += fill.fee
             holdings[fill.symbol] = holding
@@ -66,8 +78,20 @@ struct PositionBook: Sendable {
         holdings[fill.symbol] = nil
         let levels = levels.removeValue(forKey: fill.symbol)
         return VenueClose(
-            symbol: fill.symbol, side: holding.side, quantity: closing, entryPrice: holding.entry, exitPrice: fill.price, openedAt: holding.openedAt,
-            closedAt: fill.time, reason: reason, pnl: holding.realized - holding.fees, fees: holding.fees, funding: 0, leverage: holding.leverage,
-            stopLoss: levels?.stopLoss ?? nil, takeProfit: levels?.takeProfit ?? nil)
+            symbol: fill.symbol,
+            side: holding.side,
+            quantity: closing,
+            entryPrice: holding.entry,
+            exitPrice: fill.price,
+            openedAt: holding.openedAt,
+            closedAt: fill.time,
+            reason: reason,
+            pnl: holding.realized - holding.fees,
+            fees: holding.fees,
+            funding: 0,
+            leverage: holding.leverage,
+            stopLoss: levels?.stopLoss ?? nil,
+            takeProfit: levels?.takeProfit ?? nil
+        )
     }
 }

@@ -16,11 +16,24 @@ struct RateGovernor: Sendable {
     }
 
     /// Spends `weight` for a request, or throws without sending it.
-    mutating func admit(weight: Int, priority: RequestBudget.Priority, what: String, now: Date = Date()) throws(VenueError) {
+    mutating func admit(
+        weight: Int,
+        priority: RequestBudget.Priority,
+        what: String,
+        now: Date = Date()
+    ) throws(VenueError) {
         let wait = budget.reserve(weight: weight, priority: priority, now: now)
         guard wait > 0 else { return }
-        let why = budget.banned ? "banned (418/403) by \(venue)" : budget.blocked(now: now) != nil ? "told to slow down (429) by \(venue)" : "over our \(venue) request budget"
-        throw VenueError(.unreachable, "\(what) not sent: \(why); requests go again in \(String(format: "%.1f", wait)) s", retryAfter: wait)
+        let why =
+            budget.banned
+            ? "banned (418/403) by \(venue)"
+            : budget.blocked(now: now) != nil
+                ? "told to slow down (429) by \(venue)" : "over our \(venue) request budget"
+        throw VenueError(
+            .unreachable,
+            "\(what) not sent: \(why); requests go again in \(String(format: "%.1f", wait)) s",
+            retryAfter: wait
+        )
     }
 
     /// Binance: `X-MBX-USED-WEIGHT-1M` corrects our count; 429 and 418 block for `Retry-After`.
@@ -40,7 +53,10 @@ struct RateGovernor: Sendable {
         } else if answer.status == 429 {
             budget.block(for: answer.header("Retry-After").flatMap(TimeInterval.init) ?? 1, now: now)
         } else if retCode == 10006 || retCode == 10018 {
-            let reset = answer.header("X-Bapi-Limit-Reset-Timestamp").flatMap(Double.init).map { $0 / 1000 - now.timeIntervalSince1970 } ?? 1
+            let reset =
+                answer.header("X-Bapi-Limit-Reset-Timestamp").flatMap(Double.init).map {
+                    $0 / 1000 - now.timeIntervalSince1970
+                } ?? 1
             budget.block(for: max(reset, 0.1), now: now)
         }
     }
@@ -48,7 +64,13 @@ struct RateGovernor: Sendable {
     /// The budget as `tradebus status` shows it.
     func status(now: Date = Date()) -> RateLimitStatus {
         RateLimitStatus(
-            venue: venue, used: budget.used(now: now), limit: budget.limit, pollLimit: Int(Double(budget.limit) * budget.pollShare),
-            windowSeconds: budget.window, blockedUntil: budget.blocked(now: now), banned: budget.banned && budget.blocked(now: now) != nil)
+            venue: venue,
+            used: budget.used(now: now),
+            limit: budget.limit,
+            pollLimit: Int(Double(budget.limit) * budget.pollShare),
+            windowSeconds: budget.window,
+            blockedUntil: budget.blocked(now: now),
+            banned: budget.banned && budget.blocked(now: now) != nil
+        )
     }
 }

@@ -11,22 +11,49 @@ public enum RequestSigning {
 
     /// Binance (USDⓈ-M futures and spot): the query string with `recvWindow` and `timestamp`, then
     /// `&signature=<hex HMAC of everything before it>`. The key goes in the `X-MBX-APIKEY` header.
-    public static func binanceQuery(_ parameters: [(String, String)], timestamp: Int64, recvWindow: Int = 5_000, secret: String) -> String {
+    public static func binanceQuery(
+        _ parameters: [(String, String)],
+        timestamp: Int64,
+        recvWindow: Int = 5_000,
+        secret: String
+    ) -> String {
         let query = queryString(parameters + [("recvWindow", String(recvWindow)), ("timestamp", String(timestamp))])
         return query + "&signature=" + hmacSHA256Hex(query, secret: secret)
     }
 
     /// Bybit v5: the `X-BAPI-SIGN` header is the HMAC of `timestamp + apiKey + recvWindow + payload`,
     /// where the payload is the query string of a GET or the JSON body of a POST.
-    public static func bybitSignature(timestamp: Int64, apiKey: String, recvWindow: Int = 5_000, payload: String, secret: String) -> String {
+    public static func bybitSignature(
+        timestamp: Int64,
+        apiKey: String,
+        recvWindow: Int = 5_000,
+        payload: String,
+        secret: String
+    ) -> String {
         hmacSHA256Hex("\(timestamp)\(apiKey)\(recvWindow)\(payload)", secret: secret)
     }
 
     /// The headers of a signed Bybit v5 request: key, timestamp, window and the signature of `payload`.
-    public static func bybitHeaders(timestamp: Int64, apiKey: String, recvWindow: Int = 5_000, payload: String, secret: String) -> [(String, String)] {
+    public static func bybitHeaders(
+        timestamp: Int64,
+        apiKey: String,
+        recvWindow: Int = 5_000,
+        payload: String,
+        secret: String
+    ) -> [(String, String)] {
         [
-            ("X-BAPI-API-KEY", apiKey), ("X-BAPI-TIMESTAMP", String(timestamp)), ("X-BAPI-RECV-WINDOW", String(recvWindow)),
-            ("X-BAPI-SIGN", bybitSignature(timestamp: timestamp, apiKey: apiKey, recvWindow: recvWindow, payload: payload, secret: secret)),
+            ("X-BAPI-API-KEY", apiKey), ("X-BAPI-TIMESTAMP", String(timestamp)),
+            ("X-BAPI-RECV-WINDOW", String(recvWindow)),
+            (
+                "X-BAPI-SIGN",
+                bybitSignature(
+                    timestamp: timestamp,
+                    apiKey: apiKey,
+                    recvWindow: recvWindow,
+                    payload: payload,
+                    secret: secret
+                )
+            ),
         ]
     }
 

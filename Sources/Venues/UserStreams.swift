@@ -54,15 +54,25 @@ extension BinanceFuturesVenue {
         try governor.admit(weight: 1, priority: .order, what: "Binance \(method) /fapi/v1/listenKey", now: clock())
         let answer: HTTPAnswer
         do {
-            answer = try await caller.send(method, baseURL + "/fapi/v1/listenKey", headers: [("X-MBX-APIKEY", apiKey)], timeout: timeout)
+            answer = try await caller.send(
+                method,
+                baseURL + "/fapi/v1/listenKey",
+                headers: [("X-MBX-APIKEY", apiKey)],
+                timeout: timeout
+            )
         } catch {
             throw VenueError(.unreachable, "Binance \(method) /fapi/v1/listenKey: \(error)")
         }
         governor.observeBinance(answer, now: clock())
         struct Key: Decodable { var listenKey: String }
-        guard (200..<300).contains(answer.status), let key = try? JSONDecoder().decode(Key.self, from: Data(answer.body)) else {
+        guard (200..<300).contains(answer.status),
+            let key = try? JSONDecoder().decode(Key.self, from: Data(answer.body))
+        else {
             // -1125 "This listenKey does not exist.": the stream ends and starts again with a new key.
-            throw VenueError(.unreachable, "Binance \(method) /fapi/v1/listenKey answered \(answer.status): \(answer.text.prefix(200))")
+            throw VenueError(
+                .unreachable,
+                "Binance \(method) /fapi/v1/listenKey answered \(answer.status): \(answer.text.prefix(200))"
+            )
         }
         return key.listenKey
     }
@@ -74,7 +84,11 @@ extension BinanceFuturesVenue {
         let key = try await listenKeyCall("POST")
         let keepalive = listenKeyKeepalive
         let client = WebSocketClient(
-            url: "\(streamURL)/\(key)", configuration: WebSocketClientConfiguration(maxFrameSize: 1 << 22, autoPing: .enabled(timePeriod: .seconds(30))),
+            url: "\(streamURL)/\(key)",
+            configuration: WebSocketClientConfiguration(
+                maxFrameSize: 1 << 22,
+                autoPing: .enabled(timePeriod: .seconds(30))
+            ),
             logger: logger
         ) { inbound, _, _ in
             await self.streamOpened()
@@ -120,27 +134,52 @@ extension BinanceFuturesVenue {
         struct Kind: Decodable { var e: String }
         struct OrderUpdate: Decodable {
             struct Order: Decodable {
-                var s: String; var c: String; var S: String; var x: String; var i: Int64; var l: String; var L: String; var N: String?; var n: String?
-                var T: Int64; var t: Int64; var rp: String?
+                var s: String
+                var c: String
+                var S: String
+                var x: String
+                var i: Int64
+                var l: String
+                var L: String
+                var N: String?
+                var n: String?
+                var T: Int64
+                var t: Int64
+                var rp: String?
             }
             var o: Order
         }
         struct AccountUpdate: Decodable {
             struct Account: Decodable {
-                struct Position: Decodable { var s: String; var pa: String; var ep: String }
+                struct Position: Decodable {
+                    var s: String
+                    var pa: String
+                    var ep: String
+                }
                 var P: [Position]?
             }
             var a: Account
         }
         struct AlgoUpdate: Decodable {
             struct Algo: Decodable {
-                var caid: String; var aid: Int64; var o: String; var s: String; var S: String; var q: String?; var X: String; var ai: String?; var tp: String?
+                var caid: String
+                var aid: Int64
+                var o: String
+                var s: String
+                var S: String
+                var q: String?
+                var X: String
+                var ai: String?
+                var tp: String?
             }
             var o: Algo
         }
         let data = Data(bytes)
         guard let kind = try? JSONDecoder().decode(Kind.self, from: data) else {
-            logger.warning("unreadable Binance user-data message skipped", metadata: ["message": "\(String(decoding: bytes.prefix(200), as: UTF8.self))"])
+            logger.warning(
+                "unreadable Binance user-data message skipped",
+                metadata: ["message": "\(String(decoding: bytes.prefix(200), as: UTF8.self))"]
+            )
             return false
         }
         switch kind.e {
@@ -149,21 +188,43 @@ extension BinanceFuturesVenue {
             let o = update.o
             guard o.x == "TRADE" else { return false }
             let trade = Trade(
-                id: o.t, orderId: o.i, symbol: o.s, side: o.S, price: o.L, qty: o.l, commission: o.n.map { $0.hasPrefix("-") ? String($0.dropFirst()) : $0 } ?? "0",
-                commissionAsset: o.N, realizedPnl: o.rp, time: o.T, clientOrderId: o.c)
+                id: o.t,
+                orderId: o.i,
+                symbol: o.s,
+                side: o.S,
+                price: o.L,
+                qty: o.l,
+                commission: o.n.map { $0.hasPrefix("-") ? String($0.dropFirst()) : $0 } ?? "0",
+                commissionAsset: o.N,
+                realizedPnl: o.rp,
+                time: o.T,
+                clientOrderId: o.c
+            )
             switch stream.phase {
             case .live:
-                do { try await record(trade, streamed: true) } catch { logger.warning("a streamed fill waits for REST", metadata: ["error": "\(error)"]) }
+                do { try await record(trade, streamed: true) } catch {
+                    logger.warning("a streamed fill waits for REST", metadata: ["error": "\(error)"])
+                }
             case .catchingUp: stream.backlog.append(trade)
             case .down: return false
             }
             return true
         case "ACCOUNT_UPDATE":
-            guard let update = try? JSONDecoder().decode(AccountUpdate.self, from: data), var rows = risks?.rows else { return false }
+            guard let update = try? JSONDecoder().decode(AccountUpdate.self, from: data), var rows = risks?.rows else {
+                return false
+            }
             for position in update.a.P ?? [] {
                 let leverage = rows.first { $0.symbol == position.s }?.leverage ?? "1"
                 rows.removeAll { $0.symbol == position.s }
-                rows.append(Risk(symbol: position.s, positionAmt: position.pa, entryPrice: position.ep, leverage: leverage, updateTime: nil))
+                rows.append(
+                    Risk(
+                        symbol: position.s,
+                        positionAmt: position.pa,
+                        entryPrice: position.ep,
+                        leverage: leverage,
+                        updateTime: nil
+                    )
+                )
             }
             risks?.rows = rows
             return true
@@ -177,9 +238,19 @@ extension BinanceFuturesVenue {
             }
             if algo.X == "NEW" {
                 if algos?.rows.contains(where: { $0.clientAlgoId == algo.caid }) == false {
-                    algos?.rows.append(AlgoOrder(
-                        algoId: algo.aid, clientAlgoId: algo.caid, symbol: algo.s, orderType: algo.o, algoStatus: algo.X, triggerPrice: algo.tp, actualOrderId: nil,
-                        side: algo.S, quantity: algo.q))
+                    algos?.rows.append(
+                        AlgoOrder(
+                            algoId: algo.aid,
+                            clientAlgoId: algo.caid,
+                            symbol: algo.s,
+                            orderType: algo.o,
+                            algoStatus: algo.X,
+                            triggerPrice: algo.tp,
+                            actualOrderId: nil,
+                            side: algo.S,
+                            quantity: algo.q
+                        )
+                    )
                 }
             } else {
                 algos?.rows.removeAll { $0.clientAlgoId == algo.caid }
@@ -216,7 +287,12 @@ extension BybitLinearVenue {
         let signature = HMACSigning.sha256Hex("GET/realtime\(expires)".utf8, secret: secret)
         let auth = #"{"req_id":"auth","op":"auth","args":["\#(apiKey)",\#(expires),"\#(signature)"]}"#
         let client = WebSocketClient(
-            url: streamURL, configuration: WebSocketClientConfiguration(maxFrameSize: 1 << 22, autoPing: .enabled(timePeriod: .seconds(30))), logger: logger
+            url: streamURL,
+            configuration: WebSocketClientConfiguration(
+                maxFrameSize: 1 << 22,
+                autoPing: .enabled(timePeriod: .seconds(30))
+            ),
+            logger: logger
         ) { inbound, outbound, _ in
             try await outbound.write(.text(auth))
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -230,7 +306,9 @@ extension BybitLinearVenue {
                     guard case .text(let text) = message else { continue }
                     switch try await self.receivePrivate(Array(text.utf8)) {
                     case .authenticated:
-                        try await outbound.write(.text(#"{"req_id":"subscribe","op":"subscribe","args":["execution","order","position"]}"#))
+                        try await outbound.write(
+                            .text(#"{"req_id":"subscribe","op":"subscribe","args":["execution","order","position"]}"#)
+                        )
                     case .subscribed:
                         await self.bybitStreamOpened()
                         await delivered()
@@ -268,18 +346,27 @@ extension BybitLinearVenue {
     /// One message of the private stream. A refused `auth` or `subscribe` ends the stream.
     func receivePrivate(_ bytes: [UInt8]) throws -> PrivateMessage {
         struct Message: Decodable {
-            var op: String?; var success: Bool?; var ret_msg: String?; var topic: String?
+            var op: String?
+            var success: Bool?
+            var ret_msg: String?
+            var topic: String?
         }
         struct Executions: Decodable { var data: [Execution] }
         struct Orders: Decodable { var data: [StopRow] }
         let data = Data(bytes)
         guard let message = try? JSONDecoder().decode(Message.self, from: data) else {
-            logger.warning("unreadable Bybit private message skipped", metadata: ["message": "\(String(decoding: bytes.prefix(200), as: UTF8.self))"])
+            logger.warning(
+                "unreadable Bybit private message skipped",
+                metadata: ["message": "\(String(decoding: bytes.prefix(200), as: UTF8.self))"]
+            )
             return .nothing
         }
         if let op = message.op, op == "auth" || op == "subscribe" {
             guard message.success == true else {
-                throw VenueError(.rejected, "Bybit refused the private stream's \(op): \(message.ret_msg ?? "no reason given"); check BYBIT_API_KEY and its permissions")
+                throw VenueError(
+                    .rejected,
+                    "Bybit refused the private stream's \(op): \(message.ret_msg ?? "no reason given"); check BYBIT_API_KEY and its permissions"
+                )
             }
             return op == "auth" ? .authenticated : .subscribed
         }
@@ -289,7 +376,9 @@ extension BybitLinearVenue {
             for execution in executions.data {
                 switch stream.phase {
                 case .live:
-                    do { try record(execution) } catch { logger.warning("a streamed execution waits for REST", metadata: ["error": "\(error)"]) }
+                    do { try record(execution) } catch {
+                        logger.warning("a streamed execution waits for REST", metadata: ["error": "\(error)"])
+                    }
                 case .catchingUp: stream.backlog.append(execution)
                 case .down: return .nothing
                 }

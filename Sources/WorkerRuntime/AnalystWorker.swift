@@ -8,16 +8,39 @@ import TradingServices
 
 /// The trading framework's limits, read the same way by every worker that applies them.
 extension TradingFramework {
-    public static func read(_ config: ConfigReader) throws -> TradingFramework {
+    public static func read(_ config: SettingsReader) throws -> TradingFramework {
         var framework = TradingFramework()
-        framework.minConfidence = try config.double("MIN_AI_CONFIDENCE", default: 0.75, range: 0...1, help: "no trade below this confidence")
+        framework.minConfidence = try config.double(
+            "MIN_AI_CONFIDENCE",
+            default: 0.75,
+            range: 0...1,
+            help: "no trade below this confidence"
+        )
         framework.maxLeverage = try config.int("MAX_LEVERAGE", default: 5, range: 1...125, help: "leverage cap")
-        framework.minStopFraction = try config.double("MIN_STOP_LOSS_PERCENT", default: 0.005, range: 0.0001...0.5, help: "nearest stop, fraction of entry (0.005 = 0.5%)")
-        framework.maxStopFraction = try config.double("MAX_STOP_LOSS_PERCENT", default: 0.07, range: 0.0001...0.5, help: "farthest stop, fraction of entry (0.07 = 7%)")
+        framework.minStopFraction = try config.double(
+            "MIN_STOP_LOSS_PERCENT",
+            default: 0.005,
+            range: 0.0001...0.5,
+            help: "nearest stop, fraction of entry (0.005 = 0.5%)"
+        )
+        framework.maxStopFraction = try config.double(
+            "MAX_STOP_LOSS_PERCENT",
+            default: 0.07,
+            range: 0.0001...0.5,
+            help: "farthest stop, fraction of entry (0.07 = 7%)"
+        )
         guard framework.minStopFraction < framework.maxStopFraction else {
-            throw ConfigError(key: "MIN_STOP_LOSS_PERCENT", message: "must be below MAX_STOP_LOSS_PERCENT (\(framework.maxStopFraction))")
+            throw ConfigError(
+                key: "MIN_STOP_LOSS_PERCENT",
+                message: "must be below MAX_STOP_LOSS_PERCENT (\(framework.maxStopFraction))"
+            )
         }
-        framework.minRewardRisk = try config.double("MIN_REWARD_RISK", default: 1.5, range: 0.1...100, help: "take-profit distance over stop distance")
+        framework.minRewardRisk = try config.double(
+            "MIN_REWARD_RISK",
+            default: 1.5,
+            range: 0.1...100,
+            help: "take-profit distance over stop distance"
+        )
         return framework
     }
 }
@@ -44,51 +67,133 @@ public struct AnalystConfiguration: Sendable {
     public var scanSymbols: [String]
     public var prefetch: Int
 
-    public static func read(_ config: ConfigReader) throws -> AnalystConfiguration {
+    public static func read(_ config: SettingsReader) throws -> AnalystConfiguration {
         let framework = try TradingFramework.read(config)
-        let providersText = try config.string("ANALYST_PROVIDERS", default: "rules", help: "comma-separated: rules, openai, anthropic")!
+        let providersText = try config.string(
+            "ANALYST_PROVIDERS",
+            default: "rules",
+            help: "comma-separated: rules, openai, anthropic"
+        )!
         let providers = providersText.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         for provider in providers where !["rules", "openai", "anthropic"].contains(provider) {
             throw ConfigError(key: "ANALYST_PROVIDERS", message: "'\(provider)' is not one of rules, openai, anthropic")
         }
         var models: [ModelSpec] = []
         if providers.contains("openai") {
-            let base = try config.string("OPENAI_BASE_URL", default: "https://api.openai.com/v1", help: "any OpenAI-compatible server")!
+            let base = try config.string(
+                "OPENAI_BASE_URL",
+                default: "https://api.openai.com/v1",
+                help: "any OpenAI-compatible server"
+            )!
             let key = try config.string("OPENAI_API_KEY", secret: true, help: "bearer key; unset for local servers")
-            for model in try config.string("OPENAI_MODEL", default: "gpt-4o-mini", help: "comma-separated models; each one votes")!.split(separator: ",") {
-                models.append(ModelSpec(provider: "openai", baseURL: base, model: model.trimmingCharacters(in: .whitespaces), apiKey: key))
+            for model in try config.string(
+                "OPENAI_MODEL",
+                default: "gpt-4o-mini",
+                help: "comma-separated models; each one votes"
+            )!.split(separator: ",") {
+                models.append(
+                    ModelSpec(
+                        provider: "openai",
+                        baseURL: base,
+                        model: model.trimmingCharacters(in: .whitespaces),
+                        apiKey: key
+                    )
+                )
             }
         }
         if providers.contains("anthropic") {
-            let base = try config.string("ANTHROPIC_BASE_URL", default: "https://api.anthropic.com", help: "Messages API base")!
+            let base = try config.string(
+                "ANTHROPIC_BASE_URL",
+                default: "https://api.anthropic.com",
+                help: "Messages API base"
+            )!
             guard let key = try config.string("ANTHROPIC_API_KEY", secret: true, help: "x-api-key") else {
-                throw ConfigError(key: "ANTHROPIC_API_KEY", message: "is required when ANALYST_PROVIDERS has anthropic (or ANTHROPIC_API_KEY_FILE)")
+                throw ConfigError(
+                    key: "ANTHROPIC_API_KEY",
+                    message: "is required when ANALYST_PROVIDERS has anthropic (or ANTHROPIC_API_KEY_FILE)"
+                )
             }
-            for model in try config.string("ANTHROPIC_MODEL", default: "claude-3-5-haiku-latest", help: "comma-separated models; each one votes")!.split(separator: ",") {
-                models.append(ModelSpec(provider: "anthropic", baseURL: base, model: model.trimmingCharacters(in: .whitespaces), apiKey: key))
+            for model in try config.string(
+                "ANTHROPIC_MODEL",
+                default: "claude-3-5-haiku-latest",
+                help: "comma-separated models; each one votes"
+            )!.split(separator: ",") {
+                models.append(
+                    ModelSpec(
+                        provider: "anthropic",
+                        baseURL: base,
+                        model: model.trimmingCharacters(in: .whitespaces),
+                        apiKey: key
+                    )
+                )
             }
         }
         var resilience = ResilientModel.Settings()
-        resilience.attemptTimeout = .seconds(try config.double("LLM_TIMEOUT_SECONDS", default: 30, range: 0.1...600, help: "per attempt"))
-        resilience.retry.maxRetries = try config.int("LLM_MAX_RETRIES", default: 3, range: 0...10, help: "retries after the first attempt")
+        resilience.attemptTimeout = .seconds(
+            try config.double("LLM_TIMEOUT_SECONDS", default: 30, range: 0.1...600, help: "per attempt")
+        )
+        resilience.retry.maxRetries = try config.int(
+            "LLM_MAX_RETRIES",
+            default: 3,
+            range: 0...10,
+            help: "retries after the first attempt"
+        )
         let base = try config.int("LLM_BACKOFF_BASE_MS", default: 1_000, range: 1...60_000, help: "backoff base")
         let cap = try config.int("LLM_BACKOFF_MAX_MS", default: 20_000, range: base...600_000, help: "backoff cap")
         resilience.retry.backoff = Backoff(initial: .milliseconds(base), maximum: .milliseconds(cap))
-        resilience.retry.retryAfterCap = .seconds(try config.int("LLM_RETRY_AFTER_MAX_SECONDS", default: 60, range: 0...3_600, help: "cap on Retry-After"))
-        resilience.breakerThreshold = try config.int("LLM_BREAKER_FAILURES", default: 5, range: 1...1_000, help: "failures in a row that open the breaker")
-        resilience.breakerCooldown = try config.double("LLM_BREAKER_COOLDOWN_SECONDS", default: 60, range: 0...86_400, help: "open before a probe")
-        let priceText = try config.string("LLM_PRICE_PER_MTOK", default: "5/15", help: "USD per million input/output tokens")!
+        resilience.retry.retryAfterCap = .seconds(
+            try config.int("LLM_RETRY_AFTER_MAX_SECONDS", default: 60, range: 0...3_600, help: "cap on Retry-After")
+        )
+        resilience.breakerThreshold = try config.int(
+            "LLM_BREAKER_FAILURES",
+            default: 5,
+            range: 1...1_000,
+            help: "failures in a row that open the breaker"
+        )
+        resilience.breakerCooldown = try config.double(
+            "LLM_BREAKER_COOLDOWN_SECONDS",
+            default: 60,
+            range: 0...86_400,
+            help: "open before a probe"
+        )
+        let priceText = try config.string(
+            "LLM_PRICE_PER_MTOK",
+            default: "5/15",
+            help: "USD per million input/output tokens"
+        )!
         let parts = priceText.split(separator: "/").compactMap { Double($0) }
         guard parts.count == 2, parts.allSatisfy({ $0 >= 0 }) else {
-            throw ConfigError(key: "LLM_PRICE_PER_MTOK", message: "'\(priceText)' is not input/output USD per million tokens, like 5/15")
+            throw ConfigError(
+                key: "LLM_PRICE_PER_MTOK",
+                message: "'\(priceText)' is not input/output USD per million tokens, like 5/15"
+            )
         }
         resilience.price = ModelPrice(input: parts[0], output: parts[1])
-        let decisionSeconds = try config.double("DECISION_TIMEOUT_SECONDS", default: 120, range: 1...1_500, help: "one decision in all, below the broker's consumer timeout")
-        let scanSeconds = try config.double("SCAN_INTERVAL_SECONDS", default: 0, range: 0...86_400, help: "0: no periodic scan")
+        let decisionSeconds = try config.double(
+            "DECISION_TIMEOUT_SECONDS",
+            default: 120,
+            range: 1...1_500,
+            help: "one decision in all, below the broker's consumer timeout"
+        )
+        let scanSeconds = try config.double(
+            "SCAN_INTERVAL_SECONDS",
+            default: 0,
+            range: 0...86_400,
+            help: "0: no periodic scan"
+        )
         var service = AnalystService.Settings()
-        service.maxSnapshotAge = try config.double("MAX_SNAPSHOT_AGE_SECONDS", default: 120, range: 0...86_400, help: "beyond its interval")
-        service.intervals = try config.string("ANALYSIS_INTERVALS", default: "5m,15m,1h,4h", help: "timeframes in the context")!
-            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        service.maxSnapshotAge = try config.double(
+            "MAX_SNAPSHOT_AGE_SECONDS",
+            default: 120,
+            range: 0...86_400,
+            help: "beyond its interval"
+        )
+        service.intervals = try config.string(
+            "ANALYSIS_INTERVALS",
+            default: "5m,15m,1h,4h",
+            help: "timeframes in the context"
+        )!
+        .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         for interval in service.intervals where CandleInterval.milliseconds(interval) == nil {
             throw ConfigError(key: "ANALYSIS_INTERVALS", message: "'\(interval)' is not an interval like 5m, 1h")
         }
@@ -98,41 +203,89 @@ public struct AnalystConfiguration: Sendable {
             throw ConfigError(key: "SCAN_SYMBOLS", message: "is required when SCAN_INTERVAL_SECONDS is set")
         }
         return AnalystConfiguration(
-            framework: framework, models: models,
-            rulesFallback: try config.choice("ANALYST_FALLBACK", default: "rules", allowed: ["rules", "hold"], help: "when every LLM fails") == "rules",
+            framework: framework,
+            models: models,
+            rulesFallback: try config.choice(
+                "ANALYST_FALLBACK",
+                default: "rules",
+                allowed: ["rules", "hold"],
+                help: "when every LLM fails"
+            ) == "rules",
             resilience: resilience,
-            dailyBudget: try config.double("LLM_DAILY_BUDGET_USD", default: 10, range: 0...1_000_000, help: "spending cap per UTC day"),
+            dailyBudget: try config.double(
+                "LLM_DAILY_BUDGET_USD",
+                default: 10,
+                range: 0...1_000_000,
+                help: "spending cap per UTC day"
+            ),
             decisionBudget: .milliseconds(Int64(decisionSeconds * 1000)),
-            cacheTTL: .seconds(try config.int("DECISION_CACHE_TTL_SECONDS", default: 900, range: 1...86_400, help: "decision cache")),
-            service: service, scanInterval: scanSeconds > 0 ? .milliseconds(Int64(scanSeconds * 1000)) : nil, scanSymbols: scanSymbols,
-            prefetch: try config.int("ANALYST_PREFETCH", default: 1, range: 1...1_000, help: "unacked signals per analyst"))
+            cacheTTL: .seconds(
+                try config.int("DECISION_CACHE_TTL_SECONDS", default: 900, range: 1...86_400, help: "decision cache")
+            ),
+            service: service,
+            scanInterval: scanSeconds > 0 ? .milliseconds(Int64(scanSeconds * 1000)) : nil,
+            scanSymbols: scanSymbols,
+            prefetch: try config.int(
+                "ANALYST_PREFETCH",
+                default: 1,
+                range: 1...1_000,
+                help: "unacked signals per analyst"
+            )
+        )
     }
 
     /// The panel these settings describe.
-    public func panel(cache: (any HotCache)?, logger: Logger, http: HTTPClient = .shared, now: @escaping @Sendable () -> Date = { Date() }) throws -> AnalystPanel {
+    public func panel(
+        cache: (any HotCache)?,
+        logger: Logger,
+        http: HTTPClient = .shared,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) throws -> AnalystPanel {
         let prompt = try AnalystPrompt(framework: framework)
         let book = SpendingBook(dailyCap: dailyBudget)
         let resilient = models.map { spec -> ResilientModel in
-            let model: any LanguageModel = spec.provider == "openai"
+            let model: any LanguageModel =
+                spec.provider == "openai"
                 ? OpenAIChatModel(baseURL: spec.baseURL, model: spec.model, apiKey: spec.apiKey, http: http)
                 : AnthropicMessagesModel(baseURL: spec.baseURL, model: spec.model, apiKey: spec.apiKey, http: http)
             return ResilientModel(model: model, settings: resilience, ledger: book, logger: logger)
         }
         return AnalystPanel(
-            models: resilient, rules: RulesAnalyst(framework: framework), rulesFallback: rulesFallback,
-            prompt: (prompt.version, prompt.system, { prompt.user($0) }), cache: cache, cacheTTL: cacheTTL, decisionBudget: decisionBudget, now: now)
+            models: resilient,
+            rules: RulesAnalyst(framework: framework),
+            rulesFallback: rulesFallback,
+            prompt: (prompt.version, prompt.system, { prompt.user($0) }),
+            cache: cache,
+            cacheTTL: cacheTTL,
+            decisionBudget: decisionBudget,
+            now: now
+        )
     }
 }
 
 /// Runs the periodic scan until shutdown.
-struct ScanService: Service {
-    let service: AnalystService
-    let symbols: [String]
-    let interval: String
-    let every: Duration
-    let logger: Logger
+public struct ScanService: Service {
+    public let service: AnalystService
+    public let symbols: [String]
+    public let interval: String
+    public let every: Duration
+    public let logger: Logger
 
-    func run() async throws {
+    public init(
+        service: AnalystService,
+        symbols: [String],
+        interval: String,
+        every: Duration,
+        logger: Logger
+    ) {
+        self.service = service
+        self.symbols = symbols
+        self.interval = interval
+        self.every = every
+        self.logger = logger
+    }
+
+    public func run() async throws {
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 for symbol in symbols {
@@ -143,48 +296,5 @@ struct ScanService: Service {
                 try await Task.sleep(for: every)
             }
         }
-    }
-}
-
-extension WorkerMain {
-    /// ai-analyst: signals (and an optional scan) into decisions.
-    public static func runAIAnalyst() async -> Never {
-        struct Settings: Sendable {
-            var dependencies: WorkerDependencies
-            var analyst: AnalystConfiguration
-        }
-        await run(
-            worker: "ai-analyst", defaultPort: 9103, summary: "trade decisions from signals: rules, OpenAI-compatible and Anthropic analysts",
-            configure: { config in
-                Settings(
-                    dependencies: try WorkerDependencies.configure([.bus, .cache, .store], config: config, instance: "ai-analyst"),
-                    analyst: try AnalystConfiguration.read(config))
-            },
-            start: { settings, context in
-                try await settings.dependencies.connect(context)
-                let bus = settings.dependencies.bus!, cache = settings.dependencies.cache!, store = settings.dependencies.store!
-                try await bus.declare(AnalystService.signalQueue)
-                let panel = try settings.analyst.panel(cache: cache, logger: context.logger)
-                let service = AnalystService(
-                    panel: panel, bus: bus, cache: cache, store: store, settings: settings.analyst.service, source: context.settings.instance,
-                    logger: context.logger)
-                var services: [any Service] = [
-                    ConsumerService(bus: bus, queue: AnalystService.signalQueue.name, options: ConsumerOptions(prefetch: settings.analyst.prefetch)) {
-                        try await service.handle($0)
-                    },
-                ]
-                if let every = settings.analyst.scanInterval, let interval = settings.analyst.service.intervals.first {
-                    services.append(ScanService(service: service, symbols: settings.analyst.scanSymbols, interval: interval, every: every, logger: context.logger))
-                }
-                let names = panel.models.map { "\($0.model.provider):\($0.model.model)" }
-                return WorkerPlan(
-                    services: services, checks: { await settings.dependencies.checks() },
-                    status: {
-                        var status = ["worker": "ai-analyst", "analysts": names.isEmpty ? "rules" : names.joined(separator: ","), "fallback": settings.analyst.rulesFallback ? "rules" : "hold"]
-                        for model in panel.models { status["breaker.\(model.model.provider):\(model.model.model)"] = "\(await model.breakerState)" }
-                        return status
-                    },
-                    shutdown: { await settings.dependencies.close() })
-            })
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,14 +8,22 @@ import Glibc
 public enum Command {
     /// Runs a command to completion and returns its output; throws when it exits non-zero.
     @discardableResult
-    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
+    public static func run(
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String] = [:]
+    ) throws -> String {
         let outputPath = NSTemporaryDirectory() + "tradebus-command-\(UUID().uuidString)"
         defer { unlink(outputPath) }
         let pid = try spawn(executable, arguments, environment: environment, outputPath: outputPath)
         let exitCode = wait(pid)
         let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
         guard exitCode == 0 else {
-            throw CommandFailed(command: ([executable] + arguments).joined(separator: " "), status: exitCode, output: output)
+            throw CommandFailed(
+                command: ([executable] + arguments).joined(separator: " "),
+                status: exitCode,
+                output: output
+            )
         }
         return output
     }
@@ -22,7 +31,11 @@ public enum Command {
     /// Runs a command to completion on a thread of its own, so the wait never blocks Swift's
     /// cooperative pool, and returns its output; throws when it exits non-zero.
     @discardableResult
-    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> String {
+    public static func run(
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String] = [:]
+    ) async throws -> String {
         try await offload { try run(executable, arguments, environment: environment) }
     }
 
@@ -37,9 +50,16 @@ public enum Command {
     /// its pid. Uses posix_spawn rather than Foundation's `Process`, whose wait hangs when the command
     /// leaves a daemon behind (redis-server --daemonize, rabbitmq-server) holding an inherited
     /// descriptor; a shell closes every other inherited descriptor before it becomes the command.
-    public static func spawn(_ executable: String, _ arguments: [String], environment: [String: String] = [:], outputPath: String) throws -> pid_t {
+    public static func spawn(
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String] = [:],
+        outputPath: String
+    ) throws -> pid_t {
         let outputFD = open(outputPath, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
-        guard outputFD >= 0 else { throw CommandFailed(command: executable, status: -1, output: "cannot create \(outputPath)") }
+        guard outputFD >= 0 else {
+            throw CommandFailed(command: executable, status: -1, output: "cannot create \(outputPath)")
+        }
         defer { close(outputFD) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -49,16 +69,24 @@ public enum Command {
         posix_spawn_file_actions_adddup2(&actions, outputFD, 2)
         // (No redirection around the loop: bash would keep its saved stderr in a descriptor the loop closes.)
         let closeAndExec = #"for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && exec {fd}>&-; done; exec "$@""#
-        let argv = (["/bin/bash", "-c", closeAndExec, "tradebus-command", executable] + arguments).map { strdup($0) } + [nil]
-        let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let argv =
+            (["/bin/bash", "-c", closeAndExec, "tradebus-command", executable] + arguments).map { strdup($0) } + [nil]
+        let env =
+            ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { strdup("\($0.key)=\($0.value)") } + [
+                nil
+            ]
         defer {
-            argv.forEach { free($0) }
-            env.forEach { free($0) }
+            for argument in argv { free(argument) }
+            for variable in env { free(variable) }
         }
         var pid: pid_t = 0
         let spawned = posix_spawn(&pid, "/bin/bash", &actions, nil, argv, env)
         guard spawned == 0 else {
-            throw CommandFailed(command: executable, status: spawned, output: "cannot start: \(String(cString: strerror(spawned)))")
+            throw CommandFailed(
+                command: executable,
+                status: spawned,
+                output: "cannot start: \(String(cString: strerror(spawned)))"
+            )
         }
         return pid
     }

@@ -1,14 +1,21 @@
+import Configuration
 import Foundation
 import Synchronization
 
-/// Reads configuration: the environment first, then an optional file (`CONFIG_FILE`, `KEY=VALUE`
-/// lines), then the defaults. `KEY_FILE` supplies a secret from a file. Every read is validated and
-/// recorded, so a bad value stops the worker at start with an error naming the key, and
-/// `--print-config` can show what was used with secrets redacted.
-public final class ConfigReader: Sendable {
+/// A worker's settings, read through swift-configuration's providers: the environment first
+/// (`EnvironmentVariablesProvider`), then an optional file (`CONFIG_FILE`, `KEY=VALUE` lines, a second
+/// provider), then the defaults. `KEY_FILE` supplies a secret from a file. Every read is validated
+/// here (ranges, choices, units) and recorded, so a bad value stops the worker at start with an error
+/// naming the key and its range, and `--print-config` / `tradebus config` show what was used, where it
+/// came from, and every secret redacted. Secrets are read as secrets (`isSecret`), so swift-configuration's
+/// access reporting redacts them too.
+public final class SettingsReader: Sendable {
     /// Where a value came from.
     public enum Source: String, Sendable {
-        case environment, file, secretFile = "secret file", defaultValue = "default", unset
+        case environment, file
+        case secretFile = "secret file"
+        case defaultValue = "default"
+        case unset
     }
 
     /// One key as read.
@@ -20,21 +27,24 @@ public final class ConfigReader: Sendable {
         public var help: String
     }
 
-    private let environment: [String: String]
-    private let fileValues: [String: String]
+    /// The sources, in order: the environment, then `CONFIG_FILE`.
+    private let environmentReader: ConfigReader
+    private let fileReader: ConfigReader
     private let entries = Mutex<[String: Entry]>([:])
 
     /// `environment` defaults to the process's; `CONFIG_FILE` in it names the optional file.
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) throws {
-        self.environment = environment
+        let fileValues: [String: String]
         if let path = environment["CONFIG_FILE"], !path.isEmpty {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw ConfigError(key: "CONFIG_FILE", message: "cannot read '\(path)'")
             }
-            self.fileValues = try Self.parse(text, path: path)
+            fileValues = try Self.parse(text, path: path)
         } else {
-            self.fileValues = [:]
+            fileValues = [:]
         }
+        self.environmentReader = ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: environment))
+        self.fileReader = ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: fileValues))
     }
 
     static func parse(_ text: String, path: String) throws -> [String: String] {
@@ -56,14 +66,18 @@ public final class ConfigReader: Sendable {
 
     /// The raw value and its source, without recording it.
     private func lookup(_ key: String, secret: Bool) throws -> (String, Source)? {
-        if let value = environment[key], !value.isEmpty { return (value, .environment) }
-        if let path = environment["\(key)_FILE"] ?? fileValues["\(key)_FILE"], !path.isEmpty {
+        let configKey = ConfigKey(key)
+        if let value = environmentReader.string(forKey: configKey, isSecret: secret), !value.isEmpty {
+            return (value, .environment)
+        }
+        let fileKey = ConfigKey("\(key)_FILE")
+        if let path = environmentReader.string(forKey: fileKey) ?? fileReader.string(forKey: fileKey), !path.isEmpty {
             guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw ConfigError(key: "\(key)_FILE", message: "cannot read '\(path)'")
             }
             return (contents.trimmingCharacters(in: .whitespacesAndNewlines), .secretFile)
         }
-        if let value = fileValues[key], !value.isEmpty { return (value, .file) }
+        if let value = fileReader.string(forKey: configKey, isSecret: secret), !value.isEmpty { return (value, .file) }
         return nil
     }
 
@@ -72,7 +86,12 @@ public final class ConfigReader: Sendable {
     }
 
     /// A string; `nil` when unset and there is no default.
-    public func string(_ key: String, default defaultValue: String? = nil, secret: Bool = false, help: String = "") throws -> String? {
+    public func string(
+        _ key: String,
+        default defaultValue: String? = nil,
+        secret: Bool = false,
+        help: String = ""
+    ) throws -> String? {
         if let (value, source) = try lookup(key, secret: secret) {
             record(key, value, source, secret: secret, help: help)
             return value
@@ -90,29 +109,49 @@ public final class ConfigReader: Sendable {
     }
 
     /// One of `allowed`.
-    public func choice(_ key: String, default defaultValue: String, allowed: [String], help: String = "") throws -> String {
+    public func choice(
+        _ key: String,
+        default defaultValue: String,
+        allowed: [String],
+        help: String = ""
+    ) throws -> String {
         let value = try string(key, default: defaultValue, help: help)!
         guard allowed.contains(value) else {
-            throw ConfigError(key: key, message: "'\(value)' is not allowed; use one of: \(allowed.joined(separator: ", "))")
+            throw ConfigError(
+                key: key,
+                message: "'\(value)' is not allowed; use one of: \(allowed.joined(separator: ", "))"
+            )
         }
         return value
     }
 
-    public func int(_ key: String, default defaultValue: Int, range: ClosedRange<Int>, help: String = "") throws -> Int {
+    public func int(_ key: String, default defaultValue: Int, range: ClosedRange<Int>, help: String = "") throws -> Int
+    {
         let text = try string(key, default: String(defaultValue), help: help)!
         guard let value = Int(text), range.contains(value) else {
-            throw ConfigError(key: key, message: "'\(text)' must be a whole number in \(range.lowerBound)...\(range.upperBound)")
+            throw ConfigError(
+                key: key,
+                message: "'\(text)' must be a whole number in \(range.lowerBound)...\(range.upperBound)"
+            )
         }
         return value
     }
 
-    public func double(_ key: String, default defaultValue: Double, range: ClosedRange<Double>, help: String = "") throws -> Double {
+    public func double(
+        _ key: String,
+        default defaultValue: Double,
+        range: ClosedRange<Double>,
+        help: String = ""
+    ) throws -> Double {
         let text = try string(key, default: String(defaultValue), help: help)!
         guard let value = Double(text), value.isFinite, range.contains(value) else {
             var message = "'\(text)' must be a number in \(range.lowerBound)...\(range.upperBound)"
-            if key.hasSuffix("_PERCENT"), let value = Double(text), value > range.upperBound, value >= 1, range.upperBound <= 1 {
+            if key.hasSuffix("_PERCENT"), let value = Double(text), value > range.upperBound, value >= 1,
+                range.upperBound <= 1
+            {
                 // 5 meaning 5 % is refused, never used: every *_PERCENT key is a fraction.
-                message += "; *_PERCENT keys are fractions (0.05 = 5 %), so \(text) would mean \(Int(value * 100)) %: write \(value / 100) for \(text) %"
+                message +=
+                    "; *_PERCENT keys are fractions (0.05 = 5 %), so \(text) would mean \(Int(value * 100)) %: write \(value / 100) for \(text) %"
             }
             throw ConfigError(key: key, message: message)
         }
@@ -134,11 +173,12 @@ public final class ConfigReader: Sendable {
     /// `KEY=value  # source` lines with secrets shown as `***`, for `--print-config`.
     public func printable() -> String {
         entriesRead.map { entry in
-            let shown: String = switch (entry.value, entry.secret) {
-            case (nil, _): ""
-            case (.some, true): "***"
-            case (.some(let value), false): Self.redactURL(value)
-            }
+            let shown: String =
+                switch (entry.value, entry.secret) {
+                case (nil, _): ""
+                case (.some, true): "***"
+                case (.some(let value), false): Self.redactURL(value)
+                }
             return "\(entry.key)=\(shown)  # \(entry.source.rawValue)\(entry.help.isEmpty ? "" : "; \(entry.help)")"
         }.joined(separator: "\n")
     }

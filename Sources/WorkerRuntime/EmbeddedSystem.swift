@@ -1,6 +1,6 @@
+import Exchanges
 import Foundation
 import Logging
-import Exchanges
 import Notifiers
 import Synchronization
 import TradingCore
@@ -66,14 +66,25 @@ public final class EmbeddedSystem: Sendable {
     /// venue). The paper venue is in memory: a replay always starts from `INITIAL_CAPITAL`.
     /// `allowLiveVenue` (`tradebus run --live` only): with `USE_PAPER_TRADING=false` the executor
     /// sends real orders to `LIVE_VENUE`; a replay or a backtest never does.
-    public init(config: ConfigReader, store: any TradeStore, analyst: Analyst, notify: Bool, logger: Logger, allowLiveVenue: Bool = false) throws {
+    public init(
+        config: SettingsReader,
+        store: any TradeStore,
+        analyst: Analyst,
+        notify: Bool,
+        logger: Logger,
+        allowLiveVenue: Bool = false
+    ) throws {
         self.store = store
         self.logger = logger
         let clock = ReplayClock()
         self.clock = clock
         let executorConfiguration = try ExecutorConfiguration.read(config)
         if case .live = executorConfiguration.venue, !allowLiveVenue {
-            throw ConfigError(key: "USE_PAPER_TRADING", message: "is false; a replay and a backtest trade on the paper venue only (live orders: tradebus run --live, or the executor)")
+            throw ConfigError(
+                key: "USE_PAPER_TRADING",
+                message:
+                    "is false; a replay and a backtest trade on the paper venue only (live orders: tradebus run --live, or the executor)"
+            )
         }
         initialCapital = executorConfiguration.initialCapital
         var settings = executorConfiguration.settings
@@ -87,9 +98,22 @@ public final class EmbeddedSystem: Sendable {
         if case .live = executorConfiguration.venue {
             venue = try executorConfiguration.makeVenue(logger: logger)
         } else {
-            venue = try PaperVenue(balance: executorConfiguration.initialCapital, settings: executorConfiguration.paper, path: nil)
+            venue = try PaperVenue(
+                balance: executorConfiguration.initialCapital,
+                settings: executorConfiguration.paper,
+                path: nil
+            )
         }
-        executor = ExecutorService(venue: venue, store: store, bus: bus, cache: cache, settings: settings, source: "tradebus", logger: logger, now: clock.now)
+        executor = ExecutorService(
+            venue: venue,
+            store: store,
+            bus: bus,
+            cache: cache,
+            settings: settings,
+            source: "tradebus",
+            logger: logger,
+            now: clock.now
+        )
         indicators = IndicatorProcessor(bus: bus, cache: cache, source: "tradebus", logger: logger, savesState: false)
         let analystConfiguration = try AnalystConfiguration.read(config)
         stallTimeout = analystConfiguration.decisionBudget + .seconds(120)
@@ -103,9 +127,27 @@ public final class EmbeddedSystem: Sendable {
             if case .rules = analyst { panelConfiguration.models = [] }
             let panel = try panelConfiguration.panel(cache: cache, logger: logger, now: clock.now)
             self.analyst = AnalystService(
-                panel: panel, bus: bus, cache: cache, store: store, settings: analystConfiguration.service, source: "tradebus", logger: logger, now: clock.now)
+                panel: panel,
+                bus: bus,
+                cache: cache,
+                store: store,
+                settings: analystConfiguration.service,
+                source: "tradebus",
+                logger: logger,
+                now: clock.now
+            )
         }
-        sinks = notify ? [SinkWorker(sink: LogSink(logger: logger), route: SinkRoute(minSeverity: .info), cache: cache, logger: logger, now: clock.now)] : []
+        sinks =
+            notify
+            ? [
+                SinkWorker(
+                    sink: LogSink(logger: logger),
+                    route: SinkRoute(minSeverity: .info),
+                    cache: cache,
+                    logger: logger,
+                    now: clock.now
+                )
+            ] : []
     }
 
     /// Declares the queues and starts the consumers.
@@ -115,31 +157,56 @@ public final class EmbeddedSystem: Sendable {
         try await bus.declare(ExecutorService.decisionQueue(account: account))
         try await bus.declare(Self.tallyQueue)
         var running = [
-            RunningConsumer.start(bus, queue: Self.tallyQueue.name, options: ConsumerOptions(prefetch: 64)) { [tally] delivery in
-                if delivery.routingKey.hasPrefix("sig.") { tally.signals.add(1, ordering: .relaxed) } else { tally.decisions.add(1, ordering: .relaxed) }
+            RunningConsumer.start(bus, queue: Self.tallyQueue.name, options: ConsumerOptions(prefetch: 64)) {
+                [tally] delivery in
+                if delivery.routingKey.hasPrefix("sig.") {
+                    tally.signals.add(1, ordering: .relaxed)
+                } else {
+                    tally.decisions.add(1, ordering: .relaxed)
+                }
             },
-            RunningConsumer.start(bus, queue: Self.candleQueue.name, options: ConsumerOptions(prefetch: 1)) { [indicators] in try await indicators.handle($0) },
-            RunningConsumer.start(bus, queue: ExecutorService.decisionQueue(account: account).name, options: ConsumerOptions(prefetch: 1)) { [executor] in
+            RunningConsumer.start(bus, queue: Self.candleQueue.name, options: ConsumerOptions(prefetch: 1)) {
+                [indicators] in try await indicators.handle($0)
+            },
+            RunningConsumer.start(
+                bus,
+                queue: ExecutorService.decisionQueue(account: account).name,
+                options: ConsumerOptions(prefetch: 1)
+            ) { [executor] in
                 try await executor.handleDecision($0)
             },
         ]
         if let analyst {
             try await bus.declare(AnalystService.signalQueue)
-            running.append(RunningConsumer.start(bus, queue: AnalystService.signalQueue.name, options: ConsumerOptions(prefetch: 1)) { try await analyst.handle($0) })
+            running.append(
+                RunningConsumer.start(
+                    bus,
+                    queue: AnalystService.signalQueue.name,
+                    options: ConsumerOptions(prefetch: 1)
+                ) { try await analyst.handle($0) }
+            )
         }
         for sink in sinks {
             let spec = SinkWorker.queue(for: sink.sink.name, prefix: "embedded.notifier")
             try await bus.declare(spec)
-            running.append(RunningConsumer.start(bus, queue: spec.name, options: ConsumerOptions(prefetch: 16)) { try await sink.handle($0) })
+            running.append(
+                RunningConsumer.start(bus, queue: spec.name, options: ConsumerOptions(prefetch: 16)) {
+                    try await sink.handle($0)
+                }
+            )
         }
         consumers.withLock { $0 = running }
         // Nothing is published before every consumer listens: the bus counts an unheard queue as idle,
         // and a candle's consequences would then run after the next candle (seen on a loaded machine).
-        var queues = [Self.candleQueue.name, ExecutorService.decisionQueue(account: account).name, Self.tallyQueue.name]
+        var queues = [
+            Self.candleQueue.name, ExecutorService.decisionQueue(account: account).name, Self.tallyQueue.name,
+        ]
         if analyst != nil { queues.append(AnalystService.signalQueue.name) }
         queues += sinks.map { SinkWorker.queue(for: $0.sink.name, prefix: "embedded.notifier").name }
         guard await bus.waitForConsumers(on: queues, timeout: .seconds(60)) else {
-            throw EmbeddedSystemStalled("the embedded consumers did not start within 60 s (\(queues.joined(separator: ", ")))")
+            throw EmbeddedSystemStalled(
+                "the embedded consumers did not start within 60 s (\(queues.joined(separator: ", ")))"
+            )
         }
         try await executor.reconcile()
     }
@@ -148,7 +215,7 @@ public final class EmbeddedSystem: Sendable {
     /// `symbols` go on the bus, where the indicator worker and the executor take them, as the separate
     /// workers do; runs until cancelled. The URLs come from the feed-ingester's keys
     /// (`BINANCE_WS_URL`, `BINANCE_REST_URL`, `BYBIT_WS_URL`, `BYBIT_REST_URL`).
-    public func runLive(venue: String, symbols: [String], interval: String, config: ConfigReader) async throws {
+    public func runLive(venue: String, symbols: [String], interval: String, config: SettingsReader) async throws {
         let feed = try liveFeed(venue: venue, symbols: symbols, interval: interval, config: config, bus: bus)
         // The deviation guard's reference: REFERENCE_VENUE's prices into the cache (its candles go nowhere).
         var reference: LiveFeed?
@@ -156,11 +223,19 @@ public final class EmbeddedSystem: Sendable {
             let discard = InProcessBus()
             try await discard.declare(QueueSpec(name: "reference.discard", bindings: ["#"]))
             consumers.withLock { $0.append(RunningConsumer.start(discard, queue: "reference.discard") { _ in }) }
-            reference = try liveFeed(venue: referenceVenue, symbols: symbols, interval: interval, config: config, bus: discard)
+            reference = try liveFeed(
+                venue: referenceVenue,
+                symbols: symbols,
+                interval: interval,
+                config: config,
+                bus: discard
+            )
         }
         let candles = ExecutorService.candleQueue(account: account, priceVenue: venue)
         try await bus.declare(candles)
-        let consumer = RunningConsumer.start(bus, queue: candles.name, options: ConsumerOptions(prefetch: 64)) { [executor] in try await executor.handleCandle($0) }
+        let consumer = RunningConsumer.start(bus, queue: candles.name, options: ConsumerOptions(prefetch: 64)) {
+            [executor] in try await executor.handleCandle($0)
+        }
         consumers.withLock { $0.append(consumer) }
         guard await bus.waitForConsumers(on: [candles.name], timeout: .seconds(60)) else {
             throw EmbeddedSystemStalled("the executor's candle consumer did not start within 60 s")
@@ -170,7 +245,9 @@ public final class EmbeddedSystem: Sendable {
             if let reference { group.addTask { try await reference.run() } }
             if self.venue.hasUserStream {
                 // Its private stream brings them at once, as in the executor worker; the polling below is the fallback.
-                group.addTask { [executor, logger, venue = self.venue] in try await UserStreamService(venue: venue, executor: executor, logger: logger).run() }
+                group.addTask { [executor, logger, venue = self.venue] in
+                    try await UserStreamService(venue: venue, executor: executor, logger: logger).run()
+                }
             }
             if self.venue.isLive {
                 // A live venue's fills and closes come on its own time: poll them, as the executor worker does.
@@ -192,22 +269,48 @@ public final class EmbeddedSystem: Sendable {
     let referenceVenue: String?
 
     /// `venue`'s WebSocket klines with REST backfill, from the feed-ingester's keys, onto `bus`.
-    func liveFeed(venue: String, symbols: [String], interval: String, config: ConfigReader, bus: any MessageBus) throws -> LiveFeed {
-        var environment = ["FEED_SOURCE": venue, "FEED_SYMBOLS": symbols.joined(separator: ","), "FEED_INTERVAL": interval]
+    func liveFeed(
+        venue: String,
+        symbols: [String],
+        interval: String,
+        config: SettingsReader,
+        bus: any MessageBus
+    ) throws -> LiveFeed {
+        var environment = [
+            "FEED_SOURCE": venue, "FEED_SYMBOLS": symbols.joined(separator: ","), "FEED_INTERVAL": interval,
+        ]
         for key in ["\(venue.uppercased())_WS_URL", "\(venue.uppercased())_REST_URL", "FEED_STALE_INTERVALS"] {
             if let value = try config.string(key) { environment[key] = value }
         }
-        let feedConfiguration = try FeedConfiguration.read(try ConfigReader(environment: environment.merging(["AMQP_URL": "amqp://embedded", "REDIS_URL": "redis://embedded"]) { $1 }), instance: "tradebus")
-        guard case .live(let symbols, let webSocketURL, let restURL, let staleIntervals) = feedConfiguration.source else {
+        let feedConfiguration = try FeedConfiguration.read(
+            try SettingsReader(
+                environment: environment.merging(["AMQP_URL": "amqp://embedded", "REDIS_URL": "redis://embedded"]) {
+                    $1
+                }
+            ),
+            instance: "tradebus"
+        )
+        guard case .live(let symbols, let webSocketURL, let restURL, let staleIntervals) = feedConfiguration.source
+        else {
             throw ConfigError(key: "--venue", message: "'\(venue)' is not binance or bybit")
         }
-        let stream: any KlineStream = venue == "binance"
-            ? BinanceKlineStream(baseURL: webSocketURL, logger: logger) : BybitKlineStream(baseURL: webSocketURL, logger: logger)
-        let history: any KlineHistory = venue == "binance"
-            ? BinanceKlineHistory(baseURL: restURL, logger: logger) : BybitKlineHistory(baseURL: restURL, logger: logger)
+        let stream: any KlineStream =
+            venue == "binance"
+            ? BinanceKlineStream(baseURL: webSocketURL, logger: logger)
+            : BybitKlineStream(baseURL: webSocketURL, logger: logger)
+        let history: any KlineHistory =
+            venue == "binance"
+            ? BinanceKlineHistory(baseURL: restURL, logger: logger)
+            : BybitKlineHistory(baseURL: restURL, logger: logger)
         return try LiveFeed(
-            source: stream, history: history, output: FeedOutput(venue: venue, source: "tradebus", bus: bus, cache: cache, logger: logger),
-            settings: LiveFeed.Settings(streams: symbols.map { CandleStreamID(symbol: $0, interval: interval) }, staleIntervals: staleIntervals))
+            source: stream,
+            history: history,
+            output: FeedOutput(venue: venue, source: "tradebus", bus: bus, cache: cache, logger: logger),
+            settings: LiveFeed.Settings(
+                streams: symbols.map { CandleStreamID(symbol: $0, interval: interval) },
+                staleIntervals: staleIntervals
+            )
+        )
     }
 
     /// Candles the live feed has published so far.
@@ -229,10 +332,18 @@ public final class EmbeddedSystem: Sendable {
     /// (filling what the previous candle's decision ordered, then stops and targets); the candle goes
     /// on the bus, to the indicators, the signals, the analyst and the executor; the next candle waits
     /// until all of that is done.
-    public func replay(_ candles: [Candle], symbol: String, interval: String, progress: (@Sendable (ReplayProgress) -> Void)? = nil) async throws -> ReplayOutcome {
-        guard let length = CandleInterval.milliseconds(interval) else { throw ConfigError(key: "--interval", message: "'\(interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d") }
+    public func replay(
+        _ candles: [Candle],
+        symbol: String,
+        interval: String,
+        progress: (@Sendable (ReplayProgress) -> Void)? = nil
+    ) async throws -> ReplayOutcome {
+        guard let length = CandleInterval.milliseconds(interval) else {
+            throw ConfigError(key: "--interval", message: "'\(interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d")
+        }
         let started = ContinuousClock.now
-        var equity = [initialCapital.doubleValue], times: [Date] = []
+        var equity = [initialCapital.doubleValue]
+        var times: [Date] = []
         var decisions = 0
         let venueName = "replay"
         for (index, candle) in candles.enumerated() {
@@ -241,36 +352,72 @@ public final class EmbeddedSystem: Sendable {
             let payload = CandlePayload(venue: venueName, symbol: symbol, interval: interval, candle: candle)
             try await executor.observe(payload, time: close)
             let envelope = Envelope(
-                id: "candle:\(venueName):\(symbol):\(interval):\(candle.openTime)", type: MessageType.candleClosed, time: close,
-                correlationID: "candle:\(symbol):\(candle.openTime)", source: "tradebus", payload: payload)
-            try await bus.publish(envelope, routingKey: RoutingKey.candle(venue: venueName, symbol: symbol, interval: interval))
+                id: "candle:\(venueName):\(symbol):\(interval):\(candle.openTime)",
+                type: MessageType.candleClosed,
+                time: close,
+                correlationID: "candle:\(symbol):\(candle.openTime)",
+                source: "tradebus",
+                payload: payload
+            )
+            try await bus.publish(
+                envelope,
+                routingKey: RoutingKey.candle(venue: venueName, symbol: symbol, interval: interval)
+            )
             if let recorded {
                 for decision in try await recorded.decisions(symbol: symbol, candleTimes: close...close) {
                     decisions += 1
                     let payload = decision.payload(requestID: decision.id)
-                    let message = Envelope(id: decision.id, type: MessageType.decision, time: close, correlationID: decision.correlationID, source: "recorded", payload: payload)
+                    let message = Envelope(
+                        id: decision.id,
+                        type: MessageType.decision,
+                        time: close,
+                        correlationID: decision.correlationID,
+                        source: "recorded",
+                        payload: payload
+                    )
                     try await bus.publish(message, routingKey: RoutingKey.decision(symbol: symbol))
                 }
             }
             guard await bus.waitUntilIdle(timeout: stallTimeout) else {
                 throw EmbeddedSystemStalled(
-                    "candle \(index + 1) of \(candles.count) (\(close)) was not done after \(stallTimeout): \(await bus.pendingWork). Nothing waits that long on its own; this is a bug, please report it")
+                    "candle \(index + 1) of \(candles.count) (\(close)) was not done after \(stallTimeout): \(await bus.pendingWork). Nothing waits that long on its own; this is a bug, please report it"
+                )
             }
             let account = try await venue.account()
             equity.append(account.equity.doubleValue)
             times.append(close)
             if let progress {
-                progress(ReplayProgress(
-                    candles: index + 1, total: candles.count, time: close, signals: tally.signals.load(ordering: .relaxed),
-                    decisions: tally.decisions.load(ordering: .relaxed), equity: account.equity,
-                    openPositions: try await venue.positions().count))
+                progress(
+                    ReplayProgress(
+                        candles: index + 1,
+                        total: candles.count,
+                        time: close,
+                        signals: tally.signals.load(ordering: .relaxed),
+                        decisions: tally.decisions.load(ordering: .relaxed),
+                        equity: account.equity,
+                        openPositions: try await venue.positions().count
+                    )
+                )
             }
         }
-        let trades = try await store.trades(since: nil).filter { $0.symbol == symbol }.sorted { ($0.entryTime, $0.id) < ($1.entryTime, $1.id) }
-        if recorded == nil { decisions = try await store.decisions(symbol: symbol, candleTimes: Date(timeIntervalSince1970: 0)...Date.distantFuture).count }
+        let trades = try await store.trades(since: nil).filter { $0.symbol == symbol }.sorted {
+            ($0.entryTime, $0.id) < ($1.entryTime, $1.id)
+        }
+        if recorded == nil {
+            decisions = try await store.decisions(
+                symbol: symbol,
+                candleTimes: Date(timeIntervalSince1970: 0)...Date.distantFuture
+            ).count
+        }
         return ReplayOutcome(
-            candles: candles.count, trades: trades, equity: equity, times: times, signals: tally.signals.load(ordering: .relaxed), decisions: decisions,
-            elapsedSeconds: (ContinuousClock.now - started).timeInterval)
+            candles: candles.count,
+            trades: trades,
+            equity: equity,
+            times: times,
+            signals: tally.signals.load(ordering: .relaxed),
+            decisions: decisions,
+            elapsedSeconds: (ContinuousClock.now - started).timeInterval
+        )
     }
 }
 
@@ -279,10 +426,14 @@ extension Backtester.Settings {
     /// backtest is bounded by the same risk limits, circuit breakers and stop policy as the executor
     /// and decides as the analyst does. A backtest trades on paper only: `USE_PAPER_TRADING=false` is
     /// refused, naming the key.
-    public static func read(_ config: ConfigReader) throws -> Backtester.Settings {
+    public static func read(_ config: SettingsReader) throws -> Backtester.Settings {
         let executor = try ExecutorConfiguration.read(config)
         if case .live = executor.venue {
-            throw ConfigError(key: "USE_PAPER_TRADING", message: "is false; a replay and a backtest trade on the paper venue only (live orders: tradebus run --live, or the executor)")
+            throw ConfigError(
+                key: "USE_PAPER_TRADING",
+                message:
+                    "is false; a replay and a backtest trade on the paper venue only (live orders: tradebus run --live, or the executor)"
+            )
         }
         let analyst = try AnalystConfiguration.read(config)
         var settings = Backtester.Settings()

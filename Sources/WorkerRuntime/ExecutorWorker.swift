@@ -29,7 +29,10 @@ public enum VenueChoice: Sendable {
     /// Where the exchange's private stream lives for a REST base URL: the exchange's own for its
     /// production and testnet hosts, the same host and port (`ws://`) for a local test server.
     static func userStreamURL(exchange: LiveVenue.Exchange, restURL: String) -> String {
-        let local = restURL.replacingOccurrences(of: "https://", with: "wss://").replacingOccurrences(of: "http://", with: "ws://")
+        let local = restURL.replacingOccurrences(of: "https://", with: "wss://").replacingOccurrences(
+            of: "http://",
+            with: "ws://"
+        )
         switch (exchange, restURL) {
         case (.binance, "https://fapi.binance.com"): return "wss://fstream.binance.com/private/ws"
         case (.binance, "https://testnet.binancefuture.com"): return "wss://fstream.binancefuture.com/private/ws"
@@ -42,33 +45,80 @@ public enum VenueChoice: Sendable {
 
     /// `USE_PAPER_TRADING` (default true). Only when it is false are `LIVE_VENUE` and that exchange's
     /// keys read; paper mode never reads them, so it can never sign a request.
-    static func read(_ config: ConfigReader) throws -> VenueChoice {
-        guard !(try config.bool("USE_PAPER_TRADING", default: true, help: "paper venue (true) or live orders with real money (false)")) else { return .paper }
+    static func read(_ config: SettingsReader) throws -> VenueChoice {
+        guard
+            !(try config.bool(
+                "USE_PAPER_TRADING",
+                default: true,
+                help: "paper venue (true) or live orders with real money (false)"
+            ))
+        else { return .paper }
         let exchange = VenueChoice.LiveVenue.Exchange(
-            rawValue: try config.choice("LIVE_VENUE", default: "binance", allowed: ["binance", "bybit"], help: "exchange for live orders"))!
+            rawValue: try config.choice(
+                "LIVE_VENUE",
+                default: "binance",
+                allowed: ["binance", "bybit"],
+                help: "exchange for live orders"
+            )
+        )!
         let prefix = exchange == .binance ? "BINANCE" : "BYBIT"
         let defaultURL = exchange == .binance ? "https://fapi.binance.com" : "https://api.bybit.com"
         let testnetURL = exchange == .binance ? "https://testnet.binancefuture.com" : "https://api-testnet.bybit.com"
-        let url = try config.string("\(prefix)_FUTURES_URL", default: defaultURL, help: "REST base URL (testnet: \(testnetURL))")!
+        let url = try config.string(
+            "\(prefix)_FUTURES_URL",
+            default: defaultURL,
+            help: "REST base URL (testnet: \(testnetURL))"
+        )!
         guard url.hasPrefix("https://") || url.hasPrefix("http://127.0.0.1") || url.hasPrefix("http://localhost") else {
-            throw ConfigError(key: "\(prefix)_FUTURES_URL", message: "must be https:// (plain http only to a local test server): \(url)")
+            throw ConfigError(
+                key: "\(prefix)_FUTURES_URL",
+                message: "must be https:// (plain http only to a local test server): \(url)"
+            )
         }
-        return .live(LiveVenue(
-            exchange: exchange, baseURL: url,
-            apiKey: try config.required("\(prefix)_API_KEY", secret: true, help: "API key: trading rights only, never withdrawals"),
-            secret: try config.required("\(prefix)_API_SECRET", secret: true, help: "API secret"),
-            recvWindow: try config.int("\(prefix)_RECV_WINDOW_MS", default: 5_000, range: 100...60_000, help: "signed requests' validity window"),
-            rateLimitShare: try config.double(
-                "VENUE_RATE_LIMIT_SHARE", default: 0.8, range: 0.1...0.95, help: "share of the exchange's request limit we spend; polling gets half of it"),
-            userStreamURL: try userStream(config, key: "\(prefix)_USER_STREAM_URL", default: userStreamURL(exchange: exchange, restURL: url))))
+        return .live(
+            LiveVenue(
+                exchange: exchange,
+                baseURL: url,
+                apiKey: try config.required(
+                    "\(prefix)_API_KEY",
+                    secret: true,
+                    help: "API key: trading rights only, never withdrawals"
+                ),
+                secret: try config.required("\(prefix)_API_SECRET", secret: true, help: "API secret"),
+                recvWindow: try config.int(
+                    "\(prefix)_RECV_WINDOW_MS",
+                    default: 5_000,
+                    range: 100...60_000,
+                    help: "signed requests' validity window"
+                ),
+                rateLimitShare: try config.double(
+                    "VENUE_RATE_LIMIT_SHARE",
+                    default: 0.8,
+                    range: 0.1...0.95,
+                    help: "share of the exchange's request limit we spend; polling gets half of it"
+                ),
+                userStreamURL: try userStream(
+                    config,
+                    key: "\(prefix)_USER_STREAM_URL",
+                    default: userStreamURL(exchange: exchange, restURL: url)
+                )
+            )
+        )
     }
 
     /// The private stream's URL: `wss://` (plain `ws://` only to a local test server), or `off`.
-    static func userStream(_ config: ConfigReader, key: String, default url: String) throws -> String? {
-        let value = try config.string(key, default: url, help: "private stream of fills and order updates (off: REST polling only)")!
+    static func userStream(_ config: SettingsReader, key: String, default url: String) throws -> String? {
+        let value = try config.string(
+            key,
+            default: url,
+            help: "private stream of fills and order updates (off: REST polling only)"
+        )!
         guard value != "off" else { return nil }
         guard value.hasPrefix("wss://") || value.hasPrefix("ws://127.0.0.1") || value.hasPrefix("ws://localhost") else {
-            throw ConfigError(key: key, message: "must be wss:// (plain ws:// only to a local test server), or off: \(value)")
+            throw ConfigError(
+                key: key,
+                message: "must be wss:// (plain ws:// only to a local test server), or off: \(value)"
+            )
         }
         return value
     }
@@ -88,7 +138,7 @@ public struct ExecutorConfiguration: Sendable {
     /// How long the account's executor lease lasts unrenewed (`EXECUTOR_LEASE_SECONDS`).
     public var leaseDuration: Duration
 
-    public static func read(_ config: ConfigReader) throws -> ExecutorConfiguration {
+    public static func read(_ config: SettingsReader) throws -> ExecutorConfiguration {
         let venue = try VenueChoice.read(config)
         let framework = try TradingFramework.read(config)
         var limits = RiskLimits()
@@ -100,57 +150,186 @@ public struct ExecutorConfiguration: Sendable {
         func fraction(_ key: String, _ value: Double, _ range: ClosedRange<Double>, _ help: String) throws -> Decimal {
             Decimal(finite: try config.double(key, default: value, range: range, help: help))!
         }
-        limits.minProfitUSD = try fraction("MIN_PROFIT_USD", 1, 0...1_000_000, "profit at take-profit after fees, at least")
-        limits.riskPerTradeFraction = try fraction("RISK_PER_TRADE_PERCENT", 0.01, 0.0001...0.5, "equity lost at the stop (0.01 = 1%)")
-        limits.maxPositionFraction = try fraction("MAX_POSITION_PERCENT", 0.25, 0.001...1, "margin of one position, of equity")
-        limits.maxOpenPositions = try config.int("MAX_OPEN_POSITIONS", default: 3, range: 1...100, help: "positions open at once")
-        limits.maxDecisionAge = try config.double("MAX_DECISION_AGE_SECONDS", default: 120, range: 1...86_400, help: "older decisions are refused")
-        limits.maxPriceMoveFraction = try fraction("MAX_PRICE_MOVE_PERCENT", 0.01, 0...0.5, "price move since the decision")
-        limits.maxPriceDeviationFraction = try fraction("MAX_PRICE_DEVIATION_PERCENT", 0.005, 0...0.5, "venue against reference price")
-        limits.liquidationBufferFraction = try fraction("LIQUIDATION_BUFFER_PERCENT", 0.25, 0...0.95, "stop before liquidation, of the distance")
+        limits.minProfitUSD = try fraction(
+            "MIN_PROFIT_USD",
+            1,
+            0...1_000_000,
+            "profit at take-profit after fees, at least"
+        )
+        limits.riskPerTradeFraction = try fraction(
+            "RISK_PER_TRADE_PERCENT",
+            0.01,
+            0.0001...0.5,
+            "equity lost at the stop (0.01 = 1%)"
+        )
+        limits.maxPositionFraction = try fraction(
+            "MAX_POSITION_PERCENT",
+            0.25,
+            0.001...1,
+            "margin of one position, of equity"
+        )
+        limits.maxOpenPositions = try config.int(
+            "MAX_OPEN_POSITIONS",
+            default: 3,
+            range: 1...100,
+            help: "positions open at once"
+        )
+        limits.maxDecisionAge = try config.double(
+            "MAX_DECISION_AGE_SECONDS",
+            default: 120,
+            range: 1...86_400,
+            help: "older decisions are refused"
+        )
+        limits.maxPriceMoveFraction = try fraction(
+            "MAX_PRICE_MOVE_PERCENT",
+            0.01,
+            0...0.5,
+            "price move since the decision"
+        )
+        limits.maxPriceDeviationFraction = try fraction(
+            "MAX_PRICE_DEVIATION_PERCENT",
+            0.005,
+            0...0.5,
+            "venue against reference price"
+        )
+        limits.liquidationBufferFraction = try fraction(
+            "LIQUIDATION_BUFFER_PERCENT",
+            0.25,
+            0...0.95,
+            "stop before liquidation, of the distance"
+        )
         limits.takerFeeRate = try fraction("TAKER_FEE_RATE", 0.0005, 0...0.01, "taker fee")
         var settings = ExecutorService.Settings()
-        settings.referenceVenue = try config.string("REFERENCE_VENUE", help: "venue whose latest price is the reference (price:<venue>:<symbol>)")
-        limits.requireReferencePrice = try config.bool("REQUIRE_REFERENCE_PRICE", default: settings.referenceVenue != nil, help: "no trade without a reference price")
+        settings.referenceVenue = try config.string(
+            "REFERENCE_VENUE",
+            help: "venue whose latest price is the reference (price:<venue>:<symbol>)"
+        )
+        limits.requireReferencePrice = try config.bool(
+            "REQUIRE_REFERENCE_PRICE",
+            default: settings.referenceVenue != nil,
+            help: "no trade without a reference price"
+        )
         settings.limits = limits
-        settings.halts.dailyLossFraction = try fraction("DAILY_LOSS_LIMIT_PERCENT", 0.05, 0.001...1, "daily loss that halts trading")
-        settings.halts.maxConsecutiveLosses = try config.int("MAX_CONSECUTIVE_LOSSES", default: 3, range: 1...100, help: "losing trades in a row that halt trading")
-        settings.halts.maxDrawdownFraction = try fraction("MAX_DRAWDOWN_PERCENT", 0.15, 0.001...1, "drawdown from the peak that halts trading")
-        let trailingCallback = try config.double("TRAILING_CALLBACK_PERCENT", default: 0, range: 0...0.5, help: "0: no trailing stop")
+        settings.halts.dailyLossFraction = try fraction(
+            "DAILY_LOSS_LIMIT_PERCENT",
+            0.05,
+            0.001...1,
+            "daily loss that halts trading"
+        )
+        settings.halts.maxConsecutiveLosses = try config.int(
+            "MAX_CONSECUTIVE_LOSSES",
+            default: 3,
+            range: 1...100,
+            help: "losing trades in a row that halt trading"
+        )
+        settings.halts.maxDrawdownFraction = try fraction(
+            "MAX_DRAWDOWN_PERCENT",
+            0.15,
+            0.001...1,
+            "drawdown from the peak that halts trading"
+        )
+        let trailingCallback = try config.double(
+            "TRAILING_CALLBACK_PERCENT",
+            default: 0,
+            range: 0...0.5,
+            help: "0: no trailing stop"
+        )
         settings.policy = StopPolicy(
-            trailingActivationR: trailingCallback > 0 ? try fraction("TRAILING_ACTIVATION_R", 1, 0...100, "R in favour before trailing") : nil,
+            trailingActivationR: trailingCallback > 0
+                ? try fraction("TRAILING_ACTIVATION_R", 1, 0...100, "R in favour before trailing") : nil,
             trailingCallbackFraction: trailingCallback > 0 ? Decimal(finite: trailingCallback) : nil,
             breakEvenAfterOneR: try config.bool("BREAK_EVEN_AFTER_1R", default: false, help: "stop to entry after +1R"),
-            atrMultiple: try atrMultiple(config))
-        settings.closeOnOpposite = try config.bool("CLOSE_ON_OPPOSITE_DECISION", default: true, help: "an opposing decision closes the position")
-        settings.account = try config.string("EXECUTOR_ACCOUNT", default: "default", help: "account name in queue names")!
+            atrMultiple: try atrMultiple(config)
+        )
+        settings.closeOnOpposite = try config.bool(
+            "CLOSE_ON_OPPOSITE_DECISION",
+            default: true,
+            help: "an opposing decision closes the position"
+        )
+        settings.account = try config.string(
+            "EXECUTOR_ACCOUNT",
+            default: "default",
+            help: "account name in queue names"
+        )!
         settings.kernel.stopProtectionTimeout = try config.double(
-            "STOP_PROTECTION_TIMEOUT_SECONDS", default: 5, range: 1...60, help: "a position without a stop this long is flattened")
+            "STOP_PROTECTION_TIMEOUT_SECONDS",
+            default: 5,
+            range: 1...60,
+            help: "a position without a stop this long is flattened"
+        )
         settings.kernel.orderUnknownTimeout = try config.double(
-            "ORDER_UNKNOWN_TIMEOUT_SECONDS", default: 30, range: 5...3_600, help: "an unknown order is queried this long, then settled by the venue")
+            "ORDER_UNKNOWN_TIMEOUT_SECONDS",
+            default: 30,
+            range: 5...3_600,
+            help: "an unknown order is queried this long, then settled by the venue"
+        )
         settings.kernel.protectionCheckInterval = min(2, settings.kernel.stopProtectionTimeout / 2)
-        settings.adoptPolicy = ExecutorService.AdoptPolicy(rawValue: try config.choice(
-            "ADOPT_POLICY", default: "protect", allowed: ExecutorService.AdoptPolicy.allCases.map(\.rawValue),
-            help: "a position at the venue the executor did not open: protect (stop at MAX_STOP_LOSS_PERCENT), flatten, or ignore"))!
+        settings.adoptPolicy = ExecutorService.AdoptPolicy(
+            rawValue: try config.choice(
+                "ADOPT_POLICY",
+                default: "protect",
+                allowed: ExecutorService.AdoptPolicy.allCases.map(\.rawValue),
+                help:
+                    "a position at the venue the executor did not open: protect (stop at MAX_STOP_LOSS_PERCENT), flatten, or ignore"
+            )
+        )!
         var paper = PaperExchange.Settings()
-        paper.slippageFraction = try fraction("PAPER_SLIPPAGE_PERCENT", 0.0005, 0...0.1, "paper fills move this against the taker")
+        paper.slippageFraction = try fraction(
+            "PAPER_SLIPPAGE_PERCENT",
+            0.0005,
+            0...0.1,
+            "paper fills move this against the taker"
+        )
         paper.takerFeeRate = limits.takerFeeRate
         return ExecutorConfiguration(
-            venue: venue, settings: settings, initialCapital: try fraction("INITIAL_CAPITAL", 10_000, 1...1_000_000_000, "paper account's starting balance (USD)"),
-            paperStateFile: try config.string("PAPER_STATE_FILE", default: ".tradebus/paper-default.json", help: "where the paper venue keeps its state"),
+            venue: venue,
+            settings: settings,
+            initialCapital: try fraction(
+                "INITIAL_CAPITAL",
+                10_000,
+                1...1_000_000_000,
+                "paper account's starting balance (USD)"
+            ),
+            paperStateFile: try config.string(
+                "PAPER_STATE_FILE",
+                default: ".tradebus/paper-default.json",
+                help: "where the paper venue keeps its state"
+            ),
             paper: paper,
-            priceVenue: try config.string("EXECUTOR_PRICE_VENUE", default: "*", help: "venue of the candles that price the paper account (*: all)")!,
-            reconcileInterval: .seconds(try config.int(
-                "RECONCILE_INTERVAL_SECONDS", default: 30, range: 5...3_600, help: "store against venue: positions, open orders, stops, recent fills")),
-            leaseDuration: .seconds(try config.int(
-                "EXECUTOR_LEASE_SECONDS", default: 15, range: 3...300, help: "one active executor per account: a standby takes over this long after it stops renewing")))
+            priceVenue: try config.string(
+                "EXECUTOR_PRICE_VENUE",
+                default: "*",
+                help: "venue of the candles that price the paper account (*: all)"
+            )!,
+            reconcileInterval: .seconds(
+                try config.int(
+                    "RECONCILE_INTERVAL_SECONDS",
+                    default: 30,
+                    range: 5...3_600,
+                    help: "store against venue: positions, open orders, stops, recent fills"
+                )
+            ),
+            leaseDuration: .seconds(
+                try config.int(
+                    "EXECUTOR_LEASE_SECONDS",
+                    default: 15,
+                    range: 3...300,
+                    help: "one active executor per account: a standby takes over this long after it stops renewing"
+                )
+            )
+        )
     }
 }
 
 extension ExecutorConfiguration {
     /// `ATR_STOP_MULTIPLE`: 0 (the default) is off; else the stop trails that many ATR(14) behind the close.
-    static func atrMultiple(_ config: ConfigReader) throws -> Decimal? {
-        let multiple = try config.double("ATR_STOP_MULTIPLE", default: 0, range: 0...50, help: "ATR-adaptive stop: ATRs behind the close (0: off)")
+    static func atrMultiple(_ config: SettingsReader) throws -> Decimal? {
+        let multiple = try config.double(
+            "ATR_STOP_MULTIPLE",
+            default: 0,
+            range: 0...50,
+            help: "ATR-adaptive stop: ATRs behind the close (0: off)"
+        )
         return multiple > 0 ? Decimal(finite: multiple) : nil
     }
 
@@ -159,20 +338,38 @@ extension ExecutorConfiguration {
         switch venue {
         case .paper:
             if let file = paperStateFile {
-                try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: file).deletingLastPathComponent().path, withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(
+                    atPath: URL(fileURLWithPath: file).deletingLastPathComponent().path,
+                    withIntermediateDirectories: true
+                )
             }
             return try PaperVenue(balance: initialCapital, settings: paper, path: paperStateFile)
         case .live(let live):
-            logger.warning("LIVE TRADING: orders go to \(live.exchange.rawValue) with real money", metadata: ["url": "\(live.baseURL)"])
+            logger.warning(
+                "LIVE TRADING: orders go to \(live.exchange.rawValue) with real money",
+                metadata: ["url": "\(live.baseURL)"]
+            )
             switch live.exchange {
             case .binance:
                 return BinanceFuturesVenue(
-                    baseURL: live.baseURL, apiKey: live.apiKey, secret: live.secret, recvWindow: live.recvWindow, logger: logger, rateLimitShare: live.rateLimitShare,
-                    streamURL: live.userStreamURL)
+                    baseURL: live.baseURL,
+                    apiKey: live.apiKey,
+                    secret: live.secret,
+                    recvWindow: live.recvWindow,
+                    logger: logger,
+                    rateLimitShare: live.rateLimitShare,
+                    streamURL: live.userStreamURL
+                )
             case .bybit:
                 return BybitLinearVenue(
-                    baseURL: live.baseURL, apiKey: live.apiKey, secret: live.secret, recvWindow: live.recvWindow, logger: logger, rateLimitShare: live.rateLimitShare,
-                    streamURL: live.userStreamURL)
+                    baseURL: live.baseURL,
+                    apiKey: live.apiKey,
+                    secret: live.secret,
+                    recvWindow: live.recvWindow,
+                    logger: logger,
+                    rateLimitShare: live.rateLimitShare,
+                    streamURL: live.userStreamURL
+                )
             }
         }
     }
@@ -181,14 +378,26 @@ extension ExecutorConfiguration {
 /// Reconciles with the venue (retrying with backoff until it can), then keeps the store and the venue
 /// in step: the venue's events every second (live venues), a full reconciliation every
 /// `interval`, and one at once after the venue or the store answers again following a failure.
-struct ReconcileService: Service {
-    let executor: ExecutorService
+public struct ReconcileService: Service {
+    public let executor: ExecutorService
     /// Live venues report fills on their own time; the paper venue's come with the candles.
-    let pollEvents: Bool
-    let interval: Duration
-    let logger: Logger
+    public let pollEvents: Bool
+    public let interval: Duration
+    public let logger: Logger
 
-    func run() async throws {
+    public init(
+        executor: ExecutorService,
+        pollEvents: Bool,
+        interval: Duration,
+        logger: Logger
+    ) {
+        self.executor = executor
+        self.pollEvents = pollEvents
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
         do {
             try await cancelWhenGracefulShutdown {
                 var attempt = 0
@@ -199,7 +408,10 @@ struct ReconcileService: Service {
                         logger.info("reconciled with the venue; orders may go")
                         break
                     } catch {
-                        logger.error("cannot reconcile with the venue; no new orders until it answers", metadata: ["error": "\(error)"])
+                        logger.error(
+                            "cannot reconcile with the venue; no new orders until it answers",
+                            metadata: ["error": "\(error)"]
+                        )
                         // A request budget that frees at a known time is tried again then, not after a longer backoff.
                         if let wait = (error as? VenueError)?.retryAfter {
                             try await Task.sleep(for: .milliseconds(Int(wait * 1000) + 100))
@@ -224,7 +436,10 @@ struct ReconcileService: Service {
                         failing = false
                     } catch {
                         failing = true
-                        logger.error("venue events or reconciliation failed; reconciling as soon as they answer", metadata: ["error": "\(error)"])
+                        logger.error(
+                            "venue events or reconciliation failed; reconciling as soon as they answer",
+                            metadata: ["error": "\(error)"]
+                        )
                     }
                 }
             }
@@ -235,12 +450,22 @@ struct ReconcileService: Service {
 /// Keeps the venue's private stream of fills and order updates connected, and hands what it brings
 /// to the executor at once. When it is down, ``ReconcileService``'s polling carries on alone; it
 /// connects again with backoff.
-struct UserStreamService: Service {
-    let venue: any Venue
-    let executor: ExecutorService
-    let logger: Logger
+public struct UserStreamService: Service {
+    public let venue: any Venue
+    public let executor: ExecutorService
+    public let logger: Logger
 
-    func run() async throws {
+    public init(
+        venue: any Venue,
+        executor: ExecutorService,
+        logger: Logger
+    ) {
+        self.venue = venue
+        self.executor = executor
+        self.logger = logger
+    }
+
+    public func run() async throws {
         do {
             try await cancelWhenGracefulShutdown {
                 let backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30))
@@ -250,13 +475,19 @@ struct UserStreamService: Service {
                     do {
                         try await venue.streamUserData {
                             do { try await executor.processVenueEvents() } catch {
-                                logger.warning("venue events from the stream wait for the next poll", metadata: ["error": "\(error)"])
+                                logger.warning(
+                                    "venue events from the stream wait for the next poll",
+                                    metadata: ["error": "\(error)"]
+                                )
                             }
                         }
                     } catch is CancellationError {
                         return
                     } catch {
-                        logger.warning("the venue's user-data stream ended; connecting again", metadata: ["error": "\(error)"])
+                        logger.warning(
+                            "the venue's user-data stream ended; connecting again",
+                            metadata: ["error": "\(error)"]
+                        )
                     }
                     // A connection that lasted a while starts the backoff over.
                     attempt = ContinuousClock.now - started > .seconds(60) ? 0 : attempt + 1
@@ -272,27 +503,47 @@ struct UserStreamService: Service {
 /// for the lease. The holder renews it every third of `duration` and gives it up at shutdown. One that
 /// cannot renew it (the store down, or the lease taken) stops trading before the lease runs out, and
 /// the process exits with an error so that its supervisor starts it again, as a standby.
-struct LeaseService: Service {
+public struct LeaseService: Service {
     struct Lost: Error, CustomStringConvertible {
         var description: String
     }
 
-    let store: any TradeStore
-    let name: String
-    let holder: String
-    let duration: Duration
-    let logger: Logger
-    let active: [any Service]
+    public let store: any TradeStore
+    public let name: String
+    public let holder: String
+    public let duration: Duration
+    public let logger: Logger
+    public let active: [any Service]
     /// Whether this process holds the lease (for the status page).
-    final class Holding: Sendable {
+    public final class Holding: Sendable {
         private let flag = Atomic<Bool>(false)
-        var value: Bool { flag.load(ordering: .relaxed) }
+        public init() {}
+        /// Whether this process holds the lease now.
+        public var value: Bool { flag.load(ordering: .relaxed) }
         func set(_ value: Bool) { flag.store(value, ordering: .relaxed) }
     }
 
-    let holding: Holding
+    public let holding: Holding
 
-    func run() async throws {
+    public init(
+        store: any TradeStore,
+        name: String,
+        holder: String,
+        duration: Duration,
+        logger: Logger,
+        active: [any Service],
+        holding: Holding
+    ) {
+        self.store = store
+        self.name = name
+        self.holder = holder
+        self.duration = duration
+        self.logger = logger
+        self.active = active
+        self.holding = holding
+    }
+
+    public func run() async throws {
         let renewEvery = duration / 3
         let taken: ContinuousClock.Instant
         do {
@@ -301,7 +552,12 @@ struct LeaseService: Service {
                 while true {
                     let started = ContinuousClock.now
                     if (try? await take()) == true { return started + duration }
-                    if !waiting { logger.notice("standby: another executor holds the account's lease; waiting for it", metadata: ["lease": "\(name)"]) }
+                    if !waiting {
+                        logger.notice(
+                            "standby: another executor holds the account's lease; waiting for it",
+                            metadata: ["lease": "\(name)"]
+                        )
+                    }
                     waiting = true
                     try await Task.sleep(for: renewEvery)
                 }
@@ -310,7 +566,10 @@ struct LeaseService: Service {
             return
         }
         holding.set(true)
-        logger.notice("holding the account's lease: this executor trades it", metadata: ["lease": "\(name)", "holder": "\(holder)"])
+        logger.notice(
+            "holding the account's lease: this executor trades it",
+            metadata: ["lease": "\(name)", "holder": "\(holder)"]
+        )
         defer { holding.set(false) }
         try await withThrowingDiscardingTaskGroup { group in
             for service in active { group.addTask { try await service.run() } }
@@ -325,7 +584,10 @@ struct LeaseService: Service {
                                 validUntil = started + duration
                             } else if ContinuousClock.now + renewEvery / 2 >= validUntil {
                                 // Stop before the lease runs out: another executor may take it then.
-                                throw Lost(description: "the account's lease \(name) could not be renewed before it runs out; stopping so that only one executor trades it")
+                                throw Lost(
+                                    description:
+                                        "the account's lease \(name) could not be renewed before it runs out; stopping so that only one executor trades it"
+                                )
                             } else {
                                 logger.error("the lease was not renewed; trying again", metadata: ["lease": "\(name)"])
                             }
@@ -340,65 +602,11 @@ struct LeaseService: Service {
 
     func take() async throws -> Bool {
         let now = Date()
-        return try await store.acquireLease(name, holder: holder, now: now, until: now.addingTimeInterval(Double(duration.components.seconds)))
-    }
-}
-
-extension WorkerMain {
-    /// executor: decisions through the risk gateway to the venue.
-    public static func runExecutor() async -> Never {
-        struct Settings: Sendable {
-            var dependencies: WorkerDependencies
-            var executor: ExecutorConfiguration
-        }
-        await run(
-            worker: "executor", defaultPort: 9104, summary: "risk gateway, paper or live venue, positions and stops; every order recorded",
-            configure: { config in
-                Settings(
-                    dependencies: try WorkerDependencies.configure([.bus, .cache, .store], config: config, instance: "executor"),
-                    executor: try ExecutorConfiguration.read(config))
-            },
-            start: { settings, context in
-                try await settings.dependencies.connect(context)
-                let bus = settings.dependencies.bus!, cache = settings.dependencies.cache!, store = settings.dependencies.store!
-                let account = settings.executor.settings.account
-                let venue = try settings.executor.makeVenue(logger: context.logger)
-                let executor = ExecutorService(
-                    venue: venue, store: store, bus: bus, cache: cache, settings: settings.executor.settings, source: context.settings.instance, logger: context.logger)
-                try await bus.declare(ExecutorService.decisionQueue(account: account))
-                try await bus.declare(ExecutorService.candleQueue(account: account, priceVenue: settings.executor.priceVenue))
-                try await bus.declare(ExecutorService.controlQueue(account: account))
-                let holding = LeaseService.Holding()
-                var trading: [any Service] = [
-                        ReconcileService(executor: executor, pollEvents: venue.isLive, interval: settings.executor.reconcileInterval, logger: context.logger),
-                        ConsumerService(bus: bus, queue: ExecutorService.decisionQueue(account: account).name, options: ConsumerOptions(prefetch: 1, retryDelay: .seconds(1))) {
-                            try await executor.handleDecision($0)
-                        },
-                        ConsumerService(bus: bus, queue: ExecutorService.candleQueue(account: account, priceVenue: settings.executor.priceVenue).name, options: ConsumerOptions(prefetch: 64)) {
-                            try await executor.handleCandle($0)
-                        },
-                        ConsumerService(bus: bus, queue: ExecutorService.controlQueue(account: account).name, options: ConsumerOptions(prefetch: 1)) {
-                            try await executor.handleControl($0)
-                        },
-                ]
-                if venue.hasUserStream { trading.append(UserStreamService(venue: venue, executor: executor, logger: context.logger)) }
-                let lease = LeaseService(
-                    store: store, name: "executor:\(account)", holder: "\(context.settings.instance)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
-                    duration: settings.executor.leaseDuration, logger: context.logger, active: trading, holding: holding)
-                return WorkerPlan(
-                    services: [lease],
-                    checks: { await settings.dependencies.checks() },
-                    status: {
-                        // A standby talks to no venue, not even for its status.
-                        guard holding.value else { return ["worker": "executor", "venue": venue.name, "account": account, "role": "standby"] }
-                        let (equity, margin) = (try? await venue.account()) ?? (0, 0)
-                        return [
-                            "role": "active",
-                            "worker": "executor", "venue": venue.name, "live": "\(venue.isLive)", "account": account, "reconciled": "\(await executor.reconciled)",
-                            "equity": "\(equity)", "available_margin": "\(margin)", "mode": await executor.mode.rawValue,
-                        ]
-                    },
-                    shutdown: { await settings.dependencies.close() })
-            })
+        return try await store.acquireLease(
+            name,
+            holder: holder,
+            now: now,
+            until: now.addingTimeInterval(Double(duration.components.seconds))
+        )
     }
 }

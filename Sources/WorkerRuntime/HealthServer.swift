@@ -31,7 +31,14 @@ public struct HealthServer: Sendable {
     let status: Status
     let logger: Logger
 
-    public init(host: String, port: Int, registry: PrometheusCollectorRegistry, logger: Logger, checks: @escaping Checks, status: @escaping Status) {
+    public init(
+        host: String,
+        port: Int,
+        registry: PrometheusCollectorRegistry,
+        logger: Logger,
+        checks: @escaping Checks,
+        status: @escaping Status
+    ) {
         self.host = host
         self.port = port
         self.registry = registry
@@ -44,7 +51,9 @@ public struct HealthServer: Sendable {
     /// bound port (useful with port 0).
     public func application(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some Service {
         let router = Router()
-        let checks = self.checks, status = self.status, registry = self.registry
+        let checks = self.checks
+        let status = self.status
+        let registry = self.registry
         router.get("health") { _, _ in
             Self.json(["status": "ok"], status: .ok)
         }
@@ -55,8 +64,10 @@ public struct HealthServer: Sendable {
         }
         router.get("metrics") { _, _ in
             Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer()))
+            )
         }
         router.get("status") { _, _ in
             Self.json(await status(), status: .ok)
@@ -65,7 +76,8 @@ public struct HealthServer: Sendable {
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
-            logger: logger)
+            logger: logger
+        )
     }
 
     struct ReadyBody: Codable {
@@ -77,6 +89,10 @@ public struct HealthServer: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data))
+        )
     }
 }

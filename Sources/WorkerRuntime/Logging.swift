@@ -1,9 +1,10 @@
 import Foundation
+import Logging
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Logging
-import Synchronization
 
 /// How log lines are written.
 public enum LogFormat: String, Sendable {
@@ -48,29 +49,47 @@ public struct TradeBusLogHandler: LogHandler {
     public func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
-        let correlation = CorrelationID.current ?? merged.removeValue(forKey: "correlation_id").map { "\($0)" } ?? processCorrelationID
+        let correlation =
+            CorrelationID.current ?? merged.removeValue(forKey: "correlation_id").map { "\($0)" }
+            ?? processCorrelationID
         merged.removeValue(forKey: "correlation_id")
         let line = Self.render(
-            time: Date(), level: event.level, label: label, message: "\(event.message)", correlationID: correlation,
-            metadata: merged, format: format)
+            time: Date(),
+            level: event.level,
+            label: label,
+            message: "\(event.message)",
+            correlationID: correlation,
+            metadata: merged,
+            format: format
+        )
         StandardError.write(line)
     }
 
     static func render(
-        time: Date, level: Logger.Level, label: String, message: String, correlationID: String,
-        metadata: Logger.Metadata, format: LogFormat
+        time: Date,
+        level: Logger.Level,
+        label: String,
+        message: String,
+        correlationID: String,
+        metadata: Logger.Metadata,
+        format: LogFormat
     ) -> String {
-        let timestamp = time.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+        let timestamp = time.formatted(
+            .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)
+        )
         switch format {
         case .text:
             let fields = metadata.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
             return "\(timestamp) \(level) [\(correlationID)] \(label): \(message)\(fields)\n"
         case .json:
             var object: [String: String] = [
-                "time": timestamp, "level": level.rawValue, "logger": label, "message": message, "correlation_id": correlationID,
+                "time": timestamp, "level": level.rawValue, "logger": label, "message": message,
+                "correlation_id": correlationID,
             ]
             for (key, value) in metadata where object[key] == nil { object[key] = "\(value)" }
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+            let data =
+                (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+                ?? Data()
             return String(decoding: data, as: UTF8.self) + "\n"
         }
     }

@@ -16,13 +16,17 @@ public struct NotifierConfiguration: Sendable {
     /// Queue names are `<prefix>.<sink>`.
     public var queuePrefix: String
 
-    public static func read(_ config: ConfigReader, logger: Logger) throws -> NotifierConfiguration {
+    public static func read(_ config: SettingsReader, logger: Logger) throws -> NotifierConfiguration {
         var sinks: [any NotificationSink] = []
         let token = try config.string("TELEGRAM_BOT_TOKEN", secret: true, help: "Telegram bot token")
         let chat = try config.string("TELEGRAM_CHAT_ID", secret: true, help: "Telegram chat id")
         switch (token, chat) {
         case (let token?, let chat?):
-            let base = try config.string("TELEGRAM_API_BASE_URL", default: "https://api.telegram.org", help: "Bot API base")!
+            let base = try config.string(
+                "TELEGRAM_API_BASE_URL",
+                default: "https://api.telegram.org",
+                help: "Bot API base"
+            )!
             sinks.append(TelegramSink(apiBase: base, token: token, chatID: chat))
         case (nil, nil): break
         case (nil, _): throw ConfigError(key: "TELEGRAM_BOT_TOKEN", message: "is required when TELEGRAM_CHAT_ID is set")
@@ -38,52 +42,123 @@ public struct NotifierConfiguration: Sendable {
         }
         if let url = try config.string("NOTIFY_WEBHOOK_URL", secret: true, help: "generic JSON webhook") {
             try requireHTTP(url, key: "NOTIFY_WEBHOOK_URL")
-            sinks.append(WebhookSink(url: url, secret: try config.string("NOTIFY_WEBHOOK_SECRET", secret: true, help: "HMAC-SHA256 key")))
+            sinks.append(
+                WebhookSink(
+                    url: url,
+                    secret: try config.string("NOTIFY_WEBHOOK_SECRET", secret: true, help: "HMAC-SHA256 key")
+                )
+            )
         }
         if try config.bool("NOTIFY_LOG", default: true, help: "the log sink") { sinks.append(LogSink(logger: logger)) }
 
-        let minimum = try config.choice("NOTIFY_MIN_SEVERITY", default: "info", allowed: ["info", "warning", "critical"], help: "least severity sent")
-        var routes = Dictionary(uniqueKeysWithValues: sinks.map { ($0.name, SinkRoute(minSeverity: AlertSeverity(rawValue: minimum)!)) })
-        let routeText = try config.string("NOTIFY_ROUTES", default: "", help: "sink:severity[:kinds];... overrides per sink")!
+        let minimum = try config.choice(
+            "NOTIFY_MIN_SEVERITY",
+            default: "info",
+            allowed: ["info", "warning", "critical"],
+            help: "least severity sent"
+        )
+        var routes = Dictionary(
+            uniqueKeysWithValues: sinks.map { ($0.name, SinkRoute(minSeverity: AlertSeverity(rawValue: minimum)!)) }
+        )
+        let routeText = try config.string(
+            "NOTIFY_ROUTES",
+            default: "",
+            help: "sink:severity[:kinds];... overrides per sink"
+        )!
         do {
             for (sink, route) in try SinkRoute.parse(routeText) {
-                guard routes[sink] != nil else { throw ConfigError(key: "NOTIFY_ROUTES", message: "names '\(sink)', which is not an enabled sink (\(routes.keys.sorted().joined(separator: ", ")))") }
+                guard routes[sink] != nil else {
+                    throw ConfigError(
+                        key: "NOTIFY_ROUTES",
+                        message:
+                            "names '\(sink)', which is not an enabled sink (\(routes.keys.sorted().joined(separator: ", ")))"
+                    )
+                }
                 routes[sink] = route
             }
         } catch let error as RouteSyntaxError {
             throw ConfigError(key: "NOTIFY_ROUTES", message: error.description)
         }
         var delivery = SinkWorker.Settings()
-        delivery.maxAttempts = try config.int("NOTIFY_MAX_ATTEMPTS", default: 5, range: 1...50, help: "attempts per notice and sink")
-        delivery.maxRetryAfter = .seconds(try config.int("NOTIFY_MAX_RETRY_AFTER_SECONDS", default: 120, range: 1...3_600, help: "cap on a service's Retry-After"))
-        let hour = try config.int("NOTIFY_DAILY_SUMMARY_HOUR", default: -1, range: -1...23, help: "UTC hour of the daily summary; -1: off")
+        delivery.maxAttempts = try config.int(
+            "NOTIFY_MAX_ATTEMPTS",
+            default: 5,
+            range: 1...50,
+            help: "attempts per notice and sink"
+        )
+        delivery.maxRetryAfter = .seconds(
+            try config.int(
+                "NOTIFY_MAX_RETRY_AFTER_SECONDS",
+                default: 120,
+                range: 1...3_600,
+                help: "cap on a service's Retry-After"
+            )
+        )
+        let hour = try config.int(
+            "NOTIFY_DAILY_SUMMARY_HOUR",
+            default: -1,
+            range: -1...23,
+            help: "UTC hour of the daily summary; -1: off"
+        )
         if hour >= 0, try config.string("DATABASE_URL", help: "the store the summary reads") == nil {
             throw ConfigError(key: "DATABASE_URL", message: "is required when NOTIFY_DAILY_SUMMARY_HOUR is set")
         }
-        let prefix = try config.string("NOTIFIER_QUEUE_PREFIX", default: "notifier", help: "queue names are <prefix>.<sink>")!
-        guard !prefix.isEmpty, prefix.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
-            throw ConfigError(key: "NOTIFIER_QUEUE_PREFIX", message: "'\(prefix)' may hold only letters, digits, '-', '_' and '.'")
+        let prefix = try config.string(
+            "NOTIFIER_QUEUE_PREFIX",
+            default: "notifier",
+            help: "queue names are <prefix>.<sink>"
+        )!
+        guard !prefix.isEmpty, prefix.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." })
+        else {
+            throw ConfigError(
+                key: "NOTIFIER_QUEUE_PREFIX",
+                message: "'\(prefix)' may hold only letters, digits, '-', '_' and '.'"
+            )
         }
-        return NotifierConfiguration(sinks: sinks, routes: routes, delivery: delivery, summaryHour: hour >= 0 ? hour : nil, queuePrefix: prefix)
+        return NotifierConfiguration(
+            sinks: sinks,
+            routes: routes,
+            delivery: delivery,
+            summaryHour: hour >= 0 ? hour : nil,
+            queuePrefix: prefix
+        )
     }
 
     static func requireHTTP(_ url: String, key: String) throws {
-        guard let scheme = URL(string: url)?.scheme, scheme == "https" || scheme == "http", URL(string: url)?.host != nil else {
+        guard let scheme = URL(string: url)?.scheme, scheme == "https" || scheme == "http",
+            URL(string: url)?.host != nil
+        else {
             throw ConfigError(key: key, message: "is not an http(s) URL")
         }
     }
 }
 
 /// Publishes `alert.info.daily_summary` once a day at the configured UTC hour (one notifier claims it).
-struct DailySummaryService: Service {
-    let hour: Int
-    let store: any TradeStore
-    let bus: any MessageBus
-    let cache: any HotCache
-    let source: String
-    let logger: Logger
+public struct DailySummaryService: Service {
+    public let hour: Int
+    public let store: any TradeStore
+    public let bus: any MessageBus
+    public let cache: any HotCache
+    public let source: String
+    public let logger: Logger
 
-    func run() async throws {
+    public init(
+        hour: Int,
+        store: any TradeStore,
+        bus: any MessageBus,
+        cache: any HotCache,
+        source: String,
+        logger: Logger
+    ) {
+        self.hour = hour
+        self.store = store
+        self.bus = bus
+        self.cache = cache
+        self.source = source
+        self.logger = logger
+    }
+
+    public func run() async throws {
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 let now = Date()
@@ -102,11 +177,18 @@ struct DailySummaryService: Service {
 
     func publish(dayEnding end: Date) async throws {
         let day = EnvelopeTime.format(end).prefix(10)
-        guard await cache.setIfAbsent("daily-summary:\(day)", CachedValue(source, sourceTime: Date()), ttl: .seconds(2 * 86_400)) else { return }
+        guard
+            await cache.setIfAbsent(
+                "daily-summary:\(day)",
+                CachedValue(source, sourceTime: Date()),
+                ttl: .seconds(2 * 86_400)
+            )
+        else { return }
         let start = end.addingTimeInterval(-86_400)
         let trades = try await store.trades(since: start).filter { $0.exitTime <= end }
         let equity = try await store.equitySnapshots(since: start).map(\.equity.doubleValue)
-        var peak = 0.0, drawdown = 0.0
+        var peak = 0.0
+        var drawdown = 0.0
         for value in equity {
             peak = max(peak, value)
             if peak > 0 { drawdown = max(drawdown, (peak - value) / peak) }
@@ -114,57 +196,5 @@ struct DailySummaryService: Service {
         let payload = NoticeTemplates.dailySummary(day: String(day), trades: trades, maxDrawdown: drawdown)
         let envelope = Envelope(type: MessageType.alert, time: Date(), source: source, payload: payload)
         try await bus.publish(envelope, routingKey: payload.routingKey)
-    }
-}
-
-extension WorkerMain {
-    /// notifier: alerts, trades and orders to Telegram, Discord, Slack, a webhook and the log.
-    public static func runNotifier() async -> Never {
-        struct Settings: Sendable {
-            var dependencies: WorkerDependencies
-            var notifier: NotifierConfiguration
-        }
-        await run(
-            worker: "notifier", defaultPort: 9105, summary: "alerts and trade events to Telegram, Discord, Slack, webhooks and the log",
-            configure: { config in
-                let notifier = try NotifierConfiguration.read(config, logger: Logger(label: "tradebus.notifications"))
-                let needs: WorkerDependencies.Needs = notifier.summaryHour == nil ? [.bus, .cache] : [.bus, .cache, .store]
-                return Settings(dependencies: try WorkerDependencies.configure(needs, config: config, instance: "notifier"), notifier: notifier)
-            },
-            start: { settings, context in
-                try await settings.dependencies.connect(context)
-                let bus = settings.dependencies.bus!, cache = settings.dependencies.cache!
-                var services: [any Service] = []
-                var workers: [SinkWorker] = []
-                for sink in settings.notifier.sinks {
-                    let spec = SinkWorker.queue(for: sink.name, prefix: settings.notifier.queuePrefix)
-                    try await bus.declare(spec)
-                    let worker = SinkWorker(
-                        sink: sink, route: settings.notifier.routes[sink.name]!, cache: cache, settings: settings.notifier.delivery, logger: context.logger)
-                    workers.append(worker)
-                    services.append(ConsumerService(bus: bus, queue: spec.name, options: ConsumerOptions(prefetch: 16)) { try await worker.handle($0) })
-                }
-                if let hour = settings.notifier.summaryHour, let store = settings.dependencies.store {
-                    services.append(DailySummaryService(hour: hour, store: store, bus: bus, cache: cache, source: context.settings.instance, logger: context.logger))
-                }
-                let sinkWorkers = workers
-                context.logger.info("sinks on", metadata: ["sinks": "\(settings.notifier.sinks.map(\.name).joined(separator: ","))"])
-                return WorkerPlan(
-                    services: services, checks: { await settings.dependencies.checks() },
-                    status: {
-                        var status = ["worker": "notifier"]
-                        let encoder = JSONEncoder()
-                        encoder.outputFormatting = [.sortedKeys]
-                        encoder.dateEncodingStrategy = .iso8601
-                        for worker in sinkWorkers {
-                            let health = await worker.health
-                            status["sink.\(worker.sink.name)"] = (try? encoder.encode(health)).map { String(decoding: $0, as: UTF8.self) } ?? "?"
-                            let queue = SinkWorker.queue(for: worker.sink.name, prefix: settings.notifier.queuePrefix).name
-                            status["sink.\(worker.sink.name).queue_waiting"] = (try? await bus.messageCount(queue)).map(String.init) ?? "unknown"
-                        }
-                        return status
-                    },
-                    shutdown: { await settings.dependencies.close() })
-            })
     }
 }

@@ -13,16 +13,32 @@ public struct RuntimeSettings: Sendable {
     public var shutdownGrace: Duration
 
     /// Reads `HTTP_HOST`, `HTTP_PORT`, `LOG_LEVEL`, `LOG_FORMAT` and `SHUTDOWN_GRACE_SECONDS`.
-    public init(worker: String, defaultPort: Int, config: ConfigReader) throws {
+    public init(worker: String, defaultPort: Int, config: SettingsReader) throws {
         self.worker = worker
         self.instance = "\(worker)@\(ProcessInfo.processInfo.hostName)"
         self.httpHost = try config.string("HTTP_HOST", default: "0.0.0.0", help: "health/metrics endpoint address")!
-        self.httpPort = try config.int("HTTP_PORT", default: defaultPort, range: 0...65535, help: "health/metrics endpoint port; 0 picks a free one")
+        self.httpPort = try config.int(
+            "HTTP_PORT",
+            default: defaultPort,
+            range: 0...65535,
+            help: "health/metrics endpoint port; 0 picks a free one"
+        )
         let level = try config.choice(
-            "LOG_LEVEL", default: "info", allowed: Logger.Level.allCases.map(\.rawValue), help: "log level")
+            "LOG_LEVEL",
+            default: "info",
+            allowed: Logger.Level.allCases.map(\.rawValue),
+            help: "log level"
+        )
         self.logLevel = Logger.Level(rawValue: level)!
-        self.logFormat = LogFormat(rawValue: try config.choice("LOG_FORMAT", default: "text", allowed: ["text", "json"], help: "text or JSON lines"))!
-        let grace = try config.int("SHUTDOWN_GRACE_SECONDS", default: 20, range: 1...600, help: "drain time on SIGTERM")
+        self.logFormat = LogFormat(
+            rawValue: try config.choice(
+                "LOG_FORMAT",
+                default: "text",
+                allowed: ["text", "json"],
+                help: "text or JSON lines"
+            )
+        )!
+        let grace = try config.int("SHUTDOWN_GRACE_SECONDS", default: 10, range: 1...600, help: "drain time on SIGTERM")
         self.shutdownGrace = .seconds(grace)
     }
 }

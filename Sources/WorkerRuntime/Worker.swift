@@ -14,7 +14,9 @@ public struct WorkerPlan: Sendable {
     public var shutdown: @Sendable () async -> Void
 
     public init(
-        services: [any Service], checks: @escaping HealthServer.Checks, status: @escaping HealthServer.Status,
+        services: [any Service],
+        checks: @escaping HealthServer.Checks,
+        status: @escaping HealthServer.Status,
         shutdown: @escaping @Sendable () async -> Void = {}
     ) {
         self.services = services
@@ -27,48 +29,56 @@ public struct WorkerPlan: Sendable {
 /// What a worker's start function gets.
 public struct WorkerContext: Sendable {
     public let settings: RuntimeSettings
-    public let config: ConfigReader
+    public let config: SettingsReader
     public let logger: Logger
     /// How long to keep retrying dependencies at start.
     public let startupTimeout: Duration
 }
 
-/// Runs a worker executable: command line, configuration, logging, metrics, health endpoint and
-/// lifecycle, so each `main` only wires its adapters into its service.
+/// The steps every worker executable takes, none of which exits: the command line, the configuration,
+/// logging and metrics, the worker's own start, and its lifecycle. Each `main` passes its own
+/// configuration, wiring and `ServiceGroup`, and exits with the status this returns.
 public enum WorkerMain {
     /// Parses the command line (`--print-config`, `--help`), reads and validates the configuration with
-    /// `configure`, then starts with `start` and runs until SIGTERM or SIGINT, draining within the grace
-    /// period. Exits 2 on invalid configuration and 1 when a dependency cannot be reached.
+    /// `configure`, builds the worker with `start`, then runs it with `lifecycle` (a `ServiceGroup` that
+    /// shuts down gracefully on SIGTERM and SIGINT, see ``serviceGroup(_:context:)``). Returns the exit
+    /// status: 0 when it stopped cleanly (or printed help or the configuration), 2 on invalid
+    /// configuration, 1 when a dependency cannot be reached or a service failed.
     public static func run<Config: Sendable>(
-        worker: String, defaultPort: Int, summary: String,
-        configure: (ConfigReader) throws -> Config,
-        start: (Config, WorkerContext) async throws -> WorkerPlan
-    ) async -> Never {
+        worker: String,
+        defaultPort: Int,
+        summary: String,
+        configure: (SettingsReader) throws -> Config,
+        start: (Config, WorkerContext) async throws -> WorkerPlan,
+        lifecycle: (WorkerPlan, WorkerContext) async throws -> Void
+    ) async -> Int32 {
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.contains("--help") || arguments.contains("-h") {
-            print("\(worker): \(summary)\n\nUsage: \(worker) [--print-config]\nConfiguration comes from the environment; see README.md.")
-            exit(0)
+            print(
+                "\(worker): \(summary)\n\nUsage: \(worker) [--print-config]\nConfiguration comes from the environment; see README.md."
+            )
+            return 0
         }
         if let unknown = arguments.first(where: { $0 != "--print-config" }) {
             StandardError.write("\(worker): unknown argument '\(unknown)'; try --help\n")
-            exit(2)
+            return 2
         }
-        let config: ConfigReader
+        let config: SettingsReader
         let settings: RuntimeSettings
         let workerConfig: Config
         let startupTimeout: Duration
         do {
-            config = try ConfigReader()
+            config = try SettingsReader()
             settings = try RuntimeSettings(worker: worker, defaultPort: defaultPort, config: config)
-            startupTimeout = .seconds(try config.int("STARTUP_TIMEOUT_SECONDS", default: 60, range: 0...3600, help: "how long to wait for servers at start"))
+            startupTimeout = try WorkerMain.startupTimeout(config)
             workerConfig = try configure(config)
         } catch {
             StandardError.write("\(worker): \(error)\n")
-            exit(2)
+            return 2
         }
         if arguments.contains("--print-config") {
             print(config.printable())
-            exit(0)
+            return 0
         }
 
         let logger = bootstrapObservability(settings)
@@ -78,21 +88,34 @@ public enum WorkerMain {
             plan = try await start(workerConfig, context)
         } catch let error as ConfigError {
             logger.critical("\(error)")
-            exit(2)
+            return 2
         } catch {
             logger.critical("cannot start: \(error)")
-            exit(1)
+            return 1
         }
         do {
-            try await runServices(plan, settings: settings, logger: logger)
+            logger.info("started", metadata: ["instance": "\(settings.instance)"])
+            try await lifecycle(plan, context)
             await plan.shutdown()
             logger.info("stopped")
-            exit(0)
+            return 0
         } catch {
             await plan.shutdown()
             logger.critical("stopped on error: \(error)")
-            exit(1)
+            return 1
         }
+    }
+
+    /// `STARTUP_TIMEOUT_SECONDS`: how long a worker waits for its servers at start.
+    public static func startupTimeout(_ config: SettingsReader) throws -> Duration {
+        .seconds(
+            try config.int(
+                "STARTUP_TIMEOUT_SECONDS",
+                default: 60,
+                range: 0...3600,
+                help: "how long to wait for servers at start"
+            )
+        )
     }
 
     /// The Prometheus registry every worker's metrics go to.
@@ -102,30 +125,48 @@ public enum WorkerMain {
     public static func bootstrapObservability(_ settings: RuntimeSettings) -> Logger {
         let processID = "\(settings.worker)-\(UUID().uuidString.prefix(8).lowercased())"
         LoggingSystem.bootstrap { label in
-            TradeBusLogHandler(label: label, level: settings.logLevel, format: settings.logFormat, processCorrelationID: processID)
+            TradeBusLogHandler(
+                label: label,
+                level: settings.logLevel,
+                format: settings.logFormat,
+                processCorrelationID: processID
+            )
         }
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         return Logger(label: settings.worker)
     }
 
-    /// Runs the plan's services with the health server in one ServiceGroup that shuts down gracefully
-    /// on SIGTERM and SIGINT. The health server is first, so it is the last to stop.
-    public static func runServices(_ plan: WorkerPlan, settings: RuntimeSettings, logger: Logger) async throws {
+    /// The configuration of a worker's `ServiceGroup`: the health server first (so it is the last to
+    /// stop), then the plan's services, any of which ending or failing shuts the group down gracefully;
+    /// SIGTERM and SIGINT start a graceful shutdown that may take `SHUTDOWN_GRACE_SECONDS`.
+    public static func serviceGroup(_ plan: WorkerPlan, context: WorkerContext) -> ServiceGroupConfiguration {
+        let logger = context.logger
+        let settings = context.settings
         let health = HealthServer(
-            host: settings.httpHost, port: settings.httpPort, registry: registry, logger: logger, checks: plan.checks,
-            status: plan.status)
+            host: settings.httpHost,
+            port: settings.httpPort,
+            registry: registry,
+            logger: logger,
+            checks: plan.checks,
+            status: plan.status
+        )
         let app = health.application { port in logger.info("health endpoint listening", metadata: ["port": "\(port)"]) }
         var configuration = ServiceGroupConfiguration(
-            services: [.init(service: app)] + plan.services.map {
-                .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
-            },
+            services: [.init(service: app)]
+                + plan.services.map {
+                    .init(
+                        service: $0,
+                        successTerminationBehavior: .gracefullyShutdownGroup,
+                        failureTerminationBehavior: .gracefullyShutdownGroup
+                    )
+                },
             gracefulShutdownSignals: [.sigterm, .sigint],
             cancellationSignals: [],
-            logger: logger)
+            logger: logger
+        )
         configuration.maximumGracefulShutdownDuration = settings.shutdownGrace
         configuration.maximumCancellationDuration = .seconds(5)
-        logger.info("started", metadata: ["instance": "\(settings.instance)"])
-        try await ServiceGroup(configuration: configuration).run()
+        return configuration
     }
 }
 
@@ -137,7 +178,12 @@ public struct ConsumerService: Service {
     let options: ConsumerOptions
     let handler: @Sendable (Delivery) async throws -> Void
 
-    public init(bus: any MessageBus, queue: String, options: ConsumerOptions, handler: @escaping @Sendable (Delivery) async throws -> Void) {
+    public init(
+        bus: any MessageBus,
+        queue: String,
+        options: ConsumerOptions,
+        handler: @escaping @Sendable (Delivery) async throws -> Void
+    ) {
         self.bus = bus
         self.queue = queue
         self.options = options
@@ -149,27 +195,12 @@ public struct ConsumerService: Service {
         let handler = self.handler
         try await withGracefulShutdownHandler {
             try await bus.consume(queue, options: options, control: control) { delivery in
-                try await CorrelationID.with(delivery.correlationID ?? delivery.messageID) { try await handler(delivery) }
+                try await CorrelationID.with(delivery.correlationID ?? delivery.messageID) {
+                    try await handler(delivery)
+                }
             }
         } onGracefulShutdown: {
             control.stop()
         }
-    }
-}
-
-/// Keeps a worker whose processing arrives in a later release up until shutdown, so it can report
-/// health and say what it does not do yet. It does nothing else.
-public struct IdleService: Service {
-    let logger: Logger
-    let notYet: String
-
-    public init(logger: Logger, notYet: String) {
-        self.logger = logger
-        self.notYet = notYet
-    }
-
-    public func run() async throws {
-        logger.warning("this build does not \(notYet) yet; it only connects and reports health")
-        try? await gracefulShutdown()
     }
 }

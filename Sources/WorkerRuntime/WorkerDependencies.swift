@@ -20,18 +20,25 @@ public struct WorkerDependencies: Sendable {
     public var store: SQLTradeStore?
 
     /// Reads the keys of what is needed (validating them) without connecting.
-    public static func configure(_ needs: Needs, config: ConfigReader, instance: String) throws -> WorkerDependencies {
+    public static func configure(_ needs: Needs, config: SettingsReader, instance: String) throws -> WorkerDependencies
+    {
         let logger = Logger(label: "tradebus.dependencies")
         return WorkerDependencies(
-            bus: needs.contains(.bus) ? try Infrastructure.bus(config, instance: instance, logger: Logger(label: "tradebus.rabbitmq")) : nil,
+            bus: needs.contains(.bus)
+                ? try Infrastructure.bus(config, instance: instance, logger: Logger(label: "tradebus.rabbitmq")) : nil,
             cache: needs.contains(.cache) ? try Infrastructure.cache(config, logger: logger) : nil,
-            store: needs.contains(.store) ? try Infrastructure.store(config) : nil)
+            store: needs.contains(.store) ? try Infrastructure.store(config) : nil
+        )
     }
 
     /// Connects everything (the store also migrates), retrying until the startup timeout.
     public func connect(_ context: WorkerContext) async throws {
         if let bus {
-            try await Infrastructure.connect("RabbitMQ (\(bus.configuration.url))", timeout: context.startupTimeout, logger: context.logger) {
+            try await Infrastructure.connect(
+                "RabbitMQ (\(bus.configuration.url))",
+                timeout: context.startupTimeout,
+                logger: context.logger
+            ) {
                 try await bus.connect()
             }
         }
@@ -40,7 +47,8 @@ public struct WorkerDependencies: Sendable {
             context.logger.warning("Redis is down at start; answering from the in-process LRU until it returns")
         }
         if let store {
-            try await Infrastructure.connect("the trade store", timeout: context.startupTimeout, logger: context.logger) {
+            try await Infrastructure.connect("the trade store", timeout: context.startupTimeout, logger: context.logger)
+            {
                 try await store.migrate()
             }
         }
@@ -71,23 +79,6 @@ public struct WorkerDependencies: Sendable {
     public func close() async {
         await bus?.shutdown()
         await store?.close()
-    }
-}
-
-extension WorkerMain {
-    /// Runs a worker whose processing is not in this build: it validates its configuration, connects
-    /// to `needs`, serves health and status, and says plainly what it does not do yet.
-    public static func runConnectOnly(worker: String, defaultPort: Int, needs: WorkerDependencies.Needs, notYet: String) async -> Never {
-        await run(
-            worker: worker, defaultPort: defaultPort, summary: "\(notYet) (not in this build yet)",
-            configure: { config in try WorkerDependencies.configure(needs, config: config, instance: worker) },
-            start: { dependencies, context in
-                try await dependencies.connect(context)
-                return WorkerPlan(
-                    services: [IdleService(logger: context.logger, notYet: notYet)],
-                    checks: { await dependencies.checks() },
-                    status: { ["worker": worker, "processing": "not in this build yet: \(notYet)"] },
-                    shutdown: { await dependencies.close() })
-            })
+        await (cache as? RedisCache)?.close()
     }
 }

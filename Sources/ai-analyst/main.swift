@@ -1,4 +1,76 @@
+import Exchanges
+import Foundation
+import Logging
+import ServiceLifecycle
+import TradingCore
+import TradingServices
 import WorkerRuntime
 
-// ai-analyst: signals in, decisions out. Configuration: README, "Configuration".
-await WorkerMain.runAIAnalyst()
+// ai-analyst: signals (and an optional scan) into decisions.
+// Read top to bottom: the configuration (`configure`), the adapters and services (`start`), and the
+// ServiceGroup that runs them (`lifecycle`). Configuration: README, "Configuration".
+let status = await WorkerMain.run(
+    worker: "ai-analyst",
+    defaultPort: 9103,
+    summary: "trade decisions from signals: rules, OpenAI-compatible and Anthropic analysts",
+    configure: { try AnalystWorkerSettings.read($0) },
+    start: { settings, context in
+        try await settings.dependencies.connect(context)
+        let bus = settings.dependencies.bus!
+        let cache = settings.dependencies.cache!
+        let store = settings.dependencies.store!
+        try await bus.declare(AnalystService.signalQueue)
+        let panel = try settings.analyst.panel(cache: cache, logger: context.logger)
+        let service = AnalystService(
+            panel: panel,
+            bus: bus,
+            cache: cache,
+            store: store,
+            settings: settings.analyst.service,
+            source: context.settings.instance,
+            logger: context.logger
+        )
+        var services: [any Service] = [
+            ConsumerService(
+                bus: bus,
+                queue: AnalystService.signalQueue.name,
+                options: ConsumerOptions(prefetch: settings.analyst.prefetch)
+            ) {
+                try await service.handle($0)
+            }
+        ]
+        if let every = settings.analyst.scanInterval, let interval = settings.analyst.service.intervals.first {
+            services.append(
+                ScanService(
+                    service: service,
+                    symbols: settings.analyst.scanSymbols,
+                    interval: interval,
+                    every: every,
+                    logger: context.logger
+                )
+            )
+        }
+        let names = panel.models.map { "\($0.model.provider):\($0.model.model)" }
+        return WorkerPlan(
+            services: services,
+            checks: { await settings.dependencies.checks() },
+            status: {
+                var status = [
+                    "worker": "ai-analyst", "analysts": names.isEmpty ? "rules" : names.joined(separator: ","),
+                    "fallback": settings.analyst.rulesFallback ? "rules" : "hold",
+                ]
+                for model in panel.models {
+                    status["breaker.\(model.model.provider):\(model.model.model)"] =
+                        "\(await model.breakerState)"
+                }
+                return status
+            },
+            shutdown: { await settings.dependencies.close() }
+        )
+    },
+    lifecycle: { plan, context in
+        // The health endpoint and the services in one ServiceGroup; SIGTERM or SIGINT stops them gracefully.
+        try await ServiceGroup(configuration: WorkerMain.serviceGroup(plan, context: context)).run()
+    }
+)
+exit(status)

@@ -9,7 +9,9 @@ import WorkerRuntime
 struct Analyze: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Ask the analyst once about the state after the last candle of a file; prints the decision as JSON.",
-        discussion: "Limits (MIN_AI_CONFIDENCE, MAX_LEVERAGE, MIN_/MAX_STOP_LOSS_PERCENT, ...) and LLM_* bounds come from the environment, as for ai-analyst.")
+        discussion:
+            "Limits (MIN_AI_CONFIDENCE, MAX_LEVERAGE, MIN_/MAX_STOP_LOSS_PERCENT, ...) and LLM_* bounds come from the environment, as for ai-analyst."
+    )
 
     enum Provider: String, ExpressibleByArgument, CaseIterable { case rules, openai, anthropic }
 
@@ -21,20 +23,31 @@ struct Analyze: AsyncParsableCommand {
     @Option(help: "A file holding the API key (else OPENAI_API_KEY / ANTHROPIC_API_KEY).") var apiKeyFile: String?
 
     func run() async throws {
-        guard let text = try? String(contentsOfFile: data, encoding: .utf8) else { throw ValidationError("cannot read --data '\(data)'") }
+        guard let text = try? String(contentsOfFile: data, encoding: .utf8) else {
+            throw ValidationError("cannot read --data '\(data)'")
+        }
         let candles: [Candle]
         do { candles = try CandleFile.parse(text) } catch { throw ValidationError("\(data): \(error)") }
-        guard let interval = CandleInterval.detect(candles) else { throw ValidationError("\(data): cannot tell the candles' interval") }
-        let symbol = (self.symbol ?? URL(fileURLWithPath: data).lastPathComponent.split(separator: "-").first.map(String.init) ?? "SYMBOL").uppercased()
+        guard let interval = CandleInterval.detect(candles) else {
+            throw ValidationError("\(data): cannot tell the candles' interval")
+        }
+        let symbol =
+            (self.symbol ?? URL(fileURLWithPath: data).lastPathComponent.split(separator: "-").first.map(String.init)
+            ?? "SYMBOL").uppercased()
 
         var environment = ProcessInfo.processInfo.environment
         environment["ANALYST_PROVIDERS"] = provider.rawValue
         let prefix = provider == .anthropic ? "ANTHROPIC" : "OPENAI"
         if let baseURL { environment["\(prefix)_BASE_URL"] = baseURL }
         if let model { environment["\(prefix)_MODEL"] = model }
-        if let apiKeyFile { environment["\(prefix)_API_KEY_FILE"] = apiKeyFile; environment["\(prefix)_API_KEY"] = nil }
+        if let apiKeyFile {
+            environment["\(prefix)_API_KEY_FILE"] = apiKeyFile
+            environment["\(prefix)_API_KEY"] = nil
+        }
         let analyst: AnalystConfiguration
-        do { analyst = try AnalystConfiguration.read(try ConfigReader(environment: environment)) } catch { throw ValidationError("\(error)") }
+        do { analyst = try AnalystConfiguration.read(try SettingsReader(environment: environment)) } catch {
+            throw ValidationError("\(error)")
+        }
         var logger = Logger(label: "tradebus.analyze")
         logger.logLevel = .error
         let panel = try analyst.panel(cache: nil, logger: logger)
@@ -42,10 +55,12 @@ struct Analyze: AsyncParsableCommand {
         let verdict = await panel.decide(context)
         let p = verdict.proposal
         let output: [String: JSONValue] = [
-            "action": .string(p.action.rawValue), "confidence": .number(p.confidence), "leverage": .number(Double(p.leverage)),
+            "action": .string(p.action.rawValue), "confidence": .number(p.confidence),
+            "leverage": .number(Double(p.leverage)),
             "entry": p.entry.map(JSONValue.number) ?? .null, "stop_loss": p.stopLoss.map(JSONValue.number) ?? .null,
             "take_profit": p.takeProfit.map(JSONValue.number) ?? .null, "reasoning": .string(p.reasoning),
-            "provider": .string(verdict.provider), "model": .string(verdict.model), "attempts": .number(Double(verdict.attempts)),
+            "provider": .string(verdict.provider), "model": .string(verdict.model),
+            "attempts": .number(Double(verdict.attempts)),
             "prompt_version": .string(verdict.promptVersion),
         ]
         let encoder = JSONEncoder()

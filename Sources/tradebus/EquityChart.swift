@@ -21,7 +21,8 @@ struct EquityChart {
         let span = max(high - low, 1e-9)
         let last = Double(equity.count - 1)
         func x(_ index: Int) -> Double { Self.left + (Self.right - Self.left) * Double(index) / last }
-        var peak = equity[0], drawdowns: [Double] = []
+        var peak = equity[0]
+        var drawdowns: [Double] = []
         drawdowns.reserveCapacity(equity.count)
         for value in equity {
             peak = max(peak, value)
@@ -29,27 +30,35 @@ struct EquityChart {
         }
         let deepest = max(drawdowns.max() ?? 0, 1e-9)
         self.deepest = deepest
-        equityLine = equity.indices.map { (x($0), Self.split - 10 - (Self.split - 10 - Self.top) * (equity[$0] - low) / span) }
-        drawdownLine = drawdowns.indices.map { (x($0), Self.split + 20 + (Self.bottom - Self.split - 20) * drawdowns[$0] / deepest) }
+        equityLine = equity.indices.map {
+            (x($0), Self.split - 10 - (Self.split - 10 - Self.top) * (equity[$0] - low) / span)
+        }
+        drawdownLine = drawdowns.indices.map {
+            (x($0), Self.split + 20 + (Self.bottom - Self.split - 20) * drawdowns[$0] / deepest)
+        }
     }
 
     func svg(title: String) -> String {
-        func points(_ line: [(x: Double, y: Double)]) -> String { line.map { String(format: "%.1f,%.1f", $0.x, $0.y) }.joined(separator: " ") }
+        func points(_ line: [(x: Double, y: Double)]) -> String {
+            line.map { String(format: "%.1f,%.1f", $0.x, $0.y) }.joined(separator: " ")
+        }
         return """
-        <svg xmlns="http://www.w3.org/2000/svg" width="\(Self.width)" height="\(Self.height)" viewBox="0 0 \(Self.width) \(Self.height)" font-family="sans-serif" font-size="12">
-        <rect width="100%" height="100%" fill="white"/>
-        <text x="\(Self.left)" y="18" font-size="14">\(title)</text>
-        <text x="4" y="\(Self.top + 10)">\(String(format: "%.0f", high))</text><text x="4" y="\(Self.split - 10)">\(String(format: "%.0f", low))</text>
-        <polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="\(points(equityLine))"/>
-        <text x="4" y="\(Self.split + 32)">DD 0%</text><text x="4" y="\(Self.bottom)">-\(String(format: "%.1f", deepest * 100))%</text>
-        <polyline fill="none" stroke="#d62728" stroke-width="1" points="\(points(drawdownLine))"/>
-        <line x1="\(Self.left)" y1="\(Self.split + 20)" x2="\(Self.right)" y2="\(Self.split + 20)" stroke="#ccc"/>
-        </svg>
-        """
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(Self.width)" height="\(Self.height)" viewBox="0 0 \(Self.width) \(Self.height)" font-family="sans-serif" font-size="12">
+            <rect width="100%" height="100%" fill="white"/>
+            <text x="\(Self.left)" y="18" font-size="14">\(title)</text>
+            <text x="4" y="\(Self.top + 10)">\(String(format: "%.0f", high))</text><text x="4" y="\(Self.split - 10)">\(String(format: "%.0f", low))</text>
+            <polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="\(points(equityLine))"/>
+            <text x="4" y="\(Self.split + 32)">DD 0%</text><text x="4" y="\(Self.bottom)">-\(String(format: "%.1f", deepest * 100))%</text>
+            <polyline fill="none" stroke="#d62728" stroke-width="1" points="\(points(drawdownLine))"/>
+            <line x1="\(Self.left)" y1="\(Self.split + 20)" x2="\(Self.right)" y2="\(Self.split + 20)" stroke="#ccc"/>
+            </svg>
+            """
     }
 
     /// The palette: white, the equity blue, the drawdown red, the axis grey (2 bits a pixel).
-    static let palette: [(UInt8, UInt8, UInt8)] = [(255, 255, 255), (0x1f, 0x77, 0xb4), (0xd6, 0x27, 0x28), (0xcc, 0xcc, 0xcc)]
+    static let palette: [(UInt8, UInt8, UInt8)] = [
+        (255, 255, 255), (0x1f, 0x77, 0xb4), (0xd6, 0x27, 0x28), (0xcc, 0xcc, 0xcc),
+    ]
 
     /// The two lines and the drawdown's zero line as a PNG (no text: the SVG has the labels).
     func png() -> [UInt8] {
@@ -78,16 +87,27 @@ struct EquityChart {
 
         /// A straight line, one pixel wide (Bresenham).
         mutating func line(from a: (Double, Double), to b: (Double, Double), color: UInt8) {
-            var x0 = Int(a.0.rounded()), y0 = Int(a.1.rounded())
-            let x1 = Int(b.0.rounded()), y1 = Int(b.1.rounded())
-            let dx = abs(x1 - x0), dy = -abs(y1 - y0), sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1
+            var x0 = Int(a.0.rounded())
+            var y0 = Int(a.1.rounded())
+            let x1 = Int(b.0.rounded())
+            let y1 = Int(b.1.rounded())
+            let dx = abs(x1 - x0)
+            let dy = -abs(y1 - y0)
+            let sx = x0 < x1 ? 1 : -1
+            let sy = y0 < y1 ? 1 : -1
             var error = dx + dy
             while true {
                 plot(x0, y0, color)
                 if x0 == x1 && y0 == y1 { return }
                 let doubled = 2 * error
-                if doubled >= dy { error += dy; x0 += sx }
-                if doubled <= dx { error += dx; y0 += sy }
+                if doubled >= dy {
+                    error += dy
+                    x0 += sx
+                }
+                if doubled <= dx {
+                    error += dx
+                    y0 += sy
+                }
             }
         }
 
@@ -115,7 +135,10 @@ enum PNG {
         header += bigEndian(UInt32(height))
         header += [2, 3, 0, 0, 0]  // 2 bits a pixel, indexed colour, deflate, adaptive filtering, no interlace
         var raw: [UInt8] = []
-        for row in rows { raw.append(0); raw += row }  // filter type 0 on every row
+        for row in rows {
+            raw.append(0)
+            raw += row
+        }  // filter type 0 on every row
         var png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
         png += chunk("IHDR", header)
         png += chunk("PLTE", palette.flatMap { [$0.0, $0.1, $0.2] })
@@ -144,7 +167,9 @@ enum PNG {
         return out + bigEndian(adler32(data))
     }
 
-    static func bigEndian(_ value: UInt32) -> [UInt8] { [UInt8(value >> 24), UInt8((value >> 16) & 0xFF), UInt8((value >> 8) & 0xFF), UInt8(value & 0xFF)] }
+    static func bigEndian(_ value: UInt32) -> [UInt8] {
+        [UInt8(value >> 24), UInt8((value >> 16) & 0xFF), UInt8((value >> 8) & 0xFF), UInt8(value & 0xFF)]
+    }
 
     static let crcTable: [UInt32] = (0..<256).map { n in
         var c = UInt32(n)
@@ -159,7 +184,8 @@ enum PNG {
     }
 
     static func adler32(_ bytes: [UInt8]) -> UInt32 {
-        var a: UInt32 = 1, b: UInt32 = 0
+        var a: UInt32 = 1
+        var b: UInt32 = 0
         for byte in bytes {
             a = (a + UInt32(byte)) % 65_521
             b = (b + a) % 65_521

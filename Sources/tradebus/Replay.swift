@@ -16,16 +16,22 @@ struct ReplayData {
 
     /// `symbol`: given, or the file name up to the first `-` (`XRPUSDT-PERP-5m.csv` → `XRPUSDT`).
     init(path: String, symbol: String?, interval: String?) throws {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read the candle file '\(path)'") }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("cannot read the candle file '\(path)'")
+        }
         do { candles = try CandleFile.parse(text) } catch { throw ValidationError("\(path): \(error)") }
-        guard candles.count > 1 else { throw ValidationError("\(path) has \(candles.count) candles; a replay needs at least two") }
+        guard candles.count > 1 else {
+            throw ValidationError("\(path) has \(candles.count) candles; a replay needs at least two")
+        }
         self.path = path
         let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         self.symbol = (symbol ?? String(name.split(separator: "-").first ?? "SYMBOL")).uppercased()
         guard let interval = interval ?? CandleInterval.detect(candles) else {
             throw ValidationError("cannot tell the interval of \(path): give --interval (1m, 5m, 15m, 1h, 4h, 1d)")
         }
-        guard CandleInterval.milliseconds(interval) != nil else { throw ValidationError("--interval '\(interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d") }
+        guard CandleInterval.milliseconds(interval) != nil else {
+            throw ValidationError("--interval '\(interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d")
+        }
         self.interval = interval
     }
 
@@ -33,7 +39,9 @@ struct ReplayData {
     var periodsPerYear: Double { 365 * 86_400_000 / Double(CandleInterval.milliseconds(interval)!) }
 
     /// The file `tradebus run` replays with no arguments, shipped with the package.
-    static var bundled: String? { Bundle.module.path(forResource: "XRPUSDT-PERP-5m", ofType: "csv", inDirectory: "Data") }
+    static var bundled: String? {
+        Bundle.module.path(forResource: "XRPUSDT-PERP-5m", ofType: "csv", inDirectory: "Data")
+    }
 }
 
 /// One replay on the embedded system, start to end.
@@ -47,23 +55,42 @@ struct ReplayRun {
     /// No log at all (`--json`: the output is one object).
     var quiet = false
 
-    func execute(progress: (@Sendable (ReplayProgress) -> Void)? = nil) async throws -> (ReplayOutcome, PerformanceReport) {
-        var logger = quiet ? Logger(label: "tradebus", factory: { _ in SwiftLogNoOpLogHandler() }) : Logger(label: "tradebus")
+    func execute(
+        progress: (@Sendable (ReplayProgress) -> Void)? = nil
+    ) async throws -> (ReplayOutcome, PerformanceReport) {
+        var logger =
+            quiet ? Logger(label: "tradebus", factory: { _ in SwiftLogNoOpLogHandler() }) : Logger(label: "tradebus")
         logger.logLevel = notify ? .notice : .error
         let temporary = database == nil
-        let path = database ?? FileManager.default.temporaryDirectory.appendingPathComponent("tradebus-backtest-\(UUID().uuidString).sqlite").path
+        let path =
+            database
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent(
+                "tradebus-backtest-\(UUID().uuidString).sqlite"
+            ).path
         if let database {
-            try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: database).deletingLastPathComponent().path, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: URL(fileURLWithPath: database).deletingLastPathComponent().path,
+                withIntermediateDirectories: true
+            )
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: database + suffix) }
         }
-        defer { if temporary { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } } }
+        defer {
+            if temporary {
+                for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            }
+        }
         let store = SQLTradeStore.sqlite(path: path)
-        let config = try ConfigReader(environment: environment)
+        let config = try SettingsReader(environment: environment)
         let system = try EmbeddedSystem(config: config, store: store, analyst: analyst, notify: notify, logger: logger)
         try await system.start()
         let outcome: ReplayOutcome
         do {
-            outcome = try await system.replay(data.candles, symbol: data.symbol, interval: data.interval, progress: progress)
+            outcome = try await system.replay(
+                data.candles,
+                symbol: data.symbol,
+                interval: data.interval,
+                progress: progress
+            )
         } catch {
             await system.stop()
             await store.close()
@@ -82,8 +109,13 @@ struct BacktestJob {
     var environment: [String: String] = ProcessInfo.processInfo.environment
 
     func execute(progress: ((ReplayProgress) -> Void)? = nil) throws -> (ReplayOutcome, PerformanceReport) {
-        let settings = try Backtester.Settings.read(try ConfigReader(environment: environment))
-        let outcome = try Backtester(settings: settings, analyst: analyst).run(data.candles, symbol: data.symbol, interval: data.interval, progress: progress)
+        let settings = try Backtester.Settings.read(try SettingsReader(environment: environment))
+        let outcome = try Backtester(settings: settings, analyst: analyst).run(
+            data.candles,
+            symbol: data.symbol,
+            interval: data.interval,
+            progress: progress
+        )
         return (outcome, data.report(outcome, initialCapital: settings.initialCapital))
     }
 }
@@ -91,7 +123,12 @@ struct BacktestJob {
 extension ReplayData {
     func report(_ outcome: ReplayOutcome, initialCapital: Decimal) -> PerformanceReport {
         PerformanceReport(
-            trades: outcome.trades, equity: outcome.equity, initialCapital: initialCapital.doubleValue, candles: outcome.candles, periodsPerYear: periodsPerYear)
+            trades: outcome.trades,
+            equity: outcome.equity,
+            initialCapital: initialCapital.doubleValue,
+            candles: outcome.candles,
+            periodsPerYear: periodsPerYear
+        )
     }
 
     /// The decisions `store` recorded for this file's symbol over its candles, for `--analyst recorded`.
@@ -122,26 +159,33 @@ enum ReplayOutput {
         object["candles_per_second"] = outcome.elapsedSeconds > 0 ? Double(outcome.candles) / outcome.elapsedSeconds : 0
         object["decisions"] = outcome.decisions
         object["signals"] = outcome.signals
-        return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+        return String(
+            decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
+            as: UTF8.self
+        )
     }
 
     static func summary(_ report: PerformanceReport, _ outcome: ReplayOutcome, data: ReplayData) -> String {
         func money(_ value: Double) -> String { String(format: "%.2f", value) }
         return """
-        \(data.symbol) \(data.interval), \(report.candles) candles from \(data.path)
-          signals \(outcome.signals), decisions \(outcome.decisions), trades \(report.trades) (\(report.wins) won, \(report.losses) lost, win rate \(String(format: "%.1f", report.winRate * 100)) %)
-          PnL \(money(report.totalPnL)) USD after \(money(report.fees)) fees; return \(String(format: "%.2f", report.returnPercent)) %; final equity \(money(report.finalEquity))
-          max drawdown \(String(format: "%.2f", report.maxDrawdownPercent)) %; Sharpe \(String(format: "%.2f", report.sharpe)); Sortino \(String(format: "%.2f", report.sortino)); profit factor \(report.profitFactorIsInfinite ? "∞" : String(format: "%.2f", report.profitFactor)); average reward/risk \(String(format: "%.2f", report.averageRewardRisk))
-          \(String(format: "%.0f", Double(report.candles) / max(outcome.elapsedSeconds, 1e-9))) candles/s (\(String(format: "%.2f", outcome.elapsedSeconds)) s)
-        """
+            \(data.symbol) \(data.interval), \(report.candles) candles from \(data.path)
+              signals \(outcome.signals), decisions \(outcome.decisions), trades \(report.trades) (\(report.wins) won, \(report.losses) lost, win rate \(String(format: "%.1f", report.winRate * 100)) %)
+              PnL \(money(report.totalPnL)) USD after \(money(report.fees)) fees; return \(String(format: "%.2f", report.returnPercent)) %; final equity \(money(report.finalEquity))
+              max drawdown \(String(format: "%.2f", report.maxDrawdownPercent)) %; Sharpe \(String(format: "%.2f", report.sharpe)); Sortino \(String(format: "%.2f", report.sortino)); profit factor \(report.profitFactorIsInfinite ? "∞" : String(format: "%.2f", report.profitFactor)); average reward/risk \(String(format: "%.2f", report.averageRewardRisk))
+              \(String(format: "%.0f", Double(report.candles) / max(outcome.elapsedSeconds, 1e-9))) candles/s (\(String(format: "%.2f", outcome.elapsedSeconds)) s)
+            """
     }
 
     /// A progress line on a terminal (stderr), redrawn in place.
     static func progressBar(_ progress: ReplayProgress) {
-        guard isatty(STDERR_FILENO) == 1, progress.candles % 50 == 0 || progress.candles == progress.total else { return }
-        let width = 30, done = width * progress.candles / max(progress.total, 1)
+        guard isatty(STDERR_FILENO) == 1, progress.candles % 50 == 0 || progress.candles == progress.total else {
+            return
+        }
+        let width = 30
+        let done = width * progress.candles / max(progress.total, 1)
         let bar = String(repeating: "█", count: done) + String(repeating: "·", count: width - done)
-        let line = "\r\(bar) \(progress.candles)/\(progress.total) candles · \(progress.signals) signals · \(progress.decisions) decisions · open \(progress.openPositions) · equity \(String(format: "%.2f", progress.equity.doubleValue))"
+        let line =
+            "\r\(bar) \(progress.candles)/\(progress.total) candles · \(progress.signals) signals · \(progress.decisions) decisions · open \(progress.openPositions) · equity \(String(format: "%.2f", progress.equity.doubleValue))"
         FileHandle.standardError.write(Data(line.utf8))
         if progress.candles == progress.total { FileHandle.standardError.write(Data("\n".utf8)) }
     }
@@ -161,19 +205,23 @@ enum ReplayOutput {
 
 struct Backtest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Replay a candle file through the live code (indicators, analyst, risk gateway, paper venue); deterministic.",
+        abstract:
+            "Replay a candle file through the live code (indicators, analyst, risk gateway, paper venue); deterministic.",
         discussion: """
-        The services' core code (indicators, signals, the rules analyst, the risk gateway, the circuit breakers, the paper venue) called \
-        directly, candle by candle, with no bus and no store: the same trades as `tradebus run --data` on the same file, much faster. \
-        Risk limits and the analyst come from the same environment variables as the workers (MAX_LEVERAGE, MIN_STOP_LOSS_PERCENT, ...).
-        """)
+            The services' core code (indicators, signals, the rules analyst, the risk gateway, the circuit breakers, the paper venue) called \
+            directly, candle by candle, with no bus and no store: the same trades as `tradebus run --data` on the same file, much faster. \
+            Risk limits and the analyst come from the same environment variables as the workers (MAX_LEVERAGE, MIN_STOP_LOSS_PERCENT, ...).
+            """
+    )
 
     enum AnalystChoice: String, ExpressibleByArgument, CaseIterable { case rules, recorded }
 
     @Option(help: "Candle file: 6-column CSV, Binance 12-column kline CSV, or freqtrade JSON.") var data: String
     @Option(help: "Symbol (default: the file name up to its first '-').") var symbol: String?
     @Option(help: "Interval (default: detected from the candles).") var interval: String?
-    @Option(help: "rules: the deterministic rules analyst; recorded: the decisions stored in DATABASE_URL, point in time.") var analyst: AnalystChoice = .rules
+    @Option(
+        help: "rules: the deterministic rules analyst; recorded: the decisions stored in DATABASE_URL, point in time."
+    ) var analyst: AnalystChoice = .rules
     @Flag(help: "Print one JSON object.") var json = false
     @Option(help: "Write the trades as CSV.") var tradesOut: String?
     @Option(help: "Draw the equity curve and drawdown as SVG, and as a PNG beside it.") var plot: String?
@@ -186,7 +234,7 @@ struct Backtest: AsyncParsableCommand {
         switch analyst {
         case .rules: choice = .rules
         case .recorded:
-            let store = try Infrastructure.store(try ConfigReader())
+            let store = try Infrastructure.store(try SettingsReader())
             let records: [DecisionRecord]
             do { records = try await replay.recordedDecisions(store) } catch {
                 await store.close()
@@ -198,7 +246,13 @@ struct Backtest: AsyncParsableCommand {
         let progress: ((ReplayProgress) -> Void)? = json ? nil : { ReplayOutput.progressBar($0) }
         let (outcome, report) = try BacktestJob(data: replay, analyst: choice).execute(progress: progress)
         if let tradesOut { try ReplayOutput.writeTrades(outcome.trades, to: tradesOut) }
-        if let plot { try ReplayOutput.plot(equity: outcome.equity, title: "\(replay.symbol) \(replay.interval) equity and drawdown", to: plot) }
+        if let plot {
+            try ReplayOutput.plot(
+                equity: outcome.equity,
+                title: "\(replay.symbol) \(replay.interval) equity and drawdown",
+                to: plot
+            )
+        }
         print(json ? try ReplayOutput.json(report, outcome) : ReplayOutput.summary(report, outcome, data: replay))
     }
 
@@ -248,14 +302,29 @@ struct Backtest: AsyncParsableCommand {
                 object["settings"] = Dictionary(uniqueKeysWithValues: result.settings)
                 return object
             }
-            print(String(decoding: try JSONSerialization.data(withJSONObject: rows, options: [.sortedKeys]), as: UTF8.self))
+            print(
+                String(
+                    decoding: try JSONSerialization.data(withJSONObject: rows, options: [.sortedKeys]),
+                    as: UTF8.self
+                )
+            )
             return
         }
         print("rank  " + axes.map(\.key).joined(separator: "  ") + "  trades  win%  pnl  return%  maxDD%  sharpe")
         for (rank, result) in results.enumerated() {
             let r = result.report
-            print(String(format: "%4d  ", rank + 1) + result.settings.map(\.1).joined(separator: "  ")
-                + String(format: "  %6d  %5.1f  %.2f  %.2f  %.2f  %.2f", r.trades, r.winRate * 100, r.totalPnL, r.returnPercent, r.maxDrawdownPercent, r.sharpe))
+            print(
+                String(format: "%4d  ", rank + 1) + result.settings.map(\.1).joined(separator: "  ")
+                    + String(
+                        format: "  %6d  %5.1f  %.2f  %.2f  %.2f  %.2f",
+                        r.trades,
+                        r.winRate * 100,
+                        r.totalPnL,
+                        r.returnPercent,
+                        r.maxDrawdownPercent,
+                        r.sharpe
+                    )
+            )
         }
     }
 }
@@ -263,27 +332,49 @@ struct Backtest: AsyncParsableCommand {
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "All five services in one process (in-process bus, LRU cache, SQLite) trading on paper.",
-        discussion: "With no arguments it replays the XRPUSDT 5m file shipped with TradeBus. Configuration: the workers' environment variables.")
+        discussion:
+            "With no arguments it replays the XRPUSDT 5m file shipped with TradeBus. Configuration: the workers' environment variables."
+    )
 
     @Option(help: "Replay this candle file instead of the bundled one.") var data: String?
     @Option(help: "Symbol of --data (default: from the file name).") var symbol: String?
     @Option(help: "Interval of --data (default: detected).") var interval: String?
     @Option(help: "Where the run's record goes (SQLite; started afresh).") var database = ".tradebus/run.sqlite"
     @Option(help: "Write the trades as CSV.") var tradesOut: String?
-    @Flag(help: "Live market data instead of a file (see --venue, --symbols, --interval; default 1m), paper venue, until Ctrl-C.") var live = false
+    @Flag(
+        help:
+            "Live market data instead of a file (see --venue, --symbols, --interval; default 1m), paper venue, until Ctrl-C."
+    ) var live = false
     @Option(help: "With --live: binance or bybit.") var venue = "binance"
     @Option(help: "With --live: comma-separated symbols.") var symbols: String?
 
     func run() async throws {
         if live { return try await runLive() }
-        guard let path = data ?? ReplayData.bundled else { throw ValidationError("the bundled data file is missing from this build; give --data FILE") }
+        guard let path = data ?? ReplayData.bundled else {
+            throw ValidationError("the bundled data file is missing from this build; give --data FILE")
+        }
         let replay = try ReplayData(path: path, symbol: symbol, interval: interval)
-        FileHandle.standardError.write(Data("tradebus run: \(replay.symbol) \(replay.interval), \(replay.candles.count) candles, paper venue, record in \(database)\n".utf8))
+        FileHandle.standardError.write(
+            Data(
+                "tradebus run: \(replay.symbol) \(replay.interval), \(replay.candles.count) candles, paper venue, record in \(database)\n"
+                    .utf8
+            )
+        )
         let lines = isatty(STDERR_FILENO) != 1
-        let (outcome, report) = try await ReplayRun(data: replay, analyst: .configured, notify: true, database: database).execute { progress in
+        let (outcome, report) = try await ReplayRun(
+            data: replay,
+            analyst: .configured,
+            notify: true,
+            database: database
+        ).execute { progress in
             if lines {
                 if progress.candles % 250 == 0 || progress.candles == progress.total {
-                    FileHandle.standardError.write(Data("progress: \(progress.candles)/\(progress.total) candles, \(progress.signals) signals, \(progress.decisions) decisions, \(progress.openPositions) open, equity \(String(format: "%.2f", progress.equity.doubleValue))\n".utf8))
+                    FileHandle.standardError.write(
+                        Data(
+                            "progress: \(progress.candles)/\(progress.total) candles, \(progress.signals) signals, \(progress.decisions) decisions, \(progress.openPositions) open, equity \(String(format: "%.2f", progress.equity.doubleValue))\n"
+                                .utf8
+                        )
+                    )
                 }
             } else {
                 ReplayOutput.progressBar(progress)
@@ -297,20 +388,40 @@ struct Run: AsyncParsableCommand {
     /// Live market data through the same five services until Ctrl-C (SIGINT or SIGTERM), on the paper
     /// venue unless `USE_PAPER_TRADING=false`; then a summary of what was traded.
     func runLive() async throws {
-        guard venue == "binance" || venue == "bybit" else { throw ValidationError("--venue must be binance or bybit, not '\(venue)'") }
-        guard let list = symbols?.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).uppercased() }).filter({ !$0.isEmpty }), !list.isEmpty else {
+        guard venue == "binance" || venue == "bybit" else {
+            throw ValidationError("--venue must be binance or bybit, not '\(venue)'")
+        }
+        guard
+            let list = symbols?.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).uppercased() })
+                .filter({ !$0.isEmpty }), !list.isEmpty
+        else {
             throw ValidationError("--live needs --symbols, e.g. --symbols BTCUSDT,ETHUSDT")
         }
         let interval = self.interval ?? "1m"
         // Trapped before anything starts: a Ctrl-C or SIGTERM during start-up still stops cleanly, after it.
         let stopSignals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
-        let config = try ConfigReader()
-        try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: database).deletingLastPathComponent().path, withIntermediateDirectories: true)
+        let config = try SettingsReader()
+        try FileManager.default.createDirectory(
+            atPath: URL(fileURLWithPath: database).deletingLastPathComponent().path,
+            withIntermediateDirectories: true
+        )
         let store = SQLTradeStore.sqlite(path: database)
-        let system = try EmbeddedSystem(config: config, store: store, analyst: .configured, notify: true, logger: Logger(label: "tradebus"), allowLiveVenue: true)
+        let system = try EmbeddedSystem(
+            config: config,
+            store: store,
+            analyst: .configured,
+            notify: true,
+            logger: Logger(label: "tradebus"),
+            allowLiveVenue: true
+        )
         try await system.start()
         let orders = system.venue.isLive ? "LIVE ORDERS on \(system.venue.name) with real money" : "paper venue"
-        FileHandle.standardError.write(Data("tradebus run --live: \(venue) \(list.joined(separator: ",")) \(interval), \(orders), record in \(database); Ctrl-C stops\n".utf8))
+        FileHandle.standardError.write(
+            Data(
+                "tradebus run --live: \(venue) \(list.joined(separator: ",")) \(interval), \(orders), record in \(database); Ctrl-C stops\n"
+                    .utf8
+            )
+        )
         let feed = Task { try await system.runLive(venue: venue, symbols: list, interval: interval, config: config) }
         let stopper = Task {
             for await _ in stopSignals {
@@ -323,7 +434,12 @@ struct Run: AsyncParsableCommand {
                 try await Task.sleep(for: .seconds(5))
                 let account = try await system.venue.account()
                 let open = try await system.venue.positions().count
-                FileHandle.standardError.write(Data("live: \(await system.liveCandles) candles, \(open) open, equity \(String(format: "%.2f", account.equity.doubleValue))\n".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "live: \(await system.liveCandles) candles, \(open) open, equity \(String(format: "%.2f", account.equity.doubleValue))\n"
+                            .utf8
+                    )
+                )
             }
         }
         let ended: Result<Void, any Error> = await feed.result
@@ -335,17 +451,27 @@ struct Run: AsyncParsableCommand {
         await store.close()
         if case .failure(let error) = ended, !(error is CancellationError) { throw error }
         let equity = PerformanceReport.realisedEquity(trades, initialCapital: system.initialCapital.doubleValue)
-        let report = PerformanceReport(trades: trades, equity: equity, initialCapital: system.initialCapital.doubleValue, candles: await system.liveCandles, periodsPerYear: Double(max(trades.count, 1)))
-        print("""
-        live run stopped: \(report.candles) candles, \(report.trades) trades (\(report.wins) won), PnL \(String(format: "%.2f", report.totalPnL)) USD, equity \(String(format: "%.2f", account.equity.doubleValue))
-          the record: tradebus report --database \(database)
-        """)
+        let report = PerformanceReport(
+            trades: trades,
+            equity: equity,
+            initialCapital: system.initialCapital.doubleValue,
+            candles: await system.liveCandles,
+            periodsPerYear: Double(max(trades.count, 1))
+        )
+        print(
+            """
+            live run stopped: \(report.candles) candles, \(report.trades) trades (\(report.wins) won), PnL \(String(format: "%.2f", report.totalPnL)) USD, equity \(String(format: "%.2f", account.equity.doubleValue))
+              the record: tradebus report --database \(database)
+            """
+        )
     }
 }
 
 struct BacktestBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "backtest", abstract: "Candles/s of the full strategy (rules analyst) on one core, next to backtesting.py on the same data.")
+        commandName: "backtest",
+        abstract: "Candles/s of the full strategy (rules analyst) on one core, next to backtesting.py on the same data."
+    )
     @Option(help: "Candle file (default: a seeded synthetic 5m series of --candles candles).") var data: String?
     @Option(help: "Candles of the synthetic series.") var candles = 1_000_000
     @Option(help: "Passes of our side; the best is reported.") var passes = 3
@@ -357,10 +483,19 @@ struct BacktestBench: AsyncParsableCommand {
         if let data {
             path = data
         } else {
-            var market = SyntheticMarket(symbols: ["SYNUSDT"], seed: 7, intervalMilliseconds: 300_000, startTime: 1_700_000_000_000, startPrice: 100, volatility: 0.004)
+            var market = SyntheticMarket(
+                symbols: ["SYNUSDT"],
+                seed: 7,
+                intervalMilliseconds: 300_000,
+                startTime: 1_700_000_000_000,
+                startPrice: 100,
+                volatility: 0.004
+            )
             var lines = ["open_time,open,high,low,close,volume"]
             for _ in 0..<candles {
-                for c in market.next() { lines.append("\(c.openTime),\(c.open),\(c.high),\(c.low),\(c.close),\(c.volume)") }
+                for c in market.next() {
+                    lines.append("\(c.openTime),\(c.open),\(c.high),\(c.low),\(c.close),\(c.volume)")
+                }
             }
             path = FileManager.default.temporaryDirectory.appendingPathComponent("SYNUSDT-5m-\(candles).csv").path
             try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
@@ -371,10 +506,14 @@ struct BacktestBench: AsyncParsableCommand {
         // them off (unless they are set), and both sides trade throughout.
         let configured = ProcessInfo.processInfo.environment
         var breakersOff = configured
-        for (key, value) in ["MAX_DRAWDOWN_PERCENT": "1", "DAILY_LOSS_LIMIT_PERCENT": "1", "MAX_CONSECUTIVE_LOSSES": "100"] where breakersOff[key] == nil {
+        for (key, value) in [
+            "MAX_DRAWDOWN_PERCENT": "1", "DAILY_LOSS_LIMIT_PERCENT": "1", "MAX_CONSECUTIVE_LOSSES": "100",
+        ] where breakersOff[key] == nil {
             breakersOff[key] = value
         }
-        func fastest(_ environment: [String: String]) throws -> (outcome: ReplayOutcome, report: PerformanceReport, candlesPerSecond: Double) {
+        func fastest(
+            _ environment: [String: String]
+        ) throws -> (outcome: ReplayOutcome, report: PerformanceReport, candlesPerSecond: Double) {
             var best: (ReplayOutcome, PerformanceReport)?
             for _ in 0..<max(1, passes) {
                 let run = try BacktestJob(data: replay, analyst: .rules, environment: environment).execute()
@@ -382,35 +521,57 @@ struct BacktestBench: AsyncParsableCommand {
             }
             return (best!.0, best!.1, Double(best!.0.candles) / best!.0.elapsedSeconds)
         }
-        let asConfigured = try fastest(configured), throughout = try fastest(breakersOff)
-        struct Peer: Decodable { var candles: Int; var trades: Int; var seconds: Double; var candles_per_second: Double }
+        let asConfigured = try fastest(configured)
+        let throughout = try fastest(breakersOff)
+        struct Peer: Decodable {
+            var candles: Int
+            var trades: Int
+            var seconds: Double
+            var candles_per_second: Double
+        }
         let peerOutput = try await Command.run("python3", [peer, "--data", path])
         let peerLine = peerOutput.split(separator: "\n").last.map(String.init) ?? ""
         guard let theirs = try? JSONDecoder().decode(Peer.self, from: Data(peerLine.utf8)) else {
             throw ValidationError("backtesting.py's side printed no result: \(peerOutput.suffix(400))")
         }
         let figures: [String: Double] = [
-            "candles": Double(asConfigured.outcome.candles), "tradebus_candles_per_second": asConfigured.candlesPerSecond,
-            "tradebus_trades": Double(asConfigured.report.trades), "tradebus_decisions": Double(asConfigured.outcome.decisions),
+            "candles": Double(asConfigured.outcome.candles),
+            "tradebus_candles_per_second": asConfigured.candlesPerSecond,
+            "tradebus_trades": Double(asConfigured.report.trades),
+            "tradebus_decisions": Double(asConfigured.outcome.decisions),
             "ratio": asConfigured.candlesPerSecond / theirs.candles_per_second,
-            "tradebus_breakers_off_candles_per_second": throughout.candlesPerSecond, "tradebus_breakers_off_trades": Double(throughout.report.trades),
+            "tradebus_breakers_off_candles_per_second": throughout.candlesPerSecond,
+            "tradebus_breakers_off_trades": Double(throughout.report.trades),
             "ratio_breakers_off": throughout.candlesPerSecond / theirs.candles_per_second,
-            "backtesting_py_candles_per_second": theirs.candles_per_second, "backtesting_py_trades": Double(theirs.trades),
+            "backtesting_py_candles_per_second": theirs.candles_per_second,
+            "backtesting_py_trades": Double(theirs.trades),
         ]
         if json {
-            print(String(decoding: try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys]), as: UTF8.self))
+            print(
+                String(
+                    decoding: try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys]),
+                    as: UTF8.self
+                )
+            )
             return
         }
         func line(_ run: (outcome: ReplayOutcome, report: PerformanceReport, candlesPerSecond: Double)) -> String {
-            String(format: "%.0f candles/s, %d trades, %d decisions, %.2f× backtesting.py", run.candlesPerSecond, run.report.trades, run.outcome.decisions,
-                   run.candlesPerSecond / theirs.candles_per_second)
+            String(
+                format: "%.0f candles/s, %d trades, %d decisions, %.2f× backtesting.py",
+                run.candlesPerSecond,
+                run.report.trades,
+                run.outcome.decisions,
+                run.candlesPerSecond / theirs.candles_per_second
+            )
         }
-        print("""
-        backtest of \(replay.candles.count) \(replay.interval) candles (\(replay.path)); tradebus on one core, best of \(max(1, passes))
-          tradebus backtest as configured (indicators, signals, rules analyst, risk gateway, circuit breakers, paper venue): \(line(asConfigured))
-          tradebus backtest with the circuit breakers off (trades throughout): \(line(throughout))
-          backtesting.py (MACD/RSI, vectorised indicators): \(String(format: "%.0f", theirs.candles_per_second)) candles/s, \(theirs.trades) trades
-          goals: 1,000,000 candles/s, 10× backtesting.py
-        """)
+        print(
+            """
+            backtest of \(replay.candles.count) \(replay.interval) candles (\(replay.path)); tradebus on one core, best of \(max(1, passes))
+              tradebus backtest as configured (indicators, signals, rules analyst, risk gateway, circuit breakers, paper venue): \(line(asConfigured))
+              tradebus backtest with the circuit breakers off (trades throughout): \(line(throughout))
+              backtesting.py (MACD/RSI, vectorised indicators): \(String(format: "%.0f", theirs.candles_per_second)) candles/s, \(theirs.trades) trades
+              goals: 1,000,000 candles/s, 10× backtesting.py
+            """
+        )
     }
 }

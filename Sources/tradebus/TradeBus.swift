@@ -13,14 +13,18 @@ struct TradeBus: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tradebus",
         abstract: "TradeBus: an autonomous crypto perpetual-futures trading system.",
-        subcommands: [Run.self, Backtest.self, Report.self, Indicators.self, Analyze.self, Control.self, Status.self, Migrate.self, Bench.self])
+        subcommands: [
+            Run.self, Backtest.self, Report.self, Indicators.self, Analyze.self, Control.self, Status.self,
+            Migrate.self, Bench.self, Config.self,
+        ]
+    )
 }
 
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Apply the store's schema migrations (DATABASE_URL).")
 
     func run() async throws {
-        let store = try Infrastructure.store(try ConfigReader())
+        let store = try Infrastructure.store(try SettingsReader())
         try await store.migrate()
         print("migrations applied: \(try await store.appliedMigrations().map(String.init).joined(separator: ", "))")
         await store.close()
@@ -30,7 +34,8 @@ struct Migrate: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput and latency against the real servers (AMQP_URL, REDIS_URL, DATABASE_URL).",
-        subcommands: [BusBench.self, CacheBench.self, StoreBench.self, IndicatorsBench.self, BacktestBench.self])
+        subcommands: [BusBench.self, CacheBench.self, StoreBench.self, IndicatorsBench.self, BacktestBench.self]
+    )
 }
 
 struct OutputOptions: ParsableArguments {
@@ -42,43 +47,53 @@ struct OutputOptions: ParsableArguments {
 }
 
 struct BusBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bus", abstract: "RabbitMQ publish/consume with and without confirms.")
+    static let configuration = CommandConfiguration(
+        commandName: "bus",
+        abstract: "RabbitMQ publish/consume with and without confirms."
+    )
     @Option(help: "Messages per windowed run.") var messages = 100_000
     @Option(help: "Messages for the one-confirm-at-a-time run.") var single = 3_000
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let url = try AMQPURL(try ConfigReader().required("AMQP_URL"))
+        let url = try AMQPURL(try SettingsReader().required("AMQP_URL"))
         output.print(try await BusBenchmark.run(url: url, messages: messages, oneAtATime: single))
     }
 }
 
 struct CacheBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "cache", abstract: "Redis GET/SET next to redis-benchmark; LRU hit cost.")
+    static let configuration = CommandConfiguration(
+        commandName: "cache",
+        abstract: "Redis GET/SET next to redis-benchmark; LRU hit cost."
+    )
     @Option(help: "Requests per run.") var requests = 50_000
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let url = try RedisURL(try ConfigReader().required("REDIS_URL"))
+        let url = try RedisURL(try SettingsReader().required("REDIS_URL"))
         output.print(try await CacheBenchmark.run(url: url, requests: requests))
     }
 }
 
 struct StoreBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "store", abstract: "Single-row inserts against the batch path, with psql \\copy as the peer.")
+    static let configuration = CommandConfiguration(
+        commandName: "store",
+        abstract: "Single-row inserts against the batch path, with psql \\copy as the peer."
+    )
     @Option(help: "Rows written one by one.") var single = 2_000
     @Option(help: "Rows written through the batch path.") var batch = 100_000
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let url = try ConfigReader().required("DATABASE_URL")
+        let url = try SettingsReader().required("DATABASE_URL")
         output.print(try await StoreBenchmark.run(databaseURL: url, singleRows: single, batchRows: batch))
     }
 }
 
 struct Indicators: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Compute the indicators over a candle file, one row per candle in file order.")
+        abstract: "Compute the indicators over a candle file, one row per candle in file order."
+    )
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case csv, jsonl }
 
@@ -124,7 +139,9 @@ struct Indicators: ParsableCommand {
 
 struct IndicatorsBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "indicators", abstract: "Incremental indicators per candle, next to TA-Lib recomputing and in batch.")
+        commandName: "indicators",
+        abstract: "Incremental indicators per candle, next to TA-Lib recomputing and in batch."
+    )
     @Option(help: "Candle file.") var data = "Tests/Fixtures/market-data/UNITTESTBTC-1m.csv"
     @Option(help: "Times to repeat the file (13,681 candles) for the per-candle runs.") var `repeat` = 74
     @Option(help: "TA-Lib's side.") var talib = "scripts/talib-bench"

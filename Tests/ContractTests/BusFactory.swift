@@ -1,5 +1,6 @@
 import RabbitMQBus
 import TestSupport
+import Testing
 import TradingCore
 import TradingServices
 
@@ -16,7 +17,9 @@ enum BusKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
         case .inProcess:
             try await body(InProcessBus())
         case .rabbitMQ:
-            let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "contract-tests"))
+            let bus = RabbitMQBus(
+                configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "contract-tests")
+            )
             do {
                 try await body(bus)
             } catch {
@@ -27,5 +30,3 @@ enum BusKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 }
-
-import Testing

@@ -14,7 +14,8 @@ enum CacheKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     func make() throws -> any HotCache {
         switch self {
         case .lru: LocalCache(capacity: 1000)
-        case .redis: RedisCache(configuration: .init(url: try RedisURL(TestServices.redisURL), commandTimeout: .seconds(2)))
+        case .redis:
+            RedisCache(configuration: .init(url: try RedisURL(TestServices.redisURL), commandTimeout: .seconds(2)))
         }
     }
 }
@@ -42,7 +43,8 @@ struct HotCacheContractTests {
         let cache = try kind.make()
         // Two keys, so a busy machine (the whole suite runs in parallel on two cores) cannot make the
         // first check outlive a short TTL.
-        let kept = TestServices.uniqueName("ttl-kept"), expiring = TestServices.uniqueName("ttl-expiring")
+        let kept = TestServices.uniqueName("ttl-kept")
+        let expiring = TestServices.uniqueName("ttl-expiring")
         await cache.set(kept, CachedValue("x", sourceTime: sourceTime), ttl: .seconds(60))
         await cache.set(expiring, CachedValue("x", sourceTime: sourceTime), ttl: .milliseconds(300))
         try await Task.sleep(for: .milliseconds(1500))
@@ -75,7 +77,9 @@ struct HotCacheContractTests {
     func batch(kind: CacheKind) async throws {
         let cache = try kind.make()
         let prefix = TestServices.uniqueName("batch")
-        let entries = (0..<20).map { CacheEntry(key: "\(prefix):\($0)", value: CachedValue("v\($0)", sourceTime: sourceTime), ttl: .seconds(60)) }
+        let entries = (0..<20).map {
+            CacheEntry(key: "\(prefix):\($0)", value: CachedValue("v\($0)", sourceTime: sourceTime), ttl: .seconds(60))
+        }
         await cache.set(entries)
         let keys = entries.map(\.key) + ["\(prefix):missing"]
         let values = await cache.get(keys)

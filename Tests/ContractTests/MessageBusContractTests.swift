@@ -11,8 +11,12 @@ struct MessageBusContractTests {
     private func message(_ key: String, _ n: Int, shardKey: String? = nil) throws -> OutgoingMessage {
         let envelope = Envelope(type: "test", time: Date(), source: "contract", payload: Payload(n: n))
         return OutgoingMessage(
-            routingKey: key, body: try EnvelopeCodec.encode(envelope), messageID: envelope.id,
-            correlationID: envelope.correlationID, shardKey: shardKey)
+            routingKey: key,
+            body: try EnvelopeCodec.encode(envelope),
+            messageID: envelope.id,
+            correlationID: envelope.correlationID,
+            shardKey: shardKey
+        )
     }
 
     private func number(_ delivery: Delivery) throws -> Int {
@@ -25,7 +29,9 @@ struct MessageBusContractTests {
             let queue = TestServices.uniqueName("count")
             try await bus.declare(QueueSpec(name: queue, bindings: ["count.\(queue)"]))
             #expect(try await bus.messageCount(queue) == 0)
-            try await bus.publish((0..<3).map { OutgoingMessage(routingKey: "count.\(queue)", body: Array("m\($0)".utf8)) })
+            try await bus.publish(
+                (0..<3).map { OutgoingMessage(routingKey: "count.\(queue)", body: Array("m\($0)".utf8)) }
+            )
             #expect(await eventually { (try? await bus.messageCount(queue)) == 3 })
             await #expect(throws: BusError.self) { try await bus.messageCount(TestServices.uniqueName("missing")) }
             // The bus still works after the refused count.
@@ -44,7 +50,8 @@ struct MessageBusContractTests {
             try await bus.publish(message("\(id).candle.btc.1m", 2))
             try await bus.publish([message("\(id).candle.eth", 3), message("\(id).other", 4)])
 
-            let star = Collector<Int>(), hash = Collector<Int>()
+            let star = Collector<Int>()
+            let hash = Collector<Int>()
             let a = RunningConsumer.start(bus, queue: "\(id).star") { star.append(try number($0)) }
             let b = RunningConsumer.start(bus, queue: "\(id).hash") { hash.append(try number($0)) }
             #expect(await eventually { star.count == 2 && hash.count == 4 })
@@ -75,7 +82,9 @@ struct MessageBusContractTests {
             let spec = QueueSpec(name: "\(id).q", bindings: ["\(id).#"])
             try await bus.declare(spec)
             try await bus.publish(message("\(id).a", 1))
-            try await bus.publish(OutgoingMessage(routingKey: "\(id).a", body: Array("not json".utf8), messageID: "poison-\(id)"))
+            try await bus.publish(
+                OutgoingMessage(routingKey: "\(id).a", body: Array("not json".utf8), messageID: "poison-\(id)")
+            )
             try await bus.publish(message("\(id).a", 2))
 
             let seen = Collector<Int>()
@@ -110,9 +119,12 @@ struct MessageBusContractTests {
             try await bus.declare(spec)
             try await bus.publish(message("\(id).bad", 13))
             try await bus.publish(message("\(id).good", 1))
-            let attempts = Collector<Int>(), good = Collector<Int>()
+            let attempts = Collector<Int>()
+            let good = Collector<Int>()
             let consumer = RunningConsumer.start(
-                bus, queue: spec.name, options: ConsumerOptions(prefetch: 4, maxDeliveries: 3, retryDelay: .milliseconds(10))
+                bus,
+                queue: spec.name,
+                options: ConsumerOptions(prefetch: 4, maxDeliveries: 3, retryDelay: .milliseconds(10))
             ) { delivery in
                 let n = try number(delivery)
                 if n == 13 {
@@ -142,7 +154,8 @@ struct MessageBusContractTests {
             try await bus.declare(spec)
             try await bus.publish(message("\(id).x", 7))
             let seen = Collector<(Int, Bool)>()
-            let consumer = RunningConsumer.start(bus, queue: spec.name, options: ConsumerOptions(retryDelay: .zero)) { delivery in
+            let consumer = RunningConsumer.start(bus, queue: spec.name, options: ConsumerOptions(retryDelay: .zero)) {
+                delivery in
                 seen.append((delivery.attempt, delivery.redelivered))
                 if delivery.attempt == 1 { throw Once() }
             }
@@ -165,7 +178,8 @@ struct MessageBusContractTests {
             let id = TestServices.uniqueName()
             let spec = QueueSpec(name: "\(id).q", bindings: ["\(id).#"], singleActiveConsumer: true)
             try await bus.declare(spec)
-            let first = Collector<Int>(), second = Collector<Int>()
+            let first = Collector<Int>()
+            let second = Collector<Int>()
             let a = RunningConsumer.start(bus, queue: spec.name) { first.append(try number($0)) }
             try await Task.sleep(for: .milliseconds(300))
             let b = RunningConsumer.start(bus, queue: spec.name) { second.append(try number($0)) }
@@ -197,9 +211,13 @@ struct MessageBusContractTests {
             let received = Collector<(shard: Int, key: String, n: Int)>()
             var consumers: [RunningConsumer] = []
             for shard in 0..<3 {
-                consumers.append(RunningConsumer.start(bus, queue: spec.shard(shard)) { delivery in
-                    received.append((shard, String(delivery.routingKey.split(separator: ".").last!), try number(delivery)))
-                })
+                consumers.append(
+                    RunningConsumer.start(bus, queue: spec.shard(shard)) { delivery in
+                        received.append(
+                            (shard, String(delivery.routingKey.split(separator: ".").last!), try number(delivery))
+                        )
+                    }
+                )
             }
             #expect(await eventually { received.count == 60 })
             for consumer in consumers { try await consumer.stop() }
@@ -220,8 +238,13 @@ struct MessageBusContractTests {
             let spec = QueueSpec(name: "\(id).q", bindings: ["\(id).#"])
             try await bus.declare(spec)
             try await bus.publish((1...20).map { try message("\(id).x", $0) })
-            let started = Collector<Int>(), finished = Collector<Int>()
-            let consumer = RunningConsumer.start(bus, queue: spec.name, options: ConsumerOptions(prefetch: 10, concurrency: 2)) { delivery in
+            let started = Collector<Int>()
+            let finished = Collector<Int>()
+            let consumer = RunningConsumer.start(
+                bus,
+                queue: spec.name,
+                options: ConsumerOptions(prefetch: 10, concurrency: 2)
+            ) { delivery in
                 let n = try number(delivery)
                 started.append(n)
                 try await Task.sleep(for: .milliseconds(200))
@@ -231,7 +254,9 @@ struct MessageBusContractTests {
             try await consumer.stop()
             #expect(Set(started.all) == Set(finished.all), "every started handler finished")
             let rest = Collector<Int>()
-            let second = RunningConsumer.start(bus, queue: spec.name, options: ConsumerOptions(concurrency: 4)) { rest.append(try number($0)) }
+            let second = RunningConsumer.start(bus, queue: spec.name, options: ConsumerOptions(concurrency: 4)) {
+                rest.append(try number($0))
+            }
             #expect(await eventually { finished.count + rest.count == 20 })
             try await second.stop()
             #expect(Set(finished.all).union(rest.all) == Set(1...20))

@@ -13,10 +13,11 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     var testDescription: String { rawValue }
 
     func withStore(_ body: (SQLTradeStore) async throws -> Void) async throws {
-        let store: SQLTradeStore = switch self {
-        case .postgres: .postgres(url: TestServices.databaseURL)
-        case .sqlite: .sqlite(path: NSTemporaryDirectory() + "tradebus-\(UUID().uuidString).sqlite")
-        }
+        let store: SQLTradeStore =
+            switch self {
+            case .postgres: .postgres(url: TestServices.databaseURL)
+            case .sqlite: .sqlite(path: NSTemporaryDirectory() + "tradebus-\(UUID().uuidString).sqlite")
+            }
         do {
             try await store.migrate()
             try await body(store)
@@ -35,10 +36,24 @@ struct TradeStoreContractTests {
 
     func decision(_ id: String) -> DecisionRecord {
         DecisionRecord(
-            id: id, correlationID: "c-\(id)", symbol: "BTCUSDT", action: .long, confidence: 0.83, leverage: 4,
-            entry: Decimal(string: "97123.45")!, stopLoss: Decimal(string: "95000.1")!, takeProfit: Decimal(string: "101000")!,
-            reasoning: "trend up; tab\tand newline\n kept", provider: "rules", model: "rules-v1", promptVersion: "v1",
-            candleTime: t0, createdAt: t0.addingTimeInterval(1), prompt: "prompt", reply: nil)
+            id: id,
+            correlationID: "c-\(id)",
+            symbol: "BTCUSDT",
+            action: .long,
+            confidence: 0.83,
+            leverage: 4,
+            entry: Decimal(string: "97123.45")!,
+            stopLoss: Decimal(string: "95000.1")!,
+            takeProfit: Decimal(string: "101000")!,
+            reasoning: "trend up; tab\tand newline\n kept",
+            provider: "rules",
+            model: "rules-v1",
+            promptVersion: "v1",
+            candleTime: t0,
+            createdAt: t0.addingTimeInterval(1),
+            prompt: "prompt",
+            reply: nil
+        )
     }
 
     @Test("migrations are versioned and apply once", arguments: StoreKind.allCases)
@@ -69,21 +84,48 @@ struct TradeStoreContractTests {
         try await kind.withStore { store in
             let decisionID = TestServices.uniqueName("d")
             let order = OrderRecord(
-                clientOrderID: "tb-\(decisionID)-e", decisionID: decisionID, venue: "paper", symbol: "ETHUSDT", side: .buy,
-                type: .market, purpose: .entry, quantity: Decimal(string: "0.125")!, reduceOnly: false, createdAt: t0)
+                clientOrderID: "tb-\(decisionID)-e",
+                decisionID: decisionID,
+                venue: "paper",
+                symbol: "ETHUSDT",
+                side: .buy,
+                type: .market,
+                purpose: .entry,
+                quantity: Decimal(string: "0.125")!,
+                reduceOnly: false,
+                createdAt: t0
+            )
             let stop = OrderRecord(
-                clientOrderID: "tb-\(decisionID)-sl", decisionID: decisionID, venue: "paper", symbol: "ETHUSDT", side: .sell,
-                type: .stopMarket, purpose: .stopLoss, quantity: Decimal(string: "0.125")!, stopPrice: Decimal(string: "3100.5")!,
-                reduceOnly: true, createdAt: t0.addingTimeInterval(1))
+                clientOrderID: "tb-\(decisionID)-sl",
+                decisionID: decisionID,
+                venue: "paper",
+                symbol: "ETHUSDT",
+                side: .sell,
+                type: .stopMarket,
+                purpose: .stopLoss,
+                quantity: Decimal(string: "0.125")!,
+                stopPrice: Decimal(string: "3100.5")!,
+                reduceOnly: true,
+                createdAt: t0.addingTimeInterval(1)
+            )
             #expect(try await store.recordOrder(order))
             #expect(try await !store.recordOrder(order))
             #expect(try await store.recordOrder(stop))
-            try await store.updateOrder(clientOrderID: order.clientOrderID, status: .filled, venueOrderID: "v-1", at: t0.addingTimeInterval(2))
+            try await store.updateOrder(
+                clientOrderID: order.clientOrderID,
+                status: .filled,
+                venueOrderID: "v-1",
+                at: t0.addingTimeInterval(2)
+            )
             let stored = try #require(try await store.order(clientOrderID: order.clientOrderID))
             #expect(stored.status == .filled)
             #expect(stored.venueOrderID == "v-1")
             #expect(stored.updatedAt == t0.addingTimeInterval(2))
-            #expect(try await store.orders(decisionID: decisionID).map(\.clientOrderID) == [order.clientOrderID, stop.clientOrderID])
+            #expect(
+                try await store.orders(decisionID: decisionID).map(\.clientOrderID) == [
+                    order.clientOrderID, stop.clientOrderID,
+                ]
+            )
             let open = try await store.orders(statuses: [.intent, .sent])
             #expect(open.contains(stop) && !open.contains { $0.clientOrderID == order.clientOrderID })
         }
@@ -95,9 +137,17 @@ struct TradeStoreContractTests {
             let clientID = TestServices.uniqueName("o")
             let fills = (0..<50).map { n in
                 FillRecord(
-                    venue: "paper", tradeID: "\(clientID)-\(n)", clientOrderID: clientID, symbol: "SOLUSDT", side: .buy,
-                    price: Decimal(string: "150.\(n)")!, quantity: Decimal(n + 1), fee: Decimal(string: "0.0004")!,
-                    feeAsset: "USDT", time: t0.addingTimeInterval(Double(n)))
+                    venue: "paper",
+                    tradeID: "\(clientID)-\(n)",
+                    clientOrderID: clientID,
+                    symbol: "SOLUSDT",
+                    side: .buy,
+                    price: Decimal(string: "150.\(n)")!,
+                    quantity: Decimal(n + 1),
+                    fee: Decimal(string: "0.0004")!,
+                    feeAsset: "USDT",
+                    time: t0.addingTimeInterval(Double(n))
+                )
             }
             #expect(try await store.recordFill(fills[0]))
             #expect(try await !store.recordFill(fills[0]))
@@ -112,7 +162,10 @@ struct TradeStoreContractTests {
                 return moved
             }
             _ = try await store.recordFills(elsewhere)
-            #expect(try await store.latestFills(venue: venue, symbol: "SOLUSDT", limit: 3) == Array(elsewhere.suffix(3).reversed()))
+            #expect(
+                try await store.latestFills(venue: venue, symbol: "SOLUSDT", limit: 3)
+                    == Array(elsewhere.suffix(3).reversed())
+            )
             #expect(try await store.latestFills(venue: venue, symbol: "BTCUSDT", limit: 3).isEmpty)
         }
     }
@@ -122,8 +175,18 @@ struct TradeStoreContractTests {
         try await kind.withStore { store in
             let id = TestServices.uniqueName("p")
             var position = PositionRecord(
-                id: id, venue: "paper", symbol: "XRPUSDT", side: .short, quantity: 1000, entryPrice: Decimal(string: "0.5123")!,
-                leverage: 3, stopLoss: Decimal(string: "0.53")!, takeProfit: nil, decisionID: "d-\(id)", openedAt: t0)
+                id: id,
+                venue: "paper",
+                symbol: "XRPUSDT",
+                side: .short,
+                quantity: 1000,
+                entryPrice: Decimal(string: "0.5123")!,
+                leverage: 3,
+                stopLoss: Decimal(string: "0.53")!,
+                takeProfit: nil,
+                decisionID: "d-\(id)",
+                openedAt: t0
+            )
             try await store.savePosition(position)
             position.stopLoss = Decimal(string: "0.52")!
             position.updatedAt = t0.addingTimeInterval(60)
@@ -135,22 +198,47 @@ struct TradeStoreContractTests {
             #expect(try await !store.openPositions().contains { $0.id == id })
 
             let trade = TradeRecord(
-                id: "tr-\(id)", positionID: id, symbol: "XRPUSDT", side: .short, entryTime: t0, entryPrice: Decimal(string: "0.5123")!,
-                exitTime: t0.addingTimeInterval(3600), exitPrice: Decimal(string: "0.5001")!, quantity: 1000, leverage: 3,
-                stopLoss: Decimal(string: "0.52")!, takeProfit: nil, pnl: Decimal(string: "11.78")!, fees: Decimal(string: "0.42")!,
-                funding: Decimal(string: "-0.0123")!, exitReason: "take_profit")
+                id: "tr-\(id)",
+                positionID: id,
+                symbol: "XRPUSDT",
+                side: .short,
+                entryTime: t0,
+                entryPrice: Decimal(string: "0.5123")!,
+                exitTime: t0.addingTimeInterval(3600),
+                exitPrice: Decimal(string: "0.5001")!,
+                quantity: 1000,
+                leverage: 3,
+                stopLoss: Decimal(string: "0.52")!,
+                takeProfit: nil,
+                pnl: Decimal(string: "11.78")!,
+                fees: Decimal(string: "0.42")!,
+                funding: Decimal(string: "-0.0123")!,
+                exitReason: "take_profit"
+            )
             #expect(try await store.recordTrade(trade))
             #expect(try await !store.recordTrade(trade))
             #expect(try await store.trades(since: t0).filter { $0.id == trade.id } == [trade])
 
-            let event = CircuitBreakerEvent(id: "cb-\(id)", kind: "daily_loss", reason: "lost 5.2% today", equity: 9480, time: t0)
+            let event = CircuitBreakerEvent(
+                id: "cb-\(id)",
+                kind: "daily_loss",
+                reason: "lost 5.2% today",
+                equity: 9480,
+                time: t0
+            )
             #expect(try await store.recordCircuitBreakerEvent(event))
             #expect(try await !store.recordCircuitBreakerEvent(event))
             #expect(try await store.circuitBreakerEvents(since: t0).contains(event))
 
             let base = Date(timeIntervalSince1970: Double(Int.random(in: 1_000_000_000...1_500_000_000)))
             let snapshots = (0..<10).map {
-                EquitySnapshot(time: base.addingTimeInterval(Double($0)), equity: Decimal(10_000 + $0), balance: 10_000, unrealizedPnL: Decimal($0), openPositions: 1)
+                EquitySnapshot(
+                    time: base.addingTimeInterval(Double($0)),
+                    equity: Decimal(10_000 + $0),
+                    balance: 10_000,
+                    unrealizedPnL: Decimal($0),
+                    openPositions: 1
+                )
             }
             #expect(try await store.recordEquitySnapshot(snapshots[0]))
             #expect(try await store.recordEquitySnapshots(snapshots) == 9)
@@ -159,28 +247,79 @@ struct TradeStoreContractTests {
         }
     }
 
-    @Test("a close writes the trade, the closed position, the order's status and the closing fill together, once", arguments: StoreKind.allCases)
+    @Test(
+        "a close writes the trade, the closed position, the order's status and the closing fill together, once",
+        arguments: StoreKind.allCases
+    )
     func closeIsAtomic(kind: StoreKind) async throws {
         try await kind.withStore { store in
             let id = TestServices.uniqueName("c")
             var position = PositionRecord(
-                id: id, venue: "paper", symbol: "XRPUSDT", side: .long, quantity: 10, entryPrice: 1, leverage: 2, stopLoss: Decimal(string: "0.95")!,
-                takeProfit: nil, decisionID: "d-\(id)", openedAt: t0)
+                id: id,
+                venue: "paper",
+                symbol: "XRPUSDT",
+                side: .long,
+                quantity: 10,
+                entryPrice: 1,
+                leverage: 2,
+                stopLoss: Decimal(string: "0.95")!,
+                takeProfit: nil,
+                decisionID: "d-\(id)",
+                openedAt: t0
+            )
             try await store.savePosition(position)
             let exit = OrderRecord(
-                clientOrderID: "x-\(id)", decisionID: "d-\(id)", venue: "paper", symbol: "XRPUSDT", side: .sell, type: .market, purpose: .exit, quantity: 10,
-                reduceOnly: true, status: .accepted, createdAt: t0)
+                clientOrderID: "x-\(id)",
+                decisionID: "d-\(id)",
+                venue: "paper",
+                symbol: "XRPUSDT",
+                side: .sell,
+                type: .market,
+                purpose: .exit,
+                quantity: 10,
+                reduceOnly: true,
+                status: .accepted,
+                createdAt: t0
+            )
             try await store.recordOrder(exit)
             position.status = .closed
             position.updatedAt = t0.addingTimeInterval(60)
             let fill = FillRecord(
-                venue: "paper", tradeID: "f-\(id)", clientOrderID: exit.clientOrderID, symbol: "XRPUSDT", side: .sell, price: Decimal(string: "1.1")!,
-                quantity: 10, fee: Decimal(string: "0.01")!, feeAsset: "USDT", time: position.updatedAt)
+                venue: "paper",
+                tradeID: "f-\(id)",
+                clientOrderID: exit.clientOrderID,
+                symbol: "XRPUSDT",
+                side: .sell,
+                price: Decimal(string: "1.1")!,
+                quantity: 10,
+                fee: Decimal(string: "0.01")!,
+                feeAsset: "USDT",
+                time: position.updatedAt
+            )
             let trade = TradeRecord(
-                id: "trade:\(id)", positionID: id, symbol: "XRPUSDT", side: .long, entryTime: t0, entryPrice: 1, exitTime: position.updatedAt,
-                exitPrice: Decimal(string: "1.1")!, quantity: 10, leverage: 2, stopLoss: Decimal(string: "0.95")!, takeProfit: nil, pnl: Decimal(string: "0.99")!,
-                fees: Decimal(string: "0.01")!, funding: 0, exitReason: "exit")
-            let close = CloseRecord(trade: trade, position: position, orders: [.init(clientOrderID: exit.clientOrderID, status: .filled)], fills: [fill])
+                id: "trade:\(id)",
+                positionID: id,
+                symbol: "XRPUSDT",
+                side: .long,
+                entryTime: t0,
+                entryPrice: 1,
+                exitTime: position.updatedAt,
+                exitPrice: Decimal(string: "1.1")!,
+                quantity: 10,
+                leverage: 2,
+                stopLoss: Decimal(string: "0.95")!,
+                takeProfit: nil,
+                pnl: Decimal(string: "0.99")!,
+                fees: Decimal(string: "0.01")!,
+                funding: 0,
+                exitReason: "exit"
+            )
+            let close = CloseRecord(
+                trade: trade,
+                position: position,
+                orders: [.init(clientOrderID: exit.clientOrderID, status: .filled)],
+                fills: [fill]
+            )
             #expect(try await store.recordClose(close))
             #expect(try await store.trades(since: nil).filter { $0.id == trade.id } == [trade])
             #expect(try await !store.openPositions().contains { $0.id == id })
@@ -194,14 +333,24 @@ struct TradeStoreContractTests {
     @Test("dead letters keep what could not be processed, with why, once", arguments: StoreKind.allCases)
     func deadLetterRecords(kind: StoreKind) async throws {
         try await kind.withStore { store in
-            let letter = DeadLetterRecord(id: TestServices.uniqueName("dl"), source: "executor.venue_events", body: "{\"fill\":{}}", reason: "no such order", time: t0)
-            let first = try await store.recordDeadLetter(letter), second = try await store.recordDeadLetter(letter)
+            let letter = DeadLetterRecord(
+                id: TestServices.uniqueName("dl"),
+                source: "executor.venue_events",
+                body: "{\"fill\":{}}",
+                reason: "no such order",
+                time: t0
+            )
+            let first = try await store.recordDeadLetter(letter)
+            let second = try await store.recordDeadLetter(letter)
             let kept = try await store.deadLetters(since: t0).filter { $0.id == letter.id }
             #expect(first && !second && kept == [letter])
         }
     }
 
-    @Test("an account's controls are saved over the last and read back whole; an operator command is recorded once", arguments: StoreKind.allCases)
+    @Test(
+        "an account's controls are saved over the last and read back whole; an operator command is recorded once",
+        arguments: StoreKind.allCases
+    )
     func accountControls(kind: StoreKind) async throws {
         try await kind.withStore { store in
             let account = TestServices.uniqueName("acct")
@@ -217,28 +366,51 @@ struct TradeStoreContractTests {
             #expect(restored == control && restored?.breakers?.halt?.kind == .maxDrawdown && restored?.mode == .halted)
 
             let command = ControlCommandRecord(
-                id: TestServices.uniqueName("cmd"), account: account, command: "reset-breaker", argument: "max_drawdown", by: "alice", ok: true,
-                result: "reset max_drawdown from equity 8000", time: t0)
-            let first = try await store.recordControlCommand(command), second = try await store.recordControlCommand(command)
+                id: TestServices.uniqueName("cmd"),
+                account: account,
+                command: "reset-breaker",
+                argument: "max_drawdown",
+                by: "alice",
+                ok: true,
+                result: "reset max_drawdown from equity 8000",
+                time: t0
+            )
+            let first = try await store.recordControlCommand(command)
+            let second = try await store.recordControlCommand(command)
             let kept = try await store.controlCommands(since: t0).filter { $0.id == command.id }
             #expect(first && !second && kept == [command])
         }
     }
 
-    @Test("a lease has one holder at a time: renewed by its holder, refused to another until it runs out or is given up", arguments: StoreKind.allCases)
+    @Test(
+        "a lease has one holder at a time: renewed by its holder, refused to another until it runs out or is given up",
+        arguments: StoreKind.allCases
+    )
     func leases(kind: StoreKind) async throws {
         try await kind.withStore { store in
             let name = TestServices.uniqueName("lease")
             #expect(try await store.acquireLease(name, holder: "a", now: t0, until: t0 + 15))
             #expect(try await !store.acquireLease(name, holder: "b", now: t0 + 5, until: t0 + 20), "held by a")
-            #expect(try await store.acquireLease(name, holder: "a", now: t0 + 10, until: t0 + 25), "renewed by its holder")
-            #expect(try await !store.acquireLease(name, holder: "b", now: t0 + 20, until: t0 + 35), "renewed: still a's")
-            #expect(try await store.acquireLease(name, holder: "b", now: t0 + 26, until: t0 + 41), "run out: b takes it")
+            #expect(
+                try await store.acquireLease(name, holder: "a", now: t0 + 10, until: t0 + 25),
+                "renewed by its holder"
+            )
+            #expect(
+                try await !store.acquireLease(name, holder: "b", now: t0 + 20, until: t0 + 35),
+                "renewed: still a's"
+            )
+            #expect(
+                try await store.acquireLease(name, holder: "b", now: t0 + 26, until: t0 + 41),
+                "run out: b takes it"
+            )
             #expect(try await !store.acquireLease(name, holder: "a", now: t0 + 27, until: t0 + 42), "a lost it")
             try await store.releaseLease(name, holder: "a")  // not a's: nothing happens
             #expect(try await !store.acquireLease(name, holder: "c", now: t0 + 28, until: t0 + 43))
             try await store.releaseLease(name, holder: "b")
-            #expect(try await store.acquireLease(name, holder: "c", now: t0 + 29, until: t0 + 44), "given up: c takes it at once")
+            #expect(
+                try await store.acquireLease(name, holder: "c", now: t0 + 29, until: t0 + 44),
+                "given up: c takes it at once"
+            )
         }
     }
 
@@ -253,21 +425,5 @@ struct TradeStoreContractTests {
             let after = try await store.isProcessed(messageID: id, consumer: "executor")
             #expect(!before && first && !second && otherConsumer && after)
         }
-    }
-}
-
-@Suite("SQL text encodings")
-struct SQLTextTests {
-    @Test("times round-trip at microsecond precision, before and after 1970")
-    func timeRoundTrip() {
-        for seconds in [-86_400.5, 0, 1_763_700_000.123456, 951_782_400.000001 /* 2000-02-29 */] {
-            let date = Date(timeIntervalSince1970: seconds)
-            let text = SQLText.time(date)
-            #expect(abs(SQLText.date(text)!.timeIntervalSince(date)) < 0.000_001, "\(text)")
-        }
-        #expect(SQLText.time(Date(timeIntervalSince1970: 951_782_400)) == "2000-02-29 00:00:00.000000+00")
-        #expect(SQLText.date("2026-01-01 00:00:00+00") == Date(timeIntervalSince1970: 1_767_225_600))
-        #expect(SQLText.date("2026-01-01 00:00:00.5+00") == Date(timeIntervalSince1970: 1_767_225_600.5))
-        #expect(SQLText.date("garbage") == nil)
     }
 }

@@ -22,7 +22,12 @@ final class FailingBus: MessageBus {
         try await inner.publish(messages)
     }
     func messageCount(_ queue: String) async throws -> Int { try await inner.messageCount(queue) }
-    func consume(_ queue: String, options: ConsumerOptions, control: ConsumerControl?, handler: @escaping @Sendable (Delivery) async throws -> Void) async throws {
+    func consume(
+        _ queue: String,
+        options: ConsumerOptions,
+        control: ConsumerControl?,
+        handler: @escaping @Sendable (Delivery) async throws -> Void
+    ) async throws {
         try await inner.consume(queue, options: options, control: control, handler: handler)
     }
 }
@@ -35,7 +40,14 @@ struct LiveFeedTests {
 
     func candle(_ index: Int, price: Double? = nil) -> Candle {
         let close = price ?? (100 + Double(index))
-        return Candle(openTime: Self.base + Int64(index) * 60_000, open: close - 0.5, high: close + 1, low: close - 1, close: close, volume: 10 + Double(index))
+        return Candle(
+            openTime: Self.base + Int64(index) * 60_000,
+            open: close - 0.5,
+            high: close + 1,
+            low: close - 1,
+            close: close,
+            volume: 10 + Double(index)
+        )
     }
 
     /// A feed on `exchange`, publishing into an in-process bus whose candles and alerts the test collects.
@@ -49,13 +61,27 @@ struct LiveFeedTests {
         init() async throws {
             try await bus.declare(QueueSpec(name: "candles", bindings: ["md.candle.#"]))
             try await bus.declare(QueueSpec(name: "alerts", bindings: ["alert.#"]))
-            let candles = self.candles, alerts = self.alerts
-            consumers.append(RunningConsumer.start(bus, queue: "candles") {
-                candles.append(try EnvelopeCodec.decode(CandlePayload.self, from: $0.body, expectedType: MessageType.candleClosed).payload)
-            })
-            consumers.append(RunningConsumer.start(bus, queue: "alerts") {
-                alerts.append(try EnvelopeCodec.decode(AlertPayload.self, from: $0.body, expectedType: MessageType.alert).payload)
-            })
+            let candles = self.candles
+            let alerts = self.alerts
+            consumers.append(
+                RunningConsumer.start(bus, queue: "candles") {
+                    candles.append(
+                        try EnvelopeCodec.decode(
+                            CandlePayload.self,
+                            from: $0.body,
+                            expectedType: MessageType.candleClosed
+                        ).payload
+                    )
+                }
+            )
+            consumers.append(
+                RunningConsumer.start(bus, queue: "alerts") {
+                    alerts.append(
+                        try EnvelopeCodec.decode(AlertPayload.self, from: $0.body, expectedType: MessageType.alert)
+                            .payload
+                    )
+                }
+            )
         }
 
         func output(_ venue: String) -> FeedOutput {
@@ -68,7 +94,12 @@ struct LiveFeedTests {
     }
 
     /// Cancels the feed and waits for it, then stops the consumers and the exchange.
-    func stop(_ running: Task<Void, any Error>, _ harness: Harness, _ exchange: FakeExchange, test: String = #function) async throws {
+    func stop(
+        _ running: Task<Void, any Error>,
+        _ harness: Harness,
+        _ exchange: FakeExchange,
+        test: String = #function
+    ) async throws {
         running.cancel()
         _ = await awaitSayingIfSlow("\(test): the cancelled live feed to return") { await running.result }
         try await awaitSayingIfSlow("\(test): the test's bus consumers to stop") { try await harness.stop() }
@@ -77,17 +108,22 @@ struct LiveFeedTests {
 
     static let quickReconnect = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200))
 
-    @Test("Binance: closed candles once and in order; duplicates, late and malformed messages dropped; gaps and a disconnect filled from REST")
+    @Test(
+        "Binance: closed candles once and in order; duplicates, late and malformed messages dropped; gaps and a disconnect filled from REST"
+    )
     func binance() async throws {
         let exchange = try await FakeExchange.start(.binance)
         let harness = try await Harness()
-        let btc = CandleStreamID(symbol: "BTCUSDT", interval: "1m"), eth = CandleStreamID(symbol: "ETHUSDT", interval: "1m")
+        let btc = CandleStreamID(symbol: "BTCUSDT", interval: "1m")
+        let eth = CandleStreamID(symbol: "ETHUSDT", interval: "1m")
         let clock = ManualClock(millis: Self.base + 60_000 * 5 + 1_000)
         let feed = try LiveFeed(
             source: BinanceKlineStream(baseURL: exchange.webSocketURL, logger: logger),
             history: BinanceKlineHistory(baseURL: exchange.restURL, logger: logger),
             output: harness.output("binance"),
-            settings: .init(streams: [btc, eth], staleIntervals: 1_000, reconnect: Self.quickReconnect), now: clock.now)
+            settings: .init(streams: [btc, eth], staleIntervals: 1_000, reconnect: Self.quickReconnect),
+            now: clock.now
+        )
         let running = Task { try await feed.run() }
         #expect(await eventually { exchange.openConnections == 1 })
 
@@ -105,9 +141,11 @@ struct LiveFeedTests {
         let btcTimes = harness.candles.all.filter { $0.symbol == "BTCUSDT" }.map(\.candle.openTime)
         #expect(btcTimes == (0...4).map { candle($0).openTime })
         #expect(harness.candles.all.filter { $0.symbol == "BTCUSDT" }.map(\.candle) == (0...4).map { candle($0) })
-        #expect(exchange.restPaths == [
-            "/fapi/v1/klines?symbol=BTCUSDT&interval=1m&startTime=\(candle(2).openTime)&endTime=\(candle(3).openTime)&limit=2"
-        ])
+        #expect(
+            exchange.restPaths == [
+                "/fapi/v1/klines?symbol=BTCUSDT&interval=1m&startTime=\(candle(2).openTime)&endTime=\(candle(3).openTime)&limit=2"
+            ]
+        )
         #expect(harness.candles.all.allSatisfy { $0.venue == "binance" && $0.interval == "1m" })
         #expect(await harness.cache.get("price:binance:BTCUSDT")?.string == "104.0")
         #expect(exchange.openConnections == 1)
@@ -123,13 +161,18 @@ struct LiveFeedTests {
         #expect(harness.candles.all.filter { $0.symbol == "BTCUSDT" }.map(\.candle) == (0...8).map { candle($0) })
         #expect(harness.candles.all.filter { $0.symbol == "ETHUSDT" }.map(\.candle) == (0...7).map { candle($0) })
         let counts = await feed.counts
-        #expect(counts.duplicates == 2 && counts.gaps == 1 && counts.backfilled == 12 && counts.stillMissing == 0 && counts.connections == 2)
+        #expect(
+            counts.duplicates == 2 && counts.gaps == 1 && counts.backfilled == 12 && counts.stillMissing == 0
+                && counts.connections == 2
+        )
         #expect(harness.alerts.count == 0)
 
         try await stop(running, harness, exchange)
     }
 
-    @Test("Bybit: subscriptions ten topics at a time, the ping heartbeat, newest-first REST; invalid candles alerted, unfillable gaps reported")
+    @Test(
+        "Bybit: subscriptions ten topics at a time, the ping heartbeat, newest-first REST; invalid candles alerted, unfillable gaps reported"
+    )
     func bybit() async throws {
         let exchange = try await FakeExchange.start(.bybit)
         let harness = try await Harness()
@@ -138,14 +181,23 @@ struct LiveFeedTests {
         let first = streams[0]
         let clock = ManualClock(millis: Self.base + 3_600_000)
         let feed = try LiveFeed(
-            source: BybitKlineStream(baseURL: exchange.webSocketURL, heartbeatPeriod: .milliseconds(100), logger: logger),
+            source: BybitKlineStream(
+                baseURL: exchange.webSocketURL,
+                heartbeatPeriod: .milliseconds(100),
+                logger: logger
+            ),
             history: BybitKlineHistory(baseURL: exchange.restURL, logger: logger),
             output: harness.output("bybit"),
-            settings: .init(streams: streams, staleIntervals: 1_000, reconnect: Self.quickReconnect), now: clock.now)
+            settings: .init(streams: streams, staleIntervals: 1_000, reconnect: Self.quickReconnect),
+            now: clock.now
+        )
         let running = Task { try await feed.run() }
         #expect(await eventually { exchange.received.filter { $0.contains("subscribe") }.count == 2 })
         let subscriptions = exchange.received.filter { $0.contains("subscribe") }
-        #expect(subscriptions[0].contains("kline.5.S00USDT") && subscriptions[0].contains("kline.5.S09USDT") && !subscriptions[0].contains("S10USDT"))
+        #expect(
+            subscriptions[0].contains("kline.5.S00USDT") && subscriptions[0].contains("kline.5.S09USDT")
+                && !subscriptions[0].contains("S10USDT")
+        )
         #expect(subscriptions[1].contains("kline.5.S10USDT") && subscriptions[1].contains("kline.5.S11USDT"))
         #expect(await eventually { exchange.received.filter { $0 == #"{"op":"ping"}"# }.count >= 2 })
 
@@ -164,20 +216,29 @@ struct LiveFeedTests {
         exchange.push(fiveMinute(4), for: first, closed: true)
         #expect(await eventually { harness.candles.count == 5 })
         #expect(harness.candles.all.map(\.candle) == (0...4).map(fiveMinute))
-        #expect(exchange.restPaths.first?.hasPrefix("/v5/market/kline?category=linear&symbol=S00USDT&interval=5&start=") == true)
-        #expect(await eventually { harness.alerts.all.contains { $0.kind == "invalid_candle" && $0.symbol == "S00USDT" } })
+        #expect(
+            exchange.restPaths.first?.hasPrefix("/v5/market/kline?category=linear&symbol=S00USDT&interval=5&start=")
+                == true
+        )
+        #expect(
+            await eventually { harness.alerts.all.contains { $0.kind == "invalid_candle" && $0.symbol == "S00USDT" } }
+        )
 
         // REST has nothing for the next gap: the candle still goes out, the gap is reported, nothing is invented.
         exchange.push(fiveMinute(7), for: first, closed: true)
         #expect(await eventually { harness.candles.count == 6 })
         #expect(harness.candles.all.last?.candle == fiveMinute(7))
-        #expect(await eventually { harness.alerts.all.contains { $0.kind == "feed_gap" && $0.message.contains("2 of 2") } })
+        #expect(
+            await eventually { harness.alerts.all.contains { $0.kind == "feed_gap" && $0.message.contains("2 of 2") } }
+        )
         #expect(await feed.counts.stillMissing == 2)
 
         try await stop(running, harness, exchange)
     }
 
-    @Test("a candle the bus refused is not lost: the connection is dropped, and after the reconnect REST brings it back")
+    @Test(
+        "a candle the bus refused is not lost: the connection is dropped, and after the reconnect REST brings it back"
+    )
     func publishFailure() async throws {
         let exchange = try await FakeExchange.start(.binance)
         let harness = try await Harness()
@@ -188,7 +249,9 @@ struct LiveFeedTests {
             source: BinanceKlineStream(baseURL: exchange.webSocketURL, logger: logger),
             history: BinanceKlineHistory(baseURL: exchange.restURL, logger: logger),
             output: FeedOutput(venue: "binance", source: "test", bus: bus, cache: harness.cache, logger: logger),
-            settings: .init(streams: [btc], staleIntervals: 1_000, reconnect: Self.quickReconnect), now: clock.now)
+            settings: .init(streams: [btc], staleIntervals: 1_000, reconnect: Self.quickReconnect),
+            now: clock.now
+        )
         let running = Task { try await feed.run() }
         #expect(await eventually { exchange.openConnections == 1 })
         exchange.push(candle(0), for: btc, closed: true)
@@ -216,7 +279,14 @@ struct LiveFeedTests {
             source: BinanceKlineStream(baseURL: exchange.webSocketURL, logger: logger),
             history: BinanceKlineHistory(baseURL: exchange.restURL, logger: logger),
             output: harness.output("binance"),
-            settings: .init(streams: [btc], staleIntervals: 3, reconnect: Self.quickReconnect, watchdogPeriod: .milliseconds(20)), now: clock.now)
+            settings: .init(
+                streams: [btc],
+                staleIntervals: 3,
+                reconnect: Self.quickReconnect,
+                watchdogPeriod: .milliseconds(20)
+            ),
+            now: clock.now
+        )
         let running = Task { try await feed.run() }
         #expect(await eventually { exchange.openConnections == 1 })
         clock.set(millis: Self.base + 170_000)  // under 3 intervals: nothing

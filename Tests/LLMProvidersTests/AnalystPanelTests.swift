@@ -11,20 +11,39 @@ import TradingServices
 final class RecordedSleeps: Sendable {
     private let sleeps = Mutex<[Duration]>([])
     var all: [Duration] { sleeps.withLock { $0 } }
-    var sleep: @Sendable (Duration) async throws -> Void { { duration in self.sleeps.withLock { $0.append(duration) } } }
+    var sleep: @Sendable (Duration) async throws -> Void {
+        { duration in self.sleeps.withLock { $0.append(duration) } }
+    }
 }
 
 /// The analysts against a local server speaking the OpenAI and Anthropic formats, errors included.
 @Suite("Analyst panel over OpenAI and Anthropic formats (local server)")
 struct AnalystPanelTests {
-    static let long = #"{"action":"LONG","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"uptrend"}"#
+    static let long =
+        #"{"action":"LONG","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"uptrend"}"#
     let framework = TradingFramework()
     let logger = Logger(label: "test")
 
     var context: AnalysisContext {
         let snapshot = IndicatorSnapshot(
-            openTime: 1_767_225_600_000, close: 100, sma20: 98, ema12: 99.5, ema26: 98.5, macd: 1, macdSignal: 0.8, macdHistogram: 0.2,
-            rsi14: 60, atr14: 1, adx14: 32, obv: 1_000, volume: 1_000, volumeSMA20: 900, resistance: 110, support: 97, regime: .trendingUp)
+            openTime: 1_767_225_600_000,
+            close: 100,
+            sma20: 98,
+            ema12: 99.5,
+            ema26: 98.5,
+            macd: 1,
+            macdSignal: 0.8,
+            macdHistogram: 0.2,
+            rsi14: 60,
+            atr14: 1,
+            adx14: 32,
+            obv: 1_000,
+            volume: 1_000,
+            volumeSMA20: 900,
+            resistance: 110,
+            support: 97,
+            regime: .trendingUp
+        )
         return AnalysisContext(symbol: "BTCUSDT", interval: "5m", timeframes: ["5m": snapshot])
     }
 
@@ -36,22 +55,45 @@ struct AnalystPanelTests {
         return settings
     }
 
-    func panel(_ models: [any LanguageModel], sleeps: RecordedSleeps, settings: ResilientModel.Settings? = nil, fallback: Bool = true, cache: (any HotCache)? = nil) throws -> AnalystPanel {
+    func panel(
+        _ models: [any LanguageModel],
+        sleeps: RecordedSleeps,
+        settings: ResilientModel.Settings? = nil,
+        fallback: Bool = true,
+        cache: (any HotCache)? = nil
+    ) throws -> AnalystPanel {
         let prompt = try AnalystPrompt(framework: framework)
         let book = SpendingBook(dailyCap: 10)
         let resilient = models.map {
-            ResilientModel(model: $0, settings: settings ?? self.settings(), ledger: book, logger: logger, sleep: sleeps.sleep, random: { 1 })
+            ResilientModel(
+                model: $0,
+                settings: settings ?? self.settings(),
+                ledger: book,
+                logger: logger,
+                sleep: sleeps.sleep,
+                random: { 1 }
+            )
         }
         return AnalystPanel(
-            models: resilient, rules: RulesAnalyst(framework: framework), rulesFallback: fallback,
-            prompt: (prompt.version, prompt.system, { prompt.user($0) }), cache: cache)
+            models: resilient,
+            rules: RulesAnalyst(framework: framework),
+            rulesFallback: fallback,
+            prompt: (prompt.version, prompt.system, { prompt.user($0) }),
+            cache: cache
+        )
     }
 
     @Test("OpenAI format: bearer key, model, system and user messages; a valid answer is the decision")
     func openAI() async throws {
         let server = try await FakeLLM.start(fallback: Self.long)
-        let verdict = try await panel([OpenAIChatModel(baseURL: server.openAIBaseURL, model: "gpt-test", apiKey: "sk-test")], sleeps: RecordedSleeps()).decide(context)
-        #expect(verdict.proposal.action == .long && verdict.provider == "openai" && verdict.model == "gpt-test" && verdict.attempts == 1)
+        let verdict = try await panel(
+            [OpenAIChatModel(baseURL: server.openAIBaseURL, model: "gpt-test", apiKey: "sk-test")],
+            sleeps: RecordedSleeps()
+        ).decide(context)
+        #expect(
+            verdict.proposal.action == .long && verdict.provider == "openai" && verdict.model == "gpt-test"
+                && verdict.attempts == 1
+        )
         #expect(verdict.promptVersion == "analyst-v1" && verdict.invalid.isEmpty)
         let request = try #require(server.received.first)
         #expect(request.path == "/v1/chat/completions" && request.headers["authorization"] == "Bearer sk-test")
@@ -63,27 +105,44 @@ struct AnalystPanelTests {
         await server.stop()
     }
 
-    @Test("Anthropic format: x-api-key and anthropic-version; a 529 and a 429 with Retry-After are retried, waiting as told")
+    @Test(
+        "Anthropic format: x-api-key and anthropic-version; a 529 and a 429 with Retry-After are retried, waiting as told"
+    )
     func anthropicRetries() async throws {
         let server = try await FakeLLM.start(fallback: Self.long)
         server.script([.status(529), .status(429, retryAfter: "7")])
         let sleeps = RecordedSleeps()
-        let verdict = try await panel([AnthropicMessagesModel(baseURL: server.anthropicBaseURL, model: "claude-test", apiKey: "key-test")], sleeps: sleeps).decide(context)
+        let verdict = try await panel(
+            [AnthropicMessagesModel(baseURL: server.anthropicBaseURL, model: "claude-test", apiKey: "key-test")],
+            sleeps: sleeps
+        ).decide(context)
         #expect(verdict.proposal.action == .long && verdict.attempts == 3)
-        #expect(sleeps.all == [.seconds(1), .seconds(7)])  // backoff ceiling for the first retry (jitter pinned to 1), then Retry-After
+        // backoff ceiling for the first retry (jitter pinned to 1), then Retry-After
+        #expect(sleeps.all == [.seconds(1), .seconds(7)])
         let request = try #require(server.received.first)
-        #expect(request.path == "/v1/messages" && request.headers["x-api-key"] == "key-test" && request.headers["anthropic-version"] == "2023-06-01")
+        #expect(
+            request.path == "/v1/messages" && request.headers["x-api-key"] == "key-test"
+                && request.headers["anthropic-version"] == "2023-06-01"
+        )
         let body = try #require(try JSONSerialization.jsonObject(with: Data(request.body.utf8)) as? [String: Any])
-        #expect((body["system"] as? String)?.contains("red flags") == false && (body["system"] as? String)?.contains("Red flags") == true)
+        #expect(
+            (body["system"] as? String)?.contains("red flags") == false
+                && (body["system"] as? String)?.contains("Red flags") == true
+        )
         await server.stop()
     }
 
-    @Test("5xx retries back off exponentially up to 3 retries, then every model has failed and the rules analyst decides")
+    @Test(
+        "5xx retries back off exponentially up to 3 retries, then every model has failed and the rules analyst decides"
+    )
     func exhausted() async throws {
         let server = try await FakeLLM.start(fallback: Self.long)
         server.script(Array(repeating: .status(500), count: 4))
         let sleeps = RecordedSleeps()
-        let verdict = try await panel([OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)], sleeps: sleeps).decide(context)
+        let verdict = try await panel(
+            [OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)],
+            sleeps: sleeps
+        ).decide(context)
         #expect(sleeps.all == [.seconds(1), .seconds(2), .seconds(4)])
         #expect(verdict.attempts == 4 && verdict.provider == "rules" && verdict.failures.count == 1)
         #expect(verdict.proposal.reasoning.hasPrefix("every model failed; rules analyst decided"))
@@ -95,8 +154,15 @@ struct AnalystPanelTests {
         let server = try await FakeLLM.start(fallback: Self.long)
         server.script([.status(400)])
         let sleeps = RecordedSleeps()
-        let verdict = try await panel([OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)], sleeps: sleeps, fallback: false).decide(context)
-        #expect(verdict.attempts == 1 && sleeps.all.isEmpty && verdict.proposal.action == .hold && verdict.provider == "openai")
+        let verdict = try await panel(
+            [OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)],
+            sleeps: sleeps,
+            fallback: false
+        ).decide(context)
+        #expect(
+            verdict.attempts == 1 && sleeps.all.isEmpty && verdict.proposal.action == .hold
+                && verdict.provider == "openai"
+        )
         await server.stop()
     }
 
@@ -106,7 +172,9 @@ struct AnalystPanelTests {
         server.script([.slow(.seconds(120), Self.long)])
         let started = ContinuousClock.now
         let verdict = try await panel(
-            [OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)], sleeps: RecordedSleeps(), settings: settings(timeout: .seconds(1))
+            [OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)],
+            sleeps: RecordedSleeps(),
+            settings: settings(timeout: .seconds(1))
         ).decide(context)
         // The slow first attempt was abandoned at its timeout, not waited out (120 s); a later one answered.
         // The bound is loose because a loaded two-core machine can add seconds; waiting out would take minutes.
@@ -115,16 +183,25 @@ struct AnalystPanelTests {
         await server.stop()
     }
 
-    @Test("invalid answers give HOLD and a reason; prose-wrapped JSON is fine", arguments: [
-        ("this is not json", true),
-        ("Here you go:\n```json\n\(AnalystPanelTests.long)\n```\nThanks!", false),
-        (AnalystPanelTests.long.replacingOccurrences(of: "}", with: #","position_size_usd":5000}"#), true),
-        (#"{"action":"LONG","confidence":0.82,"leverage":3,"entry":100,"stop_loss":103,"take_profit":106,"reasoning":"x"}"#, true),
-        (#"{"action":"LONG","confidence":0.82,"lever"#, true),
-    ])
+    @Test(
+        "invalid answers give HOLD and a reason; prose-wrapped JSON is fine",
+        arguments: [
+            ("this is not json", true),
+            ("Here you go:\n```json\n\(AnalystPanelTests.long)\n```\nThanks!", false),
+            (AnalystPanelTests.long.replacingOccurrences(of: "}", with: #","position_size_usd":5000}"#), true),
+            (
+                #"{"action":"LONG","confidence":0.82,"leverage":3,"entry":100,"stop_loss":103,"take_profit":106,"reasoning":"x"}"#,
+                true
+            ),
+            (#"{"action":"LONG","confidence":0.82,"lever"#, true),
+        ]
+    )
     func invalid(answer: String, isInvalid: Bool) async throws {
         let server = try await FakeLLM.start(fallback: answer)
-        let verdict = try await panel([OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)], sleeps: RecordedSleeps()).decide(context)
+        let verdict = try await panel(
+            [OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)],
+            sleeps: RecordedSleeps()
+        ).decide(context)
         #expect(verdict.invalid.isEmpty == !isInvalid, "\(verdict.invalid)")
         #expect(verdict.proposal.action == (isInvalid ? .hold : .long))
         await server.stop()
@@ -133,11 +210,17 @@ struct AnalystPanelTests {
     @Test("a truncated reply and a refusal are invalid, in both formats")
     func truncatedAndRefused() async throws {
         let server = try await FakeLLM.start(fallback: Self.long)
-        server.script([.answer(Self.long, truncated: true), .refusal("I cannot give financial advice"), .answer(Self.long, truncated: true), .refusal("no")])
-        for model in [OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil) as any LanguageModel,
-                      AnthropicMessagesModel(baseURL: server.anthropicBaseURL, model: "m", apiKey: "k")] {
+        server.script([
+            .answer(Self.long, truncated: true), .refusal("I cannot give financial advice"),
+            .answer(Self.long, truncated: true), .refusal("no"),
+        ])
+        for model in [
+            OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil) as any LanguageModel,
+            AnthropicMessagesModel(baseURL: server.anthropicBaseURL, model: "m", apiKey: "k"),
+        ] {
             let p = try panel([model], sleeps: RecordedSleeps())
-            let first = await p.decide(context), second = await p.decide(context)
+            let first = await p.decide(context)
+            let second = await p.decide(context)
             #expect(first.proposal.action == .hold && first.invalid.first?.contains("cut off") == true)
             #expect(second.proposal.action == .hold && second.invalid.first?.contains("refused") == true)
         }
@@ -151,14 +234,20 @@ struct AnalystPanelTests {
         down.script([.status(401)])
         let cache = LocalCache()
         let p = try panel(
-            [OpenAIChatModel(baseURL: up.openAIBaseURL, model: "a", apiKey: nil), AnthropicMessagesModel(baseURL: up.anthropicBaseURL, model: "b", apiKey: "k"),
-             OpenAIChatModel(baseURL: down.openAIBaseURL, model: "c", apiKey: nil)],
-            sleeps: RecordedSleeps(), cache: cache)
+            [
+                OpenAIChatModel(baseURL: up.openAIBaseURL, model: "a", apiKey: nil),
+                AnthropicMessagesModel(baseURL: up.anthropicBaseURL, model: "b", apiKey: "k"),
+                OpenAIChatModel(baseURL: down.openAIBaseURL, model: "c", apiKey: nil),
+            ],
+            sleeps: RecordedSleeps(),
+            cache: cache
+        )
         let first = await p.decide(context)
         #expect(first.proposal.action == .long && first.provider == "consensus" && first.failures.count == 1)
         #expect(first.proposal.reasoning.hasPrefix("2 of 2 analysts say LONG"))
         // With a failure the answer is not cached; the next one, all answering, is.
-        let second = await p.decide(context), third = await p.decide(context)
+        let second = await p.decide(context)
+        let third = await p.decide(context)
         #expect(!second.cached && third.cached && third.attempts == 0 && third.proposal == second.proposal)
         #expect(up.received.count == 4 && down.received.count == 2)
         await up.stop()
@@ -171,11 +260,18 @@ struct AnalystPanelTests {
         server.script(Array(repeating: .status(503), count: 10))
         var s = settings(breaker: 2)
         s.retry.maxRetries = 0
-        let p = try panel([OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)], sleeps: RecordedSleeps(), settings: s)
+        let p = try panel(
+            [OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)],
+            sleeps: RecordedSleeps(),
+            settings: s
+        )
         _ = await p.decide(context)
         _ = await p.decide(context)
         let third = await p.decide(context)
-        #expect(server.received.count == 2 && third.attempts == 0 && third.failures.first?.contains("circuit breaker open") == true)
+        #expect(
+            server.received.count == 2 && third.attempts == 0
+                && third.failures.first?.contains("circuit breaker open") == true
+        )
         await server.stop()
     }
 }

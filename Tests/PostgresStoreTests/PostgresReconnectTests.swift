@@ -1,12 +1,13 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import PostgresStore
 import SQLTradeStore
 import TestSupport
 import Testing
 import TradingCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite("PostgresStore connections")
 struct PostgresReconnectTests {
@@ -35,17 +36,27 @@ struct PostgresReconnectTests {
         await store.close()
     }
 
-    @Test("a statement that runs past DATABASE_STATEMENT_TIMEOUT_MS is cancelled by the server with an error, and the connection goes on")
+    @Test(
+        "a statement that runs past DATABASE_STATEMENT_TIMEOUT_MS is cancelled by the server with an error, and the connection goes on"
+    )
     func statementTimeout() async throws {
-        let database = PostgresDatabase(url: TestServices.databaseURL, connections: 1, statementTimeout: .milliseconds(300))
+        let database = PostgresDatabase(
+            url: TestServices.databaseURL,
+            connections: 1,
+            statementTimeout: .milliseconds(300)
+        )
         // Without the timeout it would sleep its 30 s and succeed.
-        await #expect { try await database.withSession { try $0.query("SELECT pg_sleep(30)", []) } } throws: { "\($0)".contains("statement timeout") }
+        await #expect { try await database.withSession { try $0.query("SELECT pg_sleep(30)", []) } } throws: {
+            "\($0)".contains("statement timeout")
+        }
         let answer = try await database.withSession { try $0.query("SHOW statement_timeout", [])[0][0] }
         #expect(answer == "300ms")
         await database.close()
     }
 
-    @Test("a server that accepts the connection and never answers: the connection attempt gives up after DATABASE_CONNECT_TIMEOUT_SECONDS")
+    @Test(
+        "a server that accepts the connection and never answers: the connection attempt gives up after DATABASE_CONNECT_TIMEOUT_SECONDS"
+    )
     func connectTimeout() async throws {
         // A listening socket that never speaks: libpq waits for the server's first message.
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -55,11 +66,18 @@ struct PostgresReconnectTests {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = 0
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) }
+        }
         #expect(bound == 0 && listen(listener, 4) == 0)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
         let port = UInt16(bigEndian: address.sin_port)
-        let store = SQLTradeStore.postgres(url: "postgres://nobody:secret@127.0.0.1:\(port)/none", connectTimeout: .seconds(2))
+        let store = SQLTradeStore.postgres(
+            url: "postgres://nobody:secret@127.0.0.1:\(port)/none",
+            connectTimeout: .seconds(2)
+        )
         let clock = ContinuousClock()
         let started = clock.now
         await #expect(throws: StoreError.self) { try await store.migrate() }

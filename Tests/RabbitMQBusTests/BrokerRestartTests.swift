@@ -19,12 +19,19 @@ struct BrokerRestartTests {
 
     func restart(_ broker: PrivateRabbitMQ, killed: Bool) async throws {
         // A broker's restart on a loaded two-core machine has taken over a minute: the publishes wait for it.
-        let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(broker.url), publishTimeout: .seconds(180), connectionName: "restart-test"))
+        let bus = RabbitMQBus(
+            configuration: .init(
+                url: try AMQPURL(broker.url),
+                publishTimeout: .seconds(180),
+                connectionName: "restart-test"
+            )
+        )
         let spec = QueueSpec(name: "restart.\(TestServices.uniqueName())", bindings: ["restart.#"])
         try await bus.declare(spec)
 
         let received = Collector<String>()
-        let consumer = RunningConsumer.start(bus, queue: spec.name, options: ConsumerOptions(prefetch: 50)) { delivery in
+        let consumer = RunningConsumer.start(bus, queue: spec.name, options: ConsumerOptions(prefetch: 50)) {
+            delivery in
             received.append(delivery.messageID ?? "")
         }
         let confirmed = Collector<String>()
@@ -38,7 +45,13 @@ struct BrokerRestartTests {
                         for n in stride(from: lane, to: total, by: 8) {
                             let id = "m\(n)"
                             do {
-                                try await bus.publish(OutgoingMessage(routingKey: "restart.x", body: Array("{\"n\":\(n)}".utf8), messageID: id))
+                                try await bus.publish(
+                                    OutgoingMessage(
+                                        routingKey: "restart.x",
+                                        body: Array("{\"n\":\(n)}".utf8),
+                                        messageID: id
+                                    )
+                                )
                                 confirmed.append(id)
                             } catch {
                                 failed.append("\(id): \(error)")
@@ -54,7 +67,9 @@ struct BrokerRestartTests {
         #expect(await eventually(timeout: .seconds(30)) { confirmed.count >= total / 10 })
         if killed { try await broker.kill() } else { try await broker.stop() }
         let confirmedBeforeRestart = confirmed.count
-        try await awaitSayingIfSlow("the private broker to start again (killed: \(killed))") { try await broker.start() }
+        try await awaitSayingIfSlow("the private broker to start again (killed: \(killed))") {
+            try await broker.start()
+        }
         try await awaitSayingIfSlow("the publishes to finish after the broker's restart") { try await publisher.value }
         #expect(confirmedBeforeRestart < total, "the broker went down in the middle of the stream")
         #expect(failed.count == 0, "publishes wait for the broker to return: \(failed.all.prefix(5))")

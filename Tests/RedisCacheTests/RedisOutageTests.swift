@@ -24,10 +24,13 @@ struct PrivateRedis {
 
     func startBlocking() throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try Command.run("redis-server", [
-            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory,
-            "--daemonize", "yes", "--pidfile", pidFile, "--logfile", directory + "/redis.log",
-        ])
+        try Command.run(
+            "redis-server",
+            [
+                "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory,
+                "--daemonize", "yes", "--pidfile", pidFile, "--logfile", directory + "/redis.log",
+            ]
+        )
         for _ in 0..<100 {
             if (try? Command.run("redis-cli", ["-p", String(port), "ping"]))?.contains("PONG") == true { return }
             Thread.sleep(forTimeInterval: 0.05)
@@ -50,7 +53,9 @@ struct PrivateRedis {
         }
     }
 
-    func cli(_ arguments: [String]) async throws -> String { try await Command.run("redis-cli", ["-p", String(port)] + arguments) }
+    func cli(_ arguments: [String]) async throws -> String {
+        try await Command.run("redis-cli", ["-p", String(port)] + arguments)
+    }
 
     /// Runs `body` with a private server started, and kills the server afterwards, also when `body` throws.
     /// Everything is awaited: a test that blocks a thread of the shared pool starves the other tests.
@@ -91,7 +96,13 @@ struct RedisOutageTests {
     @Test("with Redis killed, calls answer from the LRU without waiting for it, then use Redis again")
     func killedRedis() async throws {
         try await PrivateRedis.with(port: 6391) { redis in
-            let cache = RedisCache(configuration: .init(url: try RedisURL(redis.url), commandTimeout: .milliseconds(50), localFreshness: .zero))
+            let cache = RedisCache(
+                configuration: .init(
+                    url: try RedisURL(redis.url),
+                    commandTimeout: .milliseconds(50),
+                    localFreshness: .zero
+                )
+            )
             await cache.set("price:BTC", CachedValue("100", sourceTime: now), ttl: nil)
             #expect(try await redis.cli(["get", "price:BTC"]).contains("100"), "written through to Redis")
 
@@ -110,18 +121,30 @@ struct RedisOutageTests {
             #expect(await eventually { cache.health == .healthy })
             // The command timeout is 50 ms, so on a loaded machine one read may time out and answer
             // from the LRU (which has no SOL); the next ones reach Redis.
-            #expect(await eventually { await cache.get("price:SOL")?.string == "42" }, "a key only Redis has is read from Redis again")
+            #expect(
+                await eventually { await cache.get("price:SOL")?.string == "42" },
+                "a key only Redis has is read from Redis again"
+            )
             // What was written while Redis was away is written back, so other processes see it.
             #expect(try await redis.cli(["get", "price:ETH"]).contains("|5"))
             #expect(try await redis.cli(["get", "alert:1"]).contains("|x"))
-            #expect(try await redis.cli(["pttl", "alert:1"]).trimmingCharacters(in: .whitespacesAndNewlines) != "-1", "with its TTL")
+            #expect(
+                try await redis.cli(["pttl", "alert:1"]).trimmingCharacters(in: .whitespacesAndNewlines) != "-1",
+                "with its TTL"
+            )
         }
     }
 
     @Test("with Redis paused (it never answers), calls answer from the LRU while it is still paused")
     func pausedRedis() async throws {
         try await PrivateRedis.with(port: 6392) { redis in
-            let cache = RedisCache(configuration: .init(url: try RedisURL(redis.url), commandTimeout: .milliseconds(50), localFreshness: .zero))
+            let cache = RedisCache(
+                configuration: .init(
+                    url: try RedisURL(redis.url),
+                    commandTimeout: .milliseconds(50),
+                    localFreshness: .zero
+                )
+            )
             await cache.set("k", CachedValue("v", sourceTime: now), ttl: nil)
             try await redis.signal("STOP")
             // A paused Redis never answers, so without the command timeout this call would wait until it resumes.
@@ -131,6 +154,21 @@ struct RedisOutageTests {
             try await redis.signal("CONT")
             #expect(await eventually { cache.health == .healthy })
         }
+    }
+}
+
+@Suite("RedisCache's own tasks")
+struct RedisCacheTaskTests {
+    @Test("the reconnect task that starts when Redis is away is owned by the cache: close() cancels and awaits it")
+    func reconnectOwned() async throws {
+        // Nothing listens on this port: the cache degrades and starts reconnecting.
+        let cache = RedisCache(
+            configuration: .init(url: try RedisURL("redis://127.0.0.1:1/0"), reconnectInterval: .milliseconds(50))
+        )
+        #expect(await !cache.checkConnection())
+        #expect(cache.isReconnecting && cache.health == .degraded)
+        await cache.close()
+        #expect(!cache.isReconnecting, "the reconnect loop ended with close()")
     }
 }
 

@@ -89,7 +89,9 @@ public final class FakeBinanceFutures: Sendable {
         var orders: [Order] = []
         var positions: [String: Decimal] = [:]
         var entry: [String: Decimal] = [:]
-        var trades: [(id: Int64, orderID: Int64, symbol: String, side: String, price: Decimal, qty: Decimal, realized: Decimal)] = []
+        var trades:
+            [(id: Int64, orderID: Int64, symbol: String, side: String, price: Decimal, qty: Decimal, realized: Decimal)] =
+                []
         var prices: [String: Decimal] = [:]
         var leverage: [String: Int] = [:]
         var marginType: [String: String] = [:]
@@ -145,7 +147,10 @@ public final class FakeBinanceFutures: Sendable {
         self.secret = secret
     }
 
-    public static func start(apiKey: String = "test-key", secret: String = "test-secret") async throws -> FakeBinanceFutures {
+    public static func start(
+        apiKey: String = "test-key",
+        secret: String = "test-secret"
+    ) async throws -> FakeBinanceFutures {
         let fake = FakeBinanceFutures(apiKey: apiKey, secret: secret)
         let router = Router(context: BasicWebSocketRequestContext.self)
         fake.userDataRoutes(router)
@@ -153,26 +158,38 @@ public final class FakeBinanceFutures: Sendable {
         router.get("fapi/v1/exchangeInfo") { _, _ in
             // BTCUSDT, and every symbol that has a price.
             let symbols = Set(fake.state.withLock { Array($0.prices.keys) }).union(["BTCUSDT"]).sorted()
-            return fake.json(["symbols": symbols.map { symbol in
-                ["symbol": symbol, "filters": [
-                    ["filterType": "PRICE_FILTER", "tickSize": "0.10"], ["filterType": "LOT_SIZE", "stepSize": "0.001", "minQty": "0.001", "maxQty": "1000"],
-                    ["filterType": "MIN_NOTIONAL", "notional": "5"],
-                ]] as [String: Any]
-            }])
+            return fake.json([
+                "symbols": symbols.map { symbol in
+                    [
+                        "symbol": symbol,
+                        "filters": [
+                            ["filterType": "PRICE_FILTER", "tickSize": "0.10"],
+                            ["filterType": "LOT_SIZE", "stepSize": "0.001", "minQty": "0.001", "maxQty": "1000"],
+                            ["filterType": "MIN_NOTIONAL", "notional": "5"],
+                        ],
+                    ] as [String: Any]
+                }
+            ])
         }
         router.get("fapi/v1/ticker/price") { request, _ in
             let symbol = request.uri.queryParameters.get("symbol") ?? ""
-            guard let price = fake.state.withLock({ $0.prices[symbol] }) else { return fake.error(400, -1121, "Invalid symbol.") }
+            guard let price = fake.state.withLock({ $0.prices[symbol] }) else {
+                return fake.error(400, -1121, "Invalid symbol.")
+            }
             return fake.json(["symbol": symbol, "price": "\(price)"])
         }
         router.get("fapi/v2/account") { request, _ in
             try fake.signed(request) { _ in
                 // 10,000 USDT to start, plus realised PnL less commissions, plus the open positions' PnL at the mark.
                 let (total, margin) = fake.state.withLock { state in
-                    let wallet = state.trades.reduce(Decimal(10_000)) { $0 + $1.realized - $1.price * $1.qty * Decimal(string: "0.0005")! }
-                    var unrealised: Decimal = 0, margin: Decimal = 0
+                    let wallet = state.trades.reduce(Decimal(10_000)) {
+                        $0 + $1.realized - $1.price * $1.qty * Decimal(string: "0.0005")!
+                    }
+                    var unrealised: Decimal = 0
+                    var margin: Decimal = 0
                     for (symbol, amount) in state.positions {
-                        let entry = state.entry[symbol] ?? 0, mark = state.prices[symbol] ?? entry
+                        let entry = state.entry[symbol] ?? 0
+                        let mark = state.prices[symbol] ?? entry
                         unrealised += (mark - entry) * amount
                         margin += entry * amount.magnitude / Decimal(state.leverage[symbol] ?? 1)
                     }
@@ -189,12 +206,15 @@ public final class FakeBinanceFutures: Sendable {
         }
         router.post("fapi/v1/marginType") { request, _ in
             try fake.signed(request) { q in
-                let symbol = q["symbol"] ?? "", wanted = q["marginType"] ?? ""
+                let symbol = q["symbol"] ?? ""
+                let wanted = q["marginType"] ?? ""
                 let before = fake.state.withLock { state in
                     defer { state.marginType[symbol] = wanted }
                     return state.marginType[symbol] ?? "CROSSED"
                 }
-                return before == wanted ? fake.error(400, -4046, "No need to change margin type.") : fake.json(["code": 200, "msg": "success"])
+                return before == wanted
+                    ? fake.error(400, -4046, "No need to change margin type.")
+                    : fake.json(["code": 200, "msg": "success"])
             }
         }
         router.post("fapi/v1/order") { request, _ in
@@ -211,7 +231,8 @@ public final class FakeBinanceFutures: Sendable {
         router.delete("fapi/v1/algoOrder") { request, _ in
             try fake.signed(request) { q in
                 let found: Algo? = fake.state.withLock { state in
-                    guard let index = state.algos.firstIndex(where: { fake.matches($0, q) && $0.status == "NEW" }) else { return nil }
+                    guard let index = state.algos.firstIndex(where: { fake.matches($0, q) && $0.status == "NEW" })
+                    else { return nil }
                     state.algos[index].status = "CANCELED"
                     Self.emitAlgo(&state, state.algos[index])
                     return state.algos[index]
@@ -222,22 +243,32 @@ public final class FakeBinanceFutures: Sendable {
         }
         router.get("fapi/v1/algoOrder") { request, _ in
             try fake.signed(request) { q in
-                guard let found = fake.state.withLock({ $0.algos.first { fake.matches($0, q) } }) else { return fake.error(400, -2013, "Order does not exist.") }
+                guard let found = fake.state.withLock({ $0.algos.first { fake.matches($0, q) } }) else {
+                    return fake.error(400, -2013, "Order does not exist.")
+                }
                 return fake.json(fake.algoAnswer(found))
             }
         }
         router.get("fapi/v1/allAlgoOrders") { request, _ in
-            try fake.signed(request) { q in fake.json(fake.state.withLock { $0.algos.filter { $0.symbol == q["symbol"] } }.map(fake.algoAnswer)) }
+            try fake.signed(request) { q in
+                fake.json(fake.state.withLock { $0.algos.filter { $0.symbol == q["symbol"] } }.map(fake.algoAnswer))
+            }
         }
         router.get("fapi/v1/openAlgoOrders") { request, _ in
             try fake.signed(request) { q in
-                fake.json(fake.state.withLock { $0.algos.filter { $0.status == "NEW" && (q["symbol"] == nil || $0.symbol == q["symbol"]) } }.map(fake.algoAnswer))
+                fake.json(
+                    fake.state.withLock {
+                        $0.algos.filter { $0.status == "NEW" && (q["symbol"] == nil || $0.symbol == q["symbol"]) }
+                    }.map(fake.algoAnswer)
+                )
             }
         }
         router.get("fapi/v1/openOrders") { request, _ in
             try fake.signed(request) { q in
                 let rows = fake.state.withLock { state in
-                    state.orders.filter { $0.status == "NEW" && (q["symbol"] == nil || $0.symbol == q["symbol"]) }.map(fake.answer)
+                    state.orders.filter { $0.status == "NEW" && (q["symbol"] == nil || $0.symbol == q["symbol"]) }.map(
+                        fake.answer
+                    )
                 }
                 return fake.json(rows)
             }
@@ -246,7 +277,9 @@ public final class FakeBinanceFutures: Sendable {
             try fake.signed(request) { q in
                 let found = fake.state.withLock { state in
                     state.orders.first { order in
-                        order.symbol == q["symbol"] && (q["origClientOrderId"].map { order.clientID == $0 } ?? (q["orderId"].flatMap { Int64($0) } == order.id))
+                        order.symbol == q["symbol"]
+                            && (q["origClientOrderId"].map { order.clientID == $0 }
+                                ?? (q["orderId"].flatMap { Int64($0) } == order.id))
                     }
                 }
                 guard let order = found else {
@@ -258,7 +291,10 @@ public final class FakeBinanceFutures: Sendable {
         router.delete("fapi/v1/allOpenOrders") { request, _ in
             try fake.signed(request) { q in
                 fake.state.withLock { state in
-                    for index in state.orders.indices where state.orders[index].symbol == q["symbol"] && state.orders[index].status == "NEW" { state.orders[index].status = "CANCELED" }
+                    for index in state.orders.indices
+                    where state.orders[index].symbol == q["symbol"] && state.orders[index].status == "NEW" {
+                        state.orders[index].status = "CANCELED"
+                    }
                 }
                 return fake.json(["code": 200, "msg": "The operation of cancel all open order is done."])
             }
@@ -270,14 +306,19 @@ public final class FakeBinanceFutures: Sendable {
                     symbols.map { symbol in
                         let brackets = state.brackets[symbol] ?? Self.defaultBrackets
                         var floor: Decimal = 0
-                        return ["symbol": symbol, "brackets": brackets.enumerated().map { index, bracket -> [String: Any] in
-                            defer { floor = bracket.cap }
-                            return [
-                                "bracket": index + 1, "initialLeverage": max(1, 125 >> index), "notionalCap": NSDecimalNumber(decimal: bracket.cap),
-                                "notionalFloor": NSDecimalNumber(decimal: floor), "maintMarginRatio": NSDecimalNumber(decimal: bracket.rate),
-                                "cum": NSDecimalNumber(decimal: bracket.cum),
-                            ]
-                        }]
+                        return [
+                            "symbol": symbol,
+                            "brackets": brackets.enumerated().map { index, bracket -> [String: Any] in
+                                defer { floor = bracket.cap }
+                                return [
+                                    "bracket": index + 1, "initialLeverage": max(1, 125 >> index),
+                                    "notionalCap": NSDecimalNumber(decimal: bracket.cap),
+                                    "notionalFloor": NSDecimalNumber(decimal: floor),
+                                    "maintMarginRatio": NSDecimalNumber(decimal: bracket.rate),
+                                    "cum": NSDecimalNumber(decimal: bracket.cum),
+                                ]
+                            },
+                        ]
                     }
                 }
                 return fake.json(rows)
@@ -287,7 +328,10 @@ public final class FakeBinanceFutures: Sendable {
             try fake.signed(request) { _ in
                 let rows = fake.state.withLock { state in
                     state.positions.map { symbol, amount in
-                        ["symbol": symbol, "positionAmt": "\(amount)", "entryPrice": "\(state.entry[symbol] ?? 0)", "leverage": "\(state.leverage[symbol] ?? 1)", "updateTime": 0] as [String: Any]
+                        [
+                            "symbol": symbol, "positionAmt": "\(amount)", "entryPrice": "\(state.entry[symbol] ?? 0)",
+                            "leverage": "\(state.leverage[symbol] ?? 1)", "updateTime": 0,
+                        ] as [String: Any]
                     }
                 }
                 return fake.json(rows)
@@ -296,7 +340,8 @@ public final class FakeBinanceFutures: Sendable {
         router.get("fapi/v1/userTrades") { request, _ in
             try fake.signed(request) { q in
                 // Without fromId: the most recent trades of the last seven days (limit, default 500).
-                let now = fake.serverTime, limit = Int(q["limit"] ?? "500") ?? 500
+                let now = fake.serverTime
+                let limit = Int(q["limit"] ?? "500") ?? 500
                 let rows = fake.state.withLock { state -> [[String: Any]] in
                     var trades = state.trades.filter { $0.symbol == q["symbol"] }
                     if let from = q["fromId"].flatMap({ Int64($0) }) {
@@ -304,20 +349,32 @@ public final class FakeBinanceFutures: Sendable {
                     } else if let start = q["startTime"].flatMap({ Int64($0) }) {
                         trades = Array(trades.filter { (state.tradeTimes[$0.id] ?? now) >= start }.prefix(limit))
                     } else {
-                        trades = Array(trades.filter { now - (state.tradeTimes[$0.id] ?? now) <= 7 * 86_400_000 }.suffix(limit))
+                        trades = Array(
+                            trades.filter { now - (state.tradeTimes[$0.id] ?? now) <= 7 * 86_400_000 }.suffix(limit)
+                        )
                     }
                     if state.duplicatedAndReordered { trades = (trades + trades).reversed() }
                     return trades.map {
-                        let (fee, asset) = state.tradeFees[$0.id] ?? Self.commission(state, price: $0.price, quantity: $0.qty)
-                        return ["id": $0.id, "orderId": $0.orderID, "symbol": $0.symbol, "side": $0.side, "price": "\($0.price)", "qty": "\($0.qty)",
-                         "commission": "\(fee)", "commissionAsset": asset, "realizedPnl": "\($0.realized)",
-                         "time": state.tradeTimes[$0.id] ?? now] as [String: Any]
+                        let (fee, asset) =
+                            state.tradeFees[$0.id] ?? Self.commission(state, price: $0.price, quantity: $0.qty)
+                        return [
+                            "id": $0.id, "orderId": $0.orderID, "symbol": $0.symbol, "side": $0.side,
+                            "price": "\($0.price)", "qty": "\($0.qty)",
+                            "commission": "\(fee)", "commissionAsset": asset, "realizedPnl": "\($0.realized)",
+                            "time": state.tradeTimes[$0.id] ?? now,
+                        ] as [String: Any]
                     }
                 }
                 return fake.json(rows)
             }
         }
-        fake.server.set(try await LocalServer.start(router, server: .http1WebSocketUpgrade(webSocketRouter: router), label: "fake-binance"))
+        fake.server.set(
+            try await LocalServer.start(
+                router,
+                server: .http1WebSocketUpgrade(webSocketRouter: router),
+                label: "fake-binance"
+            )
+        )
         return fake
     }
 
@@ -330,7 +387,9 @@ public final class FakeBinanceFutures: Sendable {
     public func setPrice(_ symbol: String, _ price: Decimal, at time: Date? = nil) {
         state.withLock { state in
             state.prices[symbol] = price
-            state.priceHistory[symbol, default: []].append((Int64((time ?? Date()).timeIntervalSince1970 * 1000) + state.skewMillis, price))
+            state.priceHistory[symbol, default: []].append(
+                (Int64((time ?? Date()).timeIntervalSince1970 * 1000) + state.skewMillis, price)
+            )
         }
     }
 
@@ -339,32 +398,59 @@ public final class FakeBinanceFutures: Sendable {
     public func moveMarket(_ symbol: String, to price: Decimal) {
         state.withLock { state in
             state.prices[symbol] = price
-            state.priceHistory[symbol, default: []].append((Int64(Date().timeIntervalSince1970 * 1000) + state.skewMillis, price))
-            for index in state.algos.indices where state.algos[index].symbol == symbol && state.algos[index].status == "NEW" {
+            state.priceHistory[symbol, default: []].append(
+                (Int64(Date().timeIntervalSince1970 * 1000) + state.skewMillis, price)
+            )
+            for index in state.algos.indices
+            where state.algos[index].symbol == symbol && state.algos[index].status == "NEW" {
                 let algo = state.algos[index]
-                guard let amount = state.positions[symbol], amount != 0, (algo.side == "SELL") == (amount > 0) else { continue }
-                let long = amount > 0
-                let crossed = switch algo.type {
-                case "STOP_MARKET": long ? price <= algo.trigger : price >= algo.trigger
-                default: long ? price >= algo.trigger : price <= algo.trigger
+                guard let amount = state.positions[symbol], amount != 0, (algo.side == "SELL") == (amount > 0) else {
+                    continue
                 }
+                let long = amount > 0
+                let crossed =
+                    switch algo.type {
+                    case "STOP_MARKET": long ? price <= algo.trigger : price >= algo.trigger
+                    default: long ? price >= algo.trigger : price <= algo.trigger
+                    }
                 guard crossed else { continue }
-                let size = amount.magnitude, quantity = algo.closePosition ? size : min(algo.quantity ?? size, size)
+                let size = amount.magnitude
+                let quantity = algo.closePosition ? size : min(algo.quantity ?? size, size)
                 let id = state.nextOrderID
                 state.nextOrderID += 1
-                state.orders.append(Order(
-                    id: id, clientID: "autoalgo-\(algo.id)", symbol: symbol, side: algo.side, type: "MARKET", quantity: quantity, stopPrice: nil, status: "FILLED",
-                    price: price))
+                state.orders.append(
+                    Order(
+                        id: id,
+                        clientID: "autoalgo-\(algo.id)",
+                        symbol: symbol,
+                        side: algo.side,
+                        type: "MARKET",
+                        quantity: quantity,
+                        stopPrice: nil,
+                        status: "FILLED",
+                        price: price
+                    )
+                )
                 state.algos[index].status = "TRIGGERED"
                 state.algos[index].actualOrderID = id
                 Self.emitAlgo(&state, state.algos[index])
-                Self.trade(&state, orderID: id, symbol: symbol, side: algo.side, price: price, quantity: quantity, clientID: "autoalgo-\(algo.id)", reduceOnly: true)
+                Self.trade(
+                    &state,
+                    orderID: id,
+                    symbol: symbol,
+                    side: algo.side,
+                    price: price,
+                    quantity: quantity,
+                    clientID: "autoalgo-\(algo.id)",
+                    reduceOnly: true
+                )
                 state.algos[index].status = "FINISHED"
                 Self.emitAlgo(&state, state.algos[index])
             }
             // Conditional orders left with nothing to close expire.
             if state.positions[symbol] == nil {
-                for index in state.algos.indices where state.algos[index].symbol == symbol && state.algos[index].status == "NEW" {
+                for index in state.algos.indices
+                where state.algos[index].symbol == symbol && state.algos[index].status == "NEW" {
                     state.algos[index].status = "EXPIRED"
                     Self.emitAlgo(&state, state.algos[index])
                 }
@@ -374,7 +460,14 @@ public final class FakeBinanceFutures: Sendable {
 
     /// Books a trade and moves the position (entry price on opening, realised PnL on reducing).
     static func trade(
-        _ state: inout State, orderID: Int64, symbol: String, side: String, price: Decimal, quantity: Decimal, time: Int64? = nil, clientID: String = "",
+        _ state: inout State,
+        orderID: Int64,
+        symbol: String,
+        side: String,
+        price: Decimal,
+        quantity: Decimal,
+        time: Int64? = nil,
+        clientID: String = "",
         reduceOnly: Bool = false
     ) {
         let signed = side == "BUY" ? quantity : -quantity
@@ -395,16 +488,22 @@ public final class FakeBinanceFutures: Sendable {
         let (fee, asset) = commission(state, price: price, quantity: quantity)
         state.tradeFees[id] = (fee, asset)
         let client = clientID.isEmpty ? state.orders.first { $0.id == orderID }?.clientID ?? "" : clientID
-        emit(&state, """
+        emit(
+            &state,
+            """
             {"e":"ORDER_TRADE_UPDATE","E":\(at),"T":\(at),"o":{"s":"\(symbol)","c":"\(client)","S":"\(side)","o":"MARKET","f":"GTC","q":"\(quantity)",\
             "p":"0","ap":"\(price)","sp":"0","x":"TRADE","X":"FILLED","i":\(orderID),"l":"\(quantity)","z":"\(quantity)","L":"\(price)","N":"\(asset)",\
             "n":"\(fee)","T":\(at),"t":\(id),"b":"0","a":"0","m":false,"R":\(reduceOnly),"wt":"CONTRACT_PRICE","ot":"MARKET","ps":"BOTH","cp":false,\
             "rp":"\(realized)","pP":false,"si":0,"ss":0,"V":"EXPIRE_TAKER","pm":"NONE","gtd":0}}
-            """)
-        emit(&state, """
+            """
+        )
+        emit(
+            &state,
+            """
             {"e":"ACCOUNT_UPDATE","E":\(at),"T":\(at),"a":{"m":"ORDER","B":[{"a":"USDT","wb":"0","cw":"0","bc":"0"}],"P":[{"s":"\(symbol)",\
             "pa":"\(after)","ep":"\(state.entry[symbol] ?? 0)","bep":"0","cr":"0","up":"0","mt":"isolated","iw":"0","ps":"BOTH"}]}}
-            """)
+            """
+        )
     }
 
     /// A fill's commission and its asset: 0.05 % taker, in USDT, or in BNB at `bnbFeePrice`.
@@ -431,19 +530,26 @@ public final class FakeBinanceFutures: Sendable {
     /// An `ALGO_UPDATE` for a conditional order's new status.
     static func emitAlgo(_ state: inout State, _ algo: Algo) {
         let now = Int64(Date().timeIntervalSince1970 * 1000) + state.skewMillis
-        emit(&state, """
+        emit(
+            &state,
+            """
             {"e":"ALGO_UPDATE","T":\(now),"E":\(now),"o":{"caid":"\(algo.clientID)","aid":\(algo.id),"at":"CONDITIONAL","o":"\(algo.type)",\
             "s":"\(algo.symbol)","S":"\(algo.side)","ps":"BOTH","f":"GTC","q":"\(algo.quantity ?? 0)","X":"\(algo.status)",\
             "ai":"\(algo.actualOrderID.map { String($0) } ?? "")","ap":"0","aq":"0","act":"MARKET","tp":"\(algo.trigger)","p":"0","V":"EXPIRE_MAKER",\
             "wt":"\(algo.workingType)","pm":"NONE","cp":\(algo.closePosition),"pP":false,"R":\(!algo.closePosition),"tt":0,"gtd":0}}
-            """)
+            """
+        )
     }
 
     /// Someone cancels the symbol's open orders (the protective stop among them) behind our back.
     public func cancelOpenOrders(_ symbol: String) {
         state.withLock { state in
-            for index in state.orders.indices where state.orders[index].symbol == symbol && state.orders[index].status == "NEW" { state.orders[index].status = "CANCELED" }
-            for index in state.algos.indices where state.algos[index].symbol == symbol && state.algos[index].status == "NEW" {
+            for index in state.orders.indices
+            where state.orders[index].symbol == symbol && state.orders[index].status == "NEW" {
+                state.orders[index].status = "CANCELED"
+            }
+            for index in state.algos.indices
+            where state.algos[index].symbol == symbol && state.algos[index].status == "NEW" {
                 state.algos[index].status = "CANCELED"
                 Self.emitAlgo(&state, state.algos[index])
             }
@@ -460,8 +566,28 @@ public final class FakeBinanceFutures: Sendable {
                     let id = state.nextOrderID
                     state.nextOrderID += 1
                     let price = state.prices[symbol] ?? 100
-                    state.orders.append(Order(id: id, clientID: "web_\(id)", symbol: symbol, side: side, type: "MARKET", quantity: 1, stopPrice: nil, status: "FILLED", price: price))
-                    Self.trade(&state, orderID: id, symbol: symbol, side: side, price: price, quantity: 1, time: start + Int64(trip) * 3_600_000)
+                    state.orders.append(
+                        Order(
+                            id: id,
+                            clientID: "web_\(id)",
+                            symbol: symbol,
+                            side: side,
+                            type: "MARKET",
+                            quantity: 1,
+                            stopPrice: nil,
+                            status: "FILLED",
+                            price: price
+                        )
+                    )
+                    Self.trade(
+                        &state,
+                        orderID: id,
+                        symbol: symbol,
+                        side: side,
+                        price: price,
+                        quantity: 1,
+                        time: start + Int64(trip) * 3_600_000
+                    )
                 }
             }
         }
@@ -473,7 +599,19 @@ public final class FakeBinanceFutures: Sendable {
             let id = state.nextOrderID
             state.nextOrderID += 1
             let price = state.prices[symbol] ?? 100
-            state.orders.append(Order(id: id, clientID: "web_\(id)", symbol: symbol, side: side, type: "MARKET", quantity: quantity, stopPrice: nil, status: "FILLED", price: price))
+            state.orders.append(
+                Order(
+                    id: id,
+                    clientID: "web_\(id)",
+                    symbol: symbol,
+                    side: side,
+                    type: "MARKET",
+                    quantity: quantity,
+                    stopPrice: nil,
+                    status: "FILLED",
+                    price: price
+                )
+            )
             Self.trade(&state, orderID: id, symbol: symbol, side: side, price: price, quantity: quantity)
         }
     }
@@ -483,18 +621,26 @@ public final class FakeBinanceFutures: Sendable {
     func userDataRoutes(_ router: Router<BasicWebSocketRequestContext>) {
         // USER_STREAM endpoints: the API key, no signature. POST returns the active key (extended) or a new one.
         router.post("fapi/v1/listenKey") { request, _ in
-            guard request.headers[.init("X-MBX-APIKEY")!] == self.apiKey else { return self.error(401, -2015, "Invalid API-key, IP, or permissions for action.") }
+            guard request.headers[.init("X-MBX-APIKEY")!] == self.apiKey else {
+                return self.error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+            }
             let key = self.state.withLock { state -> String in
                 state.listenKeyRequests.append("POST")
                 let now = Date()
-                let key = state.listenKeys.first { $0.value > now }?.key ?? (0..<64).map { _ in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".randomElement()! }.map(String.init).joined()
+                let key =
+                    state.listenKeys.first { $0.value > now }?.key
+                    ?? (0..<64).map { _ in
+                        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".randomElement()!
+                    }.map(String.init).joined()
                 state.listenKeys[key] = now.addingTimeInterval(state.listenKeyValidity)
                 return key
             }
             return self.json(["listenKey": key])
         }
         router.put("fapi/v1/listenKey") { request, _ in
-            guard request.headers[.init("X-MBX-APIKEY")!] == self.apiKey else { return self.error(401, -2015, "Invalid API-key, IP, or permissions for action.") }
+            guard request.headers[.init("X-MBX-APIKEY")!] == self.apiKey else {
+                return self.error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+            }
             let key = self.state.withLock { state -> String? in
                 state.listenKeyRequests.append("PUT")
                 let now = Date()
@@ -506,7 +652,9 @@ public final class FakeBinanceFutures: Sendable {
             return self.json(["listenKey": key])
         }
         router.delete("fapi/v1/listenKey") { request, _ in
-            guard request.headers[.init("X-MBX-APIKEY")!] == self.apiKey else { return self.error(401, -2015, "Invalid API-key, IP, or permissions for action.") }
+            guard request.headers[.init("X-MBX-APIKEY")!] == self.apiKey else {
+                return self.error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+            }
             self.state.withLock { state in
                 state.listenKeyRequests.append("DELETE")
                 state.listenKeys.removeAll()
@@ -521,14 +669,20 @@ public final class FakeBinanceFutures: Sendable {
         router.get("fapi/v1/klines") { request, _ in
             // Public: 1m candles from the prices set, enough to price a fee asset at a fill's time.
             let q = request.uri.queryParameters
-            let symbol = q.get("symbol") ?? "", start = q.get("startTime").flatMap { Int64($0) } ?? 0
+            let symbol = q.get("symbol") ?? ""
+            let start = q.get("startTime").flatMap { Int64($0) } ?? 0
             let minute = start / 60_000 * 60_000
             let rows: [[Any]] = self.state.withLock { state in
                 let history = state.priceHistory[symbol] ?? []
                 let inside = history.filter { $0.time >= minute && $0.time < minute + 60_000 }.map(\.price)
                 guard let last = inside.last ?? history.last(where: { $0.time < minute })?.price else { return [] }
                 let open = inside.first ?? last
-                return [[minute, "\(open)", "\((inside + [open]).max()!)", "\((inside + [open]).min()!)", "\(last)", "0", minute + 59_999, "0", 0, "0", "0", "0"]]
+                return [
+                    [
+                        minute, "\(open)", "\((inside + [open]).max()!)", "\((inside + [open]).min()!)", "\(last)", "0",
+                        minute + 59_999, "0", 0, "0", "0", "0",
+                    ]
+                ]
             }
             return self.json(rows)
         }
@@ -573,21 +727,28 @@ public final class FakeBinanceFutures: Sendable {
     /// Binance's documented ETHUSDT example's first brackets, continued: 0.65 % to 10,000, 1 % to
     /// 100,000 (cum 35), 2 % beyond (cum 1,035).
     static let defaultBrackets: [(cap: Decimal, rate: Decimal, cum: Decimal)] = [
-        (10_000, Decimal(string: "0.0065")!, 0), (100_000, Decimal(string: "0.01")!, 35), (10_000_000, Decimal(string: "0.02")!, 1_035),
+        (10_000, Decimal(string: "0.0065")!, 0), (100_000, Decimal(string: "0.01")!, 35),
+        (10_000_000, Decimal(string: "0.02")!, 1_035),
     ]
     /// The symbol's leverage brackets from now on: cap, maintenance rate, cum.
-    public func setBrackets(_ symbol: String, _ brackets: [(cap: Decimal, rate: Decimal, cum: Decimal)]) { state.withLock { $0.brackets[symbol] = brackets } }
+    public func setBrackets(_ symbol: String, _ brackets: [(cap: Decimal, rate: Decimal, cum: Decimal)]) {
+        state.withLock { $0.brackets[symbol] = brackets }
+    }
 
     /// Listen keys expire this long after their last `POST` or `PUT` (Binance: 60 minutes).
     public func setListenKeyValidity(_ seconds: TimeInterval) { state.withLock { $0.listenKeyValidity = seconds } }
     /// Every listen key expires now: open streams get `listenKeyExpired` and close.
-    public func expireListenKeys() { state.withLock { state in for key in state.listenKeys.keys { state.listenKeys[key] = .distantPast } } }
+    public func expireListenKeys() {
+        state.withLock { state in for key in state.listenKeys.keys { state.listenKeys[key] = .distantPast } }
+    }
     /// The next `count` user-data events are lost (never sent).
     public func dropNextStreamEvents(_ count: Int) { state.withLock { $0.dropStreamEvents += count } }
     /// From now on every user-data event is sent twice.
     public func duplicateStreamEvents() { state.withLock { $0.duplicateStreamEvents = true } }
     /// Every user-data connection is cut (as a network drop or Binance's 24-hour limit does).
-    public func dropStreamConnections() { state.withLock { state in for stream in state.streams.values { stream.out.finish() } } }
+    public func dropStreamConnections() {
+        state.withLock { state in for stream in state.streams.values { stream.out.finish() } }
+    }
     /// User-data connections open now, and opened in all.
     public var streamsOpen: Int { state.withLock { $0.streams.count } }
     public var streamsOpened: Int { state.withLock { $0.streamsOpened } }
@@ -606,21 +767,30 @@ public final class FakeBinanceFutures: Sendable {
     /// The account's position in `symbol` (signed).
     public func position(_ symbol: String) -> Decimal { state.withLock { $0.positions[symbol] ?? 0 } }
     /// Open conditional orders: type, side, quantity (nil for closePosition), trigger, client id, symbol.
-    public var openAlgoOrders: [(type: String, side: String, quantity: Decimal?, trigger: Decimal, clientID: String, symbol: String)] {
-        state.withLock { $0.algos.filter { $0.status == "NEW" }.map { ($0.type, $0.side, $0.quantity, $0.trigger, $0.clientID, $0.symbol) } }
+    public var openAlgoOrders:
+        [(type: String, side: String, quantity: Decimal?, trigger: Decimal, clientID: String, symbol: String)]
+    {
+        state.withLock {
+            $0.algos.filter { $0.status == "NEW" }.map {
+                ($0.type, $0.side, $0.quantity, $0.trigger, $0.clientID, $0.symbol)
+            }
+        }
     }
 
     /// The server's clock runs this far ahead of ours.
     public func setClockSkew(millis: Int64) { state.withLock { $0.skewMillis = millis } }
     public func failNextOrders(_ faults: [OrderFault]) { state.withLock { $0.orderFaults += faults } }
     /// How many signed requests came with this `recvWindow` (tells two clients of one account apart).
-    public func signedRequests(recvWindow: Int) -> Int { state.withLock { $0.windows.filter { $0 == String(recvWindow) }.count } }
+    public func signedRequests(recvWindow: Int) -> Int {
+        state.withLock { $0.windows.filter { $0 == String(recvWindow) }.count }
+    }
     /// Paths of the requests so far.
     public var requests: [String] { state.withLock { $0.requests } }
     /// Orders as placed, conditional ones included: type, side, stop (trigger) price, status, client id.
     public var orders: [(type: String, side: String, stopPrice: Decimal?, status: String, clientID: String)] {
         state.withLock { state in
-            state.orders.map { ($0.type, $0.side, $0.stopPrice, $0.status, $0.clientID) } + state.algos.map { ($0.type, $0.side, $0.trigger, $0.status, $0.clientID) }
+            state.orders.map { ($0.type, $0.side, $0.stopPrice, $0.status, $0.clientID) }
+                + state.algos.map { ($0.type, $0.side, $0.trigger, $0.status, $0.clientID) }
         }
     }
 
@@ -635,39 +805,70 @@ public final class FakeBinanceFutures: Sendable {
             state.requestTimes.append(now)
             if now < state.blockedUntil {
                 state.violations += 1
-                return error(429, -1003, "Too many requests; current limit is 2400 request weight per 1 MINUTE.", retryAfter: Int(state.blockedUntil.timeIntervalSince(now).rounded(.up)))
+                return error(
+                    429,
+                    -1003,
+                    "Too many requests; current limit is 2400 request weight per 1 MINUTE.",
+                    retryAfter: Int(state.blockedUntil.timeIntervalSince(now).rounded(.up))
+                )
             }
             guard !state.rateFaults.isEmpty else { return nil }
             switch state.rateFaults.removeFirst() {
             case .tooManyRequests(let seconds):
                 state.blockedUntil = now.addingTimeInterval(Double(seconds))
-                return error(429, -1003, "Too many requests; current limit is 2400 request weight per 1 MINUTE. Please use the websocket for live updates to avoid polling the API.", retryAfter: seconds)
+                return error(
+                    429,
+                    -1003,
+                    "Too many requests; current limit is 2400 request weight per 1 MINUTE. Please use the websocket for live updates to avoid polling the API.",
+                    retryAfter: seconds
+                )
             case .banned(let seconds):
                 state.blockedUntil = now.addingTimeInterval(Double(seconds))
                 let until = Int64(state.blockedUntil.timeIntervalSince1970 * 1000)
-                return error(418, -1003, "Way too many requests; IP banned until \(until). Please use the websocket for live updates to avoid bans.", retryAfter: seconds)
+                return error(
+                    418,
+                    -1003,
+                    "Way too many requests; IP banned until \(until). Please use the websocket for live updates to avoid bans.",
+                    retryAfter: seconds
+                )
             }
         }
         if let refusal { return refusal }
-        guard request.headers[.init("X-MBX-APIKEY")!] == apiKey else { return error(401, -2015, "Invalid API-key, IP, or permissions for action.") }
-        guard let range = query.range(of: "&signature=") else { return error(400, -1102, "Mandatory parameter 'signature' was not sent.") }
-        let payload = String(query[..<range.lowerBound]), signature = String(query[range.upperBound...])
-        guard HMACSigning.sha256Hex(payload.utf8, secret: secret) == signature else { return error(400, -1022, "Signature for this request is not valid.") }
+        guard request.headers[.init("X-MBX-APIKEY")!] == apiKey else {
+            return error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        }
+        guard let range = query.range(of: "&signature=") else {
+            return error(400, -1102, "Mandatory parameter 'signature' was not sent.")
+        }
+        let payload = String(query[..<range.lowerBound])
+        let signature = String(query[range.upperBound...])
+        guard HMACSigning.sha256Hex(payload.utf8, secret: secret) == signature else {
+            return error(400, -1022, "Signature for this request is not valid.")
+        }
         var parameters: [String: String] = [:]
         for pair in payload.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
             if parts.count == 2 { parameters[parts[0]] = parts[1].removingPercentEncoding ?? parts[1] }
         }
         state.withLock { $0.windows.append(parameters["recvWindow"] ?? "") }
-        guard let timestamp = Int64(parameters["timestamp"] ?? ""), let window = Int64(parameters["recvWindow"] ?? "5000"),
-              timestamp < serverTime + 1_000, serverTime - timestamp <= window else {
+        guard let timestamp = Int64(parameters["timestamp"] ?? ""),
+            let window = Int64(parameters["recvWindow"] ?? "5000"),
+            timestamp < serverTime + 1_000, serverTime - timestamp <= window
+        else {
             return error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
         }
         var response = body(parameters)
         let used = state.withLock { state -> Int in
             let minute = Int(now.timeIntervalSince1970 / 60)
-            if minute != state.minute { state.minute = minute; state.usedWeight = 0 }
-            state.usedWeight += Self.weight(request.method.rawValue, request.uri.path, bySymbol: parameters["symbol"] != nil)
+            if minute != state.minute {
+                state.minute = minute
+                state.usedWeight = 0
+            }
+            state.usedWeight += Self.weight(
+                request.method.rawValue,
+                request.uri.path,
+                bySymbol: parameters["symbol"] != nil
+            )
             return state.usedWeight
         }
         response.headers[.init("X-MBX-USED-WEIGHT-1M")!] = "\(used)"
@@ -677,7 +878,9 @@ public final class FakeBinanceFutures: Sendable {
     /// A request's weight as Binance's USDⓈ-M documentation lists it.
     static func weight(_ method: String, _ path: String, bySymbol: Bool) -> Int {
         switch (method, path) {
-        case ("GET", "/fapi/v2/account"), ("GET", "/fapi/v2/positionRisk"), ("GET", "/fapi/v1/userTrades"), ("GET", "/fapi/v1/allAlgoOrders"): 5
+        case ("GET", "/fapi/v2/account"), ("GET", "/fapi/v2/positionRisk"), ("GET", "/fapi/v1/userTrades"),
+            ("GET", "/fapi/v1/allAlgoOrders"):
+            5
         case ("GET", "/fapi/v1/openAlgoOrders"), ("GET", "/fapi/v1/openOrders"): bySymbol ? 1 : 40
         case ("POST", "/fapi/v1/order"): 0  // orders count against the order-rate limits, not the weight
         default: 1
@@ -691,16 +894,28 @@ public final class FakeBinanceFutures: Sendable {
     /// Requests that came while a 429 or 418 said to wait.
     public var violations: Int { state.withLock { $0.violations } }
 
-    static let conditionalTypes: Set<String> = ["STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT", "TRAILING_STOP_MARKET"]
+    static let conditionalTypes: Set<String> = [
+        "STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT", "TRAILING_STOP_MARKET",
+    ]
 
     /// Places the order (or not, by the next fault); the answer, and how long to hold it back.
     func place(_ q: [String: String]) -> (Response, Duration?) {
         if Self.conditionalTypes.contains(q["type"] ?? "") {
-            return (error(400, -4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead."), nil)
+            return (
+                error(
+                    400,
+                    -4120,
+                    "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead."
+                ), nil
+            )
         }
         let fault = state.withLock { $0.orderFaults.isEmpty ? OrderFault.none : $0.orderFaults.removeFirst() }
-        if case .unavailable = fault { return (error(503, -1001, "Internal error; unable to process your request. Please try again."), nil) }
-        let symbol = q["symbol"] ?? "", side = q["side"] ?? "BUY", reduceOnly = q["reduceOnly"] == "true"
+        if case .unavailable = fault {
+            return (error(503, -1001, "Internal error; unable to process your request. Please try again."), nil)
+        }
+        let symbol = q["symbol"] ?? ""
+        let side = q["side"] ?? "BUY"
+        let reduceOnly = q["reduceOnly"] == "true"
         let placed = state.withLock { state -> Order? in
             let held = state.positions[symbol] ?? 0
             if reduceOnly && (held == 0 || (held > 0) == (side == "BUY")) { return nil }
@@ -709,8 +924,16 @@ public final class FakeBinanceFutures: Sendable {
             let price = state.prices[symbol] ?? 0
             var quantity = Decimal(string: q["quantity"] ?? "0") ?? 0
             var order = Order(
-                id: id, clientID: q["newClientOrderId"] ?? "auto-\(id)", symbol: symbol, side: side, type: q["type"] ?? "MARKET", quantity: quantity,
-                stopPrice: nil, status: "NEW", price: price)
+                id: id,
+                clientID: q["newClientOrderId"] ?? "auto-\(id)",
+                symbol: symbol,
+                side: side,
+                type: q["type"] ?? "MARKET",
+                quantity: quantity,
+                stopPrice: nil,
+                status: "NEW",
+                price: price
+            )
             if order.type == "MARKET" {
                 if reduceOnly { quantity = min(quantity, held.magnitude) }
                 if case .partialThenExpire(let fraction) = fault { quantity *= fraction }
@@ -721,7 +944,16 @@ public final class FakeBinanceFutures: Sendable {
                 for part in 1...parts {
                     let piece = part == parts ? left : (quantity / Decimal(parts)).rounded(3)
                     left -= piece
-                    Self.trade(&state, orderID: id, symbol: symbol, side: side, price: price, quantity: piece, clientID: order.clientID, reduceOnly: reduceOnly)
+                    Self.trade(
+                        &state,
+                        orderID: id,
+                        symbol: symbol,
+                        side: side,
+                        price: price,
+                        quantity: piece,
+                        clientID: order.clientID,
+                        reduceOnly: reduceOnly
+                    )
                 }
             }
             state.orders.append(order)
@@ -729,7 +961,14 @@ public final class FakeBinanceFutures: Sendable {
         }
         guard let order = placed else { return (error(400, -2022, "ReduceOnly Order is rejected."), nil) }
         switch fault {
-        case .unknownAfterCreate: return (error(503, -1007, "Timeout waiting for response from backend server. Send status unknown; execution status unknown."), nil)
+        case .unknownAfterCreate:
+            return (
+                error(
+                    503,
+                    -1007,
+                    "Timeout waiting for response from backend server. Send status unknown; execution status unknown."
+                ), nil
+            )
         case .slowAfterCreate(let delay): return (json(answer(order)), delay)
         default: return (json(answer(order)), nil)
         }
@@ -738,37 +977,61 @@ public final class FakeBinanceFutures: Sendable {
     /// A conditional order on the algo-order API, checked as Binance checks it.
     func placeAlgo(_ q: [String: String]) -> Response {
         guard q["algoType"] == "CONDITIONAL" else { return error(400, -1116, "Invalid orderType.") }
-        guard let type = q["type"], Self.conditionalTypes.contains(type) else { return error(400, -1116, "Invalid orderType.") }
-        guard let trigger = q["triggerPrice"].flatMap({ Decimal(string: $0) }) else { return error(400, -1102, "Mandatory parameter 'triggerPrice' was not sent, was empty/null, or malformed.") }
+        guard let type = q["type"], Self.conditionalTypes.contains(type) else {
+            return error(400, -1116, "Invalid orderType.")
+        }
+        guard let trigger = q["triggerPrice"].flatMap({ Decimal(string: $0) }) else {
+            return error(400, -1102, "Mandatory parameter 'triggerPrice' was not sent, was empty/null, or malformed.")
+        }
         let closePosition = q["closePosition"] == "true"
         let quantity = q["quantity"].flatMap { Decimal(string: $0) }
         if closePosition && quantity != nil { return error(400, -1106, "Parameter 'quantity' sent when not required.") }
-        if !closePosition && quantity == nil { return error(400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.") }
+        if !closePosition && quantity == nil {
+            return error(400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+        }
         let fault = state.withLock { $0.algoFaults.isEmpty ? nil : $0.algoFaults.removeFirst() }
         switch fault {
         case .refuse(let code, let message): return error(400, code, message)
         case .unavailable: return error(503, -1001, "Internal error; unable to process your request. Please try again.")
         default: break
         }
-        let symbol = q["symbol"] ?? "", side = q["side"] ?? "SELL"
+        let symbol = q["symbol"] ?? ""
+        let side = q["side"] ?? "SELL"
         let result = state.withLock { state -> Algo? in
             // Judged on the price it triggers on: the mark price here (the ticker stands for both).
             let mark = state.prices[symbol] ?? 0
             let closesLong = side == "SELL"
-            let immediate = type.hasPrefix("STOP") || type == "TRAILING_STOP_MARKET"
+            let immediate =
+                type.hasPrefix("STOP") || type == "TRAILING_STOP_MARKET"
                 ? (closesLong ? mark <= trigger : mark >= trigger) : (closesLong ? mark >= trigger : mark <= trigger)
             guard !immediate else { return nil }
             let id = state.nextOrderID + 1_000_000
             state.nextOrderID += 1
             let algo = Algo(
-                id: id, clientID: q["clientAlgoId"] ?? "algo-\(id)", symbol: symbol, side: side, type: type, quantity: quantity, closePosition: closePosition,
-                trigger: trigger, workingType: q["workingType"] ?? "CONTRACT_PRICE", status: "NEW", actualOrderID: nil)
+                id: id,
+                clientID: q["clientAlgoId"] ?? "algo-\(id)",
+                symbol: symbol,
+                side: side,
+                type: type,
+                quantity: quantity,
+                closePosition: closePosition,
+                trigger: trigger,
+                workingType: q["workingType"] ?? "CONTRACT_PRICE",
+                status: "NEW",
+                actualOrderID: nil
+            )
             state.algos.append(algo)
             Self.emitAlgo(&state, algo)
             return algo
         }
         guard let algo = result else { return error(400, -2021, "Order would immediately trigger.") }
-        if case .lostAfterCreate = fault { return error(503, -1007, "Timeout waiting for response from backend server. Send status unknown; execution status unknown.") }
+        if case .lostAfterCreate = fault {
+            return error(
+                503,
+                -1007,
+                "Timeout waiting for response from backend server. Send status unknown; execution status unknown."
+            )
+        }
         return json(algoAnswer(algo))
     }
 
@@ -780,31 +1043,43 @@ public final class FakeBinanceFutures: Sendable {
 
     func algoAnswer(_ algo: Algo) -> [String: Any] {
         [
-            "algoId": algo.id, "clientAlgoId": algo.clientID, "algoType": "CONDITIONAL", "orderType": algo.type, "symbol": algo.symbol, "side": algo.side,
-            "positionSide": "BOTH", "timeInForce": "GTC", "quantity": algo.quantity.map { "\($0)" } ?? "0", "algoStatus": algo.status,
-            "triggerPrice": "\(algo.trigger)", "price": "0", "workingType": algo.workingType, "closePosition": algo.closePosition,
-            "reduceOnly": !algo.closePosition, "actualOrderId": algo.actualOrderID.map { String($0) } ?? "", "createTime": serverTime, "updateTime": serverTime,
+            "algoId": algo.id, "clientAlgoId": algo.clientID, "algoType": "CONDITIONAL", "orderType": algo.type,
+            "symbol": algo.symbol, "side": algo.side,
+            "positionSide": "BOTH", "timeInForce": "GTC", "quantity": algo.quantity.map { "\($0)" } ?? "0",
+            "algoStatus": algo.status,
+            "triggerPrice": "\(algo.trigger)", "price": "0", "workingType": algo.workingType,
+            "closePosition": algo.closePosition,
+            "reduceOnly": !algo.closePosition, "actualOrderId": algo.actualOrderID.map { String($0) } ?? "",
+            "createTime": serverTime, "updateTime": serverTime,
         ]
     }
 
     func answer(_ order: Order) -> [String: Any] {
         [
-            "orderId": order.id, "clientOrderId": order.clientID, "symbol": order.symbol, "side": order.side, "type": order.type, "status": order.status,
-            "origQty": "\(order.quantity)", "executedQty": "\(order.executed)", "avgPrice": "\(order.executed > 0 ? order.price : 0)",
+            "orderId": order.id, "clientOrderId": order.clientID, "symbol": order.symbol, "side": order.side,
+            "type": order.type, "status": order.status,
+            "origQty": "\(order.quantity)", "executedQty": "\(order.executed)",
+            "avgPrice": "\(order.executed > 0 ? order.price : 0)",
             "reduceOnly": false, "stopPrice": "\(order.stopPrice ?? 0)",
         ]
     }
 
     func json(_ object: Any) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: object)) ?? Data("{}".utf8)
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(
+            status: .ok,
+            headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data))
+        )
     }
 
     func error(_ status: Int, _ code: Int, _ message: String, retryAfter: Int? = nil) -> Response {
         var response = Response(
-            status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"code":\#(code),"msg":"\#(message)"}"#)))
+            status: .init(code: status),
+            headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(string: #"{"code":\#(code),"msg":"\#(message)"}"#))
+        )
         if let retryAfter { response.headers[.init("Retry-After")!] = "\(retryAfter)" }
         return response
     }
 }
-

@@ -55,7 +55,13 @@ public final class FakeExchange: Sendable {
         let exchange = FakeExchange(venue: venue)
         let router = Router(context: BasicWebSocketRequestContext.self)
         exchange.routes(router)
-        exchange.server.set(try await LocalServer.start(router, server: .http1WebSocketUpgrade(webSocketRouter: router), label: "fake-exchange"))
+        exchange.server.set(
+            try await LocalServer.start(
+                router,
+                server: .http1WebSocketUpgrade(webSocketRouter: router),
+                label: "fake-exchange"
+            )
+        )
         return exchange
     }
 
@@ -76,7 +82,11 @@ public final class FakeExchange: Sendable {
 
     /// Adds candles to what REST serves.
     public func addHistory(_ candles: [Candle], for stream: CandleStreamID) {
-        state.withLock { $0.history[stream, default: []] = ($0.history[stream, default: []] + candles).sorted { $0.openTime < $1.openTime } }
+        state.withLock {
+            $0.history[stream, default: []] = ($0.history[stream, default: []] + candles).sorted {
+                $0.openTime < $1.openTime
+            }
+        }
     }
 
     /// Pushes a kline update to every connection subscribed to its stream, in the venue's format.
@@ -131,16 +141,22 @@ public final class FakeExchange: Sendable {
                 "o":\(text(candle.open)),"c":\(text(candle.close)),"h":\(text(candle.high)),"l":\(text(candle.low)),"v":\(text(candle.volume)),\
                 "n":100,"x":\(closed),"q":"1.0","V":"0.5","Q":"0.5","B":"0"}
                 """
-            return (name, #"{"stream":"\#(name)","data":{"e":"kline","E":\#(candle.openTime + length),"s":"\#(stream.symbol)","k":\#(kline)}}"#)
+            return (
+                name,
+                #"{"stream":"\#(name)","data":{"e":"kline","E":\#(candle.openTime + length),"s":"\#(stream.symbol)","k":\#(kline)}}"#
+            )
         case .bybit:
-            let topic = BybitMessages.topic(symbol: stream.symbol, interval: stream.interval) ?? "kline.?.\(stream.symbol)"
+            let topic =
+                BybitMessages.topic(symbol: stream.symbol, interval: stream.interval) ?? "kline.?.\(stream.symbol)"
             let interval = BybitMessages.bybitInterval(stream.interval) ?? "?"
             let data = """
                 {"start":\(candle.openTime),"end":\(candle.openTime + length - 1),"interval":"\(interval)","open":\(text(candle.open)),\
                 "close":\(text(candle.close)),"high":\(text(candle.high)),"low":\(text(candle.low)),"volume":\(text(candle.volume)),\
                 "turnover":"1.0","confirm":\(closed),"timestamp":\(candle.openTime + length)}
                 """
-            return (topic, #"{"topic":"\#(topic)","data":[\#(data)],"ts":\#(candle.openTime + length),"type":"snapshot"}"#)
+            return (
+                topic, #"{"topic":"\#(topic)","data":[\#(data)],"ts":\#(candle.openTime + length),"type":"snapshot"}"#
+            )
         }
     }
 
@@ -148,7 +164,9 @@ public final class FakeExchange: Sendable {
         switch venue {
         case .binance:
             router.ws("stream") { inbound, outbound, context in
-                let streams = context.request.uri.queryParameters.get("streams").map { $0.split(separator: "/").map(String.init) } ?? []
+                let streams =
+                    context.request.uri.queryParameters.get("streams").map { $0.split(separator: "/").map(String.init) }
+                    ?? []
                 try await self.serve(inbound: inbound, outbound: outbound, subscriptions: Set(streams))
             }
             router.get("fapi/v1/klines") { request, _ in try self.binanceKlines(request) }
@@ -161,7 +179,11 @@ public final class FakeExchange: Sendable {
     }
 
     /// One WebSocket connection: forwards what the test pushes; answers Bybit's subscribe and ping.
-    func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, subscriptions: Set<String>) async throws {
+    func serve(
+        inbound: WebSocketInboundStream,
+        outbound: WebSocketOutboundWriter,
+        subscriptions: Set<String>
+    ) async throws {
         let (outgoing, continuation) = AsyncStream<String>.makeStream()
         let id = state.withLock { state in
             let id = state.nextConnection
@@ -191,8 +213,14 @@ public final class FakeExchange: Sendable {
     }
 
     func bybitAnswer(_ text: String, connection: Int) -> String? {
-        struct Request: Decodable { var op: String; var args: [String]?; var req_id: String? }
-        guard venue == .bybit, let request = try? JSONDecoder().decode(Request.self, from: Data(text.utf8)) else { return nil }
+        struct Request: Decodable {
+            var op: String
+            var args: [String]?
+            var req_id: String?
+        }
+        guard venue == .bybit, let request = try? JSONDecoder().decode(Request.self, from: Data(text.utf8)) else {
+            return nil
+        }
         switch request.op {
         case "ping":
             return #"{"success":true,"ret_msg":"pong","conn_id":"fake-\#(connection)","req_id":"","op":"ping"}"#
@@ -202,7 +230,8 @@ public final class FakeExchange: Sendable {
             if valid {
                 state.withLock { $0.connections[connection]?.subscriptions.formUnion(topics) }
             }
-            return #"{"success":\#(valid),"ret_msg":"\#(valid ? "" : "error:handler not found")","conn_id":"fake-\#(connection)","req_id":"\#(request.req_id ?? "")","op":"subscribe"}"#
+            return
+                #"{"success":\#(valid),"ret_msg":"\#(valid ? "" : "error:handler not found")","conn_id":"fake-\#(connection)","req_id":"\#(request.req_id ?? "")","op":"subscribe"}"#
         default:
             return nil
         }
@@ -220,7 +249,11 @@ public final class FakeExchange: Sendable {
     func respond(_ failure: Failure) -> Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let seconds = failure.retryAfter { headers[.retryAfter] = "\(seconds)" }
-        return Response(status: .init(code: failure.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: failure.body)))
+        return Response(
+            status: .init(code: failure.status),
+            headers: headers,
+            body: .init(byteBuffer: ByteBuffer(string: failure.body))
+        )
     }
 
     func candles(symbol: String, interval: String, from: Int64, through: Int64, limit: Int) -> [Candle] {
@@ -231,7 +264,9 @@ public final class FakeExchange: Sendable {
     func binanceKlines(_ request: Request) throws -> Response {
         if let failure = record(request) { return respond(failure) }
         let query = request.uri.queryParameters
-        guard let symbol = query.get("symbol"), let interval = query.get("interval"), let length = CandleInterval.milliseconds(interval) else {
+        guard let symbol = query.get("symbol"), let interval = query.get("interval"),
+            let length = CandleInterval.milliseconds(interval)
+        else {
             return respond(Failure(status: 400, body: #"{"code":-1121,"msg":"Invalid symbol."}"#))
         }
         let limit = min(query.get("limit").flatMap { Int($0) } ?? 500, BinanceMessages.maxKlinesPerRequest)
@@ -246,23 +281,39 @@ public final class FakeExchange: Sendable {
         }
         var headers: HTTPFields = [.contentType: "application/json"]
         headers[.init("X-MBX-USED-WEIGHT-1M")!] = "\(used)"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: "[" + rows.joined(separator: ",") + "]")))
+        return Response(
+            status: .ok,
+            headers: headers,
+            body: .init(byteBuffer: ByteBuffer(string: "[" + rows.joined(separator: ",") + "]"))
+        )
     }
 
     func bybitKlines(_ request: Request) throws -> Response {
         if let failure = record(request) { return respond(failure) }
         let query = request.uri.queryParameters
         guard query.get("category") == "linear", let symbol = query.get("symbol"), let bybit = query.get("interval"),
-              let interval = Optional(BybitMessages.interval(bybit)), BybitMessages.bybitInterval(interval) == bybit else {
-            return respond(Failure(status: 200, body: #"{"retCode":10001,"retMsg":"params error","result":{},"retExtInfo":{},"time":0}"#))
+            let interval = Optional(BybitMessages.interval(bybit)), BybitMessages.bybitInterval(interval) == bybit
+        else {
+            return respond(
+                Failure(
+                    status: 200,
+                    body: #"{"retCode":10001,"retMsg":"params error","result":{},"retExtInfo":{},"time":0}"#
+                )
+            )
         }
         let limit = min(query.get("limit").flatMap { Int($0) } ?? 200, BybitMessages.maxKlinesPerRequest)
         let from = query.get("start").flatMap { Int64($0) } ?? 0
         let through = query.get("end").flatMap { Int64($0) } ?? .max
-        let rows = candles(symbol: symbol, interval: interval, from: from, through: through, limit: limit).reversed().map { c in
-            #"["\#(c.openTime)","\#(c.open)","\#(c.high)","\#(c.low)","\#(c.close)","\#(c.volume)","1.0"]"#
-        }
-        let body = #"{"retCode":0,"retMsg":"OK","result":{"symbol":"\#(symbol)","category":"linear","list":[\#(rows.joined(separator: ","))]},"retExtInfo":{},"time":0}"#
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+        let rows = candles(symbol: symbol, interval: interval, from: from, through: through, limit: limit).reversed()
+            .map { c in
+                #"["\#(c.openTime)","\#(c.open)","\#(c.high)","\#(c.low)","\#(c.close)","\#(c.volume)","1.0"]"#
+            }
+        let body =
+            #"{"retCode":0,"retMsg":"OK","result":{"symbol":"\#(symbol)","category":"linear","list":[\#(rows.joined(separator: ","))]},"retExtInfo":{},"time":0}"#
+        return Response(
+            status: .ok,
+            headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(string: body))
+        )
     }
 }

@@ -40,11 +40,18 @@ public final class FakeLLM: Sendable {
 
     init(fallback: String) { state = Mutex(State(fallback: fallback)) }
 
-    public static func start(fallback: String = #"{"action":"HOLD","confidence":0.5,"leverage":1,"entry":null,"stop_loss":null,"take_profit":null,"reasoning":"fake"}"#) async throws -> FakeLLM {
+    public static func start(
+        fallback: String =
+            #"{"action":"HOLD","confidence":0.5,"leverage":1,"entry":null,"stop_loss":null,"take_profit":null,"reasoning":"fake"}"#
+    ) async throws -> FakeLLM {
         let fake = FakeLLM(fallback: fallback)
         let router = Router()
-        router.post("v1/chat/completions") { request, context in try await fake.respond(request, context: context, anthropic: false) }
-        router.post("v1/messages") { request, context in try await fake.respond(request, context: context, anthropic: true) }
+        router.post("v1/chat/completions") { request, context in
+            try await fake.respond(request, context: context, anthropic: false)
+        }
+        router.post("v1/messages") { request, context in
+            try await fake.respond(request, context: context, anthropic: true)
+        }
         fake.server.set(try await LocalServer.start(router, label: "fake-llm"))
         return fake
     }
@@ -67,12 +74,22 @@ public final class FakeLLM: Sendable {
         var headers: [String: String] = [:]
         for field in request.headers { headers[field.name.canonicalName] = field.value }
         let step = state.withLock { state -> Step in
-            state.received.append(Received(path: request.uri.path, headers: headers, body: String(buffer: body), time: Date()))
+            state.received.append(
+                Received(path: request.uri.path, headers: headers, body: String(buffer: body), time: Date())
+            )
             return state.script.isEmpty ? .answer(state.fallback) : state.script.removeFirst()
         }
         switch step {
-        case .answer(let text, let truncated): return Self.json(anthropic ? Self.anthropic(text, stop: truncated ? "max_tokens" : "end_turn") : Self.openAI(text, finish: truncated ? "length" : "stop"))
-        case .refusal(let text): return Self.json(anthropic ? Self.anthropic(text, stop: "refusal") : Self.openAI(nil, finish: "stop", refusal: text))
+        case .answer(let text, let truncated):
+            return Self.json(
+                anthropic
+                    ? Self.anthropic(text, stop: truncated ? "max_tokens" : "end_turn")
+                    : Self.openAI(text, finish: truncated ? "length" : "stop")
+            )
+        case .refusal(let text):
+            return Self.json(
+                anthropic ? Self.anthropic(text, stop: "refusal") : Self.openAI(nil, finish: "stop", refusal: text)
+            )
         case .slow(let delay, let text):
             let until = ContinuousClock.now + delay
             while ContinuousClock.now < until, !state.withLock({ $0.stopping }) {
@@ -80,24 +97,42 @@ public final class FakeLLM: Sendable {
             }
             return Self.json(anthropic ? Self.anthropic(text, stop: "end_turn") : Self.openAI(text, finish: "stop"))
         case .status(let status, let retryAfter, let errorBody):
-            let text = errorBody ?? (anthropic
-                ? #"{"type":"error","error":{"type":"\#(status == 529 ? "overloaded_error" : status == 429 ? "rate_limit_error" : "api_error")","message":"scripted \#(status)"}}"#
-                : #"{"error":{"message":"scripted \#(status)","type":"\#(status == 429 ? "rate_limit_exceeded" : "server_error")","code":null}}"#)
+            let text =
+                errorBody
+                ?? (anthropic
+                    ? #"{"type":"error","error":{"type":"\#(status == 529 ? "overloaded_error" : status == 429 ? "rate_limit_error" : "api_error")","message":"scripted \#(status)"}}"#
+                    : #"{"error":{"message":"scripted \#(status)","type":"\#(status == 429 ? "rate_limit_exceeded" : "server_error")","code":null}}"#)
             var fields: HTTPFields = [.contentType: "application/json"]
             if let retryAfter { fields[.retryAfter] = retryAfter }
-            return Response(status: .init(code: status), headers: fields, body: .init(byteBuffer: ByteBuffer(string: text)))
+            return Response(
+                status: .init(code: status),
+                headers: fields,
+                body: .init(byteBuffer: ByteBuffer(string: text))
+            )
         }
     }
 
     static func json(_ object: [String: Any]) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: object)) ?? Data("{}".utf8)
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(
+            status: .ok,
+            headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data))
+        )
     }
 
     static func openAI(_ text: String?, finish: String, refusal: String? = nil) -> [String: Any] {
         [
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_767_225_600, "model": "fake",
-            "choices": [["index": 0, "message": ["role": "assistant", "content": text as Any? ?? NSNull(), "refusal": refusal as Any? ?? NSNull()], "finish_reason": finish]],
+            "choices": [
+                [
+                    "index": 0,
+                    "message": [
+                        "role": "assistant", "content": text as Any? ?? NSNull(),
+                        "refusal": refusal as Any? ?? NSNull(),
+                    ], "finish_reason": finish,
+                ]
+            ],
             "usage": ["prompt_tokens": 900, "completion_tokens": 80, "total_tokens": 980],
         ]
     }

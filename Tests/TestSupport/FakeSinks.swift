@@ -61,8 +61,12 @@ public final class FakeSinks: Sendable {
     public var slackURL: String { base + "/slack/webhook" }
     public var webhookURL: String { base + "/hook" }
 
-    public func script(_ service: Service, _ failures: [Failure]) { state.withLock { $0.scripts[service, default: []] += failures } }
-    public func received(_ service: Service) -> [Received] { state.withLock { $0.received.filter { $0.service == service } } }
+    public func script(_ service: Service, _ failures: [Failure]) {
+        state.withLock { $0.scripts[service, default: []] += failures }
+    }
+    public func received(_ service: Service) -> [Received] {
+        state.withLock { $0.received.filter { $0.service == service } }
+    }
     public var all: [Received] { state.withLock { $0.received } }
 
     func answer(_ service: Service, _ request: Request) async throws -> Response {
@@ -70,7 +74,15 @@ public final class FakeSinks: Sendable {
         var headers: [String: String] = [:]
         for field in request.headers { headers[field.name.canonicalName] = field.value }
         let failure = state.withLock { state -> Failure? in
-            state.received.append(Received(service: service, path: request.uri.path, headers: headers, body: String(buffer: body), time: Date()))
+            state.received.append(
+                Received(
+                    service: service,
+                    path: request.uri.path,
+                    headers: headers,
+                    body: String(buffer: body),
+                    time: Date()
+                )
+            )
             guard var script = state.scripts[service], !script.isEmpty else { return nil }
             let next = script.removeFirst()
             state.scripts[service] = script
@@ -88,11 +100,15 @@ public final class FakeSinks: Sendable {
         let text: String
         switch service {
         case .telegram:
-            text = failure.status == 429
+            text =
+                failure.status == 429
                 ? #"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after \#(Int(failure.retryAfter ?? 1))","parameters":{"retry_after":\#(Int(failure.retryAfter ?? 1))}}"#
                 : #"{"ok":false,"error_code":\#(failure.status),"description":"Bad Request: scripted"}"#
         case .discord:
-            text = failure.status == 429 ? #"{"message":"You are being rate limited.","retry_after":\#(failure.retryAfter ?? 1),"global":false}"# : #"{"message":"scripted","code":0}"#
+            text =
+                failure.status == 429
+                ? #"{"message":"You are being rate limited.","retry_after":\#(failure.retryAfter ?? 1),"global":false}"#
+                : #"{"message":"scripted","code":0}"#
             if let wait = failure.retryAfter { fields[.retryAfter] = String(Int(wait.rounded(.up))) }
         case .slack:
             text = failure.status == 429 ? "rate_limited" : failure.status >= 500 ? "internal_error" : "invalid_payload"
@@ -102,10 +118,18 @@ public final class FakeSinks: Sendable {
             if let wait = failure.retryAfter { fields[.retryAfter] = String(Int(wait.rounded(.up))) }
         }
         fields[.contentType] = service == .slack ? "text/plain" : "application/json"
-        return Response(status: .init(code: failure.status), headers: fields, body: .init(byteBuffer: ByteBuffer(string: text)))
+        return Response(
+            status: .init(code: failure.status),
+            headers: fields,
+            body: .init(byteBuffer: ByteBuffer(string: text))
+        )
     }
 
     static func response(_ status: Int, _ text: String, json: Bool = true) -> Response {
-        Response(status: .init(code: status), headers: [.contentType: json ? "application/json" : "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        Response(
+            status: .init(code: status),
+            headers: [.contentType: json ? "application/json" : "text/plain"],
+            body: .init(byteBuffer: ByteBuffer(string: text))
+        )
     }
 }

@@ -18,14 +18,22 @@ public final class LocalServer: Sendable {
     }
 
     /// Starts `router` (and `server`, for a WebSocket upgrade) and returns once it listens.
-    public static func start<Routes: HTTPResponderBuilder>(_ router: Routes, server: HTTPServerBuilder = .http1(), label: String) async throws -> LocalServer
+    public static func start<Routes: HTTPResponderBuilder>(
+        _ router: Routes,
+        server: HTTPServerBuilder = .http1(),
+        label: String
+    ) async throws -> LocalServer
     where Routes.Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
         var logger = Logger(label: label)
         logger.logLevel = .warning
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let app = Application(
-            router: router, server: server, configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
-            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
+            router: router,
+            server: server,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
+            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) },
+            logger: logger
+        )
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
         let task = Task { try await group.run() }
         var bound = 0

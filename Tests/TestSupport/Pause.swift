@@ -28,6 +28,9 @@ public final class Pause: Sendable {
 
     /// Lets every held caller go on.
     public func release() {
-        for continuation in state.withLock({ state in defer { state.held = [] }; return state.held }) { continuation.resume() }
+        for continuation in state.withLock({ state in
+            defer { state.held = [] }
+            return state.held
+        }) { continuation.resume() }
     }
 }

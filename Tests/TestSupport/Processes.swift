@@ -1,5 +1,6 @@
 import Foundation
 import WorkerRuntime
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -73,7 +74,8 @@ public final class SpawnedProcess: Sendable {
     /// The port of a worker's health endpoint, from its log line "health endpoint listening port=N".
     public func healthPort() throws -> Int {
         guard let range = output.range(of: "health endpoint listening port="),
-              let port = Int(output[range.upperBound...].prefix { $0.isNumber }) else {
+            let port = Int(output[range.upperBound...].prefix { $0.isNumber })
+        else {
             throw CommandFailed(command: "health port", status: 0, output: output)
         }
         return port

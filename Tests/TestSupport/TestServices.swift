@@ -43,7 +43,9 @@ public enum TestServices {
 /// For awaits with no bound of their own (a teardown, a broker's restart): a run that hangs then shows
 /// in its log where it hangs, and `scripts/test`'s stall watch still sees the silence that follows.
 public func awaitSayingIfSlow<T: Sendable>(
-    _ what: String, warnAfter: Duration = .seconds(90), _ body: () async throws -> T
+    _ what: String,
+    warnAfter: Duration = .seconds(90),
+    _ body: () async throws -> T
 ) async rethrows -> T {
     let warning = Task {
         try await Task.sleep(for: warnAfter)
@@ -56,7 +58,9 @@ public func awaitSayingIfSlow<T: Sendable>(
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held. The default is
 /// generous: a loaded two-core machine can be slow, and a passing test does not wait for it.
 public func eventually(
-    timeout: Duration = .seconds(30), interval: Duration = .milliseconds(20), _ condition: @Sendable () async throws -> Bool
+    timeout: Duration = .seconds(30),
+    interval: Duration = .milliseconds(20),
+    _ condition: @Sendable () async throws -> Bool
 ) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {

@@ -3,6 +3,7 @@ import TestSupport
 import Testing
 import TradingCore
 import WorkerRuntime
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,199 +11,315 @@ import Glibc
 /// Run one at a time with the other process tests: on two cores, parallel processes starve the
 /// in-process tests of CPU.
 extension MarketDataSystemTests {
-/// `tradebus backtest`, `tradebus run --data` and `tradebus report`, run as processes.
-/// Processes are awaited, never waited for on a thread of the shared pool: a blocked pool starves every other test.
-@Suite("tradebus backtest, run and report", .serialized)
-struct BacktestCommandTests {
-    let tradebus = TestServices.repositoryRoot.appendingPathComponent(".build/debug/tradebus").path
-    /// XRPUSDT-PERP-5m.csv from ../shared/data, copied into the fixtures.
-    let data = TestServices.repositoryRoot.appendingPathComponent("Tests/Fixtures/market-data/XRPUSDT-PERP-5m.csv").path
-    let columns = "id,symbol,side,entry_time,entry_price,exit_time,exit_price,quantity,leverage,stop_loss,take_profit,pnl,fees,exit_reason"
+    /// `tradebus backtest`, `tradebus run --data` and `tradebus report`, run as processes.
+    /// Processes are awaited, never waited for on a thread of the shared pool: a blocked pool starves every other test.
+    @Suite("tradebus backtest, run and report", .serialized)
+    struct BacktestCommandTests {
+        let tradebus = TestServices.repositoryRoot.appendingPathComponent(".build/debug/tradebus").path
+        /// XRPUSDT-PERP-5m.csv from ../shared/data, copied into the fixtures.
+        let data = TestServices.repositoryRoot.appendingPathComponent("Tests/Fixtures/market-data/XRPUSDT-PERP-5m.csv")
+            .path
+        let columns =
+            "id,symbol,side,entry_time,entry_price,exit_time,exit_price,quantity,leverage,stop_loss,take_profit,pnl,fees,exit_reason"
 
-    func temporary(_ name: String) -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("\(TestServices.uniqueName(name))").path
-    }
-
-    /// The worker keys a test environment may carry, cleared so the defaults apply.
-    let defaults = ["MAX_LEVERAGE": "", "RISK_PER_TRADE_PERCENT": "", "USE_PAPER_TRADING": "", "ANALYST_PROVIDERS": "", "INITIAL_CAPITAL": ""]
-
-    @Test("parity: backtest and run --data make the same trades, with the same ids, times and prices")
-    func parity() async throws {
-        let backtestTrades = temporary("bt") + ".csv", runTrades = temporary("run") + ".csv", database = temporary("run") + ".sqlite"
-        _ = try await Command.run(tradebus, ["backtest", "--data", data, "--json", "--trades-out", backtestTrades], environment: defaults)
-        _ = try await Command.run(tradebus, ["run", "--data", data, "--database", database, "--trades-out", runTrades], environment: defaults)
-        let backtest = try String(contentsOfFile: backtestTrades, encoding: .utf8), run = try String(contentsOfFile: runTrades, encoding: .utf8)
-        let rows = backtest.split(separator: "\n")
-        #expect(rows.first.map(String.init) == columns)
-        #expect(rows.count >= 4, "the file should trade a few times: \(backtest)")
-        #expect(backtest == run)
-    }
-
-    @Test("--json has every key of the contract; a second run gives the same figures (deterministic)")
-    func json() async throws {
-        let first = try await Command.run(tradebus, ["backtest", "--data", data, "--json"], environment: defaults)
-        let second = try await Command.run(tradebus, ["backtest", "--data", data, "--json"], environment: defaults)
-        let a = try #require(try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any])
-        let b = try #require(try JSONSerialization.jsonObject(with: Data(second.utf8)) as? [String: Any])
-        for key in ["candles", "trades", "wins", "losses", "win_rate", "total_pnl", "return_pct", "max_drawdown_pct", "sharpe", "sortino", "profit_factor",
-                    "avg_reward_risk", "fees", "elapsed_seconds", "candles_per_second"] {
-            #expect(a[key] is NSNumber, "missing \(key)")
+        func temporary(_ name: String) -> String {
+            FileManager.default.temporaryDirectory.appendingPathComponent("\(TestServices.uniqueName(name))").path
         }
-        #expect((a["candles"] as? Int) == 1_999)
-        for key in ["trades", "total_pnl", "max_drawdown_pct", "sharpe", "fees"] { #expect((a[key] as? Double) == (b[key] as? Double), "\(key) differs") }
-        let trades = try #require(a["trades"] as? Int), wins = try #require(a["wins"] as? Int), losses = try #require(a["losses"] as? Int)
-        #expect(trades == wins + losses && trades > 0)
-    }
 
-    @Test("on every shared data file, in the backtest and the paper run, each trade's stop as placed after the fill lies within MIN..MAX_STOP_LOSS_PERCENT of its entry price")
-    func stopsJudgedAgainstTheFill() async throws {
-        let files = ["XRPUSDT-PERP-5m", "XRPUSDT-PERP-1h", "ETHBTC-5m", "LTCBTC-5m", "UNITTESTBTC-1m"]
-        var checked = 0
-        for file in files {
-            let path = TestServices.repositoryRoot.appendingPathComponent("Tests/Fixtures/market-data/\(file).csv").path
-            let backtest = temporary("stops-bt") + ".csv", run = temporary("stops-run") + ".csv"
-            _ = try await Command.run(tradebus, ["backtest", "--data", path, "--json", "--trades-out", backtest], environment: defaults)
-            _ = try await Command.run(tradebus, ["run", "--data", path, "--database", temporary("stops") + ".sqlite", "--trades-out", run], environment: defaults)
-            for out in [backtest, run] {
-                let header = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").first.map { $0.split(separator: ",").map(String.init) } ?? []
-                let entry = try #require(header.firstIndex(of: "entry_price")), stop = try #require(header.firstIndex(of: "stop_loss"))
-                for row in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
-                    let fields = row.split(separator: ",", omittingEmptySubsequences: false)
-                    let price = try #require(Decimal(string: String(fields[entry]))), level = try #require(Decimal(string: String(fields[stop])))
-                    let distance = (price - level).magnitude / price
-                    // The defaults: MIN_STOP_LOSS_PERCENT 0.005, MAX_STOP_LOSS_PERCENT 0.07.
-                    #expect(distance >= Decimal(string: "0.005")! && distance <= Decimal(string: "0.07")!, "\(file) \(out): \(row)")
-                    checked += 1
+        /// The worker keys a test environment may carry, cleared so the defaults apply.
+        let defaults = [
+            "MAX_LEVERAGE": "", "RISK_PER_TRADE_PERCENT": "", "USE_PAPER_TRADING": "", "ANALYST_PROVIDERS": "",
+            "INITIAL_CAPITAL": "",
+        ]
+
+        @Test("parity: backtest and run --data make the same trades, with the same ids, times and prices")
+        func parity() async throws {
+            let backtestTrades = temporary("bt") + ".csv"
+            let runTrades = temporary("run") + ".csv"
+            let database = temporary("run") + ".sqlite"
+            _ = try await Command.run(
+                tradebus,
+                ["backtest", "--data", data, "--json", "--trades-out", backtestTrades],
+                environment: defaults
+            )
+            _ = try await Command.run(
+                tradebus,
+                ["run", "--data", data, "--database", database, "--trades-out", runTrades],
+                environment: defaults
+            )
+            let backtest = try String(contentsOfFile: backtestTrades, encoding: .utf8)
+            let run = try String(contentsOfFile: runTrades, encoding: .utf8)
+            let rows = backtest.split(separator: "\n")
+            #expect(rows.first.map(String.init) == columns)
+            #expect(rows.count >= 4, "the file should trade a few times: \(backtest)")
+            #expect(backtest == run)
+        }
+
+        @Test("--json has every key of the contract; a second run gives the same figures (deterministic)")
+        func json() async throws {
+            let first = try await Command.run(tradebus, ["backtest", "--data", data, "--json"], environment: defaults)
+            let second = try await Command.run(tradebus, ["backtest", "--data", data, "--json"], environment: defaults)
+            let a = try #require(try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any])
+            let b = try #require(try JSONSerialization.jsonObject(with: Data(second.utf8)) as? [String: Any])
+            for key in [
+                "candles", "trades", "wins", "losses", "win_rate", "total_pnl", "return_pct", "max_drawdown_pct",
+                "sharpe", "sortino", "profit_factor",
+                "avg_reward_risk", "fees", "elapsed_seconds", "candles_per_second",
+            ] {
+                #expect(a[key] is NSNumber, "missing \(key)")
+            }
+            #expect((a["candles"] as? Int) == 1_999)
+            for key in ["trades", "total_pnl", "max_drawdown_pct", "sharpe", "fees"] {
+                #expect((a[key] as? Double) == (b[key] as? Double), "\(key) differs")
+            }
+            let trades = try #require(a["trades"] as? Int)
+            let wins = try #require(a["wins"] as? Int)
+            let losses = try #require(a["losses"] as? Int)
+            #expect(trades == wins + losses && trades > 0)
+        }
+
+        @Test(
+            "on every shared data file, in the backtest and the paper run, each trade's stop as placed after the fill lies within MIN..MAX_STOP_LOSS_PERCENT of its entry price"
+        )
+        func stopsJudgedAgainstTheFill() async throws {
+            let files = ["XRPUSDT-PERP-5m", "XRPUSDT-PERP-1h", "ETHBTC-5m", "LTCBTC-5m", "UNITTESTBTC-1m"]
+            var checked = 0
+            for file in files {
+                let path = TestServices.repositoryRoot.appendingPathComponent("Tests/Fixtures/market-data/\(file).csv")
+                    .path
+                let backtest = temporary("stops-bt") + ".csv"
+                let run = temporary("stops-run") + ".csv"
+                _ = try await Command.run(
+                    tradebus,
+                    ["backtest", "--data", path, "--json", "--trades-out", backtest],
+                    environment: defaults
+                )
+                _ = try await Command.run(
+                    tradebus,
+                    ["run", "--data", path, "--database", temporary("stops") + ".sqlite", "--trades-out", run],
+                    environment: defaults
+                )
+                for out in [backtest, run] {
+                    let header =
+                        try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").first.map {
+                            $0.split(separator: ",").map(String.init)
+                        } ?? []
+                    let entry = try #require(header.firstIndex(of: "entry_price"))
+                    let stop = try #require(header.firstIndex(of: "stop_loss"))
+                    for row in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
+                        let fields = row.split(separator: ",", omittingEmptySubsequences: false)
+                        let price = try #require(Decimal(string: String(fields[entry])))
+                        let level = try #require(Decimal(string: String(fields[stop])))
+                        let distance = (price - level).magnitude / price
+                        // The defaults: MIN_STOP_LOSS_PERCENT 0.005, MAX_STOP_LOSS_PERCENT 0.07.
+                        #expect(
+                            distance >= Decimal(string: "0.005")! && distance <= Decimal(string: "0.07")!,
+                            "\(file) \(out): \(row)"
+                        )
+                        checked += 1
+                    }
                 }
             }
+            #expect(checked >= 40, "the files should trade: \(checked) trades read")
         }
-        #expect(checked >= 40, "the files should trade: \(checked) trades read")
-    }
 
-    @Test("the workers' risk limits bound a backtest: MAX_LEVERAGE=1 makes every trade 1x; an invalid value stops it naming the key")
-    func riskLimits() async throws {
-        let out = temporary("lev") + ".csv"
-        _ = try await Command.run(tradebus, ["backtest", "--data", data, "--trades-out", out, "--json"], environment: defaults.merging(["MAX_LEVERAGE": "1"]) { $1 })
-        let rows = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false) }
-        #expect(!rows.isEmpty && rows.allSatisfy { $0[8] == "1" })
-        await #expect { try await Command.run(tradebus, ["backtest", "--data", data], environment: defaults.merging(["MAX_LEVERAGE": "0"]) { $1 }) } throws: { error in
-            "\(error)".contains("MAX_LEVERAGE")
+        @Test(
+            "the workers' risk limits bound a backtest: MAX_LEVERAGE=1 makes every trade 1x; an invalid value stops it naming the key"
+        )
+        func riskLimits() async throws {
+            let out = temporary("lev") + ".csv"
+            _ = try await Command.run(
+                tradebus,
+                ["backtest", "--data", data, "--trades-out", out, "--json"],
+                environment: defaults.merging(["MAX_LEVERAGE": "1"]) { $1 }
+            )
+            let rows = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst().map {
+                $0.split(separator: ",", omittingEmptySubsequences: false)
+            }
+            #expect(!rows.isEmpty && rows.allSatisfy { $0[8] == "1" })
+            await #expect {
+                try await Command.run(
+                    tradebus,
+                    ["backtest", "--data", data],
+                    environment: defaults.merging(["MAX_LEVERAGE": "0"]) { $1 }
+                )
+            } throws: { error in
+                "\(error)".contains("MAX_LEVERAGE")
+            }
+        }
+
+        /// Decodes a 2-bit indexed PNG and prints its size and the rows where each line's colour appears.
+        static let pngCheck = """
+            import struct, sys, zlib
+            data = open(sys.argv[1], "rb").read()
+            assert data[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+            i, idat = 8, b""
+            while i < len(data):
+                n = struct.unpack(">I", data[i:i + 4])[0]
+                kind, body = data[i + 4:i + 8], data[i + 8:i + 8 + n]
+                assert zlib.crc32(kind + body) & 0xFFFFFFFF == struct.unpack(">I", data[i + 8 + n:i + 12 + n])[0], kind
+                if kind == b"IHDR": width, height, depth, colour = struct.unpack(">IIBB", body[:10])
+                if kind == b"IDAT": idat += body
+                i += 12 + n
+            assert depth == 2 and colour == 3
+            raw, stride, rows = zlib.decompress(idat), (width + 3) // 4 + 1, {1: [], 2: []}
+            for y in range(height):
+                row = raw[y * stride + 1:(y + 1) * stride]
+                found = {(row[x // 4] >> (6 - 2 * (x % 4))) & 3 for x in range(width)}
+                for colour in (1, 2):
+                    if colour in found: rows[colour].append(y)
+            band = lambda ys: "%d-%d" % (min(ys) // 10 * 10, (max(ys) + 9) // 10 * 10)
+            print("%dx%d equity-rows %s drawdown-rows %s" % (width, height, band(rows[1]), band(rows[2])))
+            """
+
+        @Test("--plot draws the equity curve and drawdown as SVG, and as a PNG beside it; --sweep ranks a grid")
+        func plotAndSweep() async throws {
+            let svg = temporary("plot") + ".svg"
+            _ = try await Command.run(
+                tradebus,
+                ["backtest", "--data", data, "--plot", svg, "--json"],
+                environment: defaults
+            )
+            let drawing = try String(contentsOfFile: svg, encoding: .utf8)
+            #expect(drawing.hasPrefix("<svg") && drawing.components(separatedBy: "<polyline").count == 3)
+            // The PNG beside it, read by Python's own zlib: every chunk's CRC, the zlib stream, the size, and
+            // the equity line (palette index 1) above the drawdown line (index 2).
+            let png = String(svg.dropLast(4)) + ".png"
+            let checked = try await Command.run("python3", ["-c", Self.pngCheck, png])
+            #expect(checked.contains("900x420 equity-rows 30-280 drawdown-rows 310-400"), "\(checked)")
+            let output = try await Command.run(
+                tradebus,
+                ["backtest", "--data", data, "--json", "--sweep", "RISK_PER_TRADE_PERCENT=0.005:0.01:0.005"],
+                environment: defaults
+            )
+            let rows = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]])
+            #expect(rows.count == 2)
+            let pnls = rows.compactMap { $0["total_pnl"] as? Double }
+            #expect(pnls.count == 2 && pnls[0] >= pnls[1] && pnls[0] != pnls[1])
+        }
+
+        @Test(
+            "run --live: candles from a local Binance-format exchange go through the one-process system until SIGINT, then a summary"
+        )
+        func live() async throws {
+            let exchange = try await FakeExchange.start(.binance)
+            // REFERENCE_VENUE's prices are fed too, for the deviation guard.
+            let reference = try await FakeExchange.start(.bybit)
+            let symbol = "LR\(UUID().uuidString.prefix(6).uppercased())USDT"
+            let stream = CandleStreamID(symbol: symbol, interval: "1m")
+            let database = temporary("live") + ".sqlite"
+            let run = try SpawnedProcess(
+                executable: tradebus,
+                arguments: [
+                    "run", "--live", "--venue", "binance", "--symbols", symbol, "--interval", "1m", "--database",
+                    database,
+                ],
+                environment: defaults.merging([
+                    "BINANCE_WS_URL": exchange.webSocketURL, "BINANCE_REST_URL": exchange.restURL,
+                    "REFERENCE_VENUE": "bybit",
+                    "BYBIT_WS_URL": reference.webSocketURL, "BYBIT_REST_URL": reference.restURL,
+                ]) { $1 }
+            )
+            defer { run.signal(SIGKILL) }
+            #expect(await eventually(timeout: .seconds(30)) { exchange.openConnections == 1 }, "\(run.output)")
+            #expect(
+                await eventually(timeout: .seconds(30)) { reference.openConnections == 1 },
+                "the reference venue's feed: \(run.output)"
+            )
+            let now = Int64(Date().timeIntervalSince1970 * 1000) / 60_000 * 60_000
+            let candles = (0..<5).map { index in
+                Candle(openTime: now - Int64(8 - index) * 60_000, open: 10, high: 11, low: 9, close: 10.5, volume: 100)
+            }
+            exchange.setHistory(candles, for: stream)
+            for candle in candles { exchange.push(candle, for: stream, closed: true) }
+            #expect(await eventually(timeout: .seconds(30)) { run.output.contains("live: 5 candles") }, "\(run.output)")
+            run.signal(SIGINT)
+            #expect(try await run.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(run.output.contains("live run stopped: 5 candles"), "\(run.output)")
+            #expect(FileManager.default.fileExists(atPath: database))
+            await exchange.stop()
+            await reference.stop()
+        }
+
+        @Test(
+            "run --live with USE_PAPER_TRADING=false trades on the live venue (a local Binance server sees signed calls); a backtest refuses it, naming the key"
+        )
+        func liveVenue() async throws {
+            let market = try await FakeExchange.start(.binance)
+            let futures = try await FakeBinanceFutures.start()
+            let symbol = "LV\(UUID().uuidString.prefix(6).uppercased())USDT"
+            let run = try SpawnedProcess(
+                executable: tradebus,
+                arguments: [
+                    "run", "--live", "--venue", "binance", "--symbols", symbol, "--database",
+                    temporary("live") + ".sqlite",
+                ],
+                environment: defaults.merging([
+                    "BINANCE_WS_URL": market.webSocketURL, "BINANCE_REST_URL": market.restURL,
+                    "USE_PAPER_TRADING": "false", "LIVE_VENUE": "binance",
+                    "BINANCE_FUTURES_URL": futures.baseURL, "BINANCE_API_KEY": futures.apiKey,
+                    "BINANCE_API_SECRET": futures.secret,
+                ]) { $1 }
+            )
+            defer { run.signal(SIGKILL) }
+            #expect(
+                await eventually(timeout: .seconds(30)) { run.output.contains("LIVE ORDERS on binance") },
+                "\(run.output)"
+            )
+            #expect(
+                await eventually(timeout: .seconds(30)) { futures.requests.contains("/fapi/v2/positionRisk") },
+                "reconciled with the live venue: \(run.output)"
+            )
+            run.signal(SIGTERM)
+            #expect(try await run.waitForExit(timeout: .seconds(30)) == 0)
+            await #expect {
+                try await Command.run(
+                    tradebus,
+                    ["backtest", "--data", data],
+                    environment: defaults.merging([
+                        "USE_PAPER_TRADING": "false", "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s",
+                    ]) { $1 }
+                )
+            } throws: { error in
+                "\(error)".contains("USE_PAPER_TRADING")
+            }
+            await market.stop()
+            await futures.stop()
+        }
+
+        @Test(
+            "report reads the run's record: trades, PnL by day summing to the total; recorded decisions replay the same trades"
+        )
+        func reportAndRecorded() async throws {
+            let database = temporary("rec") + ".sqlite"
+            let runTrades = temporary("rec") + ".csv"
+            let replayed = temporary("replayed") + ".csv"
+            _ = try await Command.run(
+                tradebus,
+                ["run", "--data", data, "--database", database, "--trades-out", runTrades],
+                environment: defaults
+            )
+            let output = try await Command.run(
+                tradebus,
+                ["report", "--database", database, "--json"],
+                environment: defaults
+            )
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+            let tradeRows = try String(contentsOfFile: runTrades, encoding: .utf8).split(separator: "\n").count - 1
+            #expect((report["trades"] as? Int) == tradeRows)
+            let days = try #require(report["pnl_by_day"] as? [[String: Any]])
+            let total = try #require(report["total_pnl"] as? Double)
+            #expect(abs(days.compactMap { $0["pnl"] as? Double }.reduce(0, +) - total) < 1e-6 && !days.isEmpty)
+            #expect(report["open_positions"] is [Any])
+            _ = try await Command.run(
+                tradebus,
+                ["backtest", "--data", data, "--analyst", "recorded", "--trades-out", replayed, "--json"],
+                environment: defaults.merging(["DATABASE_URL": "sqlite://\(database)"]) { $1 }
+            )
+            #expect(
+                try String(contentsOfFile: replayed, encoding: .utf8)
+                    == String(contentsOfFile: runTrades, encoding: .utf8)
+            )
         }
     }
-
-    /// Decodes a 2-bit indexed PNG and prints its size and the rows where each line's colour appears.
-    static let pngCheck = """
-    import struct, sys, zlib
-    data = open(sys.argv[1], "rb").read()
-    assert data[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
-    i, idat = 8, b""
-    while i < len(data):
-        n = struct.unpack(">I", data[i:i + 4])[0]
-        kind, body = data[i + 4:i + 8], data[i + 8:i + 8 + n]
-        assert zlib.crc32(kind + body) & 0xFFFFFFFF == struct.unpack(">I", data[i + 8 + n:i + 12 + n])[0], kind
-        if kind == b"IHDR": width, height, depth, colour = struct.unpack(">IIBB", body[:10])
-        if kind == b"IDAT": idat += body
-        i += 12 + n
-    assert depth == 2 and colour == 3
-    raw, stride, rows = zlib.decompress(idat), (width + 3) // 4 + 1, {1: [], 2: []}
-    for y in range(height):
-        row = raw[y * stride + 1:(y + 1) * stride]
-        found = {(row[x // 4] >> (6 - 2 * (x % 4))) & 3 for x in range(width)}
-        for colour in (1, 2):
-            if colour in found: rows[colour].append(y)
-    band = lambda ys: "%d-%d" % (min(ys) // 10 * 10, (max(ys) + 9) // 10 * 10)
-    print("%dx%d equity-rows %s drawdown-rows %s" % (width, height, band(rows[1]), band(rows[2])))
-    """
-
-    @Test("--plot draws the equity curve and drawdown as SVG, and as a PNG beside it; --sweep ranks a grid")
-    func plotAndSweep() async throws {
-        let svg = temporary("plot") + ".svg"
-        _ = try await Command.run(tradebus, ["backtest", "--data", data, "--plot", svg, "--json"], environment: defaults)
-        let drawing = try String(contentsOfFile: svg, encoding: .utf8)
-        #expect(drawing.hasPrefix("<svg") && drawing.components(separatedBy: "<polyline").count == 3)
-        // The PNG beside it, read by Python's own zlib: every chunk's CRC, the zlib stream, the size, and
-        // the equity line (palette index 1) above the drawdown line (index 2).
-        let png = String(svg.dropLast(4)) + ".png"
-        let checked = try await Command.run("python3", ["-c", Self.pngCheck, png])
-        #expect(checked.contains("900x420 equity-rows 30-280 drawdown-rows 310-400"), "\(checked)")
-        let output = try await Command.run(tradebus, ["backtest", "--data", data, "--json", "--sweep", "RISK_PER_TRADE_PERCENT=0.005:0.01:0.005"], environment: defaults)
-        let rows = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]])
-        #expect(rows.count == 2)
-        let pnls = rows.compactMap { $0["total_pnl"] as? Double }
-        #expect(pnls.count == 2 && pnls[0] >= pnls[1] && pnls[0] != pnls[1])
-    }
-
-    @Test("run --live: candles from a local Binance-format exchange go through the one-process system until SIGINT, then a summary")
-    func live() async throws {
-        let exchange = try await FakeExchange.start(.binance)
-        // REFERENCE_VENUE's prices are fed too, for the deviation guard.
-        let reference = try await FakeExchange.start(.bybit)
-        let symbol = "LR\(UUID().uuidString.prefix(6).uppercased())USDT"
-        let stream = CandleStreamID(symbol: symbol, interval: "1m")
-        let database = temporary("live") + ".sqlite"
-        let run = try SpawnedProcess(
-            executable: tradebus, arguments: ["run", "--live", "--venue", "binance", "--symbols", symbol, "--interval", "1m", "--database", database],
-            environment: defaults.merging([
-                "BINANCE_WS_URL": exchange.webSocketURL, "BINANCE_REST_URL": exchange.restURL, "REFERENCE_VENUE": "bybit",
-                "BYBIT_WS_URL": reference.webSocketURL, "BYBIT_REST_URL": reference.restURL,
-            ]) { $1 })
-        defer { run.signal(SIGKILL) }
-        #expect(await eventually(timeout: .seconds(30)) { exchange.openConnections == 1 }, "\(run.output)")
-        #expect(await eventually(timeout: .seconds(30)) { reference.openConnections == 1 }, "the reference venue's feed: \(run.output)")
-        let now = Int64(Date().timeIntervalSince1970 * 1000) / 60_000 * 60_000
-        let candles = (0..<5).map { index in
-            Candle(openTime: now - Int64(8 - index) * 60_000, open: 10, high: 11, low: 9, close: 10.5, volume: 100)
-        }
-        exchange.setHistory(candles, for: stream)
-        for candle in candles { exchange.push(candle, for: stream, closed: true) }
-        #expect(await eventually(timeout: .seconds(30)) { run.output.contains("live: 5 candles") }, "\(run.output)")
-        run.signal(SIGINT)
-        #expect(try await run.waitForExit(timeout: .seconds(30)) == 0)
-        #expect(run.output.contains("live run stopped: 5 candles"), "\(run.output)")
-        #expect(FileManager.default.fileExists(atPath: database))
-        await exchange.stop()
-        await reference.stop()
-    }
-
-    @Test("run --live with USE_PAPER_TRADING=false trades on the live venue (a local Binance server sees signed calls); a backtest refuses it, naming the key")
-    func liveVenue() async throws {
-        let market = try await FakeExchange.start(.binance)
-        let futures = try await FakeBinanceFutures.start()
-        let symbol = "LV\(UUID().uuidString.prefix(6).uppercased())USDT"
-        let run = try SpawnedProcess(
-            executable: tradebus, arguments: ["run", "--live", "--venue", "binance", "--symbols", symbol, "--database", temporary("live") + ".sqlite"],
-            environment: defaults.merging([
-                "BINANCE_WS_URL": market.webSocketURL, "BINANCE_REST_URL": market.restURL, "USE_PAPER_TRADING": "false", "LIVE_VENUE": "binance",
-                "BINANCE_FUTURES_URL": futures.baseURL, "BINANCE_API_KEY": futures.apiKey, "BINANCE_API_SECRET": futures.secret,
-            ]) { $1 })
-        defer { run.signal(SIGKILL) }
-        #expect(await eventually(timeout: .seconds(30)) { run.output.contains("LIVE ORDERS on binance") }, "\(run.output)")
-        #expect(await eventually(timeout: .seconds(30)) { futures.requests.contains("/fapi/v2/positionRisk") }, "reconciled with the live venue: \(run.output)")
-        run.signal(SIGTERM)
-        #expect(try await run.waitForExit(timeout: .seconds(30)) == 0)
-        await #expect { try await Command.run(tradebus, ["backtest", "--data", data], environment: defaults.merging(["USE_PAPER_TRADING": "false", "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s"]) { $1 }) } throws: { error in
-            "\(error)".contains("USE_PAPER_TRADING")
-        }
-        await market.stop()
-        await futures.stop()
-    }
-
-    @Test("report reads the run's record: trades, PnL by day summing to the total; recorded decisions replay the same trades")
-    func reportAndRecorded() async throws {
-        let database = temporary("rec") + ".sqlite", runTrades = temporary("rec") + ".csv", replayed = temporary("replayed") + ".csv"
-        _ = try await Command.run(tradebus, ["run", "--data", data, "--database", database, "--trades-out", runTrades], environment: defaults)
-        let output = try await Command.run(tradebus, ["report", "--database", database, "--json"], environment: defaults)
-        let report = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
-        let tradeRows = try String(contentsOfFile: runTrades, encoding: .utf8).split(separator: "\n").count - 1
-        #expect((report["trades"] as? Int) == tradeRows)
-        let days = try #require(report["pnl_by_day"] as? [[String: Any]])
-        let total = try #require(report["total_pnl"] as? Double)
-        #expect(abs(days.compactMap { $0["pnl"] as? Double }.reduce(0, +) - total) < 1e-6 && !days.isEmpty)
-        #expect(report["open_positions"] is [Any])
-        _ = try await Command.run(
-            tradebus, ["backtest", "--data", data, "--analyst", "recorded", "--trades-out", replayed, "--json"],
-            environment: defaults.merging(["DATABASE_URL": "sqlite://\(database)"]) { $1 })
-        #expect(try String(contentsOfFile: replayed, encoding: .utf8) == String(contentsOfFile: runTrades, encoding: .utf8))
-    }
-}
 }

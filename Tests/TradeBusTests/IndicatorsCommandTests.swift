@@ -14,7 +14,10 @@ struct IndicatorsCommandTests {
     func csv() async throws {
         let output = try await Command.run(tradebus, ["indicators", "--data", "\(data)/XRPUSDT-PERP-1h.csv"])
         let rows = output.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
-        #expect(rows[0].joined(separator: ",") == "open_time,close,sma20,ema12,ema26,macd,macd_signal,macd_hist,rsi14,atr14,bb_upper,bb_middle,bb_lower,stoch_k,stoch_d,adx14,obv")
+        #expect(
+            rows[0].joined(separator: ",")
+                == "open_time,close,sma20,ema12,ema26,macd,macd_signal,macd_hist,rsi14,atr14,bb_upper,bb_middle,bb_lower,stoch_k,stoch_d,adx14,obv"
+        )
         let reference = try String(contentsOfFile: "\(vectors)/XRPUSDT-PERP-1h.talib.csv", encoding: .utf8)
             .split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
         #expect(rows.count == reference.count)
@@ -29,7 +32,10 @@ struct IndicatorsCommandTests {
 
     @Test("jsonl: one object per candle with null during warm-up")
     func jsonl() async throws {
-        let output = try await Command.run(tradebus, ["indicators", "--data", "\(data)/XRPUSDT-PERP-1h.csv", "--format", "jsonl"])
+        let output = try await Command.run(
+            tradebus,
+            ["indicators", "--data", "\(data)/XRPUSDT-PERP-1h.csv", "--format", "jsonl"]
+        )
         let lines = output.split(separator: "\n")
         #expect(lines.count == 100)
         let first = try #require(try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
@@ -42,7 +48,8 @@ struct IndicatorsCommandTests {
 
     @Test("an unreadable file is a clear error, exit code 64")
     func missingFile() async {
-        await #expect { try await Command.run(tradebus, ["indicators", "--data", "/nonexistent.csv"]) } throws: { error in
+        await #expect { try await Command.run(tradebus, ["indicators", "--data", "/nonexistent.csv"]) } throws: {
+            error in
             guard let failure = error as? CommandFailed else { return false }
             return failure.status == 64 && failure.output.contains("cannot read --data")
         }

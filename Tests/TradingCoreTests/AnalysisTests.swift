@@ -5,9 +5,29 @@ import TradingCore
 /// A snapshot that makes the rules analyst go LONG; each test breaks one thing.
 func bullishSnapshot(close: Double = 100) -> IndicatorSnapshot {
     IndicatorSnapshot(
-        openTime: 1_767_225_600_000, close: close, sma20: 98, ema12: 99.5, ema26: 98.5, macd: 1, macdSignal: 0.8, macdHistogram: 0.2,
-        rsi14: 60, atr14: 1, bollingerUpper: 103, bollingerMiddle: 98, bollingerLower: 93, stochasticK: 70, stochasticD: 65, adx14: 32,
-        obv: 1_000, volume: 1_000, volumeSMA20: 900, resistance: 110, support: 97, regime: .trendingUp)
+        openTime: 1_767_225_600_000,
+        close: close,
+        sma20: 98,
+        ema12: 99.5,
+        ema26: 98.5,
+        macd: 1,
+        macdSignal: 0.8,
+        macdHistogram: 0.2,
+        rsi14: 60,
+        atr14: 1,
+        bollingerUpper: 103,
+        bollingerMiddle: 98,
+        bollingerLower: 93,
+        stochasticK: 70,
+        stochasticD: 65,
+        adx14: 32,
+        obv: 1_000,
+        volume: 1_000,
+        volumeSMA20: 900,
+        resistance: 110,
+        support: 97,
+        regime: .trendingUp
+    )
 }
 
 @Suite("Rules analyst and the trading framework")
@@ -19,11 +39,14 @@ struct RulesAnalystTests {
         AnalysisContext(symbol: "BTCUSDT", interval: "5m", timeframes: higher.merging(["5m": snapshot]) { $1 })
     }
 
-    @Test("a clean uptrend goes LONG: stop beyond support, reward twice the risk, leverage by regime, passes the framework")
+    @Test(
+        "a clean uptrend goes LONG: stop beyond support, reward twice the risk, leverage by regime, passes the framework"
+    )
     func long() throws {
         let proposal = analyst.decide(context(bullishSnapshot(), higher: ["1h": bullishSnapshot()]))
         #expect(proposal.action == .long)
-        #expect(abs(proposal.confidence - 0.86) < 1e-9)  // 0.75 + 0.05 trend + 0.03 one higher timeframe + 0.03 ADX ≥ 30
+        // 0.75 + 0.05 trend + 0.03 one higher timeframe + 0.03 ADX ≥ 30
+        #expect(abs(proposal.confidence - 0.86) < 1e-9)
         #expect(proposal.leverage == 4)
         #expect(proposal.stopLoss == 96.5)  // support 97 − ATR/2
         #expect(proposal.takeProfit == 107)
@@ -33,26 +56,43 @@ struct RulesAnalystTests {
     @Test("the mirror image goes SHORT")
     func short() {
         var s = bullishSnapshot()
-        s.sma20 = 102; s.ema12 = 100.5; s.ema26 = 101.5; s.macdHistogram = -0.2; s.regime = .trendingDown; s.resistance = 103; s.support = 90
+        s.sma20 = 102
+        s.ema12 = 100.5
+        s.ema26 = 101.5
+        s.macdHistogram = -0.2
+        s.regime = .trendingDown
+        s.resistance = 103
+        s.support = 90
         let proposal = analyst.decide(context(s))
         #expect(proposal.action == .short)
         #expect(proposal.stopLoss == 103.5 && proposal.takeProfit == 93)
     }
 
-    @Test("every red flag forces HOLD", arguments: [
-        "rsi high", "rsi low", "low volume", "midway", "macd divergence", "volatile", "timeframes disagree", "no trend", "warming up",
-    ])
+    @Test(
+        "every red flag forces HOLD",
+        arguments: [
+            "rsi high", "rsi low", "low volume", "midway", "macd divergence", "volatile", "timeframes disagree",
+            "no trend", "warming up",
+        ]
+    )
     func redFlags(flag: String) {
         var s = bullishSnapshot()
         var higher: [String: IndicatorSnapshot] = [:]
         switch flag {
         case "rsi high": s.rsi14 = 81
-        case "rsi low": s.rsi14 = 19; s.macdHistogram = 0.1
+        case "rsi low":
+            s.rsi14 = 19
+            s.macdHistogram = 0.1
         case "low volume": s.volume = 400
-        case "midway": s.support = 95; s.resistance = 105
+        case "midway":
+            s.support = 95
+            s.resistance = 105
         case "macd divergence": s.macdHistogram = -0.01
         case "volatile": s.regime = .volatile
-        case "timeframes disagree": var h = bullishSnapshot(); h.ema12 = 97; higher["1h"] = h
+        case "timeframes disagree":
+            var h = bullishSnapshot()
+            h.ema12 = 97
+            higher["1h"] = h
         case "no trend": s.sma20 = 101
         default: s.atr14 = nil
         }
@@ -73,7 +113,15 @@ struct RulesAnalystTests {
 
     @Test("the framework check refuses what must not trade, and turns low confidence into HOLD")
     func check() {
-        let good = TradeProposal(action: .long, confidence: 0.82, leverage: 3, entry: 100, stopLoss: 97, takeProfit: 106, reasoning: "ok")
+        let good = TradeProposal(
+            action: .long,
+            confidence: 0.82,
+            leverage: 3,
+            entry: 100,
+            stopLoss: 97,
+            takeProfit: 106,
+            reasoning: "ok"
+        )
         #expect((try? framework.check(good, price: 100).get()) == good)
         func changed(_ change: (inout TradeProposal) -> Void) -> TradeProposal {
             var p = good
@@ -106,34 +154,76 @@ struct RulesAnalystTests {
 
 @Suite("Reading model answers")
 struct AnswerParserTests {
-    let valid = #"{"action":"LONG","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"trend"}"#
+    let valid =
+        #"{"action":"LONG","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"trend"}"#
 
-    func parse(_ text: String, truncated: Bool = false, refusal: String? = nil, symbol: String = "BTCUSDT") -> Result<TradeProposal, InvalidAnswer> {
+    func parse(
+        _ text: String,
+        truncated: Bool = false,
+        refusal: String? = nil,
+        symbol: String = "BTCUSDT"
+    ) -> Result<TradeProposal, InvalidAnswer> {
         AnswerParser.proposal(from: ModelReply(text: text, truncated: truncated, refusal: refusal), symbol: symbol)
     }
 
     @Test("plain, fenced and prose-wrapped JSON all read the same")
     func extraction() throws {
-        let expected = TradeProposal(action: .long, confidence: 0.82, leverage: 3, entry: 100, stopLoss: 97, takeProfit: 106, reasoning: "trend")
+        let expected = TradeProposal(
+            action: .long,
+            confidence: 0.82,
+            leverage: 3,
+            entry: 100,
+            stopLoss: 97,
+            takeProfit: 106,
+            reasoning: "trend"
+        )
         #expect(try parse(valid).get() == expected)
         #expect(try parse("```json\n\(valid)\n```").get() == expected)
         #expect(try parse("Sure! Here is my decision:\n\(valid)\nGood luck {not json}").get() == expected)
-        #expect(try parse(#"{"action":"HOLD","confidence":0.4,"leverage":1,"entry":null,"stop_loss":null,"take_profit":null,"reasoning":"a } in {text}"}"#).get().reasoning == "a } in {text}")
+        #expect(
+            try parse(
+                #"{"action":"HOLD","confidence":0.4,"leverage":1,"entry":null,"stop_loss":null,"take_profit":null,"reasoning":"a } in {text}"}"#
+            ).get().reasoning == "a } in {text}"
+        )
         #expect(try parse(valid.replacingOccurrences(of: "{", with: #"{"symbol":"btcusdt","#)).get() == expected)
     }
 
-    @Test("anything else is invalid, with a reason", arguments: [
-        ("not json", "no JSON"),
-        (#"{"action":"LONG""#, "no JSON"),
-        (#"{"action":"LONG","confidence":0.8}"#, "missing fields"),
-        (#"{"action":"LONG","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"x","position_size":5}"#, "unexpected fields"),
-        (#"{"action":"BUY","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"x"}"#, "action"),
-        (#"{"action":"LONG","confidence":"high","leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"x"}"#, "confidence"),
-        (#"{"action":"LONG","confidence":0.82,"leverage":2.5,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"x"}"#, "leverage"),
-        (#"{"action":"LONG","confidence":0.82,"leverage":true,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"x"}"#, "leverage"),
-        (#"{"action":"LONG","confidence":0.82,"leverage":3,"entry":"100","stop_loss":97,"take_profit":106,"reasoning":"x"}"#, "entry"),
-        (#"{"symbol":"ETHUSDT","action":"LONG","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"x"}"#, "not BTCUSDT"),
-    ])
+    @Test(
+        "anything else is invalid, with a reason",
+        arguments: [
+            ("not json", "no JSON"),
+            (#"{"action":"LONG""#, "no JSON"),
+            (#"{"action":"LONG","confidence":0.8}"#, "missing fields"),
+            (
+                #"{"action":"LONG","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"x","position_size":5}"#,
+                "unexpected fields"
+            ),
+            (
+                #"{"action":"BUY","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"x"}"#,
+                "action"
+            ),
+            (
+                #"{"action":"LONG","confidence":"high","leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"x"}"#,
+                "confidence"
+            ),
+            (
+                #"{"action":"LONG","confidence":0.82,"leverage":2.5,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"x"}"#,
+                "leverage"
+            ),
+            (
+                #"{"action":"LONG","confidence":0.82,"leverage":true,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"x"}"#,
+                "leverage"
+            ),
+            (
+                #"{"action":"LONG","confidence":0.82,"leverage":3,"entry":"100","stop_loss":97,"take_profit":106,"reasoning":"x"}"#,
+                "entry"
+            ),
+            (
+                #"{"symbol":"ETHUSDT","action":"LONG","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"x"}"#,
+                "not BTCUSDT"
+            ),
+        ]
+    )
     func invalid(text: String, reason: String) {
         guard case .failure(let error) = parse(text) else {
             Issue.record("accepted: \(text)")
@@ -157,7 +247,9 @@ struct ModelReliabilityTests {
 
     @Test("retried: 408, 409, 429, 5xx, 529, timeouts, connection errors; not: other 4xx, quota 429s, local refusals")
     func retryable() {
-        for status in [408, 409, 429, 500, 502, 503, 529] { #expect(RetryPolicy.isRetryable(http(status)), "\(status)") }
+        for status in [408, 409, 429, 500, 502, 503, 529] {
+            #expect(RetryPolicy.isRetryable(http(status)), "\(status)")
+        }
         for status in [400, 401, 403, 404, 422] { #expect(!RetryPolicy.isRetryable(http(status)), "\(status)") }
         #expect(!RetryPolicy.isRetryable(http(429, #"{"error":{"code":"insufficient_quota"}}"#)))
         #expect(RetryPolicy.isRetryable(ModelCallError(.timeout)))
@@ -172,7 +264,10 @@ struct ModelReliabilityTests {
         policy.retryAfterCap = .seconds(30)
         let now = Date(timeIntervalSince1970: 1_767_225_600)  // Thu, 01 Jan 2026 00:00:00 GMT
         #expect(policy.delay(attempt: 0, after: http(429, retryAfter: "7"), now: now, unit: 0.5) == .seconds(7))
-        #expect(policy.delay(attempt: 0, after: http(429, retryAfter: "Thu, 01 Jan 2026 00:00:12 GMT"), now: now, unit: 0.5) == .seconds(12))
+        #expect(
+            policy.delay(attempt: 0, after: http(429, retryAfter: "Thu, 01 Jan 2026 00:00:12 GMT"), now: now, unit: 0.5)
+                == .seconds(12)
+        )
         #expect(policy.delay(attempt: 0, after: http(503, retryAfter: "3600"), now: now, unit: 0.5) == .seconds(30))
         #expect(policy.delay(attempt: 2, after: http(500), now: now, unit: 1) == .seconds(4))
         #expect(policy.delay(attempt: 2, after: http(500), now: now, unit: 0.25) == .seconds(1))
@@ -185,7 +280,10 @@ struct ModelReliabilityTests {
         var breaker = CircuitBreaker(threshold: 3, cooldown: 10)
         let t0 = Date(timeIntervalSince1970: 0)
         var allowed: [Bool] = []
-        for _ in 0..<2 { allowed.append(breaker.allow(now: t0)); breaker.recordFailure(now: t0) }
+        for _ in 0..<2 {
+            allowed.append(breaker.allow(now: t0))
+            breaker.recordFailure(now: t0)
+        }
         #expect(allowed == [true, true] && !breaker.isOpen)
         breaker.recordFailure(now: t0)
         #expect(breaker.isOpen)
@@ -205,14 +303,25 @@ struct ModelReliabilityTests {
         let day = Date(timeIntervalSince1970: 86_400 * 20_000 + 100)
         let first = ledger.canSpend(0.6, now: day)
         ledger.record(0.6, now: day)
-        let answers = [first, ledger.canSpend(0.5, now: day), ledger.canSpend(0.4, now: day), ledger.canSpend(0.9, now: day + 86_400)]
+        let answers = [
+            first, ledger.canSpend(0.5, now: day), ledger.canSpend(0.4, now: day),
+            ledger.canSpend(0.9, now: day + 86_400),
+        ]
         #expect(answers == [true, false, true, true])
         #expect(ModelPrice(input: 5, output: 15).cost(inputTokens: 1_000, outputTokens: 100) == 0.0065)
     }
 
     @Test("consensus: the majority action with the average confidence; a tie is HOLD")
     func consensus() throws {
-        let long = TradeProposal(action: .long, confidence: 0.8, leverage: 3, entry: 100, stopLoss: 97, takeProfit: 106, reasoning: "a")
+        let long = TradeProposal(
+            action: .long,
+            confidence: 0.8,
+            leverage: 3,
+            entry: 100,
+            stopLoss: 97,
+            takeProfit: 106,
+            reasoning: "a"
+        )
         var longer = long
         longer.confidence = 0.9
         longer.leverage = 4

@@ -42,8 +42,20 @@ struct ExecutionKernelTests {
             let before = position
             position += side == .buy ? quantity : -quantity
             if before == 0 && position != 0 { opens += 1 }
-            outbox.append(.fill(VenueFill(
-                tradeID: "t\(trades)", clientOrderID: clientID, symbol: "BTCUSDT", side: side, price: price, quantity: quantity, fee: 0, time: time)))
+            outbox.append(
+                .fill(
+                    VenueFill(
+                        tradeID: "t\(trades)",
+                        clientOrderID: clientID,
+                        symbol: "BTCUSDT",
+                        side: side,
+                        price: price,
+                        quantity: quantity,
+                        fee: 0,
+                        time: time
+                    )
+                )
+            )
             if position == 0 {
                 // closePosition-like behaviour is not assumed: reduce-only stops with nothing to reduce expire.
                 for id in stops.keys.sorted() {
@@ -115,7 +127,8 @@ struct ExecutionKernelTests {
                 let expires = random.chance(0.2)
                 var filled: Decimal = 0
                 for part in 1...parts {
-                    let quantity = part == parts && !expires ? request.quantity - filled : request.quantity / Decimal(parts + 1)
+                    let quantity =
+                        part == parts && !expires ? request.quantity - filled : request.quantity / Decimal(parts + 1)
                     guard quantity > 0 else { continue }
                     filled += quantity
                     venue.fill(request.clientOrderID, side: request.side, quantity: quantity, at: now)
@@ -123,7 +136,12 @@ struct ExecutionKernelTests {
                 let status: OrderStatus = filled >= request.quantity ? .filled : .expired
                 venue.orders[request.clientOrderID] = (request, status, filled)
                 if roll < 22 {
-                    venue.outbox.append(.orderUnknown(clientOrderID: request.clientOrderID, reason: "answer lost after the order was accepted"))
+                    venue.outbox.append(
+                        .orderUnknown(
+                            clientOrderID: request.clientOrderID,
+                            reason: "answer lost after the order was accepted"
+                        )
+                    )
                 } else {
                     venue.outbox.append(.orderStatus(clientOrderID: request.clientOrderID, status: status))
                 }
@@ -138,7 +156,13 @@ struct ExecutionKernelTests {
                 let crossed = long ? venue.price <= stop.trigger : venue.price >= stop.trigger
                 let roll = random.int(0...99)
                 if crossed || roll < 5 {
-                    venue.outbox.append(.stopAnswer(symbol: symbol, clientID: stop.clientID, .wouldTrigger("-2021 Order would immediately trigger.")))
+                    venue.outbox.append(
+                        .stopAnswer(
+                            symbol: symbol,
+                            clientID: stop.clientID,
+                            .wouldTrigger("-2021 Order would immediately trigger.")
+                        )
+                    )
                 } else if roll < 20 {
                     venue.outbox.append(.stopAnswer(symbol: symbol, clientID: stop.clientID, .failed("HTTP 503")))
                 } else if roll < 30 {
@@ -155,10 +179,23 @@ struct ExecutionKernelTests {
                 venue.stops[id] = nil
                 venue.outbox.append(.stopCancelled(symbol: symbol, clientID: id))
             case .flatten(_, let id, let side, let quantity, _), .reduce(_, let id, let side, let quantity, _):
-                carryOut(.sendOrder(ExecutionKernel.OrderRequest(
-                    clientOrderID: id, decisionID: id, symbol: "BTCUSDT", side: side, quantity: quantity, leverage: 1, purpose: .exit)))
+                carryOut(
+                    .sendOrder(
+                        ExecutionKernel.OrderRequest(
+                            clientOrderID: id,
+                            decisionID: id,
+                            symbol: "BTCUSDT",
+                            side: side,
+                            quantity: quantity,
+                            leverage: 1,
+                            purpose: .exit
+                        )
+                    )
+                )
             case .reconcile(let symbol):
-                venue.outbox.append(.venueSnapshot(symbol: symbol, quantity: venue.position, stops: Set(venue.stops.keys)))
+                venue.outbox.append(
+                    .venueSnapshot(symbol: symbol, quantity: venue.position, stops: Set(venue.stops.keys))
+                )
             case .positionClosed:
                 // A close is recorded once: never two without a position in between.
                 if !openSinceClose { doubleCloses += 1 }
@@ -185,17 +222,40 @@ struct ExecutionKernelTests {
             }
             // A decision, sometimes one seen before.
             if kernel.positions["BTCUSDT"] == nil, venue.position == 0, random.chance(0.3) {
-                let id = decisions.isEmpty || random.chance(0.7) ? "d\(step)" : decisions[random.int(0...(decisions.count - 1))]
+                let id =
+                    decisions.isEmpty || random.chance(0.7)
+                    ? "d\(step)" : decisions[random.int(0...(decisions.count - 1))]
                 decisions.append(id)
                 let long = random.chance(0.5)
                 // Some entries are held to the gateway's rules against their fill: a budget that moves
                 // the stop, or that no allowed stop meets (the position is then cut or closed).
-                let check: FillCheck? = random.chance(0.4) ? FillCheck(
-                    minStopFraction: 0.01, maxStopFraction: 0.08, riskBudget: Decimal(random.int(0...6)), feeRate: 0.0005, minRewardRisk: 1.5,
-                    filters: ExchangeFilters(tickSize: 0.01, stepSize: 0.001, minQuantity: 0.01, maxQuantity: 100, minNotional: 0)) : nil
+                let check: FillCheck? =
+                    random.chance(0.4)
+                    ? FillCheck(
+                        minStopFraction: 0.01,
+                        maxStopFraction: 0.08,
+                        riskBudget: Decimal(random.int(0...6)),
+                        feeRate: 0.0005,
+                        minRewardRisk: 1.5,
+                        filters: ExchangeFilters(
+                            tickSize: 0.01,
+                            stepSize: 0.001,
+                            minQuantity: 0.01,
+                            maxQuantity: 100,
+                            minNotional: 0
+                        )
+                    ) : nil
                 let request = ExecutionKernel.OrderRequest(
-                    clientOrderID: ClientOrderID.make(decisionID: id, purpose: .entry), decisionID: id, symbol: "BTCUSDT", side: long ? .buy : .sell,
-                    quantity: 1, leverage: 3, purpose: .entry, stopLoss: long ? venue.price - 4 : venue.price + 4, check: check)
+                    clientOrderID: ClientOrderID.make(decisionID: id, purpose: .entry),
+                    decisionID: id,
+                    symbol: "BTCUSDT",
+                    side: long ? .buy : .sell,
+                    quantity: 1,
+                    leverage: 3,
+                    purpose: .entry,
+                    stopLoss: long ? venue.price - 4 : venue.price + 4,
+                    check: check
+                )
                 actions += kernel.handle(.submit(request), now: now)
             }
             // The hostile venue: a stop cancelled by hand, an operator flatten, a trailing move.
@@ -203,11 +263,21 @@ struct ExecutionKernelTests {
                 venue.stops[id] = nil
                 if random.chance(0.5) { venue.outbox.append(.stopGone(symbol: "BTCUSDT", clientID: id)) }
             }
-            if random.chance(0.03) { actions += kernel.handle(.flatten(symbol: "BTCUSDT", reason: "operator"), now: now) }
-            if random.chance(0.1), let position = kernel.positions["BTCUSDT"], let stop = position.stopPrice {
-                actions += kernel.handle(.moveStop(symbol: "BTCUSDT", price: position.side == .long ? stop + 1 : stop - 1), now: now)
+            if random.chance(0.03) {
+                actions += kernel.handle(.flatten(symbol: "BTCUSDT", reason: "operator"), now: now)
             }
-            if random.chance(0.15) { actions += kernel.handle(.venueSnapshot(symbol: "BTCUSDT", quantity: venue.position, stops: Set(venue.stops.keys)), now: now) }
+            if random.chance(0.1), let position = kernel.positions["BTCUSDT"], let stop = position.stopPrice {
+                actions += kernel.handle(
+                    .moveStop(symbol: "BTCUSDT", price: position.side == .long ? stop + 1 : stop - 1),
+                    now: now
+                )
+            }
+            if random.chance(0.15) {
+                actions += kernel.handle(
+                    .venueSnapshot(symbol: "BTCUSDT", quantity: venue.position, stops: Set(venue.stops.keys)),
+                    now: now
+                )
+            }
             actions += kernel.handle(.tick, now: now)
             // Carry out, then deliver the venue's reports: some twice, some out of order, some held back.
             var rounds = 0
@@ -227,13 +297,20 @@ struct ExecutionKernelTests {
                     if trace { print("  event \(report)") }
                     actions += kernel.handle(report, now: now)
                     venue.delivered.append(report)
-                    if case .fill = report, random.chance(0.2) { actions += kernel.handle(report, now: now) }  // duplicated
+                    // duplicated
+                    if case .fill = report, random.chance(0.2) { actions += kernel.handle(report, now: now) }
                 }
                 if rounds == 19 { actions += kernel.handle(.tick, now: now) }
             }
-            if trace { print("step \(step) t=\(now.timeIntervalSince1970) venue \(venue.position) stops \(venue.stops.values.map { ($0.clientID.suffix(4), $0.quantity, $0.trigger) }) kernel \(String(describing: kernel.positions["BTCUSDT"]))") }
+            if trace {
+                print(
+                    "step \(step) t=\(now.timeIntervalSince1970) venue \(venue.position) stops \(venue.stops.values.map { ($0.clientID.suffix(4), $0.quantity, $0.trigger) }) kernel \(String(describing: kernel.positions["BTCUSDT"]))"
+                )
+            }
             // The invariant, at the venue.
-            if venue.isCovered || kernel.positions["BTCUSDT"].map({ $0.flattenReason != nil || $0.flattening != nil }) == true {
+            if venue.isCovered
+                || kernel.positions["BTCUSDT"].map({ $0.flattenReason != nil || $0.flattening != nil }) == true
+            {
                 venue.unprotectedSince = nil
             } else {
                 venue.unprotectedSince = venue.unprotectedSince ?? now
@@ -241,7 +318,9 @@ struct ExecutionKernelTests {
                 outcome.longestUnprotected = max(outcome.longestUnprotected, gap)
                 // The timeout, plus one step's time for the tick that notices it.
                 if gap > settings.stopProtectionTimeout + 1.5, outcome.violations.isEmpty {
-                    outcome.violations.append("seed \(seed) step \(step): \(venue.position) held without a stop for \(gap) s")
+                    outcome.violations.append(
+                        "seed \(seed) step \(step): \(venue.position) held without a stop for \(gap) s"
+                    )
                 }
             }
         }
@@ -254,11 +333,15 @@ struct ExecutionKernelTests {
         return outcome
     }
 
-    @Test("thousands of hostile sequences: never a position without a stop past the timeout, one order per decision, one close per position")
+    @Test(
+        "thousands of hostile sequences: never a position without a stop past the timeout, one order per decision, one close per position"
+    )
     func invariantUnderFaults() {
         var violations: [String] = []
         var longest: TimeInterval = 0
-        if let seed = ProcessInfo.processInfo.environment["KERNEL_TRACE_SEED"].flatMap(UInt64.init) { _ = Self.run(seed: seed, trace: true) }
+        if let seed = ProcessInfo.processInfo.environment["KERNEL_TRACE_SEED"].flatMap(UInt64.init) {
+            _ = Self.run(seed: seed, trace: true)
+        }
         for seed in 1...3_000 {
             let outcome = Self.run(seed: UInt64(seed))
             violations += outcome.violations
@@ -274,12 +357,34 @@ struct ExecutionKernelTests {
 
     static func entry(_ decision: String = "d1", stop: Decimal = 98) -> ExecutionKernel.OrderRequest {
         ExecutionKernel.OrderRequest(
-            clientOrderID: ClientOrderID.make(decisionID: decision, purpose: .entry), decisionID: decision, symbol: "BTCUSDT", side: .buy, quantity: 1,
-            leverage: 3, purpose: .entry, stopLoss: stop)
+            clientOrderID: ClientOrderID.make(decisionID: decision, purpose: .entry),
+            decisionID: decision,
+            symbol: "BTCUSDT",
+            side: .buy,
+            quantity: 1,
+            leverage: 3,
+            purpose: .entry,
+            stopLoss: stop
+        )
     }
 
-    static func fill(_ id: String, order: String, side: OrderSide = .buy, quantity: Decimal = 1, price: Decimal = 100) -> VenueFill {
-        VenueFill(tradeID: id, clientOrderID: order, symbol: "BTCUSDT", side: side, price: price, quantity: quantity, fee: 0, time: t0)
+    static func fill(
+        _ id: String,
+        order: String,
+        side: OrderSide = .buy,
+        quantity: Decimal = 1,
+        price: Decimal = 100
+    ) -> VenueFill {
+        VenueFill(
+            tradeID: id,
+            clientOrderID: order,
+            symbol: "BTCUSDT",
+            side: side,
+            price: price,
+            quantity: quantity,
+            fee: 0,
+            time: t0
+        )
     }
 
     static func placed(_ actions: [ExecutionKernel.Action]) -> [ExecutionKernel.StopOrder] {
@@ -303,33 +408,56 @@ struct ExecutionKernelTests {
         #expect(kernel.handle(.submit(Self.entry()), now: Self.t0).isEmpty)
     }
 
-    @Test("a stop refused because it would trigger at once: flatten at market, reduce-only, stop_refused, critical alert")
+    @Test(
+        "a stop refused because it would trigger at once: flatten at market, reduce-only, stop_refused, critical alert"
+    )
     func stopRefused() {
         var kernel = ExecutionKernel()
         let request = Self.entry()
         _ = kernel.handle(.submit(request), now: Self.t0)
-        let stop = try! #require(Self.placed(kernel.handle(.fill(Self.fill("1", order: request.clientOrderID)), now: Self.t0)).first)
+        let stop = try! #require(
+            Self.placed(kernel.handle(.fill(Self.fill("1", order: request.clientOrderID)), now: Self.t0)).first
+        )
         #expect(stop.quantity == 1 && stop.trigger == 98 && stop.side == .sell)
-        let actions = kernel.handle(.stopAnswer(symbol: "BTCUSDT", clientID: stop.clientID, .wouldTrigger("-2021")), now: Self.t0)
+        let actions = kernel.handle(
+            .stopAnswer(symbol: "BTCUSDT", clientID: stop.clientID, .wouldTrigger("-2021")),
+            now: Self.t0
+        )
         #expect(actions.contains { if case .alert(.critical, "stop_refused", _, _) = $0 { true } else { false } })
-        let flatten = actions.compactMap { if case .flatten(_, let id, let side, let quantity, let reason) = $0 { (id, side, quantity, reason) } else { nil } }
+        let flatten = actions.compactMap {
+            if case .flatten(_, let id, let side, let quantity, let reason) = $0 {
+                (id, side, quantity, reason)
+            } else {
+                nil
+            }
+        }
         #expect(flatten.count == 1 && flatten[0].1 == .sell && flatten[0].2 == 1 && flatten[0].3 == "stop_refused")
         let closed = kernel.handle(.fill(Self.fill("2", order: flatten[0].0, side: .sell)), now: Self.t0)
         #expect(closed.contains(.positionClosed(symbol: "BTCUSDT", reason: "stop_refused")))
     }
 
-    @Test("an entry that fills in part and then expires: the stop covers the filled quantity, and is resized when it changes")
+    @Test(
+        "an entry that fills in part and then expires: the stop covers the filled quantity, and is resized when it changes"
+    )
     func partialFillThenExpiry() {
         var kernel = ExecutionKernel()
         let request = Self.entry()
         _ = kernel.handle(.submit(request), now: Self.t0)
-        let first = try! #require(Self.placed(kernel.handle(.fill(Self.fill("1", order: request.clientOrderID, quantity: 0.4)), now: Self.t0)).first)
+        let first = try! #require(
+            Self.placed(kernel.handle(.fill(Self.fill("1", order: request.clientOrderID, quantity: 0.4)), now: Self.t0))
+                .first
+        )
         #expect(first.quantity == 0.4)
         _ = kernel.handle(.stopAnswer(symbol: "BTCUSDT", clientID: first.clientID, .accepted), now: Self.t0)
-        #expect(kernel.handle(.orderStatus(clientOrderID: request.clientOrderID, status: .expired), now: Self.t0).isEmpty)
+        #expect(
+            kernel.handle(.orderStatus(clientOrderID: request.clientOrderID, status: .expired), now: Self.t0).isEmpty
+        )
         #expect(kernel.positions["BTCUSDT"]?.isProtected == true)
         // A late second fill (the venue reports it after the expiry): the new stop first, then the old one goes.
-        let second = try! #require(Self.placed(kernel.handle(.fill(Self.fill("2", order: request.clientOrderID, quantity: 0.2)), now: Self.t0)).first)
+        let second = try! #require(
+            Self.placed(kernel.handle(.fill(Self.fill("2", order: request.clientOrderID, quantity: 0.2)), now: Self.t0))
+                .first
+        )
         #expect(second.quantity == 0.6)
         #expect(kernel.positions["BTCUSDT"]?.working.map(\.clientID) == [first.clientID])
         let after = kernel.handle(.stopAnswer(symbol: "BTCUSDT", clientID: second.clientID, .accepted), now: Self.t0)
@@ -387,24 +515,49 @@ struct ExecutionKernelTests {
         _ = kernel.handle(.submit(request), now: Self.t0)
         _ = kernel.handle(.orderUnknown(clientOrderID: request.clientOrderID, reason: "timeout"), now: Self.t0)
         #expect(kernel.order(request.clientOrderID)?.status == .unknown)
-        #expect(kernel.handle(.tick, now: Self.t0.addingTimeInterval(1)) == [.queryOrder(clientOrderID: request.clientOrderID, symbol: "BTCUSDT")])
+        #expect(
+            kernel.handle(.tick, now: Self.t0.addingTimeInterval(1)) == [
+                .queryOrder(clientOrderID: request.clientOrderID, symbol: "BTCUSDT")
+            ]
+        )
         _ = kernel.handle(.orderStatus(clientOrderID: request.clientOrderID, status: .filled), now: Self.t0)
         _ = kernel.handle(.orderStatus(clientOrderID: request.clientOrderID, status: .accepted), now: Self.t0)
         #expect(kernel.order(request.clientOrderID)?.status == .filled)
     }
 
-    @Test("the stop is judged against the real fill: an entry that filled higher keeps its risk budget by a nearer stop, or is cut when no allowed stop does")
+    @Test(
+        "the stop is judged against the real fill: an entry that filled higher keeps its risk budget by a nearer stop, or is cut when no allowed stop does"
+    )
     func stopAgainstFill() throws {
-        let filters = ExchangeFilters(tickSize: 0.01, stepSize: 0.001, minQuantity: 0.01, maxQuantity: 100, minNotional: 0)
-        let check = FillCheck(minStopFraction: 0.01, maxStopFraction: 0.05, riskBudget: 2.1, feeRate: 0, minRewardRisk: 2, filters: filters)
+        let filters = ExchangeFilters(
+            tickSize: 0.01,
+            stepSize: 0.001,
+            minQuantity: 0.01,
+            maxQuantity: 100,
+            minNotional: 0
+        )
+        let check = FillCheck(
+            minStopFraction: 0.01,
+            maxStopFraction: 0.05,
+            riskBudget: 2.1,
+            feeRate: 0,
+            minRewardRisk: 2,
+            filters: filters
+        )
         var kernel = ExecutionKernel()
         var request = Self.entry(stop: 98)
         request.takeProfit = 103
         request.check = check
         _ = kernel.handle(.submit(request), now: Self.t0)
         // Filled at 100.5, the stop at 98 would lose 2.5 > 2.1: it moves up to 98.4; the target moves out to 2R.
-        let stop = try #require(Self.placed(kernel.handle(.fill(Self.fill("1", order: request.clientOrderID, price: 100.5)), now: Self.t0)).first)
-        #expect(stop.trigger == Decimal(string: "98.4") && kernel.positions["BTCUSDT"]?.targetPrice == Decimal(string: "104.7"))
+        let stop = try #require(
+            Self.placed(kernel.handle(.fill(Self.fill("1", order: request.clientOrderID, price: 100.5)), now: Self.t0))
+                .first
+        )
+        #expect(
+            stop.trigger == Decimal(string: "98.4")
+                && kernel.positions["BTCUSDT"]?.targetPrice == Decimal(string: "104.7")
+        )
 
         // Filled at 104 with a budget of 0.52, no stop 1 % away or more keeps it at this size: the stop goes
         // to the nearest allowed price (102.96) and the position is cut to 0.52 / 1.04 = 0.5.
@@ -416,26 +569,64 @@ struct ExecutionKernelTests {
         let actions = tight.handle(.fill(Self.fill("1", order: gapped.clientOrderID, price: 104)), now: Self.t0)
         let first = try #require(Self.placed(actions).first)
         #expect(first.trigger == Decimal(string: "102.96") && first.quantity == 1)
-        let cut = actions.compactMap { if case .reduce(_, let id, .sell, let quantity, "risk_reduced") = $0 { (id, quantity) } else { nil } }
+        let cut = actions.compactMap {
+            if case .reduce(_, let id, .sell, let quantity, "risk_reduced") = $0 { (id, quantity) } else { nil }
+        }
         #expect(cut.count == 1 && cut.first?.1 == Decimal(string: "0.5"))
         _ = tight.handle(.stopAnswer(symbol: "BTCUSDT", clientID: first.clientID, .accepted), now: Self.t0)
         // The cut fills: the stop is resized to what is left, and the position stays open.
-        let after = tight.handle(.fill(Self.fill("2", order: cut[0].0, side: .sell, quantity: cut[0].1, price: 104)), now: Self.t0)
-        #expect(Self.placed(after).first?.quantity == Decimal(string: "0.5") && tight.positions["BTCUSDT"]?.quantity == Decimal(string: "0.5"))
+        let after = tight.handle(
+            .fill(Self.fill("2", order: cut[0].0, side: .sell, quantity: cut[0].1, price: 104)),
+            now: Self.t0
+        )
+        #expect(
+            Self.placed(after).first?.quantity == Decimal(string: "0.5")
+                && tight.positions["BTCUSDT"]?.quantity == Decimal(string: "0.5")
+        )
         #expect(!after.contains { if case .positionClosed = $0 { true } else { false } })
     }
 
-    @Test("FillCheck: a stop too near or too far moves to the nearest allowed price; below the venue's minimum the position is closed")
+    @Test(
+        "FillCheck: a stop too near or too far moves to the nearest allowed price; below the venue's minimum the position is closed"
+    )
     func fillCheckVerdicts() {
-        let filters = ExchangeFilters(tickSize: 0.01, stepSize: 0.001, minQuantity: 0.5, maxQuantity: 100, minNotional: 0)
-        let check = FillCheck(minStopFraction: 0.01, maxStopFraction: 0.05, riskBudget: 100, feeRate: 0, minRewardRisk: 1.5, filters: filters)
-        #expect(check.verdict(side: .long, average: 100, quantity: 1, stop: 99.5, target: nil) == .init(stop: 99, target: nil, quantity: 1, reason: "stop_too_near"))
-        #expect(check.verdict(side: .long, average: 100, quantity: 1, stop: 90, target: nil) == .init(stop: 95, target: nil, quantity: 1, reason: "stop_too_far"))
-        #expect(check.verdict(side: .short, average: 100, quantity: 1, stop: 100.5, target: 99) == .init(stop: 101, target: Decimal(string: "98.5"), quantity: 1, reason: "stop_too_near"))
-        #expect(check.verdict(side: .long, average: 100, quantity: 1, stop: 97, target: 110) == .init(stop: 97, target: 110, quantity: 1, reason: nil))
+        let filters = ExchangeFilters(
+            tickSize: 0.01,
+            stepSize: 0.001,
+            minQuantity: 0.5,
+            maxQuantity: 100,
+            minNotional: 0
+        )
+        let check = FillCheck(
+            minStopFraction: 0.01,
+            maxStopFraction: 0.05,
+            riskBudget: 100,
+            feeRate: 0,
+            minRewardRisk: 1.5,
+            filters: filters
+        )
+        #expect(
+            check.verdict(side: .long, average: 100, quantity: 1, stop: 99.5, target: nil)
+                == .init(stop: 99, target: nil, quantity: 1, reason: "stop_too_near")
+        )
+        #expect(
+            check.verdict(side: .long, average: 100, quantity: 1, stop: 90, target: nil)
+                == .init(stop: 95, target: nil, quantity: 1, reason: "stop_too_far")
+        )
+        #expect(
+            check.verdict(side: .short, average: 100, quantity: 1, stop: 100.5, target: 99)
+                == .init(stop: 101, target: Decimal(string: "98.5"), quantity: 1, reason: "stop_too_near")
+        )
+        #expect(
+            check.verdict(side: .long, average: 100, quantity: 1, stop: 97, target: 110)
+                == .init(stop: 97, target: 110, quantity: 1, reason: nil)
+        )
         var poor = check
         poor.riskBudget = Decimal(string: "0.4")!
-        #expect(poor.verdict(side: .long, average: 100, quantity: 1, stop: 97, target: nil) == .init(stop: 99, target: nil, quantity: 0, reason: "stop_unaffordable"))
+        #expect(
+            poor.verdict(side: .long, average: 100, quantity: 1, stop: 97, target: nil)
+                == .init(stop: 99, target: nil, quantity: 0, reason: "stop_unaffordable")
+        )
     }
 
     @Test("a stop cancelled by hand at the venue is placed again")

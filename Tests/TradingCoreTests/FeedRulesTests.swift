@@ -7,7 +7,10 @@ struct FeedRulesTests {
     @Test("backoff doubles up to its cap, and full jitter spans 0 to the ceiling")
     func backoff() {
         let backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
-        #expect((0...6).map { backoff.ceiling(attempt: $0) } == [100, 200, 400, 800, 1600, 2000, 2000].map { .milliseconds($0) })
+        #expect(
+            (0...6).map { backoff.ceiling(attempt: $0) }
+                == [100, 200, 400, 800, 1600, 2000, 2000].map { .milliseconds($0) }
+        )
         #expect(backoff.ceiling(attempt: 500) == .seconds(2))
         #expect(backoff.delay(attempt: 3, unit: 0) == .zero)
         #expect(backoff.delay(attempt: 3, unit: 1) == .milliseconds(800))
@@ -17,7 +20,9 @@ struct FeedRulesTests {
         #expect(Set(samples).count > 100)
     }
 
-    @Test("request budget: polling stops at its share, orders and cancels spend the rest; a ban (418) is reported until it ends")
+    @Test(
+        "request budget: polling stops at its share, orders and cancels spend the rest; a ban (418) is reported until it ends"
+    )
     func budgetPriorities() {
         var budget = RequestBudget(limit: 10, window: 60, pollShare: 0.5)
         let start = Date(timeIntervalSince1970: 1_800_000_000)
@@ -28,10 +33,15 @@ struct FeedRulesTests {
         budget.block(for: 120, now: start + 70, ban: true)
         #expect(budget.banned && budget.blocked(now: start + 100) == start + 190)
         #expect(budget.reserve(weight: 1, priority: .order, now: start + 150) == 40, "a ban stops orders too")
-        #expect(budget.reserve(weight: 1, priority: .order, now: start + 190) == 0 && !budget.banned && budget.blocked(now: start + 190) == nil)
+        #expect(
+            budget.reserve(weight: 1, priority: .order, now: start + 190) == 0 && !budget.banned
+                && budget.blocked(now: start + 190) == nil
+        )
     }
 
-    @Test("request budget: spends inside the window, waits for the next one, trusts the exchange's higher count, obeys Retry-After")
+    @Test(
+        "request budget: spends inside the window, waits for the next one, trusts the exchange's higher count, obeys Retry-After"
+    )
     func budget() {
         var budget = RequestBudget(limit: 10, window: 60)
         let start = Date(timeIntervalSince1970: 1_800_000_000)  // a window boundary (divisible by 60)
@@ -53,38 +63,83 @@ struct FeedRulesTests {
 
     @Test("Binance paths and weights as documented")
     func binanceRequests() {
-        let streams = [CandleStreamID(symbol: "BTCUSDT", interval: "1m"), CandleStreamID(symbol: "ETHUSDT", interval: "5m")]
+        let streams = [
+            CandleStreamID(symbol: "BTCUSDT", interval: "1m"), CandleStreamID(symbol: "ETHUSDT", interval: "5m"),
+        ]
         #expect(BinanceMessages.combinedStreamPath(streams) == "/stream?streams=btcusdt@kline_1m/ethusdt@kline_5m")
-        #expect(BinanceMessages.klinesPath(symbol: "btcusdt", interval: "1m", startTime: 1, endTime: 2, limit: 3)
-            == "/fapi/v1/klines?symbol=BTCUSDT&interval=1m&startTime=1&endTime=2&limit=3")
-        #expect([1, 99, 100, 499, 500, 1000, 1001, 1500].map(BinanceMessages.klinesWeight) == [1, 1, 2, 2, 5, 5, 10, 10])
-        #expect(BinanceMessages.errorMessage(Array(#"{"code":-1121,"msg":"Invalid symbol."}"#.utf8)) == "Binance error -1121: Invalid symbol.")
+        #expect(
+            BinanceMessages.klinesPath(symbol: "btcusdt", interval: "1m", startTime: 1, endTime: 2, limit: 3)
+                == "/fapi/v1/klines?symbol=BTCUSDT&interval=1m&startTime=1&endTime=2&limit=3"
+        )
+        #expect(
+            [1, 99, 100, 499, 500, 1000, 1001, 1500].map(BinanceMessages.klinesWeight) == [1, 1, 2, 2, 5, 5, 10, 10]
+        )
+        #expect(
+            BinanceMessages.errorMessage(Array(#"{"code":-1121,"msg":"Invalid symbol."}"#.utf8))
+                == "Binance error -1121: Invalid symbol."
+        )
         #expect(BinanceMessages.errorMessage(Array("<html>".utf8)) == nil)
     }
 
     @Test("Bybit intervals, topics, subscriptions and paths as documented")
     func bybitRequests() throws {
-        #expect(["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "1w"].map(BybitMessages.bybitInterval)
-            == ["1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W"])
+        #expect(
+            ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "1w"].map(BybitMessages.bybitInterval)
+                == ["1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W"]
+        )
         #expect(BybitMessages.bybitInterval("7m") == nil && BybitMessages.bybitInterval("2d") == nil)
-        for ours in ["1m", "5m", "1h", "4h", "1d"] { #expect(BybitMessages.interval(BybitMessages.bybitInterval(ours)!) == ours) }
+        for ours in ["1m", "5m", "1h", "4h", "1d"] {
+            #expect(BybitMessages.interval(BybitMessages.bybitInterval(ours)!) == ours)
+        }
         #expect(BybitMessages.topic(symbol: "btcusdt", interval: "1h") == "kline.60.BTCUSDT")
-        let request = try JSONSerialization.jsonObject(with: Data(BybitMessages.subscribe(["kline.1.BTCUSDT"], requestID: "r1"))) as? [String: Any]
-        #expect(request?["op"] as? String == "subscribe" && request?["args"] as? [String] == ["kline.1.BTCUSDT"] && request?["req_id"] as? String == "r1")
-        #expect(BybitMessages.subscriptionFailure(Array(#"{"success":false,"ret_msg":"error:handler not found","op":"subscribe"}"#.utf8)) == "error:handler not found")
-        #expect(BybitMessages.subscriptionFailure(Array(#"{"success":true,"ret_msg":"","op":"subscribe"}"#.utf8)) == nil)
-        #expect(BybitMessages.klinesPath(symbol: "BTCUSDT", interval: "4h", start: 1, end: 2, limit: 3)
-            == "/v5/market/kline?category=linear&symbol=BTCUSDT&interval=240&start=1&end=2&limit=3")
+        let request =
+            try JSONSerialization.jsonObject(with: Data(BybitMessages.subscribe(["kline.1.BTCUSDT"], requestID: "r1")))
+            as? [String: Any]
+        #expect(
+            request?["op"] as? String == "subscribe" && request?["args"] as? [String] == ["kline.1.BTCUSDT"]
+                && request?["req_id"] as? String == "r1"
+        )
+        #expect(
+            BybitMessages.subscriptionFailure(
+                Array(#"{"success":false,"ret_msg":"error:handler not found","op":"subscribe"}"#.utf8)
+            ) == "error:handler not found"
+        )
+        #expect(
+            BybitMessages.subscriptionFailure(Array(#"{"success":true,"ret_msg":"","op":"subscribe"}"#.utf8)) == nil
+        )
+        #expect(
+            BybitMessages.klinesPath(symbol: "BTCUSDT", interval: "4h", start: 1, end: 2, limit: 3)
+                == "/v5/market/kline?category=linear&symbol=BTCUSDT&interval=240&start=1&end=2&limit=3"
+        )
     }
 
-    @Test("the synthetic market is fixed by its seed, valid, aligned, and symbol i walks the same whatever else is listed")
+    @Test(
+        "the synthetic market is fixed by its seed, valid, aligned, and symbol i walks the same whatever else is listed"
+    )
     func synthetic() {
-        var a = SyntheticMarket(symbols: ["A", "B", "C"], seed: 7, intervalMilliseconds: 60_000, startTime: 1_767_225_601_234)
-        var b = SyntheticMarket(symbols: ["X", "Y"], seed: 7, intervalMilliseconds: 60_000, startTime: 1_767_225_600_000)
-        var c = SyntheticMarket(symbols: ["A", "B", "C"], seed: 8, intervalMilliseconds: 60_000, startTime: 1_767_225_600_000)
+        var a = SyntheticMarket(
+            symbols: ["A", "B", "C"],
+            seed: 7,
+            intervalMilliseconds: 60_000,
+            startTime: 1_767_225_601_234
+        )
+        var b = SyntheticMarket(
+            symbols: ["X", "Y"],
+            seed: 7,
+            intervalMilliseconds: 60_000,
+            startTime: 1_767_225_600_000
+        )
+        var c = SyntheticMarket(
+            symbols: ["A", "B", "C"],
+            seed: 8,
+            intervalMilliseconds: 60_000,
+            startTime: 1_767_225_600_000
+        )
         var previousClose: Double?
         for step in 0..<1_000 {
-            let candles = a.next(), others = b.next(), reseeded = c.next()
+            let candles = a.next()
+            let others = b.next()
+            let reseeded = c.next()
             #expect(candles.count == 3)
             #expect(candles.allSatisfy { $0.defect == nil && $0.openTime == 1_767_225_600_000 + Int64(step) * 60_000 })
             #expect(Array(candles.prefix(2)) == others)

@@ -25,7 +25,10 @@ struct MarginTiersTests {
 
     @Test("tiers from caps and rates alone (Bybit gives no deduction) carry the deductions Binance lists")
     func continuous() {
-        let built = MarginTiers.continuous([(Decimal(10_000), Decimal(string: "0.0065")!), (Decimal(100_000), Decimal(string: "0.01")!), (nil, Decimal(string: "0.02")!)])
+        let built = MarginTiers.continuous([
+            (Decimal(10_000), Decimal(string: "0.0065")!), (Decimal(100_000), Decimal(string: "0.01")!),
+            (nil, Decimal(string: "0.02")!),
+        ])
         #expect(built == binance)
     }
 }

@@ -6,7 +6,13 @@ import TradingCore
 @Suite("Risk gateway")
 struct RiskGatewayTests {
     static let now = Date(timeIntervalSince1970: 1_767_225_600)
-    static let filters = ExchangeFilters(tickSize: 0.1, stepSize: 0.001, minQuantity: 0.001, maxQuantity: 1_000, minNotional: 5)
+    static let filters = ExchangeFilters(
+        tickSize: 0.1,
+        stepSize: 0.001,
+        minQuantity: 0.001,
+        maxQuantity: 1_000,
+        minNotional: 5
+    )
 
     var limits: RiskLimits = {
         var limits = RiskLimits()
@@ -14,13 +20,41 @@ struct RiskGatewayTests {
         return limits
     }()
 
-    func decision(_ action: TradeAction = .long, confidence: Double = 0.82, leverage: Int = 3, entry: Double? = 100_000, stop: Double? = 98_000, target: Double? = 104_000) -> OrderIntent {
-        let proposal = TradeProposal(action: action, confidence: confidence, leverage: leverage, entry: entry, stopLoss: stop, takeProfit: target, reasoning: "test")
-        let payload = DecisionPayload(symbol: "BTCUSDT", proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: "r")
+    func decision(
+        _ action: TradeAction = .long,
+        confidence: Double = 0.82,
+        leverage: Int = 3,
+        entry: Double? = 100_000,
+        stop: Double? = 98_000,
+        target: Double? = 104_000
+    ) -> OrderIntent {
+        let proposal = TradeProposal(
+            action: action,
+            confidence: confidence,
+            leverage: leverage,
+            entry: entry,
+            stopLoss: stop,
+            takeProfit: target,
+            reasoning: "test"
+        )
+        let payload = DecisionPayload(
+            symbol: "BTCUSDT",
+            proposal: proposal,
+            provider: "rules",
+            model: "m",
+            promptVersion: "v",
+            attempts: 0,
+            candleTime: 0,
+            requestID: "r"
+        )
         return OrderIntent(decisionID: "decision:r", decision: payload, decidedAt: Self.now.addingTimeInterval(-10))
     }
 
-    func market(price: Decimal = 100_000, reference: Decimal? = 100_000, filters: ExchangeFilters = RiskGatewayTests.filters) -> MarketView {
+    func market(
+        price: Decimal = 100_000,
+        reference: Decimal? = 100_000,
+        filters: ExchangeFilters = RiskGatewayTests.filters
+    ) -> MarketView {
         MarketView(venuePrice: price, referencePrice: reference, filters: filters, now: Self.now)
     }
 
@@ -41,22 +75,34 @@ struct RiskGatewayTests {
         #expect(order.notional == 4_700 && order.margin == Decimal(4_700) / 3)
         // Fees: (4,700 + 4,888) × 0.05 % = 4.794; profit 188 − 4.794.
         #expect(order.profitAfterFeesUSD == Decimal(string: "183.206"))
-        #expect(order.liquidationPrice == Decimal(string: "67166.66666666666666666666666666666667") || order.liquidationPrice < 98_000)
+        #expect(
+            order.liquidationPrice == Decimal(string: "67166.66666666666666666666666666666667")
+                || order.liquidationPrice < 98_000
+        )
     }
 
     @Test("the mirror SHORT is approved too")
     func short() throws {
-        let order = try RiskGateway(limits: limits).check(decision(.short, stop: 102_000, target: 96_000), market: market(), account: account).get()
+        let order = try RiskGateway(limits: limits).check(
+            decision(.short, stop: 102_000, target: 96_000),
+            market: market(),
+            account: account
+        ).get()
         #expect(order.side == .short && order.quantity == Decimal(string: "0.047") && order.stopLoss == 102_000)
     }
 
-    @Test("HOLD, NaN, infinities, zero and negative prices are refused as invalid", arguments: [
-        ("hold", 0), ("nan confidence", 1), ("nan entry", 2), ("inf stop", 3), ("-inf target", 4), ("zero entry", 5), ("negative stop", 6),
-        ("missing target", 7), ("confidence above 1", 8),
-    ])
+    @Test(
+        "HOLD, NaN, infinities, zero and negative prices are refused as invalid",
+        arguments: [
+            ("hold", 0), ("nan confidence", 1), ("nan entry", 2), ("inf stop", 3), ("-inf target", 4),
+            ("zero entry", 5), ("negative stop", 6),
+            ("missing target", 7), ("confidence above 1", 8),
+        ]
+    )
     func invalid(name: String, index: Int) {
         let intents = [
-            decision(.hold), decision(confidence: .nan), decision(entry: .nan), decision(stop: .infinity), decision(target: -.infinity),
+            decision(.hold), decision(confidence: .nan), decision(entry: .nan), decision(stop: .infinity),
+            decision(target: -.infinity),
             decision(entry: 0), decision(stop: -1), decision(target: nil), decision(confidence: 1.01),
         ]
         let result = RiskGateway(limits: limits).check(intents[index], market: market(), account: account)
@@ -72,8 +118,19 @@ struct RiskGatewayTests {
         var future = decision()
         future.decidedAt = Self.now.addingTimeInterval(60)
         #expect(code(gateway.check(future, market: market(), account: account)) == .stale)
-        #expect(code(gateway.check(decision(), market: market(price: 101_001, reference: 101_001), account: account)) == .priceMoved)
-        #expect(code(gateway.check(decision(target: 106_000), market: market(price: 101_000, reference: 101_000), account: account)) == nil)  // 1 % exactly: allowed
+        #expect(
+            code(gateway.check(decision(), market: market(price: 101_001, reference: 101_001), account: account))
+                == .priceMoved
+        )
+        #expect(
+            code(
+                gateway.check(
+                    decision(target: 106_000),
+                    market: market(price: 101_000, reference: 101_000),
+                    account: account
+                )
+            ) == nil
+        )  // 1 % exactly: allowed
     }
 
     @Test("confidence, leverage and halts")
@@ -93,15 +150,58 @@ struct RiskGatewayTests {
     func deviationGuard() {
         let gateway = RiskGateway(limits: limits)
         // Reference 100,000; limit 0.5 %: 100,500 is exactly at it.
-        #expect(code(gateway.check(decision(target: 106_000), market: market(price: 100_500, reference: 100_000), account: account)) == nil)
-        #expect(code(gateway.check(decision(target: 106_000), market: market(price: Decimal(string: "100499.9")!, reference: 100_000), account: account)) == nil)
-        #expect(code(gateway.check(decision(target: 106_000), market: market(price: Decimal(string: "100500.1")!, reference: 100_000), account: account)) == .priceDeviation)
-        #expect(code(gateway.check(decision(target: 106_000), market: market(price: 99_500, reference: 100_000), account: account)) == nil)
-        #expect(code(gateway.check(decision(target: 106_000), market: market(price: Decimal(string: "99499.9")!, reference: 100_000), account: account)) == .priceDeviation)
+        #expect(
+            code(
+                gateway.check(
+                    decision(target: 106_000),
+                    market: market(price: 100_500, reference: 100_000),
+                    account: account
+                )
+            ) == nil
+        )
+        #expect(
+            code(
+                gateway.check(
+                    decision(target: 106_000),
+                    market: market(price: Decimal(string: "100499.9")!, reference: 100_000),
+                    account: account
+                )
+            ) == nil
+        )
+        #expect(
+            code(
+                gateway.check(
+                    decision(target: 106_000),
+                    market: market(price: Decimal(string: "100500.1")!, reference: 100_000),
+                    account: account
+                )
+            ) == .priceDeviation
+        )
+        #expect(
+            code(
+                gateway.check(
+                    decision(target: 106_000),
+                    market: market(price: 99_500, reference: 100_000),
+                    account: account
+                )
+            ) == nil
+        )
+        #expect(
+            code(
+                gateway.check(
+                    decision(target: 106_000),
+                    market: market(price: Decimal(string: "99499.9")!, reference: 100_000),
+                    account: account
+                )
+            ) == .priceDeviation
+        )
         #expect(code(gateway.check(decision(), market: market(reference: nil), account: account)) == .noReferencePrice)
         var lenient = limits
         lenient.requireReferencePrice = false
-        #expect(code(RiskGateway(limits: lenient).check(decision(), market: market(reference: nil), account: account)) == nil)
+        #expect(
+            code(RiskGateway(limits: lenient).check(decision(), market: market(reference: nil), account: account))
+                == nil
+        )
     }
 
     @Test("one position per symbol, and at most MAX_OPEN_POSITIONS")
@@ -121,11 +221,19 @@ struct RiskGatewayTests {
         let gateway = RiskGateway(limits: limits)
         #expect(code(gateway.check(decision(stop: 100_500), market: market(), account: account)) == .wrongSide)
         #expect(code(gateway.check(decision(.short), market: market(), account: account)) == .wrongSide)
-        #expect(code(gateway.check(decision(stop: 99_600, target: 101_000), market: market(), account: account)) == .stopDistance)  // 0.4 %
-        #expect(code(gateway.check(decision(stop: 92_000, target: 120_000), market: market(), account: account)) == .stopDistance)  // 8 %
-        #expect(code(gateway.check(decision(stop: 93_000, target: 120_000), market: market(), account: account)) == nil)  // 7 % exactly
+        #expect(
+            code(gateway.check(decision(stop: 99_600, target: 101_000), market: market(), account: account))
+                == .stopDistance
+        )  // 0.4 %
+        #expect(
+            code(gateway.check(decision(stop: 92_000, target: 120_000), market: market(), account: account))
+                == .stopDistance
+        )  // 8 %
+        // 7 % exactly
+        #expect(code(gateway.check(decision(stop: 93_000, target: 120_000), market: market(), account: account)) == nil)
         #expect(code(gateway.check(decision(target: 102_999.9), market: market(), account: account)) == .rewardRisk)
-        #expect(code(gateway.check(decision(target: 103_000), market: market(), account: account)) == nil)  // 1.5 exactly
+        // 1.5 exactly
+        #expect(code(gateway.check(decision(target: 103_000), market: market(), account: account)) == nil)
         var strict = limits
         strict.minProfitUSD = 1_000
         #expect(code(RiskGateway(limits: strict).check(decision(), market: market(), account: account)) == .minProfit)
@@ -134,10 +242,15 @@ struct RiskGatewayTests {
     @Test("off-tick stops round toward entry; off-step sizes round down; below the venue's minimums is refused")
     func rounding() throws {
         let gateway = RiskGateway(limits: limits)
-        let order = try gateway.check(decision(stop: 97_999.97, target: 104_000.06), market: market(), account: account).get()
+        let order = try gateway.check(decision(stop: 97_999.97, target: 104_000.06), market: market(), account: account)
+            .get()
         #expect(order.stopLoss == 98_000 && order.takeProfit == 104_000)  // both toward entry
         #expect(order.quantity == Decimal(string: "0.047"))
-        let short = try gateway.check(decision(.short, stop: 102_000.04, target: 95_999.93), market: market(), account: account).get()
+        let short = try gateway.check(
+            decision(.short, stop: 102_000.04, target: 95_999.93),
+            market: market(),
+            account: account
+        ).get()
         #expect(short.stopLoss == 102_000 && short.takeProfit == 96_000)
         // 100 USD of risk over 2,000 is 0.05 BTC; a 0.1 step makes it 0.
         var coarse = Self.filters
@@ -149,7 +262,10 @@ struct RiskGatewayTests {
         #expect(code(gateway.check(decision(), market: market(filters: bigNotional), account: account)) == .size)
         var capped = Self.filters
         capped.maxQuantity = 0.02
-        #expect(try gateway.check(decision(), market: market(filters: capped), account: account).get().quantity == Decimal(string: "0.02"))
+        #expect(
+            try gateway.check(decision(), market: market(filters: capped), account: account).get().quantity
+                == Decimal(string: "0.02")
+        )
     }
 
     @Test("size is capped by MAX_POSITION_PERCENT and by the margin available")
@@ -173,9 +289,20 @@ struct RiskGatewayTests {
         wide.maxStopFraction = 0.1
         let gateway = RiskGateway(limits: wide)
         // 20x: liquidation near 95,500; a 4 % stop (96,000) is inside the 25 % buffer.
-        #expect(code(gateway.check(decision(leverage: 20, stop: 96_000, target: 108_000), market: market(), account: account)) == .liquidation)
-        #expect(code(gateway.check(decision(leverage: 20, stop: 98_000, target: 104_000), market: market(), account: account)) == nil)
-        #expect(RiskGateway.liquidationPrice(side: .short, entry: 100, leverage: 10, maintenanceMarginRate: 0.005) == Decimal(string: "109.5"))
+        #expect(
+            code(
+                gateway.check(decision(leverage: 20, stop: 96_000, target: 108_000), market: market(), account: account)
+            ) == .liquidation
+        )
+        #expect(
+            code(
+                gateway.check(decision(leverage: 20, stop: 98_000, target: 104_000), market: market(), account: account)
+            ) == nil
+        )
+        #expect(
+            RiskGateway.liquidationPrice(side: .short, entry: 100, leverage: 10, maintenanceMarginRate: 0.005)
+                == Decimal(string: "109.5")
+        )
     }
 
     @Test("the liquidation check uses the venue's maintenance tier for the order's notional, not a flat 0.5 %")
@@ -207,29 +334,66 @@ struct RiskGatewayTests {
             func unit() -> Double { random.nextUnit() }
             let price = 10 + unit() * 100_000
             let long = unit() < 0.5
-            let stopFraction = unit() * 0.1, rewardRisk = unit() * 3
+            let stopFraction = unit() * 0.1
+            let rewardRisk = unit() * 3
             let stop = long ? price * (1 - stopFraction) : price * (1 + stopFraction)
             let target = long ? price * (1 + stopFraction * rewardRisk) : price * (1 - stopFraction * rewardRisk)
             let special: [Double] = [.nan, .infinity, -1, 0]
             let entry = unit() < 0.02 ? special[Int(unit() * 4)] : price * (1 + (unit() - 0.5) * 0.03)
-            let intent = decision(long ? .long : .short, confidence: unit(), leverage: Int(unit() * 8), entry: entry, stop: stop, target: target)
+            let intent = decision(
+                long ? .long : .short,
+                confidence: unit(),
+                leverage: Int(unit() * 8),
+                entry: entry,
+                stop: stop,
+                target: target
+            )
             let venue = Decimal(finite: (price * 10).rounded() / 10)!
             let reference = unit() < 0.1 ? nil : Decimal(finite: price * (1 + (unit() - 0.5) * 0.02))
-            let account = AccountView(equity: Decimal(finite: (unit() * 50_000).rounded())!, availableMargin: Decimal(finite: (unit() * 20_000).rounded())!, openSymbols: unit() < 0.2 ? ["BTCUSDT"] : [])
-            guard case .success(let order) = gateway.check(intent, market: market(price: venue, reference: reference), account: account) else { continue }
+            let account = AccountView(
+                equity: Decimal(finite: (unit() * 50_000).rounded())!,
+                availableMargin: Decimal(finite: (unit() * 20_000).rounded())!,
+                openSymbols: unit() < 0.2 ? ["BTCUSDT"] : []
+            )
+            guard
+                case .success(let order) = gateway.check(
+                    intent,
+                    market: market(price: venue, reference: reference),
+                    account: account
+                )
+            else { continue }
             approved += 1
             let f = Self.filters
-            #expect(order.quantity >= f.minQuantity && order.quantity <= f.maxQuantity && f.quantity(order.quantity) == order.quantity)
-            #expect(order.notional >= f.minNotional && order.margin <= account.availableMargin && order.margin <= limits.maxPositionFraction * account.equity + 0.0001)
+            #expect(
+                order.quantity >= f.minQuantity && order.quantity <= f.maxQuantity
+                    && f.quantity(order.quantity) == order.quantity
+            )
+            #expect(
+                order.notional >= f.minNotional && order.margin <= account.availableMargin
+                    && order.margin <= limits.maxPositionFraction * account.equity + 0.0001
+            )
             #expect(f.isOnTick(order.stopLoss) && f.isOnTick(order.takeProfit))
-            let risk = (order.entryPrice - order.stopLoss).magnitude, reward = (order.takeProfit - order.entryPrice).magnitude
-            #expect(order.side == .long ? order.stopLoss < order.entryPrice && order.entryPrice < order.takeProfit : order.takeProfit < order.entryPrice && order.entryPrice < order.stopLoss)
-            #expect(risk / order.entryPrice >= limits.minStopFraction && risk / order.entryPrice <= limits.maxStopFraction)
+            let risk = (order.entryPrice - order.stopLoss).magnitude
+            let reward = (order.takeProfit - order.entryPrice).magnitude
+            #expect(
+                order.side == .long
+                    ? order.stopLoss < order.entryPrice && order.entryPrice < order.takeProfit
+                    : order.takeProfit < order.entryPrice && order.entryPrice < order.stopLoss
+            )
+            #expect(
+                risk / order.entryPrice >= limits.minStopFraction && risk / order.entryPrice <= limits.maxStopFraction
+            )
             #expect(reward >= limits.minRewardRisk * risk && order.profitAfterFeesUSD >= limits.minProfitUSD)
             #expect(order.riskUSD <= account.equity * limits.riskPerTradeFraction + 0.000001)
-            #expect(order.side == .long ? order.stopLoss > order.liquidationPrice : order.stopLoss < order.liquidationPrice)
-            #expect((1...limits.maxLeverage).contains(order.leverage) && intent.decision.confidence >= limits.minConfidence)
-            if let reference { #expect((order.entryPrice - reference).magnitude / reference <= limits.maxPriceDeviationFraction) }
+            #expect(
+                order.side == .long ? order.stopLoss > order.liquidationPrice : order.stopLoss < order.liquidationPrice
+            )
+            #expect(
+                (1...limits.maxLeverage).contains(order.leverage) && intent.decision.confidence >= limits.minConfidence
+            )
+            if let reference {
+                #expect((order.entryPrice - reference).magnitude / reference <= limits.maxPriceDeviationFraction)
+            }
             #expect(reference != nil && !account.openSymbols.contains("BTCUSDT"))
         }
         #expect(approved > 200, "enough approved cases to mean something: \(approved)")

@@ -31,13 +31,30 @@ final class ScriptedModel: LanguageModel {
 /// The analyst's worker logic on the in-process bus, the LRU cache and a SQLite store.
 @Suite("Analyst service (in process)")
 struct AnalystServiceTests {
-    static let long = #"{"action":"LONG","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"uptrend"}"#
+    static let long =
+        #"{"action":"LONG","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"uptrend"}"#
     let now = Date(timeIntervalSince1970: 1_767_225_600 + 600)  // ten minutes after the candle below opened
 
     func snapshot(openTime: Int64 = 1_767_225_600_000) -> IndicatorSnapshot {
         IndicatorSnapshot(
-            openTime: openTime, close: 100, sma20: 98, ema12: 99.5, ema26: 98.5, macd: 1, macdSignal: 0.8, macdHistogram: 0.2, rsi14: 60, atr14: 1,
-            adx14: 32, obv: 1_000, volume: 1_000, volumeSMA20: 900, resistance: 110, support: 97, regime: .trendingUp)
+            openTime: openTime,
+            close: 100,
+            sma20: 98,
+            ema12: 99.5,
+            ema26: 98.5,
+            macd: 1,
+            macdSignal: 0.8,
+            macdHistogram: 0.2,
+            rsi14: 60,
+            atr14: 1,
+            adx14: 32,
+            obv: 1_000,
+            volume: 1_000,
+            volumeSMA20: 900,
+            resistance: 110,
+            support: 97,
+            regime: .trendingUp
+        )
     }
 
     struct Harness {
@@ -49,29 +66,68 @@ struct AnalystServiceTests {
         var consumers: [RunningConsumer] = []
 
         init() async throws {
-            store = .sqlite(path: FileManager.default.temporaryDirectory.appendingPathComponent("analyst-\(UUID().uuidString).sqlite").path)
+            store = .sqlite(
+                path: FileManager.default.temporaryDirectory.appendingPathComponent(
+                    "analyst-\(UUID().uuidString).sqlite"
+                ).path
+            )
             try await store.migrate()
             try await bus.declare(QueueSpec(name: "decisions", bindings: ["decision.#"]))
             try await bus.declare(QueueSpec(name: "alerts", bindings: ["alert.#"]))
-            let decisions = self.decisions, alerts = self.alerts
-            consumers.append(RunningConsumer.start(bus, queue: "decisions") {
-                decisions.append(try EnvelopeCodec.decode(DecisionPayload.self, from: $0.body, expectedType: MessageType.decision))
-            })
-            consumers.append(RunningConsumer.start(bus, queue: "alerts") {
-                alerts.append(try EnvelopeCodec.decode(AlertPayload.self, from: $0.body, expectedType: MessageType.alert).payload)
-            })
+            let decisions = self.decisions
+            let alerts = self.alerts
+            consumers.append(
+                RunningConsumer.start(bus, queue: "decisions") {
+                    decisions.append(
+                        try EnvelopeCodec.decode(
+                            DecisionPayload.self,
+                            from: $0.body,
+                            expectedType: MessageType.decision
+                        )
+                    )
+                }
+            )
+            consumers.append(
+                RunningConsumer.start(bus, queue: "alerts") {
+                    alerts.append(
+                        try EnvelopeCodec.decode(AlertPayload.self, from: $0.body, expectedType: MessageType.alert)
+                            .payload
+                    )
+                }
+            )
         }
 
         func put(_ snapshot: IndicatorSnapshot, symbol: String, interval: String) async throws {
-            let envelope = Envelope(type: MessageType.indicatorSnapshot, time: Date(), source: "test", payload: SnapshotPayload(symbol: symbol, interval: interval, snapshot: snapshot))
-            await cache.set(SnapshotPayload.cacheKey(symbol: symbol, interval: interval), CachedValue(bytes: try EnvelopeCodec.encode(envelope), sourceTime: Date()), ttl: nil)
+            let envelope = Envelope(
+                type: MessageType.indicatorSnapshot,
+                time: Date(),
+                source: "test",
+                payload: SnapshotPayload(symbol: symbol, interval: interval, snapshot: snapshot)
+            )
+            await cache.set(
+                SnapshotPayload.cacheKey(symbol: symbol, interval: interval),
+                CachedValue(bytes: try EnvelopeCodec.encode(envelope), sourceTime: Date()),
+                ttl: nil
+            )
         }
 
         func signal(_ snapshot: IndicatorSnapshot, symbol: String) throws -> Delivery {
             let envelope = Envelope(
-                type: MessageType.signal, time: Date(), source: "test",
-                payload: SignalPayload(symbol: symbol, interval: "5m", signal: Signal(kind: .macdCross, direction: .bullish, snapshot: snapshot)))
-            return Delivery(routingKey: "sig.\(symbol).5m", body: try EnvelopeCodec.encode(envelope), messageID: envelope.id, correlationID: envelope.correlationID)
+                type: MessageType.signal,
+                time: Date(),
+                source: "test",
+                payload: SignalPayload(
+                    symbol: symbol,
+                    interval: "5m",
+                    signal: Signal(kind: .macdCross, direction: .bullish, snapshot: snapshot)
+                )
+            )
+            return Delivery(
+                routingKey: "sig.\(symbol).5m",
+                body: try EnvelopeCodec.encode(envelope),
+                messageID: envelope.id,
+                correlationID: envelope.correlationID
+            )
         }
 
         func stop() async throws { for consumer in consumers { try await consumer.stop() } }
@@ -80,30 +136,85 @@ struct AnalystServiceTests {
     func service(_ harness: Harness, models: [any LanguageModel], fallback: Bool = true) -> AnalystService {
         let framework = TradingFramework()
         let book = SpendingBook(dailyCap: 10)
-        let resilient = models.map { ResilientModel(model: $0, settings: .init(), ledger: book, logger: Logger(label: "test"), now: { now }, sleep: { _ in }) }
+        let resilient = models.map {
+            ResilientModel(
+                model: $0,
+                settings: .init(),
+                ledger: book,
+                logger: Logger(label: "test"),
+                now: { now },
+                sleep: { _ in }
+            )
+        }
         let panel = AnalystPanel(
-            models: resilient, rules: RulesAnalyst(framework: framework), rulesFallback: fallback,
-            prompt: ("analyst-test", "system", { context in
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                return String(decoding: (try? encoder.encode(context)) ?? Data(), as: UTF8.self)
-            }),
-            cache: harness.cache, now: { now })
-        return AnalystService(panel: panel, bus: harness.bus, cache: harness.cache, store: harness.store, settings: .init(), source: "test", logger: Logger(label: "test"), now: { now })
+            models: resilient,
+            rules: RulesAnalyst(framework: framework),
+            rulesFallback: fallback,
+            prompt: (
+                "analyst-test", "system",
+                { context in
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys]
+                    return String(decoding: (try? encoder.encode(context)) ?? Data(), as: UTF8.self)
+                }
+            ),
+            cache: harness.cache,
+            now: { now }
+        )
+        return AnalystService(
+            panel: panel,
+            bus: harness.bus,
+            cache: harness.cache,
+            store: harness.store,
+            settings: .init(),
+            source: "test",
+            logger: Logger(label: "test"),
+            now: { now }
+        )
     }
 
-    @Test("the context carries the timeframes, the open position, recent trades and today's PnL; the decision is recorded with prompt and reply")
+    @Test(
+        "the context carries the timeframes, the open position, recent trades and today's PnL; the decision is recorded with prompt and reply"
+    )
     func context() async throws {
         let harness = try await Harness()
         try await harness.put(snapshot(), symbol: "BTCUSDT", interval: "5m")
         try await harness.put(snapshot(openTime: 1_767_222_000_000), symbol: "BTCUSDT", interval: "1h")
-        try await harness.store.savePosition(PositionRecord(
-            id: "p1", venue: "paper", symbol: "BTCUSDT", side: .long, quantity: 2, entryPrice: 95, leverage: 3, stopLoss: 90, takeProfit: 105,
-            decisionID: "d0", openedAt: now.addingTimeInterval(-3_600)))
-        try await harness.store.recordTrade(TradeRecord(
-            id: "t1", positionID: "p0", symbol: "BTCUSDT", side: .short, entryTime: now.addingTimeInterval(-7_200), entryPrice: 101,
-            exitTime: now.addingTimeInterval(-500), exitPrice: 99, quantity: 1, leverage: 2, stopLoss: nil, takeProfit: nil, pnl: 2, fees: 0.1,
-            funding: 0, exitReason: "take_profit"))
+        try await harness.store.savePosition(
+            PositionRecord(
+                id: "p1",
+                venue: "paper",
+                symbol: "BTCUSDT",
+                side: .long,
+                quantity: 2,
+                entryPrice: 95,
+                leverage: 3,
+                stopLoss: 90,
+                takeProfit: 105,
+                decisionID: "d0",
+                openedAt: now.addingTimeInterval(-3_600)
+            )
+        )
+        try await harness.store.recordTrade(
+            TradeRecord(
+                id: "t1",
+                positionID: "p0",
+                symbol: "BTCUSDT",
+                side: .short,
+                entryTime: now.addingTimeInterval(-7_200),
+                entryPrice: 101,
+                exitTime: now.addingTimeInterval(-500),
+                exitPrice: 99,
+                quantity: 1,
+                leverage: 2,
+                stopLoss: nil,
+                takeProfit: nil,
+                pnl: 2,
+                fees: 0.1,
+                funding: 0,
+                exitReason: "take_profit"
+            )
+        )
         let model = ScriptedModel { _ in ModelReply(text: Self.long, inputTokens: 10, outputTokens: 10) }
         let analyst = service(harness, models: [model])
         let delivery = try harness.signal(snapshot(), symbol: "BTCUSDT")
@@ -118,7 +229,10 @@ struct AnalystServiceTests {
         #expect(decision.id == "decision:\(delivery.messageID!)" && decision.correlationID == delivery.correlationID)
         #expect(decision.payload.action == .long && decision.payload.candleTime == 1_767_225_900_000)
         let record = try #require(try await harness.store.decision(id: decision.id))
-        #expect(record.reply == Self.long && record.prompt?.contains("todayPnL") == true && record.promptVersion == "analyst-test")
+        #expect(
+            record.reply == Self.long && record.prompt?.contains("todayPnL") == true
+                && record.promptVersion == "analyst-test"
+        )
 
         // The same signal again (a redelivery): no second decision.
         try await analyst.handle(delivery)
@@ -156,7 +270,8 @@ struct AnalystServiceTests {
     func scanOnce() async throws {
         let harness = try await Harness()
         try await harness.put(snapshot(), symbol: "XRPUSDT", interval: "5m")
-        let first = service(harness, models: []), second = service(harness, models: [])
+        let first = service(harness, models: [])
+        let second = service(harness, models: [])
         async let a: Void = first.scan(symbol: "XRPUSDT", interval: "5m")
         async let b: Void = second.scan(symbol: "XRPUSDT", interval: "5m")
         _ = try await (a, b)
@@ -171,7 +286,9 @@ struct AnalystServiceTests {
     func notASignal() async throws {
         let harness = try await Harness()
         let analyst = service(harness, models: [])
-        await #expect(throws: MessageRejected.self) { try await analyst.handle(Delivery(routingKey: "sig.X.5m", body: Array("nope".utf8))) }
+        await #expect(throws: MessageRejected.self) {
+            try await analyst.handle(Delivery(routingKey: "sig.X.5m", body: Array("nope".utf8)))
+        }
         try await harness.stop()
     }
 }

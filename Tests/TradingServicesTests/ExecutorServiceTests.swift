@@ -58,8 +58,12 @@ final class FlakyVenue: Venue {
         guard forwardProtection.withLock({ $0 }) else { return }
         try await paper.placeStop(symbol: symbol, stop)
     }
-    func cancelStop(symbol: String, clientID: String) async throws(VenueError) { try await paper.cancelStop(symbol: symbol, clientID: clientID) }
-    func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] { try await paper.workingStops(symbol: symbol) }
+    func cancelStop(symbol: String, clientID: String) async throws(VenueError) {
+        try await paper.cancelStop(symbol: symbol, clientID: clientID)
+    }
+    func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] {
+        try await paper.workingStops(symbol: symbol)
+    }
     func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError) {
         guard forwardProtection.withLock({ $0 }) else { return }
         try await paper.placeTarget(symbol: symbol, side: side, price: price, clientID: clientID)
@@ -74,7 +78,13 @@ final class FlakyVenue: Venue {
         }
         try await paper.acknowledgeEvents(count - extra)
     }
-    func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {
+    func observe(
+        symbol: String,
+        candle: Candle,
+        time: Date,
+        atr: Double?,
+        fundingRate: Decimal?
+    ) async throws(VenueError) {
         try await paper.observe(symbol: symbol, candle: candle, time: time, atr: atr, fundingRate: fundingRate)
     }
     func price(symbol: String) async throws(VenueError) -> Decimal? { try await paper.price(symbol: symbol) }
@@ -112,7 +122,13 @@ struct ExecutorServiceTests {
         /// A venue process that outlives executors: the same state file each time.
         func venue() throws -> FlakyVenue {
             var settings = PaperExchange.Settings()
-            settings.filters = ExchangeFilters(tickSize: 0.1, stepSize: 0.001, minQuantity: 0.001, maxQuantity: 1_000, minNotional: 5)
+            settings.filters = ExchangeFilters(
+                tickSize: 0.1,
+                stepSize: 0.001,
+                minQuantity: 0.001,
+                maxQuantity: 1_000,
+                minNotional: 5
+            )
             settings.slippageFraction = 0
             return FlakyVenue(try PaperVenue(balance: 10_000, settings: settings, path: statePath))
         }
@@ -120,7 +136,11 @@ struct ExecutorServiceTests {
         /// A fresh executor (after a crash, a new one), reconciled.
         /// `store`: another store in front of the world's (one that fails on command).
         func executor(
-            _ venue: FlakyVenue, store: (any TradeStore)? = nil, reconcile: Bool = true, policy: StopPolicy = StopPolicy(), maxLosses: Int = 3
+            _ venue: FlakyVenue,
+            store: (any TradeStore)? = nil,
+            reconcile: Bool = true,
+            policy: StopPolicy = StopPolicy(),
+            maxLosses: Int = 3
         ) async throws -> ExecutorService {
             var settings = ExecutorService.Settings()
             settings.limits.requireReferencePrice = false
@@ -128,35 +148,87 @@ struct ExecutorServiceTests {
             settings.halts.maxConsecutiveLosses = maxLosses
             let clock = self.clock
             let executor = ExecutorService(
-                venue: venue, store: store ?? self.store, bus: bus, cache: cache, settings: settings, source: "test", logger: Logger(label: "test"), now: clock.now)
+                venue: venue,
+                store: store ?? self.store,
+                bus: bus,
+                cache: cache,
+                settings: settings,
+                source: "test",
+                logger: Logger(label: "test"),
+                now: clock.now
+            )
             if reconcile { try await executor.reconcile() }
             return executor
         }
 
-        func candle(_ executor: ExecutorService, minute: Int, open: Double, high: Double, low: Double, close: Double) async throws {
+        func candle(
+            _ executor: ExecutorService,
+            minute: Int,
+            open: Double,
+            high: Double,
+            low: Double,
+            close: Double
+        ) async throws {
             clock.set(ExecutorServiceTests.t0.addingTimeInterval(Double(minute) * 60))
-            let candle = Candle(openTime: Int64(ExecutorServiceTests.t0.timeIntervalSince1970 * 1000) + Int64(minute) * 60_000, open: open, high: high, low: low, close: close, volume: 10)
-            try await executor.observe(CandlePayload(venue: "paper", symbol: "BTCUSDT", interval: "1m", candle: candle), time: clock.date)
+            let candle = Candle(
+                openTime: Int64(ExecutorServiceTests.t0.timeIntervalSince1970 * 1000) + Int64(minute) * 60_000,
+                open: open,
+                high: high,
+                low: low,
+                close: close,
+                volume: 10
+            )
+            try await executor.observe(
+                CandlePayload(venue: "paper", symbol: "BTCUSDT", interval: "1m", candle: candle),
+                time: clock.date
+            )
         }
 
-        func intent(_ id: String = UUID().uuidString, action: TradeAction = .long, stop: Double = 98_000, target: Double = 104_000) -> OrderIntent {
-            let proposal = TradeProposal(action: action, confidence: 0.82, leverage: 3, entry: 100_000, stopLoss: action == .long ? stop : 202_000 - stop, takeProfit: action == .long ? target : 200_000 - target, reasoning: "t")
+        func intent(
+            _ id: String = UUID().uuidString,
+            action: TradeAction = .long,
+            stop: Double = 98_000,
+            target: Double = 104_000
+        ) -> OrderIntent {
+            let proposal = TradeProposal(
+                action: action,
+                confidence: 0.82,
+                leverage: 3,
+                entry: 100_000,
+                stopLoss: action == .long ? stop : 202_000 - stop,
+                takeProfit: action == .long ? target : 200_000 - target,
+                reasoning: "t"
+            )
             return OrderIntent(
                 decisionID: "decision:\(id)",
-                decision: DecisionPayload(symbol: "BTCUSDT", proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: id),
-                decidedAt: clock.date)
+                decision: DecisionPayload(
+                    symbol: "BTCUSDT",
+                    proposal: proposal,
+                    provider: "rules",
+                    model: "m",
+                    promptVersion: "v",
+                    attempts: 0,
+                    candleTime: 0,
+                    requestID: id
+                ),
+                decidedAt: clock.date
+            )
         }
 
         /// A reconciled executor on a fresh venue, holding a long entered on minute 0 and filled on minute 1.
         /// A venue and an executor that has seen one quiet candle at 100,000: ready for a decision.
-        func readyToTrade(store: (any TradeStore)? = nil, maxLosses: Int = 3) async throws -> (FlakyVenue, ExecutorService) {
+        func readyToTrade(
+            store: (any TradeStore)? = nil,
+            maxLosses: Int = 3
+        ) async throws -> (FlakyVenue, ExecutorService) {
             let venue = try venue()
             let executor = try await executor(venue, store: store, maxLosses: maxLosses)
             try await candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
             return (venue, executor)
         }
 
-        func longOpen(store: (any TradeStore)? = nil, maxLosses: Int = 3) async throws -> (FlakyVenue, ExecutorService) {
+        func longOpen(store: (any TradeStore)? = nil, maxLosses: Int = 3) async throws -> (FlakyVenue, ExecutorService)
+        {
             let (venue, executor) = try await readyToTrade(store: store, maxLosses: maxLosses)
             _ = try await executor.execute(intent(), correlationID: "c")
             try await candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
@@ -165,7 +237,18 @@ struct ExecutorServiceTests {
 
         /// A fill of the entry order `id` at 100,000, made up by the test (the paper venue never saw it).
         func fill(_ trade: String, _ quantity: Decimal, order id: String) -> VenueEvent {
-            .fill(VenueFill(tradeID: trade, clientOrderID: id, symbol: "BTCUSDT", side: .buy, price: 100_000, quantity: quantity, fee: 1, time: ExecutorServiceTests.t0))
+            .fill(
+                VenueFill(
+                    tradeID: trade,
+                    clientOrderID: id,
+                    symbol: "BTCUSDT",
+                    side: .buy,
+                    price: 100_000,
+                    quantity: quantity,
+                    fee: 1,
+                    time: ExecutorServiceTests.t0
+                )
+            )
         }
 
         func stop() async throws { try await consumer?.stop() }
@@ -176,26 +259,41 @@ struct ExecutorServiceTests {
         let world = try await World()
         let (venue, executor) = try await world.readyToTrade()
         let intent = world.intent()
-        #expect(try await executor.execute(intent, correlationID: "c") == .ordered(clientOrderID: ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)))
+        #expect(
+            try await executor.execute(intent, correlationID: "c")
+                == .ordered(clientOrderID: ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry))
+        )
         #expect(try await executor.execute(intent, correlationID: "c") == .duplicate)
         let orders = try await world.store.orders(decisionID: intent.decisionID)
         #expect(orders.count == 1 && orders[0].status == .accepted && venue.submitted.withLock { $0 } == 1)
 
         try await world.candle(executor, minute: 1, open: 100_000, high: 100_200, low: 99_800, close: 100_100)
         let position = try #require(try await world.store.openPositions().first)
-        #expect(position.quantity == Decimal(string: "0.047") && position.stopLoss == 98_000 && position.takeProfit == 104_000)
+        #expect(
+            position.quantity == Decimal(string: "0.047") && position.stopLoss == 98_000
+                && position.takeProfit == 104_000
+        )
         #expect(try await venue.positions().first?.stopLoss == 98_000)
         #expect(try await world.store.order(clientOrderID: orders[0].clientOrderID)?.status == .filled)
 
         try await world.candle(executor, minute: 2, open: 100_000, high: 100_000, low: 97_500, close: 97_800)
         #expect(try await world.store.openPositions().isEmpty)
         let trade = try #require(try await world.store.trades(since: nil).first)
-        #expect(trade.exitReason == "stop_loss" && trade.exitPrice == 98_000 && trade.pnl < -90 && trade.pnl >= -100 && trade.fees > 0)  // the risk budget, fees included
-        #expect(await eventually { world.events.all.contains("trade.opened.BTCUSDT") && world.events.all.contains("trade.closed.BTCUSDT") })
+        #expect(
+            trade.exitReason == "stop_loss" && trade.exitPrice == 98_000 && trade.pnl < -90 && trade.pnl >= -100
+                && trade.fees > 0
+        )  // the risk budget, fees included
+        #expect(
+            await eventually {
+                world.events.all.contains("trade.opened.BTCUSDT") && world.events.all.contains("trade.closed.BTCUSDT")
+            }
+        )
         try await world.stop()
     }
 
-    @Test("the ATR-adaptive stop reads the indicator worker's snapshot (ATR 14) and tightens the stop at the venue and in the store")
+    @Test(
+        "the ATR-adaptive stop reads the indicator worker's snapshot (ATR 14) and tightens the stop at the venue and in the store"
+    )
     func atrStop() async throws {
         let world = try await World()
         let venue = try world.venue()
@@ -205,8 +303,17 @@ struct ExecutorServiceTests {
         try await world.candle(executor, minute: 1, open: 100_000, high: 100_200, low: 99_800, close: 100_100)
         #expect(try await world.store.openPositions().first?.stopLoss == 98_000)
         let snapshot = IndicatorSnapshot(openTime: 0, close: 100_100, atr14: 400, volume: 1)
-        let envelope = Envelope(type: MessageType.indicatorSnapshot, time: world.clock.date, source: "test", payload: SnapshotPayload(symbol: "BTCUSDT", interval: "1m", snapshot: snapshot))
-        await world.cache.set(SnapshotPayload.cacheKey(symbol: "BTCUSDT", interval: "1m"), CachedValue(bytes: Array(try EnvelopeCodec.encode(envelope)), sourceTime: world.clock.date), ttl: nil)
+        let envelope = Envelope(
+            type: MessageType.indicatorSnapshot,
+            time: world.clock.date,
+            source: "test",
+            payload: SnapshotPayload(symbol: "BTCUSDT", interval: "1m", snapshot: snapshot)
+        )
+        await world.cache.set(
+            SnapshotPayload.cacheKey(symbol: "BTCUSDT", interval: "1m"),
+            CachedValue(bytes: Array(try EnvelopeCodec.encode(envelope)), sourceTime: world.clock.date),
+            ttl: nil
+        )
         try await world.candle(executor, minute: 2, open: 100_100, high: 100_600, low: 100_000, close: 100_500)
         // 100,500 − 2 × 400 = 99,700: tighter than 98,000.
         #expect(try await world.store.openPositions().first?.stopLoss == 99_700)
@@ -214,7 +321,9 @@ struct ExecutorServiceTests {
         try await world.stop()
     }
 
-    @Test("a loss-run halt holds into the next day and across a restart; an operator's reset clears it, recorded with who, and entries go again")
+    @Test(
+        "a loss-run halt holds into the next day and across a restart; an operator's reset clears it, recorded with who, and entries go again"
+    )
     func haltHoldsUntilReset() async throws {
         let world = try await World()
         let venue = try world.venue()
@@ -222,11 +331,19 @@ struct ExecutorServiceTests {
         try await world.candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
         _ = try await executor.execute(world.intent(), correlationID: "c")
         try await world.candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
-        try await world.candle(executor, minute: 2, open: 100_000, high: 100_000, low: 97_500, close: 97_800)  // the stop: a loss
+        // the stop: a loss
+        try await world.candle(executor, minute: 2, open: 100_000, high: 100_000, low: 97_500, close: 97_800)
         #expect(try await world.store.circuitBreakerEvents(since: nil).map(\.kind) == ["consecutive_losses"])
         func entry(_ executor: ExecutorService) async throws -> ExecutorService.Outcome {
             let intent = world.intent()
-            return try await executor.execute(OrderIntent(decisionID: intent.decisionID, decision: Self.at(97_800, intent.decision), decidedAt: world.clock.date), correlationID: "c")
+            return try await executor.execute(
+                OrderIntent(
+                    decisionID: intent.decisionID,
+                    decision: Self.at(97_800, intent.decision),
+                    decidedAt: world.clock.date
+                ),
+                correlationID: "c"
+            )
         }
         try await world.candle(executor, minute: 24 * 60, open: 97_800, high: 97_900, low: 97_700, close: 97_800)
         #expect(try await entry(executor) == .rejected(.halted), "a new day does not clear a loss run")
@@ -238,7 +355,9 @@ struct ExecutorServiceTests {
 
         let refused = await restarted.control(ControlRequest(command: .resetBreaker, argument: "loss_run", by: "alice"))
         #expect(!refused.ok && refused.message.contains("consecutive_losses"))
-        let reply = await restarted.control(ControlRequest(command: .resetBreaker, argument: "consecutive_losses", by: "alice"))
+        let reply = await restarted.control(
+            ControlRequest(command: .resetBreaker, argument: "consecutive_losses", by: "alice")
+        )
         #expect(reply.ok && reply.status?.mode == .normal)
         let outcome = try await entry(restarted)
         #expect(outcome != .rejected(.halted))
@@ -248,28 +367,48 @@ struct ExecutorServiceTests {
         try await world.stop()
     }
 
-    @Test("operator halt, REDUCING and flatten: entries refused while either holds, exits still go, and flatten closes at market as 'operator'")
+    @Test(
+        "operator halt, REDUCING and flatten: entries refused while either holds, exits still go, and flatten closes at market as 'operator'"
+    )
     func operatorControl() async throws {
         let world = try await World()
         let (venue, executor) = try await world.longOpen()
         #expect(await executor.control(ControlRequest(command: .halt, by: "bob")).ok)
         #expect(try await executor.execute(world.intent(), correlationID: "c") == .rejected(.halted))
         #expect(await executor.control(ControlRequest(command: .resume, by: "bob")).status?.mode == .normal)
-        #expect(await executor.control(ControlRequest(command: .reducing, argument: "on", by: "bob")).status?.mode == .reducing)
+        #expect(
+            await executor.control(ControlRequest(command: .reducing, argument: "on", by: "bob")).status?.mode
+                == .reducing
+        )
         let blocked = world.intent()
-        #expect(try await executor.execute(OrderIntent(decisionID: blocked.decisionID, decision: Self.at(100_000, blocked.decision), decidedAt: world.clock.date), correlationID: "c") == .rejected(.halted))
+        #expect(
+            try await executor.execute(
+                OrderIntent(
+                    decisionID: blocked.decisionID,
+                    decision: Self.at(100_000, blocked.decision),
+                    decidedAt: world.clock.date
+                ),
+                correlationID: "c"
+            ) == .rejected(.halted)
+        )
 
         let flatten = await executor.control(ControlRequest(command: .flatten, argument: "btcusdt", by: "bob"))
         #expect(flatten.ok && flatten.message.contains("BTCUSDT"))
         try await world.candle(executor, minute: 2, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
         #expect(try await venue.positions().isEmpty)
         #expect(try await world.store.trades(since: nil).map(\.exitReason) == ["operator"])
-        #expect(await !executor.control(ControlRequest(command: .flatten, by: "bob")).ok, "flatten names a symbol or all")
+        #expect(
+            await !executor.control(ControlRequest(command: .flatten, by: "bob")).ok,
+            "flatten names a symbol or all"
+        )
         #expect(await !executor.control(ControlRequest(command: .reducing, argument: "maybe", by: "bob")).ok)
         try await world.stop()
     }
 
-    @Test("a breaker trips in the same step as the close that caused it: a decision checked while the close is still being recorded is refused", arguments: [false, true])
+    @Test(
+        "a breaker trips in the same step as the close that caused it: a decision checked while the close is still being recorded is refused",
+        arguments: [false, true]
+    )
     func tripInTheSameStep(holdTheCount: Bool) async throws {
         let world = try await World()
         let store = OutageStore(world.store)
@@ -278,11 +417,20 @@ struct ExecutorServiceTests {
         // while reading the equity that the breakers count, or while writing the trade.
         let pause = holdTheCount ? venue.accountPause : store.closePause
         pause.arm()
-        let stopped = Task { try await world.candle(executor, minute: 2, open: 100_000, high: 100_000, low: 97_500, close: 97_800) }
+        let stopped = Task {
+            try await world.candle(executor, minute: 2, open: 100_000, high: 100_000, low: 97_500, close: 97_800)
+        }
         #expect(await eventually { pause.holding })
         let next = world.intent()
         let decision = Task {
-            try await executor.execute(OrderIntent(decisionID: next.decisionID, decision: Self.at(97_800, next.decision), decidedAt: world.clock.date), correlationID: "c")
+            try await executor.execute(
+                OrderIntent(
+                    decisionID: next.decisionID,
+                    decision: Self.at(97_800, next.decision),
+                    decidedAt: world.clock.date
+                ),
+                correlationID: "c"
+            )
         }
         if holdTheCount {
             // The decision waits for the breakers: nothing is sent while they count.
@@ -307,7 +455,9 @@ struct ExecutorServiceTests {
         let store = OutageStore(world.store)
         let (_, executor) = try await world.longOpen(store: store, maxLosses: 2)
         store.down.withLock { $0 = true }
-        await #expect(throws: StoreError.self) { try await world.candle(executor, minute: 2, open: 100_000, high: 100_000, low: 97_500, close: 97_800) }
+        await #expect(throws: StoreError.self) {
+            try await world.candle(executor, minute: 2, open: 100_000, high: 100_000, low: 97_500, close: 97_800)
+        }
         await #expect(throws: StoreError.self) { try await executor.processVenueEvents() }
         store.down.withLock { $0 = false }
         try await executor.processVenueEvents()
@@ -316,32 +466,55 @@ struct ExecutorServiceTests {
         #expect(try await world.store.circuitBreakerEvents(since: nil).isEmpty)
         try await world.candle(executor, minute: 3, open: 97_800, high: 97_900, low: 97_700, close: 97_800)
         let next = world.intent()
-        let outcome = try await executor.execute(OrderIntent(decisionID: next.decisionID, decision: Self.at(97_800, next.decision), decidedAt: world.clock.date), correlationID: "c")
+        let outcome = try await executor.execute(
+            OrderIntent(
+                decisionID: next.decisionID,
+                decision: Self.at(97_800, next.decision),
+                decidedAt: world.clock.date
+            ),
+            correlationID: "c"
+        )
         #expect(outcome == .ordered(clientOrderID: ClientOrderID.make(decisionID: next.decisionID, purpose: .entry)))
         try await world.stop()
     }
 
-    @Test("a mismatch reconciliation cannot resolve in three passes (a stop that never stays at the venue) puts the account into REDUCING; entries are refused until it resolves")
+    @Test(
+        "a mismatch reconciliation cannot resolve in three passes (a stop that never stays at the venue) puts the account into REDUCING; entries are refused until it resolves"
+    )
     func unresolvedMismatchReduces() async throws {
         let world = try await World()
-        try await world.bus.declare(QueueSpec(name: "test.reducing", bindings: ["alert.critical.reconciliation_reducing"]))
+        try await world.bus.declare(
+            QueueSpec(name: "test.reducing", bindings: ["alert.critical.reconciliation_reducing"])
+        )
         let (venue, executor) = try await world.longOpen()
         // The stop vanishes at the venue, and every new one is lost on the way.
         venue.forwardProtection.withLock { $0 = false }
-        for stop in try await venue.workingStops(symbol: "BTCUSDT") { try await venue.paper.cancelStop(symbol: "BTCUSDT", clientID: stop.clientID) }
+        for stop in try await venue.workingStops(symbol: "BTCUSDT") {
+            try await venue.paper.cancelStop(symbol: "BTCUSDT", clientID: stop.clientID)
+        }
         for pass in 1...3 {
             try await executor.reconcile()
             #expect(await executor.mode == (pass < 3 ? .normal : .reducing), "pass \(pass)")
         }
         #expect(try await executor.lastReconciliation?.unresolved.first?.contains("no stop") == true)
         let blocked = world.intent()
-        let decision = OrderIntent(decisionID: blocked.decisionID, decision: Self.at(100_000, blocked.decision), decidedAt: world.clock.date)
+        let decision = OrderIntent(
+            decisionID: blocked.decisionID,
+            decision: Self.at(100_000, blocked.decision),
+            decidedAt: world.clock.date
+        )
         #expect(try await executor.execute(decision, correlationID: "c") == .rejected(.halted))
         #expect(try await world.bus.messageCount("test.reducing") == 1)
-        #expect(try await world.store.accountControl(account: "default")?.reducing?.by == "reconciliation", "REDUCING is saved")
+        #expect(
+            try await world.store.accountControl(account: "default")?.reducing?.by == "reconciliation",
+            "REDUCING is saved"
+        )
 
         // An operator turns it off: the same mismatch does not turn it on again.
-        #expect(await executor.control(ControlRequest(command: .reducing, argument: "off", by: "dana")).status?.mode == .normal)
+        #expect(
+            await executor.control(ControlRequest(command: .reducing, argument: "off", by: "dana")).status?.mode
+                == .normal
+        )
         try await executor.reconcile()
         #expect(await executor.mode == .normal)
 
@@ -369,7 +542,9 @@ struct ExecutorServiceTests {
         let bad = world.intent(stop: 101_000)
         #expect(try await executor.execute(bad, correlationID: "c") == .rejected(.wrongSide))
         #expect(try await executor.execute(bad, correlationID: "c") == .duplicate)
-        #expect(try await world.store.orders(decisionID: bad.decisionID).isEmpty && venue.submitted.withLock { $0 } == 0)
+        #expect(
+            try await world.store.orders(decisionID: bad.decisionID).isEmpty && venue.submitted.withLock { $0 } == 0
+        )
         #expect(await eventually { world.events.all.contains("order.rejected.BTCUSDT") })
         try await world.stop()
     }
@@ -383,9 +558,21 @@ struct ExecutorServiceTests {
         let intent = world.intent()
         // What a killed executor leaves: the intent row, committed; nothing sent.
         let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
-        try await world.store.recordOrder(OrderRecord(
-            clientOrderID: id, decisionID: intent.decisionID, venue: "paper", symbol: "BTCUSDT", side: .buy, type: .market, purpose: .entry,
-            quantity: Decimal(string: "0.05")!, price: 100_000, stopPrice: 98_000, createdAt: world.clock.date))
+        try await world.store.recordOrder(
+            OrderRecord(
+                clientOrderID: id,
+                decisionID: intent.decisionID,
+                venue: "paper",
+                symbol: "BTCUSDT",
+                side: .buy,
+                type: .market,
+                purpose: .entry,
+                quantity: Decimal(string: "0.05")!,
+                price: 100_000,
+                stopPrice: 98_000,
+                createdAt: world.clock.date
+            )
+        )
         let second = try await world.executor(venue)  // restart: reconciliation leaves the unsent intent alone
         #expect(try await world.store.order(clientOrderID: id)?.status == .intent)
         #expect(try await second.execute(intent, correlationID: "c") == .duplicate)  // the redelivery
@@ -397,12 +584,25 @@ struct ExecutorServiceTests {
         // Too late for a stale intent: it expires instead.
         let late = world.intent()
         let lateID = ClientOrderID.make(decisionID: late.decisionID, purpose: .entry)
-        try await world.store.recordOrder(OrderRecord(
-            clientOrderID: lateID, decisionID: late.decisionID, venue: "paper", symbol: "BTCUSDT", side: .buy, type: .market, purpose: .entry,
-            quantity: 1, createdAt: world.clock.date))
+        try await world.store.recordOrder(
+            OrderRecord(
+                clientOrderID: lateID,
+                decisionID: late.decisionID,
+                venue: "paper",
+                symbol: "BTCUSDT",
+                side: .buy,
+                type: .market,
+                purpose: .entry,
+                quantity: 1,
+                createdAt: world.clock.date
+            )
+        )
         world.clock.set(world.clock.date.addingTimeInterval(600))
         _ = try await second.execute(late, correlationID: "c")
-        #expect(try await world.store.order(clientOrderID: lateID)?.status == .expired && venue.submitted.withLock { $0 } == 1)
+        #expect(
+            try await world.store.order(clientOrderID: lateID)?.status == .expired
+                && venue.submitted.withLock { $0 } == 1
+        )
         try await world.stop()
     }
 
@@ -432,7 +632,13 @@ struct ExecutorServiceTests {
         try await world.candle(first, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
         _ = try await first.execute(world.intent(), correlationID: "c")
         // The fill happens at the venue while the executor is down (no one processes the events).
-        try await venue.paper.observe(symbol: "BTCUSDT", candle: Candle(openTime: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000, volume: 1), time: ExecutorServiceTests.t0.addingTimeInterval(60), atr: nil, fundingRate: nil)
+        try await venue.paper.observe(
+            symbol: "BTCUSDT",
+            candle: Candle(openTime: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000, volume: 1),
+            time: ExecutorServiceTests.t0.addingTimeInterval(60),
+            atr: nil,
+            fundingRate: nil
+        )
         #expect(try await world.store.openPositions().isEmpty)
         let second = try await world.executor(venue)  // reconcile commits them
         #expect(try await world.store.openPositions().count == 1)
@@ -440,7 +646,11 @@ struct ExecutorServiceTests {
         let third = try await world.executor(venue)
         _ = third
         #expect(try await world.store.openPositions().count == 1)
-        #expect(try await world.store.fills(clientOrderID: try await world.store.orders(statuses: [.filled]).first!.clientOrderID).count == 1)
+        #expect(
+            try await world.store.fills(
+                clientOrderID: try await world.store.orders(statuses: [.filled]).first!.clientOrderID
+            ).count == 1
+        )
         try await world.stop()
     }
 
@@ -452,7 +662,11 @@ struct ExecutorServiceTests {
         _ = try await executor.execute(intent, correlationID: "c")
         let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
         venue.forwardProtection.withLock { $0 = false }
-        venue.extraEvents.withLock { $0 = [world.fill("t1", 0.02, order: id), world.fill("t1", 0.02, order: id), world.fill("t2", 0.01, order: id)] }
+        venue.extraEvents.withLock {
+            $0 = [
+                world.fill("t1", 0.02, order: id), world.fill("t1", 0.02, order: id), world.fill("t2", 0.01, order: id),
+            ]
+        }
         try await executor.processVenueEvents()
         // Each entry fill opens or grows the position (an entry may fill in part and expire): it is protected as it fills.
         let partial = try await world.store.order(clientOrderID: id)?.status
@@ -482,15 +696,21 @@ struct ExecutorServiceTests {
         let world = try await World()
         let (venue, executor) = try await world.longOpen()
         let outcome = try await executor.execute(world.intent(action: .short), correlationID: "c")
-        guard case .closing = outcome else { Issue.record("\(outcome)"); return }
+        guard case .closing = outcome else {
+            Issue.record("\(outcome)")
+            return
+        }
         try await world.candle(executor, minute: 2, open: 100_500, high: 100_600, low: 100_400, close: 100_500)
-        let storePositions = try await world.store.openPositions(), venuePositions = try await venue.positions()
+        let storePositions = try await world.store.openPositions()
+        let venuePositions = try await venue.positions()
         #expect(storePositions.isEmpty && venuePositions.isEmpty)
         #expect(try await world.store.trades(since: nil).first?.exitReason == "exit")
         try await world.stop()
     }
 
-    @Test("nothing unchecked moves a position: an opposing decision at confidence 0.05 or leverage 1000 closes nothing; a candle with negative prices is refused and liquidates nothing")
+    @Test(
+        "nothing unchecked moves a position: an opposing decision at confidence 0.05 or leverage 1000 closes nothing; a candle with negative prices is refused and liquidates nothing"
+    )
     func uncheckedInputs() async throws {
         let world = try await World()
         let (venue, executor) = try await world.longOpen()
@@ -503,9 +723,19 @@ struct ExecutorServiceTests {
         var stale = world.intent(action: .short)
         stale.decidedAt = world.clock.date.addingTimeInterval(-3_600)
         #expect(try await executor.execute(stale, correlationID: "c") == .rejected(.stale))
-        let negative = Candle(openTime: Int64(ExecutorServiceTests.t0.timeIntervalSince1970 * 1000) + 120_000, open: 100_000, high: 100_100, low: -5, close: 99_000, volume: 1)
+        let negative = Candle(
+            openTime: Int64(ExecutorServiceTests.t0.timeIntervalSince1970 * 1000) + 120_000,
+            open: 100_000,
+            high: 100_100,
+            low: -5,
+            close: 99_000,
+            volume: 1
+        )
         await #expect(throws: MessageRejected.self) {
-            try await executor.observe(CandlePayload(venue: "paper", symbol: "BTCUSDT", interval: "1m", candle: negative), time: world.clock.date.addingTimeInterval(60))
+            try await executor.observe(
+                CandlePayload(venue: "paper", symbol: "BTCUSDT", interval: "1m", candle: negative),
+                time: world.clock.date.addingTimeInterval(60)
+            )
         }
         #expect(try await venue.positions().count == 1)
         #expect(try await world.store.openPositions().count == 1)
@@ -513,12 +743,18 @@ struct ExecutorServiceTests {
         try await world.stop()
     }
 
-    @Test("two decisions on one symbol before the first entry fills: the second is refused as an open position, so the venue gets one order")
+    @Test(
+        "two decisions on one symbol before the first entry fills: the second is refused as an open position, so the venue gets one order"
+    )
     func entryOnItsWay() async throws {
         let world = try await World()
         let (venue, executor) = try await world.readyToTrade()
-        let first = world.intent(), second = world.intent()
-        #expect(try await executor.execute(first, correlationID: "c") == .ordered(clientOrderID: ClientOrderID.make(decisionID: first.decisionID, purpose: .entry)))
+        let first = world.intent()
+        let second = world.intent()
+        #expect(
+            try await executor.execute(first, correlationID: "c")
+                == .ordered(clientOrderID: ClientOrderID.make(decisionID: first.decisionID, purpose: .entry))
+        )
         #expect(try await executor.execute(second, correlationID: "c") == .rejected(.positionOpen))
         #expect(venue.submitted.withLock { $0 } == 1)
         try await world.candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
@@ -535,13 +771,31 @@ struct ExecutorServiceTests {
         let world = try await World()
         let (_, executor) = try await world.readyToTrade()
         let stranded = world.intent()
-        #expect(try await world.store.recordOrder(OrderRecord(
-            clientOrderID: ClientOrderID.make(decisionID: stranded.decisionID, purpose: .entry), decisionID: stranded.decisionID, venue: "paper",
-            symbol: "BTCUSDT", side: .buy, type: .market, purpose: .entry, quantity: 1, createdAt: world.clock.date)))
-        #expect(try await executor.execute(world.intent(), correlationID: "c") == .rejected(.positionOpen), "a fresh intent counts")
+        #expect(
+            try await world.store.recordOrder(
+                OrderRecord(
+                    clientOrderID: ClientOrderID.make(decisionID: stranded.decisionID, purpose: .entry),
+                    decisionID: stranded.decisionID,
+                    venue: "paper",
+                    symbol: "BTCUSDT",
+                    side: .buy,
+                    type: .market,
+                    purpose: .entry,
+                    quantity: 1,
+                    createdAt: world.clock.date
+                )
+            )
+        )
+        #expect(
+            try await executor.execute(world.intent(), correlationID: "c") == .rejected(.positionOpen),
+            "a fresh intent counts"
+        )
         try await world.candle(executor, minute: 3, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
         let fresh = world.intent()
-        #expect(try await executor.execute(fresh, correlationID: "c") == .ordered(clientOrderID: ClientOrderID.make(decisionID: fresh.decisionID, purpose: .entry)))
+        #expect(
+            try await executor.execute(fresh, correlationID: "c")
+                == .ordered(clientOrderID: ClientOrderID.make(decisionID: fresh.decisionID, purpose: .entry))
+        )
         try await world.stop()
     }
 
@@ -551,7 +805,10 @@ struct ExecutorServiceTests {
         let (venue, executor) = try await world.longOpen()
         let first = try await executor.execute(world.intent(action: .short), correlationID: "c")
         let second = try await executor.execute(world.intent(action: .short), correlationID: "c")
-        guard case .closing(let exit) = first else { Issue.record("\(first)"); return }
+        guard case .closing(let exit) = first else {
+            Issue.record("\(first)")
+            return
+        }
         #expect(second == .closing(clientOrderID: exit), "the second names the exit already on its way")
         #expect(venue.submitted.withLock { $0 } == 2, "one entry, one exit")
         try await world.candle(executor, minute: 2, open: 100_500, high: 100_600, low: 100_400, close: 100_500)
@@ -576,25 +833,51 @@ final class OutageStore: TradeStore {
     init(_ inner: any TradeStore) { self.inner = inner }
 
     func refuse(_ fill: FillRecord) throws {
-        if refusedTrades.withLock({ $0.contains(fill.tradeID) }) { throw StoreError(.query, "test: the database refuses fill \(fill.tradeID)") }
+        if refusedTrades.withLock({ $0.contains(fill.tradeID) }) {
+            throw StoreError(.query, "test: the database refuses fill \(fill.tradeID)")
+        }
     }
 
     func check() throws {
         if down.withLock({ $0 }) { throw StoreError(.connection, "test: the database is down") }
     }
 
-    func migrate() async throws { try check(); try await inner.migrate() }
-    func recordDecision(_ decision: DecisionRecord) async throws -> Bool { try check(); return try await inner.recordDecision(decision) }
-    func decision(id: String) async throws -> DecisionRecord? { try check(); return try await inner.decision(id: id) }
-    func decisions(symbol: String, candleTimes range: ClosedRange<Date>) async throws -> [DecisionRecord] { try check(); return try await inner.decisions(symbol: symbol, candleTimes: range) }
-    func recordOrder(_ order: OrderRecord) async throws -> Bool { try check(); return try await inner.recordOrder(order) }
+    func migrate() async throws {
+        try check()
+        try await inner.migrate()
+    }
+    func recordDecision(_ decision: DecisionRecord) async throws -> Bool {
+        try check()
+        return try await inner.recordDecision(decision)
+    }
+    func decision(id: String) async throws -> DecisionRecord? {
+        try check()
+        return try await inner.decision(id: id)
+    }
+    func decisions(symbol: String, candleTimes range: ClosedRange<Date>) async throws -> [DecisionRecord] {
+        try check()
+        return try await inner.decisions(symbol: symbol, candleTimes: range)
+    }
+    func recordOrder(_ order: OrderRecord) async throws -> Bool {
+        try check()
+        return try await inner.recordOrder(order)
+    }
     func updateOrder(clientOrderID: String, status: OrderStatus, venueOrderID: String?, at time: Date) async throws {
         try check()
         try await inner.updateOrder(clientOrderID: clientOrderID, status: status, venueOrderID: venueOrderID, at: time)
     }
-    func order(clientOrderID: String) async throws -> OrderRecord? { try check(); return try await inner.order(clientOrderID: clientOrderID) }
-    func orders(decisionID: String) async throws -> [OrderRecord] { try check(); return try await inner.orders(decisionID: decisionID) }
-    func orders(statuses: Set<OrderStatus>) async throws -> [OrderRecord] { try check(); return try await inner.orders(statuses: statuses) }
+    func order(clientOrderID: String) async throws -> OrderRecord? {
+        try check()
+        return try await inner.order(clientOrderID: clientOrderID)
+    }
+    func orders(decisionID: String) async throws -> [OrderRecord] {
+        try check()
+        return try await inner.orders(decisionID: decisionID)
+    }
+    func orders(statuses: Set<OrderStatus>) async throws -> [OrderRecord] {
+        try check()
+        return try await inner.orders(statuses: statuses)
+    }
     func recordFill(_ fill: FillRecord) async throws -> Bool {
         await fillPause.hold()
         try check()
@@ -605,48 +888,107 @@ final class OutageStore: TradeStore {
         try check()
         return try await inner.latestFills(venue: venue, symbol: symbol, limit: limit)
     }
-    func recordFills(_ fills: [FillRecord]) async throws -> Int { try check(); return try await inner.recordFills(fills) }
-    func fills(clientOrderID: String) async throws -> [FillRecord] { try check(); return try await inner.fills(clientOrderID: clientOrderID) }
-    func savePosition(_ position: PositionRecord) async throws { try check(); try await inner.savePosition(position) }
-    func position(id: String) async throws -> PositionRecord? { try check(); return try await inner.position(id: id) }
-    func openPositions() async throws -> [PositionRecord] { try check(); return try await inner.openPositions() }
-    func recordTrade(_ trade: TradeRecord) async throws -> Bool { try check(); return try await inner.recordTrade(trade) }
+    func recordFills(_ fills: [FillRecord]) async throws -> Int {
+        try check()
+        return try await inner.recordFills(fills)
+    }
+    func fills(clientOrderID: String) async throws -> [FillRecord] {
+        try check()
+        return try await inner.fills(clientOrderID: clientOrderID)
+    }
+    func savePosition(_ position: PositionRecord) async throws {
+        try check()
+        try await inner.savePosition(position)
+    }
+    func position(id: String) async throws -> PositionRecord? {
+        try check()
+        return try await inner.position(id: id)
+    }
+    func openPositions() async throws -> [PositionRecord] {
+        try check()
+        return try await inner.openPositions()
+    }
+    func recordTrade(_ trade: TradeRecord) async throws -> Bool {
+        try check()
+        return try await inner.recordTrade(trade)
+    }
     func recordClose(_ close: CloseRecord) async throws -> Bool {
         await closePause.hold()
         try check()
         for fill in close.fills { try refuse(fill) }
         return try await inner.recordClose(close)
     }
-    func recordDeadLetter(_ letter: DeadLetterRecord) async throws -> Bool { try check(); return try await inner.recordDeadLetter(letter) }
-    func deadLetters(since: Date?) async throws -> [DeadLetterRecord] { try check(); return try await inner.deadLetters(since: since) }
-    func trades(since: Date?) async throws -> [TradeRecord] { try check(); return try await inner.trades(since: since) }
+    func recordDeadLetter(_ letter: DeadLetterRecord) async throws -> Bool {
+        try check()
+        return try await inner.recordDeadLetter(letter)
+    }
+    func deadLetters(since: Date?) async throws -> [DeadLetterRecord] {
+        try check()
+        return try await inner.deadLetters(since: since)
+    }
+    func trades(since: Date?) async throws -> [TradeRecord] {
+        try check()
+        return try await inner.trades(since: since)
+    }
     func acquireLease(_ name: String, holder: String, now: Date, until: Date) async throws -> Bool {
         try check()
         return try await inner.acquireLease(name, holder: holder, now: now, until: until)
     }
-    func releaseLease(_ name: String, holder: String) async throws { try check(); try await inner.releaseLease(name, holder: holder) }
+    func releaseLease(_ name: String, holder: String) async throws {
+        try check()
+        try await inner.releaseLease(name, holder: holder)
+    }
     func saveAccountControl(account: String, _ control: AccountControl, at time: Date) async throws {
         try check()
         try await inner.saveAccountControl(account: account, control, at: time)
     }
-    func accountControl(account: String) async throws -> AccountControl? { try check(); return try await inner.accountControl(account: account) }
-    func recordControlCommand(_ command: ControlCommandRecord) async throws -> Bool { try check(); return try await inner.recordControlCommand(command) }
-    func controlCommands(since: Date?) async throws -> [ControlCommandRecord] { try check(); return try await inner.controlCommands(since: since) }
-    func recordCircuitBreakerEvent(_ event: CircuitBreakerEvent) async throws -> Bool { try check(); return try await inner.recordCircuitBreakerEvent(event) }
-    func circuitBreakerEvents(since: Date?) async throws -> [CircuitBreakerEvent] { try check(); return try await inner.circuitBreakerEvents(since: since) }
-    func recordEquitySnapshot(_ snapshot: EquitySnapshot) async throws -> Bool { try check(); return try await inner.recordEquitySnapshot(snapshot) }
-    func recordEquitySnapshots(_ snapshots: [EquitySnapshot]) async throws -> Int { try check(); return try await inner.recordEquitySnapshots(snapshots) }
-    func equitySnapshots(since: Date?) async throws -> [EquitySnapshot] { try check(); return try await inner.equitySnapshots(since: since) }
+    func accountControl(account: String) async throws -> AccountControl? {
+        try check()
+        return try await inner.accountControl(account: account)
+    }
+    func recordControlCommand(_ command: ControlCommandRecord) async throws -> Bool {
+        try check()
+        return try await inner.recordControlCommand(command)
+    }
+    func controlCommands(since: Date?) async throws -> [ControlCommandRecord] {
+        try check()
+        return try await inner.controlCommands(since: since)
+    }
+    func recordCircuitBreakerEvent(_ event: CircuitBreakerEvent) async throws -> Bool {
+        try check()
+        return try await inner.recordCircuitBreakerEvent(event)
+    }
+    func circuitBreakerEvents(since: Date?) async throws -> [CircuitBreakerEvent] {
+        try check()
+        return try await inner.circuitBreakerEvents(since: since)
+    }
+    func recordEquitySnapshot(_ snapshot: EquitySnapshot) async throws -> Bool {
+        try check()
+        return try await inner.recordEquitySnapshot(snapshot)
+    }
+    func recordEquitySnapshots(_ snapshots: [EquitySnapshot]) async throws -> Int {
+        try check()
+        return try await inner.recordEquitySnapshots(snapshots)
+    }
+    func equitySnapshots(since: Date?) async throws -> [EquitySnapshot] {
+        try check()
+        return try await inner.equitySnapshots(since: since)
+    }
     func markProcessed(messageID: String, consumer: String, at time: Date) async throws -> Bool {
         try check()
         return try await inner.markProcessed(messageID: messageID, consumer: consumer, at: time)
     }
-    func isProcessed(messageID: String, consumer: String) async throws -> Bool { try check(); return try await inner.isProcessed(messageID: messageID, consumer: consumer) }
+    func isProcessed(messageID: String, consumer: String) async throws -> Bool {
+        try check()
+        return try await inner.isProcessed(messageID: messageID, consumer: consumer)
+    }
 }
 
 @Suite("Executor with the store down")
 struct ExecutorStoreOutageTests {
-    @Test("while the store is down no new order is sent, the venue's stop still closes the position, and the trade is recorded once it is back")
+    @Test(
+        "while the store is down no new order is sent, the venue's stop still closes the position, and the trade is recorded once it is back"
+    )
     func storeDown() async throws {
         let world = try await ExecutorServiceTests.World()
         let store = OutageStore(world.store)
@@ -661,7 +1003,9 @@ struct ExecutorStoreOutageTests {
         await #expect(throws: StoreError.self) { try await executor.execute(world.intent(), correlationID: "c") }
         #expect(venue.submitted.withLock { $0 } == 1)  // nothing new went to the venue
         // The stop lives at the venue: it closes the position even though nothing can be recorded.
-        await #expect(throws: StoreError.self) { try await world.candle(executor, minute: 2, open: 99_000, high: 99_000, low: 97_000, close: 97_500) }
+        await #expect(throws: StoreError.self) {
+            try await world.candle(executor, minute: 2, open: 99_000, high: 99_000, low: 97_000, close: 97_500)
+        }
         #expect(try await venue.positions().isEmpty)
 
         store.down.withLock { $0 = false }
@@ -673,7 +1017,9 @@ struct ExecutorStoreOutageTests {
         try await world.stop()
     }
 
-    @Test("a hung database holds up no stop: while the first part of a fill hangs in its commit, the next poll gives the kernel the second part and the stop grows to cover both")
+    @Test(
+        "a hung database holds up no stop: while the first part of a fill hangs in its commit, the next poll gives the kernel the second part and the stop grows to cover both"
+    )
     func hungStoreHoldsNoStop() async throws {
         let world = try await ExecutorServiceTests.World()
         let store = OutageStore(world.store)
@@ -682,13 +1028,18 @@ struct ExecutorStoreOutageTests {
         _ = try await executor.execute(intent, correlationID: "c")
         let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
         venue.forwardProtection.withLock { $0 = false }
-        venue.extraEvents.withLock { $0 = [world.fill("part-1", 0.02, order: id), world.fill("part-2", 0.027, order: id)] }
+        venue.extraEvents.withLock {
+            $0 = [world.fill("part-1", 0.02, order: id), world.fill("part-2", 0.027, order: id)]
+        }
         store.fillPause.arm()
         let first = Task { try await executor.processVenueEvents() }
         #expect(await eventually { store.fillPause.holding })
         #expect(venue.placedStops.all == [0.02], "the first part is protected before its commit")
         try await executor.processVenueEvents()  // the next poll, while the commit hangs
-        #expect(venue.placedStops.all.last == Decimal(string: "0.047"), "the stop covers both parts before either is in the store: \(venue.placedStops.all)")
+        #expect(
+            venue.placedStops.all.last == Decimal(string: "0.047"),
+            "the stop covers both parts before either is in the store: \(venue.placedStops.all)"
+        )
         #expect(try await world.store.openPositions().isEmpty)
         store.fillPause.release()
         try await first.value
@@ -696,10 +1047,14 @@ struct ExecutorStoreOutageTests {
         try await world.stop()
     }
 
-    @Test("a venue event the store keeps refusing is set aside after three tries (a dead letter with its reason, a critical alert); the events after it are committed")
+    @Test(
+        "a venue event the store keeps refusing is set aside after three tries (a dead letter with its reason, a critical alert); the events after it are committed"
+    )
     func poisonEvent() async throws {
         let world = try await ExecutorServiceTests.World()
-        try await world.bus.declare(QueueSpec(name: "test.dead-letters", bindings: ["alert.critical.venue_event_dead_letter"]))
+        try await world.bus.declare(
+            QueueSpec(name: "test.dead-letters", bindings: ["alert.critical.venue_event_dead_letter"])
+        )
         let store = OutageStore(world.store)
         let venue = try world.venue()
         let executor = try await world.executor(venue, store: store)
@@ -709,7 +1064,9 @@ struct ExecutorStoreOutageTests {
         let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
         venue.forwardProtection.withLock { $0 = false }
         store.refusedTrades.withLock { $0 = ["poison"] }
-        venue.extraEvents.withLock { $0 = [world.fill("poison", 0.01, order: id), world.fill("good", 0.02, order: id)] }
+        venue.extraEvents.withLock {
+            $0 = [world.fill("poison", 0.01, order: id), world.fill("good", 0.02, order: id)]
+        }
         for attempt in 1...3 {
             if attempt < 3 {
                 await #expect(throws: StoreError.self) { try await executor.processVenueEvents() }
@@ -718,7 +1075,10 @@ struct ExecutorStoreOutageTests {
             }
         }
         let letters = try await world.store.deadLetters(since: nil)
-        #expect(letters.count == 1 && letters.first?.id == "paper:fill:poison" && letters.first?.reason.contains("refuses fill poison") == true)
+        #expect(
+            letters.count == 1 && letters.first?.id == "paper:fill:poison"
+                && letters.first?.reason.contains("refuses fill poison") == true
+        )
         #expect(try await world.store.fills(clientOrderID: id).map(\.tradeID) == ["good"])
         #expect(try await world.bus.messageCount("test.dead-letters") == 1)
         try await executor.processVenueEvents()  // nothing comes again

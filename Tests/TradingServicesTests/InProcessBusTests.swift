@@ -1,5 +1,5 @@
-import Testing
 import TestSupport
+import Testing
 import TradingCore
 import TradingServices
 
@@ -10,9 +10,16 @@ struct InProcessBusTests {
     func competingConsumers() async throws {
         let bus = InProcessBus()
         try await bus.declare(QueueSpec(name: "q", bindings: ["x.#"]))
-        let a = Collector<Int>(), b = Collector<Int>()
-        let first = RunningConsumer.start(bus, queue: "q", options: .init(prefetch: 1)) { a.append(Int($0.routingKey.dropFirst(2))!); try await Task.sleep(for: .milliseconds(5)) }
-        let second = RunningConsumer.start(bus, queue: "q", options: .init(prefetch: 1)) { b.append(Int($0.routingKey.dropFirst(2))!); try await Task.sleep(for: .milliseconds(5)) }
+        let a = Collector<Int>()
+        let b = Collector<Int>()
+        let first = RunningConsumer.start(bus, queue: "q", options: .init(prefetch: 1)) {
+            a.append(Int($0.routingKey.dropFirst(2))!)
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let second = RunningConsumer.start(bus, queue: "q", options: .init(prefetch: 1)) {
+            b.append(Int($0.routingKey.dropFirst(2))!)
+            try await Task.sleep(for: .milliseconds(5))
+        }
         try await bus.publish((0..<40).map { OutgoingMessage(routingKey: "x.\($0)", body: []) })
         #expect(await eventually { a.count + b.count == 40 })
         try await first.stop()
@@ -22,7 +29,9 @@ struct InProcessBusTests {
         #expect(try await bus.messageCount("q") == 0)
     }
 
-    @Test("a queue nobody consumes counts as idle; waitForConsumers returns only once a consumer listens, and then idle means handled")
+    @Test(
+        "a queue nobody consumes counts as idle; waitForConsumers returns only once a consumer listens, and then idle means handled"
+    )
     func waitForConsumers() async throws {
         let bus = InProcessBus()
         try await bus.declare(QueueSpec(name: "w", bindings: ["w.#"]))

@@ -10,7 +10,7 @@ struct LRUCacheTests {
         cache.set(2, forKey: "b")
         cache.set(3, forKey: "c")
         #expect(cache.value(forKey: "a") == 1)  // a is now most recent
-        cache.set(4, forKey: "d")               // evicts b
+        cache.set(4, forKey: "d")  // evicts b
         #expect(cache.value(forKey: "b") == nil)
         #expect(cache.value(forKey: "a") == 1)
         #expect(cache.value(forKey: "c") == 3)

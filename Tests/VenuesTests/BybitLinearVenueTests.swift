@@ -11,16 +11,43 @@ import Venues
 struct BybitLinearVenueTests {
     let logger = Logger(label: "test")
 
-    func venue(_ server: FakeBybitLinear, apiKey: String? = nil, secret: String? = nil, clock: @escaping @Sendable () -> Date = { Date() }) -> BybitLinearVenue {
-        BybitLinearVenue(baseURL: server.baseURL, apiKey: apiKey ?? server.apiKey, secret: secret ?? server.secret, logger: logger, clock: clock)
+    func venue(
+        _ server: FakeBybitLinear,
+        apiKey: String? = nil,
+        secret: String? = nil,
+        clock: @escaping @Sendable () -> Date = { Date() }
+    ) -> BybitLinearVenue {
+        BybitLinearVenue(
+            baseURL: server.baseURL,
+            apiKey: apiKey ?? server.apiKey,
+            secret: secret ?? server.secret,
+            logger: logger,
+            clock: clock
+        )
     }
 
-    func entry(_ id: String, side: OrderSide = .buy, quantity: Decimal = Decimal(string: "0.05")!, leverage: Int = 3) -> VenueOrderRequest {
-        VenueOrderRequest(clientOrderID: id, symbol: "BTCUSDT", side: side, quantity: quantity, leverage: leverage, reduceOnly: false)
+    func entry(
+        _ id: String,
+        side: OrderSide = .buy,
+        quantity: Decimal = Decimal(string: "0.05")!,
+        leverage: Int = 3
+    ) -> VenueOrderRequest {
+        VenueOrderRequest(
+            clientOrderID: id,
+            symbol: "BTCUSDT",
+            side: side,
+            quantity: quantity,
+            leverage: leverage,
+            reduceOnly: false
+        )
     }
 
-    func fills(_ events: [VenueEvent]) -> [VenueFill] { events.compactMap { if case .fill(let fill) = $0 { fill } else { nil } } }
-    func closes(_ events: [VenueEvent]) -> [VenueClose] { events.compactMap { if case .closed(let close) = $0 { close } else { nil } } }
+    func fills(_ events: [VenueEvent]) -> [VenueFill] {
+        events.compactMap { if case .fill(let fill) = $0 { fill } else { nil } }
+    }
+    func closes(_ events: [VenueEvent]) -> [VenueClose] {
+        events.compactMap { if case .closed(let close) = $0 { close } else { nil } }
+    }
 
     /// Bybit's taker fee on a fill, as the local server charges it.
     func fee(_ price: Decimal, _ quantity: Decimal) -> Decimal { price * quantity * FakeBybitLinear.takerFee }
@@ -29,13 +56,36 @@ struct BybitLinearVenueTests {
     @Test("known answer: the X-BAPI-SIGN header of a GET (query string) and of a POST (JSON body)")
     func knownAnswer() {
         let query = "category=linear&symbol=BTCUSDT&orderLinkId=ten-abc"
-        let headers = RequestSigning.bybitHeaders(timestamp: 1_700_000_000_123, apiKey: "bybit-key", recvWindow: 5_000, payload: query, secret: "bybit-secret")
+        let headers = RequestSigning.bybitHeaders(
+            timestamp: 1_700_000_000_123,
+            apiKey: "bybit-key",
+            recvWindow: 5_000,
+            payload: query,
+            secret: "bybit-secret"
+        )
         #expect(headers.map { $0.0 } == ["X-BAPI-API-KEY", "X-BAPI-TIMESTAMP", "X-BAPI-RECV-WINDOW", "X-BAPI-SIGN"])
-        #expect(headers.map { $0.1 } == ["bybit-key", "1700000000123", "5000", "99da159a66ed409d01a42f94f15556bc9f189857fde5ac9700ea33a2428dc0cb"])
-        let body = #"{"category":"linear","orderLinkId":"ten-abc","orderType":"Market","positionIdx":0,"qty":"0.05","reduceOnly":false,"side":"Buy","symbol":"BTCUSDT"}"#
-        #expect(RequestSigning.bybitSignature(timestamp: 1_700_000_000_123, apiKey: "bybit-key", recvWindow: 5_000, payload: body, secret: "bybit-secret")
-            == "bad85d58e92e36e1f811930aae599b16549f878c656f3489dea5b50d65b21cb5")
-        #expect(RequestSigning.queryString([("symbol", "BTCUSDT"), ("cursor", "a b&c")]) == "symbol=BTCUSDT&cursor=a%20b%26c")
+        #expect(
+            headers.map { $0.1 } == [
+                "bybit-key", "1700000000123", "5000",
+                "99da159a66ed409d01a42f94f15556bc9f189857fde5ac9700ea33a2428dc0cb",
+            ]
+        )
+        let body =
+            #"{"category":"linear","orderLinkId":"ten-abc","orderType":"Market","positionIdx":0,"qty":"0.05","reduceOnly":false,"side":"Buy","symbol":"BTCUSDT"}"#
+        #expect(
+            RequestSigning.bybitSignature(
+                timestamp: 1_700_000_000_123,
+                apiKey: "bybit-key",
+                recvWindow: 5_000,
+                payload: body,
+                secret: "bybit-secret"
+            )
+                == "bad85d58e92e36e1f811930aae599b16549f878c656f3489dea5b50d65b21cb5"
+        )
+        #expect(
+            RequestSigning.queryString([("symbol", "BTCUSDT"), ("cursor", "a b&c")])
+                == "symbol=BTCUSDT&cursor=a%20b%26c"
+        )
     }
 
     @Test("signed calls pass the server's check; a wrong secret is refused with 10004, a wrong key with 10003")
@@ -50,14 +100,21 @@ struct BybitLinearVenueTests {
             (error as? VenueError)?.kind == .rejected && "\(error)".contains("10003")
         }
         // Only market orders are sent: the largest is maxMktOrderQty, not maxOrderQty.
-        #expect(try await venue(server).filters(symbol: "BTCUSDT") == ExchangeFilters(tickSize: 0.1, stepSize: 0.001, minQuantity: 0.001, maxQuantity: 119, minNotional: 5))
-        await #expect { try await venue(server).filters(symbol: "NOPEUSDT") } throws: { error in (error as? VenueError)?.kind == .rejected }
+        #expect(
+            try await venue(server).filters(symbol: "BTCUSDT")
+                == ExchangeFilters(tickSize: 0.1, stepSize: 0.001, minQuantity: 0.001, maxQuantity: 119, minNotional: 5)
+        )
+        await #expect { try await venue(server).filters(symbol: "NOPEUSDT") } throws: { error in
+            (error as? VenueError)?.kind == .rejected
+        }
         server.setPrice("BTCUSDT", 100_000)
         #expect(try await venue(server).price(symbol: "BTCUSDT") == 100_000)
         await server.stop()
     }
 
-    @Test("a 10002 (our clock is off, either way) re-syncs the clock from the server and goes through; a clock still off after that is clock_skew")
+    @Test(
+        "a 10002 (our clock is off, either way) re-syncs the clock from the server and goes through; a clock still off after that is clock_skew"
+    )
     func clockResync() async throws {
         let server = try await FakeBybitLinear.start()
         server.setClockSkew(millis: 20_000)
@@ -69,15 +126,24 @@ struct BybitLinearVenueTests {
         // A clock that jumps a minute at each reading stays off after the re-sync: one retry, then clock_skew.
         server.setClockSkew(millis: 0)
         let jumping = JumpingClock()
-        await #expect { try await venue(server, clock: { jumping.now() }).account() } throws: { error in (error as? VenueError)?.kind == .clockSkew }
+        await #expect { try await venue(server, clock: { jumping.now() }).account() } throws: { error in
+            (error as? VenueError)?.kind == .clockSkew
+        }
         #expect(server.requests.filter { $0 == "GET /v5/account/wallet-balance" }.count == 6)
         await server.stop()
     }
 
-    @Test("maintenance margin from the risk limits: each tier's rate, deductions carried on so the margin is continuous, read once a day")
+    @Test(
+        "maintenance margin from the risk limits: each tier's rate, deductions carried on so the margin is continuous, read once a day"
+    )
     func riskLimits() async throws {
         let server = try await FakeBybitLinear.start()
-        let bybit = BybitLinearVenue(baseURL: server.baseURL, apiKey: server.apiKey, secret: server.secret, logger: Logger(label: "test"))
+        let bybit = BybitLinearVenue(
+            baseURL: server.baseURL,
+            apiKey: server.apiKey,
+            secret: server.secret,
+            logger: Logger(label: "test")
+        )
         let tiers = try #require(try await bybit.marginTiers(symbol: "BTCUSDT"))
         #expect(tiers.rate(notional: 1_000_000) == Decimal(string: "0.005"))
         // 3,000,000 is in the second tier (1 %), less the 10,000 that keeps it continuous at 2,000,000.
@@ -86,7 +152,9 @@ struct BybitLinearVenueTests {
         await server.stop()
     }
 
-    @Test("an entry with its orderLinkId fills; the fill comes back by polling, tied to the orderLinkId; margin, leverage and position are there")
+    @Test(
+        "an entry with its orderLinkId fills; the fill comes back by polling, tied to the orderLinkId; margin, leverage and position are there"
+    )
     func orderAndFill() async throws {
         let server = try await FakeBybitLinear.start()
         server.setPrice("BTCUSDT", 100_000)
@@ -97,15 +165,27 @@ struct BybitLinearVenueTests {
         #expect(margin.isolated && margin.leverage == 3)
         let events = try await bybit.events()
         let fill = try #require(fills(events).first)
-        #expect(events.count == 1 && fill.clientOrderID == "ten-abc" && fill.quantity == Decimal(string: "0.05") && fill.price == 100_000 && fill.side == .buy)
-        #expect(fill.tradeID.hasPrefix("bybit-") && fill.tradeID.count > "bybit-".count && fill.fee == fee(100_000, Decimal(string: "0.05")!))
+        #expect(
+            events.count == 1 && fill.clientOrderID == "ten-abc" && fill.quantity == Decimal(string: "0.05")
+                && fill.price == 100_000 && fill.side == .buy
+        )
+        #expect(
+            fill.tradeID.hasPrefix("bybit-") && fill.tradeID.count > "bybit-".count
+                && fill.fee == fee(100_000, Decimal(string: "0.05")!)
+        )
         let known = try #require(try await bybit.order(clientOrderID: "ten-abc", symbol: "BTCUSDT"))
-        #expect(known.status == .filled && known.venueOrderID == order.venueOrderID && known.averagePrice == 100_000 && known.filledQuantity == Decimal(string: "0.05"))
+        #expect(
+            known.status == .filled && known.venueOrderID == order.venueOrderID && known.averagePrice == 100_000
+                && known.filledQuantity == Decimal(string: "0.05")
+        )
         try await bybit.acknowledgeEvents(events.count)
         // The next poll reads the last seconds again and reports nothing twice.
         #expect(try await bybit.events().isEmpty)
         let position = try #require(try await bybit.positions().first)
-        #expect(position.side == .long && position.quantity == Decimal(string: "0.05") && position.leverage == 3 && position.entryPrice == 100_000)
+        #expect(
+            position.side == .long && position.quantity == Decimal(string: "0.05") && position.leverage == 3
+                && position.entryPrice == 100_000
+        )
         #expect(position.stopLoss == nil && position.takeProfit == nil)
         // A second entry on the symbol does not switch its margin again.
         _ = try await bybit.submit(entry("ten-abd", quantity: Decimal(string: "0.01")!))
@@ -114,7 +194,9 @@ struct BybitLinearVenueTests {
         await server.stop()
     }
 
-    @Test("the same orderLinkId sent again (Bybit's 110072) returns the existing order: one order at the server, one fill")
+    @Test(
+        "the same orderLinkId sent again (Bybit's 110072) returns the existing order: one order at the server, one fill"
+    )
     func duplicate() async throws {
         let server = try await FakeBybitLinear.start()
         server.setPrice("BTCUSDT", 100_000)
@@ -128,14 +210,18 @@ struct BybitLinearVenueTests {
         await server.stop()
     }
 
-    @Test("10016 or HTTP 502 after the create is an unknown outcome; the order is then found by orderLinkId (also once only the history has it); an unknown id is nil")
+    @Test(
+        "10016 or HTTP 502 after the create is an unknown outcome; the order is then found by orderLinkId (also once only the history has it); an unknown id is nil"
+    )
     func unknownOutcome() async throws {
         let server = try await FakeBybitLinear.start()
         server.setPrice("BTCUSDT", 100_000)
         server.failNextOrders([.unknownAfterCreate, .gatewayErrorAfterCreate])
         let bybit = venue(server)
         for id in ["ten-lost", "ten-502"] {
-            await #expect { try await bybit.submit(entry(id)) } throws: { error in (error as? VenueError)?.kind == .outcomeUnknown }
+            await #expect { try await bybit.submit(entry(id)) } throws: { error in
+                (error as? VenueError)?.kind == .outcomeUnknown
+            }
             let found = try await bybit.order(clientOrderID: id, symbol: "BTCUSDT")
             #expect(found?.status == .filled && found?.clientOrderID == id)
             #expect(server.orders.filter { $0.linkID == id }.count == 1)
@@ -149,13 +235,16 @@ struct BybitLinearVenueTests {
         await server.stop()
     }
 
-    @Test("too many visits (10006): unreachable, with Bybit's headers; nothing more is sent until its reset time; an HTTP 403 (the IP ban) stops every request for ten minutes")
+    @Test(
+        "too many visits (10006): unreachable, with Bybit's headers; nothing more is sent until its reset time; an HTTP 403 (the IP ban) stops every request for ten minutes"
+    )
     func rateLimits() async throws {
         let server = try await FakeBybitLinear.start()
         server.failNextRequests([.tooManyVisits])
         let bybit = venue(server)
         await #expect { try await bybit.account() } throws: { error in
-            (error as? VenueError)?.kind == .unreachable && "\(error)".contains("rate limit") && "\(error)".contains("left 0")
+            (error as? VenueError)?.kind == .unreachable && "\(error)".contains("rate limit")
+                && "\(error)".contains("left 0")
         }
         let sent = server.requests.count
         await #expect { try await bybit.account() } throws: { "\($0)".contains("not sent") }
@@ -173,11 +262,18 @@ struct BybitLinearVenueTests {
         await server.stop()
     }
 
-    func stop(_ id: String, _ side: OrderSide = .sell, trigger: Decimal, quantity: Decimal = Decimal(string: "0.05")!) -> ExecutionKernel.StopOrder {
+    func stop(
+        _ id: String,
+        _ side: OrderSide = .sell,
+        trigger: Decimal,
+        quantity: Decimal = Decimal(string: "0.05")!
+    ) -> ExecutionKernel.StopOrder {
         ExecutionKernel.StopOrder(clientID: id, side: side, quantity: quantity, trigger: trigger)
     }
 
-    @Test("stops are reduce-only conditional orders (mark price, falling for a long), listed, placed twice as one, cancelled; a trigger already passed is 110093 / 110092, would-trigger")
+    @Test(
+        "stops are reduce-only conditional orders (mark price, falling for a long), listed, placed twice as one, cancelled; a trigger already passed is 110093 / 110092, would-trigger"
+    )
     func stops() async throws {
         let server = try await FakeBybitLinear.start()
         server.setPrice("BTCUSDT", 100_000)
@@ -185,12 +281,18 @@ struct BybitLinearVenueTests {
         _ = try await bybit.submit(entry("ten-p"))
         try await bybit.placeStop(symbol: "BTCUSDT", stop("tsl-1", trigger: 98_000))
         try await bybit.placeStop(symbol: "BTCUSDT", stop("tsl-1", trigger: 98_000))  // 110072: the one that exists
-        try await bybit.placeStop(symbol: "BTCUSDT", stop("tsl-2", trigger: 99_000))  // a second one, before the first goes
-        #expect(try await bybit.workingStops(symbol: "BTCUSDT") == [stop("tsl-1", trigger: 98_000), stop("tsl-2", trigger: 99_000)])
+        // a second one, before the first goes
+        try await bybit.placeStop(symbol: "BTCUSDT", stop("tsl-2", trigger: 99_000))
+        #expect(
+            try await bybit.workingStops(symbol: "BTCUSDT") == [
+                stop("tsl-1", trigger: 98_000), stop("tsl-2", trigger: 99_000),
+            ]
+        )
         try await bybit.cancelStop(symbol: "BTCUSDT", clientID: "tsl-1")
         try await bybit.cancelStop(symbol: "BTCUSDT", clientID: "tsl-1")  // 110001: already gone is done
         #expect(server.conditionalOrders.map(\.linkID) == ["tsl-2"])
-        await #expect { try await bybit.placeStop(symbol: "BTCUSDT", self.stop("tsl-3", trigger: 100_500)) } throws: { error in
+        await #expect { try await bybit.placeStop(symbol: "BTCUSDT", self.stop("tsl-3", trigger: 100_500)) } throws: {
+            error in
             (error as? VenueError)?.kind == .wouldTrigger && "\(error)".contains("110093")
         }
         // The target is the position's own take-profit, whole position; the stop orders are untouched.
@@ -198,14 +300,27 @@ struct BybitLinearVenueTests {
         #expect(server.positions["BTCUSDT"]?.takeProfit == 104_000 && server.positions["BTCUSDT"]?.stopLoss == nil)
         #expect(try await bybit.positions().first?.takeProfit == 104_000)
 
-        _ = try await bybit.submit(VenueOrderRequest(clientOrderID: "tex-1", symbol: "BTCUSDT", side: .sell, quantity: 0.1, leverage: 3, reduceOnly: false))
-        await #expect { try await bybit.placeStop(symbol: "BTCUSDT", self.stop("tsl-4", .buy, trigger: 99_500)) } throws: { error in
+        _ = try await bybit.submit(
+            VenueOrderRequest(
+                clientOrderID: "tex-1",
+                symbol: "BTCUSDT",
+                side: .sell,
+                quantity: 0.1,
+                leverage: 3,
+                reduceOnly: false
+            )
+        )
+        await #expect {
+            try await bybit.placeStop(symbol: "BTCUSDT", self.stop("tsl-4", .buy, trigger: 99_500))
+        } throws: { error in
             (error as? VenueError)?.kind == .wouldTrigger && "\(error)".contains("110092")
         }
         await server.stop()
     }
 
-    @Test("a stop triggered at the server closes the position: the fill is the stop's (its orderLinkId), the close stop_loss, PnL after both fees")
+    @Test(
+        "a stop triggered at the server closes the position: the fill is the stop's (its orderLinkId), the close stop_loss, PnL after both fees"
+    )
     func closeByStop() async throws {
         let server = try await FakeBybitLinear.start()
         server.setPrice("BTCUSDT", 100_000)
@@ -220,7 +335,10 @@ struct BybitLinearVenueTests {
         #expect(exit.side == .sell && exit.price == 97_900 && exit.clientOrderID == "tsl-s")
         let close = try #require(closes(events).first)
         let quantity = Decimal(string: "0.05")!
-        #expect(close.reason == "stop_loss" && close.side == .long && close.exitPrice == 97_900 && close.entryPrice == 100_000 && close.leverage == 3)
+        #expect(
+            close.reason == "stop_loss" && close.side == .long && close.exitPrice == 97_900
+                && close.entryPrice == 100_000 && close.leverage == 3
+        )
         #expect(close.quantity == quantity)
         // (97,900 − 100,000) × 0.05 = −105, less the entry's and the exit's taker fees.
         #expect(close.fees == fee(100_000, quantity) + fee(97_900, quantity))
@@ -229,7 +347,9 @@ struct BybitLinearVenueTests {
         await server.stop()
     }
 
-    @Test("a short's take-profit closes with take_profit and a profit; a liquidation (BustTrade) closes with liquidation")
+    @Test(
+        "a short's take-profit closes with take_profit and a profit; a liquidation (BustTrade) closes with liquidation"
+    )
     func targetAndLiquidation() async throws {
         let server = try await FakeBybitLinear.start()
         server.setPrice("BTCUSDT", 100_000)
@@ -253,7 +373,10 @@ struct BybitLinearVenueTests {
         server.liquidate("BTCUSDT", at: 95_500)
         events = try await bybit.events()
         let liquidation = try #require(closes(events).first)
-        #expect(liquidation.reason == "liquidation" && liquidation.leverage == 20 && liquidation.exitPrice == 95_500 && liquidation.pnl < -225)
+        #expect(
+            liquidation.reason == "liquidation" && liquidation.leverage == 20 && liquidation.exitPrice == 95_500
+                && liquidation.pnl < -225
+        )
         await server.stop()
     }
 
@@ -273,7 +396,9 @@ struct BybitLinearVenueTests {
         await server.stop()
     }
 
-    @Test("after a restart, a new venue seeded from the committed fills and open position reports only the new fill, and the close right")
+    @Test(
+        "after a restart, a new venue seeded from the committed fills and open position reports only the new fill, and the close right"
+    )
     func resumeAfterRestart() async throws {
         let server = try await FakeBybitLinear.start()
         server.setPrice("BTCUSDT", 100_000)
@@ -289,14 +414,19 @@ struct BybitLinearVenueTests {
         // The process is gone; meanwhile the stop fills.
         server.moveMarket("BTCUSDT", to: 97_900)
         let after = venue(server)
-        try await after.resume(VenueResume(openPositions: [open], committedFills: ["BTCUSDT": committed], pendingSymbols: []))
+        try await after.resume(
+            VenueResume(openPositions: [open], committedFills: ["BTCUSDT": committed], pendingSymbols: [])
+        )
         let events = try await after.events()
         let new = fills(events)
         #expect(new.count == 1 && new.first?.price == 97_900 && new.first?.tradeID != committed.first?.tradeID)
         let close = try #require(closes(events).first)
         let quantity = Decimal(string: "0.05")!
         // The entry's fee was booked with the entry, before the restart: the close carries the exit's.
-        #expect(close.reason == "stop_loss" && close.entryPrice == 100_000 && close.quantity == quantity && close.leverage == 3 && close.stopLoss == 98_000)
+        #expect(
+            close.reason == "stop_loss" && close.entryPrice == 100_000 && close.quantity == quantity
+                && close.leverage == 3 && close.stopLoss == 98_000
+        )
         #expect(close.fees == fee(97_900, quantity) && close.pnl == Decimal(-105) - close.fees)
         try await after.acknowledgeEvents(events.count)
         #expect(try await after.events().isEmpty)
@@ -304,8 +434,14 @@ struct BybitLinearVenueTests {
         // A symbol whose order was pending, with nothing committed, reads back from that order's time
         // (here: a minute ago), and without one from now only: never the last week's history.
         let third = venue(server)
-        try await third.resume(VenueResume(
-            openPositions: [], committedFills: [:], pendingSymbols: ["BTCUSDT"], pendingSince: ["BTCUSDT": Date().addingTimeInterval(-60)]))
+        try await third.resume(
+            VenueResume(
+                openPositions: [],
+                committedFills: [:],
+                pendingSymbols: ["BTCUSDT"],
+                pendingSince: ["BTCUSDT": Date().addingTimeInterval(-60)]
+            )
+        )
         #expect(fills(try await third.events()).count == 2)
         server.seedHistory("BTCUSDT", roundTrips: 2, daysAgo: 3)
         let fourth = venue(server)

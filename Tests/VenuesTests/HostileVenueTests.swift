@@ -15,7 +15,9 @@ import Venues
 struct HostileVenueTests {
     typealias World = BinanceWorld
 
-    @Test("a stop refused because it would trigger at once (-2021): flattened at market, reduce-only; the trade says stop_refused; a critical alert")
+    @Test(
+        "a stop refused because it would trigger at once (-2021): flattened at market, reduce-only; the trade says stop_refused; a critical alert"
+    )
     func stopRefused() async throws {
         let world = try await World()
         try await world.bus.declare(QueueSpec(name: "test.alerts", bindings: ["alert.critical.stop_refused"]))
@@ -36,21 +38,28 @@ struct HostileVenueTests {
         await world.server.stop()
     }
 
-    @Test("reconciliation: a position opened by hand is adopted (a stop 7 % away) or flattened or left alone, by ADOPT_POLICY, with an alert; one closed by hand is closed in the store", arguments: ExecutorService.AdoptPolicy.allCases)
+    @Test(
+        "reconciliation: a position opened by hand is adopted (a stop 7 % away) or flattened or left alone, by ADOPT_POLICY, with an alert; one closed by hand is closed in the store",
+        arguments: ExecutorService.AdoptPolicy.allCases
+    )
     func handTrades(_ policy: ExecutorService.AdoptPolicy) async throws {
         let world = try await World()
         try await world.expectHandTradesReconciled(policy)
         await world.server.stop()
     }
 
-    @Test("reconciliation: a position open in the store that the exchange does not hold, no fill explaining it, is closed as unknown with an alert")
+    @Test(
+        "reconciliation: a position open in the store that the exchange does not hold, no fill explaining it, is closed as unknown with an alert"
+    )
     func unexplainedClosed() async throws {
         let world = try await World()
         try await world.expectUnexplainedClosed()
         await world.server.stop()
     }
 
-    @Test("a 429 with Retry-After: 2 holds every request back at least 2 s; a 418 stops every request until the ban ends and raises one critical alert")
+    @Test(
+        "a 429 with Retry-After: 2 holds every request back at least 2 s; a 418 stops every request until the ban ends and raises one critical alert"
+    )
     func rateLimited() async throws {
         let world = try await World()
         try await world.bus.declare(QueueSpec(name: "banned", bindings: ["alert.critical.venue_banned"]))
@@ -71,7 +80,10 @@ struct HostileVenueTests {
         let times = world.server.requestTimes.dropFirst(before)
         let refused = try #require(times.first)
         let next = try #require(times.dropFirst().first, "requests go again after the wait")
-        #expect(next.timeIntervalSince(refused) >= 2, "the next request came \(next.timeIntervalSince(refused)) s after the 429")
+        #expect(
+            next.timeIntervalSince(refused) >= 2,
+            "the next request came \(next.timeIntervalSince(refused)) s after the 429"
+        )
         #expect(world.server.violations == 0)
 
         world.server.failNextRequests([.banned(retryAfter: 3)])
@@ -88,19 +100,34 @@ struct HostileVenueTests {
         await world.server.stop()
     }
 
-    @Test("polling costs the same for 50 open positions as for 1: one positions call per poll, the open orders of every symbol at once")
+    @Test(
+        "polling costs the same for 50 open positions as for 1: one positions call per poll, the open orders of every symbol at once"
+    )
     func pollingCostIsFlat() async throws {
-        let one = try await World().pollingCost(positions: 1), fifty = try await World().pollingCost(positions: 50)
+        let one = try await World().pollingCost(positions: 1)
+        let fifty = try await World().pollingCost(positions: 50)
         // At most two positions reads a poll (the poll's own, and a kernel check that finds the last one
         // a second old), whatever the number of symbols; 50 symbols would cost 50 times that per symbol.
-        let positionsOne = one["/fapi/v2/positionRisk"] ?? 0, positionsFifty = fifty["/fapi/v2/positionRisk"] ?? 0
-        #expect(positionsOne >= 5 && positionsOne <= 10 && positionsFifty >= 5 && positionsFifty <= 10, "\(one) \(fifty)")
-        #expect(fifty["/fapi/v1/userTrades"] == nil && one["/fapi/v1/userTrades"] == nil, "no fills to read: \(one) \(fifty)")
-        #expect(fifty.values.reduce(0, +) <= one.values.reduce(0, +) + 2, "the same cost, give or take a refresh of the cache: \(one) \(fifty)")
+        let positionsOne = one["/fapi/v2/positionRisk"] ?? 0
+        let positionsFifty = fifty["/fapi/v2/positionRisk"] ?? 0
+        #expect(
+            positionsOne >= 5 && positionsOne <= 10 && positionsFifty >= 5 && positionsFifty <= 10,
+            "\(one) \(fifty)"
+        )
+        #expect(
+            fifty["/fapi/v1/userTrades"] == nil && one["/fapi/v1/userTrades"] == nil,
+            "no fills to read: \(one) \(fifty)"
+        )
+        #expect(
+            fifty.values.reduce(0, +) <= one.values.reduce(0, +) + 2,
+            "the same cost, give or take a refresh of the cache: \(one) \(fifty)"
+        )
         print("polling over 5 s: 1 position \(one), 50 positions \(fifty)")
     }
 
-    @Test("a restart meets seven days of trade history and no stored cursor: nothing old is recorded, no position opened again")
+    @Test(
+        "a restart meets seven days of trade history and no stored cursor: nothing old is recorded, no position opened again"
+    )
     func restartWithHistory() async throws {
         let world = try await World()
         try await world.expectOthersHistoryIgnored()
@@ -158,14 +185,20 @@ struct HostileVenueTests {
         _ = try await executor.execute(world.intent(), correlationID: "c")
         try await executor.processVenueEvents()
         #expect(world.protected)
-        #expect(world.server.orders.filter { $0.type != "MARKET" }.allSatisfy { ["STOP_MARKET", "TAKE_PROFIT_MARKET"].contains($0.type) })
+        #expect(
+            world.server.orders.filter { $0.type != "MARKET" }.allSatisfy {
+                ["STOP_MARKET", "TAKE_PROFIT_MARKET"].contains($0.type)
+            }
+        )
         #expect(world.server.openAlgoOrders.count == 2, "the stop and the target, both on the algo-order API")
         await world.server.stop()
     }
 }
 
 extension HostileVenueTests {
-    @Test("an entry filled in three trades, listed twice each and newest first: each fill recorded once, one position, one stop for all of it")
+    @Test(
+        "an entry filled in three trades, listed twice each and newest first: each fill recorded once, one position, one stop for all of it"
+    )
     func duplicatedAndReorderedFills() async throws {
         let world = try await World()
         let executor = try await world.executor()
@@ -188,17 +221,25 @@ extension HostileVenueTests {
 struct BybitHostileVenueTests {
     typealias World = BybitWorld
 
-    @Test("polling costs the same for 50 open positions as for 1: one execution list for every symbol, the conditional orders of all at once")
+    @Test(
+        "polling costs the same for 50 open positions as for 1: one execution list for every symbol, the conditional orders of all at once"
+    )
     func pollingCostIsFlat() async throws {
-        let one = try await World().pollingCost(positions: 1), fifty = try await World().pollingCost(positions: 50)
+        let one = try await World().pollingCost(positions: 1)
+        let fifty = try await World().pollingCost(positions: 50)
         // One execution list a poll for all symbols; the conditional orders at most every ten seconds.
         #expect(one["GET /v5/execution/list"] == 5 && fifty["GET /v5/execution/list"] == 5, "\(one) \(fifty)")
-        #expect((fifty["GET /v5/order/realtime"] ?? 0) <= 1 && (one["GET /v5/order/realtime"] ?? 0) <= 1, "\(one) \(fifty)")
+        #expect(
+            (fifty["GET /v5/order/realtime"] ?? 0) <= 1 && (one["GET /v5/order/realtime"] ?? 0) <= 1,
+            "\(one) \(fifty)"
+        )
         #expect(fifty.values.reduce(0, +) <= one.values.reduce(0, +) + 1, "the same cost: \(one) \(fifty)")
         print("Bybit polling over 5 s: 1 position \(one), 50 positions \(fifty)")
     }
 
-    @Test("the mark gaps past the stop before it is placed (110093): flattened at market, reduce-only; the trade says stop_refused; a critical alert")
+    @Test(
+        "the mark gaps past the stop before it is placed (110093): flattened at market, reduce-only; the trade says stop_refused; a critical alert"
+    )
     func stopRefused() async throws {
         let world = try await World()
         try await world.bus.declare(QueueSpec(name: "test.alerts", bindings: ["alert.critical.stop_refused"]))
@@ -219,28 +260,37 @@ struct BybitHostileVenueTests {
         await world.server.stop()
     }
 
-    @Test("reconciliation: a position opened by hand is adopted (a stop 7 % away) or flattened or left alone, by ADOPT_POLICY, with an alert; one closed by hand is closed in the store", arguments: ExecutorService.AdoptPolicy.allCases)
+    @Test(
+        "reconciliation: a position opened by hand is adopted (a stop 7 % away) or flattened or left alone, by ADOPT_POLICY, with an alert; one closed by hand is closed in the store",
+        arguments: ExecutorService.AdoptPolicy.allCases
+    )
     func handTrades(_ policy: ExecutorService.AdoptPolicy) async throws {
         let world = try await World()
         try await world.expectHandTradesReconciled(policy)
         await world.server.stop()
     }
 
-    @Test("reconciliation: a position open in the store that the exchange does not hold, no fill explaining it, is closed as unknown with an alert")
+    @Test(
+        "reconciliation: a position open in the store that the exchange does not hold, no fill explaining it, is closed as unknown with an alert"
+    )
     func unexplainedClosed() async throws {
         let world = try await World()
         try await world.expectUnexplainedClosed()
         await world.server.stop()
     }
 
-    @Test("a restart meets days of another's executions and no stored cursor: nothing old is recorded, no position opened again")
+    @Test(
+        "a restart meets days of another's executions and no stored cursor: nothing old is recorded, no position opened again"
+    )
     func restartWithHistory() async throws {
         let world = try await World()
         try await world.expectOthersHistoryIgnored()
         await world.server.stop()
     }
 
-    @Test("a stop cancelled by hand is placed again on the next poll; the lost answer of an accepted stop is settled from the list, never placed twice")
+    @Test(
+        "a stop cancelled by hand is placed again on the next poll; the lost answer of an accepted stop is settled from the list, never placed twice"
+    )
     func stopCancelledAndLost() async throws {
         let world = try await World()
         let executor = try await world.executor()
@@ -256,7 +306,9 @@ struct BybitHostileVenueTests {
         await world.server.stop()
     }
 
-    @Test("an entry filled in three executions, listed twice each and oldest first: each recorded once, one stop for all of it; the stop's fill closes it as stop_loss")
+    @Test(
+        "an entry filled in three executions, listed twice each and oldest first: each recorded once, one stop for all of it; the stop's fill closes it as stop_loss"
+    )
     func duplicatedAndReorderedFills() async throws {
         let world = try await World()
         let executor = try await world.executor()

@@ -15,7 +15,9 @@ import Venues
 struct LiveExecutorCrashTests {
     typealias World = BinanceWorld
 
-    @Test("a decision: isolated margin, leverage, one market order; its fill opens the position with its stop and target at the exchange")
+    @Test(
+        "a decision: isolated margin, leverage, one market order; its fill opens the position with its stop and target at the exchange"
+    )
     func lifecycle() async throws {
         let world = try await World()
         let (executor, _) = try await world.restart()
@@ -24,15 +26,26 @@ struct LiveExecutorCrashTests {
         #expect(try await executor.execute(intent, correlationID: "c") == .duplicate)
         try await executor.processVenueEvents()
         #expect(world.placed(intent) == 1)
-        #expect(world.server.requests.contains("/fapi/v1/marginType") && world.server.requests.contains("/fapi/v1/leverage"))
+        #expect(
+            world.server.requests.contains("/fapi/v1/marginType") && world.server.requests.contains("/fapi/v1/leverage")
+        )
         let position = try #require(try await world.store.openPositions().first)
-        #expect(position.venue == "binance" && position.entryPrice == 100_000 && position.leverage == 3 && position.stopLoss == 98_000)
+        #expect(
+            position.venue == "binance" && position.entryPrice == 100_000 && position.leverage == 3
+                && position.stopLoss == 98_000
+        )
         #expect(world.openStops == [98_000])
-        #expect(world.server.orders.contains { $0.type == "TAKE_PROFIT_MARKET" && $0.status == "NEW" && $0.stopPrice == 104_000 })
+        #expect(
+            world.server.orders.contains {
+                $0.type == "TAKE_PROFIT_MARKET" && $0.status == "NEW" && $0.stopPrice == 104_000
+            }
+        )
         await world.server.stop()
     }
 
-    @Test("a symbol the exchange does not list: the decision is refused (order.rejected), not retried, and nothing is sent")
+    @Test(
+        "a symbol the exchange does not list: the decision is refused (order.rejected), not retried, and nothing is sent"
+    )
     func unlistedSymbol() async throws {
         let world = try await World()
         let (executor, _) = try await world.restart()
@@ -48,9 +61,21 @@ struct LiveExecutorCrashTests {
         let world = try await World()
         let intent = world.intent()
         let id = ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
-        try await world.store.recordOrder(OrderRecord(
-            clientOrderID: id, decisionID: intent.decisionID, venue: "binance", symbol: "BTCUSDT", side: .buy, type: .market, purpose: .entry,
-            quantity: Decimal(string: "0.05")!, price: 100_000, stopPrice: 98_000, createdAt: Date()))
+        try await world.store.recordOrder(
+            OrderRecord(
+                clientOrderID: id,
+                decisionID: intent.decisionID,
+                venue: "binance",
+                symbol: "BTCUSDT",
+                side: .buy,
+                type: .market,
+                purpose: .entry,
+                quantity: Decimal(string: "0.05")!,
+                price: 100_000,
+                stopPrice: 98_000,
+                createdAt: Date()
+            )
+        )
         let (executor, _) = try await world.restart()
         #expect(try await world.store.order(clientOrderID: id)?.status == .intent && world.placed(intent) == 0)
         _ = try await executor.execute(intent, correlationID: "c")
@@ -80,12 +105,18 @@ struct LiveExecutorCrashTests {
         let (restarted, _) = try await other.restart()
         _ = try await restarted.execute(intent2, correlationID: "c")
         #expect(other.placed(intent2) == 1)
-        #expect(try await other.store.order(clientOrderID: ClientOrderID.make(decisionID: intent2.decisionID, purpose: .entry))?.status == .filled)
+        #expect(
+            try await other.store.order(
+                clientOrderID: ClientOrderID.make(decisionID: intent2.decisionID, purpose: .entry)
+            )?.status == .filled
+        )
         #expect(try await other.store.openPositions().first?.decisionID == intent2.decisionID)
         await other.server.stop()
     }
 
-    @Test("an exchange that is down for an order (503, no order made): the order is settled as never received, not resent")
+    @Test(
+        "an exchange that is down for an order (503, no order made): the order is settled as never received, not resent"
+    )
     func unavailable() async throws {
         let world = try await World()
         world.server.failNextOrders([.unavailable])
@@ -94,16 +125,23 @@ struct LiveExecutorCrashTests {
         _ = try await executor.execute(intent, correlationID: "c")
         _ = try await executor.execute(intent, correlationID: "c")
         #expect(world.placed(intent) == 0)
-        #expect(try await world.store.order(clientOrderID: ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry))?.status == .rejected)
+        #expect(
+            try await world.store.order(
+                clientOrderID: ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry)
+            )?.status == .rejected
+        )
         await world.server.stop()
     }
 
-    @Test("crash after the fill, before its commit: the restarted executor commits it once, opens and protects the position once")
+    @Test(
+        "crash after the fill, before its commit: the restarted executor commits it once, opens and protects the position once"
+    )
     func crashAfterFill() async throws {
         let world = try await World()
         let (first, _) = try await world.restart()
         let intent = world.intent()
-        _ = try await first.execute(intent, correlationID: "c")  // filled at the exchange; killed before the fill is committed
+        // filled at the exchange; killed before the fill is committed
+        _ = try await first.execute(intent, correlationID: "c")
         #expect(try await world.store.openPositions().isEmpty)
         _ = try await world.restart()
         let position = try #require(try await world.store.openPositions().first)
@@ -117,7 +155,9 @@ struct LiveExecutorCrashTests {
         await world.server.stop()
     }
 
-    @Test("the stop fills while the executor is down: the restart records the trade with its reason and PnL, and never re-protects it")
+    @Test(
+        "the stop fills while the executor is down: the restart records the trade with its reason and PnL, and never re-protects it"
+    )
     func stopWhileDown() async throws {
         let world = try await World()
         let (first, _) = try await world.restart()
@@ -128,7 +168,10 @@ struct LiveExecutorCrashTests {
         _ = try await world.restart()
         #expect(try await world.store.openPositions().isEmpty)
         let trade = try #require(try await world.store.trades(since: nil).first)
-        #expect(trade.exitReason == "stop_loss" && trade.exitPrice == 97_900 && trade.entryPrice == 100_000 && trade.pnl < -100)
+        #expect(
+            trade.exitReason == "stop_loss" && trade.exitPrice == 97_900 && trade.entryPrice == 100_000
+                && trade.pnl < -100
+        )
         // The entry's fee was paid before the restart; the trade still counts it, with the exit's.
         let fills = try await world.store.latestFills(venue: "binance", symbol: "BTCUSDT", limit: 10)
         #expect(fills.count == 2 && fills.allSatisfy { $0.fee > 0 })
@@ -165,13 +208,18 @@ struct LiveExecutorCrashTests {
     @Test("a trailing stop follows the candles: the stop order at the exchange is replaced, and the store follows")
     func trailingStop() async throws {
         let world = try await World()
-        let (executor, _) = try await world.restart { $0.policy = StopPolicy(trailingActivationR: 1, trailingCallbackFraction: 0.01) }
+        let (executor, _) = try await world.restart {
+            $0.policy = StopPolicy(trailingActivationR: 1, trailingCallbackFraction: 0.01)
+        }
         _ = try await executor.execute(world.intent(), correlationID: "c")
         try await executor.processVenueEvents()
         // +1R is 102,000: a high of 103,000 activates the trail 1 % behind it, at 101,970.
         let candle = Candle(openTime: 0, open: 100_000, high: 103_000, low: 100_000, close: 102_500, volume: 1)
         world.server.setPrice("BTCUSDT", 102_500)  // the mark price where the candle closed: the new stop is below it
-        try await executor.observe(CandlePayload(venue: "binance", symbol: "BTCUSDT", interval: "1m", candle: candle), time: Date())
+        try await executor.observe(
+            CandlePayload(venue: "binance", symbol: "BTCUSDT", interval: "1m", candle: candle),
+            time: Date()
+        )
         #expect(world.openStops == [101_970])
         #expect(try await world.store.openPositions().first?.stopLoss == 101_970)
         world.server.moveMarket("BTCUSDT", to: 101_900)
@@ -190,5 +238,7 @@ extension BinanceWorld {
         return server.orders.filter { $0.clientID == id }.count
     }
 
-    var openStops: [Decimal?] { server.orders.filter { $0.type == "STOP_MARKET" && $0.status == "NEW" }.map(\.stopPrice) }
+    var openStops: [Decimal?] {
+        server.orders.filter { $0.type == "STOP_MARKET" && $0.status == "NEW" }.map(\.stopPrice)
+    }
 }

@@ -21,7 +21,9 @@ struct LiveWorld<Server: Sendable>: Sendable {
     init(server: Server, venue: @escaping @Sendable (Duration) -> any Venue) async throws {
         self.server = server
         self.venue = venue
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("live-executor-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "live-executor-\(UUID().uuidString)"
+        )
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         store = .sqlite(path: directory.appendingPathComponent("store.sqlite").path)
         try await store.migrate()
@@ -30,13 +32,23 @@ struct LiveWorld<Server: Sendable>: Sendable {
     /// A new process: a venue with no memory, and an executor that reconciles before anything else.
     /// `configure` changes its settings (no reference price is required here).
     func restart(
-        timeout: Duration = .seconds(5), reconcile: Bool = true, configure: (inout ExecutorService.Settings) -> Void = { _ in }
+        timeout: Duration = .seconds(5),
+        reconcile: Bool = true,
+        configure: (inout ExecutorService.Settings) -> Void = { _ in }
     ) async throws -> (ExecutorService, any Venue) {
         let venue = venue(timeout)
         var settings = ExecutorService.Settings()
         settings.limits.requireReferencePrice = false
         configure(&settings)
-        let executor = ExecutorService(venue: venue, store: store, bus: bus, cache: cache, settings: settings, source: "test", logger: Logger(label: "test"))
+        let executor = ExecutorService(
+            venue: venue,
+            store: store,
+            bus: bus,
+            cache: cache,
+            settings: settings,
+            source: "test",
+            logger: Logger(label: "test")
+        )
         if reconcile { try await executor.reconcile() }
         return (executor, venue)
     }
@@ -48,11 +60,29 @@ struct LiveWorld<Server: Sendable>: Sendable {
 
     /// A long BTCUSDT decision at 100,000, stop 98,000, target 104,000, 3x.
     func intent(_ id: String = UUID().uuidString) -> OrderIntent {
-        let proposal = TradeProposal(action: .long, confidence: 0.82, leverage: 3, entry: 100_000, stopLoss: 98_000, takeProfit: 104_000, reasoning: "t")
+        let proposal = TradeProposal(
+            action: .long,
+            confidence: 0.82,
+            leverage: 3,
+            entry: 100_000,
+            stopLoss: 98_000,
+            takeProfit: 104_000,
+            reasoning: "t"
+        )
         return OrderIntent(
             decisionID: "decision:\(id)",
-            decision: DecisionPayload(symbol: "BTCUSDT", proposal: proposal, provider: "rules", model: "m", promptVersion: "v", attempts: 0, candleTime: 0, requestID: id),
-            decidedAt: Date())
+            decision: DecisionPayload(
+                symbol: "BTCUSDT",
+                proposal: proposal,
+                provider: "rules",
+                model: "m",
+                promptVersion: "v",
+                attempts: 0,
+                candleTime: 0,
+                requestID: id
+            ),
+            decidedAt: Date()
+        )
     }
 }
 
@@ -78,8 +108,12 @@ protocol LocalExchange: Sendable {
 
 extension FakeBinanceFutures: LocalExchange {
     func setMark(_ symbol: String, _ price: Decimal) { setPrice(symbol, price) }
-    var workingStops: [(quantity: Decimal?, trigger: Decimal)] { openAlgoOrders.filter { $0.type == "STOP_MARKET" }.map { ($0.quantity, $0.trigger) } }
-    func tradeByHand(_ symbol: String, buy: Bool, quantity: Decimal) { openByHand(symbol, side: buy ? "BUY" : "SELL", quantity: quantity) }
+    var workingStops: [(quantity: Decimal?, trigger: Decimal)] {
+        openAlgoOrders.filter { $0.type == "STOP_MARKET" }.map { ($0.quantity, $0.trigger) }
+    }
+    func tradeByHand(_ symbol: String, buy: Bool, quantity: Decimal) {
+        openByHand(symbol, side: buy ? "BUY" : "SELL", quantity: quantity)
+    }
 }
 
 extension FakeBybitLinear: LocalExchange {
@@ -162,7 +196,10 @@ extension LiveWorld where Server: LocalExchange {
         case .protect:
             #expect(stops.map(\.quantity) == [Decimal(string: "0.01")!] && stops.first?.trigger == 93_000, "\(stops)")
             let position = try #require(try await store.openPositions().first)
-            #expect(position.decisionID.hasPrefix("adopted:BTCUSDT") && position.stopLoss == 93_000 && position.quantity == Decimal(string: "0.01")!)
+            #expect(
+                position.decisionID.hasPrefix("adopted:BTCUSDT") && position.stopLoss == 93_000
+                    && position.quantity == Decimal(string: "0.01")!
+            )
             #expect(findings.contains { $0.contains("adopted and protected at 93000") }, "\(findings)")
             // Closed by hand: the fill closes it in the store, as the venue's doing.
             server.tradeByHand("BTCUSDT", buy: false, quantity: Decimal(string: "0.01")!)
@@ -170,7 +207,10 @@ extension LiveWorld where Server: LocalExchange {
             #expect(try await store.openPositions().isEmpty)
             #expect(try await store.trades(since: nil).map(\.exitReason) == ["closed_at_venue"])
             try await executor.reconcile()
-            #expect(server.position("BTCUSDT") == 0 && stops.isEmpty, "the stop of a closed position is cancelled: \(stops)")
+            #expect(
+                server.position("BTCUSDT") == 0 && stops.isEmpty,
+                "the stop of a closed position is cancelled: \(stops)"
+            )
         case .flatten:
             for _ in 0..<3 where server.position("BTCUSDT") != 0 { try await executor.processVenueEvents() }
             #expect(server.position("BTCUSDT") == 0)
@@ -185,7 +225,10 @@ extension LiveWorld where Server: LocalExchange {
         let reader = RunningConsumer.start(bus, queue: "alerts") { alerts.append($0.routingKey) }
         #expect(await eventually(timeout: .seconds(2)) { alerts.count >= 1 })
         try await reader.stop()
-        let expected = ["protect": "alert.warning.position_adopted", "flatten": "alert.critical.position_flattened", "ignore": "alert.warning.position_ignored"]
+        let expected = [
+            "protect": "alert.warning.position_adopted", "flatten": "alert.critical.position_flattened",
+            "ignore": "alert.warning.position_ignored",
+        ]
         #expect(alerts.all == [expected[policy.rawValue]!], "one alert for the unknown position")
     }
 
@@ -195,9 +238,21 @@ extension LiveWorld where Server: LocalExchange {
     func expectUnexplainedClosed() async throws {
         try await bus.declare(QueueSpec(name: "unknown", bindings: ["alert.critical.position_closed_unknown"]))
         let name = venue(.seconds(5)).name
-        try await store.savePosition(PositionRecord(
-            id: "position:old", venue: name, symbol: "BTCUSDT", side: .long, quantity: Decimal(string: "0.01")!, entryPrice: 99_000, leverage: 3,
-            stopLoss: 97_000, takeProfit: nil, decisionID: "decision:old", openedAt: Date().addingTimeInterval(-86_400)))
+        try await store.savePosition(
+            PositionRecord(
+                id: "position:old",
+                venue: name,
+                symbol: "BTCUSDT",
+                side: .long,
+                quantity: Decimal(string: "0.01")!,
+                entryPrice: 99_000,
+                leverage: 3,
+                stopLoss: 97_000,
+                takeProfit: nil,
+                decisionID: "decision:old",
+                openedAt: Date().addingTimeInterval(-86_400)
+            )
+        )
         let (executor, _) = try await restart()
         #expect(try await store.openPositions().isEmpty)
         let trade = try #require(try await store.trades(since: nil).first)
@@ -220,7 +275,13 @@ extension LiveWorld where Server == FakeBinanceFutures {
         let server = try await FakeBinanceFutures.start()
         server.setPrice("BTCUSDT", 100_000)
         try await self.init(server: server) { timeout in
-            BinanceFuturesVenue(baseURL: server.baseURL, apiKey: server.apiKey, secret: server.secret, timeout: timeout, logger: Logger(label: "test"))
+            BinanceFuturesVenue(
+                baseURL: server.baseURL,
+                apiKey: server.apiKey,
+                secret: server.secret,
+                timeout: timeout,
+                logger: Logger(label: "test")
+            )
         }
     }
 }
@@ -230,7 +291,13 @@ extension LiveWorld where Server == FakeBybitLinear {
         let server = try await FakeBybitLinear.start()
         server.setPrice("BTCUSDT", 100_000)
         try await self.init(server: server) { timeout in
-            BybitLinearVenue(baseURL: server.baseURL, apiKey: server.apiKey, secret: server.secret, timeout: timeout, logger: Logger(label: "test"))
+            BybitLinearVenue(
+                baseURL: server.baseURL,
+                apiKey: server.apiKey,
+                secret: server.secret,
+                timeout: timeout,
+                logger: Logger(label: "test")
+            )
         }
     }
 }

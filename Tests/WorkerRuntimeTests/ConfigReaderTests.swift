@@ -2,13 +2,13 @@ import Foundation
 import Testing
 import WorkerRuntime
 
-@Suite("ConfigReader")
+@Suite("SettingsReader")
 struct ConfigReaderTests {
     @Test("environment wins over the file, the file over defaults")
     func precedence() throws {
         let file = NSTemporaryDirectory() + "tradebus-\(UUID().uuidString).env"
         try "# comment\nA=from-file\nB='quoted file'\n".write(toFile: file, atomically: true, encoding: .utf8)
-        let config = try ConfigReader(environment: ["CONFIG_FILE": file, "A": "from-env"])
+        let config = try SettingsReader(environment: ["CONFIG_FILE": file, "A": "from-env"])
         #expect(try config.string("A") == "from-env")
         #expect(try config.string("B") == "quoted file")
         #expect(try config.string("C", default: "default") == "default")
@@ -17,7 +17,7 @@ struct ConfigReaderTests {
 
     @Test("invalid values stop with an error naming the key and what is allowed")
     func validation() throws {
-        let config = try ConfigReader(environment: ["PORT": "70000", "MODE": "fast", "FLAG": "maybe", "RATE": "nan"])
+        let config = try SettingsReader(environment: ["PORT": "70000", "MODE": "fast", "FLAG": "maybe", "RATE": "nan"])
         #expect { try config.int("PORT", default: 1, range: 0...65535) } throws: {
             "\($0)" == "invalid configuration: PORT '70000' must be a whole number in 0...65535"
         }
@@ -33,7 +33,9 @@ struct ConfigReaderTests {
     func secrets() throws {
         let file = NSTemporaryDirectory() + "tradebus-secret-\(UUID().uuidString)"
         try "s3cr3t-token\n".write(toFile: file, atomically: true, encoding: .utf8)
-        let config = try ConfigReader(environment: ["TOKEN_FILE": file, "AMQP_URL": "amqp://user:hunter2@host:5672/%2f"])
+        let config = try SettingsReader(environment: [
+            "TOKEN_FILE": file, "AMQP_URL": "amqp://user:hunter2@host:5672/%2f",
+        ])
         #expect(try config.string("TOKEN", secret: true) == "s3cr3t-token")
         _ = try config.string("AMQP_URL")
         let printed = config.printable()
@@ -45,7 +47,7 @@ struct ConfigReaderTests {
 
     @Test("an unreadable *_FILE is an error naming that key")
     func missingSecretFile() throws {
-        let config = try ConfigReader(environment: ["TOKEN_FILE": "/nonexistent/secret"])
+        let config = try SettingsReader(environment: ["TOKEN_FILE": "/nonexistent/secret"])
         #expect { try config.string("TOKEN", secret: true) } throws: { "\($0)".contains("TOKEN_FILE") }
     }
 }

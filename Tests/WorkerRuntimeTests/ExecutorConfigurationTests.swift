@@ -8,12 +8,19 @@ import WorkerRuntime
 @Suite("Executor configuration: the venue")
 struct ExecutorConfigurationTests {
     func venue(_ environment: [String: String]) throws -> any Venue {
-        try ExecutorConfiguration.read(try ConfigReader(environment: environment)).makeVenue(logger: Logger(label: "test"))
+        try ExecutorConfiguration.read(try SettingsReader(environment: environment)).makeVenue(
+            logger: Logger(label: "test")
+        )
     }
 
     @Test("paper by default, even with exchange keys present; live only when USE_PAPER_TRADING=false")
     func choice() throws {
-        let keys = ["BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s", "BYBIT_API_KEY": "k", "BYBIT_API_SECRET": "s", "PAPER_STATE_FILE": FileManager.default.temporaryDirectory.appendingPathComponent("paper-\(UUID().uuidString).json").path]
+        let keys = [
+            "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s", "BYBIT_API_KEY": "k", "BYBIT_API_SECRET": "s",
+            "PAPER_STATE_FILE": FileManager.default.temporaryDirectory.appendingPathComponent(
+                "paper-\(UUID().uuidString).json"
+            ).path,
+        ]
         let paper = try venue(keys)
         #expect(paper.name == "paper" && !paper.isLive)
         let binance = try venue(keys.merging(["USE_PAPER_TRADING": "false"]) { $1 })
@@ -24,7 +31,11 @@ struct ExecutorConfigurationTests {
 
     @Test("live without its exchange's keys stops at start naming the key")
     func missingKeys() throws {
-        #expect { try venue(["USE_PAPER_TRADING": "false", "LIVE_VENUE": "bybit", "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s"]) } throws: { error in
+        #expect {
+            try venue([
+                "USE_PAPER_TRADING": "false", "LIVE_VENUE": "bybit", "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s",
+            ])
+        } throws: { error in
             (error as? ConfigError)?.key == "BYBIT_API_KEY"
         }
     }

@@ -3,6 +3,7 @@ import RabbitMQBus
 import TestSupport
 import Testing
 import TradingCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,11 +14,15 @@ struct GracefulShutdownTests {
     @Test("SIGTERM drains in-flight work: it finishes, is acked, and the rest stays queued")
     func sigtermDrainsInFlightWork() async throws {
         let queue = "drain.\(TestServices.uniqueName())"
-        let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "drain-test"))
+        let bus = RabbitMQBus(
+            configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "drain-test")
+        )
         defer { Task { await bus.shutdown() } }
         try await bus.declare(QueueSpec(name: queue, bindings: ["\(queue).#"]))
         let total = 30
-        try await bus.publish((0..<total).map { OutgoingMessage(routingKey: "\(queue).x", body: Array("{}".utf8), messageID: "m\($0)") })
+        try await bus.publish(
+            (0..<total).map { OutgoingMessage(routingKey: "\(queue).x", body: Array("{}".utf8), messageID: "m\($0)") }
+        )
 
         let log = NSTemporaryDirectory() + "drain-\(UUID().uuidString).log"
         let probe = try SpawnedProcess(
@@ -25,7 +30,8 @@ struct GracefulShutdownTests {
             environment: [
                 "AMQP_URL": TestServices.amqpURL, "PROBE_QUEUE": queue, "PROBE_DELAY_MS": "4000", "PROBE_LOG": log,
                 "HTTP_PORT": "0", "SHUTDOWN_GRACE_SECONDS": "20",
-            ])
+            ]
+        )
         @Sendable func lines(_ prefix: String) -> [String] {
             ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
                 .filter { $0.hasPrefix(prefix + " ") }.map { String($0.dropFirst(prefix.count + 1)) }
@@ -37,7 +43,8 @@ struct GracefulShutdownTests {
         let status = try await probe.waitForExit(timeout: .seconds(30))
         #expect(status == 0, "exits cleanly after draining")
 
-        let started = Set(lines("start")), done = Set(lines("done"))
+        let started = Set(lines("start"))
+        let done = Set(lines("done"))
         #expect(started == startedBeforeSignal, "no new work taken after SIGTERM")
         #expect(done == started, "every started message finished before exit")
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+
 @testable import WorkerRuntime
 
 @Suite("Log lines")
@@ -8,8 +9,14 @@ struct LogFormatTests {
     @Test("JSON lines carry the correlation id and metadata")
     func jsonLine() throws {
         let line = TradeBusLogHandler.render(
-            time: Date(timeIntervalSince1970: 0), level: .warning, label: "executor", message: "order sent",
-            correlationID: "corr-9", metadata: ["symbol": "BTCUSDT"], format: .json)
+            time: Date(timeIntervalSince1970: 0),
+            level: .warning,
+            label: "executor",
+            message: "order sent",
+            correlationID: "corr-9",
+            metadata: ["symbol": "BTCUSDT"],
+            format: .json
+        )
         let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
         #expect(object["correlation_id"] == "corr-9")
         #expect(object["message"] == "order sent")
@@ -21,8 +28,14 @@ struct LogFormatTests {
     @Test("text lines carry the correlation id")
     func textLine() {
         let line = TradeBusLogHandler.render(
-            time: Date(timeIntervalSince1970: 0), level: .info, label: "feed", message: "hello", correlationID: "c1",
-            metadata: [:], format: .text)
+            time: Date(timeIntervalSince1970: 0),
+            level: .info,
+            label: "feed",
+            message: "hello",
+            correlationID: "c1",
+            metadata: [:],
+            format: .text
+        )
         #expect(line.contains("info [c1] feed: hello"))
     }
 }

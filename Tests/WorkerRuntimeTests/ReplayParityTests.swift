@@ -13,7 +13,8 @@ import WorkerRuntime
 @Suite("Backtester parity with the embedded services", .serialized)
 struct ReplayParityTests {
     static let files: [(file: String, symbol: String, interval: String)] = [
-        ("XRPUSDT-PERP-5m", "XRPUSDT", "5m"), ("XRPUSDT-PERP-1h", "XRPUSDT", "1h"), ("ETHBTC-5m", "ETHBTC", "5m"), ("LTCBTC-5m", "LTCBTC", "5m"),
+        ("XRPUSDT-PERP-5m", "XRPUSDT", "5m"), ("XRPUSDT-PERP-1h", "XRPUSDT", "1h"), ("ETHBTC-5m", "ETHBTC", "5m"),
+        ("LTCBTC-5m", "LTCBTC", "5m"),
         ("UNITTESTBTC-1m", "UNITTESTBTC", "1m"),
     ]
 
@@ -24,26 +25,47 @@ struct ReplayParityTests {
 
     /// Both drivers on the same candles and keys; returns the backtester's outcome once they agree.
     @discardableResult
-    static func compare(_ file: String, symbol: String, interval: String, _ environment: [String: String] = [:]) async throws -> ReplayOutcome {
+    static func compare(
+        _ file: String,
+        symbol: String,
+        interval: String,
+        _ environment: [String: String] = [:]
+    ) async throws -> ReplayOutcome {
         let candles = try candles(file)
-        let config = try ConfigReader(environment: environment)
-        let fast = try Backtester(settings: try Backtester.Settings.read(config), analyst: .rules).run(candles, symbol: symbol, interval: interval)
+        let config = try SettingsReader(environment: environment)
+        let fast = try Backtester(settings: try Backtester.Settings.read(config), analyst: .rules).run(
+            candles,
+            symbol: symbol,
+            interval: interval
+        )
 
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("parity-\(UUID().uuidString).sqlite").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("parity-\(UUID().uuidString).sqlite")
+            .path
         defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
         let store = SQLTradeStore.sqlite(path: path)
-        let system = try EmbeddedSystem(config: config, store: store, analyst: .rules, notify: false, logger: Logger(label: "parity", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let system = try EmbeddedSystem(
+            config: config,
+            store: store,
+            analyst: .rules,
+            notify: false,
+            logger: Logger(label: "parity", factory: { _ in SwiftLogNoOpLogHandler() })
+        )
         try await system.start()
         let services = try await system.replay(candles, symbol: symbol, interval: interval)
         await system.stop()
         await store.close()
 
-        #expect(fast.trades == services.trades, "\(file) \(environment): \(fast.trades.count) vs \(services.trades.count) trades")
+        #expect(
+            fast.trades == services.trades,
+            "\(file) \(environment): \(fast.trades.count) vs \(services.trades.count) trades"
+        )
         for (a, b) in zip(fast.trades, services.trades) where a != b {
             Issue.record("first difference in \(file) \(environment):\n\(a)\n\(b)")
             break
         }
-        #expect(fast.signals == services.signals && fast.decisions == services.decisions && fast.times == services.times)
+        #expect(
+            fast.signals == services.signals && fast.decisions == services.decisions && fast.times == services.times
+        )
         // The equity curves: the backtester works out open positions in Double arithmetic.
         #expect(fast.equity.count == services.equity.count)
         let worst = zip(fast.equity, services.equity).map { abs($0 - $1) / $1 }.max() ?? 0
@@ -55,39 +77,65 @@ struct ReplayParityTests {
     func everyFile(_ file: String) async throws {
         let entry = Self.files.first { $0.file == file }!
         // A loss-run halt holds until an operator resets it; with a longer run allowed, the whole file is compared.
-        let outcome = try await Self.compare(file, symbol: entry.symbol, interval: entry.interval, ["MAX_CONSECUTIVE_LOSSES": "20"])
+        let outcome = try await Self.compare(
+            file,
+            symbol: entry.symbol,
+            interval: entry.interval,
+            ["MAX_CONSECUTIVE_LOSSES": "20"]
+        )
         if file != "XRPUSDT-PERP-1h" { #expect(outcome.trades.count >= 5, "\(file) should trade") }
     }
 
-    @Test("stop policies and executor options: trailing, break-even, ATR, no close on an opposite decision, tight breakers, other limits", arguments: [
-        ["TRAILING_CALLBACK_PERCENT": "0.01", "TRAILING_ACTIVATION_R": "1"],
-        ["BREAK_EVEN_AFTER_1R": "true"],
-        ["ATR_STOP_MULTIPLE": "2"],
-        ["CLOSE_ON_OPPOSITE_DECISION": "false", "MAX_LEVERAGE": "2"],
-        ["MAX_CONSECUTIVE_LOSSES": "1", "DAILY_LOSS_LIMIT_PERCENT": "0.01", "RISK_PER_TRADE_PERCENT": "0.03"],
-        ["MIN_REWARD_RISK": "2", "MAX_STOP_LOSS_PERCENT": "0.02", "PAPER_SLIPPAGE_PERCENT": "0.002", "MIN_PROFIT_USD": "5"],
-    ])
+    @Test(
+        "stop policies and executor options: trailing, break-even, ATR, no close on an opposite decision, tight breakers, other limits",
+        arguments: [
+            ["TRAILING_CALLBACK_PERCENT": "0.01", "TRAILING_ACTIVATION_R": "1"],
+            ["BREAK_EVEN_AFTER_1R": "true"],
+            ["ATR_STOP_MULTIPLE": "2"],
+            ["CLOSE_ON_OPPOSITE_DECISION": "false", "MAX_LEVERAGE": "2"],
+            ["MAX_CONSECUTIVE_LOSSES": "1", "DAILY_LOSS_LIMIT_PERCENT": "0.01", "RISK_PER_TRADE_PERCENT": "0.03"],
+            [
+                "MIN_REWARD_RISK": "2", "MAX_STOP_LOSS_PERCENT": "0.02", "PAPER_SLIPPAGE_PERCENT": "0.002",
+                "MIN_PROFIT_USD": "5",
+            ],
+        ]
+    )
     func options(_ environment: [String: String]) async throws {
         let outcome = try await Self.compare("XRPUSDT-PERP-5m", symbol: "XRPUSDT", interval: "5m", environment)
         #expect(!outcome.trades.isEmpty)
     }
 
-    @Test("the exits the options make are there to compare: trailing stops, break-even stops and closes on an opposite decision")
+    @Test(
+        "the exits the options make are there to compare: trailing stops, break-even stops and closes on an opposite decision"
+    )
     func exitsCovered() async throws {
         let candles = try Self.candles("XRPUSDT-PERP-5m")
         func reasons(_ environment: [String: String]) throws -> Set<String> {
-            let settings = try Backtester.Settings.read(try ConfigReader(environment: environment))
-            return Set(try Backtester(settings: settings, analyst: .rules).run(candles, symbol: "XRPUSDT", interval: "5m").trades.map(\.exitReason))
+            let settings = try Backtester.Settings.read(try SettingsReader(environment: environment))
+            return Set(
+                try Backtester(settings: settings, analyst: .rules).run(candles, symbol: "XRPUSDT", interval: "5m")
+                    .trades.map(\.exitReason)
+            )
         }
         #expect(try reasons([:]).isSuperset(of: ["stop_loss", "take_profit", "exit"]))
-        #expect(try reasons(["TRAILING_CALLBACK_PERCENT": "0.01", "TRAILING_ACTIVATION_R": "1"]).contains("trailing_stop"))
+        #expect(
+            try reasons(["TRAILING_CALLBACK_PERCENT": "0.01", "TRAILING_ACTIVATION_R": "1"]).contains("trailing_stop")
+        )
     }
 
     @Test("a backtest refuses USE_PAPER_TRADING=false and an invalid key, naming it")
     func configuration() {
-        #expect { try Backtester.Settings.read(try ConfigReader(environment: ["USE_PAPER_TRADING": "false", "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s"])) } throws: {
+        #expect {
+            try Backtester.Settings.read(
+                try SettingsReader(environment: [
+                    "USE_PAPER_TRADING": "false", "BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s",
+                ])
+            )
+        } throws: {
             "\($0)".contains("USE_PAPER_TRADING")
         }
-        #expect { try Backtester.Settings.read(try ConfigReader(environment: ["MAX_LEVERAGE": "0"])) } throws: { "\($0)".contains("MAX_LEVERAGE") }
+        #expect { try Backtester.Settings.read(try SettingsReader(environment: ["MAX_LEVERAGE": "0"])) } throws: {
+            "\($0)".contains("MAX_LEVERAGE")
+        }
     }
 }

@@ -11,7 +11,15 @@ public struct TradeProposal: Sendable, Hashable, Codable {
     public var takeProfit: Double?
     public var reasoning: String
 
-    public init(action: TradeAction, confidence: Double, leverage: Int, entry: Double?, stopLoss: Double?, takeProfit: Double?, reasoning: String) {
+    public init(
+        action: TradeAction,
+        confidence: Double,
+        leverage: Int,
+        entry: Double?,
+        stopLoss: Double?,
+        takeProfit: Double?,
+        reasoning: String
+    ) {
         self.action = action
         self.confidence = confidence
         self.leverage = leverage
@@ -23,7 +31,15 @@ public struct TradeProposal: Sendable, Hashable, Codable {
 
     /// Stand aside, saying why.
     public static func hold(_ reasoning: String, confidence: Double = 0) -> TradeProposal {
-        TradeProposal(action: .hold, confidence: confidence, leverage: 1, entry: nil, stopLoss: nil, takeProfit: nil, reasoning: reasoning)
+        TradeProposal(
+            action: .hold,
+            confidence: confidence,
+            leverage: 1,
+            entry: nil,
+            stopLoss: nil,
+            takeProfit: nil,
+            reasoning: reasoning
+        )
     }
 
     enum CodingKeys: String, CodingKey {
@@ -33,16 +49,12 @@ public struct TradeProposal: Sendable, Hashable, Codable {
     }
 }
 
-/// `decision.<symbol>`'s payload: the decision and where it came from.
+/// `decision.<symbol>`'s payload: the proposal and where it came from. On the wire the proposal's
+/// fields sit beside the others, in one flat object.
 public struct DecisionPayload: Sendable, Hashable, Codable {
     public var symbol: String
-    public var action: TradeAction
-    public var confidence: Double
-    public var leverage: Int
-    public var entry: Double?
-    public var stopLoss: Double?
-    public var takeProfit: Double?
-    public var reasoning: String
+    /// What was decided: the one declaration of the decision's fields.
+    public var proposal: TradeProposal
     /// `rules`, `openai`, `anthropic`, or `consensus`.
     public var provider: String
     public var model: String
@@ -55,17 +67,17 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
     public var requestID: String
 
     public init(
-        symbol: String, proposal: TradeProposal, provider: String, model: String, promptVersion: String, attempts: Int,
-        candleTime: Int64, requestID: String
+        symbol: String,
+        proposal: TradeProposal,
+        provider: String,
+        model: String,
+        promptVersion: String,
+        attempts: Int,
+        candleTime: Int64,
+        requestID: String
     ) {
         self.symbol = symbol
-        self.action = proposal.action
-        self.confidence = proposal.confidence
-        self.leverage = proposal.leverage
-        self.entry = proposal.entry
-        self.stopLoss = proposal.stopLoss
-        self.takeProfit = proposal.takeProfit
-        self.reasoning = proposal.reasoning
+        self.proposal = proposal
         self.provider = provider
         self.model = model
         self.promptVersion = promptVersion
@@ -74,17 +86,65 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
         self.requestID = requestID
     }
 
-    public var proposal: TradeProposal {
-        TradeProposal(action: action, confidence: confidence, leverage: leverage, entry: entry, stopLoss: stopLoss, takeProfit: takeProfit, reasoning: reasoning)
+    /// The proposal's fields, read and written through it.
+    public var action: TradeAction {
+        get { proposal.action }
+        set { proposal.action = newValue }
+    }
+    public var confidence: Double {
+        get { proposal.confidence }
+        set { proposal.confidence = newValue }
+    }
+    public var leverage: Int {
+        get { proposal.leverage }
+        set { proposal.leverage = newValue }
+    }
+    public var entry: Double? {
+        get { proposal.entry }
+        set { proposal.entry = newValue }
+    }
+    public var stopLoss: Double? {
+        get { proposal.stopLoss }
+        set { proposal.stopLoss = newValue }
+    }
+    public var takeProfit: Double? {
+        get { proposal.takeProfit }
+        set { proposal.takeProfit = newValue }
+    }
+    public var reasoning: String {
+        get { proposal.reasoning }
+        set { proposal.reasoning = newValue }
     }
 
     enum CodingKeys: String, CodingKey {
-        case symbol, action, confidence, leverage, entry, reasoning, provider, model, attempts
-        case stopLoss = "stop_loss"
-        case takeProfit = "take_profit"
+        case symbol, provider, model, attempts
         case promptVersion = "prompt_version"
         case candleTime = "candle_time"
         case requestID = "request_id"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        proposal = try TradeProposal(from: decoder)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        symbol = try container.decode(String.self, forKey: .symbol)
+        provider = try container.decode(String.self, forKey: .provider)
+        model = try container.decode(String.self, forKey: .model)
+        promptVersion = try container.decode(String.self, forKey: .promptVersion)
+        attempts = try container.decode(Int.self, forKey: .attempts)
+        candleTime = try container.decode(Int64.self, forKey: .candleTime)
+        requestID = try container.decode(String.self, forKey: .requestID)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try proposal.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(symbol, forKey: .symbol)
+        try container.encode(provider, forKey: .provider)
+        try container.encode(model, forKey: .model)
+        try container.encode(promptVersion, forKey: .promptVersion)
+        try container.encode(attempts, forKey: .attempts)
+        try container.encode(candleTime, forKey: .candleTime)
+        try container.encode(requestID, forKey: .requestID)
     }
 }
 
@@ -95,23 +155,56 @@ extension MessageType {
 extension DecisionRecord {
     /// The record of a published decision. A number that is not finite (a decision the risk gateway
     /// will refuse) is recorded as missing, never as a made-up value.
-    public init(id: String, correlationID: String, payload d: DecisionPayload, createdAt: Date, prompt: String? = nil, reply: String? = nil) {
+    public init(
+        id: String,
+        correlationID: String,
+        payload d: DecisionPayload,
+        createdAt: Date,
+        prompt: String? = nil,
+        reply: String? = nil
+    ) {
         self.init(
-            id: id, correlationID: correlationID, symbol: d.symbol, action: d.action, confidence: d.confidence.isFinite ? d.confidence : 0,
-            leverage: d.leverage, entry: d.entry.flatMap(Decimal.init(finite:)), stopLoss: d.stopLoss.flatMap(Decimal.init(finite:)),
-            takeProfit: d.takeProfit.flatMap(Decimal.init(finite:)), reasoning: d.reasoning, provider: d.provider, model: d.model,
-            promptVersion: d.promptVersion, candleTime: Date(timeIntervalSince1970: Double(d.candleTime) / 1000), createdAt: createdAt,
-            prompt: prompt, reply: reply)
+            id: id,
+            correlationID: correlationID,
+            symbol: d.symbol,
+            action: d.action,
+            confidence: d.confidence.isFinite ? d.confidence : 0,
+            leverage: d.leverage,
+            entry: d.entry.flatMap(Decimal.init(finite:)),
+            stopLoss: d.stopLoss.flatMap(Decimal.init(finite:)),
+            takeProfit: d.takeProfit.flatMap(Decimal.init(finite:)),
+            reasoning: d.reasoning,
+            provider: d.provider,
+            model: d.model,
+            promptVersion: d.promptVersion,
+            candleTime: Date(timeIntervalSince1970: Double(d.candleTime) / 1000),
+            createdAt: createdAt,
+            prompt: prompt,
+            reply: reply
+        )
     }
 
     /// The published form of a recorded decision.
     public func payload(requestID: String) -> DecisionPayload {
         let proposal = TradeProposal(
-            action: action, confidence: confidence, leverage: leverage, entry: entry?.doubleValue, stopLoss: stopLoss?.doubleValue,
-            takeProfit: takeProfit?.doubleValue, reasoning: reasoning)
+            action: action,
+            confidence: confidence,
+            leverage: leverage,
+            entry: entry?.doubleValue,
+            stopLoss: stopLoss?.doubleValue,
+            takeProfit: takeProfit?.doubleValue,
+            reasoning: reasoning
+        )
         return DecisionPayload(
-            symbol: symbol, proposal: proposal, provider: provider, model: model, promptVersion: promptVersion, attempts: 0,
-            candleTime: Int64(candleTime.timeIntervalSince1970 * 1000), requestID: requestID)
+            symbol: symbol,
+            proposal: proposal,
+            provider: provider,
+            model: model,
+            promptVersion: promptVersion,
+            attempts: 0,
+            candleTime: Int64(candleTime.timeIntervalSince1970 * 1000),
+            requestID: requestID
+        )
     }
 }
 
@@ -154,8 +247,13 @@ public struct AnalysisContext: Sendable, Hashable, Codable {
     public var todayPnL: Double
 
     public init(
-        symbol: String, interval: String, timeframes: [String: IndicatorSnapshot], fundingRate: Double? = nil, position: Position? = nil,
-        recentTrades: [Trade] = [], todayPnL: Double = 0
+        symbol: String,
+        interval: String,
+        timeframes: [String: IndicatorSnapshot],
+        fundingRate: Double? = nil,
+        position: Position? = nil,
+        recentTrades: [Trade] = [],
+        todayPnL: Double = 0
     ) {
         self.symbol = symbol
         self.interval = interval
@@ -209,13 +307,20 @@ extension AnalysisContext {
     /// (`latest`): the signal's own snapshot where it is newer than the latest of its interval; the
     /// primary must be fresh, and stale others are left out.
     public static func timeframes(
-        latest: [String: IndicatorSnapshot], interval: String, signalSnapshot: IndicatorSnapshot?, now: Date, maxSnapshotAge: TimeInterval
+        latest: [String: IndicatorSnapshot],
+        interval: String,
+        signalSnapshot: IndicatorSnapshot?,
+        now: Date,
+        maxSnapshotAge: TimeInterval
     ) -> Result<[String: IndicatorSnapshot], Refusal> {
         var timeframes = latest
-        if let signalSnapshot, (timeframes[interval]?.openTime ?? .min) < signalSnapshot.openTime { timeframes[interval] = signalSnapshot }
+        if let signalSnapshot, (timeframes[interval]?.openTime ?? .min) < signalSnapshot.openTime {
+            timeframes[interval] = signalSnapshot
+        }
         guard let primary = timeframes[interval] else { return .failure(.missing) }
         if primary.isStale(interval: interval, now: now, maxAge: maxSnapshotAge) { return .failure(.stale) }
-        for (other, snapshot) in timeframes where other != interval && snapshot.isStale(interval: other, now: now, maxAge: maxSnapshotAge) {
+        for (other, snapshot) in timeframes
+        where other != interval && snapshot.isStale(interval: other, now: now, maxAge: maxSnapshotAge) {
             timeframes[other] = nil
         }
         return .success(timeframes)
@@ -244,6 +349,8 @@ extension CandleInterval {
         var counts: [Int64: Int] = [:]
         for (a, b) in zip(candles, candles.dropFirst()).prefix(500) { counts[b.openTime - a.openTime, default: 0] += 1 }
         guard let step = counts.max(by: { $0.value < $1.value })?.key else { return nil }
-        return ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "1w"].first { milliseconds($0) == step }
+        return ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "1w"].first {
+            milliseconds($0) == step
+        }
     }
 }

@@ -69,7 +69,9 @@ public struct RetryPolicy: Sendable, Hashable {
         case .http(let status, let body, _):
             if status == 429 {
                 let text = body.lowercased()
-                return !(text.contains("insufficient_quota") || text.contains("spending limit") || text.contains("billing"))
+                return
+                    !(text.contains("insufficient_quota") || text.contains("spending limit")
+                    || text.contains("billing"))
             }
             return status == 408 || status == 409 || status >= 500
         }
@@ -135,7 +137,9 @@ public struct CircuitBreaker: Sendable, Hashable {
     public mutating func recordFailure(now: Date) {
         switch state {
         case .closed(let failures):
-            state = failures + 1 >= threshold ? .open(until: now.addingTimeInterval(cooldown)) : .closed(failures: failures + 1)
+            state =
+                failures + 1 >= threshold
+                ? .open(until: now.addingTimeInterval(cooldown)) : .closed(failures: failures + 1)
         case .halfOpen, .open:
             state = .open(until: now.addingTimeInterval(cooldown))
         }
@@ -198,12 +202,16 @@ public enum Consensus {
         let counts = Dictionary(grouping: proposals, by: \.action)
         let ranked = counts.sorted { $0.value.count > $1.value.count }
         if ranked.count > 1 && ranked[0].value.count == ranked[1].value.count {
-            return .hold("no majority among \(proposals.count) analysts: " + ranked.map { "\($0.key.rawValue) \($0.value.count)" }.joined(separator: ", "))
+            return .hold(
+                "no majority among \(proposals.count) analysts: "
+                    + ranked.map { "\($0.key.rawValue) \($0.value.count)" }.joined(separator: ", ")
+            )
         }
         let majority = ranked[0].value
         var best = majority.max { $0.confidence < $1.confidence }!
         best.confidence = majority.map(\.confidence).reduce(0, +) / Double(majority.count)
-        best.reasoning = "\(majority.count) of \(proposals.count) analysts say \(best.action.rawValue): \(best.reasoning)"
+        best.reasoning =
+            "\(majority.count) of \(proposals.count) analysts say \(best.action.rawValue): \(best.reasoning)"
         return best
     }
 }

@@ -55,31 +55,50 @@ extension TradingFramework {
         guard (1...maxLeverage).contains(proposal.leverage) else {
             return .failure(InvalidAnswer("leverage \(proposal.leverage) is not within 1...\(maxLeverage)"))
         }
-        guard proposal.reasoning.count <= 4_000 else { return .failure(InvalidAnswer("reasoning is longer than 4,000 characters")) }
+        guard proposal.reasoning.count <= 4_000 else {
+            return .failure(InvalidAnswer("reasoning is longer than 4,000 characters"))
+        }
         if proposal.action == .hold { return .success(proposal) }
         guard let entry = proposal.entry, let stop = proposal.stopLoss, let target = proposal.takeProfit else {
             return .failure(InvalidAnswer("a \(proposal.action.rawValue) needs entry, stop_loss and take_profit"))
         }
-        for (name, value) in [("entry", entry), ("stop_loss", stop), ("take_profit", target)] where !(value.isFinite && value > 0) {
+        for (name, value) in [("entry", entry), ("stop_loss", stop), ("take_profit", target)]
+        where !(value.isFinite && value > 0) {
             return .failure(InvalidAnswer("\(name) \(value) is not a positive finite price"))
         }
         let long = proposal.action == .long
         if long ? !(stop < entry && entry < target) : !(target < entry && entry < stop) {
-            return .failure(InvalidAnswer("\(proposal.action.rawValue) needs \(long ? "stop < entry < take_profit" : "take_profit < entry < stop"); got stop \(stop), entry \(entry), take_profit \(target)"))
+            return .failure(
+                InvalidAnswer(
+                    "\(proposal.action.rawValue) needs \(long ? "stop < entry < take_profit" : "take_profit < entry < stop"); got stop \(stop), entry \(entry), take_profit \(target)"
+                )
+            )
         }
         guard price > 0, abs(entry - price) / price <= maxEntryDeviation else {
-            return .failure(InvalidAnswer("entry \(entry) is more than \(maxEntryDeviation * 100)% from the price \(price)"))
+            return .failure(
+                InvalidAnswer("entry \(entry) is more than \(maxEntryDeviation * 100)% from the price \(price)")
+            )
         }
-        let risk = abs(entry - stop), reward = abs(target - entry)
+        let risk = abs(entry - stop)
+        let reward = abs(target - entry)
         let stopFraction = risk / entry
         guard stopFraction >= minStopFraction - 1e-12, stopFraction <= maxStopFraction + 1e-12 else {
-            return .failure(InvalidAnswer("stop distance \(stopFraction) is outside \(minStopFraction)...\(maxStopFraction) of entry"))
+            return .failure(
+                InvalidAnswer(
+                    "stop distance \(stopFraction) is outside \(minStopFraction)...\(maxStopFraction) of entry"
+                )
+            )
         }
         guard reward / risk >= minRewardRisk - 1e-12 else {
             return .failure(InvalidAnswer("reward to risk \(reward / risk) is below \(minRewardRisk)"))
         }
         if proposal.confidence < minConfidence {
-            return .success(.hold("confidence \(proposal.confidence) is below \(minConfidence): \(proposal.reasoning)", confidence: proposal.confidence))
+            return .success(
+                .hold(
+                    "confidence \(proposal.confidence) is below \(minConfidence): \(proposal.reasoning)",
+                    confidence: proposal.confidence
+                )
+            )
         }
         return .success(proposal)
     }
@@ -122,24 +141,40 @@ public struct RulesAnalyst: Sendable {
     }
 
     public func decide(_ context: AnalysisContext) -> TradeProposal {
-        guard let s = context.primary, let rsi = s.rsi14, let macd = s.macdHistogram, let atr = s.atr14, let fast = s.ema12,
-              let slow = s.ema26, let sma = s.sma20, let regime = s.regime, let averageVolume = s.volumeSMA20 else {
+        guard let s = context.primary, let rsi = s.rsi14, let macd = s.macdHistogram, let atr = s.atr14,
+            let fast = s.ema12,
+            let slow = s.ema26, let sma = s.sma20, let regime = s.regime, let averageVolume = s.volumeSMA20
+        else {
             return hold("indicators still warming up on \(context.interval)")
         }
         let price = s.close
         let direction: TradeAction
-        if fast > slow && price > sma { direction = .long } else if fast < slow && price < sma { direction = .short } else {
+        if fast > slow && price > sma {
+            direction = .long
+        } else if fast < slow && price < sma {
+            direction = .short
+        } else {
             return hold("no trend on \(context.interval): EMA12/EMA26 and SMA20 disagree")
         }
-        if rsi > framework.rsiOverbought { return hold("red flag: RSI \(rounded(rsi)) is above \(framework.rsiOverbought)") }
-        if rsi < framework.rsiOversold { return hold("red flag: RSI \(rounded(rsi)) is below \(framework.rsiOversold)") }
-        if s.volume < framework.lowVolumeFraction * averageVolume { return hold("red flag: volume is under \(framework.lowVolumeFraction) of its average") }
+        if rsi > framework.rsiOverbought {
+            return hold("red flag: RSI \(rounded(rsi)) is above \(framework.rsiOverbought)")
+        }
+        if rsi < framework.rsiOversold {
+            return hold("red flag: RSI \(rounded(rsi)) is below \(framework.rsiOversold)")
+        }
+        if s.volume < framework.lowVolumeFraction * averageVolume {
+            return hold("red flag: volume is under \(framework.lowVolumeFraction) of its average")
+        }
         if let support = s.support, let resistance = s.resistance, support < price, price < resistance {
             let position = (price - support) / (resistance - support)
-            if abs(position - 0.5) <= framework.midRangeBand { return hold("red flag: price is midway between support \(support) and resistance \(resistance)") }
+            if abs(position - 0.5) <= framework.midRangeBand {
+                return hold("red flag: price is midway between support \(support) and resistance \(resistance)")
+            }
         }
         if (direction == .long && macd < 0) || (direction == .short && macd > 0) {
-            return hold("red flag: MACD diverges from the \(direction == .long ? "up" : "down") move (histogram \(rounded(macd)))")
+            return hold(
+                "red flag: MACD diverges from the \(direction == .long ? "up" : "down") move (histogram \(rounded(macd)))"
+            )
         }
         if regime == .volatile { return hold("red flag: volatile regime") }
         var agreeing = 0
@@ -151,11 +186,15 @@ public struct RulesAnalyst: Sendable {
             agreeing += 1
         }
         var confidence = 0.75
-        if (direction == .long && regime == .trendingUp) || (direction == .short && regime == .trendingDown) { confidence += 0.05 }
+        if (direction == .long && regime == .trendingUp) || (direction == .short && regime == .trendingDown) {
+            confidence += 0.05
+        }
         confidence += 0.03 * Double(min(agreeing, 3))
         if let adx = s.adx14, adx >= 30 { confidence += 0.03 }
         confidence = min(confidence, 0.95)
-        if confidence < framework.minConfidence { return hold("confidence \(rounded(confidence)) is below \(framework.minConfidence)", confidence: confidence) }
+        if confidence < framework.minConfidence {
+            return hold("confidence \(rounded(confidence)) is below \(framework.minConfidence)", confidence: confidence)
+        }
 
         let long = direction == .long
         var stop: Double
@@ -172,8 +211,19 @@ public struct RulesAnalyst: Sendable {
         let reward = risk * max(2, framework.minRewardRisk)
         let target = long ? price + reward : price - reward
         let leverage = framework.leverage(regime: regime, confidence: confidence)
-        let reason = !explains ? "" : "\(long ? "up" : "down")trend on \(context.interval) (\(regime.rawValue)), RSI \(rounded(rsi)), \(agreeing) higher timeframe(s) agree; stop beyond the swing level"
-        return TradeProposal(action: direction, confidence: confidence, leverage: leverage, entry: price, stopLoss: stop, takeProfit: target, reasoning: reason)
+        let reason =
+            !explains
+            ? ""
+            : "\(long ? "up" : "down")trend on \(context.interval) (\(regime.rawValue)), RSI \(rounded(rsi)), \(agreeing) higher timeframe(s) agree; stop beyond the swing level"
+        return TradeProposal(
+            action: direction,
+            confidence: confidence,
+            leverage: leverage,
+            entry: price,
+            stopLoss: stop,
+            takeProfit: target,
+            reasoning: reason
+        )
     }
 
     /// ``decide(_:)`` held to the framework (``TradingFramework/check(_:price:)``) at the context's price:

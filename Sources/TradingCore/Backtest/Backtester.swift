@@ -11,7 +11,8 @@ public struct ReplayProgress: Sendable {
     public var equity: Decimal
     public var openPositions: Int
 
-    public init(candles: Int, total: Int, time: Date, signals: Int, decisions: Int, equity: Decimal, openPositions: Int) {
+    public init(candles: Int, total: Int, time: Date, signals: Int, decisions: Int, equity: Decimal, openPositions: Int)
+    {
         self.candles = candles
         self.total = total
         self.time = time
@@ -38,7 +39,15 @@ public struct ReplayOutcome: Sendable {
     public var decisions: Int
     public var elapsedSeconds: Double
 
-    public init(candles: Int, trades: [TradeRecord], equity: [Double], times: [Date], signals: Int, decisions: Int, elapsedSeconds: Double) {
+    public init(
+        candles: Int,
+        trades: [TradeRecord],
+        equity: [Double],
+        times: [Date],
+        signals: Int,
+        decisions: Int,
+        elapsedSeconds: Double
+    ) {
         self.candles = candles
         self.trades = trades
         self.equity = equity
@@ -106,7 +115,11 @@ public struct Backtester: Sendable {
 
     /// Replays `candles` of one symbol; `progress` is told every `progressEvery` candles and after the last.
     public func run(
-        _ candles: [Candle], symbol: String, interval: String, progressEvery: Int = 1_000, progress: ((ReplayProgress) -> Void)? = nil
+        _ candles: [Candle],
+        symbol: String,
+        interval: String,
+        progressEvery: Int = 1_000,
+        progress: ((ReplayProgress) -> Void)? = nil
     ) throws -> ReplayOutcome {
         guard let length = CandleInterval.milliseconds(interval) else {
             throw BacktestError("interval '\(interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d")
@@ -123,14 +136,28 @@ public struct Backtester: Sendable {
             equity.append(run.equity)
             times.append(close)
             if let progress, (index + 1) % progressEvery == 0 || index + 1 == candles.count {
-                progress(ReplayProgress(
-                    candles: index + 1, total: candles.count, time: close, signals: run.signals, decisions: run.decisions, equity: run.exchange.equity,
-                    openPositions: run.exchange.positions.count))
+                progress(
+                    ReplayProgress(
+                        candles: index + 1,
+                        total: candles.count,
+                        time: close,
+                        signals: run.signals,
+                        decisions: run.decisions,
+                        equity: run.exchange.equity,
+                        openPositions: run.exchange.positions.count
+                    )
+                )
             }
         }
         return ReplayOutcome(
-            candles: candles.count, trades: run.trades.sorted { ($0.entryTime, $0.id) < ($1.entryTime, $1.id) }, equity: equity, times: times,
-            signals: run.signals, decisions: run.decisions, elapsedSeconds: (ContinuousClock.now - started).timeInterval)
+            candles: candles.count,
+            trades: run.trades.sorted { ($0.entryTime, $0.id) < ($1.entryTime, $1.id) },
+            equity: equity,
+            times: times,
+            signals: run.signals,
+            decisions: run.decisions,
+            elapsedSeconds: (ContinuousClock.now - started).timeInterval
+        )
     }
 }
 
@@ -153,11 +180,17 @@ struct BacktestRun {
         var latest: IndicatorSnapshot?
 
         /// Adds `candle`, and its signals to `signals` under `index`; false if the candle is not newer than the last one.
-        mutating func advance(_ candle: Candle, index: Int, into signals: inout [(stream: Int, openTime: Int64, signal: Signal)]) -> Bool {
+        mutating func advance(
+            _ candle: Candle,
+            index: Int,
+            into signals: inout [(stream: Int, openTime: Int64, signal: Signal)]
+        ) -> Bool {
             if let last = lastOpenTime, candle.openTime <= last { return false }
             let snapshot = indicators.update(candle)
             if let latest {
-                for signal in Signal.detect(previous: latest, current: snapshot) { signals.append((index, candle.openTime, signal)) }
+                for signal in Signal.detect(previous: latest, current: snapshot) {
+                    signals.append((index, candle.openTime, signal))
+                }
             }
             lastOpenTime = candle.openTime
             latest = snapshot
@@ -204,7 +237,9 @@ struct BacktestRun {
         gateway = RiskGateway(limits: limits)
         rules = RulesAnalyst(framework: settings.framework, explains: false)
         if case .recorded(let records) = analyst {
-            recorded = Dictionary(grouping: records.filter { $0.symbol == symbol }) { Int64(($0.candleTime.timeIntervalSince1970 * 1000).rounded()) }
+            recorded = Dictionary(grouping: records.filter { $0.symbol == symbol }) {
+                Int64(($0.candleTime.timeIntervalSince1970 * 1000).rounded())
+            }
         } else {
             recorded = nil
         }
@@ -240,7 +275,8 @@ struct BacktestRun {
                 decisions += 1
                 // A HOLD goes no further than the record, which a backtest does not keep: its id is never needed.
                 guard decision.action != .hold else { continue }
-                decision.requestID = "sig:\(symbol):\(streams[stream].interval):\(openTime):\(signal.kind.rawValue):\(signal.direction.rawValue)"
+                decision.requestID =
+                    "sig:\(symbol):\(streams[stream].interval):\(openTime):\(signal.kind.rawValue):\(signal.direction.rawValue)"
                 execute(decisionID: "decision:\(decision.requestID)", decision)
             }
         }
@@ -258,8 +294,10 @@ struct BacktestRun {
         exchange.finishCandle(symbol: symbol)
         if !exchange.queued.isEmpty { commitEvents() }
         // The ATR-adaptive stop reads the latest snapshot of the candle's stream: the previous candle's.
-        guard settings.policy.isActive, var stop = managed[symbol], let high = Decimal(finite: candle.high), let low = Decimal(finite: candle.low),
-              let close = Decimal(finite: candle.close) else { return }
+        guard settings.policy.isActive, var stop = managed[symbol], let high = Decimal(finite: candle.high),
+            let low = Decimal(finite: candle.low),
+            let close = Decimal(finite: candle.close)
+        else { return }
         let atr = settings.policy.atrMultiple == nil ? nil : streams[0].latest?.atr14.flatMap(Decimal.init(finite:))
         let moved = stop.tighten(high: high, low: low, close: close, atr: atr, filters: settings.paper.filters)
         managed[symbol] = stop
@@ -285,7 +323,9 @@ struct BacktestRun {
                 drive(.fill(fill))
                 book(fill)
             case .closed(var close):
-                if let reason = closeReasons.removeValue(forKey: close.symbol), close.reason == "exit" { close.reason = reason }
+                if let reason = closeReasons.removeValue(forKey: close.symbol), close.reason == "exit" {
+                    close.reason = reason
+                }
                 managed.removeValue(forKey: close.symbol)?.settle(&close)
                 book(close)
             }
@@ -295,17 +335,29 @@ struct BacktestRun {
 
     /// An entry's fill opens or grows the position: its record, its managed stop, and once its target.
     mutating func book(_ fill: VenueFill) {
-        guard let order = kernel.orders[fill.clientOrderID], order.request.purpose == .entry, let held = kernel.positions[fill.symbol],
-              held.decisionID == order.request.decisionID else { return }
+        guard let order = kernel.orders[fill.clientOrderID], order.request.purpose == .entry,
+            let held = kernel.positions[fill.symbol],
+            held.decisionID == order.request.decisionID
+        else { return }
         let first = opened[fill.symbol] == nil
         if first { opened[fill.symbol] = ("position:\(held.decisionID)", now) }
         if let stop = held.stopPrice {
             managed[fill.symbol] = ManagedStop(
-                side: held.side, entry: held.averagePrice, initialStop: stop, stop: stop, bestPrice: held.averagePrice, policy: settings.policy)
+                side: held.side,
+                entry: held.averagePrice,
+                initialStop: stop,
+                stop: stop,
+                bestPrice: held.averagePrice,
+                policy: settings.policy
+            )
         }
         if first, let target = held.targetPrice {
             _ = exchange.placeTarget(
-                symbol: fill.symbol, side: held.closingSide, price: target, clientID: ClientOrderID.make(decisionID: held.decisionID, purpose: .takeProfit))
+                symbol: fill.symbol,
+                side: held.closingSide,
+                price: target,
+                clientID: ClientOrderID.make(decisionID: held.decisionID, purpose: .takeProfit)
+            )
         }
     }
 
@@ -334,26 +386,54 @@ struct BacktestRun {
         for (other, stream) in streams.enumerated() where stream.shown || other == index {
             if let latest = stream.latest { shown[stream.interval] = latest }
         }
-        guard case .success(let timeframes) = AnalysisContext.timeframes(
-            latest: shown, interval: interval, signalSnapshot: signalSnapshot, now: now, maxSnapshotAge: settings.maxSnapshotAge) else { return nil }
+        guard
+            case .success(let timeframes) = AnalysisContext.timeframes(
+                latest: shown,
+                interval: interval,
+                signalSnapshot: signalSnapshot,
+                now: now,
+                maxSnapshotAge: settings.maxSnapshotAge
+            )
+        else { return nil }
         // The rules analyst reads the snapshots only; the services also show it the position and recent trades.
         let context = AnalysisContext(symbol: symbol, interval: interval, timeframes: timeframes)
         return DecisionPayload(
-            symbol: symbol, proposal: rules.checkedDecision(context), provider: RulesAnalyst.name, model: RulesAnalyst.model,
-            promptVersion: RulesAnalyst.promptVersion, attempts: 0, candleTime: context.candleTime, requestID: "")
+            symbol: symbol,
+            proposal: rules.checkedDecision(context),
+            provider: RulesAnalyst.name,
+            model: RulesAnalyst.model,
+            promptVersion: RulesAnalyst.promptVersion,
+            attempts: 0,
+            candleTime: context.candleTime,
+            requestID: ""
+        )
     }
 
     // MARK: The executor
 
     mutating func execute(decisionID: String, _ d: DecisionPayload) {
         if d.action == .hold { return }
-        if let open = kernel.positions[d.symbol], open.quantity > 0, settings.closeOnOpposite, (open.side == .long) != (d.action == .long) {
+        if let open = kernel.positions[d.symbol], open.quantity > 0, settings.closeOnOpposite,
+            (open.side == .long) != (d.action == .long)
+        {
             // An exit already on its way closes it; a second would find nothing to reduce. An exit
             // passes the gateway's checks for exits first.
-            guard !kernel.isClosing(d.symbol), gateway.checkExit(OrderIntent(decisionID: decisionID, decision: d, decidedAt: now), now: now) == nil else { return }
-            drive(.submit(ExecutionKernel.OrderRequest(
-                clientOrderID: ClientOrderID.make(decisionID: decisionID, purpose: .exit), decisionID: decisionID, symbol: d.symbol,
-                side: open.closingSide, quantity: open.quantity, leverage: 1, purpose: .exit)))
+            guard !kernel.isClosing(d.symbol),
+                gateway.checkExit(OrderIntent(decisionID: decisionID, decision: d, decidedAt: now), now: now) == nil
+            else { return }
+            drive(
+                .submit(
+                    ExecutionKernel.OrderRequest(
+                        clientOrderID: ClientOrderID.make(decisionID: decisionID, purpose: .exit),
+                        decisionID: decisionID,
+                        symbol: d.symbol,
+                        side: open.closingSide,
+                        quantity: open.quantity,
+                        leverage: 1,
+                        purpose: .exit
+                    )
+                )
+            )
             return
         }
         guard let price = exchange.price(symbol: d.symbol) else { return }
@@ -363,12 +443,35 @@ struct BacktestRun {
         var current = halts(equity: account.equity)
         current.roll(now: now, equity: account.equity)
         halts = current
-        let view = AccountView(equity: account.equity, availableMargin: account.availableMargin, openSymbols: open, halt: current.halt?.reason)
+        let view = AccountView(
+            equity: account.equity,
+            availableMargin: account.availableMargin,
+            openSymbols: open,
+            halt: current.halt?.reason
+        )
         let market = MarketView(venuePrice: price, referencePrice: nil, filters: settings.paper.filters, now: now)
-        guard case .success(let order) = gateway.check(OrderIntent(decisionID: decisionID, decision: d, decidedAt: now), market: market, account: view) else { return }
-        drive(.submit(ExecutionKernel.OrderRequest(
-            clientOrderID: ClientOrderID.make(decisionID: decisionID, purpose: .entry), decisionID: decisionID, symbol: d.symbol,
-            side: order.side == .long ? .buy : .sell, quantity: order.quantity, leverage: d.leverage, purpose: .entry, stopLoss: order.stopLoss,
-            takeProfit: order.takeProfit, check: FillCheck(limits: settings.limits, equity: account.equity, filters: settings.paper.filters))))
+        guard
+            case .success(let order) = gateway.check(
+                OrderIntent(decisionID: decisionID, decision: d, decidedAt: now),
+                market: market,
+                account: view
+            )
+        else { return }
+        drive(
+            .submit(
+                ExecutionKernel.OrderRequest(
+                    clientOrderID: ClientOrderID.make(decisionID: decisionID, purpose: .entry),
+                    decisionID: decisionID,
+                    symbol: d.symbol,
+                    side: order.side == .long ? .buy : .sell,
+                    quantity: order.quantity,
+                    leverage: d.leverage,
+                    purpose: .entry,
+                    stopLoss: order.stopLoss,
+                    takeProfit: order.takeProfit,
+                    check: FillCheck(limits: settings.limits, equity: account.equity, filters: settings.paper.filters)
+                )
+            )
+        )
     }
 }

@@ -28,9 +28,17 @@ public struct PerformanceReport: Sendable, Codable, Equatable {
     public var finalEquity: Double
 
     enum CodingKeys: String, CodingKey {
-        case candles, trades, wins, losses, winRate = "win_rate", totalPnL = "total_pnl", returnPercent = "return_pct"
-        case maxDrawdownPercent = "max_drawdown_pct", sharpe, sortino, profitFactor = "profit_factor"
-        case profitFactorIsInfinite = "profit_factor_infinite", averageRewardRisk = "avg_reward_risk", fees, finalEquity = "final_equity"
+        case candles, trades, wins, losses
+        case winRate = "win_rate"
+        case totalPnL = "total_pnl"
+        case returnPercent = "return_pct"
+        case maxDrawdownPercent = "max_drawdown_pct"
+        case sharpe, sortino
+        case profitFactor = "profit_factor"
+        case profitFactorIsInfinite = "profit_factor_infinite"
+        case averageRewardRisk = "avg_reward_risk"
+        case fees
+        case finalEquity = "final_equity"
     }
 
     /// - Parameters:
@@ -47,7 +55,8 @@ public struct PerformanceReport: Sendable, Codable, Equatable {
         fees = trades.map(\.fees.doubleValue).reduce(0, +)
         finalEquity = equity.last ?? initialCapital
         returnPercent = initialCapital > 0 ? (finalEquity / initialCapital - 1) * 100 : 0
-        var peak = equity.first ?? initialCapital, deepest = 0.0
+        var peak = equity.first ?? initialCapital
+        var deepest = 0.0
         for value in equity {
             peak = max(peak, value)
             if peak > 0 { deepest = max(deepest, (peak - value) / peak) }
@@ -55,17 +64,23 @@ public struct PerformanceReport: Sendable, Codable, Equatable {
         maxDrawdownPercent = deepest * 100
         var returns: [Double] = []
         returns.reserveCapacity(max(0, equity.count - 1))
-        for index in equity.indices.dropFirst() where equity[index - 1] > 0 { returns.append(equity[index] / equity[index - 1] - 1) }
+        for index in equity.indices.dropFirst() where equity[index - 1] > 0 {
+            returns.append(equity[index] / equity[index - 1] - 1)
+        }
         let mean = returns.isEmpty ? 0 : returns.reduce(0, +) / Double(returns.count)
         func deviation(_ values: [Double], around center: Double) -> Double {
-            values.count < 2 ? 0 : (values.map { ($0 - center) * ($0 - center) }.reduce(0, +) / Double(values.count - 1)).squareRoot()
+            values.count < 2
+                ? 0
+                : (values.map { ($0 - center) * ($0 - center) }.reduce(0, +) / Double(values.count - 1)).squareRoot()
         }
         let spread = deviation(returns, around: mean)
-        let downside = (returns.map { min(0, $0) * min(0, $0) }.reduce(0, +) / Double(max(1, returns.count))).squareRoot()
+        let downside = (returns.map { min(0, $0) * min(0, $0) }.reduce(0, +) / Double(max(1, returns.count)))
+            .squareRoot()
         let annual = periodsPerYear.squareRoot()
         sharpe = spread > 0 ? mean / spread * annual : 0
         sortino = downside > 0 ? mean / downside * annual : 0
-        let grossProfit = pnls.filter { $0 > 0 }.reduce(0, +), grossLoss = -pnls.filter { $0 < 0 }.reduce(0, +)
+        let grossProfit = pnls.filter { $0 > 0 }.reduce(0, +)
+        let grossLoss = -pnls.filter { $0 < 0 }.reduce(0, +)
         profitFactorIsInfinite = grossLoss == 0 && grossProfit > 0
         profitFactor = grossLoss > 0 ? grossProfit / grossLoss : 0
         let ratios = trades.compactMap { trade -> Double? in
@@ -79,25 +94,34 @@ public struct PerformanceReport: Sendable, Codable, Equatable {
     /// (times in ISO 8601 UTC, prices and sizes as exact decimals).
     public static func tradesCSV(_ trades: [TradeRecord]) -> String {
         let formatter = ISO8601DateFormatter()
-        var lines = ["id,symbol,side,entry_time,entry_price,exit_time,exit_price,quantity,leverage,stop_loss,take_profit,pnl,fees,exit_reason"]
+        var lines = [
+            "id,symbol,side,entry_time,entry_price,exit_time,exit_price,quantity,leverage,stop_loss,take_profit,pnl,fees,exit_reason"
+        ]
         for t in trades {
-            lines.append([
-                t.id, t.symbol, t.side.rawValue, formatter.string(from: t.entryTime), "\(t.entryPrice)", formatter.string(from: t.exitTime), "\(t.exitPrice)",
-                "\(t.quantity)", "\(t.leverage)", t.stopLoss.map { "\($0)" } ?? "", t.takeProfit.map { "\($0)" } ?? "", "\(t.pnl)", "\(t.fees)", t.exitReason,
-            ].map(csvField).joined(separator: ","))
+            lines.append(
+                [
+                    t.id, t.symbol, t.side.rawValue, formatter.string(from: t.entryTime), "\(t.entryPrice)",
+                    formatter.string(from: t.exitTime), "\(t.exitPrice)",
+                    "\(t.quantity)", "\(t.leverage)", t.stopLoss.map { "\($0)" } ?? "",
+                    t.takeProfit.map { "\($0)" } ?? "", "\(t.pnl)", "\(t.fees)", t.exitReason,
+                ].map(csvField).joined(separator: ",")
+            )
         }
         return lines.joined(separator: "\n") + "\n"
     }
 
     static func csvField(_ value: String) -> String {
-        value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : value
+        value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" })
+            ? "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : value
     }
 
     /// Equity after each closed trade, by exit time, the initial capital first: the curve of a record
     /// that has trades but no candles (`tradebus report`, a live run).
     public static func realisedEquity(_ trades: [TradeRecord], initialCapital: Double) -> [Double] {
         var curve = [initialCapital]
-        for trade in trades.sorted(by: { $0.exitTime < $1.exitTime }) { curve.append(curve.last! + trade.pnl.doubleValue) }
+        for trade in trades.sorted(by: { $0.exitTime < $1.exitTime }) {
+            curve.append(curve.last! + trade.pnl.doubleValue)
+        }
         return curve
     }
 

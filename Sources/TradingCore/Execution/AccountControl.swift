@@ -52,7 +52,9 @@ public struct ControlRequest: Sendable, Hashable, Codable {
             }
             request.argument = value == "all" ? value : value.uppercased()
         case .reducing:
-            guard value == "on" || value == "off" else { throw ControlError("reducing needs on or off; got '\(value)'") }
+            guard value == "on" || value == "off" else {
+                throw ControlError("reducing needs on or off; got '\(value)'")
+            }
         }
         guard !by.isEmpty else { throw ControlError("a command must say who sends it (--by)") }
         return request
@@ -133,14 +135,23 @@ public struct AccountControl: Sendable, Hashable, Codable {
 
     /// Carries out halt, resume, reset-breaker and reducing (flatten and status are the executor's);
     /// returns what changed, and the breakers an operator reset cleared.
-    public mutating func apply(_ request: ControlRequest, equity: Decimal, now: Date) throws(ControlError) -> (message: String, cleared: [TradingHalts.Halt]) {
+    public mutating func apply(
+        _ request: ControlRequest,
+        equity: Decimal,
+        now: Date
+    ) throws(ControlError) -> (message: String, cleared: [TradingHalts.Halt]) {
         switch request.command {
         case .halt:
             guard operatorHalt == nil else { return ("already halted by \(operatorHalt!.by)", []) }
             operatorHalt = Hold(reason: "operator halt", by: request.by, since: now)
             return ("halted: no new entries; exits, stops and flattens still go", [])
         case .resume:
-            guard let held = operatorHalt else { return ("not halted by an operator" + (breakers?.halt.map { "; breaker \($0.kind.rawValue) still holds" } ?? ""), []) }
+            guard let held = operatorHalt else {
+                return (
+                    "not halted by an operator"
+                        + (breakers?.halt.map { "; breaker \($0.kind.rawValue) still holds" } ?? ""), []
+                )
+            }
             operatorHalt = nil
             let still = entryBlock.map { "; entries still refused: \($0)" } ?? "; entries allowed"
             return ("resumed (halted by \(held.by) since \(held.since))" + still, [])
@@ -150,7 +161,11 @@ public struct AccountControl: Sendable, Hashable, Codable {
             let cleared = current.reset(kind, now: now, equity: equity)
             breakers = current
             let names = cleared.map(\.kind.rawValue).joined(separator: ", ")
-            return (cleared.isEmpty ? "\(request.argument ?? "") was not tripped; its figures start again from equity \(equity)" : "reset \(names) from equity \(equity)", cleared)
+            return (
+                cleared.isEmpty
+                    ? "\(request.argument ?? "") was not tripped; its figures start again from equity \(equity)"
+                    : "reset \(names) from equity \(equity)", cleared
+            )
         case .reducing:
             if request.argument == "on" {
                 reducing = Hold(reason: "set by an operator", by: request.by, since: now)
@@ -180,8 +195,15 @@ public struct AccountStatus: Sendable, Hashable, Codable {
         public var liquidationPrice: Decimal?
         public var liquidationDistance: Decimal?
         public init(
-            symbol: String, side: PositionSide, quantity: Decimal, entryPrice: Decimal, stopLoss: Decimal?, workingStops: Int, leverage: Int,
-            liquidationPrice: Decimal?, liquidationDistance: Decimal?
+            symbol: String,
+            side: PositionSide,
+            quantity: Decimal,
+            entryPrice: Decimal,
+            stopLoss: Decimal?,
+            workingStops: Int,
+            leverage: Int,
+            liquidationPrice: Decimal?,
+            liquidationDistance: Decimal?
         ) {
             self.symbol = symbol
             self.side = side
@@ -207,8 +229,14 @@ public struct AccountStatus: Sendable, Hashable, Codable {
     public var time: Date
 
     public init(
-        account: String, venue: String, control: AccountControl, equity: Decimal?, positions: [Position], lastReconciliation: ReconciliationReport?,
-        rateLimit: RateLimitStatus? = nil, time: Date
+        account: String,
+        venue: String,
+        control: AccountControl,
+        equity: Decimal?,
+        positions: [Position],
+        lastReconciliation: ReconciliationReport?,
+        rateLimit: RateLimitStatus? = nil,
+        time: Date
     ) {
         self.rateLimit = rateLimit
         self.account = account

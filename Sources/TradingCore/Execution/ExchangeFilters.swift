@@ -9,7 +9,8 @@ public struct ExchangeFilters: Sendable, Hashable, Codable {
     public var maxQuantity: Decimal
     public var minNotional: Decimal
 
-    public init(tickSize: Decimal, stepSize: Decimal, minQuantity: Decimal, maxQuantity: Decimal, minNotional: Decimal) {
+    public init(tickSize: Decimal, stepSize: Decimal, minQuantity: Decimal, maxQuantity: Decimal, minNotional: Decimal)
+    {
         self.tickSize = tickSize
         self.stepSize = stepSize
         self.minQuantity = minQuantity
@@ -67,8 +68,12 @@ extension Decimal {
         guard value.isFinite else { return nil }
         let text = String(value)
         var significand: UInt64 = 0
-        var exponent = 0, exponentPart = 0
-        var negative = false, inFraction = false, inExponent = false, exponentNegative = false
+        var exponent = 0
+        var exponentPart = 0
+        var negative = false
+        var inFraction = false
+        var inExponent = false
+        var exponentNegative = false
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"):

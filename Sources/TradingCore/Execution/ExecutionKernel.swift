@@ -55,8 +55,16 @@ public struct ExecutionKernel: Sendable {
         public var check: FillCheck?
 
         public init(
-            clientOrderID: String, decisionID: String, symbol: String, side: OrderSide, quantity: Decimal, leverage: Int, purpose: OrderPurpose,
-            stopLoss: Decimal? = nil, takeProfit: Decimal? = nil, check: FillCheck? = nil
+            clientOrderID: String,
+            decisionID: String,
+            symbol: String,
+            side: OrderSide,
+            quantity: Decimal,
+            leverage: Int,
+            purpose: OrderPurpose,
+            stopLoss: Decimal? = nil,
+            takeProfit: Decimal? = nil,
+            check: FillCheck? = nil
         ) {
             self.clientOrderID = clientOrderID
             self.decisionID = decisionID
@@ -215,7 +223,12 @@ public struct ExecutionKernel: Sendable {
 
         /// The position an entry opens.
         init(entry request: OrderRequest) {
-            self.init(symbol: request.symbol, side: request.side == .buy ? .long : .short, stopPrice: request.stopLoss, decisionID: request.decisionID)
+            self.init(
+                symbol: request.symbol,
+                side: request.side == .buy ? .long : .short,
+                stopPrice: request.stopLoss,
+                decisionID: request.decisionID
+            )
             targetPrice = request.takeProfit
             askedStop = request.stopLoss
             askedTarget = request.takeProfit
@@ -270,11 +283,14 @@ public struct ExecutionKernel: Sendable {
         var actions: [Action] = []
         switch event {
         case .submit(let request):
-            guard orders[request.clientOrderID] == nil, retired[request.clientOrderID] == nil else { break }  // one order per decision
+            // one order per decision
+            guard orders[request.clientOrderID] == nil, retired[request.clientOrderID] == nil else { break }
             if request.purpose != .entry, let position = positions[request.symbol],
-               position.flattening != nil || position.stopTriggered != nil || orders.values.contains(where: {
-                   $0.request.symbol == request.symbol && $0.request.purpose == .exit && !$0.status.isFinal
-               }) {
+                position.flattening != nil || position.stopTriggered != nil
+                    || orders.values.contains(where: {
+                        $0.request.symbol == request.symbol && $0.request.purpose == .exit && !$0.status.isFinal
+                    })
+            {
                 break  // already closing: a second exit would find nothing to reduce
             }
             orders[request.clientOrderID] = OrderState(request: request, status: .sent)
@@ -316,7 +332,14 @@ public struct ExecutionKernel: Sendable {
             if position.placing?.clientID == clientID { position.placing = nil }
             positions[symbol] = position
             if wasWorking, position.quantity > 0 {
-                actions.append(.alert(.warning, kind: "stop_gone", symbol: symbol, message: "the stop \(clientID) on \(symbol) is gone at the venue; placing it again"))
+                actions.append(
+                    .alert(
+                        .warning,
+                        kind: "stop_gone",
+                        symbol: symbol,
+                        message: "the stop \(clientID) on \(symbol) is gone at the venue; placing it again"
+                    )
+                )
             }
             actions += protect(symbol, now: now)
         case .stopCancelled(let symbol, let clientID):
@@ -354,11 +377,15 @@ public struct ExecutionKernel: Sendable {
             positions[order.request.symbol] = position
             return []
         }
-        if position.flattening == order.request.clientOrderID, position.quantity > 0, order.filled < order.request.quantity {
+        if position.flattening == order.request.clientOrderID, position.quantity > 0,
+            order.filled < order.request.quantity
+        {
             // The flatten ended without closing everything (refused, expired): ask the venue, and try again.
             // The flatten stays in progress (flattenReason) and is sent again after a backoff.
             position.flattening = nil
-            position.flattenRetryAt = now.addingTimeInterval(settings.retry.ceiling(attempt: position.attempts).timeInterval)
+            position.flattenRetryAt = now.addingTimeInterval(
+                settings.retry.ceiling(attempt: position.attempts).timeInterval
+            )
             position.attempts += 1
             positions[order.request.symbol] = position
             return [.reconcile(symbol: order.request.symbol)]
@@ -394,12 +421,21 @@ public struct ExecutionKernel: Sendable {
         var cut: FillCheck.Verdict?
         if position.side == side {
             let quantity = position.quantity + fill.quantity
-            position.averagePrice = position.quantity == 0 ? fill.price : (position.averagePrice * position.quantity + fill.price * fill.quantity) / quantity
+            position.averagePrice =
+                position.quantity == 0
+                ? fill.price : (position.averagePrice * position.quantity + fill.price * fill.quantity) / quantity
             position.quantity = quantity
-            if let check = position.check, let stop = position.askedStop, orders[fill.clientOrderID]?.request.purpose == .entry {
+            if let check = position.check, let stop = position.askedStop,
+                orders[fill.clientOrderID]?.request.purpose == .entry
+            {
                 // The entry's stop and target, judged again against where it really filled.
                 let verdict = check.verdict(
-                    side: position.side, average: position.averagePrice, quantity: quantity, stop: stop, target: position.askedTarget)
+                    side: position.side,
+                    average: position.averagePrice,
+                    quantity: quantity,
+                    stop: stop,
+                    target: position.askedTarget
+                )
                 position.stopPrice = verdict.stop
                 position.targetPrice = verdict.target
                 if verdict.quantity < quantity { cut = verdict }
@@ -419,7 +455,8 @@ public struct ExecutionKernel: Sendable {
             for stop in position.working { actions.append(.cancelStop(symbol: fill.symbol, clientID: stop.clientID)) }
             positions[fill.symbol] = nil
             // A reduce-only order still open (an exit for more than was left) has nothing to reduce: the venue expires it.
-            for (id, order) in orders where order.request.symbol == fill.symbol && order.request.reduceOnly && !order.status.isFinal {
+            for (id, order) in orders
+            where order.request.symbol == fill.symbol && order.request.reduceOnly && !order.status.isFinal {
                 _ = orders[id]!.advance(to: order.filled > 0 ? .filled : .expired)
             }
             retire(fill.symbol)
@@ -436,19 +473,32 @@ public struct ExecutionKernel: Sendable {
     mutating func reduce(_ symbol: String, to verdict: FillCheck.Verdict, now: Date) -> [Action] {
         guard var position = positions[symbol], position.reducing == nil, let reason = verdict.reason else { return [] }
         let alert = Action.alert(
-            .warning, kind: reason, symbol: symbol,
-            message: "the entry on \(symbol) filled at \(position.averagePrice): no stop within the allowed distance keeps the loss within the "
-                + "risk budget at \(position.quantity); \(verdict.quantity == 0 ? "closing it" : "cutting it to \(verdict.quantity)")")
+            .warning,
+            kind: reason,
+            symbol: symbol,
+            message:
+                "the entry on \(symbol) filled at \(position.averagePrice): no stop within the allowed distance keeps the loss within the "
+                + "risk budget at \(position.quantity); \(verdict.quantity == 0 ? "closing it" : "cutting it to \(verdict.quantity)")"
+        )
         guard verdict.quantity > 0 else { return [alert] + flatten(symbol, reason: reason, now: now) }
         let id = nextID(position, "reduce", purpose: .exit)
         let quantity = position.quantity - verdict.quantity
         position.reducing = id
         positions[symbol] = position
         let request = OrderRequest(
-            clientOrderID: id, decisionID: position.decisionID, symbol: symbol, side: position.closingSide, quantity: quantity, leverage: 1,
-            purpose: .exit)
+            clientOrderID: id,
+            decisionID: position.decisionID,
+            symbol: symbol,
+            side: position.closingSide,
+            quantity: quantity,
+            leverage: 1,
+            purpose: .exit
+        )
         orders[id] = OrderState(request: request, status: .sent)
-        return [alert, .reduce(symbol: symbol, clientOrderID: id, side: position.closingSide, quantity: quantity, reason: reason)]
+        return [
+            alert,
+            .reduce(symbol: symbol, clientOrderID: id, side: position.closingSide, quantity: quantity, reason: reason),
+        ]
     }
 
     func reasonFor(_ fill: VenueFill) -> String {
@@ -473,7 +523,11 @@ public struct ExecutionKernel: Sendable {
         var actions: [Action] = []
         defer { positions[symbol] = position }
         guard position.quantity > 0, position.flattening == nil, position.stopTriggered == nil else { return actions }
-        if position.isProtected { position.unprotectedSince = nil } else if position.unprotectedSince == nil { position.unprotectedSince = now }
+        if position.isProtected {
+            position.unprotectedSince = nil
+        } else if position.unprotectedSince == nil {
+            position.unprotectedSince = now
+        }
         guard let level = position.stopPrice else {
             if position.unprotectedSince.map({ now.timeIntervalSince($0) >= settings.stopProtectionTimeout }) ?? false {
                 positions[symbol] = position
@@ -486,7 +540,8 @@ public struct ExecutionKernel: Sendable {
         let wanted = { (stop: StopOrder) in stop.quantity == position.quantity && stop.trigger == level }
         if let current = position.working.first(where: wanted) {
             // The right stop works: every other one goes (make before break).
-            for stop in position.working where stop.clientID != current.clientID && !position.cancelling.contains(stop.clientID) {
+            for stop in position.working
+            where stop.clientID != current.clientID && !position.cancelling.contains(stop.clientID) {
                 position.cancelling.insert(stop.clientID)
                 actions.append(.cancelStop(symbol: symbol, clientID: stop.clientID))
             }
@@ -494,8 +549,11 @@ public struct ExecutionKernel: Sendable {
         }
         guard position.placing == nil, position.retryAt.map({ now >= $0 }) ?? true else { return actions }
         let stop = StopOrder(
-            clientID: nextID(position, "stop", purpose: .stopLoss), side: position.closingSide,
-            quantity: position.quantity, trigger: level)
+            clientID: nextID(position, "stop", purpose: .stopLoss),
+            side: position.closingSide,
+            quantity: position.quantity,
+            trigger: level
+        )
         position.placing = stop
         position.issued.append(stop)
         position.placingUnknown = false
@@ -522,14 +580,22 @@ public struct ExecutionKernel: Sendable {
             position.attempts = 0
             position.retryAt = nil
             positions[symbol] = position
-            if position.quantity == 0 || position.flattening != nil { return [.cancelStop(symbol: symbol, clientID: clientID)] }
+            if position.quantity == 0 || position.flattening != nil {
+                return [.cancelStop(symbol: symbol, clientID: clientID)]
+            }
             return protect(symbol, now: now)
         case .wouldTrigger(let message):
             position.placing = nil
             positions[symbol] = position
-            var actions: [Action] = [.alert(
-                .critical, kind: "stop_refused", symbol: symbol,
-                message: "the venue refused the stop at \(placing.trigger) on \(symbol) (it would trigger at once: \(message)); flattening at market")]
+            var actions: [Action] = [
+                .alert(
+                    .critical,
+                    kind: "stop_refused",
+                    symbol: symbol,
+                    message:
+                        "the venue refused the stop at \(placing.trigger) on \(symbol) (it would trigger at once: \(message)); flattening at market"
+                )
+            ]
             actions += flatten(symbol, reason: "stop_refused", now: now)
             return actions
         case .failed(let message):
@@ -538,7 +604,14 @@ public struct ExecutionKernel: Sendable {
             position.attempts += 1
             positions[symbol] = position
             if position.attempts == 1 {
-                return [.alert(.warning, kind: "stop_failed", symbol: symbol, message: "placing the stop on \(symbol) failed (\(message)); retrying")]
+                return [
+                    .alert(
+                        .warning,
+                        kind: "stop_failed",
+                        symbol: symbol,
+                        message: "placing the stop on \(symbol) failed (\(message)); retrying"
+                    )
+                ]
             }
             return []
         case .unknown:
@@ -552,20 +625,48 @@ public struct ExecutionKernel: Sendable {
     }
 
     mutating func flatten(_ symbol: String, reason: String, now: Date) -> [Action] {
-        guard var position = positions[symbol], position.quantity > 0, position.flattening == nil, position.stopTriggered == nil else { return [] }
-        if position.flattenReason != nil, reason != position.flattenReason, let retry = position.flattenRetryAt, now < retry { return [] }
+        guard var position = positions[symbol], position.quantity > 0, position.flattening == nil,
+            position.stopTriggered == nil
+        else { return [] }
+        if position.flattenReason != nil, reason != position.flattenReason, let retry = position.flattenRetryAt,
+            now < retry
+        {
+            return []
+        }
         let id = nextID(position, "flatten", purpose: .exit)
         position.flattening = id
         position.flattenReason = position.flattenReason ?? reason
         position.flattenRetryAt = nil
         positions[symbol] = position
         let request = OrderRequest(
-            clientOrderID: id, decisionID: position.decisionID, symbol: symbol, side: position.closingSide, quantity: position.quantity, leverage: 1,
-            purpose: .exit)
+            clientOrderID: id,
+            decisionID: position.decisionID,
+            symbol: symbol,
+            side: position.closingSide,
+            quantity: position.quantity,
+            leverage: 1,
+            purpose: .exit
+        )
         orders[id] = OrderState(request: request, status: .sent)
-        var actions: [Action] = [.flatten(symbol: symbol, clientOrderID: id, side: position.closingSide, quantity: position.quantity, reason: reason)]
+        var actions: [Action] = [
+            .flatten(
+                symbol: symbol,
+                clientOrderID: id,
+                side: position.closingSide,
+                quantity: position.quantity,
+                reason: reason
+            )
+        ]
         if reason == "no_stop" || reason == "stop_timeout" {
-            actions.insert(.alert(.critical, kind: "stop_timeout", symbol: symbol, message: "\(symbol) had no stop for \(Int(settings.stopProtectionTimeout)) s; flattening at market"), at: 0)
+            actions.insert(
+                .alert(
+                    .critical,
+                    kind: "stop_timeout",
+                    symbol: symbol,
+                    message: "\(symbol) had no stop for \(Int(settings.stopProtectionTimeout)) s; flattening at market"
+                ),
+                at: 0
+            )
         }
         return actions
     }
@@ -585,18 +686,29 @@ public struct ExecutionKernel: Sendable {
         guard var position = positions[symbol] else {
             guard quantity > 0, persists(symbol, venue: signed, now: now) else { return [] }
             // The venue holds a position the kernel does not know: track it; it is protected once a level is set.
-            var adopted = PositionState(symbol: symbol, side: signed > 0 ? .long : .short, decisionID: "adopted:\(symbol)")
+            var adopted = PositionState(
+                symbol: symbol,
+                side: signed > 0 ? .long : .short,
+                decisionID: "adopted:\(symbol)"
+            )
             adopted.quantity = quantity
             adopted.averagePrice = 0
             adopted.unprotectedSince = now
             positions[symbol] = adopted
             return [
-                .alert(.critical, kind: "unknown_position", symbol: symbol, message: "the venue holds \(signed) \(symbol) that the executor did not open"),
+                .alert(
+                    .critical,
+                    kind: "unknown_position",
+                    symbol: symbol,
+                    message: "the venue holds \(signed) \(symbol) that the executor did not open"
+                ),
                 .positionChanged(symbol: symbol),
             ] + protect(symbol, now: now)
         }
         // The venue's list of working stops is the truth about the stops this position was given.
-        position.working = position.issued.filter { stops.contains($0.clientID) && !position.cancelling.contains($0.clientID) }
+        position.working = position.issued.filter {
+            stops.contains($0.clientID) && !position.cancelling.contains($0.clientID)
+        }
         if let placing = position.placing, position.placingUnknown {
             position.placing = nil
             position.placingUnknown = false
@@ -618,7 +730,8 @@ public struct ExecutionKernel: Sendable {
                 let reason = position.flattenReason ?? (position.stopTriggered != nil ? "stop_loss" : "closed_at_venue")
                 positions[symbol] = nil
                 retire(symbol)
-                return [.positionClosed(symbol: symbol, reason: reason)] + position.working.map { .cancelStop(symbol: symbol, clientID: $0.clientID) }
+                return [.positionClosed(symbol: symbol, reason: reason)]
+                    + position.working.map { .cancelStop(symbol: symbol, clientID: $0.clientID) }
             }
             positions[symbol]!.quantity = quantity
             positions[symbol]!.side = signed > 0 ? .long : .short
@@ -664,9 +777,12 @@ public struct ExecutionKernel: Sendable {
                 actions.append(.reconcile(symbol: symbol))
             }
             if position.flattening == nil, position.stopTriggered == nil, let since = position.unprotectedSince,
-               now.timeIntervalSince(since) >= settings.stopProtectionTimeout, !position.isProtected {
+                now.timeIntervalSince(since) >= settings.stopProtectionTimeout, !position.isProtected
+            {
                 actions += flatten(symbol, reason: "stop_timeout", now: now)
-            } else if position.flattening == nil, position.stopTriggered == nil, let retry = position.flattenRetryAt, now >= retry {
+            } else if position.flattening == nil, position.stopTriggered == nil, let retry = position.flattenRetryAt,
+                now >= retry
+            {
                 actions += flatten(symbol, reason: position.flattenReason ?? "flatten", now: now)
             } else {
                 actions += protect(symbol, now: now)
@@ -684,7 +800,8 @@ public struct ExecutionKernel: Sendable {
     /// longer than the timeout.
     public func exposed(now: Date) -> [String] {
         positions.values.filter { position in
-            !position.isSafe && (position.unprotectedSince.map { now.timeIntervalSince($0) > settings.stopProtectionTimeout } ?? true)
+            !position.isSafe
+                && (position.unprotectedSince.map { now.timeIntervalSince($0) > settings.stopProtectionTimeout } ?? true)
         }.map(\.symbol).sorted()
     }
 
@@ -692,14 +809,22 @@ public struct ExecutionKernel: Sendable {
     public func isClosing(_ symbol: String) -> Bool {
         guard let position = positions[symbol] else { return false }
         return position.flattening != nil || position.stopTriggered != nil
-            || orders.values.contains { $0.request.symbol == symbol && $0.request.purpose == .exit && !$0.status.isFinal }
+            || orders.values.contains {
+                $0.request.symbol == symbol && $0.request.purpose == .exit && !$0.status.isFinal
+            }
     }
 
     /// A position the store knew before a restart, tracked again: its stops are those the venue
     /// lists (`stops`); the next snapshot keeps the right one and cancels the others.
     public mutating func restore(
-        symbol: String, side: PositionSide, quantity: Decimal, averagePrice: Decimal, stopPrice: Decimal?, decisionID: String,
-        stops: [StopOrder], now: Date
+        symbol: String,
+        side: PositionSide,
+        quantity: Decimal,
+        averagePrice: Decimal,
+        stopPrice: Decimal?,
+        decisionID: String,
+        stops: [StopOrder],
+        now: Date
     ) {
         var position = PositionState(symbol: symbol, side: side, stopPrice: stopPrice, decisionID: decisionID)
         position.quantity = quantity

@@ -19,7 +19,11 @@ public struct FillCheck: Sendable, Hashable, Codable {
     public var filters: ExchangeFilters
 
     public init(
-        minStopFraction: Decimal, maxStopFraction: Decimal, riskBudget: Decimal, feeRate: Decimal, minRewardRisk: Decimal,
+        minStopFraction: Decimal,
+        maxStopFraction: Decimal,
+        riskBudget: Decimal,
+        feeRate: Decimal,
+        minRewardRisk: Decimal,
         filters: ExchangeFilters
     ) {
         self.minStopFraction = minStopFraction
@@ -33,8 +37,13 @@ public struct FillCheck: Sendable, Hashable, Codable {
     /// The gateway's rules for an entry decided at `equity`.
     public init(limits: RiskLimits, equity: Decimal, filters: ExchangeFilters) {
         self.init(
-            minStopFraction: limits.minStopFraction, maxStopFraction: limits.maxStopFraction, riskBudget: equity * limits.riskPerTradeFraction,
-            feeRate: limits.takerFeeRate, minRewardRisk: limits.minRewardRisk, filters: filters)
+            minStopFraction: limits.minStopFraction,
+            maxStopFraction: limits.maxStopFraction,
+            riskBudget: equity * limits.riskPerTradeFraction,
+            feeRate: limits.takerFeeRate,
+            minRewardRisk: limits.minRewardRisk,
+            filters: filters
+        )
     }
 
     /// What the rules make of a position.
@@ -62,15 +71,27 @@ public struct FillCheck: Sendable, Hashable, Codable {
     }
 
     /// Checks `stop` and `target` of a position of `quantity` filled at `average`.
-    public func verdict(side: PositionSide, average: Decimal, quantity: Decimal, stop: Decimal, target: Decimal?) -> Verdict {
+    public func verdict(
+        side: PositionSide,
+        average: Decimal,
+        quantity: Decimal,
+        stop: Decimal,
+        target: Decimal?
+    ) -> Verdict {
         let long = side == .long
         // Most fills leave the stop where it was: that is checked with products alone (a decimal
         // division costs several of them), exact for a stop on the tick.
         let near = long ? average * (1 - minStopFraction) : average * (1 + minStopFraction)
         let far = long ? average * (1 - maxStopFraction) : average * (1 + maxStopFraction)
         if long ? stop <= near && stop >= far : stop >= near && stop <= far,
-           riskBudget <= 0 || quantity * lossPerUnit(side: side, average: average, stop: stop) <= riskBudget {
-            return Verdict(stop: stop, target: checked(target, side: side, average: average, stop: stop), quantity: quantity, reason: nil)
+            riskBudget <= 0 || quantity * lossPerUnit(side: side, average: average, stop: stop) <= riskBudget
+        {
+            return Verdict(
+                stop: stop,
+                target: checked(target, side: side, average: average, stop: stop),
+                quantity: quantity,
+                reason: nil
+            )
         }
         return moved(side: side, average: average, quantity: quantity, stop: stop, target: target)
     }
@@ -82,7 +103,8 @@ public struct FillCheck: Sendable, Hashable, Codable {
         let risk = (average - stop).magnitude
         let least = long ? average + minRewardRisk * risk : average - minRewardRisk * risk
         guard long ? target < least : target > least else { return target }
-        return long ? ExchangeFilters.ceil(least, step: filters.tickSize) : ExchangeFilters.floor(least, step: filters.tickSize)
+        return long
+            ? ExchangeFilters.ceil(least, step: filters.tickSize) : ExchangeFilters.floor(least, step: filters.tickSize)
     }
 
     /// The verdict on a stop that breaks a rule.
@@ -97,7 +119,10 @@ public struct FillCheck: Sendable, Hashable, Codable {
         // The budget bounds the stop from the far side: loss = qty × lossPerUnit ≤ budget.
         if quantity > 0, riskBudget > 0 {
             let perUnit = riskBudget / quantity
-            let bound = long ? (average * (1 + feeRate) - perUnit) / (1 - feeRate) : (average * (1 - feeRate) + perUnit) / (1 + feeRate)
+            let bound =
+                long
+                ? (average * (1 + feeRate) - perUnit) / (1 - feeRate)
+                : (average * (1 - feeRate) + perUnit) / (1 + feeRate)
             let rounded = long ? ExchangeFilters.ceil(bound, step: tick) : ExchangeFilters.floor(bound, step: tick)
             farthest = long ? max(farthest, rounded) : min(farthest, rounded)
         }
@@ -118,6 +143,11 @@ public struct FillCheck: Sendable, Hashable, Codable {
             held = farthest
             reason = "stop_too_far"
         }
-        return Verdict(stop: held, target: checked(target, side: side, average: average, stop: held), quantity: allowed, reason: reason)
+        return Verdict(
+            stop: held,
+            target: checked(target, side: side, average: average, stop: held),
+            quantity: allowed,
+            reason: reason
+        )
     }
 }

@@ -22,17 +22,23 @@ public struct MarginTiers: Sendable, Hashable, Codable {
     public var tiers: [Tier]
 
     public init(tiers: [Tier]) {
-        self.tiers = tiers.sorted { ($0.notionalCap ?? .greatestFiniteMagnitude) < ($1.notionalCap ?? .greatestFiniteMagnitude) }
+        self.tiers = tiers.sorted {
+            ($0.notionalCap ?? .greatestFiniteMagnitude) < ($1.notionalCap ?? .greatestFiniteMagnitude)
+        }
     }
 
     /// One rate for every size (the fallback when the venue's tiers are unknown).
-    public static func flat(_ rate: Decimal) -> MarginTiers { MarginTiers(tiers: [Tier(notionalCap: nil, rate: rate, deduction: 0)]) }
+    public static func flat(_ rate: Decimal) -> MarginTiers {
+        MarginTiers(tiers: [Tier(notionalCap: nil, rate: rate, deduction: 0)])
+    }
 
     /// Tiers from caps and rates alone, ascending (Bybit lists no deduction): each tier's deduction
     /// carries the previous one on, so the margin is continuous at the caps.
     public static func continuous(_ caps: [(cap: Decimal?, rate: Decimal)]) -> MarginTiers {
         var tiers: [Tier] = []
-        var floor: Decimal = 0, deduction: Decimal = 0, previous: Decimal?
+        var floor: Decimal = 0
+        var deduction: Decimal = 0
+        var previous: Decimal?
         for (cap, rate) in caps {
             if let previous { deduction += floor * (rate - previous) }
             tiers.append(Tier(notionalCap: cap, rate: rate, deduction: deduction))
@@ -44,7 +50,8 @@ public struct MarginTiers: Sendable, Hashable, Codable {
 
     /// The tier a position of `notional` falls in (the last one past every cap).
     public func tier(notional: Decimal) -> Tier {
-        tiers.first { notional <= ($0.notionalCap ?? .greatestFiniteMagnitude) } ?? tiers.last ?? Tier(notionalCap: nil, rate: 0, deduction: 0)
+        tiers.first { notional <= ($0.notionalCap ?? .greatestFiniteMagnitude) } ?? tiers.last
+            ?? Tier(notionalCap: nil, rate: 0, deduction: 0)
     }
 
     /// The maintenance margin of a position of `notional`.

@@ -26,7 +26,13 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         /// The venue's maintenance-margin tiers (nil: `maintenanceMarginRate` for every size).
         public var marginTiers: MarginTiers?
         public var fundingInterval: TimeInterval = 8 * 3_600
-        public var filters = ExchangeFilters(tickSize: 0.0001, stepSize: 0.001, minQuantity: 0.001, maxQuantity: 1_000_000, minNotional: 5)
+        public var filters = ExchangeFilters(
+            tickSize: 0.0001,
+            stepSize: 0.001,
+            minQuantity: 0.001,
+            maxQuantity: 1_000_000,
+            minNotional: 5
+        )
         public init() {}
     }
 
@@ -94,7 +100,11 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// Makes this account's trade and order ids unique among every paper account a store has seen.
     let instance: String
 
-    public init(settings: Settings = Settings(), balance: Decimal, instance: String = String(UUID().uuidString.prefix(8)).lowercased()) {
+    public init(
+        settings: Settings = Settings(),
+        balance: Decimal,
+        instance: String = String(UUID().uuidString.prefix(8)).lowercased()
+    ) {
         self.settings = settings
         self.balance = balance
         self.instance = instance
@@ -105,15 +115,25 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// Accepts a market order (idempotent by client id); it fills at the next price.
     public mutating func submit(_ request: VenueOrderRequest) -> Result<VenueOrder, VenueError> {
         if let existing = orders[request.clientOrderID] { return .success(existing) }
-        guard request.quantity > 0, request.leverage >= 1 else { return .failure(VenueError(.rejected, "quantity and leverage must be positive")) }
+        guard request.quantity > 0, request.leverage >= 1 else {
+            return .failure(VenueError(.rejected, "quantity and leverage must be positive"))
+        }
         if request.reduceOnly {
             guard let position = positions[request.symbol], (position.side == .long) == (request.side == .sell) else {
                 return .failure(VenueError(.rejected, "reduce-only order with no position to reduce"))
             }
         }
         let order = VenueOrder(
-            clientOrderID: request.clientOrderID, venueOrderID: "paper-\(instance)-\(orders.count + 1)", symbol: request.symbol, side: request.side,
-            quantity: request.quantity, filledQuantity: 0, averagePrice: nil, status: .accepted, reduceOnly: request.reduceOnly)
+            clientOrderID: request.clientOrderID,
+            venueOrderID: "paper-\(instance)-\(orders.count + 1)",
+            symbol: request.symbol,
+            side: request.side,
+            quantity: request.quantity,
+            filledQuantity: 0,
+            averagePrice: nil,
+            status: .accepted,
+            reduceOnly: request.reduceOnly
+        )
         orders[request.clientOrderID] = order
         pending.append(request.clientOrderID)
         if !request.reduceOnly { leverages[request.symbol] = request.leverage }
@@ -127,8 +147,16 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     public var openPositions: [VenuePosition] {
         positions.values.sorted { $0.symbol < $1.symbol }.map {
             VenuePosition(
-                symbol: $0.symbol, side: $0.side, quantity: $0.quantity, entryPrice: $0.entry, leverage: $0.leverage, stopLoss: nearestStop($0)?.trigger,
-                takeProfit: targets[$0.symbol]?.price, openedAt: $0.openedAt, fees: $0.fees)
+                symbol: $0.symbol,
+                side: $0.side,
+                quantity: $0.quantity,
+                entryPrice: $0.entry,
+                leverage: $0.leverage,
+                stopLoss: nearestStop($0)?.trigger,
+                takeProfit: targets[$0.symbol]?.price,
+                openedAt: $0.openedAt,
+                fees: $0.fees
+            )
         }
     }
 
@@ -140,11 +168,14 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// passed. Placing a client id again changes nothing.
     public mutating func placeStop(symbol: String, _ stop: ExecutionKernel.StopOrder) -> Result<Void, VenueError> {
         if stops[symbol]?.contains(where: { $0.clientID == stop.clientID }) ?? false { return .success(()) }
-        guard var position = positions[symbol], stop.side == (position.side == .long ? .sell : .buy), stop.quantity > 0 else {
+        guard var position = positions[symbol], stop.side == (position.side == .long ? .sell : .buy), stop.quantity > 0
+        else {
             return .failure(VenueError(.rejected, "reduce-only stop with no position to reduce on \(symbol)"))
         }
         if let mark = mark(symbol), position.side == .long ? stop.trigger >= mark : stop.trigger <= mark {
-            return .failure(VenueError(.wouldTrigger, "the stop at \(stop.trigger) would trigger at once (price \(mark))"))
+            return .failure(
+                VenueError(.wouldTrigger, "the stop at \(stop.trigger) would trigger at once (price \(mark))")
+            )
         }
         stops[symbol, default: []].append(stop)
         // With the rest of a candle ahead, the levels are worked out once it is taken.
@@ -168,12 +199,19 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     public func workingStops(symbol: String) -> [ExecutionKernel.StopOrder] { stops[symbol] ?? [] }
 
     /// Places (or replaces) the position's close-position take-profit.
-    public mutating func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) -> Result<Void, VenueError> {
+    public mutating func placeTarget(
+        symbol: String,
+        side: OrderSide,
+        price: Decimal,
+        clientID: String
+    ) -> Result<Void, VenueError> {
         guard var position = positions[symbol], side == (position.side == .long ? .sell : .buy) else {
             return .failure(VenueError(.rejected, "take-profit with no position to close on \(symbol)"))
         }
         if let mark = mark(symbol), position.side == .long ? price <= mark : price >= mark {
-            return .failure(VenueError(.wouldTrigger, "the take-profit at \(price) would trigger at once (price \(mark))"))
+            return .failure(
+                VenueError(.wouldTrigger, "the take-profit at \(price) would trigger at once (price \(mark))")
+            )
         }
         targets[symbol] = Target(clientID: clientID, price: price)
         position.bounds = rest[symbol] == nil ? bounds(of: position) : nil
@@ -195,10 +233,11 @@ public struct PaperExchange: Sendable, Hashable, Codable {
 
     /// Equity: the balance plus unrealised PnL at the last prices.
     public var equity: Decimal {
-        balance + positions.values.reduce(Decimal(0)) { total, p in
-            let mark = price(symbol: p.symbol) ?? p.entry
-            return total + (p.side == .long ? mark - p.entry : p.entry - mark) * p.quantity
-        }
+        balance
+            + positions.values.reduce(Decimal(0)) { total, p in
+                let mark = price(symbol: p.symbol) ?? p.entry
+                return total + (p.side == .long ? mark - p.entry : p.entry - mark) * p.quantity
+            }
     }
 
     /// ``equity`` in Double arithmetic from `balance` (the balance as a Double, which the caller keeps):
@@ -233,7 +272,12 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// except that a candle that can change nothing but the mark price (no order waiting, no funding
     /// rate, and no position, or one whose levels the candle stays clear of) is taken without decimal
     /// arithmetic. A price that is not finite is refused.
-    public mutating func onCandle(symbol: String, candle: Candle, time: Date, fundingRate: Decimal? = nil) throws(VenueError) {
+    public mutating func onCandle(
+        symbol: String,
+        candle: Candle,
+        time: Date,
+        fundingRate: Decimal? = nil
+    ) throws(VenueError) {
         // No fill, stop, target or liquidation on an impossible candle (prices not finite or not
         // positive, high below low, open or close outside the range).
         if let defect = candle.defect { throw VenueError(.rejected, "candle at \(candle.openTime) refused: \(defect)") }
@@ -254,8 +298,14 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             }
         }
         onCandle(
-            symbol: symbol, open: Decimal(finite: candle.open)!, high: Decimal(finite: candle.high)!, low: Decimal(finite: candle.low)!,
-            close: Decimal(finite: candle.close)!, time: time, fundingRate: fundingRate)
+            symbol: symbol,
+            open: Decimal(finite: candle.open)!,
+            high: Decimal(finite: candle.high)!,
+            low: Decimal(finite: candle.low)!,
+            close: Decimal(finite: candle.close)!,
+            time: time,
+            fundingRate: fundingRate
+        )
         lastCloses?[symbol] = candle.close
     }
 
@@ -268,11 +318,22 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     func bounds(of p: Position) -> Bounds? {
         guard let stop = nearestStop(p)?.trigger else { return nil }
         let hair = 1e-9
-        let liquidation = RiskGateway.liquidationPrice(side: p.side, entry: p.entry, leverage: Decimal(p.leverage), maintenanceMarginRate: maintenanceRate(p)).doubleValue
-        let stopValue = stop.doubleValue, target = targets[p.symbol]?.price.doubleValue
+        let liquidation = RiskGateway.liquidationPrice(
+            side: p.side,
+            entry: p.entry,
+            leverage: Decimal(p.leverage),
+            maintenanceMarginRate: maintenanceRate(p)
+        ).doubleValue
+        let stopValue = stop.doubleValue
+        let target = targets[p.symbol]?.price.doubleValue
         let below = p.side == .long ? max(stopValue, liquidation) : (target ?? 0)
         let above = p.side == .long ? (target ?? .infinity) : min(stopValue, liquidation)
-        return Bounds(below: below * (1 + hair), above: above * (1 - hair), entry: p.entry.doubleValue, quantity: p.quantity.doubleValue)
+        return Bounds(
+            below: below * (1 + hair),
+            above: above * (1 - hair),
+            entry: p.entry.doubleValue,
+            quantity: p.quantity.doubleValue
+        )
     }
 
     /// The next candle of `symbol` (prices as Decimal), `fundingRate` for funding. Orders waiting fill
@@ -280,7 +341,15 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// range; a position that those fills opened or changed takes them over the rest of the candle
     /// at ``finishCandle(symbol:)``, once its protection is placed. A candle not after the last one of
     /// its symbol (a redelivery) changes nothing.
-    public mutating func onCandle(symbol: String, open: Decimal, high: Decimal, low: Decimal, close: Decimal, time: Date, fundingRate: Decimal? = nil) {
+    public mutating func onCandle(
+        symbol: String,
+        open: Decimal,
+        high: Decimal,
+        low: Decimal,
+        close: Decimal,
+        time: Date,
+        fundingRate: Decimal? = nil
+    ) {
         if let last = lastCandle[symbol], time <= last { return }
         finishCandle(symbol: symbol)
         lastCandle[symbol] = time
@@ -332,7 +401,16 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             let buy = order.side == .buy
             let price = buy ? open * (1 + settings.slippageFraction) : open * (1 - settings.slippageFraction)
             let fee = price * quantity * settings.takerFeeRate
-            let fill = VenueFill(tradeID: "paper-\(instance)-\(nextTrade)", clientOrderID: id, symbol: symbol, side: order.side, price: price, quantity: quantity, fee: fee, time: time)
+            let fill = VenueFill(
+                tradeID: "paper-\(instance)-\(nextTrade)",
+                clientOrderID: id,
+                symbol: symbol,
+                side: order.side,
+                price: price,
+                quantity: quantity,
+                fee: fee,
+                time: time
+            )
             nextTrade += 1
             order.filledQuantity = quantity
             order.averagePrice = price
@@ -380,17 +458,36 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             }
         } else if !reduceOnly {
             positions[fill.symbol] = Position(
-                symbol: fill.symbol, side: side, quantity: fill.quantity, entry: fill.price, leverage: leverage, openedAt: fill.time, fees: fill.fee,
-                peak: fill.quantity)
+                symbol: fill.symbol,
+                side: side,
+                quantity: fill.quantity,
+                entry: fill.price,
+                leverage: leverage,
+                openedAt: fill.time,
+                fees: fill.fee,
+                peak: fill.quantity
+            )
         }
     }
 
     /// The close of a position that is now flat.
     func close(_ p: Position, exit: Decimal, time: Date, reason: String) -> VenueClose {
         VenueClose(
-            symbol: p.symbol, side: p.side, quantity: p.peak, entryPrice: p.entry, exitPrice: exit, openedAt: p.openedAt, closedAt: time, reason: reason,
-            pnl: p.realized - p.fees - p.funding, fees: p.fees, funding: p.funding, leverage: p.leverage, stopLoss: nearestStop(p)?.trigger,
-            takeProfit: targets[p.symbol]?.price)
+            symbol: p.symbol,
+            side: p.side,
+            quantity: p.peak,
+            entryPrice: p.entry,
+            exitPrice: exit,
+            openedAt: p.openedAt,
+            closedAt: time,
+            reason: reason,
+            pnl: p.realized - p.fees - p.funding,
+            fees: p.fees,
+            funding: p.funding,
+            leverage: p.leverage,
+            stopLoss: nearestStop(p)?.trigger,
+            takeProfit: targets[p.symbol]?.price
+        )
     }
 
     /// The exit this candle forces, if any: liquidation, the nearest stop, or the target. The balance
@@ -398,12 +495,20 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     mutating func exit(_ position: Position, open: Decimal, high: Decimal, low: Decimal, time: Date) {
         var p = position
         let long = p.side == .long
-        let liquidation = RiskGateway.liquidationPrice(side: p.side, entry: p.entry, leverage: Decimal(p.leverage), maintenanceMarginRate: maintenanceRate(p))
+        let liquidation = RiskGateway.liquidationPrice(
+            side: p.side,
+            entry: p.entry,
+            leverage: Decimal(p.leverage),
+            maintenanceMarginRate: maintenanceRate(p)
+        )
         let stop = nearestStop(p)
         let stopHit = stop.map { long ? low <= $0.trigger : high >= $0.trigger } ?? false
         let liquidationHit = long ? low <= liquidation : high >= liquidation
         let side: OrderSide = long ? .sell : .buy
-        if liquidationHit && (!stopHit || (long ? open <= liquidation : open >= liquidation) || (stop.map { long ? $0.trigger < liquidation : $0.trigger > liquidation } ?? true)) {
+        if liquidationHit
+            && (!stopHit || (long ? open <= liquidation : open >= liquidation)
+                || (stop.map { long ? $0.trigger < liquidation : $0.trigger > liquidation } ?? true))
+        {
             // Liquidated: the gap went past the stop, or there was no stop before liquidation. The margin
             // is lost; the fill says so to whoever keeps count of the position.
             let loss = -p.margin
@@ -412,16 +517,30 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             let quantity = p.quantity
             p.quantity = 0
             positions[p.symbol] = nil
-            queued.append(.fill(VenueFill(
-                tradeID: "paper-\(instance)-\(nextTrade)", clientOrderID: "paper-\(instance)-liquidation-\(nextTrade)", symbol: p.symbol, side: side,
-                price: liquidation, quantity: quantity, fee: 0, time: time)))
+            queued.append(
+                .fill(
+                    VenueFill(
+                        tradeID: "paper-\(instance)-\(nextTrade)",
+                        clientOrderID: "paper-\(instance)-liquidation-\(nextTrade)",
+                        symbol: p.symbol,
+                        side: side,
+                        price: liquidation,
+                        quantity: quantity,
+                        fee: 0,
+                        time: time
+                    )
+                )
+            )
             nextTrade += 1
             queued.append(.closed(close(p, exit: liquidation, time: time, reason: "liquidation")))
             stops[p.symbol] = nil
             targets[p.symbol] = nil
             return
         }
-        let price: Decimal, quantity: Decimal, clientID: String, reason: String
+        let price: Decimal
+        let quantity: Decimal
+        let clientID: String
+        let reason: String
         if stopHit, let stop {
             let touched = long ? min(stop.trigger, open) : max(stop.trigger, open)
             price = long ? touched * (1 - settings.slippageFraction) : touched * (1 + settings.slippageFraction)
@@ -439,7 +558,16 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         }
         let fee = price * quantity * settings.takerFeeRate
         balance -= fee
-        let fill = VenueFill(tradeID: "paper-\(instance)-\(nextTrade)", clientOrderID: clientID, symbol: p.symbol, side: side, price: price, quantity: quantity, fee: fee, time: time)
+        let fill = VenueFill(
+            tradeID: "paper-\(instance)-\(nextTrade)",
+            clientOrderID: clientID,
+            symbol: p.symbol,
+            side: side,
+            price: price,
+            quantity: quantity,
+            fee: fee,
+            time: time
+        )
         nextTrade += 1
         queued.append(.fill(fill))
         apply(fill, leverage: p.leverage, reduceOnly: true, reason: reason)
@@ -469,19 +597,33 @@ extension PaperExchange {
         switch action {
         case .sendOrder(let request):
             let order = VenueOrderRequest(
-                clientOrderID: request.clientOrderID, symbol: request.symbol, side: request.side, quantity: request.quantity, leverage: request.leverage,
-                reduceOnly: request.reduceOnly)
+                clientOrderID: request.clientOrderID,
+                symbol: request.symbol,
+                side: request.side,
+                quantity: request.quantity,
+                leverage: request.leverage,
+                reduceOnly: request.reduceOnly
+            )
             let status = (try? submit(order).get())?.status ?? .rejected
             return [.orderStatus(clientOrderID: request.clientOrderID, status: status)]
-        case .flatten(let symbol, let id, let side, let quantity, _), .reduce(let symbol, let id, let side, let quantity, _):
-            let order = VenueOrderRequest(clientOrderID: id, symbol: symbol, side: side, quantity: quantity, leverage: 1, reduceOnly: true)
+        case .flatten(let symbol, let id, let side, let quantity, _),
+            .reduce(let symbol, let id, let side, let quantity, _):
+            let order = VenueOrderRequest(
+                clientOrderID: id,
+                symbol: symbol,
+                side: side,
+                quantity: quantity,
+                leverage: 1,
+                reduceOnly: true
+            )
             return [.orderStatus(clientOrderID: id, status: (try? submit(order).get())?.status ?? .rejected)]
         case .placeStop(let symbol, let stop):
             switch placeStop(symbol: symbol, stop) {
             case .success: return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .accepted)]
             case .failure(let error) where error.kind == .wouldTrigger:
                 return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .wouldTrigger(error.message))]
-            case .failure(let error): return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .failed(error.message))]
+            case .failure(let error):
+                return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .failed(error.message))]
             }
         case .cancelStop(let symbol, let id):
             cancelStop(symbol: symbol, clientID: id)
@@ -490,7 +632,9 @@ extension PaperExchange {
             return [.orderStatus(clientOrderID: id, status: order(clientOrderID: id)?.status)]
         case .reconcile(let symbol):
             let held = positions[symbol].map { $0.side == .long ? $0.quantity : -$0.quantity } ?? 0
-            return [.venueSnapshot(symbol: symbol, quantity: held, stops: Set(workingStops(symbol: symbol).map(\.clientID)))]
+            return [
+                .venueSnapshot(symbol: symbol, quantity: held, stops: Set(workingStops(symbol: symbol).map(\.clientID)))
+            ]
         case .alert, .positionChanged, .positionClosed:
             return []
         }

@@ -58,7 +58,13 @@ public struct MarketView: Sendable, Hashable {
     /// The venue's maintenance-margin tiers for the symbol (nil: the limits' flat rate).
     public var marginTiers: MarginTiers?
 
-    public init(venuePrice: Decimal, referencePrice: Decimal?, filters: ExchangeFilters, now: Date, marginTiers: MarginTiers? = nil) {
+    public init(
+        venuePrice: Decimal,
+        referencePrice: Decimal?,
+        filters: ExchangeFilters,
+        now: Date,
+        marginTiers: MarginTiers? = nil
+    ) {
         self.venuePrice = venuePrice
         self.referencePrice = referencePrice
         self.filters = filters
@@ -140,7 +146,9 @@ public struct RiskRejection: Error, Sendable, Hashable, CustomStringConvertible 
 
     public var description: String { "\(code.rawValue): \(message)" }
 
-    public static func == (lhs: RiskRejection, rhs: RiskRejection) -> Bool { lhs.code == rhs.code && lhs.message == rhs.message }
+    public static func == (lhs: RiskRejection, rhs: RiskRejection) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message
+    }
 
     public func hash(into hasher: inout Hasher) {
         hasher.combine(code)
@@ -161,7 +169,11 @@ public struct RiskGateway: Sendable {
 
     public init(limits: RiskLimits) { self.limits = limits }
 
-    public func check(_ intent: OrderIntent, market: MarketView, account: AccountView) -> Result<ApprovedOrder, RiskRejection> {
+    public func check(
+        _ intent: OrderIntent,
+        market: MarketView,
+        account: AccountView
+    ) -> Result<ApprovedOrder, RiskRejection> {
         let d = intent.decision
         // The decision itself.
         let side: PositionSide
@@ -174,29 +186,49 @@ public struct RiskGateway: Sendable {
             return .failure(RiskRejection(.invalidDecision, "confidence \(d.confidence) is not a number in 0...1"))
         }
         guard let entry = d.entry.flatMap(Decimal.init(finite:)), let stop = d.stopLoss.flatMap(Decimal.init(finite:)),
-              let target = d.takeProfit.flatMap(Decimal.init(finite:)) else {
+            let target = d.takeProfit.flatMap(Decimal.init(finite:))
+        else {
             return .failure(RiskRejection(.invalidDecision, "entry, stop_loss and take_profit must be finite numbers"))
         }
         guard entry > 0, stop > 0, target > 0 else {
-            return .failure(RiskRejection(.invalidDecision, "prices must be positive (entry \(entry), stop \(stop), take-profit \(target))"))
+            return .failure(
+                RiskRejection(
+                    .invalidDecision,
+                    "prices must be positive (entry \(entry), stop \(stop), take-profit \(target))"
+                )
+            )
         }
         let price = market.venuePrice
         guard price > 0, price.isFinite, account.equity > 0 else {
-            return .failure(RiskRejection(.invalidDecision, "the venue price (\(price)) and equity (\(account.equity)) must be positive"))
+            return .failure(
+                RiskRejection(
+                    .invalidDecision,
+                    "the venue price (\(price)) and equity (\(account.equity)) must be positive"
+                )
+            )
         }
         if let halt = account.halt { return .failure(RiskRejection(.halted, "trading is halted: \(halt)")) }
 
         // Fresh.
         let age = market.now.timeIntervalSince(intent.decidedAt)
         guard age <= limits.maxDecisionAge, age >= -5 else {
-            return .failure(RiskRejection(.stale, "the decision is \(Int(age)) s old; at most \(Int(limits.maxDecisionAge)) s"))
+            return .failure(
+                RiskRejection(.stale, "the decision is \(Int(age)) s old; at most \(Int(limits.maxDecisionAge)) s")
+            )
         }
         // Fractions are compared as products (exact; a decimal division rounds, and costs far more).
         guard (price - entry).magnitude <= limits.maxPriceMoveFraction * entry else {
-            return .failure(RiskRejection(.priceMoved, "the price moved \((price - entry).magnitude / entry) since the decision (\(entry) → \(price)); at most \(limits.maxPriceMoveFraction)"))
+            return .failure(
+                RiskRejection(
+                    .priceMoved,
+                    "the price moved \((price - entry).magnitude / entry) since the decision (\(entry) → \(price)); at most \(limits.maxPriceMoveFraction)"
+                )
+            )
         }
         guard d.confidence >= limits.minConfidence else {
-            return .failure(RiskRejection(.lowConfidence, "confidence \(d.confidence) is below \(limits.minConfidence)"))
+            return .failure(
+                RiskRejection(.lowConfidence, "confidence \(d.confidence) is below \(limits.minConfidence)")
+            )
         }
         guard (1...limits.maxLeverage).contains(d.leverage) else {
             return .failure(RiskRejection(.leverage, "leverage \(d.leverage) is outside 1...\(limits.maxLeverage)"))
@@ -204,9 +236,16 @@ public struct RiskGateway: Sendable {
 
         // The venue against the reference.
         if let reference = market.referencePrice {
-            guard reference > 0 else { return .failure(RiskRejection(.noReferencePrice, "the reference price \(reference) is not positive")) }
+            guard reference > 0 else {
+                return .failure(RiskRejection(.noReferencePrice, "the reference price \(reference) is not positive"))
+            }
             guard (price - reference).magnitude <= limits.maxPriceDeviationFraction * reference else {
-                return .failure(RiskRejection(.priceDeviation, "the venue price \(price) is \((price - reference).magnitude / reference) from the reference \(reference); at most \(limits.maxPriceDeviationFraction)"))
+                return .failure(
+                    RiskRejection(
+                        .priceDeviation,
+                        "the venue price \(price) is \((price - reference).magnitude / reference) from the reference \(reference); at most \(limits.maxPriceDeviationFraction)"
+                    )
+                )
             }
         } else if limits.requireReferencePrice {
             return .failure(RiskRejection(.noReferencePrice, "no reference price to check the venue's against"))
@@ -217,22 +256,42 @@ public struct RiskGateway: Sendable {
             return .failure(RiskRejection(.positionOpen, "\(d.symbol) already has an open position"))
         }
         guard account.openSymbols.count < limits.maxOpenPositions else {
-            return .failure(RiskRejection(.tooManyPositions, "\(account.openSymbols.count) positions open; at most \(limits.maxOpenPositions)"))
+            return .failure(
+                RiskRejection(
+                    .tooManyPositions,
+                    "\(account.openSymbols.count) positions open; at most \(limits.maxOpenPositions)"
+                )
+            )
         }
 
         // Stop and target, rounded toward entry, on the right side.
         let filters = market.filters
-        let roundedStop = filters.price(stop, toward: price), roundedTarget = filters.price(target, toward: price)
-        let rightSide = side == .long ? roundedStop < price && price < roundedTarget : roundedTarget < price && price < roundedStop
+        let roundedStop = filters.price(stop, toward: price)
+        let roundedTarget = filters.price(target, toward: price)
+        let rightSide =
+            side == .long ? roundedStop < price && price < roundedTarget : roundedTarget < price && price < roundedStop
         guard rightSide else {
-            return .failure(RiskRejection(.wrongSide, "a \(side.rawValue) needs \(side == .long ? "stop < price < take-profit" : "take-profit < price < stop"); got stop \(roundedStop), price \(price), take-profit \(roundedTarget)"))
+            return .failure(
+                RiskRejection(
+                    .wrongSide,
+                    "a \(side.rawValue) needs \(side == .long ? "stop < price < take-profit" : "take-profit < price < stop"); got stop \(roundedStop), price \(price), take-profit \(roundedTarget)"
+                )
+            )
         }
-        let risk = (price - roundedStop).magnitude, reward = (roundedTarget - price).magnitude
+        let risk = (price - roundedStop).magnitude
+        let reward = (roundedTarget - price).magnitude
         guard risk >= limits.minStopFraction * price, risk <= limits.maxStopFraction * price else {
-            return .failure(RiskRejection(.stopDistance, "the stop is \(risk / price) from the price; allowed \(limits.minStopFraction)...\(limits.maxStopFraction)"))
+            return .failure(
+                RiskRejection(
+                    .stopDistance,
+                    "the stop is \(risk / price) from the price; allowed \(limits.minStopFraction)...\(limits.maxStopFraction)"
+                )
+            )
         }
         guard reward >= limits.minRewardRisk * risk else {
-            return .failure(RiskRejection(.rewardRisk, "reward to risk is \(reward / risk); at least \(limits.minRewardRisk)"))
+            return .failure(
+                RiskRejection(.rewardRisk, "reward to risk is \(reward / risk); at least \(limits.minRewardRisk)")
+            )
         }
 
         // Size.
@@ -242,43 +301,85 @@ public struct RiskGateway: Sendable {
         // The smaller of the size the risk allows (the budget over the loss per unit at the stop, fees
         // in and out included) and the size the margin allows (at margin / price), chosen by comparing
         // products: one decimal division instead of two.
-        let atRisk = account.equity * limits.riskPerTradeFraction, atMargin = marginCap * leverage
+        let atRisk = account.equity * limits.riskPerTradeFraction
+        let atMargin = marginCap * leverage
         let perUnit = risk + limits.takerFeeRate * (price + roundedStop)
         let affordable = atRisk * price <= atMargin * perUnit ? atRisk / perUnit : atMargin / price
         let quantity = filters.quantity(min(affordable, filters.maxQuantity))
         guard quantity >= filters.minQuantity, quantity > 0 else {
-            return .failure(RiskRejection(.size, "the size \(quantity) is below the venue's minimum quantity \(filters.minQuantity)"))
+            return .failure(
+                RiskRejection(
+                    .size,
+                    "the size \(quantity) is below the venue's minimum quantity \(filters.minQuantity)"
+                )
+            )
         }
         let notional = quantity * price
         guard notional >= filters.minNotional else {
-            return .failure(RiskRejection(.size, "the notional \(notional) is below the venue's minimum \(filters.minNotional)"))
+            return .failure(
+                RiskRejection(.size, "the notional \(notional) is below the venue's minimum \(filters.minNotional)")
+            )
         }
         guard notional <= account.availableMargin * leverage else {
-            return .failure(RiskRejection(.margin, "the margin \(notional / leverage) exceeds what is available (\(account.availableMargin))"))
+            return .failure(
+                RiskRejection(
+                    .margin,
+                    "the margin \(notional / leverage) exceeds what is available (\(account.availableMargin))"
+                )
+            )
         }
 
         // Profit after fees.
         let fees = (notional + quantity * roundedTarget) * limits.takerFeeRate
         let profit = quantity * reward - fees
         guard profit >= limits.minProfitUSD else {
-            return .failure(RiskRejection(.minProfit, "the profit at take-profit after fees is \(profit) USD; at least \(limits.minProfitUSD)"))
+            return .failure(
+                RiskRejection(
+                    .minProfit,
+                    "the profit at take-profit after fees is \(profit) USD; at least \(limits.minProfitUSD)"
+                )
+            )
         }
 
         // Liquidation, at the maintenance rate of the tier this notional falls in.
         let maintenance = market.marginTiers?.rate(notional: notional) ?? limits.maintenanceMarginRate
-        let liquidation = Self.liquidationPrice(side: side, entry: price, leverage: leverage, maintenanceMarginRate: maintenance)
+        let liquidation = Self.liquidationPrice(
+            side: side,
+            entry: price,
+            leverage: leverage,
+            maintenanceMarginRate: maintenance
+        )
         let room = (price - liquidation).magnitude
-        let safe = side == .long
+        let safe =
+            side == .long
             ? roundedStop > liquidation + limits.liquidationBufferFraction * room
             : roundedStop < liquidation - limits.liquidationBufferFraction * room
         guard safe else {
-            return .failure(RiskRejection(.liquidation, "the stop \(roundedStop) is too near or past the liquidation price \(liquidation) at \(d.leverage)x"))
+            return .failure(
+                RiskRejection(
+                    .liquidation,
+                    "the stop \(roundedStop) is too near or past the liquidation price \(liquidation) at \(d.leverage)x"
+                )
+            )
         }
 
-        return .success(ApprovedOrder(
-            decisionID: intent.decisionID, symbol: d.symbol, side: side, quantity: quantity, leverage: d.leverage, entryPrice: price,
-            stopLoss: roundedStop, takeProfit: roundedTarget, notional: notional, margin: notional / leverage, riskUSD: quantity * risk,
-            profitAfterFeesUSD: profit, liquidationPrice: liquidation))
+        return .success(
+            ApprovedOrder(
+                decisionID: intent.decisionID,
+                symbol: d.symbol,
+                side: side,
+                quantity: quantity,
+                leverage: d.leverage,
+                entryPrice: price,
+                stopLoss: roundedStop,
+                takeProfit: roundedTarget,
+                notional: notional,
+                margin: notional / leverage,
+                riskUSD: quantity * risk,
+                profitAfterFeesUSD: profit,
+                liquidationPrice: liquidation
+            )
+        )
     }
 
     /// The checks an opposing decision must pass before it closes a position: a real decision
@@ -305,8 +406,14 @@ public struct RiskGateway: Sendable {
 
     /// The liquidation price of an isolated position: where the loss eats the initial margin down to
     /// the maintenance margin.
-    public static func liquidationPrice(side: PositionSide, entry: Decimal, leverage: Decimal, maintenanceMarginRate: Decimal) -> Decimal {
+    public static func liquidationPrice(
+        side: PositionSide,
+        entry: Decimal,
+        leverage: Decimal,
+        maintenanceMarginRate: Decimal
+    ) -> Decimal {
         let initial = 1 / leverage
-        return side == .long ? entry * (1 - initial + maintenanceMarginRate) : entry * (1 + initial - maintenanceMarginRate)
+        return side == .long
+            ? entry * (1 - initial + maintenanceMarginRate) : entry * (1 + initial - maintenanceMarginRate)
     }
 }

@@ -18,7 +18,9 @@ public struct TradingHalts: Sendable, Hashable, Codable {
     /// A tripped breaker: when, why, and the figures.
     public struct Halt: Sendable, Hashable, Codable {
         public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
-            case dailyLoss = "daily_loss", consecutiveLosses = "consecutive_losses", maxDrawdown = "max_drawdown"
+            case dailyLoss = "daily_loss"
+            case consecutiveLosses = "consecutive_losses"
+            case maxDrawdown = "max_drawdown"
         }
         public var kind: Kind
         public var reason: String
@@ -70,10 +72,24 @@ public struct TradingHalts: Sendable, Hashable, Codable {
         consecutiveLosses = pnl < 0 ? consecutiveLosses + 1 : 0
         var tripped: [Halt] = []
         if !isTripped(.dailyLoss), dayStartEquity > 0, -dayRealised >= limits.dailyLossFraction * dayStartEquity {
-            tripped.append(trip(.dailyLoss, "daily loss \(-dayRealised) reached \(limits.dailyLossFraction) of the day's starting equity \(dayStartEquity)", now, equityAfter))
+            tripped.append(
+                trip(
+                    .dailyLoss,
+                    "daily loss \(-dayRealised) reached \(limits.dailyLossFraction) of the day's starting equity \(dayStartEquity)",
+                    now,
+                    equityAfter
+                )
+            )
         }
         if !isTripped(.consecutiveLosses), consecutiveLosses >= limits.maxConsecutiveLosses {
-            tripped.append(trip(.consecutiveLosses, "\(consecutiveLosses) losing trades in a row (limit \(limits.maxConsecutiveLosses))", now, equityAfter))
+            tripped.append(
+                trip(
+                    .consecutiveLosses,
+                    "\(consecutiveLosses) losing trades in a row (limit \(limits.maxConsecutiveLosses))",
+                    now,
+                    equityAfter
+                )
+            )
         }
         return tripped + observe(equity: equityAfter, now: now)
     }
@@ -85,7 +101,14 @@ public struct TradingHalts: Sendable, Hashable, Codable {
         guard !isTripped(.maxDrawdown), peakEquity > 0 else { return [] }
         let drawdown = (peakEquity - equity) / peakEquity
         guard drawdown >= limits.maxDrawdownFraction else { return [] }
-        return [trip(.maxDrawdown, "drawdown \(drawdown) from the peak \(peakEquity) reached \(limits.maxDrawdownFraction)", now, equity)]
+        return [
+            trip(
+                .maxDrawdown,
+                "drawdown \(drawdown) from the peak \(peakEquity) reached \(limits.maxDrawdownFraction)",
+                now,
+                equity
+            )
+        ]
     }
 
     /// An operator's reset of one breaker (`nil`: every one); returns the halts it cleared. The

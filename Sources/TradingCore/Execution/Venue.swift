@@ -9,7 +9,14 @@ public struct VenueOrderRequest: Sendable, Hashable, Codable {
     public var leverage: Int
     public var reduceOnly: Bool
 
-    public init(clientOrderID: String, symbol: String, side: OrderSide, quantity: Decimal, leverage: Int, reduceOnly: Bool) {
+    public init(
+        clientOrderID: String,
+        symbol: String,
+        side: OrderSide,
+        quantity: Decimal,
+        leverage: Int,
+        reduceOnly: Bool
+    ) {
         self.clientOrderID = clientOrderID
         self.symbol = symbol
         self.side = side
@@ -32,8 +39,15 @@ public struct VenueOrder: Sendable, Hashable, Codable {
     public var reduceOnly: Bool
 
     public init(
-        clientOrderID: String, venueOrderID: String, symbol: String, side: OrderSide, quantity: Decimal, filledQuantity: Decimal, averagePrice: Decimal?,
-        status: OrderStatus, reduceOnly: Bool
+        clientOrderID: String,
+        venueOrderID: String,
+        symbol: String,
+        side: OrderSide,
+        quantity: Decimal,
+        filledQuantity: Decimal,
+        averagePrice: Decimal?,
+        status: OrderStatus,
+        reduceOnly: Bool
     ) {
         self.clientOrderID = clientOrderID
         self.venueOrderID = venueOrderID
@@ -58,7 +72,16 @@ public struct VenueFill: Sendable, Hashable, Codable {
     public var fee: Decimal
     public var time: Date
 
-    public init(tradeID: String, clientOrderID: String, symbol: String, side: OrderSide, price: Decimal, quantity: Decimal, fee: Decimal, time: Date) {
+    public init(
+        tradeID: String,
+        clientOrderID: String,
+        symbol: String,
+        side: OrderSide,
+        price: Decimal,
+        quantity: Decimal,
+        fee: Decimal,
+        time: Date
+    ) {
         self.tradeID = tradeID
         self.clientOrderID = clientOrderID
         self.symbol = symbol
@@ -74,8 +97,15 @@ extension VenueFill {
     /// A fill as the store recorded it.
     public init(_ record: FillRecord) {
         self.init(
-            tradeID: record.tradeID, clientOrderID: record.clientOrderID, symbol: record.symbol, side: record.side, price: record.price,
-            quantity: record.quantity, fee: record.fee, time: record.time)
+            tradeID: record.tradeID,
+            clientOrderID: record.clientOrderID,
+            symbol: record.symbol,
+            side: record.side,
+            price: record.price,
+            quantity: record.quantity,
+            fee: record.fee,
+            time: record.time
+        )
     }
 }
 
@@ -93,7 +123,14 @@ public struct VenuePosition: Sendable, Hashable, Codable {
     public var fees: Decimal
 
     public init(
-        symbol: String, side: PositionSide, quantity: Decimal, entryPrice: Decimal, leverage: Int, stopLoss: Decimal?, takeProfit: Decimal?, openedAt: Date,
+        symbol: String,
+        side: PositionSide,
+        quantity: Decimal,
+        entryPrice: Decimal,
+        leverage: Int,
+        stopLoss: Decimal?,
+        takeProfit: Decimal?,
+        openedAt: Date,
         fees: Decimal = 0
     ) {
         self.symbol = symbol
@@ -128,8 +165,20 @@ public struct VenueClose: Sendable, Hashable, Codable {
     public var takeProfit: Decimal?
 
     public init(
-        symbol: String, side: PositionSide, quantity: Decimal, entryPrice: Decimal, exitPrice: Decimal, openedAt: Date, closedAt: Date, reason: String,
-        pnl: Decimal, fees: Decimal, funding: Decimal, leverage: Int, stopLoss: Decimal?, takeProfit: Decimal?
+        symbol: String,
+        side: PositionSide,
+        quantity: Decimal,
+        entryPrice: Decimal,
+        exitPrice: Decimal,
+        openedAt: Date,
+        closedAt: Date,
+        reason: String,
+        pnl: Decimal,
+        fees: Decimal,
+        funding: Decimal,
+        leverage: Int,
+        stopLoss: Decimal?,
+        takeProfit: Decimal?
     ) {
         self.symbol = symbol
         self.side = side
@@ -152,9 +201,23 @@ extension TradeRecord {
     /// The trade a venue's close makes of the position `positionID`, opened at `entryTime`.
     public init(_ close: VenueClose, positionID: String, entryTime: Date) {
         self.init(
-            id: "trade:\(positionID)", positionID: positionID, symbol: close.symbol, side: close.side, entryTime: entryTime,
-            entryPrice: close.entryPrice, exitTime: close.closedAt, exitPrice: close.exitPrice, quantity: close.quantity, leverage: close.leverage,
-            stopLoss: close.stopLoss, takeProfit: close.takeProfit, pnl: close.pnl, fees: close.fees, funding: close.funding, exitReason: close.reason)
+            id: "trade:\(positionID)",
+            positionID: positionID,
+            symbol: close.symbol,
+            side: close.side,
+            entryTime: entryTime,
+            entryPrice: close.entryPrice,
+            exitTime: close.closedAt,
+            exitPrice: close.exitPrice,
+            quantity: close.quantity,
+            leverage: close.leverage,
+            stopLoss: close.stopLoss,
+            takeProfit: close.takeProfit,
+            pnl: close.pnl,
+            fees: close.fees,
+            funding: close.funding,
+            exitReason: close.reason
+        )
     }
 }
 
@@ -169,7 +232,12 @@ public struct StopPolicy: Sendable, Hashable, Codable {
     /// An ATR-adaptive stop: never further than `atrMultiple` ATRs from the close (it only tightens).
     public var atrMultiple: Decimal?
 
-    public init(trailingActivationR: Decimal? = nil, trailingCallbackFraction: Decimal? = nil, breakEvenAfterOneR: Bool = false, atrMultiple: Decimal? = nil) {
+    public init(
+        trailingActivationR: Decimal? = nil,
+        trailingCallbackFraction: Decimal? = nil,
+        breakEvenAfterOneR: Bool = false,
+        atrMultiple: Decimal? = nil
+    ) {
         self.trailingActivationR = trailingActivationR
         self.trailingCallbackFraction = trailingCallbackFraction
         self.breakEvenAfterOneR = breakEvenAfterOneR
@@ -187,14 +255,24 @@ extension StopPolicy {
     /// only tightens, is rounded to the tick toward the close, and never passes the close (that would
     /// be an exit, not a stop). nil: the stop stays.
     public func tightened(
-        stop: Decimal, side: PositionSide, entry: Decimal, initialStop: Decimal, bestPrice: Decimal, close: Decimal, atr: Decimal?, filters: ExchangeFilters
+        stop: Decimal,
+        side: PositionSide,
+        entry: Decimal,
+        initialStop: Decimal,
+        bestPrice: Decimal,
+        close: Decimal,
+        atr: Decimal?,
+        filters: ExchangeFilters
     ) -> Decimal? {
         let long = side == .long
         let r = (entry - initialStop).magnitude
         var candidates: [Decimal] = []
-        if breakEvenAfterOneR, r > 0, long ? bestPrice >= entry + r : bestPrice <= entry - r { candidates.append(entry) }
+        if breakEvenAfterOneR, r > 0, long ? bestPrice >= entry + r : bestPrice <= entry - r {
+            candidates.append(entry)
+        }
         if let activation = trailingActivationR, let callback = trailingCallbackFraction, r > 0,
-           long ? bestPrice >= entry + activation * r : bestPrice <= entry - activation * r {
+            long ? bestPrice >= entry + activation * r : bestPrice <= entry - activation * r
+        {
             candidates.append(long ? bestPrice * (1 - callback) : bestPrice * (1 + callback))
         }
         if let atrMultiple, let atr { candidates.append(long ? close - atrMultiple * atr : close + atrMultiple * atr) }
@@ -217,7 +295,14 @@ public struct ManagedStop: Sendable, Hashable, Codable {
     public private(set) var bestPrice: Decimal
     public var policy: StopPolicy
 
-    public init(side: PositionSide, entry: Decimal, initialStop: Decimal, stop: Decimal, bestPrice: Decimal, policy: StopPolicy) {
+    public init(
+        side: PositionSide,
+        entry: Decimal,
+        initialStop: Decimal,
+        stop: Decimal,
+        bestPrice: Decimal,
+        policy: StopPolicy
+    ) {
         self.side = side
         self.entry = entry
         self.initialStop = initialStop
@@ -229,15 +314,33 @@ public struct ManagedStop: Sendable, Hashable, Codable {
     /// A close of the position this stop managed: the trade records the stop as placed after the fill
     /// (before any move), and a stop that trailed and was hit is a `trailing_stop`.
     public func settle(_ close: inout VenueClose) {
-        if close.reason == "stop_loss", stop != initialStop, policy.trailingCallbackFraction != nil { close.reason = "trailing_stop" }
+        if close.reason == "stop_loss", stop != initialStop, policy.trailingCallbackFraction != nil {
+            close.reason = "trailing_stop"
+        }
         close.stopLoss = initialStop
     }
 
     /// Takes in a closed candle; returns the new stop when it tightened.
-    public mutating func tighten(high: Decimal, low: Decimal, close: Decimal, atr: Decimal?, filters: ExchangeFilters) -> Decimal? {
+    public mutating func tighten(
+        high: Decimal,
+        low: Decimal,
+        close: Decimal,
+        atr: Decimal?,
+        filters: ExchangeFilters
+    ) -> Decimal? {
         bestPrice = side == .long ? max(bestPrice, high) : min(bestPrice, low)
-        guard let tightened = policy.tightened(
-            stop: stop, side: side, entry: entry, initialStop: initialStop, bestPrice: bestPrice, close: close, atr: atr, filters: filters) else { return nil }
+        guard
+            let tightened = policy.tightened(
+                stop: stop,
+                side: side,
+                entry: entry,
+                initialStop: initialStop,
+                bestPrice: bestPrice,
+                close: close,
+                atr: atr,
+                filters: filters
+            )
+        else { return nil }
         stop = tightened
         return tightened
     }
@@ -255,7 +358,11 @@ public struct VenueError: Error, Sendable, Hashable, CustomStringConvertible {
     /// `wouldTrigger`: a conditional order refused because it would trigger at once (Binance -2021,
     /// Bybit 110092/110093).
     public enum Kind: String, Sendable, Hashable {
-        case rejected, outcomeUnknown = "outcome_unknown", unreachable, clockSkew = "clock_skew", wouldTrigger = "would_trigger"
+        case rejected
+        case outcomeUnknown = "outcome_unknown"
+        case unreachable
+        case clockSkew = "clock_skew"
+        case wouldTrigger = "would_trigger"
     }
     public var kind: Kind
     public var message: String
@@ -282,7 +389,12 @@ public struct VenueResume: Sendable, Hashable {
     /// fill reads its trade history from then, so those orders' fills are not skipped.
     public var pendingSince: [String: Date]
 
-    public init(openPositions: [VenuePosition], committedFills: [String: [VenueFill]], pendingSymbols: Set<String>, pendingSince: [String: Date] = [:]) {
+    public init(
+        openPositions: [VenuePosition],
+        committedFills: [String: [VenueFill]],
+        pendingSymbols: Set<String>,
+        pendingSince: [String: Date] = [:]
+    ) {
         self.openPositions = openPositions
         self.committedFills = committedFills
         self.pendingSymbols = pendingSymbols
@@ -315,7 +427,13 @@ public protocol Venue: Sendable {
     /// A closed candle of `symbol` (with its ATR and the funding rate, where known): the paper venue
     /// fills what waits at its open, and takes the stops and targets that were working over its
     /// range; a live venue has its own prices.
-    func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError)
+    func observe(
+        symbol: String,
+        candle: Candle,
+        time: Date,
+        atr: Double?,
+        fundingRate: Decimal?
+    ) async throws(VenueError)
     /// The rest of the last candle observed, after the fills at its open: the paper venue takes the
     /// stops and targets placed since over it (``PaperExchange/finishCandle(symbol:)``).
     func finishCandle(symbol: String) async throws(VenueError)
@@ -372,7 +490,15 @@ public struct RateLimitStatus: Sendable, Hashable, Codable {
     public var blockedUntil: Date?
     public var banned: Bool
 
-    public init(venue: String, used: Int, limit: Int, pollLimit: Int, windowSeconds: Double, blockedUntil: Date?, banned: Bool) {
+    public init(
+        venue: String,
+        used: Int,
+        limit: Int,
+        pollLimit: Int,
+        windowSeconds: Double,
+        blockedUntil: Date?,
+        banned: Bool
+    ) {
         self.venue = venue
         self.used = used
         self.limit = limit
@@ -387,7 +513,8 @@ public struct RateLimitStatus: Sendable, Hashable, Codable {
 public enum ClientOrderID {
     /// `t<purpose>-<32 hex>`: 36 characters of `[A-Za-z0-9-]`, within Binance's and Bybit's limits.
     public static func make(decisionID: String, purpose: OrderPurpose) -> String {
-        let first = StableHash.fnv1a(decisionID.utf8), second = StableHash.fnv1a(decisionID.utf8, seed: first ^ 0x9E37_79B9_7F4A_7C15)
+        let first = StableHash.fnv1a(decisionID.utf8)
+        let second = StableHash.fnv1a(decisionID.utf8, seed: first ^ 0x9E37_79B9_7F4A_7C15)
         let tag: String
         switch purpose {
         case .entry: tag = "en"
@@ -404,7 +531,8 @@ public enum ClientOrderID {
         let bytes = Array(id.utf8)
         guard bytes.count == 36, bytes[0] == UInt8(ascii: "t"), bytes[3] == UInt8(ascii: "-") else { return false }
         let tag = String(decoding: bytes[1..<3], as: UTF8.self)
-        return ["en", "sl", "tp", "ex"].contains(tag) && bytes[4...].allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+        return ["en", "sl", "tp", "ex"].contains(tag)
+            && bytes[4...].allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
     static func hex(_ value: UInt64) -> String {

@@ -26,11 +26,28 @@ public struct IndicatorSnapshot: Sendable, Hashable, Codable {
     public var regime: MarketRegime?
 
     public init(
-        openTime: Int64, close: Double, sma20: Double? = nil, ema12: Double? = nil, ema26: Double? = nil, macd: Double? = nil,
-        macdSignal: Double? = nil, macdHistogram: Double? = nil, rsi14: Double? = nil, atr14: Double? = nil,
-        bollingerUpper: Double? = nil, bollingerMiddle: Double? = nil, bollingerLower: Double? = nil,
-        stochasticK: Double? = nil, stochasticD: Double? = nil, adx14: Double? = nil, obv: Double? = nil, volume: Double,
-        volumeSMA20: Double? = nil, resistance: Double? = nil, support: Double? = nil, regime: MarketRegime? = nil
+        openTime: Int64,
+        close: Double,
+        sma20: Double? = nil,
+        ema12: Double? = nil,
+        ema26: Double? = nil,
+        macd: Double? = nil,
+        macdSignal: Double? = nil,
+        macdHistogram: Double? = nil,
+        rsi14: Double? = nil,
+        atr14: Double? = nil,
+        bollingerUpper: Double? = nil,
+        bollingerMiddle: Double? = nil,
+        bollingerLower: Double? = nil,
+        stochasticK: Double? = nil,
+        stochasticD: Double? = nil,
+        adx14: Double? = nil,
+        obv: Double? = nil,
+        volume: Double,
+        volumeSMA20: Double? = nil,
+        resistance: Double? = nil,
+        support: Double? = nil,
+        regime: MarketRegime? = nil
     ) {
         self.openTime = openTime
         self.close = close
@@ -64,8 +81,10 @@ public struct IndicatorSnapshot: Sendable, Hashable, Codable {
 
     /// The values of `columns` after `open_time`, in order.
     public var columnValues: [Double?] {
-        [close, sma20, ema12, ema26, macd, macdSignal, macdHistogram, rsi14, atr14, bollingerUpper, bollingerMiddle,
-         bollingerLower, stochasticK, stochasticD, adx14, obv]
+        [
+            close, sma20, ema12, ema26, macd, macdSignal, macdHistogram, rsi14, atr14, bollingerUpper, bollingerMiddle,
+            bollingerLower, stochasticK, stochasticD, adx14, obv,
+        ]
     }
 }
 
@@ -96,14 +115,28 @@ public struct IndicatorSet: Sendable, Hashable, Codable {
         let stoch = stochastic.update(high: candle.high, low: candle.low, close: candle.close)
         swings.update(high: candle.high, low: candle.low)
         var snapshot = IndicatorSnapshot(
-            openTime: candle.openTime, close: candle.close, sma20: sma20.update(candle.close),
-            ema12: ema12.update(candle.close), ema26: ema26.update(candle.close), macd: macdValue?.macd,
-            macdSignal: macdValue?.signal, macdHistogram: macdValue?.histogram, rsi14: rsi.update(candle.close),
-            atr14: atr.update(high: candle.high, low: candle.low, close: candle.close), bollingerUpper: bands?.upper,
-            bollingerMiddle: bands?.middle, bollingerLower: bands?.lower, stochasticK: stoch?.k, stochasticD: stoch?.d,
+            openTime: candle.openTime,
+            close: candle.close,
+            sma20: sma20.update(candle.close),
+            ema12: ema12.update(candle.close),
+            ema26: ema26.update(candle.close),
+            macd: macdValue?.macd,
+            macdSignal: macdValue?.signal,
+            macdHistogram: macdValue?.histogram,
+            rsi14: rsi.update(candle.close),
+            atr14: atr.update(high: candle.high, low: candle.low, close: candle.close),
+            bollingerUpper: bands?.upper,
+            bollingerMiddle: bands?.middle,
+            bollingerLower: bands?.lower,
+            stochasticK: stoch?.k,
+            stochasticD: stoch?.d,
             adx14: adx.update(high: candle.high, low: candle.low, close: candle.close),
-            obv: obv.update(close: candle.close, volume: candle.volume), volume: candle.volume,
-            volumeSMA20: volumeSMA.update(candle.volume), resistance: swings.resistance, support: swings.support)
+            obv: obv.update(close: candle.close, volume: candle.volume),
+            volume: candle.volume,
+            volumeSMA20: volumeSMA.update(candle.volume),
+            resistance: swings.resistance,
+            support: swings.support
+        )
         snapshot.regime = MarketRegime.classify(snapshot)
         return snapshot
     }
@@ -120,10 +153,16 @@ public struct IndicatorTable: Sendable {
 
     public init(_ candles: [Candle]) {
         rows = candles.count
-        var sma20 = SMA(period: 20), ema12 = EMA(period: 12), ema26 = EMA(period: 26)
-        var macd = MACD(fast: 12, slow: 26, signal: 9), rsi = RSI(period: 14), atr = ATR(period: 14)
-        var bollinger = Bollinger(period: 20, deviations: 2), stochastic = Stochastic(kPeriod: 14, kSlowing: 3, dPeriod: 3)
-        var adx = ADX(period: 14), obv = OBV()
+        var sma20 = SMA(period: 20)
+        var ema12 = EMA(period: 12)
+        var ema26 = EMA(period: 26)
+        var macd = MACD(fast: 12, slow: 26, signal: 9)
+        var rsi = RSI(period: 14)
+        var atr = ATR(period: 14)
+        var bollinger = Bollinger(period: 20, deviations: 2)
+        var stochastic = Stochastic(kPeriod: 14, kSlowing: 3, dPeriod: 3)
+        var adx = ADX(period: 14)
+        var obv = OBV()
         let width = Self.width
         values = Array(repeating: .nan, count: candles.count * width)
         values.withUnsafeMutableBufferPointer { table in

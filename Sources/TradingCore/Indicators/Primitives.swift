@@ -30,22 +30,30 @@ public struct RingBuffer: Sendable, Hashable, Codable {
 
     /// The largest value held and how many pushes ago it came (0: the newest); the newest on ties.
     public var maximumWithAge: (value: Double, age: Int) {
-        var result = -Double.infinity, age = 0
+        var result = -Double.infinity
+        var age = 0
         for back in 0..<count {
             var index = next - 1 - back
             if index < 0 { index += values.count }
-            if values[index] > result { result = values[index]; age = back }
+            if values[index] > result {
+                result = values[index]
+                age = back
+            }
         }
         return (result, age)
     }
 
     /// The smallest value held and how many pushes ago it came (0: the newest); the newest on ties.
     public var minimumWithAge: (value: Double, age: Int) {
-        var result = Double.infinity, age = 0
+        var result = Double.infinity
+        var age = 0
         for back in 0..<count {
             var index = next - 1 - back
             if index < 0 { index += values.count }
-            if values[index] < result { result = values[index]; age = back }
+            if values[index] < result {
+                result = values[index]
+                age = back
+            }
         }
         return (result, age)
     }

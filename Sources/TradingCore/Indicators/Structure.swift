@@ -12,9 +12,13 @@ public enum MarketRegime: String, Sendable, Hashable, Codable, CaseIterable {
     /// 4. **ranging** otherwise.
     /// Nil until ATR, ADX, both EMAs and the SMA are defined.
     public static func classify(
-        _ s: IndicatorSnapshot, volatileATRFraction: Double = 0.03, trendADX: Double = 25
+        _ s: IndicatorSnapshot,
+        volatileATRFraction: Double = 0.03,
+        trendADX: Double = 25
     ) -> MarketRegime? {
-        guard let atr = s.atr14, let adx = s.adx14, let fast = s.ema12, let slow = s.ema26, let sma = s.sma20, s.close > 0 else {
+        guard let atr = s.atr14, let adx = s.adx14, let fast = s.ema12, let slow = s.ema26, let sma = s.sma20,
+            s.close > 0
+        else {
             return nil
         }
         if atr / s.close >= volatileATRFraction { return .volatile }
@@ -52,8 +56,10 @@ public struct SwingLevels: Sendable, Hashable, Codable {
         // `next` is now the oldest slot; the middle candle is `strength` slots after it.
         var center = next + strength
         if center >= width { center -= width }
-        let h = highs[center], l = lows[center]
-        var isHigh = true, isLow = true
+        let h = highs[center]
+        let l = lows[center]
+        var isHigh = true
+        var isLow = true
         for slot in 0..<width where slot != center {
             if highs[slot] >= h { isHigh = false }
             if lows[slot] <= l { isLow = false }
@@ -104,7 +110,14 @@ public struct TimeframeAggregator: Sendable, Hashable, Codable {
             let start = minute.openTime - ((minute.openTime % length) + length) % length
             if let current = buckets[index].current, current.openTime != start {
                 // A gap skipped this interval's last minute: close what there is.
-                closed.append(Output(interval: buckets[index].interval, candle: current, minutes: buckets[index].minutes, complete: false))
+                closed.append(
+                    Output(
+                        interval: buckets[index].interval,
+                        candle: current,
+                        minutes: buckets[index].minutes,
+                        complete: false
+                    )
+                )
                 buckets[index].current = nil
                 buckets[index].minutes = 0
             }
@@ -115,12 +128,26 @@ public struct TimeframeAggregator: Sendable, Hashable, Codable {
                 current.volume += minute.volume
                 buckets[index].current = current
             } else {
-                buckets[index].current = Candle(openTime: start, open: minute.open, high: minute.high, low: minute.low, close: minute.close, volume: minute.volume)
+                buckets[index].current = Candle(
+                    openTime: start,
+                    open: minute.open,
+                    high: minute.high,
+                    low: minute.low,
+                    close: minute.close,
+                    volume: minute.volume
+                )
             }
             buckets[index].minutes += 1
             if minute.openTime + 60_000 == start + length, let current = buckets[index].current {
                 let complete = buckets[index].minutes == Int(length / 60_000)
-                closed.append(Output(interval: buckets[index].interval, candle: current, minutes: buckets[index].minutes, complete: complete))
+                closed.append(
+                    Output(
+                        interval: buckets[index].interval,
+                        candle: current,
+                        minutes: buckets[index].minutes,
+                        complete: complete
+                    )
+                )
                 buckets[index].current = nil
                 buckets[index].minutes = 0
             }
@@ -155,7 +182,10 @@ public struct Signal: Sendable, Hashable, Codable {
     /// outside the Bollinger bands on volume at least `volumeFactor` (default 1.5) times its 20-candle
     /// average.
     public static func detect(
-        previous: IndicatorSnapshot, current: IndicatorSnapshot, overbought: Double = 70, oversold: Double = 30,
+        previous: IndicatorSnapshot,
+        current: IndicatorSnapshot,
+        overbought: Double = 70,
+        oversold: Double = 30,
         volumeFactor: Double = 1.5
     ) -> [Signal] {
         var signals: [Signal] = []
@@ -164,13 +194,23 @@ public struct Signal: Sendable, Hashable, Codable {
             if pm >= ps && m < s { signals.append(Signal(kind: .macdCross, direction: .bearish, snapshot: current)) }
         }
         if let pr = previous.rsi14, let r = current.rsi14 {
-            if pr > overbought && r <= overbought { signals.append(Signal(kind: .rsiExitOverbought, direction: .bearish, snapshot: current)) }
-            if pr < oversold && r >= oversold { signals.append(Signal(kind: .rsiExitOversold, direction: .bullish, snapshot: current)) }
+            if pr > overbought && r <= overbought {
+                signals.append(Signal(kind: .rsiExitOverbought, direction: .bearish, snapshot: current))
+            }
+            if pr < oversold && r >= oversold {
+                signals.append(Signal(kind: .rsiExitOversold, direction: .bullish, snapshot: current))
+            }
         }
-        if let upper = current.bollingerUpper, let lower = current.bollingerLower, let averageVolume = current.volumeSMA20,
-           current.volume >= volumeFactor * averageVolume, averageVolume > 0 {
-            if current.close > upper { signals.append(Signal(kind: .bollingerBreakout, direction: .bullish, snapshot: current)) }
-            if current.close < lower { signals.append(Signal(kind: .bollingerBreakout, direction: .bearish, snapshot: current)) }
+        if let upper = current.bollingerUpper, let lower = current.bollingerLower,
+            let averageVolume = current.volumeSMA20,
+            current.volume >= volumeFactor * averageVolume, averageVolume > 0
+        {
+            if current.close > upper {
+                signals.append(Signal(kind: .bollingerBreakout, direction: .bullish, snapshot: current))
+            }
+            if current.close < lower {
+                signals.append(Signal(kind: .bollingerBreakout, direction: .bearish, snapshot: current))
+            }
         }
         return signals
     }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One OHLCV candle. Prices and volume are `Double`: market data feeds the indicators, where speed
 /// matters; money that moves (orders, fills) is `Decimal`.
 public struct Candle: Sendable, Hashable, Codable {
@@ -41,7 +43,8 @@ public enum CandleFile {
     static func parseCSV(_ bytes: UnsafeBufferPointer<UInt8>) throws(ParseError) -> [Candle] {
         var candles: [Candle] = []
         candles.reserveCapacity(bytes.count / 48)
-        var number = 0, start = 0
+        var number = 0
+        var start = 0
         var fields: [Range<Int>] = []
         while start < bytes.count {
             var end = start
@@ -57,8 +60,15 @@ public enum CandleFile {
                 fields.append(trim(bytes, fieldStart..<index))
                 fieldStart = index + 1
             }
-            func text(_ field: Int) -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[fields[field]]), as: UTF8.self) }
-            guard fields.count >= 6 else { throw ParseError(line: number, message: "expected at least 6 comma-separated fields, found \(fields.count)") }
+            func text(_ field: Int) -> String {
+                String(decoding: UnsafeBufferPointer(rebasing: bytes[fields[field]]), as: UTF8.self)
+            }
+            guard fields.count >= 6 else {
+                throw ParseError(
+                    line: number,
+                    message: "expected at least 6 comma-separated fields, found \(fields.count)"
+                )
+            }
             guard let time = integer(bytes, fields[0]) else {
                 if number == 1 { continue }  // a header row
                 throw ParseError(line: number, message: "open time '\(text(0))' is not an integer")
@@ -76,15 +86,27 @@ public enum CandleFile {
                 default: values.4 = value
                 }
             }
-            candles.append(Candle(openTime: normalise(time), open: values.0, high: values.1, low: values.2, close: values.3, volume: values.4))
+            candles.append(
+                Candle(
+                    openTime: normalise(time),
+                    open: values.0,
+                    high: values.1,
+                    low: values.2,
+                    close: values.3,
+                    volume: values.4
+                )
+            )
         }
         return candles
     }
 
     static func trim(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Range<Int> {
-        var lower = range.lowerBound, upper = range.upperBound
+        var lower = range.lowerBound
+        var upper = range.upperBound
         while lower < upper && (bytes[lower] == UInt8(ascii: " ") || bytes[lower] == UInt8(ascii: "\t")) { lower += 1 }
-        while upper > lower && (bytes[upper - 1] == UInt8(ascii: " ") || bytes[upper - 1] == UInt8(ascii: "\t")) { upper -= 1 }
+        while upper > lower && (bytes[upper - 1] == UInt8(ascii: " ") || bytes[upper - 1] == UInt8(ascii: "\t")) {
+            upper -= 1
+        }
         return lower..<upper
     }
 
@@ -115,19 +137,29 @@ public enum CandleFile {
 
     static func parseJSONArrays(_ text: String) throws(ParseError) -> [Candle] {
         guard let data = text.data(using: .utf8),
-              let rows = try? JSONSerialization.jsonObject(with: data) as? [[Any]]
+            let rows = try? JSONSerialization.jsonObject(with: data) as? [[Any]]
         else { throw ParseError(line: 1, message: "not a JSON array of [time, open, high, low, close, volume] arrays") }
         var candles: [Candle] = []
         candles.reserveCapacity(rows.count)
         for (index, row) in rows.enumerated() {
             let numbers = row.compactMap { ($0 as? NSNumber)?.doubleValue ?? ($0 as? String).flatMap(Double.init) }
             guard numbers.count >= 6, row.count >= 6 else {
-                throw ParseError(line: index + 1, message: "row \(index) needs 6 numbers: time, open, high, low, close, volume")
+                throw ParseError(
+                    line: index + 1,
+                    message: "row \(index) needs 6 numbers: time, open, high, low, close, volume"
+                )
             }
-            candles.append(Candle(openTime: normalise(Int64(numbers[0])), open: numbers[1], high: numbers[2], low: numbers[3], close: numbers[4], volume: numbers[5]))
+            candles.append(
+                Candle(
+                    openTime: normalise(Int64(numbers[0])),
+                    open: numbers[1],
+                    high: numbers[2],
+                    low: numbers[3],
+                    close: numbers[4],
+                    volume: numbers[5]
+                )
+            )
         }
         return candles
     }
 }
-
-import Foundation

@@ -58,7 +58,11 @@ public struct CandleSequencer: Sendable, Hashable, Codable {
         lastOpenTime = candle.openTime
         let expected = last + intervalMilliseconds
         if candle.openTime == expected { return .accepted(candle) }
-        return .acceptedAfterGap(candle, from: expected, missing: Int((candle.openTime - expected) / intervalMilliseconds))
+        return .acceptedAfterGap(
+            candle,
+            from: expected,
+            missing: Int((candle.openTime - expected) / intervalMilliseconds)
+        )
     }
 }
 

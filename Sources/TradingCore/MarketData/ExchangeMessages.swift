@@ -54,9 +54,19 @@ public enum BinanceMessages {
         guard event.e == "kline" else { return nil }
         let k = event.k
         return KlineUpdate(
-            venue: "binance", symbol: k.s, interval: k.i,
-            candle: Candle(openTime: k.t, open: try number(k.o), high: try number(k.h), low: try number(k.l), close: try number(k.c), volume: try number(k.v)),
-            closed: k.x)
+            venue: "binance",
+            symbol: k.s,
+            interval: k.i,
+            candle: Candle(
+                openTime: k.t,
+                open: try number(k.o),
+                high: try number(k.h),
+                low: try number(k.l),
+                close: try number(k.c),
+                volume: try number(k.v)
+            ),
+            closed: k.x
+        )
     }
 
     /// Decodes the REST klines answer: `[[openTime, "open", "high", "low", "close", "volume", closeTime, ...], ...]`.
@@ -69,10 +79,19 @@ public enum BinanceMessages {
                 throw ExchangeMessageError("Binance kline row is malformed: \(row.prefix(6))")
             }
             let values = try (1...5).map { index -> Double in
-                guard let text = row[index] as? String else { throw ExchangeMessageError("Binance kline field \(index) is not a string") }
+                guard let text = row[index] as? String else {
+                    throw ExchangeMessageError("Binance kline field \(index) is not a string")
+                }
                 return try number(text)
             }
-            return Candle(openTime: time, open: values[0], high: values[1], low: values[2], close: values[3], volume: values[4])
+            return Candle(
+                openTime: time,
+                open: values[0],
+                high: values[1],
+                low: values[2],
+                close: values[3],
+                volume: values[4]
+            )
         }
     }
 
@@ -127,10 +146,19 @@ public enum BybitMessages {
         guard parts.count == 3, parts[0] == "kline" else { return [] }
         return try push.data.map { k in
             KlineUpdate(
-                venue: "bybit", symbol: String(parts[2]), interval: interval(k.interval),
-                candle: Candle(openTime: k.start, open: try BinanceMessages.number(k.open), high: try BinanceMessages.number(k.high),
-                               low: try BinanceMessages.number(k.low), close: try BinanceMessages.number(k.close), volume: try BinanceMessages.number(k.volume)),
-                closed: k.confirm)
+                venue: "bybit",
+                symbol: String(parts[2]),
+                interval: interval(k.interval),
+                candle: Candle(
+                    openTime: k.start,
+                    open: try BinanceMessages.number(k.open),
+                    high: try BinanceMessages.number(k.high),
+                    low: try BinanceMessages.number(k.low),
+                    close: try BinanceMessages.number(k.close),
+                    volume: try BinanceMessages.number(k.volume)
+                ),
+                closed: k.confirm
+            )
         }
     }
 
@@ -143,9 +171,18 @@ public enum BybitMessages {
             throw ExchangeMessageError("Bybit answered retCode \(answer.retCode): \(answer.retMsg)")
         }
         return try list.reversed().map { row in
-            guard row.count >= 6, let time = Int64(row[0]) else { throw ExchangeMessageError("Bybit kline row is malformed: \(row)") }
+            guard row.count >= 6, let time = Int64(row[0]) else {
+                throw ExchangeMessageError("Bybit kline row is malformed: \(row)")
+            }
             let values = try row[1...5].map(BinanceMessages.number)
-            return Candle(openTime: time, open: values[0], high: values[1], low: values[2], close: values[3], volume: values[4])
+            return Candle(
+                openTime: time,
+                open: values[0],
+                high: values[1],
+                low: values[2],
+                close: values[3],
+                volume: values[4]
+            )
         }
     }
 }
@@ -169,7 +206,13 @@ extension BinanceMessages {
     }
 
     /// `GET /fapi/v1/klines` for open times in `startTime...endTime`.
-    public static func klinesPath(symbol: String, interval: String, startTime: Int64, endTime: Int64, limit: Int) -> String {
+    public static func klinesPath(
+        symbol: String,
+        interval: String,
+        startTime: Int64,
+        endTime: Int64,
+        limit: Int
+    ) -> String {
         "/fapi/v1/klines?symbol=\(symbol.uppercased())&interval=\(interval)&startTime=\(startTime)&endTime=\(endTime)&limit=\(limit)"
     }
 
@@ -185,7 +228,10 @@ extension BinanceMessages {
 
     /// Binance's error body `{"code": -1121, "msg": "Invalid symbol."}` as text, if it is one.
     public static func errorMessage(_ body: [UInt8]) -> String? {
-        struct Failure: Decodable { var code: Int; var msg: String }
+        struct Failure: Decodable {
+            var code: Int
+            var msg: String
+        }
         return (try? JSONDecoder().decode(Failure.self, from: Data(body))).map { "Binance error \($0.code): \($0.msg)" }
     }
 }
@@ -219,15 +265,24 @@ extension BybitMessages {
 
     /// `{"req_id": "...", "op": "subscribe", "args": [topics]}`
     public static func subscribe(_ topics: [String], requestID: String) -> [UInt8] {
-        struct Request: Encodable { var req_id: String; var op = "subscribe"; var args: [String] }
+        struct Request: Encodable {
+            var req_id: String
+            var op = "subscribe"
+            var args: [String]
+        }
         return Array((try? JSONEncoder().encode(Request(req_id: requestID, args: topics))) ?? Data())
     }
 
     /// The reason, when `text` is the answer to a subscription that failed.
     public static func subscriptionFailure(_ text: [UInt8]) -> String? {
-        struct Answer: Decodable { var success: Bool?; var ret_msg: String?; var op: String? }
+        struct Answer: Decodable {
+            var success: Bool?
+            var ret_msg: String?
+            var op: String?
+        }
         guard let answer = try? JSONDecoder().decode(Answer.self, from: Data(text)), answer.op == "subscribe",
-              answer.success == false else { return nil }
+            answer.success == false
+        else { return nil }
         return answer.ret_msg ?? "subscription refused"
     }
 

@@ -25,7 +25,10 @@ public protocol KlineStream: Sendable {
     var venue: String { get }
     /// Connects, subscribes to `streams` and hands each event to `receive` until the connection ends.
     /// Returns when the server closed the connection; throws when it failed.
-    func session(_ streams: [CandleStreamID], receive: @escaping @Sendable (KlineStreamEvent) async throws -> Void) async throws
+    func session(
+        _ streams: [CandleStreamID],
+        receive: @escaping @Sendable (KlineStreamEvent) async throws -> Void
+    ) async throws
 }
 
 /// Port: an exchange's REST candle history, used to fill gaps.

@@ -56,7 +56,12 @@ public struct SignalPayload: Sendable, Hashable, Codable {
 public enum WorkerQueues {
     /// The indicator workers' candle input: sharded by symbol, one active consumer per shard.
     public static func indicatorCandles(shards: Int) -> QueueSpec {
-        QueueSpec(name: "indicator-worker.candles", bindings: ["md.candle.#"], singleActiveConsumer: true, sharding: .byShardKey(count: shards))
+        QueueSpec(
+            name: "indicator-worker.candles",
+            bindings: ["md.candle.#"],
+            singleActiveConsumer: true,
+            sharding: .byShardKey(count: shards)
+        )
     }
 }
 

@@ -16,7 +16,14 @@ public struct SyntheticMarket: Sendable {
     public private(set) var nextOpenTime: Int64
     private var walks: [Walk]
 
-    public init(symbols: [String], seed: UInt64, intervalMilliseconds: Int64, startTime: Int64, startPrice: Double = 100, volatility: Double = 0.003) {
+    public init(
+        symbols: [String],
+        seed: UInt64,
+        intervalMilliseconds: Int64,
+        startTime: Int64,
+        startPrice: Double = 100,
+        volatility: Double = 0.003
+    ) {
         precondition(startPrice > 0 && volatility > 0 && intervalMilliseconds > 0)
         self.symbols = symbols
         self.intervalMilliseconds = intervalMilliseconds
@@ -37,7 +44,9 @@ public struct SyntheticMarket: Sendable {
             var walk = walks[index]
             let open = walk.price
             // A sum of uniforms is close enough to normal for a load test, and cheap.
-            let z = (walk.random.nextUnit() + walk.random.nextUnit() + walk.random.nextUnit() + walk.random.nextUnit() - 2) * 1.7320508075688772
+            let z =
+                (walk.random.nextUnit() + walk.random.nextUnit() + walk.random.nextUnit() + walk.random.nextUnit() - 2)
+                * 1.7320508075688772
             let close = open * exp(volatility * z)
             let high = max(open, close) * (1 + volatility * 0.5 * walk.random.nextUnit())
             let low = min(open, close) * (1 - volatility * 0.5 * walk.random.nextUnit())

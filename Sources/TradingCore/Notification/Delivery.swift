@@ -111,7 +111,9 @@ public struct SinkRoute: Sendable, Hashable {
             guard parts.count >= 2, let severity = AlertSeverity(rawValue: parts[1]) else {
                 throw RouteSyntaxError(description: "'\(entry)' is not sink:info|warning|critical[:kinds]")
             }
-            let kinds = parts.count == 3 ? parts[2].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } : ["*"]
+            let kinds =
+                parts.count == 3
+                ? parts[2].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } : ["*"]
             routes[parts[0]] = SinkRoute(minSeverity: severity, kinds: kinds)
         }
         return routes

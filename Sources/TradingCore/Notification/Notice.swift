@@ -16,8 +16,17 @@ public struct TradeEventPayload: Sendable, Hashable, Codable {
     public var decisionID: String?
 
     public init(
-        symbol: String, side: PositionSide, quantity: Double, leverage: Int, entryPrice: Double, exitPrice: Double? = nil, stopLoss: Double? = nil,
-        takeProfit: Double? = nil, pnl: Double? = nil, exitReason: String? = nil, decisionID: String? = nil
+        symbol: String,
+        side: PositionSide,
+        quantity: Double,
+        leverage: Int,
+        entryPrice: Double,
+        exitPrice: Double? = nil,
+        stopLoss: Double? = nil,
+        takeProfit: Double? = nil,
+        pnl: Double? = nil,
+        exitReason: String? = nil,
+        decisionID: String? = nil
     ) {
         self.symbol = symbol
         self.side = side
@@ -53,7 +62,15 @@ public struct OrderEventPayload: Sendable, Hashable, Codable {
     public var price: Double?
     public var reason: String?
 
-    public init(symbol: String, clientOrderID: String, side: OrderSide, status: String, quantity: Double, price: Double? = nil, reason: String? = nil) {
+    public init(
+        symbol: String,
+        clientOrderID: String,
+        side: OrderSide,
+        status: String,
+        quantity: Double,
+        price: Double? = nil,
+        reason: String? = nil
+    ) {
         self.symbol = symbol
         self.clientOrderID = clientOrderID
         self.side = side
@@ -90,7 +107,17 @@ public struct Notice: Sendable, Hashable {
     public var payload: JSONValue
     public var time: Date
 
-    public init(id: String, severity: AlertSeverity, kind: String, title: String, lines: [String], symbol: String?, fields: [(String, String)], payload: JSONValue, time: Date) {
+    public init(
+        id: String,
+        severity: AlertSeverity,
+        kind: String,
+        title: String,
+        lines: [String],
+        symbol: String?,
+        fields: [(String, String)],
+        payload: JSONValue,
+        time: Date
+    ) {
         self.id = id
         self.severity = severity
         self.kind = kind
@@ -108,8 +135,10 @@ public struct Notice: Sendable, Hashable {
     }
 
     public static func == (a: Notice, b: Notice) -> Bool {
-        a.id == b.id && a.severity == b.severity && a.kind == b.kind && a.title == b.title && a.lines == b.lines && a.symbol == b.symbol
-            && a.fields.map(\.0) == b.fields.map(\.0) && a.fields.map(\.1) == b.fields.map(\.1) && a.payload == b.payload && a.time == b.time
+        a.id == b.id && a.severity == b.severity && a.kind == b.kind && a.title == b.title && a.lines == b.lines
+            && a.symbol == b.symbol
+            && a.fields.map(\.0) == b.fields.map(\.0) && a.fields.map(\.1) == b.fields.map(\.1)
+            && a.payload == b.payload && a.time == b.time
     }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(id) }
@@ -130,31 +159,62 @@ public enum NoticeTemplates {
             return alert(envelope.payload, id: envelope.id, time: envelope.time, raw: header.payload)
         case MessageType.tradeOpened, MessageType.tradeClosed:
             let envelope = try EnvelopeCodec.decode(TradeEventPayload.self, from: body)
-            return trade(envelope.payload, opened: header.type == MessageType.tradeOpened, id: envelope.id, time: envelope.time, raw: header.payload)
+            return trade(
+                envelope.payload,
+                opened: header.type == MessageType.tradeOpened,
+                id: envelope.id,
+                time: envelope.time,
+                raw: header.payload
+            )
         case MessageType.order:
             let envelope = try EnvelopeCodec.decode(OrderEventPayload.self, from: body)
             let o = envelope.payload
             return Notice(
-                id: envelope.id, severity: o.status == "rejected" || o.status == "failed" ? .warning : .info, kind: "order_\(o.status)",
-                title: "Order \(o.status): \(o.side.rawValue) \(o.symbol)", lines: o.reason.map { [$0] } ?? [], symbol: o.symbol,
-                fields: [("Quantity", price(o.quantity)), ("Price", price(o.price)), ("Client order id", o.clientOrderID)],
-                payload: header.payload, time: envelope.time)
+                id: envelope.id,
+                severity: o.status == "rejected" || o.status == "failed" ? .warning : .info,
+                kind: "order_\(o.status)",
+                title: "Order \(o.status): \(o.side.rawValue) \(o.symbol)",
+                lines: o.reason.map { [$0] } ?? [],
+                symbol: o.symbol,
+                fields: [
+                    ("Quantity", price(o.quantity)), ("Price", price(o.price)), ("Client order id", o.clientOrderID),
+                ],
+                payload: header.payload,
+                time: envelope.time
+            )
         default:
-            throw EnvelopeError(.unexpectedType, "a notifier takes alert, trade.opened, trade.closed or order messages, not '\(header.type)'")
+            throw EnvelopeError(
+                .unexpectedType,
+                "a notifier takes alert, trade.opened, trade.closed or order messages, not '\(header.type)'"
+            )
         }
     }
 
     public static func trade(_ t: TradeEventPayload, opened: Bool, id: String, time: Date, raw: JSONValue) -> Notice {
-        var fields = [("Side", t.side.rawValue), ("Leverage", "\(t.leverage)x"), ("Quantity", price(t.quantity)), ("Entry", price(t.entryPrice))]
+        var fields = [
+            ("Side", t.side.rawValue), ("Leverage", "\(t.leverage)x"), ("Quantity", price(t.quantity)),
+            ("Entry", price(t.entryPrice)),
+        ]
         if opened {
             fields += [("Stop loss", price(t.stopLoss)), ("Take profit", price(t.takeProfit))]
         } else {
             fields += [("Exit", price(t.exitPrice)), ("PnL", t.pnl.map(money) ?? "-"), ("Reason", t.exitReason ?? "-")]
         }
-        let title = opened ? "Trade opened: \(t.side.rawValue) \(t.symbol)" : "Trade closed: \(t.side.rawValue) \(t.symbol) \(t.pnl.map(money) ?? "")"
+        let title =
+            opened
+            ? "Trade opened: \(t.side.rawValue) \(t.symbol)"
+            : "Trade closed: \(t.side.rawValue) \(t.symbol) \(t.pnl.map(money) ?? "")"
         return Notice(
-            id: id, severity: .info, kind: opened ? "trade_opened" : "trade_closed", title: title, lines: [], symbol: t.symbol, fields: fields,
-            payload: raw, time: time)
+            id: id,
+            severity: .info,
+            kind: opened ? "trade_opened" : "trade_closed",
+            title: title,
+            lines: [],
+            symbol: t.symbol,
+            fields: fields,
+            payload: raw,
+            time: time
+        )
     }
 
     public static func alert(_ a: AlertPayload, id: String, time: Date, raw: JSONValue) -> Notice {
@@ -169,9 +229,16 @@ public enum NoticeTemplates {
         }
         let icon = a.severity == .critical ? "🔴" : a.severity == .warning ? "🟠" : "🔵"
         return Notice(
-            id: id, severity: a.severity, kind: a.kind, title: "\(icon) \(title)",
-            lines: [a.title == title ? nil : a.title, a.message].compactMap { $0 }, symbol: a.symbol,
-            fields: (a.symbol.map { [("Symbol", $0)] } ?? []) + fields, payload: raw, time: time)
+            id: id,
+            severity: a.severity,
+            kind: a.kind,
+            title: "\(icon) \(title)",
+            lines: [a.title == title ? nil : a.title, a.message].compactMap { $0 },
+            symbol: a.symbol,
+            fields: (a.symbol.map { [("Symbol", $0)] } ?? []) + fields,
+            payload: raw,
+            time: time
+        )
     }
 
     static func describe(_ value: JSONValue) -> String {
@@ -181,7 +248,8 @@ public enum NoticeTemplates {
         case .number(let n): n == n.rounded() && abs(n) < 1e15 ? String(Int64(n)) : String(format: "%.8g", n)
         case .string(let s): s
         case .array(let items): items.map(describe).joined(separator: ", ")
-        case .object(let object): object.sorted { $0.key < $1.key }.map { "\($0.key)=\(describe($0.value))" }.joined(separator: ", ")
+        case .object(let object):
+            object.sorted { $0.key < $1.key }.map { "\($0.key)=\(describe($0.value))" }.joined(separator: ", ")
         }
     }
 
@@ -192,15 +260,24 @@ public enum NoticeTemplates {
         let total = pnls.reduce(0, +)
         let rate = trades.isEmpty ? 0 : Double(wins) / Double(trades.count)
         return AlertPayload(
-            severity: .info, kind: "daily_summary", title: "Daily summary \(day)",
-            message: "PnL \(money(total)), \(trades.count) trades, win rate \(String(format: "%.0f", rate * 100))%, max drawdown \(String(format: "%.2f", maxDrawdown * 100))%",
-            fields: ["pnl": .number(total), "trades": .number(Double(trades.count)), "win_rate": .number(rate), "max_drawdown": .number(maxDrawdown), "day": .string(day)])
+            severity: .info,
+            kind: "daily_summary",
+            title: "Daily summary \(day)",
+            message:
+                "PnL \(money(total)), \(trades.count) trades, win rate \(String(format: "%.0f", rate * 100))%, max drawdown \(String(format: "%.2f", maxDrawdown * 100))%",
+            fields: [
+                "pnl": .number(total), "trades": .number(Double(trades.count)), "win_rate": .number(rate),
+                "max_drawdown": .number(maxDrawdown), "day": .string(day),
+            ]
+        )
     }
 }
 
 /// Telegram's MarkdownV2: every character it reserves escaped with a backslash, as its Bot API asks.
 public enum MarkdownV2 {
-    static let reserved: Set<Character> = ["_", "*", "[", "]", "(", ")", "~", "`", ">", "#", "+", "-", "=", "|", "{", "}", ".", "!", "\\"]
+    static let reserved: Set<Character> = [
+        "_", "*", "[", "]", "(", ")", "~", "`", ">", "#", "+", "-", "=", "|", "{", "}", ".", "!", "\\",
+    ]
 
     public static func escape(_ text: String) -> String {
         var result = ""

@@ -37,9 +37,13 @@ public struct AnalystPanel: Sendable {
     let now: @Sendable () -> Date
 
     public init(
-        models: [ResilientModel], rules: RulesAnalyst, rulesFallback: Bool,
+        models: [ResilientModel],
+        rules: RulesAnalyst,
+        rulesFallback: Bool,
         prompt: (version: String, system: String, user: @Sendable (AnalysisContext) -> String),
-        cache: (any HotCache)?, cacheTTL: Duration = .seconds(900), decisionBudget: Duration = .seconds(120),
+        cache: (any HotCache)?,
+        cacheTTL: Duration = .seconds(900),
+        decisionBudget: Duration = .seconds(120),
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.models = models
@@ -52,20 +56,30 @@ public struct AnalystPanel: Sendable {
         self.now = now
     }
 
-
     public func decide(_ context: AnalysisContext) async -> Verdict {
         let price = context.price ?? 0
         guard !models.isEmpty else { return rulesVerdict(context, price: price, attempts: 0, failures: []) }
 
         let user = prompt.user(context)
         let members = models.map { "\($0.model.provider):\($0.model.model)" }.joined(separator: ",")
-        let cacheKey = "llm-decision:\(members):\(prompt.version):\(context.symbol):\(context.interval):\(context.candleTime):\(StableHash.fnv1a(user.utf8))"
-        if let cache, let hit = await cache.get(cacheKey), let cached = try? JSONDecoder().decode(TradeProposal.self, from: Data(hit.bytes)) {
+        let cacheKey =
+            "llm-decision:\(members):\(prompt.version):\(context.symbol):\(context.interval):\(context.candleTime):\(StableHash.fnv1a(user.utf8))"
+        if let cache, let hit = await cache.get(cacheKey),
+            let cached = try? JSONDecoder().decode(TradeProposal.self, from: Data(hit.bytes))
+        {
             Counter(label: "tradebus_analyst_cache_total", dimensions: [("result", "hit")]).increment()
             return Verdict(
-                proposal: cached, provider: models.count == 1 ? models[0].model.provider : "consensus",
-                model: models.count == 1 ? models[0].model.model : members, promptVersion: prompt.version, attempts: 0,
-                invalid: [], failures: [], prompt: nil, replies: [], cached: true)
+                proposal: cached,
+                provider: models.count == 1 ? models[0].model.provider : "consensus",
+                model: models.count == 1 ? models[0].model.model : members,
+                promptVersion: prompt.version,
+                attempts: 0,
+                invalid: [],
+                failures: [],
+                prompt: nil,
+                replies: [],
+                cached: true
+            )
         }
         Counter(label: "tradebus_analyst_cache_total", dimensions: [("result", "miss")]).increment()
 
@@ -79,7 +93,10 @@ public struct AnalystPanel: Sendable {
             for await result in group { results.append(result) }
             return results.sorted { $0.0 < $1.0 }.map(\.1)
         }
-        var valid: [TradeProposal] = [], invalid: [String] = [], failures: [String] = [], replies: [String] = []
+        var valid: [TradeProposal] = []
+        var invalid: [String] = []
+        var failures: [String] = []
+        var replies: [String] = []
         for (model, outcome) in zip(models, outcomes) {
             let name = "\(model.model.provider) \(model.model.model)"
             guard let reply = outcome.reply else {
@@ -87,7 +104,9 @@ public struct AnalystPanel: Sendable {
                 continue
             }
             replies.append(reply.text)
-            let checked = AnswerParser.proposal(from: reply, symbol: context.symbol).flatMap { rules.framework.check($0, price: price) }
+            let checked = AnswerParser.proposal(from: reply, symbol: context.symbol).flatMap {
+                rules.framework.check($0, price: price)
+            }
             switch checked {
             case .success(let proposal): valid.append(proposal)
             case .failure(let reason): invalid.append("\(name): \(reason)")
@@ -101,9 +120,17 @@ public struct AnalystPanel: Sendable {
             // Never trade on a panel where an answer could not be believed.
             Counter(label: "tradebus_analyst_invalid_total").increment(by: invalid.count)
             return Verdict(
-                proposal: .hold("invalid analyst answer: \(invalid.joined(separator: "; "))"), provider: provider, model: model,
-                promptVersion: prompt.version, attempts: attempts, invalid: invalid, failures: failures,
-                prompt: request.system + "\n\n" + user, replies: replies, cached: false)
+                proposal: .hold("invalid analyst answer: \(invalid.joined(separator: "; "))"),
+                provider: provider,
+                model: model,
+                promptVersion: prompt.version,
+                attempts: attempts,
+                invalid: invalid,
+                failures: failures,
+                prompt: request.system + "\n\n" + user,
+                replies: replies,
+                cached: false
+            )
         }
         guard let combined = Consensus.combine(valid) else {
             Counter(label: "tradebus_analyst_all_failed_total").increment()
@@ -113,9 +140,17 @@ public struct AnalystPanel: Sendable {
                 return verdict
             }
             return Verdict(
-                proposal: .hold("every model failed: \(failures.joined(separator: "; "))"), provider: provider, model: model,
-                promptVersion: prompt.version, attempts: attempts, invalid: [], failures: failures, prompt: request.system + "\n\n" + user,
-                replies: replies, cached: false)
+                proposal: .hold("every model failed: \(failures.joined(separator: "; "))"),
+                provider: provider,
+                model: model,
+                promptVersion: prompt.version,
+                attempts: attempts,
+                invalid: [],
+                failures: failures,
+                prompt: request.system + "\n\n" + user,
+                replies: replies,
+                cached: false
+            )
         }
         // Averaging can take the consensus below the minimum confidence: check it again.
         let final: TradeProposal
@@ -124,16 +159,41 @@ public struct AnalystPanel: Sendable {
         case .failure(let reason): final = .hold("consensus not usable: \(reason)")
         }
         if failures.isEmpty, let cache, let bytes = try? JSONEncoder().encode(final) {
-            await cache.set(cacheKey, CachedValue(bytes: Array(bytes), sourceTime: Date(timeIntervalSince1970: Double(context.candleTime) / 1000)), ttl: cacheTTL)
+            await cache.set(
+                cacheKey,
+                CachedValue(
+                    bytes: Array(bytes),
+                    sourceTime: Date(timeIntervalSince1970: Double(context.candleTime) / 1000)
+                ),
+                ttl: cacheTTL
+            )
         }
         return Verdict(
-            proposal: final, provider: provider, model: model, promptVersion: prompt.version, attempts: attempts, invalid: [],
-            failures: failures, prompt: request.system + "\n\n" + user, replies: replies, cached: false)
+            proposal: final,
+            provider: provider,
+            model: model,
+            promptVersion: prompt.version,
+            attempts: attempts,
+            invalid: [],
+            failures: failures,
+            prompt: request.system + "\n\n" + user,
+            replies: replies,
+            cached: false
+        )
     }
 
     func rulesVerdict(_ context: AnalysisContext, price: Double, attempts: Int, failures: [String]) -> Verdict {
         Verdict(
-            proposal: rules.checkedDecision(context), provider: RulesAnalyst.name, model: RulesAnalyst.model, promptVersion: RulesAnalyst.promptVersion,
-            attempts: attempts, invalid: [], failures: failures, prompt: nil, replies: [], cached: false)
+            proposal: rules.checkedDecision(context),
+            provider: RulesAnalyst.name,
+            model: RulesAnalyst.model,
+            promptVersion: RulesAnalyst.promptVersion,
+            attempts: attempts,
+            invalid: [],
+            failures: failures,
+            prompt: nil,
+            replies: [],
+            cached: false
+        )
     }
 }

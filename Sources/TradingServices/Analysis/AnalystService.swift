@@ -32,8 +32,14 @@ public actor AnalystService {
     let now: @Sendable () -> Date
 
     public init(
-        panel: AnalystPanel, bus: any MessageBus, cache: any HotCache, store: any TradeStore, settings: Settings, source: String,
-        logger: Logger, now: @escaping @Sendable () -> Date = { Date() }
+        panel: AnalystPanel,
+        bus: any MessageBus,
+        cache: any HotCache,
+        store: any TradeStore,
+        settings: Settings,
+        source: String,
+        logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.panel = panel
         self.bus = bus
@@ -52,14 +58,22 @@ public actor AnalystService {
     public func handle(_ delivery: Delivery) async throws {
         let envelope: Envelope<SignalPayload>
         do {
-            envelope = try EnvelopeCodec.decode(SignalPayload.self, from: delivery.body, expectedType: MessageType.signal)
+            envelope = try EnvelopeCodec.decode(
+                SignalPayload.self,
+                from: delivery.body,
+                expectedType: MessageType.signal
+            )
         } catch {
             throw MessageRejected("not a signal: \(error)")
         }
         let payload = envelope.payload
         try await analyse(
-            symbol: payload.symbol, interval: payload.interval, requestID: envelope.id, correlationID: envelope.correlationID,
-            signalSnapshot: payload.signal.snapshot)
+            symbol: payload.symbol,
+            interval: payload.interval,
+            requestID: envelope.id,
+            correlationID: envelope.correlationID,
+            signalSnapshot: payload.signal.snapshot
+        )
     }
 
     /// Decides for `symbol` on its latest `interval` snapshot: the periodic scan.
@@ -67,12 +81,26 @@ public actor AnalystService {
         guard let primary = await snapshot(symbol: symbol, interval: interval) else { return }
         let requestID = "scan:\(symbol):\(interval):\(primary.openTime)"
         // Competing analysts scan too: only the first to claim this candle decides.
-        guard await cache.setIfAbsent("claim:\(requestID)", CachedValue(source, sourceTime: now()), ttl: .seconds(3_600)) else { return }
-        try await analyse(symbol: symbol, interval: interval, requestID: requestID, correlationID: requestID, signalSnapshot: nil)
+        guard
+            await cache.setIfAbsent("claim:\(requestID)", CachedValue(source, sourceTime: now()), ttl: .seconds(3_600))
+        else { return }
+        try await analyse(
+            symbol: symbol,
+            interval: interval,
+            requestID: requestID,
+            correlationID: requestID,
+            signalSnapshot: nil
+        )
     }
 
     @discardableResult
-    func analyse(symbol: String, interval: String, requestID: String, correlationID: String, signalSnapshot: IndicatorSnapshot?) async throws -> DecisionPayload? {
+    func analyse(
+        symbol: String,
+        interval: String,
+        requestID: String,
+        correlationID: String,
+        signalSnapshot: IndicatorSnapshot?
+    ) async throws -> DecisionPayload? {
         let decisionID = "decision:\(requestID)"
         if let recorded = try await store.decision(id: decisionID) {
             // Decided before (a redelivery, or a second analyst): publish it only if that never happened.
@@ -86,54 +114,99 @@ public actor AnalystService {
         }
         // Only one analyst decides a request: the lease outlives the longest decision.
         guard await claimPublishing(decisionID) else { throw PublishInProgress(decisionID: decisionID) }
-        guard let context = try await context(symbol: symbol, interval: interval, signalSnapshot: signalSnapshot) else { return nil }
+        guard let context = try await context(symbol: symbol, interval: interval, signalSnapshot: signalSnapshot) else {
+            return nil
+        }
         let verdict = await panel.decide(context)
         let payload = DecisionPayload(
-            symbol: symbol, proposal: verdict.proposal, provider: verdict.provider, model: verdict.model, promptVersion: verdict.promptVersion,
-            attempts: verdict.attempts, candleTime: context.candleTime, requestID: requestID)
+            symbol: symbol,
+            proposal: verdict.proposal,
+            provider: verdict.provider,
+            model: verdict.model,
+            promptVersion: verdict.promptVersion,
+            attempts: verdict.attempts,
+            candleTime: context.candleTime,
+            requestID: requestID
+        )
         let record = DecisionRecord(
-            id: decisionID, correlationID: correlationID, payload: payload, createdAt: now(),
-            prompt: verdict.prompt, reply: verdict.replies.isEmpty ? nil : verdict.replies.joined(separator: "\n---\n"))
+            id: decisionID,
+            correlationID: correlationID,
+            payload: payload,
+            createdAt: now(),
+            prompt: verdict.prompt,
+            reply: verdict.replies.isEmpty ? nil : verdict.replies.joined(separator: "\n---\n")
+        )
         guard try await store.recordDecision(record) else {
             // Another analyst decided the same request at the same moment: its decision stands and it publishes.
             logger.info("decision already recorded by another analyst", metadata: ["decision_id": "\(decisionID)"])
             return nil
         }
         if !verdict.invalid.isEmpty {
-            try await alert(AlertPayload(
-                severity: .warning, kind: "analyst_invalid", title: "Analyst answer rejected",
-                message: "\(symbol): \(verdict.invalid.joined(separator: "; ")). Decided HOLD.", symbol: symbol,
-                fields: ["decision_id": .string(decisionID)]))
+            try await alert(
+                AlertPayload(
+                    severity: .warning,
+                    kind: "analyst_invalid",
+                    title: "Analyst answer rejected",
+                    message: "\(symbol): \(verdict.invalid.joined(separator: "; ")). Decided HOLD.",
+                    symbol: symbol,
+                    fields: ["decision_id": .string(decisionID)]
+                )
+            )
         } else if !verdict.failures.isEmpty && verdict.failures.count == panel.models.count {
-            try await alert(AlertPayload(
-                severity: .warning, kind: "analyst_failed", title: "Every LLM failed",
-                message: "\(symbol): \(verdict.failures.joined(separator: "; ")). Decided by \(verdict.provider).", symbol: symbol,
-                fields: ["decision_id": .string(decisionID)]))
+            try await alert(
+                AlertPayload(
+                    severity: .warning,
+                    kind: "analyst_failed",
+                    title: "Every LLM failed",
+                    message: "\(symbol): \(verdict.failures.joined(separator: "; ")). Decided by \(verdict.provider).",
+                    symbol: symbol,
+                    fields: ["decision_id": .string(decisionID)]
+                )
+            )
         }
         try await publish(payload, id: decisionID, correlationID: correlationID)
-        Counter(label: "tradebus_decisions_total", dimensions: [("action", payload.action.rawValue), ("provider", payload.provider)]).increment()
-        logger.info("decided", metadata: [
-            "symbol": "\(symbol)", "action": "\(payload.action.rawValue)", "confidence": "\(payload.confidence)", "provider": "\(payload.provider)",
-            "attempts": "\(payload.attempts)",
-        ])
+        Counter(
+            label: "tradebus_decisions_total",
+            dimensions: [("action", payload.action.rawValue), ("provider", payload.provider)]
+        ).increment()
+        logger.info(
+            "decided",
+            metadata: [
+                "symbol": "\(symbol)", "action": "\(payload.action.rawValue)", "confidence": "\(payload.confidence)",
+                "provider": "\(payload.provider)",
+                "attempts": "\(payload.attempts)",
+            ]
+        )
         return payload
     }
 
     /// The context, or nil when the primary snapshot is missing or stale.
-    func context(symbol: String, interval: String, signalSnapshot: IndicatorSnapshot?) async throws -> AnalysisContext? {
+    func context(symbol: String, interval: String, signalSnapshot: IndicatorSnapshot?) async throws -> AnalysisContext?
+    {
         var latest: [String: IndicatorSnapshot] = [:]
         for other in Set(settings.intervals + [interval]) {
             if let snapshot = await snapshot(symbol: symbol, interval: other) { latest[other] = snapshot }
         }
         let timeframes: [String: IndicatorSnapshot]
-        switch AnalysisContext.timeframes(latest: latest, interval: interval, signalSnapshot: signalSnapshot, now: now(), maxSnapshotAge: settings.maxSnapshotAge) {
+        switch AnalysisContext.timeframes(
+            latest: latest,
+            interval: interval,
+            signalSnapshot: signalSnapshot,
+            now: now(),
+            maxSnapshotAge: settings.maxSnapshotAge
+        ) {
         case .success(let shown): timeframes = shown
         case .failure(.missing):
             logger.warning("no snapshot to analyse", metadata: ["symbol": "\(symbol)", "interval": "\(interval)"])
             Counter(label: "tradebus_analyst_refused_total", dimensions: [("reason", "missing")]).increment()
             return nil
         case .failure(.stale):
-            logger.warning("snapshot too old; not analysed", metadata: ["symbol": "\(symbol)", "interval": "\(interval)", "open_time": "\(latest[interval]?.openTime ?? 0)"])
+            logger.warning(
+                "snapshot too old; not analysed",
+                metadata: [
+                    "symbol": "\(symbol)", "interval": "\(interval)", "open_time": "\(latest[interval]?.openTime ?? 0)",
+                ]
+            )
             Counter(label: "tradebus_analyst_refused_total", dimensions: [("reason", "stale")]).increment()
             return nil
         }
@@ -141,19 +214,33 @@ public actor AnalystService {
         let positions = try await store.openPositions().filter { $0.symbol == symbol }
         let dayStart = Date(timeIntervalSince1970: (now().timeIntervalSince1970 / 86_400).rounded(.down) * 86_400)
         let today = try await store.trades(since: dayStart)
-        let recent = try await store.trades(since: now().addingTimeInterval(-7 * 86_400)).filter { $0.symbol == symbol }.suffix(settings.recentTrades)
+        let recent = try await store.trades(since: now().addingTimeInterval(-7 * 86_400)).filter { $0.symbol == symbol }
+            .suffix(settings.recentTrades)
         let funding = await cache.get("funding:\(symbol)").flatMap { Double($0.string ?? "") }
         return AnalysisContext(
-            symbol: symbol, interval: interval, timeframes: timeframes, fundingRate: funding,
+            symbol: symbol,
+            interval: interval,
+            timeframes: timeframes,
+            fundingRate: funding,
             position: positions.first.map {
-                AnalysisContext.Position(side: $0.side, entry: $0.entryPrice.doubleValue, quantity: $0.quantity.doubleValue, leverage: $0.leverage)
+                AnalysisContext.Position(
+                    side: $0.side,
+                    entry: $0.entryPrice.doubleValue,
+                    quantity: $0.quantity.doubleValue,
+                    leverage: $0.leverage
+                )
             },
-            recentTrades: recent.map { AnalysisContext.Trade(side: $0.side, pnl: $0.pnl.doubleValue, exitReason: $0.exitReason) },
-            todayPnL: today.map(\.pnl.doubleValue).reduce(0, +))
+            recentTrades: recent.map {
+                AnalysisContext.Trade(side: $0.side, pnl: $0.pnl.doubleValue, exitReason: $0.exitReason)
+            },
+            todayPnL: today.map(\.pnl.doubleValue).reduce(0, +)
+        )
     }
 
     func snapshot(symbol: String, interval: String) async -> IndicatorSnapshot? {
-        guard let value = await cache.get(SnapshotPayload.cacheKey(symbol: symbol, interval: interval)) else { return nil }
+        guard let value = await cache.get(SnapshotPayload.cacheKey(symbol: symbol, interval: interval)) else {
+            return nil
+        }
         return try? EnvelopeCodec.decode(SnapshotPayload.self, from: value.bytes).payload.snapshot
     }
 
@@ -172,7 +259,14 @@ public actor AnalystService {
     /// Publishes (confirmed by the broker), then marks it published; a crash in between publishes it
     /// again on redelivery, with the same id, which consumers drop.
     func publish(_ payload: DecisionPayload, id: String, correlationID: String) async throws {
-        let envelope = Envelope(id: id, type: MessageType.decision, time: now(), correlationID: correlationID, source: source, payload: payload)
+        let envelope = Envelope(
+            id: id,
+            type: MessageType.decision,
+            time: now(),
+            correlationID: correlationID,
+            source: source,
+            payload: payload
+        )
         try await bus.publish(envelope, routingKey: RoutingKey.decision(symbol: payload.symbol))
         try await store.markProcessed(messageID: id, consumer: Self.publishedMarker, at: now())
     }

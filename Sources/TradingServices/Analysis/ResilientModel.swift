@@ -35,7 +35,10 @@ public actor ResilientModel {
     private var breaker: CircuitBreaker
 
     public init(
-        model: any LanguageModel, settings: Settings, ledger: SpendingBook, logger: Logger,
+        model: any LanguageModel,
+        settings: Settings,
+        ledger: SpendingBook,
+        logger: Logger,
         now: @escaping @Sendable () -> Date = { Date() },
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
         random: @escaping @Sendable () -> Double = { Double.random(in: 0...1) }
@@ -62,43 +65,81 @@ public actor ResilientModel {
         var retry = 0
         while true {
             guard breaker.allow(now: now()) else {
-                return Outcome(reply: nil, attempts: attempts, error: ModelCallError(.refusedLocally("circuit breaker open for \(model.provider) \(model.model)")), cost: cost)
+                return Outcome(
+                    reply: nil,
+                    attempts: attempts,
+                    error: ModelCallError(.refusedLocally("circuit breaker open for \(model.provider) \(model.model)")),
+                    cost: cost
+                )
             }
             // The worst case of this call: the whole prompt in, max_tokens out (a character is at most a token).
-            let estimate = settings.price.cost(inputTokens: request.system.count + request.user.count, outputTokens: request.maxTokens)
+            let estimate = settings.price.cost(
+                inputTokens: request.system.count + request.user.count,
+                outputTokens: request.maxTokens
+            )
             guard await ledger.canSpend(estimate, now: now()) else {
                 breaker.recordSuccess()  // not the provider's failure
-                return Outcome(reply: nil, attempts: attempts, error: ModelCallError(.refusedLocally("daily LLM spending cap reached")), cost: cost)
+                return Outcome(
+                    reply: nil,
+                    attempts: attempts,
+                    error: ModelCallError(.refusedLocally("daily LLM spending cap reached")),
+                    cost: cost
+                )
             }
             attempts += 1
             let started = ContinuousClock.now
             do {
                 let reply = try await model.complete(request)
-                Timer(label: "tradebus_llm_latency_seconds", dimensions: dimensions).recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+                Timer(label: "tradebus_llm_latency_seconds", dimensions: dimensions).recordNanoseconds(
+                    (ContinuousClock.now - started).nanoseconds
+                )
                 breaker.recordSuccess()
                 let spent = settings.price.cost(inputTokens: reply.inputTokens, outputTokens: reply.outputTokens)
                 cost += spent
                 await ledger.record(spent, now: now())
-                Counter(label: "tradebus_llm_tokens_total", dimensions: dimensions + [("direction", "input")]).increment(by: reply.inputTokens)
-                Counter(label: "tradebus_llm_tokens_total", dimensions: dimensions + [("direction", "output")]).increment(by: reply.outputTokens)
-                Counter(label: "tradebus_llm_cost_microusd_total", dimensions: dimensions).increment(by: Int(spent * 1_000_000))
+                Counter(label: "tradebus_llm_tokens_total", dimensions: dimensions + [("direction", "input")])
+                    .increment(by: reply.inputTokens)
+                Counter(label: "tradebus_llm_tokens_total", dimensions: dimensions + [("direction", "output")])
+                    .increment(by: reply.outputTokens)
+                Counter(label: "tradebus_llm_cost_microusd_total", dimensions: dimensions).increment(
+                    by: Int(spent * 1_000_000)
+                )
                 return Outcome(reply: reply, attempts: attempts, error: nil, cost: cost)
             } catch {
                 breaker.recordFailure(now: now())
                 Counter(label: "tradebus_llm_failures_total", dimensions: dimensions).increment()
                 guard RetryPolicy.isRetryable(error), retry < settings.retry.maxRetries else {
-                    logger.warning("LLM call failed", metadata: ["provider": "\(model.provider)", "model": "\(model.model)", "error": "\(error)", "attempts": "\(attempts)"])
+                    logger.warning(
+                        "LLM call failed",
+                        metadata: [
+                            "provider": "\(model.provider)", "model": "\(model.model)", "error": "\(error)",
+                            "attempts": "\(attempts)",
+                        ]
+                    )
                     return Outcome(reply: nil, attempts: attempts, error: error, cost: cost)
                 }
                 let delay = settings.retry.delay(attempt: retry, after: error, now: now(), unit: random())
                 if now().addingTimeInterval(delay.timeInterval) > deadline {
-                    logger.warning("LLM call failed; no time left to retry", metadata: ["provider": "\(model.provider)", "error": "\(error)"])
+                    logger.warning(
+                        "LLM call failed; no time left to retry",
+                        metadata: ["provider": "\(model.provider)", "error": "\(error)"]
+                    )
                     return Outcome(reply: nil, attempts: attempts, error: error, cost: cost)
                 }
                 Counter(label: "tradebus_llm_retries_total", dimensions: dimensions).increment()
-                logger.info("LLM call failed; retrying", metadata: ["provider": "\(model.provider)", "error": "\(error)", "retry_in": "\(delay)"])
+                logger.info(
+                    "LLM call failed; retrying",
+                    metadata: ["provider": "\(model.provider)", "error": "\(error)", "retry_in": "\(delay)"]
+                )
                 retry += 1
-                do { try await sleep(delay) } catch { return Outcome(reply: nil, attempts: attempts, error: ModelCallError(.refusedLocally("cancelled")), cost: cost) }
+                do { try await sleep(delay) } catch {
+                    return Outcome(
+                        reply: nil,
+                        attempts: attempts,
+                        error: ModelCallError(.refusedLocally("cancelled")),
+                        cost: cost
+                    )
+                }
             }
         }
     }

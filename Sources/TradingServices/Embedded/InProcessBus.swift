@@ -74,7 +74,10 @@ public actor InProcessBus: MessageBus {
 
     /// A task that calls `expire` after `timeout` unless it is cancelled first. A waiter cancels its
     /// timer once answered, so a replay (one wait per candle) leaves no sleeping tasks behind.
-    private func expiry(after timeout: Duration, _ expire: @escaping @Sendable (InProcessBus) async -> Void) -> Task<Void, Never> {
+    private func expiry(
+        after timeout: Duration,
+        _ expire: @escaping @Sendable (InProcessBus) async -> Void
+    ) -> Task<Void, Never> {
         Task { [weak self] in
             guard (try? await Task.sleep(for: timeout)) != nil, let self else { return }
             await expire(self)
@@ -90,7 +93,8 @@ public actor InProcessBus: MessageBus {
         var unackedByQueue: [String: Int] = [:]
         for entry in unacked.values { unackedByQueue[entry.queue, default: 0] += 1 }
         return queues.values.filter { !$0.consumers.isEmpty && (!$0.ready.isEmpty || unackedByQueue[$0.name] != nil) }
-            .map { "\($0.name): \($0.ready.count) waiting, \(unackedByQueue[$0.name] ?? 0) unacknowledged" }.sorted().joined(separator: "; ")
+            .map { "\($0.name): \($0.ready.count) waiting, \(unackedByQueue[$0.name] ?? 0) unacknowledged" }.sorted()
+            .joined(separator: "; ")
     }
 
     /// Returns once each of `names` has a consumer. A queue nobody consumes counts as idle, so a replay
@@ -137,7 +141,8 @@ public actor InProcessBus: MessageBus {
             if queues[dlq] == nil { queues[dlq] = QueueState(name: dlq, singleActiveConsumer: false) }
         }
         let target: Target = spec.queueNames.count == 1 && spec.sharding == .none ? .queue(spec.name) : .shards(spec)
-        for pattern in spec.bindings where !bindings.contains(where: { $0.pattern.pattern == pattern && $0.target == target }) {
+        for pattern in spec.bindings
+        where !bindings.contains(where: { $0.pattern.pattern == pattern && $0.target == target }) {
             bindings.append((TopicPattern(pattern), target))
         }
     }
@@ -162,7 +167,10 @@ public actor InProcessBus: MessageBus {
             case .queue(let name):
                 targets.insert(name)
             case .shards(let spec):
-                guard case .byShardKey(let count) = spec.sharding else { targets.insert(spec.name); continue }
+                guard case .byShardKey(let count) = spec.sharding else {
+                    targets.insert(spec.name)
+                    continue
+                }
                 let key = message.shardKey ?? message.routingKey
                 targets.insert(spec.shard(Int(StableHash.fnv1a(key.utf8) % UInt64(count))))
             }
@@ -187,8 +195,13 @@ public actor InProcessBus: MessageBus {
             unacked[tag] = (queue.name, stored, consumerID)
             consumers[consumerID]!.inFlight += 1
             let delivery = Delivery(
-                routingKey: stored.message.routingKey, body: stored.message.body, messageID: stored.message.messageID,
-                correlationID: stored.message.correlationID, headers: stored.headers, redelivered: stored.redelivered)
+                routingKey: stored.message.routingKey,
+                body: stored.message.body,
+                messageID: stored.message.messageID,
+                correlationID: stored.message.correlationID,
+                headers: stored.headers,
+                redelivered: stored.redelivered
+            )
             consumers[consumerID]!.continuation.yield((delivery, tag))
         }
     }
@@ -213,21 +226,29 @@ public actor InProcessBus: MessageBus {
     }
 
     public nonisolated func consume(
-        _ queue: String, options: ConsumerOptions, control: ConsumerControl?,
+        _ queue: String,
+        options: ConsumerOptions,
+        control: ConsumerControl?,
         handler: @escaping @Sendable (Delivery) async throws -> Void
     ) async throws {
         let (stream, continuation) = AsyncStream<(Delivery, Int)>.makeStream()
         let consumerID = try await register(queue: queue, prefetch: options.prefetch, continuation: continuation)
         await DeliveryRunner.run(
-            deliveries: stream, options: options, control: control, attempts: attempts,
+            deliveries: stream,
+            options: options,
+            control: control,
+            attempts: attempts,
             stopIntake: { await self.cancel(consumerID) },
             settle: { tag, settlement in await self.settle(tag, settlement) },
-            handler: handler)
+            handler: handler
+        )
         await cancel(consumerID)
     }
 
     private func register(
-        queue: String, prefetch: Int, continuation: AsyncStream<(Delivery, Int)>.Continuation
+        queue: String,
+        prefetch: Int,
+        continuation: AsyncStream<(Delivery, Int)>.Continuation
     ) throws -> Int {
         guard let state = queues[queue] else { throw BusError.unknownQueue(queue) }
         let id = nextConsumerID

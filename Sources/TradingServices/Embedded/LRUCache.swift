@@ -1,9 +1,10 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Synchronization
 
 /// A bounded least-recently-used map with per-entry expiry, safe to share between tasks.
 ///
@@ -100,7 +101,8 @@ public final class LRUCache<Value: Sendable>: Sendable {
     /// Entries held, expired ones included until they are touched or evicted.
     public var count: Int { storage.withLock { $0.index.count } }
 
-    private static func store(_ value: Value, key: String, expiresAt: UInt64, capacity: Int, in storage: inout Storage) {
+    private static func store(_ value: Value, key: String, expiresAt: UInt64, capacity: Int, in storage: inout Storage)
+    {
         if let slot = storage.index[key] {
             storage.values[Int(slot)] = value
             storage.expiresAt[Int(slot)] = expiresAt
@@ -134,14 +136,16 @@ public final class LRUCache<Value: Sendable>: Sendable {
         // Keep the arrays dense: move the last slot into the hole.
         let last = Int32(storage.keys.count - 1)
         if slot != last {
-            let s = Int(slot), l = Int(last)
+            let s = Int(slot)
+            let l = Int(last)
             storage.keys[s] = storage.keys[l]
             storage.values[s] = storage.values[l]
             storage.expiresAt[s] = storage.expiresAt[l]
             storage.previous[s] = storage.previous[l]
             storage.next[s] = storage.next[l]
             storage.index[storage.keys[s]] = slot
-            let previous = storage.previous[s], next = storage.next[s]
+            let previous = storage.previous[s]
+            let next = storage.next[s]
             if previous >= 0 { storage.next[Int(previous)] = slot } else { storage.head = slot }
             if next >= 0 { storage.previous[Int(next)] = slot } else { storage.tail = slot }
         }
@@ -159,7 +163,8 @@ public final class LRUCache<Value: Sendable>: Sendable {
     }
 
     private static func unlink(_ slot: Int32, in storage: inout Storage) {
-        let previous = storage.previous[Int(slot)], next = storage.next[Int(slot)]
+        let previous = storage.previous[Int(slot)]
+        let next = storage.next[Int(slot)]
         if previous >= 0 { storage.next[Int(previous)] = next } else { storage.head = next }
         if next >= 0 { storage.previous[Int(next)] = previous } else { storage.tail = previous }
         storage.previous[Int(slot)] = -1

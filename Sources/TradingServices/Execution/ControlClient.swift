@@ -12,25 +12,49 @@ public enum ControlClient {
 
     /// Sends `request` and returns the executor's reply, or throws ``Failure`` after `timeout`.
     public static func send(
-        _ request: ControlRequest, account: String, bus: any MessageBus, timeout: Duration = .seconds(10), source: String = "tradebus-control"
+        _ request: ControlRequest,
+        account: String,
+        bus: any MessageBus,
+        timeout: Duration = .seconds(10),
+        source: String = "tradebus-control"
     ) async throws -> ControlReply {
         let request = try request.validated()
         let id = "control-\(UUID().uuidString.lowercased())"
-        let replies = QueueSpec(name: "reply.control.\(id)", bindings: [RoutingKey.controlReply(requestID: id)], expiresAfter: .seconds(60))
+        let replies = QueueSpec(
+            name: "reply.control.\(id)",
+            bindings: [RoutingKey.controlReply(requestID: id)],
+            expiresAfter: .seconds(60)
+        )
         try await bus.declare(replies)
         let (stream, continuation) = AsyncStream.makeStream(of: ControlReply.self)
         let consumer = RunningConsumer.start(bus, queue: replies.name) { delivery in
-            guard let envelope = try? EnvelopeCodec.decode(ControlReply.self, from: delivery.body, expectedType: MessageType.controlReply),
-                  envelope.correlationID == id else { return }
+            guard
+                let envelope = try? EnvelopeCodec.decode(
+                    ControlReply.self,
+                    from: delivery.body,
+                    expectedType: MessageType.controlReply
+                ),
+                envelope.correlationID == id
+            else { return }
             continuation.yield(envelope.payload)
         }
         defer { continuation.finish() }
-        let envelope = Envelope(id: id, type: MessageType.controlRequest, time: Date(), correlationID: id, source: source, payload: request)
+        let envelope = Envelope(
+            id: id,
+            type: MessageType.controlRequest,
+            time: Date(),
+            correlationID: id,
+            source: source,
+            payload: request
+        )
         do {
             try await bus.publish(envelope, routingKey: RoutingKey.control(account: account))
         } catch BusError.unroutable {
             try? await consumer.stop()
-            throw Failure(description: "no executor listens on \(RoutingKey.control(account: account)); is the executor of account '\(account)' running?")
+            throw Failure(
+                description:
+                    "no executor listens on \(RoutingKey.control(account: account)); is the executor of account '\(account)' running?"
+            )
         }
         let reply = await withTaskGroup(of: ControlReply?.self) { group in
             group.addTask { await stream.first { _ in true } }
@@ -45,7 +69,10 @@ public enum ControlClient {
         continuation.finish()
         try? await consumer.stop()
         guard let reply else {
-            throw Failure(description: "no reply from the executor of '\(account)' within \(timeout); it may be down or busy, and may still carry out '\(request.command.rawValue)'")
+            throw Failure(
+                description:
+                    "no reply from the executor of '\(account)' within \(timeout); it may be down or busy, and may still carry out '\(request.command.rawValue)'"
+            )
         }
         return reply
     }

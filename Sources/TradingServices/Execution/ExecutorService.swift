@@ -84,7 +84,13 @@ public actor ExecutorService {
     private var resumed = false
 
     public init(
-        venue: any Venue, store: any TradeStore, bus: any MessageBus, cache: any HotCache, settings: Settings, source: String, logger: Logger,
+        venue: any Venue,
+        store: any TradeStore,
+        bus: any MessageBus,
+        cache: any HotCache,
+        settings: Settings,
+        source: String,
+        logger: Logger,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.venue = venue
@@ -96,7 +102,10 @@ public actor ExecutorService {
         self.source = source
         self.logger = logger
         self.now = now
-        self.kernel = ExecutionKernel(settings: settings.kernel, epoch: String(Int(now().timeIntervalSince1970), radix: 36))
+        self.kernel = ExecutionKernel(
+            settings: settings.kernel,
+            epoch: String(Int(now().timeIntervalSince1970), radix: 36)
+        )
     }
 
     /// The executor's decision queue: one active consumer per account, the others stand by.
@@ -108,7 +117,9 @@ public actor ExecutorService {
     public static func candleQueue(account: String, priceVenue: String = "*") -> QueueSpec {
         QueueSpec(
             name: priceVenue == "*" ? "executor.\(account).candles" : "executor.\(account).candles.\(priceVenue)",
-            bindings: ["md.candle.\(priceVenue).#"], singleActiveConsumer: true)
+            bindings: ["md.candle.\(priceVenue).#"],
+            singleActiveConsumer: true
+        )
     }
 
     /// `ADOPT_POLICY`: what to do with a position at the venue that the executor did not open.
@@ -134,11 +145,18 @@ public actor ExecutorService {
     public func handleDecision(_ delivery: Delivery) async throws {
         let envelope: Envelope<DecisionPayload>
         do {
-            envelope = try EnvelopeCodec.decode(DecisionPayload.self, from: delivery.body, expectedType: MessageType.decision)
+            envelope = try EnvelopeCodec.decode(
+                DecisionPayload.self,
+                from: delivery.body,
+                expectedType: MessageType.decision
+            )
         } catch {
             throw MessageRejected("not a decision: \(error)")
         }
-        _ = try await execute(OrderIntent(decisionID: envelope.id, decision: envelope.payload, decidedAt: envelope.time), correlationID: envelope.correlationID)
+        _ = try await execute(
+            OrderIntent(decisionID: envelope.id, decision: envelope.payload, decidedAt: envelope.time),
+            correlationID: envelope.correlationID
+        )
     }
 
     /// One decision, start to end (the backtester calls this directly).
@@ -153,7 +171,9 @@ public actor ExecutorService {
         }
         if try await store.isProcessed(messageID: intent.decisionID, consumer: "executor") { return .duplicate }
         // Every decision is in the record, whoever made it (the analyst may use another store).
-        try await store.recordDecision(DecisionRecord(id: intent.decisionID, correlationID: correlationID, payload: d, createdAt: now()))
+        try await store.recordDecision(
+            DecisionRecord(id: intent.decisionID, correlationID: correlationID, payload: d, createdAt: now())
+        )
         if d.action == .hold {
             try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
             return .hold
@@ -161,9 +181,12 @@ public actor ExecutorService {
         let positions = try await venuePositionsInStore()
         let inFlight = try await ordersInFlight()
         if let open = positions.first(where: { $0.symbol == d.symbol }), settings.closeOnOpposite,
-           (open.side == .long) != (d.action == .long) {
+            (open.side == .long) != (d.action == .long)
+        {
             // An exit moves money too: it passes the gateway's checks for exits first.
-            if let rejection = gateway.checkExit(intent, now: now()) { return try await reject(intent, rejection, correlationID: correlationID) }
+            if let rejection = gateway.checkExit(intent, now: now()) {
+                return try await reject(intent, rejection, correlationID: correlationID)
+            }
             if let exit = inFlight.first(where: { $0.symbol == d.symbol && $0.purpose == .exit }) {
                 // Already closing: a second exit would find nothing to reduce.
                 try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
@@ -176,56 +199,95 @@ public actor ExecutorService {
         case .success(let value): quote = value
         case .failure(let error) where error.kind == .rejected:
             // The venue does not trade the symbol: a refusal, not a failure to retry.
-            return try await reject(intent, RiskRejection(.invalidDecision, "the venue refuses \(d.symbol): \(error.message)"), correlationID: correlationID)
+            return try await reject(
+                intent,
+                RiskRejection(.invalidDecision, "the venue refuses \(d.symbol): \(error.message)"),
+                correlationID: correlationID
+            )
         case .failure(let error): throw error
         }
         let filters = quote.filters
         guard let price = quote.price else {
-            return try await reject(intent, RiskRejection(.invalidDecision, "the venue has no price for \(d.symbol) yet"), correlationID: correlationID)
+            return try await reject(
+                intent,
+                RiskRejection(.invalidDecision, "the venue has no price for \(d.symbol) yet"),
+                correlationID: correlationID
+            )
         }
         let account = try await venue.account()
         // An entry on its way counts as the position it will be: no second one on the same symbol.
         let venueSymbols = Set(try await venue.positions().map(\.symbol))
         let entering = inFlight.filter { $0.purpose == .entry }.map(\.symbol)
         let market = MarketView(
-            venuePrice: price, referencePrice: await referencePrice(d.symbol), filters: filters, now: now(), marginTiers: await marginTiers(d.symbol))
+            venuePrice: price,
+            referencePrice: await referencePrice(d.symbol),
+            filters: filters,
+            now: now(),
+            marginTiers: await marginTiers(d.symbol)
+        )
         try await rollBreakers(equity: account.equity)
         // Every close fetched so far is counted; from here to the check nothing waits, so a close
         // cannot slip in between the breakers and the decision.
         await breakersCaughtUp()
         let view = AccountView(
-            equity: account.equity, availableMargin: account.availableMargin, openSymbols: venueSymbols.union(positions.map(\.symbol)).union(entering),
-            halt: control.entryBlock)
+            equity: account.equity,
+            availableMargin: account.availableMargin,
+            openSymbols: venueSymbols.union(positions.map(\.symbol)).union(entering),
+            halt: control.entryBlock
+        )
         switch gateway.check(intent, market: market, account: view) {
         case .failure(let rejection):
             return try await reject(intent, rejection, correlationID: correlationID)
         case .success(let order):
             let record = OrderRecord(
-                clientOrderID: entryID, decisionID: intent.decisionID, venue: venue.name, symbol: d.symbol, side: order.side == .long ? .buy : .sell,
-                type: .market, purpose: .entry, quantity: order.quantity, price: order.entryPrice, stopPrice: order.stopLoss, createdAt: now())
-            guard try await store.recordOrder(record) else { return .duplicate }  // the intent is committed before anything is sent
+                clientOrderID: entryID,
+                decisionID: intent.decisionID,
+                venue: venue.name,
+                symbol: d.symbol,
+                side: order.side == .long ? .buy : .sell,
+                type: .market,
+                purpose: .entry,
+                quantity: order.quantity,
+                price: order.entryPrice,
+                stopPrice: order.stopLoss,
+                createdAt: now()
+            )
+            // the intent is committed before anything is sent
+            guard try await store.recordOrder(record) else { return .duplicate }
             // Once it fills, the kernel holds its stop and target to the gateway's rules against the real fill.
             let check = FillCheck(limits: settings.limits, equity: account.equity, filters: filters)
-            try await send(record, leverage: order.leverage, target: order.takeProfit, check: check, correlationID: correlationID)
+            try await send(
+                record,
+                leverage: order.leverage,
+                target: order.takeProfit,
+                check: check,
+                correlationID: correlationID
+            )
             try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
             return .ordered(clientOrderID: entryID)
         }
     }
 
-    struct Quote { var price: Decimal?; var filters: ExchangeFilters }
+    struct Quote {
+        var price: Decimal?
+        var filters: ExchangeFilters
+    }
 
     /// This venue's orders whose outcome is open. An intent older than a decision may be is left out:
     /// it will never be sent (its decision, redelivered, expires it).
     func ordersInFlight() async throws -> [OrderRecord] {
         try await store.orders(statuses: OrderStatus.inFlight).filter {
-            $0.venue == venue.name && ($0.status != .intent || now().timeIntervalSince($0.createdAt) <= settings.limits.maxDecisionAge)
+            $0.venue == venue.name
+                && ($0.status != .intent || now().timeIntervalSince($0.createdAt) <= settings.limits.maxDecisionAge)
         }
     }
 
     /// The symbol's price and filters at the venue.
     func venueQuote(_ symbol: String) async -> Result<Quote, VenueError> {
         do {
-            return .success(Quote(price: try await venue.price(symbol: symbol), filters: try await venue.filters(symbol: symbol)))
+            return .success(
+                Quote(price: try await venue.price(symbol: symbol), filters: try await venue.filters(symbol: symbol))
+            )
         } catch {
             return .failure(error)
         }
@@ -236,12 +298,22 @@ public actor ExecutorService {
         switch order.status {
         case .intent:
             if let known = try await venue.order(clientOrderID: order.clientOrderID, symbol: order.symbol) {
-                try await store.updateOrder(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID, at: now())
+                try await store.updateOrder(
+                    clientOrderID: order.clientOrderID,
+                    status: known.status,
+                    venueOrderID: known.venueOrderID,
+                    at: now()
+                )
             } else if now().timeIntervalSince(intent.decidedAt) <= settings.limits.maxDecisionAge {
                 // Committed but never sent, and still fresh: send it now, under the same client id.
                 try await send(order, leverage: intent.decision.leverage, correlationID: correlationID)
             } else {
-                try await store.updateOrder(clientOrderID: order.clientOrderID, status: .expired, venueOrderID: nil, at: now())
+                try await store.updateOrder(
+                    clientOrderID: order.clientOrderID,
+                    status: .expired,
+                    venueOrderID: nil,
+                    at: now()
+                )
             }
         case .sent, .unknown:
             try await settleUnknown(order)
@@ -251,28 +323,70 @@ public actor ExecutorService {
         try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
     }
 
-    func send(_ order: OrderRecord, leverage: Int, target: Decimal? = nil, check: FillCheck? = nil, correlationID: String) async throws {
+    func send(
+        _ order: OrderRecord,
+        leverage: Int,
+        target: Decimal? = nil,
+        check: FillCheck? = nil,
+        correlationID: String
+    ) async throws {
         let request = ExecutionKernel.OrderRequest(
-            clientOrderID: order.clientOrderID, decisionID: order.decisionID, symbol: order.symbol, side: order.side, quantity: order.quantity,
-            leverage: leverage, purpose: order.purpose, stopLoss: order.stopPrice, takeProfit: target, check: check)
+            clientOrderID: order.clientOrderID,
+            decisionID: order.decisionID,
+            symbol: order.symbol,
+            side: order.side,
+            quantity: order.quantity,
+            leverage: leverage,
+            purpose: order.purpose,
+            stopLoss: order.stopPrice,
+            takeProfit: target,
+            check: check
+        )
         // The kernel sends each client id once.
         guard kernel.handle(.submit(request), now: now()).contains(.sendOrder(request)) else { return }
         try await store.updateOrder(clientOrderID: order.clientOrderID, status: .sent, venueOrderID: nil, at: now())
         do {
-            let placed = try await venue.submit(VenueOrderRequest(
-                clientOrderID: order.clientOrderID, symbol: order.symbol, side: order.side, quantity: order.quantity, leverage: leverage, reduceOnly: order.reduceOnly))
+            let placed = try await venue.submit(
+                VenueOrderRequest(
+                    clientOrderID: order.clientOrderID,
+                    symbol: order.symbol,
+                    side: order.side,
+                    quantity: order.quantity,
+                    leverage: leverage,
+                    reduceOnly: order.reduceOnly
+                )
+            )
             await drive(.orderStatus(clientOrderID: order.clientOrderID, status: placed.status))
-            try await store.updateOrder(clientOrderID: order.clientOrderID, status: placed.status, venueOrderID: placed.venueOrderID, at: now())
+            try await store.updateOrder(
+                clientOrderID: order.clientOrderID,
+                status: placed.status,
+                venueOrderID: placed.venueOrderID,
+                at: now()
+            )
             try await publishOrder(order, status: placed.status, reason: nil, correlationID: correlationID)
-            Counter(label: "tradebus_orders_total", dimensions: [("status", placed.status.rawValue.lowercased())]).increment()
+            Counter(label: "tradebus_orders_total", dimensions: [("status", placed.status.rawValue.lowercased())])
+                .increment()
         } catch let error as VenueError where error.kind == .rejected {
             await drive(.orderStatus(clientOrderID: order.clientOrderID, status: .rejected))
-            try await store.updateOrder(clientOrderID: order.clientOrderID, status: .rejected, venueOrderID: nil, at: now())
+            try await store.updateOrder(
+                clientOrderID: order.clientOrderID,
+                status: .rejected,
+                venueOrderID: nil,
+                at: now()
+            )
             try await publishOrder(order, status: .rejected, reason: error.message, correlationID: correlationID)
         } catch let error as VenueError {
             // The order may or may not exist: find out by client id; never resend blindly.
-            logger.warning("order outcome unknown; querying it", metadata: ["client_order_id": "\(order.clientOrderID)", "error": "\(error)"])
-            try await store.updateOrder(clientOrderID: order.clientOrderID, status: .unknown, venueOrderID: nil, at: now())
+            logger.warning(
+                "order outcome unknown; querying it",
+                metadata: ["client_order_id": "\(order.clientOrderID)", "error": "\(error)"]
+            )
+            try await store.updateOrder(
+                clientOrderID: order.clientOrderID,
+                status: .unknown,
+                venueOrderID: nil,
+                at: now()
+            )
             var unknown = order
             unknown.status = .unknown
             try await settleUnknown(unknown)
@@ -285,22 +399,47 @@ public actor ExecutorService {
         do {
             known = try await venue.order(clientOrderID: order.clientOrderID, symbol: order.symbol)
         } catch {
-            logger.warning("venue unreachable while settling an unknown order; will retry", metadata: ["client_order_id": "\(order.clientOrderID)"])
+            logger.warning(
+                "venue unreachable while settling an unknown order; will retry",
+                metadata: ["client_order_id": "\(order.clientOrderID)"]
+            )
             throw error
         }
         if let known {
-            try await store.updateOrder(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID, at: now())
+            try await store.updateOrder(
+                clientOrderID: order.clientOrderID,
+                status: known.status,
+                venueOrderID: known.venueOrderID,
+                at: now()
+            )
         } else {
-            try await store.updateOrder(clientOrderID: order.clientOrderID, status: .rejected, venueOrderID: nil, at: now())
-            logger.warning("the venue never received the order", metadata: ["client_order_id": "\(order.clientOrderID)"])
+            try await store.updateOrder(
+                clientOrderID: order.clientOrderID,
+                status: .rejected,
+                venueOrderID: nil,
+                at: now()
+            )
+            logger.warning(
+                "the venue never received the order",
+                metadata: ["client_order_id": "\(order.clientOrderID)"]
+            )
         }
     }
 
     func close(_ position: PositionRecord, decisionID: String, correlationID: String) async throws -> Outcome {
         let id = ClientOrderID.make(decisionID: decisionID, purpose: .exit)
         let record = OrderRecord(
-            clientOrderID: id, decisionID: decisionID, venue: venue.name, symbol: position.symbol, side: position.side == .long ? .sell : .buy,
-            type: .market, purpose: .exit, quantity: position.quantity, reduceOnly: true, createdAt: now())
+            clientOrderID: id,
+            decisionID: decisionID,
+            venue: venue.name,
+            symbol: position.symbol,
+            side: position.side == .long ? .sell : .buy,
+            type: .market,
+            purpose: .exit,
+            quantity: position.quantity,
+            reduceOnly: true,
+            createdAt: now()
+        )
         guard try await store.recordOrder(record) else { return .duplicate }
         try await send(record, leverage: position.leverage, correlationID: correlationID)
         try await store.markProcessed(messageID: decisionID, consumer: "executor", at: now())
@@ -308,20 +447,37 @@ public actor ExecutorService {
     }
 
     func reject(_ intent: OrderIntent, _ rejection: RiskRejection, correlationID: String) async throws -> Outcome {
-        logger.info("decision refused by the risk gateway", metadata: ["decision_id": "\(intent.decisionID)", "reason": "\(rejection)"])
+        logger.info(
+            "decision refused by the risk gateway",
+            metadata: ["decision_id": "\(intent.decisionID)", "reason": "\(rejection)"]
+        )
         Counter(label: "tradebus_risk_rejections_total", dimensions: [("code", rejection.code.rawValue)]).increment()
         let d = intent.decision
         let event = OrderEventPayload(
-            symbol: d.symbol, clientOrderID: ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry), side: d.action == .short ? .sell : .buy,
-            status: "rejected", quantity: 0, price: d.entry, reason: rejection.description)
-        try await publish(event, type: MessageType.order, routingKey: RoutingKey.order(status: "rejected", symbol: d.symbol), id: "rejected:\(intent.decisionID)", correlationID: correlationID)
+            symbol: d.symbol,
+            clientOrderID: ClientOrderID.make(decisionID: intent.decisionID, purpose: .entry),
+            side: d.action == .short ? .sell : .buy,
+            status: "rejected",
+            quantity: 0,
+            price: d.entry,
+            reason: rejection.description
+        )
+        try await publish(
+            event,
+            type: MessageType.order,
+            routingKey: RoutingKey.order(status: "rejected", symbol: d.symbol),
+            id: "rejected:\(intent.decisionID)",
+            correlationID: correlationID
+        )
         try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
         return .rejected(rejection.code)
     }
 
     func referencePrice(_ symbol: String) async -> Decimal? {
-        guard let venue = settings.referenceVenue, let value = await cache.get(LatestPrice.cacheKey(venue: venue, symbol: symbol)),
-              value.isFresh(maxAge: .seconds(settings.referenceMaxAge), now: now()) else { return nil }
+        guard let venue = settings.referenceVenue,
+            let value = await cache.get(LatestPrice.cacheKey(venue: venue, symbol: symbol)),
+            value.isFresh(maxAge: .seconds(settings.referenceMaxAge), now: now())
+        else { return nil }
         return Decimal(string: value.string)
     }
 
@@ -366,11 +522,29 @@ public actor ExecutorService {
         for close in closes {
             var breakers = control.breakers(limits: settings.halts, equity: equity - close.pnl, now: now())
             for halt in breakers.recordTrade(pnl: close.pnl, equityAfter: equity, now: close.closedAt) {
-                logger.critical("circuit breaker tripped; new entries refused", metadata: ["halt": "\(halt.kind.rawValue)", "reason": "\(halt.reason)"])
+                logger.critical(
+                    "circuit breaker tripped; new entries refused",
+                    metadata: ["halt": "\(halt.kind.rawValue)", "reason": "\(halt.reason)"]
+                )
                 let id = "halt:\(settings.account):\(halt.kind.rawValue):\(Int(halt.since.timeIntervalSince1970))"
-                unrecorded.append((
-                    CircuitBreakerEvent(id: id, kind: halt.kind.rawValue, reason: halt.reason, equity: halt.equity, time: halt.since),
-                    AlertPayload(severity: .critical, kind: "circuit_breaker", title: "Trading halted: \(halt.kind.rawValue)", message: halt.reason, fields: ["halt": .string(halt.kind.rawValue)])))
+                unrecorded.append(
+                    (
+                        CircuitBreakerEvent(
+                            id: id,
+                            kind: halt.kind.rawValue,
+                            reason: halt.reason,
+                            equity: halt.equity,
+                            time: halt.since
+                        ),
+                        AlertPayload(
+                            severity: .critical,
+                            kind: "circuit_breaker",
+                            title: "Trading halted: \(halt.kind.rawValue)",
+                            message: halt.reason,
+                            fields: ["halt": .string(halt.kind.rawValue)]
+                        )
+                    )
+                )
             }
             control.breakers = breakers
             controlChanged = true
@@ -382,9 +556,24 @@ public actor ExecutorService {
     func noteReset(_ halt: TradingHalts.Halt, by: String, equity: Decimal) {
         let time = now()
         let reason = "\(halt.kind.rawValue) reset by \(by) (tripped \(halt.since): \(halt.reason))"
-        unrecorded.append((
-            CircuitBreakerEvent(id: "reset:\(settings.account):\(halt.kind.rawValue):\(Int(time.timeIntervalSince1970))", kind: "reset", reason: reason, equity: equity, time: time),
-            AlertPayload(severity: .warning, kind: "circuit_breaker_reset", title: "Breaker reset: \(halt.kind.rawValue)", message: reason, fields: ["halt": .string(halt.kind.rawValue)])))
+        unrecorded.append(
+            (
+                CircuitBreakerEvent(
+                    id: "reset:\(settings.account):\(halt.kind.rawValue):\(Int(time.timeIntervalSince1970))",
+                    kind: "reset",
+                    reason: reason,
+                    equity: equity,
+                    time: time
+                ),
+                AlertPayload(
+                    severity: .warning,
+                    kind: "circuit_breaker_reset",
+                    title: "Breaker reset: \(halt.kind.rawValue)",
+                    message: reason,
+                    fields: ["halt": .string(halt.kind.rawValue)]
+                )
+            )
+        )
         controlChanged = true
     }
 
@@ -396,18 +585,28 @@ public actor ExecutorService {
                 try await store.saveAccountControl(account: settings.account, control, at: now())
                 controlChanged = false
             } catch {
-                logger.error("the account's controls were not saved; they hold in memory and are saved again", metadata: ["error": "\(error)"])
+                logger.error(
+                    "the account's controls were not saved; they hold in memory and are saved again",
+                    metadata: ["error": "\(error)"]
+                )
             }
         }
         while let (event, alert) = unrecorded.first {
             do {
                 try await store.recordCircuitBreakerEvent(event)
                 try await publish(
-                    alert, type: MessageType.alert, routingKey: RoutingKey.alert(severity: alert.severity.rawValue, kind: alert.kind), id: event.id,
-                    correlationID: event.id)
+                    alert,
+                    type: MessageType.alert,
+                    routingKey: RoutingKey.alert(severity: alert.severity.rawValue, kind: alert.kind),
+                    id: event.id,
+                    correlationID: event.id
+                )
                 unrecorded.removeFirst()
             } catch {
-                logger.error("a circuit breaker event was not recorded; it is tried again", metadata: ["event": "\(event.id)", "error": "\(error)"])
+                logger.error(
+                    "a circuit breaker event was not recorded; it is tried again",
+                    metadata: ["event": "\(event.id)", "error": "\(error)"]
+                )
                 return
             }
         }
@@ -419,7 +618,11 @@ public actor ExecutorService {
     public func handleCandle(_ delivery: Delivery) async throws {
         let envelope: Envelope<CandlePayload>
         do {
-            envelope = try EnvelopeCodec.decode(CandlePayload.self, from: delivery.body, expectedType: MessageType.candleClosed)
+            envelope = try EnvelopeCodec.decode(
+                CandlePayload.self,
+                from: delivery.body,
+                expectedType: MessageType.candleClosed
+            )
         } catch {
             throw MessageRejected("not a candle: \(error)")
         }
@@ -436,21 +639,39 @@ public actor ExecutorService {
         let funding = await cache.get("funding:\(payload.symbol)").flatMap { Decimal(string: $0.string) }
         // The ATR-adaptive stop reads the indicator worker's latest snapshot of the same stream (the
         // candle before this one in a replay, which observes before the indicators run).
-        let atr: Double? = if settings.policy.atrMultiple != nil, let value = await cache.get(SnapshotPayload.cacheKey(symbol: payload.symbol, interval: payload.interval)) {
-            (try? EnvelopeCodec.decode(SnapshotPayload.self, from: value.bytes))?.payload.snapshot.atr14
-        } else {
-            nil
-        }
+        let atr: Double? =
+            if settings.policy.atrMultiple != nil,
+                let value = await cache.get(
+                    SnapshotPayload.cacheKey(symbol: payload.symbol, interval: payload.interval)
+                )
+            {
+                (try? EnvelopeCodec.decode(SnapshotPayload.self, from: value.bytes))?.payload.snapshot.atr14
+            } else {
+                nil
+            }
         // The venue fills at the open; the kernel protects those fills; the venue takes the rest of the
         // candle with that protection in place; then the policy moves the stops for the next candle.
-        try await venue.observe(symbol: payload.symbol, candle: payload.candle, time: time, atr: atr, fundingRate: funding)
+        try await venue.observe(
+            symbol: payload.symbol,
+            candle: payload.candle,
+            time: time,
+            atr: atr,
+            fundingRate: funding
+        )
         try await processVenueEvents()
         try await venue.finishCandle(symbol: payload.symbol)
         try await processVenueEvents()
         if var managed = managedStops[payload.symbol], let high = Decimal(finite: payload.candle.high),
-           let low = Decimal(finite: payload.candle.low), let close = Decimal(finite: payload.candle.close) {
+            let low = Decimal(finite: payload.candle.low), let close = Decimal(finite: payload.candle.close)
+        {
             let filters = try await venue.filters(symbol: payload.symbol)
-            let moved = managed.tighten(high: high, low: low, close: close, atr: atr.flatMap(Decimal.init(finite:)), filters: filters)
+            let moved = managed.tighten(
+                high: high,
+                low: low,
+                close: close,
+                atr: atr.flatMap(Decimal.init(finite:)),
+                filters: filters
+            )
             managedStops[payload.symbol] = managed
             if let moved {
                 await drive(.moveStop(symbol: payload.symbol, price: moved))
@@ -482,13 +703,18 @@ public actor ExecutorService {
         case .placeStop(let symbol, let stop):
             do {
                 try await venue.placeStop(symbol: symbol, stop)
-                logger.info("stop placed", metadata: ["symbol": "\(symbol)", "quantity": "\(stop.quantity)", "trigger": "\(stop.trigger)"])
+                logger.info(
+                    "stop placed",
+                    metadata: ["symbol": "\(symbol)", "quantity": "\(stop.quantity)", "trigger": "\(stop.trigger)"]
+                )
                 return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .accepted)]
             } catch {
                 logger.warning("stop not placed", metadata: ["symbol": "\(symbol)", "error": "\(error)"])
                 switch error.kind {
-                case .wouldTrigger: return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .wouldTrigger(error.message))]
-                case .outcomeUnknown: return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .unknown(error.message))]
+                case .wouldTrigger:
+                    return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .wouldTrigger(error.message))]
+                case .outcomeUnknown:
+                    return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .unknown(error.message))]
                 default: return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .failed(error.message))]
                 }
             }
@@ -499,27 +725,59 @@ public actor ExecutorService {
             } catch {
                 return []  // the next check against the venue's list settles it
             }
-        case .flatten(let symbol, let id, let side, let quantity, let reason), .reduce(let symbol, let id, let side, let quantity, let reason):
+        case .flatten(let symbol, let id, let side, let quantity, let reason),
+            .reduce(let symbol, let id, let side, let quantity, let reason):
             if case .flatten = action {
-                logger.critical("flattening at market", metadata: ["symbol": "\(symbol)", "quantity": "\(quantity)", "reason": "\(reason)"])
+                logger.critical(
+                    "flattening at market",
+                    metadata: ["symbol": "\(symbol)", "quantity": "\(quantity)", "reason": "\(reason)"]
+                )
                 closeReasons[symbol] = reason
             } else {
-                logger.warning("reducing at market", metadata: ["symbol": "\(symbol)", "quantity": "\(quantity)", "reason": "\(reason)"])
+                logger.warning(
+                    "reducing at market",
+                    metadata: ["symbol": "\(symbol)", "quantity": "\(quantity)", "reason": "\(reason)"]
+                )
             }
             let record = OrderRecord(
-                clientOrderID: id, decisionID: id, venue: venue.name, symbol: symbol, side: side, type: .market, purpose: .exit, quantity: quantity,
-                reduceOnly: true, createdAt: now())
+                clientOrderID: id,
+                decisionID: id,
+                venue: venue.name,
+                symbol: symbol,
+                side: side,
+                type: .market,
+                purpose: .exit,
+                quantity: quantity,
+                reduceOnly: true,
+                createdAt: now()
+            )
             do {
-                let placed = try await venue.submit(VenueOrderRequest(clientOrderID: id, symbol: symbol, side: side, quantity: quantity, leverage: 1, reduceOnly: true))
+                let placed = try await venue.submit(
+                    VenueOrderRequest(
+                        clientOrderID: id,
+                        symbol: symbol,
+                        side: side,
+                        quantity: quantity,
+                        leverage: 1,
+                        reduceOnly: true
+                    )
+                )
                 await recordFlatten(record, status: placed.status, venueOrderID: placed.venueOrderID)
                 return [.orderStatus(clientOrderID: id, status: placed.status)]
             } catch {
                 await recordFlatten(record, status: error.kind == .rejected ? .rejected : .unknown, venueOrderID: nil)
-                return error.kind == .rejected ? [.orderStatus(clientOrderID: id, status: .rejected)] : [.orderUnknown(clientOrderID: id, reason: error.message)]
+                return error.kind == .rejected
+                    ? [.orderStatus(clientOrderID: id, status: .rejected)]
+                    : [.orderUnknown(clientOrderID: id, reason: error.message)]
             }
         case .queryOrder(let id, let symbol):
             do {
-                return [.orderStatus(clientOrderID: id, status: try await venue.order(clientOrderID: id, symbol: symbol)?.status)]
+                return [
+                    .orderStatus(
+                        clientOrderID: id,
+                        status: try await venue.order(clientOrderID: id, symbol: symbol)?.status
+                    )
+                ]
             } catch {
                 return [.orderUnknown(clientOrderID: id, reason: error.message)]
             }
@@ -543,7 +801,14 @@ public actor ExecutorService {
 
     /// The position's stop from now on moves by the policy, from `stop` at `entry`.
     func manage(_ symbol: String, side: PositionSide, entry: Decimal, stop: Decimal) {
-        managedStops[symbol] = ManagedStop(side: side, entry: entry, initialStop: stop, stop: stop, bestPrice: entry, policy: settings.policy)
+        managedStops[symbol] = ManagedStop(
+            side: side,
+            entry: entry,
+            initialStop: stop,
+            stop: stop,
+            bestPrice: entry,
+            policy: settings.policy
+        )
     }
 
     /// Records a flatten order after it went out; a store that fails is said, not hidden (the
@@ -551,9 +816,17 @@ public actor ExecutorService {
     func recordFlatten(_ record: OrderRecord, status: OrderStatus, venueOrderID: String?) async {
         do {
             try await store.recordOrder(record)
-            try await store.updateOrder(clientOrderID: record.clientOrderID, status: status, venueOrderID: venueOrderID, at: now())
+            try await store.updateOrder(
+                clientOrderID: record.clientOrderID,
+                status: status,
+                venueOrderID: venueOrderID,
+                at: now()
+            )
         } catch {
-            logger.error("the flatten order was sent but not recorded", metadata: ["client_order_id": "\(record.clientOrderID)", "error": "\(error)"])
+            logger.error(
+                "the flatten order was sent but not recorded",
+                metadata: ["client_order_id": "\(record.clientOrderID)", "error": "\(error)"]
+            )
         }
     }
 
@@ -577,8 +850,11 @@ public actor ExecutorService {
         // One at a time (a fill with the close it makes is one): each is acknowledged once committed,
         // and one that cannot be committed while the store works is set aside, never holding back the rest.
         while index < events.count {
-            let count = if case .fill(let fill) = events[index], index + 1 < events.count, case .closed(let close) = events[index + 1],
-                close.symbol == fill.symbol { 2 } else { 1 }
+            let count =
+                if case .fill(let fill) = events[index], index + 1 < events.count,
+                    case .closed(let close) = events[index + 1],
+                    close.symbol == fill.symbol
+                { 2 } else { 1 }
             let unit = Array(events[index..<index + count])
             let key = Self.key(unit[0])
             do {
@@ -587,8 +863,13 @@ public actor ExecutorService {
             } catch {
                 failures[key, default: 0] += 1
                 // The store down: everything waits for it, in order. The store up and the same event failing again: poison.
-                guard failures[key]! >= Self.attemptsBeforeDeadLetter, (try? await store.isProcessed(messageID: "probe", consumer: "executor")) != nil else {
-                    logger.error("a venue event was not committed; it stays at the venue and comes again", metadata: ["event": "\(key)", "error": "\(error)"])
+                guard failures[key]! >= Self.attemptsBeforeDeadLetter,
+                    (try? await store.isProcessed(messageID: "probe", consumer: "executor")) != nil
+                else {
+                    logger.error(
+                        "a venue event was not committed; it stays at the venue and comes again",
+                        metadata: ["event": "\(key)", "error": "\(error)"]
+                    )
                     throw error
                 }
                 try await deadLetter(unit, key: key, reason: "\(error)")
@@ -603,9 +884,16 @@ public actor ExecutorService {
     /// A venue that banned us (Binance 418, Bybit 403) stops every request until the ban ends: nothing
     /// can be placed or cancelled meanwhile, so it is a critical alert, once per ban.
     func watchForBan() async {
-        guard let limit = await venue.rateLimit(), limit.banned, let until = limit.blockedUntil, announcedBan != until else { return }
+        guard let limit = await venue.rateLimit(), limit.banned, let until = limit.blockedUntil, announcedBan != until
+        else { return }
         announcedBan = until
-        await alert(.critical, kind: "venue_banned", symbol: settings.account, message: "\(venue.name) banned this IP until \(until): no request goes out (no order, no stop, no cancel) until then; open positions keep the stops already at the venue")
+        await alert(
+            .critical,
+            kind: "venue_banned",
+            symbol: settings.account,
+            message:
+                "\(venue.name) banned this IP until \(until): no request goes out (no order, no stop, no cancel) until then; open positions keep the stops already at the venue"
+        )
     }
 
     /// How often an event may fail, with the store working, before it is set aside.
@@ -622,13 +910,30 @@ public actor ExecutorService {
     /// Sets aside venue events that cannot be committed: a dead-letter record with the reason, and a critical alert.
     func deadLetter(_ events: [VenueEvent], key: String, reason: String) async throws {
         let body = String(decoding: try JSONEncoder().encode(events), as: UTF8.self)
-        try await store.recordDeadLetter(DeadLetterRecord(id: "\(venue.name):\(key)", source: "executor.venue_events", body: body, reason: reason, time: now()))
-        let message = "a \(venue.name) event (\(key)) failed \(Self.attemptsBeforeDeadLetter) times and was set aside in dead_letters: \(reason)"
+        try await store.recordDeadLetter(
+            DeadLetterRecord(
+                id: "\(venue.name):\(key)",
+                source: "executor.venue_events",
+                body: body,
+                reason: reason,
+                time: now()
+            )
+        )
+        let message =
+            "a \(venue.name) event (\(key)) failed \(Self.attemptsBeforeDeadLetter) times and was set aside in dead_letters: \(reason)"
         logger.critical("venue event dead-lettered", metadata: ["event": "\(key)", "reason": "\(reason)"])
         try? await publish(
-            AlertPayload(severity: .critical, kind: "venue_event_dead_letter", title: "Venue event set aside", message: message),
-            type: MessageType.alert, routingKey: RoutingKey.alert(severity: "critical", kind: "venue_event_dead_letter"), id: "dead-letter:\(key)",
-            correlationID: key)
+            AlertPayload(
+                severity: .critical,
+                kind: "venue_event_dead_letter",
+                title: "Venue event set aside",
+                message: message
+            ),
+            type: MessageType.alert,
+            routingKey: RoutingKey.alert(severity: "critical", kind: "venue_event_dead_letter"),
+            id: "dead-letter:\(key)",
+            correlationID: key
+        )
     }
 
     /// Commits fills and closes: a fill and the close it makes in one transaction.
@@ -656,8 +961,17 @@ public actor ExecutorService {
 
     func fillRecord(_ fill: VenueFill) -> FillRecord {
         FillRecord(
-            venue: venue.name, tradeID: fill.tradeID, clientOrderID: fill.clientOrderID, symbol: fill.symbol, side: fill.side, price: fill.price,
-            quantity: fill.quantity, fee: fill.fee, feeAsset: "USDT", time: fill.time)
+            venue: venue.name,
+            tradeID: fill.tradeID,
+            clientOrderID: fill.clientOrderID,
+            symbol: fill.symbol,
+            side: fill.side,
+            price: fill.price,
+            quantity: fill.quantity,
+            fee: fill.fee,
+            feeAsset: "USDT",
+            time: fill.time
+        )
     }
 
     func record(_ fill: VenueFill) async throws {
@@ -667,14 +981,21 @@ public actor ExecutorService {
             let fills = try await store.fills(clientOrderID: order.clientOrderID)
             let filled = fills.reduce(Decimal(0)) { $0 + $1.quantity }
             let status: OrderStatus = filled >= order.quantity ? .filled : .partiallyFilled
-            try await store.updateOrder(clientOrderID: order.clientOrderID, status: status, venueOrderID: nil, at: now())
+            try await store.updateOrder(
+                clientOrderID: order.clientOrderID,
+                status: status,
+                venueOrderID: nil,
+                at: now()
+            )
             // Every entry fill opens or grows the position (an entry may fill in part and expire).
             if order.purpose == .entry { return try await open(order, fills: fills) }
         }
         // A fill that reduced the position without closing it (a cut to the risk budget, a partial exit
         // or stop): the record follows the size.
         if let held = kernel.positions[fill.symbol], held.quantity > 0,
-           var position = try await venuePositionsInStore().first(where: { $0.symbol == fill.symbol }), position.quantity != held.quantity {
+            var position = try await venuePositionsInStore().first(where: { $0.symbol == fill.symbol }),
+            position.quantity != held.quantity
+        {
             position.quantity = held.quantity
             position.updatedAt = now()
             try await store.savePosition(position)
@@ -686,7 +1007,10 @@ public actor ExecutorService {
         let quantity = fills.reduce(Decimal(0)) { $0 + $1.quantity }
         // No fill of it in the store (its trade id was already taken by another order's fill): nothing to open.
         guard quantity > 0 else {
-            logger.error("an entry's fill is not in the store; the position is left to reconciliation", metadata: ["client_order_id": "\(order.clientOrderID)"])
+            logger.error(
+                "an entry's fill is not in the store; the position is left to reconciliation",
+                metadata: ["client_order_id": "\(order.clientOrderID)"]
+            )
             return
         }
         let average = fills.reduce(Decimal(0)) { $0 + $1.price * $1.quantity } / quantity
@@ -694,21 +1018,45 @@ public actor ExecutorService {
         let decision = try await store.decision(id: order.decisionID)
         // The venue takes prices on its tick only: the target rounds toward the entry, as the gateway's check did.
         let filters = try await venue.filters(symbol: order.symbol)
-        var stop = order.stopPrice, target = decision?.takeProfit.map { filters.price($0, toward: average) }
+        var stop = order.stopPrice
+        var target = decision?.takeProfit.map { filters.price($0, toward: average) }
         if let held = kernel.positions[order.symbol], held.decisionID == order.decisionID {
             // The kernel judged them against the fill (``FillCheck``).
             stop = held.stopPrice ?? stop
             target = held.targetPrice ?? target
         }
-        try await openWith(order, quantity: quantity, average: average, leverage: decision?.leverage ?? 1, stop: stop, target: target)
+        try await openWith(
+            order,
+            quantity: quantity,
+            average: average,
+            leverage: decision?.leverage ?? 1,
+            stop: stop,
+            target: target
+        )
     }
 
-    func openWith(_ order: OrderRecord, quantity: Decimal, average: Decimal, leverage: Int, stop: Decimal?, target: Decimal?) async throws {
+    func openWith(
+        _ order: OrderRecord,
+        quantity: Decimal,
+        average: Decimal,
+        leverage: Int,
+        stop: Decimal?,
+        target: Decimal?
+    ) async throws {
         let known = try await store.position(id: "position:\(order.decisionID)")
         let position = PositionRecord(
-            id: "position:\(order.decisionID)", venue: venue.name, symbol: order.symbol, side: order.side == .buy ? .long : .short, quantity: quantity,
-            entryPrice: average, leverage: leverage, stopLoss: stop, takeProfit: target,
-            decisionID: order.decisionID, openedAt: known?.openedAt ?? now())
+            id: "position:\(order.decisionID)",
+            venue: venue.name,
+            symbol: order.symbol,
+            side: order.side == .buy ? .long : .short,
+            quantity: quantity,
+            entryPrice: average,
+            leverage: leverage,
+            stopLoss: stop,
+            takeProfit: target,
+            decisionID: order.decisionID,
+            openedAt: known?.openedAt ?? now()
+        )
         try await store.savePosition(position)
         // The kernel placed the stop on the fill; the policy moves it from here; the target goes once.
         if let stop { manage(order.symbol, side: position.side, entry: average, stop: stop) }
@@ -716,16 +1064,35 @@ public actor ExecutorService {
         if let target {
             do {
                 try await venue.placeTarget(
-                    symbol: order.symbol, side: position.side == .long ? .sell : .buy, price: target,
-                    clientID: ClientOrderID.make(decisionID: order.decisionID, purpose: .takeProfit))
+                    symbol: order.symbol,
+                    side: position.side == .long ? .sell : .buy,
+                    price: target,
+                    clientID: ClientOrderID.make(decisionID: order.decisionID, purpose: .takeProfit)
+                )
             } catch {
-                logger.warning("the take-profit was not placed; the stop protects the position", metadata: ["symbol": "\(order.symbol)", "error": "\(error)"])
+                logger.warning(
+                    "the take-profit was not placed; the stop protects the position",
+                    metadata: ["symbol": "\(order.symbol)", "error": "\(error)"]
+                )
             }
         }
         let event = TradeEventPayload(
-            symbol: order.symbol, side: position.side, quantity: quantity.doubleValue, leverage: leverage, entryPrice: average.doubleValue,
-            stopLoss: stop?.doubleValue, takeProfit: target?.doubleValue, decisionID: order.decisionID)
-        try await publish(event, type: MessageType.tradeOpened, routingKey: RoutingKey.trade("opened", symbol: order.symbol), id: "opened:\(position.id)", correlationID: order.decisionID)
+            symbol: order.symbol,
+            side: position.side,
+            quantity: quantity.doubleValue,
+            leverage: leverage,
+            entryPrice: average.doubleValue,
+            stopLoss: stop?.doubleValue,
+            takeProfit: target?.doubleValue,
+            decisionID: order.decisionID
+        )
+        try await publish(
+            event,
+            type: MessageType.tradeOpened,
+            routingKey: RoutingKey.trade("opened", symbol: order.symbol),
+            id: "opened:\(position.id)",
+            correlationID: order.decisionID
+        )
     }
 
     /// A position the venue closed: the trade, the closed position, its orders' final status and the
@@ -734,43 +1101,88 @@ public actor ExecutorService {
     func record(_ close: VenueClose, closingFill: VenueFill? = nil) async throws {
         guard var position = try await venuePositionsInStore().first(where: { $0.symbol == close.symbol }) else {
             if let closingFill { try await record(closingFill) }
-            logger.warning("the venue closed a position the store does not have open", metadata: ["symbol": "\(close.symbol)"])
+            logger.warning(
+                "the venue closed a position the store does not have open",
+                metadata: ["symbol": "\(close.symbol)"]
+            )
             return
         }
         position.status = .closed
         position.updatedAt = close.closedAt
         var updates: [CloseRecord.OrderUpdate] = []
         if let closingFill, let order = try await store.order(clientOrderID: closingFill.clientOrderID) {
-            let earlier = try await store.fills(clientOrderID: order.clientOrderID).filter { $0.tradeID != closingFill.tradeID }
+            let earlier = try await store.fills(clientOrderID: order.clientOrderID).filter {
+                $0.tradeID != closingFill.tradeID
+            }
             let filled = earlier.reduce(closingFill.quantity) { $0 + $1.quantity }
-            updates.append(.init(clientOrderID: order.clientOrderID, status: filled >= order.quantity ? .filled : .partiallyFilled))
+            updates.append(
+                .init(clientOrderID: order.clientOrderID, status: filled >= order.quantity ? .filled : .partiallyFilled)
+            )
         }
         // An exit still open (for more than was left) has nothing to reduce: the venue's word on it.
-        for order in try await ordersInFlight() where order.symbol == close.symbol && order.reduceOnly && order.clientOrderID != closingFill?.clientOrderID {
-            if let known = try await venue.order(clientOrderID: order.clientOrderID, symbol: order.symbol), known.status.isFinal {
-                updates.append(.init(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID))
+        for order in try await ordersInFlight()
+        where order.symbol == close.symbol && order.reduceOnly && order.clientOrderID != closingFill?.clientOrderID {
+            if let known = try await venue.order(clientOrderID: order.clientOrderID, symbol: order.symbol),
+                known.status.isFinal
+            {
+                updates.append(
+                    .init(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID)
+                )
             }
         }
         var close = close
         close.stopLoss = close.stopLoss ?? position.stopLoss
         close.takeProfit = close.takeProfit ?? position.takeProfit
         let trade = TradeRecord(close, positionID: position.id, entryTime: position.openedAt)
-        try await store.recordClose(CloseRecord(trade: trade, position: position, orders: updates, fills: closingFill.map { [fillRecord($0)] } ?? []))
+        try await store.recordClose(
+            CloseRecord(
+                trade: trade,
+                position: position,
+                orders: updates,
+                fills: closingFill.map { [fillRecord($0)] } ?? []
+            )
+        )
         let event = TradeEventPayload(
-            symbol: close.symbol, side: close.side, quantity: close.quantity.doubleValue, leverage: close.leverage, entryPrice: close.entryPrice.doubleValue,
-            exitPrice: close.exitPrice.doubleValue, stopLoss: close.stopLoss?.doubleValue, takeProfit: close.takeProfit?.doubleValue,
-            pnl: close.pnl.doubleValue, exitReason: close.reason, decisionID: position.decisionID)
-        try await publish(event, type: MessageType.tradeClosed, routingKey: RoutingKey.trade("closed", symbol: close.symbol), id: "closed:\(trade.id)", correlationID: position.decisionID)
+            symbol: close.symbol,
+            side: close.side,
+            quantity: close.quantity.doubleValue,
+            leverage: close.leverage,
+            entryPrice: close.entryPrice.doubleValue,
+            exitPrice: close.exitPrice.doubleValue,
+            stopLoss: close.stopLoss?.doubleValue,
+            takeProfit: close.takeProfit?.doubleValue,
+            pnl: close.pnl.doubleValue,
+            exitReason: close.reason,
+            decisionID: position.decisionID
+        )
+        try await publish(
+            event,
+            type: MessageType.tradeClosed,
+            routingKey: RoutingKey.trade("closed", symbol: close.symbol),
+            id: "closed:\(trade.id)",
+            correlationID: position.decisionID
+        )
         let account = try await venue.account()
-        try await store.recordEquitySnapshot(EquitySnapshot(
-            time: close.closedAt, equity: account.equity, balance: account.equity, unrealizedPnL: 0, openPositions: try await venue.positions().count))
+        try await store.recordEquitySnapshot(
+            EquitySnapshot(
+                time: close.closedAt,
+                equity: account.equity,
+                balance: account.equity,
+                unrealizedPnL: 0,
+                openPositions: try await venue.positions().count
+            )
+        )
     }
 
     // MARK: Operator control
 
     /// The executor's control queue: `control.<account>` commands, one active consumer per account.
     public static func controlQueue(account: String) -> QueueSpec {
-        QueueSpec(name: "executor.\(account).control", bindings: [RoutingKey.control(account: account)], singleActiveConsumer: true)
+        QueueSpec(
+            name: "executor.\(account).control",
+            bindings: [RoutingKey.control(account: account)],
+            singleActiveConsumer: true
+        )
     }
 
     /// A command from `control.<account>`: checked, carried out, recorded, and answered on
@@ -778,39 +1190,70 @@ public actor ExecutorService {
     public func handleControl(_ delivery: Delivery) async throws {
         let envelope: Envelope<ControlRequest>
         do {
-            envelope = try EnvelopeCodec.decode(ControlRequest.self, from: delivery.body, expectedType: MessageType.controlRequest)
+            envelope = try EnvelopeCodec.decode(
+                ControlRequest.self,
+                from: delivery.body,
+                expectedType: MessageType.controlRequest
+            )
         } catch {
             throw MessageRejected("not a control request: \(error)")
         }
         // A redelivered command is answered again, but carried out once.
         let reply: ControlReply
-        if let done = try await store.controlCommands(since: envelope.time.addingTimeInterval(-1)).first(where: { $0.id == envelope.id }) {
+        if let done = try await store.controlCommands(since: envelope.time.addingTimeInterval(-1)).first(where: {
+            $0.id == envelope.id
+        }) {
             reply = ControlReply(ok: done.ok, message: done.result, status: try await status())
         } else {
             reply = await control(envelope.payload)
-            try await store.recordControlCommand(ControlCommandRecord(
-                id: envelope.id, account: settings.account, command: envelope.payload.command.rawValue, argument: envelope.payload.argument,
-                by: envelope.payload.by, ok: reply.ok, result: reply.message, time: now()))
+            try await store.recordControlCommand(
+                ControlCommandRecord(
+                    id: envelope.id,
+                    account: settings.account,
+                    command: envelope.payload.command.rawValue,
+                    argument: envelope.payload.argument,
+                    by: envelope.payload.by,
+                    ok: reply.ok,
+                    result: reply.message,
+                    time: now()
+                )
+            )
         }
-        try await publish(reply, type: MessageType.controlReply, routingKey: RoutingKey.controlReply(requestID: envelope.id), id: "reply:\(envelope.id)", correlationID: envelope.id)
+        try await publish(
+            reply,
+            type: MessageType.controlReply,
+            routingKey: RoutingKey.controlReply(requestID: envelope.id),
+            id: "reply:\(envelope.id)",
+            correlationID: envelope.id
+        )
     }
 
     /// Carries out one operator command; a refused one says why.
     public func control(_ request: ControlRequest) async -> ControlReply {
         do {
             let request = try request.validated()
-            logger.notice("operator command", metadata: ["command": "\(request.command.rawValue)", "argument": "\(request.argument ?? "")", "by": "\(request.by)"])
+            logger.notice(
+                "operator command",
+                metadata: [
+                    "command": "\(request.command.rawValue)", "argument": "\(request.argument ?? "")",
+                    "by": "\(request.by)",
+                ]
+            )
             switch request.command {
             case .status:
                 return ControlReply(ok: true, message: "status of \(settings.account)", status: try await status())
             case .flatten:
-                let symbols = request.argument == "all" ? Set(try await venue.positions().map(\.symbol)).union(kernel.positions.keys) : [request.argument!]
+                let symbols =
+                    request.argument == "all"
+                    ? Set(try await venue.positions().map(\.symbol)).union(kernel.positions.keys) : [request.argument!]
                 var flattened: [String] = []
                 for symbol in symbols.sorted() where kernel.positions[symbol].map({ $0.quantity > 0 }) ?? false {
                     await drive(.flatten(symbol: symbol, reason: "operator"))
                     flattened.append(symbol)
                 }
-                let message = flattened.isEmpty ? "no open position to flatten" : "flattening \(flattened.joined(separator: ", ")) at market"
+                let message =
+                    flattened.isEmpty
+                    ? "no open position to flatten" : "flattening \(flattened.joined(separator: ", ")) at market"
                 return ControlReply(ok: true, message: message, status: try await status())
             default:
                 if request.command == .reducing, request.argument == "off", control.reducing?.by == "reconciliation" {
@@ -837,25 +1280,57 @@ public actor ExecutorService {
         var positions: [AccountStatus.Position] = []
         // A venue that does not answer (down, or a ban): the positions and stops as the kernel knows them.
         let venuePositions = try? await venue.positions()
-        let held = venuePositions ?? kernel.positions.values.filter { $0.quantity > 0 }.sorted { $0.symbol < $1.symbol }.map {
-            VenuePosition(
-                symbol: $0.symbol, side: $0.side, quantity: $0.quantity, entryPrice: $0.averagePrice, leverage: 1, stopLoss: $0.stopPrice, takeProfit: $0.targetPrice,
-                openedAt: now())
-        }
+        let held =
+            venuePositions
+            ?? kernel.positions.values.filter { $0.quantity > 0 }.sorted { $0.symbol < $1.symbol }.map {
+                VenuePosition(
+                    symbol: $0.symbol,
+                    side: $0.side,
+                    quantity: $0.quantity,
+                    entryPrice: $0.averagePrice,
+                    leverage: 1,
+                    stopLoss: $0.stopPrice,
+                    takeProfit: $0.targetPrice,
+                    openedAt: now()
+                )
+            }
         for held in held {
-            let stops = venuePositions == nil ? kernel.positions[held.symbol]?.working ?? [] : try await venue.workingStops(symbol: held.symbol)
+            let stops =
+                venuePositions == nil
+                ? kernel.positions[held.symbol]?.working ?? [] : try await venue.workingStops(symbol: held.symbol)
             let tiers = await marginTiers(held.symbol)
             let liquidation = RiskGateway.liquidationPrice(
-                side: held.side, entry: held.entryPrice, leverage: Decimal(held.leverage),
-                maintenanceMarginRate: tiers?.rate(notional: held.quantity * held.entryPrice) ?? settings.limits.maintenanceMarginRate)
-            positions.append(AccountStatus.Position(
-                symbol: held.symbol, side: held.side, quantity: held.quantity, entryPrice: held.entryPrice,
-                stopLoss: kernel.positions[held.symbol]?.stopPrice ?? held.stopLoss, workingStops: stops.count, leverage: held.leverage,
-                liquidationPrice: liquidation, liquidationDistance: held.entryPrice > 0 ? (held.entryPrice - liquidation).magnitude / held.entryPrice : nil))
+                side: held.side,
+                entry: held.entryPrice,
+                leverage: Decimal(held.leverage),
+                maintenanceMarginRate: tiers?.rate(notional: held.quantity * held.entryPrice)
+                    ?? settings.limits.maintenanceMarginRate
+            )
+            positions.append(
+                AccountStatus.Position(
+                    symbol: held.symbol,
+                    side: held.side,
+                    quantity: held.quantity,
+                    entryPrice: held.entryPrice,
+                    stopLoss: kernel.positions[held.symbol]?.stopPrice ?? held.stopLoss,
+                    workingStops: stops.count,
+                    leverage: held.leverage,
+                    liquidationPrice: liquidation,
+                    liquidationDistance: held.entryPrice > 0
+                        ? (held.entryPrice - liquidation).magnitude / held.entryPrice : nil
+                )
+            )
         }
         return AccountStatus(
-            account: settings.account, venue: venue.name, control: control, equity: equity, positions: positions, lastReconciliation: lastReconciliation,
-            rateLimit: await venue.rateLimit(), time: now())
+            account: settings.account,
+            venue: venue.name,
+            control: control,
+            equity: equity,
+            positions: positions,
+            lastReconciliation: lastReconciliation,
+            rateLimit: await venue.rateLimit(),
+            time: now()
+        )
     }
 
     // MARK: Reconciliation
@@ -869,7 +1344,10 @@ public actor ExecutorService {
                 saved.breakers?.update(limits: settings.halts)
                 control = saved
                 if let block = control.entryBlock {
-                    logger.warning("restored the account's controls: entries refused", metadata: ["mode": "\(control.mode.rawValue)", "why": "\(block)"])
+                    logger.warning(
+                        "restored the account's controls: entries refused",
+                        metadata: ["mode": "\(control.mode.rawValue)", "why": "\(block)"]
+                    )
                 }
             }
             controlRestored = true
@@ -894,18 +1372,33 @@ public actor ExecutorService {
         for order in inFlight where kernel.order(order.clientOrderID) == nil {
             if let known = try await venue.order(clientOrderID: order.clientOrderID, symbol: order.symbol) {
                 guard known.status != order.status else { continue }
-                try await store.updateOrder(clientOrderID: order.clientOrderID, status: known.status, venueOrderID: known.venueOrderID, at: now())
-                report.findings.append("order \(order.clientOrderID) on \(order.symbol) was \(order.status.rawValue) in the store, \(known.status.rawValue) at the venue")
+                try await store.updateOrder(
+                    clientOrderID: order.clientOrderID,
+                    status: known.status,
+                    venueOrderID: known.venueOrderID,
+                    at: now()
+                )
+                report.findings.append(
+                    "order \(order.clientOrderID) on \(order.symbol) was \(order.status.rawValue) in the store, \(known.status.rawValue) at the venue"
+                )
             } else if order.status != .intent {
-                try await store.updateOrder(clientOrderID: order.clientOrderID, status: .rejected, venueOrderID: nil, at: now())
-                report.findings.append("order \(order.clientOrderID) on \(order.symbol) is unknown at the venue: settled as rejected")
+                try await store.updateOrder(
+                    clientOrderID: order.clientOrderID,
+                    status: .rejected,
+                    venueOrderID: nil,
+                    at: now()
+                )
+                report.findings.append(
+                    "order \(order.clientOrderID) on \(order.symbol) is unknown at the venue: settled as rejected"
+                )
             }
             // An intent the venue never saw stays INTENT: its decision, redelivered, sends it if still fresh.
         }
         let venuePositions = try await venue.positions()
         let entering = Set(try await ordersInFlight().map(\.symbol))
         // Open in the store, not at the venue, and no fill explained it (the events above would have closed it).
-        for position in try await venuePositionsInStore() where !venuePositions.contains(where: { $0.symbol == position.symbol }) {
+        for position in try await venuePositionsInStore()
+        where !venuePositions.contains(where: { $0.symbol == position.symbol }) {
             // A position the kernel follows may have fills on their way: it waits one pass for them.
             let key = "\(position.symbol): flat at the venue"
             if kernel.positions[position.symbol] != nil, findingPasses[key] == nil {
@@ -913,7 +1406,9 @@ public actor ExecutorService {
                 continue
             }
             try await closeUnexplained(position)
-            report.findings.append("\(position.symbol): open in the store, flat at the venue with no fill to explain it; closed as unknown")
+            report.findings.append(
+                "\(position.symbol): open in the store, flat at the venue with no fill to explain it; closed as unknown"
+            )
         }
         let storeOpen = try await venuePositionsInStore()
         var seen: Set<String> = []
@@ -924,7 +1419,9 @@ public actor ExecutorService {
                 if position.side != held.side || position.quantity != held.quantity {
                     lasting.insert("\(held.symbol): size")
                     // The venue wins: the record follows it, and the kernel resizes the stop.
-                    report.findings.append("\(held.symbol): the store had \(position.side.rawValue) \(position.quantity), the venue holds \(held.side.rawValue) \(held.quantity)")
+                    report.findings.append(
+                        "\(held.symbol): the store had \(position.side.rawValue) \(position.quantity), the venue holds \(held.side.rawValue) \(held.quantity)"
+                    )
                     position.side = held.side
                     position.quantity = held.quantity
                     position.entryPrice = held.entryPrice
@@ -935,12 +1432,23 @@ public actor ExecutorService {
                 if kernel.positions[held.symbol] == nil {
                     // The kernel tracks it again with the stops the venue lists; the right one stays, a missing one is placed.
                     kernel.restore(
-                        symbol: held.symbol, side: held.side, quantity: held.quantity, averagePrice: held.entryPrice, stopPrice: position.stopLoss,
-                        decisionID: position.decisionID, stops: stops, now: now())
-                    if let stop = position.stopLoss, managedStops[held.symbol] == nil { manage(held.symbol, side: held.side, entry: held.entryPrice, stop: stop) }
+                        symbol: held.symbol,
+                        side: held.side,
+                        quantity: held.quantity,
+                        averagePrice: held.entryPrice,
+                        stopPrice: position.stopLoss,
+                        decisionID: position.decisionID,
+                        stops: stops,
+                        now: now()
+                    )
+                    if let stop = position.stopLoss, managedStops[held.symbol] == nil {
+                        manage(held.symbol, side: held.side, entry: held.entryPrice, stop: stop)
+                    }
                 }
                 await drive(.venueSnapshot(symbol: held.symbol, quantity: signed, stops: Set(stops.map(\.clientID))))
-            } else if !entering.contains(held.symbol), kernel.positions[held.symbol].map({ $0.decisionID.hasPrefix("adopted:") }) ?? true {
+            } else if !entering.contains(held.symbol),
+                kernel.positions[held.symbol].map({ $0.decisionID.hasPrefix("adopted:") }) ?? true
+            {
                 // Opened by hand, or lost: the adoption policy says what to do with it.
                 if let finding = try await adopt(held) { report.findings.append(finding) }
             }
@@ -951,7 +1459,9 @@ public actor ExecutorService {
         }
         ignored.formIntersection(seen)
         conclude(report, lasting: lasting)
-        for (severity, kind, message) in pendingAlerts { await alert(severity, kind: kind, symbol: settings.account, message: message) }
+        for (severity, kind, message) in pendingAlerts {
+            await alert(severity, kind: kind, symbol: settings.account, message: message)
+        }
         pendingAlerts = []
         await recordControlChanges()
         reconciled = true
@@ -962,7 +1472,10 @@ public actor ExecutorService {
         do {
             return try await venue.marginTiers(symbol: symbol)
         } catch {
-            logger.warning("the venue's margin tiers cannot be read; the flat maintenance rate stands in", metadata: ["symbol": "\(symbol)", "error": "\(error)"])
+            logger.warning(
+                "the venue's margin tiers cannot be read; the flat maintenance rate stands in",
+                metadata: ["symbol": "\(symbol)", "error": "\(error)"]
+            )
             return nil
         }
     }
@@ -974,7 +1487,10 @@ public actor ExecutorService {
         do {
             held = try await venue.positions()
         } catch {
-            logger.error("the venue's positions cannot be read either; its stops wait for the next pass", metadata: ["error": "\(error)"])
+            logger.error(
+                "the venue's positions cannot be read either; its stops wait for the next pass",
+                metadata: ["error": "\(error)"]
+            )
             return
         }
         let records = (try? await venuePositionsInStore()) ?? []
@@ -982,11 +1498,23 @@ public actor ExecutorService {
             guard let stops = try? await venue.workingStops(symbol: position.symbol) else { continue }
             let record = records.first { $0.symbol == position.symbol && $0.side == position.side }
             var stop = record?.stopLoss
-            if stop == nil, let filters = try? await venue.filters(symbol: position.symbol) { stop = adoptionStop(position, filters: filters) }
+            if stop == nil, let filters = try? await venue.filters(symbol: position.symbol) {
+                stop = adoptionStop(position, filters: filters)
+            }
             kernel.restore(
-                symbol: position.symbol, side: position.side, quantity: position.quantity, averagePrice: position.entryPrice, stopPrice: stop,
-                decisionID: record?.decisionID ?? "adopted:\(position.symbol):\(Int(now().timeIntervalSince1970))", stops: stops, now: now())
-            logger.warning("the venue's fills cannot be read; protecting what it holds first", metadata: ["symbol": "\(position.symbol)"])
+                symbol: position.symbol,
+                side: position.side,
+                quantity: position.quantity,
+                averagePrice: position.entryPrice,
+                stopPrice: stop,
+                decisionID: record?.decisionID ?? "adopted:\(position.symbol):\(Int(now().timeIntervalSince1970))",
+                stops: stops,
+                now: now()
+            )
+            logger.warning(
+                "the venue's fills cannot be read; protecting what it holds first",
+                metadata: ["symbol": "\(position.symbol)"]
+            )
             let signed = position.side == .long ? position.quantity : -position.quantity
             await drive(.venueSnapshot(symbol: position.symbol, quantity: signed, stops: Set(stops.map(\.clientID))))
         }
@@ -996,7 +1524,10 @@ public actor ExecutorService {
     /// tick toward the entry.
     func adoptionStop(_ position: VenuePosition, filters: ExchangeFilters) -> Decimal {
         let distance = position.entryPrice * settings.limits.maxStopFraction
-        return filters.price(position.side == .long ? position.entryPrice - distance : position.entryPrice + distance, toward: position.entryPrice)
+        return filters.price(
+            position.side == .long ? position.entryPrice - distance : position.entryPrice + distance,
+            toward: position.entryPrice
+        )
     }
 
     /// Whether the venue lists working stops that cover `quantity` of `symbol`.
@@ -1012,31 +1543,72 @@ public actor ExecutorService {
         switch settings.adoptPolicy {
         case .ignore:
             guard ignored.insert(symbol).inserted else { return nil }
-            let message = "the venue holds \(held.side.rawValue) \(held.quantity) \(symbol) that the executor did not open; ADOPT_POLICY=ignore leaves it alone, with no stop"
+            let message =
+                "the venue holds \(held.side.rawValue) \(held.quantity) \(symbol) that the executor did not open; ADOPT_POLICY=ignore leaves it alone, with no stop"
             await alert(.warning, kind: "position_ignored", symbol: symbol, message: message)
             return "\(symbol): unknown position of \(held.quantity) ignored (ADOPT_POLICY=ignore)"
         case .protect, .flatten:
-            let stop = settings.adoptPolicy == .protect ? adoptionStop(held, filters: try await venue.filters(symbol: symbol)) : nil
+            let stop =
+                settings.adoptPolicy == .protect
+                ? adoptionStop(held, filters: try await venue.filters(symbol: symbol)) : nil
             let decisionID = "adopted:\(symbol):\(Int(now().timeIntervalSince1970))"
             let position = PositionRecord(
-                id: "position:\(decisionID)", venue: venue.name, symbol: symbol, side: held.side, quantity: held.quantity, entryPrice: held.entryPrice,
-                leverage: held.leverage, stopLoss: stop, takeProfit: nil, decisionID: decisionID, openedAt: now())
+                id: "position:\(decisionID)",
+                venue: venue.name,
+                symbol: symbol,
+                side: held.side,
+                quantity: held.quantity,
+                entryPrice: held.entryPrice,
+                leverage: held.leverage,
+                stopLoss: stop,
+                takeProfit: nil,
+                decisionID: decisionID,
+                openedAt: now()
+            )
             try await store.savePosition(position)
-            try await venue.follow(VenuePosition(
-                symbol: symbol, side: held.side, quantity: held.quantity, entryPrice: held.entryPrice, leverage: held.leverage, stopLoss: stop, takeProfit: nil,
-                openedAt: position.openedAt))
+            try await venue.follow(
+                VenuePosition(
+                    symbol: symbol,
+                    side: held.side,
+                    quantity: held.quantity,
+                    entryPrice: held.entryPrice,
+                    leverage: held.leverage,
+                    stopLoss: stop,
+                    takeProfit: nil,
+                    openedAt: position.openedAt
+                )
+            )
             let stops = try await venue.workingStops(symbol: symbol)
             kernel.restore(
-                symbol: symbol, side: held.side, quantity: held.quantity, averagePrice: held.entryPrice, stopPrice: stop, decisionID: decisionID, stops: stops,
-                now: now())
+                symbol: symbol,
+                side: held.side,
+                quantity: held.quantity,
+                averagePrice: held.entryPrice,
+                stopPrice: stop,
+                decisionID: decisionID,
+                stops: stops,
+                now: now()
+            )
             let signed = held.side == .long ? held.quantity : -held.quantity
             if let stop {
                 manage(symbol, side: held.side, entry: held.entryPrice, stop: stop)
-                await alert(.warning, kind: "position_adopted", symbol: symbol, message: "the venue holds \(held.side.rawValue) \(held.quantity) \(symbol) that the executor did not open; adopted, with a stop at \(stop)")
+                await alert(
+                    .warning,
+                    kind: "position_adopted",
+                    symbol: symbol,
+                    message:
+                        "the venue holds \(held.side.rawValue) \(held.quantity) \(symbol) that the executor did not open; adopted, with a stop at \(stop)"
+                )
                 await drive(.venueSnapshot(symbol: symbol, quantity: signed, stops: Set(stops.map(\.clientID))))
                 return "\(symbol): unknown position of \(held.quantity) adopted and protected at \(stop)"
             }
-            await alert(.critical, kind: "position_flattened", symbol: symbol, message: "the venue holds \(held.side.rawValue) \(held.quantity) \(symbol) that the executor did not open; ADOPT_POLICY=flatten closes it at market")
+            await alert(
+                .critical,
+                kind: "position_flattened",
+                symbol: symbol,
+                message:
+                    "the venue holds \(held.side.rawValue) \(held.quantity) \(symbol) that the executor did not open; ADOPT_POLICY=flatten closes it at market"
+            )
             await drive(.flatten(symbol: symbol, reason: "adopt_flatten"))
             return "\(symbol): unknown position of \(held.quantity) flattened (ADOPT_POLICY=flatten)"
         }
@@ -1049,14 +1621,40 @@ public actor ExecutorService {
         let exit = price ?? position.entryPrice
         let pnl = (position.side == .long ? exit - position.entryPrice : position.entryPrice - exit) * position.quantity
         let close = VenueClose(
-            symbol: position.symbol, side: position.side, quantity: position.quantity, entryPrice: position.entryPrice, exitPrice: exit, openedAt: position.openedAt,
-            closedAt: now(), reason: "unknown", pnl: pnl, fees: 0, funding: 0, leverage: position.leverage, stopLoss: position.stopLoss, takeProfit: position.takeProfit)
+            symbol: position.symbol,
+            side: position.side,
+            quantity: position.quantity,
+            entryPrice: position.entryPrice,
+            exitPrice: exit,
+            openedAt: position.openedAt,
+            closedAt: now(),
+            reason: "unknown",
+            pnl: pnl,
+            fees: 0,
+            funding: 0,
+            leverage: position.leverage,
+            stopLoss: position.stopLoss,
+            takeProfit: position.takeProfit
+        )
         var closed = position
         closed.status = .closed
         closed.updatedAt = now()
-        try await store.recordClose(CloseRecord(trade: TradeRecord(close, positionID: position.id, entryTime: position.openedAt), position: closed, orders: [], fills: []))
+        try await store.recordClose(
+            CloseRecord(
+                trade: TradeRecord(close, positionID: position.id, entryTime: position.openedAt),
+                position: closed,
+                orders: [],
+                fills: []
+            )
+        )
         managedStops[position.symbol] = nil
-        await alert(.critical, kind: "position_closed_unknown", symbol: position.symbol, message: "\(position.symbol) is open in the store but flat at \(venue.name), and no fill explains it; closed as unknown, PnL estimated at \(exit)")
+        await alert(
+            .critical,
+            kind: "position_closed_unknown",
+            symbol: position.symbol,
+            message:
+                "\(position.symbol) is open in the store but flat at \(venue.name), and no fill explains it; closed as unknown, PnL estimated at \(exit)"
+        )
     }
 
     /// Mismatches (`lasting`) seen in ``reconciliationPassesBeforeReducing`` passes in a row are
@@ -1069,13 +1667,20 @@ public actor ExecutorService {
         findingPasses = next
         report.unresolved = next.filter { $0.value >= Self.reconciliationPassesBeforeReducing }.map(\.key).sorted()
         lastReconciliation = report
-        if !report.findings.isEmpty { logger.warning("reconciliation: the venue wins", metadata: ["findings": "\(report.findings)"]) }
+        if !report.findings.isEmpty {
+            logger.warning("reconciliation: the venue wins", metadata: ["findings": "\(report.findings)"])
+        }
         // An operator who turned REDUCING off has seen these: only a new one turns it on again.
         acknowledged.formIntersection(report.unresolved)
         if !Set(report.unresolved).subtracting(acknowledged).isEmpty, control.reducing == nil {
-            control.reducing = AccountControl.Hold(reason: report.unresolved.joined(separator: "; "), by: "reconciliation", since: now())
+            control.reducing = AccountControl.Hold(
+                reason: report.unresolved.joined(separator: "; "),
+                by: "reconciliation",
+                since: now()
+            )
             controlChanged = true
-            let message = "reconciliation could not resolve: \(report.unresolved.joined(separator: "; ")); no new entries until it resolves or an operator resets it"
+            let message =
+                "reconciliation could not resolve: \(report.unresolved.joined(separator: "; ")); no new entries until it resolves or an operator resets it"
             pendingAlerts.append((.critical, "reconciliation_reducing", message))
         } else if report.unresolved.isEmpty, control.reducing?.by == "reconciliation" {
             control.reducing = nil
@@ -1089,11 +1694,24 @@ public actor ExecutorService {
 
     /// Logs and publishes an alert; the bus being down loses nothing that matters (it is logged).
     func alert(_ severity: AlertSeverity, kind: String, symbol: String, message: String) async {
-        logger.log(level: severity == .critical ? .critical : .warning, "\(message)", metadata: ["symbol": "\(symbol)", "kind": "\(kind)"])
+        logger.log(
+            level: severity == .critical ? .critical : .warning,
+            "\(message)",
+            metadata: ["symbol": "\(symbol)", "kind": "\(kind)"]
+        )
         try? await publish(
-            AlertPayload(severity: severity, kind: kind, title: "\(kind.replacingOccurrences(of: "_", with: " ")): \(symbol)", message: message, symbol: symbol),
-            type: MessageType.alert, routingKey: RoutingKey.alert(severity: severity.rawValue, kind: kind), id: "alert:\(kind):\(symbol):\(UUID().uuidString)",
-            correlationID: symbol)
+            AlertPayload(
+                severity: severity,
+                kind: kind,
+                title: "\(kind.replacingOccurrences(of: "_", with: " ")): \(symbol)",
+                message: message,
+                symbol: symbol
+            ),
+            type: MessageType.alert,
+            routingKey: RoutingKey.alert(severity: severity.rawValue, kind: kind),
+            id: "alert:\(kind):\(symbol):\(UUID().uuidString)",
+            correlationID: symbol
+        )
     }
 
     /// The store's open positions at this executor's venue (a store may hold several venues' records).
@@ -1111,18 +1729,31 @@ public actor ExecutorService {
         let symbols = held.union(open.map(\.symbol)).union(pending.map(\.symbol))
         var committed: [String: [VenueFill]] = [:]
         for symbol in symbols {
-            committed[symbol] = try await store.latestFills(venue: venue.name, symbol: symbol, limit: 20).map(VenueFill.init)
+            committed[symbol] = try await store.latestFills(venue: venue.name, symbol: symbol, limit: 20).map(
+                VenueFill.init
+            )
         }
         var positions: [VenuePosition] = []
         for position in open {
             // The fees of the fills of the decision that opened it, so the trade's fees and PnL count them.
             var fees: Decimal = 0
-            for order in try await store.orders(decisionID: position.decisionID) where order.venue == venue.name && order.purpose == .entry {
+            for order in try await store.orders(decisionID: position.decisionID)
+            where order.venue == venue.name && order.purpose == .entry {
                 fees += try await store.fills(clientOrderID: order.clientOrderID).map(\.fee).reduce(0, +)
             }
-            positions.append(VenuePosition(
-                symbol: position.symbol, side: position.side, quantity: position.quantity, entryPrice: position.entryPrice, leverage: position.leverage,
-                stopLoss: position.stopLoss, takeProfit: position.takeProfit, openedAt: position.openedAt, fees: fees))
+            positions.append(
+                VenuePosition(
+                    symbol: position.symbol,
+                    side: position.side,
+                    quantity: position.quantity,
+                    entryPrice: position.entryPrice,
+                    leverage: position.leverage,
+                    stopLoss: position.stopLoss,
+                    takeProfit: position.takeProfit,
+                    openedAt: position.openedAt,
+                    fees: fees
+                )
+            )
         }
         // A symbol with no committed fill reads its history from its oldest recent order (one that
         // filled before a crash has fills still to commit); nothing older is ours.
@@ -1130,25 +1761,56 @@ public actor ExecutorService {
         let fresh = symbols.filter { committed[$0]?.isEmpty ?? true }
         if !fresh.isEmpty {
             for order in try await store.orders(statuses: Set(OrderStatus.allCases))
-            where order.venue == venue.name && fresh.contains(order.symbol) && now().timeIntervalSince(order.createdAt) < 7 * 86_400 {
+            where order.venue == venue.name && fresh.contains(order.symbol)
+                && now().timeIntervalSince(order.createdAt) < 7 * 86_400
+            {
                 since[order.symbol] = min(since[order.symbol] ?? order.createdAt, order.createdAt)
             }
         }
-        return VenueResume(openPositions: positions, committedFills: committed, pendingSymbols: symbols, pendingSince: since)
+        return VenueResume(
+            openPositions: positions,
+            committedFills: committed,
+            pendingSymbols: symbols,
+            pendingSince: since
+        )
     }
 
     // MARK: Publishing
 
     func publishOrder(_ order: OrderRecord, status: OrderStatus, reason: String?, correlationID: String) async throws {
         let event = OrderEventPayload(
-            symbol: order.symbol, clientOrderID: order.clientOrderID, side: order.side, status: status.rawValue.lowercased(), quantity: order.quantity.doubleValue,
-            price: order.price?.doubleValue, reason: reason)
-        try await publish(event, type: MessageType.order, routingKey: RoutingKey.order(status: status.rawValue.lowercased(), symbol: order.symbol),
-                          id: "order:\(order.clientOrderID):\(status.rawValue)", correlationID: correlationID)
+            symbol: order.symbol,
+            clientOrderID: order.clientOrderID,
+            side: order.side,
+            status: status.rawValue.lowercased(),
+            quantity: order.quantity.doubleValue,
+            price: order.price?.doubleValue,
+            reason: reason
+        )
+        try await publish(
+            event,
+            type: MessageType.order,
+            routingKey: RoutingKey.order(status: status.rawValue.lowercased(), symbol: order.symbol),
+            id: "order:\(order.clientOrderID):\(status.rawValue)",
+            correlationID: correlationID
+        )
     }
 
-    func publish<P: Codable & Sendable>(_ payload: P, type: String, routingKey: String, id: String, correlationID: String) async throws {
-        let envelope = Envelope(id: id, type: type, time: now(), correlationID: correlationID, source: source, payload: payload)
+    func publish<P: Codable & Sendable>(
+        _ payload: P,
+        type: String,
+        routingKey: String,
+        id: String,
+        correlationID: String
+    ) async throws {
+        let envelope = Envelope(
+            id: id,
+            type: type,
+            time: now(),
+            correlationID: correlationID,
+            source: source,
+            payload: payload
+        )
         do {
             try await bus.publish(envelope, routingKey: routingKey)
         } catch BusError.unroutable {

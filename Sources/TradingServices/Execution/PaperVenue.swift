@@ -33,7 +33,9 @@ public actor PaperVenue: Venue {
     public func filters(symbol: String) async throws(VenueError) -> ExchangeFilters { exchange.settings.filters }
     public func marginTiers(symbol: String) async throws(VenueError) -> MarginTiers? { exchange.settings.marginTiers }
 
-    public func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) { (exchange.equity, exchange.availableMargin) }
+    public func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) {
+        (exchange.equity, exchange.availableMargin)
+    }
 
     public func submit(_ request: VenueOrderRequest) async throws(VenueError) -> VenueOrder {
         let result = exchange.submit(request)
@@ -41,7 +43,9 @@ public actor PaperVenue: Venue {
         return try result.get()
     }
 
-    public func order(clientOrderID: String, symbol: String) async throws(VenueError) -> VenueOrder? { exchange.order(clientOrderID: clientOrderID) }
+    public func order(clientOrderID: String, symbol: String) async throws(VenueError) -> VenueOrder? {
+        exchange.order(clientOrderID: clientOrderID)
+    }
 
     public func positions() async throws(VenueError) -> [VenuePosition] { exchange.openPositions }
 
@@ -56,9 +60,12 @@ public actor PaperVenue: Venue {
         try save()
     }
 
-    public func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] { exchange.workingStops(symbol: symbol) }
+    public func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] {
+        exchange.workingStops(symbol: symbol)
+    }
 
-    public func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError) {
+    public func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError)
+    {
         let result = exchange.placeTarget(symbol: symbol, side: side, price: price, clientID: clientID)
         try save()
         try result.get()
@@ -76,7 +83,13 @@ public actor PaperVenue: Venue {
     /// Nothing to do: the paper venue's own state outlives the executor, in its file.
     public func resume(_ state: VenueResume) async throws(VenueError) {}
 
-    public func observe(symbol: String, candle: Candle, time: Date, atr: Double?, fundingRate: Decimal?) async throws(VenueError) {
+    public func observe(
+        symbol: String,
+        candle: Candle,
+        time: Date,
+        atr: Double?,
+        fundingRate: Decimal?
+    ) async throws(VenueError) {
         try exchange.onCandle(symbol: symbol, candle: candle, time: time, fundingRate: fundingRate)
         try save()
     }

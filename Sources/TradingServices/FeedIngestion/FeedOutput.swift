@@ -22,14 +22,24 @@ public struct FeedOutput: Sendable {
     }
 
     /// The bus message of a closed candle; its envelope time is the candle's close, its shard key the symbol.
-    public func message(_ candle: Candle, of stream: CandleStreamID, intervalMilliseconds: Int64) throws -> OutgoingMessage {
+    public func message(
+        _ candle: Candle,
+        of stream: CandleStreamID,
+        intervalMilliseconds: Int64
+    ) throws -> OutgoingMessage {
         let envelope = Envelope(
-            type: MessageType.candleClosed, time: Self.closeTime(candle, intervalMilliseconds: intervalMilliseconds), source: source,
-            payload: CandlePayload(venue: venue, symbol: stream.symbol, interval: stream.interval, candle: candle))
+            type: MessageType.candleClosed,
+            time: Self.closeTime(candle, intervalMilliseconds: intervalMilliseconds),
+            source: source,
+            payload: CandlePayload(venue: venue, symbol: stream.symbol, interval: stream.interval, candle: candle)
+        )
         return OutgoingMessage(
             routingKey: RoutingKey.candle(venue: venue, symbol: stream.symbol, interval: stream.interval),
-            body: try EnvelopeCodec.encode(envelope), messageID: envelope.id, correlationID: envelope.correlationID,
-            shardKey: stream.symbol)
+            body: try EnvelopeCodec.encode(envelope),
+            messageID: envelope.id,
+            correlationID: envelope.correlationID,
+            shardKey: stream.symbol
+        )
     }
 
     /// When a candle closes.
@@ -49,18 +59,36 @@ public struct FeedOutput: Sendable {
 
     /// An invalid candle: never published; counted, logged and alerted as `alert.warning.invalid_candle`.
     public func reportInvalid(_ candle: Candle, of stream: CandleStreamID, defect: CandleDefect) async throws {
-        Counter(label: "tradebus_feed_invalid_candles_total", dimensions: [("venue", venue), ("defect", defect.rawValue)]).increment()
-        logger.warning("invalid candle skipped", metadata: [
-            "symbol": "\(stream.symbol)", "interval": "\(stream.interval)", "open_time": "\(candle.openTime)", "defect": "\(defect.rawValue)",
-        ])
-        try await alert(AlertPayload(
-            severity: .warning, kind: "invalid_candle", title: "Invalid candle skipped",
-            message: "\(venue) \(stream.symbol) \(stream.interval) candle at \(candle.openTime) is invalid (\(defect.rawValue)); it was not published",
-            symbol: stream.symbol, fields: ["open_time": .number(Double(candle.openTime)), "defect": .string(defect.rawValue)]))
+        Counter(
+            label: "tradebus_feed_invalid_candles_total",
+            dimensions: [("venue", venue), ("defect", defect.rawValue)]
+        ).increment()
+        logger.warning(
+            "invalid candle skipped",
+            metadata: [
+                "symbol": "\(stream.symbol)", "interval": "\(stream.interval)", "open_time": "\(candle.openTime)",
+                "defect": "\(defect.rawValue)",
+            ]
+        )
+        try await alert(
+            AlertPayload(
+                severity: .warning,
+                kind: "invalid_candle",
+                title: "Invalid candle skipped",
+                message:
+                    "\(venue) \(stream.symbol) \(stream.interval) candle at \(candle.openTime) is invalid (\(defect.rawValue)); it was not published",
+                symbol: stream.symbol,
+                fields: ["open_time": .number(Double(candle.openTime)), "defect": .string(defect.rawValue)]
+            )
+        )
     }
 
     /// Writes the latest price of `symbol`, stamped with the time it was seen at the venue.
     public func setLatestPrice(symbol: String, price: Double, time: Date) async {
-        await cache.set(LatestPrice.cacheKey(venue: venue, symbol: symbol), CachedValue(String(price), sourceTime: time), ttl: nil)
+        await cache.set(
+            LatestPrice.cacheKey(venue: venue, symbol: symbol),
+            CachedValue(String(price), sourceTime: time),
+            ttl: nil
+        )
     }
 }

@@ -21,7 +21,9 @@ public actor LiveFeed {
         public var watchdogPeriod: Duration
 
         public init(
-            streams: [CandleStreamID], staleIntervals: Double = 3, reconnect: Backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30)),
+            streams: [CandleStreamID],
+            staleIntervals: Double = 3,
+            reconnect: Backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30)),
             watchdogPeriod: Duration = .seconds(1)
         ) {
             self.streams = streams
@@ -61,7 +63,13 @@ public actor LiveFeed {
     public private(set) var counts = Counts()
     public private(set) var isConnected = false
 
-    public init(source: any KlineStream, history: any KlineHistory, output: FeedOutput, settings: Settings, now: @escaping @Sendable () -> Date = { Date() }) throws {
+    public init(
+        source: any KlineStream,
+        history: any KlineHistory,
+        output: FeedOutput,
+        settings: Settings,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) throws {
         self.source = source
         self.history = history
         self.output = output
@@ -70,7 +78,9 @@ public actor LiveFeed {
         let start = now()
         for stream in settings.streams {
             guard let length = CandleInterval.milliseconds(stream.interval) else {
-                throw ExchangeMessageError("interval '\(stream.interval)' of \(stream.symbol) is not one of 1m, 5m, 15m, 1h, 4h, 1d")
+                throw ExchangeMessageError(
+                    "interval '\(stream.interval)' of \(stream.symbol) is not one of 1m, 5m, 15m, 1h, 4h, 1d"
+                )
             }
             states[stream] = StreamState(sequencer: CandleSequencer(intervalMilliseconds: length), lastData: start)
         }
@@ -95,7 +105,10 @@ public actor LiveFeed {
                 output.logger.warning("\(source.venue) ended the connection; reconnecting")
             } catch {
                 if Task.isCancelled { return }
-                output.logger.warning("\(source.venue) connection failed; reconnecting", metadata: ["error": "\(error)"])
+                output.logger.warning(
+                    "\(source.venue) connection failed; reconnecting",
+                    metadata: ["error": "\(error)"]
+                )
             }
             isConnected = false
             Counter(label: "tradebus_feed_disconnects_total", dimensions: [("venue", source.venue)]).increment()
@@ -112,7 +125,10 @@ public actor LiveFeed {
             connectedThisSession = true
             isConnected = true
             counts.connections += 1
-            output.logger.info("connected to \(source.venue)", metadata: ["streams": "\(settings.streams.count)", "connection": "\(counts.connections)"])
+            output.logger.info(
+                "connected to \(source.venue)",
+                metadata: ["streams": "\(settings.streams.count)", "connection": "\(counts.connections)"]
+            )
             if counts.connections > 1 { try await catchUp() }
         case .update(let update):
             try await handle(update)
@@ -149,7 +165,10 @@ public actor LiveFeed {
         case .acceptedAfterGap(_, let from, let missing):
             counts.gaps += 1
             Counter(label: "tradebus_feed_gaps_total", dimensions: [("venue", source.venue)]).increment()
-            output.logger.info("gap before a candle; filling it from REST", metadata: ["stream": "\(id)", "from": "\(from)", "missing": "\(missing)"])
+            output.logger.info(
+                "gap before a candle; filling it from REST",
+                metadata: ["stream": "\(id)", "from": "\(from)", "missing": "\(missing)"]
+            )
             let fill = await backfill(id, from: from, through: candle.openTime - sequencer.intervalMilliseconds)
             try await publish(fill + [candle], of: id, advancing: sequencer)
         case .duplicate, .stale:
@@ -183,7 +202,9 @@ public actor LiveFeed {
         var failure: String?
         do {
             var next = from
-            for candle in try await history.candles(id, from: from, through: through).sorted(by: { $0.openTime < $1.openTime })
+            for candle in try await history.candles(id, from: from, through: through).sorted(by: {
+                $0.openTime < $1.openTime
+            })
             where candle.openTime >= next && candle.openTime <= through {
                 if let defect = candle.defect {
                     counts.rejected += 1
@@ -197,18 +218,32 @@ public actor LiveFeed {
             failure = "\(error)"
         }
         counts.backfilled += candles.count
-        Counter(label: "tradebus_feed_backfilled_candles_total", dimensions: [("venue", source.venue)]).increment(by: candles.count)
+        Counter(label: "tradebus_feed_backfilled_candles_total", dimensions: [("venue", source.venue)]).increment(
+            by: candles.count
+        )
         let missing = wanted - candles.count
         if missing > 0 {
             counts.stillMissing += missing
-            Counter(label: "tradebus_feed_missing_candles_total", dimensions: [("venue", source.venue)]).increment(by: missing)
+            Counter(label: "tradebus_feed_missing_candles_total", dimensions: [("venue", source.venue)]).increment(
+                by: missing
+            )
             let reason = failure.map { "REST failed: \($0)" } ?? "REST has no such candles"
-            output.logger.warning("candles still missing after backfill; none invented", metadata: ["stream": "\(id)", "missing": "\(missing)", "reason": "\(reason)"])
+            output.logger.warning(
+                "candles still missing after backfill; none invented",
+                metadata: ["stream": "\(id)", "missing": "\(missing)", "reason": "\(reason)"]
+            )
             do {
-                try await output.alert(AlertPayload(
-                    severity: .warning, kind: "feed_gap", title: "Candles missing",
-                    message: "\(source.venue) \(id): \(missing) of \(wanted) candles from \(from) could not be filled (\(reason)); none were invented",
-                    symbol: id.symbol, fields: ["from": .number(Double(from)), "missing": .number(Double(missing))]))
+                try await output.alert(
+                    AlertPayload(
+                        severity: .warning,
+                        kind: "feed_gap",
+                        title: "Candles missing",
+                        message:
+                            "\(source.venue) \(id): \(missing) of \(wanted) candles from \(from) could not be filled (\(reason)); none were invented",
+                        symbol: id.symbol,
+                        fields: ["from": .number(Double(from)), "missing": .number(Double(missing))]
+                    )
+                )
             } catch {
                 output.logger.error("could not publish the feed_gap alert", metadata: ["error": "\(error)"])
             }
@@ -216,7 +251,8 @@ public actor LiveFeed {
         return candles
     }
 
-    private func publish(_ candles: [Candle], of id: CandleStreamID, advancing sequencer: CandleSequencer) async throws {
+    private func publish(_ candles: [Candle], of id: CandleStreamID, advancing sequencer: CandleSequencer) async throws
+    {
         guard let last = candles.last else {
             states[id]?.sequencer = sequencer
             return
@@ -225,8 +261,14 @@ public actor LiveFeed {
         try await output.bus.publish(candles.map { try output.message($0, of: id, intervalMilliseconds: length) })
         states[id]?.sequencer = sequencer
         counts.published += candles.count
-        Counter(label: "tradebus_feed_candles_total", dimensions: [("venue", source.venue)]).increment(by: candles.count)
-        await output.setLatestPrice(symbol: id.symbol, price: last.close, time: FeedOutput.closeTime(last, intervalMilliseconds: length))
+        Counter(label: "tradebus_feed_candles_total", dimensions: [("venue", source.venue)]).increment(
+            by: candles.count
+        )
+        await output.setLatestPrice(
+            symbol: id.symbol,
+            price: last.close,
+            time: FeedOutput.closeTime(last, intervalMilliseconds: length)
+        )
     }
 
     // MARK: Staleness
@@ -255,11 +297,18 @@ public actor LiveFeed {
         let names = newlyStale.map(\.description).joined(separator: ", ")
         output.logger.warning("feed stale", metadata: ["venue": "\(source.venue)", "streams": "\(names)"])
         do {
-            try await output.alert(AlertPayload(
-                severity: .warning, kind: "feed_stale", title: "Market data feed stale",
-                message: "No data from \(source.venue) for \(names) in \(settings.staleIntervals) intervals",
-                symbol: newlyStale.count == 1 ? newlyStale[0].symbol : nil,
-                fields: ["venue": .string(source.venue), "streams": .array(newlyStale.map { .string($0.description) })]))
+            try await output.alert(
+                AlertPayload(
+                    severity: .warning,
+                    kind: "feed_stale",
+                    title: "Market data feed stale",
+                    message: "No data from \(source.venue) for \(names) in \(settings.staleIntervals) intervals",
+                    symbol: newlyStale.count == 1 ? newlyStale[0].symbol : nil,
+                    fields: [
+                        "venue": .string(source.venue), "streams": .array(newlyStale.map { .string($0.description) }),
+                    ]
+                )
+            )
         } catch {
             output.logger.error("could not publish the feed_stale alert", metadata: ["error": "\(error)"])
         }

@@ -47,7 +47,10 @@ public struct ReplayFeed: Sendable {
             case .acceptedAfterGap(_, let from, let missing):
                 report.gaps += 1
                 report.missingCandles += missing
-                output.logger.info("gap in the data: candles missing, none invented", metadata: ["from": "\(from)", "missing": "\(missing)"])
+                output.logger.info(
+                    "gap in the data: candles missing, none invented",
+                    metadata: ["from": "\(from)", "missing": "\(missing)"]
+                )
             case .accepted:
                 break
             }
@@ -67,7 +70,11 @@ public struct ReplayFeed: Sendable {
         }
         try await output.bus.publish(pending)
         if let last = lastPublished {
-            await output.setLatestPrice(symbol: stream.symbol, price: last.close, time: FeedOutput.closeTime(last, intervalMilliseconds: length))
+            await output.setLatestPrice(
+                symbol: stream.symbol,
+                price: last.close,
+                time: FeedOutput.closeTime(last, intervalMilliseconds: length)
+            )
         }
         return report
     }

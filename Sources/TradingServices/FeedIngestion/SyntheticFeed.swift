@@ -15,7 +15,15 @@ public struct SyntheticFeed: Sendable {
     public var startTime: Int64?
     let output: FeedOutput
 
-    public init(symbols: [String], interval: String, seed: UInt64, candles: Int?, speed: Double = 0, startTime: Int64? = nil, output: FeedOutput) {
+    public init(
+        symbols: [String],
+        interval: String,
+        seed: UInt64,
+        candles: Int?,
+        speed: Double = 0,
+        startTime: Int64? = nil,
+        output: FeedOutput
+    ) {
         self.symbols = symbols
         self.interval = interval
         self.seed = seed
@@ -41,7 +49,9 @@ public struct SyntheticFeed: Sendable {
         while candles.map({ step < $0 }) ?? true {
             try Task.checkCancellation()
             last = market.next()
-            try await output.bus.publish(try zip(last, streams).map { try output.message($0, of: $1, intervalMilliseconds: length) })
+            try await output.bus.publish(
+                try zip(last, streams).map { try output.message($0, of: $1, intervalMilliseconds: length) }
+            )
             published += last.count
             step += 1
             if speed > 0 {
@@ -55,7 +65,11 @@ public struct SyntheticFeed: Sendable {
 
     private func setLatestPrices(_ candles: [Candle], length: Int64) async {
         for (candle, symbol) in zip(candles, symbols) {
-            await output.setLatestPrice(symbol: symbol, price: candle.close, time: FeedOutput.closeTime(candle, intervalMilliseconds: length))
+            await output.setLatestPrice(
+                symbol: symbol,
+                price: candle.close,
+                time: FeedOutput.closeTime(candle, intervalMilliseconds: length)
+            )
         }
     }
 }

@@ -48,7 +48,13 @@ public actor IndicatorProcessor {
     /// (`tradebus run`, `backtest`) has no one to hand over to and skips it.
     let savesState: Bool
 
-    public init(bus: any MessageBus, cache: any HotCache, source: String, logger: Logger = Logger(label: "indicator-worker"), savesState: Bool = true) {
+    public init(
+        bus: any MessageBus,
+        cache: any HotCache,
+        source: String,
+        logger: Logger = Logger(label: "indicator-worker"),
+        savesState: Bool = true
+    ) {
         self.savesState = savesState
         self.bus = bus
         self.cache = cache
@@ -65,7 +71,11 @@ public actor IndicatorProcessor {
     public func handle(_ delivery: Delivery) async throws {
         let envelope: Envelope<CandlePayload>
         do {
-            envelope = try EnvelopeCodec.decode(CandlePayload.self, from: delivery.body, expectedType: MessageType.candleClosed)
+            envelope = try EnvelopeCodec.decode(
+                CandlePayload.self,
+                from: delivery.body,
+                expectedType: MessageType.candleClosed
+            )
         } catch {
             throw MessageRejected("not a candle: \(error)")
         }
@@ -77,18 +87,36 @@ public actor IndicatorProcessor {
             throw MessageRejected("candle at \(payload.candle.openTime) is invalid (\(defect.rawValue))")
         }
         var changes = Changes()
-        let isNew = try await update(payload.symbol, payload.interval, payload.candle, correlationID: envelope.correlationID, into: &changes)
+        let isNew = try await update(
+            payload.symbol,
+            payload.interval,
+            payload.candle,
+            correlationID: envelope.correlationID,
+            into: &changes
+        )
         if isNew && payload.interval == "1m" {
             var aggregator = await restoredAggregator(payload.symbol)
             let closed = aggregator.add(payload.candle)
             changes.aggregator = (payload.symbol, aggregator)
             if savesState {
-                changes.entries.append(CacheEntry(
-                    key: Self.aggregatorKey(symbol: payload.symbol),
-                    value: CachedValue(bytes: Array(try JSONEncoder().encode(aggregator)), sourceTime: envelope.time)))
+                changes.entries.append(
+                    CacheEntry(
+                        key: Self.aggregatorKey(symbol: payload.symbol),
+                        value: CachedValue(
+                            bytes: Array(try JSONEncoder().encode(aggregator)),
+                            sourceTime: envelope.time
+                        )
+                    )
+                )
             }
             for output in closed {
-                try await update(payload.symbol, output.interval, output.candle, correlationID: envelope.correlationID, into: &changes)
+                try await update(
+                    payload.symbol,
+                    output.interval,
+                    output.candle,
+                    correlationID: envelope.correlationID,
+                    into: &changes
+                )
             }
         }
         guard isNew else { return }
@@ -110,7 +138,13 @@ public actor IndicatorProcessor {
 
     /// Updates one stream with `candle`; false if the candle is not newer than the stream's last one.
     @discardableResult
-    private func update(_ symbol: String, _ interval: String, _ candle: Candle, correlationID: String, into changes: inout Changes) async throws -> Bool {
+    private func update(
+        _ symbol: String,
+        _ interval: String,
+        _ candle: Candle,
+        correlationID: String,
+        into changes: inout Changes
+    ) async throws -> Bool {
         let key = "\(symbol)|\(interval)"
         var stream: StreamState
         if let pending = changes.streams[key] {
@@ -128,26 +162,53 @@ public actor IndicatorProcessor {
         let length = CandleInterval.milliseconds(interval) ?? 0
         let candleClose = Date(timeIntervalSince1970: Double(candle.openTime + length) / 1000)
         let envelope = Envelope(
-            id: "ind:\(symbol):\(interval):\(candle.openTime)", type: MessageType.indicatorSnapshot, time: candleClose,
-            correlationID: correlationID, source: source, payload: SnapshotPayload(symbol: symbol, interval: interval, snapshot: snapshot))
+            id: "ind:\(symbol):\(interval):\(candle.openTime)",
+            type: MessageType.indicatorSnapshot,
+            time: candleClose,
+            correlationID: correlationID,
+            source: source,
+            payload: SnapshotPayload(symbol: symbol, interval: interval, snapshot: snapshot)
+        )
         let body = try EnvelopeCodec.encode(envelope)
-        changes.messages.append(OutgoingMessage(
-            routingKey: RoutingKey.indicators(symbol: symbol, interval: interval), body: body, messageID: envelope.id,
-            correlationID: correlationID))
+        changes.messages.append(
+            OutgoingMessage(
+                routingKey: RoutingKey.indicators(symbol: symbol, interval: interval),
+                body: body,
+                messageID: envelope.id,
+                correlationID: correlationID
+            )
+        )
         for signal in signals {
             let signalEnvelope = Envelope(
                 id: "sig:\(symbol):\(interval):\(candle.openTime):\(signal.kind.rawValue):\(signal.direction.rawValue)",
-                type: MessageType.signal, time: candleClose, correlationID: correlationID, source: source,
-                payload: SignalPayload(symbol: symbol, interval: interval, signal: signal))
-            changes.messages.append(OutgoingMessage(
-                routingKey: RoutingKey.signal(symbol: symbol, interval: interval), body: try EnvelopeCodec.encode(signalEnvelope),
-                messageID: signalEnvelope.id, correlationID: correlationID))
+                type: MessageType.signal,
+                time: candleClose,
+                correlationID: correlationID,
+                source: source,
+                payload: SignalPayload(symbol: symbol, interval: interval, signal: signal)
+            )
+            changes.messages.append(
+                OutgoingMessage(
+                    routingKey: RoutingKey.signal(symbol: symbol, interval: interval),
+                    body: try EnvelopeCodec.encode(signalEnvelope),
+                    messageID: signalEnvelope.id,
+                    correlationID: correlationID
+                )
+            )
         }
-        changes.snapshots.append(CacheEntry(key: SnapshotPayload.cacheKey(symbol: symbol, interval: interval), value: CachedValue(bytes: body, sourceTime: candleClose)))
+        changes.snapshots.append(
+            CacheEntry(
+                key: SnapshotPayload.cacheKey(symbol: symbol, interval: interval),
+                value: CachedValue(bytes: body, sourceTime: candleClose)
+            )
+        )
         if savesState {
-            changes.entries.append(CacheEntry(
-                key: Self.stateKey(symbol: symbol, interval: interval),
-                value: CachedValue(bytes: Array(try JSONEncoder().encode(stream)), sourceTime: candleClose)))
+            changes.entries.append(
+                CacheEntry(
+                    key: Self.stateKey(symbol: symbol, interval: interval),
+                    value: CachedValue(bytes: Array(try JSONEncoder().encode(stream)), sourceTime: candleClose)
+                )
+            )
         }
         return true
     }
@@ -156,14 +217,24 @@ public actor IndicatorProcessor {
     private func restoredStream(_ symbol: String, _ interval: String) async -> StreamState {
         let key = "\(symbol)|\(interval)"
         if let stream = streams[key] { return stream }
-        guard let saved = await cache.get(Self.stateKey(symbol: symbol, interval: interval)) else { return StreamState() }
+        guard let saved = await cache.get(Self.stateKey(symbol: symbol, interval: interval)) else {
+            return StreamState()
+        }
         do {
             let stream = try JSONDecoder().decode(StreamState.self, from: Data(saved.bytes))
-            logger.info("restored indicator state", metadata: ["symbol": "\(symbol)", "interval": "\(interval)", "last_open_time": "\(stream.lastOpenTime ?? -1)"])
+            logger.info(
+                "restored indicator state",
+                metadata: [
+                    "symbol": "\(symbol)", "interval": "\(interval)", "last_open_time": "\(stream.lastOpenTime ?? -1)",
+                ]
+            )
             Counter(label: "tradebus_indicator_state_restored_total").increment()
             return streams[key] ?? stream
         } catch {
-            logger.error("saved indicator state unreadable; starting this stream afresh", metadata: ["symbol": "\(symbol)", "interval": "\(interval)", "error": "\(error)"])
+            logger.error(
+                "saved indicator state unreadable; starting this stream afresh",
+                metadata: ["symbol": "\(symbol)", "interval": "\(interval)", "error": "\(error)"]
+            )
             return StreamState()
         }
     }
@@ -171,7 +242,8 @@ public actor IndicatorProcessor {
     private func restoredAggregator(_ symbol: String) async -> TimeframeAggregator {
         if let aggregator = aggregators[symbol] { return aggregator }
         guard let saved = await cache.get(Self.aggregatorKey(symbol: symbol)),
-              let aggregator = try? JSONDecoder().decode(TimeframeAggregator.self, from: Data(saved.bytes)) else { return TimeframeAggregator() }
+            let aggregator = try? JSONDecoder().decode(TimeframeAggregator.self, from: Data(saved.bytes))
+        else { return TimeframeAggregator() }
         return aggregators[symbol] ?? aggregator
     }
 

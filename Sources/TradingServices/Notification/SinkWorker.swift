@@ -47,8 +47,13 @@ public actor SinkWorker {
     public private(set) var health = Health()
 
     public init(
-        sink: any NotificationSink, route: SinkRoute, cache: any HotCache, settings: Settings = .init(), logger: Logger,
-        now: @escaping @Sendable () -> Date = { Date() }, sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+        sink: any NotificationSink,
+        route: SinkRoute,
+        cache: any HotCache,
+        settings: Settings = .init(),
+        logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() },
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) {
         self.sink = sink
         self.route = route
@@ -105,12 +110,20 @@ public actor SinkWorker {
                     await cache.remove(key)
                     health.failed += 1
                     Counter(label: "tradebus_notifier_failed_total", dimensions: [("sink", sink.name)]).increment()
-                    throw MessageRejected("\(sink.name) did not take notice \(notice.id) after \(attempt) attempt(s): \(error)")
+                    throw MessageRejected(
+                        "\(sink.name) did not take notice \(notice.id) after \(attempt) attempt(s): \(error)"
+                    )
                 }
-                let delay = min(error.retryAfter ?? settings.backoff.delay(attempt: attempt - 1), settings.maxRetryAfter)
+                let delay = min(
+                    error.retryAfter ?? settings.backoff.delay(attempt: attempt - 1),
+                    settings.maxRetryAfter
+                )
                 health.retries += 1
                 Counter(label: "tradebus_notifier_retries_total", dimensions: [("sink", sink.name)]).increment()
-                logger.warning("notification not taken; retrying", metadata: ["sink": "\(sink.name)", "error": "\(error)", "retry_in": "\(delay)"])
+                logger.warning(
+                    "notification not taken; retrying",
+                    metadata: ["sink": "\(sink.name)", "error": "\(error)", "retry_in": "\(delay)"]
+                )
                 try await sleep(delay)
             }
         }
