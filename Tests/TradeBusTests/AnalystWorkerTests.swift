@@ -150,7 +150,7 @@ struct AnalystWorkerTests {
         await store.close()
         for analyst in analysts {
             analyst.signal(SIGTERM)
-            #expect(try await analyst.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(try await analyst.waitForExit(timeout: .seconds(30)) == 0, "\(analyst.output)")
         }
         await bus.shutdown()
     }

@@ -234,7 +234,7 @@ extension MarketDataSystemTests {
             for candle in candles { exchange.push(candle, for: stream, closed: true) }
             #expect(await eventually(timeout: .seconds(30)) { run.output.contains("live: 5 candles") }, "\(run.output)")
             run.signal(SIGINT)
-            #expect(try await run.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(try await run.waitForExit(timeout: .seconds(30)) == 0, "\(run.output)")
             #expect(run.output.contains("live run stopped: 5 candles"), "\(run.output)")
             #expect(FileManager.default.fileExists(atPath: database))
             await exchange.stop()
@@ -271,7 +271,7 @@ extension MarketDataSystemTests {
                 "reconciled with the live venue: \(run.output)"
             )
             run.signal(SIGTERM)
-            #expect(try await run.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(try await run.waitForExit(timeout: .seconds(30)) == 0, "\(run.output)")
             await #expect {
                 try await Command.run(
                     tradebus,

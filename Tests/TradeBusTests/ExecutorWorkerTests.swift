@@ -147,7 +147,7 @@ extension MarketDataSystemTests {
             )
             await store.close()
             executor.signal(SIGTERM)
-            #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0, "\(executor.output)")
             await bus.shutdown()
             #expect(exchange.requests.isEmpty, "paper mode sent \(exchange.requests) to the exchange")
             await exchange.stop()
@@ -269,7 +269,7 @@ extension MarketDataSystemTests {
             #expect(trade?.exitReason == "stop_loss" && trade?.exitPrice == 97.5)
             await store.close()
             executor.signal(SIGTERM)
-            #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0, "\(executor.output)")
             try await run.stop()
         }
 
@@ -356,7 +356,7 @@ extension MarketDataSystemTests {
             #expect(resets.count == 1 && resets.first?.reason.contains("max_drawdown reset by carol") == true)
             await store.close()
             executor.signal(SIGTERM)
-            #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0, "\(executor.output)")
             try await run.stop()
         }
 
@@ -391,7 +391,7 @@ extension MarketDataSystemTests {
                 "\(exchange.openAlgoOrders) \(executor.output)"
             )
             executor.signal(SIGTERM)
-            #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0, "\(executor.output)")
             try await run.stop()
         }
 
@@ -439,7 +439,7 @@ extension MarketDataSystemTests {
             #expect(exchange.openAlgoOrders.contains { $0.type == "STOP_MARKET" }, "the position keeps its stop")
             print("standby took over \(takeover) after the SIGKILL (lease 4 s)")
             second.signal(SIGTERM)
-            #expect(try await second.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(try await second.waitForExit(timeout: .seconds(30)) == 0, "\(second.output)")
             try await run.stop()
         }
 

@@ -74,7 +74,7 @@ extension MarketDataSystemTests {
 
             feed.signal(SIGTERM)
             worker.signal(SIGTERM)
-            #expect(try await worker.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(try await worker.waitForExit(timeout: .seconds(30)) == 0, "\(worker.output)")
             _ = try? await feed.waitForExit(timeout: .seconds(30))
         }
 
@@ -141,8 +141,8 @@ extension MarketDataSystemTests {
 
             feed.signal(SIGTERM)
             worker.signal(SIGTERM)
-            #expect(try await feed.waitForExit(timeout: .seconds(30)) == 0)
-            #expect(try await worker.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(try await feed.waitForExit(timeout: .seconds(30)) == 0, "\(feed.output)")
+            #expect(try await worker.waitForExit(timeout: .seconds(30)) == 0, "\(worker.output)")
             await exchange.stop()
         }
 

@@ -102,7 +102,7 @@ struct NotifierWorkerTests {
         }
         for notifier in notifiers {
             notifier.signal(SIGTERM)
-            #expect(try await notifier.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(try await notifier.waitForExit(timeout: .seconds(30)) == 0, "\(notifier.output)")
         }
         await bus.shutdown()
         await sinks.stop()
@@ -146,7 +146,7 @@ struct NotifierWorkerTests {
         ).text
         #expect(status.contains("sink.slack.queue_waiting") && status.contains("sink.telegram"), "\(status)")
         notifier.signal(SIGTERM)
-        #expect(try await notifier.waitForExit(timeout: .seconds(30)) == 0)
+        #expect(try await notifier.waitForExit(timeout: .seconds(30)) == 0, "\(notifier.output)")
         await bus.shutdown()
         await sinks.stop()
     }
