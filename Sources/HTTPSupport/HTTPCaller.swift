@@ -17,15 +17,35 @@ public struct HTTPAnswer: Sendable {
     public var text: String { String(decoding: body, as: UTF8.self) }
 }
 
-/// Why no answer came.
-public enum HTTPCallError: Error, Sendable, CustomStringConvertible {
-    case timeout
-    case connection(String)
+/// Why no answer came: a ``Code`` to act on, and what the connection said.
+public struct HTTPCallError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What kind of failure.
+    public enum Code: String, Sendable, Equatable {
+        /// No answer within the deadline.
+        case timeout
+        /// No connection, or it broke.
+        case connection
+    }
+
+    public var code: Code
+    /// What the connection said (empty for a timeout).
+    public var detail: String
+
+    public init(_ code: Code, detail: String = "") {
+        self.code = code
+        self.detail = detail
+    }
+
+    /// No answer within the deadline.
+    public static let timeout = HTTPCallError(.timeout)
+
+    /// No connection, or it broke: `reason` says how.
+    public static func connection(_ reason: String) -> HTTPCallError { HTTPCallError(.connection, detail: reason) }
 
     public var description: String {
-        switch self {
+        switch code {
         case .timeout: "timed out"
-        case .connection(let reason): "connection failed: \(reason)"
+        case .connection: "connection failed: \(detail)"
         }
     }
 }

@@ -28,9 +28,9 @@ struct JSONPost: Sendable {
                 timeout: timeout
             )
         } catch {
-            switch error {
+            switch error.code {
             case .timeout: throw ModelCallError(.timeout)
-            case .connection(let reason): throw ModelCallError(.connection(reason))
+            case .connection: throw ModelCallError(.connection(error.detail))
             }
         }
         guard (200..<300).contains(answer.status) else {

@@ -134,7 +134,7 @@ public final class RabbitMQBus: MessageBus {
     public func messageCount(_ queue: String) async throws -> Int {
         do {
             return try await onPublisherConnection("counting messages in '\(queue)'") { try $0.messageCount(queue) }
-        } catch BusError.connection(let reason) where reason.contains("404") {
+        } catch let failure as BusError where failure.code == .connection && failure.message.contains("404") {
             throw BusError.unknownQueue(queue)
         }
     }

@@ -220,28 +220,57 @@ public final class ConsumerControl: Sendable {
     }
 }
 
-/// Failures of the bus itself.
-public enum BusError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// No queue is bound for the key: the broker returned the message (mandatory publish).
-    case unroutable(routingKey: String)
-    /// The broker refused the message (basic.nack).
-    case rejectedByBroker(routingKey: String)
-    /// The queue was never declared.
-    case unknownQueue(String)
-    /// The bus was shut down.
-    case closed
-    /// Connecting, declaring or publishing failed; `detail` says what the broker or socket said.
-    case connection(String)
-
-    public var description: String {
-        switch self {
-        case .unroutable(let key): "no queue is bound for routing key '\(key)'; declare a queue first or check the key"
-        case .rejectedByBroker(let key): "the broker refused the message for '\(key)' (basic.nack)"
-        case .unknownQueue(let name): "queue '\(name)' was not declared"
-        case .closed: "the bus is closed"
-        case .connection(let detail): "broker connection failed: \(detail)"
-        }
+/// Failures of the bus itself: a ``Code`` to act on, and a message that says what failed and what to do.
+public struct BusError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What kind of failure.
+    public enum Code: String, Sendable, Equatable {
+        /// No queue is bound for the key: the broker returned the message (mandatory publish).
+        case unroutable
+        /// The broker refused the message (basic.nack).
+        case rejectedByBroker = "rejected_by_broker"
+        /// The queue was never declared.
+        case unknownQueue = "unknown_queue"
+        /// The bus was shut down.
+        case closed
+        /// Connecting, declaring or publishing failed.
+        case connection
     }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// No queue is bound for `routingKey`.
+    public static func unroutable(routingKey: String) -> BusError {
+        BusError(
+            .unroutable,
+            "no queue is bound for routing key '\(routingKey)'; declare a queue first or check the key"
+        )
+    }
+
+    /// The broker refused the message for `routingKey`.
+    public static func rejectedByBroker(routingKey: String) -> BusError {
+        BusError(.rejectedByBroker, "the broker refused the message for '\(routingKey)' (basic.nack); publish it again")
+    }
+
+    /// `name` was never declared.
+    public static func unknownQueue(_ name: String) -> BusError {
+        BusError(.unknownQueue, "queue '\(name)' was not declared; declare it before consuming or counting it")
+    }
+
+    /// The bus was shut down.
+    public static let closed = BusError(.closed, "the bus is closed; connect a new one")
+
+    /// Connecting, declaring or publishing failed; `detail` says what the broker or socket said.
+    public static func connection(_ detail: String) -> BusError {
+        BusError(.connection, "broker connection failed: \(detail); check AMQP_URL and that RabbitMQ is up")
+    }
+
+    public var description: String { message }
 }
 
 /// Header names the bus sets on dead-lettered messages.

@@ -275,7 +275,7 @@ public actor AnalystService {
         let envelope = Envelope(type: MessageType.alert, time: now(), source: source, payload: payload)
         do {
             try await bus.publish(envelope, routingKey: payload.routingKey)
-        } catch BusError.unroutable {
+        } catch let failure as BusError where failure.code == .unroutable {
             logger.warning("alert not routed: no queue bound", metadata: ["kind": "\(payload.kind)"])
         }
     }

@@ -49,7 +49,7 @@ public enum ControlClient {
         )
         do {
             try await bus.publish(envelope, routingKey: RoutingKey.control(account: account))
-        } catch BusError.unroutable {
+        } catch let failure as BusError where failure.code == .unroutable {
             try? await consumer.stop()
             throw Failure(
                 description:

@@ -1813,7 +1813,7 @@ public actor ExecutorService {
         )
         do {
             try await bus.publish(envelope, routingKey: routingKey)
-        } catch BusError.unroutable {
+        } catch let failure as BusError where failure.code == .unroutable {
             logger.debug("nobody listens to \(routingKey)")
         }
     }

@@ -52,7 +52,7 @@ public struct FeedOutput: Sendable {
         let envelope = Envelope(type: MessageType.alert, time: Date(), source: source, payload: payload)
         do {
             try await bus.publish(envelope, routingKey: payload.routingKey)
-        } catch BusError.unroutable {
+        } catch let failure as BusError where failure.code == .unroutable {
             logger.debug("no queue bound for \(payload.routingKey)")
         }
     }

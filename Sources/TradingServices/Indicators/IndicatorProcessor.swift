@@ -252,7 +252,7 @@ public actor IndicatorProcessor {
         for message in messages {
             do {
                 try await bus.publish(message)
-            } catch BusError.unroutable {
+            } catch let failure as BusError where failure.code == .unroutable {
                 continue
             }
         }
