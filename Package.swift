@@ -248,6 +248,7 @@ let package = Package(
         ),
         .testTarget(name: "TradingCoreTests", dependencies: ["TradingCore"], swiftSettings: strict),
         .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"], swiftSettings: strict),
+        .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "HTTPSupportTests", dependencies: ["HTTPSupport", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "SQLTradeStoreTests", dependencies: ["SQLTradeStore", "SQLiteStore"], swiftSettings: strict),
         .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore", "SQLTradeStore"], swiftSettings: strict),

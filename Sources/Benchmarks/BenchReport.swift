@@ -7,6 +7,7 @@ public struct BenchFigure: Sendable, Codable {
     public var unit: String
     public var note: String?
 
+    /// A `BenchFigure` with the fields given.
     public init(_ name: String, _ value: Double, _ unit: String, note: String? = nil) {
         self.name = name
         self.value = value
@@ -23,18 +24,22 @@ public struct BenchReport: Sendable, Codable {
     public var figures: [BenchFigure] = []
     public var goals: [String] = []
 
+    /// An empty report for `benchmark`, stamped with this machine and the time.
     public init(benchmark: String) {
         self.benchmark = benchmark
         self.machine = Self.machineDescription()
         self.date = ISO8601DateFormatter().string(from: Date())
     }
 
+    /// Adds a measured figure.
     public mutating func add(_ figure: BenchFigure) { figures.append(figure) }
 
+    /// Records a goal and whether the figures met it.
     public mutating func goal(_ description: String, met: Bool) {
         goals.append("\(met ? "MET " : "MISSED") \(description)")
     }
 
+    /// The report as aligned text lines, for a terminal.
     public func text() -> String {
         var lines = ["\(benchmark) benchmark — \(machine) — \(date)"]
         for figure in figures {
@@ -48,6 +53,7 @@ public struct BenchReport: Sendable, Codable {
         return lines.joined(separator: "\n")
     }
 
+    /// The report as pretty-printed JSON.
     public func json() -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -69,6 +75,22 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
     guard !sorted.isEmpty else { return .nan }
     let rank = Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1
     return sorted[min(max(rank, 0), sorted.count - 1)]
+}
+
+/// Runs `body` with `resource`, then `close` on every path, awaited: nothing outlives the benchmark.
+func using<Resource: Sendable, Result>(
+    _ resource: Resource,
+    close: (Resource) async -> Void,
+    body: (Resource) async throws -> Result
+) async throws -> Result {
+    do {
+        let result = try await body(resource)
+        await close(resource)
+        return result
+    } catch {
+        await close(resource)
+        throw error
+    }
 }
 
 /// Seconds elapsed while `body` runs.

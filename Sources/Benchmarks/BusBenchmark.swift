@@ -64,58 +64,73 @@ public enum BusBenchmark {
         let bus = RabbitMQBus(
             configuration: .init(url: url, confirmWindow: window, connectionName: "tradebus-bench", confirms: confirms)
         )
-        defer { Task { await bus.shutdown() } }
+        return try await using(
+            bus,
+            close: { await $0.shutdown() },
+            body: { try await stream($0, messages: messages, publishers: publishers, batch: batch) }
+        )
+    }
+
+    static func stream(_ bus: RabbitMQBus, messages: Int, publishers: Int, batch: Int) async throws -> StreamResult {
         let name = "bench.\(UUID().uuidString.prefix(8).lowercased())"
         try await bus.declare(QueueSpec(name: name, bindings: ["\(name).#"]))
 
-        let latencies = Mutex<[Double]>([])
-        let received = Atomic<Int>(0)
+        /// What the consumer saw, shared with the publishing side.
+        final class Tally: Sendable {
+            let latencies = Mutex<[Double]>([])
+            let received = Atomic<Int>(0)
+        }
+        let tally = Tally()
         let done = AsyncStream<Void>.makeStream()
         let control = ConsumerControl()
-        let consumer = Task {
-            try await bus.consume(name, options: ConsumerOptions(prefetch: 1000, concurrency: 1), control: control) {
-                delivery in
-                let sent = delivery.body.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-                let latency = Double(monotonicNanos() &- sent) / 1e9
-                latencies.withLock { $0.append(latency) }
-                if received.add(1, ordering: .relaxed).newValue == messages { done.continuation.yield() }
+        // The consumer is a child of this call: a failed publish cancels it, and it is awaited.
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
+                try await bus.consume(name, options: ConsumerOptions(prefetch: 1000, concurrency: 1), control: control)
+                {
+                    delivery in
+                    let sent = delivery.body.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                    let latency = Double(monotonicNanos() &- sent) / 1e9
+                    tally.latencies.withLock { $0.append(latency) }
+                    if tally.received.add(1, ordering: .relaxed).newValue == messages { done.continuation.yield() }
+                }
             }
-        }
-        let padding = [UInt8](repeating: UInt8(ascii: "x"), count: 192)
-        let start = ContinuousClock.now
-        let publishSeconds = try await seconds {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for lane in 0..<publishers {
-                    group.addTask {
-                        var index = lane
-                        while index < messages {
-                            var chunk: [OutgoingMessage] = []
-                            while chunk.count < batch && index < messages {
-                                var body = withUnsafeBytes(of: monotonicNanos()) { Array($0) }
-                                body += padding
-                                chunk.append(
-                                    OutgoingMessage(routingKey: "\(name).x", body: body, messageID: "m\(index)")
-                                )
-                                index += publishers
+            let padding = [UInt8](repeating: UInt8(ascii: "x"), count: 192)
+            let start = ContinuousClock.now
+            let publishSeconds = try await seconds {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for lane in 0..<publishers {
+                        group.addTask {
+                            var index = lane
+                            while index < messages {
+                                var chunk: [OutgoingMessage] = []
+                                while chunk.count < batch && index < messages {
+                                    var body = withUnsafeBytes(of: monotonicNanos()) { Array($0) }
+                                    body += padding
+                                    chunk.append(
+                                        OutgoingMessage(routingKey: "\(name).x", body: body, messageID: "m\(index)")
+                                    )
+                                    index += publishers
+                                }
+                                try await bus.publish(chunk)
                             }
-                            try await bus.publish(chunk)
                         }
                     }
+                    try await group.waitForAll()
                 }
-                try await group.waitForAll()
             }
+            for await _ in done.stream { break }
+            let total = ContinuousClock.now - start
+            control.stop()
+            try await tasks.waitForAll()
+            let sorted = tally.latencies.withLock { $0.sorted() }
+            let totalSeconds = Double(total.components.seconds) + Double(total.components.attoseconds) / 1e18
+            return StreamResult(
+                publishRate: Double(messages) / publishSeconds,
+                endToEndRate: Double(messages) / totalSeconds,
+                p50: percentile(sorted, 50),
+                p99: percentile(sorted, 99)
+            )
         }
-        for await _ in done.stream { break }
-        let total = ContinuousClock.now - start
-        control.stop()
-        try await consumer.value
-        let sorted = latencies.withLock { $0.sorted() }
-        let totalSeconds = Double(total.components.seconds) + Double(total.components.attoseconds) / 1e18
-        return StreamResult(
-            publishRate: Double(messages) / publishSeconds,
-            endToEndRate: Double(messages) / totalSeconds,
-            p50: percentile(sorted, 50),
-            p99: percentile(sorted, 99)
-        )
     }
 }

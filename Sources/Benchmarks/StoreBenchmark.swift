@@ -9,9 +9,20 @@ import WorkerRuntime
 /// same rows into a plain table as the peer.
 public enum StoreBenchmark {
     public static func run(databaseURL: String, singleRows: Int, batchRows: Int) async throws -> BenchReport {
+        try await using(
+            SQLTradeStore.postgres(url: databaseURL, connections: 1),
+            close: { await $0.close() },
+            body: { try await measure($0, databaseURL: databaseURL, singleRows: singleRows, batchRows: batchRows) }
+        )
+    }
+
+    static func measure(
+        _ store: SQLTradeStore,
+        databaseURL: String,
+        singleRows: Int,
+        batchRows: Int
+    ) async throws -> BenchReport {
         var report = BenchReport(benchmark: "store")
-        let store = SQLTradeStore.postgres(url: databaseURL, connections: 1)
-        defer { Task { await store.close() } }
         try await store.migrate()
         let run = UUID().uuidString.prefix(8).lowercased()
         let base = Date()

@@ -12,6 +12,7 @@ public struct BinanceKlineStream: KlineStream {
     let pingPeriod: Duration
     let logger: Logger
 
+    /// Binance's public kline stream at `baseURL`, pinged every `pingPeriod`.
     public init(baseURL: String = "wss://fstream.binance.com", pingPeriod: Duration = .seconds(30), logger: Logger) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.pingPeriod = pingPeriod
@@ -45,6 +46,7 @@ public struct BinanceKlineStream: KlineStream {
 public struct BinanceKlineHistory: KlineHistory {
     public let client: RESTClient
 
+    /// Binance USDⓈ-M's weight limit (per minute) and error format.
     public static func conventions(weightPerMinute: Int = 2_400) -> RESTClient.Conventions {
         RESTClient.Conventions(
             venue: "binance",
@@ -54,10 +56,12 @@ public struct BinanceKlineHistory: KlineHistory {
         )
     }
 
+    /// Binance's kline history at `baseURL`.
     public init(baseURL: String = "https://fapi.binance.com", http: HTTPClient = .shared, logger: Logger) {
         client = RESTClient(baseURL: baseURL, conventions: Self.conventions(), http: http, logger: logger)
     }
 
+    /// A `BinanceKlineHistory` with the field given.
     public init(client: RESTClient) { self.client = client }
 
     public func candles(_ stream: CandleStreamID, from: Int64, through: Int64) async throws -> [Candle] {

@@ -13,6 +13,7 @@ public struct BybitKlineStream: KlineStream {
     let heartbeatPeriod: Duration
     let logger: Logger
 
+    /// Bybit's public kline stream at `baseURL`.
     public init(
         baseURL: String = "wss://stream.bybit.com",
         pingPeriod: Duration = .seconds(30),
@@ -65,6 +66,7 @@ public struct BybitKlineStream: KlineStream {
 public struct BybitKlineHistory: KlineHistory {
     public let client: RESTClient
 
+    /// Bybit v5's limits and error format.
     public static func conventions() -> RESTClient.Conventions {
         RESTClient.Conventions(
             venue: "bybit",
@@ -83,10 +85,12 @@ public struct BybitKlineHistory: KlineHistory {
         )
     }
 
+    /// Bybit's kline history at `baseURL`.
     public init(baseURL: String = "https://api.bybit.com", http: HTTPClient = .shared, logger: Logger) {
         client = RESTClient(baseURL: baseURL, conventions: Self.conventions(), http: http, logger: logger)
     }
 
+    /// A `BybitKlineHistory` with the field given.
     public init(client: RESTClient) { self.client = client }
 
     public func candles(_ stream: CandleStreamID, from: Int64, through: Int64) async throws -> [Candle] {

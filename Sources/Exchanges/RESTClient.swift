@@ -8,6 +8,7 @@ import TradingCore
 /// A REST call to an exchange failed for good; the message says what the exchange answered.
 public struct ExchangeRequestError: Error, Sendable, CustomStringConvertible {
     public var description: String
+    /// A `ExchangeRequestError` with the field given.
     public init(_ description: String) { self.description = description }
 }
 
@@ -37,6 +38,7 @@ public actor RESTClient {
     let attempts: Int
     private var budget: RequestBudget
 
+    /// A client for one exchange's REST API, within its request budget.
     public init(
         baseURL: String,
         conventions: Conventions,

@@ -31,6 +31,7 @@ public struct HTTPCallError: Error, Sendable, Equatable, CustomStringConvertible
     /// What the connection said (empty for a timeout).
     public var detail: String
 
+    /// A `HTTPCallError` with the fields given.
     public init(_ code: Code, detail: String = "") {
         self.code = code
         self.detail = detail
@@ -55,8 +56,10 @@ public struct HTTPCallError: Error, Sendable, Equatable, CustomStringConvertible
 public struct HTTPCaller: Sendable {
     public let http: HTTPClient
 
+    /// A `HTTPCaller` with the field given.
     public init(http: HTTPClient = .shared) { self.http = http }
 
+    /// A POST with `body`; every HTTP status is an answer, only no answer is an error.
     public func post(
         _ url: String,
         headers: [(String, String)],

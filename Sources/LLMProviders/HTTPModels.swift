@@ -55,6 +55,7 @@ public struct OpenAIChatModel: LanguageModel {
     let apiKey: String?
     let post: JSONPost
 
+    /// A model behind an OpenAI-compatible chat-completions endpoint.
     public init(
         baseURL: String = "https://api.openai.com/v1",
         model: String,
@@ -120,6 +121,7 @@ public struct AnthropicMessagesModel: LanguageModel {
     let apiKey: String?
     let post: JSONPost
 
+    /// A model behind Anthropic's Messages API.
     public init(
         baseURL: String = "https://api.anthropic.com",
         model: String,

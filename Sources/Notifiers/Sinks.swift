@@ -48,6 +48,7 @@ public struct TelegramSink: NotificationSink {
     let caller: HTTPCaller
     let timeout: Duration
 
+    /// A Telegram bot sending to one chat.
     public init(
         apiBase: String = "https://api.telegram.org",
         token: String,
@@ -101,6 +102,7 @@ public struct DiscordSink: NotificationSink {
     let caller: HTTPCaller
     let timeout: Duration
 
+    /// A Discord webhook.
     public init(webhookURL: String, http: HTTPClient = .shared, timeout: Duration = .seconds(10)) {
         self.url = webhookURL
         self.caller = HTTPCaller(http: http)
@@ -149,6 +151,7 @@ public struct SlackSink: NotificationSink {
     let caller: HTTPCaller
     let timeout: Duration
 
+    /// A Slack incoming webhook.
     public init(webhookURL: String, http: HTTPClient = .shared, timeout: Duration = .seconds(10)) {
         self.url = webhookURL
         self.caller = HTTPCaller(http: http)
@@ -200,6 +203,7 @@ public struct WebhookSink: NotificationSink {
     let caller: HTTPCaller
     let timeout: Duration
 
+    /// A webhook of the user's, signed with HMAC-SHA256 when a secret is set.
     public init(
         url: String,
         secret: String?,
@@ -250,6 +254,7 @@ public struct LogSink: NotificationSink {
     public let rateLimits: [RateLimit] = []
     let logger: Logger
 
+    /// A `LogSink` with the field given.
     public init(logger: Logger) { self.logger = logger }
 
     public func send(_ notice: Notice) async throws(SinkError) {

@@ -8,6 +8,7 @@ public struct AMQPURL: Sendable, Hashable, CustomStringConvertible {
     public var password: String
     public var vhost: String
 
+    /// A `AMQPURL` with the fields given.
     public init(
         host: String = "127.0.0.1",
         port: Int = 5672,
@@ -56,5 +57,6 @@ public struct AMQPURL: Sendable, Hashable, CustomStringConvertible {
 /// The bus configuration is invalid.
 public struct BusConfigurationError: Error, Sendable, CustomStringConvertible {
     public var description: String
+    /// A `BusConfigurationError` with the field given.
     public init(_ description: String) { self.description = description }
 }

@@ -11,6 +11,7 @@ import TradingCore
 ///
 /// Publishing has one connection; each consumer has its own, each on its own thread.
 public final class RabbitMQBus: MessageBus {
+    /// Where the broker is, and how publishing confirms and reconnects.
     public struct Configuration: Sendable {
         public var url: AMQPURL
         public var exchange: String
@@ -25,6 +26,7 @@ public final class RabbitMQBus: MessageBus {
         /// publish "succeeds" once written to the socket, and a lost message goes unnoticed.
         public var confirms: Bool
 
+        /// A `Configuration` with the fields given.
         public init(
             url: AMQPURL,
             exchange: String = RoutingKey.exchange,
@@ -52,6 +54,7 @@ public final class RabbitMQBus: MessageBus {
     private let publisher: Publisher
     private let shutDown = Atomic<Bool>(false)
 
+    /// A bus on the broker at `configuration.url`; it connects on first use.
     public init(configuration: Configuration, logger: Logger = Logger(label: "tradebus.rabbitmq")) {
         self.configuration = configuration
         self.logger = logger

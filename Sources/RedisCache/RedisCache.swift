@@ -14,6 +14,7 @@ import TradingServices
 ///
 /// Values are stored in Redis as `<source time, µs since epoch>|<bytes>`.
 public final class RedisCache: HotCache {
+    /// Where Redis is, and how the cache behaves when it is slow or away.
     public struct Configuration: Sendable {
         public var url: RedisURL
         /// Each Redis call; past it the LRU answers.
@@ -25,6 +26,7 @@ public final class RedisCache: HotCache {
         public var lruTTL: Duration?
         public var reconnectInterval: Duration
 
+        /// A `Configuration` with the fields given.
         public init(
             url: RedisURL,
             commandTimeout: Duration = .milliseconds(50),
@@ -63,6 +65,7 @@ public final class RedisCache: HotCache {
     private let fallbacks = Counter(label: "tradebus_cache_fallback_total")
     private let localFreshnessNanos: UInt64
 
+    /// A cache on Redis with an LRU in front; it connects on first use.
     public init(configuration: Configuration, logger: Logger = Logger(label: "tradebus.redis")) {
         self.configuration = configuration
         self.logger = logger

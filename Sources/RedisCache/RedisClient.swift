@@ -9,6 +9,7 @@ public final class RedisClient: Sendable {
     private let thread: ConnectionThread
     private let holder: ConnectionHolder
 
+    /// A client for one Redis server; each command waits at most `timeout`.
     public init(url: RedisURL, timeout: Duration = .milliseconds(50), connectTimeout: Duration = .milliseconds(500)) {
         self.url = url
         self.timeout = timeout
@@ -30,6 +31,7 @@ public final class RedisClient: Sendable {
         return try await thread.run { try holder.withConnection { try $0.pipeline(commands) } }
     }
 
+    /// Sends one command and returns Redis's reply (an error reply is a reply, not a throw).
     public func command(_ arguments: [String]) async throws -> RedisReply {
         try await pipeline([arguments.map { Array($0.utf8) }])[0]
     }
@@ -40,12 +42,13 @@ public final class RedisClient: Sendable {
 
     public func set(_ key: String, _ value: [UInt8]) async throws {
         let reply = try await pipeline([[Array("SET".utf8), Array(key.utf8), value]])[0]
-        if case .error(let message) = reply { throw RedisError("SET \(key): \(message)") }
+        if case .error(let message) = reply { throw RedisError(.reply, "SET \(key): \(message)") }
     }
 
+    /// Throws unless Redis answers PONG.
     public func ping() async throws {
         let reply = try await command(["PING"])
-        guard reply == .status("PONG") else { throw RedisError("PING answered \(reply)") }
+        guard reply == .status("PONG") else { throw RedisError(.reply, "PING answered \(reply)") }
     }
 
     /// Runs a synchronous block with the connection on its thread (for benchmarks of the C path).

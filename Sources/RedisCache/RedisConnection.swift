@@ -12,6 +12,7 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
     public var password: String?
     public var database: Int
 
+    /// A `RedisURL` with the fields given.
     public init(host: String = "127.0.0.1", port: Int = 6379, password: String? = nil, database: Int = 0) {
         self.host = host
         self.port = port
@@ -23,26 +24,50 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
     public init(_ text: String) throws {
         guard let components = URLComponents(string: text), components.scheme == "redis" else {
             throw RedisError(
+                .configuration,
                 "'\(text.replacingOccurrences(of: #":[^:@/]*@"#, with: ":***@", options: .regularExpression))' is not a redis:// URL (rediss is not supported)"
             )
         }
-        guard let host = components.host, !host.isEmpty else { throw RedisError("REDIS_URL has no host") }
+        guard let host = components.host, !host.isEmpty else {
+            throw RedisError(.configuration, "REDIS_URL has no host")
+        }
         self.host = host
         self.port = components.port ?? 6379
         let password = components.password?.removingPercentEncoding
         self.password = (password?.isEmpty ?? true) ? nil : password
         let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        guard path.isEmpty || Int(path) != nil else { throw RedisError("REDIS_URL database '\(path)' is not a number") }
+        guard path.isEmpty || Int(path) != nil else {
+            throw RedisError(.configuration, "REDIS_URL database '\(path)' is not a number")
+        }
         self.database = Int(path) ?? 0
     }
 
     public var description: String { "redis://\(password == nil ? "" : ":***@")\(host):\(port)/\(database)" }
 }
 
-/// A Redis failure: the connection, a timeout, or an error reply.
+/// A Redis failure: a ``Code`` to act on, and what failed.
 public struct RedisError: Error, Sendable, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+    /// What kind of failure.
+    public enum Code: String, Sendable {
+        /// `REDIS_URL` is not usable: fix the setting.
+        case configuration
+        /// No connection, or it broke (timeouts included): the cache answers from its LRU meanwhile.
+        case connection
+        /// Redis answered with an error (a refused AUTH, a wrong command).
+        case reply
+    }
+
+    public var code: Code
+    /// What failed.
+    public var message: String
+
+    /// A failure of kind `code`.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
 }
 
 /// A Redis reply, copied out of hiredis.
@@ -69,21 +94,21 @@ final class RedisConnection {
     /// `timeout`, which leaves the connection unusable (drop it and connect again).
     init(url: RedisURL, connectTimeout: Duration, timeout: Duration) throws {
         guard let context = redisConnectWithTimeout(url.host, Int32(url.port), Self.timeval(connectTimeout)) else {
-            throw RedisError("cannot allocate a hiredis context")
+            throw RedisError(.connection, "cannot allocate a hiredis context")
         }
         self.context = context
         if context.pointee.err != 0 {
-            throw RedisError("cannot connect to \(url.host):\(url.port): \(errorText)")
+            throw RedisError(.connection, "cannot connect to \(url.host):\(url.port): \(errorText)")
         }
         _ = redisSetTimeout(context, Self.timeval(timeout))
         if let password = url.password {
             if case .error(let message) = try command(["AUTH", password]) {
-                throw RedisError("AUTH failed: \(message)")
+                throw RedisError(.reply, "AUTH failed: \(message)")
             }
         }
         if url.database != 0 {
             if case .error(let message) = try command(["SELECT", String(url.database)]) {
-                throw RedisError("SELECT failed: \(message)")
+                throw RedisError(.reply, "SELECT failed: \(message)")
             }
         }
     }
@@ -117,7 +142,7 @@ final class RedisConnection {
             let raw = Self.withArgv(commands[0]) { count, argv, lengths in
                 redisCommandArgv(context, count, argv, lengths)
             }
-            guard let raw else { throw RedisError("command failed: \(errorText)") }
+            guard let raw else { throw RedisError(.connection, "command failed: \(errorText)") }
             defer { freeReplyObject(raw) }
             return [Self.copy(raw.assumingMemoryBound(to: redisReply.self))]
         }
@@ -129,7 +154,7 @@ final class RedisConnection {
                 guard
                     redisAppendCommandArgv(context, Int32(arguments.count), argv + offset, lengths + offset) == REDIS_OK
                 else {
-                    throw RedisError("writing a command failed: \(errorText)")
+                    throw RedisError(.connection, "writing a command failed: \(errorText)")
                 }
                 offset += arguments.count
             }
@@ -139,7 +164,7 @@ final class RedisConnection {
         for _ in commands {
             var raw: UnsafeMutableRawPointer?
             guard redisGetReply(context, &raw) == REDIS_OK, let raw else {
-                throw RedisError("reading a reply failed: \(errorText)")
+                throw RedisError(.connection, "reading a reply failed: \(errorText)")
             }
             defer { freeReplyObject(raw) }
             replies.append(Self.copy(raw.assumingMemoryBound(to: redisReply.self)))

@@ -3,6 +3,7 @@ import Foundation
 /// The schema, as versioned migrations shipped in the package. `{DECIMAL}`, `{TIME}`, `{BOOL}` and
 /// `{FLOAT}` are replaced by the dialect's types. Append new migrations; never edit an applied one.
 public enum Migrations {
+    /// One schema change, applied once, in order.
     public struct Migration: Sendable {
         public var version: Int
         public var name: String

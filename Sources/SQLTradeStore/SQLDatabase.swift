@@ -36,6 +36,7 @@ public struct SQLDialect: Sendable {
     public var beginMigration: String
     public var endMigration: String
 
+    /// A `SQLDialect` with the fields given.
     public init(
         name: String,
         decimalType: String,
@@ -154,6 +155,7 @@ public enum SQLText {
         return Date(timeIntervalSince1970: Double(seconds) + Double(micros) / 1_000_000)
     }
 
+    /// A decimal as the exact text the store keeps.
     public static func decimal(_ value: Decimal) -> String { "\(value)" }
 
     // Howard Hinnant's civil-date algorithms.

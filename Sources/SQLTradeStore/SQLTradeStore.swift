@@ -6,6 +6,7 @@ import TradingCore
 public final class SQLTradeStore: TradeStore {
     public let database: any SQLDatabase
 
+    /// A `SQLTradeStore` with the fields given.
     public init(database: any SQLDatabase) {
         self.database = database
     }

@@ -2,6 +2,7 @@
 public enum AlertSeverity: String, Sendable, Hashable, Codable, CaseIterable, Comparable {
     case info, warning, critical
 
+    /// Orders severities from info to critical.
     public static func < (a: AlertSeverity, b: AlertSeverity) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
     }
@@ -17,6 +18,7 @@ public struct AlertPayload: Sendable, Hashable, Codable {
     public var symbol: String?
     public var fields: [String: JSONValue]?
 
+    /// A `AlertPayload` with the fields given.
     public init(
         severity: AlertSeverity,
         kind: String,

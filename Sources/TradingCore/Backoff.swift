@@ -5,6 +5,7 @@ public struct Backoff: Sendable, Hashable {
     public var initial: Duration
     public var maximum: Duration
 
+    /// Delays that start at `initial` and double up to `maximum`, with full jitter.
     public init(initial: Duration, maximum: Duration) {
         precondition(initial > .zero && maximum >= initial, "backoff needs 0 < initial <= maximum")
         self.initial = initial

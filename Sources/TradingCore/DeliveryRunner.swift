@@ -30,50 +30,84 @@ public enum DeliveryRunner {
         let requestStop: @Sendable () async -> Void = {
             if !stopping.exchange(true, ordering: .acquiringAndReleasing) { await stopIntake() }
         }
-        let stopWatcher = Task {
-            if let control { await control.waitForStop() } else { return }
-            if !Task.isCancelled { await requestStop() }
+        // With no control, one that is never stopped: the watcher then waits for cancellation alone.
+        let control = control ?? ConsumerControl()
+        let watcher = ConsumerControl()
+        await withTaskGroup(of: Void.self) { tasks in
+            // The watcher, owned by this call: a stop asked through `control`, or the cancellation of
+            // the consuming task, stops the intake; what was taken is still finished and settled.
+            // `watcher` stops it without a stop of the intake once the deliveries have ended.
+            tasks.addTask {
+                await withTaskGroup(of: Bool.self) { either in
+                    either.addTask {
+                        await control.waitForStop()
+                        return true
+                    }
+                    either.addTask {
+                        await watcher.waitForStop()
+                        return Task.isCancelled
+                    }
+                    let stop = await either.next() ?? false
+                    either.cancelAll()
+                    if stop { await requestStop() }
+                }
+            }
+            await consume(
+                deliveries,
+                options: options,
+                attempts: attempts,
+                stopping: stopping,
+                settle: settle,
+                handler: handler
+            )
+            watcher.stop()
         }
-        defer { stopWatcher.cancel() }
+    }
 
-        await withTaskCancellationHandler {
-            if options.concurrency == 1 {
-                // In order, one at a time: no child task per message.
-                for await (delivery, token) in deliveries {
+    /// Takes deliveries until the stream ends: in order one at a time, or up to `concurrency` at once.
+    /// Once `stopping` is set, what still arrives is requeued.
+    static func consume<Token: Sendable>(
+        _ deliveries: AsyncStream<(Delivery, Token)>,
+        options: ConsumerOptions,
+        attempts: AttemptCounter,
+        stopping: borrowing Atomic<Bool>,
+        settle: @escaping @Sendable (Token, Settlement) async -> Void,
+        handler: @escaping @Sendable (Delivery) async throws -> Void
+    ) async {
+        if options.concurrency == 1 {
+            // In order, one at a time: no child task per message.
+            for await (delivery, token) in deliveries {
+                if stopping.load(ordering: .acquiring) {
+                    await settle(token, .requeue)
+                    continue
+                }
+                await settle(token, await process(delivery, options: options, attempts: attempts, handler: handler))
+            }
+            return
+        }
+        await withTaskGroup(of: Void.self) { group in
+            var running = 0
+            for await (delivery, token) in deliveries {
+                if stopping.load(ordering: .acquiring) {
+                    await settle(token, .requeue)
+                    continue
+                }
+                if running >= options.concurrency {
+                    await group.next()
+                    running -= 1
+                    // A stop may have come while waiting for a free slot.
                     if stopping.load(ordering: .acquiring) {
                         await settle(token, .requeue)
                         continue
                     }
-                    await settle(token, await process(delivery, options: options, attempts: attempts, handler: handler))
                 }
-                return
-            }
-            await withTaskGroup(of: Void.self) { group in
-                var running = 0
-                for await (delivery, token) in deliveries {
-                    if stopping.load(ordering: .acquiring) {
-                        await settle(token, .requeue)
-                        continue
-                    }
-                    if running >= options.concurrency {
-                        await group.next()
-                        running -= 1
-                        // A stop may have come while waiting for a free slot.
-                        if stopping.load(ordering: .acquiring) {
-                            await settle(token, .requeue)
-                            continue
-                        }
-                    }
-                    running += 1
-                    group.addTask {
-                        let settlement = await process(delivery, options: options, attempts: attempts, handler: handler)
-                        await settle(token, settlement)
-                    }
+                running += 1
+                group.addTask {
+                    let settlement = await process(delivery, options: options, attempts: attempts, handler: handler)
+                    await settle(token, settlement)
                 }
-                await group.waitForAll()
             }
-        } onCancel: {
-            Task { await requestStop() }
+            await group.waitForAll()
         }
     }
 
@@ -118,6 +152,7 @@ public final class AttemptCounter: Sendable {
     private let counts = Mutex<[String: Int]>([:])
     private let capacity: Int
 
+    /// A `AttemptCounter` with the fields given.
     public init(capacity: Int = 10_000) {
         self.capacity = capacity
     }
@@ -129,8 +164,10 @@ public final class AttemptCounter: Sendable {
         return "body:\(String(hash, radix: 16))"
     }
 
+    /// How many times the message with `key` has failed so far.
     public func failures(_ key: String) -> Int { counts.withLock { $0[key] ?? 0 } }
 
+    /// Counts one more failure of the message with `key`.
     public func recordFailure(_ key: String) {
         counts.withLock { counts in
             // Entries of messages another consumer finished are never cleared here; keep the map bounded.
@@ -139,6 +176,7 @@ public final class AttemptCounter: Sendable {
         }
     }
 
+    /// Forgets the message with `key` (it was settled).
     public func clear(_ key: String) { _ = counts.withLock { $0.removeValue(forKey: key) } }
 }
 
@@ -146,6 +184,7 @@ public final class AttemptCounter: Sendable {
 public enum StableHash {
     public static let offsetBasis: UInt64 = 0xcbf2_9ce4_8422_2325
 
+    /// 64-bit FNV-1a hash of `bytes` (stable across processes, unlike `Hasher`).
     public static func fnv1a<Bytes: Sequence<UInt8>>(_ bytes: Bytes, seed: UInt64 = offsetBasis) -> UInt64 {
         var hash = seed
         for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }

@@ -23,6 +23,7 @@ public struct Envelope<Payload: Codable & Sendable>: Sendable, Codable {
     public var source: String
     public var payload: Payload
 
+    /// An envelope around `payload`: a new id, and the correlation id its own id unless given.
     public init(
         id: String = UUID().uuidString.lowercased(),
         type: String,
@@ -80,6 +81,7 @@ public struct Envelope<Payload: Codable & Sendable>: Sendable, Codable {
 /// Why a message body could not be read as an envelope. Consumers dead-letter such messages with
 /// `description` as the reason.
 public struct EnvelopeError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What was wrong with the message.
     public enum Code: String, Sendable {
         /// The body is not JSON.
         case notJSON
@@ -96,6 +98,7 @@ public struct EnvelopeError: Error, Sendable, Equatable, CustomStringConvertible
     public var code: Code
     public var detail: String
 
+    /// A `EnvelopeError` with the fields given.
     public init(_ code: Code, _ detail: String) {
         self.code = code
         self.detail = detail
@@ -173,8 +176,10 @@ public enum EnvelopeTime {
     private static let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
     private static let styleWhole = Date.ISO8601FormatStyle(timeZone: .gmt)
 
+    /// The envelope's time format (ISO 8601 with milliseconds, UTC).
     public static func format(_ date: Date) -> String { date.formatted(style) }
 
+    /// Reads a time in the envelope's format, with or without fractional seconds.
     public static func parse(_ text: String) -> Date? {
         (try? style.parse(text)) ?? (try? styleWhole.parse(text))
     }

@@ -26,11 +26,13 @@ public struct CachedValue: Sendable, Hashable {
     /// When the data was true in the world (a candle's close time, say), not when it was cached.
     public var sourceTime: Date
 
+    /// A `CachedValue` with the fields given.
     public init(bytes: [UInt8], sourceTime: Date) {
         self.bytes = bytes
         self.sourceTime = sourceTime
     }
 
+    /// A cached string, with the time its source produced it.
     public init(_ string: String, sourceTime: Date) {
         self.init(bytes: Array(string.utf8), sourceTime: sourceTime)
     }
@@ -51,6 +53,7 @@ public struct CacheEntry: Sendable, Hashable {
     public var value: CachedValue
     public var ttl: Duration?
 
+    /// A `CacheEntry` with the fields given.
     public init(key: String, value: CachedValue, ttl: Duration? = nil) {
         self.key = key
         self.value = value

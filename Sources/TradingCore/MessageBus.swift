@@ -67,6 +67,7 @@ public struct OutgoingMessage: Sendable, Equatable {
     /// Extra string headers.
     public var headers: [String: String]
 
+    /// A `OutgoingMessage` with the fields given.
     public init(
         routingKey: String,
         body: [UInt8],
@@ -96,6 +97,7 @@ public struct Delivery: Sendable {
     /// 1 for the first attempt by this consumer process, counting requeues after handler errors.
     public var attempt: Int
 
+    /// A `Delivery` with the fields given.
     public init(
         routingKey: String,
         body: [UInt8],
@@ -119,12 +121,26 @@ public struct Delivery: Sendable {
 /// (it cannot be decoded, say). `reason` travels with it in the `x-death-reason` header.
 public struct MessageRejected: Error, Sendable, CustomStringConvertible {
     public var reason: String
+    /// A `MessageRejected` with the field given.
     public init(_ reason: String) { self.reason = reason }
     public var description: String { reason }
 }
 
+extension Delivery {
+    /// The body as an envelope of `type` and `expectedType`. A body that is not one can never succeed:
+    /// it is a ``MessageRejected`` ("not <what>: why"), so it goes to the dead-letter queue.
+    public func envelope<P>(_ type: P.Type, expectedType: String, what: String) throws(MessageRejected) -> Envelope<P> {
+        do {
+            return try EnvelopeCodec.decode(type, from: body, expectedType: expectedType)
+        } catch {
+            throw MessageRejected("not \(what): \(error)")
+        }
+    }
+}
+
 /// A durable queue, its bindings and how it is consumed.
 public struct QueueSpec: Sendable, Hashable {
+    /// How a queue's messages are spread over consumers.
     public enum Sharding: Sendable, Hashable {
         /// One queue.
         case none
@@ -143,6 +159,7 @@ public struct QueueSpec: Sendable, Hashable {
     /// and it has no dead-letter queue.
     public var expiresAfter: Duration?
 
+    /// A `QueueSpec` with the fields given.
     public init(
         name: String,
         bindings: [String],
@@ -160,6 +177,7 @@ public struct QueueSpec: Sendable, Hashable {
     /// The dead-letter queue of this queue.
     public var deadLetterQueue: String { Self.deadLetterQueue(of: name) }
 
+    /// The dead-letter queue of `queue`.
     public static func deadLetterQueue(of queue: String) -> String { "\(queue).dlq" }
 
     /// The name of shard `index`.
@@ -185,6 +203,7 @@ public struct ConsumerOptions: Sendable, Hashable {
     /// Pause before a failed message is requeued, so a failing dependency is not hammered.
     public var retryDelay: Duration
 
+    /// Consumer settings: prefetch, concurrency, and how failures are retried and dead-lettered.
     public init(
         prefetch: Int = 64,
         concurrency: Int = 1,
@@ -204,6 +223,7 @@ public final class ConsumerControl: Sendable {
     private let stream: AsyncStream<Void>
     private let continuation: AsyncStream<Void>.Continuation
 
+    /// A control that has not been stopped.
     public init() {
         (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
@@ -239,6 +259,7 @@ public struct BusError: Error, Sendable, Equatable, CustomStringConvertible {
     public var code: Code
     public var message: String
 
+    /// A `BusError` with the fields given.
     public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message

@@ -40,6 +40,7 @@ public struct DecisionRecord: Sendable, Hashable, Codable {
     public var prompt: String?
     public var reply: String?
 
+    /// A `DecisionRecord` with the fields given.
     public init(
         id: String,
         correlationID: String,
@@ -138,6 +139,7 @@ public struct OrderRecord: Sendable, Hashable, Codable {
     public var createdAt: Date
     public var updatedAt: Date
 
+    /// An `OrderRecord` with the fields given.
     public init(
         clientOrderID: String,
         decisionID: String,
@@ -186,6 +188,7 @@ public struct FillRecord: Sendable, Hashable, Codable {
     public var feeAsset: String
     public var time: Date
 
+    /// A `FillRecord` with the fields given.
     public init(
         venue: String,
         tradeID: String,
@@ -213,6 +216,7 @@ public struct FillRecord: Sendable, Hashable, Codable {
 
 /// An open (or closed) position with its protective levels.
 public struct PositionRecord: Sendable, Hashable, Codable {
+    /// Where an order stands at the venue.
     public enum Status: String, Sendable, Codable {
         case open = "OPEN"
         case closed = "CLOSED"
@@ -232,6 +236,7 @@ public struct PositionRecord: Sendable, Hashable, Codable {
     public var openedAt: Date
     public var updatedAt: Date
 
+    /// A `PositionRecord` with the fields given.
     public init(
         id: String,
         venue: String,
@@ -283,6 +288,7 @@ public struct TradeRecord: Sendable, Hashable, Codable {
     public var funding: Decimal
     public var exitReason: String
 
+    /// A `TradeRecord` with the fields given.
     public init(
         id: String,
         positionID: String,
@@ -329,6 +335,7 @@ public struct CircuitBreakerEvent: Sendable, Hashable, Codable {
     public var equity: Decimal
     public var time: Date
 
+    /// A `CircuitBreakerEvent` with the fields given.
     public init(id: String, kind: String, reason: String, equity: Decimal, time: Date) {
         self.id = id
         self.kind = kind
@@ -346,6 +353,7 @@ public struct EquitySnapshot: Sendable, Hashable, Codable {
     public var unrealizedPnL: Decimal
     public var openPositions: Int
 
+    /// A `EquitySnapshot` with the fields given.
     public init(time: Date, equity: Decimal, balance: Decimal, unrealizedPnL: Decimal, openPositions: Int) {
         self.time = time
         self.equity = equity
@@ -365,10 +373,12 @@ public struct CloseRecord: Sendable, Hashable {
     /// Fills that belong to the close and are not recorded yet (the closing fill).
     public var fills: [FillRecord]
 
+    /// A change to a recorded order: its status and the venue's id.
     public struct OrderUpdate: Sendable, Hashable {
         public var clientOrderID: String
         public var status: OrderStatus
         public var venueOrderID: String?
+        /// A `OrderUpdate` with the fields given.
         public init(clientOrderID: String, status: OrderStatus, venueOrderID: String? = nil) {
             self.clientOrderID = clientOrderID
             self.status = status
@@ -376,6 +386,7 @@ public struct CloseRecord: Sendable, Hashable {
         }
     }
 
+    /// A `CloseRecord` with the fields given.
     public init(trade: TradeRecord, position: PositionRecord, orders: [OrderUpdate], fills: [FillRecord]) {
         self.trade = trade
         self.position = position
@@ -394,6 +405,7 @@ public struct DeadLetterRecord: Sendable, Hashable, Codable {
     public var reason: String
     public var time: Date
 
+    /// A `DeadLetterRecord` with the fields given.
     public init(id: String, source: String, body: String, reason: String, time: Date) {
         self.id = id
         self.source = source
@@ -415,6 +427,7 @@ public struct ControlCommandRecord: Sendable, Hashable, Codable {
     public var result: String
     public var time: Date
 
+    /// A `ControlCommandRecord` with the fields given.
     public init(
         id: String,
         account: String,

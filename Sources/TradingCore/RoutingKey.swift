@@ -3,16 +3,23 @@ public enum RoutingKey {
     /// The exchange every message is published to.
     public static let exchange = "tradebus"
 
+    /// `md.candle.<venue>.<symbol>.<interval>`: a closed candle.
     public static func candle(venue: String, symbol: String, interval: String) -> String {
         "md.candle.\(part(venue)).\(part(symbol)).\(part(interval))"
     }
+    /// `ind.<symbol>.<interval>`: an indicator snapshot.
     public static func indicators(symbol: String, interval: String) -> String {
         "ind.\(part(symbol)).\(part(interval))"
     }
+    /// `sig.<symbol>.<interval>`: a signal for the analyst.
     public static func signal(symbol: String, interval: String) -> String { "sig.\(part(symbol)).\(part(interval))" }
+    /// `decision.<symbol>`: an analyst's decision for the executor.
     public static func decision(symbol: String) -> String { "decision.\(part(symbol))" }
+    /// `order.<status>.<symbol>`: an order accepted, filled, rejected or cancelled.
     public static func order(status: String, symbol: String) -> String { "order.\(part(status)).\(part(symbol))" }
+    /// `trade.<event>.<symbol>`: a trade opened or closed.
     public static func trade(_ event: String, symbol: String) -> String { "trade.\(part(event)).\(part(symbol))" }
+    /// `alert.<severity>.<kind>`: an alert for the notifier.
     public static func alert(severity: String, kind: String) -> String { "alert.\(part(severity)).\(part(kind))" }
     /// An operator's command to the executor of `account`.
     public static func control(account: String) -> String { "control.\(part(account))" }
@@ -35,6 +42,7 @@ public struct TopicPattern: Sendable, Hashable, CustomStringConvertible {
     public let pattern: String
     private let words: [Substring]
 
+    /// A topic pattern (`*` one word, `#` any number).
     public init(_ pattern: String) {
         self.pattern = pattern
         self.words = pattern.split(separator: ".", omittingEmptySubsequences: false)

@@ -74,6 +74,7 @@ public protocol TradeStore: Sendable {
 
 /// Why the store failed; `description` says what to do.
 public struct StoreError: Error, Sendable, CustomStringConvertible {
+    /// What kind of store failure.
     public enum Code: String, Sendable {
         case connection
         case query
@@ -84,6 +85,7 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     public var code: Code
     public var detail: String
 
+    /// A `StoreError` with the fields given.
     public init(_ code: Code, _ detail: String) {
         self.code = code
         self.detail = detail

@@ -81,6 +81,7 @@ public actor BinanceFuturesVenue: Venue {
     /// Fee assets' prices by asset, quote and minute.
     var feeRates: [String: Decimal] = [:]
 
+    /// Binance USDⓈ-M futures for one account, signed with its API key and secret.
     public init(
         baseURL: String = "https://fapi.binance.com",
         apiKey: String,
@@ -419,7 +420,7 @@ public actor BinanceFuturesVenue: Venue {
         guard !isolated.contains(symbol) else { return }
         do {
             _ = try await signed("POST", "/fapi/v1/marginType", [("symbol", symbol), ("marginType", "ISOLATED")])
-        } catch  where error.kind == .rejected && error.message.contains("-4046") {}
+        } catch  where error.code == .rejected && error.message.contains("-4046") {}
         isolated.insert(symbol)
     }
 
@@ -432,7 +433,7 @@ public actor BinanceFuturesVenue: Venue {
                 [("symbol", symbol), ("origClientOrderId", clientOrderID)]
             )
         } catch {
-            if error.kind == .rejected && error.message.contains("-2013") { return nil }  // "Order does not exist."
+            if error.code == .rejected && error.message.contains("-2013") { return nil }  // "Order does not exist."
             throw error
         }
         guard let answer = try? JSONDecoder().decode(OrderAnswer.self, from: Data(body)) else {
@@ -562,7 +563,7 @@ public actor BinanceFuturesVenue: Venue {
         do {
             body = try await signed("POST", "/fapi/v1/algoOrder", parameters, unknownOnFailure: true)
         } catch {
-            if error.kind == .outcomeUnknown { algos = nil }  // placed or not: read the list again
+            if error.code == .outcomeUnknown { algos = nil }  // placed or not: read the list again
             throw error
         }
         guard var placed = try? JSONDecoder().decode(AlgoOrder.self, from: Data(body)) else {
@@ -581,7 +582,7 @@ public actor BinanceFuturesVenue: Venue {
     public func cancelStop(symbol: String, clientID: String) async throws(VenueError) {
         do {
             _ = try await signed("DELETE", "/fapi/v1/algoOrder", [("clientAlgoId", clientID)])
-        } catch  where error.kind == .rejected && (error.message.contains("-2011") || error.message.contains("-2013")) {
+        } catch  where error.code == .rejected && (error.message.contains("-2011") || error.message.contains("-2013")) {
             // Unknown order: already cancelled, triggered or expired.
         }
         algos?.rows.removeAll { $0.clientAlgoId == clientID }

@@ -77,6 +77,7 @@ public actor BybitLinearVenue: Venue {
     /// Our orders whose fills have not all come yet, by `orderLinkId`: REST reads them if the stream is late.
     var awaiting: [String: (symbol: String, quantity: Decimal, since: Date)] = [:]
 
+    /// Bybit v5 linear perpetuals for one account, signed with its API key and secret.
     public init(
         baseURL: String = BybitLinearVenue.mainnet,
         apiKey: String,
@@ -127,7 +128,7 @@ public actor BybitLinearVenue: Venue {
         accepting: Set<Int> = [],
         unknownOnFailure: Bool = false
     ) async throws(VenueError) -> (retCode: Int, body: [UInt8]) {
-        let lost: VenueError.Kind = unknownOnFailure ? .outcomeUnknown : .unreachable
+        let lost: VenueError.Code = unknownOnFailure ? .outcomeUnknown : .unreachable
         let queryString = RequestSigning.queryString(query)
         var json = ""
         if let body {
@@ -235,7 +236,7 @@ public actor BybitLinearVenue: Venue {
         _ type: Payload.Type,
         _ body: [UInt8],
         _ what: String,
-        else kind: VenueError.Kind = .unreachable
+        else kind: VenueError.Code = .unreachable
     ) throws(VenueError) -> Payload {
         do {
             return try JSONDecoder().decode(Envelope<Payload>.self, from: Data(body)).result
@@ -619,12 +620,12 @@ public actor BybitLinearVenue: Venue {
                 unknownOnFailure: true
             )
         } catch
-            where error.kind == .rejected
+            where error.code == .rejected
             && (error.message.hasPrefix("Bybit 110092") || error.message.hasPrefix("Bybit 110093"))
         {
             throw VenueError(.wouldTrigger, error.message)
         } catch {
-            if error.kind == .outcomeUnknown { stops = nil }  // placed or not: read the list again
+            if error.code == .outcomeUnknown { stops = nil }  // placed or not: read the list again
             throw error
         }
         stops?.rows.removeAll { $0.orderLinkId == stop.clientID }

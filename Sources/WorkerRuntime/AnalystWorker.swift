@@ -8,6 +8,7 @@ import TradingServices
 
 /// The trading framework's limits, read the same way by every worker that applies them.
 extension TradingFramework {
+    /// Reads the rules analyst's thresholds.
     public static func read(_ config: SettingsReader) throws -> TradingFramework {
         var framework = TradingFramework()
         framework.minConfidence = try config.double(
@@ -62,11 +63,12 @@ public struct AnalystConfiguration: Sendable {
     public var dailyBudget: Double
     public var decisionBudget: Duration
     public var cacheTTL: Duration
-    public var service: AnalystService.Settings
+    public var service: SignalAnalyst.Settings
     public var scanInterval: Duration?
     public var scanSymbols: [String]
     public var prefetch: Int
 
+    /// Reads and checks the analyst's keys; a bad one stops it at start, naming the key.
     public static func read(_ config: SettingsReader) throws -> AnalystConfiguration {
         let framework = try TradingFramework.read(config)
         let providersText = try config.string(
@@ -181,7 +183,7 @@ public struct AnalystConfiguration: Sendable {
             range: 0...86_400,
             help: "0: no periodic scan"
         )
-        var service = AnalystService.Settings()
+        var service = SignalAnalyst.Settings()
         service.maxSnapshotAge = try config.double(
             "MAX_SNAPSHOT_AGE_SECONDS",
             default: 120,
@@ -265,14 +267,15 @@ public struct AnalystConfiguration: Sendable {
 
 /// Runs the periodic scan until shutdown.
 public struct ScanService: Service {
-    public let service: AnalystService
+    public let service: SignalAnalyst
     public let symbols: [String]
     public let interval: String
     public let every: Duration
     public let logger: Logger
 
+    /// A `ScanService` with the fields given.
     public init(
-        service: AnalystService,
+        service: SignalAnalyst,
         symbols: [String],
         interval: String,
         every: Duration,

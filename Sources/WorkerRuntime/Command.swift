@@ -109,6 +109,7 @@ public struct CommandFailed: Error, CustomStringConvertible {
     public var command: String
     public var status: Int32
     public var output: String
+    /// A `CommandFailed` with the fields given.
     public init(command: String, status: Int32, output: String) {
         self.command = command
         self.status = status

@@ -125,6 +125,7 @@ public final class SettingsReader: Sendable {
         return value
     }
 
+    /// A whole number in `range`.
     public func int(_ key: String, default defaultValue: Int, range: ClosedRange<Int>, help: String = "") throws -> Int
     {
         let text = try string(key, default: String(defaultValue), help: help)!
@@ -137,6 +138,7 @@ public final class SettingsReader: Sendable {
         return value
     }
 
+    /// A finite number in `range`; `*_PERCENT` keys are fractions.
     public func double(
         _ key: String,
         default defaultValue: Double,
@@ -158,6 +160,7 @@ public final class SettingsReader: Sendable {
         return value
     }
 
+    /// true/false (also 1/0, yes/no, on/off).
     public func bool(_ key: String, default defaultValue: Bool, help: String = "") throws -> Bool {
         let text = try string(key, default: defaultValue ? "true" : "false", help: help)!
         switch text.lowercased() {
@@ -194,6 +197,7 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
     public var key: String
     public var message: String
 
+    /// A `ConfigError` with the fields given.
     public init(key: String, message: String) {
         self.key = key
         self.message = message

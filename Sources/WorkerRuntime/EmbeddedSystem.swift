@@ -11,6 +11,7 @@ import TradingServices
 /// Until a replay sets it, it tells the real time (a live run never sets it).
 public final class ReplayClock: Sendable {
     private let current = Mutex<Date?>(nil)
+    /// A clock that reads the wall clock until a replay sets it.
     public init() {}
     public func set(_ date: Date) { current.withLock { $0 = date } }
     public var date: Date { current.withLock { $0 } ?? Date() }
@@ -38,12 +39,12 @@ public final class EmbeddedSystem: Sendable {
     public let store: any TradeStore
     public let clock: ReplayClock
     public let venue: any Venue
-    public let executor: ExecutorService
+    public let executor: TradeExecutor
     public let initialCapital: Decimal
     let indicators: IndicatorProcessor
-    let analyst: AnalystService?
+    let analyst: SignalAnalyst?
     let recorded: (any TradeStore)?
-    let sinks: [SinkWorker]
+    let sinks: [SinkDispatcher]
     let account: String
     let logger: Logger
     /// How long one candle's consequences may take in a replay: the analyst's whole budget for a
@@ -104,7 +105,7 @@ public final class EmbeddedSystem: Sendable {
                 path: nil
             )
         }
-        executor = ExecutorService(
+        executor = TradeExecutor(
             venue: venue,
             store: store,
             bus: bus,
@@ -126,7 +127,7 @@ public final class EmbeddedSystem: Sendable {
             var panelConfiguration = analystConfiguration
             if case .rules = analyst { panelConfiguration.models = [] }
             let panel = try panelConfiguration.panel(cache: cache, logger: logger, now: clock.now)
-            self.analyst = AnalystService(
+            self.analyst = SignalAnalyst(
                 panel: panel,
                 bus: bus,
                 cache: cache,
@@ -140,7 +141,7 @@ public final class EmbeddedSystem: Sendable {
         sinks =
             notify
             ? [
-                SinkWorker(
+                SinkDispatcher(
                     sink: LogSink(logger: logger),
                     route: SinkRoute(minSeverity: .info),
                     cache: cache,
@@ -154,7 +155,7 @@ public final class EmbeddedSystem: Sendable {
     public func start() async throws {
         try await store.migrate()
         try await bus.declare(Self.candleQueue)
-        try await bus.declare(ExecutorService.decisionQueue(account: account))
+        try await bus.declare(TradeExecutor.decisionQueue(account: account))
         try await bus.declare(Self.tallyQueue)
         var running = [
             RunningConsumer.start(bus, queue: Self.tallyQueue.name, options: ConsumerOptions(prefetch: 64)) {
@@ -170,24 +171,24 @@ public final class EmbeddedSystem: Sendable {
             },
             RunningConsumer.start(
                 bus,
-                queue: ExecutorService.decisionQueue(account: account).name,
+                queue: TradeExecutor.decisionQueue(account: account).name,
                 options: ConsumerOptions(prefetch: 1)
             ) { [executor] in
                 try await executor.handleDecision($0)
             },
         ]
         if let analyst {
-            try await bus.declare(AnalystService.signalQueue)
+            try await bus.declare(SignalAnalyst.signalQueue)
             running.append(
                 RunningConsumer.start(
                     bus,
-                    queue: AnalystService.signalQueue.name,
+                    queue: SignalAnalyst.signalQueue.name,
                     options: ConsumerOptions(prefetch: 1)
                 ) { try await analyst.handle($0) }
             )
         }
         for sink in sinks {
-            let spec = SinkWorker.queue(for: sink.sink.name, prefix: "embedded.notifier")
+            let spec = SinkDispatcher.queue(for: sink.sink.name, prefix: "embedded.notifier")
             try await bus.declare(spec)
             running.append(
                 RunningConsumer.start(bus, queue: spec.name, options: ConsumerOptions(prefetch: 16)) {
@@ -199,10 +200,10 @@ public final class EmbeddedSystem: Sendable {
         // Nothing is published before every consumer listens: the bus counts an unheard queue as idle,
         // and a candle's consequences would then run after the next candle (seen on a loaded machine).
         var queues = [
-            Self.candleQueue.name, ExecutorService.decisionQueue(account: account).name, Self.tallyQueue.name,
+            Self.candleQueue.name, TradeExecutor.decisionQueue(account: account).name, Self.tallyQueue.name,
         ]
-        if analyst != nil { queues.append(AnalystService.signalQueue.name) }
-        queues += sinks.map { SinkWorker.queue(for: $0.sink.name, prefix: "embedded.notifier").name }
+        if analyst != nil { queues.append(SignalAnalyst.signalQueue.name) }
+        queues += sinks.map { SinkDispatcher.queue(for: $0.sink.name, prefix: "embedded.notifier").name }
         guard await bus.waitForConsumers(on: queues, timeout: .seconds(60)) else {
             throw EmbeddedSystemStalled(
                 "the embedded consumers did not start within 60 s (\(queues.joined(separator: ", ")))"
@@ -231,7 +232,7 @@ public final class EmbeddedSystem: Sendable {
                 bus: discard
             )
         }
-        let candles = ExecutorService.candleQueue(account: account, priceVenue: venue)
+        let candles = TradeExecutor.candleQueue(account: account, priceVenue: venue)
         try await bus.declare(candles)
         let consumer = RunningConsumer.start(bus, queue: candles.name, options: ConsumerOptions(prefetch: 64)) {
             [executor] in try await executor.handleCandle($0)

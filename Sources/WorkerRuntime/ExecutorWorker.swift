@@ -13,7 +13,9 @@ public enum VenueChoice: Sendable {
     /// Live orders with real money, over signed REST.
     case live(LiveVenue)
 
+    /// A live exchange to send orders to, with its keys and URLs.
     public struct LiveVenue: Sendable {
+        /// The exchanges live orders can go to.
         public enum Exchange: String, Sendable { case binance, bybit }
         public var exchange: Exchange
         public var baseURL: String
@@ -127,7 +129,7 @@ public enum VenueChoice: Sendable {
 /// executor's configuration: the venue, the risk limits, the circuit breakers and the stop policy.
 public struct ExecutorConfiguration: Sendable {
     public var venue: VenueChoice
-    public var settings: ExecutorService.Settings
+    public var settings: TradeExecutor.Settings
     public var initialCapital: Decimal
     public var paperStateFile: String?
     public var paper: PaperExchange.Settings
@@ -138,6 +140,7 @@ public struct ExecutorConfiguration: Sendable {
     /// How long the account's executor lease lasts unrenewed (`EXECUTOR_LEASE_SECONDS`).
     public var leaseDuration: Duration
 
+    /// Reads and checks the executor's keys; a bad one stops it at start, naming the key.
     public static func read(_ config: SettingsReader) throws -> ExecutorConfiguration {
         let venue = try VenueChoice.read(config)
         let framework = try TradingFramework.read(config)
@@ -199,7 +202,7 @@ public struct ExecutorConfiguration: Sendable {
             "stop before liquidation, of the distance"
         )
         limits.takerFeeRate = try fraction("TAKER_FEE_RATE", 0.0005, 0...0.01, "taker fee")
-        var settings = ExecutorService.Settings()
+        var settings = TradeExecutor.Settings()
         settings.referenceVenue = try config.string(
             "REFERENCE_VENUE",
             help: "venue whose latest price is the reference (price:<venue>:<symbol>)"
@@ -264,11 +267,11 @@ public struct ExecutorConfiguration: Sendable {
             help: "an unknown order is queried this long, then settled by the venue"
         )
         settings.kernel.protectionCheckInterval = min(2, settings.kernel.stopProtectionTimeout / 2)
-        settings.adoptPolicy = ExecutorService.AdoptPolicy(
+        settings.adoptPolicy = TradeExecutor.AdoptPolicy(
             rawValue: try config.choice(
                 "ADOPT_POLICY",
                 default: "protect",
-                allowed: ExecutorService.AdoptPolicy.allCases.map(\.rawValue),
+                allowed: TradeExecutor.AdoptPolicy.allCases.map(\.rawValue),
                 help:
                     "a position at the venue the executor did not open: protect (stop at MAX_STOP_LOSS_PERCENT), flatten, or ignore"
             )
@@ -379,14 +382,15 @@ extension ExecutorConfiguration {
 /// in step: the venue's events every second (live venues), a full reconciliation every
 /// `interval`, and one at once after the venue or the store answers again following a failure.
 public struct ReconcileService: Service {
-    public let executor: ExecutorService
+    public let executor: TradeExecutor
     /// Live venues report fills on their own time; the paper venue's come with the candles.
     public let pollEvents: Bool
     public let interval: Duration
     public let logger: Logger
 
+    /// A `ReconcileService` with the fields given.
     public init(
-        executor: ExecutorService,
+        executor: TradeExecutor,
         pollEvents: Bool,
         interval: Duration,
         logger: Logger
@@ -452,12 +456,13 @@ public struct ReconcileService: Service {
 /// connects again with backoff.
 public struct UserStreamService: Service {
     public let venue: any Venue
-    public let executor: ExecutorService
+    public let executor: TradeExecutor
     public let logger: Logger
 
+    /// A `UserStreamService` with the fields given.
     public init(
         venue: any Venue,
-        executor: ExecutorService,
+        executor: TradeExecutor,
         logger: Logger
     ) {
         self.venue = venue
@@ -498,12 +503,13 @@ public struct UserStreamService: Service {
     }
 }
 
-/// Holds the account's executor lease (`executor:<account>` in the store) and runs `active` only while
-/// it does. A standby polls nothing, reconciles nothing, manages no stop and consumes nothing: it waits
+/// The executor worker's service: holds the account's executor lease (`executor:<account>` in the
+/// store) and runs the trading services (`active`: reconciliation, the decision, candle and control
+/// consumers, the user stream) only while it does. A standby polls nothing, reconciles nothing, manages no stop and consumes nothing: it waits
 /// for the lease. The holder renews it every third of `duration` and gives it up at shutdown. One that
 /// cannot renew it (the store down, or the lease taken) stops trading before the lease runs out, and
 /// the process exits with an error so that its supervisor starts it again, as a standby.
-public struct LeaseService: Service {
+public struct ExecutorService: Service {
     struct Lost: Error, CustomStringConvertible {
         var description: String
     }
@@ -517,6 +523,7 @@ public struct LeaseService: Service {
     /// Whether this process holds the lease (for the status page).
     public final class Holding: Sendable {
         private let flag = Atomic<Bool>(false)
+        /// A `Holding` with the fields given.
         public init() {}
         /// Whether this process holds the lease now.
         public var value: Bool { flag.load(ordering: .relaxed) }
@@ -525,6 +532,7 @@ public struct LeaseService: Service {
 
     public let holding: Holding
 
+    /// A `ExecutorService` with the fields given.
     public init(
         store: any TradeStore,
         name: String,

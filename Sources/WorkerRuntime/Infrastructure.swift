@@ -118,5 +118,6 @@ public enum Infrastructure {
 /// A worker could not start; the message says which dependency and why.
 public struct StartupError: Error, CustomStringConvertible {
     public var description: String
+    /// A `StartupError` with the field given.
     public init(_ description: String) { self.description = description }
 }

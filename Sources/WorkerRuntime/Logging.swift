@@ -34,6 +34,7 @@ public struct TradeBusLogHandler: LogHandler {
     private let format: LogFormat
     private let processCorrelationID: String
 
+    /// A handler for `label` writing at `level` and above, in `format`.
     public init(label: String, level: Logger.Level, format: LogFormat, processCorrelationID: String) {
         self.label = label
         self.logLevel = level
@@ -41,11 +42,13 @@ public struct TradeBusLogHandler: LogHandler {
         self.processCorrelationID = processCorrelationID
     }
 
+    /// Metadata of this handler, by key.
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
+    /// Writes one line: text or JSON, with the correlation id.
     public func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }

@@ -8,6 +8,7 @@ import TradingServices
 
 /// feed-ingester's configuration: where the candles come from (FEED_SOURCE) and that source's keys.
 public struct FeedConfiguration: Sendable {
+    /// Where candles come from: a file, a synthetic walk, or an exchange.
     public enum Source: Sendable {
         /// A candle file, once.
         case replay(file: String, symbol: String, speed: Double)
@@ -23,6 +24,7 @@ public struct FeedConfiguration: Sendable {
     public var interval: String
     public var shards: Int
 
+    /// Reads and checks the feed-ingester's keys; a bad one stops it at start, naming the key.
     public static func read(_ config: SettingsReader, instance: String) throws -> FeedConfiguration {
         let kind = try config.choice(
             "FEED_SOURCE",
@@ -143,6 +145,7 @@ public struct ReplayService: Service {
     public let report: StatusValue<ReplayFeed.Report?>
     public let logger: Logger
 
+    /// A `ReplayService` with the fields given.
     public init(
         feed: ReplayFeed,
         file: String,
@@ -187,6 +190,7 @@ public struct SyntheticService: Service {
     public let published: StatusValue<Int>
     public let logger: Logger
 
+    /// A `SyntheticService` with the fields given.
     public init(
         feed: SyntheticFeed,
         published: StatusValue<Int>,
@@ -216,6 +220,7 @@ public struct SyntheticService: Service {
 public struct LiveFeedService: Service {
     public let feed: LiveFeed
 
+    /// A `LiveFeedService` with the fields given.
     public init(
         feed: LiveFeed
     ) {
@@ -233,6 +238,7 @@ public struct LiveFeedService: Service {
 /// A value a service updates and the status page reads.
 public final class StatusValue<Value: Sendable>: Sendable {
     private let value: Mutex<Value>
+    /// A value starting at `initial`.
     public init(_ initial: Value) { value = Mutex(initial) }
     /// Replaces the value.
     public func set(_ new: Value) { value.withLock { $0 = new } }

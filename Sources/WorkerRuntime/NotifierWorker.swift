@@ -10,12 +10,13 @@ import TradingServices
 public struct NotifierConfiguration: Sendable {
     public var sinks: [any NotificationSink]
     public var routes: [String: SinkRoute]
-    public var delivery: SinkWorker.Settings
+    public var delivery: SinkDispatcher.Settings
     /// UTC hour of the daily summary; nil: off (it needs DATABASE_URL).
     public var summaryHour: Int?
     /// Queue names are `<prefix>.<sink>`.
     public var queuePrefix: String
 
+    /// Reads and checks the notifier's keys; a bad one stops it at start, naming the key.
     public static func read(_ config: SettingsReader, logger: Logger) throws -> NotifierConfiguration {
         var sinks: [any NotificationSink] = []
         let token = try config.string("TELEGRAM_BOT_TOKEN", secret: true, help: "Telegram bot token")
@@ -79,7 +80,7 @@ public struct NotifierConfiguration: Sendable {
         } catch let error as RouteSyntaxError {
             throw ConfigError(key: "NOTIFY_ROUTES", message: error.description)
         }
-        var delivery = SinkWorker.Settings()
+        var delivery = SinkDispatcher.Settings()
         delivery.maxAttempts = try config.int(
             "NOTIFY_MAX_ATTEMPTS",
             default: 5,
@@ -142,6 +143,7 @@ public struct DailySummaryService: Service {
     public let source: String
     public let logger: Logger
 
+    /// A `DailySummaryService` with the fields given.
     public init(
         hour: Int,
         store: any TradeStore,

@@ -8,15 +8,16 @@ import TradingCore
 /// What a worker runs once started.
 public struct WorkerPlan: Sendable {
     public var services: [any Service]
-    public var checks: HealthServer.Checks
-    public var status: HealthServer.Status
+    public var checks: HealthService.Checks
+    public var status: HealthService.Status
     /// Runs after the services have stopped (close connections, flush).
     public var shutdown: @Sendable () async -> Void
 
+    /// A `WorkerPlan` with the fields given.
     public init(
         services: [any Service],
-        checks: @escaping HealthServer.Checks,
-        status: @escaping HealthServer.Status,
+        checks: @escaping HealthService.Checks,
+        status: @escaping HealthService.Status,
         shutdown: @escaping @Sendable () async -> Void = {}
     ) {
         self.services = services
@@ -142,17 +143,16 @@ public enum WorkerMain {
     public static func serviceGroup(_ plan: WorkerPlan, context: WorkerContext) -> ServiceGroupConfiguration {
         let logger = context.logger
         let settings = context.settings
-        let health = HealthServer(
+        let health = HealthService(
             host: settings.httpHost,
             port: settings.httpPort,
             registry: registry,
             logger: logger,
             checks: plan.checks,
             status: plan.status
-        )
-        let app = health.application { port in logger.info("health endpoint listening", metadata: ["port": "\(port)"]) }
+        ) { port in logger.info("health endpoint listening", metadata: ["port": "\(port)"]) }
         var configuration = ServiceGroupConfiguration(
-            services: [.init(service: app)]
+            services: [.init(service: health)]
                 + plan.services.map {
                     .init(
                         service: $0,
@@ -178,6 +178,7 @@ public struct ConsumerService: Service {
     let options: ConsumerOptions
     let handler: @Sendable (Delivery) async throws -> Void
 
+    /// A `ConsumerService` with the fields given.
     public init(
         bus: any MessageBus,
         queue: String,

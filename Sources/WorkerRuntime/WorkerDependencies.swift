@@ -7,8 +7,10 @@ import TradingCore
 
 /// The servers a worker uses, configured together, connected at start, and checked by `/ready`.
 public struct WorkerDependencies: Sendable {
+    /// Which servers a worker needs: the bus, the cache, the store.
     public struct Needs: OptionSet, Sendable {
         public let rawValue: Int
+        /// A `Needs` with the field given.
         public init(rawValue: Int) { self.rawValue = rawValue }
         public static let bus = Needs(rawValue: 1)
         public static let cache = Needs(rawValue: 2)

@@ -19,9 +19,9 @@ let status = await WorkerMain.run(
         let bus = settings.dependencies.bus!
         let cache = settings.dependencies.cache!
         let store = settings.dependencies.store!
-        try await bus.declare(AnalystService.signalQueue)
+        try await bus.declare(SignalAnalyst.signalQueue)
         let panel = try settings.analyst.panel(cache: cache, logger: context.logger)
-        let service = AnalystService(
+        let service = SignalAnalyst(
             panel: panel,
             bus: bus,
             cache: cache,
@@ -33,7 +33,7 @@ let status = await WorkerMain.run(
         var services: [any Service] = [
             ConsumerService(
                 bus: bus,
-                queue: AnalystService.signalQueue.name,
+                queue: SignalAnalyst.signalQueue.name,
                 options: ConsumerOptions(prefetch: settings.analyst.prefetch)
             ) {
                 try await service.handle($0)

@@ -21,7 +21,7 @@ let status = await WorkerMain.run(
         let store = settings.dependencies.store!
         let account = settings.executor.settings.account
         let venue = try settings.executor.makeVenue(logger: context.logger)
-        let executor = ExecutorService(
+        let executor = TradeExecutor(
             venue: venue,
             store: store,
             bus: bus,
@@ -30,12 +30,12 @@ let status = await WorkerMain.run(
             source: context.settings.instance,
             logger: context.logger
         )
-        try await bus.declare(ExecutorService.decisionQueue(account: account))
+        try await bus.declare(TradeExecutor.decisionQueue(account: account))
         try await bus.declare(
-            ExecutorService.candleQueue(account: account, priceVenue: settings.executor.priceVenue)
+            TradeExecutor.candleQueue(account: account, priceVenue: settings.executor.priceVenue)
         )
-        try await bus.declare(ExecutorService.controlQueue(account: account))
-        let holding = LeaseService.Holding()
+        try await bus.declare(TradeExecutor.controlQueue(account: account))
+        let holding = ExecutorService.Holding()
         var trading: [any Service] = [
             ReconcileService(
                 executor: executor,
@@ -45,14 +45,14 @@ let status = await WorkerMain.run(
             ),
             ConsumerService(
                 bus: bus,
-                queue: ExecutorService.decisionQueue(account: account).name,
+                queue: TradeExecutor.decisionQueue(account: account).name,
                 options: ConsumerOptions(prefetch: 1, retryDelay: .seconds(1))
             ) {
                 try await executor.handleDecision($0)
             },
             ConsumerService(
                 bus: bus,
-                queue: ExecutorService.candleQueue(account: account, priceVenue: settings.executor.priceVenue)
+                queue: TradeExecutor.candleQueue(account: account, priceVenue: settings.executor.priceVenue)
                     .name,
                 options: ConsumerOptions(prefetch: 64)
             ) {
@@ -60,7 +60,7 @@ let status = await WorkerMain.run(
             },
             ConsumerService(
                 bus: bus,
-                queue: ExecutorService.controlQueue(account: account).name,
+                queue: TradeExecutor.controlQueue(account: account).name,
                 options: ConsumerOptions(prefetch: 1)
             ) {
                 try await executor.handleControl($0)
@@ -69,7 +69,7 @@ let status = await WorkerMain.run(
         if venue.hasUserStream {
             trading.append(UserStreamService(venue: venue, executor: executor, logger: context.logger))
         }
-        let lease = LeaseService(
+        let executorService = ExecutorService(
             store: store,
             name: "executor:\(account)",
             holder: "\(context.settings.instance)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
@@ -79,7 +79,7 @@ let status = await WorkerMain.run(
             holding: holding
         )
         return WorkerPlan(
-            services: [lease],
+            services: [executorService],
             checks: { await settings.dependencies.checks() },
             status: {
                 // A standby talks to no venue, not even for its status.

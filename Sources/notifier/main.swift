@@ -19,11 +19,11 @@ let status = await WorkerMain.run(
         let bus = settings.dependencies.bus!
         let cache = settings.dependencies.cache!
         var services: [any Service] = []
-        var workers: [SinkWorker] = []
+        var workers: [SinkDispatcher] = []
         for sink in settings.notifier.sinks {
-            let spec = SinkWorker.queue(for: sink.name, prefix: settings.notifier.queuePrefix)
+            let spec = SinkDispatcher.queue(for: sink.name, prefix: settings.notifier.queuePrefix)
             try await bus.declare(spec)
-            let worker = SinkWorker(
+            let worker = SinkDispatcher(
                 sink: sink,
                 route: settings.notifier.routes[sink.name]!,
                 cache: cache,
@@ -66,7 +66,7 @@ let status = await WorkerMain.run(
                     let health = await worker.health
                     status["sink.\(worker.sink.name)"] =
                         (try? encoder.encode(health)).map { String(decoding: $0, as: UTF8.self) } ?? "?"
-                    let queue = SinkWorker.queue(for: worker.sink.name, prefix: settings.notifier.queuePrefix)
+                    let queue = SinkDispatcher.queue(for: worker.sink.name, prefix: settings.notifier.queuePrefix)
                         .name
                     status["sink.\(worker.sink.name).queue_waiting"] =
                         (try? await bus.messageCount(queue)).map(String.init) ?? "unknown"

@@ -422,29 +422,57 @@ struct Run: AsyncParsableCommand {
                     .utf8
             )
         )
-        let feed = Task { try await system.runLive(venue: venue, symbols: list, interval: interval, config: config) }
-        let stopper = Task {
-            for await _ in stopSignals {
-                feed.cancel()
-                return
-            }
+        // The feed, the Ctrl-C watcher and the status line are children of this call: a signal or the
+        // feed's end stops the others, and all three are awaited.
+        enum Ended: Sendable {
+            case feed(Result<Void, any Error>)
+            case signal
+            case status
         }
-        let status = Task {
-            while !Task.isCancelled {
-                try await Task.sleep(for: .seconds(5))
-                let account = try await system.venue.account()
-                let open = try await system.venue.positions().count
-                FileHandle.standardError.write(
-                    Data(
-                        "live: \(await system.liveCandles) candles, \(open) open, equity \(String(format: "%.2f", account.equity.doubleValue))\n"
-                            .utf8
-                    )
-                )
+        let ended: Result<Void, any Error> = await withTaskGroup(of: Ended.self) { tasks in
+            tasks.addTask {
+                do {
+                    try await system.runLive(venue: venue, symbols: list, interval: interval, config: config)
+                    return .feed(.success(()))
+                } catch {
+                    return .feed(.failure(error))
+                }
             }
+            tasks.addTask {
+                for await _ in stopSignals { return .signal }
+                return .signal
+            }
+            tasks.addTask {
+                do {
+                    while true {
+                        try await Task.sleep(for: .seconds(5))
+                        let account = try await system.venue.account()
+                        let open = try await system.venue.positions().count
+                        FileHandle.standardError.write(
+                            Data(
+                                "live: \(await system.liveCandles) candles, \(open) open, equity \(String(format: "%.2f", account.equity.doubleValue))\n"
+                                    .utf8
+                            )
+                        )
+                    }
+                } catch {
+                    return .status
+                }
+            }
+            var result: Result<Void, any Error> = .failure(CancellationError())
+            for await end in tasks {
+                switch end {
+                case .feed(let outcome):
+                    result = outcome
+                    tasks.cancelAll()
+                case .signal:
+                    tasks.cancelAll()
+                case .status:
+                    continue
+                }
+            }
+            return result
         }
-        let ended: Result<Void, any Error> = await feed.result
-        status.cancel()
-        stopper.cancel()
         await system.stop()
         let trades = try await store.trades(since: nil)
         let account = try await system.venue.account()

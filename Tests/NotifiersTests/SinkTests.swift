@@ -44,10 +44,10 @@ struct SinkTests {
         waits: Waits = Waits(),
         cache: any HotCache = LocalCache(),
         route: SinkRoute = SinkRoute(minSeverity: .info)
-    ) -> SinkWorker {
-        var settings = SinkWorker.Settings()
+    ) -> SinkDispatcher {
+        var settings = SinkDispatcher.Settings()
         settings.backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(8))
-        return SinkWorker(
+        return SinkDispatcher(
             sink: sink,
             route: route,
             cache: cache,
@@ -194,7 +194,7 @@ struct SinkTests {
     @Test("the rate limit spaces messages: Telegram's one a second per chat")
     func rateLimit() async throws {
         let server = try await FakeSinks.start()
-        let w = SinkWorker(
+        let w = SinkDispatcher(
             sink: TelegramSink(apiBase: server.telegramBase, token: "1:X", chatID: "1"),
             route: SinkRoute(minSeverity: .info),
             cache: LocalCache(),

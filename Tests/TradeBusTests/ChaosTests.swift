@@ -98,7 +98,7 @@ extension MarketDataSystemTests {
                 configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "chaos-test")
             )
             try await bus.connect()
-            try await bus.declare(ExecutorService.decisionQueue(account: account))
+            try await bus.declare(TradeExecutor.decisionQueue(account: account))
             let store = try Infrastructure.store(try SettingsReader(environment: ["DATABASE_URL": databaseURL]))
             try await store.migrate()
             let watch = Watch()

@@ -392,11 +392,11 @@ extension MarketDataSystemTests {
             #expect(deployment.scalers.count == 2)
             for scalers in deployment.scalers {
                 #expect(
-                    scalers.queues["ai-analyst"] == [AnalystService.signalQueue.name],
+                    scalers.queues["ai-analyst"] == [SignalAnalyst.signalQueue.name],
                     "\(scalers.target): ai-analyst scales on \(scalers.queues["ai-analyst"] ?? [])"
                 )
                 let prefix = deployment.configMaps[scalers.target]?["NOTIFIER_QUEUE_PREFIX"] ?? "notifier"
-                let sinkQueues = Set(Self.sinks.map { SinkWorker.queue(for: $0, prefix: prefix).name })
+                let sinkQueues = Set(Self.sinks.map { SinkDispatcher.queue(for: $0, prefix: prefix).name })
                 let queues = scalers.queues["notifier"] ?? []
                 #expect(!queues.isEmpty, "\(scalers.target): notifier has no trigger")
                 for queue in queues {
@@ -406,7 +406,7 @@ extension MarketDataSystemTests {
                     )
                 }
                 // The log sink is on by default, so its queue always exists.
-                #expect(queues.contains(SinkWorker.queue(for: "log", prefix: prefix).name))
+                #expect(queues.contains(SinkDispatcher.queue(for: "log", prefix: prefix).name))
             }
         }
     }

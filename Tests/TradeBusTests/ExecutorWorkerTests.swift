@@ -40,8 +40,8 @@ extension MarketDataSystemTests {
                 configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "executor-test")
             )
             try await bus.connect()
-            try await bus.declare(ExecutorService.decisionQueue(account: account))
-            try await bus.declare(ExecutorService.candleQueue(account: account, priceVenue: priceVenue))
+            try await bus.declare(TradeExecutor.decisionQueue(account: account))
+            try await bus.declare(TradeExecutor.candleQueue(account: account, priceVenue: priceVenue))
             let symbol = "EX\(UUID().uuidString.prefix(6).uppercased())USDT"
             try await bus.declare(
                 QueueSpec(name: "test.executor.\(symbol)", bindings: ["order.*.\(symbol)", "trade.*.\(symbol)"])
@@ -178,7 +178,7 @@ extension MarketDataSystemTests {
                     configuration: .init(url: try AMQPURL(TestServices.amqpURL), connectionName: "executor-live-test")
                 )
                 try await bus.connect()
-                try await bus.declare(ExecutorService.decisionQueue(account: account))
+                try await bus.declare(TradeExecutor.decisionQueue(account: account))
                 try await bus.declare(
                     QueueSpec(name: "test.executor.\(symbol)", bindings: ["order.*.\(symbol)", "trade.*.\(symbol)"])
                 )

@@ -69,7 +69,7 @@ struct NotifierWorkerTests {
         )
         try await bus.connect()
         for sink in ["telegram", "discord", "slack", "webhook", "log"] {
-            try await bus.declare(SinkWorker.queue(for: sink, prefix: prefix))
+            try await bus.declare(SinkDispatcher.queue(for: sink, prefix: prefix))
         }
         let notifiers = try (0..<2).map { _ in
             try SpawnedProcess(executable: "\(build)/notifier", environment: environment(sinks))
@@ -118,7 +118,7 @@ struct NotifierWorkerTests {
         )
         try await bus.connect()
         for sink in ["telegram", "discord", "slack", "webhook", "log"] {
-            try await bus.declare(SinkWorker.queue(for: sink, prefix: prefix))
+            try await bus.declare(SinkDispatcher.queue(for: sink, prefix: prefix))
         }
         var environment = environment(sinks)
         environment["NOTIFY_MAX_ATTEMPTS"] = "3"

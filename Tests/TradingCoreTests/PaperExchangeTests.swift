@@ -171,12 +171,12 @@ struct PaperExchangeTests {
             Issue.record("a stop above the price was accepted for a long")
             return
         }
-        #expect(error.kind == .wouldTrigger)
+        #expect(error.code == .wouldTrigger)
         guard case .failure(let target) = paper.placeTarget(symbol: "X", side: .sell, price: 99.5, clientID: "t") else {
             Issue.record("target accepted")
             return
         }
-        #expect(target.kind == .wouldTrigger && paper.workingStops(symbol: "X").isEmpty)
+        #expect(target.code == .wouldTrigger && paper.workingStops(symbol: "X").isEmpty)
         guard
             case .failure(let wrong) = paper.placeStop(
                 symbol: "Y",
@@ -186,7 +186,7 @@ struct PaperExchangeTests {
             Issue.record("a stop with no position was accepted")
             return
         }
-        #expect(wrong.kind == .rejected)
+        #expect(wrong.code == .rejected)
     }
 
     @Test(

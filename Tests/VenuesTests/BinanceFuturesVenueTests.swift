@@ -26,7 +26,7 @@ struct BinanceFuturesVenueTests {
         // no position yet: all of it is available
         #expect(account.equity == 10_000 && account.availableMargin == 10_000)
         await #expect { try await venue(server, secret: "wrong").account() } throws: { error in
-            (error as? VenueError)?.kind == .rejected && "\(error)".contains("-1022")
+            (error as? VenueError)?.code == .rejected && "\(error)".contains("-1022")
         }
         #expect(
             try await venue(server).filters(symbol: "BTCUSDT")
@@ -119,7 +119,7 @@ struct BinanceFuturesVenueTests {
                 )
             )
         } throws: { error in
-            (error as? VenueError)?.kind == .outcomeUnknown
+            (error as? VenueError)?.code == .outcomeUnknown
         }
         let found = try await binance.order(clientOrderID: "ten-lost", symbol: "BTCUSDT")
         #expect(found?.status == .filled)
@@ -176,7 +176,7 @@ struct BinanceFuturesVenueTests {
                 ExecutionKernel.StopOrder(clientID: "tsl-2", side: .sell, quantity: 0.05, trigger: 100_500)
             )
         } throws: { error in
-            (error as? VenueError)?.kind == .wouldTrigger
+            (error as? VenueError)?.code == .wouldTrigger
         }
         await server.stop()
     }

@@ -94,10 +94,10 @@ struct BybitLinearVenueTests {
         let account = try await venue(server).account()
         #expect(account.equity == 10_000 && account.availableMargin == 9_000)
         await #expect { try await venue(server, secret: "wrong").account() } throws: { error in
-            (error as? VenueError)?.kind == .rejected && "\(error)".contains("10004")
+            (error as? VenueError)?.code == .rejected && "\(error)".contains("10004")
         }
         await #expect { try await venue(server, apiKey: "other-key").account() } throws: { error in
-            (error as? VenueError)?.kind == .rejected && "\(error)".contains("10003")
+            (error as? VenueError)?.code == .rejected && "\(error)".contains("10003")
         }
         // Only market orders are sent: the largest is maxMktOrderQty, not maxOrderQty.
         #expect(
@@ -105,7 +105,7 @@ struct BybitLinearVenueTests {
                 == ExchangeFilters(tickSize: 0.1, stepSize: 0.001, minQuantity: 0.001, maxQuantity: 119, minNotional: 5)
         )
         await #expect { try await venue(server).filters(symbol: "NOPEUSDT") } throws: { error in
-            (error as? VenueError)?.kind == .rejected
+            (error as? VenueError)?.code == .rejected
         }
         server.setPrice("BTCUSDT", 100_000)
         #expect(try await venue(server).price(symbol: "BTCUSDT") == 100_000)
@@ -127,7 +127,7 @@ struct BybitLinearVenueTests {
         server.setClockSkew(millis: 0)
         let jumping = JumpingClock()
         await #expect { try await venue(server, clock: { jumping.now() }).account() } throws: { error in
-            (error as? VenueError)?.kind == .clockSkew
+            (error as? VenueError)?.code == .clockSkew
         }
         #expect(server.requests.filter { $0 == "GET /v5/account/wallet-balance" }.count == 6)
         await server.stop()
@@ -220,7 +220,7 @@ struct BybitLinearVenueTests {
         let bybit = venue(server)
         for id in ["ten-lost", "ten-502"] {
             await #expect { try await bybit.submit(entry(id)) } throws: { error in
-                (error as? VenueError)?.kind == .outcomeUnknown
+                (error as? VenueError)?.code == .outcomeUnknown
             }
             let found = try await bybit.order(clientOrderID: id, symbol: "BTCUSDT")
             #expect(found?.status == .filled && found?.clientOrderID == id)
@@ -243,7 +243,7 @@ struct BybitLinearVenueTests {
         server.failNextRequests([.tooManyVisits])
         let bybit = venue(server)
         await #expect { try await bybit.account() } throws: { error in
-            (error as? VenueError)?.kind == .unreachable && "\(error)".contains("rate limit")
+            (error as? VenueError)?.code == .unreachable && "\(error)".contains("rate limit")
                 && "\(error)".contains("left 0")
         }
         let sent = server.requests.count
@@ -293,7 +293,7 @@ struct BybitLinearVenueTests {
         #expect(server.conditionalOrders.map(\.linkID) == ["tsl-2"])
         await #expect { try await bybit.placeStop(symbol: "BTCUSDT", self.stop("tsl-3", trigger: 100_500)) } throws: {
             error in
-            (error as? VenueError)?.kind == .wouldTrigger && "\(error)".contains("110093")
+            (error as? VenueError)?.code == .wouldTrigger && "\(error)".contains("110093")
         }
         // The target is the position's own take-profit, whole position; the stop orders are untouched.
         try await bybit.placeTarget(symbol: "BTCUSDT", side: .sell, price: 104_000, clientID: "ttp-1")
@@ -313,7 +313,7 @@ struct BybitLinearVenueTests {
         await #expect {
             try await bybit.placeStop(symbol: "BTCUSDT", self.stop("tsl-4", .buy, trigger: 99_500))
         } throws: { error in
-            (error as? VenueError)?.kind == .wouldTrigger && "\(error)".contains("110092")
+            (error as? VenueError)?.code == .wouldTrigger && "\(error)".contains("110092")
         }
         await server.stop()
     }

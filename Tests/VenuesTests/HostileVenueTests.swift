@@ -40,9 +40,9 @@ struct HostileVenueTests {
 
     @Test(
         "reconciliation: a position opened by hand is adopted (a stop 7 % away) or flattened or left alone, by ADOPT_POLICY, with an alert; one closed by hand is closed in the store",
-        arguments: ExecutorService.AdoptPolicy.allCases
+        arguments: TradeExecutor.AdoptPolicy.allCases
     )
-    func handTrades(_ policy: ExecutorService.AdoptPolicy) async throws {
+    func handTrades(_ policy: TradeExecutor.AdoptPolicy) async throws {
         let world = try await World()
         try await world.expectHandTradesReconciled(policy)
         await world.server.stop()
@@ -262,9 +262,9 @@ struct BybitHostileVenueTests {
 
     @Test(
         "reconciliation: a position opened by hand is adopted (a stop 7 % away) or flattened or left alone, by ADOPT_POLICY, with an alert; one closed by hand is closed in the store",
-        arguments: ExecutorService.AdoptPolicy.allCases
+        arguments: TradeExecutor.AdoptPolicy.allCases
     )
-    func handTrades(_ policy: ExecutorService.AdoptPolicy) async throws {
+    func handTrades(_ policy: TradeExecutor.AdoptPolicy) async throws {
         let world = try await World()
         try await world.expectHandTradesReconciled(policy)
         await world.server.stop()

@@ -34,13 +34,13 @@ struct LiveWorld<Server: Sendable>: Sendable {
     func restart(
         timeout: Duration = .seconds(5),
         reconcile: Bool = true,
-        configure: (inout ExecutorService.Settings) -> Void = { _ in }
-    ) async throws -> (ExecutorService, any Venue) {
+        configure: (inout TradeExecutor.Settings) -> Void = { _ in }
+    ) async throws -> (TradeExecutor, any Venue) {
         let venue = venue(timeout)
-        var settings = ExecutorService.Settings()
+        var settings = TradeExecutor.Settings()
         settings.limits.requireReferencePrice = false
         configure(&settings)
-        let executor = ExecutorService(
+        let executor = TradeExecutor(
             venue: venue,
             store: store,
             bus: bus,
@@ -54,7 +54,7 @@ struct LiveWorld<Server: Sendable>: Sendable {
     }
 
     /// An executor that checks the venue's list of stops on every poll.
-    func executor() async throws -> ExecutorService {
+    func executor() async throws -> TradeExecutor {
         try await restart { $0.kernel.protectionCheckInterval = 0 }.0
     }
 
@@ -152,7 +152,7 @@ extension LiveWorld where Server: LocalExchange {
     }
 
     /// The decision goes out and the venue's answers are taken in `polls` times.
-    func enter(_ executor: ExecutorService, polls: Int = 2) async throws {
+    func enter(_ executor: TradeExecutor, polls: Int = 2) async throws {
         _ = try await executor.execute(intent(), correlationID: "c")
         for _ in 0..<polls { try await executor.processVenueEvents() }
     }
@@ -183,7 +183,7 @@ extension LiveWorld where Server: LocalExchange {
     /// Reconciliation with a position opened by hand: `protect` adopts it with a stop 7 % (MAX_STOP_LOSS_PERCENT)
     /// from its entry, `flatten` closes it, `ignore` leaves it alone; each with one alert (queue `alerts`,
     /// declared here). A position then closed by hand is closed in the store as `closed_at_venue`.
-    func expectHandTradesReconciled(_ policy: ExecutorService.AdoptPolicy) async throws {
+    func expectHandTradesReconciled(_ policy: TradeExecutor.AdoptPolicy) async throws {
         try await bus.declare(QueueSpec(name: "alerts", bindings: ["alert.#"]))
         server.tradeByHand("BTCUSDT", buy: true, quantity: Decimal(string: "0.01")!)
         let (executor, _) = try await restart {

@@ -360,7 +360,7 @@ struct BybitPrivateStreamTests {
             streamURL: server.baseURL.replacingOccurrences(of: "http://", with: "ws://") + "/v5/private"
         )
         await #expect { try await venue.streamUserData {} } throws: { error in
-            (error as? VenueError)?.kind == .rejected && "\(error)".contains("Signature verification failed")
+            (error as? VenueError)?.code == .rejected && "\(error)".contains("Signature verification failed")
         }
         let live = await venue.userStreamLive
         #expect(server.streamsOpened == 0 && !live)

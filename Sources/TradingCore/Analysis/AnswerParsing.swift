@@ -10,6 +10,7 @@ public struct ModelReply: Sendable, Hashable {
     public var inputTokens: Int
     public var outputTokens: Int
 
+    /// A `ModelReply` with the fields given.
     public init(
         text: String,
         truncated: Bool = false,
@@ -33,6 +34,7 @@ public enum AnswerParser {
         "action", "confidence", "leverage", "entry", "stop_loss", "take_profit", "reasoning",
     ]
 
+    /// Reads a model's reply as a proposal for `symbol`, or says why it is invalid.
     public static func proposal(from reply: ModelReply, symbol: String) -> Result<TradeProposal, InvalidAnswer> {
         if let refusal = reply.refusal { return .failure(InvalidAnswer("the model refused: \(refusal.prefix(200))")) }
         if reply.truncated { return .failure(InvalidAnswer("the reply was cut off by the length limit")) }

@@ -11,6 +11,7 @@ public struct TradeProposal: Sendable, Hashable, Codable {
     public var takeProfit: Double?
     public var reasoning: String
 
+    /// A `TradeProposal` with the fields given.
     public init(
         action: TradeAction,
         confidence: Double,
@@ -66,6 +67,7 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
     /// The id of the message that asked (a signal, or a scan).
     public var requestID: String
 
+    /// A `DecisionPayload` with the fields given.
     public init(
         symbol: String,
         proposal: TradeProposal,
@@ -216,6 +218,7 @@ public struct AnalysisContext: Sendable, Hashable, Codable {
         public var entry: Double
         public var quantity: Double
         public var leverage: Int
+        /// A `Position` with the fields given.
         public init(side: PositionSide, entry: Double, quantity: Double, leverage: Int) {
             self.side = side
             self.entry = entry
@@ -229,6 +232,7 @@ public struct AnalysisContext: Sendable, Hashable, Codable {
         public var side: PositionSide
         public var pnl: Double
         public var exitReason: String
+        /// A `Trade` with the fields given.
         public init(side: PositionSide, pnl: Double, exitReason: String) {
             self.side = side
             self.pnl = pnl
@@ -246,6 +250,7 @@ public struct AnalysisContext: Sendable, Hashable, Codable {
     public var recentTrades: [Trade]
     public var todayPnL: Double
 
+    /// A `AnalysisContext` with the fields given.
     public init(
         symbol: String,
         interval: String,

@@ -7,6 +7,7 @@ public struct ModelRequest: Sendable, Hashable {
     public var maxTokens: Int
     public var timeout: Duration
 
+    /// A `ModelRequest` with the fields given.
     public init(system: String, user: String, maxTokens: Int = 600, timeout: Duration = .seconds(30)) {
         self.system = system
         self.user = user
@@ -17,7 +18,8 @@ public struct ModelRequest: Sendable, Hashable {
 
 /// Why a call to a language model failed.
 public struct ModelCallError: Error, Sendable, Hashable, CustomStringConvertible {
-    public enum Kind: Sendable, Hashable {
+    /// What kind of failure.
+    public enum Code: Sendable, Hashable {
         /// The provider answered with an HTTP error; `retryAfter` is its Retry-After header, if any.
         case http(status: Int, body: String, retryAfter: String?)
         case timeout
@@ -26,11 +28,12 @@ public struct ModelCallError: Error, Sendable, Hashable, CustomStringConvertible
         case refusedLocally(String)
     }
 
-    public var kind: Kind
-    public init(_ kind: Kind) { self.kind = kind }
+    public var code: Code
+    /// A failure of kind `code`.
+    public init(_ code: Code) { self.code = code }
 
     public var description: String {
-        switch kind {
+        switch code {
         case .http(let status, let body, _): "HTTP \(status): \(body.prefix(200))"
         case .timeout: "timed out"
         case .connection(let reason): "connection failed: \(reason)"
@@ -57,13 +60,14 @@ public struct RetryPolicy: Sendable, Hashable {
     /// A Retry-After longer than this is cut to it.
     public var retryAfterCap: Duration = .seconds(60)
 
+    /// The defaults, as documented on each field.
     public init() {}
 
     /// Whether a failure is worth another attempt: 408, 409, 429 (unless it says the spending limit or
     /// quota is reached), 5xx, Anthropic's 529, timeouts and connection errors. Not other 4xx, and not
     /// our own refusals.
     public static func isRetryable(_ error: ModelCallError) -> Bool {
-        switch error.kind {
+        switch error.code {
         case .timeout, .connection: return true
         case .refusedLocally: return false
         case .http(let status, let body, _):
@@ -80,7 +84,7 @@ public struct RetryPolicy: Sendable, Hashable {
     /// The wait before retry `attempt` (0 for the first retry): the provider's Retry-After when it gave
     /// one (seconds or an HTTP date, capped), else the backoff with jitter `unit` in 0...1.
     public func delay(attempt: Int, after error: ModelCallError, now: Date, unit: Double) -> Duration {
-        if case .http(_, _, let header?) = error.kind, let wait = Self.retryAfter(header, now: now) {
+        if case .http(_, _, let header?) = error.code, let wait = Self.retryAfter(header, now: now) {
             return min(wait, retryAfterCap)
         }
         return backoff.delay(attempt: attempt, unit: unit)
@@ -102,6 +106,7 @@ public struct RetryPolicy: Sendable, Hashable {
 /// A circuit breaker per provider: `threshold` failures in a row open it; after `cooldown` it lets one
 /// probe through (half-open); the probe's success closes it, its failure opens it again.
 public struct CircuitBreaker: Sendable, Hashable {
+    /// Closed (calls go), open (refused) or half-open (one trial call).
     public enum State: Sendable, Hashable {
         case closed(failures: Int)
         case open(until: Date)
@@ -112,6 +117,7 @@ public struct CircuitBreaker: Sendable, Hashable {
     public let cooldown: TimeInterval
     public private(set) var state: State = .closed(failures: 0)
 
+    /// A closed breaker that opens after `threshold` failures in a row, for `cooldown` seconds.
     public init(threshold: Int = 5, cooldown: TimeInterval = 60) {
         self.threshold = max(1, threshold)
         self.cooldown = cooldown
@@ -132,8 +138,10 @@ public struct CircuitBreaker: Sendable, Hashable {
         }
     }
 
+    /// A call succeeded: the breaker closes.
     public mutating func recordSuccess() { state = .closed(failures: 0) }
 
+    /// A call failed: after enough in a row the breaker opens until its cooldown ends.
     public mutating func recordFailure(now: Date) {
         switch state {
         case .closed(let failures):
@@ -152,11 +160,13 @@ public struct CircuitBreaker: Sendable, Hashable {
 public struct ModelPrice: Sendable, Hashable, Codable {
     public var input: Double
     public var output: Double
+    /// A `ModelPrice` with the fields given.
     public init(input: Double, output: Double) {
         self.input = input
         self.output = output
     }
 
+    /// The cost in USD of a call with these token counts.
     public func cost(inputTokens: Int, outputTokens: Int) -> Double {
         (Double(inputTokens) * input + Double(outputTokens) * output) / 1_000_000
     }
@@ -169,15 +179,18 @@ public struct SpendingLedger: Sendable, Hashable {
     public private(set) var day = ""
     public private(set) var spent = 0.0
 
+    /// A `SpendingLedger` with the field given.
     public init(dailyCap: Double) { self.dailyCap = dailyCap }
 
     static func dayKey(_ date: Date) -> String { String(Int(date.timeIntervalSince1970) / 86_400) }
 
+    /// Whether a call costing `estimate` fits today's cap.
     public mutating func canSpend(_ estimate: Double, now: Date) -> Bool {
         roll(now)
         return spent + estimate <= dailyCap
     }
 
+    /// Adds `cost` to today's spending (a new UTC day starts at zero).
     public mutating func record(_ cost: Double, now: Date) {
         roll(now)
         spent += cost
@@ -196,6 +209,7 @@ public struct SpendingLedger: Sendable, Hashable {
 /// majority's; its prices and leverage from the most confident member of the majority. No majority
 /// (a tie) is HOLD.
 public enum Consensus {
+    /// The majority of the proposals, or nil when there is none.
     public static func combine(_ proposals: [TradeProposal]) -> TradeProposal? {
         guard !proposals.isEmpty else { return nil }
         if proposals.count == 1 { return proposals[0] }

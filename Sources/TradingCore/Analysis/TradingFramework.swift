@@ -23,6 +23,7 @@ public struct TradingFramework: Sendable, Hashable, Codable {
     /// An entry further than this fraction from the latest price is not believed (an LLM's hallucinated price).
     public var maxEntryDeviation = 0.02
 
+    /// The defaults, as documented on each field.
     public init() {}
 
     /// Leverage for a regime and confidence, capped by `maxLeverage`: trending 5× at 0.90 and above,
@@ -41,6 +42,7 @@ public struct TradingFramework: Sendable, Hashable, Codable {
 /// Why an answer cannot be used. Such an answer becomes HOLD and an `alert.warning.analyst_invalid`.
 public struct InvalidAnswer: Error, Sendable, Hashable, CustomStringConvertible {
     public var description: String
+    /// A `InvalidAnswer` with the field given.
     public init(_ description: String) { self.description = description }
 }
 
@@ -130,6 +132,7 @@ public struct RulesAnalyst: Sendable {
     /// and saves writing it; what is decided does not change.
     public var explains: Bool
 
+    /// A `RulesAnalyst` with the fields given.
     public init(framework: TradingFramework, explains: Bool = true) {
         self.framework = framework
         self.explains = explains
@@ -140,6 +143,7 @@ public struct RulesAnalyst: Sendable {
         .hold(explains ? reason() : "", confidence: confidence)
     }
 
+    /// The rules analyst's decision on `context`.
     public func decide(_ context: AnalysisContext) -> TradeProposal {
         guard let s = context.primary, let rsi = s.rsi14, let macd = s.macdHistogram, let atr = s.atr14,
             let fast = s.ema12,

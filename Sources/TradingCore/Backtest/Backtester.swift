@@ -11,6 +11,7 @@ public struct ReplayProgress: Sendable {
     public var equity: Decimal
     public var openPositions: Int
 
+    /// A `ReplayProgress` with the fields given.
     public init(candles: Int, total: Int, time: Date, signals: Int, decisions: Int, equity: Decimal, openPositions: Int)
     {
         self.candles = candles
@@ -39,6 +40,7 @@ public struct ReplayOutcome: Sendable {
     public var decisions: Int
     public var elapsedSeconds: Double
 
+    /// A `ReplayOutcome` with the fields given.
     public init(
         candles: Int,
         trades: [TradeRecord],
@@ -80,6 +82,7 @@ public struct ReplayOutcome: Sendable {
 /// while a position is open (``PaperExchange/estimatedEquity(balance:)``); trades, PnL and fees are
 /// the paper venue's exact decimals.
 public struct Backtester: Sendable {
+    /// The risk limits, breakers, stop policy and costs of a backtest.
     public struct Settings: Sendable {
         public var initialCapital: Decimal = 10_000
         public var paper = PaperExchange.Settings()
@@ -94,6 +97,7 @@ public struct Backtester: Sendable {
         public var analysisIntervals = ["5m", "15m", "1h", "4h"]
         /// MAX_SNAPSHOT_AGE_SECONDS.
         public var maxSnapshotAge: TimeInterval = 120
+        /// The defaults, as documented on each field.
         public init() {}
     }
 
@@ -108,6 +112,7 @@ public struct Backtester: Sendable {
     public let settings: Settings
     public let analyst: Analyst
 
+    /// A `Backtester` with the fields given.
     public init(settings: Settings, analyst: Analyst) {
         self.settings = settings
         self.analyst = analyst
@@ -164,6 +169,7 @@ public struct Backtester: Sendable {
 /// A replay that cannot start.
 public struct BacktestError: Error, Sendable, CustomStringConvertible {
     public var description: String
+    /// A `BacktestError` with the field given.
     public init(_ description: String) { self.description = description }
 }
 
@@ -286,7 +292,7 @@ struct BacktestRun {
     // MARK: The paper venue (the executor's observe and its booking of venue events)
 
     /// The venue fills at the candle's open, the kernel protects those fills, the venue takes the rest
-    /// of the candle, then the policy moves the stop for the next candle (``ExecutorService``'s observe).
+    /// of the candle, then the policy moves the stop for the next candle (``TradeExecutor``'s observe).
     mutating func observe(_ candle: Candle, time: Date) throws {
         guard candle.defect == nil else { return }  // refused, as the executor refuses it: it moves nothing
         try exchange.onCandle(symbol: symbol, candle: candle, time: time)
@@ -315,7 +321,7 @@ struct BacktestRun {
         }
     }
 
-    /// Fills and closes, booked as ``ExecutorService`` books them: the kernel first.
+    /// Fills and closes, booked as ``TradeExecutor`` books them: the kernel first.
     mutating func commitEvents() {
         for event in exchange.drainEvents() {
             switch event {

@@ -7,6 +7,7 @@ extension MessageType {
 
 /// A command to an executor over `control.<account>` (`tradebus control …`), and who sent it.
 public struct ControlRequest: Sendable, Hashable, Codable {
+    /// An operator's command.
     public enum Command: String, Sendable, Hashable, Codable, CaseIterable {
         /// No new entries until `resume`; exits, stops and flattens still go.
         case halt
@@ -26,6 +27,7 @@ public struct ControlRequest: Sendable, Hashable, Codable {
     /// Who asks: recorded with the command and its result.
     public var by: String
 
+    /// A `ControlRequest` with the fields given.
     public init(command: Command, argument: String? = nil, by: String) {
         self.command = command
         self.argument = argument
@@ -64,6 +66,7 @@ public struct ControlRequest: Sendable, Hashable, Codable {
 /// A command the executor refused, and why.
 public struct ControlError: Error, Sendable, Hashable, CustomStringConvertible {
     public var message: String
+    /// A `ControlError` with the field given.
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
@@ -74,6 +77,7 @@ public struct ControlReply: Sendable, Hashable, Codable {
     public var message: String
     public var status: AccountStatus?
 
+    /// A `ControlReply` with the fields given.
     public init(ok: Bool, message: String, status: AccountStatus? = nil) {
         self.ok = ok
         self.message = message
@@ -89,6 +93,7 @@ public struct AccountControl: Sendable, Hashable, Codable {
         public var reason: String
         public var by: String
         public var since: Date
+        /// A `Hold` with the fields given.
         public init(reason: String, by: String, since: Date) {
             self.reason = reason
             self.by = by
@@ -96,6 +101,7 @@ public struct AccountControl: Sendable, Hashable, Codable {
         }
     }
 
+    /// Whether new entries may go: normal, halted or reducing.
     public enum Mode: String, Sendable, Hashable, Codable {
         /// Entries go.
         case normal
@@ -110,6 +116,7 @@ public struct AccountControl: Sendable, Hashable, Codable {
     public var operatorHalt: Hold?
     public var reducing: Hold?
 
+    /// Normal: no halt, not reducing.
     public init() {}
 
     public var mode: Mode {
@@ -182,6 +189,7 @@ public struct AccountControl: Sendable, Hashable, Codable {
 
 /// The account as its executor sees it, for `tradebus status` and the cockpit.
 public struct AccountStatus: Sendable, Hashable, Codable {
+    /// One open position, as the status shows it.
     public struct Position: Sendable, Hashable, Codable {
         public var symbol: String
         public var side: PositionSide
@@ -194,6 +202,7 @@ public struct AccountStatus: Sendable, Hashable, Codable {
         /// The estimated liquidation price, and how far the entry is from it (a fraction).
         public var liquidationPrice: Decimal?
         public var liquidationDistance: Decimal?
+        /// A `Position` with the fields given.
         public init(
             symbol: String,
             side: PositionSide,
@@ -228,6 +237,7 @@ public struct AccountStatus: Sendable, Hashable, Codable {
     public var rateLimit: RateLimitStatus?
     public var time: Date
 
+    /// An `AccountStatus` with the fields given.
     public init(
         account: String,
         venue: String,
@@ -258,6 +268,7 @@ public struct ReconciliationReport: Sendable, Hashable, Codable {
     /// Mismatches it could not resolve (they put the account in REDUCING mode).
     public var unresolved: [String]
 
+    /// A `ReconciliationReport` with the fields given.
     public init(time: Date, findings: [String] = [], unresolved: [String] = []) {
         self.time = time
         self.findings = findings

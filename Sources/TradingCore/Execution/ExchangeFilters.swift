@@ -9,6 +9,7 @@ public struct ExchangeFilters: Sendable, Hashable, Codable {
     public var maxQuantity: Decimal
     public var minNotional: Decimal
 
+    /// A `ExchangeFilters` with the fields given.
     public init(tickSize: Decimal, stepSize: Decimal, minQuantity: Decimal, maxQuantity: Decimal, minNotional: Decimal)
     {
         self.tickSize = tickSize

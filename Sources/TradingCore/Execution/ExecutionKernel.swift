@@ -23,6 +23,7 @@ import Foundation
 /// (``Event/venueSnapshot(symbol:quantity:stops:)``), never by a guess. Fills are facts with an
 /// identity: a trade id seen before changes nothing.
 public struct ExecutionKernel: Sendable {
+    /// Stop policy and protection timeouts.
     public struct Settings: Sendable, Hashable {
         /// STOP_PROTECTION_TIMEOUT_SECONDS: how long a position may be without a stop before it is flattened.
         public var stopProtectionTimeout: TimeInterval = 5
@@ -35,6 +36,7 @@ public struct ExecutionKernel: Sendable {
         /// by hand with no event to say so is found by this). Below the protection timeout, so such a
         /// stop is replaced in time.
         public var protectionCheckInterval: TimeInterval = 2
+        /// The defaults, as documented on each field.
         public init() {}
     }
 
@@ -54,6 +56,7 @@ public struct ExecutionKernel: Sendable {
         /// For an entry: the rules its stop and target are held to once it fills (``FillCheck``).
         public var check: FillCheck?
 
+        /// A `OrderRequest` with the fields given.
         public init(
             clientOrderID: String,
             decisionID: String,
@@ -89,6 +92,7 @@ public struct ExecutionKernel: Sendable {
         public var quantity: Decimal
         public var trigger: Decimal
 
+        /// A `StopOrder` with the fields given.
         public init(clientID: String, side: OrderSide, quantity: Decimal, trigger: Decimal) {
             self.clientID = clientID
             self.side = side
@@ -108,6 +112,7 @@ public struct ExecutionKernel: Sendable {
         case unknown(String)
     }
 
+    /// What reached the kernel: an order to send, the venue's answers and fills, a stop move, a flatten.
     public enum Event: Sendable, Hashable {
         /// The executor wants this order sent.
         case submit(OrderRequest)
@@ -133,6 +138,7 @@ public struct ExecutionKernel: Sendable {
         case tick
     }
 
+    /// What the kernel asks the executor to do at the venue.
     public enum Action: Sendable, Hashable {
         case sendOrder(OrderRequest)
         case queryOrder(clientOrderID: String, symbol: String)
@@ -264,6 +270,7 @@ public struct ExecutionKernel: Sendable {
     /// Stops and flattens issued per decision: ids never repeat, even for a position opened again.
     var issuedPerDecision: [String: Int] = [:]
 
+    /// A `ExecutionKernel` with the fields given.
     public init(settings: Settings = Settings(), epoch: String = "0") {
         self.settings = settings
         self.epoch = epoch

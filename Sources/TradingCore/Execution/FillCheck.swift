@@ -18,6 +18,7 @@ public struct FillCheck: Sendable, Hashable, Codable {
     public var minRewardRisk: Decimal
     public var filters: ExchangeFilters
 
+    /// A `FillCheck` with the fields given.
     public init(
         minStopFraction: Decimal,
         maxStopFraction: Decimal,
@@ -57,6 +58,7 @@ public struct FillCheck: Sendable, Hashable, Codable {
         /// Why the stop or size changed, nil when nothing did.
         public var reason: String?
 
+        /// A `Verdict` with the fields given.
         public init(stop: Decimal, target: Decimal?, quantity: Decimal, reason: String?) {
             self.stop = stop
             self.target = target

@@ -11,6 +11,7 @@ public struct MarginTiers: Sendable, Hashable, Codable {
         public var rate: Decimal
         public var deduction: Decimal
 
+        /// A `Tier` with the fields given.
         public init(notionalCap: Decimal?, rate: Decimal, deduction: Decimal) {
             self.notionalCap = notionalCap
             self.rate = rate
@@ -21,6 +22,7 @@ public struct MarginTiers: Sendable, Hashable, Codable {
     /// Ascending by cap.
     public var tiers: [Tier]
 
+    /// Tiers, sorted by notional.
     public init(tiers: [Tier]) {
         self.tiers = tiers.sorted {
             ($0.notionalCap ?? .greatestFiniteMagnitude) < ($1.notionalCap ?? .greatestFiniteMagnitude)

@@ -19,6 +19,7 @@ import Foundation
 /// - Funding is charged at every 8-hour boundary (00:00, 08:00, 16:00 UTC) where a rate is known:
 ///   longs pay a positive rate, shorts receive it.
 public struct PaperExchange: Sendable, Hashable, Codable {
+    /// Fees, slippage, margin, funding interval and filters of the simulated venue.
     public struct Settings: Sendable, Hashable, Codable {
         public var slippageFraction: Decimal = 0.0005
         public var takerFeeRate: Decimal = 0.0005
@@ -33,6 +34,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             maxQuantity: 1_000_000,
             minNotional: 5
         )
+        /// The defaults, as documented on each field.
         public init() {}
     }
 
@@ -100,6 +102,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// Makes this account's trade and order ids unique among every paper account a store has seen.
     let instance: String
 
+    /// A `PaperExchange` with the fields given.
     public init(
         settings: Settings = Settings(),
         balance: Decimal,
@@ -620,7 +623,7 @@ extension PaperExchange {
         case .placeStop(let symbol, let stop):
             switch placeStop(symbol: symbol, stop) {
             case .success: return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .accepted)]
-            case .failure(let error) where error.kind == .wouldTrigger:
+            case .failure(let error) where error.code == .wouldTrigger:
                 return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .wouldTrigger(error.message))]
             case .failure(let error):
                 return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .failed(error.message))]

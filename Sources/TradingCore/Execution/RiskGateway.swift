@@ -30,6 +30,7 @@ public struct RiskLimits: Sendable, Hashable, Codable {
     /// Taker fee rate, for the profit-after-fees check (market entry and exit).
     public var takerFeeRate: Decimal = 0.0005
 
+    /// The defaults, as documented on each field.
     public init() {}
 }
 
@@ -40,6 +41,7 @@ public struct OrderIntent: Sendable, Hashable {
     /// When the decision was made (its envelope time).
     public var decidedAt: Date
 
+    /// A `OrderIntent` with the fields given.
     public init(decisionID: String, decision: DecisionPayload, decidedAt: Date) {
         self.decisionID = decisionID
         self.decision = decision
@@ -58,6 +60,7 @@ public struct MarketView: Sendable, Hashable {
     /// The venue's maintenance-margin tiers for the symbol (nil: the limits' flat rate).
     public var marginTiers: MarginTiers?
 
+    /// A `MarketView` with the fields given.
     public init(
         venuePrice: Decimal,
         referencePrice: Decimal?,
@@ -82,6 +85,7 @@ public struct AccountView: Sendable, Hashable {
     /// Why trading is halted, if a circuit breaker has tripped.
     public var halt: String?
 
+    /// A `AccountView` with the fields given.
     public init(equity: Decimal, availableMargin: Decimal, openSymbols: Set<String>, halt: String? = nil) {
         self.equity = equity
         self.availableMargin = availableMargin
@@ -112,6 +116,7 @@ public struct ApprovedOrder: Sendable, Hashable, Codable {
 
 /// Why the gateway said no. Every refusal is typed and says what failed.
 public struct RiskRejection: Error, Sendable, Hashable, CustomStringConvertible {
+    /// Which check refused the decision.
     public enum Code: String, Sendable, Hashable, Codable, CaseIterable {
         case hold
         case invalidDecision = "invalid_decision"
@@ -139,6 +144,7 @@ public struct RiskRejection: Error, Sendable, Hashable, CustomStringConvertible 
     public var message: String { explain() }
     private let explain: @Sendable () -> String
 
+    /// A refusal by the check `code`; the message is built only when read.
     public init(_ code: Code, _ message: @autoclosure @escaping @Sendable () -> String) {
         self.code = code
         self.explain = message
@@ -146,6 +152,7 @@ public struct RiskRejection: Error, Sendable, Hashable, CustomStringConvertible 
 
     public var description: String { "\(code.rawValue): \(message)" }
 
+    /// Equal when the code and the message are.
     public static func == (lhs: RiskRejection, rhs: RiskRejection) -> Bool {
         lhs.code == rhs.code && lhs.message == rhs.message
     }
@@ -167,8 +174,10 @@ public struct RiskRejection: Error, Sendable, Hashable, CustomStringConvertible 
 public struct RiskGateway: Sendable {
     public var limits: RiskLimits
 
+    /// A `RiskGateway` with the field given.
     public init(limits: RiskLimits) { self.limits = limits }
 
+    /// Checks a decision against every limit and sizes it, or says which check refused it and why.
     public func check(
         _ intent: OrderIntent,
         market: MarketView,

@@ -8,15 +8,18 @@ import Foundation
 /// breaker also clears at the next UTC day. The state is `Codable`, so the executor persists it and a
 /// restart never clears a halt.
 public struct TradingHalts: Sendable, Hashable, Codable {
+    /// The breakers' thresholds.
     public struct Limits: Sendable, Hashable, Codable {
         public var dailyLossFraction: Decimal = 0.05
         public var maxConsecutiveLosses = 3
         public var maxDrawdownFraction: Decimal = 0.15
+        /// The defaults, as documented on each field.
         public init() {}
     }
 
     /// A tripped breaker: when, why, and the figures.
     public struct Halt: Sendable, Hashable, Codable {
+        /// Which breaker.
         public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
             case dailyLoss = "daily_loss"
             case consecutiveLosses = "consecutive_losses"
@@ -38,6 +41,7 @@ public struct TradingHalts: Sendable, Hashable, Codable {
     /// Every tripped breaker, in the order they tripped.
     public private(set) var tripped: [Halt] = []
 
+    /// Breakers with `limits`, starting the day and the peak at `equity`.
     public init(limits: Limits, equity: Decimal, now: Date) {
         self.limits = limits
         self.day = Self.day(now)
@@ -131,6 +135,7 @@ public struct TradingHalts: Sendable, Hashable, Codable {
         return cleared
     }
 
+    /// Whether the breaker `kind` is tripped.
     public func isTripped(_ kind: Halt.Kind) -> Bool { tripped.contains { $0.kind == kind } }
 
     private mutating func clear(_ kind: Halt.Kind) -> [Halt] {

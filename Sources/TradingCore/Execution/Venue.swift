@@ -9,6 +9,7 @@ public struct VenueOrderRequest: Sendable, Hashable, Codable {
     public var leverage: Int
     public var reduceOnly: Bool
 
+    /// A `VenueOrderRequest` with the fields given.
     public init(
         clientOrderID: String,
         symbol: String,
@@ -38,6 +39,7 @@ public struct VenueOrder: Sendable, Hashable, Codable {
     public var status: OrderStatus
     public var reduceOnly: Bool
 
+    /// A `VenueOrder` with the fields given.
     public init(
         clientOrderID: String,
         venueOrderID: String,
@@ -72,6 +74,7 @@ public struct VenueFill: Sendable, Hashable, Codable {
     public var fee: Decimal
     public var time: Date
 
+    /// A `VenueFill` with the fields given.
     public init(
         tradeID: String,
         clientOrderID: String,
@@ -122,6 +125,7 @@ public struct VenuePosition: Sendable, Hashable, Codable {
     /// Fees paid so far on the position (its entry's), where known; its close adds its own.
     public var fees: Decimal
 
+    /// A `VenuePosition` with the fields given.
     public init(
         symbol: String,
         side: PositionSide,
@@ -164,6 +168,7 @@ public struct VenueClose: Sendable, Hashable, Codable {
     public var stopLoss: Decimal?
     public var takeProfit: Decimal?
 
+    /// A `VenueClose` with the fields given.
     public init(
         symbol: String,
         side: PositionSide,
@@ -232,6 +237,7 @@ public struct StopPolicy: Sendable, Hashable, Codable {
     /// An ATR-adaptive stop: never further than `atrMultiple` ATRs from the close (it only tightens).
     public var atrMultiple: Decimal?
 
+    /// A `StopPolicy` with the fields given.
     public init(
         trailingActivationR: Decimal? = nil,
         trailingCallbackFraction: Decimal? = nil,
@@ -295,6 +301,7 @@ public struct ManagedStop: Sendable, Hashable, Codable {
     public private(set) var bestPrice: Decimal
     public var policy: StopPolicy
 
+    /// A `ManagedStop` with the fields given.
     public init(
         side: PositionSide,
         entry: Decimal,
@@ -355,25 +362,27 @@ public enum VenueEvent: Sendable, Hashable, Codable {
 /// Why a venue call failed. `outcomeUnknown` means the order may or may not exist: query it by client
 /// id, never send it again blindly.
 public struct VenueError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// `wouldTrigger`: a conditional order refused because it would trigger at once (Binance -2021,
-    /// Bybit 110092/110093).
-    public enum Kind: String, Sendable, Hashable {
+    /// What kind of failure. `wouldTrigger`: a conditional order refused because it would trigger at
+    /// once (Binance -2021, Bybit 110092/110093).
+    public enum Code: String, Sendable, Hashable {
         case rejected
         case outcomeUnknown = "outcome_unknown"
         case unreachable
         case clockSkew = "clock_skew"
         case wouldTrigger = "would_trigger"
     }
-    public var kind: Kind
+    public var code: Code
+    /// What the venue said, and what to do.
     public var message: String
     /// When the venue accepts requests again (a rate limit or a ban), in seconds from the error.
     public var retryAfter: Double?
-    public init(_ kind: Kind, _ message: String, retryAfter: Double? = nil) {
-        self.kind = kind
+    /// A `VenueError` with the fields given.
+    public init(_ code: Code, _ message: String, retryAfter: Double? = nil) {
+        self.code = code
         self.message = message
         self.retryAfter = retryAfter
     }
-    public var description: String { "\(kind.rawValue): \(message)" }
+    public var description: String { "\(code.rawValue): \(message)" }
 }
 
 /// What the store already holds when an executor starts again, so that a live venue, whose own
@@ -389,6 +398,7 @@ public struct VenueResume: Sendable, Hashable {
     /// fill reads its trade history from then, so those orders' fills are not skipped.
     public var pendingSince: [String: Date]
 
+    /// A `VenueResume` with the fields given.
     public init(
         openPositions: [VenuePosition],
         committedFills: [String: [VenueFill]],
@@ -490,6 +500,7 @@ public struct RateLimitStatus: Sendable, Hashable, Codable {
     public var blockedUntil: Date?
     public var banned: Bool
 
+    /// A `RateLimitStatus` with the fields given.
     public init(
         venue: String,
         used: Int,

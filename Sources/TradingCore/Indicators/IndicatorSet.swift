@@ -25,6 +25,7 @@ public struct IndicatorSnapshot: Sendable, Hashable, Codable {
     /// ``MarketRegime/classify(_:volatileATRFraction:trendADX:)`` of this snapshot.
     public var regime: MarketRegime?
 
+    /// A `IndicatorSnapshot` with the fields given.
     public init(
         openTime: Int64,
         close: Double,
@@ -105,6 +106,7 @@ public struct IndicatorSet: Sendable, Hashable, Codable {
     private var swings = SwingLevels(strength: 2)
     public private(set) var candles = 0
 
+    /// Every indicator empty, at its standard period.
     public init() {}
 
     /// Adds the next closed candle and returns the snapshot after it.
@@ -151,6 +153,7 @@ public struct IndicatorTable: Sendable {
     public private(set) var values: [Double]
     public let rows: Int
 
+    /// Every indicator fed with `candles`, in order.
     public init(_ candles: [Candle]) {
         rows = candles.count
         var sma20 = SMA(period: 20)

@@ -2,6 +2,7 @@
 /// so the fast EMA is seeded with the SMA of the `fast` values ending there (not of the first `fast`
 /// values), and the signal is an EMA of the MACD line. O(1) per value.
 public struct MACD: Sendable, Hashable, Codable {
+    /// The indicator's lines at one bar.
     public struct Value: Sendable, Hashable, Codable {
         public var macd: Double
         public var signal: Double
@@ -14,6 +15,7 @@ public struct MACD: Sendable, Hashable, Codable {
     private let fastDelay: Int
     private var seen = 0
 
+    /// An empty MACD with TA-Lib's periods by default.
     public init(fast: Int = 12, slow: Int = 26, signal: Int = 9) {
         self.fast = EMA(period: fast)
         self.slow = EMA(period: slow)
@@ -21,6 +23,7 @@ public struct MACD: Sendable, Hashable, Codable {
         self.fastDelay = max(0, slow - fast)
     }
 
+    /// Adds a close; returns the lines once they are defined.
     public mutating func update(_ close: Double) -> Value? {
         seen += 1
         let slowValue = slow.update(close)
@@ -42,8 +45,10 @@ public struct RSI: Sendable, Hashable, Codable {
     private var loss = 0.0
     private var changes = 0
 
+    /// A `RSI` with the field given.
     public init(period: Int = 14) { self.period = period }
 
+    /// Adds a close; returns the value once it is defined.
     public mutating func update(_ close: Double) -> Double? {
         guard let previous = previousClose else {
             previousClose = close
@@ -89,11 +94,13 @@ public struct ATR: Sendable, Hashable, Codable {
     private var seed: SMA
     public private(set) var value: Double?
 
+    /// An empty ATR (Wilder's smoothing) over `period` bars.
     public init(period: Int = 14) {
         self.period = period
         self.seed = SMA(period: period)
     }
 
+    /// Adds a bar; returns the value once it is defined.
     public mutating func update(high: Double, low: Double, close: Double) -> Double? {
         guard let previous = previousClose else {
             previousClose = close
@@ -116,6 +123,7 @@ public struct ATR: Sendable, Hashable, Codable {
 /// Bollinger bands around an SMA, with the population standard deviation from running sums of x and
 /// x² (TA-Lib's method). O(1) per value.
 public struct Bollinger: Sendable, Hashable, Codable {
+    /// The indicator's lines at one bar.
     public struct Value: Sendable, Hashable, Codable {
         public var upper: Double
         public var middle: Double
@@ -128,6 +136,7 @@ public struct Bollinger: Sendable, Hashable, Codable {
     private var squares: RingBuffer
     private var squaresTotal = 0.0
 
+    /// Empty Bollinger bands over `period` closes, `deviations` standard deviations wide.
     public init(period: Int = 20, deviations: Double = 2) {
         self.period = period
         self.deviations = deviations
@@ -135,6 +144,7 @@ public struct Bollinger: Sendable, Hashable, Codable {
         self.squares = RingBuffer(capacity: period)
     }
 
+    /// Adds a close; returns the lines once they are defined.
     public mutating func update(_ close: Double) -> Value? {
         let middle = mean.update(close)
         let square = close * close
@@ -154,6 +164,7 @@ public struct Bollinger: Sendable, Hashable, Codable {
 /// highest high and lowest low are tracked as TA-Lib does: kept until they leave the window, and only
 /// then found again by a scan, so the cost per value is O(1) amortised.
 public struct Stochastic: Sendable, Hashable, Codable {
+    /// The indicator's lines at one bar.
     public struct Value: Sendable, Hashable, Codable {
         public var k: Double
         public var d: Double
@@ -169,6 +180,7 @@ public struct Stochastic: Sendable, Hashable, Codable {
     private var lowest = 0.0
     private var lowestAge: Int
 
+    /// An empty stochastic with TA-Lib's periods by default.
     public init(kPeriod: Int = 14, kSlowing: Int = 3, dPeriod: Int = 3) {
         highs = RingBuffer(capacity: kPeriod)
         lows = RingBuffer(capacity: kPeriod)
@@ -178,6 +190,7 @@ public struct Stochastic: Sendable, Hashable, Codable {
         lowestAge = kPeriod
     }
 
+    /// Adds a bar; returns the lines once they are defined.
     public mutating func update(high: Double, low: Double, close: Double) -> Value? {
         highs.push(high)
         lows.push(low)
@@ -222,8 +235,10 @@ public struct ADX: Sendable, Hashable, Codable {
     private var dxTotal = 0.0
     public private(set) var value: Double?
 
+    /// A `ADX` with the field given.
     public init(period: Int = 14) { self.period = period }
 
+    /// Adds a bar; returns the value once it is defined.
     public mutating func update(high: Double, low: Double, close: Double) -> Double? {
         guard let last = previous else {
             previous = Bar(high: high, low: low, close: close)
@@ -272,8 +287,10 @@ public struct OBV: Sendable, Hashable, Codable {
     private var previousClose: Double?
     public private(set) var value = 0.0
 
+    /// A running total from zero.
     public init() {}
 
+    /// Adds a bar; returns the running total.
     public mutating func update(close: Double, volume: Double) -> Double {
         if let previous = previousClose {
             if close > previous { value += volume } else if close < previous { value -= volume }

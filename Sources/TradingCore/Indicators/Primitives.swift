@@ -8,6 +8,7 @@ public struct RingBuffer: Sendable, Hashable, Codable {
     private var next = 0
     public private(set) var count = 0
 
+    /// An empty window of `capacity` values.
     public init(capacity: Int) { values = Array(repeating: 0, count: capacity) }
 
     public var capacity: Int { values.count }
@@ -66,11 +67,13 @@ public struct SMA: Sendable, Hashable, Codable {
     private var window: RingBuffer
     private var total = 0.0
 
+    /// An empty simple moving average over `period` values.
     public init(period: Int) {
         self.period = period
         self.window = RingBuffer(capacity: period)
     }
 
+    /// Adds a value; returns the average once the period is full.
     public mutating func update(_ value: Double) -> Double? {
         window.push(value)
         total += value
@@ -91,11 +94,13 @@ public struct EMA: Sendable, Hashable, Codable {
     private var seen = 0
     public private(set) var value: Double?
 
+    /// An empty exponential moving average over `period` values (seeded with their mean, as TA-Lib does).
     public init(period: Int) {
         self.period = period
         self.k = 2.0 / Double(period + 1)
     }
 
+    /// Adds a value; returns the average once it is seeded.
     public mutating func update(_ input: Double) -> Double? {
         if let previous = value {
             let next = (input - previous) * k + previous

@@ -40,12 +40,14 @@ public struct SwingLevels: Sendable, Hashable, Codable {
     public private(set) var resistance: Double?
     public private(set) var support: Double?
 
+    /// Swing points confirmed by `strength` bars on each side.
     public init(strength: Int = 2) {
         self.strength = strength
         highs = Array(repeating: 0, count: 2 * strength + 1)
         lows = Array(repeating: 0, count: 2 * strength + 1)
     }
 
+    /// Adds a bar's high and low.
     public mutating func update(high: Double, low: Double) {
         let width = highs.count
         highs[next] = high
@@ -73,6 +75,7 @@ public struct SwingLevels: Sendable, Hashable, Codable {
 /// its interval arrives, or, after a gap, when a minute of a later interval does; `minutes` says how
 /// many 1m candles it was made of, so a reader can tell a complete one.
 public struct TimeframeAggregator: Sendable, Hashable, Codable {
+    /// Support, resistance and trend at one bar.
     public struct Output: Sendable, Hashable, Codable {
         public var interval: String
         public var candle: Candle
@@ -158,6 +161,7 @@ public struct TimeframeAggregator: Sendable, Hashable, Codable {
 
 /// A trading signal from one snapshot to the next.
 public struct Signal: Sendable, Hashable, Codable {
+    /// Which rule fired.
     public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
         case macdCross = "macd_cross"
         case rsiExitOverbought = "rsi_exit_overbought"
@@ -165,12 +169,14 @@ public struct Signal: Sendable, Hashable, Codable {
         case bollingerBreakout = "bollinger_breakout"
     }
 
+    /// Bullish or bearish.
     public enum Direction: String, Sendable, Hashable, Codable { case bullish, bearish }
 
     public var kind: Kind
     public var direction: Direction
     public var snapshot: IndicatorSnapshot
 
+    /// A `Signal` with the fields given.
     public init(kind: Kind, direction: Direction, snapshot: IndicatorSnapshot) {
         self.kind = kind
         self.direction = direction

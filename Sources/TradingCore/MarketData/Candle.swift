@@ -11,6 +11,7 @@ public struct Candle: Sendable, Hashable, Codable {
     public var close: Double
     public var volume: Double
 
+    /// A `Candle` with the fields given.
     public init(openTime: Int64, open: Double, high: Double, low: Double, close: Double, volume: Double) {
         self.openTime = openTime
         self.open = open
@@ -26,12 +27,14 @@ public struct Candle: Sendable, Hashable, Codable {
 /// microseconds), and freqtrade's JSON arrays `[[ms, o, h, l, c, v], ...]`. Parsing only; reading the
 /// file is the caller's.
 public enum CandleFile {
+    /// A candle file's line could not be read; says which and why.
     public struct ParseError: Error, Sendable, CustomStringConvertible {
         public var line: Int
         public var message: String
         public var description: String { "line \(line): \(message)" }
     }
 
+    /// Reads a candle CSV (Binance's kline export, or `open_time,open,high,low,close,volume`).
     public static func parse(_ text: String) throws(ParseError) -> [Candle] {
         let trimmed = text.drop { $0.isWhitespace }
         if trimmed.first == "[" { return try parseJSONArrays(String(trimmed)) }

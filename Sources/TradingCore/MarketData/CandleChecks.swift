@@ -27,6 +27,7 @@ extension Candle {
 /// candles older than the last accepted one, and reports gaps in `open_time` so they can be filled
 /// from REST (live) or reported (replay). It never invents candles.
 public struct CandleSequencer: Sendable, Hashable, Codable {
+    /// What the check made of an incoming candle: accepted (maybe after a gap), a duplicate, stale, or rejected.
     public enum Outcome: Sendable, Hashable {
         /// The next candle, in order.
         case accepted(Candle)
@@ -42,11 +43,13 @@ public struct CandleSequencer: Sendable, Hashable, Codable {
     public let intervalMilliseconds: Int64
     public private(set) var lastOpenTime: Int64?
 
+    /// A `CandleSequencer` with the fields given.
     public init(intervalMilliseconds: Int64, lastOpenTime: Int64? = nil) {
         self.intervalMilliseconds = intervalMilliseconds
         self.lastOpenTime = lastOpenTime
     }
 
+    /// Checks the next candle of the stream: in order, a duplicate, stale, after a gap, or defective.
     public mutating func accept(_ candle: Candle) -> Outcome {
         if let defect = candle.defect { return .rejected(defect) }
         guard let last = lastOpenTime else {
@@ -68,6 +71,7 @@ public struct CandleSequencer: Sendable, Hashable, Codable {
 
 /// Interval names (`1m`, `5m`, `1h`, `4h`, `1d`) and their length.
 public enum CandleInterval {
+    /// The length of an interval name (`1m` … `1d`) in milliseconds, or nil.
     public static func milliseconds(_ name: String) -> Int64? {
         guard let unit = name.last, let count = Int64(name.dropLast()), count > 0 else { return nil }
         switch unit {

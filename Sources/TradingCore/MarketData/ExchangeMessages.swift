@@ -12,6 +12,7 @@ public struct KlineUpdate: Sendable, Hashable {
 /// Why an exchange message could not be read.
 public struct ExchangeMessageError: Error, Sendable, CustomStringConvertible {
     public var description: String
+    /// A `ExchangeMessageError` with the field given.
     public init(_ description: String) { self.description = description }
 }
 

@@ -3,6 +3,7 @@ public struct CandleStreamID: Sendable, Hashable, Codable, CustomStringConvertib
     public var symbol: String
     public var interval: String
 
+    /// A `CandleStreamID` with the fields given.
     public init(symbol: String, interval: String) {
         self.symbol = symbol
         self.interval = interval

@@ -13,6 +13,7 @@ public struct CandlePayload: Sendable, Hashable, Codable {
     public var interval: String
     public var candle: Candle
 
+    /// A `CandlePayload` with the fields given.
     public init(venue: String, symbol: String, interval: String, candle: Candle) {
         self.venue = venue
         self.symbol = symbol
@@ -27,6 +28,7 @@ public struct SnapshotPayload: Sendable, Hashable, Codable {
     public var interval: String
     public var snapshot: IndicatorSnapshot
 
+    /// A `SnapshotPayload` with the fields given.
     public init(symbol: String, interval: String, snapshot: IndicatorSnapshot) {
         self.symbol = symbol
         self.interval = interval
@@ -43,6 +45,7 @@ public struct SignalPayload: Sendable, Hashable, Codable {
     public var interval: String
     public var signal: Signal
 
+    /// A `SignalPayload` with the fields given.
     public init(symbol: String, interval: String, signal: Signal) {
         self.symbol = symbol
         self.interval = interval
@@ -67,5 +70,6 @@ public enum WorkerQueues {
 
 /// The latest price of a venue and symbol in the hot cache: the price as text, stamped with its time.
 public enum LatestPrice {
+    /// The cache key of the last price of `symbol` on `venue`.
     public static func cacheKey(venue: String, symbol: String) -> String { "price:\(venue):\(symbol)" }
 }

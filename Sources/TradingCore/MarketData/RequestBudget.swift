@@ -21,6 +21,7 @@ public struct RequestBudget: Sendable, Hashable {
     /// The exchange banned us (418) until `blockedUntil`.
     public private(set) var banned = false
 
+    /// A budget of `limit` weight per `window` seconds; polling may use `pollShare` of it.
     public init(limit: Int, window: TimeInterval, pollShare: Double = 1) {
         precondition(limit > 0 && window > 0 && pollShare > 0 && pollShare <= 1)
         self.limit = limit

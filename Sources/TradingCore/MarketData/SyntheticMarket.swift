@@ -16,6 +16,7 @@ public struct SyntheticMarket: Sendable {
     public private(set) var nextOpenTime: Int64
     private var walks: [Walk]
 
+    /// A seeded random walk of candles for `symbol`.
     public init(
         symbols: [String],
         seed: UInt64,
@@ -62,6 +63,7 @@ public struct SyntheticMarket: Sendable {
 public struct SplitMix64: RandomNumberGenerator, Sendable, Hashable {
     private var state: UInt64
 
+    /// A generator started from `seed`: the same seed, the same numbers.
     public init(seed: UInt64) { state = seed }
 
     public mutating func next() -> UInt64 {

@@ -8,6 +8,7 @@ public struct SinkError: Error, Sendable, Hashable, CustomStringConvertible {
     public var retryAfter: Duration?
     public var message: String
 
+    /// A `SinkError` with the fields given.
     public init(status: Int?, retryAfter: Duration? = nil, message: String) {
         self.status = status
         self.retryAfter = retryAfter
@@ -36,6 +37,7 @@ public protocol NotificationSink: Sendable {
 public struct RateLimit: Sendable, Hashable {
     public var count: Int
     public var per: Duration
+    /// A `RateLimit` with the fields given.
     public init(count: Int, per: Duration) {
         self.count = count
         self.per = per
@@ -48,6 +50,7 @@ public struct TokenBucket: Sendable, Hashable {
     private var tokens: Double
     private var updated: Double
 
+    /// A token bucket for `limit`, full at `now`.
     public init(_ limit: RateLimit, now: TimeInterval) {
         self.limit = limit
         self.tokens = Double(limit.count)
@@ -77,11 +80,13 @@ public struct SinkRoute: Sendable, Hashable {
     public var minSeverity: AlertSeverity
     public var kinds: [String]
 
+    /// A `SinkRoute` with the fields given.
     public init(minSeverity: AlertSeverity, kinds: [String] = ["*"]) {
         self.minSeverity = minSeverity
         self.kinds = kinds
     }
 
+    /// Whether this route takes `notice` (its kinds and minimum severity).
     public func accepts(_ notice: Notice) -> Bool {
         notice.severity >= minSeverity && kinds.contains { Self.matches($0, notice.kind) }
     }

@@ -15,6 +15,7 @@ public struct TradeEventPayload: Sendable, Hashable, Codable {
     public var exitReason: String?
     public var decisionID: String?
 
+    /// A `TradeEventPayload` with the fields given.
     public init(
         symbol: String,
         side: PositionSide,
@@ -62,6 +63,7 @@ public struct OrderEventPayload: Sendable, Hashable, Codable {
     public var price: Double?
     public var reason: String?
 
+    /// A `OrderEventPayload` with the fields given.
     public init(
         symbol: String,
         clientOrderID: String,
@@ -107,6 +109,7 @@ public struct Notice: Sendable, Hashable {
     public var payload: JSONValue
     public var time: Date
 
+    /// A `Notice` with the fields given.
     public init(
         id: String,
         severity: AlertSeverity,
@@ -134,6 +137,7 @@ public struct Notice: Sendable, Hashable {
         ([title] + lines + fields.map { "\($0.0): \($0.1)" }).joined(separator: "\n")
     }
 
+    /// Equal when the ids are: the same message delivered twice is one notice.
     public static func == (a: Notice, b: Notice) -> Bool {
         a.id == b.id && a.severity == b.severity && a.kind == b.kind && a.title == b.title && a.lines == b.lines
             && a.symbol == b.symbol
@@ -190,6 +194,7 @@ public enum NoticeTemplates {
         }
     }
 
+    /// The notice for a trade opened or closed.
     public static func trade(_ t: TradeEventPayload, opened: Bool, id: String, time: Date, raw: JSONValue) -> Notice {
         var fields = [
             ("Side", t.side.rawValue), ("Leverage", "\(t.leverage)x"), ("Quantity", price(t.quantity)),
@@ -217,6 +222,7 @@ public enum NoticeTemplates {
         )
     }
 
+    /// The notice for an alert.
     public static func alert(_ a: AlertPayload, id: String, time: Date, raw: JSONValue) -> Notice {
         let fields = (a.fields ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, describe($0.value)) }
         let title: String
@@ -279,6 +285,7 @@ public enum MarkdownV2 {
         "_", "*", "[", "]", "(", ")", "~", "`", ">", "#", "+", "-", "=", "|", "{", "}", ".", "!", "\\",
     ]
 
+    /// Escapes `text` for Telegram's HTML parse mode.
     public static func escape(_ text: String) -> String {
         var result = ""
         result.reserveCapacity(text.count)

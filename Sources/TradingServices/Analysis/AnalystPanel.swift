@@ -36,6 +36,7 @@ public struct AnalystPanel: Sendable {
     public let decisionBudget: Duration
     let now: @Sendable () -> Date
 
+    /// A `AnalystPanel` with the fields given.
     public init(
         models: [ResilientModel],
         rules: RulesAnalyst,
@@ -56,6 +57,7 @@ public struct AnalystPanel: Sendable {
         self.now = now
     }
 
+    /// Asks every model and combines their answers into one verdict.
     public func decide(_ context: AnalysisContext) async -> Verdict {
         let price = context.price ?? 0
         guard !models.isEmpty else { return rulesVerdict(context, price: price, attempts: 0, failures: []) }

@@ -8,12 +8,14 @@ import TradingCore
 /// daily spending cap, and a deadline for the whole decision. Time and sleeping are injected, so tests
 /// check the waits without waiting.
 public actor ResilientModel {
+    /// Retries, backoff, the breaker and the spending cap of one model.
     public struct Settings: Sendable {
         public var retry = RetryPolicy()
         public var attemptTimeout: Duration = .seconds(30)
         public var breakerThreshold = 5
         public var breakerCooldown: TimeInterval = 60
         public var price = ModelPrice(input: 5, output: 15)
+        /// The defaults, as documented on each field.
         public init() {}
     }
 
@@ -34,6 +36,7 @@ public actor ResilientModel {
     let logger: Logger
     private var breaker: CircuitBreaker
 
+    /// `model` behind retries, a breaker and the spending cap.
     public init(
         model: any LanguageModel,
         settings: Settings,
@@ -148,8 +151,11 @@ public actor ResilientModel {
 /// The spending ledger shared by every model of the worker.
 public actor SpendingBook {
     private var ledger: SpendingLedger
+    /// A ledger allowing `dailyCap` USD a day.
     public init(dailyCap: Double) { ledger = SpendingLedger(dailyCap: dailyCap) }
+    /// Whether the daily spending cap leaves room for a call costing `estimate`.
     public func canSpend(_ estimate: Double, now: Date) -> Bool { ledger.canSpend(estimate, now: now) }
+    /// Adds a call's cost to today's spending.
     public func record(_ cost: Double, now: Date) { ledger.record(cost, now: now) }
     public var spentToday: Double { ledger.spent }
 }

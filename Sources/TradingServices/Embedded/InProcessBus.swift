@@ -49,6 +49,7 @@ public actor InProcessBus: MessageBus {
     private var nextWaiter = 0
     private var consumerWaiters: [Int: (queues: [String], continuation: CheckedContinuation<Bool, Never>)] = [:]
 
+    /// An empty bus: no queues, no consumers.
     public init() {}
 
     /// Every queue empty and every delivery settled: nothing is left to do until the next publish.

@@ -92,6 +92,7 @@ public final class LRUCache<Value: Sendable>: Sendable {
         }
     }
 
+    /// Removes `key`, if present.
     public func removeValue(forKey key: String) {
         storage.withLock { storage in
             if let slot = storage.index[key] { Self.remove(slot, from: &storage) }

@@ -5,6 +5,7 @@ import TradingCore
 public final class LocalCache: HotCache {
     public let lru: LRUCache<CachedValue>
 
+    /// An empty cache holding at most `capacity` keys.
     public init(capacity: Int = 100_000, defaultTTL: Duration? = nil) {
         self.lru = LRUCache(capacity: capacity, defaultTTL: defaultTTL)
     }

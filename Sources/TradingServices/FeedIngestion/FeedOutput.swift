@@ -13,6 +13,7 @@ public struct FeedOutput: Sendable {
     public let cache: any HotCache
     public let logger: Logger
 
+    /// A `FeedOutput` with the fields given.
     public init(venue: String, source: String, bus: any MessageBus, cache: any HotCache, logger: Logger) {
         self.venue = venue
         self.source = source

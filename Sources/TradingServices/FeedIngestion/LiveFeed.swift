@@ -12,6 +12,7 @@ import TradingCore
 /// A stream's position advances only once its candles are on the bus: if publishing fails, the
 /// connection is dropped and the candles come back from REST after the reconnect.
 public actor LiveFeed {
+    /// The streams to follow and how to reconnect and backfill.
     public struct Settings: Sendable {
         public var streams: [CandleStreamID]
         /// A stream silent for this many of its intervals raises `alert.warning.feed_stale`.
@@ -20,6 +21,7 @@ public actor LiveFeed {
         /// How often the stale check runs.
         public var watchdogPeriod: Duration
 
+        /// A `Settings` with the fields given.
         public init(
             streams: [CandleStreamID],
             staleIntervals: Double = 3,
@@ -63,6 +65,7 @@ public actor LiveFeed {
     public private(set) var counts = Counts()
     public private(set) var isConnected = false
 
+    /// A feed of `stream`'s closed candles, backfilled from `history`, out through `output`.
     public init(
         source: any KlineStream,
         history: any KlineHistory,

@@ -6,6 +6,7 @@ import TradingCore
 /// of real time. Duplicates are dropped; gaps are reported (logged and counted), never filled with
 /// invented candles; invalid candles are skipped, counted and alerted. The latest price goes to the hot cache.
 public struct ReplayFeed: Sendable {
+    /// What a replay published, skipped and refused.
     public struct Report: Sendable, Equatable {
         public var published = 0
         public var duplicates = 0
@@ -19,6 +20,7 @@ public struct ReplayFeed: Sendable {
     public var speed: Double
     let output: FeedOutput
 
+    /// A `ReplayFeed` with the fields given.
     public init(stream: CandleStreamID, speed: Double = 0, output: FeedOutput) {
         self.stream = stream
         self.speed = speed

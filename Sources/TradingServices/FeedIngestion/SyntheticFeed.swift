@@ -15,6 +15,7 @@ public struct SyntheticFeed: Sendable {
     public var startTime: Int64?
     let output: FeedOutput
 
+    /// A `SyntheticFeed` with the fields given.
     public init(
         symbols: [String],
         interval: String,

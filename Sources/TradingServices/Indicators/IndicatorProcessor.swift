@@ -48,6 +48,7 @@ public actor IndicatorProcessor {
     /// (`tradebus run`, `backtest`) has no one to hand over to and skips it.
     let savesState: Bool
 
+    /// A `IndicatorProcessor` with the fields given.
     public init(
         bus: any MessageBus,
         cache: any HotCache,
@@ -69,16 +70,11 @@ public actor IndicatorProcessor {
 
     /// Handles one `candle.closed` delivery; a body that is not one is rejected to the dead-letter queue.
     public func handle(_ delivery: Delivery) async throws {
-        let envelope: Envelope<CandlePayload>
-        do {
-            envelope = try EnvelopeCodec.decode(
-                CandlePayload.self,
-                from: delivery.body,
-                expectedType: MessageType.candleClosed
-            )
-        } catch {
-            throw MessageRejected("not a candle: \(error)")
-        }
+        let envelope = try delivery.envelope(
+            CandlePayload.self,
+            expectedType: MessageType.candleClosed,
+            what: "a candle"
+        )
         let payload = envelope.payload
         guard CandleInterval.milliseconds(payload.interval) != nil else {
             throw MessageRejected("candle interval '\(payload.interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d")

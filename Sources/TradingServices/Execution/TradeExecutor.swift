@@ -16,7 +16,8 @@ import TradingCore
 ///   missing stops) before any new order; until it succeeds, decisions wait.
 /// - **Store down:** a new order is refused (its intent cannot be committed); stops and exits live at
 ///   the venue and keep working.
-public actor ExecutorService {
+public actor TradeExecutor {
+    /// The executor's risk limits, stop policy, account and timings.
     public struct Settings: Sendable {
         public var limits = RiskLimits()
         public var halts = TradingHalts.Limits()
@@ -32,6 +33,7 @@ public actor ExecutorService {
         public var kernel = ExecutionKernel.Settings()
         /// What reconciliation does with a position at the venue that the store does not know.
         public var adoptPolicy = AdoptPolicy.protect
+        /// The defaults, as documented on each field.
         public init() {}
     }
 
@@ -83,6 +85,7 @@ public actor ExecutorService {
     private var failures: [String: Int] = [:]
     private var resumed = false
 
+    /// An executor for one account on `venue`, recording in `store` and publishing on `bus`.
     public init(
         venue: any Venue,
         store: any TradeStore,
@@ -132,6 +135,7 @@ public actor ExecutorService {
         case ignore
     }
 
+    /// What became of one decision.
     public enum Outcome: Sendable, Equatable {
         case ordered(clientOrderID: String)
         case rejected(RiskRejection.Code)
@@ -142,17 +146,13 @@ public actor ExecutorService {
 
     // MARK: Decisions
 
+    /// Handles a `decision.*` message: through the risk gateway to one order, recorded before it goes.
     public func handleDecision(_ delivery: Delivery) async throws {
-        let envelope: Envelope<DecisionPayload>
-        do {
-            envelope = try EnvelopeCodec.decode(
-                DecisionPayload.self,
-                from: delivery.body,
-                expectedType: MessageType.decision
-            )
-        } catch {
-            throw MessageRejected("not a decision: \(error)")
-        }
+        let envelope = try delivery.envelope(
+            DecisionPayload.self,
+            expectedType: MessageType.decision,
+            what: "a decision"
+        )
         _ = try await execute(
             OrderIntent(decisionID: envelope.id, decision: envelope.payload, decidedAt: envelope.time),
             correlationID: envelope.correlationID
@@ -197,7 +197,7 @@ public actor ExecutorService {
         let quote: Quote
         switch await venueQuote(d.symbol) {
         case .success(let value): quote = value
-        case .failure(let error) where error.kind == .rejected:
+        case .failure(let error) where error.code == .rejected:
             // The venue does not trade the symbol: a refusal, not a failure to retry.
             return try await reject(
                 intent,
@@ -366,7 +366,7 @@ public actor ExecutorService {
             try await publishOrder(order, status: placed.status, reason: nil, correlationID: correlationID)
             Counter(label: "tradebus_orders_total", dimensions: [("status", placed.status.rawValue.lowercased())])
                 .increment()
-        } catch let error as VenueError where error.kind == .rejected {
+        } catch let error as VenueError where error.code == .rejected {
             await drive(.orderStatus(clientOrderID: order.clientOrderID, status: .rejected))
             try await store.updateOrder(
                 clientOrderID: order.clientOrderID,
@@ -616,16 +616,11 @@ public actor ExecutorService {
 
     /// A closed candle: the paper venue trades on it; then the venue's events are committed.
     public func handleCandle(_ delivery: Delivery) async throws {
-        let envelope: Envelope<CandlePayload>
-        do {
-            envelope = try EnvelopeCodec.decode(
-                CandlePayload.self,
-                from: delivery.body,
-                expectedType: MessageType.candleClosed
-            )
-        } catch {
-            throw MessageRejected("not a candle: \(error)")
-        }
+        let envelope = try delivery.envelope(
+            CandlePayload.self,
+            expectedType: MessageType.candleClosed,
+            what: "a candle"
+        )
         try await observe(envelope.payload, time: envelope.time)
     }
 
@@ -710,7 +705,7 @@ public actor ExecutorService {
                 return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .accepted)]
             } catch {
                 logger.warning("stop not placed", metadata: ["symbol": "\(symbol)", "error": "\(error)"])
-                switch error.kind {
+                switch error.code {
                 case .wouldTrigger:
                     return [.stopAnswer(symbol: symbol, clientID: stop.clientID, .wouldTrigger(error.message))]
                 case .outcomeUnknown:
@@ -765,8 +760,8 @@ public actor ExecutorService {
                 await recordFlatten(record, status: placed.status, venueOrderID: placed.venueOrderID)
                 return [.orderStatus(clientOrderID: id, status: placed.status)]
             } catch {
-                await recordFlatten(record, status: error.kind == .rejected ? .rejected : .unknown, venueOrderID: nil)
-                return error.kind == .rejected
+                await recordFlatten(record, status: error.code == .rejected ? .rejected : .unknown, venueOrderID: nil)
+                return error.code == .rejected
                     ? [.orderStatus(clientOrderID: id, status: .rejected)]
                     : [.orderUnknown(clientOrderID: id, reason: error.message)]
             }
@@ -1188,16 +1183,11 @@ public actor ExecutorService {
     /// A command from `control.<account>`: checked, carried out, recorded, and answered on
     /// `control.reply.<request id>`. A malformed one goes to the dead-letter queue with the reason.
     public func handleControl(_ delivery: Delivery) async throws {
-        let envelope: Envelope<ControlRequest>
-        do {
-            envelope = try EnvelopeCodec.decode(
-                ControlRequest.self,
-                from: delivery.body,
-                expectedType: MessageType.controlRequest
-            )
-        } catch {
-            throw MessageRejected("not a control request: \(error)")
-        }
+        let envelope = try delivery.envelope(
+            ControlRequest.self,
+            expectedType: MessageType.controlRequest,
+            what: "a control request"
+        )
         // A redelivered command is answered again, but carried out once.
         let reply: ControlReply
         if let done = try await store.controlCommands(since: envelope.time.addingTimeInterval(-1)).first(where: {

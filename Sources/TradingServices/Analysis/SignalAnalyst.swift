@@ -11,7 +11,8 @@ import TradingCore
 ///
 /// The decision id derives from the request (`decision:<signal id>`), and the store remembers which
 /// decisions are published, so a redelivered signal makes no second decision and no second message.
-public actor AnalystService {
+public actor SignalAnalyst {
+    /// The analyst's models, prompt, limits and timings.
     public struct Settings: Sendable {
         /// The timeframes read for the context besides the signal's.
         public var intervals = ["5m", "15m", "1h", "4h"]
@@ -19,6 +20,7 @@ public actor AnalystService {
         public var maxSnapshotAge: TimeInterval = 120
         /// Closed trades shown to the analyst.
         public var recentTrades = 5
+        /// A `Settings` with the fields given.
         public init() {}
     }
 
@@ -31,6 +33,7 @@ public actor AnalystService {
     let logger: Logger
     let now: @Sendable () -> Date
 
+    /// A `SignalAnalyst` with the fields given.
     public init(
         panel: AnalystPanel,
         bus: any MessageBus,
@@ -56,16 +59,7 @@ public actor AnalystService {
 
     /// Handles one `signal` delivery; a body that is not one goes to the dead-letter queue.
     public func handle(_ delivery: Delivery) async throws {
-        let envelope: Envelope<SignalPayload>
-        do {
-            envelope = try EnvelopeCodec.decode(
-                SignalPayload.self,
-                from: delivery.body,
-                expectedType: MessageType.signal
-            )
-        } catch {
-            throw MessageRejected("not a signal: \(error)")
-        }
+        let envelope = try delivery.envelope(SignalPayload.self, expectedType: MessageType.signal, what: "a signal")
         let payload = envelope.payload
         try await analyse(
             symbol: payload.symbol,

@@ -11,7 +11,9 @@ public struct DependencyStatus: Sendable, Codable, Equatable {
     public var detail: String?
 
     public static let up = DependencyStatus(state: "up")
+    /// Usable, with less.
     public static func degraded(_ detail: String) -> DependencyStatus { .init(state: "degraded", detail: detail) }
+    /// Not usable.
     public static func down(_ detail: String) -> DependencyStatus { .init(state: "down", detail: detail) }
 
     public var isUsable: Bool { state != "down" }
@@ -19,9 +21,11 @@ public struct DependencyStatus: Sendable, Codable, Equatable {
 
 /// The worker's small HTTP endpoint: `/health` (the process is alive), `/ready` (its dependencies
 /// are reachable; a degraded cache still counts), `/metrics` (Prometheus text) and `/status`
-/// (JSON specific to the worker).
-public struct HealthServer: Sendable {
+/// (JSON specific to the worker). Runs as the first service of the worker's group, so it stops last.
+public struct HealthService: Service {
+    /// Each dependency's state, for `/ready`.
     public typealias Checks = @Sendable () async -> [String: DependencyStatus]
+    /// The worker's own figures, for `/status`.
     public typealias Status = @Sendable () async -> [String: String]
 
     let host: String
@@ -30,15 +34,19 @@ public struct HealthServer: Sendable {
     let checks: Checks
     let status: Status
     let logger: Logger
+    let onRunning: @Sendable (Int) async -> Void
 
+    /// `onRunning` receives the bound port (useful with port 0).
     public init(
         host: String,
         port: Int,
         registry: PrometheusCollectorRegistry,
         logger: Logger,
         checks: @escaping Checks,
-        status: @escaping Status
+        status: @escaping Status,
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
+        self.onRunning = onRunning
         self.host = host
         self.port = port
         self.registry = registry
@@ -47,9 +55,13 @@ public struct HealthServer: Sendable {
         self.logger = logger
     }
 
-    /// The Hummingbird application, as a Service for the ServiceGroup. `onRunning` receives the
-    /// bound port (useful with port 0).
-    public func application(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some Service {
+    /// Serves until the group shuts down gracefully.
+    public func run() async throws {
+        try await application().run()
+    }
+
+    /// The Hummingbird application behind the endpoint.
+    func application() -> some Service {
         let router = Router()
         let checks = self.checks
         let status = self.status
@@ -75,7 +87,7 @@ public struct HealthServer: Sendable {
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
-            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
+            onServerRunning: { [onRunning] channel in await onRunning(channel.localAddress?.port ?? 0) },
             logger: logger
         )
     }

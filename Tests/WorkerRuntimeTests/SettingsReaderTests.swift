@@ -3,7 +3,7 @@ import Testing
 import WorkerRuntime
 
 @Suite("SettingsReader")
-struct ConfigReaderTests {
+struct SettingsReaderTests {
     @Test("environment wins over the file, the file over defaults")
     func precedence() throws {
         let file = NSTemporaryDirectory() + "tradebus-\(UUID().uuidString).env"

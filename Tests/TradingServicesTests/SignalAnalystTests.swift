@@ -30,7 +30,7 @@ final class ScriptedModel: LanguageModel {
 
 /// The analyst's worker logic on the in-process bus, the LRU cache and a SQLite store.
 @Suite("Analyst service (in process)")
-struct AnalystServiceTests {
+struct SignalAnalystTests {
     static let long =
         #"{"action":"LONG","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"uptrend"}"#
     let now = Date(timeIntervalSince1970: 1_767_225_600 + 600)  // ten minutes after the candle below opened
@@ -133,7 +133,7 @@ struct AnalystServiceTests {
         func stop() async throws { for consumer in consumers { try await consumer.stop() } }
     }
 
-    func service(_ harness: Harness, models: [any LanguageModel], fallback: Bool = true) -> AnalystService {
+    func service(_ harness: Harness, models: [any LanguageModel], fallback: Bool = true) -> SignalAnalyst {
         let framework = TradingFramework()
         let book = SpendingBook(dailyCap: 10)
         let resilient = models.map {
@@ -161,7 +161,7 @@ struct AnalystServiceTests {
             cache: harness.cache,
             now: { now }
         )
-        return AnalystService(
+        return SignalAnalyst(
             panel: panel,
             bus: harness.bus,
             cache: harness.cache,

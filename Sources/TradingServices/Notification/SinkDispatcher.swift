@@ -9,7 +9,8 @@ import TradingCore
 /// alert at another notifier, finds the claim and sends nothing), wait for the sink's rate limits, and
 /// send, retrying 429s (after the wait the service asked for) and 5xx/network failures (with backoff
 /// and jitter). What still fails goes to the dead-letter queue with the reason, its claim released.
-public actor SinkWorker {
+public actor SinkDispatcher {
+    /// Retry and pacing limits for one sink.
     public struct Settings: Sendable {
         public var maxAttempts = 5
         public var backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30))
@@ -19,6 +20,7 @@ public actor SinkWorker {
         public var claimTTL: Duration = .seconds(3_600)
         /// How long a sent notice is remembered.
         public var sentTTL: Duration = .seconds(7 * 86_400)
+        /// The defaults, as documented on each field.
         public init() {}
     }
 
@@ -46,6 +48,7 @@ public actor SinkWorker {
     private var buckets: [TokenBucket]
     public private(set) var health = Health()
 
+    /// A dispatcher for one sink, with its routes and limits.
     public init(
         sink: any NotificationSink,
         route: SinkRoute,
@@ -72,6 +75,7 @@ public actor SinkWorker {
         QueueSpec(name: "\(prefix).\(sink)", bindings: ["alert.#", "trade.#", "order.#"])
     }
 
+    /// Delivers one notice to this sink, with retries; throws to requeue it.
     public func handle(_ delivery: Delivery) async throws {
         let notice: Notice
         do {

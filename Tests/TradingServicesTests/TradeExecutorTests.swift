@@ -96,7 +96,7 @@ final class FlakyVenue: Venue {
 /// The executor on the paper venue, a SQLite store and the in-process bus: one order per decision,
 /// crashes at every step, lost responses, partial and duplicated fills.
 @Suite("Executor (paper venue, in process)")
-struct ExecutorServiceTests {
+struct TradeExecutorTests {
     static let t0 = Date(timeIntervalSince1970: 1_767_225_600)
 
     struct World {
@@ -104,7 +104,7 @@ struct ExecutorServiceTests {
         let store: SQLTradeStore
         let bus = InProcessBus()
         let cache = LocalCache()
-        let clock = ManualClock(ExecutorServiceTests.t0)
+        let clock = ManualClock(TradeExecutorTests.t0)
         let events = Collector<String>()
         var consumer: RunningConsumer?
 
@@ -141,13 +141,13 @@ struct ExecutorServiceTests {
             reconcile: Bool = true,
             policy: StopPolicy = StopPolicy(),
             maxLosses: Int = 3
-        ) async throws -> ExecutorService {
-            var settings = ExecutorService.Settings()
+        ) async throws -> TradeExecutor {
+            var settings = TradeExecutor.Settings()
             settings.limits.requireReferencePrice = false
             settings.policy = policy
             settings.halts.maxConsecutiveLosses = maxLosses
             let clock = self.clock
-            let executor = ExecutorService(
+            let executor = TradeExecutor(
                 venue: venue,
                 store: store ?? self.store,
                 bus: bus,
@@ -162,16 +162,16 @@ struct ExecutorServiceTests {
         }
 
         func candle(
-            _ executor: ExecutorService,
+            _ executor: TradeExecutor,
             minute: Int,
             open: Double,
             high: Double,
             low: Double,
             close: Double
         ) async throws {
-            clock.set(ExecutorServiceTests.t0.addingTimeInterval(Double(minute) * 60))
+            clock.set(TradeExecutorTests.t0.addingTimeInterval(Double(minute) * 60))
             let candle = Candle(
-                openTime: Int64(ExecutorServiceTests.t0.timeIntervalSince1970 * 1000) + Int64(minute) * 60_000,
+                openTime: Int64(TradeExecutorTests.t0.timeIntervalSince1970 * 1000) + Int64(minute) * 60_000,
                 open: open,
                 high: high,
                 low: low,
@@ -220,15 +220,14 @@ struct ExecutorServiceTests {
         func readyToTrade(
             store: (any TradeStore)? = nil,
             maxLosses: Int = 3
-        ) async throws -> (FlakyVenue, ExecutorService) {
+        ) async throws -> (FlakyVenue, TradeExecutor) {
             let venue = try venue()
             let executor = try await executor(venue, store: store, maxLosses: maxLosses)
             try await candle(executor, minute: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
             return (venue, executor)
         }
 
-        func longOpen(store: (any TradeStore)? = nil, maxLosses: Int = 3) async throws -> (FlakyVenue, ExecutorService)
-        {
+        func longOpen(store: (any TradeStore)? = nil, maxLosses: Int = 3) async throws -> (FlakyVenue, TradeExecutor) {
             let (venue, executor) = try await readyToTrade(store: store, maxLosses: maxLosses)
             _ = try await executor.execute(intent(), correlationID: "c")
             try await candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
@@ -246,7 +245,7 @@ struct ExecutorServiceTests {
                     price: 100_000,
                     quantity: quantity,
                     fee: 1,
-                    time: ExecutorServiceTests.t0
+                    time: TradeExecutorTests.t0
                 )
             )
         }
@@ -334,7 +333,7 @@ struct ExecutorServiceTests {
         // the stop: a loss
         try await world.candle(executor, minute: 2, open: 100_000, high: 100_000, low: 97_500, close: 97_800)
         #expect(try await world.store.circuitBreakerEvents(since: nil).map(\.kind) == ["consecutive_losses"])
-        func entry(_ executor: ExecutorService) async throws -> ExecutorService.Outcome {
+        func entry(_ executor: TradeExecutor) async throws -> TradeExecutor.Outcome {
             let intent = world.intent()
             return try await executor.execute(
                 OrderIntent(
@@ -635,7 +634,7 @@ struct ExecutorServiceTests {
         try await venue.paper.observe(
             symbol: "BTCUSDT",
             candle: Candle(openTime: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000, volume: 1),
-            time: ExecutorServiceTests.t0.addingTimeInterval(60),
+            time: TradeExecutorTests.t0.addingTimeInterval(60),
             atr: nil,
             fundingRate: nil
         )
@@ -724,7 +723,7 @@ struct ExecutorServiceTests {
         stale.decidedAt = world.clock.date.addingTimeInterval(-3_600)
         #expect(try await executor.execute(stale, correlationID: "c") == .rejected(.stale))
         let negative = Candle(
-            openTime: Int64(ExecutorServiceTests.t0.timeIntervalSince1970 * 1000) + 120_000,
+            openTime: Int64(TradeExecutorTests.t0.timeIntervalSince1970 * 1000) + 120_000,
             open: 100_000,
             high: 100_100,
             low: -5,
@@ -990,7 +989,7 @@ struct ExecutorStoreOutageTests {
         "while the store is down no new order is sent, the venue's stop still closes the position, and the trade is recorded once it is back"
     )
     func storeDown() async throws {
-        let world = try await ExecutorServiceTests.World()
+        let world = try await TradeExecutorTests.World()
         let store = OutageStore(world.store)
         let venue = try world.venue()
         let executor = try await world.executor(venue, store: store)
@@ -1021,7 +1020,7 @@ struct ExecutorStoreOutageTests {
         "a hung database holds up no stop: while the first part of a fill hangs in its commit, the next poll gives the kernel the second part and the stop grows to cover both"
     )
     func hungStoreHoldsNoStop() async throws {
-        let world = try await ExecutorServiceTests.World()
+        let world = try await TradeExecutorTests.World()
         let store = OutageStore(world.store)
         let (venue, executor) = try await world.readyToTrade(store: store)
         let intent = world.intent()
@@ -1051,7 +1050,7 @@ struct ExecutorStoreOutageTests {
         "a venue event the store keeps refusing is set aside after three tries (a dead letter with its reason, a critical alert); the events after it are committed"
     )
     func poisonEvent() async throws {
-        let world = try await ExecutorServiceTests.World()
+        let world = try await TradeExecutorTests.World()
         try await world.bus.declare(
             QueueSpec(name: "test.dead-letters", bindings: ["alert.critical.venue_event_dead_letter"])
         )
