@@ -31,6 +31,8 @@ public struct AnalystPrompt: Sendable {
     public func user(_ context: AnalysisContext) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        // Times as a model reads them (2021-11-18T00:00:00Z), not seconds since 2001.
+        encoder.dateEncodingStrategy = .iso8601
         let json = (try? encoder.encode(context)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
         return "Symbol: \(context.symbol). Decide for this symbol only.\nState:\n\(json)"
     }

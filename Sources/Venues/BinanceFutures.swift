@@ -847,7 +847,7 @@ public actor BinanceFuturesVenue: Venue {
         candle: Candle,
         time: Date,
         atr: Double?,
-        fundingRate: Decimal?
+        funding: FundingEvent?
     ) async throws(VenueError) {}
 
     public func price(symbol: String) async throws(VenueError) -> Decimal? {

@@ -725,7 +725,7 @@ public actor BybitLinearVenue: Venue {
         candle: Candle,
         time: Date,
         atr: Double?,
-        fundingRate: Decimal?
+        funding: FundingEvent?
     ) async throws(VenueError) {}
 
     // MARK: Fills

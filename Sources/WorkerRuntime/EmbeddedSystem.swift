@@ -337,6 +337,7 @@ public final class EmbeddedSystem: Sendable {
         _ candles: [Candle],
         symbol: String,
         interval: String,
+        funding: FundingSchedule? = nil,
         progress: (@Sendable (ReplayProgress) -> Void)? = nil
     ) async throws -> ReplayOutcome {
         guard let length = CandleInterval.milliseconds(interval) else {
@@ -351,6 +352,13 @@ public final class EmbeddedSystem: Sendable {
             let close = Date(timeIntervalSince1970: Double(candle.openTime + length) / 1000)
             clock.set(close)
             let payload = CandlePayload(venue: venueName, symbol: symbol, interval: interval, candle: candle)
+            // A settlement of the funding file inside this candle goes where the feed-ingester puts a live
+            // one, so the executor and the analyst read it as they would live.
+            let open = Date(timeIntervalSince1970: Double(candle.openTime) / 1000)
+            if let settlement = funding?.event(from: open, before: close) {
+                let value = CachedValue(bytes: settlement.cacheValue, sourceTime: settlement.time)
+                await cache.set(FundingEvent.cacheKey(symbol: symbol), value, ttl: nil)
+            }
             try await executor.observe(payload, time: close)
             let envelope = Envelope(
                 id: "candle:\(venueName):\(symbol):\(interval):\(candle.openTime)",

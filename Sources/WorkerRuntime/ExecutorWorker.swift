@@ -281,7 +281,33 @@ public struct ExecutorConfiguration: Sendable {
             "PAPER_SLIPPAGE_PERCENT",
             0.0005,
             0...0.1,
-            "paper fills move this against the taker"
+            "paper fills move this against the taker (with PAPER_SLIPPAGE_MODEL=volume, the least they move)"
+        )
+        paper.slippageModel = PaperExchange.SlippageModel(
+            rawValue: try config.choice(
+                "PAPER_SLIPPAGE_MODEL",
+                default: "fixed",
+                allowed: PaperExchange.SlippageModel.allCases.map(\.rawValue),
+                help: "fixed, or volume: slippage grows with the order's share of the candle's quote volume"
+            )
+        )!
+        paper.volumeImpact = try fraction(
+            "PAPER_SLIPPAGE_VOLUME_IMPACT",
+            0.1,
+            0...100,
+            "volume model: slippage added per unit of the order's notional over the candle's quote volume"
+        )
+        paper.slippageCap = try fraction(
+            "PAPER_SLIPPAGE_CAP_PERCENT",
+            0.01,
+            0...0.5,
+            "volume model: the most slippage can be"
+        )
+        paper.spreadFraction = try fraction(
+            "PAPER_SPREAD_PERCENT",
+            0,
+            0...0.1,
+            "a fixed bid-ask spread; paper taker fills pay half of it"
         )
         paper.takerFeeRate = limits.takerFeeRate
         return ExecutorConfiguration(

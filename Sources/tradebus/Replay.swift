@@ -13,9 +13,14 @@ struct ReplayData {
     var candles: [Candle]
     var symbol: String
     var interval: String
+    /// The funding settlements charged to open positions (`--funding`), if any.
+    var funding: FundingSchedule?
+    /// The funding file, for the summary.
+    var fundingPath: String?
 
     /// `symbol`: given, or the file name up to the first `-` (`XRPUSDT-PERP-5m.csv` → `XRPUSDT`).
-    init(path: String, symbol: String?, interval: String?) throws {
+    /// `funding`: a `funding_time,funding_rate` CSV, or Binance's funding-rate archive CSV.
+    init(path: String, symbol: String?, interval: String?, funding: String? = nil) throws {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ValidationError("cannot read the candle file '\(path)'")
         }
@@ -33,6 +38,15 @@ struct ReplayData {
             throw ValidationError("--interval '\(interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d")
         }
         self.interval = interval
+        if let funding {
+            guard let text = try? String(contentsOfFile: funding, encoding: .utf8) else {
+                throw ValidationError("cannot read the funding file '\(funding)'")
+            }
+            do { self.funding = try FundingSchedule.parse(text) } catch {
+                throw ValidationError("\(funding): \(error)")
+            }
+            fundingPath = funding
+        }
     }
 
     /// Candles in a year, for annualised ratios.
@@ -89,6 +103,7 @@ struct ReplayRun {
                 data.candles,
                 symbol: data.symbol,
                 interval: data.interval,
+                funding: data.funding,
                 progress: progress
             )
         } catch {
@@ -114,6 +129,7 @@ struct BacktestJob {
             data.candles,
             symbol: data.symbol,
             interval: data.interval,
+            funding: data.funding,
             progress: progress
         )
         return (outcome, data.report(outcome, initialCapital: settings.initialCapital))
@@ -170,10 +186,26 @@ enum ReplayOutput {
         return """
             \(data.symbol) \(data.interval), \(report.candles) candles from \(data.path)
               signals \(outcome.signals), decisions \(outcome.decisions), trades \(report.trades) (\(report.wins) won, \(report.losses) lost, win rate \(String(format: "%.1f", report.winRate * 100)) %)
-              PnL \(money(report.totalPnL)) USD after \(money(report.fees)) fees; return \(String(format: "%.2f", report.returnPercent)) %; final equity \(money(report.finalEquity))
+              PnL \(money(report.totalPnL)) USD after \(money(report.fees)) fees and \(money(report.funding)) funding (\(data.fundingPath.map { "from \($0)" } ?? "no --funding file: none charged")); return \(String(format: "%.2f", report.returnPercent)) %; final equity \(money(report.finalEquity))
               max drawdown \(String(format: "%.2f", report.maxDrawdownPercent)) %; Sharpe \(String(format: "%.2f", report.sharpe)); Sortino \(String(format: "%.2f", report.sortino)); profit factor \(report.profitFactorIsInfinite ? "∞" : String(format: "%.2f", report.profitFactor)); average reward/risk \(String(format: "%.2f", report.averageRewardRisk))
+              \(fills())
               \(String(format: "%.0f", Double(report.candles) / max(outcome.elapsedSeconds, 1e-9))) candles/s (\(String(format: "%.2f", outcome.elapsedSeconds)) s)
             """
+    }
+
+    /// How the paper venue priced taker fills in this run (the same keys as the executor's).
+    static func fills() -> String {
+        guard let paper = try? Backtester.Settings.read(try SettingsReader()).paper else { return "" }
+        func percent(_ value: Decimal) -> String { String(format: "%.3f", value.doubleValue * 100) + " %" }
+        let spread = "spread \(percent(paper.spreadFraction)), taker fee \(percent(paper.takerFeeRate))"
+        switch paper.slippageModel {
+        case .fixed:
+            return "paper fills: fixed slippage \(percent(paper.slippageFraction)), \(spread)"
+        case .volume:
+            return
+                "paper fills: volume slippage (\(percent(paper.slippageFraction)) + \(paper.volumeImpact) × notional / "
+                + "quote volume, at most \(percent(paper.slippageCap))), \(spread)"
+        }
     }
 
     /// A progress line on a terminal (stderr), redrawn in place.
@@ -226,9 +258,13 @@ struct Backtest: AsyncParsableCommand {
     @Option(help: "Write the trades as CSV.") var tradesOut: String?
     @Option(help: "Draw the equity curve and drawdown as SVG, and as a PNG beside it.") var plot: String?
     @Option(help: "KEY=from:to:step, repeatable: run the grid on all cores and rank it.") var sweep: [String] = []
+    @Option(
+        help: "Funding settlements to charge: funding_time,funding_rate CSV, or Binance's funding-rate archive CSV."
+    )
+    var funding: String?
 
     func run() async throws {
-        let replay = try ReplayData(path: data, symbol: symbol, interval: interval)
+        let replay = try ReplayData(path: data, symbol: symbol, interval: interval, funding: funding)
         if !sweep.isEmpty { return try await runSweep(replay) }
         let choice: Backtester.Analyst
         switch analyst {
@@ -347,13 +383,17 @@ struct Run: AsyncParsableCommand {
     ) var live = false
     @Option(help: "With --live: binance or bybit.") var venue = "binance"
     @Option(help: "With --live: comma-separated symbols.") var symbols: String?
+    @Option(
+        help: "Funding settlements to charge: funding_time,funding_rate CSV, or Binance's funding-rate archive CSV."
+    )
+    var funding: String?
 
     func run() async throws {
         if live { return try await runLive() }
         guard let path = data ?? ReplayData.bundled else {
             throw ValidationError("the bundled data file is missing from this build; give --data FILE")
         }
-        let replay = try ReplayData(path: path, symbol: symbol, interval: interval)
+        let replay = try ReplayData(path: path, symbol: symbol, interval: interval, funding: funding)
         FileHandle.standardError.write(
             Data(
                 "tradebus run: \(replay.symbol) \(replay.interval), \(replay.candles.count) candles, paper venue, record in \(database)\n"

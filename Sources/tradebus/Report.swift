@@ -64,12 +64,14 @@ struct Report: AsyncParsableCommand {
         if days.isEmpty { print("  no closed trades") }
         print(
             String(
-                format: "trades %d, win rate %.1f %%, average reward/risk %.2f, total PnL %.2f, fees %.2f",
+                format:
+                    "trades %d, win rate %.1f %%, average reward/risk %.2f, total PnL %.2f, fees %.2f, funding %.2f",
                 report.trades,
                 report.winRate * 100,
                 report.averageRewardRisk,
                 report.totalPnL,
-                report.fees
+                report.fees,
+                report.funding
             )
         )
         print(

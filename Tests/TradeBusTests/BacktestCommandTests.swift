@@ -20,7 +20,7 @@ extension MarketDataSystemTests {
         let data = TestServices.repositoryRoot.appendingPathComponent("Tests/Fixtures/market-data/XRPUSDT-PERP-5m.csv")
             .path
         let columns =
-            "id,symbol,side,entry_time,entry_price,exit_time,exit_price,quantity,leverage,stop_loss,take_profit,pnl,fees,exit_reason"
+            "id,symbol,side,entry_time,entry_price,exit_time,exit_price,quantity,leverage,stop_loss,take_profit,pnl,fees,funding,exit_reason"
 
         func temporary(_ name: String) -> String {
             FileManager.default.temporaryDirectory.appendingPathComponent("\(TestServices.uniqueName(name))").path
@@ -55,6 +55,40 @@ extension MarketDataSystemTests {
             #expect(backtest == run)
         }
 
+        @Test("--funding: backtest and run --data charge the same funding; it is in the trades, the summary and --json")
+        func funding() async throws {
+            let funding = TestServices.repositoryRoot.appendingPathComponent(
+                "Tests/Fixtures/market-data/XRPUSDT-PERP-funding-8h.csv"
+            ).path
+            let backtestTrades = temporary("btf") + ".csv"
+            let runTrades = temporary("runf") + ".csv"
+            let environment = defaults.merging(["MAX_CONSECUTIVE_LOSSES": "20"]) { $1 }
+            let json = try await Command.run(
+                tradebus,
+                ["backtest", "--data", data, "--funding", funding, "--json", "--trades-out", backtestTrades],
+                environment: environment
+            )
+            let summary = try await Command.run(
+                tradebus,
+                [
+                    "run", "--data", data, "--funding", funding, "--database", temporary("runf") + ".sqlite",
+                    "--trades-out", runTrades,
+                ],
+                environment: environment
+            )
+            let backtest = try String(contentsOfFile: backtestTrades, encoding: .utf8)
+            #expect(backtest == (try String(contentsOfFile: runTrades, encoding: .utf8)))
+            let column = columns.split(separator: ",").firstIndex(of: "funding")!
+            let paid = backtest.split(separator: "\n").dropFirst().compactMap {
+                Double($0.split(separator: ",", omittingEmptySubsequences: false)[column])
+            }
+            #expect(paid.contains { $0 != 0 }, "some trade pays funding: \(backtest)")
+            let figures = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+            let total = try #require(figures["funding"] as? Double)
+            #expect(abs(total - paid.reduce(0, +)) < 1e-9)
+            #expect(summary.contains("funding (from \(funding))"), "\(summary)")
+        }
+
         @Test("--json has every key of the contract; a second run gives the same figures (deterministic)")
         func json() async throws {
             let first = try await Command.run(tradebus, ["backtest", "--data", data, "--json"], environment: defaults)
@@ -64,7 +98,7 @@ extension MarketDataSystemTests {
             for key in [
                 "candles", "trades", "wins", "losses", "win_rate", "total_pnl", "return_pct", "max_drawdown_pct",
                 "sharpe", "sortino", "profit_factor",
-                "avg_reward_risk", "fees", "elapsed_seconds", "candles_per_second",
+                "avg_reward_risk", "fees", "funding", "elapsed_seconds", "candles_per_second",
             ] {
                 #expect(a[key] is NSNumber, "missing \(key)")
             }

@@ -272,52 +272,6 @@ struct PaperExchangeTests {
         #expect(paper.openPositions.isEmpty && paper.balance < 10_000 - 100)
     }
 
-    @Test("funding is charged at each 8-hour boundary: longs pay a positive rate, shorts receive it")
-    func funding() {
-        var long = opened()
-        long.onCandle(
-            symbol: "X",
-            open: 100,
-            high: 100,
-            low: 100,
-            close: 100,
-            time: Self.t0.addingTimeInterval(4 * 3_600),
-            fundingRate: 0.0001
-        )
-        let before = long.balance
-        long.onCandle(
-            symbol: "X",
-            open: 100,
-            high: 100,
-            low: 100,
-            close: 100,
-            time: Self.t0.addingTimeInterval(8 * 3_600),
-            fundingRate: 0.0001
-        )
-        long.onCandle(
-            symbol: "X",
-            open: 100,
-            high: 100,
-            low: 100,
-            close: 100,
-            time: Self.t0.addingTimeInterval(9 * 3_600),
-            fundingRate: 0.0001
-        )
-        #expect(long.balance == before - Decimal(string: "0.1")!)
-        var short = opened(.sell)
-        let start = short.balance
-        short.onCandle(
-            symbol: "X",
-            open: 100,
-            high: 100,
-            low: 100,
-            close: 100,
-            time: Self.t0.addingTimeInterval(8 * 3_600),
-            fundingRate: 0.0001
-        )
-        #expect(short.balance == start + Decimal(string: "0.1")!)
-    }
-
     @Test("a reduce-only order needs a position to reduce; an exit closes it and realises the PnL")
     func reduceOnly() throws {
         var flat = PaperExchange(settings: settings, balance: 1_000)

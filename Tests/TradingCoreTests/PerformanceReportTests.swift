@@ -79,15 +79,15 @@ struct PerformanceReportTests {
         let lines = csv.split(separator: "\n")
         #expect(
             lines[0]
-                == "id,symbol,side,entry_time,entry_price,exit_time,exit_price,quantity,leverage,stop_loss,take_profit,pnl,fees,exit_reason"
+                == "id,symbol,side,entry_time,entry_price,exit_time,exit_price,quantity,leverage,stop_loss,take_profit,pnl,fees,funding,exit_reason"
         )
         #expect(
             lines.count == 3
                 && lines[1].hasSuffix(
-                    ",BTCUSDT,LONG,1970-01-01T00:00:00Z,100,1970-01-01T00:01:00Z,100,1,1,98,104,1,1,exit"
+                    ",BTCUSDT,LONG,1970-01-01T00:00:00Z,100,1970-01-01T00:01:00Z,100,1,1,98,104,1,1,0,exit"
                 )
         )
-        #expect(lines[1].split(separator: ",").count == 14)
+        #expect(lines[1].split(separator: ",").count == 15)
         let days = PerformanceReport.pnlByDay([trade(1), trade(2), trade(4, day: 1)])
         #expect(
             days.map(\.day) == ["1970-01-01", "1970-01-02"] && days.map(\.pnl) == [3, 4]

@@ -83,9 +83,9 @@ final class FlakyVenue: Venue {
         candle: Candle,
         time: Date,
         atr: Double?,
-        fundingRate: Decimal?
+        funding: FundingEvent?
     ) async throws(VenueError) {
-        try await paper.observe(symbol: symbol, candle: candle, time: time, atr: atr, fundingRate: fundingRate)
+        try await paper.observe(symbol: symbol, candle: candle, time: time, atr: atr, funding: funding)
     }
     func price(symbol: String) async throws(VenueError) -> Decimal? { try await paper.price(symbol: symbol) }
     func resume(_ state: VenueResume) async throws(VenueError) {
@@ -636,7 +636,7 @@ struct TradeExecutorTests {
             candle: Candle(openTime: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000, volume: 1),
             time: TradeExecutorTests.t0.addingTimeInterval(60),
             atr: nil,
-            fundingRate: nil
+            funding: nil
         )
         #expect(try await world.store.openPositions().isEmpty)
         let second = try await world.executor(venue)  // reconcile commits them

@@ -29,14 +29,16 @@ struct ReplayParityTests {
         _ file: String,
         symbol: String,
         interval: String,
-        _ environment: [String: String] = [:]
+        _ environment: [String: String] = [:],
+        funding: FundingSchedule? = nil
     ) async throws -> ReplayOutcome {
         let candles = try candles(file)
         let config = try SettingsReader(environment: environment)
         let fast = try Backtester(settings: try Backtester.Settings.read(config), analyst: .rules).run(
             candles,
             symbol: symbol,
-            interval: interval
+            interval: interval,
+            funding: funding
         )
 
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("parity-\(UUID().uuidString).sqlite")
@@ -51,7 +53,7 @@ struct ReplayParityTests {
             logger: Logger(label: "parity", factory: { _ in SwiftLogNoOpLogHandler() })
         )
         try await system.start()
-        let services = try await system.replay(candles, symbol: symbol, interval: interval)
+        let services = try await system.replay(candles, symbol: symbol, interval: interval, funding: funding)
         await system.stop()
         await store.close()
 
@@ -86,6 +88,24 @@ struct ReplayParityTests {
         if file != "XRPUSDT-PERP-1h" { #expect(outcome.trades.count >= 5, "\(file) should trade") }
     }
 
+    @Test("with the real XRPUSDT funding file: the same trades, each charged the same funding")
+    func funding() async throws {
+        let path = TestServices.repositoryRoot.appendingPathComponent(
+            "Tests/Fixtures/market-data/XRPUSDT-PERP-funding-8h.csv"
+        )
+        let schedule = try FundingSchedule.parse(try String(contentsOf: path, encoding: .utf8))
+        for (file, interval) in [("XRPUSDT-PERP-5m", "5m"), ("XRPUSDT-PERP-1h", "1h")] {
+            let outcome = try await Self.compare(
+                file,
+                symbol: "XRPUSDT",
+                interval: interval,
+                ["MAX_CONSECUTIVE_LOSSES": "20"],
+                funding: schedule
+            )
+            if interval == "5m" { #expect(outcome.trades.contains { $0.funding != 0 }, "some trade pays funding") }
+        }
+    }
+
     @Test(
         "stop policies and executor options: trailing, break-even, ATR, no close on an opposite decision, tight breakers, other limits",
         arguments: [
@@ -98,6 +118,7 @@ struct ReplayParityTests {
                 "MIN_REWARD_RISK": "2", "MAX_STOP_LOSS_PERCENT": "0.02", "PAPER_SLIPPAGE_PERCENT": "0.002",
                 "MIN_PROFIT_USD": "5",
             ],
+            ["PAPER_SLIPPAGE_MODEL": "volume", "PAPER_SLIPPAGE_VOLUME_IMPACT": "5", "PAPER_SPREAD_PERCENT": "0.0004"],
         ]
     )
     func options(_ environment: [String: String]) async throws {
@@ -136,6 +157,11 @@ struct ReplayParityTests {
         }
         #expect { try Backtester.Settings.read(try SettingsReader(environment: ["MAX_LEVERAGE": "0"])) } throws: {
             "\($0)".contains("MAX_LEVERAGE")
+        }
+        #expect {
+            try Backtester.Settings.read(try SettingsReader(environment: ["PAPER_SLIPPAGE_MODEL": "random"]))
+        } throws: {
+            "\($0)".contains("PAPER_SLIPPAGE_MODEL") && "\($0)".contains("fixed, volume")
         }
     }
 }

@@ -245,7 +245,10 @@ public struct AnalysisContext: Sendable, Hashable, Codable {
     public var interval: String
     /// Snapshots by interval (`5m`, `15m`, `1h`, `4h`, ...), each the latest for its timeframe.
     public var timeframes: [String: IndicatorSnapshot]
+    /// The funding rate of the latest or next settlement, where known.
     public var fundingRate: Double?
+    /// When that settlement is.
+    public var nextFunding: Date?
     public var position: Position?
     public var recentTrades: [Trade]
     public var todayPnL: Double
@@ -256,6 +259,7 @@ public struct AnalysisContext: Sendable, Hashable, Codable {
         interval: String,
         timeframes: [String: IndicatorSnapshot],
         fundingRate: Double? = nil,
+        nextFunding: Date? = nil,
         position: Position? = nil,
         recentTrades: [Trade] = [],
         todayPnL: Double = 0
@@ -264,6 +268,7 @@ public struct AnalysisContext: Sendable, Hashable, Codable {
         self.interval = interval
         self.timeframes = timeframes
         self.fundingRate = fundingRate
+        self.nextFunding = nextFunding
         self.position = position
         self.recentTrades = recentTrades
         self.todayPnL = todayPnL

@@ -118,11 +118,13 @@ public struct Backtester: Sendable {
         self.analyst = analyst
     }
 
-    /// Replays `candles` of one symbol; `progress` is told every `progressEvery` candles and after the last.
+    /// Replays `candles` of one symbol, charging `funding`'s settlements to open positions; `progress` is
+    /// told every `progressEvery` candles and after the last.
     public func run(
         _ candles: [Candle],
         symbol: String,
         interval: String,
+        funding: FundingSchedule? = nil,
         progressEvery: Int = 1_000,
         progress: ((ReplayProgress) -> Void)? = nil
     ) throws -> ReplayOutcome {
@@ -137,7 +139,11 @@ public struct Backtester: Sendable {
         times.reserveCapacity(candles.count)
         for (index, candle) in candles.enumerated() {
             let close = Date(timeIntervalSince1970: Double(candle.openTime + length) / 1000)
-            try run.step(candle, close: close)
+            let settlement = funding?.event(
+                from: Date(timeIntervalSince1970: Double(candle.openTime) / 1000),
+                before: close
+            )
+            try run.step(candle, close: close, funding: settlement)
             equity.append(run.equity)
             times.append(close)
             if let progress, (index + 1) % progressEvery == 0 || index + 1 == candles.count {
@@ -258,9 +264,9 @@ struct BacktestRun {
 
     // MARK: One candle
 
-    mutating func step(_ candle: Candle, close: Date) throws {
+    mutating func step(_ candle: Candle, close: Date, funding: FundingEvent? = nil) throws {
         now = close
-        try observe(candle, time: close)
+        try observe(candle, time: close, funding: funding)
         var signals: [(stream: Int, openTime: Int64, signal: Signal)] = []
         // The indicator worker refuses a defective candle, as the venue did.
         if candle.defect == nil, streams[0].advance(candle, index: 0, into: &signals), streams.count > 1 {
@@ -293,9 +299,11 @@ struct BacktestRun {
 
     /// The venue fills at the candle's open, the kernel protects those fills, the venue takes the rest
     /// of the candle, then the policy moves the stop for the next candle (``TradeExecutor``'s observe).
-    mutating func observe(_ candle: Candle, time: Date) throws {
+    mutating func observe(_ candle: Candle, time: Date, funding: FundingEvent?) throws {
         guard candle.defect == nil else { return }  // refused, as the executor refuses it: it moves nothing
-        try exchange.onCandle(symbol: symbol, candle: candle, time: time)
+        try exchange.onCandle(symbol: symbol, candle: candle, time: time, funding: funding)
+        // Funding moves the balance with no venue event.
+        if funding != nil { balance = exchange.balance.doubleValue }
         if !exchange.queued.isEmpty { commitEvents() }
         exchange.finishCandle(symbol: symbol)
         if !exchange.queued.isEmpty { commitEvents() }

@@ -25,6 +25,8 @@ public struct PerformanceReport: Sendable, Codable, Equatable {
     /// Mean of |target − entry| / |entry − stop| over the trades that had both.
     public var averageRewardRisk: Double
     public var fees: Double
+    /// Funding paid over the trades, USD (negative: received).
+    public var funding: Double
     public var finalEquity: Double
 
     enum CodingKeys: String, CodingKey {
@@ -37,7 +39,7 @@ public struct PerformanceReport: Sendable, Codable, Equatable {
         case profitFactor = "profit_factor"
         case profitFactorIsInfinite = "profit_factor_infinite"
         case averageRewardRisk = "avg_reward_risk"
-        case fees
+        case fees, funding
         case finalEquity = "final_equity"
     }
 
@@ -53,6 +55,7 @@ public struct PerformanceReport: Sendable, Codable, Equatable {
         winRate = trades.isEmpty ? 0 : Double(wins) / Double(trades.count)
         totalPnL = pnls.reduce(0, +)
         fees = trades.map(\.fees.doubleValue).reduce(0, +)
+        funding = trades.map(\.funding.doubleValue).reduce(0, +)
         finalEquity = equity.last ?? initialCapital
         returnPercent = initialCapital > 0 ? (finalEquity / initialCapital - 1) * 100 : 0
         var peak = equity.first ?? initialCapital
@@ -90,12 +93,12 @@ public struct PerformanceReport: Sendable, Codable, Equatable {
         averageRewardRisk = ratios.isEmpty ? 0 : ratios.reduce(0, +) / Double(ratios.count)
     }
 
-    /// The trades as CSV: `id,symbol,side,entry_time,entry_price,exit_time,exit_price,quantity,leverage,stop_loss,take_profit,pnl,fees,exit_reason`
+    /// The trades as CSV: `id,symbol,side,entry_time,entry_price,exit_time,exit_price,quantity,leverage,stop_loss,take_profit,pnl,fees,funding,exit_reason`
     /// (times in ISO 8601 UTC, prices and sizes as exact decimals).
     public static func tradesCSV(_ trades: [TradeRecord]) -> String {
         let formatter = ISO8601DateFormatter()
         var lines = [
-            "id,symbol,side,entry_time,entry_price,exit_time,exit_price,quantity,leverage,stop_loss,take_profit,pnl,fees,exit_reason"
+            "id,symbol,side,entry_time,entry_price,exit_time,exit_price,quantity,leverage,stop_loss,take_profit,pnl,fees,funding,exit_reason"
         ]
         for t in trades {
             lines.append(
@@ -103,7 +106,7 @@ public struct PerformanceReport: Sendable, Codable, Equatable {
                     t.id, t.symbol, t.side.rawValue, formatter.string(from: t.entryTime), "\(t.entryPrice)",
                     formatter.string(from: t.exitTime), "\(t.exitPrice)",
                     "\(t.quantity)", "\(t.leverage)", t.stopLoss.map { "\($0)" } ?? "",
-                    t.takeProfit.map { "\($0)" } ?? "", "\(t.pnl)", "\(t.fees)", t.exitReason,
+                    t.takeProfit.map { "\($0)" } ?? "", "\(t.pnl)", "\(t.fees)", "\(t.funding)", t.exitReason,
                 ].map(csvField).joined(separator: ",")
             )
         }

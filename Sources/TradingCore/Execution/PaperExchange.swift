@@ -16,17 +16,26 @@ import Foundation
 /// - **The candle a position opens on counts.** Orders fill at the candle's open; what is placed after
 ///   those fills (the new position's stop and target) is checked against the rest of that candle when
 ///   ``finishCandle(symbol:)`` is called.
-/// - Funding is charged at every 8-hour boundary (00:00, 08:00, 16:00 UTC) where a rate is known:
-///   longs pay a positive rate, shorts receive it.
+/// - Funding is charged at each settlement (``FundingEvent``) that falls inside a candle, after the
+///   fills at the candle's open and before its stops: every open position pays rate × quantity × the
+///   mark price (the candle's open when no mark is known). Longs pay a positive rate, shorts receive it.
 public struct PaperExchange: Sendable, Hashable, Codable {
-    /// Fees, slippage, margin, funding interval and filters of the simulated venue.
+    /// Fees, slippage, margin and filters of the simulated venue.
     public struct Settings: Sendable, Hashable, Codable {
+        /// Slippage against a taker: with the `fixed` model all of it, with `volume` its floor.
         public var slippageFraction: Decimal = 0.0005
+        /// How slippage is worked out (``SlippageModel``).
+        public var slippageModel: SlippageModel = .fixed
+        /// `volume` model: slippage added per unit of the order's share of the candle's quote volume.
+        public var volumeImpact: Decimal = 0.1
+        /// `volume` model: the most slippage can be.
+        public var slippageCap: Decimal = 0.01
+        /// A fixed bid-ask spread, as a fraction of the price: a taker pays half of it.
+        public var spreadFraction: Decimal = 0
         public var takerFeeRate: Decimal = 0.0005
         public var maintenanceMarginRate: Decimal = 0.005
         /// The venue's maintenance-margin tiers (nil: `maintenanceMarginRate` for every size).
         public var marginTiers: MarginTiers?
-        public var fundingInterval: TimeInterval = 8 * 3_600
         public var filters = ExchangeFilters(
             tickSize: 0.0001,
             stepSize: 0.001,
@@ -36,6 +45,45 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         )
         /// The defaults, as documented on each field.
         public init() {}
+
+        /// Reads settings saved by this or an earlier version: a field it did not have takes its default.
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let defaults = Settings()
+            slippageFraction =
+                try container.decodeIfPresent(Decimal.self, forKey: .slippageFraction) ?? defaults.slippageFraction
+            slippageModel = try container.decodeIfPresent(SlippageModel.self, forKey: .slippageModel) ?? .fixed
+            volumeImpact = try container.decodeIfPresent(Decimal.self, forKey: .volumeImpact) ?? defaults.volumeImpact
+            slippageCap = try container.decodeIfPresent(Decimal.self, forKey: .slippageCap) ?? defaults.slippageCap
+            spreadFraction = try container.decodeIfPresent(Decimal.self, forKey: .spreadFraction) ?? 0
+            takerFeeRate = try container.decodeIfPresent(Decimal.self, forKey: .takerFeeRate) ?? defaults.takerFeeRate
+            maintenanceMarginRate =
+                try container.decodeIfPresent(Decimal.self, forKey: .maintenanceMarginRate)
+                ?? defaults.maintenanceMarginRate
+            marginTiers = try container.decodeIfPresent(MarginTiers.self, forKey: .marginTiers)
+            filters = try container.decodeIfPresent(ExchangeFilters.self, forKey: .filters) ?? defaults.filters
+        }
+
+        /// The price a taker gets for `quantity` at `price`: half the spread and the slippage against it.
+        /// `quoteVolume` is the candle's (base volume × close), for the `volume` model.
+        public func takerPrice(_ price: Decimal, buy: Bool, quantity: Decimal, quoteVolume: Decimal?) -> Decimal {
+            var slippage = slippageFraction
+            if slippageModel == .volume {
+                if let quoteVolume, quoteVolume > 0 { slippage += volumeImpact * price * quantity / quoteVolume }
+                slippage = min(slippage, slippageCap)
+            }
+            let move = spreadFraction / 2 + slippage
+            return buy ? price * (1 + move) : price * (1 - move)
+        }
+    }
+
+    /// How the paper venue works out slippage.
+    public enum SlippageModel: String, Sendable, Hashable, Codable, CaseIterable {
+        /// `slippageFraction` on every taker fill.
+        case fixed
+        /// `slippageFraction` + `volumeImpact` × the order's notional / the candle's quote volume, at most
+        /// `slippageCap`: a large order in a thin candle moves the price more.
+        case volume
     }
 
     struct Position: Sendable, Hashable, Codable {
@@ -82,7 +130,16 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         var quantity: Double
     }
 
-    public let settings: Settings
+    public private(set) var settings: Settings
+
+    /// Replaces the settings (a restart with changed configuration); open positions' cached bounds follow.
+    public mutating func apply(_ settings: Settings) {
+        self.settings = settings
+        for (symbol, position) in positions {
+            let refreshed = bounds(of: position)
+            positions[symbol]?.bounds = refreshed
+        }
+    }
     /// Wallet balance: the initial capital plus realised PnL, minus fees and funding.
     public private(set) var balance: Decimal
     var positions: [String: Position] = [:]
@@ -96,6 +153,8 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// Closes of candles that took the fast path, kept as Doubles until a price is asked for (nil in
     /// state files written before there was a fast path).
     var lastCloses: [String: Double]?
+    /// Each symbol's last candle's quote volume, for the `volume` slippage model (nil with the fixed one).
+    var quoteVolumes: [String: Decimal]?
     var nextTrade = 1
     var queued: [VenueEvent] = []
 
@@ -279,13 +338,13 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         symbol: String,
         candle: Candle,
         time: Date,
-        fundingRate: Decimal? = nil
+        funding: FundingEvent? = nil
     ) throws(VenueError) {
         // No fill, stop, target or liquidation on an impossible candle (prices not finite or not
         // positive, high below low, open or close outside the range).
         if let defect = candle.defect { throw VenueError(.rejected, "candle at \(candle.openTime) refused: \(defect)") }
         if let last = lastCandle[symbol], time <= last { return }
-        if fundingRate == nil, rest.isEmpty, !pending.contains(where: { orders[$0]?.symbol == symbol }) {
+        if funding == nil, rest.isEmpty, !pending.contains(where: { orders[$0]?.symbol == symbol }) {
             let clear: Bool
             if !positions.isEmpty, let position = positions[symbol] {
                 clear = position.bounds.map { candle.low > $0.below && candle.high < $0.above } ?? false
@@ -307,7 +366,8 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             low: Decimal(finite: candle.low)!,
             close: Decimal(finite: candle.close)!,
             time: time,
-            fundingRate: fundingRate
+            funding: funding,
+            quoteVolume: settings.slippageModel == .volume ? Decimal(finite: candle.volume * candle.close) : nil
         )
         lastCloses?[symbol] = candle.close
     }
@@ -339,7 +399,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         )
     }
 
-    /// The next candle of `symbol` (prices as Decimal), `fundingRate` for funding. Orders waiting fill
+    /// The next candle of `symbol` (prices as Decimal), with the funding settlement inside it, if any. Orders waiting fill
     /// at its open; a position that was there before takes its stops and target over the candle's
     /// range; a position that those fills opened or changed takes them over the rest of the candle
     /// at ``finishCandle(symbol:)``, once its protection is placed. A candle not after the last one of
@@ -351,14 +411,19 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         low: Decimal,
         close: Decimal,
         time: Date,
-        fundingRate: Decimal? = nil
+        funding: FundingEvent? = nil,
+        quoteVolume: Decimal? = nil
     ) {
         if let last = lastCandle[symbol], time <= last { return }
         finishCandle(symbol: symbol)
+        if let quoteVolume {
+            quoteVolumes = quoteVolumes ?? [:]
+            quoteVolumes![symbol] = quoteVolume
+        }
         lastCandle[symbol] = time
         lastCloses?[symbol] = nil
         let filled = fillPending(symbol: symbol, at: open, time: time)
-        chargeFunding(symbol: symbol, price: open, time: time, rate: fundingRate)
+        if let funding { chargeFunding(symbol: symbol, funding, price: open) }
         lastPrices[symbol] = close
         if filled, positions[symbol] != nil {
             rest[symbol] = Rest(open: open, high: high, low: low, time: time)
@@ -402,7 +467,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             }
             let quantity = order.reduceOnly ? min(order.quantity, positions[symbol]!.quantity) : order.quantity
             let buy = order.side == .buy
-            let price = buy ? open * (1 + settings.slippageFraction) : open * (1 - settings.slippageFraction)
+            let price = settings.takerPrice(open, buy: buy, quantity: quantity, quoteVolume: quoteVolumes?[symbol])
             let fee = price * quantity * settings.takerFeeRate
             let fill = VenueFill(
                 tradeID: "paper-\(instance)-\(nextTrade)",
@@ -546,8 +611,8 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         let reason: String
         if stopHit, let stop {
             let touched = long ? min(stop.trigger, open) : max(stop.trigger, open)
-            price = long ? touched * (1 - settings.slippageFraction) : touched * (1 + settings.slippageFraction)
             quantity = min(stop.quantity, p.quantity)
+            price = settings.takerPrice(touched, buy: !long, quantity: quantity, quoteVolume: quoteVolumes?[p.symbol])
             clientID = stop.clientID
             reason = "stop_loss"
             stops[p.symbol]?.removeAll { $0.clientID == stop.clientID }
@@ -576,13 +641,15 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         apply(fill, leverage: p.leverage, reduceOnly: true, reason: reason)
     }
 
-    mutating func chargeFunding(symbol: String, price: Decimal, time: Date, rate: Decimal?) {
-        guard let rate, var position = positions[symbol] else { return }
-        let interval = settings.fundingInterval
-        let boundary = Date(timeIntervalSince1970: (time.timeIntervalSince1970 / interval).rounded(.down) * interval)
-        guard position.openedAt < boundary, (lastFundingBySymbol[symbol] ?? .distantPast) < boundary else { return }
-        lastFundingBySymbol[symbol] = boundary
-        let payment = price * position.quantity * rate * (position.side == .long ? 1 : -1)
+    /// Charges `funding` to the open position of `symbol`, once per settlement time, at its mark
+    /// price or else `price`.
+    mutating func chargeFunding(symbol: String, _ funding: FundingEvent, price: Decimal) {
+        guard var position = positions[symbol], (lastFundingBySymbol[symbol] ?? .distantPast) < funding.time else {
+            return
+        }
+        lastFundingBySymbol[symbol] = funding.time
+        let signed = position.side == .long ? position.quantity : -position.quantity
+        let payment = FundingEvent.payment(quantity: signed, price: funding.markPrice ?? price, rate: funding.rate)
         position.funding += payment
         balance -= payment
         positions[symbol] = position

@@ -210,12 +210,15 @@ public actor SignalAnalyst {
         let today = try await store.trades(since: dayStart)
         let recent = try await store.trades(since: now().addingTimeInterval(-7 * 86_400)).filter { $0.symbol == symbol }
             .suffix(settings.recentTrades)
-        let funding = await cache.get("funding:\(symbol)").flatMap { Double($0.string ?? "") }
+        let funding = await cache.get(FundingEvent.cacheKey(symbol: symbol)).flatMap {
+            FundingEvent(cacheValue: $0.bytes)
+        }
         return AnalysisContext(
             symbol: symbol,
             interval: interval,
             timeframes: timeframes,
-            fundingRate: funding,
+            fundingRate: funding?.rate.doubleValue,
+            nextFunding: funding?.time,
             position: positions.first.map {
                 AnalysisContext.Position(
                     side: $0.side,

@@ -11,10 +11,13 @@ public actor PaperVenue: Venue {
     private var exchange: PaperExchange
 
     /// A paper account with `balance`, kept in `path` (nil: in memory only), resumed from it if it exists.
+    /// The account (balance, orders, positions) is resumed; the settings are always `settings`, so a
+    /// changed fee, slippage or spread applies from the restart on.
     public init(balance: Decimal, settings: PaperExchange.Settings = .init(), path: String?) throws {
         self.path = path
         if let path, let data = FileManager.default.contents(atPath: path) {
             exchange = try JSONDecoder().decode(PaperExchange.self, from: data)
+            exchange.apply(settings)
         } else {
             exchange = PaperExchange(settings: settings, balance: balance)
         }
@@ -88,9 +91,9 @@ public actor PaperVenue: Venue {
         candle: Candle,
         time: Date,
         atr: Double?,
-        fundingRate: Decimal?
+        funding: FundingEvent?
     ) async throws(VenueError) {
-        try exchange.onCandle(symbol: symbol, candle: candle, time: time, fundingRate: fundingRate)
+        try exchange.onCandle(symbol: symbol, candle: candle, time: time, funding: funding)
         try save()
     }
 

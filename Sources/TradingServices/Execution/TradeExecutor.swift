@@ -624,6 +624,18 @@ public actor TradeExecutor {
         try await observe(envelope.payload, time: envelope.time)
     }
 
+    /// The funding settlement in the cache (`funding:<symbol>`, a ``FundingEvent/cacheValue``) when it
+    /// falls inside the candle `[open, open + interval)`; nil otherwise, or when the value is unreadable.
+    func fundingSettlement(in payload: CandlePayload) async -> FundingEvent? {
+        guard let value = await cache.get(FundingEvent.cacheKey(symbol: payload.symbol)),
+            let event = FundingEvent(cacheValue: value.bytes),
+            let length = CandleInterval.milliseconds(payload.interval)
+        else { return nil }
+        let open = Date(timeIntervalSince1970: Double(payload.candle.openTime) / 1000)
+        let close = Date(timeIntervalSince1970: Double(payload.candle.openTime + length) / 1000)
+        return event.time >= open && event.time < close ? event : nil
+    }
+
     /// A candle (the backtester calls this directly).
     public func observe(_ payload: CandlePayload, time: Date) async throws {
         // Nothing unchecked moves a position: a candle the indicator worker would refuse fills nothing,
@@ -631,7 +643,9 @@ public actor TradeExecutor {
         if let defect = payload.candle.defect {
             throw MessageRejected("candle \(payload.symbol) \(payload.candle.openTime) refused: \(defect)")
         }
-        let funding = await cache.get("funding:\(payload.symbol)").flatMap { Decimal(string: $0.string) }
+        // The latest funding settlement the feed (or a replay's funding file) put in the cache, charged
+        // by the venue when it falls inside this candle.
+        let funding = await fundingSettlement(in: payload)
         // The ATR-adaptive stop reads the indicator worker's latest snapshot of the same stream (the
         // candle before this one in a replay, which observes before the indicators run).
         let atr: Double? =
@@ -651,7 +665,7 @@ public actor TradeExecutor {
             candle: payload.candle,
             time: time,
             atr: atr,
-            fundingRate: funding
+            funding: funding
         )
         try await processVenueEvents()
         try await venue.finishCandle(symbol: payload.symbol)

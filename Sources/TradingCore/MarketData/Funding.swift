@@ -1,0 +1,123 @@
+import Foundation
+
+/// One funding settlement of a perpetual: at `time`, every open position pays `rate` × its notional at
+/// the mark price to the other side. A long pays when the rate is positive; a short receives it.
+public struct FundingEvent: Sendable, Hashable, Codable {
+    /// When the venue settles it.
+    public var time: Date
+    /// The rate for the period (0.0001 = 0.01 %).
+    public var rate: Decimal
+    /// The mark price at `time`, when known; else the price at that time stands in for it.
+    public var markPrice: Decimal?
+
+    /// An event with the fields given.
+    public init(time: Date, rate: Decimal, markPrice: Decimal? = nil) {
+        self.time = time
+        self.rate = rate
+        self.markPrice = markPrice
+    }
+
+    /// What a position of `quantity` (positive long, negative short) pays at `price`: positive is paid,
+    /// negative received. Binance and Bybit: funding = position value × rate, a long pays a positive rate.
+    public static func payment(quantity: Decimal, price: Decimal, rate: Decimal) -> Decimal {
+        quantity * price * rate
+    }
+
+    /// The cache key of the latest funding settlement of `symbol` (``cacheValue``).
+    public static func cacheKey(symbol: String) -> String { "funding:\(symbol)" }
+
+    /// The event as the cache holds it: JSON, the time in milliseconds since 1970, decimals as strings
+    /// (`{"markPrice":"1.2","rate":"0.0001","time":1637193600017}`).
+    public var cacheValue: [UInt8] {
+        var fields = ["\"rate\":\"\(rate)\"", "\"time\":\(Int64((time.timeIntervalSince1970 * 1000).rounded()))"]
+        if let markPrice { fields.insert("\"markPrice\":\"\(markPrice)\"", at: 0) }
+        return Array("{\(fields.joined(separator: ","))}".utf8)
+    }
+
+    /// Reads a ``cacheValue``; nil when it is not one.
+    public init?(cacheValue bytes: [UInt8]) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+            let rateText = object["rate"] as? String, let rate = Decimal(string: rateText),
+            let millis = (object["time"] as? NSNumber)?.int64Value
+        else { return nil }
+        self.init(
+            time: Date(timeIntervalSince1970: Double(millis) / 1000),
+            rate: rate,
+            markPrice: (object["markPrice"] as? String).flatMap { Decimal(string: $0) }
+        )
+    }
+}
+
+/// A symbol's funding settlements in time order, read from a file: the `funding_time,funding_rate`
+/// CSV, or Binance's public archive (`calc_time,funding_interval_hours,last_funding_rate`).
+public struct FundingSchedule: Sendable, Hashable {
+    /// The settlements, oldest first.
+    public private(set) var events: [FundingEvent]
+
+    /// A schedule of `events`, sorted by time.
+    public init(_ events: [FundingEvent]) {
+        self.events = events.sorted { $0.time < $1.time }
+    }
+
+    /// A funding file could not be read; says which line and why.
+    public struct ParseError: Error, Sendable, CustomStringConvertible {
+        /// The line, from 1.
+        public var line: Int
+        /// What is wrong with it.
+        public var message: String
+        public var description: String { "funding file line \(line): \(message)" }
+    }
+
+    /// Reads a funding CSV. Times are milliseconds since 1970; the header names the format.
+    public static func parse(_ text: String) throws(ParseError) -> FundingSchedule {
+        var lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard let header = lines.first?.lowercased().split(separator: ",").map(String.init) else {
+            throw ParseError(line: 1, message: "empty: expected funding_time,funding_rate")
+        }
+        lines.removeFirst()
+        let timeColumn: Int
+        let rateColumn: Int
+        if let time = header.firstIndex(of: "funding_time"), let rate = header.firstIndex(of: "funding_rate") {
+            (timeColumn, rateColumn) = (time, rate)
+        } else if let time = header.firstIndex(of: "calc_time"), let rate = header.firstIndex(of: "last_funding_rate") {
+            (timeColumn, rateColumn) = (time, rate)
+        } else {
+            throw ParseError(
+                line: 1,
+                message: "header '\(header.joined(separator: ","))' names neither funding_time,funding_rate "
+                    + "nor Binance's calc_time,funding_interval_hours,last_funding_rate"
+            )
+        }
+        var events: [FundingEvent] = []
+        for (index, line) in lines.enumerated() where !line.isEmpty {
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false).map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
+            guard fields.count > max(timeColumn, rateColumn), let millis = Int64(fields[timeColumn]),
+                let rate = Decimal(string: fields[rateColumn]), rate.isFinite, rate.magnitude < 1
+            else {
+                throw ParseError(line: index + 2, message: "expected a time in ms and a rate, got '\(line)'")
+            }
+            events.append(FundingEvent(time: Date(timeIntervalSince1970: Double(millis) / 1000), rate: rate))
+        }
+        return FundingSchedule(events)
+    }
+
+    /// The settlement inside `[start, end)`, if any (the last one, should there be more).
+    public func event(from start: Date, before end: Date) -> FundingEvent? {
+        // Binary search for the first event at or after `start`.
+        var low = 0
+        var high = events.count
+        while low < high {
+            let middle = (low + high) / 2
+            if events[middle].time < start { low = middle + 1 } else { high = middle }
+        }
+        var found: FundingEvent?
+        var index = low
+        while index < events.count, events[index].time < end {
+            found = events[index]
+            index += 1
+        }
+        return found
+    }
+}

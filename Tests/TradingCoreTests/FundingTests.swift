@@ -1,0 +1,180 @@
+import Foundation
+import Testing
+
+@testable import TradingCore
+
+/// Funding: the files it comes from, how the paper venue charges it, and a backtest over the real
+/// XRPUSDT funding times checked against the sum worked out by hand.
+@Suite("Funding")
+struct FundingTests {
+    static func text(_ file: String) throws -> String {
+        try String(
+            contentsOf: BacktesterTests.root.appendingPathComponent("Tests/Fixtures/market-data/\(file)"),
+            encoding: .utf8
+        )
+    }
+
+    @Test("both file formats read; a settlement is found inside the candle that holds it")
+    func files() throws {
+        let real = try FundingSchedule.parse(try Self.text("XRPUSDT-PERP-funding-8h.csv"))
+        #expect(real.events.count == 91)
+        #expect(real.events.first == FundingEvent(time: Date(timeIntervalSince1970: 1_637_193_600.017), rate: 0.0001))
+        // Binance's public archive: calc_time,funding_interval_hours,last_funding_rate.
+        let archive = try FundingSchedule.parse(
+            "calc_time,funding_interval_hours,last_funding_rate\n1637222400007,8,-0.00012345\n1637193600017,8,0.0001\n"
+        )
+        #expect(archive.events.map(\.rate) == [0.0001, Decimal(string: "-0.00012345")!], "sorted by time")
+        let fiveMinutes = Date(timeIntervalSince1970: 1_637_193_600)
+        #expect(real.event(from: fiveMinutes, before: fiveMinutes.addingTimeInterval(300))?.rate == 0.0001)
+        #expect(
+            real.event(from: fiveMinutes.addingTimeInterval(300), before: fiveMinutes.addingTimeInterval(600)) == nil
+        )
+        #expect(throws: FundingSchedule.ParseError.self) { try FundingSchedule.parse("time,rate\n1,0.1\n") }
+        #expect { try FundingSchedule.parse("funding_time,funding_rate\n1637193600017,abc\n") } throws: {
+            "\($0)" == "funding file line 2: expected a time in ms and a rate, got '1637193600017,abc'"
+        }
+    }
+
+    @Test("the cache's form of a settlement reads back the same")
+    func cacheValue() {
+        let event = FundingEvent(time: Date(timeIntervalSince1970: 1_637_193_600.017), rate: -0.0003, markPrice: 1.0834)
+        #expect(FundingEvent(cacheValue: event.cacheValue) == event)
+        #expect(FundingEvent(cacheValue: Array("0.0001".utf8)) == nil)
+    }
+
+    @Test("a long pays a positive rate and a short receives it, once per settlement, at the candle's open")
+    func charged() {
+        for side in [OrderSide.buy, .sell] {
+            var settings = PaperExchange.Settings()
+            settings.slippageFraction = 0
+            var paper = PaperExchange(settings: settings, balance: 10_000)
+            _ = paper.submit(
+                VenueOrderRequest(
+                    clientOrderID: "e",
+                    symbol: "X",
+                    side: side,
+                    quantity: 10,
+                    leverage: 2,
+                    reduceOnly: false
+                )
+            )
+            let start = Date(timeIntervalSince1970: 1_637_193_300)
+            paper.onCandle(symbol: "X", open: 2, high: 2, low: 2, close: 2, time: start)
+            let settlement = FundingEvent(time: start.addingTimeInterval(300.017), rate: 0.0001)
+            let before = paper.balance
+            for minute in 1...2 {  // the same settlement twice: charged once
+                paper.onCandle(
+                    symbol: "X",
+                    open: 2.5,
+                    high: 2.5,
+                    low: 2.5,
+                    close: 2.5,
+                    time: start.addingTimeInterval(Double(minute) * 300),
+                    funding: settlement
+                )
+            }
+            // 10 × 2.5 × 0.0001 = 0.0025, paid by the long, received by the short.
+            let paid: Decimal = side == .buy ? Decimal(string: "0.0025")! : Decimal(string: "-0.0025")!
+            #expect(before - paper.balance == paid, "\(side)")
+            #expect(paper.positions["X"]?.funding == paid)
+        }
+    }
+
+    @Test("a backtest over the real XRPUSDT funding times charges each trade what the hand sum says, to the cent")
+    func handSum() throws {
+        let candles = try BacktesterTests.candles("XRPUSDT-PERP-5m")
+        let schedule = try FundingSchedule.parse(try Self.text("XRPUSDT-PERP-funding-8h.csv"))
+        var settings = Backtester.Settings()
+        settings.halts.maxConsecutiveLosses = 20
+        let outcome = try Backtester(settings: settings, analyst: .rules)
+            .run(candles, symbol: "XRPUSDT", interval: "5m", funding: schedule)
+        let opens = Dictionary(uniqueKeysWithValues: candles.map { ($0.openTime, $0.open) })
+        let length: Int64 = 300_000
+        var held = 0
+        for trade in outcome.trades {
+            // Fills are stamped with the close of their candle. The position pays every settlement from
+            // the candle it opened on, through the candle before its exit, and in its exit candle too when
+            // a stop or a target closed it inside that candle (funding comes before them).
+            let entryOpen = Int64((trade.entryTime.timeIntervalSince1970 * 1000).rounded()) - length
+            let exitOpen = Int64((trade.exitTime.timeIntervalSince1970 * 1000).rounded()) - length
+            let intrabar = ["stop_loss", "take_profit", "trailing_stop", "liquidation"].contains(trade.exitReason)
+            var expected = 0.0
+            for event in schedule.events {
+                let time = Int64((event.time.timeIntervalSince1970 * 1000).rounded())
+                let candleOpen = time - time % length
+                guard candleOpen >= entryOpen, candleOpen < exitOpen || (intrabar && candleOpen == exitOpen),
+                    let price = opens[candleOpen]
+                else { continue }
+                let signed = trade.side == .long ? trade.quantity.doubleValue : -trade.quantity.doubleValue
+                expected += signed * price * event.rate.doubleValue
+            }
+            if expected != 0 { held += 1 }
+            #expect(abs(trade.funding.doubleValue - expected) < 0.005, "\(trade.id): \(trade.funding) vs \(expected)")
+        }
+        #expect(held >= 1, "some trade is held across a funding time (\(outcome.trades.count) trades)")
+        let report = PerformanceReport(
+            trades: outcome.trades,
+            equity: outcome.equity,
+            initialCapital: 10_000,
+            candles: candles.count,
+            periodsPerYear: 105_120
+        )
+        #expect(report.funding == outcome.trades.map(\.funding.doubleValue).reduce(0, +))
+    }
+}
+
+/// The paper venue's taker prices: fixed or volume-scaled slippage, and a spread.
+@Suite("Slippage and spread")
+struct SlippageTests {
+    @Test("fixed slippage and half the spread move a taker's price against it; the volume model grows and caps")
+    func prices() {
+        var settings = PaperExchange.Settings()
+        #expect(settings.takerPrice(100, buy: true, quantity: 1, quoteVolume: nil) == Decimal(string: "100.05")!)
+        #expect(settings.takerPrice(100, buy: false, quantity: 1, quoteVolume: 1) == Decimal(string: "99.95")!)
+        settings.spreadFraction = Decimal(string: "0.002")!
+        #expect(settings.takerPrice(100, buy: true, quantity: 1, quoteVolume: nil) == Decimal(string: "100.15")!)
+        settings.spreadFraction = 0
+        settings.slippageModel = .volume
+        // 1 % of the candle's quote volume at impact 0.1: 0.05 % + 0.1 %.
+        #expect(settings.takerPrice(100, buy: true, quantity: 10, quoteVolume: 100_000) == Decimal(string: "100.15")!)
+        // Half the candle's volume would be 5 % more: capped at 1 %.
+        #expect(settings.takerPrice(100, buy: false, quantity: 500, quoteVolume: 100_000) == 99)
+        // No volume known: the floor alone.
+        #expect(settings.takerPrice(100, buy: true, quantity: 500, quoteVolume: nil) == Decimal(string: "100.05")!)
+    }
+
+    @Test("with the volume model a large entry fills worse than a small one on the same candle")
+    func largeOrders() throws {
+        var settings = PaperExchange.Settings()
+        settings.slippageModel = .volume
+        var prices: [Decimal] = []
+        for quantity: Decimal in [1, 1_000] {
+            var paper = PaperExchange(settings: settings, balance: 1_000_000)
+            _ = paper.submit(
+                VenueOrderRequest(
+                    clientOrderID: "e",
+                    symbol: "X",
+                    side: .buy,
+                    quantity: quantity,
+                    leverage: 1,
+                    reduceOnly: false
+                )
+            )
+            // Quote volume 50 × 100 = 5,000: the large order is 20 times it, the small one 2 %.
+            let candle = Candle(openTime: 0, open: 100, high: 101, low: 99, close: 100, volume: 50)
+            try paper.onCandle(symbol: "X", candle: candle, time: Date(timeIntervalSince1970: 60))
+            prices.append(try #require(paper.positions["X"]?.entry))
+        }
+        #expect(prices[0] == Decimal(string: "100.25")!, "0.05 % + 0.1 × 2 %")
+        #expect(prices[1] == 101, "capped at 1 %")
+    }
+
+    @Test("settings saved by an earlier version read back, new fields at their defaults")
+    func olderState() throws {
+        let saved =
+            #"{"slippageFraction":0.001,"takerFeeRate":0.0004,"maintenanceMarginRate":0.005,"fundingInterval":28800,"filters":{"tickSize":0.0001,"stepSize":0.001,"minQuantity":0.001,"maxQuantity":1000000,"minNotional":5}}"#
+        let settings = try JSONDecoder().decode(PaperExchange.Settings.self, from: Data(saved.utf8))
+        #expect(settings.slippageFraction == Decimal(string: "0.001")! && settings.slippageModel == .fixed)
+        #expect(settings.spreadFraction == 0 && settings.takerFeeRate == Decimal(string: "0.0004")!)
+    }
+}
