@@ -847,7 +847,8 @@ public actor BinanceFuturesVenue: Venue {
         candle: Candle,
         time: Date,
         atr: Double?,
-        funding: FundingEvent?
+        funding: FundingEvent?,
+        detail: [Candle]?
     ) async throws(VenueError) {}
 
     public func price(symbol: String) async throws(VenueError) -> Decimal? {

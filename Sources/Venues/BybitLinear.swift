@@ -725,7 +725,8 @@ public actor BybitLinearVenue: Venue {
         candle: Candle,
         time: Date,
         atr: Double?,
-        funding: FundingEvent?
+        funding: FundingEvent?,
+        detail: [Candle]?
     ) async throws(VenueError) {}
 
     // MARK: Fills

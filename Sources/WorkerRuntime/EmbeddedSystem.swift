@@ -338,12 +338,14 @@ public final class EmbeddedSystem: Sendable {
         symbol: String,
         interval: String,
         funding: FundingSchedule? = nil,
+        detail: [Candle]? = nil,
         progress: (@Sendable (ReplayProgress) -> Void)? = nil
     ) async throws -> ReplayOutcome {
         guard let length = CandleInterval.milliseconds(interval) else {
             throw ConfigError(key: "--interval", message: "'\(interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d")
         }
         let started = ContinuousClock.now
+        let parts = detail.map { CandleInterval.group($0, by: length) }
         var equity = [initialCapital.doubleValue]
         var times: [Date] = []
         var decisions = 0
@@ -351,7 +353,14 @@ public final class EmbeddedSystem: Sendable {
         for (index, candle) in candles.enumerated() {
             let close = Date(timeIntervalSince1970: Double(candle.openTime + length) / 1000)
             clock.set(close)
-            let payload = CandlePayload(venue: venueName, symbol: symbol, interval: interval, candle: candle)
+            // The lower-timeframe candles ride with the candle to the executor's paper venue (`--detail`).
+            let payload = CandlePayload(
+                venue: venueName,
+                symbol: symbol,
+                interval: interval,
+                candle: candle,
+                detail: parts?[candle.openTime]
+            )
             // A settlement of the funding file inside this candle goes where the feed-ingester puts a live
             // one, so the executor and the analyst read it as they would live.
             let open = Date(timeIntervalSince1970: Double(candle.openTime) / 1000)

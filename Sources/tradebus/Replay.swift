@@ -17,10 +17,15 @@ struct ReplayData {
     var funding: FundingSchedule?
     /// The funding file, for the summary.
     var fundingPath: String?
+    /// Lower-timeframe candles of the same period (`--detail`), and their file and interval.
+    var detail: [Candle]?
+    var detailPath: String?
+    var detailInterval: String?
 
     /// `symbol`: given, or the file name up to the first `-` (`XRPUSDT-PERP-5m.csv` → `XRPUSDT`).
     /// `funding`: a `funding_time,funding_rate` CSV, or Binance's funding-rate archive CSV.
-    init(path: String, symbol: String?, interval: String?, funding: String? = nil) throws {
+    /// `detail`: a lower-timeframe candle file of the same period (1m for a 5m run).
+    init(path: String, symbol: String?, interval: String?, funding: String? = nil, detail: String? = nil) throws {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ValidationError("cannot read the candle file '\(path)'")
         }
@@ -46,6 +51,24 @@ struct ReplayData {
                 throw ValidationError("\(funding): \(error)")
             }
             fundingPath = funding
+        }
+        if let detail {
+            guard let text = try? String(contentsOfFile: detail, encoding: .utf8) else {
+                throw ValidationError("cannot read the detail file '\(detail)'")
+            }
+            let parts: [Candle]
+            do { parts = try CandleFile.parse(text) } catch { throw ValidationError("\(detail): \(error)") }
+            guard let partInterval = CandleInterval.detect(parts),
+                let partLength = CandleInterval.milliseconds(partInterval),
+                let length = CandleInterval.milliseconds(interval), partLength < length, length % partLength == 0
+            else {
+                throw ValidationError(
+                    "--detail \(detail): its candles must be of a shorter interval that divides \(interval) (1m for 5m)"
+                )
+            }
+            self.detail = parts
+            detailPath = detail
+            detailInterval = partInterval
         }
     }
 
@@ -104,6 +127,7 @@ struct ReplayRun {
                 symbol: data.symbol,
                 interval: data.interval,
                 funding: data.funding,
+                detail: data.detail,
                 progress: progress
             )
         } catch {
@@ -130,6 +154,7 @@ struct BacktestJob {
             symbol: data.symbol,
             interval: data.interval,
             funding: data.funding,
+            detail: data.detail,
             progress: progress
         )
         return (outcome, data.report(outcome, initialCapital: settings.initialCapital))
@@ -189,6 +214,7 @@ enum ReplayOutput {
               PnL \(money(report.totalPnL)) USD after \(money(report.fees)) fees and \(money(report.funding)) funding (\(data.fundingPath.map { "from \($0)" } ?? "no --funding file: none charged")); return \(String(format: "%.2f", report.returnPercent)) %; final equity \(money(report.finalEquity))
               max drawdown \(String(format: "%.2f", report.maxDrawdownPercent)) %; Sharpe \(String(format: "%.2f", report.sharpe)); Sortino \(String(format: "%.2f", report.sortino)); profit factor \(report.profitFactorIsInfinite ? "∞" : String(format: "%.2f", report.profitFactor)); average reward/risk \(String(format: "%.2f", report.averageRewardRisk))
               \(fills())
+              \(data.detailPath.map { "intrabar: stops and targets in the order of the \(data.detailInterval ?? "") candles of \($0)" } ?? "intrabar: no --detail file: when a candle holds both, the stop is taken first")
               \(String(format: "%.0f", Double(report.candles) / max(outcome.elapsedSeconds, 1e-9))) candles/s (\(String(format: "%.2f", outcome.elapsedSeconds)) s)
             """
     }
@@ -262,9 +288,11 @@ struct Backtest: AsyncParsableCommand {
         help: "Funding settlements to charge: funding_time,funding_rate CSV, or Binance's funding-rate archive CSV."
     )
     var funding: String?
+    @Option(help: "Lower-timeframe candles of the same period (1m for a 5m run): stops and targets in their order.")
+    var detail: String?
 
     func run() async throws {
-        let replay = try ReplayData(path: data, symbol: symbol, interval: interval, funding: funding)
+        let replay = try ReplayData(path: data, symbol: symbol, interval: interval, funding: funding, detail: detail)
         if !sweep.isEmpty { return try await runSweep(replay) }
         let choice: Backtester.Analyst
         switch analyst {
@@ -387,13 +415,15 @@ struct Run: AsyncParsableCommand {
         help: "Funding settlements to charge: funding_time,funding_rate CSV, or Binance's funding-rate archive CSV."
     )
     var funding: String?
+    @Option(help: "Lower-timeframe candles of the same period (1m for a 5m run): stops and targets in their order.")
+    var detail: String?
 
     func run() async throws {
         if live { return try await runLive() }
         guard let path = data ?? ReplayData.bundled else {
             throw ValidationError("the bundled data file is missing from this build; give --data FILE")
         }
-        let replay = try ReplayData(path: path, symbol: symbol, interval: interval, funding: funding)
+        let replay = try ReplayData(path: path, symbol: symbol, interval: interval, funding: funding, detail: detail)
         FileHandle.standardError.write(
             Data(
                 "tradebus run: \(replay.symbol) \(replay.interval), \(replay.candles.count) candles, paper venue, record in \(database)\n"

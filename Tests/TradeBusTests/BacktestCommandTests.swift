@@ -87,6 +87,16 @@ extension MarketDataSystemTests {
             let total = try #require(figures["funding"] as? Double)
             #expect(abs(total - paid.reduce(0, +)) < 1e-9)
             #expect(summary.contains("funding (from \(funding))"), "\(summary)")
+            // A detail file must be of a shorter interval: the 5m file under itself is refused, by name.
+            await #expect {
+                try await Command.run(
+                    tradebus,
+                    ["backtest", "--data", data, "--detail", data],
+                    environment: environment
+                )
+            } throws: {
+                "\($0)".contains("--detail \(data): its candles must be of a shorter interval that divides 5m")
+            }
         }
 
         @Test("--json has every key of the contract; a second run gives the same figures (deterministic)")

@@ -178,3 +178,118 @@ struct SlippageTests {
         #expect(settings.spreadFraction == 0 && settings.takerFeeRate == Decimal(string: "0.0004")!)
     }
 }
+
+/// Intrabar order: with a lower-timeframe file, what the path reached first inside a candle happens first.
+@Suite("Intrabar fills")
+struct IntrabarTests {
+    @Test("a candle holding both: the stop without detail; with 1m detail, whichever the path reached first")
+    func order() throws {
+        func run(_ detail: [Candle]?) -> String? {
+            var settings = PaperExchange.Settings()
+            settings.slippageFraction = 0
+            var paper = PaperExchange(settings: settings, balance: 10_000)
+            _ = paper.submit(
+                VenueOrderRequest(
+                    clientOrderID: "e",
+                    symbol: "X",
+                    side: .buy,
+                    quantity: 1,
+                    leverage: 2,
+                    reduceOnly: false
+                )
+            )
+            paper.onCandle(
+                symbol: "X",
+                open: 100,
+                high: 100,
+                low: 100,
+                close: 100,
+                time: Date(timeIntervalSince1970: 300)
+            )
+            _ = paper.placeStop(symbol: "X", .init(clientID: "s", side: .sell, quantity: 1, trigger: 98))
+            _ = paper.placeTarget(symbol: "X", side: .sell, price: 104, clientID: "t")
+            _ = paper.drainEvents()
+            let up = Candle(openTime: 300_000, open: 100, high: 105, low: 99.5, close: 104.5, volume: 1)
+            let down = Candle(openTime: 360_000, open: 104.5, high: 104.6, low: 97, close: 97.5, volume: 1)
+            let whole = Candle(openTime: 300_000, open: 100, high: 105, low: 97, close: 97.5, volume: 1)
+            try? paper.onCandle(
+                symbol: "X",
+                candle: whole,
+                time: Date(timeIntervalSince1970: 600),
+                detail: detail.map { _ in [up, down] }
+            )
+            return paper.drainEvents().compactMap { if case .closed(let close) = $0 { close.reason } else { nil } }
+                .first
+        }
+        #expect(run(nil) == "stop_loss")
+        #expect(run([]) == "take_profit")
+    }
+}
+
+extension IntrabarTests {
+    @Test("UNITTESTBTC-1m aggregated to 5m: a trade stopped out without the detail reaches its target with it")
+    func realMinutes() throws {
+        let minutes = try BacktesterTests.candles("UNITTESTBTC-1m")
+        let fives = CandleInterval.aggregate(minutes, to: 300_000)
+        let parts = CandleInterval.group(minutes, by: 300_000)
+        // A 5m candle whose minutes rise 1.3 % above its open before any falls 0.8 % below it, and that
+        // does fall that far later: it holds both levels of a long entered at its open.
+        let index = try #require(
+            fives.indices.dropFirst().first { index in
+                let candle = fives[index]
+                let (up, down) = (candle.open * 1.013, candle.open * 0.992)
+                guard fives[index - 1].openTime + 300_000 == candle.openTime, candle.low <= down,
+                    let minutes = parts[candle.openTime],
+                    let rise = minutes.firstIndex(where: { $0.high >= up }),
+                    let fall = minutes.firstIndex(where: { $0.low <= down })
+                else { return false }
+                return rise < fall
+            }
+        )
+        let candle = fives[index]
+        let open = candle.open
+        // Entered at that candle's open: decided at the close of the one before.
+        let decided = Date(timeIntervalSince1970: Double(candle.openTime) / 1000)
+        let proposal = TradeProposal(
+            action: .long,
+            confidence: 0.8,
+            leverage: 3,
+            entry: open,
+            stopLoss: open * 0.994,
+            takeProfit: open * 1.011,
+            reasoning: "a level pair inside one 5m candle"
+        )
+        let payload = DecisionPayload(
+            symbol: "UNITTESTBTC",
+            proposal: proposal,
+            provider: "test",
+            model: "m",
+            promptVersion: "v",
+            attempts: 0,
+            candleTime: candle.openTime,
+            requestID: "r"
+        )
+        let record = DecisionRecord(id: "decision:intrabar", correlationID: "r", payload: payload, createdAt: decided)
+        var outcomes: [String] = []
+        // Prices near 0.002 BTC: the venue's filters at that scale.
+        var settings = Backtester.Settings()
+        settings.paper.filters = ExchangeFilters(
+            tickSize: Decimal(string: "0.00000001")!,
+            stepSize: 1,
+            minQuantity: 1,
+            maxQuantity: 1_000_000_000,
+            minNotional: Decimal(string: "0.0001")!
+        )
+        for detail in [nil, minutes] {
+            let outcome = try Backtester(settings: settings, analyst: .recorded([record]))
+                .run(fives, symbol: "UNITTESTBTC", interval: "5m", detail: detail)
+            let trade = try #require(
+                outcome.trades.first,
+                "the decision at \(decided) trades (\(outcome.decisions) decisions)"
+            )
+            #expect(trade.exitTime == Date(timeIntervalSince1970: Double(candle.openTime + 300_000) / 1000))
+            outcomes.append(trade.exitReason)
+        }
+        #expect(outcomes == ["stop_loss", "take_profit"])
+    }
+}

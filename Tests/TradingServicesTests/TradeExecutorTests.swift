@@ -83,9 +83,10 @@ final class FlakyVenue: Venue {
         candle: Candle,
         time: Date,
         atr: Double?,
-        funding: FundingEvent?
+        funding: FundingEvent?,
+        detail: [Candle]?
     ) async throws(VenueError) {
-        try await paper.observe(symbol: symbol, candle: candle, time: time, atr: atr, funding: funding)
+        try await paper.observe(symbol: symbol, candle: candle, time: time, atr: atr, funding: funding, detail: detail)
     }
     func price(symbol: String) async throws(VenueError) -> Decimal? { try await paper.price(symbol: symbol) }
     func resume(_ state: VenueResume) async throws(VenueError) {
@@ -636,7 +637,8 @@ struct TradeExecutorTests {
             candle: Candle(openTime: 0, open: 100_000, high: 100_100, low: 99_900, close: 100_000, volume: 1),
             time: TradeExecutorTests.t0.addingTimeInterval(60),
             atr: nil,
-            funding: nil
+            funding: nil,
+            detail: nil
         )
         #expect(try await world.store.openPositions().isEmpty)
         let second = try await world.executor(venue)  // reconcile commits them

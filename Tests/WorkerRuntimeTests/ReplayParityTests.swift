@@ -30,15 +30,18 @@ struct ReplayParityTests {
         symbol: String,
         interval: String,
         _ environment: [String: String] = [:],
-        funding: FundingSchedule? = nil
+        funding: FundingSchedule? = nil,
+        candles given: [Candle]? = nil,
+        detail: [Candle]? = nil
     ) async throws -> ReplayOutcome {
-        let candles = try candles(file)
+        let candles = try given ?? candles(file)
         let config = try SettingsReader(environment: environment)
         let fast = try Backtester(settings: try Backtester.Settings.read(config), analyst: .rules).run(
             candles,
             symbol: symbol,
             interval: interval,
-            funding: funding
+            funding: funding,
+            detail: detail
         )
 
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("parity-\(UUID().uuidString).sqlite")
@@ -53,7 +56,13 @@ struct ReplayParityTests {
             logger: Logger(label: "parity", factory: { _ in SwiftLogNoOpLogHandler() })
         )
         try await system.start()
-        let services = try await system.replay(candles, symbol: symbol, interval: interval, funding: funding)
+        let services = try await system.replay(
+            candles,
+            symbol: symbol,
+            interval: interval,
+            funding: funding,
+            detail: detail
+        )
         await system.stop()
         await store.close()
 
@@ -104,6 +113,33 @@ struct ReplayParityTests {
             )
             if interval == "5m" { #expect(outcome.trades.contains { $0.funding != 0 }, "some trade pays funding") }
         }
+    }
+
+    @Test("with 1m detail under 5m candles: the embedded run and the backtest make the same trades, with and without")
+    func intrabar() async throws {
+        // UNITTESTBTC-1m aggregated to 5m: without the detail a candle holding both the stop and the
+        // target is taken stop first; with it, in the order the minutes show.
+        let minutes = try Self.candles("UNITTESTBTC-1m")
+        let fives = CandleInterval.aggregate(minutes, to: 300_000)
+        let environment = ["MAX_CONSECUTIVE_LOSSES": "20"]
+        let plain = try await Self.compare(
+            "UNITTESTBTC-5m",
+            symbol: "UNITTESTBTC",
+            interval: "5m",
+            environment,
+            candles: fives
+        )
+        let detailed = try await Self.compare(
+            "UNITTESTBTC-5m",
+            symbol: "UNITTESTBTC",
+            interval: "5m",
+            environment,
+            candles: fives,
+            detail: minutes
+        )
+        // The minutes move at least one exit (a stop filled at a minute's open gap, here); the trade
+        // whose outcome flips is `IntrabarTests`'.
+        #expect(plain.trades != detailed.trades && plain.trades.count == detailed.trades.count)
     }
 
     @Test(

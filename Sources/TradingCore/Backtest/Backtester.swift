@@ -118,13 +118,15 @@ public struct Backtester: Sendable {
         self.analyst = analyst
     }
 
-    /// Replays `candles` of one symbol, charging `funding`'s settlements to open positions; `progress` is
-    /// told every `progressEvery` candles and after the last.
+    /// Replays `candles` of one symbol, charging `funding`'s settlements to open positions and, with
+    /// `detail` (lower-timeframe candles of the same period), taking stops and targets inside a candle
+    /// in the order they show; `progress` is told every `progressEvery` candles and after the last.
     public func run(
         _ candles: [Candle],
         symbol: String,
         interval: String,
         funding: FundingSchedule? = nil,
+        detail: [Candle]? = nil,
         progressEvery: Int = 1_000,
         progress: ((ReplayProgress) -> Void)? = nil
     ) throws -> ReplayOutcome {
@@ -132,6 +134,7 @@ public struct Backtester: Sendable {
             throw BacktestError("interval '\(interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d")
         }
         let started = ContinuousClock.now
+        let parts = detail.map { CandleInterval.group($0, by: length) }
         var run = BacktestRun(settings: settings, symbol: symbol, interval: interval, analyst: analyst)
         var equity: [Double] = [settings.initialCapital.doubleValue]
         var times: [Date] = []
@@ -143,7 +146,7 @@ public struct Backtester: Sendable {
                 from: Date(timeIntervalSince1970: Double(candle.openTime) / 1000),
                 before: close
             )
-            try run.step(candle, close: close, funding: settlement)
+            try run.step(candle, close: close, funding: settlement, detail: parts?[candle.openTime])
             equity.append(run.equity)
             times.append(close)
             if let progress, (index + 1) % progressEvery == 0 || index + 1 == candles.count {
@@ -264,9 +267,9 @@ struct BacktestRun {
 
     // MARK: One candle
 
-    mutating func step(_ candle: Candle, close: Date, funding: FundingEvent? = nil) throws {
+    mutating func step(_ candle: Candle, close: Date, funding: FundingEvent? = nil, detail: [Candle]? = nil) throws {
         now = close
-        try observe(candle, time: close, funding: funding)
+        try observe(candle, time: close, funding: funding, detail: detail)
         var signals: [(stream: Int, openTime: Int64, signal: Signal)] = []
         // The indicator worker refuses a defective candle, as the venue did.
         if candle.defect == nil, streams[0].advance(candle, index: 0, into: &signals), streams.count > 1 {
@@ -299,9 +302,9 @@ struct BacktestRun {
 
     /// The venue fills at the candle's open, the kernel protects those fills, the venue takes the rest
     /// of the candle, then the policy moves the stop for the next candle (``TradeExecutor``'s observe).
-    mutating func observe(_ candle: Candle, time: Date, funding: FundingEvent?) throws {
+    mutating func observe(_ candle: Candle, time: Date, funding: FundingEvent?, detail: [Candle]?) throws {
         guard candle.defect == nil else { return }  // refused, as the executor refuses it: it moves nothing
-        try exchange.onCandle(symbol: symbol, candle: candle, time: time, funding: funding)
+        try exchange.onCandle(symbol: symbol, candle: candle, time: time, funding: funding, detail: detail)
         // Funding moves the balance with no venue event.
         if funding != nil { balance = exchange.balance.doubleValue }
         if !exchange.queued.isEmpty { commitEvents() }

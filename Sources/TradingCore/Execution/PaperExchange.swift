@@ -116,6 +116,8 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         var high: Decimal
         var low: Decimal
         var time: Date
+        /// The candle's lower-timeframe candles, in order, when known (``onCandle(symbol:candle:time:funding:detail:)``).
+        var detail: [Candle]?
     }
 
     /// A protected position's levels as Doubles, widened by a hair: a candle whose low is above `below`
@@ -338,7 +340,8 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         symbol: String,
         candle: Candle,
         time: Date,
-        funding: FundingEvent? = nil
+        funding: FundingEvent? = nil,
+        detail: [Candle]? = nil
     ) throws(VenueError) {
         // No fill, stop, target or liquidation on an impossible candle (prices not finite or not
         // positive, high below low, open or close outside the range).
@@ -367,7 +370,8 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             close: Decimal(finite: candle.close)!,
             time: time,
             funding: funding,
-            quoteVolume: settings.slippageModel == .volume ? Decimal(finite: candle.volume * candle.close) : nil
+            quoteVolume: settings.slippageModel == .volume ? Decimal(finite: candle.volume * candle.close) : nil,
+            detail: detail
         )
         lastCloses?[symbol] = candle.close
     }
@@ -412,7 +416,8 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         close: Decimal,
         time: Date,
         funding: FundingEvent? = nil,
-        quoteVolume: Decimal? = nil
+        quoteVolume: Decimal? = nil,
+        detail: [Candle]? = nil
     ) {
         if let last = lastCandle[symbol], time <= last { return }
         finishCandle(symbol: symbol)
@@ -426,9 +431,9 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         if let funding { chargeFunding(symbol: symbol, funding, price: open) }
         lastPrices[symbol] = close
         if filled, positions[symbol] != nil {
-            rest[symbol] = Rest(open: open, high: high, low: low, time: time)
+            rest[symbol] = Rest(open: open, high: high, low: low, time: time, detail: detail)
         } else {
-            trigger(symbol: symbol, open: open, high: high, low: low, time: time)
+            trigger(symbol: symbol, open: open, high: high, low: low, time: time, detail: detail)
         }
     }
 
@@ -436,13 +441,31 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// since are taken over it (stop first). Nothing to do when nothing filled at that open.
     public mutating func finishCandle(symbol: String) {
         guard !rest.isEmpty, let part = rest.removeValue(forKey: symbol) else { return }
-        trigger(symbol: symbol, open: part.open, high: part.high, low: part.low, time: part.time)
+        trigger(symbol: symbol, open: part.open, high: part.high, low: part.low, time: part.time, detail: part.detail)
     }
 
-    /// Liquidation, stop or target over a candle's range.
-    mutating func trigger(symbol: String, open: Decimal, high: Decimal, low: Decimal, time: Date) {
+    /// Liquidation, stop or target over a candle's range; with `detail`, over each of its
+    /// lower-timeframe candles in turn, so what the path reached first happens first (within one of
+    /// them, the stop still comes first).
+    mutating func trigger(
+        symbol: String,
+        open: Decimal,
+        high: Decimal,
+        low: Decimal,
+        time: Date,
+        detail: [Candle]? = nil
+    ) {
         guard let position = positions[symbol] else { return }
-        exit(position, open: open, high: high, low: low, time: time)
+        if let detail, !detail.isEmpty {
+            for part in detail {
+                guard let held = positions[symbol], let open = Decimal(finite: part.open),
+                    let high = Decimal(finite: part.high), let low = Decimal(finite: part.low)
+                else { break }
+                exit(held, open: open, high: high, low: low, time: time)
+            }
+        } else {
+            exit(position, open: open, high: high, low: low, time: time)
+        }
         if var position = positions[symbol] {
             position.bounds = bounds(of: position)
             positions[symbol] = position

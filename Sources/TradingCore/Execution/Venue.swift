@@ -442,7 +442,8 @@ public protocol Venue: Sendable {
         candle: Candle,
         time: Date,
         atr: Double?,
-        funding: FundingEvent?
+        funding: FundingEvent?,
+        detail: [Candle]?
     ) async throws(VenueError)
     /// The rest of the last candle observed, after the fills at its open: the paper venue takes the
     /// stops and targets placed since over it (``PaperExchange/finishCandle(symbol:)``).

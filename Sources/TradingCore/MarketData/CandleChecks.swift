@@ -82,4 +82,29 @@ public enum CandleInterval {
         default: return nil
         }
     }
+
+    /// Lower-timeframe candles grouped under the candle of `length` ms that holds each, by that
+    /// candle's open time; each group in time order.
+    public static func group(_ detail: [Candle], by length: Int64) -> [Int64: [Candle]] {
+        var groups: [Int64: [Candle]] = [:]
+        for candle in detail.sorted(by: { $0.openTime < $1.openTime }) {
+            groups[candle.openTime - candle.openTime % length, default: []].append(candle)
+        }
+        return groups
+    }
+
+    /// Candles of `length` ms made from lower-timeframe ones: first open, highest high, lowest low, last
+    /// close, summed volume; a period with missing parts is made from those it has.
+    public static func aggregate(_ candles: [Candle], to length: Int64) -> [Candle] {
+        group(candles, by: length).sorted { $0.key < $1.key }.map { open, parts in
+            Candle(
+                openTime: open,
+                open: parts[0].open,
+                high: parts.map(\.high).max()!,
+                low: parts.map(\.low).min()!,
+                close: parts[parts.count - 1].close,
+                volume: parts.map(\.volume).reduce(0, +)
+            )
+        }
+    }
 }

@@ -12,13 +12,17 @@ public struct CandlePayload: Sendable, Hashable, Codable {
     public var symbol: String
     public var interval: String
     public var candle: Candle
+    /// The candle's lower-timeframe candles, in time order, when a replay has them (`--detail`): the
+    /// paper venue takes stops and targets in the order they show. Absent on the wire otherwise.
+    public var detail: [Candle]?
 
     /// A `CandlePayload` with the fields given.
-    public init(venue: String, symbol: String, interval: String, candle: Candle) {
+    public init(venue: String, symbol: String, interval: String, candle: Candle, detail: [Candle]? = nil) {
         self.venue = venue
         self.symbol = symbol
         self.interval = interval
         self.candle = candle
+        self.detail = detail
     }
 }
 

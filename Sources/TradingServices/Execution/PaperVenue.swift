@@ -91,9 +91,10 @@ public actor PaperVenue: Venue {
         candle: Candle,
         time: Date,
         atr: Double?,
-        funding: FundingEvent?
+        funding: FundingEvent?,
+        detail: [Candle]?
     ) async throws(VenueError) {
-        try exchange.onCandle(symbol: symbol, candle: candle, time: time, funding: funding)
+        try exchange.onCandle(symbol: symbol, candle: candle, time: time, funding: funding, detail: detail)
         try save()
     }
 

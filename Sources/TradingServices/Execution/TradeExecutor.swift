@@ -665,7 +665,8 @@ public actor TradeExecutor {
             candle: payload.candle,
             time: time,
             atr: atr,
-            funding: funding
+            funding: funding,
+            detail: payload.detail
         )
         try await processVenueEvents()
         try await venue.finishCandle(symbol: payload.symbol)
