@@ -289,7 +289,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TradeBusTests",
-            dependencies: ["TestSupport", "WorkerRuntime", "RedisCache", "TradingCore"],
+            dependencies: ["TestSupport", "WorkerRuntime", "RedisCache", "TradingCore", "SQLTradeStore"],
             swiftSettings: strict
         ),
         .testTarget(

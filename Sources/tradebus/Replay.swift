@@ -21,11 +21,21 @@ struct ReplayData {
     var detail: [Candle]?
     var detailPath: String?
     var detailInterval: String?
+    /// The mark-price file that priced the funding (`--mark`).
+    var markPath: String?
 
     /// `symbol`: given, or the file name up to the first `-` (`XRPUSDT-PERP-5m.csv` → `XRPUSDT`).
     /// `funding`: a `funding_time,funding_rate` CSV, or Binance's funding-rate archive CSV.
     /// `detail`: a lower-timeframe candle file of the same period (1m for a 5m run).
-    init(path: String, symbol: String?, interval: String?, funding: String? = nil, detail: String? = nil) throws {
+    /// `mark`: mark-price candles; settlements they cover are charged at the mark.
+    init(
+        path: String,
+        symbol: String?,
+        interval: String?,
+        funding: String? = nil,
+        detail: String? = nil,
+        mark: String? = nil
+    ) throws {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ValidationError("cannot read the candle file '\(path)'")
         }
@@ -52,6 +62,18 @@ struct ReplayData {
             }
             fundingPath = funding
         }
+        if let mark {
+            guard let schedule = self.funding else {
+                throw ValidationError("--mark prices the funding: give --funding too")
+            }
+            guard let text = try? String(contentsOfFile: mark, encoding: .utf8) else {
+                throw ValidationError("cannot read the mark-price file '\(mark)'")
+            }
+            do { self.funding = schedule.marked(by: try MarkPrices.parse(text)) } catch {
+                throw ValidationError("\(mark): \(error)")
+            }
+            markPath = mark
+        }
         if let detail {
             guard let text = try? String(contentsOfFile: detail, encoding: .utf8) else {
                 throw ValidationError("cannot read the detail file '\(detail)'")
@@ -70,6 +92,17 @@ struct ReplayData {
             detailPath = detail
             detailInterval = partInterval
         }
+    }
+
+    /// Where the funding came from and at what price, for the summary.
+    var fundingNote: String {
+        guard let fundingPath, let funding else { return "no --funding file: none charged" }
+        let priced =
+            markPath.map {
+                "at the mark of \($0) for \(funding.markedCount) of \(funding.events.count) settlements, else "
+            }
+            ?? "at "
+        return "from \(fundingPath), \(priced)the candle's open standing in for the mark"
     }
 
     /// Candles in a year, for annualised ratios.
@@ -211,7 +244,7 @@ enum ReplayOutput {
         return """
             \(data.symbol) \(data.interval), \(report.candles) candles from \(data.path)
               signals \(outcome.signals), decisions \(outcome.decisions), trades \(report.trades) (\(report.wins) won, \(report.losses) lost, win rate \(String(format: "%.1f", report.winRate * 100)) %)
-              PnL \(money(report.totalPnL)) USD after \(money(report.fees)) fees and \(money(report.funding)) funding (\(data.fundingPath.map { "from \($0)" } ?? "no --funding file: none charged")); return \(String(format: "%.2f", report.returnPercent)) %; final equity \(money(report.finalEquity))
+              PnL \(money(report.totalPnL)) USD after \(money(report.fees)) fees and \(money(report.funding)) funding (\(data.fundingNote)); return \(String(format: "%.2f", report.returnPercent)) %; final equity \(money(report.finalEquity))
               max drawdown \(String(format: "%.2f", report.maxDrawdownPercent)) %; Sharpe \(String(format: "%.2f", report.sharpe)); Sortino \(String(format: "%.2f", report.sortino)); profit factor \(report.profitFactorIsInfinite ? "∞" : String(format: "%.2f", report.profitFactor)); average reward/risk \(String(format: "%.2f", report.averageRewardRisk))
               \(fills())
               \(data.detailPath.map { "intrabar: stops and targets in the order of the \(data.detailInterval ?? "") candles of \($0)" } ?? "intrabar: no --detail file: when a candle holds both, the stop is taken first")
@@ -290,9 +323,18 @@ struct Backtest: AsyncParsableCommand {
     var funding: String?
     @Option(help: "Lower-timeframe candles of the same period (1m for a 5m run): stops and targets in their order.")
     var detail: String?
+    @Option(help: "Mark-price candles (open_time,open,high,low,close): funding is charged at the mark they give.")
+    var mark: String?
 
     func run() async throws {
-        let replay = try ReplayData(path: data, symbol: symbol, interval: interval, funding: funding, detail: detail)
+        let replay = try ReplayData(
+            path: data,
+            symbol: symbol,
+            interval: interval,
+            funding: funding,
+            detail: detail,
+            mark: mark
+        )
         if !sweep.isEmpty { return try await runSweep(replay) }
         let choice: Backtester.Analyst
         switch analyst {
@@ -417,13 +459,22 @@ struct Run: AsyncParsableCommand {
     var funding: String?
     @Option(help: "Lower-timeframe candles of the same period (1m for a 5m run): stops and targets in their order.")
     var detail: String?
+    @Option(help: "Mark-price candles (open_time,open,high,low,close): funding is charged at the mark they give.")
+    var mark: String?
 
     func run() async throws {
         if live { return try await runLive() }
         guard let path = data ?? ReplayData.bundled else {
             throw ValidationError("the bundled data file is missing from this build; give --data FILE")
         }
-        let replay = try ReplayData(path: path, symbol: symbol, interval: interval, funding: funding, detail: detail)
+        let replay = try ReplayData(
+            path: path,
+            symbol: symbol,
+            interval: interval,
+            funding: funding,
+            detail: detail,
+            mark: mark
+        )
         FileHandle.standardError.write(
             Data(
                 "tradebus run: \(replay.symbol) \(replay.interval), \(replay.candles.count) candles, paper venue, record in \(database)\n"

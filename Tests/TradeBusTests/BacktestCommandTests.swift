@@ -1,4 +1,5 @@
 import Foundation
+import SQLTradeStore
 import TestSupport
 import Testing
 import TradingCore
@@ -55,23 +56,32 @@ extension MarketDataSystemTests {
             #expect(backtest == run)
         }
 
-        @Test("--funding: backtest and run --data charge the same funding; it is in the trades, the summary and --json")
+        @Test(
+            "--funding and --mark: backtest and run --data charge the same funding; it is in the trades, the summary and --json"
+        )
         func funding() async throws {
             let funding = TestServices.repositoryRoot.appendingPathComponent(
                 "Tests/Fixtures/market-data/XRPUSDT-PERP-funding-8h.csv"
+            ).path
+            let mark = TestServices.repositoryRoot.appendingPathComponent(
+                "Tests/Fixtures/market-data/XRPUSDT-PERP-mark-1h.csv"
             ).path
             let backtestTrades = temporary("btf") + ".csv"
             let runTrades = temporary("runf") + ".csv"
             let environment = defaults.merging(["MAX_CONSECUTIVE_LOSSES": "20"]) { $1 }
             let json = try await Command.run(
                 tradebus,
-                ["backtest", "--data", data, "--funding", funding, "--json", "--trades-out", backtestTrades],
+                [
+                    "backtest", "--data", data, "--funding", funding, "--mark", mark, "--json", "--trades-out",
+                    backtestTrades,
+                ],
                 environment: environment
             )
             let summary = try await Command.run(
                 tradebus,
                 [
-                    "run", "--data", data, "--funding", funding, "--database", temporary("runf") + ".sqlite",
+                    "run", "--data", data, "--funding", funding, "--mark", mark, "--database",
+                    temporary("runf") + ".sqlite",
                     "--trades-out", runTrades,
                 ],
                 environment: environment
@@ -86,7 +96,13 @@ extension MarketDataSystemTests {
             let figures = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
             let total = try #require(figures["funding"] as? Double)
             #expect(abs(total - paid.reduce(0, +)) < 1e-9)
-            #expect(summary.contains("funding (from \(funding))"), "\(summary)")
+            // The mark file ends on 2021-11-19 03:00: it prices the settlements up to then.
+            #expect(
+                summary.contains(
+                    "funding (from \(funding), at the mark of \(mark) for 5 of 91 settlements, else the candle's open"
+                ),
+                "\(summary)"
+            )
             // A detail file must be of a shorter interval: the 5m file under itself is refused, by name.
             await #expect {
                 try await Command.run(
@@ -97,6 +113,41 @@ extension MarketDataSystemTests {
             } throws: {
                 "\($0)".contains("--detail \(data): its candles must be of a shorter interval that divides 5m")
             }
+        }
+
+        @Test(
+            "tradebus diff: a paper run over the shared file differs nowhere; a fee changed in its record is found, under fee"
+        )
+        func diff() async throws {
+            let database = temporary("diff") + ".sqlite"
+            _ = try await Command.run(tradebus, ["run", "--data", data, "--database", database], environment: defaults)
+            func diff() async throws -> [String: Any] {
+                let output = try await Command.run(
+                    tradebus,
+                    ["diff", "--run", database, "--data", data, "--json"],
+                    environment: defaults
+                )
+                return try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+            }
+            let same = try await diff()
+            let trades = try #require(same["run_trades"] as? Int)
+            #expect(trades > 0 && same["identical"] as? Int == trades && same["differing"] as? Int == 0, "\(same)")
+            #expect(same["pnl_difference"] as? Double == 0)
+
+            // The venue charged one trade a dollar more than the paper venue would have.
+            let store = try Infrastructure.store(
+                try SettingsReader(environment: ["DATABASE_URL": "sqlite://" + database])
+            )
+            let first = try #require(try await store.trades(since: nil).first)
+            let values: [SQLValue] = [.text("\(first.fees + 1)"), .text("\(first.pnl - 1)"), .text(first.id)]
+            _ = try await store.database.withSession {
+                try $0.query("UPDATE trades SET fees = $1, pnl = $2 WHERE id = $3", values)
+            }
+            await store.close()
+            let changed = try await diff()
+            #expect(changed["differing"] as? Int == 1 && changed["identical"] as? Int == trades - 1, "\(changed)")
+            #expect(changed["pnl_difference"] as? Double == -1)
+            #expect((changed["by_cause"] as? [String: Double]) == ["fee": -1], "\(changed)")
         }
 
         @Test("--json has every key of the contract; a second run gives the same figures (deterministic)")

@@ -80,10 +80,27 @@ struct FundingTests {
         }
     }
 
-    @Test("a backtest over the real XRPUSDT funding times charges each trade what the hand sum says, to the cent")
-    func handSum() throws {
+    @Test("the mark at a time is the open of the mark candle holding it; settlements it covers carry it")
+    func marks() throws {
+        let marks = try MarkPrices.parse(try Self.text("XRPUSDT-PERP-mark-1h.csv"))
+        #expect(marks.length == 3_600_000 && marks.opens.count == 100)
+        #expect(marks.price(at: Date(timeIntervalSince1970: 1_636_956_000)) == Decimal(string: "1.20932")!)
+        #expect(marks.price(at: Date(timeIntervalSince1970: 1_636_959_599.999)) == Decimal(string: "1.20932")!)
+        #expect(marks.price(at: Date(timeIntervalSince1970: 1_636_955_999)) == nil, "before the file")
+        let schedule = try FundingSchedule.parse(try Self.text("XRPUSDT-PERP-funding-8h.csv")).marked(by: marks)
+        #expect(schedule.markedCount == 5, "the mark file ends on 2021-11-19 03:00")
+        #expect(throws: FundingSchedule.ParseError.self) { try MarkPrices.parse("open_time,open\n1,abc\n") }
+    }
+
+    @Test(
+        "a backtest over the real XRPUSDT funding times charges each trade what the hand sum says, to the cent",
+        arguments: [false, true]
+    )
+    func handSum(marked: Bool) throws {
         let candles = try BacktesterTests.candles("XRPUSDT-PERP-5m")
-        let schedule = try FundingSchedule.parse(try Self.text("XRPUSDT-PERP-funding-8h.csv"))
+        let marks = try MarkPrices.parse(try Self.text("XRPUSDT-PERP-mark-1h.csv"))
+        var schedule = try FundingSchedule.parse(try Self.text("XRPUSDT-PERP-funding-8h.csv"))
+        if marked { schedule = schedule.marked(by: marks) }
         var settings = Backtester.Settings()
         settings.halts.maxConsecutiveLosses = 20
         let outcome = try Backtester(settings: settings, analyst: .rules)
@@ -103,8 +120,10 @@ struct FundingTests {
                 let time = Int64((event.time.timeIntervalSince1970 * 1000).rounded())
                 let candleOpen = time - time % length
                 guard candleOpen >= entryOpen, candleOpen < exitOpen || (intrabar && candleOpen == exitOpen),
-                    let price = opens[candleOpen]
+                    let open = opens[candleOpen]
                 else { continue }
+                // At the mark where the mark file covers the time, else at the candle's open.
+                let price = marked ? marks.price(at: event.time)?.doubleValue ?? open : open
                 let signed = trade.side == .long ? trade.quantity.doubleValue : -trade.quantity.doubleValue
                 expected += signed * price * event.rate.doubleValue
             }

@@ -121,3 +121,72 @@ public struct FundingSchedule: Sendable, Hashable {
         return found
     }
 }
+
+/// A mark-price series from a file of mark-price candles (`open_time,open,high,low,close`, times in ms):
+/// the mark at a time is the open of the mark candle that holds it.
+public struct MarkPrices: Sendable, Hashable {
+    /// Each mark candle's open time (ms) and open, oldest first.
+    public private(set) var opens: [(time: Int64, price: Decimal)]
+    /// The mark candles' length, ms.
+    public let length: Int64
+
+    /// Reads a mark-price candle CSV; a header row is skipped.
+    public static func parse(_ text: String) throws(FundingSchedule.ParseError) -> MarkPrices {
+        var opens: [(time: Int64, price: Decimal)] = []
+        for (index, raw) in text.split(whereSeparator: \.isNewline).enumerated() {
+            let fields = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard fields.count >= 2, let time = Int64(fields[0]) else {
+                if index == 0 { continue }
+                throw FundingSchedule.ParseError(line: index + 1, message: "expected open_time,open,...; got '\(raw)'")
+            }
+            guard let price = Decimal(string: fields[1]), price > 0 else {
+                throw FundingSchedule.ParseError(line: index + 1, message: "the open '\(fields[1])' is not a price")
+            }
+            opens.append((time, price))
+        }
+        opens.sort { $0.time < $1.time }
+        guard opens.count >= 2, let step = zip(opens, opens.dropFirst()).map({ $1.time - $0.time }).min(), step > 0
+        else {
+            throw FundingSchedule.ParseError(line: 1, message: "a mark-price file needs at least two candles")
+        }
+        return MarkPrices(opens: opens, length: step)
+    }
+
+    /// The mark at `time`: the open of the mark candle holding it, or nil outside the series.
+    public func price(at time: Date) -> Decimal? {
+        let millis = Int64((time.timeIntervalSince1970 * 1000).rounded(.down))
+        var low = 0
+        var high = opens.count
+        while low < high {
+            let middle = (low + high) / 2
+            if opens[middle].time <= millis { low = middle + 1 } else { high = middle }
+        }
+        guard low > 0, millis < opens[low - 1].time + length else { return nil }
+        return opens[low - 1].price
+    }
+
+    public static func == (a: MarkPrices, b: MarkPrices) -> Bool {
+        a.length == b.length && a.opens.elementsEqual(b.opens) { $0.time == $1.time && $0.price == $1.price }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(length)
+        hasher.combine(opens.count)
+    }
+}
+
+extension FundingSchedule {
+    /// The same settlements, each with the mark at its time where `marks` covers it.
+    public func marked(by marks: MarkPrices) -> FundingSchedule {
+        FundingSchedule(
+            events.map { event in
+                var event = event
+                event.markPrice = marks.price(at: event.time) ?? event.markPrice
+                return event
+            }
+        )
+    }
+
+    /// How many settlements carry a mark price.
+    public var markedCount: Int { events.filter { $0.markPrice != nil }.count }
+}
