@@ -22,23 +22,14 @@ struct Diff: AsyncParsableCommand {
     @Option(help: "The candles the run traded on (the same file as its run --data).") var data: String
     @Option(help: "Symbol (default: the file name up to its first '-').") var symbol: String?
     @Option(help: "Interval (default: detected from the candles).") var interval: String?
-    @Option(help: "The funding file the run's venue charged (as for backtest --funding).") var funding: String?
-    @Option(help: "Mark-price candles for the funding (as for backtest --mark).") var mark: String?
-    @Option(help: "Lower-timeframe candles (as for backtest --detail).") var detail: String?
+    @OptionGroup var market: MarketFileOptions
     @Option(help: "Only trades entered at or after this time (ISO 8601).") var since: String?
     @Option(help: "Only trades entered before this time (ISO 8601).") var until: String?
     @Option(help: "Write one line per differing field as CSV.") var csv: String?
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() async throws {
-        let replay = try ReplayData(
-            path: data,
-            symbol: symbol,
-            interval: interval,
-            funding: funding,
-            detail: detail,
-            mark: mark
-        )
+        let replay = try market.replay(path: data, symbol: symbol, interval: interval)
         var environment = ProcessInfo.processInfo.environment
         environment["DATABASE_URL"] = run.contains("://") ? run : "sqlite://" + URL(fileURLWithPath: run).path
         if !run.contains("://"), !FileManager.default.fileExists(atPath: run) {

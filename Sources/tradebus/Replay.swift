@@ -114,6 +114,24 @@ struct ReplayData {
     }
 }
 
+/// The files that make a replay more like the venue: funding, mark prices, lower-timeframe candles.
+/// Shared by `run --data`, `backtest` and `diff`.
+struct MarketFileOptions: ParsableArguments {
+    @Option(
+        help: "Funding settlements to charge: funding_time,funding_rate CSV, or Binance's funding-rate archive CSV."
+    )
+    var funding: String?
+    @Option(help: "Lower-timeframe candles of the same period (1m for a 5m run): stops and targets in their order.")
+    var detail: String?
+    @Option(help: "Mark-price candles (open_time,open,high,low,close): funding is charged at the mark they give.")
+    var mark: String?
+
+    /// The candle file at `path` with these files.
+    func replay(path: String, symbol: String?, interval: String?) throws -> ReplayData {
+        try ReplayData(path: path, symbol: symbol, interval: interval, funding: funding, detail: detail, mark: mark)
+    }
+}
+
 /// One replay on the embedded system, start to end.
 struct ReplayRun {
     var data: ReplayData
@@ -317,24 +335,10 @@ struct Backtest: AsyncParsableCommand {
     @Option(help: "Write the trades as CSV.") var tradesOut: String?
     @Option(help: "Draw the equity curve and drawdown as SVG, and as a PNG beside it.") var plot: String?
     @Option(help: "KEY=from:to:step, repeatable: run the grid on all cores and rank it.") var sweep: [String] = []
-    @Option(
-        help: "Funding settlements to charge: funding_time,funding_rate CSV, or Binance's funding-rate archive CSV."
-    )
-    var funding: String?
-    @Option(help: "Lower-timeframe candles of the same period (1m for a 5m run): stops and targets in their order.")
-    var detail: String?
-    @Option(help: "Mark-price candles (open_time,open,high,low,close): funding is charged at the mark they give.")
-    var mark: String?
+    @OptionGroup var market: MarketFileOptions
 
     func run() async throws {
-        let replay = try ReplayData(
-            path: data,
-            symbol: symbol,
-            interval: interval,
-            funding: funding,
-            detail: detail,
-            mark: mark
-        )
+        let replay = try market.replay(path: data, symbol: symbol, interval: interval)
         if !sweep.isEmpty { return try await runSweep(replay) }
         let choice: Backtester.Analyst
         switch analyst {
@@ -453,28 +457,14 @@ struct Run: AsyncParsableCommand {
     ) var live = false
     @Option(help: "With --live: binance or bybit.") var venue = "binance"
     @Option(help: "With --live: comma-separated symbols.") var symbols: String?
-    @Option(
-        help: "Funding settlements to charge: funding_time,funding_rate CSV, or Binance's funding-rate archive CSV."
-    )
-    var funding: String?
-    @Option(help: "Lower-timeframe candles of the same period (1m for a 5m run): stops and targets in their order.")
-    var detail: String?
-    @Option(help: "Mark-price candles (open_time,open,high,low,close): funding is charged at the mark they give.")
-    var mark: String?
+    @OptionGroup var market: MarketFileOptions
 
     func run() async throws {
         if live { return try await runLive() }
         guard let path = data ?? ReplayData.bundled else {
             throw ValidationError("the bundled data file is missing from this build; give --data FILE")
         }
-        let replay = try ReplayData(
-            path: path,
-            symbol: symbol,
-            interval: interval,
-            funding: funding,
-            detail: detail,
-            mark: mark
-        )
+        let replay = try market.replay(path: path, symbol: symbol, interval: interval)
         FileHandle.standardError.write(
             Data(
                 "tradebus run: \(replay.symbol) \(replay.interval), \(replay.candles.count) candles, paper venue, record in \(database)\n"
