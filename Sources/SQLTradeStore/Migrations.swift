@@ -171,6 +171,17 @@ public enum Migrations {
                 );
                 """
         ),
+        Migration(
+            version: 5,
+            name: "run sources",
+            sql: """
+                CREATE TABLE run_sources (
+                    kind TEXT PRIMARY KEY,
+                    path TEXT NOT NULL,
+                    recorded_at {TIME} NOT NULL
+                );
+                """
+        ),
     ]
 
     /// The migration's SQL in `dialect`, split into statements.

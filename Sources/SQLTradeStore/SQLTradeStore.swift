@@ -463,6 +463,22 @@ public final class SQLTradeStore: TradeStore {
         _ = try await database.withSession { session in try session.query(sql, values) }
     }
 
+    /// Names a file a replay ran on (`kind`: `data`, `funding`, `mark` or `detail`), so that
+    /// `tradebus diff` can backtest the same candles.
+    public func recordRunSource(kind: String, path: String, at time: Date) async throws {
+        let sql =
+            "INSERT INTO run_sources (kind, path, recorded_at) VALUES ($1, $2, $3) "
+            + "ON CONFLICT (kind) DO UPDATE SET path = excluded.path, recorded_at = excluded.recorded_at"
+        let values: [SQLValue] = [.text(kind), .text(path), .time(time)]
+        _ = try await database.withSession { session in try session.query(sql, values) }
+    }
+
+    /// The files a replay named (``recordRunSource(kind:path:at:)``), by kind.
+    public func runSources() async throws -> [String: String] {
+        let rows = try await select("SELECT kind, path FROM run_sources", []) { (try $0.text(0), try $0.text(1)) }
+        return Dictionary(rows, uniquingKeysWith: { a, _ in a })
+    }
+
     public func accountControl(account: String) async throws -> AccountControl? {
         let states = try await select("SELECT state FROM account_controls WHERE account = $1", [.text(account)]) {
             try $0.text(0)

@@ -19,7 +19,7 @@ struct Diff: AsyncParsableCommand {
     )
 
     @Option(help: "The run's record: postgres://..., sqlite:///path, or a SQLite file.") var run: String
-    @Option(help: "The candles the run traded on (the same file as its run --data).") var data: String
+    @Option(help: "The candles the run traded on (default: the file its record names).") var data: String?
     @Option(help: "Symbol (default: the file name up to its first '-').") var symbol: String?
     @Option(help: "Interval (default: detected from the candles).") var interval: String?
     @OptionGroup var market: MarketFileOptions
@@ -29,16 +29,26 @@ struct Diff: AsyncParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() async throws {
-        let replay = try market.replay(path: data, symbol: symbol, interval: interval)
         var environment = ProcessInfo.processInfo.environment
         environment["DATABASE_URL"] = run.contains("://") ? run : "sqlite://" + URL(fileURLWithPath: run).path
         if !run.contains("://"), !FileManager.default.fileExists(atPath: run) {
             throw ValidationError("no record at \(run)")
         }
         let store = try Infrastructure.store(try SettingsReader(environment: environment))
+        let replay: ReplayData
         let decisions: [DecisionRecord]
         let recorded: [TradeRecord]
         do {
+            // The files the run named in its record, unless given here.
+            let sources = try await store.runSources()
+            guard let path = data ?? sources["data"] else {
+                throw ValidationError("the record at \(run) names no candle file: give --data")
+            }
+            var files = market
+            files.funding = files.funding ?? sources["funding"]
+            files.mark = files.mark ?? sources["mark"]
+            files.detail = files.detail ?? sources["detail"]
+            replay = try files.replay(path: path, symbol: symbol, interval: interval)
             decisions = try await replay.recordedDecisions(store)
             recorded = try await store.trades(since: nil).filter { $0.symbol == replay.symbol }
         } catch {

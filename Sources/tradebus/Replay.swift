@@ -171,6 +171,13 @@ struct ReplayRun {
         let config = try SettingsReader(environment: environment)
         let system = try EmbeddedSystem(config: config, store: store, analyst: analyst, notify: notify, logger: logger)
         try await system.start()
+        // The record names its files, so that `tradebus diff --run` can backtest the same candles.
+        for (kind, file) in [
+            ("data", data.path), ("funding", data.fundingPath), ("mark", data.markPath), ("detail", data.detailPath),
+        ] {
+            guard let file else { continue }
+            try await store.recordRunSource(kind: kind, path: URL(fileURLWithPath: file).path, at: Date())
+        }
         let outcome: ReplayOutcome
         do {
             outcome = try await system.replay(

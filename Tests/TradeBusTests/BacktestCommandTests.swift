@@ -122,9 +122,10 @@ extension MarketDataSystemTests {
             let database = temporary("diff") + ".sqlite"
             _ = try await Command.run(tradebus, ["run", "--data", data, "--database", database], environment: defaults)
             func diff() async throws -> [String: Any] {
+                // The record names the candle file it ran on: no --data needed.
                 let output = try await Command.run(
                     tradebus,
-                    ["diff", "--run", database, "--data", data, "--json"],
+                    ["diff", "--run", database, "--json"],
                     environment: defaults
                 )
                 return try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
