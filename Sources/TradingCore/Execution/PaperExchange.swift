@@ -67,12 +67,14 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         /// The price a taker gets for `quantity` at `price`: half the spread and the slippage against it.
         /// `quoteVolume` is the candle's (base volume × close), for the `volume` model.
         public func takerPrice(_ price: Decimal, buy: Bool, quantity: Decimal, quoteVolume: Decimal?) -> Decimal {
-            var slippage = slippageFraction
+            // On every fill of a backtest: with the defaults (fixed, no spread) no arithmetic beyond the
+            // fixed slippage's.
+            var move = slippageFraction
             if slippageModel == .volume {
-                if let quoteVolume, quoteVolume > 0 { slippage += volumeImpact * price * quantity / quoteVolume }
-                slippage = min(slippage, slippageCap)
+                if let quoteVolume, quoteVolume > 0 { move += volumeImpact * price * quantity / quoteVolume }
+                move = min(move, slippageCap)
             }
-            let move = spreadFraction / 2 + slippage
+            if !spreadFraction.isZero { move += spreadFraction / 2 }
             return buy ? price * (1 + move) : price * (1 - move)
         }
     }
