@@ -848,7 +848,7 @@ public actor BinanceFuturesVenue: Venue {
         time: Date,
         atr: Double?,
         funding: FundingEvent?,
-        detail: [Candle]?
+        mark: Candle?
     ) async throws(VenueError) {}
 
     public func price(symbol: String) async throws(VenueError) -> Decimal? {

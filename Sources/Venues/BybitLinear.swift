@@ -726,7 +726,7 @@ public actor BybitLinearVenue: Venue {
         time: Date,
         atr: Double?,
         funding: FundingEvent?,
-        detail: [Candle]?
+        mark: Candle?
     ) async throws(VenueError) {}
 
     // MARK: Fills

@@ -338,6 +338,7 @@ public final class EmbeddedSystem: Sendable {
         symbol: String,
         interval: String,
         funding: FundingSchedule? = nil,
+        marks: [Int64: Candle]? = nil,
         detail: [Candle]? = nil,
         progress: (@Sendable (ReplayProgress) -> Void)? = nil
     ) async throws -> ReplayOutcome {
@@ -353,13 +354,15 @@ public final class EmbeddedSystem: Sendable {
         for (index, candle) in candles.enumerated() {
             let close = Date(timeIntervalSince1970: Double(candle.openTime + length) / 1000)
             clock.set(close)
-            // The lower-timeframe candles ride with the candle to the executor's paper venue (`--detail`).
+            // The lower-timeframe candles and the mark ride with the candle to the executor's paper venue
+            // (`--detail`, `--mark`).
             let payload = CandlePayload(
                 venue: venueName,
                 symbol: symbol,
                 interval: interval,
                 candle: candle,
-                detail: parts?[candle.openTime]
+                detail: parts?[candle.openTime],
+                mark: marks?[candle.openTime]
             )
             // A settlement of the funding file inside this candle goes where the feed-ingester puts a live
             // one, so the executor and the analyst read it as they would live.

@@ -309,6 +309,12 @@ public struct ExecutorConfiguration: Sendable {
             0...0.1,
             "a fixed bid-ask spread; paper taker fills pay half of it"
         )
+        paper.liquidationFeeRate = try fraction(
+            "PAPER_LIQUIDATION_FEE_PERCENT",
+            0.0125,
+            0...0.1,
+            "the clearance fee of a paper liquidation, on the notional at the liquidation price (Binance BTCUSDT: 1.25)"
+        )
         paper.takerFeeRate = limits.takerFeeRate
         return ExecutorConfiguration(
             venue: venue,

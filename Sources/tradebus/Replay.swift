@@ -21,13 +21,15 @@ struct ReplayData {
     var detail: [Candle]?
     var detailPath: String?
     var detailInterval: String?
-    /// The mark-price file that priced the funding (`--mark`).
+    /// The mark's candle over each candle, by open time (`--mark`), and its file.
+    var marks: [Int64: Candle]?
     var markPath: String?
 
     /// `symbol`: given, or the file name up to the first `-` (`XRPUSDT-PERP-5m.csv` → `XRPUSDT`).
     /// `funding`: a `funding_time,funding_rate` CSV, or Binance's funding-rate archive CSV.
     /// `detail`: a lower-timeframe candle file of the same period (1m for a 5m run).
-    /// `mark`: mark-price candles; settlements they cover are charged at the mark.
+    /// `mark`: mark-price candles; stops, targets and liquidation trigger on them, and settlements they
+    /// cover are charged at the mark.
     init(
         path: String,
         symbol: String?,
@@ -63,15 +65,17 @@ struct ReplayData {
             fundingPath = funding
         }
         if let mark {
-            guard let schedule = self.funding else {
-                throw ValidationError("--mark prices the funding: give --funding too")
-            }
             guard let text = try? String(contentsOfFile: mark, encoding: .utf8) else {
                 throw ValidationError("cannot read the mark-price file '\(mark)'")
             }
-            do { self.funding = schedule.marked(by: try MarkPrices.parse(text)) } catch {
-                throw ValidationError("\(mark): \(error)")
+            let prices: MarkPrices
+            do { prices = try MarkPrices.parse(text) } catch { throw ValidationError("\(mark): \(error)") }
+            self.funding = self.funding?.marked(by: prices)
+            let marks = prices.candles(for: candles, length: CandleInterval.milliseconds(interval)!)
+            guard !marks.isEmpty else {
+                throw ValidationError("--mark \(mark) covers none of the candles of \(path)")
             }
+            self.marks = marks
             markPath = mark
         }
         if let detail {
@@ -105,6 +109,15 @@ struct ReplayData {
         return "from \(fundingPath), \(priced)the candle's open standing in for the mark"
     }
 
+    /// Which price stops, targets and liquidation triggered on, for the summary.
+    var markNote: String {
+        guard let markPath, let marks else {
+            return "mark: no --mark file: stops, targets and liquidation trigger on the candle's own prices"
+        }
+        return "mark: stops, targets and liquidation trigger on the mark of \(markPath) "
+            + "(\(marks.count) of \(candles.count) candles; the rest on their own prices)"
+    }
+
     /// Candles in a year, for annualised ratios.
     var periodsPerYear: Double { 365 * 86_400_000 / Double(CandleInterval.milliseconds(interval)!) }
 
@@ -123,7 +136,10 @@ struct MarketFileOptions: ParsableArguments {
     var funding: String?
     @Option(help: "Lower-timeframe candles of the same period (1m for a 5m run): stops and targets in their order.")
     var detail: String?
-    @Option(help: "Mark-price candles (open_time,open,high,low,close): funding is charged at the mark they give.")
+    @Option(
+        help:
+            "Mark-price candles (open_time,open,high,low,close): stops, targets and liquidation trigger on them, funding is charged at them."
+    )
     var mark: String?
 
     /// The candle file at `path` with these files.
@@ -185,6 +201,7 @@ struct ReplayRun {
                 symbol: data.symbol,
                 interval: data.interval,
                 funding: data.funding,
+                marks: data.marks,
                 detail: data.detail,
                 progress: progress
             )
@@ -212,6 +229,7 @@ struct BacktestJob {
             symbol: data.symbol,
             interval: data.interval,
             funding: data.funding,
+            marks: data.marks,
             detail: data.detail,
             progress: progress
         )
@@ -272,7 +290,8 @@ enum ReplayOutput {
               PnL \(money(report.totalPnL)) USD after \(money(report.fees)) fees and \(money(report.funding)) funding (\(data.fundingNote)); return \(String(format: "%.2f", report.returnPercent)) %; final equity \(money(report.finalEquity))
               max drawdown \(String(format: "%.2f", report.maxDrawdownPercent)) %; Sharpe \(String(format: "%.2f", report.sharpe)); Sortino \(String(format: "%.2f", report.sortino)); profit factor \(report.profitFactorIsInfinite ? "∞" : String(format: "%.2f", report.profitFactor)); average reward/risk \(String(format: "%.2f", report.averageRewardRisk))
               \(fills())
-              \(data.detailPath.map { "intrabar: stops and targets in the order of the \(data.detailInterval ?? "") candles of \($0)" } ?? "intrabar: no --detail file: when a candle holds both, the stop is taken first")
+              \(data.markNote)
+              \(data.detailPath.map { "intrabar: liquidation, stops, targets and stop moves in the order of the \(data.detailInterval ?? "") candles of \($0)" } ?? "intrabar: no --detail file: when a candle holds both, the stop is taken first")
               \(String(format: "%.0f", Double(report.candles) / max(outcome.elapsedSeconds, 1e-9))) candles/s (\(String(format: "%.2f", outcome.elapsedSeconds)) s)
             """
     }
@@ -281,7 +300,9 @@ enum ReplayOutput {
     static func fills() -> String {
         guard let paper = try? Backtester.Settings.read(try SettingsReader()).paper else { return "" }
         func percent(_ value: Decimal) -> String { String(format: "%.3f", value.doubleValue * 100) + " %" }
-        let spread = "spread \(percent(paper.spreadFraction)), taker fee \(percent(paper.takerFeeRate))"
+        let spread =
+            "spread \(percent(paper.spreadFraction)), taker fee \(percent(paper.takerFeeRate)), "
+            + "liquidation fee \(percent(paper.liquidationFeeRate))"
         switch paper.slippageModel {
         case .fixed:
             return "paper fills: fixed slippage \(percent(paper.slippageFraction)), \(spread)"

@@ -777,6 +777,11 @@ public final class FakeBinanceFutures: Sendable {
         }
     }
 
+    /// Each conditional order's `workingType` (the price it triggers on), by client id.
+    public var algoWorkingTypes: [String: String] {
+        state.withLock { Dictionary($0.algos.map { ($0.clientID, $0.workingType) }) { $1 } }
+    }
+
     /// The server's clock runs this far ahead of ours.
     public func setClockSkew(millis: Int64) { state.withLock { $0.skewMillis = millis } }
     public func failNextOrders(_ faults: [OrderFault]) { state.withLock { $0.orderFaults += faults } }

@@ -83,7 +83,7 @@ struct FundingTests {
     @Test("the mark at a time is the open of the mark candle holding it; settlements it covers carry it")
     func marks() throws {
         let marks = try MarkPrices.parse(try Self.text("XRPUSDT-PERP-mark-1h.csv"))
-        #expect(marks.length == 3_600_000 && marks.opens.count == 100)
+        #expect(marks.length == 3_600_000 && marks.candles.count == 100)
         #expect(marks.price(at: Date(timeIntervalSince1970: 1_636_956_000)) == Decimal(string: "1.20932")!)
         #expect(marks.price(at: Date(timeIntervalSince1970: 1_636_959_599.999)) == Decimal(string: "1.20932")!)
         #expect(marks.price(at: Date(timeIntervalSince1970: 1_636_955_999)) == nil, "before the file")
@@ -231,12 +231,16 @@ struct IntrabarTests {
             let up = Candle(openTime: 300_000, open: 100, high: 105, low: 99.5, close: 104.5, volume: 1)
             let down = Candle(openTime: 360_000, open: 104.5, high: 104.6, low: 97, close: 97.5, volume: 1)
             let whole = Candle(openTime: 300_000, open: 100, high: 105, low: 97, close: 97.5, volume: 1)
-            try? paper.onCandle(
-                symbol: "X",
+            let steps = IntrabarPath.steps(
                 candle: whole,
-                time: Date(timeIntervalSince1970: 600),
+                close: Date(timeIntervalSince1970: 600),
+                funding: nil,
+                mark: nil,
                 detail: detail.map { _ in [up, down] }
             )
+            for step in steps {
+                try? paper.onCandle(symbol: "X", candle: step.candle, time: step.time, funding: step.funding)
+            }
             return paper.drainEvents().compactMap { if case .closed(let close) = $0 { close.reason } else { nil } }
                 .first
         }
@@ -306,9 +310,182 @@ extension IntrabarTests {
                 outcome.trades.first,
                 "the decision at \(decided) trades (\(outcome.decisions) decisions)"
             )
-            #expect(trade.exitTime == Date(timeIntervalSince1970: Double(candle.openTime + 300_000) / 1000))
+            // Without the detail the exit is at the candle's close; with it, at the end of the minute
+            // that reached the target.
+            let close = Date(timeIntervalSince1970: Double(candle.openTime + 300_000) / 1000)
+            #expect(detail == nil ? trade.exitTime == close : trade.exitTime < close)
+            #expect(trade.exitTime > Date(timeIntervalSince1970: Double(candle.openTime) / 1000))
             outcomes.append(trade.exitReason)
         }
         #expect(outcomes == ["stop_loss", "take_profit"])
+    }
+}
+
+extension IntrabarTests {
+    @Test("with 1m detail a trailing stop moves inside the candle: the minutes' rise lifts it, their fall takes it")
+    func trailingInsideTheCandle() throws {
+        // Entered at 100 (decided at the close of the first candle), stop 99 (1R = 1), target 110;
+        // trailing 0.5 % behind the best price once it is 1R up. The second candle rises to 103 in its
+        // first minutes, then falls to 101.5: its range never reaches the stop at 99, and after it the
+        // stop trails to 102.485, above the third candle.
+        let minute: Int64 = 60_000
+        func candle(_ minutes: Int64, _ open: Double, _ high: Double, _ low: Double, _ close: Double) -> Candle {
+            Candle(openTime: minutes * minute, open: open, high: high, low: low, close: close, volume: 1_000)
+        }
+        let fives = [
+            candle(0, 100, 100, 100, 100), candle(5, 100, 103, 100, 101.6), candle(10, 101.6, 101.7, 101.5, 101.6),
+        ]
+        let minutes = [
+            candle(5, 100, 101.5, 100, 101.5), candle(6, 101.5, 103, 101.5, 103), candle(7, 103, 103, 102, 102),
+            candle(8, 102, 102, 101.5, 101.6), candle(9, 101.6, 101.6, 101.5, 101.6),
+        ]
+        let proposal = TradeProposal(
+            action: .long,
+            confidence: 0.8,
+            leverage: 2,
+            entry: 100,
+            stopLoss: 99,
+            takeProfit: 110,
+            reasoning: "a trailing stop inside one candle"
+        )
+        let payload = DecisionPayload(
+            symbol: "X",
+            proposal: proposal,
+            provider: "test",
+            model: "m",
+            promptVersion: "v",
+            attempts: 0,
+            candleTime: 300_000,
+            requestID: "r"
+        )
+        let record = DecisionRecord(
+            id: "decision:trail",
+            correlationID: "r",
+            payload: payload,
+            createdAt: Date(timeIntervalSince1970: 300)
+        )
+        var settings = Backtester.Settings()
+        settings.paper.slippageFraction = 0
+        settings.policy = StopPolicy(trailingActivationR: 1, trailingCallbackFraction: Decimal(string: "0.005")!)
+        let plain = try Backtester(settings: settings, analyst: .recorded([record]))
+            .run(fives, symbol: "X", interval: "5m")
+        let detailed = try Backtester(settings: settings, analyst: .recorded([record]))
+            .run(fives, symbol: "X", interval: "5m", detail: minutes)
+        #expect(plain.trades.isEmpty, "without the detail the stop moves only after the candle, and nothing hits it")
+        let trade = try #require(detailed.trades.first)
+        // The best price 103 puts the stop at 103 × 0.995 = 102.485, rounded toward the close to the tick.
+        #expect(trade.exitReason == "trailing_stop")
+        #expect(trade.exitPrice == Decimal(string: "102.485")!)
+        #expect(trade.exitTime == Date(timeIntervalSince1970: 8 * 60), "the minute 7 candle fell through it")
+    }
+}
+
+/// Mark price and liquidation on the paper venue.
+@Suite("Mark price and liquidation")
+struct MarkPriceTests {
+    static func long(leverage: Int, feeRate: Decimal) -> PaperExchange {
+        var settings = PaperExchange.Settings()
+        settings.slippageFraction = 0
+        settings.takerFeeRate = 0
+        settings.liquidationFeeRate = feeRate
+        var paper = PaperExchange(settings: settings, balance: 1_000)
+        _ = paper.submit(
+            VenueOrderRequest(
+                clientOrderID: "e",
+                symbol: "X",
+                side: .buy,
+                quantity: 1,
+                leverage: leverage,
+                reduceOnly: false
+            )
+        )
+        paper.onCandle(symbol: "X", open: 100, high: 100, low: 100, close: 100, time: Date(timeIntervalSince1970: 60))
+        _ = paper.drainEvents()
+        return paper
+    }
+
+    @Test(
+        "leverage 20: the mark crosses the liquidation price, and the position is liquidated there, the fee charged",
+        arguments: [
+            (Decimal(string: "0.0125")!, Decimal(string: "0.5")!),
+            (Decimal(string: "0.002")!, Decimal(string: "0.191")!),
+        ]
+    )
+    func liquidation(feeRate: Decimal, fee: Decimal) throws {
+        var paper = Self.long(leverage: 20, feeRate: feeRate)
+        // Isolated, maintenance rate 0.5 %: liquidation = entry × (1 − 1/20 + 0.005) = 95.5. The traded
+        // candle stays above it; the mark (0.6 lower) does not.
+        let traded = Candle(openTime: 60_000, open: 99, high: 99.5, low: 95.9, close: 96, volume: 1)
+        let mark = Candle(openTime: 60_000, open: 98.4, high: 98.9, low: 95.3, close: 95.4, volume: 0)
+        try paper.onCandle(symbol: "X", candle: traded, time: Date(timeIntervalSince1970: 120), mark: mark)
+        let events = paper.drainEvents()
+        let close = try #require(
+            events.compactMap { if case .closed(let close) = $0 { close } else { nil } }.first
+        )
+        #expect(close.reason == "liquidation" && close.exitPrice == Decimal(string: "95.5")!)
+        // The loss to 95.5 is 4.5; the fee is 95.5 × rate, out of the 0.5 of margin left, never more.
+        #expect(close.fees == fee)
+        #expect(close.pnl == -(Decimal(string: "4.5")! + fee))
+        #expect(paper.balance == 1_000 - Decimal(string: "4.5")! - fee)
+        // Without the mark, the same traded candle liquidates nothing.
+        var unmarked = Self.long(leverage: 20, feeRate: feeRate)
+        try unmarked.onCandle(symbol: "X", candle: traded, time: Date(timeIntervalSince1970: 120))
+        #expect(unmarked.drainEvents().isEmpty && unmarked.openPositions.count == 1)
+    }
+
+    @Test("a stop triggers on the mark and fills at the traded price then (the trigger less the basis)")
+    func stopOnTheMark() throws {
+        var paper = Self.long(leverage: 2, feeRate: 0)
+        _ = paper.placeStop(symbol: "X", .init(clientID: "s", side: .sell, quantity: 1, trigger: 98))
+        // The mark runs 0.5 above the traded price: it reaches 98 when the trade is at 97.5.
+        let traded = Candle(openTime: 60_000, open: 99, high: 99, low: 97.4, close: 97.6, volume: 1)
+        let mark = Candle(openTime: 60_000, open: 99.5, high: 99.5, low: 97.9, close: 98.1, volume: 0)
+        try paper.onCandle(symbol: "X", candle: traded, time: Date(timeIntervalSince1970: 120), mark: mark)
+        let close = try #require(
+            paper.drainEvents().compactMap { if case .closed(let close) = $0 { close } else { nil } }.first
+        )
+        #expect(close.reason == "stop_loss" && close.exitPrice == Decimal(string: "97.5")!)
+        // A stop is refused as would-trigger against the mark, not the traded price.
+        var other = Self.long(leverage: 2, feeRate: 0)
+        try other.onCandle(
+            symbol: "X",
+            candle: Candle(openTime: 60_000, open: 100, high: 100, low: 98, close: 98.2, volume: 1),
+            time: Date(timeIntervalSince1970: 120),
+            mark: Candle(openTime: 60_000, open: 99.9, high: 99.9, low: 97.8, close: 97.9, volume: 0)
+        )
+        guard
+            case .failure(let error) = other.placeStop(
+                symbol: "X",
+                .init(clientID: "s", side: .sell, quantity: 1, trigger: 98)
+            )
+        else {
+            Issue.record("a stop above the mark is refused")
+            return
+        }
+        #expect(error.code == .wouldTrigger)
+    }
+
+    @Test("mark candles longer than the traded ones move them by the basis, held in the mark's range")
+    func coarseMarks() throws {
+        let marks = try MarkPrices.parse(
+            "open_time,open,high,low,close\n0,10.5,11,10,10.2\n3600000,10.2,10.4,10,10.3\n"
+        )
+        let traded = [
+            Candle(openTime: 0, open: 10, high: 10.2, low: 9.9, close: 10.1, volume: 1),
+            Candle(openTime: 300_000, open: 10.1, high: 10.8, low: 9.2, close: 10.0, volume: 1),
+            Candle(openTime: 3_600_000, open: 10.0, high: 10.1, low: 9.9, close: 10.0, volume: 1),
+        ]
+        let candles = marks.candles(for: traded, length: 300_000)
+        // Basis 0.5 in the first hour: 10.1 + 0.5, the high 11.3 held at the mark's 11, the low 9.7 at 10.
+        #expect(candles[0] == Candle(openTime: 0, open: 10.5, high: 10.7, low: 10.4, close: 10.6, volume: 0))
+        #expect(candles[300_000] == Candle(openTime: 300_000, open: 10.6, high: 11, low: 10, close: 10.5, volume: 0))
+        // Basis 0.2 from the second hour's open.
+        #expect(candles[3_600_000]?.open == 10.2 && abs((candles[3_600_000]?.high ?? 0) - 10.3) < 1e-9)
+        // Marks as fine as the candles are aggregated, exactly.
+        let fine = marks.candles(
+            for: [Candle(openTime: 0, open: 1, high: 1, low: 1, close: 1, volume: 1)],
+            length: 7_200_000
+        )
+        #expect(fine[0] == Candle(openTime: 0, open: 10.5, high: 11, low: 10, close: 10.3, volume: 0))
     }
 }

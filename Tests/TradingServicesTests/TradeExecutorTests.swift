@@ -84,9 +84,9 @@ final class FlakyVenue: Venue {
         time: Date,
         atr: Double?,
         funding: FundingEvent?,
-        detail: [Candle]?
+        mark: Candle?
     ) async throws(VenueError) {
-        try await paper.observe(symbol: symbol, candle: candle, time: time, atr: atr, funding: funding, detail: detail)
+        try await paper.observe(symbol: symbol, candle: candle, time: time, atr: atr, funding: funding, mark: mark)
     }
     func price(symbol: String) async throws(VenueError) -> Decimal? { try await paper.price(symbol: symbol) }
     func resume(_ state: VenueResume) async throws(VenueError) {
@@ -638,7 +638,7 @@ struct TradeExecutorTests {
             time: TradeExecutorTests.t0.addingTimeInterval(60),
             atr: nil,
             funding: nil,
-            detail: nil
+            mark: nil
         )
         #expect(try await world.store.openPositions().isEmpty)
         let second = try await world.executor(venue)  // reconcile commits them

@@ -151,6 +151,8 @@ struct BinanceFuturesVenueTests {
         )
         try await binance.placeTarget(symbol: "BTCUSDT", side: .sell, price: 104_000, clientID: "ttp-1")
         #expect(server.openAlgoOrders.map(\.clientID).sorted() == ["tsl-1", "ttp-1"])
+        // Both trigger on the mark price, as the paper venue's do.
+        #expect(server.algoWorkingTypes == ["tsl-1": "MARK_PRICE", "ttp-1": "MARK_PRICE"])
         #expect(
             server.openAlgoOrders.contains {
                 $0.type == "STOP_MARKET" && $0.side == "SELL" && $0.quantity == 0.05 && $0.trigger == 98_000

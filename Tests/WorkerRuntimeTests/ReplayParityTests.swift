@@ -32,6 +32,7 @@ struct ReplayParityTests {
         _ environment: [String: String] = [:],
         funding: FundingSchedule? = nil,
         candles given: [Candle]? = nil,
+        marks: [Int64: Candle]? = nil,
         detail: [Candle]? = nil
     ) async throws -> ReplayOutcome {
         let candles = try given ?? candles(file)
@@ -41,6 +42,7 @@ struct ReplayParityTests {
             symbol: symbol,
             interval: interval,
             funding: funding,
+            marks: marks,
             detail: detail
         )
 
@@ -61,6 +63,7 @@ struct ReplayParityTests {
             symbol: symbol,
             interval: interval,
             funding: funding,
+            marks: marks,
             detail: detail
         )
         await system.stop()
@@ -72,6 +75,10 @@ struct ReplayParityTests {
         )
         for (a, b) in zip(fast.trades, services.trades) where a != b {
             Issue.record("first difference in \(file) \(environment):\n\(a)\n\(b)")
+            break
+        }
+        for trade in fast.trades where trade.exitTime < trade.entryTime {
+            Issue.record("a trade closes before it opens: \(trade)")
             break
         }
         #expect(
@@ -97,19 +104,29 @@ struct ReplayParityTests {
         if file != "XRPUSDT-PERP-1h" { #expect(outcome.trades.count >= 5, "\(file) should trade") }
     }
 
-    @Test("with the real XRPUSDT funding file: the same trades, each charged the same funding")
-    func funding() async throws {
-        let path = TestServices.repositoryRoot.appendingPathComponent(
-            "Tests/Fixtures/market-data/XRPUSDT-PERP-funding-8h.csv"
-        )
-        let schedule = try FundingSchedule.parse(try String(contentsOf: path, encoding: .utf8))
-        for (file, interval) in [("XRPUSDT-PERP-5m", "5m"), ("XRPUSDT-PERP-1h", "1h")] {
+    @Test(
+        "with the real XRPUSDT funding and mark files: the same trades, each charged the same funding",
+        arguments: [false, true]
+    )
+    func funding(marked: Bool) async throws {
+        func text(_ name: String) throws -> String {
+            let path = TestServices.repositoryRoot.appendingPathComponent("Tests/Fixtures/market-data/\(name)")
+            return try String(contentsOf: path, encoding: .utf8)
+        }
+        var schedule = try FundingSchedule.parse(try text("XRPUSDT-PERP-funding-8h.csv"))
+        let prices = try MarkPrices.parse(try text("XRPUSDT-PERP-mark-1h.csv"))
+        if marked { schedule = schedule.marked(by: prices) }
+        for (file, interval, length) in [
+            ("XRPUSDT-PERP-5m", "5m", Int64(300_000)), ("XRPUSDT-PERP-1h", "1h", 3_600_000),
+        ] {
+            let marks = marked ? prices.candles(for: try Self.candles(file), length: length) : nil
             let outcome = try await Self.compare(
                 file,
                 symbol: "XRPUSDT",
                 interval: interval,
                 ["MAX_CONSECUTIVE_LOSSES": "20"],
-                funding: schedule
+                funding: schedule,
+                marks: marks
             )
             if interval == "5m" { #expect(outcome.trades.contains { $0.funding != 0 }, "some trade pays funding") }
         }
@@ -139,7 +156,16 @@ struct ReplayParityTests {
         )
         // The minutes move at least one exit (a stop filled at a minute's open gap, here); the trade
         // whose outcome flips is `IntrabarTests`'.
-        #expect(plain.trades != detailed.trades && plain.trades.count == detailed.trades.count)
+        #expect(plain.trades != detailed.trades)
+        // A trailing stop moves minute by minute in both.
+        try await Self.compare(
+            "UNITTESTBTC-5m",
+            symbol: "UNITTESTBTC",
+            interval: "5m",
+            environment.merging(["TRAILING_CALLBACK_PERCENT": "0.005", "TRAILING_ACTIVATION_R": "1"]) { $1 },
+            candles: fives,
+            detail: minutes
+        )
     }
 
     @Test(

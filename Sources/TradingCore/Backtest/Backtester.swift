@@ -118,14 +118,17 @@ public struct Backtester: Sendable {
         self.analyst = analyst
     }
 
-    /// Replays `candles` of one symbol, charging `funding`'s settlements to open positions and, with
-    /// `detail` (lower-timeframe candles of the same period), taking stops and targets inside a candle
-    /// in the order they show; `progress` is told every `progressEvery` candles and after the last.
+    /// Replays `candles` of one symbol, charging `funding`'s settlements to open positions, triggering
+    /// stops, targets and liquidation on `marks` (the mark's candle over each candle, by open time:
+    /// ``MarkPrices/candles(for:length:)``; the candle's own prices where there is none) and, with
+    /// `detail` (lower-timeframe candles of the same period), walking each candle's path in the order
+    /// they show (``IntrabarPath``); `progress` is told every `progressEvery` candles and after the last.
     public func run(
         _ candles: [Candle],
         symbol: String,
         interval: String,
         funding: FundingSchedule? = nil,
+        marks: [Int64: Candle]? = nil,
         detail: [Candle]? = nil,
         progressEvery: Int = 1_000,
         progress: ((ReplayProgress) -> Void)? = nil
@@ -146,7 +149,13 @@ public struct Backtester: Sendable {
                 from: Date(timeIntervalSince1970: Double(candle.openTime) / 1000),
                 before: close
             )
-            try run.step(candle, close: close, funding: settlement, detail: parts?[candle.openTime])
+            try run.step(
+                candle,
+                close: close,
+                funding: settlement,
+                mark: marks?[candle.openTime],
+                detail: parts?[candle.openTime]
+            )
             equity.append(run.equity)
             times.append(close)
             if let progress, (index + 1) % progressEvery == 0 || index + 1 == candles.count {
@@ -267,9 +276,24 @@ struct BacktestRun {
 
     // MARK: One candle
 
-    mutating func step(_ candle: Candle, close: Date, funding: FundingEvent? = nil, detail: [Candle]? = nil) throws {
-        now = close
-        try observe(candle, time: close, funding: funding, detail: detail)
+    mutating func step(
+        _ candle: Candle,
+        close: Date,
+        funding: FundingEvent? = nil,
+        mark: Candle? = nil,
+        detail: [Candle]? = nil
+    ) throws {
+        if let detail, candle.defect == nil {
+            // The lower-timeframe candles in turn, as the executor takes them (``IntrabarPath``).
+            for part in IntrabarPath.steps(candle: candle, close: close, funding: funding, mark: mark, detail: detail) {
+                now = part.time
+                try observe(part.candle, time: part.time, funding: part.funding, mark: part.mark)
+            }
+            now = close
+        } else {
+            now = close
+            try observe(candle, time: close, funding: funding, mark: detail == nil ? mark : nil)
+        }
         var signals: [(stream: Int, openTime: Int64, signal: Signal)] = []
         // The indicator worker refuses a defective candle, as the venue did.
         if candle.defect == nil, streams[0].advance(candle, index: 0, into: &signals), streams.count > 1 {
@@ -302,9 +326,9 @@ struct BacktestRun {
 
     /// The venue fills at the candle's open, the kernel protects those fills, the venue takes the rest
     /// of the candle, then the policy moves the stop for the next candle (``TradeExecutor``'s observe).
-    mutating func observe(_ candle: Candle, time: Date, funding: FundingEvent?, detail: [Candle]?) throws {
+    mutating func observe(_ candle: Candle, time: Date, funding: FundingEvent?, mark: Candle?) throws {
         guard candle.defect == nil else { return }  // refused, as the executor refuses it: it moves nothing
-        try exchange.onCandle(symbol: symbol, candle: candle, time: time, funding: funding, detail: detail)
+        try exchange.onCandle(symbol: symbol, candle: candle, time: time, funding: funding, mark: mark)
         // Funding moves the balance with no venue event.
         if funding != nil { balance = exchange.balance.doubleValue }
         if !exchange.queued.isEmpty { commitEvents() }

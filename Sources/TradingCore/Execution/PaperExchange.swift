@@ -9,10 +9,15 @@ import Foundation
 ///   execution kernel: reduce-only stop-market orders for a quantity (``placeStop(symbol:_:)``), and
 ///   one close-position take-profit (``placeTarget(symbol:side:price:clientID:)``). A stop that would
 ///   trigger at once against the current price is refused (``VenueError/Kind/wouldTrigger``).
-/// - On each candle, with its high and low: a gap through the liquidation price liquidates (the margin
-///   is lost); else **when a stop and the take-profit are both inside the candle, the stop is taken
-///   first** (the cautious reading of an unknown path); a stop fills at its trigger or at the open if
-///   the candle gapped through it, with slippage; a take-profit fills at its price.
+/// - Stops, the take-profit and liquidation trigger on the **mark price**, as Binance's
+///   `workingType=MARK_PRICE` orders and its liquidation engine do: the mark's candle over the period
+///   when it is given (``onCandle(symbol:candle:time:funding:mark:)``), else the candle's own prices.
+/// - On each candle: a mark through the liquidation price liquidates (see ``liquidationLoss(_:at:)``);
+///   else **when a stop and the take-profit are both inside the candle, the stop is taken first** (the
+///   cautious reading of an unknown path; a caller with lower-timeframe candles walks them in turn,
+///   ``IntrabarPath``). A triggered stop or target is a market order: it fills at the traded price
+///   when the mark reached the trigger (the trigger less the basis, mark − traded, at the candle's
+///   open; the open itself if the mark gapped through), the stop with slippage.
 /// - **The candle a position opens on counts.** Orders fill at the candle's open; what is placed after
 ///   those fills (the new position's stop and target) is checked against the rest of that candle when
 ///   ``finishCandle(symbol:)`` is called.
@@ -33,6 +38,9 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         /// A fixed bid-ask spread, as a fraction of the price: a taker pays half of it.
         public var spreadFraction: Decimal = 0
         public var takerFeeRate: Decimal = 0.0005
+        /// The liquidation clearance fee, a fraction of the notional at the liquidation price (Binance's
+        /// `liquidationFee`, 0.0125 on BTCUSDT), paid from what is left of the margin.
+        public var liquidationFeeRate: Decimal = 0.0125
         public var maintenanceMarginRate: Decimal = 0.005
         /// The venue's maintenance-margin tiers (nil: `maintenanceMarginRate` for every size).
         public var marginTiers: MarginTiers?
@@ -57,6 +65,8 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             slippageCap = try container.decodeIfPresent(Decimal.self, forKey: .slippageCap) ?? defaults.slippageCap
             spreadFraction = try container.decodeIfPresent(Decimal.self, forKey: .spreadFraction) ?? 0
             takerFeeRate = try container.decodeIfPresent(Decimal.self, forKey: .takerFeeRate) ?? defaults.takerFeeRate
+            liquidationFeeRate =
+                try container.decodeIfPresent(Decimal.self, forKey: .liquidationFeeRate) ?? defaults.liquidationFeeRate
             maintenanceMarginRate =
                 try container.decodeIfPresent(Decimal.self, forKey: .maintenanceMarginRate)
                 ?? defaults.maintenanceMarginRate
@@ -112,14 +122,33 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         var price: Decimal
     }
 
-    /// The part of a candle after the fills at its open, for stops and targets placed since.
-    struct Rest: Sendable, Hashable, Codable {
+    /// A candle's open, high and low, traded or mark.
+    struct Span: Sendable, Hashable, Codable {
         var open: Decimal
         var high: Decimal
         var low: Decimal
+
+        /// The prices of `candle`; nil if one is not finite.
+        init?(_ candle: Candle) {
+            guard let open = Decimal(finite: candle.open), let high = Decimal(finite: candle.high),
+                let low = Decimal(finite: candle.low)
+            else { return nil }
+            self.init(open: open, high: high, low: low)
+        }
+
+        init(open: Decimal, high: Decimal, low: Decimal) {
+            self.open = open
+            self.high = high
+            self.low = low
+        }
+    }
+
+    /// The part of a candle after the fills at its open, for stops and targets placed since.
+    struct Rest: Sendable, Hashable, Codable {
+        var traded: Span
+        /// The mark over the candle, when known.
+        var mark: Span?
         var time: Date
-        /// The candle's lower-timeframe candles, in order, when known (``onCandle(symbol:candle:time:funding:detail:)``).
-        var detail: [Candle]?
     }
 
     /// A protected position's levels as Doubles, widened by a hair: a candle whose low is above `below`
@@ -157,6 +186,8 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// Closes of candles that took the fast path, kept as Doubles until a price is asked for (nil in
     /// state files written before there was a fast path).
     var lastCloses: [String: Double]?
+    /// The mark's last close, by symbol, where candles came with a mark.
+    var lastMarks: [String: Double]?
     /// Each symbol's last candle's quote volume, for the `volume` slippage model (nil with the fixed one).
     var quoteVolumes: [String: Decimal]?
     var nextTrade = 1
@@ -226,9 +257,12 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         }
     }
 
-    /// The price stops and targets are judged against now: the open while the rest of its candle is
-    /// ahead, else the last close.
-    func mark(_ symbol: String) -> Decimal? { rest[symbol]?.open ?? price(symbol: symbol) }
+    /// The price stops and targets are judged against now: the mark's open (else the candle's) while
+    /// the rest of its candle is ahead, else the last close of the mark (else of the candle).
+    func mark(_ symbol: String) -> Decimal? {
+        if let part = rest[symbol] { return part.mark?.open ?? part.traded.open }
+        return lastMarks?[symbol].flatMap { Decimal(finite: $0) } ?? price(symbol: symbol)
+    }
 
     /// Places a reduce-only stop-market order; refused with `wouldTrigger` when its trigger is already
     /// passed. Placing a client id again changes nothing.
@@ -334,25 +368,32 @@ public struct PaperExchange: Sendable, Hashable, Codable {
 
     // MARK: Prices
 
-    /// The next candle of `symbol`, as it comes (prices as Doubles): ``onCandle(symbol:open:high:low:close:time:fundingRate:)``,
-    /// except that a candle that can change nothing but the mark price (no order waiting, no funding
-    /// rate, and no position, or one whose levels the candle stays clear of) is taken without decimal
-    /// arithmetic. A price that is not finite is refused.
+    /// The next candle of `symbol`, as it comes (prices as Doubles), with the mark's candle over the
+    /// same period when known: ``onCandle(symbol:open:high:low:close:time:funding:quoteVolume:mark:)``,
+    /// except that a candle that can change nothing but the price (no order waiting, no funding, and no
+    /// position, or one whose levels the mark stays clear of) is taken without decimal arithmetic. An
+    /// impossible candle, traded or mark, is refused.
     public mutating func onCandle(
         symbol: String,
         candle: Candle,
         time: Date,
         funding: FundingEvent? = nil,
-        detail: [Candle]? = nil
+        mark: Candle? = nil
     ) throws(VenueError) {
         // No fill, stop, target or liquidation on an impossible candle (prices not finite or not
         // positive, high below low, open or close outside the range).
         if let defect = candle.defect { throw VenueError(.rejected, "candle at \(candle.openTime) refused: \(defect)") }
+        if let defect = mark?.defect { throw VenueError(.rejected, "mark at \(candle.openTime) refused: \(defect)") }
         if let last = lastCandle[symbol], time <= last { return }
+        if let mark {
+            lastMarks = lastMarks ?? [:]
+            lastMarks![symbol] = mark.close
+        }
         if funding == nil, rest.isEmpty, !pending.contains(where: { orders[$0]?.symbol == symbol }) {
             let clear: Bool
             if !positions.isEmpty, let position = positions[symbol] {
-                clear = position.bounds.map { candle.low > $0.below && candle.high < $0.above } ?? false
+                let path = mark ?? candle
+                clear = position.bounds.map { path.low > $0.below && path.high < $0.above } ?? false
             } else {
                 clear = true
             }
@@ -373,7 +414,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             time: time,
             funding: funding,
             quoteVolume: settings.slippageModel == .volume ? Decimal(finite: candle.volume * candle.close) : nil,
-            detail: detail
+            mark: mark
         )
         lastCloses?[symbol] = candle.close
     }
@@ -405,11 +446,12 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         )
     }
 
-    /// The next candle of `symbol` (prices as Decimal), with the funding settlement inside it, if any. Orders waiting fill
-    /// at its open; a position that was there before takes its stops and target over the candle's
-    /// range; a position that those fills opened or changed takes them over the rest of the candle
-    /// at ``finishCandle(symbol:)``, once its protection is placed. A candle not after the last one of
-    /// its symbol (a redelivery) changes nothing.
+    /// The next candle of `symbol` (prices as Decimal), with the funding settlement inside it, if any,
+    /// and the mark's candle over the period when known. Orders waiting fill at its open; a position
+    /// that was there before takes its liquidation, stops and target over the mark's range; a position
+    /// that those fills opened or changed takes them over the rest of the candle at
+    /// ``finishCandle(symbol:)``, once its protection is placed. A candle not after the last one of its
+    /// symbol (a redelivery) changes nothing.
     public mutating func onCandle(
         symbol: String,
         open: Decimal,
@@ -419,7 +461,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         time: Date,
         funding: FundingEvent? = nil,
         quoteVolume: Decimal? = nil,
-        detail: [Candle]? = nil
+        mark: Candle? = nil
     ) {
         if let last = lastCandle[symbol], time <= last { return }
         finishCandle(symbol: symbol)
@@ -429,13 +471,15 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         }
         lastCandle[symbol] = time
         lastCloses?[symbol] = nil
+        let traded = Span(open: open, high: high, low: low)
+        let markSpan = mark.flatMap(Span.init)
         let filled = fillPending(symbol: symbol, at: open, time: time)
-        if let funding { chargeFunding(symbol: symbol, funding, price: open) }
+        if let funding { chargeFunding(symbol: symbol, funding, price: markSpan?.open ?? open) }
         lastPrices[symbol] = close
         if filled, positions[symbol] != nil {
-            rest[symbol] = Rest(open: open, high: high, low: low, time: time, detail: detail)
+            rest[symbol] = Rest(traded: traded, mark: markSpan, time: time)
         } else {
-            trigger(symbol: symbol, open: open, high: high, low: low, time: time, detail: detail)
+            trigger(symbol: symbol, traded: traded, mark: markSpan, time: time)
         }
     }
 
@@ -443,31 +487,13 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// since are taken over it (stop first). Nothing to do when nothing filled at that open.
     public mutating func finishCandle(symbol: String) {
         guard !rest.isEmpty, let part = rest.removeValue(forKey: symbol) else { return }
-        trigger(symbol: symbol, open: part.open, high: part.high, low: part.low, time: part.time, detail: part.detail)
+        trigger(symbol: symbol, traded: part.traded, mark: part.mark, time: part.time)
     }
 
-    /// Liquidation, stop or target over a candle's range; with `detail`, over each of its
-    /// lower-timeframe candles in turn, so what the path reached first happens first (within one of
-    /// them, the stop still comes first).
-    mutating func trigger(
-        symbol: String,
-        open: Decimal,
-        high: Decimal,
-        low: Decimal,
-        time: Date,
-        detail: [Candle]? = nil
-    ) {
+    /// Liquidation, stop or target over a candle.
+    mutating func trigger(symbol: String, traded: Span, mark: Span?, time: Date) {
         guard let position = positions[symbol] else { return }
-        if let detail, !detail.isEmpty {
-            for part in detail {
-                guard let held = positions[symbol], let open = Decimal(finite: part.open),
-                    let high = Decimal(finite: part.high), let low = Decimal(finite: part.low)
-                else { break }
-                exit(held, open: open, high: high, low: low, time: time)
-            }
-        } else {
-            exit(position, open: open, high: high, low: low, time: time)
-        }
+        exit(position, traded: traded, mark: mark ?? traded, time: time)
         if var position = positions[symbol] {
             position.bounds = bounds(of: position)
             positions[symbol] = position
@@ -583,9 +609,20 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         )
     }
 
-    /// The exit this candle forces, if any: liquidation, the nearest stop, or the target. The balance
-    /// takes its PnL and the exit fee; a stop for less than the position reduces it.
-    mutating func exit(_ position: Position, open: Decimal, high: Decimal, low: Decimal, time: Date) {
+    /// What a liquidation at `price` costs the position, all of it from its isolated margin: the loss
+    /// to that price, then the clearance fee (`liquidationFeeRate` × `price` × quantity) out of what
+    /// margin is left, never more (Binance: the position is closed; what margin remains after the fee
+    /// goes to the insurance fund). Returns the loss to the price and the fee.
+    func liquidationLoss(_ p: Position, at price: Decimal) -> (loss: Decimal, fee: Decimal) {
+        let loss = (p.side == .long ? p.entry - price : price - p.entry) * p.quantity
+        let fee = min(price * p.quantity * settings.liquidationFeeRate, max(p.margin - loss, 0))
+        return (loss, fee)
+    }
+
+    /// The exit this candle forces, if any: liquidation, the nearest stop, or the target, all judged on
+    /// the `mark` (the traded prices when the mark is unknown). The balance takes its PnL and the exit
+    /// fee; a stop for less than the position reduces it.
+    mutating func exit(_ position: Position, traded: Span, mark: Span, time: Date) {
         var p = position
         let long = p.side == .long
         let liquidation = RiskGateway.liquidationPrice(
@@ -595,18 +632,19 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             maintenanceMarginRate: maintenanceRate(p)
         )
         let stop = nearestStop(p)
-        let stopHit = stop.map { long ? low <= $0.trigger : high >= $0.trigger } ?? false
-        let liquidationHit = long ? low <= liquidation : high >= liquidation
+        let stopHit = stop.map { long ? mark.low <= $0.trigger : mark.high >= $0.trigger } ?? false
+        let liquidationHit = long ? mark.low <= liquidation : mark.high >= liquidation
         let side: OrderSide = long ? .sell : .buy
         if liquidationHit
-            && (!stopHit || (long ? open <= liquidation : open >= liquidation)
+            && (!stopHit || (long ? mark.open <= liquidation : mark.open >= liquidation)
                 || (stop.map { long ? $0.trigger < liquidation : $0.trigger > liquidation } ?? true))
         {
-            // Liquidated: the gap went past the stop, or there was no stop before liquidation. The margin
-            // is lost; the fill says so to whoever keeps count of the position.
-            let loss = -p.margin
-            balance += loss
-            p.realized += loss
+            // Liquidated: the mark went past the stop, or there was no stop before liquidation. The
+            // loss to the liquidation price and the clearance fee come out of the margin.
+            let (loss, fee) = liquidationLoss(p, at: liquidation)
+            balance -= loss + fee
+            p.realized -= loss
+            p.fees += fee
             let quantity = p.quantity
             p.quantity = 0
             positions[p.symbol] = nil
@@ -619,7 +657,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
                         side: side,
                         price: liquidation,
                         quantity: quantity,
-                        fee: 0,
+                        fee: fee,
                         time: time
                     )
                 )
@@ -634,15 +672,25 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         let quantity: Decimal
         let clientID: String
         let reason: String
+        // The traded price when the mark touched `level`: the level less the basis at the open (the open
+        // if the mark opened past it), inside the traded candle.
+        func tradedPrice(at level: Decimal, falling: Bool) -> Decimal {
+            let touched = falling ? min(level, mark.open) : max(level, mark.open)
+            return min(max(touched - (mark.open - traded.open), traded.low), traded.high)
+        }
         if stopHit, let stop {
-            let touched = long ? min(stop.trigger, open) : max(stop.trigger, open)
             quantity = min(stop.quantity, p.quantity)
-            price = settings.takerPrice(touched, buy: !long, quantity: quantity, quoteVolume: quoteVolumes?[p.symbol])
+            price = settings.takerPrice(
+                tradedPrice(at: stop.trigger, falling: long),
+                buy: !long,
+                quantity: quantity,
+                quoteVolume: quoteVolumes?[p.symbol]
+            )
             clientID = stop.clientID
             reason = "stop_loss"
             stops[p.symbol]?.removeAll { $0.clientID == stop.clientID }
-        } else if let target = targets[p.symbol], long ? high >= target.price : low <= target.price {
-            price = long ? max(target.price, open) : min(target.price, open)
+        } else if let target = targets[p.symbol], long ? mark.high >= target.price : mark.low <= target.price {
+            price = tradedPrice(at: target.price, falling: !long)
             quantity = p.quantity
             clientID = target.clientID
             reason = "take_profit"

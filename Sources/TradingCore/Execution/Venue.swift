@@ -434,16 +434,16 @@ public protocol Venue: Sendable {
     func events() async throws(VenueError) -> [VenueEvent]
     /// The first `count` events are committed to the store: the venue may forget them.
     func acknowledgeEvents(_ count: Int) async throws(VenueError)
-    /// A closed candle of `symbol` (with its ATR and the funding rate, where known): the paper venue
-    /// fills what waits at its open, and takes the stops and targets that were working over its
-    /// range; a live venue has its own prices.
+    /// A closed candle of `symbol` (with its ATR, the funding settlement inside it and the mark's candle
+    /// over it, where known): the paper venue fills what waits at its open, and takes liquidation and
+    /// the stops and targets that were working over the mark's range; a live venue has its own prices.
     func observe(
         symbol: String,
         candle: Candle,
         time: Date,
         atr: Double?,
         funding: FundingEvent?,
-        detail: [Candle]?
+        mark: Candle?
     ) async throws(VenueError)
     /// The rest of the last candle observed, after the fills at its open: the paper venue takes the
     /// stops and targets placed since over it (``PaperExchange/finishCandle(symbol:)``).

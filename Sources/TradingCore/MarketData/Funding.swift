@@ -122,56 +122,98 @@ public struct FundingSchedule: Sendable, Hashable {
     }
 }
 
-/// A mark-price series from a file of mark-price candles (`open_time,open,high,low,close`, times in ms):
-/// the mark at a time is the open of the mark candle that holds it.
+/// A mark-price series from a file of mark-price candles (`open_time,open,high,low,close`, times in ms,
+/// as Binance's `markPriceKlines` export): the mark at a time is the open of the mark candle that holds
+/// it, and ``candles(for:length:)`` gives each traded candle the mark's path over its period.
 public struct MarkPrices: Sendable, Hashable {
-    /// Each mark candle's open time (ms) and open, oldest first.
-    public private(set) var opens: [(time: Int64, price: Decimal)]
+    /// The mark candles, oldest first (volume 0).
+    public private(set) var candles: [Candle]
     /// The mark candles' length, ms.
     public let length: Int64
 
-    /// Reads a mark-price candle CSV; a header row is skipped.
+    /// Reads a mark-price candle CSV; a header row is skipped. Open, high, low and close are needed
+    /// (a file with the open alone stands it in for all four).
     public static func parse(_ text: String) throws(FundingSchedule.ParseError) -> MarkPrices {
-        var opens: [(time: Int64, price: Decimal)] = []
+        var candles: [Candle] = []
         for (index, raw) in text.split(whereSeparator: \.isNewline).enumerated() {
             let fields = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             guard fields.count >= 2, let time = Int64(fields[0]) else {
                 if index == 0 { continue }
                 throw FundingSchedule.ParseError(line: index + 1, message: "expected open_time,open,...; got '\(raw)'")
             }
-            guard let price = Decimal(string: fields[1]), price > 0 else {
+            let prices = fields.dropFirst().prefix(4).map { Double($0) }
+            guard let open = prices[0], open > 0, open.isFinite else {
                 throw FundingSchedule.ParseError(line: index + 1, message: "the open '\(fields[1])' is not a price")
             }
-            opens.append((time, price))
+            let (high, low, close) =
+                prices.count >= 4 ? (prices[1], prices[2], prices[3]) : (open, open, open)
+            guard let high, let low, let close, low > 0, high >= max(open, close), low <= min(open, close) else {
+                throw FundingSchedule.ParseError(
+                    line: index + 1,
+                    message: "'\(raw)' is not a candle: the high must be the highest price and the low the lowest"
+                )
+            }
+            candles.append(Candle(openTime: time, open: open, high: high, low: low, close: close, volume: 0))
         }
-        opens.sort { $0.time < $1.time }
-        guard opens.count >= 2, let step = zip(opens, opens.dropFirst()).map({ $1.time - $0.time }).min(), step > 0
+        candles.sort { $0.openTime < $1.openTime }
+        guard candles.count >= 2,
+            let step = zip(candles, candles.dropFirst()).map({ $1.openTime - $0.openTime }).min(), step > 0
         else {
             throw FundingSchedule.ParseError(line: 1, message: "a mark-price file needs at least two candles")
         }
-        return MarkPrices(opens: opens, length: step)
+        return MarkPrices(candles: candles, length: step)
+    }
+
+    /// The index of the mark candle holding `millis`, or nil outside the series.
+    func index(holding millis: Int64) -> Int? {
+        var low = 0
+        var high = candles.count
+        while low < high {
+            let middle = (low + high) / 2
+            if candles[middle].openTime <= millis { low = middle + 1 } else { high = middle }
+        }
+        guard low > 0, millis < candles[low - 1].openTime + length else { return nil }
+        return low - 1
     }
 
     /// The mark at `time`: the open of the mark candle holding it, or nil outside the series.
     public func price(at time: Date) -> Decimal? {
-        let millis = Int64((time.timeIntervalSince1970 * 1000).rounded(.down))
-        var low = 0
-        var high = opens.count
-        while low < high {
-            let middle = (low + high) / 2
-            if opens[middle].time <= millis { low = middle + 1 } else { high = middle }
+        index(holding: Int64((time.timeIntervalSince1970 * 1000).rounded(.down))).flatMap {
+            Decimal(finite: candles[$0].open)
         }
-        guard low > 0, millis < opens[low - 1].time + length else { return nil }
-        return opens[low - 1].price
     }
 
-    public static func == (a: MarkPrices, b: MarkPrices) -> Bool {
-        a.length == b.length && a.opens.elementsEqual(b.opens) { $0.time == $1.time && $0.price == $1.price }
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(length)
-        hasher.combine(opens.count)
+    /// The mark's candle over each of `traded` (candles of `length` ms), by its open time; those the
+    /// series does not cover are left out.
+    /// - Mark candles as short as the traded ones or shorter: aggregated over the period, exact.
+    /// - Longer ones (1h marks for a 5m run): the traded candle moved by the basis, the mark's open less
+    ///   the traded price at the mark candle's start, and held inside the mark candle's range.
+    public func candles(for traded: [Candle], length tradedLength: Int64) -> [Int64: Candle] {
+        var marks: [Int64: Candle] = [:]
+        if length <= tradedLength {
+            let covered = Set(traded.map(\.openTime))
+            for candle in CandleInterval.aggregate(candles, to: tradedLength) where covered.contains(candle.openTime) {
+                marks[candle.openTime] = candle
+            }
+            return marks
+        }
+        var basis: (mark: Int, value: Double)?
+        for candle in traded {
+            guard let holder = index(holding: candle.openTime) else { continue }
+            let mark = candles[holder]
+            if basis?.mark != holder { basis = (holder, mark.open - candle.open) }
+            let shift = basis!.value
+            func held(_ price: Double) -> Double { min(max(price + shift, mark.low), mark.high) }
+            marks[candle.openTime] = Candle(
+                openTime: candle.openTime,
+                open: held(candle.open),
+                high: held(candle.high),
+                low: held(candle.low),
+                close: held(candle.close),
+                volume: 0
+            )
+        }
+        return marks
     }
 }
 

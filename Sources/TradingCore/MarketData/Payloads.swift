@@ -13,16 +13,28 @@ public struct CandlePayload: Sendable, Hashable, Codable {
     public var interval: String
     public var candle: Candle
     /// The candle's lower-timeframe candles, in time order, when a replay has them (`--detail`): the
-    /// paper venue takes stops and targets in the order they show. Absent on the wire otherwise.
+    /// paper venue walks them in turn (``IntrabarPath``). Absent on the wire otherwise.
     public var detail: [Candle]?
+    /// The mark price's candle over the same period, when known (a replay's `--mark`, or the mark
+    /// prices the feed saw during the candle): the paper venue triggers stops, targets and liquidation
+    /// on it. Absent on the wire otherwise.
+    public var mark: Candle?
 
     /// A `CandlePayload` with the fields given.
-    public init(venue: String, symbol: String, interval: String, candle: Candle, detail: [Candle]? = nil) {
+    public init(
+        venue: String,
+        symbol: String,
+        interval: String,
+        candle: Candle,
+        detail: [Candle]? = nil,
+        mark: Candle? = nil
+    ) {
         self.venue = venue
         self.symbol = symbol
         self.interval = interval
         self.candle = candle
         self.detail = detail
+        self.mark = mark
     }
 }
 

@@ -92,9 +92,9 @@ public actor PaperVenue: Venue {
         time: Date,
         atr: Double?,
         funding: FundingEvent?,
-        detail: [Candle]?
+        mark: Candle?
     ) async throws(VenueError) {
-        try exchange.onCandle(symbol: symbol, candle: candle, time: time, funding: funding, detail: detail)
+        try exchange.onCandle(symbol: symbol, candle: candle, time: time, funding: funding, mark: mark)
         try save()
     }
 

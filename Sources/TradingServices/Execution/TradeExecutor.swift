@@ -660,37 +660,50 @@ public actor TradeExecutor {
             }
         // The venue fills at the open; the kernel protects those fills; the venue takes the rest of the
         // candle with that protection in place; then the policy moves the stops for the next candle.
-        try await venue.observe(
-            symbol: payload.symbol,
+        // With lower-timeframe candles (a replay's `--detail`), each of them in turn (``IntrabarPath``).
+        let steps = IntrabarPath.steps(
             candle: payload.candle,
-            time: time,
-            atr: atr,
+            close: time,
             funding: funding,
+            mark: payload.mark,
             detail: payload.detail
         )
-        try await processVenueEvents()
-        try await venue.finishCandle(symbol: payload.symbol)
-        try await processVenueEvents()
-        if var managed = managedStops[payload.symbol], let high = Decimal(finite: payload.candle.high),
-            let low = Decimal(finite: payload.candle.low), let close = Decimal(finite: payload.candle.close)
-        {
-            let filters = try await venue.filters(symbol: payload.symbol)
-            let moved = managed.tighten(
-                high: high,
-                low: low,
-                close: close,
-                atr: atr.flatMap(Decimal.init(finite:)),
-                filters: filters
+        for step in steps {
+            try await venue.observe(
+                symbol: payload.symbol,
+                candle: step.candle,
+                time: step.time,
+                atr: atr,
+                funding: step.funding,
+                mark: step.mark
             )
-            managedStops[payload.symbol] = managed
-            if let moved {
-                await drive(.moveStop(symbol: payload.symbol, price: moved))
-                if var position = try await venuePositionsInStore().first(where: { $0.symbol == payload.symbol }) {
-                    position.stopLoss = moved
-                    position.updatedAt = now()
-                    try await store.savePosition(position)
-                }
-            }
+            try await processVenueEvents()
+            try await venue.finishCandle(symbol: payload.symbol)
+            try await processVenueEvents()
+            try await moveManagedStop(symbol: payload.symbol, after: step.candle, atr: atr)
+        }
+    }
+
+    /// The stop policy (trailing, break-even, ATR) after `candle`: a move goes to the kernel, then the store.
+    func moveManagedStop(symbol: String, after candle: Candle, atr: Double?) async throws {
+        guard var managed = managedStops[symbol], let high = Decimal(finite: candle.high),
+            let low = Decimal(finite: candle.low), let close = Decimal(finite: candle.close)
+        else { return }
+        let filters = try await venue.filters(symbol: symbol)
+        let moved = managed.tighten(
+            high: high,
+            low: low,
+            close: close,
+            atr: atr.flatMap(Decimal.init(finite:)),
+            filters: filters
+        )
+        managedStops[symbol] = managed
+        guard let moved else { return }
+        await drive(.moveStop(symbol: symbol, price: moved))
+        if var position = try await venuePositionsInStore().first(where: { $0.symbol == symbol }) {
+            position.stopLoss = moved
+            position.updatedAt = now()
+            try await store.savePosition(position)
         }
     }
 
@@ -1041,7 +1054,8 @@ public actor TradeExecutor {
             average: average,
             leverage: decision?.leverage ?? 1,
             stop: stop,
-            target: target
+            target: target,
+            at: fills.map(\.time).min()
         )
     }
 
@@ -1051,7 +1065,8 @@ public actor TradeExecutor {
         average: Decimal,
         leverage: Int,
         stop: Decimal?,
-        target: Decimal?
+        target: Decimal?,
+        at firstFill: Date? = nil
     ) async throws {
         let known = try await store.position(id: "position:\(order.decisionID)")
         let position = PositionRecord(
@@ -1065,7 +1080,8 @@ public actor TradeExecutor {
             stopLoss: stop,
             takeProfit: target,
             decisionID: order.decisionID,
-            openedAt: known?.openedAt ?? now()
+            // Opened when it first filled, at the venue's time (a paper replay's step, with `--detail`).
+            openedAt: known?.openedAt ?? firstFill ?? now()
         )
         try await store.savePosition(position)
         // The kernel placed the stop on the fill; the policy moves it from here; the target goes once.
