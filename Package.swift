@@ -269,7 +269,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "ExchangesTests", dependencies: ["Exchanges", "TestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "ExchangesTests",
+            dependencies: ["Exchanges", "TestSupport", "SQLiteStore", "SQLTradeStore"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "LLMProvidersTests",
             dependencies: ["LLMProviders", "TradingServices", "TestSupport"],

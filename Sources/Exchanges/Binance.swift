@@ -3,8 +3,9 @@ import Foundation
 import Logging
 import TradingCore
 
-/// Binance USDⓈ-M futures, live: the combined kline streams over one WebSocket connection.
-/// Binance pings every few minutes and drops a connection after 24 hours; the feed reconnects.
+/// Binance USDⓈ-M futures, live: the combined kline streams and each symbol's `@markPrice@1s` over one
+/// WebSocket connection on the market-data route (`/market/stream`). Binance pings every few minutes
+/// and drops a connection after 24 hours; the feed reconnects.
 public struct BinanceKlineStream: KlineStream {
     public let venue = "binance"
     /// `wss://fstream.binance.com` in production.
@@ -23,9 +24,10 @@ public struct BinanceKlineStream: KlineStream {
         _ streams: [CandleStreamID],
         receive: @escaping @Sendable (KlineStreamEvent) async throws -> Void
     ) async throws {
-        guard streams.count <= BinanceMessages.maxStreamsPerConnection else {
+        let count = streams.count + Set(streams.map { $0.symbol.uppercased() }).count
+        guard count <= BinanceMessages.maxStreamsPerConnection else {
             throw ExchangeRequestError(
-                "Binance takes at most \(BinanceMessages.maxStreamsPerConnection) streams per connection; asked for \(streams.count)"
+                "Binance takes at most \(BinanceMessages.maxStreamsPerConnection) streams per connection; asked for \(count) (klines and mark prices)"
             )
         }
         let session = WebSocketSession(
@@ -34,7 +36,10 @@ public struct BinanceKlineStream: KlineStream {
             subscribe: [],
             heartbeat: nil,
             pingPeriod: pingPeriod,
-            decode: { try BinanceMessages.kline($0).map { [$0] } ?? [] },
+            decode: { text in
+                if let mark = try BinanceMessages.markPrice(text) { return [.mark(mark)] }
+                return try BinanceMessages.kline(text).map { [.update($0)] } ?? []
+            },
             logger: logger
         )
         try await session.run(receive: receive)
@@ -84,5 +89,44 @@ public struct BinanceKlineHistory: KlineHistory {
             )
             return try BinanceMessages.restKlines(body)
         }
+    }
+}
+
+extension BinanceKlineHistory: FundingHistory {
+    /// `GET /fapi/v1/fundingRate`, a page of up to 1,000 at a time (it shares a 500-per-5-minutes
+    /// limit with `fundingInfo`; each call weighs 1 against the minute's budget here).
+    public func fundingRates(symbol: String, from: Date, through: Date) async throws -> [FundingEvent] {
+        var events: [FundingEvent] = []
+        var start = Int64((from.timeIntervalSince1970 * 1000).rounded(.up))
+        let end = Int64((through.timeIntervalSince1970 * 1000).rounded(.down))
+        while start <= end {
+            let limit = BinanceMessages.maxFundingRatesPerRequest
+            let page = try BinanceMessages.fundingRates(
+                try await client.get(
+                    BinanceMessages.fundingRatePath(symbol: symbol, startTime: start, endTime: end, limit: limit),
+                    weight: 1
+                )
+            )
+            events += page
+            guard page.count == limit, let last = page.last else { break }
+            start = Int64((last.time.timeIntervalSince1970 * 1000).rounded()) + 1
+        }
+        return events
+    }
+
+    /// `GET /fapi/v1/fundingInfo` lists the symbols whose funding interval was changed; for the others,
+    /// the spacing of the symbol's last two settlements in `fundingRate` (nil with fewer than two).
+    public func fundingInterval(symbol: String) async throws -> Duration? {
+        if let hours = try BinanceMessages.fundingIntervalHours(
+            try await client.get("/fapi/v1/fundingInfo", weight: 1),
+            symbol: symbol
+        ) {
+            return .seconds(hours * 3600)
+        }
+        let recent = try BinanceMessages.fundingRates(
+            try await client.get("/fapi/v1/fundingRate?symbol=\(symbol.uppercased())&limit=2", weight: 1)
+        )
+        guard recent.count == 2 else { return nil }
+        return .seconds(Int64((recent[1].time.timeIntervalSince(recent[0].time)).rounded()))
     }
 }

@@ -3,8 +3,9 @@ import Foundation
 import Logging
 import TradingCore
 
-/// Bybit v5 linear, live: the public `kline.<interval>.<symbol>` topics, subscribed ten at a time,
-/// with Bybit's `{"op":"ping"}` heartbeat every 20 seconds as its documentation asks.
+/// Bybit v5 linear, live: the public `kline.<interval>.<symbol>` topics and each symbol's
+/// `tickers.<symbol>` (mark price, funding rate, next funding time), subscribed ten at a time, with
+/// Bybit's `{"op":"ping"}` heartbeat every 20 seconds as its documentation asks.
 public struct BybitKlineStream: KlineStream {
     public let venue = "bybit"
     /// `wss://stream.bybit.com` in production.
@@ -37,6 +38,9 @@ public struct BybitKlineStream: KlineStream {
             }
             topics.append(topic)
         }
+        for symbol in Set(streams.map { $0.symbol.uppercased() }).sorted() {
+            topics.append(BybitMessages.tickerTopic(symbol: symbol))
+        }
         let requests = stride(from: 0, to: topics.count, by: BybitMessages.topicsPerSubscribe).map { start in
             BybitMessages.subscribe(
                 Array(topics[start..<min(start + BybitMessages.topicsPerSubscribe, topics.count)]),
@@ -53,7 +57,8 @@ public struct BybitKlineStream: KlineStream {
                 if let failure = BybitMessages.subscriptionFailure(text) {
                     throw ExchangeRequestError("Bybit refused the subscription: \(failure)")
                 }
-                return try BybitMessages.klines(text)
+                if let mark = try BybitMessages.ticker(text) { return [.mark(mark)] }
+                return try BybitMessages.klines(text).map { .update($0) }
             },
             logger: logger
         )
@@ -116,5 +121,35 @@ public struct BybitKlineHistory: KlineHistory {
             }
             return try BybitMessages.restKlines(try await client.get(path, weight: 1))
         }
+    }
+}
+
+extension BybitKlineHistory: FundingHistory {
+    /// `GET /v5/market/funding/history`, newest first, a page of up to 200 at a time, walking back.
+    public func fundingRates(symbol: String, from: Date, through: Date) async throws -> [FundingEvent] {
+        var events: [FundingEvent] = []
+        let start = Int64((from.timeIntervalSince1970 * 1000).rounded(.up))
+        var end = Int64((through.timeIntervalSince1970 * 1000).rounded(.down))
+        while start <= end {
+            let limit = BybitMessages.maxFundingRatesPerRequest
+            let page = try BybitMessages.fundingHistory(
+                try await client.get(
+                    BybitMessages.fundingHistoryPath(symbol: symbol, startTime: start, endTime: end, limit: limit),
+                    weight: 1
+                )
+            )
+            events = page + events
+            guard page.count == limit, let first = page.first else { break }
+            end = Int64((first.time.timeIntervalSince1970 * 1000).rounded()) - 1
+        }
+        return events
+    }
+
+    /// The symbol's `fundingInterval` (minutes) in `GET /v5/market/instruments-info`.
+    public func fundingInterval(symbol: String) async throws -> Duration? {
+        try BybitMessages.fundingIntervalMinutes(
+            try await client.get(BybitMessages.instrumentPath(symbol: symbol), weight: 1),
+            symbol: symbol
+        ).map { .seconds($0 * 60) }
     }
 }

@@ -18,7 +18,7 @@ struct WebSocketSession: Sendable {
     /// How often a protocol ping goes out; a connection whose pong does not come back in time is closed.
     let pingPeriod: Duration
     /// Decodes a text message; throws for one that is not the exchange's format.
-    let decode: @Sendable ([UInt8]) throws -> [KlineUpdate]
+    let decode: @Sendable ([UInt8]) throws -> [KlineStreamEvent]
     let logger: Logger
 
     func run(receive: @escaping @Sendable (KlineStreamEvent) async throws -> Void) async throws {
@@ -51,7 +51,7 @@ struct WebSocketSession: Sendable {
                 }
                 for try await message in inbound.messages(maxSize: 1 << 22) {
                     guard case .text(let text) = message else { continue }
-                    let updates: [KlineUpdate]
+                    let updates: [KlineStreamEvent]
                     do {
                         updates = try decode(Array(text.utf8))
                     } catch {
@@ -62,7 +62,7 @@ struct WebSocketSession: Sendable {
                         )
                         continue
                     }
-                    for update in updates { try await receive(.update(update)) }
+                    for update in updates { try await receive(update) }
                 }
                 group.cancelAll()
             }

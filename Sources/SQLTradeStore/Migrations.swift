@@ -182,6 +182,33 @@ public enum Migrations {
                 );
                 """
         ),
+        Migration(
+            version: 6,
+            name: "market record",
+            sql: """
+                CREATE TABLE market_candles (
+                    venue TEXT NOT NULL,
+                    symbol TEXT NOT NULL,
+                    interval TEXT NOT NULL,
+                    open_time BIGINT NOT NULL,
+                    open {FLOAT} NOT NULL,
+                    high {FLOAT} NOT NULL,
+                    low {FLOAT} NOT NULL,
+                    close {FLOAT} NOT NULL,
+                    volume {FLOAT} NOT NULL,
+                    PRIMARY KEY (venue, symbol, interval, open_time)
+                );
+                CREATE TABLE funding_rates (
+                    venue TEXT NOT NULL,
+                    symbol TEXT NOT NULL,
+                    funding_time {TIME} NOT NULL,
+                    rate {DECIMAL} NOT NULL,
+                    mark_price {DECIMAL},
+                    PRIMARY KEY (venue, symbol, funding_time)
+                );
+                CREATE INDEX funding_rates_symbol_time ON funding_rates (symbol, funding_time);
+                """
+        ),
     ]
 
     /// The migration's SQL in `dialect`, split into statements.

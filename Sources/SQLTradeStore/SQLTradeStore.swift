@@ -83,7 +83,7 @@ public final class SQLTradeStore: TradeStore {
             + "ON CONFLICT (\(conflict.joined(separator: ", "))) DO NOTHING RETURNING 1"
     }
 
-    private func select<T: Sendable>(
+    func select<T: Sendable>(
         _ sql: String,
         _ parameters: [SQLValue],
         _ map: @escaping @Sendable (RowReader) throws -> T
@@ -711,5 +711,77 @@ struct RowReader {
             throw StoreError(.corruptRow, "column \(index): unknown value '\(text)'")
         }
         return value
+    }
+}
+
+// MARK: The market data a live run traded on
+
+extension SQLTradeStore: MarketRecord {
+    public func recordCandles(venue: String, symbol: String, interval: String, _ candles: [Candle]) async throws {
+        let rows: [[SQLValue]] = candles.map { c in
+            [
+                .text(venue), .text(symbol), .text(interval), .integer(c.openTime), .text(String(c.open)),
+                .text(String(c.high)), .text(String(c.low)), .text(String(c.close)), .text(String(c.volume)),
+            ]
+        }
+        _ = try await database.withSession { session in
+            try session.bulkInsert(
+                table: "market_candles",
+                columns: ["venue", "symbol", "interval", "open_time", "open", "high", "low", "close", "volume"],
+                rows: rows,
+                conflictColumns: ["venue", "symbol", "interval", "open_time"]
+            )
+        }
+    }
+
+    public func candles(symbol: String, interval: String, from: Int64, through: Int64) async throws -> [Candle] {
+        try await select(
+            "SELECT open_time, open, high, low, close, volume FROM market_candles "
+                + "WHERE symbol = $1 AND interval = $2 AND open_time >= $3 AND open_time <= $4 ORDER BY open_time",
+            [.text(symbol), .text(interval), .integer(from), .integer(through)]
+        ) { row in
+            Candle(
+                openTime: Int64(try row.int(0)),
+                open: try row.double(1),
+                high: try row.double(2),
+                low: try row.double(3),
+                close: try row.double(4),
+                volume: try row.double(5)
+            )
+        }
+    }
+
+    /// The candle streams kept (``recordCandles(venue:symbol:interval:_:)``): symbol and interval, with
+    /// how many candles each has.
+    public func recordedStreams() async throws -> [(symbol: String, interval: String, candles: Int)] {
+        try await select(
+            "SELECT symbol, interval, COUNT(*) FROM market_candles GROUP BY symbol, interval ORDER BY symbol, interval",
+            []
+        ) { (try $0.text(0), try $0.text(1), try $0.int(2)) }
+    }
+
+    public func recordFunding(venue: String, symbol: String, _ events: [FundingEvent]) async throws {
+        let sql =
+            "INSERT INTO funding_rates (venue, symbol, funding_time, rate, mark_price) VALUES ($1, $2, $3, $4, $5) "
+            + "ON CONFLICT (venue, symbol, funding_time) DO UPDATE SET rate = excluded.rate, "
+            + "mark_price = COALESCE(excluded.mark_price, funding_rates.mark_price)"
+        try await database.withSession { session in
+            for event in events {
+                try session.query(
+                    sql,
+                    [.text(venue), .text(symbol), .time(event.time), .decimal(event.rate), .decimal(event.markPrice)]
+                )
+            }
+        }
+    }
+
+    public func funding(symbol: String, from: Date, through: Date) async throws -> [FundingEvent] {
+        try await select(
+            "SELECT funding_time, rate, mark_price FROM funding_rates "
+                + "WHERE symbol = $1 AND funding_time >= $2 AND funding_time <= $3 ORDER BY funding_time",
+            [.text(symbol), .time(from), .time(through)]
+        ) { row in
+            FundingEvent(time: try row.time(0), rate: try row.decimal(1), markPrice: try row.decimalOrNil(2))
+        }
     }
 }

@@ -289,7 +289,8 @@ public final class EmbeddedSystem: Sendable {
                     $1
                 }
             ),
-            instance: "tradebus"
+            instance: "tradebus",
+            recordsMarket: false
         )
         guard case .live(let symbols, let webSocketURL, let restURL, let staleIntervals) = feedConfiguration.source
         else {
@@ -299,14 +300,23 @@ public final class EmbeddedSystem: Sendable {
             venue == "binance"
             ? BinanceKlineStream(baseURL: webSocketURL, logger: logger)
             : BybitKlineStream(baseURL: webSocketURL, logger: logger)
-        let history: any KlineHistory =
+        let history: any KlineHistory & FundingHistory =
             venue == "binance"
             ? BinanceKlineHistory(baseURL: restURL, logger: logger)
             : BybitKlineHistory(baseURL: restURL, logger: logger)
+        // The run's store keeps the candles and settlements it traded on, for `tradebus diff --run`.
         return try LiveFeed(
             source: stream,
             history: history,
-            output: FeedOutput(venue: venue, source: "tradebus", bus: bus, cache: cache, logger: logger),
+            funding: history,
+            output: FeedOutput(
+                venue: venue,
+                source: "tradebus",
+                bus: bus,
+                cache: cache,
+                logger: logger,
+                record: store as? any MarketRecord
+            ),
             settings: LiveFeed.Settings(
                 streams: symbols.map { CandleStreamID(symbol: $0, interval: interval) },
                 staleIntervals: staleIntervals

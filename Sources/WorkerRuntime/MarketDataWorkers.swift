@@ -24,8 +24,14 @@ public struct FeedConfiguration: Sendable {
     public var interval: String
     public var shards: Int
 
-    /// Reads and checks the feed-ingester's keys; a bad one stops it at start, naming the key.
-    public static func read(_ config: SettingsReader, instance: String) throws -> FeedConfiguration {
+    /// Reads and checks the feed-ingester's keys; a bad one stops it at start, naming the key. A live feed
+    /// keeps its candles and funding settlements in the store (`DATABASE_URL`) unless `recordsMarket` is
+    /// false (the embedded run, which has its own store).
+    public static func read(
+        _ config: SettingsReader,
+        instance: String,
+        recordsMarket: Bool = true
+    ) throws -> FeedConfiguration {
         let kind = try config.choice(
             "FEED_SOURCE",
             default: "replay",
@@ -93,7 +99,12 @@ public struct FeedConfiguration: Sendable {
             )
         }
         return FeedConfiguration(
-            dependencies: try WorkerDependencies.configure([.bus, .cache], config: config, instance: instance),
+            // A live feed keeps the candles and funding settlements it saw in the store (the run's record).
+            dependencies: try WorkerDependencies.configure(
+                recordsMarket && (kind == "binance" || kind == "bybit") ? [.bus, .cache, .store] : [.bus, .cache],
+                config: config,
+                instance: instance
+            ),
             source: source,
             venue: venue,
             interval: interval,

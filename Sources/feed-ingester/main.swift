@@ -24,7 +24,8 @@ let status = await WorkerMain.run(
             source: context.settings.instance,
             bus: bus,
             cache: cache,
-            logger: context.logger
+            logger: context.logger,
+            record: feed.dependencies.store
         )
         let service: any Service
         let status: @Sendable () async -> [String: String]
@@ -65,7 +66,7 @@ let status = await WorkerMain.run(
             }
         case .live(let symbols, let webSocketURL, let restURL, let staleIntervals):
             let stream: any KlineStream
-            let history: any KlineHistory
+            let history: any KlineHistory & FundingHistory
             if feed.venue == "binance" {
                 stream = BinanceKlineStream(baseURL: webSocketURL, logger: context.logger)
                 history = BinanceKlineHistory(baseURL: restURL, logger: context.logger)
@@ -76,6 +77,7 @@ let status = await WorkerMain.run(
             let live = try LiveFeed(
                 source: stream,
                 history: history,
+                funding: history,
                 output: output,
                 settings: LiveFeed.Settings(
                     streams: symbols.map { CandleStreamID(symbol: $0, interval: feed.interval) },
@@ -92,6 +94,7 @@ let status = await WorkerMain.run(
                     "gaps": "\(counts.gaps)",
                     "backfilled": "\(counts.backfilled)", "still_missing": "\(counts.stillMissing)",
                     "connections": "\(counts.connections)", "stale_alerts": "\(counts.staleAlerts)",
+                    "marks": "\(counts.marks)", "settlements": "\(counts.settlements)",
                 ]
             }
         }

@@ -39,16 +39,18 @@ struct Diff: AsyncParsableCommand {
         let decisions: [DecisionRecord]
         let recorded: [TradeRecord]
         do {
-            // The files the run named in its record, unless given here.
+            // The files the run named in its record, unless given here; else the candles and funding a
+            // live run's feed kept in it.
             let sources = try await store.runSources()
-            guard let path = data ?? sources["data"] else {
-                throw ValidationError("the record at \(run) names no candle file: give --data")
+            if let path = data ?? sources["data"] {
+                var files = market
+                files.funding = files.funding ?? sources["funding"]
+                files.mark = files.mark ?? sources["mark"]
+                files.detail = files.detail ?? sources["detail"]
+                replay = try files.replay(path: path, symbol: symbol, interval: interval)
+            } else {
+                replay = try await Self.recordedMarket(store, symbol: symbol, interval: interval, record: run)
             }
-            var files = market
-            files.funding = files.funding ?? sources["funding"]
-            files.mark = files.mark ?? sources["mark"]
-            files.detail = files.detail ?? sources["detail"]
-            replay = try files.replay(path: path, symbol: symbol, interval: interval)
             decisions = try await replay.recordedDecisions(store)
             recorded = try await store.trades(since: nil).filter { $0.symbol == replay.symbol }
         } catch {
@@ -72,6 +74,41 @@ struct Diff: AsyncParsableCommand {
             json
                 ? try Self.json(divergence, run: runCount, backtest: backtestCount)
                 : Self.table(divergence, run: runCount, backtest: backtestCount)
+        )
+    }
+
+    /// The candles and funding a live run's record kept, for the one stream it kept (or the one named).
+    static func recordedMarket(
+        _ store: SQLTradeStore,
+        symbol: String?,
+        interval: String?,
+        record: String
+    ) async throws -> ReplayData {
+        let streams = try await store.recordedStreams().filter {
+            (symbol == nil || $0.symbol == symbol!.uppercased()) && (interval == nil || $0.interval == interval)
+        }
+        guard streams.count == 1, let stream = streams.first else {
+            throw ValidationError(
+                streams.isEmpty
+                    ? "the record at \(record) names no candle file and kept no candles: give --data"
+                    : "the record at \(record) kept candles of \(streams.map { "\($0.symbol) \($0.interval)" }.joined(separator: ", ")): give --symbol and --interval"
+            )
+        }
+        let candles = try await store.candles(symbol: stream.symbol, interval: stream.interval, from: 0, through: .max)
+        guard candles.count > 1 else {
+            throw ValidationError("the record at \(record) kept \(candles.count) candles; a backtest needs two")
+        }
+        let funding = try await store.funding(
+            symbol: stream.symbol,
+            from: Date(timeIntervalSince1970: Double(candles[0].openTime) / 1000),
+            through: Date(timeIntervalSince1970: Double(candles[candles.count - 1].openTime) / 1000 + 86_400)
+        )
+        return ReplayData(
+            recorded: candles,
+            symbol: stream.symbol,
+            interval: stream.interval,
+            funding: funding,
+            record: record
         )
     }
 

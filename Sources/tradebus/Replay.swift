@@ -98,6 +98,18 @@ struct ReplayData {
         }
     }
 
+    /// Candles a live run's record kept (`market_candles`), with the funding settlements it kept.
+    init(recorded candles: [Candle], symbol: String, interval: String, funding: [FundingEvent], record: String) {
+        self.path = "the record at \(record)"
+        self.candles = candles
+        self.symbol = symbol
+        self.interval = interval
+        if !funding.isEmpty {
+            self.funding = FundingSchedule(funding)
+            fundingPath = "the record at \(record)"
+        }
+    }
+
     /// Where the funding came from and at what price, for the summary.
     var fundingNote: String {
         guard let fundingPath, let funding else { return "no --funding file: none charged" }

@@ -192,13 +192,15 @@ struct LiveFeedTests {
             now: clock.now
         )
         let running = Task { try await feed.run() }
-        #expect(await eventually { exchange.received.filter { $0.contains("subscribe") }.count == 2 })
+        // 12 kline topics, then the 12 symbols' tickers: 24 topics, ten to a request.
+        #expect(await eventually { exchange.received.filter { $0.contains("subscribe") }.count == 3 })
         let subscriptions = exchange.received.filter { $0.contains("subscribe") }
         #expect(
             subscriptions[0].contains("kline.5.S00USDT") && subscriptions[0].contains("kline.5.S09USDT")
                 && !subscriptions[0].contains("S10USDT")
         )
         #expect(subscriptions[1].contains("kline.5.S10USDT") && subscriptions[1].contains("kline.5.S11USDT"))
+        #expect(subscriptions[1].contains("tickers.S00USDT") && subscriptions[2].contains("tickers.S11USDT"))
         #expect(await eventually { exchange.received.filter { $0 == #"{"op":"ping"}"# }.count >= 2 })
 
         func fiveMinute(_ index: Int) -> Candle {

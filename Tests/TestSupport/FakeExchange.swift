@@ -8,9 +8,14 @@ import Synchronization
 import TradingCore
 
 /// A local stand-in for Binance USDⓈ-M futures or Bybit v5 market data, speaking their documented wire
-/// formats: the kline WebSocket (Binance's combined streams; Bybit's subscribe, ping and pushes) and
-/// the REST klines endpoint, including their errors (Binance's `{"code","msg"}` with 400, 429 with
-/// `Retry-After`, Bybit's `retCode`). The test pushes candles, drops connections and scripts failures.
+/// formats: the kline WebSocket (Binance's combined streams on `/market/stream`, where klines and mark
+/// prices have come since 2026-04-23, the old `/stream` route connecting but sending nothing; Bybit's
+/// subscribe, ping and pushes), mark prices and funding (Binance `markPriceUpdate`, Bybit's ticker
+/// snapshot then deltas), and REST klines, funding history and funding intervals (Binance
+/// `fundingRate`, `fundingInfo` listing only adjusted symbols; Bybit `funding/history` newest first,
+/// `instruments-info`), including their errors (Binance's `{"code","msg"}` with 400, 429 with
+/// `Retry-After`, Bybit's `retCode`). The test pushes candles and marks, drops connections and scripts
+/// failures.
 public final class FakeExchange: Sendable {
     public enum Venue: Sendable { case binance, bybit }
 
@@ -42,6 +47,11 @@ public final class FakeExchange: Sendable {
         var failures: [Failure] = []
         var usedWeight = 0
         var received: [String] = []
+        var funding: [String: [FundingEvent]] = [:]
+        /// Binance: the symbols `fundingInfo` lists (adjusted ones); Bybit: every symbol's interval.
+        var fundingIntervalHours: [String: Int] = [:]
+        /// Bybit: the tickers a connection has had its snapshot of.
+        var tickerSnapshots: Set<String> = []
     }
 
     public let venue: Venue
@@ -95,6 +105,45 @@ public final class FakeExchange: Sendable {
         state.withLock { state in
             for connection in state.connections.values where connection.subscriptions.contains(name) {
                 connection.outgoing.yield(text)
+            }
+        }
+    }
+
+    /// The settlements REST's funding history serves for `symbol`.
+    public func setFunding(_ events: [FundingEvent], for symbol: String) {
+        state.withLock { $0.funding[symbol] = events.sorted { $0.time < $1.time } }
+    }
+
+    /// A symbol's funding interval at the venue (Binance lists it in `fundingInfo` as adjusted).
+    public func setFundingInterval(hours: Int, for symbol: String) {
+        state.withLock { $0.fundingIntervalHours[symbol] = hours }
+    }
+
+    /// Pushes a premium-index update to the connections subscribed to the symbol's mark stream: Binance's
+    /// `markPriceUpdate`; Bybit's ticker, a full snapshot the first time, then a delta of these fields.
+    public func pushMark(symbol: String, price: Decimal, rate: Decimal, nextFunding: Date, at time: Date) {
+        func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+        state.withLock { state in
+            switch venue {
+            case .binance:
+                let name = BinanceMessages.markPriceStreamName(symbol: symbol)
+                let text =
+                    #"{"stream":"\#(name)","data":{"e":"markPriceUpdate","E":\#(millis(time)),"s":"\#(symbol)","p":"\#(price)","ap":"\#(price)","i":"\#(price)","P":"\#(price)","r":"\#(rate)","T":\#(millis(nextFunding))}}"#
+                for connection in state.connections.values where connection.subscriptions.contains(name) {
+                    connection.outgoing.yield(text)
+                }
+            case .bybit:
+                let topic = BybitMessages.tickerTopic(symbol: symbol)
+                for (id, connection) in state.connections where connection.subscriptions.contains(topic) {
+                    let first = state.tickerSnapshots.insert("\(id):\(topic)").inserted
+                    let data =
+                        first
+                        ? #"{"symbol":"\#(symbol)","tickDirection":"PlusTick","price24hPcnt":"0.01","lastPrice":"\#(price)","prevPrice24h":"\#(price)","highPrice24h":"\#(price)","lowPrice24h":"\#(price)","prevPrice1h":"\#(price)","markPrice":"\#(price)","indexPrice":"\#(price)","openInterest":"1000","openInterestValue":"1000","turnover24h":"1","volume24h":"1","nextFundingTime":"\#(millis(nextFunding))","fundingRate":"\#(rate)","bid1Price":"\#(price)","bid1Size":"1","ask1Price":"\#(price)","ask1Size":"1"}"#
+                        : #"{"symbol":"\#(symbol)","markPrice":"\#(price)","nextFundingTime":"\#(millis(nextFunding))","fundingRate":"\#(rate)"}"#
+                    connection.outgoing.yield(
+                        #"{"topic":"\#(topic)","type":"\#(first ? "snapshot" : "delta")","data":\#(data),"cs":1,"ts":\#(millis(time))}"#
+                    )
+                }
             }
         }
     }
@@ -163,18 +212,39 @@ public final class FakeExchange: Sendable {
     func routes(_ router: Router<BasicWebSocketRequestContext>) {
         switch venue {
         case .binance:
-            router.ws("stream") { inbound, outbound, context in
+            router.ws("market/stream") { inbound, outbound, context in
                 let streams =
                     context.request.uri.queryParameters.get("streams").map { $0.split(separator: "/").map(String.init) }
                     ?? []
                 try await self.serve(inbound: inbound, outbound: outbound, subscriptions: Set(streams))
             }
+            // The route klines came on until 2026-04-23: it still connects, and sends nothing.
+            router.ws("stream") { inbound, outbound, _ in
+                try await self.serve(inbound: inbound, outbound: outbound, subscriptions: [])
+            }
             router.get("fapi/v1/klines") { request, _ in try self.binanceKlines(request) }
+            router.get("fapi/v1/fundingRate") { request, _ in try self.binanceFundingRate(request) }
+            router.get("fapi/v1/fundingInfo") { request, _ in
+                if let failure = self.record(request) { return self.respond(failure) }
+                let rows = self.state.withLock { $0.fundingIntervalHours }.sorted { $0.key < $1.key }.map {
+                    #"{"symbol":"\#($0.key)","adjustedFundingRateCap":"0.02000000","adjustedFundingRateFloor":"-0.02000000","fundingIntervalHours":\#($0.value),"disclaimer":false}"#
+                }
+                return self.json("[" + rows.joined(separator: ",") + "]")
+            }
         case .bybit:
             router.ws("v5/public/linear") { inbound, outbound, _ in
                 try await self.serve(inbound: inbound, outbound: outbound, subscriptions: [])
             }
             router.get("v5/market/kline") { request, _ in try self.bybitKlines(request) }
+            router.get("v5/market/funding/history") { request, _ in try self.bybitFundingHistory(request) }
+            router.get("v5/market/instruments-info") { request, _ in
+                if let failure = self.record(request) { return self.respond(failure) }
+                let symbol = request.uri.queryParameters.get("symbol") ?? ""
+                let hours = self.state.withLock { $0.fundingIntervalHours[symbol] } ?? 8
+                return self.json(
+                    #"{"retCode":0,"retMsg":"OK","result":{"category":"linear","list":[{"symbol":"\#(symbol)","contractType":"LinearPerpetual","status":"Trading","fundingInterval":\#(hours * 60)}],"nextPageCursor":""},"retExtInfo":{},"time":0}"#
+                )
+            }
         }
     }
 
@@ -226,7 +296,10 @@ public final class FakeExchange: Sendable {
             return #"{"success":true,"ret_msg":"pong","conn_id":"fake-\#(connection)","req_id":"","op":"ping"}"#
         case "subscribe":
             let topics = request.args ?? []
-            let valid = topics.allSatisfy { $0.split(separator: ".").count == 3 }
+            let valid = topics.allSatisfy {
+                let parts = $0.split(separator: ".")
+                return (parts.count == 3 && parts[0] == "kline") || (parts.count == 2 && parts[0] == "tickers")
+            }
             if valid {
                 state.withLock { $0.connections[connection]?.subscriptions.formUnion(topics) }
             }
@@ -314,6 +387,62 @@ public final class FakeExchange: Sendable {
             status: .ok,
             headers: [.contentType: "application/json"],
             body: .init(byteBuffer: ByteBuffer(string: body))
+        )
+    }
+
+    func json(_ body: String) -> Response {
+        Response(
+            status: .ok,
+            headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(string: body))
+        )
+    }
+
+    func settlements(_ symbol: String, from: Int64, through: Int64) -> [FundingEvent] {
+        state.withLock { $0.funding[symbol] ?? [] }.filter {
+            let millis = Int64(($0.time.timeIntervalSince1970 * 1000).rounded())
+            return millis >= from && millis <= through
+        }
+    }
+
+    /// `GET /fapi/v1/fundingRate`: oldest first, at most `limit` (default 100, at most 1000).
+    func binanceFundingRate(_ request: Request) throws -> Response {
+        if let failure = record(request) { return respond(failure) }
+        let query = request.uri.queryParameters
+        guard let symbol = query.get("symbol") else {
+            return respond(
+                Failure(status: 400, body: #"{"code":-1102,"msg":"Mandatory parameter 'symbol' was not sent."}"#)
+            )
+        }
+        let limit = min(query.get("limit").flatMap { Int($0) } ?? 100, BinanceMessages.maxFundingRatesPerRequest)
+        let from = query.get("startTime").flatMap { Int64($0) } ?? 0
+        let through = query.get("endTime").flatMap { Int64($0) } ?? .max
+        // Without a start time, Binance answers the most recent `limit`.
+        var events = settlements(symbol, from: from, through: through)
+        events = query.get("startTime") == nil ? Array(events.suffix(limit)) : Array(events.prefix(limit))
+        let rows = events.map {
+            #"{"symbol":"\#(symbol)","fundingRate":"\#($0.rate)","fundingTime":\#(Int64(($0.time.timeIntervalSince1970 * 1000).rounded())),"markPrice":"\#($0.markPrice ?? 0)"}"#
+        }
+        return json("[" + rows.joined(separator: ",") + "]")
+    }
+
+    /// `GET /v5/market/funding/history`: newest first, at most `limit` (200); a start time alone is refused.
+    func bybitFundingHistory(_ request: Request) throws -> Response {
+        if let failure = record(request) { return respond(failure) }
+        let query = request.uri.queryParameters
+        guard query.get("category") == "linear", let symbol = query.get("symbol"),
+            !(query.get("startTime") != nil && query.get("endTime") == nil)
+        else {
+            return json(#"{"retCode":10001,"retMsg":"params error","result":{},"retExtInfo":{},"time":0}"#)
+        }
+        let limit = min(query.get("limit").flatMap { Int($0) } ?? 200, BybitMessages.maxFundingRatesPerRequest)
+        let from = query.get("startTime").flatMap { Int64($0) } ?? 0
+        let through = query.get("endTime").flatMap { Int64($0) } ?? .max
+        let rows = settlements(symbol, from: from, through: through).reversed().prefix(limit).map {
+            #"{"symbol":"\#(symbol)","fundingRate":"\#($0.rate)","fundingRateTimestamp":"\#(Int64(($0.time.timeIntervalSince1970 * 1000).rounded()))"}"#
+        }
+        return json(
+            #"{"retCode":0,"retMsg":"OK","result":{"category":"linear","list":[\#(rows.joined(separator: ","))]},"retExtInfo":{},"time":0}"#
         )
     }
 }

@@ -151,6 +151,26 @@ extension MarketDataSystemTests {
             #expect((changed["by_cause"] as? [String: Double]) == ["fee": -1], "\(changed)")
         }
 
+        @Test(
+            "tradebus diff on a live run's record: the candles its feed kept stand in for a file, and it differs nowhere"
+        )
+        func diffRecordedCandles() async throws {
+            let database = temporary("diff-live") + ".sqlite"
+            _ = try await Command.run(tradebus, ["run", "--data", data, "--database", database], environment: defaults)
+            // A live run names no file: its feed kept the candles (market_candles) instead.
+            let store = try Infrastructure.store(
+                try SettingsReader(environment: ["DATABASE_URL": "sqlite://" + database])
+            )
+            let candles = try CandleFile.parse(try String(contentsOfFile: data, encoding: .utf8))
+            try await store.recordCandles(venue: "binance", symbol: "XRPUSDT", interval: "5m", candles)
+            _ = try await store.database.withSession { try $0.query("DELETE FROM run_sources", []) }
+            await store.close()
+            let output = try await Command.run(tradebus, ["diff", "--run", database, "--json"], environment: defaults)
+            let same = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+            let trades = try #require(same["run_trades"] as? Int)
+            #expect(trades > 0 && same["identical"] as? Int == trades && same["differing"] as? Int == 0, "\(same)")
+        }
+
         @Test("--json has every key of the contract; a second run gives the same figures (deterministic)")
         func json() async throws {
             let first = try await Command.run(tradebus, ["backtest", "--data", data, "--json"], environment: defaults)

@@ -88,10 +88,12 @@ extension MarketDataSystemTests {
             let environment = ["AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL, "HTTP_PORT": "0"]
             let worker = try SpawnedProcess(executable: "\(build)/indicator-worker", environment: environment)
             defer { worker.signal(SIGKILL) }
+            // A live feed keeps its candles and funding in the store.
             let feed = try SpawnedProcess(
                 executable: "\(build)/feed-ingester",
                 environment: environment.merging([
-                    "FEED_SOURCE": "binance", "FEED_SYMBOLS": symbol, "FEED_INTERVAL": "1m",
+                    "DATABASE_URL": TestServices.databaseURL, "FEED_SOURCE": "binance", "FEED_SYMBOLS": symbol,
+                    "FEED_INTERVAL": "1m",
                     "BINANCE_WS_URL": exchange.webSocketURL, "BINANCE_REST_URL": exchange.restURL,
                 ]) { $1 }
             )
@@ -136,7 +138,9 @@ extension MarketDataSystemTests {
                 try EnvelopeCodec.decode(SnapshotPayload.self, from: value.bytes).payload.snapshot == expected,
                 "the REST-filled minute is in the indicators"
             )
-            #expect(exchange.restPaths.count == 1)
+            // One kline request (the gap); the others read the funding interval and history at start.
+            #expect(exchange.restPaths.filter { $0.hasPrefix("/fapi/v1/klines") }.count == 1, "\(exchange.restPaths)")
+            #expect(exchange.restPaths.contains("/fapi/v1/fundingInfo"))
             #expect(await cache.get("price:binance:\(symbol)")?.string == String(candles.last!.close))
 
             feed.signal(SIGTERM)

@@ -201,9 +201,18 @@ extension BinanceMessages {
         "\(symbol.lowercased())@kline_\(interval)"
     }
 
-    /// The combined-stream path: `/stream?streams=btcusdt@kline_1m/ethusdt@kline_1m`.
-    public static func combinedStreamPath(_ streams: [CandleStreamID]) -> String {
-        "/stream?streams=" + streams.map { streamName(symbol: $0.symbol, interval: $0.interval) }.joined(separator: "/")
+    /// The combined-stream path on the market-data route: `/market/stream?streams=btcusdt@kline_1m/...`,
+    /// with each symbol's `@markPrice@1s` stream after the klines. Since 2026-04-23 Binance sends klines
+    /// on `/market` only; the old `/stream` route still connects but sends none.
+    public static func combinedStreamPath(_ streams: [CandleStreamID], marks: Bool = true) -> String {
+        var names = streams.map { streamName(symbol: $0.symbol, interval: $0.interval) }
+        if marks {
+            var seen: Set<String> = []
+            for stream in streams where seen.insert(stream.symbol.uppercased()).inserted {
+                names.append(markPriceStreamName(symbol: stream.symbol))
+            }
+        }
+        return "/market/stream?streams=" + names.joined(separator: "/")
     }
 
     /// `GET /fapi/v1/klines` for open times in `startTime...endTime`.

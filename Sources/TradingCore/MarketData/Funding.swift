@@ -232,3 +232,141 @@ extension FundingSchedule {
     /// How many settlements carry a mark price.
     public var markedCount: Int { events.filter { $0.markPrice != nil }.count }
 }
+
+/// A venue's premium index for a symbol at a moment, as its stream gives it (Binance
+/// `<symbol>@markPrice`, Bybit `tickers.<symbol>`): the mark price, the funding rate the next settlement
+/// will charge as it stands, and when that is. A field the message did not carry is nil (Bybit's
+/// deltas carry only what changed: ``merged(into:)``).
+public struct MarkUpdate: Sendable, Hashable, Codable {
+    public var symbol: String
+    /// The venue's time of the update.
+    public var time: Date
+    public var markPrice: Decimal?
+    public var fundingRate: Decimal?
+    public var nextFundingTime: Date?
+
+    /// An update with the fields given.
+    public init(
+        symbol: String,
+        time: Date,
+        markPrice: Decimal? = nil,
+        fundingRate: Decimal? = nil,
+        nextFundingTime: Date? = nil
+    ) {
+        self.symbol = symbol
+        self.time = time
+        self.markPrice = markPrice
+        self.fundingRate = fundingRate
+        self.nextFundingTime = nextFundingTime
+    }
+
+    /// This update over `earlier`: its fields where it has them, the earlier ones where it has none.
+    public func merged(into earlier: MarkUpdate?) -> MarkUpdate {
+        MarkUpdate(
+            symbol: symbol,
+            time: time,
+            markPrice: markPrice ?? earlier?.markPrice,
+            fundingRate: fundingRate ?? earlier?.fundingRate,
+            nextFundingTime: nextFundingTime ?? earlier?.nextFundingTime
+        )
+    }
+
+    /// The cache key of a symbol's latest premium index (``cacheValue``).
+    public static func cacheKey(symbol: String) -> String { "mark:\(symbol)" }
+
+    /// The update as the cache holds it: JSON, times in milliseconds since 1970, decimals as strings
+    /// (`{"fundingRate":"0.0001","markPrice":"1.2","nextFundingTime":1637222400000,"time":1637193600017}`).
+    public var cacheValue: [UInt8] {
+        func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+        var fields: [String] = []
+        if let fundingRate { fields.append("\"fundingRate\":\"\(fundingRate)\"") }
+        if let markPrice { fields.append("\"markPrice\":\"\(markPrice)\"") }
+        if let nextFundingTime { fields.append("\"nextFundingTime\":\(millis(nextFundingTime))") }
+        fields.append("\"symbol\":\"\(symbol)\"")
+        fields.append("\"time\":\(millis(time))")
+        return Array("{\(fields.joined(separator: ","))}".utf8)
+    }
+
+    /// Reads a ``cacheValue``; nil when it is not one.
+    public init?(cacheValue bytes: [UInt8]) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+            let symbol = object["symbol"] as? String, let millis = (object["time"] as? NSNumber)?.int64Value
+        else { return nil }
+        self.init(
+            symbol: symbol,
+            time: Date(timeIntervalSince1970: Double(millis) / 1000),
+            markPrice: (object["markPrice"] as? String).flatMap { Decimal(string: $0) },
+            fundingRate: (object["fundingRate"] as? String).flatMap { Decimal(string: $0) },
+            nextFundingTime: (object["nextFundingTime"] as? NSNumber).map {
+                Date(timeIntervalSince1970: Double($0.int64Value) / 1000)
+            }
+        )
+    }
+}
+
+/// The mark prices a live feed saw, kept minute by minute, so that a closed candle can carry the mark's
+/// candle over its period (``CandlePayload/mark``). Pure; the feed owns one per symbol.
+public struct MarkMinutes: Sendable, Hashable {
+    /// One candle per minute that saw a mark, by its open time (ms).
+    public private(set) var minutes: [Int64: Candle] = [:]
+    /// How much history is kept, ms.
+    public let keep: Int64
+
+    /// Keeps `keep` ms of minutes (a day by default: the longest candle).
+    public init(keep: Int64 = 86_400_000) { self.keep = keep }
+
+    /// A mark seen at `millis`.
+    public mutating func observe(_ price: Double, at millis: Int64) {
+        guard price.isFinite, price > 0 else { return }
+        let minute = millis - millis % 60_000
+        if var candle = minutes[minute] {
+            candle.high = max(candle.high, price)
+            candle.low = min(candle.low, price)
+            candle.close = price
+            minutes[minute] = candle
+        } else {
+            minutes[minute] = Candle(openTime: minute, open: price, high: price, low: price, close: price, volume: 0)
+            minutes = minutes.filter { $0.key > minute - keep }
+        }
+    }
+
+    /// The mark's candle over `[openTime, openTime + length)`, when the marks seen cover its first and
+    /// last minutes; nil otherwise (a feed that started inside the candle, or a stream that went quiet).
+    public func candle(openTime: Int64, length: Int64) -> Candle? {
+        let parts = minutes.filter { $0.key >= openTime && $0.key < openTime + length }.sorted { $0.key < $1.key }
+            .map(\.value)
+        guard let first = parts.first, let last = parts.last, first.openTime == openTime,
+            last.openTime == openTime + length - 60_000 || length < 60_000
+        else { return nil }
+        return Candle(
+            openTime: openTime,
+            open: first.open,
+            high: parts.map(\.high).max()!,
+            low: parts.map(\.low).min()!,
+            close: last.close,
+            volume: 0
+        )
+    }
+}
+
+/// Port: a venue's REST funding history and funding interval, for the live feed's backfill.
+public protocol FundingHistory: Sendable {
+    /// Settlements of `symbol` at times in `from...through`, oldest first (with the mark where the
+    /// venue gives it).
+    func fundingRates(symbol: String, from: Date, through: Date) async throws -> [FundingEvent]
+    /// The symbol's funding interval as the venue sets it; nil when the venue does not say.
+    func fundingInterval(symbol: String) async throws -> Duration?
+}
+
+/// Port: where a live run keeps the market data it traded on, so that its record holds it
+/// (`tradebus diff --run` backtests those candles): candles, and funding settlements.
+public protocol MarketRecord: Sendable {
+    /// Keeps closed candles (one row per venue, symbol, interval and open time; a repeat is ignored).
+    func recordCandles(venue: String, symbol: String, interval: String, _ candles: [Candle]) async throws
+    /// The candles kept for `symbol` at `interval` with open times in `from...through`, oldest first.
+    func candles(symbol: String, interval: String, from: Int64, through: Int64) async throws -> [Candle]
+    /// Keeps settlements (one row per venue, symbol and time; a later one with the same time replaces it).
+    func recordFunding(venue: String, symbol: String, _ events: [FundingEvent]) async throws
+    /// The settlements kept for `symbol` in `from...through`, oldest first.
+    func funding(symbol: String, from: Date, through: Date) async throws -> [FundingEvent]
+}

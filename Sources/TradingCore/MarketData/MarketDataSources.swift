@@ -18,6 +18,8 @@ public enum KlineStreamEvent: Sendable, Hashable {
     case connected
     /// A kline update, open or closed.
     case update(KlineUpdate)
+    /// A premium-index update: mark price, funding rate, next funding time.
+    case mark(MarkUpdate)
 }
 
 /// Port: an exchange's live kline stream. One call is one connection; the caller reconnects.

@@ -210,15 +210,19 @@ public actor SignalAnalyst {
         let today = try await store.trades(since: dayStart)
         let recent = try await store.trades(since: now().addingTimeInterval(-7 * 86_400)).filter { $0.symbol == symbol }
             .suffix(settings.recentTrades)
+        // The rate the next settlement will charge and its time, from the live premium index
+        // (`mark:<symbol>`); without one (a replay), the settlement the funding file put in the cache.
+        let premium = await cache.get(MarkUpdate.cacheKey(symbol: symbol)).flatMap { MarkUpdate(cacheValue: $0.bytes) }
         let funding = await cache.get(FundingEvent.cacheKey(symbol: symbol)).flatMap {
             FundingEvent(cacheValue: $0.bytes)
         }
+        let live = premium?.fundingRate != nil && premium?.nextFundingTime != nil
         return AnalysisContext(
             symbol: symbol,
             interval: interval,
             timeframes: timeframes,
-            fundingRate: funding?.rate.doubleValue,
-            nextFunding: funding?.time,
+            fundingRate: live ? premium?.fundingRate?.doubleValue : funding?.rate.doubleValue,
+            nextFunding: live ? premium?.nextFundingTime : funding?.time,
             position: positions.first.map {
                 AnalysisContext.Position(
                     side: $0.side,

@@ -11,6 +11,13 @@ import TradingCore
 ///
 /// A stream's position advances only once its candles are on the bus: if publishing fails, the
 /// connection is dropped and the candles come back from REST after the reconnect.
+///
+/// Mark prices and funding: each premium-index update goes to the cache (`mark:<symbol>`) and into the
+/// symbol's ``MarkMinutes``, so each closed candle carries the mark's candle over it. When the next
+/// funding time moves on, the settlement at the old one has happened: it is recorded at the rate and
+/// mark the stream last gave before it (`funding:<symbol>` and the record), and REST's history, read at
+/// start (``Settings/fundingLookback``) and at each settlement from the last one it confirmed, replaces
+/// it with the venue's own figures. The funding interval is the venue's (``FundingHistory``).
 public actor LiveFeed {
     /// The streams to follow and how to reconnect and backfill.
     public struct Settings: Sendable {
@@ -20,18 +27,22 @@ public actor LiveFeed {
         public var reconnect: Backoff
         /// How often the stale check runs.
         public var watchdogPeriod: Duration
+        /// How far back funding history is read at start.
+        public var fundingLookback: Duration
 
         /// A `Settings` with the fields given.
         public init(
             streams: [CandleStreamID],
             staleIntervals: Double = 3,
             reconnect: Backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30)),
-            watchdogPeriod: Duration = .seconds(1)
+            watchdogPeriod: Duration = .seconds(1),
+            fundingLookback: Duration = .seconds(7 * 86_400)
         ) {
             self.streams = streams
             self.staleIntervals = staleIntervals
             self.reconnect = reconnect
             self.watchdogPeriod = watchdogPeriod
+            self.fundingLookback = fundingLookback
         }
     }
 
@@ -46,6 +57,17 @@ public actor LiveFeed {
         public var stillMissing = 0
         public var connections = 0
         public var staleAlerts = 0
+        /// Premium-index updates taken in, and funding settlements recorded (from the stream and REST).
+        public var marks = 0
+        public var settlements = 0
+    }
+
+    /// A symbol's mark prices and funding as the feed follows them.
+    struct MarkState {
+        var latest: MarkUpdate?
+        var minutes = MarkMinutes()
+        /// The newest settlement REST has confirmed.
+        var confirmed: Date?
     }
 
     struct StreamState {
@@ -57,24 +79,31 @@ public actor LiveFeed {
 
     let source: any KlineStream
     let history: any KlineHistory
+    let funding: (any FundingHistory)?
     let output: FeedOutput
     let settings: Settings
     let now: @Sendable () -> Date
     private var states: [CandleStreamID: StreamState] = [:]
     private var connectedThisSession = false
+    private var marks: [String: MarkState] = [:]
     public private(set) var counts = Counts()
     public private(set) var isConnected = false
+    /// Each symbol's funding interval, as the venue gave it at start.
+    public private(set) var fundingIntervals: [String: Duration] = [:]
 
-    /// A feed of `stream`'s closed candles, backfilled from `history`, out through `output`.
+    /// A feed of `stream`'s closed candles, backfilled from `history`, with funding history from
+    /// `funding`, out through `output`.
     public init(
         source: any KlineStream,
         history: any KlineHistory,
+        funding: (any FundingHistory)? = nil,
         output: FeedOutput,
         settings: Settings,
         now: @escaping @Sendable () -> Date = { Date() }
     ) throws {
         self.source = source
         self.history = history
+        self.funding = funding
         self.output = output
         self.settings = settings
         self.now = now
@@ -89,8 +118,10 @@ public actor LiveFeed {
         }
     }
 
-    /// Runs until cancelled: the connection (reconnecting as needed) and the stale watchdog.
+    /// Runs until cancelled: the funding history first, then the connection (reconnecting as needed)
+    /// and the stale watchdog.
     public func run() async throws {
+        await readFundingHistory()
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await self.watchStaleness() }
             try await self.keepConnected()
@@ -135,6 +166,8 @@ public actor LiveFeed {
             if counts.connections > 1 { try await catchUp() }
         case .update(let update):
             try await handle(update)
+        case .mark(let update):
+            await handle(update)
         }
     }
 
@@ -261,8 +294,19 @@ public actor LiveFeed {
             return
         }
         let length = sequencer.intervalMilliseconds
-        try await output.bus.publish(candles.map { try output.message($0, of: id, intervalMilliseconds: length) })
+        let minutes = marks[id.symbol]?.minutes
+        try await output.bus.publish(
+            candles.map {
+                try output.message(
+                    $0,
+                    of: id,
+                    intervalMilliseconds: length,
+                    mark: minutes?.candle(openTime: $0.openTime, length: length)
+                )
+            }
+        )
         states[id]?.sequencer = sequencer
+        await output.recordCandles(candles, of: id)
         counts.published += candles.count
         Counter(label: "tradebus_feed_candles_total", dimensions: [("venue", source.venue)]).increment(
             by: candles.count
@@ -272,6 +316,84 @@ public actor LiveFeed {
             price: last.close,
             time: FeedOutput.closeTime(last, intervalMilliseconds: length)
         )
+    }
+
+    // MARK: Mark prices and funding
+
+    /// A premium-index update: cached, kept by the minute, and a settlement recorded when the next
+    /// funding time moved on.
+    private func handle(_ update: MarkUpdate) async {
+        let symbol = update.symbol.uppercased()
+        guard settings.streams.contains(where: { $0.symbol == symbol }) else { return }
+        var state = marks[symbol] ?? MarkState()
+        let previous = state.latest
+        var merged = update.merged(into: previous)
+        merged.symbol = symbol
+        state.latest = merged
+        if let price = merged.markPrice?.doubleValue {
+            state.minutes.observe(price, at: Int64((update.time.timeIntervalSince1970 * 1000).rounded()))
+        }
+        marks[symbol] = state
+        counts.marks += 1
+        await output.setMark(merged)
+        guard let settled = previous?.nextFundingTime, let next = merged.nextFundingTime, next > settled,
+            settled <= update.time, let rate = previous?.fundingRate
+        else { return }
+        // The settlement at `settled` happened at the rate the stream gave last before it.
+        output.logger.info(
+            "funding settled",
+            metadata: ["symbol": "\(symbol)", "time": "\(settled)", "rate": "\(rate)"]
+        )
+        await output.recordFunding(
+            symbol: symbol,
+            [FundingEvent(time: settled, rate: rate, markPrice: previous?.markPrice)]
+        )
+        counts.settlements += 1
+        await confirmFunding(symbol, through: settled)
+    }
+
+    /// At start: each symbol's funding interval and its settlements over ``Settings/fundingLookback``.
+    private func readFundingHistory() async {
+        guard let funding else { return }
+        let end = now()
+        let start = end.addingTimeInterval(-Double(settings.fundingLookback.components.seconds))
+        for symbol in Set(settings.streams.map(\.symbol)).sorted() {
+            do {
+                if let interval = try await funding.fundingInterval(symbol: symbol) {
+                    fundingIntervals[symbol] = interval
+                }
+            } catch {
+                output.logger.warning(
+                    "the funding interval could not be read",
+                    metadata: ["symbol": "\(symbol)", "error": "\(error)"]
+                )
+            }
+            marks[symbol, default: MarkState()].confirmed = start
+            await confirmFunding(symbol, through: end)
+        }
+        output.logger.info(
+            "funding history read",
+            metadata: ["intervals": "\(fundingIntervals.mapValues { "\($0.components.seconds / 3600) h" })"]
+        )
+    }
+
+    /// REST's settlements of `symbol` since the newest it confirmed, through `through`: recorded with
+    /// the venue's own rate and mark, replacing what the stream gave. A failure is logged; the next
+    /// settlement asks again from the same point.
+    private func confirmFunding(_ symbol: String, through: Date) async {
+        guard let funding, let from = marks[symbol]?.confirmed, from <= through else { return }
+        do {
+            let events = try await funding.fundingRates(symbol: symbol, from: from, through: through)
+            guard let newest = events.last else { return }
+            await output.recordFunding(symbol: symbol, events)
+            counts.settlements += events.count
+            marks[symbol]?.confirmed = newest.time.addingTimeInterval(0.001)
+        } catch {
+            output.logger.warning(
+                "funding history could not be read; the stream's figures stand until the next settlement",
+                metadata: ["symbol": "\(symbol)", "error": "\(error)"]
+            )
+        }
     }
 
     // MARK: Staleness
