@@ -152,6 +152,42 @@ extension MarketDataSystemTests {
         }
 
         @Test(
+            "backtest --walk-forward: windows that never overlap their training, the winners, the stitched record, DSR, PBO and a Monte Carlo"
+        )
+        func walkForward() async throws {
+            let output = try await Command.run(
+                tradebus,
+                [
+                    "backtest", "--data", data, "--walk-forward", "train=2d,test=1d", "--sweep",
+                    "RISK_PER_TRADE_PERCENT=0.005:0.02:0.005", "--monte-carlo", "200", "--json",
+                ],
+                environment: defaults.merging(["MAX_CONSECUTIVE_LOSSES": "20"]) { $1 }
+            )
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+            let windows = try #require(report["windows"] as? [[String: Any]])
+            #expect(windows.count == 5, "tests start on days 2 to 6 of the 6.9-day file")
+            for window in windows {
+                #expect((window["train_end"] as? String) == (window["test_start"] as? String))
+                #expect((window["settings"] as? [String: String])?["RISK_PER_TRADE_PERCENT"] != nil)
+            }
+            #expect(report["configurations"] as? Int == 4)
+            #expect((report["deflated_sharpe"] as? Double).map { (0...1).contains($0) } == true)
+            #expect((report["probability_of_overfitting"] as? Double).map { (0...1).contains($0) } == true)
+            let drawdowns = try #require(report["monte_carlo_max_drawdown_pct"] as? [String: Double])
+            #expect(drawdowns["p5"]! <= drawdowns["p50"]! && drawdowns["p50"]! <= drawdowns["p95"]!)
+            #expect(report["monte_carlo_runs"] as? Int == 200)
+            #expect((report["out_of_sample_equity"] as? [Double])?.first == 10_000)
+            // A walk-forward needs a grid.
+            await #expect {
+                try await Command.run(
+                    tradebus,
+                    ["backtest", "--data", data, "--walk-forward", "train=2d,test=1d"],
+                    environment: defaults
+                )
+            } throws: { "\($0)".contains("--walk-forward optimises a --sweep grid") }
+        }
+
+        @Test(
             "tradebus diff on a live run's record: the candles its feed kept stand in for a file, and it differs nowhere"
         )
         func diffRecordedCandles() async throws {

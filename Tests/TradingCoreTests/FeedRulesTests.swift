@@ -66,7 +66,15 @@ struct FeedRulesTests {
         let streams = [
             CandleStreamID(symbol: "BTCUSDT", interval: "1m"), CandleStreamID(symbol: "ETHUSDT", interval: "5m"),
         ]
-        #expect(BinanceMessages.combinedStreamPath(streams) == "/stream?streams=btcusdt@kline_1m/ethusdt@kline_5m")
+        // The market-data route, klines then each symbol's mark price once (Binance since 2026-04-23).
+        #expect(
+            BinanceMessages.combinedStreamPath(streams + [CandleStreamID(symbol: "BTCUSDT", interval: "5m")])
+                == "/market/stream?streams=btcusdt@kline_1m/ethusdt@kline_5m/btcusdt@kline_5m/btcusdt@markPrice@1s/ethusdt@markPrice@1s"
+        )
+        #expect(
+            BinanceMessages.combinedStreamPath(streams, marks: false)
+                == "/market/stream?streams=btcusdt@kline_1m/ethusdt@kline_5m"
+        )
         #expect(
             BinanceMessages.klinesPath(symbol: "btcusdt", interval: "1m", startTime: 1, endTime: 2, limit: 3)
                 == "/fapi/v1/klines?symbol=BTCUSDT&interval=1m&startTime=1&endTime=2&limit=3"

@@ -123,6 +123,8 @@ public struct Backtester: Sendable {
     /// ``MarkPrices/candles(for:length:)``; the candle's own prices where there is none) and, with
     /// `detail` (lower-timeframe candles of the same period), walking each candle's path in the order
     /// they show (``IntrabarPath``); `progress` is told every `progressEvery` candles and after the last.
+    /// With `tradingFrom`, the candles before it only warm the indicators up: no decision made before it
+    /// is acted on (a walk-forward test window).
     public func run(
         _ candles: [Candle],
         symbol: String,
@@ -130,6 +132,7 @@ public struct Backtester: Sendable {
         funding: FundingSchedule? = nil,
         marks: [Int64: Candle]? = nil,
         detail: [Candle]? = nil,
+        tradingFrom: Date? = nil,
         progressEvery: Int = 1_000,
         progress: ((ReplayProgress) -> Void)? = nil
     ) throws -> ReplayOutcome {
@@ -139,6 +142,7 @@ public struct Backtester: Sendable {
         let started = ContinuousClock.now
         let parts = detail.map { CandleInterval.group($0, by: length) }
         var run = BacktestRun(settings: settings, symbol: symbol, interval: interval, analyst: analyst)
+        run.tradingFrom = tradingFrom
         var equity: [Double] = [settings.initialCapital.doubleValue]
         var times: [Date] = []
         equity.reserveCapacity(candles.count + 1)
@@ -246,6 +250,8 @@ struct BacktestRun {
     var trades: [TradeRecord] = []
     var signals = 0
     var decisions = 0
+    /// Decisions made before this are not acted on (nil: all are).
+    var tradingFrom: Date?
     var now = Date(timeIntervalSince1970: 0)
     /// The paper balance as a Double, worked out again after every venue event.
     var balance: Double
@@ -303,7 +309,9 @@ struct BacktestRun {
             }
         }
         self.signals += signals.count
-        if let recorded {
+        if let tradingFrom, close < tradingFrom {
+            // Warming up: the indicators have taken the candle; nothing is decided on it.
+        } else if let recorded {
             for record in recorded[Int64((close.timeIntervalSince1970 * 1000).rounded())] ?? [] {
                 decisions += 1
                 execute(decisionID: record.id, record.payload(requestID: record.id))

@@ -107,4 +107,34 @@ public enum CandleInterval {
             )
         }
     }
+
+    /// `count` candles made by repeating `source` (candles of `length` ms, in order) end to end: each copy
+    /// moves on in time by the source's span and is scaled so that it opens where the last one closed,
+    /// so the returns inside each copy are the source's, and the seams are continuous. For benchmarks
+    /// over more candles than a file has.
+    public static func tiled(_ source: [Candle], count: Int, length: Int64) -> [Candle] {
+        guard let first = source.first, let last = source.last, count > 0 else { return [] }
+        var candles: [Candle] = []
+        candles.reserveCapacity(count)
+        let span = last.openTime + length - first.openTime
+        var shift: Int64 = 0
+        var scale = 1.0
+        while candles.count < count {
+            for candle in source.prefix(count - candles.count) {
+                candles.append(
+                    Candle(
+                        openTime: candle.openTime + shift,
+                        open: candle.open * scale,
+                        high: candle.high * scale,
+                        low: candle.low * scale,
+                        close: candle.close * scale,
+                        volume: candle.volume
+                    )
+                )
+            }
+            shift += span
+            scale = candles[candles.count - 1].close / first.open
+        }
+        return candles
+    }
 }
