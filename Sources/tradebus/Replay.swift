@@ -380,6 +380,7 @@ struct Backtest: AsyncParsableCommand {
             "train=LENGTH,test=LENGTH (such as train=30d,test=7d): optimise the --sweep grid on each training window and trade the next test window with the winner."
     ) var walkForward: String?
     @Flag(help: "Walk-forward: every training window starts at the data's start.") var anchored = false
+    @Option(help: "Sweep: backtests at once (default: one per core).") var jobs: Int?
     @Option(help: "Walk-forward: shuffles of the out-of-sample trades' order, for the maximum drawdown's spread.")
     var monteCarlo = 0
     @OptionGroup var market: MarketFileOptions
@@ -440,7 +441,8 @@ struct Backtest: AsyncParsableCommand {
     /// Every combination of the sweep's values, each a backtest of its own, as many at once as there are cores.
     func runSweep(_ replay: ReplayData) async throws {
         let (axes, grid) = try grid()
-        let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let cores = max(1, jobs ?? ProcessInfo.processInfo.activeProcessorCount)
+        let started = ContinuousClock.now
         var results: [(settings: [(String, String)], report: PerformanceReport)] = []
         try await withThrowingTaskGroup(of: ([(String, String)], PerformanceReport).self) { group in
             var next = 0
@@ -460,6 +462,7 @@ struct Backtest: AsyncParsableCommand {
             }
         }
         results.sort { $0.report.totalPnL > $1.report.totalPnL }
+        let elapsed = (ContinuousClock.now - started).timeInterval
         if json {
             let rows = try results.map { result -> [String: Any] in
                 var object = try result.report.jsonObject()
@@ -490,6 +493,19 @@ struct Backtest: AsyncParsableCommand {
                     )
             )
         }
+        // To stderr, so that the table stays one table: the sweep's pace, for the scaling figures.
+        FileHandle.standardError.write(
+            Data(
+                String(
+                    format: "%d backtests of %d candles in %.2f s, %d at once (%.0f candles/s)\n",
+                    grid.count,
+                    replay.candles.count,
+                    elapsed,
+                    cores,
+                    Double(grid.count * replay.candles.count) / elapsed
+                ).utf8
+            )
+        )
     }
 }
 
