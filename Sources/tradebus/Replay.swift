@@ -877,7 +877,7 @@ struct BacktestBench: AsyncParsableCommand {
         var throughoutEnvironment = configured
         for (key, value) in [
             "MAX_DRAWDOWN_PERCENT": "1", "DAILY_LOSS_LIMIT_PERCENT": "1", "MAX_CONSECUTIVE_LOSSES": "100",
-            "INITIAL_CAPITAL": "1000000",
+            "INITIAL_CAPITAL": "1000000000",
         ] where throughoutEnvironment[key] == nil {
             throughoutEnvironment[key] = value
         }

@@ -486,9 +486,21 @@ struct BacktestRun {
             return
         }
         guard let price = exchange.price(symbol: d.symbol) else { return }
-        let account = (equity: exchange.equity, availableMargin: exchange.availableMargin)
         // An entry on its way counts as the position it will be.
         let open = Set(exchange.positions.keys).union(kernel.positions.keys)
+        if open.contains(d.symbol) {
+            // The gateway refuses this entry whatever else holds (if no earlier check does, `positionOpen`
+            // does), and a backtest keeps no refusal: only the breakers' day roll, which the executor does
+            // on every decision, is carried out, and its equity worked out only on a new day.
+            if halts?.isNewDay(now) ?? true {
+                let equity = exchange.equity
+                var current = halts(equity: equity)
+                current.roll(now: now, equity: equity)
+                halts = current
+            }
+            return
+        }
+        let account = (equity: exchange.equity, availableMargin: exchange.availableMargin)
         var current = halts(equity: account.equity)
         current.roll(now: now, equity: account.equity)
         halts = current

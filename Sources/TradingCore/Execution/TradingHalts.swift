@@ -58,6 +58,9 @@ public struct TradingHalts: Sendable, Hashable, Codable {
 
     static func day(_ date: Date) -> Int { Int((date.timeIntervalSince1970 / 86_400).rounded(.down)) }
 
+    /// Whether `now` is on a later UTC day than the breakers' (``roll(now:equity:)`` would start a new day).
+    public func isNewDay(_ now: Date) -> Bool { Self.day(now) != day }
+
     /// A new UTC day: the daily figures start again and the daily-loss breaker clears (returned).
     @discardableResult
     public mutating func roll(now: Date, equity: Decimal) -> [Halt] {

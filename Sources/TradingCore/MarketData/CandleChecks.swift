@@ -108,32 +108,26 @@ public enum CandleInterval {
         }
     }
 
-    /// `count` candles made by repeating `source` (candles of `length` ms, in order) end to end: each copy
-    /// moves on in time by the source's span and is scaled so that it opens where the last one closed,
-    /// so the returns inside each copy are the source's, and the seams are continuous. For benchmarks
-    /// over more candles than a file has.
+    /// `count` candles made by repeating `source` (candles of `length` ms, in order) end to end, every
+    /// other copy mirrored in time (its candles in reverse order, each with open and close swapped), so
+    /// each seam joins a close to the same price and the series neither jumps nor drifts: real moves,
+    /// for benchmarks over more candles than a file has. The copies' candles follow one another at
+    /// `length`, from the source's first open time.
     public static func tiled(_ source: [Candle], count: Int, length: Int64) -> [Candle] {
-        guard let first = source.first, let last = source.last, count > 0 else { return [] }
+        guard let first = source.first, count > 0 else { return [] }
+        let mirrored = source.reversed().map {
+            Candle(openTime: 0, open: $0.close, high: $0.high, low: $0.low, close: $0.open, volume: $0.volume)
+        }
         var candles: [Candle] = []
         candles.reserveCapacity(count)
-        let span = last.openTime + length - first.openTime
-        var shift: Int64 = 0
-        var scale = 1.0
+        var copy = 0
         while candles.count < count {
-            for candle in source.prefix(count - candles.count) {
-                candles.append(
-                    Candle(
-                        openTime: candle.openTime + shift,
-                        open: candle.open * scale,
-                        high: candle.high * scale,
-                        low: candle.low * scale,
-                        close: candle.close * scale,
-                        volume: candle.volume
-                    )
-                )
+            for candle in (copy % 2 == 0 ? source : mirrored).prefix(count - candles.count) {
+                var placed = candle
+                placed.openTime = first.openTime + Int64(candles.count) * length  // one after another, no gaps
+                candles.append(placed)
             }
-            shift += span
-            scale = candles[candles.count - 1].close / first.open
+            copy += 1
         }
         return candles
     }
