@@ -123,10 +123,16 @@ public enum EnvelopeCodec {
         expectedType: String? = nil
     ) throws(EnvelopeError) -> Envelope<P> {
         let data = Data(body)
-        // First the frame alone, so a bad payload is told apart from a bad envelope.
-        let header: Envelope<JSONValue>
+        // The usual case in one pass: the whole envelope, then its frame checked.
+        if let envelope = try? JSONDecoder().decode(Envelope<P>.self, from: data) {
+            try check(version: envelope.version, type: envelope.type, expectedType: expectedType, as: P.self)
+            return envelope
+        }
+        // Something is wrong: the frame alone (its payload read and thrown away), so a bad payload is
+        // told apart from a bad envelope.
+        let header: Envelope<Unread>
         do {
-            header = try JSONDecoder().decode(Envelope<JSONValue>.self, from: data)
+            header = try JSONDecoder().decode(Envelope<Unread>.self, from: data)
         } catch let error as DecodingError {
             if case .dataCorrupted(let context) = error, context.codingPath.isEmpty {
                 throw EnvelopeError(.notJSON, "body is not JSON (\(body.count) bytes)")
@@ -135,15 +141,7 @@ public enum EnvelopeCodec {
         } catch {
             throw EnvelopeError(.notJSON, "\(error)")
         }
-        guard header.version == Envelope<P>.currentVersion else {
-            throw EnvelopeError(
-                .unsupportedVersion,
-                "envelope version \(header.version); this build reads version \(Envelope<P>.currentVersion)"
-            )
-        }
-        if let expectedType, header.type != expectedType {
-            throw EnvelopeError(.unexpectedType, "type '\(header.type)', expected '\(expectedType)'")
-        }
+        try check(version: header.version, type: header.type, expectedType: expectedType, as: P.self)
         do {
             return try JSONDecoder().decode(Envelope<P>.self, from: data)
         } catch let error as DecodingError {
@@ -151,6 +149,30 @@ public enum EnvelopeCodec {
         } catch {
             throw EnvelopeError(.invalidPayload, "\(header.type): \(error)")
         }
+    }
+
+    /// The frame's version and type against what this build reads and the caller expects.
+    private static func check<P: Codable & Sendable>(
+        version: Int,
+        type: String,
+        expectedType: String?,
+        as payload: P.Type
+    ) throws(EnvelopeError) {
+        guard version == Envelope<P>.currentVersion else {
+            throw EnvelopeError(
+                .unsupportedVersion,
+                "envelope version \(version); this build reads version \(Envelope<P>.currentVersion)"
+            )
+        }
+        if let expectedType, type != expectedType {
+            throw EnvelopeError(.unexpectedType, "type '\(type)', expected '\(expectedType)'")
+        }
+    }
+
+    /// A payload that is present but not read: the frame alone.
+    struct Unread: Codable, Sendable {
+        init(from decoder: any Decoder) throws {}
+        func encode(to encoder: any Encoder) throws {}
     }
 
     private static func describe(_ error: DecodingError) -> String {
