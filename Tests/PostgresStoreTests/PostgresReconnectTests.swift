@@ -81,7 +81,9 @@ struct PostgresReconnectTests {
         let clock = ContinuousClock()
         let started = clock.now
         await #expect(throws: StoreError.self) { try await store.migrate() }
-        #expect(clock.now - started < .seconds(10), "gave up after \(clock.now - started)")
+        // 2 s alone; the bound is loose because a CI machine's two cores are shared by every test at
+        // once (it took 10.1 s there once). Without the timeout libpq waits for ever.
+        #expect(clock.now - started < .seconds(30), "gave up after \(clock.now - started)")
         await store.close()
     }
 
