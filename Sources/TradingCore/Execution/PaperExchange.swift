@@ -113,6 +113,9 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         var peak: Decimal
         /// The prices that matter on the next candle, as Doubles; nil until worked out (see ``Bounds``).
         var bounds: Bounds?
+        /// The liquidation price at this entry, size and leverage, once worked out (nil in state files
+        /// written before it was kept, and until then).
+        var liquidation: Decimal?
         var margin: Decimal { quantity * entry / Decimal(leverage) }
     }
 
@@ -169,8 +172,9 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     public mutating func apply(_ settings: Settings) {
         self.settings = settings
         for (symbol, position) in positions {
-            let refreshed = bounds(of: position)
-            positions[symbol]?.bounds = refreshed
+            var refreshed = repriced(position)
+            refreshed.bounds = bounds(of: refreshed)
+            positions[symbol] = refreshed
         }
     }
     /// Wallet balance: the initial capital plus realised PnL, minus fees and funding.
@@ -424,16 +428,30 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         settings.marginTiers?.rate(notional: p.quantity * p.entry) ?? settings.maintenanceMarginRate
     }
 
+    /// The liquidation price of a position: kept on it (``Position/liquidation``) or worked out.
+    func liquidationPrice(_ p: Position) -> Decimal {
+        p.liquidation
+            ?? RiskGateway.liquidationPrice(
+                side: p.side,
+                entry: p.entry,
+                leverage: Decimal(p.leverage),
+                maintenanceMarginRate: maintenanceRate(p)
+            )
+    }
+
+    /// `p` with its liquidation price worked out again (its entry, size or the settings changed).
+    func repriced(_ p: Position) -> Position {
+        var p = p
+        p.liquidation = nil
+        p.liquidation = liquidationPrice(p)
+        return p
+    }
+
     /// ``Bounds`` of a position, nil without a stop.
     func bounds(of p: Position) -> Bounds? {
         guard let stop = nearestStop(p)?.trigger else { return nil }
         let hair = 1e-9
-        let liquidation = RiskGateway.liquidationPrice(
-            side: p.side,
-            entry: p.entry,
-            leverage: Decimal(p.leverage),
-            maintenanceMarginRate: maintenanceRate(p)
-        ).doubleValue
+        let liquidation = liquidationPrice(p).doubleValue
         let stopValue = stop.doubleValue
         let target = targets[p.symbol]?.price.doubleValue
         let below = p.side == .long ? max(stopValue, liquidation) : (target ?? 0)
@@ -552,6 +570,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
                 let quantity = position.quantity + fill.quantity
                 position.entry = (position.entry * position.quantity + fill.price * fill.quantity) / quantity
                 position.quantity = quantity
+                position = repriced(position)
                 position.peak = max(position.peak, quantity)
                 position.fees += fill.fee
                 position.bounds = nil
@@ -571,20 +590,23 @@ public struct PaperExchange: Sendable, Hashable, Codable {
                     targets[fill.symbol] = nil
                     rest[fill.symbol] = nil
                 } else {
+                    position = repriced(position)  // a smaller size may fall in another margin tier
                     position.bounds = bounds(of: position)
                     positions[fill.symbol] = position
                 }
             }
         } else if !reduceOnly {
-            positions[fill.symbol] = Position(
-                symbol: fill.symbol,
-                side: side,
-                quantity: fill.quantity,
-                entry: fill.price,
-                leverage: leverage,
-                openedAt: fill.time,
-                fees: fill.fee,
-                peak: fill.quantity
+            positions[fill.symbol] = repriced(
+                Position(
+                    symbol: fill.symbol,
+                    side: side,
+                    quantity: fill.quantity,
+                    entry: fill.price,
+                    leverage: leverage,
+                    openedAt: fill.time,
+                    fees: fill.fee,
+                    peak: fill.quantity
+                )
             )
         }
     }
@@ -625,12 +647,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     mutating func exit(_ position: Position, traded: Span, mark: Span, time: Date) {
         var p = position
         let long = p.side == .long
-        let liquidation = RiskGateway.liquidationPrice(
-            side: p.side,
-            entry: p.entry,
-            leverage: Decimal(p.leverage),
-            maintenanceMarginRate: maintenanceRate(p)
-        )
+        let liquidation = liquidationPrice(p)
         let stop = nearestStop(p)
         let stopHit = stop.map { long ? mark.low <= $0.trigger : mark.high >= $0.trigger } ?? false
         let liquidationHit = long ? mark.low <= liquidation : mark.high >= liquidation
