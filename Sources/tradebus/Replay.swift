@@ -388,7 +388,7 @@ struct Backtest: AsyncParsableCommand {
     func run() async throws {
         let replay = try market.replay(path: data, symbol: symbol, interval: interval)
         if let walkForward { return try runWalkForward(replay, plan: walkForward) }
-        if !sweep.isEmpty { return try await runSweep(replay) }
+        if !sweep.isEmpty { return try runSweep(replay) }
         let choice: Backtester.Analyst
         switch analyst {
         case .rules: choice = .rules
@@ -438,29 +438,33 @@ struct Backtest: AsyncParsableCommand {
         return (axes, grid)
     }
 
+    /// The backtester's settings for each combination of the grid: the workers' environment with the
+    /// combination's keys over it, each checked as a worker checks its configuration.
+    func configurations(_ grid: [[(String, String)]]) throws -> [Backtester.Settings] {
+        try grid.map { combination in
+            var environment = ProcessInfo.processInfo.environment
+            for (key, value) in combination { environment[key] = value }
+            return try Backtester.Settings.read(try SettingsReader(environment: environment))
+        }
+    }
+
     /// Every combination of the sweep's values, each a backtest of its own, as many at once as there are cores.
-    func runSweep(_ replay: ReplayData) async throws {
+    func runSweep(_ replay: ReplayData) throws {
         let (axes, grid) = try grid()
+        let settings = try configurations(grid)
         let cores = max(1, jobs ?? ProcessInfo.processInfo.activeProcessorCount)
         let started = ContinuousClock.now
-        var results: [(settings: [(String, String)], report: PerformanceReport)] = []
-        try await withThrowingTaskGroup(of: ([(String, String)], PerformanceReport).self) { group in
-            var next = 0
-            func add() {
-                guard next < grid.count else { return }
-                let settings = grid[next]
-                next += 1
-                var environment = ProcessInfo.processInfo.environment
-                for (key, value) in settings { environment[key] = value }
-                let job = BacktestJob(data: replay, analyst: .rules, environment: environment)
-                group.addTask { (settings, try job.execute().1) }
-            }
-            for _ in 0..<cores { add() }
-            while let result = try await group.next() {
-                results.append(result)
-                add()
-            }
-        }
+        let reports = try Backtester.sweep(
+            settings,
+            candles: replay.candles,
+            symbol: replay.symbol,
+            interval: replay.interval,
+            funding: replay.funding,
+            marks: replay.marks,
+            detail: replay.detail,
+            jobs: cores
+        ) { settings, outcome in replay.report(outcome, initialCapital: settings.initialCapital) }
+        var results = zip(grid, reports).map { (settings: $0, report: $1) }
         results.sort { $0.report.totalPnL > $1.report.totalPnL }
         let elapsed = (ContinuousClock.now - started).timeInterval
         if json {
@@ -520,11 +524,7 @@ extension Backtest {
         }
         guard !sweep.isEmpty else { throw ValidationError("--walk-forward optimises a --sweep grid: give --sweep") }
         let (_, grid) = try grid()
-        let configurations = try grid.map { settings in
-            var environment = ProcessInfo.processInfo.environment
-            for (key, value) in settings { environment[key] = value }
-            return try Backtester.Settings.read(try SettingsReader(environment: environment))
-        }
+        let configurations = try configurations(grid)
         let capital = configurations[0].initialCapital.doubleValue
         let report = try WalkForward.run(
             replay.candles,
@@ -532,7 +532,9 @@ extension Backtest {
             interval: replay.interval,
             plan: plan,
             configurations: configurations,
-            funding: replay.funding
+            funding: replay.funding,
+            marks: replay.marks,
+            detail: replay.detail
         )
         let annual = replay.periodsPerYear.squareRoot()
         let trades = report.steps.flatMap(\.trades)

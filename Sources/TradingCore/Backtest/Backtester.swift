@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Progress of a replay, after a candle.
 public struct ReplayProgress: Sendable {
@@ -534,5 +535,53 @@ struct BacktestRun {
                 )
             )
         )
+    }
+}
+
+extension Backtester {
+    /// Backtests of the same candles under each of `settings` with the rules analyst, `jobs` at once
+    /// (one per core by default), in the order of `settings`. Each outcome is turned by `keep` as soon
+    /// as its run ends, so a sweep holds only what it ranks; the candles are shared, never copied.
+    public static func sweep<T: Sendable>(
+        _ settings: [Settings],
+        candles: [Candle],
+        symbol: String,
+        interval: String,
+        funding: FundingSchedule? = nil,
+        marks: [Int64: Candle]? = nil,
+        detail: [Candle]? = nil,
+        tradingFrom: Date? = nil,
+        jobs: Int? = nil,
+        keep: @Sendable (Settings, ReplayOutcome) throws -> T
+    ) throws -> [T] {
+        let workers = max(1, min(jobs ?? ProcessInfo.processInfo.activeProcessorCount, settings.count))
+        let next = Mutex(0)
+        let results = Mutex<[Int: Result<T, any Error>]>([:])
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while true {
+                let taken: Int? = next.withLock { index in
+                    guard index < settings.count else { return nil }
+                    defer { index += 1 }
+                    return index
+                }
+                guard let index = taken else { return }
+                let result = Result {
+                    try keep(
+                        settings[index],
+                        try Backtester(settings: settings[index], analyst: .rules).run(
+                            candles,
+                            symbol: symbol,
+                            interval: interval,
+                            funding: funding,
+                            marks: marks,
+                            detail: detail,
+                            tradingFrom: tradingFrom
+                        )
+                    )
+                }
+                results.withLock { $0[index] = result }
+            }
+        }
+        return try results.withLock { all in try settings.indices.map { try all[$0]!.get() } }
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// Walk-forward optimisation and the statistics that say how much a backtest's best result owes to
 /// the search: windows, the deflated Sharpe ratio, the probability of backtest overfitting, and a Monte
@@ -283,7 +282,9 @@ extension WalkForward {
         interval: String,
         plan: Plan,
         configurations: [Backtester.Settings],
-        funding: FundingSchedule? = nil
+        funding: FundingSchedule? = nil,
+        marks: [Int64: Candle]? = nil,
+        detail: [Candle]? = nil
     ) throws -> Report {
         guard let length = CandleInterval.milliseconds(interval), let first = candles.first,
             let last = candles.last
@@ -301,28 +302,29 @@ extension WalkForward {
             return zip(all, outcome.times).filter { $0.1.timeIntervalSince1970 * 1000 - Double(length) >= Double(from) }
                 .map(\.0)
         }
-        // Every configuration over one slice, on all cores.
-        func sweep(_ part: [Candle]) throws -> [ReplayOutcome] {
-            let results = Mutex<[Int: Result<ReplayOutcome, any Error>]>([:])
-            DispatchQueue.concurrentPerform(iterations: configurations.count) { index in
-                let result = Result {
-                    try Backtester(settings: configurations[index], analyst: .rules)
-                        .run(part, symbol: symbol, interval: interval, funding: funding)
-                }
-                results.withLock { $0[index] = result }
-            }
-            return try results.withLock { all in try (0..<configurations.count).map { try all[$0]!.get() } }
+        // Every configuration over one slice, on all cores: its per-candle returns.
+        func sweep(_ part: [Candle]) throws -> [[Double]] {
+            try Backtester.sweep(
+                configurations,
+                candles: part,
+                symbol: symbol,
+                interval: interval,
+                funding: funding,
+                marks: marks,
+                detail: detail
+            ) { _, outcome in WalkForward.returns(outcome.equity) }
         }
         var steps: [Step] = []
         for window in windows {
-            let training = try sweep(slice(window.trainStart, window.trainEnd))
-            let sharpes = training.map { sharpe(WalkForward.returns($0.equity)) }
+            let sharpes = try sweep(slice(window.trainStart, window.trainEnd)).map(sharpe)
             let chosen = sharpes.indices.max { sharpes[$0] < sharpes[$1] || (sharpes[$0] == sharpes[$1] && $0 > $1) }!
             let test = try Backtester(settings: configurations[chosen], analyst: .rules).run(
                 slice(window.trainStart, window.testEnd),
                 symbol: symbol,
                 interval: interval,
                 funding: funding,
+                marks: marks,
+                detail: detail,
                 tradingFrom: Date(timeIntervalSince1970: Double(window.testStart) / 1000)
             )
             steps.append(
@@ -335,7 +337,7 @@ extension WalkForward {
                 )
             )
         }
-        let full = try sweep(candles).map { WalkForward.returns($0.equity) }
+        let full = try sweep(candles)
         let fullSharpes = full.map(sharpe)
         let best = fullSharpes.indices.max { fullSharpes[$0] < fullSharpes[$1] }!
         let variance = moments(fullSharpes).sd * moments(fullSharpes).sd
