@@ -33,9 +33,9 @@ public enum StoreBenchmark {
                 clientOrderID: "bench-\(run)-\(index / 10)",
                 symbol: "BTCUSDT",
                 side: index % 2 == 0 ? .buy : .sell,
-                price: Decimal(97_000) + Decimal(index % 1000) / 100,
-                quantity: Decimal(string: "0.001")!,
-                fee: Decimal(string: "0.0388")!,
+                price: Money(97_000) + Money(index % 1000) / 100,
+                quantity: Money(string: "0.001")!,
+                fee: Money(string: "0.0388")!,
                 feeAsset: "USDT",
                 time: base.addingTimeInterval(Double(index) / 1000)
             )

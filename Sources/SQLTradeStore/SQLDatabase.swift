@@ -1,4 +1,5 @@
 import Foundation
+import TradingCore
 
 /// A statement parameter. Times and decimals travel as text (see ``SQLText``).
 public enum SQLValue: Sendable, Hashable {
@@ -156,7 +157,7 @@ public enum SQLText {
     }
 
     /// A decimal as the exact text the store keeps.
-    public static func decimal(_ value: Decimal) -> String { "\(value)" }
+    public static func decimal(_ value: Money) -> String { "\(value)" }
 
     // Howard Hinnant's civil-date algorithms.
     static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {

@@ -644,8 +644,8 @@ public final class SQLTradeStore: TradeStore {
 
 extension SQLValue {
     static func time(_ date: Date) -> SQLValue { .text(SQLText.time(date)) }
-    static func decimal(_ value: Decimal) -> SQLValue { .text(SQLText.decimal(value)) }
-    static func decimal(_ value: Decimal?) -> SQLValue { value.map { .text(SQLText.decimal($0)) } ?? .null }
+    static func decimal(_ value: Money) -> SQLValue { .text(SQLText.decimal(value)) }
+    static func decimal(_ value: Money?) -> SQLValue { value.map { .text(SQLText.decimal($0)) } ?? .null }
     static func optional(_ text: String?) -> SQLValue { text.map { .text($0) } ?? .null }
     static func bool(_ flag: Bool) -> SQLValue { .integer(flag ? 1 : 0) }
 }
@@ -684,14 +684,14 @@ struct RowReader {
         }
     }
 
-    func decimal(_ index: Int) throws -> Decimal {
+    func decimal(_ index: Int) throws -> Money {
         guard let value = try decimalOrNil(index) else { throw StoreError(.corruptRow, "column \(index) is NULL") }
         return value
     }
 
-    func decimalOrNil(_ index: Int) throws -> Decimal? {
+    func decimalOrNil(_ index: Int) throws -> Money? {
         guard let text = textOrNil(index) else { return nil }
-        guard let value = Decimal(string: text, locale: Locale(identifier: "en_US_POSIX")) else {
+        guard let value = Money(rounding: text) else {
             throw StoreError(.corruptRow, "column \(index) is not a decimal: \(text)")
         }
         return value

@@ -1,25 +1,58 @@
 import Foundation
 
 /// An exact fixed-point amount for prices, quantities, fees and balances: a 128-bit integer count of
-/// 10⁻¹⁸ (18 decimal places), up to ±1.7 × 10²⁰. Addition and subtraction are exact; a product or a
-/// quotient that has more than 18 decimal places is rounded by the rule named at each use
+/// 10⁻²⁰ (20 decimal places), up to ±1.7 × 10¹⁸. Addition and subtraction are exact; a product or a
+/// quotient that has more than 20 decimal places is rounded by the rule named at each use
 /// (``Rounding``). Overflow is checked: it traps, as integer overflow does, never wraps. `Codable` as
 /// a decimal string. Exactly equal to `Decimal` wherever both hold the value (the property tests).
-public struct Money: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
-    /// The count of 10⁻¹⁸.
-    public var raw: Int128
+public struct Money: Sendable, Hashable, Comparable, Codable, CustomStringConvertible, SignedNumeric,
+    ExpressibleByFloatLiteral
+{
+    /// The count of 10⁻²⁰, kept as two 64-bit words rather than an `Int128`: Swift 6.3 on Linux
+    /// mishandles 16-byte integers that cross async functions (swiftlang/swift#89842, #91204), and
+    /// amounts cross many (every venue call). Two words travel as any pair of integers do; every
+    /// computation below is synchronous, on `Int128` locals.
+    private var low: UInt64
+    private var high: Int64
 
-    /// 10¹⁸, one unit.
-    public static let scale: Int128 = 1_000_000_000_000_000_000
+    /// The count of 10⁻²⁰.
+    public var raw: Int128 {
+        get { Int128(_low: low, _high: high) }
+        set {
+            low = newValue._low
+            high = newValue._high
+        }
+    }
+
+    /// The decimal places held: 20, so that a fee on a slipped price (a price of 8 places times
+    /// 1.0005, times a quantity, times a rate) stays exact, where 18 would round it.
+    public static let places = 20
+    /// 10²⁰, one unit.
+    public static let scale: Int128 = 100_000_000_000_000_000_000
     public static let zero = Money(raw: 0)
+    /// The largest amount, about 1.7 × 10²⁰ (an uncapped tier's bound).
+    public static let max = Money(raw: .max)
 
-    /// The amount `raw` × 10⁻¹⁸.
-    public init(raw: Int128) { self.raw = raw }
+    /// The amount `raw` × 10⁻²⁰.
+    public init(raw: Int128) {
+        low = raw._low
+        high = raw._high
+    }
 
     /// A whole number.
-    public init(_ value: Int) { raw = Int128(value) * Self.scale }
+    public init(_ value: Int) { self.init(raw: Int128(value) * Self.scale) }
 
-    /// How a result with more than 18 decimal places is cut to 18.
+    /// A whole number, nil out of range.
+    public init?<T: BinaryInteger>(exactly source: T) {
+        guard let value = Int128(exactly: source) else { return nil }
+        let (scaled, overflow) = value.multipliedReportingOverflow(by: Self.scale)
+        guard !overflow else { return nil }
+        self.init(raw: scaled)
+    }
+
+    public init(integerLiteral value: Int) { self.init(value) }
+
+    /// How a result with more than 20 decimal places is cut to 20.
     public enum Rounding: Sendable {
         /// Toward −∞ (a quantity down to its step, a long's stop down).
         case down
@@ -40,17 +73,36 @@ public struct Money: Sendable, Hashable, Comparable, Codable, CustomStringConver
     public static func -= (a: inout Money, b: Money) { a.raw -= b.raw }
     public static func < (a: Money, b: Money) -> Bool { a.raw < b.raw }
 
-    /// `a × b`, cut to 18 places by `rounding`.
+    /// `a × b` to the nearest 10⁻²⁰, halves to even, as `Decimal` rounds its last digit. Where the
+    /// direction matters (a quantity, a stop), the caller names it with ``multiplied(by:rounding:)`` or
+    /// rounds the result to its step with ``rounded(toMultipleOf:_:)``.
+    public static func * (a: Money, b: Money) -> Money { a.multiplied(by: b, rounding: .toNearestOrEven) }
+    /// `a ÷ b` to the nearest 10⁻²⁰, halves to even; see `*` for where a direction is named instead.
+    public static func / (a: Money, b: Money) -> Money { a.divided(by: b, rounding: .toNearestOrEven) }
+    public static func *= (a: inout Money, b: Money) { a = a * b }
+    public static func /= (a: inout Money, b: Money) { a = a / b }
+
+    /// `a × b`, cut to 20 places by `rounding`.
     public func multiplied(by other: Money, rounding: Rounding) -> Money {
+        // Most products (a price times a quantity) fit 128 bits before the scale is divided out.
+        let (small, overflow) = raw.multipliedReportingOverflow(by: other.raw)
+        if !overflow { return Money(raw: Self.quotient(small, Self.scale, rounding)) }
         let product = raw.magnitude.multipliedFullWidth(by: other.raw.magnitude)
         return Money(
             raw: Self.divide(product, by: UInt128(Self.scale), negative: (raw < 0) != (other.raw < 0), rounding)
         )
     }
 
-    /// `a ÷ b`, cut to 18 places by `rounding`; traps on a zero divisor.
+    /// `a ÷ b`, cut to 20 places by `rounding`; traps on a zero divisor.
     public func divided(by other: Money, rounding: Rounding) -> Money {
         precondition(other.raw != 0, "Money: division by zero")
+        let (small, overflow) = raw.multipliedReportingOverflow(by: Self.scale)
+        if !overflow, other.raw != .min {
+            return Money(
+                raw: other.raw > 0
+                    ? Self.quotient(small, other.raw, rounding) : Self.quotient(-small, -other.raw, rounding)
+            )
+        }
         let widened = raw.magnitude.multipliedFullWidth(by: UInt128(Self.scale))
         return Money(
             raw: Self.divide(widened, by: other.raw.magnitude, negative: (raw < 0) != (other.raw < 0), rounding)
@@ -59,6 +111,22 @@ public struct Money: Sendable, Hashable, Comparable, Codable, CustomStringConver
 
     /// `a × n` for a whole `n`, exact.
     public func multiplied(by n: Int) -> Money { Money(raw: raw * Int128(n)) }
+
+    /// `n ÷ d` for a positive `d`, rounded by `rounding`.
+    static func quotient(_ n: Int128, _ d: Int128, _ rounding: Rounding) -> Int128 {
+        let (q, r) = n.quotientAndRemainder(dividingBy: d)
+        guard r != 0 else { return q }
+        switch rounding {
+        case .towardZero: return q
+        case .down: return r < 0 ? q - 1 : q
+        case .up: return r > 0 ? q + 1 : q
+        case .toNearestOrEven:
+            let m = r < 0 ? -r : r
+            let rest = d - m
+            let away = m > rest || (m == rest && q % 2 != 0)
+            return away ? (r < 0 ? q - 1 : q + 1) : q
+        }
+    }
 
     /// A 256-bit magnitude divided by `divisor`, with the result's sign, rounded; traps when it does
     /// not fit (checked overflow).
@@ -108,33 +176,114 @@ public struct Money: Sendable, Hashable, Comparable, Codable, CustomStringConver
     }
 
     public var magnitude: Money { Money(raw: raw < 0 ? -raw : raw) }
+    /// −1, 0 or 1.
+    public var signum: Int { raw < 0 ? -1 : raw == 0 ? 0 : 1 }
     public var isZero: Bool { raw == 0 }
 
     // MARK: Conversions
 
-    /// The exact value of `decimal`, or nil when it has more than 18 places or is out of range.
+    /// The exact value of `decimal`, or nil when it has more than 20 places or is out of range.
     public init?(exactly decimal: Decimal) {
         guard decimal.isFinite else { return nil }
         var value = decimal
         var rounded = Decimal()
-        NSDecimalRound(&rounded, &value, 18, .plain)
+        NSDecimalRound(&rounded, &value, Self.places, .plain)
         guard rounded == decimal, let parsed = Money(string: "\(decimal)") else { return nil }
         self = parsed
     }
 
-    /// `decimal` rounded to 18 places to the nearest (halves to even); nil out of range.
+    /// `decimal` rounded to 20 places to the nearest (halves to even); nil out of range.
     public init?(_ decimal: Decimal) {
         guard decimal.isFinite else { return nil }
         var value = decimal
         var rounded = Decimal()
-        NSDecimalRound(&rounded, &value, 18, .bankers)
+        NSDecimalRound(&rounded, &value, Self.places, .bankers)
         guard let parsed = Money(string: "\(rounded)") else { return nil }
         self = parsed
     }
 
-    /// Reads `-123.456` (at most 18 places; a leading `+` or `-`; no exponent); nil otherwise.
-    public init?(string: String) {
-        var bytes = Substring(string).utf8[...]
+    /// The shortest decimal that reads back as `value` (what `String(value)` prints, so 0.1 is 0.1),
+    /// to the nearest 10⁻²⁰; nil for NaN, infinities and values out of range.
+    ///
+    /// Prices of up to 8 places (every candle) take a fast path: `n = value × 10⁸` rounded is the one
+    /// 8-place decimal that reads back as `value` when `n ÷ 10⁸` does and `|n| < 2⁵²` (below 4.5 × 10⁷
+    /// doubles are closer than 10⁻⁸ apart, so no two such decimals read back alike; IEEE division is
+    /// correctly rounded). A test holds both paths to the printed text, at that bound too.
+    public init?(finite value: Double) {
+        guard value.isFinite else { return nil }
+        let scaled = (value * 1e8).rounded()
+        if scaled.magnitude < 4_503_599_627_370_496, scaled / 1e8 == value {
+            self.init(raw: Int128(scaled) * 1_000_000_000_000)
+            return
+        }
+        guard let parsed = Money(rounding: String(value)) else { return nil }
+        self = parsed
+    }
+
+    public init(floatLiteral value: Double) { self = Money(finite: value)! }
+
+    /// Reads `-123.456`, `1.5e-7` or `2E3` (a leading `+` or `-`, an optional exponent) when it has
+    /// at most 20 places; nil otherwise.
+    public init?(string: String) { self.init(text: string, rounding: false) }
+
+    /// Reads as ``init(string:)`` does, and rounds past 20 places to the nearest (halves to even).
+    public init?(rounding text: String) { self.init(text: text, rounding: true) }
+
+    private init?(text: String, rounding: Bool) {
+        var mantissa = Substring(text)
+        var exponent = 0
+        if let e = mantissa.firstIndex(where: { $0 == "e" || $0 == "E" }) {
+            guard let power = Int(mantissa[mantissa.index(after: e)...]), power < 60 else { return nil }
+            guard power > -60 else {
+                // Far under 10⁻²⁰: zero when rounding, too many places otherwise.
+                guard rounding else { return nil }
+                self = .zero
+                return
+            }
+            exponent = power
+            mantissa = mantissa[..<e]
+        }
+        if exponent == 0 && !rounding {
+            self.init(plain: mantissa)
+            return
+        }
+        // Move the point by the exponent in the text, then read it as a plain amount.
+        var negative = false
+        if let first = mantissa.first, first == "-" || first == "+" {
+            negative = first == "-"
+            mantissa = mantissa.dropFirst()
+        }
+        let parts = mantissa.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let wholePart = parts.first else { return nil }
+        var digits = String(wholePart) + (parts.count > 1 ? String(parts[1]) : "")
+        var point = wholePart.count + exponent
+        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber) else { return nil }
+        if point < 0 {
+            digits = String(repeating: "0", count: -point) + digits
+            point = 0
+        }
+        if point > digits.count { digits += String(repeating: "0", count: point - digits.count) }
+        var whole = String(digits.prefix(point))
+        var fraction = String(digits.dropFirst(point))
+        if whole.isEmpty { whole = "0" }
+        var bump = false
+        if rounding && fraction.count > Self.places {
+            let kept = fraction.prefix(Self.places)
+            let rest = fraction.dropFirst(Self.places)
+            let first = rest.first!
+            let beyondHalf = rest.dropFirst().contains { $0 != "0" }
+            let lastOdd = (kept.last.flatMap { $0.wholeNumberValue } ?? 0) % 2 == 1
+            bump = first > "5" || (first == "5" && (beyondHalf || lastOdd))
+            fraction = String(kept)
+        }
+        guard let plain = Money(plain: Substring((negative ? "-" : "") + whole + "." + fraction)) else { return nil }
+        self = bump ? plain + Money(raw: negative ? -1 : 1) : plain
+    }
+
+    /// `-123.456` with no exponent and at most 20 places.
+    private init?(plain: Substring) {
+        let string = plain
+        var bytes = string.utf8[...]
         var negative = false
         if let first = bytes.first, first == UInt8(ascii: "-") || first == UInt8(ascii: "+") {
             negative = first == UInt8(ascii: "-")
@@ -155,8 +304,8 @@ public struct Money: Sendable, Hashable, Comparable, Codable, CustomStringConver
             guard digit < 10 else { return nil }
             digits += 1
             if seenPoint {
-                guard places < 18 else {
-                    if digit == 0 { continue }  // trailing zeros past 18 places change nothing
+                guard places < Self.places else {
+                    if digit == 0 { continue }  // trailing zeros past 20 places change nothing
                     return nil
                 }
                 fraction = fraction * 10 + Int128(digit)
@@ -169,20 +318,24 @@ public struct Money: Sendable, Hashable, Comparable, Codable, CustomStringConver
             }
         }
         guard digits > 0 else { return nil }
-        for _ in places..<18 { fraction *= 10 }
+        for _ in places..<Self.places { fraction *= 10 }
         let (scaled, o3) = whole.multipliedReportingOverflow(by: Self.scale)
         let (total, o4) = scaled.addingReportingOverflow(fraction)
         guard !o3, !o4 else { return nil }
-        raw = negative ? -total : total
+        self.init(raw: negative ? -total : total)
     }
 
     /// The exact `Decimal` (38 significant digits hold every `Money`).
     public var decimal: Decimal { Decimal(string: description)! }
 
-    /// The nearest `Double`.
+    /// The nearest `Double`. An amount of up to 8 or 15 places whose digits fit a double's 53 bits is
+    /// one correctly rounded division (`n ÷ 10⁸`, both exact); any other goes through its text.
     public var doubleValue: Double {
-        let (whole, fraction) = raw.quotientAndRemainder(dividingBy: Self.scale)
-        return Double(whole) + Double(fraction) / 1e18
+        let (n8, r8) = raw.quotientAndRemainder(dividingBy: 1_000_000_000_000)
+        if r8 == 0, n8.magnitude < 9_007_199_254_740_992 { return Double(n8) / 1e8 }
+        let (n15, r15) = raw.quotientAndRemainder(dividingBy: 100_000)
+        if r15 == 0, n15.magnitude < 9_007_199_254_740_992 { return Double(n15) / 1e15 }
+        return Double(description)!
     }
 
     /// The shortest decimal text: `-1.5`, `0.000001`, `12`.
@@ -192,20 +345,28 @@ public struct Money: Sendable, Hashable, Comparable, Codable, CustomStringConver
         var text = negative ? "-\(whole)" : "\(whole)"
         if fraction != 0 {
             var digits = String(fraction)
-            digits = String(repeating: "0", count: 18 - digits.count) + digits
+            digits = String(repeating: "0", count: Self.places - digits.count) + digits
             while digits.last == "0" { digits.removeLast() }
             text += "." + digits
         }
         return text
     }
 
+    /// Reads a decimal string; a JSON number (what `Decimal` wrote before) is read too.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
-        let text = try container.decode(String.self)
+        guard let text = try? container.decode(String.self) else {
+            let number = try container.decode(Decimal.self)
+            guard let value = Money(number) else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "\(number) is out of range")
+            }
+            self = value
+            return
+        }
         guard let value = Money(string: text) else {
             throw DecodingError.dataCorruptedError(
                 in: container,
-                debugDescription: "'\(text)' is not a decimal amount with at most 18 places"
+                debugDescription: "'\(text)' is not a decimal amount with at most 20 places"
             )
         }
         self = value

@@ -27,9 +27,9 @@ public struct DecisionRecord: Sendable, Hashable, Codable {
     public var action: TradeAction
     public var confidence: Double
     public var leverage: Int
-    public var entry: Decimal?
-    public var stopLoss: Decimal?
-    public var takeProfit: Decimal?
+    public var entry: Money?
+    public var stopLoss: Money?
+    public var takeProfit: Money?
     public var reasoning: String
     public var provider: String
     public var model: String
@@ -48,9 +48,9 @@ public struct DecisionRecord: Sendable, Hashable, Codable {
         action: TradeAction,
         confidence: Double,
         leverage: Int,
-        entry: Decimal?,
-        stopLoss: Decimal?,
-        takeProfit: Decimal?,
+        entry: Money?,
+        stopLoss: Money?,
+        takeProfit: Money?,
         reasoning: String,
         provider: String,
         model: String,
@@ -130,9 +130,9 @@ public struct OrderRecord: Sendable, Hashable, Codable {
     public var side: OrderSide
     public var type: OrderType
     public var purpose: OrderPurpose
-    public var quantity: Decimal
-    public var price: Decimal?
-    public var stopPrice: Decimal?
+    public var quantity: Money
+    public var price: Money?
+    public var stopPrice: Money?
     public var reduceOnly: Bool
     public var status: OrderStatus
     public var venueOrderID: String?
@@ -148,9 +148,9 @@ public struct OrderRecord: Sendable, Hashable, Codable {
         side: OrderSide,
         type: OrderType,
         purpose: OrderPurpose,
-        quantity: Decimal,
-        price: Decimal? = nil,
-        stopPrice: Decimal? = nil,
+        quantity: Money,
+        price: Money? = nil,
+        stopPrice: Money? = nil,
         reduceOnly: Bool = false,
         status: OrderStatus = .intent,
         venueOrderID: String? = nil,
@@ -182,9 +182,9 @@ public struct FillRecord: Sendable, Hashable, Codable {
     public var clientOrderID: String
     public var symbol: String
     public var side: OrderSide
-    public var price: Decimal
-    public var quantity: Decimal
-    public var fee: Decimal
+    public var price: Money
+    public var quantity: Money
+    public var fee: Money
     public var feeAsset: String
     public var time: Date
 
@@ -195,9 +195,9 @@ public struct FillRecord: Sendable, Hashable, Codable {
         clientOrderID: String,
         symbol: String,
         side: OrderSide,
-        price: Decimal,
-        quantity: Decimal,
-        fee: Decimal,
+        price: Money,
+        quantity: Money,
+        fee: Money,
         feeAsset: String,
         time: Date
     ) {
@@ -226,11 +226,11 @@ public struct PositionRecord: Sendable, Hashable, Codable {
     public var venue: String
     public var symbol: String
     public var side: PositionSide
-    public var quantity: Decimal
-    public var entryPrice: Decimal
+    public var quantity: Money
+    public var entryPrice: Money
     public var leverage: Int
-    public var stopLoss: Decimal?
-    public var takeProfit: Decimal?
+    public var stopLoss: Money?
+    public var takeProfit: Money?
     public var decisionID: String
     public var status: Status
     public var openedAt: Date
@@ -242,11 +242,11 @@ public struct PositionRecord: Sendable, Hashable, Codable {
         venue: String,
         symbol: String,
         side: PositionSide,
-        quantity: Decimal,
-        entryPrice: Decimal,
+        quantity: Money,
+        entryPrice: Money,
         leverage: Int,
-        stopLoss: Decimal?,
-        takeProfit: Decimal?,
+        stopLoss: Money?,
+        takeProfit: Money?,
         decisionID: String,
         status: Status = .open,
         openedAt: Date,
@@ -275,17 +275,17 @@ public struct TradeRecord: Sendable, Hashable, Codable {
     public var symbol: String
     public var side: PositionSide
     public var entryTime: Date
-    public var entryPrice: Decimal
+    public var entryPrice: Money
     public var exitTime: Date
-    public var exitPrice: Decimal
-    public var quantity: Decimal
+    public var exitPrice: Money
+    public var quantity: Money
     public var leverage: Int
-    public var stopLoss: Decimal?
-    public var takeProfit: Decimal?
+    public var stopLoss: Money?
+    public var takeProfit: Money?
     /// Realised PnL after fees and funding.
-    public var pnl: Decimal
-    public var fees: Decimal
-    public var funding: Decimal
+    public var pnl: Money
+    public var fees: Money
+    public var funding: Money
     public var exitReason: String
 
     /// A `TradeRecord` with the fields given.
@@ -295,16 +295,16 @@ public struct TradeRecord: Sendable, Hashable, Codable {
         symbol: String,
         side: PositionSide,
         entryTime: Date,
-        entryPrice: Decimal,
+        entryPrice: Money,
         exitTime: Date,
-        exitPrice: Decimal,
-        quantity: Decimal,
+        exitPrice: Money,
+        quantity: Money,
         leverage: Int,
-        stopLoss: Decimal?,
-        takeProfit: Decimal?,
-        pnl: Decimal,
-        fees: Decimal,
-        funding: Decimal,
+        stopLoss: Money?,
+        takeProfit: Money?,
+        pnl: Money,
+        fees: Money,
+        funding: Money,
         exitReason: String
     ) {
         self.id = id
@@ -332,11 +332,11 @@ public struct CircuitBreakerEvent: Sendable, Hashable, Codable {
     /// `daily_loss`, `consecutive_losses`, `max_drawdown` or `reset`.
     public var kind: String
     public var reason: String
-    public var equity: Decimal
+    public var equity: Money
     public var time: Date
 
     /// A `CircuitBreakerEvent` with the fields given.
-    public init(id: String, kind: String, reason: String, equity: Decimal, time: Date) {
+    public init(id: String, kind: String, reason: String, equity: Money, time: Date) {
         self.id = id
         self.kind = kind
         self.reason = reason
@@ -348,13 +348,13 @@ public struct CircuitBreakerEvent: Sendable, Hashable, Codable {
 /// Account equity at one moment.
 public struct EquitySnapshot: Sendable, Hashable, Codable {
     public var time: Date
-    public var equity: Decimal
-    public var balance: Decimal
-    public var unrealizedPnL: Decimal
+    public var equity: Money
+    public var balance: Money
+    public var unrealizedPnL: Money
     public var openPositions: Int
 
     /// A `EquitySnapshot` with the fields given.
-    public init(time: Date, equity: Decimal, balance: Decimal, unrealizedPnL: Decimal, openPositions: Int) {
+    public init(time: Date, equity: Money, balance: Money, unrealizedPnL: Money, openPositions: Int) {
         self.time = time
         self.equity = equity
         self.balance = balance

@@ -66,7 +66,7 @@ public actor BinanceFuturesVenue: Venue {
     static let algoOrdersMaxAge: TimeInterval = 10
     /// Our orders whose fills are not all read yet, by Binance order id: their symbol's trades are read
     /// until they are, even when the position shows nothing new (an entry and its stop within one poll).
-    var awaiting: [Int64: (symbol: String, quantity: Decimal, since: Date)] = [:]
+    var awaiting: [Int64: (symbol: String, quantity: Money, since: Date)] = [:]
     /// The user-data stream (`wss://fstream.binance.com/private/ws`; nil: REST polling only), how often
     /// its listen key is kept alive, and where it stands: see BinanceUserStream.swift.
     let streamURL: String?
@@ -79,7 +79,7 @@ public actor BinanceFuturesVenue: Venue {
     var brackets: [String: (at: Date, tiers: MarginTiers)] = [:]
     static let bracketsMaxAge: TimeInterval = 86_400
     /// Fee assets' prices by asset, quote and minute.
-    var feeRates: [String: Decimal] = [:]
+    var feeRates: [String: Money] = [:]
 
     /// Binance USDⓈ-M futures for one account, signed with its API key and secret.
     public init(
@@ -263,8 +263,8 @@ public actor BinanceFuturesVenue: Venue {
             throw VenueError(.unreachable, "Binance exchangeInfo is not what its documentation says")
         }
         for entry in info.symbols {
-            func value(_ type: String, _ field: KeyPath<Info.Symbol.Filter, String?>) -> Decimal? {
-                entry.filters.first { $0.filterType == type }?[keyPath: field].flatMap { Decimal(string: $0) }
+            func value(_ type: String, _ field: KeyPath<Info.Symbol.Filter, String?>) -> Money? {
+                entry.filters.first { $0.filterType == type }?[keyPath: field].flatMap { Money(string: $0) }
             }
             guard let tick = value("PRICE_FILTER", \.tickSize), let step = value("LOT_SIZE", \.stepSize),
                 let minQty = value("LOT_SIZE", \.minQty),
@@ -291,9 +291,9 @@ public actor BinanceFuturesVenue: Venue {
         }
         struct Entry: Decodable {
             struct Bracket: Decodable {
-                var notionalCap: Decimal
-                var maintMarginRatio: Decimal
-                var cum: Decimal
+                var notionalCap: Money
+                var maintMarginRatio: Money
+                var cum: Money
             }
             var symbol: String
             var brackets: [Bracket]
@@ -329,15 +329,15 @@ public actor BinanceFuturesVenue: Venue {
         return tiers
     }
 
-    public func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) {
+    public func account() async throws(VenueError) -> (equity: Money, availableMargin: Money) {
         struct Account: Decodable {
             var totalMarginBalance: String
             var availableBalance: String
         }
         let accountBody = try await signed("GET", "/fapi/v2/account", [])
         guard let account = try? JSONDecoder().decode(Account.self, from: Data(accountBody)),
-            let equity = Decimal(string: account.totalMarginBalance),
-            let available = Decimal(string: account.availableBalance)
+            let equity = Money(string: account.totalMarginBalance),
+            let available = Money(string: account.availableBalance)
         else {
             throw VenueError(.unreachable, "Binance account answer is not what its documentation says")
         }
@@ -373,9 +373,9 @@ public actor BinanceFuturesVenue: Venue {
             venueOrderID: String(answer.orderId),
             symbol: answer.symbol,
             side: answer.side == "BUY" ? .buy : .sell,
-            quantity: Decimal(string: answer.origQty) ?? 0,
-            filledQuantity: Decimal(string: answer.executedQty) ?? 0,
-            averagePrice: answer.avgPrice.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil },
+            quantity: Money(string: answer.origQty) ?? 0,
+            filledQuantity: Money(string: answer.executedQty) ?? 0,
+            averagePrice: answer.avgPrice.flatMap { Money(string: $0) }.flatMap { $0 > 0 ? $0 : nil },
             status: status,
             reduceOnly: answer.reduceOnly ?? false
         )
@@ -472,15 +472,15 @@ public actor BinanceFuturesVenue: Venue {
     }
 
     public func positions() async throws(VenueError) -> [VenuePosition] {
-        let held = try await positionRows().filter { (Decimal(string: $0.positionAmt) ?? 0) != 0 }
+        let held = try await positionRows().filter { (Money(string: $0.positionAmt) ?? 0) != 0 }
         guard !held.isEmpty else { return [] }
         let open = try await algoRows()
-        func level(_ symbol: String, _ type: String) -> Decimal? {
-            open.first { $0.symbol == symbol && $0.orderType == type }?.triggerPrice.flatMap { Decimal(string: $0) }
+        func level(_ symbol: String, _ type: String) -> Money? {
+            open.first { $0.symbol == symbol && $0.orderType == type }?.triggerPrice.flatMap { Money(string: $0) }
                 .flatMap { $0 > 0 ? $0 : nil }
         }
         return held.compactMap { risk in
-            guard let amount = Decimal(string: risk.positionAmt), let entry = Decimal(string: risk.entryPrice) else {
+            guard let amount = Money(string: risk.positionAmt), let entry = Money(string: risk.entryPrice) else {
                 return nil
             }
             return VenuePosition(
@@ -529,8 +529,7 @@ public actor BinanceFuturesVenue: Venue {
     }
 
     /// The position's take-profit: a `closePosition` conditional order, so it fits whatever the quantity becomes.
-    public func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError)
-    {
+    public func placeTarget(symbol: String, side: OrderSide, price: Money, clientID: String) async throws(VenueError) {
         try await placeConditional(
             symbol: symbol,
             type: "TAKE_PROFIT_MARKET",
@@ -545,9 +544,9 @@ public actor BinanceFuturesVenue: Venue {
         symbol: String,
         type: String,
         side: OrderSide,
-        trigger: Decimal,
+        trigger: Money,
         clientID: String,
-        quantity: Decimal?
+        quantity: Money?
     ) async throws(VenueError) {
         var parameters = [
             ("algoType", "CONDITIONAL"), ("symbol", symbol), ("side", side.rawValue), ("type", type),
@@ -593,8 +592,8 @@ public actor BinanceFuturesVenue: Venue {
             ExecutionKernel.StopOrder(
                 clientID: $0.clientAlgoId,
                 side: $0.side == "BUY" ? .buy : .sell,
-                quantity: $0.quantity.flatMap { Decimal(string: $0) } ?? 0,
-                trigger: $0.triggerPrice.flatMap { Decimal(string: $0) } ?? 0
+                quantity: $0.quantity.flatMap { Money(string: $0) } ?? 0,
+                trigger: $0.triggerPrice.flatMap { Money(string: $0) } ?? 0
             )
         }
     }
@@ -640,7 +639,7 @@ public actor BinanceFuturesVenue: Venue {
         // current, and a difference must last a few seconds (the fill may be on its way) before REST reads.
         let rows =
             live ? try await positionRows(maxAge: StreamTiming.positionsMaxAge) : try await positionRows(fresh: true)
-        let amounts = Dictionary(rows.map { ($0.symbol, Decimal(string: $0.positionAmt) ?? 0) }) { $1 }
+        let amounts = Dictionary(rows.map { ($0.symbol, Money(string: $0.positionAmt) ?? 0) }) { $1 }
         let now = clock()
         for symbol in tradedSymbols.sorted() {
             let recent = ordersSent[symbol].map { now.timeIntervalSince($0) < 60 } ?? false
@@ -703,14 +702,14 @@ public actor BinanceFuturesVenue: Venue {
             lastTradeID[symbol] = trade.id
             return
         }
-        let fee: Decimal
+        let fee: Money
         do {
             if let client = trade.clientOrderId, clientIDs[trade.orderId] == nil, ClientOrderID.isOurs(client) {
                 clientIDs[trade.orderId] = client
             }
             if clientIDs[trade.orderId] == nil { try await learnOrder(trade.orderId, symbol: symbol) }
             fee = try await feeInQuote(
-                Decimal(string: trade.commission) ?? 0,
+                Money(string: trade.commission) ?? 0,
                 asset: trade.commissionAsset,
                 symbol: symbol,
                 time: trade.time
@@ -722,7 +721,7 @@ public actor BinanceFuturesVenue: Venue {
         }
         if !streamed { lastTradeID[symbol] = trade.id }
         if let expected = awaiting[trade.orderId] {
-            let left = expected.quantity - (Decimal(string: trade.qty) ?? 0)
+            let left = expected.quantity - (Money(string: trade.qty) ?? 0)
             awaiting[trade.orderId] = left > 0 ? (symbol, left, expected.since) : nil
         }
         let fill = VenueFill(
@@ -730,8 +729,8 @@ public actor BinanceFuturesVenue: Venue {
             clientOrderID: clientIDs[trade.orderId] ?? "binance-order-\(trade.orderId)",
             symbol: symbol,
             side: trade.side == "BUY" ? .buy : .sell,
-            price: Decimal(string: trade.price) ?? 0,
-            quantity: Decimal(string: trade.qty) ?? 0,
+            price: Money(string: trade.price) ?? 0,
+            quantity: Money(string: trade.qty) ?? 0,
             fee: fee,
             time: Date(timeIntervalSince1970: Double(trade.time) / 1000)
         )
@@ -741,7 +740,7 @@ public actor BinanceFuturesVenue: Venue {
             protective[trade.orderId] ?? (ClientOrderID.isOurs(fill.clientOrderID) ? "exit" : "closed_at_venue")
         if let close = book.record(
             fill,
-            realizedPnl: trade.realizedPnl.flatMap { Decimal(string: $0) } ?? 0,
+            realizedPnl: trade.realizedPnl.flatMap { Money(string: $0) } ?? 0,
             reason: reason
         ) {
             pending.append(.closed(close))
@@ -750,8 +749,7 @@ public actor BinanceFuturesVenue: Venue {
 
     /// A commission in the quote currency: one paid in another asset (BNB) is converted at that
     /// asset's price in the minute of the fill (its 1m candle's close on Binance futures), cached.
-    func feeInQuote(_ amount: Decimal, asset: String?, symbol: String, time: Int64) async throws(VenueError) -> Decimal
-    {
+    func feeInQuote(_ amount: Money, asset: String?, symbol: String, time: Int64) async throws(VenueError) -> Money {
         let quote = ["USDT", "USDC"].first { symbol.hasSuffix($0) } ?? "USDT"
         guard let asset, asset != quote, amount != 0 else { return amount }
         let minute = time / 60_000 * 60_000
@@ -763,7 +761,7 @@ public actor BinanceFuturesVenue: Venue {
         )
         guard let rows = try? JSONSerialization.jsonObject(with: Data(body)) as? [[Any]],
             let close = rows.first?[4] as? String,
-            let rate = Decimal(string: close), rate > 0
+            let rate = Money(string: close), rate > 0
         else {
             throw VenueError(
                 .unreachable,
@@ -851,9 +849,9 @@ public actor BinanceFuturesVenue: Venue {
         mark: Candle?
     ) async throws(VenueError) {}
 
-    public func price(symbol: String) async throws(VenueError) -> Decimal? {
+    public func price(symbol: String) async throws(VenueError) -> Money? {
         struct Ticker: Decodable { var price: String }
         let body = try await get("/fapi/v1/ticker/price?symbol=\(symbol)")
-        return (try? JSONDecoder().decode(Ticker.self, from: Data(body))).flatMap { Decimal(string: $0.price) }
+        return (try? JSONDecoder().decode(Ticker.self, from: Data(body))).flatMap { Money(string: $0.price) }
     }
 }

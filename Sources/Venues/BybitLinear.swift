@@ -75,7 +75,7 @@ public actor BybitLinearVenue: Venue {
     var held: (at: Date, rows: [VenuePosition])?
     static let positionsMaxAge: TimeInterval = 1
     /// Our orders whose fills have not all come yet, by `orderLinkId`: REST reads them if the stream is late.
-    var awaiting: [String: (symbol: String, quantity: Decimal, since: Date)] = [:]
+    var awaiting: [String: (symbol: String, quantity: Money, since: Date)] = [:]
 
     /// Bybit v5 linear perpetuals for one account, signed with its API key and secret.
     public init(
@@ -301,9 +301,9 @@ public actor BybitLinearVenue: Venue {
         }
         let lot = instrument.lotSizeFilter
         // Only market orders are sent: their largest size is `maxMktOrderQty` where Bybit gives it.
-        guard let tick = Decimal(string: instrument.priceFilter.tickSize), let step = Decimal(string: lot.qtyStep),
-            let minQty = Decimal(string: lot.minOrderQty),
-            let maxQty = Decimal(string: lot.maxMktOrderQty ?? lot.maxOrderQty)
+        guard let tick = Money(string: instrument.priceFilter.tickSize), let step = Money(string: lot.qtyStep),
+            let minQty = Money(string: lot.minOrderQty),
+            let maxQty = Money(string: lot.maxMktOrderQty ?? lot.maxOrderQty)
         else {
             throw VenueError(.unreachable, "Bybit instruments-info for \(symbol) is not what its documentation says")
         }
@@ -312,7 +312,7 @@ public actor BybitLinearVenue: Venue {
             stepSize: step,
             minQuantity: minQty,
             maxQuantity: maxQty,
-            minNotional: lot.minNotionalValue.flatMap { Decimal(string: $0) } ?? 0
+            minNotional: lot.minNotionalValue.flatMap { Money(string: $0) } ?? 0
         )
         filterCache[symbol] = filters
         return filters
@@ -346,10 +346,10 @@ public actor BybitLinearVenue: Venue {
             if let cached = riskLimits[symbol] { return cached.tiers }
             throw error
         }
-        let parsed = rows.compactMap { row -> (cap: Decimal, rate: Decimal, deduction: Decimal?)? in
-            guard let cap = Decimal(string: row.riskLimitValue), let rate = Decimal(string: row.maintenanceMargin)
+        let parsed = rows.compactMap { row -> (cap: Money, rate: Money, deduction: Money?)? in
+            guard let cap = Money(string: row.riskLimitValue), let rate = Money(string: row.maintenanceMargin)
             else { return nil }
-            return (cap, rate, row.mmDeduction.flatMap { Decimal(string: $0) })
+            return (cap, rate, row.mmDeduction.flatMap { Money(string: $0) })
         }.sorted { $0.cap < $1.cap }
         guard !parsed.isEmpty else { throw VenueError(.unreachable, "Bybit lists no risk limits for \(symbol)") }
         var tiers = MarginTiers.continuous(
@@ -362,7 +362,7 @@ public actor BybitLinearVenue: Venue {
         return tiers
     }
 
-    public func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) {
+    public func account() async throws(VenueError) -> (equity: Money, availableMargin: Money) {
         struct Wallet: Decodable {
             struct Account: Decodable {
                 var totalEquity: String
@@ -372,15 +372,15 @@ public actor BybitLinearVenue: Venue {
         }
         let body = try await call("GET", "/v5/account/wallet-balance", query: [("accountType", "UNIFIED")]).body
         guard let account = try result(Wallet.self, body, "wallet-balance").list.first,
-            let equity = Decimal(string: account.totalEquity),
-            let available = Decimal(string: account.totalAvailableBalance)
+            let equity = Money(string: account.totalEquity),
+            let available = Money(string: account.totalAvailableBalance)
         else {
             throw VenueError(.unreachable, "Bybit wallet-balance answer is not what its documentation says")
         }
         return (equity, available)
     }
 
-    public func price(symbol: String) async throws(VenueError) -> Decimal? {
+    public func price(symbol: String) async throws(VenueError) -> Money? {
         struct Tickers: Decodable {
             struct Ticker: Decodable {
                 var symbol: String
@@ -395,7 +395,7 @@ public actor BybitLinearVenue: Venue {
             signed: false
         ).body
         return try result(Tickers.self, body, "tickers").list.first { $0.symbol == symbol }.flatMap {
-            Decimal(string: $0.lastPrice)
+            Money(string: $0.lastPrice)
         }
     }
 
@@ -428,9 +428,9 @@ public actor BybitLinearVenue: Venue {
             venueOrderID: answer.orderId,
             symbol: answer.symbol,
             side: answer.side == "Buy" ? .buy : .sell,
-            quantity: Decimal(string: answer.qty) ?? 0,
-            filledQuantity: Decimal(string: answer.cumExecQty) ?? 0,
-            averagePrice: answer.avgPrice.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil },
+            quantity: Money(string: answer.qty) ?? 0,
+            filledQuantity: Money(string: answer.cumExecQty) ?? 0,
+            averagePrice: answer.avgPrice.flatMap { Money(string: $0) }.flatMap { $0 > 0 ? $0 : nil },
             status: status,
             reduceOnly: answer.reduceOnly ?? false
         )
@@ -575,10 +575,10 @@ public actor BybitLinearVenue: Venue {
             cursor = Self.next(page.nextPageCursor, after: cursor)
         } while cursor != nil
         /// "" and "0" mean none.
-        func level(_ value: String?) -> Decimal? { value.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil } }
+        func level(_ value: String?) -> Money? { value.flatMap { Money(string: $0) }.flatMap { $0 > 0 ? $0 : nil } }
         return rows.compactMap { row in
-            guard let size = Decimal(string: row.size), size > 0, row.side == "Buy" || row.side == "Sell",
-                let entry = Decimal(string: row.avgPrice)
+            guard let size = Money(string: row.size), size > 0, row.side == "Buy" || row.side == "Sell",
+                let entry = Money(string: row.avgPrice)
             else { return nil }
             return VenuePosition(
                 symbol: row.symbol,
@@ -692,8 +692,8 @@ public actor BybitLinearVenue: Venue {
     /// The symbol's working conditional orders that reduce only.
     public func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] {
         try await stopRows().filter { $0.symbol == symbol && $0.reduceOnly == true }.compactMap { row in
-            guard let quantity = Decimal(string: row.qty),
-                let trigger = row.triggerPrice.flatMap({ Decimal(string: $0) })
+            guard let quantity = Money(string: row.qty),
+                let trigger = row.triggerPrice.flatMap({ Money(string: $0) })
             else { return nil }
             return ExecutionKernel.StopOrder(
                 clientID: row.orderLinkId,
@@ -706,8 +706,7 @@ public actor BybitLinearVenue: Venue {
 
     /// The target is the position's own take-profit (`trading-stop`, whole position, mark price): it
     /// closes whatever the position holds, so it needs no resizing. The stop is not touched.
-    public func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError)
-    {
+    public func placeTarget(symbol: String, side: OrderSide, price: Money, clientID: String) async throws(VenueError) {
         _ = try await call(
             "POST",
             "/v5/position/trading-stop",
@@ -832,8 +831,8 @@ public actor BybitLinearVenue: Venue {
     func record(_ execution: Execution) throws(VenueError) {
         let symbol = execution.symbol
         guard Self.fillTypes.contains(execution.execType), tradedSymbols.contains(symbol) else { return }
-        guard let time = Int64(execution.execTime), let price = Decimal(string: execution.execPrice),
-            let quantity = Decimal(string: execution.execQty)
+        guard let time = Int64(execution.execTime), let price = Money(string: execution.execPrice),
+            let quantity = Money(string: execution.execQty)
         else {
             throw VenueError(.unreachable, "Bybit execution \(execution.execId) is not what its documentation says")
         }
@@ -850,7 +849,7 @@ public actor BybitLinearVenue: Venue {
             side: execution.side == "Buy" ? .buy : .sell,
             price: price,
             quantity: quantity,
-            fee: execution.execFee.flatMap { Decimal(string: $0) } ?? 0,
+            fee: execution.execFee.flatMap { Money(string: $0) } ?? 0,
             time: Date(timeIntervalSince1970: Double(time) / 1000)
         )
         cursor.seen[execution.execId] = time

@@ -8,11 +8,11 @@ struct PositionBook: Sendable {
     /// A position as the fills build it.
     struct Holding: Sendable {
         var side: PositionSide
-        var quantity: Decimal
-        var entry: Decimal
+        var quantity: Money
+        var entry: Money
         var openedAt: Date
-        var realized: Decimal = 0
-        var fees: Decimal
+        var realized: Money = 0
+        var fees: Money
         var leverage: Int
     }
 
@@ -20,10 +20,10 @@ struct PositionBook: Sendable {
     /// The leverage set for each symbol: the position its next fill opens has it.
     var leverages: [String: Int] = [:]
     /// The stop and target the store held for a position resumed after a restart, for its close.
-    private var levels: [String: (stopLoss: Decimal?, takeProfit: Decimal?)] = [:]
+    private var levels: [String: (stopLoss: Money?, takeProfit: Money?)] = [:]
 
     /// The symbol's position as the fills built it: positive long, negative short, zero flat.
-    func signedQuantity(_ symbol: String) -> Decimal {
+    func signedQuantity(_ symbol: String) -> Money {
         guard let holding = holdings[symbol] else { return 0 }
         return holding.side == .long ? holding.quantity : -holding.quantity
     }
@@ -46,7 +46,7 @@ struct PositionBook: Sendable {
     /// Follows the symbol's position through `fill`; returns the close when it comes back to flat.
     /// `realizedPnl`: the fill's PnL as the exchange reports it, or nil to take it from the entry
     /// price; `reason`: what a close by this fill means.
-    mutating func record(_ fill: VenueFill, realizedPnl: Decimal?, reason: String) -> VenueClose? {
+    mutating func record(_ fill: VenueFill, realizedPnl: Money?, reason: String) -> VenueClose? {
         let side: PositionSide = fill.side == .buy ? .long : .short
         guard var holding = holdings[fill.symbol] else {
             holdings[fill.symbol] = Holding(

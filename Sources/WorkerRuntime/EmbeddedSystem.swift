@@ -40,7 +40,7 @@ public final class EmbeddedSystem: Sendable {
     public let clock: ReplayClock
     public let venue: any Venue
     public let executor: TradeExecutor
-    public let initialCapital: Decimal
+    public let initialCapital: Money
     let indicators: IndicatorProcessor
     let analyst: SignalAnalyst?
     let recorded: (any TradeStore)?

@@ -130,7 +130,7 @@ public enum VenueChoice: Sendable {
 public struct ExecutorConfiguration: Sendable {
     public var venue: VenueChoice
     public var settings: TradeExecutor.Settings
-    public var initialCapital: Decimal
+    public var initialCapital: Money
     public var paperStateFile: String?
     public var paper: PaperExchange.Settings
     /// The venue whose candles price the paper account and move the stops (`*`: every venue).
@@ -147,11 +147,11 @@ public struct ExecutorConfiguration: Sendable {
         var limits = RiskLimits()
         limits.minConfidence = framework.minConfidence
         limits.maxLeverage = framework.maxLeverage
-        limits.minStopFraction = Decimal(finite: framework.minStopFraction)!
-        limits.maxStopFraction = Decimal(finite: framework.maxStopFraction)!
-        limits.minRewardRisk = Decimal(finite: framework.minRewardRisk)!
-        func fraction(_ key: String, _ value: Double, _ range: ClosedRange<Double>, _ help: String) throws -> Decimal {
-            Decimal(finite: try config.double(key, default: value, range: range, help: help))!
+        limits.minStopFraction = Money(finite: framework.minStopFraction)!
+        limits.maxStopFraction = Money(finite: framework.maxStopFraction)!
+        limits.minRewardRisk = Money(finite: framework.minRewardRisk)!
+        func fraction(_ key: String, _ value: Double, _ range: ClosedRange<Double>, _ help: String) throws -> Money {
+            Money(finite: try config.double(key, default: value, range: range, help: help))!
         }
         limits.minProfitUSD = try fraction(
             "MIN_PROFIT_USD",
@@ -240,7 +240,7 @@ public struct ExecutorConfiguration: Sendable {
         settings.policy = StopPolicy(
             trailingActivationR: trailingCallback > 0
                 ? try fraction("TRAILING_ACTIVATION_R", 1, 0...100, "R in favour before trailing") : nil,
-            trailingCallbackFraction: trailingCallback > 0 ? Decimal(finite: trailingCallback) : nil,
+            trailingCallbackFraction: trailingCallback > 0 ? Money(finite: trailingCallback) : nil,
             breakEvenAfterOneR: try config.bool("BREAK_EVEN_AFTER_1R", default: false, help: "stop to entry after +1R"),
             atrMultiple: try atrMultiple(config)
         )
@@ -358,14 +358,14 @@ public struct ExecutorConfiguration: Sendable {
 
 extension ExecutorConfiguration {
     /// `ATR_STOP_MULTIPLE`: 0 (the default) is off; else the stop trails that many ATR(14) behind the close.
-    static func atrMultiple(_ config: SettingsReader) throws -> Decimal? {
+    static func atrMultiple(_ config: SettingsReader) throws -> Money? {
         let multiple = try config.double(
             "ATR_STOP_MULTIPLE",
             default: 0,
             range: 0...50,
             help: "ATR-adaptive stop: ATRs behind the close (0: off)"
         )
-        return multiple > 0 ? Decimal(finite: multiple) : nil
+        return multiple > 0 ? Money(finite: multiple) : nil
     }
 
     /// The configured venue.

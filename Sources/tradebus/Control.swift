@@ -112,7 +112,9 @@ struct ControlOptions: ParsableArguments {
             let stop = p.stopLoss.map { "stop \($0)" } ?? "NO STOP"
             let liquidation = p.liquidationPrice.map { "liquidation ~\($0)" } ?? ""
             let distance =
-                p.liquidationDistance.map { " (\(($0 * 100).formatted(.number.precision(.fractionLength(1)))) % away)" }
+                p.liquidationDistance.map {
+                    " (\(($0.doubleValue * 100).formatted(.number.precision(.fractionLength(1)))) % away)"
+                }
                 ?? ""
             lines.append(
                 "  \(p.symbol) \(p.side.rawValue) \(p.quantity) @ \(p.entryPrice) x\(p.leverage), \(stop), \(p.workingStops) stop order(s), \(liquidation)\(distance)"

@@ -142,7 +142,7 @@ struct Diff: AsyncParsableCommand {
         return lines.joined(separator: "\n")
     }
 
-    static func money(_ value: Decimal) -> String { String(format: "%.2f", value.doubleValue) }
+    static func money(_ value: Money) -> String { String(format: "%.2f", value.doubleValue) }
 
     static func json(_ divergence: Divergence, run: Int, backtest: Int) throws -> String {
         let object: [String: Any] = [

@@ -250,7 +250,7 @@ struct BacktestJob {
 }
 
 extension ReplayData {
-    func report(_ outcome: ReplayOutcome, initialCapital: Decimal) -> PerformanceReport {
+    func report(_ outcome: ReplayOutcome, initialCapital: Money) -> PerformanceReport {
         PerformanceReport(
             trades: outcome.trades,
             equity: outcome.equity,
@@ -311,7 +311,7 @@ enum ReplayOutput {
     /// How the paper venue priced taker fills in this run (the same keys as the executor's).
     static func fills() -> String {
         guard let paper = try? Backtester.Settings.read(try SettingsReader()).paper else { return "" }
-        func percent(_ value: Decimal) -> String { String(format: "%.3f", value.doubleValue * 100) + " %" }
+        func percent(_ value: Money) -> String { String(format: "%.3f", value.doubleValue * 100) + " %" }
         let spread =
             "spread \(percent(paper.spreadFraction)), taker fee \(percent(paper.takerFeeRate)), "
             + "liquidation fee \(percent(paper.liquidationFeeRate))"

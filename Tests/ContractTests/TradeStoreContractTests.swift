@@ -42,9 +42,9 @@ struct TradeStoreContractTests {
             action: .long,
             confidence: 0.83,
             leverage: 4,
-            entry: Decimal(string: "97123.45")!,
-            stopLoss: Decimal(string: "95000.1")!,
-            takeProfit: Decimal(string: "101000")!,
+            entry: Money(string: "97123.45")!,
+            stopLoss: Money(string: "95000.1")!,
+            takeProfit: Money(string: "101000")!,
             reasoning: "trend up; tab\tand newline\n kept",
             provider: "rules",
             model: "rules-v1",
@@ -91,7 +91,7 @@ struct TradeStoreContractTests {
                 side: .buy,
                 type: .market,
                 purpose: .entry,
-                quantity: Decimal(string: "0.125")!,
+                quantity: Money(string: "0.125")!,
                 reduceOnly: false,
                 createdAt: t0
             )
@@ -103,8 +103,8 @@ struct TradeStoreContractTests {
                 side: .sell,
                 type: .stopMarket,
                 purpose: .stopLoss,
-                quantity: Decimal(string: "0.125")!,
-                stopPrice: Decimal(string: "3100.5")!,
+                quantity: Money(string: "0.125")!,
+                stopPrice: Money(string: "3100.5")!,
                 reduceOnly: true,
                 createdAt: t0.addingTimeInterval(1)
             )
@@ -142,9 +142,9 @@ struct TradeStoreContractTests {
                     clientOrderID: clientID,
                     symbol: "SOLUSDT",
                     side: .buy,
-                    price: Decimal(string: "150.\(n)")!,
-                    quantity: Decimal(n + 1),
-                    fee: Decimal(string: "0.0004")!,
+                    price: Money(string: "150.\(n)")!,
+                    quantity: Money(n + 1),
+                    fee: Money(string: "0.0004")!,
                     feeAsset: "USDT",
                     time: t0.addingTimeInterval(Double(n))
                 )
@@ -180,15 +180,15 @@ struct TradeStoreContractTests {
                 symbol: "XRPUSDT",
                 side: .short,
                 quantity: 1000,
-                entryPrice: Decimal(string: "0.5123")!,
+                entryPrice: Money(string: "0.5123")!,
                 leverage: 3,
-                stopLoss: Decimal(string: "0.53")!,
+                stopLoss: Money(string: "0.53")!,
                 takeProfit: nil,
                 decisionID: "d-\(id)",
                 openedAt: t0
             )
             try await store.savePosition(position)
-            position.stopLoss = Decimal(string: "0.52")!
+            position.stopLoss = Money(string: "0.52")!
             position.updatedAt = t0.addingTimeInterval(60)
             try await store.savePosition(position)
             #expect(try await store.position(id: id) == position)
@@ -203,16 +203,16 @@ struct TradeStoreContractTests {
                 symbol: "XRPUSDT",
                 side: .short,
                 entryTime: t0,
-                entryPrice: Decimal(string: "0.5123")!,
+                entryPrice: Money(string: "0.5123")!,
                 exitTime: t0.addingTimeInterval(3600),
-                exitPrice: Decimal(string: "0.5001")!,
+                exitPrice: Money(string: "0.5001")!,
                 quantity: 1000,
                 leverage: 3,
-                stopLoss: Decimal(string: "0.52")!,
+                stopLoss: Money(string: "0.52")!,
                 takeProfit: nil,
-                pnl: Decimal(string: "11.78")!,
-                fees: Decimal(string: "0.42")!,
-                funding: Decimal(string: "-0.0123")!,
+                pnl: Money(string: "11.78")!,
+                fees: Money(string: "0.42")!,
+                funding: Money(string: "-0.0123")!,
                 exitReason: "take_profit"
             )
             #expect(try await store.recordTrade(trade))
@@ -234,9 +234,9 @@ struct TradeStoreContractTests {
             let snapshots = (0..<10).map {
                 EquitySnapshot(
                     time: base.addingTimeInterval(Double($0)),
-                    equity: Decimal(10_000 + $0),
+                    equity: Money(10_000 + $0),
                     balance: 10_000,
-                    unrealizedPnL: Decimal($0),
+                    unrealizedPnL: Money($0),
                     openPositions: 1
                 )
             }
@@ -262,7 +262,7 @@ struct TradeStoreContractTests {
                 quantity: 10,
                 entryPrice: 1,
                 leverage: 2,
-                stopLoss: Decimal(string: "0.95")!,
+                stopLoss: Money(string: "0.95")!,
                 takeProfit: nil,
                 decisionID: "d-\(id)",
                 openedAt: t0
@@ -290,9 +290,9 @@ struct TradeStoreContractTests {
                 clientOrderID: exit.clientOrderID,
                 symbol: "XRPUSDT",
                 side: .sell,
-                price: Decimal(string: "1.1")!,
+                price: Money(string: "1.1")!,
                 quantity: 10,
-                fee: Decimal(string: "0.01")!,
+                fee: Money(string: "0.01")!,
                 feeAsset: "USDT",
                 time: position.updatedAt
             )
@@ -304,13 +304,13 @@ struct TradeStoreContractTests {
                 entryTime: t0,
                 entryPrice: 1,
                 exitTime: position.updatedAt,
-                exitPrice: Decimal(string: "1.1")!,
+                exitPrice: Money(string: "1.1")!,
                 quantity: 10,
                 leverage: 2,
-                stopLoss: Decimal(string: "0.95")!,
+                stopLoss: Money(string: "0.95")!,
                 takeProfit: nil,
-                pnl: Decimal(string: "0.99")!,
-                fees: Decimal(string: "0.01")!,
+                pnl: Money(string: "0.99")!,
+                fees: Money(string: "0.01")!,
                 funding: 0,
                 exitReason: "exit"
             )

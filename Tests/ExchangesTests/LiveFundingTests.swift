@@ -45,7 +45,7 @@ struct LiveFundingTests {
         // BTCUSDT's funding was moved to 4 h (fundingInfo lists it); ETHUSDT is not listed: 8 h apart.
         exchange.setFundingInterval(hours: 4, for: "BTCUSDT")
         let btcHistory = (1...3).map {
-            FundingEvent(time: Self.time(Self.base - Int64($0) * 4 * hour), rate: Decimal($0) / 10_000, markPrice: 99)
+            FundingEvent(time: Self.time(Self.base - Int64($0) * 4 * hour), rate: Money($0) / 10_000, markPrice: 99)
         }
         exchange.setFunding(btcHistory, for: "BTCUSDT")
         exchange.setFunding(
@@ -79,11 +79,11 @@ struct LiveFundingTests {
 
         // Marks inside minute 0; the next settlement at minute 1.
         let next = Self.time(Self.base + 60_000)
-        for (offset, price) in [(1_000, Decimal(string: "100.5")!), (20_000, 101.2), (40_000, 99.8), (59_000, 100)] {
+        for (offset, price) in [(1_000, Money(string: "100.5")!), (20_000, 101.2), (40_000, 99.8), (59_000, 100)] {
             exchange.pushMark(
                 symbol: "BTCUSDT",
                 price: price,
-                rate: Decimal(string: "0.0003")!,
+                rate: Money(string: "0.0003")!,
                 nextFunding: next,
                 at: Self.time(Self.base + Int64(offset))
             )
@@ -106,11 +106,11 @@ struct LiveFundingTests {
         exchange.pushMark(
             symbol: "BTCUSDT",
             price: 100.4,
-            rate: Decimal(string: "0.0001")!,
+            rate: Money(string: "0.0001")!,
             nextFunding: Self.time(Self.base + 60_000 + 4 * hour),
             at: Self.time(Self.base + 61_000)
         )
-        let settled = FundingEvent(time: next, rate: Decimal(string: "0.0003")!, markPrice: 100)
+        let settled = FundingEvent(time: next, rate: Money(string: "0.0003")!, markPrice: 100)
         #expect(
             await eventually {
                 await harness.cache.get("funding:BTCUSDT").flatMap { FundingEvent(cacheValue: $0.bytes) } == settled
@@ -121,8 +121,8 @@ struct LiveFundingTests {
         // The next one: by then REST has both, and its figures replace the stream's.
         let later = Self.time(Self.base + 60_000 + 4 * hour)
         let official = [
-            FundingEvent(time: next, rate: Decimal(string: "0.00031")!, markPrice: Decimal(string: "100.01")!),
-            FundingEvent(time: later, rate: Decimal(string: "0.00012")!, markPrice: Decimal(string: "100.5")!),
+            FundingEvent(time: next, rate: Money(string: "0.00031")!, markPrice: Money(string: "100.01")!),
+            FundingEvent(time: later, rate: Money(string: "0.00012")!, markPrice: Money(string: "100.5")!),
         ]
         exchange.setFunding(btcHistory + official, for: "BTCUSDT")
         exchange.pushMark(
@@ -156,7 +156,7 @@ struct LiveFundingTests {
         let hour: Int64 = 3_600_000
         exchange.setFundingInterval(hours: 1, for: "BTCUSDT")
         let history = (1...250).map {
-            FundingEvent(time: Self.time(Self.base - Int64($0) * hour), rate: Decimal($0) / 1_000_000)
+            FundingEvent(time: Self.time(Self.base - Int64($0) * hour), rate: Money($0) / 1_000_000)
         }
         exchange.setFunding(history, for: "BTCUSDT")
         let rest = BybitKlineHistory(baseURL: exchange.restURL, logger: logger)
@@ -189,21 +189,21 @@ struct LiveFundingTests {
         exchange.pushMark(
             symbol: "BTCUSDT",
             price: 100,
-            rate: Decimal(string: "0.0001")!,
+            rate: Money(string: "0.0001")!,
             nextFunding: Self.time(Self.base + hour),
             at: Self.time(Self.base + 1_000)
         )
         exchange.pushMark(
             symbol: "BTCUSDT",
             price: 101,
-            rate: Decimal(string: "0.0002")!,
+            rate: Money(string: "0.0002")!,
             nextFunding: Self.time(Self.base + hour),
             at: Self.time(Self.base + 2_000)
         )
         #expect(
             await eventually {
                 let mark = await harness.cache.get("mark:BTCUSDT").flatMap { MarkUpdate(cacheValue: $0.bytes) }
-                return mark?.markPrice == 101 && mark?.fundingRate == Decimal(string: "0.0002")!
+                return mark?.markPrice == 101 && mark?.fundingRate == Money(string: "0.0002")!
                     && mark?.nextFundingTime == Self.time(Self.base + hour)
             }
         )
@@ -222,7 +222,7 @@ struct LiveFundingTests {
             )
         )
         #expect(
-            binance.markPrice == Decimal(string: "11794.15")! && binance.fundingRate == Decimal(string: "0.00038167")!
+            binance.markPrice == Money(string: "11794.15")! && binance.fundingRate == Money(string: "0.00038167")!
         )
         #expect(binance.nextFundingTime == Self.time(1_562_306_400_000))
         #expect(try BinanceMessages.markPrice(Array(#"{"e":"kline","E":1,"s":"X","p":"1"}"#.utf8)) == nil)

@@ -121,7 +121,7 @@ public final class FakeExchange: Sendable {
 
     /// Pushes a premium-index update to the connections subscribed to the symbol's mark stream: Binance's
     /// `markPriceUpdate`; Bybit's ticker, a full snapshot the first time, then a delta of these fields.
-    public func pushMark(symbol: String, price: Decimal, rate: Decimal, nextFunding: Date, at time: Date) {
+    public func pushMark(symbol: String, price: Money, rate: Money, nextFunding: Date, at time: Date) {
         func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
         state.withLock { state in
             switch venue {

@@ -33,6 +33,54 @@ extension MarketDataSystemTests {
             "INITIAL_CAPITAL": "",
         ]
 
+        @Test(
+            "fixed-point money: every shared file makes the trades the Decimal build made, to the last digit",
+            arguments: [false, true]
+        )
+        func sameTradesAsDecimal(breakersNeverStop: Bool) async throws {
+            let fixtures = TestServices.repositoryRoot.appendingPathComponent("Tests/Fixtures")
+            var environment = defaults
+            if breakersNeverStop {
+                environment.merge(
+                    [
+                        "DAILY_LOSS_LIMIT_PERCENT": "1", "MAX_CONSECUTIVE_LOSSES": "100", "MAX_DRAWDOWN_PERCENT": "1",
+                        "INITIAL_CAPITAL": "1000000000",
+                    ]
+                ) { $1 }
+            }
+            let market = fixtures.appendingPathComponent("market-data").path
+            let runs: [(name: String, arguments: [String])] =
+                ["ETHBTC-5m", "LTCBTC-5m", "UNITTESTBTC-1m", "XRPUSDT-PERP-1h", "XRPUSDT-PERP-5m"].map {
+                    ($0, ["--data", "\(market)/\($0).csv"])
+                } + [
+                    (
+                        "XRPUSDT-PERP-5m.funding-mark",
+                        [
+                            "--data", "\(market)/XRPUSDT-PERP-5m.csv", "--funding",
+                            "\(market)/XRPUSDT-PERP-funding-8h.csv", "--mark", "\(market)/XRPUSDT-PERP-mark-1h.csv",
+                        ]
+                    )
+                ]
+            var trades = 0
+            for run in runs {
+                let out = temporary("money") + ".csv"
+                _ = try await Command.run(
+                    tradebus,
+                    ["backtest"] + run.arguments + ["--trades-out", out],
+                    environment: environment
+                )
+                let name = run.name + (breakersNeverStop ? ".breakers-never-stop" : "")
+                let expected = try String(
+                    contentsOf: fixtures.appendingPathComponent("trades-before-money/\(name).csv"),
+                    encoding: .utf8
+                )
+                let actual = try String(contentsOfFile: out, encoding: .utf8)
+                #expect(actual == expected, "\(name): the trades differ from the Decimal build's")
+                trades += actual.split(separator: "\n").count - 1
+            }
+            #expect(trades >= (breakersNeverStop ? 250 : 25), "the files should trade: \(trades) trades")
+        }
+
         @Test("parity: backtest and run --data make the same trades, with the same ids, times and prices")
         func parity() async throws {
             let backtestTrades = temporary("bt") + ".csv"
@@ -260,12 +308,12 @@ extension MarketDataSystemTests {
                     let stop = try #require(header.firstIndex(of: "stop_loss"))
                     for row in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
                         let fields = row.split(separator: ",", omittingEmptySubsequences: false)
-                        let price = try #require(Decimal(string: String(fields[entry])))
-                        let level = try #require(Decimal(string: String(fields[stop])))
+                        let price = try #require(Money(string: String(fields[entry])))
+                        let level = try #require(Money(string: String(fields[stop])))
                         let distance = (price - level).magnitude / price
                         // The defaults: MIN_STOP_LOSS_PERCENT 0.005, MAX_STOP_LOSS_PERCENT 0.07.
                         #expect(
-                            distance >= Decimal(string: "0.005")! && distance <= Decimal(string: "0.07")!,
+                            distance >= Money(string: "0.005")! && distance <= Money(string: "0.07")!,
                             "\(file) \(out): \(row)"
                         )
                         checked += 1

@@ -124,7 +124,7 @@ extension MarketDataSystemTests {
                         prices[symbol] = max(50, prices[symbol]! + step)
                         exchange.moveMarket(symbol, to: prices[symbol]!)
                         if Int.random(in: 0..<2, using: &generator) == 0 {
-                            let price = prices[symbol]!.doubleValue
+                            let price = (prices[symbol]! as NSDecimalNumber).doubleValue
                             let long = Bool.random(using: &generator)
                             let proposal = TradeProposal(
                                 action: long ? .long : .short,
@@ -183,7 +183,7 @@ extension MarketDataSystemTests {
                                         && $0.updatedAt > Date().addingTimeInterval(-3_600)
                                 }
                                 let signed = mine.map { $0.side == .long ? $0.quantity : -$0.quantity } ?? 0
-                                return signed == exchange.position(symbol)
+                                return signed == money(exchange.position(symbol))
                             }
                         }
                         #expect(

@@ -140,10 +140,10 @@ extension MarketDataSystemTests {
             let target = try #require(held.takeProfit)
             #expect(
                 stop > 98 && stop < held.entryPrice && target >= 104
-                    && target - held.entryPrice >= Decimal(string: "1.5")! * (held.entryPrice - stop)
+                    && target - held.entryPrice >= Money(string: "1.5")! * (held.entryPrice - stop)
             )
             #expect(
-                held.quantity * (held.entryPrice - stop + Decimal(string: "0.0005")! * (held.entryPrice + stop)) <= 100
+                held.quantity * (held.entryPrice - stop + Money(string: "0.0005")! * (held.entryPrice + stop)) <= 100
             )
             await store.close()
             executor.signal(SIGTERM)

@@ -12,10 +12,10 @@ struct DivergenceTests {
     static func trade(
         _ n: Int,
         entry minute: Double = 0,
-        price: Decimal = 100,
-        exitPrice: Decimal = 110,
-        pnl: Decimal,
-        fees: Decimal = Decimal(string: "0.5")!,
+        price: Money = 100,
+        exitPrice: Money = 110,
+        pnl: Money,
+        fees: Money = Money(string: "0.5")!,
         reason: String = "take_profit"
     ) -> TradeRecord {
         TradeRecord(
@@ -95,9 +95,9 @@ struct DivergenceTests {
             // Slippage at the entry, and a fee on the larger notional.
             Self.trade(
                 3,
-                price: Decimal(string: "100.99")!,
-                pnl: Decimal(string: "9.0")!,
-                fees: Decimal(string: "0.51")!
+                price: Money(string: "100.99")!,
+                pnl: Money(string: "9.0")!,
+                fees: Money(string: "0.51")!
             ),
             // Flattened by an operator before the target.
             Self.trade(4, exitPrice: 103, pnl: 3, reason: "operator"),
@@ -120,7 +120,7 @@ struct DivergenceTests {
         #expect(rows["trade:position:decision:d2"]?.differences["entry_time"] != nil)
         #expect(
             rows["trade:position:decision:d3"]?.causes
-                == [.fee: Decimal(string: "-0.01")!, .fillPrice: Decimal(string: "-0.99")!]
+                == [.fee: Money(string: "-0.01")!, .fillPrice: Money(string: "-0.99")!]
         )
         #expect(rows["trade:position:decision:d4"]?.causes == [.operatorAction: -7])
         let missing = try #require(rows["trade:position:decision:d5"])

@@ -25,10 +25,10 @@ struct ExecutionKernelTests {
 
     /// The venue as the kernel cannot see it: what is really there.
     struct HostileVenue {
-        var position: Decimal = 0  // signed
+        var position: Money = 0  // signed
         var stops: [String: ExecutionKernel.StopOrder] = [:]
-        var orders: [String: (request: ExecutionKernel.OrderRequest, status: OrderStatus, filled: Decimal)] = [:]
-        var price: Decimal = 100
+        var orders: [String: (request: ExecutionKernel.OrderRequest, status: OrderStatus, filled: Money)] = [:]
+        var price: Money = 100
         var trades = 0
         /// Reports on their way to the kernel (the venue's event stream), which may come late, twice or out of order.
         var outbox: [ExecutionKernel.Event] = []
@@ -37,7 +37,7 @@ struct ExecutionKernelTests {
         var unprotectedSince: Date?
         var opens = 0
 
-        mutating func fill(_ clientID: String, side: OrderSide, quantity: Decimal, at time: Date) {
+        mutating func fill(_ clientID: String, side: OrderSide, quantity: Money, at time: Date) {
             trades += 1
             let before = position
             position += side == .buy ? quantity : -quantity
@@ -125,10 +125,10 @@ struct ExecutionKernelTests {
                 // An entry: fills whole, in parts, or in part and then expires.
                 let parts = random.int(1...3)
                 let expires = random.chance(0.2)
-                var filled: Decimal = 0
+                var filled: Money = 0
                 for part in 1...parts {
                     let quantity =
-                        part == parts && !expires ? request.quantity - filled : request.quantity / Decimal(parts + 1)
+                        part == parts && !expires ? request.quantity - filled : request.quantity / Money(parts + 1)
                     guard quantity > 0 else { continue }
                     filled += quantity
                     venue.fill(request.clientOrderID, side: request.side, quantity: quantity, at: now)
@@ -212,7 +212,7 @@ struct ExecutionKernelTests {
             outcome.steps = step + 1
             now = now.addingTimeInterval(Double(random.int(0...1500)) / 1000)
             // The market moves; a stop it crosses triggers.
-            venue.price += Decimal(random.int(-3...3))
+            venue.price += Money(random.int(-3...3))
             for (id, stop) in venue.stops.sorted(by: { $0.key < $1.key }) where venue.position != 0 {
                 let long = stop.side == .sell
                 guard long ? venue.price <= stop.trigger : venue.price >= stop.trigger else { continue }
@@ -234,7 +234,7 @@ struct ExecutionKernelTests {
                     ? FillCheck(
                         minStopFraction: 0.01,
                         maxStopFraction: 0.08,
-                        riskBudget: Decimal(random.int(0...6)),
+                        riskBudget: Money(random.int(0...6)),
                         feeRate: 0.0005,
                         minRewardRisk: 1.5,
                         filters: ExchangeFilters(
@@ -355,7 +355,7 @@ struct ExecutionKernelTests {
 
     static let t0 = Date(timeIntervalSince1970: 1_700_000_000)
 
-    static func entry(_ decision: String = "d1", stop: Decimal = 98) -> ExecutionKernel.OrderRequest {
+    static func entry(_ decision: String = "d1", stop: Money = 98) -> ExecutionKernel.OrderRequest {
         ExecutionKernel.OrderRequest(
             clientOrderID: ClientOrderID.make(decisionID: decision, purpose: .entry),
             decisionID: decision,
@@ -372,8 +372,8 @@ struct ExecutionKernelTests {
         _ id: String,
         order: String,
         side: OrderSide = .buy,
-        quantity: Decimal = 1,
-        price: Decimal = 100
+        quantity: Money = 1,
+        price: Money = 100
     ) -> VenueFill {
         VenueFill(
             tradeID: id,
@@ -555,8 +555,8 @@ struct ExecutionKernelTests {
                 .first
         )
         #expect(
-            stop.trigger == Decimal(string: "98.4")
-                && kernel.positions["BTCUSDT"]?.targetPrice == Decimal(string: "104.7")
+            stop.trigger == Money(string: "98.4")
+                && kernel.positions["BTCUSDT"]?.targetPrice == Money(string: "104.7")
         )
 
         // Filled at 104 with a budget of 0.52, no stop 1 % away or more keeps it at this size: the stop goes
@@ -564,15 +564,15 @@ struct ExecutionKernelTests {
         var tight = ExecutionKernel()
         var gapped = Self.entry(stop: 98)
         gapped.check = check
-        gapped.check?.riskBudget = Decimal(string: "0.52")!
+        gapped.check?.riskBudget = Money(string: "0.52")!
         _ = tight.handle(.submit(gapped), now: Self.t0)
         let actions = tight.handle(.fill(Self.fill("1", order: gapped.clientOrderID, price: 104)), now: Self.t0)
         let first = try #require(Self.placed(actions).first)
-        #expect(first.trigger == Decimal(string: "102.96") && first.quantity == 1)
+        #expect(first.trigger == Money(string: "102.96") && first.quantity == 1)
         let cut = actions.compactMap {
             if case .reduce(_, let id, .sell, let quantity, "risk_reduced") = $0 { (id, quantity) } else { nil }
         }
-        #expect(cut.count == 1 && cut.first?.1 == Decimal(string: "0.5"))
+        #expect(cut.count == 1 && cut.first?.1 == Money(string: "0.5"))
         _ = tight.handle(.stopAnswer(symbol: "BTCUSDT", clientID: first.clientID, .accepted), now: Self.t0)
         // The cut fills: the stop is resized to what is left, and the position stays open.
         let after = tight.handle(
@@ -580,8 +580,8 @@ struct ExecutionKernelTests {
             now: Self.t0
         )
         #expect(
-            Self.placed(after).first?.quantity == Decimal(string: "0.5")
-                && tight.positions["BTCUSDT"]?.quantity == Decimal(string: "0.5")
+            Self.placed(after).first?.quantity == Money(string: "0.5")
+                && tight.positions["BTCUSDT"]?.quantity == Money(string: "0.5")
         )
         #expect(!after.contains { if case .positionClosed = $0 { true } else { false } })
     }
@@ -615,14 +615,14 @@ struct ExecutionKernelTests {
         )
         #expect(
             check.verdict(side: .short, average: 100, quantity: 1, stop: 100.5, target: 99)
-                == .init(stop: 101, target: Decimal(string: "98.5"), quantity: 1, reason: "stop_too_near")
+                == .init(stop: 101, target: Money(string: "98.5"), quantity: 1, reason: "stop_too_near")
         )
         #expect(
             check.verdict(side: .long, average: 100, quantity: 1, stop: 97, target: 110)
                 == .init(stop: 97, target: 110, quantity: 1, reason: nil)
         )
         var poor = check
-        poor.riskBudget = Decimal(string: "0.4")!
+        poor.riskBudget = Money(string: "0.4")!
         #expect(
             poor.verdict(side: .long, average: 100, quantity: 1, stop: 97, target: nil)
                 == .init(stop: 99, target: nil, quantity: 0, reason: "stop_unaffordable")

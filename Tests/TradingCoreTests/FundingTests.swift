@@ -23,7 +23,7 @@ struct FundingTests {
         let archive = try FundingSchedule.parse(
             "calc_time,funding_interval_hours,last_funding_rate\n1637222400007,8,-0.00012345\n1637193600017,8,0.0001\n"
         )
-        #expect(archive.events.map(\.rate) == [0.0001, Decimal(string: "-0.00012345")!], "sorted by time")
+        #expect(archive.events.map(\.rate) == [0.0001, Money(string: "-0.00012345")!], "sorted by time")
         let fiveMinutes = Date(timeIntervalSince1970: 1_637_193_600)
         #expect(real.event(from: fiveMinutes, before: fiveMinutes.addingTimeInterval(300))?.rate == 0.0001)
         #expect(
@@ -74,7 +74,7 @@ struct FundingTests {
                 )
             }
             // 10 × 2.5 × 0.0001 = 0.0025, paid by the long, received by the short.
-            let paid: Decimal = side == .buy ? Decimal(string: "0.0025")! : Decimal(string: "-0.0025")!
+            let paid: Money = side == .buy ? Money(string: "0.0025")! : Money(string: "-0.0025")!
             #expect(before - paper.balance == paid, "\(side)")
             #expect(paper.positions["X"]?.funding == paid)
         }
@@ -84,8 +84,8 @@ struct FundingTests {
     func marks() throws {
         let marks = try MarkPrices.parse(try Self.text("XRPUSDT-PERP-mark-1h.csv"))
         #expect(marks.length == 3_600_000 && marks.candles.count == 100)
-        #expect(marks.price(at: Date(timeIntervalSince1970: 1_636_956_000)) == Decimal(string: "1.20932")!)
-        #expect(marks.price(at: Date(timeIntervalSince1970: 1_636_959_599.999)) == Decimal(string: "1.20932")!)
+        #expect(marks.price(at: Date(timeIntervalSince1970: 1_636_956_000)) == Money(string: "1.20932")!)
+        #expect(marks.price(at: Date(timeIntervalSince1970: 1_636_959_599.999)) == Money(string: "1.20932")!)
         #expect(marks.price(at: Date(timeIntervalSince1970: 1_636_955_999)) == nil, "before the file")
         let schedule = try FundingSchedule.parse(try Self.text("XRPUSDT-PERP-funding-8h.csv")).marked(by: marks)
         #expect(schedule.markedCount == 5, "the mark file ends on 2021-11-19 03:00")
@@ -148,26 +148,26 @@ struct SlippageTests {
     @Test("fixed slippage and half the spread move a taker's price against it; the volume model grows and caps")
     func prices() {
         var settings = PaperExchange.Settings()
-        #expect(settings.takerPrice(100, buy: true, quantity: 1, quoteVolume: nil) == Decimal(string: "100.05")!)
-        #expect(settings.takerPrice(100, buy: false, quantity: 1, quoteVolume: 1) == Decimal(string: "99.95")!)
-        settings.spreadFraction = Decimal(string: "0.002")!
-        #expect(settings.takerPrice(100, buy: true, quantity: 1, quoteVolume: nil) == Decimal(string: "100.15")!)
+        #expect(settings.takerPrice(100, buy: true, quantity: 1, quoteVolume: nil) == Money(string: "100.05")!)
+        #expect(settings.takerPrice(100, buy: false, quantity: 1, quoteVolume: 1) == Money(string: "99.95")!)
+        settings.spreadFraction = Money(string: "0.002")!
+        #expect(settings.takerPrice(100, buy: true, quantity: 1, quoteVolume: nil) == Money(string: "100.15")!)
         settings.spreadFraction = 0
         settings.slippageModel = .volume
         // 1 % of the candle's quote volume at impact 0.1: 0.05 % + 0.1 %.
-        #expect(settings.takerPrice(100, buy: true, quantity: 10, quoteVolume: 100_000) == Decimal(string: "100.15")!)
+        #expect(settings.takerPrice(100, buy: true, quantity: 10, quoteVolume: 100_000) == Money(string: "100.15")!)
         // Half the candle's volume would be 5 % more: capped at 1 %.
         #expect(settings.takerPrice(100, buy: false, quantity: 500, quoteVolume: 100_000) == 99)
         // No volume known: the floor alone.
-        #expect(settings.takerPrice(100, buy: true, quantity: 500, quoteVolume: nil) == Decimal(string: "100.05")!)
+        #expect(settings.takerPrice(100, buy: true, quantity: 500, quoteVolume: nil) == Money(string: "100.05")!)
     }
 
     @Test("with the volume model a large entry fills worse than a small one on the same candle")
     func largeOrders() throws {
         var settings = PaperExchange.Settings()
         settings.slippageModel = .volume
-        var prices: [Decimal] = []
-        for quantity: Decimal in [1, 1_000] {
+        var prices: [Money] = []
+        for quantity: Money in [1, 1_000] {
             var paper = PaperExchange(settings: settings, balance: 1_000_000)
             _ = paper.submit(
                 VenueOrderRequest(
@@ -184,7 +184,7 @@ struct SlippageTests {
             try paper.onCandle(symbol: "X", candle: candle, time: Date(timeIntervalSince1970: 60))
             prices.append(try #require(paper.positions["X"]?.entry))
         }
-        #expect(prices[0] == Decimal(string: "100.25")!, "0.05 % + 0.1 × 2 %")
+        #expect(prices[0] == Money(string: "100.25")!, "0.05 % + 0.1 × 2 %")
         #expect(prices[1] == 101, "capped at 1 %")
     }
 
@@ -193,8 +193,8 @@ struct SlippageTests {
         let saved =
             #"{"slippageFraction":0.001,"takerFeeRate":0.0004,"maintenanceMarginRate":0.005,"fundingInterval":28800,"filters":{"tickSize":0.0001,"stepSize":0.001,"minQuantity":0.001,"maxQuantity":1000000,"minNotional":5}}"#
         let settings = try JSONDecoder().decode(PaperExchange.Settings.self, from: Data(saved.utf8))
-        #expect(settings.slippageFraction == Decimal(string: "0.001")! && settings.slippageModel == .fixed)
-        #expect(settings.spreadFraction == 0 && settings.takerFeeRate == Decimal(string: "0.0004")!)
+        #expect(settings.slippageFraction == Money(string: "0.001")! && settings.slippageModel == .fixed)
+        #expect(settings.spreadFraction == 0 && settings.takerFeeRate == Money(string: "0.0004")!)
     }
 }
 
@@ -297,11 +297,11 @@ extension IntrabarTests {
         // Prices near 0.002 BTC: the venue's filters at that scale.
         var settings = Backtester.Settings()
         settings.paper.filters = ExchangeFilters(
-            tickSize: Decimal(string: "0.00000001")!,
+            tickSize: Money(string: "0.00000001")!,
             stepSize: 1,
             minQuantity: 1,
             maxQuantity: 1_000_000_000,
-            minNotional: Decimal(string: "0.0001")!
+            minNotional: Money(string: "0.0001")!
         )
         for detail in [nil, minutes] {
             let outcome = try Backtester(settings: settings, analyst: .recorded([record]))
@@ -366,7 +366,7 @@ extension IntrabarTests {
         )
         var settings = Backtester.Settings()
         settings.paper.slippageFraction = 0
-        settings.policy = StopPolicy(trailingActivationR: 1, trailingCallbackFraction: Decimal(string: "0.005")!)
+        settings.policy = StopPolicy(trailingActivationR: 1, trailingCallbackFraction: Money(string: "0.005")!)
         let plain = try Backtester(settings: settings, analyst: .recorded([record]))
             .run(fives, symbol: "X", interval: "5m")
         let detailed = try Backtester(settings: settings, analyst: .recorded([record]))
@@ -375,7 +375,7 @@ extension IntrabarTests {
         let trade = try #require(detailed.trades.first)
         // The best price 103 puts the stop at 103 × 0.995 = 102.485, rounded toward the close to the tick.
         #expect(trade.exitReason == "trailing_stop")
-        #expect(trade.exitPrice == Decimal(string: "102.485")!)
+        #expect(trade.exitPrice == Money(string: "102.485")!)
         #expect(trade.exitTime == Date(timeIntervalSince1970: 8 * 60), "the minute 7 candle fell through it")
     }
 }
@@ -383,7 +383,7 @@ extension IntrabarTests {
 /// Mark price and liquidation on the paper venue.
 @Suite("Mark price and liquidation")
 struct MarkPriceTests {
-    static func long(leverage: Int, feeRate: Decimal) -> PaperExchange {
+    static func long(leverage: Int, feeRate: Money) -> PaperExchange {
         var settings = PaperExchange.Settings()
         settings.slippageFraction = 0
         settings.takerFeeRate = 0
@@ -407,11 +407,11 @@ struct MarkPriceTests {
     @Test(
         "leverage 20: the mark crosses the liquidation price, and the position is liquidated there, the fee charged",
         arguments: [
-            (Decimal(string: "0.0125")!, Decimal(string: "0.5")!),
-            (Decimal(string: "0.002")!, Decimal(string: "0.191")!),
+            (Money(string: "0.0125")!, Money(string: "0.5")!),
+            (Money(string: "0.002")!, Money(string: "0.191")!),
         ]
     )
-    func liquidation(feeRate: Decimal, fee: Decimal) throws {
+    func liquidation(feeRate: Money, fee: Money) throws {
         var paper = Self.long(leverage: 20, feeRate: feeRate)
         // Isolated, maintenance rate 0.5 %: liquidation = entry × (1 − 1/20 + 0.005) = 95.5. The traded
         // candle stays above it; the mark (0.6 lower) does not.
@@ -422,11 +422,11 @@ struct MarkPriceTests {
         let close = try #require(
             events.compactMap { if case .closed(let close) = $0 { close } else { nil } }.first
         )
-        #expect(close.reason == "liquidation" && close.exitPrice == Decimal(string: "95.5")!)
+        #expect(close.reason == "liquidation" && close.exitPrice == Money(string: "95.5")!)
         // The loss to 95.5 is 4.5; the fee is 95.5 × rate, out of the 0.5 of margin left, never more.
         #expect(close.fees == fee)
-        #expect(close.pnl == -(Decimal(string: "4.5")! + fee))
-        #expect(paper.balance == 1_000 - Decimal(string: "4.5")! - fee)
+        #expect(close.pnl == -(Money(string: "4.5")! + fee))
+        #expect(paper.balance == 1_000 - Money(string: "4.5")! - fee)
         // Without the mark, the same traded candle liquidates nothing.
         var unmarked = Self.long(leverage: 20, feeRate: feeRate)
         try unmarked.onCandle(symbol: "X", candle: traded, time: Date(timeIntervalSince1970: 120))
@@ -444,7 +444,7 @@ struct MarkPriceTests {
         let close = try #require(
             paper.drainEvents().compactMap { if case .closed(let close) = $0 { close } else { nil } }.first
         )
-        #expect(close.reason == "stop_loss" && close.exitPrice == Decimal(string: "97.5")!)
+        #expect(close.reason == "stop_loss" && close.exitPrice == Money(string: "97.5")!)
         // A stop is refused as would-trigger against the mark, not the traded price.
         var other = Self.long(leverage: 2, feeRate: 0)
         try other.onCandle(

@@ -13,7 +13,7 @@ struct PaperExchangeTests {
     }()
 
     /// A position of 10 filled at the open (100) of a candle reaching `high` and `low`, the rest of that candle still ahead.
-    func filled(_ side: OrderSide = .buy, high: Decimal = 101, low: Decimal = 99, leverage: Int = 2) -> PaperExchange {
+    func filled(_ side: OrderSide = .buy, high: Money = 101, low: Money = 99, leverage: Int = 2) -> PaperExchange {
         var paper = PaperExchange(settings: settings, balance: 10_000)
         _ = paper.submit(
             VenueOrderRequest(
@@ -32,8 +32,8 @@ struct PaperExchangeTests {
     /// A position of 10 opened at the open of a quiet candle, protected with a stop for all of it and a target.
     func opened(
         _ side: OrderSide = .buy,
-        stop: Decimal = 95,
-        target: Decimal? = 110,
+        stop: Money = 95,
+        target: Money? = 110,
         leverage: Int = 2
     ) -> PaperExchange {
         var paper = filled(side, leverage: leverage)
@@ -46,9 +46,9 @@ struct PaperExchangeTests {
     func protect(
         _ paper: inout PaperExchange,
         _ side: OrderSide,
-        stop: Decimal,
-        target: Decimal?,
-        quantity: Decimal = 10
+        stop: Money,
+        target: Money?,
+        quantity: Money = 10
     ) {
         let closing: OrderSide = side == .buy ? .sell : .buy
         let stopLevel = side == .buy ? stop : 200 - stop
@@ -100,13 +100,13 @@ struct PaperExchangeTests {
         paper.onCandle(symbol: "X", open: 100, high: 101, low: 99, close: 100.5, time: Self.t0)
         let fills = paper.drainEvents().compactMap { if case .fill(let f) = $0 { return f } else { return nil } }
         #expect(
-            fills.count == 1 && fills[0].price == Decimal(string: "100.1") && fills[0].quantity == 10
-                && fills[0].fee == Decimal(string: "0.5005")
+            fills.count == 1 && fills[0].price == Money(string: "100.1") && fills[0].quantity == 10
+                && fills[0].fee == Money(string: "0.5005")
         )
         #expect(paper.order(clientOrderID: "c1")?.status == .filled)
         #expect(
-            paper.openPositions.first?.entryPrice == Decimal(string: "100.1")
-                && paper.balance == Decimal(string: "9999.4995")
+            paper.openPositions.first?.entryPrice == Money(string: "100.1")
+                && paper.balance == Money(string: "9999.4995")
         )
     }
 
@@ -115,21 +115,21 @@ struct PaperExchangeTests {
         var paper = opened()
         paper.onCandle(symbol: "X", open: 100, high: 112, low: 94, close: 105, time: Self.t0.addingTimeInterval(60))
         let close = closes(paper.drainEvents())
-        #expect(close.count == 1 && close[0].reason == "stop_loss" && close[0].exitPrice == Decimal(string: "94.905"))
+        #expect(close.count == 1 && close[0].reason == "stop_loss" && close[0].exitPrice == Money(string: "94.905"))
     }
 
     @Test("a gap through the stop fills at the open; a take-profit fills at its price; PnL is after fees")
     func exits() {
         var gap = opened()
         gap.onCandle(symbol: "X", open: 90, high: 91, low: 89, close: 90, time: Self.t0.addingTimeInterval(60))
-        #expect(closes(gap.drainEvents()).first?.exitPrice == Decimal(string: "89.91"))
+        #expect(closes(gap.drainEvents()).first?.exitPrice == Money(string: "89.91"))
 
         var profit = opened()
         profit.onCandle(symbol: "X", open: 105, high: 111, low: 104, close: 110, time: Self.t0.addingTimeInterval(60))
         let close = try! #require(closes(profit.drainEvents()).first)
         #expect(close.reason == "take_profit" && close.exitPrice == 110)
         // (110 − 100.1) × 10 = 99, fees 0.5005 + 0.55
-        #expect(close.pnl == Decimal(string: "97.9495") && close.fees == Decimal(string: "1.0505"))
+        #expect(close.pnl == Money(string: "97.9495") && close.fees == Money(string: "1.0505"))
         #expect(profit.balance == 10_000 + close.pnl && profit.openPositions.isEmpty)
     }
 
@@ -150,7 +150,7 @@ struct PaperExchangeTests {
         paper.finishCandle(symbol: "X")
         let close = try #require(closes(paper.drainEvents()).first)
         #expect(
-            close.reason == "stop_loss" && close.exitPrice == Decimal(string: "94.905") && paper.openPositions.isEmpty
+            close.reason == "stop_loss" && close.exitPrice == Money(string: "94.905") && paper.openPositions.isEmpty
         )
         #expect(paper.workingStops(symbol: "X").isEmpty)
 
@@ -246,11 +246,11 @@ struct PaperExchangeTests {
         "liquidation at the venue's maintenance tier: a 1,000 notional at 2.75 % liquidates where a flat 0.5 % would not"
     )
     mutating func liquidationByTier() {
-        let low: Decimal = 92  // flat 0.5 % at 10x: liquidation near 90.6; the tier's 2.75 %: near 92.8
+        let low: Money = 92  // flat 0.5 % at 10x: liquidation near 90.6; the tier's 2.75 %: near 92.8
         var flat = opened(stop: 60, target: nil, leverage: 10)
         flat.onCandle(symbol: "X", open: 95, high: 96, low: low, close: 93, time: Self.t0.addingTimeInterval(60))
         #expect(closes(flat.drainEvents()).isEmpty, "not liquidated at the flat rate")
-        settings.marginTiers = .continuous([(Decimal(500), Decimal(string: "0.005")!), (nil, Decimal(string: "0.05")!)])
+        settings.marginTiers = .continuous([(Money(500), Money(string: "0.005")!), (nil, Money(string: "0.05")!)])
         var tiered = opened(stop: 60, target: nil, leverage: 10)
         tiered.onCandle(symbol: "X", open: 95, high: 96, low: low, close: 93, time: Self.t0.addingTimeInterval(60))
         #expect(closes(tiered.drainEvents()).first?.reason == "liquidation")
@@ -303,7 +303,7 @@ struct PaperExchangeTests {
         ).get()
         paper.onCandle(symbol: "X", open: 102, high: 103, low: 101, close: 102, time: Self.t0.addingTimeInterval(60))
         let close = try #require(closes(paper.drainEvents()).first)
-        #expect(close.reason == "exit" && paper.openPositions.isEmpty && close.exitPrice == Decimal(string: "101.898"))
+        #expect(close.reason == "exit" && paper.openPositions.isEmpty && close.exitPrice == Money(string: "101.898"))
     }
 }
 
@@ -320,10 +320,10 @@ struct ManagedStopTests {
     func long(_ policy: StopPolicy) -> ManagedStop {
         ManagedStop(
             side: .long,
-            entry: Decimal(string: "100.1")!,
+            entry: Money(string: "100.1")!,
             initialStop: 95,
             stop: 95,
-            bestPrice: Decimal(string: "100.1")!,
+            bestPrice: Money(string: "100.1")!,
             policy: policy
         )
     }
@@ -337,17 +337,17 @@ struct ManagedStopTests {
         #expect(
             stop.tighten(
                 high: 106,
-                low: Decimal(string: "100.5")!,
-                close: Decimal(string: "105.5")!,
+                low: Money(string: "100.5")!,
+                close: Money(string: "105.5")!,
                 atr: nil,
                 filters: filters
-            ) == Decimal(string: "103.88")
+            ) == Money(string: "103.88")
         )
         var close = VenueClose(
             symbol: "X",
             side: .long,
             quantity: 10,
-            entryPrice: Decimal(string: "100.1")!,
+            entryPrice: Money(string: "100.1")!,
             exitPrice: 103,
             openedAt: Date(),
             closedAt: Date(),
@@ -356,7 +356,7 @@ struct ManagedStopTests {
             fees: 0,
             funding: 0,
             leverage: 2,
-            stopLoss: Decimal(string: "103.88"),
+            stopLoss: Money(string: "103.88"),
             takeProfit: nil
         )
         stop.settle(&close)
@@ -368,19 +368,19 @@ struct ManagedStopTests {
         var even = long(StopPolicy(breakEvenAfterOneR: true))
         #expect(
             even.tighten(
-                high: Decimal(string: "105.2")!,
-                low: Decimal(string: "100.5")!,
+                high: Money(string: "105.2")!,
+                low: Money(string: "100.5")!,
                 close: 104,
                 atr: nil,
                 filters: filters
-            ) == Decimal(string: "100.1")
+            ) == Money(string: "100.1")
         )
         var atr = long(StopPolicy(atrMultiple: 2))
-        #expect(atr.tighten(high: 103, low: Decimal(string: "100.5")!, close: 102, atr: 1, filters: filters) == 100)
+        #expect(atr.tighten(high: 103, low: Money(string: "100.5")!, close: 102, atr: 1, filters: filters) == 100)
         #expect(
             atr.tighten(
-                high: Decimal(string: "101.5")!,
-                low: Decimal(string: "100.5")!,
+                high: Money(string: "101.5")!,
+                low: Money(string: "100.5")!,
                 close: 101,
                 atr: 1,
                 filters: filters
@@ -414,7 +414,7 @@ struct TradingHaltsTests {
     @Test("N losses in a row trip; a win resets the run; a new day does not clear the halt")
     func consecutive() {
         var halts = TradingHalts(limits: limits, equity: 100_000, now: Self.day)
-        for pnl: Decimal in [-10, -10, 5, -10, -10] {
+        for pnl: Money in [-10, -10, 5, -10, -10] {
             #expect(halts.recordTrade(pnl: pnl, equityAfter: 100_000, now: Self.day).isEmpty)
         }
         #expect(halts.recordTrade(pnl: -10, equityAfter: 100_000, now: Self.day).map(\.kind) == [.consecutiveLosses])

@@ -5,10 +5,10 @@ import TradingCore
 @Suite("Performance report")
 struct PerformanceReportTests {
     func trade(
-        _ pnl: Decimal,
-        entry: Decimal = 100,
-        stop: Decimal? = 98,
-        target: Decimal? = 104,
+        _ pnl: Money,
+        entry: Money = 100,
+        stop: Money? = 98,
+        target: Money? = 104,
         day: Double = 0
     ) -> TradeRecord {
         TradeRecord(

@@ -51,8 +51,8 @@ struct RiskGatewayTests {
     }
 
     func market(
-        price: Decimal = 100_000,
-        reference: Decimal? = 100_000,
+        price: Money = 100_000,
+        reference: Money? = 100_000,
         filters: ExchangeFilters = RiskGatewayTests.filters
     ) -> MarketView {
         MarketView(venuePrice: price, referencePrice: reference, filters: filters, now: Self.now)
@@ -70,13 +70,13 @@ struct RiskGatewayTests {
         let order = try RiskGateway(limits: limits).check(decision(), market: market(), account: account).get()
         // Risk 1 % of 10,000 = 100 USD over a 2,000 stop plus the fees in and out (0.05 % of 100,000 + 98,000 = 99):
         // 100 / 2,099 = 0.0476 → 0.047 BTC (notional 4,700; margin 1,567 ≤ 25 % of equity).
-        #expect(order.quantity == Decimal(string: "0.047") && order.side == .long && order.leverage == 3)
+        #expect(order.quantity == Money(string: "0.047") && order.side == .long && order.leverage == 3)
         #expect(order.stopLoss == 98_000 && order.takeProfit == 104_000 && order.riskUSD == 94)
-        #expect(order.notional == 4_700 && order.margin == Decimal(4_700) / 3)
+        #expect(order.notional == 4_700 && order.margin == Money(4_700) / 3)
         // Fees: (4,700 + 4,888) × 0.05 % = 4.794; profit 188 − 4.794.
-        #expect(order.profitAfterFeesUSD == Decimal(string: "183.206"))
+        #expect(order.profitAfterFeesUSD == Money(string: "183.206"))
         #expect(
-            order.liquidationPrice == Decimal(string: "67166.66666666666666666666666666666667")
+            order.liquidationPrice == Money(string: "67166.66666666666666666666666666666667")
                 || order.liquidationPrice < 98_000
         )
     }
@@ -88,7 +88,7 @@ struct RiskGatewayTests {
             market: market(),
             account: account
         ).get()
-        #expect(order.side == .short && order.quantity == Decimal(string: "0.047") && order.stopLoss == 102_000)
+        #expect(order.side == .short && order.quantity == Money(string: "0.047") && order.stopLoss == 102_000)
     }
 
     @Test(
@@ -163,7 +163,7 @@ struct RiskGatewayTests {
             code(
                 gateway.check(
                     decision(target: 106_000),
-                    market: market(price: Decimal(string: "100499.9")!, reference: 100_000),
+                    market: market(price: Money(string: "100499.9")!, reference: 100_000),
                     account: account
                 )
             ) == nil
@@ -172,7 +172,7 @@ struct RiskGatewayTests {
             code(
                 gateway.check(
                     decision(target: 106_000),
-                    market: market(price: Decimal(string: "100500.1")!, reference: 100_000),
+                    market: market(price: Money(string: "100500.1")!, reference: 100_000),
                     account: account
                 )
             ) == .priceDeviation
@@ -190,7 +190,7 @@ struct RiskGatewayTests {
             code(
                 gateway.check(
                     decision(target: 106_000),
-                    market: market(price: Decimal(string: "99499.9")!, reference: 100_000),
+                    market: market(price: Money(string: "99499.9")!, reference: 100_000),
                     account: account
                 )
             ) == .priceDeviation
@@ -245,7 +245,7 @@ struct RiskGatewayTests {
         let order = try gateway.check(decision(stop: 97_999.97, target: 104_000.06), market: market(), account: account)
             .get()
         #expect(order.stopLoss == 98_000 && order.takeProfit == 104_000)  // both toward entry
-        #expect(order.quantity == Decimal(string: "0.047"))
+        #expect(order.quantity == Money(string: "0.047"))
         let short = try gateway.check(
             decision(.short, stop: 102_000.04, target: 95_999.93),
             market: market(),
@@ -264,7 +264,7 @@ struct RiskGatewayTests {
         capped.maxQuantity = 0.02
         #expect(
             try gateway.check(decision(), market: market(filters: capped), account: account).get().quantity
-                == Decimal(string: "0.02")
+                == Money(string: "0.02")
         )
     }
 
@@ -273,11 +273,11 @@ struct RiskGatewayTests {
         let gateway = RiskGateway(limits: limits)
         // A tight stop asks for 0.2 BTC (20,000 notional, 6,667 margin); the cap is 25 % of equity: 2,500 margin → 0.075 BTC.
         let order = try gateway.check(decision(stop: 99_500, target: 101_000), market: market(), account: account).get()
-        #expect(order.quantity == Decimal(string: "0.075") && order.margin <= 2_500)
+        #expect(order.quantity == Money(string: "0.075") && order.margin <= 2_500)
         var poor = account
         poor.availableMargin = 1_000
         let smaller = try gateway.check(decision(stop: 99_500, target: 101_000), market: market(), account: poor).get()
-        #expect(smaller.margin <= 1_000 && smaller.quantity == Decimal(string: "0.03"))
+        #expect(smaller.margin <= 1_000 && smaller.quantity == Money(string: "0.03"))
         poor.availableMargin = 0
         #expect(code(gateway.check(decision(), market: market(), account: poor)) == .margin)
     }
@@ -301,7 +301,7 @@ struct RiskGatewayTests {
         )
         #expect(
             RiskGateway.liquidationPrice(side: .short, entry: 100, leverage: 10, maintenanceMarginRate: 0.005)
-                == Decimal(string: "109.5")
+                == Money(string: "109.5")
         )
     }
 
@@ -316,7 +316,7 @@ struct RiskGatewayTests {
         // The venue's tiers: 0.5 % to 1,000 of notional, 3 % above. The order's 4,700 needs 2.47 %:
         // liquidation near 97,470, and the stop at 98,000 is inside the 25 % buffer.
         var tiered = market()
-        tiered.marginTiers = .continuous([(Decimal(1_000), Decimal(string: "0.005")!), (nil, Decimal(string: "0.03")!)])
+        tiered.marginTiers = .continuous([(Money(1_000), Money(string: "0.005")!), (nil, Money(string: "0.03")!)])
         guard case .failure(let refusal) = gateway.check(intent, market: tiered, account: account) else {
             Issue.record("approved with the venue's tiers")
             return
@@ -348,11 +348,11 @@ struct RiskGatewayTests {
                 stop: stop,
                 target: target
             )
-            let venue = Decimal(finite: (price * 10).rounded() / 10)!
-            let reference = unit() < 0.1 ? nil : Decimal(finite: price * (1 + (unit() - 0.5) * 0.02))
+            let venue = Money(finite: (price * 10).rounded() / 10)!
+            let reference = unit() < 0.1 ? nil : Money(finite: price * (1 + (unit() - 0.5) * 0.02))
             let account = AccountView(
-                equity: Decimal(finite: (unit() * 50_000).rounded())!,
-                availableMargin: Decimal(finite: (unit() * 20_000).rounded())!,
+                equity: Money(finite: (unit() * 50_000).rounded())!,
+                availableMargin: Money(finite: (unit() * 20_000).rounded())!,
                 openSymbols: unit() < 0.2 ? ["BTCUSDT"] : []
             )
             guard

@@ -98,7 +98,7 @@ struct WalkForwardTests {
         for risk in ["0.005", "0.01", "0.02"] {
             var settings = Backtester.Settings()
             settings.halts.maxConsecutiveLosses = 20
-            settings.limits.riskPerTradeFraction = Decimal(string: risk)!
+            settings.limits.riskPerTradeFraction = Money(string: risk)!
             configurations.append(settings)
         }
         let plan = WalkForward.Plan(train: 2 * Self.day, test: Self.day)  // the file holds 6.9 days

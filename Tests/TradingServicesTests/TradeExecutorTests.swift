@@ -19,7 +19,7 @@ final class FlakyVenue: Venue {
     /// Holds the next account reading when armed.
     let accountPause = Pause()
     /// The quantity of every stop the executor asked for.
-    let placedStops = Collector<Decimal>()
+    let placedStops = Collector<Money>()
     /// Off when the test makes fills up itself: the paper venue then has no position to protect.
     let forwardProtection = Mutex(true)
     var name: String { "paper" }
@@ -28,7 +28,7 @@ final class FlakyVenue: Venue {
     init(_ paper: PaperVenue) { self.paper = paper }
 
     func filters(symbol: String) async throws(VenueError) -> ExchangeFilters { try await paper.filters(symbol: symbol) }
-    func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) {
+    func account() async throws(VenueError) -> (equity: Money, availableMargin: Money) {
         if fault.withLock({ $0 }) == .unreachable { throw VenueError(.unreachable, "test: down") }
         await accountPause.hold()
         return try await paper.account()
@@ -64,7 +64,7 @@ final class FlakyVenue: Venue {
     func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder] {
         try await paper.workingStops(symbol: symbol)
     }
-    func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError) {
+    func placeTarget(symbol: String, side: OrderSide, price: Money, clientID: String) async throws(VenueError) {
         guard forwardProtection.withLock({ $0 }) else { return }
         try await paper.placeTarget(symbol: symbol, side: side, price: price, clientID: clientID)
     }
@@ -88,7 +88,7 @@ final class FlakyVenue: Venue {
     ) async throws(VenueError) {
         try await paper.observe(symbol: symbol, candle: candle, time: time, atr: atr, funding: funding, mark: mark)
     }
-    func price(symbol: String) async throws(VenueError) -> Decimal? { try await paper.price(symbol: symbol) }
+    func price(symbol: String) async throws(VenueError) -> Money? { try await paper.price(symbol: symbol) }
     func resume(_ state: VenueResume) async throws(VenueError) {
         if fault.withLock({ $0 }) == .unreachable { throw VenueError(.unreachable, "test: down") }
     }
@@ -236,7 +236,7 @@ struct TradeExecutorTests {
         }
 
         /// A fill of the entry order `id` at 100,000, made up by the test (the paper venue never saw it).
-        func fill(_ trade: String, _ quantity: Decimal, order id: String) -> VenueEvent {
+        func fill(_ trade: String, _ quantity: Money, order id: String) -> VenueEvent {
             .fill(
                 VenueFill(
                     tradeID: trade,
@@ -270,7 +270,7 @@ struct TradeExecutorTests {
         try await world.candle(executor, minute: 1, open: 100_000, high: 100_200, low: 99_800, close: 100_100)
         let position = try #require(try await world.store.openPositions().first)
         #expect(
-            position.quantity == Decimal(string: "0.047") && position.stopLoss == 98_000
+            position.quantity == Money(string: "0.047") && position.stopLoss == 98_000
                 && position.takeProfit == 104_000
         )
         #expect(try await venue.positions().first?.stopLoss == 98_000)
@@ -567,7 +567,7 @@ struct TradeExecutorTests {
                 side: .buy,
                 type: .market,
                 purpose: .entry,
-                quantity: Decimal(string: "0.05")!,
+                quantity: Money(string: "0.05")!,
                 price: 100_000,
                 stopPrice: 98_000,
                 createdAt: world.clock.date
@@ -577,7 +577,7 @@ struct TradeExecutorTests {
         #expect(try await world.store.order(clientOrderID: id)?.status == .intent)
         #expect(try await second.execute(intent, correlationID: "c") == .duplicate)  // the redelivery
         let sent = try await venue.paper.order(clientOrderID: id, symbol: "BTCUSDT")
-        #expect(sent?.quantity == Decimal(string: "0.05") && venue.submitted.withLock { $0 } == 1)
+        #expect(sent?.quantity == Money(string: "0.05") && venue.submitted.withLock { $0 } == 1)
         _ = try await second.execute(intent, correlationID: "c")
         let orders = try await world.store.orders(decisionID: intent.decisionID)
         #expect(venue.submitted.withLock { $0 } == 1 && orders.count == 1 && orders[0].status == .accepted)
@@ -672,11 +672,11 @@ struct TradeExecutorTests {
         // Each entry fill opens or grows the position (an entry may fill in part and expire): it is protected as it fills.
         let partial = try await world.store.order(clientOrderID: id)?.status
         let positions = try await world.store.openPositions()
-        #expect(partial == .partiallyFilled && positions.first?.quantity == Decimal(string: "0.03"))
+        #expect(partial == .partiallyFilled && positions.first?.quantity == Money(string: "0.03"))
         venue.extraEvents.withLock { $0 = [world.fill("t3", 0.017, order: id), world.fill("t2", 0.01, order: id)] }
         try await executor.processVenueEvents()
         #expect(try await world.store.order(clientOrderID: id)?.status == .filled)
-        #expect(try await world.store.openPositions().first?.quantity == Decimal(string: "0.047"))
+        #expect(try await world.store.openPositions().first?.quantity == Money(string: "0.047"))
         try await world.stop()
     }
 
@@ -760,8 +760,8 @@ struct TradeExecutorTests {
         #expect(venue.submitted.withLock { $0 } == 1)
         try await world.candle(executor, minute: 1, open: 100_000, high: 100_100, low: 99_900, close: 100_000)
         let open = try await world.store.openPositions()
-        #expect(open.count == 1 && open[0].quantity == Decimal(string: "0.047"))
-        #expect(try await venue.positions().first?.quantity == Decimal(string: "0.047"))
+        #expect(open.count == 1 && open[0].quantity == Money(string: "0.047"))
+        #expect(try await venue.positions().first?.quantity == Money(string: "0.047"))
         // Once filled, a third is refused on the position itself.
         #expect(try await executor.execute(world.intent(), correlationID: "c") == .rejected(.positionOpen))
         try await world.stop()
@@ -1038,13 +1038,13 @@ struct ExecutorStoreOutageTests {
         #expect(venue.placedStops.all == [0.02], "the first part is protected before its commit")
         try await executor.processVenueEvents()  // the next poll, while the commit hangs
         #expect(
-            venue.placedStops.all.last == Decimal(string: "0.047"),
+            venue.placedStops.all.last == Money(string: "0.047"),
             "the stop covers both parts before either is in the store: \(venue.placedStops.all)"
         )
         #expect(try await world.store.openPositions().isEmpty)
         store.fillPause.release()
         try await first.value
-        #expect(try await world.store.openPositions().first?.quantity == Decimal(string: "0.047"))
+        #expect(try await world.store.openPositions().first?.quantity == Money(string: "0.047"))
         try await world.stop()
     }
 

@@ -48,7 +48,7 @@ struct BinanceFuturesVenueTests {
         let binance = venue(server)
         let tiers = try #require(try await binance.marginTiers(symbol: "BTCUSDT"))
         #expect(
-            tiers.maintenanceMargin(notional: 50_000) == 465 && tiers.rate(notional: 5_000) == Decimal(string: "0.0065")
+            tiers.maintenanceMargin(notional: 50_000) == 465 && tiers.rate(notional: 5_000) == Money(string: "0.0065")
         )
         #expect(tiers.tiers.last?.notionalCap == nil, "the last bracket covers everything above")
         _ = try await binance.marginTiers(symbol: "BTCUSDT")
@@ -89,13 +89,13 @@ struct BinanceFuturesVenueTests {
             return
         }
         #expect(
-            fill.clientOrderID == "ten-abc" && fill.quantity == Decimal(string: "0.05")
+            fill.clientOrderID == "ten-abc" && fill.quantity == Money(string: "0.05")
                 && fill.tradeID == "binance-BTCUSDT-1"
         )
         try await binance.acknowledgeEvents(events.count)
         #expect(try await binance.events().isEmpty)
         let position = try #require(try await binance.positions().first)
-        #expect(position.side == .long && position.quantity == Decimal(string: "0.05") && position.leverage == 3)
+        #expect(position.side == .long && position.quantity == Money(string: "0.05") && position.leverage == 3)
         await server.stop()
     }
 
@@ -215,7 +215,7 @@ struct BinanceFuturesVenueTests {
                 && close.entryPrice == 100_000 && close.leverage == 3
         )
         // (97,900 − 100,000) × 0.05 = −105, fees 0.05 % of both sides.
-        #expect(close.pnl == Decimal(-105) - close.fees && close.fees > 0)
+        #expect(close.pnl == Money(-105) - close.fees && close.fees > 0)
         #expect(
             events.contains { if case .fill(let fill) = $0 { fill.clientOrderID == "tsl-s" } else { false } },
             "the triggered order's fill is the stop's"

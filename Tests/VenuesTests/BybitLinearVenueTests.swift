@@ -29,7 +29,7 @@ struct BybitLinearVenueTests {
     func entry(
         _ id: String,
         side: OrderSide = .buy,
-        quantity: Decimal = Decimal(string: "0.05")!,
+        quantity: Money = Money(string: "0.05")!,
         leverage: Int = 3
     ) -> VenueOrderRequest {
         VenueOrderRequest(
@@ -50,7 +50,7 @@ struct BybitLinearVenueTests {
     }
 
     /// Bybit's taker fee on a fill, as the local server charges it.
-    func fee(_ price: Decimal, _ quantity: Decimal) -> Decimal { price * quantity * FakeBybitLinear.takerFee }
+    func fee(_ price: Money, _ quantity: Money) -> Money { price * quantity * money(FakeBybitLinear.takerFee) }
 
     /// Inputs signed once with Python's `hmac.new(secret, timestamp + key + window + payload, sha256)`.
     @Test("known answer: the X-BAPI-SIGN header of a GET (query string) and of a POST (JSON body)")
@@ -145,7 +145,7 @@ struct BybitLinearVenueTests {
             logger: Logger(label: "test")
         )
         let tiers = try #require(try await bybit.marginTiers(symbol: "BTCUSDT"))
-        #expect(tiers.rate(notional: 1_000_000) == Decimal(string: "0.005"))
+        #expect(tiers.rate(notional: 1_000_000) == Money(string: "0.005"))
         // 3,000,000 is in the second tier (1 %), less the 10,000 that keeps it continuous at 2,000,000.
         #expect(tiers.maintenanceMargin(notional: 3_000_000) == 20_000)
         _ = try await bybit.marginTiers(symbol: "BTCUSDT")
@@ -166,31 +166,31 @@ struct BybitLinearVenueTests {
         let events = try await bybit.events()
         let fill = try #require(fills(events).first)
         #expect(
-            events.count == 1 && fill.clientOrderID == "ten-abc" && fill.quantity == Decimal(string: "0.05")
+            events.count == 1 && fill.clientOrderID == "ten-abc" && fill.quantity == Money(string: "0.05")
                 && fill.price == 100_000 && fill.side == .buy
         )
         #expect(
             fill.tradeID.hasPrefix("bybit-") && fill.tradeID.count > "bybit-".count
-                && fill.fee == fee(100_000, Decimal(string: "0.05")!)
+                && fill.fee == fee(100_000, Money(string: "0.05")!)
         )
         let known = try #require(try await bybit.order(clientOrderID: "ten-abc", symbol: "BTCUSDT"))
         #expect(
             known.status == .filled && known.venueOrderID == order.venueOrderID && known.averagePrice == 100_000
-                && known.filledQuantity == Decimal(string: "0.05")
+                && known.filledQuantity == Money(string: "0.05")
         )
         try await bybit.acknowledgeEvents(events.count)
         // The next poll reads the last seconds again and reports nothing twice.
         #expect(try await bybit.events().isEmpty)
         let position = try #require(try await bybit.positions().first)
         #expect(
-            position.side == .long && position.quantity == Decimal(string: "0.05") && position.leverage == 3
+            position.side == .long && position.quantity == Money(string: "0.05") && position.leverage == 3
                 && position.entryPrice == 100_000
         )
         #expect(position.stopLoss == nil && position.takeProfit == nil)
         // A second entry on the symbol does not switch its margin again.
-        _ = try await bybit.submit(entry("ten-abd", quantity: Decimal(string: "0.01")!))
+        _ = try await bybit.submit(entry("ten-abd", quantity: Money(string: "0.01")!))
         #expect(server.requests.filter { $0 == "POST /v5/position/switch-isolated" }.count == 1)
-        #expect(try await bybit.positions().first?.quantity == Decimal(string: "0.06"))
+        #expect(try await bybit.positions().first?.quantity == Money(string: "0.06"))
         await server.stop()
     }
 
@@ -206,7 +206,7 @@ struct BybitLinearVenueTests {
         #expect(again.venueOrderID == first.venueOrderID && again.clientOrderID == "ten-dup" && again.status == .filled)
         #expect(server.orders.filter { $0.linkID == "ten-dup" }.count == 1)
         #expect(fills(try await bybit.events()).count == 1)
-        #expect(try await bybit.positions().first?.quantity == Decimal(string: "0.05"))
+        #expect(try await bybit.positions().first?.quantity == Money(string: "0.05"))
         await server.stop()
     }
 
@@ -265,8 +265,8 @@ struct BybitLinearVenueTests {
     func stop(
         _ id: String,
         _ side: OrderSide = .sell,
-        trigger: Decimal,
-        quantity: Decimal = Decimal(string: "0.05")!
+        trigger: Money,
+        quantity: Money = Money(string: "0.05")!
     ) -> ExecutionKernel.StopOrder {
         ExecutionKernel.StopOrder(clientID: id, side: side, quantity: quantity, trigger: trigger)
     }
@@ -334,7 +334,7 @@ struct BybitLinearVenueTests {
         let exit = try #require(fills(events).first)
         #expect(exit.side == .sell && exit.price == 97_900 && exit.clientOrderID == "tsl-s")
         let close = try #require(closes(events).first)
-        let quantity = Decimal(string: "0.05")!
+        let quantity = Money(string: "0.05")!
         #expect(
             close.reason == "stop_loss" && close.side == .long && close.exitPrice == 97_900
                 && close.entryPrice == 100_000 && close.leverage == 3
@@ -342,7 +342,7 @@ struct BybitLinearVenueTests {
         #expect(close.quantity == quantity)
         // (97,900 − 100,000) × 0.05 = −105, less the entry's and the exit's taker fees.
         #expect(close.fees == fee(100_000, quantity) + fee(97_900, quantity))
-        #expect(close.pnl == Decimal(-105) - close.fees)
+        #expect(close.pnl == Money(-105) - close.fees)
         #expect(try await bybit.positions().isEmpty && server.conditionalOrders.isEmpty)
         await server.stop()
     }
@@ -363,7 +363,7 @@ struct BybitLinearVenueTests {
         var events = try await bybit.events()
         let target = try #require(closes(events).first)
         #expect(target.reason == "take_profit" && target.side == .short && target.exitPrice == 95_900)
-        #expect(target.pnl == Decimal(205) - target.fees && target.pnl > 0)
+        #expect(target.pnl == Money(205) - target.fees && target.pnl > 0)
         // Flat: Bybit deactivates the reduce-only stop with nothing left to reduce.
         #expect(server.conditionalOrders.isEmpty)
         try await bybit.acknowledgeEvents(events.count)
@@ -387,11 +387,11 @@ struct BybitLinearVenueTests {
         let bybit = venue(server)
         for step in 1...5 {
             server.setPrice("BTCUSDT", Decimal(100_000 + step))
-            _ = try await bybit.submit(entry("ten-page-\(step)", quantity: Decimal(string: "0.01")!))
+            _ = try await bybit.submit(entry("ten-page-\(step)", quantity: Money(string: "0.01")!))
         }
         let received = fills(try await bybit.events())
         #expect(received.map(\.clientOrderID) == (1...5).map { "ten-page-\($0)" })
-        #expect(received.map(\.price) == (1...5).map { Decimal(100_000 + $0) })
+        #expect(received.map(\.price) == (1...5).map { Money(100_000 + $0) })
         #expect(server.requests.filter { $0 == "GET /v5/execution/list" }.count == 3)
         await server.stop()
     }
@@ -421,13 +421,13 @@ struct BybitLinearVenueTests {
         let new = fills(events)
         #expect(new.count == 1 && new.first?.price == 97_900 && new.first?.tradeID != committed.first?.tradeID)
         let close = try #require(closes(events).first)
-        let quantity = Decimal(string: "0.05")!
+        let quantity = Money(string: "0.05")!
         // The entry's fee was booked with the entry, before the restart: the close carries the exit's.
         #expect(
             close.reason == "stop_loss" && close.entryPrice == 100_000 && close.quantity == quantity
                 && close.leverage == 3 && close.stopLoss == 98_000
         )
-        #expect(close.fees == fee(97_900, quantity) && close.pnl == Decimal(-105) - close.fees)
+        #expect(close.fees == fee(97_900, quantity) && close.pnl == Money(-105) - close.fees)
         try await after.acknowledgeEvents(events.count)
         #expect(try await after.events().isEmpty)
 

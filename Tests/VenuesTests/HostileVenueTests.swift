@@ -65,7 +65,7 @@ struct HostileVenueTests {
         try await world.bus.declare(QueueSpec(name: "banned", bindings: ["alert.critical.venue_banned"]))
         let executor = try await world.executor()
         try await world.enter(executor)
-        #expect(world.protected && world.server.position("BTCUSDT") > 0)
+        #expect(world.protected && world.server.held("BTCUSDT") > 0)
         /// Polls as the executor does (errors are its business), for `seconds`.
         func poll(_ seconds: Double) async {
             let end = Date().addingTimeInterval(seconds)
@@ -168,11 +168,11 @@ struct HostileVenueTests {
         world.server.failNextAlgoOrders(Array(repeating: .unavailable, count: 50))
         _ = try await executor.execute(world.intent(), correlationID: "c")
         let deadline = ContinuousClock.now + .seconds(10)
-        while world.server.position("BTCUSDT") != 0, ContinuousClock.now < deadline {
+        while world.server.held("BTCUSDT") != 0, ContinuousClock.now < deadline {
             try await executor.processVenueEvents()
             try await Task.sleep(for: .milliseconds(200))
         }
-        #expect(world.server.position("BTCUSDT") == 0)
+        #expect(world.server.held("BTCUSDT") == 0)
         try await executor.processVenueEvents()
         #expect(try await world.store.trades(since: nil).first?.exitReason == "stop_timeout")
         await world.server.stop()
@@ -205,7 +205,7 @@ extension HostileVenueTests {
         world.server.duplicateAndReorderTrades()
         world.server.failNextOrders([.fillsInParts(3)])
         try await world.enter(executor)
-        let held = world.server.position("BTCUSDT")
+        let held = world.server.held("BTCUSDT")
         let fills = try await world.store.latestFills(venue: "binance", symbol: "BTCUSDT", limit: 100)
         #expect(fills.count == 3 && Set(fills.map(\.tradeID)).count == 3)
         #expect(try await world.store.openPositions().map(\.quantity) == [held])
@@ -315,7 +315,7 @@ struct BybitHostileVenueTests {
         world.server.duplicateAndReorderExecutions()
         world.server.failNextOrders([.fillsInParts(3)])
         try await world.enter(executor)
-        let held = world.server.position("BTCUSDT")
+        let held = world.server.held("BTCUSDT")
         #expect(try await world.store.latestFills(venue: "bybit", symbol: "BTCUSDT", limit: 100).count == 3)
         #expect(try await world.store.openPositions().map(\.quantity) == [held])
         #expect(world.protected && world.stops.count == 1)
@@ -323,7 +323,7 @@ struct BybitHostileVenueTests {
         try await executor.processVenueEvents()
         try await executor.processVenueEvents()
         #expect(try await world.store.trades(since: nil).map(\.exitReason) == ["stop_loss"])
-        #expect(try await world.store.openPositions().isEmpty && world.server.position("BTCUSDT") == 0)
+        #expect(try await world.store.openPositions().isEmpty && world.server.held("BTCUSDT") == 0)
         await world.server.stop()
     }
 }

@@ -70,7 +70,7 @@ struct LiveExecutorCrashTests {
                 side: .buy,
                 type: .market,
                 purpose: .entry,
-                quantity: Decimal(string: "0.05")!,
+                quantity: Money(string: "0.05")!,
                 price: 100_000,
                 stopPrice: 98_000,
                 createdAt: Date()
@@ -145,7 +145,7 @@ struct LiveExecutorCrashTests {
         #expect(try await world.store.openPositions().isEmpty)
         _ = try await world.restart()
         let position = try #require(try await world.store.openPositions().first)
-        #expect(position.decisionID == intent.decisionID && position.quantity == Decimal(string: "0.047"))
+        #expect(position.decisionID == intent.decisionID && position.quantity == Money(string: "0.047"))
         #expect(world.openStops == [98_000])
         let (third, _) = try await world.restart()
         try await third.processVenueEvents()
@@ -238,7 +238,7 @@ extension BinanceWorld {
         return server.orders.filter { $0.clientID == id }.count
     }
 
-    var openStops: [Decimal?] {
-        server.orders.filter { $0.type == "STOP_MARKET" && $0.status == "NEW" }.map(\.stopPrice)
+    var openStops: [Money?] {
+        server.orders.filter { $0.type == "STOP_MARKET" && $0.status == "NEW" }.map { $0.stopPrice.map(money) }
     }
 }

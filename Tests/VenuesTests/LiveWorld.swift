@@ -92,33 +92,40 @@ typealias BybitWorld = LiveWorld<FakeBybitLinear>
 /// What the hostile tests read at either local exchange: the position and the working stops.
 protocol LocalExchange: Sendable {
     /// The account's position in `symbol` (signed).
-    func position(_ symbol: String) -> Decimal
+    func held(_ symbol: String) -> Money
     /// Working reduce-only stops: quantity (nil for a close-position order) and trigger.
-    var workingStops: [(quantity: Decimal?, trigger: Decimal)] { get }
+    var workingStops: [(quantity: Money?, trigger: Money)] { get }
     /// A trader's own round trips on `symbol`, `daysAgo` days back, through no API of ours.
     func seedHistory(_ symbol: String, roundTrips: Int, daysAgo: Double)
     /// A market order placed by hand at the exchange, filled at the mark.
-    func tradeByHand(_ symbol: String, buy: Bool, quantity: Decimal)
+    func tradeByHand(_ symbol: String, buy: Bool, quantity: Money)
     /// The signed requests so far (their paths, or method and path).
     var requests: [String] { get }
     /// Sets a symbol's price (and mark).
-    func setMark(_ symbol: String, _ price: Decimal)
+    func setMark(_ symbol: String, _ price: Money)
     func stop() async
 }
 
 extension FakeBinanceFutures: LocalExchange {
-    func setMark(_ symbol: String, _ price: Decimal) { setPrice(symbol, price) }
-    var workingStops: [(quantity: Decimal?, trigger: Decimal)] {
-        openAlgoOrders.filter { $0.type == "STOP_MARKET" }.map { ($0.quantity, $0.trigger) }
+    func held(_ symbol: String) -> Money { money(position(symbol)) }
+    func setMark(_ symbol: String, _ price: Money) { setPrice(symbol, price.decimal) }
+    var workingStops: [(quantity: Money?, trigger: Money)] {
+        openAlgoOrders.filter { $0.type == "STOP_MARKET" }.map { ($0.quantity.map(money), money($0.trigger)) }
     }
-    func tradeByHand(_ symbol: String, buy: Bool, quantity: Decimal) {
-        openByHand(symbol, side: buy ? "BUY" : "SELL", quantity: quantity)
+    func tradeByHand(_ symbol: String, buy: Bool, quantity: Money) {
+        openByHand(symbol, side: buy ? "BUY" : "SELL", quantity: quantity.decimal)
     }
 }
 
 extension FakeBybitLinear: LocalExchange {
-    func setMark(_ symbol: String, _ price: Decimal) { setPrice(symbol, price) }
-    var workingStops: [(quantity: Decimal?, trigger: Decimal)] { conditionalOrders.map { ($0.quantity, $0.trigger) } }
+    func held(_ symbol: String) -> Money { money(position(symbol)) }
+    func setMark(_ symbol: String, _ price: Money) { setPrice(symbol, price.decimal) }
+    func tradeByHand(_ symbol: String, buy: Bool, quantity: Money) {
+        tradeByHand(symbol, buy: buy, quantity: quantity.decimal)
+    }
+    var workingStops: [(quantity: Money?, trigger: Money)] {
+        conditionalOrders.map { (money($0.quantity), money($0.trigger)) }
+    }
 }
 
 extension LiveWorld where Server: LocalExchange {
@@ -143,11 +150,11 @@ extension LiveWorld where Server: LocalExchange {
     }
 
     /// Working reduce-only stops at the exchange: quantity and trigger.
-    var stops: [(quantity: Decimal?, trigger: Decimal)] { server.workingStops }
+    var stops: [(quantity: Money?, trigger: Money)] { server.workingStops }
 
     /// The invariant, read at the exchange: flat, or a stop for the whole position.
     var protected: Bool {
-        let held = server.position("BTCUSDT")
+        let held = server.held("BTCUSDT")
         return held == 0 || stops.contains { $0.quantity == held.magnitude }
     }
 
@@ -160,7 +167,7 @@ extension LiveWorld where Server: LocalExchange {
     /// A stop the exchange refused as would-trigger: flat at the exchange and in the store, the trade
     /// says stop_refused, one critical alert (on the queue `alerts`, declared before).
     func expectRefusedAndFlattened(alerts: String) async throws {
-        #expect(server.position("BTCUSDT") == 0)
+        #expect(server.held("BTCUSDT") == 0)
         #expect(try await store.openPositions().isEmpty)
         #expect(try await store.trades(since: nil).first?.exitReason == "stop_refused")
         #expect(try await bus.messageCount(alerts) == 1)
@@ -185,7 +192,7 @@ extension LiveWorld where Server: LocalExchange {
     /// declared here). A position then closed by hand is closed in the store as `closed_at_venue`.
     func expectHandTradesReconciled(_ policy: TradeExecutor.AdoptPolicy) async throws {
         try await bus.declare(QueueSpec(name: "alerts", bindings: ["alert.#"]))
-        server.tradeByHand("BTCUSDT", buy: true, quantity: Decimal(string: "0.01")!)
+        server.tradeByHand("BTCUSDT", buy: true, quantity: Money(string: "0.01")!)
         let (executor, _) = try await restart {
             $0.adoptPolicy = policy
             $0.kernel.protectionCheckInterval = 0
@@ -194,30 +201,30 @@ extension LiveWorld where Server: LocalExchange {
         let findings = try #require(await executor.lastReconciliation).findings
         switch policy {
         case .protect:
-            #expect(stops.map(\.quantity) == [Decimal(string: "0.01")!] && stops.first?.trigger == 93_000, "\(stops)")
+            #expect(stops.map(\.quantity) == [Money(string: "0.01")!] && stops.first?.trigger == 93_000, "\(stops)")
             let position = try #require(try await store.openPositions().first)
             #expect(
                 position.decisionID.hasPrefix("adopted:BTCUSDT") && position.stopLoss == 93_000
-                    && position.quantity == Decimal(string: "0.01")!
+                    && position.quantity == Money(string: "0.01")!
             )
             #expect(findings.contains { $0.contains("adopted and protected at 93000") }, "\(findings)")
             // Closed by hand: the fill closes it in the store, as the venue's doing.
-            server.tradeByHand("BTCUSDT", buy: false, quantity: Decimal(string: "0.01")!)
+            server.tradeByHand("BTCUSDT", buy: false, quantity: Money(string: "0.01")!)
             try await executor.processVenueEvents()
             #expect(try await store.openPositions().isEmpty)
             #expect(try await store.trades(since: nil).map(\.exitReason) == ["closed_at_venue"])
             try await executor.reconcile()
             #expect(
-                server.position("BTCUSDT") == 0 && stops.isEmpty,
+                server.held("BTCUSDT") == 0 && stops.isEmpty,
                 "the stop of a closed position is cancelled: \(stops)"
             )
         case .flatten:
-            for _ in 0..<3 where server.position("BTCUSDT") != 0 { try await executor.processVenueEvents() }
-            #expect(server.position("BTCUSDT") == 0)
+            for _ in 0..<3 where server.held("BTCUSDT") != 0 { try await executor.processVenueEvents() }
+            #expect(server.held("BTCUSDT") == 0)
             #expect(try await store.trades(since: nil).map(\.exitReason) == ["adopt_flatten"])
         case .ignore:
             let open = try await store.openPositions()
-            #expect(server.position("BTCUSDT") == Decimal(string: "0.01")! && stops.isEmpty && open.isEmpty)
+            #expect(server.held("BTCUSDT") == Money(string: "0.01")! && stops.isEmpty && open.isEmpty)
             try await executor.reconcile()
             #expect(await executor.mode == .normal, "an ignored position is no mismatch")
         }
@@ -244,7 +251,7 @@ extension LiveWorld where Server: LocalExchange {
                 venue: name,
                 symbol: "BTCUSDT",
                 side: .long,
-                quantity: Decimal(string: "0.01")!,
+                quantity: Money(string: "0.01")!,
                 entryPrice: 99_000,
                 leverage: 3,
                 stopLoss: 97_000,
@@ -263,8 +270,8 @@ extension LiveWorld where Server: LocalExchange {
 
     /// An entry that filled in part: the stop, in the store and at the exchange, covers what filled.
     func expectPartialCovered() async throws {
-        let held = server.position("BTCUSDT")
-        #expect(held > 0 && held < Decimal(string: "0.047")!)
+        let held = server.held("BTCUSDT")
+        #expect(held > 0 && held < Money(string: "0.047")!)
         #expect(stops.map(\.quantity) == [held], "\(stops) for \(held)")
         #expect(try await store.openPositions().first?.quantity == held)
     }

@@ -79,7 +79,7 @@ struct BinanceUserStreamTests {
             let polled = server.requests.filter { $0 == "/fapi/v1/userTrades" }.count
             let first = fills(try await events(venue, count: 1))
             #expect(
-                first.map(\.clientOrderID) == ["ten-s1"] && first.first?.fee == Decimal(string: "1")!,
+                first.map(\.clientOrderID) == ["ten-s1"] && first.first?.fee == Money(string: "1")!,
                 "0.05 % of 2,000: \(first)"
             )
             #expect(
@@ -232,7 +232,7 @@ struct BinanceUserStreamTests {
         var bnb = Decimal(1) / 600
         var rounded = Decimal()
         NSDecimalRound(&rounded, &bnb, 8, .down)  // as the local exchange charges it
-        #expect(fill.fee == rounded * 600, "\(fill.fee)")
+        #expect(fill.fee == money(rounded * 600), "\(fill.fee)")
         await server.stop()
     }
 }

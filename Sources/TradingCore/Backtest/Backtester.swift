@@ -9,12 +9,11 @@ public struct ReplayProgress: Sendable {
     /// Signals the indicators gave so far, and decisions made on them (or replayed).
     public var signals: Int
     public var decisions: Int
-    public var equity: Decimal
+    public var equity: Money
     public var openPositions: Int
 
     /// A `ReplayProgress` with the fields given.
-    public init(candles: Int, total: Int, time: Date, signals: Int, decisions: Int, equity: Decimal, openPositions: Int)
-    {
+    public init(candles: Int, total: Int, time: Date, signals: Int, decisions: Int, equity: Money, openPositions: Int) {
         self.candles = candles
         self.total = total
         self.time = time
@@ -85,7 +84,7 @@ public struct ReplayOutcome: Sendable {
 public struct Backtester: Sendable {
     /// The risk limits, breakers, stop policy and costs of a backtest.
     public struct Settings: Sendable {
-        public var initialCapital: Decimal = 10_000
+        public var initialCapital: Money = 10_000
         public var paper = PaperExchange.Settings()
         /// The gateway's limits. A replay has no second venue: no reference price is asked for.
         public var limits = RiskLimits()
@@ -344,11 +343,11 @@ struct BacktestRun {
         exchange.finishCandle(symbol: symbol)
         if !exchange.queued.isEmpty { commitEvents() }
         // The ATR-adaptive stop reads the latest snapshot of the candle's stream: the previous candle's.
-        guard settings.policy.isActive, var stop = managed[symbol], let high = Decimal(finite: candle.high),
-            let low = Decimal(finite: candle.low),
-            let close = Decimal(finite: candle.close)
+        guard settings.policy.isActive, var stop = managed[symbol], let high = Money(finite: candle.high),
+            let low = Money(finite: candle.low),
+            let close = Money(finite: candle.close)
         else { return }
-        let atr = settings.policy.atrMultiple == nil ? nil : streams[0].latest?.atr14.flatMap(Decimal.init(finite:))
+        let atr = settings.policy.atrMultiple == nil ? nil : streams[0].latest?.atr14.flatMap(Money.init(finite:))
         let moved = stop.tighten(high: high, low: low, close: close, atr: atr, filters: settings.paper.filters)
         managed[symbol] = stop
         if let moved { drive(.moveStop(symbol: symbol, price: moved)) }
@@ -420,7 +419,7 @@ struct BacktestRun {
         halts = current
     }
 
-    mutating func halts(equity: Decimal) -> TradingHalts {
+    mutating func halts(equity: Money) -> TradingHalts {
         if let halts { return halts }
         let fresh = TradingHalts(limits: settings.halts, equity: equity, now: now)
         halts = fresh

@@ -35,9 +35,9 @@ public struct Divergence: Sendable {
         /// What differs: `field → (run, backtest)`, for matched trades.
         public var differences: [String: (run: String, backtest: String)]
         /// The run's PnL minus the backtest's (a missing trade: minus its backtest PnL).
-        public var pnlDifference: Decimal
+        public var pnlDifference: Money
         /// The PnL difference by cause; the parts sum to `pnlDifference`.
-        public var causes: [Cause: Decimal]
+        public var causes: [Cause: Money]
 
         public static func == (a: Row, b: Row) -> Bool {
             a.id == b.id && a.kind == b.kind && a.pnlDifference == b.pnlDifference && a.causes == b.causes
@@ -52,9 +52,9 @@ public struct Divergence: Sendable {
     /// Trades in both and equal in every column.
     public var identical: Int
     /// Every row's PnL difference, by cause.
-    public var byCause: [Cause: Decimal]
+    public var byCause: [Cause: Money]
     /// The run's PnL minus the backtest's.
-    public var pnlDifference: Decimal
+    public var pnlDifference: Money
 
     /// Compares `run` with `backtest`. `decisions` (by id) give each decision's candle time and the time
     /// the run made it; `candleLength` (ms) and `openTimes` (the candles there were) find latency and gaps.
@@ -122,7 +122,7 @@ public struct Divergence: Sendable {
                 continue
             }
             let total = trade.pnl - other.pnl
-            var causes: [Cause: Decimal] = [:]
+            var causes: [Cause: Money] = [:]
             // Fees and funding are taken from the PnL: their differences are theirs.
             let fees = -(trade.fees - other.fees)
             let funding = -(trade.funding - other.funding)
@@ -152,7 +152,7 @@ public struct Divergence: Sendable {
         }
         self.rows = rows.sorted { $0.id < $1.id }
         self.identical = identical
-        var byCause: [Cause: Decimal] = [:]
+        var byCause: [Cause: Money] = [:]
         for row in rows { for (cause, amount) in row.causes { byCause[cause, default: 0] += amount } }
         self.byCause = byCause
         pnlDifference = run.reduce(0) { $0 + $1.pnl } - backtest.reduce(0) { $0 + $1.pnl }

@@ -133,7 +133,7 @@ public struct AccountControl: Sendable, Hashable, Codable {
     }
 
     /// The breakers, made from `equity` the first time.
-    public mutating func breakers(limits: TradingHalts.Limits, equity: Decimal, now: Date) -> TradingHalts {
+    public mutating func breakers(limits: TradingHalts.Limits, equity: Money, now: Date) -> TradingHalts {
         if let breakers { return breakers }
         let fresh = TradingHalts(limits: limits, equity: equity, now: now)
         breakers = fresh
@@ -144,7 +144,7 @@ public struct AccountControl: Sendable, Hashable, Codable {
     /// returns what changed, and the breakers an operator reset cleared.
     public mutating func apply(
         _ request: ControlRequest,
-        equity: Decimal,
+        equity: Money,
         now: Date
     ) throws(ControlError) -> (message: String, cleared: [TradingHalts.Halt]) {
         switch request.command {
@@ -193,26 +193,26 @@ public struct AccountStatus: Sendable, Hashable, Codable {
     public struct Position: Sendable, Hashable, Codable {
         public var symbol: String
         public var side: PositionSide
-        public var quantity: Decimal
-        public var entryPrice: Decimal
-        public var stopLoss: Decimal?
+        public var quantity: Money
+        public var entryPrice: Money
+        public var stopLoss: Money?
         /// Stop orders working at the venue for it.
         public var workingStops: Int
         public var leverage: Int
         /// The estimated liquidation price, and how far the entry is from it (a fraction).
-        public var liquidationPrice: Decimal?
-        public var liquidationDistance: Decimal?
+        public var liquidationPrice: Money?
+        public var liquidationDistance: Money?
         /// A `Position` with the fields given.
         public init(
             symbol: String,
             side: PositionSide,
-            quantity: Decimal,
-            entryPrice: Decimal,
-            stopLoss: Decimal?,
+            quantity: Money,
+            entryPrice: Money,
+            stopLoss: Money?,
             workingStops: Int,
             leverage: Int,
-            liquidationPrice: Decimal?,
-            liquidationDistance: Decimal?
+            liquidationPrice: Money?,
+            liquidationDistance: Money?
         ) {
             self.symbol = symbol
             self.side = side
@@ -230,7 +230,7 @@ public struct AccountStatus: Sendable, Hashable, Codable {
     public var venue: String
     public var mode: AccountControl.Mode
     public var control: AccountControl
-    public var equity: Decimal?
+    public var equity: Money?
     public var positions: [Position]
     public var lastReconciliation: ReconciliationReport?
     /// The venue account's request budget (none on the paper venue).
@@ -242,7 +242,7 @@ public struct AccountStatus: Sendable, Hashable, Codable {
         account: String,
         venue: String,
         control: AccountControl,
-        equity: Decimal?,
+        equity: Money?,
         positions: [Position],
         lastReconciliation: ReconciliationReport?,
         rateLimit: RateLimitStatus? = nil,

@@ -46,13 +46,13 @@ public struct ExecutionKernel: Sendable {
         public var decisionID: String
         public var symbol: String
         public var side: OrderSide
-        public var quantity: Decimal
+        public var quantity: Money
         public var leverage: Int
         public var purpose: OrderPurpose
         /// For an entry: the stop its fills are protected with, and its target (placed by the
         /// executor once, as a close-position order that needs no resizing).
-        public var stopLoss: Decimal?
-        public var takeProfit: Decimal?
+        public var stopLoss: Money?
+        public var takeProfit: Money?
         /// For an entry: the rules its stop and target are held to once it fills (``FillCheck``).
         public var check: FillCheck?
 
@@ -62,11 +62,11 @@ public struct ExecutionKernel: Sendable {
             decisionID: String,
             symbol: String,
             side: OrderSide,
-            quantity: Decimal,
+            quantity: Money,
             leverage: Int,
             purpose: OrderPurpose,
-            stopLoss: Decimal? = nil,
-            takeProfit: Decimal? = nil,
+            stopLoss: Money? = nil,
+            takeProfit: Money? = nil,
             check: FillCheck? = nil
         ) {
             self.clientOrderID = clientOrderID
@@ -89,11 +89,11 @@ public struct ExecutionKernel: Sendable {
         public var clientID: String
         /// The closing side (SELL for a long).
         public var side: OrderSide
-        public var quantity: Decimal
-        public var trigger: Decimal
+        public var quantity: Money
+        public var trigger: Money
 
         /// A `StopOrder` with the fields given.
-        public init(clientID: String, side: OrderSide, quantity: Decimal, trigger: Decimal) {
+        public init(clientID: String, side: OrderSide, quantity: Money, trigger: Money) {
             self.clientID = clientID
             self.side = side
             self.quantity = quantity
@@ -128,12 +128,12 @@ public struct ExecutionKernel: Sendable {
         /// Our cancel of a stop is done (or the stop was already gone).
         case stopCancelled(symbol: String, clientID: String)
         /// The stop policy (trailing, break-even, ATR) moves the stop to `price`.
-        case moveStop(symbol: String, price: Decimal)
+        case moveStop(symbol: String, price: Money)
         /// Close the position at market now (an operator, an opposite decision, a breaker).
         case flatten(symbol: String, reason: String)
         /// What the venue holds for `symbol`: its signed quantity (positive long) and the client ids
         /// of the working stops it lists. The venue wins.
-        case venueSnapshot(symbol: String, quantity: Decimal, stops: Set<String>)
+        case venueSnapshot(symbol: String, quantity: Money, stops: Set<String>)
         /// Time passes: retries, timeouts.
         case tick
     }
@@ -145,10 +145,10 @@ public struct ExecutionKernel: Sendable {
         case placeStop(symbol: String, StopOrder)
         case cancelStop(symbol: String, clientID: String)
         /// A reduce-only market order for the whole position.
-        case flatten(symbol: String, clientOrderID: String, side: OrderSide, quantity: Decimal, reason: String)
+        case flatten(symbol: String, clientOrderID: String, side: OrderSide, quantity: Money, reason: String)
         /// A reduce-only market order for part of the position (its entry filled larger than the risk
         /// budget allows at an allowed stop: ``FillCheck``).
-        case reduce(symbol: String, clientOrderID: String, side: OrderSide, quantity: Decimal, reason: String)
+        case reduce(symbol: String, clientOrderID: String, side: OrderSide, quantity: Money, reason: String)
         /// Ask the venue for the symbol's position and working stops (answered by ``Event/venueSnapshot(symbol:quantity:stops:)``).
         case reconcile(symbol: String)
         case alert(AlertSeverity, kind: String, symbol: String, message: String)
@@ -162,7 +162,7 @@ public struct ExecutionKernel: Sendable {
     public struct OrderState: Sendable, Hashable {
         public var request: OrderRequest
         public private(set) var status: OrderStatus
-        public var filled: Decimal = 0
+        public var filled: Money = 0
         /// Since when the outcome is unknown, and when to query it next.
         var unknownSince: Date?
         var queryAt: Date?
@@ -180,15 +180,15 @@ public struct ExecutionKernel: Sendable {
     public struct PositionState: Sendable, Hashable {
         public var symbol: String
         public var side: PositionSide
-        public var quantity: Decimal = 0
-        public var averagePrice: Decimal = 0
+        public var quantity: Money = 0
+        public var averagePrice: Money = 0
         /// The stop level the position should have.
-        public var stopPrice: Decimal?
+        public var stopPrice: Money?
         /// The target the position should have (checked against the fill), for the executor to place.
-        public var targetPrice: Decimal?
+        public var targetPrice: Money?
         /// The entry's own stop and target, and the rules they are held to against the fill.
-        var askedStop: Decimal?
-        var askedTarget: Decimal?
+        var askedStop: Money?
+        var askedTarget: Money?
         var check: FillCheck?
         /// A reduce order in flight (``Action/reduce(symbol:clientOrderID:side:quantity:reason:)``).
         public var reducing: String?
@@ -220,7 +220,7 @@ public struct ExecutionKernel: Sendable {
         /// The side of an order that closes it.
         public var closingSide: OrderSide { side == .long ? .sell : .buy }
 
-        init(symbol: String, side: PositionSide, stopPrice: Decimal? = nil, decisionID: String) {
+        init(symbol: String, side: PositionSide, stopPrice: Money? = nil, decisionID: String) {
             self.symbol = symbol
             self.side = side
             self.stopPrice = stopPrice
@@ -259,7 +259,7 @@ public struct ExecutionKernel: Sendable {
     public private(set) var seenTrades: Set<String> = []
     /// A venue quantity that differs from the kernel's, and since when it has.
     struct Mismatch: Sendable, Hashable {
-        var quantity: Decimal
+        var quantity: Money
         var since: Date
     }
     var mismatches: [String: Mismatch] = [:]
@@ -680,7 +680,7 @@ public struct ExecutionKernel: Sendable {
 
     // MARK: The venue's view
 
-    mutating func reconcile(_ symbol: String, quantity signed: Decimal, stops: Set<String>, now: Date) -> [Action] {
+    mutating func reconcile(_ symbol: String, quantity signed: Money, stops: Set<String>, now: Date) -> [Action] {
         // Orders of the symbol whose outcome stayed unknown past the timeout: the venue's view settles them.
         for (id, order) in orders where order.request.symbol == symbol && order.status == .unknown {
             if let since = order.unknownSince, now.timeIntervalSince(since) >= settings.orderUnknownTimeout {
@@ -754,7 +754,7 @@ public struct ExecutionKernel: Sendable {
 
     /// Whether the venue's quantity for `symbol` has differed from the kernel's, the same way, for
     /// at least ``Settings/protectionCheckInterval``.
-    mutating func persists(_ symbol: String, venue quantity: Decimal, now: Date) -> Bool {
+    mutating func persists(_ symbol: String, venue quantity: Money, now: Date) -> Bool {
         guard let seen = mismatches[symbol], seen.quantity == quantity else {
             mismatches[symbol] = Mismatch(quantity: quantity, since: now)
             return false
@@ -826,9 +826,9 @@ public struct ExecutionKernel: Sendable {
     public mutating func restore(
         symbol: String,
         side: PositionSide,
-        quantity: Decimal,
-        averagePrice: Decimal,
-        stopPrice: Decimal?,
+        quantity: Money,
+        averagePrice: Money,
+        stopPrice: Money?,
         decisionID: String,
         stops: [StopOrder],
         now: Date

@@ -10,21 +10,21 @@ import Foundation
 /// maximum distance; when no price does, the position is cut to the size the budget allows at the
 /// nearest allowed stop (or closed, below the venue's minimum). A target too near moves out.
 public struct FillCheck: Sendable, Hashable, Codable {
-    public var minStopFraction: Decimal
-    public var maxStopFraction: Decimal
+    public var minStopFraction: Money
+    public var maxStopFraction: Money
     /// RISK_PER_TRADE_PERCENT of the equity when the decision was taken.
-    public var riskBudget: Decimal
-    public var feeRate: Decimal
-    public var minRewardRisk: Decimal
+    public var riskBudget: Money
+    public var feeRate: Money
+    public var minRewardRisk: Money
     public var filters: ExchangeFilters
 
     /// A `FillCheck` with the fields given.
     public init(
-        minStopFraction: Decimal,
-        maxStopFraction: Decimal,
-        riskBudget: Decimal,
-        feeRate: Decimal,
-        minRewardRisk: Decimal,
+        minStopFraction: Money,
+        maxStopFraction: Money,
+        riskBudget: Money,
+        feeRate: Money,
+        minRewardRisk: Money,
         filters: ExchangeFilters
     ) {
         self.minStopFraction = minStopFraction
@@ -36,7 +36,7 @@ public struct FillCheck: Sendable, Hashable, Codable {
     }
 
     /// The gateway's rules for an entry decided at `equity`.
-    public init(limits: RiskLimits, equity: Decimal, filters: ExchangeFilters) {
+    public init(limits: RiskLimits, equity: Money, filters: ExchangeFilters) {
         self.init(
             minStopFraction: limits.minStopFraction,
             maxStopFraction: limits.maxStopFraction,
@@ -50,16 +50,16 @@ public struct FillCheck: Sendable, Hashable, Codable {
     /// What the rules make of a position.
     public struct Verdict: Sendable, Hashable {
         /// The stop to hold (the asked one when it passes).
-        public var stop: Decimal
+        public var stop: Money
         /// The target to hold, nil without one.
-        public var target: Decimal?
+        public var target: Money?
         /// The size the budget allows; below the position's, the rest is to be sold (zero: all of it).
-        public var quantity: Decimal
+        public var quantity: Money
         /// Why the stop or size changed, nil when nothing did.
         public var reason: String?
 
         /// A `Verdict` with the fields given.
-        public init(stop: Decimal, target: Decimal?, quantity: Decimal, reason: String?) {
+        public init(stop: Money, target: Money?, quantity: Money, reason: String?) {
             self.stop = stop
             self.target = target
             self.quantity = quantity
@@ -68,17 +68,17 @@ public struct FillCheck: Sendable, Hashable, Codable {
     }
 
     /// The loss per unit at `stop`, fees on the way in and out included.
-    func lossPerUnit(side: PositionSide, average: Decimal, stop: Decimal) -> Decimal {
+    func lossPerUnit(side: PositionSide, average: Money, stop: Money) -> Money {
         (side == .long ? average - stop : stop - average) + feeRate * (average + stop)
     }
 
     /// Checks `stop` and `target` of a position of `quantity` filled at `average`.
     public func verdict(
         side: PositionSide,
-        average: Decimal,
-        quantity: Decimal,
-        stop: Decimal,
-        target: Decimal?
+        average: Money,
+        quantity: Money,
+        stop: Money,
+        target: Money?
     ) -> Verdict {
         let long = side == .long
         // Most fills leave the stop where it was: that is checked with products alone (a decimal
@@ -99,7 +99,7 @@ public struct FillCheck: Sendable, Hashable, Codable {
     }
 
     /// A target that gives at least `minRewardRisk` against `stop`: the asked one, or the nearest that does.
-    func checked(_ target: Decimal?, side: PositionSide, average: Decimal, stop: Decimal) -> Decimal? {
+    func checked(_ target: Money?, side: PositionSide, average: Money, stop: Money) -> Money? {
         guard let target else { return nil }
         let long = side == .long
         let risk = (average - stop).magnitude
@@ -110,7 +110,7 @@ public struct FillCheck: Sendable, Hashable, Codable {
     }
 
     /// The verdict on a stop that breaks a rule.
-    func moved(side: PositionSide, average: Decimal, quantity: Decimal, stop: Decimal, target: Decimal?) -> Verdict {
+    func moved(side: PositionSide, average: Money, quantity: Money, stop: Money, target: Money?) -> Verdict {
         let long = side == .long
         let tick = filters.tickSize
         // The band of stops at an allowed distance, rounded inward to the tick.
@@ -135,7 +135,8 @@ public struct FillCheck: Sendable, Hashable, Codable {
             // No stop keeps both rules at this size: the nearest allowed stop, and the size the budget allows there.
             held = nearest
             let perUnit = lossPerUnit(side: side, average: average, stop: held)
-            allowed = perUnit > 0 ? min(quantity, filters.quantity(riskBudget / perUnit)) : 0
+            allowed =
+                perUnit > 0 ? min(quantity, filters.quantity(riskBudget.divided(by: perUnit, rounding: .down))) : 0
             if allowed < filters.minQuantity { allowed = 0 }
             reason = allowed == 0 ? "stop_unaffordable" : "risk_reduced"
         } else if long ? stop > nearest : stop < nearest {

@@ -7,12 +7,12 @@ import Foundation
 public struct MarginTiers: Sendable, Hashable, Codable {
     /// One tier: up to `notionalCap` (the last tier has no cap), at `rate`, less `deduction`.
     public struct Tier: Sendable, Hashable, Codable {
-        public var notionalCap: Decimal?
-        public var rate: Decimal
-        public var deduction: Decimal
+        public var notionalCap: Money?
+        public var rate: Money
+        public var deduction: Money
 
         /// A `Tier` with the fields given.
-        public init(notionalCap: Decimal?, rate: Decimal, deduction: Decimal) {
+        public init(notionalCap: Money?, rate: Money, deduction: Money) {
             self.notionalCap = notionalCap
             self.rate = rate
             self.deduction = deduction
@@ -25,22 +25,22 @@ public struct MarginTiers: Sendable, Hashable, Codable {
     /// Tiers, sorted by notional.
     public init(tiers: [Tier]) {
         self.tiers = tiers.sorted {
-            ($0.notionalCap ?? .greatestFiniteMagnitude) < ($1.notionalCap ?? .greatestFiniteMagnitude)
+            ($0.notionalCap ?? Money.max) < ($1.notionalCap ?? Money.max)
         }
     }
 
     /// One rate for every size (the fallback when the venue's tiers are unknown).
-    public static func flat(_ rate: Decimal) -> MarginTiers {
+    public static func flat(_ rate: Money) -> MarginTiers {
         MarginTiers(tiers: [Tier(notionalCap: nil, rate: rate, deduction: 0)])
     }
 
     /// Tiers from caps and rates alone, ascending (Bybit lists no deduction): each tier's deduction
     /// carries the previous one on, so the margin is continuous at the caps.
-    public static func continuous(_ caps: [(cap: Decimal?, rate: Decimal)]) -> MarginTiers {
+    public static func continuous(_ caps: [(cap: Money?, rate: Money)]) -> MarginTiers {
         var tiers: [Tier] = []
-        var floor: Decimal = 0
-        var deduction: Decimal = 0
-        var previous: Decimal?
+        var floor: Money = 0
+        var deduction: Money = 0
+        var previous: Money?
         for (cap, rate) in caps {
             if let previous { deduction += floor * (rate - previous) }
             tiers.append(Tier(notionalCap: cap, rate: rate, deduction: deduction))
@@ -51,19 +51,19 @@ public struct MarginTiers: Sendable, Hashable, Codable {
     }
 
     /// The tier a position of `notional` falls in (the last one past every cap).
-    public func tier(notional: Decimal) -> Tier {
-        tiers.first { notional <= ($0.notionalCap ?? .greatestFiniteMagnitude) } ?? tiers.last
+    public func tier(notional: Money) -> Tier {
+        tiers.first { notional <= ($0.notionalCap ?? Money.max) } ?? tiers.last
             ?? Tier(notionalCap: nil, rate: 0, deduction: 0)
     }
 
     /// The maintenance margin of a position of `notional`.
-    public func maintenanceMargin(notional: Decimal) -> Decimal {
+    public func maintenanceMargin(notional: Money) -> Money {
         let tier = tier(notional: notional)
         return max(notional * tier.rate - tier.deduction, 0)
     }
 
     /// The maintenance margin as a fraction of `notional`: the rate the liquidation price uses.
-    public func rate(notional: Decimal) -> Decimal {
+    public func rate(notional: Money) -> Money {
         notional > 0 ? maintenanceMargin(notional: notional) / notional : tier(notional: 0).rate
     }
 }

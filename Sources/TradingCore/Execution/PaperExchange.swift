@@ -28,20 +28,20 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// Fees, slippage, margin and filters of the simulated venue.
     public struct Settings: Sendable, Hashable, Codable {
         /// Slippage against a taker: with the `fixed` model all of it, with `volume` its floor.
-        public var slippageFraction: Decimal = 0.0005
+        public var slippageFraction: Money = 0.0005
         /// How slippage is worked out (``SlippageModel``).
         public var slippageModel: SlippageModel = .fixed
         /// `volume` model: slippage added per unit of the order's share of the candle's quote volume.
-        public var volumeImpact: Decimal = 0.1
+        public var volumeImpact: Money = 0.1
         /// `volume` model: the most slippage can be.
-        public var slippageCap: Decimal = 0.01
+        public var slippageCap: Money = 0.01
         /// A fixed bid-ask spread, as a fraction of the price: a taker pays half of it.
-        public var spreadFraction: Decimal = 0
-        public var takerFeeRate: Decimal = 0.0005
+        public var spreadFraction: Money = 0
+        public var takerFeeRate: Money = 0.0005
         /// The liquidation clearance fee, a fraction of the notional at the liquidation price (Binance's
         /// `liquidationFee`, 0.0125 on BTCUSDT), paid from what is left of the margin.
-        public var liquidationFeeRate: Decimal = 0.0125
-        public var maintenanceMarginRate: Decimal = 0.005
+        public var liquidationFeeRate: Money = 0.0125
+        public var maintenanceMarginRate: Money = 0.005
         /// The venue's maintenance-margin tiers (nil: `maintenanceMarginRate` for every size).
         public var marginTiers: MarginTiers?
         public var filters = ExchangeFilters(
@@ -59,16 +59,16 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             let defaults = Settings()
             slippageFraction =
-                try container.decodeIfPresent(Decimal.self, forKey: .slippageFraction) ?? defaults.slippageFraction
+                try container.decodeIfPresent(Money.self, forKey: .slippageFraction) ?? defaults.slippageFraction
             slippageModel = try container.decodeIfPresent(SlippageModel.self, forKey: .slippageModel) ?? .fixed
-            volumeImpact = try container.decodeIfPresent(Decimal.self, forKey: .volumeImpact) ?? defaults.volumeImpact
-            slippageCap = try container.decodeIfPresent(Decimal.self, forKey: .slippageCap) ?? defaults.slippageCap
-            spreadFraction = try container.decodeIfPresent(Decimal.self, forKey: .spreadFraction) ?? 0
-            takerFeeRate = try container.decodeIfPresent(Decimal.self, forKey: .takerFeeRate) ?? defaults.takerFeeRate
+            volumeImpact = try container.decodeIfPresent(Money.self, forKey: .volumeImpact) ?? defaults.volumeImpact
+            slippageCap = try container.decodeIfPresent(Money.self, forKey: .slippageCap) ?? defaults.slippageCap
+            spreadFraction = try container.decodeIfPresent(Money.self, forKey: .spreadFraction) ?? 0
+            takerFeeRate = try container.decodeIfPresent(Money.self, forKey: .takerFeeRate) ?? defaults.takerFeeRate
             liquidationFeeRate =
-                try container.decodeIfPresent(Decimal.self, forKey: .liquidationFeeRate) ?? defaults.liquidationFeeRate
+                try container.decodeIfPresent(Money.self, forKey: .liquidationFeeRate) ?? defaults.liquidationFeeRate
             maintenanceMarginRate =
-                try container.decodeIfPresent(Decimal.self, forKey: .maintenanceMarginRate)
+                try container.decodeIfPresent(Money.self, forKey: .maintenanceMarginRate)
                 ?? defaults.maintenanceMarginRate
             marginTiers = try container.decodeIfPresent(MarginTiers.self, forKey: .marginTiers)
             filters = try container.decodeIfPresent(ExchangeFilters.self, forKey: .filters) ?? defaults.filters
@@ -76,7 +76,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
 
         /// The price a taker gets for `quantity` at `price`: half the spread and the slippage against it.
         /// `quoteVolume` is the candle's (base volume × close), for the `volume` model.
-        public func takerPrice(_ price: Decimal, buy: Bool, quantity: Decimal, quoteVolume: Decimal?) -> Decimal {
+        public func takerPrice(_ price: Money, buy: Bool, quantity: Money, quoteVolume: Money?) -> Money {
             // On every fill of a backtest: with the defaults (fixed, no spread) no arithmetic beyond the
             // fixed slippage's.
             var move = slippageFraction
@@ -101,45 +101,45 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     struct Position: Sendable, Hashable, Codable {
         var symbol: String
         var side: PositionSide
-        var quantity: Decimal
-        var entry: Decimal
+        var quantity: Money
+        var entry: Money
         var leverage: Int
         var openedAt: Date
-        var fees: Decimal
-        var funding: Decimal = 0
+        var fees: Money
+        var funding: Money = 0
         /// PnL already realised by partial reduces (before fees).
-        var realized: Decimal = 0
+        var realized: Money = 0
         /// The most it held (the trade's size).
-        var peak: Decimal
+        var peak: Money
         /// The prices that matter on the next candle, as Doubles; nil until worked out (see ``Bounds``).
         var bounds: Bounds?
         /// The liquidation price at this entry, size and leverage, once worked out (nil in state files
         /// written before it was kept, and until then).
-        var liquidation: Decimal?
-        var margin: Decimal { quantity * entry / Decimal(leverage) }
+        var liquidation: Money?
+        var margin: Money { quantity * entry / Money(leverage) }
     }
 
     /// A close-position take-profit.
     struct Target: Sendable, Hashable, Codable {
         var clientID: String
-        var price: Decimal
+        var price: Money
     }
 
     /// A candle's open, high and low, traded or mark.
     struct Span: Sendable, Hashable, Codable {
-        var open: Decimal
-        var high: Decimal
-        var low: Decimal
+        var open: Money
+        var high: Money
+        var low: Money
 
         /// The prices of `candle`; nil if one is not finite.
         init?(_ candle: Candle) {
-            guard let open = Decimal(finite: candle.open), let high = Decimal(finite: candle.high),
-                let low = Decimal(finite: candle.low)
+            guard let open = Money(finite: candle.open), let high = Money(finite: candle.high),
+                let low = Money(finite: candle.low)
             else { return nil }
             self.init(open: open, high: high, low: low)
         }
 
-        init(open: Decimal, high: Decimal, low: Decimal) {
+        init(open: Money, high: Money, low: Money) {
             self.open = open
             self.high = high
             self.low = low
@@ -178,7 +178,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         }
     }
     /// Wallet balance: the initial capital plus realised PnL, minus fees and funding.
-    public private(set) var balance: Decimal
+    public private(set) var balance: Money
     var positions: [String: Position] = [:]
     var orders: [String: VenueOrder] = [:]
     var pending: [String] = []
@@ -186,14 +186,14 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     var stops: [String: [ExecutionKernel.StopOrder]] = [:]
     var targets: [String: Target] = [:]
     var rest: [String: Rest] = [:]
-    var lastPrices: [String: Decimal] = [:]
+    var lastPrices: [String: Money] = [:]
     /// Closes of candles that took the fast path, kept as Doubles until a price is asked for (nil in
     /// state files written before there was a fast path).
     var lastCloses: [String: Double]?
     /// The mark's last close, by symbol, where candles came with a mark.
     var lastMarks: [String: Double]?
     /// Each symbol's last candle's quote volume, for the `volume` slippage model (nil with the fixed one).
-    var quoteVolumes: [String: Decimal]?
+    var quoteVolumes: [String: Money]?
     var nextTrade = 1
     var queued: [VenueEvent] = []
 
@@ -203,7 +203,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// A `PaperExchange` with the fields given.
     public init(
         settings: Settings = Settings(),
-        balance: Decimal,
+        balance: Money,
         instance: String = String(UUID().uuidString.prefix(8)).lowercased()
     ) {
         self.settings = settings
@@ -263,9 +263,9 @@ public struct PaperExchange: Sendable, Hashable, Codable {
 
     /// The price stops and targets are judged against now: the mark's open (else the candle's) while
     /// the rest of its candle is ahead, else the last close of the mark (else of the candle).
-    func mark(_ symbol: String) -> Decimal? {
+    func mark(_ symbol: String) -> Money? {
         if let part = rest[symbol] { return part.mark?.open ?? part.traded.open }
-        return lastMarks?[symbol].flatMap { Decimal(finite: $0) } ?? price(symbol: symbol)
+        return lastMarks?[symbol].flatMap { Money(finite: $0) } ?? price(symbol: symbol)
     }
 
     /// Places a reduce-only stop-market order; refused with `wouldTrigger` when its trigger is already
@@ -306,7 +306,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     public mutating func placeTarget(
         symbol: String,
         side: OrderSide,
-        price: Decimal,
+        price: Money,
         clientID: String
     ) -> Result<Void, VenueError> {
         guard var position = positions[symbol], side == (position.side == .long ? .sell : .buy) else {
@@ -330,15 +330,15 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     }
 
     /// The last close seen for `symbol`.
-    public func price(symbol: String) -> Decimal? {
-        if let close = lastCloses?[symbol] { return Decimal(finite: close) }
+    public func price(symbol: String) -> Money? {
+        if let close = lastCloses?[symbol] { return Money(finite: close) }
         return lastPrices[symbol]
     }
 
     /// Equity: the balance plus unrealised PnL at the last prices.
-    public var equity: Decimal {
+    public var equity: Money {
         balance
-            + positions.values.reduce(Decimal(0)) { total, p in
+            + positions.values.reduce(Money(0)) { total, p in
                 let mark = price(symbol: p.symbol) ?? p.entry
                 return total + (p.side == .long ? mark - p.entry : p.entry - mark) * p.quantity
             }
@@ -356,7 +356,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     }
 
     /// The balance not held as margin.
-    public var availableMargin: Decimal { balance - positions.values.reduce(Decimal(0)) { $0 + $1.margin } }
+    public var availableMargin: Money { balance - positions.values.reduce(Money(0)) { $0 + $1.margin } }
 
     /// Events since the last call.
     public mutating func drainEvents() -> [VenueEvent] {
@@ -411,30 +411,30 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         }
         onCandle(
             symbol: symbol,
-            open: Decimal(finite: candle.open)!,
-            high: Decimal(finite: candle.high)!,
-            low: Decimal(finite: candle.low)!,
-            close: Decimal(finite: candle.close)!,
+            open: Money(finite: candle.open)!,
+            high: Money(finite: candle.high)!,
+            low: Money(finite: candle.low)!,
+            close: Money(finite: candle.close)!,
             time: time,
             funding: funding,
-            quoteVolume: settings.slippageModel == .volume ? Decimal(finite: candle.volume * candle.close) : nil,
+            quoteVolume: settings.slippageModel == .volume ? Money(finite: candle.volume * candle.close) : nil,
             mark: mark
         )
         lastCloses?[symbol] = candle.close
     }
 
     /// The maintenance-margin rate of a position: its tier's, by its notional at entry.
-    func maintenanceRate(_ p: Position) -> Decimal {
+    func maintenanceRate(_ p: Position) -> Money {
         settings.marginTiers?.rate(notional: p.quantity * p.entry) ?? settings.maintenanceMarginRate
     }
 
     /// The liquidation price of a position: kept on it (``Position/liquidation``) or worked out.
-    func liquidationPrice(_ p: Position) -> Decimal {
+    func liquidationPrice(_ p: Position) -> Money {
         p.liquidation
             ?? RiskGateway.liquidationPrice(
                 side: p.side,
                 entry: p.entry,
-                leverage: Decimal(p.leverage),
+                leverage: Money(p.leverage),
                 maintenanceMarginRate: maintenanceRate(p)
             )
     }
@@ -464,7 +464,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
         )
     }
 
-    /// The next candle of `symbol` (prices as Decimal), with the funding settlement inside it, if any,
+    /// The next candle of `symbol` (prices as Money), with the funding settlement inside it, if any,
     /// and the mark's candle over the period when known. Orders waiting fill at its open; a position
     /// that was there before takes its liquidation, stops and target over the mark's range; a position
     /// that those fills opened or changed takes them over the rest of the candle at
@@ -472,13 +472,13 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// symbol (a redelivery) changes nothing.
     public mutating func onCandle(
         symbol: String,
-        open: Decimal,
-        high: Decimal,
-        low: Decimal,
-        close: Decimal,
+        open: Money,
+        high: Money,
+        low: Money,
+        close: Money,
         time: Date,
         funding: FundingEvent? = nil,
-        quoteVolume: Decimal? = nil,
+        quoteVolume: Money? = nil,
         mark: Candle? = nil
     ) {
         if let last = lastCandle[symbol], time <= last { return }
@@ -519,7 +519,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     }
 
     /// Fills the symbol's waiting orders at `open`; true if any filled.
-    mutating func fillPending(symbol: String, at open: Decimal, time: Date) -> Bool {
+    mutating func fillPending(symbol: String, at open: Money, time: Date) -> Bool {
         var remaining: [String] = []
         var filled = false
         for id in pending {
@@ -612,7 +612,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     }
 
     /// The close of a position that is now flat.
-    func close(_ p: Position, exit: Decimal, time: Date, reason: String) -> VenueClose {
+    func close(_ p: Position, exit: Money, time: Date, reason: String) -> VenueClose {
         VenueClose(
             symbol: p.symbol,
             side: p.side,
@@ -635,7 +635,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
     /// to that price, then the clearance fee (`liquidationFeeRate` × `price` × quantity) out of what
     /// margin is left, never more (Binance: the position is closed; what margin remains after the fee
     /// goes to the insurance fund). Returns the loss to the price and the fee.
-    func liquidationLoss(_ p: Position, at price: Decimal) -> (loss: Decimal, fee: Decimal) {
+    func liquidationLoss(_ p: Position, at price: Money) -> (loss: Money, fee: Money) {
         let loss = (p.side == .long ? p.entry - price : price - p.entry) * p.quantity
         let fee = min(price * p.quantity * settings.liquidationFeeRate, max(p.margin - loss, 0))
         return (loss, fee)
@@ -685,13 +685,13 @@ public struct PaperExchange: Sendable, Hashable, Codable {
             targets[p.symbol] = nil
             return
         }
-        let price: Decimal
-        let quantity: Decimal
+        let price: Money
+        let quantity: Money
         let clientID: String
         let reason: String
         // The traded price when the mark touched `level`: the level less the basis at the open (the open
         // if the mark opened past it), inside the traded candle.
-        func tradedPrice(at level: Decimal, falling: Bool) -> Decimal {
+        func tradedPrice(at level: Money, falling: Bool) -> Money {
             let touched = falling ? min(level, mark.open) : max(level, mark.open)
             return min(max(touched - (mark.open - traded.open), traded.low), traded.high)
         }
@@ -733,7 +733,7 @@ public struct PaperExchange: Sendable, Hashable, Codable {
 
     /// Charges `funding` to the open position of `symbol`, once per settlement time, at its mark
     /// price or else `price`.
-    mutating func chargeFunding(symbol: String, _ funding: FundingEvent, price: Decimal) {
+    mutating func chargeFunding(symbol: String, _ funding: FundingEvent, price: Money) {
         guard var position = positions[symbol], (lastFundingBySymbol[symbol] ?? .distantPast) < funding.time else {
             return
         }

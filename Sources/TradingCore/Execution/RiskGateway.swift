@@ -5,30 +5,30 @@ import Foundation
 public struct RiskLimits: Sendable, Hashable, Codable {
     public var minConfidence: Double = 0.75
     public var maxLeverage = 5
-    public var minStopFraction: Decimal = 0.005
-    public var maxStopFraction: Decimal = 0.07
-    public var minRewardRisk: Decimal = 1.5
+    public var minStopFraction: Money = 0.005
+    public var maxStopFraction: Money = 0.07
+    public var minRewardRisk: Money = 1.5
     /// The profit at take-profit, after entry and exit fees, must reach this (USD).
-    public var minProfitUSD: Decimal = 1
+    public var minProfitUSD: Money = 1
     /// Equity risked per trade: the loss at the stop.
-    public var riskPerTradeFraction: Decimal = 0.01
+    public var riskPerTradeFraction: Money = 0.01
     /// The most margin one position may use, as a fraction of equity.
-    public var maxPositionFraction: Decimal = 0.25
+    public var maxPositionFraction: Money = 0.25
     public var maxOpenPositions = 3
     public var maxDecisionAge: TimeInterval = 120
     /// How far the price may have moved since the decision's entry.
-    public var maxPriceMoveFraction: Decimal = 0.01
+    public var maxPriceMoveFraction: Money = 0.01
     /// How far the venue's price may be from the reference (another venue, or the mark or index price).
-    public var maxPriceDeviationFraction: Decimal = 0.005
+    public var maxPriceDeviationFraction: Money = 0.005
     /// Without a reference price there is no trade, unless this is off.
     public var requireReferencePrice = true
     /// The stop must sit at least this fraction of the entry-to-liquidation distance before liquidation.
-    public var liquidationBufferFraction: Decimal = 0.25
+    public var liquidationBufferFraction: Money = 0.25
     /// Maintenance margin rate used to estimate the liquidation price (isolated margin) when the
     /// venue's tiers are unknown.
-    public var maintenanceMarginRate: Decimal = 0.005
+    public var maintenanceMarginRate: Money = 0.005
     /// Taker fee rate, for the profit-after-fees check (market entry and exit).
-    public var takerFeeRate: Decimal = 0.0005
+    public var takerFeeRate: Money = 0.0005
 
     /// The defaults, as documented on each field.
     public init() {}
@@ -52,9 +52,9 @@ public struct OrderIntent: Sendable, Hashable {
 /// The market as the executor sees it when a decision arrives.
 public struct MarketView: Sendable, Hashable {
     /// The price an order would fill near now, at the venue.
-    public var venuePrice: Decimal
+    public var venuePrice: Money
     /// A second opinion: another venue, or the mark or index price; nil if none is known.
-    public var referencePrice: Decimal?
+    public var referencePrice: Money?
     public var filters: ExchangeFilters
     public var now: Date
     /// The venue's maintenance-margin tiers for the symbol (nil: the limits' flat rate).
@@ -62,8 +62,8 @@ public struct MarketView: Sendable, Hashable {
 
     /// A `MarketView` with the fields given.
     public init(
-        venuePrice: Decimal,
-        referencePrice: Decimal?,
+        venuePrice: Money,
+        referencePrice: Money?,
         filters: ExchangeFilters,
         now: Date,
         marginTiers: MarginTiers? = nil
@@ -78,15 +78,15 @@ public struct MarketView: Sendable, Hashable {
 
 /// The account as the executor sees it.
 public struct AccountView: Sendable, Hashable {
-    public var equity: Decimal
-    public var availableMargin: Decimal
+    public var equity: Money
+    public var availableMargin: Money
     /// Symbols with an open position.
     public var openSymbols: Set<String>
     /// Why trading is halted, if a circuit breaker has tripped.
     public var halt: String?
 
     /// A `AccountView` with the fields given.
-    public init(equity: Decimal, availableMargin: Decimal, openSymbols: Set<String>, halt: String? = nil) {
+    public init(equity: Money, availableMargin: Money, openSymbols: Set<String>, halt: String? = nil) {
         self.equity = equity
         self.availableMargin = availableMargin
         self.openSymbols = openSymbols
@@ -99,19 +99,19 @@ public struct ApprovedOrder: Sendable, Hashable, Codable {
     public var decisionID: String
     public var symbol: String
     public var side: PositionSide
-    public var quantity: Decimal
+    public var quantity: Money
     public var leverage: Int
     /// The price the checks assumed (the venue's, now).
-    public var entryPrice: Decimal
-    public var stopLoss: Decimal
-    public var takeProfit: Decimal
-    public var notional: Decimal
-    public var margin: Decimal
+    public var entryPrice: Money
+    public var stopLoss: Money
+    public var takeProfit: Money
+    public var notional: Money
+    public var margin: Money
     /// Loss at the stop, before fees.
-    public var riskUSD: Decimal
+    public var riskUSD: Money
     /// Profit at take-profit, after entry and exit fees.
-    public var profitAfterFeesUSD: Decimal
-    public var liquidationPrice: Decimal
+    public var profitAfterFeesUSD: Money
+    public var liquidationPrice: Money
 }
 
 /// Why the gateway said no. Every refusal is typed and says what failed.
@@ -194,8 +194,8 @@ public struct RiskGateway: Sendable {
         guard d.confidence.isFinite, (0...1).contains(d.confidence) else {
             return .failure(RiskRejection(.invalidDecision, "confidence \(d.confidence) is not a number in 0...1"))
         }
-        guard let entry = d.entry.flatMap(Decimal.init(finite:)), let stop = d.stopLoss.flatMap(Decimal.init(finite:)),
-            let target = d.takeProfit.flatMap(Decimal.init(finite:))
+        guard let entry = d.entry.flatMap(Money.init(finite:)), let stop = d.stopLoss.flatMap(Money.init(finite:)),
+            let target = d.takeProfit.flatMap(Money.init(finite:))
         else {
             return .failure(RiskRejection(.invalidDecision, "entry, stop_loss and take_profit must be finite numbers"))
         }
@@ -208,7 +208,7 @@ public struct RiskGateway: Sendable {
             )
         }
         let price = market.venuePrice
-        guard price > 0, price.isFinite, account.equity > 0 else {
+        guard price > 0, account.equity > 0 else {
             return .failure(
                 RiskRejection(
                     .invalidDecision,
@@ -304,16 +304,18 @@ public struct RiskGateway: Sendable {
         }
 
         // Size.
-        let leverage = Decimal(d.leverage)
+        let leverage = Money(d.leverage)
         let marginCap = min(limits.maxPositionFraction * account.equity, account.availableMargin)
         guard marginCap > 0 else { return .failure(RiskRejection(.margin, "no margin available")) }
         // The smaller of the size the risk allows (the budget over the loss per unit at the stop, fees
         // in and out included) and the size the margin allows (at margin / price), chosen by comparing
-        // products: one decimal division instead of two.
+        // products: one division instead of two. Rounded down: a size never exceeds either.
         let atRisk = account.equity * limits.riskPerTradeFraction
         let atMargin = marginCap * leverage
         let perUnit = risk + limits.takerFeeRate * (price + roundedStop)
-        let affordable = atRisk * price <= atMargin * perUnit ? atRisk / perUnit : atMargin / price
+        let affordable =
+            atRisk * price <= atMargin * perUnit
+            ? atRisk.divided(by: perUnit, rounding: .down) : atMargin.divided(by: price, rounding: .down)
         let quantity = filters.quantity(min(affordable, filters.maxQuantity))
         guard quantity >= filters.minQuantity, quantity > 0 else {
             return .failure(
@@ -417,10 +419,10 @@ public struct RiskGateway: Sendable {
     /// the maintenance margin.
     public static func liquidationPrice(
         side: PositionSide,
-        entry: Decimal,
-        leverage: Decimal,
-        maintenanceMarginRate: Decimal
-    ) -> Decimal {
+        entry: Money,
+        leverage: Money,
+        maintenanceMarginRate: Money
+    ) -> Money {
         let initial = 1 / leverage
         return side == .long
             ? entry * (1 - initial + maintenanceMarginRate) : entry * (1 + initial - maintenanceMarginRate)

@@ -10,9 +10,9 @@ import Foundation
 public struct TradingHalts: Sendable, Hashable, Codable {
     /// The breakers' thresholds.
     public struct Limits: Sendable, Hashable, Codable {
-        public var dailyLossFraction: Decimal = 0.05
+        public var dailyLossFraction: Money = 0.05
         public var maxConsecutiveLosses = 3
-        public var maxDrawdownFraction: Decimal = 0.15
+        public var maxDrawdownFraction: Money = 0.15
         /// The defaults, as documented on each field.
         public init() {}
     }
@@ -29,20 +29,20 @@ public struct TradingHalts: Sendable, Hashable, Codable {
         public var reason: String
         public var since: Date
         /// The equity when it tripped.
-        public var equity: Decimal
+        public var equity: Money
     }
 
     public private(set) var limits: Limits
     public private(set) var day: Int
-    public private(set) var dayStartEquity: Decimal
-    public private(set) var dayRealised: Decimal = 0
+    public private(set) var dayStartEquity: Money
+    public private(set) var dayRealised: Money = 0
     public private(set) var consecutiveLosses = 0
-    public private(set) var peakEquity: Decimal
+    public private(set) var peakEquity: Money
     /// Every tripped breaker, in the order they tripped.
     public private(set) var tripped: [Halt] = []
 
     /// Breakers with `limits`, starting the day and the peak at `equity`.
-    public init(limits: Limits, equity: Decimal, now: Date) {
+    public init(limits: Limits, equity: Money, now: Date) {
         self.limits = limits
         self.day = Self.day(now)
         self.dayStartEquity = equity
@@ -63,7 +63,7 @@ public struct TradingHalts: Sendable, Hashable, Codable {
 
     /// A new UTC day: the daily figures start again and the daily-loss breaker clears (returned).
     @discardableResult
-    public mutating func roll(now: Date, equity: Decimal) -> [Halt] {
+    public mutating func roll(now: Date, equity: Money) -> [Halt] {
         let today = Self.day(now)
         guard today != day else { return [] }
         day = today
@@ -73,7 +73,7 @@ public struct TradingHalts: Sendable, Hashable, Codable {
     }
 
     /// A closed trade; returns the breakers it trips (every one is evaluated).
-    public mutating func recordTrade(pnl: Decimal, equityAfter: Decimal, now: Date) -> [Halt] {
+    public mutating func recordTrade(pnl: Money, equityAfter: Money, now: Date) -> [Halt] {
         roll(now: now, equity: equityAfter - pnl)
         dayRealised += pnl
         consecutiveLosses = pnl < 0 ? consecutiveLosses + 1 : 0
@@ -102,7 +102,7 @@ public struct TradingHalts: Sendable, Hashable, Codable {
     }
 
     /// An equity reading (realised and unrealised); returns the breaker it trips, if any.
-    public mutating func observe(equity: Decimal, now: Date) -> [Halt] {
+    public mutating func observe(equity: Money, now: Date) -> [Halt] {
         roll(now: now, equity: equity)
         peakEquity = max(peakEquity, equity)
         guard !isTripped(.maxDrawdown), peakEquity > 0 else { return [] }
@@ -121,7 +121,7 @@ public struct TradingHalts: Sendable, Hashable, Codable {
     /// An operator's reset of one breaker (`nil`: every one); returns the halts it cleared. The
     /// breaker starts again from the current equity: the day's start, the loss run, or the peak.
     @discardableResult
-    public mutating func reset(_ kind: Halt.Kind?, now: Date, equity: Decimal) -> [Halt] {
+    public mutating func reset(_ kind: Halt.Kind?, now: Date, equity: Money) -> [Halt] {
         let kinds = kind.map { [$0] } ?? Halt.Kind.allCases
         var cleared: [Halt] = []
         for kind in kinds {
@@ -147,7 +147,7 @@ public struct TradingHalts: Sendable, Hashable, Codable {
         return cleared
     }
 
-    private mutating func trip(_ kind: Halt.Kind, _ reason: String, _ now: Date, _ equity: Decimal) -> Halt {
+    private mutating func trip(_ kind: Halt.Kind, _ reason: String, _ now: Date, _ equity: Money) -> Halt {
         let halt = Halt(kind: kind, reason: reason, since: now, equity: equity)
         tripped.append(halt)
         return halt

@@ -5,7 +5,7 @@ public struct VenueOrderRequest: Sendable, Hashable, Codable {
     public var clientOrderID: String
     public var symbol: String
     public var side: OrderSide
-    public var quantity: Decimal
+    public var quantity: Money
     public var leverage: Int
     public var reduceOnly: Bool
 
@@ -14,7 +14,7 @@ public struct VenueOrderRequest: Sendable, Hashable, Codable {
         clientOrderID: String,
         symbol: String,
         side: OrderSide,
-        quantity: Decimal,
+        quantity: Money,
         leverage: Int,
         reduceOnly: Bool
     ) {
@@ -33,9 +33,9 @@ public struct VenueOrder: Sendable, Hashable, Codable {
     public var venueOrderID: String
     public var symbol: String
     public var side: OrderSide
-    public var quantity: Decimal
-    public var filledQuantity: Decimal
-    public var averagePrice: Decimal?
+    public var quantity: Money
+    public var filledQuantity: Money
+    public var averagePrice: Money?
     public var status: OrderStatus
     public var reduceOnly: Bool
 
@@ -45,9 +45,9 @@ public struct VenueOrder: Sendable, Hashable, Codable {
         venueOrderID: String,
         symbol: String,
         side: OrderSide,
-        quantity: Decimal,
-        filledQuantity: Decimal,
-        averagePrice: Decimal?,
+        quantity: Money,
+        filledQuantity: Money,
+        averagePrice: Money?,
         status: OrderStatus,
         reduceOnly: Bool
     ) {
@@ -69,9 +69,9 @@ public struct VenueFill: Sendable, Hashable, Codable {
     public var clientOrderID: String
     public var symbol: String
     public var side: OrderSide
-    public var price: Decimal
-    public var quantity: Decimal
-    public var fee: Decimal
+    public var price: Money
+    public var quantity: Money
+    public var fee: Money
     public var time: Date
 
     /// A `VenueFill` with the fields given.
@@ -80,9 +80,9 @@ public struct VenueFill: Sendable, Hashable, Codable {
         clientOrderID: String,
         symbol: String,
         side: OrderSide,
-        price: Decimal,
-        quantity: Decimal,
-        fee: Decimal,
+        price: Money,
+        quantity: Money,
+        fee: Money,
         time: Date
     ) {
         self.tradeID = tradeID
@@ -116,26 +116,26 @@ extension VenueFill {
 public struct VenuePosition: Sendable, Hashable, Codable {
     public var symbol: String
     public var side: PositionSide
-    public var quantity: Decimal
-    public var entryPrice: Decimal
+    public var quantity: Money
+    public var entryPrice: Money
     public var leverage: Int
-    public var stopLoss: Decimal?
-    public var takeProfit: Decimal?
+    public var stopLoss: Money?
+    public var takeProfit: Money?
     public var openedAt: Date
     /// Fees paid so far on the position (its entry's), where known; its close adds its own.
-    public var fees: Decimal
+    public var fees: Money
 
     /// A `VenuePosition` with the fields given.
     public init(
         symbol: String,
         side: PositionSide,
-        quantity: Decimal,
-        entryPrice: Decimal,
+        quantity: Money,
+        entryPrice: Money,
         leverage: Int,
-        stopLoss: Decimal?,
-        takeProfit: Decimal?,
+        stopLoss: Money?,
+        takeProfit: Money?,
         openedAt: Date,
-        fees: Decimal = 0
+        fees: Money = 0
     ) {
         self.symbol = symbol
         self.side = side
@@ -153,37 +153,37 @@ public struct VenuePosition: Sendable, Hashable, Codable {
 public struct VenueClose: Sendable, Hashable, Codable {
     public var symbol: String
     public var side: PositionSide
-    public var quantity: Decimal
-    public var entryPrice: Decimal
-    public var exitPrice: Decimal
+    public var quantity: Money
+    public var entryPrice: Money
+    public var exitPrice: Money
     public var openedAt: Date
     public var closedAt: Date
     /// `stop_loss`, `take_profit`, `trailing_stop`, `liquidation`, `exit`.
     public var reason: String
     /// Realised PnL after fees and funding.
-    public var pnl: Decimal
-    public var fees: Decimal
-    public var funding: Decimal
+    public var pnl: Money
+    public var fees: Money
+    public var funding: Money
     public var leverage: Int
-    public var stopLoss: Decimal?
-    public var takeProfit: Decimal?
+    public var stopLoss: Money?
+    public var takeProfit: Money?
 
     /// A `VenueClose` with the fields given.
     public init(
         symbol: String,
         side: PositionSide,
-        quantity: Decimal,
-        entryPrice: Decimal,
-        exitPrice: Decimal,
+        quantity: Money,
+        entryPrice: Money,
+        exitPrice: Money,
         openedAt: Date,
         closedAt: Date,
         reason: String,
-        pnl: Decimal,
-        fees: Decimal,
-        funding: Decimal,
+        pnl: Money,
+        fees: Money,
+        funding: Money,
         leverage: Int,
-        stopLoss: Decimal?,
-        takeProfit: Decimal?
+        stopLoss: Money?,
+        takeProfit: Money?
     ) {
         self.symbol = symbol
         self.side = side
@@ -230,19 +230,19 @@ extension TradeRecord {
 public struct StopPolicy: Sendable, Hashable, Codable {
     /// A trailing stop: once the price has moved `activationR` risk units in favour, the stop follows
     /// the best price at `callbackFraction` behind it.
-    public var trailingActivationR: Decimal?
-    public var trailingCallbackFraction: Decimal?
+    public var trailingActivationR: Money?
+    public var trailingCallbackFraction: Money?
     /// Move the stop to entry once the price has gone +1R.
     public var breakEvenAfterOneR = false
     /// An ATR-adaptive stop: never further than `atrMultiple` ATRs from the close (it only tightens).
-    public var atrMultiple: Decimal?
+    public var atrMultiple: Money?
 
     /// A `StopPolicy` with the fields given.
     public init(
-        trailingActivationR: Decimal? = nil,
-        trailingCallbackFraction: Decimal? = nil,
+        trailingActivationR: Money? = nil,
+        trailingCallbackFraction: Money? = nil,
         breakEvenAfterOneR: Bool = false,
-        atrMultiple: Decimal? = nil
+        atrMultiple: Money? = nil
     ) {
         self.trailingActivationR = trailingActivationR
         self.trailingCallbackFraction = trailingCallbackFraction
@@ -261,18 +261,18 @@ extension StopPolicy {
     /// only tightens, is rounded to the tick toward the close, and never passes the close (that would
     /// be an exit, not a stop). nil: the stop stays.
     public func tightened(
-        stop: Decimal,
+        stop: Money,
         side: PositionSide,
-        entry: Decimal,
-        initialStop: Decimal,
-        bestPrice: Decimal,
-        close: Decimal,
-        atr: Decimal?,
+        entry: Money,
+        initialStop: Money,
+        bestPrice: Money,
+        close: Money,
+        atr: Money?,
         filters: ExchangeFilters
-    ) -> Decimal? {
+    ) -> Money? {
         let long = side == .long
         let r = (entry - initialStop).magnitude
-        var candidates: [Decimal] = []
+        var candidates: [Money] = []
         if breakEvenAfterOneR, r > 0, long ? bestPrice >= entry + r : bestPrice <= entry - r {
             candidates.append(entry)
         }
@@ -295,19 +295,19 @@ extension StopPolicy {
 /// A live position's stop as its policy moves it, candle by candle (``StopPolicy/tightened``).
 public struct ManagedStop: Sendable, Hashable, Codable {
     public var side: PositionSide
-    public var entry: Decimal
-    public var initialStop: Decimal
-    public private(set) var stop: Decimal
-    public private(set) var bestPrice: Decimal
+    public var entry: Money
+    public var initialStop: Money
+    public private(set) var stop: Money
+    public private(set) var bestPrice: Money
     public var policy: StopPolicy
 
     /// A `ManagedStop` with the fields given.
     public init(
         side: PositionSide,
-        entry: Decimal,
-        initialStop: Decimal,
-        stop: Decimal,
-        bestPrice: Decimal,
+        entry: Money,
+        initialStop: Money,
+        stop: Money,
+        bestPrice: Money,
         policy: StopPolicy
     ) {
         self.side = side
@@ -329,12 +329,12 @@ public struct ManagedStop: Sendable, Hashable, Codable {
 
     /// Takes in a closed candle; returns the new stop when it tightened.
     public mutating func tighten(
-        high: Decimal,
-        low: Decimal,
-        close: Decimal,
-        atr: Decimal?,
+        high: Money,
+        low: Money,
+        close: Money,
+        atr: Money?,
         filters: ExchangeFilters
-    ) -> Decimal? {
+    ) -> Money? {
         bestPrice = side == .long ? max(bestPrice, high) : min(bestPrice, low)
         guard
             let tightened = policy.tightened(
@@ -424,7 +424,7 @@ public protocol Venue: Sendable {
     var isLive: Bool { get }
     func filters(symbol: String) async throws(VenueError) -> ExchangeFilters
     /// Equity and margin available.
-    func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal)
+    func account() async throws(VenueError) -> (equity: Money, availableMargin: Money)
     /// Sends a market order; sending the same client id again returns the existing order.
     func submit(_ request: VenueOrderRequest) async throws(VenueError) -> VenueOrder
     /// The order with that client id, or nil if the venue never saw it.
@@ -449,7 +449,7 @@ public protocol Venue: Sendable {
     /// stops and targets placed since over it (``PaperExchange/finishCandle(symbol:)``).
     func finishCandle(symbol: String) async throws(VenueError)
     /// The latest price the venue knows.
-    func price(symbol: String) async throws(VenueError) -> Decimal?
+    func price(symbol: String) async throws(VenueError) -> Money?
     /// Called once at start, before anything else: where the store stands (see ``VenueResume``).
     func resume(_ state: VenueResume) async throws(VenueError)
     /// The account's request budget at the venue, or `nil` where there is none (the paper venue).
@@ -466,7 +466,7 @@ public protocol Venue: Sendable {
     /// The symbol's working stops, as the venue lists them.
     func workingStops(symbol: String) async throws(VenueError) -> [ExecutionKernel.StopOrder]
     /// Places the position's take-profit, closing whatever the position holds when it triggers.
-    func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError)
+    func placeTarget(symbol: String, side: OrderSide, price: Money, clientID: String) async throws(VenueError)
     /// Whether the venue has a private stream of fills and order updates.
     var hasUserStream: Bool { get }
     /// The symbol's maintenance-margin tiers as the venue sets them (nil: not known; the flat rate).

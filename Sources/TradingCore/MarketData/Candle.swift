@@ -1,7 +1,7 @@
 import Foundation
 
 /// One OHLCV candle. Prices and volume are `Double`: market data feeds the indicators, where speed
-/// matters; money that moves (orders, fills) is `Decimal`.
+/// matters; money that moves (orders, fills) is `Money`.
 public struct Candle: Sendable, Hashable, Codable {
     /// Open time in milliseconds since the Unix epoch, UTC.
     public var openTime: Int64

@@ -6,12 +6,12 @@ public struct FundingEvent: Sendable, Hashable, Codable {
     /// When the venue settles it.
     public var time: Date
     /// The rate for the period (0.0001 = 0.01 %).
-    public var rate: Decimal
+    public var rate: Money
     /// The mark price at `time`, when known; else the price at that time stands in for it.
-    public var markPrice: Decimal?
+    public var markPrice: Money?
 
     /// An event with the fields given.
-    public init(time: Date, rate: Decimal, markPrice: Decimal? = nil) {
+    public init(time: Date, rate: Money, markPrice: Money? = nil) {
         self.time = time
         self.rate = rate
         self.markPrice = markPrice
@@ -19,7 +19,7 @@ public struct FundingEvent: Sendable, Hashable, Codable {
 
     /// What a position of `quantity` (positive long, negative short) pays at `price`: positive is paid,
     /// negative received. Binance and Bybit: funding = position value × rate, a long pays a positive rate.
-    public static func payment(quantity: Decimal, price: Decimal, rate: Decimal) -> Decimal {
+    public static func payment(quantity: Money, price: Money, rate: Money) -> Money {
         quantity * price * rate
     }
 
@@ -37,13 +37,13 @@ public struct FundingEvent: Sendable, Hashable, Codable {
     /// Reads a ``cacheValue``; nil when it is not one.
     public init?(cacheValue bytes: [UInt8]) {
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-            let rateText = object["rate"] as? String, let rate = Decimal(string: rateText),
+            let rateText = object["rate"] as? String, let rate = Money(string: rateText),
             let millis = (object["time"] as? NSNumber)?.int64Value
         else { return nil }
         self.init(
             time: Date(timeIntervalSince1970: Double(millis) / 1000),
             rate: rate,
-            markPrice: (object["markPrice"] as? String).flatMap { Decimal(string: $0) }
+            markPrice: (object["markPrice"] as? String).flatMap { Money(string: $0) }
         )
     }
 }
@@ -94,7 +94,7 @@ public struct FundingSchedule: Sendable, Hashable {
                 $0.trimmingCharacters(in: .whitespaces)
             }
             guard fields.count > max(timeColumn, rateColumn), let millis = Int64(fields[timeColumn]),
-                let rate = Decimal(string: fields[rateColumn]), rate.isFinite, rate.magnitude < 1
+                let rate = Money(string: fields[rateColumn]), rate.magnitude < 1
             else {
                 throw ParseError(line: index + 2, message: "expected a time in ms and a rate, got '\(line)'")
             }
@@ -177,9 +177,9 @@ public struct MarkPrices: Sendable, Hashable {
     }
 
     /// The mark at `time`: the open of the mark candle holding it, or nil outside the series.
-    public func price(at time: Date) -> Decimal? {
+    public func price(at time: Date) -> Money? {
         index(holding: Int64((time.timeIntervalSince1970 * 1000).rounded(.down))).flatMap {
-            Decimal(finite: candles[$0].open)
+            Money(finite: candles[$0].open)
         }
     }
 
@@ -241,16 +241,16 @@ public struct MarkUpdate: Sendable, Hashable, Codable {
     public var symbol: String
     /// The venue's time of the update.
     public var time: Date
-    public var markPrice: Decimal?
-    public var fundingRate: Decimal?
+    public var markPrice: Money?
+    public var fundingRate: Money?
     public var nextFundingTime: Date?
 
     /// An update with the fields given.
     public init(
         symbol: String,
         time: Date,
-        markPrice: Decimal? = nil,
-        fundingRate: Decimal? = nil,
+        markPrice: Money? = nil,
+        fundingRate: Money? = nil,
         nextFundingTime: Date? = nil
     ) {
         self.symbol = symbol
@@ -295,8 +295,8 @@ public struct MarkUpdate: Sendable, Hashable, Codable {
         self.init(
             symbol: symbol,
             time: Date(timeIntervalSince1970: Double(millis) / 1000),
-            markPrice: (object["markPrice"] as? String).flatMap { Decimal(string: $0) },
-            fundingRate: (object["fundingRate"] as? String).flatMap { Decimal(string: $0) },
+            markPrice: (object["markPrice"] as? String).flatMap { Money(string: $0) },
+            fundingRate: (object["fundingRate"] as? String).flatMap { Money(string: $0) },
             nextFundingTime: (object["nextFundingTime"] as? NSNumber).map {
                 Date(timeIntervalSince1970: Double($0.int64Value) / 1000)
             }

@@ -26,7 +26,7 @@ extension BinanceMessages {
                 ?? (try? JSONDecoder().decode(Event.self, from: data)),
             event.e == "markPriceUpdate"
         else { return nil }
-        guard let mark = Decimal(string: event.p), mark > 0 else {
+        guard let mark = Money(string: event.p), mark > 0 else {
             throw ExchangeMessageError("Binance markPriceUpdate for \(event.s) has no mark price: '\(event.p)'")
         }
         return MarkUpdate(
@@ -34,7 +34,7 @@ extension BinanceMessages {
             time: Date(timeIntervalSince1970: Double(event.E) / 1000),
             markPrice: mark,
             // An empty rate ("") is what Binance sends for a contract without funding.
-            fundingRate: event.r.flatMap { Decimal(string: $0) },
+            fundingRate: event.r.flatMap { Money(string: $0) },
             nextFundingTime: event.T.flatMap { $0 > 0 ? Date(timeIntervalSince1970: Double($0) / 1000) : nil }
         )
     }
@@ -59,13 +59,13 @@ extension BinanceMessages {
             throw ExchangeMessageError("Binance fundingRate answer is not a list of settlements")
         }
         return try rows.map { row in
-            guard let rate = Decimal(string: row.fundingRate) else {
+            guard let rate = Money(string: row.fundingRate) else {
                 throw ExchangeMessageError("Binance funding rate '\(row.fundingRate)' is not a number")
             }
             return FundingEvent(
                 time: Date(timeIntervalSince1970: Double(row.fundingTime) / 1000),
                 rate: rate,
-                markPrice: row.markPrice.flatMap { Decimal(string: $0) }.flatMap { $0 > 0 ? $0 : nil }
+                markPrice: row.markPrice.flatMap { Money(string: $0) }.flatMap { $0 > 0 ? $0 : nil }
             )
         }.sorted { $0.time < $1.time }
     }
@@ -104,7 +104,7 @@ extension BybitMessages {
         }
         guard let push = try? JSONDecoder().decode(Push.self, from: Data(text)), push.topic.hasPrefix("tickers.")
         else { return nil }
-        let mark = push.data.markPrice.flatMap { Decimal(string: $0) }
+        let mark = push.data.markPrice.flatMap { Money(string: $0) }
         if let text = push.data.markPrice, mark == nil || mark! <= 0 {
             throw ExchangeMessageError("Bybit ticker for \(push.data.symbol) has a mark price of '\(text)'")
         }
@@ -112,7 +112,7 @@ extension BybitMessages {
             symbol: push.data.symbol,
             time: Date(timeIntervalSince1970: Double(push.ts) / 1000),
             markPrice: mark,
-            fundingRate: push.data.fundingRate.flatMap { Decimal(string: $0) },
+            fundingRate: push.data.fundingRate.flatMap { Money(string: $0) },
             nextFundingTime: push.data.nextFundingTime.flatMap { Int64($0) }.flatMap {
                 $0 > 0 ? Date(timeIntervalSince1970: Double($0) / 1000) : nil
             }
@@ -149,7 +149,7 @@ extension BybitMessages {
             throw ExchangeMessageError("Bybit answered retCode \(answer.retCode): \(answer.retMsg)")
         }
         return try (answer.result?.list ?? []).map { row in
-            guard let rate = Decimal(string: row.fundingRate), let millis = Int64(row.fundingRateTimestamp) else {
+            guard let rate = Money(string: row.fundingRate), let millis = Int64(row.fundingRateTimestamp) else {
                 throw ExchangeMessageError(
                     "Bybit funding row is malformed: \(row.fundingRate) at \(row.fundingRateTimestamp)"
                 )

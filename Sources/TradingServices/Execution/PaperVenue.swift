@@ -13,7 +13,7 @@ public actor PaperVenue: Venue {
     /// A paper account with `balance`, kept in `path` (nil: in memory only), resumed from it if it exists.
     /// The account (balance, orders, positions) is resumed; the settings are always `settings`, so a
     /// changed fee, slippage or spread applies from the restart on.
-    public init(balance: Decimal, settings: PaperExchange.Settings = .init(), path: String?) throws {
+    public init(balance: Money, settings: PaperExchange.Settings = .init(), path: String?) throws {
         self.path = path
         if let path, let data = FileManager.default.contents(atPath: path) {
             exchange = try JSONDecoder().decode(PaperExchange.self, from: data)
@@ -36,7 +36,7 @@ public actor PaperVenue: Venue {
     public func filters(symbol: String) async throws(VenueError) -> ExchangeFilters { exchange.settings.filters }
     public func marginTiers(symbol: String) async throws(VenueError) -> MarginTiers? { exchange.settings.marginTiers }
 
-    public func account() async throws(VenueError) -> (equity: Decimal, availableMargin: Decimal) {
+    public func account() async throws(VenueError) -> (equity: Money, availableMargin: Money) {
         (exchange.equity, exchange.availableMargin)
     }
 
@@ -67,8 +67,7 @@ public actor PaperVenue: Venue {
         exchange.workingStops(symbol: symbol)
     }
 
-    public func placeTarget(symbol: String, side: OrderSide, price: Decimal, clientID: String) async throws(VenueError)
-    {
+    public func placeTarget(symbol: String, side: OrderSide, price: Money, clientID: String) async throws(VenueError) {
         let result = exchange.placeTarget(symbol: symbol, side: side, price: price, clientID: clientID)
         try save()
         try result.get()
@@ -81,7 +80,7 @@ public actor PaperVenue: Venue {
         try save()
     }
 
-    public func price(symbol: String) async throws(VenueError) -> Decimal? { exchange.price(symbol: symbol) }
+    public func price(symbol: String) async throws(VenueError) -> Money? { exchange.price(symbol: symbol) }
 
     /// Nothing to do: the paper venue's own state outlives the executor, in its file.
     public func resume(_ state: VenueResume) async throws(VenueError) {}

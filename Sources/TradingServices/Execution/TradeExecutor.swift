@@ -269,7 +269,7 @@ public actor TradeExecutor {
     }
 
     struct Quote {
-        var price: Decimal?
+        var price: Money?
         var filters: ExchangeFilters
     }
 
@@ -326,7 +326,7 @@ public actor TradeExecutor {
     func send(
         _ order: OrderRecord,
         leverage: Int,
-        target: Decimal? = nil,
+        target: Money? = nil,
         check: FillCheck? = nil,
         correlationID: String
     ) async throws {
@@ -473,17 +473,17 @@ public actor TradeExecutor {
         return .rejected(rejection.code)
     }
 
-    func referencePrice(_ symbol: String) async -> Decimal? {
+    func referencePrice(_ symbol: String) async -> Money? {
         guard let venue = settings.referenceVenue,
             let value = await cache.get(LatestPrice.cacheKey(venue: venue, symbol: symbol)),
             value.isFresh(maxAge: .seconds(settings.referenceMaxAge), now: now())
         else { return nil }
-        return Decimal(string: value.string)
+        return Money(string: value.string)
     }
 
     /// Rolls the breakers to the UTC day: a new day clears the daily-loss breaker (the documented
     /// rule), and the clearing is recorded as an event.
-    func rollBreakers(equity: Decimal) async throws {
+    func rollBreakers(equity: Money) async throws {
         var breakers = control.breakers(limits: settings.halts, equity: equity, now: now())
         let cleared = breakers.roll(now: now(), equity: equity)
         control.breakers = breakers
@@ -553,7 +553,7 @@ public actor TradeExecutor {
     }
 
     /// A breaker cleared (by the day's rollover or an operator): an event and a notice to record.
-    func noteReset(_ halt: TradingHalts.Halt, by: String, equity: Decimal) {
+    func noteReset(_ halt: TradingHalts.Halt, by: String, equity: Money) {
         let time = now()
         let reason = "\(halt.kind.rawValue) reset by \(by) (tripped \(halt.since): \(halt.reason))"
         unrecorded.append(
@@ -686,15 +686,15 @@ public actor TradeExecutor {
 
     /// The stop policy (trailing, break-even, ATR) after `candle`: a move goes to the kernel, then the store.
     func moveManagedStop(symbol: String, after candle: Candle, atr: Double?) async throws {
-        guard var managed = managedStops[symbol], let high = Decimal(finite: candle.high),
-            let low = Decimal(finite: candle.low), let close = Decimal(finite: candle.close)
+        guard var managed = managedStops[symbol], let high = Money(finite: candle.high),
+            let low = Money(finite: candle.low), let close = Money(finite: candle.close)
         else { return }
         let filters = try await venue.filters(symbol: symbol)
         let moved = managed.tighten(
             high: high,
             low: low,
             close: close,
-            atr: atr.flatMap(Decimal.init(finite:)),
+            atr: atr.flatMap(Money.init(finite:)),
             filters: filters
         )
         managedStops[symbol] = managed
@@ -823,7 +823,7 @@ public actor TradeExecutor {
     }
 
     /// The position's stop from now on moves by the policy, from `stop` at `entry`.
-    func manage(_ symbol: String, side: PositionSide, entry: Decimal, stop: Decimal) {
+    func manage(_ symbol: String, side: PositionSide, entry: Money, stop: Money) {
         managedStops[symbol] = ManagedStop(
             side: side,
             entry: entry,
@@ -1002,7 +1002,7 @@ public actor TradeExecutor {
         // A fill with no order of ours is a venue-side stop's or target's.
         if let order = try await store.order(clientOrderID: fill.clientOrderID) {
             let fills = try await store.fills(clientOrderID: order.clientOrderID)
-            let filled = fills.reduce(Decimal(0)) { $0 + $1.quantity }
+            let filled = fills.reduce(Money(0)) { $0 + $1.quantity }
             let status: OrderStatus = filled >= order.quantity ? .filled : .partiallyFilled
             try await store.updateOrder(
                 clientOrderID: order.clientOrderID,
@@ -1027,7 +1027,7 @@ public actor TradeExecutor {
 
     /// The entry is filled: the position is the sum of its unique fills, protected at the venue.
     func open(_ order: OrderRecord, fills: [FillRecord]) async throws {
-        let quantity = fills.reduce(Decimal(0)) { $0 + $1.quantity }
+        let quantity = fills.reduce(Money(0)) { $0 + $1.quantity }
         // No fill of it in the store (its trade id was already taken by another order's fill): nothing to open.
         guard quantity > 0 else {
             logger.error(
@@ -1036,7 +1036,7 @@ public actor TradeExecutor {
             )
             return
         }
-        let average = fills.reduce(Decimal(0)) { $0 + $1.price * $1.quantity } / quantity
+        let average = fills.reduce(Money(0)) { $0 + $1.price * $1.quantity } / quantity
         // The decision carries leverage and target; a decision not in this store (another executor's) opens at 1x with no target.
         let decision = try await store.decision(id: order.decisionID)
         // The venue takes prices on its tick only: the target rounds toward the entry, as the gateway's check did.
@@ -1061,11 +1061,11 @@ public actor TradeExecutor {
 
     func openWith(
         _ order: OrderRecord,
-        quantity: Decimal,
-        average: Decimal,
+        quantity: Money,
+        average: Money,
         leverage: Int,
-        stop: Decimal?,
-        target: Decimal?,
+        stop: Money?,
+        target: Money?,
         at firstFill: Date? = nil
     ) async throws {
         let known = try await store.position(id: "position:\(order.decisionID)")
@@ -1323,7 +1323,7 @@ public actor TradeExecutor {
             let liquidation = RiskGateway.liquidationPrice(
                 side: held.side,
                 entry: held.entryPrice,
-                leverage: Decimal(held.leverage),
+                leverage: Money(held.leverage),
                 maintenanceMarginRate: tiers?.rate(notional: held.quantity * held.entryPrice)
                     ?? settings.limits.maintenanceMarginRate
             )
@@ -1543,7 +1543,7 @@ public actor TradeExecutor {
 
     /// The stop of a position the executor did not open: `MAX_STOP_LOSS_PERCENT` from its entry, on the
     /// tick toward the entry.
-    func adoptionStop(_ position: VenuePosition, filters: ExchangeFilters) -> Decimal {
+    func adoptionStop(_ position: VenuePosition, filters: ExchangeFilters) -> Money {
         let distance = position.entryPrice * settings.limits.maxStopFraction
         return filters.price(
             position.side == .long ? position.entryPrice - distance : position.entryPrice + distance,
@@ -1552,8 +1552,8 @@ public actor TradeExecutor {
     }
 
     /// Whether the venue lists working stops that cover `quantity` of `symbol`.
-    func isProtected(_ symbol: String, quantity: Decimal) async throws -> Bool {
-        try await venue.workingStops(symbol: symbol).reduce(Decimal(0)) { $0 + $1.quantity } >= quantity
+    func isProtected(_ symbol: String, quantity: Money) async throws -> Bool {
+        try await venue.workingStops(symbol: symbol).reduce(Money(0)) { $0 + $1.quantity } >= quantity
     }
 
     /// A position at the venue that the store does not know, by `ADOPT_POLICY`: `protect` records it as
@@ -1757,7 +1757,7 @@ public actor TradeExecutor {
         var positions: [VenuePosition] = []
         for position in open {
             // The fees of the fills of the decision that opened it, so the trade's fees and PnL count them.
-            var fees: Decimal = 0
+            var fees: Money = 0
             for order in try await store.orders(decisionID: position.decisionID)
             where order.venue == venue.name && order.purpose == .entry {
                 fees += try await store.fills(clientOrderID: order.clientOrderID).map(\.fee).reduce(0, +)
