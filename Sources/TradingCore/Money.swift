@@ -216,8 +216,49 @@ public struct Money: Sendable, Hashable, Comparable, Codable, CustomStringConver
             self.init(raw: Int128(scaled) * 1_000_000_000_000)
             return
         }
-        guard let parsed = Money(rounding: String(value)) else { return nil }
-        self = parsed
+        // Else the printed digits (at most 17) as significand × 10^exponent, moved to 20 places.
+        var significand: Int128 = 0
+        var exponent = 0
+        var exponentPart = 0
+        var negative = false
+        var inFraction = false
+        var inExponent = false
+        var exponentNegative = false
+        for byte in String(value).utf8 {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                let digit = Int(byte &- UInt8(ascii: "0"))
+                if inExponent {
+                    exponentPart = exponentPart * 10 + digit
+                } else {
+                    significand = significand * 10 + Int128(digit)
+                    if inFraction { exponent -= 1 }
+                }
+            case UInt8(ascii: "-"): if inExponent { exponentNegative = true } else { negative = true }
+            case UInt8(ascii: "."): inFraction = true
+            case UInt8(ascii: "e"), UInt8(ascii: "E"): inExponent = true
+            default: break
+            }
+        }
+        exponent += exponentNegative ? -exponentPart : exponentPart
+        if negative { significand = -significand }
+        let shift = Self.places + exponent
+        if shift >= 0 {
+            guard shift <= 38 else { return nil }
+            var raw = significand
+            for _ in 0..<shift {
+                let (next, overflow) = raw.multipliedReportingOverflow(by: 10)
+                guard !overflow else { return nil }
+                raw = next
+            }
+            self.init(raw: raw)
+        } else if shift < -36 {
+            self = .zero  // under 10⁻³⁶ of a unit of 10⁻²⁰: rounds to zero
+        } else {
+            var divisor: Int128 = 1
+            for _ in 0..<(-shift) { divisor *= 10 }
+            self.init(raw: Self.quotient(significand, divisor, .toNearestOrEven))
+        }
     }
 
     public init(floatLiteral value: Double) { self = Money(finite: value)! }
