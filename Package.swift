@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "ai-analyst", targets: ["ai-analyst"]),
         .executable(name: "executor", targets: ["executor"]),
         .executable(name: "notifier", targets: ["notifier"]),
+        .executable(name: "cockpit", targets: ["cockpit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -146,10 +147,23 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // MARK: The operator's cockpit (issue 21): its JSON API, tokens and roles
+        .target(
+            name: "Cockpit",
+            dependencies: [
+                "TradingCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+
         // MARK: Runtime shared by every executable
         .target(
             name: "WorkerRuntime",
             dependencies: [
+                "Cockpit",
                 "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore",
                 "Exchanges", "LLMProviders", "Notifiers", "Venues",
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -173,6 +187,14 @@ let package = Package(
         ),
 
         // MARK: Executables: thin mains that only wire
+        .executableTarget(
+            name: "cockpit",
+            dependencies: [
+                "WorkerRuntime", "Cockpit", "TradingCore", "TradingServices",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "feed-ingester",
             dependencies: [
@@ -247,6 +269,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "TradingCoreTests", dependencies: ["TradingCore"], swiftSettings: strict),
+        .testTarget(
+            name: "CockpitTests",
+            dependencies: ["Cockpit", "SQLiteStore", "SQLTradeStore", "HTTPSupport", "TestSupport"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"], swiftSettings: strict),
         .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "HTTPSupportTests", dependencies: ["HTTPSupport", "TestSupport"], swiftSettings: strict),
@@ -293,7 +320,9 @@ let package = Package(
         ),
         .testTarget(
             name: "TradeBusTests",
-            dependencies: ["TestSupport", "WorkerRuntime", "RedisCache", "TradingCore", "SQLTradeStore"],
+            dependencies: [
+                "TestSupport", "WorkerRuntime", "RedisCache", "TradingCore", "SQLTradeStore", "HTTPSupport",
+            ],
             swiftSettings: strict
         ),
         .testTarget(

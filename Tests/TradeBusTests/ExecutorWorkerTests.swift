@@ -1,4 +1,5 @@
 import Foundation
+import HTTPSupport
 import RabbitMQBus
 import TestSupport
 import Testing
@@ -474,6 +475,67 @@ extension MarketDataSystemTests {
                     return failure.status == 2 && failure.output.contains(key)
                 }
             }
+        }
+
+        @Test(
+            "the cockpit process: a viewer reads the executor's status; a viewer's halt is refused; an operator's halt reaches the executor and stops new entries"
+        )
+        func cockpitControl() async throws {
+            let run = try await LiveRun()
+            let (exchange, events, symbol, account) = (run.exchange, run.events, run.symbol, run.account)
+            let executor = try run.executor(build)
+            defer { executor.signal(SIGKILL) }
+            let (viewer, operatorToken) = ("viewer-token-\(UUID().uuidString)", "operator-token-\(UUID().uuidString)")
+            let cockpit = try SpawnedProcess(
+                executable: "\(build)/cockpit",
+                environment: [
+                    "AMQP_URL": TestServices.amqpURL, "DATABASE_URL": TestServices.databaseURL, "HTTP_PORT": "0",
+                    "COCKPIT_PORT": "0", "EXECUTOR_ACCOUNT": account, "COCKPIT_VIEWER_TOKEN": viewer,
+                    "COCKPIT_OPERATOR_TOKEN": operatorToken,
+                ]
+            )
+            defer { cockpit.signal(SIGKILL) }
+            @Sendable func listening() -> Int? {
+                cockpit.output.split(separator: "\n").first { $0.contains("cockpit listening") }
+                    .flatMap { $0.split(separator: "port=").last }.flatMap { Int($0.prefix { $0.isNumber }) }
+            }
+            _ = await eventually(timeout: .seconds(30)) { listening() != nil }
+            let port = listening() ?? 0
+            try #require(port > 0, "\(cockpit.output)")
+            let base = "http://127.0.0.1:\(port)/api/v1"
+            let http = HTTPCaller()
+            func call(_ method: String, _ path: String, _ token: String) async throws -> HTTPAnswer {
+                try await http.send(
+                    method,
+                    base + path,
+                    headers: [("Authorization", "Bearer \(token)")],
+                    timeout: .seconds(15)
+                )
+            }
+            var status = try await call("GET", "/status", viewer)
+            for _ in 0..<10 where status.status != 200 {  // until the executor answers on its control queue
+                status = try await call("GET", "/status", viewer)
+            }
+            let reply = try #require(try JSONSerialization.jsonObject(with: Data(status.body)) as? [String: Any])
+            #expect(status.status == 200 && (reply["status"] as? [String: Any])?["account"] as? String == account)
+            #expect(try await call("POST", "/control/halt", viewer).status == 403)
+            let halted = try await call("POST", "/control/halt", operatorToken)
+            #expect(halted.status == 200, "\(String(decoding: halted.body, as: UTF8.self)) \(executor.output)")
+            let store = try Infrastructure.store(
+                try SettingsReader(environment: ["DATABASE_URL": TestServices.databaseURL])
+            )
+            let commands = try await store.controlCommands(since: Date().addingTimeInterval(-600)).filter {
+                $0.account == account
+            }
+            #expect(commands.filter { $0.command == "halt" }.map(\.by) == ["cockpit:operator"], "recorded with who")
+            #expect(commands.contains { $0.command == "status" && $0.by == "cockpit:viewer" })
+            try await run.decide()
+            #expect(
+                await eventually(timeout: .seconds(30)) { events.all.contains("order.rejected.\(symbol)") },
+                "\(executor.output)"
+            )
+            #expect(exchange.orders.filter { $0.type == "MARKET" }.isEmpty, "no entry while halted")
+            try await run.stop()
         }
     }
 }

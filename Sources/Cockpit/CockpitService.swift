@@ -1,0 +1,201 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+import TradingCore
+
+/// A request's context: Hummingbird's, with the client's address for the login limiter.
+public struct CockpitRequestContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+}
+
+/// The cockpit's JSON API under `/api/v1/`: the account's status, positions, trades (one with its
+/// decision, orders and fills), equity, and control. Every route needs a token (`Authorization:
+/// Bearer …`): none or a wrong one answers 401, and never shows account data; control needs the
+/// operator's. Failed tokens are limited per client and logged without the token.
+public struct CockpitService: Service {
+    /// Sends an operator command to the account's executor and returns its reply (the `control.<account>`
+    /// path; `status` included).
+    public typealias Control = @Sendable (ControlRequest) async throws -> ControlReply
+
+    let host: String
+    let port: Int
+    let tokens: CockpitTokens
+    let store: any TradeStore
+    let control: Control
+    let logger: Logger
+    let onRunning: @Sendable (Int) async -> Void
+    let limiter = SharedLimiter()
+
+    /// Serves on `host:port` (127.0.0.1 unless told otherwise); `onRunning` receives the bound port.
+    public init(
+        host: String = "127.0.0.1",
+        port: Int,
+        tokens: CockpitTokens,
+        store: any TradeStore,
+        control: @escaping Control,
+        logger: Logger,
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) {
+        self.host = host
+        self.port = port
+        self.tokens = tokens
+        self.store = store
+        self.control = control
+        self.logger = logger
+        self.onRunning = onRunning
+    }
+
+    /// Serves until the group shuts down gracefully.
+    public func run() async throws {
+        try await application().run()
+    }
+
+    func application() -> some Service {
+        let router = Router(context: CockpitRequestContext.self)
+        let api = router.group("api/v1")
+        api.get("status") { request, context in
+            try await authorized(request, context, .viewer) { role in
+                let reply = try await control(ControlRequest(command: .status, by: "cockpit:\(role)"))
+                return Self.json(reply, status: reply.ok ? .ok : .badGateway)
+            }
+        }
+        api.get("positions") { request, context in
+            try await authorized(request, context, .viewer) { _ in Self.json(try await store.openPositions()) }
+        }
+        api.get("trades") { request, context in
+            try await authorized(request, context, .viewer) { _ in
+                let query = request.uri.queryParameters
+                let since = query["since"].flatMap { try? Date(String($0), strategy: .iso8601) }
+                var trades = try await store.trades(since: since)
+                if let symbol = query["symbol"] { trades = trades.filter { $0.symbol == String(symbol) } }
+                if let side = query["side"] { trades = trades.filter { $0.side.rawValue == String(side).uppercased() } }
+                if let outcome = query["outcome"] {
+                    trades = trades.filter { outcome == "win" ? $0.pnl > 0 : outcome == "loss" ? $0.pnl <= 0 : true }
+                }
+                return Self.json(trades)
+            }
+        }
+        api.get("trades/:id") { request, context in
+            try await authorized(request, context, .viewer) { _ in
+                let id = try context.parameters.require("id")
+                guard let trade = try await store.trades(since: nil).first(where: { $0.id == id }) else {
+                    return Self.json(Problem(error: "no trade \(id)"), status: .notFound)
+                }
+                let position = try await store.position(id: trade.positionID)
+                let decision = try await position.asyncFlatMap { try await store.decision(id: $0.decisionID) }
+                let orders = try await position.asyncFlatMap { try await store.orders(decisionID: $0.decisionID) } ?? []
+                var fills: [FillRecord] = []
+                for order in orders { fills += try await store.fills(clientOrderID: order.clientOrderID) }
+                return Self.json(TradeDetail(trade: trade, decision: decision, orders: orders, fills: fills))
+            }
+        }
+        api.get("equity") { request, context in
+            try await authorized(request, context, .viewer) { _ in
+                Self.json(try await store.equitySnapshots(since: nil))
+            }
+        }
+        api.post("control/:command") { request, context in
+            try await authorized(request, context, .operator) { role in
+                let name = try context.parameters.require("command")
+                guard let command = ControlRequest.Command(rawValue: name), command != .status else {
+                    return Self.json(Problem(error: "unknown command '\(name)'"), status: .notFound)
+                }
+                let body = try await request.body.collect(upTo: 64 << 10)
+                let arguments =
+                    body.readableBytes == 0
+                    ? ControlArguments() : try JSONDecoder().decode(ControlArguments.self, from: body)
+                let request = ControlRequest(command: command, argument: arguments.argument, by: "cockpit:\(role)")
+                do {
+                    let reply = try await control(try request.validated())
+                    return Self.json(reply, status: reply.ok ? .ok : .conflict)
+                } catch let error as ControlError {
+                    return Self.json(Problem(error: error.message), status: .badRequest)
+                }
+            }
+        }
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: nil),
+            onServerRunning: { [onRunning] channel in await onRunning(channel.localAddress?.port ?? 0) },
+            logger: logger
+        )
+    }
+
+    /// Runs `body` when the request carries a token of at least `role`; else 401 (no token or a wrong
+    /// one), 403 (a viewer's token where an operator's is needed) or 429 (too many wrong ones).
+    func authorized(
+        _ request: Request,
+        _ context: CockpitRequestContext,
+        _ needed: CockpitRole,
+        _ body: (CockpitRole) async throws -> Response
+    ) async throws -> Response {
+        let client = context.remoteAddress?.ipAddress ?? "unknown"
+        let now = Date()
+        let verdict = limiter.state.withLock { $0.check(client, now: now) }
+        guard verdict.allowed else {
+            var response = Self.json(Problem(error: "too many wrong tokens; try again later"), status: .tooManyRequests)
+            response.headers[.retryAfter] = String(Int(verdict.retryAfter.rounded(.up)))
+            return response
+        }
+        let header = request.headers[.authorization] ?? ""
+        let token = header.hasPrefix("Bearer ") ? String(header.dropFirst("Bearer ".count)) : ""
+        guard let role = token.isEmpty ? nil : tokens.role(for: token) else {
+            if !token.isEmpty {
+                limiter.state.withLock { $0.fail(client, now: now) }
+                logger.warning(
+                    "cockpit: a wrong token",
+                    metadata: ["client": "\(client)", "path": "\(request.uri.path)"]
+                )
+            }
+            var response = Self.json(Problem(error: "a viewer or operator token is needed"), status: .unauthorized)
+            response.headers[.wwwAuthenticate] = "Bearer realm=\"tradebus\""
+            return response
+        }
+        guard role >= needed else {
+            return Self.json(Problem(error: "this needs the operator's token"), status: .forbidden)
+        }
+        return try await body(role)
+    }
+
+    /// The limiter, shared by every request (a class: `Mutex` cannot be copied with the service).
+    final class SharedLimiter: Sendable {
+        let state = Mutex(LoginLimiter())
+    }
+
+    struct Problem: Codable { var error: String }
+    struct ControlArguments: Codable { var argument: String? }
+    struct TradeDetail: Codable {
+        var trade: TradeRecord
+        var decision: DecisionRecord?
+        var orders: [OrderRecord]
+        var fills: [FillRecord]
+    }
+
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data))
+        )
+    }
+}
+
+extension Optional {
+    fileprivate func asyncFlatMap<U>(_ transform: (Wrapped) async throws -> U?) async rethrows -> U? {
+        guard let value = self else { return nil }
+        return try await transform(value)
+    }
+}

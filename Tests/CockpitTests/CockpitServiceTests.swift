@@ -1,0 +1,253 @@
+import Foundation
+import HTTPSupport
+import Logging
+import SQLTradeStore
+import SQLiteStore
+import ServiceLifecycle
+import Synchronization
+import TestSupport
+import Testing
+import TradingCore
+
+@testable import Cockpit
+
+/// The cockpit's API over HTTP, on a SQLite trade store with one traded position in it.
+@Suite("Cockpit JSON API (HTTP, SQLite store)")
+struct CockpitServiceTests {
+    static let viewer = "viewer-token-0123456789"
+    static let operatorToken = "operator-token-0123456789"
+    let t0 = Date(timeIntervalSince1970: 1_763_700_000)
+
+    /// A store with a decision, its entry order and fill, the position and its trade, and equity.
+    func seeded() async throws -> any TradeStore {
+        let path =
+            FileManager.default.temporaryDirectory.appendingPathComponent(TestServices.uniqueName("cockpit"))
+            .path + ".sqlite"
+        let store = SQLTradeStore.sqlite(path: path)
+        try await store.migrate()
+        try await store.recordDecision(
+            DecisionRecord(
+                id: "d1",
+                correlationID: "c1",
+                symbol: "BTCUSDT",
+                action: .long,
+                confidence: 0.8,
+                leverage: 3,
+                entry: 97_000,
+                stopLoss: 95_000,
+                takeProfit: 101_000,
+                reasoning: "MACD crossed up over rising RSI",
+                provider: "rules",
+                model: "rules-v1",
+                promptVersion: "v1",
+                candleTime: t0,
+                createdAt: t0,
+                prompt: nil,
+                reply: nil
+            )
+        )
+        try await store.recordOrder(
+            OrderRecord(
+                clientOrderID: "tb-d1-e",
+                decisionID: "d1",
+                venue: "paper",
+                symbol: "BTCUSDT",
+                side: .buy,
+                type: .market,
+                purpose: .entry,
+                quantity: 0.01,
+                reduceOnly: false,
+                createdAt: t0
+            )
+        )
+        try await store.recordFill(
+            FillRecord(
+                venue: "paper",
+                tradeID: "f1",
+                clientOrderID: "tb-d1-e",
+                symbol: "BTCUSDT",
+                side: .buy,
+                price: 97_010,
+                quantity: 0.01,
+                fee: 0.48505,
+                feeAsset: "USDT",
+                time: t0
+            )
+        )
+        var position = PositionRecord(
+            id: "p1",
+            venue: "paper",
+            symbol: "BTCUSDT",
+            side: .long,
+            quantity: 0.01,
+            entryPrice: 97_010,
+            leverage: 3,
+            stopLoss: 95_000,
+            takeProfit: 101_000,
+            decisionID: "d1",
+            openedAt: t0
+        )
+        position.status = .closed
+        try await store.savePosition(position)
+        try await store.recordTrade(
+            TradeRecord(
+                id: "t1",
+                positionID: "p1",
+                symbol: "BTCUSDT",
+                side: .long,
+                entryTime: t0,
+                entryPrice: 97_010,
+                exitTime: t0.addingTimeInterval(3_600),
+                exitPrice: 101_000,
+                quantity: 0.01,
+                leverage: 3,
+                stopLoss: 95_000,
+                takeProfit: 101_000,
+                pnl: 39.9,
+                fees: 0.99,
+                funding: 0,
+                exitReason: "take_profit"
+            )
+        )
+        try await store.recordEquitySnapshot(
+            EquitySnapshot(time: t0, equity: 10_039.9, balance: 10_039.9, unrealizedPnL: 0, openPositions: 0)
+        )
+        return store
+    }
+
+    /// Runs a cockpit on a free port of 127.0.0.1 and calls `body` with its base URL; control requests
+    /// are answered by `control` and collected.
+    func withCockpit(
+        _ body: (String, HTTPCaller, @Sendable () -> [ControlRequest]) async throws -> Void
+    ) async throws {
+        let store = try await seeded()
+        let sent = Mutex<[ControlRequest]>([])
+        let port = AsyncStream.makeStream(of: Int.self)
+        let service = CockpitService(
+            port: 0,
+            tokens: try CockpitTokens(viewer: Self.viewer, operator: Self.operatorToken),
+            store: store,
+            control: { request in
+                sent.withLock { $0.append(request) }
+                return ControlReply(ok: true, message: "\(request.command.rawValue) done")
+            },
+            logger: Logger(label: "cockpit-test"),
+            onRunning: { port.continuation.yield($0) }
+        )
+        let group = ServiceGroup(services: [service], logger: Logger(label: "cockpit-test"))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var ports = port.stream.makeAsyncIterator()
+            let bound = try #require(await ports.next())
+            try await body("http://127.0.0.1:\(bound)", HTTPCaller(), { sent.withLock { $0 } })
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    func get(_ http: HTTPCaller, _ url: String, token: String?) async throws -> HTTPAnswer {
+        try await http.send(
+            "GET",
+            url,
+            headers: token.map { [("Authorization", "Bearer \($0)")] } ?? [],
+            timeout: .seconds(10)
+        )
+    }
+
+    func json(_ answer: HTTPAnswer) throws -> Any { try JSONSerialization.jsonObject(with: Data(answer.body)) }
+
+    @Test("no token, or a wrong one: 401 on every route, with no account data")
+    func unauthorized() async throws {
+        try await withCockpit { base, http, _ in
+            for path in ["status", "positions", "trades", "trades/t1", "equity"] {
+                for token in [nil, "wrong-token-0123456789", Self.viewer + "x"] {
+                    let answer = try await get(http, "\(base)/api/v1/\(path)", token: token)
+                    #expect(answer.status == 401, "\(path) \(token ?? "none")")
+                    let text = String(decoding: answer.body, as: UTF8.self)
+                    #expect(!text.contains("BTCUSDT") && !text.contains("97010"), "\(text)")
+                    #expect(answer.header("www-authenticate")?.hasPrefix("Bearer") == true)
+                }
+            }
+        }
+    }
+
+    @Test("a viewer reads trades (filtered), one trade with its decision, orders and fills, and equity")
+    func viewerReads() async throws {
+        try await withCockpit { base, http, _ in
+            let trades = try json(try await get(http, "\(base)/api/v1/trades?symbol=BTCUSDT", token: Self.viewer))
+            let rows = try #require(trades as? [[String: Any]])
+            #expect(rows.count == 1 && rows[0]["id"] as? String == "t1" && rows[0]["pnl"] as? String == "39.9")
+            let none = try json(try await get(http, "\(base)/api/v1/trades?side=short", token: Self.viewer))
+            #expect((none as? [Any])?.isEmpty == true)
+            let losses = try json(try await get(http, "\(base)/api/v1/trades?outcome=loss", token: Self.viewer))
+            #expect((losses as? [Any])?.isEmpty == true)
+
+            let detail = try #require(
+                try json(try await get(http, "\(base)/api/v1/trades/t1", token: Self.viewer)) as? [String: Any]
+            )
+            let decision = try #require(detail["decision"] as? [String: Any])
+            #expect(decision["reasoning"] as? String == "MACD crossed up over rising RSI")
+            #expect((detail["orders"] as? [[String: Any]])?.first?["clientOrderID"] as? String == "tb-d1-e")
+            #expect((detail["fills"] as? [[String: Any]])?.first?["fee"] as? String == "0.48505")
+            #expect(try await get(http, "\(base)/api/v1/trades/nope", token: Self.viewer).status == 404)
+
+            let equity = try #require(
+                try json(try await get(http, "\(base)/api/v1/equity", token: Self.viewer)) as? [Any]
+            )
+            #expect(equity.count == 1)
+            let positions = try json(try await get(http, "\(base)/api/v1/positions", token: Self.viewer))
+            #expect((positions as? [Any])?.isEmpty == true, "the one position is closed")
+        }
+    }
+
+    @Test("control: a viewer gets 403 and nothing is sent; an operator's halt reaches the executor, who and what")
+    func control() async throws {
+        try await withCockpit { base, http, sent in
+            let halt = "\(base)/api/v1/control/halt"
+            let refused = try await http.post(
+                halt,
+                headers: [("Authorization", "Bearer \(Self.viewer)")],
+                body: [],
+                timeout: .seconds(10)
+            )
+            #expect(refused.status == 403 && sent().isEmpty)
+            let done = try await http.post(
+                halt,
+                headers: [("Authorization", "Bearer \(Self.operatorToken)")],
+                body: [],
+                timeout: .seconds(10)
+            )
+            #expect(done.status == 200)
+            #expect((try json(done) as? [String: Any])?["message"] as? String == "halt done")
+            let flatten = try await http.post(
+                "\(base)/api/v1/control/flatten",
+                headers: [("Authorization", "Bearer \(Self.operatorToken)"), ("Content-Type", "application/json")],
+                body: Array(#"{"argument":"BTCUSDT"}"#.utf8),
+                timeout: .seconds(10)
+            )
+            #expect(flatten.status == 200)
+            let unknown = try await http.post(
+                "\(base)/api/v1/control/explode",
+                headers: [("Authorization", "Bearer \(Self.operatorToken)")],
+                body: [],
+                timeout: .seconds(10)
+            )
+            #expect(unknown.status == 404)
+            #expect(sent().map(\.command) == [.halt, .flatten])
+            #expect(sent().last?.argument == "BTCUSDT" && sent().allSatisfy { $0.by == "cockpit:operator" })
+            let status = try await get(http, "\(base)/api/v1/status", token: Self.viewer)
+            #expect(status.status == 200 && sent().last?.command == .status)
+        }
+    }
+
+    @Test("wrong tokens from one client: after ten, 429 with Retry-After, even for a right one")
+    func limited() async throws {
+        try await withCockpit { base, http, _ in
+            for _ in 0..<10 {
+                #expect(try await get(http, "\(base)/api/v1/trades", token: "wrong-token-0123456789").status == 401)
+            }
+            let limited = try await get(http, "\(base)/api/v1/trades", token: Self.viewer)
+            #expect(limited.status == 429 && Int(limited.header("retry-after") ?? "") ?? 0 > 0)
+        }
+    }
+}
