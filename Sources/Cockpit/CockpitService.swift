@@ -62,6 +62,13 @@ public struct CockpitService: Service {
     func application() -> some Service {
         let router = Router(context: CockpitRequestContext.self)
         let api = router.group("api/v1")
+        api.get("openapi.json") { _, _ in
+            Response(
+                status: .ok,
+                headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: CockpitOpenAPI.document))
+            )
+        }
         api.get("status") { request, context in
             try await authorized(request, context, .viewer) { role in
                 let reply = try await control(ControlRequest(command: .status, by: "cockpit:\(role)"))

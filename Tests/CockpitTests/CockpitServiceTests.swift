@@ -240,6 +240,28 @@ struct CockpitServiceTests {
         }
     }
 
+    @Test("the OpenAPI document is served without a token, and describes every route served, each answering")
+    func openAPI() async throws {
+        try await withCockpit { base, http, _ in
+            let answer = try await get(http, "\(base)/api/v1/openapi.json", token: nil)
+            #expect(answer.status == 200)
+            let document = try #require(try json(answer) as? [String: Any])
+            #expect(document["openapi"] as? String == "3.1.0")
+            let paths = try #require(document["paths"] as? [String: [String: Any]])
+            #expect(
+                Set(paths.keys) == [
+                    "/api/v1/status", "/api/v1/positions", "/api/v1/trades", "/api/v1/trades/{id}", "/api/v1/equity",
+                    "/api/v1/control/{command}", "/api/v1/openapi.json",
+                ]
+            )
+            // Each GET it lists is served (a 404 would mean a route it invents).
+            for (path, methods) in paths where methods["get"] != nil {
+                let concrete = path.replacingOccurrences(of: "{id}", with: "t1")
+                #expect(try await get(http, base + concrete, token: Self.viewer).status == 200, "\(path)")
+            }
+        }
+    }
+
     @Test("wrong tokens from one client: after ten, 429 with Retry-After, even for a right one")
     func limited() async throws {
         try await withCockpit { base, http, _ in

@@ -22,6 +22,10 @@ extension MarketDataSystemTests {
         static let root = TestServices.repositoryRoot
         static let build = root.appendingPathComponent(".build/debug").path
         static let workers = ["feed-ingester", "indicator-worker", "ai-analyst", "executor", "notifier"]
+        /// Executables whose configuration is checked here, but that are not yet services in `compose/` or
+        /// `k8s/` (issue 21's cockpit): their keys must still be listed in `.env.example`, the ConfigMap or
+        /// the Secret template.
+        static let notYetDeployed = ["cockpit"]
 
         /// The three server URLs, which a deployment takes from a Secret the operator fills (blank in the
         /// template): stand-ins of the right form, so the workers can parse them.
@@ -67,6 +71,12 @@ extension MarketDataSystemTests {
                     "NOTIFY_WEBHOOK_URL": "https://hooks.example/tradebus",
                     "NOTIFY_WEBHOOK_SECRET": "secret", "NOTIFY_DAILY_SUMMARY_HOUR": "8",
                 ],
+            ],
+            "cockpit": [
+                [
+                    "COCKPIT_VIEWER_TOKEN": "viewer-token-0123456789",
+                    "COCKPIT_OPERATOR_TOKEN": "operator-token-0123456789",
+                ]
             ],
         ]
 
@@ -123,7 +133,7 @@ extension MarketDataSystemTests {
 
         static func code() async throws -> Code {
             var code = Code(read: [:], secrets: [], defaults: [:])
-            for worker in workers {
+            for worker in workers + notYetDeployed {
                 for scenario in scenarios[worker] ?? [] {
                     let printed: [String: Printed]
                     do {
