@@ -81,20 +81,35 @@ public struct CockpitService: Service {
         api.get("trades") { request, context in
             try await authorized(request, context, .viewer) { _ in
                 let query = request.uri.queryParameters
-                let since = query["since"].flatMap { try? Date(String($0), strategy: .iso8601) }
+                var since: Date?
+                if let text = query["since"] {
+                    guard let date = try? Date(String(text), strategy: .iso8601) else {
+                        return Self.json(
+                            Problem(error: "since: '\(text)' is not an ISO 8601 time"),
+                            status: .badRequest
+                        )
+                    }
+                    since = date
+                }
+                let side = query["side"].map { String($0).uppercased() }
+                if let side, PositionSide(rawValue: side) == nil {
+                    return Self.json(Problem(error: "side: '\(side)' is not long or short"), status: .badRequest)
+                }
+                let outcome = query["outcome"].map(String.init)
+                if let outcome, outcome != "win", outcome != "loss" {
+                    return Self.json(Problem(error: "outcome: '\(outcome)' is not win or loss"), status: .badRequest)
+                }
                 var trades = try await store.trades(since: since)
                 if let symbol = query["symbol"] { trades = trades.filter { $0.symbol == String(symbol) } }
-                if let side = query["side"] { trades = trades.filter { $0.side.rawValue == String(side).uppercased() } }
-                if let outcome = query["outcome"] {
-                    trades = trades.filter { outcome == "win" ? $0.pnl > 0 : outcome == "loss" ? $0.pnl <= 0 : true }
-                }
+                if let side { trades = trades.filter { $0.side.rawValue == side } }
+                if let outcome { trades = trades.filter { outcome == "win" ? $0.pnl > 0 : $0.pnl <= 0 } }
                 return Self.json(trades)
             }
         }
         api.get("trades/:id") { request, context in
             try await authorized(request, context, .viewer) { _ in
                 let id = try context.parameters.require("id")
-                guard let trade = try await store.trades(since: nil).first(where: { $0.id == id }) else {
+                guard let trade = try await store.trade(id: id) else {
                     return Self.json(Problem(error: "no trade \(id)"), status: .notFound)
                 }
                 let position = try await store.position(id: trade.positionID)
@@ -117,9 +132,17 @@ public struct CockpitService: Service {
                     return Self.json(Problem(error: "unknown command '\(name)'"), status: .notFound)
                 }
                 let body = try await request.body.collect(upTo: 64 << 10)
-                let arguments =
-                    body.readableBytes == 0
-                    ? ControlArguments() : try JSONDecoder().decode(ControlArguments.self, from: body)
+                let arguments: ControlArguments
+                do {
+                    arguments =
+                        body.readableBytes == 0
+                        ? ControlArguments() : try JSONDecoder().decode(ControlArguments.self, from: body)
+                } catch {
+                    return Self.json(
+                        Problem(error: #"the body must be JSON such as {"argument": "BTCUSDT"}, or empty"#),
+                        status: .badRequest
+                    )
+                }
                 let request = ControlRequest(command: command, argument: arguments.argument, by: "cockpit:\(role)")
                 do {
                     let reply = try await control(try request.validated())

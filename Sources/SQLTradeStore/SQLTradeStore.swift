@@ -527,27 +527,39 @@ public final class SQLTradeStore: TradeStore {
     public func trades(since: Date?) async throws -> [TradeRecord] {
         try await select(
             "SELECT \(Self.tradeColumns.joined(separator: ", ")) FROM trades WHERE exit_time >= $1 ORDER BY exit_time, id",
-            [.time(since ?? Self.beginning)]
-        ) { row in
-            TradeRecord(
-                id: try row.text(0),
-                positionID: try row.text(1),
-                symbol: try row.text(2),
-                side: try row.enumeration(3),
-                entryTime: try row.time(4),
-                entryPrice: try row.decimal(5),
-                exitTime: try row.time(6),
-                exitPrice: try row.decimal(7),
-                quantity: try row.decimal(8),
-                leverage: try row.int(9),
-                stopLoss: try row.decimalOrNil(10),
-                takeProfit: try row.decimalOrNil(11),
-                pnl: try row.decimal(12),
-                fees: try row.decimal(13),
-                funding: try row.decimal(14),
-                exitReason: try row.text(15)
-            )
-        }
+            [.time(since ?? Self.beginning)],
+            Self.trade
+        )
+    }
+
+    public func trade(id: String) async throws -> TradeRecord? {
+        try await select(
+            "SELECT \(Self.tradeColumns.joined(separator: ", ")) FROM trades WHERE id = $1",
+            [.text(id)],
+            Self.trade
+        ).first
+    }
+
+    /// A row of `tradeColumns` as a trade.
+    @Sendable static func trade(_ row: RowReader) throws -> TradeRecord {
+        TradeRecord(
+            id: try row.text(0),
+            positionID: try row.text(1),
+            symbol: try row.text(2),
+            side: try row.enumeration(3),
+            entryTime: try row.time(4),
+            entryPrice: try row.decimal(5),
+            exitTime: try row.time(6),
+            exitPrice: try row.decimal(7),
+            quantity: try row.decimal(8),
+            leverage: try row.int(9),
+            stopLoss: try row.decimalOrNil(10),
+            takeProfit: try row.decimalOrNil(11),
+            pnl: try row.decimal(12),
+            fees: try row.decimal(13),
+            funding: try row.decimal(14),
+            exitReason: try row.text(15)
+        )
     }
 
     // MARK: Circuit breakers

@@ -30,7 +30,7 @@ public struct Money: Sendable, Hashable, Comparable, Codable, CustomStringConver
     /// 10²⁰, one unit.
     public static let scale: Int128 = 100_000_000_000_000_000_000
     public static let zero = Money(raw: 0)
-    /// The largest amount, about 1.7 × 10²⁰ (an uncapped tier's bound).
+    /// The largest amount, about 1.7 × 10¹⁸ (an uncapped tier's bound).
     public static let max = Money(raw: .max)
 
     /// The amount `raw` × 10⁻²⁰.

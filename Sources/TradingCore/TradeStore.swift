@@ -45,6 +45,8 @@ public protocol TradeStore: Sendable {
     func deadLetters(since: Date?) async throws -> [DeadLetterRecord]
     /// Trades that exited at or after `since`, oldest first.
     func trades(since: Date?) async throws -> [TradeRecord]
+    /// One trade by its id, nil when there is none.
+    func trade(id: String) async throws -> TradeRecord?
 
     /// Takes or renews the lease `name` for `holder` until `until`: granted when nobody holds it, when
     /// the holder's lease ran out before `now`, or when `holder` already holds it. One holder at a time.

@@ -181,6 +181,11 @@ struct CockpitServiceTests {
             #expect((none as? [Any])?.isEmpty == true)
             let losses = try json(try await get(http, "\(base)/api/v1/trades?outcome=loss", token: Self.viewer))
             #expect((losses as? [Any])?.isEmpty == true)
+            for bad in ["since=yesterday", "side=up", "outcome=draw"] {
+                let refused = try await get(http, "\(base)/api/v1/trades?\(bad)", token: Self.viewer)
+                let problem = try json(refused) as? [String: Any]
+                #expect(refused.status == 400 && problem?["error"] != nil, "\(bad)")
+            }
 
             let detail = try #require(
                 try json(try await get(http, "\(base)/api/v1/trades/t1", token: Self.viewer)) as? [String: Any]
@@ -233,6 +238,13 @@ struct CockpitServiceTests {
                 timeout: .seconds(10)
             )
             #expect(unknown.status == 404)
+            let malformed = try await http.post(
+                "\(base)/api/v1/control/flatten",
+                headers: [("Authorization", "Bearer \(Self.operatorToken)")],
+                body: Array("not json".utf8),
+                timeout: .seconds(10)
+            )
+            #expect(malformed.status == 400)
             #expect(sent().map(\.command) == [.halt, .flatten])
             #expect(sent().last?.argument == "BTCUSDT" && sent().allSatisfy { $0.by == "cockpit:operator" })
             let status = try await get(http, "\(base)/api/v1/status", token: Self.viewer)

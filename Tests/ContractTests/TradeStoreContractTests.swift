@@ -218,6 +218,8 @@ struct TradeStoreContractTests {
             #expect(try await store.recordTrade(trade))
             #expect(try await !store.recordTrade(trade))
             #expect(try await store.trades(since: t0).filter { $0.id == trade.id } == [trade])
+            #expect(try await store.trade(id: trade.id) == trade)
+            #expect(try await store.trade(id: "tr-none-\(id)") == nil)
 
             let event = CircuitBreakerEvent(
                 id: "cb-\(id)",

@@ -931,6 +931,10 @@ final class OutageStore: TradeStore {
         try check()
         return try await inner.trades(since: since)
     }
+    func trade(id: String) async throws -> TradeRecord? {
+        try check()
+        return try await inner.trade(id: id)
+    }
     func acquireLease(_ name: String, holder: String, now: Date, until: Date) async throws -> Bool {
         try check()
         return try await inner.acquireLease(name, holder: holder, now: now, until: until)
