@@ -535,6 +535,11 @@ extension MarketDataSystemTests {
                 "\(executor.output)"
             )
             #expect(exchange.orders.filter { $0.type == "MARKET" }.isEmpty, "no entry while halted")
+            await store.close()
+            cockpit.signal(SIGTERM)
+            executor.signal(SIGTERM)
+            #expect(try await cockpit.waitForExit(timeout: .seconds(30)) == 0, "\(cockpit.output)")
+            #expect(try await executor.waitForExit(timeout: .seconds(30)) == 0, "\(executor.output)")
             try await run.stop()
         }
     }
