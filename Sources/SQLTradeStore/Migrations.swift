@@ -209,6 +209,25 @@ public enum Migrations {
                 CREATE INDEX funding_rates_symbol_time ON funding_rates (symbol, funding_time);
                 """
         ),
+        Migration(
+            version: 7,
+            name: "decision outcomes and alerts",
+            sql: """
+                ALTER TABLE decisions ADD COLUMN outcome TEXT;
+                CREATE INDEX decisions_created_at ON decisions (created_at);
+                CREATE TABLE alerts (
+                    id TEXT PRIMARY KEY,
+                    time {TIME} NOT NULL,
+                    severity TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    title TEXT NOT NULL,
+                    message TEXT NOT NULL,
+                    symbol TEXT,
+                    fields TEXT
+                );
+                CREATE INDEX alerts_time ON alerts (time);
+                """
+        ),
     ]
 
     /// The migration's SQL in `dialect`, split into statements.

@@ -98,6 +98,7 @@ public final class SQLTradeStore: TradeStore {
     static let decisionColumns = [
         "id", "correlation_id", "symbol", "action", "confidence", "leverage", "entry", "stop_loss", "take_profit",
         "reasoning", "provider", "model", "prompt_version", "candle_time", "created_at", "prompt", "reply",
+        "outcome",
     ]
 
     @discardableResult public func recordDecision(_ d: DecisionRecord) async throws -> Bool {
@@ -110,9 +111,27 @@ public final class SQLTradeStore: TradeStore {
                 .integer(Int64(d.leverage)), .decimal(d.entry), .decimal(d.stopLoss), .decimal(d.takeProfit),
                 .text(d.reasoning),
                 .text(d.provider), .text(d.model), .text(d.promptVersion), .time(d.candleTime), .time(d.createdAt),
-                .optional(d.prompt), .optional(d.reply),
+                .optional(d.prompt), .optional(d.reply), try SQLValue.json(d.outcome),
             ],
             conflict: ["id"]
+        )
+    }
+
+    @discardableResult public func recordDecisionOutcome(id: String, _ outcome: DecisionOutcome) async throws -> Bool {
+        let value = try SQLValue.json(outcome)
+        return try await database.withSession { session in
+            try !session.query(
+                "UPDATE decisions SET outcome = $2 WHERE id = $1 AND outcome IS NULL RETURNING 1",
+                [.text(id), value]
+            ).isEmpty
+        }
+    }
+
+    public func recentDecisions(limit: Int) async throws -> [DecisionRecord] {
+        try await select(
+            "SELECT \(Self.decisionColumns.joined(separator: ", ")) FROM decisions ORDER BY created_at DESC, id DESC LIMIT $1",
+            [.integer(Int64(limit))],
+            Self.decision
         )
     }
 
@@ -150,7 +169,8 @@ public final class SQLTradeStore: TradeStore {
             candleTime: try row.time(13),
             createdAt: try row.time(14),
             prompt: row.textOrNil(15),
-            reply: row.textOrNil(16)
+            reply: row.textOrNil(16),
+            outcome: try row.json(17, DecisionOutcome.self, table: "decisions")
         )
     }
 
@@ -524,6 +544,40 @@ public final class SQLTradeStore: TradeStore {
         }
     }
 
+    // MARK: Alerts
+
+    @discardableResult public func recordAlert(_ a: AlertRecord) async throws -> Bool {
+        try await insert(
+            "alerts",
+            ["id", "time", "severity", "kind", "title", "message", "symbol", "fields"],
+            [
+                .text(a.id), .time(a.time), .text(a.alert.severity.rawValue), .text(a.alert.kind), .text(a.alert.title),
+                .text(a.alert.message), .optional(a.alert.symbol), try SQLValue.json(a.alert.fields),
+            ],
+            conflict: ["id"]
+        )
+    }
+
+    public func recentAlerts(limit: Int) async throws -> [AlertRecord] {
+        try await select(
+            "SELECT id, time, severity, kind, title, message, symbol, fields FROM alerts ORDER BY time DESC, id DESC LIMIT $1",
+            [.integer(Int64(limit))]
+        ) { row in
+            AlertRecord(
+                id: try row.text(0),
+                time: try row.time(1),
+                alert: AlertPayload(
+                    severity: try row.enumeration(2),
+                    kind: try row.text(3),
+                    title: try row.text(4),
+                    message: try row.text(5),
+                    symbol: row.textOrNil(6),
+                    fields: try row.json(7, [String: JSONValue].self, table: "alerts")
+                )
+            )
+        }
+    }
+
     public func trades(since: Date?) async throws -> [TradeRecord] {
         try await select(
             "SELECT \(Self.tradeColumns.joined(separator: ", ")) FROM trades WHERE exit_time >= $1 ORDER BY exit_time, id",
@@ -660,6 +714,14 @@ extension SQLValue {
     static func decimal(_ value: Money?) -> SQLValue { value.map { .text(SQLText.decimal($0)) } ?? .null }
     static func optional(_ text: String?) -> SQLValue { text.map { .text($0) } ?? .null }
     static func bool(_ flag: Bool) -> SQLValue { .integer(flag ? 1 : 0) }
+    /// `value` as JSON text, or NULL.
+    static func json<T: Encodable>(_ value: T?) throws -> SQLValue {
+        guard let value else { return .null }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return .text(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
 }
 
 /// Reads typed columns from a text row, with an error naming the column that is wrong.
@@ -707,6 +769,18 @@ struct RowReader {
             throw StoreError(.corruptRow, "column \(index) is not a decimal: \(text)")
         }
         return value
+    }
+
+    /// The column's JSON as `T`, or nil when it is NULL.
+    func json<T: Decodable>(_ index: Int, _ type: T.Type, table: String) throws -> T? {
+        guard let text = textOrNil(index) else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        do {
+            return try decoder.decode(T.self, from: Data(text.utf8))
+        } catch {
+            throw StoreError(.corruptRow, "\(table): column \(index) is not the JSON expected (\(error))")
+        }
     }
 
     func time(_ index: Int) throws -> Date {

@@ -39,6 +39,8 @@ public struct DecisionRecord: Sendable, Hashable, Codable {
     public var createdAt: Date
     public var prompt: String?
     public var reply: String?
+    /// What the executor did with it, once it has.
+    public var outcome: DecisionOutcome?
 
     /// A `DecisionRecord` with the fields given.
     public init(
@@ -58,7 +60,8 @@ public struct DecisionRecord: Sendable, Hashable, Codable {
         candleTime: Date,
         createdAt: Date,
         prompt: String? = nil,
-        reply: String? = nil
+        reply: String? = nil,
+        outcome: DecisionOutcome? = nil
     ) {
         self.id = id
         self.correlationID = correlationID
@@ -77,6 +80,7 @@ public struct DecisionRecord: Sendable, Hashable, Codable {
         self.createdAt = createdAt
         self.prompt = prompt
         self.reply = reply
+        self.outcome = outcome
     }
 }
 
@@ -446,5 +450,20 @@ public struct ControlCommandRecord: Sendable, Hashable, Codable {
         self.ok = ok
         self.result = result
         self.time = time
+    }
+}
+
+/// An alert as it went out on the bus, kept for the cockpit's alerts page.
+public struct AlertRecord: Sendable, Hashable, Codable {
+    /// The alert's envelope id: the same alert is kept once.
+    public var id: String
+    public var time: Date
+    public var alert: AlertPayload
+
+    /// A `AlertRecord` with the fields given.
+    public init(id: String, time: Date, alert: AlertPayload) {
+        self.id = id
+        self.time = time
+        self.alert = alert
     }
 }

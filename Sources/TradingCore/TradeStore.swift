@@ -14,6 +14,14 @@ public protocol TradeStore: Sendable {
     func decision(id: String) async throws -> DecisionRecord?
     /// Decisions for `symbol` whose inputs ended in `range`, oldest first (for replaying them).
     func decisions(symbol: String, candleTimes range: ClosedRange<Date>) async throws -> [DecisionRecord]
+    /// Records what the executor did with a decision; a second outcome for the same decision is ignored.
+    @discardableResult func recordDecisionOutcome(id: String, _ outcome: DecisionOutcome) async throws -> Bool
+    /// The newest decisions first (HOLDs and refusals included), at most `limit`.
+    func recentDecisions(limit: Int) async throws -> [DecisionRecord]
+    /// Keeps an alert once (by its id).
+    @discardableResult func recordAlert(_ alert: AlertRecord) async throws -> Bool
+    /// The newest alerts first, at most `limit`.
+    func recentAlerts(limit: Int) async throws -> [AlertRecord]
 
     /// Records an order before it is sent. False when the client order id exists.
     @discardableResult func recordOrder(_ order: OrderRecord) async throws -> Bool

@@ -79,6 +79,70 @@ struct TradeStoreContractTests {
         }
     }
 
+    @Test(
+        "a decision's outcome is recorded once, and the newest decisions come first with theirs",
+        arguments: StoreKind.allCases
+    )
+    func decisionOutcomes(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let id = TestServices.uniqueName("d")
+            // Far in the future: newer than any other test's decision in the shared database.
+            var newest = decision(id)
+            newest.createdAt = Date(timeIntervalSince1970: 4_102_444_800 + Double.random(in: 0..<1_000_000).rounded())
+            var older = decision(id + "-older")
+            older.createdAt = newest.createdAt.addingTimeInterval(-60)
+            #expect(try await store.recordDecision(older))
+            #expect(try await store.recordDecision(newest))
+            let outcome = DecisionOutcome(
+                status: .ordered,
+                checks: [
+                    RiskCheckResult(check: "stop_distance", passed: true, value: "2.19 %", limit: "0.50 % to 7.00 %")
+                ],
+                time: Date(timeIntervalSince1970: 1_763_700_001)
+            )
+            #expect(try await store.recordDecisionOutcome(id: id, outcome))
+            let second = DecisionOutcome(status: .refused, code: "halted", reason: "no", time: outcome.time)
+            #expect(try await !store.recordDecisionOutcome(id: id, second))
+            #expect(try await !store.recordDecisionOutcome(id: "no-such-decision", second))
+            #expect(try await store.decision(id: id)?.outcome == outcome)
+            #expect(try await store.decision(id: older.id)?.outcome == nil)
+            let recent = try await store.recentDecisions(limit: 2)
+            #expect(recent.map(\.id) == [id, older.id])
+            #expect(recent.first?.outcome == outcome)
+        }
+    }
+
+    @Test("an alert is kept once, the newest first", arguments: StoreKind.allCases)
+    func alertRecords(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let id = TestServices.uniqueName("alert")
+            let time = Date(timeIntervalSince1970: 4_102_444_800 + Double.random(in: 0..<1_000_000).rounded())
+            let alert = AlertRecord(
+                id: id,
+                time: time,
+                alert: AlertPayload(
+                    severity: .critical,
+                    kind: "breaker",
+                    title: "Drawdown halt",
+                    message: "drawdown 12.5 % ≥ 10 %",
+                    symbol: "BTCUSDT",
+                    fields: ["drawdown": .number(0.125)]
+                )
+            )
+            var earlier = alert
+            earlier.id = id + "-earlier"
+            earlier.time = time.addingTimeInterval(-1)
+            earlier.alert.symbol = nil
+            earlier.alert.fields = nil
+            let first = try await store.recordAlert(earlier)
+            let second = try await store.recordAlert(alert)
+            let again = try await store.recordAlert(alert)
+            #expect(first && second && !again)
+            let recent = try await store.recentAlerts(limit: 2)
+            #expect(recent == [alert, earlier])
+        }
+    }
+
     @Test("orders: intent first, then status updates; one row per client id", arguments: StoreKind.allCases)
     func orders(kind: StoreKind) async throws {
         try await kind.withStore { store in

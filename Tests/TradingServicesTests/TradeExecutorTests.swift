@@ -266,6 +266,12 @@ struct TradeExecutorTests {
         #expect(try await executor.execute(intent, correlationID: "c") == .duplicate)
         let orders = try await world.store.orders(decisionID: intent.decisionID)
         #expect(orders.count == 1 && orders[0].status == .accepted && venue.submitted.withLock { $0 } == 1)
+        // The decision keeps every check it passed, with the figures: what the trade's page shows.
+        let outcome = try #require(try await world.store.decision(id: intent.decisionID)?.outcome)
+        #expect(outcome.status == .ordered && outcome.checks.allSatisfy(\.passed))
+        let stop = try #require(outcome.checks.first { $0.check == "stop_distance" })
+        #expect(stop.value == "2.00 % (stop 98000)" && stop.limit == "0.50 % to 7.00 %")
+        #expect(outcome.checks.contains { $0.check == "reward_risk" && $0.value == "2.00" })
 
         try await world.candle(executor, minute: 1, open: 100_000, high: 100_200, low: 99_800, close: 100_100)
         let position = try #require(try await world.store.openPositions().first)
@@ -542,6 +548,8 @@ struct TradeExecutorTests {
         let bad = world.intent(stop: 101_000)
         #expect(try await executor.execute(bad, correlationID: "c") == .rejected(.wrongSide))
         #expect(try await executor.execute(bad, correlationID: "c") == .duplicate)
+        let outcome = try #require(try await world.store.decision(id: bad.decisionID)?.outcome)
+        #expect(outcome.status == .refused && outcome.code == "wrong_side" && outcome.reason?.contains("stop") == true)
         #expect(
             try await world.store.orders(decisionID: bad.decisionID).isEmpty && venue.submitted.withLock { $0 } == 0
         )
@@ -858,6 +866,22 @@ final class OutageStore: TradeStore {
     func decisions(symbol: String, candleTimes range: ClosedRange<Date>) async throws -> [DecisionRecord] {
         try check()
         return try await inner.decisions(symbol: symbol, candleTimes: range)
+    }
+    func recordDecisionOutcome(id: String, _ outcome: DecisionOutcome) async throws -> Bool {
+        try check()
+        return try await inner.recordDecisionOutcome(id: id, outcome)
+    }
+    func recentDecisions(limit: Int) async throws -> [DecisionRecord] {
+        try check()
+        return try await inner.recentDecisions(limit: limit)
+    }
+    func recordAlert(_ alert: AlertRecord) async throws -> Bool {
+        try check()
+        return try await inner.recordAlert(alert)
+    }
+    func recentAlerts(limit: Int) async throws -> [AlertRecord] {
+        try check()
+        return try await inner.recentAlerts(limit: limit)
     }
     func recordOrder(_ order: OrderRecord) async throws -> Bool {
         try check()

@@ -175,6 +175,7 @@ public actor TradeExecutor {
             DecisionRecord(id: intent.decisionID, correlationID: correlationID, payload: d, createdAt: now())
         )
         if d.action == .hold {
+            try await store.recordDecisionOutcome(id: intent.decisionID, DecisionOutcome(status: .hold, time: now()))
             try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
             return .hold
         }
@@ -189,6 +190,10 @@ public actor TradeExecutor {
             }
             if let exit = inFlight.first(where: { $0.symbol == d.symbol && $0.purpose == .exit }) {
                 // Already closing: a second exit would find nothing to reduce.
+                try await store.recordDecisionOutcome(
+                    id: intent.decisionID,
+                    DecisionOutcome(status: .closing, reason: "already closing with \(exit.clientOrderID)", time: now())
+                )
                 try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
                 return .closing(clientOrderID: exit.clientOrderID)
             }
@@ -254,6 +259,14 @@ public actor TradeExecutor {
             )
             // the intent is committed before anything is sent
             guard try await store.recordOrder(record) else { return .duplicate }
+            try await store.recordDecisionOutcome(
+                id: intent.decisionID,
+                DecisionOutcome(
+                    status: .ordered,
+                    checks: gateway.report(order, intent: intent, market: market, account: view),
+                    time: now()
+                )
+            )
             // Once it fills, the kernel holds its stop and target to the gateway's rules against the real fill.
             let check = FillCheck(limits: settings.limits, equity: account.equity, filters: filters)
             try await send(
@@ -441,6 +454,14 @@ public actor TradeExecutor {
             createdAt: now()
         )
         guard try await store.recordOrder(record) else { return .duplicate }
+        try await store.recordDecisionOutcome(
+            id: decisionID,
+            DecisionOutcome(
+                status: .closing,
+                reason: "closes the \(position.side.rawValue) \(position.symbol)",
+                time: now()
+            )
+        )
         try await send(record, leverage: position.leverage, correlationID: correlationID)
         try await store.markProcessed(messageID: decisionID, consumer: "executor", at: now())
         return .closing(clientOrderID: id)
@@ -452,6 +473,10 @@ public actor TradeExecutor {
             metadata: ["decision_id": "\(intent.decisionID)", "reason": "\(rejection)"]
         )
         Counter(label: "tradebus_risk_rejections_total", dimensions: [("code", rejection.code.rawValue)]).increment()
+        try await store.recordDecisionOutcome(
+            id: intent.decisionID,
+            DecisionOutcome(status: .refused, code: rejection.code.rawValue, reason: rejection.message, time: now())
+        )
         let d = intent.decision
         let event = OrderEventPayload(
             symbol: d.symbol,
