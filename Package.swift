@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         // MARK: C libraries (Debian packages; see scripts/bootstrap)
@@ -147,15 +148,17 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // MARK: The operator's cockpit (issue 21): its JSON API, tokens and roles
+        // MARK: The operator's cockpit (issue 21): its pages, JSON API, tokens and roles
         .target(
             name: "Cockpit",
             dependencies: [
                 "TradingCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            resources: [.copy("Templates")],
             swiftSettings: strict
         ),
 
@@ -243,7 +246,7 @@ let package = Package(
         .executableTarget(
             name: "tradebus",
             dependencies: [
-                "WorkerRuntime", "Benchmarks", "TradingServices", "SQLTradeStore", "SQLiteStore",
+                "WorkerRuntime", "Benchmarks", "TradingServices", "SQLTradeStore", "SQLiteStore", "Cockpit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
@@ -271,7 +274,10 @@ let package = Package(
         .testTarget(name: "TradingCoreTests", dependencies: ["TradingCore"], swiftSettings: strict),
         .testTarget(
             name: "CockpitTests",
-            dependencies: ["Cockpit", "SQLiteStore", "SQLTradeStore", "HTTPSupport", "TestSupport"],
+            dependencies: [
+                "Cockpit", "SQLiteStore", "SQLTradeStore", "HTTPSupport", "TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"], swiftSettings: strict),

@@ -77,6 +77,20 @@ enum CockpitOpenAPI {
                 }
               }
             },
+            "/api/v1/decisions": {
+              "get": {
+                "summary": "The newest decisions first, HOLDs and refusals included, each with what the executor did (outcome: status, the refusing check and why, every risk check with its figures)",
+                "parameters": [{ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 5000, "default": 200 } }],
+                "responses": { "200": { "description": "Decisions" }, "400": { "description": "A bad limit" }, "401": { "$ref": "#/components/responses/Unauthorized" } }
+              }
+            },
+            "/api/v1/alerts": {
+              "get": {
+                "summary": "The newest alerts first",
+                "parameters": [{ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 5000, "default": 200 } }],
+                "responses": { "200": { "description": "Alerts" }, "400": { "description": "A bad limit" }, "401": { "$ref": "#/components/responses/Unauthorized" } }
+              }
+            },
             "/api/v1/equity": {
               "get": {
                 "summary": "Equity snapshots",

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import Mustache
 import NIOCore
 import ServiceLifecycle
 import Synchronization
@@ -17,10 +18,12 @@ public struct CockpitRequestContext: RequestContext, RemoteAddressRequestContext
     }
 }
 
-/// The cockpit's JSON API under `/api/v1/`: the account's status, positions, trades (one with its
-/// decision, orders and fills), equity, and control. Every route needs a token (`Authorization:
-/// Bearer …`): none or a wrong one answers 401, and never shows account data; control needs the
-/// operator's. Failed tokens are limited per client and logged without the token.
+/// The operator's cockpit: its pages (see `CockpitPages.swift`) and its JSON API under `/api/v1/`: the
+/// account's status, positions, trades (one with its decision, orders and fills), decisions, equity,
+/// alerts, and control. Every API route needs a token (`Authorization: Bearer …`): none or a wrong one
+/// answers 401, and never shows account data; every page needs a signed-in session, else it redirects
+/// to the login. Control needs the operator's token. Failed tokens are limited per client and logged
+/// without the token.
 public struct CockpitService: Service {
     /// Sends an operator command to the account's executor and returns its reply (the `control.<account>`
     /// path; `status` included).
@@ -34,17 +37,33 @@ public struct CockpitService: Service {
     let logger: Logger
     let onRunning: @Sendable (Int) async -> Void
     let limiter = SharedLimiter()
+    let sessions = SharedSessions(CockpitSessions())
+    let library: MustacheLibrary
+    /// Live events for the open pages.
+    public let feed: CockpitFeed
+    /// The account whose executor `control` reaches.
+    let account: String
+    /// Marks the session cookie Secure even without `X-Forwarded-Proto: https` (TLS in front).
+    let secureCookies: Bool
 
     /// Serves on `host:port` (127.0.0.1 unless told otherwise); `onRunning` receives the bound port.
+    /// Throws when the templates are missing from the build.
     public init(
         host: String = "127.0.0.1",
         port: Int,
         tokens: CockpitTokens,
         store: any TradeStore,
         control: @escaping Control,
+        account: String = "default",
+        feed: CockpitFeed = CockpitFeed(),
+        secureCookies: Bool = false,
         logger: Logger,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) {
+    ) throws {
+        self.library = try Self.templates()
+        self.account = account
+        self.feed = feed
+        self.secureCookies = secureCookies
         self.host = host
         self.port = port
         self.tokens = tokens
@@ -54,9 +73,13 @@ public struct CockpitService: Service {
         self.onRunning = onRunning
     }
 
-    /// Serves until the group shuts down gracefully.
+    /// Serves until the group shuts down gracefully; open event streams end first.
     public func run() async throws {
-        try await application().run()
+        try await withGracefulShutdownHandler {
+            try await application().run()
+        } onGracefulShutdown: { [feed] in
+            feed.finish()
+        }
     }
 
     func application() -> some Service {
@@ -112,12 +135,25 @@ public struct CockpitService: Service {
                 guard let trade = try await store.trade(id: id) else {
                     return Self.json(Problem(error: "no trade \(id)"), status: .notFound)
                 }
-                let position = try await store.position(id: trade.positionID)
-                let decision = try await position.asyncFlatMap { try await store.decision(id: $0.decisionID) }
-                let orders = try await position.asyncFlatMap { try await store.orders(decisionID: $0.decisionID) } ?? []
-                var fills: [FillRecord] = []
-                for order in orders { fills += try await store.fills(clientOrderID: order.clientOrderID) }
-                return Self.json(TradeDetail(trade: trade, decision: decision, orders: orders, fills: fills))
+                return Self.json(try await explanation(of: trade))
+            }
+        }
+        api.get("decisions") { request, context in
+            try await authorized(request, context, .viewer) { _ in
+                let limit = request.uri.queryParameters["limit"].flatMap { Int(String($0)) } ?? 200
+                guard (1...5_000).contains(limit) else {
+                    return Self.json(Problem(error: "limit: must be 1 to 5000"), status: .badRequest)
+                }
+                return Self.json(try await store.recentDecisions(limit: limit))
+            }
+        }
+        api.get("alerts") { request, context in
+            try await authorized(request, context, .viewer) { _ in
+                let limit = request.uri.queryParameters["limit"].flatMap { Int(String($0)) } ?? 200
+                guard (1...5_000).contains(limit) else {
+                    return Self.json(Problem(error: "limit: must be 1 to 5000"), status: .badRequest)
+                }
+                return Self.json(try await store.recentAlerts(limit: limit))
             }
         }
         api.get("equity") { request, context in
@@ -152,6 +188,7 @@ public struct CockpitService: Service {
                 }
             }
         }
+        addPages(to: router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
@@ -220,12 +257,5 @@ public struct CockpitService: Service {
             headers: [.contentType: "application/json", .cacheControl: "no-store"],
             body: .init(byteBuffer: ByteBuffer(bytes: data))
         )
-    }
-}
-
-extension Optional {
-    fileprivate func asyncFlatMap<U>(_ transform: (Wrapped) async throws -> U?) async rethrows -> U? {
-        guard let value = self else { return nil }
-        return try await transform(value)
     }
 }

@@ -1,5 +1,6 @@
 import Cockpit
 import Foundation
+import TradingCore
 
 /// cockpit's configuration: where it listens (127.0.0.1 unless told otherwise), its two tokens, and the
 /// account whose executor it asks.
@@ -9,6 +10,8 @@ public struct CockpitWorkerSettings: Sendable {
     public var port: Int
     public var tokens: CockpitTokens
     public var account: String
+    /// Marks the session cookie Secure: set it when TLS is in front and the proxy sends no X-Forwarded-Proto.
+    public var secureCookies: Bool
 
     /// Reads and checks them; an invalid value names its key and range.
     public static func read(_ config: SettingsReader) throws -> Self {
@@ -27,7 +30,60 @@ public struct CockpitWorkerSettings: Sendable {
             host: try config.string("COCKPIT_HOST", default: "127.0.0.1", help: "address the cockpit binds")!,
             port: try config.int("COCKPIT_PORT", default: 8090, range: 0...65_535, help: "the cockpit's port"),
             tokens: tokens,
-            account: try config.string("EXECUTOR_ACCOUNT", default: "default", help: "the account it shows")!
+            account: try config.string("EXECUTOR_ACCOUNT", default: "default", help: "the account it shows")!,
+            secureCookies: try config.bool(
+                "COCKPIT_SECURE_COOKIE",
+                default: false,
+                help: "mark the session cookie Secure (TLS in front)"
+            )
+        )
+    }
+}
+
+/// What the cockpit takes from the bus: every alert, kept in the store once (a shared durable queue, so
+/// an alert raised while no cockpit runs is kept when one starts), and trade and order events for the
+/// open pages (a queue of this instance's own, gone a while after it stops).
+public enum CockpitBusFeed {
+    /// Every alert, for the record.
+    public static let alertQueue = QueueSpec(name: "cockpit.alerts", bindings: ["alert.#"])
+
+    /// This instance's live events.
+    public static func liveQueue(instance: String) -> QueueSpec {
+        QueueSpec(
+            name: "cockpit.\(instance).live",
+            bindings: ["trade.#", "order.#"],
+            expiresAfter: .seconds(300)
+        )
+    }
+
+    /// Keeps one alert and shows it live; a message that is not an alert is refused (dead-lettered).
+    public static func recordAlert(_ delivery: Delivery, store: any TradeStore, feed: CockpitFeed) async throws {
+        let envelope = try delivery.envelope(AlertPayload.self, expectedType: MessageType.alert, what: "an alert")
+        let alert = envelope.payload
+        try await store.recordAlert(AlertRecord(id: envelope.id, time: envelope.time, alert: alert))
+        feed.publish(
+            CockpitEvent(
+                kind: "alert",
+                text: "\(alert.severity.rawValue): \(alert.title)",
+                time: envelope.time,
+                refresh: alert.severity == .critical
+            )
+        )
+    }
+
+    /// Shows a trade or order event on the open pages; one it cannot read is refused (dead-lettered).
+    public static func showLive(_ delivery: Delivery, feed: CockpitFeed) throws {
+        let notice: Notice
+        do { notice = try NoticeTemplates.notice(from: delivery.body) } catch {
+            throw MessageRejected("not a trade or order event: \(error)")
+        }
+        feed.publish(
+            CockpitEvent(
+                kind: notice.kind,
+                text: ([notice.title] + notice.lines).joined(separator: " · "),
+                time: notice.time,
+                refresh: notice.kind.hasPrefix("trade") || notice.kind == "order_filled"
+            )
         )
     }
 }

@@ -5,13 +5,14 @@ import TradingCore
 import TradingServices
 import WorkerRuntime
 
-// cockpit: the operator's JSON API (issue 21) over the store and the executor's control path.
+// cockpit: the operator's pages and JSON API (issue 21) over the store, the bus's alerts and events, and
+// the executor's control path.
 // Read top to bottom: the configuration (`configure`), the adapters and services (`start`), and the
 // ServiceGroup that runs them (`lifecycle`). Configuration: README, "The cockpit".
 let status = await WorkerMain.run(
     worker: "cockpit",
     defaultPort: 9106,
-    summary: "the operator's API: status, positions, trades, equity and control, behind tokens",
+    summary: "the operator's pages and API: status, positions, trades, decisions, alerts and control, behind tokens",
     configure: { try CockpitWorkerSettings.read($0) },
     start: { settings, context in
         try await settings.dependencies.connect(context)
@@ -19,19 +20,40 @@ let status = await WorkerMain.run(
         let store = settings.dependencies.store!
         let account = settings.account
         let instance = context.settings.instance
-        let cockpit = CockpitService(
+        let feed = CockpitFeed()
+        let live = CockpitBusFeed.liveQueue(instance: instance)
+        try await bus.declare(CockpitBusFeed.alertQueue)
+        try await bus.declare(live)
+        let cockpit = try CockpitService(
             host: settings.host,
             port: settings.port,
             tokens: settings.tokens,
             store: store,
             control: { request in
-                try await ControlClient.send(request, account: account, bus: bus, source: instance)
+                try await ControlClient.send(
+                    request,
+                    account: account,
+                    bus: bus,
+                    timeout: .seconds(5),
+                    source: instance
+                )
             },
+            account: account,
+            feed: feed,
+            secureCookies: settings.secureCookies,
             logger: context.logger,
             onRunning: { port in context.logger.info("cockpit listening", metadata: ["port": "\(port)"]) }
         )
+        let alerts = ConsumerService(
+            bus: bus,
+            queue: CockpitBusFeed.alertQueue.name,
+            options: ConsumerOptions(prefetch: 16)
+        ) { try await CockpitBusFeed.recordAlert($0, store: store, feed: feed) }
+        let events = ConsumerService(bus: bus, queue: live.name, options: ConsumerOptions(prefetch: 64)) {
+            try CockpitBusFeed.showLive($0, feed: feed)
+        }
         return WorkerPlan(
-            services: [cockpit],
+            services: [cockpit, alerts, events],
             checks: { await settings.dependencies.checks() },
             status: { ["worker": "cockpit", "account": account] },
             shutdown: { await settings.dependencies.close() }

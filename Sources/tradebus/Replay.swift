@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cockpit
 import Foundation
 import Logging
 import SQLTradeStore

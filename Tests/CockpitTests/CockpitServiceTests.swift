@@ -112,18 +112,50 @@ struct CockpitServiceTests {
         try await store.recordEquitySnapshot(
             EquitySnapshot(time: t0, equity: 10_039.9, balance: 10_039.9, unrealizedPnL: 0, openPositions: 0)
         )
+        try await store.recordEquitySnapshot(
+            EquitySnapshot(
+                time: t0.addingTimeInterval(3_600),
+                equity: 10_079.8,
+                balance: 10_079.8,
+                unrealizedPnL: 0,
+                openPositions: 0
+            )
+        )
+        try await store.recordDecisionOutcome(
+            id: "d1",
+            DecisionOutcome(
+                status: .ordered,
+                checks: [
+                    RiskCheckResult(check: "stop_distance", passed: true, value: "2.06 %", limit: "0.50 % to 7.00 %")
+                ],
+                time: t0
+            )
+        )
+        try await store.recordAlert(
+            AlertRecord(
+                id: "a1",
+                time: t0,
+                alert: AlertPayload(
+                    severity: .critical,
+                    kind: "breaker",
+                    title: "<script>alert(1)</script>",
+                    message: "drawdown halt"
+                )
+            )
+        )
         return store
     }
 
     /// Runs a cockpit on a free port of 127.0.0.1 and calls `body` with its base URL; control requests
     /// are answered by `control` and collected.
     func withCockpit(
-        _ body: (String, HTTPCaller, @Sendable () -> [ControlRequest]) async throws -> Void
+        feed: CockpitFeed = CockpitFeed(),
+        _ body: (String, HTTPCaller, @escaping @Sendable () -> [ControlRequest]) async throws -> Void
     ) async throws {
         let store = try await seeded()
         let sent = Mutex<[ControlRequest]>([])
         let port = AsyncStream.makeStream(of: Int.self)
-        let service = CockpitService(
+        let service = try CockpitService(
             port: 0,
             tokens: try CockpitTokens(viewer: Self.viewer, operator: Self.operatorToken),
             store: store,
@@ -131,6 +163,7 @@ struct CockpitServiceTests {
                 sent.withLock { $0.append(request) }
                 return ControlReply(ok: true, message: "\(request.command.rawValue) done")
             },
+            feed: feed,
             logger: Logger(label: "cockpit-test"),
             onRunning: { port.continuation.yield($0) }
         )
@@ -199,7 +232,7 @@ struct CockpitServiceTests {
             let equity = try #require(
                 try json(try await get(http, "\(base)/api/v1/equity", token: Self.viewer)) as? [Any]
             )
-            #expect(equity.count == 1)
+            #expect(equity.count == 2)
             let positions = try json(try await get(http, "\(base)/api/v1/positions", token: Self.viewer))
             #expect((positions as? [Any])?.isEmpty == true, "the one position is closed")
         }
@@ -263,7 +296,7 @@ struct CockpitServiceTests {
             #expect(
                 Set(paths.keys) == [
                     "/api/v1/status", "/api/v1/positions", "/api/v1/trades", "/api/v1/trades/{id}", "/api/v1/equity",
-                    "/api/v1/control/{command}", "/api/v1/openapi.json",
+                    "/api/v1/decisions", "/api/v1/alerts", "/api/v1/control/{command}", "/api/v1/openapi.json",
                 ]
             )
             // Each GET it lists is served (a 404 would mean a route it invents).

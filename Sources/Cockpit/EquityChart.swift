@@ -2,7 +2,7 @@ import Foundation
 
 /// The equity curve and its drawdown, laid out once and drawn two ways: SVG (with its labels) and a
 /// PNG of the same lines, for viewers that take no SVG.
-struct EquityChart {
+public struct EquityChart: Sendable {
     static let width = 900, height = 420
     static let top = 30.0, split = 290.0, bottom = 400.0, left = 60.0, right = 880.0
 
@@ -14,7 +14,8 @@ struct EquityChart {
     let drawdownLine: [(x: Double, y: Double)]
 
     /// Nil with fewer than two points.
-    init?(equity: [Double]) {
+    /// The chart of `equity`, one value per point; nil with fewer than two points.
+    public init?(equity: [Double]) {
         guard equity.count > 1, let low = equity.min(), let high = equity.max() else { return nil }
         self.low = low
         self.high = high
@@ -38,21 +39,28 @@ struct EquityChart {
         }
     }
 
-    func svg(title: String) -> String {
+    /// The chart as a standalone SVG document, titled; `id` marks it in a page.
+    public func svg(title: String, id: String? = nil) -> String {
         func points(_ line: [(x: Double, y: Double)]) -> String {
             line.map { String(format: "%.1f,%.1f", $0.x, $0.y) }.joined(separator: " ")
         }
         return """
-            <svg xmlns="http://www.w3.org/2000/svg" width="\(Self.width)" height="\(Self.height)" viewBox="0 0 \(Self.width) \(Self.height)" font-family="sans-serif" font-size="12">
+            <svg xmlns="http://www.w3.org/2000/svg"\(id.map { " id=\"\($0)\" class=\"chart\"" } ?? "") width="\(Self.width)" height="\(Self.height)" viewBox="0 0 \(Self.width) \(Self.height)" font-family="sans-serif" font-size="12" data-points="\(equityLine.count)">
             <rect width="100%" height="100%" fill="white"/>
-            <text x="\(Self.left)" y="18" font-size="14">\(title)</text>
+            <text x="\(Self.left)" y="18" font-size="14">\(Self.escaped(title))</text>
             <text x="4" y="\(Self.top + 10)">\(String(format: "%.0f", high))</text><text x="4" y="\(Self.split - 10)">\(String(format: "%.0f", low))</text>
-            <polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="\(points(equityLine))"/>
+            <polyline class="equity" fill="none" stroke="#1f77b4" stroke-width="1.5" points="\(points(equityLine))"/>
             <text x="4" y="\(Self.split + 32)">DD 0%</text><text x="4" y="\(Self.bottom)">-\(String(format: "%.1f", deepest * 100))%</text>
-            <polyline fill="none" stroke="#d62728" stroke-width="1" points="\(points(drawdownLine))"/>
+            <polyline class="drawdown" fill="none" stroke="#d62728" stroke-width="1" points="\(points(drawdownLine))"/>
             <line x1="\(Self.left)" y1="\(Self.split + 20)" x2="\(Self.right)" y2="\(Self.split + 20)" stroke="#ccc"/>
             </svg>
             """
+    }
+
+    /// `text` safe inside XML.
+    static func escaped(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
 
     /// The palette: white, the equity blue, the drawdown red, the axis grey (2 bits a pixel).
@@ -61,7 +69,7 @@ struct EquityChart {
     ]
 
     /// The two lines and the drawdown's zero line as a PNG (no text: the SVG has the labels).
-    func png() -> [UInt8] {
+    public func png() -> [UInt8] {
         var canvas = Canvas(width: Self.width, height: Self.height)
         canvas.line(from: (Self.left, Self.split + 20), to: (Self.right, Self.split + 20), color: 3)
         canvas.polyline(drawdownLine, color: 2)
