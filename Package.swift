@@ -249,6 +249,7 @@ let package = Package(
                 "WorkerRuntime", "Benchmarks", "TradingServices", "SQLTradeStore", "SQLiteStore", "Cockpit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("Data")],
             swiftSettings: strict

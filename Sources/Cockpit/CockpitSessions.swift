@@ -45,7 +45,7 @@ public struct CockpitSessions: Sendable {
     public mutating func close(_ id: String) { sessions[id] = nil }
 
     /// 32 random bytes as hex, from the system's generator.
-    static func randomToken() -> String {
+    public static func randomToken() -> String {
         var generator = SystemRandomNumberGenerator()
         return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &generator)) }
             .joined()

@@ -43,7 +43,8 @@ struct PriceChart {
             svg +=
                 "<line class=\"level-\(level.name)\" x1=\"\(f(left))\" y1=\"\(height)\" x2=\"\(f(right))\" y2=\"\(height)\" "
                 + "stroke=\"\(level.color)\" stroke-dasharray=\"5,3\"/>"
-                + "<text x=\"\(f(right - 110))\" y=\"\(f(y(level.price) - 3))\" fill=\"\(level.color)\">"
+                // The exit's label on the left: it often sits on the stop's or the target's line.
+                + "<text x=\"\(f(level.name == "exit" ? left + 5 : right - 110))\" y=\"\(f(y(level.price) - 3))\" fill=\"\(level.color)\">"
                 + "\(level.name) \(Self.price(level.price))</text>"
         }
         for (name, time, price) in [

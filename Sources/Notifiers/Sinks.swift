@@ -258,8 +258,10 @@ public struct LogSink: NotificationSink {
     public init(logger: Logger) { self.logger = logger }
 
     public func send(_ notice: Notice) async throws(SinkError) {
+        // A refusal by the risk gateway is the gateway doing its job: info, not a warning.
         let level: Logger.Level =
-            notice.severity == .critical ? .critical : notice.severity == .warning ? .warning : .info
+            notice.severity == .critical
+            ? .critical : notice.severity == .warning && notice.kind != "order_rejected" ? .warning : .info
         logger.log(
             level: level,
             "\(notice.title)",

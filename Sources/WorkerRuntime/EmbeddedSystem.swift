@@ -1,3 +1,4 @@
+import Cockpit
 import Exchanges
 import Foundation
 import Logging
@@ -54,13 +55,14 @@ public final class EmbeddedSystem: Sendable {
 
     static let candleQueue = QueueSpec(name: "embedded.indicator-worker.candles", bindings: ["md.candle.#"])
     /// Signals and decisions, counted for the progress line.
-    static let tallyQueue = QueueSpec(name: "embedded.tally", bindings: ["sig.#", "decision.#"])
+    static let tallyQueue = QueueSpec(name: "embedded.tally", bindings: ["sig.#", "decision.#", "order.rejected.#"])
     private let tally = Tally()
 
     /// Signals and decisions seen on the bus.
     final class Tally: Sendable {
         let signals = Atomic<Int>(0)
         let decisions = Atomic<Int>(0)
+        let refusals = Atomic<Int>(0)
     }
 
     /// Builds the system from the same configuration keys as the workers (risk limits, analyst,
@@ -162,6 +164,8 @@ public final class EmbeddedSystem: Sendable {
                 [tally] delivery in
                 if delivery.routingKey.hasPrefix("sig.") {
                     tally.signals.add(1, ordering: .relaxed)
+                } else if delivery.routingKey.hasPrefix("order.") {
+                    tally.refusals.add(1, ordering: .relaxed)
                 } else {
                     tally.decisions.add(1, ordering: .relaxed)
                 }
@@ -333,6 +337,52 @@ public final class EmbeddedSystem: Sendable {
     }
 
     /// Stops the consumers once their deliveries are done.
+    /// The cockpit over this run (`tradebus run --dashboard`): the run's store, its executor's control
+    /// path on the in-process bus, and its alerts and trade events live. Call after ``start()``.
+    public func cockpit(
+        host: String,
+        port: Int,
+        tokens: CockpitTokens,
+        logger: Logger,
+        onRunning: @escaping @Sendable (Int) async -> Void
+    ) async throws -> CockpitService {
+        let feed = CockpitFeed()
+        let control = TradeExecutor.controlQueue(account: account)
+        let live = CockpitBusFeed.liveQueue(instance: "tradebus")
+        for spec in [control, CockpitBusFeed.alertQueue, live] { try await bus.declare(spec) }
+        let running = [
+            RunningConsumer.start(bus, queue: control.name) { [executor] in try await executor.handleControl($0) },
+            RunningConsumer.start(bus, queue: CockpitBusFeed.alertQueue.name) { [store] in
+                try await CockpitBusFeed.recordAlert($0, store: store, feed: feed)
+            },
+            RunningConsumer.start(bus, queue: live.name) { try CockpitBusFeed.showLive($0, feed: feed) },
+        ]
+        consumers.withLock { $0 += running }
+        let names = [control.name, CockpitBusFeed.alertQueue.name, live.name]
+        guard await bus.waitForConsumers(on: names, timeout: .seconds(60)) else {
+            throw EmbeddedSystemStalled("the cockpit's consumers did not start within 60 s")
+        }
+        return try CockpitService(
+            host: host,
+            port: port,
+            tokens: tokens,
+            store: store,
+            control: { [bus, account] request in
+                try await ControlClient.send(
+                    request,
+                    account: account,
+                    bus: bus,
+                    timeout: .seconds(5),
+                    source: "tradebus-cockpit"
+                )
+            },
+            account: account,
+            feed: feed,
+            logger: logger,
+            onRunning: onRunning
+        )
+    }
+
     public func stop() async {
         let running = consumers.withLock { $0 }
         for consumer in running { try? await consumer.stop() }
@@ -350,6 +400,7 @@ public final class EmbeddedSystem: Sendable {
         funding: FundingSchedule? = nil,
         marks: [Int64: Candle]? = nil,
         detail: [Candle]? = nil,
+        pace: Double? = nil,
         progress: (@Sendable (ReplayProgress) -> Void)? = nil
     ) async throws -> ReplayOutcome {
         guard let length = CandleInterval.milliseconds(interval) else {
@@ -362,6 +413,8 @@ public final class EmbeddedSystem: Sendable {
         var decisions = 0
         let venueName = "replay"
         for (index, candle) in candles.enumerated() {
+            try Task.checkCancellation()
+            if let pace { try await Task.sleep(for: .seconds(1 / pace)) }
             let close = Date(timeIntervalSince1970: Double(candle.openTime + length) / 1000)
             clock.set(close)
             // The lower-timeframe candles and the mark ride with the candle to the executor's paper venue
@@ -426,7 +479,8 @@ public final class EmbeddedSystem: Sendable {
                         signals: tally.signals.load(ordering: .relaxed),
                         decisions: tally.decisions.load(ordering: .relaxed),
                         equity: account.equity,
-                        openPositions: try await venue.positions().count
+                        openPositions: try await venue.positions().count,
+                        refusals: tally.refusals.load(ordering: .relaxed)
                     )
                 )
             }

@@ -25,7 +25,7 @@ public enum CorrelationID {
     }
 }
 
-/// A swift-log handler that writes text or JSON lines to stderr, each with a correlation id: the
+/// A swift-log handler that writes text or JSON lines to stderr (or a file), each with a correlation id: the
 /// task-local one, else the `correlation_id` metadata, else the process's own id.
 public struct TradeBusLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
@@ -33,13 +33,21 @@ public struct TradeBusLogHandler: LogHandler {
     private let label: String
     private let format: LogFormat
     private let processCorrelationID: String
+    private let file: LogFile?
 
-    /// A handler for `label` writing at `level` and above, in `format`.
-    public init(label: String, level: Logger.Level, format: LogFormat, processCorrelationID: String) {
+    /// A handler for `label` writing at `level` and above, in `format`, to stderr or to `file`.
+    public init(
+        label: String,
+        level: Logger.Level,
+        format: LogFormat,
+        processCorrelationID: String,
+        file: LogFile? = nil
+    ) {
         self.label = label
         self.logLevel = level
         self.format = format
         self.processCorrelationID = processCorrelationID
+        self.file = file
     }
 
     /// Metadata of this handler, by key.
@@ -65,7 +73,7 @@ public struct TradeBusLogHandler: LogHandler {
             metadata: merged,
             format: format
         )
-        StandardError.write(line)
+        if let file { file.write(line) } else { StandardError.write(line) }
     }
 
     static func render(
@@ -115,4 +123,22 @@ enum StandardError {
             }
         }
     }
+}
+
+/// A log file, shared by every logger of a run; writes are serialised (`tradebus run`'s log, where every
+/// refusal and every other info line goes while the terminal shows only what matters).
+public final class LogFile: Sendable {
+    let handle: Mutex<FileHandle>
+    /// Opens `path` for appending, creating it.
+    public init(path: String) throws {
+        if !FileManager.default.fileExists(atPath: path) {
+            FileManager.default.createFile(atPath: path, contents: nil)
+        }
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw ConfigError(key: "log file", message: "\(path) cannot be opened for writing")
+        }
+        handle.seekToEndOfFile()
+        self.handle = Mutex(handle)
+    }
+    func write(_ line: String) { handle.withLock { $0.write(Data(line.utf8)) } }
 }

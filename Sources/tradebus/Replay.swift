@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import SQLTradeStore
 import SQLiteStore
+import ServiceLifecycle
 import TradingCore
 import UnixSignals
 import WorkerRuntime
@@ -161,8 +162,25 @@ struct MarketFileOptions: ParsableArguments {
     }
 }
 
-/// One replay on the embedded system, start to end.
+/// One replay on the embedded system, start to end; with a dashboard, served during the replay and
+/// after it until Ctrl-C.
 struct ReplayRun {
+    /// `tradebus run --dashboard`: where the cockpit listens, its tokens, and the replay's pace.
+    struct Dashboard {
+        var host: String
+        var port: Int
+        var tokens: CockpitTokens
+        /// Candles a second (nil: as fast as it goes).
+        var pace: Double?
+    }
+
+    /// What a run did: the outcome, its report, and one line per reason the risk gateway refused.
+    struct Result: Sendable {
+        var outcome: ReplayOutcome
+        var report: PerformanceReport
+        var refusals: [String]
+    }
+
     var data: ReplayData
     var analyst: EmbeddedSystem.Analyst
     var notify: Bool
@@ -171,13 +189,34 @@ struct ReplayRun {
     var environment: [String: String] = ProcessInfo.processInfo.environment
     /// No log at all (`--json`: the output is one object).
     var quiet = false
+    /// Where every log line at info and above goes (the terminal shows notices and worse).
+    var logFile: String?
+    var dashboard: Dashboard?
 
+    /// Replays the file; `finished` gets the result as soon as the replay ends (with a dashboard, the
+    /// cockpit goes on serving until SIGINT or SIGTERM, and this returns after).
     func execute(
-        progress: (@Sendable (ReplayProgress) -> Void)? = nil
-    ) async throws -> (ReplayOutcome, PerformanceReport) {
-        var logger =
-            quiet ? Logger(label: "tradebus", factory: { _ in SwiftLogNoOpLogHandler() }) : Logger(label: "tradebus")
-        logger.logLevel = notify ? .notice : .error
+        progress: (@Sendable (ReplayProgress) -> Void)? = nil,
+        finished: @escaping @Sendable (Result) -> Void = { _ in }
+    ) async throws -> Result {
+        let file = try logFile.map { try LogFile(path: $0) }
+        let terminal: Logger.Level = notify ? .notice : .error
+        let logger =
+            quiet
+            ? Logger(label: "tradebus", factory: { _ in SwiftLogNoOpLogHandler() })
+            : Logger(label: "tradebus") { label in
+                var stderr = StreamLogHandler.standardError(label: label)
+                stderr.logLevel = terminal
+                guard let file else { return stderr }
+                let logged = TradeBusLogHandler(
+                    label: label,
+                    level: .info,
+                    format: .text,
+                    processCorrelationID: "tradebus-run",
+                    file: file
+                )
+                return MultiplexLogHandler([stderr, logged])
+            }
         let temporary = database == nil
         let path =
             database
@@ -199,33 +238,121 @@ struct ReplayRun {
         let store = SQLTradeStore.sqlite(path: path)
         let config = try SettingsReader(environment: environment)
         let system = try EmbeddedSystem(config: config, store: store, analyst: analyst, notify: notify, logger: logger)
-        try await system.start()
-        // The record names its files, so that `tradebus diff --run` can backtest the same candles.
-        for (kind, file) in [
-            ("data", data.path), ("funding", data.fundingPath), ("mark", data.markPath), ("detail", data.detailPath),
-        ] {
-            guard let file else { continue }
-            try await store.recordRunSource(kind: kind, path: URL(fileURLWithPath: file).path, at: Date())
-        }
-        let outcome: ReplayOutcome
         do {
-            outcome = try await system.replay(
-                data.candles,
-                symbol: data.symbol,
-                interval: data.interval,
-                funding: data.funding,
-                marks: data.marks,
-                detail: data.detail,
-                progress: progress
-            )
+            try await system.start()
+            // The record names its files, so that `tradebus diff --run` can backtest the same candles.
+            for (kind, file) in [
+                ("data", data.path), ("funding", data.fundingPath), ("mark", data.markPath),
+                ("detail", data.detailPath),
+            ] {
+                guard let file else { continue }
+                try await store.recordRunSource(kind: kind, path: URL(fileURLWithPath: file).path, at: Date())
+            }
+            let replay = { @Sendable (pace: Double?) async throws -> Result in
+                let outcome = try await system.replay(
+                    data.candles,
+                    symbol: data.symbol,
+                    interval: data.interval,
+                    funding: data.funding,
+                    marks: data.marks,
+                    detail: data.detail,
+                    pace: pace,
+                    progress: progress
+                )
+                let result = Result(
+                    outcome: outcome,
+                    report: data.report(outcome, initialCapital: system.initialCapital),
+                    refusals: try await Self.refusals(store)
+                )
+                finished(result)
+                return result
+            }
+            let result: Result
+            if let dashboard {
+                // The trade pages draw the candles around each trade from the run's record.
+                try await store.recordCandles(
+                    venue: "replay",
+                    symbol: data.symbol,
+                    interval: data.interval,
+                    data.candles
+                )
+                result = try await serve(dashboard, system: system, logger: logger) { try await replay(dashboard.pace) }
+            } else {
+                result = try await replay(nil)
+            }
+            await system.stop()
+            await store.close()
+            return result
         } catch {
             await system.stop()
             await store.close()
             throw error
         }
-        await system.stop()
-        await store.close()
-        return (outcome, data.report(outcome, initialCapital: system.initialCapital))
+    }
+
+    /// Runs `replay` with the cockpit serving beside it, then keeps serving until SIGINT or SIGTERM. A
+    /// signal during the replay stops both.
+    func serve(
+        _ dashboard: Dashboard,
+        system: EmbeddedSystem,
+        logger: Logger,
+        replay: @escaping @Sendable () async throws -> Result
+    ) async throws -> Result {
+        let cockpit = try await system.cockpit(
+            host: dashboard.host,
+            port: dashboard.port,
+            tokens: dashboard.tokens,
+            logger: logger
+        ) { [host = dashboard.host] port in
+            FileHandle.standardError.write(Data("dashboard: http://\(host):\(port)/\n".utf8))
+        }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: cockpit)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        enum Ended: Sendable {
+            case served
+            case replayed(Result)
+        }
+        return try await withThrowingTaskGroup(of: Ended.self) { tasks in
+            tasks.addTask {
+                try await group.run()
+                return .served
+            }
+            tasks.addTask { .replayed(try await replay()) }
+            var result: Result?
+            while let ended = try await tasks.next() {
+                switch ended {
+                case .replayed(let done):
+                    result = done
+                    FileHandle.standardError.write(
+                        Data("the replay is done; the dashboard keeps serving until Ctrl-C\n".utf8)
+                    )
+                case .served:
+                    // A signal: the server stopped; so does a replay still going.
+                    tasks.cancelAll()
+                }
+            }
+            guard let result else { throw CancellationError() }
+            return result
+        }
+    }
+
+    /// One line per reason the risk gateway refused decisions in `store`, the most frequent first, each
+    /// with its count and one example.
+    static func refusals(_ store: any TradeStore) async throws -> [String] {
+        var byCode: [String: (count: Int, example: String)] = [:]
+        for decision in try await store.recentDecisions(limit: 1_000_000) {
+            guard let outcome = decision.outcome, outcome.status == .refused else { continue }
+            let code = outcome.code ?? "unknown"
+            byCode[code, default: (0, outcome.reason ?? "")].count += 1
+        }
+        return byCode.sorted { ($0.value.count, $1.key) > ($1.value.count, $0.key) }.map {
+            "\($0.key) \($0.value.count)× (e.g. \($0.value.example))"
+        }
     }
 }
 
@@ -335,7 +462,7 @@ enum ReplayOutput {
         let done = width * progress.candles / max(progress.total, 1)
         let bar = String(repeating: "█", count: done) + String(repeating: "·", count: width - done)
         let line =
-            "\r\(bar) \(progress.candles)/\(progress.total) candles · \(progress.signals) signals · \(progress.decisions) decisions · open \(progress.openPositions) · equity \(String(format: "%.2f", progress.equity.doubleValue))"
+            "\r\(bar) \(progress.candles)/\(progress.total) candles · \(progress.signals) signals · \(progress.decisions) decisions · \(progress.refusals) refused · open \(progress.openPositions) · equity \(String(format: "%.2f", progress.equity.doubleValue))"
         FileHandle.standardError.write(Data(line.utf8))
         if progress.candles == progress.total { FileHandle.standardError.write(Data("\n".utf8)) }
     }
@@ -669,7 +796,54 @@ struct Run: AsyncParsableCommand {
     ) var live = false
     @Option(help: "With --live: binance or bybit.") var venue = "binance"
     @Option(help: "With --live: comma-separated symbols.") var symbols: String?
+    @Option(
+        help: ArgumentHelp(
+            "Serve the cockpit at HOST:PORT during the replay and after it, until Ctrl-C.",
+            discussion:
+                "Tokens: COCKPIT_VIEWER_TOKEN and COCKPIT_OPERATOR_TOKEN (or their _FILE forms); with neither, a one-time viewer token is printed."
+        )
+    ) var dashboard: String?
+    @Option(help: "With --dashboard: replay this many candles a second (default: as fast as it goes).") var pace:
+        Double?
+    @Option(help: "Every log line at info and above, each refusal included (default: beside --database).")
+    var log: String?
     @OptionGroup var market: MarketFileOptions
+
+    /// `--dashboard HOST:PORT` with the configured tokens, or a one-time viewer token printed on stderr.
+    func dashboardOptions() throws -> ReplayRun.Dashboard? {
+        guard let dashboard else {
+            if pace != nil { throw ValidationError("--pace needs --dashboard") }
+            return nil
+        }
+        guard let colon = dashboard.lastIndex(of: ":"), let port = Int(dashboard[dashboard.index(after: colon)...]),
+            (0...65_535).contains(port), colon != dashboard.startIndex
+        else {
+            throw ValidationError("--dashboard must be HOST:PORT, e.g. 127.0.0.1:8090, not '\(dashboard)'")
+        }
+        if let pace, !(pace > 0 && pace <= 100_000) {
+            throw ValidationError("--pace must be a number of candles a second in (0, 100000], not \(pace)")
+        }
+        let config = try SettingsReader()
+        var viewer = try config.string("COCKPIT_VIEWER_TOKEN", secret: true, help: "the viewer's token")
+        let operatorToken = try config.string("COCKPIT_OPERATOR_TOKEN", secret: true, help: "the operator's token")
+        if viewer == nil && operatorToken == nil {
+            let oneTime = CockpitSessions.randomToken()
+            viewer = oneTime
+            FileHandle.standardError.write(
+                Data("dashboard: one-time viewer token for this run: \(oneTime)\n".utf8)
+            )
+        }
+        do {
+            return ReplayRun.Dashboard(
+                host: String(dashboard[..<colon]),
+                port: port,
+                tokens: try CockpitTokens(viewer: viewer, operator: operatorToken),
+                pace: pace
+            )
+        } catch {
+            throw ValidationError("\(error.key): \(error.message)")
+        }
+    }
 
     func run() async throws {
         if live { return try await runLive() }
@@ -684,28 +858,45 @@ struct Run: AsyncParsableCommand {
             )
         )
         let lines = isatty(STDERR_FILENO) != 1
-        let (outcome, report) = try await ReplayRun(
+        let logFile =
+            log ?? URL(fileURLWithPath: database).deletingLastPathComponent().appendingPathComponent("run.log").path
+        let (tradesOut, database) = (self.tradesOut, self.database)
+        _ = try await ReplayRun(
             data: replay,
             analyst: .configured,
             notify: true,
-            database: database
-        ).execute { progress in
-            if lines {
-                if progress.candles % 250 == 0 || progress.candles == progress.total {
-                    FileHandle.standardError.write(
-                        Data(
-                            "progress: \(progress.candles)/\(progress.total) candles, \(progress.signals) signals, \(progress.decisions) decisions, \(progress.openPositions) open, equity \(String(format: "%.2f", progress.equity.doubleValue))\n"
-                                .utf8
+            database: database,
+            logFile: logFile,
+            dashboard: try dashboardOptions()
+        ).execute(
+            progress: { progress in
+                if lines {
+                    if progress.candles % 250 == 0 || progress.candles == progress.total {
+                        FileHandle.standardError.write(
+                            Data(
+                                "progress: \(progress.candles)/\(progress.total) candles, \(progress.signals) signals, \(progress.decisions) decisions, \(progress.refusals) refused, \(progress.openPositions) open, equity \(String(format: "%.2f", progress.equity.doubleValue))\n"
+                                    .utf8
+                            )
                         )
-                    )
+                    }
+                } else {
+                    ReplayOutput.progressBar(progress)
                 }
-            } else {
-                ReplayOutput.progressBar(progress)
+            },
+            finished: { result in
+                if let tradesOut { try? ReplayOutput.writeTrades(result.outcome.trades, to: tradesOut) }
+                var lines = [ReplayOutput.summary(result.report, result.outcome, data: replay)]
+                if result.refusals.isEmpty {
+                    lines.append("  refused by the risk gateway: none")
+                } else {
+                    lines.append("  refused by the risk gateway, by reason (each in \(logFile) and on the dashboard):")
+                    lines += result.refusals.map { "    \($0)" }
+                }
+                lines.append("  the record: tradebus report --database \(database)")
+                // Written at once, unbuffered: with a dashboard the process goes on serving after it.
+                FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
             }
-        }
-        if let tradesOut { try ReplayOutput.writeTrades(outcome.trades, to: tradesOut) }
-        print(ReplayOutput.summary(report, outcome, data: replay))
-        print("  the record: tradebus report --database \(database)")
+        )
     }
 
     /// Live market data through the same five services until Ctrl-C (SIGINT or SIGTERM), on the paper

@@ -11,9 +11,21 @@ public struct ReplayProgress: Sendable {
     public var decisions: Int
     public var equity: Money
     public var openPositions: Int
+    /// Decisions the risk gateway refused so far (a normal part of trading, counted, not logged).
+    public var refusals: Int
 
     /// A `ReplayProgress` with the fields given.
-    public init(candles: Int, total: Int, time: Date, signals: Int, decisions: Int, equity: Money, openPositions: Int) {
+    public init(
+        candles: Int,
+        total: Int,
+        time: Date,
+        signals: Int,
+        decisions: Int,
+        equity: Money,
+        openPositions: Int,
+        refusals: Int = 0
+    ) {
+        self.refusals = refusals
         self.candles = candles
         self.total = total
         self.time = time

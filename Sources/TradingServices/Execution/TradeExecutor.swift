@@ -1278,7 +1278,9 @@ public actor TradeExecutor {
     public func control(_ request: ControlRequest) async -> ControlReply {
         do {
             let request = try request.validated()
-            logger.notice(
+            // A status is a read (every cockpit page asks for one); the commands that change something stand out.
+            logger.log(
+                level: request.command == .status ? .info : .notice,
                 "operator command",
                 metadata: [
                     "command": "\(request.command.rawValue)", "argument": "\(request.argument ?? "")",
