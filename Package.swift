@@ -40,6 +40,9 @@ let package = Package(
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        /// libcurl's variadic `curl_easy_setopt`, wrapped: one SMTP send in C.
+        .target(name: "CCurlShim", dependencies: ["CCurl"]),
         /// rabbitmq-c's variadic `amqp_login`, wrapped so Swift can call it.
         .target(name: "CRabbitMQShim", dependencies: ["CRabbitMQ"]),
 
@@ -135,6 +138,13 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        /// Email over SMTP (STARTTLS) through libcurl: the notifier's email sink.
+        .target(
+            name: "SMTPMail",
+            dependencies: ["TradingCore", "BlockingIO", "CCurlShim"],
+            swiftSettings: strict
+        ),
+
         /// Live futures venues (Binance USDⓈ-M, Bybit v5 linear) over signed REST and their private
         /// WebSocket streams; the paper venue is in TradingServices.
         .target(
@@ -168,7 +178,7 @@ let package = Package(
             dependencies: [
                 "Cockpit",
                 "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore",
-                "Exchanges", "LLMProviders", "Notifiers", "Venues",
+                "Exchanges", "LLMProviders", "Notifiers", "Venues", "SMTPMail", "BlockingIO",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -259,7 +269,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "TradingCore", "TradingServices", "WorkerRuntime", "HTTPSupport",
+                "TradingCore", "TradingServices", "WorkerRuntime", "HTTPSupport", "SQLTradeStore", "SQLiteStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
             ],
@@ -282,6 +292,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"], swiftSettings: strict),
+        .testTarget(
+            name: "SMTPMailTests",
+            dependencies: ["SMTPMail", "TestSupport", "TradingCore", "WorkerRuntime"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "HTTPSupportTests", dependencies: ["HTTPSupport", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "SQLTradeStoreTests", dependencies: ["SQLTradeStore", "SQLiteStore"], swiftSettings: strict),

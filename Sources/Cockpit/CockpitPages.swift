@@ -272,7 +272,7 @@ extension CockpitService {
             page["trades"] = [TradeRow]()
             return render("trades", page, status: .notFound)
         }
-        let detail = try await explanation(of: trade)
+        let detail = try await TradeExplanation.load(trade, from: store)
         var page = chrome("Trade \(trade.symbol)", session)
         page["trade"] = TradeRow(trade)
         page["decision"] = detail.decision.map(DecisionView.init)
@@ -283,38 +283,6 @@ extension CockpitService {
         page["fills"] = detail.fills.map(FillRow.init)
         page["priceChart"] = try await priceChart(trade)
         return render("trade", page)
-    }
-
-    /// A trade with the decision behind it, its orders, and the fills that opened and closed it: its
-    /// own orders', its stop's and target's, and any other fill of the symbol while it was open (an exit
-    /// another decision sent, a flatten). One position per symbol at a time makes those its own.
-    func explanation(of trade: TradeRecord) async throws -> TradeDetail {
-        let position = try await store.position(id: trade.positionID)
-        var decision: DecisionRecord?
-        var orders: [OrderRecord] = []
-        var fills: [String: FillRecord] = [:]
-        if let position {
-            decision = try await store.decision(id: position.decisionID)
-            orders = try await store.orders(decisionID: position.decisionID)
-            var ids = Set(orders.map(\.clientOrderID))
-            for purpose in OrderPurpose.allCases {
-                ids.insert(ClientOrderID.make(decisionID: position.decisionID, purpose: purpose))
-            }
-            for id in ids {
-                for fill in try await store.fills(clientOrderID: id) { fills[fill.tradeID] = fill }
-            }
-            let window = trade.entryTime.addingTimeInterval(-1)...trade.exitTime.addingTimeInterval(1)
-            for fill in try await store.latestFills(venue: position.venue, symbol: trade.symbol, limit: 1_000)
-            where window.contains(fill.time) {
-                fills[fill.tradeID] = fill
-            }
-        }
-        return TradeDetail(
-            trade: trade,
-            decision: decision,
-            orders: orders,
-            fills: fills.values.sorted { ($0.time, $0.tradeID) < ($1.time, $1.tradeID) }
-        )
     }
 
     /// The candles around the trade from the market record, at the first interval that has them.

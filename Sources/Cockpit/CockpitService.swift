@@ -135,7 +135,7 @@ public struct CockpitService: Service {
                 guard let trade = try await store.trade(id: id) else {
                     return Self.json(Problem(error: "no trade \(id)"), status: .notFound)
                 }
-                return Self.json(try await explanation(of: trade))
+                return Self.json(try await TradeExplanation.load(trade, from: store))
             }
         }
         api.get("decisions") { request, context in
@@ -240,12 +240,6 @@ public struct CockpitService: Service {
 
     struct Problem: Codable { var error: String }
     struct ControlArguments: Codable { var argument: String? }
-    struct TradeDetail: Codable {
-        var trade: TradeRecord
-        var decision: DecisionRecord?
-        var orders: [OrderRecord]
-        var fills: [FillRecord]
-    }
 
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
         let encoder = JSONEncoder()

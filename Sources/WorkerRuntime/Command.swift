@@ -1,3 +1,4 @@
+import BlockingIO
 import Foundation
 
 #if canImport(Glibc)
@@ -41,9 +42,7 @@ public enum Command {
 
     /// Runs a blocking `body` on a new thread and returns its result.
     public static func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try body() }) }.start()
-        }
+        try await BlockingIO.offload(body)
     }
 
     /// Starts a command with stdin from /dev/null and stdout and stderr to `outputPath`, and returns

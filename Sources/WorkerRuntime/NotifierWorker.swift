@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Notifiers
+import SMTPMail
 import ServiceLifecycle
 import TradingCore
 import TradingServices
@@ -15,21 +16,60 @@ public struct NotifierConfiguration: Sendable {
     public var summaryHour: Int?
     /// Queue names are `<prefix>.<sink>`.
     public var queuePrefix: String
+    /// The Telegram bot's commands, when `TELEGRAM_ALLOWED_CHAT_IDS` is set.
+    public var chatBot: ChatBotSettings?
+
+    /// Who may command the bot, and which account it commands.
+    public struct ChatBotSettings: Sendable {
+        public var api: TelegramBotAPI
+        public var allowedChats: Set<Int64>
+        public var account: String
+    }
 
     /// Reads and checks the notifier's keys; a bad one stops it at start, naming the key.
     public static func read(_ config: SettingsReader, logger: Logger) throws -> NotifierConfiguration {
         var sinks: [any NotificationSink] = []
         let token = try config.string("TELEGRAM_BOT_TOKEN", secret: true, help: "Telegram bot token")
         let chat = try config.string("TELEGRAM_CHAT_ID", secret: true, help: "Telegram chat id")
+        let base = try config.string(
+            "TELEGRAM_API_BASE_URL",
+            default: "https://api.telegram.org",
+            help: "Bot API base"
+        )!
+        var chatBot: ChatBotSettings?
+        if let list = try config.string(
+            "TELEGRAM_ALLOWED_CHAT_IDS",
+            help: "comma-separated chat ids whose commands the bot answers"
+        ) {
+            guard let token else {
+                throw ConfigError(
+                    key: "TELEGRAM_BOT_TOKEN",
+                    message: "is required when TELEGRAM_ALLOWED_CHAT_IDS is set"
+                )
+            }
+            let ids = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            let chats = Set(ids.compactMap { Int64($0) })
+            guard !ids.isEmpty, chats.count == Set(ids).count else {
+                throw ConfigError(
+                    key: "TELEGRAM_ALLOWED_CHAT_IDS",
+                    message: "must be chat ids (integers, a group's negative), comma-separated; got '\(list)'"
+                )
+            }
+            if try config.string("DATABASE_URL", help: "the store the bot reads") == nil {
+                throw ConfigError(key: "DATABASE_URL", message: "is required when TELEGRAM_ALLOWED_CHAT_IDS is set")
+            }
+            chatBot = ChatBotSettings(
+                api: TelegramBotAPI(apiBase: base, token: token),
+                allowedChats: chats,
+                account: try config.string("EXECUTOR_ACCOUNT", default: "default", help: "the account it commands")!
+            )
+        }
         switch (token, chat) {
         case (let token?, let chat?):
-            let base = try config.string(
-                "TELEGRAM_API_BASE_URL",
-                default: "https://api.telegram.org",
-                help: "Bot API base"
-            )!
             sinks.append(TelegramSink(apiBase: base, token: token, chatID: chat))
-        case (nil, nil): break
+        case (nil, nil),
+            (_?, nil) where chatBot != nil:
+            break
         case (nil, _): throw ConfigError(key: "TELEGRAM_BOT_TOKEN", message: "is required when TELEGRAM_CHAT_ID is set")
         case (_, nil): throw ConfigError(key: "TELEGRAM_CHAT_ID", message: "is required when TELEGRAM_BOT_TOKEN is set")
         }
@@ -50,6 +90,7 @@ public struct NotifierConfiguration: Sendable {
                 )
             )
         }
+        if let email = try emailSettings(config) { sinks.append(EmailSink(settings: email)) }
         if try config.bool("NOTIFY_LOG", default: true, help: "the log sink") { sinks.append(LogSink(logger: logger)) }
 
         let minimum = try config.choice(
@@ -61,6 +102,8 @@ public struct NotifierConfiguration: Sendable {
         var routes = Dictionary(
             uniqueKeysWithValues: sinks.map { ($0.name, SinkRoute(minSeverity: AlertSeverity(rawValue: minimum)!)) }
         )
+        // Email is for what cannot wait: critical alerts, unless NOTIFY_ROUTES says otherwise.
+        if routes["email"] != nil { routes["email"] = SinkRoute(minSeverity: .critical) }
         let routeText = try config.string(
             "NOTIFY_ROUTES",
             default: "",
@@ -121,7 +164,41 @@ public struct NotifierConfiguration: Sendable {
             routes: routes,
             delivery: delivery,
             summaryHour: hour >= 0 ? hour : nil,
-            queuePrefix: prefix
+            queuePrefix: prefix,
+            chatBot: chatBot
+        )
+    }
+
+    /// The email sink's settings, or nil when `SMTP_URL` is unset.
+    static func emailSettings(_ config: SettingsReader) throws -> EmailSettings? {
+        guard let url = try config.string("SMTP_URL", help: "smtp://host:587 (STARTTLS) or smtps://host:465") else {
+            return nil
+        }
+        guard let scheme = URL(string: url)?.scheme, scheme == "smtp" || scheme == "smtps",
+            URL(string: url)?.host != nil
+        else {
+            throw ConfigError(key: "SMTP_URL", message: "must be smtp://HOST:PORT or smtps://HOST:PORT, not '\(url)'")
+        }
+        guard let from = try config.string("SMTP_FROM", help: "the sender's address"), from.contains("@") else {
+            throw ConfigError(
+                key: "SMTP_FROM",
+                message: "is required with SMTP_URL: an address such as bot@example.com"
+            )
+        }
+        let to = (try config.string("SMTP_TO", help: "comma-separated recipients") ?? "").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !to.isEmpty, to.allSatisfy({ $0.contains("@") && !$0.contains("<") && !$0.contains(">") }) else {
+            throw ConfigError(key: "SMTP_TO", message: "is required with SMTP_URL: comma-separated addresses")
+        }
+        return EmailSettings(
+            url: url,
+            username: try config.string("SMTP_USERNAME", secret: true, help: "the SMTP login"),
+            password: try config.string("SMTP_PASSWORD", secret: true, help: "the SMTP password"),
+            caFile: try config.string("SMTP_CA_FILE", help: "PEM certificates the server's is checked against"),
+            requireTLS: try config.bool("SMTP_REQUIRE_TLS", default: true, help: "refuse to send without TLS"),
+            from: from,
+            to: to,
+            timeout: .seconds(try config.int("SMTP_TIMEOUT_SECONDS", default: 30, range: 1...300, help: "per message"))
         )
     }
 

@@ -71,7 +71,8 @@ public struct NotifierWorkerSettings: Sendable {
     /// Reads and checks them; an invalid value names its key and range.
     public static func read(_ config: SettingsReader) throws -> Self {
         let notifier = try NotifierConfiguration.read(config, logger: Logger(label: "tradebus.notifications"))
-        let needs: WorkerDependencies.Needs = notifier.summaryHour == nil ? [.bus, .cache] : [.bus, .cache, .store]
+        let needs: WorkerDependencies.Needs =
+            notifier.summaryHour == nil && notifier.chatBot == nil ? [.bus, .cache] : [.bus, .cache, .store]
         return Self(
             dependencies: try WorkerDependencies.configure(needs, config: config, instance: "notifier"),
             notifier: notifier

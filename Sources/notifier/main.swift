@@ -6,7 +6,8 @@ import TradingCore
 import TradingServices
 import WorkerRuntime
 
-// notifier: alerts, trades and orders to Telegram, Discord, Slack, a webhook and the log.
+// notifier: alerts, trades and orders to Telegram, Discord, Slack, a webhook and the log; and the Telegram
+// bot's commands (/status, /why, /halt …) when TELEGRAM_ALLOWED_CHAT_IDS is set.
 // Read top to bottom: the configuration (`configure`), the adapters and services (`start`), and the
 // ServiceGroup that runs them (`lifecycle`). Configuration: README, "Configuration".
 let status = await WorkerMain.run(
@@ -46,6 +47,27 @@ let status = await WorkerMain.run(
                     cache: cache,
                     source: context.settings.instance,
                     logger: context.logger
+                )
+            )
+        }
+        if let bot = settings.notifier.chatBot, let store = settings.dependencies.store {
+            let instance = context.settings.instance
+            services.append(
+                ChatBotService(
+                    api: bot.api,
+                    allowedChats: bot.allowedChats,
+                    store: store,
+                    control: { request in
+                        try await ControlClient.send(
+                            request,
+                            account: bot.account,
+                            bus: bus,
+                            timeout: .seconds(10),
+                            source: instance
+                        )
+                    },
+                    logger: context.logger,
+                    holder: instance
                 )
             )
         }

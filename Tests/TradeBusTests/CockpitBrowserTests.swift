@@ -9,7 +9,7 @@ import Glibc
 
 extension MarketDataSystemTests {
     /// The cockpit in a real browser: headless Chromium, driven by Selenium (`Tests/Browser/cockpit.py`),
-    /// against `tradebus run --dashboard` replaying a shared file. `scripts/bootstrap --browser` installs
+    /// against `tradebus run --dashboard` replaying a shared file. `scripts/bootstrap --test` installs
     /// Chromium, its driver and Selenium. With `UPDATE_SCREENSHOTS=1` the screenshots go to
     /// `docs/screenshots/`, where the README shows them.
     @Suite("cockpit in headless Chromium", .serialized)
@@ -26,7 +26,7 @@ extension MarketDataSystemTests {
             guard FileManager.default.isExecutableFile(atPath: python),
                 FileManager.default.isExecutableFile(atPath: "/usr/bin/chromedriver")
             else {
-                Issue.record("Chromium, chromedriver or Selenium is missing: run scripts/bootstrap --browser")
+                Issue.record("Chromium, chromedriver or Selenium is missing: run scripts/bootstrap --test")
                 return
             }
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent(

@@ -70,6 +70,9 @@ extension MarketDataSystemTests {
                     "SLACK_WEBHOOK_URL": "https://slack.example/hook",
                     "NOTIFY_WEBHOOK_URL": "https://hooks.example/tradebus",
                     "NOTIFY_WEBHOOK_SECRET": "secret", "NOTIFY_DAILY_SUMMARY_HOUR": "8",
+                    "TELEGRAM_ALLOWED_CHAT_IDS": "42,-100123", "SMTP_URL": "smtp://mail.example:587",
+                    "SMTP_FROM": "bot@example.com", "SMTP_TO": "ops@example.com", "SMTP_USERNAME": "user",
+                    "SMTP_PASSWORD": "secret",
                 ],
             ],
             "cockpit": [
@@ -85,7 +88,7 @@ extension MarketDataSystemTests {
         /// Keys whose default depends on other keys, so a deployment leaves them unset.
         static let contextDependent: Set<String> = ["FEED_VENUE", "REQUIRE_REFERENCE_PRICE"]
         /// The notifier's sinks (Sources/Notifiers): a queue per sink, `<prefix>.<sink>`.
-        static let sinks = ["telegram", "discord", "slack", "webhook", "log"]
+        static let sinks = ["telegram", "discord", "slack", "webhook", "email", "log"]
 
         // MARK: What the code reads
 

@@ -1,0 +1,138 @@
+import Foundation
+import SQLTradeStore
+import SQLiteStore
+import TradingCore
+
+/// One traded position in a new SQLite store, for the tests of what reads the record (the cockpit, the
+/// chat bot): decision `d1` (ordered, with a risk check), its entry order `tb-d1-e` and fill, position
+/// `p1`, trade `t1` (a long BTCUSDT won at take-profit), two equity readings and a critical alert.
+public enum SeededTrade {
+    /// A store with a decision, its entry order and fill, the position and its trade, and equity.
+    public static func store() async throws -> SQLTradeStore {
+        let t0 = Date(timeIntervalSince1970: 1_763_700_000)
+        let path =
+            FileManager.default.temporaryDirectory.appendingPathComponent(TestServices.uniqueName("cockpit"))
+            .path + ".sqlite"
+        let store = SQLTradeStore.sqlite(path: path)
+        try await store.migrate()
+        try await store.recordDecision(
+            DecisionRecord(
+                id: "d1",
+                correlationID: "c1",
+                symbol: "BTCUSDT",
+                action: .long,
+                confidence: 0.8,
+                leverage: 3,
+                entry: 97_000,
+                stopLoss: 95_000,
+                takeProfit: 101_000,
+                reasoning: "MACD crossed up over rising RSI",
+                provider: "rules",
+                model: "rules-v1",
+                promptVersion: "v1",
+                candleTime: t0,
+                createdAt: t0,
+                prompt: nil,
+                reply: nil
+            )
+        )
+        try await store.recordOrder(
+            OrderRecord(
+                clientOrderID: "tb-d1-e",
+                decisionID: "d1",
+                venue: "paper",
+                symbol: "BTCUSDT",
+                side: .buy,
+                type: .market,
+                purpose: .entry,
+                quantity: 0.01,
+                reduceOnly: false,
+                createdAt: t0
+            )
+        )
+        try await store.recordFill(
+            FillRecord(
+                venue: "paper",
+                tradeID: "f1",
+                clientOrderID: "tb-d1-e",
+                symbol: "BTCUSDT",
+                side: .buy,
+                price: 97_010,
+                quantity: 0.01,
+                fee: 0.48505,
+                feeAsset: "USDT",
+                time: t0
+            )
+        )
+        var position = PositionRecord(
+            id: "p1",
+            venue: "paper",
+            symbol: "BTCUSDT",
+            side: .long,
+            quantity: 0.01,
+            entryPrice: 97_010,
+            leverage: 3,
+            stopLoss: 95_000,
+            takeProfit: 101_000,
+            decisionID: "d1",
+            openedAt: t0
+        )
+        position.status = .closed
+        try await store.savePosition(position)
+        try await store.recordTrade(
+            TradeRecord(
+                id: "t1",
+                positionID: "p1",
+                symbol: "BTCUSDT",
+                side: .long,
+                entryTime: t0,
+                entryPrice: 97_010,
+                exitTime: t0.addingTimeInterval(3_600),
+                exitPrice: 101_000,
+                quantity: 0.01,
+                leverage: 3,
+                stopLoss: 95_000,
+                takeProfit: 101_000,
+                pnl: 39.9,
+                fees: 0.99,
+                funding: 0,
+                exitReason: "take_profit"
+            )
+        )
+        try await store.recordEquitySnapshot(
+            EquitySnapshot(time: t0, equity: 10_039.9, balance: 10_039.9, unrealizedPnL: 0, openPositions: 0)
+        )
+        try await store.recordEquitySnapshot(
+            EquitySnapshot(
+                time: t0.addingTimeInterval(3_600),
+                equity: 10_079.8,
+                balance: 10_079.8,
+                unrealizedPnL: 0,
+                openPositions: 0
+            )
+        )
+        try await store.recordDecisionOutcome(
+            id: "d1",
+            DecisionOutcome(
+                status: .ordered,
+                checks: [
+                    RiskCheckResult(check: "stop_distance", passed: true, value: "2.06 %", limit: "0.50 % to 7.00 %")
+                ],
+                time: t0
+            )
+        )
+        try await store.recordAlert(
+            AlertRecord(
+                id: "a1",
+                time: t0,
+                alert: AlertPayload(
+                    severity: .critical,
+                    kind: "breaker",
+                    title: "<script>alert(1)</script>",
+                    message: "drawdown halt"
+                )
+            )
+        )
+        return store
+    }
+}
