@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_DIR = ROOT / "compose"
 K8S_DIR = ROOT / "k8s"
 WORKERS = ["feed-ingester", "indicator-worker", "ai-analyst", "executor", "notifier"]
+# The operator's cockpit: deployed like a worker, but one replica (its sessions live in memory) with its
+# page published on the host's loopback only (compose) or behind a ClusterIP Service (k8s).
+COCKPIT = "cockpit"
+PROGRAMS = WORKERS + [COCKPIT]
 SERVERS = ["rabbitmq", "redis", "postgres"]
 OVERLAYS = ["dev", "prod"]
 # Kubernetes versions the manifests are validated against: an old one still supported by most
@@ -158,6 +162,22 @@ def check_compose(errors):
         for server in ("rabbitmq", "redis"):
             if depends.get(server, {}).get("condition") != "service_healthy":
                 errors.append(f"compose: {name} does not wait for {server} to be healthy")
+    cockpit = services.get(COCKPIT)
+    if cockpit is None:
+        errors.append("compose: no cockpit service")
+    else:
+        test = healthcheck(COCKPIT).get("test", [])
+        if "/health" not in " ".join(test if isinstance(test, list) else [test]):
+            errors.append("compose: cockpit's healthcheck does not GET /health")
+        for published in cockpit.get("ports") or []:
+            # docker-compose 1.29 renders a port as "127.0.0.1:8090:8090/tcp", v2 as a mapping.
+            host = published.get("host_ip") if isinstance(published, dict) else str(published).split(":")[0]
+            if host != "127.0.0.1":
+                errors.append(f"compose: cockpit publishes {published} beyond the host's loopback")
+        depends = cockpit.get("depends_on") or {}
+        for server in ("rabbitmq", "postgres"):
+            if depends.get(server, {}).get("condition") != "service_healthy":
+                errors.append(f"compose: cockpit does not wait for {server} to be healthy")
     executor_depends = services.get("executor", {}).get("depends_on") or {}
     if executor_depends.get("migrate", {}).get("condition") != "service_completed_successfully":
         errors.append("compose: executor does not wait for migrate (service_completed_successfully)")
@@ -179,7 +199,7 @@ def compose_environments(config, raw):
     targets = []
     for name, service in config["services"].items():
         command = service.get("command") or []
-        if not command or (command[0] not in WORKERS and command[0] != "tradebus"):
+        if not command or (command[0] not in PROGRAMS and command[0] != "tradebus"):
             continue
         raw_env = raw["services"][name].get("environment") or {}
         own_keys = list(raw_env.keys() if isinstance(raw_env, dict) else [e.partition("=")[0] for e in raw_env])
@@ -255,7 +275,7 @@ def pod_targets(name, docs, secret_template):
         spec = pod["spec"]
         for container in spec["containers"]:
             command = container.get("command") or []
-            if not command or (command[0] not in WORKERS and command[0] != "tradebus"):
+            if not command or (command[0] not in PROGRAMS and command[0] != "tradebus"):
                 continue
             shared, own, operator = {}, {}, []
 
@@ -315,7 +335,7 @@ def check_k8s_structure(name, docs, secret_template, errors):
     config_maps = by_kind(docs, "ConfigMap")
     secrets = by_kind(docs, "Secret")
     where = f"k8s/{name}"
-    for worker in WORKERS:
+    for worker in PROGRAMS:
         deployment = deployments.get(worker)
         if deployment is None:
             errors.append(f"{where}: no Deployment {worker}")
@@ -367,9 +387,14 @@ def check_k8s_structure(name, docs, secret_template, errors):
         errors.append(f"{where}: no Job runs `tradebus migrate`")
     budgets = by_kind(docs, "PodDisruptionBudget")
     covered = {b["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name") for b in budgets.values()}
-    for worker in WORKERS:
+    for worker in PROGRAMS:
         if worker not in covered:
             errors.append(f"{where}: no PodDisruptionBudget for {worker}")
+    if deployments.get(COCKPIT, {}).get("spec", {}).get("replicas") != 1:
+        errors.append(f"{where}: cockpit must run one replica (its sessions live in memory)")
+    services = by_kind(docs, "Service")
+    if not any((s["spec"].get("selector") or {}).get("app.kubernetes.io/name") == COCKPIT for s in services.values()):
+        errors.append(f"{where}: no Service selects the cockpit")
     auths = by_kind(docs, "TriggerAuthentication")
     for auth_name, auth in auths.items():
         for ref in auth["spec"].get("secretTargetRef") or []:

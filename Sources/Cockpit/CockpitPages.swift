@@ -215,6 +215,9 @@ extension CockpitService {
         } else {
             page["reconciliation"] = "No reconciliation yet."
         }
+        let queues = await queueDepths()
+        page["queues"] = queues.map { QueueRow(name: $0.name, messages: $0.messages) }
+        page["hasQueues"] = !queues.isEmpty
         if let limit = status?.rateLimit {
             page["rateLimit"] =
                 "\(limit.venue) request budget: \(limit.used) of \(limit.limit) per \(Int(limit.windowSeconds)) s"
@@ -486,6 +489,11 @@ extension CockpitService {
         var symbol, side, quantity, entry, stop, target: String
         var workingStops: Int
         var liquidation, distance: String
+    }
+
+    struct QueueRow {
+        var name: String
+        var messages: Int
     }
 
     struct BreakerRow {

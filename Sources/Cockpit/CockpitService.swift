@@ -45,6 +45,19 @@ public struct CockpitService: Service {
     let account: String
     /// Marks the session cookie Secure even without `X-Forwarded-Proto: https` (TLS in front).
     let secureCookies: Bool
+    /// The messages waiting in the pipeline's queues, for the overview (the queues that exist).
+    let queueDepths: @Sendable () async -> [QueueDepth]
+
+    /// One queue and the messages waiting in it.
+    public struct QueueDepth: Sendable, Hashable {
+        public var name: String
+        public var messages: Int
+        /// A `QueueDepth` with the fields given.
+        public init(name: String, messages: Int) {
+            self.name = name
+            self.messages = messages
+        }
+    }
 
     /// Serves on `host:port` (127.0.0.1 unless told otherwise); `onRunning` receives the bound port.
     /// Throws when the templates are missing from the build.
@@ -57,9 +70,11 @@ public struct CockpitService: Service {
         account: String = "default",
         feed: CockpitFeed = CockpitFeed(),
         secureCookies: Bool = false,
+        queueDepths: @escaping @Sendable () async -> [QueueDepth] = { [] },
         logger: Logger,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws {
+        self.queueDepths = queueDepths
         self.library = try Self.templates()
         self.account = account
         self.feed = feed

@@ -1,6 +1,7 @@
 import Cockpit
 import Foundation
 import TradingCore
+import TradingServices
 
 /// cockpit's configuration: where it listens (127.0.0.1 unless told otherwise), its two tokens, and the
 /// account whose executor it asks.
@@ -10,6 +11,8 @@ public struct CockpitWorkerSettings: Sendable {
     public var port: Int
     public var tokens: CockpitTokens
     public var account: String
+    /// Shards of the indicator workers' candle queue (`INDICATOR_SHARDS`, as the feed-ingester has it).
+    public var indicatorShards: Int
     /// Marks the session cookie Secure: set it when TLS is in front and the proxy sends no X-Forwarded-Proto.
     public var secureCookies: Bool
 
@@ -31,6 +34,12 @@ public struct CockpitWorkerSettings: Sendable {
             port: try config.int("COCKPIT_PORT", default: 8090, range: 0...65_535, help: "the cockpit's port"),
             tokens: tokens,
             account: try config.string("EXECUTOR_ACCOUNT", default: "default", help: "the account it shows")!,
+            indicatorShards: try config.int(
+                "INDICATOR_SHARDS",
+                default: 1,
+                range: 1...256,
+                help: "shards of the indicator workers' queue (for the queue depths)"
+            ),
             secureCookies: try config.bool(
                 "COCKPIT_SECURE_COOKIE",
                 default: false,
@@ -54,6 +63,31 @@ public enum CockpitBusFeed {
             bindings: ["trade.#", "order.#"],
             expiresAfter: .seconds(300)
         )
+    }
+
+    /// The pipeline's queues for `account`, by the names the workers give them, with each one's dead
+    /// letters: what the overview counts.
+    public static func pipelineQueues(account: String, candles: [String]) -> [String] {
+        let work =
+            candles + [
+                SignalAnalyst.signalQueue.name, TradeExecutor.decisionQueue(account: account).name,
+                TradeExecutor.controlQueue(account: account).name, alertQueue.name,
+            ]
+        let sinks = ["telegram", "discord", "slack", "webhook", "email", "log"].map {
+            SinkDispatcher.queue(for: $0).name
+        }
+        return (work + sinks).flatMap { [$0, QueueSpec.deadLetterQueue(of: $0)] }
+    }
+
+    /// The messages waiting in each of `queues` that exists on `bus`.
+    public static func depths(_ queues: [String], bus: any MessageBus) async -> [CockpitService.QueueDepth] {
+        var depths: [CockpitService.QueueDepth] = []
+        for queue in queues {
+            if let count = try? await bus.messageCount(queue) {
+                depths.append(CockpitService.QueueDepth(name: queue, messages: count))
+            }
+        }
+        return depths
     }
 
     /// Keeps one alert and shows it live; a message that is not an alert is refused (dead-lettered).

@@ -378,6 +378,12 @@ public final class EmbeddedSystem: Sendable {
             },
             account: account,
             feed: feed,
+            queueDepths: { [bus, account] in
+                await CockpitBusFeed.depths(
+                    CockpitBusFeed.pipelineQueues(account: account, candles: [Self.candleQueue.name]),
+                    bus: bus
+                )
+            },
             logger: logger,
             onRunning: onRunning
         )

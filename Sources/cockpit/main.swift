@@ -41,6 +41,13 @@ let status = await WorkerMain.run(
             account: account,
             feed: feed,
             secureCookies: settings.secureCookies,
+            queueDepths: {
+                let candles = WorkerQueues.indicatorCandles(shards: settings.indicatorShards).queueNames
+                return await CockpitBusFeed.depths(
+                    CockpitBusFeed.pipelineQueues(account: account, candles: candles),
+                    bus: bus
+                )
+            },
             logger: context.logger,
             onRunning: { port in context.logger.info("cockpit listening", metadata: ["port": "\(port)"]) }
         )

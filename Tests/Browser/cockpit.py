@@ -134,6 +134,8 @@ try:
     drawn = len(chart.find_element(By.CSS_SELECTOR, "polyline.equity").get_attribute("points").split())
     check(points == len(equity) == drawn and points >= 2, f"the equity chart has the run's {len(equity)} points")
     check(driver.find_element(By.ID, "mode").text == "HALTED", "the overview shows the mode HALTED")
+    queues = driver.find_element(By.ID, "queues").text
+    check("ai-analyst.signals" in queues and "executor.default.decisions" in queues, "the overview counts the queues")
     time.sleep(1)
     errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     check(not errors, f"no console error on the overview ({errors})")

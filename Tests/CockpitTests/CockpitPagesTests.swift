@@ -109,6 +109,7 @@ struct CockpitPagesTests {
                 #expect(overview.status == 200)
                 #expect(overview.text.contains("id=\"equity-chart\"") && overview.text.contains("data-points=\"2\""))
                 #expect(overview.text.contains("39.90"), "the total PnL")
+                #expect(overview.text.contains("<td>ai-analyst.signals</td><td class=\"num\">3</td>"), "queue depths")
                 // A viewer sees no control forms.
                 #expect(!overview.text.contains("action=\"/control/halt\""))
                 let trades = try await page(http, "\(base)/trades?symbol=btcusdt&outcome=win", cookie: cookie)

@@ -39,6 +39,7 @@ struct CockpitServiceTests {
                 return ControlReply(ok: true, message: "\(request.command.rawValue) done")
             },
             feed: feed,
+            queueDepths: { [CockpitService.QueueDepth(name: "ai-analyst.signals", messages: 3)] },
             logger: Logger(label: "cockpit-test"),
             onRunning: { port.continuation.yield($0) }
         )

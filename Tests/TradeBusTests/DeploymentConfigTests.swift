@@ -21,11 +21,10 @@ extension MarketDataSystemTests {
     struct DeploymentConfigTests {
         static let root = TestServices.repositoryRoot
         static let build = root.appendingPathComponent(".build/debug").path
-        static let workers = ["feed-ingester", "indicator-worker", "ai-analyst", "executor", "notifier"]
-        /// Executables whose configuration is checked here, but that are not yet services in `compose/` or
-        /// `k8s/` (issue 21's cockpit): their keys must still be listed in `.env.example`, the ConfigMap or
-        /// the Secret template.
-        static let notYetDeployed = ["cockpit"]
+        static let workers = ["feed-ingester", "indicator-worker", "ai-analyst", "executor", "notifier", "cockpit"]
+        /// Secrets an operator must set before a program starts (blank in `.env.example` and the Secret
+        /// template): stand-ins of the right form, as for the server URLs.
+        static let operatorSecrets = ["cockpit": ["COCKPIT_VIEWER_TOKEN": "viewer-token-0123456789"]]
 
         /// The three server URLs, which a deployment takes from a Secret the operator fills (blank in the
         /// template): stand-ins of the right form, so the workers can parse them.
@@ -136,7 +135,7 @@ extension MarketDataSystemTests {
 
         static func code() async throws -> Code {
             var code = Code(read: [:], secrets: [], defaults: [:])
-            for worker in workers + notYetDeployed {
+            for worker in workers {
                 for scenario in scenarios[worker] ?? [] {
                     let printed: [String: Printed]
                     do {
@@ -186,6 +185,10 @@ extension MarketDataSystemTests {
                     var environment = shared.merging(own) { $1 }
                     for key in operatorSupplied where (environment[key] ?? "").isEmpty {
                         if let url = DeploymentConfigTests.serverURLs[key] { environment[key] = url }
+                    }
+                    for (key, value) in DeploymentConfigTests.operatorSecrets[program] ?? [:]
+                    where (environment[key] ?? "").isEmpty {
+                        environment[key] = value
                     }
                     return environment
                 }
