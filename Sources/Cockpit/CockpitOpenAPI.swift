@@ -91,6 +91,18 @@ enum CockpitOpenAPI {
                 "responses": { "200": { "description": "Alerts" }, "400": { "description": "A bad limit" }, "401": { "$ref": "#/components/responses/Unauthorized" } }
               }
             },
+            "/api/v1/backtests": {
+              "get": {
+                "summary": "The newest 100 results of `tradebus backtest --save`: the report and the equity curve (at most 500 points)",
+                "responses": { "200": { "description": "Backtests" }, "401": { "$ref": "#/components/responses/Unauthorized" } }
+              }
+            },
+            "/api/v1/workers": {
+              "get": {
+                "summary": "Each worker instance's newest heartbeat: its state, its dependencies, its figures (an analyst's LLM spend today), when it was sent and how often",
+                "responses": { "200": { "description": "Heartbeats" }, "401": { "$ref": "#/components/responses/Unauthorized" } }
+              }
+            },
             "/api/v1/equity": {
               "get": {
                 "summary": "Equity snapshots",

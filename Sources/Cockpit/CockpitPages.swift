@@ -53,25 +53,29 @@ extension CockpitService {
                 try await tradePage(try context.parameters.require("id"), session)
             }
         }
-        router.get("decisions") { request, context in
-            try await signedIn(request, context) { session, _ in
-                let decisions = try await store.recentDecisions(limit: 200)
-                return render(
-                    "decisions",
-                    chrome("Decisions", session).merging(
-                        ["decisions": decisions.map(DecisionRow.init), "count": decisions.count],
-                        uniquingKeysWith: { $1 }
-                    )
-                )
-            }
-        }
-        router.get("alerts") { request, context in
-            try await signedIn(request, context) { session, _ in
-                let alerts = try await store.recentAlerts(limit: 200)
-                return render(
-                    "alerts",
-                    chrome("Alerts", session).merging(["alerts": alerts.map(AlertRow.init)], uniquingKeysWith: { $1 })
-                )
+        // The list pages: one template each, fed the newest rows.
+        let lists: [(path: String, title: String, rows: @Sendable () async throws -> [String: Any])] = [
+            (
+                "decisions", "Decisions",
+                {
+                    let decisions = try await store.recentDecisions(limit: 200)
+                    return ["decisions": decisions.map(DecisionRow.init), "count": decisions.count]
+                }
+            ),
+            ("alerts", "Alerts", { ["alerts": try await store.recentAlerts(limit: 200).map(AlertRow.init)] }),
+            (
+                "backtests", "Backtests",
+                {
+                    let backtests = try await store.backtests(limit: 100)
+                    return ["backtests": backtests.map(BacktestRow.init), "hasBacktests": !backtests.isEmpty]
+                }
+            ),
+        ]
+        for list in lists {
+            router.get(RouterPath(list.path)) { request, context in
+                try await signedIn(request, context) { session, _ in
+                    render(list.path, chrome(list.title, session).merging(try await list.rows()) { $1 })
+                }
             }
         }
         router.post("control/:command") { request, context in
@@ -215,6 +219,14 @@ extension CockpitService {
         } else {
             page["reconciliation"] = "No reconciliation yet."
         }
+        let heartbeats = await workers()
+        page["workers"] = heartbeats.map { WorkerRow($0, now: Date()) }
+        page["hasWorkers"] = !heartbeats.isEmpty
+        let spent = heartbeats.filter { !$0.isStale(now: Date()) }
+            .compactMap { $0.figures[WorkerHeartbeat.llmSpentToday].flatMap(Double.init) }
+        page["llmSpend"] =
+            spent.isEmpty
+            ? "no analyst reports it" : "\(spent.reduce(0, +).formatted(.number.precision(.fractionLength(2)))) USD"
         let queues = await queueDepths()
         page["queues"] = queues.map { QueueRow(name: $0.name, messages: $0.messages) }
         page["hasQueues"] = !queues.isEmpty
@@ -489,6 +501,38 @@ extension CockpitService {
         var symbol, side, quantity, entry, stop, target: String
         var workingStops: Int
         var liquidation, distance: String
+    }
+
+    struct WorkerRow {
+        var worker, instance, state, heard, problems: String
+        init(_ beat: WorkerHeartbeat, now: Date) {
+            worker = beat.worker
+            instance = beat.instance
+            state = beat.isStale(now: now) ? "GONE" : beat.state.uppercased()
+            heard = "\(Int(now.timeIntervalSince(beat.time).rounded())) s ago"
+            problems = beat.dependencies.filter { $0.value != "up" }.sorted { $0.key < $1.key }
+                .map { "\($0.key) \($0.value)" }.joined(separator: "; ")
+        }
+    }
+
+    struct BacktestRow {
+        var id, time, market, source, trades, winRate, pnl, pnlClass, returnPercent, drawdown, sharpe: String
+        var chart: String?
+        init(_ b: BacktestRecord) {
+            let r = b.report
+            id = b.id
+            time = CockpitService.time(b.time)
+            market = "\(b.symbol) \(b.interval), \(r.candles) candles"
+            source = b.source
+            trades = "\(r.trades)"
+            winRate = String(format: "%.1f %%", r.winRate * 100)
+            pnl = String(format: "%.2f", r.totalPnL)
+            pnlClass = r.totalPnL > 0 ? "win" : "loss"
+            returnPercent = String(format: "%.2f %%", r.returnPercent)
+            drawdown = String(format: "%.2f %%", r.maxDrawdownPercent)
+            sharpe = String(format: "%.2f", r.sharpe)
+            chart = EquityChart(equity: b.equity)?.svg(title: "\(b.symbol) \(b.interval) equity and drawdown")
+        }
     }
 
     struct QueueRow {

@@ -47,6 +47,8 @@ public struct CockpitService: Service {
     let secureCookies: Bool
     /// The messages waiting in the pipeline's queues, for the overview (the queues that exist).
     let queueDepths: @Sendable () async -> [QueueDepth]
+    /// The workers' newest heartbeats, for the overview's health table and the LLM spend.
+    let workers: @Sendable () async -> [WorkerHeartbeat]
 
     /// One queue and the messages waiting in it.
     public struct QueueDepth: Sendable, Hashable {
@@ -71,10 +73,12 @@ public struct CockpitService: Service {
         feed: CockpitFeed = CockpitFeed(),
         secureCookies: Bool = false,
         queueDepths: @escaping @Sendable () async -> [QueueDepth] = { [] },
+        workers: @escaping @Sendable () async -> [WorkerHeartbeat] = { [] },
         logger: Logger,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws {
         self.queueDepths = queueDepths
+        self.workers = workers
         self.library = try Self.templates()
         self.account = account
         self.feed = feed
@@ -170,6 +174,12 @@ public struct CockpitService: Service {
                 }
                 return Self.json(try await store.recentAlerts(limit: limit))
             }
+        }
+        api.get("backtests") { request, context in
+            try await authorized(request, context, .viewer) { _ in Self.json(try await store.backtests(limit: 100)) }
+        }
+        api.get("workers") { request, context in
+            try await authorized(request, context, .viewer) { _ in Self.json(await workers()) }
         }
         api.get("equity") { request, context in
             try await authorized(request, context, .viewer) { _ in

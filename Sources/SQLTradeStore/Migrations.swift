@@ -228,6 +228,20 @@ public enum Migrations {
                 CREATE INDEX alerts_time ON alerts (time);
                 """
         ),
+        Migration(
+            version: 8,
+            name: "backtests",
+            sql: """
+                CREATE TABLE backtests (
+                    id TEXT PRIMARY KEY,
+                    time {TIME} NOT NULL,
+                    symbol TEXT NOT NULL,
+                    interval TEXT NOT NULL,
+                    record TEXT NOT NULL
+                );
+                CREATE INDEX backtests_time ON backtests (time);
+                """
+        ),
     ]
 
     /// The migration's SQL in `dialect`, split into statements.

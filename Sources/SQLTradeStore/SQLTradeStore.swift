@@ -578,6 +578,29 @@ public final class SQLTradeStore: TradeStore {
         }
     }
 
+    // MARK: Backtests
+
+    @discardableResult public func recordBacktest(_ b: BacktestRecord) async throws -> Bool {
+        try await insert(
+            "backtests",
+            ["id", "time", "symbol", "interval", "record"],
+            [.text(b.id), .time(b.time), .text(b.symbol), .text(b.interval), try SQLValue.json(b)],
+            conflict: ["id"]
+        )
+    }
+
+    public func backtests(limit: Int) async throws -> [BacktestRecord] {
+        try await select(
+            "SELECT record FROM backtests ORDER BY time DESC, id DESC LIMIT $1",
+            [.integer(Int64(limit))]
+        ) { row in
+            guard let record = try row.json(0, BacktestRecord.self, table: "backtests") else {
+                throw StoreError(.corruptRow, "backtests: record is NULL")
+            }
+            return record
+        }
+    }
+
     public func trades(since: Date?) async throws -> [TradeRecord] {
         try await select(
             "SELECT \(Self.tradeColumns.joined(separator: ", ")) FROM trades WHERE exit_time >= $1 ORDER BY exit_time, id",

@@ -467,3 +467,43 @@ public struct AlertRecord: Sendable, Hashable, Codable {
         self.alert = alert
     }
 }
+
+/// A stored result of `tradebus backtest --save`: what the cockpit's Backtests page lists.
+public struct BacktestRecord: Sendable, Equatable, Codable {
+    public var id: String
+    /// When it ran.
+    public var time: Date
+    public var symbol: String
+    public var interval: String
+    /// The candle file, as given.
+    public var source: String
+    public var report: PerformanceReport
+    /// The equity curve, thinned to at most 500 points (the first and last kept).
+    public var equity: [Double]
+
+    /// A `BacktestRecord` with the fields given; `equity` is thinned.
+    public init(
+        id: String,
+        time: Date,
+        symbol: String,
+        interval: String,
+        source: String,
+        report: PerformanceReport,
+        equity: [Double]
+    ) {
+        self.id = id
+        self.time = time
+        self.symbol = symbol
+        self.interval = interval
+        self.source = source
+        self.report = report
+        self.equity = Self.thinned(equity, to: 500)
+    }
+
+    /// At most `count` points of `values`, evenly spaced, the first and last included.
+    static func thinned(_ values: [Double], to count: Int) -> [Double] {
+        guard values.count > count, count >= 2 else { return values }
+        let step = Double(values.count - 1) / Double(count - 1)
+        return (0..<count).map { values[Int((Double($0) * step).rounded())] }
+    }
+}

@@ -23,6 +23,8 @@ public enum RoutingKey {
     public static func alert(severity: String, kind: String) -> String { "alert.\(part(severity)).\(part(kind))" }
     /// An operator's command to the executor of `account`.
     public static func control(account: String) -> String { "control.\(part(account))" }
+    /// `heartbeat.<worker>`: a worker's health and figures, every few seconds.
+    public static func heartbeat(worker: String) -> String { "heartbeat.\(part(worker))" }
     /// The executor's answer to the control request `requestID`.
     public static func controlReply(requestID: String) -> String { "reply.control.\(part(requestID))" }
 

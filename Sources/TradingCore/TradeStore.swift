@@ -22,6 +22,10 @@ public protocol TradeStore: Sendable {
     @discardableResult func recordAlert(_ alert: AlertRecord) async throws -> Bool
     /// The newest alerts first, at most `limit`.
     func recentAlerts(limit: Int) async throws -> [AlertRecord]
+    /// Keeps a backtest's result once (by its id).
+    @discardableResult func recordBacktest(_ backtest: BacktestRecord) async throws -> Bool
+    /// The newest backtests first, at most `limit`.
+    func backtests(limit: Int) async throws -> [BacktestRecord]
 
     /// Records an order before it is sent. False when the client order id exists.
     @discardableResult func recordOrder(_ order: OrderRecord) async throws -> Bool

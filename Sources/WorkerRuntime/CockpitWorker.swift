@@ -56,11 +56,11 @@ public enum CockpitBusFeed {
     /// Every alert, for the record.
     public static let alertQueue = QueueSpec(name: "cockpit.alerts", bindings: ["alert.#"])
 
-    /// This instance's live events.
+    /// This instance's live events and the workers' heartbeats.
     public static func liveQueue(instance: String) -> QueueSpec {
         QueueSpec(
             name: "cockpit.\(instance).live",
-            bindings: ["trade.#", "order.#"],
+            bindings: ["trade.#", "order.#", "heartbeat.#"],
             expiresAfter: .seconds(300)
         )
     }
@@ -105,8 +105,18 @@ public enum CockpitBusFeed {
         )
     }
 
-    /// Shows a trade or order event on the open pages; one it cannot read is refused (dead-lettered).
-    public static func showLive(_ delivery: Delivery, feed: CockpitFeed) throws {
+    /// Keeps a worker's heartbeat in `roster`, or shows a trade or order event on the open pages; one it
+    /// cannot read is refused (dead-lettered).
+    public static func showLive(_ delivery: Delivery, feed: CockpitFeed, roster: WorkerRoster) throws {
+        if delivery.routingKey.hasPrefix("heartbeat.") {
+            let envelope = try delivery.envelope(
+                WorkerHeartbeat.self,
+                expectedType: WorkerHeartbeat.messageType,
+                what: "a heartbeat"
+            )
+            roster.record(envelope.payload)
+            return
+        }
         let notice: Notice
         do { notice = try NoticeTemplates.notice(from: delivery.body) } catch {
             throw MessageRejected("not a trade or order event: \(error)")

@@ -355,7 +355,9 @@ public final class EmbeddedSystem: Sendable {
             RunningConsumer.start(bus, queue: CockpitBusFeed.alertQueue.name) { [store] in
                 try await CockpitBusFeed.recordAlert($0, store: store, feed: feed)
             },
-            RunningConsumer.start(bus, queue: live.name) { try CockpitBusFeed.showLive($0, feed: feed) },
+            RunningConsumer.start(bus, queue: live.name) {
+                try CockpitBusFeed.showLive($0, feed: feed, roster: WorkerRoster())
+            },
         ]
         consumers.withLock { $0 += running }
         let names = [control.name, CockpitBusFeed.alertQueue.name, live.name]
@@ -383,6 +385,24 @@ public final class EmbeddedSystem: Sendable {
                     CockpitBusFeed.pipelineQueues(account: account, candles: [Self.candleQueue.name]),
                     bus: bus
                 )
+            },
+            workers: { [analyst] in
+                // The five services share this process: one heartbeat stands for them all.
+                var figures: [String: String] = [:]
+                if let panel = analyst?.panel {
+                    figures[WorkerHeartbeat.llmSpentToday] = String(format: "%.4f", await panel.spentToday)
+                }
+                return [
+                    WorkerHeartbeat(
+                        worker: "tradebus run",
+                        instance: "all five services in this process",
+                        state: "up",
+                        dependencies: [:],
+                        figures: figures,
+                        time: Date(),
+                        interval: 10
+                    )
+                ]
             },
             logger: logger,
             onRunning: onRunning

@@ -11,8 +11,11 @@ public struct RuntimeSettings: Sendable {
     public var logFormat: LogFormat
     /// How long a graceful shutdown may take before work is cancelled.
     public var shutdownGrace: Duration
+    /// How often the worker says on the bus that it is alive (`heartbeat.<worker>`).
+    public var heartbeat: Duration
 
-    /// Reads `HTTP_HOST`, `HTTP_PORT`, `LOG_LEVEL`, `LOG_FORMAT` and `SHUTDOWN_GRACE_SECONDS`.
+    /// Reads `HTTP_HOST`, `HTTP_PORT`, `LOG_LEVEL`, `LOG_FORMAT`, `SHUTDOWN_GRACE_SECONDS` and
+    /// `HEARTBEAT_SECONDS`.
     public init(worker: String, defaultPort: Int, config: SettingsReader) throws {
         self.worker = worker
         self.instance = "\(worker)@\(ProcessInfo.processInfo.hostName)"
@@ -40,5 +43,8 @@ public struct RuntimeSettings: Sendable {
         )!
         let grace = try config.int("SHUTDOWN_GRACE_SECONDS", default: 10, range: 1...600, help: "drain time on SIGTERM")
         self.shutdownGrace = .seconds(grace)
+        self.heartbeat = .seconds(
+            try config.int("HEARTBEAT_SECONDS", default: 10, range: 1...300, help: "how often it says it is alive")
+        )
     }
 }

@@ -12,14 +12,18 @@ public struct WorkerPlan: Sendable {
     public var status: HealthService.Status
     /// Runs after the services have stopped (close connections, flush).
     public var shutdown: @Sendable () async -> Void
+    /// Where the worker's heartbeat goes (`heartbeat.<worker>`); nil: none.
+    public var heartbeatBus: (any MessageBus)?
 
     /// A `WorkerPlan` with the fields given.
     public init(
         services: [any Service],
         checks: @escaping HealthService.Checks,
         status: @escaping HealthService.Status,
+        heartbeatBus: (any MessageBus)? = nil,
         shutdown: @escaping @Sendable () async -> Void = {}
     ) {
+        self.heartbeatBus = heartbeatBus
         self.services = services
         self.checks = checks
         self.status = status
@@ -151,8 +155,24 @@ public enum WorkerMain {
             checks: plan.checks,
             status: plan.status
         ) { port in logger.info("health endpoint listening", metadata: ["port": "\(port)"]) }
+        var heartbeat: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let bus = plan.heartbeatBus {
+            heartbeat.append(
+                .init(
+                    service: HeartbeatService(
+                        bus: bus,
+                        worker: settings.worker,
+                        instance: "\(settings.instance)#\(ProcessInfo.processInfo.processIdentifier)",
+                        interval: settings.heartbeat,
+                        checks: plan.checks,
+                        status: plan.status,
+                        logger: logger
+                    )
+                )
+            )
+        }
         var configuration = ServiceGroupConfiguration(
-            services: [.init(service: health)]
+            services: [.init(service: health)] + heartbeat
                 + plan.services.map {
                     .init(
                         service: $0,
@@ -167,6 +187,85 @@ public enum WorkerMain {
         configuration.maximumGracefulShutdownDuration = settings.shutdownGrace
         configuration.maximumCancellationDuration = .seconds(5)
         return configuration
+    }
+}
+
+/// Says on the bus, every `interval`, that the worker is alive, with its dependencies' states and its
+/// own figures (``WorkerHeartbeat``). Nobody listening (no cockpit) is not an error; the bus being down
+/// is the health check's business, not this one's.
+public struct HeartbeatService: Service {
+    let bus: any MessageBus
+    let worker: String
+    let instance: String
+    let interval: Duration
+    let checks: HealthService.Checks
+    let status: HealthService.Status
+    let logger: Logger
+
+    /// A `HeartbeatService` with the fields given.
+    public init(
+        bus: any MessageBus,
+        worker: String,
+        instance: String,
+        interval: Duration,
+        checks: @escaping HealthService.Checks,
+        status: @escaping HealthService.Status,
+        logger: Logger
+    ) {
+        self.bus = bus
+        self.worker = worker
+        self.instance = instance
+        self.interval = interval
+        self.checks = checks
+        self.status = status
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown {
+                var sequence = 0
+                while true {
+                    sequence += 1
+                    await beat(sequence)
+                    try await Task.sleep(for: interval)
+                }
+            }
+        } catch is CancellationError {}
+    }
+
+    func beat(_ sequence: Int) async {
+        let dependencies = await checks()
+        let states = dependencies.mapValues(\.state)
+        let state =
+            states.values.contains("down") ? "down" : states.values.contains("degraded") ? "degraded" : "up"
+        let heartbeat = WorkerHeartbeat(
+            worker: worker,
+            instance: instance,
+            state: state,
+            dependencies: dependencies.mapValues { $0.state == "up" ? "up" : "\($0.state): \($0.detail ?? "")" },
+            figures: await status(),
+            time: Date(),
+            interval: interval.timeInterval
+        )
+        let id = "heartbeat:\(instance):\(sequence)"
+        do {
+            try await bus.publish(
+                Envelope(
+                    id: id,
+                    type: WorkerHeartbeat.messageType,
+                    time: heartbeat.time,
+                    correlationID: id,
+                    source: instance,
+                    payload: heartbeat
+                ),
+                routingKey: heartbeat.routingKey
+            )
+        } catch let error as BusError where error.code == .unroutable {
+            // No cockpit listens: nothing to say it to.
+        } catch {
+            logger.debug("heartbeat not sent", metadata: ["error": "\(error)"])
+        }
     }
 }
 

@@ -59,12 +59,14 @@ let status = await WorkerMain.run(
                     "worker": "ai-analyst", "analysts": names.isEmpty ? "rules" : names.joined(separator: ","),
                     "fallback": settings.analyst.rulesFallback ? "rules" : "hold",
                 ]
+                status[WorkerHeartbeat.llmSpentToday] = String(format: "%.4f", await panel.spentToday)
                 for model in panel.models {
                     status["breaker.\(model.model.provider):\(model.model.model)"] =
                         "\(await model.breakerState)"
                 }
                 return status
             },
+            heartbeatBus: bus,
             shutdown: { await settings.dependencies.close() }
         )
     },

@@ -21,6 +21,7 @@ let status = await WorkerMain.run(
         let account = settings.account
         let instance = context.settings.instance
         let feed = CockpitFeed()
+        let roster = WorkerRoster()
         let live = CockpitBusFeed.liveQueue(instance: instance)
         try await bus.declare(CockpitBusFeed.alertQueue)
         try await bus.declare(live)
@@ -48,6 +49,7 @@ let status = await WorkerMain.run(
                     bus: bus
                 )
             },
+            workers: { roster.current() },
             logger: context.logger,
             onRunning: { port in context.logger.info("cockpit listening", metadata: ["port": "\(port)"]) }
         )
@@ -57,12 +59,13 @@ let status = await WorkerMain.run(
             options: ConsumerOptions(prefetch: 16)
         ) { try await CockpitBusFeed.recordAlert($0, store: store, feed: feed) }
         let events = ConsumerService(bus: bus, queue: live.name, options: ConsumerOptions(prefetch: 64)) {
-            try CockpitBusFeed.showLive($0, feed: feed)
+            try CockpitBusFeed.showLive($0, feed: feed, roster: roster)
         }
         return WorkerPlan(
             services: [cockpit, alerts, events],
             checks: { await settings.dependencies.checks() },
             status: { ["worker": "cockpit", "account": account] },
+            heartbeatBus: bus,
             shutdown: { await settings.dependencies.close() }
         )
     },

@@ -95,6 +95,7 @@ let status = await WorkerMain.run(
                     "mode": await executor.mode.rawValue,
                 ]
             },
+            heartbeatBus: bus,
             shutdown: { await settings.dependencies.close() }
         )
     },

@@ -102,6 +102,7 @@ let status = await WorkerMain.run(
             services: [service],
             checks: { await feed.dependencies.checks() },
             status: { ["worker": "feed-ingester", "venue": feed.venue].merging(await status()) { $1 } },
+            heartbeatBus: bus,
             shutdown: { await feed.dependencies.close() }
         )
     },

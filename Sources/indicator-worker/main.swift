@@ -37,6 +37,7 @@ let status = await WorkerMain.run(
             services: [consumer],
             checks: { await settings.dependencies.checks() },
             status: { ["worker": "indicator-worker", "queue": spec.shard(settings.shard)] },
+            heartbeatBus: bus,
             shutdown: { await settings.dependencies.close() }
         )
     },

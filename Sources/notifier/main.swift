@@ -95,6 +95,7 @@ let status = await WorkerMain.run(
                 }
                 return status
             },
+            heartbeatBus: bus,
             shutdown: { await settings.dependencies.close() }
         )
     },

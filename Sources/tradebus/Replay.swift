@@ -507,6 +507,8 @@ struct Backtest: AsyncParsableCommand {
         help:
             "train=LENGTH,test=LENGTH (such as train=30d,test=7d): optimise the --sweep grid on each training window and trade the next test window with the winner."
     ) var walkForward: String?
+    @Flag(help: "Keep the result in DATABASE_URL (postgres://… or sqlite://PATH), for the cockpit's Backtests page.")
+    var save = false
     @Flag(help: "Walk-forward: every training window starts at the data's start.") var anchored = false
     @Option(help: "Sweep: backtests at once (default: one per core).") var jobs: Int?
     @Option(help: "Walk-forward: shuffles of the out-of-sample trades' order, for the maximum drawdown's spread.")
@@ -541,6 +543,31 @@ struct Backtest: AsyncParsableCommand {
             )
         }
         print(json ? try ReplayOutput.json(report, outcome) : ReplayOutput.summary(report, outcome, data: replay))
+        if save {
+            let config = try SettingsReader()
+            guard try config.string("DATABASE_URL", help: "where --save keeps the result") != nil else {
+                throw ValidationError("--save needs DATABASE_URL (postgres://… or sqlite://PATH)")
+            }
+            let store = try Infrastructure.store(config)
+            let record = BacktestRecord(
+                id: "backtest-\(UUID().uuidString.lowercased())",
+                time: Date(),
+                symbol: replay.symbol,
+                interval: replay.interval,
+                source: URL(fileURLWithPath: data).path,
+                report: report,
+                equity: outcome.equity
+            )
+            do {
+                try await store.migrate()
+                try await store.recordBacktest(record)
+            } catch {
+                await store.close()
+                throw error
+            }
+            await store.close()
+            if !json { print("  saved as \(record.id)") }
+        }
     }
 
     /// The sweep's axes and every combination of their values.

@@ -55,7 +55,7 @@ struct CockpitPagesTests {
     func signedOut() async throws {
         try await api.withCockpit { base, _, _ in
             try await withBrowser { http in
-                for path in ["/", "/trades", "/trades/t1", "/decisions", "/alerts", "/events"] {
+                for path in ["/", "/trades", "/trades/t1", "/decisions", "/alerts", "/backtests", "/events"] {
                     let answer = try await page(http, base + path, cookie: nil)
                     #expect(answer.status == 303 && answer.header("location") == "/login", "\(path)")
                     #expect(!answer.text.contains("BTCUSDT"))
@@ -126,6 +126,10 @@ struct CockpitPagesTests {
                 #expect(try await page(http, "\(base)/trades/nope", cookie: cookie).status == 404)
                 let decisions = try await page(http, "\(base)/decisions", cookie: cookie)
                 #expect(decisions.text.contains("outcome-ordered") && decisions.text.contains("passed 1 risk checks"))
+                let backtests = try await page(http, "\(base)/backtests", cookie: cookie)
+                #expect(
+                    backtests.text.contains("BTCUSDT 1h, 3 candles") && backtests.text.contains("data-points=\"3\"")
+                )
                 let alerts = try await page(http, "\(base)/alerts", cookie: cookie)
                 #expect(alerts.text.contains("&lt;script&gt;") && !alerts.text.contains("<script>alert(1)"))
             }

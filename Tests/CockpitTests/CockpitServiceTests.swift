@@ -172,7 +172,9 @@ struct CockpitServiceTests {
             #expect(
                 Set(paths.keys) == [
                     "/api/v1/status", "/api/v1/positions", "/api/v1/trades", "/api/v1/trades/{id}", "/api/v1/equity",
-                    "/api/v1/decisions", "/api/v1/alerts", "/api/v1/control/{command}", "/api/v1/openapi.json",
+                    "/api/v1/decisions", "/api/v1/alerts", "/api/v1/workers", "/api/v1/backtests",
+                    "/api/v1/control/{command}",
+                    "/api/v1/openapi.json",
                 ]
             )
             // Each GET it lists is served (a 404 would mean a route it invents).

@@ -56,6 +56,12 @@ struct TradeStoreContractTests {
         )
     }
 
+    /// A century from now, to the second: later than anything an earlier run left in the shared
+    /// database, so "the newest first" starts with this run's rows.
+    static func newest() -> Date {
+        Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 3_155_760_000).rounded())
+    }
+
     @Test("migrations are versioned and apply once", arguments: StoreKind.allCases)
     func migrationsApplyOnce(kind: StoreKind) async throws {
         try await kind.withStore { store in
@@ -86,9 +92,8 @@ struct TradeStoreContractTests {
     func decisionOutcomes(kind: StoreKind) async throws {
         try await kind.withStore { store in
             let id = TestServices.uniqueName("d")
-            // Far in the future: newer than any other test's decision in the shared database.
             var newest = decision(id)
-            newest.createdAt = Date(timeIntervalSince1970: 4_102_444_800 + Double.random(in: 0..<1_000_000).rounded())
+            newest.createdAt = Self.newest()
             var older = decision(id + "-older")
             older.createdAt = newest.createdAt.addingTimeInterval(-60)
             #expect(try await store.recordDecision(older))
@@ -116,7 +121,7 @@ struct TradeStoreContractTests {
     func alertRecords(kind: StoreKind) async throws {
         try await kind.withStore { store in
             let id = TestServices.uniqueName("alert")
-            let time = Date(timeIntervalSince1970: 4_102_444_800 + Double.random(in: 0..<1_000_000).rounded())
+            let time = Self.newest()
             let alert = AlertRecord(
                 id: id,
                 time: time,
@@ -140,6 +145,35 @@ struct TradeStoreContractTests {
             #expect(first && second && !again)
             let recent = try await store.recentAlerts(limit: 2)
             #expect(recent == [alert, earlier])
+        }
+    }
+
+    @Test("a backtest's result is kept once, the newest first", arguments: StoreKind.allCases)
+    func backtestRecords(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let report = PerformanceReport(
+                trades: [],
+                equity: [10_000, 10_050, 9_990, 10_120],
+                initialCapital: 10_000,
+                candles: 4,
+                periodsPerYear: 105_120
+            )
+            let time = Self.newest()
+            let record = BacktestRecord(
+                id: TestServices.uniqueName("backtest"),
+                time: time,
+                symbol: "XRPUSDT",
+                interval: "5m",
+                source: "/data/XRPUSDT-PERP-5m.csv",
+                report: report,
+                equity: (0..<1_000).map { 10_000 + Double($0) }
+            )
+            #expect(record.equity.count == 500 && record.equity.first == 10_000 && record.equity.last == 10_999)
+            let first = try await store.recordBacktest(record)
+            let again = try await store.recordBacktest(record)
+            #expect(first && !again)
+            let newest = try await store.backtests(limit: 1)
+            #expect(newest == [record])
         }
     }
 

@@ -56,8 +56,9 @@ struct BrokerRestartTests {
                             } catch {
                                 failed.append("\(id): \(error)")
                             }
-                            // Paced, so the stream is still flowing when the broker goes down.
-                            try await Task.sleep(for: .milliseconds(5))
+                            // Paced (about 7.5 s in all), so the stream is still flowing when the broker goes
+                            // down: at 5 ms, a graceful stop on a loaded machine once outlasted it.
+                            try await Task.sleep(for: .milliseconds(10))
                         }
                     }
                 }
@@ -65,8 +66,8 @@ struct BrokerRestartTests {
             }
         }
         #expect(await eventually(timeout: .seconds(30)) { confirmed.count >= total / 10 })
-        if killed { try await broker.kill() } else { try await broker.stop() }
         let confirmedBeforeRestart = confirmed.count
+        if killed { try await broker.kill() } else { try await broker.stop() }
         try await awaitSayingIfSlow("the private broker to start again (killed: \(killed))") {
             try await broker.start()
         }

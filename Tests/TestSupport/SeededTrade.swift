@@ -133,6 +133,23 @@ public enum SeededTrade {
                 )
             )
         )
+        try await store.recordBacktest(
+            BacktestRecord(
+                id: "b1",
+                time: t0,
+                symbol: "BTCUSDT",
+                interval: "1h",
+                source: "/data/BTCUSDT-1h.csv",
+                report: PerformanceReport(
+                    trades: [],
+                    equity: [10_000, 10_120, 10_080],
+                    initialCapital: 10_000,
+                    candles: 3,
+                    periodsPerYear: 8_760
+                ),
+                equity: [10_000, 10_120, 10_080]
+            )
+        )
         return store
     }
 }

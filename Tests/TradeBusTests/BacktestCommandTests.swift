@@ -255,6 +255,34 @@ extension MarketDataSystemTests {
             #expect(trades > 0 && same["identical"] as? Int == trades && same["differing"] as? Int == 0, "\(same)")
         }
 
+        @Test("--save keeps the result in DATABASE_URL for the cockpit; without DATABASE_URL it says so")
+        func save() async throws {
+            let database = temporary("saved") + ".sqlite"
+            let printed = try await Command.run(
+                tradebus,
+                ["backtest", "--data", data, "--json", "--save"],
+                environment: defaults.merging(["DATABASE_URL": "sqlite://\(database)"]) { $1 }
+            )
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(printed.utf8)) as? [String: Any])
+            let store = try Infrastructure.store(
+                try SettingsReader(environment: ["DATABASE_URL": "sqlite://\(database)"])
+            )
+            let saved = try await store.backtests(limit: 10)
+            await store.close()
+            let record = try #require(saved.first)
+            #expect(saved.count == 1 && record.symbol == "XRPUSDT" && record.interval == "5m")
+            let printedPnL = try #require(report["total_pnl"] as? Double)
+            #expect(record.report.trades == report["trades"] as? Int && abs(record.report.totalPnL - printedPnL) < 1e-9)
+            #expect(record.equity.count == 500 && record.equity.last == record.report.finalEquity)
+            await #expect(throws: CommandFailed.self) {
+                try await Command.run(
+                    tradebus,
+                    ["backtest", "--data", data, "--save"],
+                    environment: defaults.merging(["DATABASE_URL": ""]) { $1 }
+                )
+            }
+        }
+
         @Test("--json has every key of the contract; a second run gives the same figures (deterministic)")
         func json() async throws {
             let first = try await Command.run(tradebus, ["backtest", "--data", data, "--json"], environment: defaults)

@@ -504,7 +504,7 @@ extension MarketDataSystemTests {
             try #require(port > 0, "\(cockpit.output)")
             let base = "http://127.0.0.1:\(port)/api/v1"
             let http = HTTPCaller()
-            func call(_ method: String, _ path: String, _ token: String) async throws -> HTTPAnswer {
+            @Sendable func call(_ method: String, _ path: String, _ token: String) async throws -> HTTPAnswer {
                 try await http.send(
                     method,
                     base + path,
@@ -529,6 +529,18 @@ extension MarketDataSystemTests {
             }
             #expect(commands.filter { $0.command == "halt" }.map(\.by) == ["cockpit:operator"], "recorded with who")
             #expect(commands.contains { $0.command == "status" && $0.by == "cockpit:viewer" })
+            // Every worker says it is alive on heartbeat.<worker>; the cockpit shows the newest of each.
+            @Sendable func heard() async -> Set<String> {
+                guard let answer = try? await call("GET", "/workers", viewer),
+                    let beats = try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [[String: Any]]
+                else { return [] }
+                return Set(beats.filter { $0["state"] as? String == "up" }.compactMap { $0["worker"] as? String })
+            }
+            let heardAll = await eventually(timeout: .seconds(40)) {
+                await heard().isSuperset(of: ["executor", "cockpit"])
+            }
+            let workers = await heard()
+            #expect(heardAll, "heard from \(workers)")
             try await run.decide()
             #expect(
                 await eventually(timeout: .seconds(30)) { events.all.contains("order.rejected.\(symbol)") },

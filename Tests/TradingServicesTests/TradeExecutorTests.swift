@@ -883,6 +883,14 @@ final class OutageStore: TradeStore {
         try check()
         return try await inner.recentAlerts(limit: limit)
     }
+    func recordBacktest(_ backtest: BacktestRecord) async throws -> Bool {
+        try check()
+        return try await inner.recordBacktest(backtest)
+    }
+    func backtests(limit: Int) async throws -> [BacktestRecord] {
+        try check()
+        return try await inner.backtests(limit: limit)
+    }
     func recordOrder(_ order: OrderRecord) async throws -> Bool {
         try check()
         return try await inner.recordOrder(order)

@@ -27,6 +27,11 @@ public struct AnalystPanel: Sendable {
 
     public let models: [ResilientModel]
     public let rules: RulesAnalyst
+
+    /// What the models have cost today (USD), from the spending book they share.
+    public var spentToday: Double {
+        get async { await models.first?.ledger.spentToday ?? 0 }
+    }
     public let rulesFallback: Bool
     /// How the question is put to a model: the system prompt and its version, and the user message.
     public let prompt: (version: String, system: String, user: @Sendable (AnalysisContext) -> String)

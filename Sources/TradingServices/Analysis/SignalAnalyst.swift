@@ -24,7 +24,7 @@ public actor SignalAnalyst {
         public init() {}
     }
 
-    let panel: AnalystPanel
+    public nonisolated let panel: AnalystPanel
     let bus: any MessageBus
     let cache: any HotCache
     let store: any TradeStore
