@@ -97,6 +97,12 @@ enum CockpitOpenAPI {
                 "responses": { "200": { "description": "Backtests" }, "401": { "$ref": "#/components/responses/Unauthorized" } }
               }
             },
+            "/api/v1/divergences": {
+              "get": {
+                "summary": "The newest 50 reports of `tradebus diff --save`: a run against the backtest of the same candles and decisions, the PnL difference by cause, and the report trade by trade",
+                "responses": { "200": { "description": "Divergence reports" }, "401": { "$ref": "#/components/responses/Unauthorized" } }
+              }
+            },
             "/api/v1/workers": {
               "get": {
                 "summary": "Each worker instance's newest heartbeat: its state, its dependencies, its figures (an analyst's LLM spend today), when it was sent and how often",

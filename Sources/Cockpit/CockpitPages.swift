@@ -67,7 +67,11 @@ extension CockpitService {
                 "backtests", "Backtests",
                 {
                     let backtests = try await store.backtests(limit: 100)
-                    return ["backtests": backtests.map(BacktestRow.init), "hasBacktests": !backtests.isEmpty]
+                    let divergences = try await store.divergences(limit: 50)
+                    return [
+                        "backtests": backtests.map(BacktestRow.init), "hasBacktests": !backtests.isEmpty,
+                        "divergences": divergences.map(DivergenceRow.init), "hasDivergences": !divergences.isEmpty,
+                    ]
                 }
             ),
         ]
@@ -189,6 +193,8 @@ extension CockpitService {
                 side: p.side.rawValue,
                 quantity: "\(p.quantity)",
                 entry: "\(p.entryPrice)",
+                price: p.price.map { "\($0)" } ?? "-",
+                unrealized: p.unrealizedPnL.map { Self.usd($0) } ?? "-",
                 stop: p.stopLoss.map { "\($0)" } ?? "NO STOP",
                 target: records.first { $0.symbol == p.symbol }?.takeProfit.map { "\($0)" } ?? "-",
                 workingStops: p.workingStops,
@@ -498,7 +504,7 @@ extension CockpitService {
     }
 
     struct PositionRow {
-        var symbol, side, quantity, entry, stop, target: String
+        var symbol, side, quantity, entry, price, unrealized, stop, target: String
         var workingStops: Int
         var liquidation, distance: String
     }
@@ -532,6 +538,21 @@ extension CockpitService {
             drawdown = String(format: "%.2f %%", r.maxDrawdownPercent)
             sharpe = String(format: "%.2f", r.sharpe)
             chart = EquityChart(equity: b.equity)?.svg(title: "\(b.symbol) \(b.interval) equity and drawdown")
+        }
+    }
+
+    struct DivergenceRow {
+        var id, time, market, trades, pnlDifference, causes, report: String
+        init(_ d: DivergenceRecord) {
+            id = d.id
+            time = CockpitService.time(d.time)
+            market = "\(d.symbol) \(d.interval)"
+            trades =
+                "run \(d.runTrades), backtest \(d.backtestTrades): \(d.identical) identical, \(d.differing) differing"
+            pnlDifference = CockpitService.usd(d.pnlDifference)
+            causes = d.byCause.sorted { $0.key < $1.key }.map { "\($0.key) \(CockpitService.usd($0.value))" }
+                .joined(separator: ", ")
+            report = d.report
         }
     }
 

@@ -178,6 +178,9 @@ public struct CockpitService: Service {
         api.get("backtests") { request, context in
             try await authorized(request, context, .viewer) { _ in Self.json(try await store.backtests(limit: 100)) }
         }
+        api.get("divergences") { request, context in
+            try await authorized(request, context, .viewer) { _ in Self.json(try await store.divergences(limit: 50)) }
+        }
         api.get("workers") { request, context in
             try await authorized(request, context, .viewer) { _ in Self.json(await workers()) }
         }

@@ -242,6 +242,19 @@ public enum Migrations {
                 CREATE INDEX backtests_time ON backtests (time);
                 """
         ),
+        Migration(
+            version: 9,
+            name: "divergence reports",
+            sql: """
+                CREATE TABLE divergence_reports (
+                    id TEXT PRIMARY KEY,
+                    time {TIME} NOT NULL,
+                    symbol TEXT NOT NULL,
+                    record TEXT NOT NULL
+                );
+                CREATE INDEX divergence_reports_time ON divergence_reports (time);
+                """
+        ),
     ]
 
     /// The migration's SQL in `dialect`, split into statements.

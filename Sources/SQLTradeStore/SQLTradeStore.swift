@@ -590,12 +590,30 @@ public final class SQLTradeStore: TradeStore {
     }
 
     public func backtests(limit: Int) async throws -> [BacktestRecord] {
+        try await records("backtests", BacktestRecord.self, limit: limit)
+    }
+
+    @discardableResult public func recordDivergence(_ d: DivergenceRecord) async throws -> Bool {
+        try await insert(
+            "divergence_reports",
+            ["id", "time", "symbol", "record"],
+            [.text(d.id), .time(d.time), .text(d.symbol), try SQLValue.json(d)],
+            conflict: ["id"]
+        )
+    }
+
+    public func divergences(limit: Int) async throws -> [DivergenceRecord] {
+        try await records("divergence_reports", DivergenceRecord.self, limit: limit)
+    }
+
+    /// The newest rows of a table that keeps each record whole as JSON in its `record` column.
+    func records<T: Decodable & Sendable>(_ table: String, _ type: T.Type, limit: Int) async throws -> [T] {
         try await select(
-            "SELECT record FROM backtests ORDER BY time DESC, id DESC LIMIT $1",
+            "SELECT record FROM \(table) ORDER BY time DESC, id DESC LIMIT $1",
             [.integer(Int64(limit))]
         ) { row in
-            guard let record = try row.json(0, BacktestRecord.self, table: "backtests") else {
-                throw StoreError(.corruptRow, "backtests: record is NULL")
+            guard let record = try row.json(0, T.self, table: table) else {
+                throw StoreError(.corruptRow, "\(table): record is NULL")
             }
             return record
         }

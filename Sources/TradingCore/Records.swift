@@ -507,3 +507,52 @@ public struct BacktestRecord: Sendable, Equatable, Codable {
         return (0..<count).map { values[Int((Double($0) * step).rounded())] }
     }
 }
+
+/// A stored `tradebus diff --save`: where a run and the backtest of the same candles and decisions
+/// parted ways, as the cockpit's Backtests page shows it.
+public struct DivergenceRecord: Sendable, Equatable, Codable {
+    public var id: String
+    /// When the comparison ran.
+    public var time: Date
+    public var symbol: String
+    public var interval: String
+    public var runTrades: Int
+    public var backtestTrades: Int
+    /// Trades in both and equal in every column.
+    public var identical: Int
+    /// Trades that differ, are missing from the run, or are extra in it.
+    public var differing: Int
+    /// The run's PnL minus the backtest's.
+    public var pnlDifference: Money
+    /// The PnL difference by cause (`fill_price`, `fee`, `signal_latency`, …).
+    public var byCause: [String: Money]
+    /// The report as `tradebus diff` prints it, trade by trade.
+    public var report: String
+
+    /// A `DivergenceRecord` with the fields given.
+    public init(
+        id: String,
+        time: Date,
+        symbol: String,
+        interval: String,
+        runTrades: Int,
+        backtestTrades: Int,
+        identical: Int,
+        differing: Int,
+        pnlDifference: Money,
+        byCause: [String: Money],
+        report: String
+    ) {
+        self.id = id
+        self.time = time
+        self.symbol = symbol
+        self.interval = interval
+        self.runTrades = runTrades
+        self.backtestTrades = backtestTrades
+        self.identical = identical
+        self.differing = differing
+        self.pnlDifference = pnlDifference
+        self.byCause = byCause
+        self.report = report
+    }
+}

@@ -26,6 +26,10 @@ public protocol TradeStore: Sendable {
     @discardableResult func recordBacktest(_ backtest: BacktestRecord) async throws -> Bool
     /// The newest backtests first, at most `limit`.
     func backtests(limit: Int) async throws -> [BacktestRecord]
+    /// Keeps a divergence report once (by its id).
+    @discardableResult func recordDivergence(_ divergence: DivergenceRecord) async throws -> Bool
+    /// The newest divergence reports first, at most `limit`.
+    func divergences(limit: Int) async throws -> [DivergenceRecord]
 
     /// Records an order before it is sent. False when the client order id exists.
     @discardableResult func recordOrder(_ order: OrderRecord) async throws -> Bool

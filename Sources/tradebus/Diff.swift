@@ -27,6 +27,7 @@ struct Diff: AsyncParsableCommand {
     @Option(help: "Only trades entered before this time (ISO 8601).") var until: String?
     @Option(help: "Write one line per differing field as CSV.") var csv: String?
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Keep the report in the run's record, for the cockpit's Backtests page.") var save = false
 
     func run() async throws {
         var environment = ProcessInfo.processInfo.environment
@@ -75,6 +76,31 @@ struct Diff: AsyncParsableCommand {
                 ? try Self.json(divergence, run: runCount, backtest: backtestCount)
                 : Self.table(divergence, run: runCount, backtest: backtestCount)
         )
+        if save {
+            let record = DivergenceRecord(
+                id: "diff-\(UUID().uuidString.lowercased())",
+                time: Date(),
+                symbol: replay.symbol,
+                interval: replay.interval,
+                runTrades: runCount,
+                backtestTrades: backtestCount,
+                identical: divergence.identical,
+                differing: divergence.rows.count,
+                pnlDifference: divergence.pnlDifference,
+                byCause: Dictionary(uniqueKeysWithValues: divergence.byCause.map { ($0.key.rawValue, $0.value) }),
+                report: Self.table(divergence, run: runCount, backtest: backtestCount)
+            )
+            let store = try Infrastructure.store(try SettingsReader(environment: environment))
+            do {
+                try await store.migrate()
+                try await store.recordDivergence(record)
+            } catch {
+                await store.close()
+                throw error
+            }
+            await store.close()
+            if !json { print("saved as \(record.id)") }
+        }
     }
 
     /// The candles and funding a live run's record kept, for the one stream it kept (or the one named).

@@ -109,6 +109,13 @@ struct CockpitPagesTests {
                 #expect(overview.status == 200)
                 #expect(overview.text.contains("id=\"equity-chart\"") && overview.text.contains("data-points=\"2\""))
                 #expect(overview.text.contains("39.90"), "the total PnL")
+                for cell in ["ETHUSDT", "2950", "75.00", "3090", "32.6 %"] {
+                    #expect(
+                        overview.text.contains("<td class=\"num\">\(cell)</td>")
+                            || overview.text.contains("<td>\(cell)</td>"),
+                        "\(cell)"
+                    )
+                }
                 #expect(overview.text.contains("<td>ai-analyst.signals</td><td class=\"num\">3</td>"), "queue depths")
                 // A viewer sees no control forms.
                 #expect(!overview.text.contains("action=\"/control/halt\""))

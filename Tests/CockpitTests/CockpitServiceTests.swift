@@ -15,6 +15,29 @@ import TradingCore
 @Suite("Cockpit JSON API (HTTP, SQLite store)")
 struct CockpitServiceTests {
     static let viewer = "viewer-token-0123456789"
+    /// What the executor answers to `status`: one short position, 50 under its entry.
+    static let status = AccountStatus(
+        account: "default",
+        venue: "paper",
+        control: AccountControl(),
+        equity: 10_114.9,
+        positions: [
+            AccountStatus.Position(
+                symbol: "ETHUSDT",
+                side: .short,
+                quantity: 1.5,
+                entryPrice: 3_000,
+                stopLoss: 3_090,
+                workingStops: 1,
+                leverage: 3,
+                liquidationPrice: 3_980,
+                liquidationDistance: 0.326,
+                price: 2_950
+            )
+        ],
+        lastReconciliation: nil,
+        time: Date(timeIntervalSince1970: 1_763_700_000)
+    )
     static let operatorToken = "operator-token-0123456789"
     let t0 = Date(timeIntervalSince1970: 1_763_700_000)
 
@@ -36,7 +59,11 @@ struct CockpitServiceTests {
             store: store,
             control: { request in
                 sent.withLock { $0.append(request) }
-                return ControlReply(ok: true, message: "\(request.command.rawValue) done")
+                return ControlReply(
+                    ok: true,
+                    message: "\(request.command.rawValue) done",
+                    status: request.command == .status ? Self.status : nil
+                )
             },
             feed: feed,
             queueDepths: { [CockpitService.QueueDepth(name: "ai-analyst.signals", messages: 3)] },
@@ -173,7 +200,7 @@ struct CockpitServiceTests {
                 Set(paths.keys) == [
                     "/api/v1/status", "/api/v1/positions", "/api/v1/trades", "/api/v1/trades/{id}", "/api/v1/equity",
                     "/api/v1/decisions", "/api/v1/alerts", "/api/v1/workers", "/api/v1/backtests",
-                    "/api/v1/control/{command}",
+                    "/api/v1/divergences", "/api/v1/control/{command}",
                     "/api/v1/openapi.json",
                 ]
             )

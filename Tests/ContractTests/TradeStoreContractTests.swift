@@ -111,7 +111,8 @@ struct TradeStoreContractTests {
             #expect(try await !store.recordDecisionOutcome(id: "no-such-decision", second))
             #expect(try await store.decision(id: id)?.outcome == outcome)
             #expect(try await store.decision(id: older.id)?.outcome == nil)
-            let recent = try await store.recentDecisions(limit: 2)
+            // Other runs share the database: this run's two come first among its own, in order.
+            let recent = try await store.recentDecisions(limit: 20).filter { $0.id.hasPrefix(id) }
             #expect(recent.map(\.id) == [id, older.id])
             #expect(recent.first?.outcome == outcome)
         }
@@ -143,12 +144,15 @@ struct TradeStoreContractTests {
             let second = try await store.recordAlert(alert)
             let again = try await store.recordAlert(alert)
             #expect(first && second && !again)
-            let recent = try await store.recentAlerts(limit: 2)
+            let recent = try await store.recentAlerts(limit: 20).filter { $0.id.hasPrefix(id) }
             #expect(recent == [alert, earlier])
         }
     }
 
-    @Test("a backtest's result is kept once, the newest first", arguments: StoreKind.allCases)
+    @Test(
+        "a backtest's result and a divergence report are each kept once, the newest first",
+        arguments: StoreKind.allCases
+    )
     func backtestRecords(kind: StoreKind) async throws {
         try await kind.withStore { store in
             let report = PerformanceReport(
@@ -174,6 +178,23 @@ struct TradeStoreContractTests {
             #expect(first && !again)
             let newest = try await store.backtests(limit: 1)
             #expect(newest == [record])
+            let divergence = DivergenceRecord(
+                id: TestServices.uniqueName("diff"),
+                time: time,
+                symbol: "XRPUSDT",
+                interval: "5m",
+                runTrades: 50,
+                backtestTrades: 50,
+                identical: 48,
+                differing: 2,
+                pnlDifference: Money(string: "-3.125")!,
+                byCause: ["fill_price": Money(string: "-3.5")!, "fee": Money(string: "0.375")!],
+                report: "two trades differ"
+            )
+            let kept = try await store.recordDivergence(divergence)
+            let keptAgain = try await store.recordDivergence(divergence)
+            #expect(kept && !keptAgain)
+            #expect(try await store.divergences(limit: 1) == [divergence])
         }
     }
 

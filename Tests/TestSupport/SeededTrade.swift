@@ -150,6 +150,21 @@ public enum SeededTrade {
                 equity: [10_000, 10_120, 10_080]
             )
         )
+        try await store.recordDivergence(
+            DivergenceRecord(
+                id: "v1",
+                time: t0,
+                symbol: "BTCUSDT",
+                interval: "1h",
+                runTrades: 1,
+                backtestTrades: 1,
+                identical: 0,
+                differing: 1,
+                pnlDifference: -1.25,
+                byCause: ["fill_price": -1.25],
+                report: "matched  t1\n           PnL -1.25 [fill_price -1.25] exit_price 101000 vs 101125"
+            )
+        )
         return store
     }
 }

@@ -170,10 +170,10 @@ extension MarketDataSystemTests {
             let database = temporary("diff") + ".sqlite"
             _ = try await Command.run(tradebus, ["run", "--data", data, "--database", database], environment: defaults)
             func diff() async throws -> [String: Any] {
-                // The record names the candle file it ran on: no --data needed.
+                // The record names the candle file it ran on: no --data needed. --save keeps each report in it.
                 let output = try await Command.run(
                     tradebus,
-                    ["diff", "--run", database, "--json"],
+                    ["diff", "--run", database, "--json", "--save"],
                     environment: defaults
                 )
                 return try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
@@ -197,6 +197,14 @@ extension MarketDataSystemTests {
             #expect(changed["differing"] as? Int == 1 && changed["identical"] as? Int == trades - 1, "\(changed)")
             #expect(changed["pnl_difference"] as? Double == -1)
             #expect((changed["by_cause"] as? [String: Double]) == ["fee": -1], "\(changed)")
+            // Both reports are in the record, the newest first, for the cockpit's Backtests page.
+            let record = try Infrastructure.store(
+                try SettingsReader(environment: ["DATABASE_URL": "sqlite://" + database])
+            )
+            let saved = try await record.divergences(limit: 10)
+            await record.close()
+            #expect(saved.map(\.differing) == [1, 0] && saved.first?.byCause == ["fee": -1])
+            #expect(saved.first?.report.contains("fee") == true && saved.allSatisfy { $0.runTrades == trades })
         }
 
         @Test(

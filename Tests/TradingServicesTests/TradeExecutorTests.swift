@@ -891,6 +891,14 @@ final class OutageStore: TradeStore {
         try check()
         return try await inner.backtests(limit: limit)
     }
+    func recordDivergence(_ divergence: DivergenceRecord) async throws -> Bool {
+        try check()
+        return try await inner.recordDivergence(divergence)
+    }
+    func divergences(limit: Int) async throws -> [DivergenceRecord] {
+        try check()
+        return try await inner.divergences(limit: limit)
+    }
     func recordOrder(_ order: OrderRecord) async throws -> Bool {
         try check()
         return try await inner.recordOrder(order)

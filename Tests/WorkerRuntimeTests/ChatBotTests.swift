@@ -44,7 +44,8 @@ struct ChatBotTests {
                     workingStops: 1,
                     leverage: 3,
                     liquidationPrice: 3_980,
-                    liquidationDistance: 0.326
+                    liquidationDistance: 0.326,
+                    price: 2_950
                 )
             ],
             lastReconciliation: nil,
@@ -93,7 +94,10 @@ struct ChatBotTests {
         try await withBot { telegram, sent, _ in
             let cases: [(String, [String])] = [
                 ("/status", ["account default on paper: NORMAL", "ETHUSDT"]),
-                ("/positions", ["ETHUSDT SHORT 1.5 @ 3000 x3, stop 3090, liquidation 32.6 % away"]),
+                (
+                    "/positions",
+                    ["ETHUSDT SHORT 1.5 @ 3000 x3, now 2950 (+75.00 USD), stop 3090, liquidation 32.6 % away"]
+                ),
                 ("/trades", ["BTCUSDT LONG +39.90 USD (take_profit)", "/why t1"]),
                 ("/pnl month", ["PnL over the last month:"]),
                 ("/halts", ["Mode NORMAL", "daily_loss: ok", "max_drawdown: ok"]),

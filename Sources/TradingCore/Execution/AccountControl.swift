@@ -202,6 +202,13 @@ public struct AccountStatus: Sendable, Hashable, Codable {
         /// The estimated liquidation price, and how far the entry is from it (a fraction).
         public var liquidationPrice: Money?
         public var liquidationDistance: Money?
+        /// The venue's price for the symbol now (its last trade; the paper venue's last candle close).
+        public var price: Money?
+        /// The profit or loss at `price`, before fees.
+        public var unrealizedPnL: Money? {
+            guard let price else { return nil }
+            return (side == .long ? price - entryPrice : entryPrice - price) * quantity
+        }
         /// A `Position` with the fields given.
         public init(
             symbol: String,
@@ -212,8 +219,10 @@ public struct AccountStatus: Sendable, Hashable, Codable {
             workingStops: Int,
             leverage: Int,
             liquidationPrice: Money?,
-            liquidationDistance: Money?
+            liquidationDistance: Money?,
+            price: Money? = nil
         ) {
+            self.price = price
             self.symbol = symbol
             self.side = side
             self.quantity = quantity

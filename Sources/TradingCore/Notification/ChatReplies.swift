@@ -20,8 +20,9 @@ public enum ChatReplies {
             let liquidation = p.liquidationDistance.map {
                 ", liquidation \(($0.doubleValue * 100).formatted(.number.precision(.fractionLength(1)))) % away"
             }
-            return
-                "\(p.symbol) \(p.side.rawValue) \(p.quantity) @ \(p.entryPrice) x\(p.leverage), \(stop)\(liquidation ?? "")"
+            let now = p.price.map { ", now \($0) (\(usd(p.unrealizedPnL ?? 0)) USD)" } ?? ""
+            return "\(p.symbol) \(p.side.rawValue) \(p.quantity) @ \(p.entryPrice) x\(p.leverage)\(now), "
+                + "\(stop)\(liquidation ?? "")"
         }.joined(separator: "\n")
     }
 

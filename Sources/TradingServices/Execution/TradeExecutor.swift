@@ -1365,7 +1365,8 @@ public actor TradeExecutor {
                     leverage: held.leverage,
                     liquidationPrice: liquidation,
                     liquidationDistance: held.entryPrice > 0
-                        ? (held.entryPrice - liquidation).magnitude / held.entryPrice : nil
+                        ? (held.entryPrice - liquidation).magnitude / held.entryPrice : nil,
+                    price: venuePositions == nil ? nil : try? await venue.price(symbol: held.symbol)
                 )
             )
         }
