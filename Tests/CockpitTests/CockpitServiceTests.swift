@@ -15,29 +15,6 @@ import TradingCore
 @Suite("Cockpit JSON API (HTTP, SQLite store)")
 struct CockpitServiceTests {
     static let viewer = "viewer-token-0123456789"
-    /// What the executor answers to `status`: one short position, 50 under its entry.
-    static let status = AccountStatus(
-        account: "default",
-        venue: "paper",
-        control: AccountControl(),
-        equity: 10_114.9,
-        positions: [
-            AccountStatus.Position(
-                symbol: "ETHUSDT",
-                side: .short,
-                quantity: 1.5,
-                entryPrice: 3_000,
-                stopLoss: 3_090,
-                workingStops: 1,
-                leverage: 3,
-                liquidationPrice: 3_980,
-                liquidationDistance: 0.326,
-                price: 2_950
-            )
-        ],
-        lastReconciliation: nil,
-        time: Date(timeIntervalSince1970: 1_763_700_000)
-    )
     static let operatorToken = "operator-token-0123456789"
     let t0 = Date(timeIntervalSince1970: 1_763_700_000)
 
@@ -62,7 +39,7 @@ struct CockpitServiceTests {
                 return ControlReply(
                     ok: true,
                     message: "\(request.command.rawValue) done",
-                    status: request.command == .status ? Self.status : nil
+                    status: request.command == .status ? SeededTrade.status : nil
                 )
             },
             feed: feed,

@@ -7,6 +7,31 @@ import TradingCore
 /// chat bot): decision `d1` (ordered, with a risk check), its entry order `tb-d1-e` and fill, position
 /// `p1`, trade `t1` (a long BTCUSDT won at take-profit), two equity readings and a critical alert.
 public enum SeededTrade {
+    /// What the executor answers to `status` beside it: one short ETHUSDT position, the price 50 under
+    /// its entry (+75 USD unrealised), its stop working.
+    public static let status = AccountStatus(
+        account: "default",
+        venue: "paper",
+        control: AccountControl(),
+        equity: 10_114.9,
+        positions: [
+            AccountStatus.Position(
+                symbol: "ETHUSDT",
+                side: .short,
+                quantity: 1.5,
+                entryPrice: 3_000,
+                stopLoss: 3_090,
+                workingStops: 1,
+                leverage: 3,
+                liquidationPrice: 3_980,
+                liquidationDistance: 0.326,
+                price: 2_950
+            )
+        ],
+        lastReconciliation: nil,
+        time: Date(timeIntervalSince1970: 1_763_700_000)
+    )
+
     /// A store with a decision, its entry order and fill, the position and its trade, and equity.
     public static func store() async throws -> SQLTradeStore {
         let t0 = Date(timeIntervalSince1970: 1_763_700_000)

@@ -29,28 +29,7 @@ struct ChatBotTests {
         let store = try await SeededTrade.store()
         let sent = Mutex<[ControlRequest]>([])
         let offset = Mutex<TimeInterval>(0)
-        let status = AccountStatus(
-            account: "default",
-            venue: "paper",
-            control: AccountControl(),
-            equity: 10_039.9,
-            positions: [
-                AccountStatus.Position(
-                    symbol: "ETHUSDT",
-                    side: .short,
-                    quantity: 1.5,
-                    entryPrice: 3_000,
-                    stopLoss: 3_090,
-                    workingStops: 1,
-                    leverage: 3,
-                    liquidationPrice: 3_980,
-                    liquidationDistance: 0.326,
-                    price: 2_950
-                )
-            ],
-            lastReconciliation: nil,
-            time: Date()
-        )
+        let status = SeededTrade.status
         let bot = ChatBotService(
             api: TelegramBotAPI(apiBase: telegram.base, token: Self.token),
             allowedChats: [Self.allowed],
