@@ -129,8 +129,12 @@ enum StandardError {
 /// refusal and every other info line goes while the terminal shows only what matters).
 public final class LogFile: Sendable {
     let handle: Mutex<FileHandle>
-    /// Opens `path` for appending, creating it.
+    /// Opens `path` for appending, creating it and its folder.
     public init(path: String) throws {
+        try? FileManager.default.createDirectory(
+            atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
+            withIntermediateDirectories: true
+        )
         if !FileManager.default.fileExists(atPath: path) {
             FileManager.default.createFile(atPath: path, contents: nil)
         }

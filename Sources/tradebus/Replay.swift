@@ -5,6 +5,7 @@ import Logging
 import SQLTradeStore
 import SQLiteStore
 import ServiceLifecycle
+import Synchronization
 import TradingCore
 import UnixSignals
 import WorkerRuntime
@@ -316,13 +317,16 @@ struct ReplayRun {
         enum Ended: Sendable {
             case served
             case replayed(Result)
+            case interrupted
         }
         return try await withThrowingTaskGroup(of: Ended.self) { tasks in
             tasks.addTask {
                 try await group.run()
                 return .served
             }
-            tasks.addTask { .replayed(try await replay()) }
+            tasks.addTask {
+                do { return .replayed(try await replay()) } catch is CancellationError { return .interrupted }
+            }
             var result: Result?
             while let ended = try await tasks.next() {
                 switch ended {
@@ -334,12 +338,17 @@ struct ReplayRun {
                 case .served:
                     // A signal: the server stopped; so does a replay still going.
                     tasks.cancelAll()
+                case .interrupted:
+                    continue
                 }
             }
-            guard let result else { throw CancellationError() }
+            guard let result else { throw Interrupted() }
             return result
         }
     }
+
+    /// SIGINT or SIGTERM stopped the run before its replay ended.
+    struct Interrupted: Error {}
 
     /// One line per reason the risk gateway refused decisions in `store`, the most frequent first, each
     /// with its count and one example.
@@ -888,42 +897,62 @@ struct Run: AsyncParsableCommand {
         let logFile =
             log ?? URL(fileURLWithPath: database).deletingLastPathComponent().appendingPathComponent("run.log").path
         let (tradesOut, database) = (self.tradesOut, self.database)
-        _ = try await ReplayRun(
-            data: replay,
-            analyst: .configured,
-            notify: true,
-            database: database,
-            logFile: logFile,
-            dashboard: try dashboardOptions()
-        ).execute(
-            progress: { progress in
-                if lines {
-                    if progress.candles % 250 == 0 || progress.candles == progress.total {
-                        FileHandle.standardError.write(
-                            Data(
-                                "progress: \(progress.candles)/\(progress.total) candles, \(progress.signals) signals, \(progress.decisions) decisions, \(progress.refusals) refused, \(progress.openPositions) open, equity \(String(format: "%.2f", progress.equity.doubleValue))\n"
-                                    .utf8
+        // The summary is written as soon as the replay ends (a dashboard goes on serving after it); a
+        // --trades-out that cannot be written fails the run once it stops.
+        let failed = Mutex<(any Error)?>(nil)
+        do {
+            _ = try await ReplayRun(
+                data: replay,
+                analyst: .configured,
+                notify: true,
+                database: database,
+                logFile: logFile,
+                dashboard: try dashboardOptions()
+            ).execute(
+                progress: { progress in
+                    if lines {
+                        if progress.candles % 250 == 0 || progress.candles == progress.total {
+                            FileHandle.standardError.write(
+                                Data(
+                                    "progress: \(progress.candles)/\(progress.total) candles, \(progress.signals) signals, \(progress.decisions) decisions, \(progress.refusals) refused, \(progress.openPositions) open, equity \(String(format: "%.2f", progress.equity.doubleValue))\n"
+                                        .utf8
+                                )
                             )
-                        )
+                        }
+                    } else {
+                        ReplayOutput.progressBar(progress)
                     }
-                } else {
-                    ReplayOutput.progressBar(progress)
+                },
+                finished: { result in
+                    if let tradesOut {
+                        do { try ReplayOutput.writeTrades(result.outcome.trades, to: tradesOut) } catch {
+                            FileHandle.standardError.write(
+                                Data("tradebus run: --trades-out \(tradesOut): \(error)\n".utf8)
+                            )
+                            failed.withLock { $0 = error }
+                        }
+                    }
+                    var lines = [ReplayOutput.summary(result.report, result.outcome, data: replay)]
+                    if result.refusals.isEmpty {
+                        lines.append("  refused by the risk gateway: none")
+                    } else {
+                        lines.append(
+                            "  refused by the risk gateway, by reason (each in \(logFile) and on the dashboard):"
+                        )
+                        lines += result.refusals.map { "    \($0)" }
+                    }
+                    lines.append("  the record: tradebus report --database \(database)")
+                    // Written at once, unbuffered: with a dashboard the process goes on serving after it.
+                    FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
                 }
-            },
-            finished: { result in
-                if let tradesOut { try? ReplayOutput.writeTrades(result.outcome.trades, to: tradesOut) }
-                var lines = [ReplayOutput.summary(result.report, result.outcome, data: replay)]
-                if result.refusals.isEmpty {
-                    lines.append("  refused by the risk gateway: none")
-                } else {
-                    lines.append("  refused by the risk gateway, by reason (each in \(logFile) and on the dashboard):")
-                    lines += result.refusals.map { "    \($0)" }
-                }
-                lines.append("  the record: tradebus report --database \(database)")
-                // Written at once, unbuffered: with a dashboard the process goes on serving after it.
-                FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
-            }
-        )
+            )
+        } catch is ReplayRun.Interrupted {
+            FileHandle.standardError.write(
+                Data("tradebus run: stopped by a signal before the replay ended; what it did is in \(database)\n".utf8)
+            )
+            return
+        }
+        if let error = failed.withLock({ $0 }) { throw error }
     }
 
     /// Live market data through the same five services until Ctrl-C (SIGINT or SIGTERM), on the paper

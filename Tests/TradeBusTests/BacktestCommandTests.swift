@@ -263,6 +263,39 @@ extension MarketDataSystemTests {
             #expect(trades > 0 && same["identical"] as? Int == trades && same["differing"] as? Int == 0, "\(same)")
         }
 
+        @Test(
+            "run --dashboard: Ctrl-C during the replay stops it cleanly (exit 0); a --trades-out it cannot write fails the run"
+        )
+        func interruptedAndUnwritable() async throws {
+            let run = try SpawnedProcess(
+                executable: tradebus,
+                arguments: [
+                    // A folder that does not exist yet: the run makes it, for its record and its log.
+                    "run", "--data", data, "--database", temporary("new-folder") + "/run.sqlite", "--dashboard",
+                    "127.0.0.1:0", "--pace", "20",
+                ],
+                environment: defaults
+            )
+            #expect(await eventually(timeout: .seconds(60)) { run.output.contains("dashboard: http://127.0.0.1:") })
+            run.signal(SIGINT)
+            #expect(try await run.waitForExit(timeout: .seconds(30)) == 0, "\(run.output)")
+            #expect(run.output.contains("stopped by a signal before the replay ended"), "\(run.output)")
+            let failure = await #expect(throws: CommandFailed.self) {
+                try await Command.run(
+                    tradebus,
+                    [
+                        "run", "--data", data, "--database", temporary("unwritable") + ".sqlite", "--trades-out",
+                        "/nonexistent/t.csv",
+                    ],
+                    environment: defaults
+                )
+            }
+            #expect(
+                failure?.output.contains("--trades-out /nonexistent/t.csv") == true,
+                "\(String(describing: failure))"
+            )
+        }
+
         @Test("--save keeps the result in DATABASE_URL for the cockpit; without DATABASE_URL it says so")
         func save() async throws {
             let database = temporary("saved") + ".sqlite"
