@@ -4,7 +4,7 @@ import TradingCore
 /// The versioned analyst prompt shipped with the package (`Prompts/<version>.md`), with the framework's
 /// numbers filled in, and the user message: the context as JSON.
 public struct AnalystPrompt: Sendable {
-    public static let currentVersion = "analyst-v1"
+    public static let currentVersion = "analyst-v2"
     public let version: String
     public let system: String
 
@@ -27,13 +27,31 @@ public struct AnalystPrompt: Sendable {
             .replacingOccurrences(of: "{{MIN_REWARD_RISK}}", with: "\(framework.minRewardRisk)")
     }
 
-    /// The question about one symbol: its context as JSON, keys sorted so the same inputs give the same text.
+    /// The question about one symbol: what its state holds, then the state as JSON, keys sorted so the
+    /// same inputs give the same text.
     public func user(_ context: AnalysisContext) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         // Times as a model reads them (2021-11-18T00:00:00Z), not seconds since 2001.
         encoder.dateEncodingStrategy = .iso8601
         let json = (try? encoder.encode(context)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-        return "Symbol: \(context.symbol). Decide for this symbol only.\nState:\n\(json)"
+        return "Symbol: \(context.symbol). Decide for this symbol only.\n"
+            + "The state holds \(Self.holdings(context)). It holds nothing else.\nState:\n\(json)"
+    }
+
+    /// What a context holds, in words, so the prompt promises no more than that.
+    public static func holdings(_ context: AnalysisContext) -> String {
+        let others = context.higherTimeframes.map(\.0)
+        var parts = [
+            "indicators for \(context.interval) (the timeframe asked about)"
+                + (others.isEmpty ? "" : " and for \(others.joined(separator: ", "))")
+        ]
+        parts.append(context.fundingRate == nil ? "no funding rate" : "the funding rate")
+        parts.append(context.position == nil ? "no open position" : "the open position")
+        parts.append(
+            context.recentTrades.isEmpty ? "no recent trades" : "the last \(context.recentTrades.count) closed trades"
+        )
+        parts.append("today's PnL")
+        return parts.joined(separator: ", ")
     }
 }

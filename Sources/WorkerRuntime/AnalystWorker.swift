@@ -67,6 +67,13 @@ public struct AnalystConfiguration: Sendable {
     public var scanInterval: Duration?
     public var scanSymbols: [String]
     public var prefetch: Int
+    /// How strictly cited figures are held to the context (`GROUNDING`).
+    public var grounding: GroundingMode = .enforce
+    public var groundingTolerance = 0.01
+    /// How many times an invalid answer is asked again (`LLM_REPAIR_ATTEMPTS`).
+    public var repairAttempts = 1
+    /// The prompt version asked with (`ANALYST_PROMPT_VERSION`).
+    public var promptVersion = AnalystPrompt.currentVersion
 
     /// Reads and checks the analyst's keys; a bad one stops it at start, naming the key.
     public static func read(_ config: SettingsReader) throws -> AnalystConfiguration {
@@ -204,7 +211,7 @@ public struct AnalystConfiguration: Sendable {
         if scanSeconds > 0 && scanSymbols.isEmpty {
             throw ConfigError(key: "SCAN_SYMBOLS", message: "is required when SCAN_INTERVAL_SECONDS is set")
         }
-        return AnalystConfiguration(
+        var configuration = AnalystConfiguration(
             framework: framework,
             models: models,
             rulesFallback: try config.choice(
@@ -234,6 +241,35 @@ public struct AnalystConfiguration: Sendable {
                 help: "unacked signals per analyst"
             )
         )
+        configuration.grounding = GroundingMode(
+            rawValue: try config.choice(
+                "GROUNDING",
+                default: "enforce",
+                allowed: GroundingMode.allCases.map(\.rawValue),
+                help: "cited figures against the context"
+            )
+        )!
+        configuration.groundingTolerance = try config.double(
+            "GROUNDING_TOLERANCE",
+            default: 0.01,
+            range: 0...0.5,
+            help: "relative difference allowed between a cited figure and the context's"
+        )
+        configuration.repairAttempts = try config.int(
+            "LLM_REPAIR_ATTEMPTS",
+            default: 1,
+            range: 0...3,
+            help: "times an invalid answer is asked again with the reason"
+        )
+        configuration.promptVersion = try config.string(
+            "ANALYST_PROMPT_VERSION",
+            default: AnalystPrompt.currentVersion,
+            help: "a prompt shipped in Sources/LLMProviders/Prompts"
+        )!
+        do { _ = try AnalystPrompt(version: configuration.promptVersion, framework: framework) } catch {
+            throw ConfigError(key: "ANALYST_PROMPT_VERSION", message: "\(error)")
+        }
+        return configuration
     }
 
     /// The panel these settings describe.
@@ -243,7 +279,7 @@ public struct AnalystConfiguration: Sendable {
         http: HTTPClient = .shared,
         now: @escaping @Sendable () -> Date = { Date() }
     ) throws -> AnalystPanel {
-        let prompt = try AnalystPrompt(framework: framework)
+        let prompt = try AnalystPrompt(version: promptVersion, framework: framework)
         let book = SpendingBook(dailyCap: dailyBudget)
         let resilient = models.map { spec -> ResilientModel in
             let model: any LanguageModel =
@@ -260,6 +296,9 @@ public struct AnalystConfiguration: Sendable {
             cache: cache,
             cacheTTL: cacheTTL,
             decisionBudget: decisionBudget,
+            grounding: grounding,
+            groundingTolerance: groundingTolerance,
+            repairAttempts: repairAttempts,
             now: now
         )
     }

@@ -21,6 +21,7 @@ struct Analyze: AsyncParsableCommand {
     @Option(help: "The provider's base URL.") var baseURL: String?
     @Option(help: "The model.") var model: String?
     @Option(help: "A file holding the API key (else OPENAI_API_KEY / ANTHROPIC_API_KEY).") var apiKeyFile: String?
+    @Flag(help: "Also print, on stderr, the prompt, each raw reply and why any answer was refused.") var verbose = false
 
     func run() async throws {
         guard let text = try? String(contentsOfFile: data, encoding: .utf8) else {
@@ -53,6 +54,7 @@ struct Analyze: AsyncParsableCommand {
         let panel = try analyst.panel(cache: nil, logger: logger)
         let context = AnalysisContext.after(candles, symbol: symbol, interval: interval)
         let verdict = await panel.decide(context)
+        if verbose { FileHandle.standardError.write(Data(Self.explain(verdict).utf8)) }
         let p = verdict.proposal
         let output: [String: JSONValue] = [
             "action": .string(p.action.rawValue), "confidence": .number(p.confidence),
@@ -62,9 +64,28 @@ struct Analyze: AsyncParsableCommand {
             "provider": .string(verdict.provider), "model": .string(verdict.model),
             "attempts": .number(Double(verdict.attempts)),
             "prompt_version": .string(verdict.promptVersion),
+            "output_modes": .array(verdict.outputModes.map(JSONValue.string)),
+            "grounding": .array(verdict.grounding.map(JSONValue.string)),
+            "refused": .array(verdict.refusals.map(JSONValue.string)),
+            "llm_cost": .number(verdict.cost),
+            "tokens": .object([
+                "input": .number(Double(verdict.inputTokens)), "output": .number(Double(verdict.outputTokens)),
+            ]),
+            "latency_ms": .number((verdict.latency.timeInterval * 1000).rounded()),
         ]
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         print(String(decoding: try encoder.encode(output), as: UTF8.self))
+    }
+
+    /// The prompt, each raw reply and the reasons, for a person reading why a model did not trade.
+    static func explain(_ verdict: AnalystPanel.Verdict) -> String {
+        var text = "== prompt (\(verdict.promptVersion))\n\(verdict.prompt ?? "(none: \(verdict.provider) decided)")\n"
+        for reply in verdict.replies { text += "== reply \(reply)\n" }
+        if verdict.replies.isEmpty { text += "== no reply\n" }
+        for failure in verdict.failures { text += "== failed: \(failure)\n" }
+        for refusal in verdict.refusals { text += "== refused: \(refusal)\n" }
+        text += "== decision: \(verdict.proposal.action.rawValue): \(verdict.proposal.reasoning)\n"
+        return text
     }
 }

@@ -60,7 +60,9 @@ struct AnalystPanelTests {
         sleeps: RecordedSleeps,
         settings: ResilientModel.Settings? = nil,
         fallback: Bool = true,
-        cache: (any HotCache)? = nil
+        cache: (any HotCache)? = nil,
+        grounding: GroundingMode = .enforce,
+        repairs: Int = 0
     ) throws -> AnalystPanel {
         let prompt = try AnalystPrompt(framework: framework)
         let book = SpendingBook(dailyCap: 10)
@@ -79,7 +81,9 @@ struct AnalystPanelTests {
             rules: RulesAnalyst(framework: framework),
             rulesFallback: fallback,
             prompt: (prompt.version, prompt.system, { prompt.user($0) }),
-            cache: cache
+            cache: cache,
+            grounding: grounding,
+            repairAttempts: repairs
         )
     }
 
@@ -94,7 +98,7 @@ struct AnalystPanelTests {
             verdict.proposal.action == .long && verdict.provider == "openai" && verdict.model == "gpt-test"
                 && verdict.attempts == 1
         )
-        #expect(verdict.promptVersion == "analyst-v1" && verdict.invalid.isEmpty)
+        #expect(verdict.promptVersion == "analyst-v2" && verdict.invalid.isEmpty)
         let request = try #require(server.received.first)
         #expect(request.path == "/v1/chat/completions" && request.headers["authorization"] == "Bearer sk-test")
         let body = try #require(try JSONSerialization.jsonObject(with: Data(request.body.utf8)) as? [String: Any])
@@ -102,6 +106,13 @@ struct AnalystPanelTests {
         #expect(body["model"] as? String == "gpt-test" && messages.map { $0["role"] as? String } == ["system", "user"])
         #expect((messages[0]["content"] as? String)?.contains("Capital preservation comes first") == true)
         #expect((messages[1]["content"] as? String)?.contains("BTCUSDT") == true)
+        // The prompt promises only what the context holds.
+        #expect(
+            (messages[1]["content"] as? String)?.contains(
+                "The state holds indicators for 5m (the timeframe asked about), no funding rate, no open position, "
+                    + "no recent trades, today's PnL. It holds nothing else."
+            ) == true
+        )
         await server.stop()
     }
 
@@ -272,6 +283,127 @@ struct AnalystPanelTests {
             server.received.count == 2 && third.attempts == 0
                 && third.failures.first?.contains("circuit breaker open") == true
         )
+        await server.stop()
+    }
+
+    static func cited(_ citations: String, action: String = "LONG") -> String {
+        #"{"action":"\#(action)","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"uptrend","cited":[\#(citations)]}"#
+    }
+
+    @Test("structured output: OpenAI gets a strict json_schema, Anthropic a forced tool; answers are read from them")
+    func structured() async throws {
+        let server = try await FakeLLM.start(fallback: Self.cited(#"{"name":"rsi14","value":60}"#))
+        for model in [
+            OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil) as any LanguageModel,
+            AnthropicMessagesModel(baseURL: server.anthropicBaseURL, model: "m", apiKey: "k"),
+        ] {
+            let verdict = try await panel([model], sleeps: RecordedSleeps()).decide(context)
+            let mode = model.provider == "openai" ? "json_schema" : "tool"
+            #expect(verdict.proposal.action == .long && verdict.outputModes == ["\(model.provider) m: \(mode)"])
+            #expect(verdict.grounding == ["\(model.provider) m: grounded"])
+        }
+        let (openAI, anthropic) = (server.received[0].json, server.received[1].json)
+        let format = try #require(openAI["response_format"] as? [String: Any])
+        let spec = try #require(format["json_schema"] as? [String: Any])
+        #expect(format["type"] as? String == "json_schema" && spec["name"] as? String == "trade_decision")
+        #expect(spec["strict"] as? Bool == true && (spec["schema"] as? [String: Any])?["type"] as? String == "object")
+        let tools = try #require(anthropic["tools"] as? [[String: Any]])
+        #expect(tools.first?["name"] as? String == "trade_decision" && tools.first?["input_schema"] != nil)
+        #expect((anthropic["tool_choice"] as? [String: Any])?["name"] as? String == "trade_decision")
+        // The schema sent is the parser's own, so the two cannot drift apart.
+        let sent = try JSONDecoder().decode(
+            JSONValue.self,
+            from: JSONSerialization.data(withJSONObject: spec["schema"]!)
+        )
+        #expect(sent == AnswerParser.schema)
+        await server.stop()
+    }
+
+    @Test(
+        "a server without json_schema falls back to JSON mode (llama-cpp-python's 422), one without either to text; remembered, and said"
+    )
+    func schemaFallback() async throws {
+        let server = try await FakeLLM.start(fallback: Self.long)
+        server.setSchemaSupport(.jsonObjectOnly)
+        let model = OpenAIChatModel(baseURL: server.openAIBaseURL, model: "local", apiKey: nil)
+        let p = try panel([model], sleeps: RecordedSleeps())
+        let first = await p.decide(context)
+        #expect(first.proposal.action == .long && first.outputModes == ["openai local: json_object"])
+        _ = await p.decide(AnalysisContext(symbol: "ETHUSDT", interval: "5m", timeframes: context.timeframes))
+        // json_schema refused once, then JSON mode with the schema for every later request
+        #expect(server.received.map(\.outputMode) == ["json_schema", "json_object", "json_object"])
+        #expect((server.received[1].json["response_format"] as? [String: Any])?["schema"] != nil)
+
+        let bare = try await FakeLLM.start(fallback: Self.long)
+        bare.setSchemaSupport(.none)
+        for model in [
+            OpenAIChatModel(baseURL: bare.openAIBaseURL, model: "bare", apiKey: nil) as any LanguageModel,
+            AnthropicMessagesModel(baseURL: bare.anthropicBaseURL, model: "bare", apiKey: "k"),
+        ] {
+            let verdict = try await panel([model], sleeps: RecordedSleeps()).decide(context)
+            #expect(verdict.proposal.action == .long && verdict.outputModes == ["\(model.provider) bare: text"])
+            #expect(verdict.attempts == 1, "a step down is not a retry")
+        }
+        #expect(bare.received.map(\.outputMode) == ["json_schema", "json_object", "text", "tool", "text"])
+        await server.stop()
+        await bare.stop()
+    }
+
+    @Test(
+        "grounding: a wrong RSI becomes HOLD with the reason, a right one trades; strict needs a citation; warn lets it by"
+    )
+    func grounding() async throws {
+        let server = try await FakeLLM.start()
+        let model = OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)
+        server.script([
+            .answer(Self.cited(#"{"name":"rsi14","value":28}"#)),
+            .answer(Self.cited(#"{"name":"rsi14","value":60.2},{"name":"support","value":97}"#)),
+            .answer(Self.cited(#"{"name":"level","value":250}"#)),
+            .answer(Self.long),
+            .answer(Self.long),
+            .answer(Self.cited(#"{"name":"rsi14","value":28}"#)),
+        ])
+        let enforce = try panel([model], sleeps: RecordedSleeps())
+        let wrong = await enforce.decide(context)
+        #expect(wrong.proposal.action == .hold)
+        #expect(
+            wrong.proposal.reasoning.contains("ungrounded: rsi14 28 cited, the state says 60 (5m)"),
+            "\(wrong.proposal)"
+        )
+        #expect(wrong.grounding == ["openai m: ungrounded"])
+        #expect(await enforce.decide(context).proposal.action == .long)
+        let level = await enforce.decide(context)
+        #expect(level.proposal.action == .hold && level.proposal.reasoning.contains("level 250 is outside"))
+        // uncited: counted, not refused, unless strict
+        let uncited = await enforce.decide(context)
+        #expect(uncited.proposal.action == .long && uncited.grounding == ["openai m: uncited"])
+        let strict = try await panel([model], sleeps: RecordedSleeps(), grounding: .strict).decide(context)
+        #expect(strict.proposal.action == .hold && strict.proposal.reasoning.contains("cites no figure"))
+        let warn = try await panel([model], sleeps: RecordedSleeps(), grounding: .warn).decide(context)
+        #expect(warn.proposal.action == .long && warn.grounding == ["openai m: ungrounded"])
+        await server.stop()
+    }
+
+    @Test("an invalid answer is asked again once with the reason; every attempt is kept; a second failure stays HOLD")
+    func repair() async throws {
+        let server = try await FakeLLM.start()
+        let model = OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)
+        let wrong = Self.cited(#"{"name":"rsi14","value":28}"#)
+        server.script([.answer(wrong), .answer(Self.cited(#"{"name":"rsi14","value":60}"#))])
+        let p = try panel([model], sleeps: RecordedSleeps(), repairs: 1)
+        let repaired = await p.decide(context)
+        #expect(repaired.proposal.action == .long && repaired.attempts == 2 && repaired.replies.count == 2)
+        #expect(repaired.refusals.count == 1 && repaired.refusals[0].contains("ungrounded: rsi14 28"))
+        #expect(repaired.replies[1].hasPrefix("[openai m, repair 1, json_schema]"))
+        let messages = try #require(server.received[1].json["messages"] as? [[String: Any]])
+        #expect(messages.map { $0["role"] as? String } == ["system", "user", "assistant", "user"])
+        #expect((messages[2]["content"] as? String) == wrong)
+        #expect((messages[3]["content"] as? String)?.contains("refused: ungrounded: rsi14 28") == true)
+
+        server.script([.answer("I think BTC will go up"), .answer("still prose")])
+        let failed = await p.decide(AnalysisContext(symbol: "ETHUSDT", interval: "5m", timeframes: context.timeframes))
+        #expect(failed.proposal.action == .hold && failed.refusals.count == 2 && server.received.count == 4)
+        #expect(failed.invalid.first?.contains("no JSON object in the reply (it begins \"still prose\")") == true)
         await server.stop()
     }
 }

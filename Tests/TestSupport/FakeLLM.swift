@@ -20,12 +20,32 @@ public final class FakeLLM: Sendable {
         case slow(Duration, String)
     }
 
+    /// Which output constraints the server takes, as servers differ.
+    public enum SchemaSupport: Sendable {
+        /// OpenAI: `response_format` `json_schema` (strict) and `json_object`; Anthropic: tools.
+        case full
+        /// llama-cpp-python's server: `json_object` (with an optional `schema`) only; `json_schema` is
+        /// refused by its request validation with a 422.
+        case jsonObjectOnly
+        /// A server with neither: `response_format` (or Anthropic `tools`) is refused with a 400.
+        case none
+    }
+
     /// A request as received.
     public struct Received: Sendable {
         public var path: String
         public var headers: [String: String]
         public var body: String
         public var time: Date
+        /// The request's body, parsed.
+        public var json: [String: Any] {
+            (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:]
+        }
+        /// `response_format.type`, `tool` for a forced Anthropic tool, or `text`.
+        public var outputMode: String {
+            if let format = json["response_format"] as? [String: Any] { return format["type"] as? String ?? "?" }
+            return json["tool_choice"] == nil ? "text" : "tool"
+        }
     }
 
     struct State {
@@ -33,6 +53,7 @@ public final class FakeLLM: Sendable {
         var fallback: String
         var received: [Received] = []
         var stopping = false
+        var support = SchemaSupport.full
     }
 
     private let state: Mutex<State>
@@ -67,23 +88,35 @@ public final class FakeLLM: Sendable {
 
     public func script(_ steps: [Step]) { state.withLock { $0.script += steps } }
     public func setFallback(_ text: String) { state.withLock { $0.fallback = text } }
+    public func setSchemaSupport(_ support: SchemaSupport) { state.withLock { $0.support = support } }
     public var received: [Received] { state.withLock { $0.received } }
 
     func respond(_ request: Request, context: some RequestContext, anthropic: Bool) async throws -> Response {
         let body = try await request.body.collect(upTo: 1 << 20)
         var headers: [String: String] = [:]
         for field in request.headers { headers[field.name.canonicalName] = field.value }
-        let step = state.withLock { state -> Step in
-            state.received.append(
-                Received(path: request.uri.path, headers: headers, body: String(buffer: body), time: Date())
-            )
-            return state.script.isEmpty ? .answer(state.fallback) : state.script.removeFirst()
+        let received = Received(path: request.uri.path, headers: headers, body: String(buffer: body), time: Date())
+        let (step, support) = state.withLock { state -> (Step?, SchemaSupport) in
+            state.received.append(received)
+            // A refused request does not use up the script.
+            if Self.refusal(received.json, anthropic: anthropic, support: state.support) != nil {
+                return (nil, state.support)
+            }
+            return (state.script.isEmpty ? .answer(state.fallback) : state.script.removeFirst(), state.support)
         }
-        switch step {
+        if let (status, text) = Self.refusal(received.json, anthropic: anthropic, support: support) {
+            return Response(
+                status: .init(code: status),
+                headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: text))
+            )
+        }
+        let forcedTool = anthropic && received.outputMode == "tool"
+        switch step! {
         case .answer(let text, let truncated):
             return Self.json(
                 anthropic
-                    ? Self.anthropic(text, stop: truncated ? "max_tokens" : "end_turn")
+                    ? Self.anthropic(text, stop: truncated ? "max_tokens" : "end_turn", tool: forcedTool)
                     : Self.openAI(text, finish: truncated ? "length" : "stop")
             )
         case .refusal(let text):
@@ -95,7 +128,9 @@ public final class FakeLLM: Sendable {
             while ContinuousClock.now < until, !state.withLock({ $0.stopping }) {
                 try await Task.sleep(for: .milliseconds(50))
             }
-            return Self.json(anthropic ? Self.anthropic(text, stop: "end_turn") : Self.openAI(text, finish: "stop"))
+            return Self.json(
+                anthropic ? Self.anthropic(text, stop: "end_turn", tool: forcedTool) : Self.openAI(text, finish: "stop")
+            )
         case .status(let status, let retryAfter, let errorBody):
             let text =
                 errorBody
@@ -137,11 +172,91 @@ public final class FakeLLM: Sendable {
         ]
     }
 
-    static func anthropic(_ text: String, stop: String) -> [String: Any] {
-        [
+    /// A Messages answer; with a forced tool, a JSON object answer comes as that tool's `tool_use` block
+    /// (`stop_reason: tool_use`), as the API returns it.
+    static func anthropic(_ text: String, stop: String, tool: Bool = false) -> [String: Any] {
+        var content: [[String: Any]] = [["type": "text", "text": text]]
+        var stop = stop
+        if tool, stop == "end_turn",
+            let input = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+        {
+            content = [["type": "tool_use", "id": "toolu_fake", "name": "trade_decision", "input": input]]
+            stop = "tool_use"
+        }
+        return [
             "id": "msg_fake", "type": "message", "role": "assistant", "model": "fake",
-            "content": [["type": "text", "text": text]], "stop_reason": stop, "stop_sequence": NSNull(),
+            "content": content, "stop_reason": stop, "stop_sequence": NSNull(),
             "usage": ["input_tokens": 900, "output_tokens": 80],
         ]
+    }
+
+    /// The status and body a server of `support` refuses this request with, as the real ones do; nil
+    /// when it takes it. OpenAI checks a strict schema: every object closed (`additionalProperties:
+    /// false`) with every property required.
+    static func refusal(_ body: [String: Any], anthropic: Bool, support: SchemaSupport) -> (Int, String)? {
+        if anthropic {
+            guard let tools = body["tools"] as? [[String: Any]] else { return nil }
+            if support == .none {
+                return (
+                    400,
+                    #"{"type":"error","error":{"type":"invalid_request_error","message":"tools: Extra inputs are not permitted"}}"#
+                )
+            }
+            for tool in tools where (tool["input_schema"] as? [String: Any])?["type"] as? String != "object" {
+                return (
+                    400,
+                    #"{"type":"error","error":{"type":"invalid_request_error","message":"tools.0.custom.input_schema.type: Input should be 'object'"}}"#
+                )
+            }
+            return nil
+        }
+        guard let format = body["response_format"] as? [String: Any], let type = format["type"] as? String else {
+            return nil
+        }
+        let unsupported =
+            #"{"error":{"message":"Invalid parameter: 'response_format' of type '\#(type)' is not supported with this model.","type":"invalid_request_error","param":"response_format","code":null}}"#
+        switch (support, type) {
+        case (.none, _): return (400, unsupported)
+        case (.jsonObjectOnly, "json_schema"):
+            return (
+                422,
+                #"{"detail":[{"type":"literal_error","loc":["body","response_format","type"],"msg":"Input should be 'text' or 'json_object'","input":"json_schema"}]}"#
+            )
+        case (.full, "json_schema"):
+            let spec = format["json_schema"] as? [String: Any]
+            guard let schema = spec?["schema"] as? [String: Any], spec?["name"] is String else {
+                return (
+                    400,
+                    #"{"error":{"message":"Missing required parameter: 'response_format.json_schema'.","type":"invalid_request_error","param":"response_format.json_schema","code":"missing_required_parameter"}}"#
+                )
+            }
+            if spec?["strict"] as? Bool == true, let problem = strictProblem(schema) {
+                return (
+                    400,
+                    #"{"error":{"message":"Invalid schema for response_format '\#(spec?["name"] ?? "")': \#(problem)","type":"invalid_request_error","param":"response_format","code":null}}"#
+                )
+            }
+            return nil
+        default: return nil
+        }
+    }
+
+    /// Why a schema is not valid under OpenAI's strict mode, or nil.
+    static func strictProblem(_ schema: [String: Any]) -> String? {
+        if let properties = schema["properties"] as? [String: Any] {
+            if schema["additionalProperties"] as? Bool != false {
+                return "In context=(), 'additionalProperties' is required to be supplied and to be false."
+            }
+            let required = Set(schema["required"] as? [String] ?? [])
+            if let missing = properties.keys.sorted().first(where: { !required.contains($0) }) {
+                return
+                    "In context=(), 'required' is required to be supplied and to be an array including every key in properties. Missing '\(missing)'."
+            }
+            for case let child as [String: Any] in properties.values {
+                if let problem = strictProblem(child) { return problem }
+            }
+        }
+        if let items = schema["items"] as? [String: Any] { return strictProblem(items) }
+        return nil
     }
 }

@@ -192,7 +192,7 @@ struct AnswerParserTests {
         "anything else is invalid, with a reason",
         arguments: [
             ("not json", "no JSON"),
-            (#"{"action":"LONG""#, "no JSON"),
+            (#"{"action":"LONG""#, "no complete JSON object"),
             (#"{"action":"LONG","confidence":0.8}"#, "missing fields"),
             (
                 #"{"action":"LONG","confidence":0.82,"leverage":3,"entry":100,"stop_loss":97,"take_profit":106,"reasoning":"x","position_size":5}"#,
@@ -230,6 +230,42 @@ struct AnswerParserTests {
             return
         }
         #expect(error.description.contains(reason), "\(error)")
+    }
+
+    @Test("reasons are precise: no JSON is said before cut off, and a failing field is named with its value")
+    func preciseReasons() {
+        func reason(_ text: String, truncated: Bool = false) -> String {
+            if case .failure(let error) = parse(text, truncated: truncated) { return error.description }
+            return "accepted"
+        }
+        #expect(reason("<html><body>BUY BUY BUY", truncated: true).hasPrefix("no JSON object in the reply (it begins"))
+        #expect(reason("<html>", truncated: true).hasSuffix("; it was also cut off by the length limit"))
+        #expect(reason("", truncated: false) == "no JSON object in the reply (it is empty)")
+        #expect(reason(#"{"action":"LONG","confidence":0."#, truncated: true).contains("cut off by the length limit"))
+        #expect(
+            reason(#"{"action":"LONG","confidence":0."#)
+                == "no complete JSON object in the reply: a '{' is never closed"
+        )
+        #expect(
+            reason(valid.replacingOccurrences(of: "0.82", with: #""high""#))
+                == #"confidence must be a number, not "high""#
+        )
+        #expect(reason(valid.replacingOccurrences(of: #""LONG""#, with: #""BUY""#)).hasSuffix(#"not "BUY""#))
+        #expect(
+            reason(valid.replacingOccurrences(of: "}", with: #","cited":[{"name":"rsi14"}]}"#))
+                .hasPrefix("each of cited must be")
+        )
+    }
+
+    @Test("cited figures are read with the answer")
+    func citations() throws {
+        let text = valid.replacingOccurrences(
+            of: "}",
+            with: #","cited":[{"name":"rsi14","value":61.5},{"name":"1h.support","value":97}]}"#
+        )
+        let answer = try AnswerParser.answer(from: ModelReply(text: text), symbol: "BTCUSDT").get()
+        #expect(answer.citations == [Citation(name: "rsi14", value: 61.5), Citation(name: "1h.support", value: 97)])
+        #expect(answer.proposal.action == .long)
     }
 
     @Test("a truncated reply or a refusal is invalid even when it holds JSON")
@@ -331,5 +367,57 @@ struct ModelReliabilityTests {
         #expect(Consensus.combine([long, hold])?.action == .hold)
         #expect(Consensus.combine([long]) == long)
         #expect(Consensus.combine([]) == nil)
+    }
+}
+
+@Suite("The grounding gate")
+struct GroundingTests {
+    let context: AnalysisContext = {
+        let primary = IndicatorSnapshot(
+            openTime: 0,
+            close: 100,
+            sma20: 98,
+            rsi14: 71.3,
+            bollingerUpper: 104,
+            bollingerLower: 95,
+            volume: 10,
+            resistance: 103,
+            support: 96
+        )
+        let hour = IndicatorSnapshot(openTime: 0, close: 100.5, rsi14: 55, volume: 100, resistance: 108, support: 90)
+        return AnalysisContext(
+            symbol: "BTCUSDT",
+            interval: "5m",
+            timeframes: ["5m": primary, "1h": hour],
+            fundingRate: 0.0001
+        )
+    }()
+
+    func check(_ citations: [(String, Double)]) -> Grounding.Result {
+        Grounding.check(citations.map { Citation(name: $0.0, value: $0.1) }, context: context)
+    }
+
+    @Test("an indicator must match its value within tolerance, on the timeframe named or any")
+    func indicators() {
+        #expect(check([("rsi14", 71)]) == .grounded(1))
+        #expect(check([("RSI", 71.3), ("1h.rsi14", 55)]) == .grounded(2))
+        #expect(check([("rsi14", 55)]) == .grounded(1), "no timeframe named: the 1h value is in the state")
+        #expect(check([("rsi14", 28)]) == .ungrounded(["rsi14 28 cited, the state says 71.3 (5m)"]))
+        #expect(check([("1h.rsi14", 71.3)]) == .ungrounded(["1h.rsi14 71.3 cited, the state says 55 (1h)"]))
+        #expect(check([("adx14", 30)]) == .ungrounded(["adx14 30: the state has no adx14"]))
+        #expect(check([("fibonacci", 0.618)]) == .ungrounded(["\"fibonacci\" is not a figure of the state"]))
+        #expect(check([("fundingRate", 0.0001)]) == .grounded(1))
+        #expect(check([("position.entry", 99)]) == .ungrounded(["position.entry 99: the state has no position.entry"]))
+    }
+
+    @Test("a level must lie within the prices the state shows; no citation is uncited")
+    func levels() {
+        #expect(check([("support", 96), ("level", 107.9), ("resistance", 90)]) == .grounded(3))
+        guard case .ungrounded(let problems) = check([("level", 150)]) else {
+            Issue.record("a level far outside the range passed")
+            return
+        }
+        #expect(problems == ["level 150 is outside the prices the state shows (90 to 108)"])
+        #expect(check([]) == .uncited)
     }
 }

@@ -230,7 +230,8 @@ struct SignalAnalystTests {
         #expect(decision.payload.action == .long && decision.payload.candleTime == 1_767_225_900_000)
         let record = try #require(try await harness.store.decision(id: decision.id))
         #expect(
-            record.reply == Self.long && record.prompt?.contains("todayPnL") == true
+            record.reply == "[openai scripted, answer, text]\n" + Self.long
+                && record.prompt?.contains("todayPnL") == true
                 && record.promptVersion == "analyst-test"
         )
 

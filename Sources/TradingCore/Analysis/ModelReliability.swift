@@ -2,17 +2,50 @@ import Foundation
 
 /// A request to a language model.
 public struct ModelRequest: Sendable, Hashable {
+    /// A refused answer and why, sent back once so the model can correct it.
+    public struct Repair: Sendable, Hashable {
+        /// What the model answered before.
+        public var reply: String
+        /// Why that answer was refused.
+        public var reason: String
+        /// A `Repair` with the fields given.
+        public init(reply: String, reason: String) {
+            self.reply = reply
+            self.reason = reason
+        }
+
+        /// The message that asks again.
+        public var instruction: String {
+            "Your answer was refused: \(reason). Answer again with exactly one JSON object in the schema, "
+                + "citing only figures that are in the state."
+        }
+    }
+
     public var system: String
     public var user: String
     public var maxTokens: Int
     public var timeout: Duration
+    /// The JSON Schema the answer must follow, sent where the provider can constrain output to it;
+    /// nil asks for free text.
+    public var schema: JSONValue?
+    /// A second ask after a refused answer.
+    public var repair: Repair?
 
-    /// A `ModelRequest` with the fields given.
-    public init(system: String, user: String, maxTokens: Int = 600, timeout: Duration = .seconds(30)) {
+    /// A `ModelRequest` with the fields given; the schema is the decision's unless told otherwise.
+    public init(
+        system: String,
+        user: String,
+        maxTokens: Int = 600,
+        timeout: Duration = .seconds(30),
+        schema: JSONValue? = AnswerParser.schema,
+        repair: Repair? = nil
+    ) {
         self.system = system
         self.user = user
         self.maxTokens = maxTokens
         self.timeout = timeout
+        self.schema = schema
+        self.repair = repair
     }
 }
 

@@ -35,6 +35,8 @@ public actor ResilientModel {
     let random: @Sendable () -> Double
     let logger: Logger
     private var breaker: CircuitBreaker
+    /// The output constraint of the last reply, to log when it changes.
+    private var outputMode: OutputMode?
 
     /// `model` behind retries, a breaker and the spending cap.
     public init(
@@ -107,6 +109,7 @@ public actor ResilientModel {
                 Counter(label: "tradebus_llm_cost_microusd_total", dimensions: dimensions).increment(
                     by: Int(spent * 1_000_000)
                 )
+                noteOutputMode(reply.outputMode, asked: request.schema != nil, dimensions: dimensions)
                 return Outcome(reply: reply, attempts: attempts, error: nil, cost: cost)
             } catch {
                 breaker.recordFailure(now: now())
@@ -144,6 +147,35 @@ public actor ResilientModel {
                     )
                 }
             }
+        }
+    }
+}
+
+extension ResilientModel {
+    /// Counts the path each reply took (`tradebus_llm_output_mode_total`) and says once, on a change,
+    /// whether the server constrains answers to the schema.
+    func noteOutputMode(_ mode: OutputMode, asked: Bool, dimensions: [(String, String)]) {
+        Counter(label: "tradebus_llm_output_mode_total", dimensions: dimensions + [("mode", mode.rawValue)])
+            .increment()
+        guard mode != outputMode else { return }
+        outputMode = mode
+        let metadata: Logger.Metadata = [
+            "provider": "\(model.provider)", "model": "\(model.model)", "output_mode": "\(mode.rawValue)",
+        ]
+        switch mode {
+        case .jsonSchema, .tool:
+            logger.info("structured output: the server constrains answers to the decision's schema", metadata: metadata)
+        case .jsonObject where asked:
+            logger.warning(
+                "structured output: the server refused a JSON schema; asking for JSON mode instead",
+                metadata: metadata
+            )
+        case .text where asked:
+            logger.warning(
+                "structured output: the server takes no schema and no JSON mode; reading JSON from free text",
+                metadata: metadata
+            )
+        default: break
         }
     }
 }
