@@ -71,7 +71,7 @@ public struct BenchReport: Sendable, Codable {
 }
 
 /// Percentile of sorted values (nearest rank).
-func percentile(_ sorted: [Double], _ p: Double) -> Double {
+public func percentile(_ sorted: [Double], _ p: Double) -> Double {
     guard !sorted.isEmpty else { return .nan }
     let rank = Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1
     return sorted[min(max(rank, 0), sorted.count - 1)]

@@ -172,6 +172,18 @@ extension CockpitService {
         page["fees"] = Self.usd(trades.reduce(Money.zero) { $0 + $1.fees })
         page["funding"] = Self.usd(trades.reduce(Money.zero) { $0 + $1.funding })
         page["tradeCount"] = trades.count
+        // The models' cost beside the venue's: what the trader keeps is net of all three.
+        let spend = try await store.llmSpend(since: nil)
+        let net = NetPnL(
+            report: PerformanceReport(trades: trades, equity: [], initialCapital: 0, candles: 0, periodsPerYear: 1),
+            llmCost: spend.cost,
+            decisions: spend.decisions
+        )
+        page["grossPnL"] = Self.usd(Money(finite: net.grossPnL) ?? .zero)
+        page["llmCost"] = String(format: "%.4f", net.llmCost)
+        page["netPnL"] = Self.usd(Money(finite: net.netPnL) ?? .zero)
+        page["llmPerTrade"] = String(format: "%.4f", net.llmCostPerTrade)
+        page["llmPerDecision"] = String(format: "%.5f", net.llmCostPerDecision)
         page["equityChart"] = EquityChart(equity: equity.map(\.equity.doubleValue))?.svg(
             title: "Equity (\(equity.count) readings) and drawdown",
             id: "equity-chart"

@@ -58,9 +58,10 @@ final class OutputModeMemory: Sendable {
 }
 
 extension ModelCallError {
-    /// An HTTP 400 or 422 that names `parameter`: the server does not take that request parameter.
+    /// An HTTP 400, 422 or 500 that names `parameter`: the server does not take that request parameter.
+    /// (llama-cpp-python's server answers an unknown `response_format` type with a 500 naming it.)
     func refusesParameter(_ parameter: String) -> Bool {
-        guard case .http(let status, let body, _) = code, status == 400 || status == 422 else { return false }
+        guard case .http(let status, let body, _) = code, [400, 422, 500].contains(status) else { return false }
         return body.contains(parameter)
     }
 }
@@ -79,7 +80,7 @@ func conversation(_ request: ModelRequest) -> [JSONValue] {
 /// DeepSeek, and local llama.cpp, vLLM and Ollama servers.
 ///
 /// The answer is constrained to the request's schema where the server can: `response_format` with a
-/// strict `json_schema` first; a server that refuses it (HTTP 400 or 422 naming `response_format`) is
+/// strict `json_schema` first; a server that refuses it (an HTTP 400, 422 or 500 naming `response_format`) is
 /// asked with `json_object` (carrying the schema too, which llama-cpp-python's server enforces), and one
 /// that refuses that gets free text. The step down is remembered for this model.
 public struct OpenAIChatModel: LanguageModel {

@@ -255,6 +255,14 @@ public enum Migrations {
                 CREATE INDEX divergence_reports_time ON divergence_reports (time);
                 """
         ),
+        Migration(
+            version: 10,
+            name: "LLM cost and usage per decision",
+            sql: """
+                ALTER TABLE decisions ADD COLUMN llm_cost {FLOAT} NOT NULL DEFAULT 0;
+                ALTER TABLE decisions ADD COLUMN llm_usage TEXT
+                """
+        ),
     ]
 
     /// The migration's SQL in `dialect`, split into statements.

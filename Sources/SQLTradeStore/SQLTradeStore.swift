@@ -98,7 +98,7 @@ public final class SQLTradeStore: TradeStore {
     static let decisionColumns = [
         "id", "correlation_id", "symbol", "action", "confidence", "leverage", "entry", "stop_loss", "take_profit",
         "reasoning", "provider", "model", "prompt_version", "candle_time", "created_at", "prompt", "reply",
-        "outcome",
+        "outcome", "llm_cost", "llm_usage",
     ]
 
     @discardableResult public func recordDecision(_ d: DecisionRecord) async throws -> Bool {
@@ -111,7 +111,8 @@ public final class SQLTradeStore: TradeStore {
                 .integer(Int64(d.leverage)), .decimal(d.entry), .decimal(d.stopLoss), .decimal(d.takeProfit),
                 .text(d.reasoning),
                 .text(d.provider), .text(d.model), .text(d.promptVersion), .time(d.candleTime), .time(d.createdAt),
-                .optional(d.prompt), .optional(d.reply), try SQLValue.json(d.outcome),
+                .optional(d.prompt), .optional(d.reply), try SQLValue.json(d.outcome), .text(String(d.llmCost)),
+                try SQLValue.json(d.usage),
             ],
             conflict: ["id"]
         )
@@ -151,8 +152,16 @@ public final class SQLTradeStore: TradeStore {
         )
     }
 
+    public func llmSpend(since: Date?) async throws -> LLMSpend {
+        let rows = try await select(
+            "SELECT COALESCE(SUM(llm_cost), 0), COUNT(*), COALESCE(SUM(CASE WHEN llm_cost > 0 OR llm_usage IS NOT NULL THEN 1 ELSE 0 END), 0) FROM decisions WHERE created_at >= $1",
+            [.time(since ?? Self.beginning)]
+        ) { row in LLMSpend(cost: try row.double(0), decisions: try row.int(1), modelDecisions: try row.int(2)) }
+        return rows.first ?? LLMSpend(cost: 0, decisions: 0, modelDecisions: 0)
+    }
+
     @Sendable static func decision(_ row: RowReader) throws -> DecisionRecord {
-        DecisionRecord(
+        var record = DecisionRecord(
             id: try row.text(0),
             correlationID: try row.text(1),
             symbol: try row.text(2),
@@ -172,6 +181,9 @@ public final class SQLTradeStore: TradeStore {
             reply: row.textOrNil(16),
             outcome: try row.json(17, DecisionOutcome.self, table: "decisions")
         )
+        record.llmCost = try row.double(18)
+        record.usage = try row.json(19, LLMUsage.self, table: "decisions")
+        return record
     }
 
     // MARK: Orders

@@ -41,6 +41,10 @@ public struct DecisionRecord: Sendable, Hashable, Codable {
     public var reply: String?
     /// What the executor did with it, once it has.
     public var outcome: DecisionOutcome?
+    /// What asking the models cost, USD, from their token usage and the price table (0 for rules).
+    public var llmCost: Double = 0
+    /// How the models were asked and answered.
+    public var usage: LLMUsage?
 
     /// A `DecisionRecord` with the fields given.
     public init(
@@ -81,6 +85,59 @@ public struct DecisionRecord: Sendable, Hashable, Codable {
         self.prompt = prompt
         self.reply = reply
         self.outcome = outcome
+    }
+}
+
+/// How a decision's models were asked and answered: tokens, time, the output constraint each reply
+/// took, what the grounding gate found, and why any answer was refused.
+public struct LLMUsage: Sendable, Hashable, Codable {
+    public var inputTokens: Int
+    public var outputTokens: Int
+    public var latencyMs: Int
+    public var attempts: Int
+    public var outputModes: [String]
+    public var grounding: [String]
+    public var refusals: [String]
+
+    /// A `LLMUsage` with the fields given.
+    public init(
+        inputTokens: Int,
+        outputTokens: Int,
+        latencyMs: Int,
+        attempts: Int,
+        outputModes: [String],
+        grounding: [String],
+        refusals: [String]
+    ) {
+        self.inputTokens = inputTokens
+        self.outputTokens = outputTokens
+        self.latencyMs = latencyMs
+        self.attempts = attempts
+        self.outputModes = outputModes
+        self.grounding = grounding
+        self.refusals = refusals
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case attempts, grounding, refusals
+        case inputTokens = "input_tokens"
+        case outputTokens = "output_tokens"
+        case latencyMs = "latency_ms"
+        case outputModes = "output_modes"
+    }
+}
+
+/// What the models cost over a period, beside how many decisions there were.
+public struct LLMSpend: Sendable, Hashable {
+    public var cost: Double
+    public var decisions: Int
+    /// Decisions a model was asked for (not the rules analyst's).
+    public var modelDecisions: Int
+    /// A `LLMSpend` with the fields given.
+    public init(cost: Double, decisions: Int, modelDecisions: Int) {
+        self.cost = cost
+        self.decisions = decisions
+        self.modelDecisions = modelDecisions
     }
 }
 

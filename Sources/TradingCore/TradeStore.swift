@@ -18,6 +18,8 @@ public protocol TradeStore: Sendable {
     @discardableResult func recordDecisionOutcome(id: String, _ outcome: DecisionOutcome) async throws -> Bool
     /// The newest decisions first (HOLDs and refusals included), at most `limit`.
     func recentDecisions(limit: Int) async throws -> [DecisionRecord]
+    /// What the models of the decisions since `since` (all when nil) cost, and how many decisions there were.
+    func llmSpend(since: Date?) async throws -> LLMSpend
     /// Keeps an alert once (by its id).
     @discardableResult func recordAlert(_ alert: AlertRecord) async throws -> Bool
     /// The newest alerts first, at most `limit`.

@@ -437,6 +437,7 @@ public final class EmbeddedSystem: Sendable {
         var equity = [initialCapital.doubleValue]
         var times: [Date] = []
         var decisions = 0
+        var recordedCost = 0.0
         let venueName = "replay"
         for (index, candle) in candles.enumerated() {
             try Task.checkCancellation()
@@ -476,6 +477,7 @@ public final class EmbeddedSystem: Sendable {
             if let recorded {
                 for decision in try await recorded.decisions(symbol: symbol, candleTimes: close...close) {
                     decisions += 1
+                    recordedCost += decision.llmCost
                     let payload = decision.payload(requestID: decision.id)
                     let message = Envelope(
                         id: decision.id,
@@ -520,7 +522,7 @@ public final class EmbeddedSystem: Sendable {
                 candleTimes: Date(timeIntervalSince1970: 0)...Date.distantFuture
             ).count
         }
-        return ReplayOutcome(
+        var outcome = ReplayOutcome(
             candles: candles.count,
             trades: trades,
             equity: equity,
@@ -529,6 +531,8 @@ public final class EmbeddedSystem: Sendable {
             decisions: decisions,
             elapsedSeconds: (ContinuousClock.now - started).timeInterval
         )
+        outcome.llmCost = recordedCost + (try await store.llmSpend(since: nil).cost)
+        return outcome
     }
 }
 

@@ -5,37 +5,18 @@ import TradingCore
 import TradingServices
 import WorkerRuntime
 
-/// `tradebus analyze`: the analyst once, on the state after the last candle of a file.
-struct Analyze: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Ask the analyst once about the state after the last candle of a file; prints the decision as JSON.",
-        discussion:
-            "Limits (MIN_AI_CONFIDENCE, MAX_LEVERAGE, MIN_/MAX_STOP_LOSS_PERCENT, ...) and LLM_* bounds come from the environment, as for ai-analyst."
-    )
-
+/// Which analyst `analyze` and `evaluate` ask: the provider, its server and model, over the same
+/// environment keys as ai-analyst.
+struct AnalystOptions: ParsableArguments {
     enum Provider: String, ExpressibleByArgument, CaseIterable { case rules, openai, anthropic }
 
-    @Option(help: "A candle file (any format tradebus indicators reads).") var data: String
-    @Option(help: "The symbol; by default the file name up to its first '-'.") var symbol: String?
     @Option(help: "rules, openai or anthropic.") var provider: Provider = .rules
     @Option(help: "The provider's base URL.") var baseURL: String?
     @Option(help: "The model.") var model: String?
     @Option(help: "A file holding the API key (else OPENAI_API_KEY / ANTHROPIC_API_KEY).") var apiKeyFile: String?
-    @Flag(help: "Also print, on stderr, the prompt, each raw reply and why any answer was refused.") var verbose = false
 
-    func run() async throws {
-        guard let text = try? String(contentsOfFile: data, encoding: .utf8) else {
-            throw ValidationError("cannot read --data '\(data)'")
-        }
-        let candles: [Candle]
-        do { candles = try CandleFile.parse(text) } catch { throw ValidationError("\(data): \(error)") }
-        guard let interval = CandleInterval.detect(candles) else {
-            throw ValidationError("\(data): cannot tell the candles' interval")
-        }
-        let symbol =
-            (self.symbol ?? URL(fileURLWithPath: data).lastPathComponent.split(separator: "-").first.map(String.init)
-            ?? "SYMBOL").uppercased()
-
+    /// The analyst's configuration: the environment, with these options over it.
+    func configuration() throws -> AnalystConfiguration {
         var environment = ProcessInfo.processInfo.environment
         environment["ANALYST_PROVIDERS"] = provider.rawValue
         let prefix = provider == .anthropic ? "ANTHROPIC" : "OPENAI"
@@ -45,13 +26,55 @@ struct Analyze: AsyncParsableCommand {
             environment["\(prefix)_API_KEY_FILE"] = apiKeyFile
             environment["\(prefix)_API_KEY"] = nil
         }
-        let analyst: AnalystConfiguration
-        do { analyst = try AnalystConfiguration.read(try SettingsReader(environment: environment)) } catch {
+        do { return try AnalystConfiguration.read(try SettingsReader(environment: environment)) } catch {
             throw ValidationError("\(error)")
         }
+    }
+
+    /// The panel, logging only errors (a command's output is its answer).
+    func panel() throws -> AnalystPanel {
         var logger = Logger(label: "tradebus.analyze")
         logger.logLevel = .error
-        let panel = try analyst.panel(cache: nil, logger: logger)
+        return try configuration().panel(cache: nil, logger: logger)
+    }
+
+    /// A file's symbol: its name up to the first '-'.
+    static func symbol(fromFile path: String) -> String {
+        (URL(fileURLWithPath: path).lastPathComponent.split(separator: "-").first.map(String.init) ?? "SYMBOL")
+            .uppercased()
+    }
+
+    /// The candles of a file and their interval.
+    static func candles(_ path: String) throws -> (candles: [Candle], interval: String) {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("cannot read --data '\(path)'")
+        }
+        let candles: [Candle]
+        do { candles = try CandleFile.parse(text) } catch { throw ValidationError("\(path): \(error)") }
+        guard let interval = CandleInterval.detect(candles) else {
+            throw ValidationError("\(path): cannot tell the candles' interval")
+        }
+        return (candles, interval)
+    }
+}
+
+/// `tradebus analyze`: the analyst once, on the state after the last candle of a file.
+struct Analyze: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask the analyst once about the state after the last candle of a file; prints the decision as JSON.",
+        discussion:
+            "Limits (MIN_AI_CONFIDENCE, MAX_LEVERAGE, MIN_/MAX_STOP_LOSS_PERCENT, ...) and LLM_* bounds come from the environment, as for ai-analyst."
+    )
+
+    @Option(help: "A candle file (any format tradebus indicators reads).") var data: String
+    @Option(help: "The symbol; by default the file name up to its first '-'.") var symbol: String?
+    @OptionGroup var analyst: AnalystOptions
+    @Flag(help: "Also print, on stderr, the prompt, each raw reply and why any answer was refused.") var verbose = false
+
+    func run() async throws {
+        let (candles, interval) = try AnalystOptions.candles(data)
+        let symbol = self.symbol ?? AnalystOptions.symbol(fromFile: data)
+        let panel = try analyst.panel()
         let context = AnalysisContext.after(candles, symbol: symbol, interval: interval)
         let verdict = await panel.decide(context)
         if verbose { FileHandle.standardError.write(Data(Self.explain(verdict).utf8)) }

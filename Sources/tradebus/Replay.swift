@@ -425,6 +425,7 @@ enum ReplayOutput {
         object["candles_per_second"] = outcome.elapsedSeconds > 0 ? Double(outcome.candles) / outcome.elapsedSeconds : 0
         object["decisions"] = outcome.decisions
         object["signals"] = outcome.signals
+        NetPnL(report: report, llmCost: outcome.llmCost, decisions: outcome.decisions).merge(into: &object)
         return String(
             decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
             as: UTF8.self
@@ -437,6 +438,7 @@ enum ReplayOutput {
             \(data.symbol) \(data.interval), \(report.candles) candles from \(data.path)
               signals \(outcome.signals), decisions \(outcome.decisions), trades \(report.trades) (\(report.wins) won, \(report.losses) lost, win rate \(String(format: "%.1f", report.winRate * 100)) %)
               PnL \(money(report.totalPnL)) USD after \(money(report.fees)) fees and \(money(report.funding)) funding (\(data.fundingNote)); return \(String(format: "%.2f", report.returnPercent)) %; final equity \(money(report.finalEquity))
+              \(NetPnL(report: report, llmCost: outcome.llmCost, decisions: outcome.decisions).line)
               max drawdown \(String(format: "%.2f", report.maxDrawdownPercent)) %; Sharpe \(String(format: "%.2f", report.sharpe)); Sortino \(String(format: "%.2f", report.sortino)); profit factor \(report.profitFactorIsInfinite ? "∞" : String(format: "%.2f", report.profitFactor)); average reward/risk \(String(format: "%.2f", report.averageRewardRisk))
               \(fills())
               \(data.markNote)

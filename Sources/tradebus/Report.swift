@@ -26,6 +26,7 @@ struct Report: AsyncParsableCommand {
         let store = try Infrastructure.store(config)
         let trades = try await store.trades(since: nil).sorted { $0.exitTime < $1.exitTime }
         let open = try await store.openPositions()
+        let spend = try await store.llmSpend(since: nil)
         await store.close()
         let initial =
             try capital
@@ -40,6 +41,7 @@ struct Report: AsyncParsableCommand {
             periodsPerYear: Double(max(trades.count, 1))
         )
         let days = PerformanceReport.pnlByDay(trades)
+        let net = NetPnL(report: report, llmCost: spend.cost, decisions: spend.decisions)
         if json {
             var object = try report.jsonObject()
             object["pnl_by_day"] = days.map { ["day": $0.day, "pnl": $0.pnl, "trades": $0.trades] as [String: Any] }
@@ -51,6 +53,8 @@ struct Report: AsyncParsableCommand {
                 ] as [String: Any]
             }
             object["sharpe_basis"] = "per trade"
+            object["decisions"] = spend.decisions
+            net.merge(into: &object)
             print(
                 String(
                     decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
@@ -74,6 +78,7 @@ struct Report: AsyncParsableCommand {
                 report.funding
             )
         )
+        print("\(spend.decisions) decisions (\(spend.modelDecisions) asked of a model): \(net.line)")
         print(
             String(
                 format: "Sharpe (per trade) %.2f, max drawdown %.2f %% (of equity %.0f plus realised PnL)",

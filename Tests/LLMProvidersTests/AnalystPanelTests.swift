@@ -320,7 +320,7 @@ struct AnalystPanelTests {
     }
 
     @Test(
-        "a server without json_schema falls back to JSON mode (llama-cpp-python's 422), one without either to text; remembered, and said"
+        "a server without json_schema falls back to JSON mode (llama-cpp-python's 500), one without either to text; remembered, and said"
     )
     func schemaFallback() async throws {
         let server = try await FakeLLM.start(fallback: Self.long)

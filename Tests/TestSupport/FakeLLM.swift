@@ -24,8 +24,8 @@ public final class FakeLLM: Sendable {
     public enum SchemaSupport: Sendable {
         /// OpenAI: `response_format` `json_schema` (strict) and `json_object`; Anthropic: tools.
         case full
-        /// llama-cpp-python's server: `json_object` (with an optional `schema`) only; `json_schema` is
-        /// refused by its request validation with a 422.
+        /// llama-cpp-python's server (0.3): `json_object` (with an optional `schema`) only; `json_schema`
+        /// fails its request validation, answered as a 500 that names `response_format`.
         case jsonObjectOnly
         /// A server with neither: `response_format` (or Anthropic `tools`) is refused with a 400.
         case none
@@ -219,8 +219,8 @@ public final class FakeLLM: Sendable {
         case (.none, _): return (400, unsupported)
         case (.jsonObjectOnly, "json_schema"):
             return (
-                422,
-                #"{"detail":[{"type":"literal_error","loc":["body","response_format","type"],"msg":"Input should be 'text' or 'json_object'","input":"json_schema"}]}"#
+                500,
+                #"{"error":{"message":"1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', 'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n  File \"llama_cpp/server/app.py\", line 376, in create_chat_completion\n    POST /v1/chat/completions","type":"internal_server_error","param":null,"code":null}}"#
             )
         case (.full, "json_schema"):
             let spec = format["json_schema"] as? [String: Any]

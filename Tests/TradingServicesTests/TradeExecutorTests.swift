@@ -859,6 +859,7 @@ final class OutageStore: TradeStore {
         try check()
         return try await inner.recordDecision(decision)
     }
+    func llmSpend(since: Date?) async throws -> LLMSpend { try await inner.llmSpend(since: since) }
     func decision(id: String) async throws -> DecisionRecord? {
         try check()
         return try await inner.decision(id: id)

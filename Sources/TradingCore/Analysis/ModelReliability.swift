@@ -205,6 +205,13 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     }
 }
 
+/// A share of the daily cap that was crossed: `llm_budget` alerts at 80 % and 100 %.
+public struct SpendingAlert: Sendable, Hashable {
+    public var percent: Int
+    public var spent: Double
+    public var cap: Double
+}
+
 /// The daily spending cap: checked before every call with the worst case of that call, recorded after
 /// with what it cost. Days are UTC.
 public struct SpendingLedger: Sendable, Hashable {
@@ -220,7 +227,9 @@ public struct SpendingLedger: Sendable, Hashable {
     /// Whether a call costing `estimate` fits today's cap.
     public mutating func canSpend(_ estimate: Double, now: Date) -> Bool {
         roll(now)
-        return spent + estimate <= dailyCap
+        let fits = spent + estimate <= dailyCap
+        if !fits { refused = true }
+        return fits
     }
 
     /// Adds `cost` to today's spending (a new UTC day starts at zero).
@@ -229,11 +238,36 @@ public struct SpendingLedger: Sendable, Hashable {
         spent += cost
     }
 
+    /// The share of the cap at which an alert goes out, once each a day.
+    public static let alertPercents = [80, 100]
+    /// Set when the cap refused a call: the cap is reached for practical purposes.
+    private var refused = false
+    private var alerted: Set<Int> = []
+
+    /// The thresholds crossed today and not yet alerted: 80 % and 100 % of the cap (100 % also when
+    /// the cap refused a call before the spending reached it exactly).
+    public mutating func dueAlerts(now: Date) -> [SpendingAlert] {
+        roll(now)
+        guard dailyCap > 0 else { return [] }
+        let percent = spent / dailyCap * 100
+        let due = Self.alertPercents.filter {
+            !alerted.contains($0) && (percent >= Double($0) || ($0 == 100 && refused))
+        }
+        alerted.formUnion(due)
+        // Once 100 % is said, 80 % need not follow it.
+        if due.contains(100) { alerted.insert(80) }
+        return due.filter { !(due.contains(100) && $0 == 80) }.map {
+            SpendingAlert(percent: $0, spent: spent, cap: dailyCap)
+        }
+    }
+
     private mutating func roll(_ now: Date) {
         let key = Self.dayKey(now)
         if key != day {
             day = key
             spent = 0
+            refused = false
+            alerted = []
         }
     }
 }

@@ -51,6 +51,8 @@ public struct ReplayOutcome: Sendable {
     /// Decisions made (HOLD included), or replayed from a record.
     public var decisions: Int
     public var elapsedSeconds: Double
+    /// What the models of those decisions cost (nothing for the rules analyst).
+    public var llmCost = 0.0
 
     /// A `ReplayOutcome` with the fields given.
     public init(
@@ -188,7 +190,7 @@ public struct Backtester: Sendable {
                 )
             }
         }
-        return ReplayOutcome(
+        var outcome = ReplayOutcome(
             candles: candles.count,
             trades: run.trades.sorted { ($0.entryTime, $0.id) < ($1.entryTime, $1.id) },
             equity: equity,
@@ -197,6 +199,8 @@ public struct Backtester: Sendable {
             decisions: run.decisions,
             elapsedSeconds: (ContinuousClock.now - started).timeInterval
         )
+        outcome.llmCost = run.llmCost
+        return outcome
     }
 }
 
@@ -262,6 +266,8 @@ struct BacktestRun {
     var trades: [TradeRecord] = []
     var signals = 0
     var decisions = 0
+    /// What the replayed decisions' models cost when they were made.
+    var llmCost = 0.0
     /// Decisions made before this are not acted on (nil: all are).
     var tradingFrom: Date?
     var now = Date(timeIntervalSince1970: 0)
@@ -326,6 +332,7 @@ struct BacktestRun {
         } else if let recorded {
             for record in recorded[Int64((close.timeIntervalSince1970 * 1000).rounded())] ?? [] {
                 decisions += 1
+                llmCost += record.llmCost
                 execute(decisionID: record.id, record.payload(requestID: record.id))
             }
         } else {

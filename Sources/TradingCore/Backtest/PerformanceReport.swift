@@ -142,3 +142,61 @@ public struct PerformanceReport: Sendable, Codable, Equatable {
         return days.keys.sorted().map { ($0, days[$0]!.0, days[$0]!.1) }
     }
 }
+
+/// PnL after everything it cost: the venue's fees and funding, and the models' calls.
+public struct NetPnL: Sendable, Hashable, Codable {
+    /// Before fees and funding.
+    public var grossPnL: Double
+    public var fees: Double
+    /// Paid (negative: received).
+    public var funding: Double
+    public var llmCost: Double
+    /// After fees, funding and the models' cost.
+    public var netPnL: Double
+    public var llmCostPerTrade: Double
+    public var llmCostPerDecision: Double
+
+    /// The breakdown of `report`'s trades with `llmCost` spent on `decisions`.
+    public init(report: PerformanceReport, llmCost: Double, decisions: Int) {
+        fees = report.fees
+        funding = report.funding
+        grossPnL = report.totalPnL + report.fees + report.funding
+        self.llmCost = llmCost
+        netPnL = report.totalPnL - llmCost
+        llmCostPerTrade = report.trades > 0 ? llmCost / Double(report.trades) : 0
+        llmCostPerDecision = decisions > 0 ? llmCost / Double(decisions) : 0
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case fees, funding
+        case grossPnL = "gross_pnl"
+        case llmCost = "llm_cost"
+        case netPnL = "net_pnl"
+        case llmCostPerTrade = "llm_cost_per_trade"
+        case llmCostPerDecision = "llm_cost_per_decision"
+    }
+
+    /// Its keys added to a report's JSON object.
+    public func merge(into object: inout [String: Any]) {
+        object["gross_pnl"] = grossPnL
+        object["llm_cost"] = llmCost
+        object["net_pnl"] = netPnL
+        object["llm_cost_per_trade"] = llmCostPerTrade
+        object["llm_cost_per_decision"] = llmCostPerDecision
+    }
+
+    /// One line: gross, fees, funding, LLM cost, net, and the cost per trade and per decision.
+    public var line: String {
+        String(
+            format: "gross PnL %.2f, fees %.2f, funding %.2f, LLM cost %.4f, net PnL %.2f USD "
+                + "(LLM %.4f per trade, %.5f per decision)",
+            grossPnL,
+            fees,
+            funding,
+            llmCost,
+            netPnL,
+            llmCostPerTrade,
+            llmCostPerDecision
+        )
+    }
+}

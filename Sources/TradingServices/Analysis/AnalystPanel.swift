@@ -41,6 +41,20 @@ public struct AnalystPanel: Sendable {
         public var grounding: [String] = []
         /// Why each refused answer was refused, in order, repairs included.
         public var refusals: [String] = []
+
+        /// What is recorded of the calls with the decision; nil when no model was called.
+        public var usage: LLMUsage? {
+            guard attempts > 0 || !replies.isEmpty else { return nil }
+            return LLMUsage(
+                inputTokens: inputTokens,
+                outputTokens: outputTokens,
+                latencyMs: Int((latency.timeInterval * 1000).rounded()),
+                attempts: attempts,
+                outputModes: outputModes,
+                grounding: grounding,
+                refusals: refusals
+            )
+        }
     }
 
     /// One model's part in a decision.
@@ -103,6 +117,12 @@ public struct AnalystPanel: Sendable {
         self.groundingTolerance = groundingTolerance
         self.repairAttempts = repairAttempts
         self.now = now
+    }
+
+    /// The spending alerts due now (80 % and 100 % of the daily cap, once each a UTC day).
+    public func spendingAlerts(now: Date) async -> [SpendingAlert] {
+        guard let book = models.first?.ledger else { return [] }
+        return await book.dueAlerts(now: now)
     }
 
     /// `provider:model,...` of the panel, or the rules analyst's name.

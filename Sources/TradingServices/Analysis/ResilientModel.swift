@@ -190,4 +190,6 @@ public actor SpendingBook {
     /// Adds a call's cost to today's spending.
     public func record(_ cost: Double, now: Date) { ledger.record(cost, now: now) }
     public var spentToday: Double { ledger.spent }
+    /// The thresholds of the cap crossed today and not yet alerted.
+    public func dueAlerts(now: Date) -> [SpendingAlert] { ledger.dueAlerts(now: now) }
 }

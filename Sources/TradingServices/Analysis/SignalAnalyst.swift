@@ -122,7 +122,7 @@ public actor SignalAnalyst {
             candleTime: context.candleTime,
             requestID: requestID
         )
-        let record = DecisionRecord(
+        var record = DecisionRecord(
             id: decisionID,
             correlationID: correlationID,
             payload: payload,
@@ -130,6 +130,8 @@ public actor SignalAnalyst {
             prompt: verdict.prompt,
             reply: verdict.replies.isEmpty ? nil : verdict.replies.joined(separator: "\n---\n")
         )
+        record.llmCost = verdict.cost
+        record.usage = verdict.usage
         guard try await store.recordDecision(record) else {
             // Another analyst decided the same request at the same moment: its decision stands and it publishes.
             logger.info("decision already recorded by another analyst", metadata: ["decision_id": "\(decisionID)"])
@@ -159,6 +161,25 @@ public actor SignalAnalyst {
             )
         }
         try await publish(payload, id: decisionID, correlationID: correlationID)
+        for due in await panel.spendingAlerts(now: now()) {
+            try await alert(
+                AlertPayload(
+                    severity: due.percent >= 100 ? .critical : .warning,
+                    kind: "llm_budget",
+                    title: due.percent >= 100 ? "LLM spending cap reached" : "LLM spending at \(due.percent) % of the cap",
+                    message: String(
+                        format: "%.4f of %.2f USD spent today (UTC). %@",
+                        due.spent,
+                        due.cap,
+                        due.percent >= 100
+                            ? "Models are not asked again until tomorrow; the rules analyst or HOLD decides."
+                            : "Raise LLM_DAILY_BUDGET_USD, or expect the models to stop at the cap."
+                    ),
+                    symbol: nil,
+                    fields: ["percent": .number(Double(due.percent))]
+                )
+            )
+        }
         Counter(
             label: "tradebus_decisions_total",
             dimensions: [("action", payload.action.rawValue), ("provider", payload.provider)]
