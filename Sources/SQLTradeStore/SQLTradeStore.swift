@@ -154,9 +154,21 @@ public final class SQLTradeStore: TradeStore {
 
     public func llmSpend(since: Date?) async throws -> LLMSpend {
         let rows = try await select(
-            "SELECT COALESCE(SUM(llm_cost), 0), COUNT(*), COALESCE(SUM(CASE WHEN llm_cost > 0 OR llm_usage IS NOT NULL THEN 1 ELSE 0 END), 0) FROM decisions WHERE created_at >= $1",
+            """
+            SELECT COALESCE(SUM(llm_cost), 0), COUNT(*),
+                COALESCE(SUM(CASE WHEN llm_cost > 0 OR llm_usage IS NOT NULL THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN llm_usage LIKE '%"lookahead"%' THEN 1 ELSE 0 END), 0)
+            FROM decisions WHERE created_at >= $1
+            """,
             [.time(since ?? Self.beginning)]
-        ) { row in LLMSpend(cost: try row.double(0), decisions: try row.int(1), modelDecisions: try row.int(2)) }
+        ) { row in
+            LLMSpend(
+                cost: try row.double(0),
+                decisions: try row.int(1),
+                modelDecisions: try row.int(2),
+                lookAheadDecisions: try row.int(3)
+            )
+        }
         return rows.first ?? LLMSpend(cost: 0, decisions: 0, modelDecisions: 0)
     }
 

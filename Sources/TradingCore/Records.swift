@@ -98,6 +98,8 @@ public struct LLMUsage: Sendable, Hashable, Codable {
     public var outputModes: [String]
     public var grounding: [String]
     public var refusals: [String]
+    /// Set when the decision was made in a replay allowed to ask a model about its own past.
+    public var lookAhead: String?
 
     /// A `LLMUsage` with the fields given.
     public init(
@@ -107,7 +109,8 @@ public struct LLMUsage: Sendable, Hashable, Codable {
         attempts: Int,
         outputModes: [String],
         grounding: [String],
-        refusals: [String]
+        refusals: [String],
+        lookAhead: String? = nil
     ) {
         self.inputTokens = inputTokens
         self.outputTokens = outputTokens
@@ -116,10 +119,12 @@ public struct LLMUsage: Sendable, Hashable, Codable {
         self.outputModes = outputModes
         self.grounding = grounding
         self.refusals = refusals
+        self.lookAhead = lookAhead
     }
 
     enum CodingKeys: String, CodingKey {
         case attempts, grounding, refusals
+        case lookAhead = "lookahead"
         case inputTokens = "input_tokens"
         case outputTokens = "output_tokens"
         case latencyMs = "latency_ms"
@@ -133,11 +138,14 @@ public struct LLMSpend: Sendable, Hashable {
     public var decisions: Int
     /// Decisions a model was asked for (not the rules analyst's).
     public var modelDecisions: Int
+    /// Decisions made in a replay allowed to ask a model about its own past.
+    public var lookAheadDecisions: Int
     /// A `LLMSpend` with the fields given.
-    public init(cost: Double, decisions: Int, modelDecisions: Int) {
+    public init(cost: Double, decisions: Int, modelDecisions: Int, lookAheadDecisions: Int = 0) {
         self.cost = cost
         self.decisions = decisions
         self.modelDecisions = modelDecisions
+        self.lookAheadDecisions = lookAheadDecisions
     }
 }
 

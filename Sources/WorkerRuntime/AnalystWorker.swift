@@ -74,6 +74,10 @@ public struct AnalystConfiguration: Sendable {
     public var repairAttempts = 1
     /// The prompt version asked with (`ANALYST_PROMPT_VERSION`).
     public var promptVersion = AnalystPrompt.currentVersion
+    /// Each model's training cutoff (`LLM_TRAINING_CUTOFFS` over the published table).
+    public var cutoffs = TrainingCutoffs()
+    /// Set by a replay allowed to ask models about their own past: recorded with every decision.
+    public var lookAhead: String?
 
     /// Reads and checks the analyst's keys; a bad one stops it at start, naming the key.
     public static func read(_ config: SettingsReader) throws -> AnalystConfiguration {
@@ -266,10 +270,21 @@ public struct AnalystConfiguration: Sendable {
             default: AnalystPrompt.currentVersion,
             help: "a prompt shipped in Sources/LLMProviders/Prompts"
         )!
+        switch TrainingCutoffs.parse(
+            try config.string("LLM_TRAINING_CUTOFFS", default: "", help: "model=YYYY-MM-DD,... over the table")!
+        ) {
+        case .success(let overrides): configuration.cutoffs = TrainingCutoffs(overrides: overrides)
+        case .failure(let reason): throw ConfigError(key: "LLM_TRAINING_CUTOFFS", message: reason.description)
+        }
         do { _ = try AnalystPrompt(version: configuration.promptVersion, framework: framework) } catch {
             throw ConfigError(key: "ANALYST_PROMPT_VERSION", message: "\(error)")
         }
         return configuration
+    }
+
+    /// What a replay from `firstCandle` would ask these models about their own past (empty: nothing).
+    public func lookAhead(firstCandle: Date, today: Date = Date()) -> [String] {
+        cutoffs.lookAhead(models: models.map(\.model), firstCandle: firstCandle, today: today)
     }
 
     /// The panel these settings describe.
@@ -299,6 +314,7 @@ public struct AnalystConfiguration: Sendable {
             grounding: grounding,
             groundingTolerance: groundingTolerance,
             repairAttempts: repairAttempts,
+            lookAhead: lookAhead,
             now: now
         )
     }

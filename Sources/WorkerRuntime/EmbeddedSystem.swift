@@ -75,7 +75,8 @@ public final class EmbeddedSystem: Sendable {
         analyst: Analyst,
         notify: Bool,
         logger: Logger,
-        allowLiveVenue: Bool = false
+        allowLiveVenue: Bool = false,
+        lookAhead: String? = nil
     ) throws {
         self.store = store
         self.logger = logger
@@ -128,6 +129,7 @@ public final class EmbeddedSystem: Sendable {
             recorded = nil
             var panelConfiguration = analystConfiguration
             if case .rules = analyst { panelConfiguration.models = [] }
+            panelConfiguration.lookAhead = lookAhead
             let panel = try panelConfiguration.panel(cache: cache, logger: logger, now: clock.now)
             self.analyst = SignalAnalyst(
                 panel: panel,

@@ -76,6 +76,11 @@ struct Analyze: AsyncParsableCommand {
         let symbol = self.symbol ?? AnalystOptions.symbol(fromFile: data)
         let panel = try analyst.panel()
         let context = AnalysisContext.after(candles, symbol: symbol, interval: interval)
+        // One question only warns: a replay or a backtest refuses (--allow-lookahead).
+        let asOf = Date(timeIntervalSince1970: Double(context.candleTime) / 1000)
+        for finding in try analyst.configuration().lookAhead(firstCandle: asOf) {
+            FileHandle.standardError.write(Data("tradebus analyze: look-ahead warning: \(finding)\n".utf8))
+        }
         let verdict = await panel.decide(context)
         if verbose { FileHandle.standardError.write(Data(Self.explain(verdict).utf8)) }
         let p = verdict.proposal

@@ -45,7 +45,10 @@ struct Evaluate: AsyncParsableCommand {
             let verdict = await panel.decide(context)
             tally.add(verdict)
             FileHandle.standardError.write(
-                Data("\r\(index + 1)/\(questions.count): valid \(tally.valid), holds \(tally.holds)   ".utf8)
+                Data(
+                    "\r\(index + 1)/\(questions.count): in schema \(tally.wellFormed), accepted \(tally.valid), holds \(tally.holds)   "
+                        .utf8
+                )
             )
         }
         FileHandle.standardError.write(Data("\n".utf8))
@@ -84,6 +87,9 @@ struct Evaluate: AsyncParsableCommand {
     /// What the answers came to.
     struct Tally {
         var decisions = 0
+        /// Answers in the schema.
+        var wellFormed = 0
+        /// Answers that passed every check (schema, framework, grounding).
         var valid = 0
         var validFirstTime = 0
         var failed = 0
@@ -98,6 +104,7 @@ struct Evaluate: AsyncParsableCommand {
 
         mutating func add(_ verdict: AnalystPanel.Verdict) {
             decisions += 1
+            if verdict.failures.isEmpty && verdict.wellFormed > 0 { wellFormed += 1 }
             if verdict.invalid.isEmpty && verdict.failures.isEmpty {
                 valid += 1
                 if verdict.refusals.isEmpty { validFirstTime += 1 }
@@ -111,9 +118,10 @@ struct Evaluate: AsyncParsableCommand {
             for refusal in verdict.refusals {
                 // The reason without the model's name or the figures, so alike reasons count together.
                 let reason = refusal.split(separator: ":", maxSplits: 1).last.map(String.init) ?? refusal
-                let kind = reason.split(separator: "(").first.map {
-                    $0.trimmingCharacters(in: .whitespaces)
-                } ?? reason
+                let kind =
+                    reason.split(separator: "(").first.map {
+                        $0.trimmingCharacters(in: .whitespaces)
+                    } ?? reason
                 reasons[String(kind.prefix(70)), default: 0] += 1
             }
             latencies.append(verdict.latency.timeInterval * 1000)
@@ -126,6 +134,7 @@ struct Evaluate: AsyncParsableCommand {
             var model: String
             var prompt: String
             var decisions: Int
+            var schemaValidRate: Double
             var validRate: Double
             var validFirstTimeRate: Double
             var failed: Int
@@ -141,7 +150,8 @@ struct Evaluate: AsyncParsableCommand {
 
             enum CodingKeys: String, CodingKey {
                 case model, prompt, decisions, failed, grounding, refusals
-                case validRate = "valid_rate"
+                case schemaValidRate = "schema_valid_rate"
+                case validRate = "accepted_rate"
                 case validFirstTimeRate = "valid_first_time_rate"
                 case holdRate = "hold_rate"
                 case outputModes = "output_modes"
@@ -160,6 +170,7 @@ struct Evaluate: AsyncParsableCommand {
                 model: model,
                 prompt: prompt,
                 decisions: decisions,
+                schemaValidRate: Double(wellFormed) / n,
                 validRate: Double(valid) / n,
                 validFirstTimeRate: Double(validFirstTime) / n,
                 failed: failed,
@@ -179,15 +190,20 @@ struct Evaluate: AsyncParsableCommand {
             var lines = [
                 "\(s.model) (\(s.prompt)), \(s.decisions) decisions",
                 String(
-                    format: "valid answers %.1f %% (%.1f %% at the first ask), failed calls %d, HOLD %.1f %%",
+                    format:
+                        "valid answers (in the schema) %.1f %%; accepted (framework and grounding too) %.1f %% "
+                        + "(%.1f %% at the first ask); failed calls %d; HOLD %.1f %%",
+                    s.schemaValidRate * 100,
                     s.validRate * 100,
                     s.validFirstTimeRate * 100,
                     s.failed,
                     s.holdRate * 100
                 ),
-                "output modes: " + s.outputModes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                "output modes: "
+                    + s.outputModes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
                     .joined(separator: ", "),
-                "grounding: " + s.grounding.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                "grounding: "
+                    + s.grounding.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
                     .joined(separator: ", "),
                 String(
                     format: "latency p50 %.0f ms, p99 %.0f ms; tokens per decision %.0f in, %.0f out; cost %.4f USD",

@@ -16,6 +16,13 @@ struct ReplayData {
     var candles: [Candle]
     var symbol: String
     var interval: String
+    /// When the first candle closes: the earliest moment a model is asked about.
+    var firstClose: Date {
+        Date(
+            timeIntervalSince1970: Double((candles.first?.openTime ?? 0) + (CandleInterval.milliseconds(interval) ?? 0))
+                / 1000
+        )
+    }
     /// The funding settlements charged to open positions (`--funding`), if any.
     var funding: FundingSchedule?
     /// The funding file, for the summary.
@@ -193,6 +200,8 @@ struct ReplayRun {
     /// Where every log line at info and above goes (the terminal shows notices and worse).
     var logFile: String?
     var dashboard: Dashboard?
+    /// Why the models may know this data's future (the run was allowed to go on anyway).
+    var lookAhead: String?
 
     /// Replays the file; `finished` gets the result as soon as the replay ends (with a dashboard, the
     /// cockpit goes on serving until SIGINT or SIGTERM, and this returns after).
@@ -238,7 +247,14 @@ struct ReplayRun {
         }
         let store = SQLTradeStore.sqlite(path: path)
         let config = try SettingsReader(environment: environment)
-        let system = try EmbeddedSystem(config: config, store: store, analyst: analyst, notify: notify, logger: logger)
+        let system = try EmbeddedSystem(
+            config: config,
+            store: store,
+            analyst: analyst,
+            notify: notify,
+            logger: logger,
+            lookAhead: lookAhead
+        )
         do {
             try await system.start()
             // The record names its files, so that `tradebus diff --run` can backtest the same candles.
@@ -413,6 +429,42 @@ extension PerformanceReport {
     }
 }
 
+/// The look-ahead guard of LLM replays: a model asked about candles from before its training cutoff is
+/// refused, naming the cutoff, unless the run allows it; then every report says so.
+enum LookAheadGuard {
+    /// The note to carry when `findings` is allowed; throws when it is not; nil when there is nothing.
+    static func check(_ findings: [String], allowed: Bool) throws -> String? {
+        guard !findings.isEmpty else { return nil }
+        let note = findings.joined(separator: "; ")
+        guard allowed else {
+            throw ValidationError(
+                "look-ahead: \(note). Its answers would measure the model's memory, not its skill. Set the model's cutoff in LLM_TRAINING_CUTOFFS (model=YYYY-MM-DD), use data from after it, or pass --allow-lookahead to run anyway (every report will say so)."
+            )
+        }
+        FileHandle.standardError.write(Data("tradebus: LOOK-AHEAD allowed: \(note)\n".utf8))
+        return note
+    }
+
+    /// The recorded LLM decisions made on candles from before their model's cutoff, one line per model.
+    static func recorded(_ records: [DecisionRecord], cutoffs: TrainingCutoffs, today: Date = Date()) -> [String] {
+        var earliest: [String: Date] = [:]
+        for record in records where record.provider != RulesAnalyst.name {
+            // A consensus names its members as provider:model,...
+            for member in record.model.split(separator: ",") {
+                let model = String(member.split(separator: ":").last ?? member)
+                earliest[model] = min(earliest[model] ?? record.candleTime, record.candleTime)
+            }
+            if let note = record.usage?.lookAhead {
+                earliest["(recorded with --allow-lookahead) " + note] = .distantPast
+            }
+        }
+        return earliest.sorted { $0.key < $1.key }.flatMap { model, first in
+            model.hasPrefix("(recorded")
+                ? [model] : cutoffs.lookAhead(models: [model], firstCandle: first, today: today)
+        }
+    }
+}
+
 /// Output shared by `run` and `backtest`.
 enum ReplayOutput {
     static func writeTrades(_ trades: [TradeRecord], to path: String) throws {
@@ -426,6 +478,7 @@ enum ReplayOutput {
         object["decisions"] = outcome.decisions
         object["signals"] = outcome.signals
         NetPnL(report: report, llmCost: outcome.llmCost, decisions: outcome.decisions).merge(into: &object)
+        if let lookAhead = outcome.lookAhead { object["lookahead"] = lookAhead }
         return String(
             decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
             as: UTF8.self
@@ -438,7 +491,7 @@ enum ReplayOutput {
             \(data.symbol) \(data.interval), \(report.candles) candles from \(data.path)
               signals \(outcome.signals), decisions \(outcome.decisions), trades \(report.trades) (\(report.wins) won, \(report.losses) lost, win rate \(String(format: "%.1f", report.winRate * 100)) %)
               PnL \(money(report.totalPnL)) USD after \(money(report.fees)) fees and \(money(report.funding)) funding (\(data.fundingNote)); return \(String(format: "%.2f", report.returnPercent)) %; final equity \(money(report.finalEquity))
-              \(NetPnL(report: report, llmCost: outcome.llmCost, decisions: outcome.decisions).line)
+              \(NetPnL(report: report, llmCost: outcome.llmCost, decisions: outcome.decisions).line)\(outcome.lookAhead.map { "\n  LOOK-AHEAD: the models may know this data's future (--allow-lookahead): \($0)" } ?? "")
               max drawdown \(String(format: "%.2f", report.maxDrawdownPercent)) %; Sharpe \(String(format: "%.2f", report.sharpe)); Sortino \(String(format: "%.2f", report.sortino)); profit factor \(report.profitFactorIsInfinite ? "∞" : String(format: "%.2f", report.profitFactor)); average reward/risk \(String(format: "%.2f", report.averageRewardRisk))
               \(fills())
               \(data.markNote)
@@ -524,6 +577,10 @@ struct Backtest: AsyncParsableCommand {
     @Option(help: "Sweep: backtests at once (default: one per core).") var jobs: Int?
     @Option(help: "Walk-forward: shuffles of the out-of-sample trades' order, for the maximum drawdown's spread.")
     var monteCarlo = 0
+    @Flag(
+        help:
+            "With --analyst recorded: replay LLM decisions made on candles from before the model's training cutoff; the report says so."
+    ) var allowLookahead = false
     @OptionGroup var market: MarketFileOptions
 
     func run() async throws {
@@ -531,6 +588,7 @@ struct Backtest: AsyncParsableCommand {
         if let walkForward { return try runWalkForward(replay, plan: walkForward) }
         if !sweep.isEmpty { return try runSweep(replay) }
         let choice: Backtester.Analyst
+        var lookAhead: String?
         switch analyst {
         case .rules: choice = .rules
         case .recorded:
@@ -542,9 +600,14 @@ struct Backtest: AsyncParsableCommand {
             }
             await store.close()
             choice = .recorded(records)
+            lookAhead = try LookAheadGuard.check(
+                LookAheadGuard.recorded(records, cutoffs: try AnalystConfiguration.read(try SettingsReader()).cutoffs),
+                allowed: allowLookahead
+            )
         }
         let progress: ((ReplayProgress) -> Void)? = json ? nil : { ReplayOutput.progressBar($0) }
-        let (outcome, report) = try BacktestJob(data: replay, analyst: choice).execute(progress: progress)
+        var (outcome, report) = try BacktestJob(data: replay, analyst: choice).execute(progress: progress)
+        outcome.lookAhead = lookAhead
         if let tradesOut { try ReplayOutput.writeTrades(outcome.trades, to: tradesOut) }
         if let plot {
             try ReplayOutput.plot(
@@ -845,6 +908,10 @@ struct Run: AsyncParsableCommand {
         Double?
     @Option(help: "Every log line at info and above, each refusal included (default: beside --database).")
     var log: String?
+    @Flag(
+        help:
+            "Let the LLMs decide on candles from before their training cutoff (LLM_TRAINING_CUTOFFS); the summary and each decision's record say so."
+    ) var allowLookahead = false
     @OptionGroup var market: MarketFileOptions
 
     /// `--dashboard HOST:PORT` with the configured tokens, or a one-time viewer token printed on stderr.
@@ -889,6 +956,10 @@ struct Run: AsyncParsableCommand {
             throw ValidationError("the bundled data file is missing from this build; give --data FILE")
         }
         let replay = try market.replay(path: path, symbol: symbol, interval: interval)
+        let lookAhead = try LookAheadGuard.check(
+            try AnalystConfiguration.read(try SettingsReader()).lookAhead(firstCandle: replay.firstClose),
+            allowed: allowLookahead
+        )
         FileHandle.standardError.write(
             Data(
                 "tradebus run: \(replay.symbol) \(replay.interval), \(replay.candles.count) candles, paper venue, record in \(database)\n"
@@ -909,7 +980,8 @@ struct Run: AsyncParsableCommand {
                 notify: true,
                 database: database,
                 logFile: logFile,
-                dashboard: try dashboardOptions()
+                dashboard: try dashboardOptions(),
+                lookAhead: lookAhead
             ).execute(
                 progress: { progress in
                     if lines {

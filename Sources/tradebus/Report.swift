@@ -54,6 +54,7 @@ struct Report: AsyncParsableCommand {
             }
             object["sharpe_basis"] = "per trade"
             object["decisions"] = spend.decisions
+            object["lookahead_decisions"] = spend.lookAheadDecisions
             net.merge(into: &object)
             print(
                 String(
@@ -79,6 +80,11 @@ struct Report: AsyncParsableCommand {
             )
         )
         print("\(spend.decisions) decisions (\(spend.modelDecisions) asked of a model): \(net.line)")
+        if spend.lookAheadDecisions > 0 {
+            print(
+                "LOOK-AHEAD: \(spend.lookAheadDecisions) decisions were made by models asked about their own past (--allow-lookahead); their PnL measures memory, not skill"
+            )
+        }
         print(
             String(
                 format: "Sharpe (per trade) %.2f, max drawdown %.2f %% (of equity %.0f plus realised PnL)",

@@ -86,6 +86,42 @@ struct TradeStoreContractTests {
     }
 
     @Test(
+        "a decision's LLM cost and usage round-trip, and the spend since a time sums them",
+        arguments: StoreKind.allCases
+    )
+    func decisionCost(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let id = TestServices.uniqueName("d")
+            // Later than the other tests' newest rows in the shared database.
+            let since = Self.newest().addingTimeInterval(315_576_000)
+            var asked = decision(id)
+            asked.createdAt = since
+            asked.llmCost = 0.0057
+            asked.usage = LLMUsage(
+                inputTokens: 900,
+                outputTokens: 80,
+                latencyMs: 412,
+                attempts: 2,
+                outputModes: ["openai m: json_schema"],
+                grounding: ["openai m: ungrounded"],
+                refusals: ["openai m: ungrounded: rsi14 28 cited, the state says 71.3 (5m)"],
+                lookAhead: "m was trained on data up to 2024-06-01"
+            )
+            var rules = decision(id + "-rules")
+            rules.createdAt = since.addingTimeInterval(1)
+            #expect(try await store.recordDecision(asked))
+            #expect(try await store.recordDecision(rules))
+            #expect(try await store.decision(id: id) == asked)
+            #expect(try await store.decision(id: id + "-rules")?.usage == nil)
+            let spend = try await store.llmSpend(since: since)
+            #expect(
+                spend == LLMSpend(cost: 0.0057, decisions: 2, modelDecisions: 1, lookAheadDecisions: 1),
+                "\(spend)"
+            )
+        }
+    }
+
+    @Test(
         "a decision's outcome is recorded once, and the newest decisions come first with theirs",
         arguments: StoreKind.allCases
     )

@@ -315,7 +315,7 @@ struct AnalystPanelTests {
             JSONValue.self,
             from: JSONSerialization.data(withJSONObject: spec["schema"]!)
         )
-        #expect(sent == AnswerParser.schema)
+        #expect(sent == AnswerParser.schema(maxLeverage: framework.maxLeverage))
         await server.stop()
     }
 

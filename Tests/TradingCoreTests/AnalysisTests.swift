@@ -311,6 +311,50 @@ struct ModelReliabilityTests {
         #expect(RetryPolicy.retryAfter("soon", now: now) == nil)
     }
 
+    @Test("the spending cap alerts at 80 % and 100 % once a day; a call the cap refused counts as reaching it")
+    func spendingAlerts() {
+        var ledger = SpendingLedger(dailyCap: 10)
+        let day = Date(timeIntervalSince1970: 1_767_225_600)
+        ledger.record(7.9, now: day)
+        let none = ledger.dueAlerts(now: day)
+        #expect(none.isEmpty)
+        ledger.record(0.2, now: day)
+        let first = ledger.dueAlerts(now: day)
+        let again = ledger.dueAlerts(now: day)
+        #expect(first.map(\.percent) == [80] && again.isEmpty, "once a day")
+        let fits = ledger.canSpend(2, now: day)
+        #expect(!fits)
+        let reached = ledger.dueAlerts(now: day)
+        #expect(reached.map(\.percent) == [100])
+        let tomorrow = day.addingTimeInterval(86_400)
+        ledger.record(10, now: tomorrow)
+        let next = ledger.dueAlerts(now: tomorrow)
+        #expect(next.map(\.percent) == [100], "100 % says it all")
+    }
+
+    @Test("training cutoffs: the longest published prefix, overrides, and unknown models knowing everything to today")
+    func cutoffs() throws {
+        let today = Date(timeIntervalSince1970: 1_796_428_800)  // 2026-12-05
+        let published = TrainingCutoffs()
+        #expect(
+            TrainingCutoffs.show(published.cutoff(model: "gpt-4o-mini-2024-07-18", today: today).date) == "2023-10-01"
+        )
+        #expect(TrainingCutoffs.show(published.cutoff(model: "gpt-4.1-mini", today: today).date) == "2024-06-01")
+        let unknown = published.cutoff(model: "my-model", today: today)
+        #expect(unknown.date == today && !unknown.known)
+        let cutoffs = TrainingCutoffs(overrides: try TrainingCutoffs.parse("my-model=2022-01-01").get())
+        let first = try #require(TrainingCutoffs.day("2021-11-20"))
+        #expect(
+            cutoffs.lookAhead(models: ["my-model"], firstCandle: first, today: today).first?.contains("2022-01-01")
+                == true
+        )
+        #expect(cutoffs.lookAhead(models: ["my-model"], firstCandle: today, today: today).isEmpty)
+        guard case .failure = TrainingCutoffs.parse("gpt-x=June") else {
+            Issue.record("a bad date was accepted")
+            return
+        }
+    }
+
     @Test("the breaker opens after N failures, lets one probe through after the cooldown, and closes on its success")
     func breaker() {
         var breaker = CircuitBreaker(threshold: 3, cooldown: 10)

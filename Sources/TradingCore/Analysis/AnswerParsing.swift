@@ -73,9 +73,14 @@ public enum AnswerParser {
     ]
     static let optional: Set<String> = ["symbol", "cited"]
 
+    /// The decision's JSON Schema with leverage up to 125 (the most any venue allows).
+    public static let schema = schema(maxLeverage: 125)
+
     /// The decision's JSON Schema, the one definition every provider is sent: strict (every property
-    /// required, nothing else allowed), as OpenAI's structured outputs and Anthropic's tool input want.
-    public static let schema: JSONValue = {
+    /// required, nothing else allowed), as OpenAI's structured outputs and Anthropic's tool input want;
+    /// confidence 0 to 1 and leverage 1 to `maxLeverage`, so a server that constrains its output to the
+    /// schema cannot answer outside them.
+    public static func schema(maxLeverage: Int) -> JSONValue {
         func property(_ type: JSONValue, _ description: String) -> JSONValue {
             .object(["type": type, "description": .string(description)])
         }
@@ -105,8 +110,14 @@ public enum AnswerParser {
                 "action": .object([
                     "type": .string("string"), "enum": .array([.string("LONG"), .string("SHORT"), .string("HOLD")]),
                 ]),
-                "confidence": property(.string("number"), "0 to 1"),
-                "leverage": property(.string("integer"), "whole number, 1 or more"),
+                "confidence": .object([
+                    "type": .string("number"), "minimum": .number(0), "maximum": .number(1),
+                    "description": .string("0 to 1"),
+                ]),
+                "leverage": .object([
+                    "type": .string("integer"), "minimum": .number(1), "maximum": .number(Double(maxLeverage)),
+                    "description": .string("whole number, 1 to \(maxLeverage)"),
+                ]),
                 "entry": property(nullableNumber, "the latest price, or null for HOLD"),
                 "stop_loss": property(nullableNumber, "price, or null for HOLD"),
                 "take_profit": property(nullableNumber, "price, or null for HOLD"),
@@ -117,7 +128,7 @@ public enum AnswerParser {
                 ]),
             ]),
         ])
-    }()
+    }
 
     /// Reads a model's reply as a proposal for `symbol`, or says why it is invalid.
     public static func proposal(from reply: ModelReply, symbol: String) -> Result<TradeProposal, InvalidAnswer> {
@@ -178,7 +189,9 @@ public enum AnswerParser {
             leverageValue == leverageValue.rounded(),
             abs(leverageValue) < 1_000
         else {
-            return .failure(InvalidAnswer("leverage must be a whole number, not \(shown(object["leverage"]))"))
+            return .failure(
+                InvalidAnswer("leverage must be a whole number below 1000, not \(shown(object["leverage"]))")
+            )
         }
         var prices: [Double?] = []
         for key in ["entry", "stop_loss", "take_profit"] {

@@ -53,6 +53,8 @@ public struct ReplayOutcome: Sendable {
     public var elapsedSeconds: Double
     /// What the models of those decisions cost (nothing for the rules analyst).
     public var llmCost = 0.0
+    /// Why the models may have known the data's future, when the run was allowed to go on anyway.
+    public var lookAhead: String?
 
     /// A `ReplayOutcome` with the fields given.
     public init(

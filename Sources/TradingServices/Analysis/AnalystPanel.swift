@@ -41,6 +41,10 @@ public struct AnalystPanel: Sendable {
         public var grounding: [String] = []
         /// Why each refused answer was refused, in order, repairs included.
         public var refusals: [String] = []
+        /// Models whose last answer was valid in the schema (whether or not the checks after passed).
+        public var wellFormed = 0
+        /// Why the models may have known this candle's future (a replay run with --allow-lookahead).
+        public var lookAhead: String?
 
         /// What is recorded of the calls with the decision; nil when no model was called.
         public var usage: LLMUsage? {
@@ -52,7 +56,8 @@ public struct AnalystPanel: Sendable {
                 attempts: attempts,
                 outputModes: outputModes,
                 grounding: grounding,
-                refusals: refusals
+                refusals: refusals,
+                lookAhead: lookAhead
             )
         }
     }
@@ -63,6 +68,8 @@ public struct AnalystPanel: Sendable {
         var replies: [ModelReply] = []
         var refusals: [String] = []
         var checked: Result<TradeProposal, InvalidAnswer>?
+        /// The last answer read in the schema.
+        var wellFormed = false
         var grounding: Grounding.Result?
         var error: ModelCallError?
         var attempts = 0
@@ -90,6 +97,8 @@ public struct AnalystPanel: Sendable {
     public let groundingTolerance: Double
     /// How many times an invalid answer is asked again.
     public let repairAttempts: Int
+    /// Set when a replay was allowed to ask models about their own past; recorded with each decision.
+    public let lookAhead: String?
     let now: @Sendable () -> Date
 
     /// A `AnalystPanel` with the fields given.
@@ -104,6 +113,7 @@ public struct AnalystPanel: Sendable {
         grounding: GroundingMode = .enforce,
         groundingTolerance: Double = 0.01,
         repairAttempts: Int = 1,
+        lookAhead: String? = nil,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.models = models
@@ -116,6 +126,7 @@ public struct AnalystPanel: Sendable {
         self.grounding = grounding
         self.groundingTolerance = groundingTolerance
         self.repairAttempts = repairAttempts
+        self.lookAhead = lookAhead
         self.now = now
     }
 
@@ -159,7 +170,11 @@ public struct AnalystPanel: Sendable {
         }
         Counter(label: "tradebus_analyst_cache_total", dimensions: [("result", "miss")]).increment()
 
-        let request = ModelRequest(system: prompt.system, user: user)
+        let request = ModelRequest(
+            system: prompt.system,
+            user: user,
+            schema: AnswerParser.schema(maxLeverage: rules.framework.maxLeverage)
+        )
         let deadline = now().addingTimeInterval(decisionBudget.timeInterval)
         let asked = await withTaskGroup(of: (Int, Asked).self) { group in
             for (index, model) in models.enumerated() {
@@ -202,7 +217,9 @@ public struct AnalystPanel: Sendable {
             latency: asked.map(\.latency).max() ?? .zero,
             outputModes: asked.compactMap { one in one.replies.last.map { "\(one.name): \($0.outputMode.rawValue)" } },
             grounding: asked.compactMap { one in one.grounding.map { "\(one.name): \($0.label)" } },
-            refusals: asked.flatMap { one in one.refusals.map { "\(one.name): \($0)" } }
+            refusals: asked.flatMap { one in one.refusals.map { "\(one.name): \($0)" } },
+            wellFormed: asked.filter(\.wellFormed).count,
+            lookAhead: lookAhead
         )
 
         if !invalid.isEmpty {
@@ -266,7 +283,11 @@ public struct AnalystPanel: Sendable {
             }
             asked.replies.append(reply)
             let answer = AnswerParser.answer(from: reply, symbol: context.symbol)
-            if case .success(let parsed) = answer { asked.grounding = ground(parsed, context: context) }
+            asked.wellFormed = false
+            if case .success(let parsed) = answer {
+                asked.wellFormed = true
+                asked.grounding = ground(parsed, context: context)
+            }
             let checked = answer.flatMap { parsed -> Result<TradeProposal, InvalidAnswer> in
                 if case .ungrounded(let problems)? = asked.grounding, grounding == .enforce || grounding == .strict {
                     return .failure(InvalidAnswer("ungrounded: \(problems.joined(separator: "; "))"))

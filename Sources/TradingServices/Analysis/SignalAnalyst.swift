@@ -166,7 +166,8 @@ public actor SignalAnalyst {
                 AlertPayload(
                     severity: due.percent >= 100 ? .critical : .warning,
                     kind: "llm_budget",
-                    title: due.percent >= 100 ? "LLM spending cap reached" : "LLM spending at \(due.percent) % of the cap",
+                    title: due.percent >= 100
+                        ? "LLM spending cap reached" : "LLM spending at \(due.percent) % of the cap",
                     message: String(
                         format: "%.4f of %.2f USD spent today (UTC). %@",
                         due.spent,
