@@ -15,6 +15,8 @@ public enum RoutingKey {
     public static func signal(symbol: String, interval: String) -> String { "sig.\(part(symbol)).\(part(interval))" }
     /// `decision.<symbol>`: an analyst's decision for the executor.
     public static func decision(symbol: String) -> String { "decision.\(part(symbol))" }
+    /// `shadow.decision.<symbol>`: a shadow analyst's decision, for its own paper account only.
+    public static func shadowDecision(symbol: String) -> String { "shadow.decision.\(part(symbol))" }
     /// `order.<status>.<symbol>`: an order accepted, filled, rejected or cancelled.
     public static func order(status: String, symbol: String) -> String { "order.\(part(status)).\(part(symbol))" }
     /// `trade.<event>.<symbol>`: a trade opened or closed.

@@ -78,6 +78,13 @@ public struct AnalystConfiguration: Sendable {
     public var cutoffs = TrainingCutoffs()
     /// Set by a replay allowed to ask models about their own past: recorded with every decision.
     public var lookAhead: String?
+    /// A candidate that decides beside the panel on the same signals (`ANALYST_SHADOW`); its decisions
+    /// are recorded apart and traded on a paper account of their own.
+    public var shadow: ModelSpec?
+    /// The candidate's prompt version (`ANALYST_SHADOW=...@version`).
+    public var shadowPrompt = AnalystPrompt.currentVersion
+    /// The share of live signals the candidate decides instead of the panel (`ANALYST_CANARY_PERCENT`).
+    public var canaryPercent = 0.0
 
     /// Reads and checks the analyst's keys; a bad one stops it at start, naming the key.
     public static func read(_ config: SettingsReader) throws -> AnalystConfiguration {
@@ -276,15 +283,83 @@ public struct AnalystConfiguration: Sendable {
         case .success(let overrides): configuration.cutoffs = TrainingCutoffs(overrides: overrides)
         case .failure(let reason): throw ConfigError(key: "LLM_TRAINING_CUTOFFS", message: reason.description)
         }
+        if let text = try config.string(
+            "ANALYST_SHADOW",
+            help: "a candidate beside the panel: provider:model[@prompt-version] (openai, anthropic or rules)"
+        ), !text.isEmpty {
+            let (spec, prompt) = try shadowSpec(text, config: config, framework: framework)
+            configuration.shadow = spec
+            configuration.shadowPrompt = prompt
+        }
+        configuration.canaryPercent = try config.double(
+            "ANALYST_CANARY_PERCENT",
+            default: 0,
+            range: 0...100,
+            help: "share of live signals the ANALYST_SHADOW candidate decides"
+        )
+        if configuration.canaryPercent > 0 && configuration.shadow == nil {
+            throw ConfigError(key: "ANALYST_CANARY_PERCENT", message: "needs ANALYST_SHADOW: the candidate to route to")
+        }
         do { _ = try AnalystPrompt(version: configuration.promptVersion, framework: framework) } catch {
             throw ConfigError(key: "ANALYST_PROMPT_VERSION", message: "\(error)")
         }
         return configuration
     }
 
-    /// What a replay from `firstCandle` would ask these models about their own past (empty: nothing).
+    /// What a replay from `firstCandle` would ask these models (the shadow's too) about their own past.
     public func lookAhead(firstCandle: Date, today: Date = Date()) -> [String] {
-        cutoffs.lookAhead(models: models.map(\.model), firstCandle: firstCandle, today: today)
+        let asked = (models + (shadow.map { $0.provider == "rules" ? [] : [$0] } ?? [])).map(\.model)
+        return cutoffs.lookAhead(models: asked, firstCandle: firstCandle, today: today)
+    }
+
+    /// `ANALYST_SHADOW`'s `provider:model[@prompt-version]`, with the provider's URL and key.
+    static func shadowSpec(
+        _ text: String,
+        config: SettingsReader,
+        framework: TradingFramework
+    ) throws -> (ModelSpec, String) {
+        let parts = text.split(separator: "@", maxSplits: 1).map(String.init)
+        let prompt = parts.count == 2 ? parts[1] : AnalystPrompt.currentVersion
+        let target = parts[0].split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+        let provider = target[0].lowercased()
+        guard ["openai", "anthropic", "rules"].contains(provider), provider == "rules" || target.count == 2,
+            target.count == 1 || !target[1].isEmpty
+        else {
+            throw ConfigError(
+                key: "ANALYST_SHADOW",
+                message: "'\(text)' is not provider:model[@prompt-version] with provider openai, anthropic or rules"
+            )
+        }
+        do { _ = try AnalystPrompt(version: prompt, framework: framework) } catch {
+            throw ConfigError(key: "ANALYST_SHADOW", message: "prompt '\(prompt)' is not shipped with this build")
+        }
+        guard provider != "rules" else {
+            return (ModelSpec(provider: "rules", baseURL: "", model: RulesAnalyst.model, apiKey: nil), prompt)
+        }
+        let anthropic = provider == "anthropic"
+        let base = try config.string(
+            anthropic ? "ANTHROPIC_BASE_URL" : "OPENAI_BASE_URL",
+            default: anthropic ? "https://api.anthropic.com" : "https://api.openai.com/v1",
+            help: "the provider's base URL"
+        )!
+        let key = try config.string(anthropic ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY", secret: true, help: "key")
+        return (ModelSpec(provider: provider, baseURL: base, model: target[1], apiKey: key), prompt)
+    }
+
+    /// The shadow candidate's panel, with a spending book of its own (the same daily cap), or nil.
+    public func shadowPanel(
+        cache: (any HotCache)?,
+        logger: Logger,
+        http: HTTPClient = .shared,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) throws -> AnalystPanel? {
+        guard let shadow else { return nil }
+        var candidate = self
+        candidate.models = shadow.provider == "rules" ? [] : [shadow]
+        candidate.promptVersion = shadowPrompt
+        candidate.shadow = nil
+        // Never from the live panel's cache: the candidate answers for itself.
+        return try candidate.panel(cache: nil, logger: logger, http: http, now: now)
     }
 
     /// The panel these settings describe.

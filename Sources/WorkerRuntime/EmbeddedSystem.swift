@@ -41,6 +41,9 @@ public final class EmbeddedSystem: Sendable {
     public let clock: ReplayClock
     public let venue: any Venue
     public let executor: TradeExecutor
+    /// The shadow candidate's own paper account (`ANALYST_SHADOW`), recording into `shadowStore`.
+    public let shadowExecutor: TradeExecutor?
+    public let shadowStore: (any TradeStore)?
     public let initialCapital: Money
     let indicators: IndicatorProcessor
     let analyst: SignalAnalyst?
@@ -76,7 +79,8 @@ public final class EmbeddedSystem: Sendable {
         notify: Bool,
         logger: Logger,
         allowLiveVenue: Bool = false,
-        lookAhead: String? = nil
+        lookAhead: String? = nil,
+        shadowStore: (any TradeStore)? = nil
     ) throws {
         self.store = store
         self.logger = logger
@@ -121,6 +125,41 @@ public final class EmbeddedSystem: Sendable {
         indicators = IndicatorProcessor(bus: bus, cache: cache, source: "tradebus", logger: logger, savesState: false)
         let analystConfiguration = try AnalystConfiguration.read(config)
         stallTimeout = analystConfiguration.decisionBudget + .seconds(120)
+        // ANALYST_SHADOW: the candidate's decisions trade on a paper account of their own.
+        let candidate =
+            if case .configured = analyst, let shadowStore {
+                try analystConfiguration.shadowPanel(cache: nil, logger: logger, now: clock.now)
+            } else { AnalystPanel?.none }
+        let shadowRoute: SignalAnalyst.Shadow?
+        if let candidate, let shadowStore {
+            var shadowSettings = settings
+            shadowSettings.account = "shadow"
+            shadowSettings.shadow = true
+            shadowExecutor = TradeExecutor(
+                venue: try PaperVenue(
+                    balance: executorConfiguration.initialCapital,
+                    settings: executorConfiguration.paper,
+                    path: nil
+                ),
+                store: shadowStore,
+                bus: bus,
+                cache: cache,
+                settings: shadowSettings,
+                source: "tradebus-shadow",
+                logger: logger,
+                now: clock.now
+            )
+            self.shadowStore = shadowStore
+            shadowRoute = SignalAnalyst.Shadow(
+                panel: candidate,
+                store: shadowStore,
+                canaryPercent: analystConfiguration.canaryPercent
+            )
+        } else {
+            shadowExecutor = nil
+            self.shadowStore = nil
+            shadowRoute = nil
+        }
         switch analyst {
         case .recorded(let source):
             recorded = source
@@ -139,6 +178,7 @@ public final class EmbeddedSystem: Sendable {
                 settings: analystConfiguration.service,
                 source: "tradebus",
                 logger: logger,
+                shadow: shadowRoute,
                 now: clock.now
             )
         }
@@ -183,6 +223,16 @@ public final class EmbeddedSystem: Sendable {
                 try await executor.handleDecision($0)
             },
         ]
+        if let shadowExecutor, let shadowStore {
+            try await shadowStore.migrate()
+            let queue = TradeExecutor.decisionQueue(account: "shadow", shadow: true)
+            try await bus.declare(queue)
+            running.append(
+                RunningConsumer.start(bus, queue: queue.name, options: ConsumerOptions(prefetch: 1)) {
+                    try await shadowExecutor.handleDecision($0)
+                }
+            )
+        }
         if let analyst {
             try await bus.declare(SignalAnalyst.signalQueue)
             running.append(
@@ -209,6 +259,7 @@ public final class EmbeddedSystem: Sendable {
             Self.candleQueue.name, TradeExecutor.decisionQueue(account: account).name, Self.tallyQueue.name,
         ]
         if analyst != nil { queues.append(SignalAnalyst.signalQueue.name) }
+        if shadowExecutor != nil { queues.append(TradeExecutor.decisionQueue(account: "shadow", shadow: true).name) }
         queues += sinks.map { SinkDispatcher.queue(for: $0.sink.name, prefix: "embedded.notifier").name }
         guard await bus.waitForConsumers(on: queues, timeout: .seconds(60)) else {
             throw EmbeddedSystemStalled(
@@ -216,6 +267,7 @@ public final class EmbeddedSystem: Sendable {
             )
         }
         try await executor.reconcile()
+        try await shadowExecutor?.reconcile()
     }
 
     /// Live market data instead of a file: `venue`'s WebSocket klines (with REST backfill) for
@@ -464,6 +516,7 @@ public final class EmbeddedSystem: Sendable {
                 await cache.set(FundingEvent.cacheKey(symbol: symbol), value, ttl: nil)
             }
             try await executor.observe(payload, time: close)
+            try await shadowExecutor?.observe(payload, time: close)
             let envelope = Envelope(
                 id: "candle:\(venueName):\(symbol):\(interval):\(candle.openTime)",
                 type: MessageType.candleClosed,

@@ -254,6 +254,13 @@ public struct ExecutorConfiguration: Sendable {
             default: "default",
             help: "account name in queue names"
         )!
+        settings.shadow =
+            try config.choice(
+                "EXECUTOR_DECISIONS",
+                default: "live",
+                allowed: ["live", "shadow"],
+                help: "live: the panel's decisions; shadow: ANALYST_SHADOW's, on paper only"
+            ) == "shadow"
         settings.kernel.stopProtectionTimeout = try config.double(
             "STOP_PROTECTION_TIMEOUT_SECONDS",
             default: 5,
@@ -316,6 +323,12 @@ public struct ExecutorConfiguration: Sendable {
             "the clearance fee of a paper liquidation, on the notional at the liquidation price (Binance BTCUSDT: 1.25)"
         )
         paper.takerFeeRate = limits.takerFeeRate
+        if settings.shadow, case .live = venue {
+            throw ConfigError(
+                key: "EXECUTOR_DECISIONS",
+                message: "is shadow: a shadow analyst's decisions trade on paper only (USE_PAPER_TRADING=true)"
+            )
+        }
         return ExecutorConfiguration(
             venue: venue,
             settings: settings,

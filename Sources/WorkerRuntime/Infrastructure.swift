@@ -50,9 +50,9 @@ public enum Infrastructure {
         )
     }
 
-    /// The trade store from `DATABASE_URL`: `postgres://...` or `sqlite:///path/to/file.sqlite`.
-    public static func store(_ config: SettingsReader) throws -> SQLTradeStore {
-        let text = try config.required("DATABASE_URL", help: "postgres://user:password@host:5432/db or sqlite:///path")
+    /// The trade store from `DATABASE_URL` (or `key`): `postgres://...` or `sqlite:///path/to/file.sqlite`.
+    public static func store(_ config: SettingsReader, key: String = "DATABASE_URL") throws -> SQLTradeStore {
+        let text = try config.required(key, help: "postgres://user:password@host:5432/db or sqlite:///path")
         if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
             let connections = try config.int(
                 "DATABASE_POOL_SIZE",

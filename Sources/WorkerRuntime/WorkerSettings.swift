@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SQLTradeStore
 
 /// executor's settings: its servers, and the venue, limits, breakers and stop policy.
 public struct ExecutorWorkerSettings: Sendable {
@@ -49,16 +50,21 @@ public struct IndicatorWorkerSettings: Sendable {
 public struct AnalystWorkerSettings: Sendable {
     public var dependencies: WorkerDependencies
     public var analyst: AnalystConfiguration
+    /// Where the shadow candidate's decisions are recorded, apart from the live ones
+    /// (`SHADOW_DATABASE_URL`, required with `ANALYST_SHADOW`).
+    public var shadowStore: SQLTradeStore?
 
     /// Reads and checks them; an invalid value names its key and range.
     public static func read(_ config: SettingsReader) throws -> Self {
-        Self(
+        let analyst = try AnalystConfiguration.read(config)
+        return Self(
             dependencies: try WorkerDependencies.configure(
                 [.bus, .cache, .store],
                 config: config,
                 instance: "ai-analyst"
             ),
-            analyst: try AnalystConfiguration.read(config)
+            analyst: analyst,
+            shadowStore: analyst.shadow == nil ? nil : try Infrastructure.store(config, key: "SHADOW_DATABASE_URL")
         )
     }
 }

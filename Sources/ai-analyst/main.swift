@@ -21,6 +21,18 @@ let status = await WorkerMain.run(
         let store = settings.dependencies.store!
         try await bus.declare(SignalAnalyst.signalQueue)
         let panel = try settings.analyst.panel(cache: cache, logger: context.logger)
+        // ANALYST_SHADOW: a candidate on the same signals, recorded in SHADOW_DATABASE_URL.
+        var shadow: SignalAnalyst.Shadow?
+        if let shadowStore = settings.shadowStore,
+            let candidate = try settings.analyst.shadowPanel(cache: nil, logger: context.logger)
+        {
+            try await shadowStore.migrate()
+            shadow = SignalAnalyst.Shadow(
+                panel: candidate,
+                store: shadowStore,
+                canaryPercent: settings.analyst.canaryPercent
+            )
+        }
         let service = SignalAnalyst(
             panel: panel,
             bus: bus,
@@ -28,7 +40,8 @@ let status = await WorkerMain.run(
             store: store,
             settings: settings.analyst.service,
             source: context.settings.instance,
-            logger: context.logger
+            logger: context.logger,
+            shadow: shadow
         )
         var services: [any Service] = [
             ConsumerService(
@@ -67,7 +80,10 @@ let status = await WorkerMain.run(
                 return status
             },
             heartbeatBus: bus,
-            shutdown: { await settings.dependencies.close() }
+            shutdown: {
+                await settings.shadowStore?.close()
+                await settings.dependencies.close()
+            }
         )
     },
     lifecycle: { plan, context in

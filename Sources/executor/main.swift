@@ -30,7 +30,7 @@ let status = await WorkerMain.run(
             source: context.settings.instance,
             logger: context.logger
         )
-        try await bus.declare(TradeExecutor.decisionQueue(account: account))
+        try await bus.declare(TradeExecutor.decisionQueue(account: account, shadow: settings.executor.settings.shadow))
         try await bus.declare(
             TradeExecutor.candleQueue(account: account, priceVenue: settings.executor.priceVenue)
         )
@@ -45,7 +45,7 @@ let status = await WorkerMain.run(
             ),
             ConsumerService(
                 bus: bus,
-                queue: TradeExecutor.decisionQueue(account: account).name,
+                queue: TradeExecutor.decisionQueue(account: account, shadow: settings.executor.settings.shadow).name,
                 options: ConsumerOptions(prefetch: 1, retryDelay: .seconds(1))
             ) {
                 try await executor.handleDecision($0)

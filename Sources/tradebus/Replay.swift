@@ -247,13 +247,26 @@ struct ReplayRun {
         }
         let store = SQLTradeStore.sqlite(path: path)
         let config = try SettingsReader(environment: environment)
+        // ANALYST_SHADOW: the candidate's decisions and paper trades go to a record of their own.
+        let shadowPath = Self.shadowDatabase(path)
+        var shadowStore: SQLTradeStore?
+        if case .configured = analyst, try AnalystConfiguration.read(config).shadow != nil {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: shadowPath + suffix) }
+            shadowStore = SQLTradeStore.sqlite(path: shadowPath)
+        }
+        defer {
+            if temporary {
+                for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: shadowPath + suffix) }
+            }
+        }
         let system = try EmbeddedSystem(
             config: config,
             store: store,
             analyst: analyst,
             notify: notify,
             logger: logger,
-            lookAhead: lookAhead
+            lookAhead: lookAhead,
+            shadowStore: shadowStore
         )
         do {
             try await system.start()
@@ -299,12 +312,19 @@ struct ReplayRun {
             }
             await system.stop()
             await store.close()
+            await shadowStore?.close()
             return result
         } catch {
             await system.stop()
             await store.close()
+            await shadowStore?.close()
             throw error
         }
+    }
+
+    /// The shadow candidate's record beside a run's: `run.sqlite` → `run-shadow.sqlite`.
+    static func shadowDatabase(_ path: String) -> String {
+        path.hasSuffix(".sqlite") ? String(path.dropLast(".sqlite".count)) + "-shadow.sqlite" : path + "-shadow"
     }
 
     /// Runs `replay` with the cockpit serving beside it, then keeps serving until SIGINT or SIGTERM. A
@@ -1016,6 +1036,11 @@ struct Run: AsyncParsableCommand {
                         lines += result.refusals.map { "    \($0)" }
                     }
                     lines.append("  the record: tradebus report --database \(database)")
+                    if FileManager.default.fileExists(atPath: ReplayRun.shadowDatabase(database)) {
+                        lines.append(
+                            "  the shadow candidate's record: tradebus compare --shadow --database \(database) --shadow-database \(ReplayRun.shadowDatabase(database))"
+                        )
+                    }
                     // Written at once, unbuffered: with a dashboard the process goes on serving after it.
                     FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
                 }

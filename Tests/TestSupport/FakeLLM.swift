@@ -54,6 +54,7 @@ public final class FakeLLM: Sendable {
         var received: [Received] = []
         var stopping = false
         var support = SchemaSupport.full
+        var responder: (@Sendable (Received) -> String)?
     }
 
     private let state: Mutex<State>
@@ -89,6 +90,10 @@ public final class FakeLLM: Sendable {
     public func script(_ steps: [Step]) { state.withLock { $0.script += steps } }
     public func setFallback(_ text: String) { state.withLock { $0.fallback = text } }
     public func setSchemaSupport(_ support: SchemaSupport) { state.withLock { $0.support = support } }
+    /// Answers from the request when the script is empty (instead of the fallback text).
+    public func setResponder(_ responder: @escaping @Sendable (Received) -> String) {
+        state.withLock { $0.responder = responder }
+    }
     public var received: [Received] { state.withLock { $0.received } }
 
     func respond(_ request: Request, context: some RequestContext, anthropic: Bool) async throws -> Response {
@@ -102,7 +107,8 @@ public final class FakeLLM: Sendable {
             if Self.refusal(received.json, anthropic: anthropic, support: state.support) != nil {
                 return (nil, state.support)
             }
-            return (state.script.isEmpty ? .answer(state.fallback) : state.script.removeFirst(), state.support)
+            if !state.script.isEmpty { return (state.script.removeFirst(), state.support) }
+            return (.answer(state.responder?(received) ?? state.fallback), state.support)
         }
         if let (status, text) = Self.refusal(received.json, anthropic: anthropic, support: support) {
             return Response(
@@ -258,5 +264,19 @@ public final class FakeLLM: Sendable {
         }
         if let items = schema["items"] as? [String: Any] { return strictProblem(items) }
         return nil
+    }
+}
+
+extension FakeLLM {
+    /// An analyst that goes LONG at the close it is shown, with a stop 2 % below and a target 4 %
+    /// above, citing the close: an answer the framework and the grounding gate accept.
+    public static let longAtClose: @Sendable (Received) -> String = { received in
+        let messages = received.json["messages"] as? [[String: Any]] ?? []
+        let user = messages.last { $0["role"] as? String == "user" }?["content"] as? String ?? ""
+        guard let range = user.range(of: #""close":"#) else { return "no close in the question" }
+        let number = user[range.upperBound...].prefix { "0123456789.eE-".contains($0) }
+        guard let close = Double(number) else { return "no close in the question" }
+        return
+            #"{"action":"LONG","confidence":0.85,"leverage":2,"entry":\#(close),"stop_loss":\#(close * 0.98),"take_profit":\#(close * 1.04),"reasoning":"shadow candidate","cited":[{"name":"close","value":\#(close)}]}"#
     }
 }

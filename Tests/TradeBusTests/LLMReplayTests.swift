@@ -152,3 +152,81 @@ extension MarketDataSystemTests {
         }
     }
 }
+
+extension MarketDataSystemTests.LLMReplayTests {
+    @Test(
+        "shadow: over a replay the candidate's decisions are recorded apart and traded on their own paper account, never by the live executor; compare --shadow prints the table"
+    )
+    func shadow() async throws {
+        let server = try await FakeLLM.start()
+        server.setResponder(FakeLLM.longAtClose)
+        var environment = environment(server)
+        environment["ANALYST_PROVIDERS"] = "rules"
+        environment["ANALYST_SHADOW"] = "openai:gpt-shadow@analyst-v2"
+        environment["LLM_TRAINING_CUTOFFS"] = "gpt-shadow=2021-01-01"
+        let database = temporary("shadow") + ".sqlite"
+        let shadowDatabase = String(database.dropLast(".sqlite".count)) + "-shadow.sqlite"
+        let summary = try await Command.run(
+            tradebus,
+            ["run", "--data", data, "--database", database],
+            environment: environment
+        )
+        #expect(summary.contains("tradebus compare --shadow"), "\(summary)")
+        let live = SQLTradeStore.sqlite(path: database)
+        let shadow = SQLTradeStore.sqlite(path: shadowDatabase)
+        let liveDecisions = try await live.recentDecisions(limit: 100_000)
+        let shadowDecisions = try await shadow.recentDecisions(limit: 100_000)
+        let liveTrades = try await live.trades(since: nil)
+        let shadowTrades = try await shadow.trades(since: nil)
+        var liveOrigins: [String] = []
+        for trade in liveTrades { liveOrigins.append(try await live.position(id: trade.positionID)?.decisionID ?? "?") }
+        var shadowOrigins: [String] = []
+        for trade in shadowTrades {
+            shadowOrigins.append(try await shadow.position(id: trade.positionID)?.decisionID ?? "?")
+        }
+        await live.close()
+        await shadow.close()
+        // The live record holds the live panel's decisions only, and its trades come from them.
+        #expect(!liveDecisions.isEmpty && liveDecisions.allSatisfy { $0.provider == "rules" })
+        let liveIDs = Set(liveDecisions.map(\.id))
+        #expect(liveOrigins.allSatisfy { liveIDs.contains($0) }, "a live trade from elsewhere: \(liveOrigins)")
+        // The candidate decided the same signals, and its own paper account traded them.
+        #expect(shadowDecisions.count == liveDecisions.count)
+        #expect(shadowDecisions.allSatisfy { $0.provider == "openai" && $0.model == "gpt-shadow" })
+        #expect(Set(shadowDecisions.map(\.id)) == liveIDs)
+        #expect(!shadowTrades.isEmpty, "the candidate always goes LONG: its paper account trades")
+        let shadowIDs = Set(shadowDecisions.map(\.id))
+        #expect(shadowOrigins.allSatisfy { shadowIDs.contains($0) }, "\(shadowOrigins)")
+
+        let table = try await Command.run(
+            tradebus,
+            ["compare", "--shadow", "--database", database, "--shadow-database", shadowDatabase],
+            environment: environment
+        )
+        for label in [
+            "agreement", "paper PnL", "max drawdown", "LLM cost", "latency", "openai:gpt-shadow (analyst-v2)",
+        ] {
+            #expect(table.contains(label), "\(label) missing: \(table)")
+        }
+        let json = try await Command.run(
+            tradebus,
+            ["compare", "--shadow", "--database", database, "--shadow-database", shadowDatabase, "--json"],
+            environment: environment
+        )
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        #expect((object["common"] as? Int) == liveDecisions.count)
+        #expect(((object["shadow"] as? [String: Any])?["trades"] as? Int) == shadowTrades.count)
+
+        // A canary of 100 %: the candidate decides the live signals, and the live executor trades them.
+        environment["ANALYST_CANARY_PERCENT"] = "100"
+        let canary = temporary("canary") + ".sqlite"
+        _ = try await Command.run(tradebus, ["run", "--data", data, "--database", canary], environment: environment)
+        let canaryStore = SQLTradeStore.sqlite(path: canary)
+        let routed = try await canaryStore.recentDecisions(limit: 100_000)
+        let routedTrades = try await canaryStore.trades(since: nil)
+        await canaryStore.close()
+        #expect(!routed.isEmpty && routed.allSatisfy { $0.provider == "openai" && $0.reasoning.hasPrefix("canary") })
+        #expect(!routedTrades.isEmpty)
+        await server.stop()
+    }
+}

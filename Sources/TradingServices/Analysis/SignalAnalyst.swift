@@ -24,7 +24,28 @@ public actor SignalAnalyst {
         public init() {}
     }
 
+    /// A candidate beside the panel (`ANALYST_SHADOW`): it decides on the same contexts, its decisions
+    /// go to its own store and to `shadow.decision.<symbol>` (a paper account's executor), never to the
+    /// live executor; and it decides `canaryPercent` of the live signals instead of the panel.
+    public struct Shadow: Sendable {
+        public var panel: AnalystPanel
+        public var store: any TradeStore
+        public var canaryPercent: Double
+        /// A `Shadow` with the fields given.
+        public init(panel: AnalystPanel, store: any TradeStore, canaryPercent: Double = 0) {
+            self.panel = panel
+            self.store = store
+            self.canaryPercent = canaryPercent
+        }
+
+        /// Whether a request goes to the candidate: a stable share of request ids, the same on every analyst.
+        func isCanary(_ requestID: String) -> Bool {
+            canaryPercent > 0 && Double(StableHash.fnv1a(requestID.utf8) % 10_000) < canaryPercent * 100
+        }
+    }
+
     public nonisolated let panel: AnalystPanel
+    public nonisolated let shadow: Shadow?
     let bus: any MessageBus
     let cache: any HotCache
     let store: any TradeStore
@@ -42,9 +63,11 @@ public actor SignalAnalyst {
         settings: Settings,
         source: String,
         logger: Logger,
+        shadow: Shadow? = nil,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.panel = panel
+        self.shadow = shadow
         self.bus = bus
         self.cache = cache
         self.store = store
@@ -111,7 +134,15 @@ public actor SignalAnalyst {
         guard let context = try await context(symbol: symbol, interval: interval, signalSnapshot: signalSnapshot) else {
             return nil
         }
-        let verdict = await panel.decide(context)
+        let canary = shadow?.isCanary(requestID) ?? false
+        var verdict: AnalystPanel.Verdict
+        if let shadow, canary {
+            verdict = await shadow.panel.decide(context)
+            verdict.proposal.reasoning = "canary (\(shadow.canaryPercent) %): " + verdict.proposal.reasoning
+            Counter(label: "tradebus_analyst_canary_total").increment()
+        } else {
+            verdict = await panel.decide(context)
+        }
         let payload = DecisionPayload(
             symbol: symbol,
             proposal: verdict.proposal,
@@ -161,6 +192,15 @@ public actor SignalAnalyst {
             )
         }
         try await publish(payload, id: decisionID, correlationID: correlationID)
+        if let shadow, !canary {
+            await decideShadow(
+                shadow,
+                context: context,
+                id: decisionID,
+                requestID: requestID,
+                correlationID: correlationID
+            )
+        }
         for due in await panel.spendingAlerts(now: now()) {
             try await alert(
                 AlertPayload(
@@ -194,6 +234,60 @@ public actor SignalAnalyst {
             ]
         )
         return payload
+    }
+
+    /// The shadow candidate's decision on the same context: recorded in its own store and published on
+    /// `shadow.decision.<symbol>`. A failure here is logged and counted, and never touches the live decision.
+    func decideShadow(
+        _ shadow: Shadow,
+        context: AnalysisContext,
+        id: String,
+        requestID: String,
+        correlationID: String
+    )
+        async
+    {
+        let verdict = await shadow.panel.decide(context)
+        let payload = DecisionPayload(
+            symbol: context.symbol,
+            proposal: verdict.proposal,
+            provider: verdict.provider,
+            model: verdict.model,
+            promptVersion: verdict.promptVersion,
+            attempts: verdict.attempts,
+            candleTime: context.candleTime,
+            requestID: requestID
+        )
+        var record = DecisionRecord(
+            id: id,
+            correlationID: correlationID,
+            payload: payload,
+            createdAt: now(),
+            prompt: verdict.prompt,
+            reply: verdict.replies.isEmpty ? nil : verdict.replies.joined(separator: "\n---\n")
+        )
+        record.llmCost = verdict.cost
+        record.usage = verdict.usage
+        do {
+            guard try await shadow.store.recordDecision(record) else { return }
+            let envelope = Envelope(
+                id: id,
+                type: MessageType.decision,
+                time: now(),
+                correlationID: correlationID,
+                source: source,
+                payload: payload
+            )
+            try await bus.publish(envelope, routingKey: RoutingKey.shadowDecision(symbol: context.symbol))
+            Counter(label: "tradebus_shadow_decisions_total", dimensions: [("action", payload.action.rawValue)])
+                .increment()
+        } catch let failure as BusError where failure.code == .unroutable {
+            // No shadow executor is bound: the decision is recorded, and compare still reads it.
+            logger.debug("shadow decision not routed: no shadow executor", metadata: ["decision_id": "\(id)"])
+        } catch {
+            Counter(label: "tradebus_shadow_failures_total").increment()
+            logger.warning("shadow decision not recorded", metadata: ["decision_id": "\(id)", "error": "\(error)"])
+        }
     }
 
     /// The context, or nil when the primary snapshot is missing or stale.

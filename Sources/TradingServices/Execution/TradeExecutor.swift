@@ -29,6 +29,8 @@ public actor TradeExecutor {
         /// How old the reference price may be.
         public var referenceMaxAge: TimeInterval = 60
         public var account = "default"
+        /// Trades a shadow analyst's decisions (`shadow.decision.#`) on paper, never the live ones.
+        public var shadow = false
         /// The execution kernel's timeouts (STOP_PROTECTION_TIMEOUT_SECONDS, ORDER_UNKNOWN_TIMEOUT_SECONDS).
         public var kernel = ExecutionKernel.Settings()
         /// What reconciliation does with a position at the venue that the store does not know.
@@ -112,8 +114,12 @@ public actor TradeExecutor {
     }
 
     /// The executor's decision queue: one active consumer per account, the others stand by.
-    public static func decisionQueue(account: String) -> QueueSpec {
-        QueueSpec(name: "executor.\(account).decisions", bindings: ["decision.#"], singleActiveConsumer: true)
+    public static func decisionQueue(account: String, shadow: Bool = false) -> QueueSpec {
+        QueueSpec(
+            name: "executor.\(account).decisions",
+            bindings: [shadow ? "shadow.decision.#" : "decision.#"],
+            singleActiveConsumer: true
+        )
     }
 
     /// Candles for the paper venue's prices and the trailing stops: those of `priceVenue` (all venues for `*`).
@@ -1860,10 +1866,13 @@ public actor TradeExecutor {
             source: source,
             payload: payload
         )
+        // A shadow account's events stay apart from the live ones (`shadow.trade.…`, `shadow.alert.…`):
+        // no notifier or cockpit takes them for the live account's. Control replies go where asked.
+        let key = settings.shadow && !routingKey.hasPrefix("control.") ? "shadow." + routingKey : routingKey
         do {
-            try await bus.publish(envelope, routingKey: routingKey)
+            try await bus.publish(envelope, routingKey: key)
         } catch let failure as BusError where failure.code == .unroutable {
-            logger.debug("nobody listens to \(routingKey)")
+            logger.debug("nobody listens to \(key)")
         }
     }
 }
