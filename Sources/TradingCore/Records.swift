@@ -100,6 +100,8 @@ public struct LLMUsage: Sendable, Hashable, Codable {
     public var refusals: [String]
     /// Set when the decision was made in a replay allowed to ask a model about its own past.
     public var lookAhead: String?
+    /// How the context was disguised from the model (`--anonymise`): the mapping.
+    public var anonymisation: String?
 
     /// A `LLMUsage` with the fields given.
     public init(
@@ -110,7 +112,8 @@ public struct LLMUsage: Sendable, Hashable, Codable {
         outputModes: [String],
         grounding: [String],
         refusals: [String],
-        lookAhead: String? = nil
+        lookAhead: String? = nil,
+        anonymisation: String? = nil
     ) {
         self.inputTokens = inputTokens
         self.outputTokens = outputTokens
@@ -120,11 +123,13 @@ public struct LLMUsage: Sendable, Hashable, Codable {
         self.grounding = grounding
         self.refusals = refusals
         self.lookAhead = lookAhead
+        self.anonymisation = anonymisation
     }
 
     enum CodingKeys: String, CodingKey {
         case attempts, grounding, refusals
         case lookAhead = "lookahead"
+        case anonymisation = "anonymised"
         case inputTokens = "input_tokens"
         case outputTokens = "output_tokens"
         case latencyMs = "latency_ms"

@@ -85,6 +85,8 @@ public struct AnalystConfiguration: Sendable {
     public var shadowPrompt = AnalystPrompt.currentVersion
     /// The share of live signals the candidate decides instead of the panel (`ANALYST_CANARY_PERCENT`).
     public var canaryPercent = 0.0
+    /// Models are shown the context anonymised (`LLM_ANONYMISE`, `--anonymise`).
+    public var anonymise = false
 
     /// Reads and checks the analyst's keys; a bad one stops it at start, naming the key.
     public static func read(_ config: SettingsReader) throws -> AnalystConfiguration {
@@ -291,6 +293,11 @@ public struct AnalystConfiguration: Sendable {
             configuration.shadow = spec
             configuration.shadowPrompt = prompt
         }
+        configuration.anonymise = try config.bool(
+            "LLM_ANONYMISE",
+            default: false,
+            help: "hide the symbol, shift dates and rescale prices in what models are shown"
+        )
         configuration.canaryPercent = try config.double(
             "ANALYST_CANARY_PERCENT",
             default: 0,
@@ -390,6 +397,7 @@ public struct AnalystConfiguration: Sendable {
             groundingTolerance: groundingTolerance,
             repairAttempts: repairAttempts,
             lookAhead: lookAhead,
+            anonymise: anonymise,
             now: now
         )
     }

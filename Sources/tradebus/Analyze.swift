@@ -14,6 +14,8 @@ struct AnalystOptions: ParsableArguments {
     @Option(help: "The provider's base URL.") var baseURL: String?
     @Option(help: "The model.") var model: String?
     @Option(help: "A file holding the API key (else OPENAI_API_KEY / ANTHROPIC_API_KEY).") var apiKeyFile: String?
+    @Flag(help: "Show the models the context anonymised: no symbol, dates moved, prices rescaled (LLM_ANONYMISE).")
+    var anonymise = false
 
     /// The analyst's configuration: the environment, with these options over it.
     func configuration() throws -> AnalystConfiguration {
@@ -26,16 +28,19 @@ struct AnalystOptions: ParsableArguments {
             environment["\(prefix)_API_KEY_FILE"] = apiKeyFile
             environment["\(prefix)_API_KEY"] = nil
         }
+        if anonymise { environment["LLM_ANONYMISE"] = "true" }
         do { return try AnalystConfiguration.read(try SettingsReader(environment: environment)) } catch {
             throw ValidationError("\(error)")
         }
     }
 
     /// The panel, logging only errors (a command's output is its answer).
-    func panel() throws -> AnalystPanel {
+    func panel(anonymise: Bool? = nil) throws -> AnalystPanel {
         var logger = Logger(label: "tradebus.analyze")
         logger.logLevel = .error
-        return try configuration().panel(cache: nil, logger: logger)
+        var configuration = try configuration()
+        if let anonymise { configuration.anonymise = anonymise }
+        return try configuration.panel(cache: nil, logger: logger)
     }
 
     /// A file's symbol: its name up to the first '-'.
@@ -100,6 +105,7 @@ struct Analyze: AsyncParsableCommand {
                 "input": .number(Double(verdict.inputTokens)), "output": .number(Double(verdict.outputTokens)),
             ]),
             "latency_ms": .number((verdict.latency.timeInterval * 1000).rounded()),
+            "anonymised": verdict.anonymisation.map(JSONValue.string) ?? .null,
         ]
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

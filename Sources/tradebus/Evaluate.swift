@@ -19,6 +19,10 @@ struct Evaluate: AsyncParsableCommand {
     @Option(help: "Contexts in all, shared between the files.") var contexts = 100
     @Option(help: "Candles before the first context, so the indicators are warm.") var warmUp = 100
     @OptionGroup var analyst: AnalystOptions
+    @Flag(
+        help:
+            "Ask each context twice, plain and anonymised, and report how often the action agrees: a model that trades the plain market differently may be remembering it."
+    ) var anonymiseProbe = false
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
@@ -39,11 +43,16 @@ struct Evaluate: AsyncParsableCommand {
                 warmUp: warmUp
             )
         }
-        let panel = try analyst.panel()
+        let panel = try analyst.panel(anonymise: anonymiseProbe ? false : nil)
+        let disguised = anonymiseProbe ? try analyst.panel(anonymise: true) : nil
         var tally = Tally()
         for (index, context) in questions.enumerated() {
             let verdict = await panel.decide(context)
             tally.add(verdict)
+            if let disguised {
+                let other = await disguised.decide(context)
+                tally.probe(plain: verdict, anonymised: other)
+            }
             FileHandle.standardError.write(
                 Data(
                     "\r\(index + 1)/\(questions.count): in schema \(tally.wellFormed), accepted \(tally.valid), holds \(tally.holds)   "
@@ -101,6 +110,14 @@ struct Evaluate: AsyncParsableCommand {
         var inputTokens = 0
         var outputTokens = 0
         var cost = 0.0
+        /// The anonymisation probe: contexts asked both ways, and those answered with the same action.
+        var probed = 0
+        var probeAgreed = 0
+
+        mutating func probe(plain: AnalystPanel.Verdict, anonymised: AnalystPanel.Verdict) {
+            probed += 1
+            if plain.proposal.action == anonymised.proposal.action { probeAgreed += 1 }
+        }
 
         mutating func add(_ verdict: AnalystPanel.Verdict) {
             decisions += 1
@@ -147,6 +164,7 @@ struct Evaluate: AsyncParsableCommand {
             var inputTokensPerDecision: Double
             var outputTokensPerDecision: Double
             var llmCost: Double
+            var anonymisedAgreement: Double?
 
             enum CodingKeys: String, CodingKey {
                 case model, prompt, decisions, failed, grounding, refusals
@@ -160,6 +178,7 @@ struct Evaluate: AsyncParsableCommand {
                 case inputTokensPerDecision = "input_tokens_per_decision"
                 case outputTokensPerDecision = "output_tokens_per_decision"
                 case llmCost = "llm_cost"
+                case anonymisedAgreement = "anonymised_agreement"
             }
         }
 
@@ -182,7 +201,8 @@ struct Evaluate: AsyncParsableCommand {
                 latencyP99Ms: sorted.isEmpty ? 0 : percentile(sorted, 99).rounded(),
                 inputTokensPerDecision: Double(inputTokens) / n,
                 outputTokensPerDecision: Double(outputTokens) / n,
-                llmCost: cost
+                llmCost: cost,
+                anonymisedAgreement: probed > 0 ? Double(probeAgreed) / Double(probed) : nil
             )
         }
 
@@ -214,6 +234,15 @@ struct Evaluate: AsyncParsableCommand {
                     s.llmCost
                 ),
             ]
+            if let agreement = s.anonymisedAgreement {
+                lines.append(
+                    String(
+                        format: "anonymisation probe: the same action plain and anonymised on %.1f %% of %d contexts",
+                        agreement * 100,
+                        probed
+                    )
+                )
+            }
             if !s.refusals.isEmpty {
                 lines.append("refused answers:")
                 for (reason, count) in s.refusals.sorted(by: { $0.value > $1.value }) {

@@ -932,6 +932,8 @@ struct Run: AsyncParsableCommand {
         help:
             "Let the LLMs decide on candles from before their training cutoff (LLM_TRAINING_CUTOFFS); the summary and each decision's record say so."
     ) var allowLookahead = false
+    @Flag(help: "Show the LLMs each context anonymised: no symbol, dates moved, prices rescaled (LLM_ANONYMISE).")
+    var anonymise = false
     @OptionGroup var market: MarketFileOptions
 
     /// `--dashboard HOST:PORT` with the configured tokens, or a one-time viewer token printed on stderr.
@@ -999,6 +1001,9 @@ struct Run: AsyncParsableCommand {
                 analyst: .configured,
                 notify: true,
                 database: database,
+                environment: ProcessInfo.processInfo.environment.merging(anonymise ? ["LLM_ANONYMISE": "true"] : [:]) {
+                    $1
+                },
                 logFile: logFile,
                 dashboard: try dashboardOptions(),
                 lookAhead: lookAhead

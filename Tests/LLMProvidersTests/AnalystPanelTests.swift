@@ -62,7 +62,8 @@ struct AnalystPanelTests {
         fallback: Bool = true,
         cache: (any HotCache)? = nil,
         grounding: GroundingMode = .enforce,
-        repairs: Int = 0
+        repairs: Int = 0,
+        anonymise: Bool = false
     ) throws -> AnalystPanel {
         let prompt = try AnalystPrompt(framework: framework)
         let book = SpendingBook(dailyCap: 10)
@@ -83,7 +84,8 @@ struct AnalystPanelTests {
             prompt: (prompt.version, prompt.system, { prompt.user($0) }),
             cache: cache,
             grounding: grounding,
-            repairAttempts: repairs
+            repairAttempts: repairs,
+            anonymise: anonymise
         )
     }
 
@@ -404,6 +406,30 @@ struct AnalystPanelTests {
         let failed = await p.decide(AnalysisContext(symbol: "ETHUSDT", interval: "5m", timeframes: context.timeframes))
         #expect(failed.proposal.action == .hold && failed.refusals.count == 2 && server.received.count == 4)
         #expect(failed.invalid.first?.contains("no JSON object in the reply (it begins \"still prose\")") == true)
+        await server.stop()
+    }
+
+    @Test(
+        "--anonymise: the model sees no symbol, moved dates and prices scaled to 100; its prices come back in the market's"
+    )
+    func anonymised() async throws {
+        let server = try await FakeLLM.start()
+        server.setResponder(FakeLLM.longAtClose)
+        var snapshot = try #require(context.primary)
+        snapshot.close = 250
+        snapshot.support = 240
+        snapshot.resistance = 275
+        let real = AnalysisContext(symbol: "SOLUSDT", interval: "5m", timeframes: ["5m": snapshot])
+        let model = OpenAIChatModel(baseURL: server.openAIBaseURL, model: "m", apiKey: nil)
+        let verdict = try await panel([model], sleeps: RecordedSleeps(), anonymise: true).decide(real)
+        let question = try #require(
+            (server.received.first?.json["messages"] as? [[String: Any]])?.last?["content"] as? String
+        )
+        #expect(!question.contains("SOLUSDT") && question.contains("ASSET") && question.contains(#""close":100"#))
+        #expect(!question.contains("2026-"), "dates moved")
+        #expect(verdict.proposal.action == .long && verdict.grounding == ["openai m: grounded"])
+        #expect(abs((verdict.proposal.entry ?? 0) - 250) < 1e-9 && abs((verdict.proposal.stopLoss ?? 0) - 245) < 1e-9)
+        #expect(verdict.anonymisation?.hasPrefix("SOLUSDT shown as ASSET") == true)
         await server.stop()
     }
 }

@@ -45,6 +45,8 @@ public struct AnalystPanel: Sendable {
         public var wellFormed = 0
         /// Why the models may have known this candle's future (a replay run with --allow-lookahead).
         public var lookAhead: String?
+        /// How the context was disguised, when it was (`--anonymise`).
+        public var anonymisation: String?
 
         /// What is recorded of the calls with the decision; nil when no model was called.
         public var usage: LLMUsage? {
@@ -57,7 +59,8 @@ public struct AnalystPanel: Sendable {
                 outputModes: outputModes,
                 grounding: grounding,
                 refusals: refusals,
-                lookAhead: lookAhead
+                lookAhead: lookAhead,
+                anonymisation: anonymisation
             )
         }
     }
@@ -99,6 +102,8 @@ public struct AnalystPanel: Sendable {
     public let repairAttempts: Int
     /// Set when a replay was allowed to ask models about their own past; recorded with each decision.
     public let lookAhead: String?
+    /// Models are shown an ``Anonymisation`` of the context, not the market it comes from.
+    public let anonymise: Bool
     let now: @Sendable () -> Date
 
     /// A `AnalystPanel` with the fields given.
@@ -114,6 +119,7 @@ public struct AnalystPanel: Sendable {
         groundingTolerance: Double = 0.01,
         repairAttempts: Int = 1,
         lookAhead: String? = nil,
+        anonymise: Bool = false,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.models = models
@@ -127,6 +133,7 @@ public struct AnalystPanel: Sendable {
         self.groundingTolerance = groundingTolerance
         self.repairAttempts = repairAttempts
         self.lookAhead = lookAhead
+        self.anonymise = anonymise
         self.now = now
     }
 
@@ -144,10 +151,15 @@ public struct AnalystPanel: Sendable {
 
     /// Asks every model and combines their answers into one verdict.
     public func decide(_ context: AnalysisContext) async -> Verdict {
-        let price = context.price ?? 0
-        guard !models.isEmpty else { return rulesVerdict(context, price: price, attempts: 0, failures: []) }
+        guard !models.isEmpty else {
+            return rulesVerdict(context, price: context.price ?? 0, attempts: 0, failures: [])
+        }
+        // What the models see; their prices come back through the same mapping.
+        let anonymisation = anonymise ? Anonymisation(for: context) : nil
+        let shown = anonymisation?.apply(context) ?? context
+        let price = shown.price ?? 0
 
-        let user = prompt.user(context)
+        let user = prompt.user(shown)
         let members = self.members
         let cacheKey =
             "llm-decision:\(members):\(prompt.version):\(context.symbol):\(context.interval):\(context.candleTime):\(StableHash.fnv1a(user.utf8))"
@@ -178,7 +190,7 @@ public struct AnalystPanel: Sendable {
         let deadline = now().addingTimeInterval(decisionBudget.timeInterval)
         let asked = await withTaskGroup(of: (Int, Asked).self) { group in
             for (index, model) in models.enumerated() {
-                group.addTask { (index, await ask(model, request, context: context, price: price, deadline: deadline)) }
+                group.addTask { (index, await ask(model, request, context: shown, price: price, deadline: deadline)) }
             }
             var results: [(Int, Asked)] = []
             for await result in group { results.append(result) }
@@ -219,7 +231,8 @@ public struct AnalystPanel: Sendable {
             grounding: asked.compactMap { one in one.grounding.map { "\(one.name): \($0.label)" } },
             refusals: asked.flatMap { one in one.refusals.map { "\(one.name): \($0)" } },
             wellFormed: asked.filter(\.wellFormed).count,
-            lookAhead: lookAhead
+            lookAhead: lookAhead,
+            anonymisation: anonymisation?.description
         )
 
         if !invalid.isEmpty {
@@ -231,7 +244,12 @@ public struct AnalystPanel: Sendable {
         guard let combined = Consensus.combine(valid) else {
             Counter(label: "tradebus_analyst_all_failed_total").increment()
             if rulesFallback {
-                var fallback = rulesVerdict(context, price: price, attempts: verdict.attempts, failures: failures)
+                var fallback = rulesVerdict(
+                    context,
+                    price: context.price ?? 0,
+                    attempts: verdict.attempts,
+                    failures: failures
+                )
                 fallback.proposal.reasoning =
                     "every model failed; rules analyst decided: " + fallback.proposal.reasoning
                 fallback.cost = verdict.cost
@@ -246,6 +264,7 @@ public struct AnalystPanel: Sendable {
         case .success(let proposal): verdict.proposal = proposal
         case .failure(let reason): verdict.proposal = .hold("consensus not usable: \(reason)")
         }
+        if let anonymisation { verdict.proposal = anonymisation.restore(verdict.proposal) }
         if failures.isEmpty, let cache, let bytes = try? JSONEncoder().encode(verdict.proposal) {
             await cache.set(
                 cacheKey,
