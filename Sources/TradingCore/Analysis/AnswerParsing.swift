@@ -90,11 +90,13 @@ public enum AnswerParser {
             "additionalProperties": .bool(false),
             "required": .array([.string("name"), .string("value")]),
             "properties": .object([
-                "name": property(
-                    .string("string"),
-                    "a figure of the state: an indicator key (rsi14, or 1h.rsi14 for another timeframe), "
-                        + "close, support, resistance, fundingRate, or level for a price level"
-                ),
+                "name": .object([
+                    "type": .string("string"), "enum": .array(citable.map(JSONValue.string)),
+                    "description": .string(
+                        "a figure of the state: an indicator key (rsi14, or 1h.rsi14 for another timeframe), "
+                            + "close, support, resistance, fundingRate, or level for a price level"
+                    ),
+                ]),
                 "value": property(.string("number"), "its value as the state gives it"),
             ]),
         ])
@@ -114,8 +116,10 @@ public enum AnswerParser {
                     "type": .string("number"), "minimum": .number(0), "maximum": .number(1),
                     "description": .string("0 to 1"),
                 ]),
+                // An enum as well as the bounds: llama.cpp's grammar honours the one, OpenAI the other.
                 "leverage": .object([
                     "type": .string("integer"), "minimum": .number(1), "maximum": .number(Double(maxLeverage)),
+                    "enum": .array((1...max(1, maxLeverage)).map { .number(Double($0)) }),
                     "description": .string("whole number, 1 to \(maxLeverage)"),
                 ]),
                 "entry": property(nullableNumber, "the latest price, or null for HOLD"),
@@ -129,6 +133,15 @@ public enum AnswerParser {
             ]),
         ])
     }
+
+    /// The names a citation may take: each figure of a snapshot by its JSON key, bare (any timeframe)
+    /// or for one of the usual timeframes (`1h.rsi14`), and the context's own figures.
+    public static let citable: [String] = {
+        let figures = IndicatorSnapshot.figureKeys
+        let timeframes = ["1m", "5m", "15m", "1h", "4h", "1d"]
+        return ["level", "fundingRate", "todayPnL", "position.entry"] + figures
+            + timeframes.flatMap { interval in figures.map { "\(interval).\($0)" } }
+    }()
 
     /// Reads a model's reply as a proposal for `symbol`, or says why it is invalid.
     public static func proposal(from reply: ModelReply, symbol: String) -> Result<TradeProposal, InvalidAnswer> {

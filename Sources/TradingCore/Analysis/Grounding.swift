@@ -125,12 +125,15 @@ extension IndicatorSnapshot {
         return Dictionary(uniqueKeysWithValues: all.compactMap { name, value in value.map { (name, $0) } })
     }
 
-    /// The names ``figures`` may hold.
-    static let figureNames: Set<String> = [
-        "close", "sma20", "ema12", "ema26", "macd", "macdsignal", "macdhistogram", "rsi14", "atr14", "bollingerupper",
-        "bollingermiddle", "bollingerlower", "stochastick", "stochasticd", "adx14", "obv", "volume", "volumesma20",
+    /// The snapshot's figures by their JSON keys, as the context shows them to a model.
+    public static let figureKeys = [
+        "close", "sma20", "ema12", "ema26", "macd", "macdSignal", "macdHistogram", "rsi14", "atr14", "bollingerUpper",
+        "bollingerMiddle", "bollingerLower", "stochasticK", "stochasticD", "adx14", "obv", "volume", "volumeSMA20",
         "resistance", "support",
     ]
+
+    /// The names ``figures`` may hold (lowercased keys).
+    static let figureNames = Set(figureKeys.map { $0.lowercased() })
 
     /// The prices the snapshot shows: close, averages, Bollinger bands, support and resistance.
     var priceFigures: [Double] {
