@@ -349,7 +349,9 @@ let package = Package(
         ),
         .testTarget(
             name: "WorkerRuntimeTests",
-            dependencies: ["WorkerRuntime", "TestSupport", "TradingCore", "SQLTradeStore", "SQLiteStore"],
+            dependencies: [
+                "WorkerRuntime", "TestSupport", "TradingCore", "TradingServices", "SQLTradeStore", "SQLiteStore",
+            ],
             swiftSettings: strict
         ),
     ],

@@ -165,6 +165,14 @@ struct AnalystWorkerTests {
             (["MIN_STOP_LOSS_PERCENT": "0.1", "MAX_STOP_LOSS_PERCENT": "0.05"], "MIN_STOP_LOSS_PERCENT"),
             (["LLM_PRICE_PER_MTOK": "cheap"], "LLM_PRICE_PER_MTOK"),
             (["SCAN_INTERVAL_SECONDS": "60"], "SCAN_SYMBOLS"),
+            (["GROUNDING": "lenient"], "GROUNDING"),
+            (["LLM_REPAIR_ATTEMPTS": "9"], "LLM_REPAIR_ATTEMPTS"),
+            (["ANALYST_PROMPT_VERSION": "analyst-v9"], "ANALYST_PROMPT_VERSION"),
+            (["LLM_TRAINING_CUTOFFS": "gpt-x=June"], "LLM_TRAINING_CUTOFFS"),
+            (["ANALYST_SHADOW": "gemini:pro"], "ANALYST_SHADOW"),
+            (["ANALYST_SHADOW": "openai:gpt-x@analyst-v9"], "ANALYST_SHADOW"),
+            (["ANALYST_SHADOW": "openai:gpt-x"], "SHADOW_DATABASE_URL"),
+            (["ANALYST_CANARY_PERCENT": "10"], "ANALYST_CANARY_PERCENT"),
         ] {
             await #expect {
                 try await Command.run("\(build)/ai-analyst", [], environment: servers.merging(settings) { $1 })

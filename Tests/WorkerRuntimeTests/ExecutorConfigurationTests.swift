@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Testing
 import TradingCore
+import TradingServices
 import WorkerRuntime
 
 /// Which venue the executor's configuration builds: paper unless USE_PAPER_TRADING=false.
@@ -37,6 +38,24 @@ struct ExecutorConfigurationTests {
             ])
         } throws: { error in
             (error as? ConfigError)?.key == "BYBIT_API_KEY"
+        }
+    }
+
+    @Test("a shadow executor takes shadow.decision.# on paper only; a live venue for it stops it at start")
+    func shadow() throws {
+        let shadow = try ExecutorConfiguration.read(try SettingsReader(environment: ["EXECUTOR_DECISIONS": "shadow"]))
+        #expect(shadow.settings.shadow)
+        #expect(TradeExecutor.decisionQueue(account: "shadow", shadow: true).bindings == ["shadow.decision.#"])
+        #expect(TradeExecutor.decisionQueue(account: "default").bindings == ["decision.#"])
+        #expect {
+            try ExecutorConfiguration.read(
+                try SettingsReader(environment: [
+                    "EXECUTOR_DECISIONS": "shadow", "USE_PAPER_TRADING": "false", "BINANCE_API_KEY": "k",
+                    "BINANCE_API_SECRET": "s",
+                ])
+            )
+        } throws: { error in
+            (error as? ConfigError)?.key == "EXECUTOR_DECISIONS"
         }
     }
 }
