@@ -143,26 +143,13 @@ public actor SignalAnalyst {
         } else {
             verdict = await panel.decide(context)
         }
-        let payload = DecisionPayload(
-            symbol: symbol,
-            proposal: verdict.proposal,
-            provider: verdict.provider,
-            model: verdict.model,
-            promptVersion: verdict.promptVersion,
-            attempts: verdict.attempts,
-            candleTime: context.candleTime,
-            requestID: requestID
-        )
-        var record = DecisionRecord(
+        let (payload, record) = decision(
+            verdict,
+            context: context,
             id: decisionID,
-            correlationID: correlationID,
-            payload: payload,
-            createdAt: now(),
-            prompt: verdict.prompt,
-            reply: verdict.replies.isEmpty ? nil : verdict.replies.joined(separator: "\n---\n")
+            requestID: requestID,
+            correlationID: correlationID
         )
-        record.llmCost = verdict.cost
-        record.usage = verdict.usage
         guard try await store.recordDecision(record) else {
             // Another analyst decided the same request at the same moment: its decision stands and it publishes.
             logger.info("decision already recorded by another analyst", metadata: ["decision_id": "\(decisionID)"])
@@ -236,18 +223,14 @@ public actor SignalAnalyst {
         return payload
     }
 
-    /// The shadow candidate's decision on the same context: recorded in its own store and published on
-    /// `shadow.decision.<symbol>`. A failure here is logged and counted, and never touches the live decision.
-    func decideShadow(
-        _ shadow: Shadow,
+    /// A verdict as the decision published and the record kept: the prompt, every reply, the cost and usage.
+    func decision(
+        _ verdict: AnalystPanel.Verdict,
         context: AnalysisContext,
         id: String,
         requestID: String,
         correlationID: String
-    )
-        async
-    {
-        let verdict = await shadow.panel.decide(context)
+    ) -> (DecisionPayload, DecisionRecord) {
         let payload = DecisionPayload(
             symbol: context.symbol,
             proposal: verdict.proposal,
@@ -268,6 +251,28 @@ public actor SignalAnalyst {
         )
         record.llmCost = verdict.cost
         record.usage = verdict.usage
+        return (payload, record)
+    }
+
+    /// The shadow candidate's decision on the same context: recorded in its own store and published on
+    /// `shadow.decision.<symbol>`. A failure here is logged and counted, and never touches the live decision.
+    func decideShadow(
+        _ shadow: Shadow,
+        context: AnalysisContext,
+        id: String,
+        requestID: String,
+        correlationID: String
+    )
+        async
+    {
+        let verdict = await shadow.panel.decide(context)
+        let (payload, record) = decision(
+            verdict,
+            context: context,
+            id: id,
+            requestID: requestID,
+            correlationID: correlationID
+        )
         do {
             guard try await shadow.store.recordDecision(record) else { return }
             let envelope = Envelope(
