@@ -133,9 +133,14 @@ struct SignalAnalystTests {
         func stop() async throws { for consumer in consumers { try await consumer.stop() } }
     }
 
-    func service(_ harness: Harness, models: [any LanguageModel], fallback: Bool = true) -> SignalAnalyst {
+    func service(
+        _ harness: Harness,
+        models: [any LanguageModel],
+        fallback: Bool = true,
+        dailyCap: Double = 10
+    ) -> SignalAnalyst {
         let framework = TradingFramework()
-        let book = SpendingBook(dailyCap: 10)
+        let book = SpendingBook(dailyCap: dailyCap)
         let resilient = models.map {
             ResilientModel(
                 model: $0,
@@ -252,6 +257,26 @@ struct SignalAnalystTests {
         #expect(harness.decisions.all.first?.payload.action == .hold)
         let alert = try #require(harness.alerts.all.first)
         #expect(alert.kind == "analyst_invalid" && alert.severity == .warning && alert.symbol == "ETHUSDT")
+        try await harness.stop()
+    }
+
+    @Test("the daily LLM spending cap alerts at 80 % (warning) and at 100 % (critical), once each")
+    func spendingAlerts() async throws {
+        let harness = try await Harness()
+        // Each call reports a million input tokens: 5 USD at the default 5/15 per million, against a cap of 6.
+        let model = ScriptedModel { _ in ModelReply(text: Self.long, inputTokens: 1_000_000, outputTokens: 0) }
+        let analyst = service(harness, models: [model], dailyCap: 6)
+        for symbol in ["BTCUSDT", "ETHUSDT", "SOLUSDT"] {
+            try await harness.put(snapshot(), symbol: symbol, interval: "5m")
+            try await analyst.handle(try harness.signal(snapshot(), symbol: symbol))
+        }
+        #expect(await eventually { harness.decisions.count == 3 })
+        let budget = harness.alerts.all.filter { $0.kind == "llm_budget" }
+        #expect(budget.map(\.severity) == [.warning, .critical], "\(budget)")
+        #expect(
+            budget.first?.title == "LLM spending at 80 % of the cap" && budget.last?.title == "LLM spending cap reached"
+        )
+        #expect(model.asked.count == 2, "the third call would pass the cap: not made")
         try await harness.stop()
     }
 
