@@ -109,6 +109,11 @@ struct CockpitPagesTests {
                 #expect(overview.status == 200)
                 #expect(overview.text.contains("id=\"equity-chart\"") && overview.text.contains("data-points=\"2\""))
                 #expect(overview.text.contains("39.90"), "the total PnL")
+                #expect(
+                    overview.text.contains("id=\"llm-cost\"") && overview.text.contains(">0.2500</div>")
+                        && overview.text.contains("id=\"net-pnl\">39.65</div>"),
+                    "the LLM cost and the PnL net of it"
+                )
                 for cell in ["ETHUSDT", "2950", "75.00", "3090", "32.6 %"] {
                     #expect(
                         overview.text.contains("<td class=\"num\">\(cell)</td>")

@@ -40,27 +40,28 @@ public enum SeededTrade {
             .path + ".sqlite"
         let store = SQLTradeStore.sqlite(path: path)
         try await store.migrate()
-        try await store.recordDecision(
-            DecisionRecord(
-                id: "d1",
-                correlationID: "c1",
-                symbol: "BTCUSDT",
-                action: .long,
-                confidence: 0.8,
-                leverage: 3,
-                entry: 97_000,
-                stopLoss: 95_000,
-                takeProfit: 101_000,
-                reasoning: "MACD crossed up over rising RSI",
-                provider: "rules",
-                model: "rules-v1",
-                promptVersion: "v1",
-                candleTime: t0,
-                createdAt: t0,
-                prompt: nil,
-                reply: nil
-            )
+        var decision = DecisionRecord(
+            id: "d1",
+            correlationID: "c1",
+            symbol: "BTCUSDT",
+            action: .long,
+            confidence: 0.8,
+            leverage: 3,
+            entry: 97_000,
+            stopLoss: 95_000,
+            takeProfit: 101_000,
+            reasoning: "MACD crossed up over rising RSI",
+            provider: "rules",
+            model: "rules-v1",
+            promptVersion: "v1",
+            candleTime: t0,
+            createdAt: t0,
+            prompt: nil,
+            reply: nil
         )
+        // What asking a model for it cost: the overview's net PnL is after it.
+        decision.llmCost = 0.25
+        try await store.recordDecision(decision)
         try await store.recordOrder(
             OrderRecord(
                 clientOrderID: "tb-d1-e",
