@@ -175,7 +175,8 @@ extension MarketDataSystemTests {
                     if kill > 1 {
                         // Store against venue, the market held still: the restart's reconciliation made them agree.
                         switches.set(trading: false)
-                        let agree = await eventually(timeout: .seconds(20)) {
+                        // As long as a restart may wait for the exchange's request weight to free (a minute at most).
+                        let agree = await eventually(timeout: .seconds(65)) {
                             guard let open = try? await store.openPositions() else { return false }
                             return Self.symbols.allSatisfy { symbol in
                                 let mine = open.first {

@@ -49,6 +49,10 @@ extension MarketDataSystemTests {
                     "ANALYST_PROVIDERS": "rules,openai,anthropic", "OPENAI_API_KEY": "key", "ANTHROPIC_API_KEY": "key",
                     "SCAN_INTERVAL_SECONDS": "60", "SCAN_SYMBOLS": "BTCUSDT",
                 ],
+                [
+                    "ANALYST_SHADOW": "openai:gpt-4.1-mini@analyst-v2", "ANALYST_CANARY_PERCENT": "5",
+                    "SHADOW_DATABASE_URL": "postgres://tradebus:secret@postgres.example:5432/shadow",
+                ],
             ],
             "executor": [
                 [:],
