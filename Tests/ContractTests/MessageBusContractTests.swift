@@ -6,6 +6,9 @@ import TradingCore
 /// One contract, two implementations: what every MessageBus must do.
 @Suite("MessageBus contract")
 struct MessageBusContractTests {
+    /// How long a delivery may take to show: the whole suite starts at once on two cores, and the
+    /// in-process bus's consumers have waited over 30 s behind it (twice in CI). Passing never waits it.
+    static let patience: Duration = .seconds(120)
     struct Payload: Codable, Sendable, Equatable { var n: Int }
 
     private func message(_ key: String, _ n: Int, shardKey: String? = nil) throws -> OutgoingMessage {
@@ -32,11 +35,11 @@ struct MessageBusContractTests {
             try await bus.publish(
                 (0..<3).map { OutgoingMessage(routingKey: "count.\(queue)", body: Array("m\($0)".utf8)) }
             )
-            #expect(await eventually { (try? await bus.messageCount(queue)) == 3 })
+            #expect(await eventually(timeout: Self.patience) { (try? await bus.messageCount(queue)) == 3 })
             await #expect(throws: BusError.self) { try await bus.messageCount(TestServices.uniqueName("missing")) }
             // The bus still works after the refused count.
             try await bus.publish(OutgoingMessage(routingKey: "count.\(queue)", body: Array("m3".utf8)))
-            #expect(await eventually { (try? await bus.messageCount(queue)) == 4 })
+            #expect(await eventually(timeout: Self.patience) { (try? await bus.messageCount(queue)) == 4 })
         }
     }
 
@@ -54,7 +57,7 @@ struct MessageBusContractTests {
             let hash = Collector<Int>()
             let a = RunningConsumer.start(bus, queue: "\(id).star") { star.append(try number($0)) }
             let b = RunningConsumer.start(bus, queue: "\(id).hash") { hash.append(try number($0)) }
-            #expect(await eventually { star.count == 2 && hash.count == 4 })
+            #expect(await eventually(timeout: Self.patience) { star.count == 2 && hash.count == 4 })
             try await a.stop()
             try await b.stop()
             #expect(star.all == [1, 3])
@@ -97,7 +100,7 @@ struct MessageBusContractTests {
             }
             let dead = Collector<Delivery>()
             let deadConsumer = RunningConsumer.start(bus, queue: spec.deadLetterQueue) { dead.append($0) }
-            #expect(await eventually { seen.count == 2 && dead.count == 1 })
+            #expect(await eventually(timeout: Self.patience) { seen.count == 2 && dead.count == 1 })
             try await consumer.stop()
             try await deadConsumer.stop()
             #expect(seen.all == [1, 2])
@@ -135,7 +138,7 @@ struct MessageBusContractTests {
             }
             let dead = Collector<Delivery>()
             let deadConsumer = RunningConsumer.start(bus, queue: spec.deadLetterQueue) { dead.append($0) }
-            #expect(await eventually { dead.count == 1 && good.count == 1 })
+            #expect(await eventually(timeout: Self.patience) { dead.count == 1 && good.count == 1 })
             try await consumer.stop()
             try await deadConsumer.stop()
             #expect(attempts.all == [1, 2, 3])
@@ -159,7 +162,7 @@ struct MessageBusContractTests {
                 seen.append((delivery.attempt, delivery.redelivered))
                 if delivery.attempt == 1 { throw Once() }
             }
-            #expect(await eventually { seen.count == 2 })
+            #expect(await eventually(timeout: Self.patience) { seen.count == 2 })
             try await consumer.stop()
             // Acknowledged: a new consumer sees nothing more.
             let again = Collector<Int>()
@@ -185,11 +188,11 @@ struct MessageBusContractTests {
             let b = RunningConsumer.start(bus, queue: spec.name) { second.append(try number($0)) }
             try await Task.sleep(for: .milliseconds(300))
             for n in 1...10 { try await bus.publish(message("\(id).x", n)) }
-            #expect(await eventually { first.count == 10 })
+            #expect(await eventually(timeout: Self.patience) { first.count == 10 })
             #expect(second.count == 0)
             try await a.stop()
             for n in 11...15 { try await bus.publish(message("\(id).x", n)) }
-            #expect(await eventually { second.count == 5 })
+            #expect(await eventually(timeout: Self.patience) { second.count == 5 })
             try await b.stop()
             #expect(second.all == Array(11...15))
         }
@@ -219,7 +222,7 @@ struct MessageBusContractTests {
                     }
                 )
             }
-            #expect(await eventually { received.count == 60 })
+            #expect(await eventually(timeout: Self.patience) { received.count == 60 })
             for consumer in consumers { try await consumer.stop() }
             let byKey = Dictionary(grouping: received.all, by: \.key)
             #expect(byKey.count == 12)
@@ -250,14 +253,14 @@ struct MessageBusContractTests {
                 try await Task.sleep(for: .milliseconds(200))
                 finished.append(n)
             }
-            #expect(await eventually { started.count >= 2 })
+            #expect(await eventually(timeout: Self.patience) { started.count >= 2 })
             try await consumer.stop()
             #expect(Set(started.all) == Set(finished.all), "every started handler finished")
             let rest = Collector<Int>()
             let second = RunningConsumer.start(bus, queue: spec.name, options: ConsumerOptions(concurrency: 4)) {
                 rest.append(try number($0))
             }
-            #expect(await eventually { finished.count + rest.count == 20 })
+            #expect(await eventually(timeout: Self.patience) { finished.count + rest.count == 20 })
             try await second.stop()
             #expect(Set(finished.all).union(rest.all) == Set(1...20))
             #expect(Set(finished.all).isDisjoint(with: rest.all), "finished work was acknowledged, not redelivered")
