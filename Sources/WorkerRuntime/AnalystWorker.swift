@@ -327,8 +327,10 @@ public struct AnalystConfiguration: Sendable {
     ) throws -> (ModelSpec, String) {
         let parts = text.split(separator: "@", maxSplits: 1).map(String.init)
         let prompt = parts.count == 2 ? parts[1] : AnalystPrompt.currentVersion
-        let target = parts[0].split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-        let provider = target[0].lowercased()
+        let target = (parts.first ?? "").split(separator: ":", maxSplits: 1).map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
+        let provider = target.first?.lowercased() ?? ""
         guard ["openai", "anthropic", "rules"].contains(provider), provider == "rules" || target.count == 2,
             target.count == 1 || !target[1].isEmpty
         else {

@@ -170,6 +170,7 @@ struct AnalystWorkerTests {
             (["ANALYST_PROMPT_VERSION": "analyst-v9"], "ANALYST_PROMPT_VERSION"),
             (["LLM_TRAINING_CUTOFFS": "gpt-x=June"], "LLM_TRAINING_CUTOFFS"),
             (["ANALYST_SHADOW": "gemini:pro"], "ANALYST_SHADOW"),
+            (["ANALYST_SHADOW": "@"], "ANALYST_SHADOW"),
             (["ANALYST_SHADOW": "openai:gpt-x@analyst-v9"], "ANALYST_SHADOW"),
             (["ANALYST_SHADOW": "openai:gpt-x"], "SHADOW_DATABASE_URL"),
             (["ANALYST_CANARY_PERCENT": "10"], "ANALYST_CANARY_PERCENT"),

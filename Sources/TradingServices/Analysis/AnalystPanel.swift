@@ -104,6 +104,8 @@ public struct AnalystPanel: Sendable {
     public let lookAhead: String?
     /// Models are shown an ``Anonymisation`` of the context, not the market it comes from.
     public let anonymise: Bool
+    /// The decision's schema with this framework's leverage cap, built once.
+    let schema: JSONValue
     let now: @Sendable () -> Date
 
     /// A `AnalystPanel` with the fields given.
@@ -134,6 +136,7 @@ public struct AnalystPanel: Sendable {
         self.repairAttempts = repairAttempts
         self.lookAhead = lookAhead
         self.anonymise = anonymise
+        self.schema = AnswerParser.schema(maxLeverage: rules.framework.maxLeverage)
         self.now = now
     }
 
@@ -185,7 +188,7 @@ public struct AnalystPanel: Sendable {
         let request = ModelRequest(
             system: prompt.system,
             user: user,
-            schema: AnswerParser.schema(maxLeverage: rules.framework.maxLeverage)
+            schema: schema
         )
         let deadline = now().addingTimeInterval(decisionBudget.timeInterval)
         let asked = await withTaskGroup(of: (Int, Asked).self) { group in

@@ -78,8 +78,9 @@ public actor ResilientModel {
                 )
             }
             // The worst case of this call: the whole prompt in, max_tokens out (a character is at most a token).
+            let asked = request.repair.map { $0.reply.count + $0.instruction.count } ?? 0
             let estimate = settings.price.cost(
-                inputTokens: request.system.count + request.user.count,
+                inputTokens: request.system.count + request.user.count + asked,
                 outputTokens: request.maxTokens
             )
             guard await ledger.canSpend(estimate, now: now()) else {

@@ -275,15 +275,10 @@ public actor SignalAnalyst {
         )
         do {
             guard try await shadow.store.recordDecision(record) else { return }
-            let envelope = Envelope(
-                id: id,
-                type: MessageType.decision,
-                time: now(),
-                correlationID: correlationID,
-                source: source,
-                payload: payload
+            try await bus.publish(
+                envelope(payload, id: id, correlationID: correlationID),
+                routingKey: RoutingKey.shadowDecision(symbol: context.symbol)
             )
-            try await bus.publish(envelope, routingKey: RoutingKey.shadowDecision(symbol: context.symbol))
             Counter(label: "tradebus_shadow_decisions_total", dimensions: [("action", payload.action.rawValue)])
                 .increment()
         } catch let failure as BusError where failure.code == .unroutable {
@@ -375,13 +370,9 @@ public actor SignalAnalyst {
         await cache.setIfAbsent("publishing:\(decisionID)", CachedValue(source, sourceTime: now()), ttl: leaseTTL)
     }
 
-    /// Marks, in the store, decisions already on the bus.
-    static let publishedMarker = "ai-analyst.published"
-
-    /// Publishes (confirmed by the broker), then marks it published; a crash in between publishes it
-    /// again on redelivery, with the same id, which consumers drop.
-    func publish(_ payload: DecisionPayload, id: String, correlationID: String) async throws {
-        let envelope = Envelope(
+    /// A decision's message: its id is the decision's, live or shadow.
+    func envelope(_ payload: DecisionPayload, id: String, correlationID: String) -> Envelope<DecisionPayload> {
+        Envelope(
             id: id,
             type: MessageType.decision,
             time: now(),
@@ -389,7 +380,18 @@ public actor SignalAnalyst {
             source: source,
             payload: payload
         )
-        try await bus.publish(envelope, routingKey: RoutingKey.decision(symbol: payload.symbol))
+    }
+
+    /// Marks, in the store, decisions already on the bus.
+    static let publishedMarker = "ai-analyst.published"
+
+    /// Publishes (confirmed by the broker), then marks it published; a crash in between publishes it
+    /// again on redelivery, with the same id, which consumers drop.
+    func publish(_ payload: DecisionPayload, id: String, correlationID: String) async throws {
+        try await bus.publish(
+            envelope(payload, id: id, correlationID: correlationID),
+            routingKey: RoutingKey.decision(symbol: payload.symbol)
+        )
         try await store.markProcessed(messageID: id, consumer: Self.publishedMarker, at: now())
     }
 
