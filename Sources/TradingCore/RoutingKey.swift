@@ -27,6 +27,8 @@ public enum RoutingKey {
     public static func control(account: String) -> String { "control.\(part(account))" }
     /// `heartbeat.<worker>`: a worker's health and figures, every few seconds.
     public static func heartbeat(worker: String) -> String { "heartbeat.\(part(worker))" }
+    /// `progress.<worker>.<symbol>`: a worker's watermark in a lockstep replay.
+    public static func progress(worker: String, symbol: String) -> String { "progress.\(part(worker)).\(part(symbol))" }
     /// The executor's answer to the control request `requestID`.
     public static func controlReply(requestID: String) -> String { "reply.control.\(part(requestID))" }
 

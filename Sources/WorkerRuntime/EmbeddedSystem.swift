@@ -7,18 +7,6 @@ import Synchronization
 import TradingCore
 import TradingServices
 
-/// The market's clock during a replay: the close of the candle being replayed. Every service of an
-/// embedded replay reads it, so decision ages, snapshot staleness and trade times are market times.
-/// Until a replay sets it, it tells the real time (a live run never sets it).
-public final class ReplayClock: Sendable {
-    private let current = Mutex<Date?>(nil)
-    /// A clock that reads the wall clock until a replay sets it.
-    public init() {}
-    public func set(_ date: Date) { current.withLock { $0 = date } }
-    public var date: Date { current.withLock { $0 } ?? Date() }
-    public var now: @Sendable () -> Date { { self.date } }
-}
-
 /// The five services in one process over the embedded parts (the in-process bus, the LRU cache and a
 /// SQLite or any other store): the indicator worker, the analyst, the executor on the paper venue
 /// and, for `tradebus run`, the notifier's log sink. The same service code as the separate workers,

@@ -23,6 +23,9 @@ public struct FeedConfiguration: Sendable {
     public var venue: String
     public var interval: String
     public var shards: Int
+    /// A lockstep replay (`REPLAY_LOCKSTEP`): how long a candle may wait for the pipeline before the
+    /// feed names what holds it (`LOCKSTEP_STALL_SECONDS`); nil otherwise.
+    public var lockstepStall: Duration?
 
     /// Reads and checks the feed-ingester's keys; a bad one stops it at start, naming the key. A live feed
     /// keeps its candles and funding settlements in the store (`DATABASE_URL`) unless `recordsMarket` is
@@ -52,8 +55,19 @@ public struct FeedConfiguration: Sendable {
         let speedHelp = "0: as fast as the bus takes it; N: N× real time"
         let source: Source
         let venue: String
+        var lockstepStall: Duration?
         switch kind {
         case "replay":
+            if try ReplayLockstep.read(config) {
+                lockstepStall = .seconds(
+                    try config.double(
+                        "LOCKSTEP_STALL_SECONDS",
+                        default: 60,
+                        range: 1...86_400,
+                        help: "a candle the pipeline has not finished after this long is reported as a stall"
+                    )
+                )
+            }
             venue = try config.string("FEED_VENUE", default: "replay", help: "venue name in routing keys")!
             source = .replay(
                 file: try config.required("FEED_FILE", help: "candle file to replay (csv, Binance csv or JSON arrays)"),
@@ -113,7 +127,8 @@ public struct FeedConfiguration: Sendable {
                 default: 1,
                 range: 1...256,
                 help: "shards of the indicator workers' queue"
-            )
+            ),
+            lockstepStall: lockstepStall
         )
     }
 
@@ -154,6 +169,8 @@ public struct ReplayService: Service {
     public let feed: ReplayFeed
     public let file: String
     public let report: StatusValue<ReplayFeed.Report?>
+    /// A lockstep replay's gate (`REPLAY_LOCKSTEP`); nil otherwise.
+    public let gate: LockstepGate?
     public let logger: Logger
 
     /// A `ReplayService` with the fields given.
@@ -161,8 +178,10 @@ public struct ReplayService: Service {
         feed: ReplayFeed,
         file: String,
         report: StatusValue<ReplayFeed.Report?>,
+        gate: LockstepGate? = nil,
         logger: Logger
     ) {
+        self.gate = gate
         self.feed = feed
         self.file = file
         self.report = report
@@ -176,7 +195,7 @@ public struct ReplayService: Service {
         let candles = try CandleFile.parse(text)
         let result: ReplayFeed.Report
         do {
-            result = try await cancelWhenGracefulShutdown { try await feed.replay(candles) }
+            result = try await cancelWhenGracefulShutdown { try await feed.replay(candles, gate: gate) }
         } catch is CancellationError {
             // Stopped by a graceful shutdown (SIGTERM) before the file's end: a clean stop.
             logger.info("replay stopped before the end of the file")

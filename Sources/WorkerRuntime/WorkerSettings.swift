@@ -1,11 +1,40 @@
 import Foundation
 import Logging
 import SQLTradeStore
+import TradingCore
+import TradingServices
+
+/// `REPLAY_LOCKSTEP`: a replay across the workers, on the market's clock and one candle at a time. The
+/// feed-ingester waits for each candle's work to finish before the next; the indicator worker, the
+/// analyst and the executor read the time from the messages they handle and publish watermarks.
+public enum ReplayLockstep {
+    /// Whether this worker takes part in a lockstep replay.
+    public static func read(_ config: SettingsReader) throws -> Bool {
+        try config.bool(
+            "REPLAY_LOCKSTEP",
+            default: false,
+            help: "a replay on the market's clock, one candle through the whole pipeline at a time"
+        )
+    }
+
+    /// The worker's part, when `on`.
+    public static func progress(_ on: Bool, worker: String, bus: any MessageBus, logger: Logger) -> LockstepProgress? {
+        on ? LockstepProgress(worker: worker, bus: bus, logger: logger) : nil
+    }
+
+    /// The worker's clock: the market's in a lockstep replay, else the wall clock.
+    public static func now(_ progress: LockstepProgress?) -> @Sendable () -> Date {
+        guard let clock = progress?.clock else { return { Date() } }
+        return clock.now
+    }
+}
 
 /// executor's settings: its servers, and the venue, limits, breakers and stop policy.
 public struct ExecutorWorkerSettings: Sendable {
     public var dependencies: WorkerDependencies
     public var executor: ExecutorConfiguration
+    /// `REPLAY_LOCKSTEP`.
+    public var lockstep: Bool
 
     /// Reads and checks them; an invalid value names its key and range.
     public static func read(_ config: SettingsReader) throws -> Self {
@@ -15,7 +44,8 @@ public struct ExecutorWorkerSettings: Sendable {
                 config: config,
                 instance: "executor"
             ),
-            executor: try ExecutorConfiguration.read(config)
+            executor: try ExecutorConfiguration.read(config),
+            lockstep: try ReplayLockstep.read(config)
         )
     }
 }
@@ -25,6 +55,8 @@ public struct IndicatorWorkerSettings: Sendable {
     public var dependencies: WorkerDependencies
     public var shards: Int
     public var shard: Int
+    /// `REPLAY_LOCKSTEP`.
+    public var lockstep: Bool
 
     /// Reads and checks them; an invalid value names its key and range.
     public static func read(_ config: SettingsReader) throws -> Self {
@@ -41,7 +73,8 @@ public struct IndicatorWorkerSettings: Sendable {
                 default: 0,
                 range: 0...(shards - 1),
                 help: "the shard this worker consumes (0-based)"
-            )
+            ),
+            lockstep: try ReplayLockstep.read(config)
         )
     }
 }
@@ -53,6 +86,8 @@ public struct AnalystWorkerSettings: Sendable {
     /// Where the shadow candidate's decisions are recorded, apart from the live ones
     /// (`SHADOW_DATABASE_URL`, required with `ANALYST_SHADOW`).
     public var shadowStore: SQLTradeStore?
+    /// `REPLAY_LOCKSTEP`.
+    public var lockstep: Bool
 
     /// Reads and checks them; an invalid value names its key and range.
     public static func read(_ config: SettingsReader) throws -> Self {
@@ -64,7 +99,8 @@ public struct AnalystWorkerSettings: Sendable {
                 instance: "ai-analyst"
             ),
             analyst: analyst,
-            shadowStore: analyst.shadow == nil ? nil : try Infrastructure.store(config, key: "SHADOW_DATABASE_URL")
+            shadowStore: analyst.shadow == nil ? nil : try Infrastructure.store(config, key: "SHADOW_DATABASE_URL"),
+            lockstep: try ReplayLockstep.read(config)
         )
     }
 }

@@ -20,7 +20,15 @@ let status = await WorkerMain.run(
         let cache = settings.dependencies.cache!
         let store = settings.dependencies.store!
         try await bus.declare(SignalAnalyst.signalQueue)
-        let panel = try settings.analyst.panel(cache: cache, logger: context.logger)
+        // REPLAY_LOCKSTEP: the market's clock, moved by each signal; a watermark after each.
+        let lockstep: LockstepProgress? = ReplayLockstep.progress(
+            settings.lockstep,
+            worker: SignalAnalyst.worker,
+            bus: bus,
+            logger: context.logger
+        )
+        let now = ReplayLockstep.now(lockstep)
+        let panel = try settings.analyst.panel(cache: cache, logger: context.logger, now: now)
         // ANALYST_SHADOW: a candidate on the same signals, recorded in SHADOW_DATABASE_URL.
         var shadow: SignalAnalyst.Shadow?
         if let shadowStore = settings.shadowStore,
@@ -41,7 +49,9 @@ let status = await WorkerMain.run(
             settings: settings.analyst.service,
             source: context.settings.instance,
             logger: context.logger,
-            shadow: shadow
+            shadow: shadow,
+            now: now,
+            lockstep: lockstep
         )
         var services: [any Service] = [
             ConsumerService(

@@ -21,6 +21,14 @@ let status = await WorkerMain.run(
         let store = settings.dependencies.store!
         let account = settings.executor.settings.account
         let venue = try settings.executor.makeVenue(logger: context.logger)
+        // REPLAY_LOCKSTEP: the market's clock, moved by each candle and decision; a watermark after each.
+        let lockstep: LockstepProgress? = ReplayLockstep.progress(
+            settings.lockstep,
+            worker: TradeExecutor.worker,
+            bus: bus,
+            logger: context.logger
+        )
+        let now = ReplayLockstep.now(lockstep)
         let executor = TradeExecutor(
             venue: venue,
             store: store,
@@ -28,7 +36,9 @@ let status = await WorkerMain.run(
             cache: cache,
             settings: settings.executor.settings,
             source: context.settings.instance,
-            logger: context.logger
+            logger: context.logger,
+            now: now,
+            lockstep: lockstep
         )
         try await bus.declare(TradeExecutor.decisionQueue(account: account, shadow: settings.executor.settings.shadow))
         try await bus.declare(

@@ -28,10 +28,24 @@ let status = await WorkerMain.run(
             record: feed.dependencies.store
         )
         let service: any Service
+        var extra: [any Service] = []
         let status: @Sendable () async -> [String: String]
         switch feed.source {
         case .replay(let file, let symbol, let speed):
             let report = StatusValue<ReplayFeed.Report?>(nil)
+            // REPLAY_LOCKSTEP: each candle waits for the workers' watermarks, on a queue of this process's own.
+            var gate: LockstepGate?
+            if let stall = feed.lockstepStall {
+                let lockstep = LockstepGate(stallAfter: stall, logger: context.logger)
+                let queue = LockstepGate.queue(instance: context.settings.instance, symbol: symbol)
+                try await bus.declare(queue)
+                extra.append(
+                    ConsumerService(bus: bus, queue: queue.name, options: ConsumerOptions(prefetch: 256)) {
+                        try await lockstep.handle($0)
+                    }
+                )
+                gate = lockstep
+            }
             service = ReplayService(
                 feed: ReplayFeed(
                     stream: CandleStreamID(symbol: symbol, interval: feed.interval),
@@ -40,9 +54,14 @@ let status = await WorkerMain.run(
                 ),
                 file: file,
                 report: report,
+                gate: gate,
                 logger: context.logger
             )
-            status = { ["source": "replay"].merging(report.status) { $1 } }
+            status = { [gate] in
+                var status = ["source": "replay"].merging(report.status) { $1 }
+                if let gate { status["lockstep_waiting_for"] = await gate.pending.joined(separator: "; ") }
+                return status
+            }
         case .synthetic(let symbols, let seed, let candles, let speed):
             let published = StatusValue(0)
             let synthetic = SyntheticService(
@@ -99,7 +118,7 @@ let status = await WorkerMain.run(
             }
         }
         return WorkerPlan(
-            services: [service],
+            services: extra + [service],
             checks: { await feed.dependencies.checks() },
             status: { ["worker": "feed-ingester", "venue": feed.venue].merging(await status()) { $1 } },
             heartbeatBus: bus,

@@ -24,7 +24,13 @@ let status = await WorkerMain.run(
             bus: bus,
             cache: cache,
             source: context.settings.instance,
-            logger: context.logger
+            logger: context.logger,
+            lockstep: ReplayLockstep.progress(
+                settings.lockstep,
+                worker: "indicator-worker",
+                bus: bus,
+                logger: context.logger
+            )
         )
         let consumer = ConsumerService(
             bus: bus,

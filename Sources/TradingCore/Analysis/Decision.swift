@@ -314,7 +314,7 @@ extension AnalysisContext {
     }
 
     /// The snapshots an analyst is shown for `interval` at `now`, from the latest of each timeframe
-    /// (`latest`): the signal's own snapshot where it is newer than the latest of its interval; the
+    /// (`latest`): for a signal, its own snapshot, and no other timeframe's that closed after it; the
     /// primary must be fresh, and stale others are left out.
     public static func timeframes(
         latest: [String: IndicatorSnapshot],
@@ -324,8 +324,14 @@ extension AnalysisContext {
         maxSnapshotAge: TimeInterval
     ) -> Result<[String: IndicatorSnapshot], Refusal> {
         var timeframes = latest
-        if let signalSnapshot, (timeframes[interval]?.openTime ?? .min) < signalSnapshot.openTime {
+        if let signalSnapshot, let length = CandleInterval.milliseconds(interval) {
+            // A signal is decided on its own candle, never on a newer one (a backlog, or a slow
+            // analyst): the primary is the signal's snapshot, and no other timeframe closes after it.
             timeframes[interval] = signalSnapshot
+            let close = signalSnapshot.openTime + length
+            for (other, snapshot) in timeframes where other != interval {
+                if snapshot.openTime + (CandleInterval.milliseconds(other) ?? 0) > close { timeframes[other] = nil }
+            }
         }
         guard let primary = timeframes[interval] else { return .failure(.missing) }
         if primary.isStale(interval: interval, now: now, maxAge: maxSnapshotAge) { return .failure(.stale) }

@@ -71,6 +71,9 @@ public struct CandleSequencer: Sendable, Hashable, Codable {
 
 /// Interval names (`1m`, `5m`, `1h`, `4h`, `1d`) and their length.
 public enum CandleInterval {
+    /// The intervals the workers take, shortest first.
+    public static let names = ["1m", "5m", "15m", "1h", "4h", "1d"]
+
     /// The length of an interval name (`1m` … `1d`) in milliseconds, or nil.
     public static func milliseconds(_ name: String) -> Int64? {
         guard let unit = name.last, let count = Int64(name.dropLast()), count > 0 else { return nil }

@@ -53,6 +53,14 @@ public actor SignalAnalyst {
     let source: String
     let logger: Logger
     let now: @Sendable () -> Date
+    /// This analyst's part in a lockstep replay; nil live.
+    let lockstep: LockstepProgress?
+    /// What this process writes in a publishing lease: its instance and a token of its own, so a lease
+    /// left by an earlier process of the same instance (killed, then restarted) is known as dead.
+    let leaseHolder: String
+
+    /// The analyst's name in watermarks and work keys.
+    public static let worker = "ai-analyst"
 
     /// A `SignalAnalyst` with the fields given.
     public init(
@@ -64,8 +72,11 @@ public actor SignalAnalyst {
         source: String,
         logger: Logger,
         shadow: Shadow? = nil,
-        now: @escaping @Sendable () -> Date = { Date() }
+        now: @escaping @Sendable () -> Date = { Date() },
+        lockstep: LockstepProgress? = nil
     ) {
+        self.lockstep = lockstep
+        self.leaseHolder = "\(source)/\(UUID().uuidString)"
         self.panel = panel
         self.shadow = shadow
         self.bus = bus
@@ -84,13 +95,36 @@ public actor SignalAnalyst {
     public func handle(_ delivery: Delivery) async throws {
         let envelope = try delivery.envelope(SignalPayload.self, expectedType: MessageType.signal, what: "a signal")
         let payload = envelope.payload
-        try await analyse(
-            symbol: payload.symbol,
-            interval: payload.interval,
-            requestID: envelope.id,
-            correlationID: envelope.correlationID,
-            signalSnapshot: payload.signal.snapshot
-        )
+        lockstep?.begin(envelope.time)
+        // Another analyst's lease on this decision: it is deciding, or it died doing so. Wait until it
+        // publishes or its lease runs out (then this one decides), never longer: a signal is not
+        // dead-lettered for a lease.
+        let patience = ContinuousClock.now + leaseTTL + .seconds(5)
+        while true {
+            do {
+                try await analyse(
+                    symbol: payload.symbol,
+                    interval: payload.interval,
+                    requestID: envelope.id,
+                    correlationID: envelope.correlationID,
+                    signalSnapshot: payload.signal.snapshot
+                )
+                break
+            } catch let busy as PublishInProgress where ContinuousClock.now < patience {
+                logger.debug("waiting for another analyst's lease", metadata: ["decision_id": "\(busy.decisionID)"])
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+        if let lockstep {
+            let decisionID = "decision:\(envelope.id)"
+            let decided = try await store.decision(id: decisionID) != nil
+            try await lockstep.finished(
+                symbol: payload.symbol,
+                candleTime: envelope.time,
+                messageID: envelope.id,
+                emitted: decided ? [Watermark.key(TradeExecutor.worker, decisionID)] : []
+            )
+        }
     }
 
     /// Decides for `symbol` on its latest `interval` snapshot: the periodic scan.
@@ -367,7 +401,20 @@ public actor SignalAnalyst {
     /// A lease on deciding and publishing a request, so two analysts holding the same signal do not both
     /// publish it; it expires, so a crash between the lease and the publish delays it but loses nothing.
     func claimPublishing(_ decisionID: String) async -> Bool {
-        await cache.setIfAbsent("publishing:\(decisionID)", CachedValue(source, sourceTime: now()), ttl: leaseTTL)
+        let key = "publishing:\(decisionID)"
+        let mine = CachedValue(leaseHolder, sourceTime: now())
+        if await cache.setIfAbsent(key, mine, ttl: leaseTTL) { return true }
+        // Held by an earlier process of this instance: it died (a process renews nothing; this one is
+        // its restart), so the lease is taken over now rather than waited out.
+        guard let held = await cache.get(key).flatMap({ String(bytes: $0.bytes, encoding: .utf8) }),
+            held.hasPrefix(source + "/"), held != leaseHolder
+        else { return false }
+        await cache.set(key, mine, ttl: leaseTTL)
+        logger.notice(
+            "took over the publishing lease of this instance's previous process",
+            metadata: ["decision_id": "\(decisionID)", "previous": "\(held)"]
+        )
+        return true
     }
 
     /// A decision's message: its id is the decision's, live or shadow.
@@ -405,7 +452,7 @@ public actor SignalAnalyst {
     }
 }
 
-/// Another analyst holds the lease on publishing this decision; the delivery is retried.
+/// Another analyst holds the lease on publishing this decision; the delivery waits for it.
 struct PublishInProgress: Error, CustomStringConvertible {
     var decisionID: String
     var description: String { "another analyst is publishing \(decisionID)" }

@@ -86,6 +86,14 @@ public actor TradeExecutor {
     /// Venue events that failed to commit, and how often.
     private var failures: [String: Int] = [:]
     private var resumed = false
+    /// This executor's part in a lockstep replay; nil live.
+    let lockstep: LockstepProgress?
+    /// The close of the last candle observed, by symbol: in a lockstep replay a decision waits for its
+    /// own candle to reach the venue first, so it trades at that candle's price.
+    private var observedThrough: [String: Date] = [:]
+
+    /// The executor's name in watermarks and work keys.
+    public static let worker = "executor"
 
     /// An executor for one account on `venue`, recording in `store` and publishing on `bus`.
     public init(
@@ -96,8 +104,10 @@ public actor TradeExecutor {
         settings: Settings,
         source: String,
         logger: Logger,
-        now: @escaping @Sendable () -> Date = { Date() }
+        now: @escaping @Sendable () -> Date = { Date() },
+        lockstep: LockstepProgress? = nil
     ) {
+        self.lockstep = lockstep
         self.venue = venue
         self.store = store
         self.bus = bus
@@ -159,10 +169,35 @@ public actor TradeExecutor {
             expectedType: MessageType.decision,
             what: "a decision"
         )
+        if let lockstep {
+            lockstep.begin(envelope.time)
+            await waitForCandle(symbol: envelope.payload.symbol, closedAt: envelope.time)
+        }
         _ = try await execute(
             OrderIntent(decisionID: envelope.id, decision: envelope.payload, decidedAt: envelope.time),
             correlationID: envelope.correlationID
         )
+        try await lockstep?.finished(
+            symbol: envelope.payload.symbol,
+            candleTime: envelope.time,
+            messageID: envelope.id,
+            emitted: []
+        )
+    }
+
+    /// Waits (a lockstep replay) until the candle closing at `close` has reached the venue: the decision
+    /// and its candle come on different queues. After 30 s it goes on, and says so.
+    func waitForCandle(symbol: String, closedAt close: Date) async {
+        let patience = ContinuousClock.now + .seconds(30)
+        while (observedThrough[symbol] ?? .distantPast) < close {
+            guard ContinuousClock.now < patience, (try? await Task.sleep(for: .milliseconds(2))) != nil else {
+                logger.warning(
+                    "a decision's candle never reached the executor; deciding on the last one seen",
+                    metadata: ["symbol": "\(symbol)", "candle_close": "\(close)"]
+                )
+                return
+            }
+        }
     }
 
     /// One decision, start to end (the backtester calls this directly).
@@ -652,7 +687,11 @@ public actor TradeExecutor {
             expectedType: MessageType.candleClosed,
             what: "a candle"
         )
+        lockstep?.begin(envelope.time)
         try await observe(envelope.payload, time: envelope.time)
+        let symbol = envelope.payload.symbol
+        observedThrough[symbol] = max(observedThrough[symbol] ?? envelope.time, envelope.time)
+        try await lockstep?.finished(symbol: symbol, candleTime: envelope.time, messageID: envelope.id, emitted: [])
     }
 
     /// The funding settlement in the cache (`funding:<symbol>`, a ``FundingEvent/cacheValue``) when it

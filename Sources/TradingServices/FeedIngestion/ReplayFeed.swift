@@ -27,8 +27,9 @@ public struct ReplayFeed: Sendable {
         self.output = output
     }
 
-    /// Publishes `candles` in order; returns what happened to them.
-    public func replay(_ candles: [Candle], batch: Int = 256) async throws -> Report {
+    /// Publishes `candles` in order; returns what happened to them. With a `gate` (a lockstep replay),
+    /// one candle at a time, each after the whole pipeline is done with the one before.
+    public func replay(_ candles: [Candle], batch: Int = 256, gate: LockstepGate? = nil) async throws -> Report {
         guard let length = CandleInterval.milliseconds(stream.interval) else {
             throw ExchangeMessageError("interval '\(stream.interval)' is not one of 1m, 5m, 15m, 1h, 4h, 1d")
         }
@@ -62,6 +63,30 @@ public struct ReplayFeed: Sendable {
                 try await Task.sleep(for: .milliseconds(Int64(Double(candle.openTime - previous) / speed)))
             }
             previousTime = candle.openTime
+            if let gate {
+                let message = try output.message(candle, of: stream, intervalMilliseconds: length)
+                let close = FeedOutput.closeTime(candle, intervalMilliseconds: length)
+                await gate.start(candleID: message.messageID ?? "", close: close)
+                try await output.bus.publish([message])
+                try await gate.wait { holders in
+                    output.logger.error(
+                        "lockstep: a candle's work is not done; the replay waits",
+                        metadata: ["candle_close": "\(close)", "waiting_for": "\(holders.joined(separator: "; "))"]
+                    )
+                    try? await output.alert(
+                        AlertPayload(
+                            severity: .critical,
+                            kind: "lockstep_stall",
+                            title: "Lockstep replay stalled",
+                            message: "The candle closing at \(close) waits for: \(holders.joined(separator: "; ")).",
+                            symbol: stream.symbol
+                        )
+                    )
+                }
+                lastPublished = candle
+                report.published += 1
+                continue
+            }
             pending.append(try output.message(candle, of: stream, intervalMilliseconds: length))
             lastPublished = candle
             report.published += 1

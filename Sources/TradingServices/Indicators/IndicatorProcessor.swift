@@ -24,6 +24,9 @@ public actor IndicatorProcessor {
         var indicators = IndicatorSet()
         var lastOpenTime: Int64?
         var previous: IndicatorSnapshot?
+        /// The ids of the signals the last candle raised: a redelivered candle's watermark names them
+        /// again (a lockstep replay).
+        var lastSignals: [String]?
     }
 
     /// What one candle changes, committed only once its messages are published.
@@ -43,6 +46,8 @@ public actor IndicatorProcessor {
     let cache: any HotCache
     let source: String
     let logger: Logger
+    /// This worker's part in a lockstep replay; nil live.
+    let lockstep: LockstepProgress?
 
     /// Whether each stream's state is saved for a takeover (a worker among others); one process alone
     /// (`tradebus run`, `backtest`) has no one to hand over to and skips it.
@@ -54,9 +59,11 @@ public actor IndicatorProcessor {
         cache: any HotCache,
         source: String,
         logger: Logger = Logger(label: "indicator-worker"),
-        savesState: Bool = true
+        savesState: Bool = true,
+        lockstep: LockstepProgress? = nil
     ) {
         self.savesState = savesState
+        self.lockstep = lockstep
         self.bus = bus
         self.cache = cache
         self.source = source
@@ -82,6 +89,7 @@ public actor IndicatorProcessor {
         if let defect = payload.candle.defect {
             throw MessageRejected("candle at \(payload.candle.openTime) is invalid (\(defect.rawValue))")
         }
+        lockstep?.begin(envelope.time)
         var changes = Changes()
         let isNew = try await update(
             payload.symbol,
@@ -115,7 +123,18 @@ public actor IndicatorProcessor {
                 )
             }
         }
-        guard isNew else { return }
+        guard isNew else {
+            // A redelivery: its messages went out before; the watermark names them again.
+            if let lockstep {
+                try await lockstep.finished(
+                    symbol: payload.symbol,
+                    candleTime: envelope.time,
+                    messageID: envelope.id,
+                    emitted: await signalsRaised(symbol: payload.symbol, close: envelope.time)
+                )
+            }
+            return
+        }
         // The snapshots are in the cache before their signals go out, so an analyst handling a signal
         // reads this candle's snapshots of every timeframe. They are facts of the candle; only the
         // takeover state waits until the messages are published.
@@ -125,6 +144,29 @@ public actor IndicatorProcessor {
         if let (symbol, aggregator) = changes.aggregator { aggregators[symbol] = aggregator }
         await cache.set(changes.entries)
         Counter(label: "tradebus_indicator_candles_total").increment()
+        try await lockstep?.finished(
+            symbol: payload.symbol,
+            candleTime: envelope.time,
+            messageID: envelope.id,
+            emitted: changes.messages.filter { $0.routingKey.hasPrefix("sig.") }.compactMap(\.messageID).map {
+                Watermark.key(SignalAnalyst.worker, $0)
+            }
+        )
+    }
+
+    /// The analyst's work that the candle closing at `close` raised: the signals of every stream of
+    /// `symbol` whose last candle closed then.
+    private func signalsRaised(symbol: String, close: Date) async -> [String] {
+        var keys: [String] = []
+        for interval in CandleInterval.names {
+            guard let length = CandleInterval.milliseconds(interval) else { continue }
+            let stream = await restoredStream(symbol, interval)
+            guard let last = stream.lastOpenTime, Double(last + length) / 1000 == close.timeIntervalSince1970 else {
+                continue
+            }
+            keys += (stream.lastSignals ?? []).map { Watermark.key(SignalAnalyst.worker, $0) }
+        }
+        return keys
     }
 
     /// The latest snapshot of a stream held in memory.
@@ -174,6 +216,7 @@ public actor IndicatorProcessor {
                 correlationID: correlationID
             )
         )
+        stream.lastSignals = []
         for signal in signals {
             let signalEnvelope = Envelope(
                 id: "sig:\(symbol):\(interval):\(candle.openTime):\(signal.kind.rawValue):\(signal.direction.rawValue)",
@@ -191,7 +234,9 @@ public actor IndicatorProcessor {
                     correlationID: correlationID
                 )
             )
+            stream.lastSignals?.append(signalEnvelope.id)
         }
+        changes.streams[key] = stream
         changes.snapshots.append(
             CacheEntry(
                 key: SnapshotPayload.cacheKey(symbol: symbol, interval: interval),
