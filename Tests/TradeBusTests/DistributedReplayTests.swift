@@ -1,9 +1,11 @@
 import Foundation
+import RabbitMQBus
 import SQLTradeStore
 import Synchronization
 import TestSupport
 import Testing
 import TradingCore
+import TradingServices
 import WorkerRuntime
 
 #if canImport(Glibc)
@@ -31,7 +33,13 @@ final class DistributedPipeline: Sendable {
         var all: [String: SpawnedProcess] { processes.withLock { $0 } }
     }
 
-    init(broker: PrivateRabbitMQ, redis: PrivateRedis, file: String, symbol: String) async throws {
+    init(
+        broker: PrivateRabbitMQ,
+        redis: PrivateRedis,
+        file: String,
+        symbol: String,
+        extra: [String: String] = [:]
+    ) async throws {
         self.broker = broker
         self.redis = redis
         // A schema of its own in the real Postgres: this run's record, and only it.
@@ -58,7 +66,7 @@ final class DistributedPipeline: Sendable {
             // The backtest's defaults, whatever this machine's environment says.
             "MAX_LEVERAGE": "", "RISK_PER_TRADE_PERCENT": "", "USE_PAPER_TRADING": "", "ANALYST_PROVIDERS": "",
             "INITIAL_CAPITAL": "",
-        ]
+        ].merging(extra) { $1 }
     }
 
     /// Starts `worker` and waits for its health endpoint.
@@ -105,6 +113,23 @@ final class DistributedPipeline: Sendable {
         )
     }
 
+    /// The pipeline's dead-letter queues and the messages in each.
+    func deadLetters() async throws -> [String: Int] {
+        let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(broker.url), connectionName: "dlq-check"))
+        try await bus.connect()
+        let queues =
+            CockpitBusFeed.pipelineQueues(
+                account: environment["EXECUTOR_ACCOUNT"]!,
+                candles: [WorkerQueues.indicatorCandles(shards: 1).shard(0)]
+            ).filter { $0.hasSuffix(".dlq") } + [
+                TradeExecutor.candleQueue(account: environment["EXECUTOR_ACCOUNT"]!).deadLetterQueue
+            ]
+        var counts: [String: Int] = [:]
+        for queue in queues { counts[queue] = try? await bus.messageCount(queue) }
+        await bus.shutdown()
+        return counts
+    }
+
     func store() throws -> SQLTradeStore {
         try Infrastructure.store(try SettingsReader(environment: ["DATABASE_URL": databaseURL]))
     }
@@ -131,15 +156,17 @@ struct PrivateRedis: Sendable {
                 "--logfile", "\(directory)/redis.log",
             ]
         )
-        _ = await eventually(timeout: .seconds(10)) { FileManager.default.fileExists(atPath: "\(directory)/redis.pid") }
+        _ = await eventually(timeout: .seconds(10)) {
+            (try? await Command.run("/usr/bin/redis-cli", ["-p", "\(port)", "ping"]))?.contains("PONG") == true
+        }
     }
 
+    /// Shuts it down (its data saved to the append-only file, for the next start); not running is fine.
     func stop() async throws {
-        guard let text = try? String(contentsOfFile: "\(directory)/redis.pid", encoding: .utf8),
-            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
-        else { return }
-        Glibc.kill(pid, SIGTERM)
-        _ = await eventually(timeout: .seconds(10)) { Glibc.kill(pid, 0) != 0 }
+        _ = try? await Command.run("/usr/bin/redis-cli", ["-p", "\(port)", "shutdown"])
+        _ = await eventually(timeout: .seconds(10)) {
+            (try? await Command.run("/usr/bin/redis-cli", ["-p", "\(port)", "ping"]))?.contains("PONG") != true
+        }
     }
 
     static func with(port: Int, _ body: (PrivateRedis) async throws -> Void) async throws {
@@ -164,18 +191,19 @@ extension MarketDataSystemTests {
         let file = TestServices.repositoryRoot.appendingPathComponent("Tests/Fixtures/market-data/XRPUSDT-PERP-5m.csv")
             .path
 
-        /// The trades `tradebus backtest` makes on `file` for `symbol`, as CSV.
-        func backtest(symbol: String) async throws -> String {
+        /// The trades `tradebus backtest` makes on `file` for `symbol`, as CSV, and its decisions.
+        func backtest(symbol: String) async throws -> (trades: String, decisions: Int) {
             let out = NSTemporaryDirectory() + "tradebus-backtest-\(UUID().uuidString).csv"
-            _ = try await Command.run(
+            let json = try await Command.run(
                 "\(DistributedPipeline.build)/tradebus",
-                ["backtest", "--data", file, "--symbol", symbol, "--trades-out", out],
+                ["backtest", "--data", file, "--symbol", symbol, "--trades-out", out, "--json"],
                 environment: [
                     "MAX_LEVERAGE": "", "RISK_PER_TRADE_PERCENT": "", "USE_PAPER_TRADING": "", "ANALYST_PROVIDERS": "",
                     "INITIAL_CAPITAL": "",
                 ]
             )
-            return try String(contentsOfFile: out, encoding: .utf8)
+            let report = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+            return (try String(contentsOfFile: out, encoding: .utf8), report?["decisions"] as? Int ?? -1)
         }
 
         @Test(
@@ -183,7 +211,7 @@ extension MarketDataSystemTests {
         )
         func sameTradesAsBacktest() async throws {
             let symbol = "XRPUSDT"
-            let expected = try await backtest(symbol: symbol)
+            let expected = try await backtest(symbol: symbol).trades
             #expect(expected.split(separator: "\n").count > 5, "the backtest makes trades to compare: \(expected)")
             try await PrivateRabbitMQ.with(port: 5793) { broker in
                 try await PrivateRedis.with(port: 6393) { redis in
@@ -214,6 +242,89 @@ extension MarketDataSystemTests {
                         "distributed: 1999 candles in lockstep in \(elapsed), \(decisions.count) decisions, \(trades.count) trades"
                     )
                     #expect(PerformanceReport.tradesCSV(trades) == expected, "\(pipeline.logs)")
+                }
+            }
+        }
+
+        @Test(
+            "the same run while each worker is SIGKILLed once and restarted, RabbitMQ restarts and Redis is away for 10 s: the same trades, one order per decision, nothing lost, no dead letter"
+        )
+        func sameTradesUnderChaos() async throws {
+            let symbol = "XRPUSDT"
+            let expected = try await backtest(symbol: symbol)
+            try await PrivateRabbitMQ.with(port: 5794) { broker in
+                try await PrivateRedis.with(port: 6394) { redis in
+                    // Paced (5 minutes of market in 25 ms, about 50 s in all), so that a 10 s Redis outage and a
+                    // broker restart fall inside the run; lockstep still waits for each candle's work.
+                    let pipeline = try await DistributedPipeline(
+                        broker: broker,
+                        redis: redis,
+                        file: file,
+                        symbol: symbol,
+                        extra: ["REPLAY_SPEED": "12000"]
+                    )
+                    let store = try pipeline.store()
+                    try await pipeline.startAll()
+                    let started = ContinuousClock.now
+                    // Each event at a random point of the run, told apart by the decisions made so far.
+                    var events = [
+                        "indicator-worker", "ai-analyst", "executor", "notifier", "feed-ingester", "rabbitmq", "redis",
+                    ].shuffled()
+                    let marks = (0..<events.count).map { _ in Int.random(in: 10...(expected.decisions - 40)) }.sorted()
+                    for mark in marks {
+                        let event = events.removeFirst()
+                        let made = Mutex(0)
+                        _ = await eventually(timeout: .seconds(120), interval: .milliseconds(50)) {
+                            let count =
+                                (try? await store.decisions(
+                                    symbol: symbol,
+                                    candleTimes: Date(timeIntervalSince1970: 0)...Date.distantFuture
+                                ).count) ?? 0
+                            made.withLock { $0 = count }
+                            return count >= mark || pipeline.finished
+                        }
+                        #expect(!pipeline.finished, "the replay ended before \(event) was disturbed")
+                        print(
+                            "chaos: \(event) at \(ContinuousClock.now - started), after \(made.withLock { $0 }) of \(expected.decisions) decisions"
+                        )
+                        switch event {
+                        case "rabbitmq":
+                            try await broker.stop()
+                            try await broker.start()
+                        case "redis":
+                            try await redis.stop()
+                            try await Task.sleep(for: .seconds(10))
+                            try await redis.start()
+                        default:
+                            try await pipeline.kill(event)
+                        }
+                    }
+                    let done = await eventually(timeout: .seconds(900), interval: .milliseconds(200)) {
+                        pipeline.finished
+                    }
+                    print("chaos: the replay ended after \(ContinuousClock.now - started)")
+                    #expect(done, "the replay did not finish: \(pipeline.logs)")
+                    let deadLetters = try await pipeline.deadLetters()
+                    await pipeline.stopAll()
+
+                    let trades = try await store.trades(since: nil).sorted {
+                        ($0.entryTime, $0.id) < ($1.entryTime, $1.id)
+                    }
+                    #expect(PerformanceReport.tradesCSV(trades) == expected.trades, "\(pipeline.logs)")
+                    // Nothing lost: every decision the backtest made, each once.
+                    let decisions = try await store.decisions(
+                        symbol: symbol,
+                        candleTimes: Date(timeIntervalSince1970: 0)...Date.distantFuture
+                    )
+                    #expect(decisions.count == expected.decisions)
+                    #expect(Set(decisions.map(\.id)).count == decisions.count)
+                    // One order per decision.
+                    let orders = try await store.orders(statuses: Set(OrderStatus.allCases))
+                    let entries = Dictionary(grouping: orders.filter { $0.purpose == .entry }, by: \.decisionID)
+                    #expect(entries.values.allSatisfy { $0.count == 1 }, "\(entries.filter { $0.value.count > 1 })")
+                    #expect(entries.count == trades.count + (try await store.openPositions().count))
+                    #expect(deadLetters.values.allSatisfy { $0 == 0 }, "dead letters: \(deadLetters)")
+                    await store.close()
                 }
             }
         }

@@ -155,7 +155,17 @@ public actor SignalAnalyst {
         let decisionID = "decision:\(requestID)"
         if let recorded = try await store.decision(id: decisionID) {
             // Decided before (a redelivery, or a second analyst): publish it only if that never happened.
-            if try await store.isProcessed(messageID: decisionID, consumer: Self.publishedMarker) { return nil }
+            if try await store.isProcessed(messageID: decisionID, consumer: Self.publishedMarker) {
+                // A lockstep replay's candle again (the feed restarted): the executor hears the decision
+                // again, drops it as done, and its watermark tells the feed so.
+                if lockstep != nil {
+                    try await bus.publish(
+                        envelope(recorded.payload(requestID: requestID), id: decisionID, correlationID: correlationID),
+                        routingKey: RoutingKey.decision(symbol: symbol)
+                    )
+                }
+                return nil
+            }
             guard await claimPublishing(decisionID) else {
                 // Another analyst is publishing it right now: try again shortly, by when it is marked.
                 throw PublishInProgress(decisionID: decisionID)

@@ -24,9 +24,17 @@ public actor IndicatorProcessor {
         var indicators = IndicatorSet()
         var lastOpenTime: Int64?
         var previous: IndicatorSnapshot?
-        /// The ids of the signals the last candle raised: a redelivered candle's watermark names them
-        /// again (a lockstep replay).
-        var lastSignals: [String]?
+        /// The signals the last candle raised: a lockstep replay publishes them again when that candle
+        /// comes again (the feed restarted), so that their work is seen to finish.
+        var lastSignals: [SavedSignal]?
+    }
+
+    /// A signal message as saved with its stream.
+    struct SavedSignal: Codable {
+        var id: String
+        var routingKey: String
+        var body: String
+        var correlationID: String?
     }
 
     /// What one candle changes, committed only once its messages are published.
@@ -124,13 +132,17 @@ public actor IndicatorProcessor {
             }
         }
         guard isNew else {
-            // A redelivery: its messages went out before; the watermark names them again.
+            // A candle again (a redelivery, or a restarted feed): in a lockstep replay, the signals it
+            // raised go out again (the same ids: their consumers drop what they have done) and the
+            // watermark names them, so the feed sees their work finish.
             if let lockstep {
+                let signals = await signalsRaised(symbol: payload.symbol, close: envelope.time)
+                try await publishRoutable(signals)
                 try await lockstep.finished(
                     symbol: payload.symbol,
                     candleTime: envelope.time,
                     messageID: envelope.id,
-                    emitted: await signalsRaised(symbol: payload.symbol, close: envelope.time)
+                    emitted: signals.compactMap(\.messageID).map { Watermark.key(SignalAnalyst.worker, $0) }
                 )
             }
             return
@@ -154,19 +166,26 @@ public actor IndicatorProcessor {
         )
     }
 
-    /// The analyst's work that the candle closing at `close` raised: the signals of every stream of
-    /// `symbol` whose last candle closed then.
-    private func signalsRaised(symbol: String, close: Date) async -> [String] {
-        var keys: [String] = []
+    /// The signals the candle closing at `close` raised: those of every stream of `symbol` whose last
+    /// candle closed then.
+    private func signalsRaised(symbol: String, close: Date) async -> [OutgoingMessage] {
+        var messages: [OutgoingMessage] = []
         for interval in CandleInterval.names {
             guard let length = CandleInterval.milliseconds(interval) else { continue }
             let stream = await restoredStream(symbol, interval)
             guard let last = stream.lastOpenTime, Double(last + length) / 1000 == close.timeIntervalSince1970 else {
                 continue
             }
-            keys += (stream.lastSignals ?? []).map { Watermark.key(SignalAnalyst.worker, $0) }
+            messages += (stream.lastSignals ?? []).map {
+                OutgoingMessage(
+                    routingKey: $0.routingKey,
+                    body: Array($0.body.utf8),
+                    messageID: $0.id,
+                    correlationID: $0.correlationID
+                )
+            }
         }
-        return keys
+        return messages
     }
 
     /// The latest snapshot of a stream held in memory.
@@ -216,7 +235,7 @@ public actor IndicatorProcessor {
                 correlationID: correlationID
             )
         )
-        stream.lastSignals = []
+        stream.lastSignals = lockstep == nil ? nil : []
         for signal in signals {
             let signalEnvelope = Envelope(
                 id: "sig:\(symbol):\(interval):\(candle.openTime):\(signal.kind.rawValue):\(signal.direction.rawValue)",
@@ -226,15 +245,23 @@ public actor IndicatorProcessor {
                 source: source,
                 payload: SignalPayload(symbol: symbol, interval: interval, signal: signal)
             )
-            changes.messages.append(
-                OutgoingMessage(
-                    routingKey: RoutingKey.signal(symbol: symbol, interval: interval),
-                    body: try EnvelopeCodec.encode(signalEnvelope),
-                    messageID: signalEnvelope.id,
-                    correlationID: correlationID
-                )
+            let message = OutgoingMessage(
+                routingKey: RoutingKey.signal(symbol: symbol, interval: interval),
+                body: try EnvelopeCodec.encode(signalEnvelope),
+                messageID: signalEnvelope.id,
+                correlationID: correlationID
             )
-            stream.lastSignals?.append(signalEnvelope.id)
+            changes.messages.append(message)
+            if lockstep != nil {
+                stream.lastSignals?.append(
+                    SavedSignal(
+                        id: signalEnvelope.id,
+                        routingKey: message.routingKey,
+                        body: String(decoding: message.body, as: UTF8.self),
+                        correlationID: correlationID
+                    )
+                )
+            }
         }
         changes.streams[key] = stream
         changes.snapshots.append(
