@@ -247,6 +247,47 @@ struct SignalAnalystTests {
         try await harness.stop()
     }
 
+    @Test(
+        "a dead analyst's publishing lease: its own restart takes it over at once; another instance waits it out; each signal is decided once"
+    )
+    func deadLease() async throws {
+        let harness = try await Harness()
+        try await harness.put(snapshot(), symbol: "SOLUSDT", interval: "5m")
+        let model = ScriptedModel { _ in ModelReply(text: Self.long) }
+        let analyst = service(harness, models: [model])
+        // This instance's previous process died holding the lease (the service's instance is "test").
+        let mine = try harness.signal(snapshot(), symbol: "SOLUSDT")
+        await harness.cache.set(
+            "publishing:decision:\(mine.messageID!)",
+            CachedValue("test/a-process-now-dead", sourceTime: now),
+            ttl: .seconds(600)
+        )
+        let started = ContinuousClock.now
+        try await analyst.handle(mine)
+        #expect(ContinuousClock.now - started < .seconds(1), "taken over, not waited out")
+        // Another instance died holding a lease with 1.5 s left: the redelivery waits, then decides.
+        let theirs = try harness.signal(snapshot(), symbol: "SOLUSDT")
+        await harness.cache.set(
+            "publishing:decision:\(theirs.messageID!)",
+            CachedValue("other-analyst/its-process", sourceTime: now),
+            ttl: .milliseconds(1_500)
+        )
+        let waited = ContinuousClock.now
+        try await analyst.handle(theirs)
+        #expect(ContinuousClock.now - waited >= .seconds(1), "a live-looking lease of another instance is waited for")
+        let asked = model.asked.count
+        // Redelivered once more each: nothing is decided or published again.
+        try await analyst.handle(mine)
+        try await analyst.handle(theirs)
+        #expect(await eventually { harness.decisions.count == 2 })
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(harness.decisions.count == 2 && model.asked.count == asked)
+        #expect(
+            Set(harness.decisions.all.map(\.id)) == ["decision:\(mine.messageID!)", "decision:\(theirs.messageID!)"]
+        )
+        try await harness.stop()
+    }
+
     @Test("an invalid answer is HOLD and alert.warning.analyst_invalid, never a trade")
     func invalidAnswer() async throws {
         let harness = try await Harness()
