@@ -25,6 +25,8 @@ public final class RabbitMQBus: MessageBus {
         /// Publisher confirms. Off only to measure what they cost (`tradebus bench bus`): without them a
         /// publish "succeeds" once written to the socket, and a lost message goes unnoticed.
         public var confirms: Bool
+        /// Every consumer's size limit, unless its options set one: a larger message is dead-lettered unread.
+        public var maxMessageBytes: Int
 
         /// A `Configuration` with the fields given.
         public init(
@@ -34,8 +36,10 @@ public final class RabbitMQBus: MessageBus {
             publishTimeout: Duration = .seconds(30),
             heartbeatSeconds: Int = 10,
             connectionName: String = "tradebus@\(ProcessInfo.processInfo.hostName)",
-            confirms: Bool = true
+            confirms: Bool = true,
+            maxMessageBytes: Int = ConsumerOptions.defaultMaxMessageBytes
         ) {
+            self.maxMessageBytes = maxMessageBytes
             self.confirms = confirms
             self.url = url
             self.exchange = exchange
@@ -183,6 +187,8 @@ public final class RabbitMQBus: MessageBus {
             thread.stop()
             throw BusError.connection("consuming '\(queue)': \(error)")
         }
+        var options = options
+        options.maxMessageBytes = options.maxMessageBytes ?? configuration.maxMessageBytes
         await DeliveryRunner.run(
             deliveries: stream,
             options: options,

@@ -119,6 +119,14 @@ public enum DeliveryRunner {
         handler: @Sendable (Delivery) async throws -> Void
     ) async -> Settlement {
         var delivery = delivery
+        let limit = options.maxMessageBytes ?? ConsumerOptions.defaultMaxMessageBytes
+        guard delivery.body.count <= limit else {
+            // Unread: a body this size is not one of ours, and decoding it would cost the memory.
+            return .deadLetter(
+                reason: "message of \(delivery.body.count) bytes; at most \(limit) (MAX_MESSAGE_BYTES)",
+                attempts: 1
+            )
+        }
         let key = attempts.key(for: delivery)
         delivery.attempt = attempts.failures(key) + 1
         do {

@@ -202,14 +202,22 @@ public struct ConsumerOptions: Sendable, Hashable {
     public var maxDeliveries: Int
     /// Pause before a failed message is requeued, so a failing dependency is not hammered.
     public var retryDelay: Duration
+    /// A larger body goes to the dead-letter queue unread (`MAX_MESSAGE_BYTES`); nil: the bus's limit.
+    public var maxMessageBytes: Int?
+
+    /// The limit when nothing sets one: far above any message TradeBus sends (a candle with its
+    /// lower-timeframe detail is a few kB), far below what would cost a worker its memory.
+    public static let defaultMaxMessageBytes = 1_048_576
 
     /// Consumer settings: prefetch, concurrency, and how failures are retried and dead-lettered.
     public init(
         prefetch: Int = 64,
         concurrency: Int = 1,
         maxDeliveries: Int = 5,
-        retryDelay: Duration = .milliseconds(100)
+        retryDelay: Duration = .milliseconds(100),
+        maxMessageBytes: Int? = nil
     ) {
+        self.maxMessageBytes = maxMessageBytes
         self.prefetch = max(1, prefetch)
         self.concurrency = max(1, min(concurrency, self.prefetch))
         self.maxDeliveries = max(1, maxDeliveries)

@@ -21,8 +21,14 @@ public enum Infrastructure {
             range: 1...65_535,
             help: "unconfirmed publishes in flight"
         )
+        let limit = try config.int(
+            "MAX_MESSAGE_BYTES",
+            default: ConsumerOptions.defaultMaxMessageBytes,
+            range: 4_096...134_217_728,
+            help: "a larger message is dead-lettered unread"
+        )
         return RabbitMQBus(
-            configuration: .init(url: url, confirmWindow: window, connectionName: instance),
+            configuration: .init(url: url, confirmWindow: window, connectionName: instance, maxMessageBytes: limit),
             logger: logger
         )
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import RabbitMQBus
 import SQLTradeStore
 import Synchronization
@@ -325,6 +326,288 @@ extension MarketDataSystemTests {
                     #expect(entries.count == trades.count + (try await store.openPositions().count))
                     #expect(deadLetters.values.allSatisfy { $0 == 0 }, "dead letters: \(deadLetters)")
                     await store.close()
+                }
+            }
+        }
+    }
+}
+
+extension MarketDataSystemTests {
+    /// Bad input published from outside our code (Python's pika) to every queue the workers consume.
+    @Suite("Bad input on the real bus")
+    struct BadInputTests {
+        let symbol = "BADUSDT"
+        let close = Date(timeIntervalSince1970: 1_767_225_900)
+
+        /// A message for the outside client: its routing key, body and headers.
+        struct Outgoing: Encodable {
+            var routing_key: String
+            var body_b64: String
+            var headers: [String: String]
+            var label: String
+        }
+
+        func candle(_ candle: Candle) throws -> [UInt8] {
+            try EnvelopeCodec.encode(
+                Envelope(
+                    type: MessageType.candleClosed,
+                    time: close,
+                    source: "outsider",
+                    payload: CandlePayload(venue: "replay", symbol: symbol, interval: "5m", candle: candle)
+                )
+            )
+        }
+
+        func decision(_ proposal: TradeProposal) throws -> [UInt8] {
+            try EnvelopeCodec.encode(
+                Envelope(
+                    type: MessageType.decision,
+                    time: Date(),
+                    source: "outsider",
+                    payload: DecisionPayload(
+                        symbol: symbol,
+                        proposal: proposal,
+                        provider: "rules",
+                        model: "rules",
+                        promptVersion: "v",
+                        attempts: 0,
+                        candleTime: 0,
+                        requestID: "outsider"
+                    )
+                )
+            )
+        }
+
+        /// The bad bodies every queue gets, made from a good one: not JSON, the wrong shape, a forged and a
+        /// missing envelope version, and the good message padded to 5 MB.
+        func spoiled(_ good: [UInt8]) throws -> [(String, [UInt8])] {
+            let text = String(decoding: good, as: UTF8.self)
+            func envelope(_ change: (inout [String: Any]) -> Void) throws -> [UInt8] {
+                var object = try #require(try JSONSerialization.jsonObject(with: Data(good)) as? [String: Any])
+                change(&object)
+                return Array(try JSONSerialization.data(withJSONObject: object))
+            }
+            return [
+                ("not JSON", Array("\u{1}not json {".utf8) + [0xFF, 0xFE]),
+                ("wrong shape", Array(#"{"hello":"world","payload":[1,2,3]}"#.utf8)),
+                ("forged version", try envelope { $0["version"] = 99 }),
+                ("missing version", try envelope { $0["version"] = nil }),
+                (
+                    "5 MB",
+                    Array(
+                        ("{\"padding\":\"" + String(repeating: "x", count: 5_000_000) + "\"," + text.dropFirst()).utf8
+                    )
+                ),
+            ]
+        }
+
+        @Test(
+            "non-JSON, the wrong shape, NaN and negative candles, 5 MB, leverage 1000 with the stop on the wrong side, a forged or missing version: each dead-lettered with its reason, no crash, no order, the next good message handled"
+        )
+        func deadLettered() async throws {
+            try await PrivateRabbitMQ.with(port: 5795) { broker in
+                try await PrivateRedis.with(port: 6395) { redis in
+                    let pipeline = try await DistributedPipeline(
+                        broker: broker,
+                        redis: redis,
+                        file: "/dev/null",
+                        symbol: symbol,
+                        extra: ["REPLAY_LOCKSTEP": "false"]
+                    )
+                    for worker in ["indicator-worker", "ai-analyst", "executor", "notifier"] {
+                        try await pipeline.start(worker)
+                    }
+                    let executor = pipeline.workers["executor"]!
+                    #expect(
+                        await eventually(timeout: .seconds(60)) {
+                            executor.output.contains("reconciled with the venue")
+                        }
+                    )
+                    let account = pipeline.environment["EXECUTOR_ACCOUNT"]!
+
+                    let goodCandle = Candle(
+                        openTime: 1_767_225_600_000,
+                        open: 100,
+                        high: 102,
+                        low: 99,
+                        close: 101.5,
+                        volume: 10
+                    )
+                    let candleText = String(decoding: try candle(goodCandle), as: UTF8.self)
+                    let long = TradeProposal(
+                        action: .long,
+                        confidence: 0.8,
+                        leverage: 3,
+                        entry: 100,
+                        stopLoss: 98,
+                        takeProfit: 104,
+                        reasoning: "outsider"
+                    )
+                    var wild = long
+                    wild.leverage = 1_000
+                    wild.stopLoss = 103
+                    let signal = try EnvelopeCodec.encode(
+                        Envelope(
+                            type: MessageType.signal,
+                            time: close,
+                            source: "outsider",
+                            payload: SignalPayload(
+                                symbol: symbol,
+                                interval: "5m",
+                                signal: Signal(
+                                    kind: .macdCross,
+                                    direction: .bullish,
+                                    snapshot: IndicatorSnapshot(openTime: goodCandle.openTime, close: 101.5, volume: 10)
+                                )
+                            )
+                        )
+                    )
+                    let alert = try EnvelopeCodec.encode(
+                        Envelope(
+                            type: MessageType.alert,
+                            time: Date(),
+                            source: "outsider",
+                            payload: AlertPayload(severity: .warning, kind: "outsider", title: "t", message: "m")
+                        )
+                    )
+                    let candleKey = RoutingKey.candle(venue: "replay", symbol: symbol, interval: "5m")
+                    // What each routing key carries, and the consuming queues that must dead-letter each.
+                    var bad: [(key: String, label: String, body: [UInt8])] = []
+                    for (label, body) in try spoiled(try candle(goodCandle)) {
+                        bad.append((candleKey, "candle " + label, body))
+                    }
+                    bad.append(
+                        (candleKey, "candle NaN", Array(candleText.replacingOccurrences(of: "101.5", with: "NaN").utf8))
+                    )
+                    bad.append(
+                        (
+                            candleKey, "candle negative",
+                            try candle(
+                                Candle(
+                                    openTime: goodCandle.openTime,
+                                    open: -5,
+                                    high: -1,
+                                    low: -9,
+                                    close: -2,
+                                    volume: 10
+                                )
+                            )
+                        )
+                    )
+                    for (label, body) in try spoiled(signal) {
+                        bad.append((RoutingKey.signal(symbol: symbol, interval: "5m"), "signal " + label, body))
+                    }
+                    for (label, body) in try spoiled(try decision(long)) {
+                        bad.append((RoutingKey.decision(symbol: symbol), "decision " + label, body))
+                    }
+                    bad.append(
+                        (
+                            RoutingKey.decision(symbol: symbol), "decision leverage 1000, stop wrong side",
+                            try decision(wild)
+                        )
+                    )
+                    for (label, body) in try spoiled(alert) {
+                        bad.append((RoutingKey.control(account: account), "control " + label, body))
+                    }
+                    for (label, body) in try spoiled(alert) {
+                        bad.append(("alert.warning.outsider", "alert " + label, body))
+                    }
+
+                    let python = TestServices.repositoryRoot.appendingPathComponent(".tools/venv/bin/python").path
+                    let script = TestServices.repositoryRoot.appendingPathComponent("Tests/BadInput/amqp_outsider.py")
+                        .path
+                    func send(_ messages: [(key: String, label: String, body: [UInt8])]) async throws {
+                        let spec = NSTemporaryDirectory() + "outsider-\(UUID().uuidString).json"
+                        let outgoing = messages.map {
+                            Outgoing(
+                                routing_key: $0.key,
+                                body_b64: Data($0.body).base64EncodedString(),
+                                headers: ["x-shard-key": symbol],
+                                label: $0.label
+                            )
+                        }
+                        try JSONEncoder().encode(outgoing).write(to: URL(fileURLWithPath: spec))
+                        _ = try await Command.run(python, [script, "publish", broker.url, spec])
+                    }
+                    try await send(bad)
+
+                    let queues = [
+                        WorkerQueues.indicatorCandles(shards: 1).shard(0),
+                        TradeExecutor.candleQueue(account: account).name,
+                        SignalAnalyst.signalQueue.name,
+                        TradeExecutor.decisionQueue(account: account).name,
+                        TradeExecutor.controlQueue(account: account).name,
+                        SinkDispatcher.queue(for: "log").name,
+                    ]
+                    let expected = [7, 7, 5, 6, 5, 5]
+                    // Each message dead-lettered where it was consumed, with a reason.
+                    let letters = Mutex<[String: [String]]>([:])
+                    let allThere = try await eventually(timeout: .seconds(60), interval: .milliseconds(500)) {
+                        let output = try await Command.run(
+                            python,
+                            [script, "drain", broker.url] + queues.map { $0 + ".dlq" }
+                        )
+                        let found =
+                            try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: [[String: Any]]]
+                            ?? [:]
+                        let reasons = found.mapValues { $0.map { $0["reason"] as? String ?? "" } }
+                        letters.withLock { all in for (queue, items) in reasons { all[queue, default: []] += items } }
+                        return letters.withLock { all in
+                            zip(queues, expected).allSatisfy { all[$0 + ".dlq"]?.count == $1 }
+                        }
+                    }
+                    let seen = letters.withLock { $0 }
+                    #expect(
+                        allThere,
+                        "dead letters by queue: \(queues.map { "\($0): \(seen[$0 + ".dlq"] ?? [])" }) \(pipeline.logs)"
+                    )
+                    for queue in queues {
+                        let reasons = seen[queue + ".dlq"] ?? []
+                        #expect(reasons.allSatisfy { !$0.isEmpty }, "\(queue): a dead letter without a reason")
+                        print("bad input: \(queue).dlq: \(reasons.map { String($0.prefix(90)) })")
+                    }
+                    let reasons = seen.values.flatMap { $0 }
+                    #expect(reasons.contains { $0.contains("MAX_MESSAGE_BYTES") })
+                    #expect(reasons.contains { $0.contains("leverage 1000") })
+                    #expect(reasons.contains { $0.contains("envelope version 99") })
+
+                    // The next good message is handled: a HOLD decision is recorded, a good candle reaches the
+                    // indicators, a good alert reaches the notifier.
+                    let hold = try decision(.hold("outsider's hold"))
+                    let holdID = try EnvelopeCodec.decode(
+                        DecisionPayload.self,
+                        from: hold,
+                        expectedType: MessageType.decision
+                    ).id
+                    try await send([
+                        (candleKey, "good candle", try candle(goodCandle)),
+                        (RoutingKey.decision(symbol: symbol), "good decision", hold),
+                        ("alert.warning.outsider", "good alert", alert),
+                    ])
+                    let store = try pipeline.store()
+                    #expect(await eventually(timeout: .seconds(30)) { (try? await store.decision(id: holdID)) != nil })
+                    let cache = try Infrastructure.cache(
+                        try SettingsReader(environment: ["REDIS_URL": redis.url]),
+                        logger: Logger(label: "test")
+                    )
+                    #expect(
+                        await eventually(timeout: .seconds(30)) {
+                            await cache.get(SnapshotPayload.cacheKey(symbol: symbol, interval: "5m")) != nil
+                        }
+                    )
+                    let notifier = pipeline.workers["notifier"]!
+                    #expect(await eventually(timeout: .seconds(30)) { notifier.output.contains("outsider") })
+                    // No order; every worker still up, none restarted.
+                    #expect(try await store.orders(statuses: Set(OrderStatus.allCases)).isEmpty)
+                    for (worker, process) in pipeline.workers.all {
+                        #expect(
+                            Command.wait(process.pid, blocking: false) == nil,
+                            "\(worker) exited: \(process.output.suffix(2_000))"
+                        )
+                    }
+                    await store.close()
+                    await cache.close()
+                    await pipeline.stopAll()
                 }
             }
         }

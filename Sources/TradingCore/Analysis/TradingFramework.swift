@@ -46,35 +46,50 @@ public struct InvalidAnswer: Error, Sendable, Hashable, CustomStringConvertible 
     public init(_ description: String) { self.description = description }
 }
 
+extension TradeProposal {
+    /// The highest leverage any venue offers (Binance USDⓈ-M, 125×): above it a decision is malformed.
+    public static let highestVenueLeverage = 125
+
+    /// What makes this proposal no trade at all, whatever the limits: a confidence outside 0...1, a
+    /// leverage outside 1...`maxLeverage`, or for a LONG or SHORT a missing, non-positive or non-finite
+    /// price, or a stop or target on the wrong side of entry. Nil when its shape is sound.
+    public func shapeDefect(maxLeverage: Int) -> InvalidAnswer? {
+        guard confidence.isFinite, (0...1).contains(confidence) else {
+            return InvalidAnswer("confidence \(confidence) is not within 0...1")
+        }
+        guard (1...maxLeverage).contains(leverage) else {
+            return InvalidAnswer("leverage \(leverage) is not within 1...\(maxLeverage)")
+        }
+        if action == .hold { return nil }
+        guard let entry, let stop = stopLoss, let target = takeProfit else {
+            return InvalidAnswer("a \(action.rawValue) needs entry, stop_loss and take_profit")
+        }
+        for (name, value) in [("entry", entry), ("stop_loss", stop), ("take_profit", target)]
+        where !(value.isFinite && value > 0) {
+            return InvalidAnswer("\(name) \(value) is not a positive finite price")
+        }
+        let long = action == .long
+        if long ? !(stop < entry && entry < target) : !(target < entry && entry < stop) {
+            return InvalidAnswer(
+                "\(action.rawValue) needs \(long ? "stop < entry < take_profit" : "take_profit < entry < stop"); got stop \(stop), entry \(entry), take_profit \(target)"
+            )
+        }
+        return nil
+    }
+}
+
 extension TradingFramework {
     /// Checks a proposal against the framework: finite numbers in bounds, the stop on the right side of
     /// entry at a distance within the stop limits, reward to risk, leverage, and an entry near the
     /// price. A HOLD is always acceptable. A trade below `minConfidence` becomes a HOLD (not an error).
     public func check(_ proposal: TradeProposal, price: Double) -> Result<TradeProposal, InvalidAnswer> {
-        guard proposal.confidence.isFinite, (0...1).contains(proposal.confidence) else {
-            return .failure(InvalidAnswer("confidence \(proposal.confidence) is not within 0...1"))
-        }
-        guard (1...maxLeverage).contains(proposal.leverage) else {
-            return .failure(InvalidAnswer("leverage \(proposal.leverage) is not within 1...\(maxLeverage)"))
-        }
+        if let defect = proposal.shapeDefect(maxLeverage: maxLeverage) { return .failure(defect) }
         guard proposal.reasoning.count <= 4_000 else {
             return .failure(InvalidAnswer("reasoning is longer than 4,000 characters"))
         }
         if proposal.action == .hold { return .success(proposal) }
         guard let entry = proposal.entry, let stop = proposal.stopLoss, let target = proposal.takeProfit else {
             return .failure(InvalidAnswer("a \(proposal.action.rawValue) needs entry, stop_loss and take_profit"))
-        }
-        for (name, value) in [("entry", entry), ("stop_loss", stop), ("take_profit", target)]
-        where !(value.isFinite && value > 0) {
-            return .failure(InvalidAnswer("\(name) \(value) is not a positive finite price"))
-        }
-        let long = proposal.action == .long
-        if long ? !(stop < entry && entry < target) : !(target < entry && entry < stop) {
-            return .failure(
-                InvalidAnswer(
-                    "\(proposal.action.rawValue) needs \(long ? "stop < entry < take_profit" : "take_profit < entry < stop"); got stop \(stop), entry \(entry), take_profit \(target)"
-                )
-            )
         }
         guard price > 0, abs(entry - price) / price <= maxEntryDeviation else {
             return .failure(

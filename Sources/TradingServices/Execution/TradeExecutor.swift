@@ -169,6 +169,11 @@ public actor TradeExecutor {
             expectedType: MessageType.decision,
             what: "a decision"
         )
+        // A shape no analyst sends (a forged or corrupted message): dead-lettered with the reason. A
+        // sound decision over the account's limits goes on, to be refused by the gateway and recorded.
+        if let defect = envelope.payload.proposal.shapeDefect(maxLeverage: TradeProposal.highestVenueLeverage) {
+            throw MessageRejected("not a decision an analyst makes: \(defect)")
+        }
         if let lockstep {
             lockstep.begin(envelope.time)
             await waitForCandle(symbol: envelope.payload.symbol, closedAt: envelope.time)
