@@ -38,6 +38,7 @@ extension MarketDataSystemTests {
         static let scenarios: [String: [[String: String]]] = [
             "feed-ingester": [
                 ["FEED_FILE": "/data/candles.csv", "FEED_SYMBOL": "BTCUSDT"],
+                ["FEED_FILE": "/data/candles.csv", "FEED_SYMBOL": "BTCUSDT", "REPLAY_LOCKSTEP": "true"],
                 ["FEED_SOURCE": "synthetic"],
                 ["FEED_SOURCE": "binance", "FEED_SYMBOLS": "BTCUSDT"],
                 ["FEED_SOURCE": "bybit", "FEED_SYMBOLS": "BTCUSDT"],
