@@ -351,6 +351,8 @@ let package = Package(
             name: "WorkerRuntimeTests",
             dependencies: [
                 "WorkerRuntime", "TestSupport", "TradingCore", "TradingServices", "SQLTradeStore", "SQLiteStore",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict
         ),

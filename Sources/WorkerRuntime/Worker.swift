@@ -75,6 +75,14 @@ public enum WorkerMain {
         do {
             config = try SettingsReader()
             settings = try RuntimeSettings(worker: worker, defaultPort: defaultPort, config: config)
+        } catch {
+            StandardError.write("\(worker): \(error)\n")
+            return 2
+        }
+        // Logs and metrics first: a metric made before the backend is in place (the bus's and the
+        // cache's are made with them, in `configure`) would never be exported.
+        let logger = bootstrapObservability(settings)
+        do {
             startupTimeout = try WorkerMain.startupTimeout(config)
             workerConfig = try configure(config)
         } catch {
@@ -86,7 +94,6 @@ public enum WorkerMain {
             return 0
         }
 
-        let logger = bootstrapObservability(settings)
         let context = WorkerContext(settings: settings, config: config, logger: logger, startupTimeout: startupTimeout)
         let plan: WorkerPlan
         do {
@@ -137,7 +144,7 @@ public enum WorkerMain {
                 processCorrelationID: processID
             )
         }
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        MetricsSystem.bootstrap(DescribedMetricsFactory(registry: registry))
         return Logger(label: settings.worker)
     }
 

@@ -114,6 +114,21 @@ final class DistributedPipeline: Sendable {
         )
     }
 
+    /// `worker`'s `/metrics`, and what `promtool check metrics` says of it (empty: no problem).
+    func metrics(_ worker: String) async throws -> (text: String, problems: String) {
+        let port = try workers[worker]!.healthPort()
+        let text = try await Command.run("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/metrics"])
+        let file = NSTemporaryDirectory() + "metrics-\(worker)-\(UUID().uuidString).txt"
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        let problems: String
+        do {
+            problems = try await Command.run("/bin/bash", ["-c", "promtool check metrics < \"$0\" 2>&1", file])
+        } catch let failed as CommandFailed {
+            problems = failed.output.isEmpty ? "promtool exited \(failed.status)" : failed.output
+        }
+        return (text, problems.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
     /// The pipeline's dead-letter queues and the messages in each.
     func deadLetters() async throws -> [String: Int] {
         let bus = RabbitMQBus(configuration: .init(url: try AMQPURL(broker.url), connectionName: "dlq-check"))
@@ -228,8 +243,25 @@ extension MarketDataSystemTests {
                         pipeline.finished
                     }
                     let elapsed = ContinuousClock.now - started
-                    await pipeline.stopAll()
                     #expect(done, "the replay did not finish: \(pipeline.logs)")
+                    // Every worker's metrics pass promtool: every family has help text, none is empty.
+                    for worker in ["feed-ingester", "indicator-worker", "ai-analyst", "executor", "notifier"] {
+                        let (text, problems) = try await pipeline.metrics(worker)
+                        #expect(problems.isEmpty, "\(worker): promtool check metrics: \(problems)")
+                        let families = text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.count
+                        let helped = text.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.count
+                        #expect(
+                            families > 0 && helped == families,
+                            "\(worker): \(families) families, \(helped) with help"
+                        )
+                        #expect(
+                            text.contains("tradebus_bus_published_total"),
+                            "\(worker): the bus's metrics are exported"
+                        )
+                        if worker == "feed-ingester" { #expect(text.contains("tradebus_feed_candles_total")) }
+                        if worker == "indicator-worker" { #expect(text.contains("tradebus_cache_")) }
+                    }
+                    await pipeline.stopAll()
                     let store = try pipeline.store()
                     let trades = try await store.trades(since: nil).sorted {
                         ($0.entryTime, $0.id) < ($1.entryTime, $1.id)

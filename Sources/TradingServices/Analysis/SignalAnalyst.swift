@@ -223,6 +223,12 @@ public actor SignalAnalyst {
             )
         }
         try await publish(payload, id: decisionID, correlationID: correlationID)
+        if lockstep == nil {
+            PipelineLatency.record(
+                "decision",
+                candleClose: Date(timeIntervalSince1970: Double(payload.candleTime) / 1000)
+            )
+        }
         if let shadow, !canary {
             await decideShadow(
                 shadow,

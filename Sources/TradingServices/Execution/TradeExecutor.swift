@@ -425,6 +425,11 @@ public actor TradeExecutor {
             try await publishOrder(order, status: placed.status, reason: nil, correlationID: correlationID)
             Counter(label: "tradebus_orders_total", dimensions: [("status", placed.status.rawValue.lowercased())])
                 .increment()
+            if order.purpose == .entry, lockstep == nil,
+                let decision = try? await store.decision(id: order.decisionID)
+            {
+                PipelineLatency.record("order", candleClose: decision.candleTime)
+            }
         } catch let error as VenueError where error.code == .rejected {
             await drive(.orderStatus(clientOrderID: order.clientOrderID, status: .rejected))
             try await store.updateOrder(
@@ -1076,6 +1081,10 @@ public actor TradeExecutor {
         try await store.recordFill(fillRecord(fill))
         // A fill with no order of ours is a venue-side stop's or target's.
         if let order = try await store.order(clientOrderID: fill.clientOrderID) {
+            if order.purpose == .entry, lockstep == nil, let decision = try? await store.decision(id: order.decisionID)
+            {
+                PipelineLatency.record("fill", candleClose: decision.candleTime)
+            }
             let fills = try await store.fills(clientOrderID: order.clientOrderID)
             let filled = fills.reduce(Money(0)) { $0 + $1.quantity }
             let status: OrderStatus = filled >= order.quantity ? .filled : .partiallyFilled

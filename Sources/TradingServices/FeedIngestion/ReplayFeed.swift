@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import TradingCore
 
 /// Replays a candle file onto the bus as closed candles, as fast as the bus takes them or at a factor
@@ -37,6 +38,7 @@ public struct ReplayFeed: Sendable {
         var report = Report()
         var pending: [OutgoingMessage] = []
         var previousTime: Int64?
+        let published = Counter(label: "tradebus_feed_candles_total", dimensions: [("venue", output.venue)])
         var lastPublished: Candle?
         for candle in candles {
             switch sequencer.accept(candle) {
@@ -85,11 +87,13 @@ public struct ReplayFeed: Sendable {
                 }
                 lastPublished = candle
                 report.published += 1
+                published.increment()
                 continue
             }
             pending.append(try output.message(candle, of: stream, intervalMilliseconds: length))
             lastPublished = candle
             report.published += 1
+            published.increment()
             if pending.count >= batch {
                 try await output.bus.publish(pending)
                 pending.removeAll(keepingCapacity: true)

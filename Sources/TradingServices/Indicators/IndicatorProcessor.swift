@@ -156,6 +156,9 @@ public actor IndicatorProcessor {
         if let (symbol, aggregator) = changes.aggregator { aggregators[symbol] = aggregator }
         await cache.set(changes.entries)
         Counter(label: "tradebus_indicator_candles_total").increment()
+        if lockstep == nil, changes.messages.contains(where: { $0.routingKey.hasPrefix("sig.") }) {
+            PipelineLatency.record("signal", candleClose: envelope.time)
+        }
         try await lockstep?.finished(
             symbol: payload.symbol,
             candleTime: envelope.time,
