@@ -264,7 +264,9 @@ struct SignalAnalystTests {
         )
         let started = ContinuousClock.now
         try await analyst.handle(mine)
-        #expect(ContinuousClock.now - started < .seconds(1), "taken over, not waited out")
+        // Taken over, not waited out: waiting would take the lease's 600 s or the analyst's patience
+        // (its decision budget and more), and a loaded two-core machine can take a second to decide.
+        #expect(ContinuousClock.now - started < .seconds(20), "taken over, not waited out")
         // Another instance died holding a lease with 1.5 s left: the redelivery waits, then decides.
         let theirs = try harness.signal(snapshot(), symbol: "SOLUSDT")
         await harness.cache.set(

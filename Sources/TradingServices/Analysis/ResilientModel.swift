@@ -191,6 +191,8 @@ public actor SpendingBook {
     /// Adds a call's cost to today's spending.
     public func record(_ cost: Double, now: Date) { ledger.record(cost, now: now) }
     public var spentToday: Double { ledger.spent }
+    /// Today's spending as a share of the cap (0 with no cap).
+    public var usedToday: Double { ledger.dailyCap > 0 ? ledger.spent / ledger.dailyCap : 0 }
     /// The thresholds of the cap crossed today and not yet alerted.
     public func dueAlerts(now: Date) -> [SpendingAlert] { ledger.dueAlerts(now: now) }
 }

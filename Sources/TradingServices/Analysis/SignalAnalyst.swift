@@ -258,6 +258,9 @@ public actor SignalAnalyst {
                 )
             )
         }
+        if let book = panel.models.first?.ledger {
+            Gauge(label: "tradebus_llm_budget_used_ratio").record(await book.usedToday)
+        }
         Counter(
             label: "tradebus_decisions_total",
             dimensions: [("action", payload.action.rawValue), ("provider", payload.provider)]

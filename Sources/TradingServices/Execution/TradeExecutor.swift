@@ -560,6 +560,7 @@ public actor TradeExecutor {
     /// Rolls the breakers to the UTC day: a new day clears the daily-loss breaker (the documented
     /// rule), and the clearing is recorded as an event.
     func rollBreakers(equity: Money) async throws {
+        recordEquity(equity)
         var breakers = control.breakers(limits: settings.halts, equity: equity, now: now())
         let cleared = breakers.roll(now: now(), equity: equity)
         control.breakers = breakers
@@ -653,9 +654,37 @@ public actor TradeExecutor {
         controlChanged = true
     }
 
+    /// The account's equity as a gauge (the dashboard's PnL and drawdown).
+    func recordEquity(_ equity: Money) {
+        Gauge(label: "tradebus_account_equity", dimensions: [("account", settings.account)])
+            .record(equity.doubleValue)
+    }
+
+    /// The account's state as gauges, for the alert rules: its mode (0 normal, 1 reducing, 2 halted),
+    /// breakers tripped, positions without a stop, and mismatches the last reconciliation left.
+    func exportGauges() {
+        let account = [("account", settings.account)]
+        let mode: Int64 =
+            switch control.mode {
+            case .normal: 0
+            case .reducing: 1
+            case .halted: 2
+            }
+        Gauge(label: "tradebus_account_mode", dimensions: account).record(mode)
+        Gauge(label: "tradebus_breakers_tripped", dimensions: account).record(
+            Int64(control.breakers?.tripped.count ?? 0)
+        )
+        let unprotected = kernel.positions.values.filter { $0.quantity > 0 && $0.unprotectedSince != nil }.count
+        Gauge(label: "tradebus_positions_unprotected", dimensions: account).record(Int64(unprotected))
+        Gauge(label: "tradebus_reconcile_unresolved", dimensions: account).record(
+            Int64(lastReconciliation?.unresolved.count ?? 0)
+        )
+    }
+
     /// Saves the account's controls if they changed, then records and announces the breaker events
     /// noted so far; what fails waits for the next pass (the halts hold in memory meanwhile).
     func recordControlChanges() async {
+        exportGauges()
         if controlChanged {
             do {
                 try await store.saveAccountControl(account: settings.account, control, at: now())
@@ -1273,6 +1302,7 @@ public actor TradeExecutor {
             correlationID: position.decisionID
         )
         let account = try await venue.account()
+        recordEquity(account.equity)
         try await store.recordEquitySnapshot(
             EquitySnapshot(
                 time: close.closedAt,
@@ -1775,6 +1805,11 @@ public actor TradeExecutor {
         findingPasses = next
         report.unresolved = next.filter { $0.value >= Self.reconciliationPassesBeforeReducing }.map(\.key).sorted()
         lastReconciliation = report
+        if !report.findings.isEmpty {
+            Counter(label: "tradebus_reconcile_findings_total", dimensions: [("account", settings.account)])
+                .increment(by: report.findings.count)
+        }
+        defer { exportGauges() }
         if !report.findings.isEmpty {
             logger.warning("reconciliation: the venue wins", metadata: ["findings": "\(report.findings)"])
         }

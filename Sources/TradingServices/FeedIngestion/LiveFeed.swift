@@ -311,6 +311,9 @@ public actor LiveFeed {
         Counter(label: "tradebus_feed_candles_total", dimensions: [("venue", source.venue)]).increment(
             by: candles.count
         )
+        Gauge(label: "tradebus_feed_last_candle_seconds", dimensions: [("venue", source.venue)]).record(
+            FeedOutput.closeTime(last, intervalMilliseconds: length).timeIntervalSince1970
+        )
         await output.setLatestPrice(
             symbol: id.symbol,
             price: last.close,
