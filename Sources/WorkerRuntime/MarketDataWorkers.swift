@@ -13,7 +13,7 @@ public struct FeedConfiguration: Sendable {
         /// A candle file, once.
         case replay(file: String, symbol: String, speed: Double)
         /// A seeded random walk for many symbols.
-        case synthetic(symbols: [String], seed: UInt64, candles: Int?, speed: Double)
+        case synthetic(symbols: [String], seed: UInt64, candles: Int?, speed: Double, wallClock: Bool)
         /// An exchange's live WebSocket stream with REST backfill.
         case live(symbols: [String], webSocketURL: String, restURL: String, staleIntervals: Double)
     }
@@ -88,7 +88,13 @@ public struct FeedConfiguration: Sendable {
                     try config.int("SYNTHETIC_SEED", default: 42, range: 0...Int.max, help: "seed of the random walk")
                 ),
                 candles: count == 0 ? nil : count,
-                speed: try config.double("REPLAY_SPEED", default: 0, range: 0...1_000_000, help: speedHelp)
+                speed: try config.double("REPLAY_SPEED", default: 0, range: 0...1_000_000, help: speedHelp),
+                wallClock: try config.choice(
+                    "SYNTHETIC_CLOCK",
+                    default: "market",
+                    allowed: ["market", "wall"],
+                    help: "market: candles one interval apart; wall: each stamped as closing now (latency benchmarks)"
+                ) == "wall"
             )
         default:
             venue = kind

@@ -9,8 +9,10 @@ public enum MetricHelp {
         "tradebus_account_mode": "The account's mode: 0 normal, 1 REDUCING (no new entries), 2 halted.",
         "tradebus_breakers_tripped": "Circuit breakers tripped on the account (each needs an operator's reset).",
         "tradebus_positions_unprotected": "Open positions with no stop at the venue covering them right now.",
-        "tradebus_reconcile_unresolved": "Mismatches between store and venue the last reconciliation could not resolve.",
-        "tradebus_reconcile_findings_total": "Mismatches between store and venue found (and acted on) by reconciliation.",
+        "tradebus_reconcile_unresolved":
+            "Mismatches between store and venue the last reconciliation could not resolve.",
+        "tradebus_reconcile_findings_total":
+            "Mismatches between store and venue found (and acted on) by reconciliation.",
         "tradebus_feed_last_candle_seconds": "Close time (Unix seconds) of the last candle published, by venue.",
         "tradebus_llm_budget_used_ratio": "Today's LLM spending as a share of LLM_DAILY_BUDGET_USD.",
         "tradebus_analyst_all_failed_total": "Decisions for which every LLM of the panel failed.",

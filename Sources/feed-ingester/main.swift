@@ -62,7 +62,7 @@ let status = await WorkerMain.run(
                 if let gate { status["lockstep_waiting_for"] = await gate.pending.joined(separator: "; ") }
                 return status
             }
-        case .synthetic(let symbols, let seed, let candles, let speed):
+        case .synthetic(let symbols, let seed, let candles, let speed, let wallClock):
             let published = StatusValue(0)
             let synthetic = SyntheticService(
                 feed: SyntheticFeed(
@@ -71,6 +71,7 @@ let status = await WorkerMain.run(
                     seed: seed,
                     candles: candles,
                     speed: speed,
+                    wallClock: wallClock,
                     output: output
                 ),
                 published: published,

@@ -34,7 +34,9 @@ struct Migrate: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput and latency against the real servers (AMQP_URL, REDIS_URL, DATABASE_URL).",
-        subcommands: [BusBench.self, CacheBench.self, StoreBench.self, IndicatorsBench.self, BacktestBench.self]
+        subcommands: [
+            BusBench.self, CacheBench.self, StoreBench.self, IndicatorsBench.self, BacktestBench.self, E2EBench.self,
+        ]
     )
 }
 

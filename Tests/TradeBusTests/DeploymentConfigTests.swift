@@ -40,6 +40,7 @@ extension MarketDataSystemTests {
                 ["FEED_FILE": "/data/candles.csv", "FEED_SYMBOL": "BTCUSDT"],
                 ["FEED_FILE": "/data/candles.csv", "FEED_SYMBOL": "BTCUSDT", "REPLAY_LOCKSTEP": "true"],
                 ["FEED_SOURCE": "synthetic"],
+                ["FEED_SOURCE": "synthetic", "SYNTHETIC_CLOCK": "wall"],
                 ["FEED_SOURCE": "binance", "FEED_SYMBOLS": "BTCUSDT"],
                 ["FEED_SOURCE": "bybit", "FEED_SYMBOLS": "BTCUSDT"],
             ],

@@ -365,6 +365,37 @@ extension MarketDataSystemTests {
 }
 
 extension MarketDataSystemTests {
+    @Suite("tradebus bench e2e")
+    struct EndToEndBenchTests {
+        @Test(
+            "bench e2e runs the five workers, feeds them at a rate, and reports latency by stage, the backlog and each worker's memory"
+        )
+        func reports() async throws {
+            let output = try await Command.run(
+                "\(DistributedPipeline.build)/tradebus",
+                ["bench", "e2e", "--symbols", "10", "--rates", "100", "--seconds", "4", "--json"],
+                environment: [
+                    "AMQP_URL": TestServices.amqpURL, "REDIS_URL": TestServices.redisURL,
+                    "DATABASE_URL": TestServices.databaseURL,
+                ]
+            )
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+            let run = try #require((report["runs"] as? [[String: Any]])?.first)
+            #expect(run["published"] as? Int == 400)
+            #expect(run["drained"] as? Bool == true, "\(run)")
+            let stages = try #require(run["stages"] as? [String: [String: Double]])
+            // Every candle is measured at the indicator; its latency is a real one, under a second here.
+            let signal = try #require(stages["signal"])
+            #expect((signal["count"] ?? 0) > 0 && (signal["p50"] ?? 99) < 1 && (signal["p50"] ?? 0) > 0, "\(stages)")
+            let idle = try #require(run["rss_idle_mb"] as? [String: Double])
+            let after = try #require(run["rss_after_mb"] as? [String: Double])
+            #expect(["indicator-worker", "ai-analyst", "executor", "notifier"].allSatisfy { (idle[$0] ?? 0) > 5 })
+            #expect((after["feed-ingester"] ?? 0) > 5)
+        }
+    }
+}
+
+extension MarketDataSystemTests {
     /// Bad input published from outside our code (Python's pika) to every queue the workers consume.
     @Suite("Bad input on the real bus")
     struct BadInputTests {

@@ -13,6 +13,9 @@ public struct SyntheticFeed: Sendable {
     public var speed: Double
     /// Open time of the first candles; by default, that many intervals before now, so the walk ends about now.
     public var startTime: Int64?
+    /// Each candle stamped as closing now (`SYNTHETIC_CLOCK=wall`), whatever the speed: the workers then
+    /// measure their latency from its close (`tradebus bench e2e`). Open times still only increase.
+    public var wallClock: Bool
     let output: FeedOutput
 
     /// A `SyntheticFeed` with the fields given.
@@ -23,8 +26,10 @@ public struct SyntheticFeed: Sendable {
         candles: Int?,
         speed: Double = 0,
         startTime: Int64? = nil,
+        wallClock: Bool = false,
         output: FeedOutput
     ) {
+        self.wallClock = wallClock
         self.symbols = symbols
         self.interval = interval
         self.seed = seed
@@ -47,9 +52,24 @@ public struct SyntheticFeed: Sendable {
         var published = 0
         var step = 0
         var last: [Candle] = []
+        var lastOpen: Int64?
         while candles.map({ step < $0 }) ?? true {
             try Task.checkCancellation()
             last = market.next()
+            if wallClock {
+                let open = max(Int64(Date().timeIntervalSince1970 * 1000) - length, (lastOpen ?? .min) + 1)
+                last = last.map {
+                    Candle(
+                        openTime: open,
+                        open: $0.open,
+                        high: $0.high,
+                        low: $0.low,
+                        close: $0.close,
+                        volume: $0.volume
+                    )
+                }
+                lastOpen = open
+            }
             try await output.bus.publish(
                 try zip(last, streams).map { try output.message($0, of: $1, intervalMilliseconds: length) }
             )
