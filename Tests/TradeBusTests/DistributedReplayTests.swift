@@ -275,6 +275,19 @@ extension MarketDataSystemTests {
                         "distributed: 1999 candles in lockstep in \(elapsed), \(decisions.count) decisions, \(trades.count) trades"
                     )
                     #expect(PerformanceReport.tradesCSV(trades) == expected, "\(pipeline.logs)")
+                    // tradebus report reads the record from Postgres as it does from SQLite.
+                    let output = try await Command.run(
+                        "\(DistributedPipeline.build)/tradebus",
+                        ["report", "--json"],
+                        environment: ["DATABASE_URL": pipeline.databaseURL, "INITIAL_CAPITAL": ""]
+                    )
+                    let report = try #require(
+                        try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any]
+                    )
+                    #expect(report["trades"] as? Int == trades.count)
+                    let total = trades.map(\.pnl.doubleValue).reduce(0, +)
+                    #expect(abs((report["total_pnl"] as? Double ?? .nan) - total) < 1e-6, "\(report)")
+                    #expect((report["pnl_by_day"] as? [Any])?.isEmpty == false)
                 }
             }
         }
