@@ -160,6 +160,16 @@ final class AMQPConnection {
         return count
     }
 
+    /// Drops every ready message of `name`; returns how many.
+    func purge(_ name: String) throws -> Int {
+        var count = 0
+        withBytes([name]) { bytes in
+            if let ok = amqp_queue_purge(state, Self.channel, bytes[0]) { count = Int(ok.pointee.message_count) }
+        }
+        try check(amqp_get_rpc_reply(state), "queue.purge \(name)")
+        return count
+    }
+
     func bindQueue(_ queue: String, exchange: String, routingKey: String) throws {
         withBytes([queue, exchange, routingKey]) { bytes in
             _ = amqp_queue_bind(state, Self.channel, bytes[0], bytes[1], bytes[2], amqp_empty_table)

@@ -146,6 +146,11 @@ public final class RabbitMQBus: MessageBus {
         }
     }
 
+    /// Drops every ready message of `queue` (a benchmark's leftovers); returns how many.
+    public func purge(_ queue: String) async throws -> Int {
+        try await onPublisherConnection("purging '\(queue)'") { try $0.purge(queue) }
+    }
+
     public func publish(_ messages: [OutgoingMessage]) async throws {
         if messages.isEmpty { return }
         guard !shutDown.load(ordering: .relaxed) else { throw BusError.closed }

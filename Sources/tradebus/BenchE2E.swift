@@ -100,6 +100,15 @@ struct E2EBench: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(100))
             }
         }
+        // The shared work queues start empty: what an earlier run left (a rate it did not sustain) would
+        // be measured as this one's backlog.
+        let queues = [
+            WorkerQueues.indicatorCandles(shards: 1).shard(0), SignalAnalyst.signalQueue.name,
+            TradeExecutor.decisionQueue(account: run).name, TradeExecutor.candleQueue(account: run).name,
+        ]
+        let bus = RabbitMQBus(configuration: .init(url: url, connectionName: "bench-e2e"))
+        try await bus.connect()
+        for queue in queues.prefix(2) { _ = try? await bus.purge(queue) }
         let consumers = ["indicator-worker", "ai-analyst", "executor", "notifier"]
         for worker in consumers { try start(worker) }
         for worker in consumers {
@@ -111,13 +120,7 @@ struct E2EBench: AsyncParsableCommand {
         try await Task.sleep(for: .seconds(3))
         let idle = Dictionary(uniqueKeysWithValues: consumers.map { ($0, Self.rss(processes[$0]!.pid)) })
 
-        // The queues a backlog builds in, sampled each second while the feed publishes.
-        let bus = RabbitMQBus(configuration: .init(url: url, connectionName: "bench-e2e"))
-        try await bus.connect()
-        let queues = [
-            WorkerQueues.indicatorCandles(shards: 1).shard(0), SignalAnalyst.signalQueue.name,
-            TradeExecutor.decisionQueue(account: run).name, TradeExecutor.candleQueue(account: run).name,
-        ]
+        // The queues a backlog builds in are sampled each second while the feed publishes.
         try start("feed-ingester")
         try await wait("feed-ingester serving", seconds: 60) {
             output("feed-ingester").contains("health endpoint listening")
@@ -147,6 +150,8 @@ struct E2EBench: AsyncParsableCommand {
         }
         let drainSeconds = Date().timeIntervalSince(drainStart)
         try await Task.sleep(for: .seconds(2))
+        // A backlog left behind is not the next rate's.
+        for queue in queues.prefix(2) { _ = try? await bus.purge(queue) }
         await bus.shutdown()
 
         var stages: [String: [String: Double]] = [:]
