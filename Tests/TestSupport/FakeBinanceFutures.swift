@@ -195,7 +195,11 @@ public final class FakeBinanceFutures: Sendable {
                     }
                     return (wallet + unrealised, margin)
                 }
-                return fake.json(["totalMarginBalance": "\(total)", "availableBalance": "\(total - margin)"])
+                // Binance answers balances to 8 places; a margin divided by the leverage (by 3) would
+                // otherwise run to 38 digits, which no real answer carries.
+                return fake.json([
+                    "totalMarginBalance": "\(total.rounded(8))", "availableBalance": "\((total - margin).rounded(8))",
+                ])
             }
         }
         router.post("fapi/v1/leverage") { request, _ in

@@ -259,7 +259,7 @@ struct SignalAnalystTests {
         let mine = try harness.signal(snapshot(), symbol: "SOLUSDT")
         await harness.cache.set(
             "publishing:decision:\(mine.messageID!)",
-            CachedValue("test/a-process-now-dead", sourceTime: now),
+            CachedValue("test/2147483000/a-process-now-dead", sourceTime: now),
             ttl: .seconds(600)
         )
         let started = ContinuousClock.now
@@ -267,6 +267,16 @@ struct SignalAnalystTests {
         // Taken over, not waited out: waiting would take the lease's 600 s or the analyst's patience
         // (its decision budget and more), and a loaded two-core machine can take a second to decide.
         #expect(ContinuousClock.now - started < .seconds(20), "taken over, not waited out")
+        // A live process of this instance (a replica beside it) holds a lease: waited for, not taken.
+        let beside = try harness.signal(snapshot(), symbol: "SOLUSDT")
+        await harness.cache.set(
+            "publishing:decision:\(beside.messageID!)",
+            CachedValue("test/1/a-live-replica", sourceTime: now),
+            ttl: .milliseconds(1_500)
+        )
+        let besideStarted = ContinuousClock.now
+        try await analyst.handle(beside)
+        #expect(ContinuousClock.now - besideStarted >= .seconds(1), "a live replica's lease is waited for")
         // Another instance died holding a lease with 1.5 s left: the redelivery waits, then decides.
         let theirs = try harness.signal(snapshot(), symbol: "SOLUSDT")
         await harness.cache.set(
@@ -281,11 +291,13 @@ struct SignalAnalystTests {
         // Redelivered once more each: nothing is decided or published again.
         try await analyst.handle(mine)
         try await analyst.handle(theirs)
-        #expect(await eventually { harness.decisions.count == 2 })
+        #expect(await eventually { harness.decisions.count == 3 })
         try await Task.sleep(for: .milliseconds(200))
-        #expect(harness.decisions.count == 2 && model.asked.count == asked)
+        #expect(harness.decisions.count == 3 && model.asked.count == asked)
         #expect(
-            Set(harness.decisions.all.map(\.id)) == ["decision:\(mine.messageID!)", "decision:\(theirs.messageID!)"]
+            Set(harness.decisions.all.map(\.id)) == [
+                "decision:\(mine.messageID!)", "decision:\(beside.messageID!)", "decision:\(theirs.messageID!)",
+            ]
         )
         try await harness.stop()
     }

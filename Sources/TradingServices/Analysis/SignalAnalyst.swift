@@ -3,6 +3,10 @@ import Logging
 import Metrics
 import TradingCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The ai-analyst's logic. For a signal (`sig.<symbol>.<interval>`) or a scan, it reads the symbol's
 /// multi-timeframe snapshots from the hot cache (refusing a stale primary one and leaving stale
 /// higher ones out), adds the open position, recent trades and today's PnL from the store and the
@@ -76,7 +80,7 @@ public actor SignalAnalyst {
         lockstep: LockstepProgress? = nil
     ) {
         self.lockstep = lockstep
-        self.leaseHolder = "\(source)/\(UUID().uuidString)"
+        self.leaseHolder = "\(source)/\(ProcessInfo.processInfo.processIdentifier)/\(UUID().uuidString)"
         self.panel = panel
         self.shadow = shadow
         self.bus = bus
@@ -423,10 +427,12 @@ public actor SignalAnalyst {
         let key = "publishing:\(decisionID)"
         let mine = CachedValue(leaseHolder, sourceTime: now())
         if await cache.setIfAbsent(key, mine, ttl: leaseTTL) { return true }
-        // Held by an earlier process of this instance: it died (a process renews nothing; this one is
-        // its restart), so the lease is taken over now rather than waited out.
+        // Held by a process of this instance (this host) that is gone: this one is its restart, so the
+        // lease is taken over now rather than waited out. A live one (a replica beside this one) is waited for.
         guard let held = await cache.get(key).flatMap({ String(bytes: $0.bytes, encoding: .utf8) }),
-            held.hasPrefix(source + "/"), held != leaseHolder
+            held.hasPrefix(source + "/"), held != leaseHolder,
+            let pid = Int32(held.dropFirst(source.count + 1).prefix { $0 != "/" }),
+            !Self.isRunning(pid)
         else { return false }
         await cache.set(key, mine, ttl: leaseTTL)
         logger.notice(
@@ -434,6 +440,11 @@ public actor SignalAnalyst {
             metadata: ["decision_id": "\(decisionID)", "previous": "\(held)"]
         )
         return true
+    }
+
+    /// Whether a process of this host runs under `pid` (signal 0 checks without sending anything).
+    static func isRunning(_ pid: Int32) -> Bool {
+        pid == ProcessInfo.processInfo.processIdentifier || kill(pid, 0) == 0 || errno != ESRCH
     }
 
     /// A decision's message: its id is the decision's, live or shadow.
