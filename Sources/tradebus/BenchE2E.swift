@@ -108,7 +108,9 @@ struct E2EBench: AsyncParsableCommand {
         ]
         let bus = RabbitMQBus(configuration: .init(url: url, connectionName: "bench-e2e"))
         try await bus.connect()
-        for queue in queues.prefix(2) { _ = try? await bus.purge(queue) }
+        try await bus.declare(WorkerQueues.indicatorCandles(shards: 1))
+        try await bus.declare(SignalAnalyst.signalQueue)
+        for queue in queues.prefix(2) { _ = try await bus.purge(queue) }
         let consumers = ["indicator-worker", "ai-analyst", "executor", "notifier"]
         for worker in consumers { try start(worker) }
         for worker in consumers {

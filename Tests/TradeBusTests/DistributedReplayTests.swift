@@ -392,7 +392,9 @@ extension MarketDataSystemTests {
                     "DATABASE_URL": TestServices.databaseURL,
                 ]
             )
-            let report = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+            // Its log lines (the bus's, on stderr) share the output with the one line of JSON.
+            let line = try #require(output.split(separator: "\n").last { $0.hasPrefix("{") }, "\(output)")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             let run = try #require((report["runs"] as? [[String: Any]])?.first)
             #expect(run["published"] as? Int == 400)
             #expect(run["drained"] as? Bool == true, "\(run)")
