@@ -41,6 +41,8 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        /// libsecp256k1's recoverable ECDSA: Hyperliquid's signatures.
+        .systemLibrary(name: "CSecp256k1", pkgConfig: "libsecp256k1", providers: [.apt(["libsecp256k1-dev"])]),
         /// libcurl's variadic `curl_easy_setopt`, wrapped: one SMTP send in C.
         .target(name: "CCurlShim", dependencies: ["CCurl"]),
         /// rabbitmq-c's variadic `amqp_login`, wrapped so Swift can call it.
@@ -100,11 +102,19 @@ let package = Package(
         .target(
             name: "Exchanges",
             dependencies: [
-                "TradingCore",
+                "TradingCore", "Hyperliquid",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
+            swiftSettings: strict
+        ),
+
+        /// Hyperliquid's wire: Keccak-256, MessagePack, EIP-712 signing of actions (libsecp256k1), the
+        /// asset rules (significant figures, `szDecimals`), and the `/info` and WebSocket payloads.
+        .target(
+            name: "Hyperliquid",
+            dependencies: ["TradingCore", "CSecp256k1"],
             swiftSettings: strict
         ),
 
@@ -150,7 +160,7 @@ let package = Package(
         .target(
             name: "Venues",
             dependencies: [
-                "TradingCore", "HTTPSupport",
+                "TradingCore", "HTTPSupport", "Hyperliquid",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "WSClient", package: "swift-websocket"),
@@ -270,6 +280,7 @@ let package = Package(
             name: "TestSupport",
             dependencies: [
                 "TradingCore", "TradingServices", "WorkerRuntime", "HTTPSupport", "SQLTradeStore", "SQLiteStore",
+                "Hyperliquid",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
             ],
@@ -291,6 +302,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "HyperliquidTests", dependencies: ["Hyperliquid", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "BlockingIOTests", dependencies: ["BlockingIO"], swiftSettings: strict),
         .testTarget(
             name: "SMTPMailTests",

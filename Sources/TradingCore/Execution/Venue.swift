@@ -527,14 +527,37 @@ public enum ClientOrderID {
     public static func make(decisionID: String, purpose: OrderPurpose) -> String {
         let first = StableHash.fnv1a(decisionID.utf8)
         let second = StableHash.fnv1a(decisionID.utf8, seed: first ^ 0x9E37_79B9_7F4A_7C15)
-        let tag: String
+        // The first hex digit is the purpose's (1-4), so the 32 digits alone name the order: Hyperliquid's
+        // `cloid` is those digits, and its fills map back to the whole id (``init(cloidDigits:)``).
+        let digits = String(purposeDigit(purpose)) + String((hex(first) + hex(second)).dropFirst())
+        return "t\(tag(purpose))-" + digits
+    }
+
+    /// The id whose 32 hex digits these are, when they are one of ours made by ``make(decisionID:purpose:)``
+    /// (their first digit names the purpose); nil otherwise.
+    public static func fromDigits(_ digits: String) -> String? {
+        let purposes: [Character: OrderPurpose] = ["1": .entry, "2": .stopLoss, "3": .takeProfit, "4": .exit]
+        guard digits.count == 32, let first = digits.first, let purpose = purposes[first] else { return nil }
+        let id = "t\(tag(purpose))-" + digits
+        return isOurs(id) ? id : nil
+    }
+
+    static func tag(_ purpose: OrderPurpose) -> String {
         switch purpose {
-        case .entry: tag = "en"
-        case .stopLoss: tag = "sl"
-        case .takeProfit: tag = "tp"
-        case .exit: tag = "ex"
+        case .entry: "en"
+        case .stopLoss: "sl"
+        case .takeProfit: "tp"
+        case .exit: "ex"
         }
-        return "t\(tag)-" + hex(first) + hex(second)
+    }
+
+    static func purposeDigit(_ purpose: OrderPurpose) -> Int {
+        switch purpose {
+        case .entry: 1
+        case .stopLoss: 2
+        case .takeProfit: 3
+        case .exit: 4
+        }
     }
 
     /// Whether `id` is one this system makes (an entry, exit, stop or target of ours); an order with
@@ -547,7 +570,8 @@ public enum ClientOrderID {
             && bytes[4...].allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
-    static func hex(_ value: UInt64) -> String {
+    /// 16 hex digits, zero-padded.
+    public static func hex(_ value: UInt64) -> String {
         let digits = String(value, radix: 16)
         return String(repeating: "0", count: 16 - digits.count) + digits
     }
