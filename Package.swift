@@ -349,7 +349,7 @@ let package = Package(
         ),
         .testTarget(
             name: "VenuesTests",
-            dependencies: ["Venues", "TestSupport", "TradingServices", "SQLTradeStore", "SQLiteStore"],
+            dependencies: ["Venues", "Hyperliquid", "TestSupport", "TradingServices", "SQLTradeStore", "SQLiteStore"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -61,6 +61,14 @@ struct RateGovernor: Sendable {
         }
     }
 
+    /// Hyperliquid: a 429 stops every request for `Retry-After`, 5 s when none is given (Hyperliquid
+    /// documents the weights, not the wait).
+    mutating func observeHyperliquid(_ answer: HTTPAnswer, now: Date = Date()) {
+        if answer.status == 429 {
+            budget.block(for: answer.header("Retry-After").flatMap(TimeInterval.init) ?? 5, now: now)
+        }
+    }
+
     /// The budget as `tradebus status` shows it.
     func status(now: Date = Date()) -> RateLimitStatus {
         RateLimitStatus(

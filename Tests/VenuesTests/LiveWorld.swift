@@ -1,4 +1,5 @@
 import Foundation
+import Hyperliquid
 import Logging
 import SQLTradeStore
 import SQLiteStore
@@ -302,6 +303,38 @@ extension LiveWorld where Server == FakeBybitLinear {
                 baseURL: server.baseURL,
                 apiKey: server.apiKey,
                 secret: server.secret,
+                timeout: timeout,
+                logger: Logger(label: "test")
+            )
+        }
+    }
+}
+
+typealias HyperliquidWorld = LiveWorld<FakeHyperliquid>
+
+extension FakeHyperliquid: LocalExchange {
+    func held(_ symbol: String) -> Money { position(symbol) }
+    func tradeByHand(_ symbol: String, buy: Bool, quantity: Money) { tradeByHand(symbol, buy: buy, size: quantity) }
+    var workingStops: [(quantity: Money?, trigger: Money)] {
+        triggers.filter { $0.tpsl == "sl" }.map { ($0.size, $0.trigger) }
+    }
+}
+
+extension LiveWorld where Server == FakeHyperliquid {
+    /// The agent key of these tests: made from a phrase, holding nothing.
+    static var agentKey: AgentKey { try! AgentKey(hex: Hex.string(Keccak256.hash("tradebus test agent"))) }
+    static let account = "0x1111111111111111111111111111111111111111"
+
+    init() async throws {
+        let key = Self.agentKey
+        let server = try await FakeHyperliquid.start(account: Self.account, agent: key.address)
+        server.setMark("BTC", 100_000)
+        try await self.init(server: server) { timeout in
+            HyperliquidPerpsVenue(
+                baseURL: server.baseURL,
+                account: Self.account,
+                key: key,
+                mainnet: false,
                 timeout: timeout,
                 logger: Logger(label: "test")
             )

@@ -8,9 +8,20 @@ public struct ExchangeFilters: Sendable, Hashable, Codable {
     public var minQuantity: Money
     public var maxQuantity: Money
     public var minNotional: Money
+    /// At most this many significant figures in a price, integers always allowed (Hyperliquid: 5, with
+    /// `tickSize` its decimals limit, 10^-(6 - szDecimals)); nil: the tick alone.
+    public var significantFigures: Int?
 
     /// A `ExchangeFilters` with the fields given.
-    public init(tickSize: Money, stepSize: Money, minQuantity: Money, maxQuantity: Money, minNotional: Money) {
+    public init(
+        tickSize: Money,
+        stepSize: Money,
+        minQuantity: Money,
+        maxQuantity: Money,
+        minNotional: Money,
+        significantFigures: Int? = nil
+    ) {
+        self.significantFigures = significantFigures
         self.tickSize = tickSize
         self.stepSize = stepSize
         self.minQuantity = minQuantity
@@ -31,12 +42,34 @@ public struct ExchangeFilters: Sendable, Hashable, Codable {
     /// A quantity rounded down to the step.
     public func quantity(_ value: Money) -> Money { Self.floor(value, step: stepSize) }
 
+    /// The price step at `price`: the tick, or coarser where `significantFigures` allows fewer
+    /// decimals (never coarser than 1: whole prices are always allowed).
+    public func tick(at price: Money) -> Money {
+        guard let figures = significantFigures, figures > 0, price > 0 else { return tickSize }
+        var magnitude: Money = 1  // the largest power of ten not above the price
+        while magnitude * 10 <= price { magnitude *= 10 }
+        while magnitude > price { magnitude /= 10 }
+        var step = magnitude
+        for _ in 1..<figures { step /= 10 }
+        return max(tickSize, min(1, step))
+    }
+
+    /// A price rounded down to its tick (``tick(at:)``).
+    public func floorPrice(_ value: Money) -> Money { Self.floor(value, step: tick(at: value)) }
+
+    /// A price rounded up to its tick (``tick(at:)``).
+    public func ceilPrice(_ value: Money) -> Money {
+        let up = Self.ceil(value, step: tick(at: value))
+        // Rounding up may cross into a decade of coarser steps: round again there.
+        return Self.ceil(up, step: tick(at: up))
+    }
+
     /// A price rounded to the tick toward `entry` (a stop or target then sits no further from entry
     /// than asked).
     public func price(_ value: Money, toward entry: Money) -> Money {
-        value < entry ? Self.ceil(value, step: tickSize) : Self.floor(value, step: tickSize)
+        value < entry ? ceilPrice(value) : floorPrice(value)
     }
 
-    /// Whether `value` is a whole number of ticks.
-    public func isOnTick(_ value: Money) -> Bool { Self.floor(value, step: tickSize) == value }
+    /// Whether `value` is a whole number of ticks (and within the significant figures).
+    public func isOnTick(_ value: Money) -> Bool { floorPrice(value) == value }
 }

@@ -105,19 +105,17 @@ public struct FillCheck: Sendable, Hashable, Codable {
         let risk = (average - stop).magnitude
         let least = long ? average + minRewardRisk * risk : average - minRewardRisk * risk
         guard long ? target < least : target > least else { return target }
-        return long
-            ? ExchangeFilters.ceil(least, step: filters.tickSize) : ExchangeFilters.floor(least, step: filters.tickSize)
+        return long ? filters.ceilPrice(least) : filters.floorPrice(least)
     }
 
     /// The verdict on a stop that breaks a rule.
     func moved(side: PositionSide, average: Money, quantity: Money, stop: Money, target: Money?) -> Verdict {
         let long = side == .long
-        let tick = filters.tickSize
         // The band of stops at an allowed distance, rounded inward to the tick.
         let near = long ? average * (1 - minStopFraction) : average * (1 + minStopFraction)
         let far = long ? average * (1 - maxStopFraction) : average * (1 + maxStopFraction)
-        let nearest = long ? ExchangeFilters.floor(near, step: tick) : ExchangeFilters.ceil(near, step: tick)
-        var farthest = long ? ExchangeFilters.ceil(far, step: tick) : ExchangeFilters.floor(far, step: tick)
+        let nearest = long ? filters.floorPrice(near) : filters.ceilPrice(near)
+        var farthest = long ? filters.ceilPrice(far) : filters.floorPrice(far)
         // The budget bounds the stop from the far side: loss = qty × lossPerUnit ≤ budget.
         if quantity > 0, riskBudget > 0 {
             let perUnit = riskBudget / quantity
@@ -125,7 +123,7 @@ public struct FillCheck: Sendable, Hashable, Codable {
                 long
                 ? (average * (1 + feeRate) - perUnit) / (1 - feeRate)
                 : (average * (1 - feeRate) + perUnit) / (1 + feeRate)
-            let rounded = long ? ExchangeFilters.ceil(bound, step: tick) : ExchangeFilters.floor(bound, step: tick)
+            let rounded = long ? filters.ceilPrice(bound) : filters.floorPrice(bound)
             farthest = long ? max(farthest, rounded) : min(farthest, rounded)
         }
         var reason: String?
