@@ -188,7 +188,7 @@ let package = Package(
             dependencies: [
                 "Cockpit",
                 "TradingCore", "TradingServices", "RabbitMQBus", "RedisCache", "PostgresStore", "SQLiteStore",
-                "Exchanges", "LLMProviders", "Notifiers", "Venues", "SMTPMail", "BlockingIO",
+                "Exchanges", "LLMProviders", "Notifiers", "Venues", "SMTPMail", "BlockingIO", "Hyperliquid",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -1,4 +1,5 @@
 import Foundation
+import Hyperliquid
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -16,11 +17,15 @@ public enum VenueChoice: Sendable {
     /// A live exchange to send orders to, with its keys and URLs.
     public struct LiveVenue: Sendable {
         /// The exchanges live orders can go to.
-        public enum Exchange: String, Sendable { case binance, bybit }
+        public enum Exchange: String, Sendable { case binance, bybit, hyperliquid }
         public var exchange: Exchange
         public var baseURL: String
+        /// Binance and Bybit: the API key. Hyperliquid: the account's address (`HYPERLIQUID_ACCOUNT`).
         public var apiKey: String
+        /// Binance and Bybit: the API secret. Hyperliquid: the agent wallet's private key.
         public var secret: String
+        /// Hyperliquid: how far past the mid an IOC entry or exit may fill (`HYPERLIQUID_SLIPPAGE`).
+        public var slippage: Double = 0.02
         public var recvWindow: Int
         /// The share of the exchange's request limit we spend (polling half of it).
         public var rateLimitShare: Double
@@ -42,6 +47,7 @@ public enum VenueChoice: Sendable {
         case (.bybit, "https://api.bybit.com"): return "wss://stream.bybit.com/v5/private"
         case (.bybit, "https://api-testnet.bybit.com"): return "wss://stream-testnet.bybit.com/v5/private"
         case (.bybit, _): return local + "/v5/private"
+        case (.hyperliquid, _): return local + "/ws"
         }
     }
 
@@ -59,10 +65,11 @@ public enum VenueChoice: Sendable {
             rawValue: try config.choice(
                 "LIVE_VENUE",
                 default: "binance",
-                allowed: ["binance", "bybit"],
+                allowed: ["binance", "bybit", "hyperliquid"],
                 help: "exchange for live orders"
             )
         )!
+        if exchange == .hyperliquid { return try hyperliquid(config) }
         let prefix = exchange == .binance ? "BINANCE" : "BYBIT"
         let defaultURL = exchange == .binance ? "https://fapi.binance.com" : "https://api.bybit.com"
         let testnetURL = exchange == .binance ? "https://testnet.binancefuture.com" : "https://api-testnet.bybit.com"
@@ -123,6 +130,55 @@ public enum VenueChoice: Sendable {
             )
         }
         return value
+    }
+
+    /// Hyperliquid: the account traded and the agent (API) wallet that signs for it, which cannot
+    /// withdraw. The agent key is a secret (`HYPERLIQUID_AGENT_KEY` or `HYPERLIQUID_AGENT_KEY_FILE`).
+    static func hyperliquid(_ config: SettingsReader) throws -> VenueChoice {
+        let url = try config.string(
+            "HYPERLIQUID_URL",
+            default: "https://api.hyperliquid.xyz",
+            help: "API base URL (testnet: https://api.hyperliquid-testnet.xyz)"
+        )!
+        guard url.hasPrefix("https://") || url.hasPrefix("http://127.0.0.1") || url.hasPrefix("http://localhost") else {
+            throw ConfigError(
+                key: "HYPERLIQUID_URL",
+                message: "must be https:// (plain http only to a local test server): \(url)"
+            )
+        }
+        let account = try config.required("HYPERLIQUID_ACCOUNT", help: "the trading account's address (0x + 40 hex)")
+        guard account.count == 42, account.hasPrefix("0x"), account.dropFirst(2).allSatisfy(\.isHexDigit) else {
+            throw ConfigError(
+                key: "HYPERLIQUID_ACCOUNT",
+                message: "must be an address, 0x and 40 hex digits: \(account)"
+            )
+        }
+        let key = try config.required(
+            "HYPERLIQUID_AGENT_KEY",
+            secret: true,
+            help: "the agent (API) wallet's private key: it trades, it cannot withdraw"
+        )
+        var live = LiveVenue(
+            exchange: .hyperliquid,
+            baseURL: url,
+            apiKey: account.lowercased(),
+            secret: key,
+            recvWindow: 0,
+            rateLimitShare: try config.double(
+                "VENUE_RATE_LIMIT_SHARE",
+                default: 0.8,
+                range: 0.1...0.95,
+                help: "share of the exchange's request limit we spend; polling gets half of it"
+            ),
+            userStreamURL: nil
+        )
+        live.slippage = try config.double(
+            "HYPERLIQUID_SLIPPAGE",
+            default: 0.02,
+            range: 0.001...0.1,
+            help: "how far past the mid an IOC entry or exit may fill"
+        )
+        return .live(live)
     }
 }
 
@@ -407,6 +463,19 @@ extension ExecutorConfiguration {
                     logger: logger,
                     rateLimitShare: live.rateLimitShare,
                     streamURL: live.userStreamURL
+                )
+            case .hyperliquid:
+                let key: AgentKey
+                do { key = try AgentKey(hex: live.secret) } catch {
+                    throw ConfigError(key: "HYPERLIQUID_AGENT_KEY", message: error.message)
+                }
+                return HyperliquidPerpsVenue(
+                    baseURL: live.baseURL,
+                    account: live.apiKey,
+                    key: key,
+                    slippage: Money(finite: live.slippage) ?? Money(string: "0.02")!,
+                    logger: logger,
+                    rateLimitShare: live.rateLimitShare
                 )
             case .bybit:
                 return BybitLinearVenue(

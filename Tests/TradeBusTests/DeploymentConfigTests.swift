@@ -66,6 +66,11 @@ extension MarketDataSystemTests {
                     "USE_PAPER_TRADING": "false", "LIVE_VENUE": "bybit", "BYBIT_API_KEY": "key",
                     "BYBIT_API_SECRET": "secret",
                 ],
+                [
+                    "USE_PAPER_TRADING": "false", "LIVE_VENUE": "hyperliquid",
+                    "HYPERLIQUID_ACCOUNT": "0x1111111111111111111111111111111111111111",
+                    "HYPERLIQUID_AGENT_KEY": String(repeating: "ab", count: 32),
+                ],
             ],
             "notifier": [
                 [:],
