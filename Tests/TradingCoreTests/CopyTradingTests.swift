@@ -1,0 +1,149 @@
+import Foundation
+import Testing
+import TradingCore
+
+/// A recorded leader (Tests/Fixtures/hyperliquid/leader-fills.json, `userFills` newest first): BTC open
+/// 1 at 100,000, add 1 at 101,000, partial close 0.5 at 102,000, flip to -2 at 101,500, close at
+/// 100,500; an ETH short beside it.
+@Suite("Copy-trading: a leader's fills become decisions, once each, sized to our account")
+struct CopyTradingTests {
+    static let fills: [LeaderFill] = {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/hyperliquid/leader-fills.json")
+        return try! LeaderFill.read(Data(contentsOf: url))
+    }()
+    static let leader = Leader(address: "0xAbCdEf0123456789aBcDeF0123456789AbCdEf01", weight: 1)
+    var btc: [LeaderFill] { Self.fills.filter { $0.coin == "BTC" } }
+
+    @Test("the userFills file is read oldest first, each tid once")
+    func reading() {
+        #expect(Self.fills.map(\.tid) == [5001, 5101, 5002, 5003, 5004, 5005])
+        #expect(Self.fills.first?.endPosition == 1 && Self.fills.last?.endPosition == 0)
+    }
+
+    @Test(
+        "proportional: open, add, reduce, flip, close, our position a tenth of the leader's (our 10,000 to their 100,000)"
+    )
+    func proportional() throws {
+        var book = CopyBook()
+        let decisions = try btc.compactMap {
+            try book.take(
+                $0,
+                leader: Self.leader,
+                sizing: .init(mode: .proportional),
+                ourEquity: 10_000,
+                leaderEquity: 100_000
+            )
+        }
+        #expect(decisions.map(\.move) == [.open, .add, .reduce, .flip, .close])
+        #expect(
+            decisions.map(\.ourTo) == [
+                Money(string: "0.1")!, Money(string: "0.2")!, Money(string: "0.15")!, Money(string: "-0.2")!, 0,
+            ]
+        )
+        // No stop from the leader: MAX_STOP_LOSS_PERCENT (7 %) from the fill, on the right side.
+        #expect(
+            decisions[0].stopLoss == 93_000 && decisions[3].stopLoss == Money(string: "108605")!
+                && decisions[4].stopLoss == nil
+        )
+        #expect(book.position(leader: Self.leader.address, coin: "BTC") == 0)
+    }
+
+    @Test("a weight scales the copy; the leader's own stop is used when it is on the right side")
+    func weightAndLeaderStop() throws {
+        var book = CopyBook()
+        let half = Leader(address: Self.leader.address, weight: 0.5)
+        let open = try #require(
+            try book.take(
+                btc[0],
+                leader: half,
+                sizing: .init(mode: .proportional),
+                ourEquity: 10_000,
+                leaderEquity: 100_000,
+                leaderStop: 97_000
+            )
+        )
+        #expect(open.ourTo == Money(string: "0.05")! && open.stopLoss == 97_000)
+        // A "stop" above a long's price is no stop: ours from MAX_STOP_LOSS_PERCENT.
+        let add = try #require(
+            try book.take(
+                btc[1],
+                leader: half,
+                sizing: .init(mode: .proportional),
+                ourEquity: 10_000,
+                leaderEquity: 100_000,
+                leaderStop: 105_000
+            )
+        )
+        #expect(add.stopLoss == 93_930)
+    }
+
+    @Test("fixed notional and fixed risk: an open is sized by the rule, adds and reduces keep the leader's proportion")
+    func fixedSizing() throws {
+        var notional = CopyBook()
+        let byNotional = try btc.compactMap {
+            try notional.take(
+                $0,
+                leader: Self.leader,
+                sizing: .init(mode: .fixedNotional, notional: 1_000),
+                ourEquity: 10_000,
+                leaderEquity: nil
+            )
+        }
+        #expect(byNotional[0].ourTo == Money(string: "0.01")!)  // 1,000 / 100,000
+        #expect(byNotional[1].ourTo == Money(string: "0.02")! && byNotional[2].ourTo == Money(string: "0.015")!)
+        #expect(byNotional[3].ourTo < 0 && byNotional[4].ourTo == 0)
+        var risk = CopyBook()
+        let open = try #require(
+            try risk.take(
+                btc[0],
+                leader: Self.leader,
+                sizing: .init(mode: .fixedRisk, riskFraction: 0.01),
+                ourEquity: 10_000,
+                leaderEquity: nil
+            )
+        )
+        // 1 % of 10,000 lost over 7,000 to the stop.
+        #expect(open.ourTo == Money(100) / Money(7_000))
+        #expect(throws: CopyError.self) {
+            var book = CopyBook()
+            _ = try book.take(
+                btc[0],
+                leader: Self.leader,
+                sizing: .init(mode: .proportional),
+                ourEquity: 10_000,
+                leaderEquity: nil
+            )
+        }
+    }
+
+    @Test("fills twice and out of order: one decision per fill at most, never two for one move; the end is flat")
+    func duplicatedAndReordered() throws {
+        var book = CopyBook()
+        let f = btc
+        let delivered = [f[0], f[1], f[0], f[2], f[1], f[4], f[3], f[4], f[2]]
+        let decisions = try delivered.compactMap {
+            try book.take(
+                $0,
+                leader: Self.leader,
+                sizing: .init(mode: .proportional),
+                ourEquity: 10_000,
+                leaderEquity: 100_000
+            )
+        }
+        #expect(decisions.map(\.fill.tid) == [5001, 5002, 5003, 5005])
+        #expect(Set(decisions.map(\.id)).count == decisions.count)
+        #expect(book.position(leader: Self.leader.address, coin: "BTC") == 0)
+        #expect(decisions.last?.move == .close && decisions.last?.ourFrom == Money(string: "0.15")!)
+    }
+
+    @Test("COPY_LEADERS: addresses with weights; a bad address or weight is named")
+    func leaders() throws {
+        let parsed = try Leader.parse(
+            "0x1111111111111111111111111111111111111111:0.5, 0x2222222222222222222222222222222222222222"
+        )
+        #expect(parsed.map(\.weight) == [0.5, 1])
+        #expect(throws: CopyError.self) { try Leader.parse("0x1234:1") }
+        #expect(throws: CopyError.self) { try Leader.parse("0x1111111111111111111111111111111111111111:2") }
+    }
+}
