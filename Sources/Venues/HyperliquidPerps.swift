@@ -694,14 +694,19 @@ public actor HyperliquidPerpsVenue: Venue {
     public func resume(_ state: VenueResume) async throws(VenueError) {
         tradedSymbols.formUnion(state.symbols)
         let now = millis
+        func ms(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
         let committed = state.committedFills.values.flatMap { $0 }.filter { $0.tradeID.hasPrefix("hyperliquid-") }
-        let since = state.pendingSince.values.map { Int64($0.timeIntervalSince1970 * 1000) }.min() ?? now
-        cursor = FillCursor(
-            from: committed.map { Int64(($0.time.timeIntervalSince1970 * 1000).rounded()) }.max() ?? since
-        )
+        // One read covers every coin, so it starts where the furthest-behind symbol does: its newest
+        // committed fill, else its oldest order still open, else now.
+        let starts = state.symbols.map { symbol in
+            let newest = (state.committedFills[symbol] ?? []).filter { $0.tradeID.hasPrefix("hyperliquid-") }
+                .map { ms($0.time) }.max()
+            return newest ?? state.pendingSince[symbol].map(ms) ?? now
+        }
+        cursor = FillCursor(from: starts.min() ?? now)
         for fill in committed {
             if let tid = Int64(fill.tradeID.dropFirst("hyperliquid-".count)) {
-                cursor.seen[tid] = Int64((fill.time.timeIntervalSince1970 * 1000).rounded())
+                cursor.seen[tid] = ms(fill.time)
             }
         }
         for position in state.openPositions { book.resume(position) }
