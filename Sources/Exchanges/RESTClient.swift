@@ -63,6 +63,17 @@ public actor RESTClient {
 
     /// GETs `path` (with its query) spending `weight`; returns the body of a 2xx answer.
     public func get(_ path: String, weight: Int) async throws -> [UInt8] {
+        try await send(path, body: nil, weight: weight)
+    }
+
+    /// POSTs the JSON `body` to `path` spending `weight` (Hyperliquid's `/info`); returns the body of a
+    /// 2xx answer. Retried as a GET is: the requests sent this way only read.
+    public func post(_ path: String, json body: [UInt8], weight: Int) async throws -> [UInt8] {
+        try await send(path, body: body, weight: weight)
+    }
+
+    private func send(_ path: String, body requestBody: [UInt8]?, weight: Int) async throws -> [UInt8] {
+        let method = requestBody == nil ? "GET" : "POST"
         var attempt = 0
         while true {
             let wait = budget.reserve(weight: weight, now: Date())
@@ -74,7 +85,13 @@ public actor RESTClient {
             let failure: String
             var retryAfter: TimeInterval?
             do {
-                let response = try await http.execute(HTTPClientRequest(url: baseURL + path), timeout: timeout)
+                var request = HTTPClientRequest(url: baseURL + path)
+                if let requestBody {
+                    request.method = .POST
+                    request.headers.add(name: "Content-Type", value: "application/json")
+                    request.body = .bytes(ByteBuffer(bytes: requestBody))
+                }
+                let response = try await http.execute(request, timeout: timeout)
                 let body = Array(try await response.body.collect(upTo: 32 << 20).readableBytesView)
                 if let header = conventions.usedWeightHeader,
                     let used = response.headers.first(name: header).flatMap({ Int($0) })
@@ -97,7 +114,7 @@ public actor RESTClient {
                     failure = "HTTP \(status): \(message)"
                 } else {
                     throw ExchangeRequestError(
-                        "\(conventions.venue) GET \(path) failed with HTTP \(status): \(message)"
+                        "\(conventions.venue) \(method) \(path) failed with HTTP \(status): \(message)"
                     )
                 }
             } catch let error as ExchangeRequestError {
@@ -110,7 +127,7 @@ public actor RESTClient {
             attempt += 1
             if attempt >= attempts {
                 throw ExchangeRequestError(
-                    "\(conventions.venue) GET \(path) failed \(attempts) times; last: \(failure)"
+                    "\(conventions.venue) \(method) \(path) failed \(attempts) times; last: \(failure)"
                 )
             }
             if retryAfter == nil {

@@ -340,16 +340,14 @@ public final class EmbeddedSystem: Sendable {
         )
         guard case .live(let symbols, let webSocketURL, let restURL, let staleIntervals) = feedConfiguration.source
         else {
-            throw ConfigError(key: "--venue", message: "'\(venue)' is not binance or bybit")
+            throw ConfigError(key: "--venue", message: "'\(venue)' is not binance, bybit or hyperliquid")
         }
-        let stream: any KlineStream =
-            venue == "binance"
-            ? BinanceKlineStream(baseURL: webSocketURL, logger: logger)
-            : BybitKlineStream(baseURL: webSocketURL, logger: logger)
-        let history: any KlineHistory & FundingHistory =
-            venue == "binance"
-            ? BinanceKlineHistory(baseURL: restURL, logger: logger)
-            : BybitKlineHistory(baseURL: restURL, logger: logger)
+        let (stream, history) = LiveMarketSources.make(
+            venue: venue,
+            webSocketURL: webSocketURL,
+            restURL: restURL,
+            logger: logger
+        )
         // The run's store keeps the candles and settlements it traded on, for `tradebus diff --run`.
         return try LiveFeed(
             source: stream,

@@ -1,10 +1,45 @@
 import Exchanges
 import Foundation
+import Hyperliquid
 import Logging
 import ServiceLifecycle
 import Synchronization
 import TradingCore
 import TradingServices
+
+/// The live venues the feed reads, and each one's stream and REST history.
+public enum LiveMarketSources {
+    /// Venues with a live feed.
+    public static let venues: Set<String> = ["binance", "bybit", "hyperliquid"]
+
+    /// `venue`'s kline stream at `webSocketURL` and its candle and funding history at `restURL`.
+    public static func make(
+        venue: String,
+        webSocketURL: String,
+        restURL: String,
+        logger: Logger
+    ) -> (
+        stream: any KlineStream, history: any KlineHistory & FundingHistory
+    ) {
+        switch venue {
+        case "binance":
+            (
+                BinanceKlineStream(baseURL: webSocketURL, logger: logger),
+                BinanceKlineHistory(baseURL: restURL, logger: logger)
+            )
+        case "bybit":
+            (
+                BybitKlineStream(baseURL: webSocketURL, logger: logger),
+                BybitKlineHistory(baseURL: restURL, logger: logger)
+            )
+        default:
+            (
+                HyperliquidKlineStream(baseURL: webSocketURL, logger: logger),
+                HyperliquidMarketHistory(baseURL: restURL, logger: logger)
+            )
+        }
+    }
+}
 
 /// feed-ingester's configuration: where the candles come from (FEED_SOURCE) and that source's keys.
 public struct FeedConfiguration: Sendable {
@@ -38,7 +73,7 @@ public struct FeedConfiguration: Sendable {
         let kind = try config.choice(
             "FEED_SOURCE",
             default: "replay",
-            allowed: ["replay", "synthetic", "binance", "bybit"],
+            allowed: ["replay", "synthetic", "binance", "bybit", "hyperliquid"],
             help: "where candles come from"
         )
         let interval = try config.string(
@@ -100,11 +135,19 @@ public struct FeedConfiguration: Sendable {
             venue = kind
             let upper = kind.uppercased()
             let (ws, rest) =
-                kind == "binance"
-                ? ("wss://fstream.binance.com", "https://fapi.binance.com")
-                : ("wss://stream.bybit.com", "https://api.bybit.com")
+                switch kind {
+                case "binance": ("wss://fstream.binance.com", "https://fapi.binance.com")
+                case "bybit": ("wss://stream.bybit.com", "https://api.bybit.com")
+                default: ("wss://api.hyperliquid.xyz", "https://api.hyperliquid.xyz")
+                }
             if kind == "bybit", BybitMessages.bybitInterval(interval) == nil {
                 throw ConfigError(key: "FEED_INTERVAL", message: "'\(interval)' is not a Bybit kline interval")
+            }
+            if kind == "hyperliquid", !HyperliquidMessages.intervals.contains(interval) {
+                throw ConfigError(
+                    key: "FEED_INTERVAL",
+                    message: "'\(interval)' is not a Hyperliquid candle interval (1m, 5m, 15m, 1h, 4h, 1d, …)"
+                )
             }
             source = .live(
                 symbols: try symbols(config, default: nil),
@@ -121,7 +164,7 @@ public struct FeedConfiguration: Sendable {
         return FeedConfiguration(
             // A live feed keeps the candles and funding settlements it saw in the store (the run's record).
             dependencies: try WorkerDependencies.configure(
-                recordsMarket && (kind == "binance" || kind == "bybit") ? [.bus, .cache, .store] : [.bus, .cache],
+                recordsMarket && LiveMarketSources.venues.contains(kind) ? [.bus, .cache, .store] : [.bus, .cache],
                 config: config,
                 instance: instance
             ),

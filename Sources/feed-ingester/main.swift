@@ -6,7 +6,7 @@ import TradingCore
 import TradingServices
 import WorkerRuntime
 
-// feed-ingester: market data (a file, a synthetic walk, or Binance or Bybit live) onto the bus.
+// feed-ingester: market data (a file, a synthetic walk, or Binance, Bybit or Hyperliquid live) onto the bus.
 // Read top to bottom: the configuration (`configure`), the adapters and services (`start`), and the
 // ServiceGroup that runs them (`lifecycle`). Configuration: README, "Configuration".
 let status = await WorkerMain.run(
@@ -85,15 +85,12 @@ let status = await WorkerMain.run(
                 ]
             }
         case .live(let symbols, let webSocketURL, let restURL, let staleIntervals):
-            let stream: any KlineStream
-            let history: any KlineHistory & FundingHistory
-            if feed.venue == "binance" {
-                stream = BinanceKlineStream(baseURL: webSocketURL, logger: context.logger)
-                history = BinanceKlineHistory(baseURL: restURL, logger: context.logger)
-            } else {
-                stream = BybitKlineStream(baseURL: webSocketURL, logger: context.logger)
-                history = BybitKlineHistory(baseURL: restURL, logger: context.logger)
-            }
+            let (stream, history) = LiveMarketSources.make(
+                venue: feed.venue,
+                webSocketURL: webSocketURL,
+                restURL: restURL,
+                logger: context.logger
+            )
             let live = try LiveFeed(
                 source: stream,
                 history: history,

@@ -915,7 +915,7 @@ struct Run: AsyncParsableCommand {
         help:
             "Live market data instead of a file (see --venue, --symbols, --interval; default 1m), paper venue, until Ctrl-C."
     ) var live = false
-    @Option(help: "With --live: binance or bybit.") var venue = "binance"
+    @Option(help: "With --live: binance, bybit or hyperliquid.") var venue = "binance"
     @Option(help: "With --live: comma-separated symbols.") var symbols: String?
     @Option(
         help: ArgumentHelp(
@@ -1062,8 +1062,8 @@ struct Run: AsyncParsableCommand {
     /// Live market data through the same five services until Ctrl-C (SIGINT or SIGTERM), on the paper
     /// venue unless `USE_PAPER_TRADING=false`; then a summary of what was traded.
     func runLive() async throws {
-        guard venue == "binance" || venue == "bybit" else {
-            throw ValidationError("--venue must be binance or bybit, not '\(venue)'")
+        guard LiveMarketSources.venues.contains(venue) else {
+            throw ValidationError("--venue must be binance, bybit or hyperliquid, not '\(venue)'")
         }
         guard
             let list = symbols?.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).uppercased() })

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdWebSocket
+import Hyperliquid
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -13,11 +14,12 @@ import TradingCore
 /// subscribe, ping and pushes), mark prices and funding (Binance `markPriceUpdate`, Bybit's ticker
 /// snapshot then deltas), and REST klines, funding history and funding intervals (Binance
 /// `fundingRate`, `fundingInfo` listing only adjusted symbols; Bybit `funding/history` newest first,
-/// `instruments-info`), including their errors (Binance's `{"code","msg"}` with 400, 429 with
+/// `instruments-info`; Hyperliquid's `candle` and `activeAssetCtx` subscriptions, and `POST /info`
+/// `candleSnapshot` and `fundingHistory`, 500 a page), including their errors (Binance's `{"code","msg"}` with 400, 429 with
 /// `Retry-After`, Bybit's `retCode`). The test pushes candles and marks, drops connections and scripts
 /// failures.
 public final class FakeExchange: Sendable {
-    public enum Venue: Sendable { case binance, bybit }
+    public enum Venue: Sendable { case binance, bybit, hyperliquid }
 
     /// A scripted REST answer, used instead of the real one.
     public struct Failure: Sendable {
@@ -144,6 +146,13 @@ public final class FakeExchange: Sendable {
                         #"{"topic":"\#(topic)","type":"\#(first ? "snapshot" : "delta")","data":\#(data),"cs":1,"ts":\#(millis(time))}"#
                     )
                 }
+            case .hyperliquid:
+                let coin = HyperliquidCoins.coin(symbol)
+                let text =
+                    #"{"channel":"activeAssetCtx","data":{"coin":"\#(coin)","ctx":{"funding":"\#(rate)","openInterest":"1000.5","prevDayPx":"\#(price)","dayNtlVlm":"1.0","premium":"0.0","oraclePx":"\#(price)","markPx":"\#(price)","midPx":"\#(price)","impactPxs":["\#(price)","\#(price)"],"dayBaseVlm":"1.0"}}}"#
+                for connection in state.connections.values where connection.subscriptions.contains("ctx:\(coin)") {
+                    connection.outgoing.yield(text)
+                }
             }
         }
     }
@@ -206,7 +215,20 @@ public final class FakeExchange: Sendable {
             return (
                 topic, #"{"topic":"\#(topic)","data":[\#(data)],"ts":\#(candle.openTime + length),"type":"snapshot"}"#
             )
+        case .hyperliquid:
+            // No "closed" flag: the stream sends the candle as it stands; the next one's start closes it.
+            let coin = HyperliquidCoins.coin(stream.symbol)
+            return (
+                "candle:\(coin):\(stream.interval)",
+                #"{"channel":"candle","data":\#(hyperliquidCandle(candle, coin: coin, interval: stream.interval))}"#
+            )
         }
+    }
+
+    func hyperliquidCandle(_ c: Candle, coin: String, interval: String) -> String {
+        let length = CandleInterval.milliseconds(interval) ?? 60_000
+        return
+            #"{"t":\#(c.openTime),"T":\#(c.openTime + length - 1),"s":"\#(coin)","i":"\#(interval)","o":"\#(c.open)","c":"\#(c.close)","h":"\#(c.high)","l":"\#(c.low)","v":"\#(c.volume)","n":12}"#
     }
 
     func routes(_ router: Router<BasicWebSocketRequestContext>) {
@@ -231,6 +253,11 @@ public final class FakeExchange: Sendable {
                 }
                 return self.json("[" + rows.joined(separator: ",") + "]")
             }
+        case .hyperliquid:
+            router.ws("ws") { inbound, outbound, _ in
+                try await self.serve(inbound: inbound, outbound: outbound, subscriptions: [])
+            }
+            router.post("info") { request, _ in try await self.hyperliquidInfo(request) }
         case .bybit:
             router.ws("v5/public/linear") { inbound, outbound, _ in
                 try await self.serve(inbound: inbound, outbound: outbound, subscriptions: [])
@@ -272,7 +299,11 @@ public final class FakeExchange: Sendable {
                 for try await message in inbound.messages(maxSize: 1 << 20) {
                     guard case .text(let text) = message else { continue }
                     self.state.withLock { $0.received.append(text) }
-                    if let answer = self.bybitAnswer(text, connection: id) { continuation.yield(answer) }
+                    if let answer = self.bybitAnswer(text, connection: id)
+                        ?? self.hyperliquidAnswer(text, connection: id)
+                    {
+                        continuation.yield(answer)
+                    }
                 }
             }
             for await text in outgoing {
@@ -307,6 +338,68 @@ public final class FakeExchange: Sendable {
                 #"{"success":\#(valid),"ret_msg":"\#(valid ? "" : "error:handler not found")","conn_id":"fake-\#(connection)","req_id":"\#(request.req_id ?? "")","op":"subscribe"}"#
         default:
             return nil
+        }
+    }
+
+    /// Hyperliquid's `{"method":"ping"}` → `{"channel":"pong"}`; a subscription is answered with
+    /// `subscriptionResponse`, or `error` for a coin or interval Hyperliquid does not have.
+    func hyperliquidAnswer(_ text: String, connection: Int) -> String? {
+        guard venue == .hyperliquid,
+            let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+            let method = object["method"] as? String
+        else { return nil }
+        if method == "ping" { return #"{"channel":"pong"}"# }
+        guard method == "subscribe", let subscription = object["subscription"] as? [String: Any],
+            let type = subscription["type"] as? String, let coin = subscription["coin"] as? String
+        else { return #"{"channel":"error","data":"Error parsing JSON into valid websocket request: \#(text)"}"# }
+        let name: String
+        switch type {
+        case "candle":
+            guard let interval = subscription["interval"] as? String, HyperliquidMessages.intervals.contains(interval)
+            else { return #"{"channel":"error","data":"Invalid subscription: \#(text)"}"# }
+            name = "candle:\(coin):\(interval)"
+        case "activeAssetCtx": name = "ctx:\(coin)"
+        default: return #"{"channel":"error","data":"Invalid subscription: \#(text)"}"#
+        }
+        _ = state.withLock { $0.connections[connection]?.subscriptions.insert(name) }
+        let echoed =
+            (try? JSONSerialization.data(withJSONObject: subscription, options: [.sortedKeys]))
+            .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        return #"{"channel":"subscriptionResponse","data":{"method":"subscribe","subscription":\#(echoed)}}"#
+    }
+
+    /// `POST /info`: `candleSnapshot` (at most 5,000, oldest first) and `fundingHistory` (at most 500,
+    /// oldest first); a body Hyperliquid cannot read is a 422 with its plain-text message.
+    func hyperliquidInfo(_ request: Request) async throws -> Response {
+        let body = try await request.body.collect(upTo: 1 << 20)
+        if let failure = record(request) { return respond(failure) }
+        let unreadable = Failure(status: 422, body: "Failed to deserialize the JSON body into the target type")
+        guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any],
+            let type = object["type"] as? String
+        else { return respond(unreadable) }
+        state.withLock { $0.received.append(String(buffer: body)) }
+        switch type {
+        case "candleSnapshot":
+            guard let req = object["req"] as? [String: Any], let coin = req["coin"] as? String,
+                let interval = req["interval"] as? String, let start = (req["startTime"] as? NSNumber)?.int64Value
+            else { return respond(unreadable) }
+            let end = (req["endTime"] as? NSNumber)?.int64Value ?? .max
+            let symbol = state.withLock { $0.history.keys.first { HyperliquidCoins.coin($0.symbol) == coin }?.symbol }
+            let rows = candles(symbol: symbol ?? coin, interval: interval, from: start, through: end, limit: 5000).map {
+                hyperliquidCandle($0, coin: coin, interval: interval)
+            }
+            return json("[" + rows.joined(separator: ",") + "]")
+        case "fundingHistory":
+            guard let coin = object["coin"] as? String, let start = (object["startTime"] as? NSNumber)?.int64Value
+            else { return respond(unreadable) }
+            let end = (object["endTime"] as? NSNumber)?.int64Value ?? .max
+            let symbol = state.withLock { $0.funding.keys.first { HyperliquidCoins.coin($0) == coin } } ?? coin
+            let rows = settlements(symbol, from: start, through: end).prefix(500).map {
+                #"{"coin":"\#(coin)","fundingRate":"\#($0.rate)","premium":"0.0","time":\#(Int64(($0.time.timeIntervalSince1970 * 1000).rounded()))}"#
+            }
+            return json("[" + rows.joined(separator: ",") + "]")
+        default:
+            return respond(unreadable)
         }
     }
 

@@ -43,6 +43,7 @@ extension MarketDataSystemTests {
                 ["FEED_SOURCE": "synthetic", "SYNTHETIC_CLOCK": "wall"],
                 ["FEED_SOURCE": "binance", "FEED_SYMBOLS": "BTCUSDT"],
                 ["FEED_SOURCE": "bybit", "FEED_SYMBOLS": "BTCUSDT"],
+                ["FEED_SOURCE": "hyperliquid", "FEED_SYMBOLS": "BTCUSDT"],
             ],
             "indicator-worker": [[:]],
             "ai-analyst": [
@@ -256,7 +257,9 @@ extension MarketDataSystemTests {
                 code.read["executor"]!.isSuperset(of: [
                     "BINANCE_API_KEY", "BYBIT_API_SECRET", "BYBIT_FUTURES_URL", "BINANCE_RECV_WINDOW_MS",
                 ])
-                && code.read["feed-ingester"]!.isSuperset(of: ["BINANCE_WS_URL", "BYBIT_REST_URL"])
+                && code.read["feed-ingester"]!.isSuperset(of: [
+                    "BINANCE_WS_URL", "BYBIT_REST_URL", "HYPERLIQUID_WS_URL",
+                ])
             #expect(interpolated)
         }
 

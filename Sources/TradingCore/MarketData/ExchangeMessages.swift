@@ -7,6 +7,15 @@ public struct KlineUpdate: Sendable, Hashable {
     public var interval: String
     public var candle: Candle
     public var closed: Bool
+
+    /// An update with the fields given.
+    public init(venue: String, symbol: String, interval: String, candle: Candle, closed: Bool) {
+        self.venue = venue
+        self.symbol = symbol
+        self.interval = interval
+        self.candle = candle
+        self.closed = closed
+    }
 }
 
 /// Why an exchange message could not be read.
@@ -96,7 +105,8 @@ public enum BinanceMessages {
         }
     }
 
-    static func number(_ text: String) throws -> Double {
+    /// A decimal string as a number; an error naming it otherwise.
+    public static func number(_ text: String) throws -> Double {
         guard let value = Double(text) else { throw ExchangeMessageError("'\(text)' is not a number") }
         return value
     }
