@@ -349,7 +349,9 @@ let package = Package(
         ),
         .testTarget(
             name: "VenuesTests",
-            dependencies: ["Venues", "Hyperliquid", "TestSupport", "TradingServices", "SQLTradeStore", "SQLiteStore"],
+            dependencies: [
+                "Venues", "Hyperliquid", "Exchanges", "TestSupport", "TradingServices", "SQLTradeStore", "SQLiteStore",
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -30,7 +30,7 @@ public struct BinanceKlineStream: KlineStream {
                 "Binance takes at most \(BinanceMessages.maxStreamsPerConnection) streams per connection; asked for \(count) (klines and mark prices)"
             )
         }
-        let session = WebSocketSession(
+        let session = WebSocketSession<KlineStreamEvent>(
             venue: venue,
             url: baseURL + BinanceMessages.combinedStreamPath(streams),
             subscribe: [],
@@ -40,6 +40,7 @@ public struct BinanceKlineStream: KlineStream {
                 if let mark = try BinanceMessages.markPrice(text) { return [.mark(mark)] }
                 return try BinanceMessages.kline(text).map { [.update($0)] } ?? []
             },
+            connected: .connected,
             logger: logger
         )
         try await session.run(receive: receive)

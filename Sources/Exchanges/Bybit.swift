@@ -47,7 +47,7 @@ public struct BybitKlineStream: KlineStream {
                 requestID: "tradebus-\(start)"
             )
         }
-        let session = WebSocketSession(
+        let session = WebSocketSession<KlineStreamEvent>(
             venue: venue,
             url: baseURL + BybitMessages.publicLinearPath,
             subscribe: requests,
@@ -60,6 +60,7 @@ public struct BybitKlineStream: KlineStream {
                 if let mark = try BybitMessages.ticker(text) { return [.mark(mark)] }
                 return try BybitMessages.klines(text).map { .update($0) }
             },
+            connected: .connected,
             logger: logger
         )
         try await session.run(receive: receive)

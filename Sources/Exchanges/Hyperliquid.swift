@@ -47,7 +47,7 @@ public struct HyperliquidKlineStream: KlineStream {
         for coin in symbols.keys.sorted() { requests.append(HyperliquidMessages.subscribeAssetContext(coin: coin)) }
         let ours = symbols
         let rollover = Rollover()
-        let session = WebSocketSession(
+        let session = WebSocketSession<KlineStreamEvent>(
             venue: venue,
             url: baseURL + HyperliquidMessages.webSocketPath,
             subscribe: requests,
@@ -71,6 +71,7 @@ public struct HyperliquidKlineStream: KlineStream {
                 )
                 return rollover.state.withLock { $0.observe(update) }.map { .update($0) }
             },
+            connected: .connected,
             logger: logger
         )
         try await session.run(receive: receive)
@@ -158,4 +159,69 @@ public struct HyperliquidMarketHistory: KlineHistory, FundingHistory {
 
     /// Hourly, for every perpetual.
     public func fundingInterval(symbol: String) async throws -> Duration? { HyperliquidMessages.fundingInterval }
+}
+
+/// Followed traders on Hyperliquid, where every account is public: the `userFills` subscription for
+/// each leader (a snapshot of recent fills first, then each fill as it happens) with the ping heartbeat,
+/// and their equity and stop triggers through `clearinghouseState` (weight 2) and `frontendOpenOrders`
+/// (weight 20), inside the same request budget as the history.
+public struct HyperliquidLeaders: LeaderSource {
+    public let webSocketURL: String
+    let client: RESTClient
+    let heartbeatPeriod: Duration
+    let logger: Logger
+
+    /// Leaders read at `webSocketURL` (`wss://api.hyperliquid.xyz`) and `restURL`.
+    public init(
+        webSocketURL: String = "wss://api.hyperliquid.xyz",
+        restURL: String = "https://api.hyperliquid.xyz",
+        heartbeatPeriod: Duration = .seconds(30),
+        http: HTTPClient = .shared,
+        logger: Logger
+    ) {
+        self.webSocketURL = webSocketURL.hasSuffix("/") ? String(webSocketURL.dropLast()) : webSocketURL
+        self.client = RESTClient(
+            baseURL: restURL,
+            conventions: HyperliquidMarketHistory.conventions(),
+            http: http,
+            logger: logger
+        )
+        self.heartbeatPeriod = heartbeatPeriod
+        self.logger = logger
+    }
+
+    public func account(_ leader: String) async throws -> LeaderAccount {
+        let state = try await client.post(
+            HyperliquidMessages.infoPath,
+            json: HyperliquidLeaderMessages.stateRequest(user: leader),
+            weight: 2
+        )
+        let orders = try await client.post(
+            HyperliquidMessages.infoPath,
+            json: HyperliquidLeaderMessages.openOrdersRequest(user: leader),
+            weight: 20
+        )
+        return try HyperliquidLeaderMessages.account(state: state, openOrders: orders)
+    }
+
+    public func fills(
+        _ leaders: [String],
+        receive: @escaping @Sendable (LeaderFillBatch) async throws -> Void
+    ) async throws {
+        let session = WebSocketSession<LeaderFillBatch>(
+            venue: "hyperliquid",
+            url: webSocketURL + HyperliquidMessages.webSocketPath,
+            subscribe: leaders.map { HyperliquidLeaderMessages.subscribeFills(user: $0) },
+            heartbeat: (HyperliquidMessages.ping, heartbeatPeriod),
+            pingPeriod: .seconds(30),
+            decode: { text in
+                if let failure = HyperliquidMessages.error(text) {
+                    throw ExchangeRequestError("Hyperliquid refused a request: \(failure)")
+                }
+                return try HyperliquidLeaderMessages.fills(text).map { [$0] } ?? []
+            },
+            logger: logger
+        )
+        try await session.run(receive: receive)
+    }
 }

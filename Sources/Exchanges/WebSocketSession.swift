@@ -8,7 +8,7 @@ import WSClient
 /// One WebSocket connection to an exchange: connects, sends the subscription, keeps the connection
 /// alive (protocol pings, and the exchange's own heartbeat if it has one), decodes each text message and
 /// hands the kline updates on. A message that cannot be read is logged and counted, never fatal.
-struct WebSocketSession: Sendable {
+struct WebSocketSession<Event: Sendable>: Sendable {
     let venue: String
     let url: String
     /// Text messages sent right after connecting (subscriptions).
@@ -18,10 +18,13 @@ struct WebSocketSession: Sendable {
     /// How often a protocol ping goes out; a connection whose pong does not come back in time is closed.
     let pingPeriod: Duration
     /// Decodes a text message; throws for one that is not the exchange's format.
-    let decode: @Sendable ([UInt8]) throws -> [KlineStreamEvent]
+    let decode: @Sendable ([UInt8]) throws -> [Event]
+    /// Handed on once the connection is up and subscribed, if anything.
+    var connected: Event?
     let logger: Logger
 
-    func run(receive: @escaping @Sendable (KlineStreamEvent) async throws -> Void) async throws {
+    func run(receive: @escaping @Sendable (Event) async throws -> Void) async throws {
+        let connected = self.connected
         let venue = self.venue
         let subscribe = self.subscribe
         let heartbeat = self.heartbeat
@@ -39,7 +42,7 @@ struct WebSocketSession: Sendable {
             for message in subscribe {
                 try await outbound.write(.text(String(decoding: message, as: UTF8.self)))
             }
-            try await receive(.connected)
+            if let connected { try await receive(connected) }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 if let heartbeat {
                     group.addTask {
@@ -51,7 +54,7 @@ struct WebSocketSession: Sendable {
                 }
                 for try await message in inbound.messages(maxSize: 1 << 22) {
                     guard case .text(let text) = message else { continue }
-                    let updates: [KlineStreamEvent]
+                    let updates: [Event]
                     do {
                         updates = try decode(Array(text.utf8))
                     } catch {

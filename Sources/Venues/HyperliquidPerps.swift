@@ -234,26 +234,7 @@ public actor HyperliquidPerpsVenue: Venue {
         return HyperliquidCoins.filters(szDecimals: asset.szDecimals)
     }
 
-    struct ClearinghouseState: Decodable, Sendable {
-        struct Summary: Decodable, Sendable { var accountValue: String }
-        struct AssetPosition: Decodable, Sendable {
-            struct Position: Decodable, Sendable {
-                struct Leverage: Decodable, Sendable {
-                    var type: String
-                    var value: Int
-                }
-                var coin: String
-                var szi: String
-                var entryPx: String?
-                var leverage: Leverage
-                var liquidationPx: String?
-            }
-            var position: Position
-        }
-        var assetPositions: [AssetPosition]
-        var marginSummary: Summary
-        var withdrawable: String
-    }
+    typealias ClearinghouseState = HyperliquidClearinghouseState
 
     /// The account's state, read at most once a second (an order of ours reads it again).
     func state() async throws(VenueError) -> ClearinghouseState {
@@ -391,21 +372,7 @@ public actor HyperliquidPerpsVenue: Venue {
         var order: Wrapped?
     }
 
-    /// An order as `frontendOpenOrders` and `orderStatus` list it.
-    struct OpenOrder: Decodable, Sendable {
-        var coin: String
-        var side: String
-        var limitPx: String
-        var sz: String
-        var oid: Int64
-        var origSz: String?
-        var isTrigger: Bool?
-        var triggerPx: String?
-        var reduceOnly: Bool?
-        var orderType: String?
-        var isPositionTpsl: Bool?
-        var cloid: String?
-    }
+    typealias OpenOrder = HyperliquidOpenOrder
 
     /// The order with our client id (`orderStatus` by `cloid`); `unknownOid` is an order the venue
     /// never saw.

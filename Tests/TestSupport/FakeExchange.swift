@@ -54,6 +54,16 @@ public final class FakeExchange: Sendable {
         var fundingIntervalHours: [String: Int] = [:]
         /// Bybit: the tickers a connection has had its snapshot of.
         var tickerSnapshots: Set<String> = []
+        /// Hyperliquid: followed accounts (lowercased): equity, open orders, and fills, newest first.
+        var leaders: [String: Leader] = [:]
+    }
+
+    /// A Hyperliquid account others follow: what `clearinghouseState`, `frontendOpenOrders` and
+    /// `userFills` show of it.
+    struct Leader {
+        var equity: Money = 0
+        var openOrders: [String] = []
+        var fills: [String] = []
     }
 
     public let venue: Venue
@@ -303,6 +313,7 @@ public final class FakeExchange: Sendable {
                         ?? self.hyperliquidAnswer(text, connection: id)
                     {
                         continuation.yield(answer)
+                        if let snapshot = self.leaderSnapshot(text) { continuation.yield(snapshot) }
                     }
                 }
             }
@@ -350,10 +361,16 @@ public final class FakeExchange: Sendable {
         else { return nil }
         if method == "ping" { return #"{"channel":"pong"}"# }
         guard method == "subscribe", let subscription = object["subscription"] as? [String: Any],
-            let type = subscription["type"] as? String, let coin = subscription["coin"] as? String
+            let type = subscription["type"] as? String,
+            let coin = subscription["coin"] as? String ?? subscription["user"] as? String
         else { return #"{"channel":"error","data":"Error parsing JSON into valid websocket request: \#(text)"}"# }
         let name: String
         switch type {
+        case "userFills":
+            guard coin.count == 42, coin.hasPrefix("0x") else {
+                return #"{"channel":"error","data":"Invalid subscription: \#(text)"}"#
+            }
+            name = "fills:\(coin.lowercased())"
         case "candle":
             guard let interval = subscription["interval"] as? String, HyperliquidMessages.intervals.contains(interval)
             else { return #"{"channel":"error","data":"Invalid subscription: \#(text)"}"# }
@@ -366,6 +383,55 @@ public final class FakeExchange: Sendable {
             (try? JSONSerialization.data(withJSONObject: subscription, options: [.sortedKeys]))
             .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
         return #"{"channel":"subscriptionResponse","data":{"method":"subscribe","subscription":\#(echoed)}}"#
+    }
+
+    /// A `userFills` subscription's first push: the account's recent fills, `isSnapshot: true`.
+    func leaderSnapshot(_ text: String) -> String? {
+        guard venue == .hyperliquid, text.contains(#""userFills""#),
+            let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+            let user = (object["subscription"] as? [String: Any])?["user"] as? String
+        else { return nil }
+        let fills = state.withLock { $0.leaders[user.lowercased()]?.fills ?? [] }
+        return
+            #"{"channel":"userFills","data":{"isSnapshot":true,"user":"\#(user.lowercased())","fills":[\#(fills.joined(separator: ","))]}}"#
+    }
+
+    // MARK: Followed accounts (Hyperliquid)
+
+    /// A followed account's equity and open orders (`frontendOpenOrders` rows, as JSON).
+    public func setLeader(_ user: String, equity: Money, openOrders: [String] = []) {
+        state.withLock {
+            $0.leaders[user.lowercased(), default: Leader()].equity = equity
+            $0.leaders[user.lowercased(), default: Leader()].openOrders = openOrders
+        }
+    }
+
+    /// A fill of a followed account: kept in its history (newest first), and pushed to those who
+    /// follow it unless `push` is false (a fill made while nobody listened).
+    public func leaderFill(_ user: String, fill: LeaderFill, push: Bool = true) {
+        let row = String(decoding: try! JSONEncoder().encode(fill), as: UTF8.self)
+        state.withLock { state in
+            state.leaders[user.lowercased(), default: Leader()].fills.insert(row, at: 0)
+            guard push else { return }
+            let text = #"{"channel":"userFills","data":{"user":"\#(user.lowercased())","fills":[\#(row)]}}"#
+            for connection in state.connections.values
+            where connection.subscriptions.contains("fills:\(user.lowercased())") {
+                connection.outgoing.yield(text)
+            }
+        }
+    }
+
+    /// Pushes fills already played again (a duplicate or out-of-order delivery), in the order given.
+    public func replayLeaderFills(_ user: String, _ fills: [LeaderFill]) {
+        let rows = fills.map { String(decoding: try! JSONEncoder().encode($0), as: UTF8.self) }
+        let text =
+            #"{"channel":"userFills","data":{"user":"\#(user.lowercased())","fills":[\#(rows.joined(separator: ","))]}}"#
+        state.withLock { state in
+            for connection in state.connections.values
+            where connection.subscriptions.contains("fills:\(user.lowercased())") {
+                connection.outgoing.yield(text)
+            }
+        }
     }
 
     /// `POST /info`: `candleSnapshot` (at most 5,000, oldest first) and `fundingHistory` (at most 500,
@@ -389,6 +455,15 @@ public final class FakeExchange: Sendable {
                 hyperliquidCandle($0, coin: coin, interval: interval)
             }
             return json("[" + rows.joined(separator: ",") + "]")
+        case "clearinghouseState", "frontendOpenOrders":
+            guard let user = (object["user"] as? String)?.lowercased(), user.count == 42 else {
+                return respond(unreadable)
+            }
+            let leader = state.withLock { $0.leaders[user] } ?? Leader()
+            if type == "frontendOpenOrders" { return json("[" + leader.openOrders.joined(separator: ",") + "]") }
+            return json(
+                #"{"marginSummary":{"accountValue":"\#(leader.equity)","totalNtlPos":"0.0","totalRawUsd":"\#(leader.equity)","totalMarginUsed":"0.0"},"crossMarginSummary":{"accountValue":"\#(leader.equity)","totalNtlPos":"0.0","totalRawUsd":"\#(leader.equity)","totalMarginUsed":"0.0"},"crossMaintenanceMarginUsed":"0.0","withdrawable":"\#(leader.equity)","assetPositions":[],"time":\#(Int64(Date().timeIntervalSince1970 * 1000))}"#
+            )
         case "fundingHistory":
             guard let coin = object["coin"] as? String, let start = (object["startTime"] as? NSNumber)?.int64Value
             else { return respond(unreadable) }

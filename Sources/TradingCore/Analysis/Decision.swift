@@ -64,8 +64,14 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
     public var attempts: Int
     /// Close time of the last candle the inputs saw (ms since 1970).
     public var candleTime: Int64
-    /// The id of the message that asked (a signal, or a scan).
+    /// The id of the message that asked (a signal, a scan, or a leader's fill).
     public var requestID: String
+    /// The size asked for (copy-trading: the leader's position scaled to ours). The risk gateway takes
+    /// the smaller of it and the size its own limits allow; nil: the gateway's size.
+    public var quantity: Double?
+    /// Only closes (copy-trading: a leader's close): the executor closes an open position on the other
+    /// side and never opens one; with none open it records the decision as nothing to close.
+    public var closeOnly: Bool
 
     /// A `DecisionPayload` with the fields given.
     public init(
@@ -76,8 +82,12 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
         promptVersion: String,
         attempts: Int,
         candleTime: Int64,
-        requestID: String
+        requestID: String,
+        quantity: Double? = nil,
+        closeOnly: Bool = false
     ) {
+        self.quantity = quantity
+        self.closeOnly = closeOnly
         self.symbol = symbol
         self.proposal = proposal
         self.provider = provider
@@ -119,7 +129,8 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case symbol, provider, model, attempts
+        case symbol, provider, model, attempts, quantity
+        case closeOnly = "close_only"
         case promptVersion = "prompt_version"
         case candleTime = "candle_time"
         case requestID = "request_id"
@@ -135,6 +146,8 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
         attempts = try container.decode(Int.self, forKey: .attempts)
         candleTime = try container.decode(Int64.self, forKey: .candleTime)
         requestID = try container.decode(String.self, forKey: .requestID)
+        quantity = try container.decodeIfPresent(Double.self, forKey: .quantity)
+        closeOnly = try container.decodeIfPresent(Bool.self, forKey: .closeOnly) ?? false
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -147,6 +160,8 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
         try container.encode(attempts, forKey: .attempts)
         try container.encode(candleTime, forKey: .candleTime)
         try container.encode(requestID, forKey: .requestID)
+        try container.encodeIfPresent(quantity, forKey: .quantity)
+        if closeOnly { try container.encode(true, forKey: .closeOnly) }
     }
 }
 

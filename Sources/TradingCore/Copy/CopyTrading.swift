@@ -188,6 +188,14 @@ public struct CopyBook: Sendable {
 
     public init() {}
 
+    /// Marks a fill as seen without deciding on it (history from before we followed).
+    public mutating func remember(_ fill: LeaderFill, leader: Leader) {
+        seen.insert("\(leader.address)|\(fill.tid)")
+        let key = Key(leader: leader.address, coin: fill.coin)
+        if let last = newest[key], (fill.time, fill.tid) < (last.time, last.tid) { return }
+        newest[key] = (fill.time, fill.tid)
+    }
+
     /// Our position copied from `leader` in `coin`.
     public func position(leader: String, coin: String) -> Money { ours["\(leader.lowercased())|\(coin)"] ?? 0 }
 
@@ -249,4 +257,144 @@ public struct CopyBook: Sendable {
         ours[ourKey] = ourTo == 0 ? nil : ourTo
         return CopyDecision(leader: leader, fill: fill, move: move, ourFrom: ourFrom, ourTo: ourTo, stopLoss: stop)
     }
+}
+
+/// One decision for the executor made from a copied move: its id and what it asks.
+public struct CopyOrder: Sendable, Hashable {
+    /// `copy:<leader>:<tid>`, and `…:close` for the closing half of a flip.
+    public var id: String
+    public var payload: DecisionPayload
+
+    /// A `CopyOrder` with the fields given.
+    public init(id: String, payload: DecisionPayload) {
+        self.id = id
+        self.payload = payload
+    }
+}
+
+extension CopyDecision {
+    /// The version recorded with every copied decision.
+    public static let version = "copy-v1"
+
+    /// What the executor is asked, in order, for this move on `symbol` (our name for the coin):
+    /// - open: LONG or SHORT of our size, entered at the leader's price (the gateway refuses it when the
+    ///   venue's price has moved too far since), with the stop and a target `targetR` times the stop's
+    ///   distance away (the leader's exit, copied, normally comes first);
+    /// - close: the other side, close-only, so it never opens a position;
+    /// - flip: the close, then the open of the new side;
+    /// - add and reduce: HOLD, recorded with the reason: the executor holds one position a symbol at the
+    ///   size it entered with and does not resize it.
+    /// `candleTime` is the fill's time: the gateway's freshness check runs from the leader's fill.
+    public func orders(symbol: String, leverage: Int, targetR: Double, stopFraction: Money) -> [CopyOrder] {
+        let price = fill.price.doubleValue
+        let leaderFill =
+            "\(leader.address) \(fill.isBuy ? "bought" : "sold") \(fill.size) \(fill.coin) at \(fill.price) (tid \(fill.tid), position \(fill.startPosition) → \(fill.endPosition))"
+        func payload(_ proposal: TradeProposal, quantity: Double? = nil, closeOnly: Bool = false) -> DecisionPayload {
+            DecisionPayload(
+                symbol: symbol,
+                proposal: proposal,
+                provider: "copy",
+                model: leader.address,
+                promptVersion: Self.version,
+                attempts: 0,
+                candleTime: fill.time,
+                requestID: "hyperliquid-fill:\(leader.address):\(fill.tid)",
+                quantity: quantity,
+                closeOnly: closeOnly
+            )
+        }
+        func entry(_ side: TradeAction, size: Money, stop: Money) -> DecisionPayload {
+            let distance = (price - stop.doubleValue).magnitude
+            return payload(
+                TradeProposal(
+                    action: side,
+                    confidence: 1,
+                    leverage: leverage,
+                    entry: price,
+                    stopLoss: stop.doubleValue,
+                    takeProfit: side == .long
+                        ? price + targetR * distance : max(price - targetR * distance, price / 1e6),
+                    reasoning: "copy \(move.rawValue): \(leaderFill); ours \(ourFrom) → \(ourTo)"
+                ),
+                quantity: size.magnitude.doubleValue
+            )
+        }
+        func close(_ heldLong: Bool) -> DecisionPayload {
+            // The other side's shape (stop beyond the price, target inside it); close-only, it only closes.
+            let away = price * stopFraction.doubleValue
+            return payload(
+                TradeProposal(
+                    action: heldLong ? .short : .long,
+                    confidence: 1,
+                    leverage: 1,
+                    entry: price,
+                    stopLoss: heldLong ? price + away : price - away,
+                    takeProfit: heldLong ? price - away : price + away,
+                    reasoning: "copy \(move.rawValue): close: \(leaderFill)"
+                ),
+                closeOnly: true
+            )
+        }
+        let from = fill.startPosition
+        switch move {
+        case .open:
+            guard let stop = stopLoss, ourTo != 0 else { return [] }
+            return [CopyOrder(id: id, payload: entry(ourTo > 0 ? .long : .short, size: ourTo, stop: stop))]
+        case .close:
+            return [CopyOrder(id: id, payload: close(from > 0))]
+        case .flip:
+            guard let stop = stopLoss, ourTo != 0 else { return [CopyOrder(id: id, payload: close(from > 0))] }
+            return [
+                CopyOrder(id: id + ":close", payload: close(from > 0)),
+                CopyOrder(id: id, payload: entry(ourTo > 0 ? .long : .short, size: ourTo, stop: stop)),
+            ]
+        case .add, .reduce:
+            return [
+                CopyOrder(
+                    id: id,
+                    payload: payload(
+                        .hold(
+                            "copy \(move.rawValue) not followed: the executor holds one position a symbol at its entry size and does not resize it; \(leaderFill)"
+                        )
+                    )
+                )
+            ]
+        }
+    }
+}
+
+/// A followed trader's account as the venue shows it: equity, and the stop trigger in each coin where
+/// they have one (a reduce-only stop order).
+public struct LeaderAccount: Sendable, Hashable {
+    public var equity: Money
+    public var stops: [String: Money]
+
+    /// A `LeaderAccount` with the fields given.
+    public init(equity: Money, stops: [String: Money] = [:]) {
+        self.equity = equity
+        self.stops = stops
+    }
+}
+
+/// Fills of one leader as a stream delivers them: the first batch is the snapshot of recent history.
+public struct LeaderFillBatch: Sendable, Hashable {
+    public var leader: String
+    public var fills: [LeaderFill]
+    public var snapshot: Bool
+
+    /// A `LeaderFillBatch` with the fields given.
+    public init(leader: String, fills: [LeaderFill], snapshot: Bool) {
+        self.leader = leader.lowercased()
+        self.fills = fills
+        self.snapshot = snapshot
+    }
+}
+
+/// Port: a venue where traders' fills and accounts are public (Hyperliquid).
+public protocol LeaderSource: Sendable {
+    /// The leader's account now.
+    func account(_ leader: String) async throws -> LeaderAccount
+    /// One connection: the leaders' fills as they happen, each leader's snapshot first. Returns when the
+    /// venue closed it; the caller reconnects.
+    func fills(_ leaders: [String], receive: @escaping @Sendable (LeaderFillBatch) async throws -> Void) async throws
 }

@@ -316,12 +316,18 @@ public struct RiskGateway: Sendable {
         let affordable =
             atRisk * price <= atMargin * perUnit
             ? atRisk.divided(by: perUnit, rounding: .down) : atMargin.divided(by: price, rounding: .down)
-        let quantity = filters.quantity(min(affordable, filters.maxQuantity))
+        // A size asked for (a copied position) is taken when the limits allow it, else cut to them.
+        let requested = d.quantity.flatMap(Money.init(finite:))
+        if let asked = d.quantity, !(requested.map { $0 > 0 } ?? false) {
+            return .failure(RiskRejection(.invalidDecision, "the quantity asked for (\(asked)) is not positive"))
+        }
+        let quantity = filters.quantity(min(affordable, filters.maxQuantity, requested ?? affordable))
         guard quantity >= filters.minQuantity, quantity > 0 else {
             return .failure(
                 RiskRejection(
                     .size,
                     "the size \(quantity) is below the venue's minimum quantity \(filters.minQuantity)"
+                        + (requested.map { " (\($0) asked for)" } ?? "")
                 )
             )
         }

@@ -225,11 +225,40 @@ public actor TradeExecutor {
             try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
             return .hold
         }
-        let positions = try await venuePositionsInStore()
-        let inFlight = try await ordersInFlight()
-        if let open = positions.first(where: { $0.symbol == d.symbol }), settings.closeOnOpposite,
-            (open.side == .long) != (d.action == .long)
+        var positions = try await venuePositionsInStore()
+        var inFlight = try await ordersInFlight()
+        if d.closeOnly, !positions.contains(where: { $0.symbol == d.symbol }),
+            inFlight.contains(where: { $0.symbol == d.symbol && $0.purpose == .entry })
         {
+            // An entry on its way: whether there is something to close is in its fill. Read it first;
+            // still unknown, the decision waits for a redelivery rather than dropping the close.
+            try await processVenueEvents()
+            positions = try await venuePositionsInStore()
+            inFlight = try await ordersInFlight()
+            if !positions.contains(where: { $0.symbol == d.symbol }),
+                let entry = inFlight.first(where: { $0.symbol == d.symbol && $0.purpose == .entry })
+            {
+                throw VenueError(
+                    .unreachable,
+                    "the entry \(entry.clientOrderID) is still in flight; the close waits for its fill"
+                )
+            }
+        }
+        let open = positions.first(where: { $0.symbol == d.symbol })
+        if d.closeOnly, open.map({ ($0.side == .long) == (d.action == .long) }) ?? true {
+            // A close with nothing on the other side to close: it never opens one.
+            let reason =
+                open == nil
+                ? "nothing to close: no \(d.symbol) position is open"
+                : "nothing to close: the open \(d.symbol) position is on the \(d.action.rawValue) side already"
+            try await store.recordDecisionOutcome(
+                id: intent.decisionID,
+                DecisionOutcome(status: .hold, reason: reason, time: now())
+            )
+            try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
+            return .hold
+        }
+        if let open, settings.closeOnOpposite || d.closeOnly, (open.side == .long) != (d.action == .long) {
             // An exit moves money too: it passes the gateway's checks for exits first.
             if let rejection = gateway.checkExit(intent, now: now()) {
                 return try await reject(intent, rejection, correlationID: correlationID)
