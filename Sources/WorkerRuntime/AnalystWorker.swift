@@ -57,6 +57,8 @@ public struct AnalystConfiguration: Sendable {
     }
 
     public var framework: TradingFramework
+    /// `ANALYST_PROVIDERS=copy`: decisions come from followed leaders' fills (``CopyConfiguration``).
+    public var copying: Bool
     public var models: [ModelSpec]
     public var rulesFallback: Bool
     public var resilience: ResilientModel.Settings
@@ -94,11 +96,21 @@ public struct AnalystConfiguration: Sendable {
         let providersText = try config.string(
             "ANALYST_PROVIDERS",
             default: "rules",
-            help: "comma-separated: rules, openai, anthropic"
+            help: "comma-separated: rules, openai, anthropic; or copy, alone"
         )!
         let providers = providersText.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-        for provider in providers where !["rules", "openai", "anthropic"].contains(provider) {
-            throw ConfigError(key: "ANALYST_PROVIDERS", message: "'\(provider)' is not one of rules, openai, anthropic")
+        for provider in providers where !["rules", "openai", "anthropic", "copy"].contains(provider) {
+            throw ConfigError(
+                key: "ANALYST_PROVIDERS",
+                message: "'\(provider)' is not one of rules, openai, anthropic, copy"
+            )
+        }
+        if providers.contains("copy") && providers.count > 1 {
+            throw ConfigError(
+                key: "ANALYST_PROVIDERS",
+                message:
+                    "copy runs alone (its decisions come from leaders' fills, not signals); run another ai-analyst for \(providers.filter { $0 != "copy" }.joined(separator: ","))"
+            )
         }
         var models: [ModelSpec] = []
         if providers.contains("openai") {
@@ -226,6 +238,7 @@ public struct AnalystConfiguration: Sendable {
         }
         var configuration = AnalystConfiguration(
             framework: framework,
+            copying: providers == ["copy"],
             models: models,
             rulesFallback: try config.choice(
                 "ANALYST_FALLBACK",

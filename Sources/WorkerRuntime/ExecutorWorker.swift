@@ -245,10 +245,12 @@ public struct ExecutorConfiguration: Sendable {
             0...0.5,
             "price move since the decision"
         )
+        // At most 5 %: a limit written in percent where a fraction belongs (0.5 for 0.5 %, a hundred
+        // times too lenient) is refused at start, never used.
         limits.maxPriceDeviationFraction = try fraction(
             "MAX_PRICE_DEVIATION_PERCENT",
             0.005,
-            0...0.5,
+            0...0.05,
             "venue against reference price"
         )
         limits.liquidationBufferFraction = try fraction(

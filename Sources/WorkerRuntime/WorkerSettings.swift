@@ -88,10 +88,13 @@ public struct AnalystWorkerSettings: Sendable {
     public var shadowStore: SQLTradeStore?
     /// `REPLAY_LOCKSTEP`.
     public var lockstep: Bool
+    /// `ANALYST_PROVIDERS=copy`: whom to follow and how.
+    public var copy: CopyConfiguration?
 
     /// Reads and checks them; an invalid value names its key and range.
     public static func read(_ config: SettingsReader) throws -> Self {
         let analyst = try AnalystConfiguration.read(config)
+        let copy = analyst.copying ? try CopyConfiguration.read(config, framework: analyst.framework) : nil
         return Self(
             dependencies: try WorkerDependencies.configure(
                 [.bus, .cache, .store],
@@ -100,7 +103,8 @@ public struct AnalystWorkerSettings: Sendable {
             ),
             analyst: analyst,
             shadowStore: analyst.shadow == nil ? nil : try Infrastructure.store(config, key: "SHADOW_DATABASE_URL"),
-            lockstep: try ReplayLockstep.read(config)
+            lockstep: try ReplayLockstep.read(config),
+            copy: copy
         )
     }
 }

@@ -12,13 +12,41 @@ import WorkerRuntime
 let status = await WorkerMain.run(
     worker: "ai-analyst",
     defaultPort: 9103,
-    summary: "trade decisions from signals: rules, OpenAI-compatible and Anthropic analysts",
+    summary: "trade decisions from signals (rules, OpenAI-compatible and Anthropic analysts) or copied leaders",
     configure: { try AnalystWorkerSettings.read($0) },
     start: { settings, context in
         try await settings.dependencies.connect(context)
         let bus = settings.dependencies.bus!
         let cache = settings.dependencies.cache!
         let store = settings.dependencies.store!
+        // ANALYST_PROVIDERS=copy: decisions from followed leaders' fills on Hyperliquid, not from signals.
+        if let copy = settings.copy {
+            let analyst = CopyAnalyst(
+                source: HyperliquidLeaders(
+                    webSocketURL: copy.webSocketURL,
+                    restURL: copy.restURL,
+                    logger: context.logger
+                ),
+                bus: bus,
+                store: store,
+                settings: copy.settings,
+                origin: context.settings.instance,
+                logger: context.logger
+            )
+            return WorkerPlan(
+                services: [CopyAnalystService(analyst: analyst)],
+                checks: { await settings.dependencies.checks() },
+                status: {
+                    [
+                        "worker": "ai-analyst", "analysts": "copy",
+                        "leaders": copy.settings.leaders.map(\.address).joined(separator: ","),
+                        "copied": "\(await analyst.published)",
+                    ]
+                },
+                heartbeatBus: bus,
+                shutdown: { await settings.dependencies.close() }
+            )
+        }
         try await bus.declare(SignalAnalyst.signalQueue)
         // REPLAY_LOCKSTEP: the market's clock, moved by each signal; a watermark after each.
         let lockstep: LockstepProgress? = ReplayLockstep.progress(

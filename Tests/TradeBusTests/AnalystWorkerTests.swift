@@ -161,6 +161,19 @@ struct AnalystWorkerTests {
         for (settings, key) in [
             (["ANALYST_PROVIDERS": "rules,gemini"], "ANALYST_PROVIDERS"),
             (["ANALYST_PROVIDERS": "anthropic"], "ANTHROPIC_API_KEY"),
+            (["ANALYST_PROVIDERS": "copy"], "COPY_LEADERS"),
+            (["ANALYST_PROVIDERS": "copy,rules"], "copy runs alone"),
+            (["ANALYST_PROVIDERS": "copy", "COPY_LEADERS": "0x1234:0.5"], "COPY_LEADERS: 0x1234 is not an address"),
+            (
+                ["ANALYST_PROVIDERS": "copy", "COPY_LEADERS": "0xabcdefabcdefabcdefabcdefabcdefabcdef0001:2"],
+                "must be in (0, 1]"
+            ),
+            (
+                [
+                    "ANALYST_PROVIDERS": "copy", "COPY_LEADERS": "0xabcdefabcdefabcdefabcdefabcdefabcdef0001",
+                    "COPY_SIZING": "martingale",
+                ], "COPY_SIZING"
+            ),
             (["MIN_AI_CONFIDENCE": "1.5"], "MIN_AI_CONFIDENCE"),
             (["MIN_STOP_LOSS_PERCENT": "0.1", "MAX_STOP_LOSS_PERCENT": "0.05"], "MIN_STOP_LOSS_PERCENT"),
             (["LLM_PRICE_PER_MTOK": "cheap"], "LLM_PRICE_PER_MTOK"),

@@ -56,6 +56,7 @@ extension MarketDataSystemTests {
                     "ANALYST_SHADOW": "openai:gpt-4.1-mini@analyst-v2", "ANALYST_CANARY_PERCENT": "5",
                     "SHADOW_DATABASE_URL": "postgres://tradebus:secret@postgres.example:5432/shadow",
                 ],
+                ["ANALYST_PROVIDERS": "copy", "COPY_LEADERS": "0xabcdefabcdefabcdefabcdefabcdefabcdef0001:0.5"],
             ],
             "executor": [
                 [:],

@@ -464,7 +464,9 @@ extension MarketDataSystemTests {
                 // A percentage where a fraction belongs: refused, never used.
                 (["MAX_STOP_LOSS_PERCENT": "5"], "write 0.05 for 5 %"),
                 (["DAILY_LOSS_LIMIT_PERCENT": "3"], "DAILY_LOSS_LIMIT_PERCENT"),
-                (["MAX_PRICE_DEVIATION_PERCENT": "0.6"], "MAX_PRICE_DEVIATION_PERCENT"),
+                (["MAX_PRICE_DEVIATION_PERCENT": "0.06"], "MAX_PRICE_DEVIATION_PERCENT"),
+                // 0.5 meant as 0.5 %: a hundred times the default's units, refused.
+                (["MAX_PRICE_DEVIATION_PERCENT": "0.5"], "MAX_PRICE_DEVIATION_PERCENT"),
                 (["ADOPT_POLICY": "keep"], "ADOPT_POLICY"),
                 (["RECONCILE_INTERVAL_SECONDS": "1"], "RECONCILE_INTERVAL_SECONDS"),
             ] {

@@ -228,3 +228,70 @@ struct CopyTradingTests {
 
     func ms(_ seconds: Double) -> String { String(format: "%.1f", seconds * 1000) }
 }
+
+/// Following on Hyperliquid, trading on Binance: the deviation guard compares our venue's price with the
+/// leader's venue (`REFERENCE_VENUE=hyperliquid`), at its boundary.
+@Suite("Copy-trading across venues: the deviation guard at its boundary")
+struct CrossVenueCopyTests {
+    @Test(
+        "Binance at the limit from Hyperliquid's price passes; a hair above is refused with the reason",
+        arguments: [("100500", true), ("100500.1", false), ("99500", true), ("99499.9", false)]
+    )
+    func boundary(binance: String, passes: Bool) async throws {
+        let world = try await BinanceWorld()
+        let price = Money(string: binance)!
+        world.server.setMark("BTCUSDT", price)
+        let (executor, _) = try await world.restart { settings in
+            settings.referenceVenue = "hyperliquid"
+            settings.limits.requireReferencePrice = true
+            settings.limits.maxPriceDeviationFraction = 0.005
+        }
+        // The leader's venue's latest price, as its feed writes it.
+        let hyperliquid = FeedOutput(
+            venue: "hyperliquid",
+            source: "test",
+            bus: world.bus,
+            cache: world.cache,
+            logger: Logger(label: "test")
+        )
+        await hyperliquid.setLatestPrice(symbol: "BTCUSDT", price: 100_000, time: Date())
+        var book = CopyBook()
+        let leader = Leader(address: CopyTradingTests.leader, weight: 1)
+        let fill = LeaderFill(
+            coin: "BTC",
+            price: price,
+            size: 2,
+            isBuy: true,
+            startPosition: 0,
+            time: Int64(Date().timeIntervalSince1970 * 1000),
+            tid: 77
+        )
+        let decision = try #require(
+            try book.take(
+                fill,
+                leader: leader,
+                sizing: CopySizing(mode: .proportional),
+                ourEquity: 10_000,
+                leaderEquity: 1_000_000,
+                leaderStop: price * Money(string: "0.98")!
+            )
+        )
+        let order = try #require(
+            decision.orders(symbol: "BTCUSDT", leverage: 3, targetR: 3, stopFraction: 0.07).first
+        )
+        let outcome = try await executor.execute(
+            OrderIntent(decisionID: order.id, decision: order.payload, decidedAt: Date()),
+            correlationID: order.id
+        )
+        let recorded = try #require(try await world.store.decision(id: order.id)?.outcome)
+        if passes {
+            #expect(outcome == .ordered(clientOrderID: ClientOrderID.make(decisionID: order.id, purpose: .entry)))
+            #expect(recorded.status == .ordered)
+        } else {
+            #expect(outcome == .rejected(.priceDeviation))
+            #expect(recorded.status == .refused && recorded.code == "price_deviation")
+            #expect(recorded.reason?.contains("from the reference 100000") == true, "\(recorded.reason ?? "")")
+        }
+        await world.server.stop()
+    }
+}
