@@ -575,14 +575,21 @@ struct Backtest: AsyncParsableCommand {
             """
     )
 
-    enum AnalystChoice: String, ExpressibleByArgument, CaseIterable { case rules, recorded }
+    enum AnalystChoice: String, ExpressibleByArgument, CaseIterable { case rules, recorded, copy }
 
     @Option(help: "Candle file: 6-column CSV, Binance 12-column kline CSV, or freqtrade JSON.") var data: String
     @Option(help: "Symbol (default: the file name up to its first '-').") var symbol: String?
     @Option(help: "Interval (default: detected from the candles).") var interval: String?
     @Option(
-        help: "rules: the deterministic rules analyst; recorded: the decisions stored in DATABASE_URL, point in time."
+        help:
+            "rules: the deterministic rules analyst; recorded: the decisions stored in DATABASE_URL, point in time; copy: a leader's fills (--leader-fills)."
     ) var analyst: AnalystChoice = .rules
+    @Option(
+        help:
+            "With --analyst copy: the JSON array Hyperliquid's userFills returns (newest first: coin, px, sz, side, dir, startPosition, time, tid)."
+    ) var leaderFills: String?
+    @Option(help: "With --analyst copy and COPY_SIZING=proportional: the leader's equity, USD.") var leaderEquity:
+        Double?
     @Flag(help: "Print one JSON object.") var json = false
     @Option(help: "Write the trades as CSV.") var tradesOut: String?
     @Option(help: "Draw the equity curve and drawdown as SVG, and as a PNG beside it.") var plot: String?
@@ -611,6 +618,7 @@ struct Backtest: AsyncParsableCommand {
         var lookAhead: String?
         switch analyst {
         case .rules: choice = .rules
+        case .copy: choice = .copy(try copyReplay())
         case .recorded:
             let store = try Infrastructure.store(try SettingsReader())
             let records: [DecisionRecord]
@@ -662,6 +670,39 @@ struct Backtest: AsyncParsableCommand {
             await store.close()
             if !json { print("  saved as \(record.id)") }
         }
+    }
+
+    /// `--analyst copy`: the leader's fills and the copy settings (COPY_SIZING, COPY_LEVERAGE, …).
+    func copyReplay() throws -> Backtester.CopyReplay {
+        guard let leaderFills else {
+            throw ValidationError("--analyst copy needs --leader-fills FILE (the JSON array userFills returns)")
+        }
+        let fills: [LeaderFill]
+        do { fills = try LeaderFill.read(try Data(contentsOf: URL(fileURLWithPath: leaderFills))) } catch {
+            throw ValidationError("--leader-fills \(leaderFills) is not a userFills JSON array: \(error)")
+        }
+        var environment = ProcessInfo.processInfo.environment
+        // The leader is whoever the file belongs to; COPY_LEADERS is not needed to replay it.
+        environment["COPY_LEADERS"] = environment["COPY_LEADERS"] ?? "0x" + String(repeating: "0", count: 40)
+        let config = try SettingsReader(environment: environment)
+        let copy = try CopyConfiguration.read(config, framework: try TradingFramework.read(config))
+        if copy.settings.sizing.mode == .proportional && leaderEquity == nil {
+            throw ValidationError(
+                "COPY_SIZING=proportional needs --leader-equity USD (the leader's account value); or COPY_SIZING=fixed_notional|fixed_risk"
+            )
+        }
+        guard leaderEquity.map({ $0 > 0 && $0.isFinite }) ?? true else {
+            throw ValidationError("--leader-equity must be a positive number of USD")
+        }
+        return Backtester.CopyReplay(
+            fills: fills,
+            leader: copy.settings.leaders.first ?? Leader(address: "0x" + String(repeating: "0", count: 40), weight: 1),
+            sizing: copy.settings.sizing,
+            capital: environment["COPY_CAPITAL"] == nil ? nil : copy.settings.capital,
+            leaderEquity: leaderEquity.flatMap(Money.init(finite:)),
+            leverage: copy.settings.leverage,
+            targetR: copy.settings.targetR
+        )
     }
 
     /// The sweep's axes and every combination of their values.

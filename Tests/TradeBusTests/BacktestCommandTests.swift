@@ -324,6 +324,54 @@ extension MarketDataSystemTests {
             }
         }
 
+        @Test(
+            "--analyst copy --leader-fills: the recorded leader's BTC fills make a long and, after the flip, a short; the sizing's needs are named"
+        )
+        func copyLeader() async throws {
+            let fixtures = TestServices.repositoryRoot.appendingPathComponent("Tests/Fixtures/hyperliquid")
+            let fills = try LeaderFill.read(Data(contentsOf: fixtures.appendingPathComponent("leader-fills.json")))
+                .filter { $0.coin == "BTC" }
+            let first = fills[0].time - fills[0].time % 60_000 - 5 * 60_000
+            let rows = (0..<35).map { minute in
+                let open = first + Int64(minute) * 60_000
+                let price = (fills.last { $0.time < open }?.price ?? fills[0].price).doubleValue
+                return "\(open),\(price),\(price * 1.001),\(price * 0.999),\(price),5"
+            }
+            let candles = temporary("BTCUSDT-1m.csv")
+            try ("open_time,open,high,low,close,volume\n" + rows.joined(separator: "\n") + "\n")
+                .write(toFile: candles, atomically: true, encoding: .utf8)
+            let fillsFile = fixtures.appendingPathComponent("leader-fills.json").path
+            let trades = temporary("copy-trades.csv")
+            _ = try await Command.run(
+                tradebus,
+                [
+                    "backtest", "--data", candles, "--symbol", "BTCUSDT", "--analyst", "copy", "--leader-fills",
+                    fillsFile, "--leader-equity", "100000", "--trades-out", trades,
+                ],
+                environment: defaults
+            )
+            let lines = try String(contentsOfFile: trades, encoding: .utf8).split(separator: "\n").dropFirst()
+            #expect(lines.map { $0.split(separator: ",")[2] } == ["LONG", "SHORT"], "\(lines)")
+            await #expect {
+                try await Command.run(
+                    tradebus,
+                    ["backtest", "--data", candles, "--analyst", "copy", "--leader-fills", fillsFile],
+                    environment: defaults
+                )
+            } throws: { error in
+                "\(error)".contains("--leader-equity")
+            }
+            await #expect {
+                try await Command.run(
+                    tradebus,
+                    ["backtest", "--data", candles, "--analyst", "copy"],
+                    environment: defaults
+                )
+            } throws: { error in
+                "\(error)".contains("--leader-fills")
+            }
+        }
+
         @Test("--json has every key of the contract; a second run gives the same figures (deterministic)")
         func json() async throws {
             let first = try await Command.run(tradebus, ["backtest", "--data", data, "--json"], environment: defaults)

@@ -147,3 +147,49 @@ struct CopyTradingTests {
         #expect(throws: CopyError.self) { try Leader.parse("0x1111111111111111111111111111111111111111:2") }
     }
 }
+
+/// `tradebus backtest --analyst copy`: the recorded leader's fills replayed against candles.
+@Suite("Copy-trading backtest: a leader judged before anyone follows them")
+struct CopyBacktestTests {
+    /// One-minute candles from five minutes before the leader's first fill to half an hour after, each
+    /// at the price of the leader's latest fill before it.
+    static func candles() -> [Candle] {
+        let fills = CopyTradingTests.fills.filter { $0.coin == "BTC" }
+        let first = fills[0].time - fills[0].time % 60_000 - 5 * 60_000
+        return (0..<35).map { minute in
+            let open = first + Int64(minute) * 60_000
+            let price = (fills.last { $0.time < open }?.price ?? fills[0].price).doubleValue
+            return Candle(openTime: open, open: price, high: price * 1.001, low: price * 0.999, close: price, volume: 5)
+        }
+    }
+
+    @Test(
+        "each BTC fill is decided at the first candle closing after it: long, HOLD for the add and the reduce, the flip closes and goes short, the close closes; a repeated tid counts once"
+    )
+    func replay() throws {
+        let fills = CopyTradingTests.fills
+        let replay = Backtester.CopyReplay(
+            fills: try LeaderFill.read(try JSONEncoder().encode(fills + fills)),  // every fill twice
+            leader: CopyTradingTests.leader,
+            sizing: CopySizing(mode: .proportional),
+            leaderEquity: 100_000
+        )
+        #expect(replay.fills(of: "BTCUSDT").count == 5 && replay.fills(of: "ETHUSDT").count == 1)
+        let candles = Self.candles()
+        let outcome = try Backtester(settings: Backtester.Settings(), analyst: .copy(replay))
+            .run(candles, symbol: "BTCUSDT", interval: "1m")
+        #expect(outcome.decisions == 5)
+        let trades = outcome.trades
+        #expect(trades.map(\.side) == [.long, .short], "\(trades.map { "\($0.side) \($0.exitReason)" })")
+        guard trades.count == 2 else { return }
+        let btc = fills.filter { $0.coin == "BTC" }
+        func time(_ millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
+        // Entered on the candle after the one closing after the leader's open; out after the flip.
+        #expect(trades[0].entryTime > time(btc[0].time) && trades[0].entryTime <= time(btc[0].time + 180_000))
+        #expect(trades[0].exitTime > time(btc[3].time) && trades[0].exitTime <= time(btc[3].time + 180_000))
+        #expect(trades[1].entryTime >= trades[0].exitTime)
+        #expect(trades[1].exitTime > time(btc[4].time) && trades[1].exitTime <= time(btc[4].time + 180_000))
+        // A tenth of the leader's 1 BTC asked for; the gateway's 1 % risk at a 7 % stop allows less.
+        #expect(trades.allSatisfy { $0.quantity > 0 && $0.quantity <= Money(string: "0.1")! })
+    }
+}

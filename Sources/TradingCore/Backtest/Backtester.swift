@@ -123,6 +123,51 @@ public struct Backtester: Sendable {
         case rules
         /// Decisions an earlier run recorded, each replayed at the candle it was made on.
         case recorded([DecisionRecord])
+        /// A leader's recorded fills, copied: each decided at the first candle closing after it.
+        case copy(CopyReplay)
+    }
+
+    /// A leader's fills to copy in a backtest, and how (``CopyBook``, ``CopyDecision/orders``).
+    public struct CopyReplay: Sendable {
+        /// The fills, oldest first, each `tid` once (``LeaderFill/read``).
+        public var fills: [LeaderFill]
+        public var leader: Leader
+        public var sizing: CopySizing
+        /// Our equity for sizing: the backtest's initial capital unless given.
+        public var capital: Money?
+        /// The leader's equity, which proportional sizing needs.
+        public var leaderEquity: Money?
+        public var leverage: Int
+        public var targetR: Double
+
+        /// A `CopyReplay` with the fields given.
+        public init(
+            fills: [LeaderFill],
+            leader: Leader,
+            sizing: CopySizing,
+            capital: Money? = nil,
+            leaderEquity: Money? = nil,
+            leverage: Int = 3,
+            targetR: Double = 3
+        ) {
+            self.fills = fills
+            self.leader = leader
+            self.sizing = sizing
+            self.capital = capital
+            self.leaderEquity = leaderEquity
+            self.leverage = leverage
+            self.targetR = targetR
+        }
+
+        /// The fills of `symbol`'s coin (`BTC` for `BTCUSDT`), or all of them when the file has one coin.
+        public func fills(of symbol: String) -> [LeaderFill] {
+            let coins = Set(fills.map(\.coin))
+            if coins.count == 1 { return fills }
+            let upper = symbol.uppercased()
+            return fills.filter { fill in
+                ["", "USDT", "USDC", "USD", "-PERP"].contains { upper == fill.coin.uppercased() + $0 }
+            }
+        }
     }
 
     public let settings: Settings
@@ -251,6 +296,12 @@ struct BacktestRun {
     let rules: RulesAnalyst
     /// Recorded decisions by candle time (ms), in the record's order.
     let recorded: [Int64: [DecisionRecord]]?
+    /// A leader's fills still to copy, oldest first, and the book that copies them.
+    var copyFills: ArraySlice<LeaderFill> = []
+    var copy: Backtester.CopyReplay?
+    var copyBook = CopyBook()
+    /// The open half of a flip, waiting for its close to fill (as the analyst waits for the record).
+    var copyWaiting: [CopyOrder] = []
 
     var exchange: PaperExchange
     /// The executor's execution kernel, driven against the paper venue.
@@ -293,6 +344,10 @@ struct BacktestRun {
         } else {
             recorded = nil
         }
+        if case .copy(let replay) = analyst {
+            copy = replay
+            copyFills = ArraySlice(replay.fills(of: symbol))
+        }
         let names = [interval] + (interval == "1m" ? aggregator.intervals : [])
         streams = names.map { Stream(interval: $0, shown: settings.analysisIntervals.contains($0)) }
         exchange = PaperExchange(settings: settings.paper, balance: settings.initialCapital)
@@ -331,6 +386,40 @@ struct BacktestRun {
         self.signals += signals.count
         if let tradingFrom, close < tradingFrom {
             // Warming up: the indicators have taken the candle; nothing is decided on it.
+        } else if let copy {
+            // Each fill at the first candle that closes after it.
+            let closeMillis = Int64((close.timeIntervalSince1970 * 1000).rounded())
+            if !copyWaiting.isEmpty, kernel.positions[symbol] == nil, exchange.positions[symbol] == nil {
+                for order in copyWaiting { execute(decisionID: order.id, order.payload) }
+                copyWaiting = []
+            }
+            while let fill = copyFills.first, fill.time < closeMillis {
+                copyFills.removeFirst()
+                decisions += 1
+                guard
+                    let decision = try? copyBook.take(
+                        fill,
+                        leader: copy.leader,
+                        sizing: copy.sizing,
+                        ourEquity: copy.capital ?? settings.initialCapital,
+                        leaderEquity: copy.leaderEquity
+                    )
+                else { continue }
+                let orders = decision.orders(
+                    symbol: symbol,
+                    leverage: copy.leverage,
+                    targetR: copy.targetR,
+                    stopFraction: copy.sizing.maxStopFraction
+                )
+                copyWaiting = []  // a newer fill says where the leader is now
+                for (index, order) in orders.enumerated() {
+                    if index > 0 {
+                        copyWaiting = Array(orders[index...])
+                        break
+                    }
+                    execute(decisionID: order.id, order.payload)
+                }
+            }
         } else if let recorded {
             for record in recorded[Int64((close.timeIntervalSince1970 * 1000).rounded())] ?? [] {
                 decisions += 1
@@ -483,7 +572,7 @@ struct BacktestRun {
 
     mutating func execute(decisionID: String, _ d: DecisionPayload) {
         if d.action == .hold { return }
-        if let open = kernel.positions[d.symbol], open.quantity > 0, settings.closeOnOpposite,
+        if let open = kernel.positions[d.symbol], open.quantity > 0, settings.closeOnOpposite || d.closeOnly,
             (open.side == .long) != (d.action == .long)
         {
             // An exit already on its way closes it; a second would find nothing to reduce. An exit
@@ -506,6 +595,7 @@ struct BacktestRun {
             )
             return
         }
+        if d.closeOnly { return }  // nothing on the other side to close: it never opens one
         guard let price = exchange.price(symbol: d.symbol) else { return }
         // An entry on its way counts as the position it will be.
         let open = Set(exchange.positions.keys).union(kernel.positions.keys)
