@@ -28,6 +28,8 @@ public enum MetricHelp {
         "tradebus_bus_reconnects_total": "Reconnections to RabbitMQ.",
         "tradebus_cache_degraded": "1 while Redis is unreachable or slow and the in-process LRU answers.",
         "tradebus_cache_fallback_total": "Cache calls answered by the in-process LRU because Redis failed.",
+        "tradebus_copy_fill_to_decision_seconds":
+            "Copy-trading: seconds from a followed leader's fill to our decision on the bus.",
         "tradebus_decisions_total": "Decisions made, by action and provider.",
         "tradebus_feed_backfilled_candles_total": "Candles fetched over REST to fill a gap, by venue.",
         "tradebus_feed_candles_total": "Closed candles published, by venue.",
