@@ -196,6 +196,9 @@ public struct CopyBook: Sendable {
         newest[key] = (fill.time, fill.tid)
     }
 
+    /// Whether a fill of `leader` has been seen: after that, their snapshot's fills are not history.
+    public func follows(_ leader: String) -> Bool { newest.keys.contains { $0.leader == leader.lowercased() } }
+
     /// Our position copied from `leader` in `coin`.
     public func position(leader: String, coin: String) -> Money { ours["\(leader.lowercased())|\(coin)"] ?? 0 }
 

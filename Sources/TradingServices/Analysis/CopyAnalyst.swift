@@ -105,9 +105,12 @@ public actor CopyAnalyst {
     public func handle(_ batch: LeaderFillBatch) async throws {
         guard let leader = settings.leaders.first(where: { $0.address == batch.leader }) else { return }
         var account: LeaderAccount?
+        // After a reconnect the snapshot holds what came while we were away: copied (the executor drops
+        // what it has, and refuses with the reason what is too old). Only at start is it history.
+        let atStart = !book.follows(leader.address)
         for fill in batch.fills.sorted(by: { ($0.time, $0.tid) < ($1.time, $1.tid) }) {
             let age = now().timeIntervalSince1970 - Double(fill.time) / 1000
-            if batch.snapshot && age > settings.maxFillAge {
+            if batch.snapshot && atStart && age > settings.maxFillAge {
                 book.remember(fill, leader: leader)
                 continue
             }
@@ -118,6 +121,9 @@ public actor CopyAnalyst {
 
     func copy(_ fill: LeaderFill, leader: Leader, account: LeaderAccount) async throws {
         let symbol = fill.coin + settings.quote
+        // The book moves on only once the decisions are on the bus: a fill whose publishing failed is
+        // decided again when the stream redelivers it (the executor drops an id it has).
+        var book = self.book
         let decision: CopyDecision?
         do {
             decision = try book.take(
@@ -141,9 +147,13 @@ public actor CopyAnalyst {
                 requestID: "hyperliquid-fill:\(leader.address):\(fill.tid)"
             )
             try await publish(CopyOrder(id: "copy:\(leader.address):\(fill.tid)", payload: hold), fill: fill)
+            self.book = book
             return
         }
-        guard let decision else { return }
+        guard let decision else {
+            self.book = book
+            return
+        }
         let orders = decision.orders(
             symbol: symbol,
             leverage: settings.leverage,
@@ -154,6 +164,7 @@ public actor CopyAnalyst {
             if index > 0 { await waitUntilFlat(symbol) }
             try await publish(order, fill: fill)
         }
+        self.book = book
     }
 
     /// The open half of a flip goes once the close shows in the record (or after `flipWait`; then the
