@@ -730,19 +730,11 @@ public actor BybitLinearVenue: Venue {
 
     // MARK: Fills
 
-    /// Where a symbol's executions are read from. Bybit's execution ids are not ordered, so the cursor
-    /// is a time: everything before `from` has been read. Each poll reads again from `from - overlap`
-    /// (executions may be listed late) and skips the ids already reported, kept with their time in
-    /// `seen` while they are inside that overlap.
-    struct ExecutionCursor: Sendable {
-        var from: Int64
-        var seen: [String: Int64] = [:]
-        /// Executions before this time are not ours (an adopted position's history).
-        var floor: Int64 = 0
-    }
+    /// Where a symbol's executions are read from (Bybit's execution ids are not ordered).
+    typealias ExecutionCursor = OverlapCursor<String>
 
     /// How far back each poll reads again, in milliseconds.
-    static let overlap: Int64 = 30_000
+    static var overlap: Int64 { ExecutionCursor.overlap }
     /// The longest span of one execution query (seven days), in milliseconds.
     static let window: Int64 = 7 * 24 * 3_600_000
     /// Executions that are fills: trades, liquidations (`BustTrade`) and auto-deleveraging, which
@@ -819,9 +811,7 @@ public actor BybitLinearVenue: Venue {
             }
             // Read the cursor after the wait: another poll may have moved it meanwhile.
             var cursor = cursors[symbol] ?? ExecutionCursor(from: from)
-            cursor.from = max(cursor.from, until)
-            let oldest = cursor.from - Self.overlap
-            cursor.seen = cursor.seen.filter { $0.value >= oldest }
+            cursor.advance(to: until)
             cursors[symbol] = cursor
         }
     }
@@ -838,9 +828,7 @@ public actor BybitLinearVenue: Venue {
         }
         var cursor = cursors[symbol] ?? ExecutionCursor(from: time)
         // Older than the overlap: REST has read it already (and forgotten its id).
-        guard cursor.seen[execution.execId] == nil, time >= cursor.floor, time >= cursor.from - Self.overlap else {
-            return
-        }
+        guard cursor.admits(execution.execId, at: time) else { return }
         let link = execution.orderLinkId.flatMap { $0.isEmpty ? nil : $0 }
         let fill = VenueFill(
             tradeID: "bybit-\(execution.execId)",
@@ -852,7 +840,7 @@ public actor BybitLinearVenue: Venue {
             fee: execution.execFee.flatMap { Money(string: $0) } ?? 0,
             time: Date(timeIntervalSince1970: Double(time) / 1000)
         )
-        cursor.seen[execution.execId] = time
+        cursor.take(execution.execId, at: time)
         cursors[symbol] = cursor
         if let link, let expected = awaiting[link] {
             let left = expected.quantity - quantity
@@ -931,7 +919,7 @@ public actor BybitLinearVenue: Venue {
             let since = state.pendingSince[symbol].map { max(Self.millis($0), start - Self.window) } ?? start
             var cursor = ExecutionCursor(from: committed.map { Self.millis($0.time) }.max() ?? since)
             for fill in committed {
-                cursor.seen[String(fill.tradeID.dropFirst("bybit-".count))] = Self.millis(fill.time)
+                cursor.take(String(fill.tradeID.dropFirst("bybit-".count)), at: Self.millis(fill.time))
             }
             if let known = cursors[symbol] {
                 cursor.from = max(cursor.from, known.from)

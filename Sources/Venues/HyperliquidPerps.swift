@@ -551,15 +551,8 @@ public actor HyperliquidPerpsVenue: Venue {
 
     // MARK: Fills
 
-    /// Fills before `from` are read; each poll reads again from `from - overlap` and skips the `tid`s
-    /// kept in `seen` while inside it.
-    struct FillCursor: Sendable {
-        var from: Int64
-        var seen: [Int64: Int64] = [:]
-        /// Fills before this time are not ours (an adopted position's history).
-        var floor: Int64 = 0
-    }
-    static let overlap: Int64 = 30_000
+    /// Where fills are read from (`tid`s are not ordered across coins).
+    typealias FillCursor = OverlapCursor<Int64>
 
     struct Fill: Decodable {
         struct Liquidation: Decodable {}
@@ -591,7 +584,7 @@ public actor HyperliquidPerpsVenue: Venue {
     public func events() async throws(VenueError) -> [VenueEvent] {
         guard !tradedSymbols.isEmpty else { return pending }
         let until = millis
-        let start = cursor.from - Self.overlap
+        let start = cursor.readFrom
         let fills = try await info(
             .map([
                 ("type", .string("userFillsByTime")), ("user", .string(account)), ("startTime", .int(start)),
@@ -600,8 +593,7 @@ public actor HyperliquidPerpsVenue: Venue {
             as: [Fill].self
         )
         for fill in fills.sorted(by: { ($0.time, $0.tid) < ($1.time, $1.tid) }) { try await record(fill) }
-        cursor.from = max(cursor.from, until)
-        cursor.seen = cursor.seen.filter { $0.value >= cursor.from - Self.overlap }
+        cursor.advance(to: until)
         return pending
     }
 
@@ -611,9 +603,7 @@ public actor HyperliquidPerpsVenue: Venue {
 
     func record(_ fill: Fill) async throws(VenueError) {
         let symbol = symbol(fill.coin)
-        guard tradedSymbols.contains(symbol), cursor.seen[fill.tid] == nil, fill.time >= cursor.floor,
-            fill.time >= cursor.from - Self.overlap
-        else { return }
+        guard tradedSymbols.contains(symbol), cursor.admits(fill.tid, at: fill.time) else { return }
         guard let price = Money(string: fill.px), let quantity = Money(string: fill.sz) else {
             throw VenueError(.unreachable, "Hyperliquid fill \(fill.tid) is not what its documentation says")
         }
@@ -639,7 +629,7 @@ public actor HyperliquidPerpsVenue: Venue {
             fee: fill.fee.flatMap { Money(string: $0) } ?? 0,
             time: Date(timeIntervalSince1970: Double(fill.time) / 1000)
         )
-        cursor.seen[fill.tid] = fill.time
+        cursor.take(fill.tid, at: fill.time)
         held = nil
         pending.append(.fill(venueFill))
         let reason: String =
@@ -673,7 +663,7 @@ public actor HyperliquidPerpsVenue: Venue {
         cursor = FillCursor(from: starts.min() ?? now)
         for fill in committed {
             if let tid = Int64(fill.tradeID.dropFirst("hyperliquid-".count)) {
-                cursor.seen[tid] = ms(fill.time)
+                cursor.take(tid, at: ms(fill.time))
             }
         }
         for position in state.openPositions { book.resume(position) }
