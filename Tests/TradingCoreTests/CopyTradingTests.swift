@@ -164,7 +164,7 @@ struct CopyBacktestTests {
     }
 
     @Test(
-        "each BTC fill is decided at the first candle closing after it: long, HOLD for the add and the reduce, the flip closes and goes short, the close closes; a repeated tid counts once"
+        "each BTC fill is decided at the first candle closing after it: long, resized by the add and the reduce within the risk budget, the flip closes and goes short, the close closes; a repeated tid counts once"
     )
     func replay() throws {
         let fills = CopyTradingTests.fills
@@ -191,5 +191,34 @@ struct CopyBacktestTests {
         #expect(trades[1].exitTime > time(btc[4].time) && trades[1].exitTime <= time(btc[4].time + 180_000))
         // A tenth of the leader's 1 BTC asked for; the gateway's 1 % risk at a 7 % stop allows less.
         #expect(trades.allSatisfy { $0.quantity > 0 && $0.quantity <= Money(string: "0.1")! })
+    }
+
+    @Test(
+        "with room in the budget the add grows the long to twice its size and the partial close takes a quarter off: it realises the reduce's price, 25 USD more than holding to the flip"
+    )
+    func resizes() throws {
+        let fills = CopyTradingTests.fills.filter { $0.coin == "BTC" }
+        var settings = Backtester.Settings()
+        settings.limits.riskPerTradeFraction = 0.2
+        settings.limits.maxPositionFraction = 1
+        func run(_ fills: [LeaderFill]) throws -> [TradeRecord] {
+            let replay = Backtester.CopyReplay(
+                fills: fills,
+                leader: CopyTradingTests.leader,
+                sizing: CopySizing(mode: .proportional),
+                leaderEquity: 100_000
+            )
+            return try Backtester(settings: settings, analyst: .copy(replay))
+                .run(Self.candles(), symbol: "BTCUSDT", interval: "1m").trades
+        }
+        let followed = try run(fills)
+        let unreduced = try run(fills.filter { $0.tid != 5003 })
+        #expect(followed.map(\.side) == [.long, .short] && unreduced.map(\.side) == [.long, .short])
+        guard followed.count == 2, unreduced.count == 2 else { return }
+        // A tenth of the leader's 1 BTC, then of their 2: 0.2 at the peak, in both runs.
+        #expect(followed[0].quantity == Money(string: "0.2")! && unreduced[0].quantity == Money(string: "0.2")!)
+        // 0.05 taken off at about 102,000 rather than at the flip's 101,500: about 25 USD more.
+        let gain = (followed[0].pnl - unreduced[0].pnl).doubleValue
+        #expect(abs(gain - 25) < 3, "gain \(gain)")
     }
 }

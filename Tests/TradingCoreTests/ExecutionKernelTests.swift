@@ -258,6 +258,27 @@ struct ExecutionKernelTests {
                 )
                 actions += kernel.handle(.submit(request), now: now)
             }
+            // A resize of the open position (copy-trading's add and partial close): an entry of another
+            // decision on its side, or a reduce-only exit of part of it. The stop must follow the size.
+            if let position = kernel.positions["BTCUSDT"], position.quantity > 0, !kernel.isClosing("BTCUSDT"),
+                random.chance(0.15)
+            {
+                let add = random.chance(0.5)
+                let id = "\(add ? "a" : "r")\(step)"
+                let quantity = add ? Money(random.int(1...4)) / 4 : position.quantity / 2
+                let request = ExecutionKernel.OrderRequest(
+                    clientOrderID: ClientOrderID.make(decisionID: id, purpose: add ? .entry : .exit),
+                    decisionID: id,
+                    symbol: "BTCUSDT",
+                    side: add ? (position.side == .long ? .buy : .sell) : position.closingSide,
+                    quantity: quantity,
+                    leverage: 3,
+                    purpose: add ? .entry : .exit,
+                    // An add carries the position's stop, as the executor's does.
+                    stopLoss: add ? position.stopPrice : nil
+                )
+                actions += kernel.handle(.submit(request), now: now)
+            }
             // The hostile venue: a stop cancelled by hand, an operator flatten, a trailing move.
             if random.chance(0.05), let id = venue.stops.keys.sorted().first {
                 venue.stops[id] = nil

@@ -325,6 +325,139 @@ struct RiskGatewayTests {
     }
 
     /// Over many random decisions, markets and accounts: whatever is approved keeps every promise.
+    // MARK: Resizes
+
+    func resize(_ scale: Double, action: TradeAction = .long) -> OrderIntent {
+        var intent = decision(
+            action,
+            stop: action == .long ? 98_000 : 102_000,
+            target: action == .long ? 104_000 : 96_000
+        )
+        intent.decision.scale = scale
+        return intent
+    }
+
+    /// 0.02 BTC long at 100,000, 3x, stop 98,000: 40 USD (plus the exit fee) of the 100 USD budget at risk.
+    static let held = HeldPosition(side: .long, quantity: 0.02, averagePrice: 100_000, leverage: 3, stopLoss: 98_000)
+
+    @Test(
+        "an add is sized to what the leader asked, then cut to the room left in the risk budget at the position's own stop; with no room it is refused"
+    )
+    func resizeAdd() throws {
+        let gateway = RiskGateway(limits: limits)
+        // Half as much again: 0.01, within the budget.
+        let half = try gateway.checkResize(resize(1.5), held: Self.held, market: market(), account: account).get()
+        guard case .add(let quantity, let risk, _) = half else {
+            Issue.record(
+                "not an add: \(gateway.checkResize(resize(1.5), held: Self.held, market: market(), account: account))"
+            )
+            return
+        }
+        #expect(quantity == Money(string: "0.01")!)
+        // 0.02 × (2,000 + 49) + 0.01 × (2,000 + 99) = 40.98 + 20.99.
+        #expect(risk == Money(string: "61.97")!)
+        // Ten times as much: cut to the 100 USD budget: (100 − 40.98) / 2,099 = 0.0281 → 0.028.
+        let cut = try gateway.checkResize(resize(11), held: Self.held, market: market(), account: account).get()
+        #expect(
+            cut
+                == .add(
+                    quantity: Money(string: "0.028")!,
+                    riskUSD: Money(string: "99.752")!,
+                    liquidationPrice: cut.liquidation
+                )
+        )
+        // The budget spent already: refused, and why.
+        let full = HeldPosition(side: .long, quantity: 0.048, averagePrice: 100_000, leverage: 3, stopLoss: 98_000)
+        let refused = gateway.checkResize(resize(2), held: full, market: market(), account: account)
+        guard case .failure(let rejection) = refused else {
+            Issue.record("approved: \(refused)")
+            return
+        }
+        #expect(rejection.code == .size && rejection.message.contains("no room to add"))
+        // A stop trailed into profit leaves the whole budget.
+        var trailed = full
+        trailed.stopLoss = 100_500
+        let price = market(price: 101_000, reference: 101_000)
+        #expect(gateway.checkResize(resize(2), held: trailed, market: price, account: account).isSuccess)
+    }
+
+    @Test(
+        "an add passes the entry's checks (halt, freshness, run-away price, reference, the stop's side and the new liquidation); a reduce only the exit's"
+    )
+    func resizeChecks() {
+        let gateway = RiskGateway(limits: limits)
+        let halted = AccountView(equity: 10_000, availableMargin: 10_000, openSymbols: [], halt: "daily loss")
+        #expect(gateway.checkResize(resize(2), held: Self.held, market: market(), account: halted).code == .halted)
+        #expect(gateway.checkResize(resize(0.5), held: Self.held, market: market(), account: halted).isSuccess)
+        #expect(
+            gateway.checkResize(resize(2), held: Self.held, market: market(price: 101_500), account: account).code
+                == .priceMoved
+        )
+        #expect(
+            gateway.checkResize(resize(2), held: Self.held, market: market(reference: 101_000), account: account).code
+                == .priceDeviation
+        )
+        // The price under the stop: no add.
+        var under = Self.held
+        under.stopLoss = 100_100
+        #expect(gateway.checkResize(resize(2), held: under, market: market(), account: account).code == .wrongSide)
+        // At 40x the grown position is liquidated (98,000) before its stop.
+        var levered = Self.held
+        levered.leverage = 40
+        var loose = limits
+        loose.maxLeverage = 50
+        var intent = resize(2)
+        intent.decision.leverage = 40
+        #expect(
+            RiskGateway(limits: loose).checkResize(intent, held: levered, market: market(), account: account).code
+                == .liquidation
+        )
+        // The side must be the position's; the scale a positive number other than 1.
+        #expect(
+            gateway.checkResize(resize(2, action: .short), held: Self.held, market: market(), account: account).code
+                == .wrongSide
+        )
+        for scale in [1, 0, -1, Double.nan] {
+            #expect(
+                gateway.checkResize(resize(scale), held: Self.held, market: market(), account: account).code
+                    == .invalidDecision
+            )
+        }
+    }
+
+    @Test(
+        "a reduce leaves what is held times the scale, rounded down to the step; nothing left, it closes all; a reduction below the venue's minimum is refused"
+    )
+    func resizeReduce() {
+        let gateway = RiskGateway(limits: limits)
+        #expect(
+            gateway.checkResize(resize(0.5), held: Self.held, market: market(), account: account).order
+                == .reduce(quantity: Money(string: "0.01")!, closesAll: false)
+        )
+        // 0.02 × 0.33 = 0.0066 left, rounded down to 0.006: 0.014 goes.
+        #expect(
+            gateway.checkResize(resize(0.33), held: Self.held, market: market(), account: account).order
+                == .reduce(quantity: Money(string: "0.014")!, closesAll: false)
+        )
+        // 0.02 × 0.01 = 0.0002 left rounds to nothing: everything goes.
+        #expect(
+            gateway.checkResize(resize(0.01), held: Self.held, market: market(), account: account).order
+                == .reduce(quantity: Money(string: "0.02")!, closesAll: true)
+        )
+        // A venue whose minimum is 0.005: 0.002 to take off is refused, and why.
+        let coarse = ExchangeFilters(
+            tickSize: 0.1,
+            stepSize: 0.001,
+            minQuantity: 0.005,
+            maxQuantity: 1_000,
+            minNotional: 5
+        )
+        #expect(
+            gateway.checkResize(resize(0.9), held: Self.held, market: market(filters: coarse), account: account).code
+                == .size
+        )
+    }
+
     @Test("properties of every approved order, over 20,000 random cases")
     func properties() {
         var random = SplitMix64(seed: 2026)
@@ -398,4 +531,14 @@ struct RiskGatewayTests {
         }
         #expect(approved > 200, "enough approved cases to mean something: \(approved)")
     }
+}
+
+extension Result where Success == ResizeOrder, Failure == RiskRejection {
+    var code: RiskRejection.Code? { if case .failure(let rejection) = self { rejection.code } else { nil } }
+    var order: ResizeOrder? { try? get() }
+    var isSuccess: Bool { order != nil }
+}
+
+extension ResizeOrder {
+    var liquidation: Money { if case .add(_, _, let price) = self { price } else { 0 } }
 }

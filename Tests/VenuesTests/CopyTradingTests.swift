@@ -148,24 +148,34 @@ struct CopyTradingTests {
         #expect(server.entryCloids.count == 1)
         #expect(await analyst(copying).published == 1)
 
-        // Add and partial close: recorded HOLD with the reason; our size stays.
-        let add = await copying.play(from: 2, buy: true, size: 1) {
-            (try? await store.decision(id: "copy:\(Self.leader):1002")?.outcome) != nil
-        }
+        // Add: the leader goes from 2 to 3 BTC, so we grow by half, to 0.03, under the same stop resized
+        // to the whole position. Partial close: 3 to 1.5, so we halve, to 0.015, and the stop follows.
+        let add = await copying.play(from: 2, buy: true, size: 1) { server.held("BTCUSDT") == Money(string: "0.03")! }
+        seconds.append(add.seconds)
+        #expect(await eventually { world.stops.map(\.quantity) == [Money(string: "0.03")!] })
+        #expect(world.stops.map(\.trigger) == [98_000])
         let reduce = await copying.play(from: 3, buy: false, size: 1.5) {
-            (try? await store.decision(id: "copy:\(Self.leader):1003")?.outcome) != nil
+            server.held("BTCUSDT") == Money(string: "0.015")!
         }
+        seconds.append(reduce.seconds)
+        #expect(await eventually { world.stops.map(\.quantity) == [Money(string: "0.015")!] })
         for id in [1002, 1003] {
             let record = try #require(try await world.store.decision(id: "copy:\(Self.leader):\(id)"))
-            #expect(record.action == .hold && record.reasoning.contains("not followed"))
-            #expect(record.provider == "copy" && record.model == Self.leader)
+            #expect(record.action == .long && record.provider == "copy" && record.model == Self.leader)
         }
-        #expect(server.held("BTCUSDT") == Money(string: "0.02")!)
+        #expect(
+            try await copying.outcome("copy:\(Self.leader):1002")?.reason?.hasPrefix("adds 0.01 to the long") == true
+        )
+        #expect(try await copying.outcome("copy:\(Self.leader):1003")?.reason?.hasPrefix("reduces the long") == true)
+        // One position in the record, at the venue's size and average.
+        let held = try #require(try await store.openPositions().first)
+        #expect(held.quantity == Money(string: "0.015")! && held.decisionID == "copy:\(Self.leader):1001")
 
         // Repeats and reordering: the open and the add again, the reduce before the add. No order.
         copying.leaderVenue.replayLeaderFills(Self.leader, [reduce.fill, open.fill, add.fill, open.fill])
         try await Task.sleep(for: .milliseconds(300))
-        #expect(server.entryCloids.count == 1)
+        #expect(server.entryCloids.count == 2)  // the open and the add
+        #expect(server.held("BTCUSDT") == Money(string: "0.015")!)
         #expect(await analyst(copying).published == 3)
 
         // Flip: the leader sells 3.5 from 1.5 (now short 2, stop 102,000): we close, then open short.
@@ -207,7 +217,7 @@ struct CopyTradingTests {
         }
         let refused = try #require(try await copying.outcome("copy:\(Self.leader):1007"))
         #expect(refused.status == .refused && refused.code == "stop_distance")
-        #expect(server.held("BTCUSDT") == 0 && server.entryCloids.count == 2)
+        #expect(server.held("BTCUSDT") == 0 && server.entryCloids.count == 3)
 
         // The history before we followed (tid 999) made nothing.
         #expect(try await world.store.decision(id: "copy:\(Self.leader):999") == nil)

@@ -125,6 +125,52 @@ struct HyperliquidVenueTests {
         await world.server.stop()
     }
 
+    @Test(
+        "resizes against a hostile venue: an add whose answer is lost is found by cloid, sent once, and the stop grows to the total; a reduce that fills in part leaves a stop for exactly the rest; fills listed twice are counted once"
+    )
+    func resizes() async throws {
+        let world = try await World()
+        let executor = try await world.executor()
+        func decision(_ id: String, scale: Double? = nil) -> OrderIntent {
+            var intent = world.intent(id)
+            intent.decision.quantity = scale == nil ? 0.01 : nil
+            intent.decision.scale = scale
+            return intent
+        }
+        func poll(_ times: Int = 3) async throws { for _ in 0..<times { try await executor.processVenueEvents() } }
+        _ = try await executor.execute(decision("open"), correlationID: "c")
+        try await poll()
+        #expect(world.server.held("BTCUSDT") == Money(string: "0.01")! && world.protected)
+
+        // The add's answer is lost after the venue made it: queried by cloid, never sent again.
+        world.server.failNextOrders([.lostAfterCreate])
+        let add = decision("add", scale: 2)
+        _ = try await executor.execute(add, correlationID: "c")
+        try await poll()
+        #expect(world.server.entryCloids.count == 2)
+        #expect(world.server.held("BTCUSDT") == Money(string: "0.02")!)
+        #expect(world.stops.map(\.quantity) == [Money(string: "0.02")!], "\(world.stops)")
+        #expect(world.stops.map(\.trigger) == [98_000])
+        // The same decision again: nothing sent.
+        #expect(try await executor.execute(add, correlationID: "c") == .duplicate)
+        #expect(world.server.entryCloids.count == 2)
+        let grown = try #require(try await world.store.openPositions().first)
+        #expect(grown.quantity == Money(string: "0.02")! && grown.decisionID == "decision:open")
+        #expect(try await world.store.openPositions().count == 1)
+
+        // A reduce by half that fills 40 %: the stop covers exactly what is left.
+        world.server.failNextOrders([.partial(Money(string: "0.4")!)])
+        world.server.duplicateAndReorderFills()
+        _ = try await executor.execute(decision("reduce", scale: 0.5), correlationID: "c")
+        try await poll()
+        #expect(world.server.held("BTCUSDT") == Money(string: "0.016")!)
+        #expect(world.stops.map(\.quantity) == [Money(string: "0.016")!], "\(world.stops)")
+        #expect(try await world.store.openPositions().first?.quantity == Money(string: "0.016")!)
+        let fills = try await world.store.latestFills(venue: "hyperliquid", symbol: "BTCUSDT", limit: 50)
+        #expect(Set(fills.map(\.tradeID)).count == fills.count && fills.count == 3, "\(fills.map(\.tradeID))")
+        await world.server.stop()
+    }
+
     @Test("nothing at the slippage bound (IocCancel): the entry expires, no position, no stop")
     func iocCancel() async throws {
         let world = try await World()

@@ -72,6 +72,10 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
     /// Only closes (copy-trading: a leader's close): the executor closes an open position on the other
     /// side and never opens one; with none open it records the decision as nothing to close.
     public var closeOnly: Bool
+    /// Resizes the open position to `scale` times its size (copy-trading: a leader's add or partial
+    /// close): above 1 adds on its side, below 1 reduces it; the action names the position's side.
+    /// Nil: not a resize. With no position open the executor records it as nothing to resize.
+    public var scale: Double?
 
     /// A `DecisionPayload` with the fields given.
     public init(
@@ -84,8 +88,10 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
         candleTime: Int64,
         requestID: String,
         quantity: Double? = nil,
-        closeOnly: Bool = false
+        closeOnly: Bool = false,
+        scale: Double? = nil
     ) {
+        self.scale = scale
         self.quantity = quantity
         self.closeOnly = closeOnly
         self.symbol = symbol
@@ -129,7 +135,7 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case symbol, provider, model, attempts, quantity
+        case symbol, provider, model, attempts, quantity, scale
         case closeOnly = "close_only"
         case promptVersion = "prompt_version"
         case candleTime = "candle_time"
@@ -148,6 +154,7 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
         requestID = try container.decode(String.self, forKey: .requestID)
         quantity = try container.decodeIfPresent(Double.self, forKey: .quantity)
         closeOnly = try container.decodeIfPresent(Bool.self, forKey: .closeOnly) ?? false
+        scale = try container.decodeIfPresent(Double.self, forKey: .scale)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -162,6 +169,7 @@ public struct DecisionPayload: Sendable, Hashable, Codable {
         try container.encode(requestID, forKey: .requestID)
         try container.encodeIfPresent(quantity, forKey: .quantity)
         if closeOnly { try container.encode(true, forKey: .closeOnly) }
+        try container.encodeIfPresent(scale, forKey: .scale)
     }
 }
 

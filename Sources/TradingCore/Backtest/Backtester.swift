@@ -300,7 +300,9 @@ struct BacktestRun {
     var copyFills: ArraySlice<LeaderFill> = []
     var copy: Backtester.CopyReplay?
     var copyBook = CopyBook()
-    /// The open half of a flip, waiting for its close to fill (as the analyst waits for the record).
+    /// Copied decisions waiting: the open half of a flip until its close has filled (as the analyst
+    /// waits for the record), a resize until the position's orders have settled (as the executor waits
+    /// for a redelivery).
     var copyWaiting: [CopyOrder] = []
 
     var exchange: PaperExchange
@@ -389,10 +391,7 @@ struct BacktestRun {
         } else if let copy {
             // Each fill at the first candle that closes after it.
             let closeMillis = Int64((close.timeIntervalSince1970 * 1000).rounded())
-            if !copyWaiting.isEmpty, kernel.positions[symbol] == nil, exchange.positions[symbol] == nil {
-                for order in copyWaiting { execute(decisionID: order.id, order.payload) }
-                copyWaiting = []
-            }
+            runCopyWaiting()
             while let fill = copyFills.first, fill.time < closeMillis {
                 copyFills.removeFirst()
                 decisions += 1
@@ -411,14 +410,9 @@ struct BacktestRun {
                     targetR: copy.targetR,
                     stopFraction: copy.sizing.maxStopFraction
                 )
-                copyWaiting = []  // a newer fill says where the leader is now
-                for (index, order) in orders.enumerated() {
-                    if index > 0 {
-                        copyWaiting = Array(orders[index...])
-                        break
-                    }
-                    execute(decisionID: order.id, order.payload)
-                }
+                // A newer fill says where the leader is now: what waited for an older one goes.
+                copyWaiting = orders
+                runCopyWaiting(first: true)
             }
         } else if let recorded {
             for record in recorded[Int64((close.timeIntervalSince1970 * 1000).rounded())] ?? [] {
@@ -568,10 +562,28 @@ struct BacktestRun {
         )
     }
 
+    /// Executes the waiting copied decisions whose turn has come, in order: a resize once no order of
+    /// ours on the symbol is in flight, a flip's open once flat; `first`: the batch's first decision
+    /// (an open or a close) goes at once.
+    mutating func runCopyWaiting(first: Bool = false) {
+        var first = first
+        while let order = copyWaiting.first {
+            let ready =
+                order.payload.scale != nil
+                ? !kernel.hasOrderInFlight(symbol)
+                : first || kernel.positions[symbol] == nil && exchange.positions[symbol] == nil
+            guard ready else { return }
+            copyWaiting.removeFirst()
+            first = false
+            execute(decisionID: order.id, order.payload)
+        }
+    }
+
     // MARK: The executor
 
     mutating func execute(decisionID: String, _ d: DecisionPayload) {
         if d.action == .hold { return }
+        if d.scale != nil { return resize(decisionID: decisionID, d) }
         if let open = kernel.positions[d.symbol], open.quantity > 0, settings.closeOnOpposite || d.closeOnly,
             (open.side == .long) != (d.action == .long)
         {
@@ -611,16 +623,7 @@ struct BacktestRun {
             }
             return
         }
-        let account = (equity: exchange.equity, availableMargin: exchange.availableMargin)
-        var current = halts(equity: account.equity)
-        current.roll(now: now, equity: account.equity)
-        halts = current
-        let view = AccountView(
-            equity: account.equity,
-            availableMargin: account.availableMargin,
-            openSymbols: open,
-            halt: current.halt?.reason
-        )
+        let view = accountView(openSymbols: open)
         let market = MarketView(venuePrice: price, referencePrice: nil, filters: settings.paper.filters, now: now)
         guard
             case .success(let order) = gateway.check(
@@ -641,10 +644,72 @@ struct BacktestRun {
                     purpose: .entry,
                     stopLoss: order.stopLoss,
                     takeProfit: order.takeProfit,
-                    check: FillCheck(limits: settings.limits, equity: account.equity, filters: settings.paper.filters)
+                    check: FillCheck(limits: settings.limits, equity: view.equity, filters: settings.paper.filters)
                 )
             )
         )
+    }
+}
+
+extension BacktestRun {
+    /// The account as the executor sees it for a decision, the breakers rolled to the day first (as the
+    /// executor rolls them on every decision).
+    mutating func accountView(openSymbols: Set<String>) -> AccountView {
+        let equity = exchange.equity
+        var current = halts(equity: equity)
+        current.roll(now: now, equity: equity)
+        halts = current
+        return AccountView(
+            equity: equity,
+            availableMargin: exchange.availableMargin,
+            openSymbols: openSymbols,
+            halt: current.halt?.reason
+        )
+    }
+
+    /// A resize of the open position, as the executor makes it
+    /// (``RiskGateway/checkResize(_:held:market:account:)``); nothing open or closing, nothing.
+    mutating func resize(decisionID: String, _ d: DecisionPayload) {
+        guard let open = kernel.positions[d.symbol], open.quantity > 0, !kernel.isClosing(d.symbol),
+            let price = exchange.price(symbol: d.symbol)
+        else { return }
+        let view = accountView(openSymbols: [])
+        let held = HeldPosition(
+            side: open.side,
+            quantity: open.quantity,
+            averagePrice: open.averagePrice,
+            leverage: exchange.positions[d.symbol]?.leverage ?? d.leverage,
+            stopLoss: open.stopPrice
+        )
+        let market = MarketView(venuePrice: price, referencePrice: nil, filters: settings.paper.filters, now: now)
+        let intent = OrderIntent(decisionID: decisionID, decision: d, decidedAt: now)
+        guard case .success(let order) = gateway.checkResize(intent, held: held, market: market, account: view)
+        else { return }
+        let request: ExecutionKernel.OrderRequest
+        switch order {
+        case .reduce(let quantity, _):
+            request = ExecutionKernel.OrderRequest(
+                clientOrderID: ClientOrderID.make(decisionID: decisionID, purpose: .exit),
+                decisionID: decisionID,
+                symbol: d.symbol,
+                side: open.closingSide,
+                quantity: quantity,
+                leverage: 1,
+                purpose: .exit
+            )
+        case .add(let quantity, _, _):
+            request = ExecutionKernel.OrderRequest(
+                clientOrderID: ClientOrderID.make(decisionID: decisionID, purpose: .entry),
+                decisionID: decisionID,
+                symbol: d.symbol,
+                side: open.side == .long ? .buy : .sell,
+                quantity: quantity,
+                leverage: held.leverage,
+                purpose: .entry,
+                stopLoss: open.stopPrice
+            )
+        }
+        drive(.submit(request))
     }
 }
 

@@ -257,6 +257,8 @@ public struct CopyBook: Sendable {
                 ourTo = from == 0 ? 0 : ourFrom * to / from
             }
         }
+        // A reduce never opens: with nothing of ours, there is nothing to reduce.
+        if move == .reduce, ourFrom == 0 { ourTo = 0 }
         ours[ourKey] = ourTo == 0 ? nil : ourTo
         return CopyDecision(leader: leader, fill: fill, move: move, ourFrom: ourFrom, ourTo: ourTo, stopLoss: stop)
     }
@@ -285,14 +287,20 @@ extension CopyDecision {
     ///   distance away (the leader's exit, copied, normally comes first);
     /// - close: the other side, close-only, so it never opens a position;
     /// - flip: the close, then the open of the new side;
-    /// - add and reduce: HOLD, recorded with the reason: the executor holds one position a symbol at the
-    ///   size it entered with and does not resize it.
+    /// - add and reduce: a resize of the position we hold by the leader's proportion (their position
+    ///   after over before, ``DecisionPayload/scale``); the executor sizes it against what it really
+    ///   holds. With nothing of ours to resize, an add opens at our size and a reduce is a HOLD.
     /// `candleTime` is the fill's time: the gateway's freshness check runs from the leader's fill.
     public func orders(symbol: String, leverage: Int, targetR: Double, stopFraction: Money) -> [CopyOrder] {
         let price = fill.price.doubleValue
         let leaderFill =
             "\(leader.address) \(fill.isBuy ? "bought" : "sold") \(fill.size) \(fill.coin) at \(fill.price) (tid \(fill.tid), position \(fill.startPosition) → \(fill.endPosition))"
-        func payload(_ proposal: TradeProposal, quantity: Double? = nil, closeOnly: Bool = false) -> DecisionPayload {
+        func payload(
+            _ proposal: TradeProposal,
+            quantity: Double? = nil,
+            closeOnly: Bool = false,
+            scale: Double? = nil
+        ) -> DecisionPayload {
             DecisionPayload(
                 symbol: symbol,
                 proposal: proposal,
@@ -303,10 +311,12 @@ extension CopyDecision {
                 candleTime: fill.time,
                 requestID: "hyperliquid-fill:\(leader.address):\(fill.tid)",
                 quantity: quantity,
-                closeOnly: closeOnly
+                closeOnly: closeOnly,
+                scale: scale
             )
         }
-        func entry(_ side: TradeAction, size: Money, stop: Money) -> DecisionPayload {
+        /// An entry of `size`, or with `scale` a resize of the position held.
+        func entry(_ side: TradeAction, size: Money, stop: Money, scale: Money? = nil) -> DecisionPayload {
             let distance = (price - stop.doubleValue).magnitude
             return payload(
                 TradeProposal(
@@ -319,7 +329,8 @@ extension CopyDecision {
                         ? price + targetR * distance : max(price - targetR * distance, price / 1e6),
                     reasoning: "copy \(move.rawValue): \(leaderFill); ours \(ourFrom) → \(ourTo)"
                 ),
-                quantity: size.magnitude.doubleValue
+                quantity: scale == nil ? size.magnitude.doubleValue : nil,
+                scale: scale?.doubleValue
             )
         }
         func close(_ heldLong: Bool) -> DecisionPayload {
@@ -352,15 +363,24 @@ extension CopyDecision {
                 CopyOrder(id: id, payload: entry(ourTo > 0 ? .long : .short, size: ourTo, stop: stop)),
             ]
         case .add, .reduce:
-            return [
-                CopyOrder(
-                    id: id,
-                    payload: payload(
-                        .hold(
-                            "copy \(move.rawValue) not followed: the executor holds one position a symbol at its entry size and does not resize it; \(leaderFill)"
-                        )
+            guard ourFrom != 0, from != 0 else {
+                // Nothing of ours to resize (the leader opened before we followed, or our open was
+                // refused): an add opens at our size; a reduce has nothing to reduce.
+                if move == .add, let stop = stopLoss, ourTo != 0 {
+                    return [CopyOrder(id: id, payload: entry(ourTo > 0 ? .long : .short, size: ourTo, stop: stop))]
+                }
+                return [
+                    CopyOrder(
+                        id: id,
+                        payload: payload(.hold("copy \(move.rawValue): nothing of ours to resize; \(leaderFill)"))
                     )
-                )
+                ]
+            }
+            // Our position, whatever it really is (the gateway may have cut it), in the leader's proportion.
+            guard let stop = stopLoss else { return [] }
+            let scale = fill.endPosition / from
+            return [
+                CopyOrder(id: id, payload: entry(ourFrom > 0 ? .long : .short, size: ourTo, stop: stop, scale: scale))
             ]
         }
     }

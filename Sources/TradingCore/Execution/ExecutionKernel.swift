@@ -300,6 +300,12 @@ public struct ExecutionKernel: Sendable {
             {
                 break  // already closing: a second exit would find nothing to reduce
             }
+            if request.purpose == .entry, let position = positions[request.symbol],
+                position.decisionID != request.decisionID,
+                isClosing(request.symbol)
+            {
+                break  // an add to a position being closed would outlive it
+            }
             orders[request.clientOrderID] = OrderState(request: request, status: .sent)
             if request.purpose == .entry, positions[request.symbol] == nil {
                 positions[request.symbol] = PositionState(entry: request)
@@ -433,9 +439,12 @@ public struct ExecutionKernel: Sendable {
                 ? fill.price : (position.averagePrice * position.quantity + fill.price * fill.quantity) / quantity
             position.quantity = quantity
             if let check = position.check, let stop = position.askedStop,
-                orders[fill.clientOrderID]?.request.purpose == .entry
+                let request = orders[fill.clientOrderID]?.request, request.purpose == .entry,
+                request.decisionID == position.decisionID
             {
-                // The entry's stop and target, judged again against where it really filled.
+                // The entry's stop and target, judged again against where it really filled. (An add, an
+                // entry of another decision, keeps the stop the position has now: the gateway sized the
+                // add so that the whole position's loss at it stays within the budget.)
                 let verdict = check.verdict(
                     side: position.side,
                     average: position.averagePrice,
@@ -810,6 +819,11 @@ public struct ExecutionKernel: Sendable {
             !position.isSafe
                 && (position.unprotectedSince.map { now.timeIntervalSince($0) > settings.stopProtectionTimeout } ?? true)
         }.map(\.symbol).sorted()
+    }
+
+    /// Whether an order of ours on the symbol (an entry, an exit, a reduce, a flatten) is on its way.
+    public func hasOrderInFlight(_ symbol: String) -> Bool {
+        orders.values.contains { $0.request.symbol == symbol && !$0.status.isFinal }
     }
 
     /// Whether an exit (a decision's, or a flatten) is on its way for the symbol.

@@ -114,6 +114,33 @@ public struct ApprovedOrder: Sendable, Hashable, Codable {
     public var liquidationPrice: Money
 }
 
+/// An open position, as a resize finds it: its side, size, average, leverage and current stop.
+public struct HeldPosition: Sendable, Hashable {
+    public var side: PositionSide
+    public var quantity: Money
+    public var averagePrice: Money
+    public var leverage: Int
+    public var stopLoss: Money?
+
+    /// A `HeldPosition` with the fields given.
+    public init(side: PositionSide, quantity: Money, averagePrice: Money, leverage: Int, stopLoss: Money?) {
+        self.side = side
+        self.quantity = quantity
+        self.averagePrice = averagePrice
+        self.leverage = leverage
+        self.stopLoss = stopLoss
+    }
+}
+
+/// A resize the gateway allows (``RiskGateway/checkResize(_:held:market:account:)``).
+public enum ResizeOrder: Sendable, Hashable {
+    /// Buy (a long) or sell (a short) `quantity` more; the position's stop covers the total, which loses
+    /// `riskUSD` at it and is liquidated at `liquidationPrice`.
+    case add(quantity: Money, riskUSD: Money, liquidationPrice: Money)
+    /// Close `quantity` reduce-only; `closesAll` when that is the whole position.
+    case reduce(quantity: Money, closesAll: Bool)
+}
+
 /// Why the gateway said no. Every refusal is typed and says what failed.
 public struct RiskRejection: Error, Sendable, Hashable, CustomStringConvertible {
     /// Which check refused the decision.
@@ -207,58 +234,10 @@ public struct RiskGateway: Sendable {
                 )
             )
         }
+        if let refusal = marketChecks(intent, entry: entry, market: market, account: account) {
+            return .failure(refusal)
+        }
         let price = market.venuePrice
-        guard price > 0, account.equity > 0 else {
-            return .failure(
-                RiskRejection(
-                    .invalidDecision,
-                    "the venue price (\(price)) and equity (\(account.equity)) must be positive"
-                )
-            )
-        }
-        if let halt = account.halt { return .failure(RiskRejection(.halted, "trading is halted: \(halt)")) }
-
-        // Fresh.
-        let age = market.now.timeIntervalSince(intent.decidedAt)
-        guard age <= limits.maxDecisionAge, age >= -5 else {
-            return .failure(
-                RiskRejection(.stale, "the decision is \(Int(age)) s old; at most \(Int(limits.maxDecisionAge)) s")
-            )
-        }
-        // Fractions are compared as products (exact; a decimal division rounds, and costs far more).
-        guard (price - entry).magnitude <= limits.maxPriceMoveFraction * entry else {
-            return .failure(
-                RiskRejection(
-                    .priceMoved,
-                    "the price moved \((price - entry).magnitude / entry) since the decision (\(entry) → \(price)); at most \(limits.maxPriceMoveFraction)"
-                )
-            )
-        }
-        guard d.confidence >= limits.minConfidence else {
-            return .failure(
-                RiskRejection(.lowConfidence, "confidence \(d.confidence) is below \(limits.minConfidence)")
-            )
-        }
-        guard (1...limits.maxLeverage).contains(d.leverage) else {
-            return .failure(RiskRejection(.leverage, "leverage \(d.leverage) is outside 1...\(limits.maxLeverage)"))
-        }
-
-        // The venue against the reference.
-        if let reference = market.referencePrice {
-            guard reference > 0 else {
-                return .failure(RiskRejection(.noReferencePrice, "the reference price \(reference) is not positive"))
-            }
-            guard (price - reference).magnitude <= limits.maxPriceDeviationFraction * reference else {
-                return .failure(
-                    RiskRejection(
-                        .priceDeviation,
-                        "the venue price \(price) is \((price - reference).magnitude / reference) from the reference \(reference); at most \(limits.maxPriceDeviationFraction)"
-                    )
-                )
-            }
-        } else if limits.requireReferencePrice {
-            return .failure(RiskRejection(.noReferencePrice, "no reference price to check the venue's against"))
-        }
 
         // Positions.
         guard !account.openSymbols.contains(d.symbol) else {
@@ -397,6 +376,194 @@ public struct RiskGateway: Sendable {
                 liquidationPrice: liquidation
             )
         )
+    }
+
+    /// The checks every order that adds exposure passes before its size is worked out: the venue's
+    /// price and the equity are positive; trading is not halted; the decision is fresh and the price
+    /// has not run from its `entry`; confidence and leverage are within limits; the venue's price agrees
+    /// with the reference. Nil when all pass.
+    func marketChecks(
+        _ intent: OrderIntent,
+        entry: Money,
+        market: MarketView,
+        account: AccountView
+    ) -> RiskRejection? {
+        let d = intent.decision
+        let price = market.venuePrice
+        guard price > 0, account.equity > 0 else {
+            return RiskRejection(
+                .invalidDecision,
+                "the venue price (\(price)) and equity (\(account.equity)) must be positive"
+            )
+        }
+        if let halt = account.halt { return RiskRejection(.halted, "trading is halted: \(halt)") }
+        // Fresh.
+        let age = market.now.timeIntervalSince(intent.decidedAt)
+        guard age <= limits.maxDecisionAge, age >= -5 else {
+            return RiskRejection(.stale, "the decision is \(Int(age)) s old; at most \(Int(limits.maxDecisionAge)) s")
+        }
+        // Fractions are compared as products (exact; a decimal division rounds, and costs far more).
+        guard (price - entry).magnitude <= limits.maxPriceMoveFraction * entry else {
+            return RiskRejection(
+                .priceMoved,
+                "the price moved \((price - entry).magnitude / entry) since the decision (\(entry) → \(price)); at most \(limits.maxPriceMoveFraction)"
+            )
+        }
+        guard d.confidence >= limits.minConfidence else {
+            return RiskRejection(.lowConfidence, "confidence \(d.confidence) is below \(limits.minConfidence)")
+        }
+        guard (1...limits.maxLeverage).contains(d.leverage) else {
+            return RiskRejection(.leverage, "leverage \(d.leverage) is outside 1...\(limits.maxLeverage)")
+        }
+        // The venue against the reference.
+        if let reference = market.referencePrice {
+            guard reference > 0 else {
+                return RiskRejection(.noReferencePrice, "the reference price \(reference) is not positive")
+            }
+            guard (price - reference).magnitude <= limits.maxPriceDeviationFraction * reference else {
+                return RiskRejection(
+                    .priceDeviation,
+                    "the venue price \(price) is \((price - reference).magnitude / reference) from the reference \(reference); at most \(limits.maxPriceDeviationFraction)"
+                )
+            }
+        } else if limits.requireReferencePrice {
+            return RiskRejection(.noReferencePrice, "no reference price to check the venue's against")
+        }
+        return nil
+    }
+
+    /// Checks a resize (``DecisionPayload/scale``) of the open position `held` and sizes it, or says
+    /// which check refused it and why.
+    /// - Below 1, a reduce: the checks for exits; what stays is `held` × scale rounded down to the step,
+    ///   and nothing when that is below the venue's minimums; a reduction itself below the minimum
+    ///   quantity is refused (`size`).
+    /// - Above 1, an add: every check an entry passes up to the reference price, then the position's own
+    ///   stop (never the decision's; it may have been moved since) covers the total. The add is
+    ///   `held` × (scale − 1), cut to what keeps the loss at the stop of the whole position within the
+    ///   risk per trade and its margin within the position limit and the margin available. The stop must
+    ///   still be on the right side of the price, within the largest stop distance of the new average,
+    ///   and trigger before the new liquidation price, with the buffer.
+    public func checkResize(
+        _ intent: OrderIntent,
+        held: HeldPosition,
+        market: MarketView,
+        account: AccountView
+    ) -> Result<ResizeOrder, RiskRejection> {
+        let d = intent.decision
+        guard let scale = d.scale.flatMap(Money.init(finite:)), scale > 0, scale != 1 else {
+            return .failure(
+                RiskRejection(
+                    .invalidDecision,
+                    "scale \(d.scale.map { "\($0)" } ?? "none") is not a positive number other than 1"
+                )
+            )
+        }
+        guard d.action == (held.side == .long ? .long : .short) else {
+            return .failure(
+                RiskRejection(
+                    .wrongSide,
+                    "a resize names the side of the position it resizes: the \(d.symbol) position is \(held.side.rawValue), the decision \(d.action.rawValue)"
+                )
+            )
+        }
+        let filters = market.filters
+        if scale < 1 {
+            if let refusal = checkExit(intent, now: market.now) { return .failure(refusal) }
+            // What stays is rounded down (less exposure, never more); below the venue's minimums, nothing stays.
+            let remaining = filters.quantity(held.quantity * scale)
+            let quantity = held.quantity - remaining
+            if remaining < filters.minQuantity || remaining * market.venuePrice < filters.minNotional || remaining <= 0
+            {
+                return .success(.reduce(quantity: held.quantity, closesAll: true))
+            }
+            guard quantity >= filters.minQuantity, quantity > 0 else {
+                return .failure(
+                    RiskRejection(
+                        .size,
+                        "the reduction \(quantity) (of \(held.quantity), keeping \(remaining)) is below the venue's minimum quantity \(filters.minQuantity)"
+                    )
+                )
+            }
+            return .success(.reduce(quantity: quantity, closesAll: false))
+        }
+        guard let entry = d.entry.flatMap(Money.init(finite:)), entry > 0 else {
+            return .failure(RiskRejection(.invalidDecision, "an add needs a positive finite entry price"))
+        }
+        if let refusal = marketChecks(intent, entry: entry, market: market, account: account) {
+            return .failure(refusal)
+        }
+        let price = market.venuePrice
+        let long = held.side == .long
+        guard let stop = held.stopLoss, long ? stop < price : stop > price else {
+            return .failure(
+                RiskRejection(
+                    .wrongSide,
+                    "no add to the \(held.side.rawValue) \(d.symbol): its stop \(held.stopLoss.map { "\($0)" } ?? "(none)") is not on the safe side of the price \(price)"
+                )
+            )
+        }
+        // Room in the risk budget: the loss at the stop of what is held (exit fee at the stop included)
+        // against the budget; a stop moved past the average into profit leaves the whole budget.
+        let budget = account.equity * limits.riskPerTradeFraction
+        let heldLoss =
+            held.quantity * ((long ? held.averagePrice - stop : stop - held.averagePrice) + limits.takerFeeRate * stop)
+        let perUnit = (price - stop).magnitude + limits.takerFeeRate * (price + stop)
+        let byRisk = max(budget - max(heldLoss, 0), 0).divided(by: perUnit, rounding: .down)
+        // Room in the margin: the whole position within the position limit, the add within what is free.
+        let leverage = Money(held.leverage)
+        let positionCap = limits.maxPositionFraction * account.equity * leverage - held.quantity * held.averagePrice
+        let byMargin = max(min(positionCap, account.availableMargin * leverage), 0).divided(by: price, rounding: .down)
+        let wanted = held.quantity * (scale - 1)
+        let quantity = filters.quantity(min(wanted, byRisk, byMargin, max(filters.maxQuantity - held.quantity, 0)))
+        guard quantity >= filters.minQuantity, quantity > 0 else {
+            return .failure(
+                RiskRejection(
+                    .size,
+                    "no room to add to the \(held.side.rawValue) \(d.symbol): \(wanted) asked, \(quantity) fits the risk per trade at its stop \(stop), the position limit and the margin (venue minimum \(filters.minQuantity))"
+                )
+            )
+        }
+        guard quantity * price >= filters.minNotional else {
+            return .failure(
+                RiskRejection(
+                    .size,
+                    "the notional \(quantity * price) is below the venue's minimum \(filters.minNotional)"
+                )
+            )
+        }
+        let total = held.quantity + quantity
+        let average = (held.quantity * held.averagePrice + quantity * price) / total
+        guard (average - stop).magnitude <= limits.maxStopFraction * average || (long ? stop > average : stop < average)
+        else {
+            return .failure(
+                RiskRejection(
+                    .stopDistance,
+                    "the stop \(stop) is \((average - stop).magnitude / average) from the new average \(average); at most \(limits.maxStopFraction)"
+                )
+            )
+        }
+        let maintenance = market.marginTiers?.rate(notional: total * price) ?? limits.maintenanceMarginRate
+        let liquidation = Self.liquidationPrice(
+            side: held.side,
+            entry: average,
+            leverage: leverage,
+            maintenanceMarginRate: maintenance
+        )
+        let room = (average - liquidation).magnitude
+        guard
+            long
+                ? stop > liquidation + limits.liquidationBufferFraction * room
+                : stop < liquidation - limits.liquidationBufferFraction * room
+        else {
+            return .failure(
+                RiskRejection(
+                    .liquidation,
+                    "the stop \(stop) is too near or past the liquidation price \(liquidation) of the grown position at \(held.leverage)x"
+                )
+            )
+        }
+        let loss = max(heldLoss, 0) + quantity * perUnit
+        return .success(.add(quantity: quantity, riskUSD: loss, liquidationPrice: liquidation))
     }
 
     /// The checks an opposing decision must pass before it closes a position: a real decision

@@ -227,22 +227,28 @@ public actor TradeExecutor {
         }
         var positions = try await venuePositionsInStore()
         var inFlight = try await ordersInFlight()
-        if d.closeOnly, !positions.contains(where: { $0.symbol == d.symbol }),
-            inFlight.contains(where: { $0.symbol == d.symbol && $0.purpose == .entry })
-        {
-            // An entry on its way: whether there is something to close is in its fill. Read it first;
-            // still unknown, the decision waits for a redelivery rather than dropping the close.
+        if d.closeOnly || d.scale != nil, inFlight.contains(where: { $0.symbol == d.symbol }) {
+            // An order on its way: what there is to close or resize is in its fill. Read it first; still
+            // unknown, the decision waits for a redelivery rather than acting on a size about to change.
             try await processVenueEvents()
             positions = try await venuePositionsInStore()
             inFlight = try await ordersInFlight()
-            if !positions.contains(where: { $0.symbol == d.symbol }),
-                let entry = inFlight.first(where: { $0.symbol == d.symbol && $0.purpose == .entry })
-            {
+            let open = positions.contains(where: { $0.symbol == d.symbol })
+            if let order = inFlight.first(where: {
+                $0.symbol == d.symbol && (d.scale != nil || !open && $0.purpose == .entry)
+            }) {
                 throw VenueError(
                     .unreachable,
-                    "the entry \(entry.clientOrderID) is still in flight; the close waits for its fill"
+                    "the order \(order.clientOrderID) on \(d.symbol) is still in flight; the \(d.scale != nil ? "resize" : "close") waits for its fill"
                 )
             }
+        }
+        if d.scale != nil {
+            return try await resize(
+                intent,
+                open: positions.first { $0.symbol == d.symbol },
+                correlationID: correlationID
+            )
         }
         let open = positions.first(where: { $0.symbol == d.symbol })
         if d.closeOnly, open.map({ ($0.side == .long) == (d.action == .long) }) ?? true {
@@ -274,46 +280,20 @@ public actor TradeExecutor {
             }
             return try await close(open, decisionID: intent.decisionID, correlationID: correlationID)
         }
-        let quote: Quote
-        switch await venueQuote(d.symbol) {
-        case .success(let value): quote = value
-        case .failure(let error) where error.code == .rejected:
-            // The venue does not trade the symbol: a refusal, not a failure to retry.
-            return try await reject(
-                intent,
-                RiskRejection(.invalidDecision, "the venue refuses \(d.symbol): \(error.message)"),
-                correlationID: correlationID
-            )
-        case .failure(let error): throw error
+        let filters: ExchangeFilters
+        let price: Money
+        switch try await tradable(d.symbol) {
+        case .failure(let refusal): return try await reject(intent, refusal, correlationID: correlationID)
+        case .success(let quote): (filters, price) = quote
         }
-        let filters = quote.filters
-        guard let price = quote.price else {
-            return try await reject(
-                intent,
-                RiskRejection(.invalidDecision, "the venue has no price for \(d.symbol) yet"),
-                correlationID: correlationID
-            )
-        }
-        let account = try await venue.account()
         // An entry on its way counts as the position it will be: no second one on the same symbol.
         let venueSymbols = Set(try await venue.positions().map(\.symbol))
         let entering = inFlight.filter { $0.purpose == .entry }.map(\.symbol)
-        let market = MarketView(
-            venuePrice: price,
-            referencePrice: await referencePrice(d.symbol),
+        let (market, view) = try await views(
+            d.symbol,
+            price: price,
             filters: filters,
-            now: now(),
-            marginTiers: await marginTiers(d.symbol)
-        )
-        try await rollBreakers(equity: account.equity)
-        // Every close fetched so far is counted; from here to the check nothing waits, so a close
-        // cannot slip in between the breakers and the decision.
-        await breakersCaughtUp()
-        let view = AccountView(
-            equity: account.equity,
-            availableMargin: account.availableMargin,
-            openSymbols: venueSymbols.union(positions.map(\.symbol)).union(entering),
-            halt: control.entryBlock
+            openSymbols: venueSymbols.union(positions.map(\.symbol)).union(entering)
         )
         switch gateway.check(intent, market: market, account: view) {
         case .failure(let rejection):
@@ -343,7 +323,7 @@ public actor TradeExecutor {
                 )
             )
             // Once it fills, the kernel holds its stop and target to the gateway's rules against the real fill.
-            let check = FillCheck(limits: settings.limits, equity: account.equity, filters: filters)
+            let check = FillCheck(limits: settings.limits, equity: view.equity, filters: filters)
             try await send(
                 record,
                 leverage: order.leverage,
@@ -367,6 +347,49 @@ public actor TradeExecutor {
         try await store.orders(statuses: OrderStatus.inFlight).filter {
             $0.venue == venue.name
                 && ($0.status != .intent || now().timeIntervalSince($0.createdAt) <= settings.limits.maxDecisionAge)
+        }
+    }
+
+    /// The market and the account as the gateway judges a decision on them, the breakers rolled to the
+    /// day and every close fetched so far counted in them: from the return to the check nothing waits,
+    /// so a close cannot slip in between the breakers and the decision.
+    func views(
+        _ symbol: String,
+        price: Money,
+        filters: ExchangeFilters,
+        openSymbols: Set<String>
+    ) async throws -> (MarketView, AccountView) {
+        let account = try await venue.account()
+        let market = MarketView(
+            venuePrice: price,
+            referencePrice: await referencePrice(symbol),
+            filters: filters,
+            now: now(),
+            marginTiers: await marginTiers(symbol)
+        )
+        try await rollBreakers(equity: account.equity)
+        await breakersCaughtUp()
+        let view = AccountView(
+            equity: account.equity,
+            availableMargin: account.availableMargin,
+            openSymbols: openSymbols,
+            halt: control.entryBlock
+        )
+        return (market, view)
+    }
+
+    /// The symbol's filters and price at the venue; a refusal (not a failure to retry) when the venue
+    /// does not trade it or has no price for it yet. Other failures are thrown: the decision is retried.
+    func tradable(_ symbol: String) async throws -> Result<(ExchangeFilters, Money), RiskRejection> {
+        switch await venueQuote(symbol) {
+        case .success(let quote):
+            guard let price = quote.price else {
+                return .failure(RiskRejection(.invalidDecision, "the venue has no price for \(symbol) yet"))
+            }
+            return .success((quote.filters, price))
+        case .failure(let error) where error.code == .rejected:
+            return .failure(RiskRejection(.invalidDecision, "the venue refuses \(symbol): \(error.message)"))
+        case .failure(let error): throw error
         }
     }
 
@@ -545,6 +568,84 @@ public actor TradeExecutor {
         try await send(record, leverage: position.leverage, correlationID: correlationID)
         try await store.markProcessed(messageID: decisionID, consumer: "executor", at: now())
         return .closing(clientOrderID: id)
+    }
+
+    /// A resize (``DecisionPayload/scale``) of the open position: an add on its side, or a reduce-only
+    /// part of it, as the gateway allows (``RiskGateway/checkResize(_:held:market:account:)``). The
+    /// kernel resizes the stop once the fill lands (make before break); nothing open, it is recorded as
+    /// nothing to resize.
+    func resize(_ intent: OrderIntent, open: PositionRecord?, correlationID: String) async throws -> Outcome {
+        let d = intent.decision
+        func hold(_ reason: String) async throws -> Outcome {
+            try await store.recordDecisionOutcome(
+                id: intent.decisionID,
+                DecisionOutcome(status: .hold, reason: reason, time: now())
+            )
+            try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
+            return .hold
+        }
+        guard let open else { return try await hold("nothing to resize: no \(d.symbol) position is open") }
+        guard !kernel.isClosing(d.symbol) else {
+            return try await hold("nothing to resize: the \(d.symbol) position is being closed")
+        }
+        let filters: ExchangeFilters
+        let price: Money
+        switch try await tradable(d.symbol) {
+        case .failure(let refusal): return try await reject(intent, refusal, correlationID: correlationID)
+        case .success(let quote): (filters, price) = quote
+        }
+        let (market, view) = try await views(d.symbol, price: price, filters: filters, openSymbols: [])
+        // The stop the kernel holds the position to now (moved by the policy since the record, perhaps).
+        let held = HeldPosition(
+            side: open.side,
+            quantity: open.quantity,
+            averagePrice: open.entryPrice,
+            leverage: open.leverage,
+            stopLoss: kernel.positions[d.symbol]?.stopPrice ?? open.stopLoss
+        )
+        let resize: ResizeOrder
+        switch gateway.checkResize(intent, held: held, market: market, account: view) {
+        case .failure(let rejection): return try await reject(intent, rejection, correlationID: correlationID)
+        case .success(let order): resize = order
+        }
+        let side = open.side.rawValue.lowercased()
+        let quantity: Money
+        let reason: String
+        switch resize {
+        case .reduce(_, closesAll: true):
+            return try await close(open, decisionID: intent.decisionID, correlationID: correlationID)
+        case .reduce(let reduction, closesAll: false):
+            quantity = reduction
+            reason = "reduces the \(side) \(d.symbol) by \(reduction) of \(open.quantity)"
+        case .add(let addition, let risk, let liquidation):
+            quantity = addition
+            reason =
+                "adds \(addition) to the \(side) \(d.symbol) (\(open.quantity) held); \(risk) USD at risk at the stop \(held.stopLoss.map { "\($0)" } ?? "-"), liquidation at \(filters.price(liquidation, toward: price))"
+        }
+        let adds: Bool = if case .add = resize { true } else { false }
+        let record = OrderRecord(
+            clientOrderID: ClientOrderID.make(decisionID: intent.decisionID, purpose: adds ? .entry : .exit),
+            decisionID: intent.decisionID,
+            venue: venue.name,
+            symbol: d.symbol,
+            side: (open.side == .long) == adds ? .buy : .sell,
+            type: .market,
+            purpose: adds ? .entry : .exit,
+            quantity: quantity,
+            price: adds ? price : nil,
+            stopPrice: adds ? held.stopLoss : nil,
+            reduceOnly: !adds,
+            createdAt: now()
+        )
+        guard try await store.recordOrder(record) else { return .duplicate }
+        try await store.recordDecisionOutcome(
+            id: intent.decisionID,
+            DecisionOutcome(status: record.purpose == .entry ? .ordered : .closing, reason: reason, time: now())
+        )
+        try await send(record, leverage: open.leverage, correlationID: correlationID)
+        try await store.markProcessed(messageID: intent.decisionID, consumer: "executor", at: now())
+        return record.purpose == .entry
+            ? .ordered(clientOrderID: record.clientOrderID) : .closing(clientOrderID: record.clientOrderID)
     }
 
     func reject(_ intent: OrderIntent, _ rejection: RiskRejection, correlationID: String) async throws -> Outcome {
@@ -1152,7 +1253,24 @@ public actor TradeExecutor {
                 venueOrderID: nil,
                 at: now()
             )
-            // Every entry fill opens or grows the position (an entry may fill in part and expire).
+            // Every entry fill opens or grows the position (an entry may fill in part and expire); an
+            // add (an entry of another decision) grows the one open.
+            if order.purpose == .entry,
+                var position = try await venuePositionsInStore().first(where: { $0.symbol == fill.symbol }),
+                position.decisionID != order.decisionID
+            {
+                if let held = kernel.positions[fill.symbol], held.decisionID == position.decisionID {
+                    position.quantity = held.quantity
+                    position.entryPrice = held.averagePrice
+                } else {
+                    position.entryPrice =
+                        (position.entryPrice * position.quantity + fill.price * fill.quantity)
+                        / (position.quantity + fill.quantity)
+                    position.quantity += fill.quantity
+                }
+                position.updatedAt = now()
+                return try await store.savePosition(position)
+            }
             if order.purpose == .entry { return try await open(order, fills: fills) }
         }
         // A fill that reduced the position without closing it (a cut to the risk budget, a partial exit
