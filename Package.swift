@@ -213,7 +213,7 @@ let package = Package(
         .executableTarget(
             name: "cockpit",
             dependencies: [
-                "WorkerRuntime", "Cockpit", "TradingCore", "TradingServices",
+                "WorkerRuntime", "Cockpit", "TradingCore", "TradingServices", "Exchanges",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict

@@ -109,6 +109,12 @@ enum CockpitOpenAPI {
                 "responses": { "200": { "description": "Heartbeats" }, "401": { "$ref": "#/components/responses/Unauthorized" } }
               }
             },
+            "/api/v1/leaders": {
+              "get": {
+                "summary": "Each leader of COPY_LEADERS: their round trips from their recent Hyperliquid fills (trades, win rate, PnL, return, max drawdown), the same while we followed, and our trades copied from them",
+                "responses": { "200": { "description": "Leader reports" }, "401": { "$ref": "#/components/responses/Unauthorized" }, "502": { "description": "A leader could not be read at Hyperliquid" } }
+              }
+            },
             "/api/v1/equity": {
               "get": {
                 "summary": "Equity snapshots",

@@ -64,6 +64,17 @@ extension CockpitService {
             ),
             ("alerts", "Alerts", { ["alerts": try await store.recentAlerts(limit: 200).map(AlertRow.init)] }),
             (
+                "leaders", "Leaders",
+                {
+                    do {
+                        let reports = try await leaders()
+                        return ["leaders": reports.map(LeaderRow.init), "hasLeaders": !reports.isEmpty]
+                    } catch {
+                        return ["problem": "\(error)", "hasLeaders": false]
+                    }
+                }
+            ),
+            (
                 "backtests", "Backtests",
                 {
                     let backtests = try await store.backtests(limit: 100)
@@ -672,6 +683,34 @@ extension CockpitService {
             kind = a.alert.kind
             title = a.alert.title
             message = a.alert.message
+        }
+    }
+
+    /// One leader: theirs, theirs while followed, and ours, side by side.
+    struct LeaderRow {
+        struct Side {
+            var name, trades, winRate, pnl, pnlClass, returnPercent, drawdown: String
+            init(_ name: String, _ side: LeaderReport.Side) {
+                self.name = name
+                trades = "\(side.trades)"
+                winRate = side.trades == 0 ? "–" : String(format: "%.0f %%", side.winRate * 100)
+                pnl = String(format: "%.2f", side.pnl)
+                pnlClass = side.pnl > 0 ? "win" : side.pnl < 0 ? "loss" : ""
+                returnPercent = String(format: "%.2f %%", side.returnPercent)
+                drawdown = String(format: "%.2f %%", side.maxDrawdownPercent)
+            }
+        }
+        var leader, weight, equity, followedSince: String
+        var sides: [Side]
+        init(_ report: LeaderReport) {
+            leader = report.leader
+            weight = "\(report.weight)"
+            equity = report.equity.map { String(format: "%.2f", $0) } ?? "unknown"
+            followedSince = report.followedSince.map(CockpitService.time) ?? "not copied yet"
+            sides = [
+                Side("Theirs", report.theirs), Side("Theirs while followed", report.theirsWhileFollowed),
+                Side("Ours, copied", report.ours),
+            ]
         }
     }
 }

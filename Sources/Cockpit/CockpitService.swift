@@ -49,6 +49,8 @@ public struct CockpitService: Service {
     let queueDepths: @Sendable () async -> [QueueDepth]
     /// The workers' newest heartbeats, for the overview's health table and the LLM spend.
     let workers: @Sendable () async -> [WorkerHeartbeat]
+    /// The followed leaders judged beside our copies of them (none when nobody is followed).
+    let leaders: @Sendable () async throws -> [LeaderReport]
 
     /// One queue and the messages waiting in it.
     public struct QueueDepth: Sendable, Hashable {
@@ -74,11 +76,13 @@ public struct CockpitService: Service {
         secureCookies: Bool = false,
         queueDepths: @escaping @Sendable () async -> [QueueDepth] = { [] },
         workers: @escaping @Sendable () async -> [WorkerHeartbeat] = { [] },
+        leaders: @escaping @Sendable () async throws -> [LeaderReport] = { [] },
         logger: Logger,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws {
         self.queueDepths = queueDepths
         self.workers = workers
+        self.leaders = leaders
         self.library = try Self.templates()
         self.account = account
         self.feed = feed
@@ -183,6 +187,13 @@ public struct CockpitService: Service {
         }
         api.get("workers") { request, context in
             try await authorized(request, context, .viewer) { _ in Self.json(await workers()) }
+        }
+        api.get("leaders") { request, context in
+            try await authorized(request, context, .viewer) { _ in
+                do { return Self.json(try await leaders()) } catch {
+                    return Self.json(Problem(error: "\(error)"), status: .badGateway)
+                }
+            }
         }
         api.get("equity") { request, context in
             try await authorized(request, context, .viewer) { _ in

@@ -204,6 +204,17 @@ public struct HyperliquidLeaders: LeaderSource {
         return try HyperliquidLeaderMessages.account(state: state, openOrders: orders)
     }
 
+    public func recentFills(_ leader: String) async throws -> [LeaderFill] {
+        // 20, and 1 more per 20 items returned: up to 2,000 fills is 120 of the 1,200 a minute.
+        try HyperliquidLeaderMessages.recentFills(
+            try await client.post(
+                HyperliquidMessages.infoPath,
+                json: HyperliquidLeaderMessages.fillsRequest(user: leader),
+                weight: 120
+            )
+        )
+    }
+
     public func fills(
         _ leaders: [String],
         receive: @escaping @Sendable (LeaderFillBatch) async throws -> Void

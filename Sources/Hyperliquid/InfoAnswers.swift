@@ -65,6 +65,18 @@ public enum HyperliquidLeaderMessages {
         Array(#"{"type":"frontendOpenOrders","user":"\#(user)"}"#.utf8)
     }
 
+    /// `{"type":"userFills","user":"0x…"}`: the account's most recent fills (up to 2,000), newest first.
+    public static func fillsRequest(user: String) -> [UInt8] {
+        Array(#"{"type":"userFills","user":"\#(user)"}"#.utf8)
+    }
+
+    /// The `userFills` answer: oldest first, each `tid` once.
+    public static func recentFills(_ answer: [UInt8]) throws -> [LeaderFill] {
+        do { return try LeaderFill.read(Data(answer)) } catch {
+            throw ExchangeMessageError("Hyperliquid userFills answer is malformed: \(error)")
+        }
+    }
+
     /// The account from its state and open orders: equity, and each coin's stop trigger (the nearest
     /// one when there are several).
     public static func account(state: [UInt8], openOrders: [UInt8]) throws -> LeaderAccount {

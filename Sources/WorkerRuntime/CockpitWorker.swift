@@ -15,6 +15,8 @@ public struct CockpitWorkerSettings: Sendable {
     public var indicatorShards: Int
     /// Marks the session cookie Secure: set it when TLS is in front and the proxy sends no X-Forwarded-Proto.
     public var secureCookies: Bool
+    /// The leaders followed, for the leader page (`COPY_LEADERS`; nil: none).
+    public var followed: CopyConfiguration.Followed?
 
     /// Reads and checks them; an invalid value names its key and range.
     public static func read(_ config: SettingsReader) throws -> Self {
@@ -44,7 +46,8 @@ public struct CockpitWorkerSettings: Sendable {
                 "COCKPIT_SECURE_COOKIE",
                 default: false,
                 help: "mark the session cookie Secure (TLS in front)"
-            )
+            ),
+            followed: try CopyConfiguration.followed(config)
         )
     }
 }

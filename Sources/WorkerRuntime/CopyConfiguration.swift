@@ -10,15 +10,53 @@ public struct CopyConfiguration: Sendable {
     public var webSocketURL: String
     public var restURL: String
 
+    /// Who is followed, and where (`COPY_LEADERS`, `COPY_CAPITAL`, `HYPERLIQUID_WS_URL`,
+    /// `HYPERLIQUID_REST_URL`): what the copy analyst, `tradebus leaders` and the cockpit's leader page
+    /// share.
+    public struct Followed: Sendable {
+        public var leaders: [Leader]
+        public var capital: Money
+        public var webSocketURL: String
+        public var restURL: String
+    }
+
+    static let leadersHelp = "addresses to follow, each with a weight: 0xabc…:0.5,0xdef…:1"
+
+    /// The leaders followed, or nil when `COPY_LEADERS` is not set; a bad value names its key.
+    public static func followed(_ config: SettingsReader) throws -> Followed? {
+        guard let text = try config.string("COPY_LEADERS", default: nil, help: leadersHelp), !text.isEmpty else {
+            return nil
+        }
+        let leaders: [Leader]
+        do { leaders = try Leader.parse(text) } catch {
+            throw ConfigError(key: "COPY_LEADERS", message: error.message)
+        }
+        let ws = try FeedConfiguration.url(
+            config,
+            "HYPERLIQUID_WS_URL",
+            default: "wss://api.hyperliquid.xyz",
+            schemes: ["ws", "wss"]
+        )
+        let rest = try FeedConfiguration.url(
+            config,
+            "HYPERLIQUID_REST_URL",
+            default: "https://api.hyperliquid.xyz",
+            schemes: ["http", "https"]
+        )
+        let capital = try config.double(
+            "COPY_CAPITAL",
+            default: 10_000,
+            range: 1...1_000_000_000,
+            help: "USD our copies are sized against (the executor's account; its gateway caps each)"
+        )
+        return Followed(leaders: leaders, capital: Money(finite: capital)!, webSocketURL: ws, restURL: rest)
+    }
+
     /// Reads and checks the copy keys; a bad one stops the analyst at start, naming the key.
     public static func read(_ config: SettingsReader, framework: TradingFramework) throws -> CopyConfiguration {
-        let leadersText = try config.required(
-            "COPY_LEADERS",
-            help: "addresses to follow, each with a weight: 0xabc…:0.5,0xdef…:1"
-        )
-        let leaders: [Leader]
-        do { leaders = try Leader.parse(leadersText) } catch {
-            throw ConfigError(key: "COPY_LEADERS", message: error.message)
+        guard let followed = try followed(config) else {
+            _ = try config.required("COPY_LEADERS", help: leadersHelp)
+            throw ConfigError(key: "COPY_LEADERS", message: "is empty; \(leadersHelp)")
         }
         let mode = CopySizing.Mode(
             rawValue: try config.choice(
@@ -48,30 +86,11 @@ public struct CopyConfiguration: Sendable {
             )!,
             maxStopFraction: Money(finite: framework.maxStopFraction)!
         )
-        let ws = try FeedConfiguration.url(
-            config,
-            "HYPERLIQUID_WS_URL",
-            default: "wss://api.hyperliquid.xyz",
-            schemes: ["ws", "wss"]
-        )
-        let rest = try FeedConfiguration.url(
-            config,
-            "HYPERLIQUID_REST_URL",
-            default: "https://api.hyperliquid.xyz",
-            schemes: ["http", "https"]
-        )
         return CopyConfiguration(
             settings: CopyAnalyst.Settings(
-                leaders: leaders,
+                leaders: followed.leaders,
                 sizing: sizing,
-                capital: Money(
-                    finite: try config.double(
-                        "COPY_CAPITAL",
-                        default: 10_000,
-                        range: 1...1_000_000_000,
-                        help: "USD our copies are sized against (the executor's account; its gateway caps each)"
-                    )
-                )!,
+                capital: followed.capital,
                 leverage: try config.int(
                     "COPY_LEVERAGE",
                     default: 3,
@@ -92,8 +111,8 @@ public struct CopyConfiguration: Sendable {
                     help: "fills in the snapshot at start younger than this are copied; older ones are history"
                 )
             ),
-            webSocketURL: ws,
-            restURL: rest
+            webSocketURL: followed.webSocketURL,
+            restURL: followed.restURL
         )
     }
 }

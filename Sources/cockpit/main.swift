@@ -1,4 +1,5 @@
 import Cockpit
+import Exchanges
 import Foundation
 import ServiceLifecycle
 import TradingCore
@@ -23,6 +24,19 @@ let status = await WorkerMain.run(
         let feed = CockpitFeed()
         let roster = WorkerRoster()
         let live = CockpitBusFeed.liveQueue(instance: instance)
+        // The leader page: the leaders followed, read from Hyperliquid at most once a minute.
+        let board = settings.followed.map { followed in
+            LeaderBoard(
+                leaders: followed.leaders,
+                source: HyperliquidLeaders(
+                    webSocketURL: followed.webSocketURL,
+                    restURL: followed.restURL,
+                    logger: context.logger
+                ),
+                store: store,
+                capital: followed.capital
+            )
+        }
         try await bus.declare(CockpitBusFeed.alertQueue)
         try await bus.declare(live)
         let cockpit = try CockpitService(
@@ -50,6 +64,7 @@ let status = await WorkerMain.run(
                 )
             },
             workers: { roster.current() },
+            leaders: { try await board?.reports() ?? [] },
             logger: context.logger,
             onRunning: { port in context.logger.info("cockpit listening", metadata: ["port": "\(port)"]) }
         )

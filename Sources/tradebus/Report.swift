@@ -4,17 +4,12 @@ import SQLTradeStore
 import TradingCore
 import WorkerRuntime
 
-struct Report: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "What the record says: PnL by day, win rate, reward to risk, Sharpe, drawdown, open positions.",
-        discussion: "Reads DATABASE_URL (Postgres or sqlite:///path), or --database FILE.sqlite."
-    )
-
+/// `--database FILE.sqlite`: a record to read instead of DATABASE_URL's.
+struct RecordOption: ParsableArguments {
     @Option(help: "A SQLite file to read instead of DATABASE_URL (e.g. .tradebus/run.sqlite).") var database: String?
-    @Option(help: "Starting equity for returns and drawdown (default: INITIAL_CAPITAL or 10000).") var capital: Double?
-    @Flag(help: "Print one JSON object.") var json = false
 
-    func run() async throws {
+    /// The process's environment, DATABASE_URL pointing at `--database` when it is given.
+    func environment() throws -> [String: String] {
         var environment = ProcessInfo.processInfo.environment
         if let database {
             guard FileManager.default.fileExists(atPath: database) else {
@@ -22,7 +17,22 @@ struct Report: AsyncParsableCommand {
             }
             environment["DATABASE_URL"] = "sqlite://" + URL(fileURLWithPath: database).path
         }
-        let config = try SettingsReader(environment: environment)
+        return environment
+    }
+}
+
+struct Report: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "What the record says: PnL by day, win rate, reward to risk, Sharpe, drawdown, open positions.",
+        discussion: "Reads DATABASE_URL (Postgres or sqlite:///path), or --database FILE.sqlite."
+    )
+
+    @OptionGroup var record: RecordOption
+    @Option(help: "Starting equity for returns and drawdown (default: INITIAL_CAPITAL or 10000).") var capital: Double?
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() async throws {
+        let config = try SettingsReader(environment: try record.environment())
         let store = try Infrastructure.store(config)
         let trades = try await store.trades(since: nil).sorted { $0.exitTime < $1.exitTime }
         let open = try await store.openPositions()

@@ -15,7 +15,7 @@ struct TradeBus: AsyncParsableCommand {
         abstract: "TradeBus: an autonomous crypto perpetual-futures trading system.",
         subcommands: [
             Run.self, Backtest.self, Report.self, Indicators.self, Analyze.self, Control.self, Status.self,
-            Migrate.self, Bench.self, Config.self, Diff.self, Evaluate.self, Compare.self,
+            Migrate.self, Bench.self, Config.self, Diff.self, Evaluate.self, Compare.self, Leaders.self,
         ]
     )
 }

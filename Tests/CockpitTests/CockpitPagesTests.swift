@@ -55,7 +55,9 @@ struct CockpitPagesTests {
     func signedOut() async throws {
         try await api.withCockpit { base, _, _ in
             try await withBrowser { http in
-                for path in ["/", "/trades", "/trades/t1", "/decisions", "/alerts", "/backtests", "/events"] {
+                for path in [
+                    "/", "/trades", "/trades/t1", "/decisions", "/alerts", "/backtests", "/leaders", "/events",
+                ] {
                     let answer = try await page(http, base + path, cookie: nil)
                     #expect(answer.status == 303 && answer.header("location") == "/login", "\(path)")
                     #expect(!answer.text.contains("BTCUSDT"))
@@ -215,6 +217,61 @@ struct CockpitPagesTests {
                 #expect(out.status == 303)
                 #expect(try await page(http, "\(base)/", cookie: operatorSession.cookie).status == 303)
             }
+        }
+    }
+
+    @Test(
+        "the leader page shows each leader's trades, win rate, PnL and drawdown beside ours, from the same reports as /api/v1/leaders; a leader that cannot be read is said, not hidden"
+    )
+    func leaders() async throws {
+        let address = "0xabcdef0123456789abcdef0123456789abcdef01"
+        // Long 1 at 100, out at 110 (closedPnl 10); long 1 at 110, out at 104 (−6).
+        let fills = [(1, 100, true, 0, nil), (2, 110, false, 1, 10), (3, 110, true, 0, nil), (4, 104, false, 1, -6)].map
+        {
+            LeaderFill(
+                coin: "BTC",
+                price: Money($0.1),
+                size: 1,
+                isBuy: $0.2,
+                startPosition: Money($0.3),
+                time: Int64($0.0) * 60_000,
+                tid: Int64($0.0),
+                closedPnl: $0.4.map { Money($0) }
+            )
+        }
+        let report = LeaderReport(
+            leader: Leader(address: address, weight: 0.5),
+            fills: fills,
+            equity: 1_004,
+            ourTrades: [],
+            ourCapital: 10_000
+        )
+        let readable: @Sendable () async throws -> [LeaderReport] = { [report] }
+        try await api.withCockpit(leaders: readable) { base, http, _ in
+            try await withBrowser { browser in
+                let session = try await signIn(browser, base, token: CockpitServiceTests.viewer)
+                let page = try await page(browser, "\(base)/leaders", cookie: session.cookie)
+                #expect(page.status == 200 && page.text.contains(address) && page.text.contains("weight 0.5"))
+                #expect(page.text.contains("<td>Theirs</td><td class=\"num\">2</td><td class=\"num\">50 %</td>"))
+                #expect(page.text.contains("<td>Ours, copied</td><td class=\"num\">0</td>"))
+                #expect(page.text.contains("not copied yet"))
+            }
+            let answer = try await api.get(http, "\(base)/api/v1/leaders", token: CockpitServiceTests.viewer)
+            let rows = try api.json(answer) as? [[String: Any]]
+            #expect(answer.status == 200 && rows?.first?["leader"] as? String == address)
+            #expect((rows?.first?["theirs"] as? [String: Any])?["pnl"] as? Double == 4)
+        }
+        let unreadable: @Sendable () async throws -> [LeaderReport] = {
+            throw CopyError("the leader \(address) could not be read: HTTP 429")
+        }
+        try await api.withCockpit(leaders: unreadable) { base, http, _ in
+            try await withBrowser { browser in
+                let session = try await signIn(browser, base, token: CockpitServiceTests.viewer)
+                let page = try await page(browser, "\(base)/leaders", cookie: session.cookie)
+                #expect(page.status == 200 && page.text.contains("could not be read: HTTP 429"))
+            }
+            let answer = try await api.get(http, "\(base)/api/v1/leaders", token: CockpitServiceTests.viewer)
+            #expect(answer.status == 502)
         }
     }
 

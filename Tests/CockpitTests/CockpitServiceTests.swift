@@ -25,6 +25,7 @@ struct CockpitServiceTests {
     /// are answered by `control` and collected.
     func withCockpit(
         feed: CockpitFeed = CockpitFeed(),
+        leaders: @escaping @Sendable () async throws -> [LeaderReport] = { [] },
         _ body: (String, HTTPCaller, @escaping @Sendable () -> [ControlRequest]) async throws -> Void
     ) async throws {
         let store = try await seeded()
@@ -44,6 +45,7 @@ struct CockpitServiceTests {
             },
             feed: feed,
             queueDepths: { [CockpitService.QueueDepth(name: "ai-analyst.signals", messages: 3)] },
+            leaders: leaders,
             logger: Logger(label: "cockpit-test"),
             onRunning: { port.continuation.yield($0) }
         )
@@ -177,7 +179,7 @@ struct CockpitServiceTests {
                 Set(paths.keys) == [
                     "/api/v1/status", "/api/v1/positions", "/api/v1/trades", "/api/v1/trades/{id}", "/api/v1/equity",
                     "/api/v1/decisions", "/api/v1/alerts", "/api/v1/workers", "/api/v1/backtests",
-                    "/api/v1/divergences", "/api/v1/control/{command}",
+                    "/api/v1/divergences", "/api/v1/leaders", "/api/v1/control/{command}",
                     "/api/v1/openapi.json",
                 ]
             )

@@ -455,6 +455,11 @@ public final class FakeExchange: Sendable {
                 hyperliquidCandle($0, coin: coin, interval: interval)
             }
             return json("[" + rows.joined(separator: ",") + "]")
+        case "userFills":
+            guard let user = (object["user"] as? String)?.lowercased(), user.count == 42 else {
+                return respond(unreadable)
+            }
+            return json("[" + (state.withLock { $0.leaders[user]?.fills } ?? []).joined(separator: ",") + "]")
         case "clearinghouseState", "frontendOpenOrders":
             guard let user = (object["user"] as? String)?.lowercased(), user.count == 42 else {
                 return respond(unreadable)

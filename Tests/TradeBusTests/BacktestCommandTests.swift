@@ -325,6 +325,64 @@ extension MarketDataSystemTests {
         }
 
         @Test(
+            "tradebus leaders: each leader of COPY_LEADERS read from a local Hyperliquid (userFills, clearinghouseState) beside our copied trades in the record; a file judged offline; no leader named, a clear error"
+        )
+        func leaders() async throws {
+            let fixtures = TestServices.repositoryRoot.appendingPathComponent("Tests/Fixtures/hyperliquid")
+            let fillsFile = fixtures.appendingPathComponent("leader-fills.json").path
+            let fills = try LeaderFill.read(Data(contentsOf: URL(fileURLWithPath: fillsFile)))
+            let address = "0xabcdef0123456789abcdef0123456789abcdef01"
+            let venue = try await FakeExchange.start(.hyperliquid)
+            venue.setLeader(address, equity: 100_000)
+            for fill in fills { venue.leaderFill(address, fill: fill, push: false) }
+            // The record: one trade copied from this leader (its short), one of the rules analyst's.
+            let path = temporary("leaders.sqlite")
+            let store = SQLTradeStore.sqlite(path: path)
+            try await store.migrate()
+            let trips = LeaderFill.roundTrips(fills, leader: address)
+            for (id, position, pnl) in [
+                ("t1", "position:copy:\(address):5004", Money(-30)), ("t2", "position:rules-1", 80),
+            ] {
+                var trade = trips[1]
+                trade.id = id
+                trade.positionID = position
+                trade.pnl = pnl
+                try await store.recordTrade(trade)
+            }
+            await store.close()
+            var environment = defaults
+            environment["DATABASE_URL"] = "sqlite://\(path)"
+            environment["COPY_LEADERS"] = address + ":0.5"
+            environment["HYPERLIQUID_REST_URL"] = venue.restURL
+            let output = try await Command.run(tradebus, ["leaders", "--json"], environment: environment)
+            let reports = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]] ?? []
+            #expect(reports.count == 1 && reports.first?["leader"] as? String == address)
+            let theirs = reports.first?["theirs"] as? [String: Any]
+            let ours = reports.first?["ours"] as? [String: Any]
+            #expect(theirs?["trades"] as? Int == 2 && theirs?["wins"] as? Int == 1, "\(output)")
+            #expect(ours?["trades"] as? Int == 1 && ours?["pnl"] as? Double == -30, "\(output)")
+            #expect(reports.first?["equity"] as? Double == 100_000 && reports.first?["weight"] as? Double == 0.5)
+            #expect(venue.received.contains { $0.contains(#""type":"userFills""#) })
+            // The table, and the same leader judged from the file alone.
+            let table = try await Command.run(
+                tradebus,
+                ["leaders", "--leader-fills", fillsFile, "--leader", address, "--leader-equity", "100000"],
+                environment: environment
+            )
+            #expect(
+                table.contains("theirs                 2 trades  win  50%") && table.contains("ours, copied"),
+                "\(table)"
+            )
+            await venue.stop()
+            environment["COPY_LEADERS"] = ""
+            await #expect {
+                try await Command.run(tradebus, ["leaders"], environment: environment)
+            } throws: { error in
+                "\(error)".contains("COPY_LEADERS")
+            }
+        }
+
+        @Test(
             "--analyst copy --leader-fills: the recorded leader's BTC fills make a long and, after the flip, a short; the sizing's needs are named"
         )
         func copyLeader() async throws {

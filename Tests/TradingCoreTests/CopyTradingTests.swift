@@ -137,6 +137,80 @@ struct CopyTradingTests {
         #expect(decisions.last?.move == .close && decisions.last?.ourFrom == Money(string: "0.15")!)
     }
 
+    @Test(
+        "a leader's round trips from their fills: the long from open to the flip, the short from the flip to the close, each with Hyperliquid's closedPnl less its share of the fees; the open ETH short is left out"
+    )
+    func leaderRoundTrips() throws {
+        let trips = LeaderFill.roundTrips(Self.fills, leader: Self.leader.address)
+        #expect(trips.map(\.side) == [.long, .short] && trips.allSatisfy { $0.symbol == "BTC" })
+        guard trips.count == 2 else { return }
+        // 750 + 1,250 realised; fees 45 + 45.45 + 22.95 and 1.5 of the flip's 3.5 of 159.86.
+        let flipFee = Money(string: "159.86")!
+        #expect(trips[0].fees == Money(string: "113.4")! + flipFee * (Money(string: "1.5")! / Money(string: "3.5")!))
+        #expect(trips[0].pnl == 2_000 - trips[0].fees)
+        #expect(trips[0].quantity == 2 && trips[0].entryPrice == 100_500)
+        // −2,000 realised; fees: the rest of the flip's and 90.45.
+        #expect(
+            trips[1].fees == flipFee - flipFee * (Money(string: "1.5")! / Money(string: "3.5")!) + Money(
+                string: "90.45"
+            )!
+        )
+        #expect(trips[1].pnl == -2_000 - trips[1].fees && trips[1].entryPrice == 101_500)
+        // Without closedPnl, the PnL comes from the trip's average entry: (102,000 − 100,500) × 0.5 + (101,500 −
+        // 100,500) × 1.5 for the long, (101,500 − 100,500) × 2 for the short (the file's closedPnl says otherwise:
+        // when the venue says, its word is taken).
+        let bare = Self.fills.map { fill -> LeaderFill in
+            var fill = fill
+            fill.closedPnl = nil
+            fill.fee = nil
+            return fill
+        }
+        #expect(LeaderFill.roundTrips(bare, leader: Self.leader.address).map(\.pnl) == [2_250, 2_000])
+        // Fills that begin mid-trip, with no closedPnl: that trip's PnL cannot be known, and it is left out.
+        #expect(
+            LeaderFill.roundTrips(Array(bare.filter { $0.coin == "BTC" }.dropFirst(2)), leader: "x").map(\.side) == [
+                .short
+            ]
+        )
+    }
+
+    @Test(
+        "a leader's report: their trips judged from their equity, ours picked out of the record by the copy decision's id"
+    )
+    func leaderReport() throws {
+        let trips = LeaderFill.roundTrips(Self.fills, leader: Self.leader.address)
+        func ours(_ tid: Int64, pnl: Money, entry: Date) -> TradeRecord {
+            var trade = trips[0]
+            trade.id = "ours-\(tid)"
+            trade.positionID = "position:copy:\(Self.leader.address):\(tid)"
+            trade.pnl = pnl
+            trade.entryTime = entry
+            trade.exitTime = entry.addingTimeInterval(60)
+            return trade
+        }
+        var other = ours(1, pnl: 500, entry: trips[0].entryTime)
+        other.positionID = "position:decision:rules-1"  // not a copy: left out
+        let report = LeaderReport(
+            leader: Self.leader,
+            fills: Self.fills,
+            equity: 100_000,
+            ourTrades: [ours(5004, pnl: -30, entry: trips[1].entryTime), other],
+            ourCapital: 10_000
+        )
+        #expect(report.theirs.trades == 2 && report.theirs.wins == 1 && report.theirs.winRate == 0.5)
+        let made = trips.map(\.pnl.doubleValue).reduce(0, +)
+        #expect(abs(report.theirs.pnl - made) < 1e-9)
+        // Their equity before: 100,000 less what they made; the short's loss from the long's peak is the drawdown.
+        let start = 100_000 - made
+        let peak = start + trips[0].pnl.doubleValue
+        #expect(abs(report.theirs.maxDrawdownPercent - (-trips[1].pnl.doubleValue) / peak * 100) < 1e-9)
+        // Followed since our first copied trade: their short only; ours lost 30 of 10,000.
+        #expect(report.followedSince == trips[1].entryTime)
+        #expect(report.theirsWhileFollowed.trades == 1 && report.theirsWhileFollowed.wins == 0)
+        #expect(report.ours.trades == 1 && report.ours.pnl == -30 && abs(report.ours.returnPercent + 0.3) < 1e-9)
+        #expect(report.lines.count == 4 && report.lines[3].contains("-30.00 USD"))
+    }
+
     @Test("COPY_LEADERS: addresses with weights; a bad address or weight is named")
     func leaders() throws {
         let parsed = try Leader.parse(

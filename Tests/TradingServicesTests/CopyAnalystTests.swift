@@ -25,6 +25,7 @@ struct CopyAnalystTests {
             if fail { throw CopyError("the leader's account could not be read") }
             return LeaderAccount(equity: 1_000_000, stops: ["BTC": 98_000])
         }
+        func recentFills(_ leader: String) async throws -> [LeaderFill] { [] }
         func fills(
             _ leaders: [String],
             receive: @escaping @Sendable (LeaderFillBatch) async throws -> Void

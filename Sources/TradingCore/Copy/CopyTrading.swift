@@ -12,6 +12,9 @@ public struct LeaderFill: Sendable, Hashable, Codable {
     public var startPosition: Money
     public var time: Int64
     public var tid: Int64
+    /// The PnL this fill realised, and its fee, as Hyperliquid reports them (`closedPnl`, `fee`).
+    public var closedPnl: Money?
+    public var fee: Money?
 
     /// A `LeaderFill` with the fields given.
     public init(
@@ -22,8 +25,12 @@ public struct LeaderFill: Sendable, Hashable, Codable {
         direction: String? = nil,
         startPosition: Money,
         time: Int64,
-        tid: Int64
+        tid: Int64,
+        closedPnl: Money? = nil,
+        fee: Money? = nil
     ) {
+        self.closedPnl = closedPnl
+        self.fee = fee
         self.coin = coin
         self.price = price
         self.size = size
@@ -35,7 +42,7 @@ public struct LeaderFill: Sendable, Hashable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case coin, px, sz, side, dir, startPosition, time, tid
+        case coin, px, sz, side, dir, startPosition, time, tid, closedPnl, fee
     }
 
     public init(from decoder: any Decoder) throws {
@@ -63,6 +70,8 @@ public struct LeaderFill: Sendable, Hashable, Codable {
         startPosition = try money(.startPosition)
         time = try c.decode(Int64.self, forKey: .time)
         tid = try c.decode(Int64.self, forKey: .tid)
+        closedPnl = try c.contains(.closedPnl) ? money(.closedPnl) : nil
+        fee = try c.contains(.fee) ? money(.fee) : nil
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -75,6 +84,8 @@ public struct LeaderFill: Sendable, Hashable, Codable {
         try c.encode("\(startPosition)", forKey: .startPosition)
         try c.encode(time, forKey: .time)
         try c.encode(tid, forKey: .tid)
+        try c.encodeIfPresent(closedPnl.map { "\($0)" }, forKey: .closedPnl)
+        try c.encodeIfPresent(fee.map { "\($0)" }, forKey: .fee)
     }
 
     /// The leader's signed position after this fill.
@@ -417,6 +428,8 @@ public struct LeaderFillBatch: Sendable, Hashable {
 public protocol LeaderSource: Sendable {
     /// The leader's account now.
     func account(_ leader: String) async throws -> LeaderAccount
+    /// The leader's most recent fills, oldest first (for their statistics: ``LeaderReport``).
+    func recentFills(_ leader: String) async throws -> [LeaderFill]
     /// One connection: the leaders' fills as they happen, each leader's snapshot first. Returns when the
     /// venue closed it; the caller reconnects.
     func fills(_ leaders: [String], receive: @escaping @Sendable (LeaderFillBatch) async throws -> Void) async throws
