@@ -155,11 +155,12 @@ public struct LeaderReport: Sendable, Codable, Equatable {
     public var equity: Double?
     /// Their round trips over the fills read.
     public var theirs: Side
-    /// Their round trips since our first copied trade opened: what we could have copied.
+    /// Their round trips since the fill our first copied trade came from: what we could have copied.
     public var theirsWhileFollowed: Side
     /// Our trades copied from them.
     public var ours: Side
-    /// When our first copied trade opened (nil: none yet).
+    /// The time of the leader's fill our first copied trade came from (our entry when that fill is not
+    /// among `fills`); nil: no copied trade yet.
     public var followedSince: Date?
 
     enum CodingKeys: String, CodingKey {
@@ -182,9 +183,15 @@ public struct LeaderReport: Sendable, Codable, Equatable {
         weight = leader.weight.doubleValue
         self.equity = equity?.doubleValue
         let trips = LeaderFill.roundTrips(fills, leader: leader.address)
-        let copied = ourTrades.filter { $0.positionID.hasPrefix("position:copy:\(leader.address):") }
+        let prefix = "position:copy:\(leader.address):"
+        let copied = ourTrades.filter { $0.positionID.hasPrefix(prefix) }
             .sorted { $0.exitTime < $1.exitTime }
-        followedSince = copied.map(\.entryTime).min()
+        // Since the leader's fill our first copy came from (our entry is always a little later than theirs).
+        let fillTimes = Dictionary(fills.map { ($0.tid, $0.time) }, uniquingKeysWith: min)
+        followedSince = copied.map { trade in
+            Int64(trade.positionID.dropFirst(prefix.count).prefix { $0.isNumber }).flatMap { fillTimes[$0] }
+                .map { Date(timeIntervalSince1970: Double($0) / 1000) } ?? trade.entryTime
+        }.min()
         let made = trips.map(\.pnl.doubleValue).reduce(0, +)
         let theirStart = max((equity?.doubleValue ?? 0) - made, 0)
         theirs = Side(trips, startingEquity: theirStart)
