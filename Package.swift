@@ -267,6 +267,7 @@ let package = Package(
             name: "tradebus",
             dependencies: [
                 "WorkerRuntime", "Benchmarks", "TradingServices", "SQLTradeStore", "SQLiteStore", "Cockpit",
+                "Exchanges", "Hyperliquid",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

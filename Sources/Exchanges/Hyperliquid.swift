@@ -5,8 +5,9 @@ import Logging
 import Synchronization
 import TradingCore
 
-/// Hyperliquid perpetuals, live: each symbol's `candle` subscription and its `activeAssetCtx` (mark
-/// price and the hourly funding rate), on one connection, with Hyperliquid's `{"method":"ping"}` every
+/// Hyperliquid perpetuals, live: each symbol's `candle` subscription, its `activeAssetCtx` (mark
+/// price and the hourly funding rate) and its `trades` (the last trade's price is the latest), on one
+/// connection, with Hyperliquid's `{"method":"ping"}` every
 /// 30 s (it closes a connection silent for 60 s). Symbols are ours (`BTCUSDT`); Hyperliquid's coin is
 /// `BTC`. A candle is closed when the next one's first update arrives (``CandleRollover``).
 public struct HyperliquidKlineStream: KlineStream {
@@ -44,7 +45,10 @@ public struct HyperliquidKlineStream: KlineStream {
             symbols[coin] = stream.symbol.uppercased()
             requests.append(HyperliquidMessages.subscribeCandles(coin: coin, interval: stream.interval))
         }
-        for coin in symbols.keys.sorted() { requests.append(HyperliquidMessages.subscribeAssetContext(coin: coin)) }
+        for coin in symbols.keys.sorted() {
+            requests.append(HyperliquidMessages.subscribeAssetContext(coin: coin))
+            requests.append(HyperliquidMessages.subscribeTrades(coin: coin))
+        }
         let ours = symbols
         let rollover = Rollover()
         let session = WebSocketSession<KlineStreamEvent>(
@@ -60,6 +64,8 @@ public struct HyperliquidKlineStream: KlineStream {
                 if let mark = try HyperliquidMessages.assetContext(text, symbol: { ours[$0] }, now: Date()) {
                     return [.mark(mark)]
                 }
+                let trades = try HyperliquidMessages.lastTrades(text, symbol: { ours[$0] })
+                if !trades.isEmpty { return trades.map { .trade(symbol: $0.symbol, price: $0.price, time: $0.time) } }
                 guard let (coin, interval, candle) = try HyperliquidMessages.candle(text), let symbol = ours[coin]
                 else { return [] }
                 let update = KlineUpdate(

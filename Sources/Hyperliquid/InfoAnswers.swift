@@ -77,6 +77,45 @@ public enum HyperliquidLeaderMessages {
         }
     }
 
+    /// The leader's stop triggers over time from a `historicalOrders` answer (`[{"order": {…, "timestamp"},
+    /// "status", "statusTimestamp"}]`): each reduce-only stop trigger, working from its `timestamp` until
+    /// its `statusTimestamp` unless its status is still `open`.
+    public static func triggers(historicalOrders answer: [UInt8]) throws -> LeaderTriggers {
+        struct Row: Decodable {
+            struct Order: Decodable {
+                var coin: String
+                var side: String
+                var triggerPx: String?
+                var isTrigger: Bool?
+                var reduceOnly: Bool?
+                var orderType: String?
+                var timestamp: Int64
+            }
+            var order: Order
+            var status: String
+            var statusTimestamp: Int64
+        }
+        let rows: [Row]
+        do { rows = try JSONDecoder().decode([Row].self, from: Data(answer)) } catch {
+            throw ExchangeMessageError("Hyperliquid historicalOrders answer is malformed: \(error)")
+        }
+        return LeaderTriggers(
+            rows.compactMap { row in
+                let order = row.order
+                guard order.isTrigger == true, order.reduceOnly == true, (order.orderType ?? "").hasPrefix("Stop"),
+                    let price = order.triggerPx.flatMap({ Money(string: $0) })
+                else { return nil }
+                return LeaderTriggers.Trigger(
+                    coin: order.coin,
+                    sells: order.side == "A",
+                    price: price,
+                    placed: order.timestamp,
+                    ended: row.status == "open" ? nil : row.statusTimestamp
+                )
+            }
+        )
+    }
+
     /// The account from its state and open orders: equity, and each coin's stop trigger (the nearest
     /// one when there are several).
     public static func account(state: [UInt8], openOrders: [UInt8]) throws -> LeaderAccount {
@@ -110,7 +149,7 @@ public enum HyperliquidLeaderMessages {
             var data: Payload?
         }
         let data = Data(text)
-        guard let head = try? JSONDecoder().decode(ChannelOnly.self, from: data) else {
+        guard let head = try? JSONDecoder().decode(HyperliquidMessages.ChannelOnly.self, from: data) else {
             throw ExchangeMessageError("Hyperliquid message is not JSON with a channel")
         }
         guard head.channel == "userFills" else { return nil }
@@ -122,5 +161,4 @@ public enum HyperliquidLeaderMessages {
         return LeaderFillBatch(leader: payload.user, fills: payload.fills, snapshot: payload.isSnapshot ?? false)
     }
 
-    struct ChannelOnly: Decodable { var channel: String }
 }

@@ -34,6 +34,51 @@ public enum HyperliquidMessages {
         Array(#"{"method":"subscribe","subscription":{"type":"activeAssetCtx","coin":"\#(coin)"}}"#.utf8)
     }
 
+    /// `{"method":"subscribe","subscription":{"type":"trades","coin":"BTC"}}`
+    public static func subscribeTrades(coin: String) -> [UInt8] {
+        Array(#"{"method":"subscribe","subscription":{"type":"trades","coin":"\#(coin)"}}"#.utf8)
+    }
+
+    /// The last trade of each coin in a `trades` push (`{"channel":"trades","data":[{"coin","side","px",
+    /// "sz","time","hash","tid","users"}…]}`), for the coins `symbol` names; empty for other channels.
+    public static func lastTrades(
+        _ text: [UInt8],
+        symbol: (String) -> String?
+    ) throws -> [(
+        symbol: String, price: Money, time: Date
+    )] {
+        struct Push: Decodable {
+            struct Trade: Decodable {
+                var coin: String
+                var px: String
+                var time: Int64
+                var tid: Int64
+            }
+            var channel: String
+            var data: [Trade]?
+        }
+        guard let head = try? JSONDecoder().decode(ChannelOnly.self, from: Data(text)), head.channel == "trades" else {
+            return []
+        }
+        guard let push = try? JSONDecoder().decode(Push.self, from: Data(text)), let trades = push.data else {
+            throw ExchangeMessageError("Hyperliquid trades push is malformed")
+        }
+        var last: [String: Push.Trade] = [:]
+        for trade in trades where symbol(trade.coin) != nil {
+            if let seen = last[trade.coin], (seen.time, seen.tid) > (trade.time, trade.tid) { continue }
+            last[trade.coin] = trade
+        }
+        return try last.values.sorted { $0.coin < $1.coin }.map { trade in
+            guard let price = Money(string: trade.px), price > 0 else {
+                throw ExchangeMessageError("Hyperliquid trade \(trade.tid) has no positive px: \(trade.px)")
+            }
+            return (symbol(trade.coin)!, price, Date(timeIntervalSince1970: Double(trade.time) / 1000))
+        }
+    }
+
+    /// Any push's channel.
+    struct ChannelOnly: Decodable { var channel: String }
+
     /// The `{"channel":"error","data":"…"}` Hyperliquid sends for a subscription it refuses; nil otherwise.
     public static func error(_ text: [UInt8]) -> String? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(text)) as? [String: Any],

@@ -59,6 +59,13 @@ public actor HyperliquidPerpsVenue: Venue {
     var book = PositionBook()
     var held: (at: Date, state: ClearinghouseState)?
     var openOrders: (at: Date, rows: [OpenOrder])?
+    /// The WebSocket of the account's `userFills` and `orderUpdates` (nil: REST polling only).
+    let streamURL: String?
+    /// Whether fills come with the stream now; when REST last read them.
+    var streamLive = false
+    var verifiedAt: Date?
+    /// Since when the venue's positions have differed from the fills' (a fill the stream may have lost).
+    var differsSince: Date?
 
     /// Hyperliquid for `account`, signed by the agent `key`.
     public init(
@@ -72,8 +79,10 @@ public actor HyperliquidPerpsVenue: Venue {
         timeout: Duration = .seconds(10),
         logger: Logger,
         clock: @escaping @Sendable () -> Date = { Date() },
-        rateLimitShare: Double = 0.8
+        rateLimitShare: Double = 0.8,
+        streamURL: String? = nil
     ) {
+        self.streamURL = streamURL
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.account = account.lowercased()
         self.key = key
@@ -581,8 +590,17 @@ public actor HyperliquidPerpsVenue: Venue {
     }
 
     /// New fills of the symbols traded (`userFillsByTime` from the cursor), with the closes they make.
+    /// With the stream live, fills come with it, and REST reads them only every `verifyEvery` (a fill
+    /// the stream lost is found then; one it brought first is not reported twice: the cursor has its id).
     public func events() async throws(VenueError) -> [VenueEvent] {
         guard !tradedSymbols.isEmpty else { return pending }
+        if streamLive, let verifiedAt, clock().timeIntervalSince(verifiedAt) < StreamTiming.verifyEvery,
+            try await !fillsMissing()
+        {
+            return pending
+        }
+        verifiedAt = clock()
+        differsSince = nil
         let until = millis
         let start = cursor.readFrom
         let fills = try await info(
@@ -595,6 +613,23 @@ public actor HyperliquidPerpsVenue: Venue {
         for fill in fills.sorted(by: { ($0.time, $0.tid) < ($1.time, $1.tid) }) { try await record(fill) }
         cursor.advance(to: until)
         return pending
+    }
+
+    /// Whether the venue's positions have differed from what the fills built for longer than the
+    /// stream's grace: a fill the stream lost, for REST to read now.
+    func fillsMissing() async throws(VenueError) -> Bool {
+        let rows = try await state().assetPositions
+        let differs = tradedSymbols.contains { symbol in
+            let venue = rows.first { $0.position.coin == coin(symbol) }.flatMap { Money(string: $0.position.szi) } ?? 0
+            return venue != book.signedQuantity(symbol)
+        }
+        guard differs else {
+            differsSince = nil
+            return false
+        }
+        let since = differsSince ?? clock()
+        differsSince = since
+        return clock().timeIntervalSince(since) >= StreamTiming.grace
     }
 
     public func acknowledgeEvents(_ count: Int) async throws(VenueError) {

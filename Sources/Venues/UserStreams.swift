@@ -399,3 +399,111 @@ extension BybitLinearVenue {
         }
     }
 }
+
+/// Hyperliquid's stream of the account: `{"method":"subscribe","subscription":{"type":"userFills",
+/// "user":…}}` and `orderUpdates` on the public WebSocket (an account's fills are public: no key), with
+/// `{"method":"ping"}` every 30 seconds.
+///
+/// - Fills come with the stream (its snapshot, history, is left to REST); REST reads them every
+///   `verifyEvery`, and at once after each connection (the catch-up). A fill is recorded once whichever
+///   brings it first: the cursor keeps its `tid`.
+/// - An order update (a stop cancelled by hand, triggered, filled) drops the cached open orders, so the
+///   next protection check reads them.
+/// - A dropped connection ends the stream; REST polling covers the time until it is back.
+extension HyperliquidPerpsVenue {
+    public nonisolated var hasUserStream: Bool { streamURL != nil }
+
+    /// Whether fills come with the stream now.
+    public var userStreamLive: Bool { streamLive }
+
+    /// Runs the stream until it ends or fails; calls `delivered` after each message that changes something.
+    public func streamUserData(delivered: @escaping @Sendable () async -> Void) async throws {
+        guard let streamURL else { return }
+        let subscriptions = ["userFills", "orderUpdates"].map {
+            #"{"method":"subscribe","subscription":{"type":"\#($0)","user":"\#(account)"}}"#
+        }
+        let client = WebSocketClient(
+            url: streamURL,
+            configuration: WebSocketClientConfiguration(maxFrameSize: 1 << 22),
+            logger: logger
+        ) { inbound, outbound, _ in
+            for subscription in subscriptions { try await outbound.write(.text(subscription)) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: .seconds(30))
+                        try await outbound.write(.text(#"{"method":"ping"}"#))
+                    }
+                }
+                for try await message in inbound.messages(maxSize: 1 << 22) {
+                    guard case .text(let text) = message else { continue }
+                    if try await self.receiveStreamed(Array(text.utf8)) { await delivered() }
+                }
+                group.cancelAll()
+            }
+        }
+        do {
+            _ = try await client.run()
+        } catch {
+            hyperliquidStreamClosed()
+            throw error
+        }
+        hyperliquidStreamClosed()
+    }
+
+    func hyperliquidStreamClosed() {
+        if streamLive { logger.warning("Hyperliquid account stream closed; polling by REST until it is back") }
+        streamLive = false
+    }
+
+    /// One message of the stream; whether it changed anything. An `error` channel ends the stream.
+    func receiveStreamed(_ bytes: [UInt8]) async throws -> Bool {
+        struct Channel: Decodable { var channel: String }
+        struct Fills: Decodable {
+            struct Payload: Decodable {
+                var isSnapshot: Bool?
+                var user: String
+                var fills: [Fill]
+            }
+            var data: Payload
+        }
+        struct Problem: Decodable { var data: String }
+        let data = Data(bytes)
+        guard let head = try? JSONDecoder().decode(Channel.self, from: data) else {
+            logger.warning(
+                "unreadable Hyperliquid stream message skipped",
+                metadata: ["message": "\(String(decoding: bytes.prefix(200), as: UTF8.self))"]
+            )
+            return false
+        }
+        switch head.channel {
+        case "userFills":
+            guard let push = try? JSONDecoder().decode(Fills.self, from: data), push.data.user.lowercased() == account
+            else { return false }
+            if push.data.isSnapshot == true {
+                // Subscribed: from here fills come with the stream; REST catches up on the next poll.
+                streamLive = true
+                verifiedAt = nil
+                logger.info("Hyperliquid account stream connected; catching up by REST")
+                return true
+            }
+            guard streamLive else { return false }
+            for fill in push.data.fills.sorted(by: { ($0.time, $0.tid) < ($1.time, $1.tid) }) {
+                do { try await record(fill) } catch {
+                    // REST reads it on the next verification.
+                    verifiedAt = nil
+                    logger.warning("a streamed fill waits for REST", metadata: ["error": "\(error)"])
+                }
+            }
+            return true
+        case "orderUpdates":
+            openOrders = nil
+            return true
+        case "error":
+            let problem = (try? JSONDecoder().decode(Problem.self, from: data))?.data ?? "no reason given"
+            throw VenueError(.unreachable, "Hyperliquid refused the account stream: \(problem)")
+        default:
+            return false
+        }
+    }
+}

@@ -170,7 +170,11 @@ public enum VenueChoice: Sendable {
                 range: 0.1...0.95,
                 help: "share of the exchange's request limit we spend; polling gets half of it"
             ),
-            userStreamURL: nil
+            userStreamURL: try userStream(
+                config,
+                key: "HYPERLIQUID_USER_STREAM_URL",
+                default: userStreamURL(exchange: .hyperliquid, restURL: url)
+            )
         )
         live.slippage = try config.double(
             "HYPERLIQUID_SLIPPAGE",
@@ -477,7 +481,8 @@ extension ExecutorConfiguration {
                     key: key,
                     slippage: Money(finite: live.slippage) ?? Money(string: "0.02")!,
                     logger: logger,
-                    rateLimitShare: live.rateLimitShare
+                    rateLimitShare: live.rateLimitShare,
+                    streamURL: live.userStreamURL
                 )
             case .bybit:
                 return BybitLinearVenue(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Cockpit
 import Foundation
+import Hyperliquid
 import Logging
 import SQLTradeStore
 import SQLiteStore
@@ -590,6 +591,10 @@ struct Backtest: AsyncParsableCommand {
     ) var leaderFills: String?
     @Option(help: "With --analyst copy and COPY_SIZING=proportional: the leader's equity, USD.") var leaderEquity:
         Double?
+    @Option(
+        help:
+            "With --analyst copy: the leader's historicalOrders JSON array; their stop triggers become the copies' stops."
+    ) var leaderOrders: String?
     @Flag(help: "Print one JSON object.") var json = false
     @Option(help: "Write the trades as CSV.") var tradesOut: String?
     @Option(help: "Draw the equity curve and drawdown as SVG, and as a PNG beside it.") var plot: String?
@@ -701,7 +706,16 @@ struct Backtest: AsyncParsableCommand {
             capital: environment["COPY_CAPITAL"] == nil ? nil : copy.settings.capital,
             leaderEquity: leaderEquity.flatMap(Money.init(finite:)),
             leverage: copy.settings.leverage,
-            targetR: copy.settings.targetR
+            targetR: copy.settings.targetR,
+            triggers: try leaderOrders.map { path in
+                do {
+                    return try HyperliquidLeaderMessages.triggers(
+                        historicalOrders: Array(Data(contentsOf: URL(fileURLWithPath: path)))
+                    )
+                } catch {
+                    throw ValidationError("--leader-orders \(path) is not a historicalOrders JSON array: \(error)")
+                }
+            }
         )
     }
 

@@ -15,7 +15,7 @@ struct HyperliquidFeedTests {
     let logger = Logger(label: "test")
 
     @Test(
-        "candles close when the next one starts, a gap is filled by candleSnapshot, marks and hourly funding come in"
+        "candles close when the next one starts, a gap is filled by candleSnapshot, marks and hourly funding come in, a trade's price is the latest"
     )
     func feed() async throws {
         let exchange = try await FakeExchange.start(.hyperliquid)
@@ -55,6 +55,7 @@ struct HyperliquidFeedTests {
                 let received = exchange.received
                 return received.contains { $0.contains(#""type":"candle","coin":"BTC","interval":"1m""#) }
                     && received.contains { $0.contains(#""type":"activeAssetCtx","coin":"BTC""#) }
+                    && received.contains { $0.contains(#""type":"trades","coin":"BTC""#) }
                     && received.contains(#"{"method":"ping"}"#)
             }
         )
@@ -107,6 +108,9 @@ struct HyperliquidFeedTests {
                     && (mark?.nextFundingTime.map { $0 > Date() && $0 <= Date().addingTimeInterval(3600) } ?? false)
             }
         )
+        // A trade: its price is the latest, before any candle says so.
+        exchange.pushTrade(symbol: "BTCUSDT", price: Money(string: "104.25")!, at: Date())
+        #expect(await eventually { await harness.cache.get("price:hyperliquid:BTCUSDT")?.string == "104.25" })
         #expect(harness.alerts.count == 0)
         try await LiveFeedTests().stop(running, harness, exchange)
         await done()

@@ -65,4 +65,21 @@ struct MarketMessagesTests {
         )
         #expect(HyperliquidMessages.error(Array(push.utf8)) == nil)
     }
+
+    @Test("trades: the last trade of each coin followed; others ignored; another channel is nothing; a bad px is named")
+    func trades() throws {
+        let push = Array(
+            #"{"channel":"trades","data":[{"coin":"BTC","side":"B","px":"100.5","sz":"1","time":2000,"hash":"0x1","tid":7,"users":["0xa","0xb"]},{"coin":"BTC","side":"A","px":"100.25","sz":"1","time":1000,"hash":"0x2","tid":6,"users":["0xa","0xb"]},{"coin":"ETH","side":"A","px":"3000","sz":"1","time":3000,"hash":"0x3","tid":8,"users":["0xa","0xb"]}]}"#
+                .utf8
+        )
+        let last = try HyperliquidMessages.lastTrades(push) { $0 == "BTC" ? "BTCUSDT" : nil }
+        #expect(last.count == 1 && last[0].symbol == "BTCUSDT" && last[0].price == Money(string: "100.5")!)
+        #expect(last[0].time == Date(timeIntervalSince1970: 2))
+        #expect(try HyperliquidMessages.lastTrades(Array(#"{"channel":"pong"}"#.utf8)) { $0 }.isEmpty)
+        #expect(throws: (any Error).self) {
+            try HyperliquidMessages.lastTrades(
+                Array(#"{"channel":"trades","data":[{"coin":"BTC","px":"-1","time":1,"tid":1}]}"#.utf8)
+            ) { $0 }
+        }
+    }
 }

@@ -167,6 +167,19 @@ public final class FakeExchange: Sendable {
         }
     }
 
+    /// A trade on Hyperliquid, pushed to the connections subscribed to the coin's `trades`.
+    public func pushTrade(symbol: String, price: Money, at time: Date) {
+        let coin = HyperliquidCoins.coin(symbol)
+        let millis = Int64((time.timeIntervalSince1970 * 1000).rounded())
+        let text =
+            #"{"channel":"trades","data":[{"coin":"\#(coin)","side":"B","px":"\#(price)","sz":"0.01","time":\#(millis),"hash":"0x00","tid":\#(millis),"users":["0x0000000000000000000000000000000000000001","0x0000000000000000000000000000000000000002"]}]}"#
+        state.withLock { state in
+            for connection in state.connections.values where connection.subscriptions.contains("trades:\(coin)") {
+                connection.outgoing.yield(text)
+            }
+        }
+    }
+
     /// Sends raw text to every connection.
     public func pushRaw(_ text: String) {
         state.withLock { state in
@@ -376,6 +389,7 @@ public final class FakeExchange: Sendable {
             else { return #"{"channel":"error","data":"Invalid subscription: \#(text)"}"# }
             name = "candle:\(coin):\(interval)"
         case "activeAssetCtx": name = "ctx:\(coin)"
+        case "trades": name = "trades:\(coin)"
         default: return #"{"channel":"error","data":"Invalid subscription: \#(text)"}"#
         }
         _ = state.withLock { $0.connections[connection]?.subscriptions.insert(name) }

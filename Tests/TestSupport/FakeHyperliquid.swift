@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import Hyperliquid
 import NIOCore
 import Synchronization
@@ -78,6 +79,10 @@ public final class FakeHyperliquid: Sendable {
         var requests: [String] = []
         var actions: [String] = []
         var equity: Money = 10_000
+        /// The account stream: subscriptions received, fills it is to drop, whether it closes now.
+        var streamed: [String] = []
+        var dropStreamedFills = 0
+        var streamGeneration = 0
     }
 
     /// Hyperliquid's taker fee (base tier).
@@ -100,7 +105,8 @@ public final class FakeHyperliquid: Sendable {
     /// Starts a server for `account`, trading through the agent with address `agent`.
     public static func start(account: String, agent: String, mainnet: Bool = false) async throws -> FakeHyperliquid {
         let fake = FakeHyperliquid(account: account, agent: agent, mainnet: mainnet)
-        let router = Router()
+        let router = Router(context: BasicWebSocketRequestContext.self)
+        router.ws("ws") { inbound, outbound, _ in try await fake.stream(inbound: inbound, outbound: outbound) }
         router.post("info") { request, _ in
             let body = try await request.body.collect(upTo: 1 << 20)
             return fake.info(Data(buffer: body))
@@ -109,12 +115,133 @@ public final class FakeHyperliquid: Sendable {
             let body = try await request.body.collect(upTo: 1 << 20)
             return try await fake.exchange(String(buffer: body))
         }
-        fake.server.set(try await LocalServer.start(router, label: "fake-hyperliquid"))
+        fake.server.set(
+            try await LocalServer.start(
+                router,
+                server: .http1WebSocketUpgrade(webSocketRouter: router),
+                label: "fake-hyperliquid"
+            )
+        )
         return fake
     }
 
     public func stop() async { await server.stop() }
     public var baseURL: String { "http://127.0.0.1:\(server.port)" }
+    /// The WebSocket (`/ws`) where the account's `userFills` and `orderUpdates` are pushed.
+    public var streamURL: String { "ws://127.0.0.1:\(server.port)/ws" }
+    /// The messages clients sent on the WebSocket.
+    public var streamed: [String] { state.withLock { $0.streamed } }
+    /// The next `count` fills are not pushed on the stream (REST still lists them).
+    public func dropStreamedFills(_ count: Int) { state.withLock { $0.dropStreamedFills += count } }
+    /// Closes every stream connection from the server side.
+    public func closeStreams() { state.withLock { $0.streamGeneration += 1 } }
+
+    /// What one stream connection has been sent: fills up to this count, each order's last status.
+    final class Subscribed: Sendable {
+        let seen = Mutex<(fills: Int?, statuses: [Int64: String]?)>((nil, nil))
+    }
+
+    /// One WebSocket connection: answers `subscribe` and `ping`; pushes the account's fills (a
+    /// snapshot first; each twice, newest first, when fills are duplicated and reordered) and the
+    /// updates of its orders, as they happen (looked for every 10 ms).
+    func stream(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+        let (outgoing, out) = AsyncStream<String>.makeStream()
+        let generation = state.withLock { $0.streamGeneration }
+        let subscribed = Subscribed()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                defer { out.finish() }
+                for try await message in inbound.messages(maxSize: 1 << 20) {
+                    guard case .text(let text) = message else { continue }
+                    for answer in self.answer(streamed: text, subscribed: subscribed) { out.yield(answer) }
+                }
+            }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: .milliseconds(10))
+                    guard let pushes = self.changes(subscribed, generation: generation) else {
+                        out.finish()  // closed by the test
+                        return
+                    }
+                    for push in pushes { out.yield(push) }
+                }
+            }
+            for await text in outgoing { try await outbound.write(.text(text)) }
+            group.cancelAll()
+        }
+    }
+
+    /// The answers to one message on the stream.
+    func answer(streamed text: String, subscribed: Subscribed) -> [String] {
+        state.withLock { $0.streamed.append(text) }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+            return [#"{"channel":"error","data":"Invalid JSON \#(text)"}"#]
+        }
+        if object["method"] as? String == "ping" { return [#"{"channel":"pong"}"#] }
+        guard object["method"] as? String == "subscribe", let subscription = object["subscription"] as? [String: Any],
+            let type = subscription["type"] as? String, let user = subscription["user"] as? String,
+            let body = try? JSONSerialization.data(withJSONObject: subscription)
+        else { return [#"{"channel":"error","data":"Invalid subscription \#(text)"}"#] }
+        var answers = [
+            #"{"channel":"subscriptionResponse","data":{"method":"subscribe","subscription":\#(String(decoding: body, as: UTF8.self))}}"#
+        ]
+        guard user.lowercased() == account else { return answers }
+        state.withLock { state in
+            if type == "userFills" {
+                subscribed.seen.withLock { $0.fills = state.fills.count }
+                answers.append(Self.fillsPush(state.fills.map(Self.row), snapshot: true, user: account))
+            } else if type == "orderUpdates" {
+                subscribed.seen.withLock { $0.statuses = Dictionary(state.orders.map { ($0.oid, $0.status) }) { $1 } }
+            }
+        }
+        return answers
+    }
+
+    /// What to push since the last look; nil when the test closed the streams.
+    func changes(_ subscribed: Subscribed, generation: Int) -> [String]? {
+        state.withLock { state -> [String]? in
+            guard state.streamGeneration == generation else { return nil }
+            return subscribed.seen.withLock { seen in
+                var pushes: [String] = []
+                if let count = seen.fills, state.fills.count > count {
+                    var rows: [[String: Any]] = []
+                    for fill in state.fills[count...] {
+                        if state.dropStreamedFills > 0 {
+                            state.dropStreamedFills -= 1
+                        } else {
+                            rows.append(Self.row(fill))
+                        }
+                    }
+                    seen.fills = state.fills.count
+                    if state.duplicatedAndReordered { rows = (rows + rows).reversed() }
+                    if !rows.isEmpty { pushes.append(Self.fillsPush(rows, snapshot: false, user: account)) }
+                }
+                if var statuses = seen.statuses {
+                    var updates: [[String: Any]] = []
+                    for order in state.orders where statuses[order.oid] != order.status {
+                        updates.append(["order": Self.row(order), "status": order.status, "statusTimestamp": Self.now])
+                        statuses[order.oid] = order.status
+                    }
+                    seen.statuses = statuses
+                    if !updates.isEmpty,
+                        let data = try? JSONSerialization.data(withJSONObject: [
+                            "channel": "orderUpdates", "data": updates,
+                        ])
+                    {
+                        pushes.append(String(decoding: data, as: UTF8.self))
+                    }
+                }
+                return pushes
+            }
+        }
+    }
+
+    static func fillsPush(_ rows: [[String: Any]], snapshot: Bool, user: String) -> String {
+        var payload: [String: Any] = ["user": user, "fills": rows]
+        if snapshot { payload["isSnapshot"] = true }
+        let data = (try? JSONSerialization.data(withJSONObject: ["channel": "userFills", "data": payload])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
 
     // MARK: Test controls
 
@@ -144,6 +271,19 @@ public final class FakeHyperliquid: Sendable {
     /// The entry orders sent (IOC, not reduce-only), by cloid.
     public var entryCloids: [String] {
         state.withLock { $0.orders.filter { !$0.reduceOnly && $0.trigger == nil }.compactMap(\.cloid) }
+    }
+
+    /// The coin's stop triggers cancelled by hand, in the app.
+    public func cancelTriggersByHand(_ symbol: String) {
+        let coin = HyperliquidCoins.coin(symbol)
+        state.withLock { state in
+            for index in state.orders.indices
+            where state.orders[index].coin == coin && state.orders[index].status == "open"
+                && state.orders[index].tpsl == "sl"
+            {
+                state.orders[index].status = "canceled"
+            }
+        }
     }
 
     /// A market order placed by hand (no cloid), filled at the mark.

@@ -410,6 +410,20 @@ extension MarketDataSystemTests {
             )
             let lines = try String(contentsOfFile: trades, encoding: .utf8).split(separator: "\n").dropFirst()
             #expect(lines.map { $0.split(separator: ",")[2] } == ["LONG", "SHORT"], "\(lines)")
+            // With the leader's trigger orders, their stops: 97,500 under the long, 104,000 over the short (as
+            // the fill check holds them against where the entries filled), not 7 % away.
+            let ordersFile = fixtures.appendingPathComponent("leader-orders.json").path
+            _ = try await Command.run(
+                tradebus,
+                [
+                    "backtest", "--data", candles, "--symbol", "BTCUSDT", "--analyst", "copy", "--leader-fills",
+                    fillsFile, "--leader-equity", "100000", "--leader-orders", ordersFile, "--trades-out", trades,
+                ],
+                environment: defaults
+            )
+            let stopped = try String(contentsOfFile: trades, encoding: .utf8).split(separator: "\n").dropFirst()
+            let stops = stopped.compactMap { Double($0.split(separator: ",")[9]) }
+            #expect(stops.count == 2 && abs(stops[0] - 97_500) < 50 && abs(stops[1] - 104_000) < 50, "\(stopped)")
             await #expect {
                 try await Command.run(
                     tradebus,

@@ -295,4 +295,37 @@ struct CopyBacktestTests {
         let gain = (followed[0].pnl - unreduced[0].pnl).doubleValue
         #expect(abs(gain - 25) < 3, "gain \(gain)")
     }
+
+    @Test(
+        "the leader's stop triggers over time (historicalOrders) become the copies' stops: 97,500 under the long, 104,000 over the short, not MAX_STOP_LOSS_PERCENT's"
+    )
+    func leaderTriggers() throws {
+        // Tests/Fixtures/hyperliquid/leader-orders.json's stops (HyperliquidTests reads the file).
+        let triggers = LeaderTriggers([
+            .init(coin: "BTC", sells: false, price: 104_000, placed: 1_764_900_201_000, ended: nil),
+            .init(coin: "BTC", sells: true, price: 97_500, placed: 1_764_899_905_000, ended: 1_764_900_200_500),
+        ])
+        // Placed 5 s after the open: that fill's; gone after the flip; a short's stop buys.
+        #expect(triggers.stop(coin: "BTC", long: true, at: 1_764_899_900_000) == 97_500)
+        #expect(triggers.stop(coin: "BTC", long: true, at: 1_764_900_300_000) == nil)
+        #expect(triggers.stop(coin: "BTC", long: false, at: 1_764_900_200_000) == 104_000)
+        #expect(triggers.stop(coin: "ETH", long: false, at: 1_764_899_950_000) == nil)
+        // Placed more than the grace after the fill: not its.
+        #expect(
+            LeaderTriggers(triggers.triggers, grace: 1_000).stop(coin: "BTC", long: true, at: 1_764_899_900_000) == nil
+        )
+        func trades(_ triggers: LeaderTriggers?) throws -> [TradeRecord] {
+            let replay = Backtester.CopyReplay(
+                fills: CopyTradingTests.fills,
+                leader: CopyTradingTests.leader,
+                sizing: CopySizing(mode: .proportional),
+                leaderEquity: 100_000,
+                triggers: triggers
+            )
+            return try Backtester(settings: Backtester.Settings(), analyst: .copy(replay))
+                .run(Self.candles(), symbol: "BTCUSDT", interval: "1m").trades
+        }
+        #expect(try trades(triggers).map(\.stopLoss) == [97_500, 104_000])
+        #expect(try trades(nil).map(\.stopLoss) == [93_000, Money(string: "108605")!])
+    }
 }

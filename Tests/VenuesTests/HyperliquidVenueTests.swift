@@ -171,6 +171,50 @@ struct HyperliquidVenueTests {
         await world.server.stop()
     }
 
+    @Test(
+        "the account stream: fills come with it and REST only checks them; each fill once, whichever brings it, twice and reordered on the stream too; a fill the stream loses is read by REST within seconds; a stop cancelled by hand is placed again"
+    )
+    func accountStream() async throws {
+        let world = try await World(stream: true)
+        let (executor, venue) = try await world.restart { $0.kernel.protectionCheckInterval = 0 }
+        let hyperliquid = try #require(venue as? HyperliquidPerpsVenue)
+        #expect(venue.hasUserStream)
+        let streaming = Task {
+            try await venue.streamUserData { try? await executor.processVenueEvents() }
+        }
+        #expect(await eventually { await hyperliquid.userStreamLive })
+        #expect(world.server.streamed.contains { $0.contains(#""type":"orderUpdates","user":"\#(World.account)""#) })
+        try await world.enter(executor, polls: 1)
+        #expect(await eventually { world.server.held("BTCUSDT") > 0 && world.protected })
+        // With the stream live, polls read no fills by REST until the check is due.
+        let reads = { world.server.requests.filter { $0 == "info:userFillsByTime" }.count }
+        try await executor.processVenueEvents()
+        let before = reads()
+        for _ in 0..<5 { try await executor.processVenueEvents() }
+        #expect(reads() == before)
+        // A stop cancelled by hand: the order update says so, and it is placed again.
+        world.server.duplicateAndReorderFills()
+        world.server.cancelTriggersByHand("BTCUSDT")
+        #expect(await eventually { world.protected && !world.stops.isEmpty })
+        // The exit's fill is lost on the stream: REST finds it once the positions disagree for 3 s.
+        world.server.dropStreamedFills(1)
+        var exit = world.intent("exit")
+        exit.decision.action = .short
+        exit.decision.closeOnly = true
+        _ = try await executor.execute(exit, correlationID: "c")
+        let closed = await eventually(timeout: .seconds(15)) {
+            try? await executor.processVenueEvents()
+            return (try? await world.store.openPositions().isEmpty) == true
+        }
+        #expect(closed)
+        let fills = try await world.store.latestFills(venue: "hyperliquid", symbol: "BTCUSDT", limit: 50)
+        #expect(Set(fills.map(\.tradeID)).count == fills.count && fills.count == 2, "\(fills.map(\.tradeID))")
+        #expect(try await world.store.trades(since: nil).count == 1)
+        streaming.cancel()
+        _ = await streaming.result
+        await world.server.stop()
+    }
+
     @Test("nothing at the slippage bound (IocCancel): the entry expires, no position, no stop")
     func iocCancel() async throws {
         let world = try await World()

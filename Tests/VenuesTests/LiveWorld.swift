@@ -325,7 +325,8 @@ extension LiveWorld where Server == FakeHyperliquid {
     static var agentKey: AgentKey { try! AgentKey(hex: Hex.string(Keccak256.hash("tradebus test agent"))) }
     static let account = "0x1111111111111111111111111111111111111111"
 
-    init() async throws {
+    /// `stream`: the venue follows the account's stream (`userFills`, `orderUpdates`) on the server's `/ws`.
+    init(stream: Bool = false) async throws {
         let key = Self.agentKey
         let server = try await FakeHyperliquid.start(account: Self.account, agent: key.address)
         server.setMark("BTC", 100_000)
@@ -336,7 +337,8 @@ extension LiveWorld where Server == FakeHyperliquid {
                 key: key,
                 mainnet: false,
                 timeout: timeout,
-                logger: Logger(label: "test")
+                logger: Logger(label: "test"),
+                streamURL: stream ? server.streamURL : nil
             )
         }
     }

@@ -139,6 +139,8 @@ public struct Backtester: Sendable {
         public var leaderEquity: Money?
         public var leverage: Int
         public var targetR: Double
+        /// The leader's stop triggers over time; nil: every stop is `MAX_STOP_LOSS_PERCENT` away.
+        public var triggers: LeaderTriggers?
 
         /// A `CopyReplay` with the fields given.
         public init(
@@ -148,8 +150,10 @@ public struct Backtester: Sendable {
             capital: Money? = nil,
             leaderEquity: Money? = nil,
             leverage: Int = 3,
-            targetR: Double = 3
+            targetR: Double = 3,
+            triggers: LeaderTriggers? = nil
         ) {
+            self.triggers = triggers
             self.fills = fills
             self.leader = leader
             self.sizing = sizing
@@ -401,7 +405,8 @@ struct BacktestRun {
                         leader: copy.leader,
                         sizing: copy.sizing,
                         ourEquity: copy.capital ?? settings.initialCapital,
-                        leaderEquity: copy.leaderEquity
+                        leaderEquity: copy.leaderEquity,
+                        leaderStop: copy.triggers?.stop(coin: fill.coin, long: fill.endPosition > 0, at: fill.time)
                     )
                 else { continue }
                 let orders = decision.orders(

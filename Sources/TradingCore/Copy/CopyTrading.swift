@@ -410,6 +410,49 @@ public struct LeaderAccount: Sendable, Hashable {
     }
 }
 
+/// A leader's stop triggers over time (Hyperliquid's `historicalOrders`: each order with when it was
+/// placed and when it stopped working), so a backtest can copy their stop as the live analyst reads it.
+public struct LeaderTriggers: Sendable, Hashable {
+    /// One reduce-only stop trigger, working from `placed` until `ended` (ms; nil: still working).
+    public struct Trigger: Sendable, Hashable {
+        public var coin: String
+        /// Sells (a long's stop) or buys (a short's).
+        public var sells: Bool
+        public var price: Money
+        public var placed: Int64
+        public var ended: Int64?
+
+        /// A `Trigger` with the fields given.
+        public init(coin: String, sells: Bool, price: Money, placed: Int64, ended: Int64?) {
+            self.coin = coin
+            self.sells = sells
+            self.price = price
+            self.placed = placed
+            self.ended = ended
+        }
+    }
+
+    public var triggers: [Trigger]
+    /// How long after a fill a stop placed still counts as that fill's (a trader places the stop just after
+    /// the entry; the live analyst reads the leader's orders a moment after the fill).
+    public var grace: Int64
+
+    /// `LeaderTriggers` of `triggers`, a stop placed up to `grace` ms after a fill counting as its.
+    public init(_ triggers: [Trigger], grace: Int64 = 60_000) {
+        self.triggers = triggers
+        self.grace = grace
+    }
+
+    /// The leader's stop in `coin` for a position on the `long` side at `time`: the nearest working
+    /// then (a long's highest, a short's lowest), or nil.
+    public func stop(coin: String, long: Bool, at time: Int64) -> Money? {
+        let working = triggers.filter {
+            $0.coin == coin && $0.sells == long && $0.placed <= time + grace && ($0.ended.map { $0 > time } ?? true)
+        }.map(\.price)
+        return long ? working.max() : working.min()
+    }
+}
+
 /// Fills of one leader as a stream delivers them: the first batch is the snapshot of recent history.
 public struct LeaderFillBatch: Sendable, Hashable {
     public var leader: String

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One candle stream of a venue: a symbol at an interval.
 public struct CandleStreamID: Sendable, Hashable, Codable, CustomStringConvertible {
     public var symbol: String
@@ -20,6 +22,8 @@ public enum KlineStreamEvent: Sendable, Hashable {
     case update(KlineUpdate)
     /// A premium-index update: mark price, funding rate, next funding time.
     case mark(MarkUpdate)
+    /// The venue's last trade in a symbol: its price is the latest.
+    case trade(symbol: String, price: Money, time: Date)
 }
 
 /// Port: an exchange's live kline stream. One call is one connection; the caller reconnects.

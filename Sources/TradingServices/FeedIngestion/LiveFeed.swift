@@ -168,6 +168,9 @@ public actor LiveFeed {
             try await handle(update)
         case .mark(let update):
             await handle(update)
+        case .trade(let symbol, let price, _):
+            guard price > 0 else { return }
+            await output.setLatestPrice(symbol: symbol, price: price.doubleValue, time: now())
         }
     }
 
