@@ -172,7 +172,7 @@ struct HyperliquidVenueTests {
     }
 
     @Test(
-        "the account stream: fills come with it and REST only checks them; each fill once, whichever brings it, twice and reordered on the stream too; a fill the stream loses is read by REST within seconds; a stop cancelled by hand is placed again"
+        "the account stream: fills come with it and REST only checks them; each fill once, whichever brings it, twice and reordered on the stream too; a fill the stream loses is read by REST within seconds; a stop cancelled by hand is placed again; a dropped stream leaves REST polling"
     )
     func accountStream() async throws {
         let world = try await World(stream: true)
@@ -210,6 +210,12 @@ struct HyperliquidVenueTests {
         let fills = try await world.store.latestFills(venue: "hyperliquid", symbol: "BTCUSDT", limit: 50)
         #expect(Set(fills.map(\.tradeID)).count == fills.count && fills.count == 2, "\(fills.map(\.tradeID))")
         #expect(try await world.store.trades(since: nil).count == 1)
+        // The server drops the stream: REST polls again, every poll, until it is back.
+        world.server.closeStreams()
+        #expect(await eventually { await !hyperliquid.userStreamLive })
+        let polled = reads()
+        try await executor.processVenueEvents()
+        #expect(reads() == polled + 1)
         streaming.cancel()
         _ = await streaming.result
         await world.server.stop()
