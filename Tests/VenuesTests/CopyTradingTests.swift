@@ -168,8 +168,13 @@ struct CopyTradingTests {
         )
         #expect(try await copying.outcome("copy:\(Self.leader):1003")?.reason?.hasPrefix("reduces the long") == true)
         // One position in the record, at the venue's size and average.
-        let held = try #require(try await store.openPositions().first)
-        #expect(held.quantity == Money(string: "0.015")! && held.decisionID == "copy:\(Self.leader):1001")
+        #expect(
+            await eventually {
+                let held = try? await store.openPositions()
+                return held?.count == 1 && held?.first?.quantity == Money(string: "0.015")!
+                    && held?.first?.decisionID == "copy:\(Self.leader):1001"
+            }
+        )
 
         // Repeats and reordering: the open and the add again, the reduce before the add. No order.
         copying.leaderVenue.replayLeaderFills(Self.leader, [reduce.fill, open.fill, add.fill, open.fill])
