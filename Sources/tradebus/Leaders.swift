@@ -60,7 +60,10 @@ struct Leaders: AsyncParsableCommand {
             guard let address = leader, let followed = try? Leader.parse(address).first else {
                 throw ValidationError("--leader-fills needs --leader 0x… (40 hex digits)")
             }
-            let fills = try LeaderFill.read(Data(contentsOf: URL(fileURLWithPath: leaderFills)))
+            let fills: [LeaderFill]
+            do { fills = try LeaderFill.read(try Data(contentsOf: URL(fileURLWithPath: leaderFills))) } catch {
+                throw ValidationError("--leader-fills \(leaderFills) is not a userFills JSON array: \(error)")
+            }
             let capital = try config.double(
                 "COPY_CAPITAL",
                 default: 10_000,

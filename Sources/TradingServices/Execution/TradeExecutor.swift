@@ -227,16 +227,20 @@ public actor TradeExecutor {
         }
         var positions = try await venuePositionsInStore()
         var inFlight = try await ordersInFlight()
-        if d.closeOnly || d.scale != nil, inFlight.contains(where: { $0.symbol == d.symbol }) {
+        // A resize waits on any order of ours on the symbol; a close only on an entry with nothing open yet.
+        func waitsOnAFill() -> Bool {
+            d.scale != nil
+                ? inFlight.contains { $0.symbol == d.symbol }
+                : d.closeOnly && !positions.contains { $0.symbol == d.symbol }
+                    && inFlight.contains { $0.symbol == d.symbol && $0.purpose == .entry }
+        }
+        if waitsOnAFill() {
             // An order on its way: what there is to close or resize is in its fill. Read it first; still
             // unknown, the decision waits for a redelivery rather than acting on a size about to change.
             try await processVenueEvents()
             positions = try await venuePositionsInStore()
             inFlight = try await ordersInFlight()
-            let open = positions.contains(where: { $0.symbol == d.symbol })
-            if let order = inFlight.first(where: {
-                $0.symbol == d.symbol && (d.scale != nil || !open && $0.purpose == .entry)
-            }) {
+            if waitsOnAFill(), let order = inFlight.first(where: { $0.symbol == d.symbol }) {
                 throw VenueError(
                     .unreachable,
                     "the order \(order.clientOrderID) on \(d.symbol) is still in flight; the \(d.scale != nil ? "resize" : "close") waits for its fill"

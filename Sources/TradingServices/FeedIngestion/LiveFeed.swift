@@ -86,6 +86,9 @@ public actor LiveFeed {
     private var states: [CandleStreamID: StreamState] = [:]
     private var connectedThisSession = false
     private var marks: [String: MarkState] = [:]
+    /// The latest price last written per symbol, and when: a trade and the candle update it makes
+    /// (Hyperliquid sends both) write it once.
+    private var latestWritten: [String: (price: Double, at: Date)] = [:]
     public private(set) var counts = Counts()
     public private(set) var isConnected = false
     /// Each symbol's funding interval, as the venue gave it at start.
@@ -170,8 +173,17 @@ public actor LiveFeed {
             await handle(update)
         case .trade(let symbol, let price, _):
             guard price > 0 else { return }
-            await output.setLatestPrice(symbol: symbol, price: price.doubleValue, time: now())
+            await setLatestPrice(symbol, price.doubleValue)
         }
+    }
+
+    /// Writes the latest price seen now, unless the same price was written within the last second
+    /// (its stamp is then fresh enough for every reader's age check).
+    private func setLatestPrice(_ symbol: String, _ price: Double) async {
+        let time = now()
+        if let last = latestWritten[symbol], last.price == price, time.timeIntervalSince(last.at) < 1 { return }
+        latestWritten[symbol] = (price, time)
+        await output.setLatestPrice(symbol: symbol, price: price, time: time)
     }
 
     private func handle(_ update: KlineUpdate) async throws {
@@ -189,7 +201,7 @@ public actor LiveFeed {
         if update.closed {
             try await accept(update.candle, of: id)
         } else if update.candle.defect == nil {
-            await output.setLatestPrice(symbol: id.symbol, price: update.candle.close, time: now())
+            await setLatestPrice(id.symbol, update.candle.close)
         }
     }
 
